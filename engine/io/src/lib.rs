@@ -1,0 +1,238 @@
+//! rookery-io: the per-shard socket driver.
+//!
+//! One [`Driver`] runs inside one shard thread and owns every socket of that shard: listeners,
+//! accepted conns, outgoing (load generator) conns. It is *completion style*: callers ask for
+//! work (`listen`, `send`, `close`, ...) and learn what happened through [`Event`]s delivered to a
+//! [`Handler`] during [`Driver::turn`]. Two backends meet this one contract:
+//!
+//! - `uring` (Linux, kernel >= 6.0): multishot accept; multishot recv on a provided-buffer ring
+//!   shared by all conns of the shard (an idle conn holds no read buffer); one send in flight
+//!   per conn from its output queue; an eventfd read kept armed in the ring for wake-ups.
+//! - `poll` (mio: epoll on Linux, kqueue on FreeBSD/macOS): readiness, then a non-blocking read
+//!   into one per-shard scratch buffer, reported as the same completion events.
+//!
+//! The contract every backend meets (the conformance suite in `tests/` checks it for both):
+//! 1. `Event::Received` data is valid only during the handler call; it is never empty.
+//! 2. Bytes given to `send` are copied into the conn's output queue and written in order.
+//!    The queue holds at most `Limits::max_output_bytes`; beyond it `send` fails with
+//!    [`SendError::QueueFull`] and nothing is queued.
+//! 3. Exactly one `Event::Closed` is delivered for every conn that was accepted, adopted or
+//!    connected, after which its `ConnId` is stale: every call with a stale id is a no-op
+//!    (returning `SendError::Stale` where a result exists).
+//! 4. `close(conn, Linger::Flush)` writes what is queued first (bounded by
+//!    `Limits::linger_ms`), then closes; `Linger::Abort` closes now.
+//! 5. `detach` stops reading, writes out the output queue, then hands the socket back through
+//!    `Event::Detached` (with any bytes that arrived in between) instead of `Event::Closed`.
+//! 6. A [`WakeHandle`] may be used from any thread; a `wake` makes a `turn` blocked in wait
+//!    return (or the next one not block) and delivers `Event::Woken`.
+//! 7. `turn` waits at most `timeout`, then handles every ready completion (at most
+//!    `Limits::max_events_per_turn`) before returning.
+//!
+//! What this crate does *not* do: parse anything, own timers per conn (the shard keeps one
+//! coarse timer wheel and passes the next deadline as the `turn` timeout), or know about shards.
+
+#![deny(unsafe_op_in_unsafe_fn)]
+
+use std::io;
+use std::net::{SocketAddr, TcpListener};
+use std::os::fd::OwnedFd;
+use std::sync::Arc;
+use std::time::Duration;
+
+mod probe;
+#[cfg(target_os = "linux")]
+mod uring;
+mod poll;
+mod conn_table;
+mod rlimit;
+
+pub use probe::{select_backend, BackendChoice, BackendKind, Selected};
+pub use rlimit::{raise_nofile_limit, NofileLimit};
+pub use poll::PollDriver;
+#[cfg(target_os = "linux")]
+pub use uring::UringDriver;
+
+/// A conn of one driver: slot index plus generation, so a stale id never reaches a reused slot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ConnId {
+    pub index: u32,
+    pub generation: u32,
+}
+
+impl ConnId {
+    /// Packs the id into one word, for layers that keep conns as opaque keys.
+    pub fn to_u64(self) -> u64 {
+        (u64::from(self.generation) << 32) | u64::from(self.index)
+    }
+
+    pub fn from_u64(word: u64) -> ConnId {
+        ConnId { index: word as u32, generation: (word >> 32) as u32 }
+    }
+}
+
+/// A listener registered with [`Driver::listen`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ListenerId(pub u32);
+
+/// How `close` treats bytes still queued for the peer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Linger {
+    /// Write the output queue first (at most `Limits::linger_ms`), then close.
+    Flush,
+    /// Close now; queued bytes are dropped.
+    Abort,
+}
+
+/// Why a conn ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CloseReason {
+    /// We asked for it with `close`.
+    Local,
+    /// The peer closed its side (read returned 0).
+    PeerClosed,
+    /// A socket error, as an errno.
+    Error(i32),
+    /// `Linger::Flush` did not finish within `Limits::linger_ms`.
+    LingerTimeout,
+    /// An outgoing connect failed (errno), see `Event::Connected`.
+    ConnectFailed(i32),
+}
+
+/// What a `send` could not do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SendError {
+    /// The conn is closed, closing, detaching or the id is stale.
+    Stale,
+    /// The output queue would exceed `Limits::max_output_bytes`; nothing was queued.
+    QueueFull,
+}
+
+/// One completion, delivered to [`Handler::on_event`].
+#[derive(Debug)]
+pub enum Event<'a> {
+    /// A listener accepted a conn; reads are already armed.
+    Accepted { listener: ListenerId, conn: ConnId, peer: SocketAddr },
+    /// An outgoing connect finished. On failure a `Closed` follows.
+    Connected { conn: ConnId, result: Result<(), i32> },
+    /// Bytes from the peer; valid only during this call.
+    Received { conn: ConnId, data: &'a [u8] },
+    /// The output queue became empty after being non-empty (back-pressure relief).
+    Drained { conn: ConnId },
+    /// The conn is gone and its id stale.
+    Closed { conn: ConnId, reason: CloseReason },
+    /// `detach` finished: the socket is now the caller's, with bytes read but not yet delivered.
+    Detached { conn: ConnId, socket: OwnedFd, leftover: Vec<u8> },
+    /// A listener failed to accept (EMFILE, ENFILE, ...): the conn was refused and counted.
+    AcceptFailed { listener: ListenerId, errno: i32 },
+    /// A `WakeHandle::wake` happened since the last turn.
+    Woken,
+}
+
+/// Receives completions. The `io` argument is the same driver, so handlers can send and close
+/// from inside the callback; it is a generic parameter so the hot loop has no dynamic dispatch.
+pub trait Handler<D: Driver + ?Sized> {
+    fn on_event(&mut self, io: &mut D::Ops<'_>, event: Event<'_>);
+}
+
+/// Operations available inside a handler call (and on the driver itself between turns).
+pub trait Ops {
+    /// Queues bytes for the peer (copied).
+    fn send(&mut self, conn: ConnId, bytes: &[u8]) -> Result<(), SendError>;
+    /// Closes the conn; a `Closed` event follows.
+    fn close(&mut self, conn: ConnId, linger: Linger);
+    /// Stops reading and hands the socket back through `Event::Detached`.
+    fn detach(&mut self, conn: ConnId);
+    /// Takes ownership of a connected socket (for example one detached by another shard).
+    fn adopt(&mut self, socket: OwnedFd) -> io::Result<ConnId>;
+    /// Starts a non-blocking connect, optionally bound to a source address first.
+    fn connect(&mut self, peer: SocketAddr, source: Option<SocketAddr>) -> io::Result<ConnId>;
+    /// Bytes queued and not yet written for this conn (0 for a stale id).
+    fn queued_bytes(&self, conn: ConnId) -> usize;
+}
+
+/// The driver of one shard. Not `Send` in spirit: create it inside the shard's thread.
+pub trait Driver {
+    type Ops<'a>: Ops
+    where
+        Self: 'a;
+
+    /// Starts accepting on this listener (already bound and listening).
+    fn listen(&mut self, listener: TcpListener) -> io::Result<ListenerId>;
+    /// Stops accepting on every listener (shutdown); their sockets are closed.
+    fn stop_listening(&mut self);
+    /// Submits queued work, waits for completions up to `timeout` (none: block until one), and
+    /// delivers them to the handler.
+    fn turn<H: Handler<Self>>(&mut self, timeout: Option<Duration>, handler: &mut H)
+        -> io::Result<TurnStats>;
+    /// Operations outside a turn.
+    fn ops(&mut self) -> Self::Ops<'_>;
+    /// A handle other threads use to wake this driver.
+    fn wake_handle(&self) -> WakeHandle;
+    /// Conns currently open (accepted, adopted or connected, not yet `Closed`/`Detached`).
+    fn open_conns(&self) -> usize;
+    /// Which backend this is.
+    fn kind(&self) -> BackendKind;
+}
+
+/// Counters from one `turn`, for the shard's metrics and stall detection.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct TurnStats {
+    pub events: u32,
+    /// Submission batches sent to the kernel in this turn (io_uring: `io_uring_enter` calls).
+    pub submit_calls: u32,
+}
+
+/// Sizes and bounds of one driver. Every limit has an overflow behaviour, stated per field.
+#[derive(Clone, Debug)]
+pub struct Limits {
+    /// Most bytes queued for one peer; `send` past it fails with `QueueFull`.
+    pub max_output_bytes: usize,
+    /// Most events handled per turn; the rest wait for the next turn.
+    pub max_events_per_turn: usize,
+    /// Longest a `Linger::Flush` close waits for the peer to read; then it aborts.
+    pub linger_ms: u64,
+    /// io_uring: size of each provided receive buffer, and how many the shard's ring holds.
+    /// When every buffer is in use, reads pause (and re-arm) instead of failing.
+    pub recv_buffer_bytes: usize,
+    pub recv_buffers: u16,
+    /// io_uring: submission queue entries (completion queue is 4x).
+    pub ring_entries: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_output_bytes: 1 << 20,
+            max_events_per_turn: 4096,
+            linger_ms: 2_000,
+            recv_buffer_bytes: 4096,
+            recv_buffers: 1024,
+            ring_entries: 4096,
+        }
+    }
+}
+
+/// Wakes one driver from any thread. Cheap to clone.
+#[derive(Clone)]
+pub struct WakeHandle(Arc<dyn Wake>);
+
+/// What a backend does to interrupt its own wait.
+pub trait Wake: Send + Sync {
+    fn wake(&self);
+}
+
+impl WakeHandle {
+    pub fn new(inner: Arc<dyn Wake>) -> WakeHandle {
+        WakeHandle(inner)
+    }
+
+    pub fn wake(&self) {
+        self.0.wake()
+    }
+}
+
+impl std::fmt::Debug for WakeHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("WakeHandle")
+    }
+}
