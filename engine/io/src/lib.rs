@@ -30,6 +30,11 @@
 //!
 //! What this crate does *not* do: parse anything, own timers per conn (the shard keeps one
 //! coarse timer wheel and passes the next deadline as the `turn` timeout), or know about shards.
+//!
+//! Testing: `cargo test -p rookery-io` runs the conformance suite (`tests/conformance.rs`)
+//! against both backends; `cargo test -p rookery-io --test conformance poll::` runs only the
+//! poll backend, `... uring::` only io_uring (those tests print `SKIP` and pass when
+//! `select_backend(BackendChoice::Uring)` fails, e.g. io_uring disabled by sysctl or seccomp).
 
 #![deny(unsafe_op_in_unsafe_fn)]
 
@@ -39,18 +44,22 @@ use std::os::fd::OwnedFd;
 use std::sync::Arc;
 use std::time::Duration;
 
+mod conn_table;
+mod key;
+mod lifecycle;
+mod poll;
 mod probe;
+mod rlimit;
+mod sys;
 #[cfg(target_os = "linux")]
 mod uring;
-mod poll;
-mod conn_table;
-mod rlimit;
+mod wake;
 
-pub use probe::{select_backend, BackendChoice, BackendKind, Selected};
+pub use poll::{PollDriver, PollOps};
+pub use probe::{select_backend, BackendChoice, BackendKind, ProbeError, Selected};
 pub use rlimit::{raise_nofile_limit, NofileLimit};
-pub use poll::PollDriver;
 #[cfg(target_os = "linux")]
-pub use uring::UringDriver;
+pub use uring::{UringDriver, UringOps};
 
 /// A conn of one driver: slot index plus generation, so a stale id never reaches a reused slot.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -66,7 +75,10 @@ impl ConnId {
     }
 
     pub fn from_u64(word: u64) -> ConnId {
-        ConnId { index: word as u32, generation: (word >> 32) as u32 }
+        ConnId {
+            index: word as u32,
+            generation: (word >> 32) as u32,
+        }
     }
 }
 
@@ -111,9 +123,16 @@ pub enum SendError {
 #[derive(Debug)]
 pub enum Event<'a> {
     /// A listener accepted a conn; reads are already armed.
-    Accepted { listener: ListenerId, conn: ConnId, peer: SocketAddr },
+    Accepted {
+        listener: ListenerId,
+        conn: ConnId,
+        peer: SocketAddr,
+    },
     /// An outgoing connect finished. On failure a `Closed` follows.
-    Connected { conn: ConnId, result: Result<(), i32> },
+    Connected {
+        conn: ConnId,
+        result: Result<(), i32>,
+    },
     /// Bytes from the peer; valid only during this call.
     Received { conn: ConnId, data: &'a [u8] },
     /// The output queue became empty after being non-empty (back-pressure relief).
@@ -121,7 +140,11 @@ pub enum Event<'a> {
     /// The conn is gone and its id stale.
     Closed { conn: ConnId, reason: CloseReason },
     /// `detach` finished: the socket is now the caller's, with bytes read but not yet delivered.
-    Detached { conn: ConnId, socket: OwnedFd, leftover: Vec<u8> },
+    Detached {
+        conn: ConnId,
+        socket: OwnedFd,
+        leftover: Vec<u8>,
+    },
     /// A listener failed to accept (EMFILE, ENFILE, ...): the conn was refused and counted.
     AcceptFailed { listener: ListenerId, errno: i32 },
     /// A `WakeHandle::wake` happened since the last turn.
@@ -162,8 +185,11 @@ pub trait Driver {
     fn stop_listening(&mut self);
     /// Submits queued work, waits for completions up to `timeout` (none: block until one), and
     /// delivers them to the handler.
-    fn turn<H: Handler<Self>>(&mut self, timeout: Option<Duration>, handler: &mut H)
-        -> io::Result<TurnStats>;
+    fn turn<H: Handler<Self>>(
+        &mut self,
+        timeout: Option<Duration>,
+        handler: &mut H,
+    ) -> io::Result<TurnStats>;
     /// Operations outside a turn.
     fn ops(&mut self) -> Self::Ops<'_>;
     /// A handle other threads use to wake this driver.

@@ -6,7 +6,7 @@
 //! - [`framer`]: finds top-level element boundaries in a stream of bytes split anywhere,
 //!   enforcing the RFC 6120 XML restrictions and the size limits.
 //! - [`view`]: a [`view::StanzaView`] over one framed stanza: name, to, from, type, id and the
-//!   first-level children, without building a tree; plus `stamp_from` to rewrite the sender.
+//!   first-level children, without building a tree; plus `stamp` to rewrite the sender.
 //! - [`element`]: a small borrowed element tree for the few stanzas the server must answer
 //!   itself (SASL, bind, iq to the server).
 //! - [`writer`]: escaping helpers for building stanzas.
@@ -20,6 +20,8 @@
 
 pub mod element;
 pub mod framer;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod jid;
 pub mod view;
 pub mod writer;

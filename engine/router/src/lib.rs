@@ -1,1 +1,84 @@
-//! placeholder
+//! rookery-router: the sans-IO XMPP state machine of one shard.
+//!
+//! A [`Router`] owns the conns and sessions of one shard. It never touches sockets, threads or
+//! clocks: inputs arrive as method calls (bytes from a conn, mail from another shard, a tick
+//! with `now_ms`) and every effect goes out through the caller's [`Effects`] (send bytes,
+//! close, mail another shard, hand a conn to another shard). That makes it unit-testable and
+//! simulatable; the server wires it to the io driver and the mailboxes.
+//!
+//! The path of a conn: stream header -> SASL PLAIN -> stream restart -> resource bind, which
+//! completes on the user's *home shard* ([`home_shard`]): if the conn landed elsewhere it is
+//! handed over there, so all resources of a user live in one directory. A bound session's
+//! stanzas are stamped with its full JID and routed per RFC 6121 section 8, one hop to the
+//! recipient's home shard.
+//!
+//! Modules, one job each: `config`, `effects` (outputs and cross-shard values), `auth` (SASL
+//! PLAIN, token check), `replies` (bytes the router writes), `ids` (stream ids, resources),
+//! `conn` (per-conn state, slab), `sessions` (directory), `timers` (coarse wheel), `stream`
+//! (feed loop, header, SASL), `bind` (binding, hand-off), `local` (server-answered stanzas),
+//! `routing` (RFC 6121 delivery), `stats`, and `testing` (a recording `Effects` and a
+//! two-shard harness, public so the simulator and the server's tests can use them).
+//!
+//! What it does not do yet: rosters, presence broadcast, offline storage, stream management,
+//! SCRAM, TLS (later issues; TLS belongs to the server).
+
+#![forbid(unsafe_code)]
+
+mod auth;
+mod bind;
+mod config;
+mod conn;
+mod effects;
+mod ids;
+mod local;
+mod replies;
+mod router;
+mod routing;
+mod sessions;
+mod stats;
+mod stream;
+pub mod testing;
+mod timers;
+
+pub use auth::token_password;
+pub use config::{AuthBackend, RouterConfig};
+pub use effects::{ConnKey, Effects, Handoff, Mail, StanzaType};
+pub use router::Router;
+pub use stats::RouterStats;
+pub use stream::MAX_AUTH_FAILURES;
+pub use timers::SLOT_MS as TIMER_SLOT_MS;
+
+use rookery_proto::Jid;
+
+/// Home shard of a bare JID: FNV-1a 64 of `bare_str()` modulo `shards`. Stable across
+/// processes and runs (no random seed), so every shard and every process agrees. A full JID
+/// may be passed: only its bare part counts. `shards` of 0 is treated as 1.
+pub fn home_shard(bare: &Jid, shards: u16) -> u16 {
+    const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+    const PRIME: u64 = 0x0000_0100_0000_01b3;
+    let hash = bare.bare_str().bytes().fold(OFFSET, |hash, byte| {
+        (hash ^ u64::from(byte)).wrapping_mul(PRIME)
+    });
+    // The remainder is below `shards`, so it fits in u16.
+    (hash % u64::from(shards.max(1))) as u16
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn home_shard_is_fnv1a_of_the_bare_jid() {
+        // FNV-1a 64 of "a" is 0xaf63dc4c8601ec8c (reference value).
+        let a = Jid::new(None, "a", None).expect("valid domain");
+        assert_eq!(
+            home_shard(&a, u16::MAX),
+            (0xaf63_dc4c_8601_ec8c_u64 % 65_535) as u16
+        );
+        let full = Jid::parse("bob@example.com/phone").expect("valid JID");
+        let bare = Jid::parse("bob@example.com").expect("valid JID");
+        assert_eq!(home_shard(&full, 7), home_shard(&bare, 7));
+        assert_eq!(home_shard(&bare, 1), 0);
+        assert_eq!(home_shard(&bare, 0), 0);
+    }
+}

@@ -1,1 +1,188 @@
-fn main() {}
+//! `rookery`: the server binary. Parses the command line, raises the fd limit, picks the I/O
+//! backend, opens one SO_REUSEPORT listener per shard, starts one pinned thread per shard and
+//! waits for SIGINT/SIGTERM (or a shard failing) to stop them all.
+
+mod config;
+mod listener;
+mod metrics;
+mod shard;
+mod sys;
+
+use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::sync::{mpsc, Arc};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use clap::Parser;
+use rookery_io::{BackendKind, Limits, PollDriver};
+use rookery_mailbox::grid;
+use rookery_router::{AuthBackend, Router, RouterConfig};
+use tracing::{error, info, warn};
+
+use config::{Args, AuthKind, Config};
+use shard::{ShardParts, Shared};
+
+/// How a shard thread or the signal watcher tells main it is done.
+enum Exit {
+    Signal(&'static str),
+    Shard(usize, anyhow::Result<()>),
+}
+
+fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    if let Err(err) = run(Args::parse()) {
+        error!("{err:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run(args: Args) -> anyhow::Result<()> {
+    let config = Config::from_args(args, &sys::allowed_cores())?;
+    sys::block_termination_signals().context("blocking SIGINT/SIGTERM")?;
+    let max_conns = conn_ceiling(&config)?;
+    let limits = Limits::default();
+    let selected = rookery_io::select_backend(config.args.backend, &limits)?;
+    info!("backend: {} ({})", selected.kind, selected.reason);
+    let shards = config.shards();
+    let cores: Vec<usize> = (0..shards).map(|i| config.core_of(i)).collect();
+    info!("shards: {shards}, pinned to cores {cores:?}");
+
+    let listeners = listener::reuseport_listeners(config.args.listen, shards)?;
+    let bound = listeners[0].local_addr()?;
+    let shared = Arc::new(Shared {
+        stop: AtomicBool::new(false),
+        open_conns: AtomicU64::new(0),
+        max_conns,
+        started: Instant::now(),
+    });
+    let router_config = Arc::new(router_config(&config));
+    let stats: Vec<_> = (0..shards).map(|_| Arc::new(metrics::ShardStats::default())).collect();
+    let (exit_tx, exit_rx) = mpsc::channel();
+    let mut threads = Vec::new();
+    let mailboxes = grid(shards, config.args.mailbox_capacity);
+    for ((index, listener), mailbox) in listeners.into_iter().enumerate().zip(mailboxes) {
+        let parts = ShardParts {
+            index,
+            listener,
+            mailbox,
+            router: Router::new(Arc::clone(&router_config), index as u16),
+            stats: Arc::clone(&stats[index]),
+            shared: Arc::clone(&shared),
+        };
+        let (kind, core, limits, exit_tx) = (selected.kind, cores[index], limits.clone(), exit_tx.clone());
+        let thread = std::thread::Builder::new()
+            .name(format!("rookery-shard-{index}"))
+            .spawn(move || {
+                let result = shard_thread(kind, core, limits, parts);
+                let _ = exit_tx.send(Exit::Shard(index, result));
+            })?;
+        threads.push(thread);
+    }
+    if let Some(admin) = config.admin {
+        let addr = metrics::serve(admin, stats.clone())
+            .with_context(|| format!("--admin {admin}: cannot listen (in use? pass --admin off or another port)"))?;
+        info!("metrics: http://{addr}/metrics");
+    }
+    watch_signals(exit_tx)?;
+    info!("ready: listening on {bound} for domain {} ({shards} shards)", config.domain);
+    wait_for_exit(&exit_rx, &shared, threads.len())?;
+    for thread in threads {
+        let _ = thread.join();
+    }
+    info!("stopped");
+    Ok(())
+}
+
+fn shard_thread(kind: BackendKind, core: usize, limits: Limits, parts: ShardParts) -> anyhow::Result<()> {
+    if let Err(err) = sys::pin_current_thread(core) {
+        warn!(shard = parts.index, "not pinned to core {core}: {err}");
+    }
+    match kind {
+        #[cfg(target_os = "linux")]
+        BackendKind::Uring => shard::run(rookery_io::UringDriver::new(limits)?, parts),
+        _ => shard::run(PollDriver::new(limits)?, parts),
+    }
+}
+
+/// Raises RLIMIT_NOFILE to its hard limit and returns how many conns the process may hold.
+fn conn_ceiling(config: &Config) -> anyhow::Result<u64> {
+    let nofile = rookery_io::raise_nofile_limit().context("raising RLIMIT_NOFILE")?;
+    // Per shard: listener, ring or epoll fd, eventfd; plus the reserve for logs and admin.
+    let overhead = config.args.fd_reserve + 4 * config.shards() as u64;
+    let ceiling = nofile.soft.saturating_sub(overhead);
+    info!(
+        "conn ceiling: {ceiling} (RLIMIT_NOFILE soft {} -> {}, hard {}; {overhead} fds kept for listeners, rings and admin)",
+        nofile.soft_before, nofile.soft, nofile.hard
+    );
+    if nofile.hard < 1_000_000 {
+        info!("to hold more conns per process raise the hard limit (systemd LimitNOFILE=, limits.conf nofile, fs.nr_open) or run more processes");
+    }
+    Ok(ceiling)
+}
+
+fn router_config(config: &Config) -> RouterConfig {
+    let args = &config.args;
+    RouterConfig {
+        domain: config.domain.as_str().to_string(),
+        auth: match args.auth {
+            AuthKind::Token => AuthBackend::Token {
+                secret: args.token_secret.clone().unwrap_or_default().into_bytes(),
+            },
+            AuthKind::Open => AuthBackend::Open,
+        },
+        shards: config.shards() as u16,
+        max_stanza_bytes: args.max_stanza_bytes,
+        auth_timeout_ms: args.auth_timeout.saturating_mul(1000),
+        idle_timeout_ms: args.idle_timeout.saturating_mul(1000),
+    }
+}
+
+fn watch_signals(exit_tx: mpsc::Sender<Exit>) -> anyhow::Result<()> {
+    std::thread::Builder::new().name("rookery-signals".into()).spawn(move || {
+        if let Ok(name) = sys::wait_for_termination_signal() {
+            let _ = exit_tx.send(Exit::Signal(name));
+        }
+    })?;
+    Ok(())
+}
+
+/// Waits for a signal or a shard failure, then stops every shard within a bounded time.
+fn wait_for_exit(exit_rx: &mpsc::Receiver<Exit>, shared: &Shared, shards: usize) -> anyhow::Result<()> {
+    let mut failure = None;
+    let mut running = shards;
+    match exit_rx.recv().context("every shard and the signal watcher vanished")? {
+        Exit::Signal(name) => info!("{name}: stopping"),
+        Exit::Shard(index, result) => {
+            running -= 1;
+            failure = Some(match result {
+                Ok(()) => anyhow::anyhow!("shard {index} stopped unexpectedly"),
+                Err(err) => err.context(format!("shard {index} failed")),
+            });
+        }
+    }
+    shared.request_stop();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while running > 0 {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match exit_rx.recv_timeout(left) {
+            Ok(Exit::Shard(index, Err(err))) => {
+                running -= 1;
+                warn!("shard {index} failed while stopping: {err:#}");
+            }
+            Ok(Exit::Shard(..)) => running -= 1,
+            Ok(Exit::Signal(_)) => {}
+            Err(_) => anyhow::bail!("{running} shard(s) did not stop within 10 s"),
+        }
+    }
+    match failure {
+        Some(err) => Err(err),
+        None => Ok(()),
+    }
+}

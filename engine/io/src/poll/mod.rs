@@ -1,0 +1,432 @@
+//! The portable poll backend (mio: epoll on Linux, kqueue on FreeBSD/macOS).
+//!
+//! It performs the I/O when the socket is ready and reports it as the same completion events
+//! as io_uring: reads go into one per-driver scratch buffer (`Limits::recv_buffer_bytes`) and
+//! are delivered as `Received` (so an idle conn holds no read buffer here either); writes
+//! drain the same two-buffer `OutQueue`, at the end of the turn that queued them and on every
+//! writable edge; `mio::Waker` serves `WakeHandle`.
+//!
+//! One turn: linger timeouts; work left from the last turn (conns at their read cap,
+//! listeners at their accept cap or due for an EMFILE retry, queued writes); one `poll` (with
+//! zero timeout if work is pending); readiness events; queued writes again; deferred events.
+//!
+//! What it does not do: use io_uring-only limits (`recv_buffers`, `ring_entries`).
+
+mod state;
+
+use std::io;
+use std::net::{SocketAddr, TcpListener};
+use std::os::fd::OwnedFd;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use mio::{Events, Poll, Token, Waker};
+
+use self::state::{PCore, ReadOutcome, CONNECTING, WRITABLE};
+use crate::key::{OpKey, OpKind};
+use crate::lifecycle::wait_for;
+use crate::wake::{Coalesced, RawWake};
+use crate::{
+    BackendKind, ConnId, Driver, Event, Handler, Limits, Linger, ListenerId, Ops, SendError,
+    TurnStats, WakeHandle,
+};
+
+// Tokens carry 64-bit keys (kind, generation, index).
+const _: () = assert!(usize::BITS >= 64, "the poll backend needs 64-bit tokens");
+
+/// Accepts per listener per turn before conns get their turn.
+const ACCEPTS_PER_TURN: usize = 64;
+/// Rounds of "write queued output, deliver Drained" at the end of a turn (handlers may queue
+/// more from `Drained`; the rest waits for the next turn).
+const FLUSH_ROUNDS: usize = 2;
+
+/// The `mio::Waker` behind a [`WakeHandle`].
+pub(crate) struct MioWake(Waker);
+
+impl RawWake for MioWake {
+    fn raw_wake(&self) -> io::Result<()> {
+        self.0.wake()
+    }
+}
+
+/// The poll driver of one shard.
+pub struct PollDriver {
+    core: PCore,
+    events: Events,
+    scratch: Vec<u8>,
+}
+
+impl PollDriver {
+    pub fn new(limits: Limits) -> io::Result<PollDriver> {
+        if limits.recv_buffer_bytes == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "recv_buffer_bytes is 0",
+            ));
+        }
+        let poll = Poll::new()?;
+        let token = Token(OpKey::new(OpKind::Wake, 0, 0).encode() as usize);
+        let waker = Arc::new(Coalesced::new(MioWake(Waker::new(poll.registry(), token)?)));
+        let events = Events::with_capacity(limits.max_events_per_turn.clamp(1, 1024));
+        let scratch = vec![0; limits.recv_buffer_bytes];
+        Ok(PollDriver {
+            core: PCore::new(poll, limits, waker),
+            events,
+            scratch,
+        })
+    }
+
+    fn deliver_deferred<H: Handler<Self>>(&mut self, handler: &mut H) -> u32 {
+        let mut n = 0;
+        while let Some(d) = self.core.deferred.pop_front() {
+            handler.on_event(
+                &mut PollOps {
+                    core: &mut self.core,
+                },
+                d.into_event(),
+            );
+            n += 1;
+        }
+        n
+    }
+
+    /// Reads a ready conn up to the per-turn cap.
+    fn read_conn<H: Handler<Self>>(&mut self, handler: &mut H, id: ConnId) -> u32 {
+        let mut events = 0;
+        for _ in 0..state::READS_PER_TURN {
+            let n = match self.core.read_once(id, &mut self.scratch) {
+                ReadOutcome::Data(n) => n,
+                ReadOutcome::Idle | ReadOutcome::Gone => return events,
+            };
+            let open = self
+                .core
+                .conns
+                .get(id)
+                .is_some_and(|c| c.phase == crate::lifecycle::Phase::Open);
+            if open {
+                let event = Event::Received {
+                    conn: id,
+                    data: &self.scratch[..n],
+                };
+                handler.on_event(
+                    &mut PollOps {
+                        core: &mut self.core,
+                    },
+                    event,
+                );
+                events += 1;
+            }
+        }
+        self.core.queue_read_again(id);
+        events
+    }
+
+    fn write_conn<H: Handler<Self>>(&mut self, handler: &mut H, id: ConnId) -> u32 {
+        if !self.core.write_out(id) {
+            return 0;
+        }
+        handler.on_event(
+            &mut PollOps {
+                core: &mut self.core,
+            },
+            Event::Drained { conn: id },
+        );
+        1
+    }
+
+    fn accept<H: Handler<Self>>(&mut self, handler: &mut H, index: usize) -> u32 {
+        let listener = ListenerId(index as u32);
+        let mut events = 0;
+        self.core.listeners[index].ready_again = false;
+        for _ in 0..ACCEPTS_PER_TURN {
+            let Some(socket) = self.core.listeners[index].socket.as_ref() else {
+                return events;
+            };
+            let event = match socket.accept() {
+                Ok((stream, peer)) => match self.core.accepted(stream) {
+                    Ok(conn) => Event::Accepted {
+                        listener,
+                        conn,
+                        peer,
+                    },
+                    Err(e) => Event::AcceptFailed {
+                        listener,
+                        errno: state::errno_of(&e),
+                    },
+                },
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return events,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    let errno = state::errno_of(&e);
+                    self.core.accept_failed(index, errno);
+                    handler.on_event(
+                        &mut PollOps {
+                            core: &mut self.core,
+                        },
+                        Event::AcceptFailed { listener, errno },
+                    );
+                    events += 1;
+                    if self.core.listeners[index].retry_at.is_some() {
+                        return events;
+                    }
+                    continue;
+                }
+            };
+            handler.on_event(
+                &mut PollOps {
+                    core: &mut self.core,
+                },
+                event,
+            );
+            events += 1;
+        }
+        self.core.listeners[index].ready_again = true;
+        events
+    }
+
+    /// Work that needs no new readiness edge: read caps, accept caps and retries.
+    fn run_leftovers<H: Handler<Self>>(&mut self, handler: &mut H, now: Instant) -> u32 {
+        let mut events = 0;
+        for id in std::mem::take(&mut self.core.read_again) {
+            self.core.clear_read_again(id);
+            events += self.read_conn(handler, id);
+        }
+        for index in 0..self.core.listeners.len() {
+            let l = &mut self.core.listeners[index];
+            let retry = l.retry_at.is_some_and(|t| t <= now);
+            if retry {
+                l.retry_at = None;
+            }
+            if retry || (l.ready_again && l.retry_at.is_none()) {
+                events += self.accept(handler, index);
+            }
+        }
+        events
+    }
+
+    /// Writes the output queued since the last flush.
+    fn flush<H: Handler<Self>>(&mut self, handler: &mut H) -> u32 {
+        let mut events = 0;
+        for _ in 0..FLUSH_ROUNDS {
+            let dirty = std::mem::take(&mut self.core.dirty);
+            if dirty.is_empty() {
+                break;
+            }
+            for id in dirty {
+                self.core.clear_dirty(id);
+                events += self.write_conn(handler, id);
+            }
+        }
+        events
+    }
+
+    fn on_ready<H: Handler<Self>>(&mut self, handler: &mut H, token: Token, ev: ReadyBits) -> u32 {
+        let Some(key) = OpKey::decode(token.0 as u64) else {
+            return 0;
+        };
+        match key.kind {
+            OpKind::Wake => {
+                self.core.waker.take();
+                handler.on_event(
+                    &mut PollOps {
+                        core: &mut self.core,
+                    },
+                    Event::Woken,
+                );
+                1
+            }
+            OpKind::Accept => {
+                let index = key.index as usize;
+                let paused = self
+                    .core
+                    .listeners
+                    .get(index)
+                    .map_or(true, |l| l.retry_at.is_some());
+                if paused {
+                    return 0;
+                }
+                self.accept(handler, index)
+            }
+            _ => {
+                // A stale token (conn closed earlier in this batch) resolves to nothing.
+                let Some(id) = self
+                    .core
+                    .conns
+                    .id_at(key.index)
+                    .filter(|&id| key.is_for(id))
+                else {
+                    return 0;
+                };
+                self.on_conn_ready(handler, id, ev)
+            }
+        }
+    }
+
+    fn on_conn_ready<H: Handler<Self>>(
+        &mut self,
+        handler: &mut H,
+        id: ConnId,
+        ev: ReadyBits,
+    ) -> u32 {
+        let mut events = 0;
+        let Some(c) = self.core.conns.get_mut(id) else {
+            return 0;
+        };
+        if ev.writable {
+            c.flags |= WRITABLE;
+        }
+        if c.flags & CONNECTING != 0 {
+            let Some(result) = self.core.finish_connect(id) else {
+                return 0;
+            };
+            let event = Event::Connected { conn: id, result };
+            handler.on_event(
+                &mut PollOps {
+                    core: &mut self.core,
+                },
+                event,
+            );
+            events += 1;
+            if result.is_err() {
+                return events;
+            }
+        }
+        events += self.write_conn(handler, id);
+        if ev.readable {
+            events += self.read_conn(handler, id);
+        }
+        events
+    }
+}
+
+#[derive(Clone, Copy)]
+struct ReadyBits {
+    readable: bool,
+    writable: bool,
+}
+
+impl Driver for PollDriver {
+    type Ops<'a> = PollOps<'a>;
+
+    fn listen(&mut self, listener: TcpListener) -> io::Result<ListenerId> {
+        self.core.listen(listener)
+    }
+
+    fn stop_listening(&mut self) {
+        self.core.stop_listening();
+    }
+
+    fn turn<H: Handler<Self>>(
+        &mut self,
+        timeout: Option<Duration>,
+        handler: &mut H,
+    ) -> io::Result<TurnStats> {
+        let now = Instant::now();
+        self.core.expire(now);
+        let mut events = self.run_leftovers(handler, now);
+        events += self.flush(handler);
+        events += self.deliver_deferred(handler);
+        let pending = events > 0 || !self.core.read_again.is_empty() || !self.core.dirty.is_empty();
+        let wait = if pending {
+            Some(Duration::ZERO)
+        } else {
+            wait_for(timeout, self.core.next_deadline(), now)
+        };
+        match self.core.poll.poll(&mut self.events, wait) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+        // Taken out so handlers can run while we iterate; `with_capacity(0)` does not allocate.
+        let ready = std::mem::replace(&mut self.events, Events::with_capacity(0));
+        for e in ready.iter() {
+            let readable = e.is_readable() || e.is_read_closed() || e.is_error();
+            let writable = e.is_writable() || e.is_write_closed() || e.is_error();
+            events += self.on_ready(handler, e.token(), ReadyBits { readable, writable });
+        }
+        self.events = ready;
+        events += self.flush(handler);
+        events += self.deliver_deferred(handler);
+        Ok(TurnStats {
+            events,
+            submit_calls: 1,
+        })
+    }
+
+    fn ops(&mut self) -> PollOps<'_> {
+        PollOps {
+            core: &mut self.core,
+        }
+    }
+
+    fn wake_handle(&self) -> WakeHandle {
+        WakeHandle::new(self.core.waker.clone())
+    }
+
+    fn open_conns(&self) -> usize {
+        self.core.conns.len()
+    }
+
+    fn kind(&self) -> BackendKind {
+        BackendKind::Poll
+    }
+}
+
+/// [`Ops`] of the poll driver: sends are written at the end of the current (or next) turn.
+pub struct PollOps<'a> {
+    core: &'a mut PCore,
+}
+
+impl Ops for PollOps<'_> {
+    fn send(&mut self, conn: ConnId, bytes: &[u8]) -> Result<(), SendError> {
+        self.core.send(conn, bytes)
+    }
+
+    fn close(&mut self, conn: ConnId, linger: Linger) {
+        self.core.close(conn, linger)
+    }
+
+    fn detach(&mut self, conn: ConnId) {
+        self.core.detach(conn)
+    }
+
+    fn adopt(&mut self, socket: OwnedFd) -> io::Result<ConnId> {
+        self.core.adopt(socket)
+    }
+
+    fn connect(&mut self, peer: SocketAddr, source: Option<SocketAddr>) -> io::Result<ConnId> {
+        self.core.connect(peer, source)
+    }
+
+    fn queued_bytes(&self, conn: ConnId) -> usize {
+        self.core.queued_bytes(conn)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::conn_table::slot_bytes;
+    use state::conn_token;
+
+    #[test]
+    fn slot_is_small() {
+        assert!(
+            slot_bytes::<state::PConn>() <= 48,
+            "{}",
+            slot_bytes::<state::PConn>()
+        );
+    }
+
+    #[test]
+    fn conn_tokens_differ_from_listener_and_waker_tokens() {
+        let conn = ConnId {
+            index: 0,
+            generation: 0,
+        };
+        let wake = Token(OpKey::new(OpKind::Wake, 0, 0).encode() as usize);
+        let accept = Token(OpKey::new(OpKind::Accept, 0, 0).encode() as usize);
+        assert_ne!(conn_token(conn), wake);
+        assert_ne!(conn_token(conn), accept);
+    }
+}

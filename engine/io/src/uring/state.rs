@@ -1,0 +1,456 @@
+//! The io_uring driver's state (everything except the buffer ring) and the conn state machine.
+//!
+//! Buffer-lifetime rules, all enforced here:
+//! - Every SQE goes through [`Core::push`], an `unsafe fn` whose callers state why the memory
+//!   the entry names outlives the operation. `push` never drops an entry: when the SQ is full it
+//!   submits, and if that is not enough it keeps the entry in `backlog` for the next enter.
+//! - A send reads `OutQueue::flight`, which stays unmoved and unwritten while the queue is
+//!   `writing` (set when the SQE is pushed, cleared when its CQE is reaped).
+//! - A connect reads the `SockAddr` boxed in the slot's `Extra` until its CQE is reaped.
+//! - A conn's slot (and with it its fd, queue and `Extra`) is freed only when `inflight`, the
+//!   count of its operations not yet terminally completed (cancels included), is zero. So the fd
+//!   is never closed while an SQE naming it is unsubmitted, and a CQE's slot index always names
+//!   the conn that issued it.
+//! - `inflight_total` counts every pushed entry not yet terminally completed, so `Drop` knows
+//!   when the kernel is done with all of our memory.
+
+use std::collections::VecDeque;
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::ptr::NonNull;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use io_uring::types::{Fd, SubmitArgs, Timespec};
+use io_uring::{opcode, squeue, IoUring};
+use socket2::SockAddr;
+
+use super::bufring::BGID;
+use super::sockets::Listener;
+use super::EventWake;
+use crate::conn_table::{enqueue, ConnTable, OutQueue, QueuePool};
+use crate::key::{OpKey, OpKind};
+use crate::lifecycle::{Deferred, DeferredQueue, Lingering, Phase};
+use crate::wake::Coalesced;
+use crate::{CloseReason, ConnId, Limits, Linger, SendError};
+
+/// `UConn::flags` bits.
+pub(super) const RECV_ARMED: u8 = 1;
+pub(super) const SEND_INFLIGHT: u8 = 2;
+pub(super) const CONNECTING: u8 = 4;
+pub(super) const REARM_QUEUED: u8 = 8;
+
+/// One conn slot. Kept small (see the size test): the queue and `Extra` are boxed and exist
+/// only while needed.
+pub(super) struct UConn {
+    pub fd: OwnedFd,
+    pub phase: Phase,
+    pub flags: u8,
+    /// Operations of this conn pushed and not yet terminally completed (at most 6: recv,
+    /// send, connect and one cancel each).
+    pub inflight: u8,
+    pub reason: CloseReason,
+    pub out: Option<Box<OutQueue>>,
+    pub extra: Option<Box<Extra>>,
+}
+
+/// Rarely needed per-conn state.
+#[derive(Default)]
+pub(super) struct Extra {
+    /// Bytes received while detaching, handed over with `Detached`.
+    pub leftover: Vec<u8>,
+    /// Target of an in-flight connect (the kernel reads it until the CQE).
+    pub peer: Option<SockAddr>,
+}
+
+impl UConn {
+    pub(super) fn new(fd: OwnedFd) -> UConn {
+        UConn {
+            fd,
+            phase: Phase::Open,
+            flags: 0,
+            inflight: 0,
+            reason: CloseReason::Local,
+            out: None,
+            extra: None,
+        }
+    }
+
+    fn queue_empty(&self) -> bool {
+        self.out.as_ref().map_or(true, |q| q.is_empty())
+    }
+}
+
+pub(super) struct Core {
+    /// Declared first so it is dropped (ring closed) before any memory ops could name.
+    pub ring: IoUring,
+    backlog: VecDeque<squeue::Entry>,
+    pub conns: ConnTable<UConn>,
+    pub listeners: Vec<Listener>,
+    pub pool: QueuePool,
+    pub limits: Limits,
+    pub deferred: DeferredQueue,
+    rearm: Vec<ConnId>,
+    lingering: Lingering,
+    expired: Vec<ConnId>,
+    pub inflight_total: usize,
+    pub submit_calls: u32,
+    wake_buf: WakeBuf,
+    pub waker: Arc<Coalesced<EventWake>>,
+    pub shutting_down: bool,
+}
+
+impl Core {
+    pub fn new(ring: IoUring, limits: Limits, waker: Arc<Coalesced<EventWake>>) -> Core {
+        Core {
+            ring,
+            backlog: VecDeque::new(),
+            conns: ConnTable::new(),
+            listeners: Vec::new(),
+            pool: QueuePool::default(),
+            limits,
+            deferred: DeferredQueue::new(),
+            rearm: Vec::new(),
+            lingering: Lingering::default(),
+            expired: Vec::new(),
+            inflight_total: 0,
+            submit_calls: 0,
+            wake_buf: WakeBuf::new(),
+            waker,
+            shutting_down: false,
+        }
+    }
+
+    /// Resolves a CQE key to its conn. A mismatch would mean a slot was freed with an op in
+    /// flight, which the module invariants exclude; it is logged and the CQE ignored.
+    pub fn conn_for(&self, key: OpKey) -> Option<ConnId> {
+        let id = self.conns.id_at(key.index).filter(|&id| key.is_for(id));
+        if id.is_none() {
+            tracing::error!(?key, "completion for a conn slot that is gone");
+            debug_assert!(false, "completion for a conn slot that is gone: {key:?}");
+        }
+        id
+    }
+
+    /// Marks one terminal completion of `id`'s operations.
+    pub fn op_done(&mut self, id: ConnId, flag: u8) {
+        if let Some(c) = self.conns.get_mut(id) {
+            c.flags &= !flag;
+            debug_assert!(c.inflight > 0);
+            c.inflight = c.inflight.saturating_sub(1);
+        }
+    }
+
+    pub fn arm_wake(&mut self) {
+        let fd = Fd(self.waker.inner().0.raw());
+        let key = OpKey::new(OpKind::Wake, 0, 0).encode();
+        let entry = opcode::Read::new(fd, self.wake_buf.0.as_ptr().cast(), 8)
+            .build()
+            .user_data(key);
+        // SAFETY: the target is the heap u64 of `wake_buf`, freed only after every op is
+        // reaped (Drop), never read by us; the eventfd lives in `waker`, held by Core.
+        unsafe { self.push(entry) }
+    }
+
+    pub fn arm_recv(&mut self, id: ConnId) {
+        let Some(c) = self.conns.get_mut(id) else {
+            return;
+        };
+        if c.flags & (RECV_ARMED | CONNECTING) != 0 || c.phase == Phase::TearingDown {
+            return;
+        }
+        c.flags |= RECV_ARMED;
+        c.inflight += 1;
+        let key = OpKey::for_conn(OpKind::Recv, id).encode();
+        let entry = opcode::RecvMulti::new(Fd(c.fd.as_raw_fd()), BGID)
+            .build()
+            .user_data(key);
+        // SAFETY: a multishot recv writes only into buffers of group BGID, owned by the
+        // driver's BufRing, which outlives every op (Drop reaps first). The fd stays open until
+        // the slot is freed, which waits for this op's terminal CQE (inflight).
+        unsafe { self.push(entry) }
+    }
+
+    /// Re-arms a recv that ended while the conn still reads (multishot stopped early).
+    pub fn rearm_now(&mut self, id: ConnId) {
+        if matches!(
+            self.conns.get(id).map(|c| c.phase),
+            Some(Phase::Open | Phase::Flushing)
+        ) {
+            self.arm_recv(id);
+        }
+    }
+
+    /// The buffer ring ran dry for this conn (ENOBUFS): re-arm on the next turn, when the
+    /// handler has returned the buffers it was given.
+    pub fn queue_rearm(&mut self, id: ConnId) {
+        let Some(c) = self.conns.get_mut(id) else {
+            return;
+        };
+        if c.flags & REARM_QUEUED == 0 {
+            c.flags |= REARM_QUEUED;
+            self.rearm.push(id);
+        }
+    }
+
+    /// Pushes the next send of `id` if none is in flight and bytes are queued.
+    pub fn start_send(&mut self, id: ConnId) {
+        let Some(c) = self.conns.get_mut(id) else {
+            return;
+        };
+        if c.flags & (SEND_INFLIGHT | CONNECTING) != 0 || c.phase == Phase::TearingDown {
+            return;
+        }
+        let fd = Fd(c.fd.as_raw_fd());
+        let Some(chunk) = c.out.as_mut().and_then(|q| q.begin_write()) else {
+            return;
+        };
+        // Larger chunks go out as partial sends; the completion resubmits the rest.
+        let len = u32::try_from(chunk.len()).unwrap_or(u32::MAX);
+        let ptr = chunk.as_ptr();
+        c.flags |= SEND_INFLIGHT;
+        c.inflight += 1;
+        let key = OpKey::for_conn(OpKind::Send, id).encode();
+        let entry = opcode::Send::new(fd, ptr, len)
+            .flags(libc::MSG_NOSIGNAL)
+            .build()
+            .user_data(key);
+        // SAFETY: `ptr..ptr+len` lies in the queue's `flight` buffer, which OutQueue keeps
+        // unmoved and unwritten while `writing` is set, i.e. until `end_write` runs on this
+        // send's CQE; the boxed queue and the fd are freed only after inflight drops to 0.
+        unsafe { self.push(entry) }
+    }
+
+    fn cancel(&mut self, id: ConnId, target: OpKind) {
+        let Some(c) = self.conns.get_mut(id) else {
+            return;
+        };
+        c.inflight += 1;
+        let target = OpKey::for_conn(target, id).encode();
+        let key = OpKey::for_conn(OpKind::Cancel, id).encode();
+        let entry = opcode::AsyncCancel::new(target).build().user_data(key);
+        // SAFETY: a cancel names no memory or fd of ours.
+        unsafe { self.push(entry) }
+    }
+
+    pub fn send(&mut self, id: ConnId, bytes: &[u8]) -> Result<(), SendError> {
+        let Some(c) = self.conns.get_mut(id) else {
+            return Err(SendError::Stale);
+        };
+        if c.phase != Phase::Open {
+            return Err(SendError::Stale);
+        }
+        if bytes.is_empty() {
+            return Ok(());
+        }
+        enqueue(
+            &mut c.out,
+            &mut self.pool,
+            bytes,
+            self.limits.max_output_bytes,
+        )?;
+        self.start_send(id);
+        Ok(())
+    }
+
+    pub fn queued_bytes(&self, id: ConnId) -> usize {
+        self.conns
+            .get(id)
+            .and_then(|c| c.out.as_ref())
+            .map_or(0, |q| q.queued())
+    }
+
+    pub fn close(&mut self, id: ConnId, linger: Linger) {
+        let Some(c) = self.conns.get(id) else { return };
+        match (c.phase, linger) {
+            (Phase::TearingDown, _) | (Phase::Flushing, Linger::Flush) => {}
+            (_, Linger::Abort) => self.teardown(id, CloseReason::Local),
+            (Phase::Open | Phase::Detaching, Linger::Flush) => {
+                self.begin_flush(id, CloseReason::Local)
+            }
+        }
+    }
+
+    /// Writes out the queue, then closes with `reason`; bounded by `linger_ms`.
+    pub fn begin_flush(&mut self, id: ConnId, reason: CloseReason) {
+        let Some(c) = self.conns.get_mut(id) else {
+            return;
+        };
+        if c.queue_empty() {
+            self.teardown(id, reason);
+            return;
+        }
+        c.phase = Phase::Flushing;
+        c.reason = reason;
+        self.lingering
+            .add(Instant::now(), self.limits.linger_ms, id);
+    }
+
+    pub fn detach(&mut self, id: ConnId) {
+        let Some(c) = self.conns.get_mut(id) else {
+            return;
+        };
+        if c.phase != Phase::Open {
+            return;
+        }
+        c.phase = Phase::Detaching;
+        c.extra.get_or_insert_with(Box::default);
+        let recv_armed = c.flags & RECV_ARMED != 0;
+        self.lingering
+            .add(Instant::now(), self.limits.linger_ms, id);
+        if recv_armed {
+            self.cancel(id, OpKind::Recv);
+        }
+        self.start_send(id);
+        self.maybe_finish(id);
+    }
+
+    /// Stops everything of `id` and closes it once no op is in flight.
+    pub fn teardown(&mut self, id: ConnId, reason: CloseReason) {
+        let Some(c) = self.conns.get_mut(id) else {
+            return;
+        };
+        if c.phase == Phase::TearingDown {
+            return;
+        }
+        c.phase = Phase::TearingDown;
+        c.reason = reason;
+        if let Some(q) = c.out.as_mut() {
+            q.drop_unsent();
+        }
+        let flags = c.flags;
+        for (bit, kind) in [
+            (RECV_ARMED, OpKind::Recv),
+            (SEND_INFLIGHT, OpKind::Send),
+            (CONNECTING, OpKind::Connect),
+        ] {
+            if flags & bit != 0 {
+                self.cancel(id, kind);
+            }
+        }
+        self.maybe_finish(id);
+    }
+
+    /// Frees the slot and queues `Closed`/`Detached` once the conn is done and idle.
+    pub fn maybe_finish(&mut self, id: ConnId) {
+        let Some(c) = self.conns.get(id) else { return };
+        let done = c.inflight == 0
+            && match c.phase {
+                Phase::TearingDown => true,
+                Phase::Detaching => c.queue_empty(),
+                Phase::Open | Phase::Flushing => false,
+            };
+        if !done {
+            return;
+        }
+        let Some(c) = self.conns.remove(id) else {
+            return;
+        };
+        if let Some(q) = c.out {
+            self.pool.give(q); // not writing: inflight is 0
+        }
+        let event = match c.phase {
+            Phase::Detaching => {
+                let leftover = c.extra.map(|e| e.leftover).unwrap_or_default();
+                Deferred::Detached {
+                    conn: id,
+                    socket: c.fd,
+                    leftover,
+                }
+            }
+            _ => {
+                drop(c.fd);
+                Deferred::Closed {
+                    conn: id,
+                    reason: c.reason,
+                }
+            }
+        };
+        self.deferred.push_back(event);
+    }
+
+    /// After a completed write: continue, or report/act on an empty queue. Returns true when
+    /// the queue drained on an open conn (the caller delivers `Drained`).
+    pub fn after_write(&mut self, id: ConnId) -> bool {
+        let Some(c) = self.conns.get_mut(id) else {
+            return false;
+        };
+        if c.phase == Phase::TearingDown {
+            self.maybe_finish(id);
+            return false;
+        }
+        if !c.queue_empty() {
+            self.start_send(id);
+            return false;
+        }
+        if let Some(q) = c.out.take() {
+            self.pool.give(q);
+        }
+        match c.phase {
+            Phase::Open => true,
+            Phase::Flushing => {
+                let reason = c.reason;
+                self.teardown(id, reason);
+                false
+            }
+            _ => {
+                self.maybe_finish(id);
+                false
+            }
+        }
+    }
+
+    pub fn leftover(&mut self, id: ConnId) -> Option<&mut Vec<u8>> {
+        Some(
+            &mut self
+                .conns
+                .get_mut(id)?
+                .extra
+                .get_or_insert_with(Box::default)
+                .leftover,
+        )
+    }
+
+    /// Linger timeouts, accept retries and ENOBUFS re-arms due at `now`.
+    pub fn expire(&mut self, now: Instant) {
+        let mut expired = std::mem::take(&mut self.expired);
+        self.lingering.expired(now, &mut expired);
+        for id in expired.drain(..) {
+            if matches!(
+                self.conns.get(id).map(|c| c.phase),
+                Some(Phase::Flushing | Phase::Detaching)
+            ) {
+                self.teardown(id, CloseReason::LingerTimeout);
+            }
+        }
+        self.expired = expired;
+        for index in 0..self.listeners.len() {
+            if self.listeners[index].retry_at.is_some_and(|t| t <= now) {
+                self.listeners[index].retry_at = None;
+                self.arm_accept(index as u32);
+            }
+        }
+        let mut rearm = std::mem::take(&mut self.rearm);
+        for id in rearm.drain(..) {
+            if let Some(c) = self.conns.get_mut(id) {
+                c.flags &= !REARM_QUEUED;
+                self.rearm_now(id);
+            }
+        }
+        self.rearm = rearm;
+    }
+
+    pub fn next_deadline(&self) -> Option<Instant> {
+        let accept = self.listeners.iter().filter_map(|l| l.retry_at).min();
+        match (accept, self.lingering.next_deadline()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Keeps memory the kernel may still touch allocated forever (failed shutdown only).
+    pub fn leak_kernel_memory(&mut self) {
+        std::mem::forget(std::mem::replace(&mut self.conns, ConnTable::new()));
+        std::mem::forget(std::mem::replace(&mut self.wake_buf, WakeBuf::new()));
+    }
+}

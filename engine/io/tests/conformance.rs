@@ -1,0 +1,683 @@
+//! Backend conformance: the same tests, instantiated once per backend by `conformance!`.
+//!
+//! Each test drives a driver on the test thread with a recording handler; peers are std
+//! blocking sockets (in helper threads when they must read and write at once), all on
+//! 127.0.0.1 with port 0, with timeouts, joined before the test ends. io_uring tests print
+//! `SKIP` and pass when `select_backend(Uring)` fails on this machine.
+//!
+//! Run one backend: `cargo test -p rookery-io --test conformance poll::` (or `uring::`).
+
+use std::collections::HashMap;
+use std::io::{ErrorKind, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::os::fd::OwnedFd;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use rookery_io::{
+    BackendChoice, CloseReason, ConnId, Driver, Event, Handler, Limits, Linger, ListenerId, Ops,
+    SendError,
+};
+
+const DEADLINE: Duration = Duration::from_secs(20);
+const PEER_TIMEOUT: Duration = Duration::from_secs(20);
+
+#[derive(Default)]
+struct Recorder {
+    echo: bool,
+    accepted: Vec<(ListenerId, ConnId, SocketAddr)>,
+    connected: Vec<(ConnId, Result<(), i32>)>,
+    received: HashMap<ConnId, Vec<u8>>,
+    recv_events: usize,
+    drained: Vec<ConnId>,
+    closed: Vec<(ConnId, CloseReason)>,
+    detached: Vec<(ConnId, OwnedFd, Vec<u8>)>,
+    accept_failed: Vec<i32>,
+    woken: usize,
+    /// Event names in delivery order, for ordering checks.
+    log: Vec<(&'static str, Option<ConnId>)>,
+}
+
+impl<D: Driver> Handler<D> for Recorder {
+    fn on_event(&mut self, io: &mut D::Ops<'_>, event: Event<'_>) {
+        match event {
+            Event::Accepted {
+                listener,
+                conn,
+                peer,
+            } => {
+                self.log.push(("accepted", Some(conn)));
+                self.accepted.push((listener, conn, peer));
+            }
+            Event::Connected { conn, result } => {
+                self.log.push(("connected", Some(conn)));
+                self.connected.push((conn, result));
+            }
+            Event::Received { conn, data } => {
+                assert!(!data.is_empty(), "Received must never be empty");
+                self.log.push(("received", Some(conn)));
+                self.recv_events += 1;
+                if self.echo {
+                    io.send(conn, data).expect("echo send");
+                }
+                self.received
+                    .entry(conn)
+                    .or_default()
+                    .extend_from_slice(data);
+            }
+            Event::Drained { conn } => {
+                self.log.push(("drained", Some(conn)));
+                self.drained.push(conn);
+            }
+            Event::Closed { conn, reason } => {
+                self.log.push(("closed", Some(conn)));
+                self.closed.push((conn, reason));
+            }
+            Event::Detached {
+                conn,
+                socket,
+                leftover,
+            } => {
+                self.log.push(("detached", Some(conn)));
+                self.detached.push((conn, socket, leftover));
+            }
+            Event::AcceptFailed { errno, .. } => {
+                self.log.push(("accept_failed", None));
+                self.accept_failed.push(errno);
+            }
+            Event::Woken => {
+                self.log.push(("woken", None));
+                self.woken += 1;
+            }
+        }
+    }
+}
+
+impl Recorder {
+    fn got(&self, conn: ConnId) -> &[u8] {
+        self.received.get(&conn).map_or(&[], |v| v)
+    }
+
+    fn closes_of(&self, conn: ConnId) -> Vec<CloseReason> {
+        self.closed
+            .iter()
+            .filter(|c| c.0 == conn)
+            .map(|c| c.1)
+            .collect()
+    }
+}
+
+/// Turns the driver (10 ms waits) until `done`, failing after [`DEADLINE`].
+fn drive<D: Driver>(d: &mut D, h: &mut Recorder, what: &str, done: impl Fn(&Recorder) -> bool) {
+    let start = Instant::now();
+    while !done(h) {
+        assert!(
+            start.elapsed() < DEADLINE,
+            "timed out waiting for {what}; log tail: {:?}",
+            tail(h)
+        );
+        d.turn(Some(Duration::from_millis(10)), h).expect("turn");
+    }
+}
+
+/// Turns the driver for `dur` regardless of events.
+fn drive_for<D: Driver>(d: &mut D, h: &mut Recorder, dur: Duration) {
+    let start = Instant::now();
+    while start.elapsed() < dur {
+        d.turn(Some(Duration::from_millis(5)), h).expect("turn");
+    }
+}
+
+fn tail(h: &Recorder) -> Vec<(&'static str, Option<ConnId>)> {
+    h.log.iter().rev().take(12).rev().cloned().collect()
+}
+
+fn listener() -> (TcpListener, SocketAddr) {
+    listener_with_backlog(128)
+}
+
+fn listener_with_backlog(backlog: i32) -> (TcpListener, SocketAddr) {
+    use socket2::{Domain, Socket, Type};
+    let s = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+    s.set_reuse_address(true).unwrap();
+    s.bind(&"127.0.0.1:0".parse::<SocketAddr>().unwrap().into())
+        .unwrap();
+    s.listen(backlog).unwrap();
+    let l: TcpListener = s.into();
+    let addr = l.local_addr().unwrap();
+    (l, addr)
+}
+
+fn peer(addr: SocketAddr) -> TcpStream {
+    let s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(PEER_TIMEOUT)).unwrap();
+    s.set_write_timeout(Some(PEER_TIMEOUT)).unwrap();
+    s
+}
+
+fn pattern(len: usize, seed: u32) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(2_654_435_761).max(1);
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            x as u8
+        })
+        .collect()
+}
+
+/// Listens, connects one std peer and drives until the driver accepted it.
+fn accept_one<D: Driver>(d: &mut D, h: &mut Recorder) -> (ConnId, TcpStream) {
+    let (l, addr) = listener();
+    d.listen(l).unwrap();
+    let client = peer(addr);
+    let before = h.accepted.len();
+    drive(d, h, "accept", |h| h.accepted.len() > before);
+    (h.accepted[before].1, client)
+}
+
+fn read_exactly(s: &mut TcpStream, len: usize) -> Vec<u8> {
+    let mut buf = vec![0; len];
+    s.read_exact(&mut buf).expect("peer read");
+    buf
+}
+
+// ---- the tests -------------------------------------------------------------------------
+
+fn accept_and_receive_split<D: Driver>(make: impl Fn(Limits) -> D) {
+    let mut d = make(Limits::default());
+    let mut h = Recorder::default();
+    let (l, addr) = listener();
+    let lid = d.listen(l).unwrap();
+    let mut client = peer(addr);
+    drive(&mut d, &mut h, "accept", |h| h.accepted.len() == 1);
+    let (listener, conn, from) = h.accepted[0];
+    assert_eq!(listener, lid);
+    assert_eq!(from, client.local_addr().unwrap());
+    assert_eq!(d.open_conns(), 1);
+    let msg = pattern(20_000, 1);
+    for chunk in msg.chunks(733) {
+        client.write_all(chunk).unwrap();
+        d.turn(Some(Duration::ZERO), &mut h).unwrap();
+    }
+    drive(&mut d, &mut h, "all bytes", |h| {
+        h.got(conn).len() >= msg.len()
+    });
+    assert_eq!(h.got(conn), &msg[..], "bytes arrive complete and in order");
+    assert!(
+        h.recv_events > 1,
+        "data split across writes arrives as several events"
+    );
+}
+
+fn echo_large_payload<D: Driver>(make: impl Fn(Limits) -> D) {
+    let limits = Limits {
+        max_output_bytes: 16 << 20,
+        recv_buffers: 64,
+        ..Limits::default()
+    };
+    let mut d = make(limits);
+    let mut h = Recorder {
+        echo: true,
+        ..Recorder::default()
+    };
+    let (conn, client) = accept_one(&mut d, &mut h);
+    // Larger than recv_buffer_bytes and than the loopback socket buffers: sends go partial.
+    let payload = pattern(8 << 20, 2);
+    let mut writer = client.try_clone().unwrap();
+    let mut reader = client;
+    let to_send = payload.clone();
+    let w = thread::spawn(move || {
+        writer.write_all(&to_send).unwrap();
+        writer.shutdown(Shutdown::Write).unwrap();
+    });
+    let r = thread::spawn(move || {
+        let mut back = Vec::new();
+        reader.read_to_end(&mut back).map(|_| back)
+    });
+    drive(&mut d, &mut h, "echo and close", |h| {
+        !h.closes_of(conn).is_empty()
+    });
+    w.join().unwrap();
+    let back = r.join().unwrap().expect("peer read");
+    assert_eq!(back.len(), payload.len());
+    assert!(back == payload, "echo preserved order");
+    assert_eq!(h.closes_of(conn), vec![CloseReason::PeerClosed]);
+    assert_eq!(d.open_conns(), 0);
+}
+
+fn many_conns_share_small_ring<D: Driver>(make: impl Fn(Limits) -> D) {
+    const CONNS: usize = 500;
+    rookery_io::raise_nofile_limit().unwrap();
+    let limits = Limits {
+        recv_buffers: 8,
+        recv_buffer_bytes: 512,
+        ..Limits::default()
+    };
+    let mut d = make(limits);
+    let mut h = Recorder {
+        echo: true,
+        ..Recorder::default()
+    };
+    let (l, addr) = listener_with_backlog(1024);
+    d.listen(l).unwrap();
+    let clients = thread::spawn(move || {
+        let mut peers: Vec<TcpStream> = (0..CONNS).map(|_| peer(addr)).collect();
+        for round in 0..2u32 {
+            // Every conn sends at once: far more data than 8 buffers, so the ring runs dry.
+            for (i, p) in peers.iter_mut().enumerate() {
+                p.write_all(&pattern(300, i as u32 + round * 1000)).unwrap();
+            }
+            for (i, p) in peers.iter_mut().enumerate() {
+                assert_eq!(read_exactly(p, 300), pattern(300, i as u32 + round * 1000));
+            }
+            thread::sleep(Duration::from_millis(50)); // idle between rounds
+        }
+        drop(peers);
+    });
+    drive(&mut d, &mut h, "500 conns echo and close", |h| {
+        h.closed.len() == CONNS
+    });
+    clients.join().expect("clients saw their echoes");
+    assert_eq!(h.accepted.len(), CONNS);
+    assert!(h.closed.iter().all(|c| c.1 == CloseReason::PeerClosed));
+    assert_eq!(d.open_conns(), 0);
+}
+
+fn peer_close_delivers_one_closed<D: Driver>(make: impl Fn(Limits) -> D) {
+    let mut d = make(Limits::default());
+    let mut h = Recorder::default();
+    let (conn, mut client) = accept_one(&mut d, &mut h);
+    client.write_all(b"bye").unwrap();
+    drop(client);
+    drive(&mut d, &mut h, "closed", |h| !h.closes_of(conn).is_empty());
+    drive_for(&mut d, &mut h, Duration::from_millis(100));
+    assert_eq!(h.got(conn), b"bye");
+    assert_eq!(
+        h.closes_of(conn),
+        vec![CloseReason::PeerClosed],
+        "exactly one Closed"
+    );
+    assert_eq!(d.open_conns(), 0);
+}
+
+fn close_flush_delivers_queued_bytes<D: Driver>(make: impl Fn(Limits) -> D) {
+    let limits = Limits {
+        max_output_bytes: 8 << 20,
+        linger_ms: 15_000,
+        ..Limits::default()
+    };
+    let mut d = make(limits);
+    let mut h = Recorder::default();
+    let (conn, mut client) = accept_one(&mut d, &mut h);
+    let payload = pattern(6 << 20, 3);
+    d.ops().send(conn, &payload).unwrap();
+    d.ops().close(conn, Linger::Flush);
+    assert_eq!(
+        d.ops().send(conn, b"late"),
+        Err(SendError::Stale),
+        "closing conns refuse sends"
+    );
+    let r = thread::spawn(move || {
+        thread::sleep(Duration::from_millis(200)); // the driver must wait for a slow reader
+        let mut got = Vec::new();
+        client.read_to_end(&mut got).map(|_| got)
+    });
+    drive(&mut d, &mut h, "flush close", |h| {
+        !h.closes_of(conn).is_empty()
+    });
+    let got = r.join().unwrap().expect("peer read until FIN");
+    assert!(
+        got == payload,
+        "all queued bytes arrive before FIN ({} of {})",
+        got.len(),
+        payload.len()
+    );
+    assert_eq!(h.closes_of(conn), vec![CloseReason::Local]);
+}
+
+fn close_abort_is_prompt<D: Driver>(make: impl Fn(Limits) -> D) {
+    let limits = Limits {
+        max_output_bytes: 32 << 20,
+        ..Limits::default()
+    };
+    let mut d = make(limits);
+    let mut h = Recorder::default();
+    let (conn, mut client) = accept_one(&mut d, &mut h);
+    let payload = pattern(16 << 20, 4);
+    d.ops().send(conn, &payload).unwrap();
+    drive_for(&mut d, &mut h, Duration::from_millis(100)); // fill the socket buffers
+    assert!(
+        d.ops().queued_bytes(conn) > 0,
+        "the peer is not reading: bytes stay queued"
+    );
+    let start = Instant::now();
+    d.ops().close(conn, Linger::Abort);
+    drive(&mut d, &mut h, "abort close", |h| {
+        !h.closes_of(conn).is_empty()
+    });
+    assert!(
+        start.elapsed() < Duration::from_secs(2),
+        "abort does not wait for the peer"
+    );
+    assert_eq!(h.closes_of(conn), vec![CloseReason::Local]);
+    let mut got = Vec::new();
+    let _ = client.read_to_end(&mut got); // EOF or reset, either ends the read
+    assert!(got.len() < payload.len(), "queued bytes were dropped");
+    assert_eq!(d.open_conns(), 0);
+}
+
+fn stale_ids_are_rejected<D: Driver>(make: impl Fn(Limits) -> D) {
+    let mut d = make(Limits::default());
+    let mut h = Recorder::default();
+    let (conn, _client) = accept_one(&mut d, &mut h);
+    let forged = ConnId {
+        index: conn.index,
+        generation: conn.generation.wrapping_add(1),
+    };
+    assert_eq!(d.ops().send(forged, b"x"), Err(SendError::Stale));
+    assert_eq!(
+        d.ops().send(
+            ConnId {
+                index: 9999,
+                generation: 0
+            },
+            b"x"
+        ),
+        Err(SendError::Stale)
+    );
+    d.ops().close(conn, Linger::Abort);
+    drive(&mut d, &mut h, "closed", |h| !h.closes_of(conn).is_empty());
+    assert_eq!(d.ops().send(conn, b"x"), Err(SendError::Stale));
+    assert_eq!(d.ops().queued_bytes(conn), 0);
+    d.ops().close(conn, Linger::Flush);
+    d.ops().detach(conn);
+    let (conn2, _client2) = accept_one(&mut d, &mut h);
+    assert_eq!(conn2.index, conn.index, "slot reused");
+    assert_eq!(
+        d.ops().send(conn, b"x"),
+        Err(SendError::Stale),
+        "old id misses the new conn"
+    );
+    drive_for(&mut d, &mut h, Duration::from_millis(50));
+    assert_eq!(h.closes_of(conn).len(), 1, "calls on a stale id are no-ops");
+    assert!(h.detached.is_empty());
+}
+
+fn queue_full_at_limit<D: Driver>(make: impl Fn(Limits) -> D) {
+    let limits = Limits {
+        max_output_bytes: 1000,
+        ..Limits::default()
+    };
+    let mut d = make(limits);
+    let mut h = Recorder::default();
+    let (conn, mut client) = accept_one(&mut d, &mut h);
+    {
+        let mut ops = d.ops();
+        assert_eq!(ops.send(conn, &[1; 600]), Ok(()));
+        assert_eq!(ops.send(conn, &[2; 401]), Err(SendError::QueueFull));
+        assert_eq!(ops.queued_bytes(conn), 600, "a refused send queues nothing");
+        assert_eq!(ops.send(conn, &[3; 400]), Ok(()));
+        assert_eq!(ops.send(conn, &[4; 1]), Err(SendError::QueueFull));
+        assert_eq!(ops.send(conn, &[]), Ok(()));
+    }
+    drive(&mut d, &mut h, "drained", |h| h.drained.contains(&conn));
+    assert_eq!(d.ops().queued_bytes(conn), 0);
+    let got = read_exactly(&mut client, 1000);
+    assert!(got[..600].iter().all(|&b| b == 1) && got[600..].iter().all(|&b| b == 3));
+}
+
+fn detach_then_adopt<D: Driver>(make: impl Fn(Limits) -> D) {
+    let mut a = make(Limits::default());
+    let mut b = make(Limits::default());
+    hand_off(&mut a, &mut b);
+}
+
+/// The shard hand-off path: detach from `a` with bytes in both directions, adopt into `b`.
+fn hand_off<A: Driver, B: Driver>(a: &mut A, b: &mut B) {
+    let mut ha = Recorder::default();
+    let mut hb = Recorder::default();
+    let (conn, mut client) = accept_one(a, &mut ha);
+    client.write_all(b"hello-a").unwrap();
+    drive(a, &mut ha, "first bytes", |h| h.got(conn) == b"hello-a");
+    a.ops().send(conn, b"from-a;").unwrap();
+    a.ops().detach(conn);
+    assert_eq!(
+        a.ops().send(conn, b"x"),
+        Err(SendError::Stale),
+        "detaching conns refuse sends"
+    );
+    client.write_all(b"pipelined;").unwrap(); // in flight during the detach
+    drive(a, &mut ha, "detached", |h| !h.detached.is_empty());
+    assert!(ha.closed.is_empty(), "Detached replaces Closed");
+    assert_eq!(a.open_conns(), 0);
+    assert_eq!(ha.got(conn), b"hello-a", "no Received after detach");
+    let (_, socket, leftover) = ha.detached.pop().unwrap();
+    let conn_b = b.ops().adopt(socket).unwrap();
+    client.write_all(b"after").unwrap();
+    let want: &[u8] = b"pipelined;after";
+    let done = |h: &Recorder| leftover.len() + h.got(conn_b).len() >= want.len();
+    drive(b, &mut hb, "bytes after hand-off", done);
+    let mut all = leftover.clone();
+    all.extend_from_slice(hb.got(conn_b));
+    assert_eq!(all, want, "no byte lost or reordered across the hand-off");
+    b.ops().send(conn_b, b"from-b").unwrap();
+    b.ops().close(conn_b, Linger::Flush);
+    drive(b, &mut hb, "close", |h| !h.closes_of(conn_b).is_empty());
+    let mut got = Vec::new();
+    client.read_to_end(&mut got).unwrap();
+    assert_eq!(
+        got, b"from-a;from-b",
+        "a's queue is written before b's bytes"
+    );
+}
+
+fn connect_and_talk<D: Driver>(make: impl Fn(Limits) -> D) {
+    let mut d = make(Limits::default());
+    let mut h = Recorder::default();
+    let (l, addr) = listener();
+    let plain = d.ops().connect(addr, None).unwrap();
+    let source: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    let bound = d.ops().connect(addr, Some(source)).unwrap();
+    d.ops().send(plain, b"early").unwrap(); // queued before the connect completes
+    drive(&mut d, &mut h, "connected", |h| h.connected.len() == 2);
+    assert!(
+        h.connected.iter().all(|c| c.1 == Ok(())),
+        "{:?}",
+        h.connected
+    );
+    assert_eq!(d.open_conns(), 2);
+    d.ops().send(bound, b"hi").unwrap();
+    drive_for(&mut d, &mut h, Duration::from_millis(20));
+    let mut plain_peer = None;
+    let mut bound_peer = None;
+    for _ in 0..2 {
+        let (mut s, _) = l.accept().unwrap();
+        s.set_read_timeout(Some(PEER_TIMEOUT)).unwrap();
+        match &read_exactly(&mut s, 2)[..] {
+            b"ea" => {
+                assert_eq!(read_exactly(&mut s, 3), b"rly");
+                plain_peer = Some(s);
+            }
+            b"hi" => bound_peer = Some(s),
+            other => panic!("unexpected bytes {other:?}"),
+        }
+    }
+    let (p_plain, mut p_bound) = (plain_peer.unwrap(), bound_peer.unwrap());
+    p_bound.write_all(b"yo").unwrap();
+    drive(&mut d, &mut h, "reply", |h| h.got(bound) == b"yo");
+    drop((p_plain, p_bound));
+    drive(&mut d, &mut h, "both closed", |h| h.closed.len() == 2);
+}
+
+fn connect_refused<D: Driver>(make: impl Fn(Limits) -> D) {
+    let mut d = make(Limits::default());
+    let mut h = Recorder::default();
+    let (l, addr) = listener();
+    drop(l); // nothing listens there now
+    let conn = d.ops().connect(addr, None).unwrap();
+    drive(&mut d, &mut h, "closed", |h| !h.closes_of(conn).is_empty());
+    let refused = libc::ECONNREFUSED;
+    assert_eq!(h.connected, vec![(conn, Err(refused))]);
+    assert_eq!(h.closes_of(conn), vec![CloseReason::ConnectFailed(refused)]);
+    let order: Vec<_> = h.log.iter().map(|e| e.0).collect();
+    assert_eq!(
+        order,
+        ["connected", "closed"],
+        "Connected(Err) comes before Closed"
+    );
+    assert_eq!(d.open_conns(), 0);
+}
+
+fn wake_from_other_thread<D: Driver>(make: impl Fn(Limits) -> D) {
+    let mut d = make(Limits::default());
+    let mut h = Recorder::default();
+    let waker = d.wake_handle();
+    let t = thread::spawn(move || {
+        thread::sleep(Duration::from_millis(100));
+        waker.wake();
+    });
+    let start = Instant::now();
+    while h.woken == 0 && start.elapsed() < Duration::from_secs(5) {
+        d.turn(Some(Duration::from_secs(10)), &mut h).unwrap();
+    }
+    let elapsed = start.elapsed();
+    t.join().unwrap();
+    assert_eq!(h.woken, 1);
+    assert!(
+        elapsed < Duration::from_secs(2),
+        "a wake interrupts a long wait ({elapsed:?})"
+    );
+    // Wakes before a turn: the next turn does not block, and a burst is one Woken.
+    let waker = d.wake_handle();
+    waker.wake();
+    waker.clone().wake();
+    waker.wake();
+    let start = Instant::now();
+    d.turn(Some(Duration::from_secs(10)), &mut h).unwrap();
+    assert!(start.elapsed() < Duration::from_secs(2));
+    drive_for(&mut d, &mut h, Duration::from_millis(50));
+    assert_eq!(h.woken, 2);
+}
+
+fn turn_timeout_is_honoured<D: Driver>(make: impl Fn(Limits) -> D) {
+    let mut d = make(Limits::default());
+    let mut h = Recorder::default();
+    let (l, _addr) = listener();
+    d.listen(l).unwrap();
+    d.turn(Some(Duration::ZERO), &mut h).unwrap(); // settle initial submissions
+    let start = Instant::now();
+    let stats = d.turn(Some(Duration::from_millis(60)), &mut h).unwrap();
+    let elapsed = start.elapsed();
+    assert_eq!(stats.events, 0);
+    assert!(h.log.is_empty());
+    assert!(
+        elapsed >= Duration::from_millis(50),
+        "waited the timeout ({elapsed:?})"
+    );
+    assert!(
+        elapsed < Duration::from_millis(1000),
+        "and not much longer ({elapsed:?})"
+    );
+    let start = Instant::now();
+    d.turn(Some(Duration::ZERO), &mut h).unwrap();
+    assert!(
+        start.elapsed() < Duration::from_millis(50),
+        "zero timeout does not block"
+    );
+}
+
+fn stop_listening_closes_listeners<D: Driver>(make: impl Fn(Limits) -> D) {
+    let mut d = make(Limits::default());
+    let mut h = Recorder::default();
+    let (conn, client) = accept_one(&mut d, &mut h);
+    let listen_addr = client.peer_addr().unwrap();
+    d.stop_listening();
+    drive_for(&mut d, &mut h, Duration::from_millis(50));
+    let err = TcpStream::connect(listen_addr).expect_err("listener is closed");
+    assert_eq!(err.kind(), ErrorKind::ConnectionRefused);
+    assert_eq!(
+        d.ops().send(conn, b"still here"),
+        Ok(()),
+        "conns outlive their listener"
+    );
+}
+
+macro_rules! conformance {
+    ($($name:ident),* $(,)?) => {
+        mod poll {
+            $(
+                #[test]
+                fn $name() {
+                    super::$name(|l| rookery_io::PollDriver::new(l).expect("poll driver"));
+                }
+            )*
+        }
+
+        #[cfg(target_os = "linux")]
+        mod uring {
+            $(
+                #[test]
+                fn $name() {
+                    if let Some(why) = super::uring_unavailable() {
+                        eprintln!("SKIP uring::{}: {why}", stringify!($name));
+                        return;
+                    }
+                    super::$name(|l| rookery_io::UringDriver::new(l).expect("uring driver"));
+                }
+            )*
+        }
+    };
+}
+
+conformance!(
+    accept_and_receive_split,
+    echo_large_payload,
+    many_conns_share_small_ring,
+    peer_close_delivers_one_closed,
+    close_flush_delivers_queued_bytes,
+    close_abort_is_prompt,
+    stale_ids_are_rejected,
+    queue_full_at_limit,
+    detach_then_adopt,
+    connect_and_talk,
+    connect_refused,
+    wake_from_other_thread,
+    turn_timeout_is_honoured,
+    stop_listening_closes_listeners,
+);
+
+/// Why io_uring tests must skip here, if they must.
+#[cfg(target_os = "linux")]
+fn uring_unavailable() -> Option<String> {
+    rookery_io::select_backend(BackendChoice::Uring, &Limits::default())
+        .err()
+        .map(|e| e.to_string())
+}
+
+#[test]
+fn auto_selection_reports_a_reason() {
+    let s = rookery_io::select_backend(BackendChoice::Auto, &Limits::default()).unwrap();
+    eprintln!("auto selects {}: {}", s.kind, s.reason);
+    assert!(!s.reason.is_empty());
+}
+
+/// The hand-off also works between backends (a socket detached by io_uring is blocking, one
+/// detached by poll is non-blocking: each `adopt` sets what it needs).
+#[cfg(target_os = "linux")]
+#[test]
+fn hand_off_across_backends() {
+    if let Some(why) = uring_unavailable() {
+        eprintln!("SKIP hand_off_across_backends: {why}");
+        return;
+    }
+    let mut poll = rookery_io::PollDriver::new(Limits::default()).unwrap();
+    let mut uring = rookery_io::UringDriver::new(Limits::default()).unwrap();
+    hand_off(&mut poll, &mut uring);
+    hand_off(&mut uring, &mut poll);
+}
+
+#[cfg(target_os = "linux")]
+#[path = "support/emfile.rs"]
+mod emfile;

@@ -1,0 +1,636 @@
+//! The framer's resumable state machine: one byte at a time, all state kept in [`Framer`].
+//!
+//! What it does: classifies each byte against the current [`St`], keeps the open-element name
+//! offsets, enforces the capture size limit, and reports where a frame ends ([`Step`]).
+//!
+//! What it does not do: copy bytes or validate UTF-8 (the driver in `framer.rs` does both once
+//! a frame is complete), or look at attribute names and values beyond their syntax.
+//!
+//! Invariants: a byte is either consumed (`Act::Next`) or re-dispatched once in a new state
+//! (`Act::Again`, only from the `]`-lookahead states, which always move to a state that
+//! consumes), so the loop is O(n). While `CAPTURE` is set, no byte is accepted that would make
+//! the captured frame longer than `max`.
+
+use super::{FrameError, Framer, CAPTURE, CHILD, DECL_SEEN, IN_ATTR, NON_ASCII, ROOT, STREAM_OPEN};
+use crate::xml::{is_forbidden_ctrl, is_name_char, is_name_start, is_ws, is_xml_char};
+
+/// Scanner state. Grouped by where in the stream it occurs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum St {
+    // Before the stream header.
+    Prolog,
+    PrologLt,
+    DeclName,
+    DeclBody,
+    DeclQuest,
+    // At stream level (depth 1) between stanzas, or after the stream closed.
+    Level1,
+    Level1Lt,
+    Bang,
+    StreamEndName,
+    StreamEndWs,
+    Closed,
+    // Inside a start tag (stream header or any element of a stanza).
+    TagName,
+    TagWs,
+    AttrName,
+    AttrNameWs,
+    AttrEq,
+    AttrValue,
+    AttrDone,
+    TagSlash,
+    // Inside a stanza's content.
+    Text,
+    TextBr1,
+    TextBr2,
+    ContentLt,
+    ContentBang,
+    CdataOpen,
+    Cdata,
+    CdataBr1,
+    CdataBr2,
+    EndName,
+    EndWs,
+    // References, in text or in an attribute value (`IN_ATTR` says which).
+    EntName,
+    CharRef,
+    CharRefDec,
+    CharRefHexStart,
+    CharRefHex,
+}
+
+/// Result of scanning one input slice.
+pub(super) enum Step {
+    /// Input used up; keep `data[from..]` as the frame prefix when `Some(from)`.
+    Need(Option<usize>),
+    /// Stream header complete at `end`; it starts at `start` in this input, or in `buf`.
+    Open { start: Option<usize>, end: usize },
+    /// Stanza complete at `end`; same convention as `Open`.
+    Stanza { start: Option<usize>, end: usize },
+    /// Stream close tag ending at `end`.
+    Close(usize),
+}
+
+/// The cause of a fatal framing error, stored in one byte.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Fault {
+    TooLarge,
+    TextBeforeHeader,
+    TextAtStreamLevel,
+    BadName,
+    BadAttr,
+    MissingWs,
+    Unquoted,
+    LtInAttr,
+    BadTag,
+    BadEndTag,
+    Mismatch,
+    Ctrl,
+    BadUtf8,
+    NonChar,
+    BadCharRef,
+    BareAmp,
+    CdataEndInText,
+    CdataAtStreamLevel,
+    BadMarkup,
+    EmptyStream,
+    AfterClose,
+    Comment,
+    Pi,
+    Dtd,
+    Undeclared,
+}
+
+impl Fault {
+    pub(super) fn error(self) -> FrameError {
+        use FrameError::{NotWellFormed as Nwf, RestrictedXml as Rx};
+        match self {
+            Fault::TooLarge => FrameError::TooLarge,
+            Fault::TextBeforeHeader => Nwf("text before the stream header"),
+            Fault::TextAtStreamLevel => Nwf("text at stream level"),
+            Fault::BadName => Nwf("invalid name"),
+            Fault::BadAttr => Nwf("malformed attribute"),
+            Fault::MissingWs => Nwf("missing whitespace between attributes"),
+            Fault::Unquoted => Nwf("unquoted attribute value"),
+            Fault::LtInAttr => Nwf("'<' in attribute value"),
+            Fault::BadTag => Nwf("malformed tag"),
+            Fault::BadEndTag => Nwf("malformed end tag"),
+            Fault::Mismatch => Nwf("end tag does not match start tag"),
+            Fault::Ctrl => Nwf("forbidden control character"),
+            Fault::BadUtf8 => Nwf("invalid UTF-8"),
+            Fault::NonChar => Nwf("character not allowed in XML"),
+            Fault::BadCharRef => Nwf("invalid character reference"),
+            Fault::BareAmp => Nwf("'&' not starting a reference"),
+            Fault::CdataEndInText => Nwf("']]>' in text"),
+            Fault::CdataAtStreamLevel => Nwf("CDATA at stream level"),
+            Fault::BadMarkup => Nwf("malformed markup declaration"),
+            Fault::EmptyStream => Nwf("empty stream element"),
+            Fault::AfterClose => Nwf("data after the stream close"),
+            Fault::Comment => Rx("comment"),
+            Fault::Pi => Rx("processing instruction"),
+            Fault::Dtd => Rx("DTD or markup declaration"),
+            Fault::Undeclared => Rx("undeclared entity"),
+        }
+    }
+}
+
+/// What one byte did.
+enum Act {
+    Next,
+    Again,
+    Open,
+    Stanza,
+    Close,
+}
+
+/// Position in the current input.
+struct Cursor<'d> {
+    data: &'d [u8],
+    i: usize,
+    /// Where the frame being captured starts in `data`; `None` when it began in `buf`.
+    cap: Option<usize>,
+    /// First index of `data` that would take the capture over the limit.
+    limit: usize,
+}
+
+/// Entity names packed big-endian into a u32 (names of at most four bytes fit).
+const fn pack(name: &[u8]) -> u32 {
+    let mut v = 0u32;
+    let mut i = 0;
+    while i < name.len() {
+        v = (v << 8) | name[i] as u32;
+        i += 1;
+    }
+    v
+}
+const PREDEFINED: [u32; 5] = [
+    pack(b"lt"),
+    pack(b"gt"),
+    pack(b"amp"),
+    pack(b"quot"),
+    pack(b"apos"),
+];
+/// Marks an entity name too long to be one of the predefined five.
+const LONG_NAME: u32 = u32::MAX;
+
+impl Framer {
+    /// Scans `data` until a frame completes or the input is used up.
+    pub(super) fn scan(&mut self, data: &[u8]) -> Result<Step, Fault> {
+        let mut cur = Cursor {
+            data,
+            i: 0,
+            cap: None,
+            limit: usize::MAX,
+        };
+        if self.flags & CAPTURE != 0 {
+            // `buf` holds at most `max` bytes (enforced below on every push).
+            cur.limit = (self.max as usize).saturating_sub(self.buf.len());
+        }
+        loop {
+            self.fast_skip(&mut cur);
+            let Some(&b) = data.get(cur.i) else { break };
+            if cur.i >= cur.limit {
+                return Err(Fault::TooLarge);
+            }
+            if is_forbidden_ctrl(b) {
+                return Err(Fault::Ctrl);
+            }
+            match self.step(b, &mut cur)? {
+                Act::Next => {
+                    if b >= 0x80 {
+                        self.flags |= NON_ASCII;
+                    }
+                    cur.i += 1;
+                }
+                Act::Again => {}
+                Act::Open => return Ok(self.finish(&cur, true)),
+                Act::Stanza => return Ok(self.finish(&cur, false)),
+                Act::Close => return Ok(Step::Close(cur.i)),
+            }
+        }
+        let keep = (self.flags & CAPTURE != 0).then(|| cur.cap.unwrap_or(0));
+        Ok(Step::Need(keep))
+    }
+
+    fn finish(&mut self, cur: &Cursor<'_>, open: bool) -> Step {
+        self.flags &= !CAPTURE;
+        let (start, end) = (cur.cap, cur.i);
+        if open {
+            Step::Open { start, end }
+        } else {
+            Step::Stanza { start, end }
+        }
+    }
+
+    /// Skips runs of bytes that cannot change the state (text, attribute values, CDATA, names,
+    /// whitespace); each is exactly what `step` would consume with `Act::Next` in place.
+    fn fast_skip(&mut self, cur: &mut Cursor<'_>) {
+        let stop = cur.limit.min(cur.data.len());
+        let (data, from, q) = (cur.data, cur.i, self.quote);
+        let (end, high) = match self.st {
+            St::Text => plain_run(data, from, stop, |b| b >= 0x20 && !matches!(b, b'<' | b'&' | b']')),
+            St::AttrValue => plain_run(data, from, stop, |b| {
+                b >= 0x20 && !matches!(b, b'<' | b'&') && b != q
+            }),
+            St::Cdata => plain_run(data, from, stop, |b| b >= 0x20 && b != b']'),
+            St::TagName | St::AttrName => plain_run(data, from, stop, is_name_char),
+            St::Level1 | St::TagWs => plain_run(data, from, stop, is_ws),
+            _ => return,
+        };
+        cur.i = end;
+        if high >= 0x80 {
+            self.flags |= NON_ASCII;
+        }
+    }
+
+    fn step(&mut self, b: u8, cur: &mut Cursor<'_>) -> Result<Act, Fault> {
+        match self.st {
+            St::Prolog | St::PrologLt | St::DeclName | St::DeclBody | St::DeclQuest => {
+                self.prolog(b, cur)
+            }
+            St::Level1
+            | St::Level1Lt
+            | St::Bang
+            | St::StreamEndName
+            | St::StreamEndWs
+            | St::Closed => self.level1(b, cur),
+            St::TagName
+            | St::TagWs
+            | St::AttrName
+            | St::AttrNameWs
+            | St::AttrEq
+            | St::AttrValue
+            | St::AttrDone
+            | St::TagSlash => self.tag(b),
+            St::EntName | St::CharRef | St::CharRefDec | St::CharRefHexStart | St::CharRefHex => {
+                self.reference(b)
+            }
+            _ => self.content(b, cur),
+        }
+    }
+
+    fn prolog(&mut self, b: u8, cur: &mut Cursor<'_>) -> Result<Act, Fault> {
+        match self.st {
+            St::Prolog if is_ws(b) => {}
+            St::Prolog if b == b'<' => self.st = St::PrologLt,
+            St::Prolog => return Err(Fault::TextBeforeHeader),
+            St::PrologLt if b == b'?' && self.flags & DECL_SEEN == 0 => {
+                self.aux = 0;
+                self.st = St::DeclName;
+            }
+            St::PrologLt if b == b'?' => return Err(Fault::Pi),
+            St::PrologLt if b == b'!' => self.st = St::Bang,
+            St::PrologLt if is_name_start(b) => {
+                self.begin_capture(cur)?;
+                self.st = St::TagName;
+            }
+            St::PrologLt => return Err(Fault::BadName),
+            St::DeclName if self.aux < 3 => {
+                // Anything but `<?xml` followed by whitespace is a processing instruction.
+                if b != b"xml"[self.aux as usize] {
+                    return Err(Fault::Pi);
+                }
+                self.aux += 1;
+            }
+            St::DeclName if is_ws(b) => self.st = St::DeclBody,
+            St::DeclName => return Err(Fault::Pi),
+            _ => {
+                // The declaration is skipped, not captured: bound it by counting.
+                self.aux += 1;
+                if self.aux > self.max {
+                    return Err(Fault::TooLarge);
+                }
+                self.st = match (self.st, b) {
+                    (_, b'?') => St::DeclQuest,
+                    (St::DeclQuest, b'>') => {
+                        self.flags |= DECL_SEEN;
+                        St::Prolog
+                    }
+                    _ => St::DeclBody,
+                };
+            }
+        }
+        Ok(Act::Next)
+    }
+
+    fn level1(&mut self, b: u8, cur: &mut Cursor<'_>) -> Result<Act, Fault> {
+        match self.st {
+            St::Level1 if is_ws(b) => {}
+            St::Level1 if b == b'<' => self.st = St::Level1Lt,
+            St::Level1 => return Err(Fault::TextAtStreamLevel),
+            St::Level1Lt if b == b'/' => {
+                self.aux = 0;
+                self.st = St::StreamEndName;
+            }
+            St::Level1Lt if b == b'!' => self.st = St::Bang,
+            St::Level1Lt if b == b'?' => return Err(Fault::Pi),
+            St::Level1Lt if is_name_start(b) => {
+                self.begin_capture(cur)?;
+                self.flags |= ROOT;
+                self.st = St::TagName;
+            }
+            St::Level1Lt => return Err(Fault::BadName),
+            St::Bang => return Err(bang_fault(b, Fault::CdataAtStreamLevel)),
+            St::StreamEndName if is_name_char(b) && (self.aux > 0 || is_name_start(b)) => {
+                // Not captured: bound the name by counting.
+                self.aux += 1;
+                if self.aux > self.max {
+                    return Err(Fault::TooLarge);
+                }
+            }
+            St::StreamEndName | St::StreamEndWs if b == b'>' && self.aux > 0 => {
+                self.st = St::Closed;
+                return Ok(Act::Close);
+            }
+            St::StreamEndName | St::StreamEndWs if is_ws(b) && self.aux > 0 => {
+                self.st = St::StreamEndWs;
+            }
+            St::StreamEndName | St::StreamEndWs => return Err(Fault::BadEndTag),
+            _ if is_ws(b) => {}
+            _ => return Err(Fault::AfterClose),
+        }
+        Ok(Act::Next)
+    }
+
+    fn tag(&mut self, b: u8) -> Result<Act, Fault> {
+        self.st = match (self.st, b) {
+            (St::TagName | St::AttrName, _) if is_name_char(b) => self.st,
+            (St::TagName | St::TagWs | St::AttrDone, b'/') => St::TagSlash,
+            (St::TagName | St::TagWs | St::AttrDone, b'>') => return self.tag_end(),
+            (St::TagName | St::TagWs | St::AttrDone, _) if is_ws(b) => St::TagWs,
+            (St::TagName, _) => return Err(Fault::BadName),
+            (St::AttrDone, _) => return Err(Fault::MissingWs),
+            (St::TagWs, _) if is_name_start(b) => St::AttrName,
+            (St::AttrName | St::AttrNameWs, _) if is_ws(b) => St::AttrNameWs,
+            (St::AttrName | St::AttrNameWs, b'=') => St::AttrEq,
+            (St::AttrEq, _) if is_ws(b) => St::AttrEq,
+            (St::AttrEq, b'"' | b'\'') => {
+                self.quote = b;
+                St::AttrValue
+            }
+            (St::AttrEq, _) => return Err(Fault::Unquoted),
+            (St::AttrValue, _) if b == self.quote => St::AttrDone,
+            (St::AttrValue, b'<') => return Err(Fault::LtInAttr),
+            (St::AttrValue, b'&') => {
+                self.flags |= IN_ATTR;
+                self.aux = 0;
+                St::EntName
+            }
+            (St::AttrValue, _) => St::AttrValue,
+            (St::TagSlash, b'>') => return self.empty_end(),
+            (St::TagSlash, _) => return Err(Fault::BadTag),
+            _ => return Err(Fault::BadAttr),
+        };
+        Ok(Act::Next)
+    }
+
+    /// `>` closing a start tag.
+    fn tag_end(&mut self) -> Result<Act, Fault> {
+        if self.flags & STREAM_OPEN == 0 {
+            self.flags |= STREAM_OPEN;
+            self.st = St::Level1;
+            return Ok(Act::Open);
+        }
+        self.st = St::Text;
+        Ok(Act::Next)
+    }
+
+    /// `/>` closing an empty-element tag.
+    fn empty_end(&mut self) -> Result<Act, Fault> {
+        if self.flags & STREAM_OPEN == 0 {
+            return Err(Fault::EmptyStream);
+        }
+        Ok(self.close_element())
+    }
+
+    fn close_element(&mut self) -> Act {
+        if self.pop() {
+            self.st = St::Level1;
+            Act::Stanza
+        } else {
+            self.st = St::Text;
+            Act::Next
+        }
+    }
+
+    fn content(&mut self, b: u8, cur: &mut Cursor<'_>) -> Result<Act, Fault> {
+        self.st = match (self.st, b) {
+            (St::Text, b'<') => St::ContentLt,
+            (St::Text, b'&') => {
+                self.flags &= !IN_ATTR;
+                self.aux = 0;
+                St::EntName
+            }
+            (St::Text, b']') => St::TextBr1,
+            (St::Text, _) => St::Text,
+            (St::TextBr1, b']') | (St::TextBr2, b']') => St::TextBr2,
+            (St::TextBr2, b'>') => return Err(Fault::CdataEndInText),
+            (St::TextBr1 | St::TextBr2, _) => {
+                self.st = St::Text;
+                return Ok(Act::Again);
+            }
+            (St::ContentLt, b'/') => {
+                self.aux = 0;
+                St::EndName
+            }
+            (St::ContentLt, b'!') => St::ContentBang,
+            (St::ContentLt, b'?') => return Err(Fault::Pi),
+            (St::ContentLt, _) if is_name_start(b) => {
+                let offset = self.offset(cur);
+                self.push(offset);
+                St::TagName
+            }
+            (St::ContentLt, _) => return Err(Fault::BadName),
+            (St::ContentBang, b'[') => {
+                self.aux = 0;
+                St::CdataOpen
+            }
+            (St::ContentBang, _) => return Err(bang_fault(b, Fault::BadMarkup)),
+            (St::CdataOpen, _) => return self.cdata_open(b),
+            (St::Cdata, b']') => St::CdataBr1,
+            (St::Cdata, _) => St::Cdata,
+            (St::CdataBr1, b']') | (St::CdataBr2, b']') => St::CdataBr2,
+            (St::CdataBr2, b'>') => St::Text,
+            (St::CdataBr1 | St::CdataBr2, _) => {
+                self.st = St::Cdata;
+                return Ok(Act::Again);
+            }
+            (St::EndName, _) => return self.end_name(b, cur),
+            (St::EndWs, b'>') => return Ok(self.close_element()),
+            (St::EndWs, _) if is_ws(b) => St::EndWs,
+            _ => return Err(Fault::BadEndTag),
+        };
+        Ok(Act::Next)
+    }
+
+    fn cdata_open(&mut self, b: u8) -> Result<Act, Fault> {
+        const OPEN: &[u8] = b"CDATA[";
+        if OPEN.get(self.aux as usize) != Some(&b) {
+            return Err(Fault::BadMarkup);
+        }
+        self.aux += 1;
+        if self.aux as usize == OPEN.len() {
+            self.st = St::Cdata;
+        }
+        Ok(Act::Next)
+    }
+
+    /// One byte of an end tag's name, compared with the open element's name in place.
+    fn end_name(&mut self, b: u8, cur: &Cursor<'_>) -> Result<Act, Fault> {
+        let expected = self.capture_byte(cur, self.top_name() as usize + self.aux as usize);
+        if is_name_char(b) {
+            if expected != b {
+                return Err(Fault::Mismatch);
+            }
+            self.aux += 1;
+            return Ok(Act::Next);
+        }
+        if self.aux == 0 || !(is_ws(b) || b == b'>') {
+            return Err(Fault::BadEndTag);
+        }
+        // The start tag's name ends with a non-name byte; a name byte here means the end
+        // tag's name is a strict prefix of it.
+        if is_name_char(expected) {
+            return Err(Fault::Mismatch);
+        }
+        if b == b'>' {
+            return Ok(self.close_element());
+        }
+        self.st = St::EndWs;
+        Ok(Act::Next)
+    }
+
+    fn reference(&mut self, b: u8) -> Result<Act, Fault> {
+        let back = if self.flags & IN_ATTR != 0 {
+            St::AttrValue
+        } else {
+            St::Text
+        };
+        match (self.st, b) {
+            (St::EntName, b'#') if self.aux == 0 => self.st = St::CharRef,
+            (St::EntName, b';') if self.aux == 0 => return Err(Fault::BareAmp),
+            (St::EntName, b';') if PREDEFINED.contains(&self.aux) => self.st = back,
+            (St::EntName, b';') => return Err(Fault::Undeclared),
+            (St::EntName, _) if is_name_char(b) && (self.aux != 0 || is_name_start(b)) => {
+                self.aux = if self.aux >= 1 << 24 {
+                    LONG_NAME
+                } else {
+                    (self.aux << 8) | b as u32
+                };
+            }
+            (St::EntName, _) => return Err(Fault::BareAmp),
+            (St::CharRef, b'x') => self.st = St::CharRefHexStart,
+            (St::CharRef, b'0'..=b'9') => {
+                self.aux = u32::from(b - b'0');
+                self.st = St::CharRefDec;
+            }
+            (St::CharRefDec | St::CharRefHex, b';') if is_xml_char(self.aux) => self.st = back,
+            (St::CharRefDec | St::CharRefHexStart | St::CharRefHex, _) => {
+                let radix = if self.st == St::CharRefDec { 10 } else { 16 };
+                let digit = char::from(b).to_digit(radix).ok_or(Fault::BadCharRef)?;
+                // Saturate just above the Unicode range so the value never overflows.
+                self.aux = (self.aux * radix + digit).min(0x11_0000);
+                self.st = if radix == 10 {
+                    St::CharRefDec
+                } else {
+                    St::CharRefHex
+                };
+            }
+            _ => return Err(Fault::BadCharRef),
+        }
+        Ok(Act::Next)
+    }
+
+    /// Starts capturing a frame whose `<` is the byte before `cur.i`.
+    fn begin_capture(&mut self, cur: &mut Cursor<'_>) -> Result<(), Fault> {
+        self.flags = (self.flags | CAPTURE) & !NON_ASCII;
+        let max = self.max as usize;
+        if cur.i == 0 {
+            // The `<` ended the previous input and was not kept: restore it.
+            self.buf.push(b'<');
+            cur.cap = None;
+            cur.limit = max.saturating_sub(1);
+        } else {
+            cur.cap = Some(cur.i - 1);
+            cur.limit = (cur.i - 1).saturating_add(max);
+        }
+        if cur.i >= cur.limit {
+            return Err(Fault::TooLarge);
+        }
+        Ok(())
+    }
+
+    /// Offset of `data[cur.i]` from the start of the frame being captured.
+    fn offset(&self, cur: &Cursor<'_>) -> u32 {
+        let off = self.buf.len() + cur.i - cur.cap.unwrap_or(0);
+        // The capture is at most `max` (a u32) bytes long, enforced before every byte.
+        u32::try_from(off).unwrap_or(u32::MAX)
+    }
+
+    /// Byte `k` of the frame being captured (0 past the end, which no caller reaches).
+    fn capture_byte(&self, cur: &Cursor<'_>, k: usize) -> u8 {
+        match k.checked_sub(self.buf.len()) {
+            None => self.buf[k],
+            Some(rest) => cur
+                .data
+                .get(cur.cap.unwrap_or(0) + rest)
+                .copied()
+                .unwrap_or(0),
+        }
+    }
+
+    /// Records the name offset of a newly opened element below the stanza root.
+    fn push(&mut self, offset: u32) {
+        if self.flags & CHILD == 0 {
+            self.child = offset;
+            self.flags |= CHILD;
+        } else {
+            self.deep.push(offset);
+        }
+    }
+
+    /// Closes the innermost open element; true when it was the stanza root.
+    fn pop(&mut self) -> bool {
+        if self.deep.pop().is_some() {
+            false
+        } else if self.flags & CHILD != 0 {
+            self.flags &= !CHILD;
+            false
+        } else {
+            self.flags &= !ROOT;
+            true
+        }
+    }
+
+    /// Name offset of the innermost open element (the root's name always starts at 1).
+    fn top_name(&self) -> u32 {
+        match self.deep.last() {
+            Some(&offset) => offset,
+            None if self.flags & CHILD != 0 => self.child,
+            None => 1,
+        }
+    }
+}
+
+/// Index of the first byte in `data[from..stop]` that is not `plain`, and the OR of the bytes
+/// skipped (its high bit says whether any was non-ASCII). Generic so each call inlines its test.
+#[inline(always)]
+fn plain_run(data: &[u8], from: usize, stop: usize, plain: impl Fn(u8) -> bool) -> (usize, u8) {
+    let mut high = 0u8;
+    let mut i = from;
+    while i < stop && plain(data[i]) {
+        high |= data[i];
+        i += 1;
+    }
+    (i, high)
+}
+
+/// The error for `<!` followed by `b` (`cdata` when `<![` is not allowed there).
+fn bang_fault(b: u8, cdata: Fault) -> Fault {
+    match b {
+        b'-' => Fault::Comment,
+        b'[' => cdata,
+        b'A'..=b'Z' => Fault::Dtd,
+        _ => Fault::BadMarkup,
+    }
+}

@@ -1,0 +1,100 @@
+//! Entry points shared by the cargo-fuzz targets and the corpus test (hidden from docs).
+//!
+//! What it does: drives the public API the way the server does, with extra consistency
+//! checks that panic on a bug (so the fuzzer reports it): the framer never buffers past its
+//! limit, a dead framer repeats its error, and a stanza stamped by the view re-frames as
+//! exactly one stanza carrying the stamped `from`.
+//!
+//! What it does not do: anything on the production path; it exists only for testing.
+
+use crate::element::Element;
+use crate::framer::{Frame, FrameError, Framer, FramerLimits};
+use crate::view::StanzaView;
+
+/// Limit used by the fuzz harness: small, so the size checks are reached.
+pub const FUZZ_MAX_STANZA_BYTES: usize = 4096;
+
+/// Feeds `data[1..]` to a framer in two chunks split at `data[0]`, and parses every stanza
+/// with [`StanzaView`] and [`Element`] (and the header with [`Element::parse_open_tag`]).
+pub fn framer_two_chunks(data: &[u8]) {
+    let Some((&split, rest)) = data.split_first() else {
+        return;
+    };
+    let cut = usize::from(split).min(rest.len());
+    let mut framer = Framer::new(FramerLimits {
+        max_stanza_bytes: FUZZ_MAX_STANZA_BYTES,
+    });
+    for chunk in [&rest[..cut], &rest[cut..]] {
+        if let Err(err) = feed(&mut framer, chunk) {
+            let mut again: &[u8] = b"<x/>";
+            assert_eq!(
+                framer.next_frame(&mut again),
+                Err(err),
+                "a dead framer repeats its error"
+            );
+            return;
+        }
+        assert!(framer.buffered_bytes() <= FUZZ_MAX_STANZA_BYTES);
+    }
+}
+
+fn feed(framer: &mut Framer, chunk: &[u8]) -> Result<(), FrameError> {
+    let mut pos = 0;
+    loop {
+        let mut input = &chunk[pos..];
+        let before = input.len();
+        match framer.next_frame(&mut input)? {
+            None => return Ok(()),
+            Some(Frame::StreamOpen(header)) => {
+                if let Ok(e) = Element::parse_open_tag(header) {
+                    let _ = (e.ns(), e.attrs().count());
+                }
+            }
+            Some(Frame::Stanza(stanza)) => check_stanza(stanza),
+            Some(Frame::StreamClose) => {}
+        }
+        pos += before - input.len();
+    }
+}
+
+/// Exercises the view and the element parser on one framed stanza.
+pub fn check_stanza(stanza: &[u8]) {
+    if let Ok(e) = Element::parse(stanza) {
+        let _ = (e.text(), e.ns(), e.children().count());
+    }
+    let Ok(view) = StanzaView::parse(stanza) else {
+        return;
+    };
+    let _ = (
+        view.kind(),
+        view.to(),
+        view.id(),
+        view.stanza_type(),
+        view.xmlns(),
+    );
+    for child in view.children() {
+        assert!(child.bytes.starts_with(b"<") && child.bytes.ends_with(b">"));
+    }
+    let from = "stamped@example.com/r&'\"<>";
+    let mut out = Vec::new();
+    view.stamp(from, Some("to@example.com"), &mut out);
+    let mut framer = Framer::new(FramerLimits {
+        max_stanza_bytes: out.len() + 64,
+    });
+    let mut header: &[u8] = b"<s>";
+    assert!(matches!(
+        framer.next_frame(&mut header),
+        Ok(Some(Frame::StreamOpen(_)))
+    ));
+    let mut input: &[u8] = &out;
+    let Ok(Some(Frame::Stanza(again))) = framer.next_frame(&mut input) else {
+        panic!(
+            "stamped stanza does not frame: {:?}",
+            String::from_utf8_lossy(&out)
+        );
+    };
+    assert!(input.is_empty(), "stamping produced more than one stanza");
+    let view = StanzaView::parse(again).expect("stamped stanza parses");
+    assert_eq!(view.from().as_deref(), Some(from));
+    assert_eq!(view.to().as_deref(), Some("to@example.com"));
+}

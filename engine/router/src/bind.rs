@@ -1,0 +1,250 @@
+//! Resource binding (RFC 6120 7), the hand-off of a conn to its user's home shard, and the
+//! adoption of a handed-off conn.
+//!
+//! What it does not do: route stanzas of a bound session (see `routing`, `local`).
+//!
+//! Invariants:
+//! - a bind completes only on the user's home shard, so every resource of a user lives in one
+//!   directory and the conflict check is local;
+//! - on conflict the *old* session is closed with `<conflict/>` (RFC 6120 7.7.2.2, override);
+//! - a handed-off conn is removed from this router before `Effects::hand_off` returns, and the
+//!   bytes already received after the bind iq travel in the `Handoff`, ahead of the leftover.
+
+use rookery_proto::element::Element;
+use rookery_proto::{ns, Framer, Jid, StanzaKind, StanzaView};
+
+use crate::conn::{Conn, Phase};
+use crate::effects::{ConnKey, Effects, Handoff};
+use crate::home_shard;
+use crate::replies::{self, ReplyTo, StanzaError};
+use crate::router::Router;
+use crate::stream::Next;
+
+/// A bind request that must complete on another shard.
+#[derive(Debug)]
+pub(crate) struct BindRequest {
+    dest: u16,
+    resource: Option<Box<str>>,
+    id: Box<str>,
+}
+
+/// The parts of a bind iq the router needs.
+struct BindIq {
+    id: String,
+    resource: Option<String>,
+}
+
+impl Router {
+    /// A first-level element after SASL, before a resource is bound.
+    pub(crate) fn on_pre_bind(&mut self, slot: u32, bytes: &[u8], fx: &mut impl Effects) -> Next {
+        let Ok(view) = StanzaView::parse(bytes) else {
+            self.stream_error(slot, "not-well-formed", fx);
+            return Next::Stop;
+        };
+        let is_bind = view.kind() == StanzaKind::Iq
+            && view.stanza_type().as_deref() == Some("set")
+            && view.has_child("bind", ns::BIND);
+        if !is_bind {
+            let condition = match view.kind() {
+                StanzaKind::Other => "unsupported-stanza-type",
+                _ => "not-authorized",
+            };
+            self.stream_error(slot, condition, fx);
+            return Next::Stop;
+        }
+        self.stats.stanzas_in += 1;
+        let Some(request) = parse_bind(bytes) else {
+            self.stream_error(slot, "not-well-formed", fx);
+            return Next::Stop;
+        };
+        self.on_bind(slot, request, fx)
+    }
+
+    fn on_bind(&mut self, slot: u32, request: BindIq, fx: &mut impl Effects) -> Next {
+        let Some(bare) = self.conns.get(slot).and_then(|c| c.jid.as_ref()) else {
+            return Next::Stop;
+        };
+        if let Some(resource) = &request.resource {
+            if bare.with_resource(resource).is_err() {
+                self.bind_error(slot, &request.id, fx);
+                return Next::Continue;
+            }
+        }
+        let dest = home_shard(bare, self.shards);
+        if dest != self.shard {
+            let resource = request.resource.map(String::into_boxed_str);
+            return Next::HandOff(BindRequest {
+                dest,
+                resource,
+                id: request.id.into(),
+            });
+        }
+        self.complete_bind(slot, request.resource.as_deref(), &request.id, fx);
+        Next::Continue
+    }
+
+    /// Binds `resource` (or a generated one) to the authenticated conn in `slot`, closing any
+    /// older session of the same full JID, and sends the bind result.
+    fn complete_bind(
+        &mut self,
+        slot: u32,
+        resource: Option<&str>,
+        id: &str,
+        fx: &mut impl Effects,
+    ) {
+        let Some(bare) = self.conns.get(slot).and_then(|c| c.jid.clone()) else {
+            return;
+        };
+        let full = match resource {
+            Some(resource) => bare.with_resource(resource).ok(),
+            None => self.fresh_resource(&bare),
+        };
+        let Some(full) = full else {
+            self.bind_error(slot, id, fx);
+            return;
+        };
+        if let Some(old) = self.find_session(&full) {
+            self.stream_error(old, "conflict", fx);
+        }
+        self.reply.clear();
+        replies::bind_result(&mut self.reply, id, full.as_str());
+        self.directory.insert(full.bare_str(), slot);
+        let Some(conn) = self.conns.get_mut(slot) else {
+            return;
+        };
+        fx.send(conn.key, &self.reply);
+        self.stats.stanzas_out += 1;
+        conn.jid = Some(full);
+        conn.phase = Phase::Bound;
+    }
+
+    /// A server-generated resource not bound yet for `bare` (re-drawn on a clash).
+    fn fresh_resource(&mut self, bare: &Jid) -> Option<Jid> {
+        loop {
+            let full = bare.with_resource(&self.ids.resource()).ok()?;
+            if self.find_session(&full).is_none() {
+                return Some(full);
+            }
+        }
+    }
+
+    /// The slot of the session bound to `full`, if any (on its home shard).
+    pub(crate) fn find_session(&self, full: &Jid) -> Option<u32> {
+        let resource = full.resource()?;
+        let mut slots = self.directory.slots(full.bare_str()).iter().copied();
+        slots.find(|&slot| {
+            let bound = self.conns.get(slot).and_then(|c| c.jid.as_ref());
+            bound.and_then(Jid::resource) == Some(resource)
+        })
+    }
+
+    fn bind_error(&mut self, slot: u32, id: &str, fx: &mut impl Effects) {
+        let Some(conn) = self.conns.get(slot) else {
+            return;
+        };
+        self.reply.clear();
+        let reply = ReplyTo {
+            id: Some(id),
+            from: None,
+            to: None,
+        };
+        replies::stanza_error(&mut self.reply, "iq", reply, StanzaError::BadRequest);
+        fx.send(conn.key, &self.reply);
+        self.stats.stanzas_out += 1;
+    }
+
+    /// Moves the conn in `slot` to the home shard named in `request`.
+    pub(crate) fn hand_off(
+        &mut self,
+        slot: u32,
+        framer: Framer,
+        request: BindRequest,
+        pending: &[u8],
+        fx: &mut impl Effects,
+    ) {
+        let Some(conn) = self.conns.remove(slot) else {
+            return;
+        };
+        let Some(jid) = conn.jid else {
+            return;
+        };
+        let handoff = Handoff {
+            framer,
+            jid,
+            resource: request.resource,
+            bind_id: request.id,
+            pending: pending.to_vec(),
+        };
+        self.stats.handoffs_out += 1;
+        fx.hand_off(conn.key, request.dest, handoff);
+    }
+
+    /// Continues a handed-off stream here: completes the bind, then feeds the bytes that
+    /// followed the bind iq (those the old shard had, then those the server collected).
+    pub(crate) fn adopt(
+        &mut self,
+        key: ConnKey,
+        handoff: Handoff,
+        leftover: &[u8],
+        now_ms: u64,
+        fx: &mut impl Effects,
+    ) {
+        let Handoff {
+            framer,
+            jid,
+            resource,
+            bind_id,
+            pending,
+        } = handoff;
+        let mut conn = Conn::new(key, framer, now_ms);
+        conn.jid = Some(jid);
+        conn.phase = Phase::AwaitBind;
+        conn.header_sent = true;
+        let slot = self.insert_conn(conn, now_ms);
+        self.complete_bind(slot, resource.as_deref(), &bind_id, fx);
+        for bytes in [pending.as_slice(), leftover] {
+            let alive = self
+                .conns
+                .get(slot)
+                .is_some_and(|c| c.phase != Phase::Closing);
+            if alive && !bytes.is_empty() {
+                self.feed(slot, bytes, fx);
+            }
+        }
+    }
+}
+
+/// Reads the id and the requested resource of a bind iq (an empty resource means none).
+fn parse_bind(bytes: &[u8]) -> Option<BindIq> {
+    let iq = Element::parse(bytes).ok()?;
+    let bind = iq.child("bind", ns::BIND)?;
+    let resource = bind
+        .child("resource", ns::BIND)
+        .map(|r| r.text())
+        .filter(|r| !r.is_empty());
+    let id = iq.attr("id").unwrap_or_default().to_owned();
+    Some(BindIq { id, resource })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bind_iq_fields_are_read() {
+        let iq = b"<iq type='set' id='b1'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'>\
+            <resource>phone</resource></bind></iq>";
+        let parsed = parse_bind(iq).expect("a bind iq");
+        assert_eq!(parsed.id, "b1");
+        assert_eq!(parsed.resource.as_deref(), Some("phone"));
+    }
+
+    #[test]
+    fn an_empty_resource_means_none() {
+        let iq = b"<iq type='set' id='b2'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'>\
+            <resource/></bind></iq>";
+        assert_eq!(parse_bind(iq).and_then(|b| b.resource), None);
+        let iq = b"<iq type='set' id='b3'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/></iq>";
+        assert_eq!(parse_bind(iq).map(|b| b.id), Some("b3".to_owned()));
+    }
+}

@@ -1,0 +1,65 @@
+//! Router configuration: the served domain, the account backend, shard count and limits.
+//!
+//! What it does not do: parse command lines or files (the server does that) or validate the
+//! domain (the server hands it over already validated and lowercased). The router builds a
+//! `Jid` from it once, in `Router::new`.
+//!
+//! Invariants: `shards >= 1` (a value of 0 is treated as 1 by `Router::new`, see there).
+
+/// How SASL PLAIN passwords are checked.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AuthBackend {
+    /// password == lowercase hex HMAC-SHA256(secret, localpart). Stateless: the load-test default.
+    Token { secret: Vec<u8> },
+    /// Any non-empty password is accepted (loopback only; the server enforces that).
+    Open,
+}
+
+/// Everything the router of one shard needs to know; shared by all shards through an `Arc`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RouterConfig {
+    /// The served domain, already validated and lowercased by the server.
+    pub domain: String,
+    pub auth: AuthBackend,
+    /// Total number of shards (>= 1); decides every JID's home shard.
+    pub shards: u16,
+    /// Largest stanza (and largest partial-stanza buffer) the framer accepts.
+    pub max_stanza_bytes: usize,
+    /// A conn must be authenticated and bound this long after connecting, or it is closed.
+    pub auth_timeout_ms: u64,
+    /// A conn with no byte received for this long is closed; 0 disables the idle timeout.
+    pub idle_timeout_ms: u64,
+}
+
+impl RouterConfig {
+    pub const DEFAULT_MAX_STANZA_BYTES: usize = 65_536;
+    pub const DEFAULT_AUTH_TIMEOUT_MS: u64 = 10_000;
+    pub const DEFAULT_IDLE_TIMEOUT_MS: u64 = 300_000;
+
+    /// A config with the documented defaults for one shard.
+    pub fn new(domain: &str, auth: AuthBackend) -> RouterConfig {
+        RouterConfig {
+            domain: domain.to_owned(),
+            auth,
+            shards: 1,
+            max_stanza_bytes: Self::DEFAULT_MAX_STANZA_BYTES,
+            auth_timeout_ms: Self::DEFAULT_AUTH_TIMEOUT_MS,
+            idle_timeout_ms: Self::DEFAULT_IDLE_TIMEOUT_MS,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_match_the_documented_values() {
+        let config = RouterConfig::new("example.com", AuthBackend::Open);
+        assert_eq!(config.domain, "example.com");
+        assert_eq!(config.shards, 1);
+        assert_eq!(config.max_stanza_bytes, 65_536);
+        assert_eq!(config.auth_timeout_ms, 10_000);
+        assert_eq!(config.idle_timeout_ms, 300_000);
+    }
+}

@@ -1,0 +1,202 @@
+//! The router's outputs: the `Effects` trait the caller implements, and the values that cross
+//! shards (`Mail`, `Handoff`).
+//!
+//! What it does not do: perform any I/O. The server implements `Effects` over its io driver
+//! and mailboxes; tests implement it with `testing::RecordingEffects`.
+//!
+//! Invariants: `Mail` and `Handoff` are `Send` (they cross threads); nothing else here is.
+//! `StanzaType` travels with mail so the home shard applies RFC 6121 section 8.5 without
+//! re-parsing the stanza.
+
+use rookery_proto::{Framer, Jid, StanzaKind};
+
+/// Opaque conn identity; the server packs its io conn id (index + generation) into it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ConnKey(pub u64);
+
+/// What the router asks of the world. Every method is a request; none may call back into the
+/// router (the router is in the middle of a call when it invokes them).
+pub trait Effects {
+    /// Queue bytes for a conn of this shard.
+    fn send(&mut self, conn: ConnKey, bytes: &[u8]);
+    /// Close after flushing what was sent (the router has already sent any stream error and
+    /// `</stream:stream>`). The server later calls `on_closed` for it.
+    fn close(&mut self, conn: ConnKey);
+    /// Mail another shard (never this one).
+    fn mail(&mut self, dest: u16, mail: Mail);
+    /// Move this conn to shard `dest`: the server stops reading it, collects unread bytes,
+    /// and delivers `handoff` + those bytes to `dest`'s router via `on_adopted`.
+    /// After this call the router has forgotten the conn (no on_closed must come for it here).
+    fn hand_off(&mut self, conn: ConnKey, dest: u16, handoff: Handoff);
+}
+
+/// A message between the routers of two shards.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Mail {
+    /// A stanza for a JID whose home shard is the receiver, already stamped with `from`.
+    Deliver {
+        /// The recipient as addressed (bare or full), parsed.
+        to: Jid,
+        /// The sender's full JID (the stamped `from`).
+        from: Jid,
+        kind: StanzaKind,
+        /// The `type` attribute, classified by the sender's shard.
+        ty: StanzaType,
+        /// The stanza bytes, exactly as they go on the recipient's wire.
+        stanza: Box<[u8]>,
+    },
+}
+
+/// The `type` attribute of a stanza, classified per kind (RFC 6120 8.2.3, RFC 6121 4.7.1, 5.2.2).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StanzaType {
+    /// message: no type or `normal` (and unknown types, RFC 6121 5.2.2).
+    Normal,
+    Chat,
+    Groupchat,
+    Headline,
+    /// Any kind: `type='error'`.
+    Error,
+    Get,
+    Set,
+    Result,
+    /// presence without a type.
+    Available,
+    Unavailable,
+    Subscribe,
+    Subscribed,
+    Unsubscribe,
+    Unsubscribed,
+    Probe,
+    /// A type this kind does not allow (an iq without a valid type, an unknown presence type).
+    Invalid,
+}
+
+impl StanzaType {
+    /// Classifies the `type` attribute value `ty` of a stanza of `kind`.
+    pub fn classify(kind: StanzaKind, ty: Option<&str>) -> StanzaType {
+        if ty == Some("error") {
+            return StanzaType::Error;
+        }
+        match kind {
+            StanzaKind::Message => Self::message(ty),
+            StanzaKind::Presence => Self::presence(ty),
+            StanzaKind::Iq => Self::iq(ty),
+            StanzaKind::Other => StanzaType::Invalid,
+        }
+    }
+
+    fn message(ty: Option<&str>) -> StanzaType {
+        match ty {
+            Some("chat") => StanzaType::Chat,
+            Some("groupchat") => StanzaType::Groupchat,
+            Some("headline") => StanzaType::Headline,
+            // RFC 6121 5.2.2: an unknown message type is treated as normal.
+            _ => StanzaType::Normal,
+        }
+    }
+
+    fn presence(ty: Option<&str>) -> StanzaType {
+        match ty {
+            None => StanzaType::Available,
+            Some("unavailable") => StanzaType::Unavailable,
+            Some("subscribe") => StanzaType::Subscribe,
+            Some("subscribed") => StanzaType::Subscribed,
+            Some("unsubscribe") => StanzaType::Unsubscribe,
+            Some("unsubscribed") => StanzaType::Unsubscribed,
+            Some("probe") => StanzaType::Probe,
+            Some(_) => StanzaType::Invalid,
+        }
+    }
+
+    fn iq(ty: Option<&str>) -> StanzaType {
+        match ty {
+            Some("get") => StanzaType::Get,
+            Some("set") => StanzaType::Set,
+            Some("result") => StanzaType::Result,
+            _ => StanzaType::Invalid,
+        }
+    }
+
+    /// An iq that expects an answer (RFC 6120 8.2.3: get and set MUST be answered).
+    pub fn is_request(self) -> bool {
+        matches!(self, StanzaType::Get | StanzaType::Set)
+    }
+}
+
+/// Everything the home shard needs to continue a stream whose client asked to bind a resource
+/// on another shard. Opaque to the server: it only carries it to `Router::on_adopted`.
+pub struct Handoff {
+    /// The stream's framer, mid-stream (after the restart header and the bind iq).
+    pub(crate) framer: Framer,
+    /// The authenticated bare JID.
+    pub(crate) jid: Jid,
+    /// The resource the client asked for, if any (validated later, on the home shard).
+    pub(crate) resource: Option<Box<str>>,
+    /// The `id` of the bind iq, echoed in the result.
+    pub(crate) bind_id: Box<str>,
+    /// Bytes this shard had already received after the bind iq; processed before `leftover`.
+    pub(crate) pending: Vec<u8>,
+}
+
+impl Handoff {
+    /// The bare JID being moved (for logs and for the server's metrics).
+    pub fn jid(&self) -> &Jid {
+        &self.jid
+    }
+}
+
+impl std::fmt::Debug for Handoff {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Handoff")
+            .field("jid", &self.jid)
+            .field("resource", &self.resource)
+            .field("bind_id", &self.bind_id)
+            .field("pending_bytes", &self.pending.len())
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn assert_send<T: Send>() {}
+
+    #[test]
+    fn mail_and_handoff_cross_threads() {
+        assert_send::<Mail>();
+        assert_send::<Handoff>();
+    }
+
+    #[test]
+    fn types_are_classified_per_kind() {
+        use StanzaKind::*;
+        assert_eq!(StanzaType::classify(Message, None), StanzaType::Normal);
+        assert_eq!(
+            StanzaType::classify(Message, Some("chat")),
+            StanzaType::Chat
+        );
+        assert_eq!(
+            StanzaType::classify(Message, Some("bogus")),
+            StanzaType::Normal
+        );
+        assert_eq!(
+            StanzaType::classify(Message, Some("error")),
+            StanzaType::Error
+        );
+        assert_eq!(StanzaType::classify(Presence, None), StanzaType::Available);
+        assert_eq!(
+            StanzaType::classify(Presence, Some("probe")),
+            StanzaType::Probe
+        );
+        assert_eq!(
+            StanzaType::classify(Presence, Some("chat")),
+            StanzaType::Invalid
+        );
+        assert_eq!(StanzaType::classify(Iq, Some("get")), StanzaType::Get);
+        assert_eq!(StanzaType::classify(Iq, None), StanzaType::Invalid);
+        assert!(StanzaType::Set.is_request());
+        assert!(!StanzaType::Result.is_request());
+    }
+}

@@ -1,0 +1,246 @@
+//! Stanzas of a bound session: the entry point that classifies them, and the answers the
+//! server gives itself (iq ping, disco, roster, session; presence without `to`; messages to the
+//! domain).
+//!
+//! What it does not do: route to other users (see `routing`), keep rosters or broadcast
+//! presence (later issues: the roster get answers an empty roster, presence only sets the
+//! session's availability and priority).
+//!
+//! Invariants: every iq get/set addressed to the server gets exactly one answer (a result or
+//! `service-unavailable`), RFC 6120 8.2.3; results and errors addressed to it are ignored.
+
+use rookery_proto::element::Element;
+use rookery_proto::{ns, StanzaKind, StanzaView};
+
+use crate::effects::{Effects, StanzaType};
+use crate::replies::{self, ReplyTo, StanzaError};
+use crate::router::Router;
+use crate::routing::{target, wants_error, Target};
+use crate::stream::Next;
+
+const DISCO_INFO_RESULT: &[u8] = b"<query xmlns='http://jabber.org/protocol/disco#info'>\
+<identity category='server' type='im' name='Rookery'/>\
+<feature var='http://jabber.org/protocol/disco#info'/>\
+<feature var='http://jabber.org/protocol/disco#items'/>\
+<feature var='urn:xmpp:ping'/>\
+<feature var='jabber:iq:roster'/></query>";
+
+const DISCO_ITEMS_RESULT: &[u8] = b"<query xmlns='http://jabber.org/protocol/disco#items'/>";
+
+const ROSTER_RESULT: &[u8] = b"<query xmlns='jabber:iq:roster'/>";
+
+impl Router {
+    /// One stanza from a bound session: answered here or routed.
+    pub(crate) fn on_session_stanza(
+        &mut self,
+        slot: u32,
+        bytes: &[u8],
+        fx: &mut impl Effects,
+    ) -> Next {
+        let Ok(view) = StanzaView::parse(bytes) else {
+            self.stream_error(slot, "not-well-formed", fx);
+            return Next::Stop;
+        };
+        let kind = view.kind();
+        if kind == StanzaKind::Other || view.xmlns().is_some_and(|x| x != ns::CLIENT) {
+            self.stream_error(slot, "unsupported-stanza-type", fx);
+            return Next::Stop;
+        }
+        self.stats.stanzas_in += 1;
+        let ty = StanzaType::classify(kind, view.stanza_type().as_deref());
+        let to = view.to();
+        let Some(from) = self.conns.get(slot).and_then(|c| c.jid.as_ref()) else {
+            return Next::Stop;
+        };
+        let target = target(to.as_deref(), kind, from, &self.domain);
+        let (mut routes, stamp) = self.routes();
+        match target {
+            _ if kind == StanzaKind::Iq && ty == StanzaType::Invalid => {
+                routes.reply_error(slot, &view, to.as_deref(), StanzaError::BadRequest, fx);
+            }
+            Target::User(to) => routes.outbound(slot, &to, &view, ty, stamp, fx),
+            Target::Server { account } => self.on_server_stanza(slot, &view, ty, account, fx),
+            Target::Remote if wants_error(kind, ty) => {
+                let error = StanzaError::RemoteServerNotFound;
+                routes.reply_error(slot, &view, to.as_deref(), error, fx);
+            }
+            Target::Malformed if wants_error(kind, ty) => {
+                routes.reply_error(slot, &view, None, StanzaError::JidMalformed, fx);
+            }
+            Target::Remote | Target::Malformed => {}
+        }
+        Next::Continue
+    }
+
+    fn on_server_stanza(
+        &mut self,
+        slot: u32,
+        view: &StanzaView<'_>,
+        ty: StanzaType,
+        account: bool,
+        fx: &mut impl Effects,
+    ) {
+        match view.kind() {
+            StanzaKind::Presence if view.to().is_none() => self.set_presence(slot, view, ty),
+            StanzaKind::Iq => self.answer_iq(slot, view, ty, account, fx),
+            StanzaKind::Message if wants_error(StanzaKind::Message, ty) => {
+                let (mut routes, _) = self.routes();
+                let to = view.to();
+                routes.reply_error(
+                    slot,
+                    view,
+                    to.as_deref(),
+                    StanzaError::ServiceUnavailable,
+                    fx,
+                );
+            }
+            // Presence to the domain, and messages that get no error: nothing to do yet.
+            _ => {}
+        }
+    }
+
+    /// Answers an iq get/set addressed to the server (`account`: to the sender's bare JID).
+    fn answer_iq(
+        &mut self,
+        slot: u32,
+        view: &StanzaView<'_>,
+        ty: StanzaType,
+        account: bool,
+        fx: &mut impl Effects,
+    ) {
+        if !ty.is_request() {
+            return;
+        }
+        let Some(payload) = server_answer(view, ty, account) else {
+            let (mut routes, _) = self.routes();
+            let to = view.to();
+            routes.reply_error(
+                slot,
+                view,
+                to.as_deref(),
+                StanzaError::ServiceUnavailable,
+                fx,
+            );
+            return;
+        };
+        let Some(conn) = self.conns.get(slot) else {
+            return;
+        };
+        let (id, to) = (view.id(), view.to());
+        let reply = ReplyTo {
+            id: id.as_deref(),
+            from: to.as_deref(),
+            to: conn.jid.as_ref().map(|j| j.as_str()),
+        };
+        self.reply.clear();
+        replies::iq_result(&mut self.reply, reply, payload);
+        fx.send(conn.key, &self.reply);
+        self.stats.stanzas_out += 1;
+    }
+
+    /// Initial/updated presence (RFC 6121 4.2, 4.4) or unavailable presence (4.5) of a session.
+    fn set_presence(&mut self, slot: u32, view: &StanzaView<'_>, ty: StanzaType) {
+        let Some(conn) = self.conns.get_mut(slot) else {
+            return;
+        };
+        match ty {
+            StanzaType::Available => {
+                conn.available = true;
+                conn.priority = priority(view);
+            }
+            StanzaType::Unavailable => conn.available = false,
+            _ => {}
+        }
+    }
+}
+
+/// The payload of the server's result for a known request, or None (service-unavailable).
+fn server_answer(view: &StanzaView<'_>, ty: StanzaType, account: bool) -> Option<&'static [u8]> {
+    let get = ty == StanzaType::Get;
+    if get && view.has_child("ping", ns::PING) {
+        return Some(b"");
+    }
+    if get && !account && view.has_child("query", ns::DISCO_INFO) {
+        return Some(DISCO_INFO_RESULT);
+    }
+    if get && !account && view.has_child("query", ns::DISCO_ITEMS) {
+        return Some(DISCO_ITEMS_RESULT);
+    }
+    if get && view.has_child("query", ns::ROSTER) {
+        return Some(ROSTER_RESULT);
+    }
+    if ty == StanzaType::Set && view.has_child("session", ns::SESSION) {
+        return Some(b"");
+    }
+    None
+}
+
+/// The `<priority/>` of a presence (RFC 6121 4.7.2.3): -128..=127, default 0.
+fn priority(view: &StanzaView<'_>) -> i8 {
+    let Some(child) = view.children().find(|c| c.name == "priority") else {
+        return 0;
+    };
+    let Ok(element) = Element::parse(child.bytes) else {
+        return 0;
+    };
+    let Ok(value) = element.text().trim().parse::<i64>() else {
+        return 0;
+    };
+    // Lossless: clamped into i8's range first.
+    value.clamp(i64::from(i8::MIN), i64::from(i8::MAX)) as i8
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn view(bytes: &[u8]) -> StanzaView<'_> {
+        StanzaView::parse(bytes).expect("valid test stanza")
+    }
+
+    #[test]
+    fn priority_is_parsed_and_clamped() {
+        assert_eq!(priority(&view(b"<presence/>")), 0);
+        assert_eq!(
+            priority(&view(b"<presence><priority>5</priority></presence>")),
+            5
+        );
+        assert_eq!(
+            priority(&view(b"<presence><priority> -3 </priority></presence>")),
+            -3
+        );
+        assert_eq!(
+            priority(&view(b"<presence><priority>900</priority></presence>")),
+            127
+        );
+        assert_eq!(
+            priority(&view(b"<presence><priority>-900</priority></presence>")),
+            -128
+        );
+        assert_eq!(
+            priority(&view(b"<presence><priority>x</priority></presence>")),
+            0
+        );
+    }
+
+    #[test]
+    fn known_requests_have_answers() {
+        let ping = view(b"<iq type='get' id='1'><ping xmlns='urn:xmpp:ping'/></iq>");
+        assert_eq!(server_answer(&ping, StanzaType::Get, false), Some(&b""[..]));
+        let disco =
+            view(b"<iq type='get'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>");
+        assert_eq!(
+            server_answer(&disco, StanzaType::Get, false),
+            Some(DISCO_INFO_RESULT)
+        );
+        assert_eq!(server_answer(&disco, StanzaType::Get, true), None);
+        let roster = view(b"<iq type='get'><query xmlns='jabber:iq:roster'/></iq>");
+        assert_eq!(
+            server_answer(&roster, StanzaType::Get, true),
+            Some(ROSTER_RESULT)
+        );
+        assert_eq!(server_answer(&roster, StanzaType::Set, true), None);
+        let vcard = view(b"<iq type='get'><vCard xmlns='vcard-temp'/></iq>");
+        assert_eq!(server_answer(&vcard, StanzaType::Get, false), None);
+    }
+}

@@ -1,0 +1,214 @@
+//! Byte builders for everything the router itself writes: stream headers, features, stream
+//! errors, SASL answers, bind results, iq results and stanza errors.
+//!
+//! What it does not do: decide *when* to send them (conn/stream/routing do that) or touch the
+//! bytes of stanzas being forwarded (those go out as the client wrote them, only stamped).
+//!
+//! Invariants: every attribute value and text that comes from outside goes through
+//! `rookery_proto::writer` escaping; builders append to a caller-owned `Vec<u8>` so the hot
+//! paths reuse one buffer.
+
+use rookery_proto::ns;
+use rookery_proto::writer::escape_attr;
+
+/// `<?xml ...?>` plus our stream header (RFC 6120 4.7).
+pub fn stream_header(out: &mut Vec<u8>, id: &str, domain: &str) {
+    out.extend_from_slice(b"<?xml version='1.0'?><stream:stream xmlns='jabber:client' ");
+    out.extend_from_slice(b"xmlns:stream='http://etherx.jabber.org/streams'");
+    attr(out, "id", id);
+    attr(out, "from", domain);
+    out.extend_from_slice(b" version='1.0' xml:lang='en'>");
+}
+
+pub const FEATURES_PRE_AUTH: &[u8] = b"<stream:features><mechanisms \
+xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><mechanism>PLAIN</mechanism></mechanisms>\
+</stream:features>";
+
+pub const FEATURES_POST_AUTH: &[u8] = b"<stream:features><bind \
+xmlns='urn:ietf:params:xml:ns:xmpp-bind'/><session \
+xmlns='urn:ietf:params:xml:ns:xmpp-session'><optional/></session></stream:features>";
+
+pub const STREAM_CLOSE: &[u8] = b"</stream:stream>";
+
+pub const SASL_SUCCESS: &[u8] = b"<success xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/>";
+
+pub const SASL_CHALLENGE_EMPTY: &[u8] = b"<challenge xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/>";
+
+/// `<stream:error><COND/></stream:error></stream:stream>` (RFC 6120 4.9).
+pub fn stream_error(out: &mut Vec<u8>, condition: &str) {
+    out.extend_from_slice(b"<stream:error><");
+    out.extend_from_slice(condition.as_bytes());
+    out.extend_from_slice(b" xmlns='");
+    out.extend_from_slice(ns::STREAMS_ERRORS.as_bytes());
+    out.extend_from_slice(b"'/></stream:error>");
+    out.extend_from_slice(STREAM_CLOSE);
+}
+
+/// `<failure xmlns=SASL><COND/></failure>` (RFC 6120 6.5).
+pub fn sasl_failure(out: &mut Vec<u8>, condition: &str) {
+    out.extend_from_slice(b"<failure xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><");
+    out.extend_from_slice(condition.as_bytes());
+    out.extend_from_slice(b"/></failure>");
+}
+
+/// The result of a resource binding (RFC 6120 7.6.1).
+pub fn bind_result(out: &mut Vec<u8>, id: &str, full_jid: &str) {
+    out.extend_from_slice(b"<iq type='result'");
+    attr(out, "id", id);
+    out.extend_from_slice(b"><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><jid>");
+    rookery_proto::writer::escape_text(full_jid, out);
+    out.extend_from_slice(b"</jid></bind></iq>");
+}
+
+/// Addressing of a reply: `id` echoed, `from`/`to` swapped from the request (RFC 6120 8.3.1).
+#[derive(Clone, Copy, Debug)]
+pub struct ReplyTo<'a> {
+    pub id: Option<&'a str>,
+    pub from: Option<&'a str>,
+    pub to: Option<&'a str>,
+}
+
+/// `<iq type='result' ...>PAYLOAD</iq>`, or an empty `<iq .../>` when `payload` is empty.
+/// `payload` is trusted markup built by the router (never client text).
+pub fn iq_result(out: &mut Vec<u8>, reply: ReplyTo<'_>, payload: &[u8]) {
+    out.extend_from_slice(b"<iq type='result'");
+    addressing(out, reply);
+    if payload.is_empty() {
+        out.extend_from_slice(b"/>");
+    } else {
+        out.push(b'>');
+        out.extend_from_slice(payload);
+        out.extend_from_slice(b"</iq>");
+    }
+}
+
+/// A stanza error (RFC 6120 8.3) of stanza kind `name` (`message`, `presence` or `iq`).
+pub fn stanza_error(out: &mut Vec<u8>, name: &str, reply: ReplyTo<'_>, error: StanzaError) {
+    out.push(b'<');
+    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(b" type='error'");
+    addressing(out, reply);
+    out.extend_from_slice(b"><error type='");
+    out.extend_from_slice(error.error_type().as_bytes());
+    out.extend_from_slice(b"'><");
+    out.extend_from_slice(error.condition().as_bytes());
+    out.extend_from_slice(b" xmlns='");
+    out.extend_from_slice(ns::STANZAS_ERRORS.as_bytes());
+    out.extend_from_slice(b"'/></error></");
+    out.extend_from_slice(name.as_bytes());
+    out.push(b'>');
+}
+
+/// The stanza error conditions the router sends (RFC 6120 8.3.3), with their error types.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StanzaError {
+    BadRequest,
+    JidMalformed,
+    RemoteServerNotFound,
+    ServiceUnavailable,
+}
+
+impl StanzaError {
+    pub fn condition(self) -> &'static str {
+        match self {
+            StanzaError::BadRequest => "bad-request",
+            StanzaError::JidMalformed => "jid-malformed",
+            StanzaError::RemoteServerNotFound => "remote-server-not-found",
+            StanzaError::ServiceUnavailable => "service-unavailable",
+        }
+    }
+
+    /// The `type` of the `<error/>` element, as RFC 6120 8.3.3 recommends per condition.
+    pub fn error_type(self) -> &'static str {
+        match self {
+            StanzaError::BadRequest | StanzaError::JidMalformed => "modify",
+            StanzaError::RemoteServerNotFound | StanzaError::ServiceUnavailable => "cancel",
+        }
+    }
+}
+
+fn addressing(out: &mut Vec<u8>, reply: ReplyTo<'_>) {
+    if let Some(id) = reply.id {
+        attr(out, "id", id);
+    }
+    if let Some(from) = reply.from {
+        attr(out, "from", from);
+    }
+    if let Some(to) = reply.to {
+        attr(out, "to", to);
+    }
+}
+
+fn attr(out: &mut Vec<u8>, name: &str, value: &str) {
+    out.push(b' ');
+    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(b"='");
+    escape_attr(value, out);
+    out.push(b'\'');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn text(build: impl FnOnce(&mut Vec<u8>)) -> String {
+        let mut out = Vec::new();
+        build(&mut out);
+        String::from_utf8(out).expect("builders write UTF-8")
+    }
+
+    #[test]
+    fn header_has_the_documented_shape() {
+        assert_eq!(
+            text(|o| stream_header(o, "abc", "example.com")),
+            "<?xml version='1.0'?><stream:stream xmlns='jabber:client' \
+             xmlns:stream='http://etherx.jabber.org/streams' id='abc' from='example.com' \
+             version='1.0' xml:lang='en'>"
+        );
+    }
+
+    #[test]
+    fn stream_error_closes_the_stream() {
+        assert_eq!(
+            text(|o| stream_error(o, "host-unknown")),
+            "<stream:error><host-unknown xmlns='urn:ietf:params:xml:ns:xmpp-streams'/>\
+             </stream:error></stream:stream>"
+        );
+    }
+
+    #[test]
+    fn replies_escape_client_values() {
+        let reply = ReplyTo {
+            id: Some("a'<b"),
+            from: None,
+            to: Some("u@e.com/r&"),
+        };
+        assert_eq!(
+            text(|o| iq_result(o, reply, b"")),
+            "<iq type='result' id='a&apos;&lt;b' to='u@e.com/r&amp;'/>"
+        );
+        let reply = ReplyTo {
+            id: None,
+            from: Some("e.com"),
+            to: Some("u@e.com"),
+        };
+        assert_eq!(
+            text(|o| stanza_error(o, "message", reply, StanzaError::ServiceUnavailable)),
+            "<message type='error' from='e.com' to='u@e.com'><error type='cancel'>\
+             <service-unavailable xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></message>"
+        );
+    }
+
+    #[test]
+    fn bind_result_and_sasl_failure() {
+        assert_eq!(
+            text(|o| bind_result(o, "b1", "a@e.com/r")),
+            "<iq type='result' id='b1'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'>\
+             <jid>a@e.com/r</jid></bind></iq>"
+        );
+        assert_eq!(
+            text(|o| sasl_failure(o, "not-authorized")),
+            "<failure xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><not-authorized/></failure>"
+        );
+    }
+}

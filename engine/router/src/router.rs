@@ -1,0 +1,290 @@
+//! `Router`: the per-shard state machine's public entry points and shared helpers.
+//!
+//! What it does not do: parse frames (see `stream`, `bind`), answer or route stanzas (see
+//! `local`, `routing`); those live in their own modules as further `impl Router` blocks.
+//! It never touches sockets, threads or clocks: time comes in as `now_ms` arguments.
+//!
+//! Invariants:
+//! - every conn in the slab has exactly one timer entry in the wheel until it is closing or has
+//!   no deadline left (bound with idle timeout 0); entries are refreshed lazily on expiry.
+//! - a conn in `Phase::Bound` is in the directory under its bare JID; leaving `Bound` (closing,
+//!   closed) removes it first.
+//! - after `Effects::close` the conn is `Closing` and ignores everything until `on_closed`.
+
+use std::sync::Arc;
+
+use rookery_proto::{Framer, FramerLimits, Jid};
+
+use crate::config::RouterConfig;
+use crate::conn::{Conn, ConnSlab, Phase};
+use crate::effects::{ConnKey, Effects, Handoff, Mail};
+use crate::ids::IdGen;
+use crate::replies;
+use crate::sessions::Directory;
+use crate::stats::RouterStats;
+use crate::timers::{TimerEntry, TimerWheel};
+
+/// The XMPP state machine of one shard. See the crate docs for the model.
+#[derive(Debug)]
+pub struct Router {
+    pub(crate) config: Arc<RouterConfig>,
+    pub(crate) domain: Jid,
+    pub(crate) shard: u16,
+    pub(crate) shards: u16,
+    pub(crate) limits: FramerLimits,
+    pub(crate) conns: ConnSlab,
+    pub(crate) directory: Directory,
+    pub(crate) wheel: TimerWheel,
+    pub(crate) ids: IdGen,
+    pub(crate) stats: RouterStats,
+    /// Scratch for bytes the router writes (replies, errors); reused, never shrunk.
+    pub(crate) reply: Vec<u8>,
+    /// Scratch for stamped stanzas being forwarded; reused, never shrunk.
+    pub(crate) stamp: Vec<u8>,
+    due: Vec<TimerEntry>,
+}
+
+impl Router {
+    /// A router for shard `shard` of `config.shards`, with ids seeded from std's RandomState.
+    ///
+    /// # Panics
+    /// If `config.domain` is not a valid JID domain (the server validates it at start-up), or
+    /// if `shard >= config.shards` (a wiring bug).
+    pub fn new(config: Arc<RouterConfig>, shard: u16) -> Router {
+        Router::with_ids(config, IdGen::new(shard), shard)
+    }
+
+    /// Like `new` with a fixed id seed, for deterministic tests and the simulator.
+    pub fn with_seed(config: Arc<RouterConfig>, shard: u16, seed: u64) -> Router {
+        Router::with_ids(config, IdGen::with_seed(shard, seed), shard)
+    }
+
+    fn with_ids(config: Arc<RouterConfig>, ids: IdGen, shard: u16) -> Router {
+        // Invariant: the server validated and lowercased the domain before building config.
+        let domain = Jid::new(None, &config.domain, None).expect("RouterConfig::domain is valid");
+        let shards = config.shards.max(1);
+        assert!(
+            shard < shards,
+            "shard {shard} out of range for {shards} shards"
+        );
+        Router {
+            limits: FramerLimits {
+                max_stanza_bytes: config.max_stanza_bytes,
+            },
+            config,
+            domain,
+            shard,
+            shards,
+            conns: ConnSlab::default(),
+            directory: Directory::default(),
+            wheel: TimerWheel::new(0),
+            ids,
+            stats: RouterStats::default(),
+            reply: Vec::new(),
+            stamp: Vec::new(),
+            due: Vec::new(),
+        }
+    }
+
+    /// A new conn accepted by this shard. Nothing is sent until the client's header.
+    pub fn on_connect(&mut self, conn: ConnKey, now_ms: u64, fx: &mut impl Effects) {
+        let _ = fx;
+        let framer = Framer::new(self.limits);
+        self.insert_conn(Conn::new(conn, framer, now_ms), now_ms);
+    }
+
+    /// Bytes received on `conn`.
+    pub fn on_data(&mut self, conn: ConnKey, data: &[u8], now_ms: u64, fx: &mut impl Effects) {
+        let Some(slot) = self.conns.slot_of(conn) else {
+            return;
+        };
+        let Some(state) = self.conns.get_mut(slot) else {
+            return;
+        };
+        if state.phase == Phase::Closing {
+            return;
+        }
+        state.active_ms = now_ms;
+        self.feed(slot, data, fx);
+    }
+
+    /// The conn is gone (peer closed, error, or after our close). Ends its session.
+    pub fn on_closed(&mut self, conn: ConnKey, now_ms: u64, fx: &mut impl Effects) {
+        let _ = (now_ms, fx);
+        if let Some(slot) = self.conns.slot_of(conn) {
+            self.leave_directory(slot);
+            self.conns.remove(slot);
+        }
+    }
+
+    /// Mail from another shard.
+    pub fn on_mail(&mut self, mail: Mail, now_ms: u64, fx: &mut impl Effects) {
+        let _ = now_ms;
+        self.stats.mail_in += 1;
+        match mail {
+            Mail::Deliver {
+                to,
+                from,
+                kind,
+                ty,
+                stanza,
+            } => {
+                let (mut routes, _) = self.routes();
+                routes.deliver_home(&to, &from, kind, ty, &stanza, fx);
+            }
+        }
+    }
+
+    /// A conn handed over by another shard arrives here under a new key.
+    pub fn on_adopted(
+        &mut self,
+        conn: ConnKey,
+        handoff: Handoff,
+        leftover: &[u8],
+        now_ms: u64,
+        fx: &mut impl Effects,
+    ) {
+        self.stats.handoffs_in += 1;
+        self.adopt(conn, handoff, leftover, now_ms, fx);
+    }
+
+    /// Timers: auth timeout, idle timeout. Call at least every ~100 ms or at next_deadline_ms.
+    pub fn on_tick(&mut self, now_ms: u64, fx: &mut impl Effects) {
+        let mut due = std::mem::take(&mut self.due);
+        self.wheel.expire(now_ms, &mut due);
+        for entry in due.drain(..) {
+            let Some(conn) = self.conns.resolve(entry) else {
+                continue;
+            };
+            match self.deadline_ms(conn) {
+                None => {}
+                Some(deadline_ms) if deadline_ms <= now_ms => {
+                    self.stream_error(entry.slot, "connection-timeout", fx);
+                }
+                Some(deadline_ms) => self.wheel.insert(deadline_ms, entry),
+            }
+        }
+        self.due = due;
+    }
+
+    /// When `on_tick` next has work (at most one timer slot late); None when no timer is set.
+    pub fn next_deadline_ms(&self) -> Option<u64> {
+        self.wheel.next_deadline_ms()
+    }
+
+    /// Graceful stop: every stream gets `<system-shutdown/>` + `</stream:stream>` and a close.
+    pub fn shutdown(&mut self, fx: &mut impl Effects) {
+        for slot in self.conns.live_slots() {
+            self.stream_error(slot, "system-shutdown", fx);
+        }
+    }
+
+    pub fn stats(&self) -> RouterStats {
+        RouterStats {
+            conns: self.conns.len() as u64,
+            sessions: self.directory.sessions() as u64,
+            ..self.stats
+        }
+    }
+
+    /// User-space heap bytes held by conns and sessions: slab, key index and directory tables
+    /// by capacity (entry size + 1 control byte), each conn's JID and framer buffer, the timer
+    /// wheel and the scratch buffers. Allocator overhead per block is not counted. O(conns).
+    pub fn heap_bytes(&self) -> usize {
+        self.conns.heap_bytes()
+            + self.directory.heap_bytes()
+            + self.wheel.heap_bytes()
+            + self.reply.capacity()
+            + self.stamp.capacity()
+            + self.due.capacity() * std::mem::size_of::<TimerEntry>()
+    }
+
+    /// The shard index of this router.
+    pub fn shard(&self) -> u16 {
+        self.shard
+    }
+
+    /// The served domain.
+    pub fn domain(&self) -> &Jid {
+        &self.domain
+    }
+
+    /// Stores a conn and arms its timer; returns its slot.
+    pub(crate) fn insert_conn(&mut self, conn: Conn, now_ms: u64) -> u32 {
+        if let Some(old) = self.conns.slot_of(conn.key) {
+            // The server reused a key before on_closed: drop the stale conn quietly.
+            self.leave_directory(old);
+            self.conns.remove(old);
+        }
+        let slot = self.conns.insert(conn);
+        self.arm_timer(slot, now_ms);
+        slot
+    }
+
+    fn arm_timer(&mut self, slot: u32, now_ms: u64) {
+        let Some(deadline_ms) = self.conns.get(slot).and_then(|c| self.deadline_ms(c)) else {
+            return;
+        };
+        self.wheel.restart_if_empty(now_ms);
+        self.wheel.insert(deadline_ms, self.conns.timer_entry(slot));
+    }
+
+    /// The conn's next deadline: auth (until bound) and idle (if enabled), whichever is first.
+    fn deadline_ms(&self, conn: &Conn) -> Option<u64> {
+        if conn.phase == Phase::Closing {
+            return None;
+        }
+        let idle_ms = self.config.idle_timeout_ms;
+        let idle = (idle_ms > 0).then(|| conn.active_ms.saturating_add(idle_ms));
+        let auth = (conn.phase != Phase::Bound).then(|| {
+            conn.connected_ms
+                .saturating_add(self.config.auth_timeout_ms)
+        });
+        match (idle, auth) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Sends a stream error (after our header, if none went out yet) and closes the conn.
+    pub(crate) fn stream_error(&mut self, slot: u32, condition: &str, fx: &mut impl Effects) {
+        let Some(conn) = self.conns.get_mut(slot) else {
+            return;
+        };
+        if conn.phase == Phase::Closing {
+            return;
+        }
+        self.reply.clear();
+        if !conn.header_sent {
+            replies::stream_header(&mut self.reply, &self.ids.stream_id(), self.domain.as_str());
+        }
+        replies::stream_error(&mut self.reply, condition);
+        fx.send(conn.key, &self.reply);
+        fx.close(conn.key);
+        self.stats.stream_errors += 1;
+        self.leave_directory(slot);
+    }
+
+    /// Answers the client's `</stream:stream>` with ours and closes.
+    pub(crate) fn close_stream(&mut self, slot: u32, fx: &mut impl Effects) {
+        let Some(conn) = self.conns.get(slot) else {
+            return;
+        };
+        fx.send(conn.key, replies::STREAM_CLOSE);
+        fx.close(conn.key);
+        self.leave_directory(slot);
+    }
+
+    /// Marks the conn closing and takes its session (if any) out of the directory.
+    fn leave_directory(&mut self, slot: u32) {
+        let Some(conn) = self.conns.get_mut(slot) else {
+            return;
+        };
+        let was_bound = conn.phase == Phase::Bound;
+        conn.phase = Phase::Closing;
+        conn.available = false;
+        if let (true, Some(jid)) = (was_bound, conn.jid.as_ref()) {
+            self.directory.remove(jid.bare_str(), slot);
+        }
+    }
+}

@@ -1,0 +1,155 @@
+//! The session directory of one shard: bare JID -> the conn slots of its bound resources.
+//!
+//! What it does not do: hold per-session data (resource, priority and availability live on the
+//! `Conn`; the directory only indexes slots) or know about other shards (every resource of a
+//! user is on the user's home shard, so this directory is complete for the users it homes).
+//!
+//! Invariants: a slot appears under at most one bare JID, at most once; a key with no slot is
+//! removed. Most users have one resource, so `SlotList::One` avoids a heap vector for them.
+//! Keys are the bare JID string, so a lookup by a full JID's `bare_str()` allocates nothing.
+
+use std::collections::HashMap;
+
+/// The slots of one user's sessions.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum SlotList {
+    One(u32),
+    Many(Vec<u32>),
+}
+
+impl SlotList {
+    fn as_slice(&self) -> &[u32] {
+        match self {
+            SlotList::One(slot) => std::slice::from_ref(slot),
+            SlotList::Many(slots) => slots,
+        }
+    }
+
+    fn push(&mut self, slot: u32) {
+        match self {
+            SlotList::One(first) => *self = SlotList::Many(vec![*first, slot]),
+            SlotList::Many(slots) => slots.push(slot),
+        }
+    }
+
+    /// Removes `slot`; returns true when the list became empty.
+    fn remove(&mut self, slot: u32) -> bool {
+        match self {
+            SlotList::One(only) => *only == slot,
+            SlotList::Many(slots) => {
+                slots.retain(|&s| s != slot);
+                if let [last] = slots.as_slice() {
+                    *self = SlotList::One(*last);
+                }
+                slots_empty(self)
+            }
+        }
+    }
+
+    fn heap_bytes(&self) -> usize {
+        match self {
+            SlotList::One(_) => 0,
+            SlotList::Many(slots) => slots.capacity() * std::mem::size_of::<u32>(),
+        }
+    }
+}
+
+fn slots_empty(list: &SlotList) -> bool {
+    matches!(list, SlotList::Many(slots) if slots.is_empty())
+}
+
+/// Bare JID -> session slots, for the users homed on this shard.
+#[derive(Debug, Default)]
+pub struct Directory {
+    users: HashMap<Box<str>, SlotList>,
+    sessions: usize,
+}
+
+impl Directory {
+    /// Adds a bound session. The caller has checked the full JID is not bound already.
+    pub fn insert(&mut self, bare: &str, slot: u32) {
+        match self.users.get_mut(bare) {
+            Some(list) => list.push(slot),
+            None => {
+                self.users.insert(bare.into(), SlotList::One(slot));
+            }
+        }
+        self.sessions += 1;
+    }
+
+    /// Removes a session; a no-op if it is not there.
+    pub fn remove(&mut self, bare: &str, slot: u32) {
+        let Some(list) = self.users.get_mut(bare) else {
+            return;
+        };
+        if !list.as_slice().contains(&slot) {
+            return;
+        }
+        self.sessions -= 1;
+        if list.remove(slot) {
+            self.users.remove(bare);
+        }
+    }
+
+    /// The session slots of `bare` (empty if it has none here).
+    pub fn slots(&self, bare: &str) -> &[u32] {
+        self.users.get(bare).map_or(&[], SlotList::as_slice)
+    }
+
+    pub fn sessions(&self) -> usize {
+        self.sessions
+    }
+
+    /// Table capacity x (key + value + control byte), plus key strings and resource vectors.
+    pub fn heap_bytes(&self) -> usize {
+        let entry = std::mem::size_of::<(Box<str>, SlotList)>() + 1;
+        let owned: usize = self
+            .users
+            .iter()
+            .map(|(k, v)| k.len() + v.heap_bytes())
+            .sum();
+        self.users.capacity() * entry + owned
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sessions_are_added_and_removed_per_user() {
+        let mut dir = Directory::default();
+        dir.insert("a@e.com", 1);
+        dir.insert("a@e.com", 2);
+        dir.insert("b@e.com", 3);
+        assert_eq!(dir.slots("a@e.com"), &[1, 2]);
+        assert_eq!(dir.sessions(), 3);
+        dir.remove("a@e.com", 1);
+        assert_eq!(dir.slots("a@e.com"), &[2]);
+        dir.remove("a@e.com", 2);
+        assert!(dir.slots("a@e.com").is_empty());
+        assert_eq!(dir.sessions(), 1);
+        assert!(!dir.users.contains_key("a@e.com"));
+    }
+
+    #[test]
+    fn removing_an_unknown_session_changes_nothing() {
+        let mut dir = Directory::default();
+        dir.insert("a@e.com", 1);
+        dir.remove("a@e.com", 9);
+        dir.remove("z@e.com", 1);
+        assert_eq!(dir.sessions(), 1);
+        assert_eq!(dir.slots("a@e.com"), &[1]);
+    }
+
+    #[test]
+    fn three_resources_shrink_back_to_one() {
+        let mut dir = Directory::default();
+        for slot in [4, 5, 6] {
+            dir.insert("a@e.com", slot);
+        }
+        dir.remove("a@e.com", 5);
+        dir.remove("a@e.com", 4);
+        assert_eq!(dir.users.get("a@e.com"), Some(&SlotList::One(6)));
+    }
+}

@@ -1,0 +1,338 @@
+//! Test support: a recording `Effects`, and a cluster harness that runs N routers in one
+//! thread, moving mail and hand-offs between them the way the server would, so cross-shard
+//! flows are tested without threads or sockets. Public so the simulator and the server's tests
+//! can reuse it.
+//!
+//! What it does not do: simulate I/O timing, mailbox capacity or partial writes (the simulator
+//! does that). Failures inside the harness `panic!` on purpose: it is test code.
+//!
+//! Invariants: `ConnKey`s are unique across the whole cluster (one counter), and a logical
+//! client keeps its `ClientId` when its conn is handed to another shard under a new key.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use rookery_proto::Jid;
+
+use crate::{
+    home_shard, token_password, AuthBackend, ConnKey, Effects, Handoff, Mail, Router, RouterConfig,
+};
+
+/// Records every effect, in order, per kind.
+#[derive(Debug, Default)]
+pub struct RecordingEffects {
+    /// Bytes sent per conn, concatenated.
+    pub sent: HashMap<ConnKey, Vec<u8>>,
+    pub closed: Vec<ConnKey>,
+    pub mails: Vec<(u16, Mail)>,
+    pub handoffs: Vec<(ConnKey, u16, Handoff)>,
+}
+
+impl Effects for RecordingEffects {
+    fn send(&mut self, conn: ConnKey, bytes: &[u8]) {
+        self.sent.entry(conn).or_default().extend_from_slice(bytes);
+    }
+    fn close(&mut self, conn: ConnKey) {
+        self.closed.push(conn);
+    }
+    fn mail(&mut self, dest: u16, mail: Mail) {
+        self.mails.push((dest, mail));
+    }
+    fn hand_off(&mut self, conn: ConnKey, dest: u16, handoff: Handoff) {
+        self.handoffs.push((conn, dest, handoff));
+    }
+}
+
+impl RecordingEffects {
+    /// Everything sent to `conn` so far, as text, drained.
+    pub fn take_text(&mut self, conn: ConnKey) -> String {
+        let bytes = self.sent.remove(&conn).unwrap_or_default();
+        String::from_utf8_lossy(&bytes).into_owned()
+    }
+
+    pub fn is_closed(&self, conn: ConnKey) -> bool {
+        self.closed.contains(&conn)
+    }
+}
+
+/// The token secret the harness configures.
+pub const TEST_SECRET: &[u8] = b"rookery-test-secret";
+/// The domain the harness serves.
+pub const TEST_DOMAIN: &str = "example.com";
+
+/// A logical client of the cluster (stable across hand-offs).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ClientId(pub usize);
+
+#[derive(Debug)]
+struct Client {
+    shard: u16,
+    key: ConnKey,
+    out: Vec<u8>,
+    closed: bool,
+    /// Bytes "still in the socket" when a hand-off happens: they travel as the leftover.
+    unread: Vec<u8>,
+}
+
+/// N routers in one thread with a virtual clock.
+#[derive(Debug)]
+pub struct Cluster {
+    pub routers: Vec<Router>,
+    fx: Vec<RecordingEffects>,
+    clients: Vec<Client>,
+    by_key: HashMap<ConnKey, ClientId>,
+    next_key: u64,
+    pub now_ms: u64,
+}
+
+impl Cluster {
+    /// `shards` routers serving `TEST_DOMAIN` with the token backend and default limits.
+    pub fn new(shards: u16) -> Cluster {
+        Cluster::with_config(shards, |_| {})
+    }
+
+    /// Like `new`, letting the caller adjust the config first.
+    pub fn with_config(shards: u16, adjust: impl FnOnce(&mut RouterConfig)) -> Cluster {
+        let auth = AuthBackend::Token {
+            secret: TEST_SECRET.to_vec(),
+        };
+        let mut config = RouterConfig::new(TEST_DOMAIN, auth);
+        config.shards = shards;
+        adjust(&mut config);
+        let config = Arc::new(config);
+        let routers =
+            (0..shards).map(|s| Router::with_seed(config.clone(), s, 0x5eed + u64::from(s)));
+        Cluster {
+            routers: routers.collect(),
+            fx: (0..shards).map(|_| RecordingEffects::default()).collect(),
+            clients: Vec::new(),
+            by_key: HashMap::new(),
+            next_key: 1,
+            now_ms: 1_000,
+        }
+    }
+
+    /// A new conn accepted by `shard`.
+    pub fn connect(&mut self, shard: u16) -> ClientId {
+        let key = self.fresh_key();
+        let id = ClientId(self.clients.len());
+        self.clients.push(Client {
+            shard,
+            key,
+            out: Vec::new(),
+            closed: false,
+            unread: Vec::new(),
+        });
+        self.by_key.insert(key, id);
+        self.routers[usize::from(shard)].on_connect(
+            key,
+            self.now_ms,
+            &mut self.fx[usize::from(shard)],
+        );
+        self.pump();
+        id
+    }
+
+    /// The client sends `bytes`; the shard holding its conn reads them now.
+    pub fn send(&mut self, client: ClientId, bytes: &str) {
+        self.send_bytes(client, bytes.as_bytes(), b"");
+    }
+
+    /// The client sends `now`, then `unread`; if `now` triggers a hand-off, `unread` is what
+    /// the server collects from the socket and passes as the leftover, else it is read next.
+    pub fn send_bytes(&mut self, client: ClientId, now: &[u8], unread: &[u8]) {
+        let c = &mut self.clients[client.0];
+        if c.closed {
+            return;
+        }
+        c.unread = unread.to_vec();
+        let (shard, key) = (usize::from(c.shard), c.key);
+        self.routers[shard].on_data(key, now, self.now_ms, &mut self.fx[shard]);
+        self.pump();
+        let rest = std::mem::take(&mut self.clients[client.0].unread);
+        if !rest.is_empty() {
+            self.send_bytes(client, &rest, b"");
+        }
+    }
+
+    /// Advances the virtual clock and ticks every router.
+    pub fn advance(&mut self, ms: u64) {
+        self.now_ms += ms;
+        for (router, fx) in self.routers.iter_mut().zip(&mut self.fx) {
+            router.on_tick(self.now_ms, fx);
+        }
+        self.pump();
+    }
+
+    /// The peer hangs up.
+    pub fn disconnect(&mut self, client: ClientId) {
+        let c = &mut self.clients[client.0];
+        c.closed = true;
+        let (shard, key) = (usize::from(c.shard), c.key);
+        self.routers[shard].on_closed(key, self.now_ms, &mut self.fx[shard]);
+        self.pump();
+    }
+
+    pub fn shutdown(&mut self) {
+        for (router, fx) in self.routers.iter_mut().zip(&mut self.fx) {
+            router.shutdown(fx);
+        }
+        self.pump();
+    }
+
+    /// What the client received since the last call.
+    pub fn take_output(&mut self, client: ClientId) -> String {
+        let out = std::mem::take(&mut self.clients[client.0].out);
+        String::from_utf8_lossy(&out).into_owned()
+    }
+
+    /// Raw bytes the client received since the last call.
+    pub fn take_bytes(&mut self, client: ClientId) -> Vec<u8> {
+        std::mem::take(&mut self.clients[client.0].out)
+    }
+
+    pub fn is_closed(&self, client: ClientId) -> bool {
+        self.clients[client.0].closed
+    }
+
+    /// The shard currently holding the client's conn.
+    pub fn shard_of(&self, client: ClientId) -> u16 {
+        self.clients[client.0].shard
+    }
+
+    pub fn router(&self, shard: u16) -> &Router {
+        &self.routers[usize::from(shard)]
+    }
+
+    fn fresh_key(&mut self) -> ConnKey {
+        self.next_key += 1;
+        ConnKey(self.next_key)
+    }
+
+    /// Applies recorded effects until none are left: output to clients, closes (followed by
+    /// `on_closed`, as the server does), mail to the destination router, hand-offs.
+    fn pump(&mut self) {
+        loop {
+            let mut progressed = false;
+            for shard in 0..self.fx.len() {
+                progressed |= self.drain_shard(shard);
+            }
+            if !progressed {
+                return;
+            }
+        }
+    }
+
+    fn drain_shard(&mut self, shard: usize) -> bool {
+        let fx = std::mem::take(&mut self.fx[shard]);
+        let busy = !(fx.sent.is_empty()
+            && fx.closed.is_empty()
+            && fx.mails.is_empty()
+            && fx.handoffs.is_empty());
+        for (key, bytes) in fx.sent {
+            let client = self.by_key[&key];
+            self.clients[client.0].out.extend_from_slice(&bytes);
+        }
+        for key in fx.closed {
+            let client = self.by_key[&key];
+            self.clients[client.0].closed = true;
+            self.routers[shard].on_closed(key, self.now_ms, &mut self.fx[shard]);
+        }
+        for (dest, mail) in fx.mails {
+            assert_ne!(usize::from(dest), shard, "a router mailed itself");
+            let dest = usize::from(dest);
+            self.routers[dest].on_mail(mail, self.now_ms, &mut self.fx[dest]);
+        }
+        for (key, dest, handoff) in fx.handoffs {
+            self.adopt(key, dest, handoff);
+        }
+        busy
+    }
+
+    fn adopt(&mut self, old_key: ConnKey, dest: u16, handoff: Handoff) {
+        let client = self.by_key[&old_key];
+        let new_key = self.fresh_key();
+        self.by_key.insert(new_key, client);
+        let c = &mut self.clients[client.0];
+        c.shard = dest;
+        c.key = new_key;
+        let leftover = std::mem::take(&mut c.unread);
+        let dest = usize::from(dest);
+        self.routers[dest].on_adopted(new_key, handoff, &leftover, self.now_ms, &mut self.fx[dest]);
+    }
+
+    /// Logs `user` in on `shard` with the token backend and binds `resource` (or a generated
+    /// one); returns the client and its full JID. Panics if any step fails.
+    pub fn login(&mut self, shard: u16, user: &str, resource: Option<&str>) -> (ClientId, String) {
+        let client = self.connect(shard);
+        self.send(client, &client_header());
+        let features = self.take_output(client);
+        assert!(
+            features.contains("<mechanism>PLAIN</mechanism>"),
+            "no PLAIN offered: {features}"
+        );
+        self.send(
+            client,
+            &plain_auth(user, &token_password(TEST_SECRET, user)),
+        );
+        let success = self.take_output(client);
+        assert!(
+            success.contains("<success"),
+            "SASL failed for {user}: {success}"
+        );
+        self.send(client, &client_header());
+        let features = self.take_output(client);
+        assert!(
+            features.contains("xmpp-bind"),
+            "no bind offered: {features}"
+        );
+        self.send(client, &bind_iq("bind-1", resource));
+        let result = self.take_output(client);
+        let full = bound_jid(&result).unwrap_or_else(|| panic!("bind failed: {result}"));
+        (client, full)
+    }
+}
+
+/// The client stream header for `TEST_DOMAIN`.
+pub fn client_header() -> String {
+    format!(
+        "<?xml version='1.0'?><stream:stream xmlns='jabber:client' \
+         xmlns:stream='http://etherx.jabber.org/streams' to='{TEST_DOMAIN}' version='1.0'>"
+    )
+}
+
+/// `<auth mechanism='PLAIN'>` with an initial response for `user`/`password`.
+pub fn plain_auth(user: &str, password: &str) -> String {
+    let response = STANDARD.encode(format!("\0{user}\0{password}"));
+    format!("<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>{response}</auth>")
+}
+
+/// A bind iq, with or without a resource.
+pub fn bind_iq(id: &str, resource: Option<&str>) -> String {
+    let inner = resource
+        .map(|r| format!("<resource>{r}</resource>"))
+        .unwrap_or_default();
+    format!(
+        "<iq type='set' id='{id}'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'>{inner}</bind></iq>"
+    )
+}
+
+/// The full JID in a bind result, if `text` holds one.
+pub fn bound_jid(text: &str) -> Option<String> {
+    let start = text.find("<jid>")? + "<jid>".len();
+    let end = text[start..].find("</jid>")? + start;
+    Some(text[start..end].to_owned())
+}
+
+/// The first `prefix<n>` (n = 0, 1, ...) whose home is `shard` of `shards`.
+pub fn user_homed_on(prefix: &str, shard: u16, shards: u16) -> String {
+    (0..10_000)
+        .map(|n| format!("{prefix}{n}"))
+        .find(|user| {
+            let jid = Jid::new(Some(user), TEST_DOMAIN, None);
+            jid.is_ok_and(|jid| home_shard(&jid, shards) == shard)
+        })
+        .unwrap_or_else(|| panic!("no user {prefix}N homed on shard {shard}"))
+}

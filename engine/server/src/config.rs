@@ -1,0 +1,190 @@
+//! Command line and environment: what an operator can set, validated once at start.
+//!
+//! Validation happens here so that every later layer can trust its inputs: the domain is a
+//! valid, lower-cased JID domain; `open` auth on a non-loopback address needs an explicit
+//! `--allow-open-auth`; the core list names cores this process may run on.
+
+use std::net::SocketAddr;
+
+use anyhow::{bail, Context};
+use clap::{Parser, ValueEnum};
+use rookery_io::BackendChoice;
+use rookery_proto::Jid;
+
+#[derive(Parser, Debug, Clone)]
+#[command(name = "rookery", version, about = "Thread-per-core XMPP connection engine")]
+pub struct Args {
+    /// Client-to-server listen address (one SO_REUSEPORT listener per shard).
+    #[arg(long, default_value = "127.0.0.1:5222")]
+    pub listen: SocketAddr,
+    /// The XMPP domain this server hosts.
+    #[arg(long, default_value = "example.test")]
+    pub domain: String,
+    /// Account backend: token (password = hex HMAC-SHA256(secret, localpart)) or open.
+    #[arg(long, value_enum, default_value_t = AuthKind::Token)]
+    pub auth: AuthKind,
+    /// Secret of the token backend.
+    #[arg(long, env = "ROOKERY_TOKEN_SECRET")]
+    pub token_secret: Option<String>,
+    /// Allow `--auth open` on an address other than loopback.
+    #[arg(long)]
+    pub allow_open_auth: bool,
+    /// I/O backend: auto probes io_uring and falls back to poll (mio).
+    #[arg(long, env = "ROOKERY_BACKEND", default_value = "auto")]
+    pub backend: BackendChoice,
+    /// Number of shards (threads); default: one per allowed core.
+    #[arg(long)]
+    pub shards: Option<usize>,
+    /// Cores to pin shards to, e.g. "0,1" or "0-3" (default: the allowed cores, in order).
+    #[arg(long)]
+    pub cores: Option<String>,
+    /// Prometheus metrics address (`/metrics`); "off" disables it.
+    #[arg(long, default_value = "127.0.0.1:9090")]
+    pub admin: String,
+    /// Largest stanza accepted; bigger closes the stream with policy-violation.
+    #[arg(long, default_value_t = 65_536)]
+    pub max_stanza_bytes: usize,
+    /// Seconds a new conn may take to authenticate.
+    #[arg(long, default_value_t = 10)]
+    pub auth_timeout: u64,
+    /// Seconds without any byte from the client before the stream is closed (0 = never).
+    #[arg(long, default_value_t = 300)]
+    pub idle_timeout: u64,
+    /// Capacity of each shard-to-shard mailbox lane, in messages.
+    #[arg(long, default_value_t = 4096)]
+    pub mailbox_capacity: usize,
+    /// File descriptors kept in reserve below RLIMIT_NOFILE (listeners, logs, accept-and-refuse).
+    #[arg(long, default_value_t = 64)]
+    pub fd_reserve: u64,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthKind {
+    Token,
+    Open,
+}
+
+/// Validated settings derived from [`Args`].
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub args: Args,
+    pub domain: Jid,
+    pub cores: Vec<usize>,
+    pub admin: Option<SocketAddr>,
+}
+
+impl Config {
+    pub fn from_args(args: Args, allowed_cores: &[usize]) -> anyhow::Result<Config> {
+        let domain = Jid::parse(&args.domain)
+            .ok()
+            .filter(|jid| jid.local().is_none() && jid.resource().is_none())
+            .with_context(|| {
+                format!("--domain {:?} is not a valid XMPP domain (e.g. example.test)", args.domain)
+            })?;
+        if args.auth == AuthKind::Token && args.token_secret.as_deref().unwrap_or("").is_empty() {
+            bail!("--auth token needs --token-secret S (or ROOKERY_TOKEN_SECRET); clients then log in with password = hex HMAC-SHA256(S, localpart)");
+        }
+        if args.auth == AuthKind::Open && !args.listen.ip().is_loopback() && !args.allow_open_auth {
+            bail!("--auth open accepts any password; on {} (not loopback) it needs --allow-open-auth", args.listen);
+        }
+        if args.max_stanza_bytes < 1024 {
+            bail!("--max-stanza-bytes {} is too small for XMPP (RFC 6120 asks servers to accept at least 10000)", args.max_stanza_bytes);
+        }
+        let cores = match &args.cores {
+            Some(list) => parse_core_list(list)?,
+            None => allowed_cores.to_vec(),
+        };
+        if let Some(core) = cores.iter().find(|core| !allowed_cores.contains(core)) {
+            bail!("--cores names core {core}, but this process may run only on {allowed_cores:?} (see taskset/cpuset)");
+        }
+        let shards = args.shards.unwrap_or(cores.len().max(1));
+        if shards == 0 || shards > usize::from(u16::MAX) {
+            bail!("--shards must be between 1 and 65535");
+        }
+        if cores.is_empty() {
+            bail!("no core to run on: --cores is empty");
+        }
+        let admin = match args.admin.as_str() {
+            "off" | "none" | "" => None,
+            text => Some(text.parse().with_context(|| {
+                format!("--admin {text:?} is not an address like 127.0.0.1:9090 (or \"off\")")
+            })?),
+        };
+        Ok(Config { args, domain, cores, admin })
+    }
+
+    pub fn shards(&self) -> usize {
+        self.args.shards.unwrap_or(self.cores.len())
+    }
+
+    /// The core shard `index` is pinned to: cores are reused round-robin when shards > cores.
+    pub fn core_of(&self, index: usize) -> usize {
+        self.cores[index % self.cores.len()]
+    }
+}
+
+/// Parses "0,2,4-7" into [0, 2, 4, 5, 6, 7].
+pub fn parse_core_list(list: &str) -> anyhow::Result<Vec<usize>> {
+    let mut cores = Vec::new();
+    for part in list.split(',').map(str::trim).filter(|part| !part.is_empty()) {
+        let bad = || format!("--cores {list:?}: {part:?} is not a core number or range like 2-5");
+        match part.split_once('-') {
+            Some((first, last)) => {
+                let first: usize = first.trim().parse().with_context(bad)?;
+                let last: usize = last.trim().parse().with_context(bad)?;
+                if first > last {
+                    bail!(bad());
+                }
+                cores.extend(first..=last);
+            }
+            None => cores.push(part.parse().with_context(bad)?),
+        }
+    }
+    Ok(cores)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(extra: &[&str]) -> Args {
+        let mut argv = vec!["rookery"];
+        argv.extend_from_slice(extra);
+        Args::parse_from(argv)
+    }
+
+    #[test]
+    fn core_lists_parse() {
+        assert_eq!(parse_core_list("0,2,4-6").unwrap(), vec![0, 2, 4, 5, 6]);
+        assert!(parse_core_list("3-1").is_err());
+        assert!(parse_core_list("a").is_err());
+    }
+
+    #[test]
+    fn token_auth_needs_a_secret() {
+        let err = Config::from_args(args(&[]), &[0]).unwrap_err();
+        assert!(err.to_string().contains("--token-secret"));
+        assert!(Config::from_args(args(&["--token-secret", "s"]), &[0]).is_ok());
+    }
+
+    #[test]
+    fn open_auth_is_loopback_only_unless_allowed() {
+        let public = ["--auth", "open", "--listen", "0.0.0.0:5222"];
+        assert!(Config::from_args(args(&public), &[0]).is_err());
+        let mut allowed = public.to_vec();
+        allowed.push("--allow-open-auth");
+        assert!(Config::from_args(args(&allowed), &[0]).is_ok());
+        assert!(Config::from_args(args(&["--auth", "open"]), &[0]).is_ok());
+    }
+
+    #[test]
+    fn cores_must_be_allowed_and_domain_valid() {
+        let cfg = ["--token-secret", "s", "--cores", "5"];
+        assert!(Config::from_args(args(&cfg), &[0, 1]).is_err());
+        let bad_domain = ["--token-secret", "s", "--domain", "a@b"];
+        assert!(Config::from_args(args(&bad_domain), &[0]).is_err());
+        let ok = Config::from_args(args(&["--token-secret", "s", "--shards", "3"]), &[0, 1]).unwrap();
+        assert_eq!(ok.shards(), 3);
+        assert_eq!(ok.core_of(2), 0);
+    }
+}

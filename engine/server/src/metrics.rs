@@ -1,0 +1,145 @@
+//! Per-shard counters and the Prometheus text endpoint on the admin port.
+//!
+//! Each shard owns one [`ShardStats`] and is its only writer: it publishes plain numbers with
+//! `Relaxed` stores once per loop turn (no read-modify-write on the hot path). The admin thread
+//! only loads them. Relaxed is enough: every value is an independent gauge or counter, and a
+//! scrape that sees one counter a turn older than another is harmless.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// One shard's published numbers.
+#[derive(Default, Debug)]
+pub struct ShardStats {
+    pub conns: AtomicU64,
+    pub sessions: AtomicU64,
+    pub stanzas_in: AtomicU64,
+    pub stanzas_out: AtomicU64,
+    pub mail_out: AtomicU64,
+    pub mail_in: AtomicU64,
+    pub mailbox_full: AtomicU64,
+    pub mailbox_staged: AtomicU64,
+    pub loop_turns: AtomicU64,
+    pub submit_calls: AtomicU64,
+    pub handoffs_out: AtomicU64,
+    pub handoffs_in: AtomicU64,
+    pub auth_failures: AtomicU64,
+    pub stream_errors: AtomicU64,
+    pub refused_conns: AtomicU64,
+    pub slow_consumer_closes: AtomicU64,
+    pub heap_bytes: AtomicU64,
+}
+
+/// (metric name, type, help, accessor) for every published number.
+type Field = (&'static str, &'static str, &'static str, fn(&ShardStats) -> &AtomicU64);
+
+const FIELDS: &[Field] = &[
+    ("rookery_conns", "gauge", "Open client conns", |s| &s.conns),
+    ("rookery_sessions", "gauge", "Bound sessions", |s| &s.sessions),
+    ("rookery_stanzas_in_total", "counter", "Stanzas received", |s| &s.stanzas_in),
+    ("rookery_stanzas_out_total", "counter", "Stanzas written", |s| &s.stanzas_out),
+    ("rookery_mail_out_total", "counter", "Cross-shard mails sent", |s| &s.mail_out),
+    ("rookery_mail_in_total", "counter", "Cross-shard mails received", |s| &s.mail_in),
+    ("rookery_mailbox_full_total", "counter", "Flushes that found a lane full", |s| {
+        &s.mailbox_full
+    }),
+    ("rookery_mailbox_staged", "gauge", "Mails staged, waiting for lane room", |s| {
+        &s.mailbox_staged
+    }),
+    ("rookery_loop_turns_total", "counter", "Event loop turns", |s| &s.loop_turns),
+    ("rookery_submit_calls_total", "counter", "Kernel submission calls", |s| &s.submit_calls),
+    ("rookery_handoffs_out_total", "counter", "Conns handed to their home shard", |s| {
+        &s.handoffs_out
+    }),
+    ("rookery_handoffs_in_total", "counter", "Conns adopted from another shard", |s| {
+        &s.handoffs_in
+    }),
+    ("rookery_auth_failures_total", "counter", "Failed SASL attempts", |s| &s.auth_failures),
+    ("rookery_stream_errors_total", "counter", "Streams closed with a stream error", |s| {
+        &s.stream_errors
+    }),
+    ("rookery_refused_conns_total", "counter", "Conns refused at the fd ceiling", |s| {
+        &s.refused_conns
+    }),
+    ("rookery_slow_consumer_closes_total", "counter", "Conns closed: output queue full", |s| {
+        &s.slow_consumer_closes
+    }),
+    ("rookery_router_heap_bytes", "gauge", "Heap bytes held by conn and session state", |s| {
+        &s.heap_bytes
+    }),
+];
+
+/// Renders every shard's numbers in the Prometheus text format (version 0.0.4).
+pub fn render(shards: &[Arc<ShardStats>]) -> String {
+    let mut out = String::with_capacity(4096);
+    for (name, kind, help, field) in FIELDS {
+        out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n"));
+        for (index, stats) in shards.iter().enumerate() {
+            let value = field(stats).load(Relaxed);
+            out.push_str(&format!("{name}{{shard=\"{index}\"}} {value}\n"));
+        }
+    }
+    out
+}
+
+/// Serves `GET /metrics` on `addr` from a background thread. Errors per request are ignored
+/// (a scraper retries); a bind failure is returned so the operator sees it at start.
+pub fn serve(addr: SocketAddr, shards: Vec<Arc<ShardStats>>) -> std::io::Result<SocketAddr> {
+    let listener = TcpListener::bind(addr)?;
+    let bound = listener.local_addr()?;
+    std::thread::Builder::new().name("rookery-admin".into()).spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let _ = answer(stream, &shards);
+        }
+    })?;
+    Ok(bound)
+}
+
+fn answer(mut stream: TcpStream, shards: &[Arc<ShardStats>]) -> std::io::Result<()> {
+    stream.set_read_timeout(Some(Duration::from_secs(2)))?;
+    let mut request = [0u8; 2048];
+    let len = stream.read(&mut request)?;
+    let head = String::from_utf8_lossy(&request[..len]);
+    let (status, body) = if head.starts_with("GET /metrics ") {
+        ("200 OK", render(shards))
+    } else {
+        ("404 Not Found", "try GET /metrics\n".to_string())
+    };
+    let reply = format!(
+        "HTTP/1.1 {status}\r\ncontent-type: text/plain; version=0.0.4\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(reply.as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn render_lists_every_shard() {
+        let a = Arc::new(ShardStats::default());
+        let b = Arc::new(ShardStats::default());
+        b.sessions.store(7, Relaxed);
+        let text = render(&[a, b]);
+        assert!(text.contains("rookery_sessions{shard=\"1\"} 7\n"));
+        assert!(text.contains("rookery_conns{shard=\"0\"} 0\n"));
+        assert!(text.contains("# TYPE rookery_stanzas_in_total counter"));
+    }
+
+    #[test]
+    fn serves_metrics_over_http() {
+        let stats = Arc::new(ShardStats::default());
+        stats.loop_turns.store(42, Relaxed);
+        let addr = serve("127.0.0.1:0".parse().unwrap(), vec![stats]).unwrap();
+        let mut conn = TcpStream::connect(addr).unwrap();
+        conn.write_all(b"GET /metrics HTTP/1.1\r\nhost: x\r\n\r\n").unwrap();
+        let mut reply = String::new();
+        conn.read_to_string(&mut reply).unwrap();
+        assert!(reply.starts_with("HTTP/1.1 200 OK"));
+        assert!(reply.contains("rookery_loop_turns_total{shard=\"0\"} 42"));
+    }
+}

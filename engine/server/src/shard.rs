@@ -1,0 +1,335 @@
+//! One shard: a thread pinned to a core that owns a driver, a router and a mailbox.
+//!
+//! The loop turn, in order: drain inbound mail into the router; wait for I/O (at most until
+//! the router's next timer, and not at all when mail is staged or arrived); hand every
+//! completion to the router; run the router's timers; flush staged mail once, waking only
+//! destinations that sleep. The loop is generic over the driver, so the hot path has no
+//! dynamic dispatch and the same code runs on io_uring and on mio.
+//!
+//! What crosses threads: only [`ShardMail`] through the mailbox, the process-wide conn counter
+//! and stop flag in [`Shared`], and the published [`ShardStats`].
+
+use std::collections::HashMap;
+use std::net::TcpListener;
+use std::os::fd::OwnedFd;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rookery_io::{ConnId, Driver, Event, Handler, Linger, Ops, SendError};
+use rookery_mailbox::{Mailbox, ShardId};
+use rookery_router::{ConnKey, Effects, Handoff, Mail, Router};
+use tracing::{info, warn};
+
+use crate::metrics::ShardStats;
+
+/// What one shard mails another.
+pub enum ShardMail {
+    /// Router-to-router traffic (stanzas for users whose home is the receiver).
+    Router(Mail),
+    /// A conn whose user lives on the receiver: the socket, its stream state, unread bytes.
+    Adopt { socket: OwnedFd, handoff: Handoff, leftover: Vec<u8> },
+}
+
+/// Process-wide state every shard reads: the stop flag and the fd ceiling.
+#[derive(Debug)]
+pub struct Shared {
+    /// Set once by the signal watcher. Read with Acquire once per turn; pairs with the
+    /// Release store in `request_stop`, so a shard that sees it also sees nothing else: the
+    /// flag carries no data.
+    pub stop: AtomicBool,
+    /// Conns open in the whole process (every shard), against `max_conns`.
+    pub open_conns: AtomicU64,
+    pub max_conns: u64,
+    pub started: Instant,
+}
+
+impl Shared {
+    pub fn request_stop(&self) {
+        self.stop.store(true, Ordering::Release);
+    }
+}
+
+/// Longest a shutdown waits for streams to flush their goodbye before the shard exits anyway.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
+/// Upper bound on one wait, so timers and the stop flag are looked at regularly.
+const MAX_WAIT: Duration = Duration::from_millis(100);
+/// Mails taken from the inbox per turn; the rest wait, so one busy peer cannot starve I/O.
+const MAX_MAIL_PER_TURN: usize = 8192;
+/// How often refused conns are logged (a summary line, never one line per conn).
+const REFUSED_LOG_INTERVAL_MS: u64 = 10_000;
+
+/// Everything a shard thread starts with.
+pub struct ShardParts {
+    pub index: usize,
+    pub listener: TcpListener,
+    pub mailbox: Mailbox<ShardMail>,
+    pub router: Router,
+    pub stats: Arc<ShardStats>,
+    pub shared: Arc<Shared>,
+}
+
+/// The shard's state outside the driver; it is the driver's event handler.
+struct ShardState {
+    index: usize,
+    router: Router,
+    /// Where the router's effects go; a separate field so the router and it borrow apart.
+    out: Outbox,
+    inbox: Vec<ShardMail>,
+    stats: Arc<ShardStats>,
+    shared: Arc<Shared>,
+    stopping_since_ms: Option<u64>,
+    refused_unlogged: u64,
+    refused_logged_at_ms: u64,
+    refused_total: u64,
+    mailbox_full: u64,
+    heap_published_at_ms: u64,
+}
+
+/// The shard's outgoing side: staged mail, conns being handed off, and effect counters.
+struct Outbox {
+    mailbox: Mailbox<ShardMail>,
+    /// Conns being detached, with where they go once the driver hands the socket back.
+    handoffs: HashMap<ConnKey, (u16, Handoff)>,
+    slow_consumer_closes: u64,
+}
+
+impl Outbox {
+    fn fx<'a, O: Ops>(&'a mut self, io: &'a mut O) -> ShardEffects<'a, O> {
+        ShardEffects {
+            io,
+            mailbox: &mut self.mailbox,
+            handoffs: &mut self.handoffs,
+            slow_consumer_closes: &mut self.slow_consumer_closes,
+        }
+    }
+}
+
+/// Runs the shard until the stop flag is set and its streams are closed.
+pub fn run<D: Driver>(mut driver: D, parts: ShardParts) -> anyhow::Result<()> {
+    driver.listen(parts.listener)?;
+    let wake = driver.wake_handle();
+    parts.mailbox.set_waker(Box::new(move || wake.wake()));
+    let mut state = ShardState {
+        index: parts.index,
+        router: parts.router,
+        out: Outbox { mailbox: parts.mailbox, handoffs: HashMap::new(), slow_consumer_closes: 0 },
+        inbox: Vec::new(),
+        stats: parts.stats,
+        shared: parts.shared,
+        stopping_since_ms: None,
+        refused_unlogged: 0,
+        refused_logged_at_ms: 0,
+        refused_total: 0,
+        mailbox_full: 0,
+        heap_published_at_ms: 0,
+    };
+    loop {
+        state.drain_mail(&mut driver.ops());
+        if state.stopping_since_ms.is_none() && state.shared.stop.load(Ordering::Acquire) {
+            state.begin_shutdown(&mut driver);
+        }
+        let timeout = state.wait_budget();
+        let turn = driver.turn(Some(timeout), &mut state)?;
+        state.out.mailbox.awake();
+        let now_ms = state.now_ms();
+        state.router.on_tick(now_ms, &mut state.out.fx(&mut driver.ops()));
+        let flushed = state.out.mailbox.flush();
+        state.mailbox_full += flushed.full_lanes as u64;
+        state.log_refused(now_ms);
+        state.publish(&driver, turn.submit_calls, now_ms);
+        if state.shutdown_finished(&driver, now_ms) {
+            return Ok(());
+        }
+    }
+}
+
+impl ShardState {
+    fn now_ms(&self) -> u64 {
+        self.shared.started.elapsed().as_millis() as u64
+    }
+
+    /// How long the next wait may block: zero when there is mail to move, else until the
+    /// router's next timer, capped so the stop flag is seen promptly.
+    fn wait_budget(&mut self) -> Duration {
+        if self.out.mailbox.staged() > 0 || !self.out.mailbox.prepare_to_sleep() {
+            self.out.mailbox.awake();
+            return Duration::ZERO;
+        }
+        let now_ms = self.now_ms();
+        match self.router.next_deadline_ms() {
+            Some(deadline_ms) => Duration::from_millis(deadline_ms.saturating_sub(now_ms)).min(MAX_WAIT),
+            None => MAX_WAIT,
+        }
+    }
+
+    fn drain_mail<O: Ops>(&mut self, io: &mut O) {
+        // The inbox Vec is reused across turns; it is taken out so the router can be called
+        // while the mails are consumed.
+        let mut inbox = std::mem::take(&mut self.inbox);
+        self.out.mailbox.drain(MAX_MAIL_PER_TURN, |_, mail| inbox.push(mail));
+        let now_ms = self.now_ms();
+        for mail in inbox.drain(..) {
+            match mail {
+                ShardMail::Router(mail) => self.router.on_mail(mail, now_ms, &mut self.out.fx(io)),
+                ShardMail::Adopt { socket, handoff, leftover } => {
+                    self.adopt(io, socket, handoff, &leftover, now_ms)
+                }
+            }
+        }
+        self.inbox = inbox;
+    }
+
+    fn adopt<O: Ops>(&mut self, io: &mut O, socket: OwnedFd, handoff: Handoff, leftover: &[u8], now_ms: u64) {
+        if self.stopping_since_ms.is_some() {
+            // Shutting down: the socket closes on drop, without a goodbye; count it gone.
+            self.shared.open_conns.fetch_sub(1, Ordering::Relaxed);
+            return;
+        }
+        match io.adopt(socket) {
+            Ok(conn) => {
+                let key = ConnKey(conn.to_u64());
+                self.router.on_adopted(key, handoff, leftover, now_ms, &mut self.out.fx(io));
+            }
+            Err(err) => {
+                self.shared.open_conns.fetch_sub(1, Ordering::Relaxed);
+                warn!(shard = self.index, "could not adopt a handed-off conn: {err}");
+            }
+        }
+    }
+
+    fn on_accepted<O: Ops>(&mut self, io: &mut O, conn: ConnId) {
+        let open = self.shared.open_conns.fetch_add(1, Ordering::Relaxed) + 1;
+        if open > self.shared.max_conns || self.stopping_since_ms.is_some() {
+            // Over the ceiling: refuse at once; the Closed event gives the slot back.
+            io.close(conn, Linger::Abort);
+            self.refused_unlogged += 1;
+            self.refused_total += 1;
+            return;
+        }
+        let now_ms = self.now_ms();
+        self.router.on_connect(ConnKey(conn.to_u64()), now_ms, &mut self.out.fx(io));
+    }
+
+    fn begin_shutdown<D: Driver>(&mut self, driver: &mut D) {
+        let now_ms = self.now_ms();
+        self.stopping_since_ms = Some(now_ms);
+        driver.stop_listening();
+        self.router.shutdown(&mut self.out.fx(&mut driver.ops()));
+        info!(shard = self.index, conns = driver.open_conns(), "shutting down: streams closed with system-shutdown");
+    }
+
+    fn shutdown_finished<D: Driver>(&self, driver: &D, now_ms: u64) -> bool {
+        let Some(since_ms) = self.stopping_since_ms else { return false };
+        let drained = driver.open_conns() == 0 && self.out.mailbox.staged() == 0 && self.out.handoffs.is_empty();
+        drained || now_ms.saturating_sub(since_ms) > SHUTDOWN_GRACE.as_millis() as u64
+    }
+
+    fn log_refused(&mut self, now_ms: u64) {
+        if self.refused_unlogged == 0
+            || now_ms.saturating_sub(self.refused_logged_at_ms) < REFUSED_LOG_INTERVAL_MS
+        {
+            return;
+        }
+        warn!(
+            shard = self.index,
+            refused = self.refused_unlogged,
+            ceiling = self.shared.max_conns,
+            "conn ceiling reached: new conns refused (raise RLIMIT_NOFILE / LimitNOFILE, or add processes)"
+        );
+        self.refused_unlogged = 0;
+        self.refused_logged_at_ms = now_ms;
+    }
+
+    fn publish<D: Driver>(&mut self, driver: &D, submit_calls: u32, now_ms: u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        // heap_bytes walks every conn: publish it once per second, not every turn.
+        if now_ms.saturating_sub(self.heap_published_at_ms) >= 1000 {
+            self.heap_published_at_ms = now_ms;
+            self.stats.heap_bytes.store(self.router.heap_bytes() as u64, Relaxed);
+        }
+        let s = &self.stats;
+        let r = self.router.stats();
+        s.conns.store(driver.open_conns() as u64, Relaxed);
+        s.sessions.store(r.sessions, Relaxed);
+        s.stanzas_in.store(r.stanzas_in, Relaxed);
+        s.stanzas_out.store(r.stanzas_out, Relaxed);
+        s.mail_out.store(r.mail_out, Relaxed);
+        s.mail_in.store(r.mail_in, Relaxed);
+        s.handoffs_out.store(r.handoffs_out, Relaxed);
+        s.handoffs_in.store(r.handoffs_in, Relaxed);
+        s.auth_failures.store(r.auth_failures, Relaxed);
+        s.stream_errors.store(r.stream_errors, Relaxed);
+        s.mailbox_full.store(self.mailbox_full, Relaxed);
+        s.mailbox_staged.store(self.out.mailbox.staged() as u64, Relaxed);
+        s.refused_conns.store(self.refused_total, Relaxed);
+        s.slow_consumer_closes.store(self.out.slow_consumer_closes, Relaxed);
+        s.loop_turns.store(s.loop_turns.load(Relaxed) + 1, Relaxed);
+        s.submit_calls.store(s.submit_calls.load(Relaxed) + u64::from(submit_calls), Relaxed);
+    }
+}
+
+impl<D: Driver> Handler<D> for ShardState {
+    fn on_event(&mut self, io: &mut D::Ops<'_>, event: Event<'_>) {
+        match event {
+            Event::Accepted { conn, .. } => self.on_accepted(io, conn),
+            Event::Received { conn, data } => {
+                let now_ms = self.now_ms();
+                self.router.on_data(ConnKey(conn.to_u64()), data, now_ms, &mut self.out.fx(io));
+            }
+            Event::Closed { conn, .. } => {
+                self.shared.open_conns.fetch_sub(1, Ordering::Relaxed);
+                let now_ms = self.now_ms();
+                self.router.on_closed(ConnKey(conn.to_u64()), now_ms, &mut self.out.fx(io));
+            }
+            Event::Detached { conn, socket, leftover } => {
+                let Some((dest, handoff)) = self.out.handoffs.remove(&ConnKey(conn.to_u64())) else {
+                    // Only hand-offs detach conns in the server; anything else is a bug.
+                    unreachable!("conn {conn:?} detached without a pending hand-off");
+                };
+                self.out.mailbox.stage(ShardId(dest), ShardMail::Adopt { socket, handoff, leftover });
+            }
+            Event::AcceptFailed { errno, .. } => {
+                self.refused_unlogged += 1;
+                self.refused_total += 1;
+                if errno != libc::EMFILE && errno != libc::ENFILE {
+                    warn!(shard = self.index, "accept failed: {}", std::io::Error::from_raw_os_error(errno));
+                }
+            }
+            // The server makes no outgoing conns, and drained queues need no action.
+            Event::Connected { .. } | Event::Drained { .. } | Event::Woken => {}
+        }
+    }
+}
+
+/// The router's effects, applied to this shard's driver and mailbox.
+struct ShardEffects<'a, O: Ops> {
+    io: &'a mut O,
+    mailbox: &'a mut Mailbox<ShardMail>,
+    handoffs: &'a mut HashMap<ConnKey, (u16, Handoff)>,
+    slow_consumer_closes: &'a mut u64,
+}
+
+impl<O: Ops> Effects for ShardEffects<'_, O> {
+    fn send(&mut self, conn: ConnKey, bytes: &[u8]) {
+        let id = ConnId::from_u64(conn.0);
+        if let Err(SendError::QueueFull) = self.io.send(id, bytes) {
+            // A peer that does not read cannot hold the shard's memory hostage: drop it.
+            *self.slow_consumer_closes += 1;
+            self.io.close(id, Linger::Abort);
+        }
+    }
+
+    fn close(&mut self, conn: ConnKey) {
+        self.io.close(ConnId::from_u64(conn.0), Linger::Flush);
+    }
+
+    fn mail(&mut self, dest: u16, mail: Mail) {
+        self.mailbox.stage(ShardId(dest), ShardMail::Router(mail));
+    }
+
+    fn hand_off(&mut self, conn: ConnKey, dest: u16, handoff: Handoff) {
+        self.handoffs.insert(conn, (dest, handoff));
+        self.io.detach(ConnId::from_u64(conn.0));
+    }
+}

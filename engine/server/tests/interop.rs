@@ -1,0 +1,38 @@
+//! Interop with a real XMPP client library: slixmpp (Python) logs in two users and checks chat,
+//! XEP-0184 receipts, XEP-0199 ping, disco#info and roster get, under every backend and with one
+//! and two shards. `scripts/test.sh` installs slixmpp when it is missing; a missing slixmpp
+//! fails this test (it is never skipped silently).
+
+mod support;
+
+use std::process::Command;
+
+use support::{backends, token, user_on_shard, Server, DOMAIN};
+
+#[test]
+fn slixmpp_clients_chat_with_receipts_ping_disco_roster() {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop/slix_chat.py");
+    for backend in backends() {
+        for shards in [1u16, 2] {
+            let server = Server::start(backend, shards as usize, &[]);
+            let alice = user_on_shard("alice", 0, shards);
+            let bob = user_on_shard("bob", shards - 1, shards);
+            let output = Command::new("python3")
+                .arg(script)
+                .args(["127.0.0.1", &server.addr.port().to_string(), DOMAIN])
+                .args([format!("{alice}@{DOMAIN}"), token(&alice), format!("{bob}@{DOMAIN}"), token(&bob)])
+                .output()
+                .expect("python3 runs");
+            let stdout = String::from_utf8_lossy(&output.stdout);
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            assert!(output.status.success(), "{backend}/{shards} shards: {stdout}\n{stderr}");
+            assert!(stdout.contains("\"ok\": true"), "{stdout}");
+            assert!(stdout.contains("\"body\": \"hello bob\""), "{stdout}");
+            assert!(stdout.contains("\"requests_receipt\": true"), "{stdout}");
+            assert!(stdout.contains("\"receipt_for\": \"m1\""), "{stdout}");
+            assert!(stdout.contains("\"ping_ok\": true"), "{stdout}");
+            assert!(stdout.contains("urn:xmpp:ping"), "{stdout}");
+            assert!(stdout.contains(&format!("\"from\": \"{alice}@{DOMAIN}/")), "{stdout}");
+        }
+    }
+}

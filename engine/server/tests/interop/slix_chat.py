@@ -1,0 +1,105 @@
+#!/usr/bin/env python3
+"""Interop check with a real XMPP client library (slixmpp) against a running rookery.
+
+Two clients log in with SASL PLAIN; alice sends bob a chat message carrying an XEP-0184
+receipt request; bob's client answers with a receipt (slixmpp's xep_0184 auto_ack); alice
+waits for the receipt. alice also pings the server (XEP-0199), asks disco#info and gets her
+roster. Prints one JSON object with what happened; exits 0 only if everything did.
+
+Usage: slix_chat.py HOST PORT DOMAIN ALICE ALICE_PASSWORD BOB BOB_PASSWORD
+"""
+import asyncio
+import json
+import logging
+import sys
+
+import slixmpp
+
+TIMEOUT_S = 15
+
+
+def make_client(jid, password):
+    client = slixmpp.ClientXMPP(jid, password)
+    # No TLS on this loopback test server (slixmpp >= 1.9 API; older ones took connect flags).
+    client.enable_starttls = False
+    client.enable_direct_tls = False
+    client.enable_plaintext = True
+    # Loopback test server without TLS: allow PLAIN in the clear (slixmpp refuses by default).
+    client.plugin["feature_mechanisms"].unencrypted_plain = True
+    for plugin in ("xep_0030", "xep_0199", "xep_0184"):
+        client.register_plugin(plugin)
+    client.plugin["xep_0184"].auto_ack = True
+    client.plugin["xep_0184"].auto_request = False
+    return client
+
+
+async def run(host, port, domain, alice_jid, alice_pw, bob_jid, bob_pw):
+    result = {"alice_online": False, "bob_online": False}
+    alice = make_client(alice_jid, alice_pw)
+    bob = make_client(bob_jid, bob_pw)
+    bob_got = asyncio.get_event_loop().create_future()
+    receipt = asyncio.get_event_loop().create_future()
+    online = {"alice": asyncio.Event(), "bob": asyncio.Event()}
+
+    async def on_start(client, name):
+        client.send_presence()
+        await client.get_roster()
+        online[name].set()
+
+    alice.add_event_handler("session_start", lambda _: asyncio.ensure_future(on_start(alice, "alice")))
+    bob.add_event_handler("session_start", lambda _: asyncio.ensure_future(on_start(bob, "bob")))
+
+    def bob_message(msg):
+        if msg["type"] in ("chat", "normal") and not bob_got.done():
+            bob_got.set_result({"body": msg["body"], "from": str(msg["from"]),
+                                "requests_receipt": msg["request_receipt"]})
+
+    bob.add_event_handler("message", bob_message)
+    alice.add_event_handler("receipt_received",
+                            lambda msg: receipt.done() or receipt.set_result(msg["receipt"]))
+
+    for client in (alice, bob):
+        client.connect(host, int(port))
+    await asyncio.wait_for(online["alice"].wait(), TIMEOUT_S)
+    await asyncio.wait_for(online["bob"].wait(), TIMEOUT_S)
+    result["alice_online"] = True
+    result["bob_online"] = True
+    result["alice_bound"] = str(alice.boundjid)
+    result["roster_items"] = len(alice.client_roster.keys()) - (1 if alice.boundjid.bare in alice.client_roster else 0)
+
+    msg = alice.make_message(mto=bob_jid, mbody="hello bob", mtype="chat")
+    msg["id"] = "m1"
+    msg["request_receipt"] = True
+    msg.send()
+    got = await asyncio.wait_for(bob_got, TIMEOUT_S)
+    result["bob_received"] = got
+    result["receipt_for"] = await asyncio.wait_for(receipt, TIMEOUT_S)
+
+    rtt = await alice.plugin["xep_0199"].ping(jid=domain, timeout=TIMEOUT_S)
+    result["ping_ok"] = rtt is not None
+    info = await alice.plugin["xep_0030"].get_info(jid=domain, timeout=TIMEOUT_S)
+    result["disco_features"] = sorted(info["disco_info"]["features"])
+    result["disco_identities"] = [list(i) for i in info["disco_info"]["identities"]]
+
+    for client in (alice, bob):
+        client.disconnect()
+    return result
+
+
+def main():
+    logging.basicConfig(level=logging.WARNING)
+    args = sys.argv[1:]
+    if len(args) != 7:
+        print(__doc__, file=sys.stderr)
+        sys.exit(2)
+    try:
+        result = asyncio.get_event_loop().run_until_complete(asyncio.wait_for(run(*args), 4 * TIMEOUT_S))
+        result["ok"] = True
+    except BaseException as err:  # report what failed as data; the Rust test prints it
+        result = {"ok": False, "error": f"{type(err).__name__}: {err}"}
+    print(json.dumps(result))
+    sys.exit(0 if result["ok"] else 1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,282 @@
+//! Test support: start the real `rookery` binary on loopback and talk XMPP to it over real
+//! sockets with a tiny blocking client. Every wait is bounded; every server is killed on drop.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+
+pub const DOMAIN: &str = "example.test";
+pub const SECRET: &str = "test-secret";
+pub const WAIT: Duration = Duration::from_secs(10);
+
+/// Backends to run every end-to-end test under. io_uring is skipped visibly if unavailable.
+pub fn backends() -> Vec<&'static str> {
+    let mut list = vec!["poll"];
+    if uring_available() {
+        list.insert(0, "uring");
+    } else {
+        eprintln!("NOTE: io_uring unavailable here: end-to-end tests run on the poll backend only");
+    }
+    list
+}
+
+fn uring_available() -> bool {
+    cfg!(target_os = "linux")
+        && rookery_io::select_backend(rookery_io::BackendChoice::Uring, &Default::default()).is_ok()
+}
+
+/// A running server; killed (SIGKILL) on drop if still alive.
+pub struct Server {
+    pub child: Child,
+    pub addr: SocketAddr,
+    pub admin: Option<SocketAddr>,
+    pub log: mpsc::Receiver<String>,
+    pub startup_log: Vec<String>,
+}
+
+impl Server {
+    pub fn start(backend: &str, shards: usize, extra: &[&str]) -> Server {
+        Self::start_with_prefix(backend, shards, extra, None)
+    }
+
+    /// `shell_prefix`: e.g. "ulimit -n 100;" to run the server under a lower fd limit.
+    pub fn start_with_prefix(backend: &str, shards: usize, extra: &[&str], shell_prefix: Option<&str>) -> Server {
+        let bin = env!("CARGO_BIN_EXE_rookery");
+        let mut args = vec![
+            "--listen".to_string(), "127.0.0.1:0".into(),
+            "--admin".into(), "127.0.0.1:0".into(),
+            "--domain".into(), DOMAIN.into(),
+            "--auth".into(), "token".into(),
+            "--token-secret".into(), SECRET.into(),
+            "--backend".into(), backend.into(),
+            "--shards".into(), shards.to_string(),
+        ];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let mut command = match shell_prefix {
+            Some(prefix) => {
+                let mut c = Command::new("sh");
+                c.arg("-c").arg(format!("{prefix} exec \"$0\" \"$@\"")).arg(bin).args(&args);
+                c
+            }
+            None => {
+                let mut c = Command::new(bin);
+                c.args(&args);
+                c
+            }
+        };
+        let mut child = command
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn rookery");
+        let stderr = child.stderr.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut startup_log = Vec::new();
+        let mut admin = None;
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = rx.recv_timeout(left).unwrap_or_else(|_| {
+                let _ = child.kill();
+                panic!("rookery did not get ready; log so far:\n{}", startup_log.join("\n"))
+            });
+            startup_log.push(line.clone());
+            if let Some(rest) = line.split("metrics: http://").nth(1) {
+                admin = rest.split('/').next().and_then(|a| a.parse().ok());
+            }
+            if let Some(rest) = line.split("ready: listening on ").nth(1) {
+                let addr = rest.split_whitespace().next().unwrap().parse().unwrap();
+                return Server { child, addr, admin, log: rx, startup_log };
+            }
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends a signal by pid with the `kill` command (no unsafe in tests).
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill").arg(format!("-{name}")).arg(self.pid().to_string()).status().unwrap();
+        assert!(status.success());
+    }
+
+    /// Waits for the process to exit, at most `limit`.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
+    pub fn metrics(&self) -> String {
+        let admin = self.admin.expect("admin address");
+        let mut conn = TcpStream::connect(admin).unwrap();
+        conn.set_read_timeout(Some(WAIT)).unwrap();
+        conn.write_all(b"GET /metrics HTTP/1.1\r\nhost: t\r\n\r\n").unwrap();
+        let mut body = String::new();
+        conn.read_to_string(&mut body).unwrap();
+        body
+    }
+
+    /// Sum of a metric over shards.
+    pub fn metric(&self, name: &str) -> u64 {
+        self.metrics()
+            .lines()
+            .filter(|l| l.starts_with(&format!("{name}{{")))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn token(user: &str) -> String {
+    rookery_router::token_password(SECRET.as_bytes(), user)
+}
+
+/// Users whose home shards differ (for cross-shard tests) or are equal.
+pub fn user_on_shard(prefix: &str, shard: u16, shards: u16) -> String {
+    (0..1000)
+        .map(|i| format!("{prefix}{i}"))
+        .find(|name| {
+            let jid = rookery_proto::Jid::parse(&format!("{name}@{DOMAIN}")).unwrap();
+            rookery_router::home_shard(&jid, shards) == shard
+        })
+        .unwrap()
+}
+
+/// A blocking raw XMPP client: enough to log in and exchange stanzas, with bounded reads.
+pub struct RawClient {
+    pub stream: TcpStream,
+    pub received: String,
+}
+
+impl RawClient {
+    pub fn connect(addr: SocketAddr) -> RawClient {
+        let stream = TcpStream::connect(addr).unwrap();
+        stream.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+        stream.set_nodelay(true).unwrap();
+        RawClient { stream, received: String::new() }
+    }
+
+    pub fn send(&mut self, text: &str) {
+        self.stream.write_all(text.as_bytes()).unwrap();
+    }
+
+    /// Reads until `needle` appears in what was received (consumed up to and including it).
+    /// Returns everything before and including it; panics after WAIT.
+    pub fn expect(&mut self, needle: &str) -> String {
+        self.try_expect(needle, WAIT)
+            .unwrap_or_else(|| panic!("did not receive {needle:?}; got so far: {:?}", self.received))
+    }
+
+    pub fn try_expect(&mut self, needle: &str, limit: Duration) -> Option<String> {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(pos) = self.received.find(needle) {
+                let end = pos + needle.len();
+                let taken: String = self.received.drain(..end).collect();
+                return Some(taken);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            let mut buf = [0u8; 8192];
+            match self.stream.read(&mut buf) {
+                Ok(0) => {
+                    if self.received.find(needle).is_none() {
+                        return None;
+                    }
+                }
+                Ok(n) => self.received.push_str(&String::from_utf8_lossy(&buf[..n])),
+                Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut | std::io::ErrorKind::Interrupted) => {}
+                Err(err) => {
+                    eprintln!("read error while waiting for {needle:?}: {err}");
+                    return None;
+                }
+            }
+        }
+    }
+
+    /// True when the server closed the conn (read returns 0) within `limit`.
+    pub fn closed_within(&mut self, limit: Duration) -> bool {
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            let mut buf = [0u8; 4096];
+            match self.stream.read(&mut buf) {
+                Ok(0) => return true,
+                Ok(n) => self.received.push_str(&String::from_utf8_lossy(&buf[..n])),
+                Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut | std::io::ErrorKind::Interrupted) => {}
+                Err(_) => return true,
+            }
+        }
+        false
+    }
+
+    pub fn open_stream(&mut self) {
+        self.send(&format!(
+            "<?xml version='1.0'?><stream:stream to='{DOMAIN}' version='1.0' xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'>"
+        ));
+        self.expect("</stream:features>");
+    }
+
+    pub fn auth(&mut self, user: &str, password: &str) -> bool {
+        let plain = base64::engine::general_purpose::STANDARD.encode(format!("\0{user}\0{password}"));
+        self.send(&format!("<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>{plain}</auth>"));
+        let deadline = Instant::now() + WAIT;
+        while Instant::now() < deadline {
+            if self.try_expect("<success", Duration::from_millis(100)).is_some() {
+                self.expect(">");
+                return true;
+            }
+            if self.try_expect("<failure", Duration::from_millis(100)).is_some() {
+                self.expect("</failure>");
+                return false;
+            }
+        }
+        panic!("no SASL answer; got {:?}", self.received);
+    }
+
+    /// Full login: stream, PLAIN with the token password, restart, bind `resource`, presence.
+    /// Returns the bound full JID.
+    pub fn login(addr: SocketAddr, user: &str, resource: &str) -> (RawClient, String) {
+        let mut client = RawClient::connect(addr);
+        client.open_stream();
+        assert!(client.auth(user, &token(user)), "login of {user} refused");
+        client.open_stream();
+        client.send(&format!(
+            "<iq type='set' id='bind1'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><resource>{resource}</resource></bind></iq>"
+        ));
+        let reply = client.expect("</iq>");
+        let jid = reply.split("<jid>").nth(1).and_then(|r| r.split("</jid>").next()).unwrap().to_string();
+        // Presence, then a ping round trip: once the pong is back the presence was processed.
+        client.send("<presence/><iq type='get' id='sync1'><ping xmlns='urn:xmpp:ping'/></iq>");
+        client.expect("sync1");
+        client.expect(">");
+        (client, jid)
+    }
+}

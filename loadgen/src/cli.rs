@@ -1,0 +1,384 @@
+//! Command line: subcommands and their options, resolved once into a validated [`RunConfig`].
+//!
+//! Validation happens here so later layers can trust their inputs: the domain and user prefix
+//! are plain ASCII (they are written into stanzas without escaping), rates and counts are
+//! positive and bounded, the server address resolves.
+//!
+//! What it does not do: check host limits (ports, fds: see `host`, at run start).
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+
+use anyhow::{bail, Context};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use serde::Serialize;
+
+use crate::auth::AuthSpec;
+use crate::schedule::Pattern;
+
+/// Most simulated clients one run takes (client indexes are u32; a million per host is the
+/// design target, ten is headroom).
+pub const MAX_CLIENTS: u64 = 10_000_000;
+
+#[derive(Parser, Debug)]
+#[command(name = "rookery-load", version, about = "Open-loop XMPP load generator")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Connect and log in every client, hold the sessions for --duration, then close.
+    Hold(RunArgs),
+    /// Hold, plus every online client sends --rate messages/s to random online peers.
+    Chat(RunArgs),
+    /// Start the `rookery` binary built next to this one and run `chat` against it.
+    Demo(DemoArgs),
+    /// Side-by-side table of recorded runs (folders holding summary.json).
+    Report {
+        #[arg(required = true)]
+        dirs: Vec<PathBuf>,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    /// Server address (host:port).
+    #[arg(long, default_value = "127.0.0.1:5222")]
+    pub server: String,
+    /// XMPP domain of the accounts.
+    #[arg(long, default_value = "example.test")]
+    pub domain: String,
+    /// Passwords: token:SECRET (rookery's token backend) or plain:PREFIX (PREFIX + number).
+    #[arg(long, env = "ROOKERY_LOAD_AUTH", hide_env_values = true)]
+    pub auth: AuthSpec,
+    #[command(flatten)]
+    pub load: LoadArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct DemoArgs {
+    #[command(flatten)]
+    pub load: LoadArgs,
+}
+
+/// Options shared by every load scenario. Optional ones have per-scenario defaults.
+#[derive(Args, Debug, Clone)]
+pub struct LoadArgs {
+    /// Simulated clients [default: 1000; demo: 2000].
+    #[arg(long)]
+    pub clients: Option<u64>,
+    /// User names are PREFIX1, PREFIX2, ... (numbered from 1).
+    #[arg(long, default_value = "user")]
+    pub user_prefix: String,
+    /// New connections per second, over all threads.
+    #[arg(long, default_value_t = 1000.0)]
+    pub connect_rate: f64,
+    /// How long sessions are held (and messages sent) once every client is up: 30s, 2m, 500ms.
+    #[arg(long, value_parser = parse_duration_ms)]
+    pub duration: Option<u64>,
+    /// Messages per second per client (chat).
+    #[arg(long)]
+    pub rate: Option<f64>,
+    /// Exponential gaps between messages (Poisson arrivals) instead of a constant period.
+    #[arg(long)]
+    pub poisson: bool,
+    /// After sending stops, how long to wait for stragglers before counting them lost.
+    #[arg(long, default_value_t = 2000)]
+    pub drain_ms: u64,
+    /// Worker threads [default: available cores].
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// I/O backend.
+    #[arg(long, value_enum, env = "ROOKERY_BACKEND", default_value_t = BackendArg::Auto)]
+    pub backend: BackendArg,
+    /// Source addresses: list and ranges, e.g. 10.0.0.2,10.0.0.10-10.0.0.20 [default: picked
+    /// automatically on 127.0.0.0/8 when one address lacks ports].
+    #[arg(long)]
+    pub source_ips: Option<String>,
+    /// A connect not finished after this long counts as a connect timeout.
+    #[arg(long, default_value_t = 10_000)]
+    pub connect_timeout_ms: u64,
+    /// A connected client not online after this long counts as a login timeout.
+    #[arg(long, default_value_t = 10_000)]
+    pub login_timeout_ms: u64,
+    /// Fail (exit status 3) when the gated p99 is above this many milliseconds (chat: message
+    /// end to end, corrected; hold: login).
+    #[arg(long)]
+    pub max_p99: Option<f64>,
+    /// Fail (exit status 3) when more than this many client errors happened.
+    #[arg(long)]
+    pub max_errors: Option<u64>,
+    /// Where the run's results folder is created.
+    #[arg(long, default_value = "results")]
+    pub output: PathBuf,
+    /// Last part of the results folder name [default: from clients, rate and backend].
+    #[arg(long)]
+    pub slug: Option<String>,
+    /// Seed of the peer and gap choices [default: random, recorded in summary.json].
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// No live progress lines on stderr.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BackendArg {
+    Auto,
+    Uring,
+    Poll,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Scenario {
+    Hold,
+    Chat,
+}
+
+impl Scenario {
+    pub fn name(self) -> &'static str {
+        match self {
+            Scenario::Hold => "hold",
+            Scenario::Chat => "chat",
+        }
+    }
+}
+
+/// Everything a run needs, validated. Serialized whole into summary.json (secret redacted).
+#[derive(Clone, Debug, Serialize)]
+pub struct RunConfig {
+    pub scenario: Scenario,
+    pub server: SocketAddr,
+    pub domain: String,
+    #[serde(serialize_with = "redacted")]
+    pub auth: AuthSpec,
+    pub user_prefix: String,
+    pub clients: u32,
+    pub connect_rate: f64,
+    pub duration_ms: u64,
+    /// Messages per second per client; 0 for hold.
+    pub rate: f64,
+    pub pattern: Pattern,
+    pub drain_ms: u64,
+    pub threads: usize,
+    pub backend: BackendArg,
+    pub source_ips: Option<String>,
+    pub connect_timeout_ms: u64,
+    pub login_timeout_ms: u64,
+    pub max_p99_ms: Option<f64>,
+    pub max_errors: Option<u64>,
+    pub output: PathBuf,
+    pub slug: String,
+    pub seed: u64,
+    /// Random id carried by every probe of this run (never derived from the seed, so a
+    /// replayed seed cannot mistake an earlier run's stored messages for its own).
+    pub run_id: u32,
+    pub quiet: bool,
+    /// The command line as typed, for the record.
+    pub command_line: Vec<String>,
+}
+
+fn redacted<S: serde::Serializer>(auth: &AuthSpec, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(auth.redacted())
+}
+
+/// Per-scenario defaults for the optional load options.
+pub struct Defaults {
+    pub clients: u64,
+    pub duration_ms: u64,
+    pub rate: f64,
+}
+
+pub const RUN_DEFAULTS: Defaults = Defaults { clients: 1000, duration_ms: 30_000, rate: 1.0 };
+pub const DEMO_DEFAULTS: Defaults = Defaults { clients: 2000, duration_ms: 30_000, rate: 1.0 };
+
+impl RunConfig {
+    /// Validates and resolves the options of a `hold`/`chat`/`demo` run.
+    pub fn resolve(
+        scenario: Scenario,
+        server: &str,
+        domain: &str,
+        auth: AuthSpec,
+        load: &LoadArgs,
+        defaults: &Defaults,
+    ) -> anyhow::Result<RunConfig> {
+        let server = resolve_server(server)?;
+        check_name("--domain", domain, ".-")?;
+        check_name("--user-prefix", &load.user_prefix, "._-")?;
+        let clients = load.clients.unwrap_or(defaults.clients);
+        if clients == 0 || clients > MAX_CLIENTS {
+            bail!("--clients must be between 1 and {MAX_CLIENTS}");
+        }
+        check_positive("--connect-rate", load.connect_rate)?;
+        let rate = match scenario {
+            Scenario::Chat => load.rate.unwrap_or(defaults.rate),
+            Scenario::Hold => 0.0,
+        };
+        if scenario == Scenario::Chat {
+            check_positive("--rate", rate)?;
+        }
+        let duration_ms = load.duration.unwrap_or(defaults.duration_ms);
+        if duration_ms == 0 {
+            bail!("--duration must be positive");
+        }
+        let threads = match load.threads {
+            Some(0) => bail!("--threads must be at least 1"),
+            Some(n) => n,
+            None => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        };
+        let pattern = if load.poisson { Pattern::Poisson } else { Pattern::Constant };
+        let slug = match &load.slug {
+            Some(slug) => sanitize_slug(slug),
+            None if scenario == Scenario::Chat => format!("c{clients}-r{rate}"),
+            None => format!("c{clients}"),
+        };
+        Ok(RunConfig {
+            scenario,
+            server,
+            domain: domain.to_ascii_lowercase(),
+            auth,
+            user_prefix: load.user_prefix.clone(),
+            clients: clients as u32,
+            connect_rate: load.connect_rate,
+            duration_ms,
+            rate,
+            pattern,
+            drain_ms: load.drain_ms,
+            threads: threads.min(clients as usize),
+            backend: load.backend,
+            source_ips: load.source_ips.clone(),
+            connect_timeout_ms: load.connect_timeout_ms.max(1),
+            login_timeout_ms: load.login_timeout_ms.max(1),
+            max_p99_ms: load.max_p99,
+            max_errors: load.max_errors,
+            output: load.output.clone(),
+            slug,
+            seed: load.seed.unwrap_or_else(random_seed),
+            run_id: random_seed() as u32,
+            quiet: load.quiet,
+            command_line: std::env::args().collect(),
+        })
+    }
+
+    /// Largest number of messages one client can send in this run, plus headroom: the
+    /// accounting refuses sequence numbers beyond it.
+    pub fn max_seq(&self) -> u32 {
+        let expected = self.rate * (self.duration_ms as f64 / 1000.0);
+        // Poisson runs can exceed the mean; 4x + 64 is far beyond any plausible tail.
+        (expected * 4.0 + 64.0).min(f64::from(u32::MAX - 1)) as u32
+    }
+}
+
+fn resolve_server(server: &str) -> anyhow::Result<SocketAddr> {
+    server
+        .to_socket_addrs()
+        .with_context(|| format!("--server {server}: expected host:port"))?
+        .next()
+        .with_context(|| format!("--server {server}: the name resolves to no address"))
+}
+
+fn check_name(option: &str, value: &str, extra: &str) -> anyhow::Result<()> {
+    let ok = !value.is_empty()
+        && value.len() <= 255
+        && value.chars().all(|c| c.is_ascii_alphanumeric() || extra.contains(c));
+    if !ok {
+        bail!("{option} {value:?}: use ASCII letters, digits and {extra:?} only");
+    }
+    Ok(())
+}
+
+fn check_positive(option: &str, value: f64) -> anyhow::Result<()> {
+    if !(value > 0.0 && value.is_finite()) {
+        bail!("{option} must be a positive number");
+    }
+    Ok(())
+}
+
+fn sanitize_slug(slug: &str) -> String {
+    slug.chars().map(|c| if c.is_ascii_alphanumeric() || c == '.' { c } else { '-' }).collect()
+}
+
+/// A seed from the OS (/dev/urandom), or from the std hasher's per-process keys.
+pub fn random_seed() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut bytes = [0u8; 8];
+    let from_os = std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut bytes))
+        .is_ok();
+    if from_os {
+        return u64::from_le_bytes(bytes);
+    }
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u64(std::process::id().into());
+    hasher.finish()
+}
+
+/// Parses `30s`, `500ms`, `2m`, `1h`, or a bare number of seconds, into milliseconds.
+pub fn parse_duration_ms(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let split = text.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let value: f64 = number.parse().map_err(|_| format!("{text:?}: expected e.g. 30s, 500ms, 2m"))?;
+    let scale_ms = match unit {
+        "ms" => 1.0,
+        "" | "s" => 1_000.0,
+        "m" | "min" => 60_000.0,
+        "h" => 3_600_000.0,
+        _ => return Err(format!("{text:?}: unknown unit {unit:?} (ms, s, m, h)")),
+    };
+    Ok((value * scale_ms).round() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration_ms("30s"), Ok(30_000));
+        assert_eq!(parse_duration_ms("500ms"), Ok(500));
+        assert_eq!(parse_duration_ms("2m"), Ok(120_000));
+        assert_eq!(parse_duration_ms("1.5"), Ok(1_500));
+        assert!(parse_duration_ms("5 parsecs").is_err());
+        assert!(parse_duration_ms("s").is_err());
+    }
+
+    fn load(args: &[&str]) -> LoadArgs {
+        let mut argv = vec!["rookery-load", "chat", "--auth", "token:x"];
+        argv.extend_from_slice(args);
+        match Cli::try_parse_from(argv).unwrap().command {
+            Command::Chat(run) => run.load,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn resolves_defaults_and_validates() {
+        let auth = AuthSpec::Token { secret: "x".into() };
+        let cfg = RunConfig::resolve(Scenario::Chat, "127.0.0.1:5222", "Example.Test", auth.clone(), &load(&[]), &RUN_DEFAULTS)
+            .unwrap();
+        assert_eq!((cfg.clients, cfg.rate, cfg.duration_ms), (1000, 1.0, 30_000));
+        assert_eq!(cfg.domain, "example.test");
+        assert_eq!(cfg.slug, "c1000-r1");
+        assert!(cfg.max_seq() >= 120);
+        let json = serde_json::to_string(&cfg).unwrap();
+        assert!(json.contains("token:<redacted>") && !json.contains("\"x\""), "{json}");
+
+        let hold = RunConfig::resolve(Scenario::Hold, "127.0.0.1:5222", "d", auth.clone(), &load(&["--clients", "5", "--threads", "8"]), &RUN_DEFAULTS)
+            .unwrap();
+        assert_eq!((hold.rate, hold.threads), (0.0, 5), "never more threads than clients");
+
+        for bad in [&["--clients", "0"][..], &["--rate", "0"], &["--connect-rate=-1"], &["--user-prefix", "a b"]] {
+            assert!(
+                RunConfig::resolve(Scenario::Chat, "127.0.0.1:1", "d", auth.clone(), &load(bad), &RUN_DEFAULTS).is_err(),
+                "{bad:?}"
+            );
+        }
+        assert!(RunConfig::resolve(Scenario::Chat, "nowhere", "d", auth.clone(), &load(&[]), &RUN_DEFAULTS).is_err());
+        assert!(RunConfig::resolve(Scenario::Chat, "127.0.0.1:1", "a'b", auth, &load(&[]), &RUN_DEFAULTS).is_err());
+    }
+}

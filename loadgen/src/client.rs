@@ -1,0 +1,400 @@
+//! The simulated XMPP client: a sans-IO state machine, fed bytes, giving bytes back.
+//!
+//! Login path (RFC 6120): stream header -> features -> SASL PLAIN -> stream restart ->
+//! features -> bind (resource [`BIND_RESOURCE`]) -> legacy session iq only when the server
+//! says it is required -> `<presence/>` -> [`ClientEvent::Online`]. Once online it reports
+//! messages, answers iq get/set (ping with a result, anything else with
+//! `service-unavailable`, as RFC 6120 8.4 requires) and ignores presence.
+//!
+//! What it does not do: sockets, clocks, timeouts, or any choice of what to send (the worker
+//! does that); TLS, SCRAM, XEP-0198 (later versions).
+//!
+//! Invariants: after an event that ends the stream (`AuthFailed`, `BindFailed`, `StreamError`,
+//! `StreamClosed`, `ProtocolError`) the client is in [`Phase::Done`] and ignores further
+//! input. Nothing is allocated per received message: the body is borrowed from the frame
+//! (unescaped only when it contains an entity). Size: see the test `client_is_small`.
+
+use std::borrow::Cow;
+
+use rookery_proto::element::Element;
+use rookery_proto::writer::{escape_attr, unescape};
+use rookery_proto::{ns, Frame, Framer, FramerLimits, StanzaKind, StanzaView};
+
+use crate::auth::Account;
+
+/// The resource every simulated client binds; peers address each other's full JID with it.
+pub const BIND_RESOURCE: &str = "load";
+const BIND_ID: &str = "bind1";
+const SESSION_ID: &str = "sess1";
+
+/// Where the client is in its stream.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Phase {
+    /// `start` not called yet.
+    Idle,
+    AwaitHeader,
+    AwaitFeatures,
+    AwaitSaslResult,
+    AwaitBind,
+    AwaitSession,
+    Online,
+    /// We sent `</stream:stream>`; waiting for the server's.
+    Closing,
+    /// The stream is over; input is ignored.
+    Done,
+}
+
+/// What the worker learns from the bytes it fed.
+#[derive(Debug, PartialEq, Eq)]
+pub enum ClientEvent<'a> {
+    /// Bound and initial presence sent.
+    Online,
+    /// A message with a body (other messages, such as receipts alone, are not reported).
+    Message { body: Cow<'a, str> },
+    /// A message of type error: the server bounced one of ours.
+    Bounced,
+    /// SASL failure; `condition` is the failure's child element (e.g. `not-authorized`).
+    AuthFailed { condition: &'a str },
+    /// Resource binding (or the legacy session) was refused.
+    BindFailed { condition: &'a str },
+    /// `<stream:error>` from the server.
+    StreamError { condition: &'a str },
+    /// The server closed the stream with `</stream:stream>`.
+    StreamClosed,
+    /// The server sent bytes that are not XMPP we can follow.
+    ProtocolError { detail: &'static str },
+}
+
+/// One simulated client's protocol state.
+pub struct Client {
+    framer: Framer,
+    core: Core,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("core", &self.core)
+            .field("buffered_bytes", &self.framer.buffered_bytes())
+            .finish()
+    }
+}
+
+/// Everything but the framer, so a frame borrowed from the framer can be handled by `&mut Core`.
+#[derive(Debug)]
+struct Core {
+    phase: Phase,
+    authenticated: bool,
+    session_required: bool,
+    /// Set when SASL succeeded: the framer must be reset before the next byte is framed.
+    restart: bool,
+}
+
+impl Client {
+    pub fn new(limits: FramerLimits) -> Client {
+        Client {
+            framer: Framer::new(limits),
+            core: Core {
+                phase: Phase::Idle,
+                authenticated: false,
+                session_required: false,
+                restart: false,
+            },
+        }
+    }
+
+    #[cfg(test)]
+    pub fn phase(&self) -> Phase {
+        self.core.phase
+    }
+
+    pub fn is_online(&self) -> bool {
+        self.core.phase == Phase::Online
+    }
+
+    /// Heap bytes held (the framer's partial-stanza buffer), for the memory budget.
+    #[cfg(test)]
+    pub fn heap_bytes(&self) -> usize {
+        self.framer.heap_bytes()
+    }
+
+    /// Opens the stream: appends the initial stream header to `out`.
+    pub fn start(&mut self, domain: &str, out: &mut Vec<u8>) {
+        write_stream_header(domain, out);
+        self.core.phase = Phase::AwaitHeader;
+    }
+
+    /// Ends the stream politely: appends `</stream:stream>` (unless the stream is already over).
+    pub fn close(&mut self, out: &mut Vec<u8>) {
+        if matches!(self.core.phase, Phase::Idle | Phase::Closing | Phase::Done) {
+            return;
+        }
+        out.extend_from_slice(b"</stream:stream>");
+        self.core.phase = Phase::Closing;
+    }
+
+    /// Feeds bytes from the server. Replies go to `out`; what happened goes to `sink`.
+    pub fn on_data<F>(&mut self, data: &[u8], account: &Account<'_>, out: &mut Vec<u8>, sink: &mut F)
+    where
+        F: FnMut(ClientEvent<'_>),
+    {
+        let mut input = data;
+        while !matches!(self.core.phase, Phase::Idle | Phase::Done) {
+            // Frame from a copy of the slice and advance `input` by what was consumed, so the
+            // framer's borrow ends with this iteration's frame.
+            let mut chunk = input;
+            let before = chunk.len();
+            let frame = match self.framer.next_frame(&mut chunk) {
+                Ok(Some(frame)) => frame,
+                Ok(None) => return,
+                Err(err) => {
+                    self.core.phase = Phase::Done;
+                    sink(ClientEvent::ProtocolError { detail: err.detail() });
+                    return;
+                }
+            };
+            let consumed = before - chunk.len();
+            self.core.on_frame(frame, account, out, sink);
+            input = &input[consumed..];
+            if self.core.restart {
+                self.core.restart = false;
+                self.framer.reset();
+            }
+        }
+    }
+}
+
+impl Core {
+    fn on_frame<F>(&mut self, frame: Frame<'_>, account: &Account<'_>, out: &mut Vec<u8>, sink: &mut F)
+    where
+        F: FnMut(ClientEvent<'_>),
+    {
+        match frame {
+            Frame::StreamOpen(_) if self.phase == Phase::AwaitHeader => {
+                self.phase = Phase::AwaitFeatures;
+            }
+            Frame::StreamOpen(_) => self.fail(sink, "unexpected stream header"),
+            Frame::StreamClose => {
+                self.phase = Phase::Done;
+                sink(ClientEvent::StreamClosed);
+            }
+            Frame::Stanza(bytes) => self.on_stanza(bytes, account, out, sink),
+        }
+    }
+
+    fn fail<F: FnMut(ClientEvent<'_>)>(&mut self, sink: &mut F, detail: &'static str) {
+        self.phase = Phase::Done;
+        sink(ClientEvent::ProtocolError { detail });
+    }
+
+    fn on_stanza<F>(&mut self, bytes: &[u8], account: &Account<'_>, out: &mut Vec<u8>, sink: &mut F)
+    where
+        F: FnMut(ClientEvent<'_>),
+    {
+        let Ok(view) = StanzaView::parse(bytes) else {
+            return self.fail(sink, "unparsable stanza");
+        };
+        if view.local_name() == "error" && view.name().contains(':') {
+            self.phase = Phase::Done;
+            let condition = first_child_name(&view, Some(ns::STREAMS_ERRORS));
+            return sink(ClientEvent::StreamError { condition });
+        }
+        match self.phase {
+            Phase::AwaitFeatures => self.on_features(bytes, account, out, sink),
+            Phase::AwaitSaslResult => self.on_sasl_result(&view, account, out, sink),
+            Phase::AwaitBind => self.on_iq_reply(&view, BIND_ID, out, sink),
+            Phase::AwaitSession => self.on_iq_reply(&view, SESSION_ID, out, sink),
+            Phase::Online | Phase::Closing => on_online_stanza(&view, out, sink),
+            Phase::Idle | Phase::AwaitHeader | Phase::Done => {
+                self.fail(sink, "stanza before the stream header")
+            }
+        }
+    }
+
+    fn on_features<F>(&mut self, bytes: &[u8], account: &Account<'_>, out: &mut Vec<u8>, sink: &mut F)
+    where
+        F: FnMut(ClientEvent<'_>),
+    {
+        let Ok(features) = Element::parse(bytes) else {
+            return self.fail(sink, "unparsable stream features");
+        };
+        if features.local_name() != "features" {
+            return self.fail(sink, "expected stream features");
+        }
+        if !self.authenticated {
+            let plain = features.child("mechanisms", ns::SASL).is_some_and(|mechs| {
+                mechs.children().any(|m| m.local_name() == "mechanism" && m.text() == "PLAIN")
+            });
+            if !plain {
+                self.phase = Phase::Done;
+                return sink(ClientEvent::AuthFailed { condition: "PLAIN not offered" });
+            }
+            out.extend_from_slice(b"<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>");
+            account.write_sasl_plain(out);
+            out.extend_from_slice(b"</auth>");
+            self.phase = Phase::AwaitSaslResult;
+            return;
+        }
+        if features.child("bind", ns::BIND).is_none() {
+            return self.fail(sink, "no resource binding offered after authentication");
+        }
+        // RFC 3921 session establishment is needed only when offered without <optional/>.
+        self.session_required = features
+            .child("session", ns::SESSION)
+            .is_some_and(|s| s.children().all(|c| c.local_name() != "optional"));
+        out.extend_from_slice(b"<iq type='set' id='");
+        out.extend_from_slice(BIND_ID.as_bytes());
+        out.extend_from_slice(b"'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><resource>");
+        out.extend_from_slice(BIND_RESOURCE.as_bytes());
+        out.extend_from_slice(b"</resource></bind></iq>");
+        self.phase = Phase::AwaitBind;
+    }
+
+    fn on_sasl_result<F>(&mut self, view: &StanzaView<'_>, account: &Account<'_>, out: &mut Vec<u8>, sink: &mut F)
+    where
+        F: FnMut(ClientEvent<'_>),
+    {
+        match view.local_name() {
+            "success" => {
+                self.authenticated = true;
+                self.restart = true;
+                write_stream_header(account.domain, out);
+                self.phase = Phase::AwaitHeader;
+            }
+            "failure" => {
+                self.phase = Phase::Done;
+                let condition = first_child_name(view, None);
+                sink(ClientEvent::AuthFailed { condition });
+            }
+            _ => self.fail(sink, "unexpected reply to SASL auth"),
+        }
+    }
+
+    /// Waits for the result of our bind or session iq; other stanzas are handled as online.
+    fn on_iq_reply<F>(&mut self, view: &StanzaView<'_>, id: &str, out: &mut Vec<u8>, sink: &mut F)
+    where
+        F: FnMut(ClientEvent<'_>),
+    {
+        let is_reply = view.kind() == StanzaKind::Iq && view.id().as_deref() == Some(id);
+        if !is_reply {
+            return on_online_stanza(view, out, sink);
+        }
+        match view.stanza_type().as_deref() {
+            Some("result") if self.phase == Phase::AwaitBind && self.session_required => {
+                out.extend_from_slice(b"<iq type='set' id='");
+                out.extend_from_slice(SESSION_ID.as_bytes());
+                out.extend_from_slice(b"'><session xmlns='urn:ietf:params:xml:ns:xmpp-session'/></iq>");
+                self.phase = Phase::AwaitSession;
+            }
+            Some("result") => {
+                out.extend_from_slice(b"<presence/>");
+                self.phase = Phase::Online;
+                sink(ClientEvent::Online);
+            }
+            _ => {
+                self.phase = Phase::Done;
+                let condition = view
+                    .children()
+                    .find(|c| c.local_name == "error")
+                    .and_then(|error| {
+                        StanzaView::parse(error.bytes)
+                            .ok()
+                            .map(|e| first_child_name(&e, Some(ns::STANZAS_ERRORS)))
+                    })
+                    .unwrap_or("undefined-condition");
+                sink(ClientEvent::BindFailed { condition });
+            }
+        }
+    }
+}
+
+/// A stanza on a bound stream.
+fn on_online_stanza<F>(view: &StanzaView<'_>, out: &mut Vec<u8>, sink: &mut F)
+where
+    F: FnMut(ClientEvent<'_>),
+{
+    match view.kind() {
+        StanzaKind::Message if view.stanza_type().as_deref() == Some("error") => {
+            sink(ClientEvent::Bounced)
+        }
+        StanzaKind::Message => {
+            if let Some(body) = message_body(view) {
+                sink(ClientEvent::Message { body });
+            }
+        }
+        StanzaKind::Iq => answer_iq(view, out),
+        StanzaKind::Presence | StanzaKind::Other => {}
+    }
+}
+
+/// Answers an iq get/set addressed to us: ping gets a result, the rest service-unavailable.
+fn answer_iq(view: &StanzaView<'_>, out: &mut Vec<u8>) {
+    let kind = view.stanza_type();
+    if !matches!(kind.as_deref(), Some("get" | "set")) {
+        return;
+    }
+    let id = view.id().unwrap_or_default();
+    let ping = kind.as_deref() == Some("get") && view.has_child("ping", ns::PING);
+    out.extend_from_slice(if ping { b"<iq type='result' id='" } else { b"<iq type='error' id='" });
+    escape_attr(&id, out);
+    out.push(b'\'');
+    if let Some(from) = view.from() {
+        out.extend_from_slice(b" to='");
+        escape_attr(&from, out);
+        out.push(b'\'');
+    }
+    if ping {
+        out.extend_from_slice(b"/>");
+    } else {
+        out.extend_from_slice(
+            b"><error type='cancel'><service-unavailable xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></iq>",
+        );
+    }
+}
+
+/// The text of the message's first `<body>`, borrowed unless it contains entities.
+fn message_body<'a>(view: &StanzaView<'a>) -> Option<Cow<'a, str>> {
+    let child = view.children().find(|c| c.local_name == "body")?;
+    let raw = std::str::from_utf8(element_content(child.bytes)?).ok()?;
+    if raw.contains("<![CDATA[") {
+        // Rare (never from rookery); take the slow, allocating path through the element tree.
+        return Element::parse(child.bytes).ok().map(|e| Cow::Owned(e.text()));
+    }
+    unescape(raw).ok()
+}
+
+/// The bytes between an element's start tag and its end tag (empty for `<x/>`).
+fn element_content(bytes: &[u8]) -> Option<&[u8]> {
+    let mut quote = None;
+    for (i, &b) in bytes.iter().enumerate() {
+        match (quote, b) {
+            (None, b'"' | b'\'') => quote = Some(b),
+            (Some(q), _) if q == b => quote = None,
+            (None, b'>') if i > 0 && bytes[i - 1] == b'/' => return Some(&[]),
+            (None, b'>') => {
+                let end = bytes.iter().rposition(|&c| c == b'<')?;
+                return bytes.get(i + 1..end);
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
+/// Local name of the first child (in namespace `ns` when given), e.g. a stream error condition.
+fn first_child_name<'a>(view: &StanzaView<'a>, ns: Option<&str>) -> &'a str {
+    view.children()
+        .find(|c| ns.map_or(true, |ns| c.xmlns == Some(ns)))
+        .map_or("undefined-condition", |c| c.local_name)
+}
+
+fn write_stream_header(domain: &str, out: &mut Vec<u8>) {
+    out.extend_from_slice(b"<?xml version='1.0'?><stream:stream to='");
+    escape_attr(domain, out);
+    out.extend_from_slice(
+        b"' xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' version='1.0'>",
+    );
+}
+
+#[cfg(test)]
+mod tests;

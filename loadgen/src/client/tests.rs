@@ -1,0 +1,261 @@
+//! Unit tests of the client state machine against canned server bytes.
+
+use super::*;
+use crate::auth::AuthSpec;
+
+const HEADER: &str = "<?xml version='1.0'?><stream:stream xmlns='jabber:client' \
+    xmlns:stream='http://etherx.jabber.org/streams' id='s1' from='example.test' version='1.0'>";
+const PRE_AUTH: &str = "<stream:features><mechanisms xmlns='urn:ietf:params:xml:ns:xmpp-sasl'>\
+    <mechanism>SCRAM-SHA-1</mechanism><mechanism>PLAIN</mechanism></mechanisms></stream:features>";
+const SUCCESS: &str = "<success xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/>";
+const POST_AUTH: &str = "<stream:features><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/>\
+    <session xmlns='urn:ietf:params:xml:ns:xmpp-session'><optional/></session></stream:features>";
+const POST_AUTH_SESSION: &str = "<stream:features><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/>\
+    <session xmlns='urn:ietf:params:xml:ns:xmpp-session'/></stream:features>";
+const BOUND: &str = "<iq type='result' id='bind1'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'>\
+    <jid>user1@example.test/load</jid></bind></iq>";
+
+fn auth() -> AuthSpec {
+    AuthSpec::Token { secret: "s".into() }
+}
+
+fn account(auth: &AuthSpec) -> Account<'_> {
+    Account { domain: "example.test", user_prefix: "user", number: 1, auth }
+}
+
+/// A client plus everything it said and reported, as strings.
+struct Harness {
+    client: Client,
+    auth: AuthSpec,
+    sent: String,
+    events: Vec<String>,
+}
+
+impl Harness {
+    fn started() -> Harness {
+        let mut client = Client::new(FramerLimits { max_stanza_bytes: 65_536 });
+        let mut out = Vec::new();
+        client.start("example.test", &mut out);
+        Harness { client, auth: auth(), sent: String::from_utf8(out).unwrap(), events: Vec::new() }
+    }
+
+    /// Feeds `data` in chunks of `chunk` bytes; returns what the client sent in reply.
+    fn feed_chunked(&mut self, data: &str, chunk: usize) -> String {
+        let mut out = Vec::new();
+        let account = account(&self.auth);
+        let events = &mut self.events;
+        for piece in data.as_bytes().chunks(chunk) {
+            self.client.on_data(piece, &account, &mut out, &mut |ev| events.push(format!("{ev:?}")));
+        }
+        let reply = String::from_utf8(out).unwrap();
+        self.sent.push_str(&reply);
+        reply
+    }
+
+    fn feed(&mut self, data: &str) -> String {
+        self.feed_chunked(data, usize::MAX)
+    }
+
+    fn online() -> Harness {
+        let mut h = Harness::started();
+        h.feed(&format!("{HEADER}{PRE_AUTH}{SUCCESS}"));
+        h.feed(&format!("{HEADER}{POST_AUTH}{BOUND}"));
+        assert!(h.client.is_online());
+        h.events.clear();
+        h
+    }
+}
+
+#[test]
+fn logs_in_step_by_step() {
+    let mut h = Harness::started();
+    assert!(h.sent.starts_with("<?xml version='1.0'?><stream:stream to='example.test'"));
+    let reply = h.feed(HEADER);
+    assert_eq!(reply, "");
+    assert_eq!(h.client.phase(), Phase::AwaitFeatures);
+
+    let reply = h.feed(PRE_AUTH);
+    let mut expected = Vec::new();
+    account(&h.auth).write_sasl_plain(&mut expected);
+    let expected = String::from_utf8(expected).unwrap();
+    assert_eq!(
+        reply,
+        format!("<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>{expected}</auth>")
+    );
+
+    let reply = h.feed(SUCCESS);
+    assert!(reply.starts_with("<?xml version='1.0'?><stream:stream to='example.test'"), "{reply}");
+    assert_eq!(h.client.phase(), Phase::AwaitHeader);
+
+    h.feed(HEADER);
+    let reply = h.feed(POST_AUTH);
+    assert_eq!(
+        reply,
+        "<iq type='set' id='bind1'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'>\
+         <resource>load</resource></bind></iq>"
+    );
+    let reply = h.feed(BOUND);
+    assert_eq!(reply, "<presence/>");
+    assert_eq!(h.events, vec!["Online"]);
+    assert!(h.client.is_online());
+}
+
+#[test]
+fn same_result_when_fed_one_byte_at_a_time() {
+    let script = [HEADER, PRE_AUTH, SUCCESS, HEADER, POST_AUTH, BOUND];
+    let mut whole = Harness::started();
+    for part in script {
+        whole.feed(part);
+    }
+    let mut bytewise = Harness::started();
+    for part in script {
+        bytewise.feed_chunked(part, 1);
+    }
+    assert_eq!(whole.sent, bytewise.sent);
+    assert_eq!(bytewise.events, vec!["Online"]);
+}
+
+#[test]
+fn legacy_session_is_established_when_required() {
+    let mut h = Harness::started();
+    h.feed(&format!("{HEADER}{PRE_AUTH}{SUCCESS}"));
+    h.feed(&format!("{HEADER}{POST_AUTH_SESSION}"));
+    let reply = h.feed(BOUND);
+    assert!(reply.starts_with("<iq type='set' id='sess1'><session"), "{reply}");
+    assert!(h.events.is_empty());
+    let reply = h.feed("<iq type='result' id='sess1'/>");
+    assert_eq!(reply, "<presence/>");
+    assert_eq!(h.events, vec!["Online"]);
+}
+
+#[test]
+fn reports_messages_with_borrowed_or_unescaped_bodies() {
+    let mut h = Harness::online();
+    h.feed(
+        "<message from='user2@example.test/load' to='user1@example.test/load' type='chat'>\
+         <body>rl r=1 s=1 q=0 i=5 a=6</body></message>\
+         <message from='a@example.test/x'><body xml:lang='en'>a &amp; b</body></message>\
+         <message from='a@example.test/x'><received xmlns='urn:xmpp:receipts' id='m1'/></message>",
+    );
+    assert_eq!(
+        h.events,
+        vec![
+            "Message { body: \"rl r=1 s=1 q=0 i=5 a=6\" }",
+            "Message { body: \"a & b\" }",
+        ]
+    );
+}
+
+#[test]
+fn bounced_messages_and_presence() {
+    let mut h = Harness::online();
+    h.feed(
+        "<presence from='user2@example.test/load'/>\
+         <message type='error' from='user9@example.test/load'><body>rl r=1 s=0 q=1 i=1 a=1</body>\
+         <error type='cancel'><service-unavailable xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/>\
+         </error></message>",
+    );
+    assert_eq!(h.events, vec!["Bounced"]);
+}
+
+#[test]
+fn answers_ping_and_refuses_other_iqs() {
+    let mut h = Harness::online();
+    let reply = h.feed("<iq type='get' id='p1' from='example.test'><ping xmlns='urn:xmpp:ping'/></iq>");
+    assert_eq!(reply, "<iq type='result' id='p1' to='example.test'/>");
+    let reply = h.feed(
+        "<iq type='get' id='v&amp;1' from='x@example.test/r'><query xmlns='jabber:iq:version'/></iq>",
+    );
+    assert_eq!(
+        reply,
+        "<iq type='error' id='v&amp;1' to='x@example.test/r'><error type='cancel'>\
+         <service-unavailable xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></iq>"
+    );
+    assert_eq!(h.feed("<iq type='result' id='zz'/>"), "");
+    assert!(h.events.is_empty());
+}
+
+#[test]
+fn auth_failure_ends_the_stream() {
+    let mut h = Harness::started();
+    h.feed(&format!(
+        "{HEADER}{PRE_AUTH}<failure xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><not-authorized/></failure>"
+    ));
+    assert_eq!(h.events, vec!["AuthFailed { condition: \"not-authorized\" }"]);
+    assert_eq!(h.client.phase(), Phase::Done);
+    assert_eq!(h.feed(POST_AUTH), "", "input after the end is ignored");
+    assert_eq!(h.events.len(), 1);
+}
+
+#[test]
+fn missing_plain_mechanism_is_an_auth_failure() {
+    let mut h = Harness::started();
+    h.feed(&format!(
+        "{HEADER}<stream:features><mechanisms xmlns='urn:ietf:params:xml:ns:xmpp-sasl'>\
+         <mechanism>SCRAM-SHA-256</mechanism></mechanisms></stream:features>"
+    ));
+    assert_eq!(h.events, vec!["AuthFailed { condition: \"PLAIN not offered\" }"]);
+}
+
+#[test]
+fn bind_error_is_reported() {
+    let mut h = Harness::started();
+    h.feed(&format!("{HEADER}{PRE_AUTH}{SUCCESS}"));
+    h.feed(&format!(
+        "{HEADER}{POST_AUTH}<iq type='error' id='bind1'><error type='cancel'>\
+         <not-allowed xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></iq>"
+    ));
+    assert_eq!(h.events, vec!["BindFailed { condition: \"not-allowed\" }"]);
+}
+
+#[test]
+fn stream_error_and_close() {
+    let mut h = Harness::online();
+    h.feed(
+        "<stream:error><conflict xmlns='urn:ietf:params:xml:ns:xmpp-streams'/></stream:error>\
+         </stream:stream>",
+    );
+    assert_eq!(h.events, vec!["StreamError { condition: \"conflict\" }"]);
+
+    let mut h = Harness::online();
+    h.feed("</stream:stream>");
+    assert_eq!(h.events, vec!["StreamClosed"]);
+    assert_eq!(h.client.phase(), Phase::Done);
+}
+
+#[test]
+fn garbage_is_a_protocol_error() {
+    let mut h = Harness::started();
+    h.feed(&format!("{HEADER}<stream:features><!-- x --></stream:features>"));
+    assert_eq!(h.events.len(), 1);
+    assert!(h.events[0].starts_with("ProtocolError"), "{:?}", h.events);
+    assert_eq!(h.client.phase(), Phase::Done);
+}
+
+#[test]
+fn close_sends_the_stream_end_once() {
+    let mut h = Harness::online();
+    let mut out = Vec::new();
+    h.client.close(&mut out);
+    h.client.close(&mut out);
+    assert_eq!(out, b"</stream:stream>");
+    assert_eq!(h.client.phase(), Phase::Closing);
+    h.feed("<message from='a@example.test/x'><body>late</body></message></stream:stream>");
+    assert_eq!(h.events, vec!["Message { body: \"late\" }", "StreamClosed"]);
+}
+
+#[test]
+fn element_content_handles_quotes_and_empty_elements() {
+    assert_eq!(element_content(b"<body a='>'>x</body>"), Some(&b"x"[..]));
+    assert_eq!(element_content(b"<body/>"), Some(&b""[..]));
+    assert_eq!(element_content(b"<body>"), None);
+}
+
+#[test]
+fn client_is_small() {
+    // Budget: a whole simulated client (this plus the worker's slot) under 512 bytes.
+    let size = std::mem::size_of::<Client>();
+    assert!(size <= 96, "Client is {size} bytes");
+    let h = Harness::online();
+    assert_eq!(h.client.heap_bytes(), 0, "an idle online client holds no heap buffer");
+}

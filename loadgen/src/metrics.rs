@@ -1,0 +1,254 @@
+//! What a run measures: four latency histograms and the error counts.
+//!
+//! Histograms are HdrHistogram in microseconds with 3 significant digits (0.1% value
+//! precision), trackable up to one hour; a longer value is recorded as one hour and counted
+//! in `saturated` rather than dropped. Each worker thread records into its own [`Histograms`]
+//! (no sharing on the hot path); the run merges them at the end.
+//!
+//! What it does not do: decide what to record (the worker does) or print (see `output`).
+
+use hdrhistogram::Histogram;
+use serde::Serialize;
+
+/// Largest latency tracked: one hour, in microseconds.
+pub const HIGHEST_US: u64 = 3_600_000_000;
+const SIGNIFICANT_DIGITS: u8 = 3;
+
+/// A histogram with the run's bounds.
+pub fn new_histogram() -> Histogram<u64> {
+    // Bounds are constants that satisfy the crate's rules (low >= 1, high >= 2 * low,
+    // sigfig <= 5), so creation cannot fail.
+    match Histogram::new_with_bounds(1, HIGHEST_US, SIGNIFICANT_DIGITS) {
+        Ok(h) => h,
+        Err(err) => unreachable!("constant histogram bounds rejected: {err:?}"),
+    }
+}
+
+/// The latencies a run records.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Metric {
+    /// TCP connect: connect started -> connected.
+    Connect,
+    /// Login: connect started -> session bound (and initial presence sent).
+    Login,
+    /// Message end to end from the *intended* send time (coordinated omission corrected).
+    E2eCorrected,
+    /// Message end to end from the actual send time.
+    E2eUncorrected,
+}
+
+impl Metric {
+    pub const ALL: [Metric; 4] =
+        [Metric::Connect, Metric::Login, Metric::E2eCorrected, Metric::E2eUncorrected];
+
+    /// File and JSON key.
+    pub fn name(self) -> &'static str {
+        match self {
+            Metric::Connect => "connect",
+            Metric::Login => "login",
+            Metric::E2eCorrected => "e2e_corrected",
+            Metric::E2eUncorrected => "e2e_uncorrected",
+        }
+    }
+
+    /// Row label in reports.
+    pub fn label(self) -> &'static str {
+        match self {
+            Metric::Connect => "tcp connect",
+            Metric::Login => "login",
+            Metric::E2eCorrected => "message e2e (corrected)",
+            Metric::E2eUncorrected => "message e2e (uncorrected)",
+        }
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// One histogram per [`Metric`].
+#[derive(Clone, Debug)]
+pub struct Histograms {
+    by_metric: [Histogram<u64>; 4],
+    /// Values above [`HIGHEST_US`], recorded as it.
+    pub saturated: u64,
+}
+
+impl Default for Histograms {
+    fn default() -> Self {
+        Histograms { by_metric: std::array::from_fn(|_| new_histogram()), saturated: 0 }
+    }
+}
+
+impl Histograms {
+    pub fn record(&mut self, metric: Metric, value_us: u64) {
+        let value_us = if value_us > HIGHEST_US {
+            self.saturated += 1;
+            HIGHEST_US
+        } else {
+            value_us
+        };
+        // In range by the clamp above, so recording cannot fail.
+        let _ = self.by_metric[metric.index()].record(value_us);
+    }
+
+    pub fn get(&self, metric: Metric) -> &Histogram<u64> {
+        &self.by_metric[metric.index()]
+    }
+
+    pub fn merge(&mut self, other: &Histograms) {
+        for (mine, theirs) in self.by_metric.iter_mut().zip(&other.by_metric) {
+            // Same bounds everywhere (new_histogram), so adding cannot fail.
+            let _ = mine.add(theirs);
+        }
+        self.saturated += other.saturated;
+    }
+
+    pub fn reset(&mut self) {
+        self.by_metric.iter_mut().for_each(Histogram::reset);
+        self.saturated = 0;
+    }
+}
+
+/// Percentiles of one histogram, in microseconds.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, serde::Deserialize)]
+pub struct Percentiles {
+    pub count: u64,
+    pub min_us: u64,
+    pub mean_us: f64,
+    pub p50_us: u64,
+    pub p90_us: u64,
+    pub p99_us: u64,
+    pub p999_us: u64,
+    pub max_us: u64,
+}
+
+impl Percentiles {
+    pub fn of(h: &Histogram<u64>) -> Percentiles {
+        if h.is_empty() {
+            return Percentiles::default();
+        }
+        Percentiles {
+            count: h.len(),
+            min_us: h.min(),
+            mean_us: h.mean(),
+            p50_us: h.value_at_quantile(0.50),
+            p90_us: h.value_at_quantile(0.90),
+            p99_us: h.value_at_quantile(0.99),
+            p999_us: h.value_at_quantile(0.999),
+            max_us: h.max(),
+        }
+    }
+}
+
+/// Why a simulated client failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// Connect refused (ECONNREFUSED): nothing listening, or the accept queue overflowed.
+    Refused,
+    /// Connect did not finish within `--connect-timeout`.
+    ConnectTimeout,
+    /// Connect failed for another reason (EADDRNOTAVAIL: out of source ports, ENETUNREACH...).
+    ConnectFailed,
+    /// Connected, but not online within `--login-timeout`.
+    LoginTimeout,
+    AuthFailure,
+    BindFailure,
+    StreamError,
+    /// The server closed the conn (FIN or reset) before we did.
+    Closed,
+    /// The server sent something we cannot follow (bad XML, unexpected element).
+    Protocol,
+}
+
+impl ErrorKind {
+    pub const ALL: [ErrorKind; 9] = [
+        ErrorKind::Refused,
+        ErrorKind::ConnectTimeout,
+        ErrorKind::ConnectFailed,
+        ErrorKind::LoginTimeout,
+        ErrorKind::AuthFailure,
+        ErrorKind::BindFailure,
+        ErrorKind::StreamError,
+        ErrorKind::Closed,
+        ErrorKind::Protocol,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            ErrorKind::Refused => "refused",
+            ErrorKind::ConnectTimeout => "connect_timeout",
+            ErrorKind::ConnectFailed => "connect_failed",
+            ErrorKind::LoginTimeout => "login_timeout",
+            ErrorKind::AuthFailure => "auth_failure",
+            ErrorKind::BindFailure => "bind_failure",
+            ErrorKind::StreamError => "stream_error",
+            ErrorKind::Closed => "closed",
+            ErrorKind::Protocol => "protocol",
+        }
+    }
+}
+
+/// Count per [`ErrorKind`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ErrorCounts([u64; ErrorKind::ALL.len()]);
+
+impl ErrorCounts {
+    pub fn add(&mut self, kind: ErrorKind) {
+        self.0[kind as usize] += 1;
+    }
+
+    pub fn get(&self, kind: ErrorKind) -> u64 {
+        self.0[kind as usize]
+    }
+
+    pub fn total(&self) -> u64 {
+        self.0.iter().sum()
+    }
+
+    pub fn merge(&mut self, other: &ErrorCounts) {
+        for (a, b) in self.0.iter_mut().zip(other.0) {
+            *a += b;
+        }
+    }
+
+    /// `(name, count)` for every kind, in a fixed order.
+    pub fn entries(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
+        ErrorKind::ALL.iter().map(|&k| (k.name(), self.get(k)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_merges_and_saturates() {
+        let mut a = Histograms::default();
+        let mut b = Histograms::default();
+        for v in 1..=1000 {
+            a.record(Metric::E2eCorrected, v);
+        }
+        b.record(Metric::E2eCorrected, HIGHEST_US * 2);
+        a.merge(&b);
+        let p = Percentiles::of(a.get(Metric::E2eCorrected));
+        assert_eq!(p.count, 1001);
+        assert_eq!(a.saturated, 1);
+        assert!((499..=501).contains(&p.p50_us), "{p:?}");
+        assert!(p.max_us >= HIGHEST_US);
+        assert_eq!(Percentiles::of(a.get(Metric::Login)), Percentiles::default());
+    }
+
+    #[test]
+    fn error_counts_add_up() {
+        let mut a = ErrorCounts::default();
+        a.add(ErrorKind::Refused);
+        a.add(ErrorKind::Closed);
+        let mut b = ErrorCounts::default();
+        b.add(ErrorKind::Closed);
+        a.merge(&b);
+        assert_eq!(a.get(ErrorKind::Closed), 2);
+        assert_eq!(a.total(), 3);
+        assert_eq!(a.entries().count(), ErrorKind::ALL.len());
+    }
+}

@@ -1,0 +1,465 @@
+//! One worker thread: a driver, a slab of simulated clients, their timers, their results.
+//!
+//! The thread owns every conn of its clients (no per-client thread or task): the driver
+//! delivers completions to [`Worker`] (the handler), which feeds bytes to each client's
+//! state machine and sends what it answers. Between turns the worker starts the connects
+//! that the ramp says are due and fires due timers from one binary heap (connect timeout,
+//! login timeout, next message), then waits in the driver until the earliest of them.
+//!
+//! Phases, driven by [`Shared`]: ramp (connect everyone at this thread's share of
+//! `--connect-rate`), steady (from the coordinator's start time for `--duration`; in chat,
+//! messages are due on each client's open-loop schedule), drain (chat: no new messages for
+//! `--drain-ms`), closing (every stream ends with `</stream:stream>`, bounded by
+//! [`CLOSE_GRACE_NS`]).
+//!
+//! Invariants: a slot's conn id maps back to it only while the driver has not reported
+//! `Closed`; timers are never cancelled, they are checked against the slot's state when they
+//! fire; client `index` is owned by thread `index % threads`.
+//! What it does not do: reconnect failed clients (a later version's storm scenario).
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use rookery_io::{CloseReason, ConnId, Driver, Event, Handler, Linger, Ops};
+use rookery_proto::FramerLimits;
+
+use crate::accounting::{Delivery, Ledger};
+use crate::auth::Account;
+use crate::cli::{RunConfig, Scenario};
+use crate::client::{Client, BIND_RESOURCE};
+use crate::live::{Counter, Shared, PUBLISH_INTERVAL_NS};
+use crate::metrics::{ErrorCounts, ErrorKind, Histograms, Metric};
+use crate::schedule::{MessageSchedule, Ramp, Rng};
+use crate::sys::monotonic_ns;
+use crate::wire::{write_message, Probe, Recipient};
+
+mod events;
+mod slot;
+use slot::{Note, Slot, SlotState};
+
+/// How long closing waits for the server to answer our `</stream:stream>` before giving up.
+pub const CLOSE_GRACE_NS: u64 = 3_000_000_000;
+/// After aborting the stragglers, how long the driver gets to report their closes.
+const ABORT_GRACE_NS: u64 = 500_000_000;
+/// Longest wait in the driver, so phase changes and publishing are noticed promptly.
+const MAX_WAIT_NS: u64 = 50_000_000;
+/// Timers fired per loop turn; the rest wait one turn so I/O keeps flowing when behind.
+const MAX_TIMERS_PER_TURN: usize = 65_536;
+/// Connects started per loop turn, for the same reason.
+const MAX_CONNECTS_PER_TURN: usize = 4_096;
+/// When a message could not be queued (peer's output queue full), retry after this long.
+const SEND_RETRY_NS: u64 = 1_000_000;
+/// Tries to find an online peer before a message is skipped.
+const PEER_TRIES: usize = 8;
+/// Largest stanza accepted from the server.
+const MAX_STANZA_BYTES: usize = 65_536;
+
+/// What one worker hands back when it ends.
+#[derive(Debug, Default)]
+pub struct WorkerReport {
+    pub histograms: Histograms,
+    pub ledger: Ledger,
+    /// `(client index, messages sent)` for each client of this thread.
+    pub sent: Vec<(u32, u32)>,
+    pub errors: ErrorCounts,
+    pub logins: u64,
+    pub peak_online: u64,
+    /// Error messages from the server (our message bounced).
+    pub bounced: u64,
+    /// Messages whose body is not a probe.
+    pub foreign: u64,
+    /// Messages not sent because no online peer was found.
+    pub skipped_no_peer: u64,
+    /// Times a message waited because the conn's output queue was full.
+    pub send_retries: u64,
+    /// Probes from an earlier run (the server had stored them offline).
+    pub stale: u64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum TimerKind {
+    ConnectTimeout,
+    LoginTimeout,
+    Send,
+}
+
+type Timer = Reverse<(u64, u32, TimerKind)>;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum RunPhase {
+    Ramp,
+    Steady { stop_send_ns: u64, finish_ns: u64 },
+    /// `aborted`: the grace ran out and the remaining conns were aborted; the loop ends at
+    /// the (extended) deadline whatever the driver still reports.
+    Closing { deadline_ns: u64, aborted: bool },
+}
+
+/// The handler and everything it owns.
+pub struct Worker<'a> {
+    cfg: &'a RunConfig,
+    shared: &'a Shared,
+    thread: usize,
+    slots: Vec<Slot>,
+    /// Driver conn index -> slot, `u32::MAX` when free.
+    conn_slots: Vec<u32>,
+    timers: BinaryHeap<Timer>,
+    ramp: Ramp,
+    next_connect: usize,
+    sources: &'a [IpAddr],
+    schedule: Option<MessageSchedule>,
+    phase: RunPhase,
+    accounting_open: bool,
+    /// This run's id, carried by every probe.
+    run_id: u32,
+    rng: Rng,
+    report: WorkerReport,
+    recent: Histograms,
+    online: u64,
+    settled: u64,
+    attempts: u64,
+    sent: u64,
+    published_ns: u64,
+    out: Vec<u8>,
+    notes: Vec<Note>,
+}
+
+/// Runs one worker to the end of the run.
+pub fn run<D: Driver>(
+    mut driver: D,
+    cfg: &RunConfig,
+    shared: &Shared,
+    thread: usize,
+    sources: &[IpAddr],
+) -> std::io::Result<WorkerReport> {
+    // Wait until every worker has its driver, so the ramp starts together and the
+    // coordinator's memory baseline includes every driver's fixed buffers.
+    let Some(go_ns) = shared.ready_and_wait() else {
+        return Ok(WorkerReport::default());
+    };
+    let mut worker = Worker::new(cfg, shared, thread, sources, go_ns);
+    loop {
+        let now = monotonic_ns();
+        worker.advance_phase(&mut driver.ops(), now);
+        if let RunPhase::Closing { deadline_ns, aborted } = worker.phase {
+            if driver.open_conns() == 0 || (now >= deadline_ns && aborted) {
+                break;
+            }
+            if now >= deadline_ns {
+                worker.abort_remaining(&mut driver.ops(), now);
+            }
+        }
+        worker.start_due_connects(&mut driver.ops(), now);
+        worker.fire_timers(&mut driver.ops(), now);
+        worker.publish(now, false);
+        let wake_ns = worker.next_wake_ns(now);
+        driver.turn(Some(Duration::from_nanos(wake_ns.saturating_sub(now))), &mut worker)?;
+    }
+    worker.publish(monotonic_ns(), true);
+    Ok(worker.finish())
+}
+
+impl<'a> Worker<'a> {
+    fn new(cfg: &'a RunConfig, shared: &'a Shared, thread: usize, sources: &'a [IpAddr], now: u64) -> Self {
+        let threads = cfg.threads as u32;
+        let limits = FramerLimits { max_stanza_bytes: MAX_STANZA_BYTES };
+        let slots: Vec<Slot> = (thread as u32..cfg.clients)
+            .step_by(cfg.threads)
+            .map(|index| Slot::new(index, Client::new(limits)))
+            .collect();
+        let share = cfg.connect_rate / f64::from(threads);
+        Worker {
+            cfg,
+            shared,
+            thread,
+            ramp: Ramp::new(now, share),
+            next_connect: 0,
+            conn_slots: Vec::new(),
+            timers: BinaryHeap::with_capacity(slots.len()),
+            slots,
+            sources,
+            schedule: (cfg.scenario == Scenario::Chat)
+                .then(|| MessageSchedule::new(cfg.rate, cfg.pattern)),
+            phase: RunPhase::Ramp,
+            accounting_open: true,
+            run_id: cfg.run_id,
+            rng: Rng::new(cfg.seed ^ (thread as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15)),
+            report: WorkerReport { ledger: Ledger::new(cfg.clients, cfg.max_seq()), ..WorkerReport::default() },
+            recent: Histograms::default(),
+            online: 0,
+            settled: 0,
+            attempts: 0,
+            sent: 0,
+            published_ns: 0,
+            out: Vec::with_capacity(4096),
+            notes: Vec::new(),
+        }
+    }
+
+    fn account(&self, index: u32) -> Account<'a> {
+        Account {
+            domain: &self.cfg.domain,
+            user_prefix: &self.cfg.user_prefix,
+            number: u64::from(index) + 1,
+            auth: &self.cfg.auth,
+        }
+    }
+
+    /// Moves ramp -> steady -> closing as the coordinator and the clock say.
+    fn advance_phase<O: Ops>(&mut self, io: &mut O, now: u64) {
+        match self.phase {
+            RunPhase::Ramp => {
+                let Some(start) = self.shared.steady_start() else { return };
+                let stop_send_ns = start + self.cfg.duration_ms * 1_000_000;
+                let drain_ns = if self.schedule.is_some() { self.cfg.drain_ms * 1_000_000 } else { 0 };
+                self.phase = RunPhase::Steady { stop_send_ns, finish_ns: stop_send_ns + drain_ns };
+                self.schedule_first_messages(start);
+            }
+            RunPhase::Steady { finish_ns, .. } if now >= finish_ns || self.shared.aborted() => {
+                self.begin_closing(io, now);
+            }
+            RunPhase::Steady { .. } | RunPhase::Closing { .. } => {}
+        }
+        if self.shared.aborted() && self.phase == RunPhase::Ramp {
+            self.begin_closing(io, now);
+        }
+    }
+
+    fn schedule_first_messages(&mut self, start: u64) {
+        let Some(schedule) = self.schedule else { return };
+        for (i, slot) in self.slots.iter_mut().enumerate() {
+            if slot.state == SlotState::Online {
+                slot.next_due_ns = schedule.first_due(start, &mut self.rng);
+                self.timers.push(Reverse((slot.next_due_ns, i as u32, TimerKind::Send)));
+            }
+        }
+    }
+
+    /// Ends every stream politely: `</stream:stream>` now, the conn closed when the server
+    /// answers with its own (or closes), so the server is the active closer and TIME_WAIT
+    /// does not pile up on our ports across runs.
+    fn begin_closing<O: Ops>(&mut self, io: &mut O, now: u64) {
+        self.accounting_open = false;
+        self.next_connect = self.slots.len();
+        self.phase = RunPhase::Closing { deadline_ns: now + CLOSE_GRACE_NS, aborted: false };
+        for slot in &mut self.slots {
+            let Some(conn) = slot.conn else { continue };
+            self.out.clear();
+            slot.client.close(&mut self.out);
+            if self.out.is_empty() || io.send(conn, &self.out).is_err() {
+                io.close(conn, Linger::Abort);
+            }
+            if slot.state == SlotState::Online {
+                self.shared.set_online(slot.index, false);
+                self.online -= 1;
+            }
+            slot.state = SlotState::Closing;
+        }
+    }
+
+    /// The close grace ran out: abort what is left and allow a short while for the driver to
+    /// report it.
+    fn abort_remaining<O: Ops>(&mut self, io: &mut O, now: u64) {
+        for conn in self.slots.iter().filter_map(|s| s.conn) {
+            io.close(conn, Linger::Abort);
+        }
+        self.phase = RunPhase::Closing { deadline_ns: now + ABORT_GRACE_NS, aborted: true };
+    }
+
+    fn start_due_connects<O: Ops>(&mut self, io: &mut O, now: u64) {
+        let mut started = 0;
+        while self.next_connect < self.slots.len()
+            && started < MAX_CONNECTS_PER_TURN
+            && self.ramp.due(self.next_connect as u64) <= now
+        {
+            let i = self.next_connect;
+            self.next_connect += 1;
+            started += 1;
+            self.connect(io, i, now);
+        }
+    }
+
+    fn connect<O: Ops>(&mut self, io: &mut O, i: usize, now: u64) {
+        let slot = &mut self.slots[i];
+        let source = (!self.sources.is_empty())
+            .then(|| SocketAddr::new(self.sources[slot.index as usize % self.sources.len()], 0));
+        self.attempts += 1;
+        slot.started_ns = now;
+        match io.connect(self.cfg.server, source) {
+            Ok(conn) => {
+                slot.conn = Some(conn);
+                slot.state = SlotState::Connecting;
+                let at = conn.index as usize;
+                if self.conn_slots.len() <= at {
+                    self.conn_slots.resize(at + 1, u32::MAX);
+                }
+                self.conn_slots[at] = i as u32;
+                let due = now + self.cfg.connect_timeout_ms * 1_000_000;
+                self.timers.push(Reverse((due, i as u32, TimerKind::ConnectTimeout)));
+            }
+            Err(err) => {
+                let kind = connect_error_kind(err.raw_os_error());
+                self.fail(io, i, kind);
+            }
+        }
+    }
+
+    fn fire_timers<O: Ops>(&mut self, io: &mut O, now: u64) {
+        for _ in 0..MAX_TIMERS_PER_TURN {
+            match self.timers.peek() {
+                Some(Reverse((due, _, _))) if *due <= now => {}
+                _ => return,
+            }
+            let Some(Reverse((_, i, kind))) = self.timers.pop() else { return };
+            let i = i as usize;
+            match (kind, self.slots[i].state) {
+                (TimerKind::ConnectTimeout, SlotState::Connecting) => {
+                    self.fail(io, i, ErrorKind::ConnectTimeout)
+                }
+                (TimerKind::LoginTimeout, SlotState::LoggingIn) => {
+                    self.fail(io, i, ErrorKind::LoginTimeout)
+                }
+                (TimerKind::Send, SlotState::Online) => self.send_due(io, i, now),
+                _ => {}
+            }
+        }
+    }
+
+    /// Sends every message of slot `i` that is due (catching up if the loop fell behind: the
+    /// latency then still counts from each message's intended time), then re-arms its timer.
+    fn send_due<O: Ops>(&mut self, io: &mut O, i: usize, now: u64) {
+        let (Some(schedule), RunPhase::Steady { stop_send_ns, .. }) = (self.schedule, self.phase) else {
+            return;
+        };
+        let Some(conn) = self.slots[i].conn else { return };
+        while self.slots[i].next_due_ns <= now && self.slots[i].next_due_ns < stop_send_ns {
+            let Some(peer) = self.pick_peer(self.slots[i].index) else {
+                self.report.skipped_no_peer += 1;
+                let slot = &mut self.slots[i];
+                slot.next_due_ns = schedule.next_due(slot.next_due_ns, &mut self.rng);
+                continue;
+            };
+            let slot = &mut self.slots[i];
+            let probe = Probe {
+                run: self.run_id,
+                sender: slot.index,
+                seq: slot.seq,
+                intended_ns: slot.next_due_ns,
+                actual_ns: monotonic_ns(),
+            };
+            let to = Recipient {
+                user_prefix: &self.cfg.user_prefix,
+                number: u64::from(peer) + 1,
+                domain: &self.cfg.domain,
+                resource: BIND_RESOURCE,
+            };
+            self.out.clear();
+            write_message(&mut self.out, &to, &probe);
+            if io.send(conn, &self.out).is_err() {
+                // Output queue full (or the conn is going away, then Closed follows): keep the
+                // message due; its intended time does not move, so the wait is measured.
+                self.report.send_retries += 1;
+                self.timers.push(Reverse((now + SEND_RETRY_NS, i as u32, TimerKind::Send)));
+                return;
+            }
+            slot.seq += 1;
+            self.sent += 1;
+            slot.next_due_ns = schedule.next_due(slot.next_due_ns, &mut self.rng);
+        }
+        let due = self.slots[i].next_due_ns;
+        if due < stop_send_ns {
+            self.timers.push(Reverse((due, i as u32, TimerKind::Send)));
+        }
+    }
+
+    /// A random online client other than `me`.
+    fn pick_peer(&mut self, me: u32) -> Option<u32> {
+        let clients = u64::from(self.cfg.clients);
+        (0..PEER_TRIES)
+            .map(|_| self.rng.below(clients) as u32)
+            .find(|&p| p != me && self.shared.is_online(p))
+    }
+
+    /// Ends slot `i` with an error: counted once, its conn closed at once.
+    fn fail<O: Ops>(&mut self, io: &mut O, i: usize, kind: ErrorKind) {
+        let slot = &mut self.slots[i];
+        match slot.state {
+            SlotState::Failed | SlotState::Closing => return,
+            SlotState::Online => {
+                self.shared.set_online(slot.index, false);
+                self.online -= 1;
+            }
+            SlotState::Pending | SlotState::Connecting | SlotState::LoggingIn => self.settled += 1,
+        }
+        slot.state = SlotState::Failed;
+        self.report.errors.add(kind);
+        if let Some(conn) = slot.conn {
+            io.close(conn, Linger::Abort);
+        }
+    }
+
+    /// Publishes counters and recent latencies at most every PUBLISH_INTERVAL_NS.
+    fn publish(&mut self, now: u64, force: bool) {
+        if !force && now < self.published_ns + PUBLISH_INTERVAL_NS {
+            return;
+        }
+        self.published_ns = now;
+        let live = &self.shared.threads[self.thread];
+        let received = self.report.ledger.deliveries();
+        for (counter, value) in [
+            (Counter::Attempts, self.attempts),
+            (Counter::Online, self.online),
+            (Counter::Logins, self.report.logins),
+            (Counter::Settled, self.settled),
+            (Counter::Sent, self.sent),
+            (Counter::Received, received),
+            (Counter::Errors, self.report.errors.total()),
+        ] {
+            live.publish(counter, value);
+        }
+        // Poisoned only if the coordinator panicked while holding it; keep going either way.
+        live.recent.lock().unwrap_or_else(|p| p.into_inner()).merge(&self.recent);
+        self.report.histograms.merge(&self.recent);
+        self.recent.reset();
+    }
+
+    fn next_wake_ns(&self, now: u64) -> u64 {
+        let mut wake = now + MAX_WAIT_NS;
+        if let Some(Reverse((due, _, _))) = self.timers.peek() {
+            wake = wake.min(*due);
+        }
+        if self.next_connect < self.slots.len() {
+            wake = wake.min(self.ramp.due(self.next_connect as u64));
+        }
+        wake
+    }
+
+    fn finish(mut self) -> WorkerReport {
+        // Clients never connected (ramp cut short by an abort) count as settled failures of
+        // no kind: they simply never ran.
+        self.report.sent = self.slots.iter().map(|s| (s.index, s.seq)).collect();
+        self.report
+    }
+}
+
+/// Bytes of one client's slot in a worker's slab (the rest of a client's user-space cost is
+/// the driver's conn slot and, while busy, buffers).
+pub fn slot_bytes() -> usize {
+    std::mem::size_of::<Slot>()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timers_pop_earliest_first() {
+        let mut heap: BinaryHeap<Timer> = BinaryHeap::new();
+        heap.push(Reverse((30, 1, TimerKind::Send)));
+        heap.push(Reverse((10, 2, TimerKind::LoginTimeout)));
+        heap.push(Reverse((20, 0, TimerKind::ConnectTimeout)));
+        let order: Vec<u64> = std::iter::from_fn(|| heap.pop().map(|Reverse((d, _, _))| d)).collect();
+        assert_eq!(order, vec![10, 20, 30]);
+    }
+}

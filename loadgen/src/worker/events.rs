@@ -1,0 +1,204 @@
+//! The worker's side of driver completions: connect results, bytes from the server (fed to
+//! the client state machine, whose events become [`Note`]s), closes.
+//!
+//! What it does not do: decide when to connect or send (see the parent module's loop).
+
+use std::net::SocketAddr;
+
+use rookery_io::{CloseReason, ConnId, Driver, Event, Handler, Linger, Ops};
+use rookery_proto::FramerLimits;
+
+use super::slot::{Note, SlotState};
+use super::{TimerKind, Worker, MAX_STANZA_BYTES};
+use crate::accounting::Delivery;
+use crate::client::Client;
+use crate::metrics::{ErrorKind, Metric};
+use crate::sys::monotonic_ns;
+use crate::wire::Probe;
+use std::cmp::Reverse;
+
+impl Worker<'_> {
+    fn slot_of(&self, conn: ConnId) -> Option<usize> {
+        let i = *self.conn_slots.get(conn.index as usize)? as usize;
+        (self.slots.get(i)?.conn == Some(conn)).then_some(i)
+    }
+
+    fn on_connected<O: Ops>(&mut self, io: &mut O, i: usize, result: Result<(), i32>, now: u64) {
+        if self.slots[i].state != SlotState::Connecting {
+            return;
+        }
+        if let Err(errno) = result {
+            return self.fail(io, i, connect_error_kind(Some(errno)));
+        }
+        let slot = &mut self.slots[i];
+        self.recent.record(Metric::Connect, (now - slot.started_ns) / 1000);
+        slot.state = SlotState::LoggingIn;
+        self.out.clear();
+        slot.client.start(&self.cfg.domain, &mut self.out);
+        if let Some(conn) = slot.conn {
+            let _ = io.send(conn, &self.out);
+        }
+        let due = now + self.cfg.login_timeout_ms * 1_000_000;
+        self.timers.push(Reverse((due, i as u32, TimerKind::LoginTimeout)));
+    }
+
+    fn on_received<O: Ops>(&mut self, io: &mut O, i: usize, data: &[u8]) {
+        let account = self.account(self.slots[i].index);
+        let slot = &mut self.slots[i];
+        self.out.clear();
+        let notes = &mut self.notes;
+        slot.client.on_data(data, &account, &mut self.out, &mut |event| notes.push(Note::from_event(event)));
+        if let (Some(conn), false) = (slot.conn, self.out.is_empty()) {
+            let _ = io.send(conn, &self.out);
+        }
+        let now = monotonic_ns();
+        let mut notes = std::mem::take(&mut self.notes);
+        for note in notes.drain(..) {
+            self.on_note(io, i, note, now);
+        }
+        self.notes = notes;
+    }
+
+    fn on_note<O: Ops>(&mut self, io: &mut O, i: usize, note: Note, now: u64) {
+        match note {
+            Note::Online => self.on_online(i, now),
+            Note::Probe(probe) => self.on_probe(i, probe, now),
+            Note::Foreign => self.report.foreign += 1,
+            Note::Bounced => self.report.bounced += 1,
+            Note::Failed(kind) => self.fail(io, i, kind),
+            Note::StreamClosed if self.slots[i].state == SlotState::Closing => {
+                if let Some(conn) = self.slots[i].conn {
+                    io.close(conn, Linger::Flush);
+                }
+            }
+            Note::StreamClosed => self.fail(io, i, ErrorKind::Closed),
+        }
+    }
+
+    fn on_online(&mut self, i: usize, now: u64) {
+        let slot = &mut self.slots[i];
+        if slot.state != SlotState::LoggingIn {
+            return;
+        }
+        debug_assert!(slot.client.is_online());
+        slot.state = SlotState::Online;
+        self.recent.record(Metric::Login, (now - slot.started_ns) / 1000);
+        self.shared.set_online(slot.index, true);
+        self.online += 1;
+        self.settled += 1;
+        self.report.logins += 1;
+        self.report.peak_online = self.report.peak_online.max(self.online);
+        // A client that comes online after the steady phase began joins the schedule now.
+        if let (Some(schedule), RunPhase::Steady { stop_send_ns, .. }) = (self.schedule, self.phase) {
+            slot.next_due_ns = schedule.first_due(now, &mut self.rng);
+            if slot.next_due_ns < stop_send_ns {
+                self.timers.push(Reverse((slot.next_due_ns, i as u32, TimerKind::Send)));
+            }
+        }
+    }
+
+    fn on_probe(&mut self, i: usize, probe: Probe, now: u64) {
+        if !self.accounting_open {
+            return;
+        }
+        if probe.run != self.run_id {
+            // Stored by the server during an earlier run and delivered at this login.
+            self.report.stale += 1;
+            return;
+        }
+        let recipient = self.slots[i].index;
+        match self.report.ledger.record(probe.sender, recipient, probe.seq) {
+            Delivery::InOrder | Delivery::OutOfOrder => {
+                self.recent.record(Metric::E2eCorrected, now.saturating_sub(probe.intended_ns) / 1000);
+                self.recent.record(Metric::E2eUncorrected, now.saturating_sub(probe.actual_ns) / 1000);
+            }
+            Delivery::Duplicate | Delivery::Unexpected => {}
+        }
+    }
+
+    fn on_closed(&mut self, i: usize, conn: ConnId, reason: CloseReason) {
+        self.conn_slots[conn.index as usize] = u32::MAX;
+        let slot = &mut self.slots[i];
+        slot.conn = None;
+        let kind = match reason {
+            CloseReason::ConnectFailed(errno) => connect_error_kind(Some(errno)),
+            _ => ErrorKind::Closed,
+        };
+        if matches!(slot.state, SlotState::Connecting | SlotState::LoggingIn | SlotState::Online) {
+            // The conn is already gone, so the failure needs no io.
+            self.fail(&mut NoOps, i, kind);
+        }
+        // Release the framer's partial buffer, if any: the client is over.
+        self.slots[i].client = Client::new(FramerLimits { max_stanza_bytes: MAX_STANZA_BYTES });
+    }
+}
+
+impl<D: Driver> Handler<D> for Worker<'_> {
+    fn on_event(&mut self, io: &mut D::Ops<'_>, event: Event<'_>) {
+        match event {
+            Event::Connected { conn, result } => {
+                if let Some(i) = self.slot_of(conn) {
+                    self.on_connected(io, i, result, monotonic_ns());
+                }
+            }
+            Event::Received { conn, data } => {
+                if let Some(i) = self.slot_of(conn) {
+                    self.on_received(io, i, data);
+                }
+            }
+            Event::Closed { conn, reason } => {
+                if let Some(i) = self.slot_of(conn) {
+                    self.on_closed(i, conn, reason);
+                }
+            }
+            Event::Drained { .. }
+            | Event::Accepted { .. }
+            | Event::Detached { .. }
+            | Event::AcceptFailed { .. }
+            | Event::Woken => {}
+        }
+    }
+}
+
+/// Maps a connect errno to an error kind.
+fn connect_error_kind(errno: Option<i32>) -> ErrorKind {
+    match errno {
+        Some(libc::ECONNREFUSED) => ErrorKind::Refused,
+        Some(libc::ETIMEDOUT) => ErrorKind::ConnectTimeout,
+        _ => ErrorKind::ConnectFailed,
+    }
+}
+
+/// Ops for a conn the driver already closed: every call is a no-op (contract point 3 says a
+/// stale id is a no-op anyway; this avoids needing the driver where none is at hand).
+struct NoOps;
+
+impl Ops for NoOps {
+    fn send(&mut self, _: ConnId, _: &[u8]) -> Result<(), rookery_io::SendError> {
+        Err(rookery_io::SendError::Stale)
+    }
+    fn close(&mut self, _: ConnId, _: Linger) {}
+    fn detach(&mut self, _: ConnId) {}
+    fn adopt(&mut self, _: std::os::fd::OwnedFd) -> std::io::Result<ConnId> {
+        Err(std::io::Error::from(std::io::ErrorKind::Unsupported))
+    }
+    fn connect(&mut self, _: SocketAddr, _: Option<SocketAddr>) -> std::io::Result<ConnId> {
+        Err(std::io::Error::from(std::io::ErrorKind::Unsupported))
+    }
+    fn queued_bytes(&self, _: ConnId) -> usize {
+        0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connect_errors_are_classified() {
+        assert_eq!(connect_error_kind(Some(libc::ECONNREFUSED)), ErrorKind::Refused);
+        assert_eq!(connect_error_kind(Some(libc::ETIMEDOUT)), ErrorKind::ConnectTimeout);
+        assert_eq!(connect_error_kind(Some(libc::EADDRNOTAVAIL)), ErrorKind::ConnectFailed);
+        assert_eq!(connect_error_kind(None), ErrorKind::ConnectFailed);
+    }
+}

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# The test command (README, .ci/run): everything the tests need, then every suite.
+#   unit + property + conformance (both backends) + end-to-end (slixmpp, both backends),
+#   the loom model of the mailbox wake protocol, and the fuzz corpus smoke run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Real XMPP client library for the interop tests.
+if ! python3 -c 'import slixmpp' 2>/dev/null; then
+    echo "installing slixmpp (pip) for the interop tests"
+    python3 -m pip install --quiet 'slixmpp>=1.8'
+fi
+
+cargo build --release --bin rookery
+cargo test --workspace --release
+
+# loom: exhaustive interleavings of the mailbox sleep/wake protocol (own target dir: other cfg).
+RUSTFLAGS="--cfg loom" LOOM_MAX_PREEMPTIONS=2 CARGO_TARGET_DIR=target/loom \
+    cargo test -p rookery-mailbox --test loom --release
