@@ -36,15 +36,23 @@ fn stream() -> (Vec<u8>, usize) {
 }
 
 fn frame_all(input: &[u8], mut on_stanza: impl FnMut(&[u8])) -> usize {
-    let mut framer = Framer::new(FramerLimits { max_stanza_bytes: 65_536 });
+    let mut framer = Framer::new(FramerLimits {
+        max_stanza_bytes: 65_536,
+    });
     let mut stanzas = 0;
     for read in input.chunks(READ_BYTES) {
-        let mut rest = read;
-        while let Some(frame) = framer.next_frame(&mut rest).expect("valid stream") {
+        let mut pos = 0;
+        loop {
+            let mut rest = &read[pos..];
+            let before = rest.len();
+            let Some(frame) = framer.next_frame(&mut rest).expect("valid stream") else {
+                break;
+            };
             if let Frame::Stanza(bytes) = frame {
                 on_stanza(bytes);
                 stanzas += 1;
             }
+            pos += before - rest.len();
         }
     }
     stanzas
@@ -52,12 +60,20 @@ fn frame_all(input: &[u8], mut on_stanza: impl FnMut(&[u8])) -> usize {
 
 fn benches(c: &mut Criterion) {
     let (input, mean) = stream();
-    eprintln!("framer bench: {} stanzas, {} bytes, mean stanza {mean} bytes", STANZAS, input.len());
+    eprintln!(
+        "framer bench: {} stanzas, {} bytes, mean stanza {mean} bytes",
+        STANZAS,
+        input.len()
+    );
     let mut group = c.benchmark_group("framer");
     group.throughput(Throughput::Bytes(input.len() as u64));
-    group.bench_function("frame", |b| b.iter(|| frame_all(black_box(&input), |s| {
-        black_box(s);
-    })));
+    group.bench_function("frame", |b| {
+        b.iter(|| {
+            frame_all(black_box(&input), |s| {
+                black_box(s);
+            })
+        })
+    });
     group.bench_function("frame+view", |b| {
         b.iter(|| {
             frame_all(black_box(&input), |s| {

@@ -58,12 +58,20 @@ impl Ledger {
     pub fn new(clients: u32, max_seq: u32) -> Ledger {
         let mut seen = Vec::new();
         seen.resize_with(clients as usize, Vec::new);
-        Ledger { seen, max_seq, ..Ledger::default() }
+        Ledger {
+            seen,
+            max_seq,
+            ..Ledger::default()
+        }
     }
 
     /// Records that `recipient` received message `seq` of `sender`.
     pub fn record(&mut self, sender: u32, recipient: u32, seq: u32) -> Delivery {
-        let Some(bits) = self.seen.get_mut(sender as usize).filter(|_| seq < self.max_seq) else {
+        let Some(bits) = self
+            .seen
+            .get_mut(sender as usize)
+            .filter(|_| seq < self.max_seq)
+        else {
             self.unexpected += 1;
             return Delivery::Unexpected;
         };
@@ -194,7 +202,10 @@ mod tests {
         // In range but above what the sender says it sent.
         assert_eq!(ledger.record(1, 0, 70), Delivery::InOrder);
         let totals = ledger.totals(&[0, 3]);
-        assert_eq!((totals.unexpected, totals.lost, totals.delivered), (3, 3, 0));
+        assert_eq!(
+            (totals.unexpected, totals.lost, totals.delivered),
+            (3, 3, 0)
+        );
     }
 
     #[test]

@@ -51,10 +51,14 @@ impl FromStr for AuthSpec {
             if secret.is_empty() {
                 return Err(AuthSpecError::EmptySecret);
             }
-            return Ok(AuthSpec::Token { secret: secret.to_string() });
+            return Ok(AuthSpec::Token {
+                secret: secret.to_string(),
+            });
         }
         if let Some(prefix) = s.strip_prefix("plain:") {
-            return Ok(AuthSpec::Plain { prefix: prefix.to_string() });
+            return Ok(AuthSpec::Plain {
+                prefix: prefix.to_string(),
+            });
         }
         Err(AuthSpecError::UnknownScheme)
     }
@@ -148,21 +152,41 @@ mod tests {
     #[test]
     fn parses_schemes_and_hides_secrets() {
         let token: AuthSpec = "token:s3cret".parse().unwrap();
-        assert_eq!(token, AuthSpec::Token { secret: "s3cret".into() });
+        assert_eq!(
+            token,
+            AuthSpec::Token {
+                secret: "s3cret".into()
+            }
+        );
         assert!(!format!("{token:?}").contains("s3cret"));
         let plain: AuthSpec = "plain:pw".parse().unwrap();
         assert_eq!(plain.password("user7", 7), "pw7");
-        assert_eq!("token:".parse::<AuthSpec>(), Err(AuthSpecError::EmptySecret));
-        assert_eq!("scram:x".parse::<AuthSpec>(), Err(AuthSpecError::UnknownScheme));
+        assert_eq!(
+            "token:".parse::<AuthSpec>(),
+            Err(AuthSpecError::EmptySecret)
+        );
+        assert_eq!(
+            "scram:x".parse::<AuthSpec>(),
+            Err(AuthSpecError::UnknownScheme)
+        );
     }
 
     #[test]
     fn sasl_plain_response_decodes_to_user_and_password() {
-        let auth = AuthSpec::Plain { prefix: "pw".into() };
-        let account = Account { domain: "example.test", user_prefix: "User", number: 42, auth: &auth };
+        let auth = AuthSpec::Plain {
+            prefix: "pw".into(),
+        };
+        let account = Account {
+            domain: "example.test",
+            user_prefix: "User",
+            number: 42,
+            auth: &auth,
+        };
         let mut out = Vec::new();
         account.write_sasl_plain(&mut out);
-        let raw = base64::engine::general_purpose::STANDARD.decode(&out).unwrap();
+        let raw = base64::engine::general_purpose::STANDARD
+            .decode(&out)
+            .unwrap();
         assert_eq!(raw, b"\0user42\0pw42");
     }
 }

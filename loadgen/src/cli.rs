@@ -21,7 +21,11 @@ use crate::schedule::Pattern;
 pub const MAX_CLIENTS: u64 = 10_000_000;
 
 #[derive(Parser, Debug)]
-#[command(name = "rookery-load", version, about = "Open-loop XMPP load generator")]
+#[command(
+    name = "rookery-load",
+    version,
+    about = "Open-loop XMPP load generator"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -193,8 +197,16 @@ pub struct Defaults {
     pub rate: f64,
 }
 
-pub const RUN_DEFAULTS: Defaults = Defaults { clients: 1000, duration_ms: 30_000, rate: 1.0 };
-pub const DEMO_DEFAULTS: Defaults = Defaults { clients: 2000, duration_ms: 30_000, rate: 1.0 };
+pub const RUN_DEFAULTS: Defaults = Defaults {
+    clients: 1000,
+    duration_ms: 30_000,
+    rate: 1.0,
+};
+pub const DEMO_DEFAULTS: Defaults = Defaults {
+    clients: 2000,
+    duration_ms: 30_000,
+    rate: 1.0,
+};
 
 impl RunConfig {
     /// Validates and resolves the options of a `hold`/`chat`/`demo` run.
@@ -230,7 +242,11 @@ impl RunConfig {
             Some(n) => n,
             None => std::thread::available_parallelism().map_or(1, |n| n.get()),
         };
-        let pattern = if load.poisson { Pattern::Poisson } else { Pattern::Constant };
+        let pattern = if load.poisson {
+            Pattern::Poisson
+        } else {
+            Pattern::Constant
+        };
         let slug = match &load.slug {
             Some(slug) => sanitize_slug(slug),
             None if scenario == Scenario::Chat => format!("c{clients}-r{rate}"),
@@ -284,7 +300,9 @@ fn resolve_server(server: &str) -> anyhow::Result<SocketAddr> {
 fn check_name(option: &str, value: &str, extra: &str) -> anyhow::Result<()> {
     let ok = !value.is_empty()
         && value.len() <= 255
-        && value.chars().all(|c| c.is_ascii_alphanumeric() || extra.contains(c));
+        && value
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || extra.contains(c));
     if !ok {
         bail!("{option} {value:?}: use ASCII letters, digits and {extra:?} only");
     }
@@ -299,7 +317,15 @@ fn check_positive(option: &str, value: f64) -> anyhow::Result<()> {
 }
 
 fn sanitize_slug(slug: &str) -> String {
-    slug.chars().map(|c| if c.is_ascii_alphanumeric() || c == '.' { c } else { '-' }).collect()
+    slug.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect()
 }
 
 /// A seed from the OS (/dev/urandom), or from the std hasher's per-process keys.
@@ -320,9 +346,13 @@ pub fn random_seed() -> u64 {
 /// Parses `30s`, `500ms`, `2m`, `1h`, or a bare number of seconds, into milliseconds.
 pub fn parse_duration_ms(text: &str) -> Result<u64, String> {
     let text = text.trim();
-    let split = text.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(text.len());
+    let split = text
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(text.len());
     let (number, unit) = text.split_at(split);
-    let value: f64 = number.parse().map_err(|_| format!("{text:?}: expected e.g. 30s, 500ms, 2m"))?;
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("{text:?}: expected e.g. 30s, 500ms, 2m"))?;
     let scale_ms = match unit {
         "ms" => 1.0,
         "" | "s" => 1_000.0,
@@ -359,26 +389,79 @@ mod tests {
     #[test]
     fn resolves_defaults_and_validates() {
         let auth = AuthSpec::Token { secret: "x".into() };
-        let cfg = RunConfig::resolve(Scenario::Chat, "127.0.0.1:5222", "Example.Test", auth.clone(), &load(&[]), &RUN_DEFAULTS)
-            .unwrap();
-        assert_eq!((cfg.clients, cfg.rate, cfg.duration_ms), (1000, 1.0, 30_000));
+        let cfg = RunConfig::resolve(
+            Scenario::Chat,
+            "127.0.0.1:5222",
+            "Example.Test",
+            auth.clone(),
+            &load(&[]),
+            &RUN_DEFAULTS,
+        )
+        .unwrap();
+        assert_eq!(
+            (cfg.clients, cfg.rate, cfg.duration_ms),
+            (1000, 1.0, 30_000)
+        );
         assert_eq!(cfg.domain, "example.test");
         assert_eq!(cfg.slug, "c1000-r1");
         assert!(cfg.max_seq() >= 120);
         let json = serde_json::to_string(&cfg).unwrap();
-        assert!(json.contains("token:<redacted>") && !json.contains("\"x\""), "{json}");
+        assert!(
+            json.contains("token:<redacted>") && !json.contains("\"x\""),
+            "{json}"
+        );
 
-        let hold = RunConfig::resolve(Scenario::Hold, "127.0.0.1:5222", "d", auth.clone(), &load(&["--clients", "5", "--threads", "8"]), &RUN_DEFAULTS)
-            .unwrap();
-        assert_eq!((hold.rate, hold.threads), (0.0, 5), "never more threads than clients");
+        let hold = RunConfig::resolve(
+            Scenario::Hold,
+            "127.0.0.1:5222",
+            "d",
+            auth.clone(),
+            &load(&["--clients", "5", "--threads", "8"]),
+            &RUN_DEFAULTS,
+        )
+        .unwrap();
+        assert_eq!(
+            (hold.rate, hold.threads),
+            (0.0, 5),
+            "never more threads than clients"
+        );
 
-        for bad in [&["--clients", "0"][..], &["--rate", "0"], &["--connect-rate=-1"], &["--user-prefix", "a b"]] {
+        for bad in [
+            &["--clients", "0"][..],
+            &["--rate", "0"],
+            &["--connect-rate=-1"],
+            &["--user-prefix", "a b"],
+        ] {
             assert!(
-                RunConfig::resolve(Scenario::Chat, "127.0.0.1:1", "d", auth.clone(), &load(bad), &RUN_DEFAULTS).is_err(),
+                RunConfig::resolve(
+                    Scenario::Chat,
+                    "127.0.0.1:1",
+                    "d",
+                    auth.clone(),
+                    &load(bad),
+                    &RUN_DEFAULTS
+                )
+                .is_err(),
                 "{bad:?}"
             );
         }
-        assert!(RunConfig::resolve(Scenario::Chat, "nowhere", "d", auth.clone(), &load(&[]), &RUN_DEFAULTS).is_err());
-        assert!(RunConfig::resolve(Scenario::Chat, "127.0.0.1:1", "a'b", auth, &load(&[]), &RUN_DEFAULTS).is_err());
+        assert!(RunConfig::resolve(
+            Scenario::Chat,
+            "nowhere",
+            "d",
+            auth.clone(),
+            &load(&[]),
+            &RUN_DEFAULTS
+        )
+        .is_err());
+        assert!(RunConfig::resolve(
+            Scenario::Chat,
+            "127.0.0.1:1",
+            "a'b",
+            auth,
+            &load(&[]),
+            &RUN_DEFAULTS
+        )
+        .is_err());
     }
 }

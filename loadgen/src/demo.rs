@@ -29,16 +29,36 @@ const MAX_LOG_LINES: usize = 10_000;
 /// Runs the demo; returns the gate violations (empty: passed).
 pub fn demo(args: &DemoArgs) -> anyhow::Result<Vec<String>> {
     let binary = server_binary()?;
-    let secret = format!("{:016x}{:016x}", crate::cli::random_seed(), crate::cli::random_seed());
+    let secret = format!(
+        "{:016x}{:016x}",
+        crate::cli::random_seed(),
+        crate::cli::random_seed()
+    );
     let mut server = Server::start(&binary, &secret, args.load.backend)?;
-    info!("started {} (pid {}) on {}", binary.display(), server.child.id(), server.addr);
+    info!(
+        "started {} (pid {}) on {}",
+        binary.display(),
+        server.child.id(),
+        server.addr
+    );
     let auth = AuthSpec::Token { secret };
-    let cfg = RunConfig::resolve(Scenario::Chat, &server.addr, DOMAIN, auth, &args.load, &DEMO_DEFAULTS)?;
+    let cfg = RunConfig::resolve(
+        Scenario::Chat,
+        &server.addr,
+        DOMAIN,
+        auth,
+        &args.load,
+        &DEMO_DEFAULTS,
+    )?;
     let result = run::execute(&cfg);
     server.stop();
     let result = result?;
     let dir = output::write_results(&cfg, &result, &Environment::detect())?;
-    let log = server.log.lock().unwrap_or_else(|p| p.into_inner()).join("\n");
+    let log = server
+        .log
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .join("\n");
     std::fs::write(dir.join("server.log"), log + "\n").context("writing server.log")?;
     print!("{}", output::report_text(&cfg, &result, Some(&dir)));
     Ok(output::violations(&cfg, &result))
@@ -47,7 +67,9 @@ pub fn demo(args: &DemoArgs) -> anyhow::Result<Vec<String>> {
 /// `rookery` in the folder of the running executable (target/<profile>/ under cargo).
 fn server_binary() -> anyhow::Result<PathBuf> {
     let exe = std::env::current_exe().context("finding the rookery-load executable")?;
-    let dir = exe.parent().context("the rookery-load executable has no parent folder")?;
+    let dir = exe
+        .parent()
+        .context("the rookery-load executable has no parent folder")?;
     let binary = dir.join(format!("rookery{}", std::env::consts::EXE_SUFFIX));
     if !binary.is_file() {
         bail!(
@@ -68,10 +90,23 @@ struct Server {
 }
 
 impl Server {
-    fn start(binary: &PathBuf, secret: &str, backend: crate::cli::BackendArg) -> anyhow::Result<Server> {
+    fn start(
+        binary: &PathBuf,
+        secret: &str,
+        backend: crate::cli::BackendArg,
+    ) -> anyhow::Result<Server> {
         let backend = format!("{backend:?}").to_lowercase();
         let mut child = Command::new(binary)
-            .args(["--listen", "127.0.0.1:0", "--domain", DOMAIN, "--auth", "token", "--admin", "off"])
+            .args([
+                "--listen",
+                "127.0.0.1:0",
+                "--domain",
+                DOMAIN,
+                "--auth",
+                "token",
+                "--admin",
+                "off",
+            ])
             .args(["--backend", &backend])
             // Through the environment, not argv, so the secret does not show in `ps`.
             .env("ROOKERY_TOKEN_SECRET", secret)
@@ -81,7 +116,10 @@ impl Server {
             .stderr(Stdio::piped())
             .spawn()
             .with_context(|| format!("starting {}", binary.display()))?;
-        let stderr = child.stderr.take().context("server stderr was not captured")?;
+        let stderr = child
+            .stderr
+            .take()
+            .context("server stderr was not captured")?;
         let log = Arc::new(Mutex::new(Vec::new()));
         let (ready_tx, ready_rx) = mpsc::channel();
         let sink = Arc::clone(&log);
@@ -89,7 +127,12 @@ impl Server {
             .name("rookery-log".into())
             .spawn(move || collect_log(BufReader::new(stderr), &sink, &ready_tx))
             .context("starting the server log reader")?;
-        let mut server = Server { child, addr: String::new(), log, stopped: false };
+        let mut server = Server {
+            child,
+            addr: String::new(),
+            log,
+            stopped: false,
+        };
         server.addr = server.wait_ready(&ready_rx)?;
         Ok(server)
     }
@@ -137,7 +180,10 @@ impl Server {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        warn!("the server did not stop within {} s of SIGTERM: killing it", STOP_GRACE.as_secs());
+        warn!(
+            "the server did not stop within {} s of SIGTERM: killing it",
+            STOP_GRACE.as_secs()
+        );
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -169,7 +215,9 @@ fn collect_log(reader: impl BufRead, log: &Mutex<Vec<String>>, ready_tx: &mpsc::
 fn ready_address(line: &str) -> Option<String> {
     let rest = &line[line.find(READY_MARKER)? + READY_MARKER.len()..];
     let addr = rest.split_whitespace().next()?;
-    addr.parse::<std::net::SocketAddr>().ok().map(|a| a.to_string())
+    addr.parse::<std::net::SocketAddr>()
+        .ok()
+        .map(|a| a.to_string())
 }
 
 /// Removes terminal colour sequences (ESC [ ... letter) a logger may emit.
@@ -198,8 +246,12 @@ mod tests {
     fn finds_the_ready_address() {
         let line = "2025-01-01T00:00:00Z  INFO rookery: ready: listening on 127.0.0.1:40123 for domain example.test (2 shards)";
         assert_eq!(ready_address(line).as_deref(), Some("127.0.0.1:40123"));
-        let colored = "\u{1b}[2m2025\u{1b}[0m \u{1b}[32m INFO\u{1b}[0m ready: listening on [::1]:5222 x";
-        assert_eq!(ready_address(&strip_ansi(colored)).as_deref(), Some("[::1]:5222"));
+        let colored =
+            "\u{1b}[2m2025\u{1b}[0m \u{1b}[32m INFO\u{1b}[0m ready: listening on [::1]:5222 x";
+        assert_eq!(
+            ready_address(&strip_ansi(colored)).as_deref(),
+            Some("[::1]:5222")
+        );
         assert_eq!(ready_address("INFO starting"), None);
         assert_eq!(ready_address("ready: listening on nowhere"), None);
     }

@@ -22,9 +22,13 @@ impl Environment {
             git_commit: git_commit(),
             os: std::env::consts::OS.to_string(),
             kernel: read_trimmed("/proc/sys/kernel/osrelease"),
-            cpu_model: std::fs::read_to_string("/proc/cpuinfo").ok().and_then(|t| cpu_model(&t)),
+            cpu_model: std::fs::read_to_string("/proc/cpuinfo")
+                .ok()
+                .and_then(|t| cpu_model(&t)),
             cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
-            memory_kib: std::fs::read_to_string("/proc/meminfo").ok().and_then(|t| mem_total_kib(&t)),
+            memory_kib: std::fs::read_to_string("/proc/meminfo")
+                .ok()
+                .and_then(|t| mem_total_kib(&t)),
         }
     }
 }
@@ -44,7 +48,9 @@ fn read_trimmed(path: &str) -> Option<String> {
 /// The commit of the checkout we run in, else of the one our executable was built in
 /// (`target/<profile>/` lies inside it).
 fn git_commit() -> Option<String> {
-    let exe_dir = std::env::current_exe().ok().and_then(|p| p.parent().map(|d| d.to_path_buf()));
+    let exe_dir = std::env::current_exe()
+        .ok()
+        .and_then(|p| p.parent().map(|d| d.to_path_buf()));
     let dirs = [Some(std::path::PathBuf::from(".")), exe_dir];
     dirs.into_iter().flatten().find_map(|dir| {
         let out = std::process::Command::new("git")
@@ -81,10 +87,19 @@ mod tests {
     #[test]
     fn parses_proc_files() {
         let cpuinfo = "processor\t: 0\nvendor_id\t: GenuineIntel\nmodel name\t: Intel(R) Xeon(R) CPU @ 2.20GHz\n";
-        assert_eq!(cpu_model(cpuinfo).as_deref(), Some("Intel(R) Xeon(R) CPU @ 2.20GHz"));
-        assert_eq!(cpu_model("processor : 0\nModel : Raspberry Pi 4\n").as_deref(), Some("Raspberry Pi 4"));
+        assert_eq!(
+            cpu_model(cpuinfo).as_deref(),
+            Some("Intel(R) Xeon(R) CPU @ 2.20GHz")
+        );
+        assert_eq!(
+            cpu_model("processor : 0\nModel : Raspberry Pi 4\n").as_deref(),
+            Some("Raspberry Pi 4")
+        );
         assert_eq!(cpu_model(""), None);
-        assert_eq!(mem_total_kib("MemTotal:       24589996 kB\nMemFree: 1 kB\n"), Some(24_589_996));
+        assert_eq!(
+            mem_total_kib("MemTotal:       24589996 kB\nMemFree: 1 kB\n"),
+            Some(24_589_996)
+        );
         let env = Environment::detect();
         assert!(env.cpus >= 1);
         if cfg!(target_os = "linux") {

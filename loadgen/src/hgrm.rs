@@ -35,7 +35,10 @@ pub fn percentile_distribution(h: &Histogram<u64>) -> String {
             let q = step.quantile_iterated_to();
             if q < 1.0 {
                 let inverse = 1.0 / (1.0 - q);
-                let _ = writeln!(out, "{value:12.DECIMALS$} {q:2.12} {total:10} {inverse:14.2}");
+                let _ = writeln!(
+                    out,
+                    "{value:12.DECIMALS$} {q:2.12} {total:10} {inverse:14.2}"
+                );
             } else {
                 let _ = writeln!(out, "{value:12.DECIMALS$} {q:2.12} {total:10}");
             }
@@ -44,10 +47,21 @@ pub fn percentile_distribution(h: &Histogram<u64>) -> String {
     let (mean, sd, max) = if h.is_empty() {
         (0.0, 0.0, 0.0)
     } else {
-        (h.mean() / SCALE, h.stdev() / SCALE, h.highest_equivalent(h.max()) as f64 / SCALE)
+        (
+            h.mean() / SCALE,
+            h.stdev() / SCALE,
+            h.highest_equivalent(h.max()) as f64 / SCALE,
+        )
     };
-    let _ = writeln!(out, "#[Mean    = {mean:12.DECIMALS$}, StdDeviation   = {sd:12.DECIMALS$}]");
-    let _ = writeln!(out, "#[Max     = {max:12.DECIMALS$}, Total count    = {:12}]", h.len());
+    let _ = writeln!(
+        out,
+        "#[Mean    = {mean:12.DECIMALS$}, StdDeviation   = {sd:12.DECIMALS$}]"
+    );
+    let _ = writeln!(
+        out,
+        "#[Max     = {max:12.DECIMALS$}, Total count    = {:12}]",
+        h.len()
+    );
     let _ = writeln!(
         out,
         "#[Buckets = {:12}, SubBuckets     = {:12}]",
@@ -100,9 +114,14 @@ mod tests {
             assert!((r[3] - 1.0 / (1.0 - r[1])).abs() < 0.01, "{r:?}");
         }
         // Counts and percentiles never go down.
-        assert!(rows.windows(2).all(|w| w[1][1] >= w[0][1] && w[1][2] >= w[0][2]));
+        assert!(rows
+            .windows(2)
+            .all(|w| w[1][1] >= w[0][1] && w[1][2] >= w[0][2]));
         // HdrHistogram's mean uses each bucket's median-equivalent value: 5.001 here.
-        assert!(text.contains("#[Mean    =        5.001, StdDeviation   =        2.887]"), "{text}");
+        assert!(
+            text.contains("#[Mean    =        5.001, StdDeviation   =        2.887]"),
+            "{text}"
+        );
         assert!(text.contains("Total count    =        10000]"));
         assert!(text.ends_with("SubBuckets     =         2048]\n"));
     }

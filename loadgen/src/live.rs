@@ -10,8 +10,8 @@
 //! What it does not do: final accounting (workers return their full results when they end).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::time::Duration;
 use std::sync::Mutex;
+use std::time::Duration;
 
 use crate::metrics::{Histograms, Metric, Percentiles};
 
@@ -88,7 +88,9 @@ impl Shared {
             abort: AtomicBool::new(false),
             ready: AtomicUsize::new(0),
             go_ns: AtomicU64::new(0),
-            online: (0..(clients as usize).div_ceil(64)).map(|_| AtomicU64::new(0)).collect(),
+            online: (0..(clients as usize).div_ceil(64))
+                .map(|_| AtomicU64::new(0))
+                .collect(),
             threads: (0..threads).map(|_| ThreadLive::default()).collect(),
         }
     }
@@ -153,7 +155,9 @@ impl Shared {
 
     pub fn is_online(&self, index: u32) -> bool {
         let (word, bit) = ((index / 64) as usize, 1u64 << (index % 64));
-        self.online.get(word).is_some_and(|w| w.load(Ordering::Relaxed) & bit != 0)
+        self.online
+            .get(word)
+            .is_some_and(|w| w.load(Ordering::Relaxed) & bit != 0)
     }
 
     pub fn snapshot(&self) -> Snapshot {
@@ -189,13 +193,23 @@ pub struct Progress {
 }
 
 impl Progress {
-    pub fn line(&mut self, shared: &Shared, clients: u32, elapsed_s: f64, interval_s: f64) -> String {
+    pub fn line(
+        &mut self,
+        shared: &Shared,
+        clients: u32,
+        elapsed_s: f64,
+        interval_s: f64,
+    ) -> String {
         let now = shared.snapshot();
         shared.drain_recent(&mut self.so_far);
         let per_s = |a: u64, b: u64| (a.saturating_sub(b)) as f64 / interval_s.max(1e-3);
         let e2e = Percentiles::of(self.so_far.get(Metric::E2eCorrected));
         let login = Percentiles::of(self.so_far.get(Metric::Login));
-        let (label, p) = if e2e.count > 0 { ("e2e", e2e) } else { ("login", login) };
+        let (label, p) = if e2e.count > 0 {
+            ("e2e", e2e)
+        } else {
+            ("login", login)
+        };
         let line = format!(
             "[{elapsed_s:6.1}s] online {}/{clients} logins/s {:.0} sent/s {:.0} recv/s {:.0} \
              {label} p50 {:.2}ms p99 {:.2}ms errors {}",
@@ -225,7 +239,10 @@ mod tests {
         assert!(shared.is_online(129) && shared.is_online(0) && !shared.is_online(64));
         shared.set_online(129, false);
         assert!(!shared.is_online(129));
-        assert!(!shared.is_online(100_000), "out of range is offline, not a panic");
+        assert!(
+            !shared.is_online(100_000),
+            "out of range is offline, not a panic"
+        );
         assert_eq!(shared.steady_start(), None);
         shared.start_steady(42);
         assert_eq!(shared.steady_start(), Some(42));
@@ -237,7 +254,11 @@ mod tests {
         shared.threads[0].publish(Counter::Online, 3);
         shared.threads[1].publish(Counter::Online, 4);
         shared.threads[1].publish(Counter::Sent, 50);
-        shared.threads[0].recent.lock().unwrap().record(Metric::E2eCorrected, 1500);
+        shared.threads[0]
+            .recent
+            .lock()
+            .unwrap()
+            .record(Metric::E2eCorrected, 1500);
         let mut progress = Progress::default();
         let line = progress.line(&shared, 10, 1.0, 0.5);
         assert!(line.contains("online 7/10"), "{line}");
@@ -245,6 +266,9 @@ mod tests {
         assert!(line.contains("e2e p50 1.50ms"), "{line}");
         let line = progress.line(&shared, 10, 2.0, 1.0);
         assert!(line.contains("sent/s 0"), "{line}");
-        assert!(line.contains("e2e p50 1.50ms"), "percentiles are cumulative: {line}");
+        assert!(
+            line.contains("e2e p50 1.50ms"),
+            "percentiles are cumulative: {line}"
+        );
     }
 }

@@ -26,6 +26,7 @@ mod env;
 mod hgrm;
 mod host;
 mod live;
+mod memory;
 mod metrics;
 mod output;
 mod report;
@@ -82,7 +83,14 @@ fn dispatch(command: Command) -> anyhow::Result<Vec<String>> {
 }
 
 fn load(scenario: Scenario, args: RunArgs) -> anyhow::Result<Vec<String>> {
-    let cfg = RunConfig::resolve(scenario, &args.server, &args.domain, args.auth, &args.load, &RUN_DEFAULTS)?;
+    let cfg = RunConfig::resolve(
+        scenario,
+        &args.server,
+        &args.domain,
+        args.auth,
+        &args.load,
+        &RUN_DEFAULTS,
+    )?;
     let result = run::execute(&cfg)?;
     let dir = output::write_results(&cfg, &result, &env::Environment::detect())?;
     print!("{}", output::report_text(&cfg, &result, Some(&dir)));

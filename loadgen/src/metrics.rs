@@ -38,8 +38,12 @@ pub enum Metric {
 }
 
 impl Metric {
-    pub const ALL: [Metric; 4] =
-        [Metric::Connect, Metric::Login, Metric::E2eCorrected, Metric::E2eUncorrected];
+    pub const ALL: [Metric; 4] = [
+        Metric::Connect,
+        Metric::Login,
+        Metric::E2eCorrected,
+        Metric::E2eUncorrected,
+    ];
 
     /// File and JSON key.
     pub fn name(self) -> &'static str {
@@ -76,7 +80,10 @@ pub struct Histograms {
 
 impl Default for Histograms {
     fn default() -> Self {
-        Histograms { by_metric: std::array::from_fn(|_| new_histogram()), saturated: 0 }
+        Histograms {
+            by_metric: std::array::from_fn(|_| new_histogram()),
+            saturated: 0,
+        }
     }
 }
 
@@ -236,7 +243,10 @@ mod tests {
         assert_eq!(a.saturated, 1);
         assert!((499..=501).contains(&p.p50_us), "{p:?}");
         assert!(p.max_us >= HIGHEST_US);
-        assert_eq!(Percentiles::of(a.get(Metric::Login)), Percentiles::default());
+        assert_eq!(
+            Percentiles::of(a.get(Metric::Login)),
+            Percentiles::default()
+        );
     }
 
     #[test]

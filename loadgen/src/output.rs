@@ -23,12 +23,19 @@ use crate::metrics::{Metric, Percentiles};
 use crate::run::RunResult;
 
 /// Creates the run's folder and writes every file; returns the folder.
-pub fn write_results(cfg: &RunConfig, result: &RunResult, env: &Environment) -> anyhow::Result<PathBuf> {
+pub fn write_results(
+    cfg: &RunConfig,
+    result: &RunResult,
+    env: &Environment,
+) -> anyhow::Result<PathBuf> {
     let dir = create_run_dir(&cfg.output, cfg.scenario.name(), &cfg.slug)?;
     for metric in Metric::ALL {
         let path = dir.join(format!("{}.hgrm", metric.name()));
-        std::fs::write(&path, percentile_distribution(result.histograms.get(metric)))
-            .with_context(|| format!("writing {}", path.display()))?;
+        std::fs::write(
+            &path,
+            percentile_distribution(result.histograms.get(metric)),
+        )
+        .with_context(|| format!("writing {}", path.display()))?;
     }
     let summary = summary_json(cfg, result, env);
     let text = serde_json::to_string_pretty(&summary).context("encoding summary.json")?;
@@ -40,9 +47,16 @@ pub fn write_results(cfg: &RunConfig, result: &RunResult, env: &Environment) -> 
 fn create_run_dir(output: &Path, scenario: &str, slug: &str) -> anyhow::Result<PathBuf> {
     std::fs::create_dir_all(output)
         .with_context(|| format!("--output {}: cannot create the folder", output.display()))?;
-    let base = format!("{}-{scenario}-{slug}", utc_stamp(std::time::SystemTime::now()));
+    let base = format!(
+        "{}-{scenario}-{slug}",
+        utc_stamp(std::time::SystemTime::now())
+    );
     for attempt in 1..100 {
-        let name = if attempt == 1 { base.clone() } else { format!("{base}-{attempt}") };
+        let name = if attempt == 1 {
+            base.clone()
+        } else {
+            format!("{base}-{attempt}")
+        };
         let dir = output.join(name);
         match std::fs::create_dir(&dir) {
             Ok(()) => return Ok(dir),
@@ -50,15 +64,25 @@ fn create_run_dir(output: &Path, scenario: &str, slug: &str) -> anyhow::Result<P
             Err(err) => return Err(err).with_context(|| format!("creating {}", dir.display())),
         }
     }
-    anyhow::bail!("{}: 99 run folders named {base} already exist", output.display())
+    anyhow::bail!(
+        "{}: 99 run folders named {base} already exist",
+        output.display()
+    )
 }
 
 /// `YYYYMMDD-HHMMSS` in UTC.
 pub fn utc_stamp(time: std::time::SystemTime) -> String {
-    let secs = time.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let secs = time
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
     let (days, rem) = (secs / 86_400, secs % 86_400);
     let (y, m, d) = civil_from_days(days as i64);
-    format!("{y:04}{m:02}{d:02}-{:02}{:02}{:02}", rem / 3600, rem % 3600 / 60, rem % 60)
+    format!(
+        "{y:04}{m:02}{d:02}-{:02}{:02}{:02}",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
 }
 
 /// Days since 1970-01-01 to (year, month, day), proleptic Gregorian (H. Hinnant's algorithm).
@@ -86,7 +110,11 @@ fn summary_json(cfg: &RunConfig, r: &RunResult, env: &Environment) -> Value {
             encoded.insert(metric.name().into(), Value::String(text));
         }
     }
-    let errors: Map<String, Value> = r.errors.entries().map(|(k, v)| (k.to_string(), json!(v))).collect();
+    let errors: Map<String, Value> = r
+        .errors
+        .entries()
+        .map(|(k, v)| (k.to_string(), json!(v)))
+        .collect();
     json!({
         "tool": "rookery-load",
         "version": env!("CARGO_PKG_VERSION"),
@@ -114,7 +142,8 @@ fn summary_json(cfg: &RunConfig, r: &RunResult, env: &Environment) -> Value {
             "latency_saturated": r.histograms.saturated,
         },
         "memory": {
-            "rss_growth_per_online_client_bytes": r.rss_per_client_bytes,
+            "rss_growth_per_online_client_bytes": r.memory.rss_growth_per_online_client_bytes,
+            "rss_marginal_per_client_bytes": r.memory.rss_marginal_per_client_bytes,
             "client_slot_bytes": crate::worker::slot_bytes(),
         },
         "latency_us": latency,
@@ -132,21 +161,33 @@ pub fn violations(cfg: &RunConfig, r: &RunResult) -> Vec<String> {
         out.push("no client came online".to_string());
     }
     if r.messages.lost > 0 {
-        out.push(format!("{} of {} messages lost", r.messages.lost, r.messages.sent));
+        out.push(format!(
+            "{} of {} messages lost",
+            r.messages.lost, r.messages.sent
+        ));
     }
     if r.messages.unexpected > 0 {
-        out.push(format!("{} probes no sender sent (corruption or misrouting)", r.messages.unexpected));
+        out.push(format!(
+            "{} probes no sender sent (corruption or misrouting)",
+            r.messages.unexpected
+        ));
     }
     if let Some(max_ms) = cfg.max_p99_ms {
         let metric = gated_metric(cfg.scenario);
         let p99_ms = Percentiles::of(r.histograms.get(metric)).p99_us as f64 / 1000.0;
         if p99_ms > max_ms {
-            out.push(format!("{} p99 {p99_ms:.3} ms > --max-p99 {max_ms} ms", metric.label()));
+            out.push(format!(
+                "{} p99 {p99_ms:.3} ms > --max-p99 {max_ms} ms",
+                metric.label()
+            ));
         }
     }
     if let Some(max) = cfg.max_errors {
         if r.errors.total() > max {
-            out.push(format!("{} client errors > --max-errors {max}", r.errors.total()));
+            out.push(format!(
+                "{} client errors > --max-errors {max}",
+                r.errors.total()
+            ));
         }
     }
     out
@@ -212,9 +253,21 @@ pub fn report_text(cfg: &RunConfig, r: &RunResult, dir: Option<&Path>) -> String
         m.out_of_order,
         r.bounced
     );
-    let errors: Vec<String> =
-        r.errors.entries().filter(|(_, n)| *n > 0).map(|(k, n)| format!("{k} {n}")).collect();
-    let _ = writeln!(out, "errors: {}", if errors.is_empty() { "none".into() } else { errors.join(", ") });
+    let errors: Vec<String> = r
+        .errors
+        .entries()
+        .filter(|(_, n)| *n > 0)
+        .map(|(k, n)| format!("{k} {n}"))
+        .collect();
+    let _ = writeln!(
+        out,
+        "errors: {}",
+        if errors.is_empty() {
+            "none".into()
+        } else {
+            errors.join(", ")
+        }
+    );
     if let Some(dir) = dir {
         let _ = writeln!(out, "results: {}", dir.display());
     }
@@ -230,7 +283,13 @@ mod tests {
     fn utc_stamps() {
         assert_eq!(utc_stamp(UNIX_EPOCH), "19700101-000000");
         // 2024-02-29 23:59:59 UTC (a leap day).
-        assert_eq!(utc_stamp(UNIX_EPOCH + Duration::from_secs(1_709_251_199)), "20240229-235959");
-        assert_eq!(utc_stamp(UNIX_EPOCH + Duration::from_secs(951_782_400)), "20000229-000000");
+        assert_eq!(
+            utc_stamp(UNIX_EPOCH + Duration::from_secs(1_709_251_199)),
+            "20240229-235959"
+        );
+        assert_eq!(
+            utc_stamp(UNIX_EPOCH + Duration::from_secs(951_782_400)),
+            "20000229-000000"
+        );
     }
 }

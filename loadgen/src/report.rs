@@ -22,9 +22,10 @@ pub fn report(dirs: &[PathBuf]) -> anyhow::Result<String> {
     for dir in dirs {
         for run_dir in run_dirs(dir)? {
             let path = run_dir.join("summary.json");
-            let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-            let summary: Value =
-                serde_json::from_str(&text).with_context(|| format!("{}: not JSON", path.display()))?;
+            let text = std::fs::read_to_string(&path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            let summary: Value = serde_json::from_str(&text)
+                .with_context(|| format!("{}: not JSON", path.display()))?;
             runs.push((name_of(&run_dir), summary));
         }
     }
@@ -35,22 +36,32 @@ fn run_dirs(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
     if dir.join("summary.json").is_file() {
         return Ok(vec![dir.to_path_buf()]);
     }
-    let entries = std::fs::read_dir(dir)
-        .with_context(|| format!("{}: not a run folder and not readable as a folder of runs", dir.display()))?;
+    let entries = std::fs::read_dir(dir).with_context(|| {
+        format!(
+            "{}: not a run folder and not readable as a folder of runs",
+            dir.display()
+        )
+    })?;
     let mut found: Vec<PathBuf> = entries
         .filter_map(Result::ok)
         .map(|e| e.path())
         .filter(|p| p.join("summary.json").is_file())
         .collect();
     if found.is_empty() {
-        bail!("{}: no summary.json in it or in its sub-folders", dir.display());
+        bail!(
+            "{}: no summary.json in it or in its sub-folders",
+            dir.display()
+        );
     }
     found.sort();
     Ok(found)
 }
 
 fn name_of(dir: &Path) -> String {
-    let name = dir.file_name().map_or_else(|| dir.display().to_string(), |n| n.to_string_lossy().into_owned());
+    let name = dir.file_name().map_or_else(
+        || dir.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    );
     let chars: Vec<char> = name.chars().collect();
     if chars.len() <= COLUMN_WIDTH {
         return name;
@@ -70,23 +81,46 @@ const ROWS: &[Row] = &[
     ("backend", |s| text(&s["backend"]["kind"])),
     ("threads", |s| text(&s["config"]["threads"])),
     ("kernel", |s| text(&s["environment"]["kernel"])),
-    ("commit", |s| text(&s["environment"]["git_commit"]).chars().take(10).collect()),
+    ("commit", |s| {
+        text(&s["environment"]["git_commit"])
+            .chars()
+            .take(10)
+            .collect()
+    }),
     ("logins", |s| text(&s["counts"]["logins"])),
     ("errors", |s| text(&s["counts"]["errors_total"])),
     ("messages sent", |s| text(&s["counts"]["messages"]["sent"])),
     ("delivered", |s| text(&s["counts"]["messages"]["delivered"])),
     ("lost", |s| text(&s["counts"]["messages"]["lost"])),
-    ("login p50 (ms)", |s| us_as_ms(&s["latency_us"]["login"]["p50_us"])),
-    ("login p99 (ms)", |s| us_as_ms(&s["latency_us"]["login"]["p99_us"])),
-    ("e2e p50 (ms)", |s| us_as_ms(&s["latency_us"]["e2e_corrected"]["p50_us"])),
-    ("e2e p90 (ms)", |s| us_as_ms(&s["latency_us"]["e2e_corrected"]["p90_us"])),
-    ("e2e p99 (ms)", |s| us_as_ms(&s["latency_us"]["e2e_corrected"]["p99_us"])),
-    ("e2e p99.9 (ms)", |s| us_as_ms(&s["latency_us"]["e2e_corrected"]["p999_us"])),
-    ("e2e max (ms)", |s| us_as_ms(&s["latency_us"]["e2e_corrected"]["max_us"])),
-    ("e2e p99 uncorr. (ms)", |s| us_as_ms(&s["latency_us"]["e2e_uncorrected"]["p99_us"])),
-    ("gate violations", |s| match s["gates"]["violations"].as_array() {
-        Some(v) => v.len().to_string(),
-        None => "-".into(),
+    ("login p50 (ms)", |s| {
+        us_as_ms(&s["latency_us"]["login"]["p50_us"])
+    }),
+    ("login p99 (ms)", |s| {
+        us_as_ms(&s["latency_us"]["login"]["p99_us"])
+    }),
+    ("e2e p50 (ms)", |s| {
+        us_as_ms(&s["latency_us"]["e2e_corrected"]["p50_us"])
+    }),
+    ("e2e p90 (ms)", |s| {
+        us_as_ms(&s["latency_us"]["e2e_corrected"]["p90_us"])
+    }),
+    ("e2e p99 (ms)", |s| {
+        us_as_ms(&s["latency_us"]["e2e_corrected"]["p99_us"])
+    }),
+    ("e2e p99.9 (ms)", |s| {
+        us_as_ms(&s["latency_us"]["e2e_corrected"]["p999_us"])
+    }),
+    ("e2e max (ms)", |s| {
+        us_as_ms(&s["latency_us"]["e2e_corrected"]["max_us"])
+    }),
+    ("e2e p99 uncorr. (ms)", |s| {
+        us_as_ms(&s["latency_us"]["e2e_uncorrected"]["p99_us"])
+    }),
+    ("gate violations", |s| {
+        match s["gates"]["violations"].as_array() {
+            Some(v) => v.len().to_string(),
+            None => "-".into(),
+        }
     }),
 ];
 
@@ -99,11 +133,13 @@ fn text(v: &Value) -> String {
 }
 
 fn us_as_ms(v: &Value) -> String {
-    v.as_f64().map_or_else(|| "-".into(), |us| format!("{:.3}", us / 1000.0))
+    v.as_f64()
+        .map_or_else(|| "-".into(), |us| format!("{:.3}", us / 1000.0))
 }
 
 fn ms_as_s(v: &Value) -> String {
-    v.as_f64().map_or_else(|| "-".into(), |ms| format!("{}", ms / 1000.0))
+    v.as_f64()
+        .map_or_else(|| "-".into(), |ms| format!("{}", ms / 1000.0))
 }
 
 fn render(runs: &[(String, Value)]) -> String {
@@ -143,14 +179,23 @@ mod tests {
             });
             std::fs::write(dir.join("summary.json"), summary.to_string()).unwrap();
         }
-        let table = report(&[root.clone()]).unwrap();
+        let table = report(std::slice::from_ref(&root)).unwrap();
         let _ = std::fs::remove_dir_all(&root);
         let lines: Vec<&str> = table.lines().collect();
-        assert!(lines[0].contains("run-a") && lines[0].contains("run-b"), "{table}");
-        let p99 = lines.iter().find(|l| l.starts_with("e2e p99 (ms)")).unwrap();
+        assert!(
+            lines[0].contains("run-a") && lines[0].contains("run-b"),
+            "{table}"
+        );
+        let p99 = lines
+            .iter()
+            .find(|l| l.starts_with("e2e p99 (ms)"))
+            .unwrap();
         assert!(p99.contains("1.500") && p99.contains("2.500"), "{p99}");
         let backend = lines.iter().find(|l| l.starts_with("backend")).unwrap();
-        assert!(backend.trim_end().ends_with('-'), "missing fields print as -: {backend}");
+        assert!(
+            backend.trim_end().ends_with('-'),
+            "missing fields print as -: {backend}"
+        );
         assert!(report(&[root.join("nope")]).is_err());
     }
 

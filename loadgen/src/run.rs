@@ -20,6 +20,7 @@ use crate::accounting::{Ledger, MessageTotals};
 use crate::cli::{BackendArg, RunConfig};
 use crate::host;
 use crate::live::{Progress, Shared};
+use crate::memory::{MemoryProbe, MemoryUse};
 use crate::metrics::{ErrorCounts, Histograms};
 use crate::sys::monotonic_ns;
 use crate::worker::{self, WorkerReport};
@@ -47,9 +48,8 @@ pub struct RunResult {
     pub ramp_ms: u64,
     /// From the steady start until every worker ended (duration + drain + close).
     pub steady_ms: u64,
-    /// Growth of this process' resident memory from before the ramp to the steady start,
-    /// divided by the clients online then: user-space bytes per simulated client.
-    pub rss_per_client_bytes: Option<u64>,
+    /// User-space bytes per simulated client.
+    pub memory: MemoryUse,
     pub backend: BackendKind,
     pub backend_reason: String,
     pub source_ips: usize,
@@ -60,43 +60,68 @@ pub struct RunResult {
 /// Runs the configured scenario and returns its merged results.
 pub fn execute(cfg: &RunConfig) -> anyhow::Result<RunResult> {
     let nofile = rookery_io::raise_nofile_limit().context("raising RLIMIT_NOFILE")?;
-    host::check_fds(u64::from(cfg.clients), cfg.threads, nofile.soft, nofile.hard)?;
-    let explicit = cfg.source_ips.as_deref().map(host::parse_source_ips).transpose()?;
+    host::check_fds(
+        u64::from(cfg.clients),
+        cfg.threads,
+        nofile.soft,
+        nofile.hard,
+    )?;
+    let explicit = cfg
+        .source_ips
+        .as_deref()
+        .map(host::parse_source_ips)
+        .transpose()?;
     let port_range = host::port_range();
-    let sources =
-        host::plan_sources(cfg.server, u64::from(cfg.clients), explicit, host::usable_ports(port_range))?;
+    let sources = host::plan_sources(cfg.server, u64::from(cfg.clients), explicit, port_range)?;
+    if sources.len() <= 1 && u64::from(cfg.clients) > host::fast_ports(port_range) {
+        warn!(
+            "{} clients from one source address: connects slow down beyond about {} per \
+             address (kernel port search); pass --source-ips with more addresses",
+            cfg.clients,
+            host::fast_ports(port_range)
+        );
+    }
     let limits = Limits::default();
     let selected = rookery_io::select_backend(backend_choice(cfg.backend), &limits)?;
     info!("backend: {} ({})", selected.kind, selected.reason);
     if !sources.is_empty() {
-        info!("source addresses: {} ({} .. {})", sources.len(), sources[0], sources[sources.len() - 1]);
+        info!(
+            "source addresses: {} ({} .. {})",
+            sources.len(),
+            sources[0],
+            sources[sources.len() - 1]
+        );
     }
     let shared = Shared::new(cfg.clients, cfg.threads);
-    let (reports, ramp_ns, steady_ns, rss_per_client_bytes) = std::thread::scope(|scope| {
+    let (reports, ramp_ns, steady_ns, memory) = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..cfg.threads)
             .map(|t| {
                 let (shared, sources, limits) = (&shared, &sources[..], limits.clone());
                 std::thread::Builder::new()
                     .name(format!("rookery-load-{t}"))
-                    .spawn_scoped(scope, move || worker_thread(selected.kind, limits, cfg, shared, t, sources))
+                    .spawn_scoped(scope, move || {
+                        worker_thread(selected.kind, limits, cfg, shared, t, sources)
+                    })
             })
             .collect::<Result<_, _>>()?;
-        let Some((started, rss_before_kib)) = release_workers(cfg, &shared, &handles) else {
+        let Some((started, memory)) = release_workers(cfg, &shared, &handles) else {
             return Err(join_failure(handles));
         };
-        let (ramp_ns, rss_per_client_bytes) = coordinate(cfg, &shared, &handles, started, rss_before_kib);
+        let (ramp_ns, memory) = coordinate(cfg, &shared, &handles, started, memory);
         let mut reports = Vec::with_capacity(handles.len());
         for (t, handle) in handles.into_iter().enumerate() {
-            let report = handle.join().map_err(|_| anyhow!("worker thread {t} panicked"))?;
+            let report = handle
+                .join()
+                .map_err(|_| anyhow!("worker thread {t} panicked"))?;
             reports.push(report.with_context(|| format!("worker thread {t}"))?);
         }
         let steady_ns = monotonic_ns().saturating_sub(started + ramp_ns);
-        anyhow::Ok((reports, ramp_ns, steady_ns, rss_per_client_bytes))
+        anyhow::Ok((reports, ramp_ns, steady_ns, memory))
     })?;
     let mut result = merge(cfg, reports);
     result.ramp_ms = ramp_ns / 1_000_000;
     result.steady_ms = steady_ns / 1_000_000;
-    result.rss_per_client_bytes = rss_per_client_bytes;
+    result.memory = memory;
     result.backend = selected.kind;
     result.backend_reason = selected.reason;
     result.source_ips = sources.len().max(1);
@@ -124,7 +149,8 @@ fn worker_thread(
     let report = match kind {
         #[cfg(target_os = "linux")]
         BackendKind::Uring => {
-            let driver = rookery_io::UringDriver::new(limits).context("creating the io_uring driver")?;
+            let driver =
+                rookery_io::UringDriver::new(limits).context("creating the io_uring driver")?;
             worker::run(driver, cfg, shared, thread, sources)
         }
         _ => {
@@ -146,7 +172,7 @@ fn release_workers<T>(
     cfg: &RunConfig,
     shared: &Shared,
     handles: &[std::thread::ScopedJoinHandle<'_, T>],
-) -> Option<(u64, Option<u64>)> {
+) -> Option<(u64, MemoryProbe)> {
     while shared.ready_workers() < cfg.threads {
         if handles.iter().any(|h| h.is_finished()) {
             shared.abort();
@@ -154,14 +180,16 @@ fn release_workers<T>(
         }
         std::thread::sleep(Duration::from_millis(1));
     }
-    let rss_before_kib = crate::env::rss_kib();
+    let memory = MemoryProbe::start();
     let started = monotonic_ns();
     shared.go(started);
-    Some((started, rss_before_kib))
+    Some((started, memory))
 }
 
 /// Joins every worker after an abort and returns the first error among them.
-fn join_failure(handles: Vec<std::thread::ScopedJoinHandle<'_, anyhow::Result<WorkerReport>>>) -> anyhow::Error {
+fn join_failure(
+    handles: Vec<std::thread::ScopedJoinHandle<'_, anyhow::Result<WorkerReport>>>,
+) -> anyhow::Error {
     let mut first = None;
     for (t, handle) in handles.into_iter().enumerate() {
         let err = match handle.join() {
@@ -175,49 +203,62 @@ fn join_failure(handles: Vec<std::thread::ScopedJoinHandle<'_, anyhow::Result<Wo
 }
 
 /// Runs the phase clock and progress until every worker ended; returns the ramp length and
-/// the resident memory per online client at the steady start.
+/// the memory per client measured at the steady start.
 fn coordinate<T>(
     cfg: &RunConfig,
     shared: &Shared,
     handles: &[std::thread::ScopedJoinHandle<'_, T>],
     started: u64,
-    rss_before_kib: Option<u64>,
-) -> (u64, Option<u64>) {
+    mut memory: MemoryProbe,
+) -> (u64, MemoryUse) {
     let ramp_bound_ns = (f64::from(cfg.clients) / cfg.connect_rate * 1e9) as u64
         + (cfg.connect_timeout_ms + cfg.login_timeout_ms) * 1_000_000
         + RAMP_SLACK_NS;
     let mut progress = Progress::default();
     let mut printed_ns = started;
     let mut ramp_ns = None;
-    let mut rss_per_client = None;
+    let mut memory_use = MemoryUse::default();
     while !handles.iter().all(|h| h.is_finished()) {
         std::thread::sleep(POLL_INTERVAL);
         let now = monotonic_ns();
         if ramp_ns.is_none() {
             let snapshot = shared.snapshot();
             let stalled = now - started > ramp_bound_ns;
+            memory.observe(snapshot.online, u64::from(cfg.clients));
             if snapshot.settled >= u64::from(cfg.clients) || stalled {
                 if stalled {
-                    warn!("ramp did not settle within {} ms; starting anyway", ramp_bound_ns / 1_000_000);
+                    warn!(
+                        "ramp did not settle within {} ms; starting anyway",
+                        ramp_bound_ns / 1_000_000
+                    );
                 }
-                info!("ramp done: {} of {} clients online", snapshot.online, cfg.clients);
+                info!(
+                    "ramp done: {} of {} clients online",
+                    snapshot.online, cfg.clients
+                );
                 shared.start_steady(now);
                 ramp_ns = Some(now - started);
-                rss_per_client = rss_growth_per_client(rss_before_kib, snapshot.online);
+                memory_use = memory.finish(snapshot.online);
             }
         }
         if !cfg.quiet && now >= printed_ns + PROGRESS_INTERVAL_NS {
             let interval_s = (now - printed_ns) as f64 / 1e9;
-            eprintln!("{}", progress.line(shared, cfg.clients, (now - started) as f64 / 1e9, interval_s));
+            eprintln!(
+                "{}",
+                progress.line(
+                    shared,
+                    cfg.clients,
+                    (now - started) as f64 / 1e9,
+                    interval_s
+                )
+            );
             printed_ns = now;
         }
     }
-    (ramp_ns.unwrap_or_else(|| monotonic_ns() - started), rss_per_client)
-}
-
-fn rss_growth_per_client(before_kib: Option<u64>, online: u64) -> Option<u64> {
-    let grown_kib = crate::env::rss_kib()?.saturating_sub(before_kib?);
-    (online > 0).then(|| grown_kib * 1024 / online)
+    (
+        ramp_ns.unwrap_or_else(|| monotonic_ns() - started),
+        memory_use,
+    )
 }
 
 fn merge(cfg: &RunConfig, reports: Vec<WorkerReport>) -> RunResult {
@@ -238,7 +279,7 @@ fn merge(cfg: &RunConfig, reports: Vec<WorkerReport>) -> RunResult {
         send_retries: 0,
         ramp_ms: 0,
         steady_ms: 0,
-        rss_per_client_bytes: None,
+        memory: MemoryUse::default(),
         backend: BackendKind::Poll,
         backend_reason: String::new(),
         source_ips: 1,

@@ -62,8 +62,14 @@ pub struct MessageSchedule {
 impl MessageSchedule {
     /// `rate_per_s` must be positive and finite (checked by the command line).
     pub fn new(rate_per_s: f64, pattern: Pattern) -> MessageSchedule {
-        assert!(rate_per_s > 0.0 && rate_per_s.is_finite(), "message rate must be positive");
-        MessageSchedule { period_ns: NS_PER_S / rate_per_s, pattern }
+        assert!(
+            rate_per_s > 0.0 && rate_per_s.is_finite(),
+            "message rate must be positive"
+        );
+        MessageSchedule {
+            period_ns: NS_PER_S / rate_per_s,
+            pattern,
+        }
     }
 
     /// When message 0 is due: a uniform phase within one period after `t0_ns`.
@@ -91,8 +97,14 @@ pub struct Ramp {
 impl Ramp {
     /// `rate_per_s` is this thread's share of `--connect-rate` (positive).
     pub fn new(start_ns: u64, rate_per_s: f64) -> Ramp {
-        assert!(rate_per_s > 0.0 && rate_per_s.is_finite(), "connect rate must be positive");
-        Ramp { start_ns, interval_ns: NS_PER_S / rate_per_s }
+        assert!(
+            rate_per_s > 0.0 && rate_per_s.is_finite(),
+            "connect rate must be positive"
+        );
+        Ramp {
+            start_ns,
+            interval_ns: NS_PER_S / rate_per_s,
+        }
     }
 
     /// When connect number `k` (from 0) of this thread is due.
@@ -115,7 +127,11 @@ mod tests {
         for _ in 0..400 {
             due = s.next_due(due, &mut rng);
         }
-        assert_eq!(due - first, 100_000_000_000, "400 messages at 4/s span exactly 100 s");
+        assert_eq!(
+            due - first,
+            100_000_000_000,
+            "400 messages at 4/s span exactly 100 s"
+        );
     }
 
     #[test]
@@ -131,7 +147,10 @@ mod tests {
             due = next;
         }
         let mean = due as f64 / n as f64;
-        assert!((mean - 1e8).abs() < 1e8 * 0.01, "mean gap {mean} ns, want 1e8");
+        assert!(
+            (mean - 1e8).abs() < 1e8 * 0.01,
+            "mean gap {mean} ns, want 1e8"
+        );
         // Exponential: standard deviation equals the mean (E[x^2] = 2 mean^2).
         let sd = (sum_sq / n as f64 - mean * mean).sqrt();
         assert!((sd - mean).abs() < mean * 0.03, "sd {sd} vs mean {mean}");

@@ -16,7 +16,10 @@ use std::io;
 
 /// Nanoseconds of CLOCK_MONOTONIC (time since boot, never jumps, shared by all processes).
 pub fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     // SAFETY: `ts` is a valid, writable timespec on our stack for the duration of the call,
     // and CLOCK_MONOTONIC is always supported on the platforms we build for.
     let rc = unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };

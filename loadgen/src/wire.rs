@@ -36,8 +36,7 @@ pub fn write_message(out: &mut Vec<u8>, to: &Recipient<'_>, probe: &Probe) {
     let _ = write!(
         out,
         "{TAG} r={} s={} q={} i={} a={}",
-        probe.run,
-        probe.sender, probe.seq, probe.intended_ns, probe.actual_ns
+        probe.run, probe.sender, probe.seq, probe.intended_ns, probe.actual_ns
     );
     out.extend_from_slice(b"</body></message>");
 }
@@ -67,7 +66,13 @@ pub fn parse_probe(body: &str) -> Option<Probe> {
     if parts.next().is_some() {
         return None;
     }
-    Some(Probe { run, sender, seq, intended_ns, actual_ns })
+    Some(Probe {
+        run,
+        sender,
+        seq,
+        intended_ns,
+        actual_ns,
+    })
 }
 
 fn field<T: std::str::FromStr>(part: &str, key: &str) -> Option<T> {
@@ -80,8 +85,19 @@ mod tests {
 
     #[test]
     fn message_round_trips_its_probe() {
-        let probe = Probe { run: 7, sender: 17, seq: 3, intended_ns: 123_456_789, actual_ns: 123_999_000 };
-        let to = Recipient { user_prefix: "user", number: 9, domain: "example.test", resource: "load" };
+        let probe = Probe {
+            run: 7,
+            sender: 17,
+            seq: 3,
+            intended_ns: 123_456_789,
+            actual_ns: 123_999_000,
+        };
+        let to = Recipient {
+            user_prefix: "user",
+            number: 9,
+            domain: "example.test",
+            resource: "load",
+        };
         let mut out = Vec::new();
         write_message(&mut out, &to, &probe);
         let text = String::from_utf8(out).unwrap();

@@ -22,21 +22,22 @@ use std::collections::BinaryHeap;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-use rookery_io::{CloseReason, ConnId, Driver, Event, Handler, Linger, Ops};
+use rookery_io::{Driver, Linger, Ops};
 use rookery_proto::FramerLimits;
 
-use crate::accounting::{Delivery, Ledger};
+use crate::accounting::Ledger;
 use crate::auth::Account;
 use crate::cli::{RunConfig, Scenario};
-use crate::client::{Client, BIND_RESOURCE};
+use crate::client::Client;
 use crate::live::{Counter, Shared, PUBLISH_INTERVAL_NS};
-use crate::metrics::{ErrorCounts, ErrorKind, Histograms, Metric};
+use crate::metrics::{ErrorCounts, ErrorKind, Histograms};
 use crate::schedule::{MessageSchedule, Ramp, Rng};
 use crate::sys::monotonic_ns;
-use crate::wire::{write_message, Probe, Recipient};
 
 mod events;
+mod send;
 mod slot;
+use events::connect_error_kind;
 use slot::{Note, Slot, SlotState};
 
 /// How long closing waits for the server to answer our `</stream:stream>` before giving up.
@@ -90,10 +91,16 @@ type Timer = Reverse<(u64, u32, TimerKind)>;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum RunPhase {
     Ramp,
-    Steady { stop_send_ns: u64, finish_ns: u64 },
+    Steady {
+        stop_send_ns: u64,
+        finish_ns: u64,
+    },
     /// `aborted`: the grace ran out and the remaining conns were aborted; the loop ends at
     /// the (extended) deadline whatever the driver still reports.
-    Closing { deadline_ns: u64, aborted: bool },
+    Closing {
+        deadline_ns: u64,
+        aborted: bool,
+    },
 }
 
 /// The handler and everything it owns.
@@ -142,7 +149,11 @@ pub fn run<D: Driver>(
     loop {
         let now = monotonic_ns();
         worker.advance_phase(&mut driver.ops(), now);
-        if let RunPhase::Closing { deadline_ns, aborted } = worker.phase {
+        if let RunPhase::Closing {
+            deadline_ns,
+            aborted,
+        } = worker.phase
+        {
             if driver.open_conns() == 0 || (now >= deadline_ns && aborted) {
                 break;
             }
@@ -154,21 +165,38 @@ pub fn run<D: Driver>(
         worker.fire_timers(&mut driver.ops(), now);
         worker.publish(now, false);
         let wake_ns = worker.next_wake_ns(now);
-        driver.turn(Some(Duration::from_nanos(wake_ns.saturating_sub(now))), &mut worker)?;
+        driver.turn(
+            Some(Duration::from_nanos(wake_ns.saturating_sub(now))),
+            &mut worker,
+        )?;
     }
     worker.publish(monotonic_ns(), true);
     Ok(worker.finish())
 }
 
 impl<'a> Worker<'a> {
-    fn new(cfg: &'a RunConfig, shared: &'a Shared, thread: usize, sources: &'a [IpAddr], now: u64) -> Self {
+    fn new(
+        cfg: &'a RunConfig,
+        shared: &'a Shared,
+        thread: usize,
+        sources: &'a [IpAddr],
+        now: u64,
+    ) -> Self {
         let threads = cfg.threads as u32;
-        let limits = FramerLimits { max_stanza_bytes: MAX_STANZA_BYTES };
+        let limits = FramerLimits {
+            max_stanza_bytes: MAX_STANZA_BYTES,
+        };
         let slots: Vec<Slot> = (thread as u32..cfg.clients)
             .step_by(cfg.threads)
             .map(|index| Slot::new(index, Client::new(limits)))
             .collect();
         let share = cfg.connect_rate / f64::from(threads);
+        // The ledger keeps a row per possible sender: none needed when nobody sends (hold).
+        let senders = if cfg.scenario == Scenario::Chat {
+            cfg.clients
+        } else {
+            0
+        };
         Worker {
             cfg,
             shared,
@@ -185,7 +213,10 @@ impl<'a> Worker<'a> {
             accounting_open: true,
             run_id: cfg.run_id,
             rng: Rng::new(cfg.seed ^ (thread as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15)),
-            report: WorkerReport { ledger: Ledger::new(cfg.clients, cfg.max_seq()), ..WorkerReport::default() },
+            report: WorkerReport {
+                ledger: Ledger::new(senders, cfg.max_seq()),
+                ..WorkerReport::default()
+            },
             recent: Histograms::default(),
             online: 0,
             settled: 0,
@@ -210,10 +241,19 @@ impl<'a> Worker<'a> {
     fn advance_phase<O: Ops>(&mut self, io: &mut O, now: u64) {
         match self.phase {
             RunPhase::Ramp => {
-                let Some(start) = self.shared.steady_start() else { return };
+                let Some(start) = self.shared.steady_start() else {
+                    return;
+                };
                 let stop_send_ns = start + self.cfg.duration_ms * 1_000_000;
-                let drain_ns = if self.schedule.is_some() { self.cfg.drain_ms * 1_000_000 } else { 0 };
-                self.phase = RunPhase::Steady { stop_send_ns, finish_ns: stop_send_ns + drain_ns };
+                let drain_ns = if self.schedule.is_some() {
+                    self.cfg.drain_ms * 1_000_000
+                } else {
+                    0
+                };
+                self.phase = RunPhase::Steady {
+                    stop_send_ns,
+                    finish_ns: stop_send_ns + drain_ns,
+                };
                 self.schedule_first_messages(start);
             }
             RunPhase::Steady { finish_ns, .. } if now >= finish_ns || self.shared.aborted() => {
@@ -226,23 +266,16 @@ impl<'a> Worker<'a> {
         }
     }
 
-    fn schedule_first_messages(&mut self, start: u64) {
-        let Some(schedule) = self.schedule else { return };
-        for (i, slot) in self.slots.iter_mut().enumerate() {
-            if slot.state == SlotState::Online {
-                slot.next_due_ns = schedule.first_due(start, &mut self.rng);
-                self.timers.push(Reverse((slot.next_due_ns, i as u32, TimerKind::Send)));
-            }
-        }
-    }
-
     /// Ends every stream politely: `</stream:stream>` now, the conn closed when the server
     /// answers with its own (or closes), so the server is the active closer and TIME_WAIT
     /// does not pile up on our ports across runs.
     fn begin_closing<O: Ops>(&mut self, io: &mut O, now: u64) {
         self.accounting_open = false;
         self.next_connect = self.slots.len();
-        self.phase = RunPhase::Closing { deadline_ns: now + CLOSE_GRACE_NS, aborted: false };
+        self.phase = RunPhase::Closing {
+            deadline_ns: now + CLOSE_GRACE_NS,
+            aborted: false,
+        };
         for slot in &mut self.slots {
             let Some(conn) = slot.conn else { continue };
             self.out.clear();
@@ -264,7 +297,10 @@ impl<'a> Worker<'a> {
         for conn in self.slots.iter().filter_map(|s| s.conn) {
             io.close(conn, Linger::Abort);
         }
-        self.phase = RunPhase::Closing { deadline_ns: now + ABORT_GRACE_NS, aborted: true };
+        self.phase = RunPhase::Closing {
+            deadline_ns: now + ABORT_GRACE_NS,
+            aborted: true,
+        };
     }
 
     fn start_due_connects<O: Ops>(&mut self, io: &mut O, now: u64) {
@@ -296,7 +332,8 @@ impl<'a> Worker<'a> {
                 }
                 self.conn_slots[at] = i as u32;
                 let due = now + self.cfg.connect_timeout_ms * 1_000_000;
-                self.timers.push(Reverse((due, i as u32, TimerKind::ConnectTimeout)));
+                self.timers
+                    .push(Reverse((due, i as u32, TimerKind::ConnectTimeout)));
             }
             Err(err) => {
                 let kind = connect_error_kind(err.raw_os_error());
@@ -311,7 +348,9 @@ impl<'a> Worker<'a> {
                 Some(Reverse((due, _, _))) if *due <= now => {}
                 _ => return,
             }
-            let Some(Reverse((_, i, kind))) = self.timers.pop() else { return };
+            let Some(Reverse((_, i, kind))) = self.timers.pop() else {
+                return;
+            };
             let i = i as usize;
             match (kind, self.slots[i].state) {
                 (TimerKind::ConnectTimeout, SlotState::Connecting) => {
@@ -324,61 +363,6 @@ impl<'a> Worker<'a> {
                 _ => {}
             }
         }
-    }
-
-    /// Sends every message of slot `i` that is due (catching up if the loop fell behind: the
-    /// latency then still counts from each message's intended time), then re-arms its timer.
-    fn send_due<O: Ops>(&mut self, io: &mut O, i: usize, now: u64) {
-        let (Some(schedule), RunPhase::Steady { stop_send_ns, .. }) = (self.schedule, self.phase) else {
-            return;
-        };
-        let Some(conn) = self.slots[i].conn else { return };
-        while self.slots[i].next_due_ns <= now && self.slots[i].next_due_ns < stop_send_ns {
-            let Some(peer) = self.pick_peer(self.slots[i].index) else {
-                self.report.skipped_no_peer += 1;
-                let slot = &mut self.slots[i];
-                slot.next_due_ns = schedule.next_due(slot.next_due_ns, &mut self.rng);
-                continue;
-            };
-            let slot = &mut self.slots[i];
-            let probe = Probe {
-                run: self.run_id,
-                sender: slot.index,
-                seq: slot.seq,
-                intended_ns: slot.next_due_ns,
-                actual_ns: monotonic_ns(),
-            };
-            let to = Recipient {
-                user_prefix: &self.cfg.user_prefix,
-                number: u64::from(peer) + 1,
-                domain: &self.cfg.domain,
-                resource: BIND_RESOURCE,
-            };
-            self.out.clear();
-            write_message(&mut self.out, &to, &probe);
-            if io.send(conn, &self.out).is_err() {
-                // Output queue full (or the conn is going away, then Closed follows): keep the
-                // message due; its intended time does not move, so the wait is measured.
-                self.report.send_retries += 1;
-                self.timers.push(Reverse((now + SEND_RETRY_NS, i as u32, TimerKind::Send)));
-                return;
-            }
-            slot.seq += 1;
-            self.sent += 1;
-            slot.next_due_ns = schedule.next_due(slot.next_due_ns, &mut self.rng);
-        }
-        let due = self.slots[i].next_due_ns;
-        if due < stop_send_ns {
-            self.timers.push(Reverse((due, i as u32, TimerKind::Send)));
-        }
-    }
-
-    /// A random online client other than `me`.
-    fn pick_peer(&mut self, me: u32) -> Option<u32> {
-        let clients = u64::from(self.cfg.clients);
-        (0..PEER_TRIES)
-            .map(|_| self.rng.below(clients) as u32)
-            .find(|&p| p != me && self.shared.is_online(p))
     }
 
     /// Ends slot `i` with an error: counted once, its conn closed at once.
@@ -419,7 +403,10 @@ impl<'a> Worker<'a> {
             live.publish(counter, value);
         }
         // Poisoned only if the coordinator panicked while holding it; keep going either way.
-        live.recent.lock().unwrap_or_else(|p| p.into_inner()).merge(&self.recent);
+        live.recent
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .merge(&self.recent);
         self.report.histograms.merge(&self.recent);
         self.recent.reset();
     }
@@ -459,7 +446,8 @@ mod tests {
         heap.push(Reverse((30, 1, TimerKind::Send)));
         heap.push(Reverse((10, 2, TimerKind::LoginTimeout)));
         heap.push(Reverse((20, 0, TimerKind::ConnectTimeout)));
-        let order: Vec<u64> = std::iter::from_fn(|| heap.pop().map(|Reverse((d, _, _))| d)).collect();
+        let order: Vec<u64> =
+            std::iter::from_fn(|| heap.pop().map(|Reverse((d, _, _))| d)).collect();
         assert_eq!(order, vec![10, 20, 30]);
     }
 }

@@ -10,9 +10,11 @@
 //! - [`QueuePool`]: a small per-driver stock of empty queues, so steady traffic does not
 //!   allocate per message while idle conns still hold nothing.
 //!
-//! Slot sizes (x86_64), checked by unit tests in the backends: io_uring slot
-//! (`ConnTable<uring::UConn>`) 40 bytes, poll slot (`ConnTable<poll::PConn>`) 32 bytes, plus the
-//! boxed `OutQueue` (64 bytes + buffer capacity) only while bytes are queued.
+//! Slot sizes (x86_64), checked by unit tests in the backends (`slot_is_small`): io_uring slot
+//! (`ConnTable<uring::UConn>`) 40 bytes; poll slot (`ConnTable<poll::PConn>`) 32 bytes (48 in
+//! debug builds, where mio adds a selector id to each socket). Plus, only while bytes are
+//! queued, the boxed `OutQueue` (64 bytes + buffer capacity), and for io_uring only while
+//! connecting or detaching, the boxed `Extra` (sockaddr or leftover bytes).
 //!
 //! What it does not do: any I/O, or decide when a slot is freed (the backends free a slot only
 //! after every operation that refers to it has completed).
@@ -184,6 +186,8 @@ const POOL_KEEP_BYTES: usize = 16 * 1024;
 /// Per-driver stock of empty output queues.
 #[derive(Default)]
 pub(crate) struct QueuePool {
+    // Boxed on purpose: conns hold `Box<OutQueue>`, and the pool recycles those boxes.
+    #[allow(clippy::vec_box)]
     free: Vec<Box<OutQueue>>,
 }
 
@@ -284,6 +288,11 @@ mod tests {
         q.end_write(6);
         assert!(q.is_empty());
         assert!(q.begin_write().is_none());
+    }
+
+    #[test]
+    fn out_queue_is_one_cache_line() {
+        assert_eq!(std::mem::size_of::<OutQueue>(), 64);
     }
 
     #[test]

@@ -18,6 +18,7 @@
 use crate::ConnId;
 
 /// What an operation (io_uring) or a registration (mio) is for.
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))] // Send..Control are io_uring-only
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]
 pub(crate) enum OpKind {

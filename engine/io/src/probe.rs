@@ -125,6 +125,7 @@ fn probe_uring(limits: &Limits) -> Result<String, String> {
 }
 
 /// "6.8.0-45-generic" -> (6, 8).
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
 pub(crate) fn parse_kernel_version(release: &str) -> Option<(u32, u32)> {
     let mut parts = release.split(|c: char| !c.is_ascii_digit());
     let major = parts.next()?.parse().ok()?;

@@ -41,6 +41,7 @@ impl<W: RawWake> Coalesced<W> {
         self.pending.swap(false, Ordering::AcqRel)
     }
 
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))] // the uring backend reads its fd
     pub fn inner(&self) -> &W {
         &self.inner
     }

@@ -19,10 +19,12 @@
 //! messages from one source to one destination arrive in staging order. A wake may be
 //! spurious; it is never missed.
 //!
-//! Under `cfg(loom)` the lanes and atomics are loom's (see `sync.rs`). The model checks run with:
+//! Under `cfg(loom)` the lanes and atomics are loom's (see `sync.rs`). The model checks
+//! (`tests/loom.rs`) run with, from the workspace root and with a separate target dir such as
+//! `CARGO_TARGET_DIR=/work/target-loom`:
 //!
 //! ```text
-//! CARGO_TARGET_DIR=/work/target-loom RUSTFLAGS="--cfg loom" cargo test -p rookery-mailbox --test loom --release
+//! RUSTFLAGS="--cfg loom" cargo test -p rookery-mailbox --test loom --release
 //! ```
 //!
 //! (the preemption bound defaults to 2 in the test file; `LOOM_MAX_PREEMPTIONS` overrides it).
@@ -83,7 +85,10 @@ pub fn grid<T: Send>(shards: usize, lane_capacity: usize) -> Vec<Mailbox<T>> {
         (1..=MAX_SHARDS).contains(&shards),
         "mailbox grid: {shards} shards, expected 1..={MAX_SHARDS}"
     );
-    assert!(lane_capacity > 0, "mailbox grid: lane capacity must be at least 1");
+    assert!(
+        lane_capacity > 0,
+        "mailbox grid: lane capacity must be at least 1"
+    );
     let shared = sync::Arc::new(mailbox::Shared::new(shards, lane_capacity));
     (0..shards)
         .map(|index| {

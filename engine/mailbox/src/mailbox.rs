@@ -9,7 +9,7 @@
 //!
 //! # The sleep/wake protocol (Dekker)
 //!
-//! Receiver R (in `prepare_to_sleep`):  `asleep[R] := true; fence(SeqCst); check lanes[*][R]`.
+//! Receiver R (in `prepare_to_sleep`): `asleep[R].swap(true); fence(SeqCst); check lanes[*][R]`.
 //! Sender S (in `flush`, per destination R that received mail): `push lanes[S][R];
 //! fence(SeqCst); if asleep[R] (load) and asleep[R].swap(false) { wake R }`.
 //!
@@ -50,7 +50,8 @@ use crate::{FlushStats, ShardId, WakeFn};
 /// does not slow its neighbours'.
 #[repr(align(128))]
 struct Peer {
-    /// True between `prepare_to_sleep` returning true and `awake`/a sender's swap.
+    /// Set by `prepare_to_sleep`; cleared by it (mail found), by `awake`, or by the one sender
+    /// whose swap wakes the shard.
     asleep: AtomicBool,
     waker: OnceLock<WakeFn>,
 }
@@ -202,7 +203,7 @@ impl<T: Send> Mailbox<T> {
             return false;
         }
         // SeqCst swap: exactly one party turns a given `true` into `false`, and only it wakes.
-        // Acquire (part of SeqCst) pairs with the receiver's store of `true` and so also makes
+        // Acquire (part of SeqCst) pairs with the receiver's swap to `true` and so also makes
         // its earlier `set_waker` visible.
         if !peer.asleep.swap(false, Ordering::SeqCst) {
             return false;

@@ -91,7 +91,10 @@ mod loom_lane {
                 return None;
             }
             let value = lock(&self.slots[head % self.slots.len()]).take();
-            assert!(value.is_some(), "loom lane: popping an empty slot below tail");
+            assert!(
+                value.is_some(),
+                "loom lane: popping an empty slot below tail"
+            );
             // Release pairs with the producer's Acquire load of `head`: the slot is free.
             self.head.store(head + 1, Ordering::Release);
             value

@@ -29,6 +29,9 @@ struct ShardReport {
     full_flushes: usize,
 }
 
+/// Every this many turns a shard stages nothing, so its peers run dry and sleep.
+const PAUSE_EVERY_TURNS: u32 = 7;
+
 /// Message = (sequence number). The source comes from `drain`.
 type Msg = u64;
 
@@ -41,18 +44,30 @@ fn run_shard(mut mailbox: Mailbox<Msg>, per_peer: u64) -> ShardReport {
     let mut next_send = vec![0u64; shards];
     let mut next_recv = vec![0u64; shards];
     let mut report = ShardReport::default();
-    let mut turn = 0u64;
+    // Turns left until the next pause (a turn that stages nothing).
+    let mut pause_in = PAUSE_EVERY_TURNS;
     loop {
-        turn += 1;
+        pause_in -= 1;
+        let pause = pause_in == 0;
+        if pause {
+            pause_in = PAUSE_EVERY_TURNS;
+        }
         let got = mailbox.drain(DRAIN_PER_TURN, |src, seq| {
             let expected = &mut next_recv[src.index()];
-            assert_eq!(seq, *expected, "shard {own}: from {src} out of order or duplicated");
+            assert_eq!(
+                seq, *expected,
+                "shard {own}: from {src} out of order or duplicated"
+            );
             *expected += 1;
         });
         for &peer in &peers {
             // Uneven senders: low shards send less per turn and pause every 7th turn, so fast
             // shards finish early and then sleep and wake repeatedly on the slow ones' mail.
-            let burst = if turn % 7 == 0 { 0 } else { 8 + 90 * own / (shards - 1) };
+            let burst = if pause {
+                0
+            } else {
+                8 + 90 * own / (shards - 1)
+            };
             let mut budget = burst;
             while budget > 0 && next_send[peer] < per_peer && mailbox.staged() < STAGE_LIMIT {
                 // `peer < shards <= u16::MAX`: grid built with at most 4 shards.
@@ -107,7 +122,10 @@ fn stress(shards: usize, per_peer: u64) {
             Err(err) => panic!("{shards} shards: a shard did not finish in {DEADLINE:?}: {err}"),
         }
     }
-    eprintln!("{shards} shards x {per_peer} msgs per peer: {:?}", started.elapsed());
+    eprintln!(
+        "{shards} shards x {per_peer} msgs per peer: {:?}",
+        started.elapsed()
+    );
 }
 
 #[test]
@@ -178,5 +196,8 @@ fn ping_pong_wakes_every_hop() {
             .recv_timeout(left)
             .unwrap_or_else(|err| panic!("ping-pong wedged after {DEADLINE:?}: {err}"));
     }
-    eprintln!("ping-pong {ROUND_TRIPS} round trips, {total_sleeps} sleeps: {:?}", started.elapsed());
+    eprintln!(
+        "ping-pong {ROUND_TRIPS} round trips, {total_sleeps} sleeps: {:?}",
+        started.elapsed()
+    );
 }

@@ -21,9 +21,12 @@
 //!   `deep`), and the error is a one-byte `Fault`.
 //! - After an error every call returns the same error.
 
+mod content;
+mod fault;
 mod scan;
 
-use scan::{Fault, St, Step};
+use fault::Fault;
+use scan::{St, Step};
 
 /// Limits applied by the framer.
 #[derive(Clone, Copy, Debug)]

@@ -16,7 +16,7 @@
 use std::borrow::Cow;
 
 use crate::writer::{escape_attr, unescape};
-use crate::xml::{find_tag_end, split_qname, start_tag, StartTag};
+use crate::xml::{find_tag_end, is_name_char, split_qname, start_tag_with, StartTag};
 
 /// The three stanza kinds of RFC 6120, by local name.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -66,40 +66,37 @@ pub struct StanzaView<'a> {
 impl<'a> StanzaView<'a> {
     /// Parses the start tag of one framed element (as returned by `Frame::Stanza`).
     pub fn parse(bytes: &'a [u8]) -> Result<StanzaView<'a>, ViewError> {
-        let tag = start_tag(bytes, 0).map_err(ViewError::NotWellFormed)?;
-        let mut view = StanzaView {
-            bytes,
-            tag,
-            xmlns: None,
-            to: None,
-            from: None,
-            stanza_type: None,
-            id: None,
-        };
-        let ns_attr = ns_attr_name(tag.name);
-        for attr in tag.attrs() {
-            let kept = Kept {
+        let (mut xmlns, mut to, mut from, mut stanza_type, mut id) = (None, None, None, None, None);
+        let mut ns_attr = None;
+        let tag = start_tag_with(bytes, 0, |attr| {
+            let ns_attr = *ns_attr.get_or_insert_with(|| ns_attr_name(tag_name(bytes)));
+            let slot = match attr.name {
+                "to" => &mut to,
+                "from" => &mut from,
+                "type" => &mut stanza_type,
+                "id" => &mut id,
+                name if name == ns_attr => &mut xmlns,
+                _ => return Ok(()),
+            };
+            match slot.replace(Kept {
                 raw: attr.raw,
                 span: (attr.start, attr.end),
-            };
-            let slot = match attr.name {
-                "to" => &mut view.to,
-                "from" => &mut view.from,
-                "type" => &mut view.stanza_type,
-                "id" => &mut view.id,
-                name if name == ns_attr => {
-                    if view.xmlns.replace(attr.raw).is_some() {
-                        return Err(ViewError::NotWellFormed("duplicate attribute"));
-                    }
-                    continue;
-                }
-                _ => continue,
-            };
-            if slot.replace(kept).is_some() {
-                return Err(ViewError::NotWellFormed("duplicate attribute"));
+            }) {
+                Some(_) => Err("duplicate attribute"),
+                None => Ok(()),
             }
-        }
-        Ok(view)
+        })
+        .map_err(ViewError::NotWellFormed)?;
+        let xmlns = xmlns.map(|k: Kept<'a>| k.raw);
+        Ok(StanzaView {
+            bytes,
+            tag,
+            xmlns,
+            to,
+            from,
+            stanza_type,
+            id,
+        })
     }
 
     /// The whole stanza.
@@ -219,6 +216,14 @@ fn value(kept: Option<Kept<'_>>) -> Option<Cow<'_, str>> {
     unescape(kept?.raw).ok()
 }
 
+/// The name of the start tag at the front of `tag_bytes`, before validation. It is only used
+/// to recognise the namespace attribute; non-UTF-8 bytes yield "" and the tag fails validation.
+fn tag_name(tag_bytes: &[u8]) -> &str {
+    let rest = tag_bytes.get(1..).unwrap_or_default();
+    let len = rest.iter().take_while(|&&c| is_name_char(c)).count();
+    std::str::from_utf8(&rest[..len]).unwrap_or_default()
+}
+
 /// The attribute declaring the namespace of an element named `name`.
 fn ns_attr_name(name: &str) -> NsAttr<'_> {
     NsAttr(split_qname(name).0)
@@ -282,25 +287,39 @@ impl<'a> ChildIter<'a> {
                 b'/' => return None,
                 b'!' | b'?' => self.pos = skip_markup(self.bytes, at)?,
                 _ => {
-                    let tag = start_tag(self.bytes, at).ok()?;
-                    let body = at + tag.tag.len();
-                    let end = if tag.empty {
-                        body
-                    } else {
-                        skip_content(self.bytes, body)?
-                    };
+                    let (child, end) = child_at(self.bytes, at)?;
                     self.pos = end;
-                    let ns_attr = ns_attr_name(tag.name);
-                    return Some(Child {
-                        name: tag.name,
-                        local_name: split_qname(tag.name).1,
-                        xmlns: tag.attrs().find(|a| a.name == ns_attr).map(|a| a.raw),
-                        bytes: &self.bytes[at..end],
-                    });
+                    return Some(child);
                 }
             }
         }
     }
+}
+
+/// Parses the child element starting at `bytes[at] == b'<'`; returns it and the index after it.
+fn child_at(bytes: &[u8], at: usize) -> Option<(Child<'_>, usize)> {
+    let ns_attr = ns_attr_name(tag_name(&bytes[at..]));
+    let mut xmlns = None;
+    let tag = start_tag_with(bytes, at, |attr| {
+        if attr.name == ns_attr && xmlns.replace(attr.raw).is_some() {
+            return Err("duplicate attribute");
+        }
+        Ok(())
+    })
+    .ok()?;
+    let body = at + tag.tag.len();
+    let end = if tag.empty {
+        body
+    } else {
+        skip_content(bytes, body)?
+    };
+    let child = Child {
+        name: tag.name,
+        local_name: split_qname(tag.name).1,
+        xmlns,
+        bytes: &bytes[at..end],
+    };
+    Some((child, end))
 }
 
 /// Skips a CDATA section, comment or PI starting at `bytes[at] == b'<'`; returns the index
@@ -350,144 +369,4 @@ fn skip_content(bytes: &[u8], mut pos: usize) -> Option<usize> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    const MSG: &str = "<message to='juliet@example.com' type='chat' id='m&amp;1' \
-        from='evil@x'><body>a &lt; b</body><sm:r xmlns:sm='urn:xmpp:sm:3'/>\
-        <request xmlns='urn:xmpp:receipts'/><x xmlns='y'><body/></x></message>";
-
-    fn stamped(stanza: &str, from: &str, to: Option<&str>) -> String {
-        let view = StanzaView::parse(stanza.as_bytes()).unwrap();
-        let mut out = b"prefix:".to_vec();
-        view.stamp(from, to, &mut out);
-        String::from_utf8(out).unwrap()
-    }
-
-    #[test]
-    fn routing_fields() {
-        let v = StanzaView::parse(MSG.as_bytes()).unwrap();
-        assert_eq!(
-            (v.name(), v.local_name(), v.kind()),
-            ("message", "message", StanzaKind::Message)
-        );
-        assert_eq!(v.to().unwrap(), "juliet@example.com");
-        assert!(matches!(v.to(), Some(Cow::Borrowed(_))));
-        assert_eq!(v.from().unwrap(), "evil@x");
-        assert_eq!(v.stanza_type().unwrap(), "chat");
-        assert_eq!(v.id().unwrap(), "m&1");
-        assert_eq!(v.attr("type").unwrap(), "chat");
-        assert_eq!(v.attr("nope"), None);
-        assert_eq!(v.xmlns(), None);
-        assert!(!v.is_empty_element());
-        assert_eq!(v.bytes(), MSG.as_bytes());
-    }
-
-    #[test]
-    fn kinds_and_prefixes() {
-        let kind = |s: &str| StanzaView::parse(s.as_bytes()).unwrap().kind();
-        assert_eq!(kind("<presence/>"), StanzaKind::Presence);
-        assert_eq!(kind("<iq type='get'></iq>"), StanzaKind::Iq);
-        assert_eq!(kind("<r xmlns='urn:xmpp:sm:3'/>"), StanzaKind::Other);
-        let v = StanzaView::parse(b"<sm:a xmlns='d' xmlns:sm='urn:xmpp:sm:3' h='3'/>").unwrap();
-        assert_eq!((v.name(), v.local_name()), ("sm:a", "a"));
-        assert_eq!(v.xmlns(), Some("urn:xmpp:sm:3"));
-        assert!(v.is_empty_element());
-        assert_eq!(v.children().count(), 0);
-        let v = StanzaView::parse(b"<r xmlns='urn:xmpp:sm:3'/>").unwrap();
-        assert_eq!(v.xmlns(), Some("urn:xmpp:sm:3"));
-    }
-
-    #[test]
-    fn children_first_level_only() {
-        let v = StanzaView::parse(MSG.as_bytes()).unwrap();
-        let kids: Vec<_> = v
-            .children()
-            .map(|c| (c.name, c.local_name, c.xmlns))
-            .collect();
-        assert_eq!(
-            kids,
-            [
-                ("body", "body", None),
-                ("sm:r", "r", Some("urn:xmpp:sm:3")),
-                ("request", "request", Some("urn:xmpp:receipts")),
-                ("x", "x", Some("y")),
-            ]
-        );
-        assert_eq!(v.children().next().unwrap().bytes, b"<body>a &lt; b</body>");
-        assert_eq!(
-            v.children().nth(3).unwrap().bytes,
-            b"<x xmlns='y'><body/></x>"
-        );
-        assert!(v.has_child("request", "urn:xmpp:receipts"));
-        assert!(v.has_child("r", "urn:xmpp:sm:3"));
-        assert!(!v.has_child("body", "y"));
-        assert!(!v.has_child("request", "other"));
-    }
-
-    #[test]
-    fn children_skip_cdata_and_tricky_values() {
-        let s = "<iq><![CDATA[<fake/>]]><a v='/>'>t<b><![CDATA[</a>]]></b></a>text<c/></iq>";
-        let v = StanzaView::parse(s.as_bytes()).unwrap();
-        let names: Vec<_> = v.children().map(|c| c.name).collect();
-        assert_eq!(names, ["a", "c"]);
-        assert_eq!(
-            v.children().next().unwrap().bytes,
-            b"<a v='/>'>t<b><![CDATA[</a>]]></b></a>"
-        );
-    }
-
-    #[test]
-    fn parse_errors() {
-        for bad in [
-            &b""[..],
-            b"text",
-            b"<a",
-            b"<a x='1' x2>",
-            b"<1a/>",
-            b"<a x='\xff'/>",
-        ] {
-            assert!(StanzaView::parse(bad).is_err(), "{bad:?}");
-        }
-        for dup in [
-            "<a from='x' from='y'/>",
-            "<a to='x' to='y'/>",
-            "<a xmlns='x' xmlns='y'/>",
-        ] {
-            let err = StanzaView::parse(dup.as_bytes()).unwrap_err();
-            assert_eq!(err, ViewError::NotWellFormed("duplicate attribute"));
-        }
-    }
-
-    #[test]
-    fn stamp_replaces_or_adds() {
-        // Existing from (and to), both replaced; the stanza body is untouched.
-        let out = stamped(
-            "<message from='evil' to='a'><b/></message>",
-            "r@x/1",
-            Some("c"),
-        );
-        assert_eq!(out, "prefix:<message from='r@x/1' to='c'><b/></message>");
-        // No from: added. `to` left alone when None.
-        let out = stamped("<presence to='a&amp;b'/>", "me@x", None);
-        assert_eq!(out, "prefix:<presence to='a&amp;b' from='me@x'/>");
-        // to before from in the original; values needing escapes.
-        let out = stamped("<iq to='t' id='1' from='f'>x</iq>", "a'b", Some("<&>"));
-        assert_eq!(
-            out,
-            "prefix:<iq id='1' from='a&apos;b' to='&lt;&amp;&gt;'>x</iq>"
-        );
-        // Whitespace before `/>` and `>` is kept.
-        let out = stamped("<a from=\"x\" />", "y", None);
-        assert_eq!(out, "prefix:<a  from='y'/>");
-        let out = stamped("<a\nx='1'\n>z</a>", "y", None);
-        assert_eq!(out, "prefix:<a\nx='1'\n from='y'>z</a>");
-        // The stamped stanza parses back with the new values.
-        let again = stamped("<message from='evil' to='a'><b/></message>", "r@x/1", None);
-        let v = StanzaView::parse(&again.as_bytes()[7..]).unwrap();
-        assert_eq!(
-            (v.from().unwrap(), v.to().unwrap()),
-            ("r@x/1".into(), "a".into())
-        );
-    }
-}
+mod tests;

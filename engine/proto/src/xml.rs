@@ -78,17 +78,14 @@ pub(crate) fn split_qname(name: &str) -> (Option<&str>, &str) {
 
 /// Index of the `>` closing the tag that starts at `at` (quoted values may contain `>`).
 pub(crate) fn find_tag_end(bytes: &[u8], at: usize) -> Option<usize> {
-    let mut quote = 0u8;
-    for (i, &b) in bytes.iter().enumerate().skip(at + 1) {
-        if quote != 0 {
-            if b == quote {
-                quote = 0;
-            }
-        } else if b == b'"' || b == b'\'' {
-            quote = b;
-        } else if b == b'>' {
-            return Some(i);
+    let mut i = at + 1;
+    while let Some(&b) = bytes.get(i) {
+        match b {
+            b'>' => return Some(i),
+            b'"' | b'\'' => i += 1 + bytes.get(i + 1..)?.iter().position(|&c| c == b)?,
+            _ => {}
         }
+        i += 1;
     }
     None
 }
@@ -127,6 +124,16 @@ impl<'a> StartTag<'a> {
 
 /// Parses and validates the start tag beginning at `bytes[at] == b'<'`.
 pub(crate) fn start_tag(bytes: &[u8], at: usize) -> Result<StartTag<'_>, &'static str> {
+    start_tag_with(bytes, at, |_| Ok(()))
+}
+
+/// Like [`start_tag`], handing each attribute to `on_attr` during the single validating pass
+/// (so callers that need attributes do not scan the tag twice).
+pub(crate) fn start_tag_with<'a>(
+    bytes: &'a [u8],
+    at: usize,
+    mut on_attr: impl FnMut(Attr<'a>) -> Result<(), &'static str>,
+) -> Result<StartTag<'a>, &'static str> {
     let end = find_tag_end(bytes, at).ok_or("unterminated start tag")?;
     let tag = std::str::from_utf8(&bytes[at..=end]).map_err(|_| "invalid UTF-8")?;
     let tb = tag.as_bytes();
@@ -142,7 +149,9 @@ pub(crate) fn start_tag(bytes: &[u8], at: usize) -> Result<StartTag<'_>, &'stati
         tag,
         pos: 1 + name_len,
     };
-    while scan.next_attr()?.is_some() {}
+    while let Some(attr) = scan.next_attr()? {
+        on_attr(attr)?;
+    }
     let close_at = scan.pos;
     let empty = tb[close_at] == b'/';
     if empty && close_at + 2 != tb.len() {

@@ -12,7 +12,11 @@ use rookery_io::BackendChoice;
 use rookery_proto::Jid;
 
 #[derive(Parser, Debug, Clone)]
-#[command(name = "rookery", version, about = "Thread-per-core XMPP connection engine")]
+#[command(
+    name = "rookery",
+    version,
+    about = "Thread-per-core XMPP connection engine"
+)]
 pub struct Args {
     /// Client-to-server listen address (one SO_REUSEPORT listener per shard).
     #[arg(long, default_value = "127.0.0.1:5222")]
@@ -79,13 +83,19 @@ impl Config {
             .ok()
             .filter(|jid| jid.local().is_none() && jid.resource().is_none())
             .with_context(|| {
-                format!("--domain {:?} is not a valid XMPP domain (e.g. example.test)", args.domain)
+                format!(
+                    "--domain {:?} is not a valid XMPP domain (e.g. example.test)",
+                    args.domain
+                )
             })?;
         if args.auth == AuthKind::Token && args.token_secret.as_deref().unwrap_or("").is_empty() {
             bail!("--auth token needs --token-secret S (or ROOKERY_TOKEN_SECRET); clients then log in with password = hex HMAC-SHA256(S, localpart)");
         }
         if args.auth == AuthKind::Open && !args.listen.ip().is_loopback() && !args.allow_open_auth {
-            bail!("--auth open accepts any password; on {} (not loopback) it needs --allow-open-auth", args.listen);
+            bail!(
+                "--auth open accepts any password; on {} (not loopback) it needs --allow-open-auth",
+                args.listen
+            );
         }
         if args.max_stanza_bytes < 1024 {
             bail!("--max-stanza-bytes {} is too small for XMPP (RFC 6120 asks servers to accept at least 10000)", args.max_stanza_bytes);
@@ -110,7 +120,12 @@ impl Config {
                 format!("--admin {text:?} is not an address like 127.0.0.1:9090 (or \"off\")")
             })?),
         };
-        Ok(Config { args, domain, cores, admin })
+        Ok(Config {
+            args,
+            domain,
+            cores,
+            admin,
+        })
     }
 
     pub fn shards(&self) -> usize {
@@ -126,7 +141,11 @@ impl Config {
 /// Parses "0,2,4-7" into [0, 2, 4, 5, 6, 7].
 pub fn parse_core_list(list: &str) -> anyhow::Result<Vec<usize>> {
     let mut cores = Vec::new();
-    for part in list.split(',').map(str::trim).filter(|part| !part.is_empty()) {
+    for part in list
+        .split(',')
+        .map(str::trim)
+        .filter(|part| !part.is_empty())
+    {
         let bad = || format!("--cores {list:?}: {part:?} is not a core number or range like 2-5");
         match part.split_once('-') {
             Some((first, last)) => {
@@ -183,7 +202,8 @@ mod tests {
         assert!(Config::from_args(args(&cfg), &[0, 1]).is_err());
         let bad_domain = ["--token-secret", "s", "--domain", "a@b"];
         assert!(Config::from_args(args(&bad_domain), &[0]).is_err());
-        let ok = Config::from_args(args(&["--token-secret", "s", "--shards", "3"]), &[0, 1]).unwrap();
+        let ok =
+            Config::from_args(args(&["--token-secret", "s", "--shards", "3"]), &[0, 1]).unwrap();
         assert_eq!(ok.shards(), 3);
         assert_eq!(ok.core_of(2), 0);
     }

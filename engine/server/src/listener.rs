@@ -42,6 +42,8 @@ mod tests {
     fn port_zero_listeners_share_one_port() {
         let listeners = reuseport_listeners("127.0.0.1:0".parse().unwrap(), 3).unwrap();
         let port = listeners[0].local_addr().unwrap().port();
-        assert!(listeners.iter().all(|l| l.local_addr().unwrap().port() == port));
+        assert!(listeners
+            .iter()
+            .all(|l| l.local_addr().unwrap().port() == port));
     }
 }

@@ -63,7 +63,9 @@ fn run(args: Args) -> anyhow::Result<()> {
         started: Instant::now(),
     });
     let router_config = Arc::new(router_config(&config));
-    let stats: Vec<_> = (0..shards).map(|_| Arc::new(metrics::ShardStats::default())).collect();
+    let stats: Vec<_> = (0..shards)
+        .map(|_| Arc::new(metrics::ShardStats::default()))
+        .collect();
     let (exit_tx, exit_rx) = mpsc::channel();
     let mut threads = Vec::new();
     let mailboxes = grid(shards, config.args.mailbox_capacity);
@@ -76,7 +78,8 @@ fn run(args: Args) -> anyhow::Result<()> {
             stats: Arc::clone(&stats[index]),
             shared: Arc::clone(&shared),
         };
-        let (kind, core, limits, exit_tx) = (selected.kind, cores[index], limits.clone(), exit_tx.clone());
+        let (kind, core, limits, exit_tx) =
+            (selected.kind, cores[index], limits.clone(), exit_tx.clone());
         let thread = std::thread::Builder::new()
             .name(format!("rookery-shard-{index}"))
             .spawn(move || {
@@ -86,12 +89,16 @@ fn run(args: Args) -> anyhow::Result<()> {
         threads.push(thread);
     }
     if let Some(admin) = config.admin {
-        let addr = metrics::serve(admin, stats.clone())
-            .with_context(|| format!("--admin {admin}: cannot listen (in use? pass --admin off or another port)"))?;
+        let addr = metrics::serve(admin, stats.clone()).with_context(|| {
+            format!("--admin {admin}: cannot listen (in use? pass --admin off or another port)")
+        })?;
         info!("metrics: http://{addr}/metrics");
     }
     watch_signals(exit_tx)?;
-    info!("ready: listening on {bound} for domain {} ({shards} shards)", config.domain);
+    info!(
+        "ready: listening on {bound} for domain {} ({shards} shards)",
+        config.domain
+    );
     wait_for_exit(&exit_rx, &shared, threads.len())?;
     for thread in threads {
         let _ = thread.join();
@@ -100,7 +107,12 @@ fn run(args: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn shard_thread(kind: BackendKind, core: usize, limits: Limits, parts: ShardParts) -> anyhow::Result<()> {
+fn shard_thread(
+    kind: BackendKind,
+    core: usize,
+    limits: Limits,
+    parts: ShardParts,
+) -> anyhow::Result<()> {
     if let Err(err) = sys::pin_current_thread(core) {
         warn!(shard = parts.index, "not pinned to core {core}: {err}");
     }
@@ -145,19 +157,28 @@ fn router_config(config: &Config) -> RouterConfig {
 }
 
 fn watch_signals(exit_tx: mpsc::Sender<Exit>) -> anyhow::Result<()> {
-    std::thread::Builder::new().name("rookery-signals".into()).spawn(move || {
-        if let Ok(name) = sys::wait_for_termination_signal() {
-            let _ = exit_tx.send(Exit::Signal(name));
-        }
-    })?;
+    std::thread::Builder::new()
+        .name("rookery-signals".into())
+        .spawn(move || {
+            if let Ok(name) = sys::wait_for_termination_signal() {
+                let _ = exit_tx.send(Exit::Signal(name));
+            }
+        })?;
     Ok(())
 }
 
 /// Waits for a signal or a shard failure, then stops every shard within a bounded time.
-fn wait_for_exit(exit_rx: &mpsc::Receiver<Exit>, shared: &Shared, shards: usize) -> anyhow::Result<()> {
+fn wait_for_exit(
+    exit_rx: &mpsc::Receiver<Exit>,
+    shared: &Shared,
+    shards: usize,
+) -> anyhow::Result<()> {
     let mut failure = None;
     let mut running = shards;
-    match exit_rx.recv().context("every shard and the signal watcher vanished")? {
+    match exit_rx
+        .recv()
+        .context("every shard and the signal watcher vanished")?
+    {
         Exit::Signal(name) => info!("{name}: stopping"),
         Exit::Shard(index, result) => {
             running -= 1;

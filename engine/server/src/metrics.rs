@@ -34,42 +34,108 @@ pub struct ShardStats {
 }
 
 /// (metric name, type, help, accessor) for every published number.
-type Field = (&'static str, &'static str, &'static str, fn(&ShardStats) -> &AtomicU64);
+type Field = (
+    &'static str,
+    &'static str,
+    &'static str,
+    fn(&ShardStats) -> &AtomicU64,
+);
 
 const FIELDS: &[Field] = &[
     ("rookery_conns", "gauge", "Open client conns", |s| &s.conns),
-    ("rookery_sessions", "gauge", "Bound sessions", |s| &s.sessions),
-    ("rookery_stanzas_in_total", "counter", "Stanzas received", |s| &s.stanzas_in),
-    ("rookery_stanzas_out_total", "counter", "Stanzas written", |s| &s.stanzas_out),
-    ("rookery_mail_out_total", "counter", "Cross-shard mails sent", |s| &s.mail_out),
-    ("rookery_mail_in_total", "counter", "Cross-shard mails received", |s| &s.mail_in),
-    ("rookery_mailbox_full_total", "counter", "Flushes that found a lane full", |s| {
-        &s.mailbox_full
+    ("rookery_sessions", "gauge", "Bound sessions", |s| {
+        &s.sessions
     }),
-    ("rookery_mailbox_staged", "gauge", "Mails staged, waiting for lane room", |s| {
-        &s.mailbox_staged
-    }),
-    ("rookery_loop_turns_total", "counter", "Event loop turns", |s| &s.loop_turns),
-    ("rookery_submit_calls_total", "counter", "Kernel submission calls", |s| &s.submit_calls),
-    ("rookery_handoffs_out_total", "counter", "Conns handed to their home shard", |s| {
-        &s.handoffs_out
-    }),
-    ("rookery_handoffs_in_total", "counter", "Conns adopted from another shard", |s| {
-        &s.handoffs_in
-    }),
-    ("rookery_auth_failures_total", "counter", "Failed SASL attempts", |s| &s.auth_failures),
-    ("rookery_stream_errors_total", "counter", "Streams closed with a stream error", |s| {
-        &s.stream_errors
-    }),
-    ("rookery_refused_conns_total", "counter", "Conns refused at the fd ceiling", |s| {
-        &s.refused_conns
-    }),
-    ("rookery_slow_consumer_closes_total", "counter", "Conns closed: output queue full", |s| {
-        &s.slow_consumer_closes
-    }),
-    ("rookery_router_heap_bytes", "gauge", "Heap bytes held by conn and session state", |s| {
-        &s.heap_bytes
-    }),
+    (
+        "rookery_stanzas_in_total",
+        "counter",
+        "Stanzas received",
+        |s| &s.stanzas_in,
+    ),
+    (
+        "rookery_stanzas_out_total",
+        "counter",
+        "Stanzas written",
+        |s| &s.stanzas_out,
+    ),
+    (
+        "rookery_mail_out_total",
+        "counter",
+        "Cross-shard mails sent",
+        |s| &s.mail_out,
+    ),
+    (
+        "rookery_mail_in_total",
+        "counter",
+        "Cross-shard mails received",
+        |s| &s.mail_in,
+    ),
+    (
+        "rookery_mailbox_full_total",
+        "counter",
+        "Flushes that found a lane full",
+        |s| &s.mailbox_full,
+    ),
+    (
+        "rookery_mailbox_staged",
+        "gauge",
+        "Mails staged, waiting for lane room",
+        |s| &s.mailbox_staged,
+    ),
+    (
+        "rookery_loop_turns_total",
+        "counter",
+        "Event loop turns",
+        |s| &s.loop_turns,
+    ),
+    (
+        "rookery_submit_calls_total",
+        "counter",
+        "Kernel submission calls",
+        |s| &s.submit_calls,
+    ),
+    (
+        "rookery_handoffs_out_total",
+        "counter",
+        "Conns handed to their home shard",
+        |s| &s.handoffs_out,
+    ),
+    (
+        "rookery_handoffs_in_total",
+        "counter",
+        "Conns adopted from another shard",
+        |s| &s.handoffs_in,
+    ),
+    (
+        "rookery_auth_failures_total",
+        "counter",
+        "Failed SASL attempts",
+        |s| &s.auth_failures,
+    ),
+    (
+        "rookery_stream_errors_total",
+        "counter",
+        "Streams closed with a stream error",
+        |s| &s.stream_errors,
+    ),
+    (
+        "rookery_refused_conns_total",
+        "counter",
+        "Conns refused at the fd ceiling",
+        |s| &s.refused_conns,
+    ),
+    (
+        "rookery_slow_consumer_closes_total",
+        "counter",
+        "Conns closed: output queue full",
+        |s| &s.slow_consumer_closes,
+    ),
+    (
+        "rookery_router_heap_bytes",
+        "gauge",
+        "Heap bytes held by conn and session state",
+        |s| &s.heap_bytes,
+    ),
 ];
 
 /// Renders every shard's numbers in the Prometheus text format (version 0.0.4).
@@ -90,11 +156,13 @@ pub fn render(shards: &[Arc<ShardStats>]) -> String {
 pub fn serve(addr: SocketAddr, shards: Vec<Arc<ShardStats>>) -> std::io::Result<SocketAddr> {
     let listener = TcpListener::bind(addr)?;
     let bound = listener.local_addr()?;
-    std::thread::Builder::new().name("rookery-admin".into()).spawn(move || {
-        for stream in listener.incoming().flatten() {
-            let _ = answer(stream, &shards);
-        }
-    })?;
+    std::thread::Builder::new()
+        .name("rookery-admin".into())
+        .spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let _ = answer(stream, &shards);
+            }
+        })?;
     Ok(bound)
 }
 
@@ -136,7 +204,8 @@ mod tests {
         stats.loop_turns.store(42, Relaxed);
         let addr = serve("127.0.0.1:0".parse().unwrap(), vec![stats]).unwrap();
         let mut conn = TcpStream::connect(addr).unwrap();
-        conn.write_all(b"GET /metrics HTTP/1.1\r\nhost: x\r\n\r\n").unwrap();
+        conn.write_all(b"GET /metrics HTTP/1.1\r\nhost: x\r\n\r\n")
+            .unwrap();
         let mut reply = String::new();
         conn.read_to_string(&mut reply).unwrap();
         assert!(reply.starts_with("HTTP/1.1 200 OK"));

@@ -28,7 +28,11 @@ pub enum ShardMail {
     /// Router-to-router traffic (stanzas for users whose home is the receiver).
     Router(Mail),
     /// A conn whose user lives on the receiver: the socket, its stream state, unread bytes.
-    Adopt { socket: OwnedFd, handoff: Handoff, leftover: Vec<u8> },
+    Adopt {
+        socket: OwnedFd,
+        handoff: Handoff,
+        leftover: Vec<u8>,
+    },
 }
 
 /// Process-wide state every shard reads: the stop flag and the fd ceiling.
@@ -54,6 +58,8 @@ impl Shared {
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
 /// Upper bound on one wait, so timers and the stop flag are looked at regularly.
 const MAX_WAIT: Duration = Duration::from_millis(100);
+/// How soon a shard with mail stuck behind a full lane tries again.
+const BACKPRESSURE_RETRY: Duration = Duration::from_millis(1);
 /// Mails taken from the inbox per turn; the rest wait, so one busy peer cannot starve I/O.
 const MAX_MAIL_PER_TURN: usize = 8192;
 /// How often refused conns are logged (a summary line, never one line per conn).
@@ -113,7 +119,11 @@ pub fn run<D: Driver>(mut driver: D, parts: ShardParts) -> anyhow::Result<()> {
     let mut state = ShardState {
         index: parts.index,
         router: parts.router,
-        out: Outbox { mailbox: parts.mailbox, handoffs: HashMap::new(), slow_consumer_closes: 0 },
+        out: Outbox {
+            mailbox: parts.mailbox,
+            handoffs: HashMap::new(),
+            slow_consumer_closes: 0,
+        },
         inbox: Vec::new(),
         stats: parts.stats,
         shared: parts.shared,
@@ -133,7 +143,9 @@ pub fn run<D: Driver>(mut driver: D, parts: ShardParts) -> anyhow::Result<()> {
         let turn = driver.turn(Some(timeout), &mut state)?;
         state.out.mailbox.awake();
         let now_ms = state.now_ms();
-        state.router.on_tick(now_ms, &mut state.out.fx(&mut driver.ops()));
+        state
+            .router
+            .on_tick(now_ms, &mut state.out.fx(&mut driver.ops()));
         let flushed = state.out.mailbox.flush();
         state.mailbox_full += flushed.full_lanes as u64;
         state.log_refused(now_ms);
@@ -152,13 +164,19 @@ impl ShardState {
     /// How long the next wait may block: zero when there is mail to move, else until the
     /// router's next timer, capped so the stop flag is seen promptly.
     fn wait_budget(&mut self) -> Duration {
-        if self.out.mailbox.staged() > 0 || !self.out.mailbox.prepare_to_sleep() {
-            self.out.mailbox.awake();
-            return Duration::ZERO;
+        if self.out.mailbox.staged() > 0 {
+            // A destination lane is full: nobody wakes senders when room frees up, so retry
+            // soon, without spinning (completions still end the wait early).
+            return BACKPRESSURE_RETRY;
+        }
+        if !self.out.mailbox.prepare_to_sleep() {
+            return Duration::ZERO; // mail arrived meanwhile; the asleep mark is already cleared
         }
         let now_ms = self.now_ms();
         match self.router.next_deadline_ms() {
-            Some(deadline_ms) => Duration::from_millis(deadline_ms.saturating_sub(now_ms)).min(MAX_WAIT),
+            Some(deadline_ms) => {
+                Duration::from_millis(deadline_ms.saturating_sub(now_ms)).min(MAX_WAIT)
+            }
             None => MAX_WAIT,
         }
     }
@@ -167,20 +185,31 @@ impl ShardState {
         // The inbox Vec is reused across turns; it is taken out so the router can be called
         // while the mails are consumed.
         let mut inbox = std::mem::take(&mut self.inbox);
-        self.out.mailbox.drain(MAX_MAIL_PER_TURN, |_, mail| inbox.push(mail));
+        self.out
+            .mailbox
+            .drain(MAX_MAIL_PER_TURN, |_, mail| inbox.push(mail));
         let now_ms = self.now_ms();
         for mail in inbox.drain(..) {
             match mail {
                 ShardMail::Router(mail) => self.router.on_mail(mail, now_ms, &mut self.out.fx(io)),
-                ShardMail::Adopt { socket, handoff, leftover } => {
-                    self.adopt(io, socket, handoff, &leftover, now_ms)
-                }
+                ShardMail::Adopt {
+                    socket,
+                    handoff,
+                    leftover,
+                } => self.adopt(io, socket, handoff, &leftover, now_ms),
             }
         }
         self.inbox = inbox;
     }
 
-    fn adopt<O: Ops>(&mut self, io: &mut O, socket: OwnedFd, handoff: Handoff, leftover: &[u8], now_ms: u64) {
+    fn adopt<O: Ops>(
+        &mut self,
+        io: &mut O,
+        socket: OwnedFd,
+        handoff: Handoff,
+        leftover: &[u8],
+        now_ms: u64,
+    ) {
         if self.stopping_since_ms.is_some() {
             // Shutting down: the socket closes on drop, without a goodbye; count it gone.
             self.shared.open_conns.fetch_sub(1, Ordering::Relaxed);
@@ -189,11 +218,15 @@ impl ShardState {
         match io.adopt(socket) {
             Ok(conn) => {
                 let key = ConnKey(conn.to_u64());
-                self.router.on_adopted(key, handoff, leftover, now_ms, &mut self.out.fx(io));
+                self.router
+                    .on_adopted(key, handoff, leftover, now_ms, &mut self.out.fx(io));
             }
             Err(err) => {
                 self.shared.open_conns.fetch_sub(1, Ordering::Relaxed);
-                warn!(shard = self.index, "could not adopt a handed-off conn: {err}");
+                warn!(
+                    shard = self.index,
+                    "could not adopt a handed-off conn: {err}"
+                );
             }
         }
     }
@@ -208,7 +241,8 @@ impl ShardState {
             return;
         }
         let now_ms = self.now_ms();
-        self.router.on_connect(ConnKey(conn.to_u64()), now_ms, &mut self.out.fx(io));
+        self.router
+            .on_connect(ConnKey(conn.to_u64()), now_ms, &mut self.out.fx(io));
     }
 
     fn begin_shutdown<D: Driver>(&mut self, driver: &mut D) {
@@ -216,12 +250,20 @@ impl ShardState {
         self.stopping_since_ms = Some(now_ms);
         driver.stop_listening();
         self.router.shutdown(&mut self.out.fx(&mut driver.ops()));
-        info!(shard = self.index, conns = driver.open_conns(), "shutting down: streams closed with system-shutdown");
+        info!(
+            shard = self.index,
+            conns = driver.open_conns(),
+            "shutting down: streams closed with system-shutdown"
+        );
     }
 
     fn shutdown_finished<D: Driver>(&self, driver: &D, now_ms: u64) -> bool {
-        let Some(since_ms) = self.stopping_since_ms else { return false };
-        let drained = driver.open_conns() == 0 && self.out.mailbox.staged() == 0 && self.out.handoffs.is_empty();
+        let Some(since_ms) = self.stopping_since_ms else {
+            return false;
+        };
+        let drained = driver.open_conns() == 0
+            && self.out.mailbox.staged() == 0
+            && self.out.handoffs.is_empty();
         drained || now_ms.saturating_sub(since_ms) > SHUTDOWN_GRACE.as_millis() as u64
     }
 
@@ -246,7 +288,9 @@ impl ShardState {
         // heap_bytes walks every conn: publish it once per second, not every turn.
         if now_ms.saturating_sub(self.heap_published_at_ms) >= 1000 {
             self.heap_published_at_ms = now_ms;
-            self.stats.heap_bytes.store(self.router.heap_bytes() as u64, Relaxed);
+            self.stats
+                .heap_bytes
+                .store(self.router.heap_bytes() as u64, Relaxed);
         }
         let s = &self.stats;
         let r = self.router.stats();
@@ -261,11 +305,16 @@ impl ShardState {
         s.auth_failures.store(r.auth_failures, Relaxed);
         s.stream_errors.store(r.stream_errors, Relaxed);
         s.mailbox_full.store(self.mailbox_full, Relaxed);
-        s.mailbox_staged.store(self.out.mailbox.staged() as u64, Relaxed);
+        s.mailbox_staged
+            .store(self.out.mailbox.staged() as u64, Relaxed);
         s.refused_conns.store(self.refused_total, Relaxed);
-        s.slow_consumer_closes.store(self.out.slow_consumer_closes, Relaxed);
+        s.slow_consumer_closes
+            .store(self.out.slow_consumer_closes, Relaxed);
         s.loop_turns.store(s.loop_turns.load(Relaxed) + 1, Relaxed);
-        s.submit_calls.store(s.submit_calls.load(Relaxed) + u64::from(submit_calls), Relaxed);
+        s.submit_calls.store(
+            s.submit_calls.load(Relaxed) + u64::from(submit_calls),
+            Relaxed,
+        );
     }
 }
 
@@ -275,25 +324,43 @@ impl<D: Driver> Handler<D> for ShardState {
             Event::Accepted { conn, .. } => self.on_accepted(io, conn),
             Event::Received { conn, data } => {
                 let now_ms = self.now_ms();
-                self.router.on_data(ConnKey(conn.to_u64()), data, now_ms, &mut self.out.fx(io));
+                self.router
+                    .on_data(ConnKey(conn.to_u64()), data, now_ms, &mut self.out.fx(io));
             }
             Event::Closed { conn, .. } => {
                 self.shared.open_conns.fetch_sub(1, Ordering::Relaxed);
                 let now_ms = self.now_ms();
-                self.router.on_closed(ConnKey(conn.to_u64()), now_ms, &mut self.out.fx(io));
+                self.router
+                    .on_closed(ConnKey(conn.to_u64()), now_ms, &mut self.out.fx(io));
             }
-            Event::Detached { conn, socket, leftover } => {
-                let Some((dest, handoff)) = self.out.handoffs.remove(&ConnKey(conn.to_u64())) else {
+            Event::Detached {
+                conn,
+                socket,
+                leftover,
+            } => {
+                let Some((dest, handoff)) = self.out.handoffs.remove(&ConnKey(conn.to_u64()))
+                else {
                     // Only hand-offs detach conns in the server; anything else is a bug.
                     unreachable!("conn {conn:?} detached without a pending hand-off");
                 };
-                self.out.mailbox.stage(ShardId(dest), ShardMail::Adopt { socket, handoff, leftover });
+                self.out.mailbox.stage(
+                    ShardId(dest),
+                    ShardMail::Adopt {
+                        socket,
+                        handoff,
+                        leftover,
+                    },
+                );
             }
             Event::AcceptFailed { errno, .. } => {
                 self.refused_unlogged += 1;
                 self.refused_total += 1;
                 if errno != libc::EMFILE && errno != libc::ENFILE {
-                    warn!(shard = self.index, "accept failed: {}", std::io::Error::from_raw_os_error(errno));
+                    warn!(
+                        shard = self.index,
+                        "accept failed: {}",
+                        std::io::Error::from_raw_os_error(errno)
+                    );
                 }
             }
             // The server makes no outgoing conns, and drained queues need no action.

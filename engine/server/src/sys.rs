@@ -11,7 +11,10 @@ use std::io;
 #[cfg(target_os = "linux")]
 pub fn pin_current_thread(core: usize) -> io::Result<()> {
     if core >= libc::CPU_SETSIZE as usize {
-        return Err(io::Error::new(io::ErrorKind::InvalidInput, "core index beyond CPU_SETSIZE"));
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "core index beyond CPU_SETSIZE",
+        ));
     }
     // SAFETY: cpu_set_t is a plain bitmask for which all-zero is a valid (empty) value.
     let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
@@ -28,7 +31,10 @@ pub fn pin_current_thread(core: usize) -> io::Result<()> {
 
 #[cfg(not(target_os = "linux"))]
 pub fn pin_current_thread(_core: usize) -> io::Result<()> {
-    Err(io::Error::new(io::ErrorKind::Unsupported, "thread pinning is implemented for Linux only"))
+    Err(io::Error::new(
+        io::ErrorKind::Unsupported,
+        "thread pinning is implemented for Linux only",
+    ))
 }
 
 /// The CPUs this process may run on, in order (Linux: sched_getaffinity; elsewhere 0..n).
@@ -37,7 +43,8 @@ pub fn allowed_cores() -> Vec<usize> {
     // SAFETY: all-zero is a valid empty cpu_set_t.
     let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
     // SAFETY: pid 0 is this thread; the size matches the buffer we pass.
-    let rc = unsafe { libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) };
+    let rc =
+        unsafe { libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) };
     if rc != 0 {
         return fallback_cores();
     }
@@ -78,7 +85,11 @@ pub fn wait_for_termination_signal() -> io::Result<&'static str> {
     if rc != 0 {
         return Err(io::Error::from_raw_os_error(rc));
     }
-    Ok(if signal == libc::SIGINT { "SIGINT" } else { "SIGTERM" })
+    Ok(if signal == libc::SIGINT {
+        "SIGINT"
+    } else {
+        "SIGTERM"
+    })
 }
 
 fn termination_set() -> libc::sigset_t {
@@ -106,6 +117,8 @@ mod tests {
     #[test]
     fn pinning_to_an_allowed_core_works() {
         let core = allowed_cores()[0];
-        std::thread::spawn(move || pin_current_thread(core).unwrap()).join().unwrap();
+        std::thread::spawn(move || pin_current_thread(core).unwrap())
+            .join()
+            .unwrap();
     }
 }

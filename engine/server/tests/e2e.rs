@@ -35,18 +35,34 @@ fn chat_and_receipts_within_and_across_shards() {
                 "<message to='{bob}@{DOMAIN}' from='mallory@{DOMAIN}' type='chat' id='m1'><body>hi bob</body><request xmlns='urn:xmpp:receipts'/></message>"
             ));
             let got = b.expect("</message>");
-            assert!(got.contains(&format!("from='{alice_jid}'")) || got.contains(&format!("from=\"{alice_jid}\"")), "{backend}/{shards}: {got}");
-            assert!(!got.contains("mallory"), "from must be stamped by the server: {got}");
-            assert!(got.contains("<body>hi bob</body><request xmlns='urn:xmpp:receipts'/>"), "{got}");
+            assert!(
+                got.contains(&format!("from='{alice_jid}'"))
+                    || got.contains(&format!("from=\"{alice_jid}\"")),
+                "{backend}/{shards}: {got}"
+            );
+            assert!(
+                !got.contains("mallory"),
+                "from must be stamped by the server: {got}"
+            );
+            assert!(
+                got.contains("<body>hi bob</body><request xmlns='urn:xmpp:receipts'/>"),
+                "{got}"
+            );
 
             // bob -> alice: the receipt, to her full JID, passes through untouched.
             b.send(&format!("<message to='{alice_jid}' id='r1'><received xmlns='urn:xmpp:receipts' id='m1'/></message>"));
             let receipt = a.expect("</message>");
-            assert!(receipt.contains("<received xmlns='urn:xmpp:receipts' id='m1'/>"), "{receipt}");
+            assert!(
+                receipt.contains("<received xmlns='urn:xmpp:receipts' id='m1'/>"),
+                "{receipt}"
+            );
             assert!(receipt.contains(&bob_jid), "{receipt}");
 
             if shards == 2 {
-                assert!(server.metric("rookery_mail_out_total") >= 2, "messages crossed shards by mail");
+                assert!(
+                    server.metric("rookery_mail_out_total") >= 2,
+                    "messages crossed shards by mail"
+                );
             }
             assert_eq!(server.metric("rookery_sessions"), 2);
         }
@@ -58,16 +74,27 @@ fn server_answers_ping_disco_and_roster() {
     for backend in backends() {
         let server = Server::start(backend, 2, &[]);
         let (mut c, _) = RawClient::login(server.addr, "carol", "r");
-        c.send(&format!("<iq type='get' id='p1' to='{DOMAIN}'><ping xmlns='urn:xmpp:ping'/></iq>"));
+        c.send(&format!(
+            "<iq type='get' id='p1' to='{DOMAIN}'><ping xmlns='urn:xmpp:ping'/></iq>"
+        ));
         let pong = c.expect("'p1'");
         let pong = (pong + &c.expect(">")).replace('"', "'");
-        assert!(pong.contains("type='result'") && pong.contains("id='p1'"), "{pong}");
+        assert!(
+            pong.contains("type='result'") && pong.contains("id='p1'"),
+            "{pong}"
+        );
         c.send(&format!("<iq type='get' id='d1' to='{DOMAIN}'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>"));
         let disco = c.expect("</iq>").replace('"', "'");
-        assert!(disco.contains("category='server'") && disco.contains("urn:xmpp:ping"), "{disco}");
+        assert!(
+            disco.contains("category='server'") && disco.contains("urn:xmpp:ping"),
+            "{disco}"
+        );
         c.send("<iq type='get' id='r1'><query xmlns='jabber:iq:roster'/></iq>");
         let roster = c.expect("</iq>").replace('"', "'");
-        assert!(roster.contains("id='r1'") && roster.contains("jabber:iq:roster"), "{roster}");
+        assert!(
+            roster.contains("id='r1'") && roster.contains("jabber:iq:roster"),
+            "{roster}"
+        );
     }
 }
 
@@ -76,9 +103,14 @@ fn message_to_user_without_session_bounces_service_unavailable() {
     for backend in backends() {
         let server = Server::start(backend, 2, &[]);
         let (mut c, _) = RawClient::login(server.addr, "dave", "r");
-        c.send(&format!("<message to='nobody@{DOMAIN}' type='chat' id='x1'><body>hello?</body></message>"));
+        c.send(&format!(
+            "<message to='nobody@{DOMAIN}' type='chat' id='x1'><body>hello?</body></message>"
+        ));
         let bounce = c.expect("</message>").replace('"', "'");
-        assert!(bounce.contains("type='error'") && bounce.contains("service-unavailable"), "{bounce}");
+        assert!(
+            bounce.contains("type='error'") && bounce.contains("service-unavailable"),
+            "{bounce}"
+        );
     }
 }
 
@@ -99,9 +131,15 @@ fn wrong_password_is_refused() {
 #[test]
 fn bad_input_closes_only_that_stream() {
     let cases: &[(&str, &str)] = &[
-        ("<message><body>unclosed</bogus></message>", "not-well-formed"),
+        (
+            "<message><body>unclosed</bogus></message>",
+            "not-well-formed",
+        ),
         ("<!-- comments are not allowed -->", "restricted-xml"),
-        ("<message to='x@example.test'><body>before auth</body></message>", "not-authorized"),
+        (
+            "<message to='x@example.test'><body>before auth</body></message>",
+            "not-authorized",
+        ),
     ];
     for backend in backends() {
         let server = Server::start(backend, 2, &["--max-stanza-bytes", "2048"]);
@@ -113,16 +151,24 @@ fn bad_input_closes_only_that_stream() {
             bad.send(input);
             let err = bad.expect("</stream:stream>");
             assert!(err.contains(condition), "{backend}: {input:?} gave {err}");
-            assert!(bad.closed_within(Duration::from_secs(5)), "conn closed after {condition}");
+            assert!(
+                bad.closed_within(Duration::from_secs(5)),
+                "conn closed after {condition}"
+            );
         }
         // Oversized stanza from an authenticated session: policy-violation.
         let (mut big, _) = RawClient::login(server.addr, "heidi", "r");
-        big.send(&format!("<message to='frank@{DOMAIN}'><body>{}</body></message>", "x".repeat(4096)));
+        big.send(&format!(
+            "<message to='frank@{DOMAIN}'><body>{}</body></message>",
+            "x".repeat(4096)
+        ));
         let err = big.expect("</stream:stream>");
         assert!(err.contains("policy-violation"), "{err}");
         assert!(big.closed_within(Duration::from_secs(5)));
 
-        peer.send(&format!("<message to='{by_jid}' type='chat'><body>still here?</body></message>"));
+        peer.send(&format!(
+            "<message to='{by_jid}' type='chat'><body>still here?</body></message>"
+        ));
         assert!(bystander.expect("</message>").contains("still here?"));
     }
 }
@@ -142,7 +188,9 @@ fn auth_and_idle_timeouts_close_with_connection_timeout() {
             std::thread::sleep(Duration::from_millis(500));
             idle.send(" ");
         }
-        assert!(idle.try_expect("connection-timeout", Duration::from_millis(100)).is_none());
+        assert!(idle
+            .try_expect("connection-timeout", Duration::from_millis(100))
+            .is_none());
         let err = idle.expect("</stream:stream>");
         assert!(err.contains("connection-timeout"), "{err}");
     }
@@ -153,10 +201,19 @@ fn conn_ceiling_refuses_and_counts() {
     for backend in backends() {
         // 100 fds: 64 reserve + 4 per shard leave a ceiling of 32 conns.
         let server = Server::start_with_prefix(backend, 1, &[], Some("ulimit -n 100;"));
-        assert!(server.startup_log.join("\n").contains("conn ceiling: 32"), "{:?}", server.startup_log);
-        let mut clients: Vec<RawClient> = (0..40).map(|_| RawClient::connect(server.addr)).collect();
+        assert!(
+            server.startup_log.join("\n").contains("conn ceiling: 32"),
+            "{:?}",
+            server.startup_log
+        );
+        let mut clients: Vec<RawClient> =
+            (0..40).map(|_| RawClient::connect(server.addr)).collect();
         std::thread::sleep(Duration::from_millis(500));
-        let closed = clients.iter_mut().map(|c| c.closed_within(Duration::from_millis(50))).filter(|&gone| gone).count();
+        let closed = clients
+            .iter_mut()
+            .map(|c| c.closed_within(Duration::from_millis(50)))
+            .filter(|&gone| gone)
+            .count();
         assert_eq!(closed, 8, "{backend}: 40 conns against a ceiling of 32");
         assert_eq!(server.metric("rookery_refused_conns_total"), 8);
         // The ones inside the ceiling still work.
@@ -175,7 +232,9 @@ fn sigterm_closes_streams_with_system_shutdown_and_exits_zero() {
             let err = c.expect("</stream:stream>");
             assert!(err.contains("system-shutdown"), "{err}");
         }
-        let status = server.wait_exit(Duration::from_secs(10)).expect("exited within 10 s");
+        let status = server
+            .wait_exit(Duration::from_secs(10))
+            .expect("exited within 10 s");
         assert!(status.success(), "{status:?}");
     }
 }

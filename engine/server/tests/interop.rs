@@ -20,19 +20,30 @@ fn slixmpp_clients_chat_with_receipts_ping_disco_roster() {
             let output = Command::new("python3")
                 .arg(script)
                 .args(["127.0.0.1", &server.addr.port().to_string(), DOMAIN])
-                .args([format!("{alice}@{DOMAIN}"), token(&alice), format!("{bob}@{DOMAIN}"), token(&bob)])
+                .args([
+                    format!("{alice}@{DOMAIN}"),
+                    token(&alice),
+                    format!("{bob}@{DOMAIN}"),
+                    token(&bob),
+                ])
                 .output()
                 .expect("python3 runs");
             let stdout = String::from_utf8_lossy(&output.stdout);
             let stderr = String::from_utf8_lossy(&output.stderr);
-            assert!(output.status.success(), "{backend}/{shards} shards: {stdout}\n{stderr}");
+            assert!(
+                output.status.success(),
+                "{backend}/{shards} shards: {stdout}\n{stderr}"
+            );
             assert!(stdout.contains("\"ok\": true"), "{stdout}");
             assert!(stdout.contains("\"body\": \"hello bob\""), "{stdout}");
             assert!(stdout.contains("\"requests_receipt\": true"), "{stdout}");
             assert!(stdout.contains("\"receipt_for\": \"m1\""), "{stdout}");
             assert!(stdout.contains("\"ping_ok\": true"), "{stdout}");
             assert!(stdout.contains("urn:xmpp:ping"), "{stdout}");
-            assert!(stdout.contains(&format!("\"from\": \"{alice}@{DOMAIN}/")), "{stdout}");
+            assert!(
+                stdout.contains(&format!("\"from\": \"{alice}@{DOMAIN}/")),
+                "{stdout}"
+            );
         }
     }
 }

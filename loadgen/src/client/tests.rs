@@ -20,7 +20,12 @@ fn auth() -> AuthSpec {
 }
 
 fn account(auth: &AuthSpec) -> Account<'_> {
-    Account { domain: "example.test", user_prefix: "user", number: 1, auth }
+    Account {
+        domain: "example.test",
+        user_prefix: "user",
+        number: 1,
+        auth,
+    }
 }
 
 /// A client plus everything it said and reported, as strings.
@@ -33,10 +38,17 @@ struct Harness {
 
 impl Harness {
     fn started() -> Harness {
-        let mut client = Client::new(FramerLimits { max_stanza_bytes: 65_536 });
+        let mut client = Client::new(FramerLimits {
+            max_stanza_bytes: 65_536,
+        });
         let mut out = Vec::new();
         client.start("example.test", &mut out);
-        Harness { client, auth: auth(), sent: String::from_utf8(out).unwrap(), events: Vec::new() }
+        Harness {
+            client,
+            auth: auth(),
+            sent: String::from_utf8(out).unwrap(),
+            events: Vec::new(),
+        }
     }
 
     /// Feeds `data` in chunks of `chunk` bytes; returns what the client sent in reply.
@@ -45,7 +57,9 @@ impl Harness {
         let account = account(&self.auth);
         let events = &mut self.events;
         for piece in data.as_bytes().chunks(chunk) {
-            self.client.on_data(piece, &account, &mut out, &mut |ev| events.push(format!("{ev:?}")));
+            self.client.on_data(piece, &account, &mut out, &mut |ev| {
+                events.push(format!("{ev:?}"))
+            });
         }
         let reply = String::from_utf8(out).unwrap();
         self.sent.push_str(&reply);
@@ -69,7 +83,9 @@ impl Harness {
 #[test]
 fn logs_in_step_by_step() {
     let mut h = Harness::started();
-    assert!(h.sent.starts_with("<?xml version='1.0'?><stream:stream to='example.test'"));
+    assert!(h
+        .sent
+        .starts_with("<?xml version='1.0'?><stream:stream to='example.test'"));
     let reply = h.feed(HEADER);
     assert_eq!(reply, "");
     assert_eq!(h.client.phase(), Phase::AwaitFeatures);
@@ -80,11 +96,16 @@ fn logs_in_step_by_step() {
     let expected = String::from_utf8(expected).unwrap();
     assert_eq!(
         reply,
-        format!("<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>{expected}</auth>")
+        format!(
+            "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>{expected}</auth>"
+        )
     );
 
     let reply = h.feed(SUCCESS);
-    assert!(reply.starts_with("<?xml version='1.0'?><stream:stream to='example.test'"), "{reply}");
+    assert!(
+        reply.starts_with("<?xml version='1.0'?><stream:stream to='example.test'"),
+        "{reply}"
+    );
     assert_eq!(h.client.phase(), Phase::AwaitHeader);
 
     h.feed(HEADER);
@@ -121,7 +142,10 @@ fn legacy_session_is_established_when_required() {
     h.feed(&format!("{HEADER}{PRE_AUTH}{SUCCESS}"));
     h.feed(&format!("{HEADER}{POST_AUTH_SESSION}"));
     let reply = h.feed(BOUND);
-    assert!(reply.starts_with("<iq type='set' id='sess1'><session"), "{reply}");
+    assert!(
+        reply.starts_with("<iq type='set' id='sess1'><session"),
+        "{reply}"
+    );
     assert!(h.events.is_empty());
     let reply = h.feed("<iq type='result' id='sess1'/>");
     assert_eq!(reply, "<presence/>");
@@ -161,7 +185,8 @@ fn bounced_messages_and_presence() {
 #[test]
 fn answers_ping_and_refuses_other_iqs() {
     let mut h = Harness::online();
-    let reply = h.feed("<iq type='get' id='p1' from='example.test'><ping xmlns='urn:xmpp:ping'/></iq>");
+    let reply =
+        h.feed("<iq type='get' id='p1' from='example.test'><ping xmlns='urn:xmpp:ping'/></iq>");
     assert_eq!(reply, "<iq type='result' id='p1' to='example.test'/>");
     let reply = h.feed(
         "<iq type='get' id='v&amp;1' from='x@example.test/r'><query xmlns='jabber:iq:version'/></iq>",
@@ -181,7 +206,10 @@ fn auth_failure_ends_the_stream() {
     h.feed(&format!(
         "{HEADER}{PRE_AUTH}<failure xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><not-authorized/></failure>"
     ));
-    assert_eq!(h.events, vec!["AuthFailed { condition: \"not-authorized\" }"]);
+    assert_eq!(
+        h.events,
+        vec!["AuthFailed { condition: \"not-authorized\" }"]
+    );
     assert_eq!(h.client.phase(), Phase::Done);
     assert_eq!(h.feed(POST_AUTH), "", "input after the end is ignored");
     assert_eq!(h.events.len(), 1);
@@ -194,7 +222,10 @@ fn missing_plain_mechanism_is_an_auth_failure() {
         "{HEADER}<stream:features><mechanisms xmlns='urn:ietf:params:xml:ns:xmpp-sasl'>\
          <mechanism>SCRAM-SHA-256</mechanism></mechanisms></stream:features>"
     ));
-    assert_eq!(h.events, vec!["AuthFailed { condition: \"PLAIN not offered\" }"]);
+    assert_eq!(
+        h.events,
+        vec!["AuthFailed { condition: \"PLAIN not offered\" }"]
+    );
 }
 
 #[test]
@@ -226,7 +257,9 @@ fn stream_error_and_close() {
 #[test]
 fn garbage_is_a_protocol_error() {
     let mut h = Harness::started();
-    h.feed(&format!("{HEADER}<stream:features><!-- x --></stream:features>"));
+    h.feed(&format!(
+        "{HEADER}<stream:features><!-- x --></stream:features>"
+    ));
     assert_eq!(h.events.len(), 1);
     assert!(h.events[0].starts_with("ProtocolError"), "{:?}", h.events);
     assert_eq!(h.client.phase(), Phase::Done);
@@ -257,5 +290,9 @@ fn client_is_small() {
     let size = std::mem::size_of::<Client>();
     assert!(size <= 96, "Client is {size} bytes");
     let h = Harness::online();
-    assert_eq!(h.client.heap_bytes(), 0, "an idle online client holds no heap buffer");
+    assert_eq!(
+        h.client.heap_bytes(),
+        0,
+        "an idle online client holds no heap buffer"
+    );
 }

@@ -3,19 +3,20 @@
 //!
 //! What it does not do: decide when to connect or send (see the parent module's loop).
 
+use std::cmp::Reverse;
 use std::net::SocketAddr;
 
 use rookery_io::{CloseReason, ConnId, Driver, Event, Handler, Linger, Ops};
 use rookery_proto::FramerLimits;
 
 use super::slot::{Note, SlotState};
-use super::{TimerKind, Worker, MAX_STANZA_BYTES};
+use super::{RunPhase, TimerKind, Worker, MAX_STANZA_BYTES};
 use crate::accounting::Delivery;
 use crate::client::Client;
+use crate::live::Counter;
 use crate::metrics::{ErrorKind, Metric};
 use crate::sys::monotonic_ns;
 use crate::wire::Probe;
-use std::cmp::Reverse;
 
 impl Worker<'_> {
     fn slot_of(&self, conn: ConnId) -> Option<usize> {
@@ -31,7 +32,8 @@ impl Worker<'_> {
             return self.fail(io, i, connect_error_kind(Some(errno)));
         }
         let slot = &mut self.slots[i];
-        self.recent.record(Metric::Connect, (now - slot.started_ns) / 1000);
+        self.recent
+            .record(Metric::Connect, (now - slot.started_ns) / 1000);
         slot.state = SlotState::LoggingIn;
         self.out.clear();
         slot.client.start(&self.cfg.domain, &mut self.out);
@@ -39,7 +41,8 @@ impl Worker<'_> {
             let _ = io.send(conn, &self.out);
         }
         let due = now + self.cfg.login_timeout_ms * 1_000_000;
-        self.timers.push(Reverse((due, i as u32, TimerKind::LoginTimeout)));
+        self.timers
+            .push(Reverse((due, i as u32, TimerKind::LoginTimeout)));
     }
 
     fn on_received<O: Ops>(&mut self, io: &mut O, i: usize, data: &[u8]) {
@@ -47,7 +50,10 @@ impl Worker<'_> {
         let slot = &mut self.slots[i];
         self.out.clear();
         let notes = &mut self.notes;
-        slot.client.on_data(data, &account, &mut self.out, &mut |event| notes.push(Note::from_event(event)));
+        slot.client
+            .on_data(data, &account, &mut self.out, &mut |event| {
+                notes.push(Note::from_event(event))
+            });
         if let (Some(conn), false) = (slot.conn, self.out.is_empty()) {
             let _ = io.send(conn, &self.out);
         }
@@ -82,17 +88,22 @@ impl Worker<'_> {
         }
         debug_assert!(slot.client.is_online());
         slot.state = SlotState::Online;
-        self.recent.record(Metric::Login, (now - slot.started_ns) / 1000);
+        self.recent
+            .record(Metric::Login, (now - slot.started_ns) / 1000);
         self.shared.set_online(slot.index, true);
         self.online += 1;
         self.settled += 1;
+        // Published now, not at the next interval: the memory probe pairs it with an RSS read.
+        self.shared.threads[self.thread].publish(Counter::Online, self.online);
         self.report.logins += 1;
         self.report.peak_online = self.report.peak_online.max(self.online);
         // A client that comes online after the steady phase began joins the schedule now.
-        if let (Some(schedule), RunPhase::Steady { stop_send_ns, .. }) = (self.schedule, self.phase) {
+        if let (Some(schedule), RunPhase::Steady { stop_send_ns, .. }) = (self.schedule, self.phase)
+        {
             slot.next_due_ns = schedule.first_due(now, &mut self.rng);
             if slot.next_due_ns < stop_send_ns {
-                self.timers.push(Reverse((slot.next_due_ns, i as u32, TimerKind::Send)));
+                self.timers
+                    .push(Reverse((slot.next_due_ns, i as u32, TimerKind::Send)));
             }
         }
     }
@@ -107,10 +118,20 @@ impl Worker<'_> {
             return;
         }
         let recipient = self.slots[i].index;
-        match self.report.ledger.record(probe.sender, recipient, probe.seq) {
+        match self
+            .report
+            .ledger
+            .record(probe.sender, recipient, probe.seq)
+        {
             Delivery::InOrder | Delivery::OutOfOrder => {
-                self.recent.record(Metric::E2eCorrected, now.saturating_sub(probe.intended_ns) / 1000);
-                self.recent.record(Metric::E2eUncorrected, now.saturating_sub(probe.actual_ns) / 1000);
+                self.recent.record(
+                    Metric::E2eCorrected,
+                    now.saturating_sub(probe.intended_ns) / 1000,
+                );
+                self.recent.record(
+                    Metric::E2eUncorrected,
+                    now.saturating_sub(probe.actual_ns) / 1000,
+                );
             }
             Delivery::Duplicate | Delivery::Unexpected => {}
         }
@@ -124,12 +145,17 @@ impl Worker<'_> {
             CloseReason::ConnectFailed(errno) => connect_error_kind(Some(errno)),
             _ => ErrorKind::Closed,
         };
-        if matches!(slot.state, SlotState::Connecting | SlotState::LoggingIn | SlotState::Online) {
+        if matches!(
+            slot.state,
+            SlotState::Connecting | SlotState::LoggingIn | SlotState::Online
+        ) {
             // The conn is already gone, so the failure needs no io.
             self.fail(&mut NoOps, i, kind);
         }
         // Release the framer's partial buffer, if any: the client is over.
-        self.slots[i].client = Client::new(FramerLimits { max_stanza_bytes: MAX_STANZA_BYTES });
+        self.slots[i].client = Client::new(FramerLimits {
+            max_stanza_bytes: MAX_STANZA_BYTES,
+        });
     }
 }
 
@@ -161,7 +187,7 @@ impl<D: Driver> Handler<D> for Worker<'_> {
 }
 
 /// Maps a connect errno to an error kind.
-fn connect_error_kind(errno: Option<i32>) -> ErrorKind {
+pub(super) fn connect_error_kind(errno: Option<i32>) -> ErrorKind {
     match errno {
         Some(libc::ECONNREFUSED) => ErrorKind::Refused,
         Some(libc::ETIMEDOUT) => ErrorKind::ConnectTimeout,
@@ -196,9 +222,18 @@ mod tests {
 
     #[test]
     fn connect_errors_are_classified() {
-        assert_eq!(connect_error_kind(Some(libc::ECONNREFUSED)), ErrorKind::Refused);
-        assert_eq!(connect_error_kind(Some(libc::ETIMEDOUT)), ErrorKind::ConnectTimeout);
-        assert_eq!(connect_error_kind(Some(libc::EADDRNOTAVAIL)), ErrorKind::ConnectFailed);
+        assert_eq!(
+            connect_error_kind(Some(libc::ECONNREFUSED)),
+            ErrorKind::Refused
+        );
+        assert_eq!(
+            connect_error_kind(Some(libc::ETIMEDOUT)),
+            ErrorKind::ConnectTimeout
+        );
+        assert_eq!(
+            connect_error_kind(Some(libc::EADDRNOTAVAIL)),
+            ErrorKind::ConnectFailed
+        );
         assert_eq!(connect_error_kind(None), ErrorKind::ConnectFailed);
     }
 }

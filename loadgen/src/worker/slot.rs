@@ -39,7 +39,15 @@ pub struct Slot {
 
 impl Slot {
     pub fn new(index: u32, client: Client) -> Slot {
-        Slot { client, conn: None, index, state: SlotState::Pending, seq: 0, started_ns: 0, next_due_ns: 0 }
+        Slot {
+            client,
+            conn: None,
+            index,
+            state: SlotState::Pending,
+            seq: 0,
+            started_ns: 0,
+            next_due_ns: 0,
+        }
     }
 }
 
@@ -87,11 +95,22 @@ mod tests {
         let body = "rl r=9 s=1 q=2 i=3 a=4".into();
         assert_eq!(
             Note::from_event(ClientEvent::Message { body }),
-            Note::Probe(Probe { run: 9, sender: 1, seq: 2, intended_ns: 3, actual_ns: 4 })
+            Note::Probe(Probe {
+                run: 9,
+                sender: 1,
+                seq: 2,
+                intended_ns: 3,
+                actual_ns: 4
+            })
         );
-        assert_eq!(Note::from_event(ClientEvent::Message { body: "hi".into() }), Note::Foreign);
         assert_eq!(
-            Note::from_event(ClientEvent::StreamError { condition: "conflict" }),
+            Note::from_event(ClientEvent::Message { body: "hi".into() }),
+            Note::Foreign
+        );
+        assert_eq!(
+            Note::from_event(ClientEvent::StreamError {
+                condition: "conflict"
+            }),
             Note::Failed(ErrorKind::StreamError)
         );
     }

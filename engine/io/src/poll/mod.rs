@@ -49,11 +49,19 @@ impl RawWake for MioWake {
     }
 }
 
+/// Delivers one event with the driver's ops (a free function so `Received` can borrow the
+/// scratch buffer while the handler holds the ops).
+fn emit<H: Handler<PollDriver>>(core: &mut PCore, handler: &mut H, event: Event<'_>) {
+    handler.on_event(&mut PollOps { core }, event);
+}
+
 /// The poll driver of one shard.
 pub struct PollDriver {
     core: PCore,
     events: Events,
     scratch: Vec<u8>,
+    /// Spare work list (see `take_batch`).
+    batch: Vec<ConnId>,
 }
 
 impl PollDriver {
@@ -73,18 +81,14 @@ impl PollDriver {
             core: PCore::new(poll, limits, waker),
             events,
             scratch,
+            batch: Vec::new(),
         })
     }
 
     fn deliver_deferred<H: Handler<Self>>(&mut self, handler: &mut H) -> u32 {
         let mut n = 0;
         while let Some(d) = self.core.deferred.pop_front() {
-            handler.on_event(
-                &mut PollOps {
-                    core: &mut self.core,
-                },
-                d.into_event(),
-            );
+            emit(&mut self.core, handler, d.into_event());
             n += 1;
         }
         n
@@ -108,12 +112,7 @@ impl PollDriver {
                     conn: id,
                     data: &self.scratch[..n],
                 };
-                handler.on_event(
-                    &mut PollOps {
-                        core: &mut self.core,
-                    },
-                    event,
-                );
+                emit(&mut self.core, handler, event);
                 events += 1;
             }
         }
@@ -125,12 +124,7 @@ impl PollDriver {
         if !self.core.write_out(id) {
             return 0;
         }
-        handler.on_event(
-            &mut PollOps {
-                core: &mut self.core,
-            },
-            Event::Drained { conn: id },
-        );
+        emit(&mut self.core, handler, Event::Drained { conn: id });
         1
     }
 
@@ -159,10 +153,9 @@ impl PollDriver {
                 Err(e) => {
                     let errno = state::errno_of(&e);
                     self.core.accept_failed(index, errno);
-                    handler.on_event(
-                        &mut PollOps {
-                            core: &mut self.core,
-                        },
+                    emit(
+                        &mut self.core,
+                        handler,
                         Event::AcceptFailed { listener, errno },
                     );
                     events += 1;
@@ -172,25 +165,33 @@ impl PollDriver {
                     continue;
                 }
             };
-            handler.on_event(
-                &mut PollOps {
-                    core: &mut self.core,
-                },
-                event,
-            );
+            emit(&mut self.core, handler, event);
             events += 1;
         }
         self.core.listeners[index].ready_again = true;
         events
     }
 
+    /// Swaps a work list with the (empty) spare one, so lists keep their capacity across turns
+    /// instead of being reallocated.
+    fn take_batch(&mut self, which: Which) -> Vec<ConnId> {
+        let list = match which {
+            Which::ReadAgain => &mut self.core.read_again,
+            Which::Dirty => &mut self.core.dirty,
+        };
+        std::mem::replace(list, std::mem::take(&mut self.batch))
+    }
+
     /// Work that needs no new readiness edge: read caps, accept caps and retries.
     fn run_leftovers<H: Handler<Self>>(&mut self, handler: &mut H, now: Instant) -> u32 {
         let mut events = 0;
-        for id in std::mem::take(&mut self.core.read_again) {
+        let mut batch = self.take_batch(Which::ReadAgain);
+        for &id in &batch {
             self.core.clear_read_again(id);
             events += self.read_conn(handler, id);
         }
+        batch.clear();
+        self.batch = batch;
         for index in 0..self.core.listeners.len() {
             let l = &mut self.core.listeners[index];
             let retry = l.retry_at.is_some_and(|t| t <= now);
@@ -208,13 +209,16 @@ impl PollDriver {
     fn flush<H: Handler<Self>>(&mut self, handler: &mut H) -> u32 {
         let mut events = 0;
         for _ in 0..FLUSH_ROUNDS {
-            let dirty = std::mem::take(&mut self.core.dirty);
-            if dirty.is_empty() {
-                break;
-            }
-            for id in dirty {
+            let mut batch = self.take_batch(Which::Dirty);
+            for &id in &batch {
                 self.core.clear_dirty(id);
                 events += self.write_conn(handler, id);
+            }
+            let done = batch.is_empty();
+            batch.clear();
+            self.batch = batch;
+            if done {
+                break;
             }
         }
         events
@@ -227,12 +231,7 @@ impl PollDriver {
         match key.kind {
             OpKind::Wake => {
                 self.core.waker.take();
-                handler.on_event(
-                    &mut PollOps {
-                        core: &mut self.core,
-                    },
-                    Event::Woken,
-                );
+                emit(&mut self.core, handler, Event::Woken);
                 1
             }
             OpKind::Accept => {
@@ -280,12 +279,7 @@ impl PollDriver {
                 return 0;
             };
             let event = Event::Connected { conn: id, result };
-            handler.on_event(
-                &mut PollOps {
-                    core: &mut self.core,
-                },
-                event,
-            );
+            emit(&mut self.core, handler, event);
             events += 1;
             if result.is_err() {
                 return events;
@@ -297,6 +291,12 @@ impl PollDriver {
         }
         events
     }
+}
+
+#[derive(Clone, Copy)]
+enum Which {
+    ReadAgain,
+    Dirty,
 }
 
 #[derive(Clone, Copy)]
@@ -411,11 +411,9 @@ mod tests {
 
     #[test]
     fn slot_is_small() {
-        assert!(
-            slot_bytes::<state::PConn>() <= 48,
-            "{}",
-            slot_bytes::<state::PConn>()
-        );
+        // 32 bytes in release builds; mio adds a selector id to each socket in debug builds.
+        let expected = if cfg!(debug_assertions) { 48 } else { 32 };
+        assert!(slot_bytes::<state::PConn>() <= expected);
     }
 
     #[test]

@@ -7,6 +7,8 @@
 //!
 //! What it does not do: wait, submit, or deliver deferred events (see `UringDriver::turn`).
 
+use std::os::fd::{FromRawFd, OwnedFd};
+
 use io_uring::cqueue;
 
 use super::bufring::BufRing;
@@ -14,7 +16,7 @@ use super::state::{Core, CONNECTING, RECV_ARMED, SEND_INFLIGHT};
 use super::{UringDriver, UringOps};
 use crate::key::{OpKey, OpKind};
 use crate::lifecycle::Phase;
-use crate::{CloseReason, Event, Handler, ListenerId};
+use crate::{CloseReason, ConnId, Event, Handler, ListenerId};
 
 /// A copied CQE (the CQ is released before handlers run, so they can push SQEs).
 #[derive(Clone, Copy, Debug)]
@@ -32,6 +34,11 @@ impl From<cqueue::Entry> for Cqe {
             flags: e.flags(),
         }
     }
+}
+
+/// Delivers one event with the driver's ops.
+fn emit<H: Handler<UringDriver>>(core: &mut Core, handler: &mut H, event: Event<'_>) {
+    handler.on_event(&mut UringOps { core }, event);
 }
 
 /// True when this CQE ends its operation (multishot ops post many CQEs before the last).
@@ -97,7 +104,7 @@ fn on_recv<H: Handler<UringDriver>>(
             let data = unsafe { bufs.lent(bid, n as usize) };
             match phase {
                 Phase::Open => {
-                    handler.on_event(&mut UringOps { core }, Event::Received { conn: id, data });
+                    emit(core, handler, Event::Received { conn: id, data });
                     events = 1;
                 }
                 Phase::Detaching => {
@@ -128,7 +135,7 @@ fn on_recv<H: Handler<UringDriver>>(
 }
 
 /// A recv CQE without data: EOF (errno 0), ring empty, cancelled, or an error.
-fn recv_ended(core: &mut Core, id: crate::ConnId, phase: Phase, errno: i32) {
+fn recv_ended(core: &mut Core, id: ConnId, phase: Phase, errno: i32) {
     match errno {
         0 if phase == Phase::Open => core.begin_flush(id, CloseReason::PeerClosed),
         0 => {} // detaching: the new owner reads the EOF; closing: already on its way
@@ -158,7 +165,7 @@ fn on_send<H: Handler<UringDriver>>(core: &mut Core, handler: &mut H, key: OpKey
     if !core.after_write(id) {
         return 0;
     }
-    handler.on_event(&mut UringOps { core }, Event::Drained { conn: id });
+    emit(core, handler, Event::Drained { conn: id });
     1
 }
 
@@ -189,11 +196,12 @@ fn on_connect<H: Handler<UringDriver>>(
             conn: id,
             result: Err(-res),
         };
-        handler.on_event(&mut UringOps { core }, event);
+        emit(core, handler, event);
         return 1;
     }
-    handler.on_event(
-        &mut UringOps { core },
+    emit(
+        core,
+        handler,
         Event::Connected {
             conn: id,
             result: Ok(()),
@@ -219,10 +227,9 @@ fn on_accept<H: Handler<UringDriver>>(
         Some(libc::ECANCELED) => return 0,
         Some(errno) => Event::AcceptFailed { listener, errno },
         None => {
-            use std::os::fd::FromRawFd;
             // SAFETY: a successful accept CQE carries a new fd installed for us; nothing else
             // owns it.
-            let fd = unsafe { std::os::fd::OwnedFd::from_raw_fd(cqe.res) };
+            let fd = unsafe { OwnedFd::from_raw_fd(cqe.res) };
             if stopping {
                 return 0; // raced with stop_listening: refuse by closing
             }
@@ -239,7 +246,7 @@ fn on_accept<H: Handler<UringDriver>>(
             }
         }
     };
-    handler.on_event(&mut UringOps { core }, event);
+    emit(core, handler, event);
     1
 }
 
@@ -252,6 +259,6 @@ fn on_wake<H: Handler<UringDriver>>(core: &mut Core, handler: &mut H, res: i32) 
     }
     core.arm_wake();
     core.waker.take();
-    handler.on_event(&mut UringOps { core }, Event::Woken);
+    emit(core, handler, Event::Woken);
     1
 }

@@ -7,10 +7,14 @@
 //! - Accept: one multishot accept per listener, re-armed when a CQE comes without
 //!   `IORING_CQE_F_MORE`; after an error (EMFILE, ...) it is re-armed `ACCEPT_BACKOFF` later.
 //! - Recv: one multishot recv per conn on the shared provided-buffer ring ([`bufring`]); the
-//!   buffer is returned right after the handler saw it. ENOBUFS ends the multishot; the conn is
-//!   re-armed on the next turn.
-//! - Send: one `Send` in flight per conn, from `OutQueue::flight` (see `core` for why its memory
+//!   buffer is returned right after the handler saw it. ENOBUFS ends the multishot; starved
+//!   conns are re-armed on the following turns, oldest first, at most one per ring buffer per
+//!   turn (re-arming all at once mostly buys another round of ENOBUFS).
+//! - Send: one `Send` in flight per conn, from `OutQueue::flight` (see `state` for why its memory
 //!   cannot move); partial sends resubmit the rest.
+//! - Close: cancel the conn's ops (`AsyncCancel` by user_data), wait for every one of them to
+//!   complete, then `close(2)` (dropping the `OwnedFd`; synchronous and cheap for a socket, so
+//!   no `IORING_OP_CLOSE` round trip), then `Closed`. Detach is the same without the close.
 //! - Wake: an eventfd read kept armed in the ring. An eventfd and not `IORING_OP_MSG_RING`
 //!   because the mailbox layer is backend-agnostic (a `WakeHandle` must not know whether the
 //!   target shard runs a ring) and the poll backend needs an fd waker anyway; MSG_RING would
@@ -193,7 +197,9 @@ impl Driver for UringDriver {
         self.core.submit_calls = 0;
         let now = Instant::now();
         self.core.expire(now);
-        let busy = !self.core.deferred.is_empty() || !self.core.ring.completion().is_empty();
+        let busy = !self.core.deferred.is_empty()
+            || self.core.rearm_pending()
+            || !self.core.ring.completion().is_empty();
         let wait = if busy {
             Some(Duration::ZERO)
         } else {

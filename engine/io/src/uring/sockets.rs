@@ -113,7 +113,8 @@ impl Core {
         unsafe { self.push(entry) }
     }
 
-    /// Bookkeeping for one accept CQE; returns (stopping, more expected).
+    /// Bookkeeping for one accept CQE (re-arm, backoff, close when stopped). Returns true when
+    /// the listener is stopping: a conn accepted in that race is refused by closing it.
     pub fn accept_done(&mut self, index: u32, more: bool, errno: Option<i32>) -> bool {
         let Some(l) = self.listeners.get_mut(index as usize) else {
             return true;

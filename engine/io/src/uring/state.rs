@@ -1,6 +1,6 @@
 //! The io_uring driver's state (everything except the buffer ring) and the conn state machine.
 //!
-//! Buffer-lifetime rules, all enforced here:
+//! Buffer-lifetime rules of this backend (enforced here, in `submit` and in `sockets`):
 //! - Every SQE goes through [`Core::push`], an `unsafe fn` whose callers state why the memory
 //!   the entry names outlives the operation. `push` never drops an entry: when the SQ is full it
 //!   submits, and if that is not enough it keeps the entry in `backlog` for the next enter.
@@ -15,18 +15,17 @@
 //!   when the kernel is done with all of our memory.
 
 use std::collections::VecDeque;
-use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::ptr::NonNull;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use io_uring::types::{Fd, SubmitArgs, Timespec};
+use io_uring::types::Fd;
 use io_uring::{opcode, squeue, IoUring};
 use socket2::SockAddr;
 
 use super::bufring::BGID;
 use super::sockets::Listener;
+use super::submit::WakeBuf;
 use super::EventWake;
 use crate::conn_table::{enqueue, ConnTable, OutQueue, QueuePool};
 use crate::key::{OpKey, OpKind};
@@ -84,18 +83,19 @@ impl UConn {
 pub(super) struct Core {
     /// Declared first so it is dropped (ring closed) before any memory ops could name.
     pub ring: IoUring,
-    backlog: VecDeque<squeue::Entry>,
+    pub(super) backlog: VecDeque<squeue::Entry>,
     pub conns: ConnTable<UConn>,
     pub listeners: Vec<Listener>,
     pub pool: QueuePool,
     pub limits: Limits,
     pub deferred: DeferredQueue,
-    rearm: Vec<ConnId>,
+    /// Conns whose recv ended with ENOBUFS, re-armed oldest first (see `expire`).
+    rearm: VecDeque<ConnId>,
     lingering: Lingering,
     expired: Vec<ConnId>,
     pub inflight_total: usize,
     pub submit_calls: u32,
-    wake_buf: WakeBuf,
+    pub(super) wake_buf: WakeBuf,
     pub waker: Arc<Coalesced<EventWake>>,
     pub shutting_down: bool,
 }
@@ -110,7 +110,7 @@ impl Core {
             pool: QueuePool::default(),
             limits,
             deferred: DeferredQueue::new(),
-            rearm: Vec::new(),
+            rearm: VecDeque::new(),
             lingering: Lingering::default(),
             expired: Vec::new(),
             inflight_total: 0,
@@ -189,7 +189,7 @@ impl Core {
         };
         if c.flags & REARM_QUEUED == 0 {
             c.flags |= REARM_QUEUED;
-            self.rearm.push(id);
+            self.rearm.push_back(id);
         }
     }
 
@@ -430,14 +430,22 @@ impl Core {
                 self.arm_accept(index as u32);
             }
         }
-        let mut rearm = std::mem::take(&mut self.rearm);
-        for id in rearm.drain(..) {
+        // At most one conn per ring buffer per turn: re-arming every starved conn at once
+        // would mostly produce another round of ENOBUFS (a storm of SQEs and CQEs per turn).
+        for _ in 0..usize::from(self.limits.recv_buffers) {
+            let Some(id) = self.rearm.pop_front() else {
+                break;
+            };
             if let Some(c) = self.conns.get_mut(id) {
                 c.flags &= !REARM_QUEUED;
                 self.rearm_now(id);
             }
         }
-        self.rearm = rearm;
+    }
+
+    /// True when `expire` has re-arms left for the next turn (which must then not block).
+    pub fn rearm_pending(&self) -> bool {
+        !self.rearm.is_empty()
     }
 
     pub fn next_deadline(&self) -> Option<Instant> {

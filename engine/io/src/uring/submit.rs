@@ -34,6 +34,13 @@ impl Drop for WakeBuf {
     }
 }
 
+/// Timeout, signal, CQ overflow backlog, transient kernel memory: not errors of a turn.
+fn is_transient(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::ETIME | libc::EINTR | libc::EBUSY | libc::EAGAIN)
+    )
+}
 
 impl Core {
     /// Queues one SQE; never drops it.
@@ -70,8 +77,12 @@ impl Core {
                 continue;
             }
             self.submit_calls += 1;
-            if self.ring.submit()? == 0 {
-                return Ok(()); // the kernel takes nothing now; retry on the next turn
+            match self.ring.submit() {
+                Ok(n) if n > 0 => {}
+                // The kernel takes nothing now (CQ overflow backlog, memory): next turn.
+                Ok(_) => return Ok(()),
+                Err(e) if is_transient(&e) => return Ok(()),
+                Err(e) => return Err(e),
             }
         }
         Ok(())
@@ -94,14 +105,7 @@ impl Core {
             Ok(_) => Ok(()),
             // Timeout, signal, CQ overflow backlog, transient kernel memory: not errors of the
             // turn; completions (if any) are reaped next.
-            Err(e)
-                if matches!(
-                    e.raw_os_error(),
-                    Some(libc::ETIME | libc::EINTR | libc::EBUSY | libc::EAGAIN)
-                ) =>
-            {
-                Ok(())
-            }
+            Err(e) if is_transient(&e) => Ok(()),
             Err(e) => Err(e),
         }
     }

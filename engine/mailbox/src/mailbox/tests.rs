@@ -36,7 +36,12 @@ fn staged_mail_arrives_in_order_per_destination() {
     // Nothing leaves before the flush.
     assert_eq!(shards[1].inbox_len(), 0);
     let stats = shards[0].flush();
-    let expected = FlushStats { pushed: 5, left_staged: 0, wakes: 0, full_lanes: 0 };
+    let expected = FlushStats {
+        pushed: 5,
+        left_staged: 0,
+        wakes: 0,
+        full_lanes: 0,
+    };
     assert_eq!(stats, expected);
     assert_eq!(drain_all(&mut shards[1]), vec![(0, 10), (0, 11), (0, 12)]);
     assert_eq!(drain_all(&mut shards[2]), vec![(0, 20), (0, 21)]);
@@ -150,8 +155,11 @@ fn drain_is_round_robin_across_sources_and_fifo_per_source() {
     let rest = drain_all(&mut shards[0]);
     assert_eq!(rest.len(), 9);
     for src in 1..4u16 {
-        let per_source: Vec<u32> =
-            rest.iter().filter(|(s, _)| *s == src).map(|(_, m)| *m).collect();
+        let per_source: Vec<u32> = rest
+            .iter()
+            .filter(|(s, _)| *s == src)
+            .map(|(_, m)| *m)
+            .collect();
         let base = u32::from(src) * 100;
         assert_eq!(per_source, vec![base + 2, base + 3, base + 4]);
     }

@@ -1,7 +1,9 @@
 //! The framer's resumable state machine: one byte at a time, all state kept in [`Framer`].
 //!
 //! What it does: classifies each byte against the current [`St`], keeps the open-element name
-//! offsets, enforces the capture size limit, and reports where a frame ends ([`Step`]).
+//! offsets, enforces the capture size limit, and reports where a frame ends ([`Step`]). The
+//! prolog, stream-level and start-tag states are handled here; stanza content and references
+//! in `content.rs`.
 //!
 //! What it does not do: copy bytes or validate UTF-8 (the driver in `framer.rs` does both once
 //! a frame is complete), or look at attribute names and values beyond their syntax.
@@ -11,8 +13,9 @@
 //! consumes), so the loop is O(n). While `CAPTURE` is set, no byte is accepted that would make
 //! the captured frame longer than `max`.
 
-use super::{FrameError, Framer, CAPTURE, CHILD, DECL_SEEN, IN_ATTR, NON_ASCII, ROOT, STREAM_OPEN};
-use crate::xml::{is_forbidden_ctrl, is_name_char, is_name_start, is_ws, is_xml_char};
+use super::fault::Fault;
+use super::{Framer, CAPTURE, CHILD, DECL_SEEN, IN_ATTR, NON_ASCII, ROOT, STREAM_OPEN};
+use crate::xml::{is_forbidden_ctrl, is_name_char, is_name_start, is_ws};
 
 /// Scanner state. Grouped by where in the stream it occurs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -71,71 +74,8 @@ pub(super) enum Step {
     Close(usize),
 }
 
-/// The cause of a fatal framing error, stored in one byte.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum Fault {
-    TooLarge,
-    TextBeforeHeader,
-    TextAtStreamLevel,
-    BadName,
-    BadAttr,
-    MissingWs,
-    Unquoted,
-    LtInAttr,
-    BadTag,
-    BadEndTag,
-    Mismatch,
-    Ctrl,
-    BadUtf8,
-    NonChar,
-    BadCharRef,
-    BareAmp,
-    CdataEndInText,
-    CdataAtStreamLevel,
-    BadMarkup,
-    EmptyStream,
-    AfterClose,
-    Comment,
-    Pi,
-    Dtd,
-    Undeclared,
-}
-
-impl Fault {
-    pub(super) fn error(self) -> FrameError {
-        use FrameError::{NotWellFormed as Nwf, RestrictedXml as Rx};
-        match self {
-            Fault::TooLarge => FrameError::TooLarge,
-            Fault::TextBeforeHeader => Nwf("text before the stream header"),
-            Fault::TextAtStreamLevel => Nwf("text at stream level"),
-            Fault::BadName => Nwf("invalid name"),
-            Fault::BadAttr => Nwf("malformed attribute"),
-            Fault::MissingWs => Nwf("missing whitespace between attributes"),
-            Fault::Unquoted => Nwf("unquoted attribute value"),
-            Fault::LtInAttr => Nwf("'<' in attribute value"),
-            Fault::BadTag => Nwf("malformed tag"),
-            Fault::BadEndTag => Nwf("malformed end tag"),
-            Fault::Mismatch => Nwf("end tag does not match start tag"),
-            Fault::Ctrl => Nwf("forbidden control character"),
-            Fault::BadUtf8 => Nwf("invalid UTF-8"),
-            Fault::NonChar => Nwf("character not allowed in XML"),
-            Fault::BadCharRef => Nwf("invalid character reference"),
-            Fault::BareAmp => Nwf("'&' not starting a reference"),
-            Fault::CdataEndInText => Nwf("']]>' in text"),
-            Fault::CdataAtStreamLevel => Nwf("CDATA at stream level"),
-            Fault::BadMarkup => Nwf("malformed markup declaration"),
-            Fault::EmptyStream => Nwf("empty stream element"),
-            Fault::AfterClose => Nwf("data after the stream close"),
-            Fault::Comment => Rx("comment"),
-            Fault::Pi => Rx("processing instruction"),
-            Fault::Dtd => Rx("DTD or markup declaration"),
-            Fault::Undeclared => Rx("undeclared entity"),
-        }
-    }
-}
-
 /// What one byte did.
-enum Act {
+pub(super) enum Act {
     Next,
     Again,
     Open,
@@ -144,34 +84,14 @@ enum Act {
 }
 
 /// Position in the current input.
-struct Cursor<'d> {
-    data: &'d [u8],
-    i: usize,
+pub(super) struct Cursor<'d> {
+    pub(super) data: &'d [u8],
+    pub(super) i: usize,
     /// Where the frame being captured starts in `data`; `None` when it began in `buf`.
-    cap: Option<usize>,
+    pub(super) cap: Option<usize>,
     /// First index of `data` that would take the capture over the limit.
-    limit: usize,
+    pub(super) limit: usize,
 }
-
-/// Entity names packed big-endian into a u32 (names of at most four bytes fit).
-const fn pack(name: &[u8]) -> u32 {
-    let mut v = 0u32;
-    let mut i = 0;
-    while i < name.len() {
-        v = (v << 8) | name[i] as u32;
-        i += 1;
-    }
-    v
-}
-const PREDEFINED: [u32; 5] = [
-    pack(b"lt"),
-    pack(b"gt"),
-    pack(b"amp"),
-    pack(b"quot"),
-    pack(b"apos"),
-];
-/// Marks an entity name too long to be one of the predefined five.
-const LONG_NAME: u32 = u32::MAX;
 
 impl Framer {
     /// Scans `data` until a frame completes or the input is used up.
@@ -228,7 +148,9 @@ impl Framer {
         let stop = cur.limit.min(cur.data.len());
         let (data, from, q) = (cur.data, cur.i, self.quote);
         let (end, high) = match self.st {
-            St::Text => plain_run(data, from, stop, |b| b >= 0x20 && !matches!(b, b'<' | b'&' | b']')),
+            St::Text => plain_run(data, from, stop, |b| {
+                b >= 0x20 && !matches!(b, b'<' | b'&' | b']')
+            }),
             St::AttrValue => plain_run(data, from, stop, |b| {
                 b >= 0x20 && !matches!(b, b'<' | b'&') && b != q
             }),
@@ -330,7 +252,7 @@ impl Framer {
                 self.st = St::TagName;
             }
             St::Level1Lt => return Err(Fault::BadName),
-            St::Bang => return Err(bang_fault(b, Fault::CdataAtStreamLevel)),
+            St::Bang => return Err(super::content::bang_fault(b, Fault::CdataAtStreamLevel)),
             St::StreamEndName if is_name_char(b) && (self.aux > 0 || is_name_start(b)) => {
                 // Not captured: bound the name by counting.
                 self.aux += 1;
@@ -403,7 +325,7 @@ impl Framer {
         Ok(self.close_element())
     }
 
-    fn close_element(&mut self) -> Act {
+    pub(super) fn close_element(&mut self) -> Act {
         if self.pop() {
             self.st = St::Level1;
             Act::Stanza
@@ -413,136 +335,8 @@ impl Framer {
         }
     }
 
-    fn content(&mut self, b: u8, cur: &mut Cursor<'_>) -> Result<Act, Fault> {
-        self.st = match (self.st, b) {
-            (St::Text, b'<') => St::ContentLt,
-            (St::Text, b'&') => {
-                self.flags &= !IN_ATTR;
-                self.aux = 0;
-                St::EntName
-            }
-            (St::Text, b']') => St::TextBr1,
-            (St::Text, _) => St::Text,
-            (St::TextBr1, b']') | (St::TextBr2, b']') => St::TextBr2,
-            (St::TextBr2, b'>') => return Err(Fault::CdataEndInText),
-            (St::TextBr1 | St::TextBr2, _) => {
-                self.st = St::Text;
-                return Ok(Act::Again);
-            }
-            (St::ContentLt, b'/') => {
-                self.aux = 0;
-                St::EndName
-            }
-            (St::ContentLt, b'!') => St::ContentBang,
-            (St::ContentLt, b'?') => return Err(Fault::Pi),
-            (St::ContentLt, _) if is_name_start(b) => {
-                let offset = self.offset(cur);
-                self.push(offset);
-                St::TagName
-            }
-            (St::ContentLt, _) => return Err(Fault::BadName),
-            (St::ContentBang, b'[') => {
-                self.aux = 0;
-                St::CdataOpen
-            }
-            (St::ContentBang, _) => return Err(bang_fault(b, Fault::BadMarkup)),
-            (St::CdataOpen, _) => return self.cdata_open(b),
-            (St::Cdata, b']') => St::CdataBr1,
-            (St::Cdata, _) => St::Cdata,
-            (St::CdataBr1, b']') | (St::CdataBr2, b']') => St::CdataBr2,
-            (St::CdataBr2, b'>') => St::Text,
-            (St::CdataBr1 | St::CdataBr2, _) => {
-                self.st = St::Cdata;
-                return Ok(Act::Again);
-            }
-            (St::EndName, _) => return self.end_name(b, cur),
-            (St::EndWs, b'>') => return Ok(self.close_element()),
-            (St::EndWs, _) if is_ws(b) => St::EndWs,
-            _ => return Err(Fault::BadEndTag),
-        };
-        Ok(Act::Next)
-    }
-
-    fn cdata_open(&mut self, b: u8) -> Result<Act, Fault> {
-        const OPEN: &[u8] = b"CDATA[";
-        if OPEN.get(self.aux as usize) != Some(&b) {
-            return Err(Fault::BadMarkup);
-        }
-        self.aux += 1;
-        if self.aux as usize == OPEN.len() {
-            self.st = St::Cdata;
-        }
-        Ok(Act::Next)
-    }
-
-    /// One byte of an end tag's name, compared with the open element's name in place.
-    fn end_name(&mut self, b: u8, cur: &Cursor<'_>) -> Result<Act, Fault> {
-        let expected = self.capture_byte(cur, self.top_name() as usize + self.aux as usize);
-        if is_name_char(b) {
-            if expected != b {
-                return Err(Fault::Mismatch);
-            }
-            self.aux += 1;
-            return Ok(Act::Next);
-        }
-        if self.aux == 0 || !(is_ws(b) || b == b'>') {
-            return Err(Fault::BadEndTag);
-        }
-        // The start tag's name ends with a non-name byte; a name byte here means the end
-        // tag's name is a strict prefix of it.
-        if is_name_char(expected) {
-            return Err(Fault::Mismatch);
-        }
-        if b == b'>' {
-            return Ok(self.close_element());
-        }
-        self.st = St::EndWs;
-        Ok(Act::Next)
-    }
-
-    fn reference(&mut self, b: u8) -> Result<Act, Fault> {
-        let back = if self.flags & IN_ATTR != 0 {
-            St::AttrValue
-        } else {
-            St::Text
-        };
-        match (self.st, b) {
-            (St::EntName, b'#') if self.aux == 0 => self.st = St::CharRef,
-            (St::EntName, b';') if self.aux == 0 => return Err(Fault::BareAmp),
-            (St::EntName, b';') if PREDEFINED.contains(&self.aux) => self.st = back,
-            (St::EntName, b';') => return Err(Fault::Undeclared),
-            (St::EntName, _) if is_name_char(b) && (self.aux != 0 || is_name_start(b)) => {
-                self.aux = if self.aux >= 1 << 24 {
-                    LONG_NAME
-                } else {
-                    (self.aux << 8) | b as u32
-                };
-            }
-            (St::EntName, _) => return Err(Fault::BareAmp),
-            (St::CharRef, b'x') => self.st = St::CharRefHexStart,
-            (St::CharRef, b'0'..=b'9') => {
-                self.aux = u32::from(b - b'0');
-                self.st = St::CharRefDec;
-            }
-            (St::CharRefDec | St::CharRefHex, b';') if is_xml_char(self.aux) => self.st = back,
-            (St::CharRefDec | St::CharRefHexStart | St::CharRefHex, _) => {
-                let radix = if self.st == St::CharRefDec { 10 } else { 16 };
-                let digit = char::from(b).to_digit(radix).ok_or(Fault::BadCharRef)?;
-                // Saturate just above the Unicode range so the value never overflows.
-                self.aux = (self.aux * radix + digit).min(0x11_0000);
-                self.st = if radix == 10 {
-                    St::CharRefDec
-                } else {
-                    St::CharRefHex
-                };
-            }
-            _ => return Err(Fault::BadCharRef),
-        }
-        Ok(Act::Next)
-    }
-
     /// Starts capturing a frame whose `<` is the byte before `cur.i`.
-    fn begin_capture(&mut self, cur: &mut Cursor<'_>) -> Result<(), Fault> {
+    pub(super) fn begin_capture(&mut self, cur: &mut Cursor<'_>) -> Result<(), Fault> {
         self.flags = (self.flags | CAPTURE) & !NON_ASCII;
         let max = self.max as usize;
         if cur.i == 0 {
@@ -561,14 +355,14 @@ impl Framer {
     }
 
     /// Offset of `data[cur.i]` from the start of the frame being captured.
-    fn offset(&self, cur: &Cursor<'_>) -> u32 {
+    pub(super) fn offset(&self, cur: &Cursor<'_>) -> u32 {
         let off = self.buf.len() + cur.i - cur.cap.unwrap_or(0);
         // The capture is at most `max` (a u32) bytes long, enforced before every byte.
         u32::try_from(off).unwrap_or(u32::MAX)
     }
 
     /// Byte `k` of the frame being captured (0 past the end, which no caller reaches).
-    fn capture_byte(&self, cur: &Cursor<'_>, k: usize) -> u8 {
+    pub(super) fn capture_byte(&self, cur: &Cursor<'_>, k: usize) -> u8 {
         match k.checked_sub(self.buf.len()) {
             None => self.buf[k],
             Some(rest) => cur
@@ -580,7 +374,7 @@ impl Framer {
     }
 
     /// Records the name offset of a newly opened element below the stanza root.
-    fn push(&mut self, offset: u32) {
+    pub(super) fn push(&mut self, offset: u32) {
         if self.flags & CHILD == 0 {
             self.child = offset;
             self.flags |= CHILD;
@@ -590,7 +384,7 @@ impl Framer {
     }
 
     /// Closes the innermost open element; true when it was the stanza root.
-    fn pop(&mut self) -> bool {
+    pub(super) fn pop(&mut self) -> bool {
         if self.deep.pop().is_some() {
             false
         } else if self.flags & CHILD != 0 {
@@ -603,7 +397,7 @@ impl Framer {
     }
 
     /// Name offset of the innermost open element (the root's name always starts at 1).
-    fn top_name(&self) -> u32 {
+    pub(super) fn top_name(&self) -> u32 {
         match self.deep.last() {
             Some(&offset) => offset,
             None if self.flags & CHILD != 0 => self.child,
@@ -623,14 +417,4 @@ fn plain_run(data: &[u8], from: usize, stop: usize, plain: impl Fn(u8) -> bool) 
         i += 1;
     }
     (i, high)
-}
-
-/// The error for `<!` followed by `b` (`cdata` when `<![` is not allowed there).
-fn bang_fault(b: u8, cdata: Fault) -> Fault {
-    match b {
-        b'-' => Fault::Comment,
-        b'[' => cdata,
-        b'A'..=b'Z' => Fault::Dtd,
-        _ => Fault::BadMarkup,
-    }
 }

@@ -46,22 +46,37 @@ impl Server {
     }
 
     /// `shell_prefix`: e.g. "ulimit -n 100;" to run the server under a lower fd limit.
-    pub fn start_with_prefix(backend: &str, shards: usize, extra: &[&str], shell_prefix: Option<&str>) -> Server {
+    pub fn start_with_prefix(
+        backend: &str,
+        shards: usize,
+        extra: &[&str],
+        shell_prefix: Option<&str>,
+    ) -> Server {
         let bin = env!("CARGO_BIN_EXE_rookery");
         let mut args = vec![
-            "--listen".to_string(), "127.0.0.1:0".into(),
-            "--admin".into(), "127.0.0.1:0".into(),
-            "--domain".into(), DOMAIN.into(),
-            "--auth".into(), "token".into(),
-            "--token-secret".into(), SECRET.into(),
-            "--backend".into(), backend.into(),
-            "--shards".into(), shards.to_string(),
+            "--listen".to_string(),
+            "127.0.0.1:0".into(),
+            "--admin".into(),
+            "127.0.0.1:0".into(),
+            "--domain".into(),
+            DOMAIN.into(),
+            "--auth".into(),
+            "token".into(),
+            "--token-secret".into(),
+            SECRET.into(),
+            "--backend".into(),
+            backend.into(),
+            "--shards".into(),
+            shards.to_string(),
         ];
         args.extend(extra.iter().map(|s| s.to_string()));
         let mut command = match shell_prefix {
             Some(prefix) => {
                 let mut c = Command::new("sh");
-                c.arg("-c").arg(format!("{prefix} exec \"$0\" \"$@\"")).arg(bin).args(&args);
+                c.arg("-c")
+                    .arg(format!("{prefix} exec \"$0\" \"$@\""))
+                    .arg(bin)
+                    .args(&args);
                 c
             }
             None => {
@@ -92,7 +107,11 @@ impl Server {
             let left = deadline.saturating_duration_since(Instant::now());
             let line = rx.recv_timeout(left).unwrap_or_else(|_| {
                 let _ = child.kill();
-                panic!("rookery did not get ready; log so far:\n{}", startup_log.join("\n"))
+                let _ = child.wait();
+                panic!(
+                    "rookery did not get ready; log so far:\n{}",
+                    startup_log.join("\n")
+                )
             });
             startup_log.push(line.clone());
             if let Some(rest) = line.split("metrics: http://").nth(1) {
@@ -100,7 +119,13 @@ impl Server {
             }
             if let Some(rest) = line.split("ready: listening on ").nth(1) {
                 let addr = rest.split_whitespace().next().unwrap().parse().unwrap();
-                return Server { child, addr, admin, log: rx, startup_log };
+                return Server {
+                    child,
+                    addr,
+                    admin,
+                    log: rx,
+                    startup_log,
+                };
             }
         }
     }
@@ -111,7 +136,11 @@ impl Server {
 
     /// Sends a signal by pid with the `kill` command (no unsafe in tests).
     pub fn signal(&self, name: &str) {
-        let status = Command::new("kill").arg(format!("-{name}")).arg(self.pid().to_string()).status().unwrap();
+        let status = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.pid().to_string())
+            .status()
+            .unwrap();
         assert!(status.success());
     }
 
@@ -131,7 +160,8 @@ impl Server {
         let admin = self.admin.expect("admin address");
         let mut conn = TcpStream::connect(admin).unwrap();
         conn.set_read_timeout(Some(WAIT)).unwrap();
-        conn.write_all(b"GET /metrics HTTP/1.1\r\nhost: t\r\n\r\n").unwrap();
+        conn.write_all(b"GET /metrics HTTP/1.1\r\nhost: t\r\n\r\n")
+            .unwrap();
         let mut body = String::new();
         conn.read_to_string(&mut body).unwrap();
         body
@@ -178,9 +208,14 @@ pub struct RawClient {
 impl RawClient {
     pub fn connect(addr: SocketAddr) -> RawClient {
         let stream = TcpStream::connect(addr).unwrap();
-        stream.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
         stream.set_nodelay(true).unwrap();
-        RawClient { stream, received: String::new() }
+        RawClient {
+            stream,
+            received: String::new(),
+        }
     }
 
     pub fn send(&mut self, text: &str) {
@@ -190,8 +225,12 @@ impl RawClient {
     /// Reads until `needle` appears in what was received (consumed up to and including it).
     /// Returns everything before and including it; panics after WAIT.
     pub fn expect(&mut self, needle: &str) -> String {
-        self.try_expect(needle, WAIT)
-            .unwrap_or_else(|| panic!("did not receive {needle:?}; got so far: {:?}", self.received))
+        self.try_expect(needle, WAIT).unwrap_or_else(|| {
+            panic!(
+                "did not receive {needle:?}; got so far: {:?}",
+                self.received
+            )
+        })
     }
 
     pub fn try_expect(&mut self, needle: &str, limit: Duration) -> Option<String> {
@@ -207,13 +246,16 @@ impl RawClient {
             }
             let mut buf = [0u8; 8192];
             match self.stream.read(&mut buf) {
-                Ok(0) => {
-                    if self.received.find(needle).is_none() {
-                        return None;
-                    }
-                }
+                // The needle was looked for at the top of the loop: a closed conn cannot bring it.
+                Ok(0) => return None,
                 Ok(n) => self.received.push_str(&String::from_utf8_lossy(&buf[..n])),
-                Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut | std::io::ErrorKind::Interrupted) => {}
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock
+                            | std::io::ErrorKind::TimedOut
+                            | std::io::ErrorKind::Interrupted
+                    ) => {}
                 Err(err) => {
                     eprintln!("read error while waiting for {needle:?}: {err}");
                     return None;
@@ -230,7 +272,13 @@ impl RawClient {
             match self.stream.read(&mut buf) {
                 Ok(0) => return true,
                 Ok(n) => self.received.push_str(&String::from_utf8_lossy(&buf[..n])),
-                Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut | std::io::ErrorKind::Interrupted) => {}
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock
+                            | std::io::ErrorKind::TimedOut
+                            | std::io::ErrorKind::Interrupted
+                    ) => {}
                 Err(_) => return true,
             }
         }
@@ -245,15 +293,24 @@ impl RawClient {
     }
 
     pub fn auth(&mut self, user: &str, password: &str) -> bool {
-        let plain = base64::engine::general_purpose::STANDARD.encode(format!("\0{user}\0{password}"));
-        self.send(&format!("<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>{plain}</auth>"));
+        let plain =
+            base64::engine::general_purpose::STANDARD.encode(format!("\0{user}\0{password}"));
+        self.send(&format!(
+            "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>{plain}</auth>"
+        ));
         let deadline = Instant::now() + WAIT;
         while Instant::now() < deadline {
-            if self.try_expect("<success", Duration::from_millis(100)).is_some() {
+            if self
+                .try_expect("<success", Duration::from_millis(100))
+                .is_some()
+            {
                 self.expect(">");
                 return true;
             }
-            if self.try_expect("<failure", Duration::from_millis(100)).is_some() {
+            if self
+                .try_expect("<failure", Duration::from_millis(100))
+                .is_some()
+            {
                 self.expect("</failure>");
                 return false;
             }
@@ -272,7 +329,12 @@ impl RawClient {
             "<iq type='set' id='bind1'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><resource>{resource}</resource></bind></iq>"
         ));
         let reply = client.expect("</iq>");
-        let jid = reply.split("<jid>").nth(1).and_then(|r| r.split("</jid>").next()).unwrap().to_string();
+        let jid = reply
+            .split("<jid>")
+            .nth(1)
+            .and_then(|r| r.split("</jid>").next())
+            .unwrap()
+            .to_string();
         // Presence, then a ping round trip: once the pong is back the presence was processed.
         client.send("<presence/><iq type='get' id='sync1'><ping xmlns='urn:xmpp:ping'/></iq>");
         client.expect("sync1");

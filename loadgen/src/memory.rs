@@ -1,0 +1,101 @@
+//! User-space memory per simulated client, from this process' resident set size.
+//!
+//! Two numbers: the growth from before the ramp to the steady start divided by the clients
+//! online (includes fixed per-thread costs, such as io_uring receive buffers touched for the
+//! first time), and the *marginal* cost: growth between the moment half the target was
+//! online and the steady start, divided by the clients added in between, which cancels the
+//! fixed costs and is the number to hold against the 512-byte budget.
+//!
+//! What it does not do: kernel memory (socket buffers, inodes: about 4 KB per idle TCP socket
+//! on Linux, not in RSS), or the server's memory.
+
+use serde::Serialize;
+
+use crate::env::rss_kib;
+
+/// What a run measured.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct MemoryUse {
+    pub rss_growth_per_online_client_bytes: Option<u64>,
+    pub rss_marginal_per_client_bytes: Option<u64>,
+}
+
+/// A point of the ramp: clients online and RSS then.
+type Sample = (u64, u64);
+
+/// Samples RSS during the ramp.
+#[derive(Debug, Default)]
+pub struct MemoryProbe {
+    before_kib: Option<u64>,
+    half: Option<Sample>,
+}
+
+impl MemoryProbe {
+    /// Takes the baseline (call before the ramp starts).
+    pub fn start() -> MemoryProbe {
+        MemoryProbe {
+            before_kib: rss_kib(),
+            half: None,
+        }
+    }
+
+    /// Called while ramping: samples once, when half of `clients` are online.
+    pub fn observe(&mut self, online: u64, clients: u64) {
+        if self.half.is_none() && online > 0 && online * 2 >= clients {
+            self.half = rss_kib().map(|kib| (online, kib));
+        }
+    }
+
+    /// Called at the steady start with the clients online then.
+    pub fn finish(&self, online: u64) -> MemoryUse {
+        let Some(now_kib) = rss_kib() else {
+            return MemoryUse::default();
+        };
+        MemoryUse {
+            rss_growth_per_online_client_bytes: self
+                .before_kib
+                .and_then(|before| per_client((0, before), (online, now_kib))),
+            rss_marginal_per_client_bytes: self
+                .half
+                .and_then(|half| per_client(half, (online, now_kib))),
+        }
+    }
+}
+
+/// Bytes per client between two samples; `None` when no client was added.
+fn per_client(from: Sample, to: Sample) -> Option<u64> {
+    let added = to.0.checked_sub(from.0).filter(|&n| n > 0)?;
+    Some(to.1.saturating_sub(from.1) * 1024 / added)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn per_client_cost_between_samples() {
+        assert_eq!(per_client((0, 1000), (1000, 2000)), Some(1024));
+        assert_eq!(per_client((500, 1500), (1000, 1750)), Some(512));
+        assert_eq!(per_client((1000, 1500), (1000, 1750)), None);
+        assert_eq!(
+            per_client((0, 2000), (10, 1000)),
+            Some(0),
+            "RSS shrank: no cost, no panic"
+        );
+    }
+
+    #[test]
+    fn probe_samples_once_at_half() {
+        let mut probe = MemoryProbe::start();
+        probe.observe(10, 100);
+        assert!(probe.half.is_none());
+        probe.observe(50, 100);
+        let first = probe.half;
+        probe.observe(90, 100);
+        assert_eq!(probe.half, first);
+        if cfg!(target_os = "linux") {
+            assert!(first.is_some());
+            assert!(probe.finish(100).rss_marginal_per_client_bytes.is_some());
+        }
+    }
+}

@@ -1,0 +1,89 @@
+//! The open-loop message schedule of a worker's clients: the first message of each client at
+//! a random phase after the steady start, then one per schedule step, each with its intended
+//! send time in the probe, whatever the loop's own delays.
+//!
+//! What it does not do: receive or account (see `events`).
+
+use std::cmp::Reverse;
+
+use rookery_io::Ops;
+
+use super::slot::SlotState;
+use super::{RunPhase, TimerKind, Worker, PEER_TRIES, SEND_RETRY_NS};
+use crate::client::BIND_RESOURCE;
+use crate::sys::monotonic_ns;
+use crate::wire::{write_message, Probe, Recipient};
+
+impl Worker<'_> {
+    pub(super) fn schedule_first_messages(&mut self, start: u64) {
+        let Some(schedule) = self.schedule else {
+            return;
+        };
+        for (i, slot) in self.slots.iter_mut().enumerate() {
+            if slot.state == SlotState::Online {
+                slot.next_due_ns = schedule.first_due(start, &mut self.rng);
+                self.timers
+                    .push(Reverse((slot.next_due_ns, i as u32, TimerKind::Send)));
+            }
+        }
+    }
+
+    /// Sends every message of slot `i` that is due (catching up if the loop fell behind: the
+    /// latency then still counts from each message's intended time), then re-arms its timer.
+    pub(super) fn send_due<O: Ops>(&mut self, io: &mut O, i: usize, now: u64) {
+        let (Some(schedule), RunPhase::Steady { stop_send_ns, .. }) = (self.schedule, self.phase)
+        else {
+            return;
+        };
+        let Some(conn) = self.slots[i].conn else {
+            return;
+        };
+        while self.slots[i].next_due_ns <= now && self.slots[i].next_due_ns < stop_send_ns {
+            let Some(peer) = self.pick_peer(self.slots[i].index) else {
+                self.report.skipped_no_peer += 1;
+                let slot = &mut self.slots[i];
+                slot.next_due_ns = schedule.next_due(slot.next_due_ns, &mut self.rng);
+                continue;
+            };
+            let slot = &mut self.slots[i];
+            let probe = Probe {
+                run: self.run_id,
+                sender: slot.index,
+                seq: slot.seq,
+                intended_ns: slot.next_due_ns,
+                actual_ns: monotonic_ns(),
+            };
+            let to = Recipient {
+                user_prefix: &self.cfg.user_prefix,
+                number: u64::from(peer) + 1,
+                domain: &self.cfg.domain,
+                resource: BIND_RESOURCE,
+            };
+            self.out.clear();
+            write_message(&mut self.out, &to, &probe);
+            if io.send(conn, &self.out).is_err() {
+                // Output queue full (or the conn is going away, then Closed follows): keep the
+                // message due; its intended time does not move, so the wait is measured.
+                self.report.send_retries += 1;
+                self.timers
+                    .push(Reverse((now + SEND_RETRY_NS, i as u32, TimerKind::Send)));
+                return;
+            }
+            slot.seq += 1;
+            self.sent += 1;
+            slot.next_due_ns = schedule.next_due(slot.next_due_ns, &mut self.rng);
+        }
+        let due = self.slots[i].next_due_ns;
+        if due < stop_send_ns {
+            self.timers.push(Reverse((due, i as u32, TimerKind::Send)));
+        }
+    }
+
+    /// A random online client other than `me`.
+    fn pick_peer(&mut self, me: u32) -> Option<u32> {
+        let clients = u64::from(self.cfg.clients);
+        (0..PEER_TRIES)
+            .map(|_| self.rng.below(clients) as u32)
+            .find(|&p| p != me && self.shared.is_online(p))
+    }
+}
