@@ -19,7 +19,7 @@ fn stream() -> (Vec<u8>, usize) {
     for i in 0..STANZAS {
         let stanza = match i % 10 {
             0..=5 => format!(
-                "<message to='user{}@example.test' type='chat' id='msg-{i:08}'><body>rk1 {} {i} 1234567890123 hello, how are you doing today?</body><request xmlns='urn:xmpp:receipts'/></message>",
+                "<message to='user{}@example.test' type='chat' id='msg-{i:08}'><body>rk1 {} {i} 1234567890123 hello, how are you doing today? are we still on for dinner at eight tonight?</body><request xmlns='urn:xmpp:receipts'/></message>",
                 i % 977, i % 131
             ),
             6 | 7 => format!(

@@ -8,11 +8,16 @@
 //!
 //! Invariants: a sender's sequence numbers are 0, 1, 2, ... in send order, each sent to one
 //! recipient; sequence numbers at or above `max_seq` are refused as unexpected, so a hostile
-//! or broken body cannot make a bitmap grow without bound.
+//! or broken body cannot make a bitmap grow without bound. The pair table holds at most
+//! [`MAX_PAIRS`] pairs per thread (about 32 bytes each); deliveries of pairs beyond it are
+//! counted in `order_unchecked` instead of being checked for order.
 //!
 //! What it does not do: timing (see `metrics`), or keep anything per message at the sender.
 
 use std::collections::HashMap;
+
+/// Most (sender, recipient) pairs one ledger tracks for ordering.
+pub const MAX_PAIRS: usize = 8 << 20;
 
 /// Outcome of recording one delivery.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -37,6 +42,8 @@ pub struct Ledger {
     duplicates: u64,
     out_of_order: u64,
     unexpected: u64,
+    order_unchecked: u64,
+    max_pairs: usize,
 }
 
 /// The fate of every message of a run.
@@ -51,6 +58,8 @@ pub struct MessageTotals {
     pub out_of_order: u64,
     /// Probe bodies with a sender or sequence number no sender used.
     pub unexpected: u64,
+    /// Deliveries not checked for order (the pair table was full).
+    pub order_unchecked: u64,
 }
 
 impl Ledger {
@@ -61,6 +70,7 @@ impl Ledger {
         Ledger {
             seen,
             max_seq,
+            max_pairs: MAX_PAIRS,
             ..Ledger::default()
         }
     }
@@ -86,6 +96,10 @@ impl Ledger {
         }
         bits[word] |= mask;
         let pair = (u64::from(sender) << 32) | u64::from(recipient);
+        if self.last_seq.len() >= self.max_pairs && !self.last_seq.contains_key(&pair) {
+            self.order_unchecked += 1;
+            return Delivery::InOrder;
+        }
         let last = self.last_seq.entry(pair).or_insert(seq);
         if seq < *last {
             self.out_of_order += 1;
@@ -118,6 +132,7 @@ impl Ledger {
         self.deliveries += other.deliveries;
         self.out_of_order += other.out_of_order;
         self.unexpected += other.unexpected;
+        self.order_unchecked += other.order_unchecked;
     }
 
     /// Compares deliveries with `sent[s]`, the number of messages sender `s` sent.
@@ -126,6 +141,7 @@ impl Ledger {
             duplicated: self.duplicates,
             out_of_order: self.out_of_order,
             unexpected: self.unexpected,
+            order_unchecked: self.order_unchecked,
             ..MessageTotals::default()
         };
         for (sender, &count) in sent.iter().enumerate() {
@@ -190,7 +206,30 @@ mod tests {
                 duplicated: 1,
                 out_of_order: 1,
                 unexpected: 0,
+                order_unchecked: 0,
             }
+        );
+    }
+
+    #[test]
+    fn pairs_beyond_the_table_are_counted_not_checked() {
+        let mut ledger = Ledger::new(4, 100);
+        ledger.max_pairs = 2;
+        ledger.record(0, 1, 5);
+        ledger.record(1, 2, 5);
+        // A third pair does not fit: its inversion goes unchecked, but it is still delivered.
+        assert_eq!(ledger.record(2, 3, 5), Delivery::InOrder);
+        assert_eq!(ledger.record(2, 3, 4), Delivery::InOrder);
+        // Known pairs are still checked.
+        assert_eq!(ledger.record(0, 1, 4), Delivery::OutOfOrder);
+        let totals = ledger.totals(&[6, 6, 6, 0]);
+        assert_eq!(
+            (
+                totals.order_unchecked,
+                totals.out_of_order,
+                totals.delivered
+            ),
+            (2, 1, 5)
         );
     }
 

@@ -211,9 +211,10 @@ impl Progress {
             ("login", login)
         };
         let line = format!(
-            "[{elapsed_s:6.1}s] online {}/{clients} logins/s {:.0} sent/s {:.0} recv/s {:.0} \
-             {label} p50 {:.2}ms p99 {:.2}ms errors {}",
+            "[{elapsed_s:6.1}s] online {}/{clients} (started {}) logins/s {:.0} sent/s {:.0} \
+             recv/s {:.0} {label} p50 {:.2}ms p99 {:.2}ms errors {}",
             now.online,
+            now.attempts,
             per_s(now.logins, self.last.logins),
             per_s(now.sent, self.last.sent),
             per_s(now.received, self.last.received),

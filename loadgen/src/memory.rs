@@ -4,7 +4,9 @@
 //! online (includes fixed per-thread costs, such as io_uring receive buffers touched for the
 //! first time), and the *marginal* cost: growth between the moment half the target was
 //! online and the steady start, divided by the clients added in between, which cancels the
-//! fixed costs and is the number to hold against the 512-byte budget.
+//! fixed costs. The worker's slab of client slots is allocated and written before the ramp,
+//! so the marginal number misses it; `per_client_bytes` adds it back and is the number to
+//! hold against the 512-byte budget.
 //!
 //! What it does not do: kernel memory (socket buffers, inodes: about 4 KB per idle TCP socket
 //! on Linux, not in RSS), or the server's memory.
@@ -18,6 +20,8 @@ use crate::env::rss_kib;
 pub struct MemoryUse {
     pub rss_growth_per_online_client_bytes: Option<u64>,
     pub rss_marginal_per_client_bytes: Option<u64>,
+    /// Marginal RSS plus the slab slot written before the ramp.
+    pub per_client_bytes: Option<u64>,
 }
 
 /// A point of the ramp: clients online and RSS then.
@@ -46,18 +50,21 @@ impl MemoryProbe {
         }
     }
 
-    /// Called at the steady start with the clients online then.
-    pub fn finish(&self, online: u64) -> MemoryUse {
+    /// Called at the steady start with the clients online then; `slot_bytes` is the size of
+    /// one client's slot in the slab allocated before the ramp.
+    pub fn finish(&self, online: u64, slot_bytes: u64) -> MemoryUse {
         let Some(now_kib) = rss_kib() else {
             return MemoryUse::default();
         };
+        let marginal = self
+            .half
+            .and_then(|half| per_client(half, (online, now_kib)));
         MemoryUse {
             rss_growth_per_online_client_bytes: self
                 .before_kib
                 .and_then(|before| per_client((0, before), (online, now_kib))),
-            rss_marginal_per_client_bytes: self
-                .half
-                .and_then(|half| per_client(half, (online, now_kib))),
+            rss_marginal_per_client_bytes: marginal,
+            per_client_bytes: marginal.map(|m| m + slot_bytes),
         }
     }
 }
@@ -95,7 +102,9 @@ mod tests {
         assert_eq!(probe.half, first);
         if cfg!(target_os = "linux") {
             assert!(first.is_some());
-            assert!(probe.finish(100).rss_marginal_per_client_bytes.is_some());
+            let usage = probe.finish(100, 112);
+            let marginal = usage.rss_marginal_per_client_bytes.unwrap();
+            assert_eq!(usage.per_client_bytes, Some(marginal + 112));
         }
     }
 }

@@ -35,14 +35,18 @@ pub enum Metric {
     E2eCorrected,
     /// Message end to end from the actual send time.
     E2eUncorrected,
+    /// How late the load generator sent each message (actual - intended send time): the part
+    /// of the corrected latency that is the generator's own, not the server's.
+    SendLag,
 }
 
 impl Metric {
-    pub const ALL: [Metric; 4] = [
+    pub const ALL: [Metric; 5] = [
         Metric::Connect,
         Metric::Login,
         Metric::E2eCorrected,
         Metric::E2eUncorrected,
+        Metric::SendLag,
     ];
 
     /// File and JSON key.
@@ -52,6 +56,7 @@ impl Metric {
             Metric::Login => "login",
             Metric::E2eCorrected => "e2e_corrected",
             Metric::E2eUncorrected => "e2e_uncorrected",
+            Metric::SendLag => "send_lag",
         }
     }
 
@@ -62,6 +67,7 @@ impl Metric {
             Metric::Login => "login",
             Metric::E2eCorrected => "message e2e (corrected)",
             Metric::E2eUncorrected => "message e2e (uncorrected)",
+            Metric::SendLag => "send lag (generator)",
         }
     }
 
@@ -73,7 +79,7 @@ impl Metric {
 /// One histogram per [`Metric`].
 #[derive(Clone, Debug)]
 pub struct Histograms {
-    by_metric: [Histogram<u64>; 4],
+    by_metric: [Histogram<u64>; Metric::ALL.len()],
     /// Values above [`HIGHEST_US`], recorded as it.
     pub saturated: u64,
 }

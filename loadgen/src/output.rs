@@ -142,8 +142,9 @@ fn summary_json(cfg: &RunConfig, r: &RunResult, env: &Environment) -> Value {
             "latency_saturated": r.histograms.saturated,
         },
         "memory": {
-            "rss_growth_per_online_client_bytes": r.memory.rss_growth_per_online_client_bytes,
+            "per_client_bytes": r.memory.per_client_bytes,
             "rss_marginal_per_client_bytes": r.memory.rss_marginal_per_client_bytes,
+            "rss_growth_per_online_client_bytes": r.memory.rss_growth_per_online_client_bytes,
             "client_slot_bytes": crate::worker::slot_bytes(),
         },
         "latency_us": latency,
@@ -268,6 +269,12 @@ pub fn report_text(cfg: &RunConfig, r: &RunResult, dir: Option<&Path>) -> String
             errors.join(", ")
         }
     );
+    if let Some(bytes) = r.memory.per_client_bytes {
+        let _ = writeln!(
+            out,
+            "memory: {bytes} B user space per simulated client (marginal RSS + slot)"
+        );
+    }
     if let Some(dir) = dir {
         let _ = writeln!(out, "results: {}", dir.display());
     }

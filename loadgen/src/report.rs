@@ -116,6 +116,9 @@ const ROWS: &[Row] = &[
     ("e2e p99 uncorr. (ms)", |s| {
         us_as_ms(&s["latency_us"]["e2e_uncorrected"]["p99_us"])
     }),
+    ("send lag p99 (ms)", |s| {
+        us_as_ms(&s["latency_us"]["send_lag"]["p99_us"])
+    }),
     ("gate violations", |s| {
         match s["gates"]["violations"].as_array() {
             Some(v) => v.len().to_string(),

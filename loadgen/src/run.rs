@@ -28,6 +28,9 @@ use crate::worker::{self, WorkerReport};
 /// How often the coordinator looks at the shared counters.
 const POLL_INTERVAL: Duration = Duration::from_millis(20);
 const PROGRESS_INTERVAL_NS: u64 = 1_000_000_000;
+/// How far ahead of "now" the steady phase is started: longer than a worker's longest wait.
+const STEADY_LEAD_NS: u64 = 200_000_000;
+const _: () = assert!(STEADY_LEAD_NS > 2 * worker::MAX_WAIT_NS);
 /// Slack added to the longest possible ramp before the steady phase starts regardless.
 const RAMP_SLACK_NS: u64 = 5_000_000_000;
 
@@ -236,9 +239,11 @@ fn coordinate<T>(
                     "ramp done: {} of {} clients online",
                     snapshot.online, cfg.clients
                 );
-                shared.start_steady(now);
+                // In the future, so every worker sees the start before its first message is
+                // due (a worker may sit in a wait of up to its longest turn).
+                shared.start_steady(now + STEADY_LEAD_NS);
                 ramp_ns = Some(now - started);
-                memory_use = memory.finish(snapshot.online);
+                memory_use = memory.finish(snapshot.online, worker::slot_bytes() as u64);
             }
         }
         if !cfg.quiet && now >= printed_ns + PROGRESS_INTERVAL_NS {

@@ -45,7 +45,7 @@ pub const CLOSE_GRACE_NS: u64 = 3_000_000_000;
 /// After aborting the stragglers, how long the driver gets to report their closes.
 const ABORT_GRACE_NS: u64 = 500_000_000;
 /// Longest wait in the driver, so phase changes and publishing are noticed promptly.
-const MAX_WAIT_NS: u64 = 50_000_000;
+pub(crate) const MAX_WAIT_NS: u64 = 50_000_000;
 /// Timers fired per loop turn; the rest wait one turn so I/O keeps flowing when behind.
 const MAX_TIMERS_PER_TURN: usize = 65_536;
 /// Connects started per loop turn, for the same reason.

@@ -136,7 +136,13 @@ fn check_backend(backend: &str) {
         summary["latency_us"]["e2e_corrected"]["count"].as_u64(),
         Some(sent)
     );
-    for metric in ["connect", "login", "e2e_corrected", "e2e_uncorrected"] {
+    for metric in [
+        "connect",
+        "login",
+        "e2e_corrected",
+        "e2e_uncorrected",
+        "send_lag",
+    ] {
         let hgrm =
             std::fs::read_to_string(run_dir.join(format!("{metric}.hgrm"))).expect("hgrm written");
         assert!(hgrm.starts_with("       Value     Percentile TotalCount 1/(1-Percentile)"));

@@ -11,6 +11,7 @@ use rookery_io::Ops;
 use super::slot::SlotState;
 use super::{RunPhase, TimerKind, Worker, PEER_TRIES, SEND_RETRY_NS};
 use crate::client::BIND_RESOURCE;
+use crate::metrics::Metric;
 use crate::sys::monotonic_ns;
 use crate::wire::{write_message, Probe, Recipient};
 
@@ -69,6 +70,8 @@ impl Worker<'_> {
                     .push(Reverse((now + SEND_RETRY_NS, i as u32, TimerKind::Send)));
                 return;
             }
+            let lag_us = probe.actual_ns.saturating_sub(probe.intended_ns) / 1000;
+            self.recent.record(Metric::SendLag, lag_us);
             slot.seq += 1;
             self.sent += 1;
             slot.next_due_ns = schedule.next_due(slot.next_due_ns, &mut self.rng);
