@@ -8,8 +8,9 @@
 //! [`Mailbox::prepare_to_sleep`], which closes the lost-wake-up race (see `mailbox.rs`).
 //!
 //! What it does not do: no I/O and no blocking. Waking a shard is a callback the shard
-//! registers ([`Mailbox::set_waker`]; in the engine, an io_uring `MSG_RING` or a `mio::Waker`),
-//! so this crate does not depend on `rookery-io`. It never drops mail: a full lane leaves the
+//! registers ([`Mailbox::set_waker`]; in the engine, the driver's `WakeHandle`: an eventfd
+//! read kept armed in the io_uring ring, or a `mio::Waker`), so this crate does not depend on
+//! `rookery-io`. It never drops mail: a full lane leaves the
 //! messages staged, in order, for the next flush, and [`Mailbox::staged`] is the back-pressure
 //! signal. It does not wake a *sender* when a receiver frees room: a shard holding staged mail
 //! must retry on its next turn rather than sleep indefinitely.

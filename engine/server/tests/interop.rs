@@ -1,5 +1,5 @@
 //! Interop with a real XMPP client library: slixmpp (Python) logs in two users and checks chat,
-//! XEP-0184 receipts, XEP-0199 ping, disco#info and roster get, under every backend and with one
+//! XEP-0184 receipts, XEP-0199 ping, disco#info, roster get and a refused wrong password, under every backend and with one
 //! and two shards. `scripts/test.sh` installs slixmpp when it is missing; a missing slixmpp
 //! fails this test (it is never skipped silently).
 
@@ -39,6 +39,10 @@ fn slixmpp_clients_chat_with_receipts_ping_disco_roster() {
             assert!(stdout.contains("\"requests_receipt\": true"), "{stdout}");
             assert!(stdout.contains("\"receipt_for\": \"m1\""), "{stdout}");
             assert!(stdout.contains("\"ping_ok\": true"), "{stdout}");
+            assert!(
+                stdout.contains("\"wrong_password_refused\": true"),
+                "{stdout}"
+            );
             assert!(stdout.contains("urn:xmpp:ping"), "{stdout}");
             assert!(
                 stdout.contains(&format!("\"from\": \"{alice}@{DOMAIN}/")),

@@ -83,6 +83,15 @@ async def run(host, port, domain, alice_jid, alice_pw, bob_jid, bob_pw):
 
     for client in (alice, bob):
         client.disconnect()
+
+    # A wrong password is refused with SASL failure (slixmpp raises failed_auth).
+    mallory = make_client(alice_jid, "wrong-" + alice_pw)
+    refused = asyncio.get_event_loop().create_future()
+    mallory.add_event_handler("failed_auth", lambda _: refused.done() or refused.set_result(True))
+    mallory.add_event_handler("session_start", lambda _: refused.done() or refused.set_result(False))
+    mallory.connect(host, int(port))
+    result["wrong_password_refused"] = await asyncio.wait_for(refused, TIMEOUT_S)
+    mallory.disconnect()
     return result
 
 
