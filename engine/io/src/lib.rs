@@ -45,6 +45,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 mod conn_table;
+mod forward;
 mod key;
 mod lifecycle;
 mod poll;

@@ -14,13 +14,20 @@
 //! (as `Detached`), and only once no operation of it is in flight; `send` succeeds only in
 //! `Open`; every accepted/adopted/connected conn ends with exactly one of the two events.
 //!
+//! The transitions that are the same on both backends live here, once: [`Conns`] (the conn
+//! table with the queue pool and linger deadlines: `send`'s checks, `queued_bytes`, entering
+//! `Detaching`) and the provided methods of [`Lifecycle`] (`close`, `begin_flush`, linger
+//! expiry), which call the one step that truly differs, the backend's `teardown` (synchronous
+//! on poll; cancel, then wait for in-flight operations, on io_uring).
+//!
 //! What it does not do: any I/O. The backends drive the transitions.
 
 use std::collections::VecDeque;
 use std::os::fd::OwnedFd;
 use std::time::{Duration, Instant};
 
-use crate::{CloseReason, ConnId, Event};
+use crate::conn_table::{enqueue, ConnTable, OutQueue, QueuePool};
+use crate::{CloseReason, ConnId, Event, Limits, Linger, SendError};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]
@@ -98,6 +105,179 @@ impl Lingering {
     }
 }
 
+/// The fields of a conn slot the shared transitions read and write. Both backends' slots have
+/// them under the same names and implement this with [`slot_state!`].
+pub(crate) trait SlotState {
+    fn phase(&self) -> Phase;
+    fn set_phase(&mut self, phase: Phase);
+    /// Why the conn will close (reported by `Closed` once it is torn down).
+    fn set_reason(&mut self, reason: CloseReason);
+    fn out(&self) -> Option<&OutQueue>;
+    fn out_mut(&mut self) -> &mut Option<Box<OutQueue>>;
+
+    fn queue_empty(&self) -> bool {
+        self.out().map_or(true, OutQueue::is_empty)
+    }
+}
+
+/// Implements [`SlotState`] for a slot struct with `phase`, `reason` and `out` fields. A macro
+/// rather than one embedded struct: nesting the three fields would add padding and grow the
+/// io_uring slot past its size budget (see `conn_table`).
+macro_rules! slot_state {
+    ($slot:ty) => {
+        impl $crate::lifecycle::SlotState for $slot {
+            fn phase(&self) -> $crate::lifecycle::Phase {
+                self.phase
+            }
+
+            fn set_phase(&mut self, phase: $crate::lifecycle::Phase) {
+                self.phase = phase;
+            }
+
+            fn set_reason(&mut self, reason: $crate::CloseReason) {
+                self.reason = reason;
+            }
+
+            fn out(&self) -> Option<&$crate::conn_table::OutQueue> {
+                self.out.as_deref()
+            }
+
+            fn out_mut(&mut self) -> &mut Option<Box<$crate::conn_table::OutQueue>> {
+                &mut self.out
+            }
+        }
+    };
+}
+pub(crate) use slot_state;
+
+/// The conns of one driver with the per-driver state their shared transitions use.
+pub(crate) struct Conns<S> {
+    pub table: ConnTable<S>,
+    pub pool: QueuePool,
+    lingering: Lingering,
+    /// Spare list for [`Lifecycle::expire_lingering`], kept so a turn does not allocate.
+    expired: Vec<ConnId>,
+    max_output_bytes: usize,
+    linger_ms: u64,
+}
+
+impl<S: SlotState> Conns<S> {
+    pub fn new(limits: &Limits) -> Conns<S> {
+        Conns {
+            table: ConnTable::new(),
+            pool: QueuePool::default(),
+            lingering: Lingering::default(),
+            expired: Vec::new(),
+            max_output_bytes: limits.max_output_bytes,
+            linger_ms: limits.linger_ms,
+        }
+    }
+
+    /// Conns in the table (open, closing or detaching).
+    pub fn len(&self) -> usize {
+        self.table.len()
+    }
+
+    pub fn queued_bytes(&self, id: ConnId) -> usize {
+        self.table
+            .get(id)
+            .and_then(S::out)
+            .map_or(0, OutQueue::queued)
+    }
+
+    /// `send` up to the write: only an open conn takes bytes, and only within
+    /// `max_output_bytes` (nothing is queued on error). Returns the slot when bytes were
+    /// queued, for the backend to start writing; `None` for an empty `bytes`.
+    pub fn enqueue(&mut self, id: ConnId, bytes: &[u8]) -> Result<Option<&mut S>, SendError> {
+        let Some(c) = self.table.get_mut(id) else {
+            return Err(SendError::Stale);
+        };
+        if c.phase() != Phase::Open {
+            return Err(SendError::Stale);
+        }
+        if bytes.is_empty() {
+            return Ok(None);
+        }
+        enqueue(c.out_mut(), &mut self.pool, bytes, self.max_output_bytes)?;
+        Ok(Some(c))
+    }
+
+    /// `detach` of an open conn: enters `Detaching` and returns the slot for the backend to
+    /// stop reading and flush; `None` (nothing done) for a stale id or a conn not open.
+    pub fn begin_detach(&mut self, id: ConnId) -> Option<&mut S> {
+        let c = self.table.get_mut(id)?;
+        if c.phase() != Phase::Open {
+            return None;
+        }
+        c.set_phase(Phase::Detaching);
+        Some(c)
+    }
+
+    /// Starts `id`'s `linger_ms` clock (it is flushing or detaching).
+    pub fn linger(&mut self, id: ConnId) {
+        self.lingering.add(Instant::now(), self.linger_ms, id);
+    }
+
+    /// The earlier of the next linger deadline and `other` (the backend's own deadline).
+    pub fn next_deadline(&self, other: Option<Instant>) -> Option<Instant> {
+        match (other, self.lingering.next_deadline()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+}
+
+/// A backend's core as the shared transitions see it: its [`Conns`], and `teardown`.
+pub(crate) trait Lifecycle {
+    type Slot: SlotState;
+
+    fn conns_mut(&mut self) -> &mut Conns<Self::Slot>;
+
+    /// Ends the conn now (dropping unsent bytes); `Closed { reason }` follows, at once on poll,
+    /// once its in-flight operations completed on io_uring. A no-op for a stale id.
+    fn teardown(&mut self, id: ConnId, reason: CloseReason);
+
+    fn close(&mut self, id: ConnId, linger: Linger) {
+        let Some(c) = self.conns_mut().table.get(id) else {
+            return;
+        };
+        match (c.phase(), linger) {
+            (Phase::TearingDown, _) | (Phase::Flushing, Linger::Flush) => {}
+            (_, Linger::Abort) => self.teardown(id, CloseReason::Local),
+            (Phase::Open | Phase::Detaching, Linger::Flush) => {
+                self.begin_flush(id, CloseReason::Local)
+            }
+        }
+    }
+
+    /// Writes out the queue, then closes with `reason`; bounded by `linger_ms`.
+    fn begin_flush(&mut self, id: ConnId, reason: CloseReason) {
+        let Some(c) = self.conns_mut().table.get_mut(id) else {
+            return;
+        };
+        if c.queue_empty() {
+            self.teardown(id, reason);
+            return;
+        }
+        c.set_phase(Phase::Flushing);
+        c.set_reason(reason);
+        self.conns_mut().linger(id);
+    }
+
+    /// Tears down the conns still flushing or detaching whose linger deadline passed.
+    fn expire_lingering(&mut self, now: Instant) {
+        let mut expired = std::mem::take(&mut self.conns_mut().expired);
+        self.conns_mut().lingering.expired(now, &mut expired);
+        for id in expired.drain(..) {
+            let phase = self.conns_mut().table.get(id).map(|c| c.phase());
+            if matches!(phase, Some(Phase::Flushing | Phase::Detaching)) {
+                self.teardown(id, CloseReason::LingerTimeout);
+            }
+        }
+        self.conns_mut().expired = expired;
+    }
+}
+
 /// How long a listener waits before accepting again after EMFILE/ENFILE/ENOBUFS/ENOMEM, so a
 /// full fd table does not spin the loop.
 pub(crate) const ACCEPT_BACKOFF: Duration = Duration::from_millis(20);
@@ -158,5 +338,107 @@ mod tests {
         assert_eq!(wait_for(Some(ms(1)), soon, now), Some(ms(1)));
         assert_eq!(wait_for(None, None, now), None);
         assert_eq!(wait_for(None, Some(now - ms(1)), now), Some(Duration::ZERO));
+    }
+
+    /// A backend without I/O: `teardown` only records the call (and frees the slot).
+    struct FakeConn {
+        phase: Phase,
+        reason: CloseReason,
+        out: Option<Box<OutQueue>>,
+    }
+    slot_state!(FakeConn);
+
+    struct FakeCore {
+        conns: Conns<FakeConn>,
+        torn_down: Vec<(ConnId, CloseReason)>,
+    }
+
+    impl Lifecycle for FakeCore {
+        type Slot = FakeConn;
+
+        fn conns_mut(&mut self) -> &mut Conns<FakeConn> {
+            &mut self.conns
+        }
+
+        fn teardown(&mut self, id: ConnId, reason: CloseReason) {
+            if self.conns.table.remove(id).is_some() {
+                self.torn_down.push((id, reason));
+            }
+        }
+    }
+
+    fn fake(linger_ms: u64) -> (FakeCore, ConnId) {
+        let limits = Limits {
+            max_output_bytes: 10,
+            linger_ms,
+            ..Limits::default()
+        };
+        let mut core = FakeCore {
+            conns: Conns::new(&limits),
+            torn_down: Vec::new(),
+        };
+        let id = core.conns.table.insert(FakeConn {
+            phase: Phase::Open,
+            reason: CloseReason::Local,
+            out: None,
+        });
+        (core, id)
+    }
+
+    #[test]
+    fn enqueue_takes_bytes_only_on_open_conns() {
+        let (mut core, id) = fake(1_000);
+        assert!(core.conns.enqueue(id, b"").unwrap().is_none());
+        assert!(core.conns.enqueue(id, b"abc").unwrap().is_some());
+        assert_eq!(core.conns.queued_bytes(id), 3);
+        let full = core.conns.enqueue(id, &[0; 8]).map(|c| c.is_some());
+        assert_eq!(full, Err(SendError::QueueFull));
+        assert!(core.conns.begin_detach(id).is_some());
+        assert!(core.conns.begin_detach(id).is_none(), "only from Open");
+        let late = core.conns.enqueue(id, b"x").map(|c| c.is_some());
+        assert_eq!(late, Err(SendError::Stale));
+        core.teardown(id, CloseReason::Local);
+        assert_eq!(core.conns.queued_bytes(id), 0);
+        let stale = core.conns.enqueue(id, b"x").map(|c| c.is_some());
+        assert_eq!(stale, Err(SendError::Stale));
+    }
+
+    #[test]
+    fn close_flush_waits_for_the_queue_and_abort_does_not() {
+        let (mut core, idle) = fake(1_000);
+        core.close(idle, Linger::Flush);
+        assert_eq!(core.torn_down, vec![(idle, CloseReason::Local)]);
+        let (mut core, busy) = fake(1_000);
+        core.conns.enqueue(busy, b"abc").unwrap();
+        core.close(busy, Linger::Flush);
+        assert!(core.torn_down.is_empty());
+        assert_eq!(
+            core.conns.table.get(busy).map(|c| c.phase),
+            Some(Phase::Flushing)
+        );
+        assert!(
+            core.conns.next_deadline(None).is_some(),
+            "linger clock runs"
+        );
+        core.close(busy, Linger::Flush);
+        assert!(core.torn_down.is_empty(), "a second Flush changes nothing");
+        core.close(busy, Linger::Abort);
+        assert_eq!(core.torn_down, vec![(busy, CloseReason::Local)]);
+    }
+
+    #[test]
+    fn expired_linger_tears_down_flushing_conns_once() {
+        let (mut core, id) = fake(0);
+        core.conns.enqueue(id, b"abc").unwrap();
+        core.begin_flush(id, CloseReason::PeerClosed);
+        assert_eq!(
+            core.conns.table.get(id).map(|c| c.reason),
+            Some(CloseReason::PeerClosed)
+        );
+        let now = Instant::now() + Duration::from_millis(1);
+        core.expire_lingering(now);
+        core.expire_lingering(now);
+        assert_eq!(core.torn_down, vec![(id, CloseReason::LingerTimeout)]);
+        assert_eq!(core.conns.next_deadline(None), None);
     }
 }

@@ -177,6 +177,30 @@ fn accept_one<D: Driver>(d: &mut D, h: &mut Recorder) -> (ConnId, TcpStream) {
     (h.accepted[before].1, client)
 }
 
+/// The start most tests share: a driver made with `limits` and one accepted conn.
+fn driver_with_conn<D: Driver>(
+    make: impl Fn(Limits) -> D,
+    limits: Limits,
+    h: &mut Recorder,
+) -> (D, ConnId, TcpStream) {
+    let mut d = make(limits);
+    let (conn, client) = accept_one(&mut d, h);
+    (d, conn, client)
+}
+
+/// Default limits but room for `max_output_bytes` queued per conn.
+fn queue_limit(max_output_bytes: usize) -> Limits {
+    Limits {
+        max_output_bytes,
+        ..Limits::default()
+    }
+}
+
+/// Drives until `conn` got its `Closed`.
+fn drive_until_closed<D: Driver>(d: &mut D, h: &mut Recorder, conn: ConnId, what: &str) {
+    drive(d, h, what, |h| !h.closes_of(conn).is_empty());
+}
+
 fn read_exactly(s: &mut TcpStream, len: usize) -> Vec<u8> {
     let mut buf = vec![0; len];
     s.read_exact(&mut buf).expect("peer read");
@@ -213,16 +237,14 @@ fn accept_and_receive_split<D: Driver>(make: impl Fn(Limits) -> D) {
 
 fn echo_large_payload<D: Driver>(make: impl Fn(Limits) -> D) {
     let limits = Limits {
-        max_output_bytes: 16 << 20,
         recv_buffers: 64,
-        ..Limits::default()
+        ..queue_limit(16 << 20)
     };
-    let mut d = make(limits);
     let mut h = Recorder {
         echo: true,
         ..Recorder::default()
     };
-    let (conn, client) = accept_one(&mut d, &mut h);
+    let (mut d, conn, client) = driver_with_conn(make, limits, &mut h);
     // Larger than recv_buffer_bytes and than the loopback socket buffers: sends go partial.
     let payload = pattern(8 << 20, 2);
     let mut writer = client.try_clone().unwrap();
@@ -236,9 +258,7 @@ fn echo_large_payload<D: Driver>(make: impl Fn(Limits) -> D) {
         let mut back = Vec::new();
         reader.read_to_end(&mut back).map(|_| back)
     });
-    drive(&mut d, &mut h, "echo and close", |h| {
-        !h.closes_of(conn).is_empty()
-    });
+    drive_until_closed(&mut d, &mut h, conn, "echo and close");
     w.join().unwrap();
     let back = r.join().unwrap().expect("peer read");
     assert_eq!(back.len(), payload.len());
@@ -291,12 +311,11 @@ fn many_conns_share_small_ring<D: Driver>(make: impl Fn(Limits) -> D) {
 }
 
 fn peer_close_delivers_one_closed<D: Driver>(make: impl Fn(Limits) -> D) {
-    let mut d = make(Limits::default());
     let mut h = Recorder::default();
-    let (conn, mut client) = accept_one(&mut d, &mut h);
+    let (mut d, conn, mut client) = driver_with_conn(make, Limits::default(), &mut h);
     client.write_all(b"bye").unwrap();
     drop(client);
-    drive(&mut d, &mut h, "closed", |h| !h.closes_of(conn).is_empty());
+    drive_until_closed(&mut d, &mut h, conn, "closed");
     drive_for(&mut d, &mut h, Duration::from_millis(100));
     assert_eq!(h.got(conn), b"bye");
     assert_eq!(
@@ -309,13 +328,11 @@ fn peer_close_delivers_one_closed<D: Driver>(make: impl Fn(Limits) -> D) {
 
 fn close_flush_delivers_queued_bytes<D: Driver>(make: impl Fn(Limits) -> D) {
     let limits = Limits {
-        max_output_bytes: 8 << 20,
         linger_ms: 15_000,
-        ..Limits::default()
+        ..queue_limit(8 << 20)
     };
-    let mut d = make(limits);
     let mut h = Recorder::default();
-    let (conn, mut client) = accept_one(&mut d, &mut h);
+    let (mut d, conn, mut client) = driver_with_conn(make, limits, &mut h);
     let payload = pattern(6 << 20, 3);
     d.ops().send(conn, &payload).unwrap();
     d.ops().close(conn, Linger::Flush);
@@ -329,9 +346,7 @@ fn close_flush_delivers_queued_bytes<D: Driver>(make: impl Fn(Limits) -> D) {
         let mut got = Vec::new();
         client.read_to_end(&mut got).map(|_| got)
     });
-    drive(&mut d, &mut h, "flush close", |h| {
-        !h.closes_of(conn).is_empty()
-    });
+    drive_until_closed(&mut d, &mut h, conn, "flush close");
     let got = r.join().unwrap().expect("peer read until FIN");
     assert!(
         got == payload,
@@ -343,13 +358,8 @@ fn close_flush_delivers_queued_bytes<D: Driver>(make: impl Fn(Limits) -> D) {
 }
 
 fn close_abort_is_prompt<D: Driver>(make: impl Fn(Limits) -> D) {
-    let limits = Limits {
-        max_output_bytes: 32 << 20,
-        ..Limits::default()
-    };
-    let mut d = make(limits);
     let mut h = Recorder::default();
-    let (conn, mut client) = accept_one(&mut d, &mut h);
+    let (mut d, conn, mut client) = driver_with_conn(make, queue_limit(32 << 20), &mut h);
     let payload = pattern(16 << 20, 4);
     d.ops().send(conn, &payload).unwrap();
     drive_for(&mut d, &mut h, Duration::from_millis(100)); // fill the socket buffers
@@ -359,9 +369,7 @@ fn close_abort_is_prompt<D: Driver>(make: impl Fn(Limits) -> D) {
     );
     let start = Instant::now();
     d.ops().close(conn, Linger::Abort);
-    drive(&mut d, &mut h, "abort close", |h| {
-        !h.closes_of(conn).is_empty()
-    });
+    drive_until_closed(&mut d, &mut h, conn, "abort close");
     assert!(
         start.elapsed() < Duration::from_secs(2),
         "abort does not wait for the peer"
@@ -374,9 +382,8 @@ fn close_abort_is_prompt<D: Driver>(make: impl Fn(Limits) -> D) {
 }
 
 fn stale_ids_are_rejected<D: Driver>(make: impl Fn(Limits) -> D) {
-    let mut d = make(Limits::default());
     let mut h = Recorder::default();
-    let (conn, _client) = accept_one(&mut d, &mut h);
+    let (mut d, conn, _client) = driver_with_conn(make, Limits::default(), &mut h);
     let forged = ConnId {
         index: conn.index,
         generation: conn.generation.wrapping_add(1),
@@ -393,7 +400,7 @@ fn stale_ids_are_rejected<D: Driver>(make: impl Fn(Limits) -> D) {
         Err(SendError::Stale)
     );
     d.ops().close(conn, Linger::Abort);
-    drive(&mut d, &mut h, "closed", |h| !h.closes_of(conn).is_empty());
+    drive_until_closed(&mut d, &mut h, conn, "closed");
     assert_eq!(d.ops().send(conn, b"x"), Err(SendError::Stale));
     assert_eq!(d.ops().queued_bytes(conn), 0);
     d.ops().close(conn, Linger::Flush);
@@ -411,13 +418,8 @@ fn stale_ids_are_rejected<D: Driver>(make: impl Fn(Limits) -> D) {
 }
 
 fn queue_full_at_limit<D: Driver>(make: impl Fn(Limits) -> D) {
-    let limits = Limits {
-        max_output_bytes: 1000,
-        ..Limits::default()
-    };
-    let mut d = make(limits);
     let mut h = Recorder::default();
-    let (conn, mut client) = accept_one(&mut d, &mut h);
+    let (mut d, conn, mut client) = driver_with_conn(make, queue_limit(1000), &mut h);
     {
         let mut ops = d.ops();
         assert_eq!(ops.send(conn, &[1; 600]), Ok(()));
@@ -469,7 +471,7 @@ fn hand_off<A: Driver, B: Driver>(a: &mut A, b: &mut B) {
     assert_eq!(all, want, "no byte lost or reordered across the hand-off");
     b.ops().send(conn_b, b"from-b").unwrap();
     b.ops().close(conn_b, Linger::Flush);
-    drive(b, &mut hb, "close", |h| !h.closes_of(conn_b).is_empty());
+    drive_until_closed(b, &mut hb, conn_b, "close");
     let mut got = Vec::new();
     client.read_to_end(&mut got).unwrap();
     assert_eq!(
@@ -522,7 +524,7 @@ fn connect_refused<D: Driver>(make: impl Fn(Limits) -> D) {
     let (l, addr) = listener();
     drop(l); // nothing listens there now
     let conn = d.ops().connect(addr, None).unwrap();
-    drive(&mut d, &mut h, "closed", |h| !h.closes_of(conn).is_empty());
+    drive_until_closed(&mut d, &mut h, conn, "closed");
     let refused = libc::ECONNREFUSED;
     assert_eq!(h.connected, vec![(conn, Err(refused))]);
     assert_eq!(h.closes_of(conn), vec![CloseReason::ConnectFailed(refused)]);
@@ -594,9 +596,8 @@ fn turn_timeout_is_honoured<D: Driver>(make: impl Fn(Limits) -> D) {
 }
 
 fn stop_listening_closes_listeners<D: Driver>(make: impl Fn(Limits) -> D) {
-    let mut d = make(Limits::default());
     let mut h = Recorder::default();
-    let (conn, client) = accept_one(&mut d, &mut h);
+    let (mut d, conn, client) = driver_with_conn(make, Limits::default(), &mut h);
     let listen_addr = client.peer_addr().unwrap();
     d.stop_listening();
     drive_for(&mut d, &mut h, Duration::from_millis(50));
@@ -611,21 +612,18 @@ fn stop_listening_closes_listeners<D: Driver>(make: impl Fn(Limits) -> D) {
 
 fn linger_timeout_bounds_flush<D: Driver>(make: impl Fn(Limits) -> D) {
     let limits = Limits {
-        max_output_bytes: 32 << 20,
         linger_ms: 200,
-        ..Limits::default()
+        ..queue_limit(32 << 20)
     };
-    let mut d = make(limits);
     let mut h = Recorder::default();
-    let (conn, _client) = accept_one(&mut d, &mut h); // never reads
+    let (mut d, conn, _client) = driver_with_conn(make, limits, &mut h); // never reads
     d.ops().send(conn, &pattern(16 << 20, 5)).unwrap();
     let start = Instant::now();
     d.ops().close(conn, Linger::Flush);
-    drive(&mut d, &mut h, "linger timeout", |h| {
-        !h.closes_of(conn).is_empty()
-    });
+    drive_until_closed(&mut d, &mut h, conn, "linger timeout");
     let elapsed = start.elapsed();
     assert_eq!(h.closes_of(conn), vec![CloseReason::LingerTimeout]);
+    // Two-sided like `turn_timeout_is_honoured`'s check, but with this test's bounds and words.
     assert!(
         elapsed >= Duration::from_millis(150),
         "waited for the peer ({elapsed:?})"
@@ -638,14 +636,13 @@ fn linger_timeout_bounds_flush<D: Driver>(make: impl Fn(Limits) -> D) {
 }
 
 fn peer_reset_is_an_error<D: Driver>(make: impl Fn(Limits) -> D) {
-    let mut d = make(Limits::default());
     let mut h = Recorder::default();
-    let (conn, client) = accept_one(&mut d, &mut h);
+    let (mut d, conn, client) = driver_with_conn(make, Limits::default(), &mut h);
     socket2::SockRef::from(&client)
         .set_linger(Some(Duration::ZERO))
         .unwrap();
     drop(client); // RST
-    drive(&mut d, &mut h, "closed", |h| !h.closes_of(conn).is_empty());
+    drive_until_closed(&mut d, &mut h, conn, "closed");
     assert_eq!(
         h.closes_of(conn),
         vec![CloseReason::Error(libc::ECONNRESET)]
@@ -655,15 +652,10 @@ fn peer_reset_is_an_error<D: Driver>(make: impl Fn(Limits) -> D) {
 /// Detach while a large queue is still being written to a slow reader: `Detached` waits for
 /// the queue, and the adopter's bytes follow it on the wire.
 fn detach_waits_for_large_queue<D: Driver>(make: impl Fn(Limits) -> D) {
-    let limits = Limits {
-        max_output_bytes: 8 << 20,
-        ..Limits::default()
-    };
-    let mut a = make(limits.clone());
-    let mut b = make(limits);
+    let mut b = make(queue_limit(8 << 20));
     let mut ha = Recorder::default();
     let mut hb = Recorder::default();
-    let (conn, mut client) = accept_one(&mut a, &mut ha);
+    let (mut a, conn, mut client) = driver_with_conn(&make, queue_limit(8 << 20), &mut ha);
     let big = pattern(3 << 20, 6);
     a.ops().send(conn, &big).unwrap();
     a.ops().detach(conn);
@@ -689,13 +681,8 @@ fn detach_waits_for_large_queue<D: Driver>(make: impl Fn(Limits) -> D) {
 /// Dropping a driver with a send blocked on a full socket, multishot recvs and accepts armed:
 /// `Drop` cancels and reaps them all (promptly, so nothing is leaked) and closes the sockets.
 fn drop_with_ops_in_flight<D: Driver>(make: impl Fn(Limits) -> D) {
-    let limits = Limits {
-        max_output_bytes: 32 << 20,
-        ..Limits::default()
-    };
-    let mut d = make(limits);
     let mut h = Recorder::default();
-    let (conn, mut client) = accept_one(&mut d, &mut h);
+    let (mut d, conn, mut client) = driver_with_conn(make, queue_limit(32 << 20), &mut h);
     let (_idle, _client2) = accept_one(&mut d, &mut h);
     d.ops().send(conn, &pattern(16 << 20, 7)).unwrap();
     drive_for(&mut d, &mut h, Duration::from_millis(50));

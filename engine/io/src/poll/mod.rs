@@ -15,21 +15,17 @@
 mod state;
 
 use std::io;
-use std::net::{SocketAddr, TcpListener};
-use std::os::fd::OwnedFd;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mio::{Events, Poll, Token, Waker};
 
 use self::state::{PCore, ReadOutcome, CONNECTING, WRITABLE};
+use crate::forward::{driver_items, forward_ops};
 use crate::key::{OpKey, OpKind};
-use crate::lifecycle::wait_for;
+use crate::lifecycle::{wait_for, Lifecycle, Phase};
 use crate::wake::{Coalesced, RawWake};
-use crate::{
-    BackendKind, ConnId, Driver, Event, Handler, Limits, Linger, ListenerId, Ops, SendError,
-    TurnStats, WakeHandle,
-};
+use crate::{BackendKind, ConnId, Driver, Event, Handler, Limits, ListenerId, TurnStats};
 
 // Tokens carry 64-bit keys (kind, generation, index).
 const _: () = assert!(usize::BITS >= 64, "the poll backend needs 64-bit tokens");
@@ -78,7 +74,7 @@ impl PollDriver {
         let events = Events::with_capacity(limits.max_events_per_turn.clamp(1, 1024));
         let scratch = vec![0; limits.recv_buffer_bytes];
         Ok(PollDriver {
-            core: PCore::new(poll, limits, waker),
+            core: PCore::new(poll, &limits, waker),
             events,
             scratch,
             batch: Vec::new(),
@@ -105,8 +101,9 @@ impl PollDriver {
             let open = self
                 .core
                 .conns
+                .table
                 .get(id)
-                .is_some_and(|c| c.phase == crate::lifecycle::Phase::Open);
+                .is_some_and(|c| c.phase == Phase::Open);
             if open {
                 let event = Event::Received {
                     conn: id,
@@ -251,6 +248,7 @@ impl PollDriver {
                 let Some(id) = self
                     .core
                     .conns
+                    .table
                     .id_at(key.index)
                     .filter(|&id| key.is_for(id))
                 else {
@@ -268,7 +266,7 @@ impl PollDriver {
         ev: ReadyBits,
     ) -> u32 {
         let mut events = 0;
-        let Some(c) = self.core.conns.get_mut(id) else {
+        let Some(c) = self.core.conns.table.get_mut(id) else {
             return 0;
         };
         if ev.writable {
@@ -308,21 +306,14 @@ struct ReadyBits {
 impl Driver for PollDriver {
     type Ops<'a> = PollOps<'a>;
 
-    fn listen(&mut self, listener: TcpListener) -> io::Result<ListenerId> {
-        self.core.listen(listener)
-    }
-
-    fn stop_listening(&mut self) {
-        self.core.stop_listening();
-    }
-
+    // `turn` is the one `Driver` item that differs per backend; `driver_items!` writes the rest.
     fn turn<H: Handler<Self>>(
         &mut self,
         timeout: Option<Duration>,
         handler: &mut H,
     ) -> io::Result<TurnStats> {
         let now = Instant::now();
-        self.core.expire(now);
+        self.core.expire_lingering(now);
         let mut events = self.run_leftovers(handler, now);
         events += self.flush(handler);
         events += self.deliver_deferred(handler);
@@ -353,23 +344,7 @@ impl Driver for PollDriver {
         })
     }
 
-    fn ops(&mut self) -> PollOps<'_> {
-        PollOps {
-            core: &mut self.core,
-        }
-    }
-
-    fn wake_handle(&self) -> WakeHandle {
-        WakeHandle::new(self.core.waker.clone())
-    }
-
-    fn open_conns(&self) -> usize {
-        self.core.conns.len()
-    }
-
-    fn kind(&self) -> BackendKind {
-        BackendKind::Poll
-    }
+    driver_items!(PollOps, BackendKind::Poll);
 }
 
 /// [`Ops`] of the poll driver: sends are written at the end of the current (or next) turn.
@@ -377,31 +352,7 @@ pub struct PollOps<'a> {
     core: &'a mut PCore,
 }
 
-impl Ops for PollOps<'_> {
-    fn send(&mut self, conn: ConnId, bytes: &[u8]) -> Result<(), SendError> {
-        self.core.send(conn, bytes)
-    }
-
-    fn close(&mut self, conn: ConnId, linger: Linger) {
-        self.core.close(conn, linger)
-    }
-
-    fn detach(&mut self, conn: ConnId) {
-        self.core.detach(conn)
-    }
-
-    fn adopt(&mut self, socket: OwnedFd) -> io::Result<ConnId> {
-        self.core.adopt(socket)
-    }
-
-    fn connect(&mut self, peer: SocketAddr, source: Option<SocketAddr>) -> io::Result<ConnId> {
-        self.core.connect(peer, source)
-    }
-
-    fn queued_bytes(&self, conn: ConnId) -> usize {
-        self.core.queued_bytes(conn)
-    }
-}
+forward_ops!(PollOps);
 
 #[cfg(test)]
 mod tests {

@@ -6,7 +6,8 @@
 //! hit its accept cap or must retry after EMFILE is kept likewise.
 //!
 //! Unlike io_uring nothing is in flight here, so closing is synchronous: `teardown` deregisters,
-//! closes and queues `Closed` at once.
+//! closes and queues `Closed` at once. The transitions both backends share (`close`,
+//! `begin_flush`, linger expiry, `send`'s checks) are in `lifecycle`.
 //!
 //! What it does not do: wait or deliver events (see `PollDriver::turn`).
 
@@ -20,11 +21,13 @@ use mio::{Interest, Poll, Token};
 use socket2::{Domain, Protocol, Socket, Type};
 
 use super::MioWake;
-use crate::conn_table::{enqueue, ConnTable, OutQueue, QueuePool};
+use crate::conn_table::OutQueue;
 use crate::key::{OpKey, OpKind};
-use crate::lifecycle::{Deferred, DeferredQueue, Lingering, Phase, ACCEPT_BACKOFF};
+use crate::lifecycle::{
+    slot_state, Conns, Deferred, DeferredQueue, Lifecycle, Phase, SlotState, ACCEPT_BACKOFF,
+};
 use crate::wake::Coalesced;
-use crate::{CloseReason, ConnId, Limits, Linger, ListenerId, SendError};
+use crate::{CloseReason, ConnId, Limits, ListenerId, SendError};
 
 /// `PConn::flags` bits.
 pub(super) const WRITABLE: u8 = 1;
@@ -43,11 +46,7 @@ pub(super) struct PConn {
     pub out: Option<Box<OutQueue>>,
 }
 
-impl PConn {
-    fn queue_empty(&self) -> bool {
-        self.out.as_ref().map_or(true, |q| q.is_empty())
-    }
-}
+slot_state!(PConn);
 
 pub(super) struct PListener {
     pub socket: Option<TcpListener>,
@@ -67,13 +66,9 @@ pub(super) enum ReadOutcome {
 
 pub(super) struct PCore {
     pub poll: Poll,
-    pub conns: ConnTable<PConn>,
+    pub conns: Conns<PConn>,
     pub listeners: Vec<PListener>,
-    pub pool: QueuePool,
-    pub limits: Limits,
     pub deferred: DeferredQueue,
-    lingering: Lingering,
-    expired: Vec<ConnId>,
     pub dirty: Vec<ConnId>,
     pub read_again: Vec<ConnId>,
     pub waker: std::sync::Arc<Coalesced<MioWake>>,
@@ -84,16 +79,12 @@ pub(super) fn conn_token(id: ConnId) -> Token {
 }
 
 impl PCore {
-    pub fn new(poll: Poll, limits: Limits, waker: std::sync::Arc<Coalesced<MioWake>>) -> PCore {
+    pub fn new(poll: Poll, limits: &Limits, waker: std::sync::Arc<Coalesced<MioWake>>) -> PCore {
         PCore {
             poll,
-            conns: ConnTable::new(),
+            conns: Conns::new(limits),
             listeners: Vec::new(),
-            pool: QueuePool::default(),
-            limits,
             deferred: DeferredQueue::new(),
-            lingering: Lingering::default(),
-            expired: Vec::new(),
             dirty: Vec::new(),
             read_again: Vec::new(),
             waker,
@@ -108,9 +99,9 @@ impl PCore {
             reason: CloseReason::Local,
             out: None,
         };
-        let id = self.conns.insert(conn);
+        let id = self.conns.table.insert(conn);
         let registry = self.poll.registry();
-        let Some(c) = self.conns.get_mut(id) else {
+        let Some(c) = self.conns.table.get_mut(id) else {
             unreachable!("just inserted")
         };
         if let Err(err) = registry.register(
@@ -118,7 +109,7 @@ impl PCore {
             conn_token(id),
             Interest::READABLE | Interest::WRITABLE,
         ) {
-            self.conns.remove(id);
+            self.conns.table.remove(id);
             return Err(err);
         }
         Ok(id)
@@ -184,22 +175,11 @@ impl PCore {
         }
     }
 
+    /// Queues the bytes; they are written at the end of the turn (`dirty`).
     pub fn send(&mut self, id: ConnId, bytes: &[u8]) -> Result<(), SendError> {
-        let Some(c) = self.conns.get_mut(id) else {
-            return Err(SendError::Stale);
-        };
-        if c.phase != Phase::Open {
-            return Err(SendError::Stale);
-        }
-        if bytes.is_empty() {
+        let Some(c) = self.conns.enqueue(id, bytes)? else {
             return Ok(());
-        }
-        enqueue(
-            &mut c.out,
-            &mut self.pool,
-            bytes,
-            self.limits.max_output_bytes,
-        )?;
+        };
         if c.flags & DIRTY == 0 {
             c.flags |= DIRTY;
             self.dirty.push(id);
@@ -207,88 +187,43 @@ impl PCore {
         Ok(())
     }
 
-    pub fn queued_bytes(&self, id: ConnId) -> usize {
-        self.conns
-            .get(id)
-            .and_then(|c| c.out.as_ref())
-            .map_or(0, |q| q.queued())
-    }
-
-    pub fn close(&mut self, id: ConnId, linger: Linger) {
-        let Some(c) = self.conns.get(id) else { return };
-        match (c.phase, linger) {
-            (Phase::TearingDown, _) | (Phase::Flushing, Linger::Flush) => {}
-            (_, Linger::Abort) => self.teardown(id, CloseReason::Local),
-            (Phase::Open | Phase::Detaching, Linger::Flush) => {
-                self.begin_flush(id, CloseReason::Local)
-            }
-        }
-    }
-
-    pub fn begin_flush(&mut self, id: ConnId, reason: CloseReason) {
-        let Some(c) = self.conns.get_mut(id) else {
-            return;
-        };
-        if c.queue_empty() {
-            self.teardown(id, reason);
-            return;
-        }
-        c.phase = Phase::Flushing;
-        c.reason = reason;
-        self.lingering
-            .add(Instant::now(), self.limits.linger_ms, id);
-    }
-
     pub fn detach(&mut self, id: ConnId) {
-        let Some(c) = self.conns.get_mut(id) else {
+        // Reading stops now: bytes not read yet stay in the socket for the adopter.
+        let Some(c) = self.conns.begin_detach(id) else {
             return;
         };
-        if c.phase != Phase::Open {
-            return;
-        }
-        // Reading stops now: bytes not read yet stay in the socket for the adopter.
-        c.phase = Phase::Detaching;
+        // Nothing is in flight here (unlike io_uring): an idle conn hands over at once.
         if c.queue_empty() && c.flags & CONNECTING == 0 {
             self.finish_detach(id);
             return;
         }
-        self.lingering
-            .add(Instant::now(), self.limits.linger_ms, id);
+        self.conns.linger(id);
     }
 
     fn finish_detach(&mut self, id: ConnId) {
-        let Some(mut c) = self.conns.remove(id) else {
+        let Some(stream) = self.release(id) else {
             return;
         };
-        let _ = self.poll.registry().deregister(&mut c.stream);
-        if let Some(q) = c.out.take() {
-            self.pool.give(q);
-        }
-        let socket = OwnedFd::from(c.stream);
         self.deferred.push_back(Deferred::Detached {
             conn: id,
-            socket,
+            socket: OwnedFd::from(stream),
             leftover: Vec::new(),
         });
     }
 
-    /// Closes now and queues `Closed` (nothing is ever in flight on this backend).
-    pub fn teardown(&mut self, id: ConnId, reason: CloseReason) {
-        let Some(mut c) = self.conns.remove(id) else {
-            return;
-        };
+    /// Frees `id`'s slot and queue and deregisters its socket, which is returned (still open).
+    fn release(&mut self, id: ConnId) -> Option<TcpStream> {
+        let mut c = self.conns.table.remove(id)?;
         let _ = self.poll.registry().deregister(&mut c.stream);
         if let Some(q) = c.out.take() {
-            self.pool.give(q);
+            self.conns.pool.give(q);
         }
-        drop(c.stream);
-        self.deferred
-            .push_back(Deferred::Closed { conn: id, reason });
+        Some(c.stream)
     }
 
     /// One read into `scratch` for a conn that reads (open, or flushing and discarding).
     pub fn read_once(&mut self, id: ConnId, scratch: &mut [u8]) -> ReadOutcome {
-        let Some(c) = self.conns.get_mut(id) else {
+        let Some(c) = self.conns.table.get_mut(id) else {
             return ReadOutcome::Gone;
         };
         if !matches!(c.phase, Phase::Open | Phase::Flushing) || c.flags & CONNECTING != 0 {
@@ -316,8 +251,9 @@ impl PCore {
     }
 
     /// The conn hit the read cap: read it next turn without waiting for an edge.
+    // Shaped like uring's `queue_rearm`, but a different list for a different cause (fairness).
     pub fn queue_read_again(&mut self, id: ConnId) {
-        let Some(c) = self.conns.get_mut(id) else {
+        let Some(c) = self.conns.table.get_mut(id) else {
             return;
         };
         if c.flags & READ_AGAIN == 0 {
@@ -327,13 +263,13 @@ impl PCore {
     }
 
     pub fn clear_read_again(&mut self, id: ConnId) {
-        if let Some(c) = self.conns.get_mut(id) {
+        if let Some(c) = self.conns.table.get_mut(id) {
             c.flags &= !READ_AGAIN;
         }
     }
 
     pub fn clear_dirty(&mut self, id: ConnId) {
-        if let Some(c) = self.conns.get_mut(id) {
+        if let Some(c) = self.conns.table.get_mut(id) {
             c.flags &= !DIRTY;
         }
     }
@@ -341,7 +277,7 @@ impl PCore {
     /// Writes until the queue is empty or the socket would block. Returns true when an open
     /// conn's non-empty queue drained (the caller delivers `Drained`).
     pub fn write_out(&mut self, id: ConnId) -> bool {
-        let Some(c) = self.conns.get_mut(id) else {
+        let Some(c) = self.conns.table.get_mut(id) else {
             return false;
         };
         if c.flags & WRITABLE == 0 || c.flags & CONNECTING != 0 {
@@ -379,7 +315,7 @@ impl PCore {
         }
         let (phase, reason) = (c.phase, c.reason);
         if let Some(q) = c.out.take() {
-            self.pool.give(q);
+            self.conns.pool.give(q);
         }
         match phase {
             Phase::Open => true,
@@ -397,7 +333,7 @@ impl PCore {
 
     /// Checks a connecting conn after an event. `None`: still connecting.
     pub fn finish_connect(&mut self, id: ConnId) -> Option<Result<(), i32>> {
-        let c = self.conns.get_mut(id)?;
+        let c = self.conns.table.get_mut(id)?;
         let result = match c.stream.take_error() {
             Ok(Some(e)) | Err(e) => Err(errno_of(&e)),
             Ok(None) => match c.stream.peer_addr() {
@@ -417,25 +353,10 @@ impl PCore {
         Some(result)
     }
 
-    /// Linger timeouts due at `now`.
-    pub fn expire(&mut self, now: Instant) {
-        let mut expired = std::mem::take(&mut self.expired);
-        self.lingering.expired(now, &mut expired);
-        for id in expired.drain(..) {
-            let phase = self.conns.get(id).map(|c| c.phase);
-            if matches!(phase, Some(Phase::Flushing | Phase::Detaching)) {
-                self.teardown(id, CloseReason::LingerTimeout);
-            }
-        }
-        self.expired = expired;
-    }
-
+    /// The earliest linger deadline or accept retry.
     pub fn next_deadline(&self) -> Option<Instant> {
         let accept = self.listeners.iter().filter_map(|l| l.retry_at).min();
-        match (accept, self.lingering.next_deadline()) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        self.conns.next_deadline(accept)
     }
 
     /// Records an accept error; resource errors pause the listener for `ACCEPT_BACKOFF`.
@@ -444,6 +365,24 @@ impl PCore {
             self.listeners[index].retry_at = Some(Instant::now() + ACCEPT_BACKOFF);
             self.listeners[index].ready_again = false;
         }
+    }
+}
+
+impl Lifecycle for PCore {
+    type Slot = PConn;
+
+    fn conns_mut(&mut self) -> &mut Conns<PConn> {
+        &mut self.conns
+    }
+
+    /// Closes now and queues `Closed` (nothing is ever in flight on this backend).
+    fn teardown(&mut self, id: ConnId, reason: CloseReason) {
+        let Some(stream) = self.release(id) else {
+            return;
+        };
+        drop(stream);
+        self.deferred
+            .push_back(Deferred::Closed { conn: id, reason });
     }
 }
 

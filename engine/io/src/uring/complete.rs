@@ -15,7 +15,7 @@ use super::bufring::BufRing;
 use super::state::{Core, CONNECTING, RECV_ARMED, SEND_INFLIGHT};
 use super::{UringDriver, UringOps};
 use crate::key::{OpKey, OpKind};
-use crate::lifecycle::Phase;
+use crate::lifecycle::{Lifecycle, Phase};
 use crate::{CloseReason, ConnId, Event, Handler, ListenerId};
 
 /// A copied CQE (the CQ is released before handlers run, so they can push SQEs).
@@ -95,7 +95,11 @@ fn on_recv<H: Handler<UringDriver>>(
     if !more {
         core.op_done(id, RECV_ARMED);
     }
-    let phase = core.conns.get(id).map_or(Phase::TearingDown, |c| c.phase);
+    let phase = core
+        .conns
+        .table
+        .get(id)
+        .map_or(Phase::TearingDown, |c| c.phase);
     let mut events = 0;
     match (cqe.res, bid) {
         (n, Some(bid)) if n > 0 => {
@@ -152,7 +156,7 @@ fn on_send<H: Handler<UringDriver>>(core: &mut Core, handler: &mut H, key: OpKey
     };
     core.op_done(id, SEND_INFLIGHT);
     let written = usize::try_from(res).unwrap_or(0);
-    if let Some(q) = core.conns.get_mut(id).and_then(|c| c.out.as_mut()) {
+    if let Some(q) = core.conns.table.get_mut(id).and_then(|c| c.out.as_mut()) {
         q.end_write(written);
     }
     match res {
@@ -179,7 +183,7 @@ fn on_connect<H: Handler<UringDriver>>(
         return 0;
     };
     core.op_done(id, CONNECTING);
-    let Some(c) = core.conns.get_mut(id) else {
+    let Some(c) = core.conns.table.get_mut(id) else {
         return 0;
     };
     if let Some(extra) = c.extra.as_mut() {

@@ -35,8 +35,6 @@ mod submit;
 
 use std::io;
 use std::marker::PhantomData;
-use std::net::{SocketAddr, TcpListener};
-use std::os::fd::OwnedFd;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -46,14 +44,12 @@ use io_uring::{opcode, IoUring, Probe};
 use self::bufring::{BufRing, BGID};
 use self::complete::{dispatch, is_terminal, Cqe};
 use self::state::Core;
+use crate::forward::{driver_items, forward_ops};
 use crate::key::{OpKey, OpKind};
 use crate::lifecycle::wait_for;
 use crate::sys::EventFd;
 use crate::wake::{Coalesced, RawWake};
-use crate::{
-    BackendKind, ConnId, Driver, Handler, Limits, Linger, ListenerId, Ops, SendError, TurnStats,
-    WakeHandle,
-};
+use crate::{BackendKind, Driver, Handler, Limits, TurnStats};
 
 /// How long `Drop` waits for the kernel to finish cancelled operations.
 const SHUTDOWN_REAP: Duration = Duration::from_secs(5);
@@ -181,14 +177,7 @@ impl Drop for UringDriver {
 impl Driver for UringDriver {
     type Ops<'a> = UringOps<'a>;
 
-    fn listen(&mut self, listener: TcpListener) -> io::Result<ListenerId> {
-        self.core.listen(listener)
-    }
-
-    fn stop_listening(&mut self) {
-        self.core.stop_listening();
-    }
-
+    // `turn` is the one `Driver` item that differs per backend; `driver_items!` writes the rest.
     fn turn<H: Handler<Self>>(
         &mut self,
         timeout: Option<Duration>,
@@ -229,23 +218,7 @@ impl Driver for UringDriver {
         })
     }
 
-    fn ops(&mut self) -> UringOps<'_> {
-        UringOps {
-            core: &mut self.core,
-        }
-    }
-
-    fn wake_handle(&self) -> WakeHandle {
-        WakeHandle::new(self.core.waker.clone())
-    }
-
-    fn open_conns(&self) -> usize {
-        self.core.conns.len()
-    }
-
-    fn kind(&self) -> BackendKind {
-        BackendKind::Uring
-    }
+    driver_items!(UringOps, BackendKind::Uring);
 }
 
 /// [`Ops`] of the io_uring driver: SQEs pushed here are submitted by the next `turn`.
@@ -253,31 +226,7 @@ pub struct UringOps<'a> {
     core: &'a mut Core,
 }
 
-impl Ops for UringOps<'_> {
-    fn send(&mut self, conn: ConnId, bytes: &[u8]) -> Result<(), SendError> {
-        self.core.send(conn, bytes)
-    }
-
-    fn close(&mut self, conn: ConnId, linger: Linger) {
-        self.core.close(conn, linger)
-    }
-
-    fn detach(&mut self, conn: ConnId) {
-        self.core.detach(conn)
-    }
-
-    fn adopt(&mut self, socket: OwnedFd) -> io::Result<ConnId> {
-        self.core.adopt(socket)
-    }
-
-    fn connect(&mut self, peer: SocketAddr, source: Option<SocketAddr>) -> io::Result<ConnId> {
-        self.core.connect(peer, source)
-    }
-
-    fn queued_bytes(&self, conn: ConnId) -> usize {
-        self.core.queued_bytes(conn)
-    }
-}
+forward_ops!(UringOps);
 
 /// Builds a ring with the best flags the kernel accepts. Returns the last error if none works
 /// (the flag-free attempt's error names the real cause: EPERM, ENOMEM, ENOSYS).

@@ -33,7 +33,7 @@ impl Core {
         // io_uring does the waiting; a blocking socket also keeps reads portable between backends.
         sock.set_nonblocking(false)?;
         sock.set_nodelay(true)?; // also rejects fds that are not TCP sockets
-        let id = self.conns.insert(UConn::new(fd));
+        let id = self.conns.table.insert(UConn::new(fd));
         self.arm_recv(id);
         Ok(id)
     }
@@ -44,7 +44,7 @@ impl Core {
         let peer = sock.peer_addr()?.as_socket();
         let peer = peer.ok_or_else(|| io::Error::from_raw_os_error(libc::EAFNOSUPPORT))?;
         sock.set_nodelay(true)?;
-        let id = self.conns.insert(UConn::new(fd));
+        let id = self.conns.table.insert(UConn::new(fd));
         self.arm_recv(id);
         Ok((id, peer))
     }
@@ -70,7 +70,7 @@ impl Core {
         let fd = Fd(conn.fd.as_raw_fd());
         conn.flags = CONNECTING;
         conn.inflight = 1;
-        let id = self.conns.insert(conn);
+        let id = self.conns.table.insert(conn);
         let key = OpKey::for_conn(OpKind::Connect, id).encode();
         let entry = opcode::Connect::new(fd, addr.cast(), addr_len)
             .build()

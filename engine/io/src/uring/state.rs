@@ -13,6 +13,10 @@
 //!   the conn that issued it.
 //! - `inflight_total` counts every pushed entry not yet terminally completed, so `Drop` knows
 //!   when the kernel is done with all of our memory.
+//!
+//! The transitions both backends share (`close`, `begin_flush`, linger expiry, `send`'s checks)
+//! are in `lifecycle`; this file keeps what io_uring does differently (cancel, then wait for
+//! in-flight operations before a conn leaves the table).
 
 use std::collections::VecDeque;
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -27,11 +31,11 @@ use super::bufring::BGID;
 use super::sockets::Listener;
 use super::submit::WakeBuf;
 use super::EventWake;
-use crate::conn_table::{enqueue, ConnTable, OutQueue, QueuePool};
+use crate::conn_table::{ConnTable, OutQueue};
 use crate::key::{OpKey, OpKind};
-use crate::lifecycle::{Deferred, DeferredQueue, Lingering, Phase};
+use crate::lifecycle::{slot_state, Conns, Deferred, DeferredQueue, Lifecycle, Phase, SlotState};
 use crate::wake::Coalesced;
-use crate::{CloseReason, ConnId, Limits, Linger, SendError};
+use crate::{CloseReason, ConnId, Limits, SendError};
 
 /// `UConn::flags` bits.
 pub(super) const RECV_ARMED: u8 = 1;
@@ -74,25 +78,20 @@ impl UConn {
             extra: None,
         }
     }
-
-    fn queue_empty(&self) -> bool {
-        self.out.as_ref().map_or(true, |q| q.is_empty())
-    }
 }
+
+slot_state!(UConn);
 
 pub(super) struct Core {
     /// Declared first so it is dropped (ring closed) before any memory ops could name.
     pub ring: IoUring,
     pub(super) backlog: VecDeque<squeue::Entry>,
-    pub conns: ConnTable<UConn>,
+    pub conns: Conns<UConn>,
     pub listeners: Vec<Listener>,
-    pub pool: QueuePool,
     pub limits: Limits,
     pub deferred: DeferredQueue,
     /// Conns whose recv ended with ENOBUFS, re-armed oldest first (see `expire`).
     rearm: VecDeque<ConnId>,
-    lingering: Lingering,
-    expired: Vec<ConnId>,
     pub inflight_total: usize,
     pub submit_calls: u32,
     pub(super) wake_buf: WakeBuf,
@@ -105,14 +104,11 @@ impl Core {
         Core {
             ring,
             backlog: VecDeque::new(),
-            conns: ConnTable::new(),
+            conns: Conns::new(&limits),
             listeners: Vec::new(),
-            pool: QueuePool::default(),
             limits,
             deferred: DeferredQueue::new(),
             rearm: VecDeque::new(),
-            lingering: Lingering::default(),
-            expired: Vec::new(),
             inflight_total: 0,
             submit_calls: 0,
             wake_buf: WakeBuf::new(),
@@ -124,7 +120,11 @@ impl Core {
     /// Resolves a CQE key to its conn. A mismatch would mean a slot was freed with an op in
     /// flight, which the module invariants exclude; it is logged and the CQE ignored.
     pub fn conn_for(&self, key: OpKey) -> Option<ConnId> {
-        let id = self.conns.id_at(key.index).filter(|&id| key.is_for(id));
+        let id = self
+            .conns
+            .table
+            .id_at(key.index)
+            .filter(|&id| key.is_for(id));
         if id.is_none() {
             tracing::error!(?key, "completion for a conn slot that is gone");
             debug_assert!(false, "completion for a conn slot that is gone: {key:?}");
@@ -134,7 +134,7 @@ impl Core {
 
     /// Marks one terminal completion of `id`'s operations.
     pub fn op_done(&mut self, id: ConnId, flag: u8) {
-        if let Some(c) = self.conns.get_mut(id) {
+        if let Some(c) = self.conns.table.get_mut(id) {
             c.flags &= !flag;
             debug_assert!(c.inflight > 0);
             c.inflight = c.inflight.saturating_sub(1);
@@ -153,7 +153,7 @@ impl Core {
     }
 
     pub fn arm_recv(&mut self, id: ConnId) {
-        let Some(c) = self.conns.get_mut(id) else {
+        let Some(c) = self.conns.table.get_mut(id) else {
             return;
         };
         if c.flags & (RECV_ARMED | CONNECTING) != 0 || c.phase == Phase::TearingDown {
@@ -174,7 +174,7 @@ impl Core {
     /// Re-arms a recv that ended while the conn still reads (multishot stopped early).
     pub fn rearm_now(&mut self, id: ConnId) {
         if matches!(
-            self.conns.get(id).map(|c| c.phase),
+            self.conns.table.get(id).map(|c| c.phase),
             Some(Phase::Open | Phase::Flushing)
         ) {
             self.arm_recv(id);
@@ -183,8 +183,9 @@ impl Core {
 
     /// The buffer ring ran dry for this conn (ENOBUFS): re-arm on the next turn, when the
     /// handler has returned the buffers it was given.
+    // Shaped like poll's `queue_read_again`, but a different list for a different cause (ENOBUFS).
     pub fn queue_rearm(&mut self, id: ConnId) {
-        let Some(c) = self.conns.get_mut(id) else {
+        let Some(c) = self.conns.table.get_mut(id) else {
             return;
         };
         if c.flags & REARM_QUEUED == 0 {
@@ -195,7 +196,7 @@ impl Core {
 
     /// Pushes the next send of `id` if none is in flight and bytes are queued.
     pub fn start_send(&mut self, id: ConnId) {
-        let Some(c) = self.conns.get_mut(id) else {
+        let Some(c) = self.conns.table.get_mut(id) else {
             return;
         };
         if c.flags & (SEND_INFLIGHT | CONNECTING) != 0 || c.phase == Phase::TearingDown {
@@ -222,7 +223,7 @@ impl Core {
     }
 
     fn cancel(&mut self, id: ConnId, target: OpKind) {
-        let Some(c) = self.conns.get_mut(id) else {
+        let Some(c) = self.conns.table.get_mut(id) else {
             return;
         };
         c.inflight += 1;
@@ -233,71 +234,22 @@ impl Core {
         unsafe { self.push(entry) }
     }
 
+    /// Queues the bytes and pushes a send if none is in flight.
     pub fn send(&mut self, id: ConnId, bytes: &[u8]) -> Result<(), SendError> {
-        let Some(c) = self.conns.get_mut(id) else {
-            return Err(SendError::Stale);
-        };
-        if c.phase != Phase::Open {
-            return Err(SendError::Stale);
+        if self.conns.enqueue(id, bytes)?.is_some() {
+            self.start_send(id);
         }
-        if bytes.is_empty() {
-            return Ok(());
-        }
-        enqueue(
-            &mut c.out,
-            &mut self.pool,
-            bytes,
-            self.limits.max_output_bytes,
-        )?;
-        self.start_send(id);
         Ok(())
     }
 
-    pub fn queued_bytes(&self, id: ConnId) -> usize {
-        self.conns
-            .get(id)
-            .and_then(|c| c.out.as_ref())
-            .map_or(0, |q| q.queued())
-    }
-
-    pub fn close(&mut self, id: ConnId, linger: Linger) {
-        let Some(c) = self.conns.get(id) else { return };
-        match (c.phase, linger) {
-            (Phase::TearingDown, _) | (Phase::Flushing, Linger::Flush) => {}
-            (_, Linger::Abort) => self.teardown(id, CloseReason::Local),
-            (Phase::Open | Phase::Detaching, Linger::Flush) => {
-                self.begin_flush(id, CloseReason::Local)
-            }
-        }
-    }
-
-    /// Writes out the queue, then closes with `reason`; bounded by `linger_ms`.
-    pub fn begin_flush(&mut self, id: ConnId, reason: CloseReason) {
-        let Some(c) = self.conns.get_mut(id) else {
-            return;
-        };
-        if c.queue_empty() {
-            self.teardown(id, reason);
-            return;
-        }
-        c.phase = Phase::Flushing;
-        c.reason = reason;
-        self.lingering
-            .add(Instant::now(), self.limits.linger_ms, id);
-    }
-
     pub fn detach(&mut self, id: ConnId) {
-        let Some(c) = self.conns.get_mut(id) else {
+        let Some(c) = self.conns.begin_detach(id) else {
             return;
         };
-        if c.phase != Phase::Open {
-            return;
-        }
-        c.phase = Phase::Detaching;
         c.extra.get_or_insert_with(Box::default);
         let recv_armed = c.flags & RECV_ARMED != 0;
-        self.lingering
-            .add(Instant::now(), self.limits.linger_ms, id);
+        // Unlike poll, even an idle conn waits here (for its recv cancel), so the clock always runs.
+        self.conns.linger(id);
         if recv_armed {
             self.cancel(id, OpKind::Recv);
         }
@@ -305,35 +257,11 @@ impl Core {
         self.maybe_finish(id);
     }
 
-    /// Stops everything of `id` and closes it once no op is in flight.
-    pub fn teardown(&mut self, id: ConnId, reason: CloseReason) {
-        let Some(c) = self.conns.get_mut(id) else {
-            return;
-        };
-        if c.phase == Phase::TearingDown {
-            return;
-        }
-        c.phase = Phase::TearingDown;
-        c.reason = reason;
-        if let Some(q) = c.out.as_mut() {
-            q.drop_unsent();
-        }
-        let flags = c.flags;
-        for (bit, kind) in [
-            (RECV_ARMED, OpKind::Recv),
-            (SEND_INFLIGHT, OpKind::Send),
-            (CONNECTING, OpKind::Connect),
-        ] {
-            if flags & bit != 0 {
-                self.cancel(id, kind);
-            }
-        }
-        self.maybe_finish(id);
-    }
-
     /// Frees the slot and queues `Closed`/`Detached` once the conn is done and idle.
     pub fn maybe_finish(&mut self, id: ConnId) {
-        let Some(c) = self.conns.get(id) else { return };
+        let Some(c) = self.conns.table.get(id) else {
+            return;
+        };
         let done = c.inflight == 0
             && match c.phase {
                 Phase::TearingDown => true,
@@ -343,11 +271,11 @@ impl Core {
         if !done {
             return;
         }
-        let Some(c) = self.conns.remove(id) else {
+        let Some(c) = self.conns.table.remove(id) else {
             return;
         };
         if let Some(q) = c.out {
-            self.pool.give(q); // not writing: inflight is 0
+            self.conns.pool.give(q); // not writing: inflight is 0
         }
         let event = match c.phase {
             Phase::Detaching => {
@@ -372,7 +300,7 @@ impl Core {
     /// After a completed write: continue, or report/act on an empty queue. Returns true when
     /// the queue drained on an open conn (the caller delivers `Drained`).
     pub fn after_write(&mut self, id: ConnId) -> bool {
-        let Some(c) = self.conns.get_mut(id) else {
+        let Some(c) = self.conns.table.get_mut(id) else {
             return false;
         };
         if c.phase == Phase::TearingDown {
@@ -384,7 +312,7 @@ impl Core {
             return false;
         }
         if let Some(q) = c.out.take() {
-            self.pool.give(q);
+            self.conns.pool.give(q);
         }
         match c.phase {
             Phase::Open => true,
@@ -404,6 +332,7 @@ impl Core {
         Some(
             &mut self
                 .conns
+                .table
                 .get_mut(id)?
                 .extra
                 .get_or_insert_with(Box::default)
@@ -413,17 +342,7 @@ impl Core {
 
     /// Linger timeouts, accept retries and ENOBUFS re-arms due at `now`.
     pub fn expire(&mut self, now: Instant) {
-        let mut expired = std::mem::take(&mut self.expired);
-        self.lingering.expired(now, &mut expired);
-        for id in expired.drain(..) {
-            if matches!(
-                self.conns.get(id).map(|c| c.phase),
-                Some(Phase::Flushing | Phase::Detaching)
-            ) {
-                self.teardown(id, CloseReason::LingerTimeout);
-            }
-        }
-        self.expired = expired;
+        self.expire_lingering(now);
         for index in 0..self.listeners.len() {
             if self.listeners[index].retry_at.is_some_and(|t| t <= now) {
                 self.listeners[index].retry_at = None;
@@ -436,7 +355,7 @@ impl Core {
             let Some(id) = self.rearm.pop_front() else {
                 break;
             };
-            if let Some(c) = self.conns.get_mut(id) {
+            if let Some(c) = self.conns.table.get_mut(id) {
                 c.flags &= !REARM_QUEUED;
                 self.rearm_now(id);
             }
@@ -448,17 +367,49 @@ impl Core {
         !self.rearm.is_empty()
     }
 
+    /// The earliest linger deadline or accept retry.
     pub fn next_deadline(&self) -> Option<Instant> {
         let accept = self.listeners.iter().filter_map(|l| l.retry_at).min();
-        match (accept, self.lingering.next_deadline()) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        self.conns.next_deadline(accept)
     }
 
     /// Keeps memory the kernel may still touch allocated forever (failed shutdown only).
     pub fn leak_kernel_memory(&mut self) {
-        std::mem::forget(std::mem::replace(&mut self.conns, ConnTable::new()));
+        std::mem::forget(std::mem::replace(&mut self.conns.table, ConnTable::new()));
         std::mem::forget(std::mem::replace(&mut self.wake_buf, WakeBuf::new()));
+    }
+}
+
+impl Lifecycle for Core {
+    type Slot = UConn;
+
+    fn conns_mut(&mut self) -> &mut Conns<UConn> {
+        &mut self.conns
+    }
+
+    /// Stops everything of `id` and closes it once no op is in flight.
+    fn teardown(&mut self, id: ConnId, reason: CloseReason) {
+        let Some(c) = self.conns.table.get_mut(id) else {
+            return;
+        };
+        if c.phase == Phase::TearingDown {
+            return;
+        }
+        c.phase = Phase::TearingDown;
+        c.reason = reason;
+        if let Some(q) = c.out.as_mut() {
+            q.drop_unsent();
+        }
+        let flags = c.flags;
+        for (bit, kind) in [
+            (RECV_ARMED, OpKind::Recv),
+            (SEND_INFLIGHT, OpKind::Send),
+            (CONNECTING, OpKind::Connect),
+        ] {
+            if flags & bit != 0 {
+                self.cancel(id, kind);
+            }
+        }
+        self.maybe_finish(id);
     }
 }
