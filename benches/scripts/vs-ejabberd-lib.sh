@@ -1,0 +1,300 @@
+# shellcheck shell=bash
+# Helpers for vs-ejabberd.sh (sourced, not run): JSON reading, /proc sampling, and starting
+# and stopping each server by pid.
+#
+# What it does not do: decide scenarios or write the README (vs-ejabberd.sh and
+# vs-ejabberd-report.sh do). Invariants: every process started here is recorded by pid
+# (SERVER_PID, SERVER_LAUNCHER) and stopped by pid in server_stop; nothing is killed by name;
+# both servers listen on 127.0.0.1 only and run pinned to core $SERVER_CORE.
+
+say() { printf '[vs-ejabberd %s] %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
+die() { say "error: $*"; exit 1; }
+
+# json_get FILE DOTTED.PATH: the scalar at that path in a pretty-printed JSON file (one key
+# per line, as serde_json's pretty printer writes summary.json), quotes stripped; empty
+# when absent. awk only: a fresh Debian has neither jq nor python for sure.
+json_get() {
+    [ -f "$1" ] || return 0
+    awk -v want="$2" '
+        function path(   i, p) {
+            p = ""
+            for (i = 1; i <= depth; i++) if (stack[i] != "") p = (p == "" ? stack[i] : p "." stack[i])
+            return p
+        }
+        /^[ \t]*"[^"]*":/ {
+            key = $0; sub(/^[ \t]*"/, "", key); sub(/".*/, "", key)
+            val = $0; sub(/^[ \t]*"[^"]*":[ \t]*/, "", val); sub(/,[ \t]*$/, "", val)
+            if (val == "{" || val == "[") { stack[++depth] = key; next }
+            p = path(); full = (p == "" ? key : p "." key)
+            if (full == want) { gsub(/^"|"$/, "", val); print val; exit }
+            next
+        }
+        /^[ \t]*[\[{][ \t]*$/ { stack[++depth] = ""; next }
+        /^[ \t]*[\]}],?[ \t]*$/ { if (depth > 0) depth--; next }
+    ' "$1"
+}
+
+# json_keys FILE REGEX: "path value" for every scalar whose dotted path matches REGEX.
+json_keys() {
+    [ -f "$1" ] || return 0
+    awk -v re="$2" '
+        function path(   i, p) {
+            p = ""
+            for (i = 1; i <= depth; i++) if (stack[i] != "") p = (p == "" ? stack[i] : p "." stack[i])
+            return p
+        }
+        /^[ \t]*"[^"]*":/ {
+            key = $0; sub(/^[ \t]*"/, "", key); sub(/".*/, "", key)
+            val = $0; sub(/^[ \t]*"[^"]*":[ \t]*/, "", val); sub(/,[ \t]*$/, "", val)
+            if (val == "{" || val == "[") { stack[++depth] = key; next }
+            p = path(); full = (p == "" ? key : p "." key)
+            if (full ~ re) { gsub(/^"|"$/, "", val); print full, val }
+            next
+        }
+        /^[ \t]*[\[{][ \t]*$/ { stack[++depth] = ""; next }
+        /^[ \t]*[\]}],?[ \t]*$/ { if (depth > 0) depth--; next }
+    ' "$1"
+}
+
+# calc EXPR: floating-point arithmetic through awk ("-" when any operand is empty or "-").
+calc() { awk "BEGIN { r = ($1); print r }" 2>/dev/null || echo "-"; }
+# fmt FORMAT VALUE: printf a number, "-" for an empty or non-numeric value.
+fmt() {
+    case "$2" in '' | - | *[!0-9.e+-]*) echo "-" ;; *) awk -v v="$2" "BEGIN { printf \"$1\", v }" ;; esac
+}
+
+rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
+
+# proc_table: "pid ppid ticks" for every process (ticks = user + system clock ticks), read
+# from /proc in one pass (no ps needed). The command name may hold spaces and parentheses;
+# the fields after the last ") " are fixed, so they are counted from there.
+proc_table() {
+    cat /proc/[0-9]*/stat 2>/dev/null |
+        awk '{ s = $0; sub(/^.*\) /, "", s); split(s, f, " "); print $1, f[2], f[12] + f[13] }'
+}
+
+# descendants PID: PID and every live process below it.
+descendants() {
+    proc_table | awk -v root="$1" '
+        { kids[$2] = kids[$2] " " $1 }
+        END {
+            n = 1; q[1] = root
+            for (i = 1; i <= n; i++) { print q[i]; m = split(kids[q[i]], k, " "); for (j = 1; j <= m; j++) q[++n] = k[j] }
+        }'
+}
+
+# cpu_ticks PID: user + system clock ticks of PID and its live descendants (for ejabberd:
+# the BEAM plus its extauth and helper ports).
+cpu_ticks() {
+    proc_table | awk -v root="$1" '
+        { kids[$2] = kids[$2] " " $1; ticks[$1] = $3 }
+        END {
+            n = 1; q[1] = root; t = 0
+            for (i = 1; i <= n; i++) { t += ticks[q[i]]; m = split(kids[q[i]], k, " "); for (j = 1; j <= m; j++) q[++n] = k[j] }
+            print t + 0
+        }'
+}
+
+# established PORT: server-side ESTABLISHED TCP sockets on 127.0.0.1:PORT, from /proc/net/tcp
+# (cheap, and the same for both servers; no process is started on the load generator's core).
+established() {
+    awk -v port="$(printf '%04X' "$1")" '
+        $4 == "01" { split($2, a, ":"); if (a[2] == port) n++ }
+        END { print n + 0 }' /proc/net/tcp
+}
+
+# port_open PORT: true when something accepts on 127.0.0.1:PORT.
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+# wait_gone PID SECONDS: polls until PID has exited; false on timeout.
+wait_gone() {
+    local i
+    for ((i = 0; i < $2 * 10; i++)); do kill -0 "$1" 2>/dev/null || return 0; sleep 0.1; done
+    return 1
+}
+
+# stop_pid PID: SIGTERM, then SIGKILL after 20 s.
+stop_pid() {
+    [ -n "${1:-}" ] || return 0
+    kill -0 "$1" 2>/dev/null || return 0
+    kill -TERM "$1" 2>/dev/null || true
+    wait_gone "$1" 20 || { say "pid $1 ignored SIGTERM for 20 s: SIGKILL"; kill -KILL "$1" 2>/dev/null || true; }
+}
+
+# ---- rookery ---------------------------------------------------------------------------
+
+# rookery_argv: the server's command line, in ROOKERY_ARGV; rookery_cmd prints it.
+rookery_argv() {
+    ROOKERY_ARGV=(taskset -c "$SERVER_CORE" "$BIN/rookery" --listen "127.0.0.1:$ROOKERY_PORT"
+        --admin "127.0.0.1:$ROOKERY_ADMIN" --domain "$DOMAIN" --auth token --token-secret "$SECRET"
+        --shards 1 --cores "$SERVER_CORE")
+}
+rookery_cmd() { rookery_argv; echo "${ROOKERY_ARGV[*]}"; }
+
+rookery_start() { # $1 = run dir (logs)
+    port_open "$ROOKERY_PORT" && die "127.0.0.1:$ROOKERY_PORT is already in use (set ROOKERY_PORT)"
+    rookery_argv
+    "${ROOKERY_ARGV[@]}" 2> "$1/server.log" &
+    SERVER_PID=$!
+    SERVER_LAUNCHER=$SERVER_PID
+    local i
+    for ((i = 0; i < 100; i++)); do grep -qs "ready:" "$1/server.log" && return 0; sleep 0.1; done
+    die "rookery did not become ready in 10 s; see $1/server.log"
+}
+
+# rookery_sessions: the engine's own gauge from /metrics, with curl when present, else over
+# bash's /dev/tcp. The admin endpoint answers after one read(), and closing with request
+# bytes still unread resets the conn (losing the reply) when the request arrived in two
+# segments; hence a few tries.
+rookery_sessions() {
+    local out
+    for _ in 1 2 3 4 5; do
+        if command -v curl > /dev/null; then
+            out=$(curl -s --max-time 5 "http://127.0.0.1:$ROOKERY_ADMIN/metrics") || true
+        else
+            out=$( (exec 3<>"/dev/tcp/127.0.0.1/$ROOKERY_ADMIN" &&
+                printf 'GET /metrics HTTP/1.0\r\n\r\n' >&3 && timeout 5 cat <&3) 2>/dev/null) || true
+        fi
+        case "$out" in *rookery_sessions*) break ;; esac
+        sleep 0.2
+    done
+    awk 'index($0, "rookery_sessions{") == 1 || index($0, "rookery_sessions ") == 1 { s += $2 } END { print s + 0 }' <<< "$out"
+}
+
+# ---- ejabberd --------------------------------------------------------------------------
+
+# Runs ejabberdctl with this run's config, as the ejabberd user through setpriv (su would
+# reset RLIMIT_NOFILE to 1024 through PAM and cap ejabberd at ~1,000 sessions), or as root
+# when setpriv or the user is missing. $1 = core to pin to; rest = ejabberdctl arguments.
+ejabberdctl_run() {
+    local core=$1
+    shift
+    local ctl=(/usr/sbin/ejabberdctl --config-dir "$EJB_TMP/etc" --config "$EJB_TMP/etc/ejabberd.yml"
+        --ctl-config "$EJB_TMP/etc/ejabberdctl.cfg" --logs "$EJB_RUN/logs" --spool "$EJB_RUN/spool")
+    if [ "$EJB_USER" = root ]; then
+        HOME=$EJB_TMP taskset -c "$core" "${ctl[@]}" "$@"
+    else
+        HOME=$EJB_TMP taskset -c "$core" setpriv --reuid="$EJB_USER" --regid="$EJB_USER" --init-groups \
+            "${ctl[@]}" "$@"
+    fi
+}
+
+# Writes the config templates into $EJB_TMP (once per script run).
+ejabberd_prepare() {
+    local tpl=$REPO/benches/ejabberd
+    mkdir -p "$EJB_TMP/etc"
+    sed -e "s|@DOMAIN@|$DOMAIN|g; s|@PORT@|$EJABBERD_PORT|g; s|@EXTAUTH@|$EJB_TMP/extauth.pl|g" \
+        -e "s|@EXTAUTH_POOL@|$EXTAUTH_POOL|g" "$tpl/ejabberd.yml.in" > "$EJB_TMP/etc/ejabberd.yml"
+    sed -e "s|@TMP@|$EJB_TMP|g; s|@DIST_PORT@|$EJABBERD_DIST_PORT|g; s|@NODE@|vsejabberd@localhost|g" \
+        "$tpl/ejabberdctl.cfg.in" > "$EJB_TMP/etc/ejabberdctl.cfg"
+    sed -e "s|@USER_PREFIX@|$USER_PREFIX|g; s|@PASS_PREFIX@|$PASS_PREFIX|g; s|@DOMAIN@|$DOMAIN|g" \
+        "$tpl/extauth.pl.in" > "$EJB_TMP/extauth.pl"
+    chmod 755 "$EJB_TMP/extauth.pl"
+    echo '%% empty: the system resolver settings are fine on loopback' > "$EJB_TMP/etc/inetrc"
+    EJB_USER=root
+    if id ejabberd > /dev/null 2>&1 && command -v setpriv > /dev/null; then
+        EJB_USER=ejabberd
+    else
+        # ejabberdctl would re-exec through su as the package user; run it as root instead.
+        echo 'EXEC_CMD=as_current_user' >> "$EJB_TMP/etc/ejabberdctl.cfg"
+    fi
+    chmod 755 "$EJB_TMP"
+    [ "$EJB_USER" = root ] || chown -R "$EJB_USER:" "$EJB_TMP"
+    say "ejabberd runs as user '$EJB_USER' with config $EJB_TMP/etc/ejabberd.yml"
+}
+
+ejabberd_start() { # $1 = run dir (logs are copied there when it stops)
+    port_open "$EJABBERD_PORT" && die "127.0.0.1:$EJABBERD_PORT is already in use (set EJABBERD_PORT)"
+    port_open "$EJABBERD_DIST_PORT" && die "127.0.0.1:$EJABBERD_DIST_PORT is in use (set EJABBERD_DIST_PORT)"
+    EJB_RUN=$EJB_TMP/run-$RANDOM$RANDOM
+    RUN_LOG_DIR=$1
+    mkdir -p "$EJB_RUN/spool" "$EJB_RUN/logs"
+    rm -f "$EJB_TMP/ejabberd.pid"
+    [ "$EJB_USER" = root ] || chown -R "$EJB_USER:" "$EJB_RUN"
+    (cd "$EJB_RUN" && ejabberdctl_run "$SERVER_CORE" foreground > "$EJB_RUN/logs/console.log" 2>&1) &
+    SERVER_LAUNCHER=$!
+    SERVER_PID=
+    local i
+    for ((i = 0; i < 600; i++)); do
+        if [ -z "$SERVER_PID" ] && [ -s "$EJB_TMP/ejabberd.pid" ]; then SERVER_PID=$(cat "$EJB_TMP/ejabberd.pid"); fi
+        if [ -n "$SERVER_PID" ] && port_open "$EJABBERD_PORT"; then sleep 1; return 0; fi
+        kill -0 "$SERVER_LAUNCHER" 2>/dev/null || break
+        sleep 0.1
+    done
+    tail -n 30 "$EJB_RUN/logs/console.log" "$EJB_RUN/logs/error.log" >&2 2>/dev/null || true
+    die "ejabberd did not listen on 127.0.0.1:$EJABBERD_PORT within 60 s (logs above)"
+}
+
+ejabberd_sessions() {
+    ejabberdctl_run "$LOAD_CORE" connected_users_number 2>/dev/null | tr -dc '0-9' || true
+}
+
+# ---- both ------------------------------------------------------------------------------
+
+server_start() { # $1 = server, $2 = run dir
+    case "$1" in
+        rookery) rookery_start "$2" ;;
+        ejabberd) ejabberd_start "$2" ;;
+    esac
+    CURRENT_SERVER=$1
+}
+
+server_sessions() { case "$CURRENT_SERVER" in rookery) rookery_sessions ;; ejabberd) ejabberd_sessions ;; esac; }
+
+# Stops the running server by pid (the BEAM's pid for ejabberd: SIGTERM is a clean
+# init:stop there) and waits for its launcher, so nothing outlives the run.
+server_stop() {
+    [ -n "${CURRENT_SERVER:-}" ] || return 0
+    local below p
+    # The BEAM's port programs (extauth, eimp, inet_gethost) exit when it closes their pipes;
+    # noted first so any that linger are stopped by pid too.
+    below=$( [ -n "${SERVER_PID:-}" ] && descendants "$SERVER_PID" | tail -n +2 )
+    stop_pid "${SERVER_PID:-}"
+    for p in $below; do stop_pid "$p"; done
+    if [ -n "${SERVER_LAUNCHER:-}" ]; then
+        wait_gone "$SERVER_LAUNCHER" 10 || stop_pid "$SERVER_LAUNCHER"
+        wait "$SERVER_LAUNCHER" 2>/dev/null || true
+    fi
+    if [ "$CURRENT_SERVER" = ejabberd ] && [ -n "${EJB_RUN:-}" ]; then
+        cp "$EJB_RUN"/logs/*.log "$RUN_LOG_DIR/" 2>/dev/null || true
+        rm -rf "$EJB_RUN"
+    fi
+    CURRENT_SERVER='' SERVER_PID='' SERVER_LAUNCHER=''
+}
+
+server_auth() { case "$1" in rookery) echo "token:$SECRET" ;; ejabberd) echo "plain:$PASS_PREFIX" ;; esac; }
+server_port() { case "$1" in rookery) echo "$ROOKERY_PORT" ;; ejabberd) echo "$EJABBERD_PORT" ;; esac; }
+
+# num VALUE: true for a plain number.
+num() { case "$1" in '' | - | *[!0-9.eE+-]*) return 1 ;; esac; }
+# ms MICROSECONDS: milliseconds with 3 decimals, "-" when absent.
+ms() { if num "${1:-}"; then awk -v v="$1" 'BEGIN { printf "%.3f", v / 1000 }'; else echo "-"; fi; }
+# div A B [FORMAT]: A / B, "-" when either is absent or B is 0.
+div() {
+    if num "${1:-}" && num "${2:-}"; then
+        awk -v a="$1" -v b="$2" -v f="${3:-%.2f}" 'BEGIN { if (b == 0) print "-"; else printf f, a / b }'
+    else echo "-"; fi
+}
+
+# verdict SUMMARY: "ok" when a run meets the ceiling criteria (every client logged in, no
+# client error, no lost message, message p99 <= 10 ms when messages were sent), else why not.
+verdict() {
+    local f=$1 clients logins errors lost p99
+    [ -f "$f" ] || { echo "no result"; return 0; }
+    clients=$(json_get "$f" config.clients)
+    logins=$(json_get "$f" counts.logins)
+    errors=$(json_get "$f" counts.errors_total)
+    lost=$(json_get "$f" counts.messages.lost)
+    p99=$(json_get "$f" latency_us.e2e_corrected.p99_us)
+    if [ "${logins:-0}" -lt "${clients:-1}" ]; then
+        echo "only ${logins:-0} of ${clients:-?} logged in"
+    elif [ "${errors:-0}" -gt 0 ]; then
+        echo "$errors client errors"
+    elif [ "${lost:-0}" -gt 0 ]; then
+        echo "lost $lost messages"
+    elif num "${p99:-}" && [ "$p99" -gt 10000 ]; then
+        echo "p99 $(ms "$p99") ms > 10 ms"
+    else
+        echo ok
+    fi
+}

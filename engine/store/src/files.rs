@@ -1,0 +1,94 @@
+//! File-system steps of the store: open and lock the log, repair it after replay, sync the
+//! directory.
+//!
+//! What it does not do: read or write records (replay and the writers do).
+//!
+//! Invariants: the log is locked (advisory, `flock` semantics via `File::try_lock`) for as
+//! long as the store holds it, so a second process on the same file fails at open instead of
+//! interleaving writes; a file this module creates or cuts is synced, and so is its directory
+//! entry, before anything is appended to it.
+
+use std::fs::{self, File, OpenOptions, TryLockError};
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use crate::error::OpenError;
+use crate::format::{self, HEADER_LEN};
+use crate::replay::ReplayReport;
+
+fn io_error<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> OpenError + 'a {
+    move |source| OpenError::Io {
+        op,
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Creates `dir` if missing, then opens (creating if missing) and locks the log at `path`.
+pub(crate) fn open_log(dir: &Path, path: &Path) -> Result<File, OpenError> {
+    fs::create_dir_all(dir).map_err(io_error("create directory", dir))?;
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+        .map_err(io_error("open", path))?;
+    match lock(&file) {
+        Ok(()) => Ok(file),
+        Err(TryLockError::WouldBlock) => Err(OpenError::Locked {
+            path: path.to_path_buf(),
+        }),
+        Err(TryLockError::Error(source)) => Err(io_error("lock", path)(source)),
+    }
+}
+
+/// Takes the advisory lock; a file system without locks (some network ones) is accepted
+/// without it, since refusing to run there would be worse than the unlikely double open.
+pub(crate) fn lock(file: &File) -> Result<(), TryLockError> {
+    match file.try_lock() {
+        Err(TryLockError::Error(e)) if e.kind() == io::ErrorKind::Unsupported => Ok(()),
+        other => other,
+    }
+}
+
+/// Deletes a `.compact` file left by a crash during compaction. It was never renamed over
+/// the log, so the log is complete without it.
+pub(crate) fn remove_stale(path: &Path) -> Result<(), OpenError> {
+    match fs::remove_file(path) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(io_error("remove", path)(e)),
+        _ => Ok(()),
+    }
+}
+
+/// Makes the file match the report: cut after the good records, or (re)write the header of a
+/// new log. Both are synced so a crash cannot bring the dropped bytes back.
+pub(crate) fn repair(file: &File, path: &Path, report: &ReplayReport) -> Result<(), OpenError> {
+    if report.created {
+        file.set_len(0).map_err(io_error("truncate", path))?;
+        file.write_all_at(&format::header(), 0)
+            .map_err(io_error("write header of", path))?;
+        file.sync_all().map_err(io_error("sync", path))?;
+        let dir = parent(path);
+        return sync_dir(&dir).map_err(io_error("sync directory", &dir));
+    }
+    if report.bytes_dropped > 0 {
+        debug_assert!(report.valid_bytes >= HEADER_LEN as u64);
+        file.set_len(report.valid_bytes)
+            .map_err(io_error("truncate", path))?;
+        file.sync_all().map_err(io_error("sync", path))?;
+    }
+    Ok(())
+}
+
+/// Syncs a directory, so a created or renamed entry in it survives a power loss.
+pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+/// The directory of the log at `path`.
+pub(crate) fn parent(path: &Path) -> PathBuf {
+    path.parent()
+        .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
+}

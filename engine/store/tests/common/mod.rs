@@ -1,0 +1,172 @@
+//! Helpers shared by the integration tests: temporary directories, table snapshots, and
+//! writers that fail on purpose.
+
+#![allow(dead_code)] // each test binary uses a different subset
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use rookery_store::{
+    CommitBatch, Durability, LogWriter, Store, StoreConfig, StoredMessage, SyncWriter,
+};
+
+/// A directory under the system temp dir, removed on drop.
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        TempDir::new_in(&std::env::temp_dir(), tag)
+    }
+
+    /// In /dev/shm when there is one: for tests that open thousands of logs, whose repair
+    /// fsyncs would otherwise dominate.
+    pub fn fast(tag: &str) -> TempDir {
+        let shm = Path::new("/dev/shm");
+        if shm.is_dir() {
+            TempDir::new_in(shm, tag)
+        } else {
+            TempDir::new(tag)
+        }
+    }
+
+    fn new_in(base: &Path, tag: &str) -> TempDir {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let path = base.join(format!("rookery-store-{tag}-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path).expect("create temp dir");
+        TempDir(path)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Log durability config for shard 0 in `dir`.
+pub fn config(dir: &Path) -> StoreConfig {
+    StoreConfig::new(dir, 0).with_durability(Durability::Log)
+}
+
+pub fn open(dir: &Path) -> Store {
+    Store::open(config(dir)).expect("open store")
+}
+
+/// A committed history, one record per step: `ends[k]` is the log length after `k` records
+/// and `states[k]` the tables then (`ends[0]` is the bare header).
+pub struct History {
+    pub bytes: Vec<u8>,
+    pub ends: Vec<u64>,
+    pub states: Vec<Snapshot>,
+}
+
+impl History {
+    /// Records fully inside the first `len` bytes.
+    pub fn records_within(&self, len: u64) -> usize {
+        self.ends.iter().rposition(|&end| end <= len).unwrap_or(0)
+    }
+}
+
+/// Runs `steps` (one record each: `Ok(n)` puts a message for owner `n % 3`, `Err(k)` acks
+/// the k-th live message modulo the count), committing after each, and returns the history.
+pub fn build_history(dir: &Path, steps: &[Result<u64, usize>]) -> History {
+    let mut store = open(dir);
+    let mut ends = vec![store.stats().log_bytes];
+    let mut states = vec![snapshot(&store)];
+    let mut live = Vec::new();
+    for (i, step) in steps.iter().enumerate() {
+        match *step {
+            Ok(n) => {
+                let owner = format!("user{}@x", n % 3);
+                let id = store
+                    .put(
+                        &owner,
+                        "a@x/r",
+                        i as u64,
+                        &stanza(n, 20 + (n as usize % 40)),
+                    )
+                    .unwrap();
+                live.push(id);
+            }
+            Err(k) if !live.is_empty() => {
+                let id = live.remove(k % live.len());
+                assert!(store.ack(id).unwrap());
+            }
+            Err(_) => continue,
+        }
+        commit(&mut store);
+        ends.push(store.stats().log_bytes);
+        states.push(snapshot(&store));
+    }
+    let bytes = std::fs::read(store.log_path().unwrap()).unwrap();
+    assert_eq!(bytes.len() as u64, *ends.last().unwrap());
+    History {
+        bytes,
+        ends,
+        states,
+    }
+}
+
+/// Writes `bytes` as shard 0's log in `dir`, replacing any.
+pub fn write_log(dir: &Path, bytes: &[u8]) {
+    std::fs::write(config(dir).log_path(), bytes).unwrap();
+}
+
+/// Every queue, sorted by owner: what must survive a reopen.
+pub type Snapshot = BTreeMap<String, Vec<StoredMessage>>;
+
+pub fn snapshot(store: &Store) -> Snapshot {
+    store
+        .owners()
+        .map(|owner| (owner.to_string(), store.queue(owner).cloned().collect()))
+        .collect()
+}
+
+/// Commits everything pending with the blocking writer; panics on a write error.
+pub fn commit(store: &mut Store) {
+    store.commit(&mut SyncWriter).expect("commit");
+}
+
+/// A stanza of about `len` bytes that names `n`.
+pub fn stanza(n: u64, len: usize) -> Vec<u8> {
+    let mut s = format!("<message id='m{n}'><body>").into_bytes();
+    s.resize(len.saturating_sub(17).max(s.len()), b'a' + (n % 26) as u8);
+    s.extend_from_slice(b"</body></message>");
+    s
+}
+
+/// A writer that fails every write with `errno` while `fail` is set, else writes for real.
+pub struct FailingWriter {
+    pub fail: bool,
+    pub errno: i32,
+    pub attempts: u64,
+}
+
+impl FailingWriter {
+    pub fn enospc() -> FailingWriter {
+        FailingWriter {
+            fail: true,
+            errno: 28,
+            attempts: 0,
+        }
+    }
+}
+
+impl LogWriter for FailingWriter {
+    fn write_batch(&mut self, file: &File, batch: &CommitBatch) -> io::Result<()> {
+        self.attempts += 1;
+        if self.fail {
+            return Err(io::Error::from_raw_os_error(self.errno));
+        }
+        SyncWriter.write_batch(file, batch)
+    }
+}
