@@ -2,10 +2,11 @@
 //!
 //! `PollOps` and `UringOps` are each a `&mut` to their backend's core and nothing else, and
 //! both cores offer the same calls (`send`, `detach`, `adopt`, `connect`, `listen`,
-//! `stop_listening` as inherent methods; `close` and `queued_bytes` from `lifecycle`), a
-//! `conns` field and a `waker` field. So [`forward_ops!`] writes the whole `Ops` impl and
-//! [`driver_items!`] every `Driver` item except `turn`. Macros rather than a generic impl, so
-//! the two public types stay distinct, concrete and free of dynamic dispatch.
+//! `stop_listening`, `write_file` as inherent methods; `close` and `queued_bytes` from
+//! `lifecycle`), a `conns` field, a `files` field (`files::Files`) and a `waker` field. So
+//! [`forward_ops!`] writes the whole `Ops` impl and [`driver_items!`] every `Driver` item
+//! except `turn`. Macros rather than a generic impl, so the two public types stay distinct,
+//! concrete and free of dynamic dispatch.
 //!
 //! What it does not do: `turn`, the driver and ops structs, or anything that differs between
 //! the backends.
@@ -48,6 +49,16 @@ macro_rules! forward_ops {
             fn queued_bytes(&self, conn: $crate::ConnId) -> usize {
                 self.core.conns.queued_bytes(conn)
             }
+
+            fn write_file(
+                &mut self,
+                file: $crate::FileId,
+                offset: u64,
+                bytes: Vec<u8>,
+                sync: $crate::FileSync,
+            ) -> u64 {
+                self.core.write_file(file, offset, bytes, sync)
+            }
         }
     };
 }
@@ -84,6 +95,14 @@ macro_rules! driver_items {
 
         fn kind(&self) -> $crate::BackendKind {
             $kind
+        }
+
+        fn register_file(&mut self, file: ::std::fs::File) -> ::std::io::Result<$crate::FileId> {
+            self.core.files.register(file)
+        }
+
+        fn unregister_file(&mut self, file: $crate::FileId) -> Option<::std::fs::File> {
+            self.core.files.unregister(file)
         }
     };
 }

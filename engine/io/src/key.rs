@@ -18,7 +18,7 @@
 use crate::ConnId;
 
 /// What an operation (io_uring) or a registration (mio) is for.
-#[cfg_attr(not(target_os = "linux"), allow(dead_code))] // Send..Control are io_uring-only
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))] // Send..File are io_uring-only
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]
 pub(crate) enum OpKind {
@@ -36,6 +36,9 @@ pub(crate) enum OpKind {
     Wake = 6,
     /// Driver-wide cancellations (stop listening, shutdown); the CQE carries no conn.
     Control = 7,
+    /// The one write or fdatasync in flight of a registered file; `index` is the `FileId`,
+    /// generation 0 (file ids are never reused, so the id alone is unambiguous).
+    File = 8,
 }
 
 impl OpKind {
@@ -48,6 +51,7 @@ impl OpKind {
             5 => OpKind::Cancel,
             6 => OpKind::Wake,
             7 => OpKind::Control,
+            8 => OpKind::File,
             _ => return None,
         })
     }
@@ -103,7 +107,7 @@ impl OpKey {
 mod tests {
     use super::*;
 
-    const KINDS: [OpKind; 7] = [
+    const KINDS: [OpKind; 8] = [
         OpKind::Accept,
         OpKind::Recv,
         OpKind::Send,
@@ -111,6 +115,7 @@ mod tests {
         OpKind::Cancel,
         OpKind::Wake,
         OpKind::Control,
+        OpKind::File,
     ];
 
     #[test]
@@ -146,7 +151,7 @@ mod tests {
     fn zero_and_unknown_kinds_do_not_decode() {
         assert_eq!(OpKey::decode(0), None);
         assert_eq!(OpKey::decode(0xF << 60), None);
-        assert_eq!(OpKey::decode(8 << 60), None);
+        assert_eq!(OpKey::decode(9 << 60), None);
     }
 
     #[test]

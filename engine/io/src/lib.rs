@@ -1,7 +1,8 @@
 //! rookery-io: the per-shard socket driver.
 //!
 //! One [`Driver`] runs inside one shard thread and owns every socket of that shard: listeners,
-//! accepted conns, outgoing (load generator) conns. It is *completion style*: callers ask for
+//! accepted conns, outgoing (load generator) conns; and the files registered with it (the
+//! shard's durable log), written with `write_file`. It is *completion style*: callers ask for
 //! work (`listen`, `send`, `close`, ...) and learn what happened through [`Event`]s delivered to a
 //! [`Handler`] during [`Driver::turn`]. Two backends meet this one contract:
 //!
@@ -27,13 +28,29 @@
 //!    return (or the next one not block) and delivers `Event::Woken`.
 //! 7. `turn` waits at most `timeout`, then handles every ready completion (at most
 //!    `Limits::max_events_per_turn`) before returning.
+//! 8. Files (the shard's durable log): `write_file` writes all of its bytes at the given offset
+//!    (short writes are continued inside the driver), then fdatasyncs with `FileSync::Data`,
+//!    and reports exactly one `Event::FileWritten` carrying the buffer back, never from inside
+//!    the `write_file` call. Writes to one file complete in submission order (io_uring keeps
+//!    one write chain in flight per file, later ones queue behind it; poll writes
+//!    synchronously in `write_file` and reports in the next `turn`, which then does not
+//!    block). The result is `Ok` only if every byte was written (and synced if asked);
+//!    otherwise it is the first errno, nothing is retried, and the caller decides (the store
+//!    rewrites the whole batch at the same offset). A write to an unknown or unregistered
+//!    `FileId` reports `Err(EBADF)`. A write is *in flight* from `write_file` until its
+//!    `FileWritten` is delivered; `unregister_file` returns the file only when none is.
+//!    File ids are never reused by a driver, so a stale id cannot reach a newer file.
+//!    Register files opened without `O_APPEND` (Linux ignores the offset of an append write).
+//!    Dropping the driver with writes in flight reports none of them; their bytes may or may
+//!    not have reached the file (io_uring reaps the operations before freeing the buffers).
 //!
 //! What this crate does *not* do: parse anything, own timers per conn (the shard keeps one
 //! coarse timer wheel and passes the next deadline as the `turn` timeout), or know about shards.
 //!
-//! Testing: `cargo test -p rookery-io` runs the conformance suite (`tests/conformance.rs`)
-//! against both backends; `cargo test -p rookery-io --test conformance poll::` runs only the
-//! poll backend, `... uring::` only io_uring (those tests print `SKIP` and pass when
+//! Testing: `cargo test -p rookery-io` runs the conformance suites (`tests/conformance.rs` for
+//! sockets, `tests/files.rs` for file writes) against both backends;
+//! `cargo test -p rookery-io --test conformance poll::` runs only the poll backend,
+//! `... uring::` only io_uring (those tests print `SKIP` and pass when
 //! `select_backend(BackendChoice::Uring)` fails, e.g. io_uring disabled by sysctl or seccomp).
 
 #![deny(unsafe_op_in_unsafe_fn)]
@@ -45,6 +62,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 mod conn_table;
+mod files;
 mod forward;
 mod key;
 mod lifecycle;
@@ -86,6 +104,19 @@ impl ConnId {
 /// A listener registered with [`Driver::listen`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct ListenerId(pub u32);
+
+/// A file registered with the driver (the shard's log), see [`Driver::register_file`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct FileId(pub u32);
+
+/// What `write_file` does after the bytes are written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FileSync {
+    /// Nothing: the bytes are in the page cache (they survive a process crash, not power loss).
+    None,
+    /// `fdatasync` the file: the bytes (and the size needed to read them) are on stable storage.
+    Data,
+}
 
 /// How `close` treats bytes still queued for the peer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -150,6 +181,15 @@ pub enum Event<'a> {
     AcceptFailed { listener: ListenerId, errno: i32 },
     /// A `WakeHandle::wake` happened since the last turn.
     Woken,
+    /// A `write_file` finished: `Ok(())` = every byte written (and synced if asked), or the
+    /// first errno (ENOSPC, EIO, EBADF for an unknown file, ...). The buffer comes back (its
+    /// contents unchanged) for reuse.
+    FileWritten {
+        file: FileId,
+        token: u64,
+        result: Result<(), i32>,
+        buffer: Vec<u8>,
+    },
 }
 
 /// Receives completions. The `io` argument is the same driver, so handlers can send and close
@@ -172,6 +212,11 @@ pub trait Ops {
     fn connect(&mut self, peer: SocketAddr, source: Option<SocketAddr>) -> io::Result<ConnId>;
     /// Bytes queued and not yet written for this conn (0 for a stale id).
     fn queued_bytes(&self, conn: ConnId) -> usize;
+    /// Writes all of `bytes` at `offset` (short writes are continued internally), then, with
+    /// `FileSync::Data`, fdatasync. The buffer is owned by the driver until the completion,
+    /// `Event::FileWritten` with the returned token, which hands it back. Writes to one file
+    /// complete in submission order. See point 8 of the crate contract.
+    fn write_file(&mut self, file: FileId, offset: u64, bytes: Vec<u8>, sync: FileSync) -> u64;
 }
 
 /// The driver of one shard. Not `Send` in spirit: create it inside the shard's thread.
@@ -199,6 +244,12 @@ pub trait Driver {
     fn open_conns(&self) -> usize;
     /// Which backend this is.
     fn kind(&self) -> BackendKind;
+    /// Takes the file; the driver keeps it open until `unregister_file` or drop. Fails only
+    /// when the driver ran out of file ids (ids are never reused).
+    fn register_file(&mut self, file: std::fs::File) -> io::Result<FileId>;
+    /// Gives the file back once no write on it is in flight, i.e. every `write_file` on it has
+    /// had its `FileWritten` delivered (`None` while one has not, or for an unknown id).
+    fn unregister_file(&mut self, file: FileId) -> Option<std::fs::File>;
 }
 
 /// Counters from one `turn`, for the shard's metrics and stall detection.

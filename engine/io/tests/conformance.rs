@@ -89,6 +89,7 @@ impl<D: Driver> Handler<D> for Recorder {
                 self.log.push(("woken", None));
                 self.woken += 1;
             }
+            Event::FileWritten { .. } => panic!("no file is registered in these tests"),
         }
     }
 }

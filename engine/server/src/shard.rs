@@ -364,7 +364,10 @@ impl<D: Driver> Handler<D> for ShardState {
                 }
             }
             // The server makes no outgoing conns, and drained queues need no action.
-            Event::Connected { .. } | Event::Drained { .. } | Event::Woken => {}
+            Event::Connected { .. }
+            | Event::Drained { .. }
+            | Event::Woken
+            | Event::FileWritten { .. } => {}
         }
     }
 }

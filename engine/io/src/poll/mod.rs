@@ -6,12 +6,17 @@
 //! drain the same two-buffer `OutQueue`, at the end of the turn that queued them and on every
 //! writable edge; `mio::Waker` serves `WakeHandle`.
 //!
-//! One turn: linger timeouts; work left from the last turn (conns at their read cap,
-//! listeners at their accept cap or due for an EMFILE retry, queued writes); one `poll` (with
-//! zero timeout if work is pending); readiness events; queued writes again; deferred events.
+//! Files ([`files`]): `write_file` writes and syncs synchronously; the completion is reported
+//! at the start of the next turn, which then does not block.
+//!
+//! One turn: file completions; linger timeouts; work left from the last turn (conns at their
+//! read cap, listeners at their accept cap or due for an EMFILE retry, queued writes); one
+//! `poll` (with zero timeout if work is pending); readiness events; queued writes again;
+//! deferred events.
 //!
 //! What it does not do: use io_uring-only limits (`recv_buffers`, `ring_entries`).
 
+mod files;
 mod state;
 
 use std::io;
@@ -21,6 +26,7 @@ use std::time::{Duration, Instant};
 use mio::{Events, Poll, Token, Waker};
 
 use self::state::{PCore, ReadOutcome, CONNECTING, WRITABLE};
+use crate::files::deliver_pending;
 use crate::forward::{driver_items, forward_ops};
 use crate::key::{OpKey, OpKind};
 use crate::lifecycle::{wait_for, Lifecycle, Phase};
@@ -313,8 +319,15 @@ impl Driver for PollDriver {
         handler: &mut H,
     ) -> io::Result<TurnStats> {
         let now = Instant::now();
+        // File writes done in `write_file` since the last turn are reported first; if any are,
+        // `pending` below keeps this turn from blocking.
+        let mut events = deliver_pending(
+            &mut self.core,
+            |c| &mut c.files,
+            |core, event| emit(core, handler, event),
+        );
         self.core.expire_lingering(now);
-        let mut events = self.run_leftovers(handler, now);
+        events += self.run_leftovers(handler, now);
         events += self.flush(handler);
         events += self.deliver_deferred(handler);
         let pending = events > 0 || !self.core.read_again.is_empty() || !self.core.dirty.is_empty();

@@ -22,6 +22,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 
 use super::MioWake;
 use crate::conn_table::OutQueue;
+use crate::files::Files;
 use crate::key::{OpKey, OpKind};
 use crate::lifecycle::{
     slot_state, Conns, Deferred, DeferredQueue, Lifecycle, Phase, SlotState, ACCEPT_BACKOFF,
@@ -68,6 +69,8 @@ pub(super) struct PCore {
     pub poll: Poll,
     pub conns: Conns<PConn>,
     pub listeners: Vec<PListener>,
+    /// Registered files; nothing of theirs is ever in flight in the kernel here.
+    pub files: Files<()>,
     pub deferred: DeferredQueue,
     pub dirty: Vec<ConnId>,
     pub read_again: Vec<ConnId>,
@@ -84,6 +87,7 @@ impl PCore {
             poll,
             conns: Conns::new(limits),
             listeners: Vec::new(),
+            files: Files::new(),
             deferred: DeferredQueue::new(),
             dirty: Vec::new(),
             read_again: Vec::new(),

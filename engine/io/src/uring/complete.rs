@@ -16,7 +16,7 @@ use super::state::{Core, CONNECTING, RECV_ARMED, SEND_INFLIGHT};
 use super::{UringDriver, UringOps};
 use crate::key::{OpKey, OpKind};
 use crate::lifecycle::{Lifecycle, Phase};
-use crate::{CloseReason, ConnId, Event, Handler, ListenerId};
+use crate::{CloseReason, ConnId, Event, FileId, Handler, ListenerId};
 
 /// A copied CQE (the CQ is released before handlers run, so they can push SQEs).
 #[derive(Clone, Copy, Debug)]
@@ -73,8 +73,19 @@ pub(super) fn dispatch<H: Handler<UringDriver>>(
             }
             0
         }
+        OpKind::File => on_file(core, handler, key, cqe.res),
         OpKind::Control => 0,
     }
+}
+
+/// One step of a file's write chain finished; reports the write if it was the last.
+fn on_file<H: Handler<UringDriver>>(core: &mut Core, handler: &mut H, key: OpKey, res: i32) -> u32 {
+    let Some(done) = core.file_step_done(FileId(key.index), res) else {
+        return 0;
+    };
+    let event = core.files.finish(done);
+    emit(core, handler, event);
+    1
 }
 
 fn on_recv<H: Handler<UringDriver>>(

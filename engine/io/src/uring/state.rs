@@ -11,6 +11,7 @@
 //!   count of its operations not yet terminally completed (cancels included), is zero. So the fd
 //!   is never closed while an SQE naming it is unsubmitted, and a CQE's slot index always names
 //!   the conn that issued it.
+//! - A file write reads its buffer and names the file's fd until its CQE (see `files`).
 //! - `inflight_total` counts every pushed entry not yet terminally completed, so `Drop` knows
 //!   when the kernel is done with all of our memory.
 //!
@@ -28,10 +29,12 @@ use io_uring::{opcode, squeue, IoUring};
 use socket2::SockAddr;
 
 use super::bufring::BGID;
+use super::files::Chain;
 use super::sockets::Listener;
 use super::submit::WakeBuf;
 use super::EventWake;
 use crate::conn_table::{ConnTable, OutQueue};
+use crate::files::Files;
 use crate::key::{OpKey, OpKind};
 use crate::lifecycle::{slot_state, Conns, Deferred, DeferredQueue, Lifecycle, Phase, SlotState};
 use crate::wake::Coalesced;
@@ -88,6 +91,8 @@ pub(super) struct Core {
     pub(super) backlog: VecDeque<squeue::Entry>,
     pub conns: Conns<UConn>,
     pub listeners: Vec<Listener>,
+    /// Registered files; their write buffers are read by the kernel (see `files`).
+    pub files: Files<Chain>,
     pub limits: Limits,
     pub deferred: DeferredQueue,
     /// Conns whose recv ended with ENOBUFS, re-armed oldest first (see `expire`).
@@ -106,6 +111,7 @@ impl Core {
             backlog: VecDeque::new(),
             conns: Conns::new(&limits),
             listeners: Vec::new(),
+            files: Files::new(),
             limits,
             deferred: DeferredQueue::new(),
             rearm: VecDeque::new(),
@@ -377,6 +383,7 @@ impl Core {
     pub fn leak_kernel_memory(&mut self) {
         std::mem::forget(std::mem::replace(&mut self.conns.table, ConnTable::new()));
         std::mem::forget(std::mem::replace(&mut self.wake_buf, WakeBuf::new()));
+        std::mem::forget(std::mem::replace(&mut self.files, Files::new()));
     }
 }
 

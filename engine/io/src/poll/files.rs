@@ -1,0 +1,46 @@
+//! File writes on the poll backend: `pwrite` (continued on short writes) and `fdatasync` done
+//! synchronously inside `write_file`, reported as `FileWritten` at the start of the next turn
+//! (same contract as io_uring; upper layers never branch on the backend).
+//!
+//! The shard blocks for the duration of the write and the sync: the price of a backend without
+//! asynchronous file I/O. Group commit keeps it to one write (and one sync) per loop turn.
+//!
+//! What it does not do: retry. The first error ends the write with its errno.
+
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+
+use super::state::PCore;
+use crate::files::{errno_of, Begun, Completed};
+use crate::{FileId, FileSync};
+
+impl PCore {
+    pub fn write_file(&mut self, file: FileId, offset: u64, bytes: Vec<u8>, sync: FileSync) -> u64 {
+        let (token, slot, buffer) = match self.files.begin(file, bytes) {
+            Begun::Write {
+                token,
+                slot,
+                buffer,
+            } => (token, slot, buffer),
+            Begun::Unknown { token } => return token, // EBADF is reported next turn
+        };
+        let result = write_and_sync(&slot.file, offset, &buffer, sync);
+        self.files.defer(Completed {
+            file,
+            token,
+            result,
+            buffer,
+        });
+        token
+    }
+}
+
+/// All of `bytes` at `offset` (`write_all_at` continues short writes and retries EINTR; a
+/// write that makes no progress is EIO), then fdatasync if asked.
+fn write_and_sync(file: &File, offset: u64, bytes: &[u8], sync: FileSync) -> Result<(), i32> {
+    file.write_all_at(bytes, offset).map_err(|e| errno_of(&e))?;
+    if sync == FileSync::Data {
+        file.sync_data().map_err(|e| errno_of(&e))?;
+    }
+    Ok(())
+}
