@@ -12,9 +12,16 @@
 //! [`MAX_PAIRS`] pairs per thread (about 32 bytes each); deliveries of pairs beyond it are
 //! counted in `order_unchecked` instead of being checked for order.
 //!
+//! Worker processes send their ledger to the parent as a [`LedgerWire`]: the bitmaps
+//! (base64 of little-endian words, only senders with a delivery) and the counters. The pair
+//! table stays behind: a recipient lives in one process, so every order check of its pairs
+//! was made there and only the count travels.
+//!
 //! What it does not do: timing (see `metrics`), or keep anything per message at the sender.
 
 use std::collections::HashMap;
+
+use base64::Engine as _;
 
 /// Most (sender, recipient) pairs one ledger tracks for ordering.
 pub const MAX_PAIRS: usize = 8 << 20;
@@ -77,6 +84,27 @@ impl Ledger {
 
     /// Records that `recipient` received message `seq` of `sender`.
     pub fn record(&mut self, sender: u32, recipient: u32, seq: u32) -> Delivery {
+        let first = self.record_unordered(sender, seq);
+        if first != Delivery::InOrder {
+            return first;
+        }
+        let pair = (u64::from(sender) << 32) | u64::from(recipient);
+        if self.last_seq.len() >= self.max_pairs && !self.last_seq.contains_key(&pair) {
+            self.order_unchecked += 1;
+            return Delivery::InOrder;
+        }
+        let last = self.last_seq.entry(pair).or_insert(seq);
+        if seq < *last {
+            self.out_of_order += 1;
+            return Delivery::OutOfOrder;
+        }
+        *last = seq;
+        Delivery::InOrder
+    }
+
+    /// Records message `seq` of `sender` without any order check (receipts, which may cross
+    /// between peers): `InOrder` means "first time".
+    pub fn record_unordered(&mut self, sender: u32, seq: u32) -> Delivery {
         let Some(bits) = self
             .seen
             .get_mut(sender as usize)
@@ -95,17 +123,6 @@ impl Ledger {
             return Delivery::Duplicate;
         }
         bits[word] |= mask;
-        let pair = (u64::from(sender) << 32) | u64::from(recipient);
-        if self.last_seq.len() >= self.max_pairs && !self.last_seq.contains_key(&pair) {
-            self.order_unchecked += 1;
-            return Delivery::InOrder;
-        }
-        let last = self.last_seq.entry(pair).or_insert(seq);
-        if seq < *last {
-            self.out_of_order += 1;
-            return Delivery::OutOfOrder;
-        }
-        *last = seq;
         Delivery::InOrder
     }
 
@@ -130,6 +147,8 @@ impl Ledger {
         }
         self.max_seq = self.max_seq.max(other.max_seq);
         self.deliveries += other.deliveries;
+        // Duplicates the other ledger saw within itself (the loop above found those between).
+        self.duplicates += other.duplicates;
         self.out_of_order += other.out_of_order;
         self.unexpected += other.unexpected;
         self.order_unchecked += other.order_unchecked;
@@ -158,6 +177,101 @@ impl Ledger {
         totals.lost = totals.sent - totals.delivered;
         totals
     }
+}
+
+/// A ledger on its way from a worker process to the parent.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct LedgerWire {
+    /// base64 of records `sender u32, words u32, words x u64`, little-endian.
+    pub seen: String,
+    pub max_seq: u32,
+    pub deliveries: u64,
+    pub duplicates: u64,
+    pub out_of_order: u64,
+    pub unexpected: u64,
+    pub order_unchecked: u64,
+}
+
+/// Why a [`LedgerWire`] was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WireError {
+    Base64,
+    /// A record is cut short.
+    Truncated,
+    /// A sender index beyond the run's clients, or more words than `max_seq` needs.
+    OutOfRange,
+}
+
+impl std::fmt::Display for WireError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            WireError::Base64 => "ledger bitmaps are not base64",
+            WireError::Truncated => "ledger bitmaps are cut short",
+            WireError::OutOfRange => "ledger names a sender or sequence beyond the run's",
+        })
+    }
+}
+
+impl std::error::Error for WireError {}
+
+impl Ledger {
+    pub fn to_wire(&self) -> LedgerWire {
+        let mut bytes = Vec::new();
+        for (sender, bits) in self.seen.iter().enumerate() {
+            if bits.iter().all(|&w| w == 0) {
+                continue;
+            }
+            bytes.extend_from_slice(&(sender as u32).to_le_bytes());
+            bytes.extend_from_slice(&(bits.len() as u32).to_le_bytes());
+            for word in bits {
+                bytes.extend_from_slice(&word.to_le_bytes());
+            }
+        }
+        LedgerWire {
+            seen: base64::engine::general_purpose::STANDARD.encode(bytes),
+            max_seq: self.max_seq,
+            deliveries: self.deliveries,
+            duplicates: self.duplicates,
+            out_of_order: self.out_of_order,
+            unexpected: self.unexpected,
+            order_unchecked: self.order_unchecked,
+        }
+    }
+
+    /// Rebuilds a ledger of a run of `clients` senders (for merging, not for recording).
+    pub fn from_wire(wire: &LedgerWire, clients: u32) -> Result<Ledger, WireError> {
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(&wire.seen)
+            .map_err(|_| WireError::Base64)?;
+        let mut ledger = Ledger::new(clients, wire.max_seq);
+        let max_words = (wire.max_seq as usize).div_ceil(64);
+        let mut rest = bytes.as_slice();
+        while !rest.is_empty() {
+            let sender = take_u32(&mut rest)? as usize;
+            let words = take_u32(&mut rest)? as usize;
+            if sender >= ledger.seen.len() || words > max_words {
+                return Err(WireError::OutOfRange);
+            }
+            let row = &mut ledger.seen[sender];
+            for _ in 0..words {
+                let (word, tail) = rest.split_first_chunk::<8>().ok_or(WireError::Truncated)?;
+                row.push(u64::from_le_bytes(*word));
+                rest = tail;
+            }
+        }
+        ledger.deliveries = wire.deliveries;
+        ledger.duplicates = wire.duplicates;
+        ledger.out_of_order = wire.out_of_order;
+        ledger.unexpected = wire.unexpected;
+        ledger.order_unchecked = wire.order_unchecked;
+        Ok(ledger)
+    }
+}
+
+fn take_u32(rest: &mut &[u8]) -> Result<u32, WireError> {
+    let (word, tail) = rest.split_first_chunk::<4>().ok_or(WireError::Truncated)?;
+    *rest = tail;
+    Ok(u32::from_le_bytes(*word))
 }
 
 /// Bits set below `limit`, and at or above it.
@@ -263,6 +377,70 @@ mod tests {
         assert_eq!(totals.lost, 1);
         assert_eq!(totals.duplicated, 1);
         assert_eq!(a.deliveries(), 131);
+    }
+
+    #[test]
+    fn ledgers_cross_processes_exactly() {
+        // Process A's recipients got seqs 0..70 of sender 1 and seq 3 of sender 0; process B's
+        // got 70..100 of sender 1 plus seq 5 again (a duplicate across processes), and one
+        // out-of-order delivery of its own.
+        let mut a = Ledger::new(3, 1000);
+        let mut b = Ledger::new(3, 1000);
+        for seq in 0..70 {
+            a.record(1, 0, seq);
+        }
+        a.record(0, 2, 3);
+        for seq in (70..100).rev() {
+            b.record(1, 2, seq);
+        }
+        b.record(1, 2, 5);
+        let wire_a = a.to_wire();
+        let wire_b = b.to_wire();
+        let mut merged = Ledger::from_wire(&wire_a, 3).unwrap();
+        merged.merge(Ledger::from_wire(&wire_b, 3).unwrap());
+        let totals = merged.totals(&[4, 101, 0]);
+        assert_eq!(totals.sent, 105);
+        assert_eq!(totals.delivered, 101);
+        assert_eq!(totals.lost, 4, "3 of sender 0 and seq 100 of sender 1");
+        assert_eq!(totals.duplicated, 1);
+        // 98..70 after 99, and 5 after 99: counted where the pair lives.
+        assert_eq!(totals.out_of_order, 30);
+        assert_eq!(merged.deliveries(), 102);
+
+        assert_eq!(
+            Ledger::from_wire(&wire_a, 1).err(),
+            Some(WireError::OutOfRange)
+        );
+        let mut cut = wire_a.clone();
+        cut.seen = base64::engine::general_purpose::STANDARD.encode([1u8, 0, 0, 0, 2, 0]);
+        assert_eq!(Ledger::from_wire(&cut, 3).err(), Some(WireError::Truncated));
+        cut.seen = "!!".into();
+        assert_eq!(Ledger::from_wire(&cut, 3).err(), Some(WireError::Base64));
+        let empty = Ledger::new(3, 10).to_wire();
+        assert!(empty.seen.is_empty());
+    }
+
+    #[test]
+    fn receipts_are_counted_without_order() {
+        let mut receipts = Ledger::new(2, 100);
+        assert_eq!(receipts.record_unordered(1, 5), Delivery::InOrder);
+        assert_eq!(
+            receipts.record_unordered(1, 2),
+            Delivery::InOrder,
+            "no order check"
+        );
+        assert_eq!(receipts.record_unordered(1, 5), Delivery::Duplicate);
+        assert_eq!(receipts.record_unordered(9, 0), Delivery::Unexpected);
+        let totals = receipts.totals(&[0, 7]);
+        assert_eq!(
+            (
+                totals.delivered,
+                totals.lost,
+                totals.duplicated,
+                totals.out_of_order
+            ),
+            (2, 5, 1, 0)
+        );
     }
 
     #[test]

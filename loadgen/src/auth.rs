@@ -80,6 +80,15 @@ impl AuthSpec {
         }
     }
 
+    /// The `--auth` text this was parsed from, secret included: only for handing the spec to
+    /// a worker process over its stdin (never argv, never a log).
+    pub fn to_spec(&self) -> String {
+        match self {
+            AuthSpec::Token { secret } => format!("token:{secret}"),
+            AuthSpec::Plain { prefix } => format!("plain:{prefix}"),
+        }
+    }
+
     /// The password of client `number` whose localpart is `localpart`.
     pub fn password(&self, localpart: &str, number: u64) -> String {
         match self {
@@ -159,7 +168,9 @@ mod tests {
             }
         );
         assert!(!format!("{token:?}").contains("s3cret"));
+        assert_eq!(token.to_spec().parse::<AuthSpec>(), Ok(token.clone()));
         let plain: AuthSpec = "plain:pw".parse().unwrap();
+        assert_eq!(plain.to_spec(), "plain:pw");
         assert_eq!(plain.password("user7", 7), "pw7");
         assert_eq!(
             "token:".parse::<AuthSpec>(),

@@ -11,7 +11,7 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context};
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::auth::AuthSpec;
 use crate::schedule::Pattern;
@@ -37,12 +37,23 @@ pub enum Command {
     Hold(RunArgs),
     /// Hold, plus every online client sends --rate messages/s to random online peers.
     Chat(RunArgs),
+    /// After the ramp every client drops its conn and reconnects as fast as allowed
+    /// (--reconnect-rate), again and again for --duration: a reconnect storm.
+    Storm(RunArgs),
     /// Start the `rookery` binary built next to this one and run `chat` against it.
     Demo(DemoArgs),
     /// Side-by-side table of recorded runs (folders holding summary.json).
     Report {
         #[arg(required = true)]
         dirs: Vec<PathBuf>,
+    },
+    /// Internal: one worker process of a multi-process run (its spec comes on stdin).
+    #[command(hide = true)]
+    Worker {
+        #[arg(long)]
+        index: u32,
+        #[arg(long)]
+        of: u32,
     },
 }
 
@@ -126,9 +137,34 @@ pub struct LoadArgs {
     /// No live progress lines on stderr.
     #[arg(long)]
     pub quiet: bool,
+    /// Worker processes [default: as many as RLIMIT_NOFILE requires, usually 1].
+    #[arg(long)]
+    pub processes: Option<u32>,
+    /// Storm: most reconnect attempts per second, over all threads and processes
+    /// [default: unlimited].
+    #[arg(long)]
+    pub reconnect_rate: Option<f64>,
+    /// Storm: how long a client stays online before it drops again.
+    #[arg(long, default_value_t = 0)]
+    pub online_ms: u64,
+    /// Chat: every message asks for an XEP-0184 receipt; the round trip is recorded.
+    #[arg(long)]
+    pub receipts: bool,
+    /// XEP-0198: enable stream management when the server offers it, and time the server's
+    /// acks of every message (`--stream-management off` to never enable it).
+    #[arg(long, value_enum, default_value_t = SmArg::On, num_args = 0..=1,
+          default_missing_value = "on")]
+    pub stream_management: SmArg,
 }
 
-#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SmArg {
+    On,
+    Off,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum BackendArg {
     Auto,
@@ -136,11 +172,12 @@ pub enum BackendArg {
     Poll,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Scenario {
     Hold,
     Chat,
+    Storm,
 }
 
 impl Scenario {
@@ -148,17 +185,19 @@ impl Scenario {
         match self {
             Scenario::Hold => "hold",
             Scenario::Chat => "chat",
+            Scenario::Storm => "storm",
         }
     }
 }
 
-/// Everything a run needs, validated. Serialized whole into summary.json (secret redacted).
-#[derive(Clone, Debug, Serialize)]
+/// Everything a run needs, validated. Serialized whole into summary.json (secret redacted),
+/// and to worker processes (with the secret passed beside it, see `procs`).
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct RunConfig {
     pub scenario: Scenario,
     pub server: SocketAddr,
     pub domain: String,
-    #[serde(serialize_with = "redacted")]
+    #[serde(serialize_with = "redacted", deserialize_with = "auth_from_text")]
     pub auth: AuthSpec,
     pub user_prefix: String,
     pub clients: u32,
@@ -182,12 +221,24 @@ pub struct RunConfig {
     /// replayed seed cannot mistake an earlier run's stored messages for its own).
     pub run_id: u32,
     pub quiet: bool,
+    /// `--processes`, when given.
+    pub processes: Option<u32>,
+    /// Storm: reconnect attempts per second over the whole run; `None`: unlimited.
+    pub reconnect_rate: Option<f64>,
+    pub online_ms: u64,
+    pub receipts: bool,
+    pub stream_management: SmArg,
     /// The command line as typed, for the record.
     pub command_line: Vec<String>,
 }
 
 fn redacted<S: serde::Serializer>(auth: &AuthSpec, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(auth.redacted())
+}
+
+fn auth_from_text<'de, D: serde::Deserializer<'de>>(d: D) -> Result<AuthSpec, D::Error> {
+    let text = String::deserialize(d)?;
+    text.parse().map_err(serde::de::Error::custom)
 }
 
 /// Per-scenario defaults for the optional load options.
@@ -209,7 +260,7 @@ pub const DEMO_DEFAULTS: Defaults = Defaults {
 };
 
 impl RunConfig {
-    /// Validates and resolves the options of a `hold`/`chat`/`demo` run.
+    /// Validates and resolves the options of a `hold`/`chat`/`storm`/`demo` run.
     pub fn resolve(
         scenario: Scenario,
         server: &str,
@@ -228,8 +279,9 @@ impl RunConfig {
         check_positive("--connect-rate", load.connect_rate)?;
         let rate = match scenario {
             Scenario::Chat => load.rate.unwrap_or(defaults.rate),
-            Scenario::Hold => 0.0,
+            Scenario::Hold | Scenario::Storm => 0.0,
         };
+        check_spread(load, clients)?;
         if scenario == Scenario::Chat {
             check_positive("--rate", rate)?;
         }
@@ -276,7 +328,12 @@ impl RunConfig {
             seed: load.seed.unwrap_or_else(random_seed),
             run_id: random_seed() as u32,
             quiet: load.quiet,
-            command_line: std::env::args().collect(),
+            processes: load.processes,
+            reconnect_rate: load.reconnect_rate,
+            online_ms: load.online_ms,
+            receipts: load.receipts && scenario == Scenario::Chat,
+            stream_management: load.stream_management,
+            command_line: redact_command_line(std::env::args()),
         })
     }
 
@@ -289,12 +346,41 @@ impl RunConfig {
     }
 }
 
+/// The command line with the `--auth` secret replaced, for summary.json.
+pub fn redact_command_line(args: impl Iterator<Item = String>) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut after_auth = false;
+    for arg in args {
+        let redacted = match arg.parse::<AuthSpec>() {
+            Ok(spec) if after_auth => spec.redacted().to_string(),
+            _ => match arg.strip_prefix("--auth=").map(str::parse::<AuthSpec>) {
+                Some(Ok(spec)) => format!("--auth={}", spec.redacted()),
+                _ => arg.clone(),
+            },
+        };
+        after_auth = arg == "--auth";
+        out.push(redacted);
+    }
+    out
+}
+
 fn resolve_server(server: &str) -> anyhow::Result<SocketAddr> {
     server
         .to_socket_addrs()
         .with_context(|| format!("--server {server}: expected host:port"))?
         .next()
         .with_context(|| format!("--server {server}: the name resolves to no address"))
+}
+
+/// `--reconnect-rate` and `--processes`.
+fn check_spread(load: &LoadArgs, clients: u64) -> anyhow::Result<()> {
+    if let Some(reconnect_rate) = load.reconnect_rate {
+        check_positive("--reconnect-rate", reconnect_rate)?;
+    }
+    if load.processes == Some(0) || load.processes.is_some_and(|p| u64::from(p) > clients) {
+        bail!("--processes must be between 1 and --clients");
+    }
+    Ok(())
 }
 
 fn check_name(option: &str, value: &str, extra: &str) -> anyhow::Result<()> {
@@ -364,104 +450,4 @@ pub fn parse_duration_ms(text: &str) -> Result<u64, String> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration_ms("30s"), Ok(30_000));
-        assert_eq!(parse_duration_ms("500ms"), Ok(500));
-        assert_eq!(parse_duration_ms("2m"), Ok(120_000));
-        assert_eq!(parse_duration_ms("1.5"), Ok(1_500));
-        assert!(parse_duration_ms("5 parsecs").is_err());
-        assert!(parse_duration_ms("s").is_err());
-    }
-
-    fn load(args: &[&str]) -> LoadArgs {
-        let mut argv = vec!["rookery-load", "chat", "--auth", "token:x"];
-        argv.extend_from_slice(args);
-        match Cli::try_parse_from(argv).unwrap().command {
-            Command::Chat(run) => run.load,
-            other => panic!("{other:?}"),
-        }
-    }
-
-    #[test]
-    fn resolves_defaults_and_validates() {
-        let auth = AuthSpec::Token { secret: "x".into() };
-        let cfg = RunConfig::resolve(
-            Scenario::Chat,
-            "127.0.0.1:5222",
-            "Example.Test",
-            auth.clone(),
-            &load(&[]),
-            &RUN_DEFAULTS,
-        )
-        .unwrap();
-        assert_eq!(
-            (cfg.clients, cfg.rate, cfg.duration_ms),
-            (1000, 1.0, 30_000)
-        );
-        assert_eq!(cfg.domain, "example.test");
-        assert_eq!(cfg.slug, "c1000-r1");
-        assert!(cfg.max_seq() >= 120);
-        let json = serde_json::to_string(&cfg).unwrap();
-        assert!(
-            json.contains("token:<redacted>") && !json.contains("\"x\""),
-            "{json}"
-        );
-
-        let hold = RunConfig::resolve(
-            Scenario::Hold,
-            "127.0.0.1:5222",
-            "d",
-            auth.clone(),
-            &load(&["--clients", "5", "--threads", "8"]),
-            &RUN_DEFAULTS,
-        )
-        .unwrap();
-        assert_eq!(
-            (hold.rate, hold.threads),
-            (0.0, 5),
-            "never more threads than clients"
-        );
-
-        for bad in [
-            &["--clients", "0"][..],
-            &["--rate", "0"],
-            &["--connect-rate=-1"],
-            &["--user-prefix", "a b"],
-        ] {
-            assert!(
-                RunConfig::resolve(
-                    Scenario::Chat,
-                    "127.0.0.1:1",
-                    "d",
-                    auth.clone(),
-                    &load(bad),
-                    &RUN_DEFAULTS
-                )
-                .is_err(),
-                "{bad:?}"
-            );
-        }
-        assert!(RunConfig::resolve(
-            Scenario::Chat,
-            "nowhere",
-            "d",
-            auth.clone(),
-            &load(&[]),
-            &RUN_DEFAULTS
-        )
-        .is_err());
-        assert!(RunConfig::resolve(
-            Scenario::Chat,
-            "127.0.0.1:1",
-            "a'b",
-            auth,
-            &load(&[]),
-            &RUN_DEFAULTS
-        )
-        .is_err());
-    }
-}
+mod tests;

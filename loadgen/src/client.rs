@@ -2,12 +2,14 @@
 //!
 //! Login path (RFC 6120): stream header -> features -> SASL PLAIN -> stream restart ->
 //! features -> bind (resource [`BIND_RESOURCE`]) -> legacy session iq only when the server
-//! says it is required -> `<presence/>` -> [`ClientEvent::Online`]. Once online it reports
-//! messages, answers iq get/set (ping with a result, anything else with
-//! `service-unavailable`, as RFC 6120 8.4 requires) and ignores presence.
+//! says it is required -> (`<enable/>` of XEP-0198 when offered and wanted) -> `<presence/>`
+//! -> [`ClientEvent::Online`]. Once online (see `online`) it reports messages and receipts,
+//! answers receipt requests and iq get/set (ping with a result, anything else with
+//! `service-unavailable`, as RFC 6120 8.4 requires), keeps the stream management counters
+//! (see `sm`) and ignores presence.
 //!
 //! What it does not do: sockets, clocks, timeouts, or any choice of what to send (the worker
-//! does that); TLS, SCRAM, XEP-0198 (later versions).
+//! does that); TLS, SCRAM, stream resumption.
 //!
 //! Invariants: after an event that ends the stream (`AuthFailed`, `BindFailed`, `StreamError`,
 //! `StreamClosed`, `ProtocolError`) the client is in [`Phase::Done`] and ignores further
@@ -17,10 +19,14 @@
 use std::borrow::Cow;
 
 use rookery_proto::element::Element;
-use rookery_proto::writer::{escape_attr, unescape};
+use rookery_proto::writer::escape_attr;
 use rookery_proto::{ns, Frame, Framer, FramerLimits, StanzaKind, StanzaView};
 
 use crate::auth::Account;
+
+mod online;
+pub mod sm;
+use sm::{SmPolicy, StreamMgmt};
 
 /// The resource every simulated client binds; peers address each other's full JID with it.
 pub const BIND_RESOURCE: &str = "load";
@@ -51,6 +57,14 @@ pub enum ClientEvent<'a> {
     Online,
     /// A message with a body (other messages, such as receipts alone, are not reported).
     Message { body: Cow<'a, str> },
+    /// An XEP-0184 receipt for the message with this id.
+    Receipt { id: Cow<'a, str> },
+    /// The server enabled XEP-0198 stream management.
+    SmEnabled,
+    /// The server refused to enable it.
+    SmFailed,
+    /// The server acknowledged (XEP-0198) a chat message sent for `intended_ns`.
+    SmAcked { intended_ns: u64 },
     /// A message of type error: the server bounced one of ours.
     Bounced,
     /// SASL failure; `condition` is the failure's child element (e.g. `not-authorized`).
@@ -88,10 +102,15 @@ struct Core {
     session_required: bool,
     /// Set when SASL succeeded: the framer must be reset before the next byte is framed.
     restart: bool,
+    sm_policy: SmPolicy,
+    /// The post-authentication features offered XEP-0198.
+    sm_offered: bool,
+    /// Present from our `<enable/>` until the stream ends or the server says `<failed/>`.
+    sm: Option<Box<StreamMgmt>>,
 }
 
 impl Client {
-    pub fn new(limits: FramerLimits) -> Client {
+    pub fn new(limits: FramerLimits, sm_policy: SmPolicy) -> Client {
         Client {
             framer: Framer::new(limits),
             core: Core {
@@ -99,8 +118,27 @@ impl Client {
                 authenticated: false,
                 session_required: false,
                 restart: false,
+                sm_policy,
+                sm_offered: false,
+                sm: None,
             },
         }
+    }
+
+    /// The worker wrote a chat message (due at `intended_ns`) to this client's conn. With
+    /// stream management on, it is counted and timed, and `<r/>` is appended to `out`, so the
+    /// server's `<a/>` comes back at once.
+    pub fn on_message_sent(&mut self, intended_ns: u64, out: &mut Vec<u8>) {
+        if let Some(sm) = &mut self.core.sm {
+            sm.sent_message(intended_ns);
+            sm::write_request(out);
+        }
+    }
+
+    /// Stream management state, for tests.
+    #[cfg(test)]
+    pub fn sm(&self) -> Option<&StreamMgmt> {
+        self.core.sm.as_deref()
     }
 
     #[cfg(test)]
@@ -216,7 +254,7 @@ impl Core {
             Phase::AwaitSaslResult => self.on_sasl_result(&view, account, out, sink),
             Phase::AwaitBind => self.on_iq_reply(&view, BIND_ID, out, sink),
             Phase::AwaitSession => self.on_iq_reply(&view, SESSION_ID, out, sink),
-            Phase::Online | Phase::Closing => on_online_stanza(&view, out, sink),
+            Phase::Online | Phase::Closing => self.on_online_stanza(&view, out, sink),
             Phase::Idle | Phase::AwaitHeader | Phase::Done => {
                 self.fail(sink, "stanza before the stream header")
             }
@@ -258,6 +296,7 @@ impl Core {
             self.phase = Phase::AwaitSaslResult;
             return;
         }
+        self.sm_offered = features.child("sm", sm::NS).is_some();
         if features.child("bind", ns::BIND).is_none() {
             return self.fail(sink, "no resource binding offered after authentication");
         }
@@ -305,7 +344,7 @@ impl Core {
     {
         let is_reply = view.kind() == StanzaKind::Iq && view.id().as_deref() == Some(id);
         if !is_reply {
-            return on_online_stanza(view, out, sink);
+            return self.on_online_stanza(view, out, sink);
         }
         match view.stanza_type().as_deref() {
             Some("result") if self.phase == Phase::AwaitBind && self.session_required => {
@@ -317,7 +356,13 @@ impl Core {
                 self.phase = Phase::AwaitSession;
             }
             Some("result") => {
+                if self.sm_offered && self.sm_policy == SmPolicy::EnableWhenOffered {
+                    // Before the presence, so the server counts the presence as our first.
+                    sm::write_enable(out);
+                    self.sm = Some(Box::new(StreamMgmt::requested()));
+                }
                 out.extend_from_slice(b"<presence/>");
+                self.count_sent();
                 self.phase = Phase::Online;
                 sink(ClientEvent::Online);
             }
@@ -336,85 +381,6 @@ impl Core {
             }
         }
     }
-}
-
-/// A stanza on a bound stream.
-fn on_online_stanza<F>(view: &StanzaView<'_>, out: &mut Vec<u8>, sink: &mut F)
-where
-    F: FnMut(ClientEvent<'_>),
-{
-    match view.kind() {
-        StanzaKind::Message if view.stanza_type().as_deref() == Some("error") => {
-            sink(ClientEvent::Bounced)
-        }
-        StanzaKind::Message => {
-            if let Some(body) = message_body(view) {
-                sink(ClientEvent::Message { body });
-            }
-        }
-        StanzaKind::Iq => answer_iq(view, out),
-        StanzaKind::Presence | StanzaKind::Other => {}
-    }
-}
-
-/// Answers an iq get/set addressed to us: ping gets a result, the rest service-unavailable.
-fn answer_iq(view: &StanzaView<'_>, out: &mut Vec<u8>) {
-    let kind = view.stanza_type();
-    if !matches!(kind.as_deref(), Some("get" | "set")) {
-        return;
-    }
-    let id = view.id().unwrap_or_default();
-    let ping = kind.as_deref() == Some("get") && view.has_child("ping", ns::PING);
-    out.extend_from_slice(if ping {
-        b"<iq type='result' id='"
-    } else {
-        b"<iq type='error' id='"
-    });
-    escape_attr(&id, out);
-    out.push(b'\'');
-    if let Some(from) = view.from() {
-        out.extend_from_slice(b" to='");
-        escape_attr(&from, out);
-        out.push(b'\'');
-    }
-    if ping {
-        out.extend_from_slice(b"/>");
-    } else {
-        out.extend_from_slice(
-            b"><error type='cancel'><service-unavailable xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></iq>",
-        );
-    }
-}
-
-/// The text of the message's first `<body>`, borrowed unless it contains entities.
-fn message_body<'a>(view: &StanzaView<'a>) -> Option<Cow<'a, str>> {
-    let child = view.children().find(|c| c.local_name == "body")?;
-    let raw = std::str::from_utf8(element_content(child.bytes)?).ok()?;
-    if raw.contains("<![CDATA[") {
-        // Rare (never from rookery); take the slow, allocating path through the element tree.
-        return Element::parse(child.bytes)
-            .ok()
-            .map(|e| Cow::Owned(e.text()));
-    }
-    unescape(raw).ok()
-}
-
-/// The bytes between an element's start tag and its end tag (empty for `<x/>`).
-fn element_content(bytes: &[u8]) -> Option<&[u8]> {
-    let mut quote = None;
-    for (i, &b) in bytes.iter().enumerate() {
-        match (quote, b) {
-            (None, b'"' | b'\'') => quote = Some(b),
-            (Some(q), _) if q == b => quote = None,
-            (None, b'>') if i > 0 && bytes[i - 1] == b'/' => return Some(&[]),
-            (None, b'>') => {
-                let end = bytes.iter().rposition(|&c| c == b'<')?;
-                return bytes.get(i + 1..end);
-            }
-            _ => {}
-        }
-    }
-    None
 }
 
 /// Local name of the first child (in namespace `ns` when given), e.g. a stream error condition.

@@ -86,9 +86,8 @@ impl fmt::Display for HostError {
                 f,
                 "{clients} clients need about {needed} file descriptors but RLIMIT_NOFILE is \
                  {soft} (hard limit {hard}): raise the hard limit (ulimit -Hn as root, \
-                 limits.conf nofile, systemd LimitNOFILE=, sysctl fs.nr_open) or lower \
-                 --clients. Spreading clients over several worker processes is not \
-                 implemented yet in this version of rookery-load"
+                 limits.conf nofile, systemd LimitNOFILE=, sysctl fs.nr_open), pass a larger \
+                 --processes (each worker process has its own limit), or lower --clients"
             ),
         }
     }
@@ -216,9 +215,31 @@ pub fn plan_sources(
     }
 }
 
+/// Descriptors one process needs for `clients` conns on `threads` threads.
+pub fn fds_needed(clients: u64, threads: usize) -> u64 {
+    clients + FD_RESERVE + 4 * threads as u64
+}
+
+/// How long a closed conn keeps its port on the closing side (Linux TIME_WAIT: 60 s).
+const TIME_WAIT_S: f64 = 60.0;
+/// Reconnects per second a storm without `--reconnect-rate` is assumed to reach, for port
+/// planning only (several times what one 2-core host reaches against rookery).
+const STORM_ASSUMED_RATE: f64 = 20_000.0;
+/// Most ports a storm plans for: the loopback source list stays bounded.
+const STORM_MAX_PORTS: u64 = 4_000_000;
+
+/// Ports a storm may hold at once: its clients, or every reconnect of the last TIME_WAIT
+/// period (we close first, so our side keeps the port), whichever is more.
+pub fn storm_ports(clients: u64, reconnect_rate: Option<f64>, duration_ms: u64) -> u64 {
+    let rate = reconnect_rate.unwrap_or(STORM_ASSUMED_RATE);
+    let window_s = (duration_ms as f64 / 1000.0).min(TIME_WAIT_S);
+    let connects = (rate * window_s).min(STORM_MAX_PORTS as f64) as u64;
+    clients.max(connects)
+}
+
 /// Checks that `clients` conns fit under the (already raised) RLIMIT_NOFILE.
 pub fn check_fds(clients: u64, threads: usize, soft: u64, hard: u64) -> Result<(), HostError> {
-    let needed = clients + FD_RESERVE + 4 * threads as u64;
+    let needed = fds_needed(clients, threads);
     if needed > soft {
         return Err(HostError::NotEnoughFds {
             clients,
@@ -320,12 +341,25 @@ mod tests {
     }
 
     #[test]
+    fn storms_plan_for_their_reconnects() {
+        assert_eq!(storm_ports(5_000, Some(100.0), 20_000), 5_000);
+        assert_eq!(storm_ports(5_000, Some(1_000.0), 20_000), 20_000);
+        assert_eq!(
+            storm_ports(10, Some(1_000.0), 600_000),
+            60_000,
+            "60 s of TIME_WAIT"
+        );
+        assert_eq!(storm_ports(5_000, None, 20_000), 400_000);
+        assert_eq!(storm_ports(1, Some(1e12), 60_000), STORM_MAX_PORTS);
+    }
+
+    #[test]
     fn fd_budget_names_the_fix() {
         assert!(check_fds(19_000, 2, 20_000, 20_000).is_ok());
         let err = check_fds(25_000, 2, 20_000, 20_000).unwrap_err();
         let text = err.to_string();
         assert!(
-            text.contains("RLIMIT_NOFILE") && text.contains("not implemented yet"),
+            text.contains("RLIMIT_NOFILE") && text.contains("--processes"),
             "{text}"
         );
     }

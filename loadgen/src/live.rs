@@ -1,5 +1,4 @@
-//! What the coordinator and the worker threads share while a run is live, and the progress
-//! line built from it.
+//! What the coordinator and the worker threads share while a run is live.
 //!
 //! Shared: the phase (when the steady phase started; abort), a bitmap of online clients (so a
 //! sender can pick an online peer owned by another thread), and per-thread published counters
@@ -7,16 +6,26 @@
 //! most every [`PUBLISH_INTERVAL_NS`] with plain stores; nothing here is on the per-message
 //! path except one relaxed load of the online bitmap per message.
 //!
-//! What it does not do: final accounting (workers return their full results when they end).
+//! In a multi-process run each process has its own `Shared`: the bits of other processes'
+//! clients are set once, at the steady start, from the parent's list of clients that are not
+//! online (see `procs`), and are not updated after it.
+//!
+//! What it does not do: final accounting (workers return their full results when they end), or
+//! the progress line (see `series`).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use crate::metrics::{Histograms, Metric, Percentiles};
+use crate::metrics::Histograms;
 
-/// How often a worker publishes its counters and live histogram.
+/// How often a worker publishes its counters and live histogram (a divisor of a second, so
+/// every second's end is a publishing instant).
 pub const PUBLISH_INTERVAL_NS: u64 = 250_000_000;
+const _: () = assert!(1_000_000_000 % PUBLISH_INTERVAL_NS == 0);
+/// How long after a second's end its counters are read: every worker has published by then
+/// (it wakes for the publishing instant; this covers a loop turn busy with I/O).
+pub const TICK_DELAY_NS: u64 = 60_000_000;
 
 /// A published per-thread counter.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -70,7 +79,7 @@ pub struct Shared {
 }
 
 /// Counters summed over threads.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Snapshot {
     pub attempts: u64,
     pub online: u64,
@@ -185,48 +194,6 @@ impl Shared {
     }
 }
 
-/// Builds the once-a-second progress line.
-#[derive(Debug, Default)]
-pub struct Progress {
-    last: Snapshot,
-    so_far: Histograms,
-}
-
-impl Progress {
-    pub fn line(
-        &mut self,
-        shared: &Shared,
-        clients: u32,
-        elapsed_s: f64,
-        interval_s: f64,
-    ) -> String {
-        let now = shared.snapshot();
-        shared.drain_recent(&mut self.so_far);
-        let per_s = |a: u64, b: u64| (a.saturating_sub(b)) as f64 / interval_s.max(1e-3);
-        let e2e = Percentiles::of(self.so_far.get(Metric::E2eCorrected));
-        let login = Percentiles::of(self.so_far.get(Metric::Login));
-        let (label, p) = if e2e.count > 0 {
-            ("e2e", e2e)
-        } else {
-            ("login", login)
-        };
-        let line = format!(
-            "[{elapsed_s:6.1}s] online {}/{clients} (started {}) logins/s {:.0} sent/s {:.0} \
-             recv/s {:.0} {label} p50 {:.2}ms p99 {:.2}ms errors {}",
-            now.online,
-            now.attempts,
-            per_s(now.logins, self.last.logins),
-            per_s(now.sent, self.last.sent),
-            per_s(now.received, self.last.received),
-            p.p50_us as f64 / 1000.0,
-            p.p99_us as f64 / 1000.0,
-            now.errors,
-        );
-        self.last = now;
-        line
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -247,29 +214,5 @@ mod tests {
         assert_eq!(shared.steady_start(), None);
         shared.start_steady(42);
         assert_eq!(shared.steady_start(), Some(42));
-    }
-
-    #[test]
-    fn progress_sums_threads_and_rates() {
-        let shared = Shared::new(10, 2);
-        shared.threads[0].publish(Counter::Online, 3);
-        shared.threads[1].publish(Counter::Online, 4);
-        shared.threads[1].publish(Counter::Sent, 50);
-        shared.threads[0]
-            .recent
-            .lock()
-            .unwrap()
-            .record(Metric::E2eCorrected, 1500);
-        let mut progress = Progress::default();
-        let line = progress.line(&shared, 10, 1.0, 0.5);
-        assert!(line.contains("online 7/10"), "{line}");
-        assert!(line.contains("sent/s 100"), "{line}");
-        assert!(line.contains("e2e p50 1.50ms"), "{line}");
-        let line = progress.line(&shared, 10, 2.0, 1.0);
-        assert!(line.contains("sent/s 0"), "{line}");
-        assert!(
-            line.contains("e2e p50 1.50ms"),
-            "percentiles are cumulative: {line}"
-        );
     }
 }

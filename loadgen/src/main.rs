@@ -6,10 +6,11 @@
 //! (coordinated omission corrected, as wrk2 does), with the uncorrected latency kept too;
 //! every message is accounted for (delivered, lost, duplicated, out of order).
 //!
-//! Map: `cli` (options) -> `run` (coordinator) -> `worker` (per-thread loop) -> `client`
-//! (protocol) + `wire` (probe bodies); `schedule`, `accounting`, `metrics`, `live` are pure
-//! logic; `host` checks ports and fds; `output`/`hgrm`/`env` write the record; `report` and
-//! `demo` are the other subcommands. `sys` is the one module allowed `unsafe` (libc).
+//! Map: `cli` (options) -> `run` (coordinator; `procs` when the run needs several worker
+//! processes) -> `worker` (per-thread loop) -> `client` (protocol) + `wire` (probe bodies);
+//! `schedule`, `accounting`, `metrics`, `live`, `series` are pure logic; `host` checks ports
+//! and fds; `output`/`hgrm`/`hlog`/`plot`/`env` write the record; `report` and `demo` are the
+//! other subcommands. `sys` is the one module allowed `unsafe` (libc).
 //!
 //! Exit status: 0 passed; 1 the run could not be done (the error says why); 2 bad command
 //! line; 3 the run finished but broke a gate (messages lost, no login, --max-p99,
@@ -24,14 +25,18 @@ mod client;
 mod demo;
 mod env;
 mod hgrm;
+mod hlog;
 mod host;
 mod live;
 mod memory;
 mod metrics;
 mod output;
+mod plot;
+mod procs;
 mod report;
 mod run;
 mod schedule;
+mod series;
 mod sys;
 mod wire;
 mod worker;
@@ -74,6 +79,8 @@ fn dispatch(command: Command) -> anyhow::Result<Vec<String>> {
     match command {
         Command::Hold(args) => load(Scenario::Hold, args),
         Command::Chat(args) => load(Scenario::Chat, args),
+        Command::Storm(args) => load(Scenario::Storm, args),
+        Command::Worker { index, of } => std::process::exit(procs::child::main(index, of)),
         Command::Demo(args) => demo::demo(&args),
         Command::Report { dirs } => {
             print!("{}", report::report(&dirs)?);

@@ -11,12 +11,12 @@
 //! What it does not do: kernel memory (socket buffers, inodes: about 4 KB per idle TCP socket
 //! on Linux, not in RSS), or the server's memory.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::env::rss_kib;
 
 /// What a run measured.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MemoryUse {
     pub rss_growth_per_online_client_bytes: Option<u64>,
     pub rss_marginal_per_client_bytes: Option<u64>,

@@ -1,12 +1,16 @@
-//! What a run measures: four latency histograms and the error counts.
+//! What a run measures: one latency histogram per [`Metric`] and the error counts.
 //!
 //! Histograms are HdrHistogram in microseconds with 3 significant digits (0.1% value
 //! precision), trackable up to one hour; a longer value is recorded as one hour and counted
 //! in `saturated` rather than dropped. Each worker thread records into its own [`Histograms`]
-//! (no sharing on the hot path); the run merges them at the end.
+//! (no sharing on the hot path); the run merges them at the end. Worker processes ship theirs
+//! to the parent as V2 deflate + base64 text ([`encode_histogram`], [`decode_histogram`]),
+//! which merges them with `add`, exactly.
 //!
 //! What it does not do: decide what to record (the worker does) or print (see `output`).
 
+use base64::Engine as _;
+use hdrhistogram::serialization::{Deserializer, Serializer as _, V2DeflateSerializer};
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
@@ -38,15 +42,21 @@ pub enum Metric {
     /// How late the load generator sent each message (actual - intended send time): the part
     /// of the corrected latency that is the generator's own, not the server's.
     SendLag,
+    /// XEP-0184 receipt round trip: intended send -> the recipient's receipt is back.
+    ReceiptRtt,
+    /// XEP-0198: intended send -> the server's `<a h=.../>` covering the message.
+    SmAck,
 }
 
 impl Metric {
-    pub const ALL: [Metric; 5] = [
+    pub const ALL: [Metric; 7] = [
         Metric::Connect,
         Metric::Login,
         Metric::E2eCorrected,
         Metric::E2eUncorrected,
         Metric::SendLag,
+        Metric::ReceiptRtt,
+        Metric::SmAck,
     ];
 
     /// File and JSON key.
@@ -57,6 +67,8 @@ impl Metric {
             Metric::E2eCorrected => "e2e_corrected",
             Metric::E2eUncorrected => "e2e_uncorrected",
             Metric::SendLag => "send_lag",
+            Metric::ReceiptRtt => "receipt_rtt",
+            Metric::SmAck => "sm_ack",
         }
     }
 
@@ -68,12 +80,63 @@ impl Metric {
             Metric::E2eCorrected => "message e2e (corrected)",
             Metric::E2eUncorrected => "message e2e (uncorrected)",
             Metric::SendLag => "send lag (generator)",
+            Metric::ReceiptRtt => "receipt round trip",
+            Metric::SmAck => "stream mgmt ack",
         }
+    }
+
+    /// The metric named `name` (see [`Metric::name`]).
+    pub fn from_name(name: &str) -> Option<Metric> {
+        Metric::ALL.into_iter().find(|m| m.name() == name)
     }
 
     fn index(self) -> usize {
         self as usize
     }
+}
+
+/// Why a histogram sent by a worker process could not be read back.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CodecError {
+    Base64,
+    /// The V2 bytes did not decode (truncated, corrupt, or another encoding).
+    V2(String),
+    /// Decoded, but its bounds differ from [`new_histogram`]'s, so `add` could drop values.
+    Bounds,
+}
+
+impl std::fmt::Display for CodecError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CodecError::Base64 => f.write_str("histogram is not base64"),
+            CodecError::V2(err) => write!(f, "histogram does not decode: {err}"),
+            CodecError::Bounds => f.write_str("histogram has other bounds than this run's"),
+        }
+    }
+}
+
+impl std::error::Error for CodecError {}
+
+/// V2 deflate serialization, base64 (standard alphabet): the form the Java and Rust
+/// HdrHistogram tools read.
+pub fn encode_histogram(h: &Histogram<u64>) -> String {
+    let mut bytes = Vec::new();
+    // Serializing into a Vec cannot fail for a histogram of u64 counts.
+    let _ = V2DeflateSerializer::new().serialize(h, &mut bytes);
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+/// Reads back [`encode_histogram`]'s output (V2 with or without deflate).
+pub fn decode_histogram(text: &str) -> Result<Histogram<u64>, CodecError> {
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(text)
+        .map_err(|_| CodecError::Base64)?;
+    let decoded: Histogram<u64> = Deserializer::new()
+        .deserialize(&mut bytes.as_slice())
+        .map_err(|e| CodecError::V2(format!("{e:?}")))?;
+    let mut h = new_histogram();
+    h.add(&decoded).map_err(|_| CodecError::Bounds)?;
+    Ok(h)
 }
 
 /// One histogram per [`Metric`].
@@ -107,6 +170,12 @@ impl Histograms {
 
     pub fn get(&self, metric: Metric) -> &Histogram<u64> {
         &self.by_metric[metric.index()]
+    }
+
+    /// Adds a decoded histogram into `metric`'s (same bounds: see [`decode_histogram`]).
+    pub fn add(&mut self, metric: Metric, h: &Histogram<u64>) {
+        // Both come from new_histogram's bounds, so adding cannot fail.
+        let _ = self.by_metric[metric.index()].add(h);
     }
 
     pub fn merge(&mut self, other: &Histograms) {
@@ -168,14 +237,16 @@ pub enum ErrorKind {
     AuthFailure,
     BindFailure,
     StreamError,
-    /// The server closed the conn (FIN or reset) before we did.
+    /// The server closed the conn (FIN) before we did.
     Closed,
+    /// The conn was reset (ECONNRESET), by the server or the kernel.
+    Reset,
     /// The server sent something we cannot follow (bad XML, unexpected element).
     Protocol,
 }
 
 impl ErrorKind {
-    pub const ALL: [ErrorKind; 9] = [
+    pub const ALL: [ErrorKind; 10] = [
         ErrorKind::Refused,
         ErrorKind::ConnectTimeout,
         ErrorKind::ConnectFailed,
@@ -185,6 +256,7 @@ impl ErrorKind {
         ErrorKind::StreamError,
         ErrorKind::Closed,
         ErrorKind::Protocol,
+        ErrorKind::Reset,
     ];
 
     pub fn name(self) -> &'static str {
@@ -198,6 +270,7 @@ impl ErrorKind {
             ErrorKind::StreamError => "stream_error",
             ErrorKind::Closed => "closed",
             ErrorKind::Protocol => "protocol",
+            ErrorKind::Reset => "reset",
         }
     }
 }
@@ -222,6 +295,17 @@ impl ErrorCounts {
     pub fn merge(&mut self, other: &ErrorCounts) {
         for (a, b) in self.0.iter_mut().zip(other.0) {
             *a += b;
+        }
+    }
+
+    /// Adds `count` errors of the kind named `name`; false when no kind has that name.
+    pub fn add_named(&mut self, name: &str, count: u64) -> bool {
+        match ErrorKind::ALL.iter().find(|k| k.name() == name) {
+            Some(&kind) => {
+                self.0[kind as usize] += count;
+                true
+            }
+            None => false,
         }
     }
 
@@ -256,6 +340,25 @@ mod tests {
     }
 
     #[test]
+    fn histograms_round_trip_through_text() {
+        let mut h = new_histogram();
+        for v in [1, 10, 999, 123_456, HIGHEST_US] {
+            h.record(v).unwrap();
+        }
+        let back = decode_histogram(&encode_histogram(&h)).unwrap();
+        assert_eq!(back, h);
+        assert_eq!(
+            decode_histogram(&encode_histogram(&new_histogram())).unwrap(),
+            new_histogram()
+        );
+        assert_eq!(decode_histogram("***"), Err(CodecError::Base64));
+        assert!(matches!(decode_histogram("AAAA"), Err(CodecError::V2(_))));
+        for m in Metric::ALL {
+            assert_eq!(Metric::from_name(m.name()), Some(m));
+        }
+    }
+
+    #[test]
     fn error_counts_add_up() {
         let mut a = ErrorCounts::default();
         a.add(ErrorKind::Refused);
@@ -266,5 +369,7 @@ mod tests {
         assert_eq!(a.get(ErrorKind::Closed), 2);
         assert_eq!(a.total(), 3);
         assert_eq!(a.entries().count(), ErrorKind::ALL.len());
+        assert!(a.add_named("reset", 4) && !a.add_named("nope", 1));
+        assert_eq!(a.get(ErrorKind::Reset), 4);
     }
 }

@@ -2,25 +2,31 @@
 //! printed on stdout, and the pass/fail gates.
 //!
 //! Folder: `<output>/<YYYYMMDD-HHMMSS>-<scenario>-<slug>/` (UTC; `-2`, `-3`... appended if
-//! it exists). summary.json holds the whole config (secret redacted), the environment
-//! (commit, kernel, CPU, backend), counts, percentiles in microseconds, and each histogram in
-//! HdrHistogram V2 deflate + base64 form so later tools can merge runs exactly.
+//! it exists). summary.json (see `summary`) holds the whole config (secret redacted), the
+//! environment (commit, kernel, CPU, backend), counts, percentiles in microseconds, the
+//! per-second series, and each histogram in HdrHistogram V2 deflate + base64 form so later
+//! tools can merge runs exactly. Beside it: a `.hgrm` per metric, a `.hlog` interval log per
+//! metric that has values (see `hlog`), `latency-percentiles.svg` and `timeline.svg` (see
+//! `plot`).
 //!
-//! What it does not do: interval logs and plots (a later version).
+//! What it does not do: measure anything; a plot that cannot be drawn is a warning, not a
+//! failed run (the numbers are already written by then).
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use base64::Engine as _;
-use hdrhistogram::serialization::{Serializer as _, V2DeflateSerializer};
-use serde_json::{json, Map, Value};
+use tracing::warn;
 
 use crate::cli::{RunConfig, Scenario};
 use crate::env::Environment;
 use crate::hgrm::percentile_distribution;
 use crate::metrics::{Metric, Percentiles};
 use crate::run::RunResult;
+use crate::sys::monotonic_ns;
+use crate::{hlog, plot};
+
+mod summary;
 
 /// Creates the run's folder and writes every file; returns the folder.
 pub fn write_results(
@@ -33,11 +39,26 @@ pub fn write_results(
         let path = dir.join(format!("{}.hgrm", metric.name()));
         std::fs::write(
             &path,
-            percentile_distribution(result.histograms.get(metric)),
+            percentile_distribution(result.histograms().get(metric)),
         )
         .with_context(|| format!("writing {}", path.display()))?;
     }
-    let summary = summary_json(cfg, result, env);
+    // The ramp start on the wall clock: now, minus how long ago it was on the monotonic one.
+    let ago = monotonic_ns().saturating_sub(result.meta.go_ns);
+    let start = std::time::SystemTime::now() - std::time::Duration::from_nanos(ago);
+    hlog::write_interval_logs(&dir, &result.series.intervals, start)
+        .with_context(|| format!("writing interval logs in {}", dir.display()))?;
+    let curves: Vec<_> = Metric::ALL
+        .into_iter()
+        .map(|m| (m, result.histograms().get(m)))
+        .collect();
+    if let Err(err) = plot::percentiles_svg(&dir.join("latency-percentiles.svg"), &curves) {
+        warn!("latency-percentiles.svg: {err}");
+    }
+    if let Err(err) = plot::timeline_svg(&dir.join("timeline.svg"), &result.series.points) {
+        warn!("timeline.svg: {err}");
+    }
+    let summary = summary::summary_json(cfg, result, env);
     let text = serde_json::to_string_pretty(&summary).context("encoding summary.json")?;
     let path = dir.join("summary.json");
     std::fs::write(&path, text + "\n").with_context(|| format!("writing {}", path.display()))?;
@@ -98,67 +119,11 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
     (yoe + era * 400 + i64::from(m <= 2), m, d)
 }
 
-fn summary_json(cfg: &RunConfig, r: &RunResult, env: &Environment) -> Value {
-    let mut latency = Map::new();
-    let mut encoded = Map::new();
-    for metric in Metric::ALL {
-        let h = r.histograms.get(metric);
-        latency.insert(metric.name().into(), json!(Percentiles::of(h)));
-        let mut bytes = Vec::new();
-        if V2DeflateSerializer::new().serialize(h, &mut bytes).is_ok() {
-            let text = base64::engine::general_purpose::STANDARD.encode(bytes);
-            encoded.insert(metric.name().into(), Value::String(text));
-        }
-    }
-    let errors: Map<String, Value> = r
-        .errors
-        .entries()
-        .map(|(k, v)| (k.to_string(), json!(v)))
-        .collect();
-    json!({
-        "tool": "rookery-load",
-        "version": env!("CARGO_PKG_VERSION"),
-        "config": cfg,
-        "environment": env,
-        "backend": { "kind": r.backend.to_string(), "reason": r.backend_reason },
-        "host_limits": {
-            "nofile_soft": r.nofile_soft,
-            "ip_local_port_range": [r.port_range.0, r.port_range.1],
-            "source_ips": r.source_ips,
-        },
-        "phases_ms": { "ramp": r.ramp_ms, "steady_drain_close": r.steady_ms },
-        "counts": {
-            "clients": cfg.clients,
-            "logins": r.logins,
-            "peak_online": r.peak_online,
-            "errors_total": r.errors.total(),
-            "errors": errors,
-            "messages": r.messages,
-            "bounced": r.bounced,
-            "foreign": r.foreign,
-            "stale": r.stale,
-            "skipped_no_peer": r.skipped_no_peer,
-            "send_retries": r.send_retries,
-            "latency_saturated": r.histograms.saturated,
-        },
-        "memory": {
-            "per_client_bytes": r.memory.per_client_bytes,
-            "rss_marginal_per_client_bytes": r.memory.rss_marginal_per_client_bytes,
-            "rss_growth_per_online_client_bytes": r.memory.rss_growth_per_online_client_bytes,
-            "client_slot_bytes": crate::worker::slot_bytes(),
-        },
-        "latency_us": latency,
-        "hgrm_value_unit": "ms",
-        "histograms_v2_deflate_base64": encoded,
-        "gates": { "violations": violations(cfg, r) },
-    })
-}
-
 /// Reasons the run failed its gates (empty when it passed): messages lost, no client online,
 /// `--max-p99`, `--max-errors`.
 pub fn violations(cfg: &RunConfig, r: &RunResult) -> Vec<String> {
     let mut out = Vec::new();
-    if r.logins == 0 {
+    if r.report.logins == 0 {
         out.push("no client came online".to_string());
     }
     if r.messages.lost > 0 {
@@ -173,9 +138,15 @@ pub fn violations(cfg: &RunConfig, r: &RunResult) -> Vec<String> {
             r.messages.unexpected
         ));
     }
+    if let Some(receipts) = r.receipts.filter(|t| t.lost > 0) {
+        out.push(format!(
+            "{} of {} receipts missing",
+            receipts.lost, receipts.sent
+        ));
+    }
     if let Some(max_ms) = cfg.max_p99_ms {
         let metric = gated_metric(cfg.scenario);
-        let p99_ms = Percentiles::of(r.histograms.get(metric)).p99_us as f64 / 1000.0;
+        let p99_ms = Percentiles::of(r.histograms().get(metric)).p99_us as f64 / 1000.0;
         if p99_ms > max_ms {
             out.push(format!(
                 "{} p99 {p99_ms:.3} ms > --max-p99 {max_ms} ms",
@@ -184,10 +155,10 @@ pub fn violations(cfg: &RunConfig, r: &RunResult) -> Vec<String> {
         }
     }
     if let Some(max) = cfg.max_errors {
-        if r.errors.total() > max {
+        if r.errors().total() > max {
             out.push(format!(
                 "{} client errors > --max-errors {max}",
-                r.errors.total()
+                r.errors().total()
             ));
         }
     }
@@ -197,7 +168,7 @@ pub fn violations(cfg: &RunConfig, r: &RunResult) -> Vec<String> {
 fn gated_metric(scenario: Scenario) -> Metric {
     match scenario {
         Scenario::Chat => Metric::E2eCorrected,
-        Scenario::Hold => Metric::Login,
+        Scenario::Hold | Scenario::Storm => Metric::Login,
     }
 }
 
@@ -206,45 +177,28 @@ pub fn report_text(cfg: &RunConfig, r: &RunResult, dir: Option<&Path>) -> String
     let mut out = String::new();
     let rate = match cfg.scenario {
         Scenario::Chat => format!(", {} msg/s each ({:?})", cfg.rate, cfg.pattern).to_lowercase(),
-        Scenario::Hold => String::new(),
+        Scenario::Hold | Scenario::Storm => String::new(),
     };
     // Writing to a String cannot fail; results are ignored below.
     let _ = writeln!(
         out,
-        "\nrookery-load {}: {} clients{rate}, {} s against {}, backend {}, {} threads",
+        "\nrookery-load {}: {} clients{rate}, {} s against {}, backend {}, {} process(es) x {} \
+         threads",
         cfg.scenario.name(),
         cfg.clients,
         cfg.duration_ms as f64 / 1000.0,
         cfg.server,
-        r.backend,
-        cfg.threads
+        r.meta.backend,
+        r.processes,
+        r.threads_per_process
     );
-    let _ = writeln!(
-        out,
-        "{:<27} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}",
-        "latency (ms)", "count", "p50", "p90", "p99", "p99.9", "max"
-    );
-    for metric in Metric::ALL {
-        let p = Percentiles::of(r.histograms.get(metric));
-        let ms = |us: u64| us as f64 / 1000.0;
-        let _ = writeln!(
-            out,
-            "{:<27} {:>9} {:>9.3} {:>9.3} {:>9.3} {:>9.3} {:>9.3}",
-            metric.label(),
-            p.count,
-            ms(p.p50_us),
-            ms(p.p90_us),
-            ms(p.p99_us),
-            ms(p.p999_us),
-            ms(p.max_us)
-        );
-    }
+    latency_table(r, &mut out);
     let m = &r.messages;
     let _ = writeln!(
         out,
-        "logins {} of {} (ramp {:.1} s); messages sent {}, delivered {}, lost {}, duplicated {}, \
+        "logins {} ({} clients; ramp {:.1} s); messages sent {}, delivered {}, lost {}, duplicated {}, \
          out of order {}, bounced {}",
-        r.logins,
+        r.report.logins,
         cfg.clients,
         r.ramp_ms as f64 / 1000.0,
         m.sent,
@@ -252,10 +206,11 @@ pub fn report_text(cfg: &RunConfig, r: &RunResult, dir: Option<&Path>) -> String
         m.lost,
         m.duplicated,
         m.out_of_order,
-        r.bounced
+        r.report.bounced
     );
+    extra_lines(cfg, r, &mut out);
     let errors: Vec<String> = r
-        .errors
+        .errors()
         .entries()
         .filter(|(_, n)| *n > 0)
         .map(|(k, n)| format!("{k} {n}"))
@@ -269,7 +224,7 @@ pub fn report_text(cfg: &RunConfig, r: &RunResult, dir: Option<&Path>) -> String
             errors.join(", ")
         }
     );
-    if let Some(bytes) = r.memory.per_client_bytes {
+    if let Some(bytes) = r.meta.memory.per_client_bytes {
         let _ = writeln!(
             out,
             "memory: {bytes} B user space per simulated client (marginal RSS + slot)"
@@ -279,6 +234,59 @@ pub fn report_text(cfg: &RunConfig, r: &RunResult, dir: Option<&Path>) -> String
         let _ = writeln!(out, "results: {}", dir.display());
     }
     out
+}
+
+/// One row per metric that has values (connect and login always).
+fn latency_table(r: &RunResult, out: &mut String) {
+    let _ = writeln!(
+        out,
+        "{:<27} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}",
+        "latency (ms)", "count", "p50", "p90", "p99", "p99.9", "max"
+    );
+    for metric in Metric::ALL {
+        let p = Percentiles::of(r.histograms().get(metric));
+        if p.count == 0 && !matches!(metric, Metric::Connect | Metric::Login) {
+            continue;
+        }
+        let ms = |us: u64| us as f64 / 1000.0;
+        let _ = writeln!(
+            out,
+            "{:<27} {:>9} {:>9.3} {:>9.3} {:>9.3} {:>9.3} {:>9.3}",
+            metric.label(),
+            p.count,
+            ms(p.p50_us),
+            ms(p.p90_us),
+            ms(p.p99_us),
+            ms(p.p999_us),
+            ms(p.max_us)
+        );
+    }
+}
+
+/// Storm, receipts and stream management lines, when they apply.
+fn extra_lines(cfg: &RunConfig, r: &RunResult, out: &mut String) {
+    if let Some((mean, peak)) = r.storm_logins_per_s(cfg) {
+        let _ = writeln!(
+            out,
+            "storm: {} logins in {} s: {mean:.0} logins/s mean, {peak} in the busiest second",
+            r.report.storm_logins,
+            cfg.duration_ms as f64 / 1000.0
+        );
+    }
+    if let Some(t) = r.receipts {
+        let _ = writeln!(
+            out,
+            "receipts: expected {}, received {}, missing {}, duplicated {}",
+            t.sent, t.delivered, t.lost, t.duplicated
+        );
+    }
+    if r.report.sm_enabled + r.report.sm_failed > 0 {
+        let _ = writeln!(
+            out,
+            "stream management (XEP-0198): enabled on {} streams, refused on {}",
+            r.report.sm_enabled, r.report.sm_failed
+        );
+    }
 }
 
 #[cfg(test)]

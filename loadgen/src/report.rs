@@ -119,6 +119,21 @@ const ROWS: &[Row] = &[
     ("send lag p99 (ms)", |s| {
         us_as_ms(&s["latency_us"]["send_lag"]["p99_us"])
     }),
+    ("processes", |s| text(&s["processes"]["count"])),
+    ("storm logins/s mean", |s| {
+        s["storm"]["logins_per_s_mean"]
+            .as_f64()
+            .map_or_else(|| "-".into(), |v| format!("{v:.0}"))
+    }),
+    ("storm logins/s peak", |s| {
+        text(&s["storm"]["logins_per_s_peak"])
+    }),
+    ("receipts missing", |s| {
+        text(&s["counts"]["receipts"]["lost"])
+    }),
+    ("sm ack p99 (ms)", |s| {
+        us_as_ms(&s["latency_us"]["sm_ack"]["p99_us"])
+    }),
     ("gate violations", |s| {
         match s["gates"]["violations"].as_array() {
             Some(v) => v.len().to_string(),

@@ -1,81 +1,286 @@
 //! One load run, start to end: host checks, backend choice, worker threads, the phase
-//! clock, live progress, and the merge of every worker's results.
+//! clock, the per-second series, and the merge of every worker's results.
 //!
-//! The coordinator (the calling thread) never touches a conn. It starts the steady phase
-//! once every client has settled (online or failed; timeouts guarantee it happens), prints
-//! progress once a second. A worker whose driver fails aborts the others (through
-//! [`Shared::abort`]) so the run still ends within its bounds.
+//! [`execute`] decides how many processes the run needs (see `procs`): one, and this process
+//! runs every client itself ([`execute_part`] with [`Part::WHOLE`] and a [`LocalControl`]);
+//! more, and it becomes the parent of worker processes, each of which runs
+//! [`execute_part`] for its share under the parent's control (`procs::child`). Either way
+//! the same [`finish`] turns the merged worker report into a [`RunResult`].
 //!
-//! What it does not do: write files or judge the result (see `output`); spread clients over
-//! several processes (a later version).
+//! The coordinator (the calling thread) never touches a conn. Its [`Control`] says when the
+//! ramp starts (a common CLOCK_MONOTONIC instant) and when the steady phase starts (once every
+//! client has settled, online or failed; timeouts guarantee it happens); every second, at
+//! `start + k s`, it hands the control the counters and the latencies recorded since the last
+//! second. A worker whose driver fails aborts the others (through [`Shared::abort`]) so the
+//! run still ends within its bounds.
+//!
+//! What it does not do: write files or judge the result (see `output`).
 
 use std::net::IpAddr;
 use std::time::Duration;
 
 use anyhow::{anyhow, Context};
-use rookery_io::{BackendChoice, BackendKind, Limits, PollDriver};
+use rookery_io::{BackendChoice, BackendKind, Limits, NofileLimit, PollDriver, Selected};
+use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
 
-use crate::accounting::{Ledger, MessageTotals};
-use crate::cli::{BackendArg, RunConfig};
+use crate::accounting::MessageTotals;
+use crate::cli::{BackendArg, RunConfig, Scenario};
 use crate::host;
-use crate::live::{Progress, Shared};
+use crate::live::{Shared, Snapshot, TICK_DELAY_NS};
 use crate::memory::{MemoryProbe, MemoryUse};
 use crate::metrics::{ErrorCounts, Histograms};
+use crate::procs;
+use crate::series::Series;
 use crate::sys::monotonic_ns;
 use crate::worker::{self, WorkerReport};
 
+mod local;
+pub use local::LocalControl;
+
 /// How often the coordinator looks at the shared counters.
 const POLL_INTERVAL: Duration = Duration::from_millis(20);
-const PROGRESS_INTERVAL_NS: u64 = 1_000_000_000;
+pub const SECOND_NS: u64 = 1_000_000_000;
 /// How far ahead of "now" the steady phase is started: longer than a worker's longest wait.
-const STEADY_LEAD_NS: u64 = 200_000_000;
+pub const STEADY_LEAD_NS: u64 = 200_000_000;
 const _: () = assert!(STEADY_LEAD_NS > 2 * worker::MAX_WAIT_NS);
 /// Slack added to the longest possible ramp before the steady phase starts regardless.
 const RAMP_SLACK_NS: u64 = 5_000_000_000;
 
-/// Everything a run produced, merged over threads.
-#[derive(Debug)]
-pub struct RunResult {
-    pub histograms: Histograms,
-    pub messages: MessageTotals,
-    pub errors: ErrorCounts,
-    pub logins: u64,
-    pub peak_online: u64,
-    pub bounced: u64,
-    pub foreign: u64,
-    pub stale: u64,
-    pub skipped_no_peer: u64,
-    pub send_retries: u64,
-    /// From the first connect until every client settled.
-    pub ramp_ms: u64,
-    /// From the steady start until every worker ended (duration + drain + close).
-    pub steady_ms: u64,
-    /// User-space bytes per simulated client.
+/// Which clients a process runs: those whose index is `index` modulo `of`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Part {
+    pub index: u32,
+    pub of: u32,
+}
+
+impl Part {
+    pub const WHOLE: Part = Part { index: 0, of: 1 };
+
+    /// How many of `clients` this part runs.
+    pub fn clients(self, clients: u32) -> u32 {
+        clients.saturating_sub(self.index).div_ceil(self.of)
+    }
+
+    pub fn owns(self, client: u32) -> bool {
+        client % self.of == self.index
+    }
+}
+
+/// Who steers a run's phases: this process ([`LocalControl`]) or a parent process.
+pub trait Control {
+    /// Every worker thread has its driver: returns the ramp start, or `None` to abort.
+    fn go(&mut self) -> Option<u64>;
+    /// Asked every poll during the ramp; returns the steady start once it is decided.
+    fn steady_start(&mut self, shared: &Shared, now: u64) -> Option<u64>;
+    /// Second `second` since the ramp start is over: cumulative counters, and the latencies
+    /// recorded since the previous tick.
+    fn tick(&mut self, second: u32, counts: Snapshot, latencies: &Histograms);
+    /// Whether the run must stop now.
+    fn abort_requested(&mut self) -> bool;
+}
+
+/// Longest the ramp may take before the steady phase starts anyway.
+pub fn ramp_bound_ns(cfg: &RunConfig) -> u64 {
+    (f64::from(cfg.clients) / cfg.connect_rate * 1e9) as u64
+        + (cfg.connect_timeout_ms + cfg.login_timeout_ms) * 1_000_000
+        + RAMP_SLACK_NS
+}
+
+/// What one process' part of a run produced, besides its worker report.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct PartMeta {
+    /// CLOCK_MONOTONIC ns: ramp start, steady start (0: never), end of the last worker.
+    pub go_ns: u64,
+    pub steady_ns: u64,
+    pub end_ns: u64,
     pub memory: MemoryUse,
-    pub backend: BackendKind,
+    pub backend: String,
     pub backend_reason: String,
     pub source_ips: usize,
     pub nofile_soft: u64,
     pub port_range: (u16, u16),
 }
 
-/// Runs the configured scenario and returns its merged results.
+/// Everything a run produced, merged over threads and processes.
+#[derive(Debug)]
+pub struct RunResult {
+    pub report: WorkerReport,
+    pub messages: MessageTotals,
+    /// Receipts: `sent` expected, `delivered` received, `lost` missing (`--receipts`).
+    pub receipts: Option<MessageTotals>,
+    pub meta: PartMeta,
+    /// From the ramp start until the steady start (or the end, if it never started).
+    pub ramp_ms: u64,
+    /// From the steady start until every worker ended (duration + drain + close).
+    pub steady_ms: u64,
+    pub processes: u32,
+    pub threads_per_process: usize,
+    pub series: Series,
+}
+
+impl RunResult {
+    pub fn histograms(&self) -> &Histograms {
+        &self.report.histograms
+    }
+
+    pub fn errors(&self) -> &ErrorCounts {
+        &self.report.errors
+    }
+
+    /// Storm: (mean logins/s over the storm, busiest second's logins).
+    pub fn storm_logins_per_s(&self, cfg: &RunConfig) -> Option<(f64, u64)> {
+        if cfg.scenario != Scenario::Storm || self.meta.steady_ns == 0 {
+            return None;
+        }
+        let mean = self.report.storm_logins as f64 / (cfg.duration_ms as f64 / 1000.0);
+        let from_s = self.meta.steady_ns.saturating_sub(self.meta.go_ns) as f64 / 1e9;
+        let to_s = from_s + cfg.duration_ms as f64 / 1000.0;
+        let peak = self
+            .series
+            .logins_per_s(from_s.floor(), to_s.ceil())
+            .into_iter()
+            .max()
+            .unwrap_or(0);
+        Some((mean, peak))
+    }
+}
+
+/// Runs the configured scenario, over as many processes as it needs, and returns its merged
+/// results.
 pub fn execute(cfg: &RunConfig) -> anyhow::Result<RunResult> {
     let nofile = rookery_io::raise_nofile_limit().context("raising RLIMIT_NOFILE")?;
-    host::check_fds(
+    let plan = procs::plan(
         u64::from(cfg.clients),
+        cfg.threads,
+        cfg.processes,
+        nofile.soft,
+        nofile.hard,
+    )?;
+    eprintln!(
+        "{} clients over {} process{} (RLIMIT_NOFILE hard {} per process)",
+        cfg.clients,
+        plan.processes,
+        if plan.processes == 1 { "" } else { "es" },
+        nofile.hard
+    );
+    if plan.processes > 1 {
+        return procs::parent::execute(cfg, &plan);
+    }
+    let mut control = LocalControl::new(cfg);
+    let (report, meta) = execute_part(cfg, Part::WHOLE, nofile, &mut control)?;
+    Ok(finish(cfg, report, meta, control.series, (1, cfg.threads)))
+}
+
+/// Turns a merged report into the run's result.
+pub fn finish(
+    cfg: &RunConfig,
+    mut report: WorkerReport,
+    meta: PartMeta,
+    series: Series,
+    (processes, threads_per_process): (u32, usize),
+) -> RunResult {
+    let mut sent = vec![0u32; cfg.clients as usize];
+    for &(index, count) in &report.sent {
+        if let Some(s) = sent.get_mut(index as usize) {
+            *s = count;
+        }
+    }
+    report.sent = Vec::new();
+    let messages = report.ledger.totals(&sent);
+    let receipts = cfg.receipts.then(|| report.receipts.totals(&sent));
+    let steady = (meta.steady_ns != 0).then_some(meta.steady_ns);
+    let ramp_end = steady.unwrap_or(meta.end_ns);
+    RunResult {
+        messages,
+        receipts,
+        ramp_ms: ramp_end.saturating_sub(meta.go_ns) / 1_000_000,
+        steady_ms: steady.map_or(0, |s| meta.end_ns.saturating_sub(s) / 1_000_000),
+        meta,
+        report,
+        processes,
+        threads_per_process,
+        series,
+    }
+}
+
+/// Runs the clients of `part` in this process under `control`.
+pub fn execute_part(
+    cfg: &RunConfig,
+    part: Part,
+    nofile: NofileLimit,
+    control: &mut dyn Control,
+) -> anyhow::Result<(WorkerReport, PartMeta)> {
+    let part_clients = part.clients(cfg.clients);
+    host::check_fds(
+        u64::from(part_clients),
         cfg.threads,
         nofile.soft,
         nofile.hard,
     )?;
+    let (sources, port_range, limits, selected) = prepare(cfg)?;
+    let shared = Shared::new(cfg.clients, cfg.threads);
+    let (reports, meta) = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..cfg.threads)
+            .map(|t| {
+                let (shared, sources, limits) = (&shared, &sources[..], limits.clone());
+                std::thread::Builder::new()
+                    .name(format!("rookery-load-{t}"))
+                    .spawn_scoped(scope, move || {
+                        worker_thread(selected.kind, limits, cfg, shared, (part, t), sources)
+                    })
+            })
+            .collect::<Result<_, _>>()?;
+        let Some((go_ns, memory)) = release_workers(cfg, &shared, &handles, control) else {
+            return Err(join_failure(handles));
+        };
+        let phases = Phases {
+            part_clients,
+            go_ns,
+        };
+        let (steady_ns, memory) = coordinate(&shared, &handles, control, phases, memory);
+        let mut reports = Vec::with_capacity(handles.len());
+        for (t, handle) in handles.into_iter().enumerate() {
+            let report = handle
+                .join()
+                .map_err(|_| anyhow!("worker thread {t} panicked"))?;
+            reports.push(report.with_context(|| format!("worker thread {t}"))?);
+        }
+        let meta = PartMeta {
+            go_ns,
+            steady_ns: steady_ns.unwrap_or(0),
+            end_ns: monotonic_ns(),
+            memory,
+            ..PartMeta::default()
+        };
+        anyhow::Ok((reports, meta))
+    })?;
+    let mut merged = WorkerReport::default();
+    for report in reports {
+        merged.absorb(report);
+    }
+    let meta = PartMeta {
+        backend: selected.kind.to_string(),
+        backend_reason: selected.reason,
+        source_ips: sources.len().max(1),
+        nofile_soft: nofile.soft,
+        port_range,
+        ..meta
+    };
+    Ok((merged, meta))
+}
+
+/// Source addresses, port range, driver limits and backend of a process' part of a run.
+type Prepared = (Vec<IpAddr>, (u16, u16), Limits, Selected);
+
+fn prepare(cfg: &RunConfig) -> anyhow::Result<Prepared> {
     let explicit = cfg
         .source_ips
         .as_deref()
         .map(host::parse_source_ips)
         .transpose()?;
     let port_range = host::port_range();
-    let sources = host::plan_sources(cfg.server, u64::from(cfg.clients), explicit, port_range)?;
+    let sources = plan_sources(cfg, explicit, port_range)?;
     if sources.len() <= 1 && u64::from(cfg.clients) > host::fast_ports(port_range) {
         warn!(
             "{} clients from one source address: connects slow down beyond about {} per \
@@ -95,42 +300,26 @@ pub fn execute(cfg: &RunConfig) -> anyhow::Result<RunResult> {
             sources[sources.len() - 1]
         );
     }
-    let shared = Shared::new(cfg.clients, cfg.threads);
-    let (reports, ramp_ns, steady_ns, memory) = std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..cfg.threads)
-            .map(|t| {
-                let (shared, sources, limits) = (&shared, &sources[..], limits.clone());
-                std::thread::Builder::new()
-                    .name(format!("rookery-load-{t}"))
-                    .spawn_scoped(scope, move || {
-                        worker_thread(selected.kind, limits, cfg, shared, t, sources)
-                    })
-            })
-            .collect::<Result<_, _>>()?;
-        let Some((started, memory)) = release_workers(cfg, &shared, &handles) else {
-            return Err(join_failure(handles));
-        };
-        let (ramp_ns, memory) = coordinate(cfg, &shared, &handles, started, memory);
-        let mut reports = Vec::with_capacity(handles.len());
-        for (t, handle) in handles.into_iter().enumerate() {
-            let report = handle
-                .join()
-                .map_err(|_| anyhow!("worker thread {t} panicked"))?;
-            reports.push(report.with_context(|| format!("worker thread {t}"))?);
-        }
-        let steady_ns = monotonic_ns().saturating_sub(started + ramp_ns);
-        anyhow::Ok((reports, ramp_ns, steady_ns, memory))
-    })?;
-    let mut result = merge(cfg, reports);
-    result.ramp_ms = ramp_ns / 1_000_000;
-    result.steady_ms = steady_ns / 1_000_000;
-    result.memory = memory;
-    result.backend = selected.kind;
-    result.backend_reason = selected.reason;
-    result.source_ips = sources.len().max(1);
-    result.nofile_soft = nofile.soft;
-    result.port_range = port_range;
-    Ok(result)
+    Ok((sources, port_range, limits, selected))
+}
+
+/// Source addresses for the run. A storm on IPv4 loopback plans for its reconnects too: each
+/// leaves a port in TIME_WAIT on our side for a minute, and connect() slows down badly once an
+/// address' ports run short. Elsewhere only `--source-ips` adds addresses, so the check stays
+/// on the clients (the ports a storm needs there are the operator's to provide).
+fn plan_sources(
+    cfg: &RunConfig,
+    explicit: Option<Vec<IpAddr>>,
+    port_range: (u16, u16),
+) -> Result<Vec<IpAddr>, host::HostError> {
+    let clients = u64::from(cfg.clients);
+    let loopback_v4 = matches!(cfg.server.ip(), IpAddr::V4(v4) if v4.is_loopback());
+    let ports = if cfg.scenario == Scenario::Storm && loopback_v4 && explicit.is_none() {
+        host::storm_ports(clients, cfg.reconnect_rate, cfg.duration_ms)
+    } else {
+        clients
+    };
+    host::plan_sources(cfg.server, ports, explicit, port_range)
 }
 
 fn backend_choice(arg: BackendArg) -> BackendChoice {
@@ -146,7 +335,7 @@ fn worker_thread(
     limits: Limits,
     cfg: &RunConfig,
     shared: &Shared,
-    thread: usize,
+    who: (Part, usize),
     sources: &[IpAddr],
 ) -> anyhow::Result<WorkerReport> {
     let report = match kind {
@@ -154,11 +343,11 @@ fn worker_thread(
         BackendKind::Uring => {
             let driver =
                 rookery_io::UringDriver::new(limits).context("creating the io_uring driver")?;
-            worker::run(driver, cfg, shared, thread, sources)
+            worker::run(driver, cfg, shared, who, sources)
         }
         _ => {
             let driver = PollDriver::new(limits).context("creating the poll driver")?;
-            worker::run(driver, cfg, shared, thread, sources)
+            worker::run(driver, cfg, shared, who, sources)
         }
     };
     if report.is_err() {
@@ -168,13 +357,14 @@ fn worker_thread(
     Ok(report?)
 }
 
-/// Waits until every worker has its driver, takes the memory baseline, and starts the ramp.
-/// Returns the ramp start and the baseline, or `None` when a worker ended before it was ready
-/// (its driver could not be created).
+/// Waits until every worker has its driver, takes the memory baseline, and starts the ramp
+/// when the control says. Returns the ramp start and the baseline, or `None` when a worker
+/// ended before it was ready (its driver could not be created) or the control aborted.
 fn release_workers<T>(
     cfg: &RunConfig,
     shared: &Shared,
     handles: &[std::thread::ScopedJoinHandle<'_, T>],
+    control: &mut dyn Control,
 ) -> Option<(u64, MemoryProbe)> {
     while shared.ready_workers() < cfg.threads {
         if handles.iter().any(|h| h.is_finished()) {
@@ -184,9 +374,12 @@ fn release_workers<T>(
         std::thread::sleep(Duration::from_millis(1));
     }
     let memory = MemoryProbe::start();
-    let started = monotonic_ns();
-    shared.go(started);
-    Some((started, memory))
+    let Some(go_ns) = control.go() else {
+        shared.abort();
+        return None;
+    };
+    shared.go(go_ns);
+    Some((go_ns, memory))
 }
 
 /// Joins every worker after an abort and returns the first error among them.
@@ -205,110 +398,75 @@ fn join_failure(
     first.unwrap_or_else(|| anyhow!("the run was aborted before it started"))
 }
 
-/// Runs the phase clock and progress until every worker ended; returns the ramp length and
-/// the memory per client measured at the steady start.
+#[derive(Clone, Copy)]
+struct Phases {
+    part_clients: u32,
+    go_ns: u64,
+}
+
+/// Runs the phase clock and the per-second ticks until every worker ended; returns the steady
+/// start and the memory per client measured at it.
 fn coordinate<T>(
-    cfg: &RunConfig,
     shared: &Shared,
     handles: &[std::thread::ScopedJoinHandle<'_, T>],
-    started: u64,
+    control: &mut dyn Control,
+    phases: Phases,
     mut memory: MemoryProbe,
-) -> (u64, MemoryUse) {
-    let ramp_bound_ns = (f64::from(cfg.clients) / cfg.connect_rate * 1e9) as u64
-        + (cfg.connect_timeout_ms + cfg.login_timeout_ms) * 1_000_000
-        + RAMP_SLACK_NS;
-    let mut progress = Progress::default();
-    let mut printed_ns = started;
-    let mut ramp_ns = None;
+) -> (Option<u64>, MemoryUse) {
+    let mut steady = None;
     let mut memory_use = MemoryUse::default();
+    let mut latencies = Histograms::default();
+    let mut second = 1u32;
     while !handles.iter().all(|h| h.is_finished()) {
         std::thread::sleep(POLL_INTERVAL);
         let now = monotonic_ns();
-        if ramp_ns.is_none() {
+        if control.abort_requested() {
+            shared.abort();
+        }
+        if steady.is_none() {
             let snapshot = shared.snapshot();
-            let stalled = now - started > ramp_bound_ns;
-            memory.observe(snapshot.online, u64::from(cfg.clients));
-            if snapshot.settled >= u64::from(cfg.clients) || stalled {
-                if stalled {
-                    warn!(
-                        "ramp did not settle within {} ms; starting anyway",
-                        ramp_bound_ns / 1_000_000
-                    );
-                }
+            memory.observe(snapshot.online, u64::from(phases.part_clients));
+            if let Some(at) = control.steady_start(shared, now) {
                 info!(
                     "ramp done: {} of {} clients online",
-                    snapshot.online, cfg.clients
+                    snapshot.online, phases.part_clients
                 );
-                // In the future, so every worker sees the start before its first message is
-                // due (a worker may sit in a wait of up to its longest turn).
-                shared.start_steady(now + STEADY_LEAD_NS);
-                ramp_ns = Some(now - started);
-                memory_use = memory.finish(snapshot.online, worker::slot_bytes() as u64);
+                shared.start_steady(at);
+                steady = Some(at);
+                let slot_bytes = worker::slot_bytes() as u64;
+                memory_use = memory.finish(snapshot.online, slot_bytes);
             }
         }
-        if !cfg.quiet && now >= printed_ns + PROGRESS_INTERVAL_NS {
-            let interval_s = (now - printed_ns) as f64 / 1e9;
-            eprintln!(
-                "{}",
-                progress.line(
-                    shared,
-                    cfg.clients,
-                    (now - started) as f64 / 1e9,
-                    interval_s
-                )
-            );
-            printed_ns = now;
+        // Every second at go + k s (read a little after, once every worker published it),
+        // catching up with empty intervals if this loop was late.
+        while now >= phases.go_ns + u64::from(second) * SECOND_NS + TICK_DELAY_NS {
+            shared.drain_recent(&mut latencies);
+            control.tick(second, shared.snapshot(), &latencies);
+            latencies.reset();
+            second += 1;
         }
     }
-    (
-        ramp_ns.unwrap_or_else(|| monotonic_ns() - started),
-        memory_use,
-    )
+    // The last, partial second: whatever was published since the last tick.
+    shared.drain_recent(&mut latencies);
+    control.tick(second, shared.snapshot(), &latencies);
+    (steady, memory_use)
 }
 
-fn merge(cfg: &RunConfig, reports: Vec<WorkerReport>) -> RunResult {
-    let mut histograms = Histograms::default();
-    let mut ledger = Ledger::new(cfg.clients, cfg.max_seq());
-    let mut errors = ErrorCounts::default();
-    let mut sent = vec![0u32; cfg.clients as usize];
-    let mut result = RunResult {
-        histograms: Histograms::default(),
-        messages: MessageTotals::default(),
-        errors: ErrorCounts::default(),
-        logins: 0,
-        peak_online: 0,
-        bounced: 0,
-        foreign: 0,
-        stale: 0,
-        skipped_no_peer: 0,
-        send_retries: 0,
-        ramp_ms: 0,
-        steady_ms: 0,
-        memory: MemoryUse::default(),
-        backend: BackendKind::Poll,
-        backend_reason: String::new(),
-        source_ips: 1,
-        nofile_soft: 0,
-        port_range: (0, 0),
-    };
-    for report in reports {
-        histograms.merge(&report.histograms);
-        ledger.merge(report.ledger);
-        errors.merge(&report.errors);
-        for (index, count) in report.sent {
-            sent[index as usize] = count;
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parts_split_clients_exactly() {
+        for (clients, of) in [(10u32, 3u32), (1, 2), (7, 7), (10_000, 2)] {
+            let parts: Vec<Part> = (0..of).map(|index| Part { index, of }).collect();
+            let total: u32 = parts.iter().map(|p| p.clients(clients)).sum();
+            assert_eq!(total, clients, "{clients} over {of}");
+            for c in 0..clients {
+                assert_eq!(parts.iter().filter(|p| p.owns(c)).count(), 1);
+            }
         }
-        result.logins += report.logins;
-        // Threads peak at different moments; the sum bounds the true peak from above.
-        result.peak_online += report.peak_online;
-        result.bounced += report.bounced;
-        result.foreign += report.foreign;
-        result.stale += report.stale;
-        result.skipped_no_peer += report.skipped_no_peer;
-        result.send_retries += report.send_retries;
+        assert_eq!(Part::WHOLE.clients(5), 5);
+        assert_eq!(Part { index: 1, of: 2 }.clients(1), 0);
     }
-    result.messages = ledger.totals(&sent);
-    result.histograms = histograms;
-    result.errors = errors;
-    result
 }

@@ -6,6 +6,8 @@
 //!   exponential gaps of mean `1/rate` (Poisson arrivals, `--poisson`). Each client starts at
 //!   a random phase inside its first period so clients do not fire in lockstep.
 //! - [`Ramp`]: connect k of a thread is due at `start + k/rate`.
+//! - [`Pacer`]: at most `rate` events per second, for reconnects in a storm (a short burst
+//!   allowance so a loop turn that wakes late can catch up, but no unbounded credit).
 //! - [`Rng`]: a small seeded generator (SplitMix64), one per worker thread; seeds are recorded
 //!   in summary.json so a run's choices can be replayed.
 //!
@@ -45,7 +47,7 @@ impl Rng {
 }
 
 /// How message gaps are drawn.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Pattern {
     Constant,
@@ -113,9 +115,82 @@ impl Ramp {
     }
 }
 
+/// How much unused pacing credit a [`Pacer`] keeps: events that could not happen while the
+/// loop was busy may happen at once afterwards, up to this window's worth.
+const PACER_BURST_NS: u64 = 10_000_000;
+
+/// Lets through at most `rate` events per second (or all, when unlimited).
+#[derive(Clone, Copy, Debug)]
+pub struct Pacer {
+    /// `None`: unlimited.
+    interval_ns: Option<f64>,
+    /// When the next event may happen (fractional ns, so rates above 1e9/s stay exact).
+    next_ns: f64,
+}
+
+impl Pacer {
+    /// `rate_per_s`: `None` for unlimited, else positive.
+    pub fn new(rate_per_s: Option<f64>) -> Pacer {
+        if let Some(rate) = rate_per_s {
+            assert!(
+                rate > 0.0 && rate.is_finite(),
+                "pacer rate must be positive"
+            );
+        }
+        Pacer {
+            interval_ns: rate_per_s.map(|r| NS_PER_S / r),
+            next_ns: 0.0,
+        }
+    }
+
+    /// Takes one event's slot at `now_ns` if one is free.
+    pub fn try_take(&mut self, now_ns: u64) -> bool {
+        let Some(interval) = self.interval_ns else {
+            return true;
+        };
+        let now = now_ns as f64;
+        let earliest = now - PACER_BURST_NS as f64;
+        if self.next_ns < earliest {
+            self.next_ns = earliest;
+        }
+        if self.next_ns > now {
+            return false;
+        }
+        self.next_ns += interval;
+        true
+    }
+
+    /// When the next slot frees up (now or earlier means: free already).
+    pub fn next_free_ns(&self) -> u64 {
+        match self.interval_ns {
+            Some(_) => self.next_ns.max(0.0) as u64,
+            None => 0,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pacer_limits_rate_with_a_small_burst() {
+        let mut unlimited = Pacer::new(None);
+        assert!((0..1000).all(|_| unlimited.try_take(5)));
+
+        // 1000/s: one per ms. Starting late, at most the burst window's worth at once.
+        let mut p = Pacer::new(Some(1000.0));
+        let t0 = 1_000_000_000;
+        let burst = (0..100).take_while(|_| p.try_take(t0)).count();
+        assert_eq!(burst, 11, "10 ms of credit plus the current slot");
+        assert!(!p.try_take(t0));
+        assert!(p.next_free_ns() > t0);
+        // Over one more second, exactly 1000 more.
+        let taken = (0..1_000_000u64)
+            .filter(|us| p.try_take(t0 + us * 1000 + 1000))
+            .count();
+        assert!((999..=1001).contains(&taken), "{taken}");
+    }
 
     #[test]
     fn constant_schedule_is_exact() {

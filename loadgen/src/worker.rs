@@ -8,14 +8,16 @@
 //!
 //! Phases, driven by [`Shared`]: ramp (connect everyone at this thread's share of
 //! `--connect-rate`), steady (from the coordinator's start time for `--duration`; in chat,
-//! messages are due on each client's open-loop schedule), drain (chat: no new messages for
-//! `--drain-ms`), closing (every stream ends with `</stream:stream>`, bounded by
-//! [`CLOSE_GRACE_NS`]).
+//! messages are due on each client's open-loop schedule; in storm, every client drops and
+//! reconnects in a loop, see `storm`), drain (chat: no new messages for `--drain-ms`),
+//! closing (every stream ends with `</stream:stream>`, bounded by [`CLOSE_GRACE_NS`]).
 //!
-//! Invariants: a slot's conn id maps back to it only while the driver has not reported
-//! `Closed`; timers are never cancelled, they are checked against the slot's state when they
-//! fire; client `index` is owned by thread `index % threads`.
-//! What it does not do: reconnect failed clients (a later version's storm scenario).
+//! Invariants: a slot's conn id maps back to it only while the slot holds that conn; timers
+//! are never cancelled, they carry the slot's connect attempt number and are dropped when it
+//! no longer matches (a storm reconnects one slot many times) or the state is not the one
+//! they guard; client `index` belongs to process `index % P` (see [`Part`]) and, inside it,
+//! to thread `(index / P) % threads`.
+//! What it does not do: reconnect failed clients outside a storm.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -27,17 +29,24 @@ use rookery_proto::FramerLimits;
 
 use crate::accounting::Ledger;
 use crate::auth::Account;
-use crate::cli::{RunConfig, Scenario};
+use crate::cli::{RunConfig, Scenario, SmArg};
+use crate::client::sm::SmPolicy;
 use crate::client::Client;
 use crate::live::{Counter, Shared, PUBLISH_INTERVAL_NS};
-use crate::metrics::{ErrorCounts, ErrorKind, Histograms};
-use crate::schedule::{MessageSchedule, Ramp, Rng};
+use crate::metrics::{ErrorKind, Histograms};
+use crate::run::Part;
+use crate::schedule::{MessageSchedule, Pacer, Ramp, Rng};
 use crate::sys::monotonic_ns;
+use crate::wire::Receipt;
 
+mod close;
 mod events;
+mod report;
 mod send;
 mod slot;
+mod storm;
 use events::connect_error_kind;
+pub use report::WorkerReport;
 use slot::{Note, Slot, SlotState};
 
 /// How long closing waits for the server to answer our `</stream:stream>` before giving up.
@@ -57,41 +66,23 @@ const PEER_TRIES: usize = 8;
 /// Largest stanza accepted from the server.
 const MAX_STANZA_BYTES: usize = 65_536;
 
-/// What one worker hands back when it ends.
-#[derive(Debug, Default)]
-pub struct WorkerReport {
-    pub histograms: Histograms,
-    pub ledger: Ledger,
-    /// `(client index, messages sent)` for each client of this thread.
-    pub sent: Vec<(u32, u32)>,
-    pub errors: ErrorCounts,
-    pub logins: u64,
-    pub peak_online: u64,
-    /// Error messages from the server (our message bounced).
-    pub bounced: u64,
-    /// Messages whose body is not a probe.
-    pub foreign: u64,
-    /// Messages not sent because no online peer was found.
-    pub skipped_no_peer: u64,
-    /// Times a message waited because the conn's output queue was full.
-    pub send_retries: u64,
-    /// Probes from an earlier run (the server had stored them offline).
-    pub stale: u64,
-}
-
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 enum TimerKind {
     ConnectTimeout,
     LoginTimeout,
     Send,
+    /// Storm: the client's `--online-ms` is over; drop it.
+    Drop,
 }
 
-type Timer = Reverse<(u64, u32, TimerKind)>;
+/// (due ns, slot, the slot's connect attempt when armed, kind).
+type Timer = Reverse<(u64, u32, u16, TimerKind)>;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum RunPhase {
     Ramp,
     Steady {
+        start_ns: u64,
         stop_send_ns: u64,
         finish_ns: u64,
     },
@@ -114,6 +105,13 @@ pub struct Worker<'a> {
     timers: BinaryHeap<Timer>,
     ramp: Ramp,
     next_connect: usize,
+    /// Storm: slots waiting for a reconnect, oldest first, and the pace they may go at.
+    reconnects: std::collections::VecDeque<u32>,
+    pacer: Pacer,
+    /// Storm: true from the storm start until `--duration` is over.
+    storming: bool,
+    receipt: Receipt,
+    sm_policy: SmPolicy,
     sources: &'a [IpAddr],
     schedule: Option<MessageSchedule>,
     phase: RunPhase,
@@ -127,17 +125,19 @@ pub struct Worker<'a> {
     settled: u64,
     attempts: u64,
     sent: u64,
-    published_ns: u64,
+    /// Counters are published at `go + k * PUBLISH_INTERVAL_NS`, so a second's counters are
+    /// cut at the same instant in every thread and process.
+    next_publish_ns: u64,
     out: Vec<u8>,
     notes: Vec<Note>,
 }
 
-/// Runs one worker to the end of the run.
+/// Runs one worker (thread `thread` of the process running `part`) to the end of the run.
 pub fn run<D: Driver>(
     mut driver: D,
     cfg: &RunConfig,
     shared: &Shared,
-    thread: usize,
+    (part, thread): (Part, usize),
     sources: &[IpAddr],
 ) -> std::io::Result<WorkerReport> {
     // Wait until every worker has its driver, so the ramp starts together and the
@@ -145,7 +145,7 @@ pub fn run<D: Driver>(
     let Some(go_ns) = shared.ready_and_wait() else {
         return Ok(WorkerReport::default());
     };
-    let mut worker = Worker::new(cfg, shared, thread, sources, go_ns);
+    let mut worker = Worker::new(cfg, shared, (part, thread), sources, go_ns);
     loop {
         let now = monotonic_ns();
         worker.advance_phase(&mut driver.ops(), now);
@@ -162,6 +162,7 @@ pub fn run<D: Driver>(
             }
         }
         worker.start_due_connects(&mut driver.ops(), now);
+        worker.start_due_reconnects(&mut driver.ops(), now);
         worker.fire_timers(&mut driver.ops(), now);
         worker.publish(now, false);
         let wake_ns = worker.next_wake_ns(now);
@@ -178,17 +179,21 @@ impl<'a> Worker<'a> {
     fn new(
         cfg: &'a RunConfig,
         shared: &'a Shared,
-        thread: usize,
+        (part, thread): (Part, usize),
         sources: &'a [IpAddr],
         now: u64,
     ) -> Self {
         let threads = cfg.threads as u32;
-        let limits = FramerLimits {
-            max_stanza_bytes: MAX_STANZA_BYTES,
+        let sm_policy = match cfg.stream_management {
+            SmArg::On => SmPolicy::EnableWhenOffered,
+            SmArg::Off => SmPolicy::Off,
         };
-        let slots: Vec<Slot> = (thread as u32..cfg.clients)
-            .step_by(cfg.threads)
-            .map(|index| Slot::new(index, Client::new(limits)))
+        // Process `part.index` owns part.index, part.index + P, ...; its threads take turns.
+        let first = part.index + part.of * thread as u32;
+        let stride = (part.of * threads) as usize;
+        let slots: Vec<Slot> = (first..cfg.clients)
+            .step_by(stride)
+            .map(|index| Slot::new(index, new_client(sm_policy)))
             .collect();
         let share = cfg.connect_rate / f64::from(threads);
         // The ledger keeps a row per possible sender: none needed when nobody sends (hold).
@@ -197,12 +202,22 @@ impl<'a> Worker<'a> {
         } else {
             0
         };
+        let receipt_senders = if cfg.receipts { senders } else { 0 };
         Worker {
             cfg,
             shared,
             thread,
             ramp: Ramp::new(now, share),
             next_connect: 0,
+            reconnects: std::collections::VecDeque::new(),
+            pacer: Pacer::new(cfg.reconnect_rate.map(|r| r / f64::from(threads))),
+            storming: false,
+            receipt: if cfg.receipts {
+                Receipt::Request
+            } else {
+                Receipt::None
+            },
+            sm_policy,
             conn_slots: Vec::new(),
             timers: BinaryHeap::with_capacity(slots.len()),
             slots,
@@ -215,6 +230,7 @@ impl<'a> Worker<'a> {
             rng: Rng::new(cfg.seed ^ (thread as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15)),
             report: WorkerReport {
                 ledger: Ledger::new(senders, cfg.max_seq()),
+                receipts: Ledger::new(receipt_senders, cfg.max_seq()),
                 ..WorkerReport::default()
             },
             recent: Histograms::default(),
@@ -222,7 +238,7 @@ impl<'a> Worker<'a> {
             settled: 0,
             attempts: 0,
             sent: 0,
-            published_ns: 0,
+            next_publish_ns: now + PUBLISH_INTERVAL_NS,
             out: Vec::with_capacity(4096),
             notes: Vec::new(),
         }
@@ -251,56 +267,35 @@ impl<'a> Worker<'a> {
                     0
                 };
                 self.phase = RunPhase::Steady {
+                    start_ns: start,
                     stop_send_ns,
                     finish_ns: stop_send_ns + drain_ns,
                 };
                 self.schedule_first_messages(start);
             }
+            RunPhase::Steady { stop_send_ns, .. } if self.storming && now >= stop_send_ns => {
+                self.storming = false;
+            }
             RunPhase::Steady { finish_ns, .. } if now >= finish_ns || self.shared.aborted() => {
                 self.begin_closing(io, now);
             }
-            RunPhase::Steady { .. } | RunPhase::Closing { .. } => {}
+            RunPhase::Steady {
+                start_ns,
+                stop_send_ns,
+                ..
+            } => {
+                // Not when the phase is announced but on the first turn at or after its start,
+                // so the storm starts at the common instant (the coordinator sets it ahead).
+                let due = (start_ns..stop_send_ns).contains(&now);
+                if self.cfg.scenario == Scenario::Storm && !self.storming && due {
+                    self.start_storm(io, now);
+                }
+            }
+            RunPhase::Closing { .. } => {}
         }
         if self.shared.aborted() && self.phase == RunPhase::Ramp {
             self.begin_closing(io, now);
         }
-    }
-
-    /// Ends every stream politely: `</stream:stream>` now, the conn closed when the server
-    /// answers with its own (or closes), so the server is the active closer and TIME_WAIT
-    /// does not pile up on our ports across runs.
-    fn begin_closing<O: Ops>(&mut self, io: &mut O, now: u64) {
-        self.accounting_open = false;
-        self.next_connect = self.slots.len();
-        self.phase = RunPhase::Closing {
-            deadline_ns: now + CLOSE_GRACE_NS,
-            aborted: false,
-        };
-        for slot in &mut self.slots {
-            let Some(conn) = slot.conn else { continue };
-            self.out.clear();
-            slot.client.close(&mut self.out);
-            if self.out.is_empty() || io.send(conn, &self.out).is_err() {
-                io.close(conn, Linger::Abort);
-            }
-            if slot.state == SlotState::Online {
-                self.shared.set_online(slot.index, false);
-                self.online -= 1;
-            }
-            slot.state = SlotState::Closing;
-        }
-    }
-
-    /// The close grace ran out: abort what is left and allow a short while for the driver to
-    /// report it.
-    fn abort_remaining<O: Ops>(&mut self, io: &mut O, now: u64) {
-        for conn in self.slots.iter().filter_map(|s| s.conn) {
-            io.close(conn, Linger::Abort);
-        }
-        self.phase = RunPhase::Closing {
-            deadline_ns: now + ABORT_GRACE_NS,
-            aborted: true,
-        };
     }
 
     fn start_due_connects<O: Ops>(&mut self, io: &mut O, now: u64) {
@@ -322,6 +317,8 @@ impl<'a> Worker<'a> {
             .then(|| SocketAddr::new(self.sources[slot.index as usize % self.sources.len()], 0));
         self.attempts += 1;
         slot.started_ns = now;
+        slot.attempt = slot.attempt.wrapping_add(1);
+        let attempt = slot.attempt;
         match io.connect(self.cfg.server, source) {
             Ok(conn) => {
                 slot.conn = Some(conn);
@@ -333,7 +330,7 @@ impl<'a> Worker<'a> {
                 self.conn_slots[at] = i as u32;
                 let due = now + self.cfg.connect_timeout_ms * 1_000_000;
                 self.timers
-                    .push(Reverse((due, i as u32, TimerKind::ConnectTimeout)));
+                    .push(Reverse((due, i as u32, attempt, TimerKind::ConnectTimeout)));
             }
             Err(err) => {
                 let kind = connect_error_kind(err.raw_os_error());
@@ -345,13 +342,16 @@ impl<'a> Worker<'a> {
     fn fire_timers<O: Ops>(&mut self, io: &mut O, now: u64) {
         for _ in 0..MAX_TIMERS_PER_TURN {
             match self.timers.peek() {
-                Some(Reverse((due, _, _))) if *due <= now => {}
+                Some(Reverse((due, _, _, _))) if *due <= now => {}
                 _ => return,
             }
-            let Some(Reverse((_, i, kind))) = self.timers.pop() else {
+            let Some(Reverse((_, i, attempt, kind))) = self.timers.pop() else {
                 return;
             };
             let i = i as usize;
+            if self.slots[i].attempt != attempt {
+                continue; // armed for an earlier conn of this slot
+            }
             match (kind, self.slots[i].state) {
                 (TimerKind::ConnectTimeout, SlotState::Connecting) => {
                     self.fail(io, i, ErrorKind::ConnectTimeout)
@@ -360,12 +360,14 @@ impl<'a> Worker<'a> {
                     self.fail(io, i, ErrorKind::LoginTimeout)
                 }
                 (TimerKind::Send, SlotState::Online) => self.send_due(io, i, now),
+                (TimerKind::Drop, SlotState::Online) if self.storming => self.drop_conn(io, i),
                 _ => {}
             }
         }
     }
 
-    /// Ends slot `i` with an error: counted once, its conn closed at once.
+    /// Ends slot `i` with an error: counted once, its conn closed at once. In a storm the
+    /// client then queues for a reconnect like every other.
     fn fail<O: Ops>(&mut self, io: &mut O, i: usize, kind: ErrorKind) {
         let slot = &mut self.slots[i];
         match slot.state {
@@ -381,14 +383,19 @@ impl<'a> Worker<'a> {
         if let Some(conn) = slot.conn {
             io.close(conn, Linger::Abort);
         }
+        if self.storming {
+            self.requeue(i);
+        }
     }
 
-    /// Publishes counters and recent latencies at most every PUBLISH_INTERVAL_NS.
+    /// Publishes counters and recent latencies at each publishing instant.
     fn publish(&mut self, now: u64, force: bool) {
-        if !force && now < self.published_ns + PUBLISH_INTERVAL_NS {
+        if !force && now < self.next_publish_ns {
             return;
         }
-        self.published_ns = now;
+        while self.next_publish_ns <= now {
+            self.next_publish_ns += PUBLISH_INTERVAL_NS;
+        }
         let live = &self.shared.threads[self.thread];
         let received = self.report.ledger.deliveries();
         for (counter, value) in [
@@ -412,12 +419,15 @@ impl<'a> Worker<'a> {
     }
 
     fn next_wake_ns(&self, now: u64) -> u64 {
-        let mut wake = now + MAX_WAIT_NS;
-        if let Some(Reverse((due, _, _))) = self.timers.peek() {
+        let mut wake = (now + MAX_WAIT_NS).min(self.next_publish_ns);
+        if let Some(Reverse((due, _, _, _))) = self.timers.peek() {
             wake = wake.min(*due);
         }
         if self.next_connect < self.slots.len() {
             wake = wake.min(self.ramp.due(self.next_connect as u64));
+        }
+        if self.storming && !self.reconnects.is_empty() {
+            wake = wake.min(self.pacer.next_free_ns().max(now));
         }
         wake
     }
@@ -428,6 +438,14 @@ impl<'a> Worker<'a> {
         self.report.sent = self.slots.iter().map(|s| (s.index, s.seq)).collect();
         self.report
     }
+}
+
+/// A fresh client state machine (its framer holds no buffer until bytes arrive).
+fn new_client(sm_policy: SmPolicy) -> Client {
+    let limits = FramerLimits {
+        max_stanza_bytes: MAX_STANZA_BYTES,
+    };
+    Client::new(limits, sm_policy)
 }
 
 /// Bytes of one client's slot in a worker's slab (the rest of a client's user-space cost is
@@ -443,11 +461,11 @@ mod tests {
     #[test]
     fn timers_pop_earliest_first() {
         let mut heap: BinaryHeap<Timer> = BinaryHeap::new();
-        heap.push(Reverse((30, 1, TimerKind::Send)));
-        heap.push(Reverse((10, 2, TimerKind::LoginTimeout)));
-        heap.push(Reverse((20, 0, TimerKind::ConnectTimeout)));
+        heap.push(Reverse((30, 1, 0, TimerKind::Send)));
+        heap.push(Reverse((10, 2, 0, TimerKind::LoginTimeout)));
+        heap.push(Reverse((20, 0, 0, TimerKind::ConnectTimeout)));
         let order: Vec<u64> =
-            std::iter::from_fn(|| heap.pop().map(|Reverse((d, _, _))| d)).collect();
+            std::iter::from_fn(|| heap.pop().map(|Reverse((d, _, _, _))| d)).collect();
         assert_eq!(order, vec![10, 20, 30]);
     }
 }

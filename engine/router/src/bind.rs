@@ -1,12 +1,13 @@
-//! Resource binding (RFC 6120 7), the hand-off of a conn to its user's home shard, and the
-//! adoption of a handed-off conn.
+//! Resource binding (RFC 6120 7), the hand-off of a conn to its user's home shard (to bind, or
+//! to resume a XEP-0198 session), and the adoption of a handed-off conn.
 //!
 //! What it does not do: route stanzas of a bound session (see `routing`, `local`).
 //!
 //! Invariants:
 //! - a bind completes only on the user's home shard, so every resource of a user lives in one
 //!   directory and the conflict check is local;
-//! - on conflict the *old* session is closed with `<conflict/>` (RFC 6120 7.7.2.2, override);
+//! - on conflict the *old* session is closed with `<conflict/>` (RFC 6120 7.7.2.2, override),
+//!   and a detached (XEP-0198) session of the same full JID ends;
 //! - a handed-off conn is removed from this router before `Effects::hand_off` returns, and the
 //!   bytes already received after the bind iq travel in the `Handoff`, ahead of the leftover.
 
@@ -14,19 +15,12 @@ use rookery_proto::element::Element;
 use rookery_proto::{ns, Framer, Jid, StanzaKind, StanzaView};
 
 use crate::conn::{Conn, Phase};
-use crate::effects::{ConnKey, Effects, Handoff};
+use crate::effects::{ConnKey, Effects, Handoff, HomeRequest};
 use crate::home_shard;
 use crate::replies::{self, ReplyTo, StanzaError};
 use crate::router::Router;
 use crate::stream::Next;
-
-/// A bind request that must complete on another shard.
-#[derive(Debug)]
-pub(crate) struct BindRequest {
-    dest: u16,
-    resource: Option<Box<str>>,
-    id: Box<str>,
-}
+use crate::stream_mgmt::SM_NS;
 
 /// The parts of a bind iq the router needs.
 struct BindIq {
@@ -41,6 +35,9 @@ impl Router {
             self.stream_error(slot, "not-well-formed", fx);
             return Next::Stop;
         };
+        if view.kind() == StanzaKind::Other && view.xmlns() == Some(SM_NS) {
+            return self.on_sm_element(slot, bytes, fx);
+        }
         let is_bind = view.kind() == StanzaKind::Iq
             && view.stanza_type().as_deref() == Some("set")
             && view.has_child("bind", ns::BIND);
@@ -73,11 +70,11 @@ impl Router {
         let dest = home_shard(bare, self.shards);
         if dest != self.shard {
             let resource = request.resource.map(String::into_boxed_str);
-            return Next::HandOff(BindRequest {
-                dest,
+            let request = HomeRequest::Bind {
                 resource,
                 id: request.id.into(),
-            });
+            };
+            return Next::HandOff { dest, request };
         }
         self.complete_bind(slot, request.resource.as_deref(), &request.id, fx);
         Next::Continue
@@ -106,6 +103,7 @@ impl Router {
         if let Some(old) = self.find_session(&full) {
             self.stream_error(old, "conflict", fx);
         }
+        self.end_detached(&full);
         self.reply.clear();
         replies::bind_result(&mut self.reply, id, full.as_str());
         self.directory.insert(full.bare_str(), slot);
@@ -153,12 +151,13 @@ impl Router {
         self.stats.stanzas_out += 1;
     }
 
-    /// Moves the conn in `slot` to the home shard named in `request`.
+    /// Moves the conn in `slot` to shard `dest`, to complete `request` there.
     pub(crate) fn hand_off(
         &mut self,
         slot: u32,
         framer: Framer,
-        request: BindRequest,
+        dest: u16,
+        request: HomeRequest,
         pending: &[u8],
         fx: &mut impl Effects,
     ) {
@@ -171,16 +170,16 @@ impl Router {
         let handoff = Handoff {
             framer,
             jid,
-            resource: request.resource,
-            bind_id: request.id,
+            request,
             pending: pending.to_vec(),
         };
         self.stats.handoffs_out += 1;
-        fx.hand_off(conn.key, request.dest, handoff);
+        fx.hand_off(conn.key, dest, handoff);
     }
 
-    /// Continues a handed-off stream here: completes the bind, then feeds the bytes that
-    /// followed the bind iq (those the old shard had, then those the server collected).
+    /// Continues a handed-off stream here: completes the bind (or resumption), then feeds the
+    /// bytes that followed the request (those the old shard had, then those the server
+    /// collected).
     pub(crate) fn adopt(
         &mut self,
         key: ConnKey,
@@ -192,8 +191,7 @@ impl Router {
         let Handoff {
             framer,
             jid,
-            resource,
-            bind_id,
+            request,
             pending,
         } = handoff;
         let mut conn = Conn::new(key, framer, now_ms);
@@ -201,7 +199,12 @@ impl Router {
         conn.phase = Phase::AwaitBind;
         conn.header_sent = true;
         let slot = self.insert_conn(conn, now_ms);
-        self.complete_bind(slot, resource.as_deref(), &bind_id, fx);
+        match request {
+            HomeRequest::Bind { resource, id } => {
+                self.complete_bind(slot, resource.as_deref(), &id, fx)
+            }
+            HomeRequest::Resume { previd, h } => self.complete_resume(slot, &previd, h, fx),
+        }
         for bytes in [pending.as_slice(), leftover] {
             let alive = self
                 .conns

@@ -1,8 +1,9 @@
 //! Router configuration: the served domain, the account backend, shard count and limits.
 //!
-//! What it does not do: parse command lines or files (the server does that) or validate the
-//! domain (the server hands it over already validated and lowercased). The router builds a
-//! `Jid` from it once, in `Router::new`.
+//! What it does not do: parse command lines or files (the server does that), validate the
+//! domain (the server hands it over already validated and lowercased; the router builds a
+//! `Jid` from it once, in `Router::new`), or configure the store (`--data-dir`,
+//! `--durability` and `--offline-max` go to `rookery_store::StoreConfig`).
 //!
 //! Invariants: `shards >= 1` (a value of 0 is treated as 1 by `Router::new`, see there).
 
@@ -29,12 +30,16 @@ pub struct RouterConfig {
     pub auth_timeout_ms: u64,
     /// A conn with no byte received for this long is closed; 0 disables the idle timeout.
     pub idle_timeout_ms: u64,
+    /// How long a session with XEP-0198 resumption survives its stream (`--resume-timeout`);
+    /// announced as `max` (in seconds, rounded up) in `<enabled/>`.
+    pub resume_timeout_ms: u64,
 }
 
 impl RouterConfig {
     pub const DEFAULT_MAX_STANZA_BYTES: usize = 65_536;
     pub const DEFAULT_AUTH_TIMEOUT_MS: u64 = 10_000;
     pub const DEFAULT_IDLE_TIMEOUT_MS: u64 = 300_000;
+    pub const DEFAULT_RESUME_TIMEOUT_MS: u64 = 300_000;
 
     /// A config with the documented defaults for one shard.
     pub fn new(domain: &str, auth: AuthBackend) -> RouterConfig {
@@ -45,6 +50,7 @@ impl RouterConfig {
             max_stanza_bytes: Self::DEFAULT_MAX_STANZA_BYTES,
             auth_timeout_ms: Self::DEFAULT_AUTH_TIMEOUT_MS,
             idle_timeout_ms: Self::DEFAULT_IDLE_TIMEOUT_MS,
+            resume_timeout_ms: Self::DEFAULT_RESUME_TIMEOUT_MS,
         }
     }
 }
@@ -61,5 +67,6 @@ mod tests {
         assert_eq!(config.max_stanza_bytes, 65_536);
         assert_eq!(config.auth_timeout_ms, 10_000);
         assert_eq!(config.idle_timeout_ms, 300_000);
+        assert_eq!(config.resume_timeout_ms, 300_000);
     }
 }

@@ -8,8 +8,8 @@
 //! independent of how the server numbers its conns; it costs ~20-40 bytes per conn. Slot
 //! generations make stale timer entries harmless after a slot is reused.
 //!
-//! Size (measured by the `conn_state_is_small` test, x86_64): `Conn` is 120 bytes with a
-//! 64-byte framer; one slab slot is 128 bytes. An idle conn owns no buffer: the framer
+//! Size (measured by the `conn_state_is_small` test, x86_64): `Conn` is 136 bytes with a
+//! 64-byte framer; one slab slot is 144 bytes. An idle conn owns no buffer: the framer
 //! releases its buffer between stanzas and the only other heap is the JID string.
 //!
 //! Invariants: a slot's `conn` is `Some` exactly while its key is in `index`; `framer` is
@@ -20,6 +20,7 @@ use std::collections::HashMap;
 use rookery_proto::{Framer, Jid};
 
 use crate::effects::ConnKey;
+use crate::sm::SessionRef;
 use crate::timers::TimerEntry;
 
 /// Where a conn is in RFC 6120's sequence (header, SASL, restart, bind).
@@ -57,6 +58,8 @@ pub struct Conn {
     /// Initial presence sent and not withdrawn (RFC 6121 4.2).
     pub available: bool,
     pub priority: i8,
+    /// Its XEP-0198 session, once `<enable/>` succeeded (the state lives in `SmTable`).
+    pub sm: Option<SessionRef>,
 }
 
 // Manual: `Framer` has no Debug impl; show whether it is present and what it buffers.
@@ -71,6 +74,7 @@ impl std::fmt::Debug for Conn {
             .field("jid", &self.jid)
             .field("phase", &self.phase)
             .field("active_ms", &self.active_ms)
+            .field("sm", &self.sm)
             .finish_non_exhaustive()
     }
 }
@@ -88,6 +92,7 @@ impl Conn {
             auth_failures: 0,
             available: false,
             priority: 0,
+            sm: None,
         }
     }
 

@@ -6,9 +6,13 @@
 //!
 //! Invariants: `Mail` and `Handoff` are `Send` (they cross threads); nothing else here is.
 //! `StanzaType` travels with mail so the home shard applies RFC 6121 section 8.5 without
-//! re-parsing the stanza.
+//! re-parsing the stanza. A `Deliver` carrying an `AckRef` is answered by exactly one
+//! `Committed` to the sender's shard: at once when nothing had to be stored, else once the
+//! home shard's store committed the message.
 
 use rookery_proto::{Framer, Jid, StanzaKind};
+
+use crate::sm::SessionRef;
 
 /// Opaque conn identity; the server packs its io conn id (index + generation) into it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -44,7 +48,21 @@ pub enum Mail {
         ty: StanzaType,
         /// The stanza bytes, exactly as they go on the recipient's wire.
         stanza: Box<[u8]>,
+        /// Set when the sender counts stanzas (XEP-0198): whom to tell once it is handled.
+        ack: Option<AckRef>,
     },
+    /// A stanza carrying `ack` was handled on its recipient's home shard (stored and
+    /// committed, or not needing storage): the sender's handled count may advance over it.
+    Committed(AckRef),
+}
+
+/// Names one inbound stanza of a stream-managed session: its shard, session and number.
+/// Opaque outside the router.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AckRef {
+    pub(crate) shard: u16,
+    pub(crate) session: SessionRef,
+    pub(crate) stanza: u64,
 }
 
 /// The `type` attribute of a stanza, classified per kind (RFC 6120 8.2.3, RFC 6121 4.7.1, 5.2.2).
@@ -125,18 +143,30 @@ impl StanzaType {
 }
 
 /// Everything the home shard needs to continue a stream whose client asked to bind a resource
-/// on another shard. Opaque to the server: it only carries it to `Router::on_adopted`.
+/// (or to resume a session, XEP-0198) on another shard. Opaque to the server: it only carries
+/// it to `Router::on_adopted`.
 pub struct Handoff {
-    /// The stream's framer, mid-stream (after the restart header and the bind iq).
+    /// The stream's framer, mid-stream (after the restart header and the request).
     pub(crate) framer: Framer,
     /// The authenticated bare JID.
     pub(crate) jid: Jid,
-    /// The resource the client asked for, if any (validated later, on the home shard).
-    pub(crate) resource: Option<Box<str>>,
-    /// The `id` of the bind iq, echoed in the result.
-    pub(crate) bind_id: Box<str>,
-    /// Bytes this shard had already received after the bind iq; processed before `leftover`.
+    /// What the client asked for, completed on the home shard.
+    pub(crate) request: HomeRequest,
+    /// Bytes this shard had already received after the request; processed before `leftover`.
     pub(crate) pending: Vec<u8>,
+}
+
+/// A request that only the user's home shard can complete.
+#[derive(Debug)]
+pub(crate) enum HomeRequest {
+    /// Resource binding: the resource asked for, if any (validated on the home shard), and
+    /// the `id` of the bind iq, echoed in the result.
+    Bind {
+        resource: Option<Box<str>>,
+        id: Box<str>,
+    },
+    /// XEP-0198 resumption of session `previd`, the client having handled `h` stanzas.
+    Resume { previd: Box<str>, h: u32 },
 }
 
 impl Handoff {
@@ -150,8 +180,7 @@ impl std::fmt::Debug for Handoff {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Handoff")
             .field("jid", &self.jid)
-            .field("resource", &self.resource)
-            .field("bind_id", &self.bind_id)
+            .field("request", &self.request)
             .field("pending_bytes", &self.pending.len())
             .finish_non_exhaustive()
     }

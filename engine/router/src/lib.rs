@@ -6,21 +6,32 @@
 //! close, mail another shard, hand a conn to another shard). That makes it unit-testable and
 //! simulatable; the server wires it to the io driver and the mailboxes.
 //!
-//! The path of a conn: stream header -> SASL PLAIN -> stream restart -> resource bind, which
-//! completes on the user's *home shard* ([`home_shard`]): if the conn landed elsewhere it is
-//! handed over there, so all resources of a user live in one directory. A bound session's
-//! stanzas are stamped with its full JID and routed per RFC 6121 section 8, one hop to the
-//! recipient's home shard.
+//! The path of a conn: stream header -> SASL PLAIN -> stream restart -> resource bind (or
+//! XEP-0198 resumption), which completes on the user's *home shard* ([`home_shard`]): if the
+//! conn landed elsewhere it is handed over there, so all resources of a user live in one
+//! directory. A bound session's stanzas are stamped with its full JID and routed per RFC 6121
+//! section 8, one hop to the recipient's home shard.
+//!
+//! Delivery guarantee: the router owns its shard's `rookery_store::Store`. Every normal or
+//! chat message for a local user is stored there before it is written to any session; it is
+//! deleted when a XEP-0198 client acknowledged it (or at once after writing it to a session
+//! without stream management); with no session available it waits and is flushed, with a
+//! XEP-0203 delay stamp, when the user sends initial presence. The sender's XEP-0198 handled
+//! count covers a stored message only once the recipient's home shard committed it: the shard
+//! loop commits once per turn (`store_mut().begin_commit()`, write, `finish_commit`, then
+//! `on_committed`), and a sender on another shard hears of it by `Mail::Committed`.
 //!
 //! Modules, one job each: `config`, `effects` (outputs and cross-shard values), `auth` (SASL
 //! PLAIN, token check), `replies` (bytes the router writes), `ids` (stream ids, resources),
 //! `conn` (per-conn state, slab), `sessions` (directory), `timers` (coarse wheel), `stream`
 //! (feed loop, header, SASL), `bind` (binding, hand-off), `local` (server-answered stanzas),
-//! `routing` (RFC 6121 delivery), `stats`, and `testing` (a recording `Effects` and a
-//! two-shard harness, public so the simulator and the server's tests can use them).
+//! `routing` (RFC 6121 delivery), `offline` (store-and-forward, commits), `delay` (XEP-0203),
+//! `sm` (XEP-0198 counters and queues), `sm_table` (sessions, timers), `stream_mgmt` (XEP-0198 elements, detach, resume),
+//! `stats`, and `testing` (a recording `Effects` and a multi-shard harness with commit steps,
+//! public so the simulator and the server's tests can use them).
 //!
-//! What it does not do yet: rosters, presence broadcast, offline storage, stream management,
-//! SCRAM, TLS (later issues; TLS belongs to the server).
+//! What it does not do yet: rosters, presence broadcast, SCRAM, TLS (later issues; TLS
+//! belongs to the server), or any I/O on the store's log (the shard loop's job).
 
 #![forbid(unsafe_code)]
 
@@ -28,24 +39,33 @@ mod auth;
 mod bind;
 mod config;
 mod conn;
+mod delay;
 mod effects;
 mod ids;
 mod local;
+mod offline;
 mod replies;
 mod router;
 mod routing;
 mod sessions;
+mod sm;
+mod sm_table;
 mod stats;
 mod stream;
+mod stream_mgmt;
 pub mod testing;
 mod timers;
 
 pub use auth::token_password;
 pub use config::{AuthBackend, RouterConfig};
-pub use effects::{ConnKey, Effects, Handoff, Mail, StanzaType};
+pub use effects::{AckRef, ConnKey, Effects, Handoff, Mail, StanzaType};
 pub use router::Router;
+pub use sm::{
+    SessionRef, SM_MAX_UNACKED, SM_MAX_UNACKED_HARD, SM_REQUEST_DELAY_MS, SM_REQUEST_EVERY,
+};
 pub use stats::RouterStats;
 pub use stream::MAX_AUTH_FAILURES;
+pub use stream_mgmt::SM_NS;
 pub use timers::SLOT_MS as TIMER_SLOT_MS;
 
 use rookery_proto::Jid;
@@ -66,6 +86,12 @@ pub fn home_shard(bare: &Jid, shards: u16) -> u16 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_router_can_be_built_on_one_thread_and_moved_to_its_shard() {
+        fn assert_send<T: Send>() {}
+        assert_send::<Router>();
+    }
 
     #[test]
     fn home_shard_is_fnv1a_of_the_bare_jid() {

@@ -4,7 +4,7 @@
 //!
 //! What it does not do: route to other users (see `routing`), keep rosters or broadcast
 //! presence (later issues: the roster get answers an empty roster, presence only sets the
-//! session's availability and priority).
+//! session's availability and priority, and an initial presence flushes offline messages).
 //!
 //! Invariants: every iq get/set addressed to the server gets exactly one answer (a result or
 //! `service-unavailable`), RFC 6120 8.2.3; results and errors addressed to it are ignored.
@@ -12,11 +12,12 @@
 use rookery_proto::element::Element;
 use rookery_proto::{ns, StanzaKind, StanzaView};
 
-use crate::effects::{Effects, StanzaType};
+use crate::effects::{AckRef, Effects, StanzaType};
 use crate::replies::{self, ReplyTo, StanzaError};
 use crate::router::Router;
-use crate::routing::{target, wants_error, Target};
+use crate::routing::{target, wants_error, Handled, Target};
 use crate::stream::Next;
+use crate::stream_mgmt::SM_NS;
 
 const DISCO_INFO_RESULT: &[u8] = b"<query xmlns='http://jabber.org/protocol/disco#info'>\
 <identity category='server' type='im' name='Rookery'/>\
@@ -30,7 +31,8 @@ const DISCO_ITEMS_RESULT: &[u8] = b"<query xmlns='http://jabber.org/protocol/dis
 const ROSTER_RESULT: &[u8] = b"<query xmlns='jabber:iq:roster'/>";
 
 impl Router {
-    /// One stanza from a bound session: answered here or routed.
+    /// One stanza from a bound session: answered here or routed. With XEP-0198 it gets the
+    /// next inbound number, marked handled now or (a stored message) once committed.
     pub(crate) fn on_session_stanza(
         &mut self,
         slot: u32,
@@ -42,34 +44,53 @@ impl Router {
             return Next::Stop;
         };
         let kind = view.kind();
+        if kind == StanzaKind::Other && view.xmlns() == Some(SM_NS) {
+            return self.on_sm_element(slot, bytes, fx);
+        }
         if kind == StanzaKind::Other || view.xmlns().is_some_and(|x| x != ns::CLIENT) {
             self.stream_error(slot, "unsupported-stanza-type", fx);
             return Next::Stop;
         }
         self.stats.stanzas_in += 1;
+        let ack = self.sm_receive(slot);
+        let handled = self.dispatch(slot, &view, ack, fx);
+        if let (Handled::Now, Some(ack)) = (handled, ack) {
+            self.sm.mark_handled(ack.session, ack.stanza, fx);
+        }
+        Next::Continue
+    }
+
+    fn dispatch(
+        &mut self,
+        slot: u32,
+        view: &StanzaView<'_>,
+        ack: Option<AckRef>,
+        fx: &mut impl Effects,
+    ) -> Handled {
+        let kind = view.kind();
         let ty = StanzaType::classify(kind, view.stanza_type().as_deref());
         let to = view.to();
         let Some(from) = self.conns.get(slot).and_then(|c| c.jid.as_ref()) else {
-            return Next::Stop;
+            return Handled::Now;
         };
         let target = target(to.as_deref(), kind, from, &self.domain);
         let (mut routes, stamp) = self.routes();
         match target {
             _ if kind == StanzaKind::Iq && ty == StanzaType::Invalid => {
-                routes.reply_error(slot, &view, to.as_deref(), StanzaError::BadRequest, fx);
+                routes.reply_error(slot, view, to.as_deref(), StanzaError::BadRequest, fx);
             }
-            Target::User(to) => routes.outbound(slot, &to, &view, ty, stamp, fx),
-            Target::Server { account } => self.on_server_stanza(slot, &view, ty, account, fx),
+            Target::User(to) => return routes.outbound(slot, &to, view, ack, stamp, fx),
+            Target::Server { account } => self.on_server_stanza(slot, view, ty, account, fx),
             Target::Remote if wants_error(kind, ty) => {
                 let error = StanzaError::RemoteServerNotFound;
-                routes.reply_error(slot, &view, to.as_deref(), error, fx);
+                routes.reply_error(slot, view, to.as_deref(), error, fx);
             }
             Target::Malformed if wants_error(kind, ty) => {
-                routes.reply_error(slot, &view, None, StanzaError::JidMalformed, fx);
+                routes.reply_error(slot, view, None, StanzaError::JidMalformed, fx);
             }
             Target::Remote | Target::Malformed => {}
         }
-        Next::Continue
+        Handled::Now
     }
 
     fn on_server_stanza(
@@ -81,7 +102,7 @@ impl Router {
         fx: &mut impl Effects,
     ) {
         match view.kind() {
-            StanzaKind::Presence if view.to().is_none() => self.set_presence(slot, view, ty),
+            StanzaKind::Presence if view.to().is_none() => self.set_presence(slot, view, ty, fx),
             StanzaKind::Iq => self.answer_iq(slot, view, ty, account, fx),
             StanzaKind::Message if wants_error(StanzaKind::Message, ty) => {
                 let (mut routes, _) = self.routes();
@@ -134,19 +155,31 @@ impl Router {
         };
         self.reply.clear();
         replies::iq_result(&mut self.reply, reply, payload);
-        fx.send(conn.key, &self.reply);
-        self.stats.stanzas_out += 1;
+        self.send_reply(slot, fx);
     }
 
     /// Initial/updated presence (RFC 6121 4.2, 4.4) or unavailable presence (4.5) of a session.
-    fn set_presence(&mut self, slot: u32, view: &StanzaView<'_>, ty: StanzaType) {
+    /// Becoming available with a non-negative priority flushes the offline queue to it
+    /// (XEP-0160 3).
+    fn set_presence(
+        &mut self,
+        slot: u32,
+        view: &StanzaView<'_>,
+        ty: StanzaType,
+        fx: &mut impl Effects,
+    ) {
         let Some(conn) = self.conns.get_mut(slot) else {
             return;
         };
         match ty {
             StanzaType::Available => {
+                let reachable_before = conn.available && conn.priority >= 0;
                 conn.available = true;
                 conn.priority = priority(view);
+                if !reachable_before && conn.priority >= 0 {
+                    let (mut routes, _) = self.routes();
+                    routes.flush(slot, fx);
+                }
             }
             StanzaType::Unavailable => conn.available = false,
             _ => {}

@@ -26,7 +26,8 @@ xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><mechanism>PLAIN</mechanism></mechanism
 
 pub const FEATURES_POST_AUTH: &[u8] = b"<stream:features><bind \
 xmlns='urn:ietf:params:xml:ns:xmpp-bind'/><session \
-xmlns='urn:ietf:params:xml:ns:xmpp-session'><optional/></session></stream:features>";
+xmlns='urn:ietf:params:xml:ns:xmpp-session'><optional/></session>\
+<sm xmlns='urn:xmpp:sm:3'/></stream:features>";
 
 pub const STREAM_CLOSE: &[u8] = b"</stream:stream>";
 
@@ -58,6 +59,74 @@ pub fn bind_result(out: &mut Vec<u8>, id: &str, full_jid: &str) {
     out.extend_from_slice(b"><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><jid>");
     rookery_proto::writer::escape_text(full_jid, out);
     out.extend_from_slice(b"</jid></bind></iq>");
+}
+
+/// Our XEP-0198 ack request.
+pub const SM_REQUEST: &[u8] = b"<r xmlns='urn:xmpp:sm:3'/>";
+
+/// `<enabled/>` (XEP-0198 3), with `id`, `resume` and `max` when resumption is on.
+pub fn sm_enabled(out: &mut Vec<u8>, resume: Option<(&str, u64)>) {
+    out.extend_from_slice(b"<enabled xmlns='urn:xmpp:sm:3'");
+    if let Some((id, max_s)) = resume {
+        attr(out, "id", id);
+        out.extend_from_slice(b" resume='true' max='");
+        push_decimal(out, max_s);
+        out.push(b'\'');
+    }
+    out.extend_from_slice(b"/>");
+}
+
+/// `<a h='H'/>`, with `h` modulo 2^32 (XEP-0198 4).
+pub fn sm_ack(out: &mut Vec<u8>, handled: u64) {
+    out.extend_from_slice(b"<a xmlns='urn:xmpp:sm:3' h='");
+    push_decimal(out, handled & u64::from(u32::MAX));
+    out.extend_from_slice(b"'/>");
+}
+
+/// `<resumed h='H' previd='ID'/>` (XEP-0198 5).
+pub fn sm_resumed(out: &mut Vec<u8>, handled: u64, previd: &str) {
+    out.extend_from_slice(b"<resumed xmlns='urn:xmpp:sm:3' h='");
+    push_decimal(out, handled & u64::from(u32::MAX));
+    out.push(b'\'');
+    attr(out, "previd", previd);
+    out.extend_from_slice(b"/>");
+}
+
+/// `<failed><COND xmlns=STANZAS/></failed>` (XEP-0198 6), the condition a stanza error one.
+pub fn sm_failed(out: &mut Vec<u8>, condition: &str) {
+    out.extend_from_slice(b"<failed xmlns='urn:xmpp:sm:3'><");
+    out.extend_from_slice(condition.as_bytes());
+    out.extend_from_slice(b" xmlns='");
+    out.extend_from_slice(ns::STANZAS_ERRORS.as_bytes());
+    out.extend_from_slice(b"'/></failed>");
+}
+
+/// The stream error for an `<a h>` acknowledging more than was sent (XEP-0198 4).
+pub fn handled_count_too_high(out: &mut Vec<u8>, h: u32, sent: u64) {
+    out.extend_from_slice(b"<stream:error><undefined-condition xmlns='");
+    out.extend_from_slice(ns::STREAMS_ERRORS.as_bytes());
+    out.extend_from_slice(b"'/><handled-count-too-high xmlns='urn:xmpp:sm:3' h='");
+    push_decimal(out, u64::from(h));
+    out.extend_from_slice(b"' send-count='");
+    push_decimal(out, sent & u64::from(u32::MAX));
+    out.extend_from_slice(b"'/></stream:error>");
+    out.extend_from_slice(STREAM_CLOSE);
+}
+
+fn push_decimal(out: &mut Vec<u8>, value: u64) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    let mut rest = value;
+    loop {
+        at -= 1;
+        // Lossless: a single decimal digit.
+        digits[at] = b'0' + (rest % 10) as u8;
+        rest /= 10;
+        if rest == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[at..]);
 }
 
 /// Addressing of a reply: `id` echoed, `from`/`to` swapped from the request (RFC 6120 8.3.1).
@@ -106,6 +175,8 @@ pub enum StanzaError {
     JidMalformed,
     RemoteServerNotFound,
     ServiceUnavailable,
+    /// The store refused the message (offline quota, log write failures): try later.
+    ResourceConstraint,
 }
 
 impl StanzaError {
@@ -115,6 +186,7 @@ impl StanzaError {
             StanzaError::JidMalformed => "jid-malformed",
             StanzaError::RemoteServerNotFound => "remote-server-not-found",
             StanzaError::ServiceUnavailable => "service-unavailable",
+            StanzaError::ResourceConstraint => "resource-constraint",
         }
     }
 
@@ -123,6 +195,7 @@ impl StanzaError {
         match self {
             StanzaError::BadRequest | StanzaError::JidMalformed => "modify",
             StanzaError::RemoteServerNotFound | StanzaError::ServiceUnavailable => "cancel",
+            StanzaError::ResourceConstraint => "wait",
         }
     }
 }
@@ -139,7 +212,8 @@ fn addressing(out: &mut Vec<u8>, reply: ReplyTo<'_>) {
     }
 }
 
-fn attr(out: &mut Vec<u8>, name: &str, value: &str) {
+/// ` name='value'`, the value escaped.
+pub(crate) fn attr(out: &mut Vec<u8>, name: &str, value: &str) {
     out.push(b' ');
     out.extend_from_slice(name.as_bytes());
     out.extend_from_slice(b"='");
@@ -197,6 +271,36 @@ mod tests {
             "<message type='error' from='e.com' to='u@e.com'><error type='cancel'>\
              <service-unavailable xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></message>"
         );
+    }
+
+    #[test]
+    fn stream_management_elements() {
+        assert_eq!(
+            text(|o| sm_enabled(o, Some(("x'1", 300)))),
+            "<enabled xmlns='urn:xmpp:sm:3' id='x&apos;1' resume='true' max='300'/>"
+        );
+        assert_eq!(
+            text(|o| sm_enabled(o, None)),
+            "<enabled xmlns='urn:xmpp:sm:3'/>"
+        );
+        assert_eq!(
+            text(|o| sm_ack(o, (1 << 32) + 7)),
+            "<a xmlns='urn:xmpp:sm:3' h='7'/>"
+        );
+        assert_eq!(
+            text(|o| sm_resumed(o, 0, "id")),
+            "<resumed xmlns='urn:xmpp:sm:3' h='0' previd='id'/>"
+        );
+        assert_eq!(
+            text(|o| sm_failed(o, "item-not-found")),
+            "<failed xmlns='urn:xmpp:sm:3'><item-not-found \
+             xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></failed>"
+        );
+        assert!(text(|o| handled_count_too_high(o, 10, 8))
+            .contains("<handled-count-too-high xmlns='urn:xmpp:sm:3' h='10' send-count='8'/>"));
+        let mut out = Vec::new();
+        push_decimal(&mut out, u64::MAX);
+        assert_eq!(out, b"18446744073709551615");
     }
 
     #[test]

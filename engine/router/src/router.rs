@@ -1,8 +1,11 @@
 //! `Router`: the per-shard state machine's public entry points and shared helpers.
 //!
 //! What it does not do: parse frames (see `stream`, `bind`), answer or route stanzas (see
-//! `local`, `routing`); those live in their own modules as further `impl Router` blocks.
-//! It never touches sockets, threads or clocks: time comes in as `now_ms` arguments.
+//! `local`, `routing`), store-and-forward (see `offline`) or stream management (see
+//! `stream_mgmt`); those live in their own modules as further `impl Router` blocks.
+//! It never touches sockets, threads or clocks: time comes in as `now_ms` arguments (a
+//! monotonic clock of the server's choosing), and wall-clock time, needed only for XEP-0203
+//! stamps, as an offset from it set with `set_wall_clock`.
 //!
 //! Invariants:
 //! - every conn in the slab has exactly one timer entry in the wheel until it is closing or has
@@ -10,18 +13,25 @@
 //! - a conn in `Phase::Bound` is in the directory under its bare JID; leaving `Bound` (closing,
 //!   closed) removes it first.
 //! - after `Effects::close` the conn is `Closing` and ignores everything until `on_closed`.
+//! - `now_ms` is the latest time any entry point was given; deep code reads it from there.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 use rookery_proto::{Framer, FramerLimits, Jid};
+use rookery_store::{Durability, Store, StoreConfig};
 
 use crate::config::RouterConfig;
 use crate::conn::{Conn, ConnSlab, Phase};
 use crate::effects::{ConnKey, Effects, Handoff, Mail};
 use crate::ids::IdGen;
+use crate::offline::Waiter;
 use crate::replies;
+use crate::routing::{Envelope, Handled};
 use crate::sessions::Directory;
+use crate::sm_table::SmTable;
 use crate::stats::RouterStats;
+use crate::stream_mgmt::SessionEnd;
 use crate::timers::{TimerEntry, TimerWheel};
 
 /// The XMPP state machine of one shard. See the crate docs for the model.
@@ -41,25 +51,63 @@ pub struct Router {
     pub(crate) reply: Vec<u8>,
     /// Scratch for stamped stanzas being forwarded; reused, never shrunk.
     pub(crate) stamp: Vec<u8>,
+    /// Scratch for stored messages written with a delay stamp; reused, never shrunk.
+    pub(crate) delayed: Vec<u8>,
     due: Vec<TimerEntry>,
+    /// This shard's offline queues and log.
+    pub(crate) store: Store,
+    /// Sessions with XEP-0198 enabled, attached or detached.
+    pub(crate) sm: SmTable,
+    /// Senders to tell once the store commits, in commit order.
+    pub(crate) waiters: VecDeque<Waiter>,
+    /// Conns whose unacked queue overflowed while routing: closed after the current call.
+    pub(crate) doomed: Vec<u32>,
+    pub(crate) now_ms: u64,
+    /// Unix ms minus `now_ms`, from `set_wall_clock`.
+    wall_offset_ms: i64,
 }
 
 impl Router {
-    /// A router for shard `shard` of `config.shards`, with ids seeded from std's RandomState.
+    /// A router for shard `shard` of `config.shards` with an in-memory store (durability
+    /// `Memory`, default offline quota): nothing survives the process. For tests and tools;
+    /// the server passes its opened store to `with_store`. Ids are seeded from RandomState.
     ///
     /// # Panics
     /// If `config.domain` is not a valid JID domain (the server validates it at start-up), or
     /// if `shard >= config.shards` (a wiring bug).
     pub fn new(config: Arc<RouterConfig>, shard: u16) -> Router {
-        Router::with_ids(config, IdGen::new(shard), shard)
+        Router::with_store(config, shard, memory_store(shard))
+    }
+
+    /// A router owning `store`, the shard's opened store (any durability).
+    ///
+    /// # Panics
+    /// As `new`.
+    pub fn with_store(config: Arc<RouterConfig>, shard: u16, store: Store) -> Router {
+        Router::assemble(config, IdGen::new(shard), shard, store)
     }
 
     /// Like `new` with a fixed id seed, for deterministic tests and the simulator.
     pub fn with_seed(config: Arc<RouterConfig>, shard: u16, seed: u64) -> Router {
-        Router::with_ids(config, IdGen::with_seed(shard, seed), shard)
+        Router::assemble(
+            config,
+            IdGen::with_seed(shard, seed),
+            shard,
+            memory_store(shard),
+        )
     }
 
-    fn with_ids(config: Arc<RouterConfig>, ids: IdGen, shard: u16) -> Router {
+    /// Like `with_store` with a fixed id seed.
+    pub fn with_store_and_seed(
+        config: Arc<RouterConfig>,
+        shard: u16,
+        store: Store,
+        seed: u64,
+    ) -> Router {
+        Router::assemble(config, IdGen::with_seed(shard, seed), shard, store)
+    }
+
+    fn assemble(config: Arc<RouterConfig>, ids: IdGen, shard: u16, store: Store) -> Router {
         // Invariant: the server validated and lowercased the domain before building config.
         let domain = Jid::new(None, &config.domain, None).expect("RouterConfig::domain is valid");
         let shards = config.shards.max(1);
@@ -82,19 +130,45 @@ impl Router {
             stats: RouterStats::default(),
             reply: Vec::new(),
             stamp: Vec::new(),
+            delayed: Vec::new(),
             due: Vec::new(),
+            store,
+            sm: SmTable::default(),
+            waiters: VecDeque::new(),
+            doomed: Vec::new(),
+            now_ms: 0,
+            wall_offset_ms: 0,
         }
+    }
+
+    /// Tells the router that monotonic `now_ms` is Unix time `unix_ms` (wall clock). Used
+    /// only for XEP-0203 stamps of stored messages; call once at start (and again whenever
+    /// the wall clock may have been stepped). Until then stamps count from the Unix epoch.
+    pub fn set_wall_clock(&mut self, now_ms: u64, unix_ms: u64) {
+        self.wall_offset_ms = unix_ms as i64 - now_ms as i64;
+    }
+
+    /// Wall-clock Unix ms at the latest `now_ms`.
+    pub(crate) fn wall_ms(&self) -> u64 {
+        let wall = self.now_ms as i64 + self.wall_offset_ms;
+        wall.max(0) as u64
+    }
+
+    pub(crate) fn advance_clock(&mut self, now_ms: u64) {
+        self.now_ms = self.now_ms.max(now_ms);
     }
 
     /// A new conn accepted by this shard. Nothing is sent until the client's header.
     pub fn on_connect(&mut self, conn: ConnKey, now_ms: u64, fx: &mut impl Effects) {
         let _ = fx;
+        self.advance_clock(now_ms);
         let framer = Framer::new(self.limits);
         self.insert_conn(Conn::new(conn, framer, now_ms), now_ms);
     }
 
     /// Bytes received on `conn`.
     pub fn on_data(&mut self, conn: ConnKey, data: &[u8], now_ms: u64, fx: &mut impl Effects) {
+        self.advance_clock(now_ms);
         let Some(slot) = self.conns.slot_of(conn) else {
             return;
         };
@@ -106,20 +180,23 @@ impl Router {
         }
         state.active_ms = now_ms;
         self.feed(slot, data, fx);
+        self.close_doomed(fx);
     }
 
-    /// The conn is gone (peer closed, error, or after our close). Ends its session.
+    /// The conn is gone (peer closed, error, or after our close). Ends its session, or
+    /// detaches it when it enabled XEP-0198 resumption.
     pub fn on_closed(&mut self, conn: ConnKey, now_ms: u64, fx: &mut impl Effects) {
-        let _ = (now_ms, fx);
+        let _ = fx;
+        self.advance_clock(now_ms);
         if let Some(slot) = self.conns.slot_of(conn) {
-            self.leave_directory(slot);
+            self.leave_directory(slot, SessionEnd::Detach);
             self.conns.remove(slot);
         }
     }
 
     /// Mail from another shard.
     pub fn on_mail(&mut self, mail: Mail, now_ms: u64, fx: &mut impl Effects) {
-        let _ = now_ms;
+        self.advance_clock(now_ms);
         self.stats.mail_in += 1;
         match mail {
             Mail::Deliver {
@@ -128,11 +205,25 @@ impl Router {
                 kind,
                 ty,
                 stanza,
+                ack,
             } => {
+                let envelope = Envelope {
+                    to: &to,
+                    from: &from,
+                    kind,
+                    ty,
+                    stanza: &stanza,
+                };
                 let (mut routes, _) = self.routes();
-                routes.deliver_home(&to, &from, kind, ty, &stanza, fx);
+                let handled = routes.deliver_home(&envelope, ack, fx);
+                // Every Deliver carrying an ack is answered exactly once (see `effects`).
+                if let (Handled::Now, Some(ack)) = (handled, ack) {
+                    self.release(ack, fx);
+                }
             }
+            Mail::Committed(ack) => self.sm.mark_handled(ack.session, ack.stanza, fx),
         }
+        self.close_doomed(fx);
     }
 
     /// A conn handed over by another shard arrives here under a new key.
@@ -144,12 +235,19 @@ impl Router {
         now_ms: u64,
         fx: &mut impl Effects,
     ) {
+        self.advance_clock(now_ms);
         self.stats.handoffs_in += 1;
         self.adopt(conn, handoff, leftover, now_ms, fx);
+        self.close_doomed(fx);
     }
 
-    /// Timers: auth timeout, idle timeout. Call at least every ~100 ms or at next_deadline_ms.
+    /// Timers: auth and idle timeouts, XEP-0198 request pacing and resumption windows, and the
+    /// store's retry pacing after a failed write (so the next `begin_commit` retries). Call at
+    /// least every ~100 ms or at next_deadline_ms.
     pub fn on_tick(&mut self, now_ms: u64, fx: &mut impl Effects) {
+        self.advance_clock(now_ms);
+        self.store.retry_due(now_ms);
+        self.sm_tick(fx);
         let mut due = std::mem::take(&mut self.due);
         self.wheel.expire(now_ms, &mut due);
         for entry in due.drain(..) {
@@ -165,11 +263,15 @@ impl Router {
             }
         }
         self.due = due;
+        self.close_doomed(fx);
     }
 
     /// When `on_tick` next has work (at most one timer slot late); None when no timer is set.
     pub fn next_deadline_ms(&self) -> Option<u64> {
-        self.wheel.next_deadline_ms()
+        match (self.wheel.next_deadline_ms(), self.sm.next_deadline_ms()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// Graceful stop: every stream gets `<system-shutdown/>` + `</stream:stream>` and a close.
@@ -183,19 +285,25 @@ impl Router {
         RouterStats {
             conns: self.conns.len() as u64,
             sessions: self.directory.sessions() as u64,
+            detached_sessions: self.sm.detached() as u64,
+            stored_messages: self.store.live_messages() as u64,
             ..self.stats
         }
     }
 
     /// User-space heap bytes held by conns and sessions: slab, key index and directory tables
     /// by capacity (entry size + 1 control byte), each conn's JID and framer buffer, the timer
-    /// wheel and the scratch buffers. Allocator overhead per block is not counted. O(conns).
+    /// wheel, stream management state, commit waiters and the scratch buffers. Allocator
+    /// overhead per block is not counted, nor the store (see `Store::stats`). O(conns).
     pub fn heap_bytes(&self) -> usize {
         self.conns.heap_bytes()
             + self.directory.heap_bytes()
             + self.wheel.heap_bytes()
+            + self.sm.heap_bytes()
+            + self.waiters.capacity() * std::mem::size_of::<Waiter>()
             + self.reply.capacity()
             + self.stamp.capacity()
+            + self.delayed.capacity()
             + self.due.capacity() * std::mem::size_of::<TimerEntry>()
     }
 
@@ -213,7 +321,7 @@ impl Router {
     pub(crate) fn insert_conn(&mut self, conn: Conn, now_ms: u64) -> u32 {
         if let Some(old) = self.conns.slot_of(conn.key) {
             // The server reused a key before on_closed: drop the stale conn quietly.
-            self.leave_directory(old);
+            self.leave_directory(old, SessionEnd::Detach);
             self.conns.remove(old);
         }
         let slot = self.conns.insert(conn);
@@ -262,7 +370,29 @@ impl Router {
         fx.send(conn.key, &self.reply);
         fx.close(conn.key);
         self.stats.stream_errors += 1;
-        self.leave_directory(slot);
+        self.leave_directory(slot, SessionEnd::after_stream_error(condition));
+    }
+
+    /// Like `stream_error`, with the error (and `</stream:stream>`) already written into
+    /// `self.reply` by the caller. For bound conns only, whose header went out long ago.
+    pub(crate) fn stream_error_raw(&mut self, slot: u32, end: SessionEnd, fx: &mut impl Effects) {
+        let Some(conn) = self.conns.get(slot) else {
+            return;
+        };
+        if conn.phase == Phase::Closing {
+            return;
+        }
+        fx.send(conn.key, &self.reply);
+        fx.close(conn.key);
+        self.stats.stream_errors += 1;
+        self.leave_directory(slot, end);
+    }
+
+    /// Closes the conns whose XEP-0198 queue overflowed during the last call.
+    fn close_doomed(&mut self, fx: &mut impl Effects) {
+        while let Some(slot) = self.doomed.pop() {
+            self.stream_error(slot, "policy-violation", fx);
+        }
     }
 
     /// Answers the client's `</stream:stream>` with ours and closes.
@@ -272,19 +402,33 @@ impl Router {
         };
         fx.send(conn.key, replies::STREAM_CLOSE);
         fx.close(conn.key);
-        self.leave_directory(slot);
+        // XEP-0198 7: a cleanly closed stream cannot be resumed.
+        self.leave_directory(slot, SessionEnd::Terminate);
     }
 
-    /// Marks the conn closing and takes its session (if any) out of the directory.
-    fn leave_directory(&mut self, slot: u32) {
+    /// Marks the conn closing, takes its session (if any) out of the directory, and ends or
+    /// detaches its stream management session as `end` says.
+    fn leave_directory(&mut self, slot: u32, end: SessionEnd) {
         let Some(conn) = self.conns.get_mut(slot) else {
             return;
         };
         let was_bound = conn.phase == Phase::Bound;
         conn.phase = Phase::Closing;
+        let presence = (conn.available, conn.priority);
         conn.available = false;
+        let sm = conn.sm.take();
         if let (true, Some(jid)) = (was_bound, conn.jid.as_ref()) {
             self.directory.remove(jid.bare_str(), slot);
         }
+        if let Some(token) = sm {
+            self.end_sm(token, end, presence);
+        }
     }
+}
+
+/// The store of `new` and `with_seed`: in memory, nothing to open.
+fn memory_store(shard: u16) -> Store {
+    let config = StoreConfig::new("", shard).with_durability(Durability::Memory);
+    // Invariant: a Memory store touches no file, so opening it cannot fail.
+    Store::open(config).expect("a Memory store opens without I/O")
 }

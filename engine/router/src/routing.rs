@@ -1,27 +1,38 @@
 //! Routing of stanzas between users (RFC 6120 10, RFC 6121 8): where a session's stanza goes,
-//! and how a stanza is delivered on the recipient's home shard (RFC 6121 8.5).
+//! and how a stanza is delivered on the recipient's home shard (RFC 6121 8.5), including the
+//! XEP-0198 accounting of everything written to a session.
 //!
-//! What it does not do: answer stanzas addressed to the server (see `local`), store offline
-//! messages or broadcast presence (later issues: rosters, offline store).
+//! What it does not do: answer stanzas addressed to the server (see `local`), store messages
+//! and flush offline queues (see `offline`, which adds to `Routes`), or broadcast presence.
 //!
 //! Invariants:
 //! - forwarded bytes are the client's bytes with only `from` stamped (the full JID of the
 //!   session); everything else, XEP-0184 receipts included, passes through untouched;
 //! - a stanza for a user is delivered only on the user's home shard: here when the home is
 //!   this shard, else it goes out as one `Mail::Deliver`;
+//! - every message of type normal or chat for a local user is stored before it is written
+//!   anywhere (store-and-forward): no session available means it waits, not a bounce;
+//! - every stanza written to a session with XEP-0198 goes through `Routes::send` or
+//!   `deliver_stored`, so the outbound count is exact;
 //! - an error stanza never causes another error (no bounce loops); bounces are routed to the
 //!   sender's full JID like any stanza, so they reach senders on other shards too;
-//! - the steady-state local path allocates nothing but the parsed recipient `Jid` (proto has
-//!   no borrowed JID parse yet): both byte buffers are reused.
+//! - `route` returns `Handled::Later` only when someone will report the stanza handled:
+//!   a commit waiter here, or the home shard's `Mail::Committed`.
+
+use std::collections::VecDeque;
 
 use rookery_proto::{Jid, StanzaKind, StanzaView};
+use rookery_store::Store;
 
 use crate::conn::ConnSlab;
-use crate::effects::{Effects, Mail, StanzaType};
+use crate::effects::{AckRef, Effects, Mail, StanzaType};
 use crate::home_shard;
+use crate::offline::{is_stored_type, Waiter};
 use crate::replies::{self, ReplyTo, StanzaError};
 use crate::router::Router;
 use crate::sessions::Directory;
+use crate::sm::Unacked;
+use crate::sm_table::SmTable;
 use crate::stats::RouterStats;
 
 /// Where a session's stanza is addressed.
@@ -82,184 +93,230 @@ pub(crate) fn kind_name(kind: StanzaKind) -> &'static str {
     }
 }
 
-/// The parts of the router that routing reads or counts; borrowed apart from the conn slab so
-/// a sender's JID (which lives in the slab) can be used while delivering.
+/// Whether an inbound stanza (XEP-0198) is handled now, or once a store commits it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Handled {
+    Now,
+    Later,
+}
+
+/// A stanza on its way: addressing, classification and the bytes as they go on the wire.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Envelope<'a> {
+    pub to: &'a Jid,
+    pub from: &'a Jid,
+    pub kind: StanzaKind,
+    pub ty: StanzaType,
+    pub stanza: &'a [u8],
+}
+
+/// The parts of the router that routing reads or changes; borrowed apart from the conn slab
+/// so a sender's JID (which lives in the slab) can be used while delivering.
 pub(crate) struct Routes<'a> {
     pub conns: &'a ConnSlab,
     pub directory: &'a Directory,
+    pub sm: &'a mut SmTable,
+    pub store: &'a mut Store,
+    pub waiters: &'a mut VecDeque<Waiter>,
+    pub doomed: &'a mut Vec<u32>,
     pub stats: &'a mut RouterStats,
     pub reply: &'a mut Vec<u8>,
+    /// Scratch for stored messages written with a delay stamp.
+    pub delayed: &'a mut Vec<u8>,
+    pub domain: &'a Jid,
     pub shard: u16,
     pub shards: u16,
+    pub now_ms: u64,
+    pub wall_ms: u64,
 }
 
 impl Router {
     /// Routing access plus the stamping buffer.
     pub(crate) fn routes(&mut self) -> (Routes<'_>, &mut Vec<u8>) {
+        let wall_ms = self.wall_ms();
         let routes = Routes {
             conns: &self.conns,
             directory: &self.directory,
+            sm: &mut self.sm,
+            store: &mut self.store,
+            waiters: &mut self.waiters,
+            doomed: &mut self.doomed,
             stats: &mut self.stats,
             reply: &mut self.reply,
+            delayed: &mut self.delayed,
+            domain: &self.domain,
             shard: self.shard,
             shards: self.shards,
+            now_ms: self.now_ms,
+            wall_ms,
         };
         (routes, &mut self.stamp)
+    }
+
+    /// Writes `self.reply` (a stanza) to the session in `slot`, counted for XEP-0198.
+    pub(crate) fn send_reply(&mut self, slot: u32, fx: &mut impl Effects) {
+        let reply = std::mem::take(&mut self.reply);
+        let (mut routes, _) = self.routes();
+        routes.send(slot, &reply, fx);
+        self.reply = reply;
     }
 }
 
 impl Routes<'_> {
-    /// Stamps a session's stanza with its full JID and routes it to user `to`.
+    /// Stamps a session's stanza with its full JID and routes it to user `to`. `ack` names the
+    /// stanza for XEP-0198 when the sender counts; only messages may be stored, so only they
+    /// take it along.
     pub fn outbound(
         &mut self,
         slot: u32,
         to: &Jid,
         view: &StanzaView<'_>,
-        ty: StanzaType,
+        ack: Option<AckRef>,
         stamp: &mut Vec<u8>,
         fx: &mut impl Effects,
-    ) {
+    ) -> Handled {
         let conns = self.conns;
         let Some(from) = conns.get(slot).and_then(|c| c.jid.as_ref()) else {
-            return;
+            return Handled::Now;
         };
         stamp.clear();
         view.stamp(from.as_str(), None, stamp);
-        self.route(to, from, view.kind(), ty, stamp, fx);
+        let kind = view.kind();
+        let ty = StanzaType::classify(kind, view.stanza_type().as_deref());
+        let ack = ack.filter(|_| kind == StanzaKind::Message);
+        let envelope = Envelope {
+            to,
+            from,
+            kind,
+            ty,
+            stanza: stamp,
+        };
+        self.route(&envelope, ack, fx)
     }
 
     /// Delivers here if `to` is homed on this shard, else mails its home shard.
     fn route(
         &mut self,
-        to: &Jid,
-        from: &Jid,
-        kind: StanzaKind,
-        ty: StanzaType,
-        stanza: &[u8],
+        envelope: &Envelope<'_>,
+        ack: Option<AckRef>,
         fx: &mut impl Effects,
-    ) {
-        let home = home_shard(to, self.shards);
+    ) -> Handled {
+        let home = home_shard(envelope.to, self.shards);
         if home == self.shard {
-            self.deliver_home(to, from, kind, ty, stanza, fx);
-            return;
+            return self.deliver_home(envelope, ack, fx);
         }
-        let stanza = stanza.into();
         fx.mail(
             home,
             Mail::Deliver {
-                to: to.clone(),
-                from: from.clone(),
-                kind,
-                ty,
-                stanza,
+                to: envelope.to.clone(),
+                from: envelope.from.clone(),
+                kind: envelope.kind,
+                ty: envelope.ty,
+                stanza: envelope.stanza.into(),
+                ack,
             },
         );
         self.stats.mail_out += 1;
+        match ack {
+            Some(_) => Handled::Later,
+            None => Handled::Now,
+        }
     }
 
     /// RFC 6121 8.5 on the recipient's home shard.
     pub fn deliver_home(
         &mut self,
-        to: &Jid,
-        from: &Jid,
-        kind: StanzaKind,
-        ty: StanzaType,
-        stanza: &[u8],
+        envelope: &Envelope<'_>,
+        ack: Option<AckRef>,
         fx: &mut impl Effects,
-    ) {
-        match kind {
-            StanzaKind::Message => self.deliver_message(to, from, ty, stanza, fx),
-            StanzaKind::Presence => self.deliver_presence(to, ty, stanza, fx),
-            StanzaKind::Iq => self.deliver_iq(to, from, ty, stanza, fx),
+    ) -> Handled {
+        match envelope.kind {
+            StanzaKind::Message => return self.deliver_message(envelope, ack, fx),
+            StanzaKind::Presence => self.deliver_presence(envelope, fx),
+            StanzaKind::Iq => self.deliver_iq(envelope, fx),
             StanzaKind::Other => {}
         }
+        Handled::Now
     }
 
     fn deliver_message(
         &mut self,
-        to: &Jid,
-        from: &Jid,
-        ty: StanzaType,
-        stanza: &[u8],
+        envelope: &Envelope<'_>,
+        ack: Option<AckRef>,
         fx: &mut impl Effects,
-    ) {
-        if to.resource().is_some() {
-            if let Some(slot) = self.session(to) {
-                self.send(slot, stanza, fx);
-                return;
+    ) -> Handled {
+        let ty = envelope.ty;
+        let storable = is_stored_type(ty);
+        if envelope.to.resource().is_some() {
+            if let Some(slot) = self.session(envelope.to) {
+                if storable {
+                    return self.store_and_deliver(envelope, Some(slot), ack, fx);
+                }
+                self.send(slot, envelope.stanza, fx);
+                return Handled::Now;
             }
             // RFC 6121 8.5.3.2.1: only normal and chat fall back to the bare JID.
-            if !matches!(ty, StanzaType::Normal | StanzaType::Chat) {
-                self.bounce(to, from, StanzaKind::Message, ty, stanza, fx);
-                return;
+            if !storable {
+                self.bounce(envelope, StanzaError::ServiceUnavailable, fx);
+                return Handled::Now;
             }
         }
         // RFC 6121 8.5.2.1.1: groupchat to a bare JID is refused; errors are never delivered.
         if matches!(ty, StanzaType::Groupchat | StanzaType::Error) {
-            self.bounce(to, from, StanzaKind::Message, ty, stanza, fx);
-            return;
+            self.bounce(envelope, StanzaError::ServiceUnavailable, fx);
+            return Handled::Now;
         }
-        let delivered = self.send_to_available(to, stanza, |priority| priority >= 0, fx);
-        if delivered == 0 {
-            self.bounce(to, from, StanzaKind::Message, ty, stanza, fx);
+        if ty == StanzaType::Headline {
+            // Headlines are not stored: no available resource means they are dropped.
+            self.send_to_available(envelope.to, envelope.stanza, |priority| priority >= 0, fx);
+            return Handled::Now;
         }
+        self.store_and_deliver(envelope, None, ack, fx)
     }
 
-    fn deliver_presence(&mut self, to: &Jid, ty: StanzaType, stanza: &[u8], fx: &mut impl Effects) {
+    fn deliver_presence(&mut self, envelope: &Envelope<'_>, fx: &mut impl Effects) {
         // Probes are the server's business (answered from rosters, a later issue).
-        if matches!(ty, StanzaType::Probe | StanzaType::Invalid) {
+        if matches!(envelope.ty, StanzaType::Probe | StanzaType::Invalid) {
             return;
         }
-        if to.resource().is_some() {
-            if let Some(slot) = self.session(to) {
-                self.send(slot, stanza, fx);
+        if envelope.to.resource().is_some() {
+            if let Some(slot) = self.session(envelope.to) {
+                self.send(slot, envelope.stanza, fx);
             }
             return;
         }
-        self.send_to_available(to, stanza, |_| true, fx);
+        self.send_to_available(envelope.to, envelope.stanza, |_| true, fx);
     }
 
-    fn deliver_iq(
-        &mut self,
-        to: &Jid,
-        from: &Jid,
-        ty: StanzaType,
-        stanza: &[u8],
-        fx: &mut impl Effects,
-    ) {
-        if let Some(slot) = self.session(to) {
-            self.send(slot, stanza, fx);
+    fn deliver_iq(&mut self, envelope: &Envelope<'_>, fx: &mut impl Effects) {
+        if let Some(slot) = self.session(envelope.to) {
+            self.send(slot, envelope.stanza, fx);
             return;
         }
-        self.bounce(to, from, StanzaKind::Iq, ty, stanza, fx);
+        self.bounce(envelope, StanzaError::ServiceUnavailable, fx);
     }
 
-    /// Sends to every available session of `to`'s bare JID whose priority passes; returns
-    /// how many got it.
+    /// Sends to every available session of `to`'s bare JID whose priority passes.
     fn send_to_available(
         &mut self,
         to: &Jid,
         stanza: &[u8],
         priority_ok: impl Fn(i8) -> bool,
         fx: &mut impl Effects,
-    ) -> usize {
-        let conns = self.conns;
-        let mut delivered = 0;
-        for &slot in self.directory.slots(to.bare_str()) {
+    ) {
+        let (conns, directory) = (self.conns, self.directory);
+        for &slot in directory.slots(to.bare_str()) {
             let Some(conn) = conns.get(slot) else {
                 continue;
             };
             if conn.available && priority_ok(conn.priority) {
-                fx.send(conn.key, stanza);
-                delivered += 1;
+                self.send(slot, stanza, fx);
             }
         }
-        self.stats.stanzas_out += delivered as u64;
-        delivered
     }
 
-    /// The session bound to full JID `to` on this shard.
-    fn session(&self, to: &Jid) -> Option<u32> {
+    /// The session bound to full JID `to` on this shard (attached sessions only).
+    pub fn session(&self, to: &Jid) -> Option<u32> {
         let resource = to.resource()?;
         let mut slots = self.directory.slots(to.bare_str()).iter().copied();
         slots.find(|&slot| {
@@ -268,44 +325,60 @@ impl Routes<'_> {
         })
     }
 
-    fn send(&mut self, slot: u32, stanza: &[u8], fx: &mut impl Effects) {
-        if let Some(conn) = self.conns.get(slot) {
+    /// Writes a stanza that is not a stored message to the session in `slot`; with XEP-0198
+    /// it is kept for retransmission until acknowledged, and a full queue dooms the stream.
+    pub fn send(&mut self, slot: u32, stanza: &[u8], fx: &mut impl Effects) {
+        let conns = self.conns;
+        let Some(conn) = conns.get(slot) else {
+            return;
+        };
+        let session = conn
+            .sm
+            .and_then(|token| Some((token, self.sm.get_mut(token)?)));
+        let Some((token, session)) = session else {
             fx.send(conn.key, stanza);
             self.stats.stanzas_out += 1;
+            return;
+        };
+        if !session.room_for_any() {
+            self.doomed.push(slot);
+            return;
+        }
+        fx.send(conn.key, stanza);
+        self.stats.stanzas_out += 1;
+        let request_now = session.push_unacked(Unacked::Bytes(stanza.into()));
+        if self.sm.after_send(token, request_now, self.now_ms) {
+            fx.send(conn.key, replies::SM_REQUEST);
         }
     }
 
-    /// Sends `service-unavailable` back to `from`, on behalf of `to`, if the stanza warrants
+    /// Sends `error` back to the sender, on behalf of the recipient, if the stanza warrants
     /// an error (never for errors, results, presence or headlines). The error is routed.
-    fn bounce(
-        &mut self,
-        to: &Jid,
-        from: &Jid,
-        kind: StanzaKind,
-        ty: StanzaType,
-        stanza: &[u8],
-        fx: &mut impl Effects,
-    ) {
-        if !wants_error(kind, ty) {
+    pub fn bounce(&mut self, envelope: &Envelope<'_>, error: StanzaError, fx: &mut impl Effects) {
+        if !wants_error(envelope.kind, envelope.ty) {
             return;
         }
-        let id = StanzaView::parse(stanza).ok().and_then(|view| view.id());
+        let id = StanzaView::parse(envelope.stanza)
+            .ok()
+            .and_then(|view| view.id());
         // Taken so the error can be routed with `&mut self`; put back to keep its capacity.
-        let mut error = std::mem::take(self.reply);
-        error.clear();
+        let mut bytes = std::mem::take(self.reply);
+        bytes.clear();
         let reply = ReplyTo {
             id: id.as_deref(),
-            from: Some(to.as_str()),
-            to: Some(from.as_str()),
+            from: Some(envelope.to.as_str()),
+            to: Some(envelope.from.as_str()),
         };
-        replies::stanza_error(
-            &mut error,
-            kind_name(kind),
-            reply,
-            StanzaError::ServiceUnavailable,
-        );
-        self.route(from, to, kind, StanzaType::Error, &error, fx);
-        *self.reply = error;
+        replies::stanza_error(&mut bytes, kind_name(envelope.kind), reply, error);
+        let back = Envelope {
+            to: envelope.from,
+            from: envelope.to,
+            kind: envelope.kind,
+            ty: StanzaType::Error,
+            stanza: &bytes,
+        };
+        self.route(&back, None, fx);
+        *self.reply = bytes;
     }
 
     /// An error straight back to the session in `slot` (it is on this shard by construction).
@@ -323,15 +396,16 @@ impl Routes<'_> {
         };
         let to = conn.jid.as_ref().map(Jid::as_str);
         let id = view.id();
-        self.reply.clear();
+        let mut bytes = std::mem::take(self.reply);
+        bytes.clear();
         let reply = ReplyTo {
             id: id.as_deref(),
             from: error_from,
             to,
         };
-        replies::stanza_error(self.reply, kind_name(view.kind()), reply, error);
-        fx.send(conn.key, self.reply);
-        self.stats.stanzas_out += 1;
+        replies::stanza_error(&mut bytes, kind_name(view.kind()), reply, error);
+        self.send(slot, &bytes, fx);
+        *self.reply = bytes;
     }
 }
 

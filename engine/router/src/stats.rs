@@ -1,8 +1,8 @@
 //! Counters of one router, read by the server's metrics endpoint through `Router::stats`.
 //!
 //! What it does not do: aggregate across shards or export anything (the server does).
-//! Invariants: `conns` and `sessions` are gauges (current values), every other field is a
-//! counter that only grows.
+//! Invariants: `conns`, `sessions`, `detached_sessions` and `stored_messages` are gauges
+//! (current values), every other field is a counter that only grows.
 
 /// A snapshot of one router's counters.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -23,4 +23,17 @@ pub struct RouterStats {
     pub stream_errors: u64,
     pub handoffs_out: u64,
     pub handoffs_in: u64,
+    /// XEP-0198 sessions waiting for resumption.
+    pub detached_sessions: u64,
+    /// Messages in this shard's store (offline or awaiting the recipient's ack).
+    pub stored_messages: u64,
+    /// Messages put in the store.
+    pub messages_stored: u64,
+    /// Messages the store refused (quota, unavailable): each got a resource-constraint error.
+    pub store_refusals: u64,
+    /// Stored messages delivered with a delay stamp (offline flush, backlog).
+    pub offline_delivered: u64,
+    /// Successful XEP-0198 resumptions, and refused ones.
+    pub resumed: u64,
+    pub resume_failures: u64,
 }

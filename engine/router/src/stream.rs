@@ -2,7 +2,7 @@
 //! the dispatch of stanzas by phase.
 //!
 //! What it does not do: resource binding and hand-off (see `bind`), answering or routing
-//! stanzas of a session (see `local`, `routing`).
+//! stanzas of a session (see `local`, `routing`), stream management (see `stream_mgmt`).
 //!
 //! Invariants:
 //! - the framer is moved out of the conn for the duration of `feed`, so frames (which borrow
@@ -15,9 +15,8 @@ use rookery_proto::element::Element;
 use rookery_proto::{ns, Frame, Jid};
 
 use crate::auth::{check_plain, SaslFailure};
-use crate::bind::BindRequest;
 use crate::conn::Phase;
-use crate::effects::Effects;
+use crate::effects::{Effects, HomeRequest};
 use crate::replies;
 use crate::router::Router;
 
@@ -31,8 +30,11 @@ pub(crate) enum Next {
     Restart,
     /// The conn is closing: stop parsing.
     Stop,
-    /// The bind must complete on the user's home shard.
-    HandOff(BindRequest),
+    /// The bind (or resumption) must complete on the user's home shard, `dest`.
+    HandOff {
+        dest: u16,
+        request: HomeRequest,
+    },
 }
 
 impl Router {
@@ -58,7 +60,9 @@ impl Router {
                 Next::Continue => {}
                 Next::Restart => framer.reset(),
                 Next::Stop => break,
-                Next::HandOff(request) => return self.hand_off(slot, framer, request, rest, fx),
+                Next::HandOff { dest, request } => {
+                    return self.hand_off(slot, framer, dest, request, rest, fx)
+                }
             }
         }
         if let Some(conn) = self.conns.get_mut(slot) {

@@ -3,6 +3,12 @@
 //! flows are tested without threads or sockets. Public so the simulator and the server's tests
 //! can reuse it.
 //!
+//! Stores: `Cluster::new` gives every router an in-memory store (everything is committed at
+//! once); `Cluster::with_stores` takes the caller's (e.g. `Log` durability in a temp dir), and
+//! the test then runs the group commit itself with `commit` / `fail_commit`, so it can look at
+//! what happens before and after a commit. The wall clock starts at `TEST_WALL_CLOCK_MS`
+//! (2026-11-28T18:00:00.000Z) and moves with `advance`.
+//!
 //! What it does not do: simulate I/O timing, mailbox capacity or partial writes (the simulator
 //! does that). Failures inside the harness `panic!` on purpose: it is test code.
 //!
@@ -15,6 +21,7 @@ use std::sync::Arc;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use rookery_proto::Jid;
+use rookery_store::{Store, StoreError, SyncWriter};
 
 use crate::{
     home_shard, token_password, AuthBackend, ConnKey, Effects, Handoff, Mail, Router, RouterConfig,
@@ -61,6 +68,10 @@ impl RecordingEffects {
 pub const TEST_SECRET: &[u8] = b"rookery-test-secret";
 /// The domain the harness serves.
 pub const TEST_DOMAIN: &str = "example.com";
+/// Unix ms of the cluster's start (`now_ms` 1000): 2026-11-28T18:00:00.000Z.
+pub const TEST_WALL_CLOCK_MS: u64 = 1_795_888_800_000;
+/// The cluster's `now_ms` at start.
+const START_MS: u64 = 1_000;
 
 /// A logical client of the cluster (stable across hand-offs).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -95,23 +106,73 @@ impl Cluster {
 
     /// Like `new`, letting the caller adjust the config first.
     pub fn with_config(shards: u16, adjust: impl FnOnce(&mut RouterConfig)) -> Cluster {
-        let auth = AuthBackend::Token {
-            secret: TEST_SECRET.to_vec(),
-        };
-        let mut config = RouterConfig::new(TEST_DOMAIN, auth);
-        config.shards = shards;
-        adjust(&mut config);
-        let config = Arc::new(config);
+        let config = test_config(shards, adjust);
         let routers =
             (0..shards).map(|s| Router::with_seed(config.clone(), s, 0x5eed + u64::from(s)));
+        Cluster::assemble(routers.collect())
+    }
+
+    /// Like `with_config`, with shard `s`'s store made by `store(s)`.
+    pub fn with_stores(
+        shards: u16,
+        adjust: impl FnOnce(&mut RouterConfig),
+        mut store: impl FnMut(u16) -> Store,
+    ) -> Cluster {
+        let config = test_config(shards, adjust);
+        let routers = (0..shards).map(|s| {
+            Router::with_store_and_seed(config.clone(), s, store(s), 0x5eed + u64::from(s))
+        });
+        Cluster::assemble(routers.collect())
+    }
+
+    fn assemble(mut routers: Vec<Router>) -> Cluster {
+        for router in &mut routers {
+            router.set_wall_clock(START_MS, TEST_WALL_CLOCK_MS);
+        }
+        let shards = routers.len();
         Cluster {
-            routers: routers.collect(),
+            routers,
             fx: (0..shards).map(|_| RecordingEffects::default()).collect(),
             clients: Vec::new(),
             by_key: HashMap::new(),
             next_key: 1,
-            now_ms: 1_000,
+            now_ms: START_MS,
         }
+    }
+
+    /// Runs one group commit on `shard` with a blocking writer, then delivers what it
+    /// releases (acks, `Mail::Committed`). `Ok(None)`: nothing was pending.
+    pub fn commit(&mut self, shard: u16) -> Result<Option<u64>, StoreError> {
+        let s = usize::from(shard);
+        let result = self.routers[s].commit_with(&mut SyncWriter, self.now_ms, &mut self.fx[s]);
+        self.pump();
+        result
+    }
+
+    /// `commit` on every shard, in order, until none has anything pending.
+    pub fn commit_all(&mut self) {
+        for shard in 0..self.routers.len() as u16 {
+            if let Err(error) = self.commit(shard) {
+                panic!("commit on shard {shard} failed: {error}");
+            }
+        }
+    }
+
+    /// A group commit on `shard` whose write fails with `error` (disk full, ...). Returns
+    /// false when nothing was pending.
+    pub fn fail_commit(&mut self, shard: u16, error: std::io::Error) -> bool {
+        let s = usize::from(shard);
+        let Some(batch) = self.routers[s].store_mut().begin_commit() else {
+            return false;
+        };
+        let result = self.routers[s].finish_commit(batch, Err(error), self.now_ms, &mut self.fx[s]);
+        assert!(result.is_err(), "a failed write must not commit");
+        self.pump();
+        true
+    }
+
+    pub fn router_mut(&mut self, shard: u16) -> &mut Router {
+        &mut self.routers[usize::from(shard)]
     }
 
     /// A new conn accepted by `shard`.
@@ -266,6 +327,16 @@ impl Cluster {
     /// Logs `user` in on `shard` with the token backend and binds `resource` (or a generated
     /// one); returns the client and its full JID. Panics if any step fails.
     pub fn login(&mut self, shard: u16, user: &str, resource: Option<&str>) -> (ClientId, String) {
+        let client = self.authenticate(shard, user);
+        self.send(client, &bind_iq("bind-1", resource));
+        let result = self.take_output(client);
+        let full = bound_jid(&result).unwrap_or_else(|| panic!("bind failed: {result}"));
+        (client, full)
+    }
+
+    /// Connects on `shard`, authenticates `user` and restarts the stream, stopping before
+    /// resource binding (where a XEP-0198 `<resume/>` may come instead). Output is drained.
+    pub fn authenticate(&mut self, shard: u16, user: &str) -> ClientId {
         let client = self.connect(shard);
         self.send(client, &client_header());
         let features = self.take_output(client);
@@ -288,11 +359,18 @@ impl Cluster {
             features.contains("xmpp-bind"),
             "no bind offered: {features}"
         );
-        self.send(client, &bind_iq("bind-1", resource));
-        let result = self.take_output(client);
-        let full = bound_jid(&result).unwrap_or_else(|| panic!("bind failed: {result}"));
-        (client, full)
+        client
     }
+}
+
+fn test_config(shards: u16, adjust: impl FnOnce(&mut RouterConfig)) -> Arc<RouterConfig> {
+    let auth = AuthBackend::Token {
+        secret: TEST_SECRET.to_vec(),
+    };
+    let mut config = RouterConfig::new(TEST_DOMAIN, auth);
+    config.shards = shards;
+    adjust(&mut config);
+    Arc::new(config)
 }
 
 /// The client stream header for `TEST_DOMAIN`.

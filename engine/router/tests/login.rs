@@ -50,9 +50,11 @@ fn full_login_with_token_auth_and_bind() {
     cluster.send(client, &client_header());
     let out = cluster.take_output(client);
     assert!(out.contains("<stream:stream "));
+    // Post-auth features now offer XEP-0198 stream management too.
     assert!(out.ends_with(
         "<stream:features><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/><session \
-         xmlns='urn:ietf:params:xml:ns:xmpp-session'><optional/></session></stream:features>"
+         xmlns='urn:ietf:params:xml:ns:xmpp-session'><optional/></session>\
+         <sm xmlns='urn:xmpp:sm:3'/></stream:features>"
     ));
 
     cluster.send(client, &bind_iq("b1", Some("laptop")));

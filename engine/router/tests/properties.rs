@@ -21,7 +21,10 @@ fn alice_script(alice: &str, bob: &str) -> Vec<u8> {
     script.push_str(&format!(
         "<message to='{alice}@example.com'><body><![CDATA[<x>]]></body></message>"
     ));
+    // A chat to an offline user is stored now (no bounce); groupchat to a bare JID still
+    // bounces, so the script keeps an error on Alice's wire.
     script.push_str("<message to='nobody@example.com' id='m2'/>");
+    script.push_str("<message to='nobody@example.com' type='groupchat' id='m3'/>");
     script.push_str("</stream:stream>");
     script.into_bytes()
 }
@@ -63,6 +66,10 @@ fn the_one_shot_run_does_what_the_script_says() {
         assert!(alice.contains(&format!("<iq type='result' id='p' to='{jid}'/>")));
         assert!(alice.contains("<![CDATA[<x>]]>"));
         assert!(alice.contains("<service-unavailable "));
+        assert!(
+            alice.contains("id='m3'") && !alice.contains("id='m2'"),
+            "{alice}"
+        );
         assert!(alice.ends_with("</stream:stream>"));
         assert!(bob.contains("<body>a &amp; b</body>"), "{bob}");
     }

@@ -110,20 +110,16 @@ fn assert_bounce(out: &str, kind: &str, id: &str, from: &str, to: &str) {
 }
 
 #[test]
-fn message_to_an_offline_user_bounces() {
+fn message_to_an_offline_user_is_stored_not_bounced() {
+    // Was `message_to_an_offline_user_bounces`: store-and-forward replaced the bounce.
     let mut cluster = Cluster::new(1);
-    let (a, a_jid) = cluster.login(0, "alice", Some("a"));
+    let (a, _) = cluster.login(0, "alice", Some("a"));
     cluster.send(
         a,
         "<message to='nobody@example.com' id='m9'><body>?</body></message>",
     );
-    assert_bounce(
-        &cluster.take_output(a),
-        "message",
-        "m9",
-        "nobody@example.com",
-        &a_jid,
-    );
+    assert_eq!(cluster.take_output(a), "");
+    assert_eq!(cluster.router(0).store().queue_len("nobody@example.com"), 1);
 }
 
 #[test]
@@ -132,9 +128,10 @@ fn bounces_cross_shards_back_to_the_sender() {
     let alice = user_homed_on("alice", 0, 2);
     let nobody = user_homed_on("nobody", 1, 2);
     let (a, a_jid) = cluster.login(0, &alice, Some("a"));
+    // Groupchat to an unbound full JID bounces (a chat would be stored now).
     cluster.send(
         a,
-        &format!("<message to='{nobody}@example.com/x' type='chat' id='m2'><body/></message>"),
+        &format!("<message to='{nobody}@example.com/x' type='groupchat' id='m2'><body/></message>"),
     );
     assert_bounce(
         &cluster.take_output(a),
@@ -172,17 +169,18 @@ fn bare_jid_delivery_follows_availability_and_priority() {
     let (b2, _) = cluster.login(0, "bob", Some("two"));
     let (b3, _) = cluster.login(0, "bob", Some("three"));
     let (b4, _) = cluster.login(0, "bob", Some("four"));
-    // Bound but no presence yet: the bare JID has no available resource.
+    // Bound but no presence yet: the bare JID has no available resource, so the message is
+    // stored (it used to bounce) and goes to the first resource that becomes available.
     cluster.send(a, "<message to='bob@example.com' id='x1'><body/></message>");
-    assert_bounce(
-        &cluster.take_output(a),
-        "message",
-        "x1",
-        "bob@example.com",
-        &a_jid,
+    assert_eq!(cluster.take_output(a), "");
+    cluster.send(b1, "<presence><priority>5</priority></presence>");
+    let flushed = cluster.take_output(b1);
+    assert!(flushed.contains("id='x1'"), "{flushed}");
+    assert!(
+        flushed.contains("<delay xmlns='urn:xmpp:delay'"),
+        "{flushed}"
     );
-
-    available(&mut cluster, b1, 5);
+    assert_eq!(cluster.router(0).store().queue_len("bob@example.com"), 0);
     available(&mut cluster, b2, 0);
     available(&mut cluster, b3, -1);
     cluster.send(
@@ -337,17 +335,24 @@ fn a_session_ends_when_its_conn_closes() {
     let (b, _) = cluster.login(0, "bob", Some("b"));
     cluster.disconnect(b);
     assert_eq!(cluster.router(0).stats().sessions, 1);
+    // An iq to the gone resource bounces; a message to it is stored (it used to bounce).
     cluster.send(
         a,
-        "<message to='bob@example.com/b' id='z'><body/></message>",
+        "<iq to='bob@example.com/b' type='get' id='z'><ping xmlns='urn:xmpp:ping'/></iq>",
     );
     assert_bounce(
         &cluster.take_output(a),
-        "message",
+        "iq",
         "z",
         "bob@example.com/b",
         &a_jid,
     );
+    cluster.send(
+        a,
+        "<message to='bob@example.com/b' id='z2'><body/></message>",
+    );
+    assert_eq!(cluster.take_output(a), "");
+    assert_eq!(cluster.router(0).store().queue_len("bob@example.com"), 1);
 }
 
 #[test]

@@ -57,9 +57,38 @@ pub struct Args {
     /// Capacity of each shard-to-shard mailbox lane, in messages.
     #[arg(long, default_value_t = 4096)]
     pub mailbox_capacity: usize,
+    /// Where each shard keeps its durable log (`shard-N.log`); created if missing.
+    #[arg(long, default_value = "rookery-data")]
+    pub data_dir: std::path::PathBuf,
+    /// memory: nothing on disk; log: survives kill -9 (page cache); fsync: survives power loss.
+    #[arg(long, value_enum, default_value_t = DurabilityArg::Log)]
+    pub durability: DurabilityArg,
+    /// Most messages queued for one offline user; past it senders get resource-constraint.
+    #[arg(long, default_value_t = 10_000)]
+    pub offline_max: usize,
+    /// Seconds a broken stream with XEP-0198 resumption enabled may be resumed.
+    #[arg(long, default_value_t = 300)]
+    pub resume_timeout: u64,
     /// File descriptors kept in reserve below RLIMIT_NOFILE (listeners, logs, accept-and-refuse).
     #[arg(long, default_value_t = 64)]
     pub fd_reserve: u64,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DurabilityArg {
+    Memory,
+    Log,
+    Fsync,
+}
+
+impl DurabilityArg {
+    pub fn to_store(self) -> rookery_store::Durability {
+        match self {
+            DurabilityArg::Memory => rookery_store::Durability::Memory,
+            DurabilityArg::Log => rookery_store::Durability::Log,
+            DurabilityArg::Fsync => rookery_store::Durability::Fsync,
+        }
+    }
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]

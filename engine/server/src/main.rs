@@ -2,7 +2,9 @@
 //! backend, opens one SO_REUSEPORT listener per shard, starts one pinned thread per shard and
 //! waits for SIGINT/SIGTERM (or a shard failing) to stop them all.
 
+mod commit;
 mod config;
+mod data_dir;
 mod listener;
 mod metrics;
 mod shard;
@@ -63,18 +65,26 @@ fn run(args: Args) -> anyhow::Result<()> {
         started: Instant::now(),
     });
     let router_config = Arc::new(router_config(&config));
+    let stores = data_dir::open_stores(&config)?;
+    let unix_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
     let stats: Vec<_> = (0..shards)
         .map(|_| Arc::new(metrics::ShardStats::default()))
         .collect();
     let (exit_tx, exit_rx) = mpsc::channel();
     let mut threads = Vec::new();
     let mailboxes = grid(shards, config.args.mailbox_capacity);
-    for ((index, listener), mailbox) in listeners.into_iter().enumerate().zip(mailboxes) {
+    let shard_inputs = listeners.into_iter().zip(mailboxes).zip(stores).enumerate();
+    for (index, ((listener, mailbox), store)) in shard_inputs {
+        let mut router = Router::with_store(Arc::clone(&router_config), index as u16, store);
+        // The router has no clock: give it wall time once (for XEP-0203 delay stamps).
+        router.set_wall_clock(shared.started.elapsed().as_millis() as u64, unix_ms);
         let parts = ShardParts {
             index,
             listener,
             mailbox,
-            router: Router::new(Arc::clone(&router_config), index as u16),
+            router,
             stats: Arc::clone(&stats[index]),
             shared: Arc::clone(&shared),
         };
@@ -153,6 +163,7 @@ fn router_config(config: &Config) -> RouterConfig {
         max_stanza_bytes: args.max_stanza_bytes,
         auth_timeout_ms: args.auth_timeout.saturating_mul(1000),
         idle_timeout_ms: args.idle_timeout.saturating_mul(1000),
+        resume_timeout_ms: args.resume_timeout.saturating_mul(1000),
     }
 }
 

@@ -31,6 +31,14 @@ pub struct ShardStats {
     pub refused_conns: AtomicU64,
     pub slow_consumer_closes: AtomicU64,
     pub heap_bytes: AtomicU64,
+    pub stored_messages: AtomicU64,
+    pub messages_stored: AtomicU64,
+    pub store_refusals: AtomicU64,
+    pub offline_delivered: AtomicU64,
+    pub detached_sessions: AtomicU64,
+    pub resumed: AtomicU64,
+    pub log_bytes: AtomicU64,
+    pub store_available: AtomicU64,
 }
 
 /// (metric name, type, help, accessor) for every published number.

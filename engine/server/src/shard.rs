@@ -21,6 +21,7 @@ use rookery_mailbox::{Mailbox, ShardId};
 use rookery_router::{ConnKey, Effects, Handoff, Mail, Router};
 use tracing::{info, warn};
 
+use crate::commit::Committer;
 use crate::metrics::ShardStats;
 
 /// What one shard mails another.
@@ -82,6 +83,10 @@ struct ShardState {
     /// Where the router's effects go; a separate field so the router and it borrow apart.
     out: Outbox,
     inbox: Vec<ShardMail>,
+    /// The durable log's writes in flight through the driver.
+    committer: Committer,
+    /// Whether the store accepted writes at the last look (to log changes once).
+    store_available: bool,
     stats: Arc<ShardStats>,
     shared: Arc<Shared>,
     stopping_since_ms: Option<u64>,
@@ -114,6 +119,8 @@ impl Outbox {
 /// Runs the shard until the stop flag is set and its streams are closed.
 pub fn run<D: Driver>(mut driver: D, parts: ShardParts) -> anyhow::Result<()> {
     driver.listen(parts.listener)?;
+    let mut committer = Committer::default();
+    committer.attach(&mut driver, parts.router.store())?;
     let wake = driver.wake_handle();
     parts.mailbox.set_waker(Box::new(move || wake.wake()));
     let mut state = ShardState {
@@ -125,6 +132,8 @@ pub fn run<D: Driver>(mut driver: D, parts: ShardParts) -> anyhow::Result<()> {
             slow_consumer_closes: 0,
         },
         inbox: Vec::new(),
+        committer,
+        store_available: true,
         stats: parts.stats,
         shared: parts.shared,
         stopping_since_ms: None,
@@ -146,9 +155,14 @@ pub fn run<D: Driver>(mut driver: D, parts: ShardParts) -> anyhow::Result<()> {
         state
             .router
             .on_tick(now_ms, &mut state.out.fx(&mut driver.ops()));
+        // Everything this turn appended to the log leaves in one write.
+        state
+            .committer
+            .pump(state.router.store_mut(), &mut driver.ops());
         let flushed = state.out.mailbox.flush();
         state.mailbox_full += flushed.full_lanes as u64;
         state.log_refused(now_ms);
+        state.compact_if_due(&mut driver);
         state.publish(&driver, turn.submit_calls, now_ms);
         if state.shutdown_finished(&driver, now_ms) {
             return Ok(());
@@ -263,8 +277,58 @@ impl ShardState {
         };
         let drained = driver.open_conns() == 0
             && self.out.mailbox.staged() == 0
-            && self.out.handoffs.is_empty();
+            && self.out.handoffs.is_empty()
+            && !self.committer.busy()
+            && self.router.store().stats().pending_bytes == 0;
         drained || now_ms.saturating_sub(since_ms) > SHUTDOWN_GRACE.as_millis() as u64
+    }
+
+    /// A log write finished: the store commits (or turns unavailable) and the router releases
+    /// what waited for the commit. Availability changes are logged once each.
+    fn on_log_written<O: Ops>(
+        &mut self,
+        io: &mut O,
+        token: u64,
+        result: Result<(), i32>,
+        buffer: Vec<u8>,
+    ) {
+        let Some((batch, result)) = self.committer.on_written(token, result, buffer) else {
+            return;
+        };
+        let now_ms = self.now_ms();
+        let outcome = self
+            .router
+            .finish_commit(batch, result, now_ms, &mut self.out.fx(io));
+        match outcome {
+            Err(err) if self.store_available => {
+                self.store_available = false;
+                warn!(
+                    shard = self.index,
+                    "durable log write failed: {err}; stanzas that need storage are refused \
+                     (resource-constraint) until a retry succeeds (disk full? free space under --data-dir)"
+                );
+            }
+            Ok(_) if !self.store_available => {
+                self.store_available = true;
+                info!(
+                    shard = self.index,
+                    "durable log writable again: storing and acknowledging resumed"
+                );
+            }
+            _ => {}
+        }
+    }
+
+    /// Compacts the log when it is mostly dead records (synchronous; see `commit`).
+    fn compact_if_due<D: Driver>(&mut self, driver: &mut D) {
+        match self
+            .committer
+            .compact_if_due(driver, self.router.store_mut())
+        {
+            Some(Ok(report)) => info!(shard = self.index, "log compacted: {report:?}"),
+            Some(Err(err)) => warn!(shard = self.index, "{err}"),
+            None => {}
+        }
     }
 
     fn log_refused(&mut self, now_ms: u64) {
@@ -291,6 +355,8 @@ impl ShardState {
             self.stats
                 .heap_bytes
                 .store(self.router.heap_bytes() as u64, Relaxed);
+            let store = self.router.store();
+            self.stats.log_bytes.store(store.stats().log_bytes, Relaxed);
         }
         let s = &self.stats;
         let r = self.router.stats();
@@ -310,6 +376,14 @@ impl ShardState {
         s.refused_conns.store(self.refused_total, Relaxed);
         s.slow_consumer_closes
             .store(self.out.slow_consumer_closes, Relaxed);
+        s.stored_messages.store(r.stored_messages, Relaxed);
+        s.messages_stored.store(r.messages_stored, Relaxed);
+        s.store_refusals.store(r.store_refusals, Relaxed);
+        s.offline_delivered.store(r.offline_delivered, Relaxed);
+        s.detached_sessions.store(r.detached_sessions, Relaxed);
+        s.resumed.store(r.resumed, Relaxed);
+        let available = self.router.store().is_available();
+        s.store_available.store(u64::from(available), Relaxed);
         s.loop_turns.store(s.loop_turns.load(Relaxed) + 1, Relaxed);
         s.submit_calls.store(
             s.submit_calls.load(Relaxed) + u64::from(submit_calls),
@@ -363,11 +437,14 @@ impl<D: Driver> Handler<D> for ShardState {
                     );
                 }
             }
+            Event::FileWritten {
+                token,
+                result,
+                buffer,
+                ..
+            } => self.on_log_written(io, token, result, buffer),
             // The server makes no outgoing conns, and drained queues need no action.
-            Event::Connected { .. }
-            | Event::Drained { .. }
-            | Event::Woken
-            | Event::FileWritten { .. } => {}
+            Event::Connected { .. } | Event::Drained { .. } | Event::Woken => {}
         }
     }
 }

@@ -99,19 +99,110 @@ fn server_answers_ping_disco_and_roster() {
 }
 
 #[test]
-fn message_to_user_without_session_bounces_service_unavailable() {
+fn message_to_offline_user_is_stored_and_delivered_at_login_with_delay() {
     for backend in backends() {
         let server = Server::start(backend, 2, &[]);
-        let (mut c, _) = RawClient::login(server.addr, "dave", "r");
+        let (mut c, dave) = RawClient::login(server.addr, "dave", "r");
         c.send(&format!(
-            "<message to='nobody@{DOMAIN}' type='chat' id='x1'><body>hello?</body></message>"
+            "<message to='olga@{DOMAIN}' type='chat' id='x1'><body>hello?</body></message>"
         ));
-        let bounce = c.expect("</message>").replace('"', "'");
+        c.send(&format!(
+            "<message to='olga@{DOMAIN}' type='chat' id='x2'><body>still there?</body></message>"
+        ));
+        // No bounce: the message waits in olga's offline queue.
+        assert!(c
+            .try_expect("service-unavailable", Duration::from_millis(300))
+            .is_none());
+        let (mut olga, _) = RawClient::login_without_sync(server.addr, "olga", "phone");
+        let first = olga.expect("</message>").replace('"', "'");
+        let second = olga.expect("</message>").replace('"', "'");
         assert!(
-            bounce.contains("type='error'") && bounce.contains("service-unavailable"),
-            "{bounce}"
+            first.contains("id='x1'") && second.contains("id='x2'"),
+            "in order: {first} {second}"
+        );
+        assert!(first.contains(&format!("from='{dave}'")), "{first}");
+        assert!(
+            first.contains("urn:xmpp:delay") && first.contains("stamp='"),
+            "XEP-0203: {first}"
         );
     }
+}
+
+/// The delivery guarantee: every message the server acknowledged (XEP-0198 `<a h>`) survives a
+/// SIGKILL and reaches its recipient after the restart.
+#[test]
+fn sigkill_loses_no_acknowledged_message() {
+    for backend in backends() {
+        let mut server = Server::start(backend, 2, &[]);
+        let data_dir = server.keep_data_dir();
+        let (mut alice, _) = RawClient::login(server.addr, "alice", "r");
+        alice.send("<enable xmlns='urn:xmpp:sm:3'/>");
+        alice.expect("<enabled");
+        let mut acked = 0;
+        for n in 0..300 {
+            alice.send(&format!(
+                "<message to='bob@{DOMAIN}' type='chat' id='k{n}'><body>m{n}</body></message>"
+            ));
+            if n % 25 == 24 && n < 200 {
+                alice.send("<r xmlns='urn:xmpp:sm:3'/>");
+                acked = acked.max(alice.expect_ack());
+            }
+        }
+        // The last 100 are in flight: kill mid-stream, then take the last ack seen.
+        server.signal("KILL");
+        server.wait_exit(Duration::from_secs(5)).expect("killed");
+        acked = acked.max(alice.drain_acks());
+        assert!(
+            acked >= 200,
+            "{backend}: the first 200 were acknowledged before the kill ({acked})"
+        );
+        drop(server);
+
+        let server = Server::start_on(backend, 2, &[], &data_dir);
+        let (mut bob, _) = RawClient::login_without_sync(server.addr, "bob", "r");
+        let mut got = std::collections::BTreeSet::new();
+        while let Some(stanza) = bob.try_expect("</message>", Duration::from_secs(2)) {
+            let id = stanza
+                .replace('"', "'")
+                .split("id='k")
+                .nth(1)
+                .and_then(|r| r.split('\'').next())
+                .map(str::to_string);
+            got.insert(id.expect("message id").parse::<u32>().unwrap());
+        }
+        let missing: Vec<u32> = (0..acked).filter(|n| !got.contains(n)).collect();
+        assert!(
+            missing.is_empty(),
+            "{backend}: acknowledged but lost after SIGKILL: {missing:?}"
+        );
+        let _ = std::fs::remove_dir_all(&data_dir);
+    }
+}
+
+#[test]
+fn a_data_dir_written_with_other_shard_count_is_refused() {
+    let mut first = Server::start("poll", 2, &[]);
+    let dir = first.keep_data_dir();
+    drop(first);
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_rookery"))
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--admin",
+            "off",
+            "--token-secret",
+            "s",
+            "--shards",
+            "1",
+        ])
+        .arg("--data-dir")
+        .arg(&dir)
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(stderr.contains("shards = 2"), "{stderr}");
 }
 
 #[test]

@@ -52,6 +52,18 @@ impl CommitBatch {
     pub fn sync_data(&self) -> bool {
         self.sync_data
     }
+
+    /// Moves the encoded records out, for a writer that must own its buffer while the kernel
+    /// writes it (io_uring). Hand them back with [`CommitBatch::restore_bytes`] before
+    /// `finish_commit`, which checks the length and so catches a buffer never given back.
+    pub fn take_bytes(&mut self) -> Vec<u8> {
+        mem::take(&mut self.bytes)
+    }
+
+    /// Puts back the buffer taken with [`CommitBatch::take_bytes`], unchanged.
+    pub fn restore_bytes(&mut self, bytes: Vec<u8>) {
+        self.bytes = bytes;
+    }
 }
 
 #[derive(Debug, Clone, Copy)]

@@ -38,9 +38,12 @@ struct Harness {
 
 impl Harness {
     fn started() -> Harness {
-        let mut client = Client::new(FramerLimits {
-            max_stanza_bytes: 65_536,
-        });
+        let mut client = Client::new(
+            FramerLimits {
+                max_stanza_bytes: 65_536,
+            },
+            SmPolicy::EnableWhenOffered,
+        );
         let mut out = Vec::new();
         client.start("example.test", &mut out);
         Harness {
@@ -166,6 +169,7 @@ fn reports_messages_with_borrowed_or_unescaped_bodies() {
         vec![
             "Message { body: \"rl r=1 s=1 q=0 i=5 a=6\" }",
             "Message { body: \"a & b\" }",
+            "Receipt { id: \"m1\" }",
         ]
     );
 }
@@ -279,9 +283,12 @@ fn close_sends_the_stream_end_once() {
 
 #[test]
 fn element_content_handles_quotes_and_empty_elements() {
-    assert_eq!(element_content(b"<body a='>'>x</body>"), Some(&b"x"[..]));
-    assert_eq!(element_content(b"<body/>"), Some(&b""[..]));
-    assert_eq!(element_content(b"<body>"), None);
+    assert_eq!(
+        online::element_content(b"<body a='>'>x</body>"),
+        Some(&b"x"[..])
+    );
+    assert_eq!(online::element_content(b"<body/>"), Some(&b""[..]));
+    assert_eq!(online::element_content(b"<body>"), None);
 }
 
 #[test]
@@ -294,5 +301,126 @@ fn client_is_small() {
         h.client.heap_bytes(),
         0,
         "an idle online client holds no heap buffer"
+    );
+}
+
+const POST_AUTH_SM: &str = "<stream:features><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/>\
+    <sm xmlns='urn:xmpp:sm:3'/></stream:features>";
+
+fn online_with_sm(policy: SmPolicy) -> (Harness, String) {
+    let mut h = Harness::started();
+    h.client = Client::new(
+        FramerLimits {
+            max_stanza_bytes: 65_536,
+        },
+        policy,
+    );
+    let mut out = Vec::new();
+    h.client.start("example.test", &mut out);
+    h.feed(&format!("{HEADER}{PRE_AUTH}{SUCCESS}"));
+    h.feed(&format!("{HEADER}{POST_AUTH_SM}"));
+    let reply = h.feed(BOUND);
+    assert!(h.client.is_online());
+    h.events.clear();
+    (h, reply)
+}
+
+#[test]
+fn answers_receipt_requests_and_reports_receipts() {
+    let mut h = Harness::online();
+    let reply = h.feed(
+        "<message from='user2@example.test/load' id='rl-1-1-0-5' type='chat'>\
+         <body>rl r=1 s=1 q=0 i=5 a=6</body><request xmlns='urn:xmpp:receipts'/></message>\
+         <message from='user3@example.test/load'><received xmlns='urn:xmpp:receipts' id='rl-1-0-4-9'/></message>\
+         <message from='user4@example.test/load'><request xmlns='urn:xmpp:receipts'/></message>",
+    );
+    assert_eq!(
+        reply,
+        "<message to='user2@example.test/load'><received xmlns='urn:xmpp:receipts' \
+         id='rl-1-1-0-5'/></message>",
+        "a request without an id gets no receipt"
+    );
+    assert_eq!(
+        h.events,
+        vec![
+            "Message { body: \"rl r=1 s=1 q=0 i=5 a=6\" }",
+            "Receipt { id: \"rl-1-0-4-9\" }",
+        ]
+    );
+}
+
+#[test]
+fn stream_management_is_enabled_when_offered() {
+    let (mut h, reply) = online_with_sm(SmPolicy::EnableWhenOffered);
+    assert_eq!(reply, "<enable xmlns='urn:xmpp:sm:3'/><presence/>");
+    assert_eq!(
+        h.client.sm().map(|s| s.outbound),
+        Some(1),
+        "presence counted"
+    );
+    h.feed("<enabled xmlns='urn:xmpp:sm:3'/>");
+    assert_eq!(h.events, vec!["SmEnabled"]);
+    h.events.clear();
+    // Two messages sent by the worker, each followed by <r/>.
+    let mut out = Vec::new();
+    h.client.on_message_sent(1_000, &mut out);
+    h.client.on_message_sent(2_000, &mut out);
+    assert_eq!(
+        String::from_utf8(out).unwrap(),
+        "<r xmlns='urn:xmpp:sm:3'/><r xmlns='urn:xmpp:sm:3'/>"
+    );
+    // A message and a ping arrive (2 inbound); the ping answer is our 4th stanza.
+    let reply = h.feed(
+        "<message from='user2@example.test/load'><body>hi</body></message>\
+         <iq type='get' id='p1' from='example.test'><ping xmlns='urn:xmpp:ping'/></iq>\
+         <r xmlns='urn:xmpp:sm:3'/>",
+    );
+    assert_eq!(
+        reply,
+        "<iq type='result' id='p1' to='example.test'/><a xmlns='urn:xmpp:sm:3' h='2'/>"
+    );
+    h.events.clear();
+    h.feed("<a xmlns='urn:xmpp:sm:3' h='2'/>");
+    assert_eq!(h.events, vec!["SmAcked { intended_ns: 1000 }"]);
+    h.feed("<a xmlns='urn:xmpp:sm:3' h='4'/>");
+    assert_eq!(
+        h.events,
+        vec![
+            "SmAcked { intended_ns: 1000 }",
+            "SmAcked { intended_ns: 2000 }"
+        ]
+    );
+    assert_eq!(
+        h.client.sm().map(|s| (s.outbound, s.pending())),
+        Some((4, 0))
+    );
+}
+
+#[test]
+fn stream_management_off_or_refused() {
+    let (mut h, reply) = online_with_sm(SmPolicy::Off);
+    assert_eq!(reply, "<presence/>");
+    assert!(h.client.sm().is_none());
+    let mut out = Vec::new();
+    h.client.on_message_sent(1, &mut out);
+    assert!(out.is_empty(), "no <r/> without stream management");
+    assert_eq!(
+        h.feed("<r xmlns='urn:xmpp:sm:3'/>"),
+        "",
+        "not ours to answer"
+    );
+
+    let (mut h, _) = online_with_sm(SmPolicy::EnableWhenOffered);
+    h.feed("<failed xmlns='urn:xmpp:sm:3'><unexpected-request xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></failed>");
+    assert_eq!(h.events, vec!["SmFailed"]);
+    assert!(h.client.sm().is_none());
+
+    // Offered nowhere (rookery today): nothing changes on the wire.
+    let mut plain = Harness::started();
+    plain.feed(&format!("{HEADER}{PRE_AUTH}{SUCCESS}"));
+    let reply = plain.feed(&format!("{HEADER}{POST_AUTH}{BOUND}"));
+    assert!(
+        reply.ends_with("</iq><presence/>") && !reply.contains("enable"),
+        "{reply}"
     );
 }

@@ -7,16 +7,15 @@ use std::cmp::Reverse;
 use std::net::SocketAddr;
 
 use rookery_io::{CloseReason, ConnId, Driver, Event, Handler, Linger, Ops};
-use rookery_proto::FramerLimits;
 
 use super::slot::{Note, SlotState};
-use super::{RunPhase, TimerKind, Worker, MAX_STANZA_BYTES};
+use super::{new_client, RunPhase, TimerKind, Worker};
 use crate::accounting::Delivery;
-use crate::client::Client;
+use crate::cli::Scenario;
 use crate::live::Counter;
 use crate::metrics::{ErrorKind, Metric};
 use crate::sys::monotonic_ns;
-use crate::wire::Probe;
+use crate::wire::{Probe, ReceiptId};
 
 impl Worker<'_> {
     fn slot_of(&self, conn: ConnId) -> Option<usize> {
@@ -31,9 +30,12 @@ impl Worker<'_> {
         if let Err(errno) = result {
             return self.fail(io, i, connect_error_kind(Some(errno)));
         }
+        let measured = self.measuring_logins();
         let slot = &mut self.slots[i];
-        self.recent
-            .record(Metric::Connect, (now - slot.started_ns) / 1000);
+        if measured {
+            self.recent
+                .record(Metric::Connect, (now - slot.started_ns) / 1000);
+        }
         slot.state = SlotState::LoggingIn;
         self.out.clear();
         slot.client.start(&self.cfg.domain, &mut self.out);
@@ -41,8 +43,15 @@ impl Worker<'_> {
             let _ = io.send(conn, &self.out);
         }
         let due = now + self.cfg.login_timeout_ms * 1_000_000;
+        let attempt = slot.attempt;
         self.timers
-            .push(Reverse((due, i as u32, TimerKind::LoginTimeout)));
+            .push(Reverse((due, i as u32, attempt, TimerKind::LoginTimeout)));
+    }
+
+    /// Whether connect and login latencies count now: always, except in a storm, where only
+    /// the storm's own logins do (the initial ramp is the warm-up).
+    fn measuring_logins(&self) -> bool {
+        self.cfg.scenario != Scenario::Storm || self.storming
     }
 
     fn on_received<O: Ops>(&mut self, io: &mut O, i: usize, data: &[u8]) {
@@ -67,8 +76,17 @@ impl Worker<'_> {
 
     fn on_note<O: Ops>(&mut self, io: &mut O, i: usize, note: Note, now: u64) {
         match note {
-            Note::Online => self.on_online(i, now),
+            Note::Online => self.on_online(io, i, now),
             Note::Probe(probe) => self.on_probe(i, probe, now),
+            Note::Receipt(receipt) => self.on_receipt(i, receipt, now),
+            Note::SmEnabled => self.report.sm_enabled += 1,
+            Note::SmFailed => self.report.sm_failed += 1,
+            Note::SmAcked(intended_ns) => {
+                if self.accounting_open {
+                    let rtt_us = now.saturating_sub(intended_ns) / 1000;
+                    self.recent.record(Metric::SmAck, rtt_us);
+                }
+            }
             Note::Foreign => self.report.foreign += 1,
             Note::Bounced => self.report.bounced += 1,
             Note::Failed(kind) => self.fail(io, i, kind),
@@ -81,15 +99,18 @@ impl Worker<'_> {
         }
     }
 
-    fn on_online(&mut self, i: usize, now: u64) {
+    fn on_online<O: Ops>(&mut self, io: &mut O, i: usize, now: u64) {
+        let measured = self.measuring_logins();
         let slot = &mut self.slots[i];
         if slot.state != SlotState::LoggingIn {
             return;
         }
         debug_assert!(slot.client.is_online());
         slot.state = SlotState::Online;
-        self.recent
-            .record(Metric::Login, (now - slot.started_ns) / 1000);
+        if measured {
+            self.recent
+                .record(Metric::Login, (now - slot.started_ns) / 1000);
+        }
         self.shared.set_online(slot.index, true);
         self.online += 1;
         self.settled += 1;
@@ -97,14 +118,46 @@ impl Worker<'_> {
         self.shared.threads[self.thread].publish(Counter::Online, self.online);
         self.report.logins += 1;
         self.report.peak_online = self.report.peak_online.max(self.online);
+        if self.storming {
+            return self.storm_online(io, i, now);
+        }
         // A client that comes online after the steady phase began joins the schedule now.
         if let (Some(schedule), RunPhase::Steady { stop_send_ns, .. }) = (self.schedule, self.phase)
         {
             slot.next_due_ns = schedule.first_due(now, &mut self.rng);
             if slot.next_due_ns < stop_send_ns {
-                self.timers
-                    .push(Reverse((slot.next_due_ns, i as u32, TimerKind::Send)));
+                self.timers.push(Reverse((
+                    slot.next_due_ns,
+                    i as u32,
+                    slot.attempt,
+                    TimerKind::Send,
+                )));
             }
+        }
+    }
+
+    /// A receipt for message `seq` of `receipt.sender`, which must be this slot's client.
+    fn on_receipt(&mut self, i: usize, receipt: ReceiptId, now: u64) {
+        if !self.accounting_open {
+            return;
+        }
+        if receipt.run != self.run_id {
+            self.report.stale += 1;
+            return;
+        }
+        let me = self.slots[i].index;
+        if receipt.sender != me {
+            // A receipt for someone else's message reached us: misrouted.
+            self.report.foreign += 1;
+            return;
+        }
+        // Receipts from different peers may cross: their order means nothing.
+        match self.report.receipts.record_unordered(me, receipt.seq) {
+            Delivery::InOrder | Delivery::OutOfOrder => {
+                let rtt_us = now.saturating_sub(receipt.intended_ns) / 1000;
+                self.recent.record(Metric::ReceiptRtt, rtt_us);
+            }
+            Delivery::Duplicate | Delivery::Unexpected => {}
         }
     }
 
@@ -143,6 +196,7 @@ impl Worker<'_> {
         slot.conn = None;
         let kind = match reason {
             CloseReason::ConnectFailed(errno) => connect_error_kind(Some(errno)),
+            CloseReason::Error(libc::ECONNRESET) => ErrorKind::Reset,
             _ => ErrorKind::Closed,
         };
         if matches!(
@@ -152,10 +206,8 @@ impl Worker<'_> {
             // The conn is already gone, so the failure needs no io.
             self.fail(&mut NoOps, i, kind);
         }
-        // Release the framer's partial buffer, if any: the client is over.
-        self.slots[i].client = Client::new(FramerLimits {
-            max_stanza_bytes: MAX_STANZA_BYTES,
-        });
+        // Release the framer's partial buffer, if any: this conn of the client is over.
+        self.slots[i].client = new_client(self.sm_policy);
     }
 }
 
@@ -181,6 +233,7 @@ impl<D: Driver> Handler<D> for Worker<'_> {
             | Event::Accepted { .. }
             | Event::Detached { .. }
             | Event::AcceptFailed { .. }
+            | Event::FileWritten { .. }
             | Event::Woken => {}
         }
     }
@@ -191,6 +244,7 @@ pub(super) fn connect_error_kind(errno: Option<i32>) -> ErrorKind {
     match errno {
         Some(libc::ECONNREFUSED) => ErrorKind::Refused,
         Some(libc::ETIMEDOUT) => ErrorKind::ConnectTimeout,
+        Some(libc::ECONNRESET) => ErrorKind::Reset,
         _ => ErrorKind::ConnectFailed,
     }
 }
@@ -212,6 +266,15 @@ impl Ops for NoOps {
         Err(std::io::Error::from(std::io::ErrorKind::Unsupported))
     }
     fn queued_bytes(&self, _: ConnId) -> usize {
+        0
+    }
+    fn write_file(
+        &mut self,
+        _: rookery_io::FileId,
+        _: u64,
+        _: Vec<u8>,
+        _: rookery_io::FileSync,
+    ) -> u64 {
         0
     }
 }

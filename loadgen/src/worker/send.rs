@@ -23,8 +23,12 @@ impl Worker<'_> {
         for (i, slot) in self.slots.iter_mut().enumerate() {
             if slot.state == SlotState::Online {
                 slot.next_due_ns = schedule.first_due(start, &mut self.rng);
-                self.timers
-                    .push(Reverse((slot.next_due_ns, i as u32, TimerKind::Send)));
+                self.timers.push(Reverse((
+                    slot.next_due_ns,
+                    i as u32,
+                    slot.attempt,
+                    TimerKind::Send,
+                )));
             }
         }
     }
@@ -61,14 +65,22 @@ impl Worker<'_> {
                 resource: BIND_RESOURCE,
             };
             self.out.clear();
-            write_message(&mut self.out, &to, &probe);
+            write_message(&mut self.out, &to, &probe, self.receipt);
             if io.send(conn, &self.out).is_err() {
                 // Output queue full (or the conn is going away, then Closed follows): keep the
                 // message due; its intended time does not move, so the wait is measured.
                 self.report.send_retries += 1;
-                self.timers
-                    .push(Reverse((now + SEND_RETRY_NS, i as u32, TimerKind::Send)));
+                let retry = (now + SEND_RETRY_NS, i as u32, slot.attempt, TimerKind::Send);
+                self.timers.push(Reverse(retry));
                 return;
+            }
+            // Only once the message is queued, so stream management counts what was sent.
+            // A refused `<r/>` (queue full) only delays the ack to the next request.
+            self.out.clear();
+            slot.client
+                .on_message_sent(probe.intended_ns, &mut self.out);
+            if !self.out.is_empty() {
+                let _ = io.send(conn, &self.out);
             }
             let lag_us = probe.actual_ns.saturating_sub(probe.intended_ns) / 1000;
             self.recent.record(Metric::SendLag, lag_us);
@@ -76,9 +88,10 @@ impl Worker<'_> {
             self.sent += 1;
             slot.next_due_ns = schedule.next_due(slot.next_due_ns, &mut self.rng);
         }
-        let due = self.slots[i].next_due_ns;
+        let (due, attempt) = (self.slots[i].next_due_ns, self.slots[i].attempt);
         if due < stop_send_ns {
-            self.timers.push(Reverse((due, i as u32, TimerKind::Send)));
+            self.timers
+                .push(Reverse((due, i as u32, attempt, TimerKind::Send)));
         }
     }
 

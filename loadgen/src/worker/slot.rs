@@ -7,12 +7,13 @@ use rookery_io::ConnId;
 
 use crate::client::{Client, ClientEvent};
 use crate::metrics::ErrorKind;
-use crate::wire::{parse_probe, Probe};
+use crate::wire::{parse_probe, parse_receipt_id, Probe, ReceiptId};
 
-/// Life of a slot. Clients are not reconnected in this version, so `Failed` is final.
+/// Life of a slot. Outside a storm `Failed` is final; in a storm a failed or dropped client
+/// goes back to `Pending` and waits for its reconnect.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SlotState {
-    /// Its connect is not due yet.
+    /// Its connect is not due yet (ramp), or it waits for a reconnect (storm).
     Pending,
     Connecting,
     LoggingIn,
@@ -35,6 +36,8 @@ pub struct Slot {
     pub started_ns: u64,
     /// When the next message is due.
     pub next_due_ns: u64,
+    /// Connects started for this slot (wrapping): timers armed for an earlier conn are stale.
+    pub attempt: u16,
 }
 
 impl Slot {
@@ -47,6 +50,7 @@ impl Slot {
             seq: 0,
             started_ns: 0,
             next_due_ns: 0,
+            attempt: 0,
         }
     }
 }
@@ -61,6 +65,12 @@ pub enum Note {
     Bounced,
     Failed(ErrorKind),
     StreamClosed,
+    /// An XEP-0184 receipt for one of our messages.
+    Receipt(ReceiptId),
+    SmEnabled,
+    SmFailed,
+    /// The server acked (XEP-0198) a message of ours due at this instant.
+    SmAcked(u64),
 }
 
 impl Note {
@@ -74,6 +84,12 @@ impl Note {
             ClientEvent::StreamError { .. } => Note::Failed(ErrorKind::StreamError),
             ClientEvent::ProtocolError { .. } => Note::Failed(ErrorKind::Protocol),
             ClientEvent::StreamClosed => Note::StreamClosed,
+            ClientEvent::Receipt { id } => {
+                parse_receipt_id(&id).map_or(Note::Foreign, Note::Receipt)
+            }
+            ClientEvent::SmEnabled => Note::SmEnabled,
+            ClientEvent::SmFailed => Note::SmFailed,
+            ClientEvent::SmAcked { intended_ns } => Note::SmAcked(intended_ns),
         }
     }
 }
@@ -112,6 +128,21 @@ mod tests {
                 condition: "conflict"
             }),
             Note::Failed(ErrorKind::StreamError)
+        );
+        assert_eq!(
+            Note::from_event(ClientEvent::Receipt {
+                id: "rl-1-2-3-4".into()
+            }),
+            Note::Receipt(ReceiptId {
+                run: 1,
+                sender: 2,
+                seq: 3,
+                intended_ns: 4
+            })
+        );
+        assert_eq!(
+            Note::from_event(ClientEvent::Receipt { id: "m1".into() }),
+            Note::Foreign
         );
     }
 }

@@ -5,7 +5,9 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -34,6 +36,9 @@ fn uring_available() -> bool {
 /// A running server; killed (SIGKILL) on drop if still alive.
 pub struct Server {
     pub child: Child,
+    /// The server's --data-dir (a fresh temp dir unless given); removed on drop if owned.
+    pub data_dir: PathBuf,
+    owns_data_dir: bool,
     pub addr: SocketAddr,
     pub admin: Option<SocketAddr>,
     pub log: mpsc::Receiver<String>,
@@ -45,12 +50,38 @@ impl Server {
         Self::start_with_prefix(backend, shards, extra, None)
     }
 
+    /// A fresh, unique data dir for one test server.
+    pub fn temp_data_dir() -> PathBuf {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("rookery-e2e-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        dir
+    }
+
+    /// Starts a server on an existing data dir (a restart); the dir is kept on drop.
+    pub fn start_on(backend: &str, shards: usize, extra: &[&str], data_dir: &Path) -> Server {
+        let mut server = Self::launch(backend, shards, extra, None, data_dir.to_path_buf());
+        server.owns_data_dir = false;
+        server
+    }
+
     /// `shell_prefix`: e.g. "ulimit -n 100;" to run the server under a lower fd limit.
     pub fn start_with_prefix(
         backend: &str,
         shards: usize,
         extra: &[&str],
         shell_prefix: Option<&str>,
+    ) -> Server {
+        Self::launch(backend, shards, extra, shell_prefix, Self::temp_data_dir())
+    }
+
+    fn launch(
+        backend: &str,
+        shards: usize,
+        extra: &[&str],
+        shell_prefix: Option<&str>,
+        data_dir: PathBuf,
     ) -> Server {
         let bin = env!("CARGO_BIN_EXE_rookery");
         let mut args = vec![
@@ -68,6 +99,8 @@ impl Server {
             backend.into(),
             "--shards".into(),
             shards.to_string(),
+            "--data-dir".into(),
+            data_dir.display().to_string(),
         ];
         args.extend(extra.iter().map(|s| s.to_string()));
         let mut command = match shell_prefix {
@@ -121,6 +154,8 @@ impl Server {
                 let addr = rest.split_whitespace().next().unwrap().parse().unwrap();
                 return Server {
                     child,
+                    data_dir,
+                    owns_data_dir: true,
                     addr,
                     admin,
                     log: rx,
@@ -128,6 +163,12 @@ impl Server {
                 };
             }
         }
+    }
+
+    /// Keeps the data dir after this server is dropped (for a restart on it); returns it.
+    pub fn keep_data_dir(&mut self) -> PathBuf {
+        self.owns_data_dir = false;
+        self.data_dir.clone()
     }
 
     pub fn pid(&self) -> u32 {
@@ -181,6 +222,9 @@ impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if self.owns_data_dir {
+            let _ = std::fs::remove_dir_all(&self.data_dir);
+        }
     }
 }
 
@@ -316,6 +360,54 @@ impl RawClient {
             }
         }
         panic!("no SASL answer; got {:?}", self.received);
+    }
+
+    /// Login with presence but no ping round trip (for tests that read what presence brings).
+    pub fn login_without_sync(addr: SocketAddr, user: &str, resource: &str) -> (RawClient, String) {
+        let (mut client, jid) = Self::bind(addr, user, resource);
+        client.send("<presence/>");
+        (client, jid)
+    }
+
+    /// Reads until the next XEP-0198 `<a h='N'/>` and returns N.
+    pub fn expect_ack(&mut self) -> u32 {
+        self.expect("<a ");
+        let rest = self.expect("/>").replace('"', "'");
+        rest.split("h='")
+            .nth(1)
+            .and_then(|r| r.split('\'').next())
+            .unwrap()
+            .parse()
+            .unwrap()
+    }
+
+    /// Reads whatever is left on a conn whose server died; returns the highest ack seen.
+    pub fn drain_acks(&mut self) -> u32 {
+        let _ = self.closed_within(Duration::from_secs(2));
+        let text = self.received.replace('"', "'");
+        text.split("h='")
+            .skip(1)
+            .filter_map(|r| r.split('\'').next()?.parse().ok())
+            .max()
+            .unwrap_or(0)
+    }
+
+    fn bind(addr: SocketAddr, user: &str, resource: &str) -> (RawClient, String) {
+        let mut client = RawClient::connect(addr);
+        client.open_stream();
+        assert!(client.auth(user, &token(user)), "login of {user} refused");
+        client.open_stream();
+        client.send(&format!(
+            "<iq type='set' id='bind1'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><resource>{resource}</resource></bind></iq>"
+        ));
+        let reply = client.expect("</iq>");
+        let jid = reply
+            .split("<jid>")
+            .nth(1)
+            .and_then(|r| r.split("</jid>").next())
+            .unwrap()
+            .to_string();
+        (client, jid)
     }
 
     /// Full login: stream, PLAIN with the token password, restart, bind `resource`, presence.

@@ -1,0 +1,114 @@
+//! Helpers shared by the store-and-forward and stream management tests: temporary log
+//! directories, store constructors and XEP-0198 client steps.
+
+#![allow(dead_code)] // each test binary uses a different subset
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use rookery_router::testing::{ClientId, Cluster};
+use rookery_store::{Durability, Store, StoreConfig};
+
+/// A directory under the system temp dir, removed on drop.
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let name = format!("rookery-router-{tag}-{}-{n}", std::process::id());
+        let path = std::env::temp_dir().join(name);
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path).expect("create temp dir");
+        TempDir(path)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Shard `shard`'s store with `Log` durability in `dir`.
+pub fn log_store(dir: &Path, shard: u16) -> Store {
+    let config = StoreConfig::new(dir, shard).with_durability(Durability::Log);
+    Store::open(config).expect("open log store")
+}
+
+/// An in-memory store with an offline quota of `offline_max`.
+pub fn memory_store(shard: u16, offline_max: usize) -> Store {
+    let mut config = StoreConfig::new("", shard).with_durability(Durability::Memory);
+    config.offline_max = offline_max;
+    Store::open(config).expect("open memory store")
+}
+
+/// A cluster whose shards log to `dir` (commits are the test's to run).
+pub fn log_cluster(shards: u16, dir: &Path) -> Cluster {
+    Cluster::with_stores(shards, |_| {}, |shard| log_store(dir, shard))
+}
+
+/// Sends `<enable/>` (with resume if asked); returns the whole answer.
+pub fn enable(cluster: &mut Cluster, client: ClientId, resume: bool) -> String {
+    let attr = if resume { " resume='true'" } else { "" };
+    cluster.send(client, &format!("<enable xmlns='urn:xmpp:sm:3'{attr}/>"));
+    let out = cluster.take_output(client);
+    assert!(out.starts_with("<enabled xmlns='urn:xmpp:sm:3'"), "{out}");
+    out
+}
+
+/// The resumption id in an `<enabled/>` answer.
+pub fn resume_id(enabled: &str) -> String {
+    let start = enabled.find(" id='").expect("an id") + " id='".len();
+    let end = enabled[start..].find('\'').expect("quoted") + start;
+    enabled[start..end].to_owned()
+}
+
+/// Every `h` of the `<a/>` elements in `text`, in order.
+pub fn acks(text: &str) -> Vec<u32> {
+    text.split("<a xmlns='urn:xmpp:sm:3' h='")
+        .skip(1)
+        .map(|rest| {
+            rest[..rest.find('\'').expect("quoted")]
+                .parse()
+                .expect("a number")
+        })
+        .collect()
+}
+
+/// The ids of the messages in `text`, in order.
+pub fn message_ids(text: &str) -> Vec<String> {
+    text.split("<message ")
+        .skip(1)
+        .filter_map(|rest| {
+            let tag = &rest[..rest.find('>')?];
+            let start = tag.find("id='")? + 4;
+            let end = tag[start..].find('\'')? + start;
+            Some(tag[start..end].to_owned())
+        })
+        .collect()
+}
+
+/// A chat message with id `id` and body `body`.
+pub fn chat(to: &str, id: &str, body: &str) -> String {
+    format!("<message to='{to}' type='chat' id='{id}'><body>{body}</body></message>")
+}
+
+pub const R: &str = "<r xmlns='urn:xmpp:sm:3'/>";
+
+pub fn ack(h: u32) -> String {
+    format!("<a xmlns='urn:xmpp:sm:3' h='{h}'/>")
+}
+
+pub fn resume(previd: &str, h: u32) -> String {
+    format!("<resume xmlns='urn:xmpp:sm:3' previd='{previd}' h='{h}'/>")
+}
+
+/// The OS error of a full disk.
+pub fn enospc() -> std::io::Error {
+    std::io::Error::from_raw_os_error(28)
+}

@@ -1,0 +1,99 @@
+//! Group commit of a shard's durable log through its driver.
+//!
+//! Once per loop turn the shard asks its store for the records appended during the turn
+//! (`begin_commit`) and hands them to the driver as one file write (io_uring: a Write + Fsync
+//! chain in the ring, so the shard keeps serving sockets while the disk works; poll: pwrite +
+//! fdatasync at once). When `Event::FileWritten` comes back, `finish_commit` marks the batch
+//! committed and the router releases what waited for it (acknowledgements to senders). One
+//! batch is in flight at a time; records appended meanwhile ride in the next one.
+//!
+//! What it does not do: decide durability (the store's config does: Memory never writes,
+//! Fsync asks for the sync) or log; it returns what happened and the shard reports it.
+
+use std::fs::File;
+use std::io;
+
+use rookery_io::{Driver, FileId, FileSync, Ops};
+use rookery_store::{CommitBatch, CompactReport, Store};
+
+/// The driver-side state of one shard's log writes.
+#[derive(Default)]
+pub struct Committer {
+    file: Option<FileId>,
+    in_flight: Option<(u64, CommitBatch)>,
+}
+
+impl Committer {
+    /// Registers the store's log file with the driver (a duplicate fd: the store keeps its
+    /// own for replay, compaction and locking). No-op for a Memory store.
+    pub fn attach<D: Driver>(&mut self, driver: &mut D, store: &Store) -> io::Result<()> {
+        if let Some(file) = store.log_file() {
+            self.file = Some(driver.register_file(file.try_clone()?)?);
+        }
+        Ok(())
+    }
+
+    /// Whether a write is in flight.
+    pub fn busy(&self) -> bool {
+        self.in_flight.is_some()
+    }
+
+    /// Starts the next write if none is in flight and the store hands out a batch (it does
+    /// not while unavailable and no retry is due; the router's tick paces retries).
+    pub fn pump(&mut self, store: &mut Store, io: &mut impl Ops) {
+        let Some(file) = self.file else { return };
+        if self.in_flight.is_some() {
+            return;
+        }
+        let Some(mut batch) = store.begin_commit() else {
+            return;
+        };
+        let sync = if batch.sync_data() {
+            FileSync::Data
+        } else {
+            FileSync::None
+        };
+        let token = io.write_file(file, batch.offset(), batch.take_bytes(), sync);
+        self.in_flight = Some((token, batch));
+    }
+
+    /// Takes a `FileWritten` completion and gives back the batch with its result, for
+    /// `Router::finish_commit`. `None` when the token is not the write in flight.
+    pub fn on_written(
+        &mut self,
+        token: u64,
+        result: Result<(), i32>,
+        buffer: Vec<u8>,
+    ) -> Option<(CommitBatch, io::Result<()>)> {
+        if self.in_flight.as_ref().map(|(t, _)| *t) != Some(token) {
+            return None;
+        }
+        let (_, mut batch) = self.in_flight.take()?;
+        batch.restore_bytes(buffer);
+        Some((batch, result.map_err(io::Error::from_raw_os_error)))
+    }
+
+    /// Compacts the log when it is due and nothing is in flight, then registers the new file
+    /// with the driver. Synchronous: the shard stalls about 2 ms per MB of live data
+    /// (measured by the store's bench). The error text names what failed.
+    pub fn compact_if_due<D: Driver>(
+        &mut self,
+        driver: &mut D,
+        store: &mut Store,
+    ) -> Option<Result<CompactReport, String>> {
+        if self.in_flight.is_some() || !store.compaction_due() {
+            return None;
+        }
+        let old: Option<File> = self.file.take().and_then(|id| driver.unregister_file(id));
+        drop(old);
+        let report = store
+            .compact()
+            .map_err(|err| format!("log compaction failed: {err}"));
+        if let Err(err) = self.attach(driver, store) {
+            return Some(Err(format!(
+                "after compaction, registering the log failed: {err}"
+            )));
+        }
+        Some(report)
+    }
+}

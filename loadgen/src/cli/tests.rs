@@ -1,0 +1,187 @@
+//! Command line parsing and validation.
+
+use super::*;
+
+#[test]
+fn durations() {
+    assert_eq!(parse_duration_ms("30s"), Ok(30_000));
+    assert_eq!(parse_duration_ms("500ms"), Ok(500));
+    assert_eq!(parse_duration_ms("2m"), Ok(120_000));
+    assert_eq!(parse_duration_ms("1.5"), Ok(1_500));
+    assert!(parse_duration_ms("5 parsecs").is_err());
+    assert!(parse_duration_ms("s").is_err());
+}
+
+fn load(args: &[&str]) -> LoadArgs {
+    let mut argv = vec!["rookery-load", "chat", "--auth", "token:x"];
+    argv.extend_from_slice(args);
+    match Cli::try_parse_from(argv).unwrap().command {
+        Command::Chat(run) => run.load,
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn resolves_defaults_and_validates() {
+    let auth = AuthSpec::Token { secret: "x".into() };
+    let cfg = RunConfig::resolve(
+        Scenario::Chat,
+        "127.0.0.1:5222",
+        "Example.Test",
+        auth.clone(),
+        &load(&[]),
+        &RUN_DEFAULTS,
+    )
+    .unwrap();
+    assert_eq!(
+        (cfg.clients, cfg.rate, cfg.duration_ms),
+        (1000, 1.0, 30_000)
+    );
+    assert_eq!(cfg.domain, "example.test");
+    assert_eq!(cfg.slug, "c1000-r1");
+    assert!(cfg.max_seq() >= 120);
+    let json = serde_json::to_string(&cfg).unwrap();
+    assert!(
+        json.contains("token:<redacted>") && !json.contains("\"x\""),
+        "{json}"
+    );
+
+    let hold = RunConfig::resolve(
+        Scenario::Hold,
+        "127.0.0.1:5222",
+        "d",
+        auth.clone(),
+        &load(&["--clients", "5", "--threads", "8"]),
+        &RUN_DEFAULTS,
+    )
+    .unwrap();
+    assert_eq!(
+        (hold.rate, hold.threads),
+        (0.0, 5),
+        "never more threads than clients"
+    );
+
+    for bad in [
+        &["--clients", "0"][..],
+        &["--rate", "0"],
+        &["--connect-rate=-1"],
+        &["--user-prefix", "a b"],
+    ] {
+        assert!(
+            RunConfig::resolve(
+                Scenario::Chat,
+                "127.0.0.1:1",
+                "d",
+                auth.clone(),
+                &load(bad),
+                &RUN_DEFAULTS
+            )
+            .is_err(),
+            "{bad:?}"
+        );
+    }
+    assert!(RunConfig::resolve(
+        Scenario::Chat,
+        "nowhere",
+        "d",
+        auth.clone(),
+        &load(&[]),
+        &RUN_DEFAULTS
+    )
+    .is_err());
+    assert!(RunConfig::resolve(
+        Scenario::Chat,
+        "127.0.0.1:1",
+        "a'b",
+        auth,
+        &load(&[]),
+        &RUN_DEFAULTS
+    )
+    .is_err());
+}
+
+#[test]
+fn new_flags_parse_and_validate() {
+    let auth = AuthSpec::Token { secret: "x".into() };
+    let resolve = |scenario, args: &[&str]| {
+        RunConfig::resolve(
+            scenario,
+            "127.0.0.1:5222",
+            "d",
+            auth.clone(),
+            &load(args),
+            &RUN_DEFAULTS,
+        )
+    };
+    let cfg = resolve(Scenario::Chat, &["--processes", "2", "--receipts"]).unwrap();
+    assert_eq!((cfg.processes, cfg.receipts), (Some(2), true));
+    assert_eq!(
+        cfg.stream_management,
+        SmArg::On,
+        "on when offered, by default"
+    );
+    let off = resolve(Scenario::Chat, &["--stream-management", "off"]).unwrap();
+    assert_eq!(off.stream_management, SmArg::Off);
+    let bare = resolve(Scenario::Chat, &["--stream-management"]).unwrap();
+    assert_eq!(bare.stream_management, SmArg::On);
+    let storm = resolve(
+        Scenario::Storm,
+        &["--reconnect-rate", "500", "--online-ms", "20", "--receipts"],
+    )
+    .unwrap();
+    assert_eq!(
+        (
+            storm.reconnect_rate,
+            storm.online_ms,
+            storm.rate,
+            storm.receipts
+        ),
+        (Some(500.0), 20, 0.0, false),
+        "no messages, so no receipts, in a storm"
+    );
+    assert!(resolve(Scenario::Storm, &["--reconnect-rate", "0"]).is_err());
+    assert!(resolve(Scenario::Chat, &["--processes", "0"]).is_err());
+    assert!(resolve(Scenario::Chat, &["--clients", "3", "--processes", "4"]).is_err());
+
+    // The config travels to worker processes as JSON, the secret beside it.
+    let json = serde_json::to_string(&cfg).unwrap();
+    let mut back: RunConfig = serde_json::from_str(&json).unwrap();
+    assert_eq!(back.auth.redacted(), "token:<redacted>");
+    back.auth = cfg.auth.to_spec().parse().unwrap();
+    assert_eq!(back.auth, cfg.auth);
+    assert_eq!(serde_json::to_string(&back).unwrap(), json);
+
+    let argv = ["rookery-load", "worker", "--index", "1", "--of", "2"];
+    assert!(matches!(
+        Cli::try_parse_from(argv).unwrap().command,
+        Command::Worker { index: 1, of: 2 }
+    ));
+    let storm = Cli::try_parse_from(["rookery-load", "storm", "--auth", "token:x"]).unwrap();
+    assert!(matches!(storm.command, Command::Storm(_)));
+}
+
+#[test]
+fn command_lines_keep_no_secret() {
+    let args = [
+        "rookery-load",
+        "chat",
+        "--auth",
+        "token:s3cret",
+        "--auth=plain:pw",
+        "--slug",
+        "x",
+    ];
+    let line = redact_command_line(args.iter().map(|s| s.to_string()));
+    assert_eq!(
+        line,
+        [
+            "rookery-load",
+            "chat",
+            "--auth",
+            "token:<redacted>",
+            "--auth=plain:<redacted>",
+            "--slug",
+            "x"
+        ]
+    );
+}

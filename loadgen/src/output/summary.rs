@@ -1,0 +1,84 @@
+//! summary.json: everything about a run a later tool or reader needs, in one JSON document.
+//!
+//! What it does not do: judge the run (the gate violations come from `output::violations`).
+
+use base64::Engine as _;
+use hdrhistogram::serialization::{Serializer as _, V2DeflateSerializer};
+use serde_json::{json, Map, Value};
+
+use super::violations;
+use crate::cli::RunConfig;
+use crate::env::Environment;
+use crate::metrics::{Metric, Percentiles};
+use crate::run::RunResult;
+
+pub fn summary_json(cfg: &RunConfig, r: &RunResult, env: &Environment) -> Value {
+    let mut latency = Map::new();
+    let mut encoded = Map::new();
+    for metric in Metric::ALL {
+        let h = r.histograms().get(metric);
+        latency.insert(metric.name().into(), json!(Percentiles::of(h)));
+        let mut bytes = Vec::new();
+        if V2DeflateSerializer::new().serialize(h, &mut bytes).is_ok() {
+            let text = base64::engine::general_purpose::STANDARD.encode(bytes);
+            encoded.insert(metric.name().into(), Value::String(text));
+        }
+    }
+    let errors: Map<String, Value> = r
+        .errors()
+        .entries()
+        .map(|(k, v)| (k.to_string(), json!(v)))
+        .collect();
+    let storm = r.storm_logins_per_s(cfg).map(|(mean, peak)| {
+        json!({
+            "logins": r.report.storm_logins,
+            "logins_per_s_mean": mean,
+            "logins_per_s_peak": peak,
+            "login_p50_us": Percentiles::of(r.histograms().get(Metric::Login)).p50_us,
+            "login_p99_us": Percentiles::of(r.histograms().get(Metric::Login)).p99_us,
+        })
+    });
+    json!({
+        "tool": "rookery-load",
+        "version": env!("CARGO_PKG_VERSION"),
+        "config": cfg,
+        "environment": env,
+        "backend": { "kind": r.meta.backend, "reason": r.meta.backend_reason },
+        "host_limits": {
+            "nofile_soft": r.meta.nofile_soft,
+            "ip_local_port_range": [r.meta.port_range.0, r.meta.port_range.1],
+            "source_ips": r.meta.source_ips,
+        },
+        "processes": { "count": r.processes, "threads_per_process": r.threads_per_process },
+        "phases_ms": { "ramp": r.ramp_ms, "steady_drain_close": r.steady_ms },
+        "counts": {
+            "clients": cfg.clients,
+            "logins": r.report.logins,
+            "peak_online": r.report.peak_online,
+            "errors_total": r.errors().total(),
+            "errors": errors,
+            "messages": r.messages,
+            "receipts": r.receipts,
+            "bounced": r.report.bounced,
+            "foreign": r.report.foreign,
+            "stale": r.report.stale,
+            "skipped_no_peer": r.report.skipped_no_peer,
+            "send_retries": r.report.send_retries,
+            "latency_saturated": r.histograms().saturated,
+            "sm_enabled_streams": r.report.sm_enabled,
+            "sm_refused_streams": r.report.sm_failed,
+        },
+        "storm": storm,
+        "series_per_second": r.series.points,
+        "memory": {
+            "per_client_bytes": r.meta.memory.per_client_bytes,
+            "rss_marginal_per_client_bytes": r.meta.memory.rss_marginal_per_client_bytes,
+            "rss_growth_per_online_client_bytes": r.meta.memory.rss_growth_per_online_client_bytes,
+            "client_slot_bytes": crate::worker::slot_bytes(),
+        },
+        "latency_us": latency,
+        "hgrm_value_unit": "ms",
+        "histograms_v2_deflate_base64": encoded,
+        "gates": { "violations": violations(cfg, r) },
+    })
+}

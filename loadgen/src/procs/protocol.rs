@@ -1,0 +1,222 @@
+//! What a parent and its worker processes say to each other: one JSON object per line.
+//!
+//! Parent -> child (stdin): first the [`Spec`] (the run's config with the child's share of the
+//! rates and threads, and the `--auth` spec, secret included: stdin is the one channel that
+//! `ps` does not show), then [`ParentMsg`]s. Child -> parent (stdout): [`ChildMsg`]s; the
+//! child's logs go to stderr. A closed stdin tells the child its parent is gone.
+//!
+//! Histograms travel V2 deflate + base64; ledgers as [`LedgerWire`]; per-sender sent counts as
+//! base64 of little-endian (index u32, count u32) pairs. Decoding checks everything against
+//! the run (metric names, error kinds, sender indexes), so a corrupt line fails the run with a
+//! clear error instead of skewing it.
+//!
+//! What it does not do: I/O (see `parent` and `child`).
+
+use std::collections::BTreeMap;
+
+use base64::Engine as _;
+use serde::{Deserialize, Serialize};
+
+use crate::accounting::{Ledger, LedgerWire, WireError};
+use crate::cli::RunConfig;
+use crate::live::Snapshot;
+use crate::metrics::{decode_histogram, encode_histogram, CodecError, Histograms, Metric};
+use crate::run::PartMeta;
+use crate::worker::WorkerReport;
+
+/// The first line a worker process reads.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Spec {
+    pub config: RunConfig,
+    /// `--auth` in full (the config's own copy is redacted when serialized).
+    pub auth: String,
+    pub parent_pid: u32,
+}
+
+#[derive(Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "msg", rename_all = "snake_case")]
+pub enum ParentMsg {
+    /// Start the ramp at this CLOCK_MONOTONIC instant.
+    Go { at_ns: u64 },
+    /// Start the steady phase at this instant; every client not listed is online.
+    Steady { at_ns: u64, not_online: Vec<u32> },
+    /// Close everything now.
+    Abort,
+}
+
+#[derive(Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "msg", rename_all = "snake_case")]
+pub enum ChildMsg {
+    /// Every thread has its driver.
+    Ready,
+    /// Second `second` since the ramp start: cumulative counters, latencies of that second
+    /// (metric name -> histogram, non-empty ones only).
+    Tick {
+        second: u32,
+        counts: Snapshot,
+        latencies: BTreeMap<String, String>,
+    },
+    /// Every client of this process settled (online or failed); these are not online.
+    Settled { not_online: Vec<u32> },
+    /// The end: everything this process measured.
+    Done {
+        report: Box<ReportWire>,
+        meta: PartMeta,
+    },
+    /// The process could not run its part.
+    Failed { error: String },
+}
+
+/// A [`WorkerReport`] as it travels.
+#[derive(Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ReportWire {
+    pub histograms: BTreeMap<String, String>,
+    pub saturated: u64,
+    pub ledger: LedgerWire,
+    pub receipts: LedgerWire,
+    pub sent: String,
+    pub errors: BTreeMap<String, u64>,
+    pub counters: BTreeMap<String, u64>,
+}
+
+/// Why a worker process' line was refused.
+#[derive(Debug, PartialEq, Eq)]
+pub enum ProtocolError {
+    Json(String),
+    Histogram(CodecError),
+    Ledger(WireError),
+    UnknownMetric(String),
+    UnknownError(String),
+    UnknownCounter(String),
+    BadSentCounts,
+}
+
+impl std::fmt::Display for ProtocolError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ProtocolError::Json(err) => write!(f, "not a message: {err}"),
+            ProtocolError::Histogram(err) => err.fmt(f),
+            ProtocolError::Ledger(err) => err.fmt(f),
+            ProtocolError::UnknownMetric(m) => write!(f, "unknown metric {m:?}"),
+            ProtocolError::UnknownError(e) => write!(f, "unknown error kind {e:?}"),
+            ProtocolError::UnknownCounter(c) => write!(f, "unknown counter {c:?}"),
+            ProtocolError::BadSentCounts => f.write_str("sent counts are corrupt"),
+        }
+    }
+}
+
+impl std::error::Error for ProtocolError {}
+
+/// One line of JSON (no newline inside: serde_json escapes them).
+pub fn to_line<T: Serialize>(msg: &T) -> String {
+    // Our message types hold only strings, numbers, maps with string keys and sequences,
+    // which serde_json always serializes.
+    serde_json::to_string(msg).unwrap_or_else(|e| unreachable!("message not serializable: {e}"))
+}
+
+pub fn from_line<'a, T: Deserialize<'a>>(line: &'a str) -> Result<T, ProtocolError> {
+    serde_json::from_str(line).map_err(|e| ProtocolError::Json(e.to_string()))
+}
+
+/// Histograms by metric name, non-empty ones only.
+pub fn encode_histograms(h: &Histograms) -> BTreeMap<String, String> {
+    Metric::ALL
+        .into_iter()
+        .filter(|&m| !h.get(m).is_empty())
+        .map(|m| (m.name().to_string(), encode_histogram(h.get(m))))
+        .collect()
+}
+
+pub fn decode_histograms(map: &BTreeMap<String, String>) -> Result<Histograms, ProtocolError> {
+    let mut out = Histograms::default();
+    for (name, text) in map {
+        let metric =
+            Metric::from_name(name).ok_or_else(|| ProtocolError::UnknownMetric(name.clone()))?;
+        let h = decode_histogram(text).map_err(ProtocolError::Histogram)?;
+        out.add(metric, &h);
+    }
+    Ok(out)
+}
+
+/// The plain counters of a report, by name (one list, so encode and decode cannot drift).
+fn counters(r: &mut WorkerReport) -> [(&'static str, &mut u64); 10] {
+    [
+        ("logins", &mut r.logins),
+        ("peak_online", &mut r.peak_online),
+        ("bounced", &mut r.bounced),
+        ("foreign", &mut r.foreign),
+        ("skipped_no_peer", &mut r.skipped_no_peer),
+        ("send_retries", &mut r.send_retries),
+        ("stale", &mut r.stale),
+        ("storm_logins", &mut r.storm_logins),
+        ("sm_enabled", &mut r.sm_enabled),
+        ("sm_failed", &mut r.sm_failed),
+    ]
+}
+
+pub fn encode_report(mut report: WorkerReport) -> ReportWire {
+    let mut sent = Vec::with_capacity(report.sent.len() * 8);
+    for &(index, count) in &report.sent {
+        sent.extend_from_slice(&index.to_le_bytes());
+        sent.extend_from_slice(&count.to_le_bytes());
+    }
+    ReportWire {
+        histograms: encode_histograms(&report.histograms),
+        saturated: report.histograms.saturated,
+        ledger: report.ledger.to_wire(),
+        receipts: report.receipts.to_wire(),
+        sent: base64::engine::general_purpose::STANDARD.encode(sent),
+        errors: report
+            .errors
+            .entries()
+            .filter(|&(_, n)| n > 0)
+            .map(|(k, n)| (k.to_string(), n))
+            .collect(),
+        counters: counters(&mut report)
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), *v))
+            .collect(),
+    }
+}
+
+/// Rebuilds a report of a run of `clients` clients.
+pub fn decode_report(wire: &ReportWire, clients: u32) -> Result<WorkerReport, ProtocolError> {
+    let mut report = WorkerReport {
+        histograms: decode_histograms(&wire.histograms)?,
+        ledger: Ledger::from_wire(&wire.ledger, clients).map_err(ProtocolError::Ledger)?,
+        receipts: Ledger::from_wire(&wire.receipts, clients).map_err(ProtocolError::Ledger)?,
+        ..WorkerReport::default()
+    };
+    report.histograms.saturated = wire.saturated;
+    for (name, &count) in &wire.errors {
+        if !report.errors.add_named(name, count) {
+            return Err(ProtocolError::UnknownError(name.clone()));
+        }
+    }
+    for (name, &value) in &wire.counters {
+        let mut known = counters(&mut report);
+        let slot = known
+            .iter_mut()
+            .find(|(k, _)| k == name)
+            .ok_or_else(|| ProtocolError::UnknownCounter(name.clone()))?;
+        *slot.1 = value;
+    }
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(&wire.sent)
+        .map_err(|_| ProtocolError::BadSentCounts)?;
+    if bytes.len() % 8 != 0 {
+        return Err(ProtocolError::BadSentCounts);
+    }
+    for pair in bytes.chunks_exact(8) {
+        let index = u32::from_le_bytes([pair[0], pair[1], pair[2], pair[3]]);
+        let count = u32::from_le_bytes([pair[4], pair[5], pair[6], pair[7]]);
+        if index >= clients {
+            return Err(ProtocolError::BadSentCounts);
+        }
+        report.sent.push((index, count));
+    }
+    Ok(report)
+}
+
+#[cfg(test)]
+mod tests;

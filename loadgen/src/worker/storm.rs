@@ -1,0 +1,263 @@
+//! The storm scenario's part of a worker: at the storm start every online client drops its
+//! conn (closed at once, no `</stream:stream>`: the network blip) and every client, dropped or
+//! failed, queues for a reconnect. Reconnects leave the queue in order, as fast as the
+//! thread's share of `--reconnect-rate` allows (all at once when unlimited, bounded per loop
+//! turn). A client that comes online holds for `--online-ms` (0: not at all) and drops again;
+//! a client that fails is counted and queues again. It loops until `--duration` is over.
+//!
+//! State of one slot: Online -drop-> Pending (queued) -reconnect-> Connecting -> LoggingIn ->
+//! Online; any failure -> Failed -> Pending (queued). Queued slots hold no conn and no
+//! client buffer.
+//!
+//! What it does not do: reconnect outside the storm window, or back off after failures (a
+//! storm is about how the server copes with the rush, so the rush is not softened).
+
+use std::cmp::Reverse;
+
+use rookery_io::{Linger, Ops};
+
+use super::slot::SlotState;
+use super::{new_client, TimerKind, Worker, MAX_CONNECTS_PER_TURN};
+
+impl Worker<'_> {
+    /// The storm begins: drop everyone online, queue everyone not connecting.
+    pub(super) fn start_storm<O: Ops>(&mut self, io: &mut O, now: u64) {
+        self.storming = true;
+        for i in 0..self.slots.len() {
+            match self.slots[i].state {
+                SlotState::Online => self.drop_conn(io, i),
+                SlotState::Failed => self.requeue(i),
+                // Pending here means never connected (an aborted ramp): it joins too.
+                SlotState::Pending => self.requeue(i),
+                SlotState::Connecting | SlotState::LoggingIn | SlotState::Closing => {}
+            }
+        }
+        // Counted as due now, so the first reconnects go out on this very turn.
+        self.start_due_reconnects(io, now);
+    }
+
+    /// Drops slot `i`'s conn abruptly and queues it for a reconnect.
+    pub(super) fn drop_conn<O: Ops>(&mut self, io: &mut O, i: usize) {
+        let slot = &mut self.slots[i];
+        if let Some(conn) = slot.conn {
+            io.close(conn, Linger::Abort);
+        }
+        if slot.state == SlotState::Online {
+            self.shared.set_online(slot.index, false);
+            self.online -= 1;
+        }
+        self.requeue(i);
+    }
+
+    /// Forgets slot `i`'s conn (the driver's `Closed` for it, if any, is then stale) and puts
+    /// the slot at the back of the reconnect queue.
+    pub(super) fn requeue(&mut self, i: usize) {
+        let slot = &mut self.slots[i];
+        slot.conn = None;
+        slot.state = SlotState::Pending;
+        slot.client = new_client(self.sm_policy);
+        self.reconnects.push_back(i as u32);
+    }
+
+    /// Starts the reconnects the pacer allows now.
+    pub(super) fn start_due_reconnects<O: Ops>(&mut self, io: &mut O, now: u64) {
+        let mut started = 0;
+        while self.storming && started < MAX_CONNECTS_PER_TURN {
+            let Some(&i) = self.reconnects.front() else {
+                return;
+            };
+            if !self.pacer.try_take(now) {
+                return;
+            }
+            self.reconnects.pop_front();
+            started += 1;
+            self.connect(io, i as usize, now);
+        }
+    }
+
+    /// A client came online during the storm: it holds for `--online-ms`, then drops.
+    pub(super) fn storm_online<O: Ops>(&mut self, io: &mut O, i: usize, now: u64) {
+        self.report.storm_logins += 1;
+        if self.cfg.online_ms == 0 {
+            return self.drop_conn(io, i);
+        }
+        let slot = &self.slots[i];
+        let due = now + self.cfg.online_ms * 1_000_000;
+        self.timers
+            .push(Reverse((due, i as u32, slot.attempt, TimerKind::Drop)));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::SocketAddr;
+
+    use clap::Parser;
+    use rookery_io::{ConnId, SendError};
+
+    use super::*;
+    use crate::cli::{Cli, Command, RunConfig, Scenario, RUN_DEFAULTS};
+    use crate::live::Shared;
+    use crate::metrics::ErrorKind;
+    use crate::run::Part;
+    use crate::worker::RunPhase;
+
+    /// Ops that hand out conn ids and remember what was asked.
+    #[derive(Default)]
+    struct FakeOps {
+        next: u32,
+        closed: Vec<ConnId>,
+        connects: usize,
+    }
+
+    impl Ops for FakeOps {
+        fn send(&mut self, _: ConnId, _: &[u8]) -> Result<(), SendError> {
+            Ok(())
+        }
+        fn close(&mut self, conn: ConnId, _: Linger) {
+            self.closed.push(conn);
+        }
+        fn detach(&mut self, _: ConnId) {}
+        fn adopt(&mut self, _: std::os::fd::OwnedFd) -> std::io::Result<ConnId> {
+            Err(std::io::ErrorKind::Unsupported.into())
+        }
+        fn connect(&mut self, _: SocketAddr, _: Option<SocketAddr>) -> std::io::Result<ConnId> {
+            self.next += 1;
+            self.connects += 1;
+            Ok(ConnId {
+                index: self.next,
+                generation: 1,
+            })
+        }
+        fn queued_bytes(&self, _: ConnId) -> usize {
+            0
+        }
+        fn write_file(
+            &mut self,
+            _: rookery_io::FileId,
+            _: u64,
+            _: Vec<u8>,
+            _: rookery_io::FileSync,
+        ) -> u64 {
+            0
+        }
+    }
+
+    fn config(extra: &[&str]) -> RunConfig {
+        let mut argv = vec!["rookery-load", "storm", "--auth", "token:x"];
+        argv.extend_from_slice(&["--clients", "4", "--threads", "1"]);
+        argv.extend_from_slice(extra);
+        let Command::Storm(args) = Cli::try_parse_from(argv).unwrap().command else {
+            panic!("not a storm");
+        };
+        RunConfig::resolve(
+            Scenario::Storm,
+            "127.0.0.1:5222",
+            "d",
+            args.auth,
+            &args.load,
+            &RUN_DEFAULTS,
+        )
+        .unwrap()
+    }
+
+    const STOP_NS: u64 = 10_000_000_000;
+
+    const START_NS: u64 = 1_000_000_000;
+
+    /// A worker whose 4 clients connected at 0 and are online, in the steady phase starting
+    /// at START_NS.
+    fn online_worker<'a>(cfg: &'a RunConfig, shared: &'a Shared) -> (Worker<'a>, FakeOps) {
+        let mut w = Worker::new(cfg, shared, (Part::WHOLE, 0), &[], 0);
+        let mut io = FakeOps::default();
+        for i in 0..w.slots.len() {
+            w.connect(&mut io, i, 0);
+            w.slots[i].state = SlotState::Online;
+            shared.set_online(w.slots[i].index, true);
+        }
+        w.online = 4;
+        w.next_connect = w.slots.len();
+        w.phase = RunPhase::Steady {
+            start_ns: START_NS,
+            stop_send_ns: STOP_NS,
+            finish_ns: STOP_NS,
+        };
+        (w, io)
+    }
+
+    /// What `on_online` does for a storm login (the fake conn has no real client to log in).
+    fn log_in(w: &mut Worker<'_>, io: &mut FakeOps, i: usize, now: u64) {
+        w.slots[i].state = SlotState::Online;
+        w.online += 1;
+        w.storm_online(io, i, now);
+    }
+
+    #[test]
+    fn everyone_drops_and_reconnects_and_stale_timers_are_ignored() {
+        let cfg = config(&[]);
+        let shared = Shared::new(4, 1);
+        let (mut w, mut io) = online_worker(&cfg, &shared);
+        w.advance_phase(&mut io, START_NS - 1);
+        assert!(!w.storming, "not before the common start instant");
+        w.advance_phase(&mut io, START_NS);
+        assert!(w.storming);
+        assert_eq!(io.closed.len(), 4, "every online conn dropped");
+        assert_eq!(io.connects, 8, "and reconnected at once (no rate limit)");
+        assert_eq!(w.online, 0);
+        assert!((0..4).all(|c| !shared.is_online(c)));
+        assert!(w
+            .slots
+            .iter()
+            .all(|s| s.state == SlotState::Connecting && s.attempt == 2));
+        // The first conns' connect timeouts (due at 10 s) are stale: no error is counted.
+        w.fire_timers(&mut io, 10_500_000_000);
+        assert_eq!(w.report.errors.total(), 0);
+        assert!(w.slots.iter().all(|s| s.state == SlotState::Connecting));
+
+        // Client 0 logs in: counted as a storm login, dropped at once (--online-ms 0) and
+        // queued; client 1 is refused: counted, queued too.
+        log_in(&mut w, &mut io, 0, 1_000);
+        w.fail(&mut io, 1, ErrorKind::Refused);
+        assert_eq!(w.report.storm_logins, 1);
+        assert_eq!(w.report.errors.get(ErrorKind::Refused), 1);
+        assert_eq!(w.reconnects, [0, 1]);
+        assert_eq!(w.slots[0].state, SlotState::Pending);
+        assert!(w.slots[0].conn.is_none());
+        w.start_due_reconnects(&mut io, 2_000);
+        assert_eq!(io.connects, 10);
+        assert_eq!((w.slots[0].attempt, w.slots[1].attempt), (3, 3));
+
+        // The storm ends: nobody reconnects any more.
+        w.advance_phase(&mut io, STOP_NS);
+        assert!(!w.storming);
+        w.fail(&mut io, 2, ErrorKind::LoginTimeout);
+        w.start_due_reconnects(&mut io, STOP_NS);
+        assert_eq!(io.connects, 10);
+        assert!(w.reconnects.is_empty());
+    }
+
+    #[test]
+    fn reconnects_follow_the_rate_and_online_hold() {
+        // 100/s over one thread: the 10 ms burst allows 2 at once, then one per 10 ms.
+        let cfg = config(&["--reconnect-rate", "100", "--online-ms", "500"]);
+        let shared = Shared::new(4, 1);
+        let (mut w, mut io) = online_worker(&cfg, &shared);
+        w.advance_phase(&mut io, START_NS);
+        assert_eq!(io.connects, 4 + 2);
+        assert_eq!(w.reconnects.len(), 2);
+        assert!(w.next_wake_ns(1_000_000_000) <= 1_010_000_000);
+        w.start_due_reconnects(&mut io, 1_005_000_000);
+        assert_eq!(io.connects, 6, "not before the next slot");
+        w.start_due_reconnects(&mut io, 1_010_000_000);
+        assert_eq!(io.connects, 7);
+
+        // With --online-ms a client that logs in stays until its drop timer fires.
+        let i = 0;
+        log_in(&mut w, &mut io, i, 2_000_000_000);
+        assert_eq!(w.slots[i].state, SlotState::Online);
+        w.fire_timers(&mut io, 2_400_000_000);
+        assert_eq!(w.slots[i].state, SlotState::Online);
+        w.fire_timers(&mut io, 2_500_000_000);
+        assert_eq!(w.slots[i].state, SlotState::Pending, "dropped after 500 ms");
+    }
+}

@@ -1,0 +1,136 @@
+//! Shared by the integration tests: the `rookery` server binary (built when missing), a
+//! running server on 127.0.0.1 with a random port that is killed on drop, and a bounded run
+//! of `rookery-load` that returns the parsed summary.json.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+pub const RUN_TIMEOUT: Duration = Duration::from_secs(120);
+pub const SECRET: &str = "integration-secret";
+
+/// Serializes the server build between the tests of one binary.
+static BUILD: Mutex<()> = Mutex::new(());
+
+/// The server binary next to rookery-load, built with cargo if it is not there yet.
+pub fn server_binary() -> PathBuf {
+    let _guard = BUILD.lock().unwrap_or_else(|p| p.into_inner());
+    let exe = std::env::current_exe().expect("test executable path");
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>/deps/<test>")
+        .to_path_buf();
+    let binary = dir.join(format!("rookery{}", std::env::consts::EXE_SUFFIX));
+    if binary.is_file() {
+        return binary;
+    }
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut build = Command::new(cargo);
+    build
+        .args(["build", "-p", "rookery", "--bin", "rookery", "--target-dir"])
+        .arg(dir.parent().expect("target dir"));
+    if dir.file_name().is_some_and(|n| n == "release") {
+        build.arg("--release");
+    }
+    let status = build
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .status()
+        .expect("running cargo");
+    assert!(status.success(), "cargo build -p rookery failed");
+    binary
+}
+
+/// A `rookery` server on 127.0.0.1 (token auth with [`SECRET`]); killed on drop.
+pub struct Server {
+    child: Child,
+    pub addr: String,
+}
+
+impl Server {
+    pub fn start() -> Server {
+        let mut child = Command::new(server_binary())
+            .args(["--listen", "127.0.0.1:0", "--domain", "example.test"])
+            .args(["--auth", "token", "--admin", "off"])
+            .env("ROOKERY_TOKEN_SECRET", SECRET)
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("starting rookery");
+        let stderr = child.stderr.take().expect("server stderr");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { return };
+                if let Some(rest) = line.split("ready: listening on ").nth(1) {
+                    let addr = rest.split_whitespace().next().unwrap_or("").to_string();
+                    let _ = tx.send(addr);
+                }
+            }
+        });
+        let addr = rx
+            .recv_timeout(Duration::from_secs(20))
+            .expect("the server logs its ready line");
+        Server { child, addr }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs `rookery-load <args> --output <fresh folder>`; asserts it exits with `expect_code`
+/// within [`RUN_TIMEOUT`]; returns summary.json, the run folder and the output text.
+pub fn run_load(name: &str, args: &[&str], expect_code: i32) -> (Value, PathBuf, String) {
+    let output =
+        std::env::temp_dir().join(format!("rookery-load-it-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&output);
+    let log_path = output.with_extension("log");
+    let log = std::fs::File::create(&log_path).expect("creating the log file");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_rookery-load"))
+        .args(args)
+        .args(["--auth", &format!("token:{SECRET}"), "--quiet", "--output"])
+        .arg(&output)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().expect("log file handle"))
+        .stderr(log)
+        .spawn()
+        .expect("starting rookery-load");
+    let deadline = Instant::now() + RUN_TIMEOUT;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("waiting for rookery-load") {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+            panic!("rookery-load did not finish within {RUN_TIMEOUT:?}; its output:\n{log}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let text = std::fs::read_to_string(&log_path).unwrap_or_default();
+    let _ = std::fs::remove_file(&log_path);
+    assert_eq!(
+        status.code(),
+        Some(expect_code),
+        "{status}; output:\n{text}"
+    );
+    let runs: Vec<PathBuf> = std::fs::read_dir(&output)
+        .expect("the output folder exists")
+        .map(|e| e.expect("dir entry").path())
+        .collect();
+    assert_eq!(runs.len(), 1, "one run folder: {runs:?}");
+    let summary = std::fs::read_to_string(runs[0].join("summary.json")).expect("summary.json");
+    let summary = serde_json::from_str(&summary).expect("summary.json is JSON");
+    (summary, runs[0].clone(), text)
+}
