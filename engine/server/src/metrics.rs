@@ -144,6 +144,54 @@ const FIELDS: &[Field] = &[
         "Heap bytes held by conn and session state",
         |s| &s.heap_bytes,
     ),
+    (
+        "rookery_stored_messages",
+        "gauge",
+        "Messages in the store (offline or unacked)",
+        |s| &s.stored_messages,
+    ),
+    (
+        "rookery_messages_stored_total",
+        "counter",
+        "Messages put in the store",
+        |s| &s.messages_stored,
+    ),
+    (
+        "rookery_store_refusals_total",
+        "counter",
+        "Stanzas refused: quota or store unavailable",
+        |s| &s.store_refusals,
+    ),
+    (
+        "rookery_offline_delivered_total",
+        "counter",
+        "Stored messages delivered at login",
+        |s| &s.offline_delivered,
+    ),
+    (
+        "rookery_detached_sessions",
+        "gauge",
+        "Sessions waiting for XEP-0198 resumption",
+        |s| &s.detached_sessions,
+    ),
+    (
+        "rookery_resumed_total",
+        "counter",
+        "XEP-0198 resumptions",
+        |s| &s.resumed,
+    ),
+    (
+        "rookery_log_bytes",
+        "gauge",
+        "Bytes of the shard's durable log",
+        |s| &s.log_bytes,
+    ),
+    (
+        "rookery_store_available",
+        "gauge",
+        "1 while the durable log accepts writes",
+        |s| &s.store_available,
+    ),
 ];
 
 /// Renders every shard's numbers in the Prometheus text format (version 0.0.4).

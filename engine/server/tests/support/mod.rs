@@ -209,12 +209,17 @@ impl Server {
     }
 
     /// Sum of a metric over shards.
+    /// Sum of a metric over shards; panics if the server does not publish it (a missing
+    /// metric must not read as 0).
     pub fn metric(&self, name: &str) -> u64 {
-        self.metrics()
+        let text = self.metrics();
+        let values: Vec<u64> = text
             .lines()
             .filter(|l| l.starts_with(&format!("{name}{{")))
             .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
-            .sum()
+            .collect();
+        assert!(!values.is_empty(), "metric {name} not published:\n{text}");
+        values.iter().sum()
     }
 }
 
@@ -379,6 +384,21 @@ impl RawClient {
             .unwrap()
             .parse()
             .unwrap()
+    }
+
+    /// Reads for `limit`, then returns the highest ack seen in everything received so far.
+    pub fn drain_acks_for(&mut self, limit: Duration) -> u32 {
+        let _ = self.try_expect("\u{0}never", limit);
+        Self::highest_ack(&self.received)
+    }
+
+    fn highest_ack(text: &str) -> u32 {
+        text.replace('"', "'")
+            .split("h='")
+            .skip(1)
+            .filter_map(|r| r.split('\'').next()?.parse().ok())
+            .max()
+            .unwrap_or(0)
     }
 
     /// Reads whatever is left on a conn whose server died; returns the highest ack seen.
