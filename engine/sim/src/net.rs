@@ -1,0 +1,201 @@
+//! The network and client side of the event loop: conns opening, bytes moving in both
+//! directions (per-conn FIFO), the network losing conns, clients waking up to act, and the
+//! active phase's fault dice (drops, restarts).
+//!
+//! What it does not do: XMPP (see `client`), router effects (see `world`), commits (see
+//! `commit`).
+//!
+//! Invariants: a client has at most one live conn; bytes for a dead conn are dropped, as a
+//! socket would drop them; the router hears of a lost conn (`on_closed`) exactly once, after
+//! the client did.
+
+use rookery_router::ConnKey;
+
+use crate::client::Phase;
+use crate::world::{Ev, KeyInfo, KeyState, Net, Step, World};
+
+impl World {
+    pub(crate) fn fresh_key(&mut self, net: usize, shard: u16) -> ConnKey {
+        self.next_key += 1;
+        let key = ConnKey(self.next_key);
+        let info = KeyInfo {
+            net,
+            shard,
+            state: KeyState::Open,
+            on_closed_queued: false,
+        };
+        self.keys.insert(key.0, info);
+        key
+    }
+
+    /// Schedules `on_closed` for a key whose conn the network lost, unless already queued.
+    pub(crate) fn queue_on_closed(&mut self, key: ConnKey) {
+        let Some(info) = self.keys.get_mut(&key.0) else {
+            return;
+        };
+        if info.on_closed_queued || info.state != KeyState::Open {
+            return;
+        }
+        info.on_closed_queued = true;
+        let epoch = self.epoch;
+        let delay = self.rng.range(0, 20);
+        self.schedule(delay, Ev::RouterClosed { key, epoch });
+    }
+
+    /// The network loses the conn: the client sees it at once, the router a bit later.
+    pub(crate) fn kill_net(&mut self, net: usize) {
+        if !self.nets[net].alive {
+            return;
+        }
+        self.note(|| format!("net{net} of c{} dies", self.nets[net].client));
+        self.nets[net].alive = false;
+        let client = self.nets[net].client;
+        self.clients[client].on_closed();
+        self.clients[client].reconnect_at_ms = self.now_ms + self.rng.range(1, 500);
+        if !self.nets[net].handing_off {
+            let key = self.nets[net].key;
+            self.queue_on_closed(key);
+        }
+    }
+
+    pub(crate) fn client_wake(&mut self, client: usize) -> Step {
+        self.mix(b"wake");
+        let phase = self.clients[client].phase;
+        match phase {
+            Phase::Offline if self.now_ms >= self.clients[client].reconnect_at_ms => {
+                self.connect(client)?;
+            }
+            Phase::Online => self.client_act(client),
+            _ => {}
+        }
+        self.flush_client(client);
+        let delay = self.rng.range(2, 40);
+        self.schedule(delay, Ev::ClientWake(client));
+        Ok(())
+    }
+
+    pub(crate) fn client_act(&mut self, client: usize) {
+        let others = self.clients.len().saturating_sub(1);
+        let c = &mut self.clients[client];
+        if self.quiet && self.now_ms >= self.chat_until_ms {
+            if c.unacked_len() > 0 {
+                c.request_ack();
+            }
+            return;
+        }
+        let roll = self.rng.below(1000);
+        if roll < 600 && others > 0 && c.unacked_len() < 64 {
+            // Any other client: pick among `others` and skip over ourselves.
+            let mut to = self.rng.index(others);
+            if to >= client {
+                to += 1;
+            }
+            c.send_chat(to, &mut self.ledger);
+            if self.rng.chance(300) {
+                c.request_ack();
+            }
+        } else if roll < 850 {
+            c.request_ack();
+        } else if roll < 858 && !self.quiet {
+            c.close();
+        }
+    }
+
+    pub(crate) fn connect(&mut self, client: usize) -> Step {
+        self.mix(b"connect");
+        self.note(|| format!("c{client} connects"));
+        let shard = self.rng.below(u64::from(self.cfg.shards)) as u16;
+        let net = self.nets.len();
+        let key = self.fresh_key(net, shard);
+        self.nets.push(Net {
+            client,
+            shard,
+            key,
+            alive: true,
+            handing_off: false,
+            unread: Vec::new(),
+            up_ms: self.now_ms,
+            down_ms: self.now_ms,
+        });
+        self.client_net[client] = Some(net);
+        self.clients[client].connect();
+        self.call(shard, |router, now_ms, fx| {
+            router.on_connect(key, now_ms, fx)
+        })
+    }
+
+    pub(crate) fn flush_client(&mut self, client: usize) {
+        let bytes = std::mem::take(&mut self.clients[client].out);
+        let Some(net) = self.client_net[client] else {
+            return;
+        };
+        if bytes.is_empty() || !self.nets[net].alive {
+            return;
+        }
+        let at = (self.now_ms + self.rng.range(0, 5)).max(self.nets[net].up_ms);
+        self.nets[net].up_ms = at;
+        self.schedule_at(at, Ev::Up { net, bytes });
+    }
+
+    pub(crate) fn up(&mut self, net: usize, bytes: Vec<u8>) -> Step {
+        self.mix(&bytes);
+        self.note(|| {
+            let n = &self.nets[net];
+            let text = String::from_utf8_lossy(&bytes);
+            format!(
+                "c{} net{net} {:?}@{} alive={} -> {text}",
+                n.client, n.key, n.shard, n.alive
+            )
+        });
+        let n = &mut self.nets[net];
+        if !n.alive {
+            return Ok(());
+        }
+        if n.handing_off {
+            n.unread.extend_from_slice(&bytes);
+            return Ok(());
+        }
+        let (shard, key) = (n.shard, n.key);
+        self.call(shard, |router, now_ms, fx| {
+            router.on_data(key, &bytes, now_ms, fx)
+        })
+    }
+
+    pub(crate) fn down(&mut self, net: usize, bytes: &[u8]) -> Step {
+        if !self.nets[net].alive {
+            return Ok(());
+        }
+        self.note(|| {
+            let n = &self.nets[net];
+            format!(
+                "c{} net{net} got {}",
+                n.client,
+                String::from_utf8_lossy(bytes)
+            )
+        });
+        let client = self.nets[net].client;
+        self.clients[client].on_bytes(bytes, &mut self.ledger)?;
+        self.flush_client(client);
+        Ok(())
+    }
+
+    pub(crate) fn inject_faults(&mut self) -> Step {
+        if self.rng.chance(8) {
+            let live: Vec<usize> = (0..self.nets.len())
+                .filter(|&n| self.nets[n].alive)
+                .collect();
+            if !live.is_empty() {
+                let net = live[self.rng.index(live.len())];
+                self.mix(b"drop");
+                self.drops += 1;
+                self.kill_net(net);
+            }
+        }
+        if self.rng.chance(1) {
+            self.mix(b"restart");
+            self.note(|| "RESTART".to_owned());
+            self.restart()?;
+        }
+        Ok(())
+    }
+}
