@@ -179,6 +179,44 @@ impl Ledger {
     }
 }
 
+/// The fate of every message, split by whether the server acknowledged it (XEP-0198):
+/// what `--verify` and the offline scenario judge.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct AckTotals {
+    /// Messages the server acknowledged.
+    pub acknowledged: u64,
+    pub acked_delivered: u64,
+    /// Acknowledged and never delivered: the server broke its guarantee.
+    pub acked_lost: u64,
+    /// Messages sent but never acknowledged (the sender's stream ended first, or the server
+    /// never acked within the wait).
+    pub unacked: u64,
+    pub unacked_delivered: u64,
+    /// Not acknowledged and not delivered: no guarantee was given, so reported, not failed.
+    pub unacked_lost: u64,
+}
+
+impl Ledger {
+    /// Compares deliveries with what each sender sent (`sent[s]`) and had acknowledged
+    /// (`acked[s]`: its first that many messages, at most `sent[s]`).
+    pub fn ack_totals(&self, sent: &[u32], acked: &[u32]) -> AckTotals {
+        let mut t = AckTotals::default();
+        for (sender, &count) in sent.iter().enumerate() {
+            let acked = acked.get(sender).copied().unwrap_or(0).min(count);
+            let bits = self.seen.get(sender).map_or(&[][..], Vec::as_slice);
+            let (delivered_acked, _) = count_split(bits, acked);
+            let (delivered_all, _) = count_split(bits, count);
+            t.acknowledged += u64::from(acked);
+            t.acked_delivered += delivered_acked;
+            t.unacked += u64::from(count - acked);
+            t.unacked_delivered += delivered_all - delivered_acked;
+        }
+        t.acked_lost = t.acknowledged - t.acked_delivered;
+        t.unacked_lost = t.unacked - t.unacked_delivered;
+        t
+    }
+}
+
 /// A ledger on its way from a worker process to the parent.
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct LedgerWire {
@@ -295,160 +333,4 @@ fn count_split(bits: &[u64], limit: u32) -> (u64, u64) {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn counts_lost_duplicated_and_out_of_order() {
-        let mut ledger = Ledger::new(3, 1000);
-        // Sender 0 sent 5 to recipient 1: 0,1,3,2 arrive (2 late), 4 is lost, 1 arrives twice.
-        for seq in [0, 1, 3] {
-            assert_eq!(ledger.record(0, 1, seq), Delivery::InOrder);
-        }
-        assert_eq!(ledger.record(0, 1, 2), Delivery::OutOfOrder);
-        assert_eq!(ledger.record(0, 1, 1), Delivery::Duplicate);
-        // Sender 2 sent 2 to two recipients: order is per pair, so this is in order.
-        assert_eq!(ledger.record(2, 0, 1), Delivery::InOrder);
-        assert_eq!(ledger.record(2, 1, 0), Delivery::InOrder);
-        let totals = ledger.totals(&[5, 0, 2]);
-        assert_eq!(
-            totals,
-            MessageTotals {
-                sent: 7,
-                delivered: 6,
-                lost: 1,
-                duplicated: 1,
-                out_of_order: 1,
-                unexpected: 0,
-                order_unchecked: 0,
-            }
-        );
-    }
-
-    #[test]
-    fn pairs_beyond_the_table_are_counted_not_checked() {
-        let mut ledger = Ledger::new(4, 100);
-        ledger.max_pairs = 2;
-        ledger.record(0, 1, 5);
-        ledger.record(1, 2, 5);
-        // A third pair does not fit: its inversion goes unchecked, but it is still delivered.
-        assert_eq!(ledger.record(2, 3, 5), Delivery::InOrder);
-        assert_eq!(ledger.record(2, 3, 4), Delivery::InOrder);
-        // Known pairs are still checked.
-        assert_eq!(ledger.record(0, 1, 4), Delivery::OutOfOrder);
-        let totals = ledger.totals(&[6, 6, 6, 0]);
-        assert_eq!(
-            (
-                totals.order_unchecked,
-                totals.out_of_order,
-                totals.delivered
-            ),
-            (2, 1, 5)
-        );
-    }
-
-    #[test]
-    fn unexpected_senders_and_sequences_are_refused() {
-        let mut ledger = Ledger::new(2, 100);
-        assert_eq!(ledger.record(5, 0, 0), Delivery::Unexpected);
-        assert_eq!(ledger.record(0, 1, 100), Delivery::Unexpected);
-        // In range but above what the sender says it sent.
-        assert_eq!(ledger.record(1, 0, 70), Delivery::InOrder);
-        let totals = ledger.totals(&[0, 3]);
-        assert_eq!(
-            (totals.unexpected, totals.lost, totals.delivered),
-            (3, 3, 0)
-        );
-    }
-
-    #[test]
-    fn merge_across_threads_finds_cross_thread_duplicates() {
-        let mut a = Ledger::new(2, 1000);
-        let mut b = Ledger::new(2, 1000);
-        for seq in 0..130 {
-            // Even seqs went to a recipient on thread a, odd ones to thread b.
-            let ledger = if seq % 2 == 0 { &mut a } else { &mut b };
-            ledger.record(0, 1, seq);
-        }
-        b.record(0, 1, 64); // seq 64 also delivered on the other thread: a misroute
-        a.merge(b);
-        let totals = a.totals(&[131, 0]);
-        assert_eq!(totals.delivered, 130);
-        assert_eq!(totals.lost, 1);
-        assert_eq!(totals.duplicated, 1);
-        assert_eq!(a.deliveries(), 131);
-    }
-
-    #[test]
-    fn ledgers_cross_processes_exactly() {
-        // Process A's recipients got seqs 0..70 of sender 1 and seq 3 of sender 0; process B's
-        // got 70..100 of sender 1 plus seq 5 again (a duplicate across processes), and one
-        // out-of-order delivery of its own.
-        let mut a = Ledger::new(3, 1000);
-        let mut b = Ledger::new(3, 1000);
-        for seq in 0..70 {
-            a.record(1, 0, seq);
-        }
-        a.record(0, 2, 3);
-        for seq in (70..100).rev() {
-            b.record(1, 2, seq);
-        }
-        b.record(1, 2, 5);
-        let wire_a = a.to_wire();
-        let wire_b = b.to_wire();
-        let mut merged = Ledger::from_wire(&wire_a, 3).unwrap();
-        merged.merge(Ledger::from_wire(&wire_b, 3).unwrap());
-        let totals = merged.totals(&[4, 101, 0]);
-        assert_eq!(totals.sent, 105);
-        assert_eq!(totals.delivered, 101);
-        assert_eq!(totals.lost, 4, "3 of sender 0 and seq 100 of sender 1");
-        assert_eq!(totals.duplicated, 1);
-        // 98..70 after 99, and 5 after 99: counted where the pair lives.
-        assert_eq!(totals.out_of_order, 30);
-        assert_eq!(merged.deliveries(), 102);
-
-        assert_eq!(
-            Ledger::from_wire(&wire_a, 1).err(),
-            Some(WireError::OutOfRange)
-        );
-        let mut cut = wire_a.clone();
-        cut.seen = base64::engine::general_purpose::STANDARD.encode([1u8, 0, 0, 0, 2, 0]);
-        assert_eq!(Ledger::from_wire(&cut, 3).err(), Some(WireError::Truncated));
-        cut.seen = "!!".into();
-        assert_eq!(Ledger::from_wire(&cut, 3).err(), Some(WireError::Base64));
-        let empty = Ledger::new(3, 10).to_wire();
-        assert!(empty.seen.is_empty());
-    }
-
-    #[test]
-    fn receipts_are_counted_without_order() {
-        let mut receipts = Ledger::new(2, 100);
-        assert_eq!(receipts.record_unordered(1, 5), Delivery::InOrder);
-        assert_eq!(
-            receipts.record_unordered(1, 2),
-            Delivery::InOrder,
-            "no order check"
-        );
-        assert_eq!(receipts.record_unordered(1, 5), Delivery::Duplicate);
-        assert_eq!(receipts.record_unordered(9, 0), Delivery::Unexpected);
-        let totals = receipts.totals(&[0, 7]);
-        assert_eq!(
-            (
-                totals.delivered,
-                totals.lost,
-                totals.duplicated,
-                totals.out_of_order
-            ),
-            (2, 5, 1, 0)
-        );
-    }
-
-    #[test]
-    fn split_counts_straddle_word_boundaries() {
-        let bits = [u64::MAX, 0b1011];
-        assert_eq!(count_split(&bits, 64), (64, 3));
-        assert_eq!(count_split(&bits, 66), (66, 1));
-        assert_eq!(count_split(&bits, 200), (67, 0));
-        assert_eq!(count_split(&[], 10), (0, 0));
-    }
-}
+mod tests;

@@ -14,6 +14,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde::{Deserialize, Serialize};
 
 use crate::auth::AuthSpec;
+use crate::offline;
 use crate::schedule::Pattern;
 
 /// Most simulated clients one run takes (client indexes are u32; a million per host is the
@@ -40,6 +41,10 @@ pub enum Command {
     /// After the ramp every client drops its conn and reconnects as fast as allowed
     /// (--reconnect-rate), again and again for --duration: a reconnect storm.
     Storm(RunArgs),
+    /// Phase 1: --senders clients send --messages each to the other clients, who stay
+    /// offline, until the server acknowledged them all (XEP-0198); phase 2: the recipients
+    /// log in and drain their stored messages (delivery latency from login, drain rate).
+    Offline(RunArgs),
     /// Start the `rookery` binary built next to this one and run `chat` against it.
     Demo(DemoArgs),
     /// Side-by-side table of recorded runs (folders holding summary.json).
@@ -93,9 +98,20 @@ pub struct LoadArgs {
     /// How long sessions are held (and messages sent) once every client is up: 30s, 2m, 500ms.
     #[arg(long, value_parser = parse_duration_ms)]
     pub duration: Option<u64>,
-    /// Messages per second per client (chat).
+    /// Messages per second per client [chat: 1; offline: 100, per sender].
     #[arg(long)]
     pub rate: Option<f64>,
+    /// Offline: messages each sender sends, spread over the recipients [default: 10].
+    #[arg(long)]
+    pub messages: Option<u32>,
+    /// Offline: clients that send (the rest are the offline recipients) [default: half].
+    #[arg(long)]
+    pub senders: Option<u64>,
+    /// Chat and offline: count as lost only messages the server acknowledged with XEP-0198
+    /// `<a h>` (its guarantee); the unacknowledged ones that were lost are reported apart.
+    /// Fails when the server does not offer stream management. Offline always counts so.
+    #[arg(long)]
+    pub verify: bool,
     /// Exponential gaps between messages (Poisson arrivals) instead of a constant period.
     #[arg(long)]
     pub poisson: bool,
@@ -178,6 +194,7 @@ pub enum Scenario {
     Hold,
     Chat,
     Storm,
+    Offline,
 }
 
 impl Scenario {
@@ -186,7 +203,13 @@ impl Scenario {
             Scenario::Hold => "hold",
             Scenario::Chat => "chat",
             Scenario::Storm => "storm",
+            Scenario::Offline => "offline",
         }
+    }
+
+    /// Whether clients send messages in this scenario.
+    pub fn sends(self) -> bool {
+        matches!(self, Scenario::Chat | Scenario::Offline)
     }
 }
 
@@ -228,6 +251,15 @@ pub struct RunConfig {
     pub online_ms: u64,
     pub receipts: bool,
     pub stream_management: SmArg,
+    /// Offline: clients `0..senders` send, the others are the recipients; 0 otherwise.
+    #[serde(default)]
+    pub senders: u32,
+    /// Offline: messages per sender; 0 otherwise.
+    #[serde(default)]
+    pub messages: u32,
+    /// `--verify`: loss counts only messages the server acknowledged (XEP-0198).
+    #[serde(default)]
+    pub verify: bool,
     /// The command line as typed, for the record.
     pub command_line: Vec<String>,
 }
@@ -253,6 +285,10 @@ pub const RUN_DEFAULTS: Defaults = Defaults {
     duration_ms: 30_000,
     rate: 1.0,
 };
+/// Offline: default messages per sender, and per-sender rate (messages/s).
+pub const OFFLINE_MESSAGES: u32 = 10;
+pub const OFFLINE_RATE: f64 = 100.0;
+
 pub const DEMO_DEFAULTS: Defaults = Defaults {
     clients: 2000,
     duration_ms: 30_000,
@@ -279,13 +315,23 @@ impl RunConfig {
         check_positive("--connect-rate", load.connect_rate)?;
         let rate = match scenario {
             Scenario::Chat => load.rate.unwrap_or(defaults.rate),
+            Scenario::Offline => load.rate.unwrap_or(OFFLINE_RATE),
             Scenario::Hold | Scenario::Storm => 0.0,
         };
         check_spread(load, clients)?;
-        if scenario == Scenario::Chat {
+        if scenario.sends() {
             check_positive("--rate", rate)?;
         }
-        let duration_ms = load.duration.unwrap_or(defaults.duration_ms);
+        offline::check_verify(scenario, load)?;
+        let (senders, messages) = offline::shape(scenario, load, clients)?;
+        let duration_ms = match scenario {
+            // Phase 1 lasts as long as sending takes; nothing else is timed.
+            Scenario::Offline if load.duration.is_some() => {
+                bail!("--duration does not apply to offline: its phases end by themselves")
+            }
+            Scenario::Offline => (f64::from(messages) / rate * 1000.0).ceil() as u64,
+            _ => load.duration.unwrap_or(defaults.duration_ms),
+        };
         if duration_ms == 0 {
             bail!("--duration must be positive");
         }
@@ -302,6 +348,7 @@ impl RunConfig {
         let slug = match &load.slug {
             Some(slug) => sanitize_slug(slug),
             None if scenario == Scenario::Chat => format!("c{clients}-r{rate}"),
+            None if scenario == Scenario::Offline => format!("c{clients}-m{messages}"),
             None => format!("c{clients}"),
         };
         Ok(RunConfig {
@@ -333,6 +380,9 @@ impl RunConfig {
             online_ms: load.online_ms,
             receipts: load.receipts && scenario == Scenario::Chat,
             stream_management: load.stream_management,
+            senders,
+            messages,
+            verify: load.verify,
             command_line: redact_command_line(std::env::args()),
         })
     }
@@ -340,9 +390,20 @@ impl RunConfig {
     /// Largest number of messages one client can send in this run, plus headroom: the
     /// accounting refuses sequence numbers beyond it.
     pub fn max_seq(&self) -> u32 {
+        if self.scenario == Scenario::Offline {
+            return self.messages.max(1);
+        }
         let expected = self.rate * (self.duration_ms as f64 / 1000.0);
         // Poisson runs can exceed the mean; 4x + 64 is far beyond any plausible tail.
         (expected * 4.0 + 64.0).min(f64::from(u32::MAX - 1)) as u32
+    }
+}
+
+impl RunConfig {
+    /// Whether loss counts only messages the server acknowledged (XEP-0198), as `--verify`
+    /// asks and the offline scenario always does.
+    pub fn counts_acks(&self) -> bool {
+        self.verify || self.scenario == Scenario::Offline
     }
 }
 

@@ -55,8 +55,9 @@ pub enum Phase {
 pub enum ClientEvent<'a> {
     /// Bound and initial presence sent.
     Online,
-    /// A message with a body (other messages, such as receipts alone, are not reported).
-    Message { body: Cow<'a, str> },
+    /// A message with a body (other messages, such as receipts alone, are not reported);
+    /// `delayed`: it carries an XEP-0203 `<delay xmlns='urn:xmpp:delay'/>` (stored offline).
+    Message { body: Cow<'a, str>, delayed: bool },
     /// An XEP-0184 receipt for the message with this id.
     Receipt { id: Cow<'a, str> },
     /// The server enabled XEP-0198 stream management.
@@ -133,6 +134,18 @@ impl Client {
             sm.sent_message(intended_ns);
             sm::write_request(out);
         }
+    }
+
+    /// Chat messages of this stream the server acknowledged (XEP-0198): the first this many
+    /// sent. 0 without stream management.
+    pub fn messages_acked(&self) -> u32 {
+        self.core.sm.as_ref().map_or(0, |sm| sm.messages_acked())
+    }
+
+    /// Whether this stream asked for stream management (the server offered it and the run
+    /// wants it) and the server has not refused it.
+    pub fn sm_active(&self) -> bool {
+        self.core.sm.is_some()
     }
 
     /// Stream management state, for tests.

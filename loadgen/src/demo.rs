@@ -2,7 +2,9 @@
 //! this one on 127.0.0.1 (a free port, a random token secret), runs `chat` against it, stops
 //! it (SIGTERM, then SIGKILL after [`STOP_GRACE`]), and keeps its log in the results folder.
 //!
-//! The server is always stopped, also when the run fails: [`Server`] stops it on drop.
+//! The server is always stopped, also when the run fails: [`Server`] stops it on drop. Its
+//! durable log goes to a fresh temporary `--data-dir`, removed once it stopped, so demos do
+//! not share stored messages or the directory's lock (two at once would otherwise collide).
 //! What it does not do: build the server (it says how when the binary is missing).
 
 use std::io::{BufRead, BufReader};
@@ -84,6 +86,7 @@ fn server_binary() -> anyhow::Result<PathBuf> {
 /// A running `rookery` child process; stopped on drop.
 struct Server {
     child: Child,
+    data_dir: PathBuf,
     addr: String,
     log: Arc<Mutex<Vec<String>>>,
     stopped: bool,
@@ -96,6 +99,11 @@ impl Server {
         backend: crate::cli::BackendArg,
     ) -> anyhow::Result<Server> {
         let backend = format!("{backend:?}").to_lowercase();
+        let data_dir = std::env::temp_dir().join(format!(
+            "rookery-demo-{}-{}",
+            std::process::id(),
+            crate::sys::monotonic_ns()
+        ));
         let mut child = Command::new(binary)
             .args([
                 "--listen",
@@ -108,6 +116,8 @@ impl Server {
                 "off",
             ])
             .args(["--backend", &backend])
+            .arg("--data-dir")
+            .arg(&data_dir)
             // Through the environment, not argv, so the secret does not show in `ps`.
             .env("ROOKERY_TOKEN_SECRET", secret)
             .env("NO_COLOR", "1")
@@ -129,6 +139,7 @@ impl Server {
             .context("starting the server log reader")?;
         let mut server = Server {
             child,
+            data_dir,
             addr: String::new(),
             log,
             stopped: false,
@@ -192,6 +203,8 @@ impl Server {
 impl Drop for Server {
     fn drop(&mut self) {
         self.stop();
+        // Gone already if the server never created it.
+        let _ = std::fs::remove_dir_all(&self.data_dir);
     }
 }
 

@@ -8,13 +8,14 @@
 //!
 //! Map: `cli` (options) -> `run` (coordinator; `procs` when the run needs several worker
 //! processes) -> `worker` (per-thread loop) -> `client` (protocol) + `wire` (probe bodies);
-//! `schedule`, `accounting`, `metrics`, `live`, `series` are pure logic; `host` checks ports
-//! and fds; `output`/`hgrm`/`hlog`/`plot`/`env` write the record; `report` and `demo` are the
-//! other subcommands. `sys` is the one module allowed `unsafe` (libc).
+//! `schedule`, `accounting`, `metrics`, `live`, `series`, `offline` are pure logic; `host`
+//! checks ports and fds; `output`/`hgrm`/`hlog`/`plot`/`env` write the record; `report` and
+//! `demo` are the other subcommands. `sys` is the one module allowed `unsafe` (libc).
 //!
 //! Exit status: 0 passed; 1 the run could not be done (the error says why); 2 bad command
-//! line; 3 the run finished but broke a gate (messages lost, no login, --max-p99,
-//! --max-errors).
+//! line; 3 the run finished but broke a gate (messages lost — under `--verify` and in
+//! offline, acknowledged messages lost —, stored messages without `<delay/>`, no login,
+//! --max-p99, --max-errors).
 
 #![deny(unsafe_code)]
 
@@ -30,6 +31,7 @@ mod host;
 mod live;
 mod memory;
 mod metrics;
+mod offline;
 mod output;
 mod plot;
 mod procs;
@@ -80,6 +82,7 @@ fn dispatch(command: Command) -> anyhow::Result<Vec<String>> {
         Command::Hold(args) => load(Scenario::Hold, args),
         Command::Chat(args) => load(Scenario::Chat, args),
         Command::Storm(args) => load(Scenario::Storm, args),
+        Command::Offline(args) => load(Scenario::Offline, args),
         Command::Worker { index, of } => std::process::exit(procs::child::main(index, of)),
         Command::Demo(args) => demo::demo(&args),
         Command::Report { dirs } => {
@@ -99,6 +102,21 @@ fn load(scenario: Scenario, args: RunArgs) -> anyhow::Result<Vec<String>> {
         &RUN_DEFAULTS,
     )?;
     let result = run::execute(&cfg)?;
+    let sm_missing = result.report.sm_unavailable;
+    if cfg.counts_acks() && sm_missing > 0 {
+        anyhow::bail!(
+            "{} counts messages by the server's XEP-0198 acks, but {sm_missing} stream(s) came \
+             online without stream management (the server did not offer \
+             <sm xmlns='urn:xmpp:sm:3'/> after authentication, or refused <enable/>): enable \
+             XEP-0198 on the server{}",
+            if cfg.verify { "--verify" } else { "offline" },
+            if cfg.verify {
+                ", or run without --verify"
+            } else {
+                ""
+            }
+        );
+    }
     let dir = output::write_results(&cfg, &result, &env::Environment::detect())?;
     print!("{}", output::report_text(&cfg, &result, Some(&dir)));
     Ok(output::violations(&cfg, &result))

@@ -46,10 +46,12 @@ pub enum Metric {
     ReceiptRtt,
     /// XEP-0198: intended send -> the server's `<a h=.../>` covering the message.
     SmAck,
+    /// Offline: the recipient's login started (connect) -> a stored message arrived.
+    OfflineDelivery,
 }
 
 impl Metric {
-    pub const ALL: [Metric; 7] = [
+    pub const ALL: [Metric; 8] = [
         Metric::Connect,
         Metric::Login,
         Metric::E2eCorrected,
@@ -57,6 +59,7 @@ impl Metric {
         Metric::SendLag,
         Metric::ReceiptRtt,
         Metric::SmAck,
+        Metric::OfflineDelivery,
     ];
 
     /// File and JSON key.
@@ -69,6 +72,7 @@ impl Metric {
             Metric::SendLag => "send_lag",
             Metric::ReceiptRtt => "receipt_rtt",
             Metric::SmAck => "sm_ack",
+            Metric::OfflineDelivery => "offline_delivery",
         }
     }
 
@@ -82,6 +86,7 @@ impl Metric {
             Metric::SendLag => "send lag (generator)",
             Metric::ReceiptRtt => "receipt round trip",
             Metric::SmAck => "stream mgmt ack",
+            Metric::OfflineDelivery => "offline delivery (login)",
         }
     }
 

@@ -126,10 +126,23 @@ pub fn violations(cfg: &RunConfig, r: &RunResult) -> Vec<String> {
     if r.report.logins == 0 {
         out.push("no client came online".to_string());
     }
-    if r.messages.lost > 0 {
-        out.push(format!(
+    match r.acks {
+        // Only what the server acknowledged is guaranteed (XEP-0198).
+        Some(acks) if acks.acked_lost > 0 => out.push(format!(
+            "{} of {} acknowledged messages lost",
+            acks.acked_lost, acks.acknowledged
+        )),
+        Some(_) => {}
+        None if r.messages.lost > 0 => out.push(format!(
             "{} of {} messages lost",
             r.messages.lost, r.messages.sent
+        )),
+        None => {}
+    }
+    if r.report.delay_missing > 0 {
+        out.push(format!(
+            "{} stored messages delivered without <delay xmlns='urn:xmpp:delay'/> (XEP-0203)",
+            r.report.delay_missing
         ));
     }
     if r.messages.unexpected > 0 {
@@ -168,6 +181,7 @@ pub fn violations(cfg: &RunConfig, r: &RunResult) -> Vec<String> {
 fn gated_metric(scenario: Scenario) -> Metric {
     match scenario {
         Scenario::Chat => Metric::E2eCorrected,
+        Scenario::Offline => Metric::OfflineDelivery,
         Scenario::Hold | Scenario::Storm => Metric::Login,
     }
 }
@@ -177,6 +191,13 @@ pub fn report_text(cfg: &RunConfig, r: &RunResult, dir: Option<&Path>) -> String
     let mut out = String::new();
     let rate = match cfg.scenario {
         Scenario::Chat => format!(", {} msg/s each ({:?})", cfg.rate, cfg.pattern).to_lowercase(),
+        Scenario::Offline => format!(
+            " ({} senders x {} messages at {} msg/s to {} offline recipients)",
+            cfg.senders,
+            cfg.messages,
+            cfg.rate,
+            cfg.clients - cfg.senders
+        ),
         Scenario::Hold | Scenario::Storm => String::new(),
     };
     // Writing to a String cannot fail; results are ignored below.
@@ -278,6 +299,31 @@ fn extra_lines(cfg: &RunConfig, r: &RunResult, out: &mut String) {
             out,
             "receipts: expected {}, received {}, missing {}, duplicated {}",
             t.sent, t.delivered, t.lost, t.duplicated
+        );
+    }
+    if let Some(a) = r.acks {
+        let _ = writeln!(
+            out,
+            "acknowledged (XEP-0198) {}: delivered {}, lost {}; unacknowledged {}: delivered {}, \
+             lost {}",
+            a.acknowledged,
+            a.acked_delivered,
+            a.acked_lost,
+            a.unacked,
+            a.unacked_delivered,
+            a.unacked_lost
+        );
+    }
+    if let Some(d) = crate::offline::drain(r).filter(|_| cfg.scenario == Scenario::Offline) {
+        let _ = writeln!(
+            out,
+            "offline drain: {} delivered in {:.2} s after phase 2 began: {:.0} msgs/s mean, {} in \
+             the busiest second; without <delay/>: {}",
+            d.delivered,
+            d.span_ms as f64 / 1000.0,
+            d.rate_mean_per_s,
+            d.rate_peak_per_s,
+            r.report.delay_missing
         );
     }
     if r.report.sm_enabled + r.report.sm_failed > 0 {

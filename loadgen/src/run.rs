@@ -24,7 +24,7 @@ use rookery_io::{BackendChoice, BackendKind, Limits, NofileLimit, PollDriver, Se
 use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
 
-use crate::accounting::MessageTotals;
+use crate::accounting::{AckTotals, MessageTotals};
 use crate::cli::{BackendArg, RunConfig, Scenario};
 use crate::host;
 use crate::live::{Shared, Snapshot, TICK_DELAY_NS};
@@ -80,11 +80,30 @@ pub trait Control {
     fn abort_requested(&mut self) -> bool;
 }
 
-/// Longest the ramp may take before the steady phase starts anyway.
+/// Longest the ramp may take before the steady phase starts anyway. Offline: phase 1, the
+/// senders' ramp, their sending and their wait for acks.
 pub fn ramp_bound_ns(cfg: &RunConfig) -> u64 {
-    (f64::from(cfg.clients) / cfg.connect_rate * 1e9) as u64
+    let (ramp_clients, sending_ns) = match cfg.scenario {
+        Scenario::Offline => (cfg.senders, (cfg.duration_ms + cfg.drain_ms) * 1_000_000),
+        _ => (cfg.clients, 0),
+    };
+    (f64::from(ramp_clients) / cfg.connect_rate * 1e9) as u64
         + (cfg.connect_timeout_ms + cfg.login_timeout_ms) * 1_000_000
+        + sending_ns
         + RAMP_SLACK_NS
+}
+
+/// Longest the steady phase may take, closing excluded. Offline: phase 2, the recipients'
+/// ramp, their logins and the drain.
+pub fn steady_bound_ns(cfg: &RunConfig) -> u64 {
+    match cfg.scenario {
+        Scenario::Offline => {
+            let recipients = cfg.clients - cfg.senders;
+            (f64::from(recipients) / cfg.connect_rate * 1e9) as u64
+                + (cfg.connect_timeout_ms + cfg.login_timeout_ms + cfg.drain_ms) * 1_000_000
+        }
+        _ => (cfg.duration_ms + cfg.drain_ms) * 1_000_000,
+    }
 }
 
 /// What one process' part of a run produced, besides its worker report.
@@ -107,6 +126,8 @@ pub struct PartMeta {
 pub struct RunResult {
     pub report: WorkerReport,
     pub messages: MessageTotals,
+    /// Messages split by the server's XEP-0198 acks (`--verify`, offline).
+    pub acks: Option<AckTotals>,
     /// Receipts: `sent` expected, `delivered` received, `lost` missing (`--receipts`).
     pub receipts: Option<MessageTotals>,
     pub meta: PartMeta,
@@ -188,11 +209,21 @@ pub fn finish(
     }
     report.sent = Vec::new();
     let messages = report.ledger.totals(&sent);
+    let acks = cfg.counts_acks().then(|| {
+        let mut acked = vec![0u32; cfg.clients as usize];
+        for &(index, count) in &report.acked {
+            if let Some(a) = acked.get_mut(index as usize) {
+                *a = count;
+            }
+        }
+        report.ledger.ack_totals(&sent, &acked)
+    });
     let receipts = cfg.receipts.then(|| report.receipts.totals(&sent));
     let steady = (meta.steady_ns != 0).then_some(meta.steady_ns);
     let ramp_end = steady.unwrap_or(meta.end_ns);
     RunResult {
         messages,
+        acks,
         receipts,
         ramp_ms: ramp_end.saturating_sub(meta.go_ns) / 1_000_000,
         steady_ms: steady.map_or(0, |s| meta.end_ns.saturating_sub(s) / 1_000_000),

@@ -142,14 +142,23 @@ impl Series {
 
     /// Logins per second in each closed second whose interval lies inside `from_s..=to_s`.
     pub fn logins_per_s(&self, from_s: f64, to_s: f64) -> Vec<u64> {
+        self.per_s(|p| p.logins, from_s, to_s)
+    }
+
+    /// Messages received per second, likewise.
+    pub fn received_per_s(&self, from_s: f64, to_s: f64) -> Vec<u64> {
+        self.per_s(|p| p.received, from_s, to_s)
+    }
+
+    fn per_s(&self, counter: fn(&Point) -> u64, from_s: f64, to_s: f64) -> Vec<u64> {
         let mut before = 0;
         let mut out = Vec::new();
         for p in &self.points {
             let start = f64::from(p.second) - 1.0;
             if start >= from_s - 1e-9 && f64::from(p.second) <= to_s + 1e-9 {
-                out.push(p.logins.saturating_sub(before));
+                out.push(counter(p).saturating_sub(before));
             }
-            before = p.logins;
+            before = counter(p);
         }
         out
     }

@@ -37,7 +37,10 @@ pub fn write_message(out: &mut Vec<u8>, to: &Recipient<'_>, probe: &Probe, recei
     out.extend_from_slice(b"<message to='");
     out.extend_from_slice(to.user_prefix.as_bytes());
     // Writing into a Vec cannot fail.
-    let _ = write!(out, "{}@{}/{}", to.number, to.domain, to.resource);
+    let _ = write!(out, "{}@{}", to.number, to.domain);
+    if !to.resource.is_empty() {
+        let _ = write!(out, "/{}", to.resource);
+    }
     out.extend_from_slice(b"' type='chat'");
     if receipt == Receipt::Request {
         let _ = write!(
@@ -93,6 +96,8 @@ pub fn parse_receipt_id(id: &str) -> Option<ReceiptId> {
 /// Where a message goes: the recipient's full JID pieces. A full JID (not the bare one) so the
 /// server delivers to the bound resource even if the recipient's initial presence is still in
 /// flight (RFC 6121 8.5.3: a full JID with a bound resource is delivered to that session).
+/// An empty `resource` addresses the bare JID: the offline scenario writes to users with no
+/// session, which a server stores (RFC 6121 8.5.2.2.1, XEP-0160).
 #[derive(Clone, Copy, Debug)]
 pub struct Recipient<'a> {
     pub user_prefix: &'a str,
@@ -154,6 +159,13 @@ mod tests {
         let body = &text[text.find("<body>").unwrap() + 6..text.find("</body>").unwrap()];
         assert_eq!(parse_probe(body), Some(probe));
         assert!(!text.contains("request"));
+
+        let bare = Recipient { resource: "", ..to };
+        let mut out = Vec::new();
+        write_message(&mut out, &bare, &probe, Receipt::None);
+        assert!(String::from_utf8(out)
+            .unwrap()
+            .starts_with("<message to='user9@example.test' type='chat'>"));
 
         let mut out = Vec::new();
         write_message(&mut out, &to, &probe, Receipt::Request);

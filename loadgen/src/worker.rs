@@ -9,7 +9,8 @@
 //! Phases, driven by [`Shared`]: ramp (connect everyone at this thread's share of
 //! `--connect-rate`), steady (from the coordinator's start time for `--duration`; in chat,
 //! messages are due on each client's open-loop schedule; in storm, every client drops and
-//! reconnects in a loop, see `storm`), drain (chat: no new messages for `--drain-ms`),
+//! reconnects in a loop, see `storm`; in offline the ramp is phase 1 and the steady phase
+//! is phase 2, see `offline`), drain (chat: no new messages for `--drain-ms`),
 //! closing (every stream ends with `</stream:stream>`, bounded by [`CLOSE_GRACE_NS`]).
 //!
 //! Invariants: a slot's conn id maps back to it only while the slot holds that conn; timers
@@ -34,6 +35,7 @@ use crate::client::sm::SmPolicy;
 use crate::client::Client;
 use crate::live::{Counter, Shared, PUBLISH_INTERVAL_NS};
 use crate::metrics::{ErrorKind, Histograms};
+use crate::offline::OfflinePlan;
 use crate::run::Part;
 use crate::schedule::{MessageSchedule, Pacer, Ramp, Rng};
 use crate::sys::monotonic_ns;
@@ -41,6 +43,7 @@ use crate::wire::Receipt;
 
 mod close;
 mod events;
+mod offline;
 mod report;
 mod send;
 mod slot;
@@ -73,6 +76,8 @@ enum TimerKind {
     Send,
     /// Storm: the client's `--online-ms` is over; drop it.
     Drop,
+    /// Offline: the sender's wait for acks (`--drain-ms` after its last send) is over.
+    AckWait,
 }
 
 /// (due ns, slot, the slot's connect attempt when armed, kind).
@@ -105,6 +110,13 @@ pub struct Worker<'a> {
     timers: BinaryHeap<Timer>,
     ramp: Ramp,
     next_connect: usize,
+    /// Slots `..connect_end` may connect in this phase (offline phase 1: the senders only).
+    connect_end: usize,
+    /// The slot the current ramp started with (offline phase 2 ramps the recipients anew).
+    ramp_first: usize,
+    offline: Option<OfflinePlan>,
+    /// Offline: recipient slots not yet settled (online or failed).
+    recipients_left: usize,
     /// Storm: slots waiting for a reconnect, oldest first, and the pace they may go at.
     reconnects: std::collections::VecDeque<u32>,
     pacer: Pacer,
@@ -196,12 +208,18 @@ impl<'a> Worker<'a> {
             .map(|index| Slot::new(index, new_client(sm_policy)))
             .collect();
         let share = cfg.connect_rate / f64::from(threads);
+        let offline = OfflinePlan::of(cfg);
         // The ledger keeps a row per possible sender: none needed when nobody sends (hold).
-        let senders = if cfg.scenario == Scenario::Chat {
-            cfg.clients
-        } else {
-            0
+        let senders = match (cfg.scenario, offline) {
+            (_, Some(plan)) => plan.senders,
+            (Scenario::Chat, None) => cfg.clients,
+            _ => 0,
         };
+        // Offline: slots are in index order, so the senders come first.
+        let connect_end = offline.map_or(slots.len(), |plan| {
+            slots.iter().take_while(|s| plan.is_sender(s.index)).count()
+        });
+        let recipients_left = slots.len() - connect_end;
         let receipt_senders = if cfg.receipts { senders } else { 0 };
         Worker {
             cfg,
@@ -209,6 +227,10 @@ impl<'a> Worker<'a> {
             thread,
             ramp: Ramp::new(now, share),
             next_connect: 0,
+            connect_end,
+            ramp_first: 0,
+            offline,
+            recipients_left,
             reconnects: std::collections::VecDeque::new(),
             pacer: Pacer::new(cfg.reconnect_rate.map(|r| r / f64::from(threads))),
             storming: false,
@@ -222,7 +244,9 @@ impl<'a> Worker<'a> {
             timers: BinaryHeap::with_capacity(slots.len()),
             slots,
             sources,
-            schedule: (cfg.scenario == Scenario::Chat)
+            schedule: cfg
+                .scenario
+                .sends()
                 .then(|| MessageSchedule::new(cfg.rate, cfg.pattern)),
             phase: RunPhase::Ramp,
             accounting_open: true,
@@ -235,7 +259,8 @@ impl<'a> Worker<'a> {
             },
             recent: Histograms::default(),
             online: 0,
-            settled: 0,
+            // Offline recipients wait for phase 2: phase 1 (the ramp) is settled without them.
+            settled: recipients_left as u64,
             attempts: 0,
             sent: 0,
             next_publish_ns: now + PUBLISH_INTERVAL_NS,
@@ -260,6 +285,9 @@ impl<'a> Worker<'a> {
                 let Some(start) = self.shared.steady_start() else {
                     return;
                 };
+                if self.offline.is_some() {
+                    return self.start_recipients(start);
+                }
                 let stop_send_ns = start + self.cfg.duration_ms * 1_000_000;
                 let drain_ns = if self.schedule.is_some() {
                     self.cfg.drain_ms * 1_000_000
@@ -273,6 +301,10 @@ impl<'a> Worker<'a> {
                 };
                 self.schedule_first_messages(start);
             }
+            RunPhase::Steady {
+                finish_ns: u64::MAX,
+                ..
+            } if self.offline.is_some() && !self.shared.aborted() => self.maybe_end_drain(now),
             RunPhase::Steady { stop_send_ns, .. } if self.storming && now >= stop_send_ns => {
                 self.storming = false;
             }
@@ -300,9 +332,9 @@ impl<'a> Worker<'a> {
 
     fn start_due_connects<O: Ops>(&mut self, io: &mut O, now: u64) {
         let mut started = 0;
-        while self.next_connect < self.slots.len()
+        while self.next_connect < self.connect_end
             && started < MAX_CONNECTS_PER_TURN
-            && self.ramp.due(self.next_connect as u64) <= now
+            && self.ramp.due((self.next_connect - self.ramp_first) as u64) <= now
         {
             let i = self.next_connect;
             self.next_connect += 1;
@@ -361,6 +393,7 @@ impl<'a> Worker<'a> {
                 }
                 (TimerKind::Send, SlotState::Online) => self.send_due(io, i, now),
                 (TimerKind::Drop, SlotState::Online) if self.storming => self.drop_conn(io, i),
+                (TimerKind::AckWait, SlotState::Online) => self.settle(i),
                 _ => {}
             }
         }
@@ -369,15 +402,19 @@ impl<'a> Worker<'a> {
     /// Ends slot `i` with an error: counted once, its conn closed at once. In a storm the
     /// client then queues for a reconnect like every other.
     fn fail<O: Ops>(&mut self, io: &mut O, i: usize, kind: ErrorKind) {
-        let slot = &mut self.slots[i];
-        match slot.state {
+        match self.slots[i].state {
             SlotState::Failed | SlotState::Closing => return,
             SlotState::Online => {
-                self.shared.set_online(slot.index, false);
+                self.shared.set_online(self.slots[i].index, false);
                 self.online -= 1;
+                // Online counted as settled, except an offline sender still at work.
+                if self.offline.is_some() {
+                    self.settle(i);
+                }
             }
-            SlotState::Pending | SlotState::Connecting | SlotState::LoggingIn => self.settled += 1,
+            SlotState::Pending | SlotState::Connecting | SlotState::LoggingIn => self.settle(i),
         }
+        let slot = &mut self.slots[i];
         slot.state = SlotState::Failed;
         self.report.errors.add(kind);
         if let Some(conn) = slot.conn {
@@ -423,8 +460,9 @@ impl<'a> Worker<'a> {
         if let Some(Reverse((due, _, _, _))) = self.timers.peek() {
             wake = wake.min(*due);
         }
-        if self.next_connect < self.slots.len() {
-            wake = wake.min(self.ramp.due(self.next_connect as u64));
+        if self.next_connect < self.connect_end {
+            let k = (self.next_connect - self.ramp_first) as u64;
+            wake = wake.min(self.ramp.due(k));
         }
         if self.storming && !self.reconnects.is_empty() {
             wake = wake.min(self.pacer.next_free_ns().max(now));
@@ -436,6 +474,12 @@ impl<'a> Worker<'a> {
         // Clients never connected (ramp cut short by an abort) count as settled failures of
         // no kind: they simply never ran.
         self.report.sent = self.slots.iter().map(|s| (s.index, s.seq)).collect();
+        self.report.acked = self
+            .slots
+            .iter()
+            .filter(|s| s.acked > 0)
+            .map(|s| (s.index, s.acked))
+            .collect();
         self.report
     }
 }

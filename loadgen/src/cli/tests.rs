@@ -185,3 +185,67 @@ fn command_lines_keep_no_secret() {
         ]
     );
 }
+
+fn resolve(scenario: Scenario, args: &[&str]) -> anyhow::Result<RunConfig> {
+    let auth = AuthSpec::Token { secret: "x".into() };
+    RunConfig::resolve(
+        scenario,
+        "127.0.0.1:5222",
+        "d",
+        auth,
+        &load(args),
+        &RUN_DEFAULTS,
+    )
+}
+
+#[test]
+fn offline_resolves_its_shape() {
+    let cfg = resolve(Scenario::Offline, &["--clients", "20"]).unwrap();
+    assert_eq!(
+        (cfg.senders, cfg.messages, cfg.rate),
+        (10, OFFLINE_MESSAGES, OFFLINE_RATE)
+    );
+    assert_eq!(cfg.duration_ms, 100, "10 messages at 100/s");
+    assert_eq!(cfg.max_seq(), 10);
+    assert!(cfg.counts_acks(), "offline always judges by acks");
+    assert_eq!(cfg.slug, "c20-m10");
+    let cfg = resolve(
+        Scenario::Offline,
+        &[
+            "--clients",
+            "9",
+            "--senders",
+            "8",
+            "--messages",
+            "3",
+            "--rate",
+            "2",
+        ],
+    )
+    .unwrap();
+    assert_eq!((cfg.senders, cfg.messages, cfg.duration_ms), (8, 3, 1500));
+    for bad in [
+        &["--clients", "1"][..],
+        &["--clients", "5", "--senders", "5"],
+        &["--clients", "5", "--senders", "0"],
+        &["--clients", "5", "--messages", "0"],
+        &["--clients", "5", "--duration", "5s"],
+        &["--clients", "5", "--stream-management", "off"],
+    ] {
+        assert!(resolve(Scenario::Offline, bad).is_err(), "{bad:?}");
+    }
+}
+
+#[test]
+fn verify_needs_messages_and_stream_management() {
+    let cfg = resolve(Scenario::Chat, &["--verify"]).unwrap();
+    assert!(cfg.verify && cfg.counts_acks());
+    assert!(!resolve(Scenario::Chat, &[]).unwrap().counts_acks());
+    let err = resolve(Scenario::Chat, &["--verify", "--stream-management", "off"])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("XEP-0198"), "{err}");
+    assert!(resolve(Scenario::Hold, &["--verify"]).is_err());
+    assert!(resolve(Scenario::Chat, &["--messages", "3"]).is_err());
+    assert!(resolve(Scenario::Storm, &["--senders", "3"]).is_err());
+}

@@ -17,6 +17,9 @@ use rookery_proto::{ns, StanzaKind, StanzaView};
 use super::sm::{self, SmPhase};
 use super::{ClientEvent, Core};
 
+/// XEP-0203 delayed delivery.
+const NS_DELAY: &str = "urn:xmpp:delay";
+
 impl Core {
     /// A stanza (or stream management element) on a bound stream.
     pub(super) fn on_online_stanza<F>(
@@ -79,7 +82,9 @@ impl Core {
             }
         }
         if let Some(body) = message_body(view) {
-            sink(ClientEvent::Message { body });
+            // XEP-0203: how a server marks a message it stored (XEP-0160 offline delivery).
+            let delayed = view.has_child("delay", NS_DELAY);
+            sink(ClientEvent::Message { body, delayed });
         }
     }
 

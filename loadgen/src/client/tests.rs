@@ -162,14 +162,19 @@ fn reports_messages_with_borrowed_or_unescaped_bodies() {
         "<message from='user2@example.test/load' to='user1@example.test/load' type='chat'>\
          <body>rl r=1 s=1 q=0 i=5 a=6</body></message>\
          <message from='a@example.test/x'><body xml:lang='en'>a &amp; b</body></message>\
-         <message from='a@example.test/x'><received xmlns='urn:xmpp:receipts' id='m1'/></message>",
+         <message from='a@example.test/x'><received xmlns='urn:xmpp:receipts' id='m1'/></message>\
+         <message from='b@example.test/x'><body>kept</body>\
+         <delay xmlns='urn:xmpp:delay' from='example.test' stamp='2024-01-01T00:00:00Z'/></message>\
+         <message from='b@example.test/x'><body>x</body><delay xmlns='urn:other'/></message>",
     );
     assert_eq!(
         h.events,
         vec![
-            "Message { body: \"rl r=1 s=1 q=0 i=5 a=6\" }",
-            "Message { body: \"a & b\" }",
+            "Message { body: \"rl r=1 s=1 q=0 i=5 a=6\", delayed: false }",
+            "Message { body: \"a & b\", delayed: false }",
             "Receipt { id: \"m1\" }",
+            "Message { body: \"kept\", delayed: true }",
+            "Message { body: \"x\", delayed: false }",
         ]
     );
 }
@@ -278,7 +283,10 @@ fn close_sends_the_stream_end_once() {
     assert_eq!(out, b"</stream:stream>");
     assert_eq!(h.client.phase(), Phase::Closing);
     h.feed("<message from='a@example.test/x'><body>late</body></message></stream:stream>");
-    assert_eq!(h.events, vec!["Message { body: \"late\" }", "StreamClosed"]);
+    assert_eq!(
+        h.events,
+        vec!["Message { body: \"late\", delayed: false }", "StreamClosed"]
+    );
 }
 
 #[test]
@@ -343,7 +351,7 @@ fn answers_receipt_requests_and_reports_receipts() {
     assert_eq!(
         h.events,
         vec![
-            "Message { body: \"rl r=1 s=1 q=0 i=5 a=6\" }",
+            "Message { body: \"rl r=1 s=1 q=0 i=5 a=6\", delayed: false }",
             "Receipt { id: \"rl-1-0-4-9\" }",
         ]
     );
@@ -380,9 +388,20 @@ fn stream_management_is_enabled_when_offered() {
         "<iq type='result' id='p1' to='example.test'/><a xmlns='urn:xmpp:sm:3' h='2'/>"
     );
     h.events.clear();
+    assert_eq!(h.client.messages_acked(), 0);
     h.feed("<a xmlns='urn:xmpp:sm:3' h='2'/>");
     assert_eq!(h.events, vec!["SmAcked { intended_ns: 1000 }"]);
+    assert_eq!(
+        h.client.messages_acked(),
+        1,
+        "h=2: the presence and the first message"
+    );
     h.feed("<a xmlns='urn:xmpp:sm:3' h='4'/>");
+    assert_eq!(
+        h.client.messages_acked(),
+        2,
+        "the ping answer is not a message"
+    );
     assert_eq!(
         h.events,
         vec![

@@ -7,7 +7,7 @@ use hdrhistogram::serialization::{Serializer as _, V2DeflateSerializer};
 use serde_json::{json, Map, Value};
 
 use super::violations;
-use crate::cli::RunConfig;
+use crate::cli::{RunConfig, Scenario};
 use crate::env::Environment;
 use crate::metrics::{Metric, Percentiles};
 use crate::run::RunResult;
@@ -38,6 +38,18 @@ pub fn summary_json(cfg: &RunConfig, r: &RunResult, env: &Environment) -> Value 
             "login_p99_us": Percentiles::of(r.histograms().get(Metric::Login)).p99_us,
         })
     });
+    let offline = (cfg.scenario == Scenario::Offline).then(|| {
+        let delivery = Percentiles::of(r.histograms().get(Metric::OfflineDelivery));
+        json!({
+            "senders": cfg.senders,
+            "recipients": cfg.clients - cfg.senders,
+            "messages_per_sender": cfg.messages,
+            "drain": crate::offline::drain(r),
+            "delivery_p50_us": delivery.p50_us,
+            "delivery_p99_us": delivery.p99_us,
+            "delay_missing": r.report.delay_missing,
+        })
+    });
     json!({
         "tool": "rookery-load",
         "version": env!("CARGO_PKG_VERSION"),
@@ -58,6 +70,7 @@ pub fn summary_json(cfg: &RunConfig, r: &RunResult, env: &Environment) -> Value 
             "errors_total": r.errors().total(),
             "errors": errors,
             "messages": r.messages,
+            "acks": r.acks,
             "receipts": r.receipts,
             "bounced": r.report.bounced,
             "foreign": r.report.foreign,
@@ -67,7 +80,9 @@ pub fn summary_json(cfg: &RunConfig, r: &RunResult, env: &Environment) -> Value 
             "latency_saturated": r.histograms().saturated,
             "sm_enabled_streams": r.report.sm_enabled,
             "sm_refused_streams": r.report.sm_failed,
+            "sm_unavailable_streams": r.report.sm_unavailable,
         },
+        "offline": offline,
         "storm": storm,
         "series_per_second": r.series.points,
         "memory": {

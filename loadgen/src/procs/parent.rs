@@ -176,7 +176,7 @@ pub fn execute(cfg: &RunConfig, plan: &Plan) -> anyhow::Result<RunResult> {
     let deadline = go_ns
         + run::ramp_bound_ns(cfg)
         + STEADY_LEAD_NS
-        + (cfg.duration_ms + cfg.drain_ms) * 1_000_000
+        + run::steady_bound_ns(cfg)
         + CLOSE_GRACE_NS
         + END_SLACK_NS;
     while state.done.iter().any(Option::is_none) {

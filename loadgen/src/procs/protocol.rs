@@ -75,6 +75,9 @@ pub struct ReportWire {
     pub ledger: LedgerWire,
     pub receipts: LedgerWire,
     pub sent: String,
+    /// Like `sent`: (index, messages acknowledged) pairs.
+    #[serde(default)]
+    pub acked: String,
     pub errors: BTreeMap<String, u64>,
     pub counters: BTreeMap<String, u64>,
 }
@@ -139,7 +142,7 @@ pub fn decode_histograms(map: &BTreeMap<String, String>) -> Result<Histograms, P
 }
 
 /// The plain counters of a report, by name (one list, so encode and decode cannot drift).
-fn counters(r: &mut WorkerReport) -> [(&'static str, &mut u64); 10] {
+fn counters(r: &mut WorkerReport) -> [(&'static str, &mut u64); 14] {
     [
         ("logins", &mut r.logins),
         ("peak_online", &mut r.peak_online),
@@ -151,21 +154,51 @@ fn counters(r: &mut WorkerReport) -> [(&'static str, &mut u64); 10] {
         ("storm_logins", &mut r.storm_logins),
         ("sm_enabled", &mut r.sm_enabled),
         ("sm_failed", &mut r.sm_failed),
+        ("sm_unavailable", &mut r.sm_unavailable),
+        ("offline_deliveries", &mut r.offline_deliveries),
+        ("delay_missing", &mut r.delay_missing),
+        ("last_delivery_ns", &mut r.last_delivery_ns),
     ]
 }
 
-pub fn encode_report(mut report: WorkerReport) -> ReportWire {
-    let mut sent = Vec::with_capacity(report.sent.len() * 8);
-    for &(index, count) in &report.sent {
-        sent.extend_from_slice(&index.to_le_bytes());
-        sent.extend_from_slice(&count.to_le_bytes());
+/// base64 of little-endian (index u32, count u32) pairs.
+fn encode_pairs(pairs: &[(u32, u32)]) -> String {
+    let mut bytes = Vec::with_capacity(pairs.len() * 8);
+    for &(index, count) in pairs {
+        bytes.extend_from_slice(&index.to_le_bytes());
+        bytes.extend_from_slice(&count.to_le_bytes());
     }
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+/// Reads back [`encode_pairs`], refusing indexes at or above `clients`.
+fn decode_pairs(text: &str, clients: u32) -> Result<Vec<(u32, u32)>, ProtocolError> {
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(text)
+        .map_err(|_| ProtocolError::BadSentCounts)?;
+    if bytes.len() % 8 != 0 {
+        return Err(ProtocolError::BadSentCounts);
+    }
+    let mut out = Vec::with_capacity(bytes.len() / 8);
+    for pair in bytes.chunks_exact(8) {
+        let index = u32::from_le_bytes([pair[0], pair[1], pair[2], pair[3]]);
+        let count = u32::from_le_bytes([pair[4], pair[5], pair[6], pair[7]]);
+        if index >= clients {
+            return Err(ProtocolError::BadSentCounts);
+        }
+        out.push((index, count));
+    }
+    Ok(out)
+}
+
+pub fn encode_report(mut report: WorkerReport) -> ReportWire {
     ReportWire {
         histograms: encode_histograms(&report.histograms),
         saturated: report.histograms.saturated,
         ledger: report.ledger.to_wire(),
         receipts: report.receipts.to_wire(),
-        sent: base64::engine::general_purpose::STANDARD.encode(sent),
+        sent: encode_pairs(&report.sent),
+        acked: encode_pairs(&report.acked),
         errors: report
             .errors
             .entries()
@@ -201,20 +234,8 @@ pub fn decode_report(wire: &ReportWire, clients: u32) -> Result<WorkerReport, Pr
             .ok_or_else(|| ProtocolError::UnknownCounter(name.clone()))?;
         *slot.1 = value;
     }
-    let bytes = base64::engine::general_purpose::STANDARD
-        .decode(&wire.sent)
-        .map_err(|_| ProtocolError::BadSentCounts)?;
-    if bytes.len() % 8 != 0 {
-        return Err(ProtocolError::BadSentCounts);
-    }
-    for pair in bytes.chunks_exact(8) {
-        let index = u32::from_le_bytes([pair[0], pair[1], pair[2], pair[3]]);
-        let count = u32::from_le_bytes([pair[4], pair[5], pair[6], pair[7]]);
-        if index >= clients {
-            return Err(ProtocolError::BadSentCounts);
-        }
-        report.sent.push((index, count));
-    }
+    report.sent = decode_pairs(&wire.sent, clients)?;
+    report.acked = decode_pairs(&wire.acked, clients)?;
     Ok(report)
 }
 

@@ -67,6 +67,7 @@ impl Worker<'_> {
             let _ = io.send(conn, &self.out);
         }
         let now = monotonic_ns();
+        self.note_acks(i);
         let mut notes = std::mem::take(&mut self.notes);
         for note in notes.drain(..) {
             self.on_note(io, i, note, now);
@@ -77,10 +78,13 @@ impl Worker<'_> {
     fn on_note<O: Ops>(&mut self, io: &mut O, i: usize, note: Note, now: u64) {
         match note {
             Note::Online => self.on_online(io, i, now),
-            Note::Probe(probe) => self.on_probe(i, probe, now),
+            Note::Probe { probe, delayed } => self.on_probe(i, probe, delayed, now),
             Note::Receipt(receipt) => self.on_receipt(i, receipt, now),
             Note::SmEnabled => self.report.sm_enabled += 1,
-            Note::SmFailed => self.report.sm_failed += 1,
+            Note::SmFailed => {
+                self.report.sm_failed += 1;
+                self.require_sm(i);
+            }
             Note::SmAcked(intended_ns) => {
                 if self.accounting_open {
                     let rtt_us = now.saturating_sub(intended_ns) / 1000;
@@ -113,14 +117,20 @@ impl Worker<'_> {
         }
         self.shared.set_online(slot.index, true);
         self.online += 1;
-        self.settled += 1;
         // Published now, not at the next interval: the memory probe pairs it with an RSS read.
         self.shared.threads[self.thread].publish(Counter::Online, self.online);
         self.report.logins += 1;
         self.report.peak_online = self.report.peak_online.max(self.online);
+        self.require_sm(i);
         if self.storming {
+            self.settled += 1;
             return self.storm_online(io, i, now);
         }
+        if self.offline.is_some() {
+            return self.offline_online(i, now);
+        }
+        self.settled += 1;
+        let slot = &mut self.slots[i];
         // A client that comes online after the steady phase began joins the schedule now.
         if let (Some(schedule), RunPhase::Steady { stop_send_ns, .. }) = (self.schedule, self.phase)
         {
@@ -161,7 +171,7 @@ impl Worker<'_> {
         }
     }
 
-    fn on_probe(&mut self, i: usize, probe: Probe, now: u64) {
+    fn on_probe(&mut self, i: usize, probe: Probe, delayed: bool, now: u64) {
         if !self.accounting_open {
             return;
         }
@@ -171,11 +181,14 @@ impl Worker<'_> {
             return;
         }
         let recipient = self.slots[i].index;
-        match self
+        let delivery = self
             .report
             .ledger
-            .record(probe.sender, recipient, probe.seq)
-        {
+            .record(probe.sender, recipient, probe.seq);
+        if self.offline.is_some() {
+            return self.on_stored_delivery(i, delivery, delayed, now);
+        }
+        match delivery {
             Delivery::InOrder | Delivery::OutOfOrder => {
                 self.recent.record(
                     Metric::E2eCorrected,

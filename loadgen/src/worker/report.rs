@@ -16,6 +16,9 @@ pub struct WorkerReport {
     pub receipts: Ledger,
     /// `(client index, messages sent)` for each client of this thread.
     pub sent: Vec<(u32, u32)>,
+    /// `(client index, messages the server acknowledged)` (XEP-0198), non-zero ones only:
+    /// the client's first that many messages.
+    pub acked: Vec<(u32, u32)>,
     pub errors: ErrorCounts,
     pub logins: u64,
     pub peak_online: u64,
@@ -34,6 +37,15 @@ pub struct WorkerReport {
     /// Streams on which the server enabled / refused XEP-0198.
     pub sm_enabled: u64,
     pub sm_failed: u64,
+    /// Streams that came online without stream management (not offered, or refused) in a
+    /// run that counts acks (`--verify`, offline): the run cannot be judged.
+    pub sm_unavailable: u64,
+    /// Offline: deliveries (first ones and duplicates) to recipients in phase 2.
+    pub offline_deliveries: u64,
+    /// Offline: of those, how many lacked the XEP-0203 `<delay/>` of a stored message.
+    pub delay_missing: u64,
+    /// CLOCK_MONOTONIC ns of the last offline delivery (0: none). Merged with max.
+    pub last_delivery_ns: u64,
 }
 
 impl WorkerReport {
@@ -43,6 +55,7 @@ impl WorkerReport {
         self.ledger.merge(other.ledger);
         self.receipts.merge(other.receipts);
         self.sent.extend(other.sent);
+        self.acked.extend(other.acked);
         self.errors.merge(&other.errors);
         self.logins += other.logins;
         // Threads peak at different moments; the sum bounds the true peak from above.
@@ -55,5 +68,9 @@ impl WorkerReport {
         self.storm_logins += other.storm_logins;
         self.sm_enabled += other.sm_enabled;
         self.sm_failed += other.sm_failed;
+        self.sm_unavailable += other.sm_unavailable;
+        self.offline_deliveries += other.offline_deliveries;
+        self.delay_missing += other.delay_missing;
+        self.last_delivery_ns = self.last_delivery_ns.max(other.last_delivery_ns);
     }
 }

@@ -16,6 +16,7 @@ use crate::sys::monotonic_ns;
 use crate::wire::{write_message, Probe, Recipient};
 
 impl Worker<'_> {
+    /// Chat: every online client starts its schedule at the steady start.
     pub(super) fn schedule_first_messages(&mut self, start: u64) {
         let Some(schedule) = self.schedule else {
             return;
@@ -36,15 +37,29 @@ impl Worker<'_> {
     /// Sends every message of slot `i` that is due (catching up if the loop fell behind: the
     /// latency then still counts from each message's intended time), then re-arms its timer.
     pub(super) fn send_due<O: Ops>(&mut self, io: &mut O, i: usize, now: u64) {
-        let (Some(schedule), RunPhase::Steady { stop_send_ns, .. }) = (self.schedule, self.phase)
-        else {
+        let Some(schedule) = self.schedule else {
             return;
+        };
+        // Chat sends in the steady phase until its end; offline in phase 1 (the ramp), a
+        // fixed number of messages.
+        let (stop_send_ns, quota) = match (self.offline, self.phase) {
+            (None, RunPhase::Steady { stop_send_ns, .. }) => (stop_send_ns, u32::MAX),
+            (Some(plan), RunPhase::Ramp) => (u64::MAX, plan.messages),
+            _ => return,
         };
         let Some(conn) = self.slots[i].conn else {
             return;
         };
-        while self.slots[i].next_due_ns <= now && self.slots[i].next_due_ns < stop_send_ns {
-            let Some(peer) = self.pick_peer(self.slots[i].index) else {
+        let resource = if self.offline.is_some() {
+            "" // the bare JID: the recipient has no session to address
+        } else {
+            BIND_RESOURCE
+        };
+        while self.slots[i].next_due_ns <= now
+            && self.slots[i].next_due_ns < stop_send_ns
+            && self.slots[i].seq < quota
+        {
+            let Some(peer) = self.pick_recipient(i) else {
                 self.report.skipped_no_peer += 1;
                 let slot = &mut self.slots[i];
                 slot.next_due_ns = schedule.next_due(slot.next_due_ns, &mut self.rng);
@@ -62,7 +77,7 @@ impl Worker<'_> {
                 user_prefix: &self.cfg.user_prefix,
                 number: u64::from(peer) + 1,
                 domain: &self.cfg.domain,
-                resource: BIND_RESOURCE,
+                resource,
             };
             self.out.clear();
             write_message(&mut self.out, &to, &probe, self.receipt);
@@ -89,9 +104,21 @@ impl Worker<'_> {
             slot.next_due_ns = schedule.next_due(slot.next_due_ns, &mut self.rng);
         }
         let (due, attempt) = (self.slots[i].next_due_ns, self.slots[i].attempt);
+        if self.slots[i].seq >= quota {
+            return self.await_acks(i, now);
+        }
         if due < stop_send_ns {
             self.timers
                 .push(Reverse((due, i as u32, attempt, TimerKind::Send)));
+        }
+    }
+
+    /// Offline: the plan's recipient of slot `i`'s next message; chat: a random online peer.
+    fn pick_recipient(&mut self, i: usize) -> Option<u32> {
+        let slot = &self.slots[i];
+        match self.offline {
+            Some(plan) => Some(plan.recipient(slot.index, slot.seq)),
+            None => self.pick_peer(slot.index),
         }
     }
 

@@ -38,6 +38,10 @@ pub struct Slot {
     pub next_due_ns: u64,
     /// Connects started for this slot (wrapping): timers armed for an earlier conn are stale.
     pub attempt: u16,
+    /// Messages the server acknowledged (XEP-0198): the first `acked` of `seq`.
+    pub acked: u32,
+    /// Offline: counted as settled for its phase (see `offline`).
+    pub settled: bool,
 }
 
 impl Slot {
@@ -51,6 +55,8 @@ impl Slot {
             started_ns: 0,
             next_due_ns: 0,
             attempt: 0,
+            acked: 0,
+            settled: false,
         }
     }
 }
@@ -59,7 +65,11 @@ impl Slot {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Note {
     Online,
-    Probe(Probe),
+    /// One of our messages; `delayed`: it carried an XEP-0203 `<delay/>` (it was stored).
+    Probe {
+        probe: Probe,
+        delayed: bool,
+    },
     /// A message whose body is not one of ours.
     Foreign,
     Bounced,
@@ -77,7 +87,9 @@ impl Note {
     pub fn from_event(event: ClientEvent<'_>) -> Note {
         match event {
             ClientEvent::Online => Note::Online,
-            ClientEvent::Message { body } => parse_probe(&body).map_or(Note::Foreign, Note::Probe),
+            ClientEvent::Message { body, delayed } => {
+                parse_probe(&body).map_or(Note::Foreign, |probe| Note::Probe { probe, delayed })
+            }
             ClientEvent::Bounced => Note::Bounced,
             ClientEvent::AuthFailed { .. } => Note::Failed(ErrorKind::AuthFailure),
             ClientEvent::BindFailed { .. } => Note::Failed(ErrorKind::BindFailure),
@@ -110,17 +122,26 @@ mod tests {
     fn events_reduce_to_notes() {
         let body = "rl r=9 s=1 q=2 i=3 a=4".into();
         assert_eq!(
-            Note::from_event(ClientEvent::Message { body }),
-            Note::Probe(Probe {
-                run: 9,
-                sender: 1,
-                seq: 2,
-                intended_ns: 3,
-                actual_ns: 4
-            })
+            Note::from_event(ClientEvent::Message {
+                body,
+                delayed: true
+            }),
+            Note::Probe {
+                probe: Probe {
+                    run: 9,
+                    sender: 1,
+                    seq: 2,
+                    intended_ns: 3,
+                    actual_ns: 4
+                },
+                delayed: true
+            }
         );
         assert_eq!(
-            Note::from_event(ClientEvent::Message { body: "hi".into() }),
+            Note::from_event(ClientEvent::Message {
+                body: "hi".into(),
+                delayed: false
+            }),
             Note::Foreign
         );
         assert_eq!(

@@ -89,7 +89,7 @@ impl Worker<'_> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use std::net::SocketAddr;
 
     use clap::Parser;
@@ -104,10 +104,10 @@ mod tests {
 
     /// Ops that hand out conn ids and remember what was asked.
     #[derive(Default)]
-    struct FakeOps {
+    pub(in crate::worker) struct FakeOps {
         next: u32,
-        closed: Vec<ConnId>,
-        connects: usize,
+        pub(in crate::worker) closed: Vec<ConnId>,
+        pub(in crate::worker) connects: usize,
     }
 
     impl Ops for FakeOps {

@@ -45,16 +45,26 @@ pub fn server_binary() -> PathBuf {
     binary
 }
 
-/// A `rookery` server on 127.0.0.1 (token auth with [`SECRET`]); killed on drop.
+/// A `rookery` server on 127.0.0.1 (token auth with [`SECRET`]) with its own fresh
+/// `--data-dir` (no stored messages of other runs, no lock shared with other tests); killed
+/// and its data removed on drop.
 pub struct Server {
     child: Child,
+    data_dir: PathBuf,
     pub addr: String,
 }
 
 impl Server {
     pub fn start() -> Server {
+        static STARTED: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = STARTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let data_dir =
+            std::env::temp_dir().join(format!("rookery-load-it-data-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&data_dir);
         let mut child = Command::new(server_binary())
             .args(["--listen", "127.0.0.1:0", "--domain", "example.test"])
+            .arg("--data-dir")
+            .arg(&data_dir)
             .args(["--auth", "token", "--admin", "off"])
             .env("ROOKERY_TOKEN_SECRET", SECRET)
             .env("NO_COLOR", "1")
@@ -77,7 +87,11 @@ impl Server {
         let addr = rx
             .recv_timeout(Duration::from_secs(20))
             .expect("the server logs its ready line");
-        Server { child, addr }
+        Server {
+            child,
+            data_dir,
+            addr,
+        }
     }
 }
 
@@ -85,6 +99,7 @@ impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.data_dir);
     }
 }
 

@@ -15,6 +15,9 @@ fn process_report(part: Part, extra: &[(u32, u32, u32)]) -> WorkerReport {
     };
     for client in (0..4).filter(|&c| part.owns(c)) {
         r.sent.push((client, 3));
+        r.acked.push((client, 2));
+        r.offline_deliveries += 3;
+        r.last_delivery_ns = r.last_delivery_ns.max(100 + u64::from(client));
         r.logins += 1;
         r.histograms.record(Metric::Login, 1000 + u64::from(client));
         // Messages from the previous client (ring) arrive here.
@@ -62,6 +65,18 @@ fn merged_reports_count_like_one_process() {
     assert_eq!(totals.delivered, 12);
     assert_eq!(totals.lost, 0);
     assert_eq!(totals.duplicated, 2, "one within b, one across a and b");
+    let mut acked = vec![0u32; 4];
+    for &(i, n) in &merged.acked {
+        acked[i as usize] = n;
+    }
+    let acks = merged.ledger.ack_totals(&sent, &acked);
+    assert_eq!(
+        (acks.acknowledged, acks.acked_delivered, acks.acked_lost),
+        (8, 8, 0)
+    );
+    assert_eq!((acks.unacked, acks.unacked_lost), (4, 0));
+    assert_eq!(merged.offline_deliveries, 12);
+    assert_eq!(merged.last_delivery_ns, 103, "the latest of all, not a sum");
     assert_eq!(merged.logins, 4);
     assert_eq!(merged.storm_logins, 14);
     assert_eq!(merged.errors.get(ErrorKind::Reset), 2);
@@ -92,6 +107,12 @@ fn corrupt_reports_are_refused() {
     let mut bad = encode_report(process_report(Part::WHOLE, &[]));
     bad.sent.push_str("AAA=");
     assert!(decode_report(&bad, 4).is_err());
+    let mut bad = encode_report(process_report(Part::WHOLE, &[]));
+    bad.acked = "!".into();
+    assert_eq!(
+        decode_report(&bad, 4).err(),
+        Some(ProtocolError::BadSentCounts)
+    );
     assert!(matches!(
         from_line::<ChildMsg>("{\"msg\":\"bogus\"}"),
         Err(ProtocolError::Json(_))
