@@ -203,7 +203,10 @@ impl Router {
             HomeRequest::Bind { resource, id } => {
                 self.complete_bind(slot, resource.as_deref(), &id, fx)
             }
-            HomeRequest::Resume { previd, h } => self.complete_resume(slot, &previd, h, fx),
+            HomeRequest::Resume { previd, h } => {
+                // A pause is recorded on the conn: the feeds below then hold the bytes.
+                let _ = self.complete_resume(slot, &previd, h, fx);
+            }
         }
         for bytes in [pending.as_slice(), leftover] {
             let alive = self

@@ -8,12 +8,13 @@
 //! independent of how the server numbers its conns; it costs ~20-40 bytes per conn. Slot
 //! generations make stale timer entries harmless after a slot is reused.
 //!
-//! Size (measured by the `conn_state_is_small` test, x86_64): `Conn` is 136 bytes with a
-//! 64-byte framer; one slab slot is 144 bytes. An idle conn owns no buffer: the framer
+//! Size (measured by the `conn_state_is_small` test, x86_64): `Conn` is 144 bytes with a
+//! 64-byte framer; one slab slot is 152 bytes. An idle conn owns no buffer: the framer
 //! releases its buffer between stanzas and the only other heap is the JID string.
 //!
 //! Invariants: a slot's `conn` is `Some` exactly while its key is in `index`; `framer` is
-//! `None` only while `on_data` is feeding that conn (it is moved out to free `&mut Router`).
+//! `None` only while `on_data` is feeding that conn (it is moved out to free `&mut Router`);
+//! while `resume` is set the framer parses nothing (bytes go to `PendingResume::held`).
 
 use std::collections::HashMap;
 
@@ -48,6 +49,8 @@ pub struct Conn {
     pub framer: Option<Framer>,
     /// Bare JID after SASL success, full JID once bound.
     pub jid: Option<Jid>,
+    /// When the conn's auth-and-bind window opened: at connect, and again when a resumption
+    /// that made the client wait failed (see `resume`).
     pub connected_ms: u64,
     /// Last time any byte arrived (whitespace keepalives count).
     pub active_ms: u64,
@@ -60,6 +63,19 @@ pub struct Conn {
     pub priority: i8,
     /// Its XEP-0198 session, once `<enable/>` succeeded (the state lives in `SmTable`).
     pub sm: Option<SessionRef>,
+    /// A `<resume/>` waiting for its answer (boxed: rare, and `Conn` stays small).
+    pub resume: Option<Box<PendingResume>>,
+}
+
+/// A `<resume/>` waiting until the old stream's stanzas are handled (see `resume`).
+#[derive(Debug)]
+pub struct PendingResume {
+    /// The session being resumed.
+    pub token: SessionRef,
+    /// Past it the resumption fails (`SM_RESUME_WAIT_MS` after the `<resume/>`).
+    pub deadline_ms: u64,
+    /// What the client sent after `<resume/>`: parsed once it is answered.
+    pub held: Vec<u8>,
 }
 
 // Manual: `Framer` has no Debug impl; show whether it is present and what it buffers.
@@ -93,12 +109,16 @@ impl Conn {
             available: false,
             priority: 0,
             sm: None,
+            resume: None,
         }
     }
 
     pub fn heap_bytes(&self) -> usize {
         let jid = self.jid.as_ref().map_or(0, Jid::heap_bytes);
-        jid + self.framer.as_ref().map_or(0, Framer::heap_bytes)
+        let resume = self.resume.as_ref().map_or(0, |r| {
+            std::mem::size_of::<PendingResume>() + r.held.capacity()
+        });
+        jid + resume + self.framer.as_ref().map_or(0, Framer::heap_bytes)
     }
 }
 

@@ -26,7 +26,9 @@
 //! `conn` (per-conn state, slab), `sessions` (directory), `timers` (coarse wheel), `stream`
 //! (feed loop, header, SASL), `bind` (binding, hand-off), `local` (server-answered stanzas),
 //! `routing` (RFC 6121 delivery), `offline` (store-and-forward, commits), `delay` (XEP-0203),
-//! `sm` (XEP-0198 counters and queues), `sm_table` (sessions, timers), `stream_mgmt` (XEP-0198 elements, detach, resume),
+//! `sm` (XEP-0198 counters and queues), `sm_table` (sessions, timers), `stream_mgmt` (XEP-0198
+//! elements, detach), `resume` (XEP-0198 resumption: the `<resumed h>` answer waits until
+//! every stanza of the old stream is handled, so `h` counts all of them),
 //! `stats`, and `testing` (a recording `Effects` and a multi-shard harness with commit steps,
 //! public so the simulator and the server's tests can use them).
 //!
@@ -45,6 +47,7 @@ mod ids;
 mod local;
 mod offline;
 mod replies;
+mod resume;
 mod router;
 mod routing;
 mod sessions;
@@ -62,6 +65,7 @@ pub use effects::{AckRef, ConnKey, Effects, Handoff, Mail, StanzaType};
 pub use router::Router;
 pub use sm::{
     SessionRef, SM_MAX_UNACKED, SM_MAX_UNACKED_HARD, SM_REQUEST_DELAY_MS, SM_REQUEST_EVERY,
+    SM_RESUME_WAIT_MS,
 };
 pub use stats::RouterStats;
 pub use stream::MAX_AUTH_FAILURES;

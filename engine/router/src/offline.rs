@@ -272,6 +272,7 @@ impl Router {
             self.waiters.pop_front();
             self.release(waiter.ack, fx);
         }
+        self.after_call(fx);
     }
 
     /// One synchronous group commit (poll backend, tests): `begin_commit`, write with

@@ -92,9 +92,17 @@ pub fn sm_resumed(out: &mut Vec<u8>, handled: u64, previd: &str) {
     out.extend_from_slice(b"/>");
 }
 
-/// `<failed><COND xmlns=STANZAS/></failed>` (XEP-0198 6), the condition a stanza error one.
-pub fn sm_failed(out: &mut Vec<u8>, condition: &str) {
-    out.extend_from_slice(b"<failed xmlns='urn:xmpp:sm:3'><");
+/// `<failed><COND xmlns=STANZAS/></failed>` (XEP-0198 6), the condition a stanza error one,
+/// with `h` when given (XEP-0198 5: a failed resumption may tell the client how many of its
+/// stanzas the server handled, so it knows those are not lost).
+pub fn sm_failed(out: &mut Vec<u8>, condition: &str, handled: Option<u64>) {
+    out.extend_from_slice(b"<failed xmlns='urn:xmpp:sm:3'");
+    if let Some(handled) = handled {
+        out.extend_from_slice(b" h='");
+        push_decimal(out, handled & u64::from(u32::MAX));
+        out.push(b'\'');
+    }
+    out.extend_from_slice(b"><");
     out.extend_from_slice(condition.as_bytes());
     out.extend_from_slice(b" xmlns='");
     out.extend_from_slice(ns::STANZAS_ERRORS.as_bytes());
@@ -292,8 +300,13 @@ mod tests {
             "<resumed xmlns='urn:xmpp:sm:3' h='0' previd='id'/>"
         );
         assert_eq!(
-            text(|o| sm_failed(o, "item-not-found")),
+            text(|o| sm_failed(o, "item-not-found", None)),
             "<failed xmlns='urn:xmpp:sm:3'><item-not-found \
+             xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></failed>"
+        );
+        assert_eq!(
+            text(|o| sm_failed(o, "resource-constraint", Some((1 << 32) + 3))),
+            "<failed xmlns='urn:xmpp:sm:3' h='3'><resource-constraint \
              xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></failed>"
         );
         assert!(text(|o| handled_count_too_high(o, 10, 8))

@@ -180,7 +180,7 @@ impl Router {
         }
         state.active_ms = now_ms;
         self.feed(slot, data, fx);
-        self.close_doomed(fx);
+        self.after_call(fx);
     }
 
     /// The conn is gone (peer closed, error, or after our close). Ends its session, or
@@ -223,7 +223,7 @@ impl Router {
             }
             Mail::Committed(ack) => self.sm.mark_handled(ack.session, ack.stanza, fx),
         }
-        self.close_doomed(fx);
+        self.after_call(fx);
     }
 
     /// A conn handed over by another shard arrives here under a new key.
@@ -238,7 +238,7 @@ impl Router {
         self.advance_clock(now_ms);
         self.stats.handoffs_in += 1;
         self.adopt(conn, handoff, leftover, now_ms, fx);
-        self.close_doomed(fx);
+        self.after_call(fx);
     }
 
     /// Timers: auth and idle timeouts, XEP-0198 request pacing and resumption windows, and the
@@ -248,6 +248,8 @@ impl Router {
         self.advance_clock(now_ms);
         self.store.retry_due(now_ms);
         self.sm_tick(fx);
+        // Before the conn timers: a resumption failing now restarts its conn's bind window.
+        self.finish_resumes(fx);
         let mut due = std::mem::take(&mut self.due);
         self.wheel.expire(now_ms, &mut due);
         for entry in due.drain(..) {
@@ -263,7 +265,7 @@ impl Router {
             }
         }
         self.due = due;
-        self.close_doomed(fx);
+        self.after_call(fx);
     }
 
     /// When `on_tick` next has work (at most one timer slot late); None when no timer is set.
@@ -344,9 +346,13 @@ impl Router {
         }
         let idle_ms = self.config.idle_timeout_ms;
         let idle = (idle_ms > 0).then(|| conn.active_ms.saturating_add(idle_ms));
+        // A client waiting for `<resumed/>` is not late: the wait's own bound ends it first.
+        let waiting_ms = conn.resume.as_ref().map_or(0, |r| r.deadline_ms);
         let auth = (conn.phase != Phase::Bound).then(|| {
-            conn.connected_ms
-                .saturating_add(self.config.auth_timeout_ms)
+            let window_ms = conn
+                .connected_ms
+                .saturating_add(self.config.auth_timeout_ms);
+            window_ms.max(waiting_ms)
         });
         match (idle, auth) {
             (Some(a), Some(b)) => Some(a.min(b)),
@@ -388,6 +394,13 @@ impl Router {
         self.leave_directory(slot, end);
     }
 
+    /// The end of every entry point: answers the resumptions that became answerable (see
+    /// `resume`), then closes the conns whose XEP-0198 queue overflowed.
+    pub(crate) fn after_call(&mut self, fx: &mut impl Effects) {
+        self.finish_resumes(fx);
+        self.close_doomed(fx);
+    }
+
     /// Closes the conns whose XEP-0198 queue overflowed during the last call.
     fn close_doomed(&mut self, fx: &mut impl Effects) {
         while let Some(slot) = self.doomed.pop() {
@@ -417,11 +430,17 @@ impl Router {
         let presence = (conn.available, conn.priority);
         conn.available = false;
         let sm = conn.sm.take();
+        let (key, pending) = (conn.key, conn.resume.take());
         if let (true, Some(jid)) = (was_bound, conn.jid.as_ref()) {
             self.directory.remove(jid.bare_str(), slot);
         }
         if let Some(token) = sm {
             self.end_sm(token, end, presence);
+        }
+        if let Some(pending) = pending {
+            // The resumption is given up; the session waits for another one.
+            let until_ms = self.now_ms.saturating_add(self.config.resume_timeout_ms);
+            self.sm.abandon_resume(pending.token, key, until_ms);
         }
     }
 }

@@ -17,7 +17,9 @@
 //! - an error stanza never causes another error (no bounce loops); bounces are routed to the
 //!   sender's full JID like any stanza, so they reach senders on other shards too;
 //! - `route` returns `Handled::Later` only when someone will report the stanza handled:
-//!   a commit waiter here, or the home shard's `Mail::Committed`.
+//!   a commit waiter here, or the home shard's `Mail::Committed`;
+//! - a message that is not stored, for the full JID of a detached XEP-0198 session, joins
+//!   that session's unacked queue (written after `<resumed/>`) instead of being dropped.
 
 use std::collections::VecDeque;
 
@@ -255,6 +257,11 @@ impl Routes<'_> {
                 self.send(slot, envelope.stanza, fx);
                 return Handled::Now;
             }
+            // A detached XEP-0198 session is still the session of that full JID: it gets the
+            // message when resumed (a bounce for its client, say) instead of losing it.
+            if !storable && self.queue_for_detached(envelope.to, envelope.stanza) {
+                return Handled::Now;
+            }
             // RFC 6121 8.5.3.2.1: only normal and chat fall back to the bare JID.
             if !storable {
                 self.bounce(envelope, StanzaError::ServiceUnavailable, fx);
@@ -323,6 +330,23 @@ impl Routes<'_> {
             let jid = self.conns.get(slot).and_then(|c| c.jid.as_ref());
             jid.and_then(Jid::resource) == Some(resource)
         })
+    }
+
+    /// Queues `stanza` for the detached (resumable) session bound to full JID `to`, to be
+    /// written after `<resumed/>` with the rest of its unacked queue; false if there is no
+    /// such session or its queue is full (the caller then treats `to` as offline).
+    fn queue_for_detached(&mut self, to: &Jid, stanza: &[u8]) -> bool {
+        let tokens = self.sm.sessions_of(to.bare_str());
+        let found = tokens.into_iter().find(|&token| {
+            let session = self.sm.get(token);
+            session.is_some_and(|s| s.conn.is_none() && s.jid == *to && s.room_for_any())
+        });
+        let Some(session) = found.and_then(|token| self.sm.get_mut(token)) else {
+            return false;
+        };
+        // No `<r/>` pacing: nothing goes on a wire until the resumption resends the queue.
+        let _ = session.push_unacked(Unacked::Bytes(stanza.into()));
+        true
     }
 
     /// Writes a stanza that is not a stored message to the session in `slot`; with XEP-0198

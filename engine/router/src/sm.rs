@@ -6,6 +6,10 @@
 //! prefix, outbound counting (the unacked queue, what `<a h>` releases), and the pacing of our
 //! own `<r/>`. The table of sessions and the timers are in `sm_table`.
 //!
+//! A session being resumed is detached (`conn == None`) with `resuming` naming the new conn:
+//! the `<resumed h>` answer waits until every stanza received on the old stream is handled
+//! (`all_handled`), so `h` equals `received` and the client resends nothing the server took.
+//!
 //! What it does not do: write wire elements (see `stream_mgmt`, `replies`), touch the store
 //! (the caller acks the stored ids the queue hands back) or know conns beyond a key.
 //!
@@ -30,6 +34,10 @@ pub const SM_REQUEST_DELAY_MS: u64 = 1_000;
 pub const SM_MAX_UNACKED: usize = 1_024;
 /// All unacked stanzas of one session; past it the stream is closed with policy-violation.
 pub const SM_MAX_UNACKED_HARD: usize = 2 * SM_MAX_UNACKED;
+/// Longest wait of a `<resume/>` for the old stream's stanzas to be handled (stored and
+/// committed); past it the resumption fails (see `resume`). Commits take a loop turn normally;
+/// this covers a few store retries (1 s apart by default) before giving up.
+pub const SM_RESUME_WAIT_MS: u64 = 5_000;
 /// `<r/>` from the client waiting for the handled prefix; later ones coalesce into the last.
 const MAX_WAITING_REQUESTS: usize = 8;
 
@@ -84,6 +92,9 @@ pub(crate) struct SmSession {
     pub priority: i8,
     /// Stored messages were held back (queue full): deliver them when acks make room.
     pub backlog: bool,
+    /// While detached: the conn whose `<resume/>` waits for this session's inbound stanzas to
+    /// be handled (it gets `<resumed/>` then, see `resume`).
+    pub resuming: Option<ConnKey>,
     received: u64,
     outstanding: VecDeque<u64>,
     requests: VecDeque<u64>,
@@ -103,6 +114,7 @@ impl SmSession {
             available: false,
             priority: 0,
             backlog: false,
+            resuming: None,
             received: 0,
             outstanding: VecDeque::new(),
             requests: VecDeque::new(),
@@ -118,6 +130,11 @@ impl SmSession {
         self.outstanding
             .front()
             .map_or(self.received, |first| first - 1)
+    }
+
+    /// Whether every stanza received so far is handled (`handled() == received`).
+    pub fn all_handled(&self) -> bool {
+        self.outstanding.is_empty()
     }
 
     /// A stanza arrived: returns its number, outstanding until `mark_handled`.

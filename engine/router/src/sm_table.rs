@@ -1,13 +1,18 @@
 //! The stream-managed sessions of one shard (attached to a conn, or detached awaiting
-//! resumption), indexed by bare JID, with their two timers: `<r/>` pacing and the end of the
-//! resumption window. Both delays are constants, so each timer is a FIFO sorted by deadline.
+//! resumption), indexed by bare JID, with their three timers: `<r/>` pacing, the end of the
+//! resumption window, and the bound on a `<resume/>` waiting for its answer. Each delay is
+//! a constant (or fixed config), so each timer is a FIFO sorted by deadline.
 //!
 //! What it does not do: decide what a session's end means for its messages (see
 //! `stream_mgmt`) or count anything itself (see `sm`).
 //!
 //! Invariants: a session is in `by_bare` under its bare JID exactly while it is in the table;
 //! `detached` counts the sessions with `conn == None`; tokens carry the slot generation, so a
-//! token of an ended session never resolves again (stale timer entries are skipped).
+//! token of an ended session never resolves again (stale timer entries are skipped). A session
+//! with a pending resumption (`resuming`) does not expire: its detach timer entry is skipped
+//! and `abandon_resume` arms a fresh one if that resumption is given up. Whenever such a
+//! session becomes answerable (all handled) or ends, its resuming conn goes on `wake`, which
+//! the router drains after each call (see `resume`).
 
 use std::collections::VecDeque;
 
@@ -31,7 +36,11 @@ pub(crate) struct SmTable {
     by_bare: Directory,
     request_timers: VecDeque<(u64, SessionRef)>,
     detach_timers: VecDeque<(u64, SessionRef)>,
+    /// Bounds of pending resumptions, by resuming conn (see `resume`).
+    resume_timers: VecDeque<(u64, ConnKey)>,
     detached: usize,
+    /// Conns whose pending `<resume/>` may be answerable now (stale entries are harmless).
+    wake: Vec<ConnKey>,
     /// Scratch for `<a/>` answers.
     out: Vec<u8>,
 }
@@ -88,6 +97,10 @@ impl SmTable {
         if session.conn.is_none() {
             self.detached -= 1;
         }
+        if let Some(key) = session.resuming {
+            // Its resuming conn must hear that the session is gone.
+            self.wake.push(key);
+        }
         Some(session)
     }
 
@@ -131,14 +144,66 @@ impl SmTable {
         self.detached
     }
 
+    /// Marks the detached session as being resumed by `conn` (see `SmSession::resuming`);
+    /// wakes `conn` at once if the session has nothing outstanding.
+    pub fn begin_resume(&mut self, token: SessionRef, conn: ConnKey) {
+        let Some(session) = self.get_mut(token) else {
+            return;
+        };
+        session.resuming = Some(conn);
+        let ready = session.all_handled();
+        if ready {
+            self.wake.push(conn);
+        }
+    }
+
+    /// `conn` gave up resuming the session (it closed, or a newer `<resume/>` took over): the
+    /// session stays detached for a fresh window, until `until_ms`.
+    pub fn abandon_resume(&mut self, token: SessionRef, conn: ConnKey, until_ms: u64) {
+        let Some(session) = self.get_mut(token) else {
+            return;
+        };
+        if session.resuming != Some(conn) {
+            return;
+        }
+        session.resuming = None;
+        if session.conn.is_none() {
+            // Its old timer entry may have been skipped while the resumption was pending.
+            session.detached_until_ms = until_ms;
+            self.detach_timers.push_back((until_ms, token));
+        }
+    }
+
+    /// Arms the bound of the resumption pending on `conn`.
+    pub fn arm_resume_timer(&mut self, deadline_ms: u64, conn: ConnKey) {
+        self.resume_timers.push_back((deadline_ms, conn));
+    }
+
+    /// Conns whose pending `<resume/>` should be looked at again: woken by their session, or
+    /// with a bound due at `now_ms`.
+    pub fn take_wake(&mut self, now_ms: u64) -> Vec<ConnKey> {
+        while let Some(&(due_ms, conn)) = self.resume_timers.front() {
+            if due_ms > now_ms {
+                break;
+            }
+            self.resume_timers.pop_front();
+            self.wake.push(conn);
+        }
+        std::mem::take(&mut self.wake)
+    }
+
     /// Marks inbound stanza `n` of `token` handled and answers the `<r/>` it unblocks.
     pub fn mark_handled(&mut self, token: SessionRef, n: u64, fx: &mut impl Effects) {
         let Some(session) = self.get_mut(token) else {
             return;
         };
-        if session.mark_handled(n) {
-            self.answer_requests(token, fx);
+        if !session.mark_handled(n) {
+            return;
         }
+        if let Some(key) = session.resuming.filter(|_| session.all_handled()) {
+            self.wake.push(key);
+        }
+        self.answer_requests(token, fx);
     }
 
     /// Sends one `<a/>` per waiting `<r/>` the handled prefix now answers.
@@ -199,10 +264,11 @@ impl SmTable {
                 break;
             }
             self.detach_timers.pop_front();
-            // A session resumed and detached again has a later deadline of its own.
-            let expired = self
-                .get(token)
-                .is_some_and(|s| s.conn.is_none() && s.detached_until_ms <= now_ms);
+            // A session resumed and detached again has a later deadline of its own; one being
+            // resumed waits for that (`abandon_resume` re-arms it if the resumption is dropped).
+            let expired = self.get(token).is_some_and(|s| {
+                s.conn.is_none() && s.resuming.is_none() && s.detached_until_ms <= now_ms
+            });
             if expired {
                 out.push(token);
             }
@@ -213,10 +279,8 @@ impl SmTable {
     pub fn next_deadline_ms(&self) -> Option<u64> {
         let request = self.request_timers.front().map(|&(due, _)| due);
         let detach = self.detach_timers.front().map(|&(due, _)| due);
-        match (request, detach) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        let resume = self.resume_timers.front().map(|&(due, _)| due);
+        [request, detach, resume].into_iter().flatten().min()
     }
 
     pub fn heap_bytes(&self) -> usize {
@@ -231,7 +295,9 @@ impl SmTable {
             + self.free.capacity() * 4
             + self.by_bare.heap_bytes()
             + (self.request_timers.capacity() + self.detach_timers.capacity()) * timer
+            + self.resume_timers.capacity() * std::mem::size_of::<(u64, ConnKey)>()
             + self.out.capacity()
+            + self.wake.capacity() * std::mem::size_of::<ConnKey>()
             + sessions
     }
 }

@@ -36,4 +36,6 @@ pub struct RouterStats {
     /// Successful XEP-0198 resumptions, and refused ones.
     pub resumed: u64,
     pub resume_failures: u64,
+    /// Resumptions whose answer waited for stanzas of the old stream to be committed.
+    pub resumes_delayed: u64,
 }

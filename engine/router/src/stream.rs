@@ -9,7 +9,8 @@
 //!   it) can be handled with `&mut Router`; it goes back unless the conn was handed off.
 //! - the framer is reset right after the frame that ended SASL with success, before any
 //!   further byte is parsed (RFC 6120 6.4.6: the stream restarts).
-//! - a closed conn (`Phase::Closing`) parses nothing more.
+//! - a closed conn (`Phase::Closing`) parses nothing more, nor does a conn whose `<resume/>`
+//!   waits for its answer (its bytes are held, see `resume`).
 
 use rookery_proto::element::Element;
 use rookery_proto::{ns, Frame, Jid};
@@ -30,6 +31,8 @@ pub(crate) enum Next {
     Restart,
     /// The conn is closing: stop parsing.
     Stop,
+    /// A `<resume/>` waits for its answer: keep the rest unparsed until then (see `resume`).
+    Pause,
     /// The bind (or resumption) must complete on the user's home shard, `dest`.
     HandOff {
         dest: u16,
@@ -38,8 +41,12 @@ pub(crate) enum Next {
 }
 
 impl Router {
-    /// Feeds received bytes through the conn's framer, handling each frame in order.
+    /// Feeds received bytes through the conn's framer, handling each frame in order (or holds
+    /// them while a `<resume/>` waits for its answer).
     pub(crate) fn feed(&mut self, slot: u32, data: &[u8], fx: &mut impl Effects) {
+        if self.conns.get(slot).is_some_and(|c| c.resume.is_some()) {
+            return self.hold_bytes(slot, data, fx);
+        }
         let Some(mut framer) = self.conns.get_mut(slot).and_then(|c| c.framer.take()) else {
             return;
         };
@@ -60,6 +67,10 @@ impl Router {
                 Next::Continue => {}
                 Next::Restart => framer.reset(),
                 Next::Stop => break,
+                Next::Pause => {
+                    self.hold_bytes(slot, rest, fx);
+                    break;
+                }
                 Next::HandOff { dest, request } => {
                     return self.hand_off(slot, framer, dest, request, rest, fx)
                 }

@@ -2,12 +2,12 @@
 //! happens to a session when its stream dies (detached for `resume_timeout_ms`, or ended).
 //!
 //! What it does: answers the client's SM elements (enable after bind; resume after SASL and
-//! before bind, on the user's home shard, handing the conn there first if needed), applies
-//! acknowledgements (deleting acknowledged stored messages), resumes a detached (or still
-//! attached: it is taken over) session on a new conn, and runs the SM timers.
+//! before bind, handed to `resume`), applies acknowledgements (deleting acknowledged stored
+//! messages), detaches or ends sessions, and runs the SM timers.
 //!
-//! What it does not do: count stanzas or keep queues (see `sm`), deliver stored messages
-//! (see `offline`), or decide deadlines other than the resumption window.
+//! What it does not do: resume a session (see `resume`), count stanzas or keep queues (see
+//! `sm`), deliver stored messages (see `offline`), or decide deadlines other than the
+//! resumption window.
 //!
 //! Invariants:
 //! - a session is detached only if resumption was enabled and the stream died without a clean
@@ -23,8 +23,7 @@
 use rookery_proto::element::Element;
 
 use crate::conn::Phase;
-use crate::effects::{AckRef, Effects, HomeRequest};
-use crate::home_shard;
+use crate::effects::{AckRef, Effects};
 use crate::replies;
 use crate::router::Router;
 use crate::sm::{SessionRef, SmSession, TooHigh, Unacked, SM_MAX_UNACKED};
@@ -152,7 +151,7 @@ impl Router {
 
     /// Applies the client's count `h`: the stanzas it covers leave the unacked queue, and the
     /// stored messages among them leave the store.
-    fn acknowledge(&mut self, token: SessionRef, h: u32) -> Result<(), TooHigh> {
+    pub(crate) fn acknowledge(&mut self, token: SessionRef, h: u32) -> Result<(), TooHigh> {
         let Some(session) = self.sm.get_mut(token) else {
             return Ok(());
         };
@@ -164,106 +163,6 @@ impl Router {
             }
         }
         Ok(())
-    }
-
-    /// `<resume/>` after SASL: on the home shard it completes here, else the conn moves.
-    fn on_resume(&mut self, slot: u32, element: &Element<'_>, fx: &mut impl Effects) -> Next {
-        let h = element.attr("h").and_then(|h| h.parse::<u32>().ok());
-        let (Some(previd), Some(h)) = (element.attr("previd"), h) else {
-            self.sm_failed(slot, "bad-request", fx);
-            return Next::Continue;
-        };
-        let Some(bare) = self.conns.get(slot).and_then(|c| c.jid.as_ref()) else {
-            return Next::Stop;
-        };
-        let dest = home_shard(bare, self.shards);
-        if dest != self.shard {
-            let previd = previd.into();
-            let request = HomeRequest::Resume { previd, h };
-            return Next::HandOff { dest, request };
-        }
-        self.complete_resume(slot, previd, h, fx);
-        Next::Continue
-    }
-
-    /// Resumes session `previd` of the conn's user on the conn in `slot` (home shard).
-    pub(crate) fn complete_resume(
-        &mut self,
-        slot: u32,
-        previd: &str,
-        h: u32,
-        fx: &mut impl Effects,
-    ) {
-        let Some(bare) = self.conns.get(slot).and_then(|c| c.jid.as_ref()) else {
-            return;
-        };
-        let sessions = self.sm.sessions_of(bare.bare_str());
-        let found = sessions.into_iter().find(|&token| {
-            let session = self.sm.get(token);
-            session.is_some_and(|s| s.resume_id.as_deref() == Some(previd))
-        });
-        let Some(token) = found else {
-            self.stats.resume_failures += 1;
-            return self.sm_failed(slot, "item-not-found", fx);
-        };
-        self.take_over(token, fx);
-        if self.acknowledge(token, h).is_err() {
-            // The client claims stanzas it cannot have had: its state is unusable.
-            self.sm.remove(token);
-            self.stats.resume_failures += 1;
-            return self.sm_failed(slot, "undefined-condition", fx);
-        }
-        self.attach(slot, token, previd, fx);
-    }
-
-    /// XEP-0198 5: a session still attached to an older stream moves; that stream ends.
-    fn take_over(&mut self, token: SessionRef, fx: &mut impl Effects) {
-        let Some(old_key) = self.sm.get(token).and_then(|s| s.conn) else {
-            return;
-        };
-        let Some(old) = self.conns.slot_of(old_key) else {
-            return;
-        };
-        let Some(conn) = self.conns.get_mut(old) else {
-            return;
-        };
-        let presence = (conn.available, conn.priority);
-        // Detached from the old conn first, so its stream error does not end the session.
-        conn.sm = None;
-        if let Some(session) = self.sm.get_mut(token) {
-            (session.available, session.priority) = presence;
-        }
-        self.stream_error(old, "conflict", fx);
-    }
-
-    fn attach(&mut self, slot: u32, token: SessionRef, previd: &str, fx: &mut impl Effects) {
-        let Some(key) = self.conns.get(slot).map(|c| c.key) else {
-            return;
-        };
-        self.sm.attach(token, key);
-        let Some(session) = self.sm.get_mut(token) else {
-            return;
-        };
-        let (jid, available, priority) = (session.jid.clone(), session.available, session.priority);
-        let handled = session.handled();
-        let unacked = session.take_unacked();
-        self.directory.insert(jid.bare_str(), slot);
-        let Some(conn) = self.conns.get_mut(slot) else {
-            return;
-        };
-        conn.jid = Some(jid);
-        conn.phase = Phase::Bound;
-        conn.sm = Some(token);
-        (conn.available, conn.priority) = (available, priority);
-        self.reply.clear();
-        replies::sm_resumed(&mut self.reply, handled, previd);
-        fx.send(key, &self.reply);
-        self.stats.resumed += 1;
-        let (mut routes, _) = self.routes();
-        routes.resend(slot, unacked, fx);
-        if available && priority >= 0 {
-            routes.flush(slot, fx);
-        }
     }
 
     /// The SM part of a stream's end: detach (resumable) or end the session.
@@ -320,12 +219,23 @@ impl Router {
         }
     }
 
-    fn sm_failed(&mut self, slot: u32, condition: &str, fx: &mut impl Effects) {
+    pub(crate) fn sm_failed(&mut self, slot: u32, condition: &str, fx: &mut impl Effects) {
+        self.sm_failed_handled(slot, condition, None, fx);
+    }
+
+    /// `<failed/>`, with the handled count `h` when the session is known.
+    pub(crate) fn sm_failed_handled(
+        &mut self,
+        slot: u32,
+        condition: &str,
+        handled: Option<u64>,
+        fx: &mut impl Effects,
+    ) {
         let Some(conn) = self.conns.get(slot) else {
             return;
         };
         self.reply.clear();
-        replies::sm_failed(&mut self.reply, condition);
+        replies::sm_failed(&mut self.reply, condition, handled);
         fx.send(conn.key, &self.reply);
     }
 }

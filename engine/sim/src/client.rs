@@ -67,9 +67,8 @@ pub struct Client {
     pub reconnect_at_ms: u64,
     pub resumes: u64,
     /// Whether to resume (and then resend, XEP-0198 5) while some of its stanzas are not
-    /// acknowledged. Off by default: the router answers `<resumed h>` with the handled prefix
-    /// while later stanzas are still being stored, so the resend duplicates them and the
-    /// counts diverge (see the crate report); on, it exposes that.
+    /// acknowledged; else it abandons them and binds a fresh session. On by default (the
+    /// router's `<resumed h>` waits until every stanza it received is handled).
     pub resume_with_unacked: bool,
 }
 
@@ -89,7 +88,7 @@ impl Client {
             out: Vec::new(),
             reconnect_at_ms: 0,
             resumes: 0,
-            resume_with_unacked: false,
+            resume_with_unacked: true,
         }
     }
 

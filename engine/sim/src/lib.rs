@@ -88,8 +88,9 @@ pub struct SimConfig {
     pub offline_max: usize,
     /// Virtual length of the quiet period.
     pub quiet_ms: u64,
-    /// Let clients resume with stanzas unacknowledged (exposes the router's `<resumed h>`
-    /// counting, see `client::Client::resume_with_unacked`); off in the default test set.
+    /// Let clients resume with stanzas unacknowledged and resend those above `<resumed h>`
+    /// (XEP-0198 5; see `client::Client::resume_with_unacked`). On by default; off
+    /// (`--no-resume-unacked`) clients abandon their unacked stanzas and bind afresh instead.
     pub resume_with_unacked: bool,
     /// Print every event to stderr (for replaying a failure by hand).
     pub trace: bool,
@@ -105,7 +106,7 @@ impl Default for SimConfig {
             offline_max: 30,
             quiet_ms: 8_000,
             trace: false,
-            resume_with_unacked: false,
+            resume_with_unacked: true,
         }
     }
 }

@@ -1,9 +1,9 @@
 //! `rookery-sim`: runs seeds of the deterministic simulator and prints one line per seed.
 //!
 //! Usage: `rookery-sim [--seed S | --seeds A..B] [--shards N] [--clients M] [--steps K]
-//! [--inject-bug drop-mail|reorder-lane|lose-committed]`. Exits 1 if any seed fails, 2 on a
-//! bad command line. A failure line names the checker, the step and the command that
-//! replays it.
+//! [--no-resume-unacked] [--inject-bug drop-mail|reorder-lane|lose-committed]`. Exits 1 if
+//! any seed fails, 2 on a bad command line. A failure line names the checker, the step and
+//! the command that replays it. `--resume-unacked` (the default) is still accepted.
 //!
 //! What it does not do: run seeds in parallel (one thread keeps the output in seed order).
 
@@ -42,6 +42,7 @@ fn parse_args() -> Result<Args, String> {
             "--steps" => config.steps = number(&value()?)?,
             "--trace" => config.trace = true,
             "--resume-unacked" => config.resume_with_unacked = true,
+            "--no-resume-unacked" => config.resume_with_unacked = false,
             "--inject-bug" => {
                 let name = value()?;
                 let bug = InjectBug::parse(&name).ok_or(format!(
@@ -98,9 +99,14 @@ fn main() -> ExitCode {
                     .inject
                     .map(|b| format!(" --inject-bug {}", b.name()))
                     .unwrap_or_default();
+                let resume = if cfg.resume_with_unacked {
+                    ""
+                } else {
+                    " --no-resume-unacked"
+                };
                 println!(
                     "seed {seed}: FAIL checker={} step={} t={}ms: {}\n  replay: rookery-sim \
-                     --seed {seed} --shards {} --clients {} --steps {}{bug}",
+                     --seed {seed} --shards {} --clients {} --steps {}{resume}{bug}",
                     f.violation.checker,
                     f.step,
                     f.now_ms,
