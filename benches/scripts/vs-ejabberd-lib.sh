@@ -95,6 +95,28 @@ cpu_ticks() {
         }'
 }
 
+# others_snapshot FILE: every process's CPU ticks now (see others_pct).
+others_snapshot() { proc_table > "$1"; }
+
+# others_pct FILE SECONDS ROOT...: CPU used since the snapshot in FILE by every process outside
+# the trees of the ROOT pids, in % of one core (either core): interference from the rest of
+# the machine, kernel threads included. Per-process times are used, not /proc/stat's per-core
+# counters: those are sampled at the tick (HZ) and miss timer-aligned work such as a paced
+# load generator. Processes that started and ended between the two reads are missed.
+others_pct() {
+    local before=$1 secs=$2
+    shift 2
+    proc_table | awk -v roots="$*" -v hz="$HZ" -v secs="$secs" '
+        NR == FNR { was[$1] = $3; next }
+        { kids[$2] = kids[$2] " " $1; now[$1] = $3 }
+        END {
+            n = split(roots, q, " ")
+            for (i = 1; i <= n; i++) { mine[q[i]] = 1; m = split(kids[q[i]], k, " "); for (j = 1; j <= m; j++) q[++n] = k[j] }
+            for (p in now) if (!(p in mine)) t += now[p] - ((p in was) ? was[p] : 0)
+            printf "%.0f", 100 * t / hz / secs
+        }' "$before" -
+}
+
 # established PORT: server-side ESTABLISHED TCP sockets on 127.0.0.1:PORT, from /proc/net/tcp
 # (cheap, and the same for both servers; no process is started on the load generator's core).
 established() {
@@ -123,17 +145,31 @@ stop_pid() {
 
 # ---- rookery ---------------------------------------------------------------------------
 
-# rookery_argv: the server's command line, in ROOKERY_ARGV; rookery_cmd prints it.
+# rookery_argv: the server's command line, in ROOKERY_ARGV; rookery_cmd prints it. Engines
+# with a durable log get a data dir in the temp dir (emptied before every start, so no state
+# carries over) and ROOKERY_DURABILITY when set (else the engine's default).
 rookery_argv() {
     ROOKERY_ARGV=(taskset -c "$SERVER_CORE" "$BIN/rookery" --listen "127.0.0.1:$ROOKERY_PORT"
         --admin "127.0.0.1:$ROOKERY_ADMIN" --domain "$DOMAIN" --auth token --token-secret "$SECRET"
         --shards 1 --cores "$SERVER_CORE")
+    if rookery_has_flag --data-dir; then ROOKERY_ARGV+=(--data-dir "$WORK_TMP/rookery-data"); fi
+    if [ -n "${ROOKERY_DURABILITY:-}" ]; then ROOKERY_ARGV+=(--durability "$ROOKERY_DURABILITY"); fi
 }
-rookery_cmd() { rookery_argv; echo "${ROOKERY_ARGV[*]}"; }
+rookery_has_flag() { "$BIN/rookery" --help 2>/dev/null | grep -q -- "$1 "; }
+# rookery_durability: the durability the runs used ("-" for an engine without a log).
+rookery_durability() {
+    if [ -n "${ROOKERY_DURABILITY:-}" ]; then echo "$ROOKERY_DURABILITY"; return 0; fi
+    "$BIN/rookery" --help 2>/dev/null | awk '/--durability/ { f = 1 }
+        f && /default: / { match($0, /default: [a-z]+/); print substr($0, RSTART + 9, RLENGTH - 9) " (default)"; exit }
+        END { if (!f) print "-" }'
+}
+rookery_cmd() { rookery_argv; echo "${ROOKERY_ARGV[*]//$WORK_TMP/<tmp>}"; }
 
 rookery_start() { # $1 = run dir (logs)
     port_open "$ROOKERY_PORT" && die "127.0.0.1:$ROOKERY_PORT is already in use (set ROOKERY_PORT)"
     rookery_argv
+    grep -q '^\[rookery server\]' "$CMDS" || echo "[rookery server] $(rookery_cmd)" >> "$CMDS"
+    rm -rf "$WORK_TMP/rookery-data"
     "${ROOKERY_ARGV[@]}" 2> "$1/server.log" &
     SERVER_PID=$!
     SERVER_LAUNCHER=$SERVER_PID
@@ -169,54 +205,58 @@ rookery_sessions() {
 ejabberdctl_run() {
     local core=$1
     shift
-    local ctl=(/usr/sbin/ejabberdctl --config-dir "$EJB_TMP/etc" --config "$EJB_TMP/etc/ejabberd.yml"
-        --ctl-config "$EJB_TMP/etc/ejabberdctl.cfg" --logs "$EJB_RUN/logs" --spool "$EJB_RUN/spool")
+    local ctl=(/usr/sbin/ejabberdctl --config-dir "$WORK_TMP/etc" --config "$WORK_TMP/etc/ejabberd.yml"
+        --ctl-config "$WORK_TMP/etc/ejabberdctl.cfg" --logs "$EJB_RUN/logs" --spool "$EJB_RUN/spool")
     if [ "$EJB_USER" = root ]; then
-        HOME=$EJB_TMP taskset -c "$core" "${ctl[@]}" "$@"
+        HOME=$WORK_TMP taskset -c "$core" "${ctl[@]}" "$@"
     else
-        HOME=$EJB_TMP taskset -c "$core" setpriv --reuid="$EJB_USER" --regid="$EJB_USER" --init-groups \
+        HOME=$WORK_TMP taskset -c "$core" setpriv --reuid="$EJB_USER" --regid="$EJB_USER" --init-groups \
             "${ctl[@]}" "$@"
     fi
 }
 
-# Writes the config templates into $EJB_TMP (once per script run).
+# Writes the config templates into $WORK_TMP (once per script run).
 ejabberd_prepare() {
     local tpl=$REPO/benches/ejabberd
-    mkdir -p "$EJB_TMP/etc"
-    sed -e "s|@DOMAIN@|$DOMAIN|g; s|@PORT@|$EJABBERD_PORT|g; s|@EXTAUTH@|$EJB_TMP/extauth.pl|g" \
-        -e "s|@EXTAUTH_POOL@|$EXTAUTH_POOL|g" "$tpl/ejabberd.yml.in" > "$EJB_TMP/etc/ejabberd.yml"
-    sed -e "s|@TMP@|$EJB_TMP|g; s|@DIST_PORT@|$EJABBERD_DIST_PORT|g; s|@NODE@|vsejabberd@localhost|g" \
-        "$tpl/ejabberdctl.cfg.in" > "$EJB_TMP/etc/ejabberdctl.cfg"
+    mkdir -p "$WORK_TMP/etc"
+    sed -e "s|@DOMAIN@|$DOMAIN|g; s|@PORT@|$EJABBERD_PORT|g; s|@EXTAUTH@|$WORK_TMP/extauth.pl|g" \
+        -e "s|@EXTAUTH_POOL@|$EXTAUTH_POOL|g" "$tpl/ejabberd.yml.in" > "$WORK_TMP/etc/ejabberd.yml"
+    sed -e "s|@TMP@|$WORK_TMP|g; s|@DIST_PORT@|$EJABBERD_DIST_PORT|g; s|@NODE@|vsejabberd@localhost|g" \
+        "$tpl/ejabberdctl.cfg.in" > "$WORK_TMP/etc/ejabberdctl.cfg"
     sed -e "s|@USER_PREFIX@|$USER_PREFIX|g; s|@PASS_PREFIX@|$PASS_PREFIX|g; s|@DOMAIN@|$DOMAIN|g" \
-        "$tpl/extauth.pl.in" > "$EJB_TMP/extauth.pl"
-    chmod 755 "$EJB_TMP/extauth.pl"
-    echo '%% empty: the system resolver settings are fine on loopback' > "$EJB_TMP/etc/inetrc"
+        "$tpl/extauth.pl.in" > "$WORK_TMP/extauth.pl"
+    chmod 755 "$WORK_TMP/extauth.pl"
+    echo '%% empty: the system resolver settings are fine on loopback' > "$WORK_TMP/etc/inetrc"
     EJB_USER=root
     if id ejabberd > /dev/null 2>&1 && command -v setpriv > /dev/null; then
         EJB_USER=ejabberd
     else
         # ejabberdctl would re-exec through su as the package user; run it as root instead.
-        echo 'EXEC_CMD=as_current_user' >> "$EJB_TMP/etc/ejabberdctl.cfg"
+        echo 'EXEC_CMD=as_current_user' >> "$WORK_TMP/etc/ejabberdctl.cfg"
     fi
-    chmod 755 "$EJB_TMP"
-    [ "$EJB_USER" = root ] || chown -R "$EJB_USER:" "$EJB_TMP"
-    say "ejabberd runs as user '$EJB_USER' with config $EJB_TMP/etc/ejabberd.yml"
+    chmod 755 "$WORK_TMP"
+    [ "$EJB_USER" = root ] || chown -R "$EJB_USER:" "$WORK_TMP"
+    say "ejabberd runs as user '$EJB_USER' with config $WORK_TMP/etc/ejabberd.yml"
 }
 
 ejabberd_start() { # $1 = run dir (logs are copied there when it stops)
     port_open "$EJABBERD_PORT" && die "127.0.0.1:$EJABBERD_PORT is already in use (set EJABBERD_PORT)"
     port_open "$EJABBERD_DIST_PORT" && die "127.0.0.1:$EJABBERD_DIST_PORT is in use (set EJABBERD_DIST_PORT)"
-    EJB_RUN=$EJB_TMP/run-$RANDOM$RANDOM
+    EJB_RUN=$WORK_TMP/run-$RANDOM$RANDOM
     RUN_LOG_DIR=$1
     mkdir -p "$EJB_RUN/spool" "$EJB_RUN/logs"
-    rm -f "$EJB_TMP/ejabberd.pid"
+    rm -f "$WORK_TMP/ejabberd.pid"
     [ "$EJB_USER" = root ] || chown -R "$EJB_USER:" "$EJB_RUN"
+    grep -q '^\[ejabberd server\]' "$CMDS" || echo "[ejabberd server] HOME=<tmp> taskset -c $SERVER_CORE" \
+        "$( [ "$EJB_USER" = root ] || echo "setpriv --reuid=$EJB_USER --regid=$EJB_USER --init-groups ")/usr/sbin/ejabberdctl" \
+        "--config-dir <tmp>/etc --config <tmp>/etc/ejabberd.yml --ctl-config <tmp>/etc/ejabberdctl.cfg" \
+        "--logs <run>/logs --spool <run>/spool foreground (config files: ejabberd/config/)" >> "$CMDS"
     (cd "$EJB_RUN" && ejabberdctl_run "$SERVER_CORE" foreground > "$EJB_RUN/logs/console.log" 2>&1) &
     SERVER_LAUNCHER=$!
     SERVER_PID=
     local i
     for ((i = 0; i < 600; i++)); do
-        if [ -z "$SERVER_PID" ] && [ -s "$EJB_TMP/ejabberd.pid" ]; then SERVER_PID=$(cat "$EJB_TMP/ejabberd.pid"); fi
+        if [ -z "$SERVER_PID" ] && [ -s "$WORK_TMP/ejabberd.pid" ]; then SERVER_PID=$(cat "$WORK_TMP/ejabberd.pid"); fi
         if [ -n "$SERVER_PID" ] && port_open "$EJABBERD_PORT"; then sleep 1; return 0; fi
         kill -0 "$SERVER_LAUNCHER" 2>/dev/null || break
         sleep 0.1
@@ -255,6 +295,7 @@ server_stop() {
         wait_gone "$SERVER_LAUNCHER" 10 || stop_pid "$SERVER_LAUNCHER"
         wait "$SERVER_LAUNCHER" 2>/dev/null || true
     fi
+    [ "$CURRENT_SERVER" = rookery ] && rm -rf "$WORK_TMP/rookery-data"
     if [ "$CURRENT_SERVER" = ejabberd ] && [ -n "${EJB_RUN:-}" ]; then
         cp "$EJB_RUN"/logs/*.log "$RUN_LOG_DIR/" 2>/dev/null || true
         rm -rf "$EJB_RUN"

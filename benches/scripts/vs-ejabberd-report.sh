@@ -10,7 +10,7 @@
 run_col() {
     awk -F'\t' -v s="$1" -v l="$2" -v c="$3" '
         NR == 1 { for (i = 1; i <= NF; i++) col[$i] = i; next }
-        $1 == s && $2 == l { v = $(col[c]) }
+        $1 == s && $2 == l && (c in col) { v = $(col[c]) }
         END { print (v == "" ? "-" : v) }' "$RUNS"
 }
 
@@ -18,7 +18,7 @@ run_col() {
 sj() {
     local f
     f=$(run_col "$1" "$2" summary)
-    [ -f "$f" ] && json_get "$f" "$3"
+    if [ -f "$f" ]; then json_get "$f" "$3"; fi
 }
 
 row() { printf '| %s | %s | %s |\n' "$1" "${2:--}" "${3:--}"; }
@@ -41,6 +41,24 @@ v_per_session_kib() {
     num "$held" && num "$before" && div "$((held - before))" "$seen" "%.2f" || echo "-"
 }
 v_cpu_pct() { div "$(awk -v c="$(run_col "$1" "$2" cpu_s)" 'BEGIN { print c * 100 }')" "$(run_col "$1" "$2" wall_s)" "%.0f%%"; }
+v_gen_pct() { local v; v=$(run_col "$1" "$2" gen_cpu_pct); [ "$v" = - ] && echo "-" || echo "$v%"; }
+v_others_pct() { local v; v=$(run_col "$1" "$2" others_cpu_pct); [ "$v" = - ] && echo "-" || echo "$v%"; }
+# generator_bound SERVER LABEL: the load generator used >= GEN_BOUND_PCT of its core in the
+# steady phase (kernel work for its sockets comes on top), so a failure there may be the
+# generator's, not the server's. disturbed SERVER LABEL: other processes used >=
+# DISTURBED_PCT of a core meanwhile.
+GEN_BOUND_PCT=85
+DISTURBED_PCT=20
+generator_bound() {
+    local v
+    v=$(run_col "$1" "$2" gen_cpu_pct)
+    num "$v" && [ "$v" -ge "$GEN_BOUND_PCT" ]
+}
+disturbed() {
+    local v
+    v=$(run_col "$1" "$2" others_cpu_pct)
+    num "$v" && [ "$v" -ge "$DISTURBED_PCT" ]
+}
 v_steady_pct() { local v; v=$(run_col "$1" "$2" steady_cpu_pct); [ "$v" = - ] && echo "-" || echo "$v%"; }
 v_cpu_us_per_msg() {
     div "$(awk -v c="$(run_col "$1" "$2" cpu_s)" 'BEGIN { print c * 1e6 }')" "$(sj "$1" "$2" counts.messages.delivered)" "%.1f"
@@ -78,67 +96,107 @@ step_label() {
     if [ "$(run_col "$1" "$l-retry" summary)" != - ]; then echo "$l-retry"; else echo "$l"; fi
 }
 
-# The highest sweep step that passed before the first failure, per server; "none" when the
-# first step failed, with a "+" when it never failed (the ceiling is above the sweep).
+# The highest sweep step that passed before the first failure, per server ("none" when the
+# first step failed), and why the sweep stopped there: server, generator (the failing step
+# had rookery-load saturated), budget, or top (never failed). Sets SWEEP_BEST and SWEEP_STOP
+# (not for $(...)).
 sweep_best() {
-    local best=none total v ran=0 failed=0
+    local best=none total l v
+    SWEEP_STOP=top
     for total in $SWEEP_RATES; do
-        v=$(run_col "$1" "$(step_label "$1" "$total")" summary)
-        [ "$v" = - ] && break
-        ran=1
-        if [ "$(verdict "$v")" = ok ]; then best=$total; else failed=1; break; fi
+        l=$(step_label "$1" "$total")
+        v=$(run_col "$1" "$l" summary)
+        if [ "$v" = - ]; then
+            SWEEP_STOP=budget
+            grep -qs "^$1 $total\$" "$OUT/sweep-budget-stops.txt" || SWEEP_STOP=server
+            break
+        fi
+        if [ "$(verdict "$v")" = ok ]; then best=$total; continue; fi
+        # Either attempt being generator-bound or disturbed makes the stop uncertain.
+        SWEEP_STOP=server
+        disturbed "$1" "${l%-retry}" && SWEEP_STOP=disturbance
+        disturbed "$1" "$l" && SWEEP_STOP=disturbance
+        generator_bound "$1" "${l%-retry}" && SWEEP_STOP=generator
+        generator_bound "$1" "$l" && SWEEP_STOP=generator
+        break
     done
-    [ "$ran" = 1 ] || { echo "not run"; return 0; }
-    if [ "$failed" = 0 ] && [ "$best" != none ]; then echo "$best+"; else echo "$best"; fi
+    SWEEP_BEST=$best
+}
+
+# step_flags SERVER LABEL: why a failed step may not be the server's limit.
+step_flags() {
+    local f=""
+    generator_bound "$1" "$2" && f="$f (generator-bound)"
+    disturbed "$1" "$2" && f="$f (disturbed)"
+    echo "$f"
 }
 
 sweep_row() { # $1 = total msgs/s
-    local label first cells s v
+    local label first cells s v gen
     cells=""
     for s in $SERVERS; do
         label=$(step_label "$s" "$1")
         v=$(run_col "$s" "$label" summary)
         if [ "$v" = - ]; then
-            cells="$cells | not run | | | "
+            cells="$cells | not run | | | | "
             continue
         fi
-        first=""
+        first="" gen=""
         if [ "$label" != "${label%-retry}" ]; then
-            first="1st: $(verdict "$(run_col "$s" "${label%-retry}" summary)"); retry: "
+            first="1st: $(verdict "$(run_col "$s" "${label%-retry}" summary)")$(step_flags "$s" "${label%-retry}"); retry: "
         fi
-        cells="$cells | $first$(verdict "$v") | $(v_ms "$s" "$label" latency_us.e2e_corrected.p99_us)"
-        cells="$cells | $(v_rate "$s" "$label") | $(v_steady_pct "$s" "$label")"
+        [ "$(verdict "$v")" = ok ] || gen=$(step_flags "$s" "$label")
+        cells="$cells | $first$(verdict "$v")$gen | $(v_ms "$s" "$label" latency_us.e2e_corrected.p99_us)"
+        cells="$cells | $(v_steady_pct "$s" "$label") | $(v_gen_pct "$s" "$label") | $(v_others_pct "$s" "$label")"
     done
     echo "| $1$cells |"
 }
 
-ratio_text() { # $1 = rookery value, $2 = ejabberd value (either may end in "+" or be "none")
-    local r=${1%+} e=${2%+}
-    if num "$r" && num "$e"; then
-        local q
-        q=$(div "$r" "$e" "%.1f")
-        case "$1/$2" in *+/*[!+]) echo ">= ${q}x (rookery never failed: its ceiling is above the sweep)" ;; *) echo "${q}x" ;; esac
-    elif num "$r" && [ "$e" = none ]; then
-        echo "> $(div "$r" "${SWEEP_RATES%% *}" "%.0f")x (ejabberd failed the first step, ${SWEEP_RATES%% *} msgs/s)"
-    else
-        echo "-"
+# ratio_text: rookery's and ejabberd's best rates and why each sweep stopped
+# ($1 best, $2 stop, $3 best, $4 stop) -> the ratio, as a bound when a sweep did not end
+# at the server's own limit.
+ratio_text() {
+    local r=$1 rs=$2 e=$3 es=$4 q
+    if [ "$e" = none ]; then
+        if num "$r"; then echo "> $(div "$r" "${SWEEP_RATES%% *}" "%.0f")x (ejabberd failed the first step)"; else echo "-"; fi
+        return 0
     fi
+    if ! num "$r" || ! num "$e"; then echo "-"; return 0; fi
+    q=$(div "$r" "$e" "%.1f")
+    case "$rs/$es" in
+        server/server) echo "${q}x" ;;
+        */server) echo ">= ${q}x (rookery's sweep stopped at $(stop_text "$rs"), not at a rookery limit)" ;;
+        server/*) echo "<= ${q}x (ejabberd's sweep stopped at $(stop_text "$es"))" ;;
+        *) echo "~${q}x (neither sweep stopped at a server limit: $(stop_text "$rs") / $(stop_text "$es"))" ;;
+    esac
+}
+
+stop_text() {
+    case "$1" in
+        top) echo "the top of the sweep" ;;
+        generator) echo "the load generator's limit" ;;
+        disturbance) echo "a step disturbed by other processes" ;;
+        budget) echo "the time budget" ;;
+        *) echo "its own limit" ;;
+    esac
 }
 
 machine_section() {
-    local commit dirty rookery_backend load_backend
-    commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
-    dirty=$( [ -n "$(git status --porcelain 2>/dev/null | head -n 1)" ] && echo " (working tree has uncommitted changes)")
+    local rookery_backend load_backend
     rookery_backend=$(grep -ho 'backend: [a-z]*' "$OUT"/rookery/*/server.log 2>/dev/null | head -n 1)
     load_backend=$(sj rookery chat backend.kind)
+    [ -n "$load_backend" ] || load_backend=$(sj rookery storm backend.kind)
     cat <<EOF
 # rookery vs ejabberd, side by side ($STAMP, $MODE)
 
 - Machine: $(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo), $(nproc --all) cores, $(awk '/MemTotal/ {printf "%.1f GiB", $2 / 1048576}' /proc/meminfo) RAM, kernel $(uname -r), $(. /etc/os-release 2>/dev/null && echo "$PRETTY_NAME")
 - Load average when the script started: $LOAD_AVG
-- Commit: $commit$dirty
-- ejabberd $EJB_VERSION (Debian package), Erlang/OTP $(cat /usr/lib/erlang/releases/*/OTP_VERSION 2>/dev/null | head -n 1), run as user \`$EJB_USER\`, config: benches/ejabberd/ejabberd.yml.in
-- rookery: ${rookery_backend:-backend unknown}; rookery-load: backend ${load_backend:-unknown}, \`--threads 1\`
+- Commit: $COMMIT
+- ejabberd $EJB_VERSION (Debian package), Erlang/OTP $(cat /usr/lib/erlang/releases/*/OTP_VERSION 2>/dev/null | head -n 1), run as user \`$EJB_USER\`; the files it ran with
+  are in ejabberd/config/ (from benches/ejabberd/*.in)
+- Binaries: ${BIN_INFO:-$BIN}
+- rookery: ${rookery_backend:-backend unknown}, durability ${DURABILITY:--}; rookery-load: backend ${load_backend:-unknown}, \`--threads 1\`
+- XEP-0198 stream management enabled by the clients: ${SM:-off} (on both servers alike)
 - **Same CPU allotment**: each server pinned to core $SERVER_CORE (\`taskset -c $SERVER_CORE\`; rookery also
   \`--shards 1 --cores $SERVER_CORE\`; ejabberd's BEAM with \`+S 1:1\`), the load generator to core $LOAD_CORE
   (\`taskset -c $LOAD_CORE rookery-load ... --threads 1\`). Every server was restarted fresh before every run.
@@ -183,28 +241,34 @@ chat_section() {
     both "e2e max (ms)" v_ms chat latency_us.e2e_corrected.max_us
     both "generator send lag p99 (ms)" v_ms chat latency_us.send_lag.p99_us
     both "server CPU, steady phase (% of its core)" v_steady_pct chat
+    both "rookery-load CPU, steady phase (% of its core)" v_gen_pct chat
+    both "other processes' CPU, steady phase (% of one core; interference)" v_others_pct chat
     both "server CPU, whole run incl. logins (% of its core)" v_cpu_pct chat
     both "server CPU per delivered message (us, incl. logins)" v_cpu_us_per_msg chat
 }
 
 sweep_section() {
-    local r e total
+    local r rs e es total
     echo
     echo "## Ceiling: $SWEEP_N clients, total rate stepped, ${SWEEP_S} s per step"
     echo
     echo "A step passes with every client logged in, no client error, zero loss and e2e p99 <= 10 ms."
-    echo "A server leaves the sweep at its first failing step."
+    echo "A failing step is run once more on a fresh server; a server leaves the sweep when the retry"
+    echo "fails too. CPU over the steady phase, in % of one core: the server, rookery-load (>= ${GEN_BOUND_PCT}%:"
+    echo "generator-bound, the step measured the load generator), and all other processes (>= ${DISTURBED_PCT}%:"
+    echo "disturbed, the machine was not quiet)."
     echo
-    echo "CPU: the server's share of its core over the steady phase."
-    echo
-    echo "| offered msgs/s | rookery | p99 ms | delivered/s | CPU | ejabberd | p99 ms | delivered/s | CPU |"
-    echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"
+    echo "| offered msgs/s | rookery | p99 ms | server CPU | rookery-load CPU | others | ejabberd | p99 ms | server CPU | rookery-load CPU | others |"
+    echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
     for total in $SWEEP_RATES; do sweep_row "$total"; done
-    r=$(sweep_best rookery)
-    e=$(sweep_best ejabberd)
+    sweep_best rookery
+    r=$SWEEP_BEST rs=$SWEEP_STOP
+    sweep_best ejabberd
+    e=$SWEEP_BEST es=$SWEEP_STOP
     echo
-    echo "Highest sustained rate (p99 <= 10 ms, zero loss): **rookery $r msgs/s, ejabberd $e msgs/s**."
-    echo "Ratio rookery / ejabberd: **$(ratio_text "$r" "$e")**"
+    echo "Highest sustained rate (p99 <= 10 ms, zero loss): **rookery $r msgs/s, ejabberd $e msgs/s**"
+    echo "(rookery's sweep stopped at $(stop_text "$rs"), ejabberd's at $(stop_text "$es"))."
+    echo "Ratio rookery / ejabberd: **$(ratio_text "$r" "$rs" "$e" "$es")**"
     [ -f "$OUT/sweep-budget-stops.txt" ] && echo "Stopped by the time budget (server, next step): $(tr '\n' ';' < "$OUT/sweep-budget-stops.txt")"
     return 0
 }
@@ -226,9 +290,12 @@ storm_section() {
     both "client errors" v_raw storm counts.errors_total
     both "login p50 (ms)" v_ms storm latency_us.login.p50_us
     both "login p99 (ms)" v_ms storm latency_us.login.p99_us
-    both "server CPU (% of its core)" v_cpu_pct storm
+    both "server CPU, storm phase (% of its core)" v_steady_pct storm
+    both "rookery-load CPU, storm phase (% of its core)" v_gen_pct storm
+    both "other processes' CPU, storm phase (% of one core)" v_others_pct storm
     echo
-    echo "Ratio rookery / ejabberd (logins/s): $(div "$(storm_rate rookery | cut -d' ' -f1)" "$(storm_rate ejabberd | cut -d' ' -f1)" "%.1fx")"
+    echo "Ratio rookery / ejabberd (logins/s): $(div "$(storm_rate rookery | cut -d' ' -f1)" "$(storm_rate ejabberd | cut -d' ' -f1)" "%.1fx")$(
+        generator_bound rookery storm && echo " (rookery-load saturated its core against rookery: a lower bound)")"
 }
 
 caveats_section() {
@@ -236,18 +303,12 @@ caveats_section() {
 
 ## Commands
 
-Servers (restarted fresh before each run):
-
-    $(rookery_cmd)
-    HOME=<tmp> taskset -c $SERVER_CORE setpriv --reuid=ejabberd --regid=ejabberd --init-groups \\
-        /usr/sbin/ejabberdctl --config-dir <tmp>/etc --config <tmp>/etc/ejabberd.yml \\
-        --ctl-config <tmp>/etc/ejabberdctl.cfg --logs <run>/logs --spool <run>/spool foreground
-
-Load (one line per run, as executed):
+Servers (restarted fresh before each run) and load (one line per run), as executed:
 
 $(sed 's/^/    /' "$CMDS")
 
-Reproduce: \`benches/scripts/vs-ejabberd.sh$( [ "$MODE" = quick ] && echo " --quick")\` (as root, on an otherwise idle machine).
+Reproduce: \`benches/scripts/vs-ejabberd.sh$( [ "$MODE" = quick ] && echo " --quick")$( [ "$ONLY" != hold,chat,storm,ceiling ] && echo " --only $ONLY")\`
+(as root, on an otherwise idle machine).
 
 ## Caveats
 
@@ -258,12 +319,17 @@ Reproduce: \`benches/scripts/vs-ejabberd.sh$( [ "$MODE" = quick ] && echo " --qu
   and ejabberd's auth cache): logins cost it a pipe round trip that a database-backed deployment
   would replace with a Mnesia or SQL lookup. Messages are unaffected.
 - ejabberd is measured as configured here: no TLS, loglevel warning, shapers off, OOM killer off,
-  mod_stream_mgmt advertised but not enabled by the clients (rookery-load does not do XEP-0198 yet).
+  mod_stream_mgmt (XEP-0198) offered. Unless SM=on, the clients do not enable XEP-0198
+  (\`--stream-management off\`, or a rookery-load without it), so both servers handle the same
+  stanzas and a dropped client's session ends at once instead of waiting to be resumed.
+- rookery's durability mode (above) decides what it writes to its log; ejabberd here stores no
+  messages (no mod_offline; nothing is offline during these runs anyway).
 - Server RSS is the VmRSS of one process (rookery; ejabberd's beam.smp, not its extauth helpers).
   "Before" is read right after start, so the delta includes fixed costs that grow on first use
   (rookery: io_uring provided receive buffers, ~4 MiB per shard; ejabberd: code and tables),
   which weigh more per session in a small run.
-- Server CPU is user + system time of the server and its child processes, from /proc: "steady"
+- Server CPU is user + system time of the server and its child processes, from /proc (kernel
+  softirq work for loopback TCP done outside a process's context is charged to none): "steady"
   over the sending phase only (from 1 s after every conn is up to 1 s before the end), "whole
   run" from launch to exit of the load generator (ramp, logins and drain included).
 - Loopback only, so there is no NIC, interrupt or network cost in any number here.
@@ -274,19 +340,22 @@ runs_section() {
     echo
     echo "## Every run"
     echo
-    echo "| server | run | exit | load avg (1 min) at start | wall s | server CPU s | result |"
+    echo "Steady-phase CPU (chat runs), in % of one core: server / rookery-load / all other processes."
+    echo
+    echo "| server | run | exit | wall s | server CPU s (whole run) | steady: server / rookery-load / others | result |"
     echo "| --- | --- | --- | --- | --- | --- | --- |"
-    awk -F'\t' 'NR > 1 { print $1 "\t" $2 "\t" $4 "\t" $12 "\t" $7 "\t" $6 "\t" $5 }' "$RUNS" |
-        while IFS=$'\t' read -r server label rc load1 wall cpu summary; do
-            echo "| $server | $label | $rc | $load1 | $wall | $cpu | $(verdict "$summary") |"
+    awk -F'\t' 'NR > 1 { print $1 "\t" $2 "\t" $4 "\t" $7 "\t" $6 "\t" $5 "\t" $11 "% / " $13 "% / " $14 "%" }' "$RUNS" |
+        while IFS=$'\t' read -r server label rc wall cpu summary steady; do
+            [ "$steady" = "-% / -% / -%" ] && steady=-
+            echo "| $server | $label | $rc | $wall | $cpu | $steady | $(verdict "$summary") |"
         done
 }
 
 write_readme() {
     machine_section
-    hold_section
-    chat_section
-    sweep_section
+    if want hold; then hold_section; else printf '\n## Hold\n\nNot run (--only %s).\n' "$ONLY"; fi
+    if want chat; then chat_section; else printf '\n## Chat\n\nNot run (--only %s).\n' "$ONLY"; fi
+    if want ceiling; then sweep_section; else printf '\n## Ceiling\n\nNot run (--only %s).\n' "$ONLY"; fi
     storm_section
     runs_section
     caveats_section

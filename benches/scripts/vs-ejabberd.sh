@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# shellcheck source-path=SCRIPTDIR
 # rookery vs ejabberd, side by side, on one machine, same CPU allotment.
 #
 # What it does, in order:
@@ -22,10 +23,12 @@
 # Bounded: every load run has a duration and a hard timeout; the sweep stops at the time
 # budget (~15 min full, ~4 min --quick).
 #
-# Usage: benches/scripts/vs-ejabberd.sh [--quick]
+# Usage: benches/scripts/vs-ejabberd.sh [--quick] [--only hold,chat,storm,ceiling]
+#        benches/scripts/vs-ejabberd.sh --report results/<stamp>-vs-ejabberd  (rewrite its README)
 # Environment: ROOKERY_PORT (5321), ROOKERY_ADMIN (9321), EJABBERD_PORT (5322),
 # EJABBERD_DIST_PORT (5324), EXTAUTH_POOL (2), ROOKERY_BIN_DIR (target/release; built when
-# the binaries are missing).
+# the binaries are missing), SM (off: clients do not enable XEP-0198; on: they do, on both
+# servers), ROOKERY_DURABILITY (the engine's default when unset).
 set -euo pipefail
 REPO=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$REPO"
@@ -35,13 +38,36 @@ cd "$REPO"
 . benches/scripts/vs-ejabberd-report.sh
 
 QUICK=0
-for arg in "$@"; do
-    case "$arg" in
+ONLY=hold,chat,storm,ceiling
+REPORT_ONLY=
+while [ $# -gt 0 ]; do
+    case "$1" in
         --quick) QUICK=1 ;;
-        -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
-        *) die "unknown argument '$arg' (usage: $0 [--quick])" ;;
+        --report) [ $# -ge 2 ] || die "--report needs a results folder"; REPORT_ONLY=$2; shift ;;
+        --only) [ $# -ge 2 ] || die "--only needs a list, e.g. --only storm"; ONLY=$2; shift ;;
+        -h | --help) sed -n '3,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+        *) die "unknown argument '$1' (usage: $0 [--quick] [--only hold,chat,storm,ceiling] | --report DIR)" ;;
     esac
+    shift
 done
+# want SCENARIO: true when SCENARIO is in --only.
+want() { case ",$ONLY," in *",$1,"*) return 0 ;; *) return 1 ;; esac; }
+for s in ${ONLY//,/ }; do
+    case "$s" in hold | chat | storm | ceiling) ;; *) die "--only: unknown scenario '$s'" ;; esac
+done
+
+# --report DIR: rewrite DIR/README.md from the files a run left there (settings.env, runs.tsv,
+# commands.txt, the summaries), e.g. after this script's report changed. Runs nothing.
+if [ -n "$REPORT_ONLY" ]; then
+    [ -f "$REPORT_ONLY/settings.env" ] || die "$REPORT_ONLY/settings.env not found (not a vs-ejabberd results folder?)"
+    # shellcheck source=/dev/null
+    . "$REPORT_ONLY/settings.env"
+    OUT=$REPORT_ONLY RUNS=$REPORT_ONLY/runs.tsv CMDS=$REPORT_ONLY/commands.txt WORK_TMP='<tmp>'
+    case "${DURABILITY:--}" in -) ;; *) ROOKERY_DURABILITY=${DURABILITY%% *} ;; esac
+    write_readme > "$OUT/README.md"
+    cat "$OUT/README.md"
+    exit 0
+fi
 
 DOMAIN=example.test
 USER_PREFIX=user
@@ -77,6 +103,22 @@ if [ ! -x "$BIN/rookery" ] || [ ! -x "$BIN/rookery-load" ]; then
     say "building release binaries (cargo build --release -p rookery -p rookery-load)"
     cargo build --release -p rookery -p rookery-load
 fi
+# Both servers must get the same stanzas. ejabberd offers XEP-0198 (mod_stream_mgmt, as asked),
+# and rookery too in newer versions; a rookery-load that would enable it where offered (acks on
+# every message, resumable sessions held after a drop) is told not to, unless SM=on.
+LOAD_EXTRA=()
+SM=${SM:-off}
+case "$SM" in on | off) ;; *) die "SM must be on or off" ;; esac
+if "$BIN/rookery-load" chat --help 2>/dev/null | grep -q -- '--stream-management'; then
+    LOAD_EXTRA=(--stream-management "$SM")
+elif [ "$SM" = on ]; then
+    die "SM=on: this rookery-load has no --stream-management"
+fi
+DURABILITY=$(rookery_durability)
+bin_line() { # $1 = binary: "name version, built <mtime>"
+    echo "$(basename "$1") $("$1" --version 2>/dev/null | cut -d' ' -f2), built $(date -u -r "$(readlink -f "$1")" +%Y-%m-%dT%H:%MZ)"
+}
+BIN_INFO="$BIN ($(bin_line "$BIN/rookery"); $(bin_line "$BIN/rookery-load"))"
 LOAD_AVG=$(cut -d' ' -f1-3 /proc/loadavg)
 awk -v l="${LOAD_AVG%% *}" 'BEGIN { exit !(l >= 1) }' &&
     say "warning: load average $LOAD_AVG (>= 1): other work shares the machine; numbers will be noisy"
@@ -86,11 +128,11 @@ OUT=results/$STAMP-vs-ejabberd
 mkdir -p "$OUT"
 RUNS=$OUT/runs.tsv
 CMDS=$OUT/commands.txt
-printf 'server\tlabel\tscenario\trc\tsummary\tcpu_s\twall_s\trss_before_kib\trss_held_kib\tsessions_seen\tsteady_cpu_pct\tload1\n' \
+printf 'server\tlabel\tscenario\trc\tsummary\tcpu_s\twall_s\trss_before_kib\trss_held_kib\tsessions_seen\tsteady_cpu_pct\tload1\tgen_cpu_pct\tothers_cpu_pct\n' \
     > "$RUNS"
 HZ=$(getconf CLK_TCK)
 : > "$CMDS"
-EJB_TMP=$(mktemp -d /tmp/vs-ejabberd.XXXXXX)
+WORK_TMP=$(mktemp -d /tmp/vs-ejabberd.XXXXXX)
 LOAD_PID=
 CURRENT_SERVER=
 
@@ -100,7 +142,7 @@ cleanup() {
     if [ -n "${LOAD_PID:-}" ]; then stop_pid "$LOAD_PID"; wait "$LOAD_PID" 2>/dev/null || true; fi
     server_stop
     [ -n "${SYSTEM_EPMD_STARTED:-}" ] && stop_pid "$SYSTEM_EPMD_STARTED"
-    rm -rf "$EJB_TMP"
+    rm -rf "$WORK_TMP"
     exit "$rc"
 }
 trap cleanup EXIT
@@ -147,9 +189,10 @@ elif p=$(system_ejabberd_pid); then
 fi
 EJB_VERSION=$(dpkg-query -W -f '${Version}' ejabberd 2>/dev/null || echo unknown)
 ejabberd_prepare
+mkdir -p "$OUT/ejabberd/config" "$OUT/ejabberd/setup-check"
+cp "$WORK_TMP/etc/ejabberd.yml" "$WORK_TMP/etc/ejabberdctl.cfg" "$WORK_TMP/extauth.pl" "$OUT/ejabberd/config/"
 # One throwaway start proves the config before any load runs (and warms the page cache).
-mkdir -p "$OUT/ejabberd"
-server_start ejabberd "$OUT/ejabberd"
+server_start ejabberd "$OUT/ejabberd/setup-check"
 server_stop
 SETUP_S=$(($(date +%s) - setup_t0))
 say "ejabberd $EJB_VERSION ready to run in ${SETUP_S}s (install + config + a test start)"
@@ -170,11 +213,11 @@ run_load() {
     local cmd=(taskset -c "$LOAD_CORE" "$BIN/rookery-load" "$scenario" --server "127.0.0.1:$(server_port "$server")"
         --domain "$DOMAIN" --auth "$(server_auth "$server")" --user-prefix "$USER_PREFIX"
         --clients "$clients" --connect-rate "$CONNECT_RATE" --duration "${dur}s" --threads 1
-        --output "$dir" --slug "$server" --quiet "$@")
+        --output "$dir" --slug "$server" --quiet "${LOAD_EXTRA[@]}" "$@")
     echo "[$server $label] ${cmd[*]}" >> "$CMDS"
     local limit=$((clients / CONNECT_RATE + dur + 60))
     local t0 c0 rss0 load1 rc=0
-    HELD_RSS=- HELD_SEEN=- STEADY_PCT=-
+    HELD_RSS=- HELD_SEEN=- STEADY_PCT=- GEN_PCT=- OTHERS_PCT=-
     load1=$(cut -d' ' -f1 /proc/loadavg)
     rss0=$(rss_kib "$SERVER_PID")
     c0=$(cpu_ticks "$SERVER_PID")
@@ -183,7 +226,9 @@ run_load() {
     LOAD_PID=$!
     case "${SAMPLE:-none}" in
         held) sample_held "$server" "$clients" ;;
-        steady) sample_steady "$server" "$clients" "$dur" ;;
+        steady) wait_connected "$server" "$clients" && sample_steady "$dur" ;;
+        # The storm keeps conns dropping, so the count may never sit at N: the ramp's length.
+        storm) sleep $((clients / CONNECT_RATE + 1)) && sample_steady "$dur" ;;
     esac
     wait "$LOAD_PID" || rc=$?
     LOAD_PID=
@@ -192,9 +237,11 @@ run_load() {
     cpu_s=$(awk -v a="$c0" -v b="$(cpu_ticks "$SERVER_PID")" -v hz="$HZ" 'BEGIN { printf "%.2f", (b - a) / hz }')
     summary=$(find "$dir" -mindepth 2 -maxdepth 2 -name summary.json | head -n 1)
     [ -n "$summary" ] || { say "$server $label: no summary.json (exit $rc); see $dir/loadgen.txt"; summary=-; }
-    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$server" "$label" "$scenario" "$rc" "$summary" \
-        "$cpu_s" "$wall_s" "$rss0" "$HELD_RSS" "$HELD_SEEN" "$STEADY_PCT" "$load1" >> "$RUNS"
-    say "$server $label: $(verdict "$summary"), exit $rc, server CPU ${cpu_s}s over ${wall_s}s (steady: $STEADY_PCT%)"
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$server" "$label" "$scenario" \
+        "$rc" "$summary" "$cpu_s" "$wall_s" "$rss0" "$HELD_RSS" "$HELD_SEEN" "$STEADY_PCT" "$load1" \
+        "$GEN_PCT" "$OTHERS_PCT" >> "$RUNS"
+    say "$server $label: $(verdict "$summary"), exit $rc, server CPU ${cpu_s}s over ${wall_s}s;" \
+        "steady: server $STEADY_PCT%, rookery-load $GEN_PCT%, other processes $OTHERS_PCT%"
 }
 
 # wait_connected SERVER N: until the server holds N established conns (or the load ended or
@@ -206,6 +253,7 @@ wait_connected() {
         [ "$(established "$port")" -ge "$2" ] && return 0
         sleep 0.2
     done
+    return 0
 }
 
 # Hold: every conn up, 2 s more for logins to finish and the heap to settle, then the
@@ -218,20 +266,37 @@ sample_held() {
     HELD_RSS=$(rss_kib "$SERVER_PID")
 }
 
-# Chat: CPU over [connected + 1 s, connected + duration - 1 s], inside the steady phase.
-sample_steady() {
-    local dur=$3 a b ta tb
+# Chat and storm: CPU over [start + 1 s, start + duration - 1 s] of the steady phase, in % of
+# one core: the server, the load generator (near 100%: the run measures the generator, not
+# the server), and every other process (interference from the rest of the machine).
+sample_steady() { # $1 = duration of the steady phase, s; called when it has just begun
+    local dur=$1 s0 s1 g0 g1 ta tb snap=$WORK_TMP/procs.before
     [ "$dur" -ge 4 ] || return 0
-    wait_connected "$1" "$2"
     sleep 1
     kill -0 "$LOAD_PID" 2>/dev/null || return 0
-    a=$(cpu_ticks "$SERVER_PID")
-    ta=$(date +%s%N)
+    s0=$(cpu_ticks "$SERVER_PID") g0=$(cpu_ticks "$LOAD_PID") ta=$(date +%s%N)
+    others_snapshot "$snap"
     sleep $((dur - 2))
-    b=$(cpu_ticks "$SERVER_PID")
-    tb=$(date +%s%N)
-    STEADY_PCT=$(awk -v a="$a" -v b="$b" -v ta="$ta" -v tb="$tb" -v hz="$HZ" \
-        'BEGIN { printf "%.0f", 100 * (b - a) / hz / ((tb - ta) / 1e9) }')
+    s1=$(cpu_ticks "$SERVER_PID") g1=$(cpu_ticks "$LOAD_PID") tb=$(date +%s%N)
+    local secs
+    secs=$(awk -v a="$ta" -v b="$tb" 'BEGIN { print (b - a) / 1e9 }')
+    OTHERS_PCT=$(others_pct "$snap" "$secs" "$SERVER_PID" "$LOAD_PID")
+    STEADY_PCT=$(awk -v a="$s0" -v b="$s1" -v hz="$HZ" -v t="$secs" 'BEGIN { printf "%.0f", 100 * (b - a) / hz / t }')
+    GEN_PCT=$(awk -v a="$g0" -v b="$g1" -v hz="$HZ" -v t="$secs" 'BEGIN { printf "%.0f", 100 * (b - a) / hz / t }')
+}
+
+# wait_quiet: before a retry, up to 30 s for the rest of the machine to use under 10% of a
+# core (measured over 2 s windows, this script's own servers excluded).
+wait_quiet() {
+    local i pct snap=$WORK_TMP/procs.quiet
+    for ((i = 0; i < 15; i++)); do
+        others_snapshot "$snap"
+        sleep 2
+        pct=$(others_pct "$snap" 2 "${SERVER_PID:-$$}")
+        [ "$pct" -lt 10 ] && return 0
+        [ "$i" = 0 ] && say "other processes use $pct% of a core: waiting up to 30 s for quiet"
+    done
+    say "still busy ($pct% of a core): retrying anyway (the step will be marked if disturbed)"
 }
 
 # budget_allows SECONDS: true while this much more work fits the time budget.
@@ -246,24 +311,30 @@ fresh() {
 
 # ---- scenarios ---------------------------------------------------------------------------
 
-say "results: $OUT ($MODE)"
+COMMIT=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
+[ -z "$(git status --porcelain 2>/dev/null | head -n 1)" ] || COMMIT="$COMMIT (working tree has uncommitted changes)"
+say "results: $OUT ($MODE, scenarios: $ONLY)"
 for s in $SERVERS; do
+    want hold || break
     fresh "$s" hold
     SAMPLE=held run_load "$s" hold hold "$HOLD_S" "$HOLD_N"
 done
 for s in $SERVERS; do
+    want chat || break
     fresh "$s" chat
     SAMPLE=steady run_load "$s" chat chat "$CHAT_S" "$CHAT_N" --rate 1
 done
 
 STORM=available
-if ! "$BIN/rookery-load" storm --help > /dev/null 2>&1; then
+if ! want storm; then
+    STORM="not run (--only $ONLY)"
+elif ! "$BIN/rookery-load" storm --help > /dev/null 2>&1; then
     STORM="skipped: this rookery-load has no storm subcommand (\`rookery-load storm --help\` failed)"
     say "storm $STORM"
 else
     for s in $SERVERS; do
         fresh "$s" storm
-        run_load "$s" storm storm "$STORM_S" "$STORM_N"
+        SAMPLE=storm run_load "$s" storm storm "$STORM_S" "$STORM_N"
     done
 fi
 
@@ -285,6 +356,7 @@ sweep_step() {
     [ "$(verdict "$summary")" = ok ]
 }
 
+want ceiling || SWEEP_ALIVE=([rookery]=0 [ejabberd]=0)
 for total in $SWEEP_RATES; do
     for s in $SERVERS; do
         [ "${SWEEP_ALIVE[$s]}" = 1 ] || continue
@@ -296,8 +368,9 @@ for total in $SWEEP_RATES; do
         fi
         label=sweep-$(printf '%05d' "$total")
         sweep_step "$s" "$total" "$label" && continue
-        if budget_allows "$step_s"; then
+        if budget_allows "$((step_s + 30))"; then
             say "$s failed $total msgs/s: running that step once more on a fresh server"
+            wait_quiet
             sweep_step "$s" "$total" "$label-retry" && continue
         fi
         SWEEP_ALIVE[$s]=0
@@ -305,6 +378,12 @@ for total in $SWEEP_RATES; do
 done
 server_stop
 
+# What the README needs, so `--report` can rewrite it later without rerunning.
+for v in MODE ONLY STAMP COMMIT LOAD_AVG BIN BIN_INFO EJB_VERSION EJB_USER SETUP_S SERVER_CORE LOAD_CORE DOMAIN \
+    USER_PREFIX PASS_PREFIX SECRET ROOKERY_PORT ROOKERY_ADMIN EJABBERD_PORT CONNECT_RATE SERVERS SM DURABILITY \
+    HOLD_N HOLD_S CHAT_N CHAT_S SWEEP_N SWEEP_S SWEEP_RATES STORM_N STORM_S STORM; do
+    printf '%s=%q\n' "$v" "${!v}"
+done > "$OUT/settings.env"
 write_readme > "$OUT/README.md"
 cat "$OUT/README.md"
 say "done in $(($(date +%s) - START_S))s: $OUT/README.md"

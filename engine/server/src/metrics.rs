@@ -224,8 +224,16 @@ pub fn serve(addr: SocketAddr, shards: Vec<Arc<ShardStats>>) -> std::io::Result<
 
 fn answer(mut stream: TcpStream, shards: &[Arc<ShardStats>]) -> std::io::Result<()> {
     stream.set_read_timeout(Some(Duration::from_secs(2)))?;
-    let mut request = [0u8; 2048];
-    let len = stream.read(&mut request)?;
+    // Read the whole request head (it may arrive in several segments): answering early and
+    // closing with unread bytes would reset the conn and lose the reply.
+    let mut request = [0u8; 4096];
+    let mut len = 0;
+    while len < request.len() && !request[..len].windows(4).any(|w| w == b"\r\n\r\n") {
+        match stream.read(&mut request[len..])? {
+            0 => break,
+            n => len += n,
+        }
+    }
     let head = String::from_utf8_lossy(&request[..len]);
     let (status, body) = if head.starts_with("GET /metrics ") {
         ("200 OK", render(shards))
@@ -252,6 +260,23 @@ mod tests {
         assert!(text.contains("rookery_sessions{shard=\"1\"} 7\n"));
         assert!(text.contains("rookery_conns{shard=\"0\"} 0\n"));
         assert!(text.contains("# TYPE rookery_stanzas_in_total counter"));
+    }
+
+    #[test]
+    fn a_request_in_several_segments_gets_its_answer() {
+        let addr = serve(
+            "127.0.0.1:0".parse().unwrap(),
+            vec![Arc::new(ShardStats::default())],
+        )
+        .unwrap();
+        let mut conn = TcpStream::connect(addr).unwrap();
+        conn.set_nodelay(true).unwrap();
+        conn.write_all(b"GET /metrics HTTP/1.1\r\n").unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+        conn.write_all(b"host: x\r\n\r\n").unwrap();
+        let mut reply = String::new();
+        conn.read_to_string(&mut reply).unwrap();
+        assert!(reply.starts_with("HTTP/1.1 200 OK"), "{reply}");
     }
 
     #[test]

@@ -404,12 +404,7 @@ impl RawClient {
     /// Reads whatever is left on a conn whose server died; returns the highest ack seen.
     pub fn drain_acks(&mut self) -> u32 {
         let _ = self.closed_within(Duration::from_secs(2));
-        let text = self.received.replace('"', "'");
-        text.split("h='")
-            .skip(1)
-            .filter_map(|r| r.split('\'').next()?.parse().ok())
-            .max()
-            .unwrap_or(0)
+        Self::highest_ack(&self.received)
     }
 
     fn bind(addr: SocketAddr, user: &str, resource: &str) -> (RawClient, String) {
@@ -433,20 +428,7 @@ impl RawClient {
     /// Full login: stream, PLAIN with the token password, restart, bind `resource`, presence.
     /// Returns the bound full JID.
     pub fn login(addr: SocketAddr, user: &str, resource: &str) -> (RawClient, String) {
-        let mut client = RawClient::connect(addr);
-        client.open_stream();
-        assert!(client.auth(user, &token(user)), "login of {user} refused");
-        client.open_stream();
-        client.send(&format!(
-            "<iq type='set' id='bind1'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><resource>{resource}</resource></bind></iq>"
-        ));
-        let reply = client.expect("</iq>");
-        let jid = reply
-            .split("<jid>")
-            .nth(1)
-            .and_then(|r| r.split("</jid>").next())
-            .unwrap()
-            .to_string();
+        let (mut client, jid) = Self::bind(addr, user, resource);
         // Presence, then a ping round trip: once the pong is back the presence was processed.
         client.send("<presence/><iq type='get' id='sync1'><ping xmlns='urn:xmpp:ping'/></iq>");
         client.expect("sync1");
