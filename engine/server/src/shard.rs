@@ -145,6 +145,11 @@ pub fn run<D: Driver>(mut driver: D, parts: ShardParts) -> anyhow::Result<()> {
     };
     loop {
         state.drain_mail(&mut driver.ops());
+        // Records the mail appended (stanzas stored for this shard's users) leave before the
+        // wait, not after it: their senders' acknowledgements wait for this commit.
+        state
+            .committer
+            .pump(state.router.store_mut(), &mut driver.ops());
         if state.stopping_since_ms.is_none() && state.shared.stop.load(Ordering::Acquire) {
             state.begin_shutdown(&mut driver);
         }
