@@ -1,22 +1,48 @@
 //! Stream, SASL and bind flows of one conn, through the public API with the cluster harness.
 
 use rookery_router::testing::{
-    bind_iq, bound_jid, client_header, plain_auth, Cluster, RecordingEffects, TEST_SECRET,
+    bind_iq, bound_jid, client_header, plain_auth, ClientId, Cluster, RecordingEffects, TEST_SECRET,
 };
 use rookery_router::{token_password, ConnKey, Router, RouterConfig};
 
 const SASL_NS: &str = "urn:ietf:params:xml:ns:xmpp-sasl";
 
-fn authed_client(cluster: &mut Cluster, user: &str) -> rookery_router::testing::ClientId {
+/// A conn that has sent its header; our header and features are already taken.
+fn opened_client(cluster: &mut Cluster) -> ClientId {
     let client = cluster.connect(0);
-    cluster.send(client, &client_header());
-    cluster.send(
-        client,
-        &plain_auth(user, &token_password(TEST_SECRET, user)),
-    );
     cluster.send(client, &client_header());
     cluster.take_output(client);
     client
+}
+
+/// A conn authenticated as `user` with a valid token, its restarted stream opened, not bound.
+fn authed_client(cluster: &mut Cluster, user: &str) -> ClientId {
+    let client = cluster.connect(0);
+    cluster.send(client, &client_header());
+    cluster.send(client, &valid_auth(user));
+    cluster.send(client, &client_header());
+    cluster.take_output(client);
+    client
+}
+
+/// A PLAIN `<auth/>` for `user` with the token the test secret gives.
+fn valid_auth(user: &str) -> String {
+    plain_auth(user, &token_password(TEST_SECRET, user))
+}
+
+/// An `<auth/>` with mechanism `mechanism` and (base64) `payload`.
+fn sasl_auth(mechanism: &str, payload: &str) -> String {
+    format!("<auth xmlns='{SASL_NS}' mechanism='{mechanism}'>{payload}</auth>")
+}
+
+/// The SASL `<failure/>` with `condition`.
+fn sasl_failure(condition: &str) -> String {
+    format!("<failure xmlns='{SASL_NS}'><{condition}/></failure>")
+}
+
+/// The SASL `<success/>` (no additional data).
+fn sasl_success() -> String {
+    format!("<success xmlns='{SASL_NS}'/>")
 }
 
 #[test]
@@ -38,14 +64,8 @@ fn full_login_with_token_auth_and_bind() {
          <mechanism>PLAIN</mechanism></mechanisms></stream:features>"
     ));
 
-    cluster.send(
-        client,
-        &plain_auth("alice", &token_password(TEST_SECRET, "alice")),
-    );
-    assert_eq!(
-        cluster.take_output(client),
-        format!("<success xmlns='{SASL_NS}'/>")
-    );
+    cluster.send(client, &valid_auth("alice"));
+    assert_eq!(cluster.take_output(client), sasl_success());
 
     cluster.send(client, &client_header());
     let out = cluster.take_output(client);
@@ -109,9 +129,7 @@ fn bind_without_resource_generates_one() {
 #[test]
 fn empty_challenge_then_response() {
     let mut cluster = Cluster::new(1);
-    let client = cluster.connect(0);
-    cluster.send(client, &client_header());
-    cluster.take_output(client);
+    let client = opened_client(&mut cluster);
     cluster.send(
         client,
         &format!("<auth xmlns='{SASL_NS}' mechanism='PLAIN'/>"),
@@ -120,7 +138,7 @@ fn empty_challenge_then_response() {
         cluster.take_output(client),
         format!("<challenge xmlns='{SASL_NS}'/>")
     );
-    let auth = plain_auth("bob", &token_password(TEST_SECRET, "bob"));
+    let auth = valid_auth("bob");
     let response = auth
         .split('>')
         .nth(1)
@@ -130,24 +148,17 @@ fn empty_challenge_then_response() {
         client,
         &format!("<response xmlns='{SASL_NS}'>{response}</response>"),
     );
-    assert_eq!(
-        cluster.take_output(client),
-        format!("<success xmlns='{SASL_NS}'/>")
-    );
+    assert_eq!(cluster.take_output(client), sasl_success());
 }
 
 #[test]
 fn wrong_password_fails_and_three_failures_close() {
     let mut cluster = Cluster::new(1);
-    let client = cluster.connect(0);
-    cluster.send(client, &client_header());
-    cluster.take_output(client);
+    let client = opened_client(&mut cluster);
     for attempt in 1..=3 {
         cluster.send(client, &plain_auth("alice", "wrong"));
         let out = cluster.take_output(client);
-        assert!(out.starts_with(&format!(
-            "<failure xmlns='{SASL_NS}'><not-authorized/></failure>"
-        )));
+        assert!(out.starts_with(&sasl_failure("not-authorized")));
         if attempt < 3 {
             assert!(
                 !cluster.is_closed(client),
@@ -171,34 +182,23 @@ fn a_retry_after_a_failure_can_succeed() {
     cluster.send(client, &client_header());
     cluster.send(client, &plain_auth("alice", "wrong"));
     cluster.take_output(client);
-    cluster.send(
-        client,
-        &plain_auth("alice", &token_password(TEST_SECRET, "alice")),
-    );
+    cluster.send(client, &valid_auth("alice"));
     assert!(cluster.take_output(client).contains("<success"));
 }
 
 #[test]
 fn sasl_failure_conditions() {
     let mut cluster = Cluster::new(1);
-    let client = cluster.connect(0);
-    cluster.send(client, &client_header());
-    cluster.take_output(client);
-    cluster.send(
-        client,
-        &format!("<auth xmlns='{SASL_NS}' mechanism='SCRAM-SHA-1'>biws</auth>"),
-    );
+    let client = opened_client(&mut cluster);
+    cluster.send(client, &sasl_auth("SCRAM-SHA-1", "biws"));
     assert_eq!(
         cluster.take_output(client),
-        format!("<failure xmlns='{SASL_NS}'><invalid-mechanism/></failure>")
+        sasl_failure("invalid-mechanism")
     );
-    cluster.send(
-        client,
-        &format!("<auth xmlns='{SASL_NS}' mechanism='PLAIN'>*not base64*</auth>"),
-    );
+    cluster.send(client, &sasl_auth("PLAIN", "*not base64*"));
     assert_eq!(
         cluster.take_output(client),
-        format!("<failure xmlns='{SASL_NS}'><incorrect-encoding/></failure>")
+        sasl_failure("incorrect-encoding")
     );
 }
 
@@ -206,20 +206,12 @@ fn sasl_failure_conditions() {
 fn invalid_authzid_is_refused() {
     use base64::Engine;
     let mut cluster = Cluster::new(1);
-    let client = cluster.connect(0);
-    cluster.send(client, &client_header());
-    cluster.take_output(client);
+    let client = opened_client(&mut cluster);
     let pw = token_password(TEST_SECRET, "alice");
     let payload =
         base64::engine::general_purpose::STANDARD.encode(format!("eve@example.com\0alice\0{pw}"));
-    cluster.send(
-        client,
-        &format!("<auth xmlns='{SASL_NS}' mechanism='PLAIN'>{payload}</auth>"),
-    );
-    assert_eq!(
-        cluster.take_output(client),
-        format!("<failure xmlns='{SASL_NS}'><invalid-authzid/></failure>")
-    );
+    cluster.send(client, &sasl_auth("PLAIN", &payload));
+    assert_eq!(cluster.take_output(client), sasl_failure("invalid-authzid"));
 }
 
 fn assert_stream_error(out: &str, condition: &str) {
@@ -233,9 +225,7 @@ fn assert_stream_error(out: &str, condition: &str) {
 #[test]
 fn a_stanza_before_auth_is_not_authorized() {
     let mut cluster = Cluster::new(1);
-    let client = cluster.connect(0);
-    cluster.send(client, &client_header());
-    cluster.take_output(client);
+    let client = opened_client(&mut cluster);
     cluster.send(
         client,
         "<message to='bob@example.com'><body>hi</body></message>",
@@ -261,14 +251,8 @@ fn a_stanza_after_auth_before_bind_is_not_authorized() {
 #[test]
 fn an_oversized_stanza_is_a_policy_violation() {
     let mut cluster = Cluster::with_config(1, |c| c.max_stanza_bytes = 256);
-    let client = cluster.connect(0);
-    cluster.send(client, &client_header());
-    cluster.take_output(client);
-    let big = format!(
-        "<auth xmlns='{SASL_NS}' mechanism='PLAIN'>{}</auth>",
-        "A".repeat(400)
-    );
-    cluster.send(client, &big);
+    let client = opened_client(&mut cluster);
+    cluster.send(client, &sasl_auth("PLAIN", &"A".repeat(400)));
     assert_stream_error(&cluster.take_output(client), "policy-violation");
     assert!(cluster.is_closed(client));
 }
@@ -276,9 +260,7 @@ fn an_oversized_stanza_is_a_policy_violation() {
 #[test]
 fn malformed_xml_is_not_well_formed() {
     let mut cluster = Cluster::new(1);
-    let client = cluster.connect(0);
-    cluster.send(client, &client_header());
-    cluster.take_output(client);
+    let client = opened_client(&mut cluster);
     cluster.send(client, "<auth></wrong>");
     assert_stream_error(&cluster.take_output(client), "not-well-formed");
     assert_eq!(cluster.router(0).stats().stream_errors, 1);
@@ -339,9 +321,7 @@ fn client_stream_close_is_answered_and_closed() {
 #[test]
 fn auth_timeout_closes_with_connection_timeout() {
     let mut cluster = Cluster::new(1);
-    let client = cluster.connect(0);
-    cluster.send(client, &client_header());
-    cluster.take_output(client);
+    let client = opened_client(&mut cluster);
     let deadline = cluster
         .router(0)
         .next_deadline_ms()
@@ -405,12 +385,10 @@ fn idle_timeout_zero_means_none() {
 #[test]
 fn the_restart_header_may_arrive_in_the_same_read_as_auth() {
     let mut cluster = Cluster::new(1);
-    let client = cluster.connect(0);
-    cluster.send(client, &client_header());
-    cluster.take_output(client);
+    let client = opened_client(&mut cluster);
     let pipelined = format!(
         "{}{}{}",
-        plain_auth("alice", &token_password(TEST_SECRET, "alice")),
+        valid_auth("alice"),
         client_header(),
         bind_iq("b1", Some("r"))
     );
@@ -423,19 +401,13 @@ fn the_restart_header_may_arrive_in_the_same_read_as_auth() {
 #[test]
 fn input_split_at_every_byte_gives_the_same_login() {
     let user = "carol";
-    let script = format!(
-        "{}{}",
-        client_header(),
-        plain_auth(user, &token_password(TEST_SECRET, user))
-    );
+    let script = format!("{}{}", client_header(), valid_auth(user));
     let mut cluster = Cluster::new(1);
     let client = cluster.connect(0);
     for byte in script.as_bytes() {
         cluster.send_bytes(client, std::slice::from_ref(byte), b"");
     }
-    assert!(cluster
-        .take_output(client)
-        .ends_with("<success xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/>"));
+    assert!(cluster.take_output(client).ends_with(&sasl_success()));
 }
 
 #[test]
@@ -451,9 +423,7 @@ fn recording_effects_work_with_a_bare_router() {
         0,
         &mut fx,
     );
-    assert!(fx
-        .take_text(ConnKey(7))
-        .ends_with("<success xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/>"));
+    assert!(fx.take_text(ConnKey(7)).ends_with(&sasl_success()));
     router.shutdown(&mut fx);
     assert!(fx.take_text(ConnKey(7)).contains("<system-shutdown "));
     assert!(fx.is_closed(ConnKey(7)));

@@ -10,18 +10,21 @@ use common::{acks, chat, enable, enospc, log_cluster, message_ids, resume, resum
 use rookery_router::testing::{bind_iq, user_homed_on, ClientId, Cluster};
 use rookery_router::SM_RESUME_WAIT_MS;
 
-/// Two shards logging to `dir`; Bob (no stream management) is online on his home shard 1,
-/// Alice (resumable) on hers, shard 0, having sent her initial presence (stanza 1) and a chat
-/// to Bob (stanza 2) that Bob got but shard 1 has not committed. Alice's stream then dies.
+/// Two shards logging to a fresh temp dir; Bob (no stream management) is online on his home
+/// shard 1, Alice (resumable) on hers, shard 0, having sent her initial presence (stanza 1) and
+/// a chat to Bob (stanza 2) that Bob got but shard 1 has not committed. Alice's stream then dies.
 struct Setup {
+    // Declared before `_dir` so the cluster (and its open logs) drops before the dir goes.
     cluster: Cluster,
     alice: String,
     bob: ClientId,
     bob_bare: String,
     previd: String,
+    _dir: TempDir,
 }
 
-fn alice_dies_before_the_commit(dir: &TempDir) -> Setup {
+fn alice_dies_before_the_commit(tag: &str) -> Setup {
+    let dir = TempDir::new(tag);
     let mut cluster = log_cluster(2, dir.path());
     let (alice, bob) = (user_homed_on("alice", 0, 2), user_homed_on("bob", 1, 2));
     let bob_bare = format!("{bob}@example.com");
@@ -40,22 +43,36 @@ fn alice_dies_before_the_commit(dir: &TempDir) -> Setup {
         bob: b,
         bob_bare,
         previd,
+        _dir: dir,
+    }
+}
+
+impl Setup {
+    /// A new conn of Alice's on `shard`, authenticated, that sends `<resume h='0'/>` followed
+    /// by `then` in the same read.
+    fn resume_on(&mut self, shard: u16, then: &str) -> ClientId {
+        let client = self.cluster.authenticate(shard, &self.alice);
+        let request = format!("{}{then}", resume(&self.previd, 0));
+        self.cluster.send(client, &request);
+        client
+    }
+
+    /// The `<resumed/>` answer acknowledging `h` stanzas.
+    fn resumed(&self, h: u32) -> String {
+        format!(
+            "<resumed xmlns='urn:xmpp:sm:3' h='{h}' previd='{}'/>",
+            self.previd
+        )
     }
 }
 
 #[test]
 fn resumed_h_counts_a_stanza_stored_but_not_yet_committed() {
-    let dir = TempDir::new("resume-wait");
-    let Setup {
-        mut cluster,
-        alice,
-        bob,
-        bob_bare,
-        previd,
-    } = alice_dies_before_the_commit(&dir);
+    let mut s = alice_dies_before_the_commit("resume-wait");
     // Alice comes back on shard 1 (handed to her home shard 0) and pipelines an <r/>.
-    let a2 = cluster.authenticate(1, &alice);
-    cluster.send(a2, &format!("{}{R}", resume(&previd, 0)));
+    let a2 = s.resume_on(1, R);
+    let resumed = s.resumed(2);
+    let cluster = &mut s.cluster;
     assert_eq!(cluster.shard_of(a2), 0);
     assert_eq!(
         cluster.take_output(a2),
@@ -66,7 +83,6 @@ fn resumed_h_counts_a_stanza_stored_but_not_yet_committed() {
     // Before the fix: <resumed h='1'/> here, Alice resent m1 as stanza 2, and Bob got it twice.
     cluster.commit_all();
     let out = cluster.take_output(a2);
-    let resumed = format!("<resumed xmlns='urn:xmpp:sm:3' h='2' previd='{previd}'/>");
     assert!(out.starts_with(&resumed), "{out}");
     assert_eq!(
         acks(&out),
@@ -74,10 +90,10 @@ fn resumed_h_counts_a_stanza_stored_but_not_yet_committed() {
         "the held <r/> is answered after <resumed/>"
     );
     // h = 2 covers m1: a XEP-0198 client resends nothing, Bob has m1 once.
-    assert_eq!(cluster.take_output(bob), "");
+    assert_eq!(cluster.take_output(s.bob), "");
     // Both sides number the next stanza 3.
-    cluster.send(a2, &chat(&bob_bare, "m2", "two"));
-    assert_eq!(message_ids(&cluster.take_output(bob)), ["m2"]);
+    cluster.send(a2, &chat(&s.bob_bare, "m2", "two"));
+    assert_eq!(message_ids(&cluster.take_output(s.bob)), ["m2"]);
     cluster.commit_all();
     cluster.send(a2, R);
     assert_eq!(acks(&cluster.take_output(a2)), [3]);
@@ -86,20 +102,13 @@ fn resumed_h_counts_a_stanza_stored_but_not_yet_committed() {
 
 #[test]
 fn a_commit_that_cannot_happen_fails_the_resumption_after_the_bound() {
-    let dir = TempDir::new("resume-bound");
-    let Setup {
-        mut cluster,
-        alice,
-        bob,
-        bob_bare,
-        previd,
-    } = alice_dies_before_the_commit(&dir);
+    let mut s = alice_dies_before_the_commit("resume-bound");
     assert!(
-        cluster.fail_commit(1, enospc()),
+        s.cluster.fail_commit(1, enospc()),
         "m1's batch fails: disk full"
     );
-    let a2 = cluster.authenticate(0, &alice);
-    cluster.send(a2, &resume(&previd, 0));
+    let a2 = s.resume_on(0, "");
+    let cluster = &mut s.cluster;
     cluster.advance(SM_RESUME_WAIT_MS - 100);
     assert_eq!(cluster.take_output(a2), "");
     cluster.advance(200);
@@ -115,59 +124,42 @@ fn a_commit_that_cannot_happen_fails_the_resumption_after_the_bound() {
     // The conn binds a fresh session; the late commit changes nothing for it.
     cluster.send(a2, &bind_iq("b2", Some("pc")));
     assert!(cluster.take_output(a2).contains("<jid>"));
-    enable(&mut cluster, a2, true);
+    enable(cluster, a2, true);
     cluster.advance(1_000);
     cluster.commit_all();
     assert_eq!(cluster.router(1).store().live_messages(), 0, "m1 committed");
     cluster.send(a2, R);
     assert_eq!(acks(&cluster.take_output(a2)), [0]);
-    assert_eq!(cluster.take_output(bob), "", "m1 is never repeated");
-    cluster.send(a2, &chat(&bob_bare, "m2", "two"));
-    assert_eq!(message_ids(&cluster.take_output(bob)), ["m2"]);
+    assert_eq!(cluster.take_output(s.bob), "", "m1 is never repeated");
+    cluster.send(a2, &chat(&s.bob_bare, "m2", "two"));
+    assert_eq!(message_ids(&cluster.take_output(s.bob)), ["m2"]);
 }
 
 #[test]
 fn a_conn_that_drops_while_waiting_leaves_the_session_resumable() {
-    let dir = TempDir::new("resume-drop");
-    let Setup {
-        mut cluster,
-        alice,
-        bob,
-        previd,
-        ..
-    } = alice_dies_before_the_commit(&dir);
-    let a2 = cluster.authenticate(0, &alice);
-    cluster.send(a2, &resume(&previd, 0));
-    cluster.disconnect(a2);
-    assert_eq!(cluster.router(0).stats().detached_sessions, 1);
-    cluster.commit_all();
-    let a3 = cluster.authenticate(0, &alice);
-    cluster.send(a3, &resume(&previd, 0));
-    let out = cluster.take_output(a3);
-    let resumed = format!("<resumed xmlns='urn:xmpp:sm:3' h='2' previd='{previd}'/>");
-    assert_eq!(out, resumed);
-    assert_eq!(cluster.take_output(bob), "");
+    let mut s = alice_dies_before_the_commit("resume-drop");
+    let a2 = s.resume_on(0, "");
+    s.cluster.disconnect(a2);
+    assert_eq!(s.cluster.router(0).stats().detached_sessions, 1);
+    s.cluster.commit_all();
+    let a3 = s.resume_on(0, "");
+    let out = s.cluster.take_output(a3);
+    assert_eq!(out, s.resumed(2));
+    assert_eq!(s.cluster.take_output(s.bob), "");
 }
 
 #[test]
 fn a_newer_resume_or_bind_ends_a_waiting_resumption() {
-    let dir = TempDir::new("resume-newer");
-    let Setup {
-        mut cluster,
-        alice,
-        previd,
-        ..
-    } = alice_dies_before_the_commit(&dir);
-    let a2 = cluster.authenticate(0, &alice);
-    cluster.send(a2, &resume(&previd, 0));
+    let mut s = alice_dies_before_the_commit("resume-newer");
+    let a2 = s.resume_on(0, "");
     // A newer <resume/> takes the session over: the older waiting stream gets a conflict.
-    let a3 = cluster.authenticate(0, &alice);
-    cluster.send(a3, &resume(&previd, 0));
+    let a3 = s.resume_on(0, "");
+    let cluster = &mut s.cluster;
     assert!(cluster.take_output(a2).contains("<conflict "));
     assert!(cluster.is_closed(a2));
     assert_eq!(cluster.take_output(a3), "");
     // A new bind of the same full JID ends the session: the waiting stream hears it at once.
-    let _ = cluster.login(0, &alice, Some("pc"));
+    let _ = cluster.login(0, &s.alice, Some("pc"));
     assert_eq!(
         cluster.take_output(a3),
         "<failed xmlns='urn:xmpp:sm:3'><item-not-found \

@@ -1,19 +1,10 @@
 //! Stanzas the server answers itself (iq ping, disco, roster, errors), stream-level rules of a
 //! bound session, shutdown, stats and memory, through the cluster harness.
 
+mod common;
+
+use common::{assert_service_unavailable, STANZA_ERRORS};
 use rookery_router::testing::{user_homed_on, Cluster};
-
-const STANZA_ERRORS: &str = "urn:ietf:params:xml:ns:xmpp-stanzas";
-
-fn assert_error(out: &str, kind: &str, id: &str, from: &str, to: &str) {
-    assert_eq!(
-        out,
-        format!(
-            "<{kind} type='error' id='{id}' from='{from}' to='{to}'><error type='cancel'>\
-             <service-unavailable xmlns='{STANZA_ERRORS}'/></error></{kind}>"
-        )
-    );
-}
 
 #[test]
 fn ping_disco_and_roster_are_answered_by_the_server() {
@@ -70,9 +61,9 @@ fn unknown_requests_and_messages_to_the_server_get_errors() {
         a,
         "<iq type='get' id='q1' to='example.com'><vCard xmlns='vcard-temp'/></iq>",
     );
-    assert_error(&cluster.take_output(a), "iq", "q1", "example.com", &a_jid);
+    assert_service_unavailable(&cluster.take_output(a), "iq", "q1", "example.com", &a_jid);
     cluster.send(a, "<message to='example.com' id='q2'><body/></message>");
-    assert_error(
+    assert_service_unavailable(
         &cluster.take_output(a),
         "message",
         "q2",

@@ -1,5 +1,6 @@
-//! Helpers shared by the store-and-forward and stream management tests: temporary log
-//! directories, store constructors and XEP-0198 client steps.
+//! Helpers shared by the integration tests: temporary log directories, store constructors,
+//! XEP-0198 client steps and the stanza error every bounce carries. Only test scaffolding:
+//! no assertion here is weaker than the inline one it replaced.
 
 #![allow(dead_code)] // each test binary uses a different subset
 
@@ -111,4 +112,18 @@ pub fn resume(previd: &str, h: u32) -> String {
 /// The OS error of a full disk.
 pub fn enospc() -> std::io::Error {
     std::io::Error::from_raw_os_error(28)
+}
+
+pub const STANZA_ERRORS: &str = "urn:ietf:params:xml:ns:xmpp-stanzas";
+
+/// Asserts `out` is exactly a `<kind/>` error answering `id`, from `from` to `to`, with
+/// condition service-unavailable (type cancel).
+pub fn assert_service_unavailable(out: &str, kind: &str, id: &str, from: &str, to: &str) {
+    assert_eq!(
+        out,
+        format!(
+            "<{kind} type='error' id='{id}' from='{from}' to='{to}'><error type='cancel'>\
+             <service-unavailable xmlns='{STANZA_ERRORS}'/></error></{kind}>"
+        )
+    );
 }
