@@ -4,69 +4,24 @@
 //!
 //! The server binary is looked for next to rookery-load (target/<profile>/), where the demo
 //! expects it; when missing, the test builds it with cargo (same profile, same target dir).
-//! Bounded: the load lasts about 10 s and the child is killed after RUN_TIMEOUT.
+//! Bounded: the load lasts about 10 s and the child is killed after `common::RUN_TIMEOUT`.
+
+#[allow(dead_code)] // this test uses only the server build and the bounded run
+mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::process::Command;
 
+use common::{run_bounded, server_binary, single_run};
 use rookery_io::{select_backend, BackendChoice, Limits};
 use serde_json::Value;
-
-const RUN_TIMEOUT: Duration = Duration::from_secs(120);
-
-/// Serializes the server build between the tests of this file.
-static BUILD: Mutex<()> = Mutex::new(());
-
-/// target/<profile>/ (this test runs from target/<profile>/deps/).
-fn profile_dir() -> PathBuf {
-    let exe = std::env::current_exe().expect("test executable path");
-    exe.parent()
-        .and_then(Path::parent)
-        .expect("target/<profile>/deps/<test>")
-        .to_path_buf()
-}
-
-/// The server binary, built with cargo if it is not there yet.
-fn server_binary() -> PathBuf {
-    let _guard = BUILD.lock().unwrap_or_else(|p| p.into_inner());
-    let dir = profile_dir();
-    let binary = dir.join(format!("rookery{}", std::env::consts::EXE_SUFFIX));
-    if binary.is_file() {
-        return binary;
-    }
-    let target_dir = dir.parent().expect("target dir");
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let mut build = Command::new(cargo);
-    build
-        .args(["build", "-p", "rookery", "--bin", "rookery", "--target-dir"])
-        .arg(target_dir);
-    if dir.file_name().is_some_and(|n| n == "release") {
-        build.arg("--release");
-    }
-    eprintln!("building the server: {build:?}");
-    let status = build
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .status()
-        .expect("running cargo");
-    assert!(status.success(), "cargo build -p rookery failed");
-    assert!(
-        binary.is_file(),
-        "{} still missing after the build",
-        binary.display()
-    );
-    binary
-}
 
 /// Runs the demo with `backend`; returns the parsed summary.json and the results folder.
 fn run_demo(backend: &str, output: &Path) -> (Value, PathBuf) {
     server_binary();
     // The child's output goes to a file next to the results, shown if the run fails.
-    let log_path = output.with_extension("log");
-    let log = std::fs::File::create(&log_path).expect("creating the log file");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_rookery-load"))
-        .args([
+    let (status, log) = run_bounded(
+        &[
             "demo",
             "--clients",
             "50",
@@ -75,43 +30,18 @@ fn run_demo(backend: &str, output: &Path) -> (Value, PathBuf) {
             "--duration",
             "5s",
             "--quiet",
-        ])
-        .args(["--connect-rate", "500", "--backend", backend, "--output"])
-        .arg(output)
-        .stdin(Stdio::null())
-        .stdout(log.try_clone().expect("log file handle"))
-        .stderr(log)
-        .spawn()
-        .expect("starting rookery-load");
-    let deadline = Instant::now() + RUN_TIMEOUT;
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("waiting for rookery-load") {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            let log = std::fs::read_to_string(&log_path).unwrap_or_default();
-            panic!("rookery-load demo did not finish within {RUN_TIMEOUT:?}; its output:\n{log}");
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    let log = std::fs::read_to_string(&log_path).unwrap_or_default();
-    let _ = std::fs::remove_file(&log_path);
+            "--connect-rate",
+            "500",
+            "--backend",
+            backend,
+        ],
+        output,
+    );
     assert!(
         status.success(),
         "rookery-load demo failed: {status}; its output:\n{log}"
     );
-    let runs: Vec<PathBuf> = std::fs::read_dir(output)
-        .expect("the output folder exists")
-        .map(|e| e.expect("dir entry").path())
-        .collect();
-    assert_eq!(runs.len(), 1, "one run folder: {runs:?}");
-    let text = std::fs::read_to_string(runs[0].join("summary.json")).expect("summary.json written");
-    (
-        serde_json::from_str(&text).expect("summary.json is JSON"),
-        runs[0].clone(),
-    )
+    single_run(output)
 }
 
 fn check_backend(backend: &str) {

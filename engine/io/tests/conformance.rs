@@ -1,4 +1,5 @@
-//! Backend conformance: the same tests, instantiated once per backend by `conformance!`.
+//! Backend conformance: the same tests, instantiated once per backend by `per_backend!`
+//! (support/backends.rs).
 //!
 //! Each test drives a driver on the test thread with a recording handler; peers are std
 //! blocking sockets (in helper threads when they must read and write at once), all on
@@ -18,6 +19,14 @@ use rookery_io::{
     BackendChoice, CloseReason, ConnId, Driver, Event, Handler, Limits, Linger, ListenerId, Ops,
     SendError,
 };
+
+#[macro_use]
+#[path = "support/backends.rs"]
+mod backends;
+
+use backends::pattern;
+#[cfg(target_os = "linux")]
+use backends::uring_unavailable;
 
 const DEADLINE: Duration = Duration::from_secs(20);
 const PEER_TIMEOUT: Duration = Duration::from_secs(20);
@@ -154,18 +163,6 @@ fn peer(addr: SocketAddr) -> TcpStream {
     s.set_read_timeout(Some(PEER_TIMEOUT)).unwrap();
     s.set_write_timeout(Some(PEER_TIMEOUT)).unwrap();
     s
-}
-
-fn pattern(len: usize, seed: u32) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(2_654_435_761).max(1);
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 17;
-            x ^= x << 5;
-            x as u8
-        })
-        .collect()
 }
 
 /// Listens, connects one std peer and drives until the driver accepted it.
@@ -700,34 +697,7 @@ fn drop_with_ops_in_flight<D: Driver>(make: impl Fn(Limits) -> D) {
     assert!(sink.len() < 16 << 20);
 }
 
-macro_rules! conformance {
-    ($($name:ident),* $(,)?) => {
-        mod poll {
-            $(
-                #[test]
-                fn $name() {
-                    super::$name(|l| rookery_io::PollDriver::new(l).expect("poll driver"));
-                }
-            )*
-        }
-
-        #[cfg(target_os = "linux")]
-        mod uring {
-            $(
-                #[test]
-                fn $name() {
-                    if let Some(why) = super::uring_unavailable() {
-                        eprintln!("SKIP uring::{}: {why}", stringify!($name));
-                        return;
-                    }
-                    super::$name(|l| rookery_io::UringDriver::new(l).expect("uring driver"));
-                }
-            )*
-        }
-    };
-}
-
-conformance!(
+per_backend!(
     accept_and_receive_split,
     echo_large_payload,
     many_conns_share_small_ring,
@@ -747,14 +717,6 @@ conformance!(
     detach_waits_for_large_queue,
     drop_with_ops_in_flight,
 );
-
-/// Why io_uring tests must skip here, if they must.
-#[cfg(target_os = "linux")]
-fn uring_unavailable() -> Option<String> {
-    rookery_io::select_backend(BackendChoice::Uring, &Limits::default())
-        .err()
-        .map(|e| e.to_string())
-}
 
 #[test]
 fn auto_selection_reports_a_reason() {

@@ -1,5 +1,5 @@
 //! File writes (the shard's durable log, contract point 8), the same tests instantiated once
-//! per backend by `file_tests!`.
+//! per backend by `per_backend!` (support/backends.rs).
 //!
 //! Files live in `std::env::temp_dir()` under unique names and are removed by a guard, also on
 //! failure. The ENOSPC test mounts a 64 KiB tmpfs (root only) and unmounts it in a guard; where
@@ -17,7 +17,13 @@ use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use rookery_io::{BackendChoice, ConnId, Driver, Event, FileId, FileSync, Handler, Limits, Ops};
+use rookery_io::{ConnId, Driver, Event, FileId, FileSync, Handler, Limits, Ops};
+
+#[macro_use]
+#[path = "support/backends.rs"]
+mod backends;
+
+use backends::pattern;
 
 const DEADLINE: Duration = Duration::from_secs(20);
 const MIB: usize = 1 << 20;
@@ -76,18 +82,6 @@ fn drive<D: Driver>(d: &mut D, h: &mut Recorder, what: &str, done: impl Fn(&Reco
         assert!(start.elapsed() < DEADLINE, "timed out waiting for {what}");
         d.turn(Some(Duration::from_millis(10)), h).expect("turn");
     }
-}
-
-fn pattern(len: usize, seed: u32) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(2_654_435_761).max(1);
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 17;
-            x ^= x << 5;
-            x as u8
-        })
-        .collect()
 }
 
 /// A unique path, removed on drop.
@@ -452,34 +446,7 @@ fn drop_with_write_in_flight<D: Driver>(make: impl Fn(Limits) -> D) {
     drop(d);
 }
 
-macro_rules! file_tests {
-    ($($name:ident),* $(,)?) => {
-        mod poll {
-            $(
-                #[test]
-                fn $name() {
-                    super::$name(|l| rookery_io::PollDriver::new(l).expect("poll driver"));
-                }
-            )*
-        }
-
-        #[cfg(target_os = "linux")]
-        mod uring {
-            $(
-                #[test]
-                fn $name() {
-                    if let Some(why) = super::uring_unavailable() {
-                        eprintln!("SKIP uring::{}: {why}", stringify!($name));
-                        return;
-                    }
-                    super::$name(|l| rookery_io::UringDriver::new(l).expect("uring driver"));
-                }
-            )*
-        }
-    };
-}
-
-file_tests!(
+per_backend!(
     batches_in_order,
     large_batch,
     write_error_ebadf,
@@ -490,11 +457,3 @@ file_tests!(
     sockets_and_files_together,
     drop_with_write_in_flight,
 );
-
-/// Why io_uring tests must skip here, if they must.
-#[cfg(target_os = "linux")]
-fn uring_unavailable() -> Option<String> {
-    rookery_io::select_backend(BackendChoice::Uring, &Limits::default())
-        .err()
-        .map(|e| e.to_string())
-}

@@ -1,10 +1,13 @@
 //! Shared by the integration tests: the `rookery` server binary (built when missing), a
 //! running server on 127.0.0.1 with a random port that is killed on drop, and a bounded run
 //! of `rookery-load` that returns the parsed summary.json.
+//!
+//! Every `rookery-load` child is killed after [`RUN_TIMEOUT`] ([`run_bounded`]); every server
+//! is killed on drop. Each test binary uses a subset, hence `#[allow(dead_code)]` where needed.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -37,11 +40,17 @@ pub fn server_binary() -> PathBuf {
     if dir.file_name().is_some_and(|n| n == "release") {
         build.arg("--release");
     }
+    eprintln!("building the server: {build:?}");
     let status = build
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .status()
         .expect("running cargo");
     assert!(status.success(), "cargo build -p rookery failed");
+    assert!(
+        binary.is_file(),
+        "{} still missing after the build",
+        binary.display()
+    );
     binary
 }
 
@@ -109,12 +118,29 @@ pub fn run_load(name: &str, args: &[&str], expect_code: i32) -> (Value, PathBuf,
     let output =
         std::env::temp_dir().join(format!("rookery-load-it-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&output);
+    let auth = format!("token:{SECRET}");
+    let mut all = args.to_vec();
+    all.extend(["--auth", &auth, "--quiet"]);
+    let (status, text) = run_bounded(&all, &output);
+    assert_eq!(
+        status.code(),
+        Some(expect_code),
+        "{status}; output:\n{text}"
+    );
+    let (summary, run) = single_run(&output);
+    (summary, run, text)
+}
+
+/// Runs `rookery-load <args> --output <output>` with its stdout and stderr in
+/// `<output>.log` (removed afterwards); kills it and panics, showing that output, if it has
+/// not exited within [`RUN_TIMEOUT`]. Returns its exit status and output text.
+pub fn run_bounded(args: &[&str], output: &Path) -> (ExitStatus, String) {
     let log_path = output.with_extension("log");
     let log = std::fs::File::create(&log_path).expect("creating the log file");
     let mut child = Command::new(env!("CARGO_BIN_EXE_rookery-load"))
         .args(args)
-        .args(["--auth", &format!("token:{SECRET}"), "--quiet", "--output"])
-        .arg(&output)
+        .arg("--output")
+        .arg(output)
         .stdin(Stdio::null())
         .stdout(log.try_clone().expect("log file handle"))
         .stderr(log)
@@ -129,23 +155,25 @@ pub fn run_load(name: &str, args: &[&str], expect_code: i32) -> (Value, PathBuf,
             let _ = child.kill();
             let _ = child.wait();
             let log = std::fs::read_to_string(&log_path).unwrap_or_default();
-            panic!("rookery-load did not finish within {RUN_TIMEOUT:?}; its output:\n{log}");
+            let what = args.first().unwrap_or(&"");
+            panic!("rookery-load {what} did not finish within {RUN_TIMEOUT:?}; its output:\n{log}");
         }
         std::thread::sleep(Duration::from_millis(100));
     };
     let text = std::fs::read_to_string(&log_path).unwrap_or_default();
     let _ = std::fs::remove_file(&log_path);
-    assert_eq!(
-        status.code(),
-        Some(expect_code),
-        "{status}; output:\n{text}"
-    );
-    let runs: Vec<PathBuf> = std::fs::read_dir(&output)
+    (status, text)
+}
+
+/// The one run folder a `rookery-load` run wrote under `output` (asserted to be the only
+/// one) and its parsed summary.json.
+pub fn single_run(output: &Path) -> (Value, PathBuf) {
+    let runs: Vec<PathBuf> = std::fs::read_dir(output)
         .expect("the output folder exists")
         .map(|e| e.expect("dir entry").path())
         .collect();
     assert_eq!(runs.len(), 1, "one run folder: {runs:?}");
     let summary = std::fs::read_to_string(runs[0].join("summary.json")).expect("summary.json");
     let summary = serde_json::from_str(&summary).expect("summary.json is JSON");
-    (summary, runs[0].clone(), text)
+    (summary, runs[0].clone())
 }
