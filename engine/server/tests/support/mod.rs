@@ -298,13 +298,7 @@ impl RawClient {
                 // The needle was looked for at the top of the loop: a closed conn cannot bring it.
                 Ok(0) => return None,
                 Ok(n) => self.received.push_str(&String::from_utf8_lossy(&buf[..n])),
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        std::io::ErrorKind::WouldBlock
-                            | std::io::ErrorKind::TimedOut
-                            | std::io::ErrorKind::Interrupted
-                    ) => {}
+                Err(e) if read_again(&e) => {}
                 Err(err) => {
                     eprintln!("read error while waiting for {needle:?}: {err}");
                     return None;
@@ -321,13 +315,7 @@ impl RawClient {
             match self.stream.read(&mut buf) {
                 Ok(0) => return true,
                 Ok(n) => self.received.push_str(&String::from_utf8_lossy(&buf[..n])),
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        std::io::ErrorKind::WouldBlock
-                            | std::io::ErrorKind::TimedOut
-                            | std::io::ErrorKind::Interrupted
-                    ) => {}
+                Err(e) if read_again(&e) => {}
                 Err(_) => return true,
             }
         }
@@ -435,4 +423,10 @@ impl RawClient {
         client.expect(">");
         (client, jid)
     }
+}
+
+/// A read that timed out or was interrupted: nothing is wrong, read again.
+fn read_again(err: &std::io::Error) -> bool {
+    use std::io::ErrorKind::{Interrupted, TimedOut, WouldBlock};
+    matches!(err.kind(), WouldBlock | TimedOut | Interrupted)
 }
