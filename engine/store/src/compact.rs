@@ -1,7 +1,8 @@
-//! Compaction: rewrite the log with only the live messages, then swap it in atomically.
+//! Compaction: rewrite the log with only the live messages and keyed entries, then swap it in
+//! atomically.
 //!
 //! What it does: when every record is committed, writes header + NextId + one Put per live
-//! message to `<log>.compact`, fsyncs it, locks it, renames it over the log (atomic on POSIX
+//! message and one Set per keyed entry to `<log>.compact`, fsyncs it, locks it, renames it over the log (atomic on POSIX
 //! file systems), fsyncs the directory, and continues appending to the new file.
 //!
 //! What it does not do: run in the background or in steps. It is synchronous, and stalls the
@@ -124,6 +125,16 @@ fn write_compacted(tmp: &Path, tables: &Tables, next_id: u64) -> Result<(File, u
             stanza: &msg.stanza,
         };
         format::encode_put(&mut chunk, &record);
+        if chunk.len() >= CHUNK_BYTES {
+            (&file)
+                .write_all(&chunk)
+                .map_err(compact_error("write", tmp))?;
+            len += chunk.len() as u64;
+            chunk.clear();
+        }
+    }
+    for (table, key, value) in tables.kv.all() {
+        format::encode_set(&mut chunk, table, key, value);
         if chunk.len() >= CHUNK_BYTES {
             (&file)
                 .write_all(&chunk)

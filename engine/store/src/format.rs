@@ -25,8 +25,15 @@
 //!   kind 3, NextId (ids below `next_id` are used; written first by compaction, which may drop
 //!   the highest ids):
 //!     next_id   u64
-//!   kinds 0 and 4..=255: reserved (rosters and groups come later). Kind 0 is never used, so a
-//!   zero-filled tail fails the length check (len 0) rather than parsing.
+//!   kind 4, Set (a keyed table entry: roster item, group, affiliation; replaces the old value):
+//!     table     u8      table number (the caller's; the store does not interpret it)
+//!     key_len u16,  key  UTF-8
+//!     value     the rest of the payload
+//!   kind 5, Delete (the keyed entry is removed):
+//!     table     u8
+//!     key_len u16,  key  UTF-8 (nothing may follow)
+//!   kinds 0 and 6..=255: reserved. Kind 0 is never used, so a zero-filled tail fails the
+//!   length check (len 0) rather than parsing.
 //! ```
 //!
 //! What it does not do: I/O. It encodes records onto the end of a `Vec<u8>` and decodes a
@@ -55,6 +62,10 @@ pub const KIND_PUT: u8 = 1;
 pub const KIND_ACK: u8 = 2;
 /// See [`KIND_PUT`].
 pub const KIND_NEXT_ID: u8 = 3;
+/// See [`KIND_PUT`].
+pub const KIND_SET: u8 = 4;
+/// See [`KIND_PUT`].
+pub const KIND_DELETE: u8 = 5;
 
 /// Fixed bytes of a Put payload: id, stamp, two length prefixes.
 const PUT_FIXED_LEN: usize = 8 + 8 + 2 + 2;
@@ -73,6 +84,22 @@ pub enum Record<'a> {
     NextId {
         /// The lowest id not yet used.
         next_id: u64,
+    },
+    /// Keyed entry `key` of `table` now holds `value`.
+    Set {
+        /// Table number.
+        table: u8,
+        /// Entry key.
+        key: &'a str,
+        /// Entry value.
+        value: &'a [u8],
+    },
+    /// Keyed entry `key` of `table` was removed.
+    Delete {
+        /// Table number.
+        table: u8,
+        /// Entry key.
+        key: &'a str,
     },
 }
 
@@ -157,6 +184,45 @@ pub fn encode_put(buf: &mut Vec<u8>, put: &PutRecord<'_>) {
     seal(buf, start);
 }
 
+/// Total record bytes of a Set with a `value_len`-byte value; `None` if the key is over
+/// 65535 bytes or the body over [`MAX_BODY_LEN`].
+pub fn set_len(key_len: usize, value_len: usize) -> Option<u32> {
+    if key_len > usize::from(u16::MAX) {
+        return None;
+    }
+    let body = (1 + 1 + 2 + key_len).checked_add(value_len)?;
+    let body = u32::try_from(body)
+        .ok()
+        .filter(|&len| len <= MAX_BODY_LEN)?;
+    Some(body + FRAME_LEN as u32)
+}
+
+/// Total record bytes of a Delete, `None` if the key is over 65535 bytes.
+pub fn delete_len(key_len: usize) -> Option<u32> {
+    set_len(key_len, 0)
+}
+
+/// Appends a Set record; the caller has checked the lengths with [`set_len`].
+pub fn encode_set(buf: &mut Vec<u8>, table: u8, key: &str, value: &[u8]) {
+    let key_len = u16::try_from(key.len()).expect("key length checked by set_len");
+    let start = begin(buf, KIND_SET);
+    buf.push(table);
+    buf.extend_from_slice(&key_len.to_le_bytes());
+    buf.extend_from_slice(key.as_bytes());
+    buf.extend_from_slice(value);
+    seal(buf, start);
+}
+
+/// Appends a Delete record; the caller has checked the length with [`delete_len`].
+pub fn encode_delete(buf: &mut Vec<u8>, table: u8, key: &str) {
+    let key_len = u16::try_from(key.len()).expect("key length checked by delete_len");
+    let start = begin(buf, KIND_DELETE);
+    buf.push(table);
+    buf.extend_from_slice(&key_len.to_le_bytes());
+    buf.extend_from_slice(key.as_bytes());
+    seal(buf, start);
+}
+
 /// Appends an Ack record.
 pub fn encode_ack(buf: &mut Vec<u8>, id: u64) {
     let start = begin(buf, KIND_ACK);
@@ -182,7 +248,7 @@ fn begin(buf: &mut Vec<u8>, kind: u8) -> usize {
 /// Fills in the frame of the record that starts at `start` and runs to the end of `buf`.
 fn seal(buf: &mut [u8], start: usize) {
     let body = &buf[start + FRAME_LEN..];
-    // Bounded by MAX_BODY_LEN through put_len (Put) or fixed (Ack, NextId).
+    // Bounded by MAX_BODY_LEN through put_len / set_len, or fixed (Ack, NextId).
     let len = u32::try_from(body.len()).expect("record body bounded by MAX_BODY_LEN");
     let crc = crc::crc32c(body);
     buf[start..start + 4].copy_from_slice(&len.to_le_bytes());
@@ -212,6 +278,13 @@ pub fn decode_body(body: &[u8]) -> Result<Record<'_>, DecodeError> {
         KIND_NEXT_ID => decode_id(payload)
             .map(|next_id| Record::NextId { next_id })
             .ok_or(DecodeError::Malformed(kind)),
+        KIND_SET => decode_keyed(payload)
+            .map(|(table, key, value)| Record::Set { table, key, value })
+            .ok_or(DecodeError::Malformed(kind)),
+        KIND_DELETE => decode_keyed(payload)
+            .filter(|(_, _, rest)| rest.is_empty())
+            .map(|(table, key, _)| Record::Delete { table, key })
+            .ok_or(DecodeError::Malformed(kind)),
         other => Err(DecodeError::UnknownKind(other)),
     }
 }
@@ -220,6 +293,14 @@ pub fn decode_body(body: &[u8]) -> Result<Record<'_>, DecodeError> {
 fn decode_id(payload: &[u8]) -> Option<u64> {
     let bytes: [u8; 8] = payload.try_into().ok()?;
     Some(u64::from_le_bytes(bytes))
+}
+
+/// A Set or Delete payload: table, key, and the rest (the value of a Set).
+fn decode_keyed(payload: &[u8]) -> Option<(u8, &str, &[u8])> {
+    let mut rest = payload;
+    let table = *take(&mut rest, 1)?.first()?;
+    let key = take_str(&mut rest)?;
+    Some((table, key, rest))
 }
 
 fn decode_put(payload: &[u8]) -> Option<PutRecord<'_>> {
@@ -327,6 +408,7 @@ mod tests {
         assert_eq!(check_frame(frame), FrameCheck::BadLength(MAX_BODY_LEN + 1));
         assert_eq!(decode_body(&[]), Err(DecodeError::Empty));
         assert_eq!(decode_body(&[9, 1, 2]), Err(DecodeError::UnknownKind(9)));
+        assert_eq!(decode_body(&[6]), Err(DecodeError::UnknownKind(6)));
         assert_eq!(decode_body(&[0]), Err(DecodeError::UnknownKind(0)));
         assert_eq!(
             decode_body(&[KIND_ACK, 1, 2, 3]),
@@ -347,6 +429,44 @@ mod tests {
         let mut body = buf[8..].to_vec();
         body[27] = 0xff;
         assert_eq!(decode_body(&body), Err(DecodeError::Malformed(KIND_PUT)));
+    }
+
+    #[test]
+    fn set_and_delete_round_trip_and_are_checked() {
+        let mut buf = Vec::new();
+        encode_set(&mut buf, 3, "alice@x\0bob@x", b"\x03value");
+        let set_end = buf.len();
+        assert_eq!(Some(set_end as u32), set_len(13, 6));
+        encode_delete(&mut buf, 3, "alice@x\0bob@x");
+        assert_eq!(Some((buf.len() - set_end) as u32), delete_len(13));
+        assert_eq!(
+            decode_body(&buf[8..set_end]),
+            Ok(Record::Set {
+                table: 3,
+                key: "alice@x\0bob@x",
+                value: b"\x03value"
+            })
+        );
+        let delete_body = &buf[set_end + 8..];
+        assert_eq!(
+            decode_body(delete_body),
+            Ok(Record::Delete {
+                table: 3,
+                key: "alice@x\0bob@x"
+            })
+        );
+        let mut trailing = delete_body.to_vec();
+        trailing.push(0);
+        assert_eq!(
+            decode_body(&trailing),
+            Err(DecodeError::Malformed(KIND_DELETE))
+        );
+        assert_eq!(
+            decode_body(&[KIND_SET, 1]),
+            Err(DecodeError::Malformed(KIND_SET))
+        );
+        assert_eq!(set_len(65_536, 0), None);
+        assert_eq!(set_len(0, MAX_BODY_LEN as usize), None);
     }
 
     #[test]

@@ -1,8 +1,9 @@
 //! rookery-store: one shard's durable store, Mnesia-style: in-memory tables backed by an
 //! append-only log of CRC-framed records, replayed at start.
 //!
-//! A [`Store`] belongs to one shard thread. Today its tables are the offline message queues
-//! (per recipient bare JID, FIFO, bounded by `offline_max`). Every mutation (`put`, `ack`)
+//! A [`Store`] belongs to one shard thread. Its tables are the offline message queues (per
+//! recipient bare JID, FIFO, bounded by `offline_max`) and keyed tables (`kv_*`: sorted string
+//! keys to opaque values, numbered by the caller: rosters, groups, affiliations). Every mutation (`put`, `ack`, `kv_set`, `kv_delete`)
 //! updates the tables at once and appends a record to a pending batch. Durability is
 //! *sans-IO*: once per loop turn the shard calls [`Store::begin_commit`], writes the returned
 //! [`CommitBatch`] at its offset (with [`SyncWriter`] on the poll backend, io_uring write +
@@ -18,12 +19,12 @@
 //! the file there and says so in the [`ReplayReport`]. [`Store::compact`] rewrites the log
 //! with the live messages when dead records dominate.
 //!
-//! Modules: `crc` (CRC32C), [`format`] (the byte layout, documented byte by byte), `tables`,
+//! Modules: `crc` (CRC32C), [`format`] (the byte layout, documented byte by byte), `tables`, `kv`,
 //! `journal` (the commit protocol), `replay`, `files` (open, lock, repair), `compact`,
 //! `writer`, `store` (the API), `config`, `error`.
 //!
 //! What it does not do: threads, clocks, logging, or the io_uring writer (the driver's job);
-//! rosters and groups (later record kinds).
+//! interpreting keyed values (the router encodes rosters and groups).
 
 #![forbid(unsafe_code)]
 
@@ -34,6 +35,7 @@ mod error;
 mod files;
 pub mod format;
 mod journal;
+mod kv;
 mod replay;
 mod store;
 mod tables;

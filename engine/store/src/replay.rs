@@ -338,6 +338,13 @@ impl Replay {
                 self.next_id = self.next_id.max(next_id);
                 true
             }
+            Record::Set { table, key, value } => {
+                tables
+                    .kv
+                    .set(table, key, value, body_len + FRAME_LEN as u32);
+                true
+            }
+            Record::Delete { table, key } => tables.kv.delete(table, key),
         };
         if !changed {
             self.report.ignored += 1;

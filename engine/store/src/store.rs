@@ -61,6 +61,8 @@ pub struct StoreStats {
     pub available: bool,
     /// The next message id.
     pub next_id: u64,
+    /// Keyed entries, all tables.
+    pub kv_entries: usize,
 }
 
 /// One shard's durable store.
@@ -195,6 +197,53 @@ impl Store {
             format::encode_ack(buf, id.0);
         }
         Ok(true)
+    }
+
+    /// Sets keyed entry `key` of `table` to `value` (replacing it). Refused only when the
+    /// record is too large (a key over 65535 bytes). Accepted even while unavailable, like
+    /// `ack`: the record waits in the pending batch, and the caller (a roster change that
+    /// another shard already made on its side) has no one to refuse it to.
+    pub fn kv_set(&mut self, table: u8, key: &str, value: &[u8]) -> Result<(), StoreError> {
+        let record_len = format::set_len(key.len(), value.len()).ok_or(StoreError::TooLarge {
+            stanza_len: key.len() + value.len(),
+        })?;
+        if let Some(buf) = self.journal.buffer() {
+            format::encode_set(buf, table, key, value);
+        }
+        self.tables.kv.set(table, key, value, record_len);
+        Ok(())
+    }
+
+    /// Removes keyed entry `key` of `table`; returns whether it existed (an unknown key
+    /// appends nothing).
+    pub fn kv_delete(&mut self, table: u8, key: &str) -> bool {
+        if !self.tables.kv.delete(table, key) {
+            return false;
+        }
+        if let Some(buf) = self.journal.buffer() {
+            // The key was stored, so its length passed set_len.
+            format::encode_delete(buf, table, key);
+        }
+        true
+    }
+
+    /// The value of keyed entry `key` of `table`.
+    pub fn kv_get(&self, table: u8, key: &str) -> Option<&[u8]> {
+        self.tables.kv.get(table, key)
+    }
+
+    /// The entries of `table` whose key starts with `prefix`, in key order.
+    pub fn kv_scan<'a>(
+        &'a self,
+        table: u8,
+        prefix: &'a str,
+    ) -> impl Iterator<Item = (&'a str, &'a [u8])> + 'a {
+        self.tables.kv.scan(table, prefix)
+    }
+
+    /// Entries in `table`.
+    pub fn kv_len(&self, table: u8) -> usize {
+        self.tables.kv.table_len(table)
     }
 
     /// `owner`'s queue, oldest first.
@@ -332,6 +381,7 @@ impl Store {
             compactions: self.compactions,
             available: self.journal.is_available(),
             next_id: self.next_id,
+            kv_entries: self.tables.kv.len(),
         }
     }
 }

@@ -14,6 +14,8 @@ use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::sync::Arc;
 
+use crate::kv::KvTables;
+
 /// A message id, unique per shard across restarts. Ids start at 1.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct MsgId(pub u64);
@@ -52,6 +54,8 @@ pub(crate) struct Tables {
     queues: HashMap<Arc<str>, VecDeque<StoredMessage>>,
     index: HashMap<u64, IndexEntry>,
     live_record_bytes: u64,
+    /// The keyed tables (rosters, groups), beside the queues.
+    pub(crate) kv: KvTables,
 }
 
 impl Tables {
@@ -147,9 +151,9 @@ impl Tables {
         self.queues.len()
     }
 
-    /// Bytes of the Put records of the live messages.
+    /// Bytes of the live records: Puts of the live messages and Sets of the keyed entries.
     pub(crate) fn live_record_bytes(&self) -> u64 {
-        self.live_record_bytes
+        self.live_record_bytes + self.kv.live_record_bytes()
     }
 }
 
