@@ -33,6 +33,18 @@ pub struct RouterConfig {
     /// How long a session with XEP-0198 resumption survives its stream (`--resume-timeout`);
     /// announced as `max` (in seconds, rounded up) in `<enabled/>`.
     pub resume_timeout_ms: u64,
+    /// The group (XEP-0045) service's domain, `groups.<domain>` by default: rooms are
+    /// `room@groups.<domain>`.
+    pub groups_domain: String,
+    /// Most members (affiliation member, admin or owner) a group may have; a join past it is
+    /// refused (`--group-max-members`, WhatsApp's cap by default).
+    pub group_max_members: usize,
+    /// Most roster items per user (`--roster-max`); a roster set past it is refused.
+    pub roster_max: usize,
+    /// Presence stanzas a session may send per second on average (`--presence-rate`), and in a
+    /// burst (`--presence-burst`); past it the stream is closed with policy-violation.
+    pub presence_rate_per_s: u32,
+    pub presence_burst: u32,
 }
 
 impl RouterConfig {
@@ -40,6 +52,12 @@ impl RouterConfig {
     pub const DEFAULT_AUTH_TIMEOUT_MS: u64 = 10_000;
     pub const DEFAULT_IDLE_TIMEOUT_MS: u64 = 300_000;
     pub const DEFAULT_RESUME_TIMEOUT_MS: u64 = 300_000;
+    pub const DEFAULT_GROUP_MAX_MEMBERS: usize = 1024;
+    pub const DEFAULT_ROSTER_MAX: usize = 10_000;
+    pub const DEFAULT_PRESENCE_RATE_PER_S: u32 = 20;
+    /// A client subscribing to a whole address book at once sends about two presence stanzas
+    /// per contact; 400 lets a 200-contact setup through, and a flood still stops in seconds.
+    pub const DEFAULT_PRESENCE_BURST: u32 = 400;
 
     /// A config with the documented defaults for one shard.
     pub fn new(domain: &str, auth: AuthBackend) -> RouterConfig {
@@ -51,6 +69,11 @@ impl RouterConfig {
             auth_timeout_ms: Self::DEFAULT_AUTH_TIMEOUT_MS,
             idle_timeout_ms: Self::DEFAULT_IDLE_TIMEOUT_MS,
             resume_timeout_ms: Self::DEFAULT_RESUME_TIMEOUT_MS,
+            groups_domain: format!("groups.{domain}"),
+            group_max_members: Self::DEFAULT_GROUP_MAX_MEMBERS,
+            roster_max: Self::DEFAULT_ROSTER_MAX,
+            presence_rate_per_s: Self::DEFAULT_PRESENCE_RATE_PER_S,
+            presence_burst: Self::DEFAULT_PRESENCE_BURST,
         }
     }
 }
@@ -68,5 +91,8 @@ mod tests {
         assert_eq!(config.auth_timeout_ms, 10_000);
         assert_eq!(config.idle_timeout_ms, 300_000);
         assert_eq!(config.resume_timeout_ms, 300_000);
+        assert_eq!(config.groups_domain, "groups.example.com");
+        assert_eq!(config.group_max_members, 1024);
+        assert_eq!(config.roster_max, 10_000);
     }
 }

@@ -5,10 +5,13 @@
 //! and mailboxes; tests implement it with `testing::RecordingEffects`.
 //!
 //! Invariants: `Mail` and `Handoff` are `Send` (they cross threads); nothing else here is.
+//! A `Fanout` carrying a `GatherRef` is answered by exactly one `Gathered` to its shard.
 //! `StanzaType` travels with mail so the home shard applies RFC 6121 section 8.5 without
 //! re-parsing the stanza. A `Deliver` carrying an `AckRef` is answered by exactly one
 //! `Committed` to the sender's shard: at once when nothing had to be stored, else once the
 //! home shard's store committed the message.
+
+use std::sync::Arc;
 
 use rookery_proto::{Framer, Jid, StanzaKind};
 
@@ -54,6 +57,58 @@ pub enum Mail {
     /// A stanza carrying `ack` was handled on its recipient's home shard (stored and
     /// committed, or not needing storage): the sender's handled count may advance over it.
     Committed(AckRef),
+    /// One stanza for many recipients homed on the receiver (presence broadcast to contacts,
+    /// a group's message to its members): one mail per destination shard, not per recipient.
+    Fanout(Box<Fanout>),
+    /// The receiver's part of fan-out `gather` is handled (copies stored and committed).
+    Gathered(GatherRef),
+}
+
+/// A stanza fanned out to the recipients of one destination shard. The stanza and the
+/// recipient list are shared (`Arc`) by every shard's mail and, for a group, by every message
+/// until its membership changes: a fan-out copies neither per shard nor per recipient.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Fanout {
+    /// The stamped `from`: the user's full JID, or the group's `room@groups/nick`.
+    pub from: Jid,
+    pub kind: StanzaKind,
+    pub ty: StanzaType,
+    /// The stanza with `from` stamped and no `to`: the destination stamps `to` per recipient.
+    pub stanza: Arc<[u8]>,
+    /// Recipients homed on the destination shard.
+    pub recipients: Arc<[Recipient]>,
+    /// Set when a sender waits for every shard's copies to be stored (XEP-0198 ack of a
+    /// group message): answered by exactly one `Gathered` once this shard has handled it.
+    pub gather: Option<GatherRef>,
+}
+
+/// One recipient of a fan-out, and how it is delivered.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Recipient {
+    /// Every available resource of this bare JID (presence broadcast to a contact).
+    Available(Jid),
+    /// The session of this full JID (a group occupant). A message whose session is gone is
+    /// stored for the bare JID instead, like a member's.
+    Session(Jid),
+    /// A group member who is not in the room: a message is stored and forwarded (written now
+    /// to available resources, else flushed at the next login); presence is not sent.
+    Member(Jid),
+}
+
+impl Recipient {
+    /// The JID the recipient is addressed by (`to` of its copy).
+    pub fn jid(&self) -> &Jid {
+        match self {
+            Recipient::Available(jid) | Recipient::Session(jid) | Recipient::Member(jid) => jid,
+        }
+    }
+}
+
+/// Names one pending fan-out on the shard that started it. Opaque outside the router.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GatherRef {
+    pub(crate) shard: u16,
+    pub(crate) id: u64,
 }
 
 /// Names one inbound stanza of a stream-managed session: its shard, session and number.

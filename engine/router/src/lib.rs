@@ -43,9 +43,13 @@ mod config;
 mod conn;
 mod delay;
 mod effects;
+mod fanout;
+mod groups;
 mod ids;
 mod local;
+mod muc;
 mod offline;
+mod presence_table;
 mod replies;
 mod resume;
 mod router;
@@ -56,12 +60,15 @@ mod sm_table;
 mod stats;
 mod stream;
 mod stream_mgmt;
+mod tables;
 pub mod testing;
 mod timers;
 
 pub use auth::token_password;
 pub use config::{AuthBackend, RouterConfig};
-pub use effects::{AckRef, ConnKey, Effects, Handoff, Mail, StanzaType};
+pub use effects::{
+    AckRef, ConnKey, Effects, Fanout, GatherRef, Handoff, Mail, Recipient, StanzaType,
+};
 pub use router::Router;
 pub use sm::{
     SessionRef, SM_MAX_UNACKED, SM_MAX_UNACKED_HARD, SM_REQUEST_DELAY_MS, SM_REQUEST_EVERY,

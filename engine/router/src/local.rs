@@ -73,7 +73,10 @@ impl Router {
         let Some(from) = self.conns.get(slot).and_then(|c| c.jid.as_ref()) else {
             return Handled::Now;
         };
-        let target = target(to.as_deref(), kind, from, &self.domain);
+        let target = target(to.as_deref(), kind, from, &self.domain, self.rooms.service());
+        if let Target::Room(room) = target {
+            return self.to_room(slot, &room, view, ack, fx);
+        }
         let (mut routes, stamp) = self.routes();
         match target {
             _ if kind == StanzaKind::Iq && ty == StanzaType::Invalid => {
@@ -88,7 +91,7 @@ impl Router {
             Target::Malformed if wants_error(kind, ty) => {
                 routes.reply_error(slot, view, None, StanzaError::JidMalformed, fx);
             }
-            Target::Remote | Target::Malformed => {}
+            Target::Remote | Target::Malformed | Target::Room(_) => {}
         }
         Handled::Now
     }

@@ -24,17 +24,26 @@
 use rookery_store::{CommitBatch, LogWriter, MsgId, Store, StoreError};
 
 use crate::delay;
-use crate::effects::{AckRef, Effects, Mail, StanzaType};
+use crate::effects::{AckRef, Effects, GatherRef, Mail, StanzaType};
 use crate::replies::StanzaError;
 use crate::router::Router;
 use crate::routing::{Envelope, Handled, Routes};
 use crate::sm::Unacked;
 
-/// A sender's stanza waiting for the store to commit `seq`.
+/// Someone waiting for the store to commit `seq`.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Waiter {
     pub seq: u64,
-    pub ack: AckRef,
+    pub release: Release,
+}
+
+/// Whom a commit releases.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Release {
+    /// A sender's stanza (XEP-0198): its handled count advances.
+    Sender(AckRef),
+    /// This shard's part of a fan-out: the shard that started it hears `Gathered`.
+    Gather(GatherRef),
 }
 
 /// What writing a stored message to one session did.
@@ -61,18 +70,29 @@ impl Routes<'_> {
         ack: Option<AckRef>,
         fx: &mut impl Effects,
     ) -> Handled {
+        if !self.store_copy(envelope, target, fx) {
+            // Quota, unavailable (a failed log write), or a record too large: all wait-type.
+            self.bounce(envelope, StanzaError::ResourceConstraint, fx);
+            return Handled::Now;
+        }
+        self.settle(ack.map(Release::Sender))
+    }
+
+    /// Stores one copy for `envelope.to`'s bare JID and writes it as `store_and_deliver` does;
+    /// false (counted, nothing else done) when the store refuses it.
+    pub fn store_copy(
+        &mut self,
+        envelope: &Envelope<'_>,
+        target: Option<u32>,
+        fx: &mut impl Effects,
+    ) -> bool {
         let (to, from) = (envelope.to, envelope.from);
         let put = self
             .store
             .put(to.bare_str(), from.as_str(), self.wall_ms, envelope.stanza);
-        let id = match put {
-            Ok(id) => id,
-            // Quota, unavailable (a failed log write), or a record too large: all wait-type.
-            Err(_) => {
-                self.stats.store_refusals += 1;
-                self.bounce(envelope, StanzaError::ResourceConstraint, fx);
-                return Handled::Now;
-            }
+        let Ok(id) = put else {
+            self.stats.store_refusals += 1;
+            return false;
         };
         self.stats.messages_stored += 1;
         let mut written = false;
@@ -94,19 +114,19 @@ impl Routes<'_> {
             // Acknowledging a live id cannot fail.
             let _ = self.store.ack(id);
         }
-        self.settle(ack)
+        true
     }
 
     /// Handled now when nothing waits for a commit, else queued until `on_committed`.
-    fn settle(&mut self, ack: Option<AckRef>) -> Handled {
-        let Some(ack) = ack else {
+    pub fn settle(&mut self, release: Option<Release>) -> Handled {
+        let Some(release) = release else {
             return Handled::Now;
         };
         let seq = self.store.pending_seq();
         if self.store.is_committed(seq) {
             return Handled::Now;
         }
-        self.waiters.push_back(Waiter { seq, ack });
+        self.waiters.push_back(Waiter { seq, release });
         Handled::Later
     }
 
@@ -270,7 +290,10 @@ impl Router {
                 break;
             }
             self.waiters.pop_front();
-            self.release(waiter.ack, fx);
+            match waiter.release {
+                Release::Sender(ack) => self.release(ack, fx),
+                Release::Gather(gather) => self.gathered(gather, fx),
+            }
         }
         self.after_call(fx);
     }

@@ -24,8 +24,11 @@ use rookery_store::{Durability, Store, StoreConfig};
 use crate::config::RouterConfig;
 use crate::conn::{Conn, ConnSlab, Phase};
 use crate::effects::{ConnKey, Effects, Handoff, Mail};
+use crate::fanout::Gathers;
 use crate::ids::IdGen;
+use crate::muc::{RoomAction, Rooms, RoomsConfig};
 use crate::offline::Waiter;
+use crate::presence_table::PresenceTable;
 use crate::replies;
 use crate::routing::{Envelope, Handled};
 use crate::sessions::Directory;
@@ -60,6 +63,14 @@ pub struct Router {
     pub(crate) sm: SmTable,
     /// Senders to tell once the store commits, in commit order.
     pub(crate) waiters: VecDeque<Waiter>,
+    /// Presence of this shard's sessions (last broadcast, rooms joined).
+    pub(crate) presences: PresenceTable,
+    /// Groups homed on this shard.
+    pub(crate) rooms: Rooms,
+    /// Scratch for what rooms ask; reused.
+    pub(crate) room_actions: Vec<RoomAction>,
+    /// Fan-outs waiting for their destination shards (XEP-0198 group messages).
+    pub(crate) gathers: Gathers,
     /// Conns whose unacked queue overflowed while routing: closed after the current call.
     pub(crate) doomed: Vec<u32>,
     pub(crate) now_ms: u64,
@@ -115,6 +126,17 @@ impl Router {
             shard < shards,
             "shard {shard} out of range for {shards} shards"
         );
+        // Invariant: the server validated the groups domain (and RouterConfig::new derives a
+        // valid one from a valid domain).
+        let service = Jid::new(None, &config.groups_domain, None)
+            .expect("RouterConfig::groups_domain is valid");
+        let rooms_config = RoomsConfig {
+            service,
+            max_members: config.group_max_members,
+            shards,
+            shard,
+        };
+        let rooms = Rooms::load(rooms_config, &store);
         Router {
             limits: FramerLimits {
                 max_stanza_bytes: config.max_stanza_bytes,
@@ -135,6 +157,10 @@ impl Router {
             store,
             sm: SmTable::default(),
             waiters: VecDeque::new(),
+            gathers: Gathers::default(),
+            presences: PresenceTable::default(),
+            rooms,
+            room_actions: Vec::new(),
             doomed: Vec::new(),
             now_ms: 0,
             wall_offset_ms: 0,
@@ -214,14 +240,20 @@ impl Router {
                     ty,
                     stanza: &stanza,
                 };
-                let (mut routes, _) = self.routes();
-                let handled = routes.deliver_home(&envelope, ack, fx);
+                let handled = if to.domain() == self.rooms.service().domain() {
+                    self.room_stanza(&envelope, ack, fx)
+                } else {
+                    let (mut routes, _) = self.routes();
+                    routes.deliver_home(&envelope, ack, fx)
+                };
                 // Every Deliver carrying an ack is answered exactly once (see `effects`).
                 if let (Handled::Now, Some(ack)) = (handled, ack) {
                     self.release(ack, fx);
                 }
             }
             Mail::Committed(ack) => self.sm.mark_handled(ack.session, ack.stanza, fx),
+            Mail::Fanout(fanout) => self.deliver_fanout(&fanout, fx),
+            Mail::Gathered(gather) => self.on_gathered(gather.id, fx),
         }
         self.after_call(fx);
     }

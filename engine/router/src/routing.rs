@@ -45,6 +45,8 @@ pub(crate) enum Target {
     Server { account: bool },
     /// A user at our domain.
     User(Jid),
+    /// The group service, a group, or a group occupant (`groups.<domain>`).
+    Room(Jid),
     /// Another domain: no federation, so `remote-server-not-found`.
     Remote,
     /// `to` is not a JID.
@@ -52,13 +54,22 @@ pub(crate) enum Target {
 }
 
 /// Classifies the `to` of a stanza sent by `from` (RFC 6120 10.3, 10.5; RFC 6121 8.1).
-pub(crate) fn target(to: Option<&str>, kind: StanzaKind, from: &Jid, domain: &Jid) -> Target {
+pub(crate) fn target(
+    to: Option<&str>,
+    kind: StanzaKind,
+    from: &Jid,
+    domain: &Jid,
+    groups: &Jid,
+) -> Target {
     let Some(to) = to else {
         return Target::Server { account: false };
     };
     let Ok(to) = Jid::parse(to) else {
         return Target::Malformed;
     };
+    if to.domain() == groups.domain() {
+        return Target::Room(to);
+    }
     if to.domain() != domain.domain() {
         return Target::Remote;
     }
@@ -126,6 +137,7 @@ pub(crate) struct Routes<'a> {
     /// Scratch for stored messages written with a delay stamp.
     pub delayed: &'a mut Vec<u8>,
     pub domain: &'a Jid,
+    pub groups: &'a Jid,
     pub shard: u16,
     pub shards: u16,
     pub now_ms: u64,
@@ -147,6 +159,7 @@ impl Router {
             reply: &mut self.reply,
             delayed: &mut self.delayed,
             domain: &self.domain,
+            groups: self.rooms.service(),
             shard: self.shard,
             shards: self.shards,
             now_ms: self.now_ms,
@@ -197,13 +210,18 @@ impl Routes<'_> {
     }
 
     /// Delivers here if `to` is homed on this shard, else mails its home shard.
-    fn route(
+    pub fn route(
         &mut self,
         envelope: &Envelope<'_>,
         ack: Option<AckRef>,
         fx: &mut impl Effects,
     ) -> Handled {
         let home = home_shard(envelope.to, self.shards);
+        if envelope.to.domain() == self.groups.domain() {
+            // Only bounces get here (sessions' stanzas to rooms go through `Router::to_room`):
+            // a room does not take errors about its own broadcasts.
+            return Handled::Now;
+        }
         if home == self.shard {
             return self.deliver_home(envelope, ack, fx);
         }
@@ -304,7 +322,7 @@ impl Routes<'_> {
     }
 
     /// Sends to every available session of `to`'s bare JID whose priority passes.
-    fn send_to_available(
+    pub fn send_to_available(
         &mut self,
         to: &Jid,
         stanza: &[u8],
@@ -335,7 +353,7 @@ impl Routes<'_> {
     /// Queues `stanza` for the detached (resumable) session bound to full JID `to`, to be
     /// written after `<resumed/>` with the rest of its unacked queue; false if there is no
     /// such session or its queue is full (the caller then treats `to` as offline).
-    fn queue_for_detached(&mut self, to: &Jid, stanza: &[u8]) -> bool {
+    pub fn queue_for_detached(&mut self, to: &Jid, stanza: &[u8]) -> bool {
         let tokens = self.sm.sessions_of(to.bare_str());
         let found = tokens.into_iter().find(|&token| {
             let session = self.sm.get(token);
@@ -444,7 +462,8 @@ mod tests {
     #[test]
     fn targets_follow_rfc6120_section_10() {
         let (me, domain) = (jid("alice@example.com/phone"), jid("example.com"));
-        let t = |to, kind| target(to, kind, &me, &domain);
+        let groups = jid("groups.example.com");
+        let t = |to, kind| target(to, kind, &me, &domain, &groups);
         assert_eq!(t(None, StanzaKind::Iq), Target::Server { account: false });
         assert_eq!(
             t(Some("example.com"), StanzaKind::Message),
@@ -469,6 +488,14 @@ mod tests {
         assert_eq!(
             t(Some("bob@other.org"), StanzaKind::Message),
             Target::Remote
+        );
+        assert_eq!(
+            t(Some("Team@Groups.example.com/nick"), StanzaKind::Presence),
+            Target::Room(jid("team@groups.example.com/nick"))
+        );
+        assert_eq!(
+            t(Some("groups.example.com"), StanzaKind::Iq),
+            Target::Room(jid("groups.example.com"))
         );
         assert_eq!(
             t(Some("@example.com"), StanzaKind::Message),

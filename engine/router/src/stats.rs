@@ -1,7 +1,8 @@
 //! Counters of one router, read by the server's metrics endpoint through `Router::stats`.
 //!
 //! What it does not do: aggregate across shards or export anything (the server does).
-//! Invariants: `conns`, `sessions`, `detached_sessions` and `stored_messages` are gauges
+//! Invariants: `conns`, `sessions`, `detached_sessions`, `stored_messages`, `roster_items`,
+//! `groups` and `group_occupants` are gauges
 //! (current values), every other field is a counter that only grows.
 
 /// A snapshot of one router's counters.
@@ -38,4 +39,16 @@ pub struct RouterStats {
     pub resume_failures: u64,
     /// Resumptions whose answer waited for stanzas of the old stream to be committed.
     pub resumes_delayed: u64,
+    /// Fan-outs started here (presence broadcasts, group messages and presences).
+    pub fanouts: u64,
+    /// Presence stanzas broadcast to contacts (one per contact), and probes answered.
+    pub presence_broadcasts: u64,
+    pub probes_answered: u64,
+    /// Roster items stored on this shard (gauge).
+    pub roster_items: u64,
+    /// Groups homed on this shard and their occupants (gauges).
+    pub groups: u64,
+    pub group_occupants: u64,
+    /// Streams closed for exceeding the presence rate (policy-violation).
+    pub presence_floods: u64,
 }

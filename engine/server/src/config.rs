@@ -69,6 +69,23 @@ pub struct Args {
     /// Seconds a broken stream with XEP-0198 resumption enabled may be resumed.
     #[arg(long, default_value_t = 300)]
     pub resume_timeout: u64,
+    /// Domain of the group chat service (XEP-0045): rooms are `room@GROUPS_DOMAIN`.
+    /// Default: `groups.<domain>`.
+    #[arg(long)]
+    pub groups_domain: Option<String>,
+    /// Most members a group may have; a join past it is refused with service-unavailable.
+    #[arg(long, default_value_t = 1024)]
+    pub group_max_members: usize,
+    /// Most roster items per user; a roster set past it is refused with not-allowed.
+    #[arg(long, default_value_t = 10_000)]
+    pub roster_max: usize,
+    /// Presence stanzas per second a session may send on average; past the burst the stream
+    /// is closed with policy-violation.
+    #[arg(long, default_value_t = 20)]
+    pub presence_rate: u32,
+    /// Presence stanzas a session may send at once (subscribing to a whole roster).
+    #[arg(long, default_value_t = 400)]
+    pub presence_burst: u32,
     /// File descriptors kept in reserve below RLIMIT_NOFILE (listeners, logs, accept-and-refuse).
     #[arg(long, default_value_t = 64)]
     pub fd_reserve: u64,
@@ -117,6 +134,21 @@ impl Config {
                     args.domain
                 )
             })?;
+        if let Some(groups) = &args.groups_domain {
+            let valid = Jid::parse(groups)
+                .ok()
+                .filter(|jid| jid.local().is_none() && jid.resource().is_none());
+            match valid {
+                Some(jid) if jid.domain() != domain.domain() => {}
+                _ => bail!(
+                    "--groups-domain {groups:?} must be a valid XMPP domain other than --domain (e.g. groups.{})",
+                    domain.domain()
+                ),
+            }
+        }
+        if args.group_max_members == 0 || args.roster_max == 0 || args.presence_rate == 0 {
+            bail!("--group-max-members, --roster-max and --presence-rate must be at least 1");
+        }
         if args.auth == AuthKind::Token && args.token_secret.as_deref().unwrap_or("").is_empty() {
             bail!("--auth token needs --token-secret S (or ROOKERY_TOKEN_SECRET); clients then log in with password = hex HMAC-SHA256(S, localpart)");
         }

@@ -164,6 +164,14 @@ fn router_config(config: &Config) -> RouterConfig {
         auth_timeout_ms: args.auth_timeout.saturating_mul(1000),
         idle_timeout_ms: args.idle_timeout.saturating_mul(1000),
         resume_timeout_ms: args.resume_timeout.saturating_mul(1000),
+        groups_domain: match &args.groups_domain {
+            Some(groups) => groups.to_ascii_lowercase(),
+            None => format!("groups.{}", config.domain.as_str()),
+        },
+        group_max_members: args.group_max_members,
+        roster_max: args.roster_max,
+        presence_rate_per_s: args.presence_rate,
+        presence_burst: args.presence_burst,
     }
 }
 

@@ -1,0 +1,270 @@
+//! Fan-out: one stanza to many recipients spread over every shard, with one mail per
+//! destination shard (presence broadcast to contacts, a group's message to its members).
+//!
+//! What it does: `FanoutPlan` groups recipients by home shard once (a group keeps its plan
+//! until its membership changes, so a message costs one `Arc` clone per shard);
+//! `Router::broadcast` sends one `Mail::Fanout` per remote shard and delivers the local part
+//! itself; `Router::on_fanout` delivers a shard's part, stamping `to` per recipient; the
+//! gather table tells a XEP-0198 sender its group message is handled once every shard stored
+//! its copies (`Mail::Gathered`).
+//!
+//! What it does not do: decide who the recipients are (rosters: `presence`; groups: `muc`).
+//!
+//! Invariants: a plan's lists hold only recipients homed on their shard; every `Fanout`
+//! with a gather is answered by exactly one `Gathered` (now if nothing it stored waits for a
+//! commit, else when the store commits); a gather entry is removed when its last shard
+//! answers, so the table holds only fan-outs in progress.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use rookery_proto::{Jid, StanzaKind, StanzaView};
+
+use crate::effects::{AckRef, Effects, Fanout, GatherRef, Mail, Recipient, StanzaType};
+use crate::home_shard;
+use crate::offline::Release;
+use crate::router::Router;
+use crate::routing::{Envelope, Handled, Routes};
+
+/// Recipients grouped by home shard, shareable between fan-outs.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct FanoutPlan {
+    per_shard: Vec<(u16, Arc<[Recipient]>)>,
+    recipients: usize,
+}
+
+impl FanoutPlan {
+    /// Groups `recipients` by the home shard of their bare JID, shards in increasing order.
+    pub fn build(recipients: impl IntoIterator<Item = Recipient>, shards: u16) -> FanoutPlan {
+        let mut lists: Vec<Vec<Recipient>> = vec![Vec::new(); usize::from(shards.max(1))];
+        for recipient in recipients {
+            let shard = home_shard(recipient.jid(), shards);
+            lists[usize::from(shard)].push(recipient);
+        }
+        let recipients = lists.iter().map(Vec::len).sum();
+        let per_shard = lists
+            .into_iter()
+            .enumerate()
+            .filter(|(_, list)| !list.is_empty())
+            // The index is below `shards`, a u16.
+            .map(|(shard, list)| (shard as u16, Arc::from(list)))
+            .collect();
+        FanoutPlan {
+            per_shard,
+            recipients,
+        }
+    }
+
+    /// Recipients, all shards.
+    pub fn len(&self) -> usize {
+        self.recipients
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.recipients == 0
+    }
+
+    /// Destination shards with at least one recipient.
+    pub fn shard_count(&self) -> usize {
+        self.per_shard.len()
+    }
+}
+
+/// Fan-outs of this shard waiting for their shards' copies to be stored.
+#[derive(Debug, Default)]
+pub(crate) struct Gathers {
+    pending: HashMap<u64, PendingGather>,
+    next_id: u64,
+}
+
+#[derive(Debug)]
+struct PendingGather {
+    ack: AckRef,
+    remaining: usize,
+}
+
+/// A stanza to fan out: the stamped `from` and the stanza with it (no `to`).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Broadcast<'a> {
+    pub from: &'a Jid,
+    pub kind: StanzaKind,
+    pub ty: StanzaType,
+    pub stanza: &'a [u8],
+}
+
+impl Router {
+    /// Sends `broadcast` to every recipient of `plan`: one mail per remote shard, the local
+    /// part delivered now. With `ack` (a XEP-0198 sender's group message) the stanza is handled
+    /// once every shard stored its copies: `Handled::Later`, released by `Gathered`.
+    pub(crate) fn broadcast(
+        &mut self,
+        broadcast: Broadcast<'_>,
+        plan: &FanoutPlan,
+        ack: Option<AckRef>,
+        fx: &mut impl Effects,
+    ) -> Handled {
+        if plan.is_empty() {
+            return Handled::Now;
+        }
+        let gather = ack.map(|ack| {
+            let id = self.gathers.next_id;
+            self.gathers.next_id += 1;
+            let remaining = plan.shard_count();
+            self.gathers
+                .pending
+                .insert(id, PendingGather { ack, remaining });
+            GatherRef {
+                shard: self.shard,
+                id,
+            }
+        });
+        let stanza: Arc<[u8]> = Arc::from(broadcast.stanza);
+        self.stats.fanouts += 1;
+        for (shard, recipients) in &plan.per_shard {
+            let fanout = Fanout {
+                from: broadcast.from.clone(),
+                kind: broadcast.kind,
+                ty: broadcast.ty,
+                stanza: Arc::clone(&stanza),
+                recipients: Arc::clone(recipients),
+                gather,
+            };
+            if *shard == self.shard {
+                self.deliver_fanout(&fanout, fx);
+            } else {
+                fx.mail(*shard, Mail::Fanout(Box::new(fanout)));
+                self.stats.mail_out += 1;
+            }
+        }
+        match gather {
+            Some(_) => Handled::Later,
+            None => Handled::Now,
+        }
+    }
+
+    /// This shard's part of a fan-out (from a mail or from `broadcast`).
+    pub(crate) fn deliver_fanout(&mut self, fanout: &Fanout, fx: &mut impl Effects) {
+        let Ok(view) = StanzaView::parse(&fanout.stanza) else {
+            // Built by a router from a parsed stanza: cannot fail; answer the gather anyway.
+            if let Some(gather) = fanout.gather {
+                self.gathered(gather, fx);
+            }
+            return;
+        };
+        let mut copy = std::mem::take(&mut self.stamp);
+        let (mut routes, _) = self.routes();
+        let mut stored = false;
+        for recipient in fanout.recipients.iter() {
+            copy.clear();
+            view.stamp(fanout.from.as_str(), Some(recipient.jid().as_str()), &mut copy);
+            stored |= routes.deliver_copy(fanout, recipient, &copy, fx);
+        }
+        let release = fanout.gather.filter(|_| stored).map(Release::Gather);
+        let handled = routes.settle(release);
+        self.stamp = copy;
+        if let (Some(gather), Handled::Now) = (fanout.gather, handled) {
+            self.gathered(gather, fx);
+        }
+    }
+
+    /// This shard's part of fan-out `gather` is handled: tell the shard that started it.
+    pub(crate) fn gathered(&mut self, gather: GatherRef, fx: &mut impl Effects) {
+        if gather.shard == self.shard {
+            self.on_gathered(gather.id, fx);
+        } else {
+            fx.mail(gather.shard, Mail::Gathered(gather));
+            self.stats.mail_out += 1;
+        }
+    }
+
+    /// One shard answered fan-out `id`; the last answer releases the sender.
+    pub(crate) fn on_gathered(&mut self, id: u64, fx: &mut impl Effects) {
+        let Some(pending) = self.gathers.pending.get_mut(&id) else {
+            return;
+        };
+        pending.remaining = pending.remaining.saturating_sub(1);
+        if pending.remaining == 0 {
+            let ack = pending.ack;
+            self.gathers.pending.remove(&id);
+            self.release(ack, fx);
+        }
+    }
+
+    /// Fan-outs waiting for shards' answers (for stats and tests).
+    pub(crate) fn gathers_pending(&self) -> usize {
+        self.gathers.pending.len()
+    }
+}
+
+impl Routes<'_> {
+    /// Writes one recipient's copy (`to` stamped); true if a message copy was stored.
+    fn deliver_copy(
+        &mut self,
+        fanout: &Fanout,
+        recipient: &Recipient,
+        copy: &[u8],
+        fx: &mut impl Effects,
+    ) -> bool {
+        let message = fanout.kind == StanzaKind::Message;
+        let envelope = Envelope {
+            to: recipient.jid(),
+            from: &fanout.from,
+            kind: fanout.kind,
+            ty: fanout.ty,
+            stanza: copy,
+        };
+        match recipient {
+            Recipient::Available(bare) => {
+                self.send_to_available(bare, copy, |_| true, fx);
+                false
+            }
+            Recipient::Session(full) => {
+                if let Some(slot) = self.session(full) {
+                    self.send(slot, copy, fx);
+                    return false;
+                }
+                if !message {
+                    return false;
+                }
+                if self.queue_for_detached(full, copy) {
+                    return false;
+                }
+                self.store_copy(&envelope, None, fx)
+            }
+            Recipient::Member(_) => message && self.store_copy(&envelope, None, fx),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn jid(s: &str) -> Jid {
+        Jid::parse(s).expect("valid test JID")
+    }
+
+    #[test]
+    fn a_plan_groups_recipients_by_home_shard() {
+        let people: Vec<Recipient> = (0..100)
+            .map(|i| Recipient::Available(jid(&format!("u{i}@example.com"))))
+            .collect();
+        let plan = FanoutPlan::build(people.clone(), 4);
+        assert_eq!(plan.len(), 100);
+        assert!(plan.shard_count() <= 4 && plan.shard_count() >= 2);
+        let mut seen = 0;
+        let mut last_shard = None;
+        for (shard, list) in &plan.per_shard {
+            assert!(last_shard < Some(*shard), "shards in increasing order");
+            last_shard = Some(*shard);
+            for r in list.iter() {
+                assert_eq!(home_shard(r.jid(), 4), *shard);
+            }
+            seen += list.len();
+        }
+        assert_eq!(seen, 100);
+        let one = FanoutPlan::build(people, 1);
+        assert_eq!(one.shard_count(), 1);
+        assert!(FanoutPlan::build(Vec::new(), 4).is_empty());
+    }
+}

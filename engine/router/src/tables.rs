@@ -1,0 +1,34 @@
+//! The numbers of the router's keyed tables in the shard's store (`Store::kv_*`).
+//!
+//! Keys are strings; a per-owner table uses `owner + '\0' + item`, so one prefix scan reads
+//! all of one owner's items (JIDs never contain NUL). Values are encoded by the module that
+//! owns the table.
+
+/// Roster items: key `user-bare \0 contact-bare`, value encoded by `roster`.
+pub(crate) const ROSTER: u8 = 1;
+/// Rooms: key `room-bare`, value encoded by `muc`.
+pub(crate) const ROOMS: u8 = 2;
+/// Room affiliations: key `room-bare \0 user-bare`, value encoded by `muc`.
+pub(crate) const AFFILIATIONS: u8 = 3;
+
+/// `owner \0 item`.
+pub(crate) fn key(owner: &str, item: &str) -> String {
+    let mut key = String::with_capacity(owner.len() + 1 + item.len());
+    key.push_str(owner);
+    key.push('\0');
+    key.push_str(item);
+    key
+}
+
+/// The prefix of every key of `owner`.
+pub(crate) fn prefix(owner: &str) -> String {
+    let mut prefix = String::with_capacity(owner.len() + 1);
+    prefix.push_str(owner);
+    prefix.push('\0');
+    prefix
+}
+
+/// The item part of a key under `prefix`.
+pub(crate) fn item<'a>(key: &'a str, prefix: &str) -> &'a str {
+    key.strip_prefix(prefix).unwrap_or(key)
+}
