@@ -6,7 +6,9 @@
 //! -> [`ClientEvent::Online`]. Once online (see `online`) it reports messages and receipts,
 //! answers receipt requests and iq get/set (ping with a result, anything else with
 //! `service-unavailable`, as RFC 6120 8.4 requires), keeps the stream management counters
-//! (see `sm`) and ignores presence.
+//! (see `sm`) and ignores presence, unless its [`Profile`] asks for the presence and group
+//! scenarios' events (see `fanout`: presence, roster, iq answers, groupchat; the presence
+//! profile also withholds the initial presence at login).
 //!
 //! What it does not do: sockets, clocks, timeouts, or any choice of what to send (the worker
 //! does that); TLS, SCRAM, stream resumption.
@@ -24,8 +26,10 @@ use rookery_proto::{ns, Frame, Framer, FramerLimits, StanzaKind, StanzaView};
 
 use crate::auth::Account;
 
+mod fanout;
 mod online;
 pub mod sm;
+pub use fanout::{PresenceEvent, PresenceKind, Profile, Subscription};
 use sm::{SmPolicy, StreamMgmt};
 
 /// The resource every simulated client binds; peers address each other's full JID with it.
@@ -53,7 +57,7 @@ pub enum Phase {
 /// What the worker learns from the bytes it fed.
 #[derive(Debug, PartialEq, Eq)]
 pub enum ClientEvent<'a> {
-    /// Bound and initial presence sent.
+    /// Bound and initial presence sent (none with [`Profile::Roster`]).
     Online,
     /// A message with a body (other messages, such as receipts alone, are not reported);
     /// `delayed`: it carries an XEP-0203 `<delay xmlns='urn:xmpp:delay'/>` (stored offline).
@@ -78,6 +82,23 @@ pub enum ClientEvent<'a> {
     StreamClosed,
     /// The server sent bytes that are not XMPP we can follow.
     ProtocolError { detail: &'static str },
+    /// A presence stanza (profiles other than [`Profile::Chat`]).
+    Presence(PresenceEvent<'a>),
+    /// An item of our roster: from the answer to [`Client::request_roster`], or a roster push
+    /// (which the client acknowledged).
+    RosterItem {
+        jid: Cow<'a, str>,
+        subscription: Subscription,
+    },
+    /// The answer to [`Client::request_roster`] is in (its items were reported just before).
+    RosterLoaded,
+    /// The answer to one of the worker's iqs (profiles other than [`Profile::Chat`]).
+    IqAnswer { id: Cow<'a, str>, ok: bool },
+    /// A groupchat message with a body ([`Profile::Group`]; `Message` otherwise).
+    GroupMessage {
+        from: Cow<'a, str>,
+        body: Cow<'a, str>,
+    },
 }
 
 /// One simulated client's protocol state.
@@ -104,6 +125,7 @@ struct Core {
     /// Set when SASL succeeded: the framer must be reset before the next byte is framed.
     restart: bool,
     sm_policy: SmPolicy,
+    profile: Profile,
     /// The post-authentication features offered XEP-0198.
     sm_offered: bool,
     /// Present from our `<enable/>` until the stream ends or the server says `<failed/>`.
@@ -112,6 +134,10 @@ struct Core {
 
 impl Client {
     pub fn new(limits: FramerLimits, sm_policy: SmPolicy) -> Client {
+        Client::with_profile(limits, sm_policy, Profile::Chat)
+    }
+
+    pub fn with_profile(limits: FramerLimits, sm_policy: SmPolicy, profile: Profile) -> Client {
         Client {
             framer: Framer::new(limits),
             core: Core {
@@ -120,6 +146,7 @@ impl Client {
                 session_required: false,
                 restart: false,
                 sm_policy,
+                profile,
                 sm_offered: false,
                 sm: None,
             },
@@ -134,6 +161,21 @@ impl Client {
             sm.sent_message(intended_ns);
             sm::write_request(out);
         }
+    }
+
+    /// The worker wrote `count` stanzas of its own (presence, subscriptions, joins...) to this
+    /// client's conn: counted for stream management.
+    pub fn wrote_stanzas(&mut self, count: u32) {
+        for _ in 0..count {
+            self.core.count_sent();
+        }
+    }
+
+    /// Asks for our roster (RFC 6121 2.1.3): appends the get to `out`; the answer comes as
+    /// [`ClientEvent::RosterItem`]s then [`ClientEvent::RosterLoaded`].
+    pub fn request_roster(&mut self, out: &mut Vec<u8>) {
+        fanout::write_roster_get(out);
+        self.core.count_sent();
     }
 
     /// Chat messages of this stream the server acknowledged (XEP-0198): the first this many
@@ -374,8 +416,10 @@ impl Core {
                     sm::write_enable(out);
                     self.sm = Some(Box::new(StreamMgmt::requested()));
                 }
-                out.extend_from_slice(b"<presence/>");
-                self.count_sent();
+                if self.profile.sends_initial_presence() {
+                    out.extend_from_slice(b"<presence/>");
+                    self.count_sent();
+                }
                 self.phase = Phase::Online;
                 sink(ClientEvent::Online);
             }

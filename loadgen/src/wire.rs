@@ -108,8 +108,14 @@ pub struct Recipient<'a> {
 
 /// Parses a probe body; `None` for anything rookery-load did not write.
 pub fn parse_probe(body: &str) -> Option<Probe> {
+    parse_tagged(body, TAG)
+}
+
+/// Parses `<tag> r=.. s=.. q=.. i=.. a=..`, the probe fields under any tag (the presence and
+/// group scenarios use their own, see `fanout::wire`).
+pub fn parse_tagged(body: &str, tag: &str) -> Option<Probe> {
     let mut parts = body.trim().split(' ');
-    if parts.next()? != TAG {
+    if parts.next()? != tag {
         return None;
     }
     let run = field(parts.next()?, "r=")?;

@@ -29,7 +29,7 @@ pub mod profile;
 mod sys;
 mod util;
 
-pub use apply::{apply, diff, revert, ApplyOptions, ApplyReport, DiffRow, Outcome};
+pub use apply::{apply, diff, revert, Applied, ApplyOptions, ApplyReport, DiffRow, Outcome};
 pub use check::{
     check_host, check_tree, CheckInput, CheckReport, Finding, NofileLimits, Role, Status,
 };

@@ -1,1 +1,2 @@
+//! rookery-tune (placeholder main while the library is built).
 fn main() {}

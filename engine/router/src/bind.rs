@@ -103,7 +103,7 @@ impl Router {
         if let Some(old) = self.find_session(&full) {
             self.stream_error(old, "conflict", fx);
         }
-        self.end_detached(&full);
+        self.end_detached(&full, fx);
         self.reply.clear();
         replies::bind_result(&mut self.reply, id, full.as_str());
         self.directory.insert(full.bare_str(), slot);

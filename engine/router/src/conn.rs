@@ -61,6 +61,10 @@ pub struct Conn {
     /// Initial presence sent and not withdrawn (RFC 6121 4.2).
     pub available: bool,
     pub priority: i8,
+    /// Presence stanzas taken from its rate budget and not yet earned back, and when the
+    /// budget was last refilled (see `Router::presence_allowed`).
+    pub presence_spent: u32,
+    pub presence_refill_ms: u64,
     /// Its XEP-0198 session, once `<enable/>` succeeded (the state lives in `SmTable`).
     pub sm: Option<SessionRef>,
     /// A `<resume/>` waiting for its answer (boxed: rare, and `Conn` stays small).
@@ -108,6 +112,8 @@ impl Conn {
             auth_failures: 0,
             available: false,
             priority: 0,
+            presence_spent: 0,
+            presence_refill_ms: 0,
             sm: None,
             resume: None,
         }

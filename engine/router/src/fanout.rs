@@ -144,6 +144,13 @@ impl Router {
 
     /// This shard's part of a fan-out (from a mail or from `broadcast`).
     pub(crate) fn deliver_fanout(&mut self, fanout: &Fanout, fx: &mut impl Effects) {
+        if fanout.ty == StanzaType::Probe {
+            self.answer_probes(fanout, fx);
+            if let Some(gather) = fanout.gather {
+                self.gathered(gather, fx);
+            }
+            return;
+        }
         let Ok(view) = StanzaView::parse(&fanout.stanza) else {
             // Built by a router from a parsed stanza: cannot fail; answer the gather anyway.
             if let Some(gather) = fanout.gather {
@@ -156,7 +163,11 @@ impl Router {
         let mut stored = false;
         for recipient in fanout.recipients.iter() {
             copy.clear();
-            view.stamp(fanout.from.as_str(), Some(recipient.jid().as_str()), &mut copy);
+            view.stamp(
+                fanout.from.as_str(),
+                Some(recipient.jid().as_str()),
+                &mut copy,
+            );
             stored |= routes.deliver_copy(fanout, recipient, &copy, fx);
         }
         let release = fanout.gather.filter(|_| stored).map(Release::Gather);
@@ -188,11 +199,6 @@ impl Router {
             self.gathers.pending.remove(&id);
             self.release(ack, fx);
         }
-    }
-
-    /// Fan-outs waiting for shards' answers (for stats and tests).
-    pub(crate) fn gathers_pending(&self) -> usize {
-        self.gathers.pending.len()
     }
 }
 

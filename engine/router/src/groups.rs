@@ -20,7 +20,7 @@ use crate::routing::{Envelope, Handled};
 
 impl Router {
     /// A session's stanza to the group service, a room, or an occupant.
-    pub(crate) fn to_room(
+    pub(crate) fn session_to_room(
         &mut self,
         slot: u32,
         room: &Jid,
@@ -53,7 +53,7 @@ impl Router {
     }
 
     /// Delivers to the room's home shard: here, or by mail.
-    fn send_to_room(
+    pub(crate) fn send_to_room(
         &mut self,
         envelope: &Envelope<'_>,
         ack: Option<AckRef>,

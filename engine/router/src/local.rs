@@ -2,9 +2,8 @@
 //! server gives itself (iq ping, disco, roster, session; presence without `to`; messages to the
 //! domain).
 //!
-//! What it does not do: route to other users (see `routing`), keep rosters or broadcast
-//! presence (later issues: the roster get answers an empty roster, presence only sets the
-//! session's availability and priority, and an initial presence flushes offline messages).
+//! What it does not do: route to other users (see `routing`), rosters (see `roster_iq`),
+//! presence broadcast and subscriptions (see `presence`), or groups (see `groups`).
 //!
 //! Invariants: every iq get/set addressed to the server gets exactly one answer (a result or
 //! `service-unavailable`), RFC 6120 8.2.3; results and errors addressed to it are ignored.
@@ -18,6 +17,7 @@ use crate::router::Router;
 use crate::routing::{target, wants_error, Handled, Target};
 use crate::stream::Next;
 use crate::stream_mgmt::SM_NS;
+use crate::subscription::is_subscription;
 
 const DISCO_INFO_RESULT: &[u8] = b"<query xmlns='http://jabber.org/protocol/disco#info'>\
 <identity category='server' type='im' name='Rookery'/>\
@@ -27,8 +27,6 @@ const DISCO_INFO_RESULT: &[u8] = b"<query xmlns='http://jabber.org/protocol/disc
 <feature var='jabber:iq:roster'/></query>";
 
 const DISCO_ITEMS_RESULT: &[u8] = b"<query xmlns='http://jabber.org/protocol/disco#items'/>";
-
-const ROSTER_RESULT: &[u8] = b"<query xmlns='jabber:iq:roster'/>";
 
 impl Router {
     /// One stanza from a bound session: answered here or routed. With XEP-0198 it gets the
@@ -52,6 +50,11 @@ impl Router {
             return Next::Stop;
         }
         self.stats.stanzas_in += 1;
+        if kind == StanzaKind::Presence && !self.presence_allowed(slot) {
+            self.stats.presence_floods += 1;
+            self.stream_error(slot, "policy-violation", fx);
+            return Next::Stop;
+        }
         let ack = self.sm_receive(slot);
         let handled = self.dispatch(slot, &view, ack, fx);
         if let (Handled::Now, Some(ack)) = (handled, ack) {
@@ -73,14 +76,23 @@ impl Router {
         let Some(from) = self.conns.get(slot).and_then(|c| c.jid.as_ref()) else {
             return Handled::Now;
         };
-        let target = target(to.as_deref(), kind, from, &self.domain, self.rooms.service());
+        let target = target(
+            to.as_deref(),
+            kind,
+            from,
+            &self.domain,
+            self.rooms.service(),
+        );
         if let Target::Room(room) = target {
-            return self.to_room(slot, &room, view, ack, fx);
+            return self.session_to_room(slot, &room, view, ack, fx);
         }
         let (mut routes, stamp) = self.routes();
         match target {
             _ if kind == StanzaKind::Iq && ty == StanzaType::Invalid => {
                 routes.reply_error(slot, view, to.as_deref(), StanzaError::BadRequest, fx);
+            }
+            Target::User(to) if kind == StanzaKind::Presence && is_subscription(ty) => {
+                self.outbound_subscription(slot, &to, ty, fx);
             }
             Target::User(to) => return routes.outbound(slot, &to, view, ack, stamp, fx),
             Target::Server { account } => self.on_server_stanza(slot, view, ty, account, fx),
@@ -135,6 +147,10 @@ impl Router {
         if !ty.is_request() {
             return;
         }
+        if view.has_child("query", ns::ROSTER) {
+            self.roster_iq(slot, view, ty, fx);
+            return;
+        }
         let Some(payload) = server_answer(view, ty, account) else {
             let (mut routes, _) = self.routes();
             let to = view.to();
@@ -161,9 +177,9 @@ impl Router {
         self.send_reply(slot, fx);
     }
 
-    /// Initial/updated presence (RFC 6121 4.2, 4.4) or unavailable presence (4.5) of a session.
-    /// Becoming available with a non-negative priority flushes the offline queue to it
-    /// (XEP-0160 3).
+    /// Initial/updated presence (RFC 6121 4.2, 4.4) or unavailable presence (4.5) of a session,
+    /// broadcast to its contacts (see `presence`). Becoming available with a non-negative
+    /// priority flushes the offline queue to it (XEP-0160 3).
     fn set_presence(
         &mut self,
         slot: u32,
@@ -176,15 +192,21 @@ impl Router {
         };
         match ty {
             StanzaType::Available => {
+                let initial = !conn.available;
                 let reachable_before = conn.available && conn.priority >= 0;
                 conn.available = true;
                 conn.priority = priority(view);
-                if !reachable_before && conn.priority >= 0 {
+                let reachable = conn.priority >= 0;
+                self.broadcast_own_presence(slot, view, ty, initial, fx);
+                if !reachable_before && reachable {
                     let (mut routes, _) = self.routes();
                     routes.flush(slot, fx);
                 }
             }
-            StanzaType::Unavailable => conn.available = false,
+            StanzaType::Unavailable => {
+                conn.available = false;
+                self.broadcast_own_presence(slot, view, ty, false, fx);
+            }
             _ => {}
         }
     }
@@ -201,9 +223,6 @@ fn server_answer(view: &StanzaView<'_>, ty: StanzaType, account: bool) -> Option
     }
     if get && !account && view.has_child("query", ns::DISCO_ITEMS) {
         return Some(DISCO_ITEMS_RESULT);
-    }
-    if get && view.has_child("query", ns::ROSTER) {
-        return Some(ROSTER_RESULT);
     }
     if ty == StanzaType::Set && view.has_child("session", ns::SESSION) {
         return Some(b"");
@@ -270,12 +289,9 @@ mod tests {
             Some(DISCO_INFO_RESULT)
         );
         assert_eq!(server_answer(&disco, StanzaType::Get, true), None);
+        // Rosters are answered by `roster_iq` before this table is consulted.
         let roster = view(b"<iq type='get'><query xmlns='jabber:iq:roster'/></iq>");
-        assert_eq!(
-            server_answer(&roster, StanzaType::Get, true),
-            Some(ROSTER_RESULT)
-        );
-        assert_eq!(server_answer(&roster, StanzaType::Set, true), None);
+        assert_eq!(server_answer(&roster, StanzaType::Get, true), None);
         let vcard = view(b"<iq type='get'><vCard xmlns='vcard-temp'/></iq>");
         assert_eq!(server_answer(&vcard, StanzaType::Get, false), None);
     }

@@ -57,10 +57,6 @@ impl PresenceTable {
             self.by_full.remove(full);
         }
     }
-
-    pub fn len(&self) -> usize {
-        self.by_full.len()
-    }
 }
 
 impl Router {

@@ -185,6 +185,10 @@ pub enum StanzaError {
     ServiceUnavailable,
     /// The store refused the message (offline quota, log write failures): try later.
     ResourceConstraint,
+    /// A roster set past `--roster-max`, or a request the account may not make.
+    NotAllowed,
+    /// A roster remove of a contact not in the roster.
+    ItemNotFound,
 }
 
 impl StanzaError {
@@ -195,6 +199,8 @@ impl StanzaError {
             StanzaError::RemoteServerNotFound => "remote-server-not-found",
             StanzaError::ServiceUnavailable => "service-unavailable",
             StanzaError::ResourceConstraint => "resource-constraint",
+            StanzaError::NotAllowed => "not-allowed",
+            StanzaError::ItemNotFound => "item-not-found",
         }
     }
 
@@ -202,7 +208,10 @@ impl StanzaError {
     pub fn error_type(self) -> &'static str {
         match self {
             StanzaError::BadRequest | StanzaError::JidMalformed => "modify",
-            StanzaError::RemoteServerNotFound | StanzaError::ServiceUnavailable => "cancel",
+            StanzaError::RemoteServerNotFound
+            | StanzaError::ServiceUnavailable
+            | StanzaError::NotAllowed
+            | StanzaError::ItemNotFound => "cancel",
             StanzaError::ResourceConstraint => "wait",
         }
     }

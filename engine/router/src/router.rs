@@ -212,12 +212,12 @@ impl Router {
     /// The conn is gone (peer closed, error, or after our close). Ends its session, or
     /// detaches it when it enabled XEP-0198 resumption.
     pub fn on_closed(&mut self, conn: ConnKey, now_ms: u64, fx: &mut impl Effects) {
-        let _ = fx;
         self.advance_clock(now_ms);
         if let Some(slot) = self.conns.slot_of(conn) {
-            self.leave_directory(slot, SessionEnd::Detach);
+            self.leave_directory(slot, SessionEnd::Detach, fx);
             self.conns.remove(slot);
         }
+        self.after_call(fx);
     }
 
     /// Mail from another shard.
@@ -355,7 +355,9 @@ impl Router {
     pub(crate) fn insert_conn(&mut self, conn: Conn, now_ms: u64) -> u32 {
         if let Some(old) = self.conns.slot_of(conn.key) {
             // The server reused a key before on_closed: drop the stale conn quietly.
-            self.leave_directory(old, SessionEnd::Detach);
+            if let Some(full) = self.leave_directory_quietly(old, SessionEnd::Detach) {
+                self.presences.take(full.as_str());
+            }
             self.conns.remove(old);
         }
         let slot = self.conns.insert(conn);
@@ -408,7 +410,7 @@ impl Router {
         fx.send(conn.key, &self.reply);
         fx.close(conn.key);
         self.stats.stream_errors += 1;
-        self.leave_directory(slot, SessionEnd::after_stream_error(condition));
+        self.leave_directory(slot, SessionEnd::after_stream_error(condition), fx);
     }
 
     /// Like `stream_error`, with the error (and `</stream:stream>`) already written into
@@ -423,7 +425,7 @@ impl Router {
         fx.send(conn.key, &self.reply);
         fx.close(conn.key);
         self.stats.stream_errors += 1;
-        self.leave_directory(slot, end);
+        self.leave_directory(slot, end, fx);
     }
 
     /// The end of every entry point: answers the resumptions that became answerable (see
@@ -448,32 +450,41 @@ impl Router {
         fx.send(conn.key, replies::STREAM_CLOSE);
         fx.close(conn.key);
         // XEP-0198 7: a cleanly closed stream cannot be resumed.
-        self.leave_directory(slot, SessionEnd::Terminate);
+        self.leave_directory(slot, SessionEnd::Terminate, fx);
     }
 
     /// Marks the conn closing, takes its session (if any) out of the directory, and ends or
-    /// detaches its stream management session as `end` says.
-    fn leave_directory(&mut self, slot: u32, end: SessionEnd) {
-        let Some(conn) = self.conns.get_mut(slot) else {
-            return;
-        };
+    /// detaches its stream management session as `end` says. A session that is not detached
+    /// for resumption ends its presence (contacts and rooms hear unavailable).
+    fn leave_directory(&mut self, slot: u32, end: SessionEnd, fx: &mut impl Effects) {
+        if let Some(full) = self.leave_directory_quietly(slot, end) {
+            self.end_presence(&full, None, fx);
+        }
+    }
+
+    /// `leave_directory` without telling anyone: returns the full JID whose presence ended.
+    fn leave_directory_quietly(&mut self, slot: u32, end: SessionEnd) -> Option<Jid> {
+        let conn = self.conns.get_mut(slot)?;
         let was_bound = conn.phase == Phase::Bound;
         conn.phase = Phase::Closing;
         let presence = (conn.available, conn.priority);
         conn.available = false;
         let sm = conn.sm.take();
         let (key, pending) = (conn.key, conn.resume.take());
-        if let (true, Some(jid)) = (was_bound, conn.jid.as_ref()) {
+        let full = conn.jid.clone().filter(|_| was_bound);
+        if let Some(jid) = &full {
             self.directory.remove(jid.bare_str(), slot);
         }
-        if let Some(token) = sm {
-            self.end_sm(token, end, presence);
-        }
+        let detached = match sm {
+            Some(token) => self.end_sm(token, end, presence),
+            None => false,
+        };
         if let Some(pending) = pending {
             // The resumption is given up; the session waits for another one.
             let until_ms = self.now_ms.saturating_add(self.config.resume_timeout_ms);
             self.sm.abandon_resume(pending.token, key, until_ms);
         }
+        full.filter(|_| !detached)
     }
 }
 

@@ -30,12 +30,14 @@ use crate::conn::ConnSlab;
 use crate::effects::{AckRef, Effects, Mail, StanzaType};
 use crate::home_shard;
 use crate::offline::{is_stored_type, Waiter};
+use crate::presence_table::PresenceTable;
 use crate::replies::{self, ReplyTo, StanzaError};
 use crate::router::Router;
 use crate::sessions::Directory;
 use crate::sm::Unacked;
 use crate::sm_table::SmTable;
 use crate::stats::RouterStats;
+use crate::subscription;
 
 /// Where a session's stanza is addressed.
 #[derive(Debug, PartialEq, Eq)]
@@ -138,6 +140,8 @@ pub(crate) struct Routes<'a> {
     pub delayed: &'a mut Vec<u8>,
     pub domain: &'a Jid,
     pub groups: &'a Jid,
+    pub presences: &'a mut PresenceTable,
+    pub roster_max: usize,
     pub shard: u16,
     pub shards: u16,
     pub now_ms: u64,
@@ -160,6 +164,8 @@ impl Router {
             delayed: &mut self.delayed,
             domain: &self.domain,
             groups: self.rooms.service(),
+            presences: &mut self.presences,
+            roster_max: self.config.roster_max,
             shard: self.shard,
             shards: self.shards,
             now_ms: self.now_ms,
@@ -218,7 +224,7 @@ impl Routes<'_> {
     ) -> Handled {
         let home = home_shard(envelope.to, self.shards);
         if envelope.to.domain() == self.groups.domain() {
-            // Only bounces get here (sessions' stanzas to rooms go through `Router::to_room`):
+            // Only bounces get here (sessions' stanzas to rooms go through `Router::session_to_room`):
             // a room does not take errors about its own broadcasts.
             return Handled::Now;
         }
@@ -300,7 +306,12 @@ impl Routes<'_> {
     }
 
     fn deliver_presence(&mut self, envelope: &Envelope<'_>, fx: &mut impl Effects) {
-        // Probes are the server's business (answered from rosters, a later issue).
+        // Subscriptions change the recipient's roster first (RFC 6121 3.x.3). Probes from
+        // clients are ignored: the server probes for them (see `presence`).
+        if subscription::is_subscription(envelope.ty) {
+            self.inbound_subscription(envelope, fx);
+            return;
+        }
         if matches!(envelope.ty, StanzaType::Probe | StanzaType::Invalid) {
             return;
         }

@@ -44,6 +44,8 @@ pub struct RouterStats {
     /// Presence stanzas broadcast to contacts (one per contact), and probes answered.
     pub presence_broadcasts: u64,
     pub probes_answered: u64,
+    /// Roster pushes sent (one per session per change).
+    pub roster_pushes: u64,
     /// Roster items stored on this shard (gauge).
     pub roster_items: u64,
     /// Groups homed on this shard and their occupants (gauges).

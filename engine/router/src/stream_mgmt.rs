@@ -165,23 +165,30 @@ impl Router {
         Ok(())
     }
 
-    /// The SM part of a stream's end: detach (resumable) or end the session.
-    pub(crate) fn end_sm(&mut self, token: SessionRef, end: SessionEnd, presence: (bool, i8)) {
+    /// The SM part of a stream's end: detach (resumable) or end the session. Returns true
+    /// when the session was detached (its presence lives on until it expires).
+    pub(crate) fn end_sm(
+        &mut self,
+        token: SessionRef,
+        end: SessionEnd,
+        presence: (bool, i8),
+    ) -> bool {
         let Some(session) = self.sm.get_mut(token) else {
-            return;
+            return false;
         };
         if end == SessionEnd::Terminate || session.resume_id.is_none() {
             self.sm.remove(token);
-            return;
+            return false;
         }
         (session.available, session.priority) = presence;
         let until_ms = self.now_ms.saturating_add(self.config.resume_timeout_ms);
         self.sm.detach(token, until_ms);
+        true
     }
 
     /// Ends a detached session bound to the same full JID as a new bind (RFC 6120 7.7.2.2:
     /// the newer one wins, as for attached sessions).
-    pub(crate) fn end_detached(&mut self, full: &rookery_proto::Jid) {
+    pub(crate) fn end_detached(&mut self, full: &rookery_proto::Jid, fx: &mut impl Effects) {
         for token in self.sm.sessions_of(full.bare_str()) {
             let replaced = self
                 .sm
@@ -189,6 +196,7 @@ impl Router {
                 .is_some_and(|s| s.conn.is_none() && s.jid == *full);
             if replaced {
                 self.sm.remove(token);
+                self.end_presence(full, None, fx);
             }
         }
     }
@@ -214,8 +222,12 @@ impl Router {
         let mut expired = Vec::new();
         self.sm.due_detached(self.now_ms, &mut expired);
         for token in expired {
-            // Its unacked stored messages stay queued for the next login.
+            // Its unacked stored messages stay queued for the next login; its presence ends.
+            let full = self.sm.get(token).map(|s| s.jid.clone());
             self.sm.remove(token);
+            if let Some(full) = full {
+                self.end_presence(&full, None, fx);
+            }
         }
     }
 

@@ -296,7 +296,8 @@ fn past_the_unacked_limit_messages_wait_in_the_store() {
 
 #[test]
 fn a_client_that_never_acks_is_closed_at_the_hard_limit() {
-    let mut cluster = Cluster::new(2);
+    // The sender's presence rate limit must not stop the flood first.
+    let mut cluster = Cluster::with_config(2, |config| config.presence_burst = 1_000_000);
     let (a, _) = cluster.login(0, &user_homed_on("alice", 0, 2), Some("a"));
     let (b, bob_bare, _) = bob_with_sm(&mut cluster, true);
     let presence = format!("<presence to='{bob_bare}/phone'/>");

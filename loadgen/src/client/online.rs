@@ -36,16 +36,24 @@ impl Core {
         if let Some(sm) = &mut self.sm {
             sm.received_stanza();
         }
+        let reports = self.profile.reports_presence();
         match view.kind() {
             StanzaKind::Message if view.stanza_type().as_deref() == Some("error") => {
                 sink(ClientEvent::Bounced)
             }
+            StanzaKind::Message if reports && view.stanza_type().as_deref() == Some("groupchat") => {
+                if let (Some(from), Some(body)) = (view.from(), message_body(view)) {
+                    sink(ClientEvent::GroupMessage { from, body });
+                }
+            }
             StanzaKind::Message => self.on_message(view, out, sink),
+            StanzaKind::Iq if reports && self.on_fanout_iq(view, out, sink) => {}
             StanzaKind::Iq => {
                 if answer_iq(view, out) {
                     self.count_sent();
                 }
             }
+            StanzaKind::Presence if reports => self.on_presence(view, sink),
             StanzaKind::Presence | StanzaKind::Other => {}
         }
     }
@@ -162,7 +170,12 @@ fn answer_iq(view: &StanzaView<'_>, out: &mut Vec<u8>) -> bool {
 
 /// The text of the message's first `<body>`, borrowed unless it contains entities.
 fn message_body<'a>(view: &StanzaView<'a>) -> Option<Cow<'a, str>> {
-    let child = view.children().find(|c| c.local_name == "body")?;
+    child_text(view, "body")
+}
+
+/// The text of the stanza's first child named `name`, borrowed unless it contains entities.
+pub(super) fn child_text<'a>(view: &StanzaView<'a>, name: &str) -> Option<Cow<'a, str>> {
+    let child = view.children().find(|c| c.local_name == name)?;
     let raw = std::str::from_utf8(element_content(child.bytes)?).ok()?;
     if raw.contains("<![CDATA[") {
         // Rare (never from rookery); take the slow, allocating path through the element tree.

@@ -1,0 +1,168 @@
+//! What the check needs to know about a host, read once into `HostFacts`: from a `/proc` tree
+//! (the live Linux host, or a fixture directory in tests) or, on FreeBSD, through sysctlbyname.
+//!
+//! Not here: any judgement (see `rules`). A value that cannot be read is `None` and its error
+//! is kept in `unreadable`, so the report can say what it could not check instead of guessing.
+
+use std::path::Path;
+
+use crate::check::NofileLimits;
+use crate::knobs::Os;
+use crate::procfs::{read_number, read_numbers};
+
+/// Conntrack state, when the host has it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Conntrack {
+    /// nf_conntrack_max (None if only the module list says it is there).
+    pub max: Option<u64>,
+    /// Flows tracked now; 0 means no stateful rule registered a hook.
+    pub count: u64,
+}
+
+/// Everything `rules::evaluate` looks at.
+#[derive(Clone, Debug)]
+pub struct HostFacts {
+    pub os: Os,
+    pub nofile: NofileLimits,
+    /// fs.nr_open (FreeBSD: kern.maxfilesperproc): the highest per-process fd limit.
+    pub nr_open: Option<u64>,
+    /// fs.file-max (FreeBSD: kern.maxfiles).
+    pub file_max: Option<u64>,
+    /// Files open now (fs.file-nr first field; FreeBSD kern.openfiles).
+    pub files_in_use: Option<u64>,
+    /// FreeBSD kern.ipc.maxsockets and kern.ipc.numopensockets.
+    pub max_sockets: Option<(u64, u64)>,
+    /// Ephemeral port range, inclusive.
+    pub port_range: Option<(u64, u64)>,
+    pub somaxconn: Option<u64>,
+    /// tcp_max_syn_backlog (FreeBSD: net.inet.tcp.syncache.cachelimit).
+    pub syn_backlog: Option<u64>,
+    pub syncookies: Option<u64>,
+    /// tcp_mem min/pressure/max in pages (Linux only).
+    pub tcp_mem_pages: Option<[u64; 3]>,
+    pub conntrack: Option<Conntrack>,
+    /// MemAvailable (FreeBSD: free + inactive pages).
+    pub mem_available_bytes: Option<u64>,
+    /// (what, error) for every value that could not be read.
+    pub unreadable: Vec<(String, String)>,
+}
+
+impl HostFacts {
+    fn empty(os: Os, nofile: NofileLimits) -> HostFacts {
+        HostFacts {
+            os,
+            nofile,
+            nr_open: None,
+            file_max: None,
+            files_in_use: None,
+            max_sockets: None,
+            port_range: None,
+            somaxconn: None,
+            syn_backlog: None,
+            syncookies: None,
+            tcp_mem_pages: None,
+            conntrack: None,
+            mem_available_bytes: None,
+            unreadable: Vec::new(),
+        }
+    }
+
+    /// Keeps `Ok` values and records errors.
+    fn keep<T>(&mut self, what: &str, r: std::io::Result<T>) -> Option<T> {
+        match r {
+            Ok(v) => Some(v),
+            Err(e) => {
+                self.unreadable.push((what.to_string(), e.to_string()));
+                None
+            }
+        }
+    }
+}
+
+/// Reads a Linux `/proc` tree rooted at `root` (`/` for the live host; net.* values are those
+/// of the calling thread's network namespace).
+pub fn linux_from_tree(root: &Path, nofile: NofileLimits) -> HostFacts {
+    let mut f = HostFacts::empty(Os::Linux, nofile);
+    f.nr_open = f.keep("fs.nr_open", read_number(root, "fs.nr_open"));
+    f.file_max = f.keep("fs.file-max", read_number(root, "fs.file-max"));
+    f.files_in_use = f.keep("fs.file-nr", read_number(root, "fs.file-nr"));
+    let range = read_numbers(root, "net.ipv4.ip_local_port_range").and_then(pair);
+    f.port_range = f.keep("net.ipv4.ip_local_port_range", range);
+    f.somaxconn = f.keep("net.core.somaxconn", read_number(root, "net.core.somaxconn"));
+    let syn = read_number(root, "net.ipv4.tcp_max_syn_backlog");
+    f.syn_backlog = f.keep("net.ipv4.tcp_max_syn_backlog", syn);
+    f.syncookies = f.keep("net.ipv4.tcp_syncookies", read_number(root, "net.ipv4.tcp_syncookies"));
+    let mem = read_numbers(root, "net.ipv4.tcp_mem").and_then(triple);
+    f.tcp_mem_pages = f.keep("net.ipv4.tcp_mem (host-wide; absent in a child netns)", mem);
+    f.conntrack = linux_conntrack(root);
+    let avail = meminfo_kib(root, "MemAvailable").map(|kib| kib * 1024);
+    f.mem_available_bytes = f.keep("/proc/meminfo MemAvailable", avail);
+    f
+}
+
+/// Conntrack is there when its sysctls exist (built in or loaded) or /proc/modules lists it.
+fn linux_conntrack(root: &Path) -> Option<Conntrack> {
+    let max = read_number(root, "net.netfilter.nf_conntrack_max").ok();
+    let count = read_number(root, "net.netfilter.nf_conntrack_count").unwrap_or(0);
+    let listed = std::fs::read_to_string(root.join("proc/modules"))
+        .map(|m| m.lines().any(|l| l.starts_with("nf_conntrack ")))
+        .unwrap_or(false);
+    (max.is_some() || listed).then_some(Conntrack { max, count })
+}
+
+/// One `/proc/meminfo` field in KiB.
+fn meminfo_kib(root: &Path, field: &str) -> std::io::Result<u64> {
+    let text = std::fs::read_to_string(root.join("proc/meminfo"))?;
+    text.lines()
+        .find_map(|line| {
+            let rest = line.strip_prefix(field)?.strip_prefix(':')?;
+            rest.split_whitespace().next()?.parse().ok()
+        })
+        .ok_or_else(|| {
+            std::io::Error::new(std::io::ErrorKind::InvalidData, format!("no {field} line"))
+        })
+}
+
+fn pair(v: Vec<u64>) -> std::io::Result<(u64, u64)> {
+    match v.as_slice() {
+        [a, b] => Ok((*a, *b)),
+        _ => Err(std::io::Error::new(std::io::ErrorKind::InvalidData, "expected 2 numbers")),
+    }
+}
+
+fn triple(v: Vec<u64>) -> std::io::Result<[u64; 3]> {
+    match v.as_slice() {
+        [a, b, c] => Ok([*a, *b, *c]),
+        _ => Err(std::io::Error::new(std::io::ErrorKind::InvalidData, "expected 3 numbers")),
+    }
+}
+
+/// Reads the live FreeBSD host through sysctlbyname. Untested here (no FreeBSD host).
+#[cfg(target_os = "freebsd")]
+pub fn freebsd_live(nofile: NofileLimits) -> HostFacts {
+    use crate::sys::sysctl_number;
+    let num = |name: &str| -> std::io::Result<u64> {
+        let v = sysctl_number(name)?;
+        u64::try_from(v).map_err(|_| {
+            std::io::Error::new(std::io::ErrorKind::InvalidData, format!("{name} = {v} < 0"))
+        })
+    };
+    let mut f = HostFacts::empty(Os::FreeBsd, nofile);
+    f.nr_open = f.keep("kern.maxfilesperproc", num("kern.maxfilesperproc"));
+    f.file_max = f.keep("kern.maxfiles", num("kern.maxfiles"));
+    f.files_in_use = f.keep("kern.openfiles", num("kern.openfiles"));
+    let socks = num("kern.ipc.maxsockets").and_then(|m| Ok((m, num("kern.ipc.numopensockets")?)));
+    f.max_sockets = f.keep("kern.ipc.maxsockets", socks);
+    let range =
+        num("net.inet.ip.portrange.first").and_then(|a| Ok((a, num("net.inet.ip.portrange.last")?)));
+    f.port_range = f.keep("net.inet.ip.portrange.first/last", range);
+    f.somaxconn = f.keep("kern.ipc.soacceptqueue", num("kern.ipc.soacceptqueue"));
+    let syn = num("net.inet.tcp.syncache.cachelimit");
+    f.syn_backlog = f.keep("net.inet.tcp.syncache.cachelimit", syn);
+    f.syncookies = f.keep("net.inet.tcp.syncookies", num("net.inet.tcp.syncookies"));
+    let avail = num("hw.pagesize").and_then(|page| {
+        Ok(page * (num("vm.stats.vm.v_free_count")? + num("vm.stats.vm.v_inactive_count")?))
+    });
+    f.mem_available_bytes = f.keep("vm.stats.vm free + inactive pages", avail);
+    f
+}

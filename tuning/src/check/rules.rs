@@ -1,0 +1,350 @@
+//! The check's judgement: from `HostFacts` and a target, one `Finding` per limit, with the
+//! connection ceiling it implies and the exact fix.
+//!
+//! Not here: reading the host (see `facts`) or ordering and printing (see `check`).
+//!
+//! Every constant names its source: /work/shared/notes/kernel-tuning.md ("notes") or DESIGN.md.
+
+use crate::check::facts::HostFacts;
+use crate::check::{CheckInput, Finding, Role, Status};
+use crate::knobs::{Os, Scope};
+use crate::util::{human_bytes, thousands};
+
+/// fds rookery keeps below RLIMIT_NOFILE for listeners, logs and accept-and-refuse
+/// (`rookery --fd-reserve` default).
+pub const FD_RESERVE: u64 = 64;
+/// Kernel bytes per connection on Linux: 4.5 KB planning figure per idle TCP socket (measured
+/// floor 3.98 KB plus slab fragmentation, notes §0.1 and §4) + 150 B for the poll entry
+/// (eventpoll_epi 128 B + ep_head 16 B measured; an io_uring request is similar).
+pub const LINUX_KERNEL_BYTES_PER_CONN: u64 = 4_650;
+/// Kernel bytes per connection on FreeBSD: WhatsApp 2012, 18 GB wired / 2.28M connections
+/// ~ 8 KB all-in (notes §2, derived): an upper bound, not measured here.
+pub const FREEBSD_KERNEL_BYTES_PER_CONN: u64 = 8_192;
+/// tcp_mem pages charged to a socket holding any queued data, even 64 bytes (notes §0.3).
+pub const TCP_MEM_PAGES_PER_BUSY_CONN: u64 = 1;
+/// Seconds of arrivals an accept queue must absorb at the connect rate.
+pub const BACKLOG_WINDOW_S: u64 = 1;
+/// Practical ceiling for listen backlogs (u16 range, what the profiles use).
+pub const MAX_BACKLOG: u64 = 65_535;
+/// Ports in the widest usable ephemeral range, 1024-65535.
+pub const WIDE_PORT_RANGE: u64 = 64_512;
+
+/// All findings for `input` on a host described by `f`, unordered.
+pub fn evaluate(f: &HostFacts, input: &CheckInput) -> Vec<Finding> {
+    let mut out = Vec::new();
+    nofile(f, input, &mut out);
+    nr_open(f, input, &mut out);
+    file_max(f, input, &mut out);
+    max_sockets(f, input, &mut out);
+    ports(f, input, &mut out);
+    backlogs(f, input, &mut out);
+    tcp_mem(f, input, &mut out);
+    conntrack(f, input, &mut out);
+    memory(f, input, &mut out);
+    for (what, err) in &f.unreadable {
+        out.push(Finding {
+            knob: what.clone(),
+            current: format!("unreadable: {err}"),
+            needed: "readable".to_string(),
+            ceiling: None,
+            fix: "run as root on the host (or in the namespace) that will hold the connections"
+                .to_string(),
+            scope: Scope::Unknown,
+            status: Status::Warn,
+            note: "not checked, so it may still cap the target".to_string(),
+        });
+    }
+    out
+}
+
+fn status_for(ceiling: u64, target: u64) -> Status {
+    if ceiling < target {
+        Status::Caps
+    } else {
+        Status::Ok
+    }
+}
+
+/// A finding whose ceiling is a connection count.
+fn cap(knob: String, current: String, needed: String, ceiling: u64, target: u64) -> Finding {
+    Finding {
+        knob,
+        current,
+        needed,
+        ceiling: Some(ceiling),
+        fix: String::new(),
+        scope: Scope::HostWide,
+        status: status_for(ceiling, target),
+        note: String::new(),
+    }
+}
+
+fn nofile(f: &HostFacts, input: &CheckInput, out: &mut Vec<Finding>) {
+    let n = input.connections;
+    let needed = n.saturating_add(FD_RESERVE);
+    let per_process = f.nofile.hard.saturating_sub(FD_RESERVE);
+    let fix = match f.os {
+        Os::Linux => format!(
+            "LimitNOFILE={needed} in the systemd unit, or `* - nofile {needed}` in \
+             /etc/security/limits.conf (raising the hard limit needs root/CAP_SYS_RESOURCE)"
+        ),
+        Os::FreeBsd => format!(
+            "`:openfiles={needed}:` in /etc/login.conf for the service's class, or \
+             `ulimit -n {needed}` in its rc script"
+        ),
+    };
+    let knob = format!("RLIMIT_NOFILE hard {}", thousands(f.nofile.hard));
+    let mut hard = cap(knob, thousands(f.nofile.hard), thousands(needed), per_process, n);
+    hard.scope = Scope::PerProcess;
+    hard.fix = fix;
+    if input.role == Role::Loadgen {
+        // rookery-load spreads clients over processes when one is not enough.
+        let processes = n.div_ceil(per_process.max(1));
+        hard.ceiling = None;
+        hard.status = if processes > 1 { Status::Warn } else { Status::Ok };
+        hard.needed = format!("{} per process", thousands(needed.min(f.nofile.hard)));
+        hard.note = format!(
+            "{processes} generator process(es) of {} fds each (rookery-load --processes; its \
+             default picks this)",
+            thousands(per_process)
+        );
+    } else {
+        hard.note = format!("one process holds every connection plus {FD_RESERVE} reserved fds");
+    }
+    out.push(hard);
+    let soft_ok = f.nofile.soft >= needed.min(f.nofile.hard);
+    out.push(Finding {
+        knob: format!("RLIMIT_NOFILE soft {}", thousands(f.nofile.soft)),
+        current: thousands(f.nofile.soft),
+        needed: thousands(needed.min(f.nofile.hard)),
+        ceiling: None,
+        fix: "none needed: rookery and rookery-load raise the soft limit to the hard limit"
+            .to_string(),
+        scope: Scope::PerProcess,
+        status: Status::Ok,
+        note: if soft_ok { "soft limit already enough" } else { "raised at start" }.to_string(),
+    });
+}
+
+fn nr_open(f: &HostFacts, input: &CheckInput, out: &mut Vec<Finding>) {
+    let Some(nr_open) = f.nr_open else { return };
+    let n = input.connections;
+    let needed = n.saturating_add(FD_RESERVE);
+    let (name, fix) = match f.os {
+        Os::Linux => ("fs.nr_open", format!("sysctl -w fs.nr_open={needed}")),
+        Os::FreeBsd => {
+            ("kern.maxfilesperproc", format!("kern.maxfilesperproc=\"{needed}\" in /boot/loader.conf"))
+        }
+    };
+    let mut x = cap(name.into(), thousands(nr_open), thousands(needed), nr_open - nr_open.min(FD_RESERVE), n);
+    x.fix = fix;
+    x.note = "the highest RLIMIT_NOFILE any process can be given".to_string();
+    if input.role == Role::Loadgen {
+        x.ceiling = None;
+        x.status = Status::Ok;
+        x.note.push_str("; the generator spreads over processes, so it is per process");
+    }
+    out.push(x);
+}
+
+fn file_max(f: &HostFacts, input: &CheckInput, out: &mut Vec<Finding>) {
+    let Some(max) = f.file_max else { return };
+    let n = input.connections;
+    let in_use = f.files_in_use.unwrap_or(0);
+    let needed = in_use.saturating_add(n);
+    let (name, fix) = match f.os {
+        Os::Linux => ("fs.file-max", format!("sysctl -w fs.file-max={}", needed.saturating_mul(2))),
+        Os::FreeBsd => ("kern.maxfiles", format!("kern.maxfiles=\"{}\" in /boot/loader.conf", needed.saturating_mul(2))),
+    };
+    let mut x = cap(name.into(), thousands(max), thousands(needed), max.saturating_sub(in_use), n);
+    x.fix = fix;
+    x.note = format!(
+        "{} files open now; a loopback test needs 2 per connection (server + generator), hence \
+         the 2x in the fix; root (CAP_SYS_ADMIN) processes are exempt on Linux",
+        thousands(in_use)
+    );
+    out.push(x);
+}
+
+fn max_sockets(f: &HostFacts, input: &CheckInput, out: &mut Vec<Finding>) {
+    let Some((max, in_use)) = f.max_sockets else { return };
+    let needed = in_use.saturating_add(input.connections);
+    let mut x = cap(
+        "kern.ipc.maxsockets".into(),
+        thousands(max),
+        thousands(needed),
+        max.saturating_sub(in_use),
+        input.connections,
+    );
+    x.scope = Scope::Boot;
+    x.fix = format!("kern.ipc.maxsockets=\"{}\" in /boot/loader.conf", needed.saturating_mul(2));
+    x.note = "socket zone limit; can be raised at run time but not lowered".to_string();
+    out.push(x);
+}
+
+fn ports(f: &HostFacts, input: &CheckInput, out: &mut Vec<Finding>) {
+    if input.role != Role::Loadgen {
+        return;
+    }
+    let Some((lo, hi)) = f.port_range else { return };
+    let n = input.connections;
+    let per_addr = hi.saturating_sub(lo) + 1;
+    let addrs = u64::from(input.source_addresses.max(1));
+    let addrs_needed = n.div_ceil(WIDE_PORT_RANGE).max(1);
+    let mut x = cap(
+        "ephemeral ports x source addresses".into(),
+        format!("{lo}-{hi} = {} ports x {addrs} address(es)", thousands(per_addr)),
+        thousands(n),
+        per_addr.saturating_mul(addrs),
+        n,
+    );
+    x.scope = if f.os == Os::Linux { Scope::PerNamespace } else { Scope::HostWide };
+    let widen = match f.os {
+        Os::Linux => "sysctl -w net.ipv4.ip_local_port_range=\"1024 65535\"",
+        Os::FreeBsd => "sysctl net.inet.ip.portrange.first=1024",
+    };
+    x.fix = format!(
+        "{widen} and connect from {addrs_needed} source address(es) \
+         (rookery-load --source-ips 127.0.0.1-127.0.0.{addrs_needed} on loopback)"
+    );
+    x.note = "one local port per (source IP, destination IP, destination port)".to_string();
+    out.push(x);
+}
+
+fn backlogs(f: &HostFacts, input: &CheckInput, out: &mut Vec<Finding>) {
+    if input.role != Role::Server {
+        return;
+    }
+    let needed = input.connect_rate_per_s.saturating_mul(BACKLOG_WINDOW_S).clamp(128, MAX_BACKLOG);
+    let rate = thousands(input.connect_rate_per_s);
+    if let Some(cur) = f.somaxconn {
+        let (name, fix) = match f.os {
+            Os::Linux => ("net.core.somaxconn", format!("sysctl -w net.core.somaxconn={needed}")),
+            Os::FreeBsd => ("kern.ipc.soacceptqueue", format!("sysctl kern.ipc.soacceptqueue={needed}")),
+        };
+        out.push(Finding {
+            knob: name.to_string(),
+            current: thousands(cur),
+            needed: thousands(needed),
+            ceiling: None,
+            fix,
+            scope: if f.os == Os::Linux { Scope::PerNamespace } else { Scope::HostWide },
+            status: if cur < needed { Status::Warn } else { Status::Ok },
+            note: format!(
+                "accept queue for {BACKLOG_WINDOW_S} s of arrivals at {rate}/s; overflow means \
+                 ListenOverflows and 1 s/3 s/7 s SYN retransmits; the app's listen() backlog \
+                 caps it too (rookery passes 4096 per shard)"
+            ),
+        });
+    }
+    let Some(cur) = f.syn_backlog else { return };
+    let cookies = f.syncookies.unwrap_or(1) != 0;
+    let (name, fix) = match f.os {
+        Os::Linux => ("net.ipv4.tcp_max_syn_backlog", format!("sysctl -w net.ipv4.tcp_max_syn_backlog={needed}")),
+        Os::FreeBsd => ("net.inet.tcp.syncache.cachelimit", "net.inet.tcp.syncache.hashsize=\"65536\" and bucketlimit=\"100\" in /boot/loader.conf".to_string()),
+    };
+    let (status, note) = if cookies {
+        (Status::Ok, "syncookies on: a full SYN queue answers with cookies instead of dropping")
+    } else if cur < needed {
+        (Status::Warn, "syncookies off: SYNs past this are dropped and retried after 1 s, 3 s, 7 s")
+    } else {
+        (Status::Ok, "syncookies off, but the queue covers the connect rate")
+    };
+    out.push(Finding {
+        knob: name.to_string(),
+        current: format!("{} (syncookies {})", thousands(cur), if cookies { "on" } else { "off" }),
+        needed: thousands(needed),
+        ceiling: None,
+        fix,
+        scope: if f.os == Os::Linux { Scope::PerNamespace } else { Scope::Boot },
+        status,
+        note: note.to_string(),
+    });
+}
+
+fn tcp_mem(f: &HostFacts, input: &CheckInput, out: &mut Vec<Finding>) {
+    let Some([min, pressure, max]) = f.tcp_mem_pages else { return };
+    let n = input.connections;
+    let want_pressure = n.saturating_mul(TCP_MEM_PAGES_PER_BUSY_CONN).max(pressure);
+    let want_max = (want_pressure.saturating_mul(4) / 3).max(max);
+    let want_min = (want_pressure / 2).max(min);
+    let mut x = cap(
+        "net.ipv4.tcp_mem".into(),
+        format!("{min} {pressure} {max} pages"),
+        format!("max >= {} pages", thousands(n.saturating_mul(TCP_MEM_PAGES_PER_BUSY_CONN))),
+        max / TCP_MEM_PAGES_PER_BUSY_CONN,
+        n,
+    );
+    x.fix = format!("sysctl -w net.ipv4.tcp_mem=\"{want_min} {want_pressure} {want_max}\"");
+    x.note = format!(
+        "a socket with any queued data is charged >= 1 page (measured: 64 B -> 4 KiB), so a \
+         message to every connection needs {} of tcp_mem; past `max` TCP drops",
+        human_bytes(n.saturating_mul(4096))
+    );
+    if x.status == Status::Ok && pressure < n {
+        x.status = Status::Warn;
+        x.note.push_str(&format!(
+            "; past `pressure` ({}) TCP shrinks buffers",
+            thousands(pressure)
+        ));
+    }
+    out.push(x);
+}
+
+fn conntrack(f: &HostFacts, input: &CheckInput, out: &mut Vec<Finding>) {
+    let Some(ct) = f.conntrack else { return };
+    let n = input.connections;
+    let needed = n.saturating_mul(6).div_ceil(5);
+    let current = ct.max.map_or("present (max unreadable)".to_string(), thousands);
+    let mut x = Finding {
+        knob: "net.netfilter.nf_conntrack_max".to_string(),
+        current: format!("{current}, {} tracked now", thousands(ct.count)),
+        needed: thousands(needed),
+        ceiling: None,
+        fix: format!(
+            "keep stateful rules off the message path (or `notrack` in the raw table); if \
+             conntrack must stay: sysctl -w net.netfilter.nf_conntrack_max={needed}"
+        ),
+        scope: Scope::HostWide,
+        status: Status::Ok,
+        note: "256 B per tracked flow; a full table drops new connections".to_string(),
+    };
+    if ct.count == 0 {
+        x.note = "present but tracking nothing (no stateful rule registered a hook): no cap now; \
+                  a firewall, NAT or Docker rule would make it one"
+            .to_string();
+    } else if let Some(max) = ct.max {
+        let ceiling = max.saturating_sub(ct.count);
+        x.ceiling = Some(ceiling);
+        x.status = status_for(ceiling, n);
+    }
+    out.push(x);
+}
+
+fn memory(f: &HostFacts, input: &CheckInput, out: &mut Vec<Finding>) {
+    let Some(avail) = f.mem_available_bytes else { return };
+    let n = input.connections;
+    let kernel = match f.os {
+        Os::Linux => LINUX_KERNEL_BYTES_PER_CONN,
+        Os::FreeBsd => FREEBSD_KERNEL_BYTES_PER_CONN,
+    };
+    let per_conn = kernel + input.per_session_bytes;
+    let needed = n.saturating_mul(per_conn);
+    let mut x = cap(
+        "memory (MemAvailable)".into(),
+        human_bytes(avail),
+        human_bytes(needed),
+        avail / per_conn.max(1),
+        n,
+    );
+    x.fix = format!(
+        "{} more RAM, or fewer connections per host, or fewer user-space bytes per session",
+        human_bytes(needed.saturating_sub(avail))
+    );
+    x.note = format!(
+        "{kernel} B kernel per connection (idle TCP socket ~4.0 KB measured, 4.5 KB planned, \
+         + poll entry) + {} B user space per session; a loopback test pays the kernel part twice",
+        input.per_session_bytes
+    );
+    out.push(x);
+}
