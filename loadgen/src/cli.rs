@@ -14,6 +14,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde::{Deserialize, Serialize};
 
 use crate::auth::AuthSpec;
+use crate::fanout::{self, Fanout, FanoutArgs};
 use crate::offline;
 use crate::schedule::Pattern;
 
@@ -45,6 +46,13 @@ pub enum Command {
     /// offline, until the server acknowledged them all (XEP-0198); phase 2: the recipients
     /// log in and drain their stored messages (delivery latency from login, drain rate).
     Offline(RunArgs),
+    /// Contacts and presence: each client has --contacts ring neighbours (subscribed once by
+    /// the setup phase), sends its initial presence, then changes status --rate times a
+    /// second; every change is timed to each contact and to the last one.
+    Presence(RunArgs),
+    /// Group chat (XEP-0045): --groups rooms of --members clients each; every group gets
+    /// --rate messages a second from a rotating member, timed to each member and to the last.
+    Group(RunArgs),
     /// Start the `rookery` binary built next to this one and run `chat` against it.
     Demo(DemoArgs),
     /// Side-by-side table of recorded runs (folders holding summary.json).
@@ -171,6 +179,8 @@ pub struct LoadArgs {
     #[arg(long, value_enum, default_value_t = SmArg::On, num_args = 0..=1,
           default_missing_value = "on")]
     pub stream_management: SmArg,
+    #[command(flatten)]
+    pub fanout: FanoutArgs,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -195,6 +205,8 @@ pub enum Scenario {
     Chat,
     Storm,
     Offline,
+    Presence,
+    Group,
 }
 
 impl Scenario {
@@ -204,12 +216,15 @@ impl Scenario {
             Scenario::Chat => "chat",
             Scenario::Storm => "storm",
             Scenario::Offline => "offline",
+            Scenario::Presence => "presence",
+            Scenario::Group => "group",
         }
     }
 
-    /// Whether clients send messages in this scenario.
+    /// Whether clients send on an open-loop schedule in this scenario (messages, status
+    /// changes, group messages).
     pub fn sends(self) -> bool {
-        matches!(self, Scenario::Chat | Scenario::Offline)
+        !matches!(self, Scenario::Hold | Scenario::Storm)
     }
 }
 
@@ -260,6 +275,9 @@ pub struct RunConfig {
     /// `--verify`: loss counts only messages the server acknowledged (XEP-0198).
     #[serde(default)]
     pub verify: bool,
+    /// Presence and group: the contact ring or the groups; `None` otherwise.
+    #[serde(default)]
+    pub fanout: Option<Fanout>,
     /// The command line as typed, for the record.
     pub command_line: Vec<String>,
 }
@@ -314,8 +332,9 @@ impl RunConfig {
         }
         check_positive("--connect-rate", load.connect_rate)?;
         let rate = match scenario {
-            Scenario::Chat => load.rate.unwrap_or(defaults.rate),
+            Scenario::Chat | Scenario::Group => load.rate.unwrap_or(defaults.rate),
             Scenario::Offline => load.rate.unwrap_or(OFFLINE_RATE),
+            Scenario::Presence => load.rate.unwrap_or(fanout::DEFAULT_PRESENCE_RATE),
             Scenario::Hold | Scenario::Storm => 0.0,
         };
         check_spread(load, clients)?;
@@ -324,6 +343,8 @@ impl RunConfig {
         }
         offline::check_verify(scenario, load)?;
         let (senders, messages) = offline::shape(scenario, load, clients)?;
+        let domain = domain.to_ascii_lowercase();
+        let fanout = fanout::resolve(scenario, &load.fanout, clients, &domain)?;
         let duration_ms = match scenario {
             // Phase 1 lasts as long as sending takes; nothing else is timed.
             Scenario::Offline if load.duration.is_some() => {
@@ -349,12 +370,20 @@ impl RunConfig {
             Some(slug) => sanitize_slug(slug),
             None if scenario == Scenario::Chat => format!("c{clients}-r{rate}"),
             None if scenario == Scenario::Offline => format!("c{clients}-m{messages}"),
-            None => format!("c{clients}"),
+            None => match &fanout {
+                Some(Fanout::Presence { contacts, .. }) => {
+                    format!("c{clients}-k{contacts}-r{rate}")
+                }
+                Some(Fanout::Group {
+                    groups, members, ..
+                }) => format!("g{groups}-s{members}-r{rate}"),
+                None => format!("c{clients}"),
+            },
         };
-        Ok(RunConfig {
+        let cfg = RunConfig {
             scenario,
             server,
-            domain: domain.to_ascii_lowercase(),
+            domain,
             auth,
             user_prefix: load.user_prefix.clone(),
             clients: clients as u32,
@@ -383,8 +412,18 @@ impl RunConfig {
             senders,
             messages,
             verify: load.verify,
+            fanout,
             command_line: redact_command_line(std::env::args()),
-        })
+        };
+        if let Some(f) = &cfg.fanout {
+            // Receipt numbers are seq * fan-out + position (see `fanout`): they must fit a u32.
+            if u64::from(cfg.max_seq()) * u64::from(f.per_change()) >= u64::from(u32::MAX) {
+                bail!(
+                    "--rate x --duration is too large for this fan-out (receipt numbers overflow)"
+                );
+            }
+        }
+        Ok(cfg)
     }
 
     /// Largest number of messages one client can send in this run, plus headroom: the
@@ -404,6 +443,18 @@ impl RunConfig {
     /// asks and the offline scenario always does.
     pub fn counts_acks(&self) -> bool {
         self.verify || self.scenario == Scenario::Offline
+    }
+
+    /// Rows of the delivery ledger: senders (presence: every client; group: the groups).
+    pub fn ledger_rows(&self) -> u32 {
+        self.fanout
+            .as_ref()
+            .map_or(self.clients, |f| f.rows(self.clients))
+    }
+
+    /// Receipts expected per message: 1, or the presence or group fan-out.
+    pub fn per_change(&self) -> u32 {
+        self.fanout.as_ref().map_or(1, Fanout::per_change)
     }
 }
 

@@ -25,6 +25,7 @@ mod cli;
 mod client;
 mod demo;
 mod env;
+mod fanout;
 mod hgrm;
 mod hlog;
 mod host;
@@ -83,6 +84,8 @@ fn dispatch(command: Command) -> anyhow::Result<Vec<String>> {
         Command::Chat(args) => load(Scenario::Chat, args),
         Command::Storm(args) => load(Scenario::Storm, args),
         Command::Offline(args) => load(Scenario::Offline, args),
+        Command::Presence(args) => load(Scenario::Presence, args),
+        Command::Group(args) => load(Scenario::Group, args),
         Command::Worker { index, of } => std::process::exit(procs::child::main(index, of)),
         Command::Demo(args) => demo::demo(&args),
         Command::Report { dirs } => {

@@ -48,10 +48,18 @@ pub enum Metric {
     SmAck,
     /// Offline: the recipient's login started (connect) -> a stored message arrived.
     OfflineDelivery,
+    /// Presence: a status change's intended send time -> its receipt at each contact.
+    PresenceDelivery,
+    /// Presence: a status change's intended send time -> its receipt at the last contact.
+    PresenceFanoutLast,
+    /// Group: a message's intended send time -> its receipt at each member (sender included).
+    GroupDelivery,
+    /// Group: a message's intended send time -> its receipt at the last member.
+    GroupFanoutLast,
 }
 
 impl Metric {
-    pub const ALL: [Metric; 8] = [
+    pub const ALL: [Metric; 12] = [
         Metric::Connect,
         Metric::Login,
         Metric::E2eCorrected,
@@ -60,6 +68,10 @@ impl Metric {
         Metric::ReceiptRtt,
         Metric::SmAck,
         Metric::OfflineDelivery,
+        Metric::PresenceDelivery,
+        Metric::PresenceFanoutLast,
+        Metric::GroupDelivery,
+        Metric::GroupFanoutLast,
     ];
 
     /// File and JSON key.
@@ -73,6 +85,10 @@ impl Metric {
             Metric::ReceiptRtt => "receipt_rtt",
             Metric::SmAck => "sm_ack",
             Metric::OfflineDelivery => "offline_delivery",
+            Metric::PresenceDelivery => "presence_delivery",
+            Metric::PresenceFanoutLast => "presence_fanout_last",
+            Metric::GroupDelivery => "group_delivery",
+            Metric::GroupFanoutLast => "group_fanout_last",
         }
     }
 
@@ -87,6 +103,10 @@ impl Metric {
             Metric::ReceiptRtt => "receipt round trip",
             Metric::SmAck => "stream mgmt ack",
             Metric::OfflineDelivery => "offline delivery (login)",
+            Metric::PresenceDelivery => "presence, each contact",
+            Metric::PresenceFanoutLast => "presence, last contact",
+            Metric::GroupDelivery => "group, each member",
+            Metric::GroupFanoutLast => "group, last member",
         }
     }
 

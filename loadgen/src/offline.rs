@@ -51,7 +51,7 @@ impl OfflinePlan {
 
 /// `--verify` needs messages and stream management; so does offline.
 pub fn check_verify(scenario: Scenario, load: &LoadArgs) -> anyhow::Result<()> {
-    if load.verify && !scenario.sends() {
+    if load.verify && !matches!(scenario, Scenario::Chat | Scenario::Offline) {
         bail!("--verify applies to chat and offline, the scenarios that send messages");
     }
     let needs_sm = load.verify || scenario == Scenario::Offline;

@@ -14,7 +14,11 @@ pub enum TuneError {
     /// A file or /proc entry could not be read or written.
     Io { context: String, source: io::Error },
     /// A profile line is malformed (1-based line number).
-    Parse { profile: String, line: usize, reason: String },
+    Parse {
+        profile: String,
+        line: usize,
+        reason: String,
+    },
     /// No shipped profile of that name and no such file.
     UnknownProfile { name: String, known: Vec<String> },
     /// A network namespace could not be created, entered or deleted.
@@ -26,7 +30,10 @@ pub enum TuneError {
     /// The operation is not available on this OS or with these options.
     Unsupported(String),
     /// A binary that `compare` needs was not found.
-    BinaryMissing { name: String, searched: Vec<PathBuf> },
+    BinaryMissing {
+        name: String,
+        searched: Vec<PathBuf>,
+    },
     /// Something did not finish in time.
     Timeout { what: String, after_ms: u64 },
 }
@@ -34,7 +41,10 @@ pub enum TuneError {
 impl TuneError {
     /// Wraps an io::Error with what was being done.
     pub(crate) fn io(context: impl Into<String>, source: io::Error) -> Self {
-        TuneError::Io { context: context.into(), source }
+        TuneError::Io {
+            context: context.into(),
+            source,
+        }
     }
 }
 
@@ -44,11 +54,18 @@ impl fmt::Display for TuneError {
             TuneError::Io { context, source } => {
                 write!(f, "{context}: {source}")?;
                 if source.kind() == io::ErrorKind::PermissionDenied {
-                    write!(f, " (run as root: /proc/sys writes and netns need CAP_SYS_ADMIN)")?;
+                    write!(
+                        f,
+                        " (run as root: /proc/sys writes and netns need CAP_SYS_ADMIN)"
+                    )?;
                 }
                 Ok(())
             }
-            TuneError::Parse { profile, line, reason } => {
+            TuneError::Parse {
+                profile,
+                line,
+                reason,
+            } => {
                 write!(f, "profile {profile}, line {line}: {reason}")
             }
             TuneError::UnknownProfile { name, known } => write!(

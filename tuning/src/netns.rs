@@ -27,7 +27,9 @@ pub fn validate_name(name: &str) -> Result<(), TuneError> {
     let ok = !name.is_empty()
         && name.len() <= MAX_NAME_BYTES
         && !name.starts_with('.')
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.');
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.');
     if ok {
         Ok(())
     } else {
@@ -60,7 +62,9 @@ impl Netns {
             });
         }
         run_command("ip", &["netns", "add", name])?;
-        let ns = Netns { name: name.to_string() };
+        let ns = Netns {
+            name: name.to_string(),
+        };
         // On failure `ns` drops here and deletes the namespace again.
         run_command("ip", &["-n", name, "link", "set", "lo", "up"])?;
         Ok(ns)
@@ -75,7 +79,10 @@ impl Netns {
 impl Drop for Netns {
     fn drop(&mut self) {
         if let Err(e) = run_command("ip", &["netns", "del", &self.name]) {
-            eprintln!("rookery-tune: could not delete network namespace {}: {e}", self.name);
+            eprintln!(
+                "rookery-tune: could not delete network namespace {}: {e}",
+                self.name
+            );
         }
     }
 }
@@ -94,9 +101,7 @@ where
         reason: format!("cannot open {}: {e}", path.display()),
     })?;
     std::thread::scope(|s| {
-        let worker = s.spawn(move || {
-            crate::sys::enter_netns(&handle).map(|()| f())
-        });
+        let worker = s.spawn(move || crate::sys::enter_netns(&handle).map(|()| f()));
         match worker.join() {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(e)) => Err(TuneError::Netns {
@@ -115,7 +120,9 @@ where
     F: FnOnce() -> T + Send,
     T: Send,
 {
-    Err(TuneError::Unsupported(format!("network namespace {name}: Linux only")))
+    Err(TuneError::Unsupported(format!(
+        "network namespace {name}: Linux only"
+    )))
 }
 
 /// Runs a command to completion; an error carries its stderr.
@@ -124,13 +131,20 @@ pub(crate) fn run_command(program: &str, args: &[&str]) -> Result<(), TuneError>
     let out = Command::new(program)
         .args(args)
         .output()
-        .map_err(|e| TuneError::Command { command: shown.clone(), reason: e.to_string() })?;
+        .map_err(|e| TuneError::Command {
+            command: shown.clone(),
+            reason: e.to_string(),
+        })?;
     if out.status.success() {
         return Ok(());
     }
     Err(TuneError::Command {
         command: shown,
-        reason: format!("{}: {}", out.status, String::from_utf8_lossy(&out.stderr).trim()),
+        reason: format!(
+            "{}: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        ),
     })
 }
 
@@ -159,7 +173,10 @@ mod tests {
             .unwrap();
             assert_eq!(ifaces.lines().count(), 3, "{ifaces}");
             assert!(ifaces.contains("lo:"));
-            assert!(Netns::create(&name).is_err(), "an existing name must not be adopted");
+            assert!(
+                Netns::create(&name).is_err(),
+                "an existing name must not be adopted"
+            );
         }
         assert!(!exists(&name), "dropped guard deletes the namespace");
     }

@@ -31,7 +31,10 @@ pub fn read_numbers(root: &Path, key: &str) -> io::Result<Vec<u64>> {
     text.split(' ')
         .map(|w| {
             w.parse::<u64>().map_err(|_| {
-                io::Error::new(io::ErrorKind::InvalidData, format!("{key}: {w:?} is not a number"))
+                io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("{key}: {w:?} is not a number"),
+                )
             })
         })
         .collect()
@@ -39,9 +42,10 @@ pub fn read_numbers(root: &Path, key: &str) -> io::Result<Vec<u64>> {
 
 /// Reads a single-integer sysctl.
 pub fn read_number(root: &Path, key: &str) -> io::Result<u64> {
-    read_numbers(root, key)?.first().copied().ok_or_else(|| {
-        io::Error::new(io::ErrorKind::InvalidData, format!("{key}: empty value"))
-    })
+    read_numbers(root, key)?
+        .first()
+        .copied()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, format!("{key}: empty value")))
 }
 
 /// Writes a sysctl of the calling thread's namespace (live `/proc/sys` only).

@@ -64,20 +64,56 @@ pub struct Profile {
 
 /// The shipped profiles, embedded so the binary works from any directory.
 static BUILTIN: &[(Os, &str, &str)] = &[
-    (Os::Linux, "baseline", include_str!("../profiles/linux/baseline.conf")),
-    (Os::Linux, "c1m-lean", include_str!("../profiles/linux/c1m-lean.conf")),
-    (Os::Linux, "c1m-throughput", include_str!("../profiles/linux/c1m-throughput.conf")),
-    (Os::Linux, "low-latency", include_str!("../profiles/linux/low-latency.conf")),
-    (Os::FreeBsd, "baseline", include_str!("../profiles/freebsd/baseline.conf")),
-    (Os::FreeBsd, "c1m-lean", include_str!("../profiles/freebsd/c1m-lean.conf")),
-    (Os::FreeBsd, "c1m-throughput", include_str!("../profiles/freebsd/c1m-throughput.conf")),
-    (Os::FreeBsd, "low-latency", include_str!("../profiles/freebsd/low-latency.conf")),
+    (
+        Os::Linux,
+        "baseline",
+        include_str!("../profiles/linux/baseline.conf"),
+    ),
+    (
+        Os::Linux,
+        "c1m-lean",
+        include_str!("../profiles/linux/c1m-lean.conf"),
+    ),
+    (
+        Os::Linux,
+        "c1m-throughput",
+        include_str!("../profiles/linux/c1m-throughput.conf"),
+    ),
+    (
+        Os::Linux,
+        "low-latency",
+        include_str!("../profiles/linux/low-latency.conf"),
+    ),
+    (
+        Os::FreeBsd,
+        "baseline",
+        include_str!("../profiles/freebsd/baseline.conf"),
+    ),
+    (
+        Os::FreeBsd,
+        "c1m-lean",
+        include_str!("../profiles/freebsd/c1m-lean.conf"),
+    ),
+    (
+        Os::FreeBsd,
+        "c1m-throughput",
+        include_str!("../profiles/freebsd/c1m-throughput.conf"),
+    ),
+    (
+        Os::FreeBsd,
+        "low-latency",
+        include_str!("../profiles/freebsd/low-latency.conf"),
+    ),
 ];
 
 impl Profile {
     /// Names of the shipped profiles for `os`.
     pub fn builtin_names(os: Os) -> Vec<&'static str> {
-        BUILTIN.iter().filter(|(o, _, _)| *o == os).map(|(_, n, _)| *n).collect()
+        BUILTIN
+            .iter()
+            .filter(|(o, _, _)| *o == os)
+            .map(|(_, n, _)| *n)
+            .collect()
     }
 
     /// A shipped profile.
@@ -100,7 +136,11 @@ impl Profile {
                 .parent()
                 .and_then(|p| p.file_name())
                 .is_some_and(|d| d == "freebsd");
-            let os = if in_freebsd_dir { Os::FreeBsd } else { Os::current() };
+            let os = if in_freebsd_dir {
+                Os::FreeBsd
+            } else {
+                Os::current()
+            };
             return Profile::parse(name, os, &text);
         }
         let (os, name) = match spec.split_once('/') {
@@ -111,7 +151,10 @@ impl Profile {
         Profile::builtin(os, name).unwrap_or_else(|| {
             Err(TuneError::UnknownProfile {
                 name: spec.to_string(),
-                known: Profile::builtin_names(os).iter().map(|s| s.to_string()).collect(),
+                known: Profile::builtin_names(os)
+                    .iter()
+                    .map(|s| s.to_string())
+                    .collect(),
             })
         })
     }
@@ -127,12 +170,18 @@ impl Profile {
 
     /// The nofile limit the profile asks for, if any.
     pub fn nofile(&self) -> Option<u64> {
-        self.limits.iter().find(|l| l.resource == "nofile").map(|l| l.value)
+        self.limits
+            .iter()
+            .find(|l| l.resource == "nofile")
+            .map(|l| l.value)
     }
 
     /// The value this profile gives `key`, if any.
     pub fn value(&self, key: &str) -> Option<&str> {
-        self.settings.iter().find(|s| s.key == key).map(|s| s.value.as_str())
+        self.settings
+            .iter()
+            .find(|s| s.key == key)
+            .map(|s| s.value.as_str())
     }
 
     /// Where `setting` takes effect on this profile's OS.
@@ -188,7 +237,11 @@ impl Parser {
     }
 
     fn err(&self, line: usize, reason: impl Into<String>) -> TuneError {
-        TuneError::Parse { profile: self.profile.name.clone(), line, reason: reason.into() }
+        TuneError::Parse {
+            profile: self.profile.name.clone(),
+            line,
+            reason: reason.into(),
+        }
     }
 
     fn line(&mut self, n: usize, line: &str) -> Result<(), TuneError> {
@@ -228,17 +281,27 @@ impl Parser {
     fn limit(&mut self, n: usize, rest: &str) -> Result<(), TuneError> {
         let mut parts = rest.split_whitespace();
         let (Some(resource), Some(value), None) = (parts.next(), parts.next(), parts.next()) else {
-            return Err(self.err(n, "limit needs `RESOURCE VALUE`, e.g. `# limit: nofile 2097152`"));
+            return Err(self.err(
+                n,
+                "limit needs `RESOURCE VALUE`, e.g. `# limit: nofile 2097152`",
+            ));
         };
         if resource != "nofile" {
             return Err(self.err(n, format!("unknown limit {resource:?} (known: nofile)")));
         }
-        let value: u64 = value.parse().map_err(|_| self.err(n, "limit value is not a number"))?;
+        let value: u64 = value
+            .parse()
+            .map_err(|_| self.err(n, "limit value is not a number"))?;
         if self.pending.is_empty() {
             return Err(self.err(n, "limit without a comment block above it"));
         }
         let comment = self.pending.join("\n");
-        self.profile.limits.push(Limit { resource: resource.to_string(), value, comment, line: n });
+        self.profile.limits.push(Limit {
+            resource: resource.to_string(),
+            value,
+            comment,
+            line: n,
+        });
         Ok(())
     }
 
@@ -257,10 +320,18 @@ impl Parser {
             return Err(self.err(n, "expected `key = value` with a non-empty key and value"));
         }
         if self.pending.is_empty() {
-            return Err(self.err(n, format!("{key} has no comment block above it (why, effect)")));
+            return Err(self.err(
+                n,
+                format!("{key} has no comment block above it (why, effect)"),
+            ));
         }
         let section = self.section;
-        if self.profile.settings.iter().any(|s| s.key == key && s.section == section) {
+        if self
+            .profile
+            .settings
+            .iter()
+            .any(|s| s.key == key && s.section == section)
+        {
             return Err(self.err(n, format!("{key} is set twice")));
         }
         self.profile.settings.push(Setting {
@@ -340,7 +411,10 @@ mod tests {
     #[test]
     fn resolve_finds_builtin_and_qualified_names() {
         assert_eq!(Profile::resolve("linux/c1m-lean").unwrap().os, Os::Linux);
-        assert_eq!(Profile::resolve("freebsd/c1m-lean").unwrap().os, Os::FreeBsd);
+        assert_eq!(
+            Profile::resolve("freebsd/c1m-lean").unwrap().os,
+            Os::FreeBsd
+        );
         let err = Profile::resolve("no-such-profile").unwrap_err();
         assert!(err.to_string().contains("baseline"), "{err}");
     }

@@ -9,7 +9,10 @@ use std::io;
 
 /// RLIMIT_NOFILE of this process as (soft, hard); `u64::MAX` for RLIM_INFINITY.
 pub fn nofile_limits() -> io::Result<(u64, u64)> {
-    let mut rl = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    let mut rl = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
     // SAFETY: `rl` is a valid, writable rlimit struct that outlives the call; RLIMIT_NOFILE is
     // a valid resource number on every unix libc supports.
     let rc = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut rl) };
@@ -60,7 +63,10 @@ pub fn signal(pid: u32, sig: Signal) -> io::Result<()> {
         Signal::Kill => libc::SIGKILL,
     };
     let Ok(pid) = libc::pid_t::try_from(pid) else {
-        return Err(io::Error::new(io::ErrorKind::InvalidInput, "pid out of range"));
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "pid out of range",
+        ));
     };
     // SAFETY: kill has no memory-safety preconditions; the pid is positive (from
     // std::process::Child::id), so it never addresses a process group.
@@ -94,7 +100,9 @@ pub fn sysctl_number(name: &str) -> io::Result<i64> {
         return Err(io::Error::last_os_error());
     }
     match len {
-        4 => Ok(i64::from(i32::from_ne_bytes([buf[0], buf[1], buf[2], buf[3]]))),
+        4 => Ok(i64::from(i32::from_ne_bytes([
+            buf[0], buf[1], buf[2], buf[3],
+        ]))),
         8 => Ok(i64::from_ne_bytes(buf)),
         other => Err(io::Error::new(
             io::ErrorKind::InvalidData,
@@ -117,7 +125,10 @@ mod tests {
     #[test]
     fn signal_kills_our_own_child() {
         use std::os::unix::process::ExitStatusExt;
-        let mut child = std::process::Command::new("sleep").arg("30").spawn().unwrap();
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
         signal(child.id(), Signal::Kill).unwrap();
         let status = child.wait().unwrap();
         assert_eq!(status.signal(), Some(libc::SIGKILL));

@@ -39,7 +39,9 @@ pub fn human_bytes(bytes: u64) -> String {
 
 /// Current UTC time as `YYYYMMDD-HHMMSS` (the results/ folder convention).
 pub fn utc_stamp() -> String {
-    let secs = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let secs = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
     stamp_of(secs)
 }
 
@@ -48,7 +50,12 @@ fn stamp_of(secs: u64) -> String {
     let days = (secs / 86_400) as i64;
     let rem = secs % 86_400;
     let (y, m, d) = civil_from_days(days);
-    format!("{y:04}{m:02}{d:02}-{:02}{:02}{:02}", rem / 3600, rem % 3600 / 60, rem % 60)
+    format!(
+        "{y:04}{m:02}{d:02}-{:02}{:02}{:02}",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
 }
 
 /// Days since 1970-01-01 to (year, month, day): the proleptic Gregorian calendar algorithm
@@ -82,7 +89,10 @@ mod tests {
     #[test]
     fn human_bytes_picks_a_unit() {
         assert_eq!(human_bytes(900), "900 B");
-        assert_eq!(human_bytes(4 * 1024 * 1024 * 1024 + 300 * 1024 * 1024), "4.3 GiB");
+        assert_eq!(
+            human_bytes(4 * 1024 * 1024 * 1024 + 300 * 1024 * 1024),
+            "4.3 GiB"
+        );
     }
 
     #[test]

@@ -321,6 +321,7 @@ impl Router {
             sessions: self.directory.sessions() as u64,
             detached_sessions: self.sm.detached() as u64,
             stored_messages: self.store.live_messages() as u64,
+            roster_items: self.store.kv_len(crate::tables::ROSTER) as u64,
             ..self.stats
         }
     }

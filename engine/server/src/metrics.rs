@@ -39,6 +39,14 @@ pub struct ShardStats {
     pub resumed: AtomicU64,
     pub log_bytes: AtomicU64,
     pub store_available: AtomicU64,
+    pub fanouts: AtomicU64,
+    pub presence_broadcasts: AtomicU64,
+    pub probes_answered: AtomicU64,
+    pub roster_pushes: AtomicU64,
+    pub roster_items: AtomicU64,
+    pub groups: AtomicU64,
+    pub group_occupants: AtomicU64,
+    pub presence_floods: AtomicU64,
 }
 
 /// (metric name, type, help, accessor) for every published number.
@@ -50,6 +58,54 @@ type Field = (
 );
 
 const FIELDS: &[Field] = &[
+    (
+        "rookery_fanouts_total",
+        "counter",
+        "Fan-outs started (presence broadcasts, group messages): one mail per destination shard",
+        |s| &s.fanouts,
+    ),
+    (
+        "rookery_presence_broadcasts_total",
+        "counter",
+        "Presence stanzas broadcast to contacts (one per contact)",
+        |s| &s.presence_broadcasts,
+    ),
+    (
+        "rookery_probes_answered_total",
+        "counter",
+        "Presence probes answered for contacts",
+        |s| &s.probes_answered,
+    ),
+    (
+        "rookery_roster_pushes_total",
+        "counter",
+        "Roster pushes sent",
+        |s| &s.roster_pushes,
+    ),
+    (
+        "rookery_roster_items",
+        "gauge",
+        "Roster items stored on this shard",
+        |s| &s.roster_items,
+    ),
+    (
+        "rookery_groups",
+        "gauge",
+        "Groups homed on this shard",
+        |s| &s.groups,
+    ),
+    (
+        "rookery_group_occupants",
+        "gauge",
+        "Occupants of the groups homed on this shard",
+        |s| &s.group_occupants,
+    ),
+    (
+        "rookery_presence_floods_total",
+        "counter",
+        "Streams closed for exceeding the presence rate",
+        |s| &s.presence_floods,
+    ),
     ("rookery_conns", "gauge", "Open client conns", |s| &s.conns),
     ("rookery_sessions", "gauge", "Bound sessions", |s| {
         &s.sessions

@@ -382,6 +382,14 @@ impl ShardState {
         s.slow_consumer_closes
             .store(self.out.slow_consumer_closes, Relaxed);
         s.stored_messages.store(r.stored_messages, Relaxed);
+        s.fanouts.store(r.fanouts, Relaxed);
+        s.presence_broadcasts.store(r.presence_broadcasts, Relaxed);
+        s.probes_answered.store(r.probes_answered, Relaxed);
+        s.roster_pushes.store(r.roster_pushes, Relaxed);
+        s.roster_items.store(r.roster_items, Relaxed);
+        s.groups.store(r.groups, Relaxed);
+        s.group_occupants.store(r.group_occupants, Relaxed);
+        s.presence_floods.store(r.presence_floods, Relaxed);
         s.messages_stored.store(r.messages_stored, Relaxed);
         s.store_refusals.store(r.store_refusals, Relaxed);
         s.offline_delivered.store(r.offline_delivered, Relaxed);

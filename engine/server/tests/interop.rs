@@ -51,3 +51,42 @@ fn slixmpp_clients_chat_with_receipts_ping_disco_roster() {
         }
     }
 }
+
+#[test]
+fn slixmpp_clients_subscribe_see_presence_and_keep_their_rosters() {
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/interop/slix_presence.py"
+    );
+    for backend in backends() {
+        let shards = 2u16;
+        let server = Server::start(backend, shards as usize, &[]);
+        let alice = user_on_shard("alice", 0, shards);
+        let bob = user_on_shard("bob", 1, shards);
+        let output = Command::new("python3")
+            .arg(script)
+            .args(["127.0.0.1", &server.addr.port().to_string()])
+            .args([
+                format!("{alice}@{DOMAIN}"),
+                token(&alice),
+                format!("{bob}@{DOMAIN}"),
+                token(&bob),
+            ])
+            .output()
+            .expect("python3 runs");
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(output.status.success(), "{backend}: {stdout}\n{stderr}");
+        assert!(stdout.contains("\"alice_sees_bob\": \"both\""), "{stdout}");
+        assert!(stdout.contains("\"bob_sees_alice\": \"both\""), "{stdout}");
+        assert!(stdout.contains("\"show\": \"away\""), "{stdout}");
+        assert!(
+            stdout.contains(&format!("\"unavailable_from\": \"{bob}@{DOMAIN}/")),
+            "{stdout}"
+        );
+        assert!(
+            stdout.contains(&format!("\"{bob}@{DOMAIN}\": \"both\"")),
+            "{stdout}"
+        );
+    }
+}

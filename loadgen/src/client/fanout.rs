@@ -138,9 +138,13 @@ impl Core {
         for child in view.children() {
             match (child.local_name, child.xmlns) {
                 ("x", Some(NS_MUC_USER)) => {
-                    let Ok(x) = StanzaView::parse(child.bytes) else { continue };
+                    let Ok(x) = StanzaView::parse(child.bytes) else {
+                        continue;
+                    };
                     for status in x.children().filter(|c| c.local_name == "status") {
-                        let code = StanzaView::parse(status.bytes).ok().and_then(|s| s.attr("code"));
+                        let code = StanzaView::parse(status.bytes)
+                            .ok()
+                            .and_then(|s| s.attr("code"));
                         match code.as_deref() {
                             Some("110") => event.muc_self = true,
                             Some("201") => event.muc_created = true,
@@ -160,7 +164,12 @@ impl Core {
     /// An iq on a bound stream, for profiles that report them: our roster's result, a roster
     /// push (answered with a result), or the answer to another iq of ours. Returns false for
     /// the iqs it leaves to the common answer (gets and sets other than roster pushes).
-    pub(super) fn on_fanout_iq<F>(&mut self, view: &StanzaView<'_>, out: &mut Vec<u8>, sink: &mut F) -> bool
+    pub(super) fn on_fanout_iq<F>(
+        &mut self,
+        view: &StanzaView<'_>,
+        out: &mut Vec<u8>,
+        sink: &mut F,
+    ) -> bool
     where
         F: FnMut(ClientEvent<'_>),
     {
@@ -199,8 +208,12 @@ where
         return;
     };
     for item in query.children().filter(|c| c.local_name == "item") {
-        let Ok(item) = StanzaView::parse(item.bytes) else { continue };
-        let Some(jid) = item.attr("jid") else { continue };
+        let Ok(item) = StanzaView::parse(item.bytes) else {
+            continue;
+        };
+        let Some(jid) = item.attr("jid") else {
+            continue;
+        };
         let subscription = Subscription::of(item.attr("subscription").as_deref());
         sink(ClientEvent::RosterItem { jid, subscription });
     }

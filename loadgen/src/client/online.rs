@@ -41,7 +41,9 @@ impl Core {
             StanzaKind::Message if view.stanza_type().as_deref() == Some("error") => {
                 sink(ClientEvent::Bounced)
             }
-            StanzaKind::Message if reports && view.stanza_type().as_deref() == Some("groupchat") => {
+            StanzaKind::Message
+                if reports && view.stanza_type().as_deref() == Some("groupchat") =>
+            {
                 if let (Some(from), Some(body)) = (view.from(), message_body(view)) {
                     sink(ClientEvent::GroupMessage { from, body });
                 }

@@ -152,7 +152,9 @@ impl LastReceipts {
                 .split_first_chunk::<RECORD_BYTES>()
                 .ok_or(TableError::Truncated)?;
             rest = tail;
-            let word = |at: usize| u32::from_le_bytes([record[at], record[at + 1], record[at + 2], record[at + 3]]);
+            let word = |at: usize| {
+                u32::from_le_bytes([record[at], record[at + 1], record[at + 2], record[at + 3]])
+            };
             let (row, seq, count) = (word(0), word(4), word(8));
             if row >= rows || seq >= max_seq {
                 return Err(TableError::OutOfRange);

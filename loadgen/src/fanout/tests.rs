@@ -11,11 +11,16 @@ fn ring_contacts_are_symmetric_distinct_and_indexed_both_ways() {
             for pos in 0..contacts {
                 let other = ring.contact(c, pos);
                 assert_ne!(other, c, "nobody is their own contact");
-                assert!(seen.insert(other), "contact {other} of {c} twice ({clients}, {contacts})");
+                assert!(
+                    seen.insert(other),
+                    "contact {other} of {c} twice ({clients}, {contacts})"
+                );
                 assert_eq!(ring.position(c, other), Some(pos));
                 assert!(ring.position(other, c).is_some(), "symmetric");
             }
-            let count = (0..clients).filter(|&o| ring.position(c, o).is_some()).count();
+            let count = (0..clients)
+                .filter(|&o| ring.position(c, o).is_some())
+                .count();
             assert_eq!(count, contacts as usize, "exactly K contacts");
         }
     }
@@ -67,7 +72,9 @@ fn args() -> FanoutArgs {
 
 #[test]
 fn options_are_validated_per_scenario() {
-    let presence = resolve(Scenario::Presence, &args(), 100, "d").unwrap().unwrap();
+    let presence = resolve(Scenario::Presence, &args(), 100, "d")
+        .unwrap()
+        .unwrap();
     assert_eq!(presence.per_change(), DEFAULT_CONTACTS);
     assert_eq!(presence.rows(100), 100);
     assert_eq!(presence.probe_ms(), DEFAULT_PROBE_MS);
@@ -78,7 +85,9 @@ fn options_are_validated_per_scenario() {
         };
         assert!(resolve(Scenario::Presence, &a, 100, "d").is_err(), "{bad}");
     }
-    let group = resolve(Scenario::Group, &args(), 100, "Ex.Test").unwrap().unwrap();
+    let group = resolve(Scenario::Group, &args(), 100, "Ex.Test")
+        .unwrap()
+        .unwrap();
     assert_eq!(
         group,
         Fanout::Group {

@@ -5,7 +5,9 @@
 
 use rookery_io::ConnId;
 
-use crate::client::{Client, ClientEvent};
+use crate::client::{Client, ClientEvent, PresenceEvent, PresenceKind, Subscription};
+use crate::fanout::wire::{parse_body, Names, CONFIG_ID_PREFIX};
+use crate::fanout::JoinError;
 use crate::metrics::ErrorKind;
 use crate::wire::{parse_probe, parse_receipt_id, Probe, ReceiptId};
 
@@ -40,7 +42,7 @@ pub struct Slot {
     pub attempt: u16,
     /// Messages the server acknowledged (XEP-0198): the first `acked` of `seq`.
     pub acked: u32,
-    /// Offline: counted as settled for its phase (see `offline`).
+    /// Offline, presence, group: counted as settled for its phase (see `offline`).
     pub settled: bool,
 }
 
@@ -81,10 +83,48 @@ pub enum Note {
     SmFailed,
     /// The server acked (XEP-0198) a message of ours due at this instant.
     SmAcked(u64),
+    /// Our roster lists client `contact` with this subscription (the get's answer or a push).
+    RosterItem {
+        contact: u32,
+        subscription: Subscription,
+    },
+    /// The answer to our roster get is complete.
+    RosterLoaded,
+    /// Client `0` asks to see our presence.
+    Subscribe(u32),
+    /// Client `0` approved our request.
+    Subscribed(u32),
+    /// Available presence of client `from`; `probe`: the status change it carries, if ours.
+    Available {
+        from: u32,
+        probe: Option<Probe>,
+    },
+    /// Our join of `group` is done (XEP-0045 status 110); `created`: status 201 came with it.
+    Joined {
+        group: u32,
+        created: bool,
+    },
+    /// The room refused our join.
+    JoinFailed {
+        group: u32,
+        error: JoinError,
+    },
+    /// A message of `group`, carrying one of our bodies.
+    GroupProbe {
+        group: u32,
+        probe: Probe,
+    },
+    /// The answer to an instant-room form.
+    RoomConfigured {
+        ok: bool,
+    },
+    /// Nothing the worker acts on (other presence, answers to nothing of ours).
+    Ignored,
 }
 
 impl Note {
-    pub fn from_event(event: ClientEvent<'_>) -> Note {
+    /// The note of one event of client `me` (whose run names its peers by `names`).
+    pub fn from_event(event: ClientEvent<'_>, names: &Names<'_>, me: u32) -> Note {
         match event {
             ClientEvent::Online => Note::Online,
             ClientEvent::Message { body, delayed } => {
@@ -102,7 +142,58 @@ impl Note {
             ClientEvent::SmEnabled => Note::SmEnabled,
             ClientEvent::SmFailed => Note::SmFailed,
             ClientEvent::SmAcked { intended_ns } => Note::SmAcked(intended_ns),
+            ClientEvent::Presence(p) => presence_note(&p, names, me),
+            ClientEvent::RosterItem { jid, subscription } => match names.user_of(&jid) {
+                Some(contact) => Note::RosterItem {
+                    contact,
+                    subscription,
+                },
+                None => Note::Ignored,
+            },
+            ClientEvent::RosterLoaded => Note::RosterLoaded,
+            ClientEvent::IqAnswer { id, ok } if id.starts_with(CONFIG_ID_PREFIX) => {
+                Note::RoomConfigured { ok }
+            }
+            ClientEvent::IqAnswer { .. } => Note::Ignored,
+            ClientEvent::GroupMessage { from, body } => {
+                match (names.room_of(&from), parse_body(&body)) {
+                    (Some((group, _)), Some(probe)) => Note::GroupProbe { group, probe },
+                    _ => Note::Foreign,
+                }
+            }
         }
+    }
+}
+
+/// What a presence stanza means to the presence and group scenarios.
+fn presence_note(p: &PresenceEvent<'_>, names: &Names<'_>, me: u32) -> Note {
+    if let Some((group, nick)) = names.room_of(&p.from) {
+        if !names.is_nick_of(nick, me) {
+            return Note::Ignored; // another occupant, or the room itself
+        }
+        return match p.kind {
+            PresenceKind::Error => Note::JoinFailed {
+                group,
+                error: JoinError::from_condition(p.error.unwrap_or("")),
+            },
+            PresenceKind::Available if p.muc_self => Note::Joined {
+                group,
+                created: p.muc_created,
+            },
+            _ => Note::Ignored,
+        };
+    }
+    let Some(from) = names.user_of(&p.from) else {
+        return Note::Ignored;
+    };
+    match p.kind {
+        PresenceKind::Available => Note::Available {
+            from,
+            probe: p.status.as_deref().and_then(parse_body),
+        },
+        PresenceKind::Subscribe => Note::Subscribe(from),
+        PresenceKind::Subscribed => Note::Subscribed(from),
+        _ => Note::Ignored,
     }
 }
 
@@ -118,11 +209,110 @@ mod tests {
         assert!(size <= 160, "Slot is {size} bytes");
     }
 
+    const NAMES: Names<'static> = Names {
+        user_prefix: "user",
+        domain: "example.test",
+        muc_domain: "groups.example.test",
+    };
+
+    fn note(event: ClientEvent<'_>) -> Note {
+        Note::from_event(event, &NAMES, 6)
+    }
+
+    fn presence(from: &str, kind: PresenceKind) -> PresenceEvent<'_> {
+        PresenceEvent {
+            from: from.into(),
+            kind,
+            status: None,
+            muc_self: false,
+            muc_created: false,
+            error: None,
+        }
+    }
+
+    #[test]
+    fn presence_and_group_events_reduce_to_notes() {
+        let mut p = presence("user3@example.test/load", PresenceKind::Available);
+        p.status = Some("rk r=1 s=2 q=3 i=4 a=5".into());
+        let probe = Probe {
+            run: 1,
+            sender: 2,
+            seq: 3,
+            intended_ns: 4,
+            actual_ns: 5,
+        };
+        assert_eq!(
+            note(ClientEvent::Presence(p)),
+            Note::Available {
+                from: 2,
+                probe: Some(probe)
+            }
+        );
+        let p = presence("user3@example.test", PresenceKind::Subscribe);
+        assert_eq!(note(ClientEvent::Presence(p)), Note::Subscribe(2));
+        let p = presence("user3@example.test", PresenceKind::Subscribed);
+        assert_eq!(note(ClientEvent::Presence(p)), Note::Subscribed(2));
+        let p = presence("bob@example.test", PresenceKind::Subscribe);
+        assert_eq!(note(ClientEvent::Presence(p)), Note::Ignored);
+        // Our own occupant presence (we are client 6, user7) vs another occupant's.
+        let mut p = presence("g4@groups.example.test/user7", PresenceKind::Available);
+        (p.muc_self, p.muc_created) = (true, true);
+        assert_eq!(
+            note(ClientEvent::Presence(p)),
+            Note::Joined {
+                group: 4,
+                created: true
+            }
+        );
+        let p = presence("g4@groups.example.test/user8", PresenceKind::Available);
+        assert_eq!(note(ClientEvent::Presence(p)), Note::Ignored);
+        let mut p = presence("g4@groups.example.test/user7", PresenceKind::Error);
+        p.error = Some("service-unavailable");
+        assert_eq!(
+            note(ClientEvent::Presence(p)),
+            Note::JoinFailed {
+                group: 4,
+                error: JoinError::ServiceUnavailable
+            }
+        );
+        assert_eq!(
+            note(ClientEvent::GroupMessage {
+                from: "g4@groups.example.test/user9".into(),
+                body: "rk r=1 s=2 q=3 i=4 a=5".into()
+            }),
+            Note::GroupProbe { group: 4, probe }
+        );
+        assert_eq!(
+            note(ClientEvent::GroupMessage {
+                from: "g4@groups.example.test/user9".into(),
+                body: "hello".into()
+            }),
+            Note::Foreign
+        );
+        assert_eq!(
+            note(ClientEvent::RosterItem {
+                jid: "user3@example.test".into(),
+                subscription: Subscription::Both
+            }),
+            Note::RosterItem {
+                contact: 2,
+                subscription: Subscription::Both
+            }
+        );
+        assert_eq!(
+            note(ClientEvent::IqAnswer {
+                id: "cfg-4".into(),
+                ok: false
+            }),
+            Note::RoomConfigured { ok: false }
+        );
+    }
+
     #[test]
     fn events_reduce_to_notes() {
         let body = "rl r=9 s=1 q=2 i=3 a=4".into();
         assert_eq!(
-            Note::from_event(ClientEvent::Message {
+            note(ClientEvent::Message {
                 body,
                 delayed: true
             }),
@@ -138,20 +328,20 @@ mod tests {
             }
         );
         assert_eq!(
-            Note::from_event(ClientEvent::Message {
+            note(ClientEvent::Message {
                 body: "hi".into(),
                 delayed: false
             }),
             Note::Foreign
         );
         assert_eq!(
-            Note::from_event(ClientEvent::StreamError {
+            note(ClientEvent::StreamError {
                 condition: "conflict"
             }),
             Note::Failed(ErrorKind::StreamError)
         );
         assert_eq!(
-            Note::from_event(ClientEvent::Receipt {
+            note(ClientEvent::Receipt {
                 id: "rl-1-2-3-4".into()
             }),
             Note::Receipt(ReceiptId {
@@ -162,7 +352,7 @@ mod tests {
             })
         );
         assert_eq!(
-            Note::from_event(ClientEvent::Receipt { id: "m1".into() }),
+            note(ClientEvent::Receipt { id: "m1".into() }),
             Note::Foreign
         );
     }

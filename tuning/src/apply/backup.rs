@@ -50,7 +50,10 @@ pub fn load(path: &Path) -> Result<Option<Backup>, TuneError> {
     };
     serde_json::from_str(&text)
         .map(Some)
-        .map_err(|e| TuneError::Backup { path: path.to_path_buf(), reason: e.to_string() })
+        .map_err(|e| TuneError::Backup {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })
 }
 
 /// Adds `entries` whose keys the backup does not hold yet, then writes it (via a temp file and
@@ -64,11 +67,17 @@ pub fn merge_and_save(
     let mut backup = load(path)?.unwrap_or_else(|| Backup {
         netns: netns.map(str::to_string),
         profile: String::new(),
-        created_unix_s: SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()),
+        created_unix_s: SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs()),
         entries: Vec::new(),
     });
     for e in entries {
-        if !backup.entries.iter().any(|old| old.key == e.key && old.in_netns == e.in_netns) {
+        if !backup
+            .entries
+            .iter()
+            .any(|old| old.key == e.key && old.in_netns == e.in_netns)
+        {
             backup.entries.push(e);
         }
     }
@@ -78,12 +87,17 @@ pub fn merge_and_save(
         format!("{},{profile}", backup.profile)
     };
     let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).map_err(|e| TuneError::io(format!("creating {}", dir.display()), e))?;
-    let json = serde_json::to_string_pretty(&backup)
-        .map_err(|e| TuneError::Backup { path: path.to_path_buf(), reason: e.to_string() })?;
+    std::fs::create_dir_all(dir)
+        .map_err(|e| TuneError::io(format!("creating {}", dir.display()), e))?;
+    let json = serde_json::to_string_pretty(&backup).map_err(|e| TuneError::Backup {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })?;
     let tmp = path.with_extension("json.tmp");
-    std::fs::write(&tmp, json).map_err(|e| TuneError::io(format!("writing {}", tmp.display()), e))?;
-    std::fs::rename(&tmp, path).map_err(|e| TuneError::io(format!("renaming to {}", path.display()), e))
+    std::fs::write(&tmp, json)
+        .map_err(|e| TuneError::io(format!("writing {}", tmp.display()), e))?;
+    std::fs::rename(&tmp, path)
+        .map_err(|e| TuneError::io(format!("renaming to {}", path.display()), e))
 }
 
 #[cfg(test)]
@@ -91,7 +105,11 @@ mod tests {
     use super::*;
 
     fn entry(key: &str, value: &str) -> Entry {
-        Entry { key: key.into(), value: value.into(), in_netns: true }
+        Entry {
+            key: key.into(),
+            value: value.into(),
+            in_netns: true,
+        }
     }
 
     #[test]
@@ -100,7 +118,13 @@ mod tests {
         let path = backup_path(&dir, Some("ns1"));
         assert!(path.ends_with("backup-ns1.json"));
         merge_and_save(&path, Some("ns1"), "a", vec![entry("x", "1")]).unwrap();
-        merge_and_save(&path, Some("ns1"), "b", vec![entry("x", "2"), entry("y", "3")]).unwrap();
+        merge_and_save(
+            &path,
+            Some("ns1"),
+            "b",
+            vec![entry("x", "2"), entry("y", "3")],
+        )
+        .unwrap();
         let b = load(&path).unwrap().unwrap();
         assert_eq!(b.entries, vec![entry("x", "1"), entry("y", "3")]);
         assert_eq!(b.profile, "a,b");

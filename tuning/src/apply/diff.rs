@@ -31,7 +31,13 @@ pub fn diff(profile: &Profile, root: &Path) -> Vec<DiffRow> {
         .map(|s| {
             let host = read_host(profile.os, root, &s.key);
             let same = host.as_deref().is_some_and(|h| values_match(&s.value, h));
-            DiffRow { key: s.key.clone(), host, profile: s.value.clone(), scope: profile.scope(s), same }
+            DiffRow {
+                key: s.key.clone(),
+                host,
+                profile: s.value.clone(),
+                scope: profile.scope(s),
+                same,
+            }
         })
         .collect();
     if let Some(want) = profile.nofile() {
@@ -66,11 +72,21 @@ pub struct DiffTable<'a>(pub &'a [DiffRow]);
 impl fmt::Display for DiffTable<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let width = self.0.iter().map(|r| r.key.len()).max().unwrap_or(4).max(4);
-        writeln!(f, "{:<width$}  {:<24}  {:<24}  {:<16}  same", "knob", "host", "profile", "scope")?;
+        writeln!(
+            f,
+            "{:<width$}  {:<24}  {:<24}  {:<16}  same",
+            "knob", "host", "profile", "scope"
+        )?;
         for r in self.0 {
             let host = r.host.as_deref().unwrap_or("-");
             let mark = if r.same { "yes" } else { "NO" };
-            writeln!(f, "{:<width$}  {host:<24}  {:<24}  {:<16}  {mark}", r.key, r.profile, r.scope.label())?;
+            writeln!(
+                f,
+                "{:<width$}  {host:<24}  {:<24}  {:<16}  {mark}",
+                r.key,
+                r.profile,
+                r.scope.label()
+            )?;
         }
         let differ = self.0.iter().filter(|r| !r.same).count();
         write!(f, "{differ} of {} differ", self.0.len())
@@ -92,6 +108,9 @@ mod tests {
         assert_eq!(rows[1].same, somaxconn == "4096");
         assert_eq!(rows[1].scope, Scope::PerNamespace);
         let shown = DiffTable(&rows).to_string();
-        assert!(shown.contains("fs.file-max") && shown.contains("host-wide"), "{shown}");
+        assert!(
+            shown.contains("fs.file-max") && shown.contains("host-wide"),
+            "{shown}"
+        );
     }
 }

@@ -40,7 +40,11 @@ pub struct ApplyOptions {
 impl ApplyOptions {
     /// Per-namespace knobs only, backups under `default_state_dir()`.
     pub fn new(netns: Option<String>) -> ApplyOptions {
-        ApplyOptions { netns, allow_host: false, state_dir: default_state_dir() }
+        ApplyOptions {
+            netns,
+            allow_host: false,
+            state_dir: default_state_dir(),
+        }
     }
 }
 
@@ -66,7 +70,10 @@ pub enum Outcome {
 impl Outcome {
     /// True for outcomes an operator must look at.
     pub fn is_problem(&self) -> bool {
-        matches!(self, Outcome::Clamped { .. } | Outcome::Refused { .. } | Outcome::Missing)
+        matches!(
+            self,
+            Outcome::Clamped { .. } | Outcome::Refused { .. } | Outcome::Missing
+        )
     }
 }
 
@@ -97,7 +104,10 @@ pub struct ApplyReport {
 impl ApplyReport {
     /// Settings refused, clamped or missing.
     pub fn problems(&self) -> usize {
-        self.settings.iter().filter(|s| s.outcome.is_problem()).count()
+        self.settings
+            .iter()
+            .filter(|s| s.outcome.is_problem())
+            .count()
     }
 }
 
@@ -120,10 +130,16 @@ pub fn apply(profile: &Profile, opts: &ApplyOptions) -> Result<ApplyReport, Tune
     }
     if let Some(ns) = &opts.netns {
         if !netns::exists(ns) {
-            return Err(TuneError::Netns { name: ns.clone(), reason: "does not exist".into() });
+            return Err(TuneError::Netns {
+                name: ns.clone(),
+                reason: "does not exist".into(),
+            });
         }
     }
-    let place_ns = opts.netns.as_deref().map_or("host".to_string(), |n| format!("netns {n}"));
+    let place_ns = opts
+        .netns
+        .as_deref()
+        .map_or("host".to_string(), |n| format!("netns {n}"));
     let mut settings = Vec::new();
     let mut plan = Vec::new();
     for s in &profile.settings {
@@ -134,9 +150,15 @@ pub fn apply(profile: &Profile, opts: &ApplyOptions) -> Result<ApplyReport, Tune
             _ => None,
         };
         let in_netns = opts.netns.is_some() && scope != Scope::HostWide;
-        let place = if in_netns { place_ns.clone() } else { "host".to_string() };
+        let place = if in_netns {
+            place_ns.clone()
+        } else {
+            "host".to_string()
+        };
         if let Some(outcome) = skip {
-            let before = read_in(opts, in_netns, std::slice::from_ref(&s.key))?.pop().flatten();
+            let before = read_in(opts, in_netns, std::slice::from_ref(&s.key))?
+                .pop()
+                .flatten();
             settings.push(Applied {
                 key: s.key.clone(),
                 wanted: s.value.clone(),
@@ -148,7 +170,12 @@ pub fn apply(profile: &Profile, opts: &ApplyOptions) -> Result<ApplyReport, Tune
             });
             continue;
         }
-        plan.push(Planned { key: s.key.clone(), wanted: s.value.clone(), scope, in_netns });
+        plan.push(Planned {
+            key: s.key.clone(),
+            wanted: s.value.clone(),
+            scope,
+            in_netns,
+        });
     }
     let backup = backup_path(&opts.state_dir, opts.netns.as_deref());
     let written = write_plan(opts, &plan, &profile.name, &backup)?;
@@ -158,7 +185,13 @@ pub fn apply(profile: &Profile, opts: &ApplyOptions) -> Result<ApplyReport, Tune
         .iter()
         .map(|l| limit_note(&l.resource, l.value))
         .collect();
-    Ok(ApplyReport { action: format!("apply {}", profile.name), netns: opts.netns.clone(), backup, settings, notes })
+    Ok(ApplyReport {
+        action: format!("apply {}", profile.name),
+        netns: opts.netns.clone(),
+        backup,
+        settings,
+        notes,
+    })
 }
 
 /// Reads the current values, saves them to the backup, then writes and reads back.
@@ -168,25 +201,42 @@ fn write_plan(
     profile: &str,
     backup: &Path,
 ) -> Result<Vec<Applied>, TuneError> {
-    let (ns_items, host_items): (Vec<&Planned>, Vec<&Planned>) = plan.iter().partition(|p| p.in_netns);
+    let (ns_items, host_items): (Vec<&Planned>, Vec<&Planned>) =
+        plan.iter().partition(|p| p.in_netns);
     let ns_keys: Vec<String> = ns_items.iter().map(|p| p.key.clone()).collect();
     let host_keys: Vec<String> = host_items.iter().map(|p| p.key.clone()).collect();
     let ns_before = read_in(opts, true, &ns_keys)?;
     let host_before = read_in(opts, false, &host_keys)?;
     let mut entries = Vec::new();
-    for (items, befores, in_ns) in [(&ns_items, &ns_before, true), (&host_items, &host_before, false)] {
+    for (items, befores, in_ns) in [
+        (&ns_items, &ns_before, true),
+        (&host_items, &host_before, false),
+    ] {
         for (p, before) in items.iter().zip(befores.iter()) {
             if let Some(value) = before {
-                entries.push(backup::Entry { key: p.key.clone(), value: value.clone(), in_netns: in_ns });
+                entries.push(backup::Entry {
+                    key: p.key.clone(),
+                    value: value.clone(),
+                    in_netns: in_ns,
+                });
             }
         }
     }
     backup::merge_and_save(backup, opts.netns.as_deref(), profile, entries)?;
-    let ns_pairs: Vec<(String, String)> = ns_items.iter().map(|p| (p.key.clone(), p.wanted.clone())).collect();
-    let host_pairs: Vec<(String, String)> = host_items.iter().map(|p| (p.key.clone(), p.wanted.clone())).collect();
+    let ns_pairs: Vec<(String, String)> = ns_items
+        .iter()
+        .map(|p| (p.key.clone(), p.wanted.clone()))
+        .collect();
+    let host_pairs: Vec<(String, String)> = host_items
+        .iter()
+        .map(|p| (p.key.clone(), p.wanted.clone()))
+        .collect();
     let ns_after = write_in(opts, true, &ns_pairs)?;
     let host_after = write_in(opts, false, &host_pairs)?;
-    let place_ns = opts.netns.as_deref().map_or("host".to_string(), |n| format!("netns {n}"));
+    let place_ns = opts
+        .netns
+        .as_deref()
+        .map_or("host".to_string(), |n| format!("netns {n}"));
     let mut out = Vec::new();
     for (items, befores, afters, place) in [
         (&ns_items, &ns_before, ns_after, place_ns),
@@ -216,17 +266,36 @@ pub fn revert(opts: &ApplyOptions) -> Result<ApplyReport, TuneError> {
         reason: "no backup: nothing was applied there, or it was already reverted".to_string(),
     })?;
     let pairs = |in_ns: bool| -> Vec<(String, String)> {
-        saved.entries.iter().filter(|e| e.in_netns == in_ns).map(|e| (e.key.clone(), e.value.clone())).collect()
+        saved
+            .entries
+            .iter()
+            .filter(|e| e.in_netns == in_ns)
+            .map(|e| (e.key.clone(), e.value.clone()))
+            .collect()
     };
     let (ns_pairs, host_pairs) = (pairs(true), pairs(false));
     let ns_after = write_in(opts, true, &ns_pairs)?;
     let host_after = write_in(opts, false, &host_pairs)?;
-    let place_ns = opts.netns.as_deref().map_or("host".to_string(), |n| format!("netns {n}"));
+    let place_ns = opts
+        .netns
+        .as_deref()
+        .map_or("host".to_string(), |n| format!("netns {n}"));
     let mut settings = Vec::new();
-    for (pairs, afters, place) in [(ns_pairs, ns_after, place_ns), (host_pairs, host_after, "host".to_string())] {
+    for (pairs, afters, place) in [
+        (ns_pairs, ns_after, place_ns),
+        (host_pairs, host_after, "host".to_string()),
+    ] {
         for ((key, wanted), (after, outcome)) in pairs.into_iter().zip(afters) {
             let scope = knobs::scope_of(Os::Linux, &key);
-            settings.push(Applied { key, wanted, before: None, after, scope, place: place.clone(), outcome });
+            settings.push(Applied {
+                key,
+                wanted,
+                before: None,
+                after,
+                scope,
+                place: place.clone(),
+                outcome,
+            });
         }
     }
     let report = ApplyReport {
@@ -237,15 +306,24 @@ pub fn revert(opts: &ApplyOptions) -> Result<ApplyReport, TuneError> {
         notes: Vec::new(),
     };
     if report.problems() == 0 {
-        std::fs::remove_file(&path).map_err(|e| TuneError::io(format!("removing {}", path.display()), e))?;
+        std::fs::remove_file(&path)
+            .map_err(|e| TuneError::io(format!("removing {}", path.display()), e))?;
     }
     Ok(report)
 }
 
 /// Reads `keys` in the netns (when `in_netns` and one is set) or the caller's namespace;
 /// `None` for a key that does not exist there.
-fn read_in(opts: &ApplyOptions, in_netns: bool, keys: &[String]) -> Result<Vec<Option<String>>, TuneError> {
-    let read = || keys.iter().map(|k| read_sysctl(Path::new("/"), k).ok()).collect();
+fn read_in(
+    opts: &ApplyOptions,
+    in_netns: bool,
+    keys: &[String],
+) -> Result<Vec<Option<String>>, TuneError> {
+    let read = || {
+        keys.iter()
+            .map(|k| read_sysctl(Path::new("/"), k).ok())
+            .collect()
+    };
     match (&opts.netns, in_netns && !keys.is_empty()) {
         (Some(ns), true) => netns::in_netns(ns, read),
         _ => Ok(read()),
@@ -277,18 +355,29 @@ fn write_checked(key: &str, wanted: &str) -> (Option<String>, Outcome) {
     }
     if let Err(e) = write_sysctl(key, wanted) {
         let after = read_sysctl(root, key).ok();
-        return (after, Outcome::Refused { error: e.to_string() });
+        return (
+            after,
+            Outcome::Refused {
+                error: e.to_string(),
+            },
+        );
     }
     match read_sysctl(root, key) {
         Ok(got) if values_match(wanted, &got) => (Some(got), Outcome::Set),
         Ok(got) => (Some(got.clone()), Outcome::Clamped { got }),
-        Err(e) => (None, Outcome::Refused { error: format!("read back failed: {e}") }),
+        Err(e) => (
+            None,
+            Outcome::Refused {
+                error: format!("read back failed: {e}"),
+            },
+        ),
     }
 }
 
 /// What to do about a `# limit:` line (apply cannot set another process's limits).
 fn limit_note(resource: &str, value: u64) -> String {
-    let hard = crate::check::NofileLimits::current().map_or("unknown".to_string(), |l| l.hard.to_string());
+    let hard =
+        crate::check::NofileLimits::current().map_or("unknown".to_string(), |l| l.hard.to_string());
     format!(
         "limit {resource} {value}: not set by apply (per process): LimitNOFILE={value} in the \
          systemd unit or `* - nofile {value}` in /etc/security/limits.conf; this shell's hard \
@@ -298,14 +387,19 @@ fn limit_note(resource: &str, value: u64) -> String {
 
 impl fmt::Display for ApplyReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let ns = self.netns.as_deref().map_or(String::new(), |n| format!(" in netns {n}"));
+        let ns = self
+            .netns
+            .as_deref()
+            .map_or(String::new(), |n| format!(" in netns {n}"));
         writeln!(f, "{}{ns} (backup: {})", self.action, self.backup.display())?;
         for s in &self.settings {
             let before = s.before.as_deref().unwrap_or("-");
             let what = match &s.outcome {
                 Outcome::Set => format!("set ({before} -> {})", s.wanted),
                 Outcome::Unchanged => "unchanged (already so)".to_string(),
-                Outcome::Clamped { got } => format!("CLAMPED: wanted {}, kernel holds {got}", s.wanted),
+                Outcome::Clamped { got } => {
+                    format!("CLAMPED: wanted {}, kernel holds {got}", s.wanted)
+                }
                 Outcome::Refused { error } => format!("REFUSED: {error} (wanted {})", s.wanted),
                 Outcome::SkippedHostWide => format!(
                     "skipped: host-wide (now {before}, profile {}); pass --allow-host to write it",
@@ -314,7 +408,13 @@ impl fmt::Display for ApplyReport {
                 Outcome::SkippedBoot => "skipped: boot-time tunable (loader.conf)".to_string(),
                 Outcome::Missing => "MISSING: no such sysctl here".to_string(),
             };
-            writeln!(f, "  {:<36} [{}; {}] {what}", s.key, s.place, s.scope.label())?;
+            writeln!(
+                f,
+                "  {:<36} [{}; {}] {what}",
+                s.key,
+                s.place,
+                s.scope.label()
+            )?;
         }
         for note in &self.notes {
             writeln!(f, "  {note}")?;

@@ -88,10 +88,16 @@ pub fn linux_from_tree(root: &Path, nofile: NofileLimits) -> HostFacts {
     f.files_in_use = f.keep("fs.file-nr", read_number(root, "fs.file-nr"));
     let range = read_numbers(root, "net.ipv4.ip_local_port_range").and_then(pair);
     f.port_range = f.keep("net.ipv4.ip_local_port_range", range);
-    f.somaxconn = f.keep("net.core.somaxconn", read_number(root, "net.core.somaxconn"));
+    f.somaxconn = f.keep(
+        "net.core.somaxconn",
+        read_number(root, "net.core.somaxconn"),
+    );
     let syn = read_number(root, "net.ipv4.tcp_max_syn_backlog");
     f.syn_backlog = f.keep("net.ipv4.tcp_max_syn_backlog", syn);
-    f.syncookies = f.keep("net.ipv4.tcp_syncookies", read_number(root, "net.ipv4.tcp_syncookies"));
+    f.syncookies = f.keep(
+        "net.ipv4.tcp_syncookies",
+        read_number(root, "net.ipv4.tcp_syncookies"),
+    );
     let mem = read_numbers(root, "net.ipv4.tcp_mem").and_then(triple);
     f.tcp_mem_pages = f.keep("net.ipv4.tcp_mem (host-wide; absent in a child netns)", mem);
     f.conntrack = linux_conntrack(root);
@@ -126,14 +132,20 @@ fn meminfo_kib(root: &Path, field: &str) -> std::io::Result<u64> {
 fn pair(v: Vec<u64>) -> std::io::Result<(u64, u64)> {
     match v.as_slice() {
         [a, b] => Ok((*a, *b)),
-        _ => Err(std::io::Error::new(std::io::ErrorKind::InvalidData, "expected 2 numbers")),
+        _ => Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "expected 2 numbers",
+        )),
     }
 }
 
 fn triple(v: Vec<u64>) -> std::io::Result<[u64; 3]> {
     match v.as_slice() {
         [a, b, c] => Ok([*a, *b, *c]),
-        _ => Err(std::io::Error::new(std::io::ErrorKind::InvalidData, "expected 3 numbers")),
+        _ => Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "expected 3 numbers",
+        )),
     }
 }
 
@@ -153,8 +165,8 @@ pub fn freebsd_live(nofile: NofileLimits) -> HostFacts {
     f.files_in_use = f.keep("kern.openfiles", num("kern.openfiles"));
     let socks = num("kern.ipc.maxsockets").and_then(|m| Ok((m, num("kern.ipc.numopensockets")?)));
     f.max_sockets = f.keep("kern.ipc.maxsockets", socks);
-    let range =
-        num("net.inet.ip.portrange.first").and_then(|a| Ok((a, num("net.inet.ip.portrange.last")?)));
+    let range = num("net.inet.ip.portrange.first")
+        .and_then(|a| Ok((a, num("net.inet.ip.portrange.last")?)));
     f.port_range = f.keep("net.inet.ip.portrange.first/last", range);
     f.somaxconn = f.keep("kern.ipc.soacceptqueue", num("kern.ipc.soacceptqueue"));
     let syn = num("net.inet.tcp.syncache.cachelimit");

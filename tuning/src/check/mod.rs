@@ -139,7 +139,11 @@ pub fn check_tree(root: &Path, input: &CheckInput, limits: NofileLimits) -> Chec
 fn report(f: facts::HostFacts, input: &CheckInput) -> CheckReport {
     let mut findings = rules::evaluate(&f, input);
     findings.sort_by_key(|x| (x.status, x.ceiling.unwrap_or(u64::MAX)));
-    CheckReport { os: f.os, input: input.clone(), findings }
+    CheckReport {
+        os: f.os,
+        input: input.clone(),
+        findings,
+    }
 }
 
 impl CheckReport {
@@ -150,7 +154,11 @@ impl CheckReport {
 
     /// The lowest connection ceiling of all findings (`u64::MAX` when none has one).
     pub fn ceiling(&self) -> u64 {
-        self.findings.iter().filter_map(|f| f.ceiling).min().unwrap_or(u64::MAX)
+        self.findings
+            .iter()
+            .filter_map(|f| f.ceiling)
+            .min()
+            .unwrap_or(u64::MAX)
     }
 
     /// Findings with the given status, in report order.
@@ -174,7 +182,9 @@ impl CheckReport {
             .iter()
             .filter(|f| f.ceiling.is_some())
             .min_by_key(|f| f.ceiling)
-            .map_or(String::new(), |f| format!(" (ceiling {}: {})", thousands(self.ceiling()), f.knob));
+            .map_or(String::new(), |f| {
+                format!(" (ceiling {}: {})", thousands(self.ceiling()), f.knob)
+            });
         let mut line = format!("host check: {target} connections reachable{tightest}");
         let warnings: Vec<&Finding> = self.with_status(Status::Warn).collect();
         if let Some(w) = warnings.first() {

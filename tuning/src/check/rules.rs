@@ -94,14 +94,24 @@ fn nofile(f: &HostFacts, input: &CheckInput, out: &mut Vec<Finding>) {
         ),
     };
     let knob = format!("RLIMIT_NOFILE hard {}", thousands(f.nofile.hard));
-    let mut hard = cap(knob, thousands(f.nofile.hard), thousands(needed), per_process, n);
+    let mut hard = cap(
+        knob,
+        thousands(f.nofile.hard),
+        thousands(needed),
+        per_process,
+        n,
+    );
     hard.scope = Scope::PerProcess;
     hard.fix = fix;
     if input.role == Role::Loadgen {
         // rookery-load spreads clients over processes when one is not enough.
         let processes = n.div_ceil(per_process.max(1));
         hard.ceiling = None;
-        hard.status = if processes > 1 { Status::Warn } else { Status::Ok };
+        hard.status = if processes > 1 {
+            Status::Warn
+        } else {
+            Status::Ok
+        };
         hard.needed = format!("{} per process", thousands(needed.min(f.nofile.hard)));
         hard.note = format!(
             "{processes} generator process(es) of {} fds each (rookery-load --processes; its \
@@ -122,7 +132,12 @@ fn nofile(f: &HostFacts, input: &CheckInput, out: &mut Vec<Finding>) {
             .to_string(),
         scope: Scope::PerProcess,
         status: Status::Ok,
-        note: if soft_ok { "soft limit already enough" } else { "raised at start" }.to_string(),
+        note: if soft_ok {
+            "soft limit already enough"
+        } else {
+            "raised at start"
+        }
+        .to_string(),
     });
 }
 
@@ -132,17 +147,25 @@ fn nr_open(f: &HostFacts, input: &CheckInput, out: &mut Vec<Finding>) {
     let needed = n.saturating_add(FD_RESERVE);
     let (name, fix) = match f.os {
         Os::Linux => ("fs.nr_open", format!("sysctl -w fs.nr_open={needed}")),
-        Os::FreeBsd => {
-            ("kern.maxfilesperproc", format!("kern.maxfilesperproc=\"{needed}\" in /boot/loader.conf"))
-        }
+        Os::FreeBsd => (
+            "kern.maxfilesperproc",
+            format!("kern.maxfilesperproc=\"{needed}\" in /boot/loader.conf"),
+        ),
     };
-    let mut x = cap(name.into(), thousands(nr_open), thousands(needed), nr_open - nr_open.min(FD_RESERVE), n);
+    let mut x = cap(
+        name.into(),
+        thousands(nr_open),
+        thousands(needed),
+        nr_open - nr_open.min(FD_RESERVE),
+        n,
+    );
     x.fix = fix;
     x.note = "the highest RLIMIT_NOFILE any process can be given".to_string();
     if input.role == Role::Loadgen {
         x.ceiling = None;
         x.status = Status::Ok;
-        x.note.push_str("; the generator spreads over processes, so it is per process");
+        x.note
+            .push_str("; the generator spreads over processes, so it is per process");
     }
     out.push(x);
 }
@@ -153,10 +176,25 @@ fn file_max(f: &HostFacts, input: &CheckInput, out: &mut Vec<Finding>) {
     let in_use = f.files_in_use.unwrap_or(0);
     let needed = in_use.saturating_add(n);
     let (name, fix) = match f.os {
-        Os::Linux => ("fs.file-max", format!("sysctl -w fs.file-max={}", needed.saturating_mul(2))),
-        Os::FreeBsd => ("kern.maxfiles", format!("kern.maxfiles=\"{}\" in /boot/loader.conf", needed.saturating_mul(2))),
+        Os::Linux => (
+            "fs.file-max",
+            format!("sysctl -w fs.file-max={}", needed.saturating_mul(2)),
+        ),
+        Os::FreeBsd => (
+            "kern.maxfiles",
+            format!(
+                "kern.maxfiles=\"{}\" in /boot/loader.conf",
+                needed.saturating_mul(2)
+            ),
+        ),
     };
-    let mut x = cap(name.into(), thousands(max), thousands(needed), max.saturating_sub(in_use), n);
+    let mut x = cap(
+        name.into(),
+        thousands(max),
+        thousands(needed),
+        max.saturating_sub(in_use),
+        n,
+    );
     x.fix = fix;
     x.note = format!(
         "{} files open now; a loopback test needs 2 per connection (server + generator), hence \
@@ -167,7 +205,9 @@ fn file_max(f: &HostFacts, input: &CheckInput, out: &mut Vec<Finding>) {
 }
 
 fn max_sockets(f: &HostFacts, input: &CheckInput, out: &mut Vec<Finding>) {
-    let Some((max, in_use)) = f.max_sockets else { return };
+    let Some((max, in_use)) = f.max_sockets else {
+        return;
+    };
     let needed = in_use.saturating_add(input.connections);
     let mut x = cap(
         "kern.ipc.maxsockets".into(),
@@ -177,7 +217,10 @@ fn max_sockets(f: &HostFacts, input: &CheckInput, out: &mut Vec<Finding>) {
         input.connections,
     );
     x.scope = Scope::Boot;
-    x.fix = format!("kern.ipc.maxsockets=\"{}\" in /boot/loader.conf", needed.saturating_mul(2));
+    x.fix = format!(
+        "kern.ipc.maxsockets=\"{}\" in /boot/loader.conf",
+        needed.saturating_mul(2)
+    );
     x.note = "socket zone limit; can be raised at run time but not lowered".to_string();
     out.push(x);
 }
@@ -193,12 +236,19 @@ fn ports(f: &HostFacts, input: &CheckInput, out: &mut Vec<Finding>) {
     let addrs_needed = n.div_ceil(WIDE_PORT_RANGE).max(1);
     let mut x = cap(
         "ephemeral ports x source addresses".into(),
-        format!("{lo}-{hi} = {} ports x {addrs} address(es)", thousands(per_addr)),
+        format!(
+            "{lo}-{hi} = {} ports x {addrs} address(es)",
+            thousands(per_addr)
+        ),
         thousands(n),
         per_addr.saturating_mul(addrs),
         n,
     );
-    x.scope = if f.os == Os::Linux { Scope::PerNamespace } else { Scope::HostWide };
+    x.scope = if f.os == Os::Linux {
+        Scope::PerNamespace
+    } else {
+        Scope::HostWide
+    };
     let widen = match f.os {
         Os::Linux => "sysctl -w net.ipv4.ip_local_port_range=\"1024 65535\"",
         Os::FreeBsd => "sysctl net.inet.ip.portrange.first=1024",
@@ -215,12 +265,21 @@ fn backlogs(f: &HostFacts, input: &CheckInput, out: &mut Vec<Finding>) {
     if input.role != Role::Server {
         return;
     }
-    let needed = input.connect_rate_per_s.saturating_mul(BACKLOG_WINDOW_S).clamp(128, MAX_BACKLOG);
+    let needed = input
+        .connect_rate_per_s
+        .saturating_mul(BACKLOG_WINDOW_S)
+        .clamp(128, MAX_BACKLOG);
     let rate = thousands(input.connect_rate_per_s);
     if let Some(cur) = f.somaxconn {
         let (name, fix) = match f.os {
-            Os::Linux => ("net.core.somaxconn", format!("sysctl -w net.core.somaxconn={needed}")),
-            Os::FreeBsd => ("kern.ipc.soacceptqueue", format!("sysctl kern.ipc.soacceptqueue={needed}")),
+            Os::Linux => (
+                "net.core.somaxconn",
+                format!("sysctl -w net.core.somaxconn={needed}"),
+            ),
+            Os::FreeBsd => (
+                "kern.ipc.soacceptqueue",
+                format!("sysctl kern.ipc.soacceptqueue={needed}"),
+            ),
         };
         out.push(Finding {
             knob: name.to_string(),
@@ -228,8 +287,16 @@ fn backlogs(f: &HostFacts, input: &CheckInput, out: &mut Vec<Finding>) {
             needed: thousands(needed),
             ceiling: None,
             fix,
-            scope: if f.os == Os::Linux { Scope::PerNamespace } else { Scope::HostWide },
-            status: if cur < needed { Status::Warn } else { Status::Ok },
+            scope: if f.os == Os::Linux {
+                Scope::PerNamespace
+            } else {
+                Scope::HostWide
+            },
+            status: if cur < needed {
+                Status::Warn
+            } else {
+                Status::Ok
+            },
             note: format!(
                 "accept queue for {BACKLOG_WINDOW_S} s of arrivals at {rate}/s; overflow means \
                  ListenOverflows and 1 s/3 s/7 s SYN retransmits; the app's listen() backlog \
@@ -240,30 +307,56 @@ fn backlogs(f: &HostFacts, input: &CheckInput, out: &mut Vec<Finding>) {
     let Some(cur) = f.syn_backlog else { return };
     let cookies = f.syncookies.unwrap_or(1) != 0;
     let (name, fix) = match f.os {
-        Os::Linux => ("net.ipv4.tcp_max_syn_backlog", format!("sysctl -w net.ipv4.tcp_max_syn_backlog={needed}")),
-        Os::FreeBsd => ("net.inet.tcp.syncache.cachelimit", "net.inet.tcp.syncache.hashsize=\"65536\" and bucketlimit=\"100\" in /boot/loader.conf".to_string()),
+        Os::Linux => (
+            "net.ipv4.tcp_max_syn_backlog",
+            format!("sysctl -w net.ipv4.tcp_max_syn_backlog={needed}"),
+        ),
+        Os::FreeBsd => (
+            "net.inet.tcp.syncache.cachelimit",
+            "net.inet.tcp.syncache.hashsize=\"65536\" and bucketlimit=\"100\" in /boot/loader.conf"
+                .to_string(),
+        ),
     };
     let (status, note) = if cookies {
-        (Status::Ok, "syncookies on: a full SYN queue answers with cookies instead of dropping")
+        (
+            Status::Ok,
+            "syncookies on: a full SYN queue answers with cookies instead of dropping",
+        )
     } else if cur < needed {
-        (Status::Warn, "syncookies off: SYNs past this are dropped and retried after 1 s, 3 s, 7 s")
+        (
+            Status::Warn,
+            "syncookies off: SYNs past this are dropped and retried after 1 s, 3 s, 7 s",
+        )
     } else {
-        (Status::Ok, "syncookies off, but the queue covers the connect rate")
+        (
+            Status::Ok,
+            "syncookies off, but the queue covers the connect rate",
+        )
     };
     out.push(Finding {
         knob: name.to_string(),
-        current: format!("{} (syncookies {})", thousands(cur), if cookies { "on" } else { "off" }),
+        current: format!(
+            "{} (syncookies {})",
+            thousands(cur),
+            if cookies { "on" } else { "off" }
+        ),
         needed: thousands(needed),
         ceiling: None,
         fix,
-        scope: if f.os == Os::Linux { Scope::PerNamespace } else { Scope::Boot },
+        scope: if f.os == Os::Linux {
+            Scope::PerNamespace
+        } else {
+            Scope::Boot
+        },
         status,
         note: note.to_string(),
     });
 }
 
 fn tcp_mem(f: &HostFacts, input: &CheckInput, out: &mut Vec<Finding>) {
-    let Some([min, pressure, max]) = f.tcp_mem_pages else { return };
+    let Some([min, pressure, max]) = f.tcp_mem_pages else {
+        return;
+    };
     let n = input.connections;
     let want_pressure = n.saturating_mul(TCP_MEM_PAGES_PER_BUSY_CONN).max(pressure);
     let want_max = (want_pressure.saturating_mul(4) / 3).max(max);
@@ -271,7 +364,10 @@ fn tcp_mem(f: &HostFacts, input: &CheckInput, out: &mut Vec<Finding>) {
     let mut x = cap(
         "net.ipv4.tcp_mem".into(),
         format!("{min} {pressure} {max} pages"),
-        format!("max >= {} pages", thousands(n.saturating_mul(TCP_MEM_PAGES_PER_BUSY_CONN))),
+        format!(
+            "max >= {} pages",
+            thousands(n.saturating_mul(TCP_MEM_PAGES_PER_BUSY_CONN))
+        ),
         max / TCP_MEM_PAGES_PER_BUSY_CONN,
         n,
     );
@@ -295,7 +391,9 @@ fn conntrack(f: &HostFacts, input: &CheckInput, out: &mut Vec<Finding>) {
     let Some(ct) = f.conntrack else { return };
     let n = input.connections;
     let needed = n.saturating_mul(6).div_ceil(5);
-    let current = ct.max.map_or("present (max unreadable)".to_string(), thousands);
+    let current = ct
+        .max
+        .map_or("present (max unreadable)".to_string(), thousands);
     let mut x = Finding {
         knob: "net.netfilter.nf_conntrack_max".to_string(),
         current: format!("{current}, {} tracked now", thousands(ct.count)),
@@ -322,7 +420,9 @@ fn conntrack(f: &HostFacts, input: &CheckInput, out: &mut Vec<Finding>) {
 }
 
 fn memory(f: &HostFacts, input: &CheckInput, out: &mut Vec<Finding>) {
-    let Some(avail) = f.mem_available_bytes else { return };
+    let Some(avail) = f.mem_available_bytes else {
+        return;
+    };
     let n = input.connections;
     let kernel = match f.os {
         Os::Linux => LINUX_KERNEL_BYTES_PER_CONN,

@@ -1,0 +1,117 @@
+#!/usr/bin/env python3
+"""Rosters and presence with a real XMPP client library (slixmpp) against a running rookery.
+
+alice and bob log in and send initial presence. alice subscribes to bob; both clients use
+slixmpp's default roster policy (auto_authorize: answer `subscribed`; auto_subscribe:
+subscribe back), so the handshake ends with subscription 'both' on both sides, learnt from
+roster pushes. bob then changes his status: alice must see it; bob disconnects: alice must
+see him go unavailable. Last, alice asks her roster again from a second client (resource
+"two") and must find bob with 'both'. Prints one JSON object; exits 0 only if all happened.
+
+Usage: slix_presence.py HOST PORT ALICE ALICE_PASSWORD BOB BOB_PASSWORD
+"""
+import asyncio
+import json
+import logging
+import sys
+
+import slixmpp
+
+TIMEOUT_S = 15
+
+
+def make_client(jid, password):
+    client = slixmpp.ClientXMPP(jid, password)
+    client.enable_starttls = False
+    client.enable_direct_tls = False
+    client.enable_plaintext = True
+    client.plugin["feature_mechanisms"].unencrypted_plain = True
+    return client
+
+
+async def until(predicate, what):
+    """Polls `predicate` until it holds (slixmpp updates rosters from pushes in the background)."""
+    loop = asyncio.get_event_loop()
+    deadline = loop.time() + TIMEOUT_S
+    while not predicate():
+        if loop.time() > deadline:
+            raise TimeoutError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.05)
+
+
+async def run(host, port, alice_jid, alice_pw, bob_jid, bob_pw):
+    result = {}
+    loop = asyncio.get_event_loop()
+    alice = make_client(alice_jid, alice_pw)
+    bob = make_client(bob_jid, bob_pw)
+    online = {"alice": asyncio.Event(), "bob": asyncio.Event()}
+    status_seen = loop.create_future()
+    offline_seen = loop.create_future()
+
+    async def on_start(client, name):
+        await client.get_roster()
+        client.send_presence()
+        online[name].set()
+
+    alice.add_event_handler("session_start", lambda _: asyncio.ensure_future(on_start(alice, "alice")))
+    bob.add_event_handler("session_start", lambda _: asyncio.ensure_future(on_start(bob, "bob")))
+
+    def alice_presence(pres):
+        if pres["from"].bare != bob_jid:
+            return
+        if pres["type"] == "unavailable":
+            offline_seen.done() or offline_seen.set_result(str(pres["from"]))
+        elif pres["status"] == "lunch" and not status_seen.done():
+            status_seen.set_result({"from": str(pres["from"]), "show": pres["show"]})
+
+    alice.add_event_handler("presence", alice_presence)
+    for client in (alice, bob):
+        client.connect(host, int(port))
+    await asyncio.wait_for(online["alice"].wait(), TIMEOUT_S)
+    await asyncio.wait_for(online["bob"].wait(), TIMEOUT_S)
+
+    alice.send_presence_subscription(pto=bob_jid)
+    await until(lambda: alice.client_roster[bob_jid]["subscription"] == "both", "alice's item for bob: both")
+    await until(lambda: bob.client_roster[alice_jid]["subscription"] == "both", "bob's item for alice: both")
+    result["alice_sees_bob"] = alice.client_roster[bob_jid]["subscription"]
+    result["bob_sees_alice"] = bob.client_roster[alice_jid]["subscription"]
+
+    bob.send_presence(pstatus="lunch", pshow="away")
+    result["status_seen"] = await asyncio.wait_for(status_seen, TIMEOUT_S)
+    bob.disconnect()
+    result["unavailable_from"] = await asyncio.wait_for(offline_seen, TIMEOUT_S)
+
+    second = make_client(alice_jid + "/two", alice_pw)
+    roster_ready = loop.create_future()
+
+    async def second_start(_):
+        roster = await second.get_roster()
+        items = roster["roster"]["items"]
+        roster_ready.done() or roster_ready.set_result(
+            {str(jid): item["subscription"] for jid, item in items.items()})
+
+    second.add_event_handler("session_start", lambda e: asyncio.ensure_future(second_start(e)))
+    second.connect(host, int(port))
+    result["roster_from_second_session"] = await asyncio.wait_for(roster_ready, TIMEOUT_S)
+    for client in (alice, second):
+        client.disconnect()
+    return result
+
+
+def main():
+    logging.basicConfig(level=logging.WARNING)
+    args = sys.argv[1:]
+    if len(args) != 6:
+        print(__doc__, file=sys.stderr)
+        sys.exit(2)
+    try:
+        result = asyncio.get_event_loop().run_until_complete(asyncio.wait_for(run(*args), 4 * TIMEOUT_S))
+        result["ok"] = True
+    except BaseException as err:  # report what failed as data; the Rust test prints it
+        result = {"ok": False, "error": f"{type(err).__name__}: {err}"}
+    print(json.dumps(result))
+    sys.exit(0 if result["ok"] else 1)
+
+
+if __name__ == "__main__":
+    main()
