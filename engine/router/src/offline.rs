@@ -24,26 +24,33 @@
 use rookery_store::{CommitBatch, LogWriter, MsgId, Store, StoreError};
 
 use crate::delay;
-use crate::effects::{AckRef, Effects, GatherRef, Mail, StanzaType};
+use crate::effects::{AckRef, ConnKey, Effects, GatherRef, Mail, StanzaType};
 use crate::replies::StanzaError;
 use crate::router::Router;
 use crate::routing::{Envelope, Handled, Routes};
 use crate::sm::Unacked;
 
 /// Someone waiting for the store to commit `seq`.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub(crate) struct Waiter {
     pub seq: u64,
     pub release: Release,
 }
 
 /// Whom a commit releases.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub(crate) enum Release {
     /// A sender's stanza (XEP-0198): its handled count advances.
     Sender(AckRef),
     /// This shard's part of a fan-out: the shard that started it hears `Gathered`.
     Gather(GatherRef),
+    /// An answer that promises a stored change (a roster set's result): written to the
+    /// session in `slot`, if it is still conn `key`, once the change is committed.
+    Reply {
+        slot: u32,
+        key: ConnKey,
+        bytes: Box<[u8]>,
+    },
 }
 
 /// What writing a stored message to one session did.
@@ -285,14 +292,19 @@ impl Router {
     pub fn on_committed(&mut self, committed_seq: u64, now_ms: u64, fx: &mut impl Effects) {
         self.advance_clock(now_ms);
         let committed = committed_seq.min(self.store.committed_seq());
-        while let Some(waiter) = self.waiters.front().copied() {
-            if waiter.seq > committed {
+        while self.waiters.front().is_some_and(|w| w.seq <= committed) {
+            let Some(waiter) = self.waiters.pop_front() else {
                 break;
-            }
-            self.waiters.pop_front();
+            };
             match waiter.release {
                 Release::Sender(ack) => self.release(ack, fx),
                 Release::Gather(gather) => self.gathered(gather, fx),
+                Release::Reply { slot, key, bytes } => {
+                    if self.conns.get(slot).is_some_and(|c| c.key == key) {
+                        let (mut routes, _) = self.routes();
+                        routes.send(slot, &bytes, fx);
+                    }
+                }
             }
         }
         self.after_call(fx);

@@ -101,9 +101,9 @@ impl Router {
         }
         let mut item =
             roster::get(&self.store, owner.bare_str(), contact.bare_str()).unwrap_or_default();
-        let shown_before = item.in_roster;
+        let before = item.clone();
         if ty == StanzaType::Subscribe
-            && !shown_before
+            && !before.in_roster
             && roster::shown_count(&self.store, owner.bare_str()) >= self.config.roster_max
         {
             // The roster is full: the request would add an item; nothing is sent.
@@ -113,7 +113,7 @@ impl Router {
         let (mut routes, _) = self.routes();
         if outcome.changed {
             roster::put(routes.store, owner.bare_str(), contact.bare_str(), &item);
-            if item.in_roster || shown_before {
+            if (item.in_roster || before.in_roster) && !item.shows_same_as(&before) {
                 routes.push_roster(owner.bare_str(), contact.bare_str(), Some(&item), fx);
             }
         }
@@ -434,11 +434,11 @@ impl Routes<'_> {
         let (owner, sender) = (envelope.to.to_bare(), envelope.from.to_bare());
         let mut item =
             roster::get(self.store, owner.bare_str(), sender.bare_str()).unwrap_or_default();
-        let shown_before = item.in_roster;
+        let before = item.clone();
         let outcome = subscription::inbound(&mut item, envelope.ty);
         if outcome.changed {
             roster::put(self.store, owner.bare_str(), sender.bare_str(), &item);
-            if item.in_roster || shown_before {
+            if (item.in_roster || before.in_roster) && !item.shows_same_as(&before) {
                 self.push_roster(owner.bare_str(), sender.bare_str(), Some(&item), fx);
             }
         }

@@ -56,6 +56,26 @@ impl RosterItem {
         }
     }
 
+    /// Whether a roster push would show the same thing for both (the pending request in is
+    /// not part of the item a client sees).
+    pub fn shows_same_as(&self, other: &RosterItem) -> bool {
+        (
+            self.to,
+            self.from,
+            self.ask_out,
+            self.in_roster,
+            &self.name,
+            &self.groups,
+        ) == (
+            other.to,
+            other.from,
+            other.ask_out,
+            other.in_roster,
+            &other.name,
+            &other.groups,
+        )
+    }
+
     /// Nothing worth keeping: no subscription either way, no request, not in the roster.
     pub fn is_void(&self) -> bool {
         !(self.to || self.from || self.ask_out || self.pending_in || self.in_roster)

@@ -8,16 +8,19 @@
 //! Invariants: every get/set gets exactly one answer; a set carries exactly one item (else
 //! bad-request); a set that would add an item past `roster_max` is refused with not-allowed
 //! and changes nothing; every stored change of a shown item is pushed to each of the user's
-//! sessions on this shard, which is all of them (the user's home shard).
+//! sessions on this shard, which is all of them (the user's home shard); a set's result is
+//! written only once the store committed the change, so a client never hears "saved" for a
+//! roster change a crash can lose.
 
 use rookery_proto::element::Element;
 use rookery_proto::{ns, Jid, StanzaView};
 
 use crate::effects::{Effects, StanzaType};
+use crate::offline::Release;
 use crate::replies::{self, ReplyTo, StanzaError};
 use crate::roster::{self, RosterItem};
 use crate::router::Router;
-use crate::routing::Routes;
+use crate::routing::{Handled, Routes};
 use crate::tables;
 
 /// Most groups per item accepted in a roster set.
@@ -62,7 +65,18 @@ impl Router {
                 };
                 let mut bytes = Vec::with_capacity(64 + payload.len());
                 replies::iq_result(&mut bytes, reply, &payload);
-                routes.send(slot, &bytes, fx);
+                // A set's result promises the change is stored: it waits for the commit.
+                let key = routes.conns.get(slot).map(|c| c.key);
+                let release = key
+                    .filter(|_| ty == StanzaType::Set)
+                    .map(|key| Release::Reply {
+                        slot,
+                        key,
+                        bytes: bytes.as_slice().into(),
+                    });
+                if routes.settle(release) == Handled::Now {
+                    routes.send(slot, &bytes, fx);
+                }
             }
             Err(error) => {
                 let to = view.to();

@@ -297,3 +297,28 @@ fn rosters_survive_a_restart_from_the_log() {
         "<item jid='{bob}@example.com' subscription='both'/>"
     )));
 }
+
+#[test]
+fn a_roster_set_is_answered_only_once_committed() {
+    let dir = TempDir::new("roster-commit");
+    let mut cluster = log_cluster(1, dir.path());
+    let (a, _) = cluster.login(0, "alice", Some("r"));
+    cluster.send(
+        a,
+        "<iq type='set' id='s1'><query xmlns='jabber:iq:roster'>\
+         <item jid='bob@example.com'/></query></iq>",
+    );
+    let out = cluster.take_output(a);
+    assert!(
+        out.contains("<item jid='bob@example.com'"),
+        "the push goes out: {out}"
+    );
+    assert!(
+        !out.contains("type='result'"),
+        "no result before the commit: {out}"
+    );
+    cluster.commit_all();
+    assert!(cluster
+        .take_output(a)
+        .contains("<iq type='result' id='s1' to='alice@example.com/r'/>"));
+}

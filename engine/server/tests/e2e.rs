@@ -329,3 +329,71 @@ fn sigterm_closes_streams_with_system_shutdown_and_exits_zero() {
         assert!(status.success(), "{status:?}");
     }
 }
+
+/// Rosters and subscriptions live in the home shards' logs: a roster set is answered only
+/// once stored, and after a SIGKILL and a restart both users find each other with 'both'.
+#[test]
+fn rosters_survive_sigkill() {
+    for backend in backends() {
+        let mut server = Server::start(backend, 2, &[]);
+        let data_dir = server.keep_data_dir();
+        let alice = user_on_shard("alice", 0, 2);
+        let bob = user_on_shard("bob", 1, 2);
+        let (mut a, _) = RawClient::login(server.addr, &alice, "r");
+        let (mut b, _) = RawClient::login(server.addr, &bob, "r");
+        a.send(&format!(
+            "<iq type='set' id='set1'><query xmlns='jabber:iq:roster'>\
+             <item jid='{bob}@{DOMAIN}' name='Bob'/></query></iq>"
+        ));
+        a.expect("id='set1'");
+        a.send("<presence/>");
+        b.send("<presence/>");
+        a.send(&format!("<presence to='{bob}@{DOMAIN}' type='subscribe'/>"));
+        b.expect("type='subscribe'");
+        b.send(&format!(
+            "<presence to='{alice}@{DOMAIN}' type='subscribed'/>"
+        ));
+        b.send(&format!(
+            "<presence to='{alice}@{DOMAIN}' type='subscribe'/>"
+        ));
+        a.expect("type='subscribe'");
+        a.send(&format!(
+            "<presence to='{bob}@{DOMAIN}' type='subscribed'/>"
+        ));
+        a.expect("subscription='both'");
+        b.expect("subscription='both'");
+        // A roster set is answered once committed, and commits are in order: its answer on
+        // each user's shard proves the subscription changes before it are in the log.
+        for (client, id) in [(&mut a, "fence-a"), (&mut b, "fence-b")] {
+            client.send(&format!(
+                "<iq type='set' id='{id}'><query xmlns='jabber:iq:roster'>\
+                 <item jid='fence@{DOMAIN}'/></query></iq>"
+            ));
+            client.expect(&format!("id='{id}'"));
+        }
+        server.signal("KILL");
+        server.wait_exit(Duration::from_secs(5)).expect("killed");
+        drop(server);
+
+        let server = Server::start_on(backend, 2, &[], &data_dir);
+        let (mut a, _) = RawClient::login(server.addr, &alice, "r2");
+        a.send("<iq type='get' id='get1'><query xmlns='jabber:iq:roster'/></iq>");
+        let roster = a.expect("</iq>");
+        assert!(
+            roster.contains(&format!(
+                "<item jid='{bob}@{DOMAIN}' name='Bob' subscription='both'/>"
+            )),
+            "{backend}: {roster}"
+        );
+        let (mut b, _) = RawClient::login(server.addr, &bob, "r2");
+        b.send("<iq type='get' id='get2'><query xmlns='jabber:iq:roster'/></iq>");
+        let roster = b.expect("</iq>");
+        assert!(
+            roster.contains(&format!(
+                "<item jid='{alice}@{DOMAIN}' subscription='both'/>"
+            )),
+            "{backend}: {roster}"
+        );
+        let _ = std::fs::remove_dir_all(&data_dir);
+    }
+}
