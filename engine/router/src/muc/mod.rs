@@ -1,7 +1,51 @@
-//! Groups: XEP-0045 multi-user chat rooms homed on this shard (`room@groups.<domain>`).
+//! Groups: XEP-0045 multi-user chat rooms homed on this shard (`room@groups.<domain>`), with
+//! Rookery's group model (WhatsApp's): joining an open room makes the joiner a persistent
+//! member, members stay members when they go offline, and a groupchat message reaches every
+//! member, in the room or not (the router stores it for the absent ones).
 //!
-//! (Skeleton: the room logic is being written; see `Rooms::on_stanza`.)
+//! What it does: decides, per stanza a user sent to the service, a room or an occupant, what
+//! goes out (`RoomAction`s the router carries out), and keeps rooms, affiliations and the
+//! subject in the shard's store (`persist`). Modules: `room` (state and fan-out plans),
+//! `occupants` (join, presence update, leave), `messages` (groupchat, subject, private
+//! messages), `admin` (`muc#admin` affiliation lists and changes), `owner` (`muc#owner`
+//! configuration form), `disco` (iq dispatch and service discovery), `stanzas` (bytes),
+//! `persist` (encodings, load).
+//!
+//! Choices where XEP-0045 allows several: rooms are non-anonymous (status 100, real JIDs in
+//! every item), persistent, unmoderated, without passwords, history or nick registration;
+//! every room is "instant" (usable at once, status 201, configurable later); several
+//! sessions of one user may share its nick (7.2 multi-session: the second session gets the
+//! room's presences and the subject, the others see nothing new); one user holds one nick
+//! (another nick from another session is a `conflict`) and nick changes are refused
+//! (`not-acceptable`: leave and rejoin); any occupant may set the subject; `muc#roomconfig_
+//! maxusers` caps occupants (nicks) and `max_members` caps affiliated users; the service's
+//! disco#items lists the rooms of the shard that answers it (the service JID's home shard),
+//! open rooms and those the requester belongs to, at most `MAX_LISTED_ROOMS`.
+//!
+//! What it does not do: bans (outcast), roles changes (kick, voice), room destruction,
+//! invitations, iq forwarding to occupants (except XEP-0410 self-ping), or anything on
+//! another shard (the router routes every room stanza to the room's home shard).
+//!
+//! Invariants: a room is touched only on its home shard; no error is ever answered with an
+//! error (stanzas of type error are ignored); every change to configuration, subject or
+//! affiliations is written to the store before it takes effect in memory, and a write the
+//! store refuses leaves the room unchanged (`resource-constraint`).
 
+mod admin;
+mod disco;
+mod messages;
+mod occupants;
+mod owner;
+mod persist;
+mod room;
+mod stanzas;
+
+#[cfg(test)]
+mod tests;
+#[cfg(test)]
+mod tests_admin;
+
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use rookery_proto::{Jid, StanzaKind, StanzaView};
@@ -9,6 +53,9 @@ use rookery_store::Store;
 
 use crate::effects::StanzaType;
 use crate::fanout::FanoutPlan;
+use crate::routing::{kind_name, wants_error};
+use room::Room;
+use stanzas::{Head, Refusal};
 
 /// What a room asks the router to do.
 #[derive(Debug)]
@@ -46,13 +93,14 @@ pub(crate) struct RoomsConfig {
 #[derive(Debug)]
 pub(crate) struct Rooms {
     config: RoomsConfig,
+    rooms: HashMap<Box<str>, Room>,
 }
 
 impl Rooms {
     /// The rooms of this shard, restored from the store's keyed tables.
     pub fn load(config: RoomsConfig, store: &Store) -> Rooms {
-        let _ = store;
-        Rooms { config }
+        let rooms = persist::load(&config, store);
+        Rooms { config, rooms }
     }
 
     /// The service domain.
@@ -70,11 +118,135 @@ impl Rooms {
         store: &mut Store,
         out: &mut Vec<RoomAction>,
     ) {
-        let _ = (from, to, view, store, out);
+        let kind = view.kind();
+        let ty = StanzaType::classify(kind, view.stanza_type().as_deref());
+        // Never answer an error; a bounce of a room's own stanza changes nothing either.
+        if ty == StanzaType::Error || kind == StanzaKind::Other {
+            return;
+        }
+        let id = view.id();
+        let mut ctx = Ctx {
+            config: &self.config,
+            store,
+            out,
+            from,
+            to,
+            view,
+            kind,
+            ty,
+            id: id.as_deref(),
+        };
+        if to.local().is_none() {
+            disco::on_service_stanza(&self.rooms, &mut ctx);
+            return;
+        }
+        match kind {
+            StanzaKind::Presence => occupants::on_presence(&mut self.rooms, &mut ctx),
+            StanzaKind::Message => match self.rooms.get_mut(to.bare_str()) {
+                Some(room) => messages::on_message(room, &mut ctx),
+                None => ctx.refuse(stanzas::MucError::ItemNotFound),
+            },
+            StanzaKind::Iq => match self.rooms.get_mut(to.bare_str()) {
+                Some(room) => disco::on_room_iq(room, &mut ctx),
+                None => ctx.refuse(stanzas::MucError::ItemNotFound),
+            },
+            StanzaKind::Other => {}
+        }
     }
 
-    /// Rooms and occupants, for stats.
+    /// Rooms and occupants (nicks), for stats.
     pub fn counts(&self) -> (usize, usize) {
-        (0, 0)
+        let occupants = self.rooms.values().map(|r| r.occupants.len()).sum();
+        (self.rooms.len(), occupants)
+    }
+
+    /// A room, for tests.
+    #[cfg(test)]
+    pub(crate) fn room(&self, bare: &str) -> Option<&Room> {
+        self.rooms.get(bare)
+    }
+}
+
+/// One stanza being handled: who sent it, what it addressed, and where answers go.
+pub(crate) struct Ctx<'a, 'v> {
+    pub config: &'a RoomsConfig,
+    pub store: &'a mut Store,
+    pub out: &'a mut Vec<RoomAction>,
+    /// The sender's real full JID.
+    pub from: &'a Jid,
+    /// What the sender addressed: the service, a room or `room/nick`.
+    pub to: &'a Jid,
+    pub view: &'a StanzaView<'v>,
+    pub kind: StanzaKind,
+    pub ty: StanzaType,
+    pub id: Option<&'a str>,
+}
+
+impl Ctx<'_, '_> {
+    /// Answers the sender with a stanza error from what it addressed, unless the stanza is
+    /// one that never gets an error (errors, iq results, headlines; presence other than a
+    /// join is never refused, so its refusals always go out).
+    pub fn refuse(&mut self, refusal: impl Into<Refusal>) {
+        let answerable = match self.kind {
+            StanzaKind::Presence => self.ty != StanzaType::Error,
+            kind => wants_error(kind, self.ty),
+        };
+        if !answerable {
+            return;
+        }
+        let mut stanza = Vec::new();
+        let head = self.reply_head();
+        stanzas::error(&mut stanza, kind_name(self.kind), head, &refusal.into());
+        self.send(self.from, self.kind, StanzaType::Error, stanza);
+    }
+
+    /// Answers an iq request with a result carrying `payload` (router-built markup).
+    pub fn result(&mut self, payload: &[u8]) {
+        let mut stanza = Vec::new();
+        stanzas::iq_result(&mut stanza, self.reply_head(), payload);
+        self.send(self.from, StanzaKind::Iq, StanzaType::Result, stanza);
+    }
+
+    /// Addressing of an answer: the request's id, from what it addressed, to the sender.
+    fn reply_head(&self) -> Head<'_> {
+        Head {
+            id: self.id,
+            from: self.to.as_str(),
+            to: Some(self.from.as_str()),
+        }
+    }
+
+    pub fn send(&mut self, to: &Jid, kind: StanzaKind, ty: StanzaType, stanza: Vec<u8>) {
+        self.out.push(RoomAction::Send {
+            to: to.clone(),
+            kind,
+            ty,
+            stanza,
+        });
+    }
+
+    /// Fans `stanza` (from `from`, no `to`) out to `plan`, unless the plan is empty. Rooms
+    /// broadcast only groupchat messages and presence, so `ty` names the kind.
+    pub fn broadcast(
+        &mut self,
+        from: &Jid,
+        ty: StanzaType,
+        stanza: Vec<u8>,
+        plan: Arc<FanoutPlan>,
+    ) {
+        if plan.is_empty() {
+            return;
+        }
+        let kind = match ty {
+            StanzaType::Groupchat => StanzaKind::Message,
+            _ => StanzaKind::Presence,
+        };
+        self.out.push(RoomAction::Broadcast {
+            from: from.clone(),
+            kind,
+            ty,
+            stanza,
+            plan,
+        });
     }
 }

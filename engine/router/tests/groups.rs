@@ -1,0 +1,253 @@
+//! Groups (XEP-0045 rooms) through the multi-shard harness: members homed on different
+//! shards join a room homed on another, a groupchat message reaches every occupant once from
+//! `room/nick`, members who are offline get it from their queue at their next login (with a
+//! XEP-0203 delay), leaving is announced, and refusals travel back across shards.
+
+use rookery_proto::Jid;
+use rookery_router::home_shard;
+use rookery_router::testing::{user_homed_on, ClientId, Cluster, TEST_DOMAIN};
+
+const SHARDS: u16 = 3;
+
+/// The first `room<n>@groups.example.com` homed on `shard`.
+fn room_homed_on(shard: u16) -> String {
+    (0..1_000)
+        .map(|n| format!("room{n}@groups.{TEST_DOMAIN}"))
+        .find(|room| {
+            let jid = Jid::parse(room).expect("valid room JID");
+            home_shard(&jid, SHARDS) == shard
+        })
+        .expect("some room is homed on every shard")
+}
+
+fn join(cluster: &mut Cluster, client: ClientId, room: &str, nick: &str) -> String {
+    cluster.send(
+        client,
+        &format!(
+            "<presence to='{room}/{nick}'><x xmlns='http://jabber.org/protocol/muc'/></presence>"
+        ),
+    );
+    cluster.take_output(client)
+}
+
+fn say(cluster: &mut Cluster, client: ClientId, room: &str, id: &str, body: &str) {
+    cluster.send(
+        client,
+        &format!("<message to='{room}' type='groupchat' id='{id}'><body>{body}</body></message>"),
+    );
+}
+
+/// One logged-in user: its client, full JID and nick.
+struct Member {
+    client: ClientId,
+    jid: String,
+    nick: String,
+    user: String,
+}
+
+fn login(cluster: &mut Cluster, prefix: &str, home: u16) -> Member {
+    let user = user_homed_on(prefix, home, SHARDS);
+    // Land on another shard than home, so the hand-off is part of the path.
+    let (client, jid) = cluster.login((home + 1) % SHARDS, &user, Some("r"));
+    Member {
+        client,
+        jid,
+        nick: prefix.to_owned(),
+        user,
+    }
+}
+
+/// Four users homed on shards 0, 1, 2, 0 join a room homed on shard 1, in order.
+fn four_in_a_room(cluster: &mut Cluster) -> (String, Vec<Member>) {
+    let room = room_homed_on(1);
+    let people: Vec<Member> = [("ann", 0), ("ben", 1), ("cat", 2), ("dan", 0)]
+        .into_iter()
+        .map(|(prefix, home)| login(cluster, prefix, home))
+        .collect();
+    for (n, member) in people.iter().enumerate() {
+        let out = join(cluster, member.client, &room, &member.nick);
+        let own = format!(
+            "<presence from='{room}/{}' to='{}'>",
+            member.nick, member.jid
+        );
+        assert!(
+            out.contains(&own),
+            "{} gets its own presence: {out}",
+            member.nick
+        );
+        assert!(out.contains("<status code='110'/>"), "{out}");
+        assert_eq!(out.contains("<status code='201'/>"), n == 0, "{out}");
+        assert!(out.ends_with("<subject/></message>"), "subject last: {out}");
+        assert_eq!(
+            out.matches("<presence ").count(),
+            n + 1,
+            "the others, then itself"
+        );
+        for earlier in &people[..n] {
+            let theirs = format!("<presence from='{room}/{}'", earlier.nick);
+            assert!(
+                out.contains(&theirs),
+                "{} sees {}: {out}",
+                member.nick,
+                earlier.nick
+            );
+            let news = cluster.take_output(earlier.client);
+            assert!(
+                news.contains(&format!("from='{room}/{}'", member.nick)),
+                "{} hears that {} joined: {news}",
+                earlier.nick,
+                member.nick
+            );
+        }
+    }
+    (room, people)
+}
+
+#[test]
+fn a_message_reaches_every_occupant_once_across_shards() {
+    let mut cluster = Cluster::new(SHARDS);
+    let (room, people) = four_in_a_room(&mut cluster);
+    say(&mut cluster, people[2].client, &room, "g1", "hello all");
+    cluster.commit_all();
+    for member in &people {
+        let out = cluster.take_output(member.client);
+        let expected = format!(
+            "<message type='groupchat' id='g1' from='{room}/cat' to='{}'><body>hello all</body></message>",
+            member.jid
+        );
+        assert_eq!(out, expected, "{} gets it once", member.nick);
+    }
+    // The room's home shard sent one fan-out mail per other shard, not one per member.
+    let home = cluster.router(1).stats();
+    assert!(home.fanouts >= 1);
+    assert_eq!(home.groups, 1);
+    assert_eq!(home.group_occupants, 4);
+}
+
+#[test]
+fn offline_members_get_group_messages_at_their_next_login() {
+    let mut cluster = Cluster::new(SHARDS);
+    let (room, people) = four_in_a_room(&mut cluster);
+    // Dan leaves the room, then goes offline; cat just goes offline.
+    cluster.send(
+        people[3].client,
+        &format!("<presence type='unavailable' to='{room}/dan'/>"),
+    );
+    let out = cluster.take_output(people[3].client);
+    assert!(
+        out.contains("type='unavailable'") && out.contains("<status code='110'/>"),
+        "{out}"
+    );
+    let seen = cluster.take_output(people[0].client);
+    assert!(seen.contains(&format!("from='{room}/dan'")) && seen.contains("role='none'"));
+    cluster.disconnect(people[3].client);
+    cluster.disconnect(people[2].client);
+    // Cat's shard leaves the room on behalf of the session that ended.
+    let seen = cluster.take_output(people[0].client);
+    assert!(
+        seen.contains(&format!("type='unavailable' from='{room}/cat'")),
+        "{seen}"
+    );
+    cluster.take_output(people[1].client);
+
+    cluster.advance(1_000);
+    say(&mut cluster, people[1].client, &room, "g2", "while away");
+    cluster.commit_all();
+    for member in &people[..2] {
+        let live = format!(
+            "<message type='groupchat' id='g2' from='{room}/ben' to='{}'><body>while away</body></message>",
+            member.jid
+        );
+        assert_eq!(
+            cluster.take_output(member.client),
+            live,
+            "live, and reflected to ben"
+        );
+    }
+
+    for (offline, shard) in [(&people[2], 2), (&people[3], 0)] {
+        let bare = format!("{}@{TEST_DOMAIN}", offline.user);
+        assert_eq!(cluster.router(shard).store().queue_len(&bare), 1, "{bare}");
+        let (client, _) = cluster.login(shard, &offline.user, Some("again"));
+        assert_eq!(
+            cluster.take_output(client),
+            "",
+            "nothing before initial presence"
+        );
+        cluster.send(client, "<presence/>");
+        let out = cluster.take_output(client);
+        let stored = format!("id='g2' from='{room}/ben' to='{bare}'><body>while away</body><delay xmlns='urn:xmpp:delay'");
+        assert!(
+            out.contains(&stored),
+            "{} gets it with a delay: {out}",
+            offline.nick
+        );
+        assert_eq!(out.matches("while away").count(), 1, "{out}");
+    }
+}
+
+#[test]
+fn leaving_is_announced_and_the_leaver_stops_receiving() {
+    let mut cluster = Cluster::new(SHARDS);
+    let (room, people) = four_in_a_room(&mut cluster);
+    let (ann, ben) = (&people[0], &people[1]);
+    cluster.send(
+        ben.client,
+        &format!("<presence type='unavailable' to='{room}/ben'/>"),
+    );
+    let own = cluster.take_output(ben.client);
+    assert!(own.starts_with(&format!(
+        "<presence type='unavailable' from='{room}/ben' to='{}'>",
+        ben.jid
+    )));
+    assert!(own.contains("<status code='110'/>"), "{own}");
+    for other in [&people[0], &people[2], &people[3]] {
+        let out = cluster.take_output(other.client);
+        assert!(
+            out.contains(&format!("type='unavailable' from='{room}/ben'")),
+            "{out}"
+        );
+        assert!(!out.contains("110"), "{out}");
+    }
+    // Ben is still a member and online (but not available): the message waits in his queue.
+    say(&mut cluster, ann.client, &room, "g3", "after");
+    cluster.commit_all();
+    assert_eq!(cluster.take_output(ben.client), "");
+    let bare = format!("{}@{TEST_DOMAIN}", ben.user);
+    assert_eq!(cluster.router(1).store().queue_len(&bare), 1);
+    // A message from outside the room is refused, back across shards.
+    say(&mut cluster, ben.client, &room, "g4", "let me");
+    let error = cluster.take_output(ben.client);
+    assert!(error.starts_with(&format!(
+        "<message type='error' id='g4' from='{room}' to='{}'>",
+        ben.jid
+    )));
+    assert!(error.contains("<not-acceptable"), "{error}");
+}
+
+#[test]
+fn the_join_past_the_group_cap_is_refused_with_the_cap() {
+    let mut cluster = Cluster::with_config(SHARDS, |config| config.group_max_members = 2);
+    let room = room_homed_on(2);
+    let ann = login(&mut cluster, "ann", 0);
+    let ben = login(&mut cluster, "ben", 1);
+    let cat = login(&mut cluster, "cat", 0);
+    join(&mut cluster, ann.client, &room, "ann");
+    join(&mut cluster, ben.client, &room, "ben");
+    cluster.take_output(ann.client);
+    let refused = join(&mut cluster, cat.client, &room, "cat");
+    assert!(
+        refused.starts_with(&format!(
+            "<presence type='error' from='{room}/cat' to='{}'>",
+            cat.jid
+        )),
+        "{refused}"
+    );
+    assert!(refused.contains("<service-unavailable"), "{refused}");
+    assert!(refused.contains("maximum of 2 members"), "{refused}");
+    assert_eq!(
+        cluster.take_output(ann.client),
+        "",
+        "nobody hears of a refused join"
+    );
+}
