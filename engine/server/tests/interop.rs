@@ -90,3 +90,47 @@ fn slixmpp_clients_subscribe_see_presence_and_keep_their_rosters() {
         );
     }
 }
+
+#[test]
+fn slixmpp_clients_join_a_group_chat_leave_and_offline_members_catch_up() {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop/slix_groups.py");
+    for backend in backends() {
+        let shards = 2u16;
+        let server = Server::start(backend, shards as usize, &[]);
+        let users: Vec<String> = [("alice", 0), ("bob", 1), ("carol", 1)]
+            .iter()
+            .map(|(name, shard)| user_on_shard(name, *shard, shards))
+            .collect();
+        let room = format!("team@groups.{DOMAIN}");
+        let mut command = Command::new("python3");
+        command
+            .arg(script)
+            .args(["127.0.0.1", &server.addr.port().to_string(), &room]);
+        for user in &users {
+            command.arg(format!("{user}@{DOMAIN}")).arg(token(user));
+        }
+        let output = command.output().expect("python3 runs");
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(output.status.success(), "{backend}: {stdout}\n{stderr}");
+        assert!(
+            stdout.contains("\"occupants_seen_by_alice\": [\"alice\", \"bob\"]"),
+            "{stdout}"
+        );
+        assert!(
+            stdout.contains(&format!("\"bob_got_from\": \"{room}/alice\"")),
+            "{stdout}"
+        );
+        assert!(
+            stdout.contains(&format!("\"alice_reflection_from\": \"{room}/alice\"")),
+            "{stdout}"
+        );
+        assert!(stdout.contains("\"bob_left_seen\": true"), "{stdout}");
+        assert!(
+            stdout.contains(&format!(
+                "\"carol_offline_delivery\": {{\"from\": \"{room}/alice\", \"type\": \"groupchat\", \"delayed\": true}}"
+            )),
+            "{stdout}"
+        );
+    }
+}
