@@ -251,3 +251,48 @@ fn the_join_past_the_group_cap_is_refused_with_the_cap() {
         "nobody hears of a refused join"
     );
 }
+
+#[test]
+fn memberships_survive_a_restart_from_the_log() {
+    let dir = common_dir("groups-restart");
+    let room = room_homed_on(1);
+    {
+        let mut cluster = log_cluster(SHARDS, &dir);
+        let alice = login(&mut cluster, "alice", 0);
+        let out = join(&mut cluster, alice.client, &room, "alice");
+        assert!(out.contains("code='201'"), "{out}");
+        cluster.commit_all();
+    }
+    let mut cluster = log_cluster(SHARDS, &dir);
+    let bob = login(&mut cluster, "bob", 2);
+    let out = join(&mut cluster, bob.client, &room, "bob");
+    assert!(
+        out.contains("code='110'") && !out.contains("code='201'"),
+        "{out}"
+    );
+    say(&mut cluster, bob.client, &room, "g1", "while you were out");
+    cluster.commit_all();
+    let alice = login(&mut cluster, "alice", 0);
+    cluster.send(alice.client, "<presence/>");
+    let out = cluster.take_output(alice.client);
+    assert!(out.contains("while you were out"), "{out}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn common_dir(tag: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("rookery-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+fn log_cluster(shards: u16, dir: &std::path::Path) -> Cluster {
+    use rookery_store::{Durability, Store, StoreConfig};
+    Cluster::with_stores(
+        shards,
+        |_| {},
+        |shard| {
+            let config = StoreConfig::new(dir, shard).with_durability(Durability::Log);
+            Store::open(config).expect("store opens")
+        },
+    )
+}
