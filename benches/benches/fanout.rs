@@ -112,7 +112,7 @@ fn bench_presence(c: &mut Criterion) {
         b.iter(|| {
             cluster.send(alice, "<presence><status>busy</status></presence>");
             n += 1;
-            if n % DRAIN_EVERY == 0 {
+            if n.is_multiple_of(DRAIN_EVERY) {
                 drain(&mut cluster, alice, &contacts);
             }
         })
@@ -141,7 +141,7 @@ fn bench_group(c: &mut Criterion) {
         b.iter(|| {
             cluster.send(sender, &message);
             n += 1;
-            if n % 4 == 0 {
+            if n.is_multiple_of(4) {
                 drain(&mut cluster, sender, &members);
             }
         })
