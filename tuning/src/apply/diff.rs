@@ -9,7 +9,7 @@ use std::path::Path;
 use serde::Serialize;
 
 use crate::knobs::{Os, Scope};
-use crate::procfs::{read_sysctl, values_match};
+use crate::procfs::values_match;
 use crate::profile::Profile;
 
 /// One row of a diff.
@@ -63,7 +63,7 @@ fn read_host(os: Os, root: &Path, key: &str) -> Option<String> {
         crate::sys::sysctl_number(key).ok().map(|v| v.to_string())
     }
     #[cfg(not(target_os = "freebsd"))]
-    read_sysctl(root, key).ok()
+    crate::procfs::read_sysctl(root, key).ok()
 }
 
 /// Prints rows as an aligned table.
@@ -104,7 +104,7 @@ mod tests {
         let rows = diff(&p, Path::new("/"));
         assert_eq!(rows.len(), 2);
         assert!(!rows[0].same, "file-max is never 1");
-        let somaxconn = read_sysctl(Path::new("/"), "net.core.somaxconn").unwrap();
+        let somaxconn = crate::procfs::read_sysctl(Path::new("/"), "net.core.somaxconn").unwrap();
         assert_eq!(rows[1].same, somaxconn == "4096");
         assert_eq!(rows[1].scope, Scope::PerNamespace);
         let shown = DiffTable(&rows).to_string();

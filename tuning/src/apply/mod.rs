@@ -136,50 +136,9 @@ pub fn apply(profile: &Profile, opts: &ApplyOptions) -> Result<ApplyReport, Tune
             });
         }
     }
-    let place_ns = opts
-        .netns
-        .as_deref()
-        .map_or("host".to_string(), |n| format!("netns {n}"));
-    let mut settings = Vec::new();
-    let mut plan = Vec::new();
-    for s in &profile.settings {
-        let scope = profile.scope(s);
-        let skip = match (s.section, scope) {
-            (Section::Loader, _) | (_, Scope::Boot) => Some(Outcome::SkippedBoot),
-            (_, Scope::HostWide) if !opts.allow_host => Some(Outcome::SkippedHostWide),
-            _ => None,
-        };
-        let in_netns = opts.netns.is_some() && scope != Scope::HostWide;
-        let place = if in_netns {
-            place_ns.clone()
-        } else {
-            "host".to_string()
-        };
-        if let Some(outcome) = skip {
-            let before = read_in(opts, in_netns, std::slice::from_ref(&s.key))?
-                .pop()
-                .flatten();
-            settings.push(Applied {
-                key: s.key.clone(),
-                wanted: s.value.clone(),
-                after: before.clone(),
-                before,
-                scope,
-                place,
-                outcome,
-            });
-            continue;
-        }
-        plan.push(Planned {
-            key: s.key.clone(),
-            wanted: s.value.clone(),
-            scope,
-            in_netns,
-        });
-    }
+    let (mut settings, plan) = plan_settings(profile, opts)?;
     let backup = backup_path(&opts.state_dir, opts.netns.as_deref());
-    let written = write_plan(opts, &plan, &profile.name, &backup)?;
-    settings.extend(written);
+    settings.extend(write_plan(opts, &plan, &profile.name, &backup)?);
     let notes = profile
         .limits
         .iter()
@@ -192,6 +151,55 @@ pub fn apply(profile: &Profile, opts: &ApplyOptions) -> Result<ApplyReport, Tune
         settings,
         notes,
     })
+}
+
+/// Splits a profile into settings skipped (reported with their current value) and settings
+/// to write, each with the namespace it goes to.
+fn plan_settings(
+    profile: &Profile,
+    opts: &ApplyOptions,
+) -> Result<(Vec<Applied>, Vec<Planned>), TuneError> {
+    let place_ns = opts
+        .netns
+        .as_deref()
+        .map_or("host".to_string(), |n| format!("netns {n}"));
+    let mut skipped = Vec::new();
+    let mut plan = Vec::new();
+    for s in &profile.settings {
+        let scope = profile.scope(s);
+        let skip = match (s.section, scope) {
+            (Section::Loader, _) | (_, Scope::Boot) => Some(Outcome::SkippedBoot),
+            (_, Scope::HostWide) if !opts.allow_host => Some(Outcome::SkippedHostWide),
+            _ => None,
+        };
+        let in_netns = opts.netns.is_some() && scope != Scope::HostWide;
+        let Some(outcome) = skip else {
+            plan.push(Planned {
+                key: s.key.clone(),
+                wanted: s.value.clone(),
+                scope,
+                in_netns,
+            });
+            continue;
+        };
+        let before = read_in(opts, in_netns, std::slice::from_ref(&s.key))?
+            .pop()
+            .flatten();
+        skipped.push(Applied {
+            key: s.key.clone(),
+            wanted: s.value.clone(),
+            after: before.clone(),
+            before,
+            scope,
+            place: if in_netns {
+                place_ns.clone()
+            } else {
+                "host".to_string()
+            },
+            outcome,
+        });
+    }
+    Ok((skipped, plan))
 }
 
 /// Reads the current values, saves them to the backup, then writes and reads back.
@@ -242,7 +250,7 @@ fn write_plan(
         (&ns_items, &ns_before, ns_after, place_ns),
         (&host_items, &host_before, host_after, "host".to_string()),
     ] {
-        for ((p, before), (after, outcome)) in items.iter().zip(befores).zip(afters) {
+        for ((p, before), (_, after, outcome)) in items.iter().zip(befores).zip(afters) {
             out.push(Applied {
                 key: p.key.clone(),
                 wanted: p.wanted.clone(),
@@ -285,12 +293,12 @@ pub fn revert(opts: &ApplyOptions) -> Result<ApplyReport, TuneError> {
         (ns_pairs, ns_after, place_ns),
         (host_pairs, host_after, "host".to_string()),
     ] {
-        for ((key, wanted), (after, outcome)) in pairs.into_iter().zip(afters) {
+        for ((key, wanted), (before, after, outcome)) in pairs.into_iter().zip(afters) {
             let scope = knobs::scope_of(Os::Linux, &key);
             settings.push(Applied {
                 key,
                 wanted,
-                before: None,
+                before,
                 after,
                 scope,
                 place: place.clone(),
@@ -335,7 +343,7 @@ fn write_in(
     opts: &ApplyOptions,
     in_netns: bool,
     pairs: &[(String, String)],
-) -> Result<Vec<(Option<String>, Outcome)>, TuneError> {
+) -> Result<Vec<Written>, TuneError> {
     let write = || pairs.iter().map(|(k, v)| write_checked(k, v)).collect();
     match (&opts.netns, in_netns && !pairs.is_empty()) {
         (Some(ns), true) => netns::in_netns(ns, write),
@@ -343,35 +351,33 @@ fn write_in(
     }
 }
 
+/// One write: the value before, the value read back after, and the outcome.
+type Written = (Option<String>, Option<String>, Outcome);
+
 /// Writes one sysctl unless it already holds the value, then reads it back.
-fn write_checked(key: &str, wanted: &str) -> (Option<String>, Outcome) {
+fn write_checked(key: &str, wanted: &str) -> Written {
     let root = Path::new("/");
     let before = match read_sysctl(root, key) {
         Ok(v) => v,
-        Err(_) => return (None, Outcome::Missing),
+        Err(_) => return (None, None, Outcome::Missing),
     };
     if values_match(wanted, &before) {
-        return (Some(before), Outcome::Unchanged);
+        return (Some(before.clone()), Some(before), Outcome::Unchanged);
     }
-    if let Err(e) = write_sysctl(key, wanted) {
-        let after = read_sysctl(root, key).ok();
-        return (
-            after,
-            Outcome::Refused {
-                error: e.to_string(),
-            },
-        );
-    }
-    match read_sysctl(root, key) {
-        Ok(got) if values_match(wanted, &got) => (Some(got), Outcome::Set),
-        Ok(got) => (Some(got.clone()), Outcome::Clamped { got }),
-        Err(e) => (
-            None,
-            Outcome::Refused {
+    let outcome = if let Err(e) = write_sysctl(key, wanted) {
+        Outcome::Refused {
+            error: e.to_string(),
+        }
+    } else {
+        match read_sysctl(root, key) {
+            Ok(got) if values_match(wanted, &got) => Outcome::Set,
+            Ok(got) => Outcome::Clamped { got },
+            Err(e) => Outcome::Refused {
                 error: format!("read back failed: {e}"),
             },
-        ),
-    }
+        }
+    };
+    (Some(before), read_sysctl(root, key).ok(), outcome)
 }
 
 /// What to do about a `# limit:` line (apply cannot set another process's limits).

@@ -37,7 +37,8 @@ pub fn evaluate(f: &HostFacts, input: &CheckInput) -> Vec<Finding> {
     file_max(f, input, &mut out);
     max_sockets(f, input, &mut out);
     ports(f, input, &mut out);
-    backlogs(f, input, &mut out);
+    somaxconn(f, input, &mut out);
+    syn_backlog(f, input, &mut out);
     tcp_mem(f, input, &mut out);
     conntrack(f, input, &mut out);
     memory(f, input, &mut out);
@@ -253,68 +254,83 @@ fn ports(f: &HostFacts, input: &CheckInput, out: &mut Vec<Finding>) {
         Os::Linux => "sysctl -w net.ipv4.ip_local_port_range=\"1024 65535\"",
         Os::FreeBsd => "sysctl net.inet.ip.portrange.first=1024",
     };
+    // 127.0.0.1-127.0.0.254 is the easy loopback range; beyond it, any /8 addresses do.
+    let example = if addrs_needed <= 254 {
+        format!("127.0.0.1-127.0.0.{addrs_needed}")
+    } else {
+        format!("{addrs_needed} addresses from 127.0.0.0/8")
+    };
     x.fix = format!(
         "{widen} and connect from {addrs_needed} source address(es) \
-         (rookery-load --source-ips 127.0.0.1-127.0.0.{addrs_needed} on loopback)"
+         (rookery-load --source-ips {example} on loopback)"
     );
     x.note = "one local port per (source IP, destination IP, destination port)".to_string();
     out.push(x);
 }
 
-fn backlogs(f: &HostFacts, input: &CheckInput, out: &mut Vec<Finding>) {
-    if input.role != Role::Server {
-        return;
-    }
-    let needed = input
+/// Accept-queue depth that absorbs `BACKLOG_WINDOW_S` of arrivals at the connect rate.
+fn backlog_needed(input: &CheckInput) -> u64 {
+    input
         .connect_rate_per_s
         .saturating_mul(BACKLOG_WINDOW_S)
-        .clamp(128, MAX_BACKLOG);
-    let rate = thousands(input.connect_rate_per_s);
-    if let Some(cur) = f.somaxconn {
-        let (name, fix) = match f.os {
-            Os::Linux => (
-                "net.core.somaxconn",
-                format!("sysctl -w net.core.somaxconn={needed}"),
-            ),
-            Os::FreeBsd => (
-                "kern.ipc.soacceptqueue",
-                format!("sysctl kern.ipc.soacceptqueue={needed}"),
-            ),
-        };
-        out.push(Finding {
-            knob: name.to_string(),
-            current: thousands(cur),
-            needed: thousands(needed),
-            ceiling: None,
-            fix,
-            scope: if f.os == Os::Linux {
-                Scope::PerNamespace
-            } else {
-                Scope::HostWide
-            },
-            status: if cur < needed {
-                Status::Warn
-            } else {
-                Status::Ok
-            },
-            note: format!(
-                "accept queue for {BACKLOG_WINDOW_S} s of arrivals at {rate}/s; overflow means \
-                 ListenOverflows and 1 s/3 s/7 s SYN retransmits; the app's listen() backlog \
-                 caps it too (rookery passes 4096 per shard)"
-            ),
-        });
-    }
-    let Some(cur) = f.syn_backlog else { return };
+        .clamp(128, MAX_BACKLOG)
+}
+
+fn somaxconn(f: &HostFacts, input: &CheckInput, out: &mut Vec<Finding>) {
+    let (Role::Server, Some(cur)) = (input.role, f.somaxconn) else {
+        return;
+    };
+    let needed = backlog_needed(input);
+    let (name, fix, scope) = match f.os {
+        Os::Linux => (
+            "net.core.somaxconn",
+            format!("sysctl -w net.core.somaxconn={needed}"),
+            Scope::PerNamespace,
+        ),
+        Os::FreeBsd => (
+            "kern.ipc.soacceptqueue",
+            format!("sysctl kern.ipc.soacceptqueue={needed}"),
+            Scope::HostWide,
+        ),
+    };
+    out.push(Finding {
+        knob: name.to_string(),
+        current: thousands(cur),
+        needed: thousands(needed),
+        ceiling: None,
+        fix,
+        scope,
+        status: if cur < needed {
+            Status::Warn
+        } else {
+            Status::Ok
+        },
+        note: format!(
+            "accept queue for {BACKLOG_WINDOW_S} s of arrivals at {}/s; overflow means \
+             ListenOverflows and 1 s/3 s/7 s SYN retransmits; the app's listen() backlog \
+             caps it too (rookery passes 4096 per shard)",
+            thousands(input.connect_rate_per_s)
+        ),
+    });
+}
+
+fn syn_backlog(f: &HostFacts, input: &CheckInput, out: &mut Vec<Finding>) {
+    let (Role::Server, Some(cur)) = (input.role, f.syn_backlog) else {
+        return;
+    };
+    let needed = backlog_needed(input);
     let cookies = f.syncookies.unwrap_or(1) != 0;
-    let (name, fix) = match f.os {
+    let (name, fix, scope) = match f.os {
         Os::Linux => (
             "net.ipv4.tcp_max_syn_backlog",
             format!("sysctl -w net.ipv4.tcp_max_syn_backlog={needed}"),
+            Scope::PerNamespace,
         ),
         Os::FreeBsd => (
             "net.inet.tcp.syncache.cachelimit",
             "net.inet.tcp.syncache.hashsize=\"65536\" and bucketlimit=\"100\" in /boot/loader.conf"
                 .to_string(),
+            Scope::Boot,
         ),
     };
     let (status, note) = if cookies {
@@ -343,11 +359,7 @@ fn backlogs(f: &HostFacts, input: &CheckInput, out: &mut Vec<Finding>) {
         needed: thousands(needed),
         ceiling: None,
         fix,
-        scope: if f.os == Os::Linux {
-            Scope::PerNamespace
-        } else {
-            Scope::Boot
-        },
+        scope,
         status,
         note: note.to_string(),
     });

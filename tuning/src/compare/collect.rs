@@ -56,7 +56,10 @@ pub fn is_socket_cache(name: &str) -> bool {
 }
 
 /// Per-cache growth (after - before) of the socket caches, signed.
-pub fn slab_delta(before: &BTreeMap<String, u64>, after: &BTreeMap<String, u64>) -> BTreeMap<String, i64> {
+pub fn slab_delta(
+    before: &BTreeMap<String, u64>,
+    after: &BTreeMap<String, u64>,
+) -> BTreeMap<String, i64> {
     let mut out = BTreeMap::new();
     for (name, &bytes) in after {
         if !is_socket_cache(name) {
@@ -77,7 +80,8 @@ pub fn parse_counters(text: &str) -> BTreeMap<String, i64> {
     let lines: Vec<&str> = text.lines().collect();
     for pair in lines.chunks(2) {
         let [names, values] = pair else { continue };
-        let (Some((section, names)), Some((_, values))) = (names.split_once(':'), values.split_once(':'))
+        let (Some((section, names)), Some((_, values))) =
+            (names.split_once(':'), values.split_once(':'))
         else {
             continue;
         };
@@ -94,13 +98,20 @@ pub fn parse_counters(text: &str) -> BTreeMap<String, i64> {
 pub fn kib_field(text: &str, field: &str) -> Option<u64> {
     text.lines().find_map(|line| {
         let rest = line.strip_prefix(field)?.strip_prefix(':')?;
-        rest.split_whitespace().next()?.parse::<u64>().ok().map(|k| k * 1024)
+        rest.split_whitespace()
+            .next()?
+            .parse::<u64>()
+            .ok()
+            .map(|k| k * 1024)
     })
 }
 
 /// VmRSS of a process in bytes.
 pub fn rss_bytes(pid: u32) -> Option<u64> {
-    kib_field(&std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?, "VmRSS")
+    kib_field(
+        &std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?,
+        "VmRSS",
+    )
 }
 
 /// Prometheus text summed per metric name over all label sets (one value per shard here).
@@ -110,7 +121,9 @@ pub fn parse_metrics(text: &str) -> BTreeMap<String, f64> {
         if line.starts_with('#') || line.trim().is_empty() {
             continue;
         }
-        let Some((series, value)) = line.rsplit_once(' ') else { continue };
+        let Some((series, value)) = line.rsplit_once(' ') else {
+            continue;
+        };
         let name = series.split('{').next().unwrap_or(series);
         if let Ok(v) = value.trim().parse::<f64>() {
             *out.entry(name.to_string()).or_insert(0.0) += v;
@@ -120,7 +133,10 @@ pub fn parse_metrics(text: &str) -> BTreeMap<String, f64> {
 }
 
 /// GET /metrics from `addr` with a short timeout (HTTP/1.0, body until close).
-pub fn fetch_metrics(addr: SocketAddr, timeout: Duration) -> std::io::Result<BTreeMap<String, f64>> {
+pub fn fetch_metrics(
+    addr: SocketAddr,
+    timeout: Duration,
+) -> std::io::Result<BTreeMap<String, f64>> {
     let mut s = TcpStream::connect_timeout(&addr, timeout)?;
     s.set_read_timeout(Some(timeout))?;
     s.set_write_timeout(Some(timeout))?;
@@ -128,11 +144,17 @@ pub fn fetch_metrics(addr: SocketAddr, timeout: Duration) -> std::io::Result<BTr
     let mut body = String::new();
     s.take(4 << 20).read_to_string(&mut body)?;
     let Some((head, text)) = body.split_once("\r\n\r\n") else {
-        return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, "no HTTP header end"));
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "no HTTP header end",
+        ));
     };
     if !head.starts_with("HTTP/1.") || !head.contains(" 200") {
         let first = head.lines().next().unwrap_or("");
-        return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, format!("metrics: {first}")));
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("metrics: {first}"),
+        ));
     }
     Ok(parse_metrics(text))
 }
@@ -149,7 +171,9 @@ mod tests {
                     ext4_inode_cache 10 10 1000 1 1 : tunables 0 0 0 : slabdata 1 1 0\n";
         let before = parse_slabinfo(text);
         assert_eq!(before["TCP"], 52 * 2368);
-        let after_text = text.replace("TCP 52", "TCP 152").replace("ext4_inode_cache 10", "ext4_inode_cache 99");
+        let after_text = text
+            .replace("TCP 52", "TCP 152")
+            .replace("ext4_inode_cache 10", "ext4_inode_cache 99");
         let d = slab_delta(&before, &parse_slabinfo(&after_text));
         assert_eq!(d.get("TCP"), Some(&(100 * 2368)));
         assert!(!d.contains_key("ext4_inode_cache"), "not a socket cache");
