@@ -11,7 +11,7 @@ if ! python3 -c 'import slixmpp' 2>/dev/null; then
     python3 -m pip install --quiet 'slixmpp>=1.8'
 fi
 
-cargo build --release --bin rookery
+cargo build --release --bin rookery --bin rookery-load
 cargo test --workspace --release
 
 # loom: exhaustive interleavings of the mailbox sleep/wake protocol (own target dir: other cfg).

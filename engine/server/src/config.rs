@@ -86,6 +86,14 @@ pub struct Args {
     /// Presence stanzas a session may send at once (subscribing to a whole roster).
     #[arg(long, default_value_t = 400)]
     pub presence_burst: u32,
+    /// Accept queue asked of the kernel per listener; net.core.somaxconn caps it, so the host's
+    /// tuning profile decides (see tuning/).
+    #[arg(long, default_value_t = 65_535)]
+    pub listen_backlog: i32,
+    /// Connections this host is meant to hold: the start-up host check (rookery-tune's) reports
+    /// in one line what on this host caps that target. 0 skips the check.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub target_connections: u64,
     /// File descriptors kept in reserve below RLIMIT_NOFILE (listeners, logs, accept-and-refuse).
     #[arg(long, default_value_t = 64)]
     pub fd_reserve: u64,
@@ -145,6 +153,9 @@ impl Config {
                     domain.domain()
                 ),
             }
+        }
+        if args.listen_backlog < 1 {
+            bail!("--listen-backlog must be at least 1 (the kernel caps it at net.core.somaxconn)");
         }
         if args.group_max_members == 0 || args.roster_max == 0 || args.presence_rate == 0 {
             bail!("--group-max-members, --roster-max and --presence-rate must be at least 1");

@@ -56,7 +56,8 @@ fn run(args: Args) -> anyhow::Result<()> {
     let cores: Vec<usize> = (0..shards).map(|i| config.core_of(i)).collect();
     info!("shards: {shards}, pinned to cores {cores:?}");
 
-    let listeners = listener::reuseport_listeners(config.args.listen, shards)?;
+    let listeners =
+        listener::reuseport_listeners(config.args.listen, shards, config.args.listen_backlog)?;
     let bound = listeners[0].local_addr()?;
     let shared = Arc::new(Shared {
         stop: AtomicBool::new(false),
@@ -145,6 +146,15 @@ fn conn_ceiling(config: &Config) -> anyhow::Result<u64> {
     );
     if nofile.hard < 1_000_000 {
         info!("to hold more conns per process raise the hard limit (systemd LimitNOFILE=, limits.conf nofile, fs.nr_open) or run more processes");
+    }
+    let target = config.args.target_connections;
+    if target > 0 {
+        let input = rookery_tune::CheckInput::new(rookery_tune::Role::Server, target);
+        let report = rookery_tune::check_host(&input);
+        info!(
+            "{} (details: rookery-tune check --role server --connections {target})",
+            report.verdict_line()
+        );
     }
     Ok(ceiling)
 }
