@@ -5,7 +5,7 @@
 //! What it does: turns bytes from the server into bytes for the server, and reports to the
 //! `Ledger` what it sent, what the server acknowledged or refused, and what it received.
 //! What it does not do: timing, sockets or reconnect scheduling (the `world` decides when it
-//! connects and acts), TLS, rosters.
+//! connects and acts), TLS; rosters and presence are in `social`, rooms in `rooms`.
 //!
 //! Invariants: `sent` counts stanzas sent since `<enabled/>` (or the renumbering after
 //! `<resumed/>`); `unacked` holds exactly the sent stanzas above the last handled count, in
@@ -21,7 +21,10 @@ use rookery_proto::{Frame, Framer, FramerLimits};
 use rookery_router::testing::{bind_iq, client_header, plain_auth, TEST_DOMAIN, TEST_SECRET};
 use rookery_router::token_password;
 
+use crate::groups::GroupKey;
 use crate::ledger::{Ledger, MsgKey, Violation};
+use crate::rooms::Rooms;
+use crate::social::Social;
 
 const SM: &str = "urn:xmpp:sm:3";
 
@@ -39,11 +42,22 @@ pub enum Phase {
     Closing,
 }
 
+/// What a counted stanza was, for the checkers once the server acknowledges it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Tag {
+    Chat(MsgKey),
+    /// A presence with `<status>sim C SEQ</status>`.
+    Presence(u64),
+    /// A groupchat message to a room.
+    Group(GroupKey),
+    Other,
+}
+
 #[derive(Debug)]
 struct Outbound {
     num: u64,
     bytes: Vec<u8>,
-    msg: Option<MsgKey>,
+    tag: Tag,
 }
 
 /// One simulated user with one resource.
@@ -55,10 +69,15 @@ pub struct Client {
     /// Resume id of the current stream-managed session, kept across drops.
     resume_id: Option<String>,
     /// Stanzas counted inbound in the current XEP-0198 session.
-    received: u64,
+    pub(crate) received: u64,
     /// Stanzas sent in the current XEP-0198 session.
     sent: u64,
     unacked: VecDeque<Outbound>,
+    /// The world's clock when it hands the client bytes or a turn (the client has no clock).
+    pub now_ms: u64,
+    /// Roster and presence.
+    pub social: Social,
+    pub rooms: Rooms,
     /// Bound sessions so far; the current one's number (resumptions keep it).
     pub session: u64,
     next_msg: u64,
@@ -89,6 +108,9 @@ impl Client {
             reconnect_at_ms: 0,
             resumes: 0,
             resume_with_unacked: true,
+            now_ms: 0,
+            social: Social::default(),
+            rooms: Rooms::default(),
         }
     }
 
@@ -96,6 +118,7 @@ impl Client {
     pub fn connect(&mut self) {
         self.framer = new_framer();
         self.phase = Phase::AwaitFeatures;
+        self.social.available_since_ms = None;
         self.out.extend_from_slice(client_header().as_bytes());
     }
 
@@ -103,6 +126,7 @@ impl Client {
     /// resumption.
     pub fn on_closed(&mut self) {
         self.phase = Phase::Offline;
+        self.social.available_since_ms = None;
     }
 
     pub fn is_online(&self) -> bool {
@@ -128,7 +152,7 @@ impl Client {
             key.n
         );
         ledger.on_sent(key, to);
-        self.send_counted(stanza.into_bytes(), Some(key));
+        self.send_counted(stanza.into_bytes(), Tag::Chat(key));
     }
 
     pub fn request_ack(&mut self) {
@@ -143,13 +167,13 @@ impl Client {
         self.phase = Phase::Closing;
     }
 
-    fn send_counted(&mut self, bytes: Vec<u8>, msg: Option<MsgKey>) {
+    pub(crate) fn send_counted(&mut self, bytes: Vec<u8>, tag: Tag) {
         self.sent += 1;
         self.out.extend_from_slice(&bytes);
         self.unacked.push_back(Outbound {
             num: self.sent,
             bytes,
-            msg,
+            tag,
         });
     }
 
@@ -191,7 +215,7 @@ impl Client {
                 let text = String::from_utf8_lossy(bytes);
                 return Err(Violation::new("protocol", format!("SASL failed: {text}")));
             }
-            "enabled" => self.on_enabled(&el),
+            "enabled" => self.on_enabled(&el, ledger),
             "resumed" => return self.on_resumed(&el, ledger),
             "failed" => self.on_failed(),
             "a" => return self.on_ack(&el, ledger),
@@ -200,8 +224,9 @@ impl Client {
                 self.out.extend_from_slice(ack.as_bytes());
             }
             "error" => {} // stream error: the close follows
-            "iq" => self.on_iq(&el),
+            "iq" => return self.on_iq(&el),
             "message" => return self.on_message(&el, ledger),
+            "presence" => return self.on_presence(&el, ledger),
             _ => self.received += 1,
         }
         Ok(())
@@ -242,27 +267,32 @@ impl Client {
         self.phase = Phase::AwaitBind;
     }
 
-    fn on_iq(&mut self, el: &Element<'_>) {
+    fn on_iq(&mut self, el: &Element<'_>) -> Result<(), Violation> {
         if self.phase == Phase::AwaitBind && el.attr("id") == Some("bind") {
             if el.attr("type") != Some("result") {
-                return self.bind();
+                self.bind();
+                return Ok(());
             }
             self.session += 1;
+            self.rooms.forget_joined();
             self.out
                 .extend_from_slice(format!("<enable xmlns='{SM}' resume='true'/>").as_bytes());
             self.phase = Phase::AwaitEnabled;
-            return;
+            return Ok(());
         }
         self.received += 1;
+        self.on_roster_iq(el)
     }
 
-    fn on_enabled(&mut self, el: &Element<'_>) {
+    /// A fresh session: initial presence first (so any acknowledged stanza proves the session
+    /// available), then the roster and rooms (see `social`).
+    fn on_enabled(&mut self, el: &Element<'_>, ledger: &mut Ledger) {
         self.resume_id = el.attr("id").map(str::to_owned);
         self.received = 0;
         self.sent = 0;
         self.unacked.clear();
         self.phase = Phase::Online;
-        self.send_counted(b"<presence/>".to_vec(), None);
+        self.start_session(ledger);
     }
 
     /// Resumption refused: the old session's unacknowledged stanzas are abandoned (they may
@@ -281,11 +311,12 @@ impl Client {
         self.release(h, ledger)?;
         self.resumes += 1;
         self.phase = Phase::Online;
+        self.on_attached();
         // XEP-0198 5: resend what the server did not count, numbered after its h.
         let resend: Vec<Outbound> = self.unacked.drain(..).collect();
         self.sent = h;
         for entry in resend {
-            self.send_counted(entry.bytes, entry.msg);
+            self.send_counted(entry.bytes, entry.tag);
         }
         Ok(())
     }
@@ -305,8 +336,14 @@ impl Client {
             return Err(Violation::new("sm-count", detail));
         }
         while self.unacked.front().is_some_and(|o| o.num <= h) {
-            if let Some(Outbound { msg: Some(key), .. }) = self.unacked.pop_front() {
-                ledger.on_acked(key);
+            let Some(done) = self.unacked.pop_front() else {
+                break;
+            };
+            match done.tag {
+                Tag::Chat(key) => ledger.on_acked(key),
+                Tag::Presence(seq) => self.on_presence_acked(seq, ledger),
+                Tag::Group(key) => ledger.groups.on_acked(key, self.now_ms),
+                Tag::Other => {}
             }
         }
         Ok(())
@@ -314,6 +351,18 @@ impl Client {
 
     fn on_message(&mut self, el: &Element<'_>, ledger: &mut Ledger) -> Result<(), Violation> {
         self.received += 1;
+        match el.attr("type") {
+            Some("groupchat") => return self.on_groupchat(el, ledger),
+            Some("error") => {
+                if let Some(key) = el.attr("id").and_then(GroupKey::parse) {
+                    if key.sender == self.index {
+                        ledger.groups.on_error(key);
+                    }
+                    return Ok(());
+                }
+            }
+            _ => {}
+        }
         let Some(key) = el.attr("id").and_then(MsgKey::parse) else {
             return Ok(());
         };

@@ -108,7 +108,7 @@ impl World {
     }
 
     pub(crate) fn commit_done(&mut self, shard: u16) -> Step {
-        let fail = !self.quiet && self.rng.chance(WRITE_FAIL_PER_MILLE);
+        let fail = !self.quiet && !self.setup && self.rng.chance(WRITE_FAIL_PER_MILLE);
         let s = &mut self.shards[usize::from(shard)];
         let Some(batch) = s.batch.take() else {
             return Ok(());

@@ -18,6 +18,9 @@
 
 use std::collections::BTreeMap;
 
+use crate::groups::GroupBook;
+use crate::presence::PresenceBook;
+
 /// Names one chat: its sender and the sender's counter (which orders every pair).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct MsgKey {
@@ -81,9 +84,21 @@ pub struct Ledger {
     pairs: BTreeMap<(usize, usize), PairState>,
     pub deliveries: u64,
     pub duplicates: u64,
+    /// Presence sent and received (see `presence`).
+    pub presence: PresenceBook,
+    /// Groupchat sent and received (see `groups`).
+    pub groups: GroupBook,
 }
 
 impl Ledger {
+    pub fn with_books(presence: PresenceBook, groups: GroupBook) -> Ledger {
+        Ledger {
+            presence,
+            groups,
+            ..Ledger::default()
+        }
+    }
+
     pub fn on_sent(&mut self, key: MsgKey, to: usize) {
         self.sent.insert(
             key,

@@ -5,22 +5,70 @@
 //! durability in a per-run temp dir) and M simulated clients run in one thread, driven by a
 //! seeded PRNG ([`rng`]) and a virtual clock. Everything concurrent in the real server is an
 //! explicit event in a queue ordered by (virtual time, sequence) ([`world`]): bytes in both
-//! directions on each conn (per-conn FIFO, random delays), cross-shard mail (random delay,
-//! per-(src, dst) lane FIFO), hand-offs, group commits split in `begin_commit` /
-//! `finish_commit` with random delays and injected ENOSPC failures, ticks, conn drops by the
-//! "network", and whole-server restarts that keep only what the logs committed (in-flight
-//! batches are lost or torn, like a kill -9).
+//! directions on each conn (per-conn FIFO, random delays), cross-shard mail of every kind
+//! (`Deliver`, `Committed`, `Fanout`, `Gathered`: random delay, per-(src, dst) lane FIFO,
+//! lost at a restart), hand-offs, group commits split in `begin_commit` / `finish_commit` with
+//! random delays and injected ENOSPC failures, ticks, conn drops by the "network", and
+//! whole-server restarts that keep only what the logs committed (in-flight batches are lost
+//! or torn, like a kill -9).
 //!
-//! Checkers ([`ledger`], [`world`]): (1) every chat acknowledged to its sender reaches its
-//! recipient by the end; (2) per-pair order, with duplicates allowed only across a
-//! non-resumed reconnect (exact rules in [`ledger`]); (3) nothing is sent to a conn the router
-//! closed, handed off or was told is closed, and no chat reaches a client that is not in an
-//! available session; (4) bounded queues (store queue per owner, lanes, unacked stanzas).
-//! After the active phase a quiet period without faults lets everyone log in and drain, then
-//! the end checks run, including that every online client's stanzas were acknowledged. The
-//! first quarter of the quiet period still carries chats (no faults), the rest only drains.
+//! A run has up to four phases. Setup (only with contacts or rooms in the [`plan`]): no
+//! faults; clients log in, build their rosters through the router (subscribe / subscribed
+//! both ways with K random others) and join their rooms once (which makes them members);
+//! once nothing is in flight and every store committed, the rosters are final. Active:
+//! chats, presence updates (`<status>sim C SEQ</status>`), groupchat messages, clean closes,
+//! faults. Quiet: no faults; clients still send during its first quarter, then only drain.
+//! End checks.
 //!
-//! What it does not do: real sockets, threads, TLS, or compaction (not exercised yet).
+//! Checkers, chats ([`ledger`], [`world`]): (1) every chat acknowledged to its sender and not
+//! bounced reaches its recipient by the end (a bounce the router wrote counts even if a drop
+//! ate it); (2) per-pair order, with duplicates allowed only across a non-resumed reconnect;
+//! (3) nothing is sent to a conn the router closed, handed off or was told is closed, and no
+//! chat, presence or groupchat reaches a client that is not in a bound session; (4) bounded
+//! queues (store queue per owner, lanes, unacked stanzas); at the end every client is online
+//! with every stanza acknowledged.
+//!
+//! Rosters ([`social`]): after setup, every roster get (each fresh login, restarts included)
+//! returns exactly the plan (every contact `both`, no `ask`), and no roster push or
+//! subscription stanza ever arrives: rosters survive restarts unchanged.
+//!
+//! Presence ([`presence`]), what is checked and why only that: presence is neither stored
+//! nor queued for a detached session, and a restart drops every session by design, so only a
+//! contact whose current conn stayed open from before the update to the end ("stable") is
+//! owed it. Always: presence comes only from planned contacts; per recipient session a
+//! contact's broadcasts arrive in the sender's order, never twice (a probe answer may repeat
+//! the current one); nothing from a session after its unavailable. At the end, for stable
+//! contacts: every update the router acknowledged (XEP-0198) arrived exactly once; every
+//! session of a contact the stable conn saw available (from a broadcast made while stable)
+//! and that ended without resumption (clean close, resumption timeout, replaced by a fresh
+//! bind) was followed by exactly one unavailable, and a session still open by none. Not
+//! checked: deliveries to contacts that dropped, resumed or re-logged in meanwhile (they may
+//! or may not get it), presence directed elsewhere, and anything during setup beyond order.
+//!
+//! Groups ([`groups`], [`rooms`]): every copy comes from `room/nick` of a member and reaches
+//! only members, never twice in one session (a re-delivery from the offline queue after a
+//! non-resumed reconnect is allowed), in the sender's order within each channel (live copies;
+//! copies flushed from the offline queue); a session is never removed from a room it joined.
+//! At the end, for each groupchat message acknowledged to its sender (the room's gather: every
+//! shard stored its copies) and not refused: a member whose final session had joined before
+//! the send got it in that session; a member with no session in the room between send and
+//! ack (absent: never rejoined after setup, or offline) got it at least once, from its offline
+//! queue, restarts included. Not checked: members who joined or dropped around the message
+//! (an occupant's copy is written, not stored, and dies with a session that is not resumed).
+//!
+//! Canaries (`--inject-bug`): drop-mail, reorder-lane, lose-committed, and
+//! drop-fanout-recipient (one recipient removed from one presence or groupchat `Fanout`
+//! mail); the tests assert each is caught by most seeds.
+//!
+//! Router findings the checkers see (see the crate report): a XEP-0198 resumption that takes
+//! over a session whose old conn the router has not seen close ends that session's presence
+//! and rooms (contacts get an unavailable for a session that lives on, its rooms drop it:
+//! `presence-order`, `group-left`); and a member copy of a group message that the store
+//! refuses (quota, or unavailable after a failed write) is dropped silently while the sender
+//! is acknowledged: excused by default, reported with `--strict-group-refusals`.
+//!
+//! What it does not do: real sockets, threads, TLS, or compaction (not exercised yet); room
+//! administration, leaves, nick changes; roster changes after setup.
 //!
 //! Invariants: a run is a pure function of ([`SimConfig`], seed): no `HashMap` iteration in
 //! the simulator, routers seeded from the run's PRNG, the clock virtual. The trace hash in
@@ -28,30 +76,45 @@
 
 #![forbid(unsafe_code)]
 
+mod checks;
 pub mod client;
 mod commit;
+mod fx;
+pub mod groups;
 pub mod ledger;
+mod mail;
 mod net;
+mod outcome;
+pub mod plan;
+pub mod presence;
 pub mod rng;
+pub mod rooms;
+mod setup;
+pub mod social;
 mod tamper;
 pub mod world;
 
 pub use ledger::Violation;
-pub use world::{run, Outcome};
+pub use outcome::{run, Failure, Outcome};
 
 /// A deliberate misbehaviour of the simulator, to prove the checkers catch it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum InjectBug {
-    /// Drop one cross-shard `Deliver` mail (the first of the quiet period, so no fault
-    /// excuses the sender's missing acknowledgement).
+    /// Drop one cross-shard `Deliver` mail carrying a message its sender waits for (the first
+    /// of the quiet period, so no fault excuses the sender's missing acknowledgement).
     DropMail,
-    /// Hold one `Deliver` back until the next one of the same pair on its lane passes it.
+    /// Hold one message `Deliver` back until the next one of the same pair on its lane
+    /// passes it.
     ReorderLane,
     /// On restart, also lose one committed stored message from a log.
     LoseCommitted,
+    /// Remove one recipient from one `Fanout` mail (an available presence or a groupchat
+    /// message) in the quiet period: a fan-out that skips someone.
+    DropFanoutRecipient,
 }
 
 impl InjectBug {
+    /// The canaries of the chat scenario (no rosters, no rooms).
     pub const ALL: [InjectBug; 3] = [
         InjectBug::DropMail,
         InjectBug::ReorderLane,
@@ -63,6 +126,7 @@ impl InjectBug {
             "drop-mail" => Some(InjectBug::DropMail),
             "reorder-lane" => Some(InjectBug::ReorderLane),
             "lose-committed" => Some(InjectBug::LoseCommitted),
+            "drop-fanout-recipient" => Some(InjectBug::DropFanoutRecipient),
             _ => None,
         }
     }
@@ -72,6 +136,7 @@ impl InjectBug {
             InjectBug::DropMail => "drop-mail",
             InjectBug::ReorderLane => "reorder-lane",
             InjectBug::LoseCommitted => "lose-committed",
+            InjectBug::DropFanoutRecipient => "drop-fanout-recipient",
         }
     }
 }
@@ -94,6 +159,16 @@ pub struct SimConfig {
     pub resume_with_unacked: bool,
     /// Print every event to stderr (for replaying a failure by hand).
     pub trace: bool,
+    /// K: contacts each client picks at random for its roster (0: no rosters, no presence
+    /// updates). See `plan`.
+    pub contacts: usize,
+    /// G: rooms (0: no groups).
+    pub groups: usize,
+    /// Members per room.
+    pub group_size: usize,
+    /// Do not excuse a member's missing copy when its home shard's store refused a write
+    /// while the message was in flight (see `groups`): shows the router finding.
+    pub strict_group_refusals: bool,
 }
 
 impl Default for SimConfig {
@@ -107,6 +182,10 @@ impl Default for SimConfig {
             quiet_ms: 8_000,
             trace: false,
             resume_with_unacked: true,
+            contacts: 0,
+            groups: 0,
+            group_size: 4,
+            strict_group_refusals: false,
         }
     }
 }

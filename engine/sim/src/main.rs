@@ -1,7 +1,9 @@
 //! `rookery-sim`: runs seeds of the deterministic simulator and prints one line per seed.
 //!
 //! Usage: `rookery-sim [--seed S | --seeds A..B] [--shards N] [--clients M] [--steps K]
-//! [--no-resume-unacked] [--inject-bug drop-mail|reorder-lane|lose-committed]`. Exits 1 if
+//! [--contacts K] [--groups G] [--group-size S] [--no-resume-unacked] [--strict-group-refusals]
+//! [--trace]
+//! [--inject-bug drop-mail|reorder-lane|lose-committed|drop-fanout-recipient]`. Exits 1 if
 //! any seed fails, 2 on a bad command line. A failure line names the checker, the step and
 //! the command that replays it. `--resume-unacked` (the default) is still accepted.
 //!
@@ -12,7 +14,7 @@
 use std::process::ExitCode;
 use std::time::Instant;
 
-use rookery_sim::{run, InjectBug, SimConfig};
+use rookery_sim::{run, InjectBug, Outcome, SimConfig};
 
 struct Args {
     seeds: std::ops::Range<u64>,
@@ -40,13 +42,18 @@ fn parse_args() -> Result<Args, String> {
             }
             "--clients" => config.clients = number(&value()?)? as usize,
             "--steps" => config.steps = number(&value()?)?,
+            "--contacts" => config.contacts = number(&value()?)? as usize,
+            "--groups" => config.groups = number(&value()?)? as usize,
+            "--group-size" => config.group_size = number(&value()?)? as usize,
             "--trace" => config.trace = true,
+            "--strict-group-refusals" => config.strict_group_refusals = true,
             "--resume-unacked" => config.resume_with_unacked = true,
             "--no-resume-unacked" => config.resume_with_unacked = false,
             "--inject-bug" => {
                 let name = value()?;
                 let bug = InjectBug::parse(&name).ok_or(format!(
-                    "unknown bug {name}: try drop-mail, reorder-lane or lose-committed"
+                    "unknown bug {name}: try drop-mail, reorder-lane, lose-committed or \
+                     drop-fanout-recipient"
                 ))?;
                 config.inject = Some(bug);
             }
@@ -78,42 +85,16 @@ fn main() -> ExitCode {
         total += 1;
         let outcome = run(cfg, seed);
         match &outcome.failure {
-            None => println!(
-                "seed {seed}: ok steps={} sent={} acked={} errors={} delivered={} dups={} drops={} \
-                 restarts={} write_failures={} resumes={} trace={:016x}",
-                outcome.steps,
-                outcome.sent,
-                outcome.acked,
-                outcome.errored,
-                outcome.deliveries,
-                outcome.duplicates,
-                outcome.drops,
-                outcome.restarts,
-                outcome.commit_failures,
-                outcome.resumes,
-                outcome.trace_hash
-            ),
+            None => println!("seed {seed}: ok {}", summary(&outcome)),
             Some(f) => {
                 failed += 1;
-                let bug = cfg
-                    .inject
-                    .map(|b| format!(" --inject-bug {}", b.name()))
-                    .unwrap_or_default();
-                let resume = if cfg.resume_with_unacked {
-                    ""
-                } else {
-                    " --no-resume-unacked"
-                };
                 println!(
-                    "seed {seed}: FAIL checker={} step={} t={}ms: {}\n  replay: rookery-sim \
-                     --seed {seed} --shards {} --clients {} --steps {}{resume}{bug}",
+                    "seed {seed}: FAIL checker={} step={} t={}ms: {}\n  replay: {}",
                     f.violation.checker,
                     f.step,
                     f.now_ms,
                     f.violation.detail,
-                    cfg.shards,
-                    cfg.clients,
-                    cfg.steps
+                    replay(cfg, seed)
                 );
             }
         }
@@ -127,4 +108,69 @@ fn main() -> ExitCode {
     } else {
         ExitCode::SUCCESS
     }
+}
+
+fn summary(o: &Outcome) -> String {
+    let mut line = format!(
+        "steps={} sent={} acked={} errors={} delivered={} dups={} drops={} restarts={} \
+         write_failures={} resumes={}",
+        o.steps,
+        o.sent,
+        o.acked,
+        o.errored,
+        o.deliveries,
+        o.duplicates,
+        o.drops,
+        o.restarts,
+        o.commit_failures,
+        o.resumes
+    );
+    if o.setup_ms > 0 {
+        line.push_str(&format!(
+            " setup={}ms presence_sent={} presence_in={} unavailable_in={} presence_proven={} \
+             stable={} roster_checks={}",
+            o.setup_ms,
+            o.presence_sent,
+            o.presence_received,
+            o.unavailable_received,
+            o.presence_proven,
+            o.stable_clients,
+            o.roster_checks
+        ));
+    }
+    if o.group_sent > 0 {
+        line.push_str(&format!(
+            " group_sent={} group_acked={} group_in={} group_proven={} group_excused={}",
+            o.group_sent, o.group_acked, o.group_deliveries, o.group_proven, o.group_excused
+        ));
+    }
+    line.push_str(&format!(" trace={:016x}", o.trace_hash));
+    line
+}
+
+/// The command line that replays `seed` with `cfg`.
+fn replay(cfg: &SimConfig, seed: u64) -> String {
+    let mut line = format!(
+        "rookery-sim --seed {seed} --shards {} --clients {} --steps {}",
+        cfg.shards, cfg.clients, cfg.steps
+    );
+    if cfg.contacts > 0 {
+        line.push_str(&format!(" --contacts {}", cfg.contacts));
+    }
+    if cfg.groups > 0 {
+        line.push_str(&format!(
+            " --groups {} --group-size {}",
+            cfg.groups, cfg.group_size
+        ));
+    }
+    if !cfg.resume_with_unacked {
+        line.push_str(" --no-resume-unacked");
+    }
+    if cfg.strict_group_refusals {
+        line.push_str(" --strict-group-refusals");
+    }
+    if let Some(bug) = cfg.inject {
+        line.push_str(&format!(" --inject-bug {}", bug.name()));
+    }
+    line
 }

@@ -60,6 +60,7 @@ impl World {
 
     pub(crate) fn client_wake(&mut self, client: usize) -> Step {
         self.mix(b"wake");
+        self.clients[client].now_ms = self.now_ms;
         let phase = self.clients[client].phase;
         match phase {
             Phase::Offline if self.now_ms >= self.clients[client].reconnect_at_ms => {
@@ -77,13 +78,14 @@ impl World {
     pub(crate) fn client_act(&mut self, client: usize) {
         let others = self.clients.len().saturating_sub(1);
         let c = &mut self.clients[client];
-        if self.quiet && self.now_ms >= self.chat_until_ms {
+        if self.setup || (self.quiet && self.now_ms >= self.chat_until_ms) {
             if c.unacked_len() > 0 {
                 c.request_ack();
             }
             return;
         }
         let roll = self.rng.below(1000);
+        let social = !c.social.contacts.is_empty();
         if roll < 600 && others > 0 && c.unacked_len() < 64 {
             // Any other client: pick among `others` and skip over ourselves.
             let mut to = self.rng.index(others);
@@ -98,6 +100,14 @@ impl World {
             c.request_ack();
         } else if roll < 858 && !self.quiet {
             c.close();
+        } else if roll < 900 && social && c.unacked_len() < 64 {
+            c.send_presence(&mut self.ledger);
+        } else if roll < 950 && c.unacked_len() < 64 {
+            let joined = c.rooms.joined();
+            if !joined.is_empty() {
+                let room = joined[self.rng.index(joined.len())];
+                c.send_groupchat(room, &mut self.ledger);
+            }
         }
     }
 
@@ -174,6 +184,7 @@ impl World {
             )
         });
         let client = self.nets[net].client;
+        self.clients[client].now_ms = self.now_ms;
         self.clients[client].on_bytes(bytes, &mut self.ledger)?;
         self.flush_client(client);
         Ok(())

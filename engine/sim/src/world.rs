@@ -1,15 +1,16 @@
-//! The event loop: shards, clients, the "network" between them, fault injection and the
-//! continuous checks.
+//! The event loop: shards, clients, the "network" between them, the phases of a run and
+//! fault injection.
 //!
 //! What it does: holds every piece of simulated state, pops events in (virtual time, sequence)
-//! order and applies them, turning router effects into future events: bytes to clients after
-//! a random delay (per-conn FIFO), mail into per-(src, dst) lanes (FIFO, one event per mail),
-//! hand-offs (the conn's unread bytes travel as the leftover), closes (the client sees EOF
-//! after the bytes before it, then the router gets `on_closed`). Faults in the active phase:
-//! conn drops and whole-server restarts; commit faults live in `commit`.
+//! order and applies them; router calls and their effects are in `fx`, lanes in `mail`, the
+//! network and clients' turns in `net`, commits and restarts in `commit`. Phases: setup (only
+//! when the plan has contacts or rooms, see `setup`), active (faults on: conn drops and
+//! whole-server restarts, plus commit faults), quiet (no faults; clients still send for its
+//! first quarter, then only drain), then the end checks (`checks`).
 //!
-//! What it does not do: decide XMPP behaviour (see `client`) or judge deliveries (see
-//! `ledger`); partial writes on conns (bytes arrive as sent, in order).
+//! What it does not do: decide XMPP behaviour (see `client`, `social`, `rooms`) or judge
+//! deliveries (see `ledger`, `presence`, `groups`); partial writes on conns (bytes arrive as
+//! sent, in order).
 //!
 //! Invariants: every map is a `BTreeMap` and every random choice comes from `self.rng`, so a
 //! run replays exactly from its seed; events aimed at a previous server incarnation carry its
@@ -19,46 +20,21 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
 use rookery_router::testing::TEST_WALL_CLOCK_MS;
-use rookery_router::{ConnKey, Effects, Handoff, Mail, Router, RouterConfig};
+use rookery_router::{ConnKey, Handoff, Mail, Router, RouterConfig};
 
 use crate::client::Client;
 use crate::commit::Shard;
+use crate::groups::GroupBook;
 use crate::ledger::{Ledger, Violation};
+use crate::plan::Plan;
+use crate::presence::PresenceBook;
 use crate::rng::Rng;
-use crate::{InjectBug, SimConfig};
+use crate::SimConfig;
 
 /// Most mails waiting in one lane; the real mailbox is bounded too.
 pub const LANE_MAX: usize = 4_096;
 /// The virtual clock at start (as the router tests use).
 pub(crate) const START_MS: u64 = 1_000;
-
-/// The result of one seed.
-#[derive(Clone, Debug)]
-pub struct Outcome {
-    pub seed: u64,
-    /// Events processed in all.
-    pub steps: u64,
-    /// FNV-1a over every event and every byte moved: equal for equal (config, seed).
-    pub trace_hash: u64,
-    pub failure: Option<Failure>,
-    pub sent: usize,
-    pub acked: usize,
-    pub deliveries: u64,
-    pub duplicates: u64,
-    pub errored: usize,
-    pub drops: u64,
-    pub restarts: u64,
-    pub commit_failures: u64,
-    pub resumes: u64,
-}
-
-/// A checker's verdict, where it happened.
-#[derive(Clone, Debug)]
-pub struct Failure {
-    pub violation: Violation,
-    pub step: u64,
-    pub now_ms: u64,
-}
 
 pub(crate) enum Ev {
     ClientWake(usize),
@@ -133,32 +109,6 @@ pub(crate) struct KeyInfo {
     pub on_closed_queued: bool,
 }
 
-/// Effects recorded in order, applied after the router call returns.
-#[derive(Default)]
-pub(crate) struct SimFx(pub Vec<Fx>);
-
-pub(crate) enum Fx {
-    Send(ConnKey, Vec<u8>),
-    Close(ConnKey),
-    Mail(u16, Mail),
-    HandOff(ConnKey, u16, Handoff),
-}
-
-impl Effects for SimFx {
-    fn send(&mut self, conn: ConnKey, bytes: &[u8]) {
-        self.0.push(Fx::Send(conn, bytes.to_vec()));
-    }
-    fn close(&mut self, conn: ConnKey) {
-        self.0.push(Fx::Close(conn));
-    }
-    fn mail(&mut self, dest: u16, mail: Mail) {
-        self.0.push(Fx::Mail(dest, mail));
-    }
-    fn hand_off(&mut self, conn: ConnKey, dest: u16, handoff: Handoff) {
-        self.0.push(Fx::HandOff(conn, dest, handoff));
-    }
-}
-
 pub(crate) type Step = Result<(), Violation>;
 
 pub(crate) struct World {
@@ -180,7 +130,14 @@ pub(crate) struct World {
     pub lanes: BTreeMap<(u16, u16), VecDeque<Mail>>,
     pub ledger: Ledger,
     pub(crate) hash: u64,
+    /// Rosters and rooms are being set up: no faults, no chats (see `setup`).
+    pub setup: bool,
+    pub(crate) settle_until_ms: Option<u64>,
+    pub(crate) setup_ms: u64,
+    /// The step at which the active phase began.
+    pub(crate) active_from_step: u64,
     pub quiet: bool,
+    pub(crate) quiet_from_ms: u64,
     /// In the quiet period, clients still chat until this time, then only drain.
     pub(crate) chat_until_ms: u64,
     /// reorder-lane: a Deliver held back until the next one of its pair passes it.
@@ -189,71 +146,36 @@ pub(crate) struct World {
     pub drops: u64,
     pub restarts: u64,
     pub commit_failures: u64,
-}
-
-/// Runs one seed to the end (or to the first violation).
-pub fn run(cfg: &SimConfig, seed: u64) -> Outcome {
-    let mut world = match World::new(cfg.clone(), seed) {
-        Ok(world) => world,
-        Err(violation) => return failed_at_start(seed, violation),
-    };
-    let failure = world.run_all().err().map(|violation| Failure {
-        violation,
-        step: world.step,
-        now_ms: world.now_ms,
-    });
-    Outcome {
-        seed,
-        steps: world.step,
-        trace_hash: world.hash,
-        failure,
-        sent: world.ledger.sent_count(),
-        acked: world.ledger.acked_count(),
-        deliveries: world.ledger.deliveries,
-        duplicates: world.ledger.duplicates,
-        errored: world.ledger.errored_count(),
-        drops: world.drops,
-        restarts: world.restarts,
-        commit_failures: world.commit_failures,
-        resumes: world.clients.iter().map(|c| c.resumes).sum(),
-    }
-}
-
-fn failed_at_start(seed: u64, violation: Violation) -> Outcome {
-    Outcome {
-        seed,
-        steps: 0,
-        trace_hash: 0,
-        failure: Some(Failure {
-            violation,
-            step: 0,
-            now_ms: START_MS,
-        }),
-        sent: 0,
-        acked: 0,
-        deliveries: 0,
-        duplicates: 0,
-        errored: 0,
-        drops: 0,
-        restarts: 0,
-        commit_failures: 0,
-        resumes: 0,
-    }
+    pub(crate) stable_clients: u64,
 }
 
 impl World {
-    fn new(cfg: SimConfig, seed: u64) -> Result<World, Violation> {
+    pub(crate) fn new(cfg: SimConfig, seed: u64) -> Result<World, Violation> {
         let dir = crate::commit::TempDir::new(seed)?;
         let router_config = crate::commit::router_config(cfg.shards);
+        let mut rng = Rng::new(seed);
+        let plan = Plan::draw(
+            &mut rng,
+            cfg.clients,
+            cfg.contacts,
+            cfg.groups,
+            cfg.group_size,
+        );
         let clients = (0..cfg.clients)
             .map(|index| {
                 let mut client = Client::new(index);
                 client.resume_with_unacked = cfg.resume_with_unacked;
+                client.social.contacts = plan.contacts[index].clone();
+                client.rooms.planned = plan.rooms_of(index).collect();
+                client.rooms.absent = (0..plan.rooms.len())
+                    .filter(|&r| plan.absent.contains(&(r, index)))
+                    .collect();
                 client
             })
             .collect();
+        let setup = plan.contacts.iter().any(|c| !c.is_empty()) || !plan.rooms.is_empty();
         let mut world = World {
-            rng: Rng::new(seed),
+            rng,
             now_ms: START_MS,
             seq: 0,
             step: 0,
@@ -268,15 +190,24 @@ impl World {
             keys: BTreeMap::new(),
             next_key: 0,
             lanes: BTreeMap::new(),
-            ledger: Ledger::default(),
+            ledger: Ledger::with_books(
+                PresenceBook::new(plan.contacts.clone()),
+                GroupBook::new(plan.rooms.clone(), cfg.strict_group_refusals),
+            ),
             hash: 0xcbf2_9ce4_8422_2325,
+            setup,
+            settle_until_ms: None,
+            setup_ms: 0,
+            active_from_step: 0,
             quiet: false,
+            quiet_from_ms: 0,
             chat_until_ms: u64::MAX,
             held: None,
             bug_done: false,
             drops: 0,
             restarts: 0,
             commit_failures: 0,
+            stable_clients: 0,
             cfg,
         };
         world.start_shards()?;
@@ -331,7 +262,7 @@ impl World {
         Ok(())
     }
 
-    fn run_all(&mut self) -> Step {
+    pub(crate) fn run_all(&mut self) -> Step {
         let mut quiet_end_ms = u64::MAX;
         while let Some(((at_ms, _), ev)) = self.queue.pop_first() {
             if at_ms > quiet_end_ms {
@@ -342,10 +273,13 @@ impl World {
             self.mix(&at_ms.to_le_bytes());
             self.handle(ev)?;
             self.check_bounds()?;
-            if !self.quiet {
+            if self.setup {
+                self.advance_setup()?;
+            } else if !self.quiet {
                 self.inject_faults()?;
-                if self.step >= self.cfg.steps {
+                if self.step >= self.active_from_step + self.cfg.steps {
                     self.quiet = true;
+                    self.quiet_from_ms = self.now_ms;
                     quiet_end_ms = self.now_ms + self.cfg.quiet_ms;
                     self.chat_until_ms = self.now_ms + self.cfg.quiet_ms / 4;
                 }
@@ -377,255 +311,5 @@ impl World {
             Ev::Tick { shard, epoch } if epoch == self.epoch => self.tick(shard),
             _ => Ok(()), // aimed at a server incarnation that no longer exists
         }
-    }
-
-    /// Calls into one router and applies what it asked for.
-    pub fn call(&mut self, shard: u16, f: impl FnOnce(&mut Router, u64, &mut SimFx)) -> Step {
-        let mut fx = SimFx::default();
-        let now_ms = self.now_ms;
-        f(&mut self.shards[usize::from(shard)].router, now_ms, &mut fx);
-        for effect in fx.0 {
-            self.apply(shard, effect)?;
-        }
-        Ok(())
-    }
-
-    fn apply(&mut self, shard: u16, effect: Fx) -> Step {
-        match effect {
-            Fx::Send(key, bytes) => self.send_down(key, bytes),
-            Fx::Close(key) => self.router_close(key),
-            Fx::Mail(dest, mail) => self.push_mail(shard, dest, mail),
-            Fx::HandOff(key, dest, handoff) => {
-                self.mix(b"handoff");
-                let info = self.key_info(key)?;
-                if let Some(k) = self.keys.get_mut(&key.0) {
-                    k.state = KeyState::HandedOff;
-                }
-                self.nets[info.net].handing_off = true;
-                let (net, epoch) = (info.net, self.epoch);
-                let delay = self.rng.range(0, 5);
-                self.schedule(
-                    delay,
-                    Ev::Adopt {
-                        net,
-                        dest,
-                        handoff,
-                        epoch,
-                    },
-                );
-                Ok(())
-            }
-        }
-    }
-
-    pub fn key_info(&self, key: ConnKey) -> Result<KeyInfo, Violation> {
-        self.keys.get(&key.0).copied().ok_or_else(|| {
-            Violation::new("closed-session", format!("effect for unknown conn {key:?}"))
-        })
-    }
-
-    fn send_down(&mut self, key: ConnKey, bytes: Vec<u8>) -> Step {
-        self.mix(&bytes);
-        self.note(|| format!("{key:?} <- {}", String::from_utf8_lossy(&bytes)));
-        let info = self.key_info(key)?;
-        if info.state != KeyState::Open {
-            let text = String::from_utf8_lossy(&bytes);
-            let detail = format!("router wrote to {key:?} in state {:?}: {text}", info.state);
-            return Err(Violation::new("closed-session", detail));
-        }
-        let net = &self.nets[info.net];
-        if !net.alive || net.key != key {
-            return Ok(()); // lost on a dead conn, as a real socket would lose it
-        }
-        let at = self.down_slot(info.net);
-        self.schedule_at(
-            at,
-            Ev::Down {
-                net: info.net,
-                bytes,
-            },
-        );
-        Ok(())
-    }
-
-    pub(crate) fn down_slot(&mut self, net: usize) -> u64 {
-        let at = (self.now_ms + self.rng.range(0, 5)).max(self.nets[net].down_ms);
-        self.nets[net].down_ms = at;
-        at
-    }
-
-    fn router_close(&mut self, key: ConnKey) -> Step {
-        self.mix(b"close");
-        let info = self.key_info(key)?;
-        if info.state != KeyState::Open {
-            let detail = format!("router closed {key:?} twice (state {:?})", info.state);
-            return Err(Violation::new("closed-session", detail));
-        }
-        let alive = self.nets[info.net].alive && self.nets[info.net].key == key;
-        let mut after = self.now_ms;
-        if alive {
-            after = self.down_slot(info.net);
-            self.schedule_at(after, Ev::DownClose { net: info.net });
-        }
-        let queued = info.on_closed_queued;
-        if let Some(info) = self.keys.get_mut(&key.0) {
-            info.state = KeyState::ClosedByRouter;
-            info.on_closed_queued = true;
-        }
-        if !queued {
-            let at = after + self.rng.range(0, 3);
-            let epoch = self.epoch;
-            self.schedule_at(at, Ev::RouterClosed { key, epoch });
-        }
-        Ok(())
-    }
-
-    fn router_closed(&mut self, key: ConnKey) -> Step {
-        self.mix(b"on-closed");
-        self.note(|| format!("on_closed {key:?}"));
-        let info = self.key_info(key)?;
-        if matches!(info.state, KeyState::Gone | KeyState::HandedOff) {
-            return Ok(());
-        }
-        if let Some(info) = self.keys.get_mut(&key.0) {
-            info.state = KeyState::Gone;
-        }
-        self.call(info.shard, |router, now_ms, fx| {
-            router.on_closed(key, now_ms, fx)
-        })
-    }
-
-    fn push_mail(&mut self, src: u16, dst: u16, mail: Mail) -> Step {
-        self.mix(b"mail");
-        let armed = self.quiet && !self.bug_done && self.now_ms < self.chat_until_ms;
-        let deliver = matches!(mail, Mail::Deliver { .. });
-        match self.cfg.inject {
-            // drop-mail: the first Deliver of the quiet period vanishes.
-            Some(InjectBug::DropMail) if armed && deliver => {
-                self.bug_done = true;
-                return Ok(());
-            }
-            Some(InjectBug::ReorderLane) if armed && deliver => {
-                let Some((hs, hd, held)) = self.held.take() else {
-                    self.held = Some((src, dst, mail));
-                    return Ok(());
-                };
-                if (hs, hd) == (src, dst) && same_pair(&held, &mail) {
-                    self.bug_done = true;
-                    self.enqueue_mail(src, dst, mail)?;
-                    return self.enqueue_mail(src, dst, held);
-                }
-                self.held = Some((hs, hd, held));
-            }
-            _ => {}
-        }
-        self.enqueue_mail(src, dst, mail)
-    }
-
-    fn enqueue_mail(&mut self, src: u16, dst: u16, mail: Mail) -> Step {
-        let lane = self.lanes.entry((src, dst)).or_default();
-        lane.push_back(mail);
-        let len = lane.len();
-        if len > LANE_MAX {
-            let detail = format!("lane {src}->{dst} holds {len} mails (bound {LANE_MAX})");
-            return Err(Violation::new("bounded", detail));
-        }
-        let epoch = self.epoch;
-        let delay = self.rng.range(0, 10);
-        self.schedule(delay, Ev::Mail { src, dst, epoch });
-        Ok(())
-    }
-
-    fn deliver_mail(&mut self, src: u16, dst: u16) -> Step {
-        let Some(mail) = self
-            .lanes
-            .get_mut(&(src, dst))
-            .and_then(VecDeque::pop_front)
-        else {
-            return Ok(()); // dropped by the drop-mail bug: its event has nothing to carry
-        };
-        self.mix(b"mail-in");
-        self.note(|| format!("mail {src}->{dst}: {mail:?}"));
-        self.call(dst, |router, now_ms, fx| router.on_mail(mail, now_ms, fx))
-    }
-
-    fn adopt(&mut self, net: usize, dest: u16, handoff: Handoff) -> Step {
-        self.mix(b"adopt");
-        self.note(|| format!("net{net} adopted by shard {dest}"));
-        let key = self.fresh_key(net, dest);
-        let leftover = std::mem::take(&mut self.nets[net].unread);
-        let alive = self.nets[net].alive;
-        {
-            let n = &mut self.nets[net];
-            n.shard = dest;
-            n.key = key;
-            n.handing_off = false;
-        }
-        self.call(dest, |router, now_ms, fx| {
-            router.on_adopted(key, handoff, &leftover, now_ms, fx)
-        })?;
-        if !alive {
-            self.queue_on_closed(key);
-        }
-        Ok(())
-    }
-
-    /// Checker 4, after every event: store queues, router conns vs. the network's view.
-    fn check_bounds(&self) -> Step {
-        for (shard, s) in self.shards.iter().enumerate() {
-            let store = s.router.store();
-            if let Some(owner) = store
-                .owners()
-                .find(|owner| store.queue_len(owner) > self.cfg.offline_max)
-            {
-                let detail = format!("shard {shard}: queue of {owner} over offline_max");
-                return Err(Violation::new("bounded", detail));
-            }
-            let open = self
-                .keys
-                .values()
-                .filter(|k| usize::from(k.shard) == shard)
-                .filter(|k| matches!(k.state, KeyState::Open | KeyState::ClosedByRouter))
-                .count() as u64;
-            let stats = s.router.stats();
-            if stats.conns > open || stats.detached_sessions > self.clients.len() as u64 {
-                let detail = format!("shard {shard}: {stats:?} with {open} open conns");
-                return Err(Violation::new("bounded", detail));
-            }
-        }
-        Ok(())
-    }
-
-    /// After the quiet period: everyone is online with nothing unacknowledged, and every
-    /// acknowledged chat was delivered.
-    fn check_end(&self) -> Step {
-        for c in &self.clients {
-            if !c.is_online() {
-                let detail = format!(
-                    "client {} still {:?} after the quiet period",
-                    c.index, c.phase
-                );
-                return Err(Violation::new("liveness", detail));
-            }
-            if c.unacked_len() > 0 {
-                let detail = format!(
-                    "client {} has {} stanzas unacknowledged after the quiet period",
-                    c.index,
-                    c.unacked_len()
-                );
-                return Err(Violation::new("liveness", detail));
-            }
-        }
-        self.ledger.check_acked_delivered()
-    }
-}
-
-/// Two Deliver mails from the same sender to the same recipient.
-fn same_pair(a: &Mail, b: &Mail) -> bool {
-    match (a, b) {
-        (Mail::Deliver { to, from, .. }, Mail::Deliver { to: t, from: f, .. }) => {
-            to.bare_str() == t.bare_str() && from.bare_str() == f.bare_str()
-        }
-        _ => false,
     }
 }

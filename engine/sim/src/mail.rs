@@ -1,0 +1,129 @@
+//! Cross-shard mail in the world: per-(src, dst) lanes (FIFO, a random delay per mail, one
+//! event per mail), for every kind of `Mail` alike (`Deliver`, `Committed`, `Fanout`,
+//! `Gathered`), and the mail canaries (`drop-mail`, `reorder-lane`, `drop-fanout-recipient`).
+//!
+//! What it does not do: interpret mail (the routers do) or judge it (the checkers do).
+//!
+//! Invariants: a lane delivers in the order mails were pushed (the reorder canary aside);
+//! lanes are bounded by `LANE_MAX`; a restart empties them (mail in flight dies with the
+//! process).
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use rookery_proto::StanzaKind;
+use rookery_router::{Fanout, Mail, Recipient, StanzaType};
+
+use crate::ledger::Violation;
+use crate::world::{Ev, Step, World, LANE_MAX};
+use crate::InjectBug;
+
+impl World {
+    pub(crate) fn push_mail(&mut self, src: u16, dst: u16, mut mail: Mail) -> Step {
+        self.mix(b"mail");
+        let armed = self.quiet && !self.bug_done && self.now_ms < self.chat_until_ms;
+        // Only messages a sender waits for: losing a probe answer, a bounce or a room's
+        // subject breaks no promise, so those canaries would prove nothing.
+        let deliver = matches!(
+            mail,
+            Mail::Deliver {
+                kind: StanzaKind::Message,
+                ack: Some(_),
+                ..
+            }
+        );
+        match self.cfg.inject {
+            // drop-mail: the first Deliver of the quiet period vanishes.
+            Some(InjectBug::DropMail) if armed && deliver => {
+                self.note(|| format!("drop-mail: {mail:?}"));
+                self.bug_done = true;
+                return Ok(());
+            }
+            Some(InjectBug::ReorderLane) if armed && deliver => {
+                let Some((hs, hd, held)) = self.held.take() else {
+                    self.held = Some((src, dst, mail));
+                    return Ok(());
+                };
+                if (hs, hd) == (src, dst) && same_pair(&held, &mail) {
+                    self.bug_done = true;
+                    self.enqueue_mail(src, dst, mail)?;
+                    return self.enqueue_mail(src, dst, held);
+                }
+                self.held = Some((hs, hd, held));
+            }
+            Some(InjectBug::DropFanoutRecipient) if self.fanout_armed() => {
+                if let Mail::Fanout(fanout) = &mut mail {
+                    self.drop_recipient(fanout);
+                }
+            }
+            _ => {}
+        }
+        self.enqueue_mail(src, dst, mail)
+    }
+
+    /// drop-fanout-recipient fires once, in the quiet period once clients had time to log in
+    /// again (so the victim is likely owed the stanza) and while they still send.
+    fn fanout_armed(&self) -> bool {
+        let settled_ms = self.quiet_from_ms + self.cfg.quiet_ms / 8;
+        self.quiet
+            && !self.bug_done
+            && self.now_ms >= settled_ms
+            && self.now_ms < self.chat_until_ms
+    }
+
+    /// Removes one recipient of an available presence or a groupchat fan-out.
+    fn drop_recipient(&mut self, fanout: &mut Fanout) {
+        let wanted = matches!(fanout.ty, StanzaType::Available | StanzaType::Groupchat);
+        if !wanted || fanout.recipients.is_empty() {
+            return;
+        }
+        let victim = self.rng.index(fanout.recipients.len());
+        self.note(|| format!("drop-fanout-recipient: {:?}", fanout.recipients[victim]));
+        let kept: Vec<Recipient> = fanout
+            .recipients
+            .iter()
+            .enumerate()
+            .filter(|&(at, _)| at != victim)
+            .map(|(_, r)| r.clone())
+            .collect();
+        fanout.recipients = Arc::from(kept);
+        self.bug_done = true;
+    }
+
+    fn enqueue_mail(&mut self, src: u16, dst: u16, mail: Mail) -> Step {
+        let lane = self.lanes.entry((src, dst)).or_default();
+        lane.push_back(mail);
+        let len = lane.len();
+        if len > LANE_MAX {
+            let detail = format!("lane {src}->{dst} holds {len} mails (bound {LANE_MAX})");
+            return Err(Violation::new("bounded", detail));
+        }
+        let epoch = self.epoch;
+        let delay = self.rng.range(0, 10);
+        self.schedule(delay, Ev::Mail { src, dst, epoch });
+        Ok(())
+    }
+
+    pub(crate) fn deliver_mail(&mut self, src: u16, dst: u16) -> Step {
+        let Some(mail) = self
+            .lanes
+            .get_mut(&(src, dst))
+            .and_then(VecDeque::pop_front)
+        else {
+            return Ok(()); // dropped by the drop-mail bug: its event has nothing to carry
+        };
+        self.mix(b"mail-in");
+        self.note(|| format!("mail {src}->{dst}: {mail:?}"));
+        self.call(dst, |router, now_ms, fx| router.on_mail(mail, now_ms, fx))
+    }
+}
+
+/// Two Deliver mails from the same sender to the same recipient.
+fn same_pair(a: &Mail, b: &Mail) -> bool {
+    match (a, b) {
+        (Mail::Deliver { to, from, .. }, Mail::Deliver { to: t, from: f, .. }) => {
+            to.bare_str() == t.bare_str() && from.bare_str() == f.bare_str()
+        }
+        _ => false,
+    }
+}
