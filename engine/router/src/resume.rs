@@ -40,6 +40,7 @@ use crate::replies;
 use crate::router::Router;
 use crate::sm::{SessionRef, SM_RESUME_WAIT_MS};
 use crate::stream::Next;
+use crate::stream_mgmt::SessionEnd;
 
 impl Router {
     /// `<resume/>` after SASL: on the home shard it completes here, else the conn moves.
@@ -127,12 +128,13 @@ impl Router {
             return;
         };
         let presence = (conn.available, conn.priority);
-        // Detached from the old conn first, so its stream error does not end the session.
+        // Detached from the old conn first, so its stream error does not end the session
+        // (nor its presence and rooms: the session goes on, on the new conn).
         conn.sm = None;
         if let Some(session) = self.sm.get_mut(token) {
             (session.available, session.priority) = presence;
         }
-        self.stream_error(old, "conflict", fx);
+        self.stream_error_ending(old, "conflict", SessionEnd::Resumed, fx);
     }
 
     /// Pauses the conn in `slot` until the session's old stanzas are handled or the bound

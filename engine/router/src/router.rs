@@ -397,6 +397,18 @@ impl Router {
 
     /// Sends a stream error (after our header, if none went out yet) and closes the conn.
     pub(crate) fn stream_error(&mut self, slot: u32, condition: &str, fx: &mut impl Effects) {
+        let end = SessionEnd::after_stream_error(condition);
+        self.stream_error_ending(slot, condition, end, fx);
+    }
+
+    /// `stream_error`, with what becomes of the session said by the caller.
+    pub(crate) fn stream_error_ending(
+        &mut self,
+        slot: u32,
+        condition: &str,
+        end: SessionEnd,
+        fx: &mut impl Effects,
+    ) {
         let Some(conn) = self.conns.get_mut(slot) else {
             return;
         };
@@ -411,7 +423,7 @@ impl Router {
         fx.send(conn.key, &self.reply);
         fx.close(conn.key);
         self.stats.stream_errors += 1;
-        self.leave_directory(slot, SessionEnd::after_stream_error(condition), fx);
+        self.leave_directory(slot, end, fx);
     }
 
     /// Like `stream_error`, with the error (and `</stream:stream>`) already written into
@@ -485,7 +497,7 @@ impl Router {
             let until_ms = self.now_ms.saturating_add(self.config.resume_timeout_ms);
             self.sm.abandon_resume(pending.token, key, until_ms);
         }
-        full.filter(|_| !detached)
+        full.filter(|_| !detached && end != SessionEnd::Resumed)
     }
 }
 

@@ -39,6 +39,9 @@ pub(crate) enum SessionEnd {
     Detach,
     /// End it now.
     Terminate,
+    /// The session lives on, on another conn (a resumption took it over): the old conn goes
+    /// quietly, and nothing of the session ends (presence, rooms).
+    Resumed,
 }
 
 impl SessionEnd {

@@ -322,3 +322,29 @@ fn a_roster_set_is_answered_only_once_committed() {
         .take_output(a)
         .contains("<iq type='result' id='s1' to='alice@example.com/r'/>"));
 }
+
+#[test]
+fn a_resumption_that_takes_over_a_live_conn_keeps_the_presence() {
+    use common::{enable, resume, resume_id};
+    let mut cluster = Cluster::new(3);
+    let [(a, a_full, alice), (b, _, bob), _] = three_users(&mut cluster);
+    befriend(&mut cluster, (a, &alice), (b, &bob));
+    let id = resume_id(&enable(&mut cluster, a, true));
+    cluster.send(b, "<presence/>");
+    cluster.send(a, "<presence/>");
+    cluster.take_output(a);
+    cluster.take_output(b);
+    // A new conn resumes while the old one is still attached (its close not seen yet).
+    let user = alice.trim_end_matches("@example.com");
+    let again = cluster.authenticate(0, user);
+    cluster.send(again, &resume(&id, 0));
+    assert!(cluster.take_output(again).contains("<resumed "));
+    assert!(cluster.is_closed(a), "the old conn is replaced");
+    let out = cluster.take_output(b);
+    assert!(
+        !out.contains("unavailable"),
+        "the session lives on: no unavailable for {a_full}: {out}"
+    );
+    cluster.send(again, "<presence><status>still here</status></presence>");
+    assert!(cluster.take_output(b).contains("still here"));
+}
