@@ -60,8 +60,9 @@ pub enum Mail {
     /// One stanza for many recipients homed on the receiver (presence broadcast to contacts,
     /// a group's message to its members): one mail per destination shard, not per recipient.
     Fanout(Box<Fanout>),
-    /// The receiver's part of fan-out `gather` is handled (copies stored and committed).
-    Gathered(GatherRef),
+    /// The receiver's part of fan-out `gather` is handled (copies stored and committed);
+    /// `refused` copies could not be stored (offline quota, store unavailable).
+    Gathered { gather: GatherRef, refused: u32 },
 }
 
 /// A stanza fanned out to the recipients of one destination shard. The stanza and the
@@ -77,8 +78,9 @@ pub struct Fanout {
     pub stanza: Arc<[u8]>,
     /// Recipients homed on the destination shard.
     pub recipients: Arc<[Recipient]>,
-    /// Set when a sender waits for every shard's copies to be stored (XEP-0198 ack of a
-    /// group message): answered by exactly one `Gathered` once this shard has handled it.
+    /// Set for a group message, whose sender must learn when every shard stored its copies
+    /// (its XEP-0198 ack) and whether any was refused (an error): answered by exactly one
+    /// `Gathered` once this shard has handled it.
     pub gather: Option<GatherRef>,
 }
 

@@ -23,6 +23,7 @@ use rookery_proto::{Jid, StanzaKind, StanzaView};
 use crate::effects::{AckRef, Effects, Fanout, GatherRef, Mail, Recipient, StanzaType};
 use crate::home_shard;
 use crate::offline::Release;
+use crate::replies;
 use crate::router::Router;
 use crate::routing::{Envelope, Handled, Routes};
 
@@ -79,8 +80,33 @@ pub(crate) struct Gathers {
 
 #[derive(Debug)]
 struct PendingGather {
-    ack: AckRef,
+    sender: GatherSender,
     remaining: usize,
+    refused: u32,
+}
+
+/// Who waits for a group message's fan-out: its XEP-0198 ack (if the sender counts), and where
+/// an error goes if some member's copy could not be stored.
+#[derive(Debug)]
+pub(crate) struct GatherSender {
+    pub ack: Option<AckRef>,
+    /// The sender's full JID.
+    pub sender: Jid,
+    /// The room (the error's `from`).
+    pub room: Jid,
+    /// The message's `id`, echoed in the error.
+    pub id: Option<Box<str>>,
+}
+
+/// What delivering one recipient's copy did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum CopyOutcome {
+    /// Written, or nothing to do for this kind.
+    Sent,
+    /// Stored (waits for the commit).
+    Stored,
+    /// The store refused it.
+    Refused,
 }
 
 /// A stanza to fan out: the stamped `from` and the stanza with it (no `to`).
@@ -94,25 +120,29 @@ pub(crate) struct Broadcast<'a> {
 
 impl Router {
     /// Sends `broadcast` to every recipient of `plan`: one mail per remote shard, the local
-    /// part delivered now. With `ack` (a XEP-0198 sender's group message) the stanza is handled
-    /// once every shard stored its copies: `Handled::Later`, released by `Gathered`.
+    /// part delivered now. With `waiting` (a group message) every shard answers once its
+    /// copies are stored: the sender's XEP-0198 ack, if any, is released then
+    /// (`Handled::Later`), and a copy some shard refused makes an error go to the sender.
     pub(crate) fn broadcast(
         &mut self,
         broadcast: Broadcast<'_>,
         plan: &FanoutPlan,
-        ack: Option<AckRef>,
+        waiting: Option<GatherSender>,
         fx: &mut impl Effects,
     ) -> Handled {
         if plan.is_empty() {
             return Handled::Now;
         }
-        let gather = ack.map(|ack| {
+        let acked = waiting.as_ref().is_some_and(|w| w.ack.is_some());
+        let gather = waiting.map(|sender| {
             let id = self.gathers.next_id;
             self.gathers.next_id += 1;
-            let remaining = plan.shard_count();
-            self.gathers
-                .pending
-                .insert(id, PendingGather { ack, remaining });
+            let pending = PendingGather {
+                sender,
+                remaining: plan.shard_count(),
+                refused: 0,
+            };
+            self.gathers.pending.insert(id, pending);
             GatherRef {
                 shard: self.shard,
                 id,
@@ -136,9 +166,12 @@ impl Router {
                 self.stats.mail_out += 1;
             }
         }
-        match gather {
-            Some(_) => Handled::Later,
-            None => Handled::Now,
+        // With an ack, the gather reports the stanza handled (possibly already, if every
+        // copy was local and nothing waited for a commit): never the caller.
+        if acked {
+            Handled::Later
+        } else {
+            Handled::Now
         }
     }
 
@@ -147,70 +180,120 @@ impl Router {
         if fanout.ty == StanzaType::Probe {
             self.answer_probes(fanout, fx);
             if let Some(gather) = fanout.gather {
-                self.gathered(gather, fx);
+                self.gathered(gather, 0, fx);
             }
             return;
         }
         let Ok(view) = StanzaView::parse(&fanout.stanza) else {
             // Built by a router from a parsed stanza: cannot fail; answer the gather anyway.
             if let Some(gather) = fanout.gather {
-                self.gathered(gather, fx);
+                self.gathered(gather, 0, fx);
             }
             return;
         };
         let mut copy = std::mem::take(&mut self.stamp);
         let (mut routes, _) = self.routes();
-        let mut stored = false;
+        let (mut stored, mut refused) = (false, 0u32);
         for recipient in fanout.recipients.iter() {
             copy.clear();
-            view.stamp(
-                fanout.from.as_str(),
-                Some(recipient.jid().as_str()),
-                &mut copy,
-            );
-            stored |= routes.deliver_copy(fanout, recipient, &copy, fx);
+            let to = recipient.jid().as_str();
+            view.stamp(fanout.from.as_str(), Some(to), &mut copy);
+            match routes.deliver_copy(fanout, recipient, &copy, fx) {
+                CopyOutcome::Sent => {}
+                CopyOutcome::Stored => stored = true,
+                CopyOutcome::Refused => refused += 1,
+            }
         }
-        let release = fanout.gather.filter(|_| stored).map(Release::Gather);
+        let release = fanout
+            .gather
+            .filter(|_| stored)
+            .map(|gather| Release::Gather { gather, refused });
         let handled = routes.settle(release);
         self.stamp = copy;
         if let (Some(gather), Handled::Now) = (fanout.gather, handled) {
-            self.gathered(gather, fx);
+            self.gathered(gather, refused, fx);
         }
     }
 
     /// This shard's part of fan-out `gather` is handled: tell the shard that started it.
-    pub(crate) fn gathered(&mut self, gather: GatherRef, fx: &mut impl Effects) {
+    pub(crate) fn gathered(&mut self, gather: GatherRef, refused: u32, fx: &mut impl Effects) {
         if gather.shard == self.shard {
-            self.on_gathered(gather.id, fx);
+            self.on_gathered(gather.id, refused, fx);
         } else {
-            fx.mail(gather.shard, Mail::Gathered(gather));
+            fx.mail(gather.shard, Mail::Gathered { gather, refused });
             self.stats.mail_out += 1;
         }
     }
 
-    /// One shard answered fan-out `id`; the last answer releases the sender.
-    pub(crate) fn on_gathered(&mut self, id: u64, fx: &mut impl Effects) {
+    /// One shard answered fan-out `id`; the last answer releases the sender's ack and, if any
+    /// copy was refused, tells the sender with a `resource-constraint` error.
+    pub(crate) fn on_gathered(&mut self, id: u64, refused: u32, fx: &mut impl Effects) {
         let Some(pending) = self.gathers.pending.get_mut(&id) else {
             return;
         };
         pending.remaining = pending.remaining.saturating_sub(1);
-        if pending.remaining == 0 {
-            let ack = pending.ack;
-            self.gathers.pending.remove(&id);
+        pending.refused += refused;
+        if pending.remaining > 0 {
+            return;
+        }
+        let Some(pending) = self.gathers.pending.remove(&id) else {
+            return;
+        };
+        if pending.refused > 0 {
+            self.report_refused_copies(&pending.sender, pending.refused, fx);
+        }
+        if let Some(ack) = pending.sender.ack {
             self.release(ack, fx);
         }
+    }
+
+    /// `<message type='error'>` from the room to the sender: some members' copies were not
+    /// stored (the message reached the others).
+    fn report_refused_copies(
+        &mut self,
+        sender: &GatherSender,
+        refused: u32,
+        fx: &mut impl Effects,
+    ) {
+        let mut error = Vec::with_capacity(320);
+        error.extend_from_slice(b"<message type='error'");
+        if let Some(id) = &sender.id {
+            replies::attr(&mut error, "id", id);
+        }
+        replies::attr(&mut error, "from", sender.room.as_str());
+        replies::attr(&mut error, "to", sender.sender.as_str());
+        error.extend_from_slice(
+            b"><error type='wait'><resource-constraint xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/>\
+<text xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'>",
+        );
+        let text = format!(
+            "not stored for {refused} member(s) who are away: their offline queue is full or \
+             the server cannot write its log; the others got it"
+        );
+        rookery_proto::writer::escape_text(&text, &mut error);
+        error.extend_from_slice(b"</text></error></message>");
+        let envelope = Envelope {
+            to: &sender.sender,
+            from: &sender.room,
+            kind: StanzaKind::Message,
+            ty: StanzaType::Error,
+            stanza: &error,
+        };
+        let (mut routes, _) = self.routes();
+        routes.route(&envelope, None, fx);
     }
 }
 
 impl Routes<'_> {
-    /// Writes one recipient's copy (`to` stamped); true if a message copy was stored.
+    /// Writes one recipient's copy (`to` stamped), or stores it (a message for a member who
+    /// is away).
     fn deliver_copy(
         &mut self,
         fanout: &Fanout,
         recipient: &Recipient,
         copy: &[u8],
         fx: &mut impl Effects,
-    ) -> bool {
+    ) -> CopyOutcome {
         let message = fanout.kind == StanzaKind::Message;
         let envelope = Envelope {
             to: recipient.jid(),
@@ -219,25 +302,27 @@ impl Routes<'_> {
             ty: fanout.ty,
             stanza: copy,
         };
+        let stored = |routes: &mut Self, fx: &mut _| match routes.store_copy(&envelope, None, fx) {
+            true => CopyOutcome::Stored,
+            false => CopyOutcome::Refused,
+        };
         match recipient {
             Recipient::Available(bare) => {
                 self.send_to_available(bare, copy, |_| true, fx);
-                false
+                CopyOutcome::Sent
             }
             Recipient::Session(full) => {
                 if let Some(slot) = self.session(full) {
                     self.send(slot, copy, fx);
-                    return false;
+                    return CopyOutcome::Sent;
                 }
-                if !message {
-                    return false;
+                if !message || self.queue_for_detached(full, copy) {
+                    return CopyOutcome::Sent;
                 }
-                if self.queue_for_detached(full, copy) {
-                    return false;
-                }
-                self.store_copy(&envelope, None, fx)
+                stored(self, fx)
             }
-            Recipient::Member(_) => message && self.store_copy(&envelope, None, fx),
+            Recipient::Member(_) if message => stored(self, fx),
+            Recipient::Member(_) => CopyOutcome::Sent,
         }
     }
 }

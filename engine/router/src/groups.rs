@@ -12,7 +12,7 @@
 use rookery_proto::{Jid, StanzaKind, StanzaView};
 
 use crate::effects::{AckRef, Effects, Mail, StanzaType};
-use crate::fanout::Broadcast;
+use crate::fanout::{Broadcast, GatherSender};
 use crate::home_shard;
 use crate::muc::RoomAction;
 use crate::router::Router;
@@ -133,13 +133,15 @@ impl Router {
                         ty,
                         stanza: &stanza,
                     };
-                    // The sender's ack rides on the message's broadcast (the first one).
-                    let ack = if kind == StanzaKind::Message {
-                        ack.take()
-                    } else {
-                        None
-                    };
-                    if self.broadcast(broadcast, &plan, ack, fx) == Handled::Later {
+                    // A message's broadcast (the first one) carries the sender's ack and
+                    // reports copies the members' shards could not store.
+                    let waiting = (kind == StanzaKind::Message).then(|| GatherSender {
+                        ack: ack.take(),
+                        sender: envelope.from.clone(),
+                        room: envelope.to.to_bare(),
+                        id: view.id().map(|id| id.into()),
+                    });
+                    if self.broadcast(broadcast, &plan, waiting, fx) == Handled::Later {
                         handled = Handled::Later;
                     }
                 }

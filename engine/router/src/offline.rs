@@ -42,8 +42,9 @@ pub(crate) struct Waiter {
 pub(crate) enum Release {
     /// A sender's stanza (XEP-0198): its handled count advances.
     Sender(AckRef),
-    /// This shard's part of a fan-out: the shard that started it hears `Gathered`.
-    Gather(GatherRef),
+    /// This shard's part of a fan-out: the shard that started it hears `Gathered` (with the
+    /// copies that were refused).
+    Gather { gather: GatherRef, refused: u32 },
     /// An answer that promises a stored change (a roster set's result): written to the
     /// session in `slot`, if it is still conn `key`, once the change is committed.
     Reply {
@@ -298,7 +299,7 @@ impl Router {
             };
             match waiter.release {
                 Release::Sender(ack) => self.release(ack, fx),
-                Release::Gather(gather) => self.gathered(gather, fx),
+                Release::Gather { gather, refused } => self.gathered(gather, refused, fx),
                 Release::Reply { slot, key, bytes } => {
                     if self.conns.get(slot).is_some_and(|c| c.key == key) {
                         let (mut routes, _) = self.routes();

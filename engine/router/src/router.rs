@@ -253,7 +253,7 @@ impl Router {
             }
             Mail::Committed(ack) => self.sm.mark_handled(ack.session, ack.stanza, fx),
             Mail::Fanout(fanout) => self.deliver_fanout(&fanout, fx),
-            Mail::Gathered(gather) => self.on_gathered(gather.id, fx),
+            Mail::Gathered { gather, refused } => self.on_gathered(gather.id, refused, fx),
         }
         self.after_call(fx);
     }

@@ -296,3 +296,44 @@ fn log_cluster(shards: u16, dir: &std::path::Path) -> Cluster {
         },
     )
 }
+
+#[test]
+fn a_copy_the_store_refuses_is_reported_to_the_sender_not_dropped_silently() {
+    use rookery_store::{Durability, Store, StoreConfig};
+    // Every shard keeps at most one queued message per user.
+    let mut cluster = Cluster::with_stores(
+        SHARDS,
+        |_| {},
+        |shard| {
+            let mut config = StoreConfig::new("", shard).with_durability(Durability::Memory);
+            config.offline_max = 1;
+            Store::open(config).expect("memory store")
+        },
+    );
+    let (room, people) = four_in_a_room(&mut cluster);
+    // dan goes away (still a member); ann sends two messages: the second cannot be queued.
+    cluster.disconnect(people[3].client);
+    for member in &people[..3] {
+        cluster.take_output(member.client);
+    }
+    say(&mut cluster, people[0].client, &room, "g1", "first");
+    say(&mut cluster, people[0].client, &room, "g2", "second");
+    cluster.commit_all();
+    let out = cluster.take_output(people[0].client);
+    assert!(
+        out.contains(&format!(
+            "<message type='error' id='g2' from='{room}' to='{}'><error type='wait'><resource-constraint ",
+            people[0].jid
+        )),
+        "{out}"
+    );
+    assert!(out.contains("not stored for 1 member(s)"), "{out}");
+    assert!(
+        !out.contains("id='g1' from='groups") && out.matches("type='error'").count() == 1,
+        "{out}"
+    );
+    assert!(
+        cluster.take_output(people[1].client).contains("second"),
+        "the others got it"
+    );
+}

@@ -25,10 +25,11 @@
 //!   or written to a session that had not joined;
 //! - otherwise (X joined or dropped around the message) nothing is owed: an occupant's copy
 //!   is written to its session, not stored, and dies with a session that is not resumed;
-//! - X is excused when its home shard's store refused a write between the send and the ack
-//!   (quota full, or unavailable after a failed write): the router drops such a member copy
-//!   silently while the sender is still acknowledged (reported as a router finding), unless
-//!   `strict_refusals` is set.
+//! - a copy the member's home shard refused to store (quota full, or unavailable after a
+//!   failed write) is reported by the router to the sender with a `resource-constraint`
+//!   error, which makes the message not owed (`errored`); with `strict_refusals` off (the
+//!   old lenient mode, `--lenient-group-refusals`) a refusal on X's home shard between the
+//!   send and the ack also excuses X.
 //!
 //! What it does not do: look at the routers (the `world` reports refusals and sessions).
 //!

@@ -60,12 +60,12 @@
 //! drop-fanout-recipient (one recipient removed from one presence or groupchat `Fanout`
 //! mail); the tests assert each is caught by most seeds.
 //!
-//! Router findings the checkers see (see the crate report): a XEP-0198 resumption that takes
-//! over a session whose old conn the router has not seen close ends that session's presence
-//! and rooms (contacts get an unavailable for a session that lives on, its rooms drop it:
-//! `presence-order`, `group-left`); and a member copy of a group message that the store
-//! refuses (quota, or unavailable after a failed write) is dropped silently while the sender
-//! is acknowledged: excused by default, reported with `--strict-group-refusals`.
+//! Router bugs these checkers found, both fixed: a XEP-0198 resumption that took over a
+//! session whose old conn the router had not seen close ended that session's presence and
+//! rooms (`presence-order`, `group-left`; seed 243 with `--shards 4 --clients 12 --steps 3000
+//! --contacts 5`); and a member copy of a group message that the store refused (quota, or
+//! unavailable after a failed write) was dropped silently while the sender was acknowledged
+//! (`group-delivered`): the sender now gets a `resource-constraint` error naming the count.
 //!
 //! What it does not do: real sockets, threads, TLS, or compaction (not exercised yet); room
 //! administration, leaves, nick changes; roster changes after setup.
@@ -167,7 +167,9 @@ pub struct SimConfig {
     /// Members per room.
     pub group_size: usize,
     /// Do not excuse a member's missing copy when its home shard's store refused a write
-    /// while the message was in flight (see `groups`): shows the router finding.
+    /// while the message was in flight (see `groups`). On by default: the router reports such
+    /// a copy to the sender with a `resource-constraint` error, which is what makes the
+    /// message not owed; `--lenient-group-refusals` turns the old excuse back on.
     pub strict_group_refusals: bool,
 }
 
@@ -185,7 +187,7 @@ impl Default for SimConfig {
             contacts: 0,
             groups: 0,
             group_size: 4,
-            strict_group_refusals: false,
+            strict_group_refusals: true,
         }
     }
 }

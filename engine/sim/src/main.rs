@@ -1,11 +1,12 @@
 //! `rookery-sim`: runs seeds of the deterministic simulator and prints one line per seed.
 //!
 //! Usage: `rookery-sim [--seed S | --seeds A..B] [--shards N] [--clients M] [--steps K]
-//! [--contacts K] [--groups G] [--group-size S] [--no-resume-unacked] [--strict-group-refusals]
+//! [--contacts K] [--groups G] [--group-size S] [--no-resume-unacked] [--lenient-group-refusals]
 //! [--trace]
 //! [--inject-bug drop-mail|reorder-lane|lose-committed|drop-fanout-recipient]`. Exits 1 if
 //! any seed fails, 2 on a bad command line. A failure line names the checker, the step and
-//! the command that replays it. `--resume-unacked` (the default) is still accepted.
+//! the command that replays it. `--resume-unacked` and `--strict-group-refusals` (the
+//! defaults) are still accepted.
 //!
 //! What it does not do: run seeds in parallel (one thread keeps the output in seed order).
 
@@ -47,6 +48,7 @@ fn parse_args() -> Result<Args, String> {
             "--group-size" => config.group_size = number(&value()?)? as usize,
             "--trace" => config.trace = true,
             "--strict-group-refusals" => config.strict_group_refusals = true,
+            "--lenient-group-refusals" => config.strict_group_refusals = false,
             "--resume-unacked" => config.resume_with_unacked = true,
             "--no-resume-unacked" => config.resume_with_unacked = false,
             "--inject-bug" => {
@@ -166,8 +168,8 @@ fn replay(cfg: &SimConfig, seed: u64) -> String {
     if !cfg.resume_with_unacked {
         line.push_str(" --no-resume-unacked");
     }
-    if cfg.strict_group_refusals {
-        line.push_str(" --strict-group-refusals");
+    if !cfg.strict_group_refusals {
+        line.push_str(" --lenient-group-refusals");
     }
     if let Some(bug) = cfg.inject {
         line.push_str(&format!(" --inject-bug {}", bug.name()));
