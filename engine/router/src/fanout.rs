@@ -309,6 +309,7 @@ impl Routes<'_> {
         match recipient {
             Recipient::Available(bare) => {
                 self.send_to_available(bare, copy, |_| true, fx);
+                self.queue_for_detached_available(bare, copy);
                 CopyOutcome::Sent
             }
             Recipient::Session(full) => {

@@ -378,6 +378,20 @@ impl Routes<'_> {
         true
     }
 
+    /// Queues `stanza` for every detached XEP-0198 session of `bare` that was available (a
+    /// presence broadcast): written after `<resumed/>`, so a resumed client misses no
+    /// contact's change. A full queue skips that session (it will be probed at next login).
+    pub fn queue_for_detached_available(&mut self, bare: &Jid, stanza: &[u8]) {
+        for token in self.sm.sessions_of(bare.bare_str()) {
+            let Some(session) = self.sm.get_mut(token) else {
+                continue;
+            };
+            if session.conn.is_none() && session.available && session.room_for_any() {
+                let _ = session.push_unacked(Unacked::Bytes(stanza.into()));
+            }
+        }
+    }
+
     /// Writes a stanza that is not a stored message to the session in `slot`; with XEP-0198
     /// it is kept for retransmission until acknowledged, and a full queue dooms the stream.
     pub fn send(&mut self, slot: u32, stanza: &[u8], fx: &mut impl Effects) {

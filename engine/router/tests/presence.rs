@@ -348,3 +348,29 @@ fn a_resumption_that_takes_over_a_live_conn_keeps_the_presence() {
     cluster.send(again, "<presence><status>still here</status></presence>");
     assert!(cluster.take_output(b).contains("still here"));
 }
+
+#[test]
+fn a_detached_session_gets_the_presence_it_missed_when_it_resumes() {
+    use common::{enable, resume, resume_id};
+    let mut cluster = Cluster::new(3);
+    let [(a, _, alice), (b, b_full, bob), _] = three_users(&mut cluster);
+    befriend(&mut cluster, (a, &alice), (b, &bob));
+    let id = resume_id(&enable(&mut cluster, a, true));
+    cluster.send(a, "<presence/>");
+    cluster.send(b, "<presence/>");
+    cluster.take_output(a);
+    cluster.disconnect(a);
+    cluster.send(
+        b,
+        "<presence><status>while you were away</status></presence>",
+    );
+    let user = alice.trim_end_matches("@example.com");
+    let again = cluster.authenticate(0, user);
+    cluster.send(again, &resume(&id, 0));
+    let out = cluster.take_output(again);
+    assert!(out.contains("<resumed "), "{out}");
+    assert!(
+        out.contains(&format!("from='{b_full}'")) && out.contains("while you were away"),
+        "the change comes after <resumed/>: {out}"
+    );
+}
