@@ -32,8 +32,9 @@
 //! returns exactly the plan (every contact `both`, no `ask`), and no roster push or
 //! subscription stanza ever arrives: rosters survive restarts unchanged.
 //!
-//! Presence ([`presence`]), what is checked and why only that: presence is neither stored
-//! nor queued for a detached session, and a restart drops every session by design, so only a
+//! Presence ([`presence`]), what is checked and why only that: presence is not stored (a
+//! detached session gets the changes queued for its resumption, but a session that is not
+//! resumed loses them) and a restart drops every session by design, so only a
 //! contact whose current conn stayed open from before the update to the end ("stable") is
 //! owed it. Always: presence comes only from planned contacts; per recipient session a
 //! contact's broadcasts arrive in the sender's order, never twice (a probe answer may repeat
