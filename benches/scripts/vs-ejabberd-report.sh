@@ -186,6 +186,8 @@ machine_section() {
     rookery_backend=$(grep -ho 'backend: [a-z]*' "$OUT"/rookery/*/server.log 2>/dev/null | head -n 1)
     load_backend=$(sj rookery chat backend.kind)
     [ -n "$load_backend" ] || load_backend=$(sj rookery storm backend.kind)
+    [ -n "$load_backend" ] || load_backend=$(sj rookery presence backend.kind)
+    [ -n "$load_backend" ] || load_backend=$(sj rookery group backend.kind)
     cat <<EOF
 # rookery vs ejabberd, side by side ($STAMP, $MODE)
 
@@ -353,10 +355,15 @@ runs_section() {
 
 write_readme() {
     machine_section
-    if want hold; then hold_section; else printf '\n## Hold\n\nNot run (--only %s).\n' "$ONLY"; fi
-    if want chat; then chat_section; else printf '\n## Chat\n\nNot run (--only %s).\n' "$ONLY"; fi
-    if want ceiling; then sweep_section; else printf '\n## Ceiling\n\nNot run (--only %s).\n' "$ONLY"; fi
-    storm_section
+    if [ "${GROUPS_ONLY:-0}" != 1 ]; then
+        if want hold; then hold_section; else printf '\n## Hold\n\nNot run (--only %s).\n' "$ONLY"; fi
+        if want chat; then chat_section; else printf '\n## Chat\n\nNot run (--only %s).\n' "$ONLY"; fi
+        if want ceiling; then sweep_section; else printf '\n## Ceiling\n\nNot run (--only %s).\n' "$ONLY"; fi
+        storm_section
+    fi
+    if want presence; then presence_section; fi
+    if want group; then group_section; fi
     runs_section
     caveats_section
+    if want presence || want group; then groups_caveats; fi
 }

@@ -15,20 +15,25 @@
 #     --auth differ), restarting the server fresh before every run: hold (server RSS per
 #     session), chat (p50/p99/p999), a rate sweep for the ceiling (highest total msgs/s with
 #     p99 <= 10 ms and zero loss), and storm (logins/s) when `rookery-load storm` exists;
-#  6. writes results/<stamp>-vs-ejabberd/README.md (machine, commit, commands, tables, ratios,
-#     caveats) next to every run's rookery-load folder, and prints it.
+#     with `--only presence,group` (or groups-vs-ejabberd.sh), the presence and group chat
+#     scenarios instead (see vs-ejabberd-groups.sh: contact ring and rosters, XEP-0045 rooms);
+#  6. writes results/<stamp>-vs-ejabberd/README.md (results/<stamp>-groups-vs-ejabberd/ when
+#     only presence and group run: machine, commit, commands, tables, ratios, caveats) next to
+#     every run's rookery-load folder, and prints it.
 #
 # What it does not do: tune the kernel, touch /etc/ejabberd, or leave anything running: the
 # servers, the load generator and the temp dir are stopped/removed by pid/path on exit.
 # Bounded: every load run has a duration and a hard timeout; the sweep stops at the time
 # budget (~15 min full, ~4 min --quick).
 #
-# Usage: benches/scripts/vs-ejabberd.sh [--quick] [--only hold,chat,storm,ceiling]
+# Usage: benches/scripts/vs-ejabberd.sh [--quick] [--only hold,chat,storm,ceiling,presence,group]
 #        benches/scripts/vs-ejabberd.sh --report results/<stamp>-vs-ejabberd  (rewrite its README)
 # Environment: ROOKERY_PORT (5321), ROOKERY_ADMIN (9321), EJABBERD_PORT (5322),
 # EJABBERD_DIST_PORT (5324), EXTAUTH_POOL (2), ROOKERY_BIN_DIR (target/release; built when
 # the binaries are missing), SM (off: clients do not enable XEP-0198; on: they do, on both
-# servers), ROOKERY_DURABILITY (the engine's default when unset).
+# servers), ROOKERY_DURABILITY (the engine's default when unset), SERVERS ("rookery ejabberd";
+# one of them alone skips the other, e.g. for the full group size), and the presence and group
+# sizes (see vs-ejabberd-groups.sh).
 set -euo pipefail
 REPO=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$REPO"
@@ -36,6 +41,8 @@ cd "$REPO"
 . benches/scripts/vs-ejabberd-lib.sh
 # shellcheck source=vs-ejabberd-report.sh
 . benches/scripts/vs-ejabberd-report.sh
+# shellcheck source=vs-ejabberd-groups.sh
+. benches/scripts/vs-ejabberd-groups.sh
 
 QUICK=0
 ONLY=hold,chat,storm,ceiling
@@ -46,15 +53,18 @@ while [ $# -gt 0 ]; do
         --report) [ $# -ge 2 ] || die "--report needs a results folder"; REPORT_ONLY=$2; shift ;;
         --only) [ $# -ge 2 ] || die "--only needs a list, e.g. --only storm"; ONLY=$2; shift ;;
         -h | --help) sed -n '3,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
-        *) die "unknown argument '$1' (usage: $0 [--quick] [--only hold,chat,storm,ceiling] | --report DIR)" ;;
+        *) die "unknown argument '$1' (usage: $0 [--quick] [--only hold,chat,storm,ceiling,presence,group] | --report DIR)" ;;
     esac
     shift
 done
 # want SCENARIO: true when SCENARIO is in --only.
 want() { case ",$ONLY," in *",$1,"*) return 0 ;; *) return 1 ;; esac; }
 for s in ${ONLY//,/ }; do
-    case "$s" in hold | chat | storm | ceiling) ;; *) die "--only: unknown scenario '$s'" ;; esac
+    case "$s" in hold | chat | storm | ceiling | presence | group) ;; *) die "--only: unknown scenario '$s'" ;; esac
 done
+# Only presence and group: a folder (and README) of their own.
+GROUPS_ONLY=1
+for s in ${ONLY//,/ }; do case "$s" in presence | group) ;; *) GROUPS_ONLY=0 ;; esac; done
 
 # --report DIR: rewrite DIR/README.md from the files a run left there (settings.env, runs.tsv,
 # commands.txt, the summaries), e.g. after this script's report changed. Runs nothing.
@@ -81,7 +91,7 @@ EXTAUTH_POOL=${EXTAUTH_POOL:-2}
 SERVER_CORE=0
 LOAD_CORE=1
 CONNECT_RATE=2000
-SERVERS="rookery ejabberd"
+SERVERS=${SERVERS:-"rookery ejabberd"}
 if [ "$QUICK" = 1 ]; then
     MODE=quick HOLD_N=2000 HOLD_S=8 CHAT_N=1000 CHAT_S=10 SWEEP_N=1000 SWEEP_S=5
     SWEEP_RATES="1000 4000 16000 32000" STORM_N=1000 STORM_S=5 BUDGET_S=225
@@ -123,8 +133,10 @@ LOAD_AVG=$(cut -d' ' -f1-3 /proc/loadavg)
 awk -v l="${LOAD_AVG%% *}" 'BEGIN { exit !(l >= 1) }' &&
     say "warning: load average $LOAD_AVG (>= 1): other work shares the machine; numbers will be noisy"
 
+groups_sizes
 STAMP=$(date -u +%Y%m%d-%H%M%S)
 OUT=results/$STAMP-vs-ejabberd
+[ "$GROUPS_ONLY" = 1 ] && OUT=results/$STAMP-groups-vs-ejabberd
 mkdir -p "$OUT"
 RUNS=$OUT/runs.tsv
 CMDS=$OUT/commands.txt
@@ -215,7 +227,8 @@ run_load() {
         --clients "$clients" --connect-rate "$CONNECT_RATE" --duration "${dur}s" --threads 1
         --output "$dir" --slug "$server" --quiet "${LOAD_EXTRA[@]}" "$@")
     echo "[$server $label] ${cmd[*]}" >> "$CMDS"
-    local limit=$((clients / CONNECT_RATE + dur + 60))
+    # EXTRA_LIMIT_S: phases beyond the ramp and the duration (presence setup, group joins).
+    local limit=$((clients / CONNECT_RATE + dur + 60 + ${EXTRA_LIMIT_S:-0}))
     local t0 c0 rss0 load1 rc=0
     HELD_RSS=- HELD_SEEN=- STEADY_PCT=- GEN_PCT=- OTHERS_PCT=-
     load1=$(cut -d' ' -f1 /proc/loadavg)
@@ -272,11 +285,14 @@ sample_held() {
 sample_steady() { # $1 = duration of the steady phase, s; called when it has just begun
     local dur=$1 s0 s1 g0 g1 ta tb snap=$WORK_TMP/procs.before
     [ "$dur" -ge 4 ] || return 0
-    sleep 1
+    # SAMPLE_DELAY_S: how long after the conns are up the sending starts (presence, group).
+    sleep $((1 + ${SAMPLE_DELAY_S:-0}))
     kill -0 "$LOAD_PID" 2>/dev/null || return 0
     s0=$(cpu_ticks "$SERVER_PID") g0=$(cpu_ticks "$LOAD_PID") ta=$(date +%s%N)
     others_snapshot "$snap"
     sleep $((dur - 2))
+    # A load generator that ended inside the window would read as negative CPU: no sample.
+    kill -0 "$LOAD_PID" 2>/dev/null || return 0
     s1=$(cpu_ticks "$SERVER_PID") g1=$(cpu_ticks "$LOAD_PID") tb=$(date +%s%N)
     local secs
     secs=$(awk -v a="$ta" -v b="$tb" 'BEGIN { print (b - a) / 1e9 }')
@@ -356,6 +372,9 @@ sweep_step() {
     [ "$(verdict "$summary")" = ok ]
 }
 
+want presence && presence_runs
+want group && group_runs
+
 want ceiling || SWEEP_ALIVE=([rookery]=0 [ejabberd]=0)
 for total in $SWEEP_RATES; do
     for s in $SERVERS; do
@@ -381,7 +400,7 @@ server_stop
 # What the README needs, so `--report` can rewrite it later without rerunning.
 for v in MODE ONLY STAMP COMMIT LOAD_AVG BIN BIN_INFO EJB_VERSION EJB_USER SETUP_S SERVER_CORE LOAD_CORE DOMAIN \
     USER_PREFIX PASS_PREFIX SECRET ROOKERY_PORT ROOKERY_ADMIN EJABBERD_PORT CONNECT_RATE SERVERS SM DURABILITY \
-    HOLD_N HOLD_S CHAT_N CHAT_S SWEEP_N SWEEP_S SWEEP_RATES STORM_N STORM_S STORM; do
+    HOLD_N HOLD_S CHAT_N CHAT_S SWEEP_N SWEEP_S SWEEP_RATES STORM_N STORM_S STORM GROUPS_ONLY $GROUPS_VARS; do
     printf '%s=%q\n' "$v" "${!v}"
 done > "$OUT/settings.env"
 write_readme > "$OUT/README.md"

@@ -370,15 +370,9 @@ impl RunConfig {
             Some(slug) => sanitize_slug(slug),
             None if scenario == Scenario::Chat => format!("c{clients}-r{rate}"),
             None if scenario == Scenario::Offline => format!("c{clients}-m{messages}"),
-            None => match &fanout {
-                Some(Fanout::Presence { contacts, .. }) => {
-                    format!("c{clients}-k{contacts}-r{rate}")
-                }
-                Some(Fanout::Group {
-                    groups, members, ..
-                }) => format!("g{groups}-s{members}-r{rate}"),
-                None => format!("c{clients}"),
-            },
+            None => fanout
+                .as_ref()
+                .map_or_else(|| format!("c{clients}"), |f| f.slug(clients, rate)),
         };
         let cfg = RunConfig {
             scenario,
@@ -415,14 +409,7 @@ impl RunConfig {
             fanout,
             command_line: redact_command_line(std::env::args()),
         };
-        if let Some(f) = &cfg.fanout {
-            // Receipt numbers are seq * fan-out + position (see `fanout`): they must fit a u32.
-            if u64::from(cfg.max_seq()) * u64::from(f.per_change()) >= u64::from(u32::MAX) {
-                bail!(
-                    "--rate x --duration is too large for this fan-out (receipt numbers overflow)"
-                );
-            }
-        }
+        fanout::check_receipt_numbers(cfg.max_seq(), cfg.per_change())?;
         Ok(cfg)
     }
 

@@ -133,6 +133,8 @@ struct Core {
 }
 
 impl Client {
+    /// A client of the chat profile.
+    #[cfg(test)]
     pub fn new(limits: FramerLimits, sm_policy: SmPolicy) -> Client {
         Client::with_profile(limits, sm_policy, Profile::Chat)
     }

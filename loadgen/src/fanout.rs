@@ -20,7 +20,9 @@ use anyhow::bail;
 use clap::{Args, ValueEnum};
 use serde::{Deserialize, Serialize};
 
-use crate::cli::Scenario;
+use crate::cli::{RunConfig, Scenario};
+use crate::metrics::Metric;
+use crate::worker::WorkerReport;
 
 pub mod table;
 pub mod wire;
@@ -120,6 +122,16 @@ impl Fanout {
         }
     }
 
+    /// The default end of the results folder's name.
+    pub fn slug(&self, clients: u64, rate: f64) -> String {
+        match self {
+            Fanout::Presence { contacts, .. } => format!("c{clients}-k{contacts}-r{rate}"),
+            Fanout::Group {
+                groups, members, ..
+            } => format!("g{groups}-s{members}-r{rate}"),
+        }
+    }
+
     /// Presence: the wait between the initial presences and the measurement; 0 for groups.
     pub fn probe_ms(&self) -> u64 {
         match self {
@@ -144,7 +156,7 @@ pub fn resolve(
         Scenario::Presence if group_only => bail!("--groups, --members, --muc-domain: group only"),
         Scenario::Presence => {
             let contacts = args.contacts.unwrap_or(DEFAULT_CONTACTS);
-            if contacts < 2 || contacts % 2 != 0 || u64::from(contacts) >= clients {
+            if contacts < 2 || !contacts.is_multiple_of(2) || u64::from(contacts) >= clients {
                 bail!(
                     "--contacts must be even, at least 2 and below --clients ({clients}): the ring \
                      gives each client its neighbours +-1 .. +-K/2"
@@ -190,6 +202,62 @@ pub fn resolve(
         }
         _ => Ok(None),
     }
+}
+
+/// How the changes (presence) or messages (group) of a run fared, once every worker's
+/// receipts are merged.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Totals {
+    /// Receipts expected per change: K contacts, or S members.
+    pub per_change: u32,
+    pub changes_sent: u64,
+    /// Changes every expected recipient got.
+    pub changes_complete: u64,
+    /// Changes some, not all, recipients got.
+    pub changes_partial: u64,
+    /// Changes no recipient got.
+    pub changes_unseen: u64,
+    /// Receipts not followed for the last-recipient latency (the table's cap).
+    pub untracked: u64,
+}
+
+/// The fan-out totals of a merged report (`None` outside presence and group): records the
+/// last-recipient latency of every complete change, and turns `sent` (changes per ledger
+/// row) into receipts expected per row, as the ledger numbers them (see the module doc).
+pub fn totals(cfg: &RunConfig, report: &mut WorkerReport, sent: &mut [u32]) -> Option<Totals> {
+    let fanout = cfg.fanout.as_ref()?;
+    let per_change = fanout.per_change();
+    let changes_sent: u64 = sent.iter().map(|&c| u64::from(c)).sum();
+    for s in sent.iter_mut() {
+        // Below u32::MAX: `RunConfig::resolve` checks max_seq * fan-out, and the ledger
+        // refuses sequences past max_seq.
+        *s = s.saturating_mul(per_change);
+    }
+    let metric = match fanout {
+        Fanout::Presence { .. } => Metric::PresenceFanoutLast,
+        Fanout::Group { .. } => Metric::GroupFanoutLast,
+    };
+    let histograms = &mut report.histograms;
+    let done = report
+        .last_receipts
+        .finish(per_change, &mut |us| histograms.record(metric, us));
+    Some(Totals {
+        per_change,
+        changes_sent,
+        changes_complete: done.complete,
+        changes_partial: done.partial,
+        changes_unseen: changes_sent.saturating_sub(done.complete + done.partial),
+        untracked: report.last_receipts.untracked,
+    })
+}
+
+/// Receipt numbers are `seq * fan-out + position` (see the module doc): with sequences below
+/// `max_seq` they must fit a u32.
+pub fn check_receipt_numbers(max_seq: u32, per_change: u32) -> anyhow::Result<()> {
+    if u64::from(max_seq) * u64::from(per_change) >= u64::from(u32::MAX) {
+        bail!("--rate x --duration is too large for this fan-out (receipt numbers overflow)");
+    }
+    Ok(())
 }
 
 /// The presence contact ring.

@@ -8,14 +8,15 @@
 //!
 //! Map: `cli` (options) -> `run` (coordinator; `procs` when the run needs several worker
 //! processes) -> `worker` (per-thread loop) -> `client` (protocol) + `wire` (probe bodies);
-//! `schedule`, `accounting`, `metrics`, `live`, `series`, `offline` are pure logic; `host`
+//! `schedule`, `accounting`, `metrics`, `live`, `series`, `offline`, `fanout` (the presence
+//! and group scenarios' ring, groups and stanzas) are pure logic; `host`
 //! checks ports and fds; `output`/`hgrm`/`hlog`/`plot`/`env` write the record; `report` and
 //! `demo` are the other subcommands. `sys` is the one module allowed `unsafe` (libc).
 //!
 //! Exit status: 0 passed; 1 the run could not be done (the error says why); 2 bad command
 //! line; 3 the run finished but broke a gate (messages lost — under `--verify` and in
-//! offline, acknowledged messages lost —, stored messages without `<delay/>`, no login,
-//! --max-p99, --max-errors).
+//! offline, acknowledged messages lost; in presence and group, expected receipts lost —,
+//! stored messages without `<delay/>`, no login, --max-p99, --max-errors).
 
 #![deny(unsafe_code)]
 

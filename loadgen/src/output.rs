@@ -26,6 +26,7 @@ use crate::run::RunResult;
 use crate::sys::monotonic_ns;
 use crate::{hlog, plot};
 
+mod fanout;
 mod summary;
 
 /// Creates the run's folder and writes every file; returns the folder.
@@ -134,8 +135,14 @@ pub fn violations(cfg: &RunConfig, r: &RunResult) -> Vec<String> {
         )),
         Some(_) => {}
         None if r.messages.lost > 0 => out.push(format!(
-            "{} of {} messages lost",
-            r.messages.lost, r.messages.sent
+            "{} of {} {} lost",
+            r.messages.lost,
+            r.messages.sent,
+            if cfg.fanout.is_some() {
+                "expected receipts"
+            } else {
+                "messages"
+            }
         )),
         None => {}
     }
@@ -182,6 +189,8 @@ fn gated_metric(scenario: Scenario) -> Metric {
     match scenario {
         Scenario::Chat => Metric::E2eCorrected,
         Scenario::Offline => Metric::OfflineDelivery,
+        Scenario::Presence => Metric::PresenceDelivery,
+        Scenario::Group => Metric::GroupFanoutLast,
         Scenario::Hold | Scenario::Storm => Metric::Login,
     }
 }
@@ -198,6 +207,12 @@ pub fn report_text(cfg: &RunConfig, r: &RunResult, dir: Option<&Path>) -> String
             cfg.rate,
             cfg.clients - cfg.senders
         ),
+        Scenario::Presence => {
+            format!(", {} status changes/s each ({:?})", cfg.rate, cfg.pattern).to_lowercase()
+        }
+        Scenario::Group => {
+            format!(", {} msg/s per group ({:?})", cfg.rate, cfg.pattern).to_lowercase()
+        }
         Scenario::Hold | Scenario::Storm => String::new(),
     };
     // Writing to a String cannot fail; results are ignored below.
@@ -217,11 +232,16 @@ pub fn report_text(cfg: &RunConfig, r: &RunResult, dir: Option<&Path>) -> String
     let m = &r.messages;
     let _ = writeln!(
         out,
-        "logins {} ({} clients; ramp {:.1} s); messages sent {}, delivered {}, lost {}, duplicated {}, \
+        "logins {} ({} clients; ramp {:.1} s); {} {}, delivered {}, lost {}, duplicated {}, \
          out of order {}, bounced {}",
         r.report.logins,
         cfg.clients,
         r.ramp_ms as f64 / 1000.0,
+        if cfg.fanout.is_some() {
+            "receipts expected"
+        } else {
+            "messages sent"
+        },
         m.sent,
         m.delivered,
         m.lost,
@@ -229,6 +249,7 @@ pub fn report_text(cfg: &RunConfig, r: &RunResult, dir: Option<&Path>) -> String
         m.out_of_order,
         r.report.bounced
     );
+    fanout::lines(cfg, r, &mut out);
     extra_lines(cfg, r, &mut out);
     let errors: Vec<String> = r
         .errors()

@@ -119,6 +119,12 @@ const ROWS: &[Row] = &[
     ("send lag p99 (ms)", |s| {
         us_as_ms(&s["latency_us"]["send_lag"]["p99_us"])
     }),
+    ("fan-out p99 each (ms)", |s| {
+        us_as_ms(fanout(s, "delivery_p99_us"))
+    }),
+    ("fan-out p99 last (ms)", |s| {
+        us_as_ms(fanout(s, "fanout_last_p99_us"))
+    }),
     ("processes", |s| text(&s["processes"]["count"])),
     ("storm logins/s mean", |s| {
         s["storm"]["logins_per_s_mean"]
@@ -147,6 +153,14 @@ fn text(v: &Value) -> String {
         Value::Null => "-".into(),
         Value::String(s) => s.clone(),
         other => other.to_string(),
+    }
+}
+
+/// A value of the presence or group section (null for the other scenarios).
+fn fanout<'a>(s: &'a Value, key: &str) -> &'a Value {
+    match &s["presence"] {
+        Value::Null => &s["group"][key],
+        presence => &presence[key],
     }
 }
 
@@ -215,6 +229,18 @@ mod tests {
             "missing fields print as -: {backend}"
         );
         assert!(report(&[root.join("nope")]).is_err());
+    }
+
+    #[test]
+    fn fanout_rows_read_the_presence_or_group_section() {
+        let presence = serde_json::json!({ "presence": { "fanout_last_p99_us": 4000 } });
+        let group = serde_json::json!({ "group": { "fanout_last_p99_us": 7500 } });
+        let chat = serde_json::json!({ "latency_us": {} });
+        let cell = |s: &Value| us_as_ms(fanout(s, "fanout_last_p99_us"));
+        assert_eq!(
+            (cell(&presence), cell(&group), cell(&chat)),
+            ("4.000".into(), "7.500".into(), "-".into())
+        );
     }
 
     #[test]

@@ -81,11 +81,14 @@ pub trait Control {
 }
 
 /// Longest the ramp may take before the steady phase starts anyway. Offline: phase 1, the
-/// senders' ramp, their sending and their wait for acks.
+/// senders' ramp, their sending and their wait for acks; presence and group: the setup too.
 pub fn ramp_bound_ns(cfg: &RunConfig) -> u64 {
     let (ramp_clients, sending_ns) = match cfg.scenario {
         Scenario::Offline => (cfg.senders, (cfg.duration_ms + cfg.drain_ms) * 1_000_000),
-        _ => (cfg.clients, 0),
+        _ => (
+            cfg.clients,
+            cfg.fanout.as_ref().map_or(0, |f| f.setup_ms() * 1_000_000),
+        ),
     };
     (f64::from(ramp_clients) / cfg.connect_rate * 1e9) as u64
         + (cfg.connect_timeout_ms + cfg.login_timeout_ms) * 1_000_000
@@ -102,7 +105,10 @@ pub fn steady_bound_ns(cfg: &RunConfig) -> u64 {
             (f64::from(recipients) / cfg.connect_rate * 1e9) as u64
                 + (cfg.connect_timeout_ms + cfg.login_timeout_ms + cfg.drain_ms) * 1_000_000
         }
-        _ => (cfg.duration_ms + cfg.drain_ms) * 1_000_000,
+        _ => {
+            let probe_ms = cfg.fanout.as_ref().map_or(0, |f| f.probe_ms());
+            (probe_ms + cfg.duration_ms + cfg.drain_ms) * 1_000_000
+        }
     }
 }
 
@@ -125,7 +131,10 @@ pub struct PartMeta {
 #[derive(Debug)]
 pub struct RunResult {
     pub report: WorkerReport,
+    /// Every message (fan-out: every expected receipt) and its fate.
     pub messages: MessageTotals,
+    /// Presence and group: the changes and their fan-out.
+    pub fan: Option<crate::fanout::Totals>,
     /// Messages split by the server's XEP-0198 acks (`--verify`, offline).
     pub acks: Option<AckTotals>,
     /// Receipts: `sent` expected, `delivered` received, `lost` missing (`--receipts`).
@@ -201,13 +210,14 @@ pub fn finish(
     series: Series,
     (processes, threads_per_process): (u32, usize),
 ) -> RunResult {
-    let mut sent = vec![0u32; cfg.clients as usize];
+    let mut sent = vec![0u32; cfg.ledger_rows() as usize];
     for &(index, count) in &report.sent {
         if let Some(s) = sent.get_mut(index as usize) {
             *s = count;
         }
     }
     report.sent = Vec::new();
+    let fan = crate::fanout::totals(cfg, &mut report, &mut sent);
     let messages = report.ledger.totals(&sent);
     let acks = cfg.counts_acks().then(|| {
         let mut acked = vec![0u32; cfg.clients as usize];
@@ -223,6 +233,7 @@ pub fn finish(
     let ramp_end = steady.unwrap_or(meta.end_ns);
     RunResult {
         messages,
+        fan,
         acks,
         receipts,
         ramp_ms: ramp_end.saturating_sub(meta.go_ns) / 1_000_000,

@@ -118,13 +118,17 @@ impl Series {
         };
         let seconds = f64::from(now.second.saturating_sub(before.second).max(1));
         let per_s = |a: u64, b: u64| a.saturating_sub(b) as f64 / seconds;
-        let e2e = Percentiles::of(self.so_far.get(Metric::E2eCorrected));
-        let login = Percentiles::of(self.so_far.get(Metric::Login));
-        let (label, p) = if e2e.count > 0 {
-            ("e2e", e2e)
-        } else {
-            ("login", login)
-        };
+        // The first delivery metric with values; logins until there is one.
+        let (label, p) = [
+            ("e2e", Metric::E2eCorrected),
+            ("presence", Metric::PresenceDelivery),
+            ("group", Metric::GroupDelivery),
+            ("login", Metric::Login),
+        ]
+        .into_iter()
+        .map(|(label, m)| (label, Percentiles::of(self.so_far.get(m))))
+        .find(|(label, p)| p.count > 0 || *label == "login")
+        .unwrap_or(("login", Percentiles::default()));
         format!(
             "[{:6.1}s] online {}/{clients} (started {}) logins/s {:.0} sent/s {:.0} \
              recv/s {:.0} {label} p50 {:.2}ms p99 {:.2}ms errors {}",

@@ -10,7 +10,8 @@
 //! `--connect-rate`), steady (from the coordinator's start time for `--duration`; in chat,
 //! messages are due on each client's open-loop schedule; in storm, every client drops and
 //! reconnects in a loop, see `storm`; in offline the ramp is phase 1 and the steady phase
-//! is phase 2, see `offline`), drain (chat: no new messages for `--drain-ms`),
+//! is phase 2, see `offline`; presence and group settle a client only once its setup is done,
+//! see `presence` and `group`), drain (no new messages for `--drain-ms`),
 //! closing (every stream ends with `</stream:stream>`, bounded by [`CLOSE_GRACE_NS`]).
 //!
 //! Invariants: a slot's conn id maps back to it only while the slot holds that conn; timers
@@ -32,7 +33,7 @@ use crate::accounting::Ledger;
 use crate::auth::Account;
 use crate::cli::{RunConfig, Scenario, SmArg};
 use crate::client::sm::SmPolicy;
-use crate::client::Client;
+use crate::client::{Client, Profile};
 use crate::live::{Counter, Shared, PUBLISH_INTERVAL_NS};
 use crate::metrics::{ErrorKind, Histograms};
 use crate::offline::OfflinePlan;
@@ -43,12 +44,16 @@ use crate::wire::Receipt;
 
 mod close;
 mod events;
+mod fan;
+mod group;
 mod offline;
+mod presence;
 mod report;
 mod send;
 mod slot;
 mod storm;
 use events::connect_error_kind;
+use fan::{fan_state, Fan};
 pub use report::WorkerReport;
 use slot::{Note, Slot, SlotState};
 
@@ -78,6 +83,11 @@ enum TimerKind {
     Drop,
     /// Offline: the sender's wait for acks (`--drain-ms` after its last send) is over.
     AckWait,
+    /// Presence and group: the client's `--setup-ms` is over.
+    SetupTimeout,
+    /// Group: the next message of an owned group is due (the timer's slot field holds the
+    /// group's index among the worker's owned groups, and its attempt is 0).
+    GroupSend,
 }
 
 /// (due ns, slot, the slot's connect attempt when armed, kind).
@@ -124,6 +134,8 @@ pub struct Worker<'a> {
     storming: bool,
     receipt: Receipt,
     sm_policy: SmPolicy,
+    profile: Profile,
+    fan: Fan,
     sources: &'a [IpAddr],
     schedule: Option<MessageSchedule>,
     phase: RunPhase,
@@ -161,6 +173,7 @@ pub fn run<D: Driver>(
     loop {
         let now = monotonic_ns();
         worker.advance_phase(&mut driver.ops(), now);
+        let fan_wake = worker.fan_turn(&mut driver.ops(), now);
         if let RunPhase::Closing {
             deadline_ns,
             aborted,
@@ -177,7 +190,7 @@ pub fn run<D: Driver>(
         worker.start_due_reconnects(&mut driver.ops(), now);
         worker.fire_timers(&mut driver.ops(), now);
         worker.publish(now, false);
-        let wake_ns = worker.next_wake_ns(now);
+        let wake_ns = worker.next_wake_ns(now).min(fan_wake.unwrap_or(u64::MAX));
         driver.turn(
             Some(Duration::from_nanos(wake_ns.saturating_sub(now))),
             &mut worker,
@@ -200,19 +213,29 @@ impl<'a> Worker<'a> {
             SmArg::On => SmPolicy::EnableWhenOffered,
             SmArg::Off => SmPolicy::Off,
         };
+        let profile = match cfg.scenario {
+            Scenario::Presence => Profile::Roster,
+            Scenario::Group => Profile::Group,
+            _ => Profile::Chat,
+        };
         // Process `part.index` owns part.index, part.index + P, ...; its threads take turns.
         let first = part.index + part.of * thread as u32;
         let stride = (part.of * threads) as usize;
         let slots: Vec<Slot> = (first..cfg.clients)
             .step_by(stride)
-            .map(|index| Slot::new(index, new_client(sm_policy)))
+            .map(|index| Slot::new(index, new_client(sm_policy, profile)))
             .collect();
+        let local = |c: u32| {
+            let k = c.checked_sub(first)? as usize;
+            k.is_multiple_of(stride).then_some(k / stride)
+        };
+        let fan = fan_state(cfg, slots.len(), local);
         let share = cfg.connect_rate / f64::from(threads);
         let offline = OfflinePlan::of(cfg);
         // The ledger keeps a row per possible sender: none needed when nobody sends (hold).
         let senders = match (cfg.scenario, offline) {
             (_, Some(plan)) => plan.senders,
-            (Scenario::Chat, None) => cfg.clients,
+            (Scenario::Chat | Scenario::Presence | Scenario::Group, None) => cfg.ledger_rows(),
             _ => 0,
         };
         // Offline: slots are in index order, so the senders come first.
@@ -240,20 +263,22 @@ impl<'a> Worker<'a> {
                 Receipt::None
             },
             sm_policy,
+            profile,
+            fan,
             conn_slots: Vec::new(),
             timers: BinaryHeap::with_capacity(slots.len()),
             slots,
             sources,
-            schedule: cfg
-                .scenario
-                .sends()
+            // Per client; a group's schedule is the group's (see `group`).
+            schedule: (cfg.scenario.sends() && cfg.scenario != Scenario::Group)
                 .then(|| MessageSchedule::new(cfg.rate, cfg.pattern)),
             phase: RunPhase::Ramp,
             accounting_open: true,
             run_id: cfg.run_id,
             rng: Rng::new(cfg.seed ^ (thread as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15)),
             report: WorkerReport {
-                ledger: Ledger::new(senders, cfg.max_seq()),
+                // Fan-out receipts are numbered seq * fan-out + position (see `fanout`).
+                ledger: Ledger::new(senders, cfg.max_seq() * cfg.per_change()),
                 receipts: Ledger::new(receipt_senders, cfg.max_seq()),
                 ..WorkerReport::default()
             },
@@ -288,8 +313,11 @@ impl<'a> Worker<'a> {
                 if self.offline.is_some() {
                     return self.start_recipients(start);
                 }
-                let stop_send_ns = start + self.cfg.duration_ms * 1_000_000;
-                let drain_ns = if self.schedule.is_some() {
+                // Presence: the initial presences first, the changes after --probe-ms.
+                let probe_ns = self.fan.presence_mut().map_or(0, |p| p.probe_ns());
+                let measure_ns = start + probe_ns;
+                let stop_send_ns = measure_ns + self.cfg.duration_ms * 1_000_000;
+                let drain_ns = if self.cfg.scenario.sends() {
                     self.cfg.drain_ms * 1_000_000
                 } else {
                     0
@@ -299,7 +327,9 @@ impl<'a> Worker<'a> {
                     stop_send_ns,
                     finish_ns: stop_send_ns + drain_ns,
                 };
-                self.schedule_first_messages(start);
+                self.schedule_first_messages(measure_ns);
+                self.presence_steady(start, measure_ns);
+                self.group_steady(start);
             }
             RunPhase::Steady {
                 finish_ns: u64::MAX,
@@ -381,6 +411,10 @@ impl<'a> Worker<'a> {
                 return;
             };
             let i = i as usize;
+            if kind == TimerKind::GroupSend {
+                self.send_group_due(io, i, now);
+                continue;
+            }
             if self.slots[i].attempt != attempt {
                 continue; // armed for an earlier conn of this slot
             }
@@ -391,7 +425,14 @@ impl<'a> Worker<'a> {
                 (TimerKind::LoginTimeout, SlotState::LoggingIn) => {
                     self.fail(io, i, ErrorKind::LoginTimeout)
                 }
+                (TimerKind::Send, SlotState::Online) if self.fan.is_some() => {
+                    self.send_status_due(io, i, now)
+                }
                 (TimerKind::Send, SlotState::Online) => self.send_due(io, i, now),
+                (TimerKind::SetupTimeout, SlotState::Online) => {
+                    self.presence_setup_timeout(io, i);
+                    self.group_setup_timeout(i);
+                }
                 (TimerKind::Drop, SlotState::Online) if self.storming => self.drop_conn(io, i),
                 (TimerKind::AckWait, SlotState::Online) => self.settle(i),
                 _ => {}
@@ -407,8 +448,9 @@ impl<'a> Worker<'a> {
             SlotState::Online => {
                 self.shared.set_online(self.slots[i].index, false);
                 self.online -= 1;
-                // Online counted as settled, except an offline sender still at work.
-                if self.offline.is_some() {
+                // Online counted as settled, except an offline sender still at work or a
+                // client still in its setup (both settle once: see `settle`).
+                if self.offline.is_some() || self.fan.is_some() {
                     self.settle(i);
                 }
             }
@@ -473,7 +515,11 @@ impl<'a> Worker<'a> {
     fn finish(mut self) -> WorkerReport {
         // Clients never connected (ramp cut short by an abort) count as settled failures of
         // no kind: they simply never ran.
-        self.report.sent = self.slots.iter().map(|s| (s.index, s.seq)).collect();
+        self.report.sent = match &self.fan {
+            // A group's messages are the group's, sent by whichever member.
+            Fan::Group(g) => g.sent(),
+            _ => self.slots.iter().map(|s| (s.index, s.seq)).collect(),
+        };
         self.report.acked = self
             .slots
             .iter()
@@ -485,11 +531,11 @@ impl<'a> Worker<'a> {
 }
 
 /// A fresh client state machine (its framer holds no buffer until bytes arrive).
-fn new_client(sm_policy: SmPolicy) -> Client {
+fn new_client(sm_policy: SmPolicy, profile: Profile) -> Client {
     let limits = FramerLimits {
         max_stanza_bytes: MAX_STANZA_BYTES,
     };
-    Client::new(limits, sm_policy)
+    Client::with_profile(limits, sm_policy, profile)
 }
 
 /// Bytes of one client's slot in a worker's slab (the rest of a client's user-space cost is

@@ -249,3 +249,68 @@ fn verify_needs_messages_and_stream_management() {
     assert!(resolve(Scenario::Chat, &["--messages", "3"]).is_err());
     assert!(resolve(Scenario::Storm, &["--senders", "3"]).is_err());
 }
+
+fn resolve_as(scenario: Scenario, args: &[&str]) -> anyhow::Result<RunConfig> {
+    let name = scenario.name();
+    let mut argv = vec!["rookery-load", name, "--auth", "token:x"];
+    argv.extend_from_slice(args);
+    let load = match Cli::try_parse_from(argv).unwrap().command {
+        Command::Presence(run) | Command::Group(run) => run.load,
+        other => panic!("{other:?}"),
+    };
+    RunConfig::resolve(
+        scenario,
+        "127.0.0.1:5222",
+        "Example.Test",
+        AuthSpec::Token { secret: "x".into() },
+        &load,
+        &RUN_DEFAULTS,
+    )
+}
+
+#[test]
+fn presence_and_group_resolve_their_shapes() {
+    let presence = resolve_as(Scenario::Presence, &["--clients", "100"]).unwrap();
+    assert_eq!(presence.rate, crate::fanout::DEFAULT_PRESENCE_RATE);
+    assert_eq!((presence.ledger_rows(), presence.per_change()), (100, 10));
+    assert_eq!(presence.slug, "c100-k10-r0.1");
+    assert!(presence.scenario.sends());
+    let group = resolve_as(
+        Scenario::Group,
+        &["--clients", "50", "--groups", "7", "--members", "20"],
+    )
+    .unwrap();
+    assert_eq!((group.ledger_rows(), group.per_change()), (7, 20));
+    assert_eq!(group.slug, "g7-s20-r1");
+    assert!(matches!(
+        group.fanout,
+        Some(Fanout::Group { ref muc_domain, .. }) if muc_domain == "groups.example.test"
+    ));
+    let json = serde_json::to_string(&group).unwrap();
+    let back: RunConfig =
+        serde_json::from_str(&json.replace("token:<redacted>", "token:x")).unwrap();
+    assert_eq!(back.fanout, group.fanout, "travels to worker processes");
+    // Refused: --verify (no acks to judge by), and receipt numbers that would overflow.
+    assert!(resolve_as(Scenario::Presence, &["--verify"]).is_err());
+    let huge = [
+        "--clients",
+        "100",
+        "--contacts",
+        "98",
+        "--rate",
+        "10000",
+        "--duration",
+        "1h",
+    ];
+    assert!(resolve_as(Scenario::Presence, &huge).is_err());
+    // The fan-out options belong to their scenario.
+    let chat = RunConfig::resolve(
+        Scenario::Chat,
+        "127.0.0.1:5222",
+        "d",
+        AuthSpec::Token { secret: "x".into() },
+        &load(&["--setup-ms", "5"]),
+        &RUN_DEFAULTS,
+    );
+    assert!(chat.is_err());
+}

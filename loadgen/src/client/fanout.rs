@@ -15,10 +15,10 @@ use rookery_proto::{ns, StanzaView};
 
 use super::online::child_text;
 use super::{ClientEvent, Core};
+use crate::fanout::wire::NS_MUC_USER;
 
 /// The id of our roster get.
 pub const ROSTER_ID: &str = "roster1";
-const NS_MUC_USER: &str = "http://jabber.org/protocol/muc#user";
 
 /// What a client does besides logging in and chatting.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -443,3 +443,5 @@ fn stream_management_off_or_refused() {
         "{reply}"
     );
 }
+
+mod fanout;

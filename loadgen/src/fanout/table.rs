@@ -169,6 +169,7 @@ impl LastReceipts {
     }
 
     /// Changes followed.
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.entries.len()
     }

@@ -50,7 +50,7 @@ pub fn summary_json(cfg: &RunConfig, r: &RunResult, env: &Environment) -> Value 
             "delay_missing": r.report.delay_missing,
         })
     });
-    json!({
+    let mut summary = json!({
         "tool": "rookery-load",
         "version": env!("CARGO_PKG_VERSION"),
         "config": cfg,
@@ -95,5 +95,10 @@ pub fn summary_json(cfg: &RunConfig, r: &RunResult, env: &Environment) -> Value 
         "hgrm_value_unit": "ms",
         "histograms_v2_deflate_base64": encoded,
         "gates": { "violations": violations(cfg, r) },
-    })
+    });
+    // Presence and group: their own section, under the scenario's name.
+    if let Some(section) = super::fanout::summary(cfg, r) {
+        summary[cfg.scenario.name()] = section;
+    }
+    summary
 }

@@ -18,7 +18,7 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use tracing::{info, warn};
 
-use super::protocol::{decode_histograms, decode_report, from_line, to_line};
+use super::protocol::{decode_histograms, decode_report_for, from_line, to_line};
 use super::protocol::{ChildMsg, ParentMsg, Spec};
 use super::Plan;
 use crate::cli::RunConfig;
@@ -250,7 +250,7 @@ fn on_line(
         }
         ChildMsg::Settled { not_online } => state.settled[index] = Some(not_online),
         ChildMsg::Done { report, meta } => {
-            let report = decode_report(&report, cfg.clients)
+            let report = decode_report_for(&report, cfg)
                 .with_context(|| format!("worker process {index}: results"))?;
             state.done[index] = Some((report, meta));
         }

@@ -6,7 +6,8 @@
 //! child's logs go to stderr. A closed stdin tells the child its parent is gone.
 //!
 //! Histograms travel V2 deflate + base64; ledgers as [`LedgerWire`]; per-sender sent counts as
-//! base64 of little-endian (index u32, count u32) pairs. Decoding checks everything against
+//! base64 of little-endian (index u32, count u32) pairs; the presence and group scenarios'
+//! receipts per change as `LastReceipts::to_wire`. Decoding checks everything against
 //! the run (metric names, error kinds, sender indexes), so a corrupt line fails the run with a
 //! clear error instead of skewing it.
 //!
@@ -19,6 +20,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::accounting::{Ledger, LedgerWire, WireError};
 use crate::cli::RunConfig;
+use crate::fanout::table::{LastReceipts, TableError};
 use crate::live::Snapshot;
 use crate::metrics::{decode_histogram, encode_histogram, CodecError, Histograms, Metric};
 use crate::run::PartMeta;
@@ -80,6 +82,9 @@ pub struct ReportWire {
     pub acked: String,
     pub errors: BTreeMap<String, u64>,
     pub counters: BTreeMap<String, u64>,
+    /// Presence and group: the receipts per change (see `fanout::table`).
+    #[serde(default)]
+    pub fanout: String,
 }
 
 /// Why a worker process' line was refused.
@@ -88,6 +93,7 @@ pub enum ProtocolError {
     Json(String),
     Histogram(CodecError),
     Ledger(WireError),
+    Table(TableError),
     UnknownMetric(String),
     UnknownError(String),
     UnknownCounter(String),
@@ -100,6 +106,7 @@ impl std::fmt::Display for ProtocolError {
             ProtocolError::Json(err) => write!(f, "not a message: {err}"),
             ProtocolError::Histogram(err) => err.fmt(f),
             ProtocolError::Ledger(err) => err.fmt(f),
+            ProtocolError::Table(err) => err.fmt(f),
             ProtocolError::UnknownMetric(m) => write!(f, "unknown metric {m:?}"),
             ProtocolError::UnknownError(e) => write!(f, "unknown error kind {e:?}"),
             ProtocolError::UnknownCounter(c) => write!(f, "unknown counter {c:?}"),
@@ -142,8 +149,8 @@ pub fn decode_histograms(map: &BTreeMap<String, String>) -> Result<Histograms, P
 }
 
 /// The plain counters of a report, by name (one list, so encode and decode cannot drift).
-fn counters(r: &mut WorkerReport) -> [(&'static str, &mut u64); 14] {
-    [
+fn counters(r: &mut WorkerReport) -> Vec<(String, &mut u64)> {
+    let plain: [(&str, &mut u64); 14] = [
         ("logins", &mut r.logins),
         ("peak_online", &mut r.peak_online),
         ("bounced", &mut r.bounced),
@@ -158,7 +165,11 @@ fn counters(r: &mut WorkerReport) -> [(&'static str, &mut u64); 14] {
         ("offline_deliveries", &mut r.offline_deliveries),
         ("delay_missing", &mut r.delay_missing),
         ("last_delivery_ns", &mut r.last_delivery_ns),
-    ]
+    ];
+    let mut all: Vec<(String, &mut u64)> =
+        plain.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+    all.extend(r.fan.named());
+    all
 }
 
 /// base64 of little-endian (index u32, count u32) pairs.
@@ -171,7 +182,7 @@ fn encode_pairs(pairs: &[(u32, u32)]) -> String {
     base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
-/// Reads back [`encode_pairs`], refusing indexes at or above `clients`.
+/// Reads back [`encode_pairs`], refusing indexes at or above `clients` (the ledger's rows).
 fn decode_pairs(text: &str, clients: u32) -> Result<Vec<(u32, u32)>, ProtocolError> {
     let bytes = base64::engine::general_purpose::STANDARD
         .decode(text)
@@ -205,19 +216,42 @@ pub fn encode_report(mut report: WorkerReport) -> ReportWire {
             .filter(|&(_, n)| n > 0)
             .map(|(k, n)| (k.to_string(), n))
             .collect(),
+        fanout: report.last_receipts.to_wire(),
         counters: counters(&mut report)
             .into_iter()
-            .map(|(k, v)| (k.to_string(), *v))
+            .map(|(k, v)| (k, *v))
             .collect(),
     }
 }
 
-/// Rebuilds a report of a run of `clients` clients.
+/// Rebuilds a report of a run of `clients` clients that send one message per receipt (chat,
+/// offline: one ledger row per client).
+#[cfg(test)]
 pub fn decode_report(wire: &ReportWire, clients: u32) -> Result<WorkerReport, ProtocolError> {
+    decode_with(wire, clients, clients, u32::MAX)
+}
+
+/// Rebuilds a report of the run `cfg` (any scenario).
+pub fn decode_report_for(
+    wire: &ReportWire,
+    cfg: &RunConfig,
+) -> Result<WorkerReport, ProtocolError> {
+    decode_with(wire, cfg.clients, cfg.ledger_rows(), cfg.max_seq())
+}
+
+/// `rows`: of the ledger (senders, or groups); `max_seq`: of one sender's (or group's).
+fn decode_with(
+    wire: &ReportWire,
+    clients: u32,
+    rows: u32,
+    max_seq: u32,
+) -> Result<WorkerReport, ProtocolError> {
     let mut report = WorkerReport {
         histograms: decode_histograms(&wire.histograms)?,
-        ledger: Ledger::from_wire(&wire.ledger, clients).map_err(ProtocolError::Ledger)?,
+        ledger: Ledger::from_wire(&wire.ledger, rows).map_err(ProtocolError::Ledger)?,
         receipts: Ledger::from_wire(&wire.receipts, clients).map_err(ProtocolError::Ledger)?,
+        last_receipts: LastReceipts::from_wire(&wire.fanout, rows, max_seq)
+            .map_err(ProtocolError::Table)?,
         ..WorkerReport::default()
     };
     report.histograms.saturated = wire.saturated;
@@ -230,11 +264,11 @@ pub fn decode_report(wire: &ReportWire, clients: u32) -> Result<WorkerReport, Pr
         let mut known = counters(&mut report);
         let slot = known
             .iter_mut()
-            .find(|(k, _)| k == name)
+            .find(|(k, _)| *k == *name)
             .ok_or_else(|| ProtocolError::UnknownCounter(name.clone()))?;
         *slot.1 = value;
     }
-    report.sent = decode_pairs(&wire.sent, clients)?;
+    report.sent = decode_pairs(&wire.sent, rows)?;
     report.acked = decode_pairs(&wire.acked, clients)?;
     Ok(report)
 }

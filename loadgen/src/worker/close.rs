@@ -8,9 +8,10 @@ use super::slot::SlotState;
 use super::{RunPhase, Worker, ABORT_GRACE_NS, CLOSE_GRACE_NS};
 
 impl Worker<'_> {
-    /// Ends every stream politely: `</stream:stream>` now, the conn closed when the server
-    /// answers with its own (or closes), so the server is the active closer and TIME_WAIT
-    /// does not pile up on our ports across runs.
+    /// Ends every stream politely: `</stream:stream>` now (group: after leaving every room
+    /// joined, XEP-0045 7.14), the conn closed when the server answers with its own (or
+    /// closes), so the server is the active closer and TIME_WAIT does not pile up on our ports
+    /// across runs.
     pub(super) fn begin_closing<O: Ops>(&mut self, io: &mut O, now: u64) {
         self.accounting_open = false;
         self.storming = false;
@@ -20,9 +21,15 @@ impl Worker<'_> {
             deadline_ns: now + CLOSE_GRACE_NS,
             aborted: false,
         };
-        for slot in &mut self.slots {
+        let names = self.names();
+        for (i, slot) in self.slots.iter_mut().enumerate() {
             let Some(conn) = slot.conn else { continue };
             self.out.clear();
+            if let (Some(g), SlotState::Online) = (self.fan.group_mut(), slot.state) {
+                for &group in g.joined(i) {
+                    names.write_leave(&mut self.out, group, slot.index);
+                }
+            }
             slot.client.close(&mut self.out);
             if self.out.is_empty() || io.send(conn, &self.out).is_err() {
                 io.close(conn, Linger::Abort);

@@ -56,12 +56,14 @@ impl Worker<'_> {
 
     fn on_received<O: Ops>(&mut self, io: &mut O, i: usize, data: &[u8]) {
         let account = self.account(self.slots[i].index);
+        let names = self.names();
         let slot = &mut self.slots[i];
+        let me = slot.index;
         self.out.clear();
         let notes = &mut self.notes;
         slot.client
             .on_data(data, &account, &mut self.out, &mut |event| {
-                notes.push(Note::from_event(event))
+                notes.push(Note::from_event(event, &names, me))
             });
         if let (Some(conn), false) = (slot.conn, self.out.is_empty()) {
             let _ = io.send(conn, &self.out);
@@ -100,6 +102,16 @@ impl Worker<'_> {
                 }
             }
             Note::StreamClosed => self.fail(io, i, ErrorKind::Closed),
+            Note::Ignored => {}
+            Note::RosterItem { .. }
+            | Note::RosterLoaded
+            | Note::Subscribe(_)
+            | Note::Subscribed(_)
+            | Note::Available { .. } => self.on_presence_note(io, i, note, now),
+            Note::Joined { .. }
+            | Note::JoinFailed { .. }
+            | Note::GroupProbe { .. }
+            | Note::RoomConfigured { .. } => self.on_group_note(io, i, note, now),
         }
     }
 
@@ -128,6 +140,11 @@ impl Worker<'_> {
         }
         if self.offline.is_some() {
             return self.offline_online(i, now);
+        }
+        match self.cfg.scenario {
+            Scenario::Presence => return self.presence_online(io, i, now),
+            Scenario::Group => return self.group_online(io, i, now),
+            _ => {}
         }
         self.settled += 1;
         let slot = &mut self.slots[i];
@@ -220,7 +237,7 @@ impl Worker<'_> {
             self.fail(&mut NoOps, i, kind);
         }
         // Release the framer's partial buffer, if any: this conn of the client is over.
-        self.slots[i].client = new_client(self.sm_policy);
+        self.slots[i].client = new_client(self.sm_policy, self.profile);
     }
 }
 

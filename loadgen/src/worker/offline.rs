@@ -27,17 +27,19 @@ use crate::metrics::Metric;
 use crate::schedule::Ramp;
 
 impl Worker<'_> {
-    /// Counts slot `i` as settled for the phase that waits on it (once, in offline).
+    /// Counts slot `i` as settled for the phase that waits on it (once, in offline, presence
+    /// and group, where a client settles after its own work, then may still fail).
     pub(super) fn settle(&mut self, i: usize) {
+        let once = self.offline.is_some() || self.fan.is_some();
+        let slot = &mut self.slots[i];
+        if once && slot.settled {
+            return;
+        }
+        slot.settled = true;
         let Some(plan) = self.offline else {
             self.settled += 1;
             return;
         };
-        let slot = &mut self.slots[i];
-        if slot.settled {
-            return;
-        }
-        slot.settled = true;
         if plan.is_sender(slot.index) {
             self.settled += 1;
         } else {

@@ -2,6 +2,9 @@
 //! a random phase after the steady start, then one per schedule step, each with its intended
 //! send time in the probe, whatever the loop's own delays.
 //!
+//! The presence scenario's status changes follow the same open-loop schedule per client
+//! (`send_status_due`).
+//!
 //! What it does not do: receive or account (see `events`).
 
 use std::cmp::Reverse;
@@ -11,6 +14,7 @@ use rookery_io::Ops;
 use super::slot::SlotState;
 use super::{RunPhase, TimerKind, Worker, PEER_TRIES, SEND_RETRY_NS};
 use crate::client::BIND_RESOURCE;
+use crate::fanout::wire::write_status;
 use crate::metrics::Metric;
 use crate::sys::monotonic_ns;
 use crate::wire::{write_message, Probe, Recipient};
@@ -128,5 +132,50 @@ impl Worker<'_> {
         (0..PEER_TRIES)
             .map(|_| self.rng.below(clients) as u32)
             .find(|&p| p != me && self.shared.is_online(p))
+    }
+
+    /// Sends every status change of slot `i` that is due, then re-arms its timer.
+    pub(super) fn send_status_due<O: Ops>(&mut self, io: &mut O, i: usize, now: u64) {
+        let (Some(schedule), RunPhase::Steady { stop_send_ns, .. }) = (self.schedule, self.phase)
+        else {
+            return;
+        };
+        let Some(conn) = self.slots[i].conn else {
+            return;
+        };
+        while self.slots[i].next_due_ns <= now && self.slots[i].next_due_ns < stop_send_ns {
+            let slot = &mut self.slots[i];
+            let probe = Probe {
+                run: self.run_id,
+                sender: slot.index,
+                seq: slot.seq,
+                intended_ns: slot.next_due_ns,
+                actual_ns: monotonic_ns(),
+            };
+            self.out.clear();
+            write_status(&mut self.out, &probe);
+            if io.send(conn, &self.out).is_err() {
+                self.report.send_retries += 1;
+                let retry = (now + SEND_RETRY_NS, i as u32, slot.attempt, TimerKind::Send);
+                self.timers.push(Reverse(retry));
+                return;
+            }
+            self.out.clear();
+            slot.client
+                .on_message_sent(probe.intended_ns, &mut self.out);
+            if !self.out.is_empty() {
+                let _ = io.send(conn, &self.out);
+            }
+            let lag_us = probe.actual_ns.saturating_sub(probe.intended_ns) / 1000;
+            self.recent.record(Metric::SendLag, lag_us);
+            slot.seq += 1;
+            self.sent += 1;
+            slot.next_due_ns = schedule.next_due(slot.next_due_ns, &mut self.rng);
+        }
+        let slot = &self.slots[i];
+        if slot.next_due_ns < stop_send_ns {
+            let timer = (slot.next_due_ns, i as u32, slot.attempt, TimerKind::Send);
+            self.timers.push(Reverse(timer));
+        }
     }
 }

@@ -55,7 +55,7 @@ impl Worker<'_> {
         let slot = &mut self.slots[i];
         slot.conn = None;
         slot.state = SlotState::Pending;
-        slot.client = new_client(self.sm_policy);
+        slot.client = new_client(self.sm_policy, self.profile);
         self.reconnects.push_back(i as u32);
     }
 
@@ -108,10 +108,21 @@ pub(super) mod tests {
         next: u32,
         pub(in crate::worker) closed: Vec<ConnId>,
         pub(in crate::worker) connects: usize,
+        /// Everything sent, per conn index (the n-th conn has index n).
+        pub(in crate::worker) sent: std::collections::BTreeMap<u32, String>,
+    }
+
+    impl FakeOps {
+        /// What was sent on conn `index` since the last take.
+        pub(in crate::worker) fn take(&mut self, index: u32) -> String {
+            self.sent.remove(&index).unwrap_or_default()
+        }
     }
 
     impl Ops for FakeOps {
-        fn send(&mut self, _: ConnId, _: &[u8]) -> Result<(), SendError> {
+        fn send(&mut self, conn: ConnId, bytes: &[u8]) -> Result<(), SendError> {
+            let text = String::from_utf8_lossy(bytes);
+            self.sent.entry(conn.index).or_default().push_str(&text);
             Ok(())
         }
         fn close(&mut self, conn: ConnId, _: Linger) {

@@ -65,6 +65,11 @@ pub struct Server {
 
 impl Server {
     pub fn start() -> Server {
+        Server::start_with(&[])
+    }
+
+    /// A server with `extra` options on its command line.
+    pub fn start_with(extra: &[&str]) -> Server {
         static STARTED: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let n = STARTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let data_dir =
@@ -75,6 +80,7 @@ impl Server {
             .arg("--data-dir")
             .arg(&data_dir)
             .args(["--auth", "token", "--admin", "off"])
+            .args(extra)
             .env("ROOKERY_TOKEN_SECRET", SECRET)
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())
@@ -115,12 +121,21 @@ impl Drop for Server {
 /// Runs `rookery-load <args> --output <fresh folder>`; asserts it exits with `expect_code`
 /// within [`RUN_TIMEOUT`]; returns summary.json, the run folder and the output text.
 pub fn run_load(name: &str, args: &[&str], expect_code: i32) -> (Value, PathBuf, String) {
+    run_load_as(name, args, &format!("token:{SECRET}"), expect_code)
+}
+
+/// [`run_load`] with the `--auth` of another server.
+pub fn run_load_as(
+    name: &str,
+    args: &[&str],
+    auth: &str,
+    expect_code: i32,
+) -> (Value, PathBuf, String) {
     let output =
         std::env::temp_dir().join(format!("rookery-load-it-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&output);
-    let auth = format!("token:{SECRET}");
     let mut all = args.to_vec();
-    all.extend(["--auth", &auth, "--quiet"]);
+    all.extend(["--auth", auth, "--quiet"]);
     let (status, text) = run_bounded(&all, &output);
     assert_eq!(
         status.code(),
@@ -176,4 +191,45 @@ pub fn single_run(output: &Path) -> (Value, PathBuf) {
     let summary = std::fs::read_to_string(runs[0].join("summary.json")).expect("summary.json");
     let summary = serde_json::from_str(&summary).expect("summary.json is JSON");
     (summary, runs[0].clone())
+}
+
+/// The server a test runs against: a fresh `rookery` ([`Server`]), or the one named by
+/// `ROOKERY_LOAD_IT_SERVER` (host:port) with `ROOKERY_LOAD_IT_AUTH` (e.g. `plain:PREFIX` for
+/// the ejabberd of benches/scripts/vs-ejabberd.sh), to check a scenario against another
+/// server's semantics. An external server keeps its state between runs (and tests).
+#[allow(dead_code)] // used by the presence and group tests only
+pub enum Target {
+    Rookery(Server),
+    External { addr: String, auth: String },
+}
+
+#[allow(dead_code)] // used by the presence and group tests only
+impl Target {
+    pub fn from_env_or(start: impl FnOnce() -> Server) -> Target {
+        match (
+            std::env::var("ROOKERY_LOAD_IT_SERVER"),
+            std::env::var("ROOKERY_LOAD_IT_AUTH"),
+        ) {
+            (Ok(addr), Ok(auth)) => Target::External { addr, auth },
+            _ => Target::Rookery(start()),
+        }
+    }
+
+    pub fn addr(&self) -> &str {
+        match self {
+            Target::Rookery(server) => &server.addr,
+            Target::External { addr, .. } => addr,
+        }
+    }
+
+    pub fn auth(&self) -> String {
+        match self {
+            Target::Rookery(_) => format!("token:{SECRET}"),
+            Target::External { auth, .. } => auth.clone(),
+        }
+    }
+
+    pub fn is_external(&self) -> bool {
+        matches!(self, Target::External { .. })
+    }
 }

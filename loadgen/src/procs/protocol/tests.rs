@@ -132,3 +132,81 @@ fn parent_messages_round_trip() {
         assert_eq!(from_line::<ParentMsg>(&to_line(&msg)).unwrap(), msg);
     }
 }
+
+#[test]
+fn group_reports_travel_by_group_rows_with_their_fanout_table() {
+    let argv = [
+        "rookery-load",
+        "group",
+        "--auth",
+        "token:x",
+        "--clients",
+        "10",
+        "--groups",
+        "2",
+        "--members",
+        "5",
+    ];
+    let crate::cli::Command::Group(args) = clap::Parser::try_parse_from(argv)
+        .map(|c: crate::cli::Cli| c.command)
+        .unwrap()
+    else {
+        panic!("not group");
+    };
+    let cfg = RunConfig::resolve(
+        crate::cli::Scenario::Group,
+        "127.0.0.1:1",
+        "d",
+        args.auth,
+        &args.load,
+        &crate::cli::RUN_DEFAULTS,
+    )
+    .unwrap();
+    let mut r = WorkerReport {
+        ledger: Ledger::new(2, cfg.max_seq() * 5),
+        ..WorkerReport::default()
+    };
+    // Group 1 sent 3 messages; message 2 reached members 0 and 4.
+    r.sent.push((1, 3));
+    r.ledger.record(1, 6, 2 * 5);
+    r.ledger.record(1, 0, 2 * 5 + 4);
+    r.last_receipts.record(1, 2, 700);
+    r.last_receipts.record(1, 2, 900);
+    r.fan.joins = 5;
+    r.fan.join_errors[crate::fanout::JoinError::Conflict as usize] = 1;
+    r.fan.initial_last_ms = 12;
+    let wire = encode_report(r);
+    let back = decode_report_for(&wire, &cfg).unwrap();
+    assert_eq!(back.sent, vec![(1, 3)]);
+    assert_eq!(back.fan.joins, 5);
+    assert_eq!(back.fan.join_errors(), vec![("conflict", 1)]);
+    assert_eq!(back.fan.initial_last_ms, 12);
+    let mut sent = vec![0, 3];
+    let mut back = back;
+    let totals = crate::fanout::totals(&cfg, &mut back, &mut sent).unwrap();
+    assert_eq!((totals.changes_sent, totals.changes_partial), (3, 1));
+    assert_eq!(back.ledger.totals(&sent).delivered, 2);
+    // Rows are groups: a report naming group 2 of 2 is refused, as is a table past max_seq.
+    let mut bad = encode_report(WorkerReport::default());
+    bad.sent = encode_report(WorkerReport {
+        sent: vec![(2, 1)],
+        ..WorkerReport::default()
+    })
+    .sent;
+    assert_eq!(
+        decode_report_for(&bad, &cfg).err(),
+        Some(ProtocolError::BadSentCounts)
+    );
+    let mut far = WorkerReport::default();
+    far.last_receipts.record(0, cfg.max_seq(), 1);
+    assert!(matches!(
+        decode_report_for(&encode_report(far), &cfg),
+        Err(ProtocolError::Table(_))
+    ));
+    let mut unknown = encode_report(WorkerReport::default());
+    unknown.counters.insert("join_error_gremlins".into(), 1);
+    assert_eq!(
+        decode_report_for(&unknown, &cfg).err(),
+        Some(ProtocolError::UnknownCounter("join_error_gremlins".into()))
+    );
+}
