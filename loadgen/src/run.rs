@@ -194,12 +194,28 @@ pub fn execute(cfg: &RunConfig) -> anyhow::Result<RunResult> {
         if plan.processes == 1 { "" } else { "es" },
         nofile.hard
     );
+    eprintln!("{}", host_check(cfg));
     if plan.processes > 1 {
         return procs::parent::execute(cfg, &plan);
     }
     let mut control = LocalControl::new(cfg);
     let (report, meta) = execute_part(cfg, Part::WHOLE, nofile, &mut control)?;
     Ok(finish(cfg, report, meta, control.series, (1, cfg.threads)))
+}
+
+/// rookery-tune's one-line verdict on this host for the run's connections (the same check
+/// `rookery-tune check --role loadgen` details). Source addresses: those given, else as many
+/// as the automatic loopback pick would use (one per 28,000 conns).
+fn host_check(cfg: &RunConfig) -> String {
+    let clients = u64::from(cfg.clients);
+    let given = cfg.source_ips.as_deref().map(host::parse_source_ips);
+    let sources = match given {
+        Some(Ok(ips)) => ips.len(),
+        _ => (clients / 28_000 + 1) as usize,
+    };
+    let mut input = rookery_tune::CheckInput::new(rookery_tune::Role::Loadgen, clients);
+    input.source_addresses = u32::try_from(sources).unwrap_or(u32::MAX);
+    rookery_tune::check_host(&input).verdict_line()
 }
 
 /// Turns a merged report into the run's result.
