@@ -79,6 +79,12 @@ pub struct FanoutArgs {
     /// Group: the multi-user chat service [default: groups.<domain>].
     #[arg(long)]
     pub muc_domain: Option<String>,
+    /// Group: roles whose presence each room broadcasts, set by the room's creator in the
+    /// instant-room form (`muc#roomconfig_presencebroadcast`): e.g. `moderator`, or `none`.
+    /// Big groups need it: with every role broadcast, N joins cost N^2/2 presences
+    /// [default: the server's, usually every role].
+    #[arg(long)]
+    pub presence_broadcast: Option<String>,
 }
 
 /// The validated shape of a fan-out run.
@@ -96,6 +102,9 @@ pub enum Fanout {
         members: u32,
         muc_domain: String,
         setup_ms: u64,
+        /// Roles, comma-separated, or "none"; `None`: the server's default.
+        #[serde(default)]
+        presence_broadcast: Option<String>,
     },
 }
 
@@ -141,6 +150,22 @@ impl Fanout {
     }
 }
 
+/// `--presence-broadcast`: `none`, or roles from moderator, participant, visitor.
+fn presence_roles(spec: &str) -> anyhow::Result<String> {
+    let spec = spec.trim().to_ascii_lowercase();
+    if spec == "none" {
+        return Ok(spec);
+    }
+    let roles: Vec<&str> = spec.split(',').map(str::trim).collect();
+    let known = ["moderator", "participant", "visitor"];
+    if roles.is_empty() || roles.iter().any(|r| !known.contains(r)) {
+        bail!(
+            "--presence-broadcast {spec:?}: use none, or roles from moderator,participant,visitor"
+        );
+    }
+    Ok(roles.join(","))
+}
+
 /// Validates the fan-out options of `scenario`; `None` for the other scenarios (which refuse
 /// them).
 pub fn resolve(
@@ -150,7 +175,10 @@ pub fn resolve(
     domain: &str,
 ) -> anyhow::Result<Option<Fanout>> {
     let presence_only = args.contacts.is_some() || args.setup.is_some() || args.probe_ms.is_some();
-    let group_only = args.groups.is_some() || args.members.is_some() || args.muc_domain.is_some();
+    let group_only = args.groups.is_some()
+        || args.members.is_some()
+        || args.muc_domain.is_some()
+        || args.presence_broadcast.is_some();
     let setup_ms = args.setup_ms.unwrap_or(DEFAULT_SETUP_MS).max(1);
     match scenario {
         Scenario::Presence if group_only => bail!("--groups, --members, --muc-domain: group only"),
@@ -190,11 +218,16 @@ pub fn resolve(
             if !ok {
                 bail!("--muc-domain {muc_domain:?}: use ASCII letters, digits, '.' and '-' only");
             }
+            let presence_broadcast = match args.presence_broadcast.as_deref() {
+                None => None,
+                Some(roles) => Some(presence_roles(roles)?),
+            };
             Ok(Some(Fanout::Group {
                 groups,
                 members,
                 muc_domain,
                 setup_ms,
+                presence_broadcast,
             }))
         }
         _ if presence_only || group_only || args.setup_ms.is_some() => {

@@ -95,8 +95,21 @@ fn options_are_validated_per_scenario() {
             members: DEFAULT_MEMBERS,
             muc_domain: "groups.Ex.Test".into(),
             setup_ms: DEFAULT_SETUP_MS,
+            presence_broadcast: None,
         }
     );
+    let roles = |spec: &str| FanoutArgs {
+        presence_broadcast: Some(spec.into()),
+        ..args()
+    };
+    let moderated = resolve(Scenario::Group, &roles("Moderator, visitor"), 100, "d");
+    assert!(matches!(
+        moderated.unwrap(),
+        Some(Fanout::Group { presence_broadcast: Some(ref r), .. }) if r == "moderator,visitor"
+    ));
+    assert!(resolve(Scenario::Group, &roles("none"), 100, "d").is_ok());
+    assert!(resolve(Scenario::Group, &roles("admins"), 100, "d").is_err());
+    assert!(resolve(Scenario::Presence, &roles("none"), 100, "d").is_err());
     assert_eq!((group.rows(100), group.per_change()), (10, 100));
     let too_big = FanoutArgs {
         members: Some(101),

@@ -30,6 +30,9 @@ pub struct Names<'a> {
     pub domain: &'a str,
     /// Empty outside the group scenario.
     pub muc_domain: &'a str,
+    /// Roles whose presence a room broadcasts (comma-separated, or "none"), set in the
+    /// instant-room form; empty: the server's default.
+    pub presence_broadcast: &'a str,
 }
 
 impl Names<'_> {
@@ -108,10 +111,24 @@ impl Names<'_> {
     pub fn write_instant_room(&self, out: &mut Vec<u8>, group: u32) {
         let _ = write!(out, "<iq type='set' id='{CONFIG_ID_PREFIX}{group}' to='");
         self.write_room(out, group);
+        if self.presence_broadcast.is_empty() {
+            out.extend_from_slice(
+                b"'><query xmlns='http://jabber.org/protocol/muc#owner'>\
+                  <x xmlns='jabber:x:data' type='submit'/></query></iq>",
+            );
+            return;
+        }
         out.extend_from_slice(
             b"'><query xmlns='http://jabber.org/protocol/muc#owner'>\
-              <x xmlns='jabber:x:data' type='submit'/></query></iq>",
+              <x xmlns='jabber:x:data' type='submit'>\
+              <field var='FORM_TYPE' type='hidden'>\
+              <value>http://jabber.org/protocol/muc#roomconfig</value></field>\
+              <field var='muc#roomconfig_presencebroadcast'>",
         );
+        for role in self.presence_broadcast.split(',').filter(|r| *r != "none") {
+            let _ = write!(out, "<value>{role}</value>");
+        }
+        out.extend_from_slice(b"</field></x></query></iq>");
     }
 
     /// A group message carrying `probe` (its sender is the group).
@@ -183,6 +200,7 @@ mod tests {
         user_prefix: "user",
         domain: "example.test",
         muc_domain: "groups.example.test",
+        presence_broadcast: "",
     };
 
     fn text(f: impl FnOnce(&mut Vec<u8>)) -> String {
@@ -277,8 +295,38 @@ mod tests {
         assert!(!NAMES.is_nick_of("user17", 17));
         let no_muc = Names {
             muc_domain: "",
+            presence_broadcast: "",
             ..NAMES
         };
         assert_eq!(no_muc.room_of("g3@groups.example.test"), None);
+    }
+
+    #[test]
+    fn the_instant_room_form_can_limit_presence_broadcast() {
+        let moderated = Names {
+            presence_broadcast: "moderator",
+            ..NAMES
+        };
+        let mut out = Vec::new();
+        moderated.write_instant_room(&mut out, 2);
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            text.contains(
+                "<field var='muc#roomconfig_presencebroadcast'><value>moderator</value></field>"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("muc#roomconfig</value>"), "FORM_TYPE: {text}");
+        let silent = Names {
+            presence_broadcast: "none",
+            ..NAMES
+        };
+        let mut out = Vec::new();
+        silent.write_instant_room(&mut out, 2);
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            text.contains("<field var='muc#roomconfig_presencebroadcast'></field>"),
+            "{text}"
+        );
     }
 }

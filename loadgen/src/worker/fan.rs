@@ -86,14 +86,22 @@ pub(super) fn fan_state(
 impl<'a> Worker<'a> {
     /// The names this run's stanzas use.
     pub(super) fn names(&self) -> Names<'a> {
-        let muc_domain = match &self.cfg.fanout {
-            Some(Fanout::Group { muc_domain, .. }) => muc_domain.as_str(),
-            _ => "",
+        let (muc_domain, presence_broadcast) = match &self.cfg.fanout {
+            Some(Fanout::Group {
+                muc_domain,
+                presence_broadcast,
+                ..
+            }) => (
+                muc_domain.as_str(),
+                presence_broadcast.as_deref().unwrap_or(""),
+            ),
+            _ => ("", ""),
         };
         Names {
             user_prefix: &self.cfg.user_prefix,
             domain: &self.cfg.domain,
             muc_domain,
+            presence_broadcast,
         }
     }
 

@@ -213,6 +213,7 @@ mod tests {
         user_prefix: "user",
         domain: "example.test",
         muc_domain: "groups.example.test",
+        presence_broadcast: "",
     };
 
     fn note(event: ClientEvent<'_>) -> Note {
