@@ -31,8 +31,9 @@ groups_sizes() {
         : "${GRP_N:=102400}" "${GRP_G:=100}" "${GRP_M:=1024}" "${GRP_RATE:=1}" "${GRP_S:=60}"
         : "${GRP_SETUP_MS:=1800000}" "${GRP_PROCS:=6}" "${GRP_JOIN_WAIT_S:=120}"
     fi
+    : "${GRP_PRESENCE_BROADCAST:=}"
     # shellcheck disable=SC2034 # read by vs-ejabberd.sh, which records these in settings.env
-    GROUPS_VARS="PRES_N PRES_K PRES_RATE PRES_S PRES_PROBE_MS PRES_SETUP_MS GRP_N GRP_G GRP_M GRP_RATE GRP_S GRP_SETUP_MS GRP_PROCS GRP_JOIN_WAIT_S"
+    GROUPS_VARS="PRES_N PRES_K PRES_RATE PRES_S PRES_PROBE_MS PRES_SETUP_MS GRP_N GRP_G GRP_M GRP_RATE GRP_S GRP_SETUP_MS GRP_PROCS GRP_JOIN_WAIT_S GRP_PRESENCE_BROADCAST"
 }
 
 # presence_runs: the setup run and the measured run, per server.
@@ -52,13 +53,16 @@ presence_runs() {
 
 # group_runs: one run per server, on a fresh server.
 group_runs() {
-    local s procs=()
+    local s procs=() broadcast=()
     [ "$GRP_PROCS" -gt 1 ] && procs=(--processes "$GRP_PROCS")
+    # GRP_PRESENCE_BROADCAST (e.g. moderator): roles whose presence the rooms broadcast, set
+    # by each room's creator; big groups need it (every role: N joins cost N^2/2 presences).
+    [ -n "${GRP_PRESENCE_BROADCAST:-}" ] && broadcast=(--presence-broadcast "$GRP_PRESENCE_BROADCAST")
     for s in $SERVERS; do
         fresh "$s" group
         SAMPLE=steady SAMPLE_DELAY_S=$GRP_JOIN_WAIT_S EXTRA_LIMIT_S=$((GRP_SETUP_MS / 1000)) \
             run_load "$s" group group "$GRP_S" "$GRP_N" --groups "$GRP_G" --members "$GRP_M" \
-            --rate "$GRP_RATE" --setup-ms "$GRP_SETUP_MS" "${procs[@]}"
+            --rate "$GRP_RATE" --setup-ms "$GRP_SETUP_MS" "${procs[@]}" "${broadcast[@]}"
     done
 }
 
