@@ -7,7 +7,9 @@
 # Reported: gross (RSS delta / sessions) and slope (RSS growth per session between
 # N/2 and N sessions, which excludes fixed costs).
 #
-# Usage: benches/scripts/idle-sessions.sh [uring|poll] [SESSIONS]
+# Usage: [SM=on] benches/scripts/idle-sessions.sh [uring|poll] [SESSIONS]
+# SM=on: the clients enable XEP-0198 (resumable sessions cost more: see the summary's sm field);
+# the default, off, measures a plain session, as the budget of 1 KiB per idle session means.
 # Loopback only; the server and load generator are stopped by pid when done.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -39,7 +41,7 @@ half=$(( sessions / 2 ))
 hold() { # $1 = user prefix; runs in the background, pid in $load_pids
     "$bin/rookery-load" hold --server 127.0.0.1:$port --domain example.test --auth token:idle-secret \
         --clients "$half" --user-prefix "$1" --connect-rate 5000 --duration 40s --output "$out" \
-        --slug "loadgen-$1" --quiet > "$out/loadgen-$1.txt" 2>&1 &
+        --slug "loadgen-$1" --stream-management "${SM:-off}" --quiet > "$out/loadgen-$1.txt" 2>&1 &
     load_pids="${load_pids:-} $!"
 }
 wait_sessions() {
@@ -74,7 +76,8 @@ cat > "$out/summary.json" <<JSON
   "kernel": "$(uname -r)",
   "cpu": "$(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)",
   "cores": $(nproc),
-  "command": "benches/scripts/idle-sessions.sh $backend $sessions",
+  "command": "SM=${SM:-off} benches/scripts/idle-sessions.sh $backend $sessions",
+  "stream_management": "${SM:-off}",
   "sessions_held": $held,
   "server_rss_kib_before": $rss_before,
   "server_rss_kib_half": $rss_half,
