@@ -45,6 +45,49 @@ pub struct RouterConfig {
     /// burst (`--presence-burst`); past it the stream is closed with policy-violation.
     pub presence_rate_per_s: u32,
     pub presence_burst: u32,
+    /// Roles whose presence a new group broadcasts until its owner configures otherwise
+    /// (`--group-presence-broadcast`; XEP-0045's default is every role).
+    pub group_presence_broadcast: BroadcastRoles,
+}
+
+/// A set of XEP-0045 roles (`muc#roomconfig_presencebroadcast`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BroadcastRoles {
+    pub moderator: bool,
+    pub participant: bool,
+    pub visitor: bool,
+}
+
+impl BroadcastRoles {
+    pub const ALL: BroadcastRoles = BroadcastRoles {
+        moderator: true,
+        participant: true,
+        visitor: true,
+    };
+
+    /// `none`, `all`, or a comma-separated list of moderator, participant, visitor.
+    pub fn parse(spec: &str) -> Option<BroadcastRoles> {
+        let spec = spec.trim().to_ascii_lowercase();
+        let mut roles = BroadcastRoles {
+            moderator: false,
+            participant: false,
+            visitor: false,
+        };
+        match spec.as_str() {
+            "none" => return Some(roles),
+            "all" => return Some(BroadcastRoles::ALL),
+            _ => {}
+        }
+        for role in spec.split(',').map(str::trim) {
+            match role {
+                "moderator" => roles.moderator = true,
+                "participant" => roles.participant = true,
+                "visitor" => roles.visitor = true,
+                _ => return None,
+            }
+        }
+        Some(roles)
+    }
 }
 
 impl RouterConfig {
@@ -74,6 +117,7 @@ impl RouterConfig {
             roster_max: Self::DEFAULT_ROSTER_MAX,
             presence_rate_per_s: Self::DEFAULT_PRESENCE_RATE_PER_S,
             presence_burst: Self::DEFAULT_PRESENCE_BURST,
+            group_presence_broadcast: BroadcastRoles::ALL,
         }
     }
 }
@@ -94,5 +138,17 @@ mod tests {
         assert_eq!(config.groups_domain, "groups.example.com");
         assert_eq!(config.group_max_members, 1024);
         assert_eq!(config.roster_max, 10_000);
+        assert_eq!(config.group_presence_broadcast, BroadcastRoles::ALL);
+    }
+
+    #[test]
+    fn broadcast_roles_parse() {
+        let moderators = BroadcastRoles::parse(" Moderator ").expect("valid");
+        assert!(moderators.moderator && !moderators.participant && !moderators.visitor);
+        let two = BroadcastRoles::parse("participant,visitor").expect("valid");
+        assert!(!two.moderator && two.participant && two.visitor);
+        assert_eq!(BroadcastRoles::parse("all"), Some(BroadcastRoles::ALL));
+        assert!(BroadcastRoles::parse("none").is_some_and(|r| !r.moderator));
+        assert_eq!(BroadcastRoles::parse("owners"), None);
     }
 }

@@ -69,7 +69,7 @@ pub mod testing;
 mod timers;
 
 pub use auth::token_password;
-pub use config::{AuthBackend, RouterConfig};
+pub use config::{AuthBackend, BroadcastRoles, RouterConfig};
 pub use effects::{
     AckRef, ConnKey, Effects, Fanout, GatherRef, Handoff, Mail, Recipient, StanzaType,
 };

@@ -135,6 +135,7 @@ impl Router {
             max_members: config.group_max_members,
             shards,
             shard,
+            default_broadcast: config.group_presence_broadcast,
         };
         let rooms = Rooms::load(rooms_config, &store);
         Router {

@@ -337,3 +337,53 @@ fn a_copy_the_store_refuses_is_reported_to_the_sender_not_dropped_silently() {
         "the others got it"
     );
 }
+
+#[test]
+fn the_service_default_can_limit_presence_broadcast_in_new_groups() {
+    use rookery_router::BroadcastRoles;
+    let mut cluster = Cluster::with_config(SHARDS, |config| {
+        config.group_presence_broadcast = BroadcastRoles::parse("moderator").expect("valid roles");
+    });
+    let room = room_homed_on(0);
+    let people: Vec<Member> = [("ann", 0), ("ben", 1), ("cat", 2)]
+        .into_iter()
+        .map(|(prefix, home)| login(&mut cluster, prefix, home))
+        .collect();
+    let outputs: Vec<String> = people
+        .iter()
+        .map(|member| join(&mut cluster, member.client, &room, &member.nick))
+        .collect();
+    // cat, the third, sees the owner's presence (a moderator) and its own, not ben's.
+    assert!(
+        outputs[2].contains(&format!("from='{room}/ann'")),
+        "{}",
+        outputs[2]
+    );
+    assert!(
+        outputs[2].contains(&format!("from='{room}/cat'")),
+        "{}",
+        outputs[2]
+    );
+    assert!(
+        !outputs[2].contains(&format!("from='{room}/ben'")),
+        "{}",
+        outputs[2]
+    );
+    let ben_heard = cluster.take_output(people[1].client);
+    assert!(
+        !ben_heard.contains("/cat'"),
+        "participants are not announced: {ben_heard}"
+    );
+    say(
+        &mut cluster,
+        people[1].client,
+        &room,
+        "g1",
+        "still delivered",
+    );
+    for member in &people {
+        assert!(cluster
+            .take_output(member.client)
+            .contains("still delivered"));
+    }
+}

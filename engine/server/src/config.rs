@@ -10,6 +10,7 @@ use anyhow::{bail, Context};
 use clap::{Parser, ValueEnum};
 use rookery_io::BackendChoice;
 use rookery_proto::Jid;
+use rookery_router::BroadcastRoles;
 
 #[derive(Parser, Debug, Clone)]
 #[command(
@@ -76,6 +77,11 @@ pub struct Args {
     /// Most members a group may have; a join past it is refused with service-unavailable.
     #[arg(long, default_value_t = 1024)]
     pub group_max_members: usize,
+    /// Roles whose presence a new group broadcasts until its owner configures otherwise:
+    /// `all` (XEP-0045's default), `none`, or a list of moderator,participant,visitor. Big
+    /// groups want `moderator`: with every role broadcast, N joins cost N^2/2 presences.
+    #[arg(long, default_value = "all", value_parser = parse_broadcast_roles)]
+    pub group_presence_broadcast: BroadcastRoles,
     /// Most roster items per user; a roster set past it is refused with not-allowed.
     #[arg(long, default_value_t = 10_000)]
     pub roster_max: usize,
@@ -129,6 +135,12 @@ pub struct Config {
     pub domain: Jid,
     pub cores: Vec<usize>,
     pub admin: Option<SocketAddr>,
+}
+
+fn parse_broadcast_roles(spec: &str) -> Result<BroadcastRoles, String> {
+    BroadcastRoles::parse(spec).ok_or_else(|| {
+        format!("{spec:?}: use all, none, or roles from moderator,participant,visitor")
+    })
 }
 
 impl Config {

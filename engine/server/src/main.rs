@@ -182,6 +182,7 @@ fn router_config(config: &Config) -> RouterConfig {
         roster_max: args.roster_max,
         presence_rate_per_s: args.presence_rate,
         presence_burst: args.presence_burst,
+        group_presence_broadcast: args.group_presence_broadcast,
     }
 }
 

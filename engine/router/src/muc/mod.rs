@@ -87,6 +87,8 @@ pub(crate) struct RoomsConfig {
     pub max_members: usize,
     pub shards: u16,
     pub shard: u16,
+    /// Roles whose presence a new room broadcasts (`--group-presence-broadcast`).
+    pub default_broadcast: crate::config::BroadcastRoles,
 }
 
 /// Every room homed on this shard.

@@ -70,7 +70,10 @@ fn create(ctx: &mut Ctx<'_, '_>, payload: Box<[u8]>) -> Option<Room> {
         ctx.refuse(full(ctx.config.max_members));
         return None;
     }
-    let mut room = Room::new(ctx.to.to_bare(), RoomConfig::new(ctx.config.max_members));
+    let mut room = Room::new(
+        ctx.to.to_bare(),
+        RoomConfig::created(ctx.config.max_members, ctx.config.default_broadcast),
+    );
     let saved = persist::save_room(ctx.store, &room).and_then(|()| {
         persist::save_affiliation(ctx.store, &room.jid, ctx.from, Affiliation::Owner)
     });

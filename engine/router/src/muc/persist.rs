@@ -189,5 +189,10 @@ fn restored_room(config: &RoomsConfig, key: &str) -> Option<Room> {
         && jid.local().is_some()
         && jid.domain() == config.service.domain()
         && home_shard(&jid, config.shards) == config.shard;
-    ours.then(|| Room::new(jid, RoomConfig::new(config.max_members)))
+    ours.then(|| {
+        Room::new(
+            jid,
+            RoomConfig::created(config.max_members, config.default_broadcast),
+        )
+    })
 }

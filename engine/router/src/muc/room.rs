@@ -146,6 +146,24 @@ impl RoomConfig {
             broadcast: RoleSet::ALL,
         }
     }
+
+    /// The configuration of a room the service creates: `new`, broadcasting `roles`.
+    pub fn created(max_members: usize, roles: crate::config::BroadcastRoles) -> RoomConfig {
+        let mut broadcast = RoleSet(0);
+        for (wanted, role) in [
+            (roles.moderator, Role::Moderator),
+            (roles.participant, Role::Participant),
+            (roles.visitor, Role::Visitor),
+        ] {
+            if wanted {
+                broadcast.insert(role);
+            }
+        }
+        RoomConfig {
+            broadcast,
+            ..RoomConfig::new(max_members)
+        }
+    }
 }
 
 /// The room's subject and the nick that set it (both empty when never set).

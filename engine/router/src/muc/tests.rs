@@ -33,6 +33,7 @@ pub(super) fn rooms_config(max_members: usize, shards: u16) -> RoomsConfig {
         max_members,
         shards,
         shard: 0,
+        default_broadcast: crate::config::BroadcastRoles::ALL,
     }
 }
 
