@@ -11,12 +11,12 @@
 
 use rookery_proto::{Jid, StanzaKind, StanzaView};
 
-use crate::effects::{AckRef, Effects, Mail, StanzaType};
+use crate::effects::{AckRef, Effects, StanzaType};
 use crate::fanout::{Broadcast, GatherSender};
 use crate::home_shard;
 use crate::muc::RoomAction;
 use crate::router::Router;
-use crate::routing::{Envelope, Handled};
+use crate::routing::{mail_deliver, Envelope, Handled};
 
 impl Router {
     /// A session's stanza to the group service, a room, or an occupant.
@@ -63,22 +63,7 @@ impl Router {
         if home == self.shard {
             return self.room_stanza(envelope, ack, fx);
         }
-        fx.mail(
-            home,
-            Mail::Deliver {
-                to: envelope.to.clone(),
-                from: envelope.from.clone(),
-                kind: envelope.kind,
-                ty: envelope.ty,
-                stanza: envelope.stanza.into(),
-                ack,
-            },
-        );
-        self.stats.mail_out += 1;
-        match ack {
-            Some(_) => Handled::Later,
-            None => Handled::Now,
-        }
+        mail_deliver(home, envelope, ack, &mut self.stats, fx)
     }
 
     /// On the room's home shard: lets the room decide, then carries out its actions.

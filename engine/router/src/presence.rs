@@ -123,7 +123,9 @@ impl Router {
         routes.route_subscription(&owner, &contact, ty, fx);
         match ty {
             // RFC 6121 3.1.5: the new subscriber gets the user's current presence.
-            StanzaType::Subscribed => routes.send_own_presence(&owner, &contact, fx),
+            StanzaType::Subscribed => {
+                routes.send_own_presence(&owner, &contact, fx);
+            }
             // RFC 6121 3.2.2: and the former one learns the user is gone for it.
             StanzaType::Unsubscribed => routes.send_own_unavailable(&owner, &contact, fx),
             _ => {}
@@ -315,37 +317,13 @@ impl Router {
     pub(crate) fn answer_probes(&mut self, fanout: &Fanout, fx: &mut impl Effects) {
         let prober = &fanout.from;
         let (mut routes, _) = self.routes();
-        let mut copy = Vec::new();
         for recipient in fanout.recipients.iter() {
-            let contact = recipient.jid().bare_str();
-            let approved =
-                roster::get(routes.store, contact, prober.bare_str()).is_some_and(|item| item.from);
-            if !approved {
-                continue;
-            }
-            let (conns, directory) = (routes.conns, routes.directory);
-            for &slot in directory.slots(contact) {
-                let Some(full) = conns.get(slot).and_then(|c| c.jid.as_ref()) else {
-                    continue;
-                };
-                let last = routes
-                    .presences
-                    .get(full.as_str())
-                    .and_then(|s| s.last.clone());
-                let Some(view) = last.as_deref().and_then(|b| StanzaView::parse(b).ok()) else {
-                    continue;
-                };
-                copy.clear();
-                view.stamp(full.as_str(), Some(prober.as_str()), &mut copy);
-                let envelope = Envelope {
-                    to: prober,
-                    from: full,
-                    kind: StanzaKind::Presence,
-                    ty: StanzaType::Available,
-                    stanza: &copy,
-                };
-                routes.route(&envelope, None, fx);
-                routes.stats.probes_answered += 1;
+            let contact = recipient.jid();
+            let approved = roster::get(routes.store, contact.bare_str(), prober.bare_str())
+                .is_some_and(|item| item.from);
+            if approved {
+                let answered = routes.send_own_presence(contact, prober, fx);
+                routes.stats.probes_answered += answered;
             }
         }
     }
@@ -372,8 +350,10 @@ impl Routes<'_> {
         self.route(&envelope, None, fx);
     }
 
-    /// Sends the last presence of each available session of `owner` to `contact`.
-    fn send_own_presence(&mut self, owner: &Jid, contact: &Jid, fx: &mut impl Effects) {
+    /// Sends the last presence of each available session of `owner` to `contact`; returns
+    /// how many went out.
+    fn send_own_presence(&mut self, owner: &Jid, contact: &Jid, fx: &mut impl Effects) -> u64 {
+        let mut sent = 0;
         let (conns, directory) = (self.conns, self.directory);
         let mut copy = Vec::new();
         for &slot in directory.slots(owner.bare_str()) {
@@ -397,7 +377,9 @@ impl Routes<'_> {
                 stanza: &copy,
             };
             self.route(&envelope, None, fx);
+            sent += 1;
         }
+        sent
     }
 
     /// Sends unavailable from each available session of `owner` to `contact`.

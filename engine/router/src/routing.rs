@@ -108,6 +108,33 @@ pub(crate) fn kind_name(kind: StanzaKind) -> &'static str {
     }
 }
 
+/// Mails `envelope` to shard `home` as one `Mail::Deliver`; with an ack, the home shard
+/// reports the stanza handled (`Handled::Later`).
+pub(crate) fn mail_deliver(
+    home: u16,
+    envelope: &Envelope<'_>,
+    ack: Option<AckRef>,
+    stats: &mut RouterStats,
+    fx: &mut impl Effects,
+) -> Handled {
+    fx.mail(
+        home,
+        Mail::Deliver {
+            to: envelope.to.clone(),
+            from: envelope.from.clone(),
+            kind: envelope.kind,
+            ty: envelope.ty,
+            stanza: envelope.stanza.into(),
+            ack,
+        },
+    );
+    stats.mail_out += 1;
+    match ack {
+        Some(_) => Handled::Later,
+        None => Handled::Now,
+    }
+}
+
 /// Whether an inbound stanza (XEP-0198) is handled now, or once a store commits it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Handled {
@@ -231,22 +258,7 @@ impl Routes<'_> {
         if home == self.shard {
             return self.deliver_home(envelope, ack, fx);
         }
-        fx.mail(
-            home,
-            Mail::Deliver {
-                to: envelope.to.clone(),
-                from: envelope.from.clone(),
-                kind: envelope.kind,
-                ty: envelope.ty,
-                stanza: envelope.stanza.into(),
-                ack,
-            },
-        );
-        self.stats.mail_out += 1;
-        match ack {
-            Some(_) => Handled::Later,
-            None => Handled::Now,
-        }
+        mail_deliver(home, envelope, ack, self.stats, fx)
     }
 
     /// RFC 6121 8.5 on the recipient's home shard.

@@ -1,6 +1,7 @@
 //! Interop with a real XMPP client library: slixmpp (Python) logs in two users and checks chat,
-//! XEP-0184 receipts, XEP-0199 ping, disco#info, roster get and a refused wrong password, under every backend and with one
-//! and two shards. `scripts/test.sh` installs slixmpp when it is missing; a missing slixmpp
+//! XEP-0184 receipts, XEP-0199 ping, disco#info, roster get and a refused wrong password
+//! (`slix_chat.py`), the subscription handshake, presence and rosters (`slix_presence.py`),
+//! and group chat (`slix_groups.py`), under every backend (chat also with one and two shards). `scripts/test.sh` installs slixmpp when it is missing; a missing slixmpp
 //! fails this test (it is never skipped silently).
 
 mod support;
@@ -9,31 +10,35 @@ use std::process::Command;
 
 use support::{backends, token, user_on_shard, Server, DOMAIN};
 
+/// Runs `tests/interop/<script>` with `args` against `server` (host and port first, then
+/// `args`, then each user's JID and token password) and returns its JSON line; panics with
+/// what it printed unless it exited 0.
+fn run_script(script: &str, server: &Server, args: &[&str], users: &[&str], what: &str) -> String {
+    let path = format!("{}/tests/interop/{script}", env!("CARGO_MANIFEST_DIR"));
+    let mut command = Command::new("python3");
+    command
+        .arg(path)
+        .args(["127.0.0.1", &server.addr.port().to_string()])
+        .args(args);
+    for user in users {
+        command.arg(format!("{user}@{DOMAIN}")).arg(token(user));
+    }
+    let output = command.output().expect("python3 runs");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{what}: {stdout}\n{stderr}");
+    stdout
+}
+
 #[test]
 fn slixmpp_clients_chat_with_receipts_ping_disco_roster() {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop/slix_chat.py");
     for backend in backends() {
         for shards in [1u16, 2] {
             let server = Server::start(backend, shards as usize, &[]);
             let alice = user_on_shard("alice", 0, shards);
             let bob = user_on_shard("bob", shards - 1, shards);
-            let output = Command::new("python3")
-                .arg(script)
-                .args(["127.0.0.1", &server.addr.port().to_string(), DOMAIN])
-                .args([
-                    format!("{alice}@{DOMAIN}"),
-                    token(&alice),
-                    format!("{bob}@{DOMAIN}"),
-                    token(&bob),
-                ])
-                .output()
-                .expect("python3 runs");
-            let stdout = String::from_utf8_lossy(&output.stdout);
-            let stderr = String::from_utf8_lossy(&output.stderr);
-            assert!(
-                output.status.success(),
-                "{backend}/{shards} shards: {stdout}\n{stderr}"
-            );
+            let what = format!("{backend}/{shards} shards");
+            let stdout = run_script("slix_chat.py", &server, &[DOMAIN], &[&alice, &bob], &what);
             assert!(stdout.contains("\"ok\": true"), "{stdout}");
             assert!(stdout.contains("\"body\": \"hello bob\""), "{stdout}");
             assert!(stdout.contains("\"requests_receipt\": true"), "{stdout}");
@@ -54,29 +59,12 @@ fn slixmpp_clients_chat_with_receipts_ping_disco_roster() {
 
 #[test]
 fn slixmpp_clients_subscribe_see_presence_and_keep_their_rosters() {
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/interop/slix_presence.py"
-    );
     for backend in backends() {
         let shards = 2u16;
         let server = Server::start(backend, shards as usize, &[]);
         let alice = user_on_shard("alice", 0, shards);
         let bob = user_on_shard("bob", 1, shards);
-        let output = Command::new("python3")
-            .arg(script)
-            .args(["127.0.0.1", &server.addr.port().to_string()])
-            .args([
-                format!("{alice}@{DOMAIN}"),
-                token(&alice),
-                format!("{bob}@{DOMAIN}"),
-                token(&bob),
-            ])
-            .output()
-            .expect("python3 runs");
-        let stdout = String::from_utf8_lossy(&output.stdout);
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        assert!(output.status.success(), "{backend}: {stdout}\n{stderr}");
+        let stdout = run_script("slix_presence.py", &server, &[], &[&alice, &bob], backend);
         assert!(stdout.contains("\"alice_sees_bob\": \"both\""), "{stdout}");
         assert!(stdout.contains("\"bob_sees_alice\": \"both\""), "{stdout}");
         assert!(stdout.contains("\"show\": \"away\""), "{stdout}");
@@ -93,7 +81,6 @@ fn slixmpp_clients_subscribe_see_presence_and_keep_their_rosters() {
 
 #[test]
 fn slixmpp_clients_join_a_group_chat_leave_and_offline_members_catch_up() {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop/slix_groups.py");
     for backend in backends() {
         let shards = 2u16;
         let server = Server::start(backend, shards as usize, &[]);
@@ -102,17 +89,8 @@ fn slixmpp_clients_join_a_group_chat_leave_and_offline_members_catch_up() {
             .map(|(name, shard)| user_on_shard(name, *shard, shards))
             .collect();
         let room = format!("team@groups.{DOMAIN}");
-        let mut command = Command::new("python3");
-        command
-            .arg(script)
-            .args(["127.0.0.1", &server.addr.port().to_string(), &room]);
-        for user in &users {
-            command.arg(format!("{user}@{DOMAIN}")).arg(token(user));
-        }
-        let output = command.output().expect("python3 runs");
-        let stdout = String::from_utf8_lossy(&output.stdout);
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        assert!(output.status.success(), "{backend}: {stdout}\n{stderr}");
+        let users: Vec<&str> = users.iter().map(String::as_str).collect();
+        let stdout = run_script("slix_groups.py", &server, &[&room], &users, backend);
         assert!(
             stdout.contains("\"occupants_seen_by_alice\": [\"alice\", \"bob\"]"),
             "{stdout}"

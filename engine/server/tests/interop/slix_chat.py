@@ -9,25 +9,12 @@ roster. Prints one JSON object with what happened; exits 0 only if everything di
 Usage: slix_chat.py HOST PORT DOMAIN ALICE ALICE_PASSWORD BOB BOB_PASSWORD
 """
 import asyncio
-import json
-import logging
-import sys
 
-import slixmpp
-
-TIMEOUT_S = 15
+from slix_common import TIMEOUT_S, main, make_client
 
 
-def make_client(jid, password):
-    client = slixmpp.ClientXMPP(jid, password)
-    # No TLS on this loopback test server (slixmpp >= 1.9 API; older ones took connect flags).
-    client.enable_starttls = False
-    client.enable_direct_tls = False
-    client.enable_plaintext = True
-    # Loopback test server without TLS: allow PLAIN in the clear (slixmpp refuses by default).
-    client.plugin["feature_mechanisms"].unencrypted_plain = True
-    for plugin in ("xep_0030", "xep_0199", "xep_0184"):
-        client.register_plugin(plugin)
+def chat_client(jid, password):
+    client = make_client(jid, password, ("xep_0030", "xep_0199", "xep_0184"))
     client.plugin["xep_0184"].auto_ack = True
     client.plugin["xep_0184"].auto_request = False
     return client
@@ -35,8 +22,8 @@ def make_client(jid, password):
 
 async def run(host, port, domain, alice_jid, alice_pw, bob_jid, bob_pw):
     result = {"alice_online": False, "bob_online": False}
-    alice = make_client(alice_jid, alice_pw)
-    bob = make_client(bob_jid, bob_pw)
+    alice = chat_client(alice_jid, alice_pw)
+    bob = chat_client(bob_jid, bob_pw)
     bob_got = asyncio.get_event_loop().create_future()
     receipt = asyncio.get_event_loop().create_future()
     online = {"alice": asyncio.Event(), "bob": asyncio.Event()}
@@ -85,7 +72,7 @@ async def run(host, port, domain, alice_jid, alice_pw, bob_jid, bob_pw):
         client.disconnect()
 
     # A wrong password is refused with SASL failure (slixmpp raises failed_auth).
-    mallory = make_client(alice_jid, "wrong-" + alice_pw)
+    mallory = chat_client(alice_jid, "wrong-" + alice_pw)
     refused = asyncio.get_event_loop().create_future()
     mallory.add_event_handler("failed_auth", lambda _: refused.done() or refused.set_result(True))
     mallory.add_event_handler("session_start", lambda _: refused.done() or refused.set_result(False))
@@ -95,20 +82,5 @@ async def run(host, port, domain, alice_jid, alice_pw, bob_jid, bob_pw):
     return result
 
 
-def main():
-    logging.basicConfig(level=logging.WARNING)
-    args = sys.argv[1:]
-    if len(args) != 7:
-        print(__doc__, file=sys.stderr)
-        sys.exit(2)
-    try:
-        result = asyncio.get_event_loop().run_until_complete(asyncio.wait_for(run(*args), 4 * TIMEOUT_S))
-        result["ok"] = True
-    except BaseException as err:  # report what failed as data; the Rust test prints it
-        result = {"ok": False, "error": f"{type(err).__name__}: {err}"}
-    print(json.dumps(result))
-    sys.exit(0 if result["ok"] else 1)
-
-
 if __name__ == "__main__":
-    main()
+    main(run, 7, __doc__, 4 * TIMEOUT_S)

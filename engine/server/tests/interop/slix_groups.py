@@ -11,28 +11,16 @@ happened.
 Usage: slix_groups.py HOST PORT ROOM ALICE ALICE_PW BOB BOB_PW CAROL CAROL_PW
 """
 import asyncio
-import json
-import logging
-import sys
 
-import slixmpp
-
-TIMEOUT_S = 15
+from slix_common import TIMEOUT_S, main, make_client
 
 
-def make_client(jid, password):
-    client = slixmpp.ClientXMPP(jid, password)
-    client.enable_starttls = False
-    client.enable_direct_tls = False
-    client.enable_plaintext = True
-    client.plugin["feature_mechanisms"].unencrypted_plain = True
-    client.register_plugin("xep_0045")
-    client.register_plugin("xep_0203")
-    return client
+def group_client(jid, password):
+    return make_client(jid, password, ("xep_0045", "xep_0203"))
 
 
 async def online(host, port, jid, password):
-    client = make_client(jid, password)
+    client = group_client(jid, password)
     started = asyncio.Event()
 
     def on_start(_):
@@ -89,7 +77,7 @@ async def run(host, port, room, alice_jid, alice_pw, bob_jid, bob_pw, carol_jid,
     result["bob_left_seen"] = await asyncio.wait_for(bob_left, TIMEOUT_S)
 
     # carol comes back: the message waits in her offline queue, flushed at initial presence.
-    carol = make_client(carol_jid, carol_pw)
+    carol = group_client(carol_jid, carol_pw)
     carol_got = loop.create_future()
 
     def on_carol_message(msg):
@@ -106,20 +94,5 @@ async def run(host, port, room, alice_jid, alice_pw, bob_jid, bob_pw, carol_jid,
     return result
 
 
-def main():
-    logging.basicConfig(level=logging.WARNING)
-    args = sys.argv[1:]
-    if len(args) != 9:
-        print(__doc__, file=sys.stderr)
-        sys.exit(2)
-    try:
-        result = asyncio.get_event_loop().run_until_complete(asyncio.wait_for(run(*args), 6 * TIMEOUT_S))
-        result["ok"] = True
-    except BaseException as err:  # report what failed as data; the Rust test prints it
-        result = {"ok": False, "error": f"{type(err).__name__}: {err}"}
-    print(json.dumps(result))
-    sys.exit(0 if result["ok"] else 1)
-
-
 if __name__ == "__main__":
-    main()
+    main(run, 9, __doc__, 6 * TIMEOUT_S)

@@ -11,22 +11,9 @@ see him go unavailable. Last, alice asks her roster again from a second client (
 Usage: slix_presence.py HOST PORT ALICE ALICE_PASSWORD BOB BOB_PASSWORD
 """
 import asyncio
-import json
-import logging
-import sys
 
-import slixmpp
+from slix_common import TIMEOUT_S, main, make_client
 
-TIMEOUT_S = 15
-
-
-def make_client(jid, password):
-    client = slixmpp.ClientXMPP(jid, password)
-    client.enable_starttls = False
-    client.enable_direct_tls = False
-    client.enable_plaintext = True
-    client.plugin["feature_mechanisms"].unencrypted_plain = True
-    return client
 
 
 async def until(predicate, what):
@@ -98,20 +85,5 @@ async def run(host, port, alice_jid, alice_pw, bob_jid, bob_pw):
     return result
 
 
-def main():
-    logging.basicConfig(level=logging.WARNING)
-    args = sys.argv[1:]
-    if len(args) != 6:
-        print(__doc__, file=sys.stderr)
-        sys.exit(2)
-    try:
-        result = asyncio.get_event_loop().run_until_complete(asyncio.wait_for(run(*args), 4 * TIMEOUT_S))
-        result["ok"] = True
-    except BaseException as err:  # report what failed as data; the Rust test prints it
-        result = {"ok": False, "error": f"{type(err).__name__}: {err}"}
-    print(json.dumps(result))
-    sys.exit(0 if result["ok"] else 1)
-
-
 if __name__ == "__main__":
-    main()
+    main(run, 6, __doc__, 4 * TIMEOUT_S)
