@@ -102,6 +102,38 @@ fn compact_error<'a>(
     }
 }
 
+/// Records encoded into a chunk, written to the file whenever it passes `CHUNK_BYTES`.
+struct ChunkedWriter<'a> {
+    file: &'a File,
+    path: &'a Path,
+    chunk: Vec<u8>,
+    written: u64,
+}
+
+impl ChunkedWriter<'_> {
+    fn write_if_full(&mut self) -> Result<(), StoreError> {
+        if self.chunk.len() >= CHUNK_BYTES {
+            self.write()?;
+        }
+        Ok(())
+    }
+
+    fn write(&mut self) -> Result<(), StoreError> {
+        self.file
+            .write_all(&self.chunk)
+            .map_err(compact_error("write", self.path))?;
+        self.written += self.chunk.len() as u64;
+        self.chunk.clear();
+        Ok(())
+    }
+
+    /// Writes the rest; returns the bytes written in all.
+    fn finish(mut self) -> Result<u64, StoreError> {
+        self.write()?;
+        Ok(self.written)
+    }
+}
+
 /// Writes and syncs the compacted log at `tmp`, locked; returns it and its length.
 fn write_compacted(tmp: &Path, tables: &Tables, next_id: u64) -> Result<(File, u64), StoreError> {
     let file = OpenOptions::new()
@@ -112,10 +144,14 @@ fn write_compacted(tmp: &Path, tables: &Tables, next_id: u64) -> Result<(File, u
         .open(tmp)
         .map_err(compact_error("create", tmp))?;
     files::lock(&file).map_err(|e| compact_error("lock", tmp)(e.into()))?;
-    let mut chunk = Vec::with_capacity(CHUNK_BYTES + 4096);
-    chunk.extend_from_slice(&format::header());
-    format::encode_next_id(&mut chunk, next_id);
-    let mut len = 0u64;
+    let mut out = ChunkedWriter {
+        file: &file,
+        path: tmp,
+        chunk: Vec::with_capacity(CHUNK_BYTES + 4096),
+        written: 0,
+    };
+    out.chunk.extend_from_slice(&format::header());
+    format::encode_next_id(&mut out.chunk, next_id);
     for (owner, msg) in tables.all() {
         let record = PutRecord {
             id: msg.id.0,
@@ -124,29 +160,14 @@ fn write_compacted(tmp: &Path, tables: &Tables, next_id: u64) -> Result<(File, u
             from: &msg.from,
             stanza: &msg.stanza,
         };
-        format::encode_put(&mut chunk, &record);
-        if chunk.len() >= CHUNK_BYTES {
-            (&file)
-                .write_all(&chunk)
-                .map_err(compact_error("write", tmp))?;
-            len += chunk.len() as u64;
-            chunk.clear();
-        }
+        format::encode_put(&mut out.chunk, &record);
+        out.write_if_full()?;
     }
     for (table, key, value) in tables.kv.all() {
-        format::encode_set(&mut chunk, table, key, value);
-        if chunk.len() >= CHUNK_BYTES {
-            (&file)
-                .write_all(&chunk)
-                .map_err(compact_error("write", tmp))?;
-            len += chunk.len() as u64;
-            chunk.clear();
-        }
+        format::encode_set(&mut out.chunk, table, key, value);
+        out.write_if_full()?;
     }
-    (&file)
-        .write_all(&chunk)
-        .map_err(compact_error("write", tmp))?;
-    len += chunk.len() as u64;
+    let len = out.finish()?;
     // Before the rename: the new name must never point at a file whose data is not on disk.
     file.sync_all().map_err(compact_error("sync", tmp))?;
     Ok((file, len))
