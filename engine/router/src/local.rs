@@ -28,6 +28,10 @@ const DISCO_INFO_RESULT: &[u8] = b"<query xmlns='http://jabber.org/protocol/disc
 
 const DISCO_ITEMS_RESULT: &[u8] = b"<query xmlns='http://jabber.org/protocol/disco#items'/>";
 
+/// Largest available presence (as the client sent it) that is kept and broadcast; a larger
+/// one is refused with `not-acceptable` and changes nothing.
+pub(crate) const MAX_PRESENCE_BYTES: usize = 8 * 1024;
+
 impl Router {
     /// One stanza from a bound session: answered here or routed. With XEP-0198 it gets the
     /// next inbound number, marked handled now or (a stored message) once committed.
@@ -187,6 +191,13 @@ impl Router {
         ty: StanzaType,
         fx: &mut impl Effects,
     ) {
+        if ty == StanzaType::Available && view.bytes().len() > MAX_PRESENCE_BYTES {
+            // Kept for probes and copied to every contact: a bounded size, or one session
+            // could hold 64 KiB per contact in flight.
+            let (mut routes, _) = self.routes();
+            routes.reply_error(slot, view, None, StanzaError::NotAcceptable, fx);
+            return;
+        }
         let Some(conn) = self.conns.get_mut(slot) else {
             return;
         };

@@ -189,6 +189,8 @@ pub enum StanzaError {
     NotAllowed,
     /// A roster remove of a contact not in the roster.
     ItemNotFound,
+    /// A presence too large to be kept and broadcast (`MAX_PRESENCE_BYTES`).
+    NotAcceptable,
 }
 
 impl StanzaError {
@@ -201,13 +203,16 @@ impl StanzaError {
             StanzaError::ResourceConstraint => "resource-constraint",
             StanzaError::NotAllowed => "not-allowed",
             StanzaError::ItemNotFound => "item-not-found",
+            StanzaError::NotAcceptable => "not-acceptable",
         }
     }
 
     /// The `type` of the `<error/>` element, as RFC 6120 8.3.3 recommends per condition.
     pub fn error_type(self) -> &'static str {
         match self {
-            StanzaError::BadRequest | StanzaError::JidMalformed => "modify",
+            StanzaError::BadRequest | StanzaError::JidMalformed | StanzaError::NotAcceptable => {
+                "modify"
+            }
             StanzaError::RemoteServerNotFound
             | StanzaError::ServiceUnavailable
             | StanzaError::NotAllowed

@@ -374,3 +374,25 @@ fn a_detached_session_gets_the_presence_it_missed_when_it_resumes() {
         "the change comes after <resumed/>: {out}"
     );
 }
+
+#[test]
+fn an_oversized_presence_is_refused_and_changes_nothing() {
+    let mut cluster = Cluster::new(3);
+    let [(a, _, alice), (b, _, bob), _] = three_users(&mut cluster);
+    befriend(&mut cluster, (a, &alice), (b, &bob));
+    cluster.send(b, "<presence/>");
+    cluster.take_output(b);
+    let status = "x".repeat(9_000);
+    cluster.send(
+        a,
+        &format!("<presence><status>{status}</status></presence>"),
+    );
+    let out = cluster.take_output(a);
+    assert!(
+        out.contains("<presence type='error'") && out.contains("<not-acceptable "),
+        "{out}"
+    );
+    assert_eq!(cluster.take_output(b), "", "nothing broadcast");
+    cluster.send(a, "<presence><status>fine</status></presence>");
+    assert!(cluster.take_output(b).contains("fine"));
+}
