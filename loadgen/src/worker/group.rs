@@ -295,25 +295,17 @@ impl Worker<'_> {
                 intended_ns: o.next_due_ns,
                 actual_ns: monotonic_ns(),
             };
-            let slot = &mut self.slots[j];
             self.out.clear();
             names.write_groupchat(&mut self.out, group, &probe);
-            if io.send(conn, &self.out).is_err() {
-                self.report.send_retries += 1;
-                let retry = (now + SEND_RETRY_NS, k as u32, 0, TimerKind::GroupSend);
-                self.timers.push(Reverse(retry));
+            let retry = (now + SEND_RETRY_NS, k as u32, 0, TimerKind::GroupSend);
+            if !self.send_probe(io, conn, j, &probe, retry) {
                 return;
             }
-            self.out.clear();
-            slot.client
-                .on_message_sent(probe.intended_ns, &mut self.out);
-            if !self.out.is_empty() {
-                let _ = io.send(conn, &self.out);
-            }
-            let lag_us = probe.actual_ns.saturating_sub(probe.intended_ns) / 1000;
-            self.recent.record(Metric::SendLag, lag_us);
+            let Some(g) = self.fan.group_mut() else {
+                return;
+            };
+            let o = &mut g.owned[k];
             o.seq += 1;
-            self.sent += 1;
             o.next_due_ns = g.schedule.next_due(o.next_due_ns, &mut self.rng);
         }
         let Some(g) = self.fan.group_mut() else {

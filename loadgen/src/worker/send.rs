@@ -9,7 +9,7 @@
 
 use std::cmp::Reverse;
 
-use rookery_io::Ops;
+use rookery_io::{ConnId, Ops};
 
 use super::slot::SlotState;
 use super::{RunPhase, TimerKind, Worker, PEER_TRIES, SEND_RETRY_NS};
@@ -85,26 +85,12 @@ impl Worker<'_> {
             };
             self.out.clear();
             write_message(&mut self.out, &to, &probe, self.receipt);
-            if io.send(conn, &self.out).is_err() {
-                // Output queue full (or the conn is going away, then Closed follows): keep the
-                // message due; its intended time does not move, so the wait is measured.
-                self.report.send_retries += 1;
-                let retry = (now + SEND_RETRY_NS, i as u32, slot.attempt, TimerKind::Send);
-                self.timers.push(Reverse(retry));
+            let retry = (now + SEND_RETRY_NS, i as u32, slot.attempt, TimerKind::Send);
+            if !self.send_probe(io, conn, i, &probe, retry) {
                 return;
             }
-            // Only once the message is queued, so stream management counts what was sent.
-            // A refused `<r/>` (queue full) only delays the ack to the next request.
-            self.out.clear();
-            slot.client
-                .on_message_sent(probe.intended_ns, &mut self.out);
-            if !self.out.is_empty() {
-                let _ = io.send(conn, &self.out);
-            }
-            let lag_us = probe.actual_ns.saturating_sub(probe.intended_ns) / 1000;
-            self.recent.record(Metric::SendLag, lag_us);
+            let slot = &mut self.slots[i];
             slot.seq += 1;
-            self.sent += 1;
             slot.next_due_ns = schedule.next_due(slot.next_due_ns, &mut self.rng);
         }
         let (due, attempt) = (self.slots[i].next_due_ns, self.slots[i].attempt);
@@ -115,6 +101,38 @@ impl Worker<'_> {
             self.timers
                 .push(Reverse((due, i as u32, attempt, TimerKind::Send)));
         }
+    }
+
+    /// Sends the stanza in `self.out`, carrying `probe`, from slot `i` on `conn`, then what
+    /// stream management asks after it (an `<r/>`), and records the send lag. A full output
+    /// queue (or a conn going away, then Closed follows) arms `retry` and returns false: the
+    /// message stays due with its intended time, so the wait is measured.
+    pub(super) fn send_probe<O: Ops>(
+        &mut self,
+        io: &mut O,
+        conn: ConnId,
+        i: usize,
+        probe: &Probe,
+        retry: (u64, u32, u16, TimerKind),
+    ) -> bool {
+        if io.send(conn, &self.out).is_err() {
+            self.report.send_retries += 1;
+            self.timers.push(Reverse(retry));
+            return false;
+        }
+        // Only once the stanza is queued, so stream management counts what was sent. A
+        // refused `<r/>` (queue full) only delays the ack to the next request.
+        self.out.clear();
+        self.slots[i]
+            .client
+            .on_message_sent(probe.intended_ns, &mut self.out);
+        if !self.out.is_empty() {
+            let _ = io.send(conn, &self.out);
+        }
+        let lag_us = probe.actual_ns.saturating_sub(probe.intended_ns) / 1000;
+        self.recent.record(Metric::SendLag, lag_us);
+        self.sent += 1;
+        true
     }
 
     /// Offline: the plan's recipient of slot `i`'s next message; chat: a random online peer.
@@ -154,22 +172,12 @@ impl Worker<'_> {
             };
             self.out.clear();
             write_status(&mut self.out, &probe);
-            if io.send(conn, &self.out).is_err() {
-                self.report.send_retries += 1;
-                let retry = (now + SEND_RETRY_NS, i as u32, slot.attempt, TimerKind::Send);
-                self.timers.push(Reverse(retry));
+            let retry = (now + SEND_RETRY_NS, i as u32, slot.attempt, TimerKind::Send);
+            if !self.send_probe(io, conn, i, &probe, retry) {
                 return;
             }
-            self.out.clear();
-            slot.client
-                .on_message_sent(probe.intended_ns, &mut self.out);
-            if !self.out.is_empty() {
-                let _ = io.send(conn, &self.out);
-            }
-            let lag_us = probe.actual_ns.saturating_sub(probe.intended_ns) / 1000;
-            self.recent.record(Metric::SendLag, lag_us);
+            let slot = &mut self.slots[i];
             slot.seq += 1;
-            self.sent += 1;
             slot.next_due_ns = schedule.next_due(slot.next_due_ns, &mut self.rng);
         }
         let slot = &self.slots[i];
