@@ -9,10 +9,13 @@ use rookery_io::Ops;
 use super::group::GroupState;
 use super::presence::PresenceState;
 use super::{RunPhase, Worker};
+use crate::accounting::Delivery;
 use crate::cli::RunConfig;
 use crate::fanout::wire::Names;
 use crate::fanout::{Fanout, Groups, Ring};
+use crate::metrics::Metric;
 use crate::schedule::MessageSchedule;
+use crate::wire::Probe;
 
 /// The state of the fan-out scenarios, when one runs.
 #[derive(Debug)]
@@ -84,6 +87,30 @@ pub(super) fn fan_state(
 }
 
 impl<'a> Worker<'a> {
+    /// Accounts receipt number `receipt` (None: a misroute) of `probe` at client `me`, and
+    /// records its latency under `metric` and as a candidate last receipt of its change.
+    pub(super) fn record_fan_receipt(
+        &mut self,
+        probe: &Probe,
+        me: u32,
+        receipt: Option<u32>,
+        metric: Metric,
+        now: u64,
+    ) {
+        // u32::MAX is past the ledger's range: recorded as unexpected (a misroute).
+        let receipt = receipt.unwrap_or(u32::MAX);
+        match self.report.ledger.record(probe.sender, me, receipt) {
+            Delivery::InOrder | Delivery::OutOfOrder => {
+                let us = now.saturating_sub(probe.intended_ns) / 1000;
+                self.recent.record(metric, us);
+                self.report
+                    .last_receipts
+                    .record(probe.sender, probe.seq, us);
+            }
+            Delivery::Duplicate | Delivery::Unexpected => {}
+        }
+    }
+
     /// The names this run's stanzas use.
     pub(super) fn names(&self) -> Names<'a> {
         let (muc_domain, presence_broadcast) = match &self.cfg.fanout {

@@ -24,7 +24,6 @@ use rookery_io::Ops;
 
 use super::slot::{Note, SlotState};
 use super::{RunPhase, TimerKind, Worker, SEND_RETRY_NS};
-use crate::accounting::Delivery;
 use crate::fanout::{Groups, JoinError};
 use crate::metrics::Metric;
 use crate::schedule::MessageSchedule;
@@ -339,18 +338,7 @@ impl Worker<'_> {
             }
             _ => None,
         };
-        // u32::MAX is past the ledger's range: recorded as unexpected (a misroute).
-        let receipt = receipt.unwrap_or(u32::MAX);
-        match self.report.ledger.record(probe.sender, me, receipt) {
-            Delivery::InOrder | Delivery::OutOfOrder => {
-                let us = now.saturating_sub(probe.intended_ns) / 1000;
-                self.recent.record(Metric::GroupDelivery, us);
-                self.report
-                    .last_receipts
-                    .record(probe.sender, probe.seq, us);
-            }
-            Delivery::Duplicate | Delivery::Unexpected => {}
-        }
+        self.record_fan_receipt(&probe, me, receipt, Metric::GroupDelivery, now);
     }
 }
 

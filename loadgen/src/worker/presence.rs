@@ -32,7 +32,6 @@ use rookery_io::Ops;
 
 use super::slot::{Note, SlotState};
 use super::{TimerKind, Worker};
-use crate::accounting::Delivery;
 use crate::fanout::wire::{AVAILABLE, UNAVAILABLE};
 use crate::fanout::{Ring, SetupMode};
 use crate::metrics::Metric;
@@ -459,18 +458,7 @@ impl Worker<'_> {
             true => probe.seq.checked_mul(k).and_then(|q| q.checked_add(pos)),
             false => None,
         };
-        // u32::MAX is past the ledger's range: recorded as unexpected (a misroute).
-        let receipt = receipt.unwrap_or(u32::MAX);
-        match self.report.ledger.record(probe.sender, me, receipt) {
-            Delivery::InOrder | Delivery::OutOfOrder => {
-                let us = now.saturating_sub(probe.intended_ns) / 1000;
-                self.recent.record(Metric::PresenceDelivery, us);
-                self.report
-                    .last_receipts
-                    .record(probe.sender, probe.seq, us);
-            }
-            Delivery::Duplicate | Delivery::Unexpected => {}
-        }
+        self.record_fan_receipt(&probe, me, receipt, Metric::PresenceDelivery, now);
     }
 }
 
