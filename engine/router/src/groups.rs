@@ -133,9 +133,13 @@ impl Router {
             }
         }
         self.room_actions = actions;
-        let (rooms, occupants) = self.rooms.counts();
-        self.stats.groups = rooms as u64;
-        self.stats.group_occupants = occupants as u64;
+        // Rooms and occupants change only by presence (joins, leaves) and iq (affiliations);
+        // counting walks every room, so messages, the hot path, skip it.
+        if envelope.kind != StanzaKind::Message {
+            let (rooms, occupants) = self.rooms.counts();
+            self.stats.groups = rooms as u64;
+            self.stats.group_occupants = occupants as u64;
+        }
         handled
     }
 }
