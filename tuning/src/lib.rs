@@ -36,3 +36,4 @@ pub use check::{
 pub use error::TuneError;
 pub use knobs::{Os, Scope};
 pub use profile::{Limit, Profile, Section, Setting};
+pub use util::utc_stamp_at;

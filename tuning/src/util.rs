@@ -39,14 +39,13 @@ pub fn human_bytes(bytes: u64) -> String {
 
 /// Current UTC time as `YYYYMMDD-HHMMSS` (the results/ folder convention).
 pub fn utc_stamp() -> String {
-    let secs = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    stamp_of(secs)
+    utc_stamp_at(SystemTime::now())
 }
 
-/// `secs` since the epoch as `YYYYMMDD-HHMMSS`, UTC.
-fn stamp_of(secs: u64) -> String {
+/// `time` as `YYYYMMDD-HHMMSS`, UTC: how the tools that write results/ name their folders
+/// (rookery-load uses it too).
+pub fn utc_stamp_at(time: SystemTime) -> String {
+    let secs = time.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
     let days = (secs / 86_400) as i64;
     let rem = secs % 86_400;
     let (y, m, d) = civil_from_days(days);
@@ -97,10 +96,11 @@ mod tests {
 
     #[test]
     fn stamp_matches_known_dates() {
-        assert_eq!(stamp_of(0), "19700101-000000");
+        let at = |secs| utc_stamp_at(UNIX_EPOCH + std::time::Duration::from_secs(secs));
+        assert_eq!(at(0), "19700101-000000");
         // 2026-11-28 19:57:14 UTC
-        assert_eq!(stamp_of(1_795_895_834), "20261128-195714");
+        assert_eq!(at(1_795_895_834), "20261128-195714");
         // leap day 2024-02-29 12:00:00
-        assert_eq!(stamp_of(1_709_208_000), "20240229-120000");
+        assert_eq!(at(1_709_208_000), "20240229-120000");
     }
 }
