@@ -6,9 +6,10 @@
 //!   `unregister_file` reaches no file (its writes fail with EBADF) rather than a newer one.
 //!   A driver holds a handful of files (the log, a compaction target), so the table is a `Vec`
 //!   scanned linearly.
-//! - A write is *in flight* from `write_file` ([`Files::begin`]) until its `FileWritten` is
-//!   built for the handler ([`Files::finish`]). `unregister` refuses while any is, which on
-//!   io_uring also means no SQE names the file's fd or a buffer of it.
+//! - A write or read is *in flight* from `write_file` / `read_file` ([`Files::begin`]) until
+//!   its `FileWritten` / `FileRead` is built for the handler ([`Files::finish`]). `unregister`
+//!   refuses while any is, which on io_uring also means no SQE names the file's fd or a buffer
+//!   of it.
 //! - Completions made outside a CQE (every poll write, and writes to unknown files on both
 //!   backends) wait in `pending` and are delivered at the start of the *next* turn, never
 //!   inside `write_file`. Taking the list at the start of a turn means a handler that writes
@@ -26,11 +27,20 @@ use crate::{Event, FileId};
 /// result for a non-empty write): retrying could loop, so it is reported as an I/O error.
 pub(crate) const NO_PROGRESS_ERRNO: i32 = libc::EIO;
 
-/// A finished `write_file`, before it became an `Event::FileWritten`.
+/// Which file operation a completion is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum FileOp {
+    Write,
+    Read,
+}
+
+/// A finished `write_file` or `read_file`, before it became an `Event::FileWritten` or
+/// `Event::FileRead`.
 #[derive(Debug)]
 pub(crate) struct Completed {
     pub file: FileId,
     pub token: u64,
+    pub op: FileOp,
     pub result: Result<(), i32>,
     pub buffer: Vec<u8>,
 }
@@ -44,9 +54,9 @@ pub(crate) struct FileSlot<S> {
     pub state: S,
 }
 
-/// What [`Files::begin`] made of a `write_file`.
+/// What [`Files::begin`] made of a `write_file` or `read_file`.
 pub(crate) enum Begun<'a, S> {
-    /// The file is registered: the backend writes `buffer` to `slot.file`.
+    /// The file is registered: the backend writes `buffer` to `slot.file` (or reads into it).
     Write {
         token: u64,
         slot: &'a mut FileSlot<S>,
@@ -109,15 +119,17 @@ impl<S> Files<S> {
         self.slots.iter_mut().find(|s| s.id == id)
     }
 
-    /// Starts a `write_file`: a new token, and the file's slot (the write counts as in flight)
-    /// or, for an unknown file, an EBADF completion queued for the next turn.
-    pub fn begin(&mut self, id: FileId, buffer: Vec<u8>) -> Begun<'_, S> {
+    /// Starts a `write_file` (`op` Write) or `read_file` (Read): a new token, and the file's
+    /// slot (the operation counts as in flight) or, for an unknown file, an EBADF completion
+    /// queued for the next turn.
+    pub fn begin(&mut self, id: FileId, op: FileOp, buffer: Vec<u8>) -> Begun<'_, S> {
         let token = self.next_token;
         self.next_token += 1;
         let Some(pos) = self.slots.iter().position(|s| s.id == id) else {
             self.pending.push(Completed {
                 file: id,
                 token,
+                op,
                 result: Err(libc::EBADF),
                 buffer,
             });
@@ -154,17 +166,25 @@ impl<S> Files<S> {
         self.spare = list;
     }
 
-    /// Ends a write's life in flight and makes its event.
+    /// Ends an operation's life in flight and makes its event.
     pub fn finish(&mut self, done: Completed) -> Event<'static> {
         if let Some(slot) = self.get_mut(done.file) {
             debug_assert!(slot.in_flight > 0, "finish without begin");
             slot.in_flight = slot.in_flight.saturating_sub(1);
         }
-        Event::FileWritten {
-            file: done.file,
-            token: done.token,
-            result: done.result,
-            buffer: done.buffer,
+        match done.op {
+            FileOp::Write => Event::FileWritten {
+                file: done.file,
+                token: done.token,
+                result: done.result,
+                buffer: done.buffer,
+            },
+            FileOp::Read => Event::FileRead {
+                file: done.file,
+                token: done.token,
+                result: done.result,
+                buffer: done.buffer,
+            },
         }
     }
 }
@@ -212,7 +232,7 @@ mod tests {
         assert!(files.unregister(a).is_some());
         let b = files.register(file).unwrap();
         assert_ne!(a, b);
-        let Begun::Unknown { token } = files.begin(a, vec![1, 2]) else {
+        let Begun::Unknown { token } = files.begin(a, FileOp::Write, vec![1, 2]) else {
             panic!("the id was unregistered");
         };
         let due = files.take_pending();
@@ -232,14 +252,15 @@ mod tests {
             Begun::Write { token, .. } => token,
             Begun::Unknown { .. } => panic!("the file is registered"),
         };
-        let t1 = token_of(files.begin(id, vec![]));
-        let t2 = token_of(files.begin(id, vec![]));
+        let t1 = token_of(files.begin(id, FileOp::Write, vec![]));
+        let t2 = token_of(files.begin(id, FileOp::Write, vec![]));
         assert!(t2 > t1, "tokens increase");
         assert!(files.unregister(id).is_none());
         for token in [t1, t2] {
             let done = Completed {
                 file: id,
                 token,
+                op: FileOp::Write,
                 result: Ok(()),
                 buffer: Vec::new(),
             };
@@ -259,10 +280,10 @@ mod tests {
     #[test]
     fn completions_deferred_during_delivery_wait_for_the_next_turn() {
         let mut files: Files<()> = Files::new();
-        files.begin(FileId(7), Vec::new());
+        files.begin(FileId(7), FileOp::Write, Vec::new());
         let due = files.take_pending();
         assert_eq!(due.len(), 1);
-        files.begin(FileId(7), Vec::new()); // as a handler would, while `due` is delivered
+        files.begin(FileId(7), FileOp::Write, Vec::new()); // as a handler would, while `due` is delivered
         files.put_back(due);
         assert!(files.has_pending());
         assert_eq!(files.take_pending().len(), 1);

@@ -2,7 +2,7 @@
 //!
 //! `PollOps` and `UringOps` are each a `&mut` to their backend's core and nothing else, and
 //! both cores offer the same calls (`send`, `detach`, `adopt`, `connect`, `listen`,
-//! `stop_listening`, `write_file` as inherent methods; `close` and `queued_bytes` from
+//! `stop_listening`, `write_file`, `read_file` as inherent methods; `close` and `queued_bytes` from
 //! `lifecycle`), a `conns` field, a `files` field (`files::Files`) and a `waker` field. So
 //! [`forward_ops!`] writes the whole `Ops` impl and [`driver_items!`] every `Driver` item
 //! except `turn`. Macros rather than a generic impl, so the two public types stay distinct,
@@ -58,6 +58,16 @@ macro_rules! forward_ops {
                 sync: $crate::FileSync,
             ) -> u64 {
                 self.core.write_file(file, offset, bytes, sync)
+            }
+
+            fn read_file(
+                &mut self,
+                file: $crate::FileId,
+                offset: u64,
+                len: usize,
+                buffer: Vec<u8>,
+            ) -> u64 {
+                self.core.read_file(file, offset, len, buffer)
             }
         }
     };

@@ -39,6 +39,9 @@ pub(crate) enum OpKind {
     /// The one write or fdatasync in flight of a registered file; `index` is the `FileId`,
     /// generation 0 (file ids are never reused, so the id alone is unambiguous).
     File = 8,
+    /// One read of a registered file; `index` is the read's slot in the driver's read table,
+    /// generation 0 (a slot is reused only after its read's last completion).
+    FileRead = 9,
 }
 
 impl OpKind {
@@ -52,6 +55,7 @@ impl OpKind {
             6 => OpKind::Wake,
             7 => OpKind::Control,
             8 => OpKind::File,
+            9 => OpKind::FileRead,
             _ => return None,
         })
     }

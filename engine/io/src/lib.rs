@@ -43,6 +43,12 @@
 //!    Register files opened without `O_APPEND` (Linux ignores the offset of an append write).
 //!    Dropping the driver with writes in flight reports none of them; their bytes may or may
 //!    not have reached the file (io_uring reaps the operations before freeing the buffers).
+//! 9. `read_file` reads exactly `len` bytes at an offset (short reads are continued; the end of
+//!    the file first is `Err(EIO)`) and reports exactly one `Event::FileRead` carrying the
+//!    buffer, never from inside the call (poll reads synchronously and reports in the next
+//!    `turn`). Reads are in flight like writes (`unregister_file` waits for them) but are not
+//!    ordered with them or with each other: a reader reads only what a completed write put
+//!    there.
 //!
 //! What this crate does *not* do: parse anything, own timers per conn (the shard keeps one
 //! coarse timer wheel and passes the next deadline as the `turn` timeout), or know about shards.
@@ -190,6 +196,14 @@ pub enum Event<'a> {
         result: Result<(), i32>,
         buffer: Vec<u8>,
     },
+    /// A `read_file` finished: `Ok(())` = the buffer holds exactly the bytes asked for, or the
+    /// first errno (EIO when the file ended first, EBADF for an unknown file, ...).
+    FileRead {
+        file: FileId,
+        token: u64,
+        result: Result<(), i32>,
+        buffer: Vec<u8>,
+    },
 }
 
 /// Receives completions. The `io` argument is the same driver, so handlers can send and close
@@ -217,6 +231,11 @@ pub trait Ops {
     /// `Event::FileWritten` with the returned token, which hands it back. Writes to one file
     /// complete in submission order. See point 8 of the crate contract.
     fn write_file(&mut self, file: FileId, offset: u64, bytes: Vec<u8>, sync: FileSync) -> u64;
+    /// Reads exactly `len` bytes at `offset` into `buffer` (cleared and resized to `len`;
+    /// pass a spare one to reuse its allocation), continuing short reads. The buffer is owned
+    /// by the driver until `Event::FileRead` with the returned token hands it back. Reads are
+    /// not ordered with writes: read only bytes whose `FileWritten` arrived. See point 9.
+    fn read_file(&mut self, file: FileId, offset: u64, len: usize, buffer: Vec<u8>) -> u64;
 }
 
 /// The driver of one shard. Not `Send` in spirit: create it inside the shard's thread.

@@ -40,6 +40,8 @@ struct Written {
 #[derive(Default)]
 struct Recorder {
     written: Vec<Written>,
+    /// `FileRead`s, as delivered (same shape as a write's completion).
+    read: Vec<Written>,
     /// Writes the handler submits, one per `FileWritten` (the group-commit loop's shape).
     chain: VecDeque<(FileId, u64, Vec<u8>)>,
     chained_tokens: Vec<u64>,
@@ -67,6 +69,17 @@ impl<D: Driver> Handler<D> for Recorder {
                     self.chained_tokens.push(token);
                 }
             }
+            Event::FileRead {
+                file,
+                token,
+                result,
+                buffer,
+            } => self.read.push(Written {
+                file,
+                token,
+                result,
+                buffer,
+            }),
             Event::Accepted { conn, .. } => self.accepted.push(conn),
             Event::Received { data, .. } => self.received.extend_from_slice(data),
             Event::Drained { .. } | Event::Woken => {}
@@ -446,7 +459,64 @@ fn drop_with_write_in_flight<D: Driver>(make: impl Fn(Limits) -> D) {
     drop(d);
 }
 
+/// Reads of written bytes (contract point 9): exact bytes at any offset, many in flight at once
+/// and with a write, a spare buffer reused, EOF as EIO, an unknown file as EBADF, never
+/// reported inside `read_file`, and `unregister_file` waits for reads.
+fn reads_of_written_bytes<D: Driver>(make: impl Fn(Limits) -> D) {
+    let tmp = TempPath::in_temp("reads");
+    let mut d = make(Limits::default());
+    let mut h = Recorder::default();
+    let file = d.register_file(tmp.open_rw()).unwrap();
+    let content = pattern(300_000, 21);
+    d.ops().write_file(file, 0, content.clone(), FileSync::None);
+    drive(&mut d, &mut h, "the write", |h| h.written.len() == 1);
+    let spans = [
+        (0usize, 1usize),
+        (4095, 2),
+        (100, 65_536),
+        (299_990, 10),
+        (7, 0),
+    ];
+    let mut asked = Vec::new();
+    for (i, &(offset, len)) in spans.iter().enumerate() {
+        let spare = if i == 1 {
+            Vec::with_capacity(4096)
+        } else {
+            Vec::new()
+        };
+        let token = d.ops().read_file(file, offset as u64, len, spare);
+        asked.push((token, content[offset..offset + len].to_vec()));
+    }
+    // A read past the end (EOF first) and one of an unknown file.
+    let eof = d.ops().read_file(file, 299_999, 2, Vec::new());
+    let unknown = d.ops().read_file(FileId(9_999), 0, 5, Vec::new());
+    // A write in flight at the same time, to another part of the file.
+    d.ops()
+        .write_file(file, 300_000, pattern(10, 22), FileSync::Data);
+    assert!(h.read.is_empty(), "never reported inside read_file");
+    assert!(d.unregister_file(file).is_none(), "reads are in flight");
+    drive(&mut d, &mut h, "every read", |h| {
+        h.read.len() == spans.len() + 2
+    });
+    for (token, bytes) in &asked {
+        let r = h.read.iter().find(|r| r.token == *token).expect("reported");
+        assert_eq!((r.file, r.result), (file, Ok(())));
+        assert!(r.buffer == *bytes, "read of token {token} has other bytes");
+    }
+    let eof = h
+        .read
+        .iter()
+        .find(|r| r.token == eof)
+        .expect("EOF reported");
+    assert_eq!(eof.result, Err(libc::EIO));
+    let unknown = h.read.iter().find(|r| r.token == unknown).expect("EBADF");
+    assert_eq!(unknown.result, Err(libc::EBADF));
+    drive(&mut d, &mut h, "the second write", |h| h.written.len() == 2);
+    assert!(d.unregister_file(file).is_some(), "nothing in flight");
+}
+
 per_backend!(
+    reads_of_written_bytes,
     batches_in_order,
     large_batch,
     write_error_ebadf,

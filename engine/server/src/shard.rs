@@ -458,6 +458,7 @@ impl<D: Driver> Handler<D> for ShardState {
             } => self.on_log_written(io, token, result, buffer),
             // The server makes no outgoing conns, and drained queues need no action.
             Event::Connected { .. } | Event::Drained { .. } | Event::Woken => {}
+            Event::FileRead { .. } => {}
         }
     }
 }

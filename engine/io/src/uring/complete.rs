@@ -74,6 +74,7 @@ pub(super) fn dispatch<H: Handler<UringDriver>>(
             0
         }
         OpKind::File => on_file(core, handler, key, cqe.res),
+        OpKind::FileRead => on_file_read(core, handler, key, cqe.res),
         OpKind::Control => 0,
     }
 }
@@ -81,6 +82,21 @@ pub(super) fn dispatch<H: Handler<UringDriver>>(
 /// One step of a file's write chain finished; reports the write if it was the last.
 fn on_file<H: Handler<UringDriver>>(core: &mut Core, handler: &mut H, key: OpKey, res: i32) -> u32 {
     let Some(done) = core.file_step_done(FileId(key.index), res) else {
+        return 0;
+    };
+    let event = core.files.finish(done);
+    emit(core, handler, event);
+    1
+}
+
+/// One step of a file read finished; reports the read if it was the last.
+fn on_file_read<H: Handler<UringDriver>>(
+    core: &mut Core,
+    handler: &mut H,
+    key: OpKey,
+    res: i32,
+) -> u32 {
+    let Some(done) = core.read_step_done(key.index, res) else {
         return 0;
     };
     let event = core.files.finish(done);

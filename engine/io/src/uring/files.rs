@@ -23,7 +23,7 @@ use io_uring::opcode;
 use io_uring::types::{Fd, FsyncFlags};
 
 use super::state::Core;
-use crate::files::{Begun, Completed, NO_PROGRESS_ERRNO};
+use crate::files::{Begun, Completed, FileOp, NO_PROGRESS_ERRNO};
 use crate::key::{OpKey, OpKind};
 use crate::{FileId, FileSync};
 
@@ -52,7 +52,7 @@ pub(crate) struct Chain {
 
 impl Core {
     pub fn write_file(&mut self, file: FileId, offset: u64, bytes: Vec<u8>, sync: FileSync) -> u64 {
-        let (token, slot, buffer) = match self.files.begin(file, bytes) {
+        let (token, slot, buffer) = match self.files.begin(file, FileOp::Write, bytes) {
             Begun::Write {
                 token,
                 slot,
@@ -131,6 +131,7 @@ impl Core {
         Some(Completed {
             file,
             token: done.token,
+            op: FileOp::Write,
             result,
             buffer: done.buffer,
         })

@@ -34,6 +34,7 @@
 mod bufring;
 mod complete;
 mod files;
+mod reads;
 mod sockets;
 mod state;
 mod submit;

@@ -30,6 +30,7 @@ use socket2::SockAddr;
 
 use super::bufring::BGID;
 use super::files::Chain;
+use super::reads::Reads;
 use super::sockets::Listener;
 use super::submit::WakeBuf;
 use super::EventWake;
@@ -93,6 +94,8 @@ pub(super) struct Core {
     pub listeners: Vec<Listener>,
     /// Registered files; their write buffers are read by the kernel (see `files`).
     pub files: Files<Chain>,
+    /// Reads of registered files in flight; the kernel writes their buffers (see `reads`).
+    pub(super) reads: Reads,
     pub limits: Limits,
     pub deferred: DeferredQueue,
     /// Conns whose recv ended with ENOBUFS, re-armed oldest first (see `expire`).
@@ -112,6 +115,7 @@ impl Core {
             conns: Conns::new(&limits),
             listeners: Vec::new(),
             files: Files::new(),
+            reads: Reads::default(),
             limits,
             deferred: DeferredQueue::new(),
             rearm: VecDeque::new(),
@@ -384,6 +388,7 @@ impl Core {
         std::mem::forget(std::mem::replace(&mut self.conns.table, ConnTable::new()));
         std::mem::forget(std::mem::replace(&mut self.wake_buf, WakeBuf::new()));
         std::mem::forget(std::mem::replace(&mut self.files, Files::new()));
+        std::mem::forget(std::mem::take(&mut self.reads));
     }
 }
 
