@@ -98,6 +98,7 @@ impl<D: Driver> Handler<D> for Recorder {
                 self.log.push(("woken", None));
                 self.woken += 1;
             }
+            Event::FileRead { .. } => panic!("no file is read in the socket tests"),
             Event::FileWritten { .. } => panic!("no file is registered in these tests"),
         }
     }
