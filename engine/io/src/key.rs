@@ -111,7 +111,7 @@ impl OpKey {
 mod tests {
     use super::*;
 
-    const KINDS: [OpKind; 8] = [
+    const KINDS: [OpKind; 9] = [
         OpKind::Accept,
         OpKind::Recv,
         OpKind::Send,
@@ -120,6 +120,7 @@ mod tests {
         OpKind::Wake,
         OpKind::Control,
         OpKind::File,
+        OpKind::FileRead,
     ];
 
     #[test]
@@ -155,7 +156,7 @@ mod tests {
     fn zero_and_unknown_kinds_do_not_decode() {
         assert_eq!(OpKey::decode(0), None);
         assert_eq!(OpKey::decode(0xF << 60), None);
-        assert_eq!(OpKey::decode(9 << 60), None);
+        assert_eq!(OpKey::decode(10 << 60), None);
     }
 
     #[test]
