@@ -487,8 +487,8 @@ fn reads_of_written_bytes<D: Driver>(make: impl Fn(Limits) -> D) {
         let token = d.ops().read_file(file, offset as u64, len, spare);
         asked.push((token, content[offset..offset + len].to_vec()));
     }
-    // A read past the end (EOF first) and one of an unknown file.
-    let eof = d.ops().read_file(file, 299_999, 2, Vec::new());
+    // A read past the end (EOF first; clear of the write below) and one of an unknown file.
+    let eof = d.ops().read_file(file, 400_000, 2, Vec::new());
     let unknown = d.ops().read_file(FileId(9_999), 0, 5, Vec::new());
     // A write in flight at the same time, to another part of the file.
     d.ops()
