@@ -212,8 +212,9 @@ impl QueuePool {
     }
 }
 
-/// `send` for either backend: checks the limit, then appends to the conn's queue (created on
-/// demand from the pool). Nothing is queued on error.
+/// `send` for either backend: checks the limit (an empty queue takes any one write), then
+/// appends to the conn's queue (created on demand from the pool). Nothing is queued on
+/// error.
 pub(crate) fn enqueue(
     out: &mut Option<Box<OutQueue>>,
     pool: &mut QueuePool,
@@ -221,7 +222,8 @@ pub(crate) fn enqueue(
     max_output_bytes: usize,
 ) -> Result<(), SendError> {
     let queued = out.as_ref().map_or(0, |q| q.queued());
-    if queued.saturating_add(bytes.len()) > max_output_bytes {
+    // An empty queue takes one write of any size (contract point 2).
+    if queued > 0 && queued.saturating_add(bytes.len()) > max_output_bytes {
         return Err(SendError::QueueFull);
     }
     out.get_or_insert_with(|| pool.take()).push(bytes);
@@ -318,6 +320,16 @@ mod tests {
         );
         assert_eq!(out.as_ref().unwrap().queued(), 6);
         assert_eq!(enqueue(&mut out, &mut pool, &[0; 4], 10), Ok(()));
+        let mut empty = None;
+        assert_eq!(
+            enqueue(&mut empty, &mut pool, &[0; 11], 10),
+            Ok(()),
+            "one big write"
+        );
+        assert_eq!(
+            enqueue(&mut empty, &mut pool, &[0; 1], 10),
+            Err(SendError::QueueFull)
+        );
         let q = out.take().unwrap();
         pool.give(q);
         assert!(pool.take().is_empty());

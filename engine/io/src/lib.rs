@@ -16,7 +16,9 @@
 //! 1. `Event::Received` data is valid only during the handler call; it is never empty.
 //! 2. Bytes given to `send` are copied into the conn's output queue and written in order.
 //!    The queue holds at most `Limits::max_output_bytes`; beyond it `send` fails with
-//!    [`SendError::QueueFull`] and nothing is queued.
+//!    [`SendError::QueueFull`] and nothing is queued. One exception: an empty queue takes one
+//!    `send` of any size (a single stanza larger than the cap must still go out), so a queue
+//!    holds at most the cap or one write.
 //! 3. Exactly one `Event::Closed` is delivered for every conn that was accepted, adopted or
 //!    connected, after which its `ConnId` is stale: every call with a stale id is a no-op
 //!    (returning `SendError::Stale` where a result exists).
@@ -282,7 +284,8 @@ pub struct TurnStats {
 /// Sizes and bounds of one driver. Every limit has an overflow behaviour, stated per field.
 #[derive(Clone, Debug)]
 pub struct Limits {
-    /// Most bytes queued for one peer; `send` past it fails with `QueueFull`.
+    /// Most bytes queued for one peer; `send` past it fails with `QueueFull` (an empty queue
+    /// takes one write of any size).
     pub max_output_bytes: usize,
     /// Most events handled per turn; the rest wait for the next turn.
     pub max_events_per_turn: usize,

@@ -432,6 +432,14 @@ fn queue_full_at_limit<D: Driver>(make: impl Fn(Limits) -> D) {
     assert_eq!(d.ops().queued_bytes(conn), 0);
     let got = read_exactly(&mut client, 1000);
     assert!(got[..600].iter().all(|&b| b == 1) && got[600..].iter().all(|&b| b == 3));
+    // An empty queue takes one write larger than the cap (a big roster result), and then
+    // nothing more until it drains.
+    h.drained.clear();
+    assert_eq!(d.ops().send(conn, &[5; 1500]), Ok(()));
+    assert_eq!(d.ops().send(conn, &[6; 1]), Err(SendError::QueueFull));
+    drive(&mut d, &mut h, "drained again", |h| h.drained.contains(&conn));
+    let got = read_exactly(&mut client, 1500);
+    assert!(got.iter().all(|&b| b == 5));
 }
 
 fn detach_then_adopt<D: Driver>(make: impl Fn(Limits) -> D) {

@@ -48,6 +48,28 @@ pub struct RouterConfig {
     /// Roles whose presence a new group broadcasts until its owner configures otherwise
     /// (`--group-presence-broadcast`; XEP-0045's default is every role).
     pub group_presence_broadcast: BroadcastRoles,
+    /// The driver's output cap per conn (`--max-output-bytes`): a backlog is written only
+    /// while a conn holds less than an eighth of it, a live stored message only while it
+    /// holds less than half (see `delivery`).
+    pub max_output_bytes: usize,
+    /// XEP-0198 byte window (`--sm-window-bytes`): stored messages wait in the store while a
+    /// session's unacked stanzas hold this many bytes, and follow as `<a h>` frees room.
+    pub sm_window_bytes: usize,
+    /// XEP-0198 hard byte cap of a session's unacked stanzas (`--sm-max-unacked-bytes`); past
+    /// it the stream is closed with policy-violation.
+    pub sm_max_unacked_bytes: usize,
+    /// Most sessions (bound resources, attached or resumable) one user may have
+    /// (`--max-resources`); a bind past it is refused with resource-constraint.
+    pub max_resources: usize,
+    /// Most conns not yet authenticated from one source address, per shard
+    /// (`--max-unauth-per-address`); past it a new conn is closed with policy-violation.
+    pub max_unauth_per_address: usize,
+    /// Most groups one user may own on the groups' home shards (`--max-rooms-per-user`,
+    /// counted per shard); a creation past it is refused with not-allowed.
+    pub max_rooms_per_user: usize,
+    /// Most groups homed on one shard (`--max-rooms-per-shard`); a creation past it is
+    /// refused with resource-constraint.
+    pub max_rooms_per_shard: usize,
 }
 
 /// A set of XEP-0045 roles (`muc#roomconfig_presencebroadcast`).
@@ -101,6 +123,16 @@ impl RouterConfig {
     /// A client subscribing to a whole address book at once sends about two presence stanzas
     /// per contact; 400 lets a 200-contact setup through, and a flood still stops in seconds.
     pub const DEFAULT_PRESENCE_BURST: u32 = 400;
+    /// The driver's default (`rookery_io::Limits::max_output_bytes`).
+    pub const DEFAULT_MAX_OUTPUT_BYTES: usize = 1 << 20;
+    pub const DEFAULT_SM_WINDOW_BYTES: usize = crate::sm::SM_DEFAULT_WINDOW_BYTES;
+    pub const DEFAULT_SM_MAX_UNACKED_BYTES: usize = crate::sm::SM_DEFAULT_MAX_UNACKED_BYTES;
+    /// A phone, a desktop, a browser and a few more (WhatsApp links 4 devices to a phone).
+    pub const DEFAULT_MAX_RESOURCES: usize = 16;
+    /// Generous for NAT and for load generators behind one address; a flood still stops.
+    pub const DEFAULT_MAX_UNAUTH_PER_ADDRESS: usize = 1_024;
+    pub const DEFAULT_MAX_ROOMS_PER_USER: usize = 100;
+    pub const DEFAULT_MAX_ROOMS_PER_SHARD: usize = 1_000_000;
 
     /// A config with the documented defaults for one shard.
     pub fn new(domain: &str, auth: AuthBackend) -> RouterConfig {
@@ -118,6 +150,13 @@ impl RouterConfig {
             presence_rate_per_s: Self::DEFAULT_PRESENCE_RATE_PER_S,
             presence_burst: Self::DEFAULT_PRESENCE_BURST,
             group_presence_broadcast: BroadcastRoles::ALL,
+            max_output_bytes: Self::DEFAULT_MAX_OUTPUT_BYTES,
+            sm_window_bytes: Self::DEFAULT_SM_WINDOW_BYTES,
+            sm_max_unacked_bytes: Self::DEFAULT_SM_MAX_UNACKED_BYTES,
+            max_resources: Self::DEFAULT_MAX_RESOURCES,
+            max_unauth_per_address: Self::DEFAULT_MAX_UNAUTH_PER_ADDRESS,
+            max_rooms_per_user: Self::DEFAULT_MAX_ROOMS_PER_USER,
+            max_rooms_per_shard: Self::DEFAULT_MAX_ROOMS_PER_SHARD,
         }
     }
 }

@@ -14,6 +14,7 @@
 use std::sync::Arc;
 
 use rookery_proto::{Framer, Jid, StanzaKind};
+use rookery_store::LogSpan;
 
 use crate::sm::SessionRef;
 
@@ -31,6 +32,12 @@ pub trait Effects {
     fn close(&mut self, conn: ConnKey);
     /// Mail another shard (never this one).
     fn mail(&mut self, dest: u16, mail: Mail);
+    /// Bytes queued for a conn of this shard and not yet handed to the kernel (0 for a conn
+    /// that is gone). Flow control reads it (see `delivery`).
+    fn queued_bytes(&self, conn: ConnKey) -> usize;
+    /// Reads `span` of this shard's log; the answer comes back as `Router::on_log_read` with
+    /// the same `tag` (in a later call, never inside this one).
+    fn read_log(&mut self, tag: u64, span: LogSpan);
     /// Move this conn to shard `dest`: the server stops reading it, collects unread bytes,
     /// and delivers `handoff` + those bytes to `dest`'s router via `on_adopted`.
     /// After this call the router has forgotten the conn (no on_closed must come for it here).

@@ -42,6 +42,7 @@ mod bind;
 mod config;
 mod conn;
 mod delay;
+mod delivery;
 mod effects;
 mod fanout;
 mod groups;

@@ -4,17 +4,18 @@
 //! and acknowledged to its sender only once the store committed it.
 //!
 //! What it does: `Routes::store_and_deliver` (put, write, settle the sender's ack),
-//! `Routes::flush` (offline queue -> one session, in order, skipping what is in flight to an
-//! attached session), the commit waiters and `Router::on_committed`, and the store accessors
-//! the shard loop uses for its group commit.
+//! `Routes::flush` (starts the offline queue's flow-controlled delivery to one session, see
+//! `delivery`), the commit waiters and `Router::on_committed`, and the store accessors the
+//! shard loop uses for its group commit.
 //!
 //! What it does not do: write the log (the shard loop calls `begin_commit`, writes, then
 //! `finish_commit` and `on_committed`; `commit_with` does all of it synchronously), or count
 //! XEP-0198 acks (see `sm`, `stream_mgmt`).
 //!
 //! Invariants:
-//! - a stored message is deleted (`Store::ack`) only when written to a session without stream
-//!   management (nothing better can be known) or acknowledged by a client's `<a h>`;
+//! - a stored message is deleted (`Store::ack`) only when a session without stream management
+//!   handed it to the kernel (its conn drained, see `delivery`) or a client's `<a h>`
+//!   acknowledged it;
 //! - a sender's stanza is reported handled only once `is_committed` holds for the store's
 //!   `pending_seq` read after its put, so nothing is acknowledged that was not stored;
 //! - waiters are queued in non-decreasing seq order (pending_seq never goes back), so a
@@ -23,7 +24,6 @@
 
 use rookery_store::{CommitBatch, LogWriter, MsgId, Store, StoreError};
 
-use crate::delay;
 use crate::effects::{AckRef, ConnKey, Effects, GatherRef, Mail, StanzaType};
 use crate::replies::StanzaError;
 use crate::router::Router;
@@ -54,19 +54,6 @@ pub(crate) enum Release {
     },
 }
 
-/// What writing a stored message to one session did.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Delivery {
-    /// Written to a session without stream management: delete it.
-    Written,
-    /// Written to a stream-managed session: deleted when its client acknowledges it.
-    InFlight,
-    /// The session's unacked queue is full: it stays in the store for later.
-    HeldBack,
-    /// No such session.
-    Gone,
-}
-
 impl Routes<'_> {
     /// Stores a normal or chat message for the recipient's bare JID, then writes it to the
     /// session in `target` (a full JID's) or to every available resource with a non-negative
@@ -86,8 +73,9 @@ impl Routes<'_> {
         self.settle(ack.map(Release::Sender))
     }
 
-    /// Stores one copy for `envelope.to`'s bare JID and writes it as `store_and_deliver` does;
-    /// false (counted, nothing else done) when the store refuses it.
+    /// Stores one copy for `envelope.to`'s bare JID and writes it as `store_and_deliver` does
+    /// (flow-controlled, see `delivery`); false (counted, nothing else done) when the store
+    /// refuses it. It leaves the store once a session confirmed it, never when only queued.
     pub fn store_copy(
         &mut self,
         envelope: &Envelope<'_>,
@@ -103,24 +91,18 @@ impl Routes<'_> {
             return false;
         };
         self.stats.messages_stored += 1;
-        let mut written = false;
         if let Some(slot) = target {
-            written = self.deliver_stored(slot, id, envelope.stanza, fx) == Delivery::Written;
-        } else {
-            let (conns, directory) = (self.conns, self.directory);
-            for &slot in directory.slots(to.bare_str()) {
-                let Some(conn) = conns.get(slot) else {
-                    continue;
-                };
-                if conn.available && conn.priority >= 0 {
-                    let delivery = self.deliver_stored(slot, id, envelope.stanza, fx);
-                    written |= delivery == Delivery::Written;
-                }
-            }
+            self.write_live(slot, id, envelope.stanza, fx);
+            return true;
         }
-        if written {
-            // Acknowledging a live id cannot fail.
-            let _ = self.store.ack(id);
+        let (conns, directory) = (self.conns, self.directory);
+        for &slot in directory.slots(to.bare_str()) {
+            let reachable = conns
+                .get(slot)
+                .is_some_and(|c| c.available && c.priority >= 0);
+            if reachable {
+                self.write_live(slot, id, envelope.stanza, fx);
+            }
         }
         true
     }
@@ -138,134 +120,38 @@ impl Routes<'_> {
         Handled::Later
     }
 
-    /// Writes stored message `id` (as `bytes`) to the session in `slot`.
-    fn deliver_stored(
-        &mut self,
-        slot: u32,
-        id: MsgId,
-        bytes: &[u8],
-        fx: &mut impl Effects,
-    ) -> Delivery {
-        let conns = self.conns;
-        let Some(conn) = conns.get(slot) else {
-            return Delivery::Gone;
-        };
-        let session = conn
-            .sm
-            .and_then(|token| Some((token, self.sm.get_mut(token)?)));
-        let Some((token, session)) = session else {
-            fx.send(conn.key, bytes);
-            self.stats.stanzas_out += 1;
-            return Delivery::Written;
-        };
-        if !session.room_for_stored() {
-            session.backlog = true;
-            return Delivery::HeldBack;
-        }
-        fx.send(conn.key, bytes);
-        self.stats.stanzas_out += 1;
-        let request_now = session.push_unacked(Unacked::Stored(id));
-        if self.sm.after_send(token, request_now, self.now_ms) {
-            fx.send(conn.key, crate::replies::SM_REQUEST);
-        }
-        Delivery::InFlight
-    }
-
-    /// Delivers the stored messages of the session's bare JID that are not in flight to an
-    /// attached session, oldest first, each with a delay stamp; stops when its queue is full.
+    /// Starts delivering the stored messages of the session's bare JID (its offline queue,
+    /// oldest first, with delay stamps) to the session in `slot`, as fast as it takes them
+    /// (see `delivery`); what is in flight to its other sessions is skipped.
     pub fn flush(&mut self, slot: u32, fx: &mut impl Effects) {
-        let conns = self.conns;
-        let Some(bare) = conns
-            .get(slot)
-            .and_then(|c| c.jid.as_ref())
-            .map(|j| j.bare_str())
-        else {
+        let Some(key) = self.conns.get(slot).map(|c| c.key) else {
             return;
         };
-        if let Some(session) = conns
-            .get(slot)
-            .and_then(|c| c.sm)
-            .and_then(|t| self.sm.get_mut(t))
-        {
-            session.backlog = false;
-        }
-        let in_flight = self.in_flight(bare);
-        let queued = self.store.queue(bare).map(|m| m.id);
-        let ids: Vec<MsgId> = queued
-            .filter(|id| in_flight.binary_search(id).is_err())
-            .collect();
-        let mut delayed = std::mem::take(self.delayed);
-        for id in ids {
-            let Some(msg) = self.store.get(id) else {
-                continue;
-            };
-            delayed.clear();
-            delay::with_delay(
-                &msg.stanza,
-                self.domain.as_str(),
-                msg.stamp_ms,
-                &mut delayed,
-            );
-            match self.deliver_stored(slot, id, &delayed, fx) {
-                Delivery::Written => {
-                    let _ = self.store.ack(id);
-                    self.stats.offline_delivered += 1;
-                }
-                Delivery::InFlight => self.stats.offline_delivered += 1,
-                Delivery::HeldBack | Delivery::Gone => break,
-            }
-        }
-        *self.delayed = delayed;
+        self.deliveries.start_backlog(slot, key, MsgId(0));
+        self.fill(slot, fx);
     }
 
-    /// Ids in flight to the attached sessions of `bare`, sorted.
-    fn in_flight(&self, bare: &str) -> Vec<MsgId> {
-        let mut ids = Vec::new();
-        for &slot in self.directory.slots(bare) {
-            let token = self.conns.get(slot).and_then(|c| c.sm);
-            if let Some(session) = token.and_then(|t| self.sm.get(t)) {
-                ids.extend(session.in_flight());
-            }
-        }
-        ids.sort_unstable();
-        ids.dedup();
-        ids
-    }
-
-    /// Writes again, on a resumed stream, what the session had not acknowledged: stored
-    /// messages still in the store (with a delay stamp), and the kept bytes of the rest.
+    /// Writes again, on a resumed stream, what the session had not acknowledged: the kept
+    /// bytes of what was not stored now, and the stored messages (still in the store, with
+    /// delay stamps) through its backlog, as it takes them.
     pub fn resend(
         &mut self,
         slot: u32,
         entries: impl IntoIterator<Item = Unacked>,
         fx: &mut impl Effects,
     ) {
-        let conns = self.conns;
-        if let Some(session) = conns
-            .get(slot)
-            .and_then(|c| c.sm)
-            .and_then(|t| self.sm.get_mut(t))
-        {
-            // The queue was emptied for the resend: whatever was held back may follow it.
-            session.backlog = false;
-        }
-        let mut delayed = std::mem::take(self.delayed);
         for entry in entries {
-            match entry {
-                Unacked::Stored(id) => {
-                    let Some(msg) = self.store.get(id) else {
-                        // Acknowledged through another session meanwhile.
-                        continue;
-                    };
-                    delayed.clear();
-                    let domain = self.domain.as_str();
-                    delay::with_delay(&msg.stanza, domain, msg.stamp_ms, &mut delayed);
-                    self.deliver_stored(slot, id, &delayed, fx);
-                }
-                Unacked::Bytes(bytes) => self.send(slot, &bytes, fx),
+            if let Unacked::Bytes(bytes) = entry {
+                self.send(slot, &bytes, fx);
             }
         }
-        *self.delayed = delayed;
+        let reachable = self
+            .conns
+            .get(slot)
+            .is_some_and(|c| c.available && c.priority >= 0);
+        if reachable {
+            self.flush(slot, fx);
+        }
     }
 }
 
@@ -293,6 +179,8 @@ impl Router {
     pub fn on_committed(&mut self, committed_seq: u64, now_ms: u64, fx: &mut impl Effects) {
         self.advance_clock(now_ms);
         let committed = committed_seq.min(self.store.committed_seq());
+        // Backlogs that stopped at a record not yet written can read it now.
+        self.deliveries.committed();
         while self.waiters.front().is_some_and(|w| w.seq <= committed) {
             let Some(waiter) = self.waiters.pop_front() else {
                 break;

@@ -290,8 +290,5 @@ impl Router {
         self.stats.resumed += 1;
         let (mut routes, _) = self.routes();
         routes.resend(slot, unacked, fx);
-        if available && priority >= 0 {
-            routes.flush(slot, fx);
-        }
     }
 }

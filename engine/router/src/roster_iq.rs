@@ -75,7 +75,8 @@ impl Router {
                         bytes: bytes.as_slice().into(),
                     });
                 if routes.settle(release) == Handled::Now {
-                    routes.send(slot, &bytes, fx);
+                    // A roster result can be large (10,000 items); a set's result is small.
+                    routes.send_large(slot, &bytes, fx);
                 }
             }
             Err(error) => {

@@ -23,6 +23,7 @@ use rookery_store::{Durability, Store, StoreConfig};
 
 use crate::config::RouterConfig;
 use crate::conn::{Conn, ConnSlab, Phase};
+use crate::delivery::Deliveries;
 use crate::effects::{ConnKey, Effects, Handoff, Mail};
 use crate::fanout::Gathers;
 use crate::ids::IdGen;
@@ -65,6 +66,8 @@ pub struct Router {
     pub(crate) waiters: VecDeque<Waiter>,
     /// Presence of this shard's sessions (last broadcast, rooms joined).
     pub(crate) presences: PresenceTable,
+    /// Flow-controlled delivery of stored messages (backlogs, unconfirmed writes, log reads).
+    pub(crate) deliveries: Deliveries,
     /// Groups homed on this shard.
     pub(crate) rooms: Rooms,
     /// Scratch for what rooms ask; reused.
@@ -160,6 +163,7 @@ impl Router {
             waiters: VecDeque::new(),
             gathers: Gathers::default(),
             presences: PresenceTable::default(),
+            deliveries: Deliveries::default(),
             rooms,
             room_actions: Vec::new(),
             doomed: Vec::new(),
@@ -217,7 +221,37 @@ impl Router {
         if let Some(slot) = self.conns.slot_of(conn) {
             self.leave_directory(slot, SessionEnd::Detach, fx);
             self.conns.remove(slot);
+            // What it had written and not confirmed stays in the store.
+            self.deliveries.remove(slot);
         }
+        self.after_call(fx);
+    }
+
+    /// The conn's output queue became empty: every byte written to it is in the kernel. Its
+    /// stored messages are delivered (deleted, for a session without XEP-0198) and its
+    /// backlog continues (see `delivery`).
+    pub fn on_drained(&mut self, conn: ConnKey, now_ms: u64, fx: &mut impl Effects) {
+        self.advance_clock(now_ms);
+        let Some(slot) = self.conns.slot_of(conn) else {
+            return;
+        };
+        let (mut routes, _) = self.routes();
+        routes.drained(slot, fx);
+        self.after_call(fx);
+    }
+
+    /// A log read asked for with `Effects::read_log(tag, ..)` returned: the record's bytes, or
+    /// the errno. The stored message it was for is written if its session is still there.
+    pub fn on_log_read(
+        &mut self,
+        tag: u64,
+        result: Result<&[u8], i32>,
+        now_ms: u64,
+        fx: &mut impl Effects,
+    ) {
+        self.advance_clock(now_ms);
+        let (mut routes, _) = self.routes();
+        routes.read_returned(tag, result, fx);
         self.after_call(fx);
     }
 
@@ -322,6 +356,8 @@ impl Router {
             sessions: self.directory.sessions() as u64,
             detached_sessions: self.sm.detached() as u64,
             stored_messages: self.store.live_messages() as u64,
+            backlog_sessions: self.deliveries.backlogs() as u64,
+            log_reads_in_flight: self.deliveries.reads_in_flight() as u64,
             roster_items: self.store.kv_len(crate::tables::ROSTER) as u64,
             ..self.stats
         }
@@ -341,6 +377,13 @@ impl Router {
             + self.stamp.capacity()
             + self.delayed.capacity()
             + self.due.capacity() * std::mem::size_of::<TimerEntry>()
+            + self.deliveries.heap_bytes()
+    }
+
+    /// Bytes of XEP-0198 unacked stanzas kept for this shard's sessions. O(sessions): read
+    /// it periodically, like `heap_bytes`.
+    pub fn sm_unacked_bytes(&self) -> usize {
+        self.sm.unacked_bytes()
     }
 
     /// The shard index of this router.
@@ -446,7 +489,24 @@ impl Router {
     /// `resume`), then closes the conns whose XEP-0198 queue overflowed.
     pub(crate) fn after_call(&mut self, fx: &mut impl Effects) {
         self.finish_resumes(fx);
+        self.fill_backlogs(fx);
         self.close_doomed(fx);
+    }
+
+    /// Writes what the backlogs that became due during this call have room for.
+    fn fill_backlogs(&mut self, fx: &mut impl Effects) {
+        // A fill makes nothing else due in the same call (reads and drains come later), so
+        // one pass suffices; the loop only guards against that changing.
+        for _ in 0..4 {
+            let due = self.deliveries.take_due();
+            if due.is_empty() {
+                return;
+            }
+            let (mut routes, _) = self.routes();
+            for slot in due {
+                routes.fill(slot, fx);
+            }
+        }
     }
 
     /// Closes the conns whose XEP-0198 queue overflowed during the last call.
@@ -481,6 +541,8 @@ impl Router {
         let conn = self.conns.get_mut(slot)?;
         let was_bound = conn.phase == Phase::Bound;
         conn.phase = Phase::Closing;
+        // Nothing more is written to it: what it had not confirmed stays in the store.
+        self.deliveries.remove(slot);
         let presence = (conn.available, conn.priority);
         conn.available = false;
         let sm = conn.sm.take();

@@ -27,6 +27,7 @@ use rookery_proto::{Jid, StanzaKind, StanzaView};
 use rookery_store::Store;
 
 use crate::conn::ConnSlab;
+use crate::delivery::Deliveries;
 use crate::effects::{AckRef, Effects, Mail, StanzaType};
 use crate::home_shard;
 use crate::offline::{is_stored_type, Waiter};
@@ -168,7 +169,11 @@ pub(crate) struct Routes<'a> {
     pub domain: &'a Jid,
     pub groups: &'a Jid,
     pub presences: &'a mut PresenceTable,
+    pub deliveries: &'a mut Deliveries,
     pub roster_max: usize,
+    pub sm_window_bytes: usize,
+    pub sm_max_unacked_bytes: usize,
+    pub max_output_bytes: usize,
     pub shard: u16,
     pub shards: u16,
     pub now_ms: u64,
@@ -192,7 +197,11 @@ impl Router {
             domain: &self.domain,
             groups: self.rooms.service(),
             presences: &mut self.presences,
+            deliveries: &mut self.deliveries,
             roster_max: self.config.roster_max,
+            sm_window_bytes: self.config.sm_window_bytes,
+            max_output_bytes: self.config.max_output_bytes,
+            sm_max_unacked_bytes: self.config.sm_max_unacked_bytes,
             shard: self.shard,
             shards: self.shards,
             now_ms: self.now_ms,
@@ -378,9 +387,12 @@ impl Routes<'_> {
     /// such session or its queue is full (the caller then treats `to` as offline).
     pub fn queue_for_detached(&mut self, to: &Jid, stanza: &[u8]) -> bool {
         let tokens = self.sm.sessions_of(to.bare_str());
+        let max = self.sm_max_unacked_bytes;
         let found = tokens.into_iter().find(|&token| {
             let session = self.sm.get(token);
-            session.is_some_and(|s| s.conn.is_none() && s.jid == *to && s.room_for_any())
+            session.is_some_and(|s| {
+                s.conn.is_none() && s.jid == *to && s.room_for_any(stanza.len(), max)
+            })
         });
         let Some(session) = found.and_then(|token| self.sm.get_mut(token)) else {
             return false;
@@ -398,7 +410,8 @@ impl Routes<'_> {
             let Some(session) = self.sm.get_mut(token) else {
                 continue;
             };
-            if session.conn.is_none() && session.available && session.room_for_any() {
+            let room = session.room_for_any(stanza.len(), self.sm_max_unacked_bytes);
+            if session.conn.is_none() && session.available && room {
                 let _ = session.push_unacked(Unacked::Bytes(stanza.into()));
             }
         }
@@ -419,7 +432,7 @@ impl Routes<'_> {
             self.stats.stanzas_out += 1;
             return;
         };
-        if !session.room_for_any() {
+        if !session.room_for_any(stanza.len(), self.sm_max_unacked_bytes) {
             self.doomed.push(slot);
             return;
         }

@@ -16,8 +16,10 @@
 //! Invariants:
 //! - counters are u64 internally and go on the wire modulo 2^32 (XEP-0198 4);
 //! - `outstanding` is sorted ascending and holds only numbers <= `received`;
-//! - `unacked.len() <= SM_MAX_UNACKED_HARD`; stored messages are only queued while below
-//!   `SM_MAX_UNACKED` and no backlog waits (so the per-session order of stored messages holds).
+//! - `unacked.len() <= SM_MAX_UNACKED_HARD` and `unacked_bytes` is the sum of the sizes of the
+//!   queued stanzas; stored messages are only queued while below `SM_MAX_UNACKED` and the
+//!   session's byte window (`room_for_stored`), and only in order (the `delivery` module
+//!   holds back the rest in the store).
 
 use std::collections::VecDeque;
 
@@ -34,6 +36,12 @@ pub const SM_REQUEST_DELAY_MS: u64 = 1_000;
 pub const SM_MAX_UNACKED: usize = 1_024;
 /// All unacked stanzas of one session; past it the stream is closed with policy-violation.
 pub const SM_MAX_UNACKED_HARD: usize = 2 * SM_MAX_UNACKED;
+/// Default byte window of a session's unacked stanzas: stored messages wait in the store
+/// while the unacked ones hold this many bytes, and follow as `<a h>` frees room.
+pub const SM_DEFAULT_WINDOW_BYTES: usize = 256 * 1024;
+/// Default hard byte cap of a session's unacked stanzas (what a client that never acks can
+/// make the server keep for it); past it the stream is closed with policy-violation.
+pub const SM_DEFAULT_MAX_UNACKED_BYTES: usize = 4 << 20;
 /// Longest wait of a `<resume/>` for the old stream's stanzas to be handled (stored and
 /// committed); past it the resumption fails (see `resume`). Commits take a loop turn normally;
 /// this covers a few store retries (1 s apart by default) before giving up.
@@ -63,10 +71,21 @@ impl SessionRef {
 /// One stanza sent and not acknowledged yet.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Unacked {
-    /// A stored message: resent from the store, deleted from it when acknowledged.
-    Stored(MsgId),
+    /// A stored message (`len` bytes as written): resent from the store, deleted from it when
+    /// acknowledged.
+    Stored { id: MsgId, len: u32 },
     /// Anything else, kept for retransmission after a resumption.
     Bytes(Box<[u8]>),
+}
+
+impl Unacked {
+    /// Bytes of the stanza as written.
+    pub fn len(&self) -> usize {
+        match self {
+            Unacked::Stored { len, .. } => *len as usize,
+            Unacked::Bytes(bytes) => bytes.len(),
+        }
+    }
 }
 
 /// The client acknowledged more stanzas than were sent (XEP-0198 4, handled-count-too-high).
@@ -90,8 +109,6 @@ pub(crate) struct SmSession {
     /// Presence state kept across a detachment (the conn holds it while attached).
     pub available: bool,
     pub priority: i8,
-    /// Stored messages were held back (queue full): deliver them when acks make room.
-    pub backlog: bool,
     /// While detached: the conn whose `<resume/>` waits for this session's inbound stanzas to
     /// be handled (it gets `<resumed/>` then, see `resume`).
     pub resuming: Option<ConnKey>,
@@ -100,6 +117,8 @@ pub(crate) struct SmSession {
     requests: VecDeque<u64>,
     acked: u64,
     unacked: VecDeque<Unacked>,
+    /// Bytes of the stanzas in `unacked`.
+    unacked_bytes: usize,
     since_request: u64,
     request_timer: bool,
 }
@@ -113,13 +132,13 @@ impl SmSession {
             detached_until_ms: 0,
             available: false,
             priority: 0,
-            backlog: false,
             resuming: None,
             received: 0,
             outstanding: VecDeque::new(),
             requests: VecDeque::new(),
             acked: 0,
             unacked: VecDeque::new(),
+            unacked_bytes: 0,
             since_request: 0,
             request_timer: false,
         }
@@ -186,22 +205,34 @@ impl SmSession {
         self.acked + self.unacked.len() as u64
     }
 
+    #[cfg(test)]
     pub fn unacked_len(&self) -> usize {
         self.unacked.len()
     }
 
-    /// Whether another stored message may be sent now.
-    pub fn room_for_stored(&self) -> bool {
-        !self.backlog && self.unacked.len() < SM_MAX_UNACKED
+    /// Bytes of the unacked stanzas.
+    pub fn unacked_bytes(&self) -> usize {
+        self.unacked_bytes
     }
 
-    /// Whether any stanza may be queued now (else the stream must close).
-    pub fn room_for_any(&self) -> bool {
-        self.unacked.len() < SM_MAX_UNACKED_HARD
+    /// Bytes of stored messages that may be sent now within the count limit and the byte
+    /// `window` (0: wait for `<a h>`).
+    pub fn room_for_stored(&self, window: usize) -> usize {
+        if self.unacked.len() >= SM_MAX_UNACKED {
+            return 0;
+        }
+        window.saturating_sub(self.unacked_bytes)
+    }
+
+    /// Whether a stanza of `len` bytes may be queued now within the hard limits (`max_bytes`
+    /// of unacked stanzas), else the stream must close.
+    pub fn room_for_any(&self, len: usize, max_bytes: usize) -> bool {
+        self.unacked.len() < SM_MAX_UNACKED_HARD && self.unacked_bytes + len <= max_bytes
     }
 
     /// Records a stanza just sent; true when an `<r/>` should follow at once.
     pub fn push_unacked(&mut self, entry: Unacked) -> bool {
+        self.unacked_bytes += entry.len();
         self.unacked.push_back(entry);
         self.since_request += 1;
         if self.since_request >= SM_REQUEST_EVERY {
@@ -229,6 +260,8 @@ impl SmSession {
     pub fn release(&mut self, count: usize) -> std::collections::vec_deque::Drain<'_, Unacked> {
         let count = count.min(self.unacked.len());
         self.acked += count as u64;
+        let released: usize = self.unacked.iter().take(count).map(Unacked::len).sum();
+        self.unacked_bytes -= released;
         self.unacked.drain(..count)
     }
 
@@ -236,13 +269,14 @@ impl SmSession {
     /// continues from `acked`, as the client's `h` says).
     pub fn take_unacked(&mut self) -> VecDeque<Unacked> {
         self.since_request = 0;
+        self.unacked_bytes = 0;
         std::mem::take(&mut self.unacked)
     }
 
     /// Ids of stored messages in flight to this session.
     pub fn in_flight(&self) -> impl Iterator<Item = MsgId> + '_ {
         self.unacked.iter().filter_map(|entry| match entry {
-            Unacked::Stored(id) => Some(*id),
+            Unacked::Stored { id, .. } => Some(*id),
             Unacked::Bytes(_) => None,
         })
     }
@@ -277,7 +311,7 @@ impl SmSession {
             .unacked
             .iter()
             .map(|entry| match entry {
-                Unacked::Stored(_) => 0,
+                Unacked::Stored { .. } => 0,
                 Unacked::Bytes(bytes) => bytes.len(),
             })
             .sum();
@@ -351,7 +385,10 @@ mod tests {
         let mut s = session();
         s.acked = u64::from(u32::MAX) - 1;
         for _ in 0..4 {
-            s.push_unacked(Unacked::Stored(MsgId(9)));
+            s.push_unacked(Unacked::Stored {
+                id: MsgId(9),
+                len: 1,
+            });
         }
         assert_eq!(s.check_ack(2), Ok(4), "h wrapped past 2^32");
     }
@@ -360,14 +397,37 @@ mod tests {
     fn limits_hold_back_stored_messages_first() {
         let mut s = session();
         for _ in 0..SM_MAX_UNACKED {
-            assert!(s.room_for_stored());
-            s.push_unacked(Unacked::Stored(MsgId(1)));
+            assert_eq!(s.room_for_stored(1 << 30), (1 << 30) - s.unacked_bytes());
+            s.push_unacked(Unacked::Stored {
+                id: MsgId(1),
+                len: 10,
+            });
         }
-        assert!(!s.room_for_stored());
-        assert!(s.room_for_any());
+        assert_eq!(s.room_for_stored(1 << 30), 0, "the count limit");
+        assert!(s.room_for_any(0, usize::MAX));
         for _ in SM_MAX_UNACKED..SM_MAX_UNACKED_HARD {
             s.push_unacked(Unacked::Bytes(Box::new([])));
         }
-        assert!(!s.room_for_any());
+        assert!(!s.room_for_any(0, usize::MAX));
+    }
+
+    #[test]
+    fn the_byte_window_holds_back_stored_messages_and_acks_reopen_it() {
+        let mut s = session();
+        s.push_unacked(Unacked::Stored {
+            id: MsgId(1),
+            len: 600,
+        });
+        s.push_unacked(Unacked::Bytes(vec![0; 300].into()));
+        assert_eq!(s.unacked_bytes(), 900);
+        assert_eq!(s.room_for_stored(1000), 100);
+        assert_eq!(s.room_for_stored(800), 0);
+        assert!(s.room_for_any(100, 1000));
+        assert!(!s.room_for_any(101, 1000), "the hard byte cap");
+        let released: Vec<Unacked> = s.release(1).collect();
+        assert_eq!(released.len(), 1);
+        assert_eq!((s.unacked_bytes(), s.room_for_stored(1000)), (300, 700));
+        drop(s.take_unacked());
+        assert_eq!(s.unacked_bytes(), 0);
     }
 }

@@ -283,6 +283,12 @@ impl SmTable {
         [request, detach, resume].into_iter().flatten().min()
     }
 
+    /// Bytes of unacked stanzas, all sessions (O(sessions): for a periodic gauge).
+    pub fn unacked_bytes(&self) -> usize {
+        let sessions = self.slots.iter().filter_map(|s| s.session.as_ref());
+        sessions.map(|s| s.unacked_bytes()).sum()
+    }
+
     pub fn heap_bytes(&self) -> usize {
         let sessions: usize = self
             .slots

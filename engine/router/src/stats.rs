@@ -32,6 +32,16 @@ pub struct RouterStats {
     pub messages_stored: u64,
     /// Messages the store refused (quota, unavailable): each got a resource-constraint error.
     pub store_refusals: u64,
+    /// Sessions whose stored messages are being delivered as they take them (gauge).
+    pub backlog_sessions: u64,
+    /// Log reads in flight for backlogs (gauge).
+    pub log_reads_in_flight: u64,
+    /// Sessions that went into backlog because live stored messages found no room.
+    pub backlogs_started: u64,
+    /// Log reads issued to deliver stored messages.
+    pub log_reads: u64,
+    /// Stored messages whose read back failed (I/O error or damage); they stay queued.
+    pub log_read_errors: u64,
     /// Stored messages delivered with a delay stamp (offline flush, backlog).
     pub offline_delivered: u64,
     /// Successful XEP-0198 resumptions, and refused ones.

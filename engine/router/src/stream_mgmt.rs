@@ -26,8 +26,9 @@ use crate::conn::Phase;
 use crate::effects::{AckRef, Effects};
 use crate::replies;
 use crate::router::Router;
-use crate::sm::{SessionRef, SmSession, TooHigh, Unacked, SM_MAX_UNACKED};
+use crate::sm::{SessionRef, SmSession, TooHigh, Unacked};
 use crate::stream::Next;
+use rookery_store::MsgId;
 
 /// The XEP-0198 namespace.
 pub const SM_NS: &str = "urn:xmpp:sm:3";
@@ -134,20 +135,9 @@ impl Router {
             self.stream_error_raw(slot, SessionEnd::Terminate, fx);
             return Next::Stop;
         }
-        // Held-back stored messages follow once half the queue is free (not one per ack), if
-        // the session still takes offline messages (else they wait for its next presence).
-        let reachable = self
-            .conns
-            .get(slot)
-            .is_some_and(|c| c.available && c.priority >= 0);
-        let refill = reachable
-            && self
-                .sm
-                .get(token)
-                .is_some_and(|s| s.backlog && s.unacked_len() <= SM_MAX_UNACKED / 2);
-        if refill {
-            let (mut routes, _) = self.routes();
-            routes.flush(slot, fx);
+        // The acknowledged ones left the window: a backlog continues (see `delivery`).
+        if let Some(key) = self.conns.get(slot).map(|c| c.key) {
+            self.deliveries.wake(slot, key);
         }
         Next::Continue
     }
@@ -159,11 +149,17 @@ impl Router {
             return Ok(());
         };
         let count = session.check_ack(h)?;
-        for entry in session.release(count) {
-            if let Unacked::Stored(id) = entry {
-                // An id already acknowledged through another session is simply gone.
-                let _ = self.store.ack(id);
-            }
+        let acked: Vec<MsgId> = session
+            .release(count)
+            .filter_map(|entry| match entry {
+                Unacked::Stored { id, .. } => Some(id),
+                Unacked::Bytes(_) => None,
+            })
+            .collect();
+        let owner = session.jid.bare_str();
+        for id in acked {
+            // An id already acknowledged through another session is simply gone.
+            let _ = self.store.ack(owner, id);
         }
         Ok(())
     }

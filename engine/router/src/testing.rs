@@ -21,13 +21,16 @@ use std::sync::Arc;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use rookery_proto::Jid;
-use rookery_store::{Store, StoreError, SyncWriter};
+use rookery_store::{LogSpan, Store, StoreError, SyncWriter};
 
 use crate::{
     home_shard, token_password, AuthBackend, ConnKey, Effects, Handoff, Mail, Router, RouterConfig,
 };
 
-/// Records every effect, in order, per kind.
+/// Records every effect, in order, per kind, and models each conn's output queue: bytes
+/// sent count as queued until the owner of the effects says the peer read them
+/// (`take_queued`), and a send past `max_output_bytes` aborts the conn like the driver's
+/// `QueueFull` does.
 #[derive(Debug, Default)]
 pub struct RecordingEffects {
     /// Bytes sent per conn, concatenated.
@@ -35,11 +38,37 @@ pub struct RecordingEffects {
     pub closed: Vec<ConnKey>,
     pub mails: Vec<(u16, Mail)>,
     pub handoffs: Vec<(ConnKey, u16, Handoff)>,
+    /// Log reads asked for: (tag, span).
+    pub reads: Vec<(u64, LogSpan)>,
+    /// Bytes queued per conn and not yet read by the peer.
+    pub queued: HashMap<ConnKey, usize>,
+    /// The driver's output cap, if modelled: a send that would pass it (with bytes already
+    /// queued) aborts the conn and is recorded in `aborted`.
+    pub max_output_bytes: Option<usize>,
+    /// Conns aborted because a send passed `max_output_bytes` (slow consumer).
+    pub aborted: Vec<ConnKey>,
 }
 
 impl Effects for RecordingEffects {
     fn send(&mut self, conn: ConnKey, bytes: &[u8]) {
+        let queued = self.queued.entry(conn).or_default();
+        let over = self
+            .max_output_bytes
+            .is_some_and(|max| *queued > 0 && *queued + bytes.len() > max);
+        if over {
+            if !self.aborted.contains(&conn) {
+                self.aborted.push(conn);
+            }
+            return;
+        }
+        *queued += bytes.len();
         self.sent.entry(conn).or_default().extend_from_slice(bytes);
+    }
+    fn queued_bytes(&self, conn: ConnKey) -> usize {
+        self.queued.get(&conn).copied().unwrap_or(0)
+    }
+    fn read_log(&mut self, tag: u64, span: LogSpan) {
+        self.reads.push((tag, span));
     }
     fn close(&mut self, conn: ConnKey) {
         self.closed.push(conn);
@@ -85,6 +114,10 @@ struct Client {
     closed: bool,
     /// Bytes "still in the socket" when a hand-off happens: they travel as the leftover.
     unread: Vec<u8>,
+    /// The client does not read: what the server sends stays queued (see `pause_reading`).
+    paused: bool,
+    /// Bytes sent while paused, not yet read.
+    backlog: Vec<u8>,
 }
 
 /// N routers in one thread with a virtual clock.
@@ -185,6 +218,8 @@ impl Cluster {
             out: Vec::new(),
             closed: false,
             unread: Vec::new(),
+            paused: false,
+            backlog: Vec::new(),
         });
         self.by_key.insert(key, id);
         self.routers[usize::from(shard)].on_connect(
@@ -287,26 +322,46 @@ impl Cluster {
     }
 
     fn drain_shard(&mut self, shard: usize) -> bool {
-        let fx = std::mem::take(&mut self.fx[shard]);
-        let busy = !(fx.sent.is_empty()
-            && fx.closed.is_empty()
-            && fx.mails.is_empty()
-            && fx.handoffs.is_empty());
-        for (key, bytes) in fx.sent {
+        let recorded = &mut self.fx[shard];
+        let sent = std::mem::take(&mut recorded.sent);
+        let mut closed = std::mem::take(&mut recorded.closed);
+        closed.append(&mut recorded.aborted);
+        let mails = std::mem::take(&mut recorded.mails);
+        let handoffs = std::mem::take(&mut recorded.handoffs);
+        let reads = std::mem::take(&mut recorded.reads);
+        let busy = !(sent.is_empty()
+            && closed.is_empty()
+            && mails.is_empty()
+            && handoffs.is_empty()
+            && reads.is_empty());
+        for (key, bytes) in sent {
             let client = self.by_key[&key];
-            self.clients[client.0].out.extend_from_slice(&bytes);
+            let c = &mut self.clients[client.0];
+            if c.paused {
+                c.backlog.extend_from_slice(&bytes);
+                continue;
+            }
+            c.out.extend_from_slice(&bytes);
+            // The peer read everything at once: the queue drained.
+            self.fx[shard].queued.remove(&key);
+            self.routers[shard].on_drained(key, self.now_ms, &mut self.fx[shard]);
         }
-        for key in fx.closed {
+        for (tag, span) in reads {
+            let result = read_span(self.routers[shard].store(), span);
+            let result = result.as_deref().map_err(|&errno| errno);
+            self.routers[shard].on_log_read(tag, result, self.now_ms, &mut self.fx[shard]);
+        }
+        for key in closed {
             let client = self.by_key[&key];
             self.clients[client.0].closed = true;
             self.routers[shard].on_closed(key, self.now_ms, &mut self.fx[shard]);
         }
-        for (dest, mail) in fx.mails {
+        for (dest, mail) in mails {
             assert_ne!(usize::from(dest), shard, "a router mailed itself");
             let dest = usize::from(dest);
             self.routers[dest].on_mail(mail, self.now_ms, &mut self.fx[dest]);
         }
-        for (key, dest, handoff) in fx.handoffs {
+        for (key, dest, handoff) in handoffs {
             self.adopt(key, dest, handoff);
         }
         busy
@@ -322,6 +377,43 @@ impl Cluster {
         let leftover = std::mem::take(&mut c.unread);
         let dest = usize::from(dest);
         self.routers[dest].on_adopted(new_key, handoff, &leftover, self.now_ms, &mut self.fx[dest]);
+    }
+
+    /// The client stops reading: bytes the server sends stay queued on its conn (the
+    /// router sees them in `Effects::queued_bytes`) until `read_some`.
+    pub fn pause_reading(&mut self, client: ClientId) {
+        self.clients[client.0].paused = true;
+    }
+
+    /// The paused client reads up to `max_bytes` of what waits for it (into its output);
+    /// when nothing is left waiting, its conn has drained. Returns the bytes read.
+    pub fn read_some(&mut self, client: ClientId, max_bytes: usize) -> usize {
+        let c = &mut self.clients[client.0];
+        let n = max_bytes.min(c.backlog.len());
+        let rest = c.backlog.split_off(n);
+        let read = std::mem::replace(&mut c.backlog, rest);
+        c.out.extend_from_slice(&read);
+        let (shard, key, empty) = (usize::from(c.shard), c.key, c.backlog.is_empty());
+        let queued = self.fx[shard].queued.entry(key).or_default();
+        *queued = queued.saturating_sub(n);
+        if empty && n > 0 {
+            self.fx[shard].queued.remove(&key);
+            self.routers[shard].on_drained(key, self.now_ms, &mut self.fx[shard]);
+        }
+        self.pump();
+        n
+    }
+
+    /// Bytes waiting for a paused client.
+    pub fn unread_bytes(&self, client: ClientId) -> usize {
+        self.clients[client.0].backlog.len()
+    }
+
+    /// Models the driver's output cap on every shard (see `RecordingEffects`).
+    pub fn set_output_cap(&mut self, max_bytes: usize) {
+        for fx in &mut self.fx {
+            fx.max_output_bytes = Some(max_bytes);
+        }
     }
 
     /// Logs `user` in on `shard` with the token backend and binds `resource` (or a generated
@@ -361,6 +453,18 @@ impl Cluster {
         );
         client
     }
+}
+
+/// Reads `span` of the store's log the way the driver would (pread here).
+fn read_span(store: &Store, span: LogSpan) -> Result<Vec<u8>, i32> {
+    use std::os::unix::fs::FileExt;
+    let Some(file) = store.log_file() else {
+        return Err(9); // EBADF: a store without a log has nothing to read
+    };
+    let mut buf = vec![0; span.len as usize];
+    file.read_exact_at(&mut buf, span.offset)
+        .map_err(|e| e.raw_os_error().unwrap_or(5))?;
+    Ok(buf)
 }
 
 fn test_config(shards: u16, adjust: impl FnOnce(&mut RouterConfig)) -> Arc<RouterConfig> {

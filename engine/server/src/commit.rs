@@ -38,6 +38,12 @@ impl Committer {
         self.in_flight.is_some()
     }
 
+    /// The log as registered with the driver (`None` for a Memory store), for reads of
+    /// stored messages (see `Reads`).
+    pub fn file(&self) -> Option<FileId> {
+        self.file
+    }
+
     /// Starts the next write if none is in flight and the store hands out a batch (it does
     /// not while unavailable and no retry is due; the router's tick paces retries).
     pub fn pump(&mut self, store: &mut Store, io: &mut impl Ops) {
@@ -80,8 +86,10 @@ impl Committer {
         &mut self,
         driver: &mut D,
         store: &mut Store,
+        reads_in_flight: bool,
     ) -> Option<Result<CompactReport, String>> {
-        if self.in_flight.is_some() || !store.compaction_due() {
+        // Compaction moves records: never under a read (its span would name the old file).
+        if self.in_flight.is_some() || reads_in_flight || !store.compaction_due() {
             return None;
         }
         let old: Option<File> = self.file.take().and_then(|id| driver.unregister_file(id));

@@ -67,6 +67,40 @@ pub struct Args {
     /// Most messages queued for one offline user; past it senders get resource-constraint.
     #[arg(long, default_value_t = 10_000)]
     pub offline_max: usize,
+    /// Most bytes queued for one offline user (records in the log); past it senders get
+    /// resource-constraint.
+    #[arg(long, default_value_t = rookery_store::StoreConfig::DEFAULT_OFFLINE_MAX_BYTES)]
+    pub offline_max_bytes: u64,
+    /// Most bytes of queued messages per shard (records in its log); past it senders get
+    /// resource-constraint. Keep it well below the free space under --data-dir.
+    #[arg(long, default_value_t = rookery_store::StoreConfig::DEFAULT_MAX_STORED_BYTES)]
+    pub store_max_bytes: u64,
+    /// Bytes queued for one client before the conn is closed as a slow consumer. Stored
+    /// messages never fill it: they wait in the store and follow as the client reads.
+    #[arg(long, default_value_t = 1 << 20)]
+    pub max_output_bytes: usize,
+    /// XEP-0198: stored messages wait in the store while a session's unacknowledged stanzas
+    /// hold this many bytes, and follow as acks arrive.
+    #[arg(long, default_value_t = rookery_router::RouterConfig::DEFAULT_SM_WINDOW_BYTES)]
+    pub sm_window_bytes: usize,
+    /// XEP-0198: most bytes of unacknowledged stanzas kept for one session; past it the
+    /// stream is closed with policy-violation.
+    #[arg(long, default_value_t = rookery_router::RouterConfig::DEFAULT_SM_MAX_UNACKED_BYTES)]
+    pub sm_max_unacked_bytes: usize,
+    /// Most sessions (resources) per user; a bind past it gets resource-constraint.
+    #[arg(long, default_value_t = rookery_router::RouterConfig::DEFAULT_MAX_RESOURCES)]
+    pub max_resources: usize,
+    /// Most unauthenticated conns from one source address (per shard); past it new conns
+    /// from that address are closed with policy-violation.
+    #[arg(long, default_value_t = rookery_router::RouterConfig::DEFAULT_MAX_UNAUTH_PER_ADDRESS)]
+    pub max_unauth_per_address: usize,
+    /// Most groups one user may create (counted per home shard of the groups); past it a
+    /// creation is refused with not-allowed.
+    #[arg(long, default_value_t = rookery_router::RouterConfig::DEFAULT_MAX_ROOMS_PER_USER)]
+    pub max_rooms_per_user: usize,
+    /// Most groups per shard; past it a creation is refused with resource-constraint.
+    #[arg(long, default_value_t = rookery_router::RouterConfig::DEFAULT_MAX_ROOMS_PER_SHARD)]
+    pub max_rooms_per_shard: usize,
     /// Seconds a broken stream with XEP-0198 resumption enabled may be resumed.
     #[arg(long, default_value_t = 300)]
     pub resume_timeout: u64,
@@ -171,6 +205,25 @@ impl Config {
         }
         if args.group_max_members == 0 || args.roster_max == 0 || args.presence_rate == 0 {
             bail!("--group-max-members, --roster-max and --presence-rate must be at least 1");
+        }
+        if args.max_resources == 0 || args.max_unauth_per_address == 0 {
+            bail!("--max-resources and --max-unauth-per-address must be at least 1");
+        }
+        if args.max_output_bytes < 4 * args.max_stanza_bytes {
+            bail!(
+                "--max-output-bytes {} must be at least 4 x --max-stanza-bytes ({}): a conn must \
+                 hold a few stanzas besides the backlog it is being given",
+                args.max_output_bytes,
+                args.max_stanza_bytes
+            );
+        }
+        if args.sm_window_bytes < args.max_stanza_bytes
+            || args.sm_max_unacked_bytes < 2 * args.sm_window_bytes
+        {
+            bail!(
+                "--sm-window-bytes must be at least --max-stanza-bytes, and \
+                 --sm-max-unacked-bytes at least twice --sm-window-bytes"
+            );
         }
         if args.auth == AuthKind::Token && args.token_secret.as_deref().unwrap_or("").is_empty() {
             bail!("--auth token needs --token-secret S (or ROOKERY_TOKEN_SECRET); clients then log in with password = hex HMAC-SHA256(S, localpart)");

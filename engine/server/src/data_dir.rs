@@ -29,6 +29,8 @@ pub fn open_stores(config: &Config) -> anyhow::Result<Vec<Store>> {
         let store_config = StoreConfig {
             durability,
             offline_max: args.offline_max,
+            offline_max_bytes: args.offline_max_bytes,
+            max_stored_bytes: args.store_max_bytes,
             ..StoreConfig::new(&args.data_dir, shard)
         };
         let store = Store::open(store_config).with_context(|| {

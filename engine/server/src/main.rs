@@ -7,6 +7,7 @@ mod config;
 mod data_dir;
 mod listener;
 mod metrics;
+mod reads;
 mod shard;
 mod sys;
 
@@ -49,7 +50,10 @@ fn run(args: Args) -> anyhow::Result<()> {
     let config = Config::from_args(args, &sys::allowed_cores())?;
     sys::block_termination_signals().context("blocking SIGINT/SIGTERM")?;
     let max_conns = conn_ceiling(&config)?;
-    let limits = Limits::default();
+    let limits = Limits {
+        max_output_bytes: config.args.max_output_bytes,
+        ..Limits::default()
+    };
     let selected = rookery_io::select_backend(config.args.backend, &limits)?;
     info!("backend: {} ({})", selected.kind, selected.reason);
     let shards = config.shards();
@@ -183,6 +187,13 @@ fn router_config(config: &Config) -> RouterConfig {
         presence_rate_per_s: args.presence_rate,
         presence_burst: args.presence_burst,
         group_presence_broadcast: args.group_presence_broadcast,
+        max_output_bytes: args.max_output_bytes,
+        sm_window_bytes: args.sm_window_bytes,
+        sm_max_unacked_bytes: args.sm_max_unacked_bytes,
+        max_resources: args.max_resources,
+        max_unauth_per_address: args.max_unauth_per_address,
+        max_rooms_per_user: args.max_rooms_per_user,
+        max_rooms_per_shard: args.max_rooms_per_shard,
     }
 }
 

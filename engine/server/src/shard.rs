@@ -16,13 +16,15 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rookery_io::{ConnId, Driver, Event, Handler, Linger, Ops, SendError};
+use rookery_io::{ConnId, Driver, Event, FileId, Handler, Linger, Ops, SendError};
 use rookery_mailbox::{Mailbox, ShardId};
 use rookery_router::{ConnKey, Effects, Handoff, Mail, Router};
+use rookery_store::LogSpan;
 use tracing::{info, warn};
 
 use crate::commit::Committer;
 use crate::metrics::ShardStats;
+use crate::reads::Reads;
 
 /// What one shard mails another.
 pub enum ShardMail {
@@ -97,11 +99,16 @@ struct ShardState {
     heap_published_at_ms: u64,
 }
 
-/// The shard's outgoing side: staged mail, conns being handed off, and effect counters.
+/// The shard's outgoing side: staged mail, conns being handed off, log reads, and effect
+/// counters.
 struct Outbox {
     mailbox: Mailbox<ShardMail>,
     /// Conns being detached, with where they go once the driver hands the socket back.
     handoffs: HashMap<ConnKey, (u16, Handoff)>,
+    /// Reads of stored messages in flight, and the log they read (the committer's file,
+    /// updated when compaction replaces it).
+    reads: Reads,
+    log_file: Option<FileId>,
     slow_consumer_closes: u64,
 }
 
@@ -111,6 +118,8 @@ impl Outbox {
             io,
             mailbox: &mut self.mailbox,
             handoffs: &mut self.handoffs,
+            reads: &mut self.reads,
+            log_file: self.log_file,
             slow_consumer_closes: &mut self.slow_consumer_closes,
         }
     }
@@ -129,6 +138,8 @@ pub fn run<D: Driver>(mut driver: D, parts: ShardParts) -> anyhow::Result<()> {
         out: Outbox {
             mailbox: parts.mailbox,
             handoffs: HashMap::new(),
+            reads: Reads::default(),
+            log_file: committer.file(),
             slow_consumer_closes: 0,
         },
         inbox: Vec::new(),
@@ -326,14 +337,35 @@ impl ShardState {
 
     /// Compacts the log when it is mostly dead records (synchronous; see `commit`).
     fn compact_if_due<D: Driver>(&mut self, driver: &mut D) {
-        match self
+        let reading = self.out.reads.busy();
+        let done = self
             .committer
-            .compact_if_due(driver, self.router.store_mut())
-        {
+            .compact_if_due(driver, self.router.store_mut(), reading);
+        match done {
             Some(Ok(report)) => info!(shard = self.index, "log compacted: {report:?}"),
             Some(Err(err)) => warn!(shard = self.index, "{err}"),
-            None => {}
+            None => return,
         }
+        // The log was replaced (or re-registered): reads go to the new file.
+        self.out.log_file = self.committer.file();
+    }
+
+    /// A read of a stored message returned: the router writes it to its session.
+    fn on_log_read<O: Ops>(
+        &mut self,
+        io: &mut O,
+        token: u64,
+        result: Result<(), i32>,
+        buffer: Vec<u8>,
+    ) {
+        let Some(tag) = self.out.reads.finish(token) else {
+            return;
+        };
+        let now_ms = self.now_ms();
+        let bytes = result.map(|()| buffer.as_slice());
+        self.router
+            .on_log_read(tag, bytes, now_ms, &mut self.out.fx(io));
+        self.out.reads.recycle(buffer);
     }
 
     fn log_refused(&mut self, now_ms: u64) {
@@ -456,9 +488,19 @@ impl<D: Driver> Handler<D> for ShardState {
                 buffer,
                 ..
             } => self.on_log_written(io, token, result, buffer),
-            // The server makes no outgoing conns, and drained queues need no action.
-            Event::Connected { .. } | Event::Drained { .. } | Event::Woken => {}
-            Event::FileRead { .. } => {}
+            Event::Drained { conn } => {
+                let now_ms = self.now_ms();
+                self.router
+                    .on_drained(ConnKey(conn.to_u64()), now_ms, &mut self.out.fx(io));
+            }
+            Event::FileRead {
+                token,
+                result,
+                buffer,
+                ..
+            } => self.on_log_read(io, token, result, buffer),
+            // The server makes no outgoing conns.
+            Event::Connected { .. } | Event::Woken => {}
         }
     }
 }
@@ -468,6 +510,8 @@ struct ShardEffects<'a, O: Ops> {
     io: &'a mut O,
     mailbox: &'a mut Mailbox<ShardMail>,
     handoffs: &'a mut HashMap<ConnKey, (u16, Handoff)>,
+    reads: &'a mut Reads,
+    log_file: Option<FileId>,
     slow_consumer_closes: &'a mut u64,
 }
 
@@ -483,6 +527,14 @@ impl<O: Ops> Effects for ShardEffects<'_, O> {
 
     fn close(&mut self, conn: ConnKey) {
         self.io.close(ConnId::from_u64(conn.0), Linger::Flush);
+    }
+
+    fn queued_bytes(&self, conn: ConnKey) -> usize {
+        self.io.queued_bytes(ConnId::from_u64(conn.0))
+    }
+
+    fn read_log(&mut self, tag: u64, span: LogSpan) {
+        self.reads.start(self.io, self.log_file, tag, span);
     }
 
     fn mail(&mut self, dest: u16, mail: Mail) {

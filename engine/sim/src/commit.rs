@@ -169,6 +169,7 @@ impl World {
             self.bug_done |= crate::tamper::lose_one(self)?;
         }
         self.epoch += 1;
+        self.out_queued.clear();
         self.lanes.clear();
         for net in 0..self.nets.len() {
             self.kill_net(net);

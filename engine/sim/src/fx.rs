@@ -13,41 +13,60 @@
 
 use rookery_proto::element::Element;
 use rookery_router::{ConnKey, Effects, Handoff, Mail, Router};
+use rookery_store::LogSpan;
 
 use crate::groups::GroupKey;
 use crate::ledger::{MsgKey, Violation};
 use crate::world::{Ev, KeyInfo, KeyState, Step, World};
 
-/// Effects recorded in order, applied after the router call returns.
-#[derive(Default)]
-pub(crate) struct SimFx(pub Vec<Fx>);
+/// Effects recorded in order, applied after the router call returns; `queued` is each conn's
+/// output queue as the network sees it (bytes sent and not yet delivered), plus what this
+/// call sent.
+pub(crate) struct SimFx<'a> {
+    pub effects: Vec<Fx>,
+    queued: &'a std::collections::BTreeMap<u64, usize>,
+    added: std::collections::BTreeMap<u64, usize>,
+}
 
 pub(crate) enum Fx {
     Send(ConnKey, Vec<u8>),
     Close(ConnKey),
     Mail(u16, Mail),
     HandOff(ConnKey, u16, Handoff),
+    ReadLog(u64, LogSpan),
 }
 
-impl Effects for SimFx {
+impl Effects for SimFx<'_> {
     fn send(&mut self, conn: ConnKey, bytes: &[u8]) {
-        self.0.push(Fx::Send(conn, bytes.to_vec()));
+        *self.added.entry(conn.0).or_default() += bytes.len();
+        self.effects.push(Fx::Send(conn, bytes.to_vec()));
+    }
+    fn queued_bytes(&self, conn: ConnKey) -> usize {
+        let before = self.queued.get(&conn.0).copied().unwrap_or(0);
+        before + self.added.get(&conn.0).copied().unwrap_or(0)
+    }
+    fn read_log(&mut self, tag: u64, span: LogSpan) {
+        self.effects.push(Fx::ReadLog(tag, span));
     }
     fn close(&mut self, conn: ConnKey) {
-        self.0.push(Fx::Close(conn));
+        self.effects.push(Fx::Close(conn));
     }
     fn mail(&mut self, dest: u16, mail: Mail) {
-        self.0.push(Fx::Mail(dest, mail));
+        self.effects.push(Fx::Mail(dest, mail));
     }
     fn hand_off(&mut self, conn: ConnKey, dest: u16, handoff: Handoff) {
-        self.0.push(Fx::HandOff(conn, dest, handoff));
+        self.effects.push(Fx::HandOff(conn, dest, handoff));
     }
 }
 
 impl World {
     /// Calls into one router and applies what it asked for.
     pub fn call(&mut self, shard: u16, f: impl FnOnce(&mut Router, u64, &mut SimFx)) -> Step {
-        let mut fx = SimFx::default();
+        let mut fx = SimFx {
+            effects: Vec::new(),
+            queued: &self.out_queued,
+            added: std::collections::BTreeMap::new(),
+        };
         let now_ms = self.now_ms;
         let router = &mut self.shards[usize::from(shard)].router;
         let refusals = router.stats().store_refusals;
@@ -56,7 +75,7 @@ impl World {
             // See `groups`: a refused member copy is dropped without telling anyone.
             self.ledger.groups.on_refusal(shard, now_ms);
         }
-        for effect in fx.0 {
+        for effect in fx.effects {
             self.apply(shard, effect)?;
         }
         Ok(())
@@ -67,6 +86,20 @@ impl World {
             Fx::Send(key, bytes) => self.send_down(key, bytes),
             Fx::Close(key) => self.router_close(key),
             Fx::Mail(dest, mail) => self.push_mail(shard, dest, mail),
+            Fx::ReadLog(tag, span) => {
+                self.mix(b"read-log");
+                let (delay, epoch) = (self.rng.range(0, 4), self.epoch);
+                self.schedule(
+                    delay,
+                    Ev::LogRead {
+                        shard,
+                        tag,
+                        span,
+                        epoch,
+                    },
+                );
+                Ok(())
+            }
             Fx::HandOff(key, dest, handoff) => {
                 self.mix(b"handoff");
                 let info = self.key_info(key)?;
@@ -111,14 +144,55 @@ impl World {
             return Ok(()); // lost on a dead conn, as a real socket would lose it
         }
         let at = self.down_slot(info.net);
+        *self.out_queued.entry(key.0).or_default() += bytes.len();
         self.schedule_at(
             at,
             Ev::Down {
                 net: info.net,
+                key,
                 bytes,
             },
         );
         Ok(())
+    }
+
+    /// Bytes for `key` reached its client (or were lost with its conn): they leave its
+    /// output queue, and when none are left the router hears that the conn drained.
+    pub(crate) fn delivered_down(&mut self, key: ConnKey, len: usize) -> Step {
+        let Some(queued) = self.out_queued.get_mut(&key.0) else {
+            return Ok(());
+        };
+        *queued = queued.saturating_sub(len);
+        if *queued > 0 {
+            return Ok(());
+        }
+        self.out_queued.remove(&key.0);
+        let info = self.key_info(key)?;
+        let open = info.state == KeyState::Open && self.nets[info.net].alive;
+        if !open || self.nets[info.net].key != key {
+            return Ok(()); // a conn that is gone never drains
+        }
+        self.call(info.shard, |router, now_ms, fx| {
+            router.on_drained(key, now_ms, fx)
+        })
+    }
+
+    /// A log read the router asked for returns (read from the shard's log file now).
+    pub(crate) fn log_read(&mut self, shard: u16, tag: u64, span: LogSpan) -> Step {
+        use std::os::unix::fs::FileExt;
+        self.mix(b"log-read");
+        let router = &self.shards[usize::from(shard)].router;
+        let mut buf = vec![0; span.len as usize];
+        let result = match router.store().log_file() {
+            Some(file) => file
+                .read_exact_at(&mut buf, span.offset)
+                .map_err(|e| e.raw_os_error().unwrap_or(5)),
+            None => Err(9),
+        };
+        let result = result.map(|()| buf);
+        self.call(shard, |router, now_ms, fx| {
+            router.on_log_read(tag, result.as_deref().map_err(|&e| e), now_ms, fx)
+        })
     }
 
     /// A chat the router bounced is owed to nobody, even if the bounce never reaches its

@@ -44,7 +44,14 @@ pub(crate) enum Ev {
     },
     Down {
         net: usize,
+        key: ConnKey,
         bytes: Vec<u8>,
+    },
+    LogRead {
+        shard: u16,
+        tag: u64,
+        span: rookery_store::LogSpan,
+        epoch: u64,
     },
     DownClose {
         net: usize,
@@ -128,6 +135,8 @@ pub(crate) struct World {
     pub keys: BTreeMap<u64, KeyInfo>,
     pub(crate) next_key: u64,
     pub lanes: BTreeMap<(u16, u16), VecDeque<Mail>>,
+    /// Bytes sent to each conn (by key) and not yet delivered: its output queue.
+    pub out_queued: BTreeMap<u64, usize>,
     pub ledger: Ledger,
     pub(crate) hash: u64,
     /// Rosters and rooms are being set up: no faults, no chats (see `setup`).
@@ -190,6 +199,7 @@ impl World {
             keys: BTreeMap::new(),
             next_key: 0,
             lanes: BTreeMap::new(),
+            out_queued: BTreeMap::new(),
             ledger: Ledger::with_books(
                 PresenceBook::new(plan.contacts.clone()),
                 GroupBook::new(plan.rooms.clone(), cfg.strict_group_refusals),
@@ -292,7 +302,16 @@ impl World {
         match ev {
             Ev::ClientWake(client) => self.client_wake(client),
             Ev::Up { net, bytes } => self.up(net, bytes),
-            Ev::Down { net, bytes } => self.down(net, &bytes),
+            Ev::Down { net, key, bytes } => {
+                self.down(net, &bytes)?;
+                self.delivered_down(key, bytes.len())
+            }
+            Ev::LogRead {
+                shard,
+                tag,
+                span,
+                epoch,
+            } if epoch == self.epoch => self.log_read(shard, tag, span),
             Ev::DownClose { net } => {
                 self.mix(b"down-close");
                 self.kill_net(net);

@@ -2,7 +2,8 @@
 //! atomically.
 //!
 //! What it does: when every record is committed, writes header + NextId + one Put per live
-//! message and one Set per keyed entry to `<log>.compact`, fsyncs it, locks it, renames it over the log (atomic on POSIX
+//! message (copied from the old log: memory holds only the index) and one Set per keyed entry
+//! to `<log>.compact`, updates the index to the new offsets, fsyncs it, locks it, renames it over the log (atomic on POSIX
 //! file systems), fsyncs the directory, and continues appending to the new file.
 //!
 //! What it does not do: run in the background or in steps. It is synchronous, and stalls the
@@ -19,11 +20,12 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
+use std::os::unix::fs::FileExt;
 use std::path::Path;
 
 use crate::error::StoreError;
 use crate::files;
-use crate::format::{self, PutRecord};
+use crate::format;
 use crate::store::{Log, Store};
 use crate::tables::Tables;
 
@@ -64,14 +66,15 @@ impl Store {
         }
         let bytes_before = self.journal.log_bytes();
         let tmp = self.config.compact_path();
-        let (file, bytes_after) = match write_compacted(&tmp, &self.tables, self.next_id) {
-            Ok(written) => written,
-            Err(e) => {
-                // Best effort: a leftover is also removed at the next open.
-                let _ = fs::remove_file(&tmp);
-                return Err(e);
-            }
-        };
+        let (file, bytes_after, moved) =
+            match write_compacted(&tmp, &log.file, &self.tables, self.next_id) {
+                Ok(written) => written,
+                Err(e) => {
+                    // Best effort: a leftover is also removed at the next open.
+                    let _ = fs::remove_file(&tmp);
+                    return Err(e);
+                }
+            };
         if let Err(source) = fs::rename(&tmp, &log.path) {
             let _ = fs::remove_file(&tmp);
             return Err(compact_error("rename", &tmp)(source));
@@ -81,6 +84,14 @@ impl Store {
         // The old file (and its lock) closes here; the new one is locked already.
         self.log = Some(Log { file, path });
         self.journal.reset_after_compaction(bytes_after);
+        let mut moved = moved.into_iter();
+        for queue in self.tables.queues_mut() {
+            for msg in queue.iter_mut() {
+                // Same order as write_compacted's walk: nothing changed the tables since.
+                let Some(record_at) = moved.next() else { break };
+                msg.stanza_at = record_at + u64::from(msg.head_len);
+            }
+        }
         self.compactions += 1;
         files::sync_dir(&dir).map_err(compact_error("sync directory", &dir))?;
         Ok(CompactReport {
@@ -134,8 +145,16 @@ impl ChunkedWriter<'_> {
     }
 }
 
-/// Writes and syncs the compacted log at `tmp`, locked; returns it and its length.
-fn write_compacted(tmp: &Path, tables: &Tables, next_id: u64) -> Result<(File, u64), StoreError> {
+/// Writes and syncs the compacted log at `tmp`, locked, copying every live Put record from
+/// `old`; returns it, its length and the new record offset of every live message in
+/// `queues_mut` order. The caller moves the index to them only once the new file replaced the
+/// old one (until then the old file is in use and the index must point into it).
+fn write_compacted(
+    tmp: &Path,
+    old: &File,
+    tables: &Tables,
+    next_id: u64,
+) -> Result<(File, u64, Vec<u64>), StoreError> {
     let file = OpenOptions::new()
         .read(true)
         .write(true)
@@ -152,16 +171,17 @@ fn write_compacted(tmp: &Path, tables: &Tables, next_id: u64) -> Result<(File, u
     };
     out.chunk.extend_from_slice(&format::header());
     format::encode_next_id(&mut out.chunk, next_id);
-    for (owner, msg) in tables.all() {
-        let record = PutRecord {
-            id: msg.id.0,
-            stamp_ms: msg.stamp_ms,
-            owner,
-            from: &msg.from,
-            stanza: &msg.stanza,
-        };
-        format::encode_put(&mut out.chunk, &record);
-        out.write_if_full()?;
+    let mut moved = Vec::with_capacity(tables.len());
+    for queue in tables.queues() {
+        for msg in queue {
+            let at = out.written + out.chunk.len() as u64;
+            let start = out.chunk.len();
+            out.chunk.resize(start + msg.record_len() as usize, 0);
+            old.read_exact_at(&mut out.chunk[start..], msg.record_at())
+                .map_err(compact_error("read a live record of", tmp))?;
+            moved.push(at);
+            out.write_if_full()?;
+        }
     }
     for (table, key, value) in tables.kv.all() {
         format::encode_set(&mut out.chunk, table, key, value);
@@ -170,5 +190,5 @@ fn write_compacted(tmp: &Path, tables: &Tables, next_id: u64) -> Result<(File, u
     let len = out.finish()?;
     // Before the rename: the new name must never point at a file whose data is not on disk.
     file.sync_all().map_err(compact_error("sync", tmp))?;
-    Ok((file, len))
+    Ok((file, len, moved))
 }

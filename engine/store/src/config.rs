@@ -28,6 +28,11 @@ pub struct StoreConfig {
     pub durability: Durability,
     /// Most messages in one owner's offline queue; a `put` beyond it is refused.
     pub offline_max: usize,
+    /// Most record bytes in one owner's offline queue; a `put` beyond it is refused.
+    pub offline_max_bytes: u64,
+    /// Most record bytes of queued messages in the whole store (this shard); a `put` beyond
+    /// it is refused. Keyed tables (rosters, rooms) do not count: they have their own limits.
+    pub max_stored_bytes: u64,
     /// Compaction is due when dead bytes exceed this share of the log...
     pub compact_dead_ratio: f64,
     /// ...and the log is at least this long.
@@ -39,6 +44,10 @@ pub struct StoreConfig {
 impl StoreConfig {
     /// Default `offline_max`.
     pub const DEFAULT_OFFLINE_MAX: usize = 10_000;
+    /// Default `offline_max_bytes` (64 MiB: 10,000 messages of 6.5 KB, or 1,000 of 64 KiB).
+    pub const DEFAULT_OFFLINE_MAX_BYTES: u64 = 64 << 20;
+    /// Default `max_stored_bytes` (16 GiB per shard).
+    pub const DEFAULT_MAX_STORED_BYTES: u64 = 16 << 30;
     /// Default `compact_dead_ratio`.
     pub const DEFAULT_COMPACT_DEAD_RATIO: f64 = 0.5;
     /// Default `compact_min_bytes` (4 MiB).
@@ -53,6 +62,8 @@ impl StoreConfig {
             shard,
             durability: Durability::Log,
             offline_max: Self::DEFAULT_OFFLINE_MAX,
+            offline_max_bytes: Self::DEFAULT_OFFLINE_MAX_BYTES,
+            max_stored_bytes: Self::DEFAULT_MAX_STORED_BYTES,
             compact_dead_ratio: Self::DEFAULT_COMPACT_DEAD_RATIO,
             compact_min_bytes: Self::DEFAULT_COMPACT_MIN_BYTES,
             retry_interval_ms: Self::DEFAULT_RETRY_INTERVAL_MS,
@@ -68,6 +79,12 @@ impl StoreConfig {
     /// Path of this shard's log.
     pub fn log_path(&self) -> PathBuf {
         self.data_dir.join(format!("shard-{}.log", self.shard))
+    }
+
+    /// Path a damaged tail cut at `offset` is moved to (see `replay`), next to the log.
+    pub fn corrupt_path(&self, offset: u64) -> PathBuf {
+        self.data_dir
+            .join(format!("shard-{}.log.corrupt-{offset}", self.shard))
     }
 
     /// Path of the temporary file compaction writes before renaming it over the log.

@@ -3,8 +3,8 @@
 //! What it does not do: log. Every message names the likely cause and the fix, so the caller
 //! can log it as is.
 //!
-//! Invariants: the data-path variants (`QuotaExceeded`, `Unavailable`, `TooLarge`) carry no
-//! allocation.
+//! Invariants: the data-path variants (`QuotaExceeded`, `OwnerBytesExceeded`, `StoreFull`,
+//! `Unavailable`, `TooLarge`, `Corrupt`) carry no allocation.
 
 use std::fmt;
 use std::io;
@@ -18,8 +18,26 @@ pub enum StoreError {
         /// The configured `offline_max`.
         limit: usize,
     },
+    /// The owner's offline queue holds `limit` bytes of records already; nothing was appended.
+    OwnerBytesExceeded {
+        /// The configured `offline_max_bytes`.
+        limit: u64,
+    },
+    /// The shard stores `limit` bytes of queued messages already; nothing was appended.
+    StoreFull {
+        /// The configured `max_stored_bytes`.
+        limit: u64,
+    },
     /// A log write failed and has not been retried successfully yet; nothing was appended.
     Unavailable,
+    /// A record read back from the log is not the message it should be (CRC, length or id):
+    /// the device returned other bytes than were written.
+    Corrupt {
+        /// The message whose record was read.
+        id: u64,
+        /// Log offset of the record.
+        offset: u64,
+    },
     /// The record would exceed the format's limits (a JID over 65535 bytes, or 16 MiB).
     TooLarge {
         /// Bytes of the stanza that was refused.
@@ -36,6 +54,11 @@ pub enum StoreError {
     },
     /// `compact` was called with records pending or in flight.
     NotIdle,
+    /// `stanza_now` of a message whose record is not committed yet.
+    Uncommitted {
+        /// The message.
+        id: u64,
+    },
     /// Compaction failed at step `op`. Before the rename the old log is untouched and still
     /// in use; only "sync directory" fails after it, with the new log in use. Either file
     /// holds the same messages, so a lost rename loses nothing.
@@ -57,6 +80,21 @@ impl fmt::Display for StoreError {
                 "offline queue full ({limit} messages): the recipient must log in and drain \
                  it, or raise --offline-max"
             ),
+            StoreError::OwnerBytesExceeded { limit } => write!(
+                f,
+                "offline queue full ({limit} bytes): the recipient must log in and drain it, \
+                 or raise --offline-max-bytes"
+            ),
+            StoreError::StoreFull { limit } => write!(
+                f,
+                "shard store full ({limit} bytes of queued messages): recipients must log in \
+                 and drain their queues, or raise --store-max-bytes (check disk space first)"
+            ),
+            StoreError::Corrupt { id, offset } => write!(
+                f,
+                "message {id} read back from the log at offset {offset} does not match its \
+                 record (CRC, length or id): device or file damage; the message stays queued"
+            ),
             StoreError::Unavailable => f.write_str(
                 "store unavailable after a log write error: free disk space or fix the device; \
                  the store retries on its own",
@@ -74,6 +112,10 @@ impl fmt::Display for StoreError {
                 f,
                 "log write of {len} bytes at offset {offset} failed: {source} (disk full or \
                  device error?); new messages are refused until a retry succeeds"
+            ),
+            StoreError::Uncommitted { id } => write!(
+                f,
+                "message {id} is not committed yet: read it after the commit (a bug in the caller)"
             ),
             StoreError::NotIdle => f.write_str(
                 "compaction needs every record committed: commit first (a bug in the caller)",

@@ -1,5 +1,5 @@
-//! File-system steps of the store: open and lock the log, repair it after replay, sync the
-//! directory.
+//! File-system steps of the store: open and lock the log, repair it after replay (keeping a
+//! damaged tail in a sibling file), sync the directory.
 //!
 //! What it does not do: read or write records (replay and the writers do).
 //!
@@ -9,10 +9,11 @@
 //! entry, before anything is appended to it.
 
 use std::fs::{self, File, OpenOptions, TryLockError};
-use std::io;
+use std::io::{self, Seek, SeekFrom};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
+use crate::config::StoreConfig;
 use crate::error::OpenError;
 use crate::format::{self, HEADER_LEN};
 use crate::replay::ReplayReport;
@@ -63,8 +64,16 @@ pub(crate) fn remove_stale(path: &Path) -> Result<(), OpenError> {
 }
 
 /// Makes the file match the report: cut after the good records, or (re)write the header of a
-/// new log. Both are synced so a crash cannot bring the dropped bytes back.
-pub(crate) fn repair(file: &File, path: &Path, report: &ReplayReport) -> Result<(), OpenError> {
+/// new log. Both are synced so a crash cannot bring the dropped bytes back. Bytes cut after
+/// the good records are first copied, synced, to a `.corrupt-<offset>` sibling
+/// (`StoreConfig::corrupt_path`), recorded in the report: a damaged record in the middle
+/// keeps everything after it for inspection or recovery instead of destroying it.
+pub(crate) fn repair(
+    file: &File,
+    path: &Path,
+    config: &StoreConfig,
+    report: &mut ReplayReport,
+) -> Result<(), OpenError> {
     if report.created {
         file.set_len(0).map_err(io_error("truncate", path))?;
         file.write_all_at(&format::header(), 0)
@@ -75,11 +84,32 @@ pub(crate) fn repair(file: &File, path: &Path, report: &ReplayReport) -> Result<
     }
     if report.bytes_dropped > 0 {
         debug_assert!(report.valid_bytes >= HEADER_LEN as u64);
+        let kept = config.corrupt_path(report.valid_bytes);
+        keep_tail(file, report.valid_bytes, &kept)?;
+        report.kept_in = Some(kept);
         file.set_len(report.valid_bytes)
             .map_err(io_error("truncate", path))?;
         file.sync_all().map_err(io_error("sync", path))?;
     }
     Ok(())
+}
+
+/// Copies `file` from `offset` to its end into a new file at `to`, synced with its directory.
+fn keep_tail(file: &File, offset: u64, to: &Path) -> Result<(), OpenError> {
+    let mut out = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(to)
+        .map_err(io_error("create", to))?;
+    let mut reader = file;
+    reader
+        .seek(SeekFrom::Start(offset))
+        .map_err(io_error("seek in the log before copying to", to))?;
+    io::copy(&mut reader, &mut out).map_err(io_error("copy the damaged tail to", to))?;
+    out.sync_all().map_err(io_error("sync", to))?;
+    let dir = parent(to);
+    sync_dir(&dir).map_err(io_error("sync directory", &dir))
 }
 
 /// Syncs a directory, so a created or renamed entry in it survives a power loss.

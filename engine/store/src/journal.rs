@@ -270,6 +270,11 @@ impl Journal {
         self.unavailable.as_ref().map(|u| u.reason.as_str())
     }
 
+    /// End of the committed bytes in the file: records before it can be read back.
+    pub(crate) fn committed_end(&self) -> u64 {
+        self.end_offset
+    }
+
     /// Bytes of the log once everything appended is written.
     pub(crate) fn log_bytes(&self) -> u64 {
         let in_flight = self.in_flight.map_or(0, |f| f.len);

@@ -47,6 +47,6 @@ pub use crc::{crc32c, update as crc32c_update};
 pub use error::{OpenError, StoreError};
 pub use journal::CommitBatch;
 pub use replay::{ReplayReport, ReplayStop, StopReason};
-pub use store::{Store, StoreStats};
-pub use tables::{MsgId, StoredMessage};
+pub use store::{Body, LogSpan, Store, StoreStats};
+pub use tables::{MsgId, Queued};
 pub use writer::{LogWriter, SyncWriter};

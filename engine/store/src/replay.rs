@@ -14,15 +14,17 @@
 //! with a good CRC but an unknown kind is an error, not damage: a newer writer's log is never
 //! truncated.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::fs::File;
 use std::io::{self, BufReader, Read};
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use crate::crc;
 use crate::error::OpenError;
 use crate::format::{self, DecodeError, FrameCheck, Record, FRAME_LEN, HEADER_LEN};
-use crate::tables::{MsgId, StoredMessage, Tables};
+use crate::tables::{MsgId, Queued, Tables};
 
 /// Read buffer of replay.
 const READ_BUF_BYTES: usize = 1 << 20;
@@ -45,6 +47,8 @@ pub struct ReplayReport {
     pub ignored: u64,
     /// Why replay stopped before the end of the file, if it did.
     pub stop: Option<ReplayStop>,
+    /// Where the bytes after the good part were kept (set by the store's repair step).
+    pub kept_in: Option<PathBuf>,
 }
 
 impl ReplayReport {
@@ -136,10 +140,17 @@ impl fmt::Display for ReplayReport {
         if let Some(stop) = &self.stop {
             write!(
                 f,
-                "; STOPPED at offset {}: {}; {} bytes after it dropped (log truncated there: \
-                 a crash mid-write if at the tail, disk damage otherwise)",
+                "; STOPPED at offset {}: {}; the {} bytes from there on are not replayed (a \
+                 crash mid-write if at the tail, disk damage otherwise)",
                 stop.offset, stop.reason, self.bytes_dropped
             )?;
+            if let Some(kept) = &self.kept_in {
+                write!(
+                    f,
+                    " and were moved to {} (the log was cut there)",
+                    kept.display()
+                )?;
+            }
         }
         if self.ignored > 0 {
             write!(f, "; {} records ignored", self.ignored)?;
@@ -168,6 +179,7 @@ pub(crate) fn replay(file: &File, path: &Path, tables: &mut Tables) -> Result<Re
     let mut replay = Replay {
         report: ReplayReport::default(),
         next_id: 1,
+        owners: HashMap::new(),
     };
     let mut header = [0u8; HEADER_LEN];
     let have = read_full(&mut reader, &mut header).map_err(io_err)?;
@@ -214,6 +226,9 @@ fn check_header(bytes: &[u8], path: &Path) -> Result<bool, OpenError> {
 struct Replay {
     report: ReplayReport,
     next_id: u64,
+    /// Owner of every live message, so an Ack (which names only the id) finds its queue.
+    /// Lives only during replay: one allocation, freed (returned to the OS) at its end.
+    owners: HashMap<u64, Arc<str>>,
 }
 
 /// An error inside the record loop, turned into an `OpenError` with the path by the caller.
@@ -301,7 +316,7 @@ impl Replay {
                 return Ok(());
             }
             match format::decode_body(&body) {
-                Ok(record) => self.apply(record, len, tables),
+                Ok(record) => self.apply(record, offset, len, tables),
                 Err(DecodeError::UnknownKind(kind)) => {
                     return Err(LoopError::UnknownKind { offset, kind })
                 }
@@ -320,28 +335,42 @@ impl Replay {
         }
     }
 
-    /// Applies one good record, as the live mutation did.
-    fn apply(&mut self, record: Record<'_>, body_len: u32, tables: &mut Tables) {
+    /// Applies one good record (at file `offset`), as the live mutation did.
+    fn apply(&mut self, record: Record<'_>, offset: u64, body_len: u32, tables: &mut Tables) {
+        let record_len = body_len + FRAME_LEN as u32;
         let changed = match record {
             Record::Put(put) => {
                 self.next_id = self.next_id.max(put.id.saturating_add(1));
-                let msg = StoredMessage {
-                    id: MsgId(put.id),
-                    from: put.from.into(),
-                    stamp_ms: put.stamp_ms,
-                    stanza: put.stanza.into(),
+                let stanza_len = put.stanza.len() as u32; // within the record's length
+                                                          // The owner and sender are JIDs (RFC 7622: 3071 bytes at most), so the head
+                                                          // fits in u16; a record that does not is damage, counted as ignored.
+                let Ok(head_len) = u16::try_from(record_len - stanza_len) else {
+                    self.report.ignored += 1;
+                    return;
                 };
-                tables.insert(put.owner, msg, body_len + FRAME_LEN as u32)
+                let msg = Queued {
+                    id: MsgId(put.id),
+                    stamp_ms: put.stamp_ms,
+                    stanza_at: offset + u64::from(head_len),
+                    stanza_len,
+                    head_len,
+                };
+                let inserted = tables.insert(put.owner, msg, None);
+                if let (true, Some(owner)) = (inserted, tables.owner_key(put.owner)) {
+                    self.owners.insert(put.id, owner);
+                }
+                inserted
             }
-            Record::Ack { id } => tables.remove(MsgId(id)),
+            Record::Ack { id } => match self.owners.remove(&id) {
+                Some(owner) => tables.remove(&owner, MsgId(id)),
+                None => false,
+            },
             Record::NextId { next_id } => {
                 self.next_id = self.next_id.max(next_id);
                 true
             }
             Record::Set { table, key, value } => {
-                tables
-                    .kv
-                    .set(table, key, value, body_len + FRAME_LEN as u32);
+                tables.kv.set(table, key, value, record_len);
                 true
             }
             Record::Delete { table, key } => tables.kv.delete(table, key),

@@ -16,15 +16,16 @@
 
 use std::fs::File;
 use std::io;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use crate::config::{Durability, StoreConfig};
 use crate::error::{OpenError, StoreError};
 use crate::files;
-use crate::format::{self, PutRecord, HEADER_LEN};
+use crate::format::{self, PutRecord, Record, FRAME_LEN, HEADER_LEN};
 use crate::journal::{CommitBatch, Journal};
 use crate::replay::{self, ReplayReport};
-use crate::tables::{MsgId, StoredMessage, Tables};
+use crate::tables::{MsgId, Queued, Tables};
 use crate::writer::LogWriter;
 
 /// The log file of a durable store.
@@ -39,6 +40,10 @@ pub(crate) struct Log {
 pub struct StoreStats {
     /// Live messages.
     pub messages: usize,
+    /// Record bytes of the live messages (what `max_stored_bytes` bounds).
+    pub message_bytes: u64,
+    /// Heap bytes of the in-memory message index (not the stanzas: they stay in the log).
+    pub index_heap_bytes: u64,
     /// Owners with at least one message.
     pub owners: usize,
     /// Bytes of the log once everything appended is written.
@@ -82,8 +87,8 @@ impl Store {
     /// starts empty; otherwise it creates the directory and log if missing, takes the lock,
     /// replays the log and truncates a damaged tail (see `replay_report`).
     pub fn open(config: StoreConfig) -> Result<Store, OpenError> {
-        let mut tables = Tables::default();
         if config.durability == Durability::Memory {
+            let tables = Tables::with_bodies();
             let journal = Journal::new(false, false, 0, config.retry_interval_ms);
             return Ok(Store::assemble(
                 config,
@@ -97,8 +102,9 @@ impl Store {
         let path = config.log_path();
         let file = files::open_log(&config.data_dir, &path)?;
         files::remove_stale(&config.compact_path())?;
-        let replayed = replay::replay(&file, &path, &mut tables)?;
-        files::repair(&file, &path, &replayed.report)?;
+        let mut tables = Tables::default();
+        let mut replayed = replay::replay(&file, &path, &mut tables)?;
+        files::repair(&file, &path, &config, &mut replayed.report)?;
         let end_offset = replayed.report.valid_bytes.max(HEADER_LEN as u64);
         let sync_data = config.durability == Durability::Fsync;
         let journal = Journal::new(true, sync_data, end_offset, config.retry_interval_ms);
@@ -143,7 +149,8 @@ impl Store {
     }
 
     /// Stores a message for `owner` (a bare JID). Refused, with nothing changed, when the
-    /// owner's queue is full, when the store is unavailable, or when the record is too large.
+    /// owner's queue is full (messages or bytes), when the store holds its byte budget, when
+    /// the store is unavailable, or when the record is too large.
     pub fn put(
         &mut self,
         owner: &str,
@@ -154,17 +161,24 @@ impl Store {
         if !self.journal.is_available() {
             return Err(StoreError::Unavailable);
         }
-        if self.tables.queue_len(owner) >= self.config.offline_max {
-            return Err(StoreError::QuotaExceeded {
-                limit: self.config.offline_max,
-            });
-        }
-        let record_len =
-            format::put_len(owner.len(), from.len(), stanza.len()).ok_or(StoreError::TooLarge {
+        let too_large = StoreError::TooLarge {
+            stanza_len: stanza.len(),
+        };
+        let record_len = format::put_len(owner.len(), from.len(), stanza.len()).ok_or(too_large)?;
+        self.check_budgets(owner, record_len)?;
+        let stanza_len = stanza.len() as u32; // fits: record_len bounds it
+        let head_len =
+            u16::try_from(record_len - stanza_len).map_err(|_| StoreError::TooLarge {
                 stanza_len: stanza.len(),
             })?;
         let id = self.next_id;
         self.next_id += 1;
+        // The record goes at the end of everything appended so far; its stanza ends it.
+        let record_at = if self.log.is_some() {
+            self.journal.log_bytes()
+        } else {
+            0
+        };
         if let Some(buf) = self.journal.buffer() {
             let record = PutRecord {
                 id,
@@ -175,22 +189,45 @@ impl Store {
             };
             format::encode_put(buf, &record);
         }
-        let msg = StoredMessage {
+        let msg = Queued {
             id: MsgId(id),
-            from: from.into(),
             stamp_ms,
-            stanza: stanza.into(),
+            stanza_at: record_at + u64::from(head_len),
+            stanza_len,
+            head_len,
         };
-        let inserted = self.tables.insert(owner, msg, record_len);
+        let inserted = self.tables.insert(owner, msg, Some(stanza));
         debug_assert!(inserted, "fresh id {id} already present");
         Ok(MsgId(id))
     }
 
-    /// Deletes message `id` (its recipient acknowledged it). Returns whether it existed;
-    /// acknowledging an unknown id appends nothing. Accepted even while unavailable: the
-    /// record waits with the pending ones, and refusing would only redeliver the message.
-    pub fn ack(&mut self, id: MsgId) -> Result<bool, StoreError> {
-        if !self.tables.remove(id) {
+    /// The count and byte budgets a new record of `record_len` bytes for `owner` must fit.
+    fn check_budgets(&self, owner: &str, record_len: u32) -> Result<(), StoreError> {
+        let config = &self.config;
+        if self.tables.queue_len(owner) >= config.offline_max {
+            return Err(StoreError::QuotaExceeded {
+                limit: config.offline_max,
+            });
+        }
+        let record_len = u64::from(record_len);
+        if self.tables.queue_bytes(owner) + record_len > config.offline_max_bytes {
+            return Err(StoreError::OwnerBytesExceeded {
+                limit: config.offline_max_bytes,
+            });
+        }
+        if self.tables.message_record_bytes() + record_len > config.max_stored_bytes {
+            return Err(StoreError::StoreFull {
+                limit: config.max_stored_bytes,
+            });
+        }
+        Ok(())
+    }
+
+    /// Deletes message `id` of `owner` (its recipient acknowledged it). Returns whether it
+    /// existed; acknowledging an unknown id appends nothing. Accepted even while unavailable:
+    /// the record waits with the pending ones, and refusing would only redeliver the message.
+    pub fn ack(&mut self, owner: &str, id: MsgId) -> Result<bool, StoreError> {
+        if !self.tables.remove(owner, id) {
             return Ok(false);
         }
         if let Some(buf) = self.journal.buffer() {
@@ -247,8 +284,13 @@ impl Store {
     }
 
     /// `owner`'s queue, oldest first.
-    pub fn queue(&self, owner: &str) -> impl Iterator<Item = &StoredMessage> {
+    pub fn queue(&self, owner: &str) -> impl Iterator<Item = &Queued> {
         self.tables.queue(owner)
+    }
+
+    /// The messages of `owner`'s queue with an id above `after`, oldest first.
+    pub fn queue_after(&self, owner: &str, after: MsgId) -> impl Iterator<Item = &Queued> {
+        self.tables.queue_after(owner, after)
     }
 
     /// Messages in `owner`'s queue.
@@ -256,19 +298,74 @@ impl Store {
         self.tables.queue_len(owner)
     }
 
+    /// Record bytes in `owner`'s queue (what `offline_max_bytes` bounds).
+    pub fn queue_bytes(&self, owner: &str) -> u64 {
+        self.tables.queue_bytes(owner)
+    }
+
     /// Owners with at least one message, in no particular order.
     pub fn owners(&self) -> impl Iterator<Item = &str> {
         self.tables.owners()
     }
 
-    /// Message `id`, if live.
-    pub fn get(&self, id: MsgId) -> Option<&StoredMessage> {
-        self.tables.get(id)
+    /// Message `id` of `owner`, if queued.
+    pub fn get(&self, owner: &str, id: MsgId) -> Option<&Queued> {
+        self.tables.get(owner, id)
     }
 
-    /// The owner of message `id`, if live.
-    pub fn owner_of(&self, id: MsgId) -> Option<&str> {
-        self.tables.owner_of(id)
+    /// Where the stanza of `msg` is: here (a store without a log), in the log (read the span
+    /// and pass the bytes to `read_back`), or not written yet (its commit is still to come:
+    /// ask again after `finish_commit`).
+    pub fn body(&self, msg: &Queued) -> Body<'_> {
+        if self.log.is_none() {
+            // A store without a log keeps every stanza (Tables::with_bodies).
+            return self.tables.body(msg.id).map_or(Body::Pending, Body::Here);
+        }
+        let record_end = msg.stanza_at + u64::from(msg.stanza_len);
+        if record_end > self.journal.committed_end() {
+            return Body::Pending;
+        }
+        Body::InLog(LogSpan {
+            offset: msg.record_at(),
+            len: msg.record_len(),
+        })
+    }
+
+    /// The stanza of `msg` from its record's bytes as read from the log (the span `body`
+    /// gave): checks the frame, CRC and id, so a damaged read is an error, never forwarded.
+    pub fn read_back<'b>(&self, msg: &Queued, record: &'b [u8]) -> Result<&'b [u8], StoreError> {
+        let corrupt = StoreError::Corrupt {
+            id: msg.id.0,
+            offset: msg.record_at(),
+        };
+        let Some(stanza) = decode_put_record(record, msg.id.0) else {
+            return Err(corrupt);
+        };
+        if stanza.len() != msg.stanza_len() {
+            return Err(corrupt);
+        }
+        Ok(stanza)
+    }
+
+    /// The stanza of `msg`, read synchronously (`pread` for a log): for tools and tests. The
+    /// shard reads through its driver instead (`body`, then `read_back`), never blocking.
+    pub fn stanza_now(&self, msg: &Queued) -> Result<Vec<u8>, StoreError> {
+        match self.body(msg) {
+            Body::Here(stanza) => Ok(stanza.to_vec()),
+            Body::Pending => Err(StoreError::Uncommitted { id: msg.id.0 }),
+            Body::InLog(span) => {
+                let mut record = vec![0; span.len as usize];
+                let corrupt = StoreError::Corrupt {
+                    id: msg.id.0,
+                    offset: span.offset,
+                };
+                let log = self.log.as_ref().ok_or(StoreError::Unavailable)?;
+                log.file
+                    .read_exact_at(&mut record, span.offset)
+                    .map_err(|_| corrupt)?;
+                self.read_back(msg, &record).map(<[u8]>::to_vec)
+            }
+        }
     }
 
     /// Live messages, all owners.
@@ -370,6 +467,8 @@ impl Store {
         };
         StoreStats {
             messages: self.tables.len(),
+            message_bytes: self.tables.message_record_bytes(),
+            index_heap_bytes: self.tables.index_heap_bytes() as u64,
             owners: self.tables.owner_count(),
             log_bytes,
             live_bytes,
@@ -383,5 +482,43 @@ impl Store {
             next_id: self.next_id,
             kv_entries: self.tables.kv.len(),
         }
+    }
+}
+
+/// Where a queued stanza is (see [`Store::body`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Body<'a> {
+    /// In memory (a store without a log).
+    Here(&'a [u8]),
+    /// In the log: read this span and hand it to [`Store::read_back`].
+    InLog(LogSpan),
+    /// Appended but not committed yet: readable after the commit.
+    Pending,
+}
+
+/// A record's place in the current log file. Compaction moves records: read a span in the
+/// same loop turn `body` gave it (the shard compacts only with no read in flight).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogSpan {
+    /// File offset of the record (its frame).
+    pub offset: u64,
+    /// Bytes of the record, frame included.
+    pub len: u32,
+}
+
+/// The stanza of a whole Put record (frame included) if the frame, CRC and kind check out and
+/// its id is `id`.
+fn decode_put_record(record: &[u8], id: u64) -> Option<&[u8]> {
+    let frame: [u8; FRAME_LEN] = record.get(..FRAME_LEN)?.try_into().ok()?;
+    let format::FrameCheck::Body { len, crc } = format::check_frame(frame) else {
+        return None;
+    };
+    let body = record.get(FRAME_LEN..)?;
+    if body.len() != len as usize || crate::crc::crc32c(body) != crc {
+        return None;
+    }
+    match format::decode_body(body).ok()? {
+        Record::Put(put) if put.id == id => Some(put.stanza),
+        _ => None,
     }
 }

@@ -6,7 +6,7 @@ mod common;
 use std::fs;
 use std::os::unix::fs::FileExt;
 
-use common::{commit, config, open, snapshot, stanza, TempDir};
+use common::{commit, config, messages, open, snapshot, stanza, TempDir};
 use rookery_store::{
     crc32c, format, Durability, LogWriter, MsgId, OpenError, Store, StoreConfig, StoreError,
     SyncWriter,
@@ -21,25 +21,34 @@ fn queues_are_fifo_per_owner_and_acks_delete() {
     let c1 = store.put("carol@x", "alice@x/r", 11, b"<m2/>").unwrap();
     let a2 = store.put("bob@x", "dave@x/r", 12, b"<m3/>").unwrap();
     assert_eq!((a1, c1, a2), (MsgId(1), MsgId(2), MsgId(3)));
-    let bob: Vec<_> = store
-        .queue("bob@x")
-        .map(|m| (m.id, &*m.from, m.stamp_ms))
-        .collect();
-    assert_eq!(bob, [(a1, "alice@x/r", 10), (a2, "dave@x/r", 12)]);
+    let bob: Vec<_> = store.queue("bob@x").map(|m| (m.id, m.stamp_ms)).collect();
+    assert_eq!(bob, [(a1, 10), (a2, 12)]);
     assert_eq!(store.queue_len("carol@x"), 1);
     assert_eq!(store.queue_len("nobody@x"), 0);
-    assert_eq!(store.get(a2).map(|m| &*m.stanza), Some(&b"<m3/>"[..]));
-    assert_eq!(store.owner_of(c1), Some("carol@x"));
+    let queued = *store.get("bob@x", a2).unwrap();
+    assert_eq!(
+        store.body(&queued),
+        rookery_store::Body::Pending,
+        "not committed yet"
+    );
+    commit(&mut store);
+    assert_eq!(store.stanza_now(&queued).unwrap(), b"<m3/>");
+    assert_eq!(messages(&store, "carol@x")[0].stanza, b"<m2/>");
+    assert!(
+        store.get("bob@x", c1).is_none(),
+        "carol's message is not bob's"
+    );
     let mut owners: Vec<_> = store.owners().collect();
     owners.sort_unstable();
     assert_eq!(owners, ["bob@x", "carol@x"]);
-    assert!(store.ack(a1).unwrap());
-    assert!(!store.ack(a1).unwrap(), "second ack finds nothing");
-    assert!(!store.ack(MsgId(99)).unwrap());
-    assert!(store.ack(c1).unwrap());
+    assert!(store.ack("bob@x", a1).unwrap());
+    assert!(!store.ack("bob@x", a1).unwrap(), "second ack finds nothing");
+    assert!(!store.ack("bob@x", MsgId(99)).unwrap());
+    assert!(!store.ack("bob@x", c1).unwrap(), "another owner's id");
+    assert!(store.ack("carol@x", c1).unwrap());
     assert_eq!(store.live_messages(), 1);
     assert_eq!(store.owners().collect::<Vec<_>>(), ["bob@x"]);
-    assert!(store.get(a1).is_none());
+    assert!(store.get("bob@x", a1).is_none());
 }
 
 #[test]
@@ -94,7 +103,7 @@ fn reopen_restores_committed_state_only_and_ids_continue() {
         for n in 0..5 {
             store.put("bob@x", "a@x/r", n, &stanza(n, 100)).unwrap();
         }
-        store.ack(MsgId(5)).unwrap(); // the highest id is gone, its record is not
+        store.ack("bob@x", MsgId(5)).unwrap(); // the highest id is gone, its record is not
         commit(&mut store);
         committed = snapshot(&store);
         store.put("bob@x", "a@x/r", 9, b"never committed").unwrap();
@@ -128,7 +137,7 @@ fn quota_refuses_without_appending() {
         store.put("carol@x", "a@x/r", 3, b"m").is_ok(),
         "other owners unaffected"
     );
-    store.ack(MsgId(1)).unwrap();
+    store.ack("bob@x", MsgId(1)).unwrap();
     assert_eq!(store.put("bob@x", "a@x/r", 4, b"m").unwrap(), MsgId(5));
 }
 
@@ -165,7 +174,11 @@ fn memory_durability_touches_no_file_and_commits_at_once() {
     assert!(store.log_file().is_none() && store.log_path().is_none());
     assert_eq!(store.compact().unwrap().messages, 0, "no-op");
     assert!(!store.compaction_due());
-    assert!(store.ack(id).unwrap());
+    assert_eq!(
+        store.stanza_now(store.get("bob@x", id).unwrap()).unwrap(),
+        b"m"
+    );
+    assert!(store.ack("bob@x", id).unwrap());
     assert!(!data_dir.exists());
     assert_eq!(store.stats().log_bytes, 0);
 }
@@ -264,9 +277,73 @@ fn stats_count_dead_bytes() {
         fs::metadata(store.log_path().unwrap()).unwrap().len()
     );
     let put_len = (full.log_bytes - format::HEADER_LEN as u64) / 4;
-    store.ack(ids[0]).unwrap();
+    store.ack("bob@x", ids[0]).unwrap();
     let stats = store.stats();
     assert_eq!(stats.dead_bytes, put_len + u64::from(format::ID_RECORD_LEN));
     assert_eq!(stats.pending_bytes, u64::from(format::ID_RECORD_LEN));
     assert_eq!((stats.messages, stats.owners, stats.next_id), (3, 1, 5));
+}
+
+#[test]
+fn byte_budgets_per_owner_and_per_store_refuse_without_appending() {
+    let dir = TempDir::new("bytes");
+    let mut cfg = config(dir.path());
+    let record = u64::from(format::put_len(5, 5, 100).unwrap());
+    cfg.offline_max_bytes = 3 * record;
+    cfg.max_stored_bytes = 5 * record;
+    let mut store = Store::open(cfg).unwrap();
+    for n in 0..3 {
+        store.put("bob@x", "a@x/r", n, &[b'm'; 100]).unwrap();
+    }
+    assert_eq!(store.queue_bytes("bob@x"), 3 * record);
+    let before = store.stats();
+    let err = store.put("bob@x", "a@x/r", 3, &[b'm'; 100]).unwrap_err();
+    assert!(matches!(err, StoreError::OwnerBytesExceeded { limit } if limit == 3 * record));
+    assert!(err.to_string().contains("--offline-max-bytes"), "{err}");
+    assert_eq!(store.stats(), before, "nothing appended, no id used");
+    store.put("cat@x", "a@x/r", 3, &[b'm'; 100]).unwrap();
+    store.put("cat@x", "a@x/r", 4, &[b'm'; 100]).unwrap();
+    let err = store.put("dan@x", "a@x/r", 5, &[b'm'; 100]).unwrap_err();
+    assert!(matches!(err, StoreError::StoreFull { .. }), "{err}");
+    assert!(err.to_string().contains("--store-max-bytes"), "{err}");
+    assert_eq!(store.stats().message_bytes, 5 * record);
+    store.ack("bob@x", MsgId(1)).unwrap();
+    assert!(
+        store.put("dan@x", "a@x/r", 6, &[b'm'; 100]).is_ok(),
+        "room again"
+    );
+}
+
+#[test]
+fn a_damaged_record_read_back_is_an_error_and_stays_queued() {
+    let dir = TempDir::new("readback");
+    let mut store = open(dir.path());
+    let id = store
+        .put("bob@x", "a@x/r", 1, b"<message>hello</message>")
+        .unwrap();
+    commit(&mut store);
+    let msg = *store.get("bob@x", id).unwrap();
+    let rookery_store::Body::InLog(span) = store.body(&msg) else {
+        panic!("a committed record is in the log");
+    };
+    assert_eq!(span.len, msg.record_len());
+    assert_eq!(store.stanza_now(&msg).unwrap(), b"<message>hello</message>");
+    // Flip one byte of the stanza on disk, behind the store's back.
+    let file = fs::OpenOptions::new()
+        .write(true)
+        .open(store.log_path().unwrap())
+        .unwrap();
+    let at = span.offset + u64::from(span.len) - 3;
+    file.write_all_at(b"X", at).unwrap();
+    let err = store.stanza_now(&msg).unwrap_err();
+    assert!(matches!(err, StoreError::Corrupt { id: 1, .. }), "{err}");
+    // A span of another record (the wrong id) is refused as well.
+    let mut record = vec![0; span.len as usize];
+    store
+        .log_file()
+        .unwrap()
+        .read_exact_at(&mut record, span.offset)
+        .unwrap();
+    assert!(store.read_back(&msg, &record).is_err());
+    assert!(store.get("bob@x", id).is_some(), "still queued");
 }

@@ -28,7 +28,7 @@ fn compaction_keeps_exactly_the_live_messages_and_ids_continue() {
     // Ack three quarters, the highest id among them.
     for (i, &id) in ids.iter().enumerate() {
         if i % 4 != 1 {
-            store.ack(id).unwrap();
+            store.ack(&format!("u{}@x", i % 5), id).unwrap();
         }
     }
     commit(&mut store);
@@ -54,7 +54,7 @@ fn compaction_keeps_exactly_the_live_messages_and_ids_continue() {
     assert!(!config(dir.path()).compact_path().exists());
 
     assert_eq!(store.put("u0@x", "a@x/r", 1, b"after").unwrap(), MsgId(201));
-    store.ack(ids[1]).unwrap();
+    store.ack("u1@x", ids[1]).unwrap();
     commit(&mut store);
     let expected = snapshot(&store);
     drop(store);
@@ -74,7 +74,7 @@ fn ids_continue_when_compaction_dropped_the_highest() {
     let mut store = Store::open(eager(&dir)).unwrap();
     for n in 0..10 {
         let id = store.put("bob@x", "a@x/r", n, b"m").unwrap();
-        store.ack(id).unwrap();
+        store.ack("bob@x", id).unwrap();
     }
     commit(&mut store);
     store.compact().unwrap();
@@ -111,7 +111,7 @@ fn compaction_waits_for_size_and_dead_ratio() {
     let mut store = open(dir.path());
     for n in 0..100 {
         let id = store.put("bob@x", "a@x/r", n, &stanza(n, 300)).unwrap();
-        store.ack(id).unwrap();
+        store.ack("bob@x", id).unwrap();
     }
     commit(&mut store);
     assert!(!store.compaction_due(), "all dead, but below 4 MiB");

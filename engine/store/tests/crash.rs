@@ -41,15 +41,15 @@ fn crash_child_writer() {
             "<message id='{n}'><body>{}</body></message>",
             "x".repeat(200)
         );
-        puts.push(
-            store
-                .put(&owner, "s@x/r", n, stanza.as_bytes())
-                .expect("put"),
-        );
+        let id = store
+            .put(&owner, "s@x/r", n, stanza.as_bytes())
+            .expect("put");
+        puts.push((owner, id));
         if n % 3 == 0 {
             // Only ids of the batch being built (`puts` is drained at each commit).
-            let id = puts[puts.len() / 2];
-            if store.ack(id).expect("ack") {
+            let (owner, id) = &puts[puts.len() / 2];
+            let id = *id;
+            if store.ack(owner, id).expect("ack") {
                 acks.push(id);
             }
         }
@@ -61,7 +61,7 @@ fn crash_child_writer() {
             for id in acks.drain(..) {
                 writeln!(out, "ACK {}", id.0).unwrap();
             }
-            for id in puts.drain(..) {
+            for (_, id) in puts.drain(..) {
                 writeln!(out, "PUT {}", id.0).unwrap();
             }
             out.flush().unwrap();
@@ -148,7 +148,9 @@ fn sigkill_loses_no_committed_message() {
             committed.len()
         );
         for &id in &committed {
-            let present = store.get(MsgId(id)).is_some();
+            let present = store
+                .owners()
+                .any(|owner| store.get(owner, MsgId(id)).is_some());
             assert_eq!(present, !acked.contains(&id), "id {id} after round {round}");
         }
         assert!(

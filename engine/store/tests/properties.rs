@@ -93,13 +93,16 @@ fn run(ops: &[Op]) -> Result<(), TestCaseError> {
                 model.max_id = id.0;
             }
             Op::Ack { pick } => {
-                let live: Vec<MsgId> = snapshot(&store).values().flatten().map(|m| m.id).collect();
-                if let Some(&id) = live.get(usize::from(pick) % live.len().max(1)) {
-                    prop_assert!(store.ack(id).unwrap());
-                    prop_assert!(store.get(id).is_none());
+                let live: Vec<(String, MsgId)> = store
+                    .owners()
+                    .flat_map(|o| store.queue(o).map(move |m| (o.to_string(), m.id)))
+                    .collect();
+                if let Some((owner, id)) = live.get(usize::from(pick) % live.len().max(1)) {
+                    prop_assert!(store.ack(owner, *id).unwrap());
+                    prop_assert!(store.get(owner, *id).is_none());
                 }
             }
-            Op::AckUnknown => prop_assert!(!store.ack(MsgId(u64::MAX)).unwrap()),
+            Op::AckUnknown => prop_assert!(!store.ack("u0@x", MsgId(u64::MAX)).unwrap()),
             Op::Commit => {
                 commit(&mut store);
                 model.commit(&store);

@@ -193,7 +193,7 @@ fn torn_and_corrupt_tails_are_reported_precisely() {
 }
 
 #[test]
-fn corruption_in_the_middle_loses_the_rest_loudly() {
+fn corruption_in_the_middle_keeps_the_rest_in_a_sibling_file_loudly() {
     let (_src, history) = history("middle-src");
     let dir = TempDir::fast("middle");
     let mut bytes = history.bytes.clone();
@@ -209,11 +209,25 @@ fn corruption_in_the_middle_loses_the_rest_loudly() {
     assert_eq!(stop.offset, third as u64);
     assert!(matches!(stop.reason, StopReason::BadCrc { stored, computed } if stored != computed));
     assert_eq!(report.bytes_dropped, (history.bytes.len() - third) as u64);
+    let kept = report.kept_in.clone().expect("the tail was kept");
+    assert_eq!(kept, config(dir.path()).corrupt_path(third as u64));
+    assert!(
+        std::fs::read(&kept).unwrap() == bytes[third..],
+        "the sibling holds exactly the bytes cut from the log"
+    );
+    let log_len = std::fs::metadata(config(dir.path()).log_path())
+        .unwrap()
+        .len();
+    assert_eq!(
+        log_len, third as u64,
+        "the log was cut after the good records"
+    );
     let text = report.to_string();
     assert!(
         text.contains("bad CRC") && text.contains("disk damage"),
         "{text}"
     );
+    assert!(text.contains(&kept.display().to_string()), "{text}");
 }
 
 #[test]

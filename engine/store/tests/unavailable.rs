@@ -45,7 +45,10 @@ fn enospc_makes_the_store_unavailable_until_a_retry_succeeds() {
         store.put("bob@x", "a@x/r", 9, b"x"),
         Err(StoreError::Unavailable)
     ));
-    assert!(store.ack(first).unwrap(), "acks are kept while unavailable");
+    assert!(
+        store.ack("bob@x", first).unwrap(),
+        "acks are kept while unavailable"
+    );
     assert_eq!(
         store.queue_len("bob@x"),
         4,
@@ -79,8 +82,8 @@ fn enospc_makes_the_store_unavailable_until_a_retry_succeeds() {
     let store = open(dir.path());
     assert!(store.replay_report().is_clean());
     assert_eq!(snapshot(&store), expected);
-    assert!(waiting.iter().all(|&id| store.get(id).is_some()));
-    assert!(store.get(first).is_none());
+    assert!(waiting.iter().all(|&id| store.get("bob@x", id).is_some()));
+    assert!(store.get("bob@x", first).is_none());
 }
 
 /// Writes a bit over half of every batch, then fails: a torn attempt past the committed end.
@@ -211,7 +214,7 @@ fn disk_full_for_real_on_a_small_tmpfs() {
     );
     assert_eq!(store.live_messages(), accepted.len());
     assert!(
-        accepted.iter().all(|&id| store.get(id).is_some()),
+        accepted.iter().all(|&id| store.get("bob@x", id).is_some()),
         "nothing accepted is lost"
     );
 }

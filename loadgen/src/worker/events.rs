@@ -264,6 +264,7 @@ impl<D: Driver> Handler<D> for Worker<'_> {
             | Event::Detached { .. }
             | Event::AcceptFailed { .. }
             | Event::FileWritten { .. }
+            | Event::FileRead { .. }
             | Event::Woken => {}
         }
     }
@@ -305,6 +306,9 @@ impl Ops for NoOps {
         _: Vec<u8>,
         _: rookery_io::FileSync,
     ) -> u64 {
+        0
+    }
+    fn read_file(&mut self, _: rookery_io::FileId, _: u64, _: usize, _: Vec<u8>) -> u64 {
         0
     }
 }

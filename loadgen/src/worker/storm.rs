@@ -152,6 +152,9 @@ pub(super) mod tests {
         ) -> u64 {
             0
         }
+        fn read_file(&mut self, _: rookery_io::FileId, _: u64, _: usize, _: Vec<u8>) -> u64 {
+            0
+        }
     }
 
     fn config(extra: &[&str]) -> RunConfig {

@@ -9,9 +9,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use rookery_store::{
-    CommitBatch, Durability, LogWriter, Store, StoreConfig, StoredMessage, SyncWriter,
-};
+use rookery_store::{CommitBatch, Durability, LogWriter, MsgId, Store, StoreConfig, SyncWriter};
 
 /// A directory under the system temp dir, removed on drop.
 pub struct TempDir(PathBuf);
@@ -95,11 +93,11 @@ pub fn build_history(dir: &Path, steps: &[Result<u64, usize>]) -> History {
                         &stanza(n, 20 + (n as usize % 40)),
                     )
                     .unwrap();
-                live.push(id);
+                live.push((owner, id));
             }
             Err(k) if !live.is_empty() => {
-                let id = live.remove(k % live.len());
-                assert!(store.ack(id).unwrap());
+                let (owner, id): (String, MsgId) = live.remove(k % live.len());
+                assert!(store.ack(&owner, id).unwrap());
             }
             Err(_) => continue,
         }
@@ -121,13 +119,34 @@ pub fn write_log(dir: &Path, bytes: &[u8]) {
     std::fs::write(config(dir).log_path(), bytes).unwrap();
 }
 
+/// A queued message with its stanza read back (what a recipient would get).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredMessage {
+    pub id: MsgId,
+    pub stamp_ms: u64,
+    pub stanza: Vec<u8>,
+}
+
 /// Every queue, sorted by owner: what must survive a reopen.
 pub type Snapshot = BTreeMap<String, Vec<StoredMessage>>;
 
+/// The queues with every stanza read back; the store must be committed (or in memory).
 pub fn snapshot(store: &Store) -> Snapshot {
     store
         .owners()
-        .map(|owner| (owner.to_string(), store.queue(owner).cloned().collect()))
+        .map(|owner| (owner.to_string(), messages(store, owner)))
+        .collect()
+}
+
+/// `owner`'s queue with every stanza read back.
+pub fn messages(store: &Store, owner: &str) -> Vec<StoredMessage> {
+    store
+        .queue(owner)
+        .map(|m| StoredMessage {
+            id: m.id,
+            stamp_ms: m.stamp_ms,
+            stanza: store.stanza_now(m).expect("read the stanza back"),
+        })
         .collect()
 }
 
