@@ -437,7 +437,9 @@ fn queue_full_at_limit<D: Driver>(make: impl Fn(Limits) -> D) {
     h.drained.clear();
     assert_eq!(d.ops().send(conn, &[5; 1500]), Ok(()));
     assert_eq!(d.ops().send(conn, &[6; 1]), Err(SendError::QueueFull));
-    drive(&mut d, &mut h, "drained again", |h| h.drained.contains(&conn));
+    drive(&mut d, &mut h, "drained again", |h| {
+        h.drained.contains(&conn)
+    });
     let got = read_exactly(&mut client, 1500);
     assert!(got.iter().all(|&b| b == 5));
 }
