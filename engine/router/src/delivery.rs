@@ -44,7 +44,7 @@ use crate::sm::Unacked;
 
 /// A backlog is written while the conn's output queue holds less than the cap divided by
 /// this; the rest of the cap is for live traffic.
-const BACKLOG_LOW_DIVISOR: usize = 8;
+pub(crate) const BACKLOG_LOW_DIVISOR: usize = 8;
 /// A live stored message to a caught-up session waits in the store when the conn's output
 /// queue holds more than the cap divided by this (a slow reader); the session goes into
 /// backlog.
@@ -64,6 +64,9 @@ pub(crate) struct Deliveries {
     due: Vec<u32>,
     /// Sessions whose next stored message is not committed yet: filled after the commit.
     after_commit: Vec<u32>,
+    /// Sessions whose login probes are not all sent: the contact to go on after (see
+    /// `presence::PROBE_CHUNK`).
+    probes: Vec<(u32, ConnKey, Box<str>)>,
 }
 
 /// One session's delivery state; exists only while it has something to do.
@@ -175,9 +178,10 @@ impl Deliveries {
     }
 
     /// Forgets the session in `slot` (its conn is gone): what it had not confirmed stays in
-    /// the store; reads in flight for it are ignored when they return.
+    /// the store; reads in flight for it are ignored when they return; its probes stop.
     pub fn remove(&mut self, slot: u32) {
         self.by_slot.remove(&slot);
+        self.probes.retain(|(s, _, _)| *s != slot);
     }
 
     /// The sessions due for a fill, taken.
@@ -206,6 +210,27 @@ impl Deliveries {
             result: None,
         });
         tag
+    }
+
+    /// Remembers that the session's login probes go on after contact `after`.
+    pub fn probe_later(&mut self, slot: u32, key: ConnKey, after: Box<str>) {
+        self.probes.retain(|(s, _, _)| *s != slot);
+        self.probes.push((slot, key, after));
+    }
+
+    /// The sessions whose probes may go on now (`ready` says whether a conn has room), taken.
+    pub fn take_probes(
+        &mut self,
+        mut ready: impl FnMut(ConnKey) -> bool,
+    ) -> Vec<(u32, ConnKey, Box<str>)> {
+        if self.probes.is_empty() {
+            return Vec::new();
+        }
+        let (go, wait) = std::mem::take(&mut self.probes)
+            .into_iter()
+            .partition(|(_, key, _)| ready(*key));
+        self.probes = wait;
+        go
     }
 
     /// Ids in flight to this user's other sessions without XEP-0198 (written, unconfirmed).

@@ -8,8 +8,10 @@
 //! approved, answer `subscribed` on its behalf). Available presence without `to` is
 //! remembered (answers to probes), written to the user's other resources and fanned out to
 //! every contact with a `from` subscription: one mail per destination shard; initial presence
-//! also probes the contacts with a `to` subscription (one fan-out), brings the other
-//! resources' presence, and re-delivers subscription requests not answered yet.
+//! also probes the contacts with a `to` subscription, brings the other resources' presence,
+//! and re-delivers subscription requests not answered yet. Probes go out in chunks of
+//! [`PROBE_CHUNK`] contacts, the next one only when the prober's conn has room again: the
+//! answers of a 10,000-contact roster never pile up past its output cap.
 //!
 //! What it does not do: directed presence bookkeeping beyond rooms (presence sent to a user
 //! with `to` is routed, and not withdrawn at the end), blocking, or pre-approval.
@@ -31,6 +33,11 @@ use crate::router::Router;
 use crate::routing::{Envelope, Routes};
 use crate::subscription;
 use crate::tables;
+
+/// Contacts probed at once at login; the next chunk follows when the prober's conn has taken
+/// the answers (its queue is below the backlog mark). Answers are at most 8 KiB per contact
+/// resource (`MAX_PRESENCE_BYTES`), a few hundred bytes typically.
+pub(crate) const PROBE_CHUNK: usize = 64;
 
 /// The `type` attribute value of a presence type.
 fn type_name(ty: StanzaType) -> &'static str {
@@ -234,7 +241,7 @@ impl Router {
     }
 
     /// Fans `stanza` out to every contact of `user` with a `from` subscription (`ty`
-    /// Available/Unavailable), or, for a probe, to every contact with `to`.
+    /// Available/Unavailable). Probes go out in chunks instead (`probe_contacts`).
     fn broadcast_to_contacts(
         &mut self,
         user: &Jid,
@@ -243,21 +250,15 @@ impl Router {
         fx: &mut impl Effects,
     ) {
         let prefix = tables::prefix(user.bare_str());
-        let wanted = |item: &RosterItem| match ty {
-            StanzaType::Probe => item.to,
-            _ => item.from,
-        };
         let contacts = roster::items(&self.store, &prefix)
-            .filter(|(_, item)| wanted(item))
+            .filter(|(_, item)| item.from)
             .filter_map(|(contact, _)| Jid::parse(contact).ok())
             .map(Recipient::Available);
         let plan = FanoutPlan::build(contacts, self.shards);
         if plan.is_empty() {
             return;
         }
-        if ty != StanzaType::Probe {
-            self.stats.presence_broadcasts += plan.len() as u64;
-        }
+        self.stats.presence_broadcasts += plan.len() as u64;
         let broadcast = Broadcast {
             from: user,
             kind: StanzaKind::Presence,
@@ -270,9 +271,7 @@ impl Router {
     /// Initial presence: offline messages, probes, the other resources' presence, and the
     /// subscription requests still waiting for an answer.
     fn on_initial_presence(&mut self, slot: u32, user: &Jid, fx: &mut impl Effects) {
-        let mut probe = Vec::with_capacity(96);
-        presence_stanza(user.as_str(), None, StanzaType::Probe, &mut probe);
-        self.broadcast_to_contacts(user, StanzaType::Probe, &probe, fx);
+        self.probe_contacts(slot, user, None, fx);
         let (mut routes, _) = self.routes();
         let (conns, directory) = (routes.conns, routes.directory);
         let mut copy = Vec::new();
@@ -309,6 +308,69 @@ impl Router {
                 &mut copy,
             );
             routes.send(slot, &copy, fx);
+        }
+    }
+
+    /// Probes the next [`PROBE_CHUNK`] contacts of `user` (the session in `slot`) with a `to`
+    /// subscription, after contact key `after`; remembers where to go on when more remain
+    /// (see `Router::continue_probes`).
+    pub(crate) fn probe_contacts(
+        &mut self,
+        slot: u32,
+        user: &Jid,
+        after: Option<&str>,
+        fx: &mut impl Effects,
+    ) {
+        let prefix = tables::prefix(user.bare_str());
+        let after_key = after.map(|contact| format!("{prefix}{contact}"));
+        let items: Box<dyn Iterator<Item = (&str, RosterItem)>> = match &after_key {
+            Some(key) => Box::new(roster::items_after(&self.store, &prefix, key)),
+            None => Box::new(roster::items(&self.store, &prefix)),
+        };
+        let mut chunk = Vec::new();
+        let mut last = None;
+        let mut more = false;
+        for (contact, _) in items.filter(|(_, item)| item.to) {
+            if chunk.len() == PROBE_CHUNK {
+                more = true;
+                break;
+            }
+            last = Some(contact);
+            if let Ok(jid) = Jid::parse(contact) {
+                chunk.push(Recipient::Available(jid));
+            }
+        }
+        let resume_at: Option<Box<str>> = last.filter(|_| more).map(Into::into);
+        let plan = FanoutPlan::build(chunk, self.shards);
+        if !plan.is_empty() {
+            let mut probe = Vec::with_capacity(96);
+            presence_stanza(user.as_str(), None, StanzaType::Probe, &mut probe);
+            let broadcast = Broadcast {
+                from: user,
+                kind: StanzaKind::Presence,
+                ty: StanzaType::Probe,
+                stanza: &probe,
+            };
+            self.broadcast(broadcast, &plan, None, fx);
+        }
+        if let (Some(next), Some(key)) = (resume_at, self.conns.get(slot).map(|c| c.key)) {
+            self.deliveries.probe_later(slot, key, next);
+        }
+    }
+
+    /// Probes the next chunk for every session whose login probes wait and whose conn has room
+    /// again (called on drains and ticks).
+    pub(crate) fn continue_probes(&mut self, fx: &mut impl Effects) {
+        let low = self.config.max_output_bytes / crate::delivery::BACKLOG_LOW_DIVISOR;
+        for (slot, key, after) in self
+            .deliveries
+            .take_probes(|key| fx.queued_bytes(key) < low)
+        {
+            let user = self.conns.get(slot).filter(|c| c.key == key);
+            let Some(user) = user.and_then(|c| c.jid.clone()) else {
+                continue;
+            };
+            self.probe_contacts(slot, &user, Some(&after), fx);
         }
     }
 

@@ -206,6 +206,20 @@ pub(crate) fn items<'a>(
         })
 }
 
+/// The items under `prefix` whose key sorts after `after` (a full key), in contact order.
+pub(crate) fn items_after<'a>(
+    store: &'a Store,
+    prefix: &'a str,
+    after: &'a str,
+) -> impl Iterator<Item = (&'a str, RosterItem)> + 'a {
+    store
+        .kv_scan_after(tables::ROSTER, prefix, after)
+        .filter_map(move |(key, value)| {
+            let item = RosterItem::decode(value)?;
+            Some((tables::item(key, prefix), item))
+        })
+}
+
 /// Items shown in `owner`'s roster (for the roster-max check).
 pub(crate) fn shown_count(store: &Store, owner: &str) -> usize {
     let prefix = tables::prefix(owner);

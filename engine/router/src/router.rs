@@ -237,6 +237,7 @@ impl Router {
         };
         let (mut routes, _) = self.routes();
         routes.drained(slot, fx);
+        self.continue_probes(fx);
         self.after_call(fx);
     }
 
@@ -332,6 +333,7 @@ impl Router {
             }
         }
         self.due = due;
+        self.continue_probes(fx);
         self.after_call(fx);
     }
 

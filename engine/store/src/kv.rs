@@ -85,6 +85,25 @@ impl KvTables {
         range.into_iter().flatten()
     }
 
+    pub(crate) fn scan_after<'a>(
+        &'a self,
+        table: u8,
+        prefix: &'a str,
+        after: &'a str,
+    ) -> impl Iterator<Item = (&'a str, &'a [u8])> + 'a {
+        let start = if after < prefix {
+            Bound::Included(prefix)
+        } else {
+            Bound::Excluded(after)
+        };
+        let range = self.tables.get(&table).map(|map| {
+            map.range::<str, _>((start, Bound::Unbounded))
+                .take_while(move |(key, _)| key.starts_with(prefix))
+                .map(|(key, entry)| (&**key, &*entry.value))
+        });
+        range.into_iter().flatten()
+    }
+
     /// Every entry, table by table, for compaction.
     pub(crate) fn all(&self) -> impl Iterator<Item = (u8, &str, &[u8])> {
         self.tables.iter().flat_map(|(&table, map)| {

@@ -278,6 +278,17 @@ impl Store {
         self.tables.kv.scan(table, prefix)
     }
 
+    /// The entries of `table` whose key starts with `prefix` and sorts after `after`, in key
+    /// order (to continue a scan where an earlier one stopped).
+    pub fn kv_scan_after<'a>(
+        &'a self,
+        table: u8,
+        prefix: &'a str,
+        after: &'a str,
+    ) -> impl Iterator<Item = (&'a str, &'a [u8])> + 'a {
+        self.tables.kv.scan_after(table, prefix, after)
+    }
+
     /// Entries in `table`.
     pub fn kv_len(&self, table: u8) -> usize {
         self.tables.kv.table_len(table)
