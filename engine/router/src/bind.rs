@@ -63,7 +63,7 @@ impl Router {
         };
         if let Some(resource) = &request.resource {
             if bare.with_resource(resource).is_err() {
-                self.bind_error(slot, &request.id, fx);
+                self.bind_error(slot, &request.id, StanzaError::BadRequest, fx);
                 return Next::Continue;
             }
         }
@@ -97,10 +97,17 @@ impl Router {
             None => self.fresh_resource(&bare),
         };
         let Some(full) = full else {
-            self.bind_error(slot, id, fx);
+            self.bind_error(slot, id, StanzaError::BadRequest, fx);
             return;
         };
-        if let Some(old) = self.find_session(&full) {
+        let old = self.find_session(&full);
+        if old.is_none() && self.sessions_of(&bare) >= self.config.max_resources {
+            // RFC 6120 7.6.2.1: the account has reached its limit of connected resources.
+            self.stats.resource_refusals += 1;
+            self.bind_error(slot, id, StanzaError::ResourceConstraint, fx);
+            return;
+        }
+        if let Some(old) = old {
             self.stream_error(old, "conflict", fx);
         }
         self.end_detached(&full, fx);
@@ -136,7 +143,17 @@ impl Router {
         })
     }
 
-    fn bind_error(&mut self, slot: u32, id: &str, fx: &mut impl Effects) {
+    /// Sessions of `bare` on this (its home) shard: bound conns and resumable detached ones.
+    fn sessions_of(&self, bare: &Jid) -> usize {
+        let detached = self.sm.sessions_of(bare.bare_str());
+        let detached = detached
+            .into_iter()
+            .filter(|&t| self.sm.get(t).is_some_and(|s| s.conn.is_none()))
+            .count();
+        self.directory.slots(bare.bare_str()).len() + detached
+    }
+
+    fn bind_error(&mut self, slot: u32, id: &str, error: StanzaError, fx: &mut impl Effects) {
         let Some(conn) = self.conns.get(slot) else {
             return;
         };
@@ -146,7 +163,7 @@ impl Router {
             from: None,
             to: None,
         };
-        replies::stanza_error(&mut self.reply, "iq", reply, StanzaError::BadRequest);
+        replies::stanza_error(&mut self.reply, "iq", reply, error);
         fx.send(conn.key, &self.reply);
         self.stats.stanzas_out += 1;
     }

@@ -15,6 +15,7 @@ use crate::effects::{AckRef, Effects, StanzaType};
 use crate::fanout::{Broadcast, GatherSender};
 use crate::home_shard;
 use crate::muc::RoomAction;
+use crate::offline::{Release, Waiter};
 use crate::router::Router;
 use crate::routing::{mail_deliver, Envelope, Handled};
 
@@ -66,7 +67,9 @@ impl Router {
         mail_deliver(home, envelope, ack, &mut self.stats, fx)
     }
 
-    /// On the room's home shard: lets the room decide, then carries out its actions.
+    /// On the room's home shard: lets the room decide, then carries out its actions. A
+    /// stanza that changed the room's stored state (creation, membership, configuration,
+    /// subject, affiliations) is answered only once that change is committed.
     pub(crate) fn room_stanza(
         &mut self,
         envelope: &Envelope<'_>,
@@ -78,6 +81,7 @@ impl Router {
         };
         let mut actions = std::mem::take(&mut self.room_actions);
         actions.clear();
+        let appended_before = self.store.pending_bytes();
         self.rooms.on_stanza(
             envelope.from,
             envelope.to,
@@ -85,6 +89,61 @@ impl Router {
             &mut self.store,
             &mut actions,
         );
+        let seq = self.store.pending_seq();
+        let stored = self.store.pending_bytes() != appended_before;
+        let handled = if stored && !self.store.is_committed(seq) {
+            let answers = RoomAnswers {
+                room: envelope.to.clone(),
+                sender: envelope.from.clone(),
+                id: view.id().map(|id| id.into()),
+                actions: std::mem::take(&mut actions),
+                ack,
+            };
+            let release = Release::Room(Box::new(answers));
+            self.waiters.push_back(Waiter { seq, release });
+            // The ack (if any) goes with the answers (`run_room_answers`).
+            if ack.is_some() {
+                Handled::Later
+            } else {
+                Handled::Now
+            }
+        } else {
+            let id = view.id().map(|id| id.into());
+            self.run_actions(envelope.to, envelope.from, id, &mut actions, ack, fx)
+        };
+        self.room_actions = actions;
+        self.count_rooms(envelope.kind);
+        handled
+    }
+
+    /// Carries out a room's answers that waited for their commit, then tells the sender of a
+    /// XEP-0198 stanza it is handled (unless a gather does so later).
+    pub(crate) fn run_room_answers(&mut self, answers: RoomAnswers, fx: &mut impl Effects) {
+        let RoomAnswers {
+            room,
+            sender,
+            id,
+            mut actions,
+            ack,
+        } = answers;
+        let handled = self.run_actions(&room, &sender, id, &mut actions, ack, fx);
+        if let (Handled::Now, Some(ack)) = (handled, ack) {
+            self.release(ack, fx);
+        }
+        self.count_rooms(StanzaKind::Iq);
+    }
+
+    /// Carries out `actions` of `room` for `sender`'s stanza `id`: replies routed like any
+    /// stanza, broadcasts fanned out; a message's broadcast carries the sender's ack.
+    fn run_actions(
+        &mut self,
+        room: &Jid,
+        sender: &Jid,
+        id: Option<Box<str>>,
+        actions: &mut Vec<RoomAction>,
+        ack: Option<AckRef>,
+        fx: &mut impl Effects,
+    ) -> Handled {
         let mut handled = Handled::Now;
         let mut ack = ack;
         for action in actions.drain(..) {
@@ -97,7 +156,7 @@ impl Router {
                 } => {
                     let reply = Envelope {
                         to: &to,
-                        from: envelope.to,
+                        from: room,
                         kind,
                         ty,
                         stanza: &stanza,
@@ -122,9 +181,9 @@ impl Router {
                     // reports copies the members' shards could not store.
                     let waiting = (kind == StanzaKind::Message).then(|| GatherSender {
                         ack: ack.take(),
-                        sender: envelope.from.clone(),
-                        room: envelope.to.to_bare(),
-                        id: view.id().map(|id| id.into()),
+                        sender: sender.clone(),
+                        room: room.to_bare(),
+                        id: id.clone(),
                     });
                     if self.broadcast(broadcast, &plan, waiting, fx) == Handled::Later {
                         handled = Handled::Later;
@@ -132,14 +191,27 @@ impl Router {
                 }
             }
         }
-        self.room_actions = actions;
+        handled
+    }
+
+    /// Updates the room and occupant gauges after a stanza of `kind`.
+    fn count_rooms(&mut self, kind: StanzaKind) {
         // Rooms and occupants change only by presence (joins, leaves) and iq (affiliations);
         // counting walks every room, so messages, the hot path, skip it.
-        if envelope.kind != StanzaKind::Message {
+        if kind != StanzaKind::Message {
             let (rooms, occupants) = self.rooms.counts();
             self.stats.groups = rooms as u64;
             self.stats.group_occupants = occupants as u64;
         }
-        handled
     }
+}
+
+/// A room's answers to a stanza whose stored change waits for its commit.
+#[derive(Debug)]
+pub(crate) struct RoomAnswers {
+    room: Jid,
+    sender: Jid,
+    id: Option<Box<str>>,
+    actions: Vec<RoomAction>,
+    ack: Option<AckRef>,
 }

@@ -68,6 +68,7 @@ mod subscription;
 mod tables;
 pub mod testing;
 mod timers;
+mod unauth;
 
 pub use auth::token_password;
 pub use config::{AuthBackend, BroadcastRoles, RouterConfig};

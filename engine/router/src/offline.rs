@@ -31,20 +31,22 @@ use crate::routing::{Envelope, Handled, Routes};
 use crate::sm::Unacked;
 
 /// Someone waiting for the store to commit `seq`.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub(crate) struct Waiter {
     pub seq: u64,
     pub release: Release,
 }
 
 /// Whom a commit releases.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub(crate) enum Release {
     /// A sender's stanza (XEP-0198): its handled count advances.
     Sender(AckRef),
     /// This shard's part of a fan-out: the shard that started it hears `Gathered` (with the
     /// copies that were refused).
     Gather { gather: GatherRef, refused: u32 },
+    /// A room's answers to a change it stored (see `groups`): carried out once committed.
+    Room(Box<crate::groups::RoomAnswers>),
     /// An answer that promises a stored change (a roster set's result): written to the
     /// session in `slot`, if it is still conn `key`, once the change is committed.
     Reply {
@@ -188,6 +190,7 @@ impl Router {
             match waiter.release {
                 Release::Sender(ack) => self.release(ack, fx),
                 Release::Gather { gather, refused } => self.gathered(gather, refused, fx),
+                Release::Room(answers) => self.run_room_answers(*answers, fx),
                 Release::Reply { slot, key, bytes } => {
                     if self.conns.get(slot).is_some_and(|c| c.key == key) {
                         let (mut routes, _) = self.routes();

@@ -16,6 +16,7 @@
 //! - `now_ms` is the latest time any entry point was given; deep code reads it from there.
 
 use std::collections::VecDeque;
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use rookery_proto::{Framer, FramerLimits, Jid};
@@ -37,6 +38,7 @@ use crate::sm_table::SmTable;
 use crate::stats::RouterStats;
 use crate::stream_mgmt::SessionEnd;
 use crate::timers::{TimerEntry, TimerWheel};
+use crate::unauth::Unauthenticated;
 
 /// The XMPP state machine of one shard. See the crate docs for the model.
 #[derive(Debug)]
@@ -68,6 +70,8 @@ pub struct Router {
     pub(crate) presences: PresenceTable,
     /// Flow-controlled delivery of stored messages (backlogs, unconfirmed writes, log reads).
     pub(crate) deliveries: Deliveries,
+    /// Conns not yet authenticated, per source address (`max_unauth_per_address`).
+    pub(crate) unauth: Unauthenticated,
     /// Groups homed on this shard.
     pub(crate) rooms: Rooms,
     /// Scratch for what rooms ask; reused.
@@ -135,7 +139,10 @@ impl Router {
             .expect("RouterConfig::groups_domain is valid");
         let rooms_config = RoomsConfig {
             service,
+            local_domain: config.domain.as_str().into(),
             max_members: config.group_max_members,
+            max_rooms: config.max_rooms_per_shard,
+            max_rooms_per_user: config.max_rooms_per_user,
             shards,
             shard,
             default_broadcast: config.group_presence_broadcast,
@@ -164,6 +171,7 @@ impl Router {
             gathers: Gathers::default(),
             presences: PresenceTable::default(),
             deliveries: Deliveries::default(),
+            unauth: Unauthenticated::default(),
             rooms,
             room_actions: Vec::new(),
             doomed: Vec::new(),
@@ -189,12 +197,30 @@ impl Router {
         self.now_ms = self.now_ms.max(now_ms);
     }
 
-    /// A new conn accepted by this shard. Nothing is sent until the client's header.
-    pub fn on_connect(&mut self, conn: ConnKey, now_ms: u64, fx: &mut impl Effects) {
-        let _ = fx;
+    /// A new conn accepted by this shard from `peer` (its source address, when known).
+    /// Nothing is sent until the client's header, unless the address holds
+    /// `max_unauth_per_address` conns not yet authenticated: then the stream is closed at
+    /// once with policy-violation.
+    pub fn on_connect(
+        &mut self,
+        conn: ConnKey,
+        peer: Option<IpAddr>,
+        now_ms: u64,
+        fx: &mut impl Effects,
+    ) {
         self.advance_clock(now_ms);
         let framer = Framer::new(self.limits);
-        self.insert_conn(Conn::new(conn, framer, now_ms), now_ms);
+        let slot = self.insert_conn(Conn::new(conn, framer, now_ms), now_ms);
+        let Some(peer) = peer else {
+            return;
+        };
+        if !self
+            .unauth
+            .admit(slot, peer, self.config.max_unauth_per_address)
+        {
+            self.stats.unauth_refusals += 1;
+            self.stream_error(slot, "policy-violation", fx);
+        }
     }
 
     /// Bytes received on `conn`.
@@ -223,6 +249,7 @@ impl Router {
             self.conns.remove(slot);
             // What it had written and not confirmed stays in the store.
             self.deliveries.remove(slot);
+            self.unauth.release(slot);
         }
         self.after_call(fx);
     }
@@ -359,6 +386,7 @@ impl Router {
             detached_sessions: self.sm.detached() as u64,
             stored_messages: self.store.live_messages() as u64,
             backlog_sessions: self.deliveries.backlogs() as u64,
+            unauth_conns: self.unauth.len() as u64,
             log_reads_in_flight: self.deliveries.reads_in_flight() as u64,
             roster_items: self.store.kv_len(crate::tables::ROSTER) as u64,
             ..self.stats
@@ -380,6 +408,7 @@ impl Router {
             + self.delayed.capacity()
             + self.due.capacity() * std::mem::size_of::<TimerEntry>()
             + self.deliveries.heap_bytes()
+            + self.unauth.heap_bytes()
     }
 
     /// Bytes of XEP-0198 unacked stanzas kept for this shard's sessions. O(sessions): read
@@ -406,6 +435,7 @@ impl Router {
                 self.presences.take(full.as_str());
             }
             self.conns.remove(old);
+            self.unauth.release(old);
         }
         let slot = self.conns.insert(conn);
         self.arm_timer(slot, now_ms);

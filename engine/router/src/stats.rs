@@ -36,6 +36,13 @@ pub struct RouterStats {
     pub backlog_sessions: u64,
     /// Log reads in flight for backlogs (gauge).
     pub log_reads_in_flight: u64,
+    /// Conns not yet authenticated (gauge).
+    pub unauth_conns: u64,
+    /// Binds refused because the user had `max_resources` sessions already.
+    pub resource_refusals: u64,
+    /// Conns closed because their source address had `max_unauth_per_address` conns not yet
+    /// authenticated.
+    pub unauth_refusals: u64,
     /// Sessions that went into backlog because live stored messages found no room.
     pub backlogs_started: u64,
     /// Log reads issued to deliver stored messages.

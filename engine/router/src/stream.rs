@@ -189,6 +189,7 @@ impl Router {
         conn.jid = Some(jid);
         conn.phase = Phase::AwaitRestart;
         conn.header_sent = false;
+        self.unauth.release(slot);
         Next::Restart
     }
 

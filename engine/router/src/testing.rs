@@ -208,8 +208,13 @@ impl Cluster {
         &mut self.routers[usize::from(shard)]
     }
 
-    /// A new conn accepted by `shard`.
+    /// A new conn accepted by `shard` (from an unknown address: no per-address budget).
     pub fn connect(&mut self, shard: u16) -> ClientId {
+        self.connect_from(shard, None)
+    }
+
+    /// A new conn accepted by `shard` from source address `peer`.
+    pub fn connect_from(&mut self, shard: u16, peer: Option<std::net::IpAddr>) -> ClientId {
         let key = self.fresh_key();
         let id = ClientId(self.clients.len());
         self.clients.push(Client {
@@ -224,6 +229,7 @@ impl Cluster {
         self.by_key.insert(key, id);
         self.routers[usize::from(shard)].on_connect(
             key,
+            peer,
             self.now_ms,
             &mut self.fx[usize::from(shard)],
         );

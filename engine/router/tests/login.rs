@@ -415,7 +415,7 @@ fn recording_effects_work_with_a_bare_router() {
     let config = RouterConfig::new("example.com", rookery_router::AuthBackend::Open);
     let mut router = Router::new(std::sync::Arc::new(config), 0);
     let mut fx = RecordingEffects::default();
-    router.on_connect(ConnKey(7), 0, &mut fx);
+    router.on_connect(ConnKey(7), None, 0, &mut fx);
     router.on_data(ConnKey(7), client_header().as_bytes(), 0, &mut fx);
     router.on_data(
         ConnKey(7),

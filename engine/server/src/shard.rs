@@ -261,7 +261,7 @@ impl ShardState {
         }
     }
 
-    fn on_accepted<O: Ops>(&mut self, io: &mut O, conn: ConnId) {
+    fn on_accepted<O: Ops>(&mut self, io: &mut O, conn: ConnId, peer: std::net::SocketAddr) {
         let open = self.shared.open_conns.fetch_add(1, Ordering::Relaxed) + 1;
         if open > self.shared.max_conns || self.stopping_since_ms.is_some() {
             // Over the ceiling: refuse at once; the Closed event gives the slot back.
@@ -271,8 +271,12 @@ impl ShardState {
             return;
         }
         let now_ms = self.now_ms();
-        self.router
-            .on_connect(ConnKey(conn.to_u64()), now_ms, &mut self.out.fx(io));
+        self.router.on_connect(
+            ConnKey(conn.to_u64()),
+            Some(peer.ip()),
+            now_ms,
+            &mut self.out.fx(io),
+        );
     }
 
     fn begin_shutdown<D: Driver>(&mut self, driver: &mut D) {
@@ -440,7 +444,7 @@ impl ShardState {
 impl<D: Driver> Handler<D> for ShardState {
     fn on_event(&mut self, io: &mut D::Ops<'_>, event: Event<'_>) {
         match event {
-            Event::Accepted { conn, .. } => self.on_accepted(io, conn),
+            Event::Accepted { conn, peer, .. } => self.on_accepted(io, conn, peer),
             Event::Received { conn, data } => {
                 let now_ms = self.now_ms();
                 self.router

@@ -130,7 +130,7 @@ impl World {
         self.client_net[client] = Some(net);
         self.clients[client].connect();
         self.call(shard, |router, now_ms, fx| {
-            router.on_connect(key, now_ms, fx)
+            router.on_connect(key, None, now_ms, fx)
         })
     }
 

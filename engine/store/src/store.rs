@@ -379,6 +379,12 @@ impl Store {
         }
     }
 
+    /// Bytes appended and not yet handed to a writer (grows with every mutation of a
+    /// durable store; a caller can tell whether a call wrote anything).
+    pub fn pending_bytes(&self) -> usize {
+        self.journal.pending_bytes()
+    }
+
     /// Live messages, all owners.
     pub fn live_messages(&self) -> usize {
         self.tables.len()

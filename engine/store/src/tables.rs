@@ -78,6 +78,8 @@ struct Queue {
 #[derive(Debug, Default)]
 pub(crate) struct Tables {
     queues: HashMap<Arc<str>, Queue>,
+    /// Bytes of the owner keys in `queues` (for the O(1) memory estimate).
+    owner_key_bytes: usize,
     live_messages: usize,
     live_record_bytes: u64,
     /// The stanzas by id, for a store without a log (see the module doc).
@@ -98,6 +100,9 @@ impl Tables {
     /// Adds `msg` at the end of `owner`'s queue, with its stanza when this table keeps them.
     /// Returns false (and changes nothing) if the id is already in that queue.
     pub(crate) fn insert(&mut self, owner: &str, msg: Queued, stanza: Option<&[u8]>) -> bool {
+        if !self.queues.contains_key(owner) {
+            self.owner_key_bytes += owner.len();
+        }
         let queue = match self.queues.get_mut(owner) {
             Some(queue) => queue,
             None => self.queues.entry(Arc::from(owner)).or_default(),
@@ -138,6 +143,7 @@ impl Tables {
         let (len, capacity) = (queue.messages.len(), queue.messages.capacity());
         if len == 0 {
             self.queues.remove(owner);
+            self.owner_key_bytes -= owner.len();
         } else if capacity > 64 && len * 4 < capacity {
             // A drained backlog gives its memory back instead of keeping its peak.
             queue.messages.shrink_to(len * 2);
@@ -225,15 +231,13 @@ impl Tables {
         self.live_record_bytes
     }
 
-    /// Heap bytes of the message index (queues and their keys), for the memory budget.
+    /// Heap bytes of the message index (queues and their keys), estimated in O(1): entries
+    /// by length (a queue's spare capacity is not counted: up to as much again), the map by
+    /// capacity, keys with their `Arc` counts.
     pub(crate) fn index_heap_bytes(&self) -> usize {
         let map = self.queues.capacity() * (std::mem::size_of::<(Arc<str>, Queue)>() + 1);
-        let queues: usize = self
-            .queues
-            .iter()
-            .map(|(k, q)| k.len() + 16 + q.messages.capacity() * std::mem::size_of::<Queued>())
-            .sum();
-        map + queues
+        let keys = self.owner_key_bytes + self.queues.len() * 16;
+        map + keys + self.live_messages * std::mem::size_of::<Queued>()
     }
 }
 

@@ -113,7 +113,7 @@ fn change(room: &mut Room, ctx: &mut Ctx<'_, '_>, items: &[&Element<'_>]) -> Res
     let mut changes: Vec<Change> = Vec::with_capacity(items.len());
     let mut seen = HashSet::new();
     for item in items {
-        let change = requested(room, item)?;
+        let change = requested(room, item, &ctx.config.local_domain)?;
         if !seen.insert(change.user.as_str().to_owned()) {
             return Err(MucError::BadRequest.into());
         }
@@ -128,6 +128,10 @@ fn change(room: &mut Room, ctx: &mut Ctx<'_, '_>, items: &[&Element<'_>]) -> Res
         persist::save_affiliation(ctx.store, &room.jid, &change.user, change.new)
             .map_err(|_| Refusal::from(MucError::ResourceConstraint))?;
         room.set_affiliation(&change.user, change.new);
+        let (was, is) = (change.current, change.new);
+        if (was == Affiliation::Owner) != (is == Affiliation::Owner) {
+            ctx.count_owner(change.user.as_str(), is == Affiliation::Owner);
+        }
     }
     ctx.result(b"");
     for change in &changes {
@@ -137,7 +141,7 @@ fn change(room: &mut Room, ctx: &mut Ctx<'_, '_>, items: &[&Element<'_>]) -> Res
 }
 
 /// Parses one `<item affiliation='..' jid='..'/>` (or `nick='..'` naming an occupant).
-fn requested(room: &Room, item: &Element<'_>) -> Result<Change, Refusal> {
+fn requested(room: &Room, item: &Element<'_>, local_domain: &str) -> Result<Change, Refusal> {
     let new = match item.attr("affiliation") {
         Some("outcast") => return Err(roles_unsupported()),
         Some(value) => Affiliation::parse(value).ok_or(MucError::BadRequest)?,
@@ -155,6 +159,11 @@ fn requested(room: &Room, item: &Element<'_>) -> Result<Change, Refusal> {
     let user = user.to_bare();
     if user.local().is_none() {
         return Err(MucError::JidMalformed.into());
+    }
+    if user.domain() != local_domain && new != Affiliation::None {
+        // A member gets every message stored for it: only users who can log in here.
+        let text = format!("Only users of {local_domain} can belong to a group (no federation)");
+        return Err(Refusal::with_text(MucError::NotAllowed, text));
     }
     let current = room.affiliation(user.as_str());
     Ok(Change { user, current, new })

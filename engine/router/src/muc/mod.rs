@@ -22,9 +22,14 @@
 //! disco#items lists the rooms of the shard that answers it (the service JID's home shard),
 //! open rooms and those the requester belongs to, at most `MAX_LISTED_ROOMS`.
 //!
-//! What it does not do: bans (outcast), roles changes (kick, voice), room destruction,
-//! invitations, iq forwarding to occupants (except XEP-0410 self-ping), or anything on
-//! another shard (the router routes every room stanza to the room's home shard).
+//! Limits: `max_rooms_per_shard` rooms on a shard (creation past it: resource-constraint),
+//! `max_rooms_per_user` rooms owned by one user on a shard (not-allowed), members only from
+//! this server's domain (no federation yet: not-allowed). An owner may destroy a room
+//! (XEP-0045 10.9): occupants hear it, its record and affiliations leave the store.
+//!
+//! What it does not do: bans (outcast), roles changes (kick, voice), invitations, iq
+//! forwarding to occupants (except XEP-0410 self-ping), or anything on another shard (the
+//! router routes every room stanza to the room's home shard).
 //!
 //! Invariants: a room is touched only on its home shard; no error is ever answered with an
 //! error (stanzas of type error are ignored); every change to configuration, subject or
@@ -84,7 +89,12 @@ pub(crate) enum RoomAction {
 pub(crate) struct RoomsConfig {
     /// The service domain (`groups.<domain>`).
     pub service: Jid,
+    /// The server's own domain: the only one whose users may be members.
+    pub local_domain: Box<str>,
     pub max_members: usize,
+    /// Most rooms on this shard, and most rooms one user owns on it.
+    pub max_rooms: usize,
+    pub max_rooms_per_user: usize,
     pub shards: u16,
     pub shard: u16,
     /// Roles whose presence a new room broadcasts (`--group-presence-broadcast`).
@@ -96,13 +106,27 @@ pub(crate) struct RoomsConfig {
 pub(crate) struct Rooms {
     config: RoomsConfig,
     rooms: HashMap<Box<str>, Room>,
+    /// Rooms of this shard each user owns (bare JID -> count), for `max_rooms_per_user`.
+    owned: HashMap<Box<str>, u32>,
 }
 
 impl Rooms {
     /// The rooms of this shard, restored from the store's keyed tables.
     pub fn load(config: RoomsConfig, store: &Store) -> Rooms {
         let rooms = persist::load(&config, store);
-        Rooms { config, rooms }
+        let mut owned: HashMap<Box<str>, u32> = HashMap::new();
+        for room in rooms.values() {
+            for (user, affiliated) in &room.affiliations {
+                if affiliated.affiliation == room::Affiliation::Owner {
+                    *owned.entry(user.clone()).or_default() += 1;
+                }
+            }
+        }
+        Rooms {
+            config,
+            rooms,
+            owned,
+        }
     }
 
     /// The service domain.
@@ -129,6 +153,8 @@ impl Rooms {
         let id = view.id();
         let mut ctx = Ctx {
             config: &self.config,
+            owned: &mut self.owned,
+            room_count: self.rooms.len(),
             store,
             out,
             from,
@@ -149,7 +175,12 @@ impl Rooms {
                 None => ctx.refuse(stanzas::MucError::ItemNotFound),
             },
             StanzaKind::Iq => match self.rooms.get_mut(to.bare_str()) {
-                Some(room) => disco::on_room_iq(room, &mut ctx),
+                Some(room) => {
+                    disco::on_room_iq(room, &mut ctx);
+                    if room.destroyed {
+                        self.rooms.remove(to.bare_str());
+                    }
+                }
                 None => ctx.refuse(stanzas::MucError::ItemNotFound),
             },
             StanzaKind::Other => {}
@@ -172,6 +203,10 @@ impl Rooms {
 /// One stanza being handled: who sent it, what it addressed, and where answers go.
 pub(crate) struct Ctx<'a, 'v> {
     pub config: &'a RoomsConfig,
+    /// Rooms each user owns on this shard (kept by creation, ownership changes, destruction).
+    pub owned: &'a mut HashMap<Box<str>, u32>,
+    /// Rooms on this shard before this stanza.
+    pub room_count: usize,
     pub store: &'a mut Store,
     pub out: &'a mut Vec<RoomAction>,
     /// The sender's real full JID.
@@ -185,6 +220,23 @@ pub(crate) struct Ctx<'a, 'v> {
 }
 
 impl Ctx<'_, '_> {
+    /// Counts `user` (a bare JID) as owner of one more (`gained`) or one fewer room.
+    pub fn count_owner(&mut self, user: &str, gained: bool) {
+        if gained {
+            *self.owned.entry(user.into()).or_default() += 1;
+        } else if let Some(count) = self.owned.get_mut(user) {
+            *count -= 1;
+            if *count == 0 {
+                self.owned.remove(user);
+            }
+        }
+    }
+
+    /// Rooms `user` (a bare JID) owns on this shard.
+    pub fn owned_by(&self, user: &str) -> usize {
+        self.owned.get(user).map_or(0, |&n| n as usize)
+    }
+
     /// Answers the sender with a stanza error from what it addressed, unless the stanza is
     /// one that never gets an error (errors, iq results, headlines; presence other than a
     /// join is never refused, so its refusals always go out).

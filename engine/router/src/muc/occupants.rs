@@ -64,10 +64,22 @@ fn join_or_update(rooms: &mut HashMap<Box<str>, Room>, ctx: &mut Ctx<'_, '_>) {
     }
 }
 
-/// A join to a missing room creates it, the joiner its owner.
+/// A join to a missing room creates it, the joiner its owner; within the shard's room cap and
+/// the joiner's own.
 fn create(ctx: &mut Ctx<'_, '_>, payload: Box<[u8]>) -> Option<Room> {
     if ctx.config.max_members == 0 {
         ctx.refuse(full(ctx.config.max_members));
+        return None;
+    }
+    if ctx.room_count >= ctx.config.max_rooms {
+        let text = "The group service is full: no new group can be made now";
+        ctx.refuse(Refusal::with_text(MucError::ResourceConstraint, text));
+        return None;
+    }
+    let cap = ctx.config.max_rooms_per_user;
+    if ctx.owned_by(ctx.from.bare_str()) >= cap {
+        let text = format!("You own the maximum of {cap} groups: destroy one first");
+        ctx.refuse(Refusal::with_text(MucError::NotAllowed, text));
         return None;
     }
     let mut room = Room::new(
@@ -82,6 +94,7 @@ fn create(ctx: &mut Ctx<'_, '_>, payload: Box<[u8]>) -> Option<Room> {
         return None;
     }
     room.set_affiliation(ctx.from, Affiliation::Owner);
+    ctx.count_owner(ctx.from.bare_str(), true);
     enter(&mut room, ctx, Affiliation::Owner, payload, true);
     Some(room)
 }

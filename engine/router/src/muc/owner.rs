@@ -8,8 +8,11 @@
 //! positive number or `none`, clamped to the service's member cap), `_presencebroadcast`
 //! (any of moderator/participant/visitor). Other fields (FORM_TYPE included) are ignored.
 //!
-//! What it does not do: room destruction (`feature-not-implemented`), passwords, moderation,
-//! logging or any other `muc#roomconfig` field.
+//! Destruction (XEP-0045 10.9): `<destroy jid='..'><reason/></destroy>` ends the room: its
+//! record and affiliations leave the store, every occupant session hears an unavailable
+//! presence with the `<destroy/>` (alternate venue and reason), the owner gets the result.
+//!
+//! What it does not do: passwords, moderation, logging or any other `muc#roomconfig` field.
 //!
 //! Invariants: a submission is checked whole before anything changes (a bad field changes
 //! nothing, `bad-request`); the new configuration is written to the store before it takes
@@ -20,9 +23,12 @@ use rookery_proto::element::Element;
 use super::occupants::announce_departure;
 use super::persist;
 use super::room::{Affiliation, Role, RoleSet, Room, RoomConfig, MAX_NAME_BYTES};
-use super::stanzas::{push_attr, push_value, status, MucError, Refusal, DATA_NS, MUC_OWNER_NS};
+use super::stanzas::{
+    self, push_attr, push_value, status, Head, MucError, Refusal, DATA_NS, MUC_OWNER_NS,
+};
 use super::Ctx;
 use crate::effects::StanzaType;
+use rookery_proto::StanzaKind;
 
 const ROOMCONFIG_NS: &str = "http://jabber.org/protocol/muc#roomconfig";
 
@@ -41,10 +47,8 @@ pub(crate) fn on_owner(room: &mut Room, ctx: &mut Ctx<'_, '_>, query: &Element<'
 }
 
 fn submit(room: &mut Room, ctx: &mut Ctx<'_, '_>, query: &Element<'_>) {
-    if query.child("destroy", MUC_OWNER_NS).is_some() {
-        let text = "Groups cannot be destroyed";
-        ctx.refuse(Refusal::with_text(MucError::FeatureNotImplemented, text));
-        return;
+    if let Some(destroy) = query.child("destroy", MUC_OWNER_NS) {
+        return destroy_room(room, ctx, destroy);
     }
     let Some(x) = query.child("x", DATA_NS) else {
         ctx.refuse(MucError::BadRequest);
@@ -78,6 +82,48 @@ fn submit(room: &mut Room, ctx: &mut Ctx<'_, '_>, query: &Element<'_>) {
     if room.config.members_only && !previous.members_only {
         remove_non_members(room, ctx);
     }
+}
+
+/// Destroys `room` (see the module doc); the shard drops it after this stanza.
+fn destroy_room(room: &mut Room, ctx: &mut Ctx<'_, '_>, destroy: &Element<'_>) {
+    if persist::delete_room(ctx.store, &room.jid).is_err() {
+        ctx.refuse(MucError::ResourceConstraint);
+        return;
+    }
+    let venue = destroy.attr("jid");
+    let reason = destroy.child("reason", MUC_OWNER_NS).map(|r| r.text());
+    let occupants = std::mem::take(&mut room.occupants);
+    room.sessions.clear();
+    for occupant in occupants.values() {
+        for session in &occupant.sessions {
+            let mut stanza = Vec::new();
+            let head = Head {
+                id: None,
+                from: occupant.jid.as_str(),
+                to: Some(session.as_str()),
+            };
+            stanzas::destroyed_presence(&mut stanza, head, venue, reason.as_deref());
+            ctx.send(
+                session,
+                StanzaKind::Presence,
+                StanzaType::Unavailable,
+                stanza,
+            );
+        }
+    }
+    let owners: Vec<Box<str>> = room
+        .affiliations
+        .iter()
+        .filter(|(_, a)| a.affiliation == Affiliation::Owner)
+        .map(|(user, _)| user.clone())
+        .collect();
+    for owner in owners {
+        ctx.count_owner(&owner, false);
+    }
+    room.affiliations.clear();
+    room.invalidate();
+    room.destroyed = true;
+    ctx.result(b"");
 }
 
 /// The configuration a submitted form asks for, starting from `current`.

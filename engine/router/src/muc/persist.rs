@@ -127,8 +127,13 @@ pub(crate) fn decode_affiliation(bytes: &[u8]) -> Option<Affiliation> {
     }
 }
 
-/// Writes `room`'s record (configuration and subject).
+/// Writes `room`'s record (configuration and subject). Refused while the store is unavailable
+/// (a failed log write): a room change is answered only once stored, so it is refused rather
+/// than kept waiting behind a disk that may stay full.
 pub(crate) fn save_room(store: &mut Store, room: &Room) -> Result<(), StoreError> {
+    if !store.is_available() {
+        return Err(StoreError::Unavailable);
+    }
     store.kv_set(ROOMS, room.jid.as_str(), &encode_room(room))
 }
 
@@ -139,6 +144,9 @@ pub(crate) fn save_affiliation(
     user: &Jid,
     affiliation: Affiliation,
 ) -> Result<(), StoreError> {
+    if !store.is_available() {
+        return Err(StoreError::Unavailable);
+    }
     let key = tables::key(room.as_str(), user.bare_str());
     match encode_affiliation(affiliation) {
         Some(value) => store.kv_set(AFFILIATIONS, &key, &value),
@@ -147,6 +155,24 @@ pub(crate) fn save_affiliation(
             Ok(())
         }
     }
+}
+
+/// Deletes `room`'s record and every affiliation with it (the room is destroyed). Refused
+/// while the store is unavailable, like every room change.
+pub(crate) fn delete_room(store: &mut Store, room: &Jid) -> Result<(), StoreError> {
+    if !store.is_available() {
+        return Err(StoreError::Unavailable);
+    }
+    let prefix = tables::prefix(room.as_str());
+    let keys: Vec<String> = store
+        .kv_scan(AFFILIATIONS, &prefix)
+        .map(|(key, _)| key.to_owned())
+        .collect();
+    for key in keys {
+        store.kv_delete(AFFILIATIONS, &key);
+    }
+    store.kv_delete(ROOMS, room.as_str());
+    Ok(())
 }
 
 /// This shard's rooms, from the store.

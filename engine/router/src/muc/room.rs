@@ -213,6 +213,8 @@ pub(crate) struct Room {
     pub sessions: HashMap<Box<str>, Box<str>>,
     message_plan: Option<Arc<FanoutPlan>>,
     presence_plan: Option<Arc<FanoutPlan>>,
+    /// Set by its destruction; the shard's room table drops it after the stanza.
+    pub destroyed: bool,
 }
 
 impl Room {
@@ -226,6 +228,7 @@ impl Room {
             sessions: HashMap::new(),
             message_plan: None,
             presence_plan: None,
+            destroyed: false,
         }
     }
 

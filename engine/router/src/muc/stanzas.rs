@@ -207,6 +207,32 @@ pub(crate) fn occupant_presence(
     out.extend_from_slice(b"</x></presence>");
 }
 
+/// What an occupant session hears when its room is destroyed (XEP-0045 10.9): unavailable,
+/// no affiliation or role, and the `<destroy/>` with the alternate venue and reason, if any.
+pub(crate) fn destroyed_presence(
+    out: &mut Vec<u8>,
+    head: Head<'_>,
+    venue: Option<&str>,
+    reason: Option<&str>,
+) {
+    open(out, "presence", Some("unavailable"), head);
+    out.extend_from_slice(b"><x");
+    attr(out, "xmlns", MUC_USER_NS);
+    out.extend_from_slice(b"><item affiliation='none' role='none'/><destroy");
+    if let Some(venue) = venue {
+        attr(out, "jid", venue);
+    }
+    match reason {
+        Some(reason) => {
+            out.extend_from_slice(b"><reason>");
+            escape_text(reason, out);
+            out.extend_from_slice(b"</reason></destroy>");
+        }
+        None => out.extend_from_slice(b"/>"),
+    }
+    out.extend_from_slice(b"</x></presence>");
+}
+
 /// The subject message sent to a joiner (an empty `<subject/>` when none is set).
 pub(crate) fn subject_message(out: &mut Vec<u8>, head: Head<'_>, text: &str) {
     open(out, "message", Some("groupchat"), head);

@@ -30,7 +30,10 @@ pub(super) fn memory_store() -> Store {
 pub(super) fn rooms_config(max_members: usize, shards: u16) -> RoomsConfig {
     RoomsConfig {
         service: jid("groups.example.com"),
+        local_domain: "example.com".into(),
         max_members,
+        max_rooms: 1_000,
+        max_rooms_per_user: 100,
         shards,
         shard: 0,
         default_broadcast: crate::config::BroadcastRoles::ALL,
