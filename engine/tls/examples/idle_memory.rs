@@ -47,23 +47,36 @@ fn main() {
         size_of::<rustls::server::UnbufferedServerConnection>()
     );
     for (name, version) in [("TLS 1.3", &TLS13), ("TLS 1.2", &TLS12)] {
-        let config = client_config_without_resumption(&fx, version);
-        println!("\n== {name} ==");
-        let ours = measure::<Ours>(&fx, &config);
-        ours.print("TlsSession (unbuffered)", size_of::<TlsSession>());
-        let theirs = measure::<Buffered>(&fx, &config);
-        theirs.print(
-            "rustls ServerConnection (buffered)",
-            size_of::<ServerConnection>(),
-        );
+        for chacha_only in [false, true] {
+            let config = client_config_without_resumption(&fx, version, chacha_only);
+            let suites = match chacha_only {
+                false => "client offers every suite (rustls picks AES-256-GCM)",
+                true => "client offers ChaCha20-Poly1305 only",
+            };
+            println!("\n== {name}, {suites} ==");
+            let ours = measure::<Ours>(&fx, &config);
+            ours.print("TlsSession (unbuffered)", size_of::<TlsSession>());
+            let theirs = measure::<Buffered>(&fx, &config);
+            let name = "rustls ServerConnection (buffered, same config)";
+            theirs.print(name, size_of::<ServerConnection>());
+        }
     }
 }
 
+/// A client offering every suite, or ChaCha20-Poly1305 only.
 fn client_config_without_resumption(
     fx: &Fixture,
     version: &'static SupportedProtocolVersion,
+    chacha_only: bool,
 ) -> Arc<ClientConfig> {
-    let mut config = (*fx.client_config(version, &[ALPN_XMPP_CLIENT])).clone();
+    let mut provider = client_provider();
+    if chacha_only {
+        provider
+            .cipher_suites
+            .retain(|s| format!("{:?}", s.suite()).contains("CHACHA"));
+    }
+    let config = client_config_with(&fx.ca, version, &[ALPN_XMPP_CLIENT], provider);
+    let mut config = (*config).clone();
     // The client's ticket store would otherwise grow in the measured heap.
     config.resumption = Resumption::disabled();
     Arc::new(config)

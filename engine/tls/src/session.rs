@@ -352,6 +352,19 @@ impl TlsSession {
         }
     }
 
+    /// The negotiated cipher suite, for logs and metrics.
+    pub fn cipher_suite(&self) -> Option<rustls::CipherSuite> {
+        self.conn.negotiated_cipher_suite().map(|s| s.suite())
+    }
+
+    /// Whether the record layer keeps only the raw key (`lean.rs`), as every suite of our
+    /// config does; false before the suite is negotiated.
+    pub fn has_lean_record_layer(&self) -> bool {
+        self.conn
+            .negotiated_cipher_suite()
+            .is_some_and(crate::lean::is_lean)
+    }
+
     /// RFC 9266 `tls-exporter` channel binding (label `EXPORTER-Channel-Binding`, no context,
     /// 32 bytes) for SCRAM-*-PLUS; `None` before the handshake completed.
     pub fn channel_binding_exporter(&self) -> Option<[u8; CHANNEL_BINDING_BYTES]> {
@@ -363,7 +376,7 @@ impl TlsSession {
 
     /// An estimate of the heap this session holds, for metrics: our read buffer's capacity
     /// and SNI string exactly, plus rustls' own heap as measured per stage and version by
-    /// `examples/idle_memory.rs` (AEAD keys, key schedule, state machine, its deframer and
+    /// `examples/idle_memory.rs` (record keys, key schedule, state machine, its deframer and
     /// queues; see `memory.rs`). Not counted: `size_of::<TlsSession>()` itself (1,168 bytes),
     /// the `ServerConfig` all sessions share, and the caller's plaintext and output vectors.
     pub fn heap_bytes(&self) -> usize {

@@ -27,6 +27,17 @@ fn config_without_resumption(
     Arc::new(config)
 }
 
+/// A client offering ChaCha20-Poly1305 only.
+fn chacha_config_without_resumption(fx: &Fixture) -> Arc<ClientConfig> {
+    let mut provider = client_provider();
+    provider
+        .cipher_suites
+        .retain(|s| format!("{:?}", s.suite()).contains("CHACHA"));
+    let mut config = (*client_config_with(&fx.ca, &TLS13, &[], provider)).clone();
+    config.resumption = Resumption::disabled();
+    Arc::new(config)
+}
+
 /// A session that completed its handshake and exchanged a stanza each way; the client is
 /// dropped so that only the server's heap remains on this thread. Returns the session and
 /// the heap it holds.
@@ -58,9 +69,13 @@ fn assert_close(estimate: usize, measured: isize, what: &str) {
 #[test]
 fn heap_bytes_tracks_the_measured_heap() {
     let fx = Fixture::new();
-    for version in [&TLS13, &TLS12] {
-        let config = config_without_resumption(&fx, version);
-        drop(idle_session(&fx, &config)); // first use on this thread allocates shared state
+    let configs = [
+        config_without_resumption(&fx, &TLS13),
+        config_without_resumption(&fx, &TLS12),
+        chacha_config_without_resumption(&fx),
+    ];
+    for config in &configs {
+        drop(idle_session(&fx, config)); // first use on this thread allocates shared state
 
         let before = live_bytes();
         let fresh = TlsSession::new(&fx.context);
@@ -69,14 +84,14 @@ fn heap_bytes_tracks_the_measured_heap() {
 
         let before = live_bytes();
         let mut waiting = TlsSession::new(&fx.context);
-        let hello = client_output(&mut client(&config));
+        let hello = client_output(&mut client(config));
         waiting
             .read(&hello, &mut Vec::new(), &mut Vec::new())
             .expect("ClientHello");
         assert_close(waiting.heap_bytes(), live_bytes() - before, "mid-handshake");
         drop(waiting);
 
-        let (idle, held) = idle_session(&fx, &config);
+        let (idle, held) = idle_session(&fx, config);
         assert_close(idle.heap_bytes(), held, "idle");
     }
 }
