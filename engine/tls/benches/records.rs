@@ -1,7 +1,7 @@
 //! Cost of protecting one record: whole `TlsSession::write` / `read` calls per TLS 1.3 suite
 //! (rustls' framing and our lean record layer included), and the bare ring AEAD seal with the
 //! key kept expanded (ring's own record layer) or rebuilt from its bytes for each record
-//! (ours, `src/lean.rs`).
+//! (ours, `src/lean/`).
 //!
 //! ```text
 //! cargo bench -p rookery-tls --bench records

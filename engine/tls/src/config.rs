@@ -16,7 +16,7 @@
 //!   post-quantum hybrid key exchange (X25519MLKEM768), which is why rustls 0.23.48 deprecates
 //!   its ring provider; switching is a provider change here, and costs a larger ClientHello
 //!   and key share (about 1.2 KB each way) per handshake.
-//! - Record protection on `lean.rs` (ring's AEADs, key rebuilt per record): ~1 KiB less per
+//! - Record protection on `lean/` (ring's AEADs, key rebuilt per record): ~1 KiB less per
 //!   idle session for ~0.05-0.08 us more per small record.
 //! - `require_ems`: TLS 1.2 without extended master secret (RFC 7627) is open to the triple
 //!   handshake attack, and RFC 9266 forbids `tls-exporter` on it; every TLS 1.2 client of the
@@ -192,7 +192,7 @@ fn certified_key(
     }
 }
 
-/// ring's provider, with every suite on a lean record layer (`lean.rs`: the raw key kept,
+/// ring's provider, with every suite on a lean record layer (`lean/`: the raw key kept,
 /// 16-32 bytes per direction, instead of ring's 560-byte expanded key).
 fn provider() -> CryptoProvider {
     // Deprecated in rustls 0.23.48 only because ring has no post-quantum key exchange

@@ -9,7 +9,7 @@
 //!   plaintext and bytes-for-the-peer out), `write`, `close`, and the facts SASL needs
 //!   (RFC 9266 channel binding, ALPN, SNI, version). It owns no buffer while idle.
 //!
-//! - Record protection keeps only the raw keys (`lean.rs`: ring's AEADs with the key rebuilt
+//! - Record protection keeps only the raw keys (`lean/`: ring's AEADs with the key rebuilt
 //!   per record), which halves rustls' heap per idle session (measured in
 //!   `examples/idle_memory.rs`; the cost per record in `examples/record_cost.rs`).
 //!

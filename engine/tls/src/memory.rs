@@ -11,7 +11,7 @@
 //! Where an idle TLS 1.3 session's rustls heap goes (measured, bytes): handshake deframer span
 //! vector 640 (allocated with capacity 16 when the connection is made, never shrunk), state
 //! machine with key schedule 224 (TLS 1.2: 120), two `VecDeque`s of rustls' chunk queues
-//! 96 + 96 (capacity kept after use), record keys 56 + 56 (`lean.rs`; ring's own record layer
+//! 96 + 96 (capacity kept after use), record keys 56 + 56 (`lean/`; ring's own record layer
 //! keeps 560 + 560), SNI copy 17, ALPN 11.
 
 /// A session that has not processed a ClientHello yet.

@@ -357,7 +357,7 @@ impl TlsSession {
         self.conn.negotiated_cipher_suite().map(|s| s.suite())
     }
 
-    /// Whether the record layer keeps only the raw key (`lean.rs`), as every suite of our
+    /// Whether the record layer keeps only the raw key (`lean/`), as every suite of our
     /// config does; false before the suite is negotiated.
     pub fn has_lean_record_layer(&self) -> bool {
         self.conn
