@@ -84,6 +84,9 @@ pub struct TlsSession {
     /// message). Empty means no allocation.
     incoming: Vec<u8>,
     stage: Stage,
+    /// The peer's close_notify arrived: rustls reads nothing after it, so neither do we
+    /// (RFC 8446 section 6.1: data after a closure alert is ignored), lest it pile up.
+    peer_closed: bool,
     binding: Binding,
     server_name: Option<Box<str>>,
 }
@@ -99,6 +102,7 @@ impl TlsSession {
             conn,
             incoming: Vec::new(),
             stage: Stage::Handshaking,
+            peer_closed: false,
             binding: Binding::Unknown,
             server_name: None,
         }
@@ -123,7 +127,11 @@ impl TlsSession {
             capture::arm();
         }
         let mut outcome = ReadOutcome::default();
-        let mut rest = ciphertext;
+        let mut rest = if self.peer_closed {
+            &[][..]
+        } else {
+            ciphertext
+        };
         let result = loop {
             let (step, after) = rest.split_at(rest.len().min(READ_STEP_BYTES));
             rest = after;
@@ -178,6 +186,7 @@ impl TlsSession {
                 }
                 ConnectionState::PeerClosed => {
                     outcome.peer_closed = true;
+                    self.peer_closed = true;
                     true
                 }
                 ConnectionState::WriteTraffic(_) => {
@@ -318,9 +327,10 @@ impl TlsSession {
         };
     }
 
-    /// Frees the read buffer when empty, and shrinks it when a big read left a small tail.
+    /// Frees the read buffer when empty (or when nothing more will be read), and shrinks it
+    /// when a big read left a small tail.
     fn trim_incoming(&mut self) {
-        if self.incoming.is_empty() {
+        if self.incoming.is_empty() || self.peer_closed {
             self.incoming = Vec::new();
         } else if self.incoming.capacity() > 2 * self.incoming.len() + 1024 {
             self.incoming.shrink_to_fit();

@@ -213,3 +213,28 @@ impl WriterWrite for rustls::ClientConnection {
         self.writer().write_all(data).expect("client write");
     }
 }
+
+#[test]
+fn bytes_after_the_peers_close_notify_are_dropped_not_kept() {
+    let fx = Fixture::new();
+    let config = fx.client_config(&TLS13, &[]);
+    let (mut client, mut server, _) = handshake(&fx.context, &config);
+    client.send_close_notify();
+    let mut observed = Observed::default();
+    pump(&mut client, &mut server, &mut observed).expect("close_notify");
+    assert_eq!(observed.peer_closed, 1);
+    let idle = server.heap_bytes();
+    let junk = vec![0x17u8; 64 * 1024];
+    for _ in 0..16 {
+        let outcome = server
+            .read(&junk, &mut observed.plaintext, &mut Vec::new())
+            .expect("ignored");
+        assert_eq!(outcome, Default::default());
+    }
+    assert_eq!(
+        server.heap_bytes(),
+        idle,
+        "nothing buffered after close_notify"
+    );
+    assert!(observed.plaintext.is_empty());
+}
