@@ -17,7 +17,7 @@
 //!   its ring provider; switching is a provider change here, and costs a larger ClientHello
 //!   and key share (about 1.2 KB each way) per handshake.
 //! - Record protection on `lean/` (ring's AEADs, key rebuilt per record): ~1 KiB less per
-//!   idle session for ~0.05-0.08 us more per small record.
+//!   idle session for ~0.03 us (ChaCha20) to ~0.19 us (AES-GCM) more per record.
 //! - `require_ems`: TLS 1.2 without extended master secret (RFC 7627) is open to the triple
 //!   handshake attack, and RFC 9266 forbids `tls-exporter` on it; every TLS 1.2 client of the
 //!   last decade sends EMS.

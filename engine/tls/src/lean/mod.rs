@@ -6,9 +6,10 @@
 //! expanded AES-GCM key (round keys and GHASH table), so a rustls connection on ring keeps
 //! 2 x 560 bytes of key state whatever suite it negotiated: a third of an idle TLS session.
 //! These record layers keep the raw key (16 or 32 bytes) and build ring's key on the stack
-//! for each record. Measured (`cargo bench -p rookery-tls --bench records`, seal-*): about
-//! 0.05 us more per 300-byte record for ChaCha20-Poly1305 and 0.08 us more for AES-128-GCM,
-//! 1.5-2 us more per 16 KiB record. An idle session saves ~1 KiB.
+//! for each record. Measured (`cargo run --release -p rookery-tls --example record_cost`,
+//! results/20261207-013912-tls-idle-memory): ~0.03 us more per record for ChaCha20-Poly1305
+//! and ~0.15-0.19 us for AES-GCM (key expansion and GHASH table), whatever the record size.
+//! An idle session saves ~1 KiB.
 //!
 //! What it does: implements rustls' `Tls13AeadAlgorithm` and `Tls12AeadAlgorithm` for the
 //! suites of rustls' ring provider (AES-128-GCM, AES-256-GCM, ChaCha20-Poly1305), exactly as
