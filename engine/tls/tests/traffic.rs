@@ -238,3 +238,27 @@ fn bytes_after_the_peers_close_notify_are_dropped_not_kept() {
     );
     assert!(observed.plaintext.is_empty());
 }
+
+#[test]
+fn data_sent_with_the_clients_finished_arrives_with_handshake_completed() {
+    // TLS 1.3 only: a TLS 1.2 client (without False Start) waits for the server's Finished.
+    let fx = Fixture::new();
+    let config = fx.client_config(&TLS13, &[ALPN_XMPP_CLIENT]);
+    let mut client = client(&config);
+    // Queued before the handshake: rustls sends it right after the client's Finished.
+    client.writer_write(b"<stream:stream to='xmpp.example.test'>");
+    let mut server = TlsSession::new(&fx.context);
+    let (mut plaintext, mut to_client) = (Vec::new(), Vec::new());
+    let hello = server
+        .read(&client_output(&mut client), &mut plaintext, &mut to_client)
+        .expect("ClientHello");
+    assert!(!hello.handshake_completed);
+    client_input(&mut client, &to_client).expect("server flight");
+    to_client.clear();
+    let flight = client_output(&mut client);
+    let outcome = server
+        .read(&flight, &mut plaintext, &mut to_client)
+        .expect("Finished and data in one read");
+    assert!(outcome.handshake_completed);
+    assert_eq!(plaintext, b"<stream:stream to='xmpp.example.test'>");
+}
