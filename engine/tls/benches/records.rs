@@ -1,7 +1,5 @@
-//! Cost of protecting one record: whole `TlsSession::write` / `read` calls per TLS 1.3 suite
-//! (rustls' framing and our lean record layer included), and the bare ring AEAD seal with the
-//! key kept expanded (ring's own record layer) or rebuilt from its bytes for each record
-//! (ours, `src/lean/`).
+//! Cost of protecting one record: whole `TlsSession::write` / `read` calls per TLS 1.3 suite,
+//! rustls' framing and ring's record layer (as rustls' ring provider ships it) included.
 //!
 //! ```text
 //! cargo bench -p rookery-tls --bench records
@@ -69,46 +67,5 @@ fn records(c: &mut Criterion) {
     }
 }
 
-fn key_per_record(c: &mut Criterion) {
-    use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_128_GCM, CHACHA20_POLY1305};
-    let key_bytes = [7u8; 32];
-    for size in SIZES {
-        let mut group = c.benchmark_group(format!("seal-{size}B"));
-        group.throughput(Throughput::Bytes(size as u64));
-        let mut data = vec![b'x'; size];
-        for (name, alg) in [
-            ("chacha20", &CHACHA20_POLY1305),
-            ("aes128gcm", &AES_128_GCM),
-        ] {
-            let bytes = &key_bytes[..alg.key_len()];
-            let kept = LessSafeKey::new(UnboundKey::new(alg, bytes).expect("key"));
-            let mut seq = 0u64;
-            let mut seal = |key: &LessSafeKey, data: &mut Vec<u8>| {
-                seq += 1;
-                let mut nonce = [0u8; 12];
-                nonce[4..].copy_from_slice(&seq.to_be_bytes());
-                let tag = key
-                    .seal_in_place_separate_tag(
-                        Nonce::assume_unique_for_key(nonce),
-                        Aad::from([0u8; 5]),
-                        data,
-                    )
-                    .expect("seal");
-                let _ = std::hint::black_box(tag);
-            };
-            group.bench_function(format!("{name}/key-kept"), |b| {
-                b.iter(|| seal(&kept, &mut data))
-            });
-            group.bench_function(format!("{name}/key-per-record"), |b| {
-                b.iter(|| {
-                    let key = LessSafeKey::new(UnboundKey::new(alg, bytes).expect("key"));
-                    seal(&key, &mut data)
-                })
-            });
-        }
-        group.finish();
-    }
-}
-
-criterion_group!(benches, records, key_per_record);
+criterion_group!(benches, records);
 criterion_main!(benches);

@@ -16,8 +16,11 @@
 //!   post-quantum hybrid key exchange (X25519MLKEM768), which is why rustls 0.23.48 deprecates
 //!   its ring provider; switching is a provider change here, and costs a larger ClientHello
 //!   and key share (about 1.2 KB each way) per handshake.
-//! - Record protection on `lean/` (ring's AEADs, key rebuilt per record): ~1 KiB less per
-//!   idle session for ~0.03 us (ChaCha20) to ~0.19 us (AES-GCM) more per record.
+//! - Record protection is rustls' own for its ring provider, as shipped: no crypto glue of
+//!   ours. It keeps ring's expanded key, 2 x 560 B per session whatever the suite; a record
+//!   layer of ours keeping only the raw keys saved ~1 KiB per idle session (2,381 B instead of
+//!   3,389 B for TLS 1.3) but was rejected: re-implemented record protection, the key rebuilt
+//!   for every record, and still over the 2 KiB budget.
 //! - `require_ems`: TLS 1.2 without extended master secret (RFC 7627) is open to the triple
 //!   handshake attack, and RFC 9266 forbids `tls-exporter` on it; every TLS 1.2 client of the
 //!   last decade sends EMS.
@@ -42,7 +45,6 @@ use rustls::sign::CertifiedKey;
 use rustls::{Error as RustlsError, InconsistentKeys, ServerConfig};
 
 use crate::capture::{CapturingResolver, SecretCapture};
-use crate::lean;
 use crate::validity::{self, format_utc, Validity};
 
 /// The ALPN protocol id of XMPP client-to-server direct TLS (XEP-0368).
@@ -192,19 +194,12 @@ fn certified_key(
     }
 }
 
-/// ring's provider, with every suite on a lean record layer (`lean/`: the raw key kept,
-/// 16-32 bytes per direction, instead of ring's 560-byte expanded key).
+/// ring's provider as rustls ships it: its cipher suites and their record layers.
 fn provider() -> CryptoProvider {
     // Deprecated in rustls 0.23.48 only because ring has no post-quantum key exchange
     // (X25519MLKEM768; aws-lc-rs has it); see the module docs for why ring all the same.
     #[allow(deprecated)]
-    let mut provider = ring::default_provider();
-    provider.cipher_suites = provider
-        .cipher_suites
-        .iter()
-        .map(|s| lean::lean(*s))
-        .collect();
-    provider
+    ring::default_provider()
 }
 
 fn server_config(

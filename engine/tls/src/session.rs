@@ -367,14 +367,6 @@ impl TlsSession {
         self.conn.negotiated_cipher_suite().map(|s| s.suite())
     }
 
-    /// Whether the record layer keeps only the raw key (`lean/`), as every suite of our
-    /// config does; false before the suite is negotiated.
-    pub fn has_lean_record_layer(&self) -> bool {
-        self.conn
-            .negotiated_cipher_suite()
-            .is_some_and(crate::lean::is_lean)
-    }
-
     /// RFC 9266 `tls-exporter` channel binding (label `EXPORTER-Channel-Binding`, no context,
     /// 32 bytes) for SCRAM-*-PLUS; `None` before the handshake completed.
     pub fn channel_binding_exporter(&self) -> Option<[u8; CHANNEL_BINDING_BYTES]> {
