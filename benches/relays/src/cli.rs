@@ -3,12 +3,13 @@
 //! What it does not do: build a runtime (each binary does, the way its runtime is meant to be
 //! used) or parse runtime-specific flags (tokio's `--threads` lives in its binary).
 
+use std::fmt;
+use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use anyhow::{bail, Context};
 use clap::Args;
-use rookery_proto::Jid;
+use rookery_proto::{Jid, JidError};
 
 use crate::stats::Stats;
 use crate::stop::StopFlag;
@@ -22,7 +23,7 @@ pub struct RelayArgs {
     /// XMPP domain: sessions are <authcid>@DOMAIN/<resource>.
     #[arg(long, default_value = "example.test")]
     pub domain: String,
-    /// Pin the relay's thread (tokio: its first worker; see --threads) to this CPU.
+    /// Pin the relay's thread to this CPU (relay-tokio --threads N: worker i to CPU core+i).
     #[arg(long)]
     pub core: Option<usize>,
 }
@@ -34,29 +35,49 @@ pub struct Start {
     pub stop: StopFlag,
 }
 
-/// Checks the flags, raises RLIMIT_NOFILE (soft to hard: every conn is an fd) and installs
-/// the signal handlers. `name` is the binary's, for messages.
-pub fn start(name: &str, args: &RelayArgs) -> anyhow::Result<Start> {
-    let domain = Jid::new(None, &args.domain, None).map_err(|err| {
-        anyhow::anyhow!("--domain {:?} is not a valid domain: {err:?}", args.domain)
-    })?;
-    if let Some(core) = args.core {
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        if core >= cores {
-            bail!(
-                "--core {core}: this machine has cores 0..{} (see nproc)",
-                cores - 1
-            );
+/// Why a relay could not start; each names the flag or the limit to change.
+#[derive(Debug)]
+pub enum StartError {
+    Domain { domain: String, error: JidError },
+    Nofile(io::Error),
+    Signals(io::Error),
+}
+
+impl fmt::Display for StartError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StartError::Domain { domain, error } => {
+                write!(
+                    f,
+                    "--domain {domain:?} is not a valid domain ({error:?}); use e.g. example.test"
+                )
+            }
+            StartError::Nofile(err) => write!(
+                f,
+                "raising RLIMIT_NOFILE (soft to hard) failed: {err}; check ulimit -Sn / -Hn"
+            ),
+            StartError::Signals(err) => {
+                write!(f, "installing the SIGINT/SIGTERM handlers failed: {err}")
+            }
         }
     }
-    let nofile = rookery_io::raise_nofile_limit().context(
-        "raising RLIMIT_NOFILE (soft to hard) failed; raise the hard limit with ulimit -Hn",
-    )?;
+}
+
+impl std::error::Error for StartError {}
+
+/// Checks the flags, raises RLIMIT_NOFILE (soft to hard: every conn is an fd) and installs
+/// the signal handlers. `name` is the binary's, for messages.
+pub fn start(name: &str, args: &RelayArgs) -> Result<Start, StartError> {
+    let domain = Jid::new(None, &args.domain, None).map_err(|error| StartError::Domain {
+        domain: args.domain.clone(),
+        error,
+    })?;
+    let nofile = rookery_io::raise_nofile_limit().map_err(StartError::Nofile)?;
     eprintln!(
         "{name}: RLIMIT_NOFILE {} (was {}; hard {}): at most about that many conns",
         nofile.soft, nofile.soft_before, nofile.hard
     );
-    let stop = StopFlag::install().context("installing the SIGINT/SIGTERM handlers")?;
+    let stop = StopFlag::install().map_err(StartError::Signals)?;
     Ok(Start {
         domain: domain.as_str().into(),
         stats: Arc::new(Stats::default()),
@@ -74,4 +95,26 @@ pub fn ready(name: &str, listen: SocketAddr, core: Option<usize>) {
 /// The exit line: the counters.
 pub fn finish(name: &str, stats: &Stats) {
     eprintln!("{name} {stats}");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bad_domain_is_refused_naming_the_flag() {
+        let args = RelayArgs {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            domain: "bad domain".into(),
+            core: None,
+        };
+        let Err(err) = start("relay-test", &args) else {
+            panic!("a domain with a space was accepted");
+        };
+        assert!(matches!(err, StartError::Domain { .. }), "{err:?}");
+        assert!(
+            err.to_string().starts_with("--domain \"bad domain\""),
+            "{err}"
+        );
+    }
 }
