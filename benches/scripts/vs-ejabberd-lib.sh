@@ -67,9 +67,11 @@ rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; 
 
 # proc_table: "pid ppid ticks" for every process (ticks = user + system clock ticks), read
 # from /proc in one pass (no ps needed). The command name may hold spaces and parentheses;
-# the fields after the last ") " are fixed, so they are counted from there.
+# the fields after the last ") " are fixed, so they are counted from there. A process that
+# exits between the glob and the read makes cat fail: ignored (under pipefail it would fail the
+# caller, and `set -e` would end the script).
 proc_table() {
-    cat /proc/[0-9]*/stat 2>/dev/null |
+    { cat /proc/[0-9]*/stat 2>/dev/null || true; } |
         awk '{ s = $0; sub(/^.*\) /, "", s); split(s, f, " "); print $1, f[2], f[12] + f[13] }'
 }
 
