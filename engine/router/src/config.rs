@@ -53,10 +53,12 @@ pub struct RouterConfig {
     /// holds less than half (see `delivery`).
     pub max_output_bytes: usize,
     /// XEP-0198 byte window (`--sm-window-bytes`): stored messages wait in the store while a
-    /// session's unacked stanzas hold this many bytes, and follow as `<a h>` frees room.
+    /// session's unacked stanzas add up to this many bytes, and follow as `<a h>` frees room
+    /// (data in flight, not memory: an unacked stored message is kept as its id).
     pub sm_window_bytes: usize,
-    /// XEP-0198 hard byte cap of a session's unacked stanzas (`--sm-max-unacked-bytes`); past
-    /// it the stream is closed with policy-violation.
+    /// XEP-0198 hard byte cap of the unacked stanzas a session keeps in memory (not stored
+    /// messages) (`--sm-max-unacked-bytes`); past it the stream is closed with
+    /// policy-violation.
     pub sm_max_unacked_bytes: usize,
     /// Most sessions (bound resources, attached or resumable) one user may have
     /// (`--max-resources`); a bind past it is refused with resource-constraint.

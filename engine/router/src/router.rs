@@ -411,10 +411,10 @@ impl Router {
             + self.unauth.heap_bytes()
     }
 
-    /// Bytes of XEP-0198 unacked stanzas kept for this shard's sessions. O(sessions): read
-    /// it periodically, like `heap_bytes`.
-    pub fn sm_unacked_bytes(&self) -> usize {
-        self.sm.unacked_bytes()
+    /// Bytes of XEP-0198 unacked stanzas kept in memory for this shard's sessions (stored
+    /// messages are kept as ids). O(sessions): read it periodically, like `heap_bytes`.
+    pub fn sm_kept_bytes(&self) -> usize {
+        self.sm.kept_bytes()
     }
 
     /// The shard index of this router.

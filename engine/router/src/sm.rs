@@ -37,10 +37,14 @@ pub const SM_MAX_UNACKED: usize = 1_024;
 /// All unacked stanzas of one session; past it the stream is closed with policy-violation.
 pub const SM_MAX_UNACKED_HARD: usize = 2 * SM_MAX_UNACKED;
 /// Default byte window of a session's unacked stanzas: stored messages wait in the store
-/// while the unacked ones hold this many bytes, and follow as `<a h>` frees room.
-pub const SM_DEFAULT_WINDOW_BYTES: usize = 256 * 1024;
-/// Default hard byte cap of a session's unacked stanzas (what a client that never acks can
-/// make the server keep for it); past it the stream is closed with policy-violation.
+/// while the unacked ones add up to this many bytes (on the wire, in socket buffers, unread
+/// by the client), and follow as `<a h>` frees room. It bounds data in flight, not memory:
+/// an unacked stored message is kept as its id, the stanza stays in the store. 8 MiB lets a
+/// client that acks every 100 stanzas of 60 KiB keep reading without waiting.
+pub const SM_DEFAULT_WINDOW_BYTES: usize = 8 << 20;
+/// Default hard byte cap of the stanzas a session's unacked queue keeps in memory (those that
+/// are not stored messages: presence, iq, groupchat copies), i.e. what a client that never
+/// acks can make the server keep for it; past it the stream is closed with policy-violation.
 pub const SM_DEFAULT_MAX_UNACKED_BYTES: usize = 4 << 20;
 /// Longest wait of a `<resume/>` for the old stream's stanzas to be handled (stored and
 /// committed); past it the resumption fails (see `resume`). Commits take a loop turn normally;
@@ -86,6 +90,14 @@ impl Unacked {
             Unacked::Bytes(bytes) => bytes.len(),
         }
     }
+
+    /// Bytes of it kept in memory (a stored message is kept as its id).
+    pub fn kept_len(&self) -> usize {
+        match self {
+            Unacked::Stored { .. } => 0,
+            Unacked::Bytes(bytes) => bytes.len(),
+        }
+    }
 }
 
 /// The client acknowledged more stanzas than were sent (XEP-0198 4, handled-count-too-high).
@@ -117,8 +129,10 @@ pub(crate) struct SmSession {
     requests: VecDeque<u64>,
     acked: u64,
     unacked: VecDeque<Unacked>,
-    /// Bytes of the stanzas in `unacked`.
+    /// Bytes of the stanzas in `unacked` (all of them: the window).
     unacked_bytes: usize,
+    /// Bytes of the `Unacked::Bytes` entries (kept in memory: the hard cap).
+    kept_bytes: usize,
     since_request: u64,
     request_timer: bool,
 }
@@ -139,6 +153,7 @@ impl SmSession {
             acked: 0,
             unacked: VecDeque::new(),
             unacked_bytes: 0,
+            kept_bytes: 0,
             since_request: 0,
             request_timer: false,
         }
@@ -211,6 +226,7 @@ impl SmSession {
     }
 
     /// Bytes of the unacked stanzas.
+    #[cfg(test)]
     pub fn unacked_bytes(&self) -> usize {
         self.unacked_bytes
     }
@@ -224,15 +240,21 @@ impl SmSession {
         window.saturating_sub(self.unacked_bytes)
     }
 
-    /// Whether a stanza of `len` bytes may be queued now within the hard limits (`max_bytes`
-    /// of unacked stanzas), else the stream must close.
+    /// Whether a stanza of `len` bytes may be kept now within the hard limits (`max_bytes`
+    /// of unacked stanzas kept in memory), else the stream must close.
     pub fn room_for_any(&self, len: usize, max_bytes: usize) -> bool {
-        self.unacked.len() < SM_MAX_UNACKED_HARD && self.unacked_bytes + len <= max_bytes
+        self.unacked.len() < SM_MAX_UNACKED_HARD && self.kept_bytes + len <= max_bytes
+    }
+
+    /// Bytes of unacked stanzas kept in memory (not stored messages).
+    pub fn kept_bytes(&self) -> usize {
+        self.kept_bytes
     }
 
     /// Records a stanza just sent; true when an `<r/>` should follow at once.
     pub fn push_unacked(&mut self, entry: Unacked) -> bool {
         self.unacked_bytes += entry.len();
+        self.kept_bytes += entry.kept_len();
         self.unacked.push_back(entry);
         self.since_request += 1;
         if self.since_request >= SM_REQUEST_EVERY {
@@ -261,7 +283,9 @@ impl SmSession {
         let count = count.min(self.unacked.len());
         self.acked += count as u64;
         let released: usize = self.unacked.iter().take(count).map(Unacked::len).sum();
+        let kept: usize = self.unacked.iter().take(count).map(Unacked::kept_len).sum();
         self.unacked_bytes -= released;
+        self.kept_bytes -= kept;
         self.unacked.drain(..count)
     }
 
@@ -270,6 +294,7 @@ impl SmSession {
     pub fn take_unacked(&mut self) -> VecDeque<Unacked> {
         self.since_request = 0;
         self.unacked_bytes = 0;
+        self.kept_bytes = 0;
         std::mem::take(&mut self.unacked)
     }
 
@@ -422,8 +447,9 @@ mod tests {
         assert_eq!(s.unacked_bytes(), 900);
         assert_eq!(s.room_for_stored(1000), 100);
         assert_eq!(s.room_for_stored(800), 0);
-        assert!(s.room_for_any(100, 1000));
-        assert!(!s.room_for_any(101, 1000), "the hard byte cap");
+        assert!(s.room_for_any(700, 1000), "stored messages are not kept");
+        assert!(!s.room_for_any(701, 1000), "the hard byte cap");
+        assert_eq!(s.kept_bytes(), 300);
         let released: Vec<Unacked> = s.release(1).collect();
         assert_eq!(released.len(), 1);
         assert_eq!((s.unacked_bytes(), s.room_for_stored(1000)), (300, 700));

@@ -283,10 +283,11 @@ impl SmTable {
         [request, detach, resume].into_iter().flatten().min()
     }
 
-    /// Bytes of unacked stanzas, all sessions (O(sessions): for a periodic gauge).
-    pub fn unacked_bytes(&self) -> usize {
+    /// Bytes of unacked stanzas kept in memory, all sessions (O(sessions): for a periodic
+    /// gauge).
+    pub fn kept_bytes(&self) -> usize {
         let sessions = self.slots.iter().filter_map(|s| s.session.as_ref());
-        sessions.map(|s| s.unacked_bytes()).sum()
+        sessions.map(|s| s.kept_bytes()).sum()
     }
 
     pub fn heap_bytes(&self) -> usize {

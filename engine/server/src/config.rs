@@ -80,11 +80,11 @@ pub struct Args {
     #[arg(long, default_value_t = 1 << 20)]
     pub max_output_bytes: usize,
     /// XEP-0198: stored messages wait in the store while a session's unacknowledged stanzas
-    /// hold this many bytes, and follow as acks arrive.
+    /// add up to this many bytes (in flight to the client), and follow as acks arrive.
     #[arg(long, default_value_t = rookery_router::RouterConfig::DEFAULT_SM_WINDOW_BYTES)]
     pub sm_window_bytes: usize,
-    /// XEP-0198: most bytes of unacknowledged stanzas kept for one session; past it the
-    /// stream is closed with policy-violation.
+    /// XEP-0198: most bytes of unacknowledged stanzas kept in memory for one session (stored
+    /// messages are kept as ids); past it the stream is closed with policy-violation.
     #[arg(long, default_value_t = rookery_router::RouterConfig::DEFAULT_SM_MAX_UNACKED_BYTES)]
     pub sm_max_unacked_bytes: usize,
     /// Most sessions (resources) per user; a bind past it gets resource-constraint.
@@ -218,11 +218,11 @@ impl Config {
             );
         }
         if args.sm_window_bytes < args.max_stanza_bytes
-            || args.sm_max_unacked_bytes < 2 * args.sm_window_bytes
+            || args.sm_max_unacked_bytes < args.max_stanza_bytes
         {
             bail!(
-                "--sm-window-bytes must be at least --max-stanza-bytes, and \
-                 --sm-max-unacked-bytes at least twice --sm-window-bytes"
+                "--sm-window-bytes and --sm-max-unacked-bytes must be at least \
+                 --max-stanza-bytes (one stanza must fit)"
             );
         }
         if args.auth == AuthKind::Token && args.token_secret.as_deref().unwrap_or("").is_empty() {

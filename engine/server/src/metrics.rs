@@ -47,6 +47,16 @@ pub struct ShardStats {
     pub groups: AtomicU64,
     pub group_occupants: AtomicU64,
     pub presence_floods: AtomicU64,
+    pub stored_bytes: AtomicU64,
+    pub store_index_bytes: AtomicU64,
+    pub backlog_sessions: AtomicU64,
+    pub backlogs_started: AtomicU64,
+    pub log_reads: AtomicU64,
+    pub log_read_errors: AtomicU64,
+    pub sm_kept_bytes: AtomicU64,
+    pub resource_refusals: AtomicU64,
+    pub unauth_conns: AtomicU64,
+    pub unauth_refusals: AtomicU64,
 }
 
 /// (metric name, type, help, accessor) for every published number.
@@ -247,6 +257,66 @@ const FIELDS: &[Field] = &[
         "gauge",
         "1 while the durable log accepts writes",
         |s| &s.store_available,
+    ),
+    (
+        "rookery_stored_bytes",
+        "gauge",
+        "Bytes of queued messages in the store (records; --store-max-bytes)",
+        |s| &s.stored_bytes,
+    ),
+    (
+        "rookery_store_index_bytes",
+        "gauge",
+        "Heap bytes of the store's message index (stanzas stay in the log)",
+        |s| &s.store_index_bytes,
+    ),
+    (
+        "rookery_backlog_sessions",
+        "gauge",
+        "Sessions whose stored messages are delivered as they take them",
+        |s| &s.backlog_sessions,
+    ),
+    (
+        "rookery_backlogs_started_total",
+        "counter",
+        "Sessions that went into backlog (slow reader or XEP-0198 window full)",
+        |s| &s.backlogs_started,
+    ),
+    (
+        "rookery_log_reads_total",
+        "counter",
+        "Stored messages read back from the log for delivery",
+        |s| &s.log_reads,
+    ),
+    (
+        "rookery_log_read_errors_total",
+        "counter",
+        "Stored messages whose read back failed (they stay queued)",
+        |s| &s.log_read_errors,
+    ),
+    (
+        "rookery_sm_kept_bytes",
+        "gauge",
+        "Bytes of XEP-0198 unacked stanzas kept in memory (--sm-max-unacked-bytes per session)",
+        |s| &s.sm_kept_bytes,
+    ),
+    (
+        "rookery_resource_refusals_total",
+        "counter",
+        "Binds refused: the user had --max-resources sessions",
+        |s| &s.resource_refusals,
+    ),
+    (
+        "rookery_unauth_conns",
+        "gauge",
+        "Conns not yet authenticated",
+        |s| &s.unauth_conns,
+    ),
+    (
+        "rookery_unauth_refusals_total",
+        "counter",
+        "Conns closed: their address had --max-unauth-per-address waiting",
+        |s| &s.unauth_refusals,
     ),
 ];
 

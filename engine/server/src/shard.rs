@@ -396,8 +396,14 @@ impl ShardState {
             self.stats
                 .heap_bytes
                 .store(self.router.heap_bytes() as u64, Relaxed);
-            let store = self.router.store();
-            self.stats.log_bytes.store(store.stats().log_bytes, Relaxed);
+            let store = self.router.store().stats();
+            self.stats.log_bytes.store(store.log_bytes, Relaxed);
+            self.stats.stored_bytes.store(store.message_bytes, Relaxed);
+            self.stats
+                .store_index_bytes
+                .store(store.index_heap_bytes, Relaxed);
+            let kept = self.router.sm_kept_bytes() as u64;
+            self.stats.sm_kept_bytes.store(kept, Relaxed);
         }
         let s = &self.stats;
         let r = self.router.stats();
@@ -431,6 +437,13 @@ impl ShardState {
         s.offline_delivered.store(r.offline_delivered, Relaxed);
         s.detached_sessions.store(r.detached_sessions, Relaxed);
         s.resumed.store(r.resumed, Relaxed);
+        s.backlog_sessions.store(r.backlog_sessions, Relaxed);
+        s.backlogs_started.store(r.backlogs_started, Relaxed);
+        s.log_reads.store(r.log_reads, Relaxed);
+        s.log_read_errors.store(r.log_read_errors, Relaxed);
+        s.resource_refusals.store(r.resource_refusals, Relaxed);
+        s.unauth_conns.store(r.unauth_conns, Relaxed);
+        s.unauth_refusals.store(r.unauth_refusals, Relaxed);
         let available = self.router.store().is_available();
         s.store_available.store(u64::from(available), Relaxed);
         s.loop_turns.store(s.loop_turns.load(Relaxed) + 1, Relaxed);

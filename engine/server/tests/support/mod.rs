@@ -357,7 +357,7 @@ impl RawClient {
 
     /// Login with presence but no ping round trip (for tests that read what presence brings).
     pub fn login_without_sync(addr: SocketAddr, user: &str, resource: &str) -> (RawClient, String) {
-        let (mut client, jid) = Self::bind(addr, user, resource);
+        let (mut client, jid) = Self::bind_only(addr, user, resource);
         client.send("<presence/>");
         (client, jid)
     }
@@ -395,7 +395,8 @@ impl RawClient {
         Self::highest_ack(&self.received)
     }
 
-    fn bind(addr: SocketAddr, user: &str, resource: &str) -> (RawClient, String) {
+    /// Stream, PLAIN with the token password, restart and bind `resource`; no presence.
+    pub fn bind_only(addr: SocketAddr, user: &str, resource: &str) -> (RawClient, String) {
         let mut client = RawClient::connect(addr);
         client.open_stream();
         assert!(client.auth(user, &token(user)), "login of {user} refused");
@@ -416,7 +417,7 @@ impl RawClient {
     /// Full login: stream, PLAIN with the token password, restart, bind `resource`, presence.
     /// Returns the bound full JID.
     pub fn login(addr: SocketAddr, user: &str, resource: &str) -> (RawClient, String) {
-        let (mut client, jid) = Self::bind(addr, user, resource);
+        let (mut client, jid) = Self::bind_only(addr, user, resource);
         // Presence, then a ping round trip: once the pong is back the presence was processed.
         client.send("<presence/><iq type='get' id='sync1'><ping xmlns='urn:xmpp:ping'/></iq>");
         client.expect("sync1");
