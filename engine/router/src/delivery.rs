@@ -298,10 +298,16 @@ impl Routes<'_> {
         if self.deliveries.in_backlog(slot, key) {
             return Written::HeldBack;
         }
-        let full = match conn.sm.and_then(|token| self.sm.get(token)) {
-            Some(session) => session.room_for_stored(self.sm_window_bytes) < bytes.len(),
-            None => fx.queued_bytes(key) + bytes.len() > self.max_output_bytes / LIVE_HIGH_DIVISOR,
-        };
+        let high = self.max_output_bytes / LIVE_HIGH_DIVISOR;
+        let mut full = fx.queued_bytes(key) + bytes.len() > high;
+        if let Some(session) = conn.sm.and_then(|token| self.sm.get_mut(token)) {
+            if session.room_for_stored(self.sm_window_bytes) < bytes.len() {
+                full = true;
+                if session.request_for_window() {
+                    fx.send(key, crate::replies::SM_REQUEST);
+                }
+            }
+        }
         if full {
             let before = MsgId(id.0.saturating_sub(1));
             self.deliveries.start_backlog(slot, key, before);
@@ -520,16 +526,22 @@ impl Routes<'_> {
 
     /// Bytes of stored messages the session in `slot` may be given now: the room below the
     /// output queue's low mark and, with XEP-0198, in its unacked window.
-    fn backlog_room(&self, slot: u32, fx: &impl Effects) -> usize {
+    /// When the XEP-0198 window is what stops it, an `<r/>` goes out (once per stanzas sent
+    /// since the last one), so the client's answer reopens it.
+    fn backlog_room(&mut self, slot: u32, fx: &mut impl Effects) -> usize {
         let Some(conn) = self.conns.get(slot) else {
             return 0;
         };
         let low = self.max_output_bytes / BACKLOG_LOW_DIVISOR;
         let output = low.saturating_sub(fx.queued_bytes(conn.key));
-        match conn.sm.and_then(|token| self.sm.get(token)) {
-            Some(session) => output.min(session.room_for_stored(self.sm_window_bytes)),
-            None => output,
+        let Some(session) = conn.sm.and_then(|token| self.sm.get_mut(token)) else {
+            return output;
+        };
+        let window = session.room_for_stored(self.sm_window_bytes);
+        if window == 0 && session.request_for_window() {
+            fx.send(conn.key, crate::replies::SM_REQUEST);
         }
+        output.min(window)
     }
 
     /// Stored ids in flight to the other sessions of `bare` (XEP-0198 unacked, or written and

@@ -201,7 +201,12 @@ impl Router {
             roster_max: self.config.roster_max,
             sm_window_bytes: self.config.sm_window_bytes,
             max_output_bytes: self.config.max_output_bytes,
-            sm_max_unacked_bytes: self.config.sm_max_unacked_bytes,
+            // Everything kept is written at once after a resumption: it must fit (the server
+            // checks this at start; a smaller cap in a test or the simulator is clamped here).
+            sm_max_unacked_bytes: self
+                .config
+                .sm_max_unacked_bytes
+                .min(self.config.max_output_bytes / 2),
             shard: self.shard,
             shards: self.shards,
             now_ms: self.now_ms,

@@ -45,7 +45,9 @@ pub const SM_DEFAULT_WINDOW_BYTES: usize = 8 << 20;
 /// Default hard byte cap of the stanzas a session's unacked queue keeps in memory (those that
 /// are not stored messages: presence, iq, groupchat copies), i.e. what a client that never
 /// acks can make the server keep for it; past it the stream is closed with policy-violation.
-pub const SM_DEFAULT_MAX_UNACKED_BYTES: usize = 4 << 20;
+/// At most half the output cap (checked at start): after a resumption they are all written at
+/// once, and must fit. With the default 1 MiB cap, 512 KiB (~2,000 presence updates).
+pub const SM_DEFAULT_MAX_UNACKED_BYTES: usize = 512 * 1024;
 /// Longest wait of a `<resume/>` for the old stream's stanzas to be handled (stored and
 /// committed); past it the resumption fails (see `resume`). Commits take a loop turn normally;
 /// this covers a few store retries (1 s apart by default) before giving up.
@@ -304,6 +306,17 @@ impl SmSession {
             Unacked::Stored { id, .. } => Some(*id),
             Unacked::Bytes(_) => None,
         })
+    }
+
+    /// The window is full: true (and counted as sent) when stanzas went out since the last
+    /// `<r/>`, so an `<r/>` now makes the client's answer free the window without waiting for
+    /// the request timer.
+    pub fn request_for_window(&mut self) -> bool {
+        if self.since_request == 0 {
+            return false;
+        }
+        self.since_request = 0;
+        true
     }
 
     /// Discards waiting requests and pacing (the conn they belonged to is gone).

@@ -225,6 +225,14 @@ impl Config {
                  --max-stanza-bytes (one stanza must fit)"
             );
         }
+        if args.sm_max_unacked_bytes > args.max_output_bytes / 2 {
+            bail!(
+                "--sm-max-unacked-bytes {} must be at most half of --max-output-bytes {}: after \
+                 a XEP-0198 resumption everything kept is written at once and must fit",
+                args.sm_max_unacked_bytes,
+                args.max_output_bytes
+            );
+        }
         if args.auth == AuthKind::Token && args.token_secret.as_deref().unwrap_or("").is_empty() {
             bail!("--auth token needs --token-secret S (or ROOKERY_TOKEN_SECRET); clients then log in with password = hex HMAC-SHA256(S, localpart)");
         }
