@@ -114,6 +114,11 @@ fn write(node: &Node, out: &mut Vec<u8>) {
         Node::Elem { name, attrs, kids } => {
             out.push(b'<');
             out.extend_from_slice(name.as_bytes());
+            // A prefixed name is declared on its own element (the framer refuses a prefix
+            // the stanza does not declare).
+            if let Some((prefix, _)) = name.split_once(':') {
+                out.extend_from_slice(format!(" xmlns:{prefix}='urn:x:{prefix}'").as_bytes());
+            }
             for (i, (value, quote)) in attrs.iter().enumerate() {
                 out.extend_from_slice(format!(" a{i} = {quote}").as_bytes());
                 escape_attr(value, out);
