@@ -104,6 +104,19 @@ pub(crate) fn is_ncname(name: &str) -> bool {
 /// Whether `name` is a `QName` of Namespaces in XML 1.0, checked per character (Unicode
 /// included): `NCName` or `NCName:NCName`.
 pub(crate) fn is_strict_qname(name: &str) -> bool {
+    if name.is_ascii() {
+        let ncname = |part: &[u8]| {
+            part.first()
+                .is_some_and(|&b| b.is_ascii_alphabetic() || b == b'_')
+                && part
+                    .iter()
+                    .all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'))
+        };
+        return match name.split_once(':') {
+            None => ncname(name.as_bytes()),
+            Some((prefix, local)) => ncname(prefix.as_bytes()) && ncname(local.as_bytes()),
+        };
+    }
     match name.split_once(':') {
         None => is_ncname(name),
         Some((prefix, local)) => is_ncname(prefix) && is_ncname(local),

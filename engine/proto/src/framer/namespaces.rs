@@ -12,7 +12,8 @@
 //! named `xmlns`.
 //!
 //! What it does not do: syntax. The frame already passed the scan (tags, references,
-//! characters, UTF-8), so every start tag parses and no `<` appears outside markup. It
+//! characters, UTF-8), so its start tags are read without validation and no `<` appears
+//! outside markup. It
 //! allocates (the scope stack, unescaped URIs), which is why the scan keeps it off the common
 //! path.
 //!
@@ -25,7 +26,7 @@ use std::borrow::Cow;
 use super::fault::Fault;
 use crate::ns;
 use crate::writer::unescape;
-use crate::xml::{is_strict_qname, split_qname, start_tag, StartTag};
+use crate::xml::{is_strict_qname, is_ws, skip_ws, split_qname};
 
 /// The namespace the `xml` prefix is bound to by definition.
 pub(crate) const XML_NS: &str = "http://www.w3.org/XML/1998/namespace";
@@ -46,29 +47,34 @@ struct Decl<'a> {
 /// Checks every start tag of `frame` (a stanza, or with `header` only the stream header's open
 /// tag) for namespace well-formedness. See the module docs.
 pub(crate) fn check(frame: &[u8], header: bool) -> Result<(), Fault> {
+    // Valid UTF-8: the framer checked a frame holding any non-ASCII byte.
+    let text = std::str::from_utf8(frame).map_err(|_| Fault::BadUtf8)?;
+    let bytes = text.as_bytes();
     let mut scopes: Vec<Decl<'_>> = Vec::new();
+    let mut attrs: Vec<(&str, &str)> = Vec::new();
+    let mut keys: Vec<(Ns, &str)> = Vec::new();
     let mut depth = 0u32;
     let mut pos = 0;
-    while let Some(found) = frame.get(pos..).and_then(|rest| find(rest, b"<")) {
+    while let Some(found) = position(bytes, pos, b'<') {
         let lt = pos + found;
-        match frame.get(lt + 1) {
+        match bytes.get(lt + 1) {
             Some(b'/') => {
                 depth = depth.saturating_sub(1);
                 close_scope(&mut scopes, depth);
-                pos = lt + find(&frame[lt..], b">").ok_or(Fault::BadEndTag)? + 1;
+                pos = lt + position(bytes, lt, b'>').ok_or(Fault::BadEndTag)? + 1;
             }
             Some(b'!') => {
                 // The scan let only CDATA sections through (comments and DTDs are refused).
                 let body = lt + "<![CDATA[".len();
-                let end = frame.get(body..).and_then(|rest| find(rest, b"]]>"));
+                let end = bytes.get(body..).and_then(|rest| find(rest, b"]]>"));
                 pos = body + end.ok_or(Fault::BadMarkup)? + "]]>".len();
             }
             _ => {
-                let tag = start_tag(frame, lt).map_err(|_| Fault::BadName)?;
+                let (name, empty, end) = read_tag(text, lt, &mut attrs).ok_or(Fault::BadTag)?;
                 depth += 1;
-                check_tag(&tag, depth, &mut scopes)?;
-                pos = lt + tag.tag.len();
-                if tag.empty {
+                check_tag(name, &attrs, depth, &mut scopes, &mut keys)?;
+                pos = end;
+                if empty {
                     depth -= 1;
                     close_scope(&mut scopes, depth);
                 }
@@ -81,9 +87,45 @@ pub(crate) fn check(frame: &[u8], header: bool) -> Result<(), Fault> {
     Ok(())
 }
 
+/// Index (from `from`) of the first `byte` in `bytes[from..]`.
+fn position(bytes: &[u8], from: usize, byte: u8) -> Option<usize> {
+    bytes.get(from..)?.iter().position(|&b| b == byte)
+}
+
 /// Index of the first occurrence of `needle` in `hay`.
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).position(|w| w == needle)
+}
+
+/// Reads the start tag at `text[lt] == '<'`, which the scan validated: its name, its
+/// attributes (name, raw value) into `attrs`, whether it is empty, and the index after it.
+fn read_tag<'a>(
+    text: &'a str,
+    lt: usize,
+    attrs: &mut Vec<(&'a str, &'a str)>,
+) -> Option<(&'a str, bool, usize)> {
+    let b = text.as_bytes();
+    let ends_name = |c: u8| is_ws(c) || matches!(c, b'/' | b'>' | b'=');
+    let mut i = lt + 1 + b.get(lt + 1..)?.iter().position(|&c| ends_name(c))?;
+    let name = text.get(lt + 1..i)?;
+    attrs.clear();
+    loop {
+        i = skip_ws(b, i);
+        match *b.get(i)? {
+            b'>' => return Some((name, false, i + 1)),
+            b'/' => return Some((name, true, i + 2)),
+            _ => {}
+        }
+        let start = i;
+        i += b.get(i..)?.iter().position(|&c| ends_name(c))?;
+        let attr = text.get(start..i)?;
+        i = skip_ws(b, i);
+        i = skip_ws(b, i + 1); // past '='
+        let quote = *b.get(i)?;
+        let value_end = i + 1 + position(b, i + 1, quote)?;
+        attrs.push((attr, text.get(i + 1..value_end)?));
+        i = value_end + 1;
+    }
 }
 
 /// Drops the declarations of elements deeper than `depth` (just closed).
@@ -94,36 +136,42 @@ fn close_scope(scopes: &mut Vec<Decl<'_>>, depth: u32) {
 }
 
 /// One start tag at `depth`: pushes its declarations, then checks its names against them.
-fn check_tag<'a>(tag: &StartTag<'a>, depth: u32, scopes: &mut Vec<Decl<'a>>) -> Result<(), Fault> {
-    if !is_strict_qname(tag.name) {
+/// `keys` is scratch space, reused across tags.
+fn check_tag<'a>(
+    name: &'a str,
+    attrs: &[(&'a str, &'a str)],
+    depth: u32,
+    scopes: &mut Vec<Decl<'a>>,
+    keys: &mut Vec<(Ns, &'a str)>,
+) -> Result<(), Fault> {
+    if !is_strict_qname(name) {
         return Err(Fault::BadName);
     }
-    for attr in tag.attrs() {
-        if !is_strict_qname(attr.name) {
+    for &(attr, raw) in attrs {
+        if !is_strict_qname(attr) {
             return Err(Fault::BadName);
         }
-        if let Some(decl) = declaration(attr.name, attr.raw, depth)? {
+        if let Some(decl) = declaration(attr, raw, depth)? {
             scopes.push(decl);
         }
     }
-    let scopes: &Vec<Decl<'a>> = scopes;
-    if let (Some(prefix), _) = split_qname(tag.name) {
+    if let (Some(prefix), _) = split_qname(name) {
         if prefix == "xmlns" || prefix == "xml" {
             return Err(Fault::ReservedPrefix);
         }
         resolve(scopes, prefix).ok_or(Fault::UnboundPrefix)?;
     }
-    let mut keys: Vec<(&str, &str)> = Vec::new();
-    for attr in tag.attrs() {
-        keys.push(match split_qname(attr.name) {
-            (None, "xmlns") => (XMLNS_NS, ""),
-            (Some("xmlns"), prefix) => (XMLNS_NS, prefix),
+    keys.clear();
+    for &(attr, _) in attrs {
+        keys.push(match split_qname(attr) {
+            (None, "xmlns") => (Ns::Xmlns, ""),
+            (Some("xmlns"), prefix) => (Ns::Xmlns, prefix),
             (Some(_), "xmlns") => return Err(Fault::BadNsDecl),
-            (None, local) => ("", local),
+            (None, local) => (Ns::None, local),
             (Some(prefix), local) => (resolve(scopes, prefix).ok_or(Fault::UnboundPrefix)?, local),
         });
     }
-    if has_duplicate(&mut keys) {
+    if has_duplicate(keys, scopes) {
         return Err(Fault::DupAttr);
     }
     Ok(())
@@ -155,13 +203,38 @@ fn declaration<'a>(name: &'a str, raw: &'a str, depth: u32) -> Result<Option<Dec
 
 /// The namespace `prefix` is bound to: the innermost declaration in the frame, else the two
 /// prefixes every stream has.
-fn resolve<'s>(scopes: &'s [Decl<'_>], prefix: &str) -> Option<&'s str> {
+fn resolve(scopes: &[Decl<'_>], prefix: &str) -> Option<Ns> {
     if prefix == "xml" {
-        return Some(XML_NS);
+        return Some(Ns::Fixed(XML_NS));
     }
-    match scopes.iter().rev().find(|d| d.prefix == prefix) {
-        Some(decl) => Some(&decl.uri),
-        None => (prefix == "stream").then_some(ns::STREAM),
+    match scopes.iter().rposition(|d| d.prefix == prefix) {
+        Some(index) => Some(Ns::Declared(index)),
+        None => (prefix == "stream").then_some(Ns::Fixed(ns::STREAM)),
+    }
+}
+
+/// The namespace of an attribute name, as an index into the scope stack (so the keys of one
+/// tag need no copy of a URI).
+#[derive(Clone, Copy, Debug)]
+enum Ns {
+    /// An unprefixed attribute.
+    None,
+    /// A namespace declaration.
+    Xmlns,
+    /// `xml`, or `stream` when the frame does not declare it.
+    Fixed(&'static str),
+    /// Declared in the frame: `scopes[index]`.
+    Declared(usize),
+}
+
+impl Ns {
+    fn uri<'s>(self, scopes: &'s [Decl<'_>]) -> &'s str {
+        match self {
+            Ns::None => "",
+            Ns::Xmlns => XMLNS_NS,
+            Ns::Fixed(uri) => uri,
+            Ns::Declared(index) => &scopes[index].uri,
+        }
     }
 }
 
@@ -180,13 +253,18 @@ fn normalized(raw: &str) -> Result<Cow<'_, str>, Fault> {
     unescaped.map_err(|_| Fault::BadCharRef)
 }
 
-/// Whether two keys are equal (sorts `keys` when there are many).
-fn has_duplicate(keys: &mut [(&str, &str)]) -> bool {
+/// Whether two keys name the same (namespace URI, local name): the same expanded name (sorts
+/// `keys` when there are many).
+fn has_duplicate<'l>(keys: &mut [(Ns, &'l str)], scopes: &[Decl<'_>]) -> bool {
+    let expanded = |&(ns, local): &(Ns, &'l str)| (ns.uri(scopes), local);
     if keys.len() <= PAIRWISE_MAX {
-        return keys.iter().enumerate().any(|(i, k)| keys[..i].contains(k));
+        return keys
+            .iter()
+            .enumerate()
+            .any(|(i, k)| keys[..i].iter().any(|o| expanded(o) == expanded(k)));
     }
-    keys.sort_unstable();
-    keys.windows(2).any(|w| w[0] == w[1])
+    keys.sort_unstable_by(|a, b| expanded(a).cmp(&expanded(b)));
+    keys.windows(2).any(|w| expanded(&w[0]) == expanded(&w[1]))
 }
 
 #[cfg(test)]

@@ -153,27 +153,35 @@ impl Framer {
     /// whitespace); each is exactly what `step` would consume with `Act::Next` in place.
     fn fast_skip(&mut self, cur: &mut Cursor<'_>) {
         let stop = cur.limit.min(cur.data.len());
-        let q = if self.flags & DQUOTE != 0 {
-            b'"'
-        } else {
-            b'\''
-        };
         let (data, from) = (cur.data, cur.i);
         let (end, high) = match self.st {
             St::Text => plain_run(data, from, stop, |b| {
                 b >= 0x20 && !matches!(b, b'<' | b'&' | b']')
             }),
-            St::AttrValue => plain_run(data, from, stop, |b| {
-                b >= 0x20 && !matches!(b, b'<' | b'&') && b != q
-            }),
+            St::AttrValue => {
+                let q = if self.flags & DQUOTE != 0 {
+                    b'"'
+                } else {
+                    b'\''
+                };
+                plain_run(data, from, stop, |b| {
+                    b >= 0x20 && !matches!(b, b'<' | b'&') && b != q
+                })
+            }
             St::Cdata => plain_run(data, from, stop, |b| b >= 0x20 && b != b']'),
-            St::TagName | St::AttrName => plain_run(data, from, stop, is_name_char),
+            // A name's `:` goes through `step`, where the screen notes it.
+            St::TagName | St::AttrName => {
+                plain_run(data, from, stop, |b| is_name_char(b) && b != b':')
+            }
             St::Level1 | St::TagWs => plain_run(data, from, stop, is_ws),
             _ => return,
         };
         cur.i = end;
         if high >= 0x80 {
             self.flags |= NON_ASCII;
+            if matches!(self.st, St::TagName | St::AttrName) {
+                cur.marks.special = true;
+            }
         }
     }
 
@@ -216,7 +224,7 @@ impl Framer {
             St::PrologLt if b == b'!' => self.st = St::Bang,
             St::PrologLt if is_name_start(b) => {
                 self.begin_capture(cur)?;
-                Framer::screen_open(cur);
+                Framer::screen_open(cur, b);
                 self.st = St::TagName;
             }
             St::PrologLt => return Err(Fault::BadName),
@@ -261,7 +269,7 @@ impl Framer {
             St::Level1Lt if b == b'?' => return Err(Fault::Pi),
             St::Level1Lt if is_name_start(b) => {
                 self.begin_capture(cur)?;
-                Framer::screen_open(cur);
+                Framer::screen_open(cur, b);
                 self.flags |= ROOT;
                 self.st = St::TagName;
             }
@@ -289,30 +297,43 @@ impl Framer {
     }
 
     fn tag(&mut self, b: u8, cur: &mut Cursor<'_>) -> Result<Act, Fault> {
-        if !is_name_char(b) {
-            match self.st {
-                St::TagName => self.screen_element_name(cur),
-                St::AttrName => self.screen_attr_name(cur),
-                _ => {}
-            }
-        }
         self.st = match (self.st, b) {
-            (St::TagName | St::AttrName, _) if is_name_char(b) => self.st,
-            (St::TagName | St::TagWs | St::AttrDone, b'/') => St::TagSlash,
-            (St::TagName | St::TagWs | St::AttrDone, b'>') => return self.tag_end(),
-            (St::TagName | St::TagWs | St::AttrDone, _) if is_ws(b) => St::TagWs,
-            (St::TagName, _) => return Err(Fault::BadName),
+            (St::TagName | St::AttrName, _) if is_name_char(b) => {
+                cur.marks.special |= b == b':' || b >= 0x80;
+                return Ok(Act::Next);
+            }
+            (St::TagName, _) => {
+                // The element name ended just before `b`.
+                self.screen_element_name(cur);
+                match b {
+                    b'/' => St::TagSlash,
+                    b'>' => return self.tag_end(),
+                    _ if is_ws(b) => St::TagWs,
+                    _ => return Err(Fault::BadName),
+                }
+            }
+            (St::AttrName, _) => {
+                self.screen_attr_name(cur);
+                match b {
+                    b'=' => St::AttrEq,
+                    _ if is_ws(b) => St::AttrNameWs,
+                    _ => return Err(Fault::BadAttr),
+                }
+            }
+            (St::TagWs | St::AttrDone, b'/') => St::TagSlash,
+            (St::TagWs | St::AttrDone, b'>') => return self.tag_end(),
+            (St::TagWs | St::AttrDone, _) if is_ws(b) => St::TagWs,
             (St::AttrDone, _) => return Err(Fault::MissingWs),
             (St::TagWs, _) if is_name_start(b) => {
-                Framer::screen_mark(cur, false);
+                Framer::screen_attr_start(cur, b);
                 St::AttrName
             }
-            (St::AttrName | St::AttrNameWs, _) if is_ws(b) => St::AttrNameWs,
-            (St::AttrName | St::AttrNameWs, b'=') => St::AttrEq,
+            (St::AttrNameWs, _) if is_ws(b) => St::AttrNameWs,
+            (St::AttrNameWs, b'=') => St::AttrEq,
             (St::AttrEq, _) if is_ws(b) => St::AttrEq,
             (St::AttrEq, b'"' | b'\'') => {
                 self.flags = (self.flags & !DQUOTE) | if b == b'"' { DQUOTE } else { 0 };
-                Framer::screen_mark(cur, true);
+                Framer::screen_value_start(cur);
                 St::AttrValue
             }
             (St::AttrEq, _) => return Err(Fault::Unquoted),
@@ -322,6 +343,7 @@ impl Framer {
             }
             (St::AttrValue, b'<') => return Err(Fault::LtInAttr),
             (St::AttrValue, b'&') => {
+                cur.marks.value_ref = true;
                 self.flags |= IN_ATTR;
                 self.aux = 0;
                 St::EntName
