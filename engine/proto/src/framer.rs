@@ -102,6 +102,17 @@ impl std::fmt::Display for FrameError {
 
 impl std::error::Error for FrameError {}
 
+/// Whether `element` declares every prefix it uses (besides `xml` and `stream`), with the
+/// other namespace rules the framer applies to a stanza. For an element cut out of a stanza
+/// the framer yielded (a child the router copies into a stanza of its own): a child relying on
+/// a declaration of its parent would no longer be well-formed on its own.
+///
+/// `element` must be one complete element taken from such a stanza (the check does not
+/// re-validate syntax); anything else may give any answer, but never panics.
+pub fn check_namespaces(element: &[u8]) -> Result<(), FrameError> {
+    namespaces::check(element, false).map_err(Fault::error)
+}
+
 /// Capacity of a released frame buffer kept for reuse within one `next_frame` loop; above it
 /// the buffer goes back to the allocator immediately.
 const KEEP_CAPACITY_BYTES: usize = 4096;
