@@ -68,6 +68,24 @@ pub fn client_session(input: &[u8], split: usize) -> Vec<Delivered> {
     delivered
 }
 
+/// The fuzz target's body: `data[0]` is the split, `data[1..]` alice's input; every document
+/// of [`client_session`] must be UTF-8 and pass `parse` (a strict XML parser the caller
+/// brings: this crate has none). Panics naming the document otherwise, so the fuzzer reports
+/// it.
+pub fn check_session(data: &[u8], parse: impl Fn(&str) -> Result<(), String>) {
+    let Some((&split, input)) = data.split_first() else {
+        return;
+    };
+    for delivered in client_session(input, usize::from(split)) {
+        let Ok(text) = std::str::from_utf8(&delivered.document) else {
+            panic!("{} is not UTF-8", delivered.what);
+        };
+        if let Err(error) = parse(text) {
+            panic!("{} is not well-formed: {error}\n{text}", delivered.what);
+        }
+    }
+}
+
 /// The mutual subscription handshake between two users.
 fn befriend(cluster: &mut Cluster, a: (ClientId, &str), b: (ClientId, &str)) {
     for (from, to) in [(a, b), (b, a)] {
