@@ -2,13 +2,14 @@
 //!
 //! What it does: drives the public API the way the server does, with extra consistency
 //! checks that panic on a bug (so the fuzzer reports it): the framer never buffers past its
-//! limit, a dead framer repeats its error, and a stanza stamped by the view re-frames as
-//! exactly one stanza carrying the stamped `from`.
+//! limit, a dead framer repeats its error, every stanza it yields passes the exact namespace
+//! check (so its one-pass screen vouched for nothing it should not have), and a stanza stamped
+//! by the view re-frames as exactly one stanza carrying the stamped `from`.
 //!
 //! What it does not do: anything on the production path; it exists only for testing.
 
 use crate::element::Element;
-use crate::framer::{Frame, FrameError, Framer, FramerLimits};
+use crate::framer::{check_namespaces, Frame, FrameError, Framer, FramerLimits};
 use crate::view::StanzaView;
 
 /// Limit used by the fuzz harness: small, so the size checks are reached.
@@ -57,8 +58,15 @@ fn feed(framer: &mut Framer, chunk: &[u8]) -> Result<(), FrameError> {
     }
 }
 
-/// Exercises the view and the element parser on one framed stanza.
+/// Exercises the view and the element parser on one framed stanza, and checks that the
+/// framer's one-pass screen let nothing through that its exact namespace check refuses.
 pub fn check_stanza(stanza: &[u8]) {
+    assert_eq!(
+        check_namespaces(stanza),
+        Ok(()),
+        "a framed stanza fails the exact namespace check: {:?}",
+        String::from_utf8_lossy(stanza)
+    );
     if let Ok(e) = Element::parse(stanza) {
         let _ = (e.text(), e.ns(), e.children().count());
     }
@@ -74,6 +82,7 @@ pub fn check_stanza(stanza: &[u8]) {
     );
     for child in view.children() {
         assert!(child.bytes.starts_with(b"<") && child.bytes.ends_with(b">"));
+        let _ = check_namespaces(child.bytes);
     }
     let from = "stamped@example.com/r&'\"<>";
     let mut out = Vec::new();

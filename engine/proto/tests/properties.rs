@@ -221,6 +221,8 @@ proptest! {
             data.extend_from_slice(b"<stream:stream>");
         }
         data.extend_from_slice(&bytes);
+        // The public exact check takes anything without panicking.
+        let _ = rookery_proto::framer::check_namespaces(&data);
         let chunks = split_at_points(&data, &cuts);
         let (frames, err) = run(max, &chunks);
         for frame in &frames {

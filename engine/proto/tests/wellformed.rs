@@ -363,6 +363,7 @@ proptest! {
         match &whole {
             Ok(framed) => {
                 prop_assert_eq!(framed, &bytes);
+                rookery_proto::fuzzing::check_stanza(framed);
                 let parsed = parse_in_stream(framed);
                 prop_assert!(parsed.is_ok(), "accepted but {:?}: {}", parsed, text);
             }
