@@ -20,9 +20,10 @@
 //! [`crate::element`]). It performs no I/O.
 //!
 //! Invariants:
-//! - Each input byte is examined once (O(n) total however the input is split); a frame wholly
-//!   inside one `input` is returned without copying; a frame spanning pushes is copied once
-//!   into `buf`, which never holds more than `max_stanza_bytes`.
+//! - Each input byte is scanned once (O(n) total however the input is split; the screen reads
+//!   a few bytes of a name again, the exact check reads a frame it checks once more); a frame
+//!   wholly inside one `input` is returned without copying; a frame spanning pushes is copied
+//!   once into `buf`, which never holds more than `max_stanza_bytes`.
 //! - Between stanzas, after `next_frame` returned `Ok(None)`, the framer owns no heap memory.
 //! - `size_of::<Framer>()` is 64 bytes on 64-bit targets (asserted in a test): names of open
 //!   elements are kept as offsets into the frame (depth 1 implicit, depth 2 inline, deeper in

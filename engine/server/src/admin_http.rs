@@ -79,7 +79,10 @@ fn accept_loop(
             Err(error) if about_one_conn(&error) => continue,
             Err(error) => {
                 if backoff.is_first() {
-                    warn!("admin endpoint: accept failed ({error}); backing off up to 100 ms (out of file descriptors? raise RLIMIT_NOFILE)");
+                    warn!(
+                        "admin endpoint: accept failed ({error}); backing off up to 100 ms \
+                         (out of file descriptors? raise RLIMIT_NOFILE)"
+                    );
                 }
                 std::thread::sleep(backoff.next_sleep());
                 continue;

@@ -2,16 +2,18 @@
 //! tag, and sends every other frame to the exact check (`namespaces.rs`) once it is complete.
 //!
 //! What it does: while a start tag is scanned wholly inside one input, it notes where each
-//! name begins (in the scan's `Cursor`, on the stack) and, at each name's end, looks at those
-//! few bytes again. The tag is vouched for when its element name is ASCII without `:`, every
+//! name begins (in the scan's `Cursor`, on the stack) and whether the scan saw a `:` or a
+//! non-ASCII byte in it; at each attribute name's end it reads three of its bytes (all of it
+//! only after a `:`). The tag is vouched for when its element name is ASCII without `:`, every
 //! attribute name is ASCII without `:` or is `xml:` + such a name, no two attribute names
 //! hash to the same bit of a 64-bit set (so none is repeated), and an `xmlns` value holds no
 //! reference and is not one of the two reserved namespaces. Such a tag is namespace-well-formed
 //! whatever surrounds it, so a frame made only of them needs nothing more.
 //!
 //! What it does not do: refuse anything. A tag it cannot vouch for (a prefix, a non-ASCII
-//! name, two names on one bit, a tag spanning two inputs, ...) only sets `NS_CHECK`, and the exact check
-//! decides when the frame is complete. So the outcome never depends on how the input was split.
+//! name, two names on one bit, a tag spanning two inputs, ...) only sets `NS_CHECK`, and the
+//! exact check decides when the frame is complete. So the outcome never depends on how the
+//! input was split.
 //!
 //! Invariants: no allocation, no state in `Framer` beyond the one `NS_CHECK` bit; marks are
 //! used only while `TagMarks::here` says the tag began in the current input, so every noted
