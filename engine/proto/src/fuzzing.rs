@@ -18,6 +18,13 @@ pub const FUZZ_MAX_STANZA_BYTES: usize = 4096;
 /// Feeds `data[1..]` to a framer in two chunks split at `data[0]`, and parses every stanza
 /// with [`StanzaView`] and [`Element`] (and the header with [`Element::parse_open_tag`]).
 pub fn framer_two_chunks(data: &[u8]) {
+    framer_two_chunks_with(data, |_| Ok(()));
+}
+
+/// [`framer_two_chunks`], and every stanza, inside a stream element that declares what every
+/// stream declares, must pass `parse` (a strict XML parser the caller brings: this crate has
+/// none); panics naming the stanza otherwise.
+pub fn framer_two_chunks_with(data: &[u8], parse: impl Fn(&str) -> Result<(), String>) {
     let Some((&split, rest)) = data.split_first() else {
         return;
     };
@@ -26,7 +33,7 @@ pub fn framer_two_chunks(data: &[u8]) {
         max_stanza_bytes: FUZZ_MAX_STANZA_BYTES,
     });
     for chunk in [&rest[..cut], &rest[cut..]] {
-        if let Err(err) = feed(&mut framer, chunk) {
+        if let Err(err) = feed(&mut framer, chunk, &parse) {
             let mut again: &[u8] = b"<x/>";
             assert_eq!(
                 framer.next_frame(&mut again),
@@ -39,7 +46,11 @@ pub fn framer_two_chunks(data: &[u8]) {
     }
 }
 
-fn feed(framer: &mut Framer, chunk: &[u8]) -> Result<(), FrameError> {
+fn feed(
+    framer: &mut Framer,
+    chunk: &[u8],
+    parse: &impl Fn(&str) -> Result<(), String>,
+) -> Result<(), FrameError> {
     let mut pos = 0;
     loop {
         let mut input = &chunk[pos..];
@@ -51,10 +62,28 @@ fn feed(framer: &mut Framer, chunk: &[u8]) -> Result<(), FrameError> {
                     let _ = (e.ns(), e.attrs().count());
                 }
             }
-            Some(Frame::Stanza(stanza)) => check_stanza(stanza),
+            Some(Frame::Stanza(stanza)) => {
+                check_stanza(stanza);
+                parse_in_stream(stanza, parse);
+            }
             Some(Frame::StreamClose) => {}
         }
         pos += before - input.len();
+    }
+}
+
+/// Runs `parse` on `stanza` inside a stream element; panics naming the stanza on failure.
+fn parse_in_stream(stanza: &[u8], parse: &impl Fn(&str) -> Result<(), String>) {
+    // The framer validated UTF-8 (a stanza with a non-ASCII byte) or saw only ASCII.
+    let Ok(text) = std::str::from_utf8(stanza) else {
+        panic!("a framed stanza is not UTF-8: {stanza:?}");
+    };
+    let doc = format!(
+        "<stream:stream xmlns='jabber:client' \
+         xmlns:stream='http://etherx.jabber.org/streams'>{text}</stream:stream>"
+    );
+    if let Err(error) = parse(&doc) {
+        panic!("a framed stanza does not parse ({error}): {text:?}");
     }
 }
 
