@@ -18,14 +18,18 @@ cargo test --workspace --release
 RUSTFLAGS="--cfg loom" LOOM_MAX_PREEMPTIONS=2 CARGO_TARGET_DIR=target/loom \
     cargo test -p rookery-mailbox --test loom --release
 
-# Fuzz smoke: 20 s of libFuzzer on the framer, from a copy of the committed corpus (the corpus
-# itself is also replayed on stable by `cargo test`, tests/corpus.rs). Needs a nightly toolchain.
+# Fuzz smoke: 20 s of libFuzzer per target (the framer; one client's input through the router
+# after a scripted login, every byte sent checked by a strict XML parser), each from a copy of
+# its committed corpus (the corpora are also replayed on stable by `cargo test`:
+# engine/proto/tests/corpus.rs, engine/router/tests/wellformed.rs). Needs a nightly toolchain.
 if rustup toolchain list 2>/dev/null | grep -q '^nightly'; then
     command -v cargo-fuzz >/dev/null || cargo install --quiet --locked cargo-fuzz
-    corpus=$(mktemp -d)
-    cp fuzz/corpus/framer/* "$corpus"/
-    (cd fuzz && cargo +nightly fuzz run framer "$corpus" -- -max_total_time=20)
-    rm -rf "$corpus"
+    for target in framer router_session; do
+        corpus=$(mktemp -d)
+        cp "fuzz/corpus/$target"/* "$corpus"/
+        (cd fuzz && cargo +nightly fuzz run "$target" "$corpus" -- -max_total_time=20)
+        rm -rf "$corpus"
+    done
 else
     echo "NOTE: no nightly toolchain: libFuzzer smoke not run (the corpus replay in cargo test did run)"
 fi

@@ -8,21 +8,36 @@
 //! matching end tags, valid UTF-8 (checked once per completed frame, only when it holds
 //! non-ASCII bytes), and a size limit on every captured frame.
 //!
-//! What it does not do: namespaces, attribute uniqueness, or any parsing beyond boundaries
-//! (see [`crate::view`] and [`crate::element`]). It performs no I/O.
+//! Every frame is also namespace-well-formed (Namespaces in XML 1.0) in the frame itself, so a
+//! stanza forwarded as bytes parses in any recipient's stream: names are `QName`s, no two
+//! attributes share a qualified or expanded name, every prefix but `xml` and `stream` (which
+//! every stream declares) is declared within the frame, and no declaration is illegal. The
+//! scan screens each start tag in place (`names.rs`) and vouches for the common one (ASCII
+//! names, no prefix but `xml:` on attributes, distinct names); any other frame gets the exact
+//! check (`namespaces.rs`) once complete.
+//!
+//! What it does not do: any parsing beyond boundaries and names (see [`crate::view`] and
+//! [`crate::element`]). It performs no I/O.
 //!
 //! Invariants:
-//! - Each input byte is examined once (O(n) total however the input is split); a frame wholly
-//!   inside one `input` is returned without copying; a frame spanning pushes is copied once
-//!   into `buf`, which never holds more than `max_stanza_bytes`.
+//! - Each input byte is scanned once (O(n) total however the input is split; the screen reads
+//!   a few bytes of a name again, the exact check reads a frame it checks once more); a frame
+//!   wholly inside one `input` is returned without copying; a frame spanning pushes is copied
+//!   once into `buf`, which never holds more than `max_stanza_bytes`.
 //! - Between stanzas, after `next_frame` returned `Ok(None)`, the framer owns no heap memory.
 //! - `size_of::<Framer>()` is 64 bytes on 64-bit targets (asserted in a test): names of open
 //!   elements are kept as offsets into the frame (depth 1 implicit, depth 2 inline, deeper in
-//!   `deep`), and the error is a one-byte `Fault`.
+//!   `deep`), the error is a one-byte `Fault`, and the attribute quote is a flag bit.
+//! - No allocation for a frame the screen vouches for; the exact check (a prefix, a duplicate,
+//!   a start tag split between two inputs) may allocate.
+//! - The outcome (frames and error) does not depend on how the input is split: namespace
+//!   faults are decided only on the complete frame.
 //! - After an error every call returns the same error.
 
 mod content;
 mod fault;
+mod names;
+mod namespaces;
 mod scan;
 
 use fault::Fault;
@@ -88,27 +103,43 @@ impl std::fmt::Display for FrameError {
 
 impl std::error::Error for FrameError {}
 
+/// Whether `element` declares every prefix it uses (besides `xml` and `stream`), with the
+/// other namespace rules the framer applies to a stanza. For an element cut out of a stanza
+/// the framer yielded (a child the router copies into a stanza of its own): a child relying on
+/// a declaration of its parent would no longer be well-formed on its own.
+///
+/// `element` must be one complete element taken from such a stanza (the check does not
+/// re-validate syntax); anything else may give any answer, but never panics.
+pub fn check_namespaces(element: &[u8]) -> Result<(), FrameError> {
+    namespaces::check(element, false).map_err(Fault::error)
+}
+
 /// Capacity of a released frame buffer kept for reuse within one `next_frame` loop; above it
 /// the buffer goes back to the allocator immediately.
 const KEEP_CAPACITY_BYTES: usize = 4096;
 
 // `flags` bits.
 /// The stream header has been returned (depth >= 1).
-const STREAM_OPEN: u8 = 1 << 0;
+const STREAM_OPEN: u16 = 1 << 0;
 /// The XML declaration was seen for the current stream.
-const DECL_SEEN: u8 = 1 << 1;
+const DECL_SEEN: u16 = 1 << 1;
 /// A frame (header or stanza) is being captured.
-const CAPTURE: u8 = 1 << 2;
+const CAPTURE: u16 = 1 << 2;
 /// The stanza root is open (stanza depth >= 1).
-const ROOT: u8 = 1 << 3;
+const ROOT: u16 = 1 << 3;
 /// An element at stanza depth 2 is open; its name offset is in `child`.
-const CHILD: u8 = 1 << 4;
+const CHILD: u16 = 1 << 4;
 /// The reference being scanned sits in an attribute value (else in text).
-const IN_ATTR: u8 = 1 << 5;
+const IN_ATTR: u16 = 1 << 5;
 /// The frame being captured holds a non-ASCII byte, so it needs UTF-8 validation.
-const NON_ASCII: u8 = 1 << 6;
+const NON_ASCII: u16 = 1 << 6;
 /// `buf` holds the frame returned last; drop it on the next call.
-const STALE: u8 = 1 << 7;
+const STALE: u16 = 1 << 7;
+/// The attribute value being scanned is quoted with `"` (else `'`).
+const DQUOTE: u16 = 1 << 8;
+/// The frame being captured has a start tag the screen could not vouch for: it gets the exact
+/// namespace check when complete.
+const NS_CHECK: u16 = 1 << 9;
 
 /// Resumable stanza framer for one stream. See the module docs.
 pub struct Framer {
@@ -124,9 +155,7 @@ pub struct Framer {
     /// length counter for uncaptured markup.
     aux: u32,
     st: St,
-    /// The quote byte of the attribute value being scanned.
-    quote: u8,
-    flags: u8,
+    flags: u16,
     fault: Option<Fault>,
 }
 
@@ -140,7 +169,6 @@ impl Framer {
             child: 0,
             aux: 0,
             st: St::Prolog,
-            quote: 0,
             flags: 0,
             fault: None,
         }
@@ -204,7 +232,7 @@ impl Framer {
             Step::Stanza { start, end } => (start, end, false),
         };
         *input = &data[end + 1..];
-        if let Err(fault) = self.complete(data, start, end) {
+        if let Err(fault) = self.complete(data, start, end, open) {
             return Err(self.die(fault));
         }
         let this: &'b Framer = self;
@@ -227,7 +255,6 @@ impl Framer {
         self.child = 0;
         self.aux = 0;
         self.st = St::Prolog;
-        self.quote = 0;
         self.flags = 0;
     }
 
@@ -246,10 +273,17 @@ impl Framer {
     }
 
     /// Finishes a frame ending at `data[end]`: copies it into `buf` when it began in an
-    /// earlier push, then validates UTF-8 if needed.
-    fn complete(&mut self, data: &[u8], start: Option<usize>, end: usize) -> Result<(), Fault> {
+    /// earlier push, then validates UTF-8 and checks namespaces if needed.
+    fn complete(
+        &mut self,
+        data: &[u8],
+        start: Option<usize>,
+        end: usize,
+        open: bool,
+    ) -> Result<(), Fault> {
         let non_ascii = self.flags & NON_ASCII != 0;
-        self.flags &= !NON_ASCII;
+        let ns_check = self.flags & NS_CHECK != 0;
+        self.flags &= !(NON_ASCII | NS_CHECK);
         if start.is_none() {
             self.flags |= STALE;
         }
@@ -265,6 +299,9 @@ impl Framer {
             if text.contains(['\u{FFFE}', '\u{FFFF}']) {
                 return Err(Fault::NonChar);
             }
+        }
+        if ns_check {
+            namespaces::check(bytes, open)?;
         }
         Ok(())
     }

@@ -2,13 +2,14 @@
 //!
 //! What it does: drives the public API the way the server does, with extra consistency
 //! checks that panic on a bug (so the fuzzer reports it): the framer never buffers past its
-//! limit, a dead framer repeats its error, and a stanza stamped by the view re-frames as
-//! exactly one stanza carrying the stamped `from`.
+//! limit, a dead framer repeats its error, every stanza it yields passes the exact namespace
+//! check (so its one-pass screen vouched for nothing it should not have), and a stanza stamped
+//! by the view re-frames as exactly one stanza carrying the stamped `from`.
 //!
 //! What it does not do: anything on the production path; it exists only for testing.
 
 use crate::element::Element;
-use crate::framer::{Frame, FrameError, Framer, FramerLimits};
+use crate::framer::{check_namespaces, Frame, FrameError, Framer, FramerLimits};
 use crate::view::StanzaView;
 
 /// Limit used by the fuzz harness: small, so the size checks are reached.
@@ -17,6 +18,13 @@ pub const FUZZ_MAX_STANZA_BYTES: usize = 4096;
 /// Feeds `data[1..]` to a framer in two chunks split at `data[0]`, and parses every stanza
 /// with [`StanzaView`] and [`Element`] (and the header with [`Element::parse_open_tag`]).
 pub fn framer_two_chunks(data: &[u8]) {
+    framer_two_chunks_with(data, |_| Ok(()));
+}
+
+/// [`framer_two_chunks`], and every stanza, inside a stream element that declares what every
+/// stream declares, must pass `parse` (a strict XML parser the caller brings: this crate has
+/// none); panics naming the stanza otherwise.
+pub fn framer_two_chunks_with(data: &[u8], parse: impl Fn(&str) -> Result<(), String>) {
     let Some((&split, rest)) = data.split_first() else {
         return;
     };
@@ -25,7 +33,7 @@ pub fn framer_two_chunks(data: &[u8]) {
         max_stanza_bytes: FUZZ_MAX_STANZA_BYTES,
     });
     for chunk in [&rest[..cut], &rest[cut..]] {
-        if let Err(err) = feed(&mut framer, chunk) {
+        if let Err(err) = feed(&mut framer, chunk, &parse) {
             let mut again: &[u8] = b"<x/>";
             assert_eq!(
                 framer.next_frame(&mut again),
@@ -38,7 +46,11 @@ pub fn framer_two_chunks(data: &[u8]) {
     }
 }
 
-fn feed(framer: &mut Framer, chunk: &[u8]) -> Result<(), FrameError> {
+fn feed(
+    framer: &mut Framer,
+    chunk: &[u8],
+    parse: &impl Fn(&str) -> Result<(), String>,
+) -> Result<(), FrameError> {
     let mut pos = 0;
     loop {
         let mut input = &chunk[pos..];
@@ -50,15 +62,40 @@ fn feed(framer: &mut Framer, chunk: &[u8]) -> Result<(), FrameError> {
                     let _ = (e.ns(), e.attrs().count());
                 }
             }
-            Some(Frame::Stanza(stanza)) => check_stanza(stanza),
+            Some(Frame::Stanza(stanza)) => {
+                check_stanza(stanza);
+                parse_in_stream(stanza, parse);
+            }
             Some(Frame::StreamClose) => {}
         }
         pos += before - input.len();
     }
 }
 
-/// Exercises the view and the element parser on one framed stanza.
+/// Runs `parse` on `stanza` inside a stream element; panics naming the stanza on failure.
+fn parse_in_stream(stanza: &[u8], parse: &impl Fn(&str) -> Result<(), String>) {
+    // The framer validated UTF-8 (a stanza with a non-ASCII byte) or saw only ASCII.
+    let Ok(text) = std::str::from_utf8(stanza) else {
+        panic!("a framed stanza is not UTF-8: {stanza:?}");
+    };
+    let doc = format!(
+        "<stream:stream xmlns='jabber:client' \
+         xmlns:stream='http://etherx.jabber.org/streams'>{text}</stream:stream>"
+    );
+    if let Err(error) = parse(&doc) {
+        panic!("a framed stanza does not parse ({error}): {text:?}");
+    }
+}
+
+/// Exercises the view and the element parser on one framed stanza, and checks that the
+/// framer's one-pass screen let nothing through that its exact namespace check refuses.
 pub fn check_stanza(stanza: &[u8]) {
+    assert_eq!(
+        check_namespaces(stanza),
+        Ok(()),
+        "a framed stanza fails the exact namespace check: {:?}",
+        String::from_utf8_lossy(stanza)
+    );
     if let Ok(e) = Element::parse(stanza) {
         let _ = (e.text(), e.ns(), e.children().count());
     }
@@ -74,6 +111,7 @@ pub fn check_stanza(stanza: &[u8]) {
     );
     for child in view.children() {
         assert!(child.bytes.starts_with(b"<") && child.bytes.ends_with(b">"));
+        let _ = check_namespaces(child.bytes);
     }
     let from = "stamped@example.com/r&'\"<>";
     let mut out = Vec::new();

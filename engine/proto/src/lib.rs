@@ -4,7 +4,8 @@
 //! except when a stanza spans two reads (then the framer copies it once into its own buffer).
 //!
 //! - [`framer`]: finds top-level element boundaries in a stream of bytes split anywhere,
-//!   enforcing the RFC 6120 XML restrictions and the size limits.
+//!   enforcing the RFC 6120 XML restrictions, namespace well-formedness within each stanza
+//!   (so a stanza forwarded as bytes parses in every recipient's stream) and the size limits.
 //! - [`view`]: a [`view::StanzaView`] over one framed stanza: name, to, from, type, id and the
 //!   first-level children, without building a tree; plus `stamp` to rewrite the sender.
 //! - [`element`]: a small borrowed element tree for the few stanzas the server must answer
@@ -12,9 +13,10 @@
 //! - [`writer`]: escaping helpers for building stanzas.
 //! - [`jid`]: JIDs per RFC 7622 (length limits, case folding of local part and domain).
 //!
-//! What it does *not* do: namespaces beyond the literal `xmlns` attribute, DTDs, entity
-//! declarations, anything needing a full XML parser. Those are refused by design (RFC 6120
-//! section 11 forbids most of them in XMPP).
+//! What it does *not* do: namespace resolution beyond the literal `xmlns` attributes in the
+//! view (the framer checks that namespaces are well-formed, it does not report them), DTDs,
+//! entity declarations, anything needing a full XML parser. Those are refused by design
+//! (RFC 6120 section 11 forbids most of them in XMPP).
 
 #![forbid(unsafe_code)]
 

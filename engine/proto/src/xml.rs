@@ -68,6 +68,61 @@ pub(crate) fn is_qname(name: &str) -> bool {
     }
 }
 
+/// XML 1.0 `NameStartChar` without `:`, i.e. the first character of an `NCName`.
+pub(crate) fn is_ncname_start_char(c: char) -> bool {
+    match c {
+        'A'..='Z' | 'a'..='z' | '_' => true,
+        '\0'..='\u{BF}' => false,
+        _ => matches!(u32::from(c),
+            0xC0..=0xD6
+                | 0xD8..=0xF6
+                | 0xF8..=0x2FF
+                | 0x370..=0x37D
+                | 0x37F..=0x1FFF
+                | 0x200C..=0x200D
+                | 0x2070..=0x218F
+                | 0x2C00..=0x2FEF
+                | 0x3001..=0xD7FF
+                | 0xF900..=0xFDCF
+                | 0xFDF0..=0xFFFD
+                | 0x10000..=0xEFFFF),
+    }
+}
+
+/// XML 1.0 `NameChar` without `:`, i.e. a later character of an `NCName`.
+pub(crate) fn is_ncname_char(c: char) -> bool {
+    is_ncname_start_char(c)
+        || matches!(c, '-' | '.' | '0'..='9' | '\u{B7}' | '\u{300}'..='\u{36F}' | '\u{203F}'..='\u{2040}')
+}
+
+/// Whether `name` is an `NCName` of Namespaces in XML 1.0 (a `Name` without `:`).
+pub(crate) fn is_ncname(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars.next().is_some_and(is_ncname_start_char) && chars.all(is_ncname_char)
+}
+
+/// Whether `name` is a `QName` of Namespaces in XML 1.0, checked per character (Unicode
+/// included): `NCName` or `NCName:NCName`.
+pub(crate) fn is_strict_qname(name: &str) -> bool {
+    if name.is_ascii() {
+        let ncname = |part: &[u8]| {
+            part.first()
+                .is_some_and(|&b| b.is_ascii_alphabetic() || b == b'_')
+                && part
+                    .iter()
+                    .all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'))
+        };
+        return match name.split_once(':') {
+            None => ncname(name.as_bytes()),
+            Some((prefix, local)) => ncname(prefix.as_bytes()) && ncname(local.as_bytes()),
+        };
+    }
+    match name.split_once(':') {
+        None => is_ncname(name),
+        Some((prefix, local)) => is_ncname(prefix) && is_ncname(local),
+    }
+}
+
 /// Splits a qualified name into (prefix, local name).
 pub(crate) fn split_qname(name: &str) -> (Option<&str>, &str) {
     match name.split_once(':') {
@@ -261,6 +316,39 @@ mod tests {
         assert!(is_qname("a") && is_qname("sm:r") && is_qname("x-y.z"));
         assert!(!is_qname("") && !is_qname("a:") && !is_qname("a:b:c") && !is_qname("1a"));
         assert_eq!(split_qname("sm:r"), (Some("sm"), "r"));
+    }
+
+    #[test]
+    fn strict_names() {
+        for good in [
+            "a",
+            "_x",
+            "x-1.y",
+            "p:l",
+            "\u{e9}t\u{e9}",
+            "a\u{B7}\u{300}",
+            "\u{10000}",
+        ] {
+            assert!(is_strict_qname(good), "{good}");
+        }
+        for bad in [
+            "",
+            "1a",
+            "-a",
+            ":a",
+            "a:",
+            "a:b:c",
+            "a:1",
+            "\u{D7}",
+            "a\u{D7}",
+            "\u{B7}a",
+            "a\u{F0000}",
+            "\u{300}",
+            "a b",
+        ] {
+            assert!(!is_strict_qname(bad), "{bad:?}");
+        }
+        assert!(is_ncname("xmlns") && !is_ncname("a:b"));
     }
 
     #[test]

@@ -114,6 +114,11 @@ fn write(node: &Node, out: &mut Vec<u8>) {
         Node::Elem { name, attrs, kids } => {
             out.push(b'<');
             out.extend_from_slice(name.as_bytes());
+            // A prefixed name is declared on its own element (the framer refuses a prefix
+            // the stanza does not declare).
+            if let Some((prefix, _)) = name.split_once(':') {
+                out.extend_from_slice(format!(" xmlns:{prefix}='urn:x:{prefix}'").as_bytes());
+            }
             for (i, (value, quote)) in attrs.iter().enumerate() {
                 out.extend_from_slice(format!(" a{i} = {quote}").as_bytes());
                 escape_attr(value, out);
@@ -216,6 +221,8 @@ proptest! {
             data.extend_from_slice(b"<stream:stream>");
         }
         data.extend_from_slice(&bytes);
+        // The public exact check takes anything without panicking.
+        let _ = rookery_proto::framer::check_namespaces(&data);
         let chunks = split_at_points(&data, &cuts);
         let (frames, err) = run(max, &chunks);
         for frame in &frames {

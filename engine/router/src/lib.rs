@@ -29,8 +29,9 @@
 //! `sm` (XEP-0198 counters and queues), `sm_table` (sessions, timers), `stream_mgmt` (XEP-0198
 //! elements, detach), `resume` (XEP-0198 resumption: the `<resumed h>` answer waits until
 //! every stanza of the old stream is handled, so `h` counts all of them),
-//! `stats`, and `testing` (a recording `Effects` and a multi-shard harness with commit steps,
-//! public so the simulator and the server's tests can use them).
+//! `stats`, `testing` (a recording `Effects` and a multi-shard harness with commit steps,
+//! public so the simulator and the server's tests can use them), and `fuzzing` (hidden: one
+//! client's input after a scripted login, for the fuzz target and the property test).
 //!
 //! What it does not do yet: rosters, presence broadcast, SCRAM, TLS (later issues; TLS
 //! belongs to the server), or any I/O on the store's log (the shard loop's job).
@@ -45,6 +46,8 @@ mod delay;
 mod delivery;
 mod effects;
 mod fanout;
+#[doc(hidden)]
+pub mod fuzzing;
 mod groups;
 mod ids;
 mod local;

@@ -28,8 +28,9 @@ const DISCO_INFO_RESULT: &[u8] = b"<query xmlns='http://jabber.org/protocol/disc
 
 const DISCO_ITEMS_RESULT: &[u8] = b"<query xmlns='http://jabber.org/protocol/disco#items'/>";
 
-/// Largest available presence (as the client sent it) that is kept and broadcast; a larger
-/// one is refused with `not-acceptable` and changes nothing.
+/// Largest presence without `to` (as the client sent it), available or unavailable, that is
+/// broadcast (and, available, kept); a larger one is refused with `not-acceptable` and
+/// changes nothing.
 pub(crate) const MAX_PRESENCE_BYTES: usize = 8 * 1024;
 
 impl Router {
@@ -191,9 +192,10 @@ impl Router {
         ty: StanzaType,
         fx: &mut impl Effects,
     ) {
-        if ty == StanzaType::Available && view.bytes().len() > MAX_PRESENCE_BYTES {
-            // Kept for probes and copied to every contact: a bounded size, or one session
-            // could hold 64 KiB per contact in flight.
+        let broadcast = matches!(ty, StanzaType::Available | StanzaType::Unavailable);
+        if broadcast && view.bytes().len() > MAX_PRESENCE_BYTES {
+            // Copied to every contact (and an available one kept for probes): a bounded size,
+            // or one session could hold 64 KiB per contact in flight.
             let (mut routes, _) = self.routes();
             routes.reply_error(slot, view, None, StanzaError::NotAcceptable, fx);
             return;

@@ -396,3 +396,41 @@ fn an_oversized_presence_is_refused_and_changes_nothing() {
     cluster.send(a, "<presence><status>fine</status></presence>");
     assert!(cluster.take_output(b).contains("fine"));
 }
+
+#[test]
+fn an_oversized_unavailable_presence_is_refused_and_changes_nothing() {
+    let mut cluster = Cluster::new(3);
+    let [(a, _, alice), (b, _, bob), _] = three_users(&mut cluster);
+    befriend(&mut cluster, (a, &alice), (b, &bob));
+    cluster.send(b, "<presence/>");
+    cluster.send(a, "<presence/>");
+    cluster.take_output(a);
+    cluster.take_output(b);
+    let status = "x".repeat(9_000);
+    cluster.send(
+        a,
+        &format!("<presence type='unavailable'><status>{status}</status></presence>"),
+    );
+    let out = cluster.take_output(a);
+    assert!(
+        out.contains("<presence type='error'") && out.contains("<not-acceptable "),
+        "{out}"
+    );
+    assert_eq!(cluster.take_output(b), "", "nothing broadcast");
+    // Alice is still available: her next change reaches Bob as an update.
+    cluster.send(a, "<presence><status>still here</status></presence>");
+    let update = cluster.take_output(b);
+    assert!(
+        update.contains("still here") && !update.contains("unavailable"),
+        "{update}"
+    );
+    cluster.send(
+        a,
+        "<presence type='unavailable'><status>bye</status></presence>",
+    );
+    let gone = cluster.take_output(b);
+    assert!(
+        gone.contains("type='unavailable'") && gone.contains("bye"),
+        "{gone}"
+    );
+}

@@ -2,6 +2,7 @@
 //! backend, opens one SO_REUSEPORT listener per shard, starts one pinned thread per shard and
 //! waits for SIGINT/SIGTERM (or a shard failing) to stop them all.
 
+mod admin_http;
 mod commit;
 mod config;
 mod data_dir;

@@ -1,15 +1,15 @@
 //! Per-shard counters and the Prometheus text endpoint on the admin port.
 //!
 //! Each shard owns one [`ShardStats`] and is its only writer: it publishes plain numbers with
-//! `Relaxed` stores once per loop turn (no read-modify-write on the hot path). The admin thread
-//! only loads them. Relaxed is enough: every value is an independent gauge or counter, and a
+//! `Relaxed` stores once per loop turn (no read-modify-write on the hot path). The admin
+//! endpoint's request threads (`admin_http`) only load them. Relaxed is enough: every value is an independent gauge or counter, and a
 //! scrape that sees one counter a turn older than another is harmless.
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
-use std::time::Duration;
+
+use crate::admin_http;
 
 /// One shard's published numbers.
 #[derive(Default, Debug)]
@@ -333,48 +333,19 @@ pub fn render(shards: &[Arc<ShardStats>]) -> String {
     out
 }
 
-/// Serves `GET /metrics` on `addr` from a background thread. Errors per request are ignored
-/// (a scraper retries); a bind failure is returned so the operator sees it at start.
+/// Serves `GET /metrics` on `addr` (see `admin_http`: a deadline per request, requests
+/// served side by side, accept errors backed off). A bind failure is returned so the operator
+/// sees it at start.
 pub fn serve(addr: SocketAddr, shards: Vec<Arc<ShardStats>>) -> std::io::Result<SocketAddr> {
-    let listener = TcpListener::bind(addr)?;
-    let bound = listener.local_addr()?;
-    std::thread::Builder::new()
-        .name("rookery-admin".into())
-        .spawn(move || {
-            for stream in listener.incoming().flatten() {
-                let _ = answer(stream, &shards);
-            }
-        })?;
-    Ok(bound)
-}
-
-fn answer(mut stream: TcpStream, shards: &[Arc<ShardStats>]) -> std::io::Result<()> {
-    stream.set_read_timeout(Some(Duration::from_secs(2)))?;
-    // Read the whole request head (it may arrive in several segments): answering early and
-    // closing with unread bytes would reset the conn and lose the reply.
-    let mut request = [0u8; 4096];
-    let mut len = 0;
-    while len < request.len() && !request[..len].windows(4).any(|w| w == b"\r\n\r\n") {
-        match stream.read(&mut request[len..])? {
-            0 => break,
-            n => len += n,
-        }
-    }
-    let head = String::from_utf8_lossy(&request[..len]);
-    let (status, body) = if head.starts_with("GET /metrics ") {
-        ("200 OK", render(shards))
-    } else {
-        ("404 Not Found", "try GET /metrics\n".to_string())
-    };
-    let reply = format!(
-        "HTTP/1.1 {status}\r\ncontent-type: text/plain; version=0.0.4\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    stream.write_all(reply.as_bytes())
+    admin_http::serve(addr, admin_http::Limits::default(), move || render(&shards))
 }
 
 #[cfg(test)]
 mod tests {
+    use std::io::{Read, Write};
+    use std::net::TcpStream;
+    use std::time::Duration;
+
     use super::*;
 
     #[test]

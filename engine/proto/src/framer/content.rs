@@ -58,6 +58,7 @@ impl Framer {
             (St::ContentLt, _) if is_name_start(b) => {
                 let offset = self.offset(cur);
                 self.push(offset);
+                Framer::screen_open(cur, b);
                 St::TagName
             }
             (St::ContentLt, _) => return Err(Fault::BadName),

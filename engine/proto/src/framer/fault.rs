@@ -33,6 +33,10 @@ pub(crate) enum Fault {
     Pi,
     Dtd,
     Undeclared,
+    DupAttr,
+    UnboundPrefix,
+    BadNsDecl,
+    ReservedPrefix,
 }
 
 impl Fault {
@@ -60,6 +64,10 @@ impl Fault {
             Fault::BadMarkup => Nwf("malformed markup declaration"),
             Fault::EmptyStream => Nwf("empty stream element"),
             Fault::AfterClose => Nwf("data after the stream close"),
+            Fault::DupAttr => Nwf("duplicate attribute"),
+            Fault::UnboundPrefix => Nwf("namespace prefix not declared in the stanza"),
+            Fault::BadNsDecl => Nwf("illegal namespace declaration"),
+            Fault::ReservedPrefix => Nwf("reserved prefix xml or xmlns on an element"),
             Fault::Comment => Rx("comment"),
             Fault::Pi => Rx("processing instruction"),
             Fault::Dtd => Rx("DTD or markup declaration"),

@@ -5,8 +5,9 @@
 //! prolog, stream-level and start-tag states are handled here; stanza content and references
 //! in `content.rs`.
 //!
-//! What it does not do: copy bytes or validate UTF-8 (the driver in `framer.rs` does both once
-//! a frame is complete), or look at attribute names and values beyond their syntax.
+//! What it does not do: copy bytes, validate UTF-8 or check namespaces (the driver in
+//! `framer.rs` does those once a frame is complete); at the end of each start-tag name and
+//! `xmlns` value it calls the screen in `names.rs`, which only sets a flag.
 //!
 //! Invariants: a byte is either consumed (`Act::Next`) or re-dispatched once in a new state
 //! (`Act::Again`, only from the `]`-lookahead states, which always move to a state that
@@ -14,7 +15,9 @@
 //! the captured frame longer than `max`.
 
 use super::fault::Fault;
-use super::{Framer, CAPTURE, CHILD, DECL_SEEN, IN_ATTR, NON_ASCII, ROOT, STREAM_OPEN};
+use super::names::TagMarks;
+use super::STREAM_OPEN;
+use super::{Framer, CAPTURE, CHILD, DECL_SEEN, DQUOTE, IN_ATTR, NON_ASCII, NS_CHECK, ROOT};
 use crate::xml::{is_forbidden_ctrl, is_name_char, is_name_start, is_ws};
 
 /// Scanner state. Grouped by where in the stream it occurs.
@@ -91,6 +94,8 @@ pub(super) struct Cursor<'d> {
     pub(super) cap: Option<usize>,
     /// First index of `data` that would take the capture over the limit.
     pub(super) limit: usize,
+    /// The screen's notes on the start tag being scanned (see `names.rs`).
+    pub(super) marks: TagMarks,
 }
 
 impl Framer {
@@ -101,7 +106,9 @@ impl Framer {
             i: 0,
             cap: None,
             limit: usize::MAX,
+            marks: TagMarks::default(),
         };
+        self.screen_resume();
         if self.flags & CAPTURE != 0 {
             // `buf` holds at most `max` bytes (enforced below on every push).
             cur.limit = (self.max as usize).saturating_sub(self.buf.len());
@@ -146,22 +153,35 @@ impl Framer {
     /// whitespace); each is exactly what `step` would consume with `Act::Next` in place.
     fn fast_skip(&mut self, cur: &mut Cursor<'_>) {
         let stop = cur.limit.min(cur.data.len());
-        let (data, from, q) = (cur.data, cur.i, self.quote);
+        let (data, from) = (cur.data, cur.i);
         let (end, high) = match self.st {
             St::Text => plain_run(data, from, stop, |b| {
                 b >= 0x20 && !matches!(b, b'<' | b'&' | b']')
             }),
-            St::AttrValue => plain_run(data, from, stop, |b| {
-                b >= 0x20 && !matches!(b, b'<' | b'&') && b != q
-            }),
+            St::AttrValue => {
+                let q = if self.flags & DQUOTE != 0 {
+                    b'"'
+                } else {
+                    b'\''
+                };
+                plain_run(data, from, stop, |b| {
+                    b >= 0x20 && !matches!(b, b'<' | b'&') && b != q
+                })
+            }
             St::Cdata => plain_run(data, from, stop, |b| b >= 0x20 && b != b']'),
-            St::TagName | St::AttrName => plain_run(data, from, stop, is_name_char),
+            // A name's `:` goes through `step`, where the screen notes it.
+            St::TagName | St::AttrName => {
+                plain_run(data, from, stop, |b| is_name_char(b) && b != b':')
+            }
             St::Level1 | St::TagWs => plain_run(data, from, stop, is_ws),
             _ => return,
         };
         cur.i = end;
         if high >= 0x80 {
             self.flags |= NON_ASCII;
+            if matches!(self.st, St::TagName | St::AttrName) {
+                cur.marks.special = true;
+            }
         }
     }
 
@@ -183,7 +203,7 @@ impl Framer {
             | St::AttrEq
             | St::AttrValue
             | St::AttrDone
-            | St::TagSlash => self.tag(b),
+            | St::TagSlash => self.tag(b, cur),
             St::EntName | St::CharRef | St::CharRefDec | St::CharRefHexStart | St::CharRefHex => {
                 self.reference(b)
             }
@@ -204,6 +224,7 @@ impl Framer {
             St::PrologLt if b == b'!' => self.st = St::Bang,
             St::PrologLt if is_name_start(b) => {
                 self.begin_capture(cur)?;
+                Framer::screen_open(cur, b);
                 self.st = St::TagName;
             }
             St::PrologLt => return Err(Fault::BadName),
@@ -248,6 +269,7 @@ impl Framer {
             St::Level1Lt if b == b'?' => return Err(Fault::Pi),
             St::Level1Lt if is_name_start(b) => {
                 self.begin_capture(cur)?;
+                Framer::screen_open(cur, b);
                 self.flags |= ROOT;
                 self.st = St::TagName;
             }
@@ -274,26 +296,54 @@ impl Framer {
         Ok(Act::Next)
     }
 
-    fn tag(&mut self, b: u8) -> Result<Act, Fault> {
+    fn tag(&mut self, b: u8, cur: &mut Cursor<'_>) -> Result<Act, Fault> {
         self.st = match (self.st, b) {
-            (St::TagName | St::AttrName, _) if is_name_char(b) => self.st,
-            (St::TagName | St::TagWs | St::AttrDone, b'/') => St::TagSlash,
-            (St::TagName | St::TagWs | St::AttrDone, b'>') => return self.tag_end(),
-            (St::TagName | St::TagWs | St::AttrDone, _) if is_ws(b) => St::TagWs,
-            (St::TagName, _) => return Err(Fault::BadName),
+            (St::TagName | St::AttrName, _) if is_name_char(b) => {
+                cur.marks.special |= b == b':' || b >= 0x80;
+                return Ok(Act::Next);
+            }
+            (St::TagName, _) => {
+                // The element name ended just before `b`.
+                self.screen_element_name(cur);
+                match b {
+                    b'/' => St::TagSlash,
+                    b'>' => return self.tag_end(),
+                    _ if is_ws(b) => St::TagWs,
+                    _ => return Err(Fault::BadName),
+                }
+            }
+            (St::AttrName, _) => {
+                self.screen_attr_name(cur);
+                match b {
+                    b'=' => St::AttrEq,
+                    _ if is_ws(b) => St::AttrNameWs,
+                    _ => return Err(Fault::BadAttr),
+                }
+            }
+            (St::TagWs | St::AttrDone, b'/') => St::TagSlash,
+            (St::TagWs | St::AttrDone, b'>') => return self.tag_end(),
+            (St::TagWs | St::AttrDone, _) if is_ws(b) => St::TagWs,
             (St::AttrDone, _) => return Err(Fault::MissingWs),
-            (St::TagWs, _) if is_name_start(b) => St::AttrName,
-            (St::AttrName | St::AttrNameWs, _) if is_ws(b) => St::AttrNameWs,
-            (St::AttrName | St::AttrNameWs, b'=') => St::AttrEq,
+            (St::TagWs, _) if is_name_start(b) => {
+                Framer::screen_attr_start(cur, b);
+                St::AttrName
+            }
+            (St::AttrNameWs, _) if is_ws(b) => St::AttrNameWs,
+            (St::AttrNameWs, b'=') => St::AttrEq,
             (St::AttrEq, _) if is_ws(b) => St::AttrEq,
             (St::AttrEq, b'"' | b'\'') => {
-                self.quote = b;
+                self.flags = (self.flags & !DQUOTE) | if b == b'"' { DQUOTE } else { 0 };
+                Framer::screen_value_start(cur);
                 St::AttrValue
             }
             (St::AttrEq, _) => return Err(Fault::Unquoted),
-            (St::AttrValue, _) if b == self.quote => St::AttrDone,
+            (St::AttrValue, b'"' | b'\'') if (b == b'"') == (self.flags & DQUOTE != 0) => {
+                self.screen_value(cur);
+                St::AttrDone
+            }
             (St::AttrValue, b'<') => return Err(Fault::LtInAttr),
             (St::AttrValue, b'&') => {
+                cur.marks.value_ref = true;
                 self.flags |= IN_ATTR;
                 self.aux = 0;
                 St::EntName
@@ -337,7 +387,7 @@ impl Framer {
 
     /// Starts capturing a frame whose `<` is the byte before `cur.i`.
     pub(super) fn begin_capture(&mut self, cur: &mut Cursor<'_>) -> Result<(), Fault> {
-        self.flags = (self.flags | CAPTURE) & !NON_ASCII;
+        self.flags = (self.flags | CAPTURE) & !(NON_ASCII | NS_CHECK);
         let max = self.max as usize;
         if cur.i == 0 {
             // The `<` ended the previous input and was not kept: restore it.

@@ -7,7 +7,12 @@
 //!
 //! Invariants: every iq get/set gets exactly one answer (result or error, RFC 6120 8.2.3);
 //! results are ignored; an unknown payload namespace is `service-unavailable`, a known one
-//! used in an unsupported way `feature-not-implemented`.
+//! used in an unsupported way `feature-not-implemented`. A members-only room shows a
+//! non-member nothing it holds: its disco#info is the identity (without the room's name) and
+//! features only, so a client can still learn that it is members-only before trying to join
+//! (XEP-0045 6.4 asks clients to look first), without the `muc#roominfo` form (occupant
+//! count, subject); its disco#items is empty for everyone (XEP-0045 6.5 allows keeping
+//! occupants private; the presence a joiner gets is the way to see them).
 
 use std::collections::HashMap;
 
@@ -159,6 +164,7 @@ fn occupant_iq(room: &Room, ctx: &mut Ctx<'_, '_>, xmlns: Option<&str>) {
 
 /// disco#info of a room: identity, MUC features and the `muc#roominfo` form.
 fn room_info(room: &Room, ctx: &mut Ctx<'_, '_>, node: Option<&str>) {
+    let visible = room.visible_to(ctx.from.bare_str());
     match node {
         None => {}
         Some(ROOMUSER_NODE) => {
@@ -182,7 +188,9 @@ fn room_info(room: &Room, ctx: &mut Ctx<'_, '_>, node: Option<&str>) {
         "" => room.jid.local().unwrap_or_default(),
         name => name,
     };
-    push_attr(&mut out, "name", name);
+    if visible {
+        push_attr(&mut out, "name", name);
+    }
     out.extend_from_slice(b"/>");
     let access = if room.config.members_only {
         "muc_membersonly"
@@ -202,6 +210,11 @@ fn room_info(room: &Room, ctx: &mut Ctx<'_, '_>, node: Option<&str>) {
         out.extend_from_slice(b"<feature");
         push_attr(&mut out, "var", feature);
         out.extend_from_slice(b"/>");
+    }
+    if !visible {
+        out.extend_from_slice(b"</query>");
+        ctx.result(&out);
+        return;
     }
     out.extend_from_slice(b"<x xmlns='");
     out.extend_from_slice(DATA_NS.as_bytes());

@@ -49,6 +49,8 @@ mod stanzas;
 mod tests;
 #[cfg(test)]
 mod tests_admin;
+#[cfg(test)]
+mod tests_privacy;
 
 use std::collections::HashMap;
 use std::sync::Arc;

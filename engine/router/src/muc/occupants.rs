@@ -14,9 +14,13 @@
 //! unavailable presence from a session that is not in the room is ignored (the user's shard
 //! sends one for every room it remembers, refused joins included).
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 
-use rookery_proto::{Jid, StanzaKind, StanzaView};
+use rookery_proto::framer::check_namespaces;
+use rookery_proto::view::Child;
+use rookery_proto::writer::unescape;
+use rookery_proto::{ns, Jid, StanzaKind, StanzaView};
 
 use super::persist;
 use super::room::{Affiliation, Occupant, Room, RoomConfig, MAX_PRESENCE_PAYLOAD_BYTES};
@@ -111,10 +115,18 @@ pub(crate) fn max_occupants(room: &Room, config: &RoomsConfig) -> usize {
 }
 
 /// Whether the sender may join as `ctx.to`'s nick; a newcomer to an open room becomes a
-/// member (written to the store). Returns the sender's affiliation.
+/// member (written to the store). Returns the sender's affiliation. A members-only room
+/// refuses a non-member before anything else (nick conflicts, occupant cap), so the refusal
+/// says nothing about its occupants.
 fn admit(room: &mut Room, ctx: &mut Ctx<'_, '_>) -> Result<Affiliation, Refusal> {
     let bare = ctx.from.bare_str();
     let nick = ctx.to.resource().unwrap_or_default();
+    let affiliation = room.affiliation(bare);
+    // First, so that a non-member learns nothing about who is in a members-only room.
+    if affiliation == Affiliation::None && room.config.members_only {
+        let text = "This group is members-only: ask an admin to add you";
+        return Err(Refusal::with_text(MucError::RegistrationRequired, text));
+    }
     let newcomer = match room.occupants.get(nick) {
         Some(holder) if holder.bare.as_str() != bare => {
             let text = "That nickname is used by another person in this group";
@@ -129,15 +141,8 @@ fn admit(room: &mut Room, ctx: &mut Ctx<'_, '_>) -> Result<Affiliation, Refusal>
             true
         }
     };
-    let affiliation = room.affiliation(bare);
-    if affiliation == Affiliation::None {
-        if room.config.members_only {
-            let text = "This group is members-only: ask an admin to add you";
-            return Err(Refusal::with_text(MucError::RegistrationRequired, text));
-        }
-        if room.member_count() >= ctx.config.max_members {
-            return Err(full(ctx.config.max_members));
-        }
+    if affiliation == Affiliation::None && room.member_count() >= ctx.config.max_members {
+        return Err(full(ctx.config.max_members));
     }
     let max = max_occupants(room, ctx.config);
     if newcomer && room.occupants.len() >= max {
@@ -361,18 +366,38 @@ fn departure(departed: &Occupant, affiliation: Affiliation, codes: &[u16], to: &
     stanza
 }
 
-/// A presence's children without the MUC elements (the client's join request and anything
-/// claiming to be the room's own extension); empty when larger than the cap.
+/// A presence's children without any element in the MUC namespaces (the client's join
+/// request, and any `muc#user` extension a client writes to pass for the room's own, however
+/// it is written: default namespace or a prefix, escaped like `muc&#35;user`, or inherited from
+/// the presence itself), and without children that use a declaration of the presence (copied
+/// alone they would not be well-formed); empty when larger than the cap.
 pub(crate) fn presence_payload(view: &StanzaView<'_>) -> Box<[u8]> {
+    let inherited = view.attr("xmlns");
     let mut payload = Vec::new();
     for child in view.children() {
-        if matches!(child.xmlns, Some(MUC_NS | MUC_USER_NS)) {
-            continue;
+        if is_kept(&child, inherited.as_deref()) {
+            payload.extend_from_slice(child.bytes);
         }
-        payload.extend_from_slice(child.bytes);
     }
     if payload.len() > MAX_PRESENCE_PAYLOAD_BYTES {
         payload.clear();
     }
     payload.into_boxed_slice()
+}
+
+/// Whether a child of a client's presence may be copied into the room's presence.
+fn is_kept(child: &Child<'_>, inherited: Option<&str>) -> bool {
+    if check_namespaces(child.bytes).is_err() {
+        return false;
+    }
+    // Self-contained, so a prefixed child declares its own prefix (or uses `stream`).
+    let namespace = match child.xmlns {
+        Some(raw) => match unescape(raw) {
+            Ok(value) => value,
+            Err(_) => return false,
+        },
+        None if child.name.contains(':') => return true,
+        None => Cow::Borrowed(inherited.unwrap_or(ns::CLIENT)),
+    };
+    !matches!(&*namespace, MUC_NS | MUC_USER_NS)
 }

@@ -239,6 +239,12 @@ impl Room {
     }
 
     /// Members of any affiliation (the number capped by `max_members`).
+    /// Whether `bare` may see what the room holds (its name, subject, occupants): anyone in
+    /// an open room, only affiliated users in a members-only one.
+    pub fn visible_to(&self, bare: &str) -> bool {
+        !self.config.members_only || self.affiliation(bare) != Affiliation::None
+    }
+
     pub fn member_count(&self) -> usize {
         self.affiliations.len()
     }

@@ -177,8 +177,10 @@ pub(crate) struct Item<'a> {
     pub jid: Option<&'a str>,
 }
 
-/// An occupant's presence: `payload` (the user's `<show/>`, `<status/>` ...) then the
-/// `muc#user` extension with `item` and `statuses`.
+/// An occupant's presence: the room's `muc#user` extension with `item` and `statuses` first
+/// (a client reading the first `muc#user` child reads the room's), then `payload` (the user's
+/// `<show/>`, `<status/>` ..., from which `occupants::presence_payload` removed every
+/// client-written MUC element).
 pub(crate) fn occupant_presence(
     out: &mut Vec<u8>,
     head: Head<'_>,
@@ -189,7 +191,6 @@ pub(crate) fn occupant_presence(
 ) {
     open(out, "presence", unavailable.then_some("unavailable"), head);
     out.push(b'>');
-    out.extend_from_slice(payload);
     out.extend_from_slice(b"<x");
     attr(out, "xmlns", MUC_USER_NS);
     out.extend_from_slice(b"><item");
@@ -204,7 +205,9 @@ pub(crate) fn occupant_presence(
         out.extend_from_slice(code.to_string().as_bytes());
         out.extend_from_slice(b"'/>");
     }
-    out.extend_from_slice(b"</x></presence>");
+    out.extend_from_slice(b"</x>");
+    out.extend_from_slice(payload);
+    out.extend_from_slice(b"</presence>");
 }
 
 /// What an occupant session hears when its room is destroyed (XEP-0045 10.9): unavailable,
@@ -308,9 +311,10 @@ mod tests {
         );
         assert_eq!(
             text(out),
-            "<presence type='unavailable' from='r@g/n'><show>away</show>\
+            "<presence type='unavailable' from='r@g/n'>\
              <x xmlns='http://jabber.org/protocol/muc#user'><item affiliation='owner' \
-             role='moderator' jid='a@e/x'/><status code='110'/><status code='201'/></x></presence>"
+             role='moderator' jid='a@e/x'/><status code='110'/><status code='201'/></x>\
+             <show>away</show></presence>"
         );
     }
 }

@@ -320,7 +320,13 @@ fn presence_updates_are_broadcast_and_shown_to_later_joiners() {
     let actions = bench.send(BOB, &away);
     assert_eq!(actions.len(), 1, "{actions:?}");
     let (_, update, plan) = broadcast(&actions[0]).expect("a broadcast");
-    assert!(update.starts_with(&format!("<presence from='{ROOM}/bob'><show>away</show><x")));
+    assert!(update.starts_with(&format!(
+        "<presence from='{ROOM}/bob'><x xmlns='http://jabber.org/protocol/muc#user'>"
+    )));
+    assert!(
+        update.ends_with("</x><show>away</show></presence>"),
+        "{update}"
+    );
     assert_eq!(plan.len(), 3);
     let joined = bench.join(DAVE, "dave");
     let bob = joined
