@@ -1,6 +1,11 @@
 //! A small sans-IO XMPP client: token login (SASL PLAIN), bind, XEP-0198 enable with
 //! resumption, initial presence, chats with unique ids to other users, `<r/>`/`<a h>` both
-//! ways, resumption after a drop (else a fresh login).
+//! ways, resumption after a drop (else a fresh login). A fresh login may skip `<enable/>`
+//! (`want_sm` off, drawn per login by the `world`): such a session sends no `<r/>` and nothing
+//! it sends is acknowledged (its chats are owed once a commit stored them, see `ledger`; its
+//! presences once the ping after each is answered, see `social`; its groupchat messages
+//! never); the chats it receives are listed in `fresh_deliveries` for the world, which knows
+//! when the router was told they were handed to the kernel (see `ledger`).
 //!
 //! What it does: turns bytes from the server into bytes for the server, and reports to the
 //! `Ledger` what it sent, what the server acknowledged or refused, and what it received.
@@ -13,6 +18,7 @@
 //! numbers, so a server counting differently shows up as an `sm-count` violation. Unless
 //! `resume_with_unacked` is set, a client with unacknowledged stanzas does not resume: it
 //! abandons them (they may be lost or delivered, never owed) and binds a fresh session.
+//! Without XEP-0198 (`sm` off) `sent` stays 0 and `unacked` empty.
 
 use std::collections::VecDeque;
 
@@ -89,6 +95,14 @@ pub struct Client {
     /// acknowledged; else it abandons them and binds a fresh session. On by default (the
     /// router's `<resumed h>` waits until every stanza it received is handled).
     pub resume_with_unacked: bool,
+    /// Whether the next fresh session enables XEP-0198 (the world draws it per login).
+    pub want_sm: bool,
+    /// Whether the current session uses XEP-0198 (a resumed one always does).
+    pub sm: bool,
+    /// Fresh sessions bound without XEP-0198 so far.
+    pub sessions_without_sm: u64,
+    /// Chats received by a session without XEP-0198 since the world last took them.
+    pub(crate) fresh_deliveries: Vec<MsgKey>,
 }
 
 impl Client {
@@ -108,6 +122,10 @@ impl Client {
             reconnect_at_ms: 0,
             resumes: 0,
             resume_with_unacked: true,
+            want_sm: true,
+            sm: true,
+            sessions_without_sm: 0,
+            fresh_deliveries: Vec::new(),
             now_ms: 0,
             social: Social::default(),
             rooms: Rooms::default(),
@@ -117,6 +135,7 @@ impl Client {
     /// A fresh conn is open: start the stream.
     pub fn connect(&mut self) {
         self.framer = new_framer();
+        self.fresh_deliveries.clear();
         self.phase = Phase::AwaitFeatures;
         self.social.available_since_ms = None;
         self.out.extend_from_slice(client_header().as_bytes());
@@ -155,7 +174,12 @@ impl Client {
         self.send_counted(stanza.into_bytes(), Tag::Chat(key));
     }
 
+    /// Sends `<r/>` (only with XEP-0198: the router answers one without it with a stream
+    /// error).
     pub fn request_ack(&mut self) {
+        if !self.sm {
+            return;
+        }
         self.out
             .extend_from_slice(format!("<r xmlns='{SM}'/>").as_bytes());
     }
@@ -168,8 +192,11 @@ impl Client {
     }
 
     pub(crate) fn send_counted(&mut self, bytes: Vec<u8>, tag: Tag) {
-        self.sent += 1;
         self.out.extend_from_slice(&bytes);
+        if !self.sm {
+            return; // never acknowledged: nothing to count
+        }
+        self.sent += 1;
         self.unacked.push_back(Outbound {
             num: self.sent,
             bytes,
@@ -224,7 +251,7 @@ impl Client {
                 self.out.extend_from_slice(ack.as_bytes());
             }
             "error" => {} // stream error: the close follows
-            "iq" => return self.on_iq(&el),
+            "iq" => return self.on_iq(&el, ledger),
             "message" => return self.on_message(&el, ledger),
             "presence" => return self.on_presence(&el, ledger),
             _ => self.received += 1,
@@ -267,7 +294,7 @@ impl Client {
         self.phase = Phase::AwaitBind;
     }
 
-    fn on_iq(&mut self, el: &Element<'_>) -> Result<(), Violation> {
+    fn on_iq(&mut self, el: &Element<'_>, ledger: &mut Ledger) -> Result<(), Violation> {
         if self.phase == Phase::AwaitBind && el.attr("id") == Some("bind") {
             if el.attr("type") != Some("result") {
                 self.bind();
@@ -275,12 +302,19 @@ impl Client {
             }
             self.session += 1;
             self.rooms.forget_joined();
+            if !self.want_sm {
+                self.start_without_sm(ledger);
+                return Ok(());
+            }
             self.out
                 .extend_from_slice(format!("<enable xmlns='{SM}' resume='true'/>").as_bytes());
             self.phase = Phase::AwaitEnabled;
             return Ok(());
         }
         self.received += 1;
+        if self.on_presence_barrier(el, ledger) {
+            return Ok(());
+        }
         self.on_roster_iq(el)
     }
 
@@ -288,6 +322,20 @@ impl Client {
     /// available), then the roster and rooms (see `social`).
     fn on_enabled(&mut self, el: &Element<'_>, ledger: &mut Ledger) {
         self.resume_id = el.attr("id").map(str::to_owned);
+        self.sm = true;
+        self.received = 0;
+        self.sent = 0;
+        self.unacked.clear();
+        self.phase = Phase::Online;
+        self.start_session(ledger);
+    }
+
+    /// A fresh session bound without XEP-0198: what the previous session left unacknowledged
+    /// is abandoned (never owed), and nothing will be counted or resumed.
+    fn start_without_sm(&mut self, ledger: &mut Ledger) {
+        self.resume_id = None;
+        self.sm = false;
+        self.sessions_without_sm += 1;
         self.received = 0;
         self.sent = 0;
         self.unacked.clear();
@@ -309,6 +357,7 @@ impl Client {
     fn on_resumed(&mut self, el: &Element<'_>, ledger: &mut Ledger) -> Result<(), Violation> {
         let h = parse_h(el)?;
         self.release(h, ledger)?;
+        self.sm = true;
         self.resumes += 1;
         self.phase = Phase::Online;
         self.on_attached();
@@ -376,7 +425,10 @@ impl Client {
             let detail = format!("client {} got {key:?} while {:?}", self.index, self.phase);
             return Err(Violation::new("closed-session", detail));
         }
-        ledger.on_delivered(self.index, self.session, key)
+        if !self.sm {
+            self.fresh_deliveries.push(key);
+        }
+        ledger.on_delivered(self.index, self.session, self.sm, key)
     }
 }
 

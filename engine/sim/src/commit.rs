@@ -1,6 +1,7 @@
 //! The shards' side of the simulation: stores in a per-run temp dir, group commits split into
 //! `begin_commit` and `finish_commit` with a random delay between them (sometimes failing
-//! with an injected ENOSPC), ticks, and whole-server restarts.
+//! with an injected ENOSPC), ticks, and whole-server restarts. A batch written without error
+//! tells the ledger which chats are now durable (owed to their recipients).
 //!
 //! What it does not do: decide when faults happen in general (`world`), or edit logs (the
 //! `lose-committed` canary is in `tamper`).
@@ -22,7 +23,7 @@ use rookery_store::{CommitBatch, Durability, LogWriter, Store, StoreConfig, Sync
 
 use crate::ledger::Violation;
 use crate::world::{Ev, KeyState, Step, World};
-use crate::InjectBug;
+use crate::{InjectBug, SimConfig};
 
 /// Resumption window: short, so both resumption and its expiry happen within a run.
 pub const RESUME_TIMEOUT_MS: u64 = 2_000;
@@ -62,13 +63,17 @@ impl Drop for TempDir {
     }
 }
 
-pub(crate) fn router_config(shards: u16) -> Arc<RouterConfig> {
+/// The routers' config: the run's shard count, output cap (the same as the simulated
+/// driver's, see `fx`) and XEP-0198 window; a short resumption window.
+pub(crate) fn router_config(cfg: &SimConfig) -> Arc<RouterConfig> {
     let auth = AuthBackend::Token {
         secret: TEST_SECRET.to_vec(),
     };
     let mut config = RouterConfig::new(TEST_DOMAIN, auth);
-    config.shards = shards;
+    config.shards = cfg.shards;
     config.resume_timeout_ms = RESUME_TIMEOUT_MS;
+    config.max_output_bytes = cfg.max_output_bytes;
+    config.sm_window_bytes = cfg.sm_window_bytes.unwrap_or(cfg.max_output_bytes / 4);
     Arc::new(config)
 }
 
@@ -127,6 +132,12 @@ impl World {
         } else {
             b"commit-err"
         });
+        if result.is_ok() {
+            // Durable now: a chat stored here is owed to its recipient (checker 1).
+            for key in crate::tamper::stored_chats(batch.bytes()) {
+                self.ledger.on_committed(key);
+            }
+        }
         self.note(|| {
             format!(
                 "shard {shard} commit seq {} ok={}",
@@ -163,6 +174,7 @@ impl World {
                 tear(s, &batch, cut);
             }
         }
+        self.backlogs_started += self.backlogs_in_incarnation();
         // Dropping the routers closes the logs and releases their locks.
         self.shards.clear();
         if self.cfg.inject == Some(InjectBug::LoseCommitted) {
@@ -170,6 +182,9 @@ impl World {
         }
         self.epoch += 1;
         self.out_queued.clear();
+        // Ack records not yet committed die with the process.
+        self.undrained.clear();
+        self.ledger.on_restart(self.now_ms);
         self.lanes.clear();
         for net in 0..self.nets.len() {
             self.kill_net(net);
@@ -178,6 +193,16 @@ impl World {
             info.state = KeyState::Gone;
         }
         self.start_shards()
+    }
+}
+
+impl World {
+    /// Backlogs the current routers started (their stats die with them at a restart).
+    pub(crate) fn backlogs_in_incarnation(&self) -> u64 {
+        self.shards
+            .iter()
+            .map(|s| s.router.stats().backlogs_started)
+            .sum()
     }
 }
 

@@ -1,8 +1,11 @@
 //! Router effects in the world: every router call goes through `World::call`, which records
 //! the effects in order and applies them afterwards (a router must not be re-entered): bytes
-//! to clients after a random delay (per-conn FIFO), mail into lanes (see `mail`), hand-offs
-//! (the conn's unread bytes travel as the leftover), closes (the client sees EOF after the
-//! bytes before it, then the router gets `on_closed`).
+//! to clients after a random delay (per-conn FIFO; paced for slow readers, see `flow`) into
+//! each conn's output queue, which the router reads through `queued_bytes` and which drains
+//! as the client reads (`on_drained`), the driver's output cap (a send past it into a
+//! non-empty queue aborts the conn, decided at the send like the driver's `QueueFull`), mail
+//! into lanes (see `mail`), hand-offs (the conn's unread bytes travel as the leftover), closes
+//! (the client sees EOF after the bytes before it, then the router gets `on_closed`).
 //!
 //! What it does not do: judge deliveries (the clients report to the ledger), except checker 3
 //! on the router side (nothing written to or closed on a conn that is not open) and noting
@@ -10,6 +13,8 @@
 //!
 //! Invariants: effects are applied in the order the router asked for them; a conn key is
 //! never reused.
+
+use std::collections::{BTreeMap, BTreeSet};
 
 use rookery_proto::element::Element;
 use rookery_router::{ConnKey, Effects, Handoff, Mail, Router};
@@ -21,15 +26,21 @@ use crate::world::{Ev, KeyInfo, KeyState, Step, World};
 
 /// Effects recorded in order, applied after the router call returns; `queued` is each conn's
 /// output queue as the network sees it (bytes sent and not yet delivered), plus what this
-/// call sent.
+/// call sent. The driver's output cap is decided here, at the send, as the driver does: a
+/// send past `cap` into a non-empty queue aborts the conn (`Fx::Abort`), and the conn takes
+/// nothing more and reports an empty queue from then on.
 pub(crate) struct SimFx<'a> {
     pub effects: Vec<Fx>,
-    queued: &'a std::collections::BTreeMap<u64, usize>,
-    added: std::collections::BTreeMap<u64, usize>,
+    queued: &'a BTreeMap<u64, usize>,
+    added: BTreeMap<u64, usize>,
+    cap: usize,
+    aborted: BTreeSet<u64>,
 }
 
 pub(crate) enum Fx {
     Send(ConnKey, Vec<u8>),
+    /// The send that passed the cap (its bytes, and what the queue held): the conn is aborted.
+    Abort(ConnKey, Vec<u8>, usize),
     Close(ConnKey),
     Mail(u16, Mail),
     HandOff(ConnKey, u16, Handoff),
@@ -38,10 +49,22 @@ pub(crate) enum Fx {
 
 impl Effects for SimFx<'_> {
     fn send(&mut self, conn: ConnKey, bytes: &[u8]) {
+        if self.aborted.contains(&conn.0) {
+            return; // the driver refuses sends to a conn it aborted
+        }
+        let queued = self.queued_bytes(conn);
+        if queued > 0 && queued + bytes.len() > self.cap {
+            self.aborted.insert(conn.0);
+            self.effects.push(Fx::Abort(conn, bytes.to_vec(), queued));
+            return;
+        }
         *self.added.entry(conn.0).or_default() += bytes.len();
         self.effects.push(Fx::Send(conn, bytes.to_vec()));
     }
     fn queued_bytes(&self, conn: ConnKey) -> usize {
+        if self.aborted.contains(&conn.0) {
+            return 0; // an aborted conn's queue was dropped
+        }
         let before = self.queued.get(&conn.0).copied().unwrap_or(0);
         before + self.added.get(&conn.0).copied().unwrap_or(0)
     }
@@ -65,7 +88,9 @@ impl World {
         let mut fx = SimFx {
             effects: Vec::new(),
             queued: &self.out_queued,
-            added: std::collections::BTreeMap::new(),
+            added: BTreeMap::new(),
+            cap: self.cfg.max_output_bytes,
+            aborted: BTreeSet::new(),
         };
         let now_ms = self.now_ms;
         let router = &mut self.shards[usize::from(shard)].router;
@@ -75,15 +100,20 @@ impl World {
             // See `groups`: a refused member copy is dropped without telling anyone.
             self.ledger.groups.on_refusal(shard, now_ms);
         }
+        let mut sent = Vec::new();
         for effect in fx.effects {
+            if let Fx::Send(key, _) = &effect {
+                sent.push(*key);
+            }
             self.apply(shard, effect)?;
         }
-        Ok(())
+        self.drain_on_queue(sent)
     }
 
     fn apply(&mut self, shard: u16, effect: Fx) -> Step {
         match effect {
             Fx::Send(key, bytes) => self.send_down(key, bytes),
+            Fx::Abort(key, bytes, queued) => self.abort(key, &bytes, queued),
             Fx::Close(key) => self.router_close(key),
             Fx::Mail(dest, mail) => self.push_mail(shard, dest, mail),
             Fx::ReadLog(tag, span) => {
@@ -143,8 +173,10 @@ impl World {
         if !net.alive || net.key != key {
             return Ok(()); // lost on a dead conn, as a real socket would lose it
         }
-        let at = self.down_slot(info.net);
-        *self.out_queued.entry(key.0).or_default() += bytes.len();
+        let at = self.down_slot(info.net, bytes.len());
+        let queued = self.out_queued.entry(key.0).or_default();
+        *queued += bytes.len();
+        self.peak_queued_bytes = self.peak_queued_bytes.max(*queued);
         self.schedule_at(
             at,
             Ev::Down {
@@ -157,7 +189,8 @@ impl World {
     }
 
     /// Bytes for `key` reached its client (or were lost with its conn): they leave its
-    /// output queue, and when none are left the router hears that the conn drained.
+    /// output queue, and when none are left the router hears that the conn drained (and the
+    /// ledger that the router now deletes what that conn's session got without XEP-0198).
     pub(crate) fn delivered_down(&mut self, key: ConnKey, len: usize) -> Step {
         let Some(queued) = self.out_queued.get_mut(&key.0) else {
             return Ok(());
@@ -172,6 +205,7 @@ impl World {
         if !open || self.nets[info.net].key != key {
             return Ok(()); // a conn that is gone never drains
         }
+        self.confirm_drained(info.net, key);
         self.call(info.shard, |router, now_ms, fx| {
             router.on_drained(key, now_ms, fx)
         })
@@ -215,12 +249,6 @@ impl World {
         }
     }
 
-    pub(crate) fn down_slot(&mut self, net: usize) -> u64 {
-        let at = (self.now_ms + self.rng.range(0, 5)).max(self.nets[net].down_ms);
-        self.nets[net].down_ms = at;
-        at
-    }
-
     fn router_close(&mut self, key: ConnKey) -> Step {
         self.mix(b"close");
         let info = self.key_info(key)?;
@@ -231,7 +259,7 @@ impl World {
         let alive = self.nets[info.net].alive && self.nets[info.net].key == key;
         let mut after = self.now_ms;
         if alive {
-            after = self.down_slot(info.net);
+            after = self.down_slot(info.net, 0);
             self.schedule_at(after, Ev::DownClose { net: info.net });
         }
         let queued = info.on_closed_queued;
@@ -281,5 +309,54 @@ impl World {
             self.queue_on_closed(key);
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fx(queued: &BTreeMap<u64, usize>) -> SimFx<'_> {
+        SimFx {
+            effects: Vec::new(),
+            queued,
+            added: BTreeMap::new(),
+            cap: 100,
+            aborted: BTreeSet::new(),
+        }
+    }
+
+    #[test]
+    fn the_cap_aborts_like_the_driver() {
+        let queued = BTreeMap::from([(1, 60)]);
+        let mut fx = fx(&queued);
+        let (one, two) = (ConnKey(1), ConnKey(2));
+        fx.send(one, &[0; 40]);
+        assert_eq!(fx.queued_bytes(one), 100);
+        // One byte past the cap with bytes queued: the conn is aborted, its queue dropped.
+        fx.send(one, &[0; 1]);
+        assert_eq!(fx.queued_bytes(one), 0);
+        fx.send(one, &[0; 1]);
+        // An empty queue takes one write of any size, then nothing more.
+        fx.send(two, &[0; 150]);
+        fx.send(two, &[0; 1]);
+        let kinds: Vec<(u64, usize, bool)> = fx
+            .effects
+            .iter()
+            .map(|e| match e {
+                Fx::Send(key, bytes) => (key.0, bytes.len(), false),
+                Fx::Abort(key, bytes, queued) => (key.0, bytes.len() + queued, true),
+                _ => (0, 0, false),
+            })
+            .collect();
+        assert_eq!(
+            kinds,
+            vec![
+                (1, 40, false),
+                (1, 101, true),
+                (2, 150, false),
+                (2, 151, true)
+            ]
+        );
     }
 }

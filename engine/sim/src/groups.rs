@@ -15,8 +15,9 @@
 //! it left (the client never leaves).
 //!
 //! Rules checked at the end, for every message acknowledged to its sender (XEP-0198: the room
-//! took it and every shard stored its copies for absent members) and not refused, for each
-//! member X of the room:
+//! took it and every shard stored its copies for absent members; a sender without XEP-0198
+//! is never told, so its messages are never owed) and not refused, for each member X of the
+//! room:
 //! - present: X's final session (open at the end) had joined the room before the message was
 //!   sent: X got it in that session (exactly once, by the rules above);
 //! - absent: no session of X was an occupant at any time between the send and the ack (no

@@ -12,6 +12,15 @@
 //! whole-server restarts that keep only what the logs committed (in-flight batches are lost
 //! or torn, like a kill -9).
 //!
+//! Output queues (`flow` and `fx`): each conn's queue is the bytes sent to it and not
+//! yet read by its client; the router sees it through `Effects::queued_bytes` and hears
+//! `on_drained` when it empties (the driver's `Drained`). The driver's output cap is modelled
+//! (`SimConfig::max_output_bytes`, 16 KiB, also the routers' `max_output_bytes`): a send past it
+//! into a non-empty queue aborts the conn. Some conns read slowly while clients chat (a
+//! bytes-per-ms budget), so queues build up and backlogs are flow-controlled; half the drops
+//! hit a conn with bytes still queued. A third of fresh logins skip XEP-0198
+//! (`SimConfig::no_sm_per_mille`): their stored messages are deleted on drain, not on `<a h>`.
+//!
 //! A run has up to four phases. Setup (only with contacts or rooms in the [`plan`]): no
 //! faults; clients log in, build their rosters through the router (subscribe / subscribed
 //! both ways with K random others) and join their rooms once (which makes them members);
@@ -20,13 +29,18 @@
 //! faults. Quiet: no faults; clients still send during its first quarter, then only drain.
 //! End checks.
 //!
-//! Checkers, chats ([`ledger`], [`world`]): (1) every chat acknowledged to its sender and not
-//! bounced reaches its recipient by the end (a bounce the router wrote counts even if a drop
-//! ate it); (2) per-pair order, with duplicates allowed only across a non-resumed reconnect;
+//! Checkers, chats ([`ledger`], [`world`]): (1) every chat acknowledged to its sender
+//! (XEP-0198) or seen stored in a written commit batch, and not bounced, reaches its
+//! recipient by the end, whether the recipient's sessions use XEP-0198 or not (a bounce the
+//! router wrote counts even if a drop ate it); (2) per-pair order, with duplicates allowed only
+//! across a non-resumed reconnect, and counted by cause: after a XEP-0198 session, after a
+//! session without it whose conn died before it drained, or after a restart; a duplicate of a
+//! delivery the router was told drained, with no restart since, is a `duplicate` violation;
 //! (3) nothing is sent to a conn the router closed, handed off or was told is closed, and no
 //! chat, presence or groupchat reaches a client that is not in a bound session; (4) bounded
 //! queues (store queue per owner, lanes, unacked stanzas); at the end every client is online
-//! with every stanza acknowledged.
+//! with every stanza acknowledged; (5) the router's own stored-message traffic never makes the
+//! output cap abort a conn (`backlog-overflow`; aborts by live traffic are counted).
 //!
 //! Rosters ([`social`]): after setup, every roster get (each fresh login, restarts included)
 //! returns exactly the plan (every contact `both`, no `ask`), and no roster push or
@@ -57,9 +71,11 @@
 //! queue, restarts included. Not checked: members who joined or dropped around the message
 //! (an occupant's copy is written, not stored, and dies with a session that is not resumed).
 //!
-//! Canaries (`--inject-bug`): drop-mail, reorder-lane, lose-committed, and
+//! Canaries (`--inject-bug`): drop-mail, reorder-lane, lose-committed,
 //! drop-fanout-recipient (one recipient removed from one presence or groupchat `Fanout`
-//! mail); the tests assert each is caught by most seeds.
+//! mail), and delete-on-queue (`on_drained` told as soon as bytes are queued: a session
+//! without XEP-0198 loses what was queued when its conn dies); the tests assert each is
+//! caught by most seeds.
 //!
 //! Router bugs these checkers found, both fixed: a XEP-0198 resumption that took over a
 //! session whose old conn the router had not seen close ended that session's presence and
@@ -68,8 +84,21 @@
 //! unavailable after a failed write) was dropped silently while the sender was acknowledged
 //! (`group-delivered`): the sender now gets a `resource-constraint` error naming the count.
 //!
-//! What it does not do: real sockets, threads, TLS, or compaction (not exercised yet); room
-//! administration, leaves, nick changes; roster changes after setup.
+//! Router findings of the output-cap model, not fixed here (reported, and outside the tested
+//! configurations): a XEP-0198 resumption resends every unacknowledged non-stored stanza at
+//! once, so a session that collected more than the cap while detached is aborted at every
+//! resumption and its client never gets back in (seed 2 with `--shards 3 --clients 8 --steps
+//! 1500 --contacts 3 --groups 3 --group-size 5 --offline-max 60 --max-output-bytes 4096`:
+//! `liveness`); nothing keeps `sm_window_bytes` at or below half of `max_output_bytes`, and
+//! above it a live stored message to a slow XEP-0198 reader overflows the cap (seed 53 with
+//! `--shards 3 --clients 8 --steps 1500 --max-output-bytes 2048 --sm-window-bytes 4096`:
+//! `backlog-overflow`); a window of fewer than five stanzas waits for the one-second `<r/>`
+//! timer per window (`--sm-window-bytes 512`: `acked-delivered`).
+//!
+//! What it does not do: real sockets, threads, TLS, kernel buffers or partial writes (a
+//! byte is handed to the kernel when its client reads it), or compaction (not exercised yet);
+//! room administration, leaves, nick changes; roster changes after setup. Groupchat messages
+//! from sessions without XEP-0198 are never owed (nothing acknowledges them).
 //!
 //! Invariants: a run is a pure function of ([`SimConfig`], seed): no `HashMap` iteration in
 //! the simulator, routers seeded from the run's PRNG, the clock virtual. The trace hash in
@@ -80,6 +109,7 @@
 mod checks;
 pub mod client;
 mod commit;
+mod flow;
 mod fx;
 pub mod groups;
 pub mod ledger;
@@ -112,14 +142,19 @@ pub enum InjectBug {
     /// Remove one recipient from one `Fanout` mail (an available presence or a groupchat
     /// message) in the quiet period: a fan-out that skips someone.
     DropFanoutRecipient,
+    /// Tell the router `on_drained` as soon as bytes are queued for a conn, not once they were
+    /// delivered: the old behaviour of deleting a stored message for a session without
+    /// XEP-0198 when it is merely queued, which loses it when the conn dies first.
+    DeleteOnQueue,
 }
 
 impl InjectBug {
     /// The canaries of the chat scenario (no rosters, no rooms).
-    pub const ALL: [InjectBug; 3] = [
+    pub const ALL: [InjectBug; 4] = [
         InjectBug::DropMail,
         InjectBug::ReorderLane,
         InjectBug::LoseCommitted,
+        InjectBug::DeleteOnQueue,
     ];
 
     pub fn parse(name: &str) -> Option<InjectBug> {
@@ -128,6 +163,7 @@ impl InjectBug {
             "reorder-lane" => Some(InjectBug::ReorderLane),
             "lose-committed" => Some(InjectBug::LoseCommitted),
             "drop-fanout-recipient" => Some(InjectBug::DropFanoutRecipient),
+            "delete-on-queue" => Some(InjectBug::DeleteOnQueue),
             _ => None,
         }
     }
@@ -138,6 +174,7 @@ impl InjectBug {
             InjectBug::ReorderLane => "reorder-lane",
             InjectBug::LoseCommitted => "lose-committed",
             InjectBug::DropFanoutRecipient => "drop-fanout-recipient",
+            InjectBug::DeleteOnQueue => "delete-on-queue",
         }
     }
 }
@@ -172,6 +209,21 @@ pub struct SimConfig {
     /// a copy to the sender with a `resource-constraint` error, which is what makes the
     /// message not owed; `--lenient-group-refusals` turns the old excuse back on.
     pub strict_group_refusals: bool,
+    /// Share (per mille) of fresh logins that do not enable XEP-0198: their stored messages
+    /// are deleted when the conn drains, not on `<a h>` (see `ledger` for what they are owed).
+    pub no_sm_per_mille: u64,
+    /// The driver's output cap per conn, also the router's `max_output_bytes`: a send past it
+    /// into a non-empty queue aborts the conn (see `fx`).
+    pub max_output_bytes: usize,
+    /// The router's XEP-0198 byte window (`sm_window_bytes`); `None`: a quarter of the cap,
+    /// the ratio of the server's defaults (256 KiB of 1 MiB). Keep it at or below half the
+    /// cap and above five stanzas (see the crate report on both).
+    pub sm_window_bytes: Option<usize>,
+    /// Share (per mille) of conns whose client reads slowly during the active phase (its
+    /// bytes arrive at `slow_read_bytes_per_ms`), so output queues build up.
+    pub slow_reader_per_mille: u64,
+    /// Read rates of slow readers (bytes per virtual ms): drawn per conn in this range.
+    pub slow_read_bytes_per_ms: (u64, u64),
 }
 
 impl Default for SimConfig {
@@ -189,6 +241,11 @@ impl Default for SimConfig {
             groups: 0,
             group_size: 4,
             strict_group_refusals: true,
+            no_sm_per_mille: 333,
+            max_output_bytes: 16 * 1024,
+            sm_window_bytes: None,
+            slow_reader_per_mille: 250,
+            slow_read_bytes_per_ms: (1, 8),
         }
     }
 }

@@ -71,9 +71,15 @@ impl World {
             && self.now_ms < self.chat_until_ms
     }
 
-    /// Removes one recipient of an available presence or a groupchat fan-out.
+    /// Removes one recipient of an available presence or a groupchat fan-out (one whose
+    /// sender waits for it: a groupchat message from a session without XEP-0198 is owed to
+    /// nobody, so losing a copy of it would prove nothing).
     fn drop_recipient(&mut self, fanout: &mut Fanout) {
-        let wanted = matches!(fanout.ty, StanzaType::Available | StanzaType::Groupchat);
+        let wanted = match fanout.ty {
+            StanzaType::Available => true,
+            StanzaType::Groupchat => self.sender_waits(fanout),
+            _ => false,
+        };
         if !wanted || fanout.recipients.is_empty() {
             return;
         }
@@ -88,6 +94,15 @@ impl World {
             .collect();
         fanout.recipients = Arc::from(kept);
         self.bug_done = true;
+    }
+
+    /// Whether the sender of a groupchat fan-out (`room/u<C>`) uses XEP-0198 now.
+    fn sender_waits(&self, fanout: &Fanout) -> bool {
+        let sender = fanout
+            .from
+            .resource()
+            .and_then(|nick| nick.strip_prefix('u')?.parse::<usize>().ok());
+        sender.is_some_and(|c| self.clients.get(c).is_some_and(|c| c.sm))
     }
 
     fn enqueue_mail(&mut self, src: u16, dst: u16, mail: Mail) -> Step {

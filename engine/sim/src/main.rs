@@ -2,8 +2,10 @@
 //!
 //! Usage: `rookery-sim [--seed S | --seeds A..B] [--shards N] [--clients M] [--steps K]
 //! [--contacts K] [--groups G] [--group-size S] [--no-resume-unacked] [--lenient-group-refusals]
-//! [--trace]
-//! [--inject-bug drop-mail|reorder-lane|lose-committed|drop-fanout-recipient]`. Exits 1 if
+//! [--offline-max N] [--no-sm-share PER_MILLE] [--max-output-bytes N] [--sm-window-bytes N]
+//! [--slow-readers PER_MILLE] [--slow-read-rate LO..HI] [--trace]
+//! [--inject-bug drop-mail|reorder-lane|lose-committed|drop-fanout-recipient|delete-on-queue]`.
+//! Exits 1 if
 //! any seed fails, 2 on a bad command line. A failure line names the checker, the step and
 //! the command that replays it. `--resume-unacked` and `--strict-group-refusals` (the
 //! defaults) are still accepted.
@@ -51,11 +53,23 @@ fn parse_args() -> Result<Args, String> {
             "--lenient-group-refusals" => config.strict_group_refusals = false,
             "--resume-unacked" => config.resume_with_unacked = true,
             "--no-resume-unacked" => config.resume_with_unacked = false,
+            "--offline-max" => config.offline_max = number(&value()?)? as usize,
+            "--no-sm-share" => config.no_sm_per_mille = per_mille(&value()?)?,
+            "--slow-readers" => config.slow_reader_per_mille = per_mille(&value()?)?,
+            "--max-output-bytes" => config.max_output_bytes = number(&value()?)? as usize,
+            "--sm-window-bytes" => config.sm_window_bytes = Some(number(&value()?)? as usize),
+            "--slow-read-rate" => {
+                let text = value()?;
+                let (lo, hi) = text
+                    .split_once("..")
+                    .ok_or("--slow-read-rate wants LO..HI")?;
+                config.slow_read_bytes_per_ms = (number(lo)?.max(1), number(hi)?.max(1));
+            }
             "--inject-bug" => {
                 let name = value()?;
                 let bug = InjectBug::parse(&name).ok_or(format!(
-                    "unknown bug {name}: try drop-mail, reorder-lane, lose-committed or \
-                     drop-fanout-recipient"
+                    "unknown bug {name}: try drop-mail, reorder-lane, lose-committed, \
+                     drop-fanout-recipient or delete-on-queue"
                 ))?;
                 config.inject = Some(bug);
             }
@@ -70,6 +84,14 @@ fn parse_args() -> Result<Args, String> {
 
 fn number(text: &str) -> Result<u64, String> {
     text.parse().map_err(|_| format!("not a number: {text}"))
+}
+
+fn per_mille(text: &str) -> Result<u64, String> {
+    let n = number(text)?;
+    if n > 1000 {
+        return Err(format!("{text} is not a share per mille (0 to 1000)"));
+    }
+    Ok(n)
 }
 
 fn main() -> ExitCode {
@@ -146,6 +168,19 @@ fn summary(o: &Outcome) -> String {
             o.group_sent, o.group_acked, o.group_deliveries, o.group_proven, o.group_excused
         ));
     }
+    line.push_str(&format!(
+        " no_sm_sessions={} drained={} dups(sm/undrained/restart)={}/{}/{} slow_conns={} \
+         aborts={} held_back={} peak_queue={}",
+        o.sessions_without_sm,
+        o.drained,
+        o.dup_after_sm,
+        o.dup_undrained,
+        o.dup_after_restart,
+        o.slow_conns,
+        o.aborts,
+        o.backlogs_started,
+        o.peak_queued_bytes
+    ));
     line.push_str(&format!(" trace={:016x}", o.trace_hash));
     line
 }
@@ -170,6 +205,26 @@ fn replay(cfg: &SimConfig, seed: u64) -> String {
     }
     if !cfg.strict_group_refusals {
         line.push_str(" --lenient-group-refusals");
+    }
+    let default = SimConfig::default();
+    if cfg.offline_max != default.offline_max {
+        line.push_str(&format!(" --offline-max {}", cfg.offline_max));
+    }
+    if cfg.no_sm_per_mille != default.no_sm_per_mille {
+        line.push_str(&format!(" --no-sm-share {}", cfg.no_sm_per_mille));
+    }
+    if cfg.max_output_bytes != default.max_output_bytes {
+        line.push_str(&format!(" --max-output-bytes {}", cfg.max_output_bytes));
+    }
+    if let Some(window) = cfg.sm_window_bytes {
+        line.push_str(&format!(" --sm-window-bytes {window}"));
+    }
+    if cfg.slow_reader_per_mille != default.slow_reader_per_mille {
+        line.push_str(&format!(" --slow-readers {}", cfg.slow_reader_per_mille));
+    }
+    if cfg.slow_read_bytes_per_ms != default.slow_read_bytes_per_ms {
+        let (lo, hi) = cfg.slow_read_bytes_per_ms;
+        line.push_str(&format!(" --slow-read-rate {lo}..{hi}"));
     }
     if let Some(bug) = cfg.inject {
         line.push_str(&format!(" --inject-bug {}", bug.name()));

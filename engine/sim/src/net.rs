@@ -1,6 +1,7 @@
-//! The network and client side of the event loop: conns opening, bytes moving in both
-//! directions (per-conn FIFO), the network losing conns, clients waking up to act, and the
-//! active phase's fault dice (drops, restarts).
+//! The network and client side of the event loop: conns opening (each draws its read rate and
+//! whether its login enables XEP-0198), bytes moving in both directions (per-conn FIFO), the
+//! network losing conns, clients waking up to act, and the active phase's fault dice (drops,
+//! half of them aimed at conns with bytes still queued; restarts).
 //!
 //! What it does not do: XMPP (see `client`), router effects (see `world`), commits (see
 //! `commit`).
@@ -49,6 +50,8 @@ impl World {
         }
         self.note(|| format!("net{net} of c{} dies", self.nets[net].client));
         self.nets[net].alive = false;
+        // What its session got without XEP-0198 since the last drain was never confirmed.
+        self.undrained.remove(&self.nets[net].key.0);
         let client = self.nets[net].client;
         self.clients[client].on_closed();
         self.clients[client].reconnect_at_ms = self.now_ms + self.rng.range(1, 500);
@@ -117,6 +120,8 @@ impl World {
         let shard = self.rng.below(u64::from(self.cfg.shards)) as u16;
         let net = self.nets.len();
         let key = self.fresh_key(net, shard);
+        let read_bytes_per_ms = self.draw_read_rate();
+        self.clients[client].want_sm = !self.rng.chance(self.cfg.no_sm_per_mille);
         self.nets.push(Net {
             client,
             shard,
@@ -126,6 +131,7 @@ impl World {
             unread: Vec::new(),
             up_ms: self.now_ms,
             down_ms: self.now_ms,
+            read_bytes_per_ms,
         });
         self.client_net[client] = Some(net);
         self.clients[client].connect();
@@ -195,6 +201,18 @@ impl World {
             let live: Vec<usize> = (0..self.nets.len())
                 .filter(|&n| self.nets[n].alive)
                 .collect();
+            // Half the drops hit a conn with bytes still queued (a slow reader on a bad link,
+            // mostly): what it was written and had not read yet dies with it.
+            let busy: Vec<usize> = live
+                .iter()
+                .copied()
+                .filter(|&n| self.out_queued.contains_key(&self.nets[n].key.0))
+                .collect();
+            let live = if !busy.is_empty() && self.rng.chance(500) {
+                busy
+            } else {
+                live
+            };
             if !live.is_empty() {
                 let net = live[self.rng.index(live.len())];
                 self.mix(b"drop");

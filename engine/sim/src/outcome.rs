@@ -21,7 +21,23 @@ pub struct Outcome {
     pub sent: usize,
     pub acked: usize,
     pub deliveries: u64,
+    /// Duplicate chat deliveries in all, and sorted by what allowed them (see `ledger`).
     pub duplicates: u64,
+    pub dup_after_sm: u64,
+    pub dup_undrained: u64,
+    pub dup_after_restart: u64,
+    /// Chat deliveries to sessions without XEP-0198 that the router was told drained.
+    pub drained: u64,
+    /// Fresh sessions bound without XEP-0198.
+    pub sessions_without_sm: u64,
+    /// Conns that read slowly; conns the output cap aborted (live traffic only: stored
+    /// traffic that overflows is a violation); live stored messages the routers held back
+    /// because a session's queue or XEP-0198 window was full.
+    pub slow_conns: u64,
+    pub aborts: u64,
+    pub backlogs_started: u64,
+    /// The most bytes any conn's output queue held.
+    pub peak_queued_bytes: usize,
     pub errored: usize,
     pub drops: u64,
     pub restarts: u64,
@@ -75,6 +91,15 @@ pub fn run(cfg: &SimConfig, seed: u64) -> Outcome {
         acked: world.ledger.acked_count(),
         deliveries: world.ledger.deliveries,
         duplicates: world.ledger.duplicates,
+        dup_after_sm: world.ledger.dup_after_sm,
+        dup_undrained: world.ledger.dup_undrained,
+        dup_after_restart: world.ledger.dup_after_restart,
+        drained: world.ledger.drained,
+        sessions_without_sm: world.clients.iter().map(|c| c.sessions_without_sm).sum(),
+        slow_conns: world.slow_conns,
+        aborts: world.aborts,
+        peak_queued_bytes: world.peak_queued_bytes,
+        backlogs_started: world.backlogs_started + world.backlogs_in_incarnation(),
         errored: world.ledger.errored_count(),
         drops: world.drops,
         restarts: world.restarts,

@@ -15,8 +15,10 @@
 //! since S* when its current conn stayed open (client and router side) from time S to the end
 //! of the quiet period and S is when D learnt its session was available at the router (the
 //! ack covering its initial presence, or `<resumed/>` for a session whose initial presence
-//! was acknowledged before). Presence is not stored (queued for a detached session only until
-//! its resumption window ends), so a drop, a resumption window or a restart (which loses every session by design) excuses
+//! was acknowledged before; without XEP-0198, the answer to the ping sent after it, which
+//! stands for the ack of any presence, see `social`). Presence is not stored (queued for a
+//! detached session only until its resumption window ends), so a drop, a resumption window
+//! or a restart (which loses every session by design) excuses
 //! missed presence; only stable recipients are owed anything:
 //! - (a) every presence of a contact C acknowledged to C (XEP-0198: the router handled it)
 //!   and sent at or after S (and after the rosters were final) reached D exactly once as a

@@ -16,6 +16,8 @@
 //! Invariants: `initial_pending` names the SEQ of the session's initial presence until the
 //! server acknowledges it; `available_since_ms` is set only on the current conn, once the
 //! session is known to be available at the router (that ack, or `<resumed/>` after it).
+//! Without XEP-0198 a presence is followed by a ping (`<iq id='pb<SEQ>'>`, XEP-0199) whose
+//! result stands for the ack: the router handles a stream's stanzas in order.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -28,6 +30,7 @@ use crate::presence::Received;
 use crate::rooms::parse_occupant;
 
 const ROSTER_NS: &str = "jabber:iq:roster";
+const PING_NS: &str = "urn:xmpp:ping";
 
 /// One roster item as the client sees it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -124,7 +127,26 @@ impl Client {
             .presence
             .on_sent(self.index, seq, self.session, self.now_ms);
         self.send_counted(stanza.into_bytes(), Tag::Presence(seq));
+        if !self.sm {
+            let ping = format!("<iq type='get' id='pb{seq}'><ping xmlns='{PING_NS}'/></iq>");
+            self.out.extend_from_slice(ping.as_bytes());
+        }
         seq
+    }
+
+    /// Without XEP-0198: the result of the ping sent after presence SEQ (see the module docs).
+    /// Returns whether `el` was one.
+    pub(crate) fn on_presence_barrier(&mut self, el: &Element<'_>, ledger: &mut Ledger) -> bool {
+        let seq = el
+            .attr("id")
+            .and_then(|id| id.strip_prefix("pb")?.parse().ok());
+        let Some(seq) = seq.filter(|_| el.attr("type") == Some("result")) else {
+            return false;
+        };
+        if !self.sm {
+            self.on_presence_acked(seq, ledger);
+        }
+        true
     }
 
     /// A session was resumed on a new conn.

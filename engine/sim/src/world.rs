@@ -3,10 +3,11 @@
 //!
 //! What it does: holds every piece of simulated state, pops events in (virtual time, sequence)
 //! order and applies them; router calls and their effects are in `fx`, lanes in `mail`, the
-//! network and clients' turns in `net`, commits and restarts in `commit`. Phases: setup (only
-//! when the plan has contacts or rooms, see `setup`), active (faults on: conn drops and
-//! whole-server restarts, plus commit faults), quiet (no faults; clients still send for its
-//! first quarter, then only drain), then the end checks (`checks`).
+//! network and clients' turns in `net`, commits and restarts in `commit`, output queues (slow
+//! readers, the output cap, drains) in `flow`. Phases: setup (only when the plan has contacts
+//! or rooms, see `setup`), active (faults on: conn drops and whole-server restarts, plus
+//! commit faults), quiet (no faults; clients still send for its first quarter, then only
+//! drain, and slow readers catch up), then the end checks (`checks`).
 //!
 //! What it does not do: decide XMPP behaviour (see `client`, `social`, `rooms`) or judge
 //! deliveries (see `ledger`, `presence`, `groups`); partial writes on conns (bytes arrive as
@@ -97,6 +98,8 @@ pub(crate) struct Net {
     /// FIFO: nothing is delivered before what was sent earlier on the same direction.
     pub up_ms: u64,
     pub down_ms: u64,
+    /// A slow reader's rate (bytes per virtual ms), see `flow`.
+    pub read_bytes_per_ms: Option<u64>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -156,12 +159,27 @@ pub(crate) struct World {
     pub restarts: u64,
     pub commit_failures: u64,
     pub(crate) stable_clients: u64,
+    /// Chats that sessions without XEP-0198 received on each conn (by key) since it last
+    /// drained (see `flow`).
+    pub(crate) undrained: BTreeMap<u64, Vec<crate::ledger::MsgKey>>,
+    /// The `delete-on-queue` canary is telling a router a conn drained (never nested).
+    pub(crate) fake_draining: bool,
+    /// Conns aborted by the output cap (live traffic; stored traffic is a violation), and
+    /// conns that read slowly.
+    pub aborts: u64,
+    pub slow_conns: u64,
+    /// The most bytes any conn's output queue held.
+    pub peak_queued_bytes: usize,
+    /// Slow readers caught up once the clients stopped chatting (see `flow`).
+    pub(crate) readers_caught_up: bool,
+    /// Backlogs the routers started, summed over server incarnations.
+    pub(crate) backlogs_started: u64,
 }
 
 impl World {
     pub(crate) fn new(cfg: SimConfig, seed: u64) -> Result<World, Violation> {
         let dir = crate::commit::TempDir::new(seed)?;
-        let router_config = crate::commit::router_config(cfg.shards);
+        let router_config = crate::commit::router_config(&cfg);
         let mut rng = Rng::new(seed);
         let plan = Plan::draw(
             &mut rng,
@@ -218,6 +236,13 @@ impl World {
             restarts: 0,
             commit_failures: 0,
             stable_clients: 0,
+            undrained: BTreeMap::new(),
+            fake_draining: false,
+            aborts: 0,
+            slow_conns: 0,
+            peak_queued_bytes: 0,
+            readers_caught_up: false,
+            backlogs_started: 0,
             cfg,
         };
         world.start_shards()?;
@@ -283,6 +308,9 @@ impl World {
             self.mix(&at_ms.to_le_bytes());
             self.handle(ev)?;
             self.check_bounds()?;
+            if self.now_ms >= self.chat_until_ms && !self.readers_caught_up {
+                self.catch_up_readers();
+            }
             if self.setup {
                 self.advance_setup()?;
             } else if !self.quiet {
@@ -304,6 +332,7 @@ impl World {
             Ev::Up { net, bytes } => self.up(net, bytes),
             Ev::Down { net, key, bytes } => {
                 self.down(net, &bytes)?;
+                self.after_down(net, key);
                 self.delivered_down(key, bytes.len())
             }
             Ev::LogRead {
