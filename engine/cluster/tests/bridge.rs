@@ -15,7 +15,6 @@ use rookery_cluster::{ClusterFile, NodeId};
 /// A nats-server on a free loopback port, killed on drop.
 struct Nats {
     child: Child,
-    port: u16,
 }
 
 impl Nats {
@@ -31,7 +30,7 @@ impl Nats {
             assert!(Instant::now() < deadline, "nats-server did not start");
             std::thread::sleep(Duration::from_millis(20));
         }
-        Nats { child, port }
+        Nats { child }
     }
 }
 
@@ -50,11 +49,14 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// Payloads with their node (destination or source).
+type Payloads = Arc<Mutex<Vec<(NodeId, Vec<u8>)>>>;
+
 /// An endpoint whose "shards" are two shared vectors: what to send, and what arrived.
 #[derive(Clone, Default)]
 struct TestEndpoint {
-    to_send: Arc<Mutex<Vec<(NodeId, Vec<u8>)>>>,
-    got: Arc<Mutex<Vec<(NodeId, Vec<u8>)>>>,
+    to_send: Payloads,
+    got: Payloads,
 }
 
 impl Endpoint for TestEndpoint {
