@@ -39,8 +39,10 @@
 //! ```
 //!
 //! Measured (`cargo run --release -p rookery-http --example throughput`, 100 MB over
-//! loopback, shared 2-core machine): see the crate's report in results/ or the example's
-//! output; no target is asserted in tests.
+//! loopback, client in the same process, 2 shared cores, results/20261207-032300-http-upload-
+//! throughput): upload 301 MB/s (disk-bound: fsync included; `dd conv=fsync` gives 179-389
+//! MB/s there), download 1,153 MB/s; over TLS 146 / 307 MB/s. RSS grows by under 5 MiB while
+//! a 100 MB file goes up or down (tests/big_upload.rs). No speed is asserted in tests.
 
 #![forbid(unsafe_code)]
 
