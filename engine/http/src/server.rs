@@ -88,7 +88,13 @@ impl HttpServer {
     pub fn start(config: HttpConfig) -> Result<HttpHandle, StartError> {
         let signer =
             SlotSigner::new(&config.secret, &config.public_url).map_err(StartError::Signer)?;
-        if config.tls.is_none() && signer.public_url().starts_with("https://") {
+        if signer.public_url().starts_with("http://") {
+            warn!(
+                "--http-public-url {} is not HTTPS: XEP-0363 requires TLS and some clients \
+                 refuse plain HTTP links",
+                signer.public_url()
+            );
+        } else if config.tls.is_none() {
             info!(
                 "HTTP server without TLS behind {}: a proxy must end TLS",
                 signer.public_url()
@@ -167,7 +173,8 @@ fn bind(addr: SocketAddr, runtime: &Runtime) -> Result<(TcpListener, SocketAddr)
     Ok((listener, local_addr))
 }
 
-/// A running server. Dropping it stops the server (as [`HttpHandle::shutdown`]).
+/// A running server. Dropping it stops the server (as [`HttpHandle::shutdown`]); stop or drop
+/// it from outside any tokio runtime (the stop blocks while requests finish).
 pub struct HttpHandle {
     local_addr: SocketAddr,
     state: Arc<State>,

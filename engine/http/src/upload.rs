@@ -3,8 +3,9 @@
 //! Order of checks, each answered before any body byte is read (hyper sends `100 Continue`
 //! only when the body is first polled, so a refused client need not send its file):
 //! 1. the URL: shape (404), signature (403), expiry (403);
-//! 2. `Content-Length` present (411), no `Transfer-Encoding` (400), equal to the slot's size
-//!    (413 if larger, 400 if smaller), as XEP-0363 section 7 requires;
+//! 2. the length: a chunked body is refused (411 without Content-Length, 400 with it); the
+//!    Content-Length (absent means 0, RFC 9112) must equal the slot's size (413 if larger, 400
+//!    if smaller), as XEP-0363 section 7 requires;
 //! 3. `Content-Type` of the slot's essence; absent only when the slot's is
 //!    `application/octet-stream` (415);
 //! 4. the slot not already stored nor being uploaded (409).
@@ -123,25 +124,33 @@ fn check_headers(
     headers: &HeaderMap,
     grant: &PutGrant,
 ) -> Result<(), Response<ResBody>> {
-    let Some(length) = headers.get(header::CONTENT_LENGTH) else {
-        let why = format!("send Content-Length: {}", grant.size_bytes);
-        return Err(refuse(
-            state,
-            Refusal::LengthRequired,
-            StatusCode::LENGTH_REQUIRED,
-            why,
-        ));
+    let chunked = headers.contains_key(header::TRANSFER_ENCODING);
+    let length: Option<u64> = match headers.get(header::CONTENT_LENGTH) {
+        None if chunked => {
+            let why = format!(
+                "send Content-Length: {}, not a chunked body",
+                grant.size_bytes
+            );
+            return Err(refuse(
+                state,
+                Refusal::LengthRequired,
+                StatusCode::LENGTH_REQUIRED,
+                why,
+            ));
+        }
+        // RFC 9112 section 6.3: a request without framing headers has an empty body.
+        None => Some(0),
+        Some(_) if chunked => {
+            let why = "send the file with Content-Length, without Transfer-Encoding";
+            return Err(refuse(
+                state,
+                Refusal::WrongLength,
+                StatusCode::BAD_REQUEST,
+                why,
+            ));
+        }
+        Some(length) => length.to_str().ok().and_then(|l| l.parse().ok()),
     };
-    if headers.contains_key(header::TRANSFER_ENCODING) {
-        let why = "send the file with Content-Length, without Transfer-Encoding";
-        return Err(refuse(
-            state,
-            Refusal::WrongLength,
-            StatusCode::BAD_REQUEST,
-            why,
-        ));
-    }
-    let length: Option<u64> = length.to_str().ok().and_then(|l| l.parse().ok());
     if length != Some(grant.size_bytes) {
         let status = match length {
             Some(length) if length > grant.size_bytes => StatusCode::PAYLOAD_TOO_LARGE,

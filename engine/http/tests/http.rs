@@ -162,6 +162,22 @@ fn a_wrong_size_or_type_is_refused() {
 }
 
 #[test]
+fn an_empty_file_is_a_file() {
+    let mut h = harness();
+    let slot = h.slot("romeo@montague.tld", "empty.txt", 0, Some("text/plain"));
+    stored_ok(&h.put(&slot.put_url, Some("text/plain"), b""));
+    let got = h.get(&slot.get_url, &[]);
+    assert_eq!(
+        (got.status, got.header("content-length")),
+        (StatusCode::OK, Some("0"))
+    );
+    assert!(got.body.is_empty());
+    let range = h.get(&slot.get_url, &[("range", "bytes=0-")]);
+    assert_eq!(range.status, StatusCode::RANGE_NOT_SATISFIABLE);
+    assert_eq!(h.handle().metrics().files, 1);
+}
+
+#[test]
 fn a_second_put_is_refused_and_the_file_kept() {
     let mut h = harness();
     let slot = h.slot("romeo@montague.tld", "once.txt", 4, Some("text/plain"));
