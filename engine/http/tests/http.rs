@@ -253,6 +253,40 @@ fn an_aborted_upload_leaves_nothing_and_can_be_retried() {
     assert!(h.handle().metrics().upload_bytes_total >= 1_400_000);
 }
 
+/// Sends a PUT head with `Expect: 100-continue` and returns the first status line answered.
+fn first_status_line(stream: &mut std::net::TcpStream, path: &str, len: usize) -> String {
+    use std::io::{BufRead as _, Write as _};
+    let head = format!(
+        "PUT {path} HTTP/1.1\r\nHost: x\r\nContent-Length: {len}\r\n\
+         Content-Type: text/plain\r\nExpect: 100-continue\r\n\r\n"
+    );
+    stream.write_all(head.as_bytes()).unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(&*stream)
+        .read_line(&mut line)
+        .unwrap();
+    line
+}
+
+#[test]
+fn expect_100_continue_asks_for_the_body_only_when_it_is_wanted() {
+    use std::io::{Read as _, Write as _};
+    let mut h = harness();
+    let slot = h.slot("romeo@montague.tld", "c.txt", 5, Some("text/plain"));
+    let path = path_of(&slot.put_url);
+    let mut refused = std::net::TcpStream::connect(h.addr()).unwrap();
+    let forged = path.replace("c.txt", "d.txt");
+    assert!(first_status_line(&mut refused, &forged, 5).starts_with("HTTP/1.1 403"));
+    let mut accepted = std::net::TcpStream::connect(h.addr()).unwrap();
+    assert!(first_status_line(&mut accepted, path, 5).starts_with("HTTP/1.1 100"));
+    accepted.write_all(b"hello").unwrap();
+    let mut rest = [0u8; 64];
+    let n = accepted.read(&mut rest).unwrap();
+    let rest = String::from_utf8_lossy(&rest[..n]);
+    assert!(rest.trim_start().starts_with("HTTP/1.1 201"), "{rest}");
+    assert_eq!(h.get(&slot.get_url, &[]).body, b"hello");
+}
+
 #[test]
 fn cors_preflight_and_the_websocket_seam() {
     let mut h = harness();
