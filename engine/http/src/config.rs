@@ -127,6 +127,9 @@ pub struct HttpConfig {
     pub cleanup_interval_s: u64,
     /// Threads of the server's own tokio runtime (never the shards' threads).
     pub worker_threads: usize,
+    /// Threads for disk reads, writes and fsyncs (tokio's blocking pool); more disk work
+    /// waits in its queue.
+    pub blocking_threads: usize,
     pub limits: HttpLimits,
     pub clock: Clock,
     pub usage_sink: Option<UsageSink>,
@@ -138,6 +141,9 @@ impl HttpConfig {
     pub const DEFAULT_CLEANUP_INTERVAL_S: u64 = 60;
     /// Two: one can serve while the other waits on the disk; uploads are off the hot path.
     pub const DEFAULT_WORKER_THREADS: usize = 2;
+    /// Sixteen disk operations in flight at once: enough to keep a disk's queue busy, few
+    /// enough not to swamp 2 cores (tokio's own default is 512).
+    pub const DEFAULT_BLOCKING_THREADS: usize = 16;
 
     /// A configuration with the defaults above, plain HTTP, the system clock, no sink.
     pub fn new(listen: SocketAddr, public_url: &str, data_dir: PathBuf, secret: Vec<u8>) -> Self {
@@ -150,6 +156,7 @@ impl HttpConfig {
             file_ttl_s: Some(HttpConfig::DEFAULT_FILE_TTL_S),
             cleanup_interval_s: HttpConfig::DEFAULT_CLEANUP_INTERVAL_S,
             worker_threads: HttpConfig::DEFAULT_WORKER_THREADS,
+            blocking_threads: HttpConfig::DEFAULT_BLOCKING_THREADS,
             limits: HttpLimits::default(),
             clock: Clock::system(),
             usage_sink: None,
@@ -168,6 +175,7 @@ impl fmt::Debug for HttpConfig {
             .field("file_ttl_s", &self.file_ttl_s)
             .field("cleanup_interval_s", &self.cleanup_interval_s)
             .field("worker_threads", &self.worker_threads)
+            .field("blocking_threads", &self.blocking_threads)
             .field("limits", &self.limits)
             .finish_non_exhaustive()
     }

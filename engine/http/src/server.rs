@@ -105,6 +105,7 @@ impl HttpServer {
         let tls = tls.map_err(StartError::Tls)?;
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(config.worker_threads.max(1))
+            .max_blocking_threads(config.blocking_threads.max(1))
             .thread_name("rookery-http")
             .enable_all()
             .build()

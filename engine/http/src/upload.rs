@@ -55,30 +55,7 @@ pub(crate) async fn put(state: &State, req: Request<Incoming>, path: &str) -> Re
     let now = state.clock.now_unix_s();
     let grant = match state.signer.verify_put(path, now) {
         Ok(grant) => grant,
-        Err(e @ PutError::Malformed) => {
-            return refuse(
-                state,
-                Refusal::NotFound,
-                StatusCode::NOT_FOUND,
-                e.to_string(),
-            )
-        }
-        Err(e @ PutError::BadSignature) => {
-            return refuse(
-                state,
-                Refusal::BadSignature,
-                StatusCode::FORBIDDEN,
-                e.to_string(),
-            )
-        }
-        Err(e @ PutError::Expired { .. }) => {
-            return refuse(
-                state,
-                Refusal::Expired,
-                StatusCode::FORBIDDEN,
-                e.to_string(),
-            )
-        }
+        Err(e) => return url_refused(state, e),
     };
     if let Err(refusal) = check_headers(state, req.headers(), &grant) {
         return refusal;
@@ -116,6 +93,15 @@ pub(crate) async fn put(state: &State, req: Request<Incoming>, path: &str) -> Re
         Ok(Err(e)) => upload_failed(state, &grant, UploadError::Storage(e)),
         Err(join) => upload_failed(state, &grant, UploadError::Storage(io::Error::other(join))),
     }
+}
+
+fn url_refused(state: &State, error: PutError) -> Response<ResBody> {
+    let (reason, status) = match error {
+        PutError::Malformed => (Refusal::NotFound, StatusCode::NOT_FOUND),
+        PutError::BadSignature => (Refusal::BadSignature, StatusCode::FORBIDDEN),
+        PutError::Expired { .. } => (Refusal::Expired, StatusCode::FORBIDDEN),
+    };
+    refuse(state, reason, status, error.to_string())
 }
 
 #[allow(clippy::result_large_err)] // The error is the response itself, built once.
