@@ -15,7 +15,7 @@
 //! decides), and no decoded byte is fed twice.
 
 use crate::account::Account;
-use crate::event::{Event, Flow};
+use crate::event::Event;
 use crate::stream::Stream;
 use crate::Client;
 
@@ -109,15 +109,8 @@ impl<L: Layer, X: Default> Layered<L, X> {
     {
         self.decoded.clear();
         self.layer.decode(wire, &mut self.decoded, wire_out)?;
-        let plain_out = &mut self.plain_out;
-        let mut scratch = Vec::new();
         self.client
-            .feed_until(&self.decoded, account, plain_out, |event, stream| {
-                // The sink writes stream bytes of its own; they go out after the client's.
-                sink(event, stream, &mut scratch);
-                Flow::Continue
-            });
-        self.plain_out.extend_from_slice(&scratch);
+            .feed(&self.decoded, account, &mut self.plain_out, &mut sink);
         self.flush(wire_out)
     }
 

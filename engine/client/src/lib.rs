@@ -93,8 +93,9 @@ impl<X: Default> Client<X> {
         self.stream.start(domain, out);
     }
 
-    /// Feeds bytes from the server: replies go to `out`, what happened to `sink` (with the
-    /// stream state, to count stanzas the caller writes in answer).
+    /// Feeds bytes from the server: the client's replies go to `out`, what happened to
+    /// `sink`, with the stream state (to count the stanzas the caller writes in answer) and
+    /// `out` (to write them after the client's own bytes, in order).
     pub fn feed<F>(
         &mut self,
         data: &[u8],
@@ -102,10 +103,10 @@ impl<X: Default> Client<X> {
         out: &mut Vec<u8>,
         mut sink: F,
     ) where
-        F: FnMut(Event<'_>, &mut Stream<X>),
+        F: FnMut(Event<'_>, &mut Stream<X>, &mut Vec<u8>),
     {
-        self.feed_until(data, account, out, |event, stream| {
-            sink(event, stream);
+        self.feed_until(data, account, out, |event, stream, out| {
+            sink(event, stream, out);
             Flow::Continue
         });
     }
@@ -120,7 +121,7 @@ impl<X: Default> Client<X> {
         mut sink: F,
     ) -> usize
     where
-        F: FnMut(Event<'_>, &mut Stream<X>) -> Flow,
+        F: FnMut(Event<'_>, &mut Stream<X>, &mut Vec<u8>) -> Flow,
     {
         let mut input = data;
         while self.stream.phase().reads() {
@@ -133,7 +134,7 @@ impl<X: Default> Client<X> {
                 Ok(None) => return data.len(),
                 Err(err) => {
                     let detail = err.detail();
-                    self.stream.fail(detail, &mut sink);
+                    self.stream.fail(detail, out, &mut sink);
                     return data.len();
                 }
             };

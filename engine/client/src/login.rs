@@ -28,13 +28,13 @@ impl<X: Default> Stream<X> {
         sink: &mut F,
     ) -> Flow
     where
-        F: FnMut(Event<'_>, &mut Stream<X>) -> Flow,
+        F: FnMut(Event<'_>, &mut Stream<X>, &mut Vec<u8>) -> Flow,
     {
         let Ok(features) = Element::parse(bytes) else {
-            return self.fail("unparsable stream features", sink);
+            return self.fail("unparsable stream features", out, sink);
         };
         if features.local_name() != "features" {
-            return self.fail("expected stream features", sink);
+            return self.fail("expected stream features", out, sink);
         }
         if self.flags & AUTHENTICATED == 0 {
             return self.start_sasl(&features, account, out, sink);
@@ -43,7 +43,11 @@ impl<X: Default> Stream<X> {
             self.flags |= SM_OFFERED;
         }
         if features.child("bind", ns::BIND).is_none() {
-            return self.fail("no resource binding offered after authentication", sink);
+            return self.fail(
+                "no resource binding offered after authentication",
+                out,
+                sink,
+            );
         }
         // RFC 3921 session establishment is needed only when offered without <optional/>.
         let session_required = features
@@ -72,7 +76,7 @@ impl<X: Default> Stream<X> {
         sink: &mut F,
     ) -> Flow
     where
-        F: FnMut(Event<'_>, &mut Stream<X>) -> Flow,
+        F: FnMut(Event<'_>, &mut Stream<X>, &mut Vec<u8>) -> Flow,
     {
         let id = if self.phase == Phase::AwaitBind {
             BIND_ID
@@ -81,19 +85,19 @@ impl<X: Default> Stream<X> {
         };
         let is_reply = view.kind() == StanzaKind::Iq && view.id().as_deref() == Some(id);
         if !is_reply {
-            return sink(Event::Stanza(view), self);
+            return sink(Event::Stanza(view), self, out);
         }
         if view.stanza_type().as_deref() != Some("result") {
             let condition = stanza_error_condition(&view);
-            return self.end(Event::BindFailed { condition }, sink);
+            return self.end(Event::BindFailed { condition }, out, sink);
         }
         if self.phase == Phase::AwaitSession {
             return self.go_online(out, sink);
         }
         let Some(jid) = bound_jid(&view) else {
-            return self.fail("bind result without a JID", sink);
+            return self.fail("bind result without a JID", out, sink);
         };
-        if sink(Event::Bound { jid }, self) == Flow::Stop && self.phase == Phase::Done {
+        if sink(Event::Bound { jid }, self, out) == Flow::Stop && self.phase == Phase::Done {
             return Flow::Stop;
         }
         if self.flags & SESSION_REQUIRED != 0 {
@@ -108,7 +112,7 @@ impl<X: Default> Stream<X> {
     /// then `Online`.
     fn go_online<F>(&mut self, out: &mut Vec<u8>, sink: &mut F) -> Flow
     where
-        F: FnMut(Event<'_>, &mut Stream<X>) -> Flow,
+        F: FnMut(Event<'_>, &mut Stream<X>, &mut Vec<u8>) -> Flow,
     {
         let resumable = match self.sm_mode {
             SmMode::Off => None,
@@ -120,7 +124,7 @@ impl<X: Default> Stream<X> {
             self.set_sm(Some(Sm::requested()));
         }
         self.phase = Phase::Online;
-        sink(Event::Online, self)
+        sink(Event::Online, self, out)
     }
 }
 

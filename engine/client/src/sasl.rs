@@ -30,7 +30,7 @@ impl<X: Default> Stream<X> {
         sink: &mut F,
     ) -> Flow
     where
-        F: FnMut(Event<'_>, &mut Stream<X>) -> Flow,
+        F: FnMut(Event<'_>, &mut Stream<X>, &mut Vec<u8>) -> Flow,
     {
         let offered = features
             .child("mechanisms", ns::SASL)
@@ -42,7 +42,7 @@ impl<X: Default> Stream<X> {
             })
             .unwrap_or_default();
         let Some(mechanism) = self.mechanisms.choose(offered.iter().map(|s| s.trim())) else {
-            return self.end(Event::AuthFailed(AuthFailure::NoCommonMechanism), sink);
+            return self.end(Event::AuthFailed(AuthFailure::NoCommonMechanism), out, sink);
         };
         let nonce = match mechanism {
             Mechanism::Plain => Vec::new(),
@@ -57,7 +57,9 @@ impl<X: Default> Stream<X> {
         );
         let (exchange, initial) = match started {
             Ok(started) => started,
-            Err(error) => return self.end(Event::AuthFailed(AuthFailure::Client(error)), sink),
+            Err(error) => {
+                return self.end(Event::AuthFailed(AuthFailure::Client(error)), out, sink)
+            }
         };
         out.extend_from_slice(b"<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='");
         out.extend_from_slice(mechanism.name().as_bytes());
@@ -79,10 +81,10 @@ impl<X: Default> Stream<X> {
         sink: &mut F,
     ) -> Flow
     where
-        F: FnMut(Event<'_>, &mut Stream<X>) -> Flow,
+        F: FnMut(Event<'_>, &mut Stream<X>, &mut Vec<u8>) -> Flow,
     {
         if view.xmlns() != Some(ns::SASL) {
-            return self.fail("unexpected reply to SASL auth", sink);
+            return self.fail("unexpected reply to SASL auth", out, sink);
         }
         match view.local_name() {
             "challenge" => self.on_challenge(view, out, sink),
@@ -93,21 +95,25 @@ impl<X: Default> Stream<X> {
                     .children()
                     .find(|c| c.local_name != "text")
                     .map_or("undefined-condition", |c| c.local_name);
-                self.end(Event::AuthFailed(AuthFailure::Server { condition }), sink)
+                self.end(
+                    Event::AuthFailed(AuthFailure::Server { condition }),
+                    out,
+                    sink,
+                )
             }
-            _ => self.fail("unexpected reply to SASL auth", sink),
+            _ => self.fail("unexpected reply to SASL auth", out, sink),
         }
     }
 
     fn on_challenge<F>(&mut self, view: &StanzaView<'_>, out: &mut Vec<u8>, sink: &mut F) -> Flow
     where
-        F: FnMut(Event<'_>, &mut Stream<X>) -> Flow,
+        F: FnMut(Event<'_>, &mut Stream<X>, &mut Vec<u8>) -> Flow,
     {
         let Some(mut exchange) = self.take_sasl() else {
-            return self.fail("SASL challenge to a mechanism that takes none", sink);
+            return self.fail("SASL challenge to a mechanism that takes none", out, sink);
         };
         let Some(challenge) = payload(view) else {
-            return self.fail("SASL challenge is not base64", sink);
+            return self.fail("SASL challenge is not base64", out, sink);
         };
         let response = match exchange.step(&challenge) {
             Ok(response) => response,
@@ -128,14 +134,14 @@ impl<X: Default> Stream<X> {
         sink: &mut F,
     ) -> Flow
     where
-        F: FnMut(Event<'_>, &mut Stream<X>) -> Flow,
+        F: FnMut(Event<'_>, &mut Stream<X>, &mut Vec<u8>) -> Flow,
     {
         if let Some(mut exchange) = self.take_sasl() {
             let Some(data) = payload(view) else {
-                return self.fail("SASL success data is not base64", sink);
+                return self.fail("SASL success data is not base64", out, sink);
             };
             if let Err(error) = exchange.finish(&data) {
-                return self.end(Event::AuthFailed(AuthFailure::Client(error)), sink);
+                return self.end(Event::AuthFailed(AuthFailure::Client(error)), out, sink);
             }
         }
         self.flags |= AUTHENTICATED | RESTART;
@@ -147,10 +153,10 @@ impl<X: Default> Stream<X> {
     /// Our side refused the server's SASL message: abort the exchange and end the stream.
     fn abort<F>(&mut self, error: ClientError, out: &mut Vec<u8>, sink: &mut F) -> Flow
     where
-        F: FnMut(Event<'_>, &mut Stream<X>) -> Flow,
+        F: FnMut(Event<'_>, &mut Stream<X>, &mut Vec<u8>) -> Flow,
     {
         out.extend_from_slice(b"<abort xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/>");
-        self.end(Event::AuthFailed(AuthFailure::Client(error)), sink)
+        self.end(Event::AuthFailed(AuthFailure::Client(error)), out, sink)
     }
 }
 

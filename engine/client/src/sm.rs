@@ -100,7 +100,7 @@ impl<X: Default> Stream<X> {
         sink: &mut F,
     ) -> Flow
     where
-        F: FnMut(Event<'_>, &mut Stream<X>) -> Flow,
+        F: FnMut(Event<'_>, &mut Stream<X>, &mut Vec<u8>) -> Flow,
     {
         let Some(sm) = self.sm_mut() else {
             // Not asked for by us: a server sending these anyway is ignored, not answered.
@@ -113,7 +113,7 @@ impl<X: Default> Stream<X> {
             }
             "a" => {
                 let Some(h) = parse_h(view) else {
-                    return self.fail("XEP-0198 <a/> without a numeric h", sink);
+                    return self.fail("XEP-0198 <a/> without a numeric h", out, sink);
                 };
                 self.on_h(h, out, sink)
             }
@@ -125,12 +125,12 @@ impl<X: Default> Stream<X> {
                     .filter(|_| resumable)
                     .map(|id| id.into_owned().into_boxed_str());
                 let resumable = sm.resume_id.is_some();
-                sink(Event::SmEnabled { resumable }, self)
+                sink(Event::SmEnabled { resumable }, self, out)
             }
             "failed" if !sm.enabled => {
                 self.set_sm(None);
                 let condition = first_condition(view);
-                sink(Event::SmFailed { condition }, self)
+                sink(Event::SmFailed { condition }, self, out)
             }
             _ => Flow::Continue,
         }
@@ -139,7 +139,7 @@ impl<X: Default> Stream<X> {
     /// An acknowledgement: reported when it advances, refused when it counts too many.
     fn on_h<F>(&mut self, h: u32, out: &mut Vec<u8>, sink: &mut F) -> Flow
     where
-        F: FnMut(Event<'_>, &mut Stream<X>) -> Flow,
+        F: FnMut(Event<'_>, &mut Stream<X>, &mut Vec<u8>) -> Flow,
     {
         let Some(sm) = self.sm_mut() else {
             return Flow::Continue;
@@ -147,13 +147,13 @@ impl<X: Default> Stream<X> {
         match sm.check_h(h) {
             Ok(true) => {
                 sm.acked = h;
-                sink(Event::Acked { h }, self)
+                sink(Event::Acked { h }, self, out)
             }
             Ok(false) => Flow::Continue,
             Err(()) => {
                 let sent = sm.outbound;
                 write::handled_count_too_high(h, sent, out);
-                self.end(Event::AckTooHigh { h, sent }, sink)
+                self.end(Event::AckTooHigh { h, sent }, out, sink)
             }
         }
     }
@@ -167,7 +167,7 @@ impl<X: Default> Stream<X> {
         sink: &mut F,
     ) -> Flow
     where
-        F: FnMut(Event<'_>, &mut Stream<X>) -> Flow,
+        F: FnMut(Event<'_>, &mut Stream<X>, &mut Vec<u8>) -> Flow,
     {
         let offered = self.flags & SM_OFFERED != 0;
         let previd = self.sm().and_then(|sm| sm.resume_id.as_deref());
@@ -182,7 +182,7 @@ impl<X: Default> Stream<X> {
                 self.set_sm(None);
                 self.bind(account, out);
                 let condition = "stream management no longer offered";
-                sink(Event::ResumeFailed { condition }, self)
+                sink(Event::ResumeFailed { condition }, self, out)
             }
         }
     }
@@ -195,37 +195,37 @@ impl<X: Default> Stream<X> {
         sink: &mut F,
     ) -> Flow
     where
-        F: FnMut(Event<'_>, &mut Stream<X>) -> Flow,
+        F: FnMut(Event<'_>, &mut Stream<X>, &mut Vec<u8>) -> Flow,
     {
         if view.xmlns() != Some(crate::SM_NS) {
-            return self.fail("expected <resumed/> or <failed/>", sink);
+            return self.fail("expected <resumed/> or <failed/>", out, sink);
         }
         match view.local_name() {
             "resumed" => {
                 let Some(h) = parse_h(view) else {
-                    return self.fail("XEP-0198 <resumed/> without a numeric h", sink);
+                    return self.fail("XEP-0198 <resumed/> without a numeric h", out, sink);
                 };
                 let Some(sm) = self.sm_mut() else {
-                    return self.fail("resumed without a session", sink);
+                    return self.fail("resumed without a session", out, sink);
                 };
                 if sm.check_h(h).is_err() {
                     let sent = sm.outbound;
                     write::handled_count_too_high(h, sent, out);
-                    return self.end(Event::AckTooHigh { h, sent }, sink);
+                    return self.end(Event::AckTooHigh { h, sent }, out, sink);
                 }
                 // XEP-0198 5: what the server did not handle is resent, numbered after `h`.
                 sm.acked = h;
                 sm.outbound = h;
                 self.phase = Phase::Online;
-                sink(Event::Resumed { h }, self)
+                sink(Event::Resumed { h }, self, out)
             }
             "failed" => {
                 self.set_sm(None);
                 self.bind(account, out);
                 let condition = first_condition(view);
-                sink(Event::ResumeFailed { condition }, self)
+                sink(Event::ResumeFailed { condition }, self, out)
             }
-            _ => self.fail("expected <resumed/> or <failed/>", sink),
+            _ => self.fail("expected <resumed/> or <failed/>", out, sink),
         }
     }
 }

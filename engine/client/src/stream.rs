@@ -216,21 +216,21 @@ impl<X> Stream<X> {
     }
 
     /// Ends the stream with a protocol error.
-    pub(crate) fn fail<F>(&mut self, detail: &'static str, sink: &mut F) -> Flow
+    pub(crate) fn fail<F>(&mut self, detail: &'static str, out: &mut Vec<u8>, sink: &mut F) -> Flow
     where
-        F: FnMut(Event<'_>, &mut Stream<X>) -> Flow,
+        F: FnMut(Event<'_>, &mut Stream<X>, &mut Vec<u8>) -> Flow,
     {
         self.phase = Phase::Done;
-        sink(Event::ProtocolError { detail }, self)
+        sink(Event::ProtocolError { detail }, self, out)
     }
 
     /// Ends the stream with `event`.
-    pub(crate) fn end<F>(&mut self, event: Event<'_>, sink: &mut F) -> Flow
+    pub(crate) fn end<F>(&mut self, event: Event<'_>, out: &mut Vec<u8>, sink: &mut F) -> Flow
     where
-        F: FnMut(Event<'_>, &mut Stream<X>) -> Flow,
+        F: FnMut(Event<'_>, &mut Stream<X>, &mut Vec<u8>) -> Flow,
     {
         self.phase = Phase::Done;
-        sink(event, self)
+        sink(event, self, out)
     }
 }
 
@@ -243,15 +243,15 @@ impl<X: Default> Stream<X> {
         sink: &mut F,
     ) -> Flow
     where
-        F: FnMut(Event<'_>, &mut Stream<X>) -> Flow,
+        F: FnMut(Event<'_>, &mut Stream<X>, &mut Vec<u8>) -> Flow,
     {
         match frame {
             Frame::StreamOpen(_) if self.phase == Phase::AwaitHeader => {
                 self.phase = Phase::AwaitFeatures;
                 Flow::Continue
             }
-            Frame::StreamOpen(_) => self.fail("unexpected stream header", sink),
-            Frame::StreamClose => self.end(Event::StreamClosed, sink),
+            Frame::StreamOpen(_) => self.fail("unexpected stream header", out, sink),
+            Frame::StreamClose => self.end(Event::StreamClosed, out, sink),
             Frame::Stanza(bytes) => self.on_stanza(bytes, account, out, sink),
         }
     }
@@ -264,13 +264,13 @@ impl<X: Default> Stream<X> {
         sink: &mut F,
     ) -> Flow
     where
-        F: FnMut(Event<'_>, &mut Stream<X>) -> Flow,
+        F: FnMut(Event<'_>, &mut Stream<X>, &mut Vec<u8>) -> Flow,
     {
         let Ok(view) = StanzaView::parse(bytes) else {
-            return self.fail("unparsable stanza", sink);
+            return self.fail("unparsable stanza", out, sink);
         };
         if view.local_name() == "error" && view.name().contains(':') {
-            return self.end(Event::StreamError(StreamError::parse(&view)), sink);
+            return self.end(Event::StreamError(StreamError::parse(&view)), out, sink);
         }
         match self.phase {
             Phase::AwaitFeatures => self.on_features(bytes, account, out, sink),
@@ -279,7 +279,7 @@ impl<X: Default> Stream<X> {
             Phase::AwaitBind | Phase::AwaitSession => self.on_iq_reply(view, out, sink),
             Phase::Online | Phase::Closing => self.on_online(view, out, sink),
             Phase::Idle | Phase::AwaitHeader | Phase::Done => {
-                self.fail("stanza before the stream header", sink)
+                self.fail("stanza before the stream header", out, sink)
             }
         }
     }
@@ -287,7 +287,7 @@ impl<X: Default> Stream<X> {
     /// A first-level element on a bound stream.
     fn on_online<F>(&mut self, view: StanzaView<'_>, out: &mut Vec<u8>, sink: &mut F) -> Flow
     where
-        F: FnMut(Event<'_>, &mut Stream<X>) -> Flow,
+        F: FnMut(Event<'_>, &mut Stream<X>, &mut Vec<u8>) -> Flow,
     {
         if view.kind() == StanzaKind::Other && view.xmlns() == Some(crate::SM_NS) {
             return self.on_sm_element(&view, out, sink);
@@ -297,6 +297,6 @@ impl<X: Default> Stream<X> {
                 sm.received_stanza();
             }
         }
-        sink(Event::Stanza(view), self)
+        sink(Event::Stanza(view), self, out)
     }
 }

@@ -25,7 +25,7 @@ fn see_other_host_carries_the_host() {
           moved &amp; gone</text></stream:error></stream:stream>",
         &mut pair.account,
         &mut out,
-        |ev, _: &mut Stream<()>| {
+        |ev, _: &mut Stream<()>, _: &mut Vec<u8>| {
             let Event::StreamError(error) = ev else {
                 panic!("{ev:?}")
             };

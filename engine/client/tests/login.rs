@@ -231,7 +231,7 @@ fn feed_until_stops_after_the_event_and_leaves_the_rest() {
         &all,
         &mut pair.account,
         &mut out,
-        |ev, _: &mut Stream<()>| {
+        |ev, _: &mut Stream<()>, _: &mut Vec<u8>| {
             if matches!(ev, Event::Online) {
                 Flow::Stop
             } else {

@@ -37,7 +37,7 @@ proptest! {
         client.start(DOMAIN, &mut out);
         let mut account = login("secret", Some("r"));
         for part in [&input[..split], &input[split..]] {
-            client.feed(part, &mut account, &mut out, |_, s: &mut Stream<()>| s.count_sent(1));
+            client.feed(part, &mut account, &mut out, |_, s: &mut Stream<()>, _: &mut Vec<u8>| s.count_sent(1));
         }
     }
 
@@ -62,10 +62,10 @@ proptest! {
         let mut out = Vec::new();
         client.start(DOMAIN, &mut out);
         let mut account = login("secret", Some("r"));
-        client.feed(&transcript, &mut account, &mut out, |_, _: &mut Stream<()>| {});
+        client.feed(&transcript, &mut account, &mut out, |_, _: &mut Stream<()>, _: &mut Vec<u8>| {});
         prop_assert!(client.is_online());
         for piece in &pieces {
-            client.feed(piece.as_bytes(), &mut account, &mut out, |_, s: &mut Stream<()>| {
+            client.feed(piece.as_bytes(), &mut account, &mut out, |_, s: &mut Stream<()>, _: &mut Vec<u8>| {
                 s.count_sent(1);
             });
         }

@@ -247,7 +247,7 @@ fn caller_data_lives_with_the_session() {
             &reply,
             &mut account,
             &mut to_server,
-            |ev, stream: &mut Stream<Vec<u32>>| {
+            |ev, stream: &mut Stream<Vec<u32>>, _: &mut Vec<u8>| {
                 if let Event::Acked { h } = ev {
                     acked.push(h);
                 }

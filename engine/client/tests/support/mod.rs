@@ -314,7 +314,7 @@ impl Pair {
                 &reply,
                 &mut self.account,
                 &mut to_server,
-                |ev, _: &mut Stream<()>| events.push(render(&ev)),
+                |ev, _: &mut Stream<()>, _: &mut Vec<u8>| events.push(render(&ev)),
             );
         }
     }
@@ -327,7 +327,7 @@ impl Pair {
             bytes.as_bytes(),
             &mut self.account,
             &mut out,
-            |ev, _: &mut Stream<()>| events.push(render(&ev)),
+            |ev, _: &mut Stream<()>, _: &mut Vec<u8>| events.push(render(&ev)),
         );
         self.exchange(out);
     }
@@ -347,9 +347,12 @@ pub fn replay(
     let mut rest = transcript;
     for &len in chunks.iter().chain(std::iter::once(&usize::MAX)) {
         let (now, later) = rest.split_at(len.min(rest.len()));
-        client.feed(now, account, &mut out, |ev, _: &mut Stream<()>| {
-            events.push(render(&ev))
-        });
+        client.feed(
+            now,
+            account,
+            &mut out,
+            |ev, _: &mut Stream<()>, _: &mut Vec<u8>| events.push(render(&ev)),
+        );
         rest = later;
     }
     (out, events)
