@@ -111,8 +111,9 @@ impl<X: Default> Client<X> {
         });
     }
 
-    /// Like [`Client::feed`], but stops after an event the sink answers with [`Flow::Stop`];
-    /// returns how many bytes of `data` were consumed (the rest was not looked at).
+    /// Like [`Client::feed`], but stops after the frame during which the sink answered
+    /// [`Flow::Stop`] (one frame may bring two events: `Bound` then `Online`); returns how
+    /// many bytes of `data` were consumed (the rest was not looked at).
     pub fn feed_until<F>(
         &mut self,
         data: &[u8],

@@ -97,15 +97,16 @@ impl<X: Default> Stream<X> {
         let Some(jid) = bound_jid(&view) else {
             return self.fail("bind result without a JID", out, sink);
         };
-        if sink(Event::Bound { jid }, self, out) == Flow::Stop && self.phase == Phase::Done {
-            return Flow::Stop;
-        }
+        let bound = sink(Event::Bound { jid }, self, out);
         if self.flags & SESSION_REQUIRED != 0 {
             write::session(out);
             self.phase = Phase::AwaitSession;
-            return Flow::Continue;
+            return bound;
         }
-        self.go_online(out, sink)
+        match (bound, self.go_online(out, sink)) {
+            (Flow::Continue, Flow::Continue) => Flow::Continue,
+            _ => Flow::Stop,
+        }
     }
 
     /// Ends the login: `<enable/>` first (so the server counts our first stanza after it),

@@ -243,3 +243,28 @@ fn feed_until_stops_after_the_event_and_leaves_the_rest() {
     assert_eq!(&all[used..], tail);
     assert!(client.is_online());
 }
+
+#[test]
+fn stopping_after_every_event_loses_none() {
+    let pair = online(Script::default(), Some("r"));
+    let transcript = pair.server.transcript.clone();
+    let mut client = client(SmMode::Off);
+    let mut out = Vec::new();
+    client.start(DOMAIN, &mut out);
+    let mut account = login("secret", Some("r"));
+    let mut events = Vec::new();
+    let mut rest = &transcript[..];
+    while !rest.is_empty() {
+        let used = client.feed_until(
+            rest,
+            &mut account,
+            &mut out,
+            |ev, _: &mut Stream<()>, _: &mut Vec<u8>| {
+                events.push(render(&ev));
+                Flow::Stop
+            },
+        );
+        rest = &rest[used..];
+    }
+    assert_eq!(events, pair.events);
+}

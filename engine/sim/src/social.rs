@@ -243,7 +243,6 @@ impl Client {
         el: &Element<'_>,
         ledger: &mut Ledger,
     ) -> Result<(), Violation> {
-        self.received += 1;
         let from = el.attr("from").unwrap_or("");
         if let Some((room, nick)) = parse_occupant(from) {
             return self.on_room_presence(el, room, nick, ledger);
