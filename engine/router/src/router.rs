@@ -542,7 +542,7 @@ impl Router {
     }
 
     /// Closes the conns whose XEP-0198 queue overflowed during the last call.
-    fn close_doomed(&mut self, fx: &mut impl Effects) {
+    pub(crate) fn close_doomed(&mut self, fx: &mut impl Effects) {
         while let Some(slot) = self.doomed.pop() {
             self.stream_error(slot, "policy-violation", fx);
         }

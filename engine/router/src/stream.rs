@@ -63,6 +63,13 @@ impl Router {
                 }
             };
             rest = &rest[rest.len() - input.len()..];
+            if self.doomed.contains(&slot) {
+                // Its XEP-0198 queue overflowed: it is closed now, before another frame (an
+                // `<r/>` above all) could be answered with a count covering stanzas whose
+                // outcome it will never hear.
+                self.close_doomed(fx);
+                break;
+            }
             match next {
                 Next::Continue => {}
                 Next::Restart => framer.reset(),
