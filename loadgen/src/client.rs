@@ -244,8 +244,12 @@ fn on_event<F>(
         }),
         Event::StreamClosed => sink(ClientEvent::StreamClosed),
         Event::ProtocolError { detail } => sink(ClientEvent::ProtocolError { detail }),
-        // Bound: Online follows. No resumption is asked for, so none is reported.
-        Event::Bound { .. } | Event::Resumed { .. } | Event::ResumeFailed { .. } => {}
+        // Authenticated, Bound: Online follows. No resumption is asked for, so none is
+        // reported.
+        Event::Authenticated
+        | Event::Bound { .. }
+        | Event::Resumed { .. }
+        | Event::ResumeFailed { .. } => {}
     }
 }
 

@@ -20,6 +20,8 @@ pub enum Flow {
 /// Something that happened on the stream.
 #[derive(Debug)]
 pub enum Event<'a> {
+    /// SASL succeeded; the restarted stream's header is already in the output.
+    Authenticated,
     /// Resource binding succeeded: the full JID the server bound (or assigned).
     Bound { jid: Cow<'a, str> },
     /// Bound (and the legacy session established when required); `<enable/>` went out if

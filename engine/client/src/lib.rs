@@ -40,7 +40,7 @@ mod sasl;
 mod sm;
 mod stream;
 mod text;
-mod write;
+pub mod wire;
 
 pub use account::{Account, Login};
 pub use errors::{split_host_port, StreamError};

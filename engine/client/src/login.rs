@@ -17,7 +17,7 @@ use crate::options::SmMode;
 use crate::sm::Sm;
 use crate::stream::{Phase, Stream, AUTHENTICATED, SESSION_REQUIRED, SM_OFFERED};
 use crate::text::element_text;
-use crate::write::{self, BIND_ID, SESSION_ID};
+use crate::wire::{self, BIND_ID, SESSION_ID};
 
 impl<X: Default> Stream<X> {
     pub(crate) fn on_features<F>(
@@ -64,7 +64,7 @@ impl<X: Default> Stream<X> {
     }
 
     pub(crate) fn bind(&mut self, account: &dyn Account, out: &mut Vec<u8>) {
-        write::bind(account.resource().as_deref(), out);
+        wire::bind(BIND_ID, account.resource().as_deref(), out);
         self.phase = Phase::AwaitBind;
     }
 
@@ -99,7 +99,7 @@ impl<X: Default> Stream<X> {
         };
         let bound = sink(Event::Bound { jid }, self, out);
         if self.flags & SESSION_REQUIRED != 0 {
-            write::session(out);
+            wire::session(out);
             self.phase = Phase::AwaitSession;
             return bound;
         }
@@ -121,7 +121,7 @@ impl<X: Default> Stream<X> {
             SmMode::EnableResumable => Some(true),
         };
         if let Some(resumable) = resumable.filter(|_| self.flags & SM_OFFERED != 0) {
-            write::enable(resumable, out);
+            wire::enable(resumable, out);
             self.set_sm(Some(Sm::requested()));
         }
         self.phase = Phase::Online;

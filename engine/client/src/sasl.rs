@@ -18,7 +18,7 @@ use crate::account::Account;
 use crate::event::{AuthFailure, Event, Flow};
 use crate::stream::{Phase, Stream, AUTHENTICATED, RESTART};
 use crate::text::element_text;
-use crate::write;
+use crate::wire;
 
 impl<X: Default> Stream<X> {
     /// Pre-authentication features: picks a mechanism and sends `<auth/>`.
@@ -61,11 +61,7 @@ impl<X: Default> Stream<X> {
                 return self.end(Event::AuthFailed(AuthFailure::Client(error)), out, sink)
             }
         };
-        out.extend_from_slice(b"<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='");
-        out.extend_from_slice(mechanism.name().as_bytes());
-        out.extend_from_slice(b"'>");
-        push_base64(&initial, out);
-        out.extend_from_slice(b"</auth>");
+        wire::auth(mechanism.name(), &initial, out);
         if mechanism != Mechanism::Plain {
             self.set_sasl(Some(Box::new(exchange)));
         }
@@ -119,9 +115,7 @@ impl<X: Default> Stream<X> {
             Ok(response) => response,
             Err(error) => return self.abort(error, out, sink),
         };
-        out.extend_from_slice(b"<response xmlns='urn:ietf:params:xml:ns:xmpp-sasl'>");
-        push_base64(&response, out);
-        out.extend_from_slice(b"</response>");
+        wire::response(&response, out);
         self.set_sasl(Some(exchange));
         Flow::Continue
     }
@@ -145,9 +139,9 @@ impl<X: Default> Stream<X> {
             }
         }
         self.flags |= AUTHENTICATED | RESTART;
-        write::stream_header(account.domain(), out);
+        wire::stream_header(account.domain(), out);
         self.phase = Phase::AwaitHeader;
-        Flow::Continue
+        sink(Event::Authenticated, self, out)
     }
 
     /// Our side refused the server's SASL message: abort the exchange and end the stream.
@@ -168,20 +162,4 @@ fn payload(view: &StanzaView<'_>) -> Option<Vec<u8>> {
         return Some(Vec::new());
     }
     STANDARD.decode(text).ok()
-}
-
-/// Base64 of a SASL message; `=` for an empty one (RFC 6120 6.4.2).
-fn push_base64(data: &[u8], out: &mut Vec<u8>) {
-    if data.is_empty() {
-        out.push(b'=');
-        return;
-    }
-    let start = out.len();
-    out.resize(
-        start + base64::encoded_len(data.len(), true).unwrap_or(0),
-        0,
-    );
-    // Invariant: the slice was sized by encoded_len for this input, so encoding fits.
-    let written = STANDARD.encode_slice(data, &mut out[start..]).unwrap_or(0);
-    out.truncate(start + written);
 }

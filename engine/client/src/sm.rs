@@ -16,7 +16,7 @@ use rookery_proto::StanzaView;
 use crate::account::Account;
 use crate::event::{Event, Flow};
 use crate::stream::{Phase, Stream, SM_OFFERED};
-use crate::write;
+use crate::wire;
 
 /// XEP-0198 counters as the caller sees them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -108,7 +108,7 @@ impl<X: Default> Stream<X> {
         };
         match view.local_name() {
             "r" => {
-                write::ack(sm.inbound, out);
+                wire::ack(sm.inbound, out);
                 Flow::Continue
             }
             "a" => {
@@ -152,7 +152,7 @@ impl<X: Default> Stream<X> {
             Ok(false) => Flow::Continue,
             Err(()) => {
                 let sent = sm.outbound;
-                write::handled_count_too_high(h, sent, out);
+                wire::handled_count_too_high(h, sent, out);
                 self.end(Event::AckTooHigh { h, sent }, out, sink)
             }
         }
@@ -174,7 +174,7 @@ impl<X: Default> Stream<X> {
         match previd {
             Some(previd) if offered => {
                 let h = self.sm().map_or(0, |sm| sm.inbound);
-                write::resume(previd, h, out);
+                wire::resume(previd, h, out);
                 self.phase = Phase::AwaitResume;
                 Flow::Continue
             }
@@ -210,7 +210,7 @@ impl<X: Default> Stream<X> {
                 };
                 if sm.check_h(h).is_err() {
                     let sent = sm.outbound;
-                    write::handled_count_too_high(h, sent, out);
+                    wire::handled_count_too_high(h, sent, out);
                     return self.end(Event::AckTooHigh { h, sent }, out, sink);
                 }
                 // XEP-0198 5: what the server did not handle is resent, numbered after `h`.

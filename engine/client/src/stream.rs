@@ -16,7 +16,7 @@ use crate::errors::StreamError;
 use crate::event::{Event, Flow};
 use crate::options::{Mechanisms, Options, SmMode};
 use crate::sm::{Sm, SmStatus};
-use crate::write;
+use crate::wire;
 
 /// Where the client is in its stream.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -104,7 +104,7 @@ impl<X> Stream<X> {
         if self.sm().is_none() || !matches!(self.phase, Phase::Online | Phase::AwaitResume) {
             return false;
         }
-        write::request(out);
+        wire::request(out);
         true
     }
 
@@ -192,7 +192,7 @@ impl<X> Stream<X> {
         }
         self.set_sasl(None);
         self.flags = 0;
-        write::stream_header(domain, out);
+        wire::stream_header(domain, out);
         self.phase = Phase::AwaitHeader;
     }
 

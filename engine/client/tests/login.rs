@@ -22,7 +22,7 @@ fn plain_login_binds_the_requested_resource() {
     assert!(pair.client.is_online());
     assert_eq!(
         pair.events,
-        ["Bound { jid: \"user@example.test/phone\" }", "Online"]
+        ["Authenticated", "Bound { jid: \"user@example.test/phone\" }", "Online"]
     );
     let sent = String::from_utf8(pair.sent).unwrap();
     // base64("\0user\0secret")
@@ -42,7 +42,7 @@ fn plain_login_binds_the_requested_resource() {
 fn server_assigns_the_resource_when_none_is_asked() {
     let pair = online(Script::default(), None);
     assert_eq!(
-        pair.events[0],
+        pair.events[1],
         "Bound { jid: \"user@example.test/assigned-7\" }"
     );
     let sent = String::from_utf8(pair.sent).unwrap();
@@ -171,6 +171,7 @@ fn bind_errors_end_the_stream() {
     assert_eq!(
         events,
         [
+            "Authenticated",
             "Stanza(<message from='x@example.test'><body>early</body></message>)",
             "BindFailed { condition: \"conflict\" }"
         ]

@@ -29,7 +29,7 @@ fn status(pair: &Pair) -> SmStatus {
 fn enable_goes_out_before_online_and_counts_both_ways() {
     let mut pair = online(SmMode::Enable);
     assert_eq!(
-        pair.events[1..],
+        pair.events[2..],
         ["Online", "SmEnabled { resumable: false }"]
     );
     let sent = String::from_utf8(pair.sent.clone()).unwrap();
@@ -104,7 +104,7 @@ fn sm_elements_without_enable_are_ignored() {
     assert_eq!(pair.sent.len(), before, "not answered");
     assert_eq!(
         pair.events,
-        ["Bound { jid: \"user@example.test/r\" }", "Online"]
+        ["Authenticated", "Bound { jid: \"user@example.test/r\" }", "Online"]
     );
     assert!(pair.client.stream().sm_status().is_none());
     assert!(!pair.client.stream_mut().request_ack(&mut Vec::new()));
@@ -127,7 +127,7 @@ fn enable_refused_drops_the_counters() {
         &mut pair.account,
         SmMode::Enable,
     );
-    assert_eq!(events[2], "SmFailed { condition: \"unexpected-request\" }");
+    assert_eq!(events[3], "SmFailed { condition: \"unexpected-request\" }");
     pair.client = client(SmMode::Enable);
 }
 
@@ -171,7 +171,7 @@ fn resumption_renumbers_from_the_servers_h() {
         "{sent}"
     );
     assert!(!sent.contains("<bind"), "{sent}");
-    assert_eq!(pair.events, ["Resumed { h: 1 }"]);
+    assert_eq!(pair.events, ["Authenticated", "Resumed { h: 1 }"]);
     assert!(pair.client.is_online());
     let sm = status(&pair);
     assert_eq!((sm.outbound, sm.acked, sm.inbound), (1, 1, 1));
@@ -186,6 +186,7 @@ fn resumption_refused_binds_a_fresh_session() {
     assert_eq!(
         pair.events,
         [
+            "Authenticated",
             "ResumeFailed { condition: \"item-not-found\" }",
             "Bound { jid: \"user@example.test/r\" }",
             "Online",
@@ -198,7 +199,7 @@ fn resumption_refused_binds_a_fresh_session() {
 #[test]
 fn resumed_with_h_beyond_what_was_sent_is_refused() {
     let pair = dropped_and_reconnected(Some(5));
-    assert_eq!(pair.events, ["AckTooHigh { h: 5, sent: 3 }"]);
+    assert_eq!(pair.events, ["Authenticated", "AckTooHigh { h: 5, sent: 3 }"]);
 }
 
 #[test]
@@ -212,7 +213,7 @@ fn clean_close_and_forget_end_resumption() {
     pair.server.reconnect();
     pair.events.clear();
     pair.connect();
-    assert_eq!(pair.events[0], "Bound { jid: \"user@example.test/r\" }");
+    assert_eq!(pair.events[1], "Bound { jid: \"user@example.test/r\" }");
 
     // forget_resumption: the caller abandons the session before reconnecting.
     let mut pair = online(SmMode::EnableResumable);
@@ -225,7 +226,7 @@ fn clean_close_and_forget_end_resumption() {
     assert!(pair.client.stream().sm_status().is_none());
     pair.events.clear();
     pair.exchange(out);
-    assert_eq!(pair.events[0], "Bound { jid: \"user@example.test/r\" }");
+    assert_eq!(pair.events[1], "Bound { jid: \"user@example.test/r\" }");
 }
 
 #[test]

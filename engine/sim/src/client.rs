@@ -415,6 +415,7 @@ impl Noted {
             }
             // The close that follows is the world's to apply (`on_closed`).
             Event::StreamError(_) | Event::StreamClosed => return None,
+            Event::Authenticated => return None,
         })
     }
 }

@@ -1,9 +1,12 @@
-//! The bytes the client writes during login and for XEP-0198.
+//! The bytes the client writes during login and for XEP-0198; public so tests that drive a
+//! server by hand write the same bytes (`rookery-testkit`).
 //!
 //! What it does not do: stanzas the caller sends once online (the caller writes those).
 
 use std::io::Write as _;
 
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
 use rookery_proto::writer::{escape_attr, escape_text};
 
 use crate::SM_NS;
@@ -17,14 +20,48 @@ pub fn stream_header(domain: &str, out: &mut Vec<u8>) {
     );
 }
 
+/// The id of the client's bind iq.
 pub const BIND_ID: &str = "bind1";
+/// The id of the client's legacy session iq.
 pub const SESSION_ID: &str = "sess1";
 
-/// `<iq type='set' id='bind1'><bind><resource>R</resource></bind></iq>` (no resource
-/// element when the server is to assign one).
-pub fn bind(resource: Option<&str>, out: &mut Vec<u8>) {
+/// `<auth mechanism='M'>` with the base64 of `initial` (`=` when empty, RFC 6120 6.4.2).
+pub fn auth(mechanism: &str, initial: &[u8], out: &mut Vec<u8>) {
+    out.extend_from_slice(b"<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='");
+    escape_attr(mechanism, out);
+    out.extend_from_slice(b"'>");
+    push_base64(initial, out);
+    out.extend_from_slice(b"</auth>");
+}
+
+/// `<response/>` with the base64 of `data`.
+pub fn response(data: &[u8], out: &mut Vec<u8>) {
+    out.extend_from_slice(b"<response xmlns='urn:ietf:params:xml:ns:xmpp-sasl'>");
+    push_base64(data, out);
+    out.extend_from_slice(b"</response>");
+}
+
+/// Base64 of a SASL message; `=` for an empty one.
+fn push_base64(data: &[u8], out: &mut Vec<u8>) {
+    if data.is_empty() {
+        out.push(b'=');
+        return;
+    }
+    let start = out.len();
+    out.resize(
+        start + base64::encoded_len(data.len(), true).unwrap_or(0),
+        0,
+    );
+    // The slice was sized by encoded_len for this input, so encoding fits.
+    let written = STANDARD.encode_slice(data, &mut out[start..]).unwrap_or(0);
+    out.truncate(start + written);
+}
+
+/// `<iq type='set' id='ID'><bind><resource>R</resource></bind></iq>` (no resource element
+/// when the server is to assign one).
+pub fn bind(id: &str, resource: Option<&str>, out: &mut Vec<u8>) {
     out.extend_from_slice(b"<iq type='set' id='");
-    out.extend_from_slice(BIND_ID.as_bytes());
+    escape_attr(id, out);
     out.extend_from_slice(b"'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'");
     match resource {
         Some(resource) => {
