@@ -123,7 +123,14 @@ fn a_layer_carries_the_whole_login() {
             })
             .unwrap();
     }
-    assert_eq!(events, ["Authenticated", "Bound { jid: \"user@example.test/r\" }", "Online"]);
+    assert_eq!(
+        events,
+        [
+            "Authenticated",
+            "Bound { jid: \"user@example.test/r\" }",
+            "Online"
+        ]
+    );
     let mut wire = Vec::new();
     layered.send(b"<presence/>", &mut wire).unwrap();
     assert_eq!(

@@ -22,7 +22,11 @@ fn plain_login_binds_the_requested_resource() {
     assert!(pair.client.is_online());
     assert_eq!(
         pair.events,
-        ["Authenticated", "Bound { jid: \"user@example.test/phone\" }", "Online"]
+        [
+            "Authenticated",
+            "Bound { jid: \"user@example.test/phone\" }",
+            "Online"
+        ]
     );
     let sent = String::from_utf8(pair.sent).unwrap();
     // base64("\0user\0secret")

@@ -104,7 +104,11 @@ fn sm_elements_without_enable_are_ignored() {
     assert_eq!(pair.sent.len(), before, "not answered");
     assert_eq!(
         pair.events,
-        ["Authenticated", "Bound { jid: \"user@example.test/r\" }", "Online"]
+        [
+            "Authenticated",
+            "Bound { jid: \"user@example.test/r\" }",
+            "Online"
+        ]
     );
     assert!(pair.client.stream().sm_status().is_none());
     assert!(!pair.client.stream_mut().request_ack(&mut Vec::new()));
@@ -199,7 +203,10 @@ fn resumption_refused_binds_a_fresh_session() {
 #[test]
 fn resumed_with_h_beyond_what_was_sent_is_refused() {
     let pair = dropped_and_reconnected(Some(5));
-    assert_eq!(pair.events, ["Authenticated", "AckTooHigh { h: 5, sent: 3 }"]);
+    assert_eq!(
+        pair.events,
+        ["Authenticated", "AckTooHigh { h: 5, sent: 3 }"]
+    );
 }
 
 #[test]

@@ -25,7 +25,7 @@ use std::collections::VecDeque;
 
 use rookery_client::{token_password, Event, Flow, Login, Options, SmMode};
 use rookery_proto::element::Element;
-use rookery_router::testing::{TEST_DOMAIN, TEST_SECRET};
+use rookery_testkit::{TEST_DOMAIN, TEST_SECRET};
 
 use crate::groups::GroupKey;
 use crate::ledger::{Ledger, MsgKey, Violation};

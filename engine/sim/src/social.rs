@@ -22,7 +22,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use rookery_proto::element::Element;
-use rookery_router::testing::TEST_DOMAIN;
+use rookery_testkit::TEST_DOMAIN;
 
 use crate::client::{user_name, Client, Phase, Tag};
 use crate::ledger::{Ledger, Violation};
