@@ -9,6 +9,13 @@ use rookery_proto::StanzaView;
 use rookery_sasl::ClientError;
 
 use crate::errors::StreamError;
+use crate::stream::Stream;
+
+/// What `Client::feed_until` reports events to: the event, the stream state, and the output
+/// buffer (for the caller's answers); the answer says whether to go on.
+pub trait Sink<X>: FnMut(Event<'_>, &mut Stream<X>, &mut Vec<u8>) -> Flow {}
+
+impl<X, F> Sink<X> for F where F: FnMut(Event<'_>, &mut Stream<X>, &mut Vec<u8>) -> Flow {}
 
 /// Whether [`Client::feed_until`](crate::Client::feed_until) goes on after an event.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

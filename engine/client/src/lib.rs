@@ -44,7 +44,7 @@ pub mod wire;
 
 pub use account::{Account, Login};
 pub use errors::{split_host_port, StreamError};
-pub use event::{AuthFailure, Event, Flow};
+pub use event::{AuthFailure, Event, Flow, Sink};
 pub use options::{Mechanisms, Options, SmMode};
 pub use rookery_sasl::{token_password, Mechanism};
 pub use sm::SmStatus;

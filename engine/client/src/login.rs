@@ -12,7 +12,7 @@ use rookery_proto::element::Element;
 use rookery_proto::{ns, StanzaKind, StanzaView};
 
 use crate::account::Account;
-use crate::event::{Event, Flow};
+use crate::event::{Event, Flow, Sink};
 use crate::options::SmMode;
 use crate::sm::Sm;
 use crate::stream::{Phase, Stream, AUTHENTICATED, SESSION_REQUIRED, SM_OFFERED};
@@ -20,16 +20,13 @@ use crate::text::element_text;
 use crate::wire::{self, BIND_ID, SESSION_ID};
 
 impl<X: Default> Stream<X> {
-    pub(crate) fn on_features<F>(
+    pub(crate) fn on_features(
         &mut self,
         bytes: &[u8],
         account: &mut dyn Account,
         out: &mut Vec<u8>,
-        sink: &mut F,
-    ) -> Flow
-    where
-        F: FnMut(Event<'_>, &mut Stream<X>, &mut Vec<u8>) -> Flow,
-    {
+        sink: &mut impl Sink<X>,
+    ) -> Flow {
         let Ok(features) = Element::parse(bytes) else {
             return self.fail("unparsable stream features", out, sink);
         };
@@ -69,15 +66,12 @@ impl<X: Default> Stream<X> {
     }
 
     /// Waits for the result of our bind or session iq; other stanzas are reported as they are.
-    pub(crate) fn on_iq_reply<F>(
+    pub(crate) fn on_iq_reply(
         &mut self,
         view: StanzaView<'_>,
         out: &mut Vec<u8>,
-        sink: &mut F,
-    ) -> Flow
-    where
-        F: FnMut(Event<'_>, &mut Stream<X>, &mut Vec<u8>) -> Flow,
-    {
+        sink: &mut impl Sink<X>,
+    ) -> Flow {
         let id = if self.phase == Phase::AwaitBind {
             BIND_ID
         } else {
@@ -111,10 +105,7 @@ impl<X: Default> Stream<X> {
 
     /// Ends the login: `<enable/>` first (so the server counts our first stanza after it),
     /// then `Online`.
-    fn go_online<F>(&mut self, out: &mut Vec<u8>, sink: &mut F) -> Flow
-    where
-        F: FnMut(Event<'_>, &mut Stream<X>, &mut Vec<u8>) -> Flow,
-    {
+    fn go_online(&mut self, out: &mut Vec<u8>, sink: &mut impl Sink<X>) -> Flow {
         let resumable = match self.sm_mode {
             SmMode::Off => None,
             SmMode::Enable => Some(false),

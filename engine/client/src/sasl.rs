@@ -15,23 +15,20 @@ use rookery_proto::{ns, StanzaView};
 use rookery_sasl::{ChannelBinding, ClientError, ClientExchange, Mechanism};
 
 use crate::account::Account;
-use crate::event::{AuthFailure, Event, Flow};
+use crate::event::{AuthFailure, Event, Flow, Sink};
 use crate::stream::{Phase, Stream, AUTHENTICATED, RESTART};
 use crate::text::element_text;
 use crate::wire;
 
 impl<X: Default> Stream<X> {
     /// Pre-authentication features: picks a mechanism and sends `<auth/>`.
-    pub(crate) fn start_sasl<F>(
+    pub(crate) fn start_sasl(
         &mut self,
         features: &Element<'_>,
         account: &mut dyn Account,
         out: &mut Vec<u8>,
-        sink: &mut F,
-    ) -> Flow
-    where
-        F: FnMut(Event<'_>, &mut Stream<X>, &mut Vec<u8>) -> Flow,
-    {
+        sink: &mut impl Sink<X>,
+    ) -> Flow {
         let offered = features
             .child("mechanisms", ns::SASL)
             .map(|m| {
@@ -69,16 +66,13 @@ impl<X: Default> Stream<X> {
         Flow::Continue
     }
 
-    pub(crate) fn on_sasl<F>(
+    pub(crate) fn on_sasl(
         &mut self,
         view: &StanzaView<'_>,
         account: &mut dyn Account,
         out: &mut Vec<u8>,
-        sink: &mut F,
-    ) -> Flow
-    where
-        F: FnMut(Event<'_>, &mut Stream<X>, &mut Vec<u8>) -> Flow,
-    {
+        sink: &mut impl Sink<X>,
+    ) -> Flow {
         if view.xmlns() != Some(ns::SASL) {
             return self.fail("unexpected reply to SASL auth", out, sink);
         }
@@ -101,10 +95,12 @@ impl<X: Default> Stream<X> {
         }
     }
 
-    fn on_challenge<F>(&mut self, view: &StanzaView<'_>, out: &mut Vec<u8>, sink: &mut F) -> Flow
-    where
-        F: FnMut(Event<'_>, &mut Stream<X>, &mut Vec<u8>) -> Flow,
-    {
+    fn on_challenge(
+        &mut self,
+        view: &StanzaView<'_>,
+        out: &mut Vec<u8>,
+        sink: &mut impl Sink<X>,
+    ) -> Flow {
         let Some(mut exchange) = self.take_sasl() else {
             return self.fail("SASL challenge to a mechanism that takes none", out, sink);
         };
@@ -120,16 +116,13 @@ impl<X: Default> Stream<X> {
         Flow::Continue
     }
 
-    fn on_success<F>(
+    fn on_success(
         &mut self,
         view: &StanzaView<'_>,
         account: &mut dyn Account,
         out: &mut Vec<u8>,
-        sink: &mut F,
-    ) -> Flow
-    where
-        F: FnMut(Event<'_>, &mut Stream<X>, &mut Vec<u8>) -> Flow,
-    {
+        sink: &mut impl Sink<X>,
+    ) -> Flow {
         if let Some(mut exchange) = self.take_sasl() {
             let Some(data) = payload(view) else {
                 return self.fail("SASL success data is not base64", out, sink);
@@ -145,10 +138,7 @@ impl<X: Default> Stream<X> {
     }
 
     /// Our side refused the server's SASL message: abort the exchange and end the stream.
-    fn abort<F>(&mut self, error: ClientError, out: &mut Vec<u8>, sink: &mut F) -> Flow
-    where
-        F: FnMut(Event<'_>, &mut Stream<X>, &mut Vec<u8>) -> Flow,
-    {
+    fn abort(&mut self, error: ClientError, out: &mut Vec<u8>, sink: &mut impl Sink<X>) -> Flow {
         out.extend_from_slice(b"<abort xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/>");
         self.end(Event::AuthFailed(AuthFailure::Client(error)), out, sink)
     }

@@ -14,7 +14,7 @@
 use rookery_proto::StanzaView;
 
 use crate::account::Account;
-use crate::event::{Event, Flow};
+use crate::event::{Event, Flow, Sink};
 use crate::stream::{Phase, Stream, SM_OFFERED};
 use crate::wire;
 
@@ -93,15 +93,12 @@ impl<X> Sm<X> {
 }
 
 impl<X: Default> Stream<X> {
-    pub(crate) fn on_sm_element<F>(
+    pub(crate) fn on_sm_element(
         &mut self,
         view: &StanzaView<'_>,
         out: &mut Vec<u8>,
-        sink: &mut F,
-    ) -> Flow
-    where
-        F: FnMut(Event<'_>, &mut Stream<X>, &mut Vec<u8>) -> Flow,
-    {
+        sink: &mut impl Sink<X>,
+    ) -> Flow {
         let Some(sm) = self.sm_mut() else {
             // Not asked for by us: a server sending these anyway is ignored, not answered.
             return Flow::Continue;
@@ -137,10 +134,7 @@ impl<X: Default> Stream<X> {
     }
 
     /// An acknowledgement: reported when it advances, refused when it counts too many.
-    fn on_h<F>(&mut self, h: u32, out: &mut Vec<u8>, sink: &mut F) -> Flow
-    where
-        F: FnMut(Event<'_>, &mut Stream<X>, &mut Vec<u8>) -> Flow,
-    {
+    fn on_h(&mut self, h: u32, out: &mut Vec<u8>, sink: &mut impl Sink<X>) -> Flow {
         let Some(sm) = self.sm_mut() else {
             return Flow::Continue;
         };
@@ -160,15 +154,12 @@ impl<X: Default> Stream<X> {
 
     /// After authentication with a session kept from an earlier stream: resume it if the
     /// server still offers XEP-0198, else report it lost and bind afresh.
-    pub(crate) fn resume_or_bind<F>(
+    pub(crate) fn resume_or_bind(
         &mut self,
         account: &mut dyn Account,
         out: &mut Vec<u8>,
-        sink: &mut F,
-    ) -> Flow
-    where
-        F: FnMut(Event<'_>, &mut Stream<X>, &mut Vec<u8>) -> Flow,
-    {
+        sink: &mut impl Sink<X>,
+    ) -> Flow {
         let offered = self.flags & SM_OFFERED != 0;
         let previd = self.sm().and_then(|sm| sm.resume_id.as_deref());
         match previd {
@@ -187,16 +178,13 @@ impl<X: Default> Stream<X> {
         }
     }
 
-    pub(crate) fn on_resume_reply<F>(
+    pub(crate) fn on_resume_reply(
         &mut self,
         view: &StanzaView<'_>,
         account: &mut dyn Account,
         out: &mut Vec<u8>,
-        sink: &mut F,
-    ) -> Flow
-    where
-        F: FnMut(Event<'_>, &mut Stream<X>, &mut Vec<u8>) -> Flow,
-    {
+        sink: &mut impl Sink<X>,
+    ) -> Flow {
         if view.xmlns() != Some(crate::SM_NS) {
             return self.fail("expected <resumed/> or <failed/>", out, sink);
         }

@@ -13,7 +13,7 @@ use rookery_sasl::ClientExchange;
 
 use crate::account::Account;
 use crate::errors::StreamError;
-use crate::event::{Event, Flow};
+use crate::event::{Event, Flow, Sink};
 use crate::options::{Mechanisms, Options, SmMode};
 use crate::sm::{Sm, SmStatus};
 use crate::wire;
@@ -216,35 +216,36 @@ impl<X> Stream<X> {
     }
 
     /// Ends the stream with a protocol error.
-    pub(crate) fn fail<F>(&mut self, detail: &'static str, out: &mut Vec<u8>, sink: &mut F) -> Flow
-    where
-        F: FnMut(Event<'_>, &mut Stream<X>, &mut Vec<u8>) -> Flow,
-    {
+    pub(crate) fn fail(
+        &mut self,
+        detail: &'static str,
+        out: &mut Vec<u8>,
+        sink: &mut impl Sink<X>,
+    ) -> Flow {
         self.phase = Phase::Done;
         sink(Event::ProtocolError { detail }, self, out)
     }
 
     /// Ends the stream with `event`.
-    pub(crate) fn end<F>(&mut self, event: Event<'_>, out: &mut Vec<u8>, sink: &mut F) -> Flow
-    where
-        F: FnMut(Event<'_>, &mut Stream<X>, &mut Vec<u8>) -> Flow,
-    {
+    pub(crate) fn end(
+        &mut self,
+        event: Event<'_>,
+        out: &mut Vec<u8>,
+        sink: &mut impl Sink<X>,
+    ) -> Flow {
         self.phase = Phase::Done;
         sink(event, self, out)
     }
 }
 
 impl<X: Default> Stream<X> {
-    pub(crate) fn on_frame<F>(
+    pub(crate) fn on_frame(
         &mut self,
         frame: Frame<'_>,
         account: &mut dyn Account,
         out: &mut Vec<u8>,
-        sink: &mut F,
-    ) -> Flow
-    where
-        F: FnMut(Event<'_>, &mut Stream<X>, &mut Vec<u8>) -> Flow,
-    {
+        sink: &mut impl Sink<X>,
+    ) -> Flow {
         match frame {
             Frame::StreamOpen(_) if self.phase == Phase::AwaitHeader => {
                 self.phase = Phase::AwaitFeatures;
@@ -256,16 +257,13 @@ impl<X: Default> Stream<X> {
         }
     }
 
-    fn on_stanza<F>(
+    fn on_stanza(
         &mut self,
         bytes: &[u8],
         account: &mut dyn Account,
         out: &mut Vec<u8>,
-        sink: &mut F,
-    ) -> Flow
-    where
-        F: FnMut(Event<'_>, &mut Stream<X>, &mut Vec<u8>) -> Flow,
-    {
+        sink: &mut impl Sink<X>,
+    ) -> Flow {
         let Ok(view) = StanzaView::parse(bytes) else {
             return self.fail("unparsable stanza", out, sink);
         };
@@ -285,10 +283,12 @@ impl<X: Default> Stream<X> {
     }
 
     /// A first-level element on a bound stream.
-    fn on_online<F>(&mut self, view: StanzaView<'_>, out: &mut Vec<u8>, sink: &mut F) -> Flow
-    where
-        F: FnMut(Event<'_>, &mut Stream<X>, &mut Vec<u8>) -> Flow,
-    {
+    fn on_online(
+        &mut self,
+        view: StanzaView<'_>,
+        out: &mut Vec<u8>,
+        sink: &mut impl Sink<X>,
+    ) -> Flow {
         if view.kind() == StanzaKind::Other && view.xmlns() == Some(crate::SM_NS) {
             return self.on_sm_element(&view, out, sink);
         }
