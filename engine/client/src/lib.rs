@@ -33,6 +33,7 @@
 mod account;
 mod errors;
 mod event;
+mod extra;
 pub mod layer;
 mod login;
 mod options;

@@ -60,7 +60,7 @@ impl<X: Default> Stream<X> {
         };
         wire::auth(mechanism.name(), &initial, out);
         if mechanism != Mechanism::Plain {
-            self.set_sasl(Some(Box::new(exchange)));
+            self.set_sasl(Some(exchange));
         }
         self.phase = Phase::AwaitSasl;
         Flow::Continue

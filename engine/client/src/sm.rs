@@ -40,7 +40,6 @@ pub(crate) struct Sm<X> {
     pub(crate) inbound: u32,
     pub(crate) outbound: u32,
     pub(crate) acked: u32,
-    pub(crate) resume_id: Option<Box<str>>,
     pub(crate) data: X,
 }
 
@@ -51,35 +50,26 @@ impl<X: Default> Sm<X> {
             inbound: 0,
             outbound: 0,
             acked: 0,
-            resume_id: None,
             data: X::default(),
         }
     }
 }
 
 impl<X> Sm<X> {
-    pub(crate) fn status(&self) -> SmStatus {
+    pub(crate) fn status(&self, resumable: bool) -> SmStatus {
         SmStatus {
             enabled: self.enabled,
-            resumable: self.resume_id.is_some(),
+            resumable,
             inbound: self.inbound,
             outbound: self.outbound,
             acked: self.acked,
         }
     }
 
-    pub(crate) fn can_resume(&self) -> bool {
-        self.enabled && self.resume_id.is_some()
-    }
-
     pub(crate) fn received_stanza(&mut self) {
         if self.enabled {
             self.inbound = self.inbound.wrapping_add(1);
         }
-    }
-
-    pub(crate) fn heap_bytes(&self) -> usize {
-        self.resume_id.as_ref().map_or(0, |id| id.len())
     }
 
     /// Checks an `h` from the server: `Ok(true)` if it advances, `Ok(false)` if stale,
@@ -117,11 +107,9 @@ impl<X: Default> Stream<X> {
             "enabled" if !sm.enabled => {
                 sm.enabled = true;
                 let resumable = view.attr("resume").is_some_and(|r| r == "true" || r == "1");
-                sm.resume_id = view
-                    .attr("id")
-                    .filter(|_| resumable)
-                    .map(|id| id.into_owned().into_boxed_str());
-                let resumable = sm.resume_id.is_some();
+                let id = view.attr("id").filter(|_| resumable);
+                self.set_resume_id(id.map(|id| id.into_owned().into_boxed_str()));
+                let resumable = self.resume_id().is_some();
                 sink(Event::SmEnabled { resumable }, self, out)
             }
             "failed" if !sm.enabled => {
@@ -161,8 +149,7 @@ impl<X: Default> Stream<X> {
         sink: &mut impl Sink<X>,
     ) -> Flow {
         let offered = self.flags & SM_OFFERED != 0;
-        let previd = self.sm().and_then(|sm| sm.resume_id.as_deref());
-        match previd {
+        match self.resume_id() {
             Some(previd) if offered => {
                 let h = self.sm().map_or(0, |sm| sm.inbound);
                 wire::resume(previd, h, out);

@@ -1,6 +1,6 @@
 //! The client's state apart from the framer: where the stream is, login flags, and the heap
-//! block that exists only while a SCRAM exchange or an XEP-0198 session does. Frames are
-//! dispatched here by phase; `login`, `sasl` and `sm` hold the steps.
+//! block that exists only while a SCRAM exchange or an XEP-0198 session does (see `extra`).
+//! Frames are dispatched here by phase; `login`, `sasl` and `sm` hold the steps.
 //!
 //! What it does not do: framing (the `Client` owns the framer and resets it when this state
 //! asks for a restart).
@@ -9,13 +9,13 @@
 //! exists (an idle client without XEP-0198 owns no heap); once `Done`, frames are not read.
 
 use rookery_proto::{Frame, StanzaKind, StanzaView};
-use rookery_sasl::ClientExchange;
 
 use crate::account::Account;
 use crate::errors::StreamError;
 use crate::event::{Event, Flow, Sink};
+use crate::extra::Extra;
 use crate::options::{Mechanisms, Options, SmMode};
-use crate::sm::{Sm, SmStatus};
+use crate::sm::SmStatus;
 use crate::wire;
 
 /// Where the client is in its stream.
@@ -47,13 +47,6 @@ pub(crate) const AUTHENTICATED: u8 = 1 << 0;
 pub(crate) const RESTART: u8 = 1 << 1;
 pub(crate) const SESSION_REQUIRED: u8 = 1 << 2;
 pub(crate) const SM_OFFERED: u8 = 1 << 3;
-
-/// State kept on the heap only while needed.
-#[derive(Debug)]
-pub(crate) struct Extra<X> {
-    pub(crate) sasl: Option<Box<ClientExchange>>,
-    pub(crate) sm: Option<Sm<X>>,
-}
 
 /// Everything of a client but its framer, handed to the event sink so the caller can count
 /// what it sends and reach its XEP-0198 data while an event borrows the framer.
@@ -111,7 +104,8 @@ impl<X> Stream<X> {
     /// XEP-0198 counters, while a session exists (from `<enable/>`; kept across conns while
     /// resumable).
     pub fn sm_status(&self) -> Option<SmStatus> {
-        self.sm().map(Sm::status)
+        let resumable = self.resume_id().is_some();
+        self.sm().map(|sm| sm.status(resumable))
     }
 
     /// The caller's data of the current XEP-0198 session.
@@ -131,62 +125,8 @@ impl<X> Stream<X> {
         }
     }
 
-    pub(crate) fn sm(&self) -> Option<&Sm<X>> {
-        self.extra.as_ref()?.sm.as_ref()
-    }
-
-    pub(crate) fn sm_mut(&mut self) -> Option<&mut Sm<X>> {
-        self.extra.as_mut()?.sm.as_mut()
-    }
-
-    pub(crate) fn set_sm(&mut self, sm: Option<Sm<X>>) {
-        self.extra_mut().sm = sm;
-        self.shrink();
-    }
-
-    pub(crate) fn set_sasl(&mut self, sasl: Option<Box<ClientExchange>>) {
-        self.extra_mut().sasl = sasl;
-        self.shrink();
-    }
-
-    pub(crate) fn take_sasl(&mut self) -> Option<Box<ClientExchange>> {
-        let sasl = self.extra.as_mut()?.sasl.take();
-        self.shrink();
-        sasl
-    }
-
-    fn extra_mut(&mut self) -> &mut Extra<X> {
-        self.extra.get_or_insert_with(|| {
-            Box::new(Extra {
-                sasl: None,
-                sm: None,
-            })
-        })
-    }
-
-    /// Frees the heap block once it holds nothing.
-    fn shrink(&mut self) {
-        if self
-            .extra
-            .as_ref()
-            .is_some_and(|e| e.sasl.is_none() && e.sm.is_none())
-        {
-            self.extra = None;
-        }
-    }
-
-    pub(crate) fn heap_bytes(&self) -> usize {
-        let Some(extra) = &self.extra else { return 0 };
-        let sasl = extra
-            .sasl
-            .as_ref()
-            .map_or(0, |_| std::mem::size_of::<ClientExchange>());
-        let sm = extra.sm.as_ref().map_or(0, Sm::heap_bytes);
-        std::mem::size_of::<Extra<X>>() + sasl + sm
-    }
-
     pub(crate) fn start(&mut self, domain: &str, out: &mut Vec<u8>) {
-        let resumable = self.sm().is_some_and(Sm::can_resume);
+        let resumable = self.sm().is_some_and(|sm| sm.enabled) && self.resume_id().is_some();
         if !resumable {
             self.set_sm(None);
         }
@@ -203,9 +143,7 @@ impl<X> Stream<X> {
         out.extend_from_slice(b"</stream:stream>");
         self.phase = Phase::Closing;
         // A clean close ends the XEP-0198 session (XEP-0198 5): nothing to resume.
-        if let Some(sm) = self.sm_mut() {
-            sm.resume_id = None;
-        }
+        self.set_resume_id(None);
     }
 
     /// Whether the framer must be reset before the next byte (after SASL success).

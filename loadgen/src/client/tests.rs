@@ -303,6 +303,11 @@ fn client_is_small() {
         0,
         "an idle online client holds no heap buffer"
     );
+    // With XEP-0198: one block (the crate's counters and this client's ack bookkeeping),
+    // 104 bytes, the same 112-byte malloc chunk as the 96-byte box it replaced.
+    let (h, _) = online_with_sm(SmPolicy::EnableWhenOffered);
+    let heap = h.client.heap_bytes();
+    assert!(heap <= 104, "XEP-0198 block is {heap} bytes");
 }
 
 const POST_AUTH_SM: &str = "<stream:features><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/>\
