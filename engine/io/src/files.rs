@@ -20,6 +20,8 @@
 
 use std::fs::File;
 use std::io;
+#[cfg(not(target_os = "linux"))]
+use std::marker::PhantomData;
 
 use crate::{Event, FileId};
 
@@ -51,7 +53,12 @@ pub(crate) struct FileSlot<S> {
     pub file: File,
     /// Writes accepted and not yet reported.
     in_flight: u32,
+    /// The backend's per-file state: io_uring's write chain. Poll writes synchronously and
+    /// keeps none (`S = ()`), so without io_uring the field does not exist.
+    #[cfg(target_os = "linux")]
     pub state: S,
+    #[cfg(not(target_os = "linux"))]
+    state: PhantomData<S>,
 }
 
 /// What [`Files::begin`] made of a `write_file` or `read_file`.
@@ -95,7 +102,10 @@ impl<S: Default> Files<S> {
             id,
             file,
             in_flight: 0,
+            #[cfg(target_os = "linux")]
             state: S::default(),
+            #[cfg(not(target_os = "linux"))]
+            state: PhantomData,
         });
         Ok(id)
     }
@@ -111,6 +121,7 @@ impl<S> Files<S> {
         Some(self.slots.swap_remove(pos).file)
     }
 
+    #[cfg(target_os = "linux")] // io_uring looks a file up to push its next step
     pub fn get(&self, id: FileId) -> Option<&FileSlot<S>> {
         self.slots.iter().find(|s| s.id == id)
     }

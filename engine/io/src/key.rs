@@ -17,8 +17,9 @@
 
 use crate::ConnId;
 
-/// What an operation (io_uring) or a registration (mio) is for.
-#[cfg_attr(not(target_os = "linux"), allow(dead_code))] // Send..File are io_uring-only
+/// What an operation (io_uring) or a registration (mio) is for. Poll registers only
+/// accepts, conns and its waker; the other kinds name io_uring operations and exist only where
+/// io_uring does (the numbers stay fixed, so a word means the same on every target).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]
 pub(crate) enum OpKind {
@@ -27,20 +28,26 @@ pub(crate) enum OpKind {
     /// Multishot recv of a conn (uring) or the conn's registration (poll).
     Recv = 2,
     /// The one send in flight of a conn.
+    #[cfg(target_os = "linux")]
     Send = 3,
     /// An outgoing connect.
+    #[cfg(target_os = "linux")]
     Connect = 4,
     /// An `AsyncCancel` aimed at one op of a conn.
+    #[cfg(target_os = "linux")]
     Cancel = 5,
     /// The eventfd read (uring) or the mio waker.
     Wake = 6,
     /// Driver-wide cancellations (stop listening, shutdown); the CQE carries no conn.
+    #[cfg(target_os = "linux")]
     Control = 7,
     /// The one write or fdatasync in flight of a registered file; `index` is the `FileId`,
     /// generation 0 (file ids are never reused, so the id alone is unambiguous).
+    #[cfg(target_os = "linux")]
     File = 8,
     /// One read of a registered file; `index` is the read's slot in the driver's read table,
     /// generation 0 (a slot is reused only after its read's last completion).
+    #[cfg(target_os = "linux")]
     FileRead = 9,
 }
 
@@ -49,12 +56,18 @@ impl OpKind {
         Some(match bits {
             1 => OpKind::Accept,
             2 => OpKind::Recv,
+            #[cfg(target_os = "linux")]
             3 => OpKind::Send,
+            #[cfg(target_os = "linux")]
             4 => OpKind::Connect,
+            #[cfg(target_os = "linux")]
             5 => OpKind::Cancel,
             6 => OpKind::Wake,
+            #[cfg(target_os = "linux")]
             7 => OpKind::Control,
+            #[cfg(target_os = "linux")]
             8 => OpKind::File,
+            #[cfg(target_os = "linux")]
             9 => OpKind::FileRead,
             _ => return None,
         })
@@ -111,21 +124,27 @@ impl OpKey {
 mod tests {
     use super::*;
 
-    const KINDS: [OpKind; 9] = [
+    const KINDS: &[OpKind] = &[
         OpKind::Accept,
         OpKind::Recv,
-        OpKind::Send,
-        OpKind::Connect,
-        OpKind::Cancel,
         OpKind::Wake,
+        #[cfg(target_os = "linux")]
+        OpKind::Send,
+        #[cfg(target_os = "linux")]
+        OpKind::Connect,
+        #[cfg(target_os = "linux")]
+        OpKind::Cancel,
+        #[cfg(target_os = "linux")]
         OpKind::Control,
+        #[cfg(target_os = "linux")]
         OpKind::File,
+        #[cfg(target_os = "linux")]
         OpKind::FileRead,
     ];
 
     #[test]
     fn round_trips_every_kind_and_edge_values() {
-        for kind in KINDS {
+        for &kind in KINDS {
             for (index, generation) in [(0, 0), (u32::MAX, 0), (7, (1 << 28) - 1), (u32::MAX, 5)] {
                 let key = OpKey::new(kind, index, generation);
                 assert_eq!(OpKey::decode(key.encode()), Some(key));
@@ -139,7 +158,7 @@ mod tests {
             index: 3,
             generation: (1 << 28) + 9,
         };
-        let key = OpKey::for_conn(OpKind::Send, conn);
+        let key = OpKey::for_conn(OpKind::Recv, conn);
         assert_eq!(key.generation, 9);
         assert!(key.is_for(conn));
         assert!(!key.is_for(ConnId {

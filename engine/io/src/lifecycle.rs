@@ -10,6 +10,8 @@
 //!    └── close(Abort), error, or close(Flush) with an empty queue ──^
 //! ```
 //!
+//! `TearingDown` exists on io_uring only (poll tears down synchronously, straight to `Closed`).
+//!
 //! Invariants: a conn leaves the table only from `TearingDown` (as `Closed`) or `Detaching`
 //! (as `Detached`), and only once no operation of it is in flight; `send` succeeds only in
 //! `Open`; every accepted/adopted/connected conn ends with exactly one of the two events.
@@ -37,7 +39,10 @@ pub(crate) enum Phase {
     Flushing,
     /// Writing out the queue before handing the socket back; reads go to `leftover`.
     Detaching,
-    /// Waiting for in-flight operations to finish, then the fd is closed.
+    /// Waiting for in-flight operations to finish, then the fd is closed. io_uring only: poll's
+    /// `teardown` closes the fd at once (nothing is in flight in the kernel), so on a target
+    /// without io_uring the phase does not exist.
+    #[cfg(target_os = "linux")]
     TearingDown,
 }
 
@@ -242,7 +247,9 @@ pub(crate) trait Lifecycle {
             return;
         };
         match (c.phase(), linger) {
-            (Phase::TearingDown, _) | (Phase::Flushing, Linger::Flush) => {}
+            #[cfg(target_os = "linux")]
+            (Phase::TearingDown, _) => {}
+            (Phase::Flushing, Linger::Flush) => {}
             (_, Linger::Abort) => self.teardown(id, CloseReason::Local),
             (Phase::Open | Phase::Detaching, Linger::Flush) => {
                 self.begin_flush(id, CloseReason::Local)

@@ -1,9 +1,10 @@
 //! The few raw libc calls of this crate, walled off here so every `unsafe` libc use sits in one
 //! small file a reviewer can read in one sitting.
 //!
-//! What it does: RLIMIT_NOFILE get/set, `uname` release, page size, an eventfd (Linux) and the
-//! `IP_BIND_ADDRESS_NO_PORT` socket option (Linux). Socket calls that `socket2` already wraps
-//! safely (nodelay, nonblocking, peer address, bind, connect) are *not* here: use `socket2`.
+//! What it does: RLIMIT_NOFILE get/set, page size, and on Linux the `uname` release, an
+//! eventfd and the `IP_BIND_ADDRESS_NO_PORT` socket option. Socket calls that `socket2`
+//! already wraps safely (nodelay, nonblocking, peer address, bind, connect) are *not* here:
+//! use `socket2`.
 //!
 //! Invariant: every function returns `io::Error::last_os_error()` on a failed call and never
 //! leaves an fd open on an error path (fds are wrapped in `OwnedFd` right after creation).
@@ -72,7 +73,7 @@ fn u64_to_rlim(v: u64) -> libc::rlim_t {
 }
 
 /// The kernel release string (`uname -r`), e.g. "6.8.0-45-generic".
-#[cfg_attr(not(target_os = "linux"), allow(dead_code))] // only the io_uring probe needs it
+#[cfg(target_os = "linux")] // only the io_uring probe needs it
 pub(crate) fn kernel_release() -> io::Result<String> {
     // SAFETY: utsname is plain old data; all-zero bytes are a valid value.
     let mut uts: libc::utsname = unsafe { std::mem::zeroed() };
@@ -172,6 +173,7 @@ mod tests {
         assert!(soft > 0 && soft <= hard);
     }
 
+    #[cfg(target_os = "linux")]
     #[test]
     fn kernel_release_is_not_empty() {
         let release = kernel_release().unwrap();

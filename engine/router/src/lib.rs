@@ -79,7 +79,7 @@ pub use sm::{
     SessionRef, SM_MAX_UNACKED, SM_MAX_UNACKED_HARD, SM_REQUEST_DELAY_MS, SM_REQUEST_EVERY,
     SM_RESUME_WAIT_MS,
 };
-pub use stats::RouterStats;
+pub use stats::{Metric, MetricKind, RouterStats};
 pub use stream::MAX_AUTH_FAILURES;
 pub use stream_mgmt::SM_NS;
 pub use timers::SLOT_MS as TIMER_SLOT_MS;

@@ -1,73 +1,223 @@
-//! Counters of one router, read by the server's metrics endpoint through `Router::stats`.
+//! Counters of one router, read by the server's metrics endpoint through `Router::stats`, and
+//! the one way a Rookery metric is declared: [`metric_struct!`].
+//!
+//! A metric is declared once, as a field of a plain struct of `u64`s with its Prometheus name
+//! and type beside it; its doc comment is its HELP text. The macro generates the struct, the
+//! table of [`Metric`]s (`METRICS`) and `values()`, the numbers in table order. The server
+//! keeps a per-shard atomic snapshot of the same length, copies `values()` into it in one loop
+//! and renders the exposition by walking `METRICS`: a field cannot be counted and not exported.
 //!
 //! What it does not do: aggregate across shards or export anything (the server does).
-//! Invariants: `conns`, `sessions`, `detached_sessions`, `stored_messages`, `roster_items`,
-//! `groups` and `group_occupants` are gauges
-//! (current values), every other field is a counter that only grows.
+//! Invariants: every field is a `u64`; a `Counter` only grows, a `Gauge` is a current value;
+//! names are unique, start with `rookery_`, and a counter's (only a counter's) ends in
+//! `_total`; names never change once published (dashboards scrape them).
 
-/// A snapshot of one router's counters.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct RouterStats {
-    /// Conns currently held (including those closing).
-    pub conns: u64,
-    /// Bound sessions currently in the directory.
-    pub sessions: u64,
-    /// Stanzas (message, presence, iq) received from conns.
-    pub stanzas_in: u64,
-    /// Stanzas written to conns: deliveries, bind results, iq answers and stanza errors.
-    pub stanzas_out: u64,
-    pub mail_out: u64,
-    pub mail_in: u64,
-    /// Failed SASL attempts (each `<failure/>` sent, and SASL aborts).
-    pub auth_failures: u64,
-    /// Streams closed by us with a stream error (timeouts and shutdown included).
-    pub stream_errors: u64,
-    pub handoffs_out: u64,
-    pub handoffs_in: u64,
-    /// XEP-0198 sessions waiting for resumption.
-    pub detached_sessions: u64,
-    /// Messages in this shard's store (offline or awaiting the recipient's ack).
-    pub stored_messages: u64,
-    /// Messages put in the store.
-    pub messages_stored: u64,
-    /// Messages the store refused (quota, unavailable): each got a resource-constraint error.
-    pub store_refusals: u64,
-    /// Sessions whose stored messages are being delivered as they take them (gauge).
-    pub backlog_sessions: u64,
-    /// Log reads in flight for backlogs (gauge).
-    pub log_reads_in_flight: u64,
-    /// Conns not yet authenticated (gauge).
-    pub unauth_conns: u64,
-    /// Binds refused because the user had `max_resources` sessions already.
-    pub resource_refusals: u64,
-    /// Conns closed because their source address had `max_unauth_per_address` conns not yet
-    /// authenticated.
-    pub unauth_refusals: u64,
-    /// Sessions that went into backlog because live stored messages found no room.
-    pub backlogs_started: u64,
-    /// Log reads issued to deliver stored messages.
-    pub log_reads: u64,
-    /// Stored messages whose read back failed (I/O error or damage); they stay queued.
-    pub log_read_errors: u64,
-    /// Stored messages delivered with a delay stamp (offline flush, backlog).
-    pub offline_delivered: u64,
-    /// Successful XEP-0198 resumptions, and refused ones.
-    pub resumed: u64,
-    pub resume_failures: u64,
-    /// Resumptions whose answer waited for stanzas of the old stream to be committed.
-    pub resumes_delayed: u64,
-    /// Fan-outs started here (presence broadcasts, group messages and presences).
-    pub fanouts: u64,
-    /// Presence stanzas broadcast to contacts (one per contact), and probes answered.
-    pub presence_broadcasts: u64,
-    pub probes_answered: u64,
-    /// Roster pushes sent (one per session per change).
-    pub roster_pushes: u64,
-    /// Roster items stored on this shard (gauge).
-    pub roster_items: u64,
-    /// Groups homed on this shard and their occupants (gauges).
-    pub groups: u64,
-    pub group_occupants: u64,
-    /// Streams closed for exceeding the presence rate (policy-violation).
-    pub presence_floods: u64,
+/// The Prometheus type of a metric.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MetricKind {
+    /// Only grows (until the process restarts).
+    Counter,
+    /// A current value: goes up and down.
+    Gauge,
+}
+
+impl MetricKind {
+    /// The word of the `# TYPE` line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MetricKind::Counter => "counter",
+            MetricKind::Gauge => "gauge",
+        }
+    }
+}
+
+/// One exported number: its Prometheus name, type and help (the field's doc comment).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Metric {
+    pub name: &'static str,
+    pub kind: MetricKind,
+    pub help: &'static str,
+}
+
+/// Declares a struct of `u64` metrics once: each field is written
+/// `/// help text` then `field: Counter("rookery_name_total"),` (or `Gauge(..)`).
+///
+/// Generates the struct (every field `pub u64`, attributes passed through) and, in its impl,
+/// `METRICS: &[Metric]` (one per field, declaration order), `LEN`, and
+/// `values(&self) -> [u64; LEN]` (the fields in the same order; no allocation, so it can run
+/// every loop turn).
+#[macro_export]
+macro_rules! metric_struct {
+    (
+        $(#[$attr:meta])*
+        $vis:vis struct $name:ident {
+            $(
+                $(#[doc = $doc:literal])+
+                $field:ident: $kind:ident($metric:literal),
+            )+
+        }
+    ) => {
+        $(#[$attr])*
+        $vis struct $name {
+            $(
+                $(#[doc = $doc])+
+                pub $field: u64,
+            )+
+        }
+
+        impl $name {
+            /// Every field as an exported metric, in declaration order (the order of `values`).
+            pub const METRICS: &'static [$crate::Metric] = &[$(
+                $crate::Metric {
+                    name: $metric,
+                    kind: $crate::MetricKind::$kind,
+                    help: concat!($($doc),+).trim_ascii(),
+                },
+            )+];
+
+            /// How many metrics (fields) there are.
+            pub const LEN: usize = $name::METRICS.len();
+
+            /// The fields' values in `METRICS` order.
+            pub fn values(&self) -> [u64; $name::LEN] {
+                [$(self.$field),+]
+            }
+        }
+    };
+}
+
+metric_struct! {
+    /// A snapshot of one router's counters.
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+    pub struct RouterStats {
+        /// Conns the router holds, closing ones included (the driver's count is rookery_conns).
+        conns: Gauge("rookery_router_conns"),
+        /// Bound sessions.
+        sessions: Gauge("rookery_sessions"),
+        /// Stanzas (message, presence, iq) received from conns.
+        stanzas_in: Counter("rookery_stanzas_in_total"),
+        /// Stanzas written to conns: deliveries, bind results, iq answers and stanza errors.
+        stanzas_out: Counter("rookery_stanzas_out_total"),
+        /// Cross-shard mails sent.
+        mail_out: Counter("rookery_mail_out_total"),
+        /// Cross-shard mails received.
+        mail_in: Counter("rookery_mail_in_total"),
+        /// Failed SASL attempts (each failure sent, and SASL aborts).
+        auth_failures: Counter("rookery_auth_failures_total"),
+        /// Streams closed by us with a stream error (timeouts and shutdown included).
+        stream_errors: Counter("rookery_stream_errors_total"),
+        /// Conns handed to their home shard.
+        handoffs_out: Counter("rookery_handoffs_out_total"),
+        /// Conns adopted from another shard.
+        handoffs_in: Counter("rookery_handoffs_in_total"),
+        /// Sessions waiting for XEP-0198 resumption.
+        detached_sessions: Gauge("rookery_detached_sessions"),
+        /// Messages in the store (offline or awaiting the recipient's ack).
+        stored_messages: Gauge("rookery_stored_messages"),
+        /// Messages put in the store.
+        messages_stored: Counter("rookery_messages_stored_total"),
+        /// Stanzas the store refused (quota, store unavailable): each got a resource-constraint
+        /// error.
+        store_refusals: Counter("rookery_store_refusals_total"),
+        /// Sessions whose stored messages are delivered as they take them.
+        backlog_sessions: Gauge("rookery_backlog_sessions"),
+        /// Log reads in flight for backlogs.
+        log_reads_in_flight: Gauge("rookery_log_reads_in_flight"),
+        /// Conns not yet authenticated.
+        unauth_conns: Gauge("rookery_unauth_conns"),
+        /// Binds refused: the user had --max-resources sessions.
+        resource_refusals: Counter("rookery_resource_refusals_total"),
+        /// Conns closed: their address had --max-unauth-per-address conns not yet
+        /// authenticated.
+        unauth_refusals: Counter("rookery_unauth_refusals_total"),
+        /// Sessions that went into backlog (slow reader or XEP-0198 window full).
+        backlogs_started: Counter("rookery_backlogs_started_total"),
+        /// Stored messages read back from the log for delivery.
+        log_reads: Counter("rookery_log_reads_total"),
+        /// Stored messages whose read back failed (I/O error or damage); they stay queued.
+        log_read_errors: Counter("rookery_log_read_errors_total"),
+        /// Stored messages delivered with a delay stamp (offline flush, backlog).
+        offline_delivered: Counter("rookery_offline_delivered_total"),
+        /// Successful XEP-0198 resumptions.
+        resumed: Counter("rookery_resumed_total"),
+        /// Refused XEP-0198 resumptions (answered with failed: unknown or expired id, an h
+        /// beyond what was sent, or the wait for the old stream's commits ran out).
+        resume_failures: Counter("rookery_resume_failures_total"),
+        /// XEP-0198 resumptions whose answer waited for stanzas of the old stream to be
+        /// committed.
+        resumes_delayed: Counter("rookery_resumes_delayed_total"),
+        /// Fan-outs started (presence broadcasts, group messages and presences): one mail per
+        /// destination shard.
+        fanouts: Counter("rookery_fanouts_total"),
+        /// Presence stanzas broadcast to contacts (one per contact).
+        presence_broadcasts: Counter("rookery_presence_broadcasts_total"),
+        /// Presence probes answered for contacts.
+        probes_answered: Counter("rookery_probes_answered_total"),
+        /// Roster pushes sent (one per session per change).
+        roster_pushes: Counter("rookery_roster_pushes_total"),
+        /// Roster items stored on this shard.
+        roster_items: Gauge("rookery_roster_items"),
+        /// Groups homed on this shard.
+        groups: Gauge("rookery_groups"),
+        /// Occupants of the groups homed on this shard.
+        group_occupants: Gauge("rookery_group_occupants"),
+        /// Streams closed for exceeding the presence rate (policy-violation).
+        presence_floods: Counter("rookery_presence_floods_total"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+
+    use super::*;
+
+    #[test]
+    fn every_field_is_one_metric_and_values_follow_the_table() {
+        // Every field is a u64 and has exactly one entry: the struct is LEN words.
+        assert_eq!(std::mem::size_of::<RouterStats>(), RouterStats::LEN * 8);
+        let stats = RouterStats {
+            resume_failures: 5,
+            resumes_delayed: 6,
+            conns: 7,
+            ..RouterStats::default()
+        };
+        let values = stats.values();
+        let value_of = |name: &str| {
+            let i = RouterStats::METRICS.iter().position(|m| m.name == name);
+            values[i.unwrap_or_else(|| panic!("{name} is not exported"))]
+        };
+        assert_eq!(value_of("rookery_resume_failures_total"), 5);
+        assert_eq!(value_of("rookery_resumes_delayed_total"), 6);
+        assert_eq!(value_of("rookery_router_conns"), 7);
+        assert_eq!(value_of("rookery_sessions"), 0);
+    }
+
+    #[test]
+    fn names_are_unique_and_follow_the_conventions() {
+        let mut seen = HashSet::new();
+        for m in RouterStats::METRICS {
+            assert!(seen.insert(m.name), "{} declared twice", m.name);
+            assert!(m.name.starts_with("rookery_"), "{}", m.name);
+            let total = m.name.ends_with("_total");
+            assert_eq!(total, m.kind == MetricKind::Counter, "{}", m.name);
+            assert!(!m.help.is_empty() && m.help == m.help.trim(), "{}", m.name);
+            // The text format escapes these in HELP; keep them out instead.
+            assert!(!m.help.contains(['\\', '\n']), "{}", m.name);
+        }
+    }
+
+    #[test]
+    fn help_joins_doc_lines_with_one_space() {
+        let m = RouterStats::METRICS
+            .iter()
+            .find(|m| m.name == "rookery_resumes_delayed_total");
+        assert_eq!(
+            m.map(|m| m.help),
+            Some(
+                "XEP-0198 resumptions whose answer waited for stanzas of the old stream to be \
+                 committed."
+            )
+        );
+    }
 }

@@ -1,333 +1,107 @@
-//! Per-shard counters and the Prometheus text endpoint on the admin port.
+//! Per-shard metrics and the Prometheus text endpoint on the admin port.
+//!
+//! Every metric is declared once, with `rookery_router::metric_struct!`: the router's in
+//! [`RouterStats`], the shard loop's own (driver, mailbox, store, memory) in [`LoopStats`]
+//! below. A shard publishes both into its [`ShardStats`], one slot per metric in the same
+//! order, and [`render`] walks the same two tables, so whatever is counted is exported.
 //!
 //! Each shard owns one [`ShardStats`] and is its only writer: it publishes plain numbers with
-//! `Relaxed` stores once per loop turn (no read-modify-write on the hot path). The admin
-//! endpoint's request threads (`admin_http`) only load them. Relaxed is enough: every value is an independent gauge or counter, and a
-//! scrape that sees one counter a turn older than another is harmless.
+//! `Relaxed` stores once per loop turn (no read-modify-write, allocation or formatting on the
+//! hot path). The admin endpoint's request threads (`admin_http`) only load them. Relaxed is
+//! enough: every value is an independent gauge or counter, and a scrape that sees one counter
+//! a turn older than another is harmless.
+//!
+//! What it does not do: aggregate shards (each sample has a `shard` label; the scraper sums).
 
+use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 
+use rookery_router::{Metric, RouterStats};
+
 use crate::admin_http;
 
-/// One shard's published numbers.
-#[derive(Default, Debug)]
-pub struct ShardStats {
-    pub conns: AtomicU64,
-    pub sessions: AtomicU64,
-    pub stanzas_in: AtomicU64,
-    pub stanzas_out: AtomicU64,
-    pub mail_out: AtomicU64,
-    pub mail_in: AtomicU64,
-    pub mailbox_full: AtomicU64,
-    pub mailbox_staged: AtomicU64,
-    pub loop_turns: AtomicU64,
-    pub submit_calls: AtomicU64,
-    pub handoffs_out: AtomicU64,
-    pub handoffs_in: AtomicU64,
-    pub auth_failures: AtomicU64,
-    pub stream_errors: AtomicU64,
-    pub refused_conns: AtomicU64,
-    pub slow_consumer_closes: AtomicU64,
-    pub heap_bytes: AtomicU64,
-    pub stored_messages: AtomicU64,
-    pub messages_stored: AtomicU64,
-    pub store_refusals: AtomicU64,
-    pub offline_delivered: AtomicU64,
-    pub detached_sessions: AtomicU64,
-    pub resumed: AtomicU64,
-    pub log_bytes: AtomicU64,
-    pub store_available: AtomicU64,
-    pub fanouts: AtomicU64,
-    pub presence_broadcasts: AtomicU64,
-    pub probes_answered: AtomicU64,
-    pub roster_pushes: AtomicU64,
-    pub roster_items: AtomicU64,
-    pub groups: AtomicU64,
-    pub group_occupants: AtomicU64,
-    pub presence_floods: AtomicU64,
-    pub stored_bytes: AtomicU64,
-    pub store_index_bytes: AtomicU64,
-    pub backlog_sessions: AtomicU64,
-    pub backlogs_started: AtomicU64,
-    pub log_reads: AtomicU64,
-    pub log_read_errors: AtomicU64,
-    pub sm_kept_bytes: AtomicU64,
-    pub resource_refusals: AtomicU64,
-    pub unauth_conns: AtomicU64,
-    pub unauth_refusals: AtomicU64,
+rookery_router::metric_struct! {
+    /// The numbers the shard loop measures itself, beside the router's.
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+    pub struct LoopStats {
+        /// Open client conns (the driver's count, closing ones included).
+        conns: Gauge("rookery_conns"),
+        /// Flushes that found a lane full.
+        mailbox_full: Counter("rookery_mailbox_full_total"),
+        /// Mails staged, waiting for lane room.
+        mailbox_staged: Gauge("rookery_mailbox_staged"),
+        /// Event loop turns.
+        loop_turns: Counter("rookery_loop_turns_total"),
+        /// Kernel submission calls.
+        submit_calls: Counter("rookery_submit_calls_total"),
+        /// Conns refused: at the fd ceiling (RLIMIT_NOFILE), while shutting down, or accept
+        /// failed.
+        refused_conns: Counter("rookery_refused_conns_total"),
+        /// Conns closed: output queue full.
+        slow_consumer_closes: Counter("rookery_slow_consumer_closes_total"),
+        /// Heap bytes held by conn and session state (updated once a second).
+        heap_bytes: Gauge("rookery_router_heap_bytes"),
+        /// Bytes of the shard's durable log (updated once a second).
+        log_bytes: Gauge("rookery_log_bytes"),
+        /// 1 while the durable log accepts writes.
+        store_available: Gauge("rookery_store_available"),
+        /// Bytes of queued messages in the store (records; --store-max-bytes; updated once a
+        /// second).
+        stored_bytes: Gauge("rookery_stored_bytes"),
+        /// Heap bytes of the store's message index, stanzas stay in the log (updated once a
+        /// second).
+        store_index_bytes: Gauge("rookery_store_index_bytes"),
+        /// Bytes of XEP-0198 unacked stanzas kept in memory (--sm-max-unacked-bytes per
+        /// session; updated once a second).
+        sm_kept_bytes: Gauge("rookery_sm_kept_bytes"),
+    }
 }
 
-/// (metric name, type, help, accessor) for every published number.
-type Field = (
-    &'static str,
-    &'static str,
-    &'static str,
-    fn(&ShardStats) -> &AtomicU64,
-);
+/// How many metrics a shard publishes: the router's, then the loop's.
+const METRICS_LEN: usize = RouterStats::LEN + LoopStats::LEN;
 
-const FIELDS: &[Field] = &[
-    (
-        "rookery_fanouts_total",
-        "counter",
-        "Fan-outs started (presence broadcasts, group messages): one mail per destination shard",
-        |s| &s.fanouts,
-    ),
-    (
-        "rookery_presence_broadcasts_total",
-        "counter",
-        "Presence stanzas broadcast to contacts (one per contact)",
-        |s| &s.presence_broadcasts,
-    ),
-    (
-        "rookery_probes_answered_total",
-        "counter",
-        "Presence probes answered for contacts",
-        |s| &s.probes_answered,
-    ),
-    (
-        "rookery_roster_pushes_total",
-        "counter",
-        "Roster pushes sent",
-        |s| &s.roster_pushes,
-    ),
-    (
-        "rookery_roster_items",
-        "gauge",
-        "Roster items stored on this shard",
-        |s| &s.roster_items,
-    ),
-    (
-        "rookery_groups",
-        "gauge",
-        "Groups homed on this shard",
-        |s| &s.groups,
-    ),
-    (
-        "rookery_group_occupants",
-        "gauge",
-        "Occupants of the groups homed on this shard",
-        |s| &s.group_occupants,
-    ),
-    (
-        "rookery_presence_floods_total",
-        "counter",
-        "Streams closed for exceeding the presence rate",
-        |s| &s.presence_floods,
-    ),
-    ("rookery_conns", "gauge", "Open client conns", |s| &s.conns),
-    ("rookery_sessions", "gauge", "Bound sessions", |s| {
-        &s.sessions
-    }),
-    (
-        "rookery_stanzas_in_total",
-        "counter",
-        "Stanzas received",
-        |s| &s.stanzas_in,
-    ),
-    (
-        "rookery_stanzas_out_total",
-        "counter",
-        "Stanzas written",
-        |s| &s.stanzas_out,
-    ),
-    (
-        "rookery_mail_out_total",
-        "counter",
-        "Cross-shard mails sent",
-        |s| &s.mail_out,
-    ),
-    (
-        "rookery_mail_in_total",
-        "counter",
-        "Cross-shard mails received",
-        |s| &s.mail_in,
-    ),
-    (
-        "rookery_mailbox_full_total",
-        "counter",
-        "Flushes that found a lane full",
-        |s| &s.mailbox_full,
-    ),
-    (
-        "rookery_mailbox_staged",
-        "gauge",
-        "Mails staged, waiting for lane room",
-        |s| &s.mailbox_staged,
-    ),
-    (
-        "rookery_loop_turns_total",
-        "counter",
-        "Event loop turns",
-        |s| &s.loop_turns,
-    ),
-    (
-        "rookery_submit_calls_total",
-        "counter",
-        "Kernel submission calls",
-        |s| &s.submit_calls,
-    ),
-    (
-        "rookery_handoffs_out_total",
-        "counter",
-        "Conns handed to their home shard",
-        |s| &s.handoffs_out,
-    ),
-    (
-        "rookery_handoffs_in_total",
-        "counter",
-        "Conns adopted from another shard",
-        |s| &s.handoffs_in,
-    ),
-    (
-        "rookery_auth_failures_total",
-        "counter",
-        "Failed SASL attempts",
-        |s| &s.auth_failures,
-    ),
-    (
-        "rookery_stream_errors_total",
-        "counter",
-        "Streams closed with a stream error",
-        |s| &s.stream_errors,
-    ),
-    (
-        "rookery_refused_conns_total",
-        "counter",
-        "Conns refused at the fd ceiling",
-        |s| &s.refused_conns,
-    ),
-    (
-        "rookery_slow_consumer_closes_total",
-        "counter",
-        "Conns closed: output queue full",
-        |s| &s.slow_consumer_closes,
-    ),
-    (
-        "rookery_router_heap_bytes",
-        "gauge",
-        "Heap bytes held by conn and session state",
-        |s| &s.heap_bytes,
-    ),
-    (
-        "rookery_stored_messages",
-        "gauge",
-        "Messages in the store (offline or unacked)",
-        |s| &s.stored_messages,
-    ),
-    (
-        "rookery_messages_stored_total",
-        "counter",
-        "Messages put in the store",
-        |s| &s.messages_stored,
-    ),
-    (
-        "rookery_store_refusals_total",
-        "counter",
-        "Stanzas refused: quota or store unavailable",
-        |s| &s.store_refusals,
-    ),
-    (
-        "rookery_offline_delivered_total",
-        "counter",
-        "Stored messages delivered at login",
-        |s| &s.offline_delivered,
-    ),
-    (
-        "rookery_detached_sessions",
-        "gauge",
-        "Sessions waiting for XEP-0198 resumption",
-        |s| &s.detached_sessions,
-    ),
-    (
-        "rookery_resumed_total",
-        "counter",
-        "XEP-0198 resumptions",
-        |s| &s.resumed,
-    ),
-    (
-        "rookery_log_bytes",
-        "gauge",
-        "Bytes of the shard's durable log",
-        |s| &s.log_bytes,
-    ),
-    (
-        "rookery_store_available",
-        "gauge",
-        "1 while the durable log accepts writes",
-        |s| &s.store_available,
-    ),
-    (
-        "rookery_stored_bytes",
-        "gauge",
-        "Bytes of queued messages in the store (records; --store-max-bytes)",
-        |s| &s.stored_bytes,
-    ),
-    (
-        "rookery_store_index_bytes",
-        "gauge",
-        "Heap bytes of the store's message index (stanzas stay in the log)",
-        |s| &s.store_index_bytes,
-    ),
-    (
-        "rookery_backlog_sessions",
-        "gauge",
-        "Sessions whose stored messages are delivered as they take them",
-        |s| &s.backlog_sessions,
-    ),
-    (
-        "rookery_backlogs_started_total",
-        "counter",
-        "Sessions that went into backlog (slow reader or XEP-0198 window full)",
-        |s| &s.backlogs_started,
-    ),
-    (
-        "rookery_log_reads_total",
-        "counter",
-        "Stored messages read back from the log for delivery",
-        |s| &s.log_reads,
-    ),
-    (
-        "rookery_log_read_errors_total",
-        "counter",
-        "Stored messages whose read back failed (they stay queued)",
-        |s| &s.log_read_errors,
-    ),
-    (
-        "rookery_sm_kept_bytes",
-        "gauge",
-        "Bytes of XEP-0198 unacked stanzas kept in memory (--sm-max-unacked-bytes per session)",
-        |s| &s.sm_kept_bytes,
-    ),
-    (
-        "rookery_resource_refusals_total",
-        "counter",
-        "Binds refused: the user had --max-resources sessions",
-        |s| &s.resource_refusals,
-    ),
-    (
-        "rookery_unauth_conns",
-        "gauge",
-        "Conns not yet authenticated",
-        |s| &s.unauth_conns,
-    ),
-    (
-        "rookery_unauth_refusals_total",
-        "counter",
-        "Conns closed: their address had --max-unauth-per-address waiting",
-        |s| &s.unauth_refusals,
-    ),
-];
+/// Every metric, in slot order.
+fn metrics() -> impl Iterator<Item = &'static Metric> {
+    RouterStats::METRICS.iter().chain(LoopStats::METRICS)
+}
+
+/// One shard's published numbers: slot `i` holds the value of the `i`th of [`metrics`].
+#[derive(Debug)]
+pub struct ShardStats {
+    slots: [AtomicU64; METRICS_LEN],
+}
+
+impl Default for ShardStats {
+    fn default() -> ShardStats {
+        ShardStats {
+            slots: std::array::from_fn(|_| AtomicU64::new(0)),
+        }
+    }
+}
+
+impl ShardStats {
+    /// Publishes one turn's numbers (only the owning shard calls this). Relaxed: see the
+    /// module doc; the loads in [`render`] pair with nothing else.
+    pub fn publish(&self, router: &RouterStats, own: &LoopStats) {
+        let values = router.values().into_iter().chain(own.values());
+        for (slot, value) in self.slots.iter().zip(values) {
+            slot.store(value, Relaxed);
+        }
+    }
+}
 
 /// Renders every shard's numbers in the Prometheus text format (version 0.0.4).
 pub fn render(shards: &[Arc<ShardStats>]) -> String {
-    let mut out = String::with_capacity(4096);
-    for (name, kind, help, field) in FIELDS {
-        out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n"));
+    let mut out = String::with_capacity(METRICS_LEN * (160 + 48 * shards.len()));
+    // Writing into a String cannot fail: the results of `writeln!` are ignored.
+    for (i, metric) in metrics().enumerate() {
+        let Metric { name, kind, help } = metric;
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {}", kind.as_str());
         for (index, stats) in shards.iter().enumerate() {
-            let value = field(stats).load(Relaxed);
-            out.push_str(&format!("{name}{{shard=\"{index}\"}} {value}\n"));
+            let value = stats.slots[i].load(Relaxed);
+            let _ = writeln!(out, "{name}{{shard=\"{index}\"}} {value}");
         }
     }
     out
@@ -346,17 +120,164 @@ mod tests {
     use std::net::TcpStream;
     use std::time::Duration;
 
+    use rookery_router::MetricKind;
+
     use super::*;
+
+    /// The names published before the metrics were declared once: dashboards, tests and
+    /// scripts scrape them, so none may change.
+    const PUBLISHED_BEFORE: &[&str] = &[
+        "rookery_fanouts_total",
+        "rookery_presence_broadcasts_total",
+        "rookery_probes_answered_total",
+        "rookery_roster_pushes_total",
+        "rookery_roster_items",
+        "rookery_groups",
+        "rookery_group_occupants",
+        "rookery_presence_floods_total",
+        "rookery_conns",
+        "rookery_sessions",
+        "rookery_stanzas_in_total",
+        "rookery_stanzas_out_total",
+        "rookery_mail_out_total",
+        "rookery_mail_in_total",
+        "rookery_mailbox_full_total",
+        "rookery_mailbox_staged",
+        "rookery_loop_turns_total",
+        "rookery_submit_calls_total",
+        "rookery_handoffs_out_total",
+        "rookery_handoffs_in_total",
+        "rookery_auth_failures_total",
+        "rookery_stream_errors_total",
+        "rookery_refused_conns_total",
+        "rookery_slow_consumer_closes_total",
+        "rookery_router_heap_bytes",
+        "rookery_stored_messages",
+        "rookery_messages_stored_total",
+        "rookery_store_refusals_total",
+        "rookery_offline_delivered_total",
+        "rookery_detached_sessions",
+        "rookery_resumed_total",
+        "rookery_log_bytes",
+        "rookery_store_available",
+        "rookery_stored_bytes",
+        "rookery_store_index_bytes",
+        "rookery_backlog_sessions",
+        "rookery_backlogs_started_total",
+        "rookery_log_reads_total",
+        "rookery_log_read_errors_total",
+        "rookery_sm_kept_bytes",
+        "rookery_resource_refusals_total",
+        "rookery_unauth_conns",
+        "rookery_unauth_refusals_total",
+    ];
+
+    fn loop_turns(n: u64) -> LoopStats {
+        LoopStats {
+            loop_turns: n,
+            ..LoopStats::default()
+        }
+    }
 
     #[test]
     fn render_lists_every_shard() {
         let a = Arc::new(ShardStats::default());
         let b = Arc::new(ShardStats::default());
-        b.sessions.store(7, Relaxed);
+        let router = RouterStats {
+            sessions: 7,
+            ..RouterStats::default()
+        };
+        b.publish(&router, &loop_turns(3));
         let text = render(&[a, b]);
         assert!(text.contains("rookery_sessions{shard=\"1\"} 7\n"));
+        assert!(text.contains("rookery_sessions{shard=\"0\"} 0\n"));
+        assert!(text.contains("rookery_loop_turns_total{shard=\"1\"} 3\n"));
         assert!(text.contains("rookery_conns{shard=\"0\"} 0\n"));
         assert!(text.contains("# TYPE rookery_stanzas_in_total counter"));
+    }
+
+    #[test]
+    fn every_metric_is_exported_with_help_type_and_its_own_value() {
+        let stats = Arc::new(ShardStats::default());
+        for (i, slot) in stats.slots.iter().enumerate() {
+            slot.store(1000 + i as u64, Relaxed);
+        }
+        let text = render(&[stats]);
+        let mut families = 0;
+        for (i, m) in metrics().enumerate() {
+            let head = format!(
+                "# HELP {0} {1}\n# TYPE {0} {2}\n",
+                m.name,
+                m.help,
+                m.kind.as_str()
+            );
+            let sample = format!("{}{{shard=\"0\"}} {}\n", m.name, 1000 + i);
+            assert!(
+                text.contains(&(head + &sample)),
+                "{} missing or wrong",
+                m.name
+            );
+            families += 1;
+        }
+        assert_eq!(families, METRICS_LEN);
+        assert_eq!(text.matches("# TYPE ").count(), METRICS_LEN);
+        assert_eq!(text.lines().count(), METRICS_LEN * 3);
+    }
+
+    #[test]
+    fn every_router_field_is_exported_with_help_and_type() {
+        // A field of RouterStats is a metric by declaration; publish puts its value in its own
+        // sample. resume_failures and resumes_delayed were once counted but never exported.
+        let router = RouterStats {
+            resume_failures: 11,
+            resumes_delayed: 12,
+            log_reads_in_flight: 13,
+            conns: 14,
+            ..RouterStats::default()
+        };
+        let stats = Arc::new(ShardStats::default());
+        stats.publish(&router, &LoopStats::default());
+        let text = render(&[stats]);
+        for (m, value) in RouterStats::METRICS.iter().zip(router.values()) {
+            assert!(
+                text.contains(&format!("# HELP {} {}\n", m.name, m.help)),
+                "{}",
+                m.name
+            );
+            assert!(text.contains(&format!("# TYPE {} {}\n", m.name, m.kind.as_str())));
+            assert!(text.contains(&format!("{}{{shard=\"0\"}} {value}\n", m.name)));
+        }
+        assert!(text.contains("rookery_resume_failures_total{shard=\"0\"} 11\n"));
+        assert!(text.contains("rookery_resumes_delayed_total{shard=\"0\"} 12\n"));
+        assert!(text.contains("rookery_log_reads_in_flight{shard=\"0\"} 13\n"));
+        assert!(text.contains("rookery_router_conns{shard=\"0\"} 14\n"));
+    }
+
+    #[test]
+    fn published_names_are_kept_and_none_is_declared_twice() {
+        let declared: Vec<&str> = metrics().map(|m| m.name).collect();
+        for name in PUBLISHED_BEFORE {
+            assert!(declared.contains(name), "{name} is no longer exported");
+        }
+        let mut unique = declared.clone();
+        unique.sort_unstable();
+        unique.dedup();
+        assert_eq!(unique.len(), declared.len(), "a name is declared twice");
+        for m in metrics() {
+            assert!(m.name.starts_with("rookery_"), "{}", m.name);
+            assert_eq!(
+                m.name.ends_with("_total"),
+                m.kind == MetricKind::Counter,
+                "{}",
+                m.name
+            );
+            // HELP is one line of text: the format would need these escaped.
+            assert!(
+                !m.help.is_empty() && !m.help.contains(['\\', '\n']),
+                "{}",
+                m.name
+            );
+        }
     }
 
     #[test]
@@ -379,7 +300,7 @@ mod tests {
     #[test]
     fn serves_metrics_over_http() {
         let stats = Arc::new(ShardStats::default());
-        stats.loop_turns.store(42, Relaxed);
+        stats.publish(&RouterStats::default(), &loop_turns(42));
         let addr = serve("127.0.0.1:0".parse().unwrap(), vec![stats]).unwrap();
         let mut conn = TcpStream::connect(addr).unwrap();
         conn.write_all(b"GET /metrics HTTP/1.1\r\nhost: x\r\n\r\n")

@@ -23,7 +23,7 @@ use rookery_store::LogSpan;
 use tracing::{info, warn};
 
 use crate::commit::Committer;
-use crate::metrics::ShardStats;
+use crate::metrics::{LoopStats, ShardStats};
 use crate::reads::Reads;
 
 /// What one shard mails another.
@@ -94,8 +94,8 @@ struct ShardState {
     stopping_since_ms: Option<u64>,
     refused_unlogged: u64,
     refused_logged_at_ms: u64,
-    refused_total: u64,
-    mailbox_full: u64,
+    /// The loop's own numbers, published with the router's after every turn.
+    loop_stats: LoopStats,
     heap_published_at_ms: u64,
 }
 
@@ -150,8 +150,7 @@ pub fn run<D: Driver>(mut driver: D, parts: ShardParts) -> anyhow::Result<()> {
         stopping_since_ms: None,
         refused_unlogged: 0,
         refused_logged_at_ms: 0,
-        refused_total: 0,
-        mailbox_full: 0,
+        loop_stats: LoopStats::default(),
         heap_published_at_ms: 0,
     };
     loop {
@@ -176,7 +175,7 @@ pub fn run<D: Driver>(mut driver: D, parts: ShardParts) -> anyhow::Result<()> {
             .committer
             .pump(state.router.store_mut(), &mut driver.ops());
         let flushed = state.out.mailbox.flush();
-        state.mailbox_full += flushed.full_lanes as u64;
+        state.loop_stats.mailbox_full += flushed.full_lanes as u64;
         state.log_refused(now_ms);
         state.compact_if_due(&mut driver);
         state.publish(&driver, turn.submit_calls, now_ms);
@@ -267,7 +266,7 @@ impl ShardState {
             // Over the ceiling: refuse at once; the Closed event gives the slot back.
             io.close(conn, Linger::Abort);
             self.refused_unlogged += 1;
-            self.refused_total += 1;
+            self.loop_stats.refused_conns += 1;
             return;
         }
         let now_ms = self.now_ms();
@@ -389,68 +388,25 @@ impl ShardState {
     }
 
     fn publish<D: Driver>(&mut self, driver: &D, submit_calls: u32, now_ms: u64) {
-        use std::sync::atomic::Ordering::Relaxed;
-        // heap_bytes walks every conn: publish it once per second, not every turn.
+        let own = &mut self.loop_stats;
+        // heap_bytes walks every conn and sm_kept_bytes every session: once per second, not
+        // every turn.
         if now_ms.saturating_sub(self.heap_published_at_ms) >= 1000 {
             self.heap_published_at_ms = now_ms;
-            self.stats
-                .heap_bytes
-                .store(self.router.heap_bytes() as u64, Relaxed);
+            own.heap_bytes = self.router.heap_bytes() as u64;
+            own.sm_kept_bytes = self.router.sm_kept_bytes() as u64;
             let store = self.router.store().stats();
-            self.stats.log_bytes.store(store.log_bytes, Relaxed);
-            self.stats.stored_bytes.store(store.message_bytes, Relaxed);
-            self.stats
-                .store_index_bytes
-                .store(store.index_heap_bytes, Relaxed);
-            let kept = self.router.sm_kept_bytes() as u64;
-            self.stats.sm_kept_bytes.store(kept, Relaxed);
+            own.log_bytes = store.log_bytes;
+            own.stored_bytes = store.message_bytes;
+            own.store_index_bytes = store.index_heap_bytes;
         }
-        let s = &self.stats;
-        let r = self.router.stats();
-        s.conns.store(driver.open_conns() as u64, Relaxed);
-        s.sessions.store(r.sessions, Relaxed);
-        s.stanzas_in.store(r.stanzas_in, Relaxed);
-        s.stanzas_out.store(r.stanzas_out, Relaxed);
-        s.mail_out.store(r.mail_out, Relaxed);
-        s.mail_in.store(r.mail_in, Relaxed);
-        s.handoffs_out.store(r.handoffs_out, Relaxed);
-        s.handoffs_in.store(r.handoffs_in, Relaxed);
-        s.auth_failures.store(r.auth_failures, Relaxed);
-        s.stream_errors.store(r.stream_errors, Relaxed);
-        s.mailbox_full.store(self.mailbox_full, Relaxed);
-        s.mailbox_staged
-            .store(self.out.mailbox.staged() as u64, Relaxed);
-        s.refused_conns.store(self.refused_total, Relaxed);
-        s.slow_consumer_closes
-            .store(self.out.slow_consumer_closes, Relaxed);
-        s.stored_messages.store(r.stored_messages, Relaxed);
-        s.fanouts.store(r.fanouts, Relaxed);
-        s.presence_broadcasts.store(r.presence_broadcasts, Relaxed);
-        s.probes_answered.store(r.probes_answered, Relaxed);
-        s.roster_pushes.store(r.roster_pushes, Relaxed);
-        s.roster_items.store(r.roster_items, Relaxed);
-        s.groups.store(r.groups, Relaxed);
-        s.group_occupants.store(r.group_occupants, Relaxed);
-        s.presence_floods.store(r.presence_floods, Relaxed);
-        s.messages_stored.store(r.messages_stored, Relaxed);
-        s.store_refusals.store(r.store_refusals, Relaxed);
-        s.offline_delivered.store(r.offline_delivered, Relaxed);
-        s.detached_sessions.store(r.detached_sessions, Relaxed);
-        s.resumed.store(r.resumed, Relaxed);
-        s.backlog_sessions.store(r.backlog_sessions, Relaxed);
-        s.backlogs_started.store(r.backlogs_started, Relaxed);
-        s.log_reads.store(r.log_reads, Relaxed);
-        s.log_read_errors.store(r.log_read_errors, Relaxed);
-        s.resource_refusals.store(r.resource_refusals, Relaxed);
-        s.unauth_conns.store(r.unauth_conns, Relaxed);
-        s.unauth_refusals.store(r.unauth_refusals, Relaxed);
-        let available = self.router.store().is_available();
-        s.store_available.store(u64::from(available), Relaxed);
-        s.loop_turns.store(s.loop_turns.load(Relaxed) + 1, Relaxed);
-        s.submit_calls.store(
-            s.submit_calls.load(Relaxed) + u64::from(submit_calls),
-            Relaxed,
-        );
+        own.conns = driver.open_conns() as u64;
+        own.mailbox_staged = self.out.mailbox.staged() as u64;
+        own.slow_consumer_closes = self.out.slow_consumer_closes;
+        own.store_available = u64::from(self.router.store().is_available());
+        own.loop_turns += 1;
+        own.submit_calls += u64::from(submit_calls);
+        self.stats.publish(&self.router.stats(), own);
     }
 }
 
@@ -490,7 +446,7 @@ impl<D: Driver> Handler<D> for ShardState {
             }
             Event::AcceptFailed { errno, .. } => {
                 self.refused_unlogged += 1;
-                self.refused_total += 1;
+                self.loop_stats.refused_conns += 1;
                 if errno != libc::EMFILE && errno != libc::ENFILE {
                     warn!(
                         shard = self.index,

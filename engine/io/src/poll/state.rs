@@ -331,7 +331,8 @@ impl PCore {
                 self.finish_detach(id);
                 false
             }
-            Phase::TearingDown => false,
+            #[cfg(target_os = "linux")]
+            Phase::TearingDown => false, // the io_uring backend's phase; poll never enters it
         }
     }
 

@@ -55,8 +55,22 @@ pub fn config(dir: &Path) -> StoreConfig {
     StoreConfig::new(dir, 0).with_durability(Durability::Log)
 }
 
+/// Opens the store in `dir`, waiting briefly while another thread's child process still holds
+/// the log's lock: a test in this binary that forks (`mount`, `umount`, a crash child) copies
+/// every descriptor into the child until its `exec` closes them, and `flock` locks belong to the
+/// open file, so for that moment a store dropped here is still locked.
 pub fn open(dir: &Path) -> Store {
-    Store::open(config(dir)).expect("open store")
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        match Store::open(config(dir)) {
+            Err(rookery_store::OpenError::Locked { .. })
+                if std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            other => return other.expect("open store"),
+        }
+    }
 }
 
 /// A committed history, one record per step: `ends[k]` is the log length after `k` records

@@ -1,0 +1,159 @@
+//! Two bridges over a real nats-server on loopback: payloads cross in order and once, one NATS
+//! message per destination per turn, and survive a nats-server restart (the links send again
+//! what the restart lost). Needs `nats-server` on PATH (Debian's package; .ci/run installs it).
+
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rookery_cluster::bridge::{Bridge, BridgeConfig, Endpoint};
+use rookery_cluster::link::LinkConfig;
+use rookery_cluster::{ClusterFile, NodeId};
+
+/// A nats-server on a free loopback port, killed on drop.
+struct Nats {
+    child: Child,
+}
+
+impl Nats {
+    fn start(port: u16) -> Nats {
+        let child = Command::new("nats-server")
+            .args(["-a", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("nats-server on PATH (apt-get install nats-server)");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "nats-server did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Nats { child }
+    }
+}
+
+impl Drop for Nats {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Payloads with their node (destination or source).
+type Payloads = Arc<Mutex<Vec<(NodeId, Vec<u8>)>>>;
+
+/// An endpoint whose "shards" are two shared vectors: what to send, and what arrived.
+#[derive(Clone, Default)]
+struct TestEndpoint {
+    to_send: Payloads,
+    got: Payloads,
+}
+
+impl Endpoint for TestEndpoint {
+    fn outbound(&mut self, out: &mut Vec<(NodeId, Vec<u8>)>) {
+        out.append(&mut self.to_send.lock().unwrap());
+    }
+    fn inbound(&mut self, from: NodeId, payload: Vec<u8>) {
+        self.got.lock().unwrap().push((from, payload));
+    }
+    fn flush(&mut self) -> usize {
+        0
+    }
+}
+
+fn file(port: u16) -> ClusterFile {
+    ClusterFile::parse(&format!(
+        "nats = \"nats://127.0.0.1:{port}\"\nname = \"test{port}\"\n\
+         [[node]]\nid = 1\nc2s = \"127.0.0.1:1\"\n[[node]]\nid = 2\nc2s = \"127.0.0.1:2\"\n"
+    ))
+    .unwrap()
+}
+
+fn start(port: u16, me: u16, endpoint: TestEndpoint) -> Bridge {
+    let config = BridgeConfig {
+        file: file(port),
+        me: NodeId(me),
+        link: LinkConfig {
+            retry_interval_ms: 100,
+            ..LinkConfig::default()
+        },
+    };
+    Bridge::start(config, endpoint).unwrap()
+}
+
+fn wait_for(what: &str, limit: Duration, done: impl Fn() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn payloads_cross_in_order_and_survive_a_nats_restart() {
+    let port = free_port();
+    let nats = Nats::start(port);
+    let (one, two) = (TestEndpoint::default(), TestEndpoint::default());
+    let a = start(port, 1, one.clone());
+    let b = start(port, 2, two.clone());
+    wait_for("both connected", Duration::from_secs(10), || {
+        a.stats().connected.load(Relaxed) == 1 && b.stats().connected.load(Relaxed) == 1
+    });
+    // Subscriptions are live once connected; give the server a moment to register them.
+    std::thread::sleep(Duration::from_millis(200));
+    let wake = a.waker();
+    for n in 0..200u32 {
+        one.to_send
+            .lock()
+            .unwrap()
+            .push((NodeId(2), n.to_le_bytes().to_vec()));
+        if n % 20 == 19 {
+            wake();
+        }
+    }
+    wake();
+    wait_for("200 payloads", Duration::from_secs(10), || {
+        two.got.lock().unwrap().len() >= 200
+    });
+    // Restart nats-server with payloads in flight: they arrive after it comes back.
+    drop(nats);
+    for n in 200..300u32 {
+        one.to_send
+            .lock()
+            .unwrap()
+            .push((NodeId(2), n.to_le_bytes().to_vec()));
+    }
+    wake();
+    std::thread::sleep(Duration::from_millis(300));
+    let _nats = Nats::start(port);
+    wait_for(
+        "300 payloads after the restart",
+        Duration::from_secs(30),
+        || two.got.lock().unwrap().len() >= 300,
+    );
+    let got = two.got.lock().unwrap().clone();
+    let expected: Vec<(NodeId, Vec<u8>)> = (0..300u32)
+        .map(|n| (NodeId(1), n.to_le_bytes().to_vec()))
+        .collect();
+    assert_eq!(got, expected, "in order, once");
+    let stats = a.stats();
+    assert!(stats.payloads_out.load(Relaxed) <= 300);
+    let (buckets, _) = b.stats().latency();
+    assert_eq!(
+        buckets.last().unwrap().1,
+        300,
+        "every batch's latency recorded"
+    );
+    a.stop();
+    b.stop();
+}
