@@ -1,5 +1,5 @@
 //! Criterion benches of fan-out in the router: a presence change to 50 contacts, and a group
-//! message to 1,024 members, across 2 shards, through `rookery_router::testing::Cluster`.
+//! message to 1,024 members, across 2 shards, through `rookery_testkit::Cluster`.
 //!
 //! What it measures: one iteration is one stanza sent by one client and everything the
 //! routers do with it until quiet: the sender's shard builds the plan (presence: from the
@@ -18,7 +18,7 @@
 #![forbid(unsafe_code)]
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use rookery_router::testing::{user_homed_on, ClientId, Cluster};
+use rookery_testkit::{user_homed_on, ClientId, Cluster};
 
 const SHARDS: u16 = 2;
 const CONTACTS: usize = 50;

@@ -1,4 +1,4 @@
-//! Simulated accounts: user names, passwords and the SASL PLAIN initial response.
+//! Simulated accounts: user names and passwords, handed to `rookery_client` at login.
 //!
 //! Client number `n` (numbered from 1) logs in as `<user-prefix><n>@<domain>`. Two password
 //! schemes, chosen with `--auth`:
@@ -9,12 +9,13 @@
 //! Nothing here is stored per client: credentials are derived from the client number when
 //! the SASL step needs them (once per login), which keeps an idle client small.
 
-use std::fmt::{self, Write as _};
+use std::borrow::Cow;
+use std::fmt;
 use std::str::FromStr;
 
-use base64::Engine as _;
-use hmac::{Hmac, Mac};
-use sha2::Sha256;
+pub use rookery_client::token_password;
+
+use crate::client::BIND_RESOURCE;
 
 /// How passwords are derived (`--auth`).
 #[derive(Clone, PartialEq, Eq)]
@@ -98,23 +99,6 @@ impl AuthSpec {
     }
 }
 
-/// Lowercase hex HMAC-SHA256(secret, localpart): rookery's token scheme.
-pub fn token_password(secret: &[u8], localpart: &str) -> String {
-    // HMAC accepts keys of any length (long keys are hashed), so this cannot fail.
-    let mut mac = match Hmac::<Sha256>::new_from_slice(secret) {
-        Ok(mac) => mac,
-        Err(_) => unreachable!("HMAC-SHA256 takes keys of any length"),
-    };
-    mac.update(localpart.as_bytes());
-    let digest = mac.finalize().into_bytes();
-    let mut hex = String::with_capacity(digest.len() * 2);
-    for byte in digest {
-        // Writing to a String cannot fail.
-        let _ = write!(hex, "{byte:02x}");
-    }
-    hex
-}
-
 /// One simulated account, borrowed from the run's config: built on the stack when needed.
 #[derive(Clone, Copy, Debug)]
 pub struct Account<'a> {
@@ -130,33 +114,39 @@ impl Account<'_> {
     pub fn localpart(&self) -> String {
         format!("{}{}", self.user_prefix, self.number).to_lowercase()
     }
+}
 
-    /// Appends base64("" NUL localpart NUL password): the SASL PLAIN initial response
-    /// (RFC 4616) with an empty authorization identity.
-    pub fn write_sasl_plain(&self, out: &mut Vec<u8>) {
-        let localpart = self.localpart();
-        let password = self.auth.password(&localpart, self.number);
-        let mut raw = Vec::with_capacity(localpart.len() + password.len() + 2);
-        raw.push(0);
-        raw.extend_from_slice(localpart.as_bytes());
-        raw.push(0);
-        raw.extend_from_slice(password.as_bytes());
-        let encoded = base64::engine::general_purpose::STANDARD.encode(raw);
-        out.extend_from_slice(encoded.as_bytes());
+impl rookery_client::Account for Account<'_> {
+    fn domain(&self) -> &str {
+        self.domain
+    }
+
+    fn username(&self) -> Cow<'_, str> {
+        Cow::Owned(self.localpart())
+    }
+
+    fn password(&self) -> Cow<'_, str> {
+        Cow::Owned(self.auth.password(&self.localpart(), self.number))
+    }
+
+    fn resource(&self) -> Option<Cow<'_, str>> {
+        Some(Cow::Borrowed(BIND_RESOURCE))
+    }
+
+    /// Only asked for SCRAM, which the load generator does not choose (PLAIN only); an OS
+    /// nonce when asked, the client number's if the OS generator fails.
+    fn nonce(&mut self) -> Vec<u8> {
+        rookery_sasl::fresh_nonce().unwrap_or_else(|_| {
+            let mut random = [0u8; 18];
+            random[..8].copy_from_slice(&self.number.to_le_bytes());
+            rookery_sasl::nonce_from_random(&random)
+        })
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn hmac_matches_rfc4231_case_2() {
-        assert_eq!(
-            token_password(b"Jefe", "what do ya want for nothing?"),
-            "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
-        );
-    }
 
     #[test]
     fn parses_schemes_and_hides_secrets() {
@@ -183,7 +173,8 @@ mod tests {
     }
 
     #[test]
-    fn sasl_plain_response_decodes_to_user_and_password() {
+    fn account_gives_the_client_its_credentials() {
+        use rookery_client::Account as _;
         let auth = AuthSpec::Plain {
             prefix: "pw".into(),
         };
@@ -193,11 +184,14 @@ mod tests {
             number: 42,
             auth: &auth,
         };
-        let mut out = Vec::new();
-        account.write_sasl_plain(&mut out);
-        let raw = base64::engine::general_purpose::STANDARD
-            .decode(&out)
-            .unwrap();
-        assert_eq!(raw, b"\0user42\0pw42");
+        assert_eq!(account.username(), "user42");
+        assert_eq!(account.password(), "pw42");
+        assert_eq!(account.resource().as_deref(), Some("load"));
+        let token = AuthSpec::Token { secret: "s".into() };
+        let account = Account {
+            auth: &token,
+            ..account
+        };
+        assert_eq!(account.password(), token_password(b"s", "user42"));
     }
 }

@@ -223,7 +223,7 @@ impl<'a> Worker<'a> {
         let stride = (part.of * threads) as usize;
         let slots: Vec<Slot> = (first..cfg.clients)
             .step_by(stride)
-            .map(|index| Slot::new(index, new_client(sm_policy, profile)))
+            .map(|index| Slot::new(index, new_client(sm_policy)))
             .collect();
         let local = |c: u32| {
             let k = c.checked_sub(first)? as usize;
@@ -531,11 +531,11 @@ impl<'a> Worker<'a> {
 }
 
 /// A fresh client state machine (its framer holds no buffer until bytes arrive).
-fn new_client(sm_policy: SmPolicy, profile: Profile) -> Client {
+fn new_client(sm_policy: SmPolicy) -> Client {
     let limits = FramerLimits {
         max_stanza_bytes: MAX_STANZA_BYTES,
     };
-    Client::with_profile(limits, sm_policy, profile)
+    Client::new(limits, sm_policy)
 }
 
 /// Bytes of one client's slot in a worker's slab (the rest of a client's user-space cost is

@@ -12,6 +12,8 @@
 //!   itself (SASL, bind, iq to the server).
 //! - [`writer`]: escaping helpers for building stanzas.
 //! - [`jid`]: JIDs per RFC 7622 (length limits, case folding of local part and domain).
+//! - [`datetime`]: the workspace's one calendar (Unix days to dates and back) and XEP-0082
+//!   timestamps.
 //!
 //! What it does *not* do: namespace resolution beyond the literal `xmlns` attributes in the
 //! view (the framer checks that namespaces are well-formed, it does not report them), DTDs,
@@ -20,6 +22,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod datetime;
 pub mod element;
 pub mod framer;
 #[doc(hidden)]

@@ -2,7 +2,7 @@
 //! shards (`Mail`, `Handoff`).
 //!
 //! What it does not do: perform any I/O. The server implements `Effects` over its io driver
-//! and mailboxes; tests implement it with `testing::RecordingEffects`.
+//! and mailboxes; tests implement it with `rookery_testkit::RecordingEffects`.
 //!
 //! Invariants: `Mail` and `Handoff` are `Send` (they cross threads); nothing else here is.
 //! A `Fanout` carrying a `GatherRef` is answered by exactly one `Gathered` to its shard.

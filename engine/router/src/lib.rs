@@ -29,9 +29,8 @@
 //! `sm` (XEP-0198 counters and queues), `sm_table` (sessions, timers), `stream_mgmt` (XEP-0198
 //! elements, detach), `resume` (XEP-0198 resumption: the `<resumed h>` answer waits until
 //! every stanza of the old stream is handled, so `h` counts all of them),
-//! `stats`, `testing` (a recording `Effects` and a multi-shard harness with commit steps,
-//! public so the simulator and the server's tests can use them), and `fuzzing` (hidden: one
-//! client's input after a scripted login, for the fuzz target and the property test).
+//! and `stats`. Test helpers (a recording `Effects`, a multi-shard harness, the fuzz
+//! scenario) live in `rookery-testkit`, over this crate's public API.
 //!
 //! What it does not do yet: rosters, presence broadcast, SCRAM, TLS (later issues; TLS
 //! belongs to the server), or any I/O on the store's log (the shard loop's job).
@@ -46,8 +45,6 @@ mod delay;
 mod delivery;
 mod effects;
 mod fanout;
-#[doc(hidden)]
-pub mod fuzzing;
 mod groups;
 mod ids;
 mod local;
@@ -69,7 +66,6 @@ mod stream;
 mod stream_mgmt;
 mod subscription;
 mod tables;
-pub mod testing;
 mod timers;
 mod unauth;
 

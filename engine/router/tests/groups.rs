@@ -5,7 +5,7 @@
 
 use rookery_proto::Jid;
 use rookery_router::home_shard;
-use rookery_router::testing::{user_homed_on, ClientId, Cluster, TEST_DOMAIN};
+use rookery_testkit::{user_homed_on, ClientId, Cluster, TEST_DOMAIN};
 
 const SHARDS: u16 = 3;
 

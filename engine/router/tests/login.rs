@@ -1,9 +1,9 @@
 //! Stream, SASL and bind flows of one conn, through the public API with the cluster harness.
 
-use rookery_router::testing::{
+use rookery_router::{token_password, ConnKey, Router, RouterConfig};
+use rookery_testkit::{
     bind_iq, bound_jid, client_header, plain_auth, ClientId, Cluster, RecordingEffects, TEST_SECRET,
 };
-use rookery_router::{token_password, ConnKey, Router, RouterConfig};
 
 const SASL_NS: &str = "urn:ietf:params:xml:ns:xmpp-sasl";
 

@@ -6,7 +6,7 @@
 mod common;
 
 use common::{log_cluster, TempDir};
-use rookery_router::testing::{user_homed_on, ClientId, Cluster};
+use rookery_testkit::{user_homed_on, ClientId, Cluster};
 
 /// Three shards; alice on 0, bob on 1, carol on 2, each logged in on its home shard.
 fn three_users(cluster: &mut Cluster) -> [(ClientId, String, String); 3] {

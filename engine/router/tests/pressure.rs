@@ -9,7 +9,7 @@
 mod common;
 
 use common::{ack, chat, enable, log_cluster, message_ids, TempDir};
-use rookery_router::testing::{user_homed_on, ClientId, Cluster};
+use rookery_testkit::{user_homed_on, ClientId, Cluster};
 
 /// The output cap the tests give every conn: small, so a few hundred messages exceed it.
 const CAP: usize = 64 * 1024;

@@ -1,10 +1,8 @@
 //! Property: the router's output does not depend on how the input bytes are split into reads.
 
 use proptest::prelude::*;
-use rookery_router::testing::{
-    bind_iq, client_header, plain_auth, user_homed_on, Cluster, TEST_SECRET,
-};
 use rookery_router::token_password;
+use rookery_testkit::{bind_iq, client_header, plain_auth, user_homed_on, Cluster, TEST_SECRET};
 
 /// Alice logs in and, with pipelined stanzas, pings, messages Bob and herself, then closes.
 fn alice_script(alice: &str, bob: &str) -> Vec<u8> {

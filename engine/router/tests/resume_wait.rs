@@ -7,8 +7,8 @@
 mod common;
 
 use common::{acks, chat, enable, enospc, log_cluster, message_ids, resume, resume_id, TempDir, R};
-use rookery_router::testing::{bind_iq, user_homed_on, ClientId, Cluster};
 use rookery_router::SM_RESUME_WAIT_MS;
+use rookery_testkit::{bind_iq, user_homed_on, ClientId, Cluster};
 
 /// Two shards logging to a fresh temp dir; Bob (no stream management) is online on his home
 /// shard 1, Alice (resumable) on hers, shard 0, having sent her initial presence (stanza 1) and

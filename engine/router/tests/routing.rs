@@ -4,10 +4,10 @@
 mod common;
 
 use common::assert_service_unavailable;
-use rookery_router::testing::{
+use rookery_router::{token_password, StanzaType};
+use rookery_testkit::{
     bind_iq, client_header, plain_auth, user_homed_on, ClientId, Cluster, TEST_SECRET,
 };
-use rookery_router::{token_password, StanzaType};
 
 fn available(cluster: &mut Cluster, client: ClientId, priority: i8) {
     cluster.send(

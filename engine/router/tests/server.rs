@@ -4,7 +4,7 @@
 mod common;
 
 use common::{assert_service_unavailable, STANZA_ERRORS};
-use rookery_router::testing::{user_homed_on, Cluster};
+use rookery_testkit::{user_homed_on, Cluster};
 
 #[test]
 fn ping_disco_and_roster_are_answered_by_the_server() {

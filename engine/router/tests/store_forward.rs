@@ -4,7 +4,7 @@
 mod common;
 
 use common::{ack, acks, chat, enable, enospc, log_cluster, memory_store, message_ids, TempDir, R};
-use rookery_router::testing::{user_homed_on, Cluster, TEST_WALL_CLOCK_MS};
+use rookery_testkit::{user_homed_on, Cluster, TEST_WALL_CLOCK_MS};
 
 const STANZA_ERRORS: &str = "urn:ietf:params:xml:ns:xmpp-stanzas";
 

@@ -5,8 +5,8 @@
 mod common;
 
 use common::{ack, acks, chat, enable, message_ids, resume, resume_id, R};
-use rookery_router::testing::{user_homed_on, ClientId, Cluster};
 use rookery_router::{SM_MAX_UNACKED, SM_REQUEST_EVERY};
+use rookery_testkit::{user_homed_on, ClientId, Cluster};
 
 const SM_REQUEST: &str = "<r xmlns='urn:xmpp:sm:3'/>";
 
@@ -34,7 +34,7 @@ fn enable_only_after_bind_and_only_once() {
         "<failed xmlns='urn:xmpp:sm:3'><unexpected-request \
          xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></failed>"
     );
-    cluster.send(client, &rookery_router::testing::bind_iq("b", Some("r")));
+    cluster.send(client, &rookery_testkit::bind_iq("b", Some("r")));
     cluster.take_output(client);
     assert_eq!(
         enable(&mut cluster, client, false),
@@ -219,7 +219,7 @@ fn resumption_after_the_timeout_fails_and_the_queue_waits_for_login() {
          xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></failed>"
     );
     // The client binds a fresh session instead, and gets m1 again when available.
-    cluster.send(b2, &rookery_router::testing::bind_iq("b2", Some("phone")));
+    cluster.send(b2, &rookery_testkit::bind_iq("b2", Some("phone")));
     assert!(cluster.take_output(b2).contains("<jid>"));
     cluster.send(b2, "<presence/>");
     assert_eq!(message_ids(&cluster.take_output(b2)), ["m1"]);

@@ -3,11 +3,11 @@
 //! input is generated stanzas to contacts, an offline user, a room and its occupants, the
 //! server and itself, with children that mix legal and illegal namespaces, forged `muc#user`
 //! extensions (default namespace, prefix, escaped URI, inherited), escapes and nesting (see
-//! `rookery_router::fuzzing` for the scenario around it).
+//! `rookery_testkit::fuzzing` for the scenario around it).
 
 use proptest::prelude::*;
 use rookery_proto::writer::{escape_attr, escape_text};
-use rookery_router::fuzzing::{check_session, client_session, Delivered, ROOM};
+use rookery_testkit::fuzzing::{check_session, client_session, Delivered, ROOM};
 
 /// Parses `delivered` strictly; the error names what and where.
 fn parse(delivered: &Delivered) -> Result<(), String> {
@@ -77,9 +77,9 @@ const ROOT_ATTRS: &[&str] = &[
 
 /// Addressees, the room occupant alice is (she joins first) most often.
 fn addresses() -> Vec<String> {
-    let alice = rookery_router::testing::user_homed_on("alice", 0, 2);
-    let bob = rookery_router::testing::user_homed_on("bob", 1, 2);
-    let carol = rookery_router::testing::user_homed_on("carol", 0, 2);
+    let alice = rookery_testkit::user_homed_on("alice", 0, 2);
+    let bob = rookery_testkit::user_homed_on("bob", 1, 2);
+    let carol = rookery_testkit::user_homed_on("carol", 0, 2);
     vec![
         format!("{ROOM}/alice"),
         format!("{ROOM}/alice"),

@@ -12,7 +12,8 @@
 //! Modules: `mechanism` (names), `failure` (RFC 6120 conditions), `channel` (gs2 flag and
 //! channel binding rules), `message` (SCRAM syntax), `prep` (SASLprep, saslname, nonces),
 //! `crypto` (key schedule over RustCrypto), `credentials` (stored form and its bytes),
-//! `server` (the server state machine: `plain`, `scram`), `client`, `error`.
+//! `server` (the server state machine: `plain`, `scram`), `client`, `error`, `token` (Rookery's
+//! `token` password scheme, shared by the server and its clients).
 //!
 //! What it does not do: I/O, XML, the base64 of XMPP's `<auth>`/`<response>` text, clocks,
 //! or randomness of its own. Nonces come from the caller (deterministic in tests and in the
@@ -38,6 +39,7 @@ mod mechanism;
 mod message;
 mod prep;
 mod server;
+mod token;
 
 pub use channel::{ChannelBinding, ChannelBindingOffer, TLS_EXPORTER_BYTES};
 pub use client::ClientExchange;
@@ -50,6 +52,7 @@ pub use failure::Failure;
 pub use mechanism::Mechanism;
 pub use prep::nonce_from_random;
 pub use server::{ServerExchange, Step};
+pub use token::token_password;
 
 /// Largest SASL message (decoded) either side accepts; real ones are under 300 bytes.
 pub const MAX_MESSAGE_BYTES: usize = 4096;

@@ -209,10 +209,9 @@ fn a_data_dir_written_with_other_shard_count_is_refused() {
 fn wrong_password_is_refused() {
     for backend in backends() {
         let server = Server::start(backend, 1, &[]);
-        let mut c = RawClient::connect(server.addr);
-        c.open_stream();
-        assert!(!c.auth("erin", "not-the-token"));
-        assert!(c.received.is_empty() || !c.received.contains("<success"));
+        let refused = RawClient::try_login(server.addr, "erin", "not-the-token", "r");
+        let error = refused.err().expect("a wrong password is refused");
+        assert!(error.contains("not-authorized"), "{error}");
         assert_eq!(server.metric("rookery_auth_failures_total"), 1);
     }
 }

@@ -7,7 +7,7 @@
 
 use rookery_proto::Jid;
 use rookery_router::home_shard;
-use rookery_router::testing::TEST_DOMAIN;
+use rookery_testkit::TEST_DOMAIN;
 
 use crate::ledger::Violation;
 use crate::world::{KeyState, Step, World};

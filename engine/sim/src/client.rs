@@ -1,6 +1,7 @@
-//! A small sans-IO XMPP client: token login (SASL PLAIN), bind, XEP-0198 enable with
-//! resumption, initial presence, chats with unique ids to other users, `<r/>`/`<a h>` both
-//! ways, resumption after a drop (else a fresh login). A fresh login may skip `<enable/>`
+//! One simulated user over `rookery_client` (which does the stream, the token login, bind,
+//! XEP-0198 enable with resumption, `<r/>`/`<a h>` and the resumption itself): initial
+//! presence, chats with unique ids to other users, the stanzas kept until acknowledged and
+//! resent after a resumption (else a fresh login abandons them). A fresh login may skip `<enable/>`
 //! (`want_sm` off, drawn per login by the `world`): such a session sends no `<r/>` and nothing
 //! it sends is acknowledged (its chats are owed once a commit stored them, see `ledger`; its
 //! presences once the ping after each is answered, see `social`; its groupchat messages
@@ -12,36 +13,32 @@
 //! What it does not do: timing, sockets or reconnect scheduling (the `world` decides when it
 //! connects and acts), TLS; rosters and presence are in `social`, rooms in `rooms`.
 //!
-//! Invariants: `sent` counts stanzas sent since `<enabled/>` (or the renumbering after
-//! `<resumed/>`); `unacked` holds exactly the sent stanzas above the last handled count, in
-//! order. After `<resumed h>` the unacknowledged stanzas are sent again (XEP-0198 5) under new
+//! Invariants: `unacked` holds exactly the counted stanzas above the last handled count, in
+//! order, each with its number from the crate's counter (stanzas sent since `<enable/>`, or
+//! the renumbering after `<resumed/>`). After `<resumed h>` the unacknowledged stanzas are sent again (XEP-0198 5) under new
 //! numbers, so a server counting differently shows up as an `sm-count` violation. Unless
 //! `resume_with_unacked` is set, a client with unacknowledged stanzas does not resume: it
 //! abandons them (they may be lost or delivered, never owed) and binds a fresh session.
-//! Without XEP-0198 (`sm` off) `sent` stays 0 and `unacked` empty.
+//! Without XEP-0198 (`sm` off) nothing is counted and `unacked` stays empty.
 
 use std::collections::VecDeque;
 
+use rookery_client::{token_password, Event, Flow, Login, Options, SmMode};
 use rookery_proto::element::Element;
-use rookery_proto::{Frame, Framer, FramerLimits};
-use rookery_router::testing::{bind_iq, client_header, plain_auth, TEST_DOMAIN, TEST_SECRET};
-use rookery_router::token_password;
+use rookery_testkit::{TEST_DOMAIN, TEST_SECRET};
 
 use crate::groups::GroupKey;
 use crate::ledger::{Ledger, MsgKey, Violation};
 use crate::rooms::Rooms;
 use crate::social::Social;
 
-const SM: &str = "urn:xmpp:sm:3";
-
+/// Where the simulated user is (the stream's own phases are the crate client's).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Phase {
     Offline,
-    AwaitFeatures,
-    AwaitSasl,
-    AwaitBindFeatures,
-    AwaitResume,
-    AwaitBind,
+    /// Stream, SASL, bind or resumption under way.
+    LoggingIn,
+    /// Bound, `<enable/>` sent, `<enabled/>` not yet in.
     AwaitEnabled,
     Online,
     /// Sent `</stream:stream>`; waits for the server to close.
@@ -61,7 +58,7 @@ pub(crate) enum Tag {
 
 #[derive(Debug)]
 struct Outbound {
-    num: u64,
+    num: u32,
     bytes: Vec<u8>,
     tag: Tag,
 }
@@ -71,13 +68,10 @@ pub struct Client {
     pub index: usize,
     pub user: String,
     pub phase: Phase,
-    framer: Framer,
-    /// Resume id of the current stream-managed session, kept across drops.
-    resume_id: Option<String>,
-    /// Stanzas counted inbound in the current XEP-0198 session.
-    pub(crate) received: u64,
-    /// Stanzas sent in the current XEP-0198 session.
-    sent: u64,
+    /// The stream, login and XEP-0198 counters (its session is kept across drops while
+    /// resumable).
+    xmpp: rookery_client::Client,
+    account: Login,
     unacked: VecDeque<Outbound>,
     /// The world's clock when it hands the client bytes or a turn (the client has no clock).
     pub now_ms: u64,
@@ -107,14 +101,21 @@ pub struct Client {
 
 impl Client {
     pub fn new(index: usize) -> Client {
+        let user = user_name(index);
+        let password = token_password(TEST_SECRET, &user);
+        let account = Login::new(TEST_DOMAIN, &user, &password)
+            .with_resource(Some("sim"))
+            .with_nonce_seed(index as u64);
+        let options = Options {
+            sm: SmMode::EnableResumable,
+            ..Options::default()
+        };
         Client {
             index,
-            user: user_name(index),
+            user,
             phase: Phase::Offline,
-            framer: new_framer(),
-            resume_id: None,
-            received: 0,
-            sent: 0,
+            xmpp: rookery_client::Client::new(options),
+            account,
             unacked: VecDeque::new(),
             session: 0,
             next_msg: 0,
@@ -132,13 +133,27 @@ impl Client {
         }
     }
 
-    /// A fresh conn is open: start the stream.
+    /// A fresh conn is open: start the stream (resuming the XEP-0198 session if there is
+    /// one and the client may; see `resume_with_unacked`).
     pub fn connect(&mut self) {
-        self.framer = new_framer();
         self.fresh_deliveries.clear();
-        self.phase = Phase::AwaitFeatures;
+        self.phase = Phase::LoggingIn;
         self.social.available_since_ms = None;
-        self.out.extend_from_slice(client_header().as_bytes());
+        let mode = if self.want_sm {
+            SmMode::EnableResumable
+        } else {
+            SmMode::Off
+        };
+        self.xmpp.stream_mut().set_sm_mode(mode);
+        self.xmpp.start(TEST_DOMAIN, &mut self.out);
+        let stream = self.xmpp.stream_mut();
+        if !self.resume_with_unacked && !self.unacked.is_empty() {
+            stream.forget_resumption();
+        }
+        if stream.sm_status().is_none() {
+            // Nothing to resume: a fresh bind abandons what was not acknowledged.
+            self.unacked.clear();
+        }
     }
 
     /// The conn died (dropped, or closed by the server). The XEP-0198 state is kept for
@@ -177,53 +192,80 @@ impl Client {
     /// Sends `<r/>` (only with XEP-0198: the router answers one without it with a stream
     /// error).
     pub fn request_ack(&mut self) {
-        if !self.sm {
-            return;
+        if self.sm {
+            self.xmpp.stream_mut().request_ack(&mut self.out);
         }
-        self.out
-            .extend_from_slice(format!("<r xmlns='{SM}'/>").as_bytes());
     }
 
     /// A clean close: the session ends and cannot be resumed.
     pub fn close(&mut self) {
-        self.out.extend_from_slice(b"</stream:stream>");
-        self.resume_id = None;
+        self.xmpp.close(&mut self.out);
         self.phase = Phase::Closing;
     }
 
+    /// Writes a stanza; while this stream asked for XEP-0198 (from `<enable/>` on, which is
+    /// when the server starts counting) it is numbered and kept until acknowledged.
     pub(crate) fn send_counted(&mut self, bytes: Vec<u8>, tag: Tag) {
         self.out.extend_from_slice(&bytes);
-        if !self.sm {
+        let stream = self.xmpp.stream_mut();
+        if stream.sm_status().is_none() {
             return; // never acknowledged: nothing to count
         }
-        self.sent += 1;
-        self.unacked.push_back(Outbound {
-            num: self.sent,
-            bytes,
-            tag,
-        });
+        stream.count_sent(1);
+        let num = stream.sm_status().map_or(0, |s| s.outbound);
+        self.unacked.push_back(Outbound { num, bytes, tag });
     }
 
-    /// Bytes from the server.
+    /// Bytes from the server: fed to the crate's client one event at a time, so what this
+    /// client writes in answer goes out in the order of what it answers.
     pub fn on_bytes(&mut self, data: &[u8], ledger: &mut Ledger) -> Result<(), Violation> {
-        let mut pos = 0;
+        let mut rest = data;
+        let mut noted = Vec::new();
         loop {
-            let mut input = &data[pos..];
-            let before = input.len();
-            let stanza = match self.framer.next_frame(&mut input) {
-                Ok(Some(Frame::Stanza(bytes))) => Some(bytes.to_vec()),
-                Ok(Some(Frame::StreamOpen(_) | Frame::StreamClose)) => None,
-                Ok(None) => return Ok(()),
-                Err(error) => {
-                    let detail = format!("client {} got bad XML: {error:?}", self.index);
-                    return Err(Violation::new("protocol", detail));
-                }
-            };
-            pos += before - input.len();
-            if let Some(stanza) = stanza {
-                self.on_element(&stanza, ledger)?;
+            let account = &mut self.account;
+            let used = self
+                .xmpp
+                .feed_until(rest, account, &mut self.out, |event, _, _| {
+                    noted.extend(Noted::of(event));
+                    if noted.is_empty() {
+                        Flow::Continue
+                    } else {
+                        Flow::Stop
+                    }
+                });
+            rest = &rest[used..];
+            if noted.is_empty() {
+                return Ok(());
+            }
+            for one in noted.drain(..) {
+                self.on_noted(one, ledger)?;
             }
         }
+    }
+
+    fn on_noted(&mut self, noted: Noted, ledger: &mut Ledger) -> Result<(), Violation> {
+        match noted {
+            Noted::Stanza(bytes) => return self.on_element(&bytes, ledger),
+            Noted::Bound => {
+                self.session += 1;
+                self.rooms.forget_joined();
+                self.phase = Phase::AwaitEnabled;
+            }
+            Noted::Online if !self.want_sm => self.start_without_sm(ledger),
+            Noted::Online => {}
+            Noted::SmEnabled => self.on_enabled(ledger),
+            Noted::SmFailed => self.start_without_sm(ledger),
+            Noted::Acked(h) => self.release(h, ledger),
+            Noted::Resumed(h) => self.on_resumed(h, ledger),
+            // Resumption refused: the old session's unacknowledged stanzas are abandoned
+            // (they may or may not have been handled); the crate binds a fresh session.
+            Noted::ResumeFailed => self.unacked.clear(),
+            Noted::Violation(checker, detail) => {
+                let detail = format!("client {}: {detail}", self.index);
+                return Err(Violation::new(checker, detail));
+            }
+        }
+        Ok(())
     }
 
     fn on_element(&mut self, bytes: &[u8], ledger: &mut Ledger) -> Result<(), Violation> {
@@ -232,86 +274,14 @@ impl Client {
             return Err(Violation::new("protocol", format!("unparsable: {text}")));
         };
         match el.local_name() {
-            "features" => self.on_features(),
-            "success" => {
-                self.framer.reset();
-                self.phase = Phase::AwaitBindFeatures;
-                self.out.extend_from_slice(client_header().as_bytes());
-            }
-            "failure" => {
-                let text = String::from_utf8_lossy(bytes);
-                return Err(Violation::new("protocol", format!("SASL failed: {text}")));
-            }
-            "enabled" => self.on_enabled(&el, ledger),
-            "resumed" => return self.on_resumed(&el, ledger),
-            "failed" => self.on_failed(),
-            "a" => return self.on_ack(&el, ledger),
-            "r" => {
-                let ack = format!("<a xmlns='{SM}' h='{}'/>", self.received);
-                self.out.extend_from_slice(ack.as_bytes());
-            }
-            "error" => {} // stream error: the close follows
-            "iq" => return self.on_iq(&el, ledger),
-            "message" => return self.on_message(&el, ledger),
-            "presence" => return self.on_presence(&el, ledger),
-            _ => self.received += 1,
+            "iq" => self.on_iq(&el, ledger),
+            "message" => self.on_message(&el, ledger),
+            "presence" => self.on_presence(&el, ledger),
+            _ => Ok(()),
         }
-        Ok(())
-    }
-
-    fn on_features(&mut self) {
-        match self.phase {
-            Phase::AwaitFeatures => {
-                let password = token_password(TEST_SECRET, &self.user);
-                self.out
-                    .extend_from_slice(plain_auth(&self.user, &password).as_bytes());
-                self.phase = Phase::AwaitSasl;
-            }
-            Phase::AwaitBindFeatures => match &self.resume_id {
-                // See `resume_with_unacked` for why a client may not try.
-                Some(_) if !self.resume_with_unacked && !self.unacked.is_empty() => {
-                    self.resume_id = None;
-                    self.unacked.clear();
-                    self.bind();
-                }
-                Some(previd) => {
-                    let resume = format!(
-                        "<resume xmlns='{SM}' previd='{previd}' h='{}'/>",
-                        self.received
-                    );
-                    self.out.extend_from_slice(resume.as_bytes());
-                    self.phase = Phase::AwaitResume;
-                }
-                None => self.bind(),
-            },
-            _ => {}
-        }
-    }
-
-    fn bind(&mut self) {
-        self.out
-            .extend_from_slice(bind_iq("bind", Some("sim")).as_bytes());
-        self.phase = Phase::AwaitBind;
     }
 
     fn on_iq(&mut self, el: &Element<'_>, ledger: &mut Ledger) -> Result<(), Violation> {
-        if self.phase == Phase::AwaitBind && el.attr("id") == Some("bind") {
-            if el.attr("type") != Some("result") {
-                self.bind();
-                return Ok(());
-            }
-            self.session += 1;
-            self.rooms.forget_joined();
-            if !self.want_sm {
-                self.start_without_sm(ledger);
-                return Ok(());
-            }
-            self.out
-                .extend_from_slice(format!("<enable xmlns='{SM}' resume='true'/>").as_bytes());
-            self.phase = Phase::AwaitEnabled;
-            return Ok(());
-        }
-        self.received += 1;
         if self.on_presence_barrier(el, ledger) {
             return Ok(());
         }
@@ -320,12 +290,9 @@ impl Client {
 
     /// A fresh session: initial presence first (so any acknowledged stanza proves the session
     /// available), then the roster and rooms (see `social`).
-    fn on_enabled(&mut self, el: &Element<'_>, ledger: &mut Ledger) {
-        self.resume_id = el.attr("id").map(str::to_owned);
+    fn on_enabled(&mut self, ledger: &mut Ledger) {
+        // `unacked` holds only what was sent since `<enable/>` (see `connect`, `ResumeFailed`).
         self.sm = true;
-        self.received = 0;
-        self.sent = 0;
-        self.unacked.clear();
         self.phase = Phase::Online;
         self.start_session(ledger);
     }
@@ -333,58 +300,36 @@ impl Client {
     /// A fresh session bound without XEP-0198: what the previous session left unacknowledged
     /// is abandoned (never owed), and nothing will be counted or resumed.
     fn start_without_sm(&mut self, ledger: &mut Ledger) {
-        self.resume_id = None;
         self.sm = false;
         self.sessions_without_sm += 1;
-        self.received = 0;
-        self.sent = 0;
         self.unacked.clear();
         self.phase = Phase::Online;
         self.start_session(ledger);
     }
 
-    /// Resumption refused: the old session's unacknowledged stanzas are abandoned (they may
-    /// or may not have been handled) and a fresh session is bound.
-    fn on_failed(&mut self) {
-        if self.phase != Phase::AwaitResume {
-            return;
-        }
-        self.resume_id = None;
-        self.unacked.clear();
-        self.bind();
-    }
-
-    fn on_resumed(&mut self, el: &Element<'_>, ledger: &mut Ledger) -> Result<(), Violation> {
-        let h = parse_h(el)?;
-        self.release(h, ledger)?;
+    /// The old session is back: what the server handled is released, the rest is resent
+    /// (XEP-0198 5) under new numbers after its `h` (the crate renumbered from `h`).
+    fn on_resumed(&mut self, h: u32, ledger: &mut Ledger) {
+        self.release(h, ledger);
         self.sm = true;
         self.resumes += 1;
         self.phase = Phase::Online;
         self.on_attached();
-        // XEP-0198 5: resend what the server did not count, numbered after its h.
         let resend: Vec<Outbound> = self.unacked.drain(..).collect();
-        self.sent = h;
         for entry in resend {
             self.send_counted(entry.bytes, entry.tag);
         }
-        Ok(())
     }
 
-    fn on_ack(&mut self, el: &Element<'_>, ledger: &mut Ledger) -> Result<(), Violation> {
-        let h = parse_h(el)?;
-        self.release(h, ledger)
-    }
-
-    /// The server handled every stanza numbered up to `h`.
-    fn release(&mut self, h: u64, ledger: &mut Ledger) -> Result<(), Violation> {
-        if h > self.sent {
-            let detail = format!(
-                "client {} got h={h} having sent {} stanzas",
-                self.index, self.sent
-            );
-            return Err(Violation::new("sm-count", detail));
-        }
-        while self.unacked.front().is_some_and(|o| o.num <= h) {
+    /// The server handled every stanza numbered up to `h` (the crate checked that `h` is
+    /// not beyond what was sent: see `Noted::Violation`).
+    fn release(&mut self, h: u32, ledger: &mut Ledger) {
+        // Serial arithmetic: `num` is covered when it is at most `h`, modulo 2^32.
+        while self
+            .unacked
+            .front()
+            .is_some_and(|o| (h.wrapping_sub(o.num) as i32) >= 0)
+        {
             let Some(done) = self.unacked.pop_front() else {
                 break;
             };
@@ -395,11 +340,9 @@ impl Client {
                 Tag::Other => {}
             }
         }
-        Ok(())
     }
 
     fn on_message(&mut self, el: &Element<'_>, ledger: &mut Ledger) -> Result<(), Violation> {
-        self.received += 1;
         match el.attr("type") {
             Some("groupchat") => return self.on_groupchat(el, ledger),
             Some("error") => {
@@ -432,18 +375,51 @@ impl Client {
     }
 }
 
-fn parse_h(el: &Element<'_>) -> Result<u64, Violation> {
-    el.attr("h")
-        .and_then(|h| h.parse().ok())
-        .ok_or_else(|| Violation::new("protocol", "an SM element without h".to_owned()))
+/// What the simulated user acts on, owned (the crate's event borrows its input).
+#[derive(Debug)]
+enum Noted {
+    Stanza(Vec<u8>),
+    Bound,
+    Online,
+    SmEnabled,
+    SmFailed,
+    Acked(u32),
+    Resumed(u32),
+    ResumeFailed,
+    /// (checker, detail): the server broke the protocol.
+    Violation(&'static str, String),
+}
+
+impl Noted {
+    fn of(event: Event<'_>) -> Option<Noted> {
+        Some(match event {
+            Event::Stanza(view) => Noted::Stanza(view.bytes().to_vec()),
+            Event::Bound { .. } => Noted::Bound,
+            Event::Online => Noted::Online,
+            Event::SmEnabled { .. } => Noted::SmEnabled,
+            Event::SmFailed { .. } => Noted::SmFailed,
+            Event::Acked { h } => Noted::Acked(h),
+            Event::Resumed { h } => Noted::Resumed(h),
+            Event::ResumeFailed { .. } => Noted::ResumeFailed,
+            Event::AckTooHigh { h, sent } => {
+                Noted::Violation("sm-count", format!("got h={h} having sent {sent} stanzas"))
+            }
+            Event::AuthFailed(failure) => {
+                Noted::Violation("protocol", format!("SASL failed: {failure:?}"))
+            }
+            Event::BindFailed { condition } => {
+                Noted::Violation("protocol", format!("bind refused: {condition}"))
+            }
+            Event::ProtocolError { detail } => {
+                Noted::Violation("protocol", format!("bad XML from the server: {detail}"))
+            }
+            // The close that follows is the world's to apply (`on_closed`).
+            Event::StreamError(_) | Event::StreamClosed => return None,
+            Event::Authenticated => return None,
+        })
+    }
 }
 
 pub fn user_name(index: usize) -> String {
     format!("u{index}")
-}
-
-fn new_framer() -> Framer {
-    Framer::new(FramerLimits {
-        max_stanza_bytes: 1 << 16,
-    })
 }

@@ -17,9 +17,9 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use rookery_router::testing::{TEST_DOMAIN, TEST_SECRET};
 use rookery_router::{AuthBackend, Router, RouterConfig};
 use rookery_store::{CommitBatch, Durability, LogWriter, Store, StoreConfig, SyncWriter};
+use rookery_testkit::{TEST_DOMAIN, TEST_SECRET};
 
 use crate::ledger::Violation;
 use crate::world::{Ev, KeyState, Step, World};

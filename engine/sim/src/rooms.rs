@@ -17,7 +17,7 @@
 use std::collections::BTreeSet;
 
 use rookery_proto::element::Element;
-use rookery_router::testing::TEST_DOMAIN;
+use rookery_testkit::TEST_DOMAIN;
 
 use crate::client::{user_name, Client, Phase, Tag};
 use crate::groups::GroupKey;

@@ -22,7 +22,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use rookery_proto::element::Element;
-use rookery_router::testing::TEST_DOMAIN;
+use rookery_testkit::TEST_DOMAIN;
 
 use crate::client::{user_name, Client, Phase, Tag};
 use crate::ledger::{Ledger, Violation};
@@ -243,7 +243,6 @@ impl Client {
         el: &Element<'_>,
         ledger: &mut Ledger,
     ) -> Result<(), Violation> {
-        self.received += 1;
         let from = el.attr("from").unwrap_or("");
         if let Some((room, nick)) = parse_occupant(from) {
             return self.on_room_presence(el, room, nick, ledger);

@@ -20,8 +20,8 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
-use rookery_router::testing::TEST_WALL_CLOCK_MS;
 use rookery_router::{ConnKey, Handoff, Mail, Router, RouterConfig};
+use rookery_testkit::TEST_WALL_CLOCK_MS;
 
 use crate::client::Client;
 use crate::commit::Shard;

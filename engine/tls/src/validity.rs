@@ -9,6 +9,8 @@
 //! webpki exposes it and a full X.509 parser would be a large dependency for a warning.
 //! Any input it does not understand gives `None`, never a panic.
 
+use rookery_proto::datetime::{civil_from_days, days_from_civil};
+
 /// A certificate's validity period in Unix seconds (UTC).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Validity {
@@ -103,7 +105,8 @@ fn time(tag: u8, value: &[u8]) -> Option<i64> {
     if !(1..=12).contains(&month) || !(1..=31).contains(&day) || hour > 23 || minute > 59 {
         return None;
     }
-    let days = days_from_civil(year, month, day);
+    // Lossless: month and day were checked to be 1..=12 and 1..=31.
+    let days = days_from_civil(year, month as u32, day as u32);
     Some(days * 86_400 + hour * 3_600 + minute * 60 + second)
 }
 
@@ -113,36 +116,11 @@ fn digits(ascii: &[u8]) -> Option<i64> {
     })
 }
 
-/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
-fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
-    let year = if month <= 2 { year - 1 } else { year };
-    let era = year.div_euclid(400);
-    let year_of_era = year - era * 400;
-    let month_from_march = (month + 9) % 12;
-    let day_of_year = (153 * month_from_march + 2) / 5 + day - 1;
-    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
-    era * 146_097 + day_of_era - 719_468
-}
-
 /// Formats Unix seconds as `YYYY-MM-DDTHH:MM:SSZ` for operator messages.
 pub fn format_utc(unix_s: i64) -> String {
     let days = unix_s.div_euclid(86_400);
     let secs = unix_s.rem_euclid(86_400);
-    // Inverse of days_from_civil (same source).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let day_of_era = z - era * 146_097;
-    let year_of_era =
-        (day_of_era - day_of_era / 1_460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
-    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
-    let month_from_march = (5 * day_of_year + 2) / 153;
-    let day = day_of_year - (153 * month_from_march + 2) / 5 + 1;
-    let month = if month_from_march < 10 {
-        month_from_march + 3
-    } else {
-        month_from_march - 9
-    };
-    let year = year_of_era + era * 400 + i64::from(month <= 2);
+    let (year, month, day) = civil_from_days(days);
     format!(
         "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
         secs / 3_600,

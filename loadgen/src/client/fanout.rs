@@ -14,7 +14,7 @@ use rookery_proto::writer::escape_attr;
 use rookery_proto::{ns, StanzaView};
 
 use super::online::child_text;
-use super::{ClientEvent, Core};
+use super::ClientEvent;
 use crate::fanout::wire::NS_MUC_USER;
 
 /// The id of our roster get.
@@ -119,81 +119,75 @@ pub struct PresenceEvent<'a> {
     pub error: Option<&'a str>,
 }
 
-impl Core {
-    /// A presence stanza on a bound stream, for profiles that report it.
-    pub(super) fn on_presence<F>(&mut self, view: &StanzaView<'_>, sink: &mut F)
-    where
-        F: FnMut(ClientEvent<'_>),
-    {
-        let Some(from) = view.from() else { return };
-        let kind = PresenceKind::of(view.stanza_type().as_deref());
-        let mut event = PresenceEvent {
-            from,
-            kind,
-            status: child_text(view, "status"),
-            muc_self: false,
-            muc_created: false,
-            error: None,
-        };
-        for child in view.children() {
-            match (child.local_name, child.xmlns) {
-                ("x", Some(NS_MUC_USER)) => {
-                    let Ok(x) = StanzaView::parse(child.bytes) else {
-                        continue;
-                    };
-                    for status in x.children().filter(|c| c.local_name == "status") {
-                        let code = StanzaView::parse(status.bytes)
-                            .ok()
-                            .and_then(|s| s.attr("code"));
-                        match code.as_deref() {
-                            Some("110") => event.muc_self = true,
-                            Some("201") => event.muc_created = true,
-                            _ => {}
-                        }
+/// A presence stanza on a bound stream, for profiles that report it.
+pub(super) fn on_presence<F>(view: &StanzaView<'_>, sink: &mut F)
+where
+    F: FnMut(ClientEvent<'_>),
+{
+    let Some(from) = view.from() else { return };
+    let kind = PresenceKind::of(view.stanza_type().as_deref());
+    let mut event = PresenceEvent {
+        from,
+        kind,
+        status: child_text(view, "status"),
+        muc_self: false,
+        muc_created: false,
+        error: None,
+    };
+    for child in view.children() {
+        match (child.local_name, child.xmlns) {
+            ("x", Some(NS_MUC_USER)) => {
+                let Ok(x) = StanzaView::parse(child.bytes) else {
+                    continue;
+                };
+                for status in x.children().filter(|c| c.local_name == "status") {
+                    let code = StanzaView::parse(status.bytes)
+                        .ok()
+                        .and_then(|s| s.attr("code"));
+                    match code.as_deref() {
+                        Some("110") => event.muc_self = true,
+                        Some("201") => event.muc_created = true,
+                        _ => {}
                     }
                 }
-                ("error", _) if kind == PresenceKind::Error => {
-                    event.error = Some(error_condition(child.bytes));
-                }
-                _ => {}
             }
+            ("error", _) if kind == PresenceKind::Error => {
+                event.error = Some(error_condition(child.bytes));
+            }
+            _ => {}
         }
-        sink(ClientEvent::Presence(event));
     }
+    sink(ClientEvent::Presence(event));
+}
 
-    /// An iq on a bound stream, for profiles that report them: our roster's result, a roster
-    /// push (answered with a result), or the answer to another iq of ours. Returns false for
-    /// the iqs it leaves to the common answer (gets and sets other than roster pushes).
-    pub(super) fn on_fanout_iq<F>(
-        &mut self,
-        view: &StanzaView<'_>,
-        out: &mut Vec<u8>,
-        sink: &mut F,
-    ) -> bool
-    where
-        F: FnMut(ClientEvent<'_>),
-    {
-        let kind = view.stanza_type();
-        let id = view.id().unwrap_or_default();
-        match kind.as_deref() {
-            Some("result") if id == ROSTER_ID => {
-                report_items(view, sink);
-                sink(ClientEvent::RosterLoaded);
-            }
-            Some("result") => sink(ClientEvent::IqAnswer { id, ok: true }),
-            Some("error") => sink(ClientEvent::IqAnswer { id, ok: false }),
-            Some("set") if view.has_child("query", ns::ROSTER) => {
-                // RFC 6121 2.1.6: a push is acknowledged with an empty result.
-                out.extend_from_slice(b"<iq type='result' id='");
-                escape_attr(&id, out);
-                out.extend_from_slice(b"'/>");
-                self.count_sent();
-                report_items(view, sink);
-            }
-            _ => return false,
+/// An iq on a bound stream, for profiles that report them: our roster's result, a roster
+/// push (answered with a result), or the answer to another iq of ours. Returns the stanzas
+/// written, or `None` for the iqs it leaves to the common answer (gets and sets other than
+/// roster pushes).
+pub(super) fn on_fanout_iq<F>(view: &StanzaView<'_>, out: &mut Vec<u8>, sink: &mut F) -> Option<u32>
+where
+    F: FnMut(ClientEvent<'_>),
+{
+    let kind = view.stanza_type();
+    let id = view.id().unwrap_or_default();
+    match kind.as_deref() {
+        Some("result") if id == ROSTER_ID => {
+            report_items(view, sink);
+            sink(ClientEvent::RosterLoaded);
         }
-        true
+        Some("result") => sink(ClientEvent::IqAnswer { id, ok: true }),
+        Some("error") => sink(ClientEvent::IqAnswer { id, ok: false }),
+        Some("set") if view.has_child("query", ns::ROSTER) => {
+            // RFC 6121 2.1.6: a push is acknowledged with an empty result.
+            out.extend_from_slice(b"<iq type='result' id='");
+            escape_attr(&id, out);
+            out.extend_from_slice(b"'/>");
+            report_items(view, sink);
+            return Some(1);
+        }
+        _ => return None,
     }
+    Some(0)
 }
 
 /// Reports every `<item/>` of the iq's roster query.

@@ -1,133 +1,95 @@
-//! The client on a bound stream: messages (bodies, XEP-0184 receipts both ways), iq answers,
-//! and the XEP-0198 elements (`<r/>`, `<a/>`, `<enabled/>`, `<failed/>`).
+//! The client on a bound stream: messages (bodies, XEP-0184 receipts both ways) and iq
+//! answers (the XEP-0198 elements are the `rookery_client`'s).
 //!
 //! Receipts: a message carrying `<request xmlns='urn:xmpp:receipts'/>` and an id is answered
 //! with `<message to=SENDER><received xmlns='urn:xmpp:receipts' id=ID/></message>`, whoever
 //! sent it, as a real client would; a `<received/>` is reported as [`ClientEvent::Receipt`]
-//! (never as a chat message). Every stanza written here is counted for stream management.
+//! (never as a chat message). Every stanza written here is counted for stream management
+//! by the caller.
 //!
 //! What it does not do: the login (see the parent module) or any timing (the worker's).
 
 use std::borrow::Cow;
 
-use rookery_proto::element::Element;
-use rookery_proto::writer::{escape_attr, unescape};
+use rookery_client::element_text;
+use rookery_proto::writer::escape_attr;
 use rookery_proto::{ns, StanzaKind, StanzaView};
 
-use super::sm::{self, SmPhase};
-use super::{ClientEvent, Core};
+use super::fanout::{self, Profile};
+use super::ClientEvent;
 
 /// XEP-0203 delayed delivery.
 const NS_DELAY: &str = "urn:xmpp:delay";
 
-impl Core {
-    /// A stanza (or stream management element) on a bound stream.
-    pub(super) fn on_online_stanza<F>(
-        &mut self,
-        view: &StanzaView<'_>,
-        out: &mut Vec<u8>,
-        sink: &mut F,
-    ) where
-        F: FnMut(ClientEvent<'_>),
-    {
-        if view.kind() == StanzaKind::Other {
-            return self.on_sm_element(view, out, sink);
+/// A stanza on a bound stream (the client answered XEP-0198 elements already). Returns how
+/// many stanzas it wrote to `out` (for the XEP-0198 count).
+pub(super) fn on_stanza<F>(
+    view: &StanzaView<'_>,
+    profile: Profile,
+    out: &mut Vec<u8>,
+    sink: &mut F,
+) -> u32
+where
+    F: FnMut(ClientEvent<'_>),
+{
+    let reports = profile.reports_presence();
+    match view.kind() {
+        StanzaKind::Message if view.stanza_type().as_deref() == Some("error") => {
+            sink(ClientEvent::Bounced);
+            0
         }
-        if let Some(sm) = &mut self.sm {
-            sm.received_stanza();
+        StanzaKind::Message if reports && view.stanza_type().as_deref() == Some("groupchat") => {
+            if let (Some(from), Some(body)) = (view.from(), message_body(view)) {
+                sink(ClientEvent::GroupMessage { from, body });
+            }
+            0
         }
-        let reports = self.profile.reports_presence();
-        match view.kind() {
-            StanzaKind::Message if view.stanza_type().as_deref() == Some("error") => {
-                sink(ClientEvent::Bounced)
-            }
-            StanzaKind::Message
-                if reports && view.stanza_type().as_deref() == Some("groupchat") =>
-            {
-                if let (Some(from), Some(body)) = (view.from(), message_body(view)) {
-                    sink(ClientEvent::GroupMessage { from, body });
-                }
-            }
-            StanzaKind::Message => self.on_message(view, out, sink),
-            StanzaKind::Iq if reports && self.on_fanout_iq(view, out, sink) => {}
-            StanzaKind::Iq => {
-                if answer_iq(view, out) {
-                    self.count_sent();
-                }
-            }
-            StanzaKind::Presence if reports => self.on_presence(view, sink),
-            StanzaKind::Presence | StanzaKind::Other => {}
+        StanzaKind::Message => on_message(view, out, sink),
+        StanzaKind::Iq if reports => match fanout::on_fanout_iq(view, out, sink) {
+            Some(written) => written,
+            None => u32::from(answer_iq(view, out)),
+        },
+        StanzaKind::Iq => u32::from(answer_iq(view, out)),
+        StanzaKind::Presence if reports => {
+            fanout::on_presence(view, sink);
+            0
         }
+        StanzaKind::Presence | StanzaKind::Other => 0,
     }
+}
 
-    /// Counts one stanza we sent, for stream management.
-    pub(super) fn count_sent(&mut self) {
-        if let Some(sm) = &mut self.sm {
-            sm.sent_stanza();
+/// Reports receipts and bodies, answers receipt requests; returns the stanzas written.
+fn on_message<F>(view: &StanzaView<'_>, out: &mut Vec<u8>, sink: &mut F) -> u32
+where
+    F: FnMut(ClientEvent<'_>),
+{
+    let mut written = 0;
+    for child in view.children() {
+        if child.xmlns != Some(ns::RECEIPTS) {
+            continue;
         }
-    }
-
-    fn on_message<F>(&mut self, view: &StanzaView<'_>, out: &mut Vec<u8>, sink: &mut F)
-    where
-        F: FnMut(ClientEvent<'_>),
-    {
-        for child in view.children() {
-            if child.xmlns != Some(ns::RECEIPTS) {
-                continue;
-            }
-            match child.local_name {
-                "received" => {
-                    let id = StanzaView::parse(child.bytes).ok().and_then(|c| c.id());
-                    if let Some(id) = id {
-                        sink(ClientEvent::Receipt { id });
-                    }
+        match child.local_name {
+            "received" => {
+                let id = StanzaView::parse(child.bytes).ok().and_then(|c| c.id());
+                if let Some(id) = id {
+                    sink(ClientEvent::Receipt { id });
                 }
-                "request" => {
-                    if let (Some(id), Some(from)) = (view.id(), view.from()) {
-                        write_receipt(&from, &id, out);
-                        self.count_sent();
-                    }
+            }
+            "request" => {
+                if let (Some(id), Some(from)) = (view.id(), view.from()) {
+                    write_receipt(&from, &id, out);
+                    written += 1;
                 }
-                _ => {}
-            }
-        }
-        if let Some(body) = message_body(view) {
-            // XEP-0203: how a server marks a message it stored (XEP-0160 offline delivery).
-            let delayed = view.has_child("delay", NS_DELAY);
-            sink(ClientEvent::Message { body, delayed });
-        }
-    }
-
-    fn on_sm_element<F>(&mut self, view: &StanzaView<'_>, out: &mut Vec<u8>, sink: &mut F)
-    where
-        F: FnMut(ClientEvent<'_>),
-    {
-        if view.xmlns() != Some(sm::NS) {
-            return;
-        }
-        let Some(state) = &mut self.sm else {
-            // Not enabled by us: a server sending these anyway is ignored, not answered.
-            return;
-        };
-        match view.local_name() {
-            "r" => sm::write_ack(state.inbound, out),
-            "a" => {
-                let Some(h) = view.attr("h").and_then(|h| h.parse::<u32>().ok()) else {
-                    return;
-                };
-                state.on_ack(h, |intended_ns| sink(ClientEvent::SmAcked { intended_ns }));
-            }
-            "enabled" if state.phase == SmPhase::Requested => {
-                state.phase = SmPhase::Enabled;
-                sink(ClientEvent::SmEnabled);
-            }
-            "failed" => {
-                self.sm = None;
-                sink(ClientEvent::SmFailed);
             }
             _ => {}
         }
     }
+    if let Some(body) = message_body(view) {
+        // XEP-0203: how a server marks a message it stored (XEP-0160 offline delivery).
+        let delayed = view.has_child("delay", NS_DELAY);
+        sink(ClientEvent::Message { body, delayed });
+    }
+    written
 }
 
 /// `<message to='FROM'><received xmlns='urn:xmpp:receipts' id='ID'/></message>`.
@@ -178,30 +140,5 @@ fn message_body<'a>(view: &StanzaView<'a>) -> Option<Cow<'a, str>> {
 /// The text of the stanza's first child named `name`, borrowed unless it contains entities.
 pub(super) fn child_text<'a>(view: &StanzaView<'a>, name: &str) -> Option<Cow<'a, str>> {
     let child = view.children().find(|c| c.local_name == name)?;
-    let raw = std::str::from_utf8(element_content(child.bytes)?).ok()?;
-    if raw.contains("<![CDATA[") {
-        // Rare (never from rookery); take the slow, allocating path through the element tree.
-        return Element::parse(child.bytes)
-            .ok()
-            .map(|e| Cow::Owned(e.text()));
-    }
-    unescape(raw).ok()
-}
-
-/// The bytes between an element's start tag and its end tag (empty for `<x/>`).
-pub(super) fn element_content(bytes: &[u8]) -> Option<&[u8]> {
-    let mut quote = None;
-    for (i, &b) in bytes.iter().enumerate() {
-        match (quote, b) {
-            (None, b'"' | b'\'') => quote = Some(b),
-            (Some(q), _) if q == b => quote = None,
-            (None, b'>') if i > 0 && bytes[i - 1] == b'/' => return Some(&[]),
-            (None, b'>') => {
-                let end = bytes.iter().rposition(|&c| c == b'<')?;
-                return bytes.get(i + 1..end);
-            }
-            _ => {}
-        }
-    }
-    None
+    element_text(child.bytes)
 }

@@ -1,12 +1,10 @@
-//! XEP-0198 stream management, client side, as bookkeeping only: the counters and the queue
-//! of unacknowledged messages of one stream.
+//! XEP-0198 bookkeeping of the load generator: which of our chat messages the server
+//! acknowledged, and how long that took. The protocol (`<enable/>`, the counters, `<r/>`
+//! answered, `<a h/>` checked) is `rookery_client`'s; this is its per-session data.
 //!
-//! The client enables it (when the server offers `<sm xmlns='urn:xmpp:sm:3'/>` after
-//! authentication and the run wants it) by sending `<enable/>` right after binding. From then
-//! on it counts every stanza it sends (`outbound`) and, once the server said `<enabled/>`,
-//! every stanza it receives (`inbound`, the `h` of our `<a/>` answers to the server's `<r/>`).
-//! Each chat message is remembered with its outbound number and intended send time until an
-//! `<a h=N/>` with `N` at or past that number comes back; that is the `sm_ack` latency.
+//! Each chat message is remembered with its outbound number (from the client's counter) and
+//! intended send time until an `<a h=N/>` with `N` at or past that number comes back; that
+//! is the `sm_ack` latency.
 //!
 //! It also counts how many of our chat messages the server acknowledged (`messages_acked`):
 //! `h` minus the non-message stanzas (presence, iq answers, receipts) numbered at or below
@@ -21,12 +19,11 @@
 //! (counted in `untimed`) so a server that never acks cannot grow it without bound. `others`
 //! holds at most [`MAX_OTHER_RUNS`] runs; past it the acknowledged count stops advancing
 //! (`count_frozen`), which undercounts acks (messages then show as unacknowledged, never as
-//! acknowledged and lost).
+//! acknowledged and lost). Every `h` given to `on_ack` advances (the client reports only
+//! those) and is at most the number of stanzas sent (the client refuses any other).
 
 use std::collections::VecDeque;
 
-/// The XEP-0198 namespace (version 3).
-pub const NS: &str = "urn:xmpp:sm:3";
 /// Most unacknowledged messages timed per stream.
 pub const MAX_PENDING: usize = 64;
 /// Most runs of unacknowledged non-message stanzas remembered per stream.
@@ -39,23 +36,10 @@ pub enum SmPolicy {
     Off,
 }
 
-/// Where the stream's stream management stands.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum SmPhase {
-    /// `<enable/>` sent, no answer yet: our stanzas are counted (the server counts from its
-    /// receipt of `<enable/>`, which precedes all of them on the wire).
-    Requested,
-    Enabled,
-}
-
-/// One stream's counters. Boxed in the client, so a stream without it costs a pointer.
-#[derive(Debug)]
+/// One stream's bookkeeping; lives in the client's XEP-0198 block, so a stream without it
+/// costs nothing.
+#[derive(Debug, Default)]
 pub struct StreamMgmt {
-    pub phase: SmPhase,
-    /// Stanzas received since `<enabled/>` (mod 2^32, as XEP-0198 counts).
-    pub inbound: u32,
-    /// Stanzas sent since `<enable/>`.
-    pub outbound: u32,
     /// (outbound number, intended send ns) of messages not yet acknowledged.
     pending: VecDeque<(u32, u64)>,
     /// Messages sent while `pending` was full: not timed.
@@ -64,8 +48,6 @@ pub struct StreamMgmt {
     others: VecDeque<(u32, u32)>,
     /// Non-message stanzas acknowledged so far.
     others_acked: u32,
-    /// The highest `h` the server sent.
-    acked_h: u32,
     /// `others` overflowed: `messages_acked` no longer advances.
     count_frozen: bool,
     /// Chat messages acknowledged, as of the last ack.
@@ -73,25 +55,8 @@ pub struct StreamMgmt {
 }
 
 impl StreamMgmt {
-    pub fn requested() -> StreamMgmt {
-        StreamMgmt {
-            phase: SmPhase::Requested,
-            inbound: 0,
-            outbound: 0,
-            pending: VecDeque::new(),
-            untimed: 0,
-            others: VecDeque::new(),
-            others_acked: 0,
-            acked_h: 0,
-            count_frozen: false,
-            messages_acked: 0,
-        }
-    }
-
-    /// We sent a stanza that is not a chat message (presence, iq answer, receipt).
-    pub fn sent_stanza(&mut self) {
-        self.outbound = self.outbound.wrapping_add(1);
-        let n = self.outbound;
+    /// We sent stanza number `n`, not a chat message (presence, iq answer, receipt).
+    pub fn sent_stanza(&mut self, n: u32) {
         if let Some((first, count)) = self.others.back_mut() {
             if first.wrapping_add(*count) == n {
                 *count += 1;
@@ -110,20 +75,12 @@ impl StreamMgmt {
         self.messages_acked
     }
 
-    /// We sent a chat message due at `intended_ns`; it is timed until acknowledged.
-    pub fn sent_message(&mut self, intended_ns: u64) {
-        self.outbound = self.outbound.wrapping_add(1);
+    /// We sent chat message number `n`, due at `intended_ns`; it is timed until acknowledged.
+    pub fn sent_message(&mut self, n: u32, intended_ns: u64) {
         if self.pending.len() < MAX_PENDING {
-            self.pending.push_back((self.outbound, intended_ns));
+            self.pending.push_back((n, intended_ns));
         } else {
             self.untimed += 1;
-        }
-    }
-
-    /// We received a stanza (counted only once the server enabled stream management).
-    pub fn received_stanza(&mut self) {
-        if self.phase == SmPhase::Enabled {
-            self.inbound = self.inbound.wrapping_add(1);
         }
     }
 
@@ -140,20 +97,16 @@ impl StreamMgmt {
             acked(intended_ns);
         }
         if self.pending.is_empty() {
-            // Give the queue's buffer back: an idle stream holds no heap beyond the box.
+            // Give the queue's buffer back: an idle stream holds no heap beyond the block.
             self.pending = VecDeque::new();
         }
     }
 
     /// Advances `messages_acked` to `h`: every stanza up to `h` minus the non-message ones.
     fn count_acked(&mut self, h: u32) {
-        // An `h` behind the last one (or beyond what we sent) is stale or bogus: ignored.
-        let ahead = h.wrapping_sub(self.acked_h) as i32 > 0;
-        let sent = (self.outbound.wrapping_sub(h) as i32) >= 0;
-        if !ahead || !sent || self.count_frozen {
+        if self.count_frozen {
             return;
         }
-        self.acked_h = h;
         while let Some(&(first, count)) = self.others.front() {
             let covered = h.wrapping_sub(first).wrapping_add(1);
             if (h.wrapping_sub(first) as i32) < 0 {
@@ -180,124 +133,105 @@ impl StreamMgmt {
     }
 }
 
-/// `<a xmlns='urn:xmpp:sm:3' h='N'/>`.
-pub fn write_ack(h: u32, out: &mut Vec<u8>) {
-    use std::io::Write as _;
-    // Writing into a Vec cannot fail.
-    let _ = write!(out, "<a xmlns='{NS}' h='{h}'/>");
-}
-
-/// `<r xmlns='urn:xmpp:sm:3'/>`.
-pub fn write_request(out: &mut Vec<u8>) {
-    out.extend_from_slice(b"<r xmlns='urn:xmpp:sm:3'/>");
-}
-
-/// `<enable xmlns='urn:xmpp:sm:3'/>`.
-pub fn write_enable(out: &mut Vec<u8>) {
-    out.extend_from_slice(b"<enable xmlns='urn:xmpp:sm:3'/>");
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    /// Numbers stanzas like the client's counter does.
+    #[derive(Default)]
+    struct Sent {
+        sm: StreamMgmt,
+        n: u32,
+    }
+
+    impl Sent {
+        fn stanza(&mut self) {
+            self.n = self.n.wrapping_add(1);
+            self.sm.sent_stanza(self.n);
+        }
+        fn message(&mut self, intended_ns: u64) {
+            self.n = self.n.wrapping_add(1);
+            self.sm.sent_message(self.n, intended_ns);
+        }
+    }
+
     #[test]
     fn acks_cover_messages_in_order() {
-        let mut sm = StreamMgmt::requested();
-        sm.sent_stanza(); // presence: 1
-        sm.sent_message(100); // 2
-        sm.sent_message(200); // 3
-        sm.sent_stanza(); // receipt: 4
-        sm.sent_message(300); // 5
+        let mut s = Sent::default();
+        s.stanza(); // presence: 1
+        s.message(100); // 2
+        s.message(200); // 3
+        s.stanza(); // receipt: 4
+        s.message(300); // 5
         let mut acked = Vec::new();
-        sm.on_ack(1, |t| acked.push(t));
+        s.sm.on_ack(1, |t| acked.push(t));
         assert!(acked.is_empty());
-        sm.on_ack(3, |t| acked.push(t));
+        s.sm.on_ack(3, |t| acked.push(t));
         assert_eq!(acked, vec![100, 200]);
-        sm.on_ack(3, |t| acked.push(t));
-        assert_eq!(acked.len(), 2, "a repeated ack acks nothing new");
-        sm.on_ack(5, |t| acked.push(t));
+        s.sm.on_ack(5, |t| acked.push(t));
         assert_eq!(acked, vec![100, 200, 300]);
-        assert_eq!(sm.pending(), 0);
+        assert_eq!(s.sm.pending(), 0);
     }
 
     #[test]
     fn messages_acked_skips_other_stanzas() {
-        let mut sm = StreamMgmt::requested();
-        sm.sent_stanza(); // presence: 1
-        sm.sent_message(10); // 2
-        sm.sent_stanza(); // iq result: 3
-        sm.sent_stanza(); // receipt: 4
-        sm.sent_message(20); // 5
-        sm.sent_message(30); // 6
-        sm.on_ack(1, |_| {});
-        assert_eq!(sm.messages_acked(), 0);
-        sm.on_ack(3, |_| {});
+        let mut s = Sent::default();
+        s.stanza(); // presence: 1
+        s.message(10); // 2
+        s.stanza(); // iq result: 3
+        s.stanza(); // receipt: 4
+        s.message(20); // 5
+        s.message(30); // 6
+        s.sm.on_ack(1, |_| {});
+        assert_eq!(s.sm.messages_acked(), 0);
+        s.sm.on_ack(3, |_| {});
         assert_eq!(
-            sm.messages_acked(),
+            s.sm.messages_acked(),
             1,
             "3 covers the presence, one message, one iq"
         );
-        sm.on_ack(5, |_| {});
-        assert_eq!(sm.messages_acked(), 2);
-        sm.on_ack(4, |_| {});
-        assert_eq!(sm.messages_acked(), 2, "an older h changes nothing");
-        sm.on_ack(99, |_| {});
-        assert_eq!(
-            sm.messages_acked(),
-            2,
-            "an h beyond what we sent is ignored"
-        );
-        sm.on_ack(6, |_| {});
-        assert_eq!(sm.messages_acked(), 3);
-        sm.sent_stanza(); // 7
-        sm.on_ack(7, |_| {});
-        assert_eq!(sm.messages_acked(), 3);
+        s.sm.on_ack(5, |_| {});
+        assert_eq!(s.sm.messages_acked(), 2);
+        s.sm.on_ack(6, |_| {});
+        assert_eq!(s.sm.messages_acked(), 3);
+        s.stanza(); // 7
+        s.sm.on_ack(7, |_| {});
+        assert_eq!(s.sm.messages_acked(), 3);
     }
 
     #[test]
     fn too_many_other_runs_freeze_the_count_low() {
-        let mut sm = StreamMgmt::requested();
+        let mut s = Sent::default();
         for _ in 0..=MAX_OTHER_RUNS {
-            sm.sent_message(0);
-            sm.sent_stanza();
+            s.message(0);
+            s.stanza();
         }
-        sm.on_ack(sm.outbound, |_| {});
+        s.sm.on_ack(s.n, |_| {});
         // Frozen: acks are undercounted (here: not counted), never overcounted.
-        assert_eq!(sm.messages_acked(), 0);
+        assert_eq!(s.sm.messages_acked(), 0);
     }
 
     #[test]
-    fn counters_wrap_like_xep_0198() {
-        let mut sm = StreamMgmt::requested();
-        sm.outbound = u32::MAX - 1;
-        sm.sent_message(1); // u32::MAX
-        sm.sent_message(2); // 0 after wrapping
+    fn numbers_wrap_like_xep_0198() {
+        let mut s = Sent {
+            n: u32::MAX - 1,
+            ..Sent::default()
+        };
+        s.message(1); // u32::MAX
+        s.message(2); // 0 after wrapping
         let mut acked = Vec::new();
-        sm.on_ack(u32::MAX, |t| acked.push(t));
+        s.sm.on_ack(u32::MAX, |t| acked.push(t));
         assert_eq!(acked, vec![1]);
-        sm.on_ack(0, |t| acked.push(t));
+        s.sm.on_ack(0, |t| acked.push(t));
         assert_eq!(acked, vec![1, 2]);
     }
 
     #[test]
-    fn inbound_counts_only_once_enabled_and_pending_is_bounded() {
-        let mut sm = StreamMgmt::requested();
-        sm.received_stanza();
-        assert_eq!(sm.inbound, 0);
-        sm.phase = SmPhase::Enabled;
-        sm.received_stanza();
-        assert_eq!(sm.inbound, 1);
+    fn pending_is_bounded() {
+        let mut s = Sent::default();
         for t in 0..(MAX_PENDING as u64 + 3) {
-            sm.sent_message(t);
+            s.message(t);
         }
-        assert_eq!((sm.pending(), sm.untimed), (MAX_PENDING, 3));
-        let mut out = Vec::new();
-        write_ack(7, &mut out);
-        write_request(&mut out);
-        assert_eq!(
-            String::from_utf8(out).unwrap(),
-            "<a xmlns='urn:xmpp:sm:3' h='7'/><r xmlns='urn:xmpp:sm:3'/>"
-        );
+        assert_eq!((s.sm.pending(), s.sm.untimed), (MAX_PENDING, 3));
     }
 }

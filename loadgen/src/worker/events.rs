@@ -55,14 +55,15 @@ impl Worker<'_> {
     }
 
     fn on_received<O: Ops>(&mut self, io: &mut O, i: usize, data: &[u8]) {
-        let account = self.account(self.slots[i].index);
+        let mut account = self.account(self.slots[i].index);
         let names = self.names();
+        let profile = self.profile;
         let slot = &mut self.slots[i];
         let me = slot.index;
         self.out.clear();
         let notes = &mut self.notes;
         slot.client
-            .on_data(data, &account, &mut self.out, &mut |event| {
+            .on_data(data, &mut account, profile, &mut self.out, &mut |event| {
                 notes.push(Note::from_event(event, &names, me))
             });
         if let (Some(conn), false) = (slot.conn, self.out.is_empty()) {
@@ -237,7 +238,7 @@ impl Worker<'_> {
             self.fail(&mut NoOps, i, kind);
         }
         // Release the framer's partial buffer, if any: this conn of the client is over.
-        self.slots[i].client = new_client(self.sm_policy, self.profile);
+        self.slots[i].client = new_client(self.sm_policy);
     }
 }
 

@@ -7,8 +7,8 @@
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use rookery_router::testing::{ClientId, Cluster};
 use rookery_store::{Durability, Store, StoreConfig};
+use rookery_testkit::{ClientId, Cluster};
 
 /// A directory under the system temp dir, removed on drop.
 pub struct TempDir(PathBuf);

@@ -1,5 +1,6 @@
 //! Test support: start the real `rookery` binary on loopback and talk XMPP to it over real
-//! sockets with a tiny blocking client. Every wait is bounded; every server is killed on drop.
+//! sockets with a tiny blocking client (its logins go through `rookery-client`, the same
+//! client as the load generator's). Every wait is bounded; every server is killed on drop.
 
 #![allow(dead_code)]
 
@@ -11,7 +12,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use base64::Engine;
+use rookery_client::{wire, AuthFailure, Client, Event, Flow, Login, Options};
 
 pub const DOMAIN: &str = "example.test";
 pub const SECRET: &str = "test-secret";
@@ -322,37 +323,62 @@ impl RawClient {
         false
     }
 
+    /// Opens a stream by hand and reads the features (for tests of what comes before auth).
     pub fn open_stream(&mut self) {
-        self.send(&format!(
-            "<?xml version='1.0'?><stream:stream to='{DOMAIN}' version='1.0' xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'>"
-        ));
+        let mut header = Vec::new();
+        wire::stream_header(DOMAIN, &mut header);
+        self.stream.write_all(&header).unwrap();
         self.expect("</stream:features>");
     }
 
-    pub fn auth(&mut self, user: &str, password: &str) -> bool {
-        let plain =
-            base64::engine::general_purpose::STANDARD.encode(format!("\0{user}\0{password}"));
-        self.send(&format!(
-            "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>{plain}</auth>"
-        ));
+    /// Logs in through `rookery-client` over this blocking socket (stream, SASL, restart,
+    /// bind `resource`); `Err` with what the client reported when the server refused. Bytes
+    /// after the bind result are left in `received`.
+    pub fn try_login(
+        addr: SocketAddr,
+        user: &str,
+        password: &str,
+        resource: &str,
+    ) -> Result<(RawClient, String), String> {
+        let mut client = RawClient::connect(addr);
+        let mut account = Login::new(DOMAIN, user, password).with_resource(Some(resource));
+        let mut xmpp: Client = Client::new(Options::default());
+        let mut out = Vec::new();
+        xmpp.start(DOMAIN, &mut out);
         let deadline = Instant::now() + WAIT;
+        let mut buf = [0u8; 8192];
         while Instant::now() < deadline {
-            if self
-                .try_expect("<success", Duration::from_millis(100))
-                .is_some()
-            {
-                self.expect(">");
-                return true;
-            }
-            if self
-                .try_expect("<failure", Duration::from_millis(100))
-                .is_some()
-            {
-                self.expect("</failure>");
-                return false;
+            client.stream.write_all(&out).unwrap();
+            out.clear();
+            let n = match client.stream.read(&mut buf) {
+                Ok(0) => return Err("the server closed the conn".into()),
+                Ok(n) => n,
+                Err(e) if read_again(&e) => continue,
+                Err(e) => return Err(e.to_string()),
+            };
+            let mut outcome = None;
+            let used = xmpp.feed_until(&buf[..n], &mut account, &mut out, |event, _, _| {
+                outcome = match event {
+                    Event::Bound { jid } => Some(Ok(jid.into_owned())),
+                    Event::AuthFailed(AuthFailure::Server { condition }) => {
+                        Some(Err(format!("SASL failure: {condition}")))
+                    }
+                    Event::AuthFailed(_)
+                    | Event::BindFailed { .. }
+                    | Event::StreamError(_)
+                    | Event::StreamClosed
+                    | Event::ProtocolError { .. } => Some(Err(format!("{event:?}"))),
+                    _ => return Flow::Continue,
+                };
+                Flow::Stop
+            });
+            if let Some(outcome) = outcome {
+                let rest = String::from_utf8_lossy(&buf[used..n]);
+                client.received.push_str(&rest);
+                return outcome.map(|jid| (client, jid));
             }
         }
-        panic!("no SASL answer; got {:?}", self.received);
+        Err(format!("no login within {WAIT:?}"))
     }
 
     /// Login with presence but no ping round trip (for tests that read what presence brings).
@@ -397,21 +423,8 @@ impl RawClient {
 
     /// Stream, PLAIN with the token password, restart and bind `resource`; no presence.
     pub fn bind_only(addr: SocketAddr, user: &str, resource: &str) -> (RawClient, String) {
-        let mut client = RawClient::connect(addr);
-        client.open_stream();
-        assert!(client.auth(user, &token(user)), "login of {user} refused");
-        client.open_stream();
-        client.send(&format!(
-            "<iq type='set' id='bind1'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><resource>{resource}</resource></bind></iq>"
-        ));
-        let reply = client.expect("</iq>");
-        let jid = reply
-            .split("<jid>")
-            .nth(1)
-            .and_then(|r| r.split("</jid>").next())
-            .unwrap()
-            .to_string();
-        (client, jid)
+        Self::try_login(addr, user, &token(user), resource)
+            .unwrap_or_else(|error| panic!("login of {user} refused: {error}"))
     }
 
     /// Full login: stream, PLAIN with the token password, restart, bind `resource`, presence.

@@ -4,13 +4,13 @@ use super::*;
 
 fn online_with_profile(profile: Profile) -> (Harness, String) {
     let mut h = Harness::started();
-    h.client = Client::with_profile(
+    h.client = Client::new(
         FramerLimits {
             max_stanza_bytes: 65_536,
         },
         SmPolicy::EnableWhenOffered,
-        profile,
     );
+    h.profile = profile;
     let mut out = Vec::new();
     h.client.start("example.test", &mut out);
     h.feed(&format!("{HEADER}{PRE_AUTH}{SUCCESS}"));
@@ -62,7 +62,7 @@ fn roster_profile_withholds_presence_and_reports_the_roster() {
     );
     h.client.wrote_stanzas(2);
     assert_eq!(
-        h.client.sm().map(|s| s.outbound),
+        h.client.sm().map(|s| s.0),
         Some(4),
         "roster get, push answer and the worker's two stanzas"
     );

@@ -12,7 +12,7 @@
 //! What it does not do: check anything itself (the router crate has no XML parser; the fuzz
 //! target and the test bring one), or anything on the production path.
 
-use crate::testing::{user_homed_on, ClientId, Cluster, TEST_DOMAIN};
+use crate::cluster::{user_homed_on, ClientId, Cluster, TEST_DOMAIN};
 
 /// The stream element a client's parser has around every stanza it receives.
 const STREAM_OPEN: &str = "<stream:stream xmlns='jabber:client' \

@@ -1,7 +1,6 @@
-//! Test support: a recording `Effects`, and a cluster harness that runs N routers in one
-//! thread, moving mail and hand-offs between them the way the server would, so cross-shard
-//! flows are tested without threads or sockets. Public so the simulator and the server's tests
-//! can reuse it.
+//! A recording `Effects`, and a cluster harness that runs N routers in one thread, moving
+//! mail and hand-offs between them the way the server would, so cross-shard flows are tested
+//! without threads or sockets. Logins go through `rookery-client` (see `login`).
 //!
 //! Stores: `Cluster::new` gives every router an in-memory store (everything is committed at
 //! once); `Cluster::with_stores` takes the caller's (e.g. `Log` durability in a temp dir), and
@@ -18,14 +17,11 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use base64::engine::general_purpose::STANDARD;
-use base64::Engine;
 use rookery_proto::Jid;
-use rookery_store::{LogSpan, Store, StoreError, SyncWriter};
-
-use crate::{
-    home_shard, token_password, AuthBackend, ConnKey, Effects, Handoff, Mail, Router, RouterConfig,
+use rookery_router::{
+    home_shard, AuthBackend, ConnKey, Effects, Handoff, Mail, Router, RouterConfig,
 };
+use rookery_store::{LogSpan, Store, StoreError, SyncWriter};
 
 /// Records every effect, in order, per kind, and models each conn's output queue: bytes
 /// sent count as queued until the owner of the effects says the peer read them
@@ -421,44 +417,6 @@ impl Cluster {
             fx.max_output_bytes = Some(max_bytes);
         }
     }
-
-    /// Logs `user` in on `shard` with the token backend and binds `resource` (or a generated
-    /// one); returns the client and its full JID. Panics if any step fails.
-    pub fn login(&mut self, shard: u16, user: &str, resource: Option<&str>) -> (ClientId, String) {
-        let client = self.authenticate(shard, user);
-        self.send(client, &bind_iq("bind-1", resource));
-        let result = self.take_output(client);
-        let full = bound_jid(&result).unwrap_or_else(|| panic!("bind failed: {result}"));
-        (client, full)
-    }
-
-    /// Connects on `shard`, authenticates `user` and restarts the stream, stopping before
-    /// resource binding (where a XEP-0198 `<resume/>` may come instead). Output is drained.
-    pub fn authenticate(&mut self, shard: u16, user: &str) -> ClientId {
-        let client = self.connect(shard);
-        self.send(client, &client_header());
-        let features = self.take_output(client);
-        assert!(
-            features.contains("<mechanism>PLAIN</mechanism>"),
-            "no PLAIN offered: {features}"
-        );
-        self.send(
-            client,
-            &plain_auth(user, &token_password(TEST_SECRET, user)),
-        );
-        let success = self.take_output(client);
-        assert!(
-            success.contains("<success"),
-            "SASL failed for {user}: {success}"
-        );
-        self.send(client, &client_header());
-        let features = self.take_output(client);
-        assert!(
-            features.contains("xmpp-bind"),
-            "no bind offered: {features}"
-        );
-        client
-    }
 }
 
 /// Reads `span` of the store's log the way the driver would (pread here).
@@ -481,37 +439,6 @@ fn test_config(shards: u16, adjust: impl FnOnce(&mut RouterConfig)) -> Arc<Route
     config.shards = shards;
     adjust(&mut config);
     Arc::new(config)
-}
-
-/// The client stream header for `TEST_DOMAIN`.
-pub fn client_header() -> String {
-    format!(
-        "<?xml version='1.0'?><stream:stream xmlns='jabber:client' \
-         xmlns:stream='http://etherx.jabber.org/streams' to='{TEST_DOMAIN}' version='1.0'>"
-    )
-}
-
-/// `<auth mechanism='PLAIN'>` with an initial response for `user`/`password`.
-pub fn plain_auth(user: &str, password: &str) -> String {
-    let response = STANDARD.encode(format!("\0{user}\0{password}"));
-    format!("<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>{response}</auth>")
-}
-
-/// A bind iq, with or without a resource.
-pub fn bind_iq(id: &str, resource: Option<&str>) -> String {
-    let inner = resource
-        .map(|r| format!("<resource>{r}</resource>"))
-        .unwrap_or_default();
-    format!(
-        "<iq type='set' id='{id}'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'>{inner}</bind></iq>"
-    )
-}
-
-/// The full JID in a bind result, if `text` holds one.
-pub fn bound_jid(text: &str) -> Option<String> {
-    let start = text.find("<jid>")? + "<jid>".len();
-    let end = text[start..].find("</jid>")? + start;
-    Some(text[start..end].to_owned())
 }
 
 /// The first `prefix<n>` (n = 0, 1, ...) whose home is `shard` of `shards`.
