@@ -97,7 +97,7 @@ impl World {
     pub(crate) fn commit_poll(&mut self, shard: u16) -> Step {
         let s = &mut self.shards[usize::from(shard)];
         if s.batch.is_none() {
-            if let Some(batch) = s.router.store_mut().begin_commit() {
+            if let Some(batch) = s.router.begin_commit() {
                 let seq = batch.seq();
                 s.batch = Some(batch);
                 self.mix(&seq.to_le_bytes());
