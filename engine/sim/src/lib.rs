@@ -109,11 +109,13 @@
 mod checks;
 pub mod client;
 mod commit;
+pub mod driver;
 mod flow;
 mod fx;
 pub mod groups;
 pub mod ledger;
 mod mail;
+pub mod mailbox;
 mod net;
 mod outcome;
 pub mod plan;
