@@ -61,6 +61,11 @@ pub struct Outcome {
     pub group_deliveries: u64,
     pub group_proven: u64,
     pub group_excused: u64,
+    /// Conns handed off by the loops (detach, `Adopt` mail, adopt).
+    pub handoffs: u64,
+    /// Graceful stops, and conns closed by them with their goodbye delivered.
+    pub shutdowns: u64,
+    pub goodbyes: u64,
 }
 
 /// A checker's verdict, where it happened.
@@ -117,6 +122,9 @@ pub fn run(cfg: &SimConfig, seed: u64) -> Outcome {
         group_deliveries: world.ledger.groups.deliveries,
         group_proven: world.ledger.groups.proven,
         group_excused: world.ledger.groups.excused,
+        handoffs: world.handoffs,
+        shutdowns: world.shutdowns,
+        goodbyes: world.goodbyes,
     }
 }
 

@@ -66,7 +66,7 @@ impl Ops for SimOps<'_> {
         let bytes = bytes.to_vec();
         self.d.notes.push(Note::Sent { conn, bytes });
         if self.d.drain_on_send {
-            self.d.ready.push_back(Ready::Drained(conn));
+            self.d.ready.push_back(Ready::Drained(conn, true));
         }
         Ok(())
     }
