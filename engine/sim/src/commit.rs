@@ -136,6 +136,7 @@ impl World {
             let cap = self.cfg.max_output_bytes;
             let mut driver = SimDriver::new(clock.clone(), seed, self.next_conn.clone(), cap);
             driver.drain_on_send = self.cfg.inject == Some(InjectBug::DeleteOnQueue);
+            driver.write_ms = self.cfg.log_write_ms;
             let post = Rc::new(RefCell::new(Post::default()));
             let parts = ShardParts {
                 index: usize::from(shard),

@@ -169,6 +169,8 @@ pub struct SimDriver {
     pub write_fail_per_mille: u64,
     /// The `delete-on-queue` canary: `Drained` right after every send.
     pub drain_on_send: bool,
+    /// How long a log write takes (virtual ms, drawn per write in this range).
+    pub write_ms: (u64, u64),
 }
 
 struct NoWake;
@@ -197,6 +199,7 @@ impl SimDriver {
             notes: Vec::new(),
             write_fail_per_mille: 0,
             drain_on_send: false,
+            write_ms: (0, 8),
         }
     }
 

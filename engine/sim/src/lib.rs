@@ -240,6 +240,9 @@ pub struct SimConfig {
     /// Chance (per mille, per active step without a kill) of a graceful stop: the loops'
     /// stop flag is set, they flush and commit, then the server starts again (see `shutdown`).
     pub graceful_stop_per_mille: u64,
+    /// How long one log write takes (virtual ms, drawn per write): the loop keeps one write
+    /// in flight and appends what arrives meanwhile to the next (group commit).
+    pub log_write_ms: (u64, u64),
 }
 
 impl Default for SimConfig {
@@ -263,6 +266,7 @@ impl Default for SimConfig {
             slow_reader_per_mille: 250,
             slow_read_bytes_per_ms: (1, 8),
             graceful_stop_per_mille: 0,
+            log_write_ms: (0, 8),
         }
     }
 }

@@ -61,6 +61,9 @@ pub struct Outcome {
     pub group_deliveries: u64,
     pub group_proven: u64,
     pub group_excused: u64,
+    /// Log writes that succeeded, and the most chats one of them stored.
+    pub commits: u64,
+    pub most_chats_per_commit: usize,
     /// Conns handed off by the loops (detach, `Adopt` mail, adopt).
     pub handoffs: u64,
     /// Graceful stops, and conns closed by them with their goodbye delivered.
@@ -122,6 +125,8 @@ pub fn run(cfg: &SimConfig, seed: u64) -> Outcome {
         group_deliveries: world.ledger.groups.deliveries,
         group_proven: world.ledger.groups.proven,
         group_excused: world.ledger.groups.excused,
+        commits: world.commits,
+        most_chats_per_commit: world.most_chats_per_commit,
         handoffs: world.handoffs,
         shutdowns: world.shutdowns,
         goodbyes: world.goodbyes,

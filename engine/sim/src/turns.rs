@@ -126,7 +126,10 @@ impl World {
             Note::Committed(bytes) => {
                 self.mix(b"commit-ok");
                 // Durable now: a chat stored here is owed to its recipient (checker 1).
-                for key in crate::tamper::stored_chats(&bytes) {
+                let chats = crate::tamper::stored_chats(&bytes);
+                self.commits += 1;
+                self.most_chats_per_commit = self.most_chats_per_commit.max(chats.len());
+                for key in chats {
                     self.ledger.on_committed(key);
                 }
                 Ok(())

@@ -160,6 +160,9 @@ pub(crate) struct World {
     /// Chats that sessions without XEP-0198 received on each conn (by key) since it last
     /// drained (see `flow`).
     pub(crate) undrained: BTreeMap<u64, Vec<crate::ledger::MsgKey>>,
+    /// Log writes that succeeded, and the most chats one of them stored (group commit).
+    pub commits: u64,
+    pub most_chats_per_commit: usize,
     /// Conns handed off to their home shard (through the real loop's detach and adopt).
     pub handoffs: u64,
     /// A graceful stop is under way (the stop flag is set), since this time.
@@ -242,6 +245,8 @@ impl World {
             commit_failures: 0,
             stable_clients: 0,
             undrained: BTreeMap::new(),
+            commits: 0,
+            most_chats_per_commit: 0,
             handoffs: 0,
             stopping_since_ms: None,
             shutdowns: 0,

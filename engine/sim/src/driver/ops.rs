@@ -138,7 +138,8 @@ impl Ops for SimOps<'_> {
         let token = self.d.next_token;
         // Writes to the file complete in submission order: never before the one ahead.
         let after = self.d.writes.back().map_or(0, |w| w.ready_at_ms);
-        let ready_at_ms = (self.d.now_ms() + self.d.rng.range(0, 8)).max(after);
+        let (lo, hi) = self.d.write_ms;
+        let ready_at_ms = (self.d.now_ms() + self.d.rng.range(lo, hi)).max(after);
         self.d.writes.push_back(PendingWrite {
             file,
             token,
