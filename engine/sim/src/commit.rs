@@ -104,15 +104,6 @@ pub(crate) fn store_config(dir: &TempDir, shard: u16, offline_max: usize) -> Sto
     config
 }
 
-pub(crate) fn open_store(
-    dir: &TempDir,
-    shard: u16,
-    offline_max: usize,
-) -> Result<Store, Violation> {
-    Store::open(store_config(dir, shard, offline_max))
-        .map_err(|e| Violation::new("store", format!("shard {shard} failed to open: {e}")))
-}
-
 impl World {
     /// Real shard loops over freshly (re)opened stores, with seeds from the run's PRNG.
     pub fn start_shards(&mut self) -> Step {
@@ -126,7 +117,13 @@ impl World {
             started: Instant::now(),
         });
         for shard in 0..self.cfg.shards {
-            let store = open_store(&self.dir, shard, self.cfg.offline_max)?;
+            let mut config = store_config(&self.dir, shard, self.cfg.offline_max);
+            if let Some(min_bytes) = self.cfg.compact_min_bytes {
+                config.compact_min_bytes = min_bytes;
+            }
+            let store = Store::open(config).map_err(|e| {
+                Violation::new("store", format!("shard {shard} failed to open: {e}"))
+            })?;
             let seed = self.rng.next_u64();
             let config = self.router_config.clone();
             let mut router = Router::with_store_and_seed(config, shard, store, seed);
@@ -172,6 +169,7 @@ impl World {
             }
         }
         self.backlogs_started += self.backlogs_in_incarnation();
+        self.compactions += self.compactions_in_incarnation();
         // Dropping the loops closes the logs and releases their locks.
         self.shards.clear();
         if self.cfg.inject == Some(InjectBug::LoseCommitted) {
@@ -216,6 +214,14 @@ impl World {
 
 impl World {
     /// Backlogs the current routers started (their stats die with them at a restart).
+    /// Log compactions the current loops ran (each re-registers its log with the driver).
+    pub(crate) fn compactions_in_incarnation(&self) -> u64 {
+        self.shards
+            .iter()
+            .map(|s| s.looped.driver().reregistered)
+            .sum()
+    }
+
     pub(crate) fn backlogs_in_incarnation(&self) -> u64 {
         self.shards
             .iter()

@@ -171,6 +171,8 @@ pub struct SimDriver {
     pub drain_on_send: bool,
     /// How long a log write takes (virtual ms, drawn per write in this range).
     pub write_ms: (u64, u64),
+    /// Files registered after the first: the loop re-registers its log after compaction.
+    pub reregistered: u64,
 }
 
 struct NoWake;
@@ -200,6 +202,7 @@ impl SimDriver {
             write_fail_per_mille: 0,
             drain_on_send: false,
             write_ms: (0, 8),
+            reregistered: 0,
         }
     }
 
@@ -506,6 +509,9 @@ impl Driver for SimDriver {
     }
 
     fn register_file(&mut self, file: File) -> io::Result<FileId> {
+        if self.next_file > 0 {
+            self.reregistered += 1;
+        }
         self.next_file += 1;
         self.files.insert(self.next_file, file);
         Ok(FileId(self.next_file))

@@ -101,9 +101,11 @@
 //! `backlog-overflow`); a window of fewer than five stanzas waits for the one-second `<r/>`
 //! timer per window (`--sm-window-bytes 512`: `acked-delivered`).
 //!
+//! Compaction runs in the loop only with a small `SimConfig::compact_min_bytes` (the default
+//! threshold, 4 MiB, is never reached by the sim's logs).
+//!
 //! What it does not do: real sockets, threads, TLS or kernel buffers (a byte is handed to the
-//! kernel when the network pulled it from the driver's queue), linger timeouts, or compaction
-//! (the loop would run it; the sim's logs stay below its threshold);
+//! kernel when the network pulled it from the driver's queue), linger timeouts;
 //! room administration, leaves, nick changes; roster changes after setup. Groupchat messages
 //! from sessions without XEP-0198 are never owed (nothing acknowledges them).
 //!
@@ -243,6 +245,9 @@ pub struct SimConfig {
     /// How long one log write takes (virtual ms, drawn per write): the loop keeps one write
     /// in flight and appends what arrives meanwhile to the next (group commit).
     pub log_write_ms: (u64, u64),
+    /// The stores' `compact_min_bytes` (`None`: the store's default, 4 MiB, which the sim's
+    /// logs never reach): small, the loops compact their logs while clients chat.
+    pub compact_min_bytes: Option<u64>,
 }
 
 impl Default for SimConfig {
@@ -267,6 +272,7 @@ impl Default for SimConfig {
             slow_read_bytes_per_ms: (1, 8),
             graceful_stop_per_mille: 0,
             log_write_ms: (0, 8),
+            compact_min_bytes: None,
         }
     }
 }

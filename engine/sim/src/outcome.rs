@@ -61,6 +61,8 @@ pub struct Outcome {
     pub group_deliveries: u64,
     pub group_proven: u64,
     pub group_excused: u64,
+    /// Log compactions the loops ran (see `SimConfig::compact_min_bytes`).
+    pub compactions: u64,
     /// Log writes that succeeded, and the most chats one of them stored.
     pub commits: u64,
     pub most_chats_per_commit: usize,
@@ -126,6 +128,7 @@ pub fn run(cfg: &SimConfig, seed: u64) -> Outcome {
         group_proven: world.ledger.groups.proven,
         group_excused: world.ledger.groups.excused,
         commits: world.commits,
+        compactions: world.compactions + world.compactions_in_incarnation(),
         most_chats_per_commit: world.most_chats_per_commit,
         handoffs: world.handoffs,
         shutdowns: world.shutdowns,

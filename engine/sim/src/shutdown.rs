@@ -45,6 +45,7 @@ impl World {
             self.note(|| "GRACEFUL STOP DONE".to_owned());
             self.stopping_since_ms = None;
             self.backlogs_started += self.backlogs_in_incarnation();
+            self.compactions += self.compactions_in_incarnation();
             return self.reincarnate();
         }
         if self.now_ms.saturating_sub(since_ms) > STOP_LIMIT_MS {

@@ -160,6 +160,8 @@ pub(crate) struct World {
     /// Chats that sessions without XEP-0198 received on each conn (by key) since it last
     /// drained (see `flow`).
     pub(crate) undrained: BTreeMap<u64, Vec<crate::ledger::MsgKey>>,
+    /// Log compactions run by the loops, summed over server incarnations.
+    pub(crate) compactions: u64,
     /// Log writes that succeeded, and the most chats one of them stored (group commit).
     pub commits: u64,
     pub most_chats_per_commit: usize,
@@ -245,6 +247,7 @@ impl World {
             commit_failures: 0,
             stable_clients: 0,
             undrained: BTreeMap::new(),
+            compactions: 0,
             commits: 0,
             most_chats_per_commit: 0,
             handoffs: 0,

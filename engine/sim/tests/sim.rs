@@ -56,6 +56,16 @@ fn slow_disk(seed: u64) -> SimConfig {
     }
 }
 
+/// Compaction through the loop under `pressure`: the stores compact once their log passes
+/// 8 KiB with half of it dead, so the loop unregisters its log, compacts, re-registers,
+/// while backlogs read stored messages back (compaction waits for no read in flight).
+fn compacting(seed: u64) -> SimConfig {
+    SimConfig {
+        compact_min_bytes: Some(8 * 1024),
+        ..pressure(seed)
+    }
+}
+
 /// Rosters (K = 2 or 3 contacts each) and presence updates on top of the chat scenario.
 fn social(seed: u64) -> SimConfig {
     SimConfig {
@@ -183,6 +193,28 @@ fn group_commit_on_a_slow_disk_holds_over_a_hundred_seeds() {
         batched > 80,
         "only {batched} runs batched 8 chats or more in one write"
     );
+}
+
+/// See `compacting`: compactions happen in every run and lose nothing owed.
+#[test]
+fn compaction_in_the_loop_loses_nothing_over_a_hundred_seeds() {
+    let started = Instant::now();
+    let seeds: Vec<u64> = (0..100).collect();
+    let outcomes = run_many(&seeds, compacting);
+    let failures = failures(&outcomes);
+    let compactions: u64 = outcomes.iter().map(|o| o.compactions).sum();
+    let compacted = outcomes.iter().filter(|o| o.compactions > 0).count();
+    println!(
+        "{} seeds in {:.2}s: {compactions} compactions, in {compacted} runs",
+        seeds.len(),
+        started.elapsed().as_secs_f64(),
+    );
+    assert!(
+        failures.is_empty(),
+        "failing seeds:\n{}",
+        failures.join("\n")
+    );
+    assert!(compacted > 90, "only {compacted} runs compacted");
 }
 
 #[test]
