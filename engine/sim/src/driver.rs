@@ -1,7 +1,8 @@
 //! The simulated `rookery_io::Driver` one real shard loop (`rookery::shard::Shard`) runs on:
 //! in-memory conns and the shard's log file, completions when the world says time has come.
 //!
-//! What it does: keeps each conn's output queue (the driver's cap: a send past
+//! What it does: hands a conn's input to the shard in one to three reads cut at seeded
+//! points (partial reads); keeps each conn's output queue (the driver's cap: a send past
 //! `max_output_bytes` into a non-empty queue is `QueueFull`, as in the real driver), hands
 //! its bytes out in pieces when the world's network pulls them (partial writes of seeded
 //! sizes), reports `Drained` when a queue empties, finishes `close(Flush)` and `detach` once
@@ -246,7 +247,7 @@ impl SimDriver {
         };
         match c.state {
             ConnState::Open | ConnState::Closing => {
-                self.ready.push_back(Ready::Received(conn, bytes));
+                self.read_in_pieces(conn, bytes);
                 Ok(())
             }
             ConnState::Detaching => {
@@ -255,6 +256,26 @@ impl SimDriver {
             }
             ConnState::Aborted | ConnState::PeerGone => Err(bytes),
         }
+    }
+
+    /// Partial reads: one time in three the bytes arrive as two or three reads split at
+    /// seeded points (stanzas cut anywhere, as a socket may cut them).
+    fn read_in_pieces(&mut self, conn: ConnId, mut bytes: Vec<u8>) {
+        let pieces = if bytes.len() > 1 && self.rng.chance(333) {
+            self.rng.range(2, 3)
+        } else {
+            1
+        };
+        for _ in 1..pieces {
+            if bytes.len() < 2 {
+                break;
+            }
+            let cut = self.rng.range(1, bytes.len() as u64 - 1) as usize;
+            let rest = bytes.split_off(cut);
+            self.ready.push_back(Ready::Received(conn, bytes));
+            bytes = rest;
+        }
+        self.ready.push_back(Ready::Received(conn, bytes));
     }
 
     /// The network lost the conn: its queue is dropped and `Closed` follows. False if the

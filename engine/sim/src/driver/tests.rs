@@ -122,3 +122,35 @@ fn log_writes_complete_in_order_after_their_delay() {
     assert_eq!(seen.0[2], expected);
     let _ = std::fs::remove_file(&path);
 }
+
+/// Collects what the shard reads, per read.
+#[derive(Default)]
+struct Reads(Vec<Vec<u8>>);
+
+impl Handler<SimDriver> for Reads {
+    fn on_event(&mut self, _io: &mut SimOps<'_>, event: Event<'_>) {
+        if let Event::Received { data, .. } = event {
+            self.0.push(data.to_vec());
+        }
+    }
+}
+
+#[test]
+fn input_arrives_whole_and_in_order_but_sometimes_in_pieces() {
+    let mut split = 0;
+    for seed in 0..50 {
+        let mut d = SimDriver::new(SimClock::default(), seed, Rc::new(Cell::new(0)), 100);
+        let conn = d.accept().expect("listening");
+        let input = b"<message to='a@b'><body>hello</body></message>".to_vec();
+        d.receive(conn, input.clone()).expect("open");
+        let mut reads = Reads::default();
+        d.turn(None, &mut reads).expect("turn");
+        assert!(
+            reads.0.iter().all(|r| !r.is_empty()),
+            "a read is never empty"
+        );
+        assert_eq!(reads.0.concat(), input);
+        split += usize::from(reads.0.len() > 1);
+    }
+    assert!((5..45).contains(&split), "{split} of 50 inputs were split");
+}
