@@ -18,7 +18,7 @@
 //! without stream management); with no session available it waits and is flushed, with a
 //! XEP-0203 delay stamp, when the user sends initial presence. The sender's XEP-0198 handled
 //! count covers a stored message only once the recipient's home shard committed it: the shard
-//! loop commits once per turn (`store_mut().begin_commit()`, write, `finish_commit`, then
+//! loop commits once per turn (`begin_commit()`, write, `finish_commit`, then
 //! `on_committed`), and a sender on another shard hears of it by `Mail::Committed`.
 //!
 //! Modules, one job each: `config`, `effects` (outputs and cross-shard values), `auth` (SASL

@@ -22,7 +22,7 @@
 //!   commit releases a prefix of them; there are at most as many as messages stored since the
 //!   last successful commit (one per loop turn normally; a failing disk refuses new ones).
 
-use rookery_store::{CommitBatch, LogWriter, MsgId, Store, StoreError};
+use rookery_store::{CommitBatch, CompactReport, LogWriter, MsgId, Store, StoreError};
 
 use crate::effects::{AckRef, ConnKey, Effects, GatherRef, Mail, StanzaType};
 use crate::replies::StanzaError;
@@ -168,13 +168,6 @@ impl Router {
         &self.store
     }
 
-    /// The shard's store, for the loop's group commit: `begin_commit`, write the batch, then
-    /// `finish_commit` with the result; on success call `on_committed` with the seq it
-    /// returned. Also for `compact` when idle. Do not `put` or `ack` through it.
-    pub fn store_mut(&mut self) -> &mut Store {
-        &mut self.store
-    }
-
     /// The store committed everything up to `committed_seq` (what `finish_commit` returned):
     /// senders waiting for it are told (their XEP-0198 handled count advances, here or by
     /// `Mail::Committed` to their shard).
@@ -219,7 +212,21 @@ impl Router {
         Ok(Some(seq))
     }
 
-    /// Hands a batch from `store_mut().begin_commit()` back with its write result, and
+    /// The records appended since the last batch, as the next group-commit batch to write
+    /// (`None`: nothing appended, a batch still in flight, or the store unavailable with no
+    /// retry due). Hand it back with `finish_commit`. The shard loop's way to the store's
+    /// writes: nothing outside the router writes to the store.
+    pub fn begin_commit(&mut self) -> Option<CommitBatch> {
+        self.store.begin_commit()
+    }
+
+    /// Compacts the log if it is due (`None` if not): see `Store::compact`. Call it only with
+    /// no batch and no log read in flight (a read's span names a place in the old file).
+    pub fn compact_log_if_due(&mut self) -> Option<Result<CompactReport, StoreError>> {
+        self.store.compaction_due().then(|| self.store.compact())
+    }
+
+    /// Hands a batch from `begin_commit()` back with its write result, and
     /// releases the senders it commits: `finish_commit` + `on_committed` in one call.
     pub fn finish_commit(
         &mut self,

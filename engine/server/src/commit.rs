@@ -14,6 +14,7 @@ use std::fs::File;
 use std::io;
 
 use rookery_io::{Driver, FileId, FileSync, Ops};
+use rookery_router::Router;
 use rookery_store::{CommitBatch, CompactReport, Store};
 
 /// The driver-side state of one shard's log writes.
@@ -46,12 +47,12 @@ impl Committer {
 
     /// Starts the next write if none is in flight and the store hands out a batch (it does
     /// not while unavailable and no retry is due; the router's tick paces retries).
-    pub fn pump(&mut self, store: &mut Store, io: &mut impl Ops) {
+    pub fn pump(&mut self, router: &mut Router, io: &mut impl Ops) {
         let Some(file) = self.file else { return };
         if self.in_flight.is_some() {
             return;
         }
-        let Some(mut batch) = store.begin_commit() else {
+        let Some(mut batch) = router.begin_commit() else {
             return;
         };
         let sync = if batch.sync_data() {
@@ -85,19 +86,20 @@ impl Committer {
     pub fn compact_if_due<D: Driver>(
         &mut self,
         driver: &mut D,
-        store: &mut Store,
+        router: &mut Router,
         reads_in_flight: bool,
     ) -> Option<Result<CompactReport, String>> {
         // Compaction moves records: never under a read (its span would name the old file).
-        if self.in_flight.is_some() || reads_in_flight || !store.compaction_due() {
+        if self.in_flight.is_some() || reads_in_flight || !router.store().compaction_due() {
             return None;
         }
         let old: Option<File> = self.file.take().and_then(|id| driver.unregister_file(id));
         drop(old);
-        let report = store
-            .compact()
+        let report = router
+            .compact_log_if_due()
+            .unwrap_or_else(|| Ok(CompactReport::default()))
             .map_err(|err| format!("log compaction failed: {err}"));
-        if let Err(err) = self.attach(driver, store) {
+        if let Err(err) = self.attach(driver, router.store()) {
             return Some(Err(format!(
                 "after compaction, registering the log failed: {err}"
             )));

@@ -2,14 +2,9 @@
 //! backend, opens one SO_REUSEPORT listener per shard, starts one pinned thread per shard and
 //! waits for SIGINT/SIGTERM (or a shard failing) to stop them all.
 
-mod admin_http;
-mod commit;
 mod config;
 mod data_dir;
 mod listener;
-mod metrics;
-mod reads;
-mod shard;
 mod sys;
 
 use std::sync::atomic::{AtomicBool, AtomicU64};
@@ -24,7 +19,9 @@ use rookery_router::{AuthBackend, Router, RouterConfig};
 use tracing::{error, info, warn};
 
 use config::{Args, AuthKind, Config};
-use shard::{ShardParts, Shared};
+use rookery::metrics;
+use rookery::seams::MonotonicClock;
+use rookery::shard::{self, ShardParts, Shared};
 
 /// How a shard thread or the signal watcher tells main it is done.
 enum Exit {
@@ -88,18 +85,20 @@ fn run(args: Args) -> anyhow::Result<()> {
         router.set_wall_clock(shared.started.elapsed().as_millis() as u64, unix_ms);
         let parts = ShardParts {
             index,
-            listener,
             mailbox,
             router,
             stats: Arc::clone(&stats[index]),
             shared: Arc::clone(&shared),
+            clock: MonotonicClock {
+                started: shared.started,
+            },
         };
         let (kind, core, limits, exit_tx) =
             (selected.kind, cores[index], limits.clone(), exit_tx.clone());
         let thread = std::thread::Builder::new()
             .name(format!("rookery-shard-{index}"))
             .spawn(move || {
-                let result = shard_thread(kind, core, limits, parts);
+                let result = shard_thread(kind, core, limits, listener, parts);
                 let _ = exit_tx.send(Exit::Shard(index, result));
             })?;
         threads.push(thread);
@@ -127,15 +126,16 @@ fn shard_thread(
     kind: BackendKind,
     core: usize,
     limits: Limits,
-    parts: ShardParts,
+    listener: std::net::TcpListener,
+    parts: ShardParts<rookery_mailbox::Mailbox<shard::ShardMail>, MonotonicClock>,
 ) -> anyhow::Result<()> {
     if let Err(err) = sys::pin_current_thread(core) {
         warn!(shard = parts.index, "not pinned to core {core}: {err}");
     }
     match kind {
         #[cfg(target_os = "linux")]
-        BackendKind::Uring => shard::run(rookery_io::UringDriver::new(limits)?, parts),
-        _ => shard::run(PollDriver::new(limits)?, parts),
+        BackendKind::Uring => shard::run(rookery_io::UringDriver::new(limits)?, listener, parts),
+        _ => shard::run(PollDriver::new(limits)?, listener, parts),
     }
 }
 

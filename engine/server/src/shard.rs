@@ -8,6 +8,11 @@
 //!
 //! What crosses threads: only [`ShardMail`] through the mailbox, the process-wide conn counter
 //! and stop flag in [`Shared`], and the published [`ShardStats`].
+//!
+//! Seams: besides the driver, the loop is generic over its clock and its mail transport
+//! (`seams`), and [`Shard::turn`] runs one turn and returns, so the simulator (`rookery-sim`)
+//! drives this very loop, N shards in one thread with a virtual clock and a seeded mailbox;
+//! [`run`] is the server's loop around it.
 
 use std::collections::HashMap;
 use std::net::TcpListener;
@@ -17,7 +22,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rookery_io::{ConnId, Driver, Event, FileId, Handler, Linger, Ops, SendError};
-use rookery_mailbox::{Mailbox, ShardId};
+use rookery_mailbox::ShardId;
 use rookery_router::{ConnKey, Effects, Handoff, Mail, Router};
 use rookery_store::LogSpan;
 use tracing::{info, warn};
@@ -25,6 +30,7 @@ use tracing::{info, warn};
 use crate::commit::Committer;
 use crate::metrics::{LoopStats, ShardStats};
 use crate::reads::Reads;
+use crate::seams::{Clock, MailTransport};
 
 /// What one shard mails another.
 pub enum ShardMail {
@@ -68,22 +74,37 @@ const MAX_MAIL_PER_TURN: usize = 8192;
 /// How often refused conns are logged (a summary line, never one line per conn).
 const REFUSED_LOG_INTERVAL_MS: u64 = 10_000;
 
-/// Everything a shard thread starts with.
-pub struct ShardParts {
+/// Everything a shard starts with besides its driver (and, in the server, its listener).
+pub struct ShardParts<M, C> {
     pub index: usize,
-    pub listener: TcpListener,
-    pub mailbox: Mailbox<ShardMail>,
+    pub mailbox: M,
     pub router: Router,
     pub stats: Arc<ShardStats>,
     pub shared: Arc<Shared>,
+    pub clock: C,
+}
+
+/// Whether the shard goes on after a turn.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TurnEnd {
+    Running,
+    /// Shutdown finished (streams closed and flushed, or the grace ran out).
+    Finished,
+}
+
+/// One shard: its driver and everything else, run one [`turn`](Shard::turn) at a time.
+pub struct Shard<D: Driver, M, C> {
+    driver: D,
+    state: ShardState<M, C>,
 }
 
 /// The shard's state outside the driver; it is the driver's event handler.
-struct ShardState {
+struct ShardState<M, C> {
     index: usize,
     router: Router,
+    clock: C,
     /// Where the router's effects go; a separate field so the router and it borrow apart.
-    out: Outbox,
+    out: Outbox<M>,
     inbox: Vec<ShardMail>,
     /// The durable log's writes in flight through the driver.
     committer: Committer,
@@ -101,8 +122,8 @@ struct ShardState {
 
 /// The shard's outgoing side: staged mail, conns being handed off, log reads, and effect
 /// counters.
-struct Outbox {
-    mailbox: Mailbox<ShardMail>,
+struct Outbox<M> {
+    mailbox: M,
     /// Conns being detached, with where they go once the driver hands the socket back.
     handoffs: HashMap<ConnKey, (u16, Handoff)>,
     /// Reads of stored messages in flight, and the log they read (the committer's file,
@@ -112,8 +133,8 @@ struct Outbox {
     slow_consumer_closes: u64,
 }
 
-impl Outbox {
-    fn fx<'a, O: Ops>(&'a mut self, io: &'a mut O) -> ShardEffects<'a, O> {
+impl<M: MailTransport<ShardMail>> Outbox<M> {
+    fn fx<'a, O: Ops>(&'a mut self, io: &'a mut O) -> ShardEffects<'a, O, M> {
         ShardEffects {
             io,
             mailbox: &mut self.mailbox,
@@ -126,68 +147,107 @@ impl Outbox {
 }
 
 /// Runs the shard until the stop flag is set and its streams are closed.
-pub fn run<D: Driver>(mut driver: D, parts: ShardParts) -> anyhow::Result<()> {
-    driver.listen(parts.listener)?;
-    let mut committer = Committer::default();
-    committer.attach(&mut driver, parts.router.store())?;
-    let wake = driver.wake_handle();
-    parts.mailbox.set_waker(Box::new(move || wake.wake()));
-    let mut state = ShardState {
-        index: parts.index,
-        router: parts.router,
-        out: Outbox {
-            mailbox: parts.mailbox,
-            handoffs: HashMap::new(),
-            reads: Reads::default(),
-            log_file: committer.file(),
-            slow_consumer_closes: 0,
-        },
-        inbox: Vec::new(),
-        committer,
-        store_available: true,
-        stats: parts.stats,
-        shared: parts.shared,
-        stopping_since_ms: None,
-        refused_unlogged: 0,
-        refused_logged_at_ms: 0,
-        loop_stats: LoopStats::default(),
-        heap_published_at_ms: 0,
-    };
-    loop {
+pub fn run<D: Driver, M: MailTransport<ShardMail>, C: Clock>(
+    mut driver: D,
+    listener: TcpListener,
+    parts: ShardParts<M, C>,
+) -> anyhow::Result<()> {
+    driver.listen(listener)?;
+    let mut shard = Shard::new(driver, parts)?;
+    while shard.turn()? == TurnEnd::Running {}
+    Ok(())
+}
+
+impl<D: Driver, M: MailTransport<ShardMail>, C: Clock> Shard<D, M, C> {
+    /// Registers the store's log with the driver and the driver's waker with the mailbox.
+    pub fn new(mut driver: D, parts: ShardParts<M, C>) -> std::io::Result<Self> {
+        let mut committer = Committer::default();
+        committer.attach(&mut driver, parts.router.store())?;
+        let wake = driver.wake_handle();
+        parts.mailbox.set_waker(Box::new(move || wake.wake()));
+        let state = ShardState {
+            index: parts.index,
+            router: parts.router,
+            clock: parts.clock,
+            out: Outbox {
+                mailbox: parts.mailbox,
+                handoffs: HashMap::new(),
+                reads: Reads::default(),
+                log_file: committer.file(),
+                slow_consumer_closes: 0,
+            },
+            inbox: Vec::new(),
+            committer,
+            store_available: true,
+            stats: parts.stats,
+            shared: parts.shared,
+            stopping_since_ms: None,
+            refused_unlogged: 0,
+            refused_logged_at_ms: 0,
+            loop_stats: LoopStats::default(),
+            heap_published_at_ms: 0,
+        };
+        Ok(Shard { driver, state })
+    }
+
+    /// One loop turn: drain mail, commit, wait for I/O (at most the budget; the driver
+    /// decides what waiting means), handle completions, run timers, commit, flush mail.
+    pub fn turn(&mut self) -> std::io::Result<TurnEnd> {
+        let (state, driver) = (&mut self.state, &mut self.driver);
         state.drain_mail(&mut driver.ops());
         // Records the mail appended (stanzas stored for this shard's users) leave before the
         // wait, not after it: their senders' acknowledgements wait for this commit.
-        state
-            .committer
-            .pump(state.router.store_mut(), &mut driver.ops());
+        state.committer.pump(&mut state.router, &mut driver.ops());
         if state.stopping_since_ms.is_none() && state.shared.stop.load(Ordering::Acquire) {
-            state.begin_shutdown(&mut driver);
+            state.begin_shutdown(driver);
         }
         let timeout = state.wait_budget();
-        let turn = driver.turn(Some(timeout), &mut state)?;
+        let turn = driver.turn(Some(timeout), state)?;
         state.out.mailbox.awake();
-        let now_ms = state.now_ms();
+        let now_ms = state.clock.now_ms();
         state
             .router
             .on_tick(now_ms, &mut state.out.fx(&mut driver.ops()));
         // Everything this turn appended to the log leaves in one write.
-        state
-            .committer
-            .pump(state.router.store_mut(), &mut driver.ops());
+        state.committer.pump(&mut state.router, &mut driver.ops());
         let flushed = state.out.mailbox.flush();
         state.loop_stats.mailbox_full += flushed.full_lanes as u64;
         state.log_refused(now_ms);
-        state.compact_if_due(&mut driver);
-        state.publish(&driver, turn.submit_calls, now_ms);
-        if state.shutdown_finished(&driver, now_ms) {
-            return Ok(());
+        state.compact_if_due(driver);
+        state.publish(driver, turn.submit_calls, now_ms);
+        if state.shutdown_finished(driver, now_ms) {
+            return Ok(TurnEnd::Finished);
         }
+        Ok(TurnEnd::Running)
+    }
+
+    /// The router, read-only (checks, stats).
+    pub fn router(&self) -> &Router {
+        &self.state.router
+    }
+
+    pub fn driver(&self) -> &D {
+        &self.driver
+    }
+
+    /// The driver, for a simulation to feed it completions between turns.
+    pub fn driver_mut(&mut self) -> &mut D {
+        &mut self.driver
+    }
+
+    pub fn mailbox(&self) -> &M {
+        &self.state.out.mailbox
+    }
+
+    /// Whether a log write is in flight (a simulation's settle check).
+    pub fn committing(&self) -> bool {
+        self.state.committer.busy()
     }
 }
 
-impl ShardState {
+impl<M: MailTransport<ShardMail>, C: Clock> ShardState<M, C> {
     fn now_ms(&self) -> u64 {
-        self.shared.started.elapsed().as_millis() as u64
+        self.clock.now_ms()
     }
 
     /// How long the next wait may block: zero when there is mail to move, else until the
@@ -343,7 +403,7 @@ impl ShardState {
         let reading = self.out.reads.busy();
         let done = self
             .committer
-            .compact_if_due(driver, self.router.store_mut(), reading);
+            .compact_if_due(driver, &mut self.router, reading);
         match done {
             Some(Ok(report)) => info!(shard = self.index, "log compacted: {report:?}"),
             Some(Err(err)) => warn!(shard = self.index, "{err}"),
@@ -410,7 +470,7 @@ impl ShardState {
     }
 }
 
-impl<D: Driver> Handler<D> for ShardState {
+impl<D: Driver, M: MailTransport<ShardMail>, C: Clock> Handler<D> for ShardState<M, C> {
     fn on_event(&mut self, io: &mut D::Ops<'_>, event: Event<'_>) {
         match event {
             Event::Accepted { conn, peer, .. } => self.on_accepted(io, conn, peer),
@@ -479,16 +539,16 @@ impl<D: Driver> Handler<D> for ShardState {
 }
 
 /// The router's effects, applied to this shard's driver and mailbox.
-struct ShardEffects<'a, O: Ops> {
+struct ShardEffects<'a, O: Ops, M> {
     io: &'a mut O,
-    mailbox: &'a mut Mailbox<ShardMail>,
+    mailbox: &'a mut M,
     handoffs: &'a mut HashMap<ConnKey, (u16, Handoff)>,
     reads: &'a mut Reads,
     log_file: Option<FileId>,
     slow_consumer_closes: &'a mut u64,
 }
 
-impl<O: Ops> Effects for ShardEffects<'_, O> {
+impl<O: Ops, M: MailTransport<ShardMail>> Effects for ShardEffects<'_, O, M> {
     fn send(&mut self, conn: ConnKey, bytes: &[u8]) {
         let id = ConnId::from_u64(conn.0);
         if let Err(SendError::QueueFull) = self.io.send(id, bytes) {

@@ -16,7 +16,7 @@ impl World {
     /// Checker 4, after every event: store queues, router conns vs. the network's view.
     pub(crate) fn check_bounds(&self) -> Step {
         for (shard, s) in self.shards.iter().enumerate() {
-            let store = s.router.store();
+            let store = s.router().store();
             if let Some(owner) = store
                 .owners()
                 .find(|owner| store.queue_len(owner) > self.cfg.offline_max)
@@ -30,7 +30,7 @@ impl World {
                 .filter(|k| usize::from(k.shard) == shard)
                 .filter(|k| matches!(k.state, KeyState::Open | KeyState::ClosedByRouter))
                 .count() as u64;
-            let stats = s.router.stats();
+            let stats = s.router().stats();
             if stats.conns > open || stats.detached_sessions > self.clients.len() as u64 {
                 let detail = format!("shard {shard}: {stats:?} with {open} open conns");
                 return Err(Violation::new("bounded", detail));

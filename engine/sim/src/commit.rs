@@ -1,41 +1,61 @@
-//! The shards' side of the simulation: stores in a per-run temp dir, group commits split into
-//! `begin_commit` and `finish_commit` with a random delay between them (sometimes failing
-//! with an injected ENOSPC), ticks, and whole-server restarts. A batch written without error
-//! tells the ledger which chats are now durable (owed to their recipients).
+//! The shards' side of the simulation: each shard is the server's real loop
+//! (`rookery::shard::Shard`) on a simulated driver, mailbox and clock, over a store in a
+//! per-run temp dir; whole-server restarts (kill -9: what the logs hold survives, a write in
+//! flight is lost or torn) and the configs.
 //!
-//! What it does not do: decide when faults happen in general (`world`), or edit logs (the
-//! `lose-committed` canary is in `tamper`).
+//! What it does not do: decide when faults happen (`world`, `net`), run turns or read what
+//! they did (`turns`), or edit logs (the `lose-committed` canary is in `tamper`).
 //!
-//! Invariants: at most one batch per shard is in flight (the store's own rule); a batch is
-//! written with the blocking `SyncWriter` only when its finish event fires, so a restart in
-//! between loses it (or leaves a torn prefix, which replay must cut), like a kill -9.
+//! Invariants: one write in flight per shard at most (the loop's committer); a kill drops
+//! every shard, its driver and its mailbox at once, so nothing from that incarnation acts
+//! again (its events carry the old `epoch`).
 
+use std::cell::RefCell;
 use std::fs::OpenOptions;
-use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Instant;
 
+use rookery::metrics::ShardStats;
+use rookery::shard::{self, ShardParts, Shared};
 use rookery_router::{AuthBackend, Router, RouterConfig};
-use rookery_store::{CommitBatch, Durability, LogWriter, Store, StoreConfig, SyncWriter};
-use rookery_testkit::{TEST_DOMAIN, TEST_SECRET};
+use rookery_store::{Durability, Store, StoreConfig};
+use rookery_testkit::{TEST_DOMAIN, TEST_SECRET, TEST_WALL_CLOCK_MS};
 
+use crate::driver::{SimClock, SimDriver};
 use crate::ledger::Violation;
+use crate::mailbox::{Post, SimMailbox};
 use crate::world::{Ev, KeyState, Step, World};
 use crate::{InjectBug, SimConfig};
 
 /// Resumption window: short, so both resumption and its expiry happen within a run.
 pub const RESUME_TIMEOUT_MS: u64 = 2_000;
-/// Chance (per mille) that a finished write fails with ENOSPC.
-const WRITE_FAIL_PER_MILLE: u64 = 30;
-/// ENOSPC on Linux.
-const ENOSPC: i32 = 28;
+/// Chance (per mille) that a log write fails with ENOSPC in the active phase.
+pub(crate) const WRITE_FAIL_PER_MILLE: u64 = 30;
 
-/// One shard: its router and the batch being "written".
+/// The real loop over the simulated parts.
+pub(crate) type Loop = shard::Shard<SimDriver, SimMailbox, SimClock>;
+
+/// One shard of the current incarnation.
 pub(crate) struct Shard {
-    pub router: Router,
-    pub batch: Option<CommitBatch>,
+    pub looped: Loop,
+    /// Its mailbox's world side.
+    pub post: Rc<RefCell<Post>>,
+    /// The server's stop flag and conn count (one for all shards).
+    pub shared: Arc<Shared>,
+    /// When its next turn is scheduled.
+    pub turn_at_ms: Option<u64>,
+    /// The loop returned `Finished` (a graceful stop completed).
+    pub finished: bool,
+}
+
+impl Shard {
+    pub fn router(&self) -> &Router {
+        self.looped.router()
+    }
 }
 
 /// A per-run directory for the logs, removed on drop.
@@ -64,7 +84,7 @@ impl Drop for TempDir {
 }
 
 /// The routers' config: the run's shard count, output cap (the same as the simulated
-/// driver's, see `fx`) and XEP-0198 window; a short resumption window.
+/// driver's, see `driver`) and XEP-0198 window; a short resumption window.
 pub(crate) fn router_config(cfg: &SimConfig) -> Arc<RouterConfig> {
     let auth = AuthBackend::Token {
         secret: TEST_SECRET.to_vec(),
@@ -84,79 +104,57 @@ pub(crate) fn store_config(dir: &TempDir, shard: u16, offline_max: usize) -> Sto
     config
 }
 
-pub(crate) fn open_store(
-    dir: &TempDir,
-    shard: u16,
-    offline_max: usize,
-) -> Result<Store, Violation> {
-    Store::open(store_config(dir, shard, offline_max))
-        .map_err(|e| Violation::new("store", format!("shard {shard} failed to open: {e}")))
-}
-
 impl World {
-    pub(crate) fn commit_poll(&mut self, shard: u16) -> Step {
-        let s = &mut self.shards[usize::from(shard)];
-        if s.batch.is_none() {
-            if let Some(batch) = s.router.store_mut().begin_commit() {
-                let seq = batch.seq();
-                s.batch = Some(batch);
-                self.mix(&seq.to_le_bytes());
-                let epoch = self.epoch;
-                let delay = self.rng.range(0, 8);
-                self.schedule(delay, Ev::CommitDone { shard, epoch });
-            }
-        }
-        let epoch = self.epoch;
-        let delay = self.rng.range(2, 30);
-        self.schedule(delay, Ev::CommitPoll { shard, epoch });
-        Ok(())
-    }
-
-    pub(crate) fn commit_done(&mut self, shard: u16) -> Step {
-        let fail = !self.quiet && !self.setup && self.rng.chance(WRITE_FAIL_PER_MILLE);
-        let s = &mut self.shards[usize::from(shard)];
-        let Some(batch) = s.batch.take() else {
-            return Ok(());
-        };
-        let result = if fail {
-            self.commit_failures += 1;
-            Err(io::Error::from_raw_os_error(ENOSPC))
-        } else {
-            match s.router.store().log_file() {
-                Some(file) => SyncWriter.write_batch(file, &batch),
-                None => Err(io::Error::other("no log file")),
-            }
-        };
-        self.mix(if result.is_ok() {
-            b"commit-ok"
-        } else {
-            b"commit-err"
+    /// Real shard loops over freshly (re)opened stores, with seeds from the run's PRNG.
+    pub fn start_shards(&mut self) -> Step {
+        self.shards.clear();
+        // Process-wide, as in the server: a conn counted where it was accepted is uncounted
+        // where it closes, after a hand-off on another shard.
+        let shared = Arc::new(Shared {
+            stop: AtomicBool::new(false),
+            open_conns: AtomicU64::new(0),
+            max_conns: 1 << 40, // no ceiling in the sim
+            started: Instant::now(),
         });
-        if result.is_ok() {
-            // Durable now: a chat stored here is owed to its recipient (checker 1).
-            for key in crate::tamper::stored_chats(batch.bytes()) {
-                self.ledger.on_committed(key);
+        for shard in 0..self.cfg.shards {
+            let mut config = store_config(&self.dir, shard, self.cfg.offline_max);
+            if let Some(min_bytes) = self.cfg.compact_min_bytes {
+                config.compact_min_bytes = min_bytes;
             }
+            let store = Store::open(config).map_err(|e| {
+                Violation::new("store", format!("shard {shard} failed to open: {e}"))
+            })?;
+            let seed = self.rng.next_u64();
+            let config = self.router_config.clone();
+            let mut router = Router::with_store_and_seed(config, shard, store, seed);
+            router.set_wall_clock(self.now_ms, TEST_WALL_CLOCK_MS + self.now_ms);
+            let clock = self.clock.clone();
+            let seed = self.rng.next_u64();
+            let cap = self.cfg.max_output_bytes;
+            let mut driver = SimDriver::new(clock.clone(), seed, self.next_conn.clone(), cap);
+            driver.drain_on_send = self.cfg.inject == Some(InjectBug::DeleteOnQueue);
+            driver.write_ms = self.cfg.log_write_ms;
+            let post = Rc::new(RefCell::new(Post::default()));
+            let parts = ShardParts {
+                index: usize::from(shard),
+                mailbox: SimMailbox::new(post.clone()),
+                router,
+                stats: Arc::new(ShardStats::default()),
+                shared: shared.clone(),
+                clock,
+            };
+            let looped = Loop::new(driver, parts)
+                .map_err(|e| Violation::new("setup", format!("shard {shard}: {e}")))?;
+            self.shards.push(Shard {
+                looped,
+                post,
+                shared: shared.clone(),
+                turn_at_ms: None,
+                finished: false,
+            });
+            let at = self.now_ms + self.rng.range(0, 10);
+            self.wake_shard_at(shard, at);
         }
-        self.note(|| {
-            format!(
-                "shard {shard} commit seq {} ok={}",
-                batch.seq(),
-                result.is_ok()
-            )
-        });
-        // A failed write is reported by the store; the router keeps the acks back.
-        self.call(shard, |router, now_ms, fx| {
-            let _ = router.finish_commit(batch, result, now_ms, fx);
-        })
-    }
-
-    pub(crate) fn tick(&mut self, shard: u16) -> Step {
-        self.mix(b"tick");
-        self.call(shard, |router, now_ms, fx| router.on_tick(now_ms, fx))?;
-        let epoch = self.epoch;
-        let delay = self.rng.range(20, 60);
-        self.schedule(delay, Ev::Tick { shard, epoch });
         Ok(())
     }
 
@@ -166,26 +164,30 @@ impl World {
         for shard in 0..self.shards.len() {
             let torn = self.rng.chance(500);
             let cut = self.rng.next_u64();
-            let s = &mut self.shards[shard];
-            let Some(batch) = s.batch.take() else {
-                continue;
-            };
             if torn {
-                tear(s, &batch, cut);
+                tear(&self.shards[shard], cut);
             }
         }
         self.backlogs_started += self.backlogs_in_incarnation();
-        // Dropping the routers closes the logs and releases their locks.
+        self.compactions += self.compactions_in_incarnation();
+        // Dropping the loops closes the logs and releases their locks.
         self.shards.clear();
         if self.cfg.inject == Some(InjectBug::LoseCommitted) {
             self.bug_done |= crate::tamper::lose_one(self)?;
         }
+        self.reincarnate()
+    }
+
+    /// After the server is gone: everything in flight dies with it, clients lose their
+    /// conns, and a new incarnation starts.
+    pub(crate) fn reincarnate(&mut self) -> Step {
+        self.shards.clear();
         self.epoch += 1;
-        self.out_queued.clear();
         // Ack records not yet committed die with the process.
         self.undrained.clear();
         self.ledger.on_restart(self.now_ms);
         self.lanes.clear();
+        self.in_transit.clear();
         for net in 0..self.nets.len() {
             self.kill_net(net);
         }
@@ -194,29 +196,53 @@ impl World {
         }
         self.start_shards()
     }
+
+    /// Schedules a turn of `shard` at `at_ms` unless one is due sooner.
+    pub(crate) fn wake_shard_at(&mut self, shard: u16, at_ms: u64) {
+        let at_ms = at_ms.max(self.now_ms);
+        let epoch = self.epoch;
+        let Some(s) = self.shards.get_mut(usize::from(shard)) else {
+            return;
+        };
+        if s.finished || s.turn_at_ms.is_some_and(|t| t <= at_ms) {
+            return;
+        }
+        s.turn_at_ms = Some(at_ms);
+        self.schedule_at(at_ms, Ev::Turn { shard, epoch });
+    }
 }
 
 impl World {
     /// Backlogs the current routers started (their stats die with them at a restart).
+    /// Log compactions the current loops ran (each re-registers its log with the driver).
+    pub(crate) fn compactions_in_incarnation(&self) -> u64 {
+        self.shards
+            .iter()
+            .map(|s| s.looped.driver().reregistered)
+            .sum()
+    }
+
     pub(crate) fn backlogs_in_incarnation(&self) -> u64 {
         self.shards
             .iter()
-            .map(|s| s.router.stats().backlogs_started)
+            .map(|s| s.router().stats().backlogs_started)
             .sum()
     }
 }
 
-/// Writes a prefix of an in-flight batch, as a write cut short by the kill would.
-fn tear(shard: &Shard, batch: &CommitBatch, cut: u64) {
-    let bytes = batch.bytes();
+/// Writes a prefix of the write in flight, as a write cut short by the kill would.
+fn tear(shard: &Shard, cut: u64) {
+    let Some((offset, bytes)) = shard.looped.driver().writes_in_flight().next() else {
+        return;
+    };
     if bytes.is_empty() {
         return;
     }
     let len = (cut % bytes.len() as u64) as usize;
-    let Some(path) = shard.router.store().log_path() else {
+    let Some(path) = shard.router().store().log_path() else {
         return;
     };
     if let Ok(file) = OpenOptions::new().write(true).open(path) {
-        let _ = file.write_all_at(&bytes[..len], batch.offset());
+        let _ = file.write_all_at(&bytes[..len], offset);
     }
 }

@@ -1,83 +1,51 @@
 //! Output queues under pressure: slow readers, the driver's output cap, send completions
-//! (`Router::on_drained`) as the ledger sees them, and the `delete-on-queue` canary.
+//! (`Drained`) as the ledger sees them, and the `delete-on-queue` canary.
 //!
 //! What it does:
 //! - a conn may read slowly (drawn at connect, `SimConfig::slow_reader_per_mille`): while
-//!   clients chat (the active phase and the quiet period's first quarter, never in setup) the
-//!   bytes sent to it arrive at its read rate, one after the other, so its output queue
-//!   (`World::out_queued`) builds up and the router's backlogs are flow-controlled; when the
-//!   clients stop chatting, every slow reader catches up at once;
-//! - the cap itself is decided in `fx` at the send, as the driver decides it; here the abort
-//!   it causes is applied (the client sees the conn die, the router gets `on_closed`, queued
-//!   bytes are lost) and attributed: the overflowing send was a stored message (a XEP-0203
-//!   `<delay/>` stamp, or a chat of the ledger) or live traffic that is not stored (presence,
-//!   iq, groupchat copies, bounces). The router promises that its own stored-message traffic
-//!   never fills the cap (`rookery_router::delivery`): an abort caused by it is a
-//!   `backlog-overflow` violation; the others are counted;
+//!   clients chat (the active phase and the quiet period's first quarter, never in setup or
+//!   a graceful stop) the network pulls its output queue (in the simulated driver) at its read
+//!   rate, so the queue builds up and the router's backlogs are flow-controlled; when the
+//!   clients stop chatting, every slow reader reads at full speed;
+//! - the cap itself is the driver's (`QueueFull` past `max_output_bytes`) and the real
+//!   loop's answer to it (abort the conn); here the overflow is attributed: the send that did
+//!   not fit was a stored message (a XEP-0203 `<delay/>` stamp, or a chat of the ledger) or
+//!   live traffic that is not stored (presence, iq, groupchat copies, bounces). The router
+//!   promises that its own stored-message traffic never fills the cap
+//!   (`rookery_router::delivery`): an abort caused by it is a `backlog-overflow` violation;
+//!   the others are counted;
 //! - the chats a session without XEP-0198 received on a conn are remembered until the router
-//!   is told that conn drained, then reported to the ledger (`Ledger::on_confirmed`); a conn
-//!   that dies first forgets them (the router could not know they were read);
-//! - `delete-on-queue`: the router hears `on_drained` right after bytes are queued for a
-//!   conn, as well as when the queue really empties.
+//!   is told that conn drained (the driver's `Drained`, delivered by the real loop), then
+//!   reported to the ledger (`Ledger::on_confirmed`); a conn that dies first forgets them;
+//! - `delete-on-queue`: the driver reports `Drained` right after every send (see `driver`).
 //!
-//! What it does not do: judge deliveries (see `ledger`), or model partial writes or the
-//! kernel's buffers: a byte is "handed to the kernel" when its client read it.
+//! What it does not do: judge deliveries (see `ledger`), or model the kernel's buffers: a
+//! byte is "handed to the kernel" when the network pulled it from the driver's queue.
 //!
 //! Invariants: a groupchat copy without a delay stamp counts as live traffic (an occupant's
 //! copy is not stored; a member's copy written at once is, but nothing on the wire tells them
-//! apart); the canary's extra `on_drained` calls never nest.
+//! apart).
 
 use rookery_proto::element::Element;
 use rookery_router::ConnKey;
 
 use crate::ledger::{Ledger, MsgKey, Violation};
-use crate::world::{Ev, KeyState, Step, World};
+use crate::world::{KeyState, Step, World};
 use crate::InjectBug;
 
 impl World {
-    /// When bytes sent to `net` now reach its client: after a random delay and after what
-    /// was sent to it before (per-conn FIFO), and for a slow reader after `len` more bytes at
-    /// its read rate.
-    pub(crate) fn down_slot(&mut self, net: usize, len: usize) -> u64 {
-        let mut at = (self.now_ms + self.rng.range(0, 5)).max(self.nets[net].down_ms);
-        let slow_now = !self.setup && self.now_ms < self.chat_until_ms;
-        if let Some(rate) = self.nets[net].read_bytes_per_ms.filter(|_| slow_now) {
-            at += (len as u64).div_ceil(rate);
-        }
-        self.nets[net].down_ms = at;
-        at
+    /// A slow reader's rate while clients chat; `None` when `net` reads at full speed.
+    pub(crate) fn slow_rate(&self, net: usize) -> Option<u64> {
+        let slow_now =
+            !self.setup && self.now_ms < self.chat_until_ms && self.stopping_since_ms.is_none();
+        self.nets[net].read_bytes_per_ms.filter(|_| slow_now)
     }
 
-    /// The clients stopped chatting: slow readers catch up. Every byte still on its way to
-    /// one arrives now, in the order sent (a reader that lags seconds behind would otherwise
-    /// still be reading when the quiet period ends, and owe nothing to the checks).
+    /// The clients stopped chatting: from now on slow readers read at full speed (see
+    /// `slow_rate`), so they catch up before the quiet period ends.
     pub(crate) fn catch_up_readers(&mut self) {
         self.readers_caught_up = true;
         self.mix(b"catch-up");
-        let slow = |net: usize| self.nets[net].read_bytes_per_ms.is_some();
-        let pending: Vec<(u64, u64)> = self
-            .queue
-            .iter()
-            .filter(|(_, ev)| match ev {
-                Ev::Down { net, .. } | Ev::DownClose { net } => slow(*net),
-                _ => false,
-            })
-            .map(|(at, _)| *at)
-            .collect();
-        let at_ms = self.now_ms + 1;
-        for at in pending {
-            if let Some(ev) = self.queue.remove(&at) {
-                self.schedule_at(at_ms, ev);
-            }
-        }
-        // Only slow readers had everything moved; a fast conn keeps its FIFO tail.
-        for net in self
-            .nets
-            .iter_mut()
-            .filter(|n| n.read_bytes_per_ms.is_some())
-        {
-            net.down_ms = net.down_ms.min(at_ms);
-        }
     }
 
     /// The read rate of a new conn: `None` for most, bytes per ms for a slow reader.
@@ -90,9 +58,9 @@ impl World {
         Some(self.rng.range(lo.max(1), hi.max(lo).max(1)))
     }
 
-    /// The driver aborted `key`: a send of `bytes` would have passed the cap with `queued`
-    /// bytes waiting. Fails if the router's stored-message traffic caused it.
-    pub(crate) fn abort(&mut self, key: ConnKey, bytes: &[u8], queued: usize) -> Step {
+    /// A send of `bytes` did not fit `key`'s queue (`queued` bytes waiting): the loop aborts
+    /// the conn. Fails if the router's stored-message traffic caused it.
+    pub(crate) fn overflow(&mut self, key: ConnKey, bytes: &[u8], queued: usize) -> Step {
         self.mix(b"abort");
         let info = self.key_info(key)?;
         let client = self.nets[info.net].client;
@@ -111,12 +79,15 @@ impl World {
             return Err(Violation::new("backlog-overflow", detail));
         }
         self.aborts += 1;
-        self.out_queued.remove(&key.0);
+        Ok(())
+    }
+
+    /// The loop aborted `key` (its queue is dropped): the client sees the conn die now.
+    pub(crate) fn aborted(&mut self, key: ConnKey) -> Step {
+        let info = self.key_info(key)?;
         let net = info.net;
         if self.nets[net].alive && self.nets[net].key == key {
             self.kill_net(net);
-        } else {
-            self.queue_on_closed(key);
         }
         Ok(())
     }
@@ -131,40 +102,25 @@ impl World {
         }
     }
 
-    /// The router is about to hear that `key` (on `net`) drained: it deletes what its session
-    /// without XEP-0198 received, and the ledger knows it.
-    pub(crate) fn confirm_drained(&mut self, net: usize, key: ConnKey) {
+    /// The router was told `key` drained: it deleted what its session without XEP-0198
+    /// received, and the ledger knows it. A conn that is gone never drains.
+    pub(crate) fn drained_told(&mut self, key: ConnKey) {
+        self.mix(b"drained");
+        if self.cfg.inject == Some(InjectBug::DeleteOnQueue) {
+            self.bug_done = true;
+        }
+        let Some(info) = self.keys.get(&key.0).copied() else {
+            return;
+        };
+        let net = info.net;
+        let open = info.state == KeyState::Open && self.nets[net].alive;
+        if !open || self.nets[net].key != key {
+            return;
+        }
         if let Some(keys) = self.undrained.remove(&key.0) {
             let client = self.nets[net].client;
             self.ledger.on_confirmed(client, &keys, self.now_ms);
         }
-    }
-
-    /// `delete-on-queue`: after a router call that sent to these conns, tells the router
-    /// they drained although their bytes are still queued.
-    pub(crate) fn drain_on_queue(&mut self, mut sent: Vec<ConnKey>) -> Step {
-        if self.cfg.inject != Some(InjectBug::DeleteOnQueue) || self.fake_draining {
-            return Ok(());
-        }
-        sent.sort_unstable_by_key(|k| k.0);
-        sent.dedup();
-        for key in sent {
-            let Some(info) = self.keys.get(&key.0).copied() else {
-                continue;
-            };
-            let net = &self.nets[info.net];
-            if info.state != KeyState::Open || !net.alive || net.key != key {
-                continue;
-            }
-            self.bug_done = true;
-            self.fake_draining = true;
-            let result = self.call(info.shard, |router, now_ms, fx| {
-                router.on_drained(key, now_ms, fx)
-            });
-            self.fake_draining = false;
-            result?;
-        }
-        Ok(())
     }
 }
 

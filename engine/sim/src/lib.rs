@@ -1,25 +1,31 @@
 //! rookery-sim: a deterministic simulator of Rookery shards and XMPP clients in one thread,
 //! in the FoundationDB / TigerBeetle VOPR style.
 //!
-//! N shards (each a `rookery_router::Router` owning a `rookery_store::Store` with `Log`
-//! durability in a per-run temp dir) and M simulated clients run in one thread, driven by a
-//! seeded PRNG ([`rng`]) and a virtual clock. Everything concurrent in the real server is an
-//! explicit event in a queue ordered by (virtual time, sequence) ([`world`]): bytes in both
-//! directions on each conn (per-conn FIFO, random delays), cross-shard mail of every kind
-//! (`Deliver`, `Committed`, `Fanout`, `Gathered`: random delay, per-(src, dst) lane FIFO,
-//! lost at a restart), hand-offs, group commits split in `begin_commit` / `finish_commit` with
-//! random delays and injected ENOSPC failures, ticks, conn drops by the "network", and
-//! whole-server restarts that keep only what the logs committed (in-flight batches are lost
-//! or torn, like a kill -9).
+//! N shards and M simulated clients run in one thread, driven by a seeded PRNG ([`rng`]) and
+//! a virtual clock. Each shard is the server's own loop (`rookery::shard::Shard`: the turn,
+//! effects, hand-off and adopt, the group-commit pump, log reads, the output cap, shutdown)
+//! over a `rookery_router::Router` with a `Log`-durability store in a per-run temp dir, run
+//! one turn at a time on simulated parts: a driver ([`driver`]: in-memory conns whose output
+//! queues the network writes out in seeded pieces, `Drained`, close and detach completions,
+//! the shard's real log file written and read after seeded delays, writes failing with
+//! ENOSPC, short writes), a mailbox ([`mailbox`]) and a clock. Everything concurrent in the
+//! real server is an explicit event in a queue ordered by (virtual time, sequence)
+//! ([`world`]): shard turns (when their driver has completions, mail arrived, or the wait the
+//! loop asked for ran out), bytes in both directions on each conn (per-conn FIFO, random
+//! delays), cross-shard mail of every kind (router mail and `Adopt` hand-offs: random delay,
+//! per-(src, dst) lane FIFO, lost at a restart), conn drops by the "network", whole-server
+//! restarts that keep only what the logs hold (a write in flight is lost or torn, like a
+//! kill -9), and graceful stops through the loop's stop flag (`shutdown`).
 //!
-//! Output queues (`flow` and `fx`): each conn's queue is the bytes sent to it and not
-//! yet read by its client; the router sees it through `Effects::queued_bytes` and hears
-//! `on_drained` when it empties (the driver's `Drained`). The driver's output cap is modelled
-//! (`SimConfig::max_output_bytes`, 16 KiB, also the routers' `max_output_bytes`): a send past it
-//! into a non-empty queue aborts the conn. Some conns read slowly while clients chat (a
-//! bytes-per-ms budget), so queues build up and backlogs are flow-controlled; half the drops
-//! hit a conn with bytes still queued. A third of fresh logins skip XEP-0198
-//! (`SimConfig::no_sm_per_mille`): their stored messages are deleted on drain, not on `<a h>`.
+//! Output queues (`flow`, `driver`): each conn's queue is the driver's; the router sees it
+//! through `Effects::queued_bytes` and hears `on_drained` when the network emptied it. The
+//! driver's output cap (`SimConfig::max_output_bytes`, 16 KiB, also the routers'
+//! `max_output_bytes`) refuses a send past it into a non-empty queue, and the real loop aborts
+//! the conn. Some conns read slowly while clients chat (a bytes-per-ms budget), so queues
+//! build up and backlogs are flow-controlled; half the drops hit a conn with bytes still
+//! queued. A third of fresh logins skip XEP-0198 (`SimConfig::no_sm_per_mille`): their stored
+//! messages are deleted on drain, not on `<a h>`. Clients connect to a random shard, so most
+//! logins are handed off to their home shard by the loop's detach / `Adopt` / adopt.
 //!
 //! A run has up to four phases. Setup (only with contacts or rooms in the [`plan`]): no
 //! faults; clients log in, build their rosters through the router (subscribe / subscribed
@@ -73,7 +79,7 @@
 //!
 //! Canaries (`--inject-bug`): drop-mail, reorder-lane, lose-committed,
 //! drop-fanout-recipient (one recipient removed from one presence or groupchat `Fanout`
-//! mail), and delete-on-queue (`on_drained` told as soon as bytes are queued: a session
+//! mail), and delete-on-queue (`Drained` reported as soon as bytes are queued: a session
 //! without XEP-0198 loses what was queued when its conn dies); the tests assert each is
 //! caught by most seeds.
 //!
@@ -95,25 +101,30 @@
 //! `backlog-overflow`); a window of fewer than five stanzas waits for the one-second `<r/>`
 //! timer per window (`--sm-window-bytes 512`: `acked-delivered`).
 //!
-//! What it does not do: real sockets, threads, TLS, kernel buffers or partial writes (a
-//! byte is handed to the kernel when its client reads it), or compaction (not exercised yet);
+//! Compaction runs in the loop only with a small `SimConfig::compact_min_bytes` (the default
+//! threshold, 4 MiB, is never reached by the sim's logs).
+//!
+//! What it does not do: real sockets, threads, TLS or kernel buffers (a byte is handed to the
+//! kernel when the network pulled it from the driver's queue), linger timeouts;
 //! room administration, leaves, nick changes; roster changes after setup. Groupchat messages
 //! from sessions without XEP-0198 are never owed (nothing acknowledges them).
 //!
 //! Invariants: a run is a pure function of ([`SimConfig`], seed): no `HashMap` iteration in
-//! the simulator, routers seeded from the run's PRNG, the clock virtual. The trace hash in
-//! [`Outcome`] proves it (see the tests).
+//! the simulator (the loop's own maps never order its outputs), routers and drivers seeded
+//! from the run's PRNG, the clock virtual; the fds standing for handed-off conns are only
+//! used as keys. The trace hash in [`Outcome`] proves it (see the tests).
 
 #![forbid(unsafe_code)]
 
 mod checks;
 pub mod client;
 mod commit;
+pub mod driver;
 mod flow;
-mod fx;
 pub mod groups;
 pub mod ledger;
 mod mail;
+pub mod mailbox;
 mod net;
 mod outcome;
 pub mod plan;
@@ -121,8 +132,10 @@ pub mod presence;
 pub mod rng;
 pub mod rooms;
 mod setup;
+mod shutdown;
 pub mod social;
 mod tamper;
+mod turns;
 pub mod world;
 
 pub use ledger::Violation;
@@ -137,7 +150,8 @@ pub enum InjectBug {
     /// Hold one message `Deliver` back until the next one of the same pair on its lane
     /// passes it.
     ReorderLane,
-    /// On restart, also lose one committed stored message from a log.
+    /// On restart, also lose one committed stored message from a log (a run that lost nothing
+    /// owed by the quiet period gets one more restart then, see `world`).
     LoseCommitted,
     /// Remove one recipient from one `Fanout` mail (an available presence or a groupchat
     /// message) in the quiet period: a fan-out that skips someone.
@@ -184,7 +198,8 @@ impl InjectBug {
 pub struct SimConfig {
     pub shards: u16,
     pub clients: usize,
-    /// Events processed in the active phase (faults on), before the quiet period.
+    /// Events processed in the active phase (faults on), before the quiet period; shard turns
+    /// are not counted (see `world`).
     pub steps: u64,
     pub inject: Option<InjectBug>,
     /// Offline quota per user (small, so refusals happen).
@@ -213,7 +228,7 @@ pub struct SimConfig {
     /// are deleted when the conn drains, not on `<a h>` (see `ledger` for what they are owed).
     pub no_sm_per_mille: u64,
     /// The driver's output cap per conn, also the router's `max_output_bytes`: a send past it
-    /// into a non-empty queue aborts the conn (see `fx`).
+    /// into a non-empty queue is refused and the loop aborts the conn (see `driver`).
     pub max_output_bytes: usize,
     /// The router's XEP-0198 byte window (`sm_window_bytes`); `None`: a quarter of the cap,
     /// the ratio of the server's defaults (256 KiB of 1 MiB). Keep it at or below half the
@@ -224,6 +239,15 @@ pub struct SimConfig {
     pub slow_reader_per_mille: u64,
     /// Read rates of slow readers (bytes per virtual ms): drawn per conn in this range.
     pub slow_read_bytes_per_ms: (u64, u64),
+    /// Chance (per mille, per active step without a kill) of a graceful stop: the loops'
+    /// stop flag is set, they flush and commit, then the server starts again (see `shutdown`).
+    pub graceful_stop_per_mille: u64,
+    /// How long one log write takes (virtual ms, drawn per write): the loop keeps one write
+    /// in flight and appends what arrives meanwhile to the next (group commit).
+    pub log_write_ms: (u64, u64),
+    /// The stores' `compact_min_bytes` (`None`: the store's default, 4 MiB, which the sim's
+    /// logs never reach): small, the loops compact their logs while clients chat.
+    pub compact_min_bytes: Option<u64>,
 }
 
 impl Default for SimConfig {
@@ -246,6 +270,9 @@ impl Default for SimConfig {
             sm_window_bytes: None,
             slow_reader_per_mille: 250,
             slow_read_bytes_per_ms: (1, 8),
+            graceful_stop_per_mille: 0,
+            log_write_ms: (0, 8),
+            compact_min_bytes: None,
         }
     }
 }

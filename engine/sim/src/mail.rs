@@ -1,6 +1,7 @@
-//! Cross-shard mail in the world: per-(src, dst) lanes (FIFO, a random delay per mail, one
-//! event per mail), for every kind of `Mail` alike (`Deliver`, `Committed`, `Fanout`,
-//! `Gathered`), and the mail canaries (`drop-mail`, `reorder-lane`, `drop-fanout-recipient`).
+//! Cross-shard mail in the world: what a shard's real loop flushed (its `SimMailbox` posts
+//! it) travels per-(src, dst) lanes (FIFO, a random delay per mail, one event per mail) into
+//! the destination's inbox, for every kind of `ShardMail` alike (router mail: `Deliver`,
+//! `Committed`, `Fanout`, `Gathered`; and `Adopt`, a handed-off conn), and the mail canaries (`drop-mail`, `reorder-lane`, `drop-fanout-recipient`).
 //!
 //! What it does not do: interpret mail (the routers do) or judge it (the checkers do).
 //!
@@ -11,6 +12,7 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
+use rookery::shard::ShardMail;
 use rookery_proto::StanzaKind;
 use rookery_router::{Fanout, Mail, Recipient, StanzaType};
 
@@ -19,8 +21,12 @@ use crate::world::{Ev, Step, World, LANE_MAX};
 use crate::InjectBug;
 
 impl World {
-    pub(crate) fn push_mail(&mut self, src: u16, dst: u16, mut mail: Mail) -> Step {
+    pub(crate) fn push_mail(&mut self, src: u16, dst: u16, mail: ShardMail) -> Step {
         self.mix(b"mail");
+        let mut mail = match mail {
+            ShardMail::Router(mail) => mail,
+            adopt @ ShardMail::Adopt { .. } => return self.enqueue_mail(src, dst, adopt),
+        };
         let armed = self.quiet && !self.bug_done && self.now_ms < self.chat_until_ms;
         // Only messages a sender waits for: losing a probe answer, a bounce or a room's
         // subject breaks no promise, so those canaries would prove nothing.
@@ -41,13 +47,15 @@ impl World {
             }
             Some(InjectBug::ReorderLane) if armed && deliver => {
                 let Some((hs, hd, held)) = self.held.take() else {
-                    self.held = Some((src, dst, mail));
+                    self.held = Some((src, dst, ShardMail::Router(mail)));
                     return Ok(());
                 };
-                if (hs, hd) == (src, dst) && same_pair(&held, &mail) {
-                    self.bug_done = true;
-                    self.enqueue_mail(src, dst, mail)?;
-                    return self.enqueue_mail(src, dst, held);
+                if let ShardMail::Router(held_mail) = &held {
+                    if (hs, hd) == (src, dst) && same_pair(held_mail, &mail) {
+                        self.bug_done = true;
+                        self.enqueue_mail(src, dst, ShardMail::Router(mail))?;
+                        return self.enqueue_mail(src, dst, held);
+                    }
                 }
                 self.held = Some((hs, hd, held));
             }
@@ -58,7 +66,7 @@ impl World {
             }
             _ => {}
         }
-        self.enqueue_mail(src, dst, mail)
+        self.enqueue_mail(src, dst, ShardMail::Router(mail))
     }
 
     /// drop-fanout-recipient fires once, in the quiet period once clients had time to log in
@@ -105,7 +113,7 @@ impl World {
         sender.is_some_and(|c| self.clients.get(c).is_some_and(|c| c.sm))
     }
 
-    fn enqueue_mail(&mut self, src: u16, dst: u16, mail: Mail) -> Step {
+    fn enqueue_mail(&mut self, src: u16, dst: u16, mail: ShardMail) -> Step {
         let lane = self.lanes.entry((src, dst)).or_default();
         lane.push_back(mail);
         let len = lane.len();
@@ -128,8 +136,15 @@ impl World {
             return Ok(()); // dropped by the drop-mail bug: its event has nothing to carry
         };
         self.mix(b"mail-in");
-        self.note(|| format!("mail {src}->{dst}: {mail:?}"));
-        self.call(dst, |router, now_ms, fx| router.on_mail(mail, now_ms, fx))
+        if let ShardMail::Router(mail) = &mail {
+            self.note(|| format!("mail {src}->{dst}: {mail:?}"));
+        }
+        let Some(s) = self.shards.get(usize::from(dst)) else {
+            return Ok(());
+        };
+        s.post.borrow_mut().inbox.push_back((src, mail));
+        self.wake_shard_at(dst, self.now_ms);
+        Ok(())
     }
 }
 

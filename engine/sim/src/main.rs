@@ -3,7 +3,8 @@
 //! Usage: `rookery-sim [--seed S | --seeds A..B] [--shards N] [--clients M] [--steps K]
 //! [--contacts K] [--groups G] [--group-size S] [--no-resume-unacked] [--lenient-group-refusals]
 //! [--offline-max N] [--no-sm-share PER_MILLE] [--max-output-bytes N] [--sm-window-bytes N]
-//! [--slow-readers PER_MILLE] [--slow-read-rate LO..HI] [--trace]
+//! [--slow-readers PER_MILLE] [--slow-read-rate LO..HI] [--graceful-stops PER_MILLE]
+//! [--log-write-ms LO..HI] [--compact-min-bytes N] [--trace]
 //! [--inject-bug drop-mail|reorder-lane|lose-committed|drop-fanout-recipient|delete-on-queue]`.
 //! Exits 1 if
 //! any seed fails, 2 on a bad command line. A failure line names the checker, the step and
@@ -56,6 +57,13 @@ fn parse_args() -> Result<Args, String> {
             "--offline-max" => config.offline_max = number(&value()?)? as usize,
             "--no-sm-share" => config.no_sm_per_mille = per_mille(&value()?)?,
             "--slow-readers" => config.slow_reader_per_mille = per_mille(&value()?)?,
+            "--log-write-ms" => {
+                let text = value()?;
+                let (lo, hi) = text.split_once("..").ok_or("--log-write-ms wants LO..HI")?;
+                config.log_write_ms = (number(lo)?, number(hi)?.max(number(lo)?));
+            }
+            "--compact-min-bytes" => config.compact_min_bytes = Some(number(&value()?)?),
+            "--graceful-stops" => config.graceful_stop_per_mille = per_mille(&value()?)?,
             "--max-output-bytes" => config.max_output_bytes = number(&value()?)? as usize,
             "--sm-window-bytes" => config.sm_window_bytes = Some(number(&value()?)? as usize),
             "--slow-read-rate" => {
@@ -181,6 +189,11 @@ fn summary(o: &Outcome) -> String {
         o.backlogs_started,
         o.peak_queued_bytes
     ));
+    line.push_str(&format!(
+        " commits={} most_chats_per_commit={} compactions={} handoffs={} shutdowns={} \
+         goodbyes={}",
+        o.commits, o.most_chats_per_commit, o.compactions, o.handoffs, o.shutdowns, o.goodbyes
+    ));
     line.push_str(&format!(" trace={:016x}", o.trace_hash));
     line
 }
@@ -225,6 +238,19 @@ fn replay(cfg: &SimConfig, seed: u64) -> String {
     if cfg.slow_read_bytes_per_ms != default.slow_read_bytes_per_ms {
         let (lo, hi) = cfg.slow_read_bytes_per_ms;
         line.push_str(&format!(" --slow-read-rate {lo}..{hi}"));
+    }
+    if cfg.log_write_ms != default.log_write_ms {
+        let (lo, hi) = cfg.log_write_ms;
+        line.push_str(&format!(" --log-write-ms {lo}..{hi}"));
+    }
+    if let Some(min_bytes) = cfg.compact_min_bytes {
+        line.push_str(&format!(" --compact-min-bytes {min_bytes}"));
+    }
+    if cfg.graceful_stop_per_mille != default.graceful_stop_per_mille {
+        line.push_str(&format!(
+            " --graceful-stops {}",
+            cfg.graceful_stop_per_mille
+        ));
     }
     if let Some(bug) = cfg.inject {
         line.push_str(&format!(" --inject-bug {}", bug.name()));

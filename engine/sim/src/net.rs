@@ -10,15 +10,15 @@
 //! socket would drop them; the router hears of a lost conn (`on_closed`) exactly once, after
 //! the client did.
 
+use rookery_io::ConnId;
 use rookery_router::ConnKey;
 
 use crate::client::Phase;
 use crate::world::{Ev, KeyInfo, KeyState, Net, Step, World};
 
 impl World {
-    pub(crate) fn fresh_key(&mut self, net: usize, shard: u16) -> ConnKey {
-        self.next_key += 1;
-        let key = ConnKey(self.next_key);
+    /// Records a conn the driver of `shard` just opened for `net`.
+    pub(crate) fn fresh_key(&mut self, key: ConnKey, net: usize, shard: u16) {
         let info = KeyInfo {
             net,
             shard,
@@ -26,7 +26,6 @@ impl World {
             on_closed_queued: false,
         };
         self.keys.insert(key.0, info);
-        key
     }
 
     /// Schedules `on_closed` for a key whose conn the network lost, unless already queued.
@@ -34,13 +33,16 @@ impl World {
         let Some(info) = self.keys.get_mut(&key.0) else {
             return;
         };
-        if info.on_closed_queued || info.state != KeyState::Open {
+        // A conn the router is closing still waits for its queue to go out: its driver must
+        // learn the peer is gone too, or it never closes.
+        let open = matches!(info.state, KeyState::Open | KeyState::ClosedByRouter);
+        if info.on_closed_queued || !open {
             return;
         }
         info.on_closed_queued = true;
         let epoch = self.epoch;
         let delay = self.rng.range(0, 20);
-        self.schedule(delay, Ev::RouterClosed { key, epoch });
+        self.schedule(delay, Ev::PeerClosed { key, epoch });
     }
 
     /// The network loses the conn: the client sees it at once, the router a bit later.
@@ -114,12 +116,23 @@ impl World {
         }
     }
 
+    /// The client connects to a random shard (its listener; the real loop hands the conn
+    /// off to the user's home shard at bind). A stopped listener refuses: retry later.
     pub(crate) fn connect(&mut self, client: usize) -> Step {
         self.mix(b"connect");
         self.note(|| format!("c{client} connects"));
         let shard = self.rng.below(u64::from(self.cfg.shards)) as u16;
+        let accepted = self
+            .shards
+            .get_mut(usize::from(shard))
+            .and_then(|s| s.looped.driver_mut().accept());
+        let Some(conn) = accepted else {
+            self.clients[client].reconnect_at_ms = self.now_ms + self.rng.range(1, 500);
+            return Ok(());
+        };
+        let key = ConnKey(conn.to_u64());
         let net = self.nets.len();
-        let key = self.fresh_key(net, shard);
+        self.fresh_key(key, net, shard);
         let read_bytes_per_ms = self.draw_read_rate();
         self.clients[client].want_sm = !self.rng.chance(self.cfg.no_sm_per_mille);
         self.nets.push(Net {
@@ -130,14 +143,15 @@ impl World {
             handing_off: false,
             unread: Vec::new(),
             up_ms: self.now_ms,
-            down_ms: self.now_ms,
             read_bytes_per_ms,
+            saw_goodbye: false,
+            goodbye_owed: false,
+            tail: Vec::new(),
         });
         self.client_net[client] = Some(net);
         self.clients[client].connect();
-        self.call(shard, |router, now_ms, fx| {
-            router.on_connect(key, None, now_ms, fx)
-        })
+        self.wake_shard_at(shard, self.now_ms);
+        Ok(())
     }
 
     pub(crate) fn flush_client(&mut self, client: usize) {
@@ -163,18 +177,22 @@ impl World {
                 n.client, n.key, n.shard, n.alive
             )
         });
-        let n = &mut self.nets[net];
+        let n = &self.nets[net];
         if !n.alive {
             return Ok(());
         }
-        if n.handing_off {
-            n.unread.extend_from_slice(&bytes);
-            return Ok(());
-        }
         let (shard, key) = (n.shard, n.key);
-        self.call(shard, |router, now_ms, fx| {
-            router.on_data(key, &bytes, now_ms, fx)
-        })
+        let conn = ConnId::from_u64(key.0);
+        let refused = match self.shards.get_mut(usize::from(shard)) {
+            Some(s) => s.looped.driver_mut().receive(conn, bytes).err(),
+            None => Some(bytes),
+        };
+        if let Some(bytes) = refused.filter(|_| self.nets[net].handing_off) {
+            // The fd is on its way to the home shard: the bytes wait in the socket.
+            self.nets[net].unread.extend_from_slice(&bytes);
+        }
+        self.wake_shard_at(shard, self.now_ms);
+        Ok(())
     }
 
     pub(crate) fn down(&mut self, net: usize, bytes: &[u8]) -> Step {
@@ -190,6 +208,7 @@ impl World {
             )
         });
         let client = self.nets[net].client;
+        self.watch_goodbye(net, bytes);
         self.clients[client].now_ms = self.now_ms;
         self.clients[client].on_bytes(bytes, &mut self.ledger)?;
         self.flush_client(client);
@@ -206,7 +225,7 @@ impl World {
             let busy: Vec<usize> = live
                 .iter()
                 .copied()
-                .filter(|&n| self.out_queued.contains_key(&self.nets[n].key.0))
+                .filter(|&n| self.queued_for(n) > 0)
                 .collect();
             let live = if !busy.is_empty() && self.rng.chance(500) {
                 busy
@@ -224,7 +243,35 @@ impl World {
             self.mix(b"restart");
             self.note(|| "RESTART".to_owned());
             self.restart()?;
+        } else if self.rng.chance(self.cfg.graceful_stop_per_mille) {
+            self.mix(b"stop");
+            self.note(|| "GRACEFUL STOP".to_owned());
+            self.begin_stop();
         }
         Ok(())
+    }
+
+    /// Bytes waiting in the driver's queue of `net`'s current conn.
+    pub(crate) fn queued_for(&self, net: usize) -> usize {
+        let n = &self.nets[net];
+        self.shards
+            .get(usize::from(n.shard))
+            .map_or(0, |s| s.looped.driver().queued(ConnId::from_u64(n.key.0)))
+    }
+}
+
+impl World {
+    /// Notes a `system-shutdown` stream error reaching the client of `net`, also when the
+    /// network split it across two pieces (the end of the previous piece is kept).
+    fn watch_goodbye(&mut self, net: usize, bytes: &[u8]) {
+        const NEEDLE: &[u8] = b"system-shutdown";
+        let n = &mut self.nets[net];
+        let mut window = std::mem::take(&mut n.tail);
+        window.extend_from_slice(bytes);
+        if window.windows(NEEDLE.len()).any(|w| w == NEEDLE) {
+            n.saw_goodbye = true;
+        }
+        let keep = window.len().saturating_sub(NEEDLE.len() - 1);
+        n.tail = window.split_off(keep);
     }
 }

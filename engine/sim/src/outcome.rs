@@ -61,6 +61,16 @@ pub struct Outcome {
     pub group_deliveries: u64,
     pub group_proven: u64,
     pub group_excused: u64,
+    /// Log compactions the loops ran (see `SimConfig::compact_min_bytes`).
+    pub compactions: u64,
+    /// Log writes that succeeded, and the most chats one of them stored.
+    pub commits: u64,
+    pub most_chats_per_commit: usize,
+    /// Conns handed off by the loops (detach, `Adopt` mail, adopt).
+    pub handoffs: u64,
+    /// Graceful stops, and conns closed by them with their goodbye delivered.
+    pub shutdowns: u64,
+    pub goodbyes: u64,
 }
 
 /// A checker's verdict, where it happened.
@@ -117,6 +127,12 @@ pub fn run(cfg: &SimConfig, seed: u64) -> Outcome {
         group_deliveries: world.ledger.groups.deliveries,
         group_proven: world.ledger.groups.proven,
         group_excused: world.ledger.groups.excused,
+        commits: world.commits,
+        compactions: world.compactions + world.compactions_in_incarnation(),
+        most_chats_per_commit: world.most_chats_per_commit,
+        handoffs: world.handoffs,
+        shutdowns: world.shutdowns,
+        goodbyes: world.goodbyes,
     }
 }
 

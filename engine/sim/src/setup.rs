@@ -58,13 +58,15 @@ impl World {
         c.is_online() && roster && c.rooms_done()
     }
 
-    /// Nothing in flight anywhere: lanes, acknowledgements, commits.
+    /// Nothing in flight anywhere: lanes, inboxes, acknowledgements, commits.
     fn settled(&self) -> bool {
         let lanes = self.lanes.values().all(|lane| lane.is_empty());
         let acked = self.clients.iter().all(|c| c.unacked_len() == 0);
         let committed = self.shards.iter().all(|s| {
-            let store = s.router.store();
-            s.batch.is_none() && store.is_committed(store.pending_seq())
+            let store = s.router().store();
+            let post = s.post.borrow();
+            let idle = post.inbox.is_empty() && post.posted.is_empty();
+            idle && !s.looped.committing() && store.is_committed(store.pending_seq())
         });
         lanes && acked && committed
     }
@@ -76,7 +78,7 @@ impl World {
         self.ledger.presence.rosters_final(self.now_ms);
         self.setup = false;
         self.setup_ms = self.now_ms - START_MS;
-        self.active_from_step = self.step;
+        self.active_from_step = self.counted_steps;
         self.note(|| "SETUP DONE".to_owned());
     }
 }

@@ -2,35 +2,41 @@
 //! fault injection.
 //!
 //! What it does: holds every piece of simulated state, pops events in (virtual time, sequence)
-//! order and applies them; router calls and their effects are in `fx`, lanes in `mail`, the
-//! network and clients' turns in `net`, commits and restarts in `commit`, output queues (slow
-//! readers, the output cap, drains) in `flow`. Phases: setup (only when the plan has contacts
-//! or rooms, see `setup`), active (faults on: conn drops and whole-server restarts, plus
-//! commit faults), quiet (no faults; clients still send for its first quarter, then only
-//! drain, and slow readers catch up), then the end checks (`checks`).
+//! order and applies them; shard turns (the server's real loop) and what they did are in
+//! `turns`, lanes in `mail`, the network and clients' turns in `net`, shard start-up and
+//! restarts in `commit`, graceful stops in `shutdown`, output queues (slow readers, the
+//! output cap, drains) in `flow`. Phases: setup (only when the plan has contacts or rooms,
+//! see `setup`), active (faults on: conn drops, whole-server restarts and graceful stops,
+//! plus failed log writes), quiet (no faults; clients still send for its first quarter, then
+//! only drain, and slow readers catch up), then the end checks (`checks`).
 //!
-//! What it does not do: decide XMPP behaviour (see `client`, `social`, `rooms`) or judge
-//! deliveries (see `ledger`, `presence`, `groups`); partial writes on conns (bytes arrive as
-//! sent, in order).
+//! What it does not do: decide XMPP behaviour (see `client`, `social`, `rooms`), judge
+//! deliveries (see `ledger`, `presence`, `groups`), or route anything itself: every stanza
+//! goes through a shard's loop.
 //!
-//! Invariants: every map is a `BTreeMap` and every random choice comes from `self.rng`, so a
-//! run replays exactly from its seed; events aimed at a previous server incarnation carry its
-//! `epoch` and are discarded; a `ConnKey` is never reused (one counter for the whole run).
+//! Invariants: every map is a `BTreeMap` and every random choice comes from `self.rng` (or a
+//! driver's PRNG seeded from it), so a run replays exactly from its seed; events aimed at a
+//! previous server incarnation carry its `epoch` and are discarded; a `ConnKey` is never
+//! reused (one conn counter for every driver of the run).
 
+use std::cell::Cell;
 use std::collections::{BTreeMap, VecDeque};
+use std::os::fd::RawFd;
+use std::rc::Rc;
 use std::sync::Arc;
 
-use rookery_router::{ConnKey, Handoff, Mail, Router, RouterConfig};
-use rookery_testkit::TEST_WALL_CLOCK_MS;
+use rookery::shard::ShardMail;
+use rookery_router::{ConnKey, RouterConfig};
 
 use crate::client::Client;
 use crate::commit::Shard;
+use crate::driver::SimClock;
 use crate::groups::GroupBook;
 use crate::ledger::{Ledger, Violation};
 use crate::plan::Plan;
 use crate::presence::PresenceBook;
 use crate::rng::Rng;
-use crate::SimConfig;
+use crate::{InjectBug, SimConfig};
 
 /// Most mails waiting in one lane; the real mailbox is bounded too.
 pub const LANE_MAX: usize = 4_096;
@@ -39,48 +45,30 @@ pub(crate) const START_MS: u64 = 1_000;
 
 pub(crate) enum Ev {
     ClientWake(usize),
+    /// Bytes from a client reach its conn's driver.
     Up {
         net: usize,
         bytes: Vec<u8>,
     },
-    Down {
+    /// The network writes a piece of a conn's output queue (a partial write).
+    Pull {
         net: usize,
-        key: ConnKey,
-        bytes: Vec<u8>,
-    },
-    LogRead {
-        shard: u16,
-        tag: u64,
-        span: rookery_store::LogSpan,
-        epoch: u64,
-    },
-    DownClose {
-        net: usize,
-    },
-    RouterClosed {
         key: ConnKey,
         epoch: u64,
     },
+    /// The shard's driver learns the network lost a conn.
+    PeerClosed {
+        key: ConnKey,
+        epoch: u64,
+    },
+    /// The next mail of a lane reaches its destination's inbox.
     Mail {
         src: u16,
         dst: u16,
         epoch: u64,
     },
-    Adopt {
-        net: usize,
-        dest: u16,
-        handoff: Handoff,
-        epoch: u64,
-    },
-    CommitPoll {
-        shard: u16,
-        epoch: u64,
-    },
-    CommitDone {
-        shard: u16,
-        epoch: u64,
-    },
-    Tick {
+    /// One turn of a shard's real loop.
+    Turn {
         shard: u16,
         epoch: u64,
     },
@@ -97,9 +85,14 @@ pub(crate) struct Net {
     pub unread: Vec<u8>,
     /// FIFO: nothing is delivered before what was sent earlier on the same direction.
     pub up_ms: u64,
-    pub down_ms: u64,
     /// A slow reader's rate (bytes per virtual ms), see `flow`.
     pub read_bytes_per_ms: Option<u64>,
+    /// The client got a `system-shutdown` stream error on this conn (see `shutdown`).
+    pub saw_goodbye: bool,
+    /// The router closed this conn during a graceful stop, not at its client's request.
+    pub goodbye_owed: bool,
+    /// The last bytes the client got, for a goodbye split across pieces.
+    pub tail: Vec<u8>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -127,6 +120,8 @@ pub(crate) struct World {
     pub now_ms: u64,
     pub(crate) seq: u64,
     pub step: u64,
+    /// Events other than shard turns (see `run_all`).
+    pub(crate) counted_steps: u64,
     pub(crate) queue: BTreeMap<(u64, u64), Ev>,
     pub shards: Vec<Shard>,
     pub epoch: u64,
@@ -136,24 +131,27 @@ pub(crate) struct World {
     pub client_net: Vec<Option<usize>>,
     pub nets: Vec<Net>,
     pub keys: BTreeMap<u64, KeyInfo>,
-    pub(crate) next_key: u64,
-    pub lanes: BTreeMap<(u16, u16), VecDeque<Mail>>,
-    /// Bytes sent to each conn (by key) and not yet delivered: its output queue.
-    pub out_queued: BTreeMap<u64, usize>,
+    /// The drivers' conn counter, shared so a `ConnKey` names one conn in the whole run.
+    pub(crate) next_conn: Rc<Cell<u32>>,
+    /// The virtual clock every shard loop reads.
+    pub(crate) clock: SimClock,
+    pub lanes: BTreeMap<(u16, u16), VecDeque<ShardMail>>,
+    /// Detached conns on their way to their adopter: the fd standing for each, its net.
+    pub(crate) in_transit: BTreeMap<RawFd, usize>,
     pub ledger: Ledger,
     pub(crate) hash: u64,
     /// Rosters and rooms are being set up: no faults, no chats (see `setup`).
     pub setup: bool,
     pub(crate) settle_until_ms: Option<u64>,
     pub(crate) setup_ms: u64,
-    /// The step at which the active phase began.
+    /// The counted step at which the active phase began.
     pub(crate) active_from_step: u64,
     pub quiet: bool,
     pub(crate) quiet_from_ms: u64,
     /// In the quiet period, clients still chat until this time, then only drain.
     pub(crate) chat_until_ms: u64,
     /// reorder-lane: a Deliver held back until the next one of its pair passes it.
-    pub(crate) held: Option<(u16, u16, Mail)>,
+    pub(crate) held: Option<(u16, u16, ShardMail)>,
     pub bug_done: bool,
     pub drops: u64,
     pub restarts: u64,
@@ -162,8 +160,18 @@ pub(crate) struct World {
     /// Chats that sessions without XEP-0198 received on each conn (by key) since it last
     /// drained (see `flow`).
     pub(crate) undrained: BTreeMap<u64, Vec<crate::ledger::MsgKey>>,
-    /// The `delete-on-queue` canary is telling a router a conn drained (never nested).
-    pub(crate) fake_draining: bool,
+    /// Log compactions run by the loops, summed over server incarnations.
+    pub(crate) compactions: u64,
+    /// Log writes that succeeded, and the most chats one of them stored (group commit).
+    pub commits: u64,
+    pub most_chats_per_commit: usize,
+    /// Conns handed off to their home shard (through the real loop's detach and adopt).
+    pub handoffs: u64,
+    /// A graceful stop is under way (the stop flag is set), since this time.
+    pub(crate) stopping_since_ms: Option<u64>,
+    /// Graceful stops done, and conns closed by them with the goodbye delivered.
+    pub shutdowns: u64,
+    pub goodbyes: u64,
     /// Conns aborted by the output cap (live traffic; stored traffic is a violation), and
     /// conns that read slowly.
     pub aborts: u64,
@@ -206,6 +214,7 @@ impl World {
             now_ms: START_MS,
             seq: 0,
             step: 0,
+            counted_steps: 0,
             queue: BTreeMap::new(),
             shards: Vec::new(),
             epoch: 0,
@@ -215,9 +224,10 @@ impl World {
             client_net: vec![None; cfg.clients],
             nets: Vec::new(),
             keys: BTreeMap::new(),
-            next_key: 0,
+            next_conn: Rc::new(Cell::new(0)),
+            clock: SimClock::default(),
             lanes: BTreeMap::new(),
-            out_queued: BTreeMap::new(),
+            in_transit: BTreeMap::new(),
             ledger: Ledger::with_books(
                 PresenceBook::new(plan.contacts.clone()),
                 GroupBook::new(plan.rooms.clone(), cfg.strict_group_refusals),
@@ -237,7 +247,13 @@ impl World {
             commit_failures: 0,
             stable_clients: 0,
             undrained: BTreeMap::new(),
-            fake_draining: false,
+            compactions: 0,
+            commits: 0,
+            most_chats_per_commit: 0,
+            handoffs: 0,
+            stopping_since_ms: None,
+            shutdowns: 0,
+            goodbyes: 0,
             aborts: 0,
             slow_conns: 0,
             peak_queued_bytes: 0,
@@ -245,6 +261,7 @@ impl World {
             backlogs_started: 0,
             cfg,
         };
+        world.clock.0.set(START_MS);
         world.start_shards()?;
         for client in 0..world.clients.len() {
             let at = world.rng.range(0, 50);
@@ -275,28 +292,6 @@ impl World {
         }
     }
 
-    /// New routers over freshly (re)opened stores, with seeds from the run's PRNG.
-    pub fn start_shards(&mut self) -> Step {
-        self.shards.clear();
-        for shard in 0..self.cfg.shards {
-            let store = crate::commit::open_store(&self.dir, shard, self.cfg.offline_max)?;
-            let seed = self.rng.next_u64();
-            let config = self.router_config.clone();
-            let mut router = Router::with_store_and_seed(config, shard, store, seed);
-            router.set_wall_clock(self.now_ms, TEST_WALL_CLOCK_MS + self.now_ms);
-            self.shards.push(Shard {
-                router,
-                batch: None,
-            });
-            let epoch = self.epoch;
-            let at = self.rng.range(1, 10);
-            self.schedule(at, Ev::CommitPoll { shard, epoch });
-            let at = self.rng.range(1, 50);
-            self.schedule(at, Ev::Tick { shard, epoch });
-        }
-        Ok(())
-    }
-
     pub(crate) fn run_all(&mut self) -> Step {
         let mut quiet_end_ms = u64::MAX;
         while let Some(((at_ms, _), ev)) = self.queue.pop_first() {
@@ -304,7 +299,13 @@ impl World {
                 break;
             }
             self.now_ms = at_ms;
+            self.clock.0.set(at_ms);
             self.step += 1;
+            // The active phase's budget and fault dice count the world's events, not the
+            // shards' turns (a loop turns more often than the old per-call events came), so
+            // `--steps` keeps its meaning in virtual time.
+            let counted = !matches!(ev, Ev::Turn { .. });
+            self.counted_steps += u64::from(counted);
             self.mix(&at_ms.to_le_bytes());
             self.handle(ev)?;
             self.check_bounds()?;
@@ -313,50 +314,42 @@ impl World {
             }
             if self.setup {
                 self.advance_setup()?;
-            } else if !self.quiet {
+            } else if self.stopping_since_ms.is_some() {
+                self.advance_shutdown()?;
+            } else if !self.quiet && counted {
                 self.inject_faults()?;
-                if self.step >= self.active_from_step + self.cfg.steps {
+                if self.counted_steps >= self.active_from_step + self.cfg.steps {
                     self.quiet = true;
                     self.quiet_from_ms = self.now_ms;
                     quiet_end_ms = self.now_ms + self.cfg.quiet_ms;
                     self.chat_until_ms = self.now_ms + self.cfg.quiet_ms / 4;
+                    self.lose_committed_at_last()?;
                 }
             }
         }
         self.check_end()
     }
 
+    /// `lose-committed` acts at a kill -9; a run whose active phase had none (about one in
+    /// five) or lost nothing owed gets one more kill as the quiet period begins, so the
+    /// canary has its chance in every run.
+    fn lose_committed_at_last(&mut self) -> Step {
+        if self.cfg.inject != Some(InjectBug::LoseCommitted) || self.bug_done {
+            return Ok(());
+        }
+        self.mix(b"restart");
+        self.note(|| "RESTART (lose-committed)".to_owned());
+        self.restart()
+    }
+
     pub(crate) fn handle(&mut self, ev: Ev) -> Step {
         match ev {
             Ev::ClientWake(client) => self.client_wake(client),
             Ev::Up { net, bytes } => self.up(net, bytes),
-            Ev::Down { net, key, bytes } => {
-                self.down(net, &bytes)?;
-                self.after_down(net, key);
-                self.delivered_down(key, bytes.len())
-            }
-            Ev::LogRead {
-                shard,
-                tag,
-                span,
-                epoch,
-            } if epoch == self.epoch => self.log_read(shard, tag, span),
-            Ev::DownClose { net } => {
-                self.mix(b"down-close");
-                self.kill_net(net);
-                Ok(())
-            }
-            Ev::RouterClosed { key, epoch } if epoch == self.epoch => self.router_closed(key),
+            Ev::Pull { net, key, epoch } if epoch == self.epoch => self.pull(net, key),
+            Ev::PeerClosed { key, epoch } if epoch == self.epoch => self.peer_closed(key),
             Ev::Mail { src, dst, epoch } if epoch == self.epoch => self.deliver_mail(src, dst),
-            Ev::Adopt {
-                net,
-                dest,
-                handoff,
-                epoch,
-            } if epoch == self.epoch => self.adopt(net, dest, handoff),
-            Ev::CommitPoll { shard, epoch } if epoch == self.epoch => self.commit_poll(shard),
-            Ev::CommitDone { shard, epoch } if epoch == self.epoch => self.commit_done(shard),
-            Ev::Tick { shard, epoch } if epoch == self.epoch => self.tick(shard),
+            Ev::Turn { shard, epoch } if epoch == self.epoch => self.turn(shard),
             _ => Ok(()), // aimed at a server incarnation that no longer exists
         }
     }

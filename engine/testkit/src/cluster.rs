@@ -191,7 +191,7 @@ impl Cluster {
     /// false when nothing was pending.
     pub fn fail_commit(&mut self, shard: u16, error: std::io::Error) -> bool {
         let s = usize::from(shard);
-        let Some(batch) = self.routers[s].store_mut().begin_commit() else {
+        let Some(batch) = self.routers[s].begin_commit() else {
             return false;
         };
         let result = self.routers[s].finish_commit(batch, Err(error), self.now_ms, &mut self.fx[s]);

@@ -1,0 +1,19 @@
+//! The server's shard loop as a library: the loop turn ([`shard`]), its group commit and log
+//! reads, its metrics, and the seams ([`seams`]) that let the simulator (`rookery-sim`) run
+//! the same loop with a simulated driver, mailbox and clock. The binary (`main.rs`) adds the
+//! command line, the data dir, listeners, threads and signals.
+//!
+//! What it does not do: parse config, open listeners or stores, spawn threads (the binary
+//! does), or anything unsafe (the binary's `sys` module holds the libc calls).
+//!
+//! Invariants: the loop is generic over driver, mailbox and clock, so the production build
+//! has no dynamic dispatch on the hot path; one shard's state never leaves its thread.
+
+#![forbid(unsafe_code)]
+
+mod admin_http;
+mod commit;
+pub mod metrics;
+mod reads;
+pub mod seams;
+pub mod shard;
