@@ -147,21 +147,7 @@ fn group_reports_travel_by_group_rows_with_their_fanout_table() {
         "--members",
         "5",
     ];
-    let crate::cli::Command::Group(args) = clap::Parser::try_parse_from(argv)
-        .map(|c: crate::cli::Cli| c.command)
-        .unwrap()
-    else {
-        panic!("not group");
-    };
-    let cfg = RunConfig::resolve(
-        crate::cli::Scenario::Group,
-        "127.0.0.1:1",
-        "d",
-        args.auth,
-        &args.load,
-        &crate::cli::RUN_DEFAULTS,
-    )
-    .unwrap();
+    let cfg = crate::worker::testing::parsed_config(&argv, "127.0.0.1:1", "d");
     let mut r = WorkerReport {
         ledger: Ledger::new(2, cfg.max_seq() * 5),
         ..WorkerReport::default()
