@@ -12,31 +12,16 @@ mod common;
 
 use serde_json::Value;
 
-use common::{check_fanout, run_load_as, Server, Target};
+use common::{check_fanout, load_args, run_load_as, Server, Target};
 
 const GROUPS: u64 = 3;
 const MEMBERS: u64 = 10;
 
 fn args(addr: &str) -> Vec<&str> {
-    vec![
-        "group",
-        "--server",
-        addr,
-        "--clients",
-        "30",
-        "--groups",
-        "3",
-        "--members",
-        "10",
-        "--rate",
-        "2",
-        "--duration",
-        "2s",
-        "--connect-rate",
-        "500",
-        "--drain-ms",
-        "1000",
-    ]
+    let groups = ["--groups", "3", "--members", "10", "--rate", "2"];
+    let mut args = load_args("group", addr, "30", "500", &groups);
+    args.extend_from_slice(&["--duration", "2s", "--drain-ms", "1000"]);
+    args
 }
 
 fn check_delivery(summary: &Value) {

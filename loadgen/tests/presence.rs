@@ -14,7 +14,7 @@ mod common;
 
 use serde_json::Value;
 
-use common::{check_fanout, run_load_as, Server, Target};
+use common::{check_fanout, load_args, run_load_as, Server, Target};
 
 const CLIENTS: u64 = 50;
 const CONTACTS: u64 = 4;
@@ -41,25 +41,9 @@ fn check_delivery(summary: &Value) {
 #[test]
 fn presence_reaches_every_contact_then_the_ring_persists() {
     let target = Target::from_env_or(Server::start);
-    let base = [
-        "presence",
-        "--server",
-        target.addr(),
-        "--clients",
-        "50",
-        "--contacts",
-        "4",
-        "--rate",
-        "2",
-        "--duration",
-        "2s",
-        "--connect-rate",
-        "500",
-        "--probe-ms",
-        "1000",
-        "--drain-ms",
-        "1000",
-    ];
+    let ring = ["--contacts", "4", "--rate", "2", "--duration", "2s"];
+    let mut base = load_args("presence", target.addr(), "50", "500", &ring);
+    base.extend_from_slice(&["--probe-ms", "1000", "--drain-ms", "1000"]);
     let auth = target.auth();
     let (summary, dir, text) = run_load_as("presence-setup", &base, &auth, 0);
     check_delivery(&summary);

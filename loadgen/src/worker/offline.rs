@@ -157,21 +157,8 @@ mod tests {
     const S_NS: u64 = 1_000_000_000;
 
     fn config() -> RunConfig {
-        let argv = [
-            "rookery-load",
-            "offline",
-            "--auth",
-            "token:x",
-            "--clients",
-            "4",
-            "--threads",
-            "1",
-            "--messages",
-            "2",
-            "--drain-ms",
-            "1000",
-        ];
-        parsed_config(&argv, "127.0.0.1:1", "d")
+        let flags = ["--threads", "1", "--messages", "2", "--drain-ms", "1000"];
+        parsed_config("offline", "4", &flags, "127.0.0.1:1", "d")
     }
 
     #[test]

@@ -157,10 +157,9 @@ pub(super) mod tests {
     }
 
     fn config(extra: &[&str]) -> RunConfig {
-        let mut argv = vec!["rookery-load", "storm", "--auth", "token:x"];
-        argv.extend_from_slice(&["--clients", "4", "--threads", "1"]);
-        argv.extend_from_slice(extra);
-        parsed_config(&argv, "127.0.0.1:5222", "d")
+        let mut flags = vec!["--threads", "1"];
+        flags.extend_from_slice(extra);
+        parsed_config("storm", "4", &flags, "127.0.0.1:5222", "d")
     }
 
     const STOP_NS: u64 = 10_000_000_000;

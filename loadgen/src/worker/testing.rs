@@ -12,9 +12,24 @@ use crate::cli::{Cli, Command, RunArgs, RunConfig, Scenario, RUN_DEFAULTS};
 use crate::live::Shared;
 use crate::run::Part;
 
-/// The config `argv` (from "rookery-load" on, a load scenario) resolves to, for a server at
-/// `server` of `domain`.
-pub(crate) fn parsed_config(argv: &[&str], server: &str, domain: &str) -> RunConfig {
+/// The config of `rookery-load SCENARIO --auth token:x --clients CLIENTS FLAGS...` (a load
+/// scenario) for a server at `server` of `domain`.
+pub(crate) fn parsed_config(
+    scenario: &str,
+    clients: &str,
+    flags: &[&str],
+    server: &str,
+    domain: &str,
+) -> RunConfig {
+    let mut argv = vec![
+        "rookery-load",
+        scenario,
+        "--auth",
+        "token:x",
+        "--clients",
+        clients,
+    ];
+    argv.extend_from_slice(flags);
     let (scenario, args): (Scenario, RunArgs) = match Cli::try_parse_from(argv).unwrap().command {
         Command::Hold(args) => (Scenario::Hold, args),
         Command::Chat(args) => (Scenario::Chat, args),

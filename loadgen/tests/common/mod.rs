@@ -265,3 +265,19 @@ pub fn check_fanout(
     }
     sent
 }
+
+/// A `rookery-load SCENARIO` command line against `server`: `clients` clients connecting at
+/// `connect_rate` a second (the flags every run here sets), then `rest`, the scenario's own.
+#[allow(dead_code)] // not every test binary builds its command line here
+pub fn load_args<'a>(
+    scenario: &'a str,
+    server: &'a str,
+    clients: &'a str,
+    connect_rate: &'a str,
+    rest: &[&'a str],
+) -> Vec<&'a str> {
+    let mut args = vec![scenario, "--server", server, "--clients", clients];
+    args.extend_from_slice(&["--connect-rate", connect_rate]);
+    args.extend_from_slice(rest);
+    args
+}

@@ -135,19 +135,8 @@ fn parent_messages_round_trip() {
 
 #[test]
 fn group_reports_travel_by_group_rows_with_their_fanout_table() {
-    let argv = [
-        "rookery-load",
-        "group",
-        "--auth",
-        "token:x",
-        "--clients",
-        "10",
-        "--groups",
-        "2",
-        "--members",
-        "5",
-    ];
-    let cfg = crate::worker::testing::parsed_config(&argv, "127.0.0.1:1", "d");
+    let flags = ["--groups", "2", "--members", "5"];
+    let cfg = crate::worker::testing::parsed_config("group", "10", &flags, "127.0.0.1:1", "d");
     let mut r = WorkerReport {
         ledger: Ledger::new(2, cfg.max_seq() * 5),
         ..WorkerReport::default()

@@ -10,27 +10,9 @@ const S_NS: u64 = 1_000_000_000;
 
 /// 4 clients in one thread; g0 = {0, 1, 2}, g1 = {3, 0, 1}; 2 messages/s per group for 1 s.
 fn config() -> RunConfig {
-    let argv = [
-        "rookery-load",
-        "group",
-        "--auth",
-        "token:x",
-        "--clients",
-        "4",
-        "--groups",
-        "2",
-        "--members",
-        "3",
-        "--threads",
-        "1",
-        "--rate",
-        "2",
-        "--duration",
-        "1s",
-        "--setup-ms",
-        "3000",
-    ];
-    parsed_config(&argv, "127.0.0.1:1", "example.test")
+    let mut flags = vec!["--groups", "2", "--members", "3", "--threads", "1"];
+    flags.extend_from_slice(&["--rate", "2", "--duration", "1s", "--setup-ms", "3000"]);
+    parsed_config("group", "4", &flags, "127.0.0.1:1", "example.test")
 }
 
 const JOIN_G0: &str = "<presence to='g0@groups.example.test/user1'><x \

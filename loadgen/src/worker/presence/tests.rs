@@ -10,16 +10,8 @@ const S_NS: u64 = 1_000_000_000;
 
 /// 6 clients in one thread, 2 contacts each (client 0: 1 and 5), 2 changes/s for 2 s.
 fn config(extra: &[&str]) -> RunConfig {
-    let mut argv = vec![
-        "rookery-load",
-        "presence",
-        "--auth",
-        "token:x",
-        "--clients",
-        "6",
-    ];
-    argv.extend_from_slice(&["--contacts", "2", "--threads", "1", "--rate", "2"]);
-    argv.extend_from_slice(&[
+    let mut flags = vec!["--contacts", "2", "--threads", "1", "--rate", "2"];
+    flags.extend_from_slice(&[
         "--duration",
         "2s",
         "--setup-ms",
@@ -27,8 +19,8 @@ fn config(extra: &[&str]) -> RunConfig {
         "--probe-ms",
         "1000",
     ]);
-    argv.extend_from_slice(extra);
-    parsed_config(&argv, "127.0.0.1:1", "example.test")
+    flags.extend_from_slice(extra);
+    parsed_config("presence", "6", &flags, "127.0.0.1:1", "example.test")
 }
 
 fn link(contact: u32, subscription: Subscription) -> Note {
