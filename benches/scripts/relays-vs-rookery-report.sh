@@ -14,20 +14,7 @@ GEN_BOUND_PCT=85
 SERVER_BOUND_PCT=85
 DISTURBED_PCT=20
 
-# col SERVER RATE COLUMN: one field of the last runs.tsv row of that step.
-col() {
-    awk -F'\t' -v s="$1" -v r="$2" -v c="$3" '
-        NR == 1 { for (i = 1; i <= NF; i++) k[$i] = i; next }
-        $1 == s && $2 == r && (c in k) { v = $(k[c]) }
-        END { print (v == "" ? "-" : v) }' "$RUNS"
-}
-
-# sj SERVER RATE PATH: a value from that step's summary.json.
-sj() {
-    local f
-    f=$(col "$1" "$2" summary)
-    if [ -f "$f" ]; then json_get "$f" "$3"; fi
-}
+# run_col SERVER RATE COLUMN and sj SERVER RATE PATH: see vs-ejabberd-lib.sh.
 
 # pct SECONDS WINDOW: CPU seconds over a window as "N%" of one core.
 pct() { local v; v=$(div "$(calc "${1:--} * 100")" "${2:--}" "%.0f"); [ "$v" = - ] && echo "-" || echo "$v%"; }
@@ -39,16 +26,16 @@ delivered_rate() { div "$(sj "$1" "$2" counts.messages.delivered)" "$(div "$(sj 
 us_per_msg() {
     local rate window
     rate=$(delivered_rate "$1" "$2")
-    window=$(col "$1" "$2" window_s)
-    div "$(calc "$(col "$1" "$2" server_steady_s) * 1000000")" "$(calc "$rate * $window")" "%.1f"
+    window=$(run_col "$1" "$2" window_s)
+    div "$(calc "$(run_col "$1" "$2" server_steady_s) * 1000000")" "$(calc "$rate * $window")" "%.1f"
 }
 
 # side SERVER RATE: which side used its whole core in the steady phase.
 side() {
     local s g o
-    s=$(div "$(calc "$(col "$1" "$2" server_steady_s) * 100")" "$(col "$1" "$2" window_s)" "%.0f")
-    g=$(div "$(calc "$(col "$1" "$2" gen_steady_s) * 100")" "$(col "$1" "$2" window_s)" "%.0f")
-    o=$(col "$1" "$2" others_pct)
+    s=$(div "$(calc "$(run_col "$1" "$2" server_steady_s) * 100")" "$(run_col "$1" "$2" window_s)" "%.0f")
+    g=$(div "$(calc "$(run_col "$1" "$2" gen_steady_s) * 100")" "$(run_col "$1" "$2" window_s)" "%.0f")
+    o=$(run_col "$1" "$2" others_pct)
     local out=()
     num "$g" && [ "$g" -ge "$GEN_BOUND_PCT" ] && out+=("generator-bound")
     num "$s" && [ "$s" -ge "$SERVER_BOUND_PCT" ] && out+=("server-bound")
@@ -61,7 +48,7 @@ side() {
 # exit line; "-" for rookery.
 drops() {
     local st
-    st=$(col "$1" "$2" relay_stats)
+    st=$(run_col "$1" "$2" relay_stats)
     [ "$st" = - ] && { echo "-"; return 0; }
     awk -v s="$st" 'BEGIN { n = split(s, kv, ";"); t = 0
         for (i = 1; i <= n; i++) { split(kv[i], p, "="); if (p[1] ~ /^dropped_/) t += p[2] }
@@ -70,8 +57,8 @@ drops() {
 
 step_row() { # SERVER RATE
     local f result
-    f=$(col "$1" "$2" summary)
-    [ "$f" = - ] && [ "$(col "$1" "$2" rc)" = - ] && return 0
+    f=$(run_col "$1" "$2" summary)
+    [ "$f" = - ] && [ "$(run_col "$1" "$2" rc)" = - ] && return 0
     result=$(verdict "$f")
     kept_up "$f" "$2" || result="fell behind; $result"
     local bound
@@ -82,10 +69,10 @@ step_row() { # SERVER RATE
         "$(ms "$(sj "$1" "$2" latency_us.e2e_corrected.p50_us)")" \
         "$(ms "$(sj "$1" "$2" latency_us.e2e_corrected.p99_us)")" \
         "$(ms "$(sj "$1" "$2" latency_us.e2e_corrected.p999_us)")" \
-        "$(pct "$(col "$1" "$2" server_steady_s)" "$(col "$1" "$2" window_s)")" \
+        "$(pct "$(run_col "$1" "$2" server_steady_s)" "$(run_col "$1" "$2" window_s)")" \
         "$(us_per_msg "$1" "$2")" \
-        "$(pct "$(col "$1" "$2" gen_steady_s)" "$(col "$1" "$2" window_s)")" \
-        "$(col "$1" "$2" others_pct)%" "$(drops "$1" "$2")" "$result"
+        "$(pct "$(run_col "$1" "$2" gen_steady_s)" "$(run_col "$1" "$2" window_s)")" \
+        "$(run_col "$1" "$2" others_pct)%" "$(drops "$1" "$2")" "$result"
 }
 
 # crate_version NAME: the version Cargo.lock pins.
@@ -111,9 +98,9 @@ best() {
     local r b=-
     for r in $RATES; do
         if [ "${2:-}" = kept ]; then
-            kept_up "$(col "$1" "$r" summary)" "$r" && b=$r
+            kept_up "$(run_col "$1" "$r" summary)" "$r" && b=$r
         else
-            [ "$(verdict "$(col "$1" "$r" summary)")" = ok ] && b=$r
+            [ "$(verdict "$(run_col "$1" "$r" summary)")" = ok ] && b=$r
         fi
     done
     echo "$b"

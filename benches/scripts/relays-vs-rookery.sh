@@ -101,9 +101,7 @@ fi
 
 # ---- preflight -------------------------------------------------------------------------
 
-[ "$(uname -s)" = Linux ] || die "Linux only (taskset, /proc, io_uring)"
-[ "$(nproc --all)" -ge 2 ] || die "needs 2 cores: the servers get core 0, the load generator core 1"
-for tool in taskset timeout awk sed; do command -v "$tool" > /dev/null || die "missing tool: $tool"; done
+preflight "taskset, /proc, io_uring"
 for s in $SERVERS; do
     case "$s" in rookery | relay-tokio | relay-monoio | relay-glommio) ;; *) die "SERVERS: unknown server '$s'" ;; esac
 done
@@ -124,27 +122,10 @@ awk -v l="${LOAD_AVG%% *}" 'BEGIN { exit !(l >= 1) }' &&
 STAMP=$(date -u +%Y%m%d-%H%M%S)
 OUT=results/$STAMP-relays-vs-rookery
 [ -n "$RT_PRIO" ] && OUT=$OUT-rt
-mkdir -p "$OUT"
-RUNS=$OUT/runs.tsv
-CMDS=$OUT/commands.txt
-printf 'server\trate\tlabel\trc\tsummary\tcpu_s\twall_s\twindow_s\tserver_steady_s\tgen_steady_s\tothers_pct\tload1\trelay_stats\n' > "$RUNS"
-: > "$CMDS"
-HZ=$(getconf CLK_TCK)
-WORK_TMP=$(mktemp -d /tmp/relays-vs-rookery.XXXXXX)
-SERVER_PID=
-LOAD_PID=
-CURRENT_SERVER=
-
-cleanup() {
-    local rc=$?
-    trap - EXIT INT TERM
-    if [ -n "${LOAD_PID:-}" ]; then stop_pid "$LOAD_PID"; wait "$LOAD_PID" 2>/dev/null || true; fi
-    peer_stop
-    rm -rf "$WORK_TMP"
-    exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+# stop_servers: what the exit trap (open_run, vs-ejabberd-lib.sh) stops besides the load.
+stop_servers() { peer_stop; }
+open_run relays-vs-rookery server rate label rc summary cpu_s wall_s window_s server_steady_s \
+    gen_steady_s others_pct load1 relay_stats
 
 # ---- servers ---------------------------------------------------------------------------
 
@@ -215,12 +196,11 @@ run_step() {
     wait "$LOAD_PID" || rc=$?
     LOAD_PID=
     local cpu_s wall_s summary relay_stats
-    cpu_s=$(awk -v a="$c0" -v b="$(cpu_ticks "$SERVER_PID")" -v hz="$HZ" 'BEGIN { printf "%.2f", (b - a) / hz }')
-    wall_s=$(awk -v a="$t0" -v b="$(date +%s%N)" 'BEGIN { printf "%.2f", (b - a) / 1e9 }')
+    cpu_s=$(cpu_s_since "$c0" "$SERVER_PID")
+    wall_s=$(since_s "$t0")
     peer_stop
     relay_stats=$(grep -o 'stats: .*' "$dir/server.log" | sed 's/^stats: //; s/ /;/g' || true)
-    summary=$(find "$dir" -mindepth 2 -maxdepth 2 -name summary.json | head -n 1)
-    [ -n "$summary" ] || { say "$server $label: no summary.json (exit $rc); see $dir/loadgen.txt"; summary=-; }
+    summary=$(find_summary "$dir" "$server $label" "$rc")
     printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$server" "$total" "$label" "$rc" \
         "$summary" "$cpu_s" "$wall_s" "$WINDOW_S" "$SERVER_STEADY_S" "$GEN_STEADY_S" "$OTHERS_PCT" \
         "$load1" "${relay_stats:--}" >> "$RUNS"
@@ -228,17 +208,10 @@ run_step() {
         "rookery-load $(pct "$GEN_STEADY_S" "$WINDOW_S"), others ${OTHERS_PCT}%"
 }
 
-# wait_connected N: until the server holds N established conns on $PORT (or the load ended,
-# or the ramp plus 30 s passed). Polls once a second: reading /proc/net/tcp with tens of
-# thousands of entries costs tens of milliseconds of kernel time.
-wait_connected() {
-    local deadline=$(($(date +%s) + $1 / CONNECT_RATE + 30))
-    while [ "$(date +%s)" -lt "$deadline" ] && kill -0 "$LOAD_PID" 2>/dev/null; do
-        [ "$(established "$PORT")" -ge "$1" ] && return 0
-        sleep 1
-    done
-    return 1
-}
+# wait_connected N: until the server holds N established conns on $PORT; false when the load
+# ended or the ramp plus 30 s passed first. Polls once a second: reading /proc/net/tcp with
+# tens of thousands of entries costs tens of milliseconds of kernel time.
+wait_connected() { wait_established "$PORT" "$1" 1; }
 
 # sample_steady T0_NS: CPU seconds of the server, the load generator and every other process
 # over [ramp + 1.5 s, ramp + STEP_S - 0.5 s] after the load started at T0_NS (ramp = clients /
@@ -247,21 +220,14 @@ wait_connected() {
 # TIME_WAIT entries is slow, and under RT_PRIO a polling shell is starved by the very processes
 # it waits for.
 sample_steady() {
-    local s0 s1 g0 g1 ta tb snap=$WORK_TMP/procs.before start_ns
+    local start_ns
     [ "$STEP_S" -ge 4 ] || return 0
     start_ns=$(($1 + (CLIENTS * 1000 / CONNECT_RATE + 1500) * 1000000))
     sleep "$(awk -v a="$start_ns" -v b="$(date +%s%N)" 'BEGIN { d = (a - b) / 1e9; print (d > 0 ? d : 0) }')"
-    kill -0 "$LOAD_PID" 2>/dev/null || return 0
-    s0=$(cpu_ticks "$SERVER_PID") g0=$(cpu_ticks "$LOAD_PID") ta=$(date +%s%N)
-    others_snapshot "$snap"
-    sleep $((STEP_S - 2))
-    # A load generator that ended inside the window would read as negative CPU: no sample.
-    kill -0 "$LOAD_PID" 2>/dev/null || return 0
-    s1=$(cpu_ticks "$SERVER_PID") g1=$(cpu_ticks "$LOAD_PID") tb=$(date +%s%N)
-    WINDOW_S=$(awk -v a="$ta" -v b="$tb" 'BEGIN { printf "%.3f", (b - a) / 1e9 }')
-    OTHERS_PCT=$(others_pct "$snap" "$WINDOW_S" "$SERVER_PID" "$LOAD_PID")
-    SERVER_STEADY_S=$(awk -v a="$s0" -v b="$s1" -v hz="$HZ" 'BEGIN { printf "%.2f", (b - a) / hz }')
-    GEN_STEADY_S=$(awk -v a="$g0" -v b="$g1" -v hz="$HZ" 'BEGIN { printf "%.2f", (b - a) / hz }')
+    # No window (the load generator ended): the "-" the caller set stay.
+    steady_window $((STEP_S - 2)) || return 0
+    SERVER_STEADY_S=$(awk -v t="$SERVER_TICKS" -v hz="$HZ" 'BEGIN { printf "%.2f", t / hz }')
+    GEN_STEADY_S=$(awk -v t="$GEN_TICKS" -v hz="$HZ" 'BEGIN { printf "%.2f", t / hz }')
 }
 
 # run_hold SERVER: a fresh server holds $HOLD sessions (rookery-load hold); its RSS is read
@@ -320,7 +286,7 @@ for total in $RATES; do
         run_step "$s" "$total"
         # Latency alone does not end a server's sweep (other work on a shared machine spoils
         # it first); falling behind the offered rate does.
-        if kept_up "$(col "$s" "$total" summary)" "$total"; then FAILS[$s]=0; else FAILS[$s]=$((${FAILS[$s]:-0} + 1)); fi
+        if kept_up "$(run_col "$s" "$total" summary)" "$total"; then FAILS[$s]=0; else FAILS[$s]=$((${FAILS[$s]:-0} + 1)); fi
     done
 done
 

@@ -73,6 +73,31 @@ v_int() { fmt "%.0f" "$(sj "$1" "$2" "$3")"; }
 # v_of SERVER LABEL PATH_A PATH_B: "A of B".
 v_of() { echo "$(v_raw "$1" "$2" "$3") of $(v_raw "$1" "$2" "$4")"; }
 
+# receipt_rows RUN: the run's receipts (expected, lost) and client errors.
+receipt_rows() {
+    both "receipts expected" v_raw "$1" "$1.receipts.sent"
+    both "receipts lost" v_raw "$1" "$1.receipts.lost"
+    both "client errors" v_raw "$1" counts.errors_total
+}
+
+# last_rows RUN NOUN: delivery to the last NOUN of each fan-out: p50, p99 (the headline), max.
+last_rows() {
+    both "delivery to the last $2 p50 (ms)" v_ms "$1" "latency_us.$1_fanout_last.p50_us"
+    both "**delivery to the last $2 p99 (ms)**" v_ms "$1" "latency_us.$1_fanout_last.p99_us"
+    both "delivery to the last $2 max (ms)" v_ms_max "$1" "latency_us.$1_fanout_last.max_us"
+}
+
+# rate_rows RUN [EMPH]: RUN's stanzas delivered per second (mean over the sending time, busiest
+# second), the generator's send lag and the steady-phase CPU; EMPH ("**") makes the mean a
+# headline.
+rate_rows() {
+    local e=${2:-}
+    both "$e$1 stanzas delivered/s (mean over the sending time)$e" v_int "$1" "$1.delivered_per_s_mean"
+    both "$1 stanzas delivered/s (busiest second)" v_raw "$1" "$1.delivered_per_s_peak"
+    both "generator send lag p99 (ms)" v_ms "$1" latency_us.send_lag.p99_us
+    cpu_rows "$1" steady
+}
+
 presence_section() {
     echo
     echo "## Presence: $PRES_N clients x $PRES_K contacts, $PRES_RATE status changes/s each, ${PRES_S} s"
@@ -91,21 +116,12 @@ presence_section() {
     both "initial presence: last one after (ms)" v_raw presence presence.counters.initial_last_ms
     both "status changes sent" v_raw presence presence.changes.changes_sent
     both "changes that reached every contact" v_raw presence presence.changes.changes_complete
-    both "receipts expected" v_raw presence presence.receipts.sent
-    both "receipts lost" v_raw presence presence.receipts.lost
-    both "client errors" v_raw presence counts.errors_total
+    receipt_rows presence
     both "delivery to each contact p50 (ms)" v_ms presence latency_us.presence_delivery.p50_us
     both "**delivery to each contact p99 (ms)**" v_ms presence latency_us.presence_delivery.p99_us
     both "delivery to each contact p99.9 (ms)" v_ms presence latency_us.presence_delivery.p999_us
-    both "delivery to the last contact p50 (ms)" v_ms presence latency_us.presence_fanout_last.p50_us
-    both "**delivery to the last contact p99 (ms)**" v_ms presence latency_us.presence_fanout_last.p99_us
-    both "delivery to the last contact max (ms)" v_ms_max presence latency_us.presence_fanout_last.max_us
-    both "presence stanzas delivered/s (mean over the sending time)" v_int presence presence.delivered_per_s_mean
-    both "presence stanzas delivered/s (busiest second)" v_raw presence presence.delivered_per_s_peak
-    both "generator send lag p99 (ms)" v_ms presence latency_us.send_lag.p99_us
-    both "server CPU, steady phase (% of its core)" v_steady_pct presence
-    both "rookery-load CPU, steady phase (% of its core)" v_gen_pct presence
-    both "other processes' CPU, steady phase (% of one core)" v_others_pct presence
+    last_rows presence contact
+    rate_rows presence
     echo
     echo "p99 to each contact, ejabberd / rookery: $(ratio ejabberd rookery presence latency_us.presence_delivery.p99_us);" \
         "to the last contact: $(ratio ejabberd rookery presence latency_us.presence_fanout_last.p99_us)"
@@ -128,20 +144,11 @@ group_section() {
     both "ramp incl. joins (ms)" v_raw group phases_ms.ramp
     both "messages sent" v_raw group group.changes.changes_sent
     both "messages that reached every member" v_raw group group.changes.changes_complete
-    both "receipts expected" v_raw group group.receipts.sent
-    both "receipts lost" v_raw group group.receipts.lost
-    both "client errors" v_raw group counts.errors_total
+    receipt_rows group
     both "delivery to each member p50 (ms)" v_ms group latency_us.group_delivery.p50_us
     both "delivery to each member p99 (ms)" v_ms group latency_us.group_delivery.p99_us
-    both "delivery to the last member p50 (ms)" v_ms group latency_us.group_fanout_last.p50_us
-    both "**delivery to the last member p99 (ms)**" v_ms group latency_us.group_fanout_last.p99_us
-    both "delivery to the last member max (ms)" v_ms_max group latency_us.group_fanout_last.max_us
-    both "**group stanzas delivered/s (mean over the sending time)**" v_int group group.delivered_per_s_mean
-    both "group stanzas delivered/s (busiest second)" v_raw group group.delivered_per_s_peak
-    both "generator send lag p99 (ms)" v_ms group latency_us.send_lag.p99_us
-    both "server CPU, steady phase (% of its core)" v_steady_pct group
-    both "rookery-load CPU, steady phase (% of its core)" v_gen_pct group
-    both "other processes' CPU, steady phase (% of one core)" v_others_pct group
+    last_rows group member
+    rate_rows group "**"
     echo
     echo "p99 to the last member, ejabberd / rookery: $(ratio ejabberd rookery group latency_us.group_fanout_last.p99_us)"
 }

@@ -1,6 +1,6 @@
 # shellcheck shell=bash
-# Helpers for vs-ejabberd.sh (sourced, not run): JSON reading, /proc sampling, and starting
-# and stopping each server by pid.
+# Helpers for vs-ejabberd.sh and relays-vs-rookery.sh (sourced, not run): JSON reading, /proc
+# sampling, runs.tsv reading, and (vs-ejabberd) starting and stopping each server by pid.
 #
 # What it does not do: decide scenarios or write the README (vs-ejabberd.sh and
 # vs-ejabberd-report.sh do). Invariants: every process started here is recorded by pid
@@ -13,31 +13,16 @@ die() { say "error: $*"; exit 1; }
 # json_get FILE DOTTED.PATH: the scalar at that path in a pretty-printed JSON file (one key
 # per line, as serde_json's pretty printer writes summary.json), quotes stripped; empty
 # when absent. awk only: a fresh Debian has neither jq nor python for sure.
-json_get() {
-    [ -f "$1" ] || return 0
-    awk -v want="$2" '
-        function path(   i, p) {
-            p = ""
-            for (i = 1; i <= depth; i++) if (stack[i] != "") p = (p == "" ? stack[i] : p "." stack[i])
-            return p
-        }
-        /^[ \t]*"[^"]*":/ {
-            key = $0; sub(/^[ \t]*"/, "", key); sub(/".*/, "", key)
-            val = $0; sub(/^[ \t]*"[^"]*":[ \t]*/, "", val); sub(/,[ \t]*$/, "", val)
-            if (val == "{" || val == "[") { stack[++depth] = key; next }
-            p = path(); full = (p == "" ? key : p "." key)
-            if (full == want) { gsub(/^"|"$/, "", val); print val; exit }
-            next
-        }
-        /^[ \t]*[\[{][ \t]*$/ { stack[++depth] = ""; next }
-        /^[ \t]*[\]}],?[ \t]*$/ { if (depth > 0) depth--; next }
-    ' "$1"
-}
+json_get() { json_walk "$1" get "$2"; }
 
 # json_keys FILE REGEX: "path value" for every scalar whose dotted path matches REGEX.
-json_keys() {
+json_keys() { json_walk "$1" keys "$2"; }
+
+# json_walk FILE get|keys ARG: the walk behind json_get (ARG a dotted path: its value, the
+# first only) and json_keys (ARG a regex: "path value" for each match).
+json_walk() {
     [ -f "$1" ] || return 0
-    awk -v re="$2" '
+    awk -v mode="$2" -v want="$3" '
         function path(   i, p) {
             p = ""
             for (i = 1; i <= depth; i++) if (stack[i] != "") p = (p == "" ? stack[i] : p "." stack[i])
@@ -48,7 +33,8 @@ json_keys() {
             val = $0; sub(/^[ \t]*"[^"]*":[ \t]*/, "", val); sub(/,[ \t]*$/, "", val)
             if (val == "{" || val == "[") { stack[++depth] = key; next }
             p = path(); full = (p == "" ? key : p "." key)
-            if (full ~ re) { gsub(/^"|"$/, "", val); print full, val }
+            if (mode == "get" && full == want) { gsub(/^"|"$/, "", val); print val; exit }
+            if (mode == "keys" && full ~ want) { gsub(/^"|"$/, "", val); print full, val }
             next
         }
         /^[ \t]*[\[{][ \t]*$/ { stack[++depth] = ""; next }
@@ -143,6 +129,106 @@ stop_pid() {
     kill -0 "$1" 2>/dev/null || return 0
     kill -TERM "$1" 2>/dev/null || true
     wait_gone "$1" 20 || { say "pid $1 ignored SIGTERM for 20 s: SIGKILL"; kill -KILL "$1" 2>/dev/null || true; }
+}
+
+# ---- load runs and runs.tsv (both harnesses) ----------------------------------------------
+
+# preflight WHY: dies unless this is Linux (for WHY) with 2 cores (the servers get core 0, the
+# load generator core 1) and the tools the harnesses use.
+preflight() {
+    [ "$(uname -s)" = Linux ] || die "Linux only ($1)"
+    [ "$(nproc --all)" -ge 2 ] || die "needs 2 cores: the servers get core 0, the load generator core 1"
+    local tool
+    for tool in taskset timeout awk sed; do command -v "$tool" > /dev/null || die "missing tool: $tool"; done
+}
+
+# open_run NAME COLUMN...: the run's files in $OUT: runs.tsv ($RUNS, its first row the COLUMN
+# names, tab-separated) and an empty commands.txt ($CMDS); HZ; a fresh WORK_TMP
+# (/tmp/NAME.XXXXXX); no server or load generator yet; and the exit trap (close_run).
+open_run() {
+    local name=$1
+    shift
+    mkdir -p "$OUT"
+    RUNS=$OUT/runs.tsv
+    CMDS=$OUT/commands.txt
+    (IFS=$'\t' && printf '%s\n' "$*") > "$RUNS"
+    : > "$CMDS"
+    HZ=$(getconf CLK_TCK)
+    WORK_TMP=$(mktemp -d "/tmp/$name.XXXXXX")
+    SERVER_PID='' LOAD_PID='' CURRENT_SERVER=''
+    trap close_run EXIT
+    trap 'exit 130' INT TERM
+}
+
+# close_run: the exit trap: stops the load generator by pid, then the servers (stop_servers,
+# each script's own), removes WORK_TMP and exits with the script's status.
+close_run() {
+    local rc=$?
+    trap - EXIT INT TERM
+    if [ -n "${LOAD_PID:-}" ]; then stop_pid "$LOAD_PID"; wait "$LOAD_PID" 2>/dev/null || true; fi
+    stop_servers
+    rm -rf "$WORK_TMP"
+    exit "$rc"
+}
+
+# run_col SERVER STEP COLUMN: one field of the last $RUNS (runs.tsv) row whose first two
+# columns are SERVER and STEP (a run label, or a rate); "-" when absent.
+run_col() {
+    awk -F'\t' -v s="$1" -v l="$2" -v c="$3" '
+        NR == 1 { for (i = 1; i <= NF; i++) col[$i] = i; next }
+        $1 == s && $2 == l && (c in col) { v = $(col[c]) }
+        END { print (v == "" ? "-" : v) }' "$RUNS"
+}
+
+# sj SERVER STEP PATH: a value from that run's summary.json.
+sj() {
+    local f
+    f=$(run_col "$1" "$2" summary)
+    if [ -f "$f" ]; then json_get "$f" "$3"; fi
+}
+
+# since_s T0_NS: seconds since T0_NS (date +%s%N), 2 decimals.
+since_s() { awk -v a="$1" -v b="$(date +%s%N)" 'BEGIN { printf "%.2f", (b - a) / 1e9 }'; }
+
+# cpu_s_since TICKS PID: CPU seconds used by PID's tree since cpu_ticks read TICKS.
+cpu_s_since() { awk -v a="$1" -v b="$(cpu_ticks "$2")" -v hz="$HZ" 'BEGIN { printf "%.2f", (b - a) / hz }'; }
+
+# find_summary DIR WHAT RC: the summary.json rookery-load wrote below DIR; "-" when there is
+# none (said, naming the run WHAT and the load generator's exit status RC).
+find_summary() {
+    local summary
+    summary=$(find "$1" -mindepth 2 -maxdepth 2 -name summary.json | head -n 1)
+    [ -n "$summary" ] || { say "$2: no summary.json (exit $3); see $1/loadgen.txt"; summary=-; }
+    echo "$summary"
+}
+
+# wait_established PORT N POLL_S: polls every POLL_S until N conns to PORT are established;
+# false when the load generator (LOAD_PID) ended or the ramp (N / CONNECT_RATE) plus 30 s
+# passed first.
+wait_established() {
+    local deadline=$(($(date +%s) + $2 / CONNECT_RATE + 30))
+    while [ "$(date +%s)" -lt "$deadline" ] && kill -0 "$LOAD_PID" 2>/dev/null; do
+        [ "$(established "$1")" -ge "$2" ] && return 0
+        sleep "$3"
+    done
+    return 1
+}
+
+# steady_window SECONDS: CPU of the server (SERVER_PID), the load generator (LOAD_PID) and every
+# other process over the next SECONDS. Sets WINDOW_S (as measured, 3 decimals), SERVER_TICKS,
+# GEN_TICKS and OTHERS_PCT (% of one core); false, setting nothing, when the load generator is
+# gone at either end (one that ended inside the window would read as negative CPU).
+# shellcheck disable=SC2034 # the globals it sets are the caller's to read
+steady_window() {
+    local s0 g0 ta snap=$WORK_TMP/procs.before
+    kill -0 "$LOAD_PID" 2>/dev/null || return 1
+    s0=$(cpu_ticks "$SERVER_PID") g0=$(cpu_ticks "$LOAD_PID") ta=$(date +%s%N)
+    others_snapshot "$snap"
+    sleep "$1"
+    kill -0 "$LOAD_PID" 2>/dev/null || return 1
+    SERVER_TICKS=$(($(cpu_ticks "$SERVER_PID") - s0)) GEN_TICKS=$(($(cpu_ticks "$LOAD_PID") - g0))
+    WINDOW_S=$(awk -v a="$ta" -v b="$(date +%s%N)" 'BEGIN { printf "%.3f", (b - a) / 1e9 }')
+    OTHERS_PCT=$(others_pct "$snap" "$WINDOW_S" "$SERVER_PID" "$LOAD_PID")
 }
 
 # ---- rookery ---------------------------------------------------------------------------

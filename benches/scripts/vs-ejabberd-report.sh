@@ -6,20 +6,7 @@
 # the results folder (summary.json written by rookery-load, runs.tsv written by the script:
 # server RSS and CPU read from /proc); a missing value prints "-", never a guess.
 
-# run_col SERVER LABEL COLUMN: one field of the last runs.tsv row for that run.
-run_col() {
-    awk -F'\t' -v s="$1" -v l="$2" -v c="$3" '
-        NR == 1 { for (i = 1; i <= NF; i++) col[$i] = i; next }
-        $1 == s && $2 == l && (c in col) { v = $(col[c]) }
-        END { print (v == "" ? "-" : v) }' "$RUNS"
-}
-
-# sj SERVER LABEL PATH: a value from that run's summary.json.
-sj() {
-    local f
-    f=$(run_col "$1" "$2" summary)
-    if [ -f "$f" ]; then json_get "$f" "$3"; fi
-}
+# run_col and sj (runs.tsv and summary.json readers) live in vs-ejabberd-lib.sh.
 
 row() { printf '| %s | %s | %s |\n' "$1" "${2:--}" "${3:--}"; }
 
@@ -59,35 +46,44 @@ disturbed() {
     v=$(run_col "$1" "$2" others_cpu_pct)
     num "$v" && [ "$v" -ge "$DISTURBED_PCT" ]
 }
+# cpu_rows RUN PHASE [NOTE]: the server's, rookery-load's and every other process's CPU over the
+# run's PHASE (steady, storm), in % of a core; NOTE follows "one core" in the last label.
+cpu_rows() {
+    both "server CPU, $2 phase (% of its core)" v_steady_pct "$1"
+    both "rookery-load CPU, $2 phase (% of its core)" v_gen_pct "$1"
+    both "other processes' CPU, $2 phase (% of one core${3:-})" v_others_pct "$1"
+}
 v_steady_pct() { local v; v=$(run_col "$1" "$2" steady_cpu_pct); [ "$v" = - ] && echo "-" || echo "$v%"; }
 v_cpu_us_per_msg() {
     div "$(awk -v c="$(run_col "$1" "$2" cpu_s)" 'BEGIN { print c * 1e6 }')" "$(sj "$1" "$2" counts.messages.delivered)" "%.1f"
 }
 v_rate() { div "$(sj "$1" "$2" counts.messages.delivered)" "$(div "$(sj "$1" "$2" config.duration_ms)" 1000 "%f")" "%.0f"; }
 
-# storm_rate SERVER: logins/s over the storm: the summary's own figure
-# (storm.logins_per_s_mean, or another key naming a mean of logins per second), else
-# logins / duration, marked "derived".
+# storm_stat SERVER mean|peak: the storm summary's own logins/s figure of that kind
+# (storm.logins_per_s_KIND, or another key naming one); empty when absent.
+storm_stat() {
+    local f v
+    f=$(run_col "$1" storm summary)
+    [ -f "$f" ] || return 0
+    v=$(json_get "$f" "storm.logins_per_s_$2")
+    [ -n "$v" ] || v=$(json_keys "$f" "login.*per_s.*$2" | head -n 1 | cut -d' ' -f2)
+    echo "$v"
+}
+
+# storm_rate SERVER: logins/s over the storm: the summary's own mean, else logins / duration,
+# marked "derived".
 storm_rate() {
     local f v
     f=$(run_col "$1" storm summary)
     [ -f "$f" ] || { echo "-"; return 0; }
-    v=$(json_get "$f" storm.logins_per_s_mean)
-    [ -n "$v" ] || v=$(json_keys "$f" 'login.*per_s.*mean' | head -n 1 | cut -d' ' -f2)
+    v=$(storm_stat "$1" mean)
     if num "$v"; then
         fmt "%.0f" "$v"
     else
         echo "$(div "$(json_get "$f" counts.logins)" "$(div "$(json_get "$f" config.duration_ms)" 1000 "%f")" "%.0f") (derived)"
     fi
 }
-storm_peak() {
-    local f v
-    f=$(run_col "$1" storm summary)
-    [ -f "$f" ] || { echo "-"; return 0; }
-    v=$(json_get "$f" storm.logins_per_s_peak)
-    [ -n "$v" ] || v=$(json_keys "$f" 'login.*per_s.*peak' | head -n 1 | cut -d' ' -f2)
-    fmt "%.0f" "$v"
-}
+storm_peak() { fmt "%.0f" "$(storm_stat "$1" peak)"; }
 
 # step_label SERVER TOTAL: the run that decides a sweep step: its retry when there was one.
 step_label() {
@@ -242,9 +238,7 @@ chat_section() {
     both "e2e p99.9 (ms)" v_ms chat latency_us.e2e_corrected.p999_us
     both "e2e max (ms)" v_ms chat latency_us.e2e_corrected.max_us
     both "generator send lag p99 (ms)" v_ms chat latency_us.send_lag.p99_us
-    both "server CPU, steady phase (% of its core)" v_steady_pct chat
-    both "rookery-load CPU, steady phase (% of its core)" v_gen_pct chat
-    both "other processes' CPU, steady phase (% of one core; interference)" v_others_pct chat
+    cpu_rows chat steady "; interference"
     both "server CPU, whole run incl. logins (% of its core)" v_cpu_pct chat
     both "server CPU per delivered message (us, incl. logins)" v_cpu_us_per_msg chat
 }
@@ -292,9 +286,7 @@ storm_section() {
     both "client errors" v_raw storm counts.errors_total
     both "login p50 (ms)" v_ms storm latency_us.login.p50_us
     both "login p99 (ms)" v_ms storm latency_us.login.p99_us
-    both "server CPU, storm phase (% of its core)" v_steady_pct storm
-    both "rookery-load CPU, storm phase (% of its core)" v_gen_pct storm
-    both "other processes' CPU, storm phase (% of one core)" v_others_pct storm
+    cpu_rows storm storm
     echo
     echo "Ratio rookery / ejabberd (logins/s): $(div "$(storm_rate rookery | cut -d' ' -f1)" "$(storm_rate ejabberd | cut -d' ' -f1)" "%.1fx")$(
         generator_bound rookery storm && echo " (rookery-load saturated its core against rookery: a lower bound)")"

@@ -105,9 +105,7 @@ START_S=$(date +%s)
 # ---- preflight -------------------------------------------------------------------------
 
 [ "$(id -u)" = 0 ] || die "run as root: it installs ejabberd and starts it as the ejabberd user"
-[ "$(uname -s)" = Linux ] || die "Linux only (taskset, /proc)"
-[ "$(nproc --all)" -ge 2 ] || die "needs 2 cores: the servers get core 0, the load generator core 1"
-for tool in taskset timeout awk sed; do command -v "$tool" > /dev/null || die "missing tool: $tool"; done
+preflight "taskset, /proc"
 BIN=${ROOKERY_BIN_DIR:-$REPO/target/release}
 if [ ! -x "$BIN/rookery" ] || [ ! -x "$BIN/rookery-load" ]; then
     say "building release binaries (cargo build --release -p rookery -p rookery-load)"
@@ -137,28 +135,13 @@ groups_sizes
 STAMP=$(date -u +%Y%m%d-%H%M%S)
 OUT=results/$STAMP-vs-ejabberd
 [ "$GROUPS_ONLY" = 1 ] && OUT=results/$STAMP-groups-vs-ejabberd
-mkdir -p "$OUT"
-RUNS=$OUT/runs.tsv
-CMDS=$OUT/commands.txt
-printf 'server\tlabel\tscenario\trc\tsummary\tcpu_s\twall_s\trss_before_kib\trss_held_kib\tsessions_seen\tsteady_cpu_pct\tload1\tgen_cpu_pct\tothers_cpu_pct\n' \
-    > "$RUNS"
-HZ=$(getconf CLK_TCK)
-: > "$CMDS"
-WORK_TMP=$(mktemp -d /tmp/vs-ejabberd.XXXXXX)
-LOAD_PID=
-CURRENT_SERVER=
-
-cleanup() {
-    local rc=$?
-    trap - EXIT INT TERM
-    if [ -n "${LOAD_PID:-}" ]; then stop_pid "$LOAD_PID"; wait "$LOAD_PID" 2>/dev/null || true; fi
+# stop_servers: what the exit trap (open_run, vs-ejabberd-lib.sh) stops besides the load.
+stop_servers() {
     server_stop
-    [ -n "${SYSTEM_EPMD_STARTED:-}" ] && stop_pid "$SYSTEM_EPMD_STARTED"
-    rm -rf "$WORK_TMP"
-    exit "$rc"
+    if [ -n "${SYSTEM_EPMD_STARTED:-}" ]; then stop_pid "$SYSTEM_EPMD_STARTED"; fi
 }
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+open_run vs-ejabberd server label scenario rc summary cpu_s wall_s rss_before_kib rss_held_kib \
+    sessions_seen steady_cpu_pct load1 gen_cpu_pct others_cpu_pct
 
 # ---- ejabberd install --------------------------------------------------------------------
 
@@ -246,10 +229,9 @@ run_load() {
     wait "$LOAD_PID" || rc=$?
     LOAD_PID=
     local wall_s cpu_s summary
-    wall_s=$(awk -v a="$t0" -v b="$(date +%s%N)" 'BEGIN { printf "%.2f", (b - a) / 1e9 }')
-    cpu_s=$(awk -v a="$c0" -v b="$(cpu_ticks "$SERVER_PID")" -v hz="$HZ" 'BEGIN { printf "%.2f", (b - a) / hz }')
-    summary=$(find "$dir" -mindepth 2 -maxdepth 2 -name summary.json | head -n 1)
-    [ -n "$summary" ] || { say "$server $label: no summary.json (exit $rc); see $dir/loadgen.txt"; summary=-; }
+    wall_s=$(since_s "$t0")
+    cpu_s=$(cpu_s_since "$c0" "$SERVER_PID")
+    summary=$(find_summary "$dir" "$server $label" "$rc")
     printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$server" "$label" "$scenario" \
         "$rc" "$summary" "$cpu_s" "$wall_s" "$rss0" "$HELD_RSS" "$HELD_SEEN" "$STEADY_PCT" "$load1" \
         "$GEN_PCT" "$OTHERS_PCT" >> "$RUNS"
@@ -258,16 +240,8 @@ run_load() {
 }
 
 # wait_connected SERVER N: until the server holds N established conns (or the load ended or
-# the ramp plus 30 s passed).
-wait_connected() {
-    local port deadline=$(($(date +%s) + $2 / CONNECT_RATE + 30))
-    port=$(server_port "$1")
-    while [ "$(date +%s)" -lt "$deadline" ] && kill -0 "$LOAD_PID" 2>/dev/null; do
-        [ "$(established "$port")" -ge "$2" ] && return 0
-        sleep 0.2
-    done
-    return 0
-}
+# the ramp plus 30 s passed: sampled all the same).
+wait_connected() { wait_established "$(server_port "$1")" "$2" 0.2 || true; }
 
 # Hold: every conn up, 2 s more for logins to finish and the heap to settle, then the
 # server's own session count and its RSS.
@@ -283,22 +257,14 @@ sample_held() {
 # one core: the server, the load generator (near 100%: the run measures the generator, not
 # the server), and every other process (interference from the rest of the machine).
 sample_steady() { # $1 = duration of the steady phase, s; called when it has just begun
-    local dur=$1 s0 s1 g0 g1 ta tb snap=$WORK_TMP/procs.before
+    local dur=$1
     [ "$dur" -ge 4 ] || return 0
     # SAMPLE_DELAY_S: how long after the conns are up the sending starts (presence, group).
     sleep $((1 + ${SAMPLE_DELAY_S:-0}))
-    kill -0 "$LOAD_PID" 2>/dev/null || return 0
-    s0=$(cpu_ticks "$SERVER_PID") g0=$(cpu_ticks "$LOAD_PID") ta=$(date +%s%N)
-    others_snapshot "$snap"
-    sleep $((dur - 2))
-    # A load generator that ended inside the window would read as negative CPU: no sample.
-    kill -0 "$LOAD_PID" 2>/dev/null || return 0
-    s1=$(cpu_ticks "$SERVER_PID") g1=$(cpu_ticks "$LOAD_PID") tb=$(date +%s%N)
-    local secs
-    secs=$(awk -v a="$ta" -v b="$tb" 'BEGIN { print (b - a) / 1e9 }')
-    OTHERS_PCT=$(others_pct "$snap" "$secs" "$SERVER_PID" "$LOAD_PID")
-    STEADY_PCT=$(awk -v a="$s0" -v b="$s1" -v hz="$HZ" -v t="$secs" 'BEGIN { printf "%.0f", 100 * (b - a) / hz / t }')
-    GEN_PCT=$(awk -v a="$g0" -v b="$g1" -v hz="$HZ" -v t="$secs" 'BEGIN { printf "%.0f", 100 * (b - a) / hz / t }')
+    # No window (the load generator ended): the "-" the caller set stay.
+    steady_window $((dur - 2)) || return 0
+    STEADY_PCT=$(awk -v t="$SERVER_TICKS" -v hz="$HZ" -v w="$WINDOW_S" 'BEGIN { printf "%.0f", 100 * t / hz / w }')
+    GEN_PCT=$(awk -v t="$GEN_TICKS" -v hz="$HZ" -v w="$WINDOW_S" 'BEGIN { printf "%.0f", 100 * t / hz / w }')
 }
 
 # wait_quiet: before a retry, up to 30 s for the rest of the machine to use under 10% of a

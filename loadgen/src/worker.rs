@@ -52,6 +52,8 @@ mod report;
 mod send;
 mod slot;
 mod storm;
+#[cfg(test)]
+pub(crate) mod testing;
 use events::connect_error_kind;
 use fan::{fan_state, Fan};
 pub use report::WorkerReport;

@@ -12,55 +12,23 @@ mod common;
 
 use serde_json::Value;
 
-use common::{run_load_as, Server, Target};
+use common::{check_fanout, load_args, run_load_as, Server, Target};
 
 const GROUPS: u64 = 3;
 const MEMBERS: u64 = 10;
 
 fn args(addr: &str) -> Vec<&str> {
-    vec![
-        "group",
-        "--server",
-        addr,
-        "--clients",
-        "30",
-        "--groups",
-        "3",
-        "--members",
-        "10",
-        "--rate",
-        "2",
-        "--duration",
-        "2s",
-        "--connect-rate",
-        "500",
-        "--drain-ms",
-        "1000",
-    ]
+    let groups = ["--groups", "3", "--members", "10", "--rate", "2"];
+    let mut args = load_args("group", addr, "30", "500", &groups);
+    args.extend_from_slice(&["--duration", "2s", "--drain-ms", "1000"]);
+    args
 }
 
 fn check_delivery(summary: &Value) {
-    let counts = &summary["counts"];
-    assert_eq!(counts["logins"], 30, "{counts}");
-    assert_eq!(counts["errors_total"], 0, "{counts}");
-    let g = &summary["group"];
-    let (changes, receipts, c) = (&g["changes"], &g["receipts"], &g["counters"]);
-    let sent = changes["changes_sent"].as_u64().expect("messages sent");
     // 3 groups x 2 messages/s x 2 s, give or take the random phases at the edges.
-    assert!((9..=15).contains(&sent), "{changes}");
-    assert_eq!(
-        changes["changes_complete"].as_u64(),
-        Some(sent),
-        "{changes}"
-    );
-    assert_eq!(
-        receipts["sent"].as_u64(),
-        Some(sent * MEMBERS),
-        "{receipts}"
-    );
-    assert_eq!(receipts["lost"], 0, "{receipts}");
-    assert_eq!(receipts["duplicated"], 0, "{receipts}");
-    assert_eq!(receipts["unexpected"], 0, "{receipts}");
+    let sent = check_fanout(summary, "group", GROUPS * MEMBERS, 9..=15, MEMBERS);
+    let g = &summary["group"];
+    let c = &g["counters"];
     assert_eq!(c["joins"], GROUPS * MEMBERS, "{c}");
     assert_eq!(
         summary["latency_us"]["group_fanout_last"]["count"].as_u64(),

@@ -10,7 +10,7 @@ mod common;
 
 use serde_json::Value;
 
-use common::{run_load, Server};
+use common::{load_args, run_load, Server};
 
 fn check_offline(summary: &Value) {
     let counts = &summary["counts"];
@@ -43,9 +43,8 @@ fn check_offline(summary: &Value) {
 
 fn offline_run(name: &str, extra: &[&str]) {
     let server = Server::start();
-    let mut args = vec!["offline", "--server", &server.addr];
-    args.extend_from_slice(&["--clients", "20", "--messages", "10"]);
-    args.extend_from_slice(&["--connect-rate", "200", "--drain-ms", "1000"]);
+    let offline = ["--messages", "10", "--drain-ms", "1000"];
+    let mut args = load_args("offline", &server.addr, "20", "200", &offline);
     args.extend_from_slice(extra);
     let (summary, dir, text) = run_load(name, &args, 0);
     check_offline(&summary);
@@ -68,20 +67,8 @@ fn offline_over_two_processes() {
 #[test]
 fn chat_verify_counts_acknowledged_messages() {
     let server = Server::start();
-    let args = [
-        "chat",
-        "--server",
-        &server.addr,
-        "--clients",
-        "10",
-        "--rate",
-        "2",
-        "--duration",
-        "2s",
-        "--connect-rate",
-        "200",
-        "--verify",
-    ];
+    let chat = ["--rate", "2", "--duration", "2s", "--verify"];
+    let args = load_args("chat", &server.addr, "10", "200", &chat);
     let (summary, dir, _) = run_load("verify", &args, 0);
     let (messages, acks) = (&summary["counts"]["messages"], &summary["counts"]["acks"]);
     let sent = messages["sent"].as_u64().expect("sent");

@@ -14,33 +14,16 @@ mod common;
 
 use serde_json::Value;
 
-use common::{run_load_as, Server, Target};
+use common::{check_fanout, load_args, run_load_as, Server, Target};
 
 const CLIENTS: u64 = 50;
 const CONTACTS: u64 = 4;
 
 fn check_delivery(summary: &Value) {
-    let counts = &summary["counts"];
-    assert_eq!(counts["logins"], CLIENTS, "{counts}");
-    assert_eq!(counts["errors_total"], 0, "{counts}");
-    let p = &summary["presence"];
-    let (changes, receipts, c) = (&p["changes"], &p["receipts"], &p["counters"]);
-    let sent = changes["changes_sent"].as_u64().expect("changes sent");
     // 50 clients x 2 changes/s x 2 s, give or take the random phases at the edges.
-    assert!((150..=250).contains(&sent), "{changes}");
-    assert_eq!(
-        changes["changes_complete"].as_u64(),
-        Some(sent),
-        "{changes}"
-    );
-    assert_eq!(
-        receipts["sent"].as_u64(),
-        Some(sent * CONTACTS),
-        "{receipts}"
-    );
-    assert_eq!(receipts["lost"], 0, "{receipts}");
-    assert_eq!(receipts["duplicated"], 0, "{receipts}");
-    assert_eq!(receipts["unexpected"], 0, "{receipts}");
+    let sent = check_fanout(summary, "presence", CLIENTS, 150..=250, CONTACTS);
+    let p = &summary["presence"];
+    let (receipts, c) = (&p["receipts"], &p["counters"]);
     assert_eq!(receipts["out_of_order"], 0, "{receipts}");
     assert_eq!(c["initial_expected"], CLIENTS * CONTACTS, "{c}");
     assert_eq!(c["initial_presences"], CLIENTS * CONTACTS, "{c}");
@@ -58,25 +41,9 @@ fn check_delivery(summary: &Value) {
 #[test]
 fn presence_reaches_every_contact_then_the_ring_persists() {
     let target = Target::from_env_or(Server::start);
-    let base = [
-        "presence",
-        "--server",
-        target.addr(),
-        "--clients",
-        "50",
-        "--contacts",
-        "4",
-        "--rate",
-        "2",
-        "--duration",
-        "2s",
-        "--connect-rate",
-        "500",
-        "--probe-ms",
-        "1000",
-        "--drain-ms",
-        "1000",
-    ];
+    let ring = ["--contacts", "4", "--rate", "2", "--duration", "2s"];
+    let mut base = load_args("presence", target.addr(), "50", "500", &ring);
+    base.extend_from_slice(&["--probe-ms", "1000", "--drain-ms", "1000"]);
     let auth = target.auth();
     let (summary, dir, text) = run_load_as("presence-setup", &base, &auth, 0);
     check_delivery(&summary);

@@ -4,27 +4,21 @@
 
 mod common;
 
-use common::{run_load, Server};
+use common::{load_args, run_load, Server};
 
 #[test]
 fn two_processes_count_like_one() {
     let server = Server::start();
-    let args = [
-        "chat",
-        "--server",
-        &server.addr,
-        "--clients",
-        "40",
+    let chat = [
         "--rate",
         "2",
         "--duration",
         "3s",
-        "--connect-rate",
-        "400",
         "--processes",
         "2",
         "--receipts",
     ];
+    let args = load_args("chat", &server.addr, "40", "400", &chat);
     let (summary, dir, text) = run_load("procs", &args, 0);
     assert!(
         text.contains("40 clients over 2 processes (RLIMIT_NOFILE hard"),
@@ -73,21 +67,15 @@ fn two_processes_count_like_one() {
 #[test]
 fn storm_reconnects_at_the_allowed_rate() {
     let server = Server::start();
-    let args = [
-        "storm",
-        "--server",
-        &server.addr,
-        "--clients",
-        "30",
+    let flags = [
         "--duration",
         "2s",
-        "--connect-rate",
-        "300",
         "--reconnect-rate",
         "150",
         "--max-errors",
         "0",
     ];
+    let args = load_args("storm", &server.addr, "30", "300", &flags);
     let (summary, dir, text) = run_load("storm", &args, 0);
     assert!(text.contains("logins/s mean"), "{text}");
     let storm = &summary["storm"];

@@ -2,12 +2,23 @@
 
 use std::path::{Path, PathBuf};
 
-use rookery_tune::{check_host, check_tree, CheckInput, NofileLimits, Role, Status};
+use rookery_tune::{
+    check_host, check_tree, CheckInput, CheckReport, Finding, NofileLimits, Role, Status,
+};
 
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures")
         .join(name)
+}
+
+/// The finding whose knob starts with `knob`.
+fn finding<'a>(report: &'a CheckReport, knob: &str) -> &'a Finding {
+    report
+        .findings
+        .iter()
+        .find(|f| f.knob.starts_with(knob))
+        .unwrap_or_else(|| panic!("no finding for {knob}: {report}"))
 }
 
 const TIGHT_LIMITS: NofileLimits = NofileLimits {
@@ -85,19 +96,11 @@ fn verdict_names_the_first_cap_and_its_fix() {
 fn generator_is_capped_by_ports_not_by_its_fd_limit() {
     let mut input = CheckInput::new(Role::Loadgen, 100_000);
     let report = check_tree(&fixture("tight"), &input, TIGHT_LIMITS);
-    let ports = report
-        .findings
-        .iter()
-        .find(|f| f.knob.starts_with("ephemeral ports"))
-        .unwrap();
+    let ports = finding(&report, "ephemeral ports");
     assert_eq!(ports.status, Status::Caps);
     assert_eq!(ports.ceiling, Some(28_232));
     assert!(ports.fix.contains("127.0.0.1-127.0.0.2"), "{}", ports.fix);
-    let fd = report
-        .findings
-        .iter()
-        .find(|f| f.knob.starts_with("RLIMIT_NOFILE hard"))
-        .unwrap();
+    let fd = finding(&report, "RLIMIT_NOFILE hard");
     assert_eq!(
         fd.status,
         Status::Warn,
@@ -111,11 +114,7 @@ fn generator_is_capped_by_ports_not_by_its_fd_limit() {
     // Four source addresses lift the port cap above the target.
     input.source_addresses = 4;
     let report = check_tree(&fixture("tight"), &input, TIGHT_LIMITS);
-    let ports = report
-        .findings
-        .iter()
-        .find(|f| f.knob.starts_with("ephemeral ports"))
-        .unwrap();
+    let ports = finding(&report, "ephemeral ports");
     assert_eq!(ports.status, Status::Ok);
 }
 

@@ -25,20 +25,15 @@ fn every_shipped_profile_parses_and_is_commented() {
         assert!(!p.about.is_empty(), "{}", p.name);
         assert!(p.settings.len() >= 2, "{}", p.name);
         for s in &p.settings {
-            assert!(
-                s.comment.contains("Why:"),
-                "{:?} {} {}: no why",
-                p.os,
-                p.name,
-                s.key
-            );
-            assert!(
-                s.comment.contains("Effect:"),
-                "{:?} {} {}: no effect",
-                p.os,
-                p.name,
-                s.key
-            );
+            for (mark, lack) in [("Why:", "no why"), ("Effect:", "no effect")] {
+                assert!(
+                    s.comment.contains(mark),
+                    "{:?} {} {}: {lack}",
+                    p.os,
+                    p.name,
+                    s.key
+                );
+            }
         }
         for l in &p.limits {
             assert!(

@@ -92,6 +92,12 @@ pub fn ready(name: &str, listen: SocketAddr, core: Option<usize>) {
     eprintln!("{name} ready: listening on {listen} ({core})");
 }
 
+/// The io_uring peers' `main` off Linux: says so and exits with status 2.
+pub fn linux_only(name: &str) -> ! {
+    eprintln!("{name}: built for Linux only (io_uring)");
+    std::process::exit(2);
+}
+
 /// The exit line: the counters.
 pub fn finish(name: &str, stats: &Stats) {
     eprintln!("{name} {stats}");

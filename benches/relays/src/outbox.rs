@@ -5,14 +5,16 @@
 //! (as in Rookery, where the router appends to the conn's output queue); the writer takes the
 //! whole buffer per wake-up, so everything queued since its last write goes out in one write.
 //!
-//! What it does not do: cross-thread use (`Rc` + `RefCell`, one executor), or I/O.
+//! What it does not do: cross-thread use (`Rc` + `RefCell`, one executor), or I/O itself (each
+//! runtime's socket writer, behind [`BatchWrite`], does).
 //!
 //! Invariants: the buffer never grows past [`MAX_OUTBOX_BYTES`] through [`Outbox::push`]
 //! (a stanza that would cross it is refused and the caller counts the drop); after
 //! [`Outbox::close`] pushes are refused and the writer drains what is left, then ends.
 
 use std::cell::RefCell;
-use std::future::poll_fn;
+use std::future::{poll_fn, Future};
+use std::io;
 use std::task::{Poll, Waker};
 
 /// Bytes queued for one conn before relayed stanzas to it are dropped (a reader that does not
@@ -26,6 +28,15 @@ pub enum PushError {
     Full,
     /// The conn is closing.
     Closed,
+}
+
+/// A conn's write half as [`Outbox::drain`] drives it: each runtime's socket writer.
+pub trait BatchWrite {
+    /// Writes all of `bytes`, handing the buffer back for reuse (an io_uring runtime owns it
+    /// while the write is in flight).
+    fn write_batch(&mut self, bytes: Vec<u8>) -> impl Future<Output = (io::Result<()>, Vec<u8>)>;
+    /// The outbox is closed and drained: shut the write side down (errors do not matter then).
+    fn shut_down(self) -> impl Future<Output = ()>;
 }
 
 /// See the module docs.
@@ -86,6 +97,21 @@ impl Outbox {
             Poll::Pending
         })
         .await
+    }
+
+    /// The writer task of a conn: one write per wake-up, until the outbox is closed and drained
+    /// (then `writer` is shut down) or a write fails (then the outbox closes, so stanzas still
+    /// routed here are counted as undeliverable).
+    pub async fn drain(&self, mut writer: impl BatchWrite) {
+        let mut spare = Vec::new();
+        while let Some(bytes) = self.take(spare).await {
+            let (written, bytes) = writer.write_batch(bytes).await;
+            if written.is_err() {
+                return self.close();
+            }
+            spare = bytes;
+        }
+        writer.shut_down().await;
     }
 }
 
@@ -148,6 +174,54 @@ mod tests {
         let got = block_on(outbox.take(Vec::new())).unwrap();
         assert_eq!(got.len(), MAX_OUTBOX_BYTES);
         assert!(outbox.push(|b| b.push(b'c')).is_ok());
+    }
+
+    /// Records what [`Outbox::drain`] writes; refuses writes once `fail` is set.
+    #[derive(Default)]
+    struct Sink {
+        written: Rc<RefCell<Vec<u8>>>,
+        shut_down: Rc<RefCell<bool>>,
+        fail: bool,
+    }
+
+    impl BatchWrite for Sink {
+        async fn write_batch(&mut self, bytes: Vec<u8>) -> (io::Result<()>, Vec<u8>) {
+            if self.fail {
+                return (Err(io::ErrorKind::BrokenPipe.into()), bytes);
+            }
+            self.written.borrow_mut().extend_from_slice(&bytes);
+            (Ok(()), bytes)
+        }
+
+        async fn shut_down(self) {
+            *self.shut_down.borrow_mut() = true;
+        }
+    }
+
+    #[test]
+    fn drain_writes_everything_queued_then_shuts_down_once_closed() {
+        let outbox = Outbox::default();
+        let sink = Sink::default();
+        let (written, shut_down) = (sink.written.clone(), sink.shut_down.clone());
+        outbox.push(|b| b.extend_from_slice(b"<a/>")).unwrap();
+        outbox.close();
+        block_on(outbox.drain(sink));
+        assert_eq!(*written.borrow(), b"<a/>");
+        assert!(*shut_down.borrow());
+    }
+
+    #[test]
+    fn a_failed_write_closes_the_outbox_without_shutting_down() {
+        let outbox = Outbox::default();
+        let sink = Sink {
+            fail: true,
+            ..Sink::default()
+        };
+        let shut_down = sink.shut_down.clone();
+        outbox.push(|b| b.extend_from_slice(b"<a/>")).unwrap();
+        block_on(outbox.drain(sink));
+        assert_eq!(outbox.push(|b| b.push(b'!')), Err(PushError::Closed));
+        assert!(!*shut_down.borrow());
     }
 
     #[test]

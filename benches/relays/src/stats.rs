@@ -9,6 +9,10 @@
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::Duration;
+
+/// How long an accept loop pauses after a failed accept.
+pub const ACCEPT_PAUSE: Duration = Duration::from_millis(10);
 
 /// See the module docs.
 #[derive(Default, Debug)]
@@ -45,8 +49,11 @@ impl Stats {
         self.dropped_full.fetch_add(1, Relaxed);
     }
 
-    pub fn accept_error(&self) {
+    /// An accept failed (EMFILE and friends): counted and logged, naming the likely fix. The
+    /// caller then pauses [`ACCEPT_PAUSE`] on its own runtime's timer so the loop does not spin.
+    pub fn accept_failed(&self, relay: &str, err: &dyn std::fmt::Display) {
         self.accept_errors.fetch_add(1, Relaxed);
+        eprintln!("{relay}: accept failed: {err} (out of fds? raise ulimit -Hn)");
     }
 }
 

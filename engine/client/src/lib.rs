@@ -49,6 +49,7 @@ pub use event::{AuthFailure, Event, Flow, Sink};
 pub use options::{Mechanisms, Options, SmMode};
 pub use rookery_sasl::{token_password, Mechanism};
 pub use sm::SmStatus;
+use stream::Io;
 pub use stream::{Phase, Stream};
 pub use text::element_text;
 
@@ -141,7 +142,12 @@ impl<X: Default> Client<X> {
                 }
             };
             let consumed = before - chunk.len();
-            let flow = self.stream.on_frame(frame, account, out, &mut sink);
+            let mut io = Io {
+                account: &mut *account,
+                out: &mut *out,
+                sink: &mut sink,
+            };
+            let flow = self.stream.on_frame(frame, &mut io);
             input = &input[consumed..];
             if self.stream.take_restart() {
                 self.framer.reset();

@@ -15,26 +15,20 @@ use crate::account::Account;
 use crate::event::{Event, Flow, Sink};
 use crate::options::SmMode;
 use crate::sm::Sm;
-use crate::stream::{Phase, Stream, AUTHENTICATED, SESSION_REQUIRED, SM_OFFERED};
+use crate::stream::{Io, Phase, Stream, AUTHENTICATED, SESSION_REQUIRED, SM_OFFERED};
 use crate::text::element_text;
 use crate::wire::{self, BIND_ID, SESSION_ID};
 
 impl<X: Default> Stream<X> {
-    pub(crate) fn on_features(
-        &mut self,
-        bytes: &[u8],
-        account: &mut dyn Account,
-        out: &mut Vec<u8>,
-        sink: &mut impl Sink<X>,
-    ) -> Flow {
+    pub(crate) fn on_features(&mut self, bytes: &[u8], io: &mut Io<'_, impl Sink<X>>) -> Flow {
         let Ok(features) = Element::parse(bytes) else {
-            return self.fail("unparsable stream features", out, sink);
+            return self.fail("unparsable stream features", io.out, io.sink);
         };
         if features.local_name() != "features" {
-            return self.fail("expected stream features", out, sink);
+            return self.fail("expected stream features", io.out, io.sink);
         }
         if self.flags & AUTHENTICATED == 0 {
-            return self.start_sasl(&features, account, out, sink);
+            return self.start_sasl(&features, io);
         }
         if features.child("sm", crate::SM_NS).is_some() {
             self.flags |= SM_OFFERED;
@@ -42,8 +36,8 @@ impl<X: Default> Stream<X> {
         if features.child("bind", ns::BIND).is_none() {
             return self.fail(
                 "no resource binding offered after authentication",
-                out,
-                sink,
+                io.out,
+                io.sink,
             );
         }
         // RFC 3921 session establishment is needed only when offered without <optional/>.
@@ -54,9 +48,9 @@ impl<X: Default> Stream<X> {
             self.flags |= SESSION_REQUIRED;
         }
         if self.sm().is_some() {
-            return self.resume_or_bind(account, out, sink);
+            return self.resume_or_bind(io);
         }
-        self.bind(account, out);
+        self.bind(io.account, io.out);
         Flow::Continue
     }
 

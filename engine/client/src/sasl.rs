@@ -14,9 +14,8 @@ use rookery_proto::element::Element;
 use rookery_proto::{ns, StanzaView};
 use rookery_sasl::{ChannelBinding, ClientError, ClientExchange, Mechanism};
 
-use crate::account::Account;
 use crate::event::{AuthFailure, Event, Flow, Sink};
-use crate::stream::{Phase, Stream, AUTHENTICATED, RESTART};
+use crate::stream::{Io, Phase, Stream, AUTHENTICATED, RESTART};
 use crate::text::element_text;
 use crate::wire;
 
@@ -25,9 +24,7 @@ impl<X: Default> Stream<X> {
     pub(crate) fn start_sasl(
         &mut self,
         features: &Element<'_>,
-        account: &mut dyn Account,
-        out: &mut Vec<u8>,
-        sink: &mut impl Sink<X>,
+        io: &mut Io<'_, impl Sink<X>>,
     ) -> Flow {
         let offered = features
             .child("mechanisms", ns::SASL)
@@ -39,26 +36,34 @@ impl<X: Default> Stream<X> {
             })
             .unwrap_or_default();
         let Some(mechanism) = self.mechanisms.choose(offered.iter().map(|s| s.trim())) else {
-            return self.end(Event::AuthFailed(AuthFailure::NoCommonMechanism), out, sink);
+            return self.end(
+                Event::AuthFailed(AuthFailure::NoCommonMechanism),
+                io.out,
+                io.sink,
+            );
         };
         let nonce = match mechanism {
             Mechanism::Plain => Vec::new(),
-            _ => account.nonce(),
+            _ => io.account.nonce(),
         };
         let started = ClientExchange::start(
             mechanism,
-            &account.username(),
-            &account.password(),
+            &io.account.username(),
+            &io.account.password(),
             ChannelBinding::None,
             &nonce,
         );
         let (exchange, initial) = match started {
             Ok(started) => started,
             Err(error) => {
-                return self.end(Event::AuthFailed(AuthFailure::Client(error)), out, sink)
+                return self.end(
+                    Event::AuthFailed(AuthFailure::Client(error)),
+                    io.out,
+                    io.sink,
+                )
             }
         };
-        wire::auth(mechanism.name(), &initial, out);
+        wire::auth(mechanism.name(), &initial, io.out);
         if mechanism != Mechanism::Plain {
             self.set_sasl(Some(exchange));
         }
@@ -66,19 +71,13 @@ impl<X: Default> Stream<X> {
         Flow::Continue
     }
 
-    pub(crate) fn on_sasl(
-        &mut self,
-        view: &StanzaView<'_>,
-        account: &mut dyn Account,
-        out: &mut Vec<u8>,
-        sink: &mut impl Sink<X>,
-    ) -> Flow {
+    pub(crate) fn on_sasl(&mut self, view: &StanzaView<'_>, io: &mut Io<'_, impl Sink<X>>) -> Flow {
         if view.xmlns() != Some(ns::SASL) {
-            return self.fail("unexpected reply to SASL auth", out, sink);
+            return self.fail("unexpected reply to SASL auth", io.out, io.sink);
         }
         match view.local_name() {
-            "challenge" => self.on_challenge(view, out, sink),
-            "success" => self.on_success(view, account, out, sink),
+            "challenge" => self.on_challenge(view, io.out, io.sink),
+            "success" => self.on_success(view, io),
             "failure" => {
                 self.set_sasl(None);
                 let condition = view
@@ -87,11 +86,11 @@ impl<X: Default> Stream<X> {
                     .map_or("undefined-condition", |c| c.local_name);
                 self.end(
                     Event::AuthFailed(AuthFailure::Server { condition }),
-                    out,
-                    sink,
+                    io.out,
+                    io.sink,
                 )
             }
-            _ => self.fail("unexpected reply to SASL auth", out, sink),
+            _ => self.fail("unexpected reply to SASL auth", io.out, io.sink),
         }
     }
 
@@ -116,25 +115,23 @@ impl<X: Default> Stream<X> {
         Flow::Continue
     }
 
-    fn on_success(
-        &mut self,
-        view: &StanzaView<'_>,
-        account: &mut dyn Account,
-        out: &mut Vec<u8>,
-        sink: &mut impl Sink<X>,
-    ) -> Flow {
+    fn on_success(&mut self, view: &StanzaView<'_>, io: &mut Io<'_, impl Sink<X>>) -> Flow {
         if let Some(mut exchange) = self.take_sasl() {
             let Some(data) = payload(view) else {
-                return self.fail("SASL success data is not base64", out, sink);
+                return self.fail("SASL success data is not base64", io.out, io.sink);
             };
             if let Err(error) = exchange.finish(&data) {
-                return self.end(Event::AuthFailed(AuthFailure::Client(error)), out, sink);
+                return self.end(
+                    Event::AuthFailed(AuthFailure::Client(error)),
+                    io.out,
+                    io.sink,
+                );
             }
         }
         self.flags |= AUTHENTICATED | RESTART;
-        wire::stream_header(account.domain(), out);
+        wire::stream_header(io.account.domain(), io.out);
         self.phase = Phase::AwaitHeader;
-        sink(Event::Authenticated, self, out)
+        (io.sink)(Event::Authenticated, self, io.out)
     }
 
     /// Our side refused the server's SASL message: abort the exchange and end the stream.

@@ -13,9 +13,8 @@
 
 use rookery_proto::StanzaView;
 
-use crate::account::Account;
 use crate::event::{Event, Flow, Sink};
-use crate::stream::{Phase, Stream, SM_OFFERED};
+use crate::stream::{Io, Phase, Stream, SM_OFFERED};
 use crate::wire;
 
 /// XEP-0198 counters as the caller sees them.
@@ -142,25 +141,20 @@ impl<X: Default> Stream<X> {
 
     /// After authentication with a session kept from an earlier stream: resume it if the
     /// server still offers XEP-0198, else report it lost and bind afresh.
-    pub(crate) fn resume_or_bind(
-        &mut self,
-        account: &mut dyn Account,
-        out: &mut Vec<u8>,
-        sink: &mut impl Sink<X>,
-    ) -> Flow {
+    pub(crate) fn resume_or_bind(&mut self, io: &mut Io<'_, impl Sink<X>>) -> Flow {
         let offered = self.flags & SM_OFFERED != 0;
         match self.resume_id() {
             Some(previd) if offered => {
                 let h = self.sm().map_or(0, |sm| sm.inbound);
-                wire::resume(previd, h, out);
+                wire::resume(previd, h, io.out);
                 self.phase = Phase::AwaitResume;
                 Flow::Continue
             }
             _ => {
                 self.set_sm(None);
-                self.bind(account, out);
+                self.bind(io.account, io.out);
                 let condition = "stream management no longer offered";
-                sink(Event::ResumeFailed { condition }, self, out)
+                (io.sink)(Event::ResumeFailed { condition }, self, io.out)
             }
         }
     }
@@ -168,39 +162,37 @@ impl<X: Default> Stream<X> {
     pub(crate) fn on_resume_reply(
         &mut self,
         view: &StanzaView<'_>,
-        account: &mut dyn Account,
-        out: &mut Vec<u8>,
-        sink: &mut impl Sink<X>,
+        io: &mut Io<'_, impl Sink<X>>,
     ) -> Flow {
         if view.xmlns() != Some(crate::SM_NS) {
-            return self.fail("expected <resumed/> or <failed/>", out, sink);
+            return self.fail("expected <resumed/> or <failed/>", io.out, io.sink);
         }
         match view.local_name() {
             "resumed" => {
                 let Some(h) = parse_h(view) else {
-                    return self.fail("XEP-0198 <resumed/> without a numeric h", out, sink);
+                    return self.fail("XEP-0198 <resumed/> without a numeric h", io.out, io.sink);
                 };
                 let Some(sm) = self.sm_mut() else {
-                    return self.fail("resumed without a session", out, sink);
+                    return self.fail("resumed without a session", io.out, io.sink);
                 };
                 if sm.check_h(h).is_err() {
                     let sent = sm.outbound;
-                    wire::handled_count_too_high(h, sent, out);
-                    return self.end(Event::AckTooHigh { h, sent }, out, sink);
+                    wire::handled_count_too_high(h, sent, io.out);
+                    return self.end(Event::AckTooHigh { h, sent }, io.out, io.sink);
                 }
                 // XEP-0198 5: what the server did not handle is resent, numbered after `h`.
                 sm.acked = h;
                 sm.outbound = h;
                 self.phase = Phase::Online;
-                sink(Event::Resumed { h }, self, out)
+                (io.sink)(Event::Resumed { h }, self, io.out)
             }
             "failed" => {
                 self.set_sm(None);
-                self.bind(account, out);
+                self.bind(io.account, io.out);
                 let condition = first_condition(view);
-                sink(Event::ResumeFailed { condition }, self, out)
+                (io.sink)(Event::ResumeFailed { condition }, self, io.out)
             }
-            _ => self.fail("expected <resumed/> or <failed/>", out, sink),
+            _ => self.fail("expected <resumed/> or <failed/>", io.out, io.sink),
         }
     }
 }

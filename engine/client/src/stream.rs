@@ -18,6 +18,14 @@ use crate::options::{Mechanisms, Options, SmMode};
 use crate::sm::SmStatus;
 use crate::wire;
 
+/// What the handlers of incoming frames act through, borrowed once per frame: the account
+/// (credentials, nonces, resource), the output buffer and the caller's sink.
+pub(crate) struct Io<'a, S> {
+    pub account: &'a mut dyn Account,
+    pub out: &'a mut Vec<u8>,
+    pub sink: &'a mut S,
+}
+
 /// Where the client is in its stream.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Phase {
@@ -177,45 +185,37 @@ impl<X> Stream<X> {
 }
 
 impl<X: Default> Stream<X> {
-    pub(crate) fn on_frame(
-        &mut self,
-        frame: Frame<'_>,
-        account: &mut dyn Account,
-        out: &mut Vec<u8>,
-        sink: &mut impl Sink<X>,
-    ) -> Flow {
+    pub(crate) fn on_frame(&mut self, frame: Frame<'_>, io: &mut Io<'_, impl Sink<X>>) -> Flow {
         match frame {
             Frame::StreamOpen(_) if self.phase == Phase::AwaitHeader => {
                 self.phase = Phase::AwaitFeatures;
                 Flow::Continue
             }
-            Frame::StreamOpen(_) => self.fail("unexpected stream header", out, sink),
-            Frame::StreamClose => self.end(Event::StreamClosed, out, sink),
-            Frame::Stanza(bytes) => self.on_stanza(bytes, account, out, sink),
+            Frame::StreamOpen(_) => self.fail("unexpected stream header", io.out, io.sink),
+            Frame::StreamClose => self.end(Event::StreamClosed, io.out, io.sink),
+            Frame::Stanza(bytes) => self.on_stanza(bytes, io),
         }
     }
 
-    fn on_stanza(
-        &mut self,
-        bytes: &[u8],
-        account: &mut dyn Account,
-        out: &mut Vec<u8>,
-        sink: &mut impl Sink<X>,
-    ) -> Flow {
+    fn on_stanza(&mut self, bytes: &[u8], io: &mut Io<'_, impl Sink<X>>) -> Flow {
         let Ok(view) = StanzaView::parse(bytes) else {
-            return self.fail("unparsable stanza", out, sink);
+            return self.fail("unparsable stanza", io.out, io.sink);
         };
         if view.local_name() == "error" && view.name().contains(':') {
-            return self.end(Event::StreamError(StreamError::parse(&view)), out, sink);
+            return self.end(
+                Event::StreamError(StreamError::parse(&view)),
+                io.out,
+                io.sink,
+            );
         }
         match self.phase {
-            Phase::AwaitFeatures => self.on_features(bytes, account, out, sink),
-            Phase::AwaitSasl => self.on_sasl(&view, account, out, sink),
-            Phase::AwaitResume => self.on_resume_reply(&view, account, out, sink),
-            Phase::AwaitBind | Phase::AwaitSession => self.on_iq_reply(view, out, sink),
-            Phase::Online | Phase::Closing => self.on_online(view, out, sink),
+            Phase::AwaitFeatures => self.on_features(bytes, io),
+            Phase::AwaitSasl => self.on_sasl(&view, io),
+            Phase::AwaitResume => self.on_resume_reply(&view, io),
+            Phase::AwaitBind | Phase::AwaitSession => self.on_iq_reply(view, io.out, io.sink),
+            Phase::Online | Phase::Closing => self.on_online(view, io.out, io.sink),
             Phase::Idle | Phase::AwaitHeader | Phase::Done => {
-                self.fail("stanza before the stream header", out, sink)
+                self.fail("stanza before the stream header", io.out, io.sink)
             }
         }
     }

@@ -61,17 +61,11 @@ pub(crate) struct FileSlot<S> {
     state: PhantomData<S>,
 }
 
-/// What [`Files::begin`] made of a `write_file` or `read_file`.
-pub(crate) enum Begun<'a, S> {
-    /// The file is registered: the backend writes `buffer` to `slot.file` (or reads into it).
-    Write {
-        token: u64,
-        slot: &'a mut FileSlot<S>,
-        buffer: Vec<u8>,
-    },
-    /// Unknown file: its EBADF completion (with the buffer) is already queued.
-    Unknown { token: u64 },
-}
+/// What [`Files::begin`] made of a `write_file` or `read_file` on a registered file: the
+/// operation's token, the file's slot (the backend writes `buffer` to `slot.file`, or reads
+/// into it) and the buffer. An unknown file is `Err(token)` instead: its EBADF completion
+/// (with the buffer) is already queued.
+pub(crate) type Begun<'a, S> = Result<(u64, &'a mut FileSlot<S>, Vec<u8>), u64>;
 
 pub(crate) struct Files<S> {
     slots: Vec<FileSlot<S>>,
@@ -144,15 +138,11 @@ impl<S> Files<S> {
                 result: Err(libc::EBADF),
                 buffer,
             });
-            return Begun::Unknown { token };
+            return Err(token);
         };
         let slot = &mut self.slots[pos];
         slot.in_flight += 1;
-        Begun::Write {
-            token,
-            slot,
-            buffer,
-        }
+        Ok((token, slot, buffer))
     }
 
     /// Queues a completion for the start of the next turn.
@@ -243,7 +233,7 @@ mod tests {
         assert!(files.unregister(a).is_some());
         let b = files.register(file).unwrap();
         assert_ne!(a, b);
-        let Begun::Unknown { token } = files.begin(a, FileOp::Write, vec![1, 2]) else {
+        let Err(token) = files.begin(a, FileOp::Write, vec![1, 2]) else {
             panic!("the id was unregistered");
         };
         let due = files.take_pending();
@@ -260,8 +250,8 @@ mod tests {
         let mut files: Files<()> = Files::new();
         let id = files.register(file).unwrap();
         let token_of = |b: Begun<'_, ()>| match b {
-            Begun::Write { token, .. } => token,
-            Begun::Unknown { .. } => panic!("the file is registered"),
+            Ok((token, _, _)) => token,
+            Err(_) => panic!("the file is registered"),
         };
         let t1 = token_of(files.begin(id, FileOp::Write, vec![]));
         let t2 = token_of(files.begin(id, FileOp::Write, vec![]));
@@ -291,10 +281,11 @@ mod tests {
     #[test]
     fn completions_deferred_during_delivery_wait_for_the_next_turn() {
         let mut files: Files<()> = Files::new();
-        files.begin(FileId(7), FileOp::Write, Vec::new());
+        assert!(files.begin(FileId(7), FileOp::Write, Vec::new()).is_err());
         let due = files.take_pending();
         assert_eq!(due.len(), 1);
-        files.begin(FileId(7), FileOp::Write, Vec::new()); // as a handler would, while `due` is delivered
+        // As a handler would, while `due` is delivered.
+        assert!(files.begin(FileId(7), FileOp::Write, Vec::new()).is_err());
         files.put_back(due);
         assert!(files.has_pending());
         assert_eq!(files.take_pending().len(), 1);

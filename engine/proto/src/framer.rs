@@ -34,6 +34,30 @@
 //!   faults are decided only on the complete frame.
 //! - After an error every call returns the same error.
 
+/// The scanner states inside a start tag, as one pattern (a macro: a pattern cannot be a
+/// constant) for the per-byte dispatch in `scan.rs` and the screen in `names.rs`; `St` must be
+/// in scope where it is used.
+macro_rules! in_start_tag {
+    () => {
+        St::TagName
+            | St::TagWs
+            | St::AttrName
+            | St::AttrNameWs
+            | St::AttrEq
+            | St::AttrValue
+            | St::AttrDone
+            | St::TagSlash
+    };
+}
+
+/// The scanner states inside an entity or character reference (in content or an attribute
+/// value), likewise.
+macro_rules! in_reference {
+    () => {
+        St::EntName | St::CharRef | St::CharRefDec | St::CharRefHexStart | St::CharRefHex
+    };
+}
+
 mod content;
 mod fault;
 mod names;

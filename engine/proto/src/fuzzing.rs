@@ -51,23 +51,41 @@ fn feed(
     chunk: &[u8],
     parse: &impl Fn(&str) -> Result<(), String>,
 ) -> Result<(), FrameError> {
+    each_frame(framer, chunk, |frame| match frame {
+        Frame::StreamOpen(header) => {
+            if let Ok(e) = Element::parse_open_tag(header) {
+                let _ = (e.ns(), e.attrs().count());
+            }
+        }
+        Frame::Stanza(stanza) => {
+            check_stanza(stanza);
+            parse_in_stream(stanza, parse);
+        }
+        Frame::StreamClose => {}
+    })
+}
+
+/// Drains `chunk` through `framer` as the server's read loop does, handing each frame to
+/// `on_frame`, until the framer needs more bytes or fails. Asserts the framer's contract that
+/// it asks for more only once it took the whole chunk. (Each call gets a fresh slice of the
+/// rest: a frame borrows the framer until it is dropped.)
+pub fn each_frame(
+    framer: &mut Framer,
+    chunk: &[u8],
+    mut on_frame: impl FnMut(Frame<'_>),
+) -> Result<(), FrameError> {
     let mut pos = 0;
     loop {
         let mut input = &chunk[pos..];
         let before = input.len();
-        match framer.next_frame(&mut input)? {
-            None => return Ok(()),
-            Some(Frame::StreamOpen(header)) => {
-                if let Ok(e) = Element::parse_open_tag(header) {
-                    let _ = (e.ns(), e.attrs().count());
-                }
-            }
-            Some(Frame::Stanza(stanza)) => {
-                check_stanza(stanza);
-                parse_in_stream(stanza, parse);
-            }
-            Some(Frame::StreamClose) => {}
-        }
+        let Some(frame) = framer.next_frame(&mut input)? else {
+            assert!(
+                input.is_empty(),
+                "more bytes asked for before all were taken"
+            );
+            return Ok(());
+        };
+        on_frame(frame);
         pos += before - input.len();
     }
 }

@@ -4,7 +4,7 @@
 //! 3. `Jid::parse` never panics and its canonical form round-trips.
 
 use proptest::prelude::*;
-use rookery_proto::fuzzing::check_stanza;
+use rookery_proto::fuzzing::{check_stanza, each_frame};
 use rookery_proto::writer::{escape_attr, escape_text};
 use rookery_proto::{Frame, FrameError, Framer, FramerLimits, Jid};
 
@@ -22,18 +22,15 @@ fn run(max: usize, chunks: &[&[u8]]) -> (Vec<Owned>, Option<FrameError>) {
     });
     let mut frames = Vec::new();
     for chunk in chunks {
-        let mut pos = 0;
-        loop {
-            let mut input = &chunk[pos..];
-            let before = input.len();
-            match framer.next_frame(&mut input) {
-                Ok(None) => break,
-                Ok(Some(Frame::StreamOpen(b))) => frames.push(Owned::Open(b.to_vec())),
-                Ok(Some(Frame::Stanza(b))) => frames.push(Owned::Stanza(b.to_vec())),
-                Ok(Some(Frame::StreamClose)) => frames.push(Owned::Close),
-                Err(e) => return (frames, Some(e)),
-            }
-            pos += before - input.len();
+        let fed = each_frame(&mut framer, chunk, |frame| {
+            frames.push(match frame {
+                Frame::StreamOpen(b) => Owned::Open(b.to_vec()),
+                Frame::Stanza(b) => Owned::Stanza(b.to_vec()),
+                Frame::StreamClose => Owned::Close,
+            })
+        });
+        if let Err(e) = fed {
+            return (frames, Some(e));
         }
         assert!(framer.buffered_bytes() <= max);
     }
@@ -71,36 +68,25 @@ fn node() -> impl Strategy<Value = Node> {
         text().prop_map(|t| Node::Cdata(t.replace("]]>", ""))),
     ];
     leaf.prop_recursive(4, 24, 4, |inner| {
-        (
-            name(),
-            prop::collection::vec((text(), prop::bool::ANY), 0..3),
-            prop::collection::vec(inner, 0..4),
-        )
-            .prop_map(|(name, attrs, kids)| Node::Elem {
-                name,
-                attrs: attrs
-                    .into_iter()
-                    .map(|(v, q)| (v, if q { '\'' } else { '"' }))
-                    .collect(),
-                kids,
-            })
+        element(prop::collection::vec(inner, 0..4))
+    })
+}
+
+/// An element with a generated name and up to 2 attributes (each quoted with ' or ").
+fn element(kids: impl Strategy<Value = Vec<Node>>) -> impl Strategy<Value = Node> {
+    let attrs = prop::collection::vec((text(), prop::bool::ANY), 0..3);
+    (name(), attrs, kids).prop_map(|(name, attrs, kids)| Node::Elem {
+        name,
+        attrs: attrs
+            .into_iter()
+            .map(|(v, q)| (v, if q { '\'' } else { '"' }))
+            .collect(),
+        kids,
     })
 }
 
 fn stanza() -> impl Strategy<Value = Node> {
-    (
-        name(),
-        prop::collection::vec((text(), prop::bool::ANY), 0..3),
-        prop::collection::vec(node(), 0..4),
-    )
-        .prop_map(|(name, attrs, kids)| Node::Elem {
-            name,
-            attrs: attrs
-                .into_iter()
-                .map(|(v, q)| (v, if q { '\'' } else { '"' }))
-                .collect(),
-            kids,
-        })
+    element(prop::collection::vec(node(), 0..4))
 }
 
 fn write(node: &Node, out: &mut Vec<u8>) {

@@ -7,6 +7,7 @@
 //! the outcome must not depend on reads.
 
 use proptest::prelude::*;
+use rookery_proto::fuzzing::each_frame;
 use rookery_proto::writer::{escape_attr, escape_text};
 use rookery_proto::{Frame, FrameError, Framer, FramerLimits};
 
@@ -24,17 +25,11 @@ fn frame(stanza: &[u8], split: usize) -> Result<Vec<u8>, FrameError> {
     });
     let mut found = None;
     for chunk in [&data[..split], &data[split..]] {
-        let mut pos = 0;
-        loop {
-            let mut input = &chunk[pos..];
-            let before = input.len();
-            match framer.next_frame(&mut input)? {
-                None => break,
-                Some(Frame::Stanza(bytes)) => found = Some(bytes.to_vec()),
-                Some(_) => {}
+        each_frame(&mut framer, chunk, |frame| {
+            if let Frame::Stanza(bytes) = frame {
+                found = Some(bytes.to_vec());
             }
-            pos += before - input.len();
-        }
+        })?;
     }
     Ok(found.expect("a complete stanza is framed"))
 }

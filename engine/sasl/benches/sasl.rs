@@ -16,17 +16,22 @@ const SERVER_NONCE: &[u8] = b"3rfcNHYJY1ZVvWVs7jABCDEF";
 const SALT_SHA1: &[u8] = b"sixteen-byte-s-1";
 const SALT_SHA256: &[u8] = b"sixteen-byte-s-2";
 
-/// The fixed nonces make the whole exchange deterministic, so the client messages are
-/// computed once and replayed to a fresh server exchange per iteration.
-fn client_messages(mechanism: Mechanism, stored: &Credentials) -> (Vec<u8>, Vec<u8>) {
-    let (mut client, first) = ClientExchange::start(
+/// A client of "user" with password "pencil" and the fixed nonce; with its first message.
+fn client(mechanism: Mechanism) -> (ClientExchange, Vec<u8>) {
+    ClientExchange::start(
         mechanism,
         "user",
         "pencil",
         ChannelBinding::None,
         CLIENT_NONCE,
     )
-    .unwrap();
+    .unwrap()
+}
+
+/// The fixed nonces make the whole exchange deterministic, so the client messages are
+/// computed once and replayed to a fresh server exchange per iteration.
+fn client_messages(mechanism: Mechanism, stored: &Credentials) -> (Vec<u8>, Vec<u8>) {
+    let (mut client, first) = client(mechanism);
     let (mut server, _) = ServerExchange::start(
         mechanism,
         ChannelBindingOffer::NotOffered,
@@ -90,14 +95,7 @@ fn client_login_cached(c: &mut Criterion) {
             .unwrap();
     c.bench_function("client_scram_sha256_cached_step", |b| {
         b.iter(|| {
-            let (mut client, _) = ClientExchange::start(
-                mechanism,
-                "user",
-                "pencil",
-                ChannelBinding::None,
-                CLIENT_NONCE,
-            )
-            .unwrap();
+            let (mut client, _) = client(mechanism);
             client.use_salted_password(cached.clone());
             client.step(black_box(&challenge)).unwrap()
         })

@@ -4,8 +4,8 @@
 //!
 //! What it does not do: choose salts or iteration counts (callers pass them in: 16 random
 //! bytes and at least 4096 iterations, RFC 7677 section 4; this crate enforces no floor, so a
-//! deployment that wants one checks `iterations()` when it stores or loads credentials), or
-//! store anything.
+//! deployment that wants one checks `params().iterations()` when it stores or loads
+//! credentials), or store anything.
 //!
 //! Invariants: every `ScramCredentials` has a salt of 1..=`MAX_SALT_BYTES` bytes, an
 //! iteration count of 1..=`MAX_ITERATIONS`, and keys of the hash's output length; a
@@ -15,7 +15,7 @@
 use std::fmt;
 
 use crate::crypto::{self, check_iterations, check_salt, ct_eq, hmac, salted_password};
-use crate::crypto::{SaltedPassword, ScramHash};
+use crate::crypto::{SaltedPassword, ScramHash, ScramParams};
 use crate::error::{CredentialsError, DecodeError};
 
 /// The first byte of [`Credentials::encode`]; bump it when the layout changes.
@@ -24,9 +24,7 @@ pub(crate) const FORMAT_VERSION: u8 = 1;
 /// What a server stores for one user and one SCRAM hash.
 #[derive(Clone)]
 pub struct ScramCredentials {
-    hash: ScramHash,
-    salt: Vec<u8>,
-    iterations: u32,
+    params: ScramParams,
     stored_key: Vec<u8>,
     server_key: Vec<u8>,
 }
@@ -46,13 +44,11 @@ impl ScramCredentials {
 
     /// The stored form of an already salted password.
     pub fn from_salted(salted: &SaltedPassword) -> ScramCredentials {
-        let hash = salted.hash();
+        let params = salted.params().clone();
         ScramCredentials {
-            hash,
-            salt: salted.salt().to_vec(),
-            iterations: salted.iterations(),
-            stored_key: crypto::hash(hash, &salted.client_key()),
+            stored_key: crypto::hash(params.hash, &salted.client_key()),
             server_key: salted.server_key(),
+            params,
         }
     }
 
@@ -75,24 +71,19 @@ impl ScramCredentials {
             }
         }
         Ok(ScramCredentials {
-            hash,
-            salt,
-            iterations,
+            params: ScramParams {
+                hash,
+                salt,
+                iterations,
+            },
             stored_key,
             server_key,
         })
     }
 
-    pub fn hash(&self) -> ScramHash {
-        self.hash
-    }
-
-    pub fn salt(&self) -> &[u8] {
-        &self.salt
-    }
-
-    pub fn iterations(&self) -> u32 {
-        self.iterations
+    /// The hash, salt and iteration count the keys were derived with.
+    pub fn params(&self) -> &ScramParams {
+        &self.params
     }
 
     /// `StoredKey = H(ClientKey)`.
@@ -109,9 +100,7 @@ impl ScramCredentials {
 /// Constant time over the keys, so a careless comparison of secrets cannot leak.
 impl PartialEq for ScramCredentials {
     fn eq(&self, other: &ScramCredentials) -> bool {
-        self.hash == other.hash
-            && self.salt == other.salt
-            && self.iterations == other.iterations
+        self.params == other.params
             && ct_eq(&self.stored_key, &other.stored_key)
             && ct_eq(&self.server_key, &other.server_key)
     }
@@ -122,9 +111,7 @@ impl Eq for ScramCredentials {}
 impl fmt::Debug for ScramCredentials {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ScramCredentials")
-            .field("hash", &self.hash)
-            .field("salt_len", &self.salt.len())
-            .field("iterations", &self.iterations)
+            .field("params", &self.params)
             .finish_non_exhaustive()
     }
 }
@@ -156,7 +143,7 @@ impl Credentials {
         sha1: ScramCredentials,
         sha256: ScramCredentials,
     ) -> Result<Credentials, CredentialsError> {
-        if sha1.hash != ScramHash::Sha1 || sha256.hash != ScramHash::Sha256 {
+        if sha1.params.hash != ScramHash::Sha1 || sha256.params.hash != ScramHash::Sha256 {
             return Err(CredentialsError::WrongHash);
         }
         Ok(Credentials { sha1, sha256 })
@@ -199,14 +186,17 @@ impl Credentials {
     /// `iterations(u32 BE) || salt_len(u8) || salt || StoredKey || ServerKey` (keys of the
     /// hash's output length): 1 + 2 * 5 + salts + 104 bytes, 147 with 16-byte salts.
     pub fn encode(&self) -> Vec<u8> {
-        let mut out =
-            Vec::with_capacity(1 + 2 * 5 + self.sha1.salt.len() + self.sha256.salt.len() + 104);
+        let mut out = Vec::with_capacity(
+            1 + 2 * 5 + self.sha1.params.salt.len() + self.sha256.params.salt.len() + 104,
+        );
         out.push(FORMAT_VERSION);
         for half in [&self.sha1, &self.sha256] {
-            out.extend_from_slice(&half.iterations.to_be_bytes());
+            out.extend_from_slice(&half.params.iterations.to_be_bytes());
             // Invariant: salts are at most MAX_SALT_BYTES (64), checked at construction.
-            out.push(u8::try_from(half.salt.len()).expect("salt length checked at construction"));
-            out.extend_from_slice(&half.salt);
+            out.push(
+                u8::try_from(half.params.salt.len()).expect("salt length checked at construction"),
+            );
+            out.extend_from_slice(&half.params.salt);
             out.extend_from_slice(&half.stored_key);
             out.extend_from_slice(&half.server_key);
         }
@@ -300,13 +290,15 @@ fn read_half(reader: &mut Reader<'_>, hash: ScramHash) -> Result<ScramCredential
 /// time. A password SASLprep refuses never matches.
 pub fn verify_plain(credentials: &Credentials, password: &str) -> bool {
     let half = &credentials.sha256;
-    let Ok(salted) = salted_password(half.hash, password, &half.salt, half.iterations) else {
+    let ScramParams {
+        hash,
+        ref salt,
+        iterations,
+    } = half.params;
+    let Ok(salted) = salted_password(hash, password, salt, iterations) else {
         return false;
     };
-    ct_eq(
-        &crypto::hash(half.hash, &salted.client_key()),
-        &half.stored_key,
-    )
+    ct_eq(&crypto::hash(hash, &salted.client_key()), &half.stored_key)
 }
 
 #[cfg(test)]
@@ -343,17 +335,19 @@ mod tests {
         let a = Credentials::decoy(b"secret", "alice", 4096).unwrap();
         assert_eq!(a, Credentials::decoy(b"secret", "alice", 4096).unwrap());
         assert_ne!(
-            a.sha1().salt(),
+            a.sha1().params().salt(),
             Credentials::decoy(b"secret", "bob", 4096)
                 .unwrap()
                 .sha1()
+                .params()
                 .salt()
         );
         assert_ne!(
-            a.sha1().salt(),
+            a.sha1().params().salt(),
             Credentials::decoy(b"other", "alice", 4096)
                 .unwrap()
                 .sha1()
+                .params()
                 .salt()
         );
         let cheap = Credentials::decoy(b"secret", "alice", 1).unwrap();

@@ -97,18 +97,17 @@ pub(crate) fn check_salt(salt: &[u8]) -> Result<(), CredentialsError> {
     Ok(())
 }
 
-/// `SaltedPassword = Hi(SASLprep(password), salt, i)`: the expensive part of a SCRAM login,
-/// which a client may compute once per user and reuse while the server's salt and iteration
-/// count stay the same (see [`ClientExchange::use_salted_password`](crate::ClientExchange::use_salted_password)).
-#[derive(Clone)]
-pub struct SaltedPassword {
-    hash: ScramHash,
-    salt: Vec<u8>,
-    iterations: u32,
-    bytes: Vec<u8>,
+/// The parameters one SCRAM login runs with, the same on both sides (RFC 5802 section 3): the
+/// hash, the salt and the iteration count. A [`SaltedPassword`] is derived for one set, and
+/// the [`ScramCredentials`](crate::ScramCredentials) stored from it keep the same.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ScramParams {
+    pub(crate) hash: ScramHash,
+    pub(crate) salt: Vec<u8>,
+    pub(crate) iterations: u32,
 }
 
-impl SaltedPassword {
+impl ScramParams {
     pub fn hash(&self) -> ScramHash {
         self.hash
     }
@@ -120,29 +119,55 @@ impl SaltedPassword {
     pub fn iterations(&self) -> u32 {
         self.iterations
     }
+}
+
+/// The salt's length only: it is not secret, but nothing reads it from a log either.
+impl fmt::Debug for ScramParams {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ScramParams")
+            .field("hash", &self.hash)
+            .field("salt_len", &self.salt.len())
+            .field("iterations", &self.iterations)
+            .finish()
+    }
+}
+
+/// `SaltedPassword = Hi(SASLprep(password), salt, i)`: the expensive part of a SCRAM login,
+/// which a client may compute once per user and reuse while the server's salt and iteration
+/// count stay the same (see [`ClientExchange::use_salted_password`](crate::ClientExchange::use_salted_password)).
+#[derive(Clone)]
+pub struct SaltedPassword {
+    params: ScramParams,
+    bytes: Vec<u8>,
+}
+
+impl SaltedPassword {
+    /// The hash, salt and iteration count it was derived with.
+    pub fn params(&self) -> &ScramParams {
+        &self.params
+    }
 
     /// Whether this value answers a server-first message with these parameters.
     pub fn matches(&self, hash: ScramHash, salt: &[u8], iterations: u32) -> bool {
-        self.hash == hash && self.salt == salt && self.iterations == iterations
+        let params = &self.params;
+        params.hash == hash && params.salt == salt && params.iterations == iterations
     }
 
     /// `ClientKey = HMAC(SaltedPassword, "Client Key")`.
     pub(crate) fn client_key(&self) -> Vec<u8> {
-        hmac(self.hash, &self.bytes, b"Client Key")
+        hmac(self.params.hash, &self.bytes, b"Client Key")
     }
 
     /// `ServerKey = HMAC(SaltedPassword, "Server Key")`.
     pub(crate) fn server_key(&self) -> Vec<u8> {
-        hmac(self.hash, &self.bytes, b"Server Key")
+        hmac(self.params.hash, &self.bytes, b"Server Key")
     }
 }
 
 impl fmt::Debug for SaltedPassword {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SaltedPassword")
-            .field("hash", &self.hash)
-            .field("salt_len", &self.salt.len())
-            .field("iterations", &self.iterations)
+            .field("params", &self.params)
             .finish_non_exhaustive()
     }
 }
@@ -158,9 +183,11 @@ pub fn salted_password(
     check_salt(salt)?;
     let password = prep::password(password)?;
     Ok(SaltedPassword {
-        hash,
-        salt: salt.to_vec(),
-        iterations,
+        params: ScramParams {
+            hash,
+            salt: salt.to_vec(),
+            iterations,
+        },
         bytes: hi(hash, password.as_bytes(), salt, iterations),
     })
 }

@@ -20,7 +20,7 @@
 //! simulator, [`nonce_from_random`] turns any random bytes into one); [`fresh_nonce`] and
 //! [`fresh_salt`] draw from the OS behind the default `os-rng` feature. It enforces no
 //! iteration *floor* (that is deployment policy: store credentials with at least
-//! [`DEFAULT_ITERATIONS`], the RFC 7677 minimum, and check `iterations()` where the policy
+//! [`DEFAULT_ITERATIONS`], the RFC 7677 minimum, and check `params().iterations()` where the policy
 //! lives), only the [`MAX_ITERATIONS`] ceiling. Cryptographic primitives are RustCrypto's
 //! (`sha1`, `sha2`, `hmac`, `pbkdf2`, `subtle`), SASLprep is the `stringprep` crate's.
 //!
@@ -44,7 +44,7 @@ mod token;
 pub use channel::{ChannelBinding, ChannelBindingOffer, TLS_EXPORTER_BYTES};
 pub use client::ClientExchange;
 pub use credentials::{verify_plain, Credentials, ScramCredentials};
-pub use crypto::{salted_password, SaltedPassword, ScramHash};
+pub use crypto::{salted_password, SaltedPassword, ScramHash, ScramParams};
 #[cfg(feature = "os-rng")]
 pub use error::RandomError;
 pub use error::{ClientError, CredentialsError, DecodeError};

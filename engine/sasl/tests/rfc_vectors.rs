@@ -80,15 +80,20 @@ fn check_server(vector: &Vector) {
     assert_eq!(server.failure_detail(), None);
 }
 
-fn check_client(vector: &Vector) {
-    let (mut client, first) = ClientExchange::start(
+/// The vector's client ("user", password "pencil", its nonce) and its first message.
+fn vector_client(vector: &Vector) -> (ClientExchange, Vec<u8>) {
+    ClientExchange::start(
         vector.mechanism,
         "user",
         "pencil",
         ChannelBinding::None,
         vector.client_nonce,
     )
-    .unwrap();
+    .unwrap()
+}
+
+fn check_client(vector: &Vector) {
+    let (mut client, first) = vector_client(vector);
     assert_eq!(first, vector.client_first);
     assert_eq!(
         client.step(vector.server_first).unwrap(),
@@ -97,14 +102,7 @@ fn check_client(vector: &Vector) {
     assert_eq!(client.finish(vector.server_final), Ok(()));
 
     // The same exchange with one bit of the server signature flipped must not authenticate.
-    let (mut client, _) = ClientExchange::start(
-        vector.mechanism,
-        "user",
-        "pencil",
-        ChannelBinding::None,
-        vector.client_nonce,
-    )
-    .unwrap();
+    let (mut client, _) = vector_client(vector);
     client.step(vector.server_first).unwrap();
     let mut signature = STANDARD.decode(&vector.server_final[2..]).unwrap();
     signature[0] ^= 1;

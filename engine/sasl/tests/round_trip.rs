@@ -62,32 +62,23 @@ fn every_mechanism_logs_in_with_the_right_password() {
 #[test]
 fn non_plus_mechanisms_work_with_every_honest_flag() {
     let stored = credentials("pw");
-    for mechanism in [Mechanism::ScramSha1, Mechanism::ScramSha256] {
-        // n: the client cannot bind, whatever the server offered.
-        for offer in [ChannelBindingOffer::NotOffered, OFFERED] {
-            let outcome = login(
-                mechanism,
-                offer,
-                ChannelBinding::None,
-                "u",
-                "pw",
-                Some(&stored),
-            );
-            success(&outcome, "u");
-        }
-        // y: the client can bind and the server really did not offer -PLUS.
-        for binding in [
+    // n: the client cannot bind, whatever the server offered; y: the client can bind and the
+    // server really did not offer -PLUS.
+    let honest = [
+        (ChannelBindingOffer::NotOffered, ChannelBinding::None),
+        (OFFERED, ChannelBinding::None),
+        (
+            ChannelBindingOffer::NotOffered,
             ChannelBinding::SupportedNotOffered,
+        ),
+        (
+            ChannelBindingOffer::NotOffered,
             ChannelBinding::TlsExporter(EXPORTER),
-        ] {
-            let outcome = login(
-                mechanism,
-                ChannelBindingOffer::NotOffered,
-                binding,
-                "u",
-                "pw",
-                Some(&stored),
-            );
+        ),
+    ];
+    for mechanism in [Mechanism::ScramSha1, Mechanism::ScramSha256] {
+        for (offer, binding) in honest {
+            let outcome = login(mechanism, offer, binding, "u", "pw", Some(&stored));
             success(&outcome, "u");
         }
     }
@@ -160,11 +151,8 @@ fn wrong_password_fails_at_the_end() {
 #[test]
 fn unknown_user_fails_only_at_the_end_like_a_wrong_password() {
     for mechanism in [Mechanism::ScramSha1, Mechanism::ScramSha256] {
-        let (mut client, first) =
-            ClientExchange::start(mechanism, "ghost", "pw", ChannelBinding::None, CLIENT_NONCE)
-                .unwrap();
-        let (mut server, challenge) =
-            scram_challenged(mechanism, ChannelBindingOffer::NotOffered, &first, None);
+        let (mut client, first) = unbound_client(mechanism, "ghost", "pw");
+        let (mut server, challenge) = unbound_challenged(mechanism, &first, None);
         // The decoy challenge has the shape of a real one.
         let text = String::from_utf8(challenge.clone()).unwrap();
         let parts: Vec<&str> = text.split(',').collect();
@@ -182,14 +170,7 @@ fn unknown_user_fails_only_at_the_end_like_a_wrong_password() {
         );
         assert_eq!(server.failure_detail(), Some("unknown user"));
     }
-    let outcome = login(
-        Mechanism::Plain,
-        ChannelBindingOffer::NotOffered,
-        ChannelBinding::None,
-        "ghost",
-        "pw",
-        None,
-    );
+    let outcome = login_unbound(Mechanism::Plain, "ghost", "pw", None);
     failed(&outcome, Failure::NotAuthorized, "unknown user");
 }
 
@@ -198,12 +179,7 @@ fn decoy_credentials_give_a_stable_salt_and_never_succeed() {
     let decoy = Credentials::decoy(b"server secret", "ghost", 4096).unwrap();
     let challenge = |client_nonce: &[u8]| {
         let first = [b"n,,n=ghost,r=".as_slice(), client_nonce].concat();
-        let (_, challenge) = scram_challenged(
-            Mechanism::ScramSha256,
-            ChannelBindingOffer::NotOffered,
-            &first,
-            Some(&decoy),
-        );
+        let (_, challenge) = unbound_challenged(Mechanism::ScramSha256, &first, Some(&decoy));
         let text = String::from_utf8(challenge).unwrap();
         text.split(',').nth(1).unwrap().to_owned()
     };
@@ -212,14 +188,7 @@ fn decoy_credentials_give_a_stable_salt_and_never_succeed() {
         challenge(b"second-attempt-nonce")
     );
     for password in ["ghost", "server secret"] {
-        let outcome = login(
-            Mechanism::ScramSha256,
-            ChannelBindingOffer::NotOffered,
-            ChannelBinding::None,
-            "ghost",
-            password,
-            Some(&decoy),
-        );
+        let outcome = login_unbound(Mechanism::ScramSha256, "ghost", password, Some(&decoy));
         failed(
             &outcome,
             Failure::NotAuthorized,
@@ -252,14 +221,7 @@ fn saslprep_makes_equivalent_passwords_equal() {
         Mechanism::ScramSha256,
     ] {
         for password in ["I\u{AD}X", "\u{2168}"] {
-            let outcome = login(
-                mechanism,
-                ChannelBindingOffer::NotOffered,
-                ChannelBinding::None,
-                "u",
-                password,
-                Some(&stored),
-            );
+            let outcome = login_unbound(mechanism, "u", password, Some(&stored));
             success(&outcome, "u");
         }
     }
@@ -276,9 +238,7 @@ fn no_initial_response_gets_an_empty_challenge() {
             SERVER_NONCE,
         );
         assert_eq!(step, Step::Challenge(Vec::new()));
-        let (mut client, first) =
-            ClientExchange::start(mechanism, "u", "pw", ChannelBinding::None, CLIENT_NONCE)
-                .unwrap();
+        let (mut client, first) = unbound_client(mechanism, "u", "pw");
         assert!(matches!(
             server.respond(&first),
             Step::NeedCredentials { .. }
@@ -300,25 +260,14 @@ fn no_initial_response_gets_an_empty_challenge() {
 #[test]
 fn a_cached_salted_password_is_used_and_a_stale_one_replaced() {
     let stored = credentials("pw");
-    let salt = stored.sha256().salt().to_vec();
+    let salt = stored.sha256().params().salt().to_vec();
     let run = |cached: Option<rookery_sasl::SaltedPassword>| {
-        let (mut client, first) = ClientExchange::start(
-            Mechanism::ScramSha256,
-            "u",
-            "pw",
-            ChannelBinding::None,
-            CLIENT_NONCE,
-        )
-        .unwrap();
+        let (mut client, first) = unbound_client(Mechanism::ScramSha256, "u", "pw");
         if let Some(cached) = cached {
             client.use_salted_password(cached);
         }
-        let (mut server, challenge) = scram_challenged(
-            Mechanism::ScramSha256,
-            ChannelBindingOffer::NotOffered,
-            &first,
-            Some(&stored),
-        );
+        let (mut server, challenge) =
+            unbound_challenged(Mechanism::ScramSha256, &first, Some(&stored));
         let response = client.step(&challenge).unwrap();
         let Step::Success {
             additional_data, ..
@@ -337,23 +286,11 @@ fn a_cached_salted_password_is_used_and_a_stale_one_replaced() {
     let stale = salted_password(ScramHash::Sha256, "pw", b"another salt", ITERATIONS).unwrap();
     assert!(run(Some(stale)).matches(ScramHash::Sha256, &salt, ITERATIONS));
     // A cache entry made from a wrong password does not get in.
-    let (mut client, first) = ClientExchange::start(
-        Mechanism::ScramSha256,
-        "u",
-        "pw",
-        ChannelBinding::None,
-        CLIENT_NONCE,
-    )
-    .unwrap();
+    let (mut client, first) = unbound_client(Mechanism::ScramSha256, "u", "pw");
     client.use_salted_password(
         salted_password(ScramHash::Sha256, "other", &salt, ITERATIONS).unwrap(),
     );
-    let (mut server, challenge) = scram_challenged(
-        Mechanism::ScramSha256,
-        ChannelBindingOffer::NotOffered,
-        &first,
-        Some(&stored),
-    );
+    let (mut server, challenge) = unbound_challenged(Mechanism::ScramSha256, &first, Some(&stored));
     let response = client.step(&challenge).unwrap();
     assert_eq!(
         server.respond(&response),
@@ -365,20 +302,8 @@ fn a_cached_salted_password_is_used_and_a_stale_one_replaced() {
 fn the_client_checks_the_server() {
     let stored = credentials("pw");
     let start = || {
-        let (mut client, first) = ClientExchange::start(
-            Mechanism::ScramSha1,
-            "u",
-            "pw",
-            ChannelBinding::None,
-            CLIENT_NONCE,
-        )
-        .unwrap();
-        let (_, challenge) = scram_challenged(
-            Mechanism::ScramSha1,
-            ChannelBindingOffer::NotOffered,
-            &first,
-            Some(&stored),
-        );
+        let (mut client, first) = unbound_client(Mechanism::ScramSha1, "u", "pw");
+        let (_, challenge) = unbound_challenged(Mechanism::ScramSha1, &first, Some(&stored));
         client.step(&challenge).unwrap();
         client
     };
@@ -398,14 +323,7 @@ fn the_client_checks_the_server() {
         })
     );
     // A success before the challenge was answered proves nothing.
-    let (mut client, _) = ClientExchange::start(
-        Mechanism::ScramSha1,
-        "u",
-        "pw",
-        ChannelBinding::None,
-        CLIENT_NONCE,
-    )
-    .unwrap();
+    let (mut client, _) = unbound_client(Mechanism::ScramSha1, "u", "pw");
     assert!(matches!(
         client.finish(b"v=AAAA"),
         Err(ClientError::OutOfOrder { .. })
@@ -415,14 +333,7 @@ fn the_client_checks_the_server() {
 #[test]
 fn the_client_refuses_bad_server_first_messages() {
     let step = |challenge: &[u8]| {
-        let (mut client, _) = ClientExchange::start(
-            Mechanism::ScramSha256,
-            "u",
-            "pw",
-            ChannelBinding::None,
-            CLIENT_NONCE,
-        )
-        .unwrap();
+        let (mut client, _) = unbound_client(Mechanism::ScramSha256, "u", "pw");
         client.step(challenge)
     };
     let nonce = std::str::from_utf8(CLIENT_NONCE).unwrap();

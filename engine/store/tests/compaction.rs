@@ -5,7 +5,7 @@ mod common;
 
 use std::fs;
 
-use common::{commit, config, open, snapshot, stanza, TempDir};
+use common::{commit, config, open, open_clean, snapshot, stanza, TempDir};
 use rookery_store::{format, MsgId, OpenError, Store, StoreConfig, StoreError};
 
 fn eager(dir: &TempDir) -> StoreConfig {
@@ -58,12 +58,7 @@ fn compaction_keeps_exactly_the_live_messages_and_ids_continue() {
     commit(&mut store);
     let expected = snapshot(&store);
     drop(store);
-    let mut store = open(dir.path());
-    assert!(
-        store.replay_report().is_clean(),
-        "{}",
-        store.replay_report()
-    );
+    let mut store = open_clean(dir.path());
     assert_eq!(snapshot(&store), expected);
     assert_eq!(store.put("u0@x", "a@x/r", 2, b"next").unwrap(), MsgId(202));
 }

@@ -5,7 +5,9 @@ mod common;
 
 use std::fs;
 
-use common::{build_history, commit, config, open, snapshot, write_log, History, TempDir};
+use common::{
+    build_history, commit, config, open, open_clean, snapshot, write_log, History, TempDir,
+};
 use rookery_store::{crc32c, format, OpenError, ReplayStop, StopReason, Store};
 
 /// Puts to three owners interleaved with acks, one record per step.
@@ -263,11 +265,6 @@ fn a_repaired_log_takes_new_records_and_replays_clean() {
         commit(&mut store);
         snapshot(&store)
     };
-    let store = open(dir.path());
-    assert!(
-        store.replay_report().is_clean(),
-        "{}",
-        store.replay_report()
-    );
+    let store = open_clean(dir.path());
     assert_eq!(snapshot(&store), expected);
 }

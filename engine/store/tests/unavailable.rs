@@ -10,7 +10,7 @@ use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::process::Command;
 
-use common::{commit, config, open, snapshot, stanza, FailingWriter, TempDir};
+use common::{commit, config, open, open_clean, snapshot, stanza, FailingWriter, TempDir};
 use rookery_store::{CommitBatch, LogWriter, MsgId, Store, StoreConfig, StoreError, SyncWriter};
 
 fn retry_config(dir: &Path, retry_interval_ms: u64) -> StoreConfig {
@@ -127,12 +127,7 @@ fn a_partial_write_is_overwritten_by_the_retry() {
     commit(&mut store);
     let expected = snapshot(&store);
     drop(store);
-    let store = open(dir.path());
-    assert!(
-        store.replay_report().is_clean(),
-        "{}",
-        store.replay_report()
-    );
+    let store = open_clean(dir.path());
     assert_eq!(snapshot(&store), expected);
     assert_eq!(store.live_messages(), 5);
 }
@@ -206,12 +201,7 @@ fn disk_full_for_real_on_a_small_tmpfs() {
     store.commit(&mut SyncWriter).expect("space is back");
     assert!(store.is_available() && store.is_committed(store.pending_seq()));
     drop(store);
-    let store = open(dir.path());
-    assert!(
-        store.replay_report().is_clean(),
-        "{}",
-        store.replay_report()
-    );
+    let store = open_clean(dir.path());
     assert_eq!(store.live_messages(), accepted.len());
     assert!(
         accepted.iter().all(|&id| store.get("bob@x", id).is_some()),

@@ -6,7 +6,7 @@ mod common;
 use common::*;
 use rookery_tls::{TlsError, TlsSession, TlsVersion, ALPN_XMPP_CLIENT};
 use rustls::version::{TLS12, TLS13};
-use rustls::{CipherSuite, HandshakeKind, ProtocolVersion};
+use rustls::{HandshakeKind, ProtocolVersion};
 
 #[test]
 fn tls13_handshake_negotiates_alpn_sni_and_binding() {
@@ -84,23 +84,8 @@ fn a_client_offering_only_other_protocols_is_refused_as_a_peer_error() {
 #[test]
 fn binding_matches_for_every_suite() {
     let fx = Fixture::new();
-    let suites = [
-        CipherSuite::TLS13_AES_128_GCM_SHA256,
-        CipherSuite::TLS13_AES_256_GCM_SHA384,
-        CipherSuite::TLS13_CHACHA20_POLY1305_SHA256,
-        CipherSuite::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
-        CipherSuite::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
-        CipherSuite::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
-    ];
-    for suite in suites {
-        let mut provider = client_provider();
-        provider.cipher_suites.retain(|s| s.suite() == suite);
-        let version = if format!("{suite:?}").starts_with("TLS13") {
-            &TLS13
-        } else {
-            &TLS12
-        };
-        let config = client_config_with(&fx.ca, version, &[], provider);
+    for suite in ALL_SUITES {
+        let config = suite_config(&fx.ca, suite);
         let (client, server, _) = handshake(&fx.context, &config);
         assert_eq!(
             client.negotiated_cipher_suite().map(|s| s.suite()),
@@ -222,24 +207,9 @@ fn a_client_that_does_not_trust_us_is_a_peer_error_naming_the_certificate() {
 #[test]
 fn every_suite_carries_data_and_refuses_replayed_or_altered_records() {
     let fx = Fixture::new();
-    let suites = [
-        CipherSuite::TLS13_AES_128_GCM_SHA256,
-        CipherSuite::TLS13_AES_256_GCM_SHA384,
-        CipherSuite::TLS13_CHACHA20_POLY1305_SHA256,
-        CipherSuite::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
-        CipherSuite::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
-        CipherSuite::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
-    ];
     let big: Vec<u8> = (0..40_000u32).map(|i| (i % 253) as u8).collect();
-    for suite in suites {
-        let mut provider = client_provider();
-        provider.cipher_suites.retain(|s| s.suite() == suite);
-        let version = if format!("{suite:?}").starts_with("TLS13") {
-            &TLS13
-        } else {
-            &TLS12
-        };
-        let config = client_config_with(&fx.ca, version, &[], provider);
+    for suite in ALL_SUITES {
+        let config = suite_config(&fx.ca, suite);
         let (mut client, mut server, _) = handshake(&fx.context, &config);
         assert_eq!(server.cipher_suite(), Some(suite));
         // Both directions, a small record and several full ones.

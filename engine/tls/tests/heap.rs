@@ -44,14 +44,7 @@ fn chacha_config_without_resumption(fx: &Fixture) -> Arc<ClientConfig> {
 fn idle_session(fx: &Fixture, config: &Arc<ClientConfig>) -> (TlsSession, isize) {
     let before = live_bytes();
     let (mut client, mut server, _) = handshake(&fx.context, config);
-    assert_eq!(
-        client_sends(&mut client, &mut server, b"<presence/>"),
-        b"<presence/>"
-    );
-    assert_eq!(
-        server_sends(&mut client, &mut server, b"<presence/>"),
-        b"<presence/>"
-    );
+    exchange(&mut client, &mut server, b"<presence/>", b"<presence/>");
     drop(client);
     let held = live_bytes() - before;
     (server, held)

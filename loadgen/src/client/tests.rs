@@ -305,7 +305,7 @@ fn client_is_small() {
     );
     // With XEP-0198: one block (the crate's counters and this client's ack bookkeeping),
     // 104 bytes, the same 112-byte malloc chunk as the 96-byte box it replaced.
-    let (h, _) = online_with_sm(SmPolicy::EnableWhenOffered);
+    let (h, _) = online_with(SmPolicy::EnableWhenOffered, Profile::Chat);
     let heap = h.client.heap_bytes();
     assert!(heap <= 104, "XEP-0198 block is {heap} bytes");
 }
@@ -313,7 +313,9 @@ fn client_is_small() {
 const POST_AUTH_SM: &str = "<stream:features><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/>\
     <sm xmlns='urn:xmpp:sm:3'/></stream:features>";
 
-fn online_with_sm(policy: SmPolicy) -> (Harness, String) {
+/// A client logged in and bound with `policy` (a server that offers XEP-0198) and
+/// `profile`; returns it (events cleared) and its reply to the bind result.
+fn online_with(policy: SmPolicy, profile: Profile) -> (Harness, String) {
     let mut h = Harness::started();
     h.client = Client::new(
         FramerLimits {
@@ -321,6 +323,7 @@ fn online_with_sm(policy: SmPolicy) -> (Harness, String) {
         },
         policy,
     );
+    h.profile = profile;
     let mut out = Vec::new();
     h.client.start("example.test", &mut out);
     h.feed(&format!("{HEADER}{PRE_AUTH}{SUCCESS}"));
@@ -357,7 +360,7 @@ fn answers_receipt_requests_and_reports_receipts() {
 
 #[test]
 fn stream_management_is_enabled_when_offered() {
-    let (mut h, reply) = online_with_sm(SmPolicy::EnableWhenOffered);
+    let (mut h, reply) = online_with(SmPolicy::EnableWhenOffered, Profile::Chat);
     assert_eq!(reply, "<enable xmlns='urn:xmpp:sm:3'/><presence/>");
     assert_eq!(h.client.sm().map(|s| s.0), Some(1), "presence counted");
     h.feed("<enabled xmlns='urn:xmpp:sm:3'/>");
@@ -408,7 +411,7 @@ fn stream_management_is_enabled_when_offered() {
 
 #[test]
 fn stream_management_off_or_refused() {
-    let (mut h, reply) = online_with_sm(SmPolicy::Off);
+    let (mut h, reply) = online_with(SmPolicy::Off, Profile::Chat);
     assert_eq!(reply, "<presence/>");
     assert!(h.client.sm().is_none());
     let mut out = Vec::new();
@@ -420,7 +423,7 @@ fn stream_management_off_or_refused() {
         "not ours to answer"
     );
 
-    let (mut h, _) = online_with_sm(SmPolicy::EnableWhenOffered);
+    let (mut h, _) = online_with(SmPolicy::EnableWhenOffered, Profile::Chat);
     h.feed("<failed xmlns='urn:xmpp:sm:3'><unexpected-request xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></failed>");
     assert_eq!(h.events, vec!["SmFailed"]);
     assert!(h.client.sm().is_none());

@@ -164,13 +164,23 @@ impl Worker<'_> {
         }
     }
 
+    /// Whether a probe or receipt of run `run` is counted: only while accounting is open, and
+    /// only this run's; one of an earlier run (stored by the server and delivered at this
+    /// login) is counted as stale instead.
+    pub(super) fn counts(&mut self, run: u32) -> bool {
+        if !self.accounting_open {
+            return false;
+        }
+        if run != self.run_id {
+            self.report.stale += 1;
+            return false;
+        }
+        true
+    }
+
     /// A receipt for message `seq` of `receipt.sender`, which must be this slot's client.
     fn on_receipt(&mut self, i: usize, receipt: ReceiptId, now: u64) {
-        if !self.accounting_open {
-            return;
-        }
-        if receipt.run != self.run_id {
-            self.report.stale += 1;
+        if !self.counts(receipt.run) {
             return;
         }
         let me = self.slots[i].index;
@@ -190,12 +200,7 @@ impl Worker<'_> {
     }
 
     fn on_probe(&mut self, i: usize, probe: Probe, delayed: bool, now: u64) {
-        if !self.accounting_open {
-            return;
-        }
-        if probe.run != self.run_id {
-            // Stored by the server during an earlier run and delivered at this login.
-            self.report.stale += 1;
+        if !self.counts(probe.run) {
             return;
         }
         let recipient = self.slots[i].index;

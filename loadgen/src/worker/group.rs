@@ -319,11 +319,7 @@ impl Worker<'_> {
 
     /// A message of `group` reached slot `i`.
     fn on_group_probe(&mut self, i: usize, group: u32, probe: Probe, now: u64) {
-        if !self.accounting_open {
-            return;
-        }
-        if probe.run != self.run_id {
-            self.report.stale += 1;
+        if !self.counts(probe.run) {
             return;
         }
         let me = self.slots[i].index;

@@ -145,45 +145,20 @@ impl Worker<'_> {
 
 #[cfg(test)]
 mod tests {
-    use clap::Parser;
 
     use super::*;
-    use crate::cli::{Cli, Command, RunConfig, Scenario, RUN_DEFAULTS};
+    use crate::cli::RunConfig;
     use crate::live::Shared;
     use crate::metrics::ErrorKind;
     use crate::run::Part;
     use crate::worker::storm::tests::FakeOps;
+    use crate::worker::testing::parsed_config;
 
     const S_NS: u64 = 1_000_000_000;
 
     fn config() -> RunConfig {
-        let argv = [
-            "rookery-load",
-            "offline",
-            "--auth",
-            "token:x",
-            "--clients",
-            "4",
-            "--threads",
-            "1",
-            "--messages",
-            "2",
-            "--drain-ms",
-            "1000",
-        ];
-        let Command::Offline(args) = Cli::try_parse_from(argv).unwrap().command else {
-            panic!("not offline");
-        };
-        let (auth, load) = (args.auth, &args.load);
-        RunConfig::resolve(
-            Scenario::Offline,
-            "127.0.0.1:1",
-            "d",
-            auth,
-            load,
-            &RUN_DEFAULTS,
-        )
-        .unwrap()
+        let flags = ["--threads", "1", "--messages", "2", "--drain-ms", "1000"];
+        parsed_config("offline", "4", &flags, "127.0.0.1:1", "d")
     }
 
     #[test]

@@ -432,11 +432,7 @@ impl Worker<'_> {
 
     /// A status change of client `from` reached slot `i`.
     fn on_status(&mut self, i: usize, from: u32, probe: Probe, now: u64) {
-        if !self.accounting_open {
-            return;
-        }
-        if probe.run != self.run_id {
-            self.report.stale += 1;
+        if !self.counts(probe.run) {
             return;
         }
         let me = self.slots[i].index;

@@ -16,7 +16,7 @@ use super::{RunPhase, TimerKind, Worker, PEER_TRIES, SEND_RETRY_NS};
 use crate::client::BIND_RESOURCE;
 use crate::fanout::wire::write_status;
 use crate::metrics::Metric;
-use crate::sys::monotonic_ns;
+use crate::schedule::MessageSchedule;
 use crate::wire::{write_message, Probe, Recipient};
 
 impl Worker<'_> {
@@ -69,14 +69,7 @@ impl Worker<'_> {
                 slot.next_due_ns = schedule.next_due(slot.next_due_ns, &mut self.rng);
                 continue;
             };
-            let slot = &mut self.slots[i];
-            let probe = Probe {
-                run: self.run_id,
-                sender: slot.index,
-                seq: slot.seq,
-                intended_ns: slot.next_due_ns,
-                actual_ns: monotonic_ns(),
-            };
+            let probe = self.slots[i].due_probe(self.run_id);
             let to = Recipient {
                 user_prefix: &self.cfg.user_prefix,
                 number: u64::from(peer) + 1,
@@ -85,13 +78,9 @@ impl Worker<'_> {
             };
             self.out.clear();
             write_message(&mut self.out, &to, &probe, self.receipt);
-            let retry = (now + SEND_RETRY_NS, i as u32, slot.attempt, TimerKind::Send);
-            if !self.send_probe(io, conn, i, &probe, retry) {
+            if !self.send_and_advance(io, conn, i, &probe, now, schedule) {
                 return;
             }
-            let slot = &mut self.slots[i];
-            slot.seq += 1;
-            slot.next_due_ns = schedule.next_due(slot.next_due_ns, &mut self.rng);
         }
         let (due, attempt) = (self.slots[i].next_due_ns, self.slots[i].attempt);
         if self.slots[i].seq >= quota {
@@ -101,6 +90,33 @@ impl Worker<'_> {
             self.timers
                 .push(Reverse((due, i as u32, attempt, TimerKind::Send)));
         }
+    }
+
+    /// Sends slot `i`'s due message (the stanza in `self.out`, carrying `probe`) as
+    /// [`Self::send_probe`] does, a retry after [`SEND_RETRY_NS`] armed; once it went, the
+    /// slot moves on to its next message. False when it could not go.
+    fn send_and_advance<O: Ops>(
+        &mut self,
+        io: &mut O,
+        conn: ConnId,
+        i: usize,
+        probe: &Probe,
+        now: u64,
+        schedule: MessageSchedule,
+    ) -> bool {
+        let retry = (
+            now + SEND_RETRY_NS,
+            i as u32,
+            self.slots[i].attempt,
+            TimerKind::Send,
+        );
+        if !self.send_probe(io, conn, i, probe, retry) {
+            return false;
+        }
+        let slot = &mut self.slots[i];
+        slot.seq += 1;
+        slot.next_due_ns = schedule.next_due(slot.next_due_ns, &mut self.rng);
+        true
     }
 
     /// Sends the stanza in `self.out`, carrying `probe`, from slot `i` on `conn`, then what
@@ -162,23 +178,12 @@ impl Worker<'_> {
             return;
         };
         while self.slots[i].next_due_ns <= now && self.slots[i].next_due_ns < stop_send_ns {
-            let slot = &mut self.slots[i];
-            let probe = Probe {
-                run: self.run_id,
-                sender: slot.index,
-                seq: slot.seq,
-                intended_ns: slot.next_due_ns,
-                actual_ns: monotonic_ns(),
-            };
+            let probe = self.slots[i].due_probe(self.run_id);
             self.out.clear();
             write_status(&mut self.out, &probe);
-            let retry = (now + SEND_RETRY_NS, i as u32, slot.attempt, TimerKind::Send);
-            if !self.send_probe(io, conn, i, &probe, retry) {
+            if !self.send_and_advance(io, conn, i, &probe, now, schedule) {
                 return;
             }
-            let slot = &mut self.slots[i];
-            slot.seq += 1;
-            slot.next_due_ns = schedule.next_due(slot.next_due_ns, &mut self.rng);
         }
         let slot = &self.slots[i];
         if slot.next_due_ns < stop_send_ns {

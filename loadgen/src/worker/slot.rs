@@ -9,6 +9,7 @@ use crate::client::{Client, ClientEvent, PresenceEvent, PresenceKind, Subscripti
 use crate::fanout::wire::{parse_body, Names, CONFIG_ID_PREFIX};
 use crate::fanout::JoinError;
 use crate::metrics::ErrorKind;
+use crate::sys::monotonic_ns;
 use crate::wire::{parse_probe, parse_receipt_id, Probe, ReceiptId};
 
 /// Life of a slot. Outside a storm `Failed` is final; in a storm a failed or dropped client
@@ -59,6 +60,17 @@ impl Slot {
             attempt: 0,
             acked: 0,
             settled: false,
+        }
+    }
+
+    /// The probe of this slot's next message of run `run`: due at `next_due_ns`, stamped now.
+    pub fn due_probe(&self, run: u32) -> Probe {
+        Probe {
+            run,
+            sender: self.index,
+            seq: self.seq,
+            intended_ns: self.next_due_ns,
+            actual_ns: monotonic_ns(),
         }
     }
 }

@@ -92,14 +92,13 @@ impl Worker<'_> {
 pub(super) mod tests {
     use std::net::SocketAddr;
 
-    use clap::Parser;
     use rookery_io::{ConnId, SendError};
 
     use super::*;
-    use crate::cli::{Cli, Command, RunConfig, Scenario, RUN_DEFAULTS};
+    use crate::cli::RunConfig;
     use crate::live::Shared;
     use crate::metrics::ErrorKind;
-    use crate::run::Part;
+    use crate::worker::testing::{all_online, parsed_config};
     use crate::worker::RunPhase;
 
     /// Ops that hand out conn ids and remember what was asked.
@@ -158,21 +157,9 @@ pub(super) mod tests {
     }
 
     fn config(extra: &[&str]) -> RunConfig {
-        let mut argv = vec!["rookery-load", "storm", "--auth", "token:x"];
-        argv.extend_from_slice(&["--clients", "4", "--threads", "1"]);
-        argv.extend_from_slice(extra);
-        let Command::Storm(args) = Cli::try_parse_from(argv).unwrap().command else {
-            panic!("not a storm");
-        };
-        RunConfig::resolve(
-            Scenario::Storm,
-            "127.0.0.1:5222",
-            "d",
-            args.auth,
-            &args.load,
-            &RUN_DEFAULTS,
-        )
-        .unwrap()
+        let mut flags = vec!["--threads", "1"];
+        flags.extend_from_slice(extra);
+        parsed_config("storm", "4", &flags, "127.0.0.1:5222", "d")
     }
 
     const STOP_NS: u64 = 10_000_000_000;
@@ -182,15 +169,10 @@ pub(super) mod tests {
     /// A worker whose 4 clients connected at 0 and are online, in the steady phase starting
     /// at START_NS.
     fn online_worker<'a>(cfg: &'a RunConfig, shared: &'a Shared) -> (Worker<'a>, FakeOps) {
-        let mut w = Worker::new(cfg, shared, (Part::WHOLE, 0), &[], 0);
-        let mut io = FakeOps::default();
-        for i in 0..w.slots.len() {
-            w.connect(&mut io, i, 0);
-            w.slots[i].state = SlotState::Online;
-            shared.set_online(w.slots[i].index, true);
+        let (mut w, io) = all_online(cfg, shared);
+        for slot in &w.slots {
+            shared.set_online(slot.index, true);
         }
-        w.online = 4;
-        w.next_connect = w.slots.len();
         w.phase = RunPhase::Steady {
             start_ns: START_NS,
             stop_send_ns: STOP_NS,

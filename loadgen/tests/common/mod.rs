@@ -233,3 +233,51 @@ impl Target {
         matches!(self, Target::External { .. })
     }
 }
+
+/// The checks every fan-out scenario (`presence`, `group`: its summary section) shares: all
+/// `clients` logged in without an error, the changes sent within `sent_range`, each one
+/// complete, and each of its `fanout` receipts delivered exactly once. Returns the changes sent.
+#[allow(dead_code)] // used by the presence and group tests only
+pub fn check_fanout(
+    summary: &Value,
+    scenario: &str,
+    clients: u64,
+    sent_range: std::ops::RangeInclusive<u64>,
+    fanout: u64,
+) -> u64 {
+    let counts = &summary["counts"];
+    assert_eq!(counts["logins"], clients, "{counts}");
+    assert_eq!(counts["errors_total"], 0, "{counts}");
+    let (changes, receipts) = (
+        &summary[scenario]["changes"],
+        &summary[scenario]["receipts"],
+    );
+    let sent = changes["changes_sent"].as_u64().expect("changes sent");
+    assert!(sent_range.contains(&sent), "{changes}");
+    assert_eq!(
+        changes["changes_complete"].as_u64(),
+        Some(sent),
+        "{changes}"
+    );
+    assert_eq!(receipts["sent"].as_u64(), Some(sent * fanout), "{receipts}");
+    for zero in ["lost", "duplicated", "unexpected"] {
+        assert_eq!(receipts[zero], 0, "{zero}: {receipts}");
+    }
+    sent
+}
+
+/// A `rookery-load SCENARIO` command line against `server`: `clients` clients connecting at
+/// `connect_rate` a second (the flags every run here sets), then `rest`, the scenario's own.
+#[allow(dead_code)] // not every test binary builds its command line here
+pub fn load_args<'a>(
+    scenario: &'a str,
+    server: &'a str,
+    clients: &'a str,
+    connect_rate: &'a str,
+    rest: &[&'a str],
+) -> Vec<&'a str> {
+    let mut args = vec![scenario, "--server", server, "--clients", clients];
+    args.extend_from_slice(&["--connect-rate", connect_rate]);
+    args.extend_from_slice(rest);
+    args
+}

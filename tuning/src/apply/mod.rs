@@ -239,16 +239,12 @@ fn write_plan(
         .iter()
         .map(|p| (p.key.clone(), p.wanted.clone()))
         .collect();
-    let ns_after = write_in(opts, true, &ns_pairs)?;
-    let host_after = write_in(opts, false, &host_pairs)?;
-    let place_ns = opts
-        .netns
-        .as_deref()
-        .map_or("host".to_string(), |n| format!("netns {n}"));
+    let [(ns_after, place_ns), (host_after, place_host)] =
+        write_sides(opts, &ns_pairs, &host_pairs)?;
     let mut out = Vec::new();
     for (items, befores, afters, place) in [
         (&ns_items, &ns_before, ns_after, place_ns),
-        (&host_items, &host_before, host_after, "host".to_string()),
+        (&host_items, &host_before, host_after, place_host),
     ] {
         for ((p, before), (_, after, outcome)) in items.iter().zip(befores).zip(afters) {
             out.push(Applied {
@@ -282,16 +278,12 @@ pub fn revert(opts: &ApplyOptions) -> Result<ApplyReport, TuneError> {
             .collect()
     };
     let (ns_pairs, host_pairs) = (pairs(true), pairs(false));
-    let ns_after = write_in(opts, true, &ns_pairs)?;
-    let host_after = write_in(opts, false, &host_pairs)?;
-    let place_ns = opts
-        .netns
-        .as_deref()
-        .map_or("host".to_string(), |n| format!("netns {n}"));
+    let [(ns_after, place_ns), (host_after, place_host)] =
+        write_sides(opts, &ns_pairs, &host_pairs)?;
     let mut settings = Vec::new();
     for (pairs, afters, place) in [
         (ns_pairs, ns_after, place_ns),
-        (host_pairs, host_after, "host".to_string()),
+        (host_pairs, host_after, place_host),
     ] {
         for ((key, wanted), (before, after, outcome)) in pairs.into_iter().zip(afters) {
             let scope = knobs::scope_of(Os::Linux, &key);
@@ -339,6 +331,22 @@ fn read_in(
 }
 
 /// Writes `(key, value)` pairs where `read_in` would read them; returns (read back, outcome).
+/// Writes `ns_pairs` where the namespace's knobs live and `host_pairs` on the host; returns
+/// each side's outcomes with its place as the report names it (namespace side first).
+fn write_sides(
+    opts: &ApplyOptions,
+    ns_pairs: &[(String, String)],
+    host_pairs: &[(String, String)],
+) -> Result<[(Vec<Written>, String); 2], TuneError> {
+    let ns_after = write_in(opts, true, ns_pairs)?;
+    let host_after = write_in(opts, false, host_pairs)?;
+    let place_ns = opts
+        .netns
+        .as_deref()
+        .map_or("host".to_string(), |n| format!("netns {n}"));
+    Ok([(ns_after, place_ns), (host_after, "host".to_string())])
+}
+
 fn write_in(
     opts: &ApplyOptions,
     in_netns: bool,

@@ -13,20 +13,20 @@
 
 #[cfg(target_os = "linux")]
 mod relay {
+    use std::io;
     use std::net::SocketAddr;
     use std::rc::Rc;
-    use std::time::Duration;
 
     use anyhow::anyhow;
     use clap::Parser;
-    use futures_lite::io::{AsyncReadExt, AsyncWriteExt, WriteHalf};
+    use futures_lite::io::{AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
     use glommio::net::{TcpListener, TcpStream};
     use glommio::{LocalExecutorBuilder, Placement};
     use rookery_relays::cli::{self, RelayArgs, Start};
-    use rookery_relays::conn::{Conn, Flow};
-    use rookery_relays::local::{LocalEnv, LocalRouter};
-    use rookery_relays::outbox::Outbox;
+    use rookery_relays::local::{ChunkRead, LocalConn, LocalEnv};
+    use rookery_relays::outbox::{BatchWrite, Outbox};
     use rookery_relays::registry::ConnId;
+    use rookery_relays::stats::ACCEPT_PAUSE;
     use rookery_relays::stop::POLL_INTERVAL;
 
     const NAME: &str = "relay-glommio";
@@ -72,19 +72,14 @@ mod relay {
     }
 
     async fn accept_loop(listener: TcpListener, env: Rc<LocalEnv>) {
-        let mut next_id: ConnId = 0;
         loop {
             match listener.accept().await {
                 Ok(stream) => {
-                    next_id += 1;
-                    env.stats.conn_accepted();
-                    glommio::spawn_local(serve_conn(stream, next_id, env.clone())).detach();
+                    glommio::spawn_local(serve_conn(stream, env.accepted(), env.clone())).detach();
                 }
                 Err(err) => {
-                    // EMFILE and friends: counted, logged, a short pause so the loop does not spin.
-                    env.stats.accept_error();
-                    eprintln!("{NAME}: accept failed: {err} (out of fds? raise ulimit -Hn)");
-                    glommio::timer::sleep(Duration::from_millis(10)).await;
+                    env.stats.accept_failed(NAME, &err);
+                    glommio::timer::sleep(ACCEPT_PAUSE).await;
                 }
             }
         }
@@ -92,47 +87,35 @@ mod relay {
 
     async fn serve_conn(stream: TcpStream, id: ConnId, env: Rc<LocalEnv>) {
         let _ = stream.set_nodelay(true);
-        let (mut reader, writer) = futures_lite::io::split(stream);
+        let (reader, writer) = futures_lite::io::split(stream);
         let outbox = Rc::new(Outbox::default());
-        glommio::spawn_local(write_loop(writer, outbox.clone())).detach();
-        let mut conn = Conn::new(env.domain.clone(), id);
-        let mut router = LocalRouter {
-            env: &env,
-            id,
-            outbox: &outbox,
-        };
-        let mut buf = vec![0u8; READ_BUF_BYTES];
-        let mut out = Vec::new();
-        loop {
-            let n = match reader.read(&mut buf).await {
-                Ok(0) | Err(_) => break,
-                Ok(n) => n,
-            };
-            let flow = conn.on_data(&buf[..n], &mut out, &mut router);
-            if !out.is_empty() && outbox.push(|q| q.extend_from_slice(&out)).is_err() {
-                break;
-            }
-            out.clear();
-            if flow == Flow::Close {
-                break;
-            }
-        }
-        if let Some(jid) = conn.jid() {
-            env.unbind(jid, id);
-        }
-        outbox.close();
+        let drained = outbox.clone();
+        glommio::spawn_local(async move { drained.drain(Writer(writer)).await }).detach();
+        LocalConn::new(&env, id, outbox)
+            .serve(&env, Reader(reader), vec![0u8; READ_BUF_BYTES])
+            .await;
     }
 
-    async fn write_loop(mut writer: WriteHalf<TcpStream>, outbox: Rc<Outbox>) {
-        let mut spare = Vec::new();
-        while let Some(bytes) = outbox.take(spare).await {
-            if writer.write_all(&bytes).await.is_err() {
-                // The peer is gone: stanzas still routed here are counted as undeliverable.
-                return outbox.close();
-            }
-            spare = bytes;
+    /// The conn's read half, for [`LocalConn::serve`].
+    struct Reader(ReadHalf<TcpStream>);
+
+    impl ChunkRead for Reader {
+        async fn read_chunk(&mut self, mut buf: Vec<u8>) -> (io::Result<usize>, Vec<u8>) {
+            (self.0.read(&mut buf).await, buf)
         }
-        let _ = writer.close().await;
+    }
+
+    /// The conn's write half, for [`Outbox::drain`].
+    struct Writer(WriteHalf<TcpStream>);
+
+    impl BatchWrite for Writer {
+        async fn write_batch(&mut self, bytes: Vec<u8>) -> (io::Result<()>, Vec<u8>) {
+            (self.0.write_all(&bytes).await, bytes)
+        }
+
+        async fn shut_down(mut self) {
+            let _ = self.0.close().await;
+        }
     }
 }
 
@@ -143,6 +126,5 @@ fn main() -> anyhow::Result<()> {
 
 #[cfg(not(target_os = "linux"))]
 fn main() {
-    eprintln!("relay-glommio: built for Linux only (io_uring)");
-    std::process::exit(2);
+    rookery_relays::cli::linux_only("relay-glommio");
 }

@@ -13,19 +13,21 @@
 
 #[cfg(target_os = "linux")]
 mod relay {
+    use std::io;
     use std::net::SocketAddr;
     use std::rc::Rc;
-    use std::time::Duration;
 
     use anyhow::Context;
     use clap::Parser;
-    use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt, OwnedWriteHalf, Splitable};
+    use monoio::io::{
+        AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt, OwnedReadHalf, OwnedWriteHalf, Splitable,
+    };
     use monoio::net::{TcpListener, TcpStream};
     use rookery_relays::cli::{self, RelayArgs, Start};
-    use rookery_relays::conn::{Conn, Flow};
-    use rookery_relays::local::{LocalEnv, LocalRouter};
-    use rookery_relays::outbox::Outbox;
+    use rookery_relays::local::{ChunkRead, LocalConn, LocalEnv};
+    use rookery_relays::outbox::{BatchWrite, Outbox};
     use rookery_relays::registry::ConnId;
+    use rookery_relays::stats::ACCEPT_PAUSE;
     use rookery_relays::stop::POLL_INTERVAL;
 
     const NAME: &str = "relay-monoio";
@@ -77,19 +79,14 @@ mod relay {
     }
 
     async fn accept_loop(listener: TcpListener, env: Rc<LocalEnv>) {
-        let mut next_id: ConnId = 0;
         loop {
             match listener.accept().await {
                 Ok((stream, _)) => {
-                    next_id += 1;
-                    env.stats.conn_accepted();
-                    monoio::spawn(serve_conn(stream, next_id, env.clone()));
+                    monoio::spawn(serve_conn(stream, env.accepted(), env.clone()));
                 }
                 Err(err) => {
-                    // EMFILE and friends: counted, logged, a short pause so the loop does not spin.
-                    env.stats.accept_error();
-                    eprintln!("{NAME}: accept failed: {err} (out of fds? raise ulimit -Hn)");
-                    monoio::time::sleep(Duration::from_millis(10)).await;
+                    env.stats.accept_failed(NAME, &err);
+                    monoio::time::sleep(ACCEPT_PAUSE).await;
                 }
             }
         }
@@ -97,50 +94,37 @@ mod relay {
 
     async fn serve_conn(stream: TcpStream, id: ConnId, env: Rc<LocalEnv>) {
         let _ = stream.set_nodelay(true);
-        let (mut reader, writer) = stream.into_split();
+        let (reader, writer) = stream.into_split();
         let outbox = Rc::new(Outbox::default());
-        monoio::spawn(write_loop(writer, outbox.clone()));
-        let mut conn = Conn::new(env.domain.clone(), id);
-        let mut router = LocalRouter {
-            env: &env,
-            id,
-            outbox: &outbox,
-        };
-        let mut buf = Vec::with_capacity(READ_BUF_BYTES);
-        let mut out = Vec::new();
-        loop {
-            let (read, filled) = reader.read(buf).await;
-            buf = filled;
-            let n = match read {
-                Ok(0) | Err(_) => break,
-                Ok(n) => n,
-            };
-            let flow = conn.on_data(&buf[..n], &mut out, &mut router);
-            if !out.is_empty() && outbox.push(|q| q.extend_from_slice(&out)).is_err() {
-                break;
-            }
-            out.clear();
-            if flow == Flow::Close {
-                break;
-            }
-        }
-        if let Some(jid) = conn.jid() {
-            env.unbind(jid, id);
-        }
-        outbox.close();
+        let drained = outbox.clone();
+        monoio::spawn(async move { drained.drain(Writer(writer)).await });
+        // monoio reads into the spare capacity (and sets the length to what it read).
+        LocalConn::new(&env, id, outbox)
+            .serve(&env, Reader(reader), Vec::with_capacity(READ_BUF_BYTES))
+            .await;
     }
 
-    async fn write_loop(mut writer: OwnedWriteHalf<TcpStream>, outbox: Rc<Outbox>) {
-        let mut spare = Vec::new();
-        while let Some(bytes) = outbox.take(spare).await {
-            let (written, bytes) = writer.write_all(bytes).await;
-            if written.is_err() {
-                // The peer is gone: stanzas still routed here are counted as undeliverable.
-                return outbox.close();
-            }
-            spare = bytes;
+    /// The conn's read half, for [`LocalConn::serve`].
+    struct Reader(OwnedReadHalf<TcpStream>);
+
+    impl ChunkRead for Reader {
+        async fn read_chunk(&mut self, buf: Vec<u8>) -> (io::Result<usize>, Vec<u8>) {
+            self.0.read(buf).await
         }
-        let _ = writer.shutdown().await;
+    }
+
+    /// The conn's write half, for [`Outbox::drain`].
+    struct Writer(OwnedWriteHalf<TcpStream>);
+
+    impl BatchWrite for Writer {
+        async fn write_batch(&mut self, bytes: Vec<u8>) -> (io::Result<()>, Vec<u8>) {
+            let (written, bytes) = self.0.write_all(bytes).await;
+            (written.map(drop), bytes)
+        }
+
+        async fn shut_down(mut self) {
+            let _ = self.0.shutdown().await;
+        }
     }
 }
 
@@ -151,6 +135,5 @@ fn main() -> anyhow::Result<()> {
 
 #[cfg(not(target_os = "linux"))]
 fn main() {
-    eprintln!("relay-monoio: built for Linux only (io_uring)");
-    std::process::exit(2);
+    rookery_relays::cli::linux_only("relay-monoio");
 }

@@ -24,7 +24,7 @@ use rookery_proto::{Jid, StanzaView};
 use rookery_relays::cli::{self, RelayArgs, Start};
 use rookery_relays::conn::{Conn, Flow, Router};
 use rookery_relays::registry::{ConnId, Registry};
-use rookery_relays::stats::Stats;
+use rookery_relays::stats::ACCEPT_PAUSE;
 use rookery_relays::stop::POLL_INTERVAL;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::OwnedWriteHalf;
@@ -154,16 +154,12 @@ async fn accept_loop(listener: TcpListener, env: Arc<Env>) {
                 env.start.stats.conn_accepted();
                 tokio::spawn(serve_conn(stream, next_id, env.clone()));
             }
-            Err(err) => accept_failed(&env.start.stats, &err).await,
+            Err(err) => {
+                env.start.stats.accept_failed(NAME, &err);
+                tokio::time::sleep(ACCEPT_PAUSE).await;
+            }
         }
     }
-}
-
-/// EMFILE and friends: counted, logged, and a short pause so the loop does not spin.
-async fn accept_failed(stats: &Stats, err: &std::io::Error) {
-    stats.accept_error();
-    eprintln!("{NAME}: accept failed: {err} (out of fds? raise ulimit -Hn)");
-    tokio::time::sleep(Duration::from_millis(10)).await;
 }
 
 async fn serve_conn(stream: TcpStream, id: ConnId, env: Arc<Env>) {

@@ -13,18 +13,14 @@ use std::fs::File;
 use std::os::unix::fs::FileExt;
 
 use super::state::PCore;
-use crate::files::{errno_of, Begun, Completed, FileOp};
+use crate::files::{errno_of, Completed, FileOp};
 use crate::{FileId, FileSync};
 
 impl PCore {
     pub fn write_file(&mut self, file: FileId, offset: u64, bytes: Vec<u8>, sync: FileSync) -> u64 {
         let (token, slot, buffer) = match self.files.begin(file, FileOp::Write, bytes) {
-            Begun::Write {
-                token,
-                slot,
-                buffer,
-            } => (token, slot, buffer),
-            Begun::Unknown { token } => return token, // EBADF is reported next turn
+            Ok(begun) => begun,
+            Err(token) => return token, // EBADF is reported next turn
         };
         let result = write_and_sync(&slot.file, offset, &buffer, sync);
         self.files.defer(Completed {
@@ -39,12 +35,8 @@ impl PCore {
 
     pub fn read_file(&mut self, file: FileId, offset: u64, len: usize, buffer: Vec<u8>) -> u64 {
         let (token, slot, mut buffer) = match self.files.begin(file, FileOp::Read, buffer) {
-            Begun::Write {
-                token,
-                slot,
-                buffer,
-            } => (token, slot, buffer),
-            Begun::Unknown { token } => return token, // EBADF is reported next turn
+            Ok(begun) => begun,
+            Err(token) => return token, // EBADF is reported next turn
         };
         buffer.clear();
         buffer.resize(len, 0);

@@ -23,7 +23,7 @@ use io_uring::opcode;
 use io_uring::types::{Fd, FsyncFlags};
 
 use super::state::Core;
-use crate::files::{Begun, Completed, FileOp, NO_PROGRESS_ERRNO};
+use crate::files::{Completed, FileOp, NO_PROGRESS_ERRNO};
 use crate::key::{OpKey, OpKind};
 use crate::{FileId, FileSync};
 
@@ -53,12 +53,8 @@ pub(crate) struct Chain {
 impl Core {
     pub fn write_file(&mut self, file: FileId, offset: u64, bytes: Vec<u8>, sync: FileSync) -> u64 {
         let (token, slot, buffer) = match self.files.begin(file, FileOp::Write, bytes) {
-            Begun::Write {
-                token,
-                slot,
-                buffer,
-            } => (token, slot, buffer),
-            Begun::Unknown { token } => return token, // EBADF is reported next turn
+            Ok(begun) => begun,
+            Err(token) => return token, // EBADF is reported next turn
         };
         let write = FileWrite {
             token,

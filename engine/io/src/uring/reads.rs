@@ -18,7 +18,7 @@ use io_uring::opcode;
 use io_uring::types::Fd;
 
 use super::state::Core;
-use crate::files::{Begun, Completed, FileOp, NO_PROGRESS_ERRNO};
+use crate::files::{Completed, FileOp, NO_PROGRESS_ERRNO};
 use crate::key::{OpKey, OpKind};
 use crate::FileId;
 
@@ -69,8 +69,8 @@ impl Reads {
 impl Core {
     pub fn read_file(&mut self, file: FileId, offset: u64, len: usize, buffer: Vec<u8>) -> u64 {
         let (token, mut buffer) = match self.files.begin(file, FileOp::Read, buffer) {
-            Begun::Write { token, buffer, .. } => (token, buffer),
-            Begun::Unknown { token } => return token, // EBADF is reported next turn
+            Ok((token, _, buffer)) => (token, buffer),
+            Err(token) => return token, // EBADF is reported next turn
         };
         buffer.clear();
         buffer.resize(len, 0);

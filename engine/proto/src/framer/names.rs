@@ -65,17 +65,8 @@ impl Framer {
     #[inline]
     pub(super) fn screen_resume(&mut self) {
         let in_tag = match self.st {
-            St::TagName
-            | St::TagWs
-            | St::AttrName
-            | St::AttrNameWs
-            | St::AttrEq
-            | St::AttrValue
-            | St::AttrDone
-            | St::TagSlash => true,
-            St::EntName | St::CharRef | St::CharRefDec | St::CharRefHexStart | St::CharRefHex => {
-                self.flags & IN_ATTR != 0
-            }
+            in_start_tag!() => true,
+            in_reference!() => self.flags & IN_ATTR != 0,
             _ => false,
         };
         if in_tag {

@@ -196,17 +196,8 @@ impl Framer {
             | St::StreamEndName
             | St::StreamEndWs
             | St::Closed => self.level1(b, cur),
-            St::TagName
-            | St::TagWs
-            | St::AttrName
-            | St::AttrNameWs
-            | St::AttrEq
-            | St::AttrValue
-            | St::AttrDone
-            | St::TagSlash => self.tag(b, cur),
-            St::EntName | St::CharRef | St::CharRefDec | St::CharRefHexStart | St::CharRefHex => {
-                self.reference(b)
-            }
+            in_start_tag!() => self.tag(b, cur),
+            in_reference!() => self.reference(b),
             _ => self.content(b, cur),
         }
     }

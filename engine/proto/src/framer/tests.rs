@@ -20,25 +20,18 @@ fn limits(max: usize) -> FramerLimits {
 
 /// Feeds `chunks` in order, collecting frames until the first error.
 fn run(framer: &mut Framer, chunks: &[&[u8]]) -> (Vec<Owned>, Option<FrameError>) {
+    let text = |b: &[u8]| String::from_utf8(b.to_vec()).unwrap();
     let mut out = Vec::new();
     for chunk in chunks {
-        let mut pos = 0;
-        loop {
-            let mut input = &chunk[pos..];
-            let before = input.len();
-            match framer.next_frame(&mut input) {
-                Ok(None) => {
-                    assert!(input.is_empty());
-                    break;
-                }
-                Ok(Some(frame)) => out.push(match frame {
-                    Frame::StreamOpen(b) => Owned::Open(String::from_utf8(b.to_vec()).unwrap()),
-                    Frame::Stanza(b) => Owned::Stanza(String::from_utf8(b.to_vec()).unwrap()),
-                    Frame::StreamClose => Owned::Close,
-                }),
-                Err(e) => return (out, Some(e)),
-            }
-            pos += before - input.len();
+        let fed = crate::fuzzing::each_frame(framer, chunk, |frame| {
+            out.push(match frame {
+                Frame::StreamOpen(b) => Owned::Open(text(b)),
+                Frame::Stanza(b) => Owned::Stanza(text(b)),
+                Frame::StreamClose => Owned::Close,
+            })
+        });
+        if let Err(e) = fed {
+            return (out, Some(e));
         }
     }
     (out, None)

@@ -100,8 +100,8 @@ pub(super) fn challenge(
     let server_first = format!(
         "r={},s={},i={}",
         pending.combined_nonce,
-        STANDARD.encode(keys.salt()),
-        keys.iterations()
+        STANDARD.encode(keys.params().salt()),
+        keys.params().iterations()
     );
     let auth_prefix = format!("{},{server_first},", pending.client_first_bare);
     let challenged = Challenged {

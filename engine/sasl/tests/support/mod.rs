@@ -76,6 +76,43 @@ pub fn login(
     }
 }
 
+/// [`login`] without channel binding on either side (none offered, none possible).
+pub fn login_unbound(
+    mechanism: Mechanism,
+    username: &str,
+    password: &str,
+    stored: Option<&Credentials>,
+) -> Outcome {
+    let (offer, binding) = (ChannelBindingOffer::NotOffered, ChannelBinding::None);
+    login(mechanism, offer, binding, username, password, stored)
+}
+
+/// A client that cannot bind starting `mechanism` with [`CLIENT_NONCE`]; returns it and its
+/// first message.
+pub fn unbound_client(
+    mechanism: Mechanism,
+    username: &str,
+    password: &str,
+) -> (ClientExchange, Vec<u8>) {
+    ClientExchange::start(
+        mechanism,
+        username,
+        password,
+        ChannelBinding::None,
+        CLIENT_NONCE,
+    )
+    .unwrap()
+}
+
+/// [`scram_challenged`] on a server that offers no channel binding.
+pub fn unbound_challenged(
+    mechanism: Mechanism,
+    first: &[u8],
+    stored: Option<&Credentials>,
+) -> (ServerExchange, Vec<u8>) {
+    scram_challenged(mechanism, ChannelBindingOffer::NotOffered, first, stored)
+}
+
 /// Starts a SCRAM exchange with `first` and answers the credentials request; returns the
 /// server and its challenge.
 pub fn scram_challenged(

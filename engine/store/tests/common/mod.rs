@@ -50,6 +50,17 @@ impl Drop for TempDir {
     }
 }
 
+/// [`open`], asserting that the replay found the log intact (nothing repaired or cut).
+pub fn open_clean(dir: &Path) -> Store {
+    let store = open(dir);
+    assert!(
+        store.replay_report().is_clean(),
+        "{}",
+        store.replay_report()
+    );
+    store
+}
+
 /// Log durability config for shard 0 in `dir`.
 pub fn config(dir: &Path) -> StoreConfig {
     StoreConfig::new(dir, 0).with_durability(Durability::Log)

@@ -10,7 +10,9 @@ use std::sync::Arc;
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
 use rookery_tls::{ReadOutcome, TlsConfig, TlsContext, TlsError, TlsSession};
 use rustls::pki_types::{CertificateDer, ServerName};
-use rustls::{ClientConfig, ClientConnection, RootCertStore, SupportedProtocolVersion};
+use rustls::{
+    CipherSuite, ClientConfig, ClientConnection, RootCertStore, SupportedProtocolVersion,
+};
 
 pub const DOMAIN: &str = "xmpp.example.test";
 
@@ -300,6 +302,34 @@ pub fn server_sends(
     server.write(data, &mut to_client).expect("server write");
     client_input(client, &to_client).expect("client accepts server data");
     client_plaintext(client)
+}
+
+/// Client sends `up`, then the server sends `down`; each must arrive as it was written.
+pub fn exchange(client: &mut ClientConnection, server: &mut TlsSession, up: &[u8], down: &[u8]) {
+    assert_eq!(client_sends(client, server, up), up, "client to server");
+    assert_eq!(server_sends(client, server, down), down, "server to client");
+}
+
+/// Every suite rookery-tls offers: TLS 1.3's three and TLS 1.2's three ECDHE-ECDSA AEADs.
+pub const ALL_SUITES: [CipherSuite; 6] = [
+    CipherSuite::TLS13_AES_128_GCM_SHA256,
+    CipherSuite::TLS13_AES_256_GCM_SHA384,
+    CipherSuite::TLS13_CHACHA20_POLY1305_SHA256,
+    CipherSuite::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+    CipherSuite::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+    CipherSuite::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+];
+
+/// A client config that offers `suite` only (with its protocol version).
+pub fn suite_config(ca: &TestCa, suite: CipherSuite) -> Arc<ClientConfig> {
+    let mut provider = client_provider();
+    provider.cipher_suites.retain(|s| s.suite() == suite);
+    let version = if format!("{suite:?}").starts_with("TLS13") {
+        &rustls::version::TLS13
+    } else {
+        &rustls::version::TLS12
+    };
+    client_config_with(ca, version, &[], provider)
 }
 
 /// The client's RFC 9266 exporter value.

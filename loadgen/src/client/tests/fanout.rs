@@ -2,28 +2,9 @@
 
 use super::*;
 
-fn online_with_profile(profile: Profile) -> (Harness, String) {
-    let mut h = Harness::started();
-    h.client = Client::new(
-        FramerLimits {
-            max_stanza_bytes: 65_536,
-        },
-        SmPolicy::EnableWhenOffered,
-    );
-    h.profile = profile;
-    let mut out = Vec::new();
-    h.client.start("example.test", &mut out);
-    h.feed(&format!("{HEADER}{PRE_AUTH}{SUCCESS}"));
-    h.feed(&format!("{HEADER}{POST_AUTH_SM}"));
-    let reply = h.feed(BOUND);
-    assert!(h.client.is_online());
-    h.events.clear();
-    (h, reply)
-}
-
 #[test]
 fn roster_profile_withholds_presence_and_reports_the_roster() {
-    let (mut h, reply) = online_with_profile(Profile::Roster);
+    let (mut h, reply) = online_with(SmPolicy::EnableWhenOffered, Profile::Roster);
     assert_eq!(
         reply, "<enable xmlns='urn:xmpp:sm:3'/>",
         "no initial presence"
@@ -82,7 +63,7 @@ fn roster_profile_withholds_presence_and_reports_the_roster() {
 
 #[test]
 fn presence_is_reported_with_status_muc_codes_and_errors() {
-    let (mut h, reply) = online_with_profile(Profile::Group);
+    let (mut h, reply) = online_with(SmPolicy::EnableWhenOffered, Profile::Group);
     assert!(
         reply.ends_with("<presence/>"),
         "group clients are available: {reply}"

@@ -135,33 +135,8 @@ fn parent_messages_round_trip() {
 
 #[test]
 fn group_reports_travel_by_group_rows_with_their_fanout_table() {
-    let argv = [
-        "rookery-load",
-        "group",
-        "--auth",
-        "token:x",
-        "--clients",
-        "10",
-        "--groups",
-        "2",
-        "--members",
-        "5",
-    ];
-    let crate::cli::Command::Group(args) = clap::Parser::try_parse_from(argv)
-        .map(|c: crate::cli::Cli| c.command)
-        .unwrap()
-    else {
-        panic!("not group");
-    };
-    let cfg = RunConfig::resolve(
-        crate::cli::Scenario::Group,
-        "127.0.0.1:1",
-        "d",
-        args.auth,
-        &args.load,
-        &crate::cli::RUN_DEFAULTS,
-    )
-    .unwrap();
+    let flags = ["--groups", "2", "--members", "5"];
+    let cfg = crate::worker::testing::parsed_config("group", "10", &flags, "127.0.0.1:1", "d");
     let mut r = WorkerReport {
         ledger: Ledger::new(2, cfg.max_seq() * 5),
         ..WorkerReport::default()

@@ -1,61 +1,18 @@
 //! The group flow of one worker, note by note, against fake ops.
 
-use clap::Parser;
-
 use super::*;
-use crate::cli::{Cli, Command, RunConfig, Scenario, RUN_DEFAULTS};
+use crate::cli::RunConfig;
 use crate::live::Shared;
-use crate::run::Part;
 use crate::worker::storm::tests::FakeOps;
+use crate::worker::testing::{all_online, parsed_config};
 
 const S_NS: u64 = 1_000_000_000;
 
 /// 4 clients in one thread; g0 = {0, 1, 2}, g1 = {3, 0, 1}; 2 messages/s per group for 1 s.
 fn config() -> RunConfig {
-    let argv = [
-        "rookery-load",
-        "group",
-        "--auth",
-        "token:x",
-        "--clients",
-        "4",
-        "--groups",
-        "2",
-        "--members",
-        "3",
-        "--threads",
-        "1",
-        "--rate",
-        "2",
-        "--duration",
-        "1s",
-        "--setup-ms",
-        "3000",
-    ];
-    let Command::Group(args) = Cli::try_parse_from(argv).unwrap().command else {
-        panic!("not group");
-    };
-    RunConfig::resolve(
-        Scenario::Group,
-        "127.0.0.1:1",
-        "example.test",
-        args.auth,
-        &args.load,
-        &RUN_DEFAULTS,
-    )
-    .unwrap()
-}
-
-fn online<'a>(cfg: &'a RunConfig, shared: &'a Shared) -> (Worker<'a>, FakeOps) {
-    let mut w = Worker::new(cfg, shared, (Part::WHOLE, 0), &[], 0);
-    let mut io = FakeOps::default();
-    for i in 0..w.slots.len() {
-        w.connect(&mut io, i, 0);
-        w.slots[i].state = SlotState::Online;
-    }
-    w.next_connect = w.slots.len();
-    w.online = w.slots.len() as u64;
-    (w, io)
+    let mut flags = vec!["--groups", "2", "--members", "3", "--threads", "1"];
+    flags.extend_from_slice(&["--rate", "2", "--duration", "1s", "--setup-ms", "3000"]);
+    parsed_config("group", "4", &flags, "127.0.0.1:1", "example.test")
 }
 
 const JOIN_G0: &str = "<presence to='g0@groups.example.test/user1'><x \
@@ -67,7 +24,7 @@ const JOIN_G1: &str = "<presence to='g1@groups.example.test/user1'><x \
 fn joins_create_retry_fail_and_settle() {
     let cfg = config();
     let shared = Shared::new(4, 1);
-    let (mut w, mut io) = online(&cfg, &shared);
+    let (mut w, mut io) = all_online(&cfg, &shared);
     for i in 0..4 {
         w.group_online(&mut io, i, 0);
     }
@@ -164,7 +121,7 @@ fn joins_create_retry_fail_and_settle() {
 fn messages_rotate_over_joined_members_and_are_accounted() {
     let cfg = config();
     let shared = Shared::new(4, 1);
-    let (mut w, mut io) = online(&cfg, &shared);
+    let (mut w, mut io) = all_online(&cfg, &shared);
     for i in 0..4 {
         w.group_online(&mut io, i, 0);
     }

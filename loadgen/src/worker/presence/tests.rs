@@ -1,28 +1,17 @@
 //! The presence flow of one worker, note by note, against fake ops.
 
-use clap::Parser;
-
 use super::*;
-use crate::cli::{Cli, Command, RunConfig, Scenario, RUN_DEFAULTS};
+use crate::cli::RunConfig;
 use crate::client::Subscription;
 use crate::live::Shared;
-use crate::run::Part;
-use crate::worker::storm::tests::FakeOps;
+use crate::worker::testing::{all_online, parsed_config};
 
 const S_NS: u64 = 1_000_000_000;
 
 /// 6 clients in one thread, 2 contacts each (client 0: 1 and 5), 2 changes/s for 2 s.
 fn config(extra: &[&str]) -> RunConfig {
-    let mut argv = vec![
-        "rookery-load",
-        "presence",
-        "--auth",
-        "token:x",
-        "--clients",
-        "6",
-    ];
-    argv.extend_from_slice(&["--contacts", "2", "--threads", "1", "--rate", "2"]);
-    argv.extend_from_slice(&[
+    let mut flags = vec!["--contacts", "2", "--threads", "1", "--rate", "2"];
+    flags.extend_from_slice(&[
         "--duration",
         "2s",
         "--setup-ms",
@@ -30,32 +19,8 @@ fn config(extra: &[&str]) -> RunConfig {
         "--probe-ms",
         "1000",
     ]);
-    argv.extend_from_slice(extra);
-    let Command::Presence(args) = Cli::try_parse_from(argv).unwrap().command else {
-        panic!("not presence");
-    };
-    RunConfig::resolve(
-        Scenario::Presence,
-        "127.0.0.1:1",
-        "example.test",
-        args.auth,
-        &args.load,
-        &RUN_DEFAULTS,
-    )
-    .unwrap()
-}
-
-/// A worker whose clients are all connected (slot i on conn i + 1) and online.
-fn online<'a>(cfg: &'a RunConfig, shared: &'a Shared) -> (Worker<'a>, FakeOps) {
-    let mut w = Worker::new(cfg, shared, (Part::WHOLE, 0), &[], 0);
-    let mut io = FakeOps::default();
-    for i in 0..w.slots.len() {
-        w.connect(&mut io, i, 0);
-        w.slots[i].state = SlotState::Online;
-    }
-    w.next_connect = w.slots.len();
-    w.online = w.slots.len() as u64;
-    (w, io)
+    flags.extend_from_slice(extra);
+    parsed_config("presence", "6", &flags, "127.0.0.1:1", "example.test")
 }
 
 fn link(contact: u32, subscription: Subscription) -> Note {
@@ -69,7 +34,7 @@ fn link(contact: u32, subscription: Subscription) -> Note {
 fn setup_subscribes_answers_and_goes_unavailable_once_mutual() {
     let cfg = config(&[]);
     let shared = Shared::new(6, 1);
-    let (mut w, mut io) = online(&cfg, &shared);
+    let (mut w, mut io) = all_online(&cfg, &shared);
     for i in 0..6 {
         w.presence_online(&mut io, i, 0);
     }
@@ -135,7 +100,7 @@ fn setup_subscribes_answers_and_goes_unavailable_once_mutual() {
 fn initial_presence_then_changes_are_sent_and_accounted() {
     let cfg = config(&["--setup", "skip"]);
     let shared = Shared::new(6, 1);
-    let (mut w, mut io) = online(&cfg, &shared);
+    let (mut w, mut io) = all_online(&cfg, &shared);
     for i in 0..6 {
         w.presence_online(&mut io, i, 0);
         w.on_presence_note(&mut io, i, Note::RosterLoaded, 0);
