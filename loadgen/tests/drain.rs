@@ -2,8 +2,8 @@
 //! small backlog (3 senders x 600 messages of 2 KiB in all) for one offline recipient, which
 //! then reads it with XEP-0198 (acking every 50) and without it; every message must arrive
 //! exactly once and in order, with the server's RSS recorded. Once per server backend
-//! (io_uring skipped, visibly, where the kernel refuses it); 64 KiB bodies once. A store budget too small for
-//! the backlog fails the run with an error naming the server's options.
+//! (io_uring skipped, visibly, where the kernel refuses it); 64 KiB bodies once. A store
+//! budget too small for the backlog fails the run with an error naming the server's options.
 //!
 //! Bounded: each run is a few seconds, killed after `common::RUN_TIMEOUT`; each server runs on
 //! a random 127.0.0.1 port with its own temporary data folder (see `common::Server`).
