@@ -4,9 +4,9 @@
 # each recipient mode (XEP-0198 acking every ACK_EVERY stanzas, and no XEP-0198), a fresh
 # `rookery` (one shard pinned to core 0, --durability log, a fresh --data-dir, budgets large
 # enough for the backlog, --max-stanza-bytes 131072 so a 64 KiB body fits in a stanza) gets
-# the backlog from SENDERS clients, then the recipient logs in and reads it: `rookery-load drain` (pinned to core 1) measures bind -> last message,
-# msgs/s, MB/s, checks every message arrived exactly once and in order, and records the
-# server's RSS (--server-pid).
+# the backlog from SENDERS clients, then the recipient logs in and reads it: `rookery-load
+# drain` (pinned to core 1) measures bind -> last message, msgs/s, MB/s, checks every message
+# arrived exactly once and in order, and records the server's RSS (--server-pid).
 #
 # Usage: benches/scripts/drain.sh [--quick]   (--quick: 10x smaller backlogs)
 # Env: PORT (default 15950), SENDERS (4), ACK_EVERY (256), BACKENDS ("uring poll"),
