@@ -8,9 +8,12 @@
 # drain` (pinned to core 1) measures bind -> last message, msgs/s, MB/s, checks every message
 # arrived exactly once and in order, and records the server's RSS (--server-pid).
 #
+# Each configuration runs REPS times, the repetitions interleaved (every configuration once,
+# then again), and the README quotes the median of each (the machine is shared and noisy).
+#
 # Usage: benches/scripts/drain.sh [--quick]   (--quick: 10x smaller backlogs)
 # Env: PORT (default 15950), SENDERS (4), ACK_EVERY (256), BACKENDS ("uring poll"),
-#      SHAPES ("100000x1024 1600x65536"), RUN_TIMEOUT_S (900 per run).
+#      SHAPES ("100000x1024 1600x65536"), REPS (3), RUN_TIMEOUT_S (900 per run).
 # Writes results/<stamp>-drain/: one rookery-load folder per run, server logs, commands.txt,
 # README.md with the table. Every process it starts is stopped by pid; every run is bounded
 # by `timeout`.
@@ -26,6 +29,7 @@ ack_every=${ACK_EVERY:-256}
 backends=${BACKENDS:-"uring poll"}
 shapes=${SHAPES:-"100000x1024 1600x65536"}
 run_timeout=${RUN_TIMEOUT_S:-900}
+reps=${REPS:-3}
 if [ "${1:-}" = --quick ]; then shapes=${SHAPES:-"10000x1024 160x65536"}; fi
 secret=drain-secret
 cargo build --release --quiet -p rookery -p rookery-load
@@ -52,12 +56,13 @@ start_server() { # $1 = backend, $2 = log
     exit 1
 }
 
+for ((rep = 1; rep <= reps; rep++)); do
 for backend in $backends; do
     for shape in $shapes; do
         messages=${shape%x*}
         bytes=${shape#*x}
         for sm in on off; do
-            slug="$backend-m$messages-b$bytes-sm$sm"
+            slug="$backend-m$messages-b$bytes-sm$sm-$rep"
             start_server "$backend" "$out/server-$slug.log"
             argv=(timeout "$run_timeout" taskset -c 1 "$bin/rookery-load" drain
                 --server "127.0.0.1:$port" --server-pid "$server" --senders "$senders"
@@ -71,37 +76,67 @@ for backend in $backends; do
         done
     done
 done
+done
 
 row() { # $1 = run folder
     local s=$1/summary.json
     local rss_stored rss_peak
     rss_stored=$(json_get "$s" server_rss_kib.stored)
     rss_peak=$(json_get "$s" server_rss_kib.drain_peak_kib)
-    printf '| %s | %s | %s x %s B | %s | %s | %s | %s | %s | %s | %s | %s |\n' \
+    printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' \
         "$(basename "$1" | sed 's/^[0-9-]*-drain-//')" \
-        "$(json_get "$s" config.recipient_sm)" \
-        "$(json_get "$s" config.messages)" "$(json_get "$s" config.body_bytes)" \
         "$(fmt %.0f "$(json_get "$s" store.msgs_per_s)")" \
         "$(fmt %.3f "$(json_get "$s" drain.bind_to_last_s)")" \
         "$(fmt %.0f "$(json_get "$s" drain.msgs_per_s)")" \
         "$(fmt %.1f "$(json_get "$s" drain.body_mb_per_s)")" \
         "$(fmt %.1f "$(json_get "$s" drain.wire_mb_per_s)")" \
+        "$(fmt %.0f "$(json_get "$s" drain.server_cpu_pct)")" \
+        "$(fmt %.0f "$(json_get "$s" drain.recipient_cpu_pct)")" \
+        "$(json_get "$s" drain.acks_sent)" \
         "$(json_get "$s" drain.missing)/$(json_get "$s" drain.tally.duplicates)/$(json_get "$s" drain.tally.out_of_order)" \
         "$(fmt %.1f "$(calc "$(json_get "$s" server_rss_kib.start) / 1024")")/$(fmt %.1f "$(calc "$rss_stored / 1024")")/$(fmt %.1f "$(calc "$rss_peak / 1024")")/$(fmt %.1f "$(calc "$(json_get "$s" server_rss_kib.drained) / 1024")")" \
         "$(json_get "$s" passed)"
 }
 
+median() { sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) print "-"; else if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+# med CONFIG PATH: the median of PATH over CONFIG's repetitions.
+med() { for d in "$out"/*-drain-"$1"-[0-9]*/; do json_get "$d/summary.json" "$2"; done | median; }
+
 {
     echo "# Drain rate of an offline backlog to one client"
     echo
-    echo "- commit: $(git rev-parse --short HEAD); machine: $(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo), $(nproc) cores (shared with other work), Linux $(uname -r)"
+    echo "- commit: $(git rev-parse --short HEAD); machine: $(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo), $(nproc) cores, Linux $(uname -r); the machine is SHARED with other work and noisy (load average $(cut -d' ' -f1-3 /proc/loadavg) at the end): read medians"
     echo "- command: benches/scripts/drain.sh $*; exact commands in commands.txt"
     echo "- server: one shard on core 0, --durability log, fresh --data-dir per run; rookery-load drain on core 1 ($senders senders, then one recipient; XEP-0198 acks every $ack_every stanzas when on)"
     echo "- time: from the recipient's bind to the read that completed the backlog; MB = 10^6 bytes; body MB/s counts the bodies, wire MB/s every byte read"
+    echo "- CPU: % of one core used during the drain by the server (all threads) and by the recipient's thread"
     echo "- RSS (MiB): server at start / backlog stored / peak while draining (100 ms samples) / after the drain"
     echo
-    echo "| run | XEP-0198 | backlog | store msgs/s | drain s | msgs/s | body MB/s | wire MB/s | missing/dup/reordered | RSS MiB | passed |"
-    echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
+    echo "## Medians of $reps repetitions"
+    echo
+    echo "| backend | backlog | XEP-0198 | drain s | msgs/s | body MB/s | wire MB/s | server CPU % | recipient CPU % | store msgs/s |"
+    echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
+    for backend in $backends; do
+        for shape in $shapes; do
+            for sm in on off; do
+                c="$backend-m${shape%x*}-b${shape#*x}-sm$sm"
+                printf '| %s | %s x %s B | %s | %s | %s | %s | %s | %s | %s | %s |\n' "$backend" \
+                    "${shape%x*}" "${shape#*x}" "$sm" \
+                    "$(fmt %.3f "$(med "$c" drain.bind_to_last_s)")" \
+                    "$(fmt %.0f "$(med "$c" drain.msgs_per_s)")" \
+                    "$(fmt %.1f "$(med "$c" drain.body_mb_per_s)")" \
+                    "$(fmt %.1f "$(med "$c" drain.wire_mb_per_s)")" \
+                    "$(fmt %.0f "$(med "$c" drain.server_cpu_pct)")" \
+                    "$(fmt %.0f "$(med "$c" drain.recipient_cpu_pct)")" \
+                    "$(fmt %.0f "$(med "$c" store.msgs_per_s)")"
+            done
+        done
+    done
+    echo
+    echo "## Every run"
+    echo
+    echo "| run | store msgs/s | drain s | msgs/s | body MB/s | wire MB/s | server CPU % | recipient CPU % | acks sent | missing/dup/reordered | RSS MiB | passed |"
+    echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
     for dir in "$out"/*-drain-*/; do row "${dir%/}"; done
 } > "$out/README.md"
 cat "$out/README.md"

@@ -25,6 +25,31 @@ pub fn server_memory(pid: u32) -> Option<u64> {
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
+/// CPU time (ns) every thread of process `pid` ran so far: the sum of the first field of
+/// /proc/PID/task/*/schedstat; `None` when unreadable (not Linux, schedstats missing).
+pub fn process_cpu_ns(pid: u32) -> Option<u64> {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).ok()?;
+    let mut total = 0;
+    for task in tasks.flatten() {
+        let path = task.path().join("schedstat");
+        // A thread that ended since the listing ran no more: skipped.
+        if let Some(ns) = schedstat_ns(&path) {
+            total += ns;
+        }
+    }
+    Some(total)
+}
+
+/// CPU time (ns) the calling thread ran so far.
+pub fn thread_cpu_ns() -> Option<u64> {
+    schedstat_ns(Path::new("/proc/thread-self/schedstat"))
+}
+
+fn schedstat_ns(path: &Path) -> Option<u64> {
+    let text = std::fs::read_to_string(path).ok()?;
+    text.split_whitespace().next()?.parse().ok()
+}
+
 /// The server's RSS (KiB) at each point of the run (`--server-pid`).
 #[derive(Clone, Copy, Debug, Default, Serialize)]
 pub struct Rss {

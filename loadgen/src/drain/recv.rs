@@ -19,7 +19,7 @@ use serde::Serialize;
 use super::body;
 use super::conn::Conn;
 use super::ledger::{Ledger, Tally};
-use super::record::server_memory;
+use super::record::{process_cpu_ns, server_memory, thread_cpu_ns};
 use super::{DrainConfig, DrainError};
 
 /// XEP-0203 delayed delivery: every stored message carries it.
@@ -55,6 +55,11 @@ pub struct Drained {
     /// Acks the recipient sent (`<a h/>`, besides answers to `<r/>`).
     pub acks_sent: u64,
     pub server_rss_peak_kib: Option<u64>,
+    /// CPU the server (every thread; `--server-pid`) and the recipient's thread used from
+    /// the login's end to the end of the drain, in % of one core over that time: tells
+    /// which side limits the rate.
+    pub server_cpu_pct: Option<f64>,
+    pub recipient_cpu_pct: Option<f64>,
     /// Why the stream ended before the recipient closed it, if it did.
     pub ended: Option<String>,
 }
@@ -73,6 +78,21 @@ struct Reader<'a> {
 }
 
 impl Reader<'_> {
+    fn new(cfg: &DrainConfig) -> Reader<'_> {
+        let sent = (0..cfg.senders).map(|s| cfg.messages_of(s)).collect();
+        Reader {
+            cfg,
+            ledger: Ledger::new(cfg.run_id, sent),
+            delay_missing: 0,
+            damaged: 0,
+            other_messages: 0,
+            stanza_bytes: 0,
+            acked_inbound: 0,
+            acks_sent: 0,
+            ended: None,
+        }
+    }
+
     fn on_event(&mut self, event: Event<'_>, stream: &mut Stream<()>, out: &mut Vec<u8>) {
         match event {
             Event::Stanza(view) if view.kind() == StanzaKind::Message => {
@@ -129,25 +149,16 @@ pub fn drain(cfg: &DrainConfig) -> Result<Drained, DrainError> {
     let login = cfg.login(cfg.senders);
     let framing = (sm, cfg.max_stanza_bytes());
     let (mut conn, times) = Conn::open(cfg.server, login, framing, Instant::now() + LOGIN_TIMEOUT)?;
+    let cpu_from = Cpu::now(cfg);
     conn.out().extend_from_slice(b"<presence/>");
     conn.stream_mut().count_sent(1);
     conn.flush()?;
-    let sent = (0..cfg.senders).map(|s| cfg.messages_of(s)).collect();
-    let mut reader = Reader {
-        cfg,
-        ledger: Ledger::new(cfg.run_id, sent),
-        delay_missing: 0,
-        damaged: 0,
-        other_messages: 0,
-        stanza_bytes: 0,
-        acked_inbound: 0,
-        acks_sent: 0,
-        ended: None,
-    };
+    let mut reader = Reader::new(cfg);
     let deadline = times.bound + cfg.drain_timeout();
     let mut last = None;
     let mut settle_until = None;
     let mut watch = Watch::new();
+    let mut cpu = None;
     loop {
         let now = Instant::now();
         if now > deadline || settle_until.is_some_and(|until| now >= until) {
@@ -170,6 +181,7 @@ pub fn drain(cfg: &DrainConfig) -> Result<Drained, DrainError> {
         }
         if settle_until.is_none() && reader.ledger.complete() {
             // Everything arrived: ack it all, then watch for duplicates.
+            cpu = Some(cpu_from.until_now(cfg));
             let status = conn.stream().sm_status();
             reader.maybe_ack(status, conn.out(), 1);
             conn.flush()?;
@@ -182,18 +194,43 @@ pub fn drain(cfg: &DrainConfig) -> Result<Drained, DrainError> {
     } else {
         Instant::now()
     };
+    let cpu = cpu.unwrap_or_else(|| cpu_from.until_now(cfg));
     let wire_bytes = conn.read_bytes;
     if reader.ended.is_none() {
         conn.close(Duration::from_secs(2));
     }
-    Ok(figures(
-        cfg,
-        reader,
-        times,
-        end,
-        wire_bytes,
-        watch.rss_peak_kib,
-    ))
+    let mut drained = figures(cfg, reader, times, end, wire_bytes, watch.rss_peak_kib);
+    (drained.server_cpu_pct, drained.recipient_cpu_pct) = cpu;
+    Ok(drained)
+}
+
+/// CPU counters at one instant: the server's (all threads) and this thread's.
+struct Cpu {
+    at: Instant,
+    server_ns: Option<u64>,
+    thread_ns: Option<u64>,
+}
+
+impl Cpu {
+    fn now(cfg: &DrainConfig) -> Cpu {
+        Cpu {
+            at: Instant::now(),
+            server_ns: cfg.server_pid.and_then(process_cpu_ns),
+            thread_ns: thread_cpu_ns(),
+        }
+    }
+
+    /// % of one core each used since `self`.
+    fn until_now(&self, cfg: &DrainConfig) -> (Option<f64>, Option<f64>) {
+        let now = Cpu::now(cfg);
+        let wall_ns = now.at.duration_since(self.at).as_nanos().max(1) as f64;
+        let pct =
+            |a: Option<u64>, b: Option<u64>| Some(b?.saturating_sub(a?) as f64 / wall_ns * 100.0);
+        (
+            pct(self.server_ns, now.server_ns),
+            pct(self.thread_ns, now.thread_ns),
+        )
+    }
 }
 
 /// The server's RSS peak and the progress line, while the recipient reads.
@@ -253,6 +290,8 @@ fn figures(
         message_stanza_bytes: reader.stanza_bytes,
         acks_sent: reader.acks_sent,
         server_rss_peak_kib,
+        server_cpu_pct: None,
+        recipient_cpu_pct: None,
         ended: reader.ended,
     }
 }
