@@ -83,7 +83,7 @@ row() { # $1 = run folder
     local rss_stored rss_peak
     rss_stored=$(json_get "$s" server_rss_kib.stored)
     rss_peak=$(json_get "$s" server_rss_kib.drain_peak_kib)
-    printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' \
+    printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' \
         "$(basename "$1" | sed 's/^[0-9-]*-drain-//')" \
         "$(fmt %.0f "$(json_get "$s" store.msgs_per_s)")" \
         "$(fmt %.3f "$(json_get "$s" drain.bind_to_last_s)")" \
@@ -92,6 +92,7 @@ row() { # $1 = run folder
         "$(fmt %.1f "$(json_get "$s" drain.wire_mb_per_s)")" \
         "$(fmt %.0f "$(json_get "$s" drain.server_cpu_pct)")" \
         "$(fmt %.0f "$(json_get "$s" drain.recipient_cpu_pct)")" \
+        "$(fmt %.0f "$(json_get "$s" drain.server_runq_wait_pct)")/$(fmt %.0f "$(json_get "$s" drain.recipient_runq_wait_pct)")" \
         "$(json_get "$s" drain.acks_sent)" \
         "$(json_get "$s" drain.missing)/$(json_get "$s" drain.tally.duplicates)/$(json_get "$s" drain.tally.out_of_order)" \
         "$(fmt %.1f "$(calc "$(json_get "$s" server_rss_kib.start) / 1024")")/$(fmt %.1f "$(calc "$rss_stored / 1024")")/$(fmt %.1f "$(calc "$rss_peak / 1024")")/$(fmt %.1f "$(calc "$(json_get "$s" server_rss_kib.drained) / 1024")")" \
@@ -109,18 +110,18 @@ med() { for d in "$out"/*-drain-"$1"-[0-9]*/; do json_get "$d/summary.json" "$2"
     echo "- command: benches/scripts/drain.sh $*; exact commands in commands.txt"
     echo "- server: one shard on core 0, --durability log, fresh --data-dir per run; rookery-load drain on core 1 ($senders senders, then one recipient; XEP-0198 acks every $ack_every stanzas when on)"
     echo "- time: from the recipient's bind to the read that completed the backlog; MB = 10^6 bytes; body MB/s counts the bodies, wire MB/s every byte read"
-    echo "- CPU: % of one core used during the drain by the server (all threads) and by the recipient's thread"
+    echo "- CPU: % of one core used during the drain by the server (all threads) and by the recipient's thread; waiting for a CPU: time runnable but not running (another process had the core), from /proc/*/schedstat"
     echo "- RSS (MiB): server at start / backlog stored / peak while draining (100 ms samples) / after the drain"
     echo
     echo "## Medians of $reps repetitions"
     echo
-    echo "| backend | backlog | XEP-0198 | drain s | msgs/s | body MB/s | wire MB/s | server CPU % | recipient CPU % | store msgs/s |"
-    echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
+    echo "| backend | backlog | XEP-0198 | drain s | msgs/s | body MB/s | wire MB/s | server CPU % | recipient CPU % | server waiting for a CPU % | store msgs/s |"
+    echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
     for backend in $backends; do
         for shape in $shapes; do
             for sm in on off; do
                 c="$backend-m${shape%x*}-b${shape#*x}-sm$sm"
-                printf '| %s | %s x %s B | %s | %s | %s | %s | %s | %s | %s | %s |\n' "$backend" \
+                printf '| %s | %s x %s B | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' "$backend" \
                     "${shape%x*}" "${shape#*x}" "$sm" \
                     "$(fmt %.3f "$(med "$c" drain.bind_to_last_s)")" \
                     "$(fmt %.0f "$(med "$c" drain.msgs_per_s)")" \
@@ -128,6 +129,7 @@ med() { for d in "$out"/*-drain-"$1"-[0-9]*/; do json_get "$d/summary.json" "$2"
                     "$(fmt %.1f "$(med "$c" drain.wire_mb_per_s)")" \
                     "$(fmt %.0f "$(med "$c" drain.server_cpu_pct)")" \
                     "$(fmt %.0f "$(med "$c" drain.recipient_cpu_pct)")" \
+                    "$(fmt %.0f "$(med "$c" drain.server_runq_wait_pct)")" \
                     "$(fmt %.0f "$(med "$c" store.msgs_per_s)")"
             done
         done
@@ -135,8 +137,8 @@ med() { for d in "$out"/*-drain-"$1"-[0-9]*/; do json_get "$d/summary.json" "$2"
     echo
     echo "## Every run"
     echo
-    echo "| run | store msgs/s | drain s | msgs/s | body MB/s | wire MB/s | server CPU % | recipient CPU % | acks sent | missing/dup/reordered | RSS MiB | passed |"
-    echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
+    echo "| run | store msgs/s | drain s | msgs/s | body MB/s | wire MB/s | server CPU % | recipient CPU % | waiting for a CPU % (server/recipient) | acks sent | missing/dup/reordered | RSS MiB | passed |"
+    echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
     for dir in "$out"/*-drain-*/; do row "${dir%/}"; done
 } > "$out/README.md"
 cat "$out/README.md"

@@ -25,29 +25,41 @@ pub fn server_memory(pid: u32) -> Option<u64> {
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
-/// CPU time (ns) every thread of process `pid` ran so far: the sum of the first field of
-/// /proc/PID/task/*/schedstat; `None` when unreadable (not Linux, schedstats missing).
-pub fn process_cpu_ns(pid: u32) -> Option<u64> {
+/// Scheduler time of a task or process (ns): running, and runnable but waiting for a CPU
+/// (the machine's contention).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Sched {
+    pub run_ns: u64,
+    pub wait_ns: u64,
+}
+
+/// The scheduler times of every thread of process `pid`: the sums of the first two fields
+/// of /proc/PID/task/*/schedstat; `None` when unreadable (not Linux, no schedstats).
+pub fn process_sched(pid: u32) -> Option<Sched> {
     let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).ok()?;
-    let mut total = 0;
+    let mut total = Sched::default();
     for task in tasks.flatten() {
-        let path = task.path().join("schedstat");
         // A thread that ended since the listing ran no more: skipped.
-        if let Some(ns) = schedstat_ns(&path) {
-            total += ns;
+        if let Some(t) = schedstat(&task.path().join("schedstat")) {
+            total.run_ns += t.run_ns;
+            total.wait_ns += t.wait_ns;
         }
     }
     Some(total)
 }
 
-/// CPU time (ns) the calling thread ran so far.
-pub fn thread_cpu_ns() -> Option<u64> {
-    schedstat_ns(Path::new("/proc/thread-self/schedstat"))
+/// The calling thread's scheduler times.
+pub fn thread_sched() -> Option<Sched> {
+    schedstat(Path::new("/proc/thread-self/schedstat"))
 }
 
-fn schedstat_ns(path: &Path) -> Option<u64> {
+fn schedstat(path: &Path) -> Option<Sched> {
     let text = std::fs::read_to_string(path).ok()?;
-    text.split_whitespace().next()?.parse().ok()
+    let mut fields = text.split_whitespace();
+    Some(Sched {
+        run_ns: fields.next()?.parse().ok()?,
+        wait_ns: fields.next()?.parse().ok()?,
+    })
 }
 
 /// The server's RSS (KiB) at each point of the run (`--server-pid`).

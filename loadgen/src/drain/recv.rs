@@ -19,7 +19,7 @@ use serde::Serialize;
 use super::body;
 use super::conn::Conn;
 use super::ledger::{Ledger, Tally};
-use super::record::{process_cpu_ns, server_memory, thread_cpu_ns};
+use super::record::{process_sched, server_memory, thread_sched, Sched};
 use super::{DrainConfig, DrainError};
 
 /// XEP-0203 delayed delivery: every stored message carries it.
@@ -60,6 +60,10 @@ pub struct Drained {
     /// which side limits the rate.
     pub server_cpu_pct: Option<f64>,
     pub recipient_cpu_pct: Option<f64>,
+    /// Time runnable but waiting for a CPU (another process had it), in the same units: a
+    /// busy machine, not the drain, limited the rate when this is high.
+    pub server_runq_wait_pct: Option<f64>,
+    pub recipient_runq_wait_pct: Option<f64>,
     /// Why the stream ended before the recipient closed it, if it did.
     pub ended: Option<String>,
 }
@@ -200,36 +204,53 @@ pub fn drain(cfg: &DrainConfig) -> Result<Drained, DrainError> {
         conn.close(Duration::from_secs(2));
     }
     let mut drained = figures(cfg, reader, times, end, wire_bytes, watch.rss_peak_kib);
-    (drained.server_cpu_pct, drained.recipient_cpu_pct) = cpu;
+    cpu.apply(&mut drained);
     Ok(drained)
 }
 
-/// CPU counters at one instant: the server's (all threads) and this thread's.
+/// Scheduler counters at one instant: the server's (all threads) and this thread's.
 struct Cpu {
     at: Instant,
-    server_ns: Option<u64>,
-    thread_ns: Option<u64>,
+    server: Option<Sched>,
+    thread: Option<Sched>,
 }
+
+/// % of one core over an interval: (server run, server wait, thread run, thread wait).
+struct CpuUse([Option<f64>; 4]);
 
 impl Cpu {
     fn now(cfg: &DrainConfig) -> Cpu {
         Cpu {
             at: Instant::now(),
-            server_ns: cfg.server_pid.and_then(process_cpu_ns),
-            thread_ns: thread_cpu_ns(),
+            server: cfg.server_pid.and_then(process_sched),
+            thread: thread_sched(),
         }
     }
 
-    /// % of one core each used since `self`.
-    fn until_now(&self, cfg: &DrainConfig) -> (Option<f64>, Option<f64>) {
+    /// What each used since `self`.
+    fn until_now(&self, cfg: &DrainConfig) -> CpuUse {
         let now = Cpu::now(cfg);
         let wall_ns = now.at.duration_since(self.at).as_nanos().max(1) as f64;
         let pct =
             |a: Option<u64>, b: Option<u64>| Some(b?.saturating_sub(a?) as f64 / wall_ns * 100.0);
-        (
-            pct(self.server_ns, now.server_ns),
-            pct(self.thread_ns, now.thread_ns),
-        )
+        let (s0, s1, t0, t1) = (self.server, now.server, self.thread, now.thread);
+        CpuUse([
+            pct(s0.map(|s| s.run_ns), s1.map(|s| s.run_ns)),
+            pct(s0.map(|s| s.wait_ns), s1.map(|s| s.wait_ns)),
+            pct(t0.map(|s| s.run_ns), t1.map(|s| s.run_ns)),
+            pct(t0.map(|s| s.wait_ns), t1.map(|s| s.wait_ns)),
+        ])
+    }
+}
+
+impl CpuUse {
+    fn apply(&self, d: &mut Drained) {
+        [
+            d.server_cpu_pct,
+            d.server_runq_wait_pct,
+            d.recipient_cpu_pct,
+            d.recipient_runq_wait_pct,
+        ] = self.0;
     }
 }
 
@@ -292,6 +313,8 @@ fn figures(
         server_rss_peak_kib,
         server_cpu_pct: None,
         recipient_cpu_pct: None,
+        server_runq_wait_pct: None,
+        recipient_runq_wait_pct: None,
         ended: reader.ended,
     }
 }
