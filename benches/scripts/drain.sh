@@ -13,7 +13,8 @@
 #
 # Usage: benches/scripts/drain.sh [--quick]   (--quick: 10x smaller backlogs)
 # Env: PORT (default 15950), SENDERS (4), ACK_EVERY (256), BACKENDS ("uring poll"),
-#      SHAPES ("100000x1024 1600x65536"), REPS (3), RUN_TIMEOUT_S (900 per run).
+#      SHAPES ("100000x1024 1600x65536"), REPS (3), RUN_TIMEOUT_S (900 per run),
+#      SERVER_EXTRA (more rookery options, e.g. "--max-output-bytes 8388608"; word-split).
 # Writes results/<stamp>-drain/: one rookery-load folder per run, server logs, commands.txt,
 # README.md with the table. Every process it starts is stopped by pid; every run is bounded
 # by `timeout`.
@@ -48,6 +49,8 @@ start_server() { # $1 = backend, $2 = log
         --domain example.test --auth token --token-secret "$secret" --backend "$1"
         --shards 1 --cores 0 --max-stanza-bytes 131072 --durability log --data-dir "$data/store"
         --offline-max 1000000 --offline-max-bytes 1073741824 --store-max-bytes 4294967296)
+    # shellcheck disable=SC2206 # word splitting wanted: a list of options
+    argv+=(${SERVER_EXTRA:-})
     echo "[server] ${argv[*]//$data/<tmp>}" | sed "s/$secret/<secret>/" >> "$cmds"
     "${argv[@]}" 2> "$2" &
     server=$!
@@ -107,7 +110,7 @@ med() { for d in "$out"/*-drain-"$1"-[0-9]*/; do json_get "$d/summary.json" "$2"
     echo "# Drain rate of an offline backlog to one client"
     echo
     echo "- commit: $(git rev-parse --short HEAD); machine: $(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo), $(nproc) cores, Linux $(uname -r); the machine is SHARED with other work and noisy (load average $(cut -d' ' -f1-3 /proc/loadavg) at the end): read medians"
-    echo "- command: benches/scripts/drain.sh $*; exact commands in commands.txt"
+    echo "- command: ${SERVER_EXTRA:+SERVER_EXTRA=\"$SERVER_EXTRA\" }${BACKENDS:+BACKENDS=\"$BACKENDS\" }${SHAPES:+SHAPES=\"$SHAPES\" }REPS=$reps benches/scripts/drain.sh $*; exact commands in commands.txt"
     echo "- server: one shard on core 0, --durability log, fresh --data-dir per run; rookery-load drain on core 1 ($senders senders, then one recipient; XEP-0198 acks every $ack_every stanzas when on)"
     echo "- time: from the recipient's bind to the read that completed the backlog; MB = 10^6 bytes; body MB/s counts the bodies, wire MB/s every byte read"
     echo "- CPU: % of one core used during the drain by the server (all threads) and by the recipient's thread; waiting for a CPU: time runnable but not running (another process had the core), from /proc/*/schedstat"
