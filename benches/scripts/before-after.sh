@@ -6,8 +6,8 @@
 #
 # Each run gets a fresh server (one shard pinned to core 0, its default durability, a fresh
 # --data-dir); rookery-load runs pinned to core 1 with --threads 1, as vs-ejabberd.sh does.
-# hold: HOLD_N idle sessions for HOLD_S; the server's RSS is read before the load and once
-# every conn is established (+2 s): (held - before) / HOLD_N = RSS per session.
+# hold: HOLD_N idle sessions for HOLD_S; the server's RSS is read before the load and every
+# 0.5 s during it: (highest - before) / HOLD_N = RSS per session.
 # chat: CHAT_N users x CHAT_RATE msg/s for CHAT_S: end-to-end latency (corrected for
 # coordinated omission) p50/p99/p99.9 and lost messages, from rookery-load's summary.json.
 # Order per repetition: old, new; then new, old; ... (REPS repetitions of each scenario).
@@ -16,7 +16,7 @@
 # Env: BASE_DIR (an existing checkout of REV: no worktree is added), BASE_TARGET (cargo target
 #      dir for the baseline build; default <checkout>/target), REPS (3), HOLD_N (19000),
 #      HOLD_S (20), CHAT_N (10000), CHAT_RATE (1), CHAT_S (60), CONNECT_RATE (2000),
-#      PORT (15960).
+#      PORT (15960), ONLY ("hold chat": the scenarios to run).
 # Writes results/<stamp>-before-after/: the rookery-load folders (runs/), server logs,
 # commands.txt, runs.tsv, README.md. Every process it starts is stopped by pid (servers) or
 # bounded by `timeout` (each load run); a worktree it added is removed on exit.
@@ -36,6 +36,8 @@ else
     hold_n=${HOLD_N:-19000} hold_s=${HOLD_S:-20} chat_n=${CHAT_N:-10000} chat_s=${CHAT_S:-60}
 fi
 chat_rate=${CHAT_RATE:-1}
+only=${ONLY:-"hold chat"}
+want() { case " $only " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
 connect_rate=${CONNECT_RATE:-2000}
 port=${PORT:-15960}
 secret=before-after-secret
@@ -123,13 +125,16 @@ run() {
         --auth "token:$secret" > "$out/runs/$slug.txt" 2>&1 &
     local load_pid=$!
     if [ "$scenario" = hold ]; then
-        local deadline=$(($(date +%s) + clients / connect_rate + 30))
-        while [ "$(date +%s)" -lt "$deadline" ] && kill -0 "$load_pid" 2>/dev/null; do
-            [ "$(established "$port")" -ge "$clients" ] && break
+        # The highest RSS while the load runs: every session is held for the whole duration
+        # once the ramp ended (logins finish seconds after their conns on a busy machine, so
+        # one sample when the conns are up would miss some).
+        local rss
+        rss_held=0
+        while kill -0 "$load_pid" 2>/dev/null; do
+            rss=$(rss_kib "$server")
+            [ "${rss:-0}" -gt "$rss_held" ] && rss_held=$rss
             sleep 0.5
         done
-        sleep 2
-        kill -0 "$load_pid" 2>/dev/null && rss_held=$(rss_kib "$server")
     fi
     wait "$load_pid" || rc=$?
     stop_pid "$server"
@@ -142,10 +147,12 @@ run() {
 }
 
 for ((r = 1; r <= reps; r++)); do
+    want hold || break
     if ((r % 2)); then order="old new"; else order="new old"; fi
     for which in $order; do run "$which" "$r" hold "$hold_n" "$hold_s"; done
 done
 for ((r = 1; r <= reps; r++)); do
+    want chat || break
     if ((r % 2)); then order="old new"; else order="new old"; fi
     for which in $order; do run "$which" "$r" chat "$chat_n" "$chat_s" --rate "$chat_rate"; done
 done
@@ -175,24 +182,24 @@ line() { # $1 = label, $2 = scenario, $3 = field, $4 = format
     echo "# Before/after: hold and chat, baseline $old_commit vs $new_commit"
     echo
     echo "- machine: $(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo), $(nproc) cores, Linux $(uname -r); SHARED with other work and noisy: read medians and ratios, not single runs (load average at each run's start in runs.tsv)"
-    echo "- command: benches/scripts/before-after.sh $([ "$quick" = 1 ] && echo "--quick ")$rev (REPS=$reps); exact commands in commands.txt"
+    echo "- command: ONLY=\"$only\" HOLD_N=$hold_n HOLD_S=$hold_s CHAT_N=$chat_n CHAT_RATE=$chat_rate CHAT_S=$chat_s REPS=$reps benches/scripts/before-after.sh $([ "$quick" = 1 ] && echo "--quick ")$rev; exact commands in commands.txt"
     echo "- servers: one shard on core 0, default durability, fresh data dir each run (the new one with --max-unauth-per-address 1000000: its per-address cap of unauthenticated conns, 1024 by default, refuses part of a 2,000/s ramp on a busy machine; the old one has no such cap); load: the new rookery-load on core 1, --threads 1, for both servers"
-    echo "- hold: $hold_n idle sessions for ${hold_s}s (RSS per session = server RSS growth once all are established, / $hold_n)"
+    echo "- hold: $hold_n idle sessions for ${hold_s}s (RSS per session = (highest server RSS during the run, sampled every 0.5 s - RSS before) / $hold_n)"
     echo "- chat: $chat_n users x $chat_rate msg/s x ${chat_s}s, latency end to end corrected for coordinated omission (us)"
     echo "- $reps repetitions each, alternating (old, new), (new, old), ...; medians; ratio = new / old"
     echo
     echo "| metric | old (median) | new (median) | new/old | old runs | new runs |"
     echo "| --- | --- | --- | --- | --- | --- |"
-    line "hold: logins" hold counts.logins %.0f
-    line "hold: server RSS per session, B" hold rss_per_session %.0f
-    line "hold: login p99, us" hold latency_us.login.p99_us %.0f
-    line "chat: logins" chat counts.logins %.0f
-    line "chat: messages sent" chat counts.messages.sent %.0f
-    line "chat: lost" chat counts.messages.lost %.0f
-    line "chat: duplicated" chat counts.messages.duplicated %.0f
-    line "chat: p50, us" chat latency_us.e2e_corrected.p50_us %.0f
-    line "chat: p99, us" chat latency_us.e2e_corrected.p99_us %.0f
-    line "chat: p99.9, us" chat latency_us.e2e_corrected.p999_us %.0f
-    line "chat: max, us" chat latency_us.e2e_corrected.max_us %.0f
+    want hold && line "hold: logins" hold counts.logins %.0f
+    want hold && line "hold: server RSS per session, B" hold rss_per_session %.0f
+    want hold && line "hold: login p99, us" hold latency_us.login.p99_us %.0f
+    want chat && line "chat: logins" chat counts.logins %.0f
+    want chat && line "chat: messages sent" chat counts.messages.sent %.0f
+    want chat && line "chat: lost" chat counts.messages.lost %.0f
+    want chat && line "chat: duplicated" chat counts.messages.duplicated %.0f
+    want chat && line "chat: p50, us" chat latency_us.e2e_corrected.p50_us %.0f
+    want chat && line "chat: p99, us" chat latency_us.e2e_corrected.p99_us %.0f
+    want chat && line "chat: p99.9, us" chat latency_us.e2e_corrected.p999_us %.0f
+    want chat && line "chat: max, us" chat latency_us.e2e_corrected.max_us %.0f
 } > "$out/README.md"
 cat "$out/README.md"
