@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# shellcheck source-path=SCRIPTDIR
 # Before/after (issue 10): the hold and chat runs of the engine and loadgen issues, against
 # a baseline server built from REV (default 35553f7, wave 1's end) and the current tree's,
 # alternating old/new, with the SAME load generator (the current tree's rookery-load) for
@@ -40,7 +41,7 @@ only=${ONLY:-"hold chat"}
 want() { case " $only " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
 connect_rate=${CONNECT_RATE:-2000}
 port=${PORT:-15960}
-secret=before-after-secret
+secret="before-after-secret"
 [ "$(uname -s)" = Linux ] || { say "Linux only (taskset, /proc)"; exit 1; }
 [ "$(nproc --all)" -ge 2 ] || { say "needs 2 cores: server on core 0, load on core 1"; exit 1; }
 port_open "$port" && { say "127.0.0.1:$port is in use (set PORT)"; exit 1; }
@@ -163,7 +164,7 @@ done
 # run's summary.json (a dotted path).
 values() {
     tail -n +2 "$runs" | while IFS=$'\t' read -r w _ s _ summary rss0 held _; do
-        [ "$w" = "$1" ] && [ "$s" = "$2" ] || continue
+        if [ "$w" != "$1" ] || [ "$s" != "$2" ]; then continue; fi
         case "$3" in
             rss_per_session) [ "$held" = - ] || calc "($held - $rss0) * 1024 / $hold_n" ;;
             *) [ "$summary" = - ] || json_get "$summary" "$3" ;;

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# shellcheck source-path=SCRIPTDIR
 # Drain rate of a ~100 MB offline backlog to one client (issue 10): for each server backend
 # (io_uring, poll), each message shape (100,000 x 1 KiB and 1,600 x 64 KiB by default) and
 # each recipient mode (XEP-0198 acking every ACK_EVERY stanzas, and no XEP-0198), a fresh
