@@ -53,6 +53,10 @@ pub enum Command {
     /// Group chat (XEP-0045): --groups rooms of --members clients each; every group gets
     /// --rate messages a second from a rotating member, timed to each member and to the last.
     Group(RunArgs),
+    /// Backlog drain: --senders store --messages of --body-bytes for ONE offline recipient
+    /// (acknowledged with XEP-0198), then it logs in (with XEP-0198 or not) and reads them:
+    /// time from bind to the last message, msgs/s, MB/s, each exactly once and in order.
+    Drain(crate::drain::DrainArgs),
     /// Start the `rookery` binary built next to this one and run `chat` against it.
     Demo(DemoArgs),
     /// Side-by-side table of recorded runs (folders holding summary.json).

@@ -8,6 +8,7 @@
 //!
 //! Map: `cli` (options) -> `run` (coordinator; `procs` when the run needs several worker
 //! processes) -> `worker` (per-thread loop) -> `client` (protocol) + `wire` (probe bodies);
+//! `drain` is the one-recipient backlog scenario, on blocking conns of its own;
 //! `schedule`, `accounting`, `metrics`, `live`, `series`, `offline`, `fanout` (the presence
 //! and group scenarios' ring, groups and stanzas) are pure logic; `host`
 //! checks ports and fds; `output`/`hgrm`/`hlog`/`plot`/`env` write the record; `report` and
@@ -25,6 +26,7 @@ mod auth;
 mod cli;
 mod client;
 mod demo;
+mod drain;
 mod env;
 mod fanout;
 mod hgrm;
@@ -88,6 +90,7 @@ fn dispatch(command: Command) -> anyhow::Result<Vec<String>> {
         Command::Presence(args) => load(Scenario::Presence, args),
         Command::Group(args) => load(Scenario::Group, args),
         Command::Worker { index, of } => std::process::exit(procs::child::main(index, of)),
+        Command::Drain(args) => drain::drain(&args),
         Command::Demo(args) => demo::demo(&args),
         Command::Report { dirs } => {
             print!("{}", report::report(&dirs)?);

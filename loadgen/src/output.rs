@@ -66,7 +66,7 @@ pub fn write_results(
     Ok(dir)
 }
 
-fn create_run_dir(output: &Path, scenario: &str, slug: &str) -> anyhow::Result<PathBuf> {
+pub(crate) fn create_run_dir(output: &Path, scenario: &str, slug: &str) -> anyhow::Result<PathBuf> {
     std::fs::create_dir_all(output)
         .with_context(|| format!("--output {}: cannot create the folder", output.display()))?;
     let base = format!(

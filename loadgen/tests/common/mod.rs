@@ -110,6 +110,14 @@ impl Server {
     }
 }
 
+impl Server {
+    /// The server process' id (for `--server-pid`).
+    #[allow(dead_code)] // used by the drain test only
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
 impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
