@@ -101,11 +101,7 @@ start_server() { # $1 = old|new, $2 = log
         argv+=(--max-unauth-per-address 1000000)
     fi
     echo "[$1 server] ${argv[*]//$work/<tmp>}" | sed "s/$secret/<secret>/" >> "$cmds"
-    "${argv[@]}" 2> "$2" &
-    server=$!
-    for _ in $(seq 100); do grep -qs "ready:" "$2" && return 0; sleep 0.1; done
-    say "the $1 server did not become ready; see $2"
-    exit 1
+    start_until_ready "$2" "$1 server" "${argv[@]}"
 }
 
 # run WHICH REP SCENARIO CLIENTS DURATION_S [flags]: a fresh server, one bounded load run,

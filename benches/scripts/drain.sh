@@ -53,11 +53,7 @@ start_server() { # $1 = backend, $2 = log
     # shellcheck disable=SC2206 # word splitting wanted: a list of options
     argv+=(${SERVER_EXTRA:-})
     echo "[server] ${argv[*]//$data/<tmp>}" | sed "s/$secret/<secret>/" >> "$cmds"
-    "${argv[@]}" 2> "$2" &
-    server=$!
-    for _ in $(seq 100); do grep -qs "ready:" "$2" && return 0; sleep 0.1; done
-    say "the server did not become ready; see $2"
-    exit 1
+    start_until_ready "$2" server "${argv[@]}"
 }
 
 for ((rep = 1; rep <= reps; rep++)); do
@@ -82,20 +78,28 @@ for backend in $backends; do
 done
 done
 
+# rate_cells GETTER ARG: the columns both tables share (drain s, msgs/s, body and wire MB/s,
+# server and recipient CPU %), each read by `GETTER ARG PATH` (json_get FILE or med CONFIG).
+rate_cells() {
+    local get=$1 arg=$2
+    printf '%s | %s | %s | %s | %s | %s' \
+        "$(fmt %.3f "$("$get" "$arg" drain.bind_to_last_s)")" \
+        "$(fmt %.0f "$("$get" "$arg" drain.msgs_per_s)")" \
+        "$(fmt %.1f "$("$get" "$arg" drain.body_mb_per_s)")" \
+        "$(fmt %.1f "$("$get" "$arg" drain.wire_mb_per_s)")" \
+        "$(fmt %.0f "$("$get" "$arg" drain.server_cpu_pct)")" \
+        "$(fmt %.0f "$("$get" "$arg" drain.recipient_cpu_pct)")"
+}
+
 row() { # $1 = run folder
     local s=$1/summary.json
     local rss_stored rss_peak
     rss_stored=$(json_get "$s" server_rss_kib.stored)
     rss_peak=$(json_get "$s" server_rss_kib.drain_peak_kib)
-    printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' \
+    printf '| %s | %s | %s | %s | %s | %s | %s | %s |\n' \
         "$(basename "$1" | sed 's/^[0-9-]*-drain-//')" \
         "$(fmt %.0f "$(json_get "$s" store.msgs_per_s)")" \
-        "$(fmt %.3f "$(json_get "$s" drain.bind_to_last_s)")" \
-        "$(fmt %.0f "$(json_get "$s" drain.msgs_per_s)")" \
-        "$(fmt %.1f "$(json_get "$s" drain.body_mb_per_s)")" \
-        "$(fmt %.1f "$(json_get "$s" drain.wire_mb_per_s)")" \
-        "$(fmt %.0f "$(json_get "$s" drain.server_cpu_pct)")" \
-        "$(fmt %.0f "$(json_get "$s" drain.recipient_cpu_pct)")" \
+        "$(rate_cells json_get "$s")" \
         "$(fmt %.0f "$(json_get "$s" drain.server_runq_wait_pct)")/$(fmt %.0f "$(json_get "$s" drain.recipient_runq_wait_pct)")" \
         "$(json_get "$s" drain.acks_sent)" \
         "$(json_get "$s" drain.missing)/$(json_get "$s" drain.tally.duplicates)/$(json_get "$s" drain.tally.out_of_order)" \
@@ -125,14 +129,9 @@ med() { for d in "$out"/*-drain-"$1"-[0-9]*/; do json_get "$d/summary.json" "$2"
         for shape in $shapes; do
             for sm in on off; do
                 c="$backend-m${shape%x*}-b${shape#*x}-sm$sm"
-                printf '| %s | %s x %s B | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' "$backend" \
+                printf '| %s | %s x %s B | %s | %s | %s | %s |\n' "$backend" \
                     "${shape%x*}" "${shape#*x}" "$sm" \
-                    "$(fmt %.3f "$(med "$c" drain.bind_to_last_s)")" \
-                    "$(fmt %.0f "$(med "$c" drain.msgs_per_s)")" \
-                    "$(fmt %.1f "$(med "$c" drain.body_mb_per_s)")" \
-                    "$(fmt %.1f "$(med "$c" drain.wire_mb_per_s)")" \
-                    "$(fmt %.0f "$(med "$c" drain.server_cpu_pct)")" \
-                    "$(fmt %.0f "$(med "$c" drain.recipient_cpu_pct)")" \
+                    "$(rate_cells med "$c")" \
                     "$(fmt %.0f "$(med "$c" drain.server_runq_wait_pct)")" \
                     "$(fmt %.0f "$(med "$c" store.msgs_per_s)")"
             done

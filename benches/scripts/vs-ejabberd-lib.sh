@@ -243,6 +243,20 @@ rookery_argv() {
     if rookery_has_flag --data-dir; then ROOKERY_ARGV+=(--data-dir "$WORK_TMP/rookery-data"); fi
     if [ -n "${ROOKERY_DURABILITY:-}" ]; then ROOKERY_ARGV+=(--durability "$ROOKERY_DURABILITY"); fi
 }
+# start_until_ready LOG LABEL ARGV...: starts ARGV in the background with its stderr in LOG,
+# records its pid in `server` (the caller stops it by pid) and waits up to 10 s for rookery's
+# "ready:" line; exits with LOG named when it does not come.
+start_until_ready() {
+    local log=$1 label=$2
+    shift 2
+    "$@" 2> "$log" &
+    # shellcheck disable=SC2034 # the caller reads and stops it
+    server=$!
+    for _ in $(seq 100); do grep -qs "ready:" "$log" && return 0; sleep 0.1; done
+    say "the $label did not become ready; see $log"
+    exit 1
+}
+
 rookery_has_flag() { "$BIN/rookery" --help 2>/dev/null | grep -q -- "$1 "; }
 # rookery_durability: the durability the runs used ("-" for an engine without a log).
 rookery_durability() {

@@ -74,8 +74,9 @@ pub enum Command {
     },
 }
 
+/// Which server, which domain, which passwords: every scenario that logs in takes these.
 #[derive(Args, Debug)]
-pub struct RunArgs {
+pub struct TargetArgs {
     /// Server address (host:port).
     #[arg(long, default_value = "127.0.0.1:5222")]
     pub server: String,
@@ -85,6 +86,12 @@ pub struct RunArgs {
     /// Passwords: token:SECRET (rookery's token backend) or plain:PREFIX (PREFIX + number).
     #[arg(long, env = "ROOKERY_LOAD_AUTH", hide_env_values = true)]
     pub auth: AuthSpec,
+}
+
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub target: TargetArgs,
     #[command(flatten)]
     pub load: LoadArgs,
 }

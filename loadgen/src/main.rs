@@ -102,9 +102,9 @@ fn dispatch(command: Command) -> anyhow::Result<Vec<String>> {
 fn load(scenario: Scenario, args: RunArgs) -> anyhow::Result<Vec<String>> {
     let cfg = RunConfig::resolve(
         scenario,
-        &args.server,
-        &args.domain,
-        args.auth,
+        &args.target.server,
+        &args.target.domain,
+        args.target.auth,
         &args.load,
         &RUN_DEFAULTS,
     )?;

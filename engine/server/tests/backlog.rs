@@ -93,7 +93,11 @@ fn run_backend(backend: &str) {
         grew_kib < 64 * 1024,
         "{backend}: the server's RSS grew by {grew_kib} KiB serving the backlogs"
     );
-    assert_eq!(server.metric("rookery_stored_messages"), 0, "{backend}");
+    assert_eq!(
+        server.wait_metric("rookery_stored_messages", 0),
+        0,
+        "{backend}"
+    );
 }
 
 /// Sends `count` chats of about `size` bytes to `user`'s bare JID, in big writes.

@@ -72,7 +72,7 @@ fn full_disk_refuses_with_resource_constraint_acks_only_stored_and_recovers() {
         }
         let refused_at = refused_at.expect("the disk filled up and a message was refused");
         assert_eq!(
-            server.metric("rookery_store_available"),
+            server.wait_metric("rookery_store_available", 0),
             0,
             "{backend}: store unavailable"
         );
@@ -90,7 +90,7 @@ fn full_disk_refuses_with_resource_constraint_acks_only_stored_and_recovers() {
         alice.expect_ack();
         let log: Vec<String> = server.log.try_iter().collect();
         assert_eq!(
-            server.metric("rookery_store_available"),
+            server.wait_metric("rookery_store_available", 1),
             1,
             "{backend}: recovered; server log: {log:#?}"
         );

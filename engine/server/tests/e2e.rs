@@ -64,7 +64,7 @@ fn chat_and_receipts_within_and_across_shards() {
                     "messages crossed shards by mail"
                 );
             }
-            assert_eq!(server.metric("rookery_sessions"), 2);
+            assert_eq!(server.wait_metric("rookery_sessions", 2), 2);
         }
     }
 }
@@ -212,7 +212,7 @@ fn wrong_password_is_refused() {
         let refused = RawClient::try_login(server.addr, "erin", "not-the-token", "r");
         let error = refused.err().expect("a wrong password is refused");
         assert!(error.contains("not-authorized"), "{error}");
-        assert_eq!(server.metric("rookery_auth_failures_total"), 1);
+        assert_eq!(server.wait_metric("rookery_auth_failures_total", 1), 1);
     }
 }
 
@@ -305,7 +305,7 @@ fn conn_ceiling_refuses_and_counts() {
             .filter(|&gone| gone)
             .count();
         assert_eq!(closed, 8, "{backend}: 40 conns against a ceiling of 32");
-        assert_eq!(server.metric("rookery_refused_conns_total"), 8);
+        assert_eq!(server.wait_metric("rookery_refused_conns_total", 8), 8);
         // The ones inside the ceiling still work.
         clients[0].open_stream();
     }

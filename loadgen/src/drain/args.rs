@@ -16,22 +16,15 @@ use serde::Serialize;
 
 use super::body::MIN_BODY_BYTES;
 use crate::auth::AuthSpec;
-use crate::cli::{parse_duration_ms, random_seed, redact_command_line, SmArg};
+use crate::cli::{parse_duration_ms, random_seed, redact_command_line, SmArg, TargetArgs};
 
 /// The resource every drain client binds.
 const RESOURCE: &str = "drain";
 
 #[derive(Args, Debug)]
 pub struct DrainArgs {
-    /// Server address (host:port).
-    #[arg(long, default_value = "127.0.0.1:5222")]
-    pub server: String,
-    /// XMPP domain of the accounts.
-    #[arg(long, default_value = "example.test")]
-    pub domain: String,
-    /// Passwords: token:SECRET (rookery's token backend) or plain:PREFIX (PREFIX + number).
-    #[arg(long, env = "ROOKERY_LOAD_AUTH", hide_env_values = true)]
-    pub auth: AuthSpec,
+    #[command(flatten)]
+    pub target: TargetArgs,
     /// User names are PREFIX1.. PREFIX<senders> (senders) and PREFIX<senders+1> (recipient).
     #[arg(long, default_value = "drain")]
     pub user_prefix: String,
@@ -109,12 +102,13 @@ pub struct DrainConfig {
 impl DrainConfig {
     pub fn resolve(args: &DrainArgs) -> anyhow::Result<DrainConfig> {
         let server = args
+            .target
             .server
             .to_socket_addrs()
-            .with_context(|| format!("--server {}: expected host:port", args.server))?
+            .with_context(|| format!("--server {}: expected host:port", args.target.server))?
             .next()
-            .with_context(|| format!("--server {}: resolves to no address", args.server))?;
-        plain_name("--domain", &args.domain)?;
+            .with_context(|| format!("--server {}: resolves to no address", args.target.server))?;
+        plain_name("--domain", &args.target.domain)?;
         plain_name("--user-prefix", &args.user_prefix)?;
         if args.senders == 0 || args.senders > 1024 {
             bail!("--senders must be between 1 and 1024");
@@ -135,8 +129,8 @@ impl DrainConfig {
         });
         Ok(DrainConfig {
             server,
-            domain: args.domain.to_ascii_lowercase(),
-            auth: args.auth.clone(),
+            domain: args.target.domain.to_ascii_lowercase(),
+            auth: args.target.auth.clone(),
             user_prefix: args.user_prefix.clone(),
             senders: args.senders,
             messages: args.messages,

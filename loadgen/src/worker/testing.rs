@@ -43,7 +43,7 @@ pub(crate) fn parsed_config(
         scenario,
         server,
         domain,
-        args.auth,
+        args.target.auth,
         &args.load,
         &RUN_DEFAULTS,
     )

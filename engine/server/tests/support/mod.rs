@@ -209,7 +209,20 @@ impl Server {
         body
     }
 
-    /// Sum of a metric over shards.
+    /// The metric once it reads `want`, or its last value after 5 s. Shards publish their
+    /// counters at the end of a loop turn, so what a client just saw happen (a refusal, a
+    /// login) may reach the metrics a moment later: assert on what this returns.
+    pub fn wait_metric(&self, name: &str, want: u64) -> u64 {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let value = self.metric(name);
+            if value == want || Instant::now() >= deadline {
+                return value;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Sum of a metric over shards; panics if the server does not publish it (a missing
     /// metric must not read as 0).
     pub fn metric(&self, name: &str) -> u64 {
