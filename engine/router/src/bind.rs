@@ -16,7 +16,8 @@ use rookery_proto::{ns, Framer, Jid, StanzaKind, StanzaView};
 
 use crate::conn::{Conn, Phase};
 use crate::effects::{ConnKey, Effects, Handoff, HomeRequest};
-use crate::home_shard;
+use crate::errors::StreamError;
+use crate::location::ShardId;
 use crate::replies::{self, ReplyTo, StanzaError};
 use crate::router::Router;
 use crate::stream::Next;
@@ -32,7 +33,7 @@ impl Router {
     /// A first-level element after SASL, before a resource is bound.
     pub(crate) fn on_pre_bind(&mut self, slot: u32, bytes: &[u8], fx: &mut impl Effects) -> Next {
         let Ok(view) = StanzaView::parse(bytes) else {
-            self.stream_error(slot, "not-well-formed", fx);
+            self.stream_error(slot, StreamError::NotWellFormed, fx);
             return Next::Stop;
         };
         if view.kind() == StanzaKind::Other && view.xmlns() == Some(SM_NS) {
@@ -43,15 +44,15 @@ impl Router {
             && view.has_child("bind", ns::BIND);
         if !is_bind {
             let condition = match view.kind() {
-                StanzaKind::Other => "unsupported-stanza-type",
-                _ => "not-authorized",
+                StanzaKind::Other => StreamError::UnsupportedStanzaType,
+                _ => StreamError::NotAuthorized,
             };
             self.stream_error(slot, condition, fx);
             return Next::Stop;
         }
         self.stats.stanzas_in += 1;
         let Some(request) = parse_bind(bytes) else {
-            self.stream_error(slot, "not-well-formed", fx);
+            self.stream_error(slot, StreamError::NotWellFormed, fx);
             return Next::Stop;
         };
         self.on_bind(slot, request, fx)
@@ -67,14 +68,17 @@ impl Router {
                 return Next::Continue;
             }
         }
-        let dest = home_shard(bare, self.shards);
-        if dest != self.shard {
+        let dest = self.placement.home(bare);
+        if dest != self.location {
             let resource = request.resource.map(String::into_boxed_str);
             let request = HomeRequest::Bind {
                 resource,
                 id: request.id.into(),
             };
-            return Next::HandOff { dest, request };
+            return Next::HandOff {
+                dest: dest.shard,
+                request,
+            };
         }
         self.complete_bind(slot, request.resource.as_deref(), &request.id, fx);
         Next::Continue
@@ -108,7 +112,7 @@ impl Router {
             return;
         }
         if let Some(old) = old {
-            self.stream_error(old, "conflict", fx);
+            self.stream_error(old, StreamError::Conflict, fx);
         }
         self.end_detached(&full, fx);
         self.reply.clear();
@@ -173,7 +177,7 @@ impl Router {
         &mut self,
         slot: u32,
         framer: Framer,
-        dest: u16,
+        dest: ShardId,
         request: HomeRequest,
         pending: &[u8],
         fx: &mut impl Effects,

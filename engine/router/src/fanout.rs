@@ -20,39 +20,46 @@ use std::sync::Arc;
 
 use rookery_proto::{Jid, StanzaKind, StanzaView};
 
-use crate::effects::{AckRef, Effects, Fanout, GatherRef, Mail, Recipient, StanzaType};
-use crate::home_shard;
+use crate::effects::{Effects, StanzaType};
+use crate::location::{Location, Placement};
+use crate::mail::{AckRef, Fanout, GatherRef, Mail, Recipient};
 use crate::offline::Release;
 use crate::replies;
 use crate::router::Router;
 use crate::routing::{Envelope, Handled, Routes};
 
-/// Recipients grouped by home shard, shareable between fan-outs.
+/// Recipients grouped by home location, shareable between fan-outs.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub(crate) struct FanoutPlan {
-    per_shard: Vec<(u16, Arc<[Recipient]>)>,
+    per_location: Vec<(Location, Arc<[Recipient]>)>,
     recipients: usize,
 }
 
 impl FanoutPlan {
-    /// Groups `recipients` by the home shard of their bare JID, shards in increasing order.
-    pub fn build(recipients: impl IntoIterator<Item = Recipient>, shards: u16) -> FanoutPlan {
-        let mut lists: Vec<Vec<Recipient>> = vec![Vec::new(); usize::from(shards.max(1))];
+    /// Groups `recipients` by the home location of their bare JID, locations in increasing
+    /// order.
+    pub fn build(
+        recipients: impl IntoIterator<Item = Recipient>,
+        placement: &Placement,
+    ) -> FanoutPlan {
+        let mut lists: Vec<(Location, Vec<Recipient>)> = Vec::new();
+        let mut count = 0;
         for recipient in recipients {
-            let shard = home_shard(recipient.jid(), shards);
-            lists[usize::from(shard)].push(recipient);
+            let home = placement.home(recipient.jid());
+            count += 1;
+            // Few locations (one per shard): a sorted vector beats a map here.
+            match lists.binary_search_by(|(l, _)| l.cmp(&home)) {
+                Ok(at) => lists[at].1.push(recipient),
+                Err(at) => lists.insert(at, (home, vec![recipient])),
+            }
         }
-        let recipients = lists.iter().map(Vec::len).sum();
-        let per_shard = lists
+        let per_location = lists
             .into_iter()
-            .enumerate()
-            .filter(|(_, list)| !list.is_empty())
-            // The index is below `shards`, a u16.
-            .map(|(shard, list)| (shard as u16, Arc::from(list)))
+            .map(|(location, list)| (location, Arc::from(list)))
             .collect();
         FanoutPlan {
-            per_shard,
-            recipients,
+            per_location,
+            recipients: count,
         }
     }
 
@@ -65,9 +72,9 @@ impl FanoutPlan {
         self.recipients == 0
     }
 
-    /// Destination shards with at least one recipient.
-    pub fn shard_count(&self) -> usize {
-        self.per_shard.len()
+    /// Destinations with at least one recipient.
+    pub fn location_count(&self) -> usize {
+        self.per_location.len()
     }
 }
 
@@ -139,18 +146,18 @@ impl Router {
             self.gathers.next_id += 1;
             let pending = PendingGather {
                 sender,
-                remaining: plan.shard_count(),
+                remaining: plan.location_count(),
                 refused: 0,
             };
             self.gathers.pending.insert(id, pending);
             GatherRef {
-                shard: self.shard,
+                origin: self.location,
                 id,
             }
         });
         let stanza: Arc<[u8]> = Arc::from(broadcast.stanza);
         self.stats.fanouts += 1;
-        for (shard, recipients) in &plan.per_shard {
+        for (location, recipients) in &plan.per_location {
             let fanout = Fanout {
                 from: broadcast.from.clone(),
                 kind: broadcast.kind,
@@ -159,10 +166,10 @@ impl Router {
                 recipients: Arc::clone(recipients),
                 gather,
             };
-            if *shard == self.shard {
+            if *location == self.location {
                 self.deliver_fanout(&fanout, fx);
             } else {
-                fx.mail(*shard, Mail::Fanout(Box::new(fanout)));
+                fx.mail(*location, Mail::Fanout(Box::new(fanout)));
                 self.stats.mail_out += 1;
             }
         }
@@ -217,10 +224,10 @@ impl Router {
 
     /// This shard's part of fan-out `gather` is handled: tell the shard that started it.
     pub(crate) fn gathered(&mut self, gather: GatherRef, refused: u32, fx: &mut impl Effects) {
-        if gather.shard == self.shard {
+        if gather.origin == self.location {
             self.on_gathered(gather.id, refused, fx);
         } else {
-            fx.mail(gather.shard, Mail::Gathered { gather, refused });
+            fx.mail(gather.origin, Mail::Gathered { gather, refused });
             self.stats.mail_out += 1;
         }
     }
@@ -341,22 +348,23 @@ mod tests {
         let people: Vec<Recipient> = (0..100)
             .map(|i| Recipient::Available(jid(&format!("u{i}@example.com"))))
             .collect();
-        let plan = FanoutPlan::build(people.clone(), 4);
+        let four = Placement::local(4);
+        let plan = FanoutPlan::build(people.clone(), &four);
         assert_eq!(plan.len(), 100);
-        assert!(plan.shard_count() <= 4 && plan.shard_count() >= 2);
+        assert!(plan.location_count() <= 4 && plan.location_count() >= 2);
         let mut seen = 0;
-        let mut last_shard = None;
-        for (shard, list) in &plan.per_shard {
-            assert!(last_shard < Some(*shard), "shards in increasing order");
-            last_shard = Some(*shard);
+        let mut last = None;
+        for (location, list) in &plan.per_location {
+            assert!(last < Some(*location), "locations in increasing order");
+            last = Some(*location);
             for r in list.iter() {
-                assert_eq!(home_shard(r.jid(), 4), *shard);
+                assert_eq!(four.home(r.jid()), *location);
             }
             seen += list.len();
         }
         assert_eq!(seen, 100);
-        let one = FanoutPlan::build(people, 1);
-        assert_eq!(one.shard_count(), 1);
-        assert!(FanoutPlan::build(Vec::new(), 4).is_empty());
+        let one = FanoutPlan::build(people, &Placement::local(1));
+        assert_eq!(one.location_count(), 1);
+        assert!(FanoutPlan::build(Vec::new(), &four).is_empty());
     }
 }

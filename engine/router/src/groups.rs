@@ -4,16 +4,16 @@
 //!
 //! What it does not do: room logic (see `muc`), or fan-out mechanics (see `fanout`).
 //!
-//! Invariants: a room's state is touched only on its home shard (`home_shard` of the room's
+//! Invariants: a room's state is touched only on its home shard (`Placement::home` of the room's
 //! bare JID); a XEP-0198 sender's group message is handled once every shard stored the
 //! copies for members not in the room (`Router::broadcast` with the ack), other room stanzas
 //! at once.
 
 use rookery_proto::{Jid, StanzaKind, StanzaView};
 
-use crate::effects::{AckRef, Effects, StanzaType};
+use crate::effects::{Effects, StanzaType};
 use crate::fanout::{Broadcast, GatherSender};
-use crate::home_shard;
+use crate::mail::AckRef;
 use crate::muc::RoomAction;
 use crate::offline::{Release, Waiter};
 use crate::router::Router;
@@ -60,8 +60,8 @@ impl Router {
         ack: Option<AckRef>,
         fx: &mut impl Effects,
     ) -> Handled {
-        let home = home_shard(envelope.to, self.shards);
-        if home == self.shard {
+        let home = self.placement.home(envelope.to);
+        if home == self.location {
             return self.room_stanza(envelope, ack, fx);
         }
         mail_deliver(home, envelope, ack, &mut self.stats, fx)

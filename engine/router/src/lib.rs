@@ -7,7 +7,7 @@
 //! simulatable; the server wires it to the io driver and the mailboxes.
 //!
 //! The path of a conn: stream header -> SASL PLAIN -> stream restart -> resource bind (or
-//! XEP-0198 resumption), which completes on the user's *home shard* ([`home_shard`]): if the
+//! XEP-0198 resumption), which completes on the user's *home shard* ([`Placement::home`]): if the
 //! conn landed elsewhere it is handed over there, so all resources of a user live in one
 //! directory. A bound session's stanzas are stamped with its full JID and routed per RFC 6121
 //! section 8, one hop to the recipient's home shard.
@@ -44,10 +44,13 @@ mod conn;
 mod delay;
 mod delivery;
 mod effects;
+mod errors;
 mod fanout;
 mod groups;
 mod ids;
 mod local;
+mod location;
+mod mail;
 mod muc;
 mod offline;
 mod presence;
@@ -71,9 +74,10 @@ mod unauth;
 
 pub use auth::token_password;
 pub use config::{AuthBackend, BroadcastRoles, RouterConfig};
-pub use effects::{
-    AckRef, ConnKey, Effects, Fanout, GatherRef, Handoff, Mail, Recipient, StanzaType,
-};
+pub use effects::{ConnKey, Effects, Handoff, StanzaType};
+pub use errors::{Cause, Fault, SessionEnd, StreamError};
+pub use location::{Location, NodeId, Placement, ShardId, Slot};
+pub use mail::{AckRef, Fanout, GatherRef, Mail, Recipient, WireError, MAIL_VERSION};
 pub use router::Router;
 pub use sm::{
     SessionRef, SM_MAX_UNACKED, SM_MAX_UNACKED_HARD, SM_REQUEST_DELAY_MS, SM_REQUEST_EVERY,
@@ -84,21 +88,6 @@ pub use stream::MAX_AUTH_FAILURES;
 pub use stream_mgmt::SM_NS;
 pub use timers::SLOT_MS as TIMER_SLOT_MS;
 
-use rookery_proto::Jid;
-
-/// Home shard of a bare JID: FNV-1a 64 of `bare_str()` modulo `shards`. Stable across
-/// processes and runs (no random seed), so every shard and every process agrees. A full JID
-/// may be passed: only its bare part counts. `shards` of 0 is treated as 1.
-pub fn home_shard(bare: &Jid, shards: u16) -> u16 {
-    const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
-    const PRIME: u64 = 0x0000_0100_0000_01b3;
-    let hash = bare.bare_str().bytes().fold(OFFSET, |hash, byte| {
-        (hash ^ u64::from(byte)).wrapping_mul(PRIME)
-    });
-    // The remainder is below `shards`, so it fits in u16.
-    (hash % u64::from(shards.max(1))) as u16
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -107,20 +96,5 @@ mod tests {
     fn a_router_can_be_built_on_one_thread_and_moved_to_its_shard() {
         fn assert_send<T: Send>() {}
         assert_send::<Router>();
-    }
-
-    #[test]
-    fn home_shard_is_fnv1a_of_the_bare_jid() {
-        // FNV-1a 64 of "a" is 0xaf63dc4c8601ec8c (reference value).
-        let a = Jid::new(None, "a", None).expect("valid domain");
-        assert_eq!(
-            home_shard(&a, u16::MAX),
-            (0xaf63_dc4c_8601_ec8c_u64 % 65_535) as u16
-        );
-        let full = Jid::parse("bob@example.com/phone").expect("valid JID");
-        let bare = Jid::parse("bob@example.com").expect("valid JID");
-        assert_eq!(home_shard(&full, 7), home_shard(&bare, 7));
-        assert_eq!(home_shard(&bare, 1), 0);
-        assert_eq!(home_shard(&bare, 0), 0);
     }
 }

@@ -11,7 +11,9 @@
 use rookery_proto::element::Element;
 use rookery_proto::{ns, StanzaKind, StanzaView};
 
-use crate::effects::{AckRef, Effects, StanzaType};
+use crate::effects::{Effects, StanzaType};
+use crate::errors::StreamError;
+use crate::mail::AckRef;
 use crate::replies::{self, ReplyTo, StanzaError};
 use crate::router::Router;
 use crate::routing::{target, wants_error, Handled, Target};
@@ -43,7 +45,7 @@ impl Router {
         fx: &mut impl Effects,
     ) -> Next {
         let Ok(view) = StanzaView::parse(bytes) else {
-            self.stream_error(slot, "not-well-formed", fx);
+            self.stream_error(slot, StreamError::NotWellFormed, fx);
             return Next::Stop;
         };
         let kind = view.kind();
@@ -51,13 +53,13 @@ impl Router {
             return self.on_sm_element(slot, bytes, fx);
         }
         if kind == StanzaKind::Other || view.xmlns().is_some_and(|x| x != ns::CLIENT) {
-            self.stream_error(slot, "unsupported-stanza-type", fx);
+            self.stream_error(slot, StreamError::UnsupportedStanzaType, fx);
             return Next::Stop;
         }
         self.stats.stanzas_in += 1;
         if kind == StanzaKind::Presence && !self.presence_allowed(slot) {
             self.stats.presence_floods += 1;
-            self.stream_error(slot, "policy-violation", fx);
+            self.stream_error(slot, StreamError::PolicyViolation, fx);
             return Next::Stop;
         }
         let ack = self.sm_receive(slot);

@@ -24,7 +24,8 @@
 
 use rookery_store::{CommitBatch, LogWriter, MsgId, Store, StoreError};
 
-use crate::effects::{AckRef, ConnKey, Effects, GatherRef, Mail, StanzaType};
+use crate::effects::{ConnKey, Effects, StanzaType};
+use crate::mail::{AckRef, GatherRef, Mail};
 use crate::replies::StanzaError;
 use crate::router::Router;
 use crate::routing::{Envelope, Handled, Routes};
@@ -235,10 +236,10 @@ impl Router {
 
     /// Tells the sender of a handled stanza: here, or by mail to its shard.
     pub(crate) fn release(&mut self, ack: AckRef, fx: &mut impl Effects) {
-        if ack.shard == self.shard {
+        if ack.origin == self.location {
             self.sm.mark_handled(ack.session, ack.stanza, fx);
         } else {
-            fx.mail(ack.shard, Mail::Committed(ack));
+            fx.mail(ack.origin, Mail::Committed(ack));
             self.stats.mail_out += 1;
         }
     }

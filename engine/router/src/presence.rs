@@ -25,8 +25,9 @@ use std::sync::Arc;
 
 use rookery_proto::{Jid, StanzaKind, StanzaView};
 
-use crate::effects::{Effects, Fanout, Recipient, StanzaType};
+use crate::effects::{Effects, StanzaType};
 use crate::fanout::{Broadcast, FanoutPlan};
+use crate::mail::{Fanout, Recipient};
 use crate::replies;
 use crate::roster::{self, RosterItem};
 use crate::router::Router;
@@ -254,7 +255,7 @@ impl Router {
             .filter(|(_, item)| item.from)
             .filter_map(|(contact, _)| Jid::parse(contact).ok())
             .map(Recipient::Available);
-        let plan = FanoutPlan::build(contacts, self.shards);
+        let plan = FanoutPlan::build(contacts, &self.placement);
         if plan.is_empty() {
             return;
         }
@@ -341,7 +342,7 @@ impl Router {
             }
         }
         let resume_at: Option<Box<str>> = last.filter(|_| more).map(Into::into);
-        let plan = FanoutPlan::build(chunk, self.shards);
+        let plan = FanoutPlan::build(chunk, &self.placement);
         if !plan.is_empty() {
             let mut probe = Vec::with_capacity(96);
             presence_stanza(user.as_str(), None, StanzaType::Probe, &mut probe);

@@ -35,12 +35,11 @@ use rookery_proto::element::Element;
 
 use crate::conn::{PendingResume, Phase};
 use crate::effects::{ConnKey, Effects, HomeRequest};
-use crate::home_shard;
+use crate::errors::{SessionEnd, StreamError};
 use crate::replies;
 use crate::router::Router;
 use crate::sm::{SessionRef, SM_RESUME_WAIT_MS};
 use crate::stream::Next;
-use crate::stream_mgmt::SessionEnd;
 
 impl Router {
     /// `<resume/>` after SASL: on the home shard it completes here, else the conn moves.
@@ -58,11 +57,14 @@ impl Router {
         let Some(bare) = self.conns.get(slot).and_then(|c| c.jid.as_ref()) else {
             return Next::Stop;
         };
-        let dest = home_shard(bare, self.shards);
-        if dest != self.shard {
+        let dest = self.placement.home(bare);
+        if dest != self.location {
             let previd = previd.into();
             let request = HomeRequest::Resume { previd, h };
-            return Next::HandOff { dest, request };
+            return Next::HandOff {
+                dest: dest.shard,
+                request,
+            };
         }
         self.complete_resume(slot, previd, h, fx)
     }
@@ -112,7 +114,7 @@ impl Router {
         if let Some(other) = self.sm.get(token).and_then(|s| s.resuming) {
             if let Some(slot) = self.conns.slot_of(other) {
                 // Its `leave_directory` gives the resumption up (`abandon_resume`).
-                self.stream_error(slot, "conflict", fx);
+                self.stream_error(slot, StreamError::Conflict, fx);
             }
             if let Some(session) = self.sm.get_mut(token) {
                 session.resuming = None;
@@ -134,7 +136,7 @@ impl Router {
         if let Some(session) = self.sm.get_mut(token) {
             (session.available, session.priority) = presence;
         }
-        self.stream_error_ending(old, "conflict", SessionEnd::Resumed, fx);
+        self.stream_error_ending(old, StreamError::Conflict.into(), SessionEnd::Resumed, fx);
     }
 
     /// Pauses the conn in `slot` until the session's old stanzas are handled or the bound
@@ -166,7 +168,7 @@ impl Router {
             return;
         };
         if pending.held.len() + bytes.len() > limit {
-            self.stream_error(slot, "policy-violation", fx);
+            self.stream_error(slot, StreamError::PolicyViolation, fx);
             return;
         }
         pending.held.extend_from_slice(bytes);

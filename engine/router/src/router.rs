@@ -25,9 +25,12 @@ use rookery_store::{Durability, Store, StoreConfig};
 use crate::config::RouterConfig;
 use crate::conn::{Conn, ConnSlab, Phase};
 use crate::delivery::Deliveries;
-use crate::effects::{ConnKey, Effects, Handoff, Mail};
+use crate::effects::{ConnKey, Effects, Handoff};
+use crate::errors::{Cause, Fault, SessionEnd, StreamError};
 use crate::fanout::Gathers;
 use crate::ids::IdGen;
+use crate::location::{Location, Placement};
+use crate::mail::Mail;
 use crate::muc::{RoomAction, Rooms, RoomsConfig};
 use crate::offline::Waiter;
 use crate::presence_table::PresenceTable;
@@ -36,7 +39,6 @@ use crate::routing::{Envelope, Handled};
 use crate::sessions::Directory;
 use crate::sm_table::SmTable;
 use crate::stats::RouterStats;
-use crate::stream_mgmt::SessionEnd;
 use crate::timers::{TimerEntry, TimerWheel};
 use crate::unauth::Unauthenticated;
 
@@ -45,8 +47,9 @@ use crate::unauth::Unauthenticated;
 pub struct Router {
     pub(crate) config: Arc<RouterConfig>,
     pub(crate) domain: Jid,
-    pub(crate) shard: u16,
-    pub(crate) shards: u16,
+    /// This router's shard, and where every JID is homed.
+    pub(crate) location: Location,
+    pub(crate) placement: Placement,
     pub(crate) limits: FramerLimits,
     pub(crate) conns: ConnSlab,
     pub(crate) directory: Directory,
@@ -143,8 +146,8 @@ impl Router {
             max_members: config.group_max_members,
             max_rooms: config.max_rooms_per_shard,
             max_rooms_per_user: config.max_rooms_per_user,
-            shards,
-            shard,
+            placement: Placement::local(shards),
+            location: Location::local(shard),
             default_broadcast: config.group_presence_broadcast,
         };
         let rooms = Rooms::load(rooms_config, &store);
@@ -154,8 +157,8 @@ impl Router {
             },
             config,
             domain,
-            shard,
-            shards,
+            location: Location::local(shard),
+            placement: Placement::local(shards),
             conns: ConnSlab::default(),
             directory: Directory::default(),
             wheel: TimerWheel::new(0),
@@ -219,7 +222,7 @@ impl Router {
             .admit(slot, peer, self.config.max_unauth_per_address)
         {
             self.stats.unauth_refusals += 1;
-            self.stream_error(slot, "policy-violation", fx);
+            self.stream_error(slot, StreamError::PolicyViolation.by(Cause::Config), fx);
         }
     }
 
@@ -354,7 +357,7 @@ impl Router {
             match self.deadline_ms(conn) {
                 None => {}
                 Some(deadline_ms) if deadline_ms <= now_ms => {
-                    self.stream_error(entry.slot, "connection-timeout", fx);
+                    self.stream_error(entry.slot, StreamError::ConnectionTimeout, fx);
                 }
                 Some(deadline_ms) => self.wheel.insert(deadline_ms, entry),
             }
@@ -375,7 +378,7 @@ impl Router {
     /// Graceful stop: every stream gets `<system-shutdown/>` + `</stream:stream>` and a close.
     pub fn shutdown(&mut self, fx: &mut impl Effects) {
         for slot in self.conns.live_slots() {
-            self.stream_error(slot, "system-shutdown", fx);
+            self.stream_error(slot, StreamError::SystemShutdown, fx);
         }
     }
 
@@ -419,7 +422,17 @@ impl Router {
 
     /// The shard index of this router.
     pub fn shard(&self) -> u16 {
-        self.shard
+        self.location.shard.0
+    }
+
+    /// Where this router is (its node and shard).
+    pub fn location(&self) -> Location {
+        self.location
+    }
+
+    /// Where every bare JID is homed, as this router decides it.
+    pub fn placement(&self) -> Placement {
+        self.placement
     }
 
     /// The served domain.
@@ -472,16 +485,21 @@ impl Router {
     }
 
     /// Sends a stream error (after our header, if none went out yet) and closes the conn.
-    pub(crate) fn stream_error(&mut self, slot: u32, condition: &str, fx: &mut impl Effects) {
-        let end = SessionEnd::after_stream_error(condition);
-        self.stream_error_ending(slot, condition, end, fx);
+    pub(crate) fn stream_error(
+        &mut self,
+        slot: u32,
+        fault: impl Into<Fault>,
+        fx: &mut impl Effects,
+    ) {
+        let fault = fault.into();
+        self.stream_error_ending(slot, fault, fault.error.end(), fx);
     }
 
     /// `stream_error`, with what becomes of the session said by the caller.
     pub(crate) fn stream_error_ending(
         &mut self,
         slot: u32,
-        condition: &str,
+        fault: Fault,
         end: SessionEnd,
         fx: &mut impl Effects,
     ) {
@@ -495,16 +513,17 @@ impl Router {
         if !conn.header_sent {
             replies::stream_header(&mut self.reply, &self.ids.stream_id(), self.domain.as_str());
         }
-        replies::stream_error(&mut self.reply, condition);
+        replies::stream_error(&mut self.reply, &fault);
         fx.send(conn.key, &self.reply);
-        fx.close(conn.key);
+        fx.close(conn.key, fault.cause);
         self.stats.stream_errors += 1;
         self.leave_directory(slot, end, fx);
     }
 
-    /// Like `stream_error`, with the error (and `</stream:stream>`) already written into
-    /// `self.reply` by the caller. For bound conns only, whose header went out long ago.
-    pub(crate) fn stream_error_raw(&mut self, slot: u32, end: SessionEnd, fx: &mut impl Effects) {
+    /// Like `stream_error`, with the error element of `fault` (and `</stream:stream>`) already
+    /// written into `self.reply` by the caller. For bound conns only, whose header went out
+    /// long ago.
+    pub(crate) fn stream_error_raw(&mut self, slot: u32, fault: Fault, fx: &mut impl Effects) {
         let Some(conn) = self.conns.get(slot) else {
             return;
         };
@@ -512,9 +531,9 @@ impl Router {
             return;
         }
         fx.send(conn.key, &self.reply);
-        fx.close(conn.key);
+        fx.close(conn.key, fault.cause);
         self.stats.stream_errors += 1;
-        self.leave_directory(slot, end, fx);
+        self.leave_directory(slot, fault.error.end(), fx);
     }
 
     /// The end of every entry point: answers the resumptions that became answerable (see
@@ -544,7 +563,7 @@ impl Router {
     /// Closes the conns whose XEP-0198 queue overflowed during the last call.
     pub(crate) fn close_doomed(&mut self, fx: &mut impl Effects) {
         while let Some(slot) = self.doomed.pop() {
-            self.stream_error(slot, "policy-violation", fx);
+            self.stream_error(slot, StreamError::PolicyViolation, fx);
         }
     }
 
@@ -554,7 +573,7 @@ impl Router {
             return;
         };
         fx.send(conn.key, replies::STREAM_CLOSE);
-        fx.close(conn.key);
+        fx.close(conn.key, Cause::Peer);
         // XEP-0198 7: a cleanly closed stream cannot be resumed.
         self.leave_directory(slot, SessionEnd::Terminate, fx);
     }

@@ -28,8 +28,9 @@ use rookery_store::Store;
 
 use crate::conn::ConnSlab;
 use crate::delivery::Deliveries;
-use crate::effects::{AckRef, Effects, Mail, StanzaType};
-use crate::home_shard;
+use crate::effects::{Effects, StanzaType};
+use crate::location::{Location, Placement};
+use crate::mail::{AckRef, Mail};
 use crate::offline::{is_stored_type, Waiter};
 use crate::presence_table::PresenceTable;
 use crate::replies::{self, ReplyTo, StanzaError};
@@ -112,7 +113,7 @@ pub(crate) fn kind_name(kind: StanzaKind) -> &'static str {
 /// Mails `envelope` to shard `home` as one `Mail::Deliver`; with an ack, the home shard
 /// reports the stanza handled (`Handled::Later`).
 pub(crate) fn mail_deliver(
-    home: u16,
+    home: Location,
     envelope: &Envelope<'_>,
     ack: Option<AckRef>,
     stats: &mut RouterStats,
@@ -174,8 +175,8 @@ pub(crate) struct Routes<'a> {
     pub sm_window_bytes: usize,
     pub sm_max_unacked_bytes: usize,
     pub max_output_bytes: usize,
-    pub shard: u16,
-    pub shards: u16,
+    pub location: Location,
+    pub placement: Placement,
     pub now_ms: u64,
     pub wall_ms: u64,
 }
@@ -207,8 +208,8 @@ impl Router {
                 .config
                 .sm_max_unacked_bytes
                 .min(self.config.max_output_bytes / 2),
-            shard: self.shard,
-            shards: self.shards,
+            location: self.location,
+            placement: self.placement,
             now_ms: self.now_ms,
             wall_ms,
         };
@@ -263,13 +264,13 @@ impl Routes<'_> {
         ack: Option<AckRef>,
         fx: &mut impl Effects,
     ) -> Handled {
-        let home = home_shard(envelope.to, self.shards);
+        let home = self.placement.home(envelope.to);
         if envelope.to.domain() == self.groups.domain() {
             // Only bounces get here (sessions' stanzas to rooms go through `Router::session_to_room`):
             // a room does not take errors about its own broadcasts.
             return Handled::Now;
         }
-        if home == self.shard {
+        if home == self.location {
             return self.deliver_home(envelope, ack, fx);
         }
         mail_deliver(home, envelope, ack, self.stats, fx)

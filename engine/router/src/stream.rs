@@ -18,6 +18,8 @@ use rookery_proto::{ns, Frame, Jid};
 use crate::auth::{check_plain, SaslFailure};
 use crate::conn::Phase;
 use crate::effects::{Effects, HomeRequest};
+use crate::errors::StreamError;
+use crate::location::ShardId;
 use crate::replies;
 use crate::router::Router;
 
@@ -35,7 +37,7 @@ pub(crate) enum Next {
     Pause,
     /// The bind (or resumption) must complete on the user's home shard, `dest`.
     HandOff {
-        dest: u16,
+        dest: ShardId,
         request: HomeRequest,
     },
 }
@@ -58,7 +60,7 @@ impl Router {
                 Ok(Some(frame)) => self.on_frame(slot, frame, fx),
                 Ok(None) => break,
                 Err(error) => {
-                    self.stream_error(slot, error.condition(), fx);
+                    self.stream_error(slot, StreamError::of_frame(&error), fx);
                     Next::Stop
                 }
             };
@@ -106,7 +108,7 @@ impl Router {
             (Frame::Stanza(bytes), Phase::Bound) => self.on_session_stanza(slot, bytes, fx),
             // The framer reports a header before any stanza; defensive only.
             (Frame::Stanza(_), Phase::AwaitHeader | Phase::AwaitRestart) => {
-                self.stream_error(slot, "not-authorized", fx);
+                self.stream_error(slot, StreamError::NotAuthorized, fx);
                 Next::Stop
             }
         }
@@ -124,7 +126,7 @@ impl Router {
             Phase::AwaitRestart => Phase::AwaitBind,
             // The framer only reports a header at the start of a (restarted) stream.
             _ => {
-                self.stream_error(slot, "not-well-formed", fx);
+                self.stream_error(slot, StreamError::NotWellFormed, fx);
                 return Next::Stop;
             }
         };
@@ -150,11 +152,11 @@ impl Router {
     /// A first-level element before authentication: only SASL elements are allowed.
     fn on_sasl(&mut self, slot: u32, phase: Phase, bytes: &[u8], fx: &mut impl Effects) -> Next {
         let Ok(element) = Element::parse(bytes) else {
-            self.stream_error(slot, "not-well-formed", fx);
+            self.stream_error(slot, StreamError::NotWellFormed, fx);
             return Next::Stop;
         };
         if element.ns() != Some(ns::SASL) {
-            self.stream_error(slot, "not-authorized", fx);
+            self.stream_error(slot, StreamError::NotAuthorized, fx);
             return Next::Stop;
         }
         let text = element.text();
@@ -169,7 +171,7 @@ impl Router {
             }
             (_, "abort") => Err(SaslFailure::Aborted),
             _ => {
-                self.stream_error(slot, "not-authorized", fx);
+                self.stream_error(slot, StreamError::NotAuthorized, fx);
                 return Next::Stop;
             }
         };
@@ -211,7 +213,7 @@ impl Router {
         conn.auth_failures = conn.auth_failures.saturating_add(1);
         self.stats.auth_failures += 1;
         if conn.auth_failures >= MAX_AUTH_FAILURES {
-            self.stream_error(slot, "policy-violation", fx);
+            self.stream_error(slot, StreamError::PolicyViolation, fx);
             return Next::Stop;
         }
         Next::Continue
@@ -221,22 +223,22 @@ impl Router {
 /// Checks a client stream header (RFC 6120 4.7, 4.9.3): the stream element in the streams
 /// namespace, content namespace jabber:client, `to` our domain (or absent), version >= 1.0.
 /// Returns the stream error condition on failure.
-pub(crate) fn check_header(bytes: &[u8], domain: &Jid) -> Result<(), &'static str> {
-    let header = Element::parse_open_tag(bytes).map_err(|_| "not-well-formed")?;
+pub(crate) fn check_header(bytes: &[u8], domain: &Jid) -> Result<(), StreamError> {
+    let header = Element::parse_open_tag(bytes).map_err(|_| StreamError::NotWellFormed)?;
     if header.local_name() != "stream" || header.ns() != Some(ns::STREAM) {
-        return Err("invalid-namespace");
+        return Err(StreamError::InvalidNamespace);
     }
     if header.attr("xmlns") != Some(ns::CLIENT) {
-        return Err("invalid-namespace");
+        return Err(StreamError::InvalidNamespace);
     }
     if let Some(to) = header.attr("to") {
         if Jid::parse(to).ok().as_ref() != Some(domain) {
-            return Err("host-unknown");
+            return Err(StreamError::HostUnknown);
         }
     }
     match header.attr("version").and_then(major_version) {
         Some(major) if major >= 1 => Ok(()),
-        _ => Err("unsupported-version"),
+        _ => Err(StreamError::UnsupportedVersion),
     }
 }
 
@@ -253,7 +255,7 @@ mod tests {
 
     fn check(header: &str) -> Result<(), &'static str> {
         let domain = Jid::parse("example.com").expect("valid domain");
-        check_header(header.as_bytes(), &domain)
+        check_header(header.as_bytes(), &domain).map_err(StreamError::condition)
     }
 
     const GOOD: &str = "<stream:stream xmlns='jabber:client' \

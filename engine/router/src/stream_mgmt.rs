@@ -23,7 +23,9 @@
 use rookery_proto::element::Element;
 
 use crate::conn::Phase;
-use crate::effects::{AckRef, Effects};
+use crate::effects::Effects;
+use crate::errors::{SessionEnd, StreamError};
+use crate::mail::AckRef;
 use crate::replies;
 use crate::router::Router;
 use crate::sm::{SessionRef, SmSession, TooHigh, Unacked};
@@ -33,36 +35,11 @@ use rookery_store::MsgId;
 /// The XEP-0198 namespace.
 pub const SM_NS: &str = "urn:xmpp:sm:3";
 
-/// What becomes of a stream-managed session when its stream ends.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum SessionEnd {
-    /// Keep it for resumption, if resumption was enabled.
-    Detach,
-    /// End it now.
-    Terminate,
-    /// The session lives on, on another conn (a resumption took it over): the old conn goes
-    /// quietly, and nothing of the session ends (presence, rooms).
-    Resumed,
-}
-
-impl SessionEnd {
-    /// After our stream error with `condition`: a replaced session, a shutdown or a client
-    /// that broke the protocol has nothing to resume; timeouts and the like do.
-    pub fn after_stream_error(condition: &str) -> SessionEnd {
-        match condition {
-            "conflict" | "system-shutdown" | "policy-violation" | "undefined-condition" => {
-                SessionEnd::Terminate
-            }
-            _ => SessionEnd::Detach,
-        }
-    }
-}
-
 impl Router {
     /// A first-level element in the SM namespace, after SASL (before or after bind).
     pub(crate) fn on_sm_element(&mut self, slot: u32, bytes: &[u8], fx: &mut impl Effects) -> Next {
         let Ok(element) = Element::parse(bytes) else {
-            self.stream_error(slot, "not-well-formed", fx);
+            self.stream_error(slot, StreamError::NotWellFormed, fx);
             return Next::Stop;
         };
         let Some(conn) = self.conns.get(slot) else {
@@ -77,7 +54,7 @@ impl Router {
             ("r", Phase::Bound) if enabled => self.on_request(slot, fx),
             ("a", Phase::Bound) if enabled => return self.on_ack(slot, &element, fx),
             _ => {
-                self.stream_error(slot, "unsupported-stanza-type", fx);
+                self.stream_error(slot, StreamError::UnsupportedStanzaType, fx);
                 return Next::Stop;
             }
         }
@@ -126,13 +103,13 @@ impl Router {
     fn on_ack(&mut self, slot: u32, element: &Element<'_>, fx: &mut impl Effects) -> Next {
         let h = element.attr("h").and_then(|h| h.parse::<u32>().ok());
         let (Some(h), Some(token)) = (h, self.conns.get(slot).and_then(|c| c.sm)) else {
-            self.stream_error(slot, "unsupported-stanza-type", fx);
+            self.stream_error(slot, StreamError::UnsupportedStanzaType, fx);
             return Next::Stop;
         };
         if let Err(TooHigh { h, sent }) = self.acknowledge(token, h) {
             self.reply.clear();
             replies::handled_count_too_high(&mut self.reply, h, sent);
-            self.stream_error_raw(slot, SessionEnd::Terminate, fx);
+            self.stream_error_raw(slot, StreamError::UndefinedCondition.into(), fx);
             return Next::Stop;
         }
         // The acknowledged ones left the window: a backlog continues (see `delivery`).
@@ -205,7 +182,7 @@ impl Router {
         let token = self.conns.get(slot)?.sm?;
         let stanza = self.sm.get_mut(token)?.receive();
         Some(AckRef {
-            shard: self.shard,
+            origin: self.location,
             session: token,
             stanza,
         })

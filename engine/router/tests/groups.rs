@@ -4,7 +4,7 @@
 //! XEP-0203 delay), leaving is announced, and refusals travel back across shards.
 
 use rookery_proto::Jid;
-use rookery_router::home_shard;
+use rookery_router::{Placement, ShardId};
 use rookery_testkit::{user_homed_on, ClientId, Cluster, TEST_DOMAIN};
 
 const SHARDS: u16 = 3;
@@ -15,7 +15,7 @@ fn room_homed_on(shard: u16) -> String {
         .map(|n| format!("room{n}@groups.{TEST_DOMAIN}"))
         .find(|room| {
             let jid = Jid::parse(room).expect("valid room JID");
-            home_shard(&jid, SHARDS) == shard
+            Placement::local(SHARDS).home(&jid).shard == ShardId(shard)
         })
         .expect("some room is homed on every shard")
 }

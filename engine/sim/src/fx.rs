@@ -17,7 +17,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use rookery_proto::element::Element;
-use rookery_router::{ConnKey, Effects, Handoff, Mail, Router};
+use rookery_router::{Cause, ConnKey, Effects, Handoff, Location, Mail, Router, ShardId};
 use rookery_store::LogSpan;
 
 use crate::groups::GroupKey;
@@ -71,14 +71,15 @@ impl Effects for SimFx<'_> {
     fn read_log(&mut self, tag: u64, span: LogSpan) {
         self.effects.push(Fx::ReadLog(tag, span));
     }
-    fn close(&mut self, conn: ConnKey) {
+    fn close(&mut self, conn: ConnKey, _cause: Cause) {
         self.effects.push(Fx::Close(conn));
     }
-    fn mail(&mut self, dest: u16, mail: Mail) {
-        self.effects.push(Fx::Mail(dest, mail));
+    fn mail(&mut self, dest: Location, mail: Mail) {
+        // One node: a location is its shard's lane.
+        self.effects.push(Fx::Mail(dest.shard.0, mail));
     }
-    fn hand_off(&mut self, conn: ConnKey, dest: u16, handoff: Handoff) {
-        self.effects.push(Fx::HandOff(conn, dest, handoff));
+    fn hand_off(&mut self, conn: ConnKey, dest: ShardId, handoff: Handoff) {
+        self.effects.push(Fx::HandOff(conn, dest.0, handoff));
     }
 }
 

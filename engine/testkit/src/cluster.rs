@@ -19,7 +19,8 @@ use std::sync::Arc;
 
 use rookery_proto::Jid;
 use rookery_router::{
-    home_shard, AuthBackend, ConnKey, Effects, Handoff, Mail, Router, RouterConfig,
+    AuthBackend, Cause, ConnKey, Effects, Handoff, Location, Mail, Placement, Router, RouterConfig,
+    ShardId,
 };
 use rookery_store::{LogSpan, Store, StoreError, SyncWriter};
 
@@ -32,8 +33,10 @@ pub struct RecordingEffects {
     /// Bytes sent per conn, concatenated.
     pub sent: HashMap<ConnKey, Vec<u8>>,
     pub closed: Vec<ConnKey>,
-    pub mails: Vec<(u16, Mail)>,
-    pub handoffs: Vec<(ConnKey, u16, Handoff)>,
+    /// Why each close of `closed` was asked for, in the same order.
+    pub close_causes: Vec<(ConnKey, Cause)>,
+    pub mails: Vec<(Location, Mail)>,
+    pub handoffs: Vec<(ConnKey, ShardId, Handoff)>,
     /// Log reads asked for: (tag, span).
     pub reads: Vec<(u64, LogSpan)>,
     /// Bytes queued per conn and not yet read by the peer.
@@ -66,13 +69,14 @@ impl Effects for RecordingEffects {
     fn read_log(&mut self, tag: u64, span: LogSpan) {
         self.reads.push((tag, span));
     }
-    fn close(&mut self, conn: ConnKey) {
+    fn close(&mut self, conn: ConnKey, cause: Cause) {
         self.closed.push(conn);
+        self.close_causes.push((conn, cause));
     }
-    fn mail(&mut self, dest: u16, mail: Mail) {
+    fn mail(&mut self, dest: Location, mail: Mail) {
         self.mails.push((dest, mail));
     }
-    fn hand_off(&mut self, conn: ConnKey, dest: u16, handoff: Handoff) {
+    fn hand_off(&mut self, conn: ConnKey, dest: ShardId, handoff: Handoff) {
         self.handoffs.push((conn, dest, handoff));
     }
 }
@@ -359,8 +363,8 @@ impl Cluster {
             self.routers[shard].on_closed(key, self.now_ms, &mut self.fx[shard]);
         }
         for (dest, mail) in mails {
-            assert_ne!(usize::from(dest), shard, "a router mailed itself");
-            let dest = usize::from(dest);
+            let dest = usize::from(dest.shard.0);
+            assert_ne!(dest, shard, "a router mailed itself");
             self.routers[dest].on_mail(mail, self.now_ms, &mut self.fx[dest]);
         }
         for (key, dest, handoff) in handoffs {
@@ -369,15 +373,15 @@ impl Cluster {
         busy
     }
 
-    fn adopt(&mut self, old_key: ConnKey, dest: u16, handoff: Handoff) {
+    fn adopt(&mut self, old_key: ConnKey, dest: ShardId, handoff: Handoff) {
         let client = self.by_key[&old_key];
         let new_key = self.fresh_key();
         self.by_key.insert(new_key, client);
         let c = &mut self.clients[client.0];
-        c.shard = dest;
+        c.shard = dest.0;
         c.key = new_key;
         let leftover = std::mem::take(&mut c.unread);
-        let dest = usize::from(dest);
+        let dest = usize::from(dest.0);
         self.routers[dest].on_adopted(new_key, handoff, &leftover, self.now_ms, &mut self.fx[dest]);
     }
 
@@ -447,7 +451,7 @@ pub fn user_homed_on(prefix: &str, shard: u16, shards: u16) -> String {
         .map(|n| format!("{prefix}{n}"))
         .find(|user| {
             let jid = Jid::new(Some(user), TEST_DOMAIN, None);
-            jid.is_ok_and(|jid| home_shard(&jid, shards) == shard)
+            jid.is_ok_and(|jid| Placement::local(shards).home(&jid).shard == ShardId(shard))
         })
         .unwrap_or_else(|| panic!("no user {prefix}N homed on shard {shard}"))
 }

@@ -58,7 +58,7 @@ fn groupchat(room: &mut Room, ctx: &mut Ctx<'_, '_>) {
     }
     let mut stanza = Vec::with_capacity(ctx.view.bytes().len() + from.as_str().len() + 16);
     ctx.view.stamp(from.as_str(), None, &mut stanza);
-    let plan = room.message_plan(ctx.config.shards);
+    let plan = room.message_plan(&ctx.config.placement);
     ctx.broadcast(&from, StanzaType::Groupchat, stanza, plan);
 }
 

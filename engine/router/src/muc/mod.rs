@@ -60,6 +60,7 @@ use rookery_store::Store;
 
 use crate::effects::StanzaType;
 use crate::fanout::FanoutPlan;
+use crate::location::{Location, Placement};
 use crate::routing::{kind_name, wants_error};
 use room::Room;
 use stanzas::{Head, Refusal};
@@ -97,8 +98,9 @@ pub(crate) struct RoomsConfig {
     /// Most rooms on this shard, and most rooms one user owns on it.
     pub max_rooms: usize,
     pub max_rooms_per_user: usize,
-    pub shards: u16,
-    pub shard: u16,
+    /// Where every JID is homed, and where this shard is.
+    pub placement: Placement,
+    pub location: Location,
     /// Roles whose presence a new room broadcasts (`--group-presence-broadcast`).
     pub default_broadcast: crate::config::BroadcastRoles,
 }

@@ -169,7 +169,7 @@ fn enter(
     let nick = ctx.to.resource().unwrap_or_default();
     let returning = room.occupants.contains_key(nick);
     let broadcast = room.config.broadcast;
-    let others = room.presence_plan(ctx.config.shards);
+    let others = room.presence_plan(&ctx.config.placement);
     send_occupants(room, ctx, nick);
     let role = affiliation.role();
     room.add_session(ctx.to, ctx.from, role, payload);
@@ -265,7 +265,7 @@ fn update(room: &mut Room, ctx: &mut Ctx<'_, '_>, payload: Box<[u8]>) {
 /// Broadcasts occupant `nick`'s current presence to every occupant (itself included), if
 /// its role is broadcast.
 pub(crate) fn announce(room: &mut Room, ctx: &mut Ctx<'_, '_>, nick: &str) {
-    let plan = room.presence_plan(ctx.config.shards);
+    let plan = room.presence_plan(&ctx.config.placement);
     let Some(occupant) = room.occupants.get(nick) else {
         return;
     };
@@ -321,7 +321,7 @@ pub(crate) fn announce_departure(
 ) {
     let affiliation = room.affiliation(departed.bare.as_str());
     if room.config.broadcast.contains(departed.role) {
-        let plan = room.presence_plan(ctx.config.shards);
+        let plan = room.presence_plan(&ctx.config.placement);
         let mut stanza = Vec::new();
         let head = Head {
             id: None,

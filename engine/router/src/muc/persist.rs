@@ -25,7 +25,6 @@ use rookery_store::{Store, StoreError};
 
 use super::room::{Affiliation, RoleSet, Room, RoomConfig, Subject};
 use super::RoomsConfig;
-use crate::home_shard;
 use crate::tables::{self, AFFILIATIONS, ROOMS};
 
 const VERSION: u8 = 1;
@@ -214,7 +213,7 @@ fn restored_room(config: &RoomsConfig, key: &str) -> Option<Room> {
     let ours = jid.is_bare()
         && jid.local().is_some()
         && jid.domain() == config.service.domain()
-        && home_shard(&jid, config.shards) == config.shard;
+        && config.placement.home(&jid) == config.location;
     ours.then(|| {
         Room::new(
             jid,

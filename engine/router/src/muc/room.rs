@@ -15,8 +15,9 @@ use std::sync::Arc;
 
 use rookery_proto::Jid;
 
-use crate::effects::Recipient;
 use crate::fanout::FanoutPlan;
+use crate::location::Placement;
+use crate::mail::Recipient;
 
 /// Longest room name kept (bytes); a longer one in a configuration form is refused.
 pub(crate) const MAX_NAME_BYTES: usize = 256;
@@ -353,21 +354,21 @@ impl Room {
     }
 
     /// The plan of a groupchat message, built once per membership change.
-    pub fn message_plan(&mut self, shards: u16) -> Arc<FanoutPlan> {
+    pub fn message_plan(&mut self, placement: &Placement) -> Arc<FanoutPlan> {
         if let Some(plan) = &self.message_plan {
             return Arc::clone(plan);
         }
-        let plan = Arc::new(FanoutPlan::build(self.message_recipients(), shards));
+        let plan = Arc::new(FanoutPlan::build(self.message_recipients(), placement));
         self.message_plan = Some(Arc::clone(&plan));
         plan
     }
 
     /// The plan of an occupant's presence (every occupant session).
-    pub fn presence_plan(&mut self, shards: u16) -> Arc<FanoutPlan> {
+    pub fn presence_plan(&mut self, placement: &Placement) -> Arc<FanoutPlan> {
         if let Some(plan) = &self.presence_plan {
             return Arc::clone(plan);
         }
-        let plan = Arc::new(FanoutPlan::build(self.presence_recipients(), shards));
+        let plan = Arc::new(FanoutPlan::build(self.presence_recipients(), placement));
         self.presence_plan = Some(Arc::clone(&plan));
         plan
     }

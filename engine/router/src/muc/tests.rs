@@ -9,8 +9,9 @@ use rookery_store::{Durability, Store, StoreConfig};
 
 use super::room::Affiliation;
 use super::{RoomAction, Rooms, RoomsConfig};
-use crate::effects::{Recipient, StanzaType};
+use crate::effects::StanzaType;
 use crate::fanout::FanoutPlan;
+use crate::mail::Recipient;
 
 pub(super) const ROOM: &str = "r@groups.example.com";
 pub(super) const ALICE: &str = "alice@example.com/a";
@@ -34,8 +35,8 @@ pub(super) fn rooms_config(max_members: usize, shards: u16) -> RoomsConfig {
         max_members,
         max_rooms: 1_000,
         max_rooms_per_user: 100,
-        shards,
-        shard: 0,
+        placement: crate::location::Placement::local(shards),
+        location: crate::location::Location::local(0),
         default_broadcast: crate::config::BroadcastRoles::ALL,
     }
 }
@@ -228,7 +229,10 @@ fn groupchat_reaches_every_occupant_and_absent_member_once() {
             format!("session dave@example.com/second"),
         ]
     );
-    assert_eq!(**plan, FanoutPlan::build(recipients, 3));
+    assert_eq!(
+        **plan,
+        FanoutPlan::build(recipients, &crate::location::Placement::local(3))
+    );
     // The hot path reuses the plan; a membership change rebuilds it.
     let again = bench.say(BOB, "again");
     let (_, _, second) = broadcast(&again[0]).expect("a broadcast");

@@ -8,7 +8,6 @@ use super::tests::{
     ROOM,
 };
 use super::Rooms;
-use crate::home_shard;
 use crate::tables::{self, AFFILIATIONS, ROOMS};
 
 fn admin_set(
@@ -272,7 +271,7 @@ fn rooms_survive_a_reload_from_the_store() {
     admin_set(&mut bench, ALICE, "dave@example.com", "admin");
     // The bench's config has 3 shards; reload with the room's home shard.
     let mut config = rooms_config(10, 3);
-    config.shard = home_shard(&jid(ROOM), 3);
+    config.location = config.placement.home(&jid(ROOM));
     let reloaded = Rooms::load(config.clone(), &bench.store);
     assert_eq!(reloaded.counts(), (1, 0), "occupants are not persisted");
     let room = reloaded.room(ROOM).expect("room restored");
@@ -286,7 +285,7 @@ fn rooms_survive_a_reload_from_the_store() {
     assert_eq!(room.affiliation("dave@example.com"), Affiliation::Admin);
     assert_eq!(room.member_count(), 4);
     // Another shard restores nothing of it.
-    config.shard = (config.shard + 1) % 3;
+    config.location.shard.0 = (config.location.shard.0 + 1) % 3;
     assert_eq!(Rooms::load(config, &bench.store).counts(), (0, 0));
 }
 
