@@ -85,6 +85,13 @@ pub(crate) struct Gathers {
     next_id: u64,
 }
 
+impl Gathers {
+    /// Whether gather `id` still waits for a location's answer.
+    pub fn is_pending(&self, id: u64) -> bool {
+        self.pending.contains_key(&id)
+    }
+}
+
 #[derive(Debug)]
 struct PendingGather {
     sender: GatherSender,
@@ -150,6 +157,10 @@ impl Router {
                 refused: 0,
             };
             self.gathers.pending.insert(id, pending);
+            if plan.per_location.iter().any(|(at, _)| *at != self.location) {
+                // Mail to another location could be lost: bound the wait.
+                self.deadlines.watch_gather(self.now_ms, id);
+            }
             GatherRef {
                 origin: self.location,
                 id,
@@ -250,6 +261,25 @@ impl Router {
             self.report_refused_copies(&pending.sender, pending.refused, fx);
         }
         if let Some(ack) = pending.sender.ack {
+            self.release(ack, fx);
+        }
+    }
+
+    /// Fan-out `id` did not hear from every location in time: the sender gets a
+    /// `remote-server-timeout` error from the room and its ack is released (see
+    /// `mail_timeouts`); a later `Gathered` finds nothing and is ignored.
+    pub(crate) fn gather_timed_out(&mut self, id: u64, fx: &mut impl Effects) {
+        let Some(pending) = self.gathers.pending.remove(&id) else {
+            return;
+        };
+        let GatherSender {
+            ack,
+            sender,
+            room,
+            id,
+        } = pending.sender;
+        self.send_timeout_error(&sender, &room, StanzaKind::Message, id.as_deref(), fx);
+        if let Some(ack) = ack {
             self.release(ack, fx);
         }
     }

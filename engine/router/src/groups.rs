@@ -64,7 +64,8 @@ impl Router {
         if home == self.location {
             return self.room_stanza(envelope, ack, fx);
         }
-        mail_deliver(home, envelope, ack, &mut self.stats, fx)
+        let outgoing = (&mut self.stats, &mut self.deadlines, self.now_ms);
+        mail_deliver(home, envelope, ack, outgoing, fx)
     }
 
     /// On the room's home shard: lets the room decide, then carries out its actions. A

@@ -28,8 +28,10 @@
 //! `routing` (RFC 6121 delivery), `offline` (store-and-forward, commits), `delay` (XEP-0203),
 //! `sm` (XEP-0198 counters and queues), `sm_table` (sessions, timers), `stream_mgmt` (XEP-0198
 //! elements, detach), `resume` (XEP-0198 resumption: the `<resumed h>` answer waits until
-//! every stanza of the old stream is handled, so `h` counts all of them),
-//! and `stats`. Test helpers (a recording `Effects`, a multi-shard harness, the fuzz
+//! every stanza of the old stream is handled, so `h` counts all of them), `location`
+//! (typed shard/node addresses, `Placement`), `mail` (cross-location mail and its wire form),
+//! `errors` (stream errors, session ends, close causes), `deadlines` and `mail_timeouts`
+//! (mail that waits too long for its answer), and `stats`. Test helpers (a recording `Effects`, a multi-shard harness, the fuzz
 //! scenario) live in `rookery-testkit`, over this crate's public API.
 //!
 //! What it does not do yet: rosters, presence broadcast, SCRAM, TLS (later issues; TLS
@@ -41,6 +43,7 @@ mod auth;
 mod bind;
 mod config;
 mod conn;
+mod deadlines;
 mod delay;
 mod delivery;
 mod effects;
@@ -51,6 +54,7 @@ mod ids;
 mod local;
 mod location;
 mod mail;
+mod mail_timeouts;
 mod muc;
 mod offline;
 mod presence;

@@ -10,7 +10,9 @@
 //!
 //! Invariants: `Mail` is `Send`. A `Fanout` carrying a `GatherRef` is answered by exactly one
 //! `Gathered` to its origin, a `Deliver` carrying an `AckRef` by exactly one `Committed` (at
-//! once when nothing had to be stored, else once the home shard's store committed it).
+//! once when nothing had to be stored, else once the home shard's store committed it). The
+//! origin stops waiting for either after `RouterConfig::mail_timeout_ms` (the sender gets a
+//! `remote-server-timeout` error, see `mail_timeouts`) and ignores a later answer.
 //! `decode(encode(m)) == m` for every mail; decoding any bytes returns a value or an error,
 //! never panics, and never allocates more than the input's length.
 //!

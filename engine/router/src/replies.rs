@@ -201,6 +201,8 @@ pub enum StanzaError {
     ItemNotFound,
     /// A presence too large to be kept and broadcast (`MAX_PRESENCE_BYTES`).
     NotAcceptable,
+    /// Another location did not answer in time (`RouterConfig::mail_timeout_ms`).
+    RemoteServerTimeout,
 }
 
 impl StanzaError {
@@ -214,6 +216,7 @@ impl StanzaError {
             StanzaError::NotAllowed => "not-allowed",
             StanzaError::ItemNotFound => "item-not-found",
             StanzaError::NotAcceptable => "not-acceptable",
+            StanzaError::RemoteServerTimeout => "remote-server-timeout",
         }
     }
 
@@ -227,7 +230,7 @@ impl StanzaError {
             | StanzaError::ServiceUnavailable
             | StanzaError::NotAllowed
             | StanzaError::ItemNotFound => "cancel",
-            StanzaError::ResourceConstraint => "wait",
+            StanzaError::ResourceConstraint | StanzaError::RemoteServerTimeout => "wait",
         }
     }
 }

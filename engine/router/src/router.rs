@@ -24,6 +24,7 @@ use rookery_store::{Durability, Store, StoreConfig};
 
 use crate::config::RouterConfig;
 use crate::conn::{Conn, ConnSlab, Phase};
+use crate::deadlines::MailDeadlines;
 use crate::delivery::Deliveries;
 use crate::effects::{ConnKey, Effects, Handoff};
 use crate::errors::{Cause, Fault, SessionEnd, StreamError};
@@ -81,6 +82,8 @@ pub struct Router {
     pub(crate) room_actions: Vec<RoomAction>,
     /// Fan-outs waiting for their destination shards (XEP-0198 group messages).
     pub(crate) gathers: Gathers,
+    /// Mail waiting for an answer from another location, by deadline.
+    pub(crate) deadlines: MailDeadlines,
     /// Conns whose unacked queue overflowed while routing: closed after the current call.
     pub(crate) doomed: Vec<u32>,
     pub(crate) now_ms: u64,
@@ -155,6 +158,7 @@ impl Router {
             limits: FramerLimits {
                 max_stanza_bytes: config.max_stanza_bytes,
             },
+            deadlines: MailDeadlines::new(config.mail_timeout_ms),
             config,
             domain,
             location: Location::local(shard),
@@ -346,6 +350,7 @@ impl Router {
         self.advance_clock(now_ms);
         self.store.retry_due(now_ms);
         self.sm_tick(fx);
+        self.expire_mail(fx);
         // Before the conn timers: a resumption failing now restarts its conn's bind window.
         self.finish_resumes(fx);
         let mut due = std::mem::take(&mut self.due);
@@ -369,10 +374,14 @@ impl Router {
 
     /// When `on_tick` next has work (at most one timer slot late); None when no timer is set.
     pub fn next_deadline_ms(&self) -> Option<u64> {
-        match (self.wheel.next_deadline_ms(), self.sm.next_deadline_ms()) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [
+            self.wheel.next_deadline_ms(),
+            self.sm.next_deadline_ms(),
+            self.deadlines.next_deadline_ms(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     /// Graceful stop: every stream gets `<system-shutdown/>` + `</stream:stream>` and a close.

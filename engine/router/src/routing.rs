@@ -27,6 +27,7 @@ use rookery_proto::{Jid, StanzaKind, StanzaView};
 use rookery_store::Store;
 
 use crate::conn::ConnSlab;
+use crate::deadlines::MailDeadlines;
 use crate::delivery::Deliveries;
 use crate::effects::{Effects, StanzaType};
 use crate::location::{Location, Placement};
@@ -111,14 +112,24 @@ pub(crate) fn kind_name(kind: StanzaKind) -> &'static str {
 }
 
 /// Mails `envelope` to shard `home` as one `Mail::Deliver`; with an ack, the home shard
-/// reports the stanza handled (`Handled::Later`).
+/// reports the stanza handled (`Handled::Later`), or the deadline (see `deadlines`) does.
 pub(crate) fn mail_deliver(
     home: Location,
     envelope: &Envelope<'_>,
     ack: Option<AckRef>,
-    stats: &mut RouterStats,
+    (stats, deadlines, now_ms): (&mut RouterStats, &mut MailDeadlines, u64),
     fx: &mut impl Effects,
 ) -> Handled {
+    if let Some(ack) = ack {
+        // The id only matters for an error the sender wants (and is parsed only then).
+        let view = wants_error(envelope.kind, envelope.ty)
+            .then(|| StanzaView::parse(envelope.stanza).ok())
+            .flatten();
+        let id = view.as_ref().and_then(StanzaView::id);
+        let class = (envelope.kind, envelope.ty);
+        let to = envelope.to.as_str();
+        deadlines.watch_ack(now_ms, ack, class, to, id.as_deref());
+    }
     fx.mail(
         home,
         Mail::Deliver {
@@ -164,6 +175,7 @@ pub(crate) struct Routes<'a> {
     pub waiters: &'a mut VecDeque<Waiter>,
     pub doomed: &'a mut Vec<u32>,
     pub stats: &'a mut RouterStats,
+    pub deadlines: &'a mut MailDeadlines,
     pub reply: &'a mut Vec<u8>,
     /// Scratch for stored messages written with a delay stamp.
     pub delayed: &'a mut Vec<u8>,
@@ -193,6 +205,7 @@ impl Router {
             waiters: &mut self.waiters,
             doomed: &mut self.doomed,
             stats: &mut self.stats,
+            deadlines: &mut self.deadlines,
             reply: &mut self.reply,
             delayed: &mut self.delayed,
             domain: &self.domain,
@@ -273,7 +286,8 @@ impl Routes<'_> {
         if home == self.location {
             return self.deliver_home(envelope, ack, fx);
         }
-        mail_deliver(home, envelope, ack, self.stats, fx)
+        let outgoing = (&mut *self.stats, &mut *self.deadlines, self.now_ms);
+        mail_deliver(home, envelope, ack, outgoing, fx)
     }
 
     /// RFC 6121 8.5 on the recipient's home shard.

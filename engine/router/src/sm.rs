@@ -173,6 +173,11 @@ impl SmSession {
         self.outstanding.is_empty()
     }
 
+    /// Whether stanza `n` was received and is not handled yet.
+    pub fn is_outstanding(&self, n: u64) -> bool {
+        self.outstanding.binary_search(&n).is_ok()
+    }
+
     /// A stanza arrived: returns its number, outstanding until `mark_handled`.
     pub fn receive(&mut self) -> u64 {
         self.received += 1;

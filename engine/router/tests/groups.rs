@@ -391,3 +391,47 @@ fn the_service_default_can_limit_presence_broadcast_in_new_groups() {
             .contains("still delivered"));
     }
 }
+
+#[test]
+fn a_fan_out_a_shard_never_answers_times_out_with_an_error_to_the_sender() {
+    use rookery_router::{Mail, RouterConfig};
+    let mut cluster = Cluster::new(SHARDS);
+    let (room, people) = four_in_a_room(&mut cluster);
+    // cat's shard (2) stands for a location whose mail is lost on the way.
+    cluster.lose_mail_to(2);
+    say(&mut cluster, people[0].client, &room, "g1", "anyone there?");
+    cluster.commit_all();
+    let sent = cluster.take_output(people[0].client);
+    assert!(!sent.contains("type='error'"), "{sent}");
+    cluster.advance(RouterConfig::DEFAULT_MAIL_TIMEOUT_MS);
+    let out = cluster.take_output(people[0].client);
+    assert_eq!(
+        out,
+        format!(
+            "<message type='error' id='g1' from='{room}' to='{}'><error type='wait'>\
+             <remote-server-timeout xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error>\
+             </message>",
+            people[0].jid
+        )
+    );
+    assert_eq!(cluster.router(1).stats().mail_timeouts, 1);
+    // The fan-out arrives late after all: cat gets the message, the room's shard ignores
+    // the late answer (no second error).
+    let fanouts: Vec<Mail> = cluster
+        .take_lost_mail()
+        .into_iter()
+        .map(|(_, mail)| mail)
+        .filter(|mail| matches!(mail, Mail::Fanout(_)))
+        .collect();
+    assert_eq!(fanouts.len(), 1);
+    for mail in fanouts {
+        cluster.deliver_mail(2, mail);
+    }
+    cluster.commit_all();
+    assert!(cluster
+        .take_output(people[2].client)
+        .contains("anyone there?"));
+    cluster.advance(RouterConfig::DEFAULT_MAIL_TIMEOUT_MS);
+    assert_eq!(cluster.take_output(people[0].client), "");
+    assert_eq!(cluster.router(1).stats().mail_timeouts, 1);
+}

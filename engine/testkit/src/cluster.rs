@@ -129,6 +129,9 @@ pub struct Cluster {
     by_key: HashMap<ConnKey, ClientId>,
     next_key: u64,
     pub now_ms: u64,
+    /// Shards whose incoming mail is lost (`lose_mail_to`), and what was lost.
+    lossy: Vec<u16>,
+    lost: Vec<(Location, Mail)>,
 }
 
 impl Cluster {
@@ -170,6 +173,8 @@ impl Cluster {
             by_key: HashMap::new(),
             next_key: 1,
             now_ms: START_MS,
+            lossy: Vec::new(),
+            lost: Vec::new(),
         }
     }
 
@@ -268,6 +273,24 @@ impl Cluster {
         self.pump();
     }
 
+    /// From now on, mail to `shard` is lost on the way (kept for `take_lost_mail`), as
+    /// mail to another node may be: a fake remote location that never answers.
+    pub fn lose_mail_to(&mut self, shard: u16) {
+        self.lossy.push(shard);
+    }
+
+    /// The mail lost so far (see `lose_mail_to`), drained.
+    pub fn take_lost_mail(&mut self) -> Vec<(Location, Mail)> {
+        std::mem::take(&mut self.lost)
+    }
+
+    /// Delivers `mail` to `shard` now, as a late answer would arrive.
+    pub fn deliver_mail(&mut self, shard: u16, mail: Mail) {
+        let s = usize::from(shard);
+        self.routers[s].on_mail(mail, self.now_ms, &mut self.fx[s]);
+        self.pump();
+    }
+
     /// The peer hangs up.
     pub fn disconnect(&mut self, client: ClientId) {
         let c = &mut self.clients[client.0];
@@ -362,9 +385,13 @@ impl Cluster {
             self.clients[client.0].closed = true;
             self.routers[shard].on_closed(key, self.now_ms, &mut self.fx[shard]);
         }
-        for (dest, mail) in mails {
-            let dest = usize::from(dest.shard.0);
+        for (location, mail) in mails {
+            let dest = usize::from(location.shard.0);
             assert_ne!(dest, shard, "a router mailed itself");
+            if self.lossy.contains(&location.shard.0) {
+                self.lost.push((location, mail));
+                continue;
+            }
             self.routers[dest].on_mail(mail, self.now_ms, &mut self.fx[dest]);
         }
         for (key, dest, handoff) in handoffs {
