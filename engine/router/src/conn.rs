@@ -16,11 +16,10 @@
 //! `None` only while `on_data` is feeding that conn (it is moved out to free `&mut Router`);
 //! while `resume` is set the framer parses nothing (bytes go to `PendingResume::held`).
 
-use std::collections::HashMap;
-
 use rookery_proto::{Framer, Jid};
 
 use crate::effects::ConnKey;
+use crate::maps::{HashState, Map};
 use crate::sm::SessionRef;
 use crate::timers::TimerEntry;
 
@@ -135,14 +134,22 @@ struct Slot {
 }
 
 /// All conns of this shard.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct ConnSlab {
     slots: Vec<Slot>,
     free: Vec<u32>,
-    index: HashMap<ConnKey, u32>,
+    index: Map<ConnKey, u32>,
 }
 
 impl ConnSlab {
+    pub fn new(hash: HashState) -> ConnSlab {
+        ConnSlab {
+            slots: Vec::new(),
+            free: Vec::new(),
+            index: hash.map(),
+        }
+    }
+
     /// Stores `conn`; returns its slot. The caller removes any conn with the same key first;
     /// if it did not, the old conn is dropped here so the index stays one-to-one.
     pub fn insert(&mut self, conn: Conn) -> u32 {
@@ -265,7 +272,7 @@ mod tests {
 
     #[test]
     fn slots_are_reused_and_generations_make_old_entries_stale() {
-        let mut slab = ConnSlab::default();
+        let mut slab = ConnSlab::new(HashState::from_seed(0));
         let a = slab.insert(conn(1));
         let stale = slab.timer_entry(a);
         assert!(slab.resolve(stale).is_some());
@@ -281,7 +288,7 @@ mod tests {
 
     #[test]
     fn a_reused_key_replaces_the_old_conn() {
-        let mut slab = ConnSlab::default();
+        let mut slab = ConnSlab::new(HashState::from_seed(0));
         slab.insert(conn(5));
         slab.insert(conn(5));
         assert_eq!(slab.len(), 1);

@@ -32,7 +32,9 @@
 //! - a delivery entry belongs to one conn (its key); it is dropped with the conn, and a read
 //!   that returns for a conn that is gone is ignored.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
+
+use crate::maps::{HashState, Map};
 
 use rookery_store::{Body, MsgId, Queued};
 
@@ -55,10 +57,10 @@ pub const MAX_READS: usize = 64;
 const DELAY_BYTES: usize = 128;
 
 /// The delivery state of every session that has some.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Deliveries {
-    by_slot: HashMap<u32, Delivery>,
-    reads: HashMap<u64, ReadFor>,
+    by_slot: Map<u32, Delivery>,
+    reads: Map<u64, ReadFor>,
     next_tag: u64,
     /// Sessions to fill at the end of the current call.
     due: Vec<u32>,
@@ -67,6 +69,19 @@ pub(crate) struct Deliveries {
     /// Sessions whose login probes are not all sent: the contact to go on after (see
     /// `presence::PROBE_CHUNK`).
     probes: Vec<(u32, ConnKey, Box<str>)>,
+}
+
+impl Deliveries {
+    pub fn new(hash: HashState) -> Deliveries {
+        Deliveries {
+            by_slot: hash.map(),
+            reads: hash.map(),
+            next_tag: 0,
+            due: Vec::new(),
+            after_commit: Vec::new(),
+            probes: Vec::new(),
+        }
+    }
 }
 
 /// One session's delivery state; exists only while it has something to do.

@@ -15,7 +15,6 @@
 //! commit, else when the store commits); a gather entry is removed when its last shard
 //! answers, so the table holds only fan-outs in progress.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use rookery_proto::{Jid, StanzaKind, StanzaView};
@@ -23,6 +22,7 @@ use rookery_proto::{Jid, StanzaKind, StanzaView};
 use crate::effects::{Effects, StanzaType};
 use crate::location::{Location, Placement};
 use crate::mail::{AckRef, Fanout, GatherRef, Mail, Recipient};
+use crate::maps::{HashState, Map};
 use crate::offline::Release;
 use crate::replies;
 use crate::router::Router;
@@ -79,13 +79,20 @@ impl FanoutPlan {
 }
 
 /// Fan-outs of this shard waiting for their shards' copies to be stored.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Gathers {
-    pending: HashMap<u64, PendingGather>,
+    pending: Map<u64, PendingGather>,
     next_id: u64,
 }
 
 impl Gathers {
+    pub fn new(hash: HashState) -> Gathers {
+        Gathers {
+            pending: hash.map(),
+            next_id: 0,
+        }
+    }
+
     /// Whether gather `id` still waits for a location's answer.
     pub fn is_pending(&self, id: u64) -> bool {
         self.pending.contains_key(&id)

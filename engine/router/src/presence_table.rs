@@ -7,12 +7,12 @@
 //! occupies a room; it is taken out when the session's presence ends (unavailable, stream
 //! end without resumption, resumption timeout), which is when the rooms are told.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use rookery_proto::Jid;
 
 use crate::effects::StanzaType;
+use crate::maps::{HashState, Map};
 use crate::router::Router;
 
 /// One session's presence.
@@ -25,12 +25,18 @@ pub(crate) struct PresenceState {
 }
 
 /// Presence states of this shard's sessions.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct PresenceTable {
-    by_full: HashMap<Box<str>, PresenceState>,
+    by_full: Map<Box<str>, PresenceState>,
 }
 
 impl PresenceTable {
+    pub fn new(hash: HashState) -> PresenceTable {
+        PresenceTable {
+            by_full: hash.map(),
+        }
+    }
+
     pub fn get(&self, full: &str) -> Option<&PresenceState> {
         self.by_full.get(full)
     }

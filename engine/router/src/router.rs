@@ -32,6 +32,7 @@ use crate::fanout::Gathers;
 use crate::ids::IdGen;
 use crate::location::{Location, Placement};
 use crate::mail::Mail;
+use crate::maps::HashState;
 use crate::muc::{RoomAction, Rooms, RoomsConfig};
 use crate::offline::Waiter;
 use crate::presence_table::PresenceTable;
@@ -93,45 +94,47 @@ pub struct Router {
 
 impl Router {
     /// A router for shard `shard` of `config.shards` with an in-memory store (durability
-    /// `Memory`, default offline quota): nothing survives the process. For tests and tools;
-    /// the server passes its opened store to `with_store`. Ids are seeded from RandomState.
+    /// `Memory`, default offline quota): nothing survives the process. For tests and tools:
+    /// seed 0, so ids and map orders are the same every run (the server passes a seed from
+    /// the OS to `with_store_and_seed`).
     ///
     /// # Panics
     /// If `config.domain` is not a valid JID domain (the server validates it at start-up), or
     /// if `shard >= config.shards` (a wiring bug).
     pub fn new(config: Arc<RouterConfig>, shard: u16) -> Router {
-        Router::with_store(config, shard, memory_store(shard))
+        Router::with_seed(config, shard, 0)
     }
 
-    /// A router owning `store`, the shard's opened store (any durability).
+    /// A router owning `store`, the shard's opened store (any durability), with seed 0 (see
+    /// `new`).
     ///
     /// # Panics
     /// As `new`.
     pub fn with_store(config: Arc<RouterConfig>, shard: u16, store: Store) -> Router {
-        Router::assemble(config, IdGen::new(shard), shard, store)
+        Router::with_store_and_seed(config, shard, store, 0)
     }
 
-    /// Like `new` with a fixed id seed, for deterministic tests and the simulator.
+    /// Like `new` with seed `seed`: it decides the stream ids and generated resources, and
+    /// keys the router's hash maps (`maps`). The simulator passes one from its PRNG.
     pub fn with_seed(config: Arc<RouterConfig>, shard: u16, seed: u64) -> Router {
-        Router::assemble(
-            config,
-            IdGen::with_seed(shard, seed),
-            shard,
-            memory_store(shard),
-        )
+        Router::with_store_and_seed(config, shard, memory_store(shard), seed)
     }
 
-    /// Like `with_store` with a fixed id seed.
+    /// Like `with_store` with seed `seed`. The server draws `seed` from the OS at start, so
+    /// ids are unpredictable and the maps keep HashDoS resistance.
     pub fn with_store_and_seed(
         config: Arc<RouterConfig>,
         shard: u16,
         store: Store,
         seed: u64,
     ) -> Router {
-        Router::assemble(config, IdGen::with_seed(shard, seed), shard, store)
+        Router::assemble(config, seed, shard, store)
     }
 
-    fn assemble(config: Arc<RouterConfig>, ids: IdGen, shard: u16, store: Store) -> Router {
+    fn assemble(config: Arc<RouterConfig>, seed: u64, shard: u16, store: Store) -> Router {
+        let ids = IdGen::with_seed(shard, seed);
+        // Another stream than the ids' (which mix the seed with a counter).
+        let hash = HashState::from_seed(!seed);
         // Invariant: the server validated and lowercased the domain before building config.
         let domain = Jid::new(None, &config.domain, None).expect("RouterConfig::domain is valid");
         let shards = config.shards.max(1);
@@ -152,6 +155,7 @@ impl Router {
             placement: Placement::local(shards),
             location: Location::local(shard),
             default_broadcast: config.group_presence_broadcast,
+            hash,
         };
         let rooms = Rooms::load(rooms_config, &store);
         Router {
@@ -163,8 +167,8 @@ impl Router {
             domain,
             location: Location::local(shard),
             placement: Placement::local(shards),
-            conns: ConnSlab::default(),
-            directory: Directory::default(),
+            conns: ConnSlab::new(hash),
+            directory: Directory::new(hash),
             wheel: TimerWheel::new(0),
             ids,
             stats: RouterStats::default(),
@@ -173,12 +177,12 @@ impl Router {
             delayed: Vec::new(),
             due: Vec::new(),
             store,
-            sm: SmTable::default(),
+            sm: SmTable::new(hash),
             waiters: VecDeque::new(),
-            gathers: Gathers::default(),
-            presences: PresenceTable::default(),
-            deliveries: Deliveries::default(),
-            unauth: Unauthenticated::default(),
+            gathers: Gathers::new(hash),
+            presences: PresenceTable::new(hash),
+            deliveries: Deliveries::new(hash),
+            unauth: Unauthenticated::new(hash),
             rooms,
             room_actions: Vec::new(),
             doomed: Vec::new(),

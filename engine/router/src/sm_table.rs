@@ -17,6 +17,7 @@
 use std::collections::VecDeque;
 
 use crate::effects::{ConnKey, Effects};
+use crate::maps::HashState;
 use crate::replies;
 use crate::sessions::Directory;
 use crate::sm::{SessionRef, SmSession, SM_REQUEST_DELAY_MS};
@@ -28,7 +29,7 @@ struct Slot {
 }
 
 /// The stream-managed sessions of one shard, with their timers.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct SmTable {
     slots: Vec<Slot>,
     free: Vec<u32>,
@@ -46,6 +47,20 @@ pub(crate) struct SmTable {
 }
 
 impl SmTable {
+    pub fn new(hash: HashState) -> SmTable {
+        SmTable {
+            slots: Vec::new(),
+            free: Vec::new(),
+            by_bare: Directory::new(hash),
+            request_timers: VecDeque::new(),
+            detach_timers: VecDeque::new(),
+            resume_timers: VecDeque::new(),
+            detached: 0,
+            wake: Vec::new(),
+            out: Vec::new(),
+        }
+    }
+
     pub fn insert(&mut self, session: SmSession) -> SessionRef {
         let bare = session.jid.bare_str().to_owned();
         let session = Some(Box::new(session));
@@ -321,7 +336,7 @@ mod tests {
 
     #[test]
     fn tokens_of_ended_sessions_go_stale() {
-        let mut table = SmTable::default();
+        let mut table = SmTable::new(HashState::from_seed(0));
         let token = table.insert(session());
         assert_eq!(table.sessions_of("a@example.com"), vec![token]);
         table.detach(token, 5_000);

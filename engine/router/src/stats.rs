@@ -171,7 +171,7 @@ metric_struct! {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::HashSet;
+    use std::collections::BTreeSet;
 
     use super::*;
 
@@ -198,7 +198,7 @@ mod tests {
 
     #[test]
     fn names_are_unique_and_follow_the_conventions() {
-        let mut seen = HashSet::new();
+        let mut seen = BTreeSet::new();
         for m in RouterStats::METRICS {
             assert!(seen.insert(m.name), "{} declared twice", m.name);
             assert!(m.name.starts_with("rookery_"), "{}", m.name);

@@ -2,6 +2,9 @@
 //! presence; groups; flow control under pressure), every `--inject-bug` canary is caught, and
 //! a seed replays to the same trace.
 
+// Wall time is read only to print how long a batch of seeds took: no simulated world reads it.
+#![allow(clippy::disallowed_methods, reason = "prints each batch's wall time")]
+
 use std::time::Instant;
 
 use rookery_sim::{run, InjectBug, Outcome, SimConfig};

@@ -12,7 +12,7 @@
 //! memory; an occupant whose affiliation changes gets its new role and its presence is
 //! broadcast, or, in a members-only room losing its membership, it is removed (status 321).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet};
 
 use rookery_proto::element::Element;
 use rookery_proto::Jid;
@@ -71,7 +71,7 @@ fn list(room: &Room, ctx: &mut Ctx<'_, '_>, items: &[&Element<'_>]) -> Result<()
         },
         None => return Err(MucError::BadRequest.into()),
     };
-    let nicks: HashMap<&str, &str> = room
+    let nicks: BTreeMap<&str, &str> = room
         .occupants
         .values()
         .map(|o| (o.bare.as_str(), o.nick()))
@@ -111,7 +111,7 @@ fn change(room: &mut Room, ctx: &mut Ctx<'_, '_>, items: &[&Element<'_>]) -> Res
     }
     let requester = room.affiliation(ctx.from.bare_str());
     let mut changes: Vec<Change> = Vec::with_capacity(items.len());
-    let mut seen = HashSet::new();
+    let mut seen = BTreeSet::new();
     for item in items {
         let change = requested(room, item, &ctx.config.local_domain)?;
         if !seen.insert(change.user.as_str().to_owned()) {

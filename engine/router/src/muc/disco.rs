@@ -14,8 +14,6 @@
 //! count, subject); its disco#items is empty for everyone (XEP-0045 6.5 allows keeping
 //! occupants private; the presence a joiner gets is the way to see them).
 
-use std::collections::HashMap;
-
 use rookery_proto::element::Element;
 use rookery_proto::{ns, StanzaKind};
 
@@ -25,6 +23,7 @@ use super::stanzas::{
 };
 use super::{admin, owner, Ctx};
 use crate::effects::StanzaType;
+use crate::maps::Map;
 
 /// Most rooms the service's disco#items lists (no result set management).
 pub(crate) const MAX_LISTED_ROOMS: usize = 500;
@@ -64,7 +63,7 @@ fn payload<'a>(ctx: &mut Ctx<'_, 'a>) -> Option<Payload<'a>> {
 }
 
 /// A stanza to the service itself (`groups.<domain>`).
-pub(crate) fn on_service_stanza(rooms: &HashMap<Box<str>, Room>, ctx: &mut Ctx<'_, '_>) {
+pub(crate) fn on_service_stanza(rooms: &Map<Box<str>, Room>, ctx: &mut Ctx<'_, '_>) {
     match ctx.kind {
         StanzaKind::Iq => {}
         StanzaKind::Message => {
@@ -92,7 +91,7 @@ pub(crate) fn on_service_stanza(rooms: &HashMap<Box<str>, Room>, ctx: &mut Ctx<'
 }
 
 /// The open rooms of this shard and those `user` belongs to, by JID.
-fn service_items(rooms: &HashMap<Box<str>, Room>, user: &str) -> Vec<u8> {
+fn service_items(rooms: &Map<Box<str>, Room>, user: &str) -> Vec<u8> {
     let mut listed: Vec<&Room> = rooms
         .values()
         .filter(|room| !room.config.members_only || room.affiliations.contains_key(user))

@@ -52,7 +52,6 @@ mod tests_admin;
 #[cfg(test)]
 mod tests_privacy;
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use rookery_proto::{Jid, StanzaKind, StanzaView};
@@ -61,6 +60,7 @@ use rookery_store::Store;
 use crate::effects::StanzaType;
 use crate::fanout::FanoutPlan;
 use crate::location::{Location, Placement};
+use crate::maps::{HashState, Map};
 use crate::routing::{kind_name, wants_error};
 use room::Room;
 use stanzas::{Head, Refusal};
@@ -103,22 +103,24 @@ pub(crate) struct RoomsConfig {
     pub location: Location,
     /// Roles whose presence a new room broadcasts (`--group-presence-broadcast`).
     pub default_broadcast: crate::config::BroadcastRoles,
+    /// Keys the room tables (see `maps`).
+    pub hash: HashState,
 }
 
 /// Every room homed on this shard.
 #[derive(Debug)]
 pub(crate) struct Rooms {
     config: RoomsConfig,
-    rooms: HashMap<Box<str>, Room>,
+    rooms: Map<Box<str>, Room>,
     /// Rooms of this shard each user owns (bare JID -> count), for `max_rooms_per_user`.
-    owned: HashMap<Box<str>, u32>,
+    owned: Map<Box<str>, u32>,
 }
 
 impl Rooms {
     /// The rooms of this shard, restored from the store's keyed tables.
     pub fn load(config: RoomsConfig, store: &Store) -> Rooms {
         let rooms = persist::load(&config, store);
-        let mut owned: HashMap<Box<str>, u32> = HashMap::new();
+        let mut owned: Map<Box<str>, u32> = config.hash.map();
         for room in rooms.values() {
             for (user, affiliated) in &room.affiliations {
                 if affiliated.affiliation == room::Affiliation::Owner {
@@ -208,7 +210,7 @@ impl Rooms {
 pub(crate) struct Ctx<'a, 'v> {
     pub config: &'a RoomsConfig,
     /// Rooms each user owns on this shard (kept by creation, ownership changes, destruction).
-    pub owned: &'a mut HashMap<Box<str>, u32>,
+    pub owned: &'a mut Map<Box<str>, u32>,
     /// Rooms on this shard before this stanza.
     pub room_count: usize,
     pub store: &'a mut Store,

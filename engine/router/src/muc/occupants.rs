@@ -15,7 +15,6 @@
 //! sends one for every room it remembers, refused joins included).
 
 use std::borrow::Cow;
-use std::collections::HashMap;
 
 use rookery_proto::framer::check_namespaces;
 use rookery_proto::view::Child;
@@ -27,9 +26,10 @@ use super::room::{Affiliation, Occupant, Room, RoomConfig, MAX_PRESENCE_PAYLOAD_
 use super::stanzas::{self, status, Head, Item, MucError, Refusal, MUC_NS, MUC_USER_NS};
 use super::{Ctx, RoomsConfig};
 use crate::effects::StanzaType;
+use crate::maps::Map;
 
 /// A presence to `room` or `room/nick`.
-pub(crate) fn on_presence(rooms: &mut HashMap<Box<str>, Room>, ctx: &mut Ctx<'_, '_>) {
+pub(crate) fn on_presence(rooms: &mut Map<Box<str>, Room>, ctx: &mut Ctx<'_, '_>) {
     match ctx.ty {
         StanzaType::Available => join_or_update(rooms, ctx),
         StanzaType::Unavailable => {
@@ -42,7 +42,7 @@ pub(crate) fn on_presence(rooms: &mut HashMap<Box<str>, Room>, ctx: &mut Ctx<'_,
     }
 }
 
-fn join_or_update(rooms: &mut HashMap<Box<str>, Room>, ctx: &mut Ctx<'_, '_>) {
+fn join_or_update(rooms: &mut Map<Box<str>, Room>, ctx: &mut Ctx<'_, '_>) {
     let Some(nick) = ctx.to.resource() else {
         let text = "Join a group as group@service/nickname";
         ctx.refuse(Refusal::with_text(MucError::JidMalformed, text));

@@ -18,13 +18,12 @@
 //! restored. An affiliation whose room has no (readable or written) room record still
 //! restores the room, with the default configuration, so no member is lost.
 
-use std::collections::HashMap;
-
 use rookery_proto::Jid;
 use rookery_store::{Store, StoreError};
 
 use super::room::{Affiliation, RoleSet, Room, RoomConfig, Subject};
 use super::RoomsConfig;
+use crate::maps::Map;
 use crate::tables::{self, AFFILIATIONS, ROOMS};
 
 const VERSION: u8 = 1;
@@ -175,8 +174,8 @@ pub(crate) fn delete_room(store: &mut Store, room: &Jid) -> Result<(), StoreErro
 }
 
 /// This shard's rooms, from the store.
-pub(crate) fn load(config: &RoomsConfig, store: &Store) -> HashMap<Box<str>, Room> {
-    let mut rooms: HashMap<Box<str>, Room> = HashMap::new();
+pub(crate) fn load(config: &RoomsConfig, store: &Store) -> Map<Box<str>, Room> {
+    let mut rooms: Map<Box<str>, Room> = config.hash.map();
     for (key, value) in store.kv_scan(ROOMS, "") {
         let Some(mut room) = restored_room(config, key) else {
             continue;

@@ -10,7 +10,7 @@
 //! whenever occupants or affiliations changed since they were built, and are rebuilt only on
 //! first use (so a message reuses them: one `Arc` clone, no rebuild).
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use rookery_proto::Jid;
@@ -210,8 +210,9 @@ pub(crate) struct Room {
     pub affiliations: BTreeMap<Box<str>, Affiliated>,
     /// By nick.
     pub occupants: BTreeMap<Box<str>, Occupant>,
-    /// Real full JID -> nick.
-    pub sessions: HashMap<Box<str>, Box<str>>,
+    /// Real full JID -> nick (a B-tree: no hash state per room, and a room has at most
+    /// `group_max_members` occupants).
+    pub sessions: BTreeMap<Box<str>, Box<str>>,
     message_plan: Option<Arc<FanoutPlan>>,
     presence_plan: Option<Arc<FanoutPlan>>,
     /// Set by its destruction; the shard's room table drops it after the stanza.
@@ -226,7 +227,7 @@ impl Room {
             subject: Subject::default(),
             affiliations: BTreeMap::new(),
             occupants: BTreeMap::new(),
-            sessions: HashMap::new(),
+            sessions: BTreeMap::new(),
             message_plan: None,
             presence_plan: None,
             destroyed: false,
@@ -332,7 +333,7 @@ impl Room {
 
     /// Every occupant session, then every member with no occupant in the room.
     pub fn message_recipients(&self) -> Vec<Recipient> {
-        let mut present: HashSet<&str> = HashSet::with_capacity(self.occupants.len());
+        let mut present: BTreeSet<&str> = BTreeSet::new();
         let mut recipients = Vec::with_capacity(self.affiliations.len() + self.sessions.len());
         for occupant in self.occupants.values() {
             present.insert(occupant.bare.as_str());

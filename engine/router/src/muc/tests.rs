@@ -38,6 +38,7 @@ pub(super) fn rooms_config(max_members: usize, shards: u16) -> RoomsConfig {
         placement: crate::location::Placement::local(shards),
         location: crate::location::Location::local(0),
         default_broadcast: crate::config::BroadcastRoles::ALL,
+        hash: crate::maps::HashState::from_seed(0),
     }
 }
 
