@@ -131,8 +131,8 @@ impl RouterConfig {
     pub const DEFAULT_PRESENCE_BURST: u32 = 400;
     /// The driver's default (`rookery_io::Limits::max_output_bytes`).
     pub const DEFAULT_MAX_OUTPUT_BYTES: usize = 1 << 20;
-    pub const DEFAULT_SM_WINDOW_BYTES: usize = crate::sm::SM_DEFAULT_WINDOW_BYTES;
-    pub const DEFAULT_SM_MAX_UNACKED_BYTES: usize = crate::sm::SM_DEFAULT_MAX_UNACKED_BYTES;
+    pub const DEFAULT_SM_WINDOW_BYTES: usize = crate::home::sm::SM_DEFAULT_WINDOW_BYTES;
+    pub const DEFAULT_SM_MAX_UNACKED_BYTES: usize = crate::home::sm::SM_DEFAULT_MAX_UNACKED_BYTES;
     /// A phone, a desktop, a browser and a few more (WhatsApp links 4 devices to a phone).
     pub const DEFAULT_MAX_RESOURCES: usize = 16;
     /// Generous for NAT and for load generators behind one address; a flood still stops.

@@ -19,8 +19,8 @@
 use rookery_proto::{Framer, Jid};
 
 use crate::effects::ConnKey;
+use crate::home::sm::SessionRef;
 use crate::maps::{HashState, Map};
-use crate::sm::SessionRef;
 use crate::timers::TimerEntry;
 
 /// Where a conn is in RFC 6120's sequence (header, SASL, restart, bind).

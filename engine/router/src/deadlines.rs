@@ -131,8 +131,8 @@ impl MailDeadlines {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::home::sm::SessionRef;
     use crate::location::Location;
-    use crate::sm::SessionRef;
 
     fn ack(stanza: u64) -> AckRef {
         AckRef {

@@ -41,8 +41,8 @@ use rookery_store::{Body, MsgId, Queued};
 use crate::conn::Phase;
 use crate::delay;
 use crate::effects::{ConnKey, Effects};
+use crate::home::sm::Unacked;
 use crate::routing::Routes;
-use crate::sm::Unacked;
 
 /// A backlog is written while the conn's output queue holds less than the cap divided by
 /// this; the rest of the cap is for live traffic.

@@ -21,18 +21,22 @@
 //! loop commits once per turn (`store_mut().begin_commit()`, write, `finish_commit`, then
 //! `on_committed`), and a sender on another shard hears of it by `Mail::Committed`.
 //!
-//! Modules, one job each: `config`, `effects` (outputs and cross-shard values), `auth` (SASL
-//! PLAIN, token check), `replies` (bytes the router writes), `ids` (stream ids, resources),
-//! `conn` (per-conn state, slab), `sessions` (directory), `timers` (coarse wheel), `stream`
-//! (feed loop, header, SASL), `bind` (binding, hand-off), `local` (server-answered stanzas),
-//! `routing` (RFC 6121 delivery), `offline` (store-and-forward, commits), `delay` (XEP-0203),
-//! `sm` (XEP-0198 counters and queues), `sm_table` (sessions, timers), `stream_mgmt` (XEP-0198
-//! elements, detach), `resume` (XEP-0198 resumption: the `<resumed h>` answer waits until
-//! every stanza of the old stream is handled, so `h` counts all of them), `location`
-//! (typed shard/node addresses, `Placement`), `mail` (cross-location mail and its wire form),
-//! `errors` (stream errors, session ends, close causes), `deadlines` and `mail_timeouts`
-//! (mail that waits too long for its answer), and `stats`. Test helpers (a recording `Effects`, a multi-shard harness, the fuzz
-//! scenario) live in `rookery-testkit`, over this crate's public API.
+//! Modules, one job each. The stream side (per conn): `conn` (per-conn state, slab),
+//! `stream` (feed loop, header, SASL), `auth` (SASL PLAIN, token check), `bind` (binding,
+//! hand-off), `unauth`, `timers` (coarse wheel), `ids` (stream ids, resources). The home side
+//! (per user), grouped under `home`: `home::sm` (XEP-0198: `session` counters and queues,
+//! `table` sessions and timers, `elements` the wire elements and detach, `resume`: the
+//! `<resumed h>` answer waits until every stanza of the old stream is handled, so `h` counts
+//! all of them), `home::presence` (presence, `table`, `subscription`, `roster`,
+//! `roster_iq`), `home::groups` (the router side of rooms, `fanout`, `muc`); still at the
+//! root: `sessions` (directory), `local` (server-answered stanzas), `routing` (RFC 6121
+//! delivery), `offline` (store-and-forward, commits), `delivery` (flow control), `delay`
+//! (XEP-0203). Shared: `config`, `effects` (outputs), `location` (typed shard/node
+//! addresses, `Placement`), `mail` (cross-location mail and its wire form), `errors` (stream
+//! errors, session ends, close causes), `deadlines` and `mail_timeouts` (mail that waits too
+//! long for its answer), `maps` (seeded hash maps), `replies` (bytes the router writes),
+//! `tables`, and `stats`. Test helpers (a recording `Effects`, a multi-shard harness, the
+//! fuzz scenario) live in `rookery-testkit`, over this crate's public API.
 //!
 //! What it does not do yet: rosters, presence broadcast, SCRAM, TLS (later issues; TLS
 //! belongs to the server), or any I/O on the store's log (the shard loop's job).
@@ -50,31 +54,20 @@ mod delay;
 mod delivery;
 mod effects;
 mod errors;
-mod fanout;
-mod groups;
+mod home;
 mod ids;
 mod local;
 mod location;
 mod mail;
 mod mail_timeouts;
 mod maps;
-mod muc;
 mod offline;
-mod presence;
-mod presence_table;
 mod replies;
-mod resume;
-mod roster;
-mod roster_iq;
 mod router;
 mod routing;
 mod sessions;
-mod sm;
-mod sm_table;
 mod stats;
 mod stream;
-mod stream_mgmt;
-mod subscription;
 mod tables;
 mod timers;
 mod unauth;
@@ -83,16 +76,16 @@ pub use auth::token_password;
 pub use config::{AuthBackend, BroadcastRoles, RouterConfig};
 pub use effects::{ConnKey, Effects, Handoff, StanzaType};
 pub use errors::{Cause, Fault, SessionEnd, StreamError};
-pub use location::{Location, NodeId, Placement, ShardId, Slot};
-pub use mail::{AckRef, Fanout, GatherRef, Mail, Recipient, WireError, MAIL_VERSION};
-pub use router::Router;
-pub use sm::{
+pub use home::sm::elements::SM_NS;
+pub use home::sm::{
     SessionRef, SM_MAX_UNACKED, SM_MAX_UNACKED_HARD, SM_REQUEST_DELAY_MS, SM_REQUEST_EVERY,
     SM_RESUME_WAIT_MS,
 };
+pub use location::{Location, NodeId, Placement, ShardId, Slot};
+pub use mail::{AckRef, Fanout, GatherRef, Mail, Recipient, WireError, MAIL_VERSION};
+pub use router::Router;
 pub use stats::{Metric, MetricKind, RouterStats};
 pub use stream::MAX_AUTH_FAILURES;
-pub use stream_mgmt::SM_NS;
 pub use timers::SLOT_MS as TIMER_SLOT_MS;
 
 #[cfg(test)]

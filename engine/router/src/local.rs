@@ -13,13 +13,13 @@ use rookery_proto::{ns, StanzaKind, StanzaView};
 
 use crate::effects::{Effects, StanzaType};
 use crate::errors::StreamError;
+use crate::home::presence::subscription::is_subscription;
+use crate::home::sm::elements::SM_NS;
 use crate::mail::AckRef;
 use crate::replies::{self, ReplyTo, StanzaError};
 use crate::router::Router;
 use crate::routing::{target, wants_error, Handled, Target};
 use crate::stream::Next;
-use crate::stream_mgmt::SM_NS;
-use crate::subscription::is_subscription;
 
 const DISCO_INFO_RESULT: &[u8] = b"<query xmlns='http://jabber.org/protocol/disco#info'>\
 <identity category='server' type='im' name='Rookery'/>\

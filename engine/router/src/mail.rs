@@ -29,8 +29,8 @@ use std::sync::Arc;
 use rookery_proto::{Jid, StanzaKind};
 
 use crate::effects::StanzaType;
+use crate::home::sm::SessionRef;
 use crate::location::{Location, NodeId, ShardId};
-use crate::sm::SessionRef;
 
 /// The wire format version `encode` writes and `decode` reads.
 pub const MAIL_VERSION: u8 = 1;

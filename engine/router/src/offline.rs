@@ -25,11 +25,11 @@
 use rookery_store::{CommitBatch, LogWriter, MsgId, Store, StoreError};
 
 use crate::effects::{ConnKey, Effects, StanzaType};
+use crate::home::sm::Unacked;
 use crate::mail::{AckRef, GatherRef, Mail};
 use crate::replies::StanzaError;
 use crate::router::Router;
 use crate::routing::{Envelope, Handled, Routes};
-use crate::sm::Unacked;
 
 /// Someone waiting for the store to commit `seq`.
 #[derive(Debug)]
@@ -47,7 +47,7 @@ pub(crate) enum Release {
     /// copies that were refused).
     Gather { gather: GatherRef, refused: u32 },
     /// A room's answers to a change it stored (see `groups`): carried out once committed.
-    Room(Box<crate::groups::RoomAnswers>),
+    Room(Box<crate::home::groups::RoomAnswers>),
     /// An answer that promises a stored change (a roster set's result): written to the
     /// session in `slot`, if it is still conn `key`, once the change is committed.
     Reply {

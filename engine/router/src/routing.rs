@@ -30,17 +30,17 @@ use crate::conn::ConnSlab;
 use crate::deadlines::MailDeadlines;
 use crate::delivery::Deliveries;
 use crate::effects::{Effects, StanzaType};
+use crate::home::presence::subscription;
+use crate::home::presence::table::PresenceTable;
+use crate::home::sm::table::SmTable;
+use crate::home::sm::Unacked;
 use crate::location::{Location, Placement};
 use crate::mail::{AckRef, Mail};
 use crate::offline::{is_stored_type, Waiter};
-use crate::presence_table::PresenceTable;
 use crate::replies::{self, ReplyTo, StanzaError};
 use crate::router::Router;
 use crate::sessions::Directory;
-use crate::sm::Unacked;
-use crate::sm_table::SmTable;
 use crate::stats::RouterStats;
-use crate::subscription;
 
 /// Where a session's stanza is addressed.
 #[derive(Debug, PartialEq, Eq)]

@@ -10,7 +10,7 @@ use rookery_store::{Durability, Store, StoreConfig};
 use super::room::Affiliation;
 use super::{RoomAction, Rooms, RoomsConfig};
 use crate::effects::StanzaType;
-use crate::fanout::FanoutPlan;
+use crate::home::groups::fanout::FanoutPlan;
 use crate::mail::Recipient;
 
 pub(super) const ROOM: &str = "r@groups.example.com";

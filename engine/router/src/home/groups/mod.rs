@@ -9,12 +9,15 @@
 //! copies for members not in the room (`Router::broadcast` with the ack), other room stanzas
 //! at once.
 
+pub(crate) mod fanout;
+pub(crate) mod muc;
+
 use rookery_proto::{Jid, StanzaKind, StanzaView};
 
 use crate::effects::{Effects, StanzaType};
-use crate::fanout::{Broadcast, GatherSender};
+use crate::home::groups::fanout::{Broadcast, GatherSender};
+use crate::home::groups::muc::RoomAction;
 use crate::mail::AckRef;
-use crate::muc::RoomAction;
 use crate::offline::{Release, Waiter};
 use crate::router::Router;
 use crate::routing::{mail_deliver, Envelope, Handled};

@@ -36,9 +36,9 @@ use rookery_proto::element::Element;
 use crate::conn::{PendingResume, Phase};
 use crate::effects::{ConnKey, Effects, HomeRequest};
 use crate::errors::{SessionEnd, StreamError};
+use crate::home::sm::{SessionRef, SM_RESUME_WAIT_MS};
 use crate::replies;
 use crate::router::Router;
-use crate::sm::{SessionRef, SM_RESUME_WAIT_MS};
 use crate::stream::Next;
 
 impl Router {

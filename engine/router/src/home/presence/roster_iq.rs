@@ -16,9 +16,9 @@ use rookery_proto::element::Element;
 use rookery_proto::{ns, Jid, StanzaView};
 
 use crate::effects::{Effects, StanzaType};
+use crate::home::presence::roster::{self, RosterItem};
 use crate::offline::Release;
 use crate::replies::{self, ReplyTo, StanzaError};
-use crate::roster::{self, RosterItem};
 use crate::router::Router;
 use crate::routing::{Handled, Routes};
 use crate::tables;

@@ -17,10 +17,10 @@
 use std::collections::VecDeque;
 
 use crate::effects::{ConnKey, Effects};
+use crate::home::sm::{SessionRef, SmSession, SM_REQUEST_DELAY_MS};
 use crate::maps::HashState;
 use crate::replies;
 use crate::sessions::Directory;
-use crate::sm::{SessionRef, SmSession, SM_REQUEST_DELAY_MS};
 
 #[derive(Debug)]
 struct Slot {

@@ -21,19 +21,23 @@
 //! every session whose presence was available gets exactly one unavailable broadcast when it
 //! ends (explicit unavailable, stream end without resumption, or resumption timeout).
 
+pub(crate) mod roster;
+pub(crate) mod roster_iq;
+pub(crate) mod subscription;
+pub(crate) mod table;
+
 use std::sync::Arc;
 
 use rookery_proto::{Jid, StanzaKind, StanzaView};
 
 use crate::effects::{Effects, StanzaType};
-use crate::fanout::{Broadcast, FanoutPlan};
+use crate::home::groups::fanout::{Broadcast, FanoutPlan};
 use crate::mail::{Fanout, Recipient};
 use crate::replies;
-use crate::roster::{self, RosterItem};
 use crate::router::Router;
 use crate::routing::{Envelope, Routes};
-use crate::subscription;
 use crate::tables;
+use roster::RosterItem;
 
 /// Contacts probed at once at login; the next chunk follows when the prober's conn has taken
 /// the answers (its queue is below the backlog mark). Answers are at most 8 KiB per contact

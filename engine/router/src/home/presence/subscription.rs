@@ -10,7 +10,7 @@
 //! nor delivered.
 
 use crate::effects::StanzaType;
-use crate::roster::RosterItem;
+use crate::home::presence::roster::RosterItem;
 
 /// What the user's server does with an outbound subscription stanza.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

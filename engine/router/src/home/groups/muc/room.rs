@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use rookery_proto::Jid;
 
-use crate::fanout::FanoutPlan;
+use crate::home::groups::fanout::FanoutPlan;
 use crate::location::Placement;
 use crate::mail::Recipient;
 

@@ -58,7 +58,7 @@ use rookery_proto::{Jid, StanzaKind, StanzaView};
 use rookery_store::Store;
 
 use crate::effects::StanzaType;
-use crate::fanout::FanoutPlan;
+use crate::home::groups::fanout::FanoutPlan;
 use crate::location::{Location, Placement};
 use crate::maps::{HashState, Map};
 use crate::routing::{kind_name, wants_error};
