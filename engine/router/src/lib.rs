@@ -21,22 +21,25 @@
 //! loop commits once per turn (`store_mut().begin_commit()`, write, `finish_commit`, then
 //! `on_committed`), and a sender on another shard hears of it by `Mail::Committed`.
 //!
-//! Modules, one job each. The stream side (per conn): `conn` (per-conn state, slab),
-//! `stream` (feed loop, header, SASL), `auth` (SASL PLAIN, token check), `bind` (binding,
-//! hand-off), `unauth`, `timers` (coarse wheel), `ids` (stream ids, resources). The home side
-//! (per user), grouped under `home`: `home::sm` (XEP-0198: `session` counters and queues,
-//! `table` sessions and timers, `elements` the wire elements and detach, `resume`: the
-//! `<resumed h>` answer waits until every stanza of the old stream is handled, so `h` counts
-//! all of them), `home::presence` (presence, `table`, `subscription`, `roster`,
-//! `roster_iq`), `home::groups` (the router side of rooms, `fanout`, `muc`); still at the
-//! root: `sessions` (directory), `local` (server-answered stanzas), `routing` (RFC 6121
-//! delivery), `offline` (store-and-forward, commits), `delivery` (flow control), `delay`
-//! (XEP-0203). Shared: `config`, `effects` (outputs), `location` (typed shard/node
+//! Modules, one job each. The stream layer (per conn), under `stream`: the feed loop,
+//! header and SASL (`stream` itself), `stream::conn` (per-conn state, slab),
+//! `stream::bind` (binding, hand-off); beside it `auth` (SASL PLAIN, token check), `unauth`,
+//! `timers` (coarse wheel), `ids` (stream ids, resources). The home layer (per user), under
+//! `home`: `home::sm` (XEP-0198: `session` counters and queues, `table` sessions and
+//! timers, `elements` the wire elements and detach, `resume`: the `<resumed h>` answer
+//! waits until every stanza of the old stream is handled, so `h` counts all of them),
+//! `home::presence` (presence, `table`, `subscription`, `roster`, `roster_iq`),
+//! `home::groups` (the router side of rooms, `fanout`, `muc`), `home::routing` (RFC 6121
+//! delivery), `home::local` (server-answered stanzas), `home::offline` (store-and-forward,
+//! commits), `home::delivery` (flow control), `home::delay` (XEP-0203); `sessions`
+//! (directory). Shared: `config`, `effects` (outputs), `location` (typed shard/node
 //! addresses, `Placement`), `mail` (cross-location mail and its wire form), `errors` (stream
 //! errors, session ends, close causes), `deadlines` and `mail_timeouts` (mail that waits too
 //! long for its answer), `maps` (seeded hash maps), `replies` (bytes the router writes),
-//! `tables`, and `stats`. Test helpers (a recording `Effects`, a multi-shard harness, the
-//! fuzz scenario) live in `rookery-testkit`, over this crate's public API.
+//! `tables`, and `stats`. Both layers are still `impl Router` blocks over `Router`'s fields
+//! (the `Home` struct and the end of `Routes<'a>` are the next step). Test helpers (a
+//! recording `Effects`, a multi-shard harness, the fuzz scenario) live in `rookery-testkit`,
+//! over this crate's public API.
 //!
 //! What it does not do yet: rosters, presence broadcast, SCRAM, TLS (later issues; TLS
 //! belongs to the server), or any I/O on the store's log (the shard loop's job).
@@ -46,25 +49,18 @@
 #![warn(clippy::too_many_lines)]
 
 mod auth;
-mod bind;
 mod config;
-mod conn;
 mod deadlines;
-mod delay;
-mod delivery;
 mod effects;
 mod errors;
 mod home;
 mod ids;
-mod local;
 mod location;
 mod mail;
 mod mail_timeouts;
 mod maps;
-mod offline;
 mod replies;
 mod router;
-mod routing;
 mod sessions;
 mod stats;
 mod stream;

@@ -15,10 +15,10 @@ use rookery_proto::{Jid, StanzaKind};
 
 use crate::deadlines::Waiting;
 use crate::effects::{Effects, StanzaType};
+use crate::home::routing::{kind_name, wants_error, Envelope};
 use crate::mail::AckRef;
 use crate::replies::{self, ReplyTo, StanzaError};
 use crate::router::Router;
-use crate::routing::{kind_name, wants_error, Envelope};
 
 impl Router {
     /// Fires the deadlines that passed and drops answered entries from the queue's front.

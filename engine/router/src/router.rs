@@ -2,7 +2,7 @@
 //!
 //! What it does not do: parse frames (see `stream`, `bind`), answer or route stanzas (see
 //! `local`, `routing`), store-and-forward (see `offline`) or stream management (see
-//! `stream_mgmt`); those live in their own modules as further `impl Router` blocks.
+//! `sm::elements`); those live in their own modules as further `impl Router` blocks.
 //! It never touches sockets, threads or clocks: time comes in as `now_ms` arguments (a
 //! monotonic clock of the server's choosing), and wall-clock time, needed only for XEP-0203
 //! stamps, as an offset from it set with `set_wall_clock`.
@@ -23,24 +23,24 @@ use rookery_proto::{Framer, FramerLimits, Jid};
 use rookery_store::{Durability, Store, StoreConfig};
 
 use crate::config::RouterConfig;
-use crate::conn::{Conn, ConnSlab, Phase};
 use crate::deadlines::MailDeadlines;
-use crate::delivery::Deliveries;
 use crate::effects::{ConnKey, Effects, Handoff};
 use crate::errors::{Cause, Fault, SessionEnd, StreamError};
+use crate::home::delivery::Deliveries;
 use crate::home::groups::fanout::Gathers;
 use crate::home::groups::muc::{RoomAction, Rooms, RoomsConfig};
+use crate::home::offline::Waiter;
 use crate::home::presence::table::PresenceTable;
+use crate::home::routing::{Envelope, Handled};
 use crate::home::sm::table::SmTable;
 use crate::ids::IdGen;
 use crate::location::{Location, Placement};
 use crate::mail::Mail;
 use crate::maps::HashState;
-use crate::offline::Waiter;
 use crate::replies;
-use crate::routing::{Envelope, Handled};
 use crate::sessions::Directory;
 use crate::stats::RouterStats;
+use crate::stream::conn::{Conn, ConnSlab, Phase};
 use crate::timers::{TimerEntry, TimerWheel};
 use crate::unauth::Unauthenticated;
 

@@ -20,13 +20,13 @@ use std::sync::Arc;
 use rookery_proto::{Jid, StanzaKind, StanzaView};
 
 use crate::effects::{Effects, StanzaType};
+use crate::home::offline::Release;
+use crate::home::routing::{Envelope, Handled, Routes};
 use crate::location::{Location, Placement};
 use crate::mail::{AckRef, Fanout, GatherRef, Mail, Recipient};
 use crate::maps::{HashState, Map};
-use crate::offline::Release;
 use crate::replies;
 use crate::router::Router;
-use crate::routing::{Envelope, Handled, Routes};
 
 /// Recipients grouped by home location, shareable between fan-outs.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

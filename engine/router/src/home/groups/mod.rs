@@ -17,10 +17,10 @@ use rookery_proto::{Jid, StanzaKind, StanzaView};
 use crate::effects::{Effects, StanzaType};
 use crate::home::groups::fanout::{Broadcast, GatherSender};
 use crate::home::groups::muc::RoomAction;
+use crate::home::offline::{Release, Waiter};
+use crate::home::routing::{mail_deliver, Envelope, Handled};
 use crate::mail::AckRef;
-use crate::offline::{Release, Waiter};
 use crate::router::Router;
-use crate::routing::{mail_deliver, Envelope, Handled};
 
 impl Router {
     /// A session's stanza to the group service, a room, or an occupant.

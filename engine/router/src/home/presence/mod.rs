@@ -32,10 +32,10 @@ use rookery_proto::{Jid, StanzaKind, StanzaView};
 
 use crate::effects::{Effects, StanzaType};
 use crate::home::groups::fanout::{Broadcast, FanoutPlan};
+use crate::home::routing::{Envelope, Routes};
 use crate::mail::{Fanout, Recipient};
 use crate::replies;
 use crate::router::Router;
-use crate::routing::{Envelope, Routes};
 use crate::tables;
 use roster::RosterItem;
 
@@ -366,7 +366,7 @@ impl Router {
     /// Probes the next chunk for every session whose login probes wait and whose conn has room
     /// again (called on drains and ticks).
     pub(crate) fn continue_probes(&mut self, fx: &mut impl Effects) {
-        let low = self.config.max_output_bytes / crate::delivery::BACKLOG_LOW_DIVISOR;
+        let low = self.config.max_output_bytes / crate::home::delivery::BACKLOG_LOW_DIVISOR;
         for (slot, key, after) in self
             .deliveries
             .take_probes(|key| fx.queued_bytes(key) < low)

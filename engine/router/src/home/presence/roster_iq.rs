@@ -16,11 +16,11 @@ use rookery_proto::element::Element;
 use rookery_proto::{ns, Jid, StanzaView};
 
 use crate::effects::{Effects, StanzaType};
+use crate::home::offline::Release;
 use crate::home::presence::roster::{self, RosterItem};
-use crate::offline::Release;
+use crate::home::routing::{Handled, Routes};
 use crate::replies::{self, ReplyTo, StanzaError};
 use crate::router::Router;
-use crate::routing::{Handled, Routes};
 use crate::tables;
 
 /// Most groups per item accepted in a roster set.

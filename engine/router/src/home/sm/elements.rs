@@ -22,13 +22,13 @@
 
 use rookery_proto::element::Element;
 
-use crate::conn::Phase;
 use crate::effects::Effects;
 use crate::errors::{SessionEnd, StreamError};
 use crate::home::sm::{SessionRef, SmSession, TooHigh, Unacked};
 use crate::mail::AckRef;
 use crate::replies;
 use crate::router::Router;
+use crate::stream::conn::Phase;
 use crate::stream::Next;
 use rookery_store::MsgId;
 

@@ -21,8 +21,8 @@
 //! committed (or are lost with an uncommitted batch, never having been acknowledged). `h` on
 //! `<failed/>` acknowledges the committed prefix only. The conn gets a new bind window.
 //!
-//! What it does not do: count stanzas (see `sm`), keep the timers (see `sm_table`), write
-//! stored messages (see `offline`), or detach sessions (see `stream_mgmt`).
+//! What it does not do: count stanzas (see `sm`), keep the timers (see `sm::table`), write
+//! stored messages (see `offline`), or detach sessions (see `sm::elements`).
 //!
 //! Invariants:
 //! - a conn's `resume` names a session whose `resuming` names that conn, unless the session
@@ -33,12 +33,12 @@
 
 use rookery_proto::element::Element;
 
-use crate::conn::{PendingResume, Phase};
 use crate::effects::{ConnKey, Effects, HomeRequest};
 use crate::errors::{SessionEnd, StreamError};
 use crate::home::sm::{SessionRef, SM_RESUME_WAIT_MS};
 use crate::replies;
 use crate::router::Router;
+use crate::stream::conn::{PendingResume, Phase};
 use crate::stream::Next;
 
 impl Router {

@@ -4,13 +4,13 @@
 //! when processing finished and, for a stored message, once its recipient's home shard
 //! committed it; `h` is the contiguous handled prefix), the `<r/>` requests waiting for that
 //! prefix, outbound counting (the unacked queue, what `<a h>` releases), and the pacing of our
-//! own `<r/>`. The table of sessions and the timers are in `sm_table`.
+//! own `<r/>`. The table of sessions and the timers are in `sm::table`.
 //!
 //! A session being resumed is detached (`conn == None`) with `resuming` naming the new conn:
 //! the `<resumed h>` answer waits until every stanza received on the old stream is handled
 //! (`all_handled`), so `h` equals `received` and the client resends nothing the server took.
 //!
-//! What it does not do: write wire elements (see `stream_mgmt`, `replies`), touch the store
+//! What it does not do: write wire elements (see `sm::elements`, `replies`), touch the store
 //! (the caller acks the stored ids the queue hands back) or know conns beyond a key.
 //!
 //! Invariants:

@@ -4,7 +4,7 @@
 //! a constant (or fixed config), so each timer is a FIFO sorted by deadline.
 //!
 //! What it does not do: decide what a session's end means for its messages (see
-//! `stream_mgmt`) or count anything itself (see `sm`).
+//! `sm::elements`) or count anything itself (see `sm`).
 //!
 //! Invariants: a session is in `by_bare` under its bare JID exactly while it is in the table;
 //! `detached` counts the sessions with `conn == None`; tokens carry the slot generation, so a

@@ -59,9 +59,9 @@ use rookery_store::Store;
 
 use crate::effects::StanzaType;
 use crate::home::groups::fanout::FanoutPlan;
+use crate::home::routing::{kind_name, wants_error};
 use crate::location::{Location, Placement};
 use crate::maps::{HashState, Map};
-use crate::routing::{kind_name, wants_error};
 use room::Room;
 use stanzas::{Head, Refusal};
 

@@ -10,7 +10,7 @@
 //!
 //! What it does not do: write the log (the shard loop calls `begin_commit`, writes, then
 //! `finish_commit` and `on_committed`; `commit_with` does all of it synchronously), or count
-//! XEP-0198 acks (see `sm`, `stream_mgmt`).
+//! XEP-0198 acks (see `sm`, `sm::elements`).
 //!
 //! Invariants:
 //! - a stored message is deleted (`Store::ack`) only when a session without stream management
@@ -25,11 +25,11 @@
 use rookery_store::{CommitBatch, LogWriter, MsgId, Store, StoreError};
 
 use crate::effects::{ConnKey, Effects, StanzaType};
+use crate::home::routing::{Envelope, Handled, Routes};
 use crate::home::sm::Unacked;
 use crate::mail::{AckRef, GatherRef, Mail};
 use crate::replies::StanzaError;
 use crate::router::Router;
-use crate::routing::{Envelope, Handled, Routes};
 
 /// Someone waiting for the store to commit `seq`.
 #[derive(Debug)]

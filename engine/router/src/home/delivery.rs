@@ -13,7 +13,7 @@
 //! the output cap; only live traffic that is not stored can (presence, iq, groupchat).
 //!
 //! When a stored message is deleted: for a session with XEP-0198, when its client acknowledges
-//! it (`stream_mgmt`); without, when the bytes were handed to the kernel, which the driver
+//! it (`sm::elements`); without, when the bytes were handed to the kernel, which the driver
 //! tells by `Drained` (the conn's output queue became empty). Never when merely queued.
 //!
 //! A durable store keeps the stanzas in its log, not in memory (`rookery_store::Body`): the
@@ -22,7 +22,7 @@
 //! order as they return.
 //!
 //! What it does not do: decide who gets a live message (`routing`, `offline`), or count
-//! XEP-0198 acks (`sm`, `stream_mgmt`).
+//! XEP-0198 acks (`sm`, `sm::elements`).
 //!
 //! Invariants:
 //! - a session's stored messages are written in id order: live ones only while it is caught up
@@ -38,11 +38,11 @@ use crate::maps::{HashState, Map};
 
 use rookery_store::{Body, MsgId, Queued};
 
-use crate::conn::Phase;
-use crate::delay;
 use crate::effects::{ConnKey, Effects};
+use crate::home::delay;
+use crate::home::routing::Routes;
 use crate::home::sm::Unacked;
-use crate::routing::Routes;
+use crate::stream::conn::Phase;
 
 /// A backlog is written while the conn's output queue holds less than the cap divided by
 /// this; the rest of the cap is for live traffic.

@@ -14,13 +14,13 @@
 use rookery_proto::element::Element;
 use rookery_proto::{ns, Framer, Jid, StanzaKind, StanzaView};
 
-use crate::conn::{Conn, Phase};
 use crate::effects::{ConnKey, Effects, Handoff, HomeRequest};
 use crate::errors::StreamError;
 use crate::home::sm::elements::SM_NS;
 use crate::location::ShardId;
 use crate::replies::{self, ReplyTo, StanzaError};
 use crate::router::Router;
+use crate::stream::conn::{Conn, Phase};
 use crate::stream::Next;
 
 /// The parts of a bind iq the router needs.

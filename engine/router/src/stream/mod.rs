@@ -1,8 +1,10 @@
 //! The stream layer of a conn: the feed loop over the framer, stream headers, SASL PLAIN and
 //! the dispatch of stanzas by phase.
 //!
-//! What it does not do: resource binding and hand-off (see `bind`), answering or routing
-//! stanzas of a session (see `local`, `routing`), stream management (see `stream_mgmt`).
+//! Submodules: `conn` (per-conn state, slab), `bind` (resource binding, hand-off).
+//!
+//! What it does not do: answering or routing stanzas of a session (see `home::local`,
+//! `home::routing`), stream management (see `home::sm`).
 //!
 //! Invariants:
 //! - the framer is moved out of the conn for the duration of `feed`, so frames (which borrow
@@ -12,16 +14,19 @@
 //! - a closed conn (`Phase::Closing`) parses nothing more, nor does a conn whose `<resume/>`
 //!   waits for its answer (its bytes are held, see `resume`).
 
+pub(crate) mod bind;
+pub(crate) mod conn;
+
 use rookery_proto::element::Element;
 use rookery_proto::{ns, Frame, Jid};
 
 use crate::auth::{check_plain, SaslFailure};
-use crate::conn::Phase;
 use crate::effects::{Effects, HomeRequest};
 use crate::errors::StreamError;
 use crate::location::ShardId;
 use crate::replies;
 use crate::router::Router;
+use crate::stream::conn::Phase;
 
 /// Failed SASL attempts allowed before the stream is closed with `policy-violation`.
 pub const MAX_AUTH_FAILURES: u8 = 3;

@@ -14,11 +14,11 @@ use rookery_proto::{ns, StanzaKind, StanzaView};
 use crate::effects::{Effects, StanzaType};
 use crate::errors::StreamError;
 use crate::home::presence::subscription::is_subscription;
+use crate::home::routing::{target, wants_error, Handled, Target};
 use crate::home::sm::elements::SM_NS;
 use crate::mail::AckRef;
 use crate::replies::{self, ReplyTo, StanzaError};
 use crate::router::Router;
-use crate::routing::{target, wants_error, Handled, Target};
 use crate::stream::Next;
 
 const DISCO_INFO_RESULT: &[u8] = b"<query xmlns='http://jabber.org/protocol/disco#info'>\

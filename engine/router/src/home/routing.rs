@@ -26,21 +26,21 @@ use std::collections::VecDeque;
 use rookery_proto::{Jid, StanzaKind, StanzaView};
 use rookery_store::Store;
 
-use crate::conn::ConnSlab;
 use crate::deadlines::MailDeadlines;
-use crate::delivery::Deliveries;
 use crate::effects::{Effects, StanzaType};
+use crate::home::delivery::Deliveries;
+use crate::home::offline::{is_stored_type, Waiter};
 use crate::home::presence::subscription;
 use crate::home::presence::table::PresenceTable;
 use crate::home::sm::table::SmTable;
 use crate::home::sm::Unacked;
 use crate::location::{Location, Placement};
 use crate::mail::{AckRef, Mail};
-use crate::offline::{is_stored_type, Waiter};
 use crate::replies::{self, ReplyTo, StanzaError};
 use crate::router::Router;
 use crate::sessions::Directory;
 use crate::stats::RouterStats;
+use crate::stream::conn::ConnSlab;
 
 /// Where a session's stanza is addressed.
 #[derive(Debug, PartialEq, Eq)]
