@@ -354,6 +354,8 @@ impl Cluster {
         let recorded = &mut self.fx[shard];
         let sent = std::mem::take(&mut recorded.sent);
         let mut closed = std::mem::take(&mut recorded.closed);
+        // The harness acts on closes, not on their causes: keep the record from growing.
+        recorded.close_causes.clear();
         closed.append(&mut recorded.aborted);
         let mails = std::mem::take(&mut recorded.mails);
         let handoffs = std::mem::take(&mut recorded.handoffs);
