@@ -102,8 +102,8 @@ metric_struct! {
         mail_out: Counter("rookery_mail_out_total"),
         /// Cross-shard mails received.
         mail_in: Counter("rookery_mail_in_total"),
-        /// Mails whose answer did not come within --mail-timeout (`RouterConfig::
-        /// mail_timeout_ms`): each sender got a remote-server-timeout error.
+        /// Mails whose answer did not come in time (RouterConfig::mail_timeout_ms, 30 s):
+        /// each sender got a remote-server-timeout error.
         mail_timeouts: Counter("rookery_mail_timeouts_total"),
         /// Failed SASL attempts (each failure sent, and SASL aborts).
         auth_failures: Counter("rookery_auth_failures_total"),
