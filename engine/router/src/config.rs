@@ -60,6 +60,10 @@ pub struct RouterConfig {
     /// messages) (`--sm-max-unacked-bytes`); past it the stream is closed with
     /// policy-violation.
     pub sm_max_unacked_bytes: usize,
+    /// How long mail that waits for an answer from another location may wait (a `Deliver`
+    /// whose sender counts stanzas, a group message's fan-out): past it the sender gets a
+    /// `remote-server-timeout` error for that stanza, which counts as handled.
+    pub mail_timeout_ms: u64,
     /// Most sessions (bound resources, attached or resumable) one user may have
     /// (`--max-resources`); a bind past it is refused with resource-constraint.
     pub max_resources: usize,
@@ -127,14 +131,16 @@ impl RouterConfig {
     pub const DEFAULT_PRESENCE_BURST: u32 = 400;
     /// The driver's default (`rookery_io::Limits::max_output_bytes`).
     pub const DEFAULT_MAX_OUTPUT_BYTES: usize = 1 << 20;
-    pub const DEFAULT_SM_WINDOW_BYTES: usize = crate::sm::SM_DEFAULT_WINDOW_BYTES;
-    pub const DEFAULT_SM_MAX_UNACKED_BYTES: usize = crate::sm::SM_DEFAULT_MAX_UNACKED_BYTES;
+    pub const DEFAULT_SM_WINDOW_BYTES: usize = crate::home::sm::SM_DEFAULT_WINDOW_BYTES;
+    pub const DEFAULT_SM_MAX_UNACKED_BYTES: usize = crate::home::sm::SM_DEFAULT_MAX_UNACKED_BYTES;
     /// A phone, a desktop, a browser and a few more (WhatsApp links 4 devices to a phone).
     pub const DEFAULT_MAX_RESOURCES: usize = 16;
     /// Generous for NAT and for load generators behind one address; a flood still stops.
     pub const DEFAULT_MAX_UNAUTH_PER_ADDRESS: usize = 1_024;
     pub const DEFAULT_MAX_ROOMS_PER_USER: usize = 100;
     pub const DEFAULT_MAX_ROOMS_PER_SHARD: usize = 1_000_000;
+    /// Lanes inside a node never lose mail; this bounds the wait on a lost one.
+    pub const DEFAULT_MAIL_TIMEOUT_MS: u64 = 30_000;
 
     /// A config with the documented defaults for one shard.
     pub fn new(domain: &str, auth: AuthBackend) -> RouterConfig {
@@ -155,6 +161,7 @@ impl RouterConfig {
             max_output_bytes: Self::DEFAULT_MAX_OUTPUT_BYTES,
             sm_window_bytes: Self::DEFAULT_SM_WINDOW_BYTES,
             sm_max_unacked_bytes: Self::DEFAULT_SM_MAX_UNACKED_BYTES,
+            mail_timeout_ms: Self::DEFAULT_MAIL_TIMEOUT_MS,
             max_resources: Self::DEFAULT_MAX_RESOURCES,
             max_unauth_per_address: Self::DEFAULT_MAX_UNAUTH_PER_ADDRESS,
             max_rooms_per_user: Self::DEFAULT_MAX_ROOMS_PER_USER,

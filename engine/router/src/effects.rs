@@ -1,22 +1,20 @@
-//! The router's outputs: the `Effects` trait the caller implements, and the values that cross
-//! shards (`Mail`, `Handoff`).
+//! The router's outputs: the `Effects` trait the caller implements, the conn hand-off that
+//! crosses shards of one process (`Handoff`), and the stanza types mail carries.
 //!
-//! What it does not do: perform any I/O. The server implements `Effects` over its io driver
-//! and mailboxes; tests implement it with `rookery_testkit::RecordingEffects`.
+//! What it does not do: perform any I/O, or define mail (see `mail`). The server implements
+//! `Effects` over its io driver and mailboxes; tests implement it with
+//! `rookery_testkit::RecordingEffects`.
 //!
-//! Invariants: `Mail` and `Handoff` are `Send` (they cross threads); nothing else here is.
-//! A `Fanout` carrying a `GatherRef` is answered by exactly one `Gathered` to its shard.
-//! `StanzaType` travels with mail so the home shard applies RFC 6121 section 8.5 without
-//! re-parsing the stanza. A `Deliver` carrying an `AckRef` is answered by exactly one
-//! `Committed` to the sender's shard: at once when nothing had to be stored, else once the
-//! home shard's store committed the message.
-
-use std::sync::Arc;
+//! Invariants: `Handoff` is `Send` (it crosses threads) but never leaves the process: it
+//! carries a framer mid-stream and travels with the conn's socket fd. `StanzaType` travels
+//! with mail so the home shard applies RFC 6121 section 8.5 without re-parsing the stanza.
 
 use rookery_proto::{Framer, Jid, StanzaKind};
 use rookery_store::LogSpan;
 
-use crate::sm::SessionRef;
+use crate::errors::Cause;
+use crate::location::{Location, ShardId};
+use crate::mail::Mail;
 
 /// Opaque conn identity; the server packs its io conn id (index + generation) into it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -29,9 +27,11 @@ pub trait Effects {
     fn send(&mut self, conn: ConnKey, bytes: &[u8]);
     /// Close after flushing what was sent (the router has already sent any stream error and
     /// `</stream:stream>`). The server later calls `on_closed` for it.
-    fn close(&mut self, conn: ConnKey);
-    /// Mail another shard (never this one).
-    fn mail(&mut self, dest: u16, mail: Mail);
+    /// `cause` says which side caused it (the server counts closes per cause).
+    fn close(&mut self, conn: ConnKey, cause: Cause);
+    /// Mail the router at `dest` (never this one). The server maps a location of its own
+    /// node to that shard's mailbox lane; other nodes come with the cluster issue.
+    fn mail(&mut self, dest: Location, mail: Mail);
     /// Bytes queued for a conn of this shard and not yet handed to the kernel (0 for a conn
     /// that is gone). Flow control reads it (see `delivery`).
     fn queued_bytes(&self, conn: ConnKey) -> usize;
@@ -41,92 +41,7 @@ pub trait Effects {
     /// Move this conn to shard `dest`: the server stops reading it, collects unread bytes,
     /// and delivers `handoff` + those bytes to `dest`'s router via `on_adopted`.
     /// After this call the router has forgotten the conn (no on_closed must come for it here).
-    fn hand_off(&mut self, conn: ConnKey, dest: u16, handoff: Handoff);
-}
-
-/// A message between the routers of two shards.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Mail {
-    /// A stanza for a JID whose home shard is the receiver, already stamped with `from`.
-    Deliver {
-        /// The recipient as addressed (bare or full), parsed.
-        to: Jid,
-        /// The sender's full JID (the stamped `from`).
-        from: Jid,
-        kind: StanzaKind,
-        /// The `type` attribute, classified by the sender's shard.
-        ty: StanzaType,
-        /// The stanza bytes, exactly as they go on the recipient's wire.
-        stanza: Box<[u8]>,
-        /// Set when the sender counts stanzas (XEP-0198): whom to tell once it is handled.
-        ack: Option<AckRef>,
-    },
-    /// A stanza carrying `ack` was handled on its recipient's home shard (stored and
-    /// committed, or not needing storage): the sender's handled count may advance over it.
-    Committed(AckRef),
-    /// One stanza for many recipients homed on the receiver (presence broadcast to contacts,
-    /// a group's message to its members): one mail per destination shard, not per recipient.
-    Fanout(Box<Fanout>),
-    /// The receiver's part of fan-out `gather` is handled (copies stored and committed);
-    /// `refused` copies could not be stored (offline quota, store unavailable).
-    Gathered { gather: GatherRef, refused: u32 },
-}
-
-/// A stanza fanned out to the recipients of one destination shard. The stanza and the
-/// recipient list are shared (`Arc`) by every shard's mail and, for a group, by every message
-/// until its membership changes: a fan-out copies neither per shard nor per recipient.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Fanout {
-    /// The stamped `from`: the user's full JID, or the group's `room@groups/nick`.
-    pub from: Jid,
-    pub kind: StanzaKind,
-    pub ty: StanzaType,
-    /// The stanza with `from` stamped and no `to`: the destination stamps `to` per recipient.
-    pub stanza: Arc<[u8]>,
-    /// Recipients homed on the destination shard.
-    pub recipients: Arc<[Recipient]>,
-    /// Set for a group message, whose sender must learn when every shard stored its copies
-    /// (its XEP-0198 ack) and whether any was refused (an error): answered by exactly one
-    /// `Gathered` once this shard has handled it.
-    pub gather: Option<GatherRef>,
-}
-
-/// One recipient of a fan-out, and how it is delivered.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Recipient {
-    /// Every available resource of this bare JID (presence broadcast to a contact).
-    Available(Jid),
-    /// The session of this full JID (a group occupant). A message whose session is gone is
-    /// stored for the bare JID instead, like a member's.
-    Session(Jid),
-    /// A group member who is not in the room: a message is stored and forwarded (written now
-    /// to available resources, else flushed at the next login); presence is not sent.
-    Member(Jid),
-}
-
-impl Recipient {
-    /// The JID the recipient is addressed by (`to` of its copy).
-    pub fn jid(&self) -> &Jid {
-        match self {
-            Recipient::Available(jid) | Recipient::Session(jid) | Recipient::Member(jid) => jid,
-        }
-    }
-}
-
-/// Names one pending fan-out on the shard that started it. Opaque outside the router.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct GatherRef {
-    pub(crate) shard: u16,
-    pub(crate) id: u64,
-}
-
-/// Names one inbound stanza of a stream-managed session: its shard, session and number.
-/// Opaque outside the router.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct AckRef {
-    pub(crate) shard: u16,
-    pub(crate) session: SessionRef,
-    pub(crate) stanza: u64,
+    fn hand_off(&mut self, conn: ConnKey, dest: ShardId, handoff: Handoff);
 }
 
 /// The `type` attribute of a stanza, classified per kind (RFC 6120 8.2.3, RFC 6121 4.7.1, 5.2.2).

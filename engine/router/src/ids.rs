@@ -1,16 +1,13 @@
 //! Stream ids and server-generated resources: unique per router, unpredictable across runs.
 //!
-//! What it does not do: read clocks or an OS random source beyond std's `RandomState` seed
-//! (the router stays deterministic given its seed, which tests pass in explicitly).
+//! What it does not do: read clocks or any random source: the seed comes from the router's
+//! constructor (from the OS in the server, from the PRNG in the simulator).
 //!
 //! Invariants: `mix` is a bijection on u64 (xor-shifts and odd multiplications), so distinct
 //! counter values give distinct ids until the 64-bit counter wraps (never, in practice).
 //! Stream ids carry the shard number as a prefix, so they are unique across the shards of a
 //! process too; generated resources only need to be unique on their home shard, and the
 //! binding code re-draws on the (astronomically rare) clash with a client-chosen resource.
-
-use std::collections::hash_map::RandomState;
-use std::hash::{BuildHasher, Hasher};
 
 /// Generates ids from a per-router seed and counter.
 #[derive(Debug)]
@@ -21,12 +18,6 @@ pub struct IdGen {
 }
 
 impl IdGen {
-    /// A generator seeded from std's per-process random state.
-    pub fn new(shard: u16) -> IdGen {
-        let seed = RandomState::new().build_hasher().finish();
-        IdGen::with_seed(shard, seed)
-    }
-
     pub fn with_seed(shard: u16, seed: u64) -> IdGen {
         IdGen {
             seed,

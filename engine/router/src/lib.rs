@@ -7,7 +7,7 @@
 //! simulatable; the server wires it to the io driver and the mailboxes.
 //!
 //! The path of a conn: stream header -> SASL PLAIN -> stream restart -> resource bind (or
-//! XEP-0198 resumption), which completes on the user's *home shard* ([`home_shard`]): if the
+//! XEP-0198 resumption), which completes on the user's *home shard* ([`Placement::home`]): if the
 //! conn landed elsewhere it is handed over there, so all resources of a user live in one
 //! directory. A bound session's stanzas are stamped with its full JID and routed per RFC 6121
 //! section 8, one hop to the recipient's home shard.
@@ -21,83 +21,68 @@
 //! loop commits once per turn (`begin_commit()`, write, `finish_commit`, then
 //! `on_committed`), and a sender on another shard hears of it by `Mail::Committed`.
 //!
-//! Modules, one job each: `config`, `effects` (outputs and cross-shard values), `auth` (SASL
-//! PLAIN, token check), `replies` (bytes the router writes), `ids` (stream ids, resources),
-//! `conn` (per-conn state, slab), `sessions` (directory), `timers` (coarse wheel), `stream`
-//! (feed loop, header, SASL), `bind` (binding, hand-off), `local` (server-answered stanzas),
-//! `routing` (RFC 6121 delivery), `offline` (store-and-forward, commits), `delay` (XEP-0203),
-//! `sm` (XEP-0198 counters and queues), `sm_table` (sessions, timers), `stream_mgmt` (XEP-0198
-//! elements, detach), `resume` (XEP-0198 resumption: the `<resumed h>` answer waits until
-//! every stanza of the old stream is handled, so `h` counts all of them),
-//! and `stats`. Test helpers (a recording `Effects`, a multi-shard harness, the fuzz
-//! scenario) live in `rookery-testkit`, over this crate's public API.
+//! Modules, one job each. The stream layer (per conn), under `stream`: the feed loop,
+//! header and SASL (`stream` itself), `stream::conn` (per-conn state, slab),
+//! `stream::bind` (binding, hand-off); beside it `auth` (SASL PLAIN, token check), `unauth`,
+//! `timers` (coarse wheel), `ids` (stream ids, resources). The home layer (per user), under
+//! `home`: `home::sm` (XEP-0198: `session` counters and queues, `table` sessions and
+//! timers, `elements` the wire elements and detach, `resume`: the `<resumed h>` answer
+//! waits until every stanza of the old stream is handled, so `h` counts all of them),
+//! `home::presence` (presence, `table`, `subscription`, `roster`, `roster_iq`),
+//! `home::groups` (the router side of rooms, `fanout`, `muc`), `home::routing` (RFC 6121
+//! delivery), `home::local` (server-answered stanzas), `home::offline` (store-and-forward,
+//! commits), `home::delivery` (flow control), `home::delay` (XEP-0203); `sessions`
+//! (directory). Shared: `config`, `effects` (outputs), `location` (typed shard/node
+//! addresses, `Placement`), `mail` (cross-location mail and its wire form), `errors` (stream
+//! errors, session ends, close causes), `deadlines` and `mail_timeouts` (mail that waits too
+//! long for its answer), `maps` (seeded hash maps), `replies` (bytes the router writes),
+//! `tables`, and `stats`. Both layers are still `impl Router` blocks over `Router`'s fields
+//! (the `Home` struct and the end of `Routes<'a>` are the next step). Test helpers (a
+//! recording `Effects`, a multi-shard harness, the fuzz scenario) live in `rookery-testkit`,
+//! over this crate's public API.
 //!
 //! What it does not do yet: rosters, presence broadcast, SCRAM, TLS (later issues; TLS
 //! belongs to the server), or any I/O on the store's log (the shard loop's job).
 
 #![forbid(unsafe_code)]
+// STYLE.md: functions under 70 lines (the threshold is in this package's clippy.toml).
+#![warn(clippy::too_many_lines)]
 
 mod auth;
-mod bind;
 mod config;
-mod conn;
-mod delay;
-mod delivery;
+mod deadlines;
 mod effects;
-mod fanout;
-mod groups;
+mod errors;
+mod home;
 mod ids;
-mod local;
-mod muc;
-mod offline;
-mod presence;
-mod presence_table;
+mod location;
+mod mail;
+mod mail_timeouts;
+mod maps;
 mod replies;
-mod resume;
-mod roster;
-mod roster_iq;
 mod router;
-mod routing;
 mod sessions;
-mod sm;
-mod sm_table;
 mod stats;
 mod stream;
-mod stream_mgmt;
-mod subscription;
 mod tables;
 mod timers;
 mod unauth;
 
 pub use auth::token_password;
 pub use config::{AuthBackend, BroadcastRoles, RouterConfig};
-pub use effects::{
-    AckRef, ConnKey, Effects, Fanout, GatherRef, Handoff, Mail, Recipient, StanzaType,
-};
-pub use router::Router;
-pub use sm::{
+pub use effects::{ConnKey, Effects, Handoff, StanzaType};
+pub use errors::{Cause, Fault, SessionEnd, StreamError};
+pub use home::sm::elements::SM_NS;
+pub use home::sm::{
     SessionRef, SM_MAX_UNACKED, SM_MAX_UNACKED_HARD, SM_REQUEST_DELAY_MS, SM_REQUEST_EVERY,
     SM_RESUME_WAIT_MS,
 };
+pub use location::{Location, NodeId, Placement, ShardId, Slot};
+pub use mail::{AckRef, Fanout, GatherRef, Mail, Recipient, WireError, MAIL_VERSION};
+pub use router::Router;
 pub use stats::{Metric, MetricKind, RouterStats};
 pub use stream::MAX_AUTH_FAILURES;
-pub use stream_mgmt::SM_NS;
 pub use timers::SLOT_MS as TIMER_SLOT_MS;
-
-use rookery_proto::Jid;
-
-/// Home shard of a bare JID: FNV-1a 64 of `bare_str()` modulo `shards`. Stable across
-/// processes and runs (no random seed), so every shard and every process agrees. A full JID
-/// may be passed: only its bare part counts. `shards` of 0 is treated as 1.
-pub fn home_shard(bare: &Jid, shards: u16) -> u16 {
-    const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
-    const PRIME: u64 = 0x0000_0100_0000_01b3;
-    let hash = bare.bare_str().bytes().fold(OFFSET, |hash, byte| {
-        (hash ^ u64::from(byte)).wrapping_mul(PRIME)
-    });
-    // The remainder is below `shards`, so it fits in u16.
-    (hash % u64::from(shards.max(1))) as u16
-}
 
 #[cfg(test)]
 mod tests {
@@ -107,20 +92,5 @@ mod tests {
     fn a_router_can_be_built_on_one_thread_and_moved_to_its_shard() {
         fn assert_send<T: Send>() {}
         assert_send::<Router>();
-    }
-
-    #[test]
-    fn home_shard_is_fnv1a_of_the_bare_jid() {
-        // FNV-1a 64 of "a" is 0xaf63dc4c8601ec8c (reference value).
-        let a = Jid::new(None, "a", None).expect("valid domain");
-        assert_eq!(
-            home_shard(&a, u16::MAX),
-            (0xaf63_dc4c_8601_ec8c_u64 % 65_535) as u16
-        );
-        let full = Jid::parse("bob@example.com/phone").expect("valid JID");
-        let bare = Jid::parse("bob@example.com").expect("valid JID");
-        assert_eq!(home_shard(&full, 7), home_shard(&bare, 7));
-        assert_eq!(home_shard(&bare, 1), 0);
-        assert_eq!(home_shard(&bare, 0), 0);
     }
 }

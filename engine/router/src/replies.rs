@@ -11,6 +11,8 @@
 use rookery_proto::ns;
 use rookery_proto::writer::escape_attr;
 
+use crate::errors::Fault;
+
 /// `<?xml ...?>` plus our stream header (RFC 6120 4.7).
 pub fn stream_header(out: &mut Vec<u8>, id: &str, domain: &str) {
     out.extend_from_slice(b"<?xml version='1.0'?><stream:stream xmlns='jabber:client' ");
@@ -35,13 +37,21 @@ pub const SASL_SUCCESS: &[u8] = b"<success xmlns='urn:ietf:params:xml:ns:xmpp-sa
 
 pub const SASL_CHALLENGE_EMPTY: &[u8] = b"<challenge xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/>";
 
-/// `<stream:error><COND/></stream:error></stream:stream>` (RFC 6120 4.9).
-pub fn stream_error(out: &mut Vec<u8>, condition: &str) {
+/// `<stream:error><COND/>[<text>..</text>]</stream:error></stream:stream>` (RFC 6120 4.9).
+pub fn stream_error(out: &mut Vec<u8>, fault: &Fault) {
     out.extend_from_slice(b"<stream:error><");
-    out.extend_from_slice(condition.as_bytes());
+    out.extend_from_slice(fault.error.condition().as_bytes());
     out.extend_from_slice(b" xmlns='");
     out.extend_from_slice(ns::STREAMS_ERRORS.as_bytes());
-    out.extend_from_slice(b"'/></stream:error>");
+    out.extend_from_slice(b"'/>");
+    if let Some(text) = fault.text {
+        out.extend_from_slice(b"<text xmlns='");
+        out.extend_from_slice(ns::STREAMS_ERRORS.as_bytes());
+        out.extend_from_slice(b"'>");
+        rookery_proto::writer::escape_text(text, out);
+        out.extend_from_slice(b"</text>");
+    }
+    out.extend_from_slice(b"</stream:error>");
     out.extend_from_slice(STREAM_CLOSE);
 }
 
@@ -191,6 +201,8 @@ pub enum StanzaError {
     ItemNotFound,
     /// A presence too large to be kept and broadcast (`MAX_PRESENCE_BYTES`).
     NotAcceptable,
+    /// Another location did not answer in time (`RouterConfig::mail_timeout_ms`).
+    RemoteServerTimeout,
 }
 
 impl StanzaError {
@@ -204,6 +216,7 @@ impl StanzaError {
             StanzaError::NotAllowed => "not-allowed",
             StanzaError::ItemNotFound => "item-not-found",
             StanzaError::NotAcceptable => "not-acceptable",
+            StanzaError::RemoteServerTimeout => "remote-server-timeout",
         }
     }
 
@@ -217,7 +230,7 @@ impl StanzaError {
             | StanzaError::ServiceUnavailable
             | StanzaError::NotAllowed
             | StanzaError::ItemNotFound => "cancel",
-            StanzaError::ResourceConstraint => "wait",
+            StanzaError::ResourceConstraint | StanzaError::RemoteServerTimeout => "wait",
         }
     }
 }
@@ -265,9 +278,20 @@ mod tests {
 
     #[test]
     fn stream_error_closes_the_stream() {
+        use crate::errors::StreamError;
         assert_eq!(
-            text(|o| stream_error(o, "host-unknown")),
+            text(|o| stream_error(o, &StreamError::HostUnknown.into())),
             "<stream:error><host-unknown xmlns='urn:ietf:params:xml:ns:xmpp-streams'/>\
+             </stream:error></stream:stream>"
+        );
+        let fault = Fault {
+            text: Some("too <many>"),
+            ..StreamError::PolicyViolation.into()
+        };
+        assert_eq!(
+            text(|o| stream_error(o, &fault)),
+            "<stream:error><policy-violation xmlns='urn:ietf:params:xml:ns:xmpp-streams'/>\
+             <text xmlns='urn:ietf:params:xml:ns:xmpp-streams'>too &lt;many&gt;</text>\
              </stream:error></stream:stream>"
         );
     }

@@ -2,7 +2,7 @@
 //!
 //! What it does not do: parse frames (see `stream`, `bind`), answer or route stanzas (see
 //! `local`, `routing`), store-and-forward (see `offline`) or stream management (see
-//! `stream_mgmt`); those live in their own modules as further `impl Router` blocks.
+//! `sm::elements`); those live in their own modules as further `impl Router` blocks.
 //! It never touches sockets, threads or clocks: time comes in as `now_ms` arguments (a
 //! monotonic clock of the server's choosing), and wall-clock time, needed only for XEP-0203
 //! stamps, as an offset from it set with `set_wall_clock`.
@@ -23,20 +23,24 @@ use rookery_proto::{Framer, FramerLimits, Jid};
 use rookery_store::{Durability, Store, StoreConfig};
 
 use crate::config::RouterConfig;
-use crate::conn::{Conn, ConnSlab, Phase};
-use crate::delivery::Deliveries;
-use crate::effects::{ConnKey, Effects, Handoff, Mail};
-use crate::fanout::Gathers;
+use crate::deadlines::MailDeadlines;
+use crate::effects::{ConnKey, Effects, Handoff};
+use crate::errors::{Cause, Fault, SessionEnd, StreamError};
+use crate::home::delivery::Deliveries;
+use crate::home::groups::fanout::Gathers;
+use crate::home::groups::muc::{RoomAction, Rooms, RoomsConfig};
+use crate::home::offline::Waiter;
+use crate::home::presence::table::PresenceTable;
+use crate::home::routing::{Envelope, Handled};
+use crate::home::sm::table::SmTable;
 use crate::ids::IdGen;
-use crate::muc::{RoomAction, Rooms, RoomsConfig};
-use crate::offline::Waiter;
-use crate::presence_table::PresenceTable;
+use crate::location::{Location, Placement};
+use crate::mail::Mail;
+use crate::maps::HashState;
 use crate::replies;
-use crate::routing::{Envelope, Handled};
 use crate::sessions::Directory;
-use crate::sm_table::SmTable;
 use crate::stats::RouterStats;
-use crate::stream_mgmt::SessionEnd;
+use crate::stream::conn::{Conn, ConnSlab, Phase};
 use crate::timers::{TimerEntry, TimerWheel};
 use crate::unauth::Unauthenticated;
 
@@ -45,8 +49,9 @@ use crate::unauth::Unauthenticated;
 pub struct Router {
     pub(crate) config: Arc<RouterConfig>,
     pub(crate) domain: Jid,
-    pub(crate) shard: u16,
-    pub(crate) shards: u16,
+    /// This router's shard, and where every JID is homed.
+    pub(crate) location: Location,
+    pub(crate) placement: Placement,
     pub(crate) limits: FramerLimits,
     pub(crate) conns: ConnSlab,
     pub(crate) directory: Directory,
@@ -78,6 +83,8 @@ pub struct Router {
     pub(crate) room_actions: Vec<RoomAction>,
     /// Fan-outs waiting for their destination shards (XEP-0198 group messages).
     pub(crate) gathers: Gathers,
+    /// Mail waiting for an answer from another location, by deadline.
+    pub(crate) deadlines: MailDeadlines,
     /// Conns whose unacked queue overflowed while routing: closed after the current call.
     pub(crate) doomed: Vec<u32>,
     pub(crate) now_ms: u64,
@@ -87,45 +94,47 @@ pub struct Router {
 
 impl Router {
     /// A router for shard `shard` of `config.shards` with an in-memory store (durability
-    /// `Memory`, default offline quota): nothing survives the process. For tests and tools;
-    /// the server passes its opened store to `with_store`. Ids are seeded from RandomState.
+    /// `Memory`, default offline quota): nothing survives the process. For tests and tools:
+    /// seed 0, so ids and map orders are the same every run (the server passes a seed from
+    /// the OS to `with_store_and_seed`).
     ///
     /// # Panics
     /// If `config.domain` is not a valid JID domain (the server validates it at start-up), or
     /// if `shard >= config.shards` (a wiring bug).
     pub fn new(config: Arc<RouterConfig>, shard: u16) -> Router {
-        Router::with_store(config, shard, memory_store(shard))
+        Router::with_seed(config, shard, 0)
     }
 
-    /// A router owning `store`, the shard's opened store (any durability).
+    /// A router owning `store`, the shard's opened store (any durability), with seed 0 (see
+    /// `new`).
     ///
     /// # Panics
     /// As `new`.
     pub fn with_store(config: Arc<RouterConfig>, shard: u16, store: Store) -> Router {
-        Router::assemble(config, IdGen::new(shard), shard, store)
+        Router::with_store_and_seed(config, shard, store, 0)
     }
 
-    /// Like `new` with a fixed id seed, for deterministic tests and the simulator.
+    /// Like `new` with seed `seed`: it decides the stream ids and generated resources, and
+    /// keys the router's hash maps (`maps`). The simulator passes one from its PRNG.
     pub fn with_seed(config: Arc<RouterConfig>, shard: u16, seed: u64) -> Router {
-        Router::assemble(
-            config,
-            IdGen::with_seed(shard, seed),
-            shard,
-            memory_store(shard),
-        )
+        Router::with_store_and_seed(config, shard, memory_store(shard), seed)
     }
 
-    /// Like `with_store` with a fixed id seed.
+    /// Like `with_store` with seed `seed`. The server draws `seed` from the OS at start, so
+    /// ids are unpredictable and the maps keep HashDoS resistance.
     pub fn with_store_and_seed(
         config: Arc<RouterConfig>,
         shard: u16,
         store: Store,
         seed: u64,
     ) -> Router {
-        Router::assemble(config, IdGen::with_seed(shard, seed), shard, store)
+        Router::assemble(config, seed, shard, store)
     }
 
-    fn assemble(config: Arc<RouterConfig>, ids: IdGen, shard: u16, store: Store) -> Router {
+    fn assemble(config: Arc<RouterConfig>, seed: u64, shard: u16, store: Store) -> Router {
+        let ids = IdGen::with_seed(shard, seed);
+        // Another stream than the ids' (which mix the seed with a counter).
+        let hash = HashState::from_seed(!seed);
         // Invariant: the server validated and lowercased the domain before building config.
         let domain = Jid::new(None, &config.domain, None).expect("RouterConfig::domain is valid");
         let shards = config.shards.max(1);
@@ -143,21 +152,23 @@ impl Router {
             max_members: config.group_max_members,
             max_rooms: config.max_rooms_per_shard,
             max_rooms_per_user: config.max_rooms_per_user,
-            shards,
-            shard,
+            placement: Placement::local(shards),
+            location: Location::local(shard),
             default_broadcast: config.group_presence_broadcast,
+            hash,
         };
         let rooms = Rooms::load(rooms_config, &store);
         Router {
             limits: FramerLimits {
                 max_stanza_bytes: config.max_stanza_bytes,
             },
+            deadlines: MailDeadlines::new(config.mail_timeout_ms),
             config,
             domain,
-            shard,
-            shards,
-            conns: ConnSlab::default(),
-            directory: Directory::default(),
+            location: Location::local(shard),
+            placement: Placement::local(shards),
+            conns: ConnSlab::new(hash),
+            directory: Directory::new(hash),
             wheel: TimerWheel::new(0),
             ids,
             stats: RouterStats::default(),
@@ -166,12 +177,12 @@ impl Router {
             delayed: Vec::new(),
             due: Vec::new(),
             store,
-            sm: SmTable::default(),
+            sm: SmTable::new(hash),
             waiters: VecDeque::new(),
-            gathers: Gathers::default(),
-            presences: PresenceTable::default(),
-            deliveries: Deliveries::default(),
-            unauth: Unauthenticated::default(),
+            gathers: Gathers::new(hash),
+            presences: PresenceTable::new(hash),
+            deliveries: Deliveries::new(hash),
+            unauth: Unauthenticated::new(hash),
             rooms,
             room_actions: Vec::new(),
             doomed: Vec::new(),
@@ -219,7 +230,7 @@ impl Router {
             .admit(slot, peer, self.config.max_unauth_per_address)
         {
             self.stats.unauth_refusals += 1;
-            self.stream_error(slot, "policy-violation", fx);
+            self.stream_error(slot, StreamError::PolicyViolation.by(Cause::Config), fx);
         }
     }
 
@@ -343,6 +354,7 @@ impl Router {
         self.advance_clock(now_ms);
         self.store.retry_due(now_ms);
         self.sm_tick(fx);
+        self.expire_mail(fx);
         // Before the conn timers: a resumption failing now restarts its conn's bind window.
         self.finish_resumes(fx);
         let mut due = std::mem::take(&mut self.due);
@@ -354,7 +366,7 @@ impl Router {
             match self.deadline_ms(conn) {
                 None => {}
                 Some(deadline_ms) if deadline_ms <= now_ms => {
-                    self.stream_error(entry.slot, "connection-timeout", fx);
+                    self.stream_error(entry.slot, StreamError::ConnectionTimeout, fx);
                 }
                 Some(deadline_ms) => self.wheel.insert(deadline_ms, entry),
             }
@@ -366,16 +378,20 @@ impl Router {
 
     /// When `on_tick` next has work (at most one timer slot late); None when no timer is set.
     pub fn next_deadline_ms(&self) -> Option<u64> {
-        match (self.wheel.next_deadline_ms(), self.sm.next_deadline_ms()) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [
+            self.wheel.next_deadline_ms(),
+            self.sm.next_deadline_ms(),
+            self.deadlines.next_deadline_ms(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     /// Graceful stop: every stream gets `<system-shutdown/>` + `</stream:stream>` and a close.
     pub fn shutdown(&mut self, fx: &mut impl Effects) {
         for slot in self.conns.live_slots() {
-            self.stream_error(slot, "system-shutdown", fx);
+            self.stream_error(slot, StreamError::SystemShutdown, fx);
         }
     }
 
@@ -419,7 +435,17 @@ impl Router {
 
     /// The shard index of this router.
     pub fn shard(&self) -> u16 {
-        self.shard
+        self.location.shard.0
+    }
+
+    /// Where this router is (its node and shard).
+    pub fn location(&self) -> Location {
+        self.location
+    }
+
+    /// Where every bare JID is homed, as this router decides it.
+    pub fn placement(&self) -> Placement {
+        self.placement
     }
 
     /// The served domain.
@@ -472,16 +498,21 @@ impl Router {
     }
 
     /// Sends a stream error (after our header, if none went out yet) and closes the conn.
-    pub(crate) fn stream_error(&mut self, slot: u32, condition: &str, fx: &mut impl Effects) {
-        let end = SessionEnd::after_stream_error(condition);
-        self.stream_error_ending(slot, condition, end, fx);
+    pub(crate) fn stream_error(
+        &mut self,
+        slot: u32,
+        fault: impl Into<Fault>,
+        fx: &mut impl Effects,
+    ) {
+        let fault = fault.into();
+        self.stream_error_ending(slot, fault, fault.error.end(), fx);
     }
 
     /// `stream_error`, with what becomes of the session said by the caller.
     pub(crate) fn stream_error_ending(
         &mut self,
         slot: u32,
-        condition: &str,
+        fault: Fault,
         end: SessionEnd,
         fx: &mut impl Effects,
     ) {
@@ -495,16 +526,17 @@ impl Router {
         if !conn.header_sent {
             replies::stream_header(&mut self.reply, &self.ids.stream_id(), self.domain.as_str());
         }
-        replies::stream_error(&mut self.reply, condition);
+        replies::stream_error(&mut self.reply, &fault);
         fx.send(conn.key, &self.reply);
-        fx.close(conn.key);
+        fx.close(conn.key, fault.cause);
         self.stats.stream_errors += 1;
         self.leave_directory(slot, end, fx);
     }
 
-    /// Like `stream_error`, with the error (and `</stream:stream>`) already written into
-    /// `self.reply` by the caller. For bound conns only, whose header went out long ago.
-    pub(crate) fn stream_error_raw(&mut self, slot: u32, end: SessionEnd, fx: &mut impl Effects) {
+    /// Like `stream_error`, with the error element of `fault` (and `</stream:stream>`) already
+    /// written into `self.reply` by the caller. For bound conns only, whose header went out
+    /// long ago.
+    pub(crate) fn stream_error_raw(&mut self, slot: u32, fault: Fault, fx: &mut impl Effects) {
         let Some(conn) = self.conns.get(slot) else {
             return;
         };
@@ -512,9 +544,9 @@ impl Router {
             return;
         }
         fx.send(conn.key, &self.reply);
-        fx.close(conn.key);
+        fx.close(conn.key, fault.cause);
         self.stats.stream_errors += 1;
-        self.leave_directory(slot, end, fx);
+        self.leave_directory(slot, fault.error.end(), fx);
     }
 
     /// The end of every entry point: answers the resumptions that became answerable (see
@@ -544,7 +576,7 @@ impl Router {
     /// Closes the conns whose XEP-0198 queue overflowed during the last call.
     pub(crate) fn close_doomed(&mut self, fx: &mut impl Effects) {
         while let Some(slot) = self.doomed.pop() {
-            self.stream_error(slot, "policy-violation", fx);
+            self.stream_error(slot, StreamError::PolicyViolation, fx);
         }
     }
 
@@ -554,7 +586,7 @@ impl Router {
             return;
         };
         fx.send(conn.key, replies::STREAM_CLOSE);
-        fx.close(conn.key);
+        fx.close(conn.key, Cause::Peer);
         // XEP-0198 7: a cleanly closed stream cannot be resumed.
         self.leave_directory(slot, SessionEnd::Terminate, fx);
     }

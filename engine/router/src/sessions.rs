@@ -8,7 +8,7 @@
 //! removed. Most users have one resource, so `SlotList::One` avoids a heap vector for them.
 //! Keys are the bare JID string, so a lookup by a full JID's `bare_str()` allocates nothing.
 
-use std::collections::HashMap;
+use crate::maps::{HashState, Map};
 
 /// The slots of one user's sessions.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -59,13 +59,20 @@ fn slots_empty(list: &SlotList) -> bool {
 }
 
 /// Bare JID -> session slots, for the users homed on this shard.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Directory {
-    users: HashMap<Box<str>, SlotList>,
+    users: Map<Box<str>, SlotList>,
     sessions: usize,
 }
 
 impl Directory {
+    pub fn new(hash: HashState) -> Directory {
+        Directory {
+            users: hash.map(),
+            sessions: 0,
+        }
+    }
+
     /// Adds a bound session. The caller has checked the full JID is not bound already.
     pub fn insert(&mut self, bare: &str, slot: u32) {
         match self.users.get_mut(bare) {
@@ -118,7 +125,7 @@ mod tests {
 
     #[test]
     fn sessions_are_added_and_removed_per_user() {
-        let mut dir = Directory::default();
+        let mut dir = Directory::new(HashState::from_seed(0));
         dir.insert("a@e.com", 1);
         dir.insert("a@e.com", 2);
         dir.insert("b@e.com", 3);
@@ -134,7 +141,7 @@ mod tests {
 
     #[test]
     fn removing_an_unknown_session_changes_nothing() {
-        let mut dir = Directory::default();
+        let mut dir = Directory::new(HashState::from_seed(0));
         dir.insert("a@e.com", 1);
         dir.remove("a@e.com", 9);
         dir.remove("z@e.com", 1);
@@ -144,7 +151,7 @@ mod tests {
 
     #[test]
     fn three_resources_shrink_back_to_one() {
-        let mut dir = Directory::default();
+        let mut dir = Directory::new(HashState::from_seed(0));
         for slot in [4, 5, 6] {
             dir.insert("a@e.com", slot);
         }

@@ -102,6 +102,9 @@ metric_struct! {
         mail_out: Counter("rookery_mail_out_total"),
         /// Cross-shard mails received.
         mail_in: Counter("rookery_mail_in_total"),
+        /// Mails whose answer did not come in time (RouterConfig::mail_timeout_ms, 30 s):
+        /// each sender got a remote-server-timeout error.
+        mail_timeouts: Counter("rookery_mail_timeouts_total"),
         /// Failed SASL attempts (each failure sent, and SASL aborts).
         auth_failures: Counter("rookery_auth_failures_total"),
         /// Streams closed by us with a stream error (timeouts and shutdown included).
@@ -168,7 +171,7 @@ metric_struct! {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::HashSet;
+    use std::collections::BTreeSet;
 
     use super::*;
 
@@ -195,7 +198,7 @@ mod tests {
 
     #[test]
     fn names_are_unique_and_follow_the_conventions() {
-        let mut seen = HashSet::new();
+        let mut seen = BTreeSet::new();
         for m in RouterStats::METRICS {
             assert!(seen.insert(m.name), "{} declared twice", m.name);
             assert!(m.name.starts_with("rookery_"), "{}", m.name);

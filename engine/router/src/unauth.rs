@@ -11,17 +11,25 @@
 //! Invariants: `per_address[a]` is the number of entries of `by_slot` with address `a`; an
 //! address with none is not in the map.
 
-use std::collections::HashMap;
 use std::net::IpAddr;
 
+use crate::maps::{HashState, Map};
+
 /// Conns not yet authenticated, by slot, and their count per source address.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Unauthenticated {
-    by_slot: HashMap<u32, IpAddr>,
-    per_address: HashMap<IpAddr, u32>,
+    by_slot: Map<u32, IpAddr>,
+    per_address: Map<IpAddr, u32>,
 }
 
 impl Unauthenticated {
+    pub fn new(hash: HashState) -> Unauthenticated {
+        Unauthenticated {
+            by_slot: hash.map(),
+            per_address: hash.map(),
+        }
+    }
+
     /// Counts the conn in `slot` from `address`; false (nothing counted) when the address has
     /// `max` conns waiting already.
     pub fn admit(&mut self, slot: u32, address: IpAddr, max: usize) -> bool {
@@ -69,7 +77,7 @@ mod tests {
     fn an_address_gets_at_most_max_and_frees_them() {
         let a: IpAddr = "10.0.0.1".parse().unwrap();
         let b: IpAddr = "::1".parse().unwrap();
-        let mut u = Unauthenticated::default();
+        let mut u = Unauthenticated::new(HashState::from_seed(0));
         assert!(u.admit(1, a, 2) && u.admit(2, a, 2));
         assert!(!u.admit(3, a, 2), "the third from one address");
         assert!(u.admit(3, b, 2), "another address is not affected");

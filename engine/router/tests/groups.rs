@@ -4,7 +4,7 @@
 //! XEP-0203 delay), leaving is announced, and refusals travel back across shards.
 
 use rookery_proto::Jid;
-use rookery_router::home_shard;
+use rookery_router::{Placement, ShardId};
 use rookery_testkit::{user_homed_on, ClientId, Cluster, TEST_DOMAIN};
 
 const SHARDS: u16 = 3;
@@ -15,7 +15,7 @@ fn room_homed_on(shard: u16) -> String {
         .map(|n| format!("room{n}@groups.{TEST_DOMAIN}"))
         .find(|room| {
             let jid = Jid::parse(room).expect("valid room JID");
-            home_shard(&jid, SHARDS) == shard
+            Placement::local(SHARDS).home(&jid).shard == ShardId(shard)
         })
         .expect("some room is homed on every shard")
 }
@@ -390,4 +390,48 @@ fn the_service_default_can_limit_presence_broadcast_in_new_groups() {
             .take_output(member.client)
             .contains("still delivered"));
     }
+}
+
+#[test]
+fn a_fan_out_a_shard_never_answers_times_out_with_an_error_to_the_sender() {
+    use rookery_router::{Mail, RouterConfig};
+    let mut cluster = Cluster::new(SHARDS);
+    let (room, people) = four_in_a_room(&mut cluster);
+    // cat's shard (2) stands for a location whose mail is lost on the way.
+    cluster.lose_mail_to(2);
+    say(&mut cluster, people[0].client, &room, "g1", "anyone there?");
+    cluster.commit_all();
+    let sent = cluster.take_output(people[0].client);
+    assert!(!sent.contains("type='error'"), "{sent}");
+    cluster.advance(RouterConfig::DEFAULT_MAIL_TIMEOUT_MS);
+    let out = cluster.take_output(people[0].client);
+    assert_eq!(
+        out,
+        format!(
+            "<message type='error' id='g1' from='{room}' to='{}'><error type='wait'>\
+             <remote-server-timeout xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error>\
+             </message>",
+            people[0].jid
+        )
+    );
+    assert_eq!(cluster.router(1).stats().mail_timeouts, 1);
+    // The fan-out arrives late after all: cat gets the message, the room's shard ignores
+    // the late answer (no second error).
+    let fanouts: Vec<Mail> = cluster
+        .take_lost_mail()
+        .into_iter()
+        .map(|(_, mail)| mail)
+        .filter(|mail| matches!(mail, Mail::Fanout(_)))
+        .collect();
+    assert_eq!(fanouts.len(), 1);
+    for mail in fanouts {
+        cluster.deliver_mail(2, mail);
+    }
+    cluster.commit_all();
+    assert!(cluster
+        .take_output(people[2].client)
+        .contains("anyone there?"));
+    cluster.advance(RouterConfig::DEFAULT_MAIL_TIMEOUT_MS);
+    assert_eq!(cluster.take_output(people[0].client), "");
+    assert_eq!(cluster.router(1).stats().mail_timeouts, 1);
 }

@@ -429,3 +429,29 @@ fn recording_effects_work_with_a_bare_router() {
     assert!(fx.is_closed(ConnKey(7)));
     assert!(router.heap_bytes() > 0);
 }
+
+#[test]
+fn every_close_says_which_side_caused_it() {
+    use rookery_router::Cause;
+    let mut config = RouterConfig::new("example.com", rookery_router::AuthBackend::Open);
+    config.max_unauth_per_address = 1;
+    let mut router = Router::new(std::sync::Arc::new(config), 0);
+    let mut fx = RecordingEffects::default();
+    let here: std::net::IpAddr = "192.0.2.7".parse().unwrap();
+    router.on_connect(ConnKey(1), Some(here), 0, &mut fx);
+    // Over the per-address budget: refused by configuration.
+    router.on_connect(ConnKey(2), Some(here), 0, &mut fx);
+    // Garbage from the client: its fault.
+    router.on_connect(ConnKey(3), None, 0, &mut fx);
+    router.on_data(ConnKey(3), b"<stream:stream></wrong>", 0, &mut fx);
+    // Shutdown: the shard's own reason.
+    router.shutdown(&mut fx);
+    assert_eq!(
+        fx.close_causes,
+        [
+            (ConnKey(2), Cause::Config),
+            (ConnKey(3), Cause::Peer),
+            (ConnKey(1), Cause::Shard),
+        ]
+    );
+}

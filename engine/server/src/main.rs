@@ -7,6 +7,7 @@ mod data_dir;
 mod listener;
 mod sys;
 
+use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
@@ -80,7 +81,10 @@ fn run(args: Args) -> anyhow::Result<()> {
     let mailboxes = grid(shards, config.args.mailbox_capacity);
     let shard_inputs = listeners.into_iter().zip(mailboxes).zip(stores).enumerate();
     for (index, ((listener, mailbox), store)) in shard_inputs {
-        let mut router = Router::with_store(Arc::clone(&router_config), index as u16, store);
+        // A seed from the OS per shard: unpredictable stream ids, HashDoS-resistant maps.
+        let seed = std::hash::RandomState::new().hash_one(index);
+        let mut router =
+            Router::with_store_and_seed(Arc::clone(&router_config), index as u16, store, seed);
         // The router has no clock: give it wall time once (for XEP-0203 delay stamps).
         router.set_wall_clock(shared.started.elapsed().as_millis() as u64, unix_ms);
         let parts = ShardParts {
@@ -191,6 +195,7 @@ fn router_config(config: &Config) -> RouterConfig {
         max_output_bytes: args.max_output_bytes,
         sm_window_bytes: args.sm_window_bytes,
         sm_max_unacked_bytes: args.sm_max_unacked_bytes,
+        mail_timeout_ms: RouterConfig::DEFAULT_MAIL_TIMEOUT_MS,
         max_resources: args.max_resources,
         max_unauth_per_address: args.max_unauth_per_address,
         max_rooms_per_user: args.max_rooms_per_user,

@@ -41,6 +41,17 @@ rookery_router::metric_struct! {
         refused_conns: Counter("rookery_refused_conns_total"),
         /// Conns closed: output queue full.
         slow_consumer_closes: Counter("rookery_slow_consumer_closes_total"),
+        /// Streams the router closed because of the client: its input, silence, close or
+        /// limits (`rookery_router::Cause::Peer`).
+        closes_peer: Counter("rookery_closes_peer_total"),
+        /// Streams the router closed because of the OS or the transport (`Cause::Os`).
+        closes_os: Counter("rookery_closes_os_total"),
+        /// Streams the router refused at once because a configured limit said so
+        /// (`Cause::Config`: the per-address budget of unauthenticated conns).
+        closes_config: Counter("rookery_closes_config_total"),
+        /// Streams the router closed for the shard's own reasons: shutdown, a session
+        /// replaced by a newer one (`Cause::Shard`).
+        closes_shard: Counter("rookery_closes_shard_total"),
         /// Heap bytes held by conn and session state (updated once a second).
         heap_bytes: Gauge("rookery_router_heap_bytes"),
         /// Bytes of the shard's durable log (updated once a second).

@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use rookery_io::{ConnId, Driver, Event, FileId, Handler, Linger, Ops, SendError};
 use rookery_mailbox::ShardId;
-use rookery_router::{ConnKey, Effects, Handoff, Mail, Router};
+use rookery_router::{Cause, ConnKey, Effects, Handoff, Location, Mail, NodeId, Router};
 use rookery_store::LogSpan;
 use tracing::{info, warn};
 
@@ -131,6 +131,8 @@ struct Outbox<M> {
     reads: Reads,
     log_file: Option<FileId>,
     slow_consumer_closes: u64,
+    /// Closes the router asked for, per cause (`Cause::ALL` order).
+    closes: [u64; Cause::ALL.len()],
 }
 
 impl<M: MailTransport<ShardMail>> Outbox<M> {
@@ -142,6 +144,7 @@ impl<M: MailTransport<ShardMail>> Outbox<M> {
             reads: &mut self.reads,
             log_file: self.log_file,
             slow_consumer_closes: &mut self.slow_consumer_closes,
+            closes: &mut self.closes,
         }
     }
 }
@@ -175,6 +178,7 @@ impl<D: Driver, M: MailTransport<ShardMail>, C: Clock> Shard<D, M, C> {
                 reads: Reads::default(),
                 log_file: committer.file(),
                 slow_consumer_closes: 0,
+                closes: [0; Cause::ALL.len()],
             },
             inbox: Vec::new(),
             committer,
@@ -463,6 +467,12 @@ impl<M: MailTransport<ShardMail>, C: Clock> ShardState<M, C> {
         own.conns = driver.open_conns() as u64;
         own.mailbox_staged = self.out.mailbox.staged() as u64;
         own.slow_consumer_closes = self.out.slow_consumer_closes;
+        [
+            own.closes_peer,
+            own.closes_os,
+            own.closes_config,
+            own.closes_shard,
+        ] = self.out.closes;
         own.store_available = u64::from(self.router.store().is_available());
         own.loop_turns += 1;
         own.submit_calls += u64::from(submit_calls);
@@ -546,6 +556,7 @@ struct ShardEffects<'a, O: Ops, M> {
     reads: &'a mut Reads,
     log_file: Option<FileId>,
     slow_consumer_closes: &'a mut u64,
+    closes: &'a mut [u64; Cause::ALL.len()],
 }
 
 impl<O: Ops, M: MailTransport<ShardMail>> Effects for ShardEffects<'_, O, M> {
@@ -558,7 +569,8 @@ impl<O: Ops, M: MailTransport<ShardMail>> Effects for ShardEffects<'_, O, M> {
         }
     }
 
-    fn close(&mut self, conn: ConnKey) {
+    fn close(&mut self, conn: ConnKey, cause: Cause) {
+        self.closes[cause.index()] += 1;
         self.io.close(ConnId::from_u64(conn.0), Linger::Flush);
     }
 
@@ -570,12 +582,16 @@ impl<O: Ops, M: MailTransport<ShardMail>> Effects for ShardEffects<'_, O, M> {
         self.reads.start(self.io, self.log_file, tag, span);
     }
 
-    fn mail(&mut self, dest: u16, mail: Mail) {
-        self.mailbox.stage(ShardId(dest), ShardMail::Router(mail));
+    fn mail(&mut self, dest: Location, mail: Mail) {
+        // One node per process until the cluster issue: every location the router names is
+        // a shard of this node, so it maps to that shard's lane.
+        debug_assert_eq!(dest.node, NodeId::LOCAL, "no transport to other nodes yet");
+        self.mailbox
+            .stage(ShardId(dest.shard.0), ShardMail::Router(mail));
     }
 
-    fn hand_off(&mut self, conn: ConnKey, dest: u16, handoff: Handoff) {
-        self.handoffs.insert(conn, (dest, handoff));
+    fn hand_off(&mut self, conn: ConnKey, dest: rookery_router::ShardId, handoff: Handoff) {
+        self.handoffs.insert(conn, (dest.0, handoff));
         self.io.detach(ConnId::from_u64(conn.0));
     }
 }

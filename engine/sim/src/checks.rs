@@ -6,7 +6,7 @@
 //! Invariants: checks only read the world (the presence end check counts what it proved).
 
 use rookery_proto::Jid;
-use rookery_router::home_shard;
+use rookery_router::Placement;
 use rookery_testkit::TEST_DOMAIN;
 
 use crate::ledger::Violation;
@@ -68,7 +68,7 @@ impl World {
             .iter()
             .map(|c| {
                 let bare = format!("{}@{TEST_DOMAIN}", c.user);
-                Jid::parse(&bare).map_or(0, |jid| home_shard(&jid, shards))
+                Jid::parse(&bare).map_or(0, |jid| Placement::local(shards).home(&jid).shard.0)
             })
             .collect();
         self.ledger.groups.check_end(&sessions, &homes)

@@ -184,6 +184,22 @@ pub(crate) struct World {
     pub(crate) backlogs_started: u64,
 }
 
+/// The clients of a run, with the contacts and rooms `plan` gave each.
+fn planned_clients(cfg: &SimConfig, plan: &Plan) -> Vec<Client> {
+    (0..cfg.clients)
+        .map(|index| {
+            let mut client = Client::new(index);
+            client.resume_with_unacked = cfg.resume_with_unacked;
+            client.social.contacts = plan.contacts[index].clone();
+            client.rooms.planned = plan.rooms_of(index).collect();
+            client.rooms.absent = (0..plan.rooms.len())
+                .filter(|&r| plan.absent.contains(&(r, index)))
+                .collect();
+            client
+        })
+        .collect()
+}
+
 impl World {
     pub(crate) fn new(cfg: SimConfig, seed: u64) -> Result<World, Violation> {
         let dir = crate::commit::TempDir::new(seed)?;
@@ -196,18 +212,7 @@ impl World {
             cfg.groups,
             cfg.group_size,
         );
-        let clients = (0..cfg.clients)
-            .map(|index| {
-                let mut client = Client::new(index);
-                client.resume_with_unacked = cfg.resume_with_unacked;
-                client.social.contacts = plan.contacts[index].clone();
-                client.rooms.planned = plan.rooms_of(index).collect();
-                client.rooms.absent = (0..plan.rooms.len())
-                    .filter(|&r| plan.absent.contains(&(r, index)))
-                    .collect();
-                client
-            })
-            .collect();
+        let clients = planned_clients(&cfg, &plan);
         let setup = plan.contacts.iter().any(|c| !c.is_empty()) || !plan.rooms.is_empty();
         let mut world = World {
             rng,

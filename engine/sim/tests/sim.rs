@@ -3,6 +3,9 @@
 //! canary is caught, and a seed replays to the same trace. Every shard is the server's real
 //! loop, so hand-offs, the commit pump, the output cap and shutdown run the server's code.
 
+// Wall time is read only to print how long a batch of seeds took: no simulated world reads it.
+#![allow(clippy::disallowed_methods, reason = "prints each batch's wall time")]
+
 use std::time::Instant;
 
 use rookery_sim::{run, InjectBug, Outcome, SimConfig};

@@ -19,7 +19,8 @@ use std::sync::Arc;
 
 use rookery_proto::Jid;
 use rookery_router::{
-    home_shard, AuthBackend, ConnKey, Effects, Handoff, Mail, Router, RouterConfig,
+    AuthBackend, Cause, ConnKey, Effects, Handoff, Location, Mail, Placement, Router, RouterConfig,
+    ShardId,
 };
 use rookery_store::{LogSpan, Store, StoreError, SyncWriter};
 
@@ -32,8 +33,10 @@ pub struct RecordingEffects {
     /// Bytes sent per conn, concatenated.
     pub sent: HashMap<ConnKey, Vec<u8>>,
     pub closed: Vec<ConnKey>,
-    pub mails: Vec<(u16, Mail)>,
-    pub handoffs: Vec<(ConnKey, u16, Handoff)>,
+    /// Why each close of `closed` was asked for, in the same order.
+    pub close_causes: Vec<(ConnKey, Cause)>,
+    pub mails: Vec<(Location, Mail)>,
+    pub handoffs: Vec<(ConnKey, ShardId, Handoff)>,
     /// Log reads asked for: (tag, span).
     pub reads: Vec<(u64, LogSpan)>,
     /// Bytes queued per conn and not yet read by the peer.
@@ -66,13 +69,14 @@ impl Effects for RecordingEffects {
     fn read_log(&mut self, tag: u64, span: LogSpan) {
         self.reads.push((tag, span));
     }
-    fn close(&mut self, conn: ConnKey) {
+    fn close(&mut self, conn: ConnKey, cause: Cause) {
         self.closed.push(conn);
+        self.close_causes.push((conn, cause));
     }
-    fn mail(&mut self, dest: u16, mail: Mail) {
+    fn mail(&mut self, dest: Location, mail: Mail) {
         self.mails.push((dest, mail));
     }
-    fn hand_off(&mut self, conn: ConnKey, dest: u16, handoff: Handoff) {
+    fn hand_off(&mut self, conn: ConnKey, dest: ShardId, handoff: Handoff) {
         self.handoffs.push((conn, dest, handoff));
     }
 }
@@ -125,6 +129,9 @@ pub struct Cluster {
     by_key: HashMap<ConnKey, ClientId>,
     next_key: u64,
     pub now_ms: u64,
+    /// Shards whose incoming mail is lost (`lose_mail_to`), and what was lost.
+    lossy: Vec<u16>,
+    lost: Vec<(Location, Mail)>,
 }
 
 impl Cluster {
@@ -166,6 +173,8 @@ impl Cluster {
             by_key: HashMap::new(),
             next_key: 1,
             now_ms: START_MS,
+            lossy: Vec::new(),
+            lost: Vec::new(),
         }
     }
 
@@ -264,6 +273,24 @@ impl Cluster {
         self.pump();
     }
 
+    /// From now on, mail to `shard` is lost on the way (kept for `take_lost_mail`), as
+    /// mail to another node may be: a fake remote location that never answers.
+    pub fn lose_mail_to(&mut self, shard: u16) {
+        self.lossy.push(shard);
+    }
+
+    /// The mail lost so far (see `lose_mail_to`), drained.
+    pub fn take_lost_mail(&mut self) -> Vec<(Location, Mail)> {
+        std::mem::take(&mut self.lost)
+    }
+
+    /// Delivers `mail` to `shard` now, as a late answer would arrive.
+    pub fn deliver_mail(&mut self, shard: u16, mail: Mail) {
+        let s = usize::from(shard);
+        self.routers[s].on_mail(mail, self.now_ms, &mut self.fx[s]);
+        self.pump();
+    }
+
     /// The peer hangs up.
     pub fn disconnect(&mut self, client: ClientId) {
         let c = &mut self.clients[client.0];
@@ -327,6 +354,8 @@ impl Cluster {
         let recorded = &mut self.fx[shard];
         let sent = std::mem::take(&mut recorded.sent);
         let mut closed = std::mem::take(&mut recorded.closed);
+        // The harness acts on closes, not on their causes: keep the record from growing.
+        recorded.close_causes.clear();
         closed.append(&mut recorded.aborted);
         let mails = std::mem::take(&mut recorded.mails);
         let handoffs = std::mem::take(&mut recorded.handoffs);
@@ -358,9 +387,13 @@ impl Cluster {
             self.clients[client.0].closed = true;
             self.routers[shard].on_closed(key, self.now_ms, &mut self.fx[shard]);
         }
-        for (dest, mail) in mails {
-            assert_ne!(usize::from(dest), shard, "a router mailed itself");
-            let dest = usize::from(dest);
+        for (location, mail) in mails {
+            let dest = usize::from(location.shard.0);
+            assert_ne!(dest, shard, "a router mailed itself");
+            if self.lossy.contains(&location.shard.0) {
+                self.lost.push((location, mail));
+                continue;
+            }
             self.routers[dest].on_mail(mail, self.now_ms, &mut self.fx[dest]);
         }
         for (key, dest, handoff) in handoffs {
@@ -369,15 +402,15 @@ impl Cluster {
         busy
     }
 
-    fn adopt(&mut self, old_key: ConnKey, dest: u16, handoff: Handoff) {
+    fn adopt(&mut self, old_key: ConnKey, dest: ShardId, handoff: Handoff) {
         let client = self.by_key[&old_key];
         let new_key = self.fresh_key();
         self.by_key.insert(new_key, client);
         let c = &mut self.clients[client.0];
-        c.shard = dest;
+        c.shard = dest.0;
         c.key = new_key;
         let leftover = std::mem::take(&mut c.unread);
-        let dest = usize::from(dest);
+        let dest = usize::from(dest.0);
         self.routers[dest].on_adopted(new_key, handoff, &leftover, self.now_ms, &mut self.fx[dest]);
     }
 
@@ -447,7 +480,7 @@ pub fn user_homed_on(prefix: &str, shard: u16, shards: u16) -> String {
         .map(|n| format!("{prefix}{n}"))
         .find(|user| {
             let jid = Jid::new(Some(user), TEST_DOMAIN, None);
-            jid.is_ok_and(|jid| home_shard(&jid, shards) == shard)
+            jid.is_ok_and(|jid| Placement::local(shards).home(&jid).shard == ShardId(shard))
         })
         .unwrap_or_else(|| panic!("no user {prefix}N homed on shard {shard}"))
 }

@@ -257,7 +257,7 @@ pub fn user_on_shard(prefix: &str, shard: u16, shards: u16) -> String {
         .map(|i| format!("{prefix}{i}"))
         .find(|name| {
             let jid = rookery_proto::Jid::parse(&format!("{name}@{DOMAIN}")).unwrap();
-            rookery_router::home_shard(&jid, shards) == shard
+            rookery_router::Placement::local(shards).home(&jid).shard.0 == shard
         })
         .unwrap()
 }

@@ -1,0 +1,313 @@
+//! Stanzas of a bound session: the entry point that classifies them, and the answers the
+//! server gives itself (iq ping, disco, roster, session; presence without `to`; messages to the
+//! domain).
+//!
+//! What it does not do: route to other users (see `routing`), rosters (see `roster_iq`),
+//! presence broadcast and subscriptions (see `presence`), or groups (see `groups`).
+//!
+//! Invariants: every iq get/set addressed to the server gets exactly one answer (a result or
+//! `service-unavailable`), RFC 6120 8.2.3; results and errors addressed to it are ignored.
+
+use rookery_proto::element::Element;
+use rookery_proto::{ns, StanzaKind, StanzaView};
+
+use crate::effects::{Effects, StanzaType};
+use crate::errors::StreamError;
+use crate::home::presence::subscription::is_subscription;
+use crate::home::routing::{target, wants_error, Handled, Target};
+use crate::home::sm::elements::SM_NS;
+use crate::mail::AckRef;
+use crate::replies::{self, ReplyTo, StanzaError};
+use crate::router::Router;
+use crate::stream::Next;
+
+const DISCO_INFO_RESULT: &[u8] = b"<query xmlns='http://jabber.org/protocol/disco#info'>\
+<identity category='server' type='im' name='Rookery'/>\
+<feature var='http://jabber.org/protocol/disco#info'/>\
+<feature var='http://jabber.org/protocol/disco#items'/>\
+<feature var='urn:xmpp:ping'/>\
+<feature var='jabber:iq:roster'/></query>";
+
+const DISCO_ITEMS_RESULT: &[u8] = b"<query xmlns='http://jabber.org/protocol/disco#items'/>";
+
+/// Largest presence without `to` (as the client sent it), available or unavailable, that is
+/// broadcast (and, available, kept); a larger one is refused with `not-acceptable` and
+/// changes nothing.
+pub(crate) const MAX_PRESENCE_BYTES: usize = 8 * 1024;
+
+impl Router {
+    /// One stanza from a bound session: answered here or routed. With XEP-0198 it gets the
+    /// next inbound number, marked handled now or (a stored message) once committed.
+    pub(crate) fn on_session_stanza(
+        &mut self,
+        slot: u32,
+        bytes: &[u8],
+        fx: &mut impl Effects,
+    ) -> Next {
+        let Ok(view) = StanzaView::parse(bytes) else {
+            self.stream_error(slot, StreamError::NotWellFormed, fx);
+            return Next::Stop;
+        };
+        let kind = view.kind();
+        if kind == StanzaKind::Other && view.xmlns() == Some(SM_NS) {
+            return self.on_sm_element(slot, bytes, fx);
+        }
+        if kind == StanzaKind::Other || view.xmlns().is_some_and(|x| x != ns::CLIENT) {
+            self.stream_error(slot, StreamError::UnsupportedStanzaType, fx);
+            return Next::Stop;
+        }
+        self.stats.stanzas_in += 1;
+        if kind == StanzaKind::Presence && !self.presence_allowed(slot) {
+            self.stats.presence_floods += 1;
+            self.stream_error(slot, StreamError::PolicyViolation, fx);
+            return Next::Stop;
+        }
+        let ack = self.sm_receive(slot);
+        let handled = self.dispatch(slot, &view, ack, fx);
+        if let (Handled::Now, Some(ack)) = (handled, ack) {
+            self.sm.mark_handled(ack.session, ack.stanza, fx);
+        }
+        Next::Continue
+    }
+
+    fn dispatch(
+        &mut self,
+        slot: u32,
+        view: &StanzaView<'_>,
+        ack: Option<AckRef>,
+        fx: &mut impl Effects,
+    ) -> Handled {
+        let kind = view.kind();
+        let ty = StanzaType::classify(kind, view.stanza_type().as_deref());
+        let to = view.to();
+        let Some(from) = self.conns.get(slot).and_then(|c| c.jid.as_ref()) else {
+            return Handled::Now;
+        };
+        let target = target(
+            to.as_deref(),
+            kind,
+            from,
+            &self.domain,
+            self.rooms.service(),
+        );
+        if let Target::Room(room) = target {
+            return self.session_to_room(slot, &room, view, ack, fx);
+        }
+        let (mut routes, stamp) = self.routes();
+        match target {
+            _ if kind == StanzaKind::Iq && ty == StanzaType::Invalid => {
+                routes.reply_error(slot, view, to.as_deref(), StanzaError::BadRequest, fx);
+            }
+            Target::User(to) if kind == StanzaKind::Presence && is_subscription(ty) => {
+                self.outbound_subscription(slot, &to, ty, fx);
+            }
+            Target::User(to) => return routes.outbound(slot, &to, view, ack, stamp, fx),
+            Target::Server { account } => self.on_server_stanza(slot, view, ty, account, fx),
+            Target::Remote if wants_error(kind, ty) => {
+                let error = StanzaError::RemoteServerNotFound;
+                routes.reply_error(slot, view, to.as_deref(), error, fx);
+            }
+            Target::Malformed if wants_error(kind, ty) => {
+                routes.reply_error(slot, view, None, StanzaError::JidMalformed, fx);
+            }
+            Target::Remote | Target::Malformed | Target::Room(_) => {}
+        }
+        Handled::Now
+    }
+
+    fn on_server_stanza(
+        &mut self,
+        slot: u32,
+        view: &StanzaView<'_>,
+        ty: StanzaType,
+        account: bool,
+        fx: &mut impl Effects,
+    ) {
+        match view.kind() {
+            StanzaKind::Presence if view.to().is_none() => self.set_presence(slot, view, ty, fx),
+            StanzaKind::Iq => self.answer_iq(slot, view, ty, account, fx),
+            StanzaKind::Message if wants_error(StanzaKind::Message, ty) => {
+                let (mut routes, _) = self.routes();
+                let to = view.to();
+                routes.reply_error(
+                    slot,
+                    view,
+                    to.as_deref(),
+                    StanzaError::ServiceUnavailable,
+                    fx,
+                );
+            }
+            // Presence to the domain, and messages that get no error: nothing to do yet.
+            _ => {}
+        }
+    }
+
+    /// Answers an iq get/set addressed to the server (`account`: to the sender's bare JID).
+    fn answer_iq(
+        &mut self,
+        slot: u32,
+        view: &StanzaView<'_>,
+        ty: StanzaType,
+        account: bool,
+        fx: &mut impl Effects,
+    ) {
+        if !ty.is_request() {
+            return;
+        }
+        if view.has_child("query", ns::ROSTER) {
+            self.roster_iq(slot, view, ty, fx);
+            return;
+        }
+        let Some(payload) = server_answer(view, ty, account) else {
+            let (mut routes, _) = self.routes();
+            let to = view.to();
+            routes.reply_error(
+                slot,
+                view,
+                to.as_deref(),
+                StanzaError::ServiceUnavailable,
+                fx,
+            );
+            return;
+        };
+        let Some(conn) = self.conns.get(slot) else {
+            return;
+        };
+        let (id, to) = (view.id(), view.to());
+        let reply = ReplyTo {
+            id: id.as_deref(),
+            from: to.as_deref(),
+            to: conn.jid.as_ref().map(|j| j.as_str()),
+        };
+        self.reply.clear();
+        replies::iq_result(&mut self.reply, reply, payload);
+        self.send_reply(slot, fx);
+    }
+
+    /// Initial/updated presence (RFC 6121 4.2, 4.4) or unavailable presence (4.5) of a session,
+    /// broadcast to its contacts (see `presence`). Becoming available with a non-negative
+    /// priority flushes the offline queue to it (XEP-0160 3).
+    fn set_presence(
+        &mut self,
+        slot: u32,
+        view: &StanzaView<'_>,
+        ty: StanzaType,
+        fx: &mut impl Effects,
+    ) {
+        let broadcast = matches!(ty, StanzaType::Available | StanzaType::Unavailable);
+        if broadcast && view.bytes().len() > MAX_PRESENCE_BYTES {
+            // Copied to every contact (and an available one kept for probes): a bounded size,
+            // or one session could hold 64 KiB per contact in flight.
+            let (mut routes, _) = self.routes();
+            routes.reply_error(slot, view, None, StanzaError::NotAcceptable, fx);
+            return;
+        }
+        let Some(conn) = self.conns.get_mut(slot) else {
+            return;
+        };
+        match ty {
+            StanzaType::Available => {
+                let initial = !conn.available;
+                let reachable_before = conn.available && conn.priority >= 0;
+                conn.available = true;
+                conn.priority = priority(view);
+                let reachable = conn.priority >= 0;
+                self.broadcast_own_presence(slot, view, ty, initial, fx);
+                if !reachable_before && reachable {
+                    let (mut routes, _) = self.routes();
+                    routes.flush(slot, fx);
+                }
+            }
+            StanzaType::Unavailable => {
+                conn.available = false;
+                self.broadcast_own_presence(slot, view, ty, false, fx);
+            }
+            _ => {}
+        }
+    }
+}
+
+/// The payload of the server's result for a known request, or None (service-unavailable).
+fn server_answer(view: &StanzaView<'_>, ty: StanzaType, account: bool) -> Option<&'static [u8]> {
+    let get = ty == StanzaType::Get;
+    if get && view.has_child("ping", ns::PING) {
+        return Some(b"");
+    }
+    if get && !account && view.has_child("query", ns::DISCO_INFO) {
+        return Some(DISCO_INFO_RESULT);
+    }
+    if get && !account && view.has_child("query", ns::DISCO_ITEMS) {
+        return Some(DISCO_ITEMS_RESULT);
+    }
+    if ty == StanzaType::Set && view.has_child("session", ns::SESSION) {
+        return Some(b"");
+    }
+    None
+}
+
+/// The `<priority/>` of a presence (RFC 6121 4.7.2.3): -128..=127, default 0.
+fn priority(view: &StanzaView<'_>) -> i8 {
+    let Some(child) = view.children().find(|c| c.name == "priority") else {
+        return 0;
+    };
+    let Ok(element) = Element::parse(child.bytes) else {
+        return 0;
+    };
+    let Ok(value) = element.text().trim().parse::<i64>() else {
+        return 0;
+    };
+    // Lossless: clamped into i8's range first.
+    value.clamp(i64::from(i8::MIN), i64::from(i8::MAX)) as i8
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn view(bytes: &[u8]) -> StanzaView<'_> {
+        StanzaView::parse(bytes).expect("valid test stanza")
+    }
+
+    #[test]
+    fn priority_is_parsed_and_clamped() {
+        assert_eq!(priority(&view(b"<presence/>")), 0);
+        assert_eq!(
+            priority(&view(b"<presence><priority>5</priority></presence>")),
+            5
+        );
+        assert_eq!(
+            priority(&view(b"<presence><priority> -3 </priority></presence>")),
+            -3
+        );
+        assert_eq!(
+            priority(&view(b"<presence><priority>900</priority></presence>")),
+            127
+        );
+        assert_eq!(
+            priority(&view(b"<presence><priority>-900</priority></presence>")),
+            -128
+        );
+        assert_eq!(
+            priority(&view(b"<presence><priority>x</priority></presence>")),
+            0
+        );
+    }
+
+    #[test]
+    fn known_requests_have_answers() {
+        let ping = view(b"<iq type='get' id='1'><ping xmlns='urn:xmpp:ping'/></iq>");
+        assert_eq!(server_answer(&ping, StanzaType::Get, false), Some(&b""[..]));
+        let disco =
+            view(b"<iq type='get'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>");
+        assert_eq!(
+            server_answer(&disco, StanzaType::Get, false),
+            Some(DISCO_INFO_RESULT)
+        );
+        assert_eq!(server_answer(&disco, StanzaType::Get, true), None);
+        // Rosters are answered by `roster_iq` before this table is consulted.
+        let roster = view(b"<iq type='get'><query xmlns='jabber:iq:roster'/></iq>");
+        assert_eq!(server_answer(&roster, StanzaType::Get, true), None);
+        let vcard = view(b"<iq type='get'><vCard xmlns='vcard-temp'/></iq>");
+        assert_eq!(server_answer(&vcard, StanzaType::Get, false), None);
+    }
+}

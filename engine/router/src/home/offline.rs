@@ -1,0 +1,253 @@
+//! Store-and-forward (XEP-0160 behaviour on the store): every normal or chat message for a
+//! local user is put in the home shard's store before it is written anywhere; deleted once
+//! delivered for sure; flushed with a XEP-0203 delay stamp when the user becomes available;
+//! and acknowledged to its sender only once the store committed it.
+//!
+//! What it does: `Routes::store_and_deliver` (put, write, settle the sender's ack),
+//! `Routes::flush` (starts the offline queue's flow-controlled delivery to one session, see
+//! `delivery`), the commit waiters and `Router::on_committed`, and the store accessors the
+//! shard loop uses for its group commit.
+//!
+//! What it does not do: write the log (the shard loop calls `begin_commit`, writes, then
+//! `finish_commit` and `on_committed`; `commit_with` does all of it synchronously), or count
+//! XEP-0198 acks (see `sm`, `sm::elements`).
+//!
+//! Invariants:
+//! - a stored message is deleted (`Store::ack`) only when a session without stream management
+//!   handed it to the kernel (its conn drained, see `delivery`) or a client's `<a h>`
+//!   acknowledged it;
+//! - a sender's stanza is reported handled only once `is_committed` holds for the store's
+//!   `pending_seq` read after its put, so nothing is acknowledged that was not stored;
+//! - waiters are queued in non-decreasing seq order (pending_seq never goes back), so a
+//!   commit releases a prefix of them; there are at most as many as messages stored since the
+//!   last successful commit (one per loop turn normally; a failing disk refuses new ones).
+
+use rookery_store::{CommitBatch, CompactReport, LogWriter, MsgId, Store, StoreError};
+
+use crate::effects::{ConnKey, Effects, StanzaType};
+use crate::home::routing::{Envelope, Handled, Routes};
+use crate::home::sm::Unacked;
+use crate::mail::{AckRef, GatherRef, Mail};
+use crate::replies::StanzaError;
+use crate::router::Router;
+
+/// Someone waiting for the store to commit `seq`.
+#[derive(Debug)]
+pub(crate) struct Waiter {
+    pub seq: u64,
+    pub release: Release,
+}
+
+/// Whom a commit releases.
+#[derive(Debug)]
+pub(crate) enum Release {
+    /// A sender's stanza (XEP-0198): its handled count advances.
+    Sender(AckRef),
+    /// This shard's part of a fan-out: the shard that started it hears `Gathered` (with the
+    /// copies that were refused).
+    Gather { gather: GatherRef, refused: u32 },
+    /// A room's answers to a change it stored (see `groups`): carried out once committed.
+    Room(Box<crate::home::groups::RoomAnswers>),
+    /// An answer that promises a stored change (a roster set's result): written to the
+    /// session in `slot`, if it is still conn `key`, once the change is committed.
+    Reply {
+        slot: u32,
+        key: ConnKey,
+        bytes: Box<[u8]>,
+    },
+}
+
+impl Routes<'_> {
+    /// Stores a normal or chat message for the recipient's bare JID, then writes it to the
+    /// session in `target` (a full JID's) or to every available resource with a non-negative
+    /// priority. A refusal of the store bounces `resource-constraint` to the sender.
+    pub fn store_and_deliver(
+        &mut self,
+        envelope: &Envelope<'_>,
+        target: Option<u32>,
+        ack: Option<AckRef>,
+        fx: &mut impl Effects,
+    ) -> Handled {
+        if !self.store_copy(envelope, target, fx) {
+            // Quota, unavailable (a failed log write), or a record too large: all wait-type.
+            self.bounce(envelope, StanzaError::ResourceConstraint, fx);
+            return Handled::Now;
+        }
+        self.settle(ack.map(Release::Sender))
+    }
+
+    /// Stores one copy for `envelope.to`'s bare JID and writes it as `store_and_deliver` does
+    /// (flow-controlled, see `delivery`); false (counted, nothing else done) when the store
+    /// refuses it. It leaves the store once a session confirmed it, never when only queued.
+    pub fn store_copy(
+        &mut self,
+        envelope: &Envelope<'_>,
+        target: Option<u32>,
+        fx: &mut impl Effects,
+    ) -> bool {
+        let (to, from) = (envelope.to, envelope.from);
+        let put = self
+            .store
+            .put(to.bare_str(), from.as_str(), self.wall_ms, envelope.stanza);
+        let Ok(id) = put else {
+            self.stats.store_refusals += 1;
+            return false;
+        };
+        self.stats.messages_stored += 1;
+        if let Some(slot) = target {
+            self.write_live(slot, id, envelope.stanza, fx);
+            return true;
+        }
+        let (conns, directory) = (self.conns, self.directory);
+        for &slot in directory.slots(to.bare_str()) {
+            let reachable = conns
+                .get(slot)
+                .is_some_and(|c| c.available && c.priority >= 0);
+            if reachable {
+                self.write_live(slot, id, envelope.stanza, fx);
+            }
+        }
+        true
+    }
+
+    /// Handled now when nothing waits for a commit, else queued until `on_committed`.
+    pub fn settle(&mut self, release: Option<Release>) -> Handled {
+        let Some(release) = release else {
+            return Handled::Now;
+        };
+        let seq = self.store.pending_seq();
+        if self.store.is_committed(seq) {
+            return Handled::Now;
+        }
+        self.waiters.push_back(Waiter { seq, release });
+        Handled::Later
+    }
+
+    /// Starts delivering the stored messages of the session's bare JID (its offline queue,
+    /// oldest first, with delay stamps) to the session in `slot`, as fast as it takes them
+    /// (see `delivery`); what is in flight to its other sessions is skipped.
+    pub fn flush(&mut self, slot: u32, fx: &mut impl Effects) {
+        let Some(key) = self.conns.get(slot).map(|c| c.key) else {
+            return;
+        };
+        self.deliveries.start_backlog(slot, key, MsgId(0));
+        self.fill(slot, fx);
+    }
+
+    /// Writes again, on a resumed stream, what the session had not acknowledged: the kept
+    /// bytes of what was not stored now, and the stored messages (still in the store, with
+    /// delay stamps) through its backlog, as it takes them.
+    pub fn resend(
+        &mut self,
+        slot: u32,
+        entries: impl IntoIterator<Item = Unacked>,
+        fx: &mut impl Effects,
+    ) {
+        for entry in entries {
+            if let Unacked::Bytes(bytes) = entry {
+                self.send(slot, &bytes, fx);
+            }
+        }
+        let reachable = self
+            .conns
+            .get(slot)
+            .is_some_and(|c| c.available && c.priority >= 0);
+        if reachable {
+            self.flush(slot, fx);
+        }
+    }
+}
+
+/// Whether a message type is stored (only normal and chat, RFC 6121 8.5.2.1.1 / XEP-0160).
+pub(crate) fn is_stored_type(ty: StanzaType) -> bool {
+    matches!(ty, StanzaType::Normal | StanzaType::Chat)
+}
+
+impl Router {
+    /// The shard's store, read-only (stats, queues).
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// The store committed everything up to `committed_seq` (what `finish_commit` returned):
+    /// senders waiting for it are told (their XEP-0198 handled count advances, here or by
+    /// `Mail::Committed` to their shard).
+    pub fn on_committed(&mut self, committed_seq: u64, now_ms: u64, fx: &mut impl Effects) {
+        self.advance_clock(now_ms);
+        let committed = committed_seq.min(self.store.committed_seq());
+        // Backlogs that stopped at a record not yet written can read it now.
+        self.deliveries.committed();
+        while self.waiters.front().is_some_and(|w| w.seq <= committed) {
+            let Some(waiter) = self.waiters.pop_front() else {
+                break;
+            };
+            match waiter.release {
+                Release::Sender(ack) => self.release(ack, fx),
+                Release::Gather { gather, refused } => self.gathered(gather, refused, fx),
+                Release::Room(answers) => self.run_room_answers(*answers, fx),
+                Release::Reply { slot, key, bytes } => {
+                    if self.conns.get(slot).is_some_and(|c| c.key == key) {
+                        let (mut routes, _) = self.routes();
+                        routes.send(slot, &bytes, fx);
+                    }
+                }
+            }
+        }
+        self.after_call(fx);
+    }
+
+    /// One synchronous group commit (poll backend, tests): `begin_commit`, write with
+    /// `writer`, `finish_commit`, and `on_committed` on success. `Ok(None)`: nothing to write.
+    /// An `Err` is the store's (log it: it names cause and fix); the store is unavailable
+    /// until `on_tick` finds a retry due and a later call succeeds.
+    pub fn commit_with(
+        &mut self,
+        writer: &mut impl LogWriter,
+        now_ms: u64,
+        fx: &mut impl Effects,
+    ) -> Result<Option<u64>, StoreError> {
+        let Some(seq) = self.store.commit(writer)? else {
+            return Ok(None);
+        };
+        self.on_committed(seq, now_ms, fx);
+        Ok(Some(seq))
+    }
+
+    /// The records appended since the last batch, as the next group-commit batch to write
+    /// (`None`: nothing appended, a batch still in flight, or the store unavailable with no
+    /// retry due). Hand it back with `finish_commit`. The shard loop's way to the store's
+    /// writes: nothing outside the router writes to the store.
+    pub fn begin_commit(&mut self) -> Option<CommitBatch> {
+        self.store.begin_commit()
+    }
+
+    /// Compacts the log if it is due (`None` if not): see `Store::compact`. Call it only with
+    /// no batch and no log read in flight (a read's span names a place in the old file).
+    pub fn compact_log_if_due(&mut self) -> Option<Result<CompactReport, StoreError>> {
+        self.store.compaction_due().then(|| self.store.compact())
+    }
+
+    /// Hands a batch from `begin_commit()` back with its write result, and
+    /// releases the senders it commits: `finish_commit` + `on_committed` in one call.
+    pub fn finish_commit(
+        &mut self,
+        batch: CommitBatch,
+        result: std::io::Result<()>,
+        now_ms: u64,
+        fx: &mut impl Effects,
+    ) -> Result<u64, StoreError> {
+        let seq = self.store.finish_commit(batch, result)?;
+        self.on_committed(seq, now_ms, fx);
+        Ok(seq)
+    }
+
+    /// Tells the sender of a handled stanza: here, or by mail to its shard.
+    pub(crate) fn release(&mut self, ack: AckRef, fx: &mut impl Effects) {
+        if ack.origin == self.location {
+            self.sm.mark_handled(ack.session, ack.stanza, fx);
+        } else {
+            fx.mail(ack.origin, Mail::Committed(ack));
+            self.stats.mail_out += 1;
+        }
+    }
+}

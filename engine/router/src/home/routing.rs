@@ -1,0 +1,588 @@
+//! Routing of stanzas between users (RFC 6120 10, RFC 6121 8): where a session's stanza goes,
+//! and how a stanza is delivered on the recipient's home shard (RFC 6121 8.5), including the
+//! XEP-0198 accounting of everything written to a session.
+//!
+//! What it does not do: answer stanzas addressed to the server (see `local`), store messages
+//! and flush offline queues (see `offline`, which adds to `Routes`), or broadcast presence.
+//!
+//! Invariants:
+//! - forwarded bytes are the client's bytes with only `from` stamped (the full JID of the
+//!   session); everything else, XEP-0184 receipts included, passes through untouched;
+//! - a stanza for a user is delivered only on the user's home shard: here when the home is
+//!   this shard, else it goes out as one `Mail::Deliver`;
+//! - every message of type normal or chat for a local user is stored before it is written
+//!   anywhere (store-and-forward): no session available means it waits, not a bounce;
+//! - every stanza written to a session with XEP-0198 goes through `Routes::send` or
+//!   `deliver_stored`, so the outbound count is exact;
+//! - an error stanza never causes another error (no bounce loops); bounces are routed to the
+//!   sender's full JID like any stanza, so they reach senders on other shards too;
+//! - `route` returns `Handled::Later` only when someone will report the stanza handled:
+//!   a commit waiter here, or the home shard's `Mail::Committed`;
+//! - a message that is not stored, for the full JID of a detached XEP-0198 session, joins
+//!   that session's unacked queue (written after `<resumed/>`) instead of being dropped.
+
+use std::collections::VecDeque;
+
+use rookery_proto::{Jid, StanzaKind, StanzaView};
+use rookery_store::Store;
+
+use crate::deadlines::MailDeadlines;
+use crate::effects::{Effects, StanzaType};
+use crate::home::delivery::Deliveries;
+use crate::home::offline::{is_stored_type, Waiter};
+use crate::home::presence::subscription;
+use crate::home::presence::table::PresenceTable;
+use crate::home::sm::table::SmTable;
+use crate::home::sm::Unacked;
+use crate::location::{Location, Placement};
+use crate::mail::{AckRef, Mail};
+use crate::replies::{self, ReplyTo, StanzaError};
+use crate::router::Router;
+use crate::sessions::Directory;
+use crate::stats::RouterStats;
+use crate::stream::conn::ConnSlab;
+
+/// Where a session's stanza is addressed.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Target {
+    /// The server itself: no `to`, our domain (any resource), or, for an iq, the sender's own
+    /// bare JID (`account` = true: the server answers on behalf of the account).
+    Server { account: bool },
+    /// A user at our domain.
+    User(Jid),
+    /// The group service, a group, or a group occupant (`groups.<domain>`).
+    Room(Jid),
+    /// Another domain: no federation, so `remote-server-not-found`.
+    Remote,
+    /// `to` is not a JID.
+    Malformed,
+}
+
+/// Classifies the `to` of a stanza sent by `from` (RFC 6120 10.3, 10.5; RFC 6121 8.1).
+pub(crate) fn target(
+    to: Option<&str>,
+    kind: StanzaKind,
+    from: &Jid,
+    domain: &Jid,
+    groups: &Jid,
+) -> Target {
+    let Some(to) = to else {
+        return Target::Server { account: false };
+    };
+    let Ok(to) = Jid::parse(to) else {
+        return Target::Malformed;
+    };
+    if to.domain() == groups.domain() {
+        return Target::Room(to);
+    }
+    if to.domain() != domain.domain() {
+        return Target::Remote;
+    }
+    if to.local().is_none() {
+        return Target::Server { account: false };
+    }
+    if kind == StanzaKind::Iq && to.is_bare() && to.bare_str() == from.bare_str() {
+        return Target::Server { account: true };
+    }
+    Target::User(to)
+}
+
+/// Whether a failed stanza of this kind and type gets an error back (RFC 6120 8.3.1: never for
+/// an error; RFC 6121 8.5: presence failures are silent, headlines are dropped).
+pub(crate) fn wants_error(kind: StanzaKind, ty: StanzaType) -> bool {
+    match kind {
+        StanzaKind::Message => {
+            matches!(
+                ty,
+                StanzaType::Normal | StanzaType::Chat | StanzaType::Groupchat
+            )
+        }
+        StanzaKind::Iq => ty.is_request() || ty == StanzaType::Invalid,
+        StanzaKind::Presence | StanzaKind::Other => false,
+    }
+}
+
+/// The element name of a stanza kind, for error replies.
+pub(crate) fn kind_name(kind: StanzaKind) -> &'static str {
+    match kind {
+        StanzaKind::Message => "message",
+        StanzaKind::Presence => "presence",
+        StanzaKind::Iq | StanzaKind::Other => "iq",
+    }
+}
+
+/// Mails `envelope` to shard `home` as one `Mail::Deliver`; with an ack, the home shard
+/// reports the stanza handled (`Handled::Later`), or the deadline (see `deadlines`) does.
+pub(crate) fn mail_deliver(
+    home: Location,
+    envelope: &Envelope<'_>,
+    ack: Option<AckRef>,
+    (stats, deadlines, now_ms): (&mut RouterStats, &mut MailDeadlines, u64),
+    fx: &mut impl Effects,
+) -> Handled {
+    if let Some(ack) = ack {
+        // The id only matters for an error the sender wants (and is parsed only then).
+        let view = wants_error(envelope.kind, envelope.ty)
+            .then(|| StanzaView::parse(envelope.stanza).ok())
+            .flatten();
+        let id = view.as_ref().and_then(StanzaView::id);
+        let class = (envelope.kind, envelope.ty);
+        let to = envelope.to.as_str();
+        deadlines.watch_ack(now_ms, ack, class, to, id.as_deref());
+    }
+    fx.mail(
+        home,
+        Mail::Deliver {
+            to: envelope.to.clone(),
+            from: envelope.from.clone(),
+            kind: envelope.kind,
+            ty: envelope.ty,
+            stanza: envelope.stanza.into(),
+            ack,
+        },
+    );
+    stats.mail_out += 1;
+    match ack {
+        Some(_) => Handled::Later,
+        None => Handled::Now,
+    }
+}
+
+/// Whether an inbound stanza (XEP-0198) is handled now, or once a store commits it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Handled {
+    Now,
+    Later,
+}
+
+/// A stanza on its way: addressing, classification and the bytes as they go on the wire.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Envelope<'a> {
+    pub to: &'a Jid,
+    pub from: &'a Jid,
+    pub kind: StanzaKind,
+    pub ty: StanzaType,
+    pub stanza: &'a [u8],
+}
+
+/// The parts of the router that routing reads or changes; borrowed apart from the conn slab
+/// so a sender's JID (which lives in the slab) can be used while delivering.
+pub(crate) struct Routes<'a> {
+    pub conns: &'a ConnSlab,
+    pub directory: &'a Directory,
+    pub sm: &'a mut SmTable,
+    pub store: &'a mut Store,
+    pub waiters: &'a mut VecDeque<Waiter>,
+    pub doomed: &'a mut Vec<u32>,
+    pub stats: &'a mut RouterStats,
+    pub deadlines: &'a mut MailDeadlines,
+    pub reply: &'a mut Vec<u8>,
+    /// Scratch for stored messages written with a delay stamp.
+    pub delayed: &'a mut Vec<u8>,
+    pub domain: &'a Jid,
+    pub groups: &'a Jid,
+    pub presences: &'a mut PresenceTable,
+    pub deliveries: &'a mut Deliveries,
+    pub roster_max: usize,
+    pub sm_window_bytes: usize,
+    pub sm_max_unacked_bytes: usize,
+    pub max_output_bytes: usize,
+    pub location: Location,
+    pub placement: Placement,
+    pub now_ms: u64,
+    pub wall_ms: u64,
+}
+
+impl Router {
+    /// Routing access plus the stamping buffer.
+    pub(crate) fn routes(&mut self) -> (Routes<'_>, &mut Vec<u8>) {
+        let wall_ms = self.wall_ms();
+        let routes = Routes {
+            conns: &self.conns,
+            directory: &self.directory,
+            sm: &mut self.sm,
+            store: &mut self.store,
+            waiters: &mut self.waiters,
+            doomed: &mut self.doomed,
+            stats: &mut self.stats,
+            deadlines: &mut self.deadlines,
+            reply: &mut self.reply,
+            delayed: &mut self.delayed,
+            domain: &self.domain,
+            groups: self.rooms.service(),
+            presences: &mut self.presences,
+            deliveries: &mut self.deliveries,
+            roster_max: self.config.roster_max,
+            sm_window_bytes: self.config.sm_window_bytes,
+            max_output_bytes: self.config.max_output_bytes,
+            // Everything kept is written at once after a resumption: it must fit (the server
+            // checks this at start; a smaller cap in a test or the simulator is clamped here).
+            sm_max_unacked_bytes: self
+                .config
+                .sm_max_unacked_bytes
+                .min(self.config.max_output_bytes / 2),
+            location: self.location,
+            placement: self.placement,
+            now_ms: self.now_ms,
+            wall_ms,
+        };
+        (routes, &mut self.stamp)
+    }
+
+    /// Writes `self.reply` (a stanza) to the session in `slot`, counted for XEP-0198.
+    pub(crate) fn send_reply(&mut self, slot: u32, fx: &mut impl Effects) {
+        let reply = std::mem::take(&mut self.reply);
+        let (mut routes, _) = self.routes();
+        routes.send(slot, &reply, fx);
+        self.reply = reply;
+    }
+}
+
+impl Routes<'_> {
+    /// Stamps a session's stanza with its full JID and routes it to user `to`. `ack` names the
+    /// stanza for XEP-0198 when the sender counts; only messages may be stored, so only they
+    /// take it along.
+    pub fn outbound(
+        &mut self,
+        slot: u32,
+        to: &Jid,
+        view: &StanzaView<'_>,
+        ack: Option<AckRef>,
+        stamp: &mut Vec<u8>,
+        fx: &mut impl Effects,
+    ) -> Handled {
+        let conns = self.conns;
+        let Some(from) = conns.get(slot).and_then(|c| c.jid.as_ref()) else {
+            return Handled::Now;
+        };
+        stamp.clear();
+        view.stamp(from.as_str(), None, stamp);
+        let kind = view.kind();
+        let ty = StanzaType::classify(kind, view.stanza_type().as_deref());
+        let ack = ack.filter(|_| kind == StanzaKind::Message);
+        let envelope = Envelope {
+            to,
+            from,
+            kind,
+            ty,
+            stanza: stamp,
+        };
+        self.route(&envelope, ack, fx)
+    }
+
+    /// Delivers here if `to` is homed on this shard, else mails its home shard.
+    pub fn route(
+        &mut self,
+        envelope: &Envelope<'_>,
+        ack: Option<AckRef>,
+        fx: &mut impl Effects,
+    ) -> Handled {
+        let home = self.placement.home(envelope.to);
+        if envelope.to.domain() == self.groups.domain() {
+            // Only bounces get here (sessions' stanzas to rooms go through `Router::session_to_room`):
+            // a room does not take errors about its own broadcasts.
+            return Handled::Now;
+        }
+        if home == self.location {
+            return self.deliver_home(envelope, ack, fx);
+        }
+        let outgoing = (&mut *self.stats, &mut *self.deadlines, self.now_ms);
+        mail_deliver(home, envelope, ack, outgoing, fx)
+    }
+
+    /// RFC 6121 8.5 on the recipient's home shard.
+    pub fn deliver_home(
+        &mut self,
+        envelope: &Envelope<'_>,
+        ack: Option<AckRef>,
+        fx: &mut impl Effects,
+    ) -> Handled {
+        match envelope.kind {
+            StanzaKind::Message => return self.deliver_message(envelope, ack, fx),
+            StanzaKind::Presence => self.deliver_presence(envelope, fx),
+            StanzaKind::Iq => self.deliver_iq(envelope, fx),
+            StanzaKind::Other => {}
+        }
+        Handled::Now
+    }
+
+    fn deliver_message(
+        &mut self,
+        envelope: &Envelope<'_>,
+        ack: Option<AckRef>,
+        fx: &mut impl Effects,
+    ) -> Handled {
+        let ty = envelope.ty;
+        let storable = is_stored_type(ty);
+        if envelope.to.resource().is_some() {
+            if let Some(slot) = self.session(envelope.to) {
+                if storable {
+                    return self.store_and_deliver(envelope, Some(slot), ack, fx);
+                }
+                self.send(slot, envelope.stanza, fx);
+                return Handled::Now;
+            }
+            // A detached XEP-0198 session is still the session of that full JID: it gets the
+            // message when resumed (a bounce for its client, say) instead of losing it.
+            if !storable && self.queue_for_detached(envelope.to, envelope.stanza) {
+                return Handled::Now;
+            }
+            // RFC 6121 8.5.3.2.1: only normal and chat fall back to the bare JID.
+            if !storable {
+                self.bounce(envelope, StanzaError::ServiceUnavailable, fx);
+                return Handled::Now;
+            }
+        }
+        // RFC 6121 8.5.2.1.1: groupchat to a bare JID is refused; errors are never delivered.
+        if matches!(ty, StanzaType::Groupchat | StanzaType::Error) {
+            self.bounce(envelope, StanzaError::ServiceUnavailable, fx);
+            return Handled::Now;
+        }
+        if ty == StanzaType::Headline {
+            // Headlines are not stored: no available resource means they are dropped.
+            self.send_to_available(envelope.to, envelope.stanza, |priority| priority >= 0, fx);
+            return Handled::Now;
+        }
+        self.store_and_deliver(envelope, None, ack, fx)
+    }
+
+    fn deliver_presence(&mut self, envelope: &Envelope<'_>, fx: &mut impl Effects) {
+        // Subscriptions change the recipient's roster first (RFC 6121 3.x.3). Probes from
+        // clients are ignored: the server probes for them (see `presence`).
+        if subscription::is_subscription(envelope.ty) {
+            self.inbound_subscription(envelope, fx);
+            return;
+        }
+        if matches!(envelope.ty, StanzaType::Probe | StanzaType::Invalid) {
+            return;
+        }
+        if envelope.to.resource().is_some() {
+            if let Some(slot) = self.session(envelope.to) {
+                self.send(slot, envelope.stanza, fx);
+            }
+            return;
+        }
+        self.send_to_available(envelope.to, envelope.stanza, |_| true, fx);
+    }
+
+    fn deliver_iq(&mut self, envelope: &Envelope<'_>, fx: &mut impl Effects) {
+        if let Some(slot) = self.session(envelope.to) {
+            self.send(slot, envelope.stanza, fx);
+            return;
+        }
+        self.bounce(envelope, StanzaError::ServiceUnavailable, fx);
+    }
+
+    /// Sends to every available session of `to`'s bare JID whose priority passes.
+    pub fn send_to_available(
+        &mut self,
+        to: &Jid,
+        stanza: &[u8],
+        priority_ok: impl Fn(i8) -> bool,
+        fx: &mut impl Effects,
+    ) {
+        let (conns, directory) = (self.conns, self.directory);
+        for &slot in directory.slots(to.bare_str()) {
+            let Some(conn) = conns.get(slot) else {
+                continue;
+            };
+            if conn.available && priority_ok(conn.priority) {
+                self.send(slot, stanza, fx);
+            }
+        }
+    }
+
+    /// The session bound to full JID `to` on this shard (attached sessions only).
+    pub fn session(&self, to: &Jid) -> Option<u32> {
+        let resource = to.resource()?;
+        let mut slots = self.directory.slots(to.bare_str()).iter().copied();
+        slots.find(|&slot| {
+            let jid = self.conns.get(slot).and_then(|c| c.jid.as_ref());
+            jid.and_then(Jid::resource) == Some(resource)
+        })
+    }
+
+    /// Queues `stanza` for the detached (resumable) session bound to full JID `to`, to be
+    /// written after `<resumed/>` with the rest of its unacked queue; false if there is no
+    /// such session or its queue is full (the caller then treats `to` as offline).
+    pub fn queue_for_detached(&mut self, to: &Jid, stanza: &[u8]) -> bool {
+        let tokens = self.sm.sessions_of(to.bare_str());
+        let max = self.sm_max_unacked_bytes;
+        let found = tokens.into_iter().find(|&token| {
+            let session = self.sm.get(token);
+            session.is_some_and(|s| {
+                s.conn.is_none() && s.jid == *to && s.room_for_any(stanza.len(), max)
+            })
+        });
+        let Some(session) = found.and_then(|token| self.sm.get_mut(token)) else {
+            return false;
+        };
+        // No `<r/>` pacing: nothing goes on a wire until the resumption resends the queue.
+        let _ = session.push_unacked(Unacked::Bytes(stanza.into()));
+        true
+    }
+
+    /// Queues `stanza` for every detached XEP-0198 session of `bare` that was available (a
+    /// presence broadcast): written after `<resumed/>`, so a resumed client misses no
+    /// contact's change. A full queue skips that session (it will be probed at next login).
+    pub fn queue_for_detached_available(&mut self, bare: &Jid, stanza: &[u8]) {
+        for token in self.sm.sessions_of(bare.bare_str()) {
+            let Some(session) = self.sm.get_mut(token) else {
+                continue;
+            };
+            let room = session.room_for_any(stanza.len(), self.sm_max_unacked_bytes);
+            if session.conn.is_none() && session.available && room {
+                let _ = session.push_unacked(Unacked::Bytes(stanza.into()));
+            }
+        }
+    }
+
+    /// Writes a stanza that is not a stored message to the session in `slot`; with XEP-0198
+    /// it is kept for retransmission until acknowledged, and a full queue dooms the stream.
+    pub fn send(&mut self, slot: u32, stanza: &[u8], fx: &mut impl Effects) {
+        let conns = self.conns;
+        let Some(conn) = conns.get(slot) else {
+            return;
+        };
+        let session = conn
+            .sm
+            .and_then(|token| Some((token, self.sm.get_mut(token)?)));
+        let Some((token, session)) = session else {
+            fx.send(conn.key, stanza);
+            self.stats.stanzas_out += 1;
+            return;
+        };
+        if !session.room_for_any(stanza.len(), self.sm_max_unacked_bytes) {
+            self.doomed.push(slot);
+            return;
+        }
+        fx.send(conn.key, stanza);
+        self.stats.stanzas_out += 1;
+        let request_now = session.push_unacked(Unacked::Bytes(stanza.into()));
+        if self.sm.after_send(token, request_now, self.now_ms) {
+            fx.send(conn.key, replies::SM_REQUEST);
+        }
+    }
+
+    /// Sends `error` back to the sender, on behalf of the recipient, if the stanza warrants
+    /// an error (never for errors, results, presence or headlines). The error is routed.
+    pub fn bounce(&mut self, envelope: &Envelope<'_>, error: StanzaError, fx: &mut impl Effects) {
+        if !wants_error(envelope.kind, envelope.ty) {
+            return;
+        }
+        let id = StanzaView::parse(envelope.stanza)
+            .ok()
+            .and_then(|view| view.id());
+        // Taken so the error can be routed with `&mut self`; put back to keep its capacity.
+        let mut bytes = std::mem::take(self.reply);
+        bytes.clear();
+        let reply = ReplyTo {
+            id: id.as_deref(),
+            from: Some(envelope.to.as_str()),
+            to: Some(envelope.from.as_str()),
+        };
+        replies::stanza_error(&mut bytes, kind_name(envelope.kind), reply, error);
+        let back = Envelope {
+            to: envelope.from,
+            from: envelope.to,
+            kind: envelope.kind,
+            ty: StanzaType::Error,
+            stanza: &bytes,
+        };
+        self.route(&back, None, fx);
+        *self.reply = bytes;
+    }
+
+    /// An error straight back to the session in `slot` (it is on this shard by construction).
+    pub fn reply_error(
+        &mut self,
+        slot: u32,
+        view: &StanzaView<'_>,
+        error_from: Option<&str>,
+        error: StanzaError,
+        fx: &mut impl Effects,
+    ) {
+        let conns = self.conns;
+        let Some(conn) = conns.get(slot) else {
+            return;
+        };
+        let to = conn.jid.as_ref().map(Jid::as_str);
+        let id = view.id();
+        let mut bytes = std::mem::take(self.reply);
+        bytes.clear();
+        let reply = ReplyTo {
+            id: id.as_deref(),
+            from: error_from,
+            to,
+        };
+        replies::stanza_error(&mut bytes, kind_name(view.kind()), reply, error);
+        self.send(slot, &bytes, fx);
+        *self.reply = bytes;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn jid(s: &str) -> Jid {
+        Jid::parse(s).expect("valid test JID")
+    }
+
+    #[test]
+    fn targets_follow_rfc6120_section_10() {
+        let (me, domain) = (jid("alice@example.com/phone"), jid("example.com"));
+        let groups = jid("groups.example.com");
+        let t = |to, kind| target(to, kind, &me, &domain, &groups);
+        assert_eq!(t(None, StanzaKind::Iq), Target::Server { account: false });
+        assert_eq!(
+            t(Some("example.com"), StanzaKind::Message),
+            Target::Server { account: false }
+        );
+        assert_eq!(
+            t(Some("Example.COM/x"), StanzaKind::Iq),
+            Target::Server { account: false }
+        );
+        assert_eq!(
+            t(Some("alice@example.com"), StanzaKind::Iq),
+            Target::Server { account: true }
+        );
+        assert_eq!(
+            t(Some("alice@example.com"), StanzaKind::Message),
+            Target::User(jid("alice@example.com"))
+        );
+        assert_eq!(
+            t(Some("Bob@example.com/x"), StanzaKind::Iq),
+            Target::User(jid("bob@example.com/x"))
+        );
+        assert_eq!(
+            t(Some("bob@other.org"), StanzaKind::Message),
+            Target::Remote
+        );
+        assert_eq!(
+            t(Some("Team@Groups.example.com/nick"), StanzaKind::Presence),
+            Target::Room(jid("team@groups.example.com/nick"))
+        );
+        assert_eq!(
+            t(Some("groups.example.com"), StanzaKind::Iq),
+            Target::Room(jid("groups.example.com"))
+        );
+        assert_eq!(
+            t(Some("@example.com"), StanzaKind::Message),
+            Target::Malformed
+        );
+    }
+
+    #[test]
+    fn errors_are_wanted_only_where_rfc_allows() {
+        use StanzaType::*;
+        assert!(wants_error(StanzaKind::Message, Chat));
+        assert!(wants_error(StanzaKind::Message, Groupchat));
+        assert!(!wants_error(StanzaKind::Message, Headline));
+        assert!(!wants_error(StanzaKind::Message, Error));
+        assert!(wants_error(StanzaKind::Iq, Get));
+        assert!(!wants_error(StanzaKind::Iq, Result));
+        assert!(!wants_error(StanzaKind::Iq, Error));
+        assert!(!wants_error(StanzaKind::Presence, Available));
+    }
+}

@@ -1,0 +1,477 @@
+//! XEP-0198 stream management state of one session: counters and queues.
+//!
+//! What it does: inbound counting (each stanza from the client gets a number; it is *handled*
+//! when processing finished and, for a stored message, once its recipient's home shard
+//! committed it; `h` is the contiguous handled prefix), the `<r/>` requests waiting for that
+//! prefix, outbound counting (the unacked queue, what `<a h>` releases), and the pacing of our
+//! own `<r/>`. The table of sessions and the timers are in `sm::table`.
+//!
+//! A session being resumed is detached (`conn == None`) with `resuming` naming the new conn:
+//! the `<resumed h>` answer waits until every stanza received on the old stream is handled
+//! (`all_handled`), so `h` equals `received` and the client resends nothing the server took.
+//!
+//! What it does not do: write wire elements (see `sm::elements`, `replies`), touch the store
+//! (the caller acks the stored ids the queue hands back) or know conns beyond a key.
+//!
+//! Invariants:
+//! - counters are u64 internally and go on the wire modulo 2^32 (XEP-0198 4);
+//! - `outstanding` is sorted ascending and holds only numbers <= `received`;
+//! - `unacked.len() <= SM_MAX_UNACKED_HARD` and `unacked_bytes` is the sum of the sizes of the
+//!   queued stanzas; stored messages are only queued while below `SM_MAX_UNACKED` and the
+//!   session's byte window (`room_for_stored`), and only in order (the `delivery` module
+//!   holds back the rest in the store).
+
+use std::collections::VecDeque;
+
+use rookery_proto::Jid;
+use rookery_store::MsgId;
+
+use crate::effects::ConnKey;
+
+/// Our `<r/>` goes out after this many unacknowledged stanzas since the last one.
+pub const SM_REQUEST_EVERY: u64 = 5;
+/// ... or this long after the first stanza it would cover, whichever comes first.
+pub const SM_REQUEST_DELAY_MS: u64 = 1_000;
+/// Stored messages in flight to one session; past it they wait in the store (backlog).
+pub const SM_MAX_UNACKED: usize = 1_024;
+/// All unacked stanzas of one session; past it the stream is closed with policy-violation.
+pub const SM_MAX_UNACKED_HARD: usize = 2 * SM_MAX_UNACKED;
+/// Default byte window of a session's unacked stanzas: stored messages wait in the store
+/// while the unacked ones add up to this many bytes (on the wire, in socket buffers, unread
+/// by the client), and follow as `<a h>` frees room. It bounds data in flight, not memory:
+/// an unacked stored message is kept as its id, the stanza stays in the store. 8 MiB lets a
+/// client that acks every 100 stanzas of 60 KiB keep reading without waiting.
+pub const SM_DEFAULT_WINDOW_BYTES: usize = 8 << 20;
+/// Default hard byte cap of the stanzas a session's unacked queue keeps in memory (those that
+/// are not stored messages: presence, iq, groupchat copies), i.e. what a client that never
+/// acks can make the server keep for it; past it the stream is closed with policy-violation.
+/// At most half the output cap (checked at start): after a resumption they are all written at
+/// once, and must fit. With the default 1 MiB cap, 512 KiB (~2,000 presence updates).
+pub const SM_DEFAULT_MAX_UNACKED_BYTES: usize = 512 * 1024;
+/// Longest wait of a `<resume/>` for the old stream's stanzas to be handled (stored and
+/// committed); past it the resumption fails (see `resume`). Commits take a loop turn normally;
+/// this covers a few store retries (1 s apart by default) before giving up.
+pub const SM_RESUME_WAIT_MS: u64 = 5_000;
+/// `<r/>` from the client waiting for the handled prefix; later ones coalesce into the last.
+const MAX_WAITING_REQUESTS: usize = 8;
+
+/// A session with stream management, stable across resumption (slot index + generation).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct SessionRef(pub(crate) u64);
+
+impl SessionRef {
+    pub(crate) fn new(index: u32, generation: u32) -> SessionRef {
+        SessionRef(u64::from(generation) << 32 | u64::from(index))
+    }
+
+    pub(crate) fn index(self) -> u32 {
+        // Lossless: the low half of the packed value.
+        (self.0 & u64::from(u32::MAX)) as u32
+    }
+
+    pub(crate) fn generation(self) -> u32 {
+        (self.0 >> 32) as u32
+    }
+}
+
+/// One stanza sent and not acknowledged yet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Unacked {
+    /// A stored message (`len` bytes as written): resent from the store, deleted from it when
+    /// acknowledged.
+    Stored { id: MsgId, len: u32 },
+    /// Anything else, kept for retransmission after a resumption.
+    Bytes(Box<[u8]>),
+}
+
+impl Unacked {
+    /// Bytes of the stanza as written.
+    pub fn len(&self) -> usize {
+        match self {
+            Unacked::Stored { len, .. } => *len as usize,
+            Unacked::Bytes(bytes) => bytes.len(),
+        }
+    }
+
+    /// Bytes of it kept in memory (a stored message is kept as its id).
+    pub fn kept_len(&self) -> usize {
+        match self {
+            Unacked::Stored { .. } => 0,
+            Unacked::Bytes(bytes) => bytes.len(),
+        }
+    }
+}
+
+/// The client acknowledged more stanzas than were sent (XEP-0198 4, handled-count-too-high).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct TooHigh {
+    pub h: u32,
+    pub sent: u64,
+}
+
+/// Stream management state of one session.
+#[derive(Debug)]
+pub(crate) struct SmSession {
+    /// The full JID the session is bound to.
+    pub jid: Jid,
+    /// Set when resumption was enabled: the `id` of `<enabled/>`.
+    pub resume_id: Option<Box<str>>,
+    /// The conn it writes to; `None` while detached.
+    pub conn: Option<ConnKey>,
+    /// While detached: when it ends unless resumed.
+    pub detached_until_ms: u64,
+    /// Presence state kept across a detachment (the conn holds it while attached).
+    pub available: bool,
+    pub priority: i8,
+    /// While detached: the conn whose `<resume/>` waits for this session's inbound stanzas to
+    /// be handled (it gets `<resumed/>` then, see `resume`).
+    pub resuming: Option<ConnKey>,
+    received: u64,
+    outstanding: VecDeque<u64>,
+    requests: VecDeque<u64>,
+    acked: u64,
+    unacked: VecDeque<Unacked>,
+    /// Bytes of the stanzas in `unacked` (all of them: the window).
+    unacked_bytes: usize,
+    /// Bytes of the `Unacked::Bytes` entries (kept in memory: the hard cap).
+    kept_bytes: usize,
+    since_request: u64,
+    request_timer: bool,
+}
+
+impl SmSession {
+    pub fn new(jid: Jid, resume_id: Option<Box<str>>, conn: ConnKey) -> SmSession {
+        SmSession {
+            jid,
+            resume_id,
+            conn: Some(conn),
+            detached_until_ms: 0,
+            available: false,
+            priority: 0,
+            resuming: None,
+            received: 0,
+            outstanding: VecDeque::new(),
+            requests: VecDeque::new(),
+            acked: 0,
+            unacked: VecDeque::new(),
+            unacked_bytes: 0,
+            kept_bytes: 0,
+            since_request: 0,
+            request_timer: false,
+        }
+    }
+
+    /// The handled count `h`: the contiguous prefix of handled inbound stanzas.
+    pub fn handled(&self) -> u64 {
+        self.outstanding
+            .front()
+            .map_or(self.received, |first| first - 1)
+    }
+
+    /// Whether every stanza received so far is handled (`handled() == received`).
+    pub fn all_handled(&self) -> bool {
+        self.outstanding.is_empty()
+    }
+
+    /// Whether stanza `n` was received and is not handled yet.
+    pub fn is_outstanding(&self, n: u64) -> bool {
+        self.outstanding.binary_search(&n).is_ok()
+    }
+
+    /// A stanza arrived: returns its number, outstanding until `mark_handled`.
+    pub fn receive(&mut self) -> u64 {
+        self.received += 1;
+        self.outstanding.push_back(self.received);
+        self.received
+    }
+
+    /// Marks stanza `n` handled; false if it was not outstanding (already handled).
+    pub fn mark_handled(&mut self, n: u64) -> bool {
+        if self.outstanding.front() == Some(&n) {
+            self.outstanding.pop_front();
+            return true;
+        }
+        match self.outstanding.binary_search(&n) {
+            Ok(at) => self.outstanding.remove(at).is_some(),
+            Err(_) => false,
+        }
+    }
+
+    /// An `<r/>` arrived: true if it can be answered now, else it waits for the prefix.
+    pub fn request(&mut self) -> bool {
+        let mark = self.received;
+        if self.handled() >= mark {
+            return true;
+        }
+        if self.requests.len() >= MAX_WAITING_REQUESTS {
+            // Answering the later request answers the earlier ones' question too.
+            self.requests.pop_back();
+        }
+        self.requests.push_back(mark);
+        false
+    }
+
+    /// How many waiting `<r/>` the current prefix answers (removing them).
+    pub fn answerable(&mut self) -> usize {
+        let handled = self.handled();
+        let mut count = 0;
+        while self.requests.front().is_some_and(|&mark| mark <= handled) {
+            self.requests.pop_front();
+            count += 1;
+        }
+        count
+    }
+
+    /// Stanzas sent since `<enabled/>` (or since the count the client resumed from).
+    pub fn sent(&self) -> u64 {
+        self.acked + self.unacked.len() as u64
+    }
+
+    #[cfg(test)]
+    pub fn unacked_len(&self) -> usize {
+        self.unacked.len()
+    }
+
+    /// Bytes of the unacked stanzas.
+    #[cfg(test)]
+    pub fn unacked_bytes(&self) -> usize {
+        self.unacked_bytes
+    }
+
+    /// Bytes of stored messages that may be sent now within the count limit and the byte
+    /// `window` (0: wait for `<a h>`).
+    pub fn room_for_stored(&self, window: usize) -> usize {
+        if self.unacked.len() >= SM_MAX_UNACKED {
+            return 0;
+        }
+        window.saturating_sub(self.unacked_bytes)
+    }
+
+    /// Whether a stanza of `len` bytes may be kept now within the hard limits (`max_bytes`
+    /// of unacked stanzas kept in memory), else the stream must close.
+    pub fn room_for_any(&self, len: usize, max_bytes: usize) -> bool {
+        self.unacked.len() < SM_MAX_UNACKED_HARD && self.kept_bytes + len <= max_bytes
+    }
+
+    /// Bytes of unacked stanzas kept in memory (not stored messages).
+    pub fn kept_bytes(&self) -> usize {
+        self.kept_bytes
+    }
+
+    /// Records a stanza just sent; true when an `<r/>` should follow at once.
+    pub fn push_unacked(&mut self, entry: Unacked) -> bool {
+        self.unacked_bytes += entry.len();
+        self.kept_bytes += entry.kept_len();
+        self.unacked.push_back(entry);
+        self.since_request += 1;
+        if self.since_request >= SM_REQUEST_EVERY {
+            self.since_request = 0;
+            return true;
+        }
+        false
+    }
+
+    /// Checks an acknowledged count `h` (modulo 2^32) and returns how many new stanzas it
+    /// acknowledges.
+    pub fn check_ack(&self, h: u32) -> Result<usize, TooHigh> {
+        // Lossless: the low 32 bits, as the client counts.
+        let new = h.wrapping_sub(self.acked as u32) as usize;
+        if new > self.unacked.len() {
+            return Err(TooHigh {
+                h,
+                sent: self.sent(),
+            });
+        }
+        Ok(new)
+    }
+
+    /// Removes the first `count` unacked stanzas (after `check_ack`), handing them back.
+    pub fn release(&mut self, count: usize) -> std::collections::vec_deque::Drain<'_, Unacked> {
+        let count = count.min(self.unacked.len());
+        self.acked += count as u64;
+        let released: usize = self.unacked.iter().take(count).map(Unacked::len).sum();
+        let kept: usize = self.unacked.iter().take(count).map(Unacked::kept_len).sum();
+        self.unacked_bytes -= released;
+        self.kept_bytes -= kept;
+        self.unacked.drain(..count)
+    }
+
+    /// Takes the whole unacked queue, to resend it on a resumed stream (where the counting
+    /// continues from `acked`, as the client's `h` says).
+    pub fn take_unacked(&mut self) -> VecDeque<Unacked> {
+        self.since_request = 0;
+        self.unacked_bytes = 0;
+        self.kept_bytes = 0;
+        std::mem::take(&mut self.unacked)
+    }
+
+    /// Ids of stored messages in flight to this session.
+    pub fn in_flight(&self) -> impl Iterator<Item = MsgId> + '_ {
+        self.unacked.iter().filter_map(|entry| match entry {
+            Unacked::Stored { id, .. } => Some(*id),
+            Unacked::Bytes(_) => None,
+        })
+    }
+
+    /// The window is full: true (and counted as sent) when stanzas went out since the last
+    /// `<r/>`, so an `<r/>` now makes the client's answer free the window without waiting for
+    /// the request timer.
+    pub fn request_for_window(&mut self) -> bool {
+        if self.since_request == 0 {
+            return false;
+        }
+        self.since_request = 0;
+        true
+    }
+
+    /// Discards waiting requests and pacing (the conn they belonged to is gone).
+    pub fn reset_conn_state(&mut self) {
+        self.requests.clear();
+        self.since_request = 0;
+    }
+
+    /// Stanzas went out uncovered by an `<r/>` and no pacing timer runs: arms it (true).
+    pub fn arm_request_timer(&mut self) -> bool {
+        if self.request_timer || self.since_request == 0 {
+            return false;
+        }
+        self.request_timer = true;
+        true
+    }
+
+    /// The pacing timer fired: true when an `<r/>` should go out now (and counts as sent).
+    pub fn request_timer_fired(&mut self) -> bool {
+        self.request_timer = false;
+        if self.since_request == 0 || self.conn.is_none() {
+            return false;
+        }
+        self.since_request = 0;
+        true
+    }
+
+    pub fn heap_bytes(&self) -> usize {
+        let queued: usize = self
+            .unacked
+            .iter()
+            .map(|entry| match entry {
+                Unacked::Stored { .. } => 0,
+                Unacked::Bytes(bytes) => bytes.len(),
+            })
+            .sum();
+        std::mem::size_of::<SmSession>()
+            + self.jid.heap_bytes()
+            + self.resume_id.as_ref().map_or(0, |id| id.len())
+            + (self.outstanding.capacity() + self.requests.capacity()) * 8
+            + self.unacked.capacity() * std::mem::size_of::<Unacked>()
+            + queued
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn session() -> SmSession {
+        let jid = Jid::parse("a@example.com/r").expect("valid JID");
+        SmSession::new(jid, None, ConnKey(1))
+    }
+
+    #[test]
+    fn handled_is_the_contiguous_prefix() {
+        let mut s = session();
+        let (one, two, three) = (s.receive(), s.receive(), s.receive());
+        assert_eq!(s.handled(), 0);
+        assert!(s.mark_handled(two));
+        assert_eq!(s.handled(), 0, "1 still outstanding");
+        assert!(s.mark_handled(one));
+        assert_eq!(s.handled(), 2);
+        assert!(!s.mark_handled(one), "twice is a no-op");
+        assert!(s.mark_handled(three));
+        assert_eq!(s.handled(), 3);
+    }
+
+    #[test]
+    fn requests_wait_for_the_prefix_they_cover() {
+        let mut s = session();
+        let one = s.receive();
+        assert!(!s.request());
+        let two = s.receive();
+        assert!(!s.request());
+        s.mark_handled(one);
+        assert_eq!(s.answerable(), 1, "the first request is covered");
+        s.mark_handled(two);
+        assert_eq!(s.answerable(), 1);
+        assert!(s.request(), "nothing outstanding: answered at once");
+    }
+
+    #[test]
+    fn acks_release_in_order_and_too_high_is_refused() {
+        let mut s = session();
+        for i in 0..7u8 {
+            let request = s.push_unacked(Unacked::Bytes(vec![i].into()));
+            assert_eq!(request, i == 4, "an <r/> after every 5th stanza");
+        }
+        assert_eq!(s.check_ack(3), Ok(3));
+        let released: Vec<Unacked> = s.release(3).collect();
+        assert_eq!(released[0], Unacked::Bytes(vec![0].into()));
+        assert_eq!((s.sent(), s.unacked_len()), (7, 4));
+        assert_eq!(s.check_ack(3), Ok(0), "a repeated ack changes nothing");
+        assert_eq!(s.check_ack(8), Err(TooHigh { h: 8, sent: 7 }));
+        assert!(
+            s.check_ack(2).is_err(),
+            "going backwards is as wrong as too high"
+        );
+    }
+
+    #[test]
+    fn acks_wrap_at_2_pow_32() {
+        let mut s = session();
+        s.acked = u64::from(u32::MAX) - 1;
+        for _ in 0..4 {
+            s.push_unacked(Unacked::Stored {
+                id: MsgId(9),
+                len: 1,
+            });
+        }
+        assert_eq!(s.check_ack(2), Ok(4), "h wrapped past 2^32");
+    }
+
+    #[test]
+    fn limits_hold_back_stored_messages_first() {
+        let mut s = session();
+        for _ in 0..SM_MAX_UNACKED {
+            assert_eq!(s.room_for_stored(1 << 30), (1 << 30) - s.unacked_bytes());
+            s.push_unacked(Unacked::Stored {
+                id: MsgId(1),
+                len: 10,
+            });
+        }
+        assert_eq!(s.room_for_stored(1 << 30), 0, "the count limit");
+        assert!(s.room_for_any(0, usize::MAX));
+        for _ in SM_MAX_UNACKED..SM_MAX_UNACKED_HARD {
+            s.push_unacked(Unacked::Bytes(Box::new([])));
+        }
+        assert!(!s.room_for_any(0, usize::MAX));
+    }
+
+    #[test]
+    fn the_byte_window_holds_back_stored_messages_and_acks_reopen_it() {
+        let mut s = session();
+        s.push_unacked(Unacked::Stored {
+            id: MsgId(1),
+            len: 600,
+        });
+        s.push_unacked(Unacked::Bytes(vec![0; 300].into()));
+        assert_eq!(s.unacked_bytes(), 900);
+        assert_eq!(s.room_for_stored(1000), 100);
+        assert_eq!(s.room_for_stored(800), 0);
+        assert!(s.room_for_any(700, 1000), "stored messages are not kept");
+        assert!(!s.room_for_any(701, 1000), "the hard byte cap");
+        assert_eq!(s.kept_bytes(), 300);
+        let released: Vec<Unacked> = s.release(1).collect();
+        assert_eq!(released.len(), 1);
+        assert_eq!((s.unacked_bytes(), s.room_for_stored(1000)), (300, 700));
+        drop(s.take_unacked());
+        assert_eq!(s.unacked_bytes(), 0);
+    }
+}

@@ -1,0 +1,297 @@
+//! Per-conn state and the slab that holds it.
+//!
+//! What it does not do: interpret frames (see `stream`, `routing`, `local`) or decide
+//! deadlines (see `Router::deadline_ms`). It is plain storage with a small state enum.
+//!
+//! Storage choice: a slab (`Vec` of slots + free list) indexed by a `u32` slot number, plus a
+//! `HashMap<ConnKey, u32>` from the server's opaque key to the slot. The map keeps the router
+//! independent of how the server numbers its conns; it costs ~20-40 bytes per conn. Slot
+//! generations make stale timer entries harmless after a slot is reused.
+//!
+//! Size (measured by the `conn_state_is_small` test, x86_64): `Conn` is 144 bytes with a
+//! 64-byte framer; one slab slot is 152 bytes. An idle conn owns no buffer: the framer
+//! releases its buffer between stanzas and the only other heap is the JID string.
+//!
+//! Invariants: a slot's `conn` is `Some` exactly while its key is in `index`; `framer` is
+//! `None` only while `on_data` is feeding that conn (it is moved out to free `&mut Router`);
+//! while `resume` is set the framer parses nothing (bytes go to `PendingResume::held`).
+
+use rookery_proto::{Framer, Jid};
+
+use crate::effects::ConnKey;
+use crate::home::sm::SessionRef;
+use crate::maps::{HashState, Map};
+use crate::timers::TimerEntry;
+
+/// Where a conn is in RFC 6120's sequence (header, SASL, restart, bind).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Phase {
+    /// Connected; waiting for the client's stream header.
+    AwaitHeader,
+    /// Header and pre-auth features sent; waiting for `<auth/>`.
+    AwaitAuth,
+    /// `<auth/>` came without an initial response; an empty challenge was sent.
+    AwaitResponse,
+    /// SASL succeeded; waiting for the restarted stream header.
+    AwaitRestart,
+    /// Restarted; waiting for the bind iq.
+    AwaitBind,
+    /// A session: resource bound, in the directory.
+    Bound,
+    /// Stream closed by us; waiting for `on_closed`. Input is ignored.
+    Closing,
+}
+
+/// One conn of this shard.
+pub struct Conn {
+    pub key: ConnKey,
+    pub framer: Option<Framer>,
+    /// Bare JID after SASL success, full JID once bound.
+    pub jid: Option<Jid>,
+    /// When the conn's auth-and-bind window opened: at connect, and again when a resumption
+    /// that made the client wait failed (see `resume`).
+    pub connected_ms: u64,
+    /// Last time any byte arrived (whitespace keepalives count).
+    pub active_ms: u64,
+    pub phase: Phase,
+    /// Our stream header went out for the current stream (a stream error must follow one).
+    pub header_sent: bool,
+    pub auth_failures: u8,
+    /// Initial presence sent and not withdrawn (RFC 6121 4.2).
+    pub available: bool,
+    pub priority: i8,
+    /// Presence stanzas taken from its rate budget and not yet earned back, and when the
+    /// budget was last refilled (see `Router::presence_allowed`).
+    pub presence_spent: u32,
+    pub presence_refill_ms: u64,
+    /// Its XEP-0198 session, once `<enable/>` succeeded (the state lives in `SmTable`).
+    pub sm: Option<SessionRef>,
+    /// A `<resume/>` waiting for its answer (boxed: rare, and `Conn` stays small).
+    pub resume: Option<Box<PendingResume>>,
+}
+
+/// A `<resume/>` waiting until the old stream's stanzas are handled (see `resume`).
+#[derive(Debug)]
+pub struct PendingResume {
+    /// The session being resumed.
+    pub token: SessionRef,
+    /// Past it the resumption fails (`SM_RESUME_WAIT_MS` after the `<resume/>`).
+    pub deadline_ms: u64,
+    /// What the client sent after `<resume/>`: parsed once it is answered.
+    pub held: Vec<u8>,
+}
+
+// Manual: `Framer` has no Debug impl; show whether it is present and what it buffers.
+impl std::fmt::Debug for Conn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Conn")
+            .field("key", &self.key)
+            .field(
+                "framer_buffered",
+                &self.framer.as_ref().map(Framer::buffered_bytes),
+            )
+            .field("jid", &self.jid)
+            .field("phase", &self.phase)
+            .field("active_ms", &self.active_ms)
+            .field("sm", &self.sm)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Conn {
+    pub fn new(key: ConnKey, framer: Framer, now_ms: u64) -> Conn {
+        Conn {
+            key,
+            framer: Some(framer),
+            jid: None,
+            connected_ms: now_ms,
+            active_ms: now_ms,
+            phase: Phase::AwaitHeader,
+            header_sent: false,
+            auth_failures: 0,
+            available: false,
+            priority: 0,
+            presence_spent: 0,
+            presence_refill_ms: 0,
+            sm: None,
+            resume: None,
+        }
+    }
+
+    pub fn heap_bytes(&self) -> usize {
+        let jid = self.jid.as_ref().map_or(0, Jid::heap_bytes);
+        let resume = self.resume.as_ref().map_or(0, |r| {
+            std::mem::size_of::<PendingResume>() + r.held.capacity()
+        });
+        jid + resume + self.framer.as_ref().map_or(0, Framer::heap_bytes)
+    }
+}
+
+#[derive(Debug)]
+struct Slot {
+    generation: u32,
+    conn: Option<Conn>,
+}
+
+/// All conns of this shard.
+#[derive(Debug)]
+pub struct ConnSlab {
+    slots: Vec<Slot>,
+    free: Vec<u32>,
+    index: Map<ConnKey, u32>,
+}
+
+impl ConnSlab {
+    pub fn new(hash: HashState) -> ConnSlab {
+        ConnSlab {
+            slots: Vec::new(),
+            free: Vec::new(),
+            index: hash.map(),
+        }
+    }
+
+    /// Stores `conn`; returns its slot. The caller removes any conn with the same key first;
+    /// if it did not, the old conn is dropped here so the index stays one-to-one.
+    pub fn insert(&mut self, conn: Conn) -> u32 {
+        if let Some(old) = self.slot_of(conn.key) {
+            self.remove(old);
+        }
+        let key = conn.key;
+        let slot = match self.free.pop() {
+            Some(slot) => {
+                self.slots[slot as usize].conn = Some(conn);
+                slot
+            }
+            None => {
+                // Invariant: more than 4 billion conns on one shard is impossible (fd limits).
+                let slot = u32::try_from(self.slots.len()).expect("conn slots fit in u32");
+                self.slots.push(Slot {
+                    generation: 0,
+                    conn: Some(conn),
+                });
+                slot
+            }
+        };
+        self.index.insert(key, slot);
+        slot
+    }
+
+    /// Takes the conn out of `slot`; later timer entries for the slot become stale.
+    pub fn remove(&mut self, slot: u32) -> Option<Conn> {
+        let entry = self.slots.get_mut(slot as usize)?;
+        let conn = entry.conn.take()?;
+        entry.generation = entry.generation.wrapping_add(1);
+        self.index.remove(&conn.key);
+        self.free.push(slot);
+        Some(conn)
+    }
+
+    pub fn slot_of(&self, key: ConnKey) -> Option<u32> {
+        self.index.get(&key).copied()
+    }
+
+    pub fn get(&self, slot: u32) -> Option<&Conn> {
+        self.slots.get(slot as usize)?.conn.as_ref()
+    }
+
+    pub fn get_mut(&mut self, slot: u32) -> Option<&mut Conn> {
+        self.slots.get_mut(slot as usize)?.conn.as_mut()
+    }
+
+    /// The timer entry naming the current occupant of `slot`.
+    pub fn timer_entry(&self, slot: u32) -> TimerEntry {
+        let generation = self.slots.get(slot as usize).map_or(0, |s| s.generation);
+        TimerEntry { slot, generation }
+    }
+
+    /// The conn a timer entry names, if it is still the same occupant.
+    pub fn resolve(&self, entry: TimerEntry) -> Option<&Conn> {
+        let slot = self.slots.get(entry.slot as usize)?;
+        if slot.generation != entry.generation {
+            return None;
+        }
+        slot.conn.as_ref()
+    }
+
+    pub fn len(&self) -> usize {
+        self.index.len()
+    }
+
+    /// Slots of every live conn (a snapshot, so the caller may mutate while walking it).
+    pub fn live_slots(&self) -> Vec<u32> {
+        let occupied = self
+            .slots
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.conn.is_some());
+        occupied.map(|(i, _)| i as u32).collect()
+    }
+
+    /// Slab, free list and index capacity, plus each conn's own heap (JID, framer buffer).
+    /// The index is counted as capacity x (entry + 1 control byte), like hashbrown lays it out.
+    pub fn heap_bytes(&self) -> usize {
+        let slab = self.slots.capacity() * std::mem::size_of::<Slot>();
+        let free = self.free.capacity() * std::mem::size_of::<u32>();
+        let index = self.index.capacity() * (std::mem::size_of::<(ConnKey, u32)>() + 1);
+        let owned: usize = self
+            .slots
+            .iter()
+            .filter_map(|s| s.conn.as_ref())
+            .map(Conn::heap_bytes)
+            .sum();
+        slab + free + index + owned
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rookery_proto::FramerLimits;
+
+    fn conn(key: u64) -> Conn {
+        Conn::new(
+            ConnKey(key),
+            Framer::new(FramerLimits {
+                max_stanza_bytes: 1024,
+            }),
+            0,
+        )
+    }
+
+    #[test]
+    fn conn_state_is_small() {
+        let conn_bytes = std::mem::size_of::<Conn>();
+        let slot_bytes = std::mem::size_of::<Slot>();
+        println!(
+            "Conn {conn_bytes} B, Slot {slot_bytes} B, Framer {} B",
+            std::mem::size_of::<Framer>()
+        );
+        assert!(conn_bytes <= 192, "Conn grew to {conn_bytes} bytes");
+        assert!(slot_bytes <= 200, "Slot grew to {slot_bytes} bytes");
+    }
+
+    #[test]
+    fn slots_are_reused_and_generations_make_old_entries_stale() {
+        let mut slab = ConnSlab::new(HashState::from_seed(0));
+        let a = slab.insert(conn(1));
+        let stale = slab.timer_entry(a);
+        assert!(slab.resolve(stale).is_some());
+        assert!(slab.remove(a).is_some());
+        assert!(slab.resolve(stale).is_none());
+        assert_eq!(slab.slot_of(ConnKey(1)), None);
+        let b = slab.insert(conn(2));
+        assert_eq!(a, b);
+        assert!(slab.resolve(stale).is_none());
+        assert_eq!(slab.get(b).map(|c| c.key), Some(ConnKey(2)));
+        assert_eq!(slab.len(), 1);
+    }
+
+    #[test]
+    fn a_reused_key_replaces_the_old_conn() {
+        let mut slab = ConnSlab::new(HashState::from_seed(0));
+        slab.insert(conn(5));
+        slab.insert(conn(5));
+        assert_eq!(slab.len(), 1);
+        assert_eq!(slab.live_slots().len(), 1);
+    }
+}
