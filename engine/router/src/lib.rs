@@ -36,8 +36,9 @@
 //! addresses, `Placement`), `mail` (cross-location mail and its wire form), `errors` (stream
 //! errors, session ends, close causes), `deadlines` and `mail_timeouts` (mail that waits too
 //! long for its answer), `maps` (seeded hash maps), `replies` (bytes the router writes),
-//! `tables`, and `stats`. Both layers are still `impl Router` blocks over `Router`'s fields
-//! (the `Home` struct and the end of `Routes<'a>` are the next step). Test helpers (a
+//! `tables`, and `stats`. `Router` holds the conn slab (stream layer) and a `home::Home`
+//! (home layer) as separate fields, so they borrow apart; routing, offline, delivery and
+//! presence fan-out are methods on `Home`, the rest are still `impl Router` blocks. Test helpers (a
 //! recording `Effects`, a multi-shard harness, the fuzz scenario) live in `rookery-testkit`,
 //! over this crate's public API.
 //!

@@ -24,13 +24,14 @@ impl Router {
     /// Fires the deadlines that passed and drops answered entries from the queue's front.
     pub(crate) fn expire_mail(&mut self, fx: &mut impl Effects) {
         let (mut to, mut id) = (Vec::new(), Vec::new());
-        while let Some((what, due)) = self.deadlines.front(self.now_ms) {
+        while let Some((what, due)) = self.home.deadlines.front(self.home.now_ms) {
             let waiting = match what {
                 Waiting::Ack { ack, .. } => self
+                    .home
                     .sm
                     .get(ack.session)
                     .is_some_and(|session| session.is_outstanding(ack.stanza)),
-                Waiting::Gather(id) => self.gathers.is_pending(id),
+                Waiting::Gather(id) => self.home.gathers.is_pending(id),
             };
             if waiting && !due {
                 // The oldest still waits: every later one waits longer.
@@ -38,11 +39,11 @@ impl Router {
             }
             to.clear();
             id.clear();
-            self.deadlines.pop_front(&mut to, &mut id);
+            self.home.deadlines.pop_front(&mut to, &mut id);
             if !waiting {
                 continue;
             }
-            self.stats.mail_timeouts += 1;
+            self.home.stats.mail_timeouts += 1;
             match what {
                 Waiting::Ack { ack, kind, ty, .. } => {
                     self.ack_timed_out(ack, (kind, ty), &to, &id, fx);
@@ -62,7 +63,11 @@ impl Router {
         id: &[u8],
         fx: &mut impl Effects,
     ) {
-        let sender = self.sm.get(ack.session).map(|session| session.jid.clone());
+        let sender = self
+            .home
+            .sm
+            .get(ack.session)
+            .map(|session| session.jid.clone());
         let recipient = std::str::from_utf8(to)
             .ok()
             .and_then(|to| Jid::parse(to).ok());
@@ -72,7 +77,7 @@ impl Router {
                 self.send_timeout_error(&sender, &recipient, kind, id, fx);
             }
         }
-        self.sm.mark_handled(ack.session, ack.stanza, fx);
+        self.home.sm.mark_handled(ack.session, ack.stanza, fx);
     }
 
     /// `<KIND type='error'>` with `remote-server-timeout` from `from` to `sender`, routed
@@ -100,7 +105,6 @@ impl Router {
             ty: StanzaType::Error,
             stanza: &error,
         };
-        let (mut routes, _) = self.routes();
-        routes.route(&envelope, None, fx);
+        self.home.route(&self.conns, &envelope, None, fx);
     }
 }

@@ -2,7 +2,8 @@
 //!
 //! What it does not do: parse frames (see `stream`, `bind`), answer or route stanzas (see
 //! `local`, `routing`), store-and-forward (see `offline`) or stream management (see
-//! `sm::elements`); those live in their own modules as further `impl Router` blocks.
+//! `sm::elements`); those live in their own modules as further `impl Router` blocks, or as
+//! methods on the home layer's `Home` (a field of `Router` beside the conn slab).
 //! It never touches sockets, threads or clocks: time comes in as `now_ms` arguments (a
 //! monotonic clock of the server's choosing), and wall-clock time, needed only for XEP-0203
 //! stamps, as an offset from it set with `set_wall_clock`.
@@ -15,7 +16,6 @@
 //! - after `Effects::close` the conn is `Closing` and ignores everything until `on_closed`.
 //! - `now_ms` is the latest time any entry point was given; deep code reads it from there.
 
-use std::collections::VecDeque;
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -23,22 +23,17 @@ use rookery_proto::{Framer, FramerLimits, Jid};
 use rookery_store::{Durability, Store, StoreConfig};
 
 use crate::config::RouterConfig;
-use crate::deadlines::MailDeadlines;
 use crate::effects::{ConnKey, Effects, Handoff};
 use crate::errors::{Cause, Fault, SessionEnd, StreamError};
-use crate::home::delivery::Deliveries;
-use crate::home::groups::fanout::Gathers;
-use crate::home::groups::muc::{RoomAction, Rooms, RoomsConfig};
+use crate::home::groups::muc::{Rooms, RoomsConfig};
 use crate::home::offline::Waiter;
-use crate::home::presence::table::PresenceTable;
 use crate::home::routing::{Envelope, Handled};
-use crate::home::sm::table::SmTable;
+use crate::home::Home;
 use crate::ids::IdGen;
 use crate::location::{Location, Placement};
 use crate::mail::Mail;
 use crate::maps::HashState;
 use crate::replies;
-use crate::sessions::Directory;
 use crate::stats::RouterStats;
 use crate::stream::conn::{Conn, ConnSlab, Phase};
 use crate::timers::{TimerEntry, TimerWheel};
@@ -48,48 +43,19 @@ use crate::unauth::Unauthenticated;
 #[derive(Debug)]
 pub struct Router {
     pub(crate) config: Arc<RouterConfig>,
-    pub(crate) domain: Jid,
-    /// This router's shard, and where every JID is homed.
-    pub(crate) location: Location,
-    pub(crate) placement: Placement,
     pub(crate) limits: FramerLimits,
+    /// The stream layer: every conn of this shard.
     pub(crate) conns: ConnSlab,
-    pub(crate) directory: Directory,
+    /// The home layer: sessions, store, presence, rooms of the users homed here.
+    pub(crate) home: Home,
     pub(crate) wheel: TimerWheel,
     pub(crate) ids: IdGen,
-    pub(crate) stats: RouterStats,
-    /// Scratch for bytes the router writes (replies, errors); reused, never shrunk.
-    pub(crate) reply: Vec<u8>,
-    /// Scratch for stamped stanzas being forwarded; reused, never shrunk.
+    /// Scratch for stamped stanzas being forwarded (the stream layer stamps a session's
+    /// stanzas before the home layer routes them); reused, never shrunk.
     pub(crate) stamp: Vec<u8>,
-    /// Scratch for stored messages written with a delay stamp; reused, never shrunk.
-    pub(crate) delayed: Vec<u8>,
     due: Vec<TimerEntry>,
-    /// This shard's offline queues and log.
-    pub(crate) store: Store,
-    /// Sessions with XEP-0198 enabled, attached or detached.
-    pub(crate) sm: SmTable,
-    /// Senders to tell once the store commits, in commit order.
-    pub(crate) waiters: VecDeque<Waiter>,
-    /// Presence of this shard's sessions (last broadcast, rooms joined).
-    pub(crate) presences: PresenceTable,
-    /// Flow-controlled delivery of stored messages (backlogs, unconfirmed writes, log reads).
-    pub(crate) deliveries: Deliveries,
     /// Conns not yet authenticated, per source address (`max_unauth_per_address`).
     pub(crate) unauth: Unauthenticated,
-    /// Groups homed on this shard.
-    pub(crate) rooms: Rooms,
-    /// Scratch for what rooms ask; reused.
-    pub(crate) room_actions: Vec<RoomAction>,
-    /// Fan-outs waiting for their destination shards (XEP-0198 group messages).
-    pub(crate) gathers: Gathers,
-    /// Mail waiting for an answer from another location, by deadline.
-    pub(crate) deadlines: MailDeadlines,
-    /// Conns whose unacked queue overflowed while routing: closed after the current call.
-    pub(crate) doomed: Vec<u32>,
-    pub(crate) now_ms: u64,
-    /// Unix ms minus `now_ms`, from `set_wall_clock`.
-    wall_offset_ms: i64,
 }
 
 impl Router {
@@ -158,36 +124,26 @@ impl Router {
             hash,
         };
         let rooms = Rooms::load(rooms_config, &store);
+        let location = Location::local(shard);
+        let home = Home::new(
+            &config,
+            (domain, location, Placement::local(shards)),
+            store,
+            rooms,
+            hash,
+        );
         Router {
             limits: FramerLimits {
                 max_stanza_bytes: config.max_stanza_bytes,
             },
-            deadlines: MailDeadlines::new(config.mail_timeout_ms),
             config,
-            domain,
-            location: Location::local(shard),
-            placement: Placement::local(shards),
             conns: ConnSlab::new(hash),
-            directory: Directory::new(hash),
+            home,
             wheel: TimerWheel::new(0),
             ids,
-            stats: RouterStats::default(),
-            reply: Vec::new(),
             stamp: Vec::new(),
-            delayed: Vec::new(),
             due: Vec::new(),
-            store,
-            sm: SmTable::new(hash),
-            waiters: VecDeque::new(),
-            gathers: Gathers::new(hash),
-            presences: PresenceTable::new(hash),
-            deliveries: Deliveries::new(hash),
             unauth: Unauthenticated::new(hash),
-            rooms,
-            room_actions: Vec::new(),
-            doomed: Vec::new(),
-            now_ms: 0,
-            wall_offset_ms: 0,
         }
     }
 
@@ -195,17 +151,11 @@ impl Router {
     /// only for XEP-0203 stamps of stored messages; call once at start (and again whenever
     /// the wall clock may have been stepped). Until then stamps count from the Unix epoch.
     pub fn set_wall_clock(&mut self, now_ms: u64, unix_ms: u64) {
-        self.wall_offset_ms = unix_ms as i64 - now_ms as i64;
-    }
-
-    /// Wall-clock Unix ms at the latest `now_ms`.
-    pub(crate) fn wall_ms(&self) -> u64 {
-        let wall = self.now_ms as i64 + self.wall_offset_ms;
-        wall.max(0) as u64
+        self.home.wall_offset_ms = unix_ms as i64 - now_ms as i64;
     }
 
     pub(crate) fn advance_clock(&mut self, now_ms: u64) {
-        self.now_ms = self.now_ms.max(now_ms);
+        self.home.now_ms = self.home.now_ms.max(now_ms);
     }
 
     /// A new conn accepted by this shard from `peer` (its source address, when known).
@@ -229,7 +179,7 @@ impl Router {
             .unauth
             .admit(slot, peer, self.config.max_unauth_per_address)
         {
-            self.stats.unauth_refusals += 1;
+            self.home.stats.unauth_refusals += 1;
             self.stream_error(slot, StreamError::PolicyViolation.by(Cause::Config), fx);
         }
     }
@@ -259,7 +209,7 @@ impl Router {
             self.leave_directory(slot, SessionEnd::Detach, fx);
             self.conns.remove(slot);
             // What it had written and not confirmed stays in the store.
-            self.deliveries.remove(slot);
+            self.home.deliveries.remove(slot);
             self.unauth.release(slot);
         }
         self.after_call(fx);
@@ -273,8 +223,7 @@ impl Router {
         let Some(slot) = self.conns.slot_of(conn) else {
             return;
         };
-        let (mut routes, _) = self.routes();
-        routes.drained(slot, fx);
+        self.home.drained(&self.conns, slot, fx);
         self.continue_probes(fx);
         self.after_call(fx);
     }
@@ -289,15 +238,14 @@ impl Router {
         fx: &mut impl Effects,
     ) {
         self.advance_clock(now_ms);
-        let (mut routes, _) = self.routes();
-        routes.read_returned(tag, result, fx);
+        self.home.read_returned(&self.conns, tag, result, fx);
         self.after_call(fx);
     }
 
     /// Mail from another shard.
     pub fn on_mail(&mut self, mail: Mail, now_ms: u64, fx: &mut impl Effects) {
         self.advance_clock(now_ms);
-        self.stats.mail_in += 1;
+        self.home.stats.mail_in += 1;
         match mail {
             Mail::Deliver {
                 to,
@@ -314,18 +262,17 @@ impl Router {
                     ty,
                     stanza: &stanza,
                 };
-                let handled = if to.domain() == self.rooms.service().domain() {
+                let handled = if to.domain() == self.home.rooms.service().domain() {
                     self.room_stanza(&envelope, ack, fx)
                 } else {
-                    let (mut routes, _) = self.routes();
-                    routes.deliver_home(&envelope, ack, fx)
+                    self.home.deliver_home(&self.conns, &envelope, ack, fx)
                 };
                 // Every Deliver carrying an ack is answered exactly once (see `effects`).
                 if let (Handled::Now, Some(ack)) = (handled, ack) {
                     self.release(ack, fx);
                 }
             }
-            Mail::Committed(ack) => self.sm.mark_handled(ack.session, ack.stanza, fx),
+            Mail::Committed(ack) => self.home.sm.mark_handled(ack.session, ack.stanza, fx),
             Mail::Fanout(fanout) => self.deliver_fanout(&fanout, fx),
             Mail::Gathered { gather, refused } => self.on_gathered(gather.id, refused, fx),
         }
@@ -342,7 +289,7 @@ impl Router {
         fx: &mut impl Effects,
     ) {
         self.advance_clock(now_ms);
-        self.stats.handoffs_in += 1;
+        self.home.stats.handoffs_in += 1;
         self.adopt(conn, handoff, leftover, now_ms, fx);
         self.after_call(fx);
     }
@@ -352,7 +299,7 @@ impl Router {
     /// least every ~100 ms or at next_deadline_ms.
     pub fn on_tick(&mut self, now_ms: u64, fx: &mut impl Effects) {
         self.advance_clock(now_ms);
-        self.store.retry_due(now_ms);
+        self.home.store.retry_due(now_ms);
         self.sm_tick(fx);
         self.expire_mail(fx);
         // Before the conn timers: a resumption failing now restarts its conn's bind window.
@@ -380,8 +327,8 @@ impl Router {
     pub fn next_deadline_ms(&self) -> Option<u64> {
         [
             self.wheel.next_deadline_ms(),
-            self.sm.next_deadline_ms(),
-            self.deadlines.next_deadline_ms(),
+            self.home.sm.next_deadline_ms(),
+            self.home.deadlines.next_deadline_ms(),
         ]
         .into_iter()
         .flatten()
@@ -398,14 +345,14 @@ impl Router {
     pub fn stats(&self) -> RouterStats {
         RouterStats {
             conns: self.conns.len() as u64,
-            sessions: self.directory.sessions() as u64,
-            detached_sessions: self.sm.detached() as u64,
-            stored_messages: self.store.live_messages() as u64,
-            backlog_sessions: self.deliveries.backlogs() as u64,
+            sessions: self.home.directory.sessions() as u64,
+            detached_sessions: self.home.sm.detached() as u64,
+            stored_messages: self.home.store.live_messages() as u64,
+            backlog_sessions: self.home.deliveries.backlogs() as u64,
             unauth_conns: self.unauth.len() as u64,
-            log_reads_in_flight: self.deliveries.reads_in_flight() as u64,
-            roster_items: self.store.kv_len(crate::tables::ROSTER) as u64,
-            ..self.stats
+            log_reads_in_flight: self.home.deliveries.reads_in_flight() as u64,
+            roster_items: self.home.store.kv_len(crate::tables::ROSTER) as u64,
+            ..self.home.stats
         }
     }
 
@@ -415,42 +362,42 @@ impl Router {
     /// overhead per block is not counted, nor the store (see `Store::stats`). O(conns).
     pub fn heap_bytes(&self) -> usize {
         self.conns.heap_bytes()
-            + self.directory.heap_bytes()
+            + self.home.directory.heap_bytes()
             + self.wheel.heap_bytes()
-            + self.sm.heap_bytes()
-            + self.waiters.capacity() * std::mem::size_of::<Waiter>()
-            + self.reply.capacity()
+            + self.home.sm.heap_bytes()
+            + self.home.waiters.capacity() * std::mem::size_of::<Waiter>()
+            + self.home.reply.capacity()
             + self.stamp.capacity()
-            + self.delayed.capacity()
+            + self.home.delayed.capacity()
             + self.due.capacity() * std::mem::size_of::<TimerEntry>()
-            + self.deliveries.heap_bytes()
+            + self.home.deliveries.heap_bytes()
             + self.unauth.heap_bytes()
     }
 
     /// Bytes of XEP-0198 unacked stanzas kept in memory for this shard's sessions (stored
     /// messages are kept as ids). O(sessions): read it periodically, like `heap_bytes`.
     pub fn sm_kept_bytes(&self) -> usize {
-        self.sm.kept_bytes()
+        self.home.sm.kept_bytes()
     }
 
     /// The shard index of this router.
     pub fn shard(&self) -> u16 {
-        self.location.shard.0
+        self.home.location.shard.0
     }
 
     /// Where this router is (its node and shard).
     pub fn location(&self) -> Location {
-        self.location
+        self.home.location
     }
 
     /// Where every bare JID is homed, as this router decides it.
     pub fn placement(&self) -> Placement {
-        self.placement
+        self.home.placement
     }
 
     /// The served domain.
     pub fn domain(&self) -> &Jid {
-        &self.domain
+        &self.home.domain
     }
 
     /// Stores a conn and arms its timer; returns its slot.
@@ -458,7 +405,7 @@ impl Router {
         if let Some(old) = self.conns.slot_of(conn.key) {
             // The server reused a key before on_closed: drop the stale conn quietly.
             if let Some(full) = self.leave_directory_quietly(old, SessionEnd::Detach) {
-                self.presences.take(full.as_str());
+                self.home.presences.take(full.as_str());
             }
             self.conns.remove(old);
             self.unauth.release(old);
@@ -522,19 +469,23 @@ impl Router {
         if conn.phase == Phase::Closing {
             return;
         }
-        self.reply.clear();
+        self.home.reply.clear();
         if !conn.header_sent {
-            replies::stream_header(&mut self.reply, &self.ids.stream_id(), self.domain.as_str());
+            replies::stream_header(
+                &mut self.home.reply,
+                &self.ids.stream_id(),
+                self.home.domain.as_str(),
+            );
         }
-        replies::stream_error(&mut self.reply, &fault);
-        fx.send(conn.key, &self.reply);
+        replies::stream_error(&mut self.home.reply, &fault);
+        fx.send(conn.key, &self.home.reply);
         fx.close(conn.key, fault.cause);
-        self.stats.stream_errors += 1;
+        self.home.stats.stream_errors += 1;
         self.leave_directory(slot, end, fx);
     }
 
     /// Like `stream_error`, with the error element of `fault` (and `</stream:stream>`) already
-    /// written into `self.reply` by the caller. For bound conns only, whose header went out
+    /// written into `self.home.reply` by the caller. For bound conns only, whose header went out
     /// long ago.
     pub(crate) fn stream_error_raw(&mut self, slot: u32, fault: Fault, fx: &mut impl Effects) {
         let Some(conn) = self.conns.get(slot) else {
@@ -543,9 +494,9 @@ impl Router {
         if conn.phase == Phase::Closing {
             return;
         }
-        fx.send(conn.key, &self.reply);
+        fx.send(conn.key, &self.home.reply);
         fx.close(conn.key, fault.cause);
-        self.stats.stream_errors += 1;
+        self.home.stats.stream_errors += 1;
         self.leave_directory(slot, fault.error.end(), fx);
     }
 
@@ -562,20 +513,19 @@ impl Router {
         // A fill makes nothing else due in the same call (reads and drains come later), so
         // one pass suffices; the loop only guards against that changing.
         for _ in 0..4 {
-            let due = self.deliveries.take_due();
+            let due = self.home.deliveries.take_due();
             if due.is_empty() {
                 return;
             }
-            let (mut routes, _) = self.routes();
             for slot in due {
-                routes.fill(slot, fx);
+                self.home.fill(&self.conns, slot, fx);
             }
         }
     }
 
     /// Closes the conns whose XEP-0198 queue overflowed during the last call.
     pub(crate) fn close_doomed(&mut self, fx: &mut impl Effects) {
-        while let Some(slot) = self.doomed.pop() {
+        while let Some(slot) = self.home.doomed.pop() {
             self.stream_error(slot, StreamError::PolicyViolation, fx);
         }
     }
@@ -606,14 +556,14 @@ impl Router {
         let was_bound = conn.phase == Phase::Bound;
         conn.phase = Phase::Closing;
         // Nothing more is written to it: what it had not confirmed stays in the store.
-        self.deliveries.remove(slot);
+        self.home.deliveries.remove(slot);
         let presence = (conn.available, conn.priority);
         conn.available = false;
         let sm = conn.sm.take();
         let (key, pending) = (conn.key, conn.resume.take());
         let full = conn.jid.clone().filter(|_| was_bound);
         if let Some(jid) = &full {
-            self.directory.remove(jid.bare_str(), slot);
+            self.home.directory.remove(jid.bare_str(), slot);
         }
         let detached = match sm {
             Some(token) => self.end_sm(token, end, presence),
@@ -621,8 +571,11 @@ impl Router {
         };
         if let Some(pending) = pending {
             // The resumption is given up; the session waits for another one.
-            let until_ms = self.now_ms.saturating_add(self.config.resume_timeout_ms);
-            self.sm.abandon_resume(pending.token, key, until_ms);
+            let until_ms = self
+                .home
+                .now_ms
+                .saturating_add(self.config.resume_timeout_ms);
+            self.home.sm.abandon_resume(pending.token, key, until_ms);
         }
         full.filter(|_| !detached && end != SessionEnd::Resumed)
     }

@@ -103,6 +103,12 @@ impl Directory {
         self.users.get(bare).map_or(&[], SlotList::as_slice)
     }
 
+    /// The `index`th slot of `bare`'s sessions: for walking them while the caller mutates
+    /// other tables (a hash lookup per step, no copy of the list).
+    pub fn slot_at(&self, bare: &str, index: usize) -> Option<u32> {
+        self.slots(bare).get(index).copied()
+    }
+
     pub fn sessions(&self) -> usize {
         self.sessions
     }

@@ -40,8 +40,9 @@ use rookery_store::{Body, MsgId, Queued};
 
 use crate::effects::{ConnKey, Effects};
 use crate::home::delay;
-use crate::home::routing::Routes;
 use crate::home::sm::Unacked;
+use crate::home::Home;
+use crate::stream::conn::ConnSlab;
 use crate::stream::conn::Phase;
 
 /// A backlog is written while the conn's output queue holds less than the cap divided by
@@ -294,18 +295,18 @@ pub(crate) enum Written {
     Gone,
 }
 
-impl Routes<'_> {
+impl Home {
     /// Writes stored message `id` (`bytes`, as it goes on the wire) to the session in `slot`
     /// as it arrives: only if the session is caught up and has room, else the session goes
     /// into backlog and the message waits in the store.
     pub fn write_live(
         &mut self,
+        conns: &ConnSlab,
         slot: u32,
         id: MsgId,
         bytes: &[u8],
         fx: &mut impl Effects,
     ) -> Written {
-        let conns = self.conns;
         let Some(conn) = conns.get(slot) else {
             return Written::Gone;
         };
@@ -329,14 +330,20 @@ impl Routes<'_> {
             self.stats.backlogs_started += 1;
             return Written::HeldBack;
         }
-        self.write_stored(slot, id, bytes, fx);
+        self.write_stored(conns, slot, id, bytes, fx);
         Written::Yes
     }
 
     /// Writes stored message `id` to the session in `slot`, counted for XEP-0198 (deleted on
     /// its ack) or remembered until the conn drains (deleted then).
-    fn write_stored(&mut self, slot: u32, id: MsgId, bytes: &[u8], fx: &mut impl Effects) {
-        let conns = self.conns;
+    fn write_stored(
+        &mut self,
+        conns: &ConnSlab,
+        slot: u32,
+        id: MsgId,
+        bytes: &[u8],
+        fx: &mut impl Effects,
+    ) {
         let Some(conn) = conns.get(slot) else {
             return;
         };
@@ -360,29 +367,28 @@ impl Routes<'_> {
     /// Writes a reply of ours that may be larger than the conn can still take (a big roster):
     /// at once when it fits, or when nothing is queued (the driver takes one write of any size
     /// into an empty queue), else parked until the conn drains.
-    pub fn send_large(&mut self, slot: u32, bytes: &[u8], fx: &mut impl Effects) {
-        let Some(key) = self.conns.get(slot).map(|c| c.key) else {
+    pub fn send_large(&mut self, conns: &ConnSlab, slot: u32, bytes: &[u8], fx: &mut impl Effects) {
+        let Some(key) = conns.get(slot).map(|c| c.key) else {
             return;
         };
         let queued = fx.queued_bytes(key);
         let fits = queued == 0 || queued + bytes.len() <= self.max_output_bytes;
         if fits {
-            return self.send(slot, bytes, fx);
+            return self.send(conns, slot, bytes, fx);
         }
         let delivery = self.deliveries.entry(slot, key);
         if delivery.parked.len() < MAX_PARKED {
             delivery.parked.push(bytes.into());
         } else {
             // A client asking again and again without reading: the cap decides.
-            self.send(slot, bytes, fx);
+            self.send(conns, slot, bytes, fx);
         }
     }
 
     /// The conn of the session in `slot` handed every queued byte to the kernel: the stored
     /// messages written to it are delivered (deleted), parked replies go out, and its backlog
     /// continues.
-    pub fn drained(&mut self, slot: u32, fx: &mut impl Effects) {
-        let conns = self.conns;
+    pub fn drained(&mut self, conns: &ConnSlab, slot: u32, fx: &mut impl Effects) {
         let Some(conn) = conns.get(slot) else {
             return;
         };
@@ -399,7 +405,7 @@ impl Routes<'_> {
         };
         if let Some((first, rest)) = parked.split_first() {
             // One now (the queue is empty), the rest at the next drain.
-            self.send(slot, first, fx);
+            self.send(conns, slot, first, fx);
             if let Some(delivery) = self.deliveries.get_mut(slot, conn.key) {
                 delivery.parked = rest.to_vec();
             }
@@ -407,14 +413,13 @@ impl Routes<'_> {
             return;
         }
         self.deliveries.prune(slot);
-        self.fill(slot, fx);
+        self.fill(conns, slot, fx);
     }
 
     /// Writes as much of the session's backlog as it has room for, in order: stored messages
     /// after its cursor, with a delay stamp, read back from the log when not in memory. Ends
     /// the backlog when nothing is left.
-    pub fn fill(&mut self, slot: u32, fx: &mut impl Effects) {
-        let conns = self.conns;
+    pub fn fill(&mut self, conns: &ConnSlab, slot: u32, fx: &mut impl Effects) {
         let Some(conn) = conns.get(slot) else {
             return;
         };
@@ -433,8 +438,8 @@ impl Routes<'_> {
             // not taking stored messages.
             return;
         };
-        let mut room = self.backlog_room(slot, fx);
-        let elsewhere = self.in_flight_elsewhere(owner.bare_str(), slot);
+        let mut room = self.backlog_room(conns, slot, fx);
+        let elsewhere = self.in_flight_elsewhere(conns, owner.bare_str(), slot);
         let mut next: Vec<Queued> = Vec::new();
         let mut exhausted = true;
         for msg in self.store.queue_after(owner.bare_str(), cursor) {
@@ -451,10 +456,10 @@ impl Routes<'_> {
         for msg in next {
             match self.store.body(&msg) {
                 Body::Here(stanza) => {
-                    let mut stamped = std::mem::take(self.delayed);
+                    let mut stamped = std::mem::take(&mut self.delayed);
                     stamp_delay(&mut stamped, stanza, self.domain.as_str(), msg.stamp_ms);
-                    self.write_stored(slot, msg.id, &stamped, fx);
-                    *self.delayed = stamped;
+                    self.write_stored(conns, slot, msg.id, &stamped, fx);
+                    self.delayed = stamped;
                     self.stats.offline_delivered += 1;
                 }
                 Body::InLog(span) => {
@@ -483,7 +488,13 @@ impl Routes<'_> {
 
     /// A log read for a session's backlog returned (`tag` from `Effects::read_log`): writes,
     /// in order, every returned read at the front of its queue; then the backlog continues.
-    pub fn read_returned(&mut self, tag: u64, result: Result<&[u8], i32>, fx: &mut impl Effects) {
+    pub fn read_returned(
+        &mut self,
+        conns: &ConnSlab,
+        tag: u64,
+        result: Result<&[u8], i32>,
+        fx: &mut impl Effects,
+    ) {
         let Some(ReadFor { slot, key }) = self.deliveries.reads.remove(&tag) else {
             return;
         };
@@ -493,12 +504,11 @@ impl Routes<'_> {
         if let Some(read) = delivery.reads.iter_mut().find(|r| r.tag == tag) {
             read.result = Some(result.map(<[u8]>::to_vec));
         }
-        self.write_returned(slot, key, fx);
+        self.write_returned(conns, slot, key, fx);
     }
 
     /// Writes the returned reads at the front of the session's queue, in order.
-    fn write_returned(&mut self, slot: u32, key: ConnKey, fx: &mut impl Effects) {
-        let conns = self.conns;
+    fn write_returned(&mut self, conns: &ConnSlab, slot: u32, key: ConnKey, fx: &mut impl Effects) {
         let bound = conns.get(slot).filter(|c| c.phase == Phase::Bound);
         let Some(owner) = bound.and_then(|c| c.jid.as_ref()) else {
             return;
@@ -530,21 +540,21 @@ impl Routes<'_> {
                 self.stats.log_read_errors += 1;
                 continue;
             };
-            let mut stamped = std::mem::take(self.delayed);
+            let mut stamped = std::mem::take(&mut self.delayed);
             stamp_delay(&mut stamped, stanza, self.domain.as_str(), msg.stamp_ms);
-            self.write_stored(slot, id, &stamped, fx);
-            *self.delayed = stamped;
+            self.write_stored(conns, slot, id, &stamped, fx);
+            self.delayed = stamped;
             self.stats.offline_delivered += 1;
         }
-        self.fill(slot, fx);
+        self.fill(conns, slot, fx);
     }
 
     /// Bytes of stored messages the session in `slot` may be given now: the room below the
     /// output queue's low mark and, with XEP-0198, in its unacked window.
     /// When the XEP-0198 window is what stops it, an `<r/>` goes out (once per stanzas sent
     /// since the last one), so the client's answer reopens it.
-    fn backlog_room(&mut self, slot: u32, fx: &mut impl Effects) -> usize {
-        let Some(conn) = self.conns.get(slot) else {
+    fn backlog_room(&mut self, conns: &ConnSlab, slot: u32, fx: &mut impl Effects) -> usize {
+        let Some(conn) = conns.get(slot) else {
             return 0;
         };
         let low = self.max_output_bytes / BACKLOG_LOW_DIVISOR;
@@ -561,14 +571,14 @@ impl Routes<'_> {
 
     /// Stored ids in flight to the other sessions of `bare` (XEP-0198 unacked, or written and
     /// unconfirmed), sorted: a backlog skips them rather than sending a copy to every device.
-    fn in_flight_elsewhere(&self, bare: &str, slot: u32) -> Vec<MsgId> {
+    fn in_flight_elsewhere(&self, conns: &ConnSlab, bare: &str, slot: u32) -> Vec<MsgId> {
         let mut ids = Vec::new();
         for &other in self.directory.slots(bare) {
             if other == slot {
                 continue;
             }
             ids.extend(self.deliveries.unconfirmed_of(other));
-            let token = self.conns.get(other).and_then(|c| c.sm);
+            let token = conns.get(other).and_then(|c| c.sm);
             if let Some(session) = token.and_then(|t| self.sm.get(t)) {
                 ids.extend(session.in_flight());
             }

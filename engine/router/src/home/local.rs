@@ -56,16 +56,16 @@ impl Router {
             self.stream_error(slot, StreamError::UnsupportedStanzaType, fx);
             return Next::Stop;
         }
-        self.stats.stanzas_in += 1;
+        self.home.stats.stanzas_in += 1;
         if kind == StanzaKind::Presence && !self.presence_allowed(slot) {
-            self.stats.presence_floods += 1;
+            self.home.stats.presence_floods += 1;
             self.stream_error(slot, StreamError::PolicyViolation, fx);
             return Next::Stop;
         }
         let ack = self.sm_receive(slot);
         let handled = self.dispatch(slot, &view, ack, fx);
         if let (Handled::Now, Some(ack)) = (handled, ack) {
-            self.sm.mark_handled(ack.session, ack.stanza, fx);
+            self.home.sm.mark_handled(ack.session, ack.stanza, fx);
         }
         Next::Continue
     }
@@ -87,28 +87,42 @@ impl Router {
             to.as_deref(),
             kind,
             from,
-            &self.domain,
-            self.rooms.service(),
+            &self.home.domain,
+            self.home.rooms.service(),
         );
         if let Target::Room(room) = target {
             return self.session_to_room(slot, &room, view, ack, fx);
         }
-        let (mut routes, stamp) = self.routes();
         match target {
             _ if kind == StanzaKind::Iq && ty == StanzaType::Invalid => {
-                routes.reply_error(slot, view, to.as_deref(), StanzaError::BadRequest, fx);
+                self.home.reply_error(
+                    &self.conns,
+                    slot,
+                    view,
+                    to.as_deref(),
+                    StanzaError::BadRequest,
+                    fx,
+                );
             }
             Target::User(to) if kind == StanzaKind::Presence && is_subscription(ty) => {
                 self.outbound_subscription(slot, &to, ty, fx);
             }
-            Target::User(to) => return routes.outbound(slot, &to, view, ack, stamp, fx),
+            Target::User(to) => {
+                let Some(from) = self.conns.get(slot).and_then(|c| c.jid.as_ref()) else {
+                    return Handled::Now;
+                };
+                let (stamp, conns) = (&mut self.stamp, &self.conns);
+                return self.home.outbound(conns, (from, &to), view, ack, stamp, fx);
+            }
             Target::Server { account } => self.on_server_stanza(slot, view, ty, account, fx),
             Target::Remote if wants_error(kind, ty) => {
                 let error = StanzaError::RemoteServerNotFound;
-                routes.reply_error(slot, view, to.as_deref(), error, fx);
+                self.home
+                    .reply_error(&self.conns, slot, view, to.as_deref(), error, fx);
             }
             Target::Malformed if wants_error(kind, ty) => {
-                routes.reply_error(slot, view, None, StanzaError::JidMalformed, fx);
+                self.home
+                    .reply_error(&self.conns, slot, view, None, StanzaError::JidMalformed, fx);
             }
             Target::Remote | Target::Malformed | Target::Room(_) => {}
         }
@@ -127,9 +141,9 @@ impl Router {
             StanzaKind::Presence if view.to().is_none() => self.set_presence(slot, view, ty, fx),
             StanzaKind::Iq => self.answer_iq(slot, view, ty, account, fx),
             StanzaKind::Message if wants_error(StanzaKind::Message, ty) => {
-                let (mut routes, _) = self.routes();
                 let to = view.to();
-                routes.reply_error(
+                self.home.reply_error(
+                    &self.conns,
                     slot,
                     view,
                     to.as_deref(),
@@ -159,9 +173,9 @@ impl Router {
             return;
         }
         let Some(payload) = server_answer(view, ty, account) else {
-            let (mut routes, _) = self.routes();
             let to = view.to();
-            routes.reply_error(
+            self.home.reply_error(
+                &self.conns,
                 slot,
                 view,
                 to.as_deref(),
@@ -179,9 +193,9 @@ impl Router {
             from: to.as_deref(),
             to: conn.jid.as_ref().map(|j| j.as_str()),
         };
-        self.reply.clear();
-        replies::iq_result(&mut self.reply, reply, payload);
-        self.send_reply(slot, fx);
+        self.home.reply.clear();
+        replies::iq_result(&mut self.home.reply, reply, payload);
+        self.home.send_reply(&self.conns, slot, fx);
     }
 
     /// Initial/updated presence (RFC 6121 4.2, 4.4) or unavailable presence (4.5) of a session,
@@ -198,8 +212,14 @@ impl Router {
         if broadcast && view.bytes().len() > MAX_PRESENCE_BYTES {
             // Copied to every contact (and an available one kept for probes): a bounded size,
             // or one session could hold 64 KiB per contact in flight.
-            let (mut routes, _) = self.routes();
-            routes.reply_error(slot, view, None, StanzaError::NotAcceptable, fx);
+            self.home.reply_error(
+                &self.conns,
+                slot,
+                view,
+                None,
+                StanzaError::NotAcceptable,
+                fx,
+            );
             return;
         }
         let Some(conn) = self.conns.get_mut(slot) else {
@@ -214,8 +234,7 @@ impl Router {
                 let reachable = conn.priority >= 0;
                 self.broadcast_own_presence(slot, view, ty, initial, fx);
                 if !reachable_before && reachable {
-                    let (mut routes, _) = self.routes();
-                    routes.flush(slot, fx);
+                    self.home.flush(&self.conns, slot, fx);
                 }
             }
             StanzaType::Unavailable => {

@@ -3,13 +3,34 @@
 //! (`groups`), RFC 6121 routing (`routing`), server-answered stanzas (`local`),
 //! store-and-forward (`offline`, `delivery`, `delay`).
 //!
-//! What it does not do: streams (framing, SASL, binding: the stream layer's modules at the
-//! crate root). Not yet split out: the tables these modules work on are still fields of
-//! `Router` (a `Home` struct owning them, with methods instead of `impl Router`, is the next
-//! step of the restructure; the brief's layout names it). This module only groups the home
-//! layer's modules by concern.
+//! [`Home`] owns the tables these modules work on (directory, XEP-0198 sessions, store, commit
+//! waiters, deliveries, presences, rooms, gathers, mail deadlines, scratch buffers, placement,
+//! the stats it updates, the clocks `Router` passes in). `Router` holds it beside the stream
+//! layer's conn slab, so the two borrow apart: home methods that still read per-conn state
+//! (the session's conn key, JID, presence, XEP-0198 token) take `conns: &ConnSlab`.
 //!
-//! Invariants: see each submodule.
+//! What it does not do: streams (framing, SASL, binding: the stream layer, `stream`), timers
+//! of conns (the router's wheel) or unauthenticated conns.
+//!
+//! Invariants: see each submodule; `now_ms` only moves forward (`Router::advance_clock`).
+
+use std::collections::VecDeque;
+
+use rookery_proto::Jid;
+use rookery_store::Store;
+
+use crate::config::RouterConfig;
+use crate::deadlines::MailDeadlines;
+use crate::home::delivery::Deliveries;
+use crate::home::groups::fanout::Gathers;
+use crate::home::groups::muc::{RoomAction, Rooms};
+use crate::home::offline::Waiter;
+use crate::home::presence::table::PresenceTable;
+use crate::home::sm::table::SmTable;
+use crate::location::{Location, Placement};
+use crate::maps::HashState;
+use crate::sessions::Directory;
+use crate::stats::RouterStats;
 
 pub(crate) mod delay;
 pub(crate) mod delivery;
@@ -19,3 +40,96 @@ pub(crate) mod offline;
 pub(crate) mod presence;
 pub(crate) mod routing;
 pub(crate) mod sm;
+
+/// The home layer of one shard: the users homed here, their sessions' routing state, their
+/// stored messages, presence and rooms.
+#[derive(Debug)]
+pub(crate) struct Home {
+    pub domain: Jid,
+    /// The group service's domain (`groups.<domain>`), as the rooms serve it.
+    pub groups: Jid,
+    /// This router's shard, and where every JID is homed.
+    pub location: Location,
+    pub placement: Placement,
+    pub directory: Directory,
+    pub stats: RouterStats,
+    /// Scratch for bytes the router writes (replies, errors); reused, never shrunk.
+    pub reply: Vec<u8>,
+    /// Scratch for stored messages written with a delay stamp; reused, never shrunk.
+    pub delayed: Vec<u8>,
+    /// This shard's offline queues and log.
+    pub store: Store,
+    /// Sessions with XEP-0198 enabled, attached or detached.
+    pub sm: SmTable,
+    /// Senders to tell once the store commits, in commit order.
+    pub waiters: VecDeque<Waiter>,
+    /// Presence of this shard's sessions (last broadcast, rooms joined).
+    pub presences: PresenceTable,
+    /// Flow-controlled delivery of stored messages (backlogs, unconfirmed writes, log reads).
+    pub deliveries: Deliveries,
+    /// Groups homed on this shard.
+    pub rooms: Rooms,
+    /// Scratch for what rooms ask; reused.
+    pub room_actions: Vec<RoomAction>,
+    /// Fan-outs waiting for their destination shards (XEP-0198 group messages).
+    pub gathers: Gathers,
+    /// Mail waiting for an answer from another location, by deadline.
+    pub deadlines: MailDeadlines,
+    /// Conns whose unacked queue overflowed while routing: closed after the current call.
+    pub doomed: Vec<u32>,
+    pub roster_max: usize,
+    pub sm_window_bytes: usize,
+    pub sm_max_unacked_bytes: usize,
+    pub max_output_bytes: usize,
+    /// The latest time any entry point was given; deep code reads it from here.
+    pub now_ms: u64,
+    /// Unix ms minus `now_ms`, from `Router::set_wall_clock`.
+    pub wall_offset_ms: i64,
+}
+
+impl Home {
+    /// The home layer of the shard at `location`, owning its opened `store` and loaded
+    /// `rooms`; the tables are keyed with `hash`.
+    pub fn new(
+        config: &RouterConfig,
+        (domain, location, placement): (Jid, Location, Placement),
+        store: Store,
+        rooms: Rooms,
+        hash: HashState,
+    ) -> Home {
+        Home {
+            domain,
+            groups: rooms.service().clone(),
+            location,
+            placement,
+            directory: Directory::new(hash),
+            stats: RouterStats::default(),
+            reply: Vec::new(),
+            delayed: Vec::new(),
+            store,
+            sm: SmTable::new(hash),
+            waiters: VecDeque::new(),
+            presences: PresenceTable::new(hash),
+            deliveries: Deliveries::new(hash),
+            rooms,
+            room_actions: Vec::new(),
+            gathers: Gathers::new(hash),
+            deadlines: MailDeadlines::new(config.mail_timeout_ms),
+            doomed: Vec::new(),
+            roster_max: config.roster_max,
+            sm_window_bytes: config.sm_window_bytes,
+            // Everything kept is written at once after a resumption: it must fit (the server
+            // checks this at start; a smaller cap in a test or the simulator is clamped here).
+            sm_max_unacked_bytes: config.sm_max_unacked_bytes.min(config.max_output_bytes / 2),
+            max_output_bytes: config.max_output_bytes,
+            now_ms: 0,
+            wall_offset_ms: 0,
+        }
+    }
+
+    /// Wall-clock Unix ms at the latest `now_ms`.
+    pub fn wall_ms(&self) -> u64 {
+        let wall = self.now_ms as i64 + self.wall_offset_ms;
+        wall.max(0) as u64
+    }
+}

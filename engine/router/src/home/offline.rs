@@ -3,8 +3,8 @@
 //! delivered for sure; flushed with a XEP-0203 delay stamp when the user becomes available;
 //! and acknowledged to its sender only once the store committed it.
 //!
-//! What it does: `Routes::store_and_deliver` (put, write, settle the sender's ack),
-//! `Routes::flush` (starts the offline queue's flow-controlled delivery to one session, see
+//! What it does: `Home::store_and_deliver` (put, write, settle the sender's ack),
+//! `Home::flush` (starts the offline queue's flow-controlled delivery to one session, see
 //! `delivery`), the commit waiters and `Router::on_committed`, and the store accessors the
 //! shard loop uses for its group commit.
 //!
@@ -25,11 +25,13 @@
 use rookery_store::{CommitBatch, CompactReport, LogWriter, MsgId, Store, StoreError};
 
 use crate::effects::{ConnKey, Effects, StanzaType};
-use crate::home::routing::{Envelope, Handled, Routes};
+use crate::home::routing::{Envelope, Handled};
 use crate::home::sm::Unacked;
+use crate::home::Home;
 use crate::mail::{AckRef, GatherRef, Mail};
 use crate::replies::StanzaError;
 use crate::router::Router;
+use crate::stream::conn::ConnSlab;
 
 /// Someone waiting for the store to commit `seq`.
 #[derive(Debug)]
@@ -57,20 +59,21 @@ pub(crate) enum Release {
     },
 }
 
-impl Routes<'_> {
+impl Home {
     /// Stores a normal or chat message for the recipient's bare JID, then writes it to the
     /// session in `target` (a full JID's) or to every available resource with a non-negative
     /// priority. A refusal of the store bounces `resource-constraint` to the sender.
     pub fn store_and_deliver(
         &mut self,
+        conns: &ConnSlab,
         envelope: &Envelope<'_>,
         target: Option<u32>,
         ack: Option<AckRef>,
         fx: &mut impl Effects,
     ) -> Handled {
-        if !self.store_copy(envelope, target, fx) {
+        if !self.store_copy(conns, envelope, target, fx) {
             // Quota, unavailable (a failed log write), or a record too large: all wait-type.
-            self.bounce(envelope, StanzaError::ResourceConstraint, fx);
+            self.bounce(conns, envelope, StanzaError::ResourceConstraint, fx);
             return Handled::Now;
         }
         self.settle(ack.map(Release::Sender))
@@ -81,30 +84,37 @@ impl Routes<'_> {
     /// refuses it. It leaves the store once a session confirmed it, never when only queued.
     pub fn store_copy(
         &mut self,
+        conns: &ConnSlab,
         envelope: &Envelope<'_>,
         target: Option<u32>,
         fx: &mut impl Effects,
     ) -> bool {
         let (to, from) = (envelope.to, envelope.from);
-        let put = self
-            .store
-            .put(to.bare_str(), from.as_str(), self.wall_ms, envelope.stanza);
+        let put = self.store.put(
+            to.bare_str(),
+            from.as_str(),
+            self.wall_ms(),
+            envelope.stanza,
+        );
         let Ok(id) = put else {
             self.stats.store_refusals += 1;
             return false;
         };
         self.stats.messages_stored += 1;
         if let Some(slot) = target {
-            self.write_live(slot, id, envelope.stanza, fx);
+            self.write_live(conns, slot, id, envelope.stanza, fx);
             return true;
         }
-        let (conns, directory) = (self.conns, self.directory);
-        for &slot in directory.slots(to.bare_str()) {
+
+        for index in 0.. {
+            let Some(slot) = self.directory.slot_at(to.bare_str(), index) else {
+                break;
+            };
             let reachable = conns
                 .get(slot)
                 .is_some_and(|c| c.available && c.priority >= 0);
             if reachable {
-                self.write_live(slot, id, envelope.stanza, fx);
+                self.write_live(conns, slot, id, envelope.stanza, fx);
             }
         }
         true
@@ -126,12 +136,12 @@ impl Routes<'_> {
     /// Starts delivering the stored messages of the session's bare JID (its offline queue,
     /// oldest first, with delay stamps) to the session in `slot`, as fast as it takes them
     /// (see `delivery`); what is in flight to its other sessions is skipped.
-    pub fn flush(&mut self, slot: u32, fx: &mut impl Effects) {
-        let Some(key) = self.conns.get(slot).map(|c| c.key) else {
+    pub fn flush(&mut self, conns: &ConnSlab, slot: u32, fx: &mut impl Effects) {
+        let Some(key) = conns.get(slot).map(|c| c.key) else {
             return;
         };
         self.deliveries.start_backlog(slot, key, MsgId(0));
-        self.fill(slot, fx);
+        self.fill(conns, slot, fx);
     }
 
     /// Writes again, on a resumed stream, what the session had not acknowledged: the kept
@@ -139,21 +149,21 @@ impl Routes<'_> {
     /// delay stamps) through its backlog, as it takes them.
     pub fn resend(
         &mut self,
+        conns: &ConnSlab,
         slot: u32,
         entries: impl IntoIterator<Item = Unacked>,
         fx: &mut impl Effects,
     ) {
         for entry in entries {
             if let Unacked::Bytes(bytes) = entry {
-                self.send(slot, &bytes, fx);
+                self.send(conns, slot, &bytes, fx);
             }
         }
-        let reachable = self
-            .conns
+        let reachable = conns
             .get(slot)
             .is_some_and(|c| c.available && c.priority >= 0);
         if reachable {
-            self.flush(slot, fx);
+            self.flush(conns, slot, fx);
         }
     }
 }
@@ -166,7 +176,7 @@ pub(crate) fn is_stored_type(ty: StanzaType) -> bool {
 impl Router {
     /// The shard's store, read-only (stats, queues).
     pub fn store(&self) -> &Store {
-        &self.store
+        &self.home.store
     }
 
     /// The store committed everything up to `committed_seq` (what `finish_commit` returned):
@@ -174,11 +184,16 @@ impl Router {
     /// `Mail::Committed` to their shard).
     pub fn on_committed(&mut self, committed_seq: u64, now_ms: u64, fx: &mut impl Effects) {
         self.advance_clock(now_ms);
-        let committed = committed_seq.min(self.store.committed_seq());
+        let committed = committed_seq.min(self.home.store.committed_seq());
         // Backlogs that stopped at a record not yet written can read it now.
-        self.deliveries.committed();
-        while self.waiters.front().is_some_and(|w| w.seq <= committed) {
-            let Some(waiter) = self.waiters.pop_front() else {
+        self.home.deliveries.committed();
+        while self
+            .home
+            .waiters
+            .front()
+            .is_some_and(|w| w.seq <= committed)
+        {
+            let Some(waiter) = self.home.waiters.pop_front() else {
                 break;
             };
             match waiter.release {
@@ -187,8 +202,7 @@ impl Router {
                 Release::Room(answers) => self.run_room_answers(*answers, fx),
                 Release::Reply { slot, key, bytes } => {
                     if self.conns.get(slot).is_some_and(|c| c.key == key) {
-                        let (mut routes, _) = self.routes();
-                        routes.send(slot, &bytes, fx);
+                        self.home.send(&self.conns, slot, &bytes, fx);
                     }
                 }
             }
@@ -206,7 +220,7 @@ impl Router {
         now_ms: u64,
         fx: &mut impl Effects,
     ) -> Result<Option<u64>, StoreError> {
-        let Some(seq) = self.store.commit(writer)? else {
+        let Some(seq) = self.home.store.commit(writer)? else {
             return Ok(None);
         };
         self.on_committed(seq, now_ms, fx);
@@ -218,13 +232,16 @@ impl Router {
     /// retry due). Hand it back with `finish_commit`. The shard loop's way to the store's
     /// writes: nothing outside the router writes to the store.
     pub fn begin_commit(&mut self) -> Option<CommitBatch> {
-        self.store.begin_commit()
+        self.home.store.begin_commit()
     }
 
     /// Compacts the log if it is due (`None` if not): see `Store::compact`. Call it only with
     /// no batch and no log read in flight (a read's span names a place in the old file).
     pub fn compact_log_if_due(&mut self) -> Option<Result<CompactReport, StoreError>> {
-        self.store.compaction_due().then(|| self.store.compact())
+        self.home
+            .store
+            .compaction_due()
+            .then(|| self.home.store.compact())
     }
 
     /// Hands a batch from `begin_commit()` back with its write result, and
@@ -236,18 +253,18 @@ impl Router {
         now_ms: u64,
         fx: &mut impl Effects,
     ) -> Result<u64, StoreError> {
-        let seq = self.store.finish_commit(batch, result)?;
+        let seq = self.home.store.finish_commit(batch, result)?;
         self.on_committed(seq, now_ms, fx);
         Ok(seq)
     }
 
     /// Tells the sender of a handled stanza: here, or by mail to its shard.
     pub(crate) fn release(&mut self, ack: AckRef, fx: &mut impl Effects) {
-        if ack.origin == self.location {
-            self.sm.mark_handled(ack.session, ack.stanza, fx);
+        if ack.origin == self.home.location {
+            self.home.sm.mark_handled(ack.session, ack.stanza, fx);
         } else {
             fx.mail(ack.origin, Mail::Committed(ack));
-            self.stats.mail_out += 1;
+            self.home.stats.mail_out += 1;
         }
     }
 }

@@ -3,7 +3,7 @@
 //! XEP-0198 accounting of everything written to a session.
 //!
 //! What it does not do: answer stanzas addressed to the server (see `local`), store messages
-//! and flush offline queues (see `offline`, which adds to `Routes`), or broadcast presence.
+//! and flush offline queues (see `offline`, which adds to `Home`), or broadcast presence.
 //!
 //! Invariants:
 //! - forwarded bytes are the client's bytes with only `from` stamped (the full JID of the
@@ -12,7 +12,7 @@
 //!   this shard, else it goes out as one `Mail::Deliver`;
 //! - every message of type normal or chat for a local user is stored before it is written
 //!   anywhere (store-and-forward): no session available means it waits, not a bounce;
-//! - every stanza written to a session with XEP-0198 goes through `Routes::send` or
+//! - every stanza written to a session with XEP-0198 goes through `Home::send` or
 //!   `deliver_stored`, so the outbound count is exact;
 //! - an error stanza never causes another error (no bounce loops); bounces are routed to the
 //!   sender's full JID like any stanza, so they reach senders on other shards too;
@@ -21,24 +21,17 @@
 //! - a message that is not stored, for the full JID of a detached XEP-0198 session, joins
 //!   that session's unacked queue (written after `<resumed/>`) instead of being dropped.
 
-use std::collections::VecDeque;
-
 use rookery_proto::{Jid, StanzaKind, StanzaView};
-use rookery_store::Store;
 
 use crate::deadlines::MailDeadlines;
 use crate::effects::{Effects, StanzaType};
-use crate::home::delivery::Deliveries;
-use crate::home::offline::{is_stored_type, Waiter};
+use crate::home::offline::is_stored_type;
 use crate::home::presence::subscription;
-use crate::home::presence::table::PresenceTable;
-use crate::home::sm::table::SmTable;
 use crate::home::sm::Unacked;
-use crate::location::{Location, Placement};
+use crate::home::Home;
+use crate::location::Location;
 use crate::mail::{AckRef, Mail};
 use crate::replies::{self, ReplyTo, StanzaError};
-use crate::router::Router;
-use crate::sessions::Directory;
 use crate::stats::RouterStats;
 use crate::stream::conn::ConnSlab;
 
@@ -165,96 +158,26 @@ pub(crate) struct Envelope<'a> {
     pub stanza: &'a [u8],
 }
 
-/// The parts of the router that routing reads or changes; borrowed apart from the conn slab
-/// so a sender's JID (which lives in the slab) can be used while delivering.
-pub(crate) struct Routes<'a> {
-    pub conns: &'a ConnSlab,
-    pub directory: &'a Directory,
-    pub sm: &'a mut SmTable,
-    pub store: &'a mut Store,
-    pub waiters: &'a mut VecDeque<Waiter>,
-    pub doomed: &'a mut Vec<u32>,
-    pub stats: &'a mut RouterStats,
-    pub deadlines: &'a mut MailDeadlines,
-    pub reply: &'a mut Vec<u8>,
-    /// Scratch for stored messages written with a delay stamp.
-    pub delayed: &'a mut Vec<u8>,
-    pub domain: &'a Jid,
-    pub groups: &'a Jid,
-    pub presences: &'a mut PresenceTable,
-    pub deliveries: &'a mut Deliveries,
-    pub roster_max: usize,
-    pub sm_window_bytes: usize,
-    pub sm_max_unacked_bytes: usize,
-    pub max_output_bytes: usize,
-    pub location: Location,
-    pub placement: Placement,
-    pub now_ms: u64,
-    pub wall_ms: u64,
-}
-
-impl Router {
-    /// Routing access plus the stamping buffer.
-    pub(crate) fn routes(&mut self) -> (Routes<'_>, &mut Vec<u8>) {
-        let wall_ms = self.wall_ms();
-        let routes = Routes {
-            conns: &self.conns,
-            directory: &self.directory,
-            sm: &mut self.sm,
-            store: &mut self.store,
-            waiters: &mut self.waiters,
-            doomed: &mut self.doomed,
-            stats: &mut self.stats,
-            deadlines: &mut self.deadlines,
-            reply: &mut self.reply,
-            delayed: &mut self.delayed,
-            domain: &self.domain,
-            groups: self.rooms.service(),
-            presences: &mut self.presences,
-            deliveries: &mut self.deliveries,
-            roster_max: self.config.roster_max,
-            sm_window_bytes: self.config.sm_window_bytes,
-            max_output_bytes: self.config.max_output_bytes,
-            // Everything kept is written at once after a resumption: it must fit (the server
-            // checks this at start; a smaller cap in a test or the simulator is clamped here).
-            sm_max_unacked_bytes: self
-                .config
-                .sm_max_unacked_bytes
-                .min(self.config.max_output_bytes / 2),
-            location: self.location,
-            placement: self.placement,
-            now_ms: self.now_ms,
-            wall_ms,
-        };
-        (routes, &mut self.stamp)
-    }
-
+impl Home {
     /// Writes `self.reply` (a stanza) to the session in `slot`, counted for XEP-0198.
-    pub(crate) fn send_reply(&mut self, slot: u32, fx: &mut impl Effects) {
+    pub fn send_reply(&mut self, conns: &ConnSlab, slot: u32, fx: &mut impl Effects) {
         let reply = std::mem::take(&mut self.reply);
-        let (mut routes, _) = self.routes();
-        routes.send(slot, &reply, fx);
+        self.send(conns, slot, &reply, fx);
         self.reply = reply;
     }
-}
 
-impl Routes<'_> {
-    /// Stamps a session's stanza with its full JID and routes it to user `to`. `ack` names the
+    /// Stamps a session's stanza with its full JID `from` and routes it to user `to`. `ack` names the
     /// stanza for XEP-0198 when the sender counts; only messages may be stored, so only they
     /// take it along.
     pub fn outbound(
         &mut self,
-        slot: u32,
-        to: &Jid,
+        conns: &ConnSlab,
+        (from, to): (&Jid, &Jid),
         view: &StanzaView<'_>,
         ack: Option<AckRef>,
         stamp: &mut Vec<u8>,
         fx: &mut impl Effects,
     ) -> Handled {
-        let conns = self.conns;
-        let Some(from) = conns.get(slot).and_then(|c| c.jid.as_ref()) else {
-            return Handled::Now;
-        };
         stamp.clear();
         view.stamp(from.as_str(), None, stamp);
         let kind = view.kind();
@@ -267,12 +190,13 @@ impl Routes<'_> {
             ty,
             stanza: stamp,
         };
-        self.route(&envelope, ack, fx)
+        self.route(conns, &envelope, ack, fx)
     }
 
     /// Delivers here if `to` is homed on this shard, else mails its home shard.
     pub fn route(
         &mut self,
+        conns: &ConnSlab,
         envelope: &Envelope<'_>,
         ack: Option<AckRef>,
         fx: &mut impl Effects,
@@ -284,23 +208,24 @@ impl Routes<'_> {
             return Handled::Now;
         }
         if home == self.location {
-            return self.deliver_home(envelope, ack, fx);
+            return self.deliver_home(conns, envelope, ack, fx);
         }
-        let outgoing = (&mut *self.stats, &mut *self.deadlines, self.now_ms);
+        let outgoing = (&mut self.stats, &mut self.deadlines, self.now_ms);
         mail_deliver(home, envelope, ack, outgoing, fx)
     }
 
     /// RFC 6121 8.5 on the recipient's home shard.
     pub fn deliver_home(
         &mut self,
+        conns: &ConnSlab,
         envelope: &Envelope<'_>,
         ack: Option<AckRef>,
         fx: &mut impl Effects,
     ) -> Handled {
         match envelope.kind {
-            StanzaKind::Message => return self.deliver_message(envelope, ack, fx),
-            StanzaKind::Presence => self.deliver_presence(envelope, fx),
-            StanzaKind::Iq => self.deliver_iq(envelope, fx),
+            StanzaKind::Message => return self.deliver_message(conns, envelope, ack, fx),
+            StanzaKind::Presence => self.deliver_presence(conns, envelope, fx),
+            StanzaKind::Iq => self.deliver_iq(conns, envelope, fx),
             StanzaKind::Other => {}
         }
         Handled::Now
@@ -308,6 +233,7 @@ impl Routes<'_> {
 
     fn deliver_message(
         &mut self,
+        conns: &ConnSlab,
         envelope: &Envelope<'_>,
         ack: Option<AckRef>,
         fx: &mut impl Effects,
@@ -315,11 +241,11 @@ impl Routes<'_> {
         let ty = envelope.ty;
         let storable = is_stored_type(ty);
         if envelope.to.resource().is_some() {
-            if let Some(slot) = self.session(envelope.to) {
+            if let Some(slot) = self.session(conns, envelope.to) {
                 if storable {
-                    return self.store_and_deliver(envelope, Some(slot), ack, fx);
+                    return self.store_and_deliver(conns, envelope, Some(slot), ack, fx);
                 }
-                self.send(slot, envelope.stanza, fx);
+                self.send(conns, slot, envelope.stanza, fx);
                 return Handled::Now;
             }
             // A detached XEP-0198 session is still the session of that full JID: it gets the
@@ -329,75 +255,89 @@ impl Routes<'_> {
             }
             // RFC 6121 8.5.3.2.1: only normal and chat fall back to the bare JID.
             if !storable {
-                self.bounce(envelope, StanzaError::ServiceUnavailable, fx);
+                self.bounce(conns, envelope, StanzaError::ServiceUnavailable, fx);
                 return Handled::Now;
             }
         }
         // RFC 6121 8.5.2.1.1: groupchat to a bare JID is refused; errors are never delivered.
         if matches!(ty, StanzaType::Groupchat | StanzaType::Error) {
-            self.bounce(envelope, StanzaError::ServiceUnavailable, fx);
+            self.bounce(conns, envelope, StanzaError::ServiceUnavailable, fx);
             return Handled::Now;
         }
         if ty == StanzaType::Headline {
             // Headlines are not stored: no available resource means they are dropped.
-            self.send_to_available(envelope.to, envelope.stanza, |priority| priority >= 0, fx);
+            self.send_to_available(
+                conns,
+                envelope.to,
+                envelope.stanza,
+                |priority| priority >= 0,
+                fx,
+            );
             return Handled::Now;
         }
-        self.store_and_deliver(envelope, None, ack, fx)
+        self.store_and_deliver(conns, envelope, None, ack, fx)
     }
 
-    fn deliver_presence(&mut self, envelope: &Envelope<'_>, fx: &mut impl Effects) {
+    fn deliver_presence(
+        &mut self,
+        conns: &ConnSlab,
+        envelope: &Envelope<'_>,
+        fx: &mut impl Effects,
+    ) {
         // Subscriptions change the recipient's roster first (RFC 6121 3.x.3). Probes from
         // clients are ignored: the server probes for them (see `presence`).
         if subscription::is_subscription(envelope.ty) {
-            self.inbound_subscription(envelope, fx);
+            self.inbound_subscription(conns, envelope, fx);
             return;
         }
         if matches!(envelope.ty, StanzaType::Probe | StanzaType::Invalid) {
             return;
         }
         if envelope.to.resource().is_some() {
-            if let Some(slot) = self.session(envelope.to) {
-                self.send(slot, envelope.stanza, fx);
+            if let Some(slot) = self.session(conns, envelope.to) {
+                self.send(conns, slot, envelope.stanza, fx);
             }
             return;
         }
-        self.send_to_available(envelope.to, envelope.stanza, |_| true, fx);
+        self.send_to_available(conns, envelope.to, envelope.stanza, |_| true, fx);
     }
 
-    fn deliver_iq(&mut self, envelope: &Envelope<'_>, fx: &mut impl Effects) {
-        if let Some(slot) = self.session(envelope.to) {
-            self.send(slot, envelope.stanza, fx);
+    fn deliver_iq(&mut self, conns: &ConnSlab, envelope: &Envelope<'_>, fx: &mut impl Effects) {
+        if let Some(slot) = self.session(conns, envelope.to) {
+            self.send(conns, slot, envelope.stanza, fx);
             return;
         }
-        self.bounce(envelope, StanzaError::ServiceUnavailable, fx);
+        self.bounce(conns, envelope, StanzaError::ServiceUnavailable, fx);
     }
 
     /// Sends to every available session of `to`'s bare JID whose priority passes.
     pub fn send_to_available(
         &mut self,
+        conns: &ConnSlab,
         to: &Jid,
         stanza: &[u8],
         priority_ok: impl Fn(i8) -> bool,
         fx: &mut impl Effects,
     ) {
-        let (conns, directory) = (self.conns, self.directory);
-        for &slot in directory.slots(to.bare_str()) {
+        for index in 0.. {
+            let Some(slot) = self.directory.slot_at(to.bare_str(), index) else {
+                break;
+            };
             let Some(conn) = conns.get(slot) else {
                 continue;
             };
             if conn.available && priority_ok(conn.priority) {
-                self.send(slot, stanza, fx);
+                self.send(conns, slot, stanza, fx);
             }
         }
     }
 
     /// The session bound to full JID `to` on this shard (attached sessions only).
-    pub fn session(&self, to: &Jid) -> Option<u32> {
+    pub fn session(&self, conns: &ConnSlab, to: &Jid) -> Option<u32> {
         let resource = to.resource()?;
         let mut slots = self.directory.slots(to.bare_str()).iter().copied();
         slots.find(|&slot| {
-            let jid = self.conns.get(slot).and_then(|c| c.jid.as_ref());
+            let jid = conns.get(slot).and_then(|c| c.jid.as_ref());
             jid.and_then(Jid::resource) == Some(resource)
         })
     }
@@ -439,8 +379,7 @@ impl Routes<'_> {
 
     /// Writes a stanza that is not a stored message to the session in `slot`; with XEP-0198
     /// it is kept for retransmission until acknowledged, and a full queue dooms the stream.
-    pub fn send(&mut self, slot: u32, stanza: &[u8], fx: &mut impl Effects) {
-        let conns = self.conns;
+    pub fn send(&mut self, conns: &ConnSlab, slot: u32, stanza: &[u8], fx: &mut impl Effects) {
         let Some(conn) = conns.get(slot) else {
             return;
         };
@@ -466,7 +405,13 @@ impl Routes<'_> {
 
     /// Sends `error` back to the sender, on behalf of the recipient, if the stanza warrants
     /// an error (never for errors, results, presence or headlines). The error is routed.
-    pub fn bounce(&mut self, envelope: &Envelope<'_>, error: StanzaError, fx: &mut impl Effects) {
+    pub fn bounce(
+        &mut self,
+        conns: &ConnSlab,
+        envelope: &Envelope<'_>,
+        error: StanzaError,
+        fx: &mut impl Effects,
+    ) {
         if !wants_error(envelope.kind, envelope.ty) {
             return;
         }
@@ -474,7 +419,7 @@ impl Routes<'_> {
             .ok()
             .and_then(|view| view.id());
         // Taken so the error can be routed with `&mut self`; put back to keep its capacity.
-        let mut bytes = std::mem::take(self.reply);
+        let mut bytes = std::mem::take(&mut self.reply);
         bytes.clear();
         let reply = ReplyTo {
             id: id.as_deref(),
@@ -489,26 +434,26 @@ impl Routes<'_> {
             ty: StanzaType::Error,
             stanza: &bytes,
         };
-        self.route(&back, None, fx);
-        *self.reply = bytes;
+        self.route(conns, &back, None, fx);
+        self.reply = bytes;
     }
 
     /// An error straight back to the session in `slot` (it is on this shard by construction).
     pub fn reply_error(
         &mut self,
+        conns: &ConnSlab,
         slot: u32,
         view: &StanzaView<'_>,
         error_from: Option<&str>,
         error: StanzaError,
         fx: &mut impl Effects,
     ) {
-        let conns = self.conns;
         let Some(conn) = conns.get(slot) else {
             return;
         };
         let to = conn.jid.as_ref().map(Jid::as_str);
         let id = view.id();
-        let mut bytes = std::mem::take(self.reply);
+        let mut bytes = std::mem::take(&mut self.reply);
         bytes.clear();
         let reply = ReplyTo {
             id: id.as_deref(),
@@ -516,8 +461,8 @@ impl Routes<'_> {
             to,
         };
         replies::stanza_error(&mut bytes, kind_name(view.kind()), reply, error);
-        self.send(slot, &bytes, fx);
-        *self.reply = bytes;
+        self.send(conns, slot, &bytes, fx);
+        self.reply = bytes;
     }
 }
 

@@ -50,7 +50,7 @@ impl Router {
             self.stream_error(slot, condition, fx);
             return Next::Stop;
         }
-        self.stats.stanzas_in += 1;
+        self.home.stats.stanzas_in += 1;
         let Some(request) = parse_bind(bytes) else {
             self.stream_error(slot, StreamError::NotWellFormed, fx);
             return Next::Stop;
@@ -68,8 +68,8 @@ impl Router {
                 return Next::Continue;
             }
         }
-        let dest = self.placement.home(bare);
-        if dest != self.location {
+        let dest = self.home.placement.home(bare);
+        if dest != self.home.location {
             let resource = request.resource.map(String::into_boxed_str);
             let request = HomeRequest::Bind {
                 resource,
@@ -107,7 +107,7 @@ impl Router {
         let old = self.find_session(&full);
         if old.is_none() && self.sessions_of(&bare) >= self.config.max_resources {
             // RFC 6120 7.6.2.1: the account has reached its limit of connected resources.
-            self.stats.resource_refusals += 1;
+            self.home.stats.resource_refusals += 1;
             self.bind_error(slot, id, StanzaError::ResourceConstraint, fx);
             return;
         }
@@ -115,14 +115,14 @@ impl Router {
             self.stream_error(old, StreamError::Conflict, fx);
         }
         self.end_detached(&full, fx);
-        self.reply.clear();
-        replies::bind_result(&mut self.reply, id, full.as_str());
-        self.directory.insert(full.bare_str(), slot);
+        self.home.reply.clear();
+        replies::bind_result(&mut self.home.reply, id, full.as_str());
+        self.home.directory.insert(full.bare_str(), slot);
         let Some(conn) = self.conns.get_mut(slot) else {
             return;
         };
-        fx.send(conn.key, &self.reply);
-        self.stats.stanzas_out += 1;
+        fx.send(conn.key, &self.home.reply);
+        self.home.stats.stanzas_out += 1;
         conn.jid = Some(full);
         conn.phase = Phase::Bound;
     }
@@ -140,7 +140,7 @@ impl Router {
     /// The slot of the session bound to `full`, if any (on its home shard).
     pub(crate) fn find_session(&self, full: &Jid) -> Option<u32> {
         let resource = full.resource()?;
-        let mut slots = self.directory.slots(full.bare_str()).iter().copied();
+        let mut slots = self.home.directory.slots(full.bare_str()).iter().copied();
         slots.find(|&slot| {
             let bound = self.conns.get(slot).and_then(|c| c.jid.as_ref());
             bound.and_then(Jid::resource) == Some(resource)
@@ -149,27 +149,27 @@ impl Router {
 
     /// Sessions of `bare` on this (its home) shard: bound conns and resumable detached ones.
     fn sessions_of(&self, bare: &Jid) -> usize {
-        let detached = self.sm.sessions_of(bare.bare_str());
+        let detached = self.home.sm.sessions_of(bare.bare_str());
         let detached = detached
             .into_iter()
-            .filter(|&t| self.sm.get(t).is_some_and(|s| s.conn.is_none()))
+            .filter(|&t| self.home.sm.get(t).is_some_and(|s| s.conn.is_none()))
             .count();
-        self.directory.slots(bare.bare_str()).len() + detached
+        self.home.directory.slots(bare.bare_str()).len() + detached
     }
 
     fn bind_error(&mut self, slot: u32, id: &str, error: StanzaError, fx: &mut impl Effects) {
         let Some(conn) = self.conns.get(slot) else {
             return;
         };
-        self.reply.clear();
+        self.home.reply.clear();
         let reply = ReplyTo {
             id: Some(id),
             from: None,
             to: None,
         };
-        replies::stanza_error(&mut self.reply, "iq", reply, error);
-        fx.send(conn.key, &self.reply);
-        self.stats.stanzas_out += 1;
+        replies::stanza_error(&mut self.home.reply, "iq", reply, error);
+        fx.send(conn.key, &self.home.reply);
+        self.home.stats.stanzas_out += 1;
     }
 
     /// Moves the conn in `slot` to shard `dest`, to complete `request` there.
@@ -194,7 +194,7 @@ impl Router {
             request,
             pending: pending.to_vec(),
         };
-        self.stats.handoffs_out += 1;
+        self.home.stats.handoffs_out += 1;
         fx.hand_off(conn.key, dest, handoff);
     }
 

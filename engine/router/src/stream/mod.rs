@@ -70,7 +70,7 @@ impl Router {
                 }
             };
             rest = &rest[rest.len() - input.len()..];
-            if self.doomed.contains(&slot) {
+            if self.home.doomed.contains(&slot) {
                 // Its XEP-0198 queue overflowed: it is closed now, before another frame (an
                 // `<r/>` above all) could be answered with a count covering stanzas whose
                 // outcome it will never hear.
@@ -135,20 +135,24 @@ impl Router {
                 return Next::Stop;
             }
         };
-        if let Err(condition) = check_header(header, &self.domain) {
+        if let Err(condition) = check_header(header, &self.home.domain) {
             self.stream_error(slot, condition, fx);
             return Next::Stop;
         }
         let Some(conn) = self.conns.get_mut(slot) else {
             return Next::Stop;
         };
-        self.reply.clear();
-        replies::stream_header(&mut self.reply, &self.ids.stream_id(), self.domain.as_str());
-        self.reply.extend_from_slice(match next_phase {
+        self.home.reply.clear();
+        replies::stream_header(
+            &mut self.home.reply,
+            &self.ids.stream_id(),
+            self.home.domain.as_str(),
+        );
+        self.home.reply.extend_from_slice(match next_phase {
             Phase::AwaitAuth => replies::FEATURES_PRE_AUTH,
             _ => replies::FEATURES_POST_AUTH,
         });
-        fx.send(conn.key, &self.reply);
+        fx.send(conn.key, &self.home.reply);
         conn.header_sent = true;
         conn.phase = next_phase;
         Next::Continue
@@ -172,7 +176,7 @@ impl Router {
             // No initial response: RFC 6120 6.4.2, send an empty challenge and await it.
             (Phase::AwaitAuth, "auth") if text.is_empty() => return self.send_challenge(slot, fx),
             (Phase::AwaitAuth, "auth") | (Phase::AwaitResponse, "response") => {
-                check_plain(&self.config.auth, self.domain.domain(), &text)
+                check_plain(&self.config.auth, self.home.domain.domain(), &text)
             }
             (_, "abort") => Err(SaslFailure::Aborted),
             _ => {
@@ -211,12 +215,12 @@ impl Router {
         let Some(conn) = self.conns.get_mut(slot) else {
             return Next::Stop;
         };
-        self.reply.clear();
-        replies::sasl_failure(&mut self.reply, failure.condition());
-        fx.send(conn.key, &self.reply);
+        self.home.reply.clear();
+        replies::sasl_failure(&mut self.home.reply, failure.condition());
+        fx.send(conn.key, &self.home.reply);
         conn.phase = Phase::AwaitAuth;
         conn.auth_failures = conn.auth_failures.saturating_add(1);
-        self.stats.auth_failures += 1;
+        self.home.stats.auth_failures += 1;
         if conn.auth_failures >= MAX_AUTH_FAILURES {
             self.stream_error(slot, StreamError::PolicyViolation, fx);
             return Next::Stop;

@@ -21,12 +21,14 @@ use rookery_proto::{Jid, StanzaKind, StanzaView};
 
 use crate::effects::{Effects, StanzaType};
 use crate::home::offline::Release;
-use crate::home::routing::{Envelope, Handled, Routes};
+use crate::home::routing::{Envelope, Handled};
+use crate::home::Home;
 use crate::location::{Location, Placement};
 use crate::mail::{AckRef, Fanout, GatherRef, Mail, Recipient};
 use crate::maps::{HashState, Map};
 use crate::replies;
 use crate::router::Router;
+use crate::stream::conn::ConnSlab;
 
 /// Recipients grouped by home location, shareable between fan-outs.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -156,25 +158,29 @@ impl Router {
         }
         let acked = waiting.as_ref().is_some_and(|w| w.ack.is_some());
         let gather = waiting.map(|sender| {
-            let id = self.gathers.next_id;
-            self.gathers.next_id += 1;
+            let id = self.home.gathers.next_id;
+            self.home.gathers.next_id += 1;
             let pending = PendingGather {
                 sender,
                 remaining: plan.location_count(),
                 refused: 0,
             };
-            self.gathers.pending.insert(id, pending);
-            if plan.per_location.iter().any(|(at, _)| *at != self.location) {
+            self.home.gathers.pending.insert(id, pending);
+            if plan
+                .per_location
+                .iter()
+                .any(|(at, _)| *at != self.home.location)
+            {
                 // Mail to another location could be lost: bound the wait.
-                self.deadlines.watch_gather(self.now_ms, id);
+                self.home.deadlines.watch_gather(self.home.now_ms, id);
             }
             GatherRef {
-                origin: self.location,
+                origin: self.home.location,
                 id,
             }
         });
         let stanza: Arc<[u8]> = Arc::from(broadcast.stanza);
-        self.stats.fanouts += 1;
+        self.home.stats.fanouts += 1;
         for (location, recipients) in &plan.per_location {
             let fanout = Fanout {
                 from: broadcast.from.clone(),
@@ -184,11 +190,11 @@ impl Router {
                 recipients: Arc::clone(recipients),
                 gather,
             };
-            if *location == self.location {
+            if *location == self.home.location {
                 self.deliver_fanout(&fanout, fx);
             } else {
                 fx.mail(*location, Mail::Fanout(Box::new(fanout)));
-                self.stats.mail_out += 1;
+                self.home.stats.mail_out += 1;
             }
         }
         // With an ack, the gather reports the stanza handled (possibly already, if every
@@ -216,14 +222,16 @@ impl Router {
             }
             return;
         };
-        let mut copy = std::mem::take(&mut self.stamp);
-        let (mut routes, _) = self.routes();
+        let copy = &mut self.stamp;
         let (mut stored, mut refused) = (false, 0u32);
         for recipient in fanout.recipients.iter() {
             copy.clear();
             let to = recipient.jid().as_str();
-            view.stamp(fanout.from.as_str(), Some(to), &mut copy);
-            match routes.deliver_copy(fanout, recipient, &copy, fx) {
+            view.stamp(fanout.from.as_str(), Some(to), copy);
+            match self
+                .home
+                .deliver_copy(&self.conns, fanout, recipient, copy, fx)
+            {
                 CopyOutcome::Sent => {}
                 CopyOutcome::Stored => stored = true,
                 CopyOutcome::Refused => refused += 1,
@@ -233,8 +241,7 @@ impl Router {
             .gather
             .filter(|_| stored)
             .map(|gather| Release::Gather { gather, refused });
-        let handled = routes.settle(release);
-        self.stamp = copy;
+        let handled = self.home.settle(release);
         if let (Some(gather), Handled::Now) = (fanout.gather, handled) {
             self.gathered(gather, refused, fx);
         }
@@ -242,18 +249,18 @@ impl Router {
 
     /// This shard's part of fan-out `gather` is handled: tell the shard that started it.
     pub(crate) fn gathered(&mut self, gather: GatherRef, refused: u32, fx: &mut impl Effects) {
-        if gather.origin == self.location {
+        if gather.origin == self.home.location {
             self.on_gathered(gather.id, refused, fx);
         } else {
             fx.mail(gather.origin, Mail::Gathered { gather, refused });
-            self.stats.mail_out += 1;
+            self.home.stats.mail_out += 1;
         }
     }
 
     /// One shard answered fan-out `id`; the last answer releases the sender's ack and, if any
     /// copy was refused, tells the sender with a `resource-constraint` error.
     pub(crate) fn on_gathered(&mut self, id: u64, refused: u32, fx: &mut impl Effects) {
-        let Some(pending) = self.gathers.pending.get_mut(&id) else {
+        let Some(pending) = self.home.gathers.pending.get_mut(&id) else {
             return;
         };
         pending.remaining = pending.remaining.saturating_sub(1);
@@ -261,7 +268,7 @@ impl Router {
         if pending.remaining > 0 {
             return;
         }
-        let Some(pending) = self.gathers.pending.remove(&id) else {
+        let Some(pending) = self.home.gathers.pending.remove(&id) else {
             return;
         };
         if pending.refused > 0 {
@@ -276,7 +283,7 @@ impl Router {
     /// `remote-server-timeout` error from the room and its ack is released (see
     /// `mail_timeouts`); a later `Gathered` finds nothing and is ignored.
     pub(crate) fn gather_timed_out(&mut self, id: u64, fx: &mut impl Effects) {
-        let Some(pending) = self.gathers.pending.remove(&id) else {
+        let Some(pending) = self.home.gathers.pending.remove(&id) else {
             return;
         };
         let GatherSender {
@@ -323,16 +330,16 @@ impl Router {
             ty: StanzaType::Error,
             stanza: &error,
         };
-        let (mut routes, _) = self.routes();
-        routes.route(&envelope, None, fx);
+        self.home.route(&self.conns, &envelope, None, fx);
     }
 }
 
-impl Routes<'_> {
+impl Home {
     /// Writes one recipient's copy (`to` stamped), or stores it (a message for a member who
     /// is away).
     fn deliver_copy(
         &mut self,
+        conns: &ConnSlab,
         fanout: &Fanout,
         recipient: &Recipient,
         copy: &[u8],
@@ -346,19 +353,20 @@ impl Routes<'_> {
             ty: fanout.ty,
             stanza: copy,
         };
-        let stored = |routes: &mut Self, fx: &mut _| match routes.store_copy(&envelope, None, fx) {
-            true => CopyOutcome::Stored,
-            false => CopyOutcome::Refused,
-        };
+        let stored =
+            |routes: &mut Self, fx: &mut _| match routes.store_copy(conns, &envelope, None, fx) {
+                true => CopyOutcome::Stored,
+                false => CopyOutcome::Refused,
+            };
         match recipient {
             Recipient::Available(bare) => {
-                self.send_to_available(bare, copy, |_| true, fx);
+                self.send_to_available(conns, bare, copy, |_| true, fx);
                 self.queue_for_detached_available(bare, copy);
                 CopyOutcome::Sent
             }
             Recipient::Session(full) => {
-                if let Some(slot) = self.session(full) {
-                    self.send(slot, copy, fx);
+                if let Some(slot) = self.session(conns, full) {
+                    self.send(conns, slot, copy, fx);
                     return CopyOutcome::Sent;
                 }
                 if !message || self.queue_for_detached(full, copy) {

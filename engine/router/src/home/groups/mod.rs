@@ -63,11 +63,15 @@ impl Router {
         ack: Option<AckRef>,
         fx: &mut impl Effects,
     ) -> Handled {
-        let home = self.placement.home(envelope.to);
-        if home == self.location {
+        let home = self.home.placement.home(envelope.to);
+        if home == self.home.location {
             return self.room_stanza(envelope, ack, fx);
         }
-        let outgoing = (&mut self.stats, &mut self.deadlines, self.now_ms);
+        let outgoing = (
+            &mut self.home.stats,
+            &mut self.home.deadlines,
+            self.home.now_ms,
+        );
         mail_deliver(home, envelope, ack, outgoing, fx)
     }
 
@@ -83,19 +87,19 @@ impl Router {
         let Ok(view) = StanzaView::parse(envelope.stanza) else {
             return Handled::Now;
         };
-        let mut actions = std::mem::take(&mut self.room_actions);
+        let mut actions = std::mem::take(&mut self.home.room_actions);
         actions.clear();
-        let appended_before = self.store.pending_bytes();
-        self.rooms.on_stanza(
+        let appended_before = self.home.store.pending_bytes();
+        self.home.rooms.on_stanza(
             envelope.from,
             envelope.to,
             &view,
-            &mut self.store,
+            &mut self.home.store,
             &mut actions,
         );
-        let seq = self.store.pending_seq();
-        let stored = self.store.pending_bytes() != appended_before;
-        let handled = if stored && !self.store.is_committed(seq) {
+        let seq = self.home.store.pending_seq();
+        let stored = self.home.store.pending_bytes() != appended_before;
+        let handled = if stored && !self.home.store.is_committed(seq) {
             let answers = RoomAnswers {
                 room: envelope.to.clone(),
                 sender: envelope.from.clone(),
@@ -104,7 +108,7 @@ impl Router {
                 ack,
             };
             let release = Release::Room(Box::new(answers));
-            self.waiters.push_back(Waiter { seq, release });
+            self.home.waiters.push_back(Waiter { seq, release });
             // The ack (if any) goes with the answers (`run_room_answers`).
             if ack.is_some() {
                 Handled::Later
@@ -115,7 +119,7 @@ impl Router {
             let id = view.id().map(|id| id.into());
             self.run_actions(envelope.to, envelope.from, id, &mut actions, ack, fx)
         };
-        self.room_actions = actions;
+        self.home.room_actions = actions;
         self.count_rooms(envelope.kind);
         handled
     }
@@ -165,8 +169,7 @@ impl Router {
                         ty,
                         stanza: &stanza,
                     };
-                    let (mut routes, _) = self.routes();
-                    routes.route(&reply, None, fx);
+                    self.home.route(&self.conns, &reply, None, fx);
                 }
                 RoomAction::Broadcast {
                     from,
@@ -203,9 +206,9 @@ impl Router {
         // Rooms and occupants change only by presence (joins, leaves) and iq (affiliations);
         // counting walks every room, so messages, the hot path, skip it.
         if kind != StanzaKind::Message {
-            let (rooms, occupants) = self.rooms.counts();
-            self.stats.groups = rooms as u64;
-            self.stats.group_occupants = occupants as u64;
+            let (rooms, occupants) = self.home.rooms.counts();
+            self.home.stats.groups = rooms as u64;
+            self.home.stats.group_occupants = occupants as u64;
         }
     }
 }

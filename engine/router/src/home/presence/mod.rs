@@ -32,10 +32,12 @@ use rookery_proto::{Jid, StanzaKind, StanzaView};
 
 use crate::effects::{Effects, StanzaType};
 use crate::home::groups::fanout::{Broadcast, FanoutPlan};
-use crate::home::routing::{Envelope, Routes};
+use crate::home::routing::Envelope;
+use crate::home::Home;
 use crate::mail::{Fanout, Recipient};
 use crate::replies;
 use crate::router::Router;
+use crate::stream::conn::ConnSlab;
 use crate::tables;
 use roster::RosterItem;
 
@@ -75,7 +77,7 @@ impl Router {
     pub(crate) fn presence_allowed(&mut self, slot: u32) -> bool {
         let rate = u64::from(self.config.presence_rate_per_s.max(1));
         let burst = self.config.presence_burst.max(1);
-        let now_ms = self.now_ms;
+        let now_ms = self.home.now_ms;
         let Some(conn) = self.conns.get_mut(slot) else {
             return false;
         };
@@ -112,34 +114,49 @@ impl Router {
             return;
         }
         let mut item =
-            roster::get(&self.store, owner.bare_str(), contact.bare_str()).unwrap_or_default();
+            roster::get(&self.home.store, owner.bare_str(), contact.bare_str()).unwrap_or_default();
         let before = item.clone();
         if ty == StanzaType::Subscribe
             && !before.in_roster
-            && roster::shown_count(&self.store, owner.bare_str()) >= self.config.roster_max
+            && roster::shown_count(&self.home.store, owner.bare_str()) >= self.config.roster_max
         {
             // The roster is full: the request would add an item; nothing is sent.
             return;
         }
         let outcome = subscription::outbound(&mut item, ty);
-        let (mut routes, _) = self.routes();
         if outcome.changed {
-            roster::put(routes.store, owner.bare_str(), contact.bare_str(), &item);
+            roster::put(
+                &mut self.home.store,
+                owner.bare_str(),
+                contact.bare_str(),
+                &item,
+            );
             if (item.in_roster || before.in_roster) && !item.shows_same_as(&before) {
-                routes.push_roster(owner.bare_str(), contact.bare_str(), Some(&item), fx);
+                self.home.push_roster(
+                    &self.conns,
+                    owner.bare_str(),
+                    contact.bare_str(),
+                    Some(&item),
+                    fx,
+                );
             }
         }
         if !outcome.route {
             return;
         }
-        routes.route_subscription(&owner, &contact, ty, fx);
+        self.home
+            .route_subscription(&self.conns, &owner, &contact, ty, fx);
         match ty {
             // RFC 6121 3.1.5: the new subscriber gets the user's current presence.
             StanzaType::Subscribed => {
-                routes.send_own_presence(&owner, &contact, fx);
+                self.home
+                    .send_own_presence(&self.conns, &owner, &contact, fx);
             }
             // RFC 6121 3.2.2: and the former one learns the user is gone for it.
-            StanzaType::Unsubscribed => routes.send_own_unavailable(&owner, &contact, fx),
+            StanzaType::Unsubscribed => {
+                self.home
+                    .send_own_unavailable(&self.conns, &owner, &contact, fx)
+            }
             _ => {}
         }
     }
@@ -164,7 +181,7 @@ impl Router {
             return;
         }
         let last: Arc<[u8]> = Arc::from(stanza.as_slice());
-        self.presences.entry(user.as_str()).last = Some(Arc::clone(&last));
+        self.home.presences.entry(user.as_str()).last = Some(Arc::clone(&last));
         self.send_to_own_resources(&user, &last, fx);
         self.broadcast_to_contacts(&user, StanzaType::Available, &last, fx);
         if initial {
@@ -181,7 +198,7 @@ impl Router {
         stanza: Option<&[u8]>,
         fx: &mut impl Effects,
     ) {
-        let Some(state) = self.presences.take(user.as_str()) else {
+        let Some(state) = self.home.presences.take(user.as_str()) else {
             return;
         };
         let mut unavailable = Vec::new();
@@ -228,9 +245,11 @@ impl Router {
             return;
         };
         let mut copy = Vec::with_capacity(stanza.len() + 48);
-        let (mut routes, _) = self.routes();
-        let (conns, directory) = (routes.conns, routes.directory);
-        for &other in directory.slots(user.bare_str()) {
+        let conns = &self.conns;
+        for index in 0.. {
+            let Some(other) = self.home.directory.slot_at(user.bare_str(), index) else {
+                break;
+            };
             let Some(conn) = conns.get(other) else {
                 continue;
             };
@@ -240,7 +259,7 @@ impl Router {
             if conn.available {
                 copy.clear();
                 view.stamp(user.as_str(), Some(full.as_str()), &mut copy);
-                routes.send(other, &copy, fx);
+                self.home.send(&self.conns, other, &copy, fx);
             }
         }
     }
@@ -255,15 +274,15 @@ impl Router {
         fx: &mut impl Effects,
     ) {
         let prefix = tables::prefix(user.bare_str());
-        let contacts = roster::items(&self.store, &prefix)
+        let contacts = roster::items(&self.home.store, &prefix)
             .filter(|(_, item)| item.from)
             .filter_map(|(contact, _)| Jid::parse(contact).ok())
             .map(Recipient::Available);
-        let plan = FanoutPlan::build(contacts, &self.placement);
+        let plan = FanoutPlan::build(contacts, &self.home.placement);
         if plan.is_empty() {
             return;
         }
-        self.stats.presence_broadcasts += plan.len() as u64;
+        self.home.stats.presence_broadcasts += plan.len() as u64;
         let broadcast = Broadcast {
             from: user,
             kind: StanzaKind::Presence,
@@ -277,17 +296,20 @@ impl Router {
     /// subscription requests still waiting for an answer.
     fn on_initial_presence(&mut self, slot: u32, user: &Jid, fx: &mut impl Effects) {
         self.probe_contacts(slot, user, None, fx);
-        let (mut routes, _) = self.routes();
-        let (conns, directory) = (routes.conns, routes.directory);
+        let conns = &self.conns;
         let mut copy = Vec::new();
-        for &other in directory.slots(user.bare_str()) {
+        for index in 0.. {
+            let Some(other) = self.home.directory.slot_at(user.bare_str(), index) else {
+                break;
+            };
             let Some(full) = conns.get(other).and_then(|c| c.jid.as_ref()) else {
                 continue;
             };
             if full == user {
                 continue;
             }
-            if let Some(last) = routes
+            if let Some(last) = self
+                .home
                 .presences
                 .get(full.as_str())
                 .and_then(|s| s.last.clone())
@@ -295,12 +317,12 @@ impl Router {
                 if let Ok(view) = StanzaView::parse(&last) {
                     copy.clear();
                     view.stamp(full.as_str(), Some(user.as_str()), &mut copy);
-                    routes.send(slot, &copy, fx);
+                    self.home.send(&self.conns, slot, &copy, fx);
                 }
             }
         }
         let prefix = tables::prefix(user.bare_str());
-        let pending: Vec<String> = roster::items(routes.store, &prefix)
+        let pending: Vec<String> = roster::items(&self.home.store, &prefix)
             .filter(|(_, item)| item.pending_in)
             .map(|(contact, _)| contact.to_owned())
             .collect();
@@ -312,7 +334,7 @@ impl Router {
                 StanzaType::Subscribe,
                 &mut copy,
             );
-            routes.send(slot, &copy, fx);
+            self.home.send(&self.conns, slot, &copy, fx);
         }
     }
 
@@ -329,8 +351,8 @@ impl Router {
         let prefix = tables::prefix(user.bare_str());
         let after_key = after.map(|contact| format!("{prefix}{contact}"));
         let items: Box<dyn Iterator<Item = (&str, RosterItem)>> = match &after_key {
-            Some(key) => Box::new(roster::items_after(&self.store, &prefix, key)),
-            None => Box::new(roster::items(&self.store, &prefix)),
+            Some(key) => Box::new(roster::items_after(&self.home.store, &prefix, key)),
+            None => Box::new(roster::items(&self.home.store, &prefix)),
         };
         let mut chunk = Vec::new();
         let mut last = None;
@@ -346,7 +368,7 @@ impl Router {
             }
         }
         let resume_at: Option<Box<str>> = last.filter(|_| more).map(Into::into);
-        let plan = FanoutPlan::build(chunk, &self.placement);
+        let plan = FanoutPlan::build(chunk, &self.home.placement);
         if !plan.is_empty() {
             let mut probe = Vec::with_capacity(96);
             presence_stanza(user.as_str(), None, StanzaType::Probe, &mut probe);
@@ -359,7 +381,7 @@ impl Router {
             self.broadcast(broadcast, &plan, None, fx);
         }
         if let (Some(next), Some(key)) = (resume_at, self.conns.get(slot).map(|c| c.key)) {
-            self.deliveries.probe_later(slot, key, next);
+            self.home.deliveries.probe_later(slot, key, next);
         }
     }
 
@@ -368,6 +390,7 @@ impl Router {
     pub(crate) fn continue_probes(&mut self, fx: &mut impl Effects) {
         let low = self.config.max_output_bytes / crate::home::delivery::BACKLOG_LOW_DIVISOR;
         for (slot, key, after) in self
+            .home
             .deliveries
             .take_probes(|key| fx.queued_bytes(key) < low)
         {
@@ -383,23 +406,25 @@ impl Router {
     /// answers with the presence of each of its available sessions.
     pub(crate) fn answer_probes(&mut self, fanout: &Fanout, fx: &mut impl Effects) {
         let prober = &fanout.from;
-        let (mut routes, _) = self.routes();
         for recipient in fanout.recipients.iter() {
             let contact = recipient.jid();
-            let approved = roster::get(routes.store, contact.bare_str(), prober.bare_str())
+            let approved = roster::get(&self.home.store, contact.bare_str(), prober.bare_str())
                 .is_some_and(|item| item.from);
             if approved {
-                let answered = routes.send_own_presence(contact, prober, fx);
-                routes.stats.probes_answered += answered;
+                let answered = self
+                    .home
+                    .send_own_presence(&self.conns, contact, prober, fx);
+                self.home.stats.probes_answered += answered;
             }
         }
     }
 }
 
-impl Routes<'_> {
+impl Home {
     /// Routes `<presence type=ty from=owner to=contact/>` (both bare, RFC 6121 3.1.2).
     pub fn route_subscription(
         &mut self,
+        conns: &ConnSlab,
         owner: &Jid,
         contact: &Jid,
         ty: StanzaType,
@@ -414,16 +439,25 @@ impl Routes<'_> {
             ty,
             stanza: &stanza,
         };
-        self.route(&envelope, None, fx);
+        self.route(conns, &envelope, None, fx);
     }
 
     /// Sends the last presence of each available session of `owner` to `contact`; returns
     /// how many went out.
-    fn send_own_presence(&mut self, owner: &Jid, contact: &Jid, fx: &mut impl Effects) -> u64 {
+    fn send_own_presence(
+        &mut self,
+        conns: &ConnSlab,
+        owner: &Jid,
+        contact: &Jid,
+        fx: &mut impl Effects,
+    ) -> u64 {
         let mut sent = 0;
-        let (conns, directory) = (self.conns, self.directory);
+
         let mut copy = Vec::new();
-        for &slot in directory.slots(owner.bare_str()) {
+        for index in 0.. {
+            let Some(slot) = self.directory.slot_at(owner.bare_str(), index) else {
+                break;
+            };
             let Some(full) = conns.get(slot).and_then(|c| c.jid.as_ref()) else {
                 continue;
             };
@@ -443,17 +477,25 @@ impl Routes<'_> {
                 ty: StanzaType::Available,
                 stanza: &copy,
             };
-            self.route(&envelope, None, fx);
+            self.route(conns, &envelope, None, fx);
             sent += 1;
         }
         sent
     }
 
     /// Sends unavailable from each available session of `owner` to `contact`.
-    fn send_own_unavailable(&mut self, owner: &Jid, contact: &Jid, fx: &mut impl Effects) {
-        let (conns, directory) = (self.conns, self.directory);
+    fn send_own_unavailable(
+        &mut self,
+        conns: &ConnSlab,
+        owner: &Jid,
+        contact: &Jid,
+        fx: &mut impl Effects,
+    ) {
         let mut stanza = Vec::new();
-        for &slot in directory.slots(owner.bare_str()) {
+        for index in 0.. {
+            let Some(slot) = self.directory.slot_at(owner.bare_str(), index) else {
+                break;
+            };
             let Some(conn) = conns.get(slot).filter(|c| c.available) else {
                 continue;
             };
@@ -474,25 +516,30 @@ impl Routes<'_> {
                 ty: StanzaType::Unavailable,
                 stanza: &stanza,
             };
-            self.route(&envelope, None, fx);
+            self.route(conns, &envelope, None, fx);
         }
     }
 
     /// An inbound subscription stanza on the recipient's home shard (RFC 6121 3.x.3).
-    pub fn inbound_subscription(&mut self, envelope: &Envelope<'_>, fx: &mut impl Effects) {
+    pub fn inbound_subscription(
+        &mut self,
+        conns: &ConnSlab,
+        envelope: &Envelope<'_>,
+        fx: &mut impl Effects,
+    ) {
         let (owner, sender) = (envelope.to.to_bare(), envelope.from.to_bare());
         let mut item =
-            roster::get(self.store, owner.bare_str(), sender.bare_str()).unwrap_or_default();
+            roster::get(&self.store, owner.bare_str(), sender.bare_str()).unwrap_or_default();
         let before = item.clone();
         let outcome = subscription::inbound(&mut item, envelope.ty);
         if outcome.changed {
-            roster::put(self.store, owner.bare_str(), sender.bare_str(), &item);
+            roster::put(&mut self.store, owner.bare_str(), sender.bare_str(), &item);
             if (item.in_roster || before.in_roster) && !item.shows_same_as(&before) {
-                self.push_roster(owner.bare_str(), sender.bare_str(), Some(&item), fx);
+                self.push_roster(conns, owner.bare_str(), sender.bare_str(), Some(&item), fx);
             }
         }
         if outcome.auto_subscribed {
-            self.route_subscription(&owner, &sender, StanzaType::Subscribed, fx);
+            self.route_subscription(conns, &owner, &sender, StanzaType::Subscribed, fx);
         }
         if outcome.deliver {
             let mut stanza = Vec::with_capacity(96);
@@ -502,7 +549,7 @@ impl Routes<'_> {
                 envelope.ty,
                 &mut stanza,
             );
-            self.send_to_available(&owner, &stanza, |_| true, fx);
+            self.send_to_available(conns, &owner, &stanza, |_| true, fx);
         }
     }
 }

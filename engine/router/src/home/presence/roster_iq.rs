@@ -18,9 +18,11 @@ use rookery_proto::{ns, Jid, StanzaView};
 use crate::effects::{Effects, StanzaType};
 use crate::home::offline::Release;
 use crate::home::presence::roster::{self, RosterItem};
-use crate::home::routing::{Handled, Routes};
+use crate::home::routing::Handled;
+use crate::home::Home;
 use crate::replies::{self, ReplyTo, StanzaError};
 use crate::router::Router;
+use crate::stream::conn::ConnSlab;
 use crate::tables;
 
 /// Most groups per item accepted in a roster set.
@@ -54,7 +56,6 @@ impl Router {
             },
             _ => return,
         };
-        let (mut routes, _) = self.routes();
         match outcome {
             Ok(payload) => {
                 let (id, to) = (view.id(), view.to());
@@ -66,7 +67,7 @@ impl Router {
                 let mut bytes = Vec::with_capacity(64 + payload.len());
                 replies::iq_result(&mut bytes, reply, &payload);
                 // A set's result promises the change is stored: it waits for the commit.
-                let key = routes.conns.get(slot).map(|c| c.key);
+                let key = self.conns.get(slot).map(|c| c.key);
                 let release = key
                     .filter(|_| ty == StanzaType::Set)
                     .map(|key| Release::Reply {
@@ -74,14 +75,15 @@ impl Router {
                         key,
                         bytes: bytes.as_slice().into(),
                     });
-                if routes.settle(release) == Handled::Now {
+                if self.home.settle(release) == Handled::Now {
                     // A roster result can be large (10,000 items); a set's result is small.
-                    routes.send_large(slot, &bytes, fx);
+                    self.home.send_large(&self.conns, slot, &bytes, fx);
                 }
             }
             Err(error) => {
                 let to = view.to();
-                routes.reply_error(slot, view, to.as_deref(), error, fx);
+                self.home
+                    .reply_error(&self.conns, slot, view, to.as_deref(), error, fx);
             }
         }
     }
@@ -91,7 +93,7 @@ impl Router {
         let prefix = tables::prefix(owner);
         const OPEN: &[u8] = b"<query xmlns='jabber:iq:roster'>";
         let mut out = OPEN.to_vec();
-        for (contact, item) in roster::items(&self.store, &prefix) {
+        for (contact, item) in roster::items(&self.home.store, &prefix) {
             if item.in_roster {
                 item.write_xml(contact, &mut out);
             }
@@ -115,59 +117,66 @@ impl Router {
         if contact == owner {
             return Err(StanzaError::NotAllowed);
         }
-        let current = roster::get(&self.store, owner, contact);
-        let (mut routes, _) = self.routes();
+        let current = roster::get(&self.home.store, owner, contact);
         if set.remove {
             let Some(item) = current.filter(|i| i.in_roster || i.pending_in) else {
                 return Err(StanzaError::ItemNotFound);
             };
-            routes.remove_item(user, &set.contact, &item, fx);
+            self.home
+                .remove_item(&self.conns, user, &set.contact, &item, fx);
             return Ok(Vec::new());
         }
         let mut item = current.unwrap_or_default();
-        if !item.in_roster && roster::shown_count(routes.store, owner) >= routes.roster_max {
+        if !item.in_roster && roster::shown_count(&self.home.store, owner) >= self.home.roster_max {
             return Err(StanzaError::NotAllowed);
         }
         item.in_roster = true;
         item.name = set.name;
         item.groups = set.groups;
-        roster::put(routes.store, owner, contact, &item);
-        routes.push_roster(owner, contact, Some(&item), fx);
+        roster::put(&mut self.home.store, owner, contact, &item);
+        self.home
+            .push_roster(&self.conns, owner, contact, Some(&item), fx);
         Ok(Vec::new())
     }
 }
 
-impl Routes<'_> {
+impl Home {
     /// RFC 6121 2.5.2: cancels both subscription directions, deletes, pushes the removal.
-    fn remove_item(&mut self, user: &Jid, contact: &Jid, item: &RosterItem, fx: &mut impl Effects) {
+    fn remove_item(
+        &mut self,
+        conns: &ConnSlab,
+        user: &Jid,
+        contact: &Jid,
+        item: &RosterItem,
+        fx: &mut impl Effects,
+    ) {
         let owner = user.to_bare();
         let contact = contact.to_bare();
         if item.to || item.ask_out {
-            self.route_subscription(&owner, &contact, StanzaType::Unsubscribe, fx);
+            self.route_subscription(conns, &owner, &contact, StanzaType::Unsubscribe, fx);
         }
         if item.from || item.pending_in {
-            self.route_subscription(&owner, &contact, StanzaType::Unsubscribed, fx);
+            self.route_subscription(conns, &owner, &contact, StanzaType::Unsubscribed, fx);
         }
         roster::put(
-            self.store,
+            &mut self.store,
             owner.bare_str(),
             contact.bare_str(),
             &RosterItem::default(),
         );
-        self.push_roster(owner.bare_str(), contact.bare_str(), None, fx);
+        self.push_roster(conns, owner.bare_str(), contact.bare_str(), None, fx);
     }
 
     /// Sends a roster push for `contact` (`None`: removed) to every session of `owner`.
     pub fn push_roster(
         &mut self,
+        conns: &ConnSlab,
         owner: &str,
         contact: &str,
         item: Option<&RosterItem>,
         fx: &mut impl Effects,
     ) {
-        let (conns, directory) = (self.conns, self.directory);
-        let slots = directory.slots(owner);
-        if slots.is_empty() {
+        if self.directory.slots(owner).is_empty() {
             return;
         }
         let mut query = b"<query xmlns='jabber:iq:roster'>".to_vec();
@@ -181,7 +190,10 @@ impl Routes<'_> {
         }
         query.extend_from_slice(b"</query>");
         let mut push = Vec::with_capacity(96 + query.len());
-        for &slot in slots {
+        for index in 0.. {
+            let Some(slot) = self.directory.slot_at(owner, index) else {
+                break;
+            };
             let Some(full) = conns.get(slot).and_then(|c| c.jid.as_ref()) else {
                 continue;
             };
@@ -194,7 +206,7 @@ impl Routes<'_> {
             push.push(b'>');
             push.extend_from_slice(&query);
             push.extend_from_slice(b"</iq>");
-            self.send(slot, &push, fx);
+            self.send(conns, slot, &push, fx);
         }
     }
 }

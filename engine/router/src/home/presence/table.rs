@@ -72,13 +72,13 @@ impl Router {
         if occupant.resource().is_none() {
             return;
         }
-        let state = self.presences.entry(from.as_str());
+        let state = self.home.presences.entry(from.as_str());
         state
             .rooms
             .retain(|joined| joined.bare_str() != occupant.bare_str());
         if ty == StanzaType::Available {
             state.rooms.push(occupant.clone());
         }
-        self.presences.tidy(from.as_str());
+        self.home.presences.tidy(from.as_str());
     }
 }

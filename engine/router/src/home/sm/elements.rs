@@ -73,29 +73,35 @@ impl Router {
         };
         let resume = matches!(element.attr("resume"), Some("true" | "1"));
         let resume_id = resume.then(|| self.ids.stream_id().into_boxed_str());
-        let token = self.sm.insert(SmSession::new(jid, resume_id.clone(), key));
+        let token = self
+            .home
+            .sm
+            .insert(SmSession::new(jid, resume_id.clone(), key));
         if let Some(conn) = self.conns.get_mut(slot) {
             conn.sm = Some(token);
         }
         let max_s = self.config.resume_timeout_ms.div_ceil(1_000);
-        self.reply.clear();
-        replies::sm_enabled(&mut self.reply, resume_id.as_deref().map(|id| (id, max_s)));
-        fx.send(key, &self.reply);
+        self.home.reply.clear();
+        replies::sm_enabled(
+            &mut self.home.reply,
+            resume_id.as_deref().map(|id| (id, max_s)),
+        );
+        fx.send(key, &self.home.reply);
     }
 
     fn on_request(&mut self, slot: u32, fx: &mut impl Effects) {
         let Some(token) = self.conns.get(slot).and_then(|c| c.sm) else {
             return;
         };
-        let Some(session) = self.sm.get_mut(token) else {
+        let Some(session) = self.home.sm.get_mut(token) else {
             return;
         };
         if session.request() {
             let (handled, conn) = (session.handled(), session.conn);
-            self.reply.clear();
-            replies::sm_ack(&mut self.reply, handled);
+            self.home.reply.clear();
+            replies::sm_ack(&mut self.home.reply, handled);
             if let Some(conn) = conn {
-                fx.send(conn, &self.reply);
+                fx.send(conn, &self.home.reply);
             }
         }
     }
@@ -107,14 +113,14 @@ impl Router {
             return Next::Stop;
         };
         if let Err(TooHigh { h, sent }) = self.acknowledge(token, h) {
-            self.reply.clear();
-            replies::handled_count_too_high(&mut self.reply, h, sent);
+            self.home.reply.clear();
+            replies::handled_count_too_high(&mut self.home.reply, h, sent);
             self.stream_error_raw(slot, StreamError::UndefinedCondition.into(), fx);
             return Next::Stop;
         }
         // The acknowledged ones left the window: a backlog continues (see `delivery`).
         if let Some(key) = self.conns.get(slot).map(|c| c.key) {
-            self.deliveries.wake(slot, key);
+            self.home.deliveries.wake(slot, key);
         }
         Next::Continue
     }
@@ -122,7 +128,7 @@ impl Router {
     /// Applies the client's count `h`: the stanzas it covers leave the unacked queue, and the
     /// stored messages among them leave the store.
     pub(crate) fn acknowledge(&mut self, token: SessionRef, h: u32) -> Result<(), TooHigh> {
-        let Some(session) = self.sm.get_mut(token) else {
+        let Some(session) = self.home.sm.get_mut(token) else {
             return Ok(());
         };
         let count = session.check_ack(h)?;
@@ -136,7 +142,7 @@ impl Router {
         let owner = session.jid.bare_str();
         for id in acked {
             // An id already acknowledged through another session is simply gone.
-            let _ = self.store.ack(owner, id);
+            let _ = self.home.store.ack(owner, id);
         }
         Ok(())
     }
@@ -149,29 +155,33 @@ impl Router {
         end: SessionEnd,
         presence: (bool, i8),
     ) -> bool {
-        let Some(session) = self.sm.get_mut(token) else {
+        let Some(session) = self.home.sm.get_mut(token) else {
             return false;
         };
         if end == SessionEnd::Terminate || session.resume_id.is_none() {
-            self.sm.remove(token);
+            self.home.sm.remove(token);
             return false;
         }
         (session.available, session.priority) = presence;
-        let until_ms = self.now_ms.saturating_add(self.config.resume_timeout_ms);
-        self.sm.detach(token, until_ms);
+        let until_ms = self
+            .home
+            .now_ms
+            .saturating_add(self.config.resume_timeout_ms);
+        self.home.sm.detach(token, until_ms);
         true
     }
 
     /// Ends a detached session bound to the same full JID as a new bind (RFC 6120 7.7.2.2:
     /// the newer one wins, as for attached sessions).
     pub(crate) fn end_detached(&mut self, full: &rookery_proto::Jid, fx: &mut impl Effects) {
-        for token in self.sm.sessions_of(full.bare_str()) {
+        for token in self.home.sm.sessions_of(full.bare_str()) {
             let replaced = self
+                .home
                 .sm
                 .get(token)
                 .is_some_and(|s| s.conn.is_none() && s.jid == *full);
             if replaced {
-                self.sm.remove(token);
+                self.home.sm.remove(token);
                 self.end_presence(full, None, fx);
             }
         }
@@ -180,9 +190,9 @@ impl Router {
     /// The next inbound stanza number of the session in `slot`, if it counts (XEP-0198).
     pub(crate) fn sm_receive(&mut self, slot: u32) -> Option<AckRef> {
         let token = self.conns.get(slot)?.sm?;
-        let stanza = self.sm.get_mut(token)?.receive();
+        let stanza = self.home.sm.get_mut(token)?.receive();
         Some(AckRef {
-            origin: self.location,
+            origin: self.home.location,
             session: token,
             stanza,
         })
@@ -191,16 +201,16 @@ impl Router {
     /// Request pacing and resumption windows.
     pub(crate) fn sm_tick(&mut self, fx: &mut impl Effects) {
         let mut requests = Vec::new();
-        self.sm.due_requests(self.now_ms, &mut requests);
+        self.home.sm.due_requests(self.home.now_ms, &mut requests);
         for key in requests {
             fx.send(key, replies::SM_REQUEST);
         }
         let mut expired = Vec::new();
-        self.sm.due_detached(self.now_ms, &mut expired);
+        self.home.sm.due_detached(self.home.now_ms, &mut expired);
         for token in expired {
             // Its unacked stored messages stay queued for the next login; its presence ends.
-            let full = self.sm.get(token).map(|s| s.jid.clone());
-            self.sm.remove(token);
+            let full = self.home.sm.get(token).map(|s| s.jid.clone());
+            self.home.sm.remove(token);
             if let Some(full) = full {
                 self.end_presence(&full, None, fx);
             }
@@ -222,8 +232,8 @@ impl Router {
         let Some(conn) = self.conns.get(slot) else {
             return;
         };
-        self.reply.clear();
-        replies::sm_failed(&mut self.reply, condition, handled);
-        fx.send(conn.key, &self.reply);
+        self.home.reply.clear();
+        replies::sm_failed(&mut self.home.reply, condition, handled);
+        fx.send(conn.key, &self.home.reply);
     }
 }

@@ -57,8 +57,8 @@ impl Router {
         let Some(bare) = self.conns.get(slot).and_then(|c| c.jid.as_ref()) else {
             return Next::Stop;
         };
-        let dest = self.placement.home(bare);
-        if dest != self.location {
+        let dest = self.home.placement.home(bare);
+        if dest != self.home.location {
             let previd = previd.into();
             let request = HomeRequest::Resume { previd, h };
             return Next::HandOff {
@@ -82,25 +82,25 @@ impl Router {
         let Some(bare) = self.conns.get(slot).and_then(|c| c.jid.as_ref()) else {
             return Next::Stop;
         };
-        let sessions = self.sm.sessions_of(bare.bare_str());
+        let sessions = self.home.sm.sessions_of(bare.bare_str());
         let found = sessions.into_iter().find(|&token| {
-            let session = self.sm.get(token);
+            let session = self.home.sm.get(token);
             session.is_some_and(|s| s.resume_id.as_deref() == Some(previd))
         });
         let Some(token) = found else {
-            self.stats.resume_failures += 1;
+            self.home.stats.resume_failures += 1;
             self.sm_failed(slot, "item-not-found", fx);
             return Next::Continue;
         };
         self.take_over(token, fx);
         if self.acknowledge(token, h).is_err() {
             // The client claims stanzas it cannot have had: its state is unusable.
-            self.sm.remove(token);
-            self.stats.resume_failures += 1;
+            self.home.sm.remove(token);
+            self.home.stats.resume_failures += 1;
             self.sm_failed(slot, "undefined-condition", fx);
             return Next::Continue;
         }
-        if self.sm.get(token).is_some_and(|s| s.all_handled()) {
+        if self.home.sm.get(token).is_some_and(|s| s.all_handled()) {
             self.attach(slot, token, fx);
             return Next::Continue;
         }
@@ -111,16 +111,16 @@ impl Router {
     /// XEP-0198 5: a session still attached to an older stream moves, and that stream ends;
     /// so does an older stream still waiting for its own `<resumed/>`.
     fn take_over(&mut self, token: SessionRef, fx: &mut impl Effects) {
-        if let Some(other) = self.sm.get(token).and_then(|s| s.resuming) {
+        if let Some(other) = self.home.sm.get(token).and_then(|s| s.resuming) {
             if let Some(slot) = self.conns.slot_of(other) {
                 // Its `leave_directory` gives the resumption up (`abandon_resume`).
                 self.stream_error(slot, StreamError::Conflict, fx);
             }
-            if let Some(session) = self.sm.get_mut(token) {
+            if let Some(session) = self.home.sm.get_mut(token) {
                 session.resuming = None;
             }
         }
-        let Some(old_key) = self.sm.get(token).and_then(|s| s.conn) else {
+        let Some(old_key) = self.home.sm.get(token).and_then(|s| s.conn) else {
             return;
         };
         let Some(old) = self.conns.slot_of(old_key) else {
@@ -133,7 +133,7 @@ impl Router {
         // Detached from the old conn first, so its stream error does not end the session
         // (nor its presence and rooms: the session goes on, on the new conn).
         conn.sm = None;
-        if let Some(session) = self.sm.get_mut(token) {
+        if let Some(session) = self.home.sm.get_mut(token) {
             (session.available, session.priority) = presence;
         }
         self.stream_error_ending(old, StreamError::Conflict.into(), SessionEnd::Resumed, fx);
@@ -142,7 +142,7 @@ impl Router {
     /// Pauses the conn in `slot` until the session's old stanzas are handled or the bound
     /// passes; the session stays (or becomes) detached meanwhile.
     fn hold_resume(&mut self, slot: u32, token: SessionRef) {
-        let deadline_ms = self.now_ms.saturating_add(SM_RESUME_WAIT_MS);
+        let deadline_ms = self.home.now_ms.saturating_add(SM_RESUME_WAIT_MS);
         let Some(conn) = self.conns.get_mut(slot) else {
             return;
         };
@@ -153,11 +153,14 @@ impl Router {
             held: Vec::new(),
         }));
         // A taken-over session still names its old conn: nothing may be written there.
-        let until_ms = self.now_ms.saturating_add(self.config.resume_timeout_ms);
-        self.sm.detach(token, until_ms);
-        self.sm.begin_resume(token, key);
-        self.sm.arm_resume_timer(deadline_ms, key);
-        self.stats.resumes_delayed += 1;
+        let until_ms = self
+            .home
+            .now_ms
+            .saturating_add(self.config.resume_timeout_ms);
+        self.home.sm.detach(token, until_ms);
+        self.home.sm.begin_resume(token, key);
+        self.home.sm.arm_resume_timer(deadline_ms, key);
+        self.home.stats.resumes_delayed += 1;
     }
 
     /// Keeps bytes that arrived for a conn with a pending resumption; past `max_stanza_bytes`
@@ -179,7 +182,7 @@ impl Router {
     /// entry point (answers may unpause conns, whose held bytes may wake others).
     pub(crate) fn finish_resumes(&mut self, fx: &mut impl Effects) {
         loop {
-            let woken = self.sm.take_wake(self.now_ms);
+            let woken = self.home.sm.take_wake(self.home.now_ms);
             if woken.is_empty() {
                 return;
             }
@@ -199,7 +202,7 @@ impl Router {
             return;
         };
         let (token, deadline_ms) = (pending.token, pending.deadline_ms);
-        let session = self.sm.get(token).filter(|s| s.resuming == Some(key));
+        let session = self.home.sm.get(token).filter(|s| s.resuming == Some(key));
         let state = session.map(|s| (s.all_handled(), s.handled()));
         match state {
             Some((true, _)) => {
@@ -207,9 +210,9 @@ impl Router {
                 self.attach(slot, token, fx);
                 self.feed_held(slot, &held, fx);
             }
-            Some((false, handled)) if deadline_ms <= self.now_ms => {
+            Some((false, handled)) if deadline_ms <= self.home.now_ms => {
                 let held = self.unpause(slot, token);
-                self.sm.remove(token);
+                self.home.sm.remove(token);
                 self.fail_waited(slot, "resource-constraint", Some(handled), fx);
                 self.feed_held(slot, &held, fx);
             }
@@ -230,7 +233,7 @@ impl Router {
             return Vec::new();
         };
         let (key, pending) = (conn.key, conn.resume.take());
-        if let Some(session) = self.sm.get_mut(token) {
+        if let Some(session) = self.home.sm.get_mut(token) {
             if session.resuming == Some(key) {
                 session.resuming = None;
             }
@@ -246,9 +249,9 @@ impl Router {
         handled: Option<u64>,
         fx: &mut impl Effects,
     ) {
-        self.stats.resume_failures += 1;
+        self.home.stats.resume_failures += 1;
         self.sm_failed_handled(slot, condition, handled, fx);
-        let now_ms = self.now_ms;
+        let now_ms = self.home.now_ms;
         if let Some(conn) = self.conns.get_mut(slot) {
             conn.connected_ms = now_ms;
         }
@@ -270,15 +273,15 @@ impl Router {
         let Some(key) = self.conns.get(slot).map(|c| c.key) else {
             return;
         };
-        self.sm.attach(token, key);
-        let Some(session) = self.sm.get_mut(token) else {
+        self.home.sm.attach(token, key);
+        let Some(session) = self.home.sm.get_mut(token) else {
             return;
         };
         let (jid, available, priority) = (session.jid.clone(), session.available, session.priority);
         let previd = session.resume_id.clone().unwrap_or_default();
         let handled = session.handled();
         let unacked = session.take_unacked();
-        self.directory.insert(jid.bare_str(), slot);
+        self.home.directory.insert(jid.bare_str(), slot);
         let Some(conn) = self.conns.get_mut(slot) else {
             return;
         };
@@ -286,11 +289,10 @@ impl Router {
         conn.phase = Phase::Bound;
         conn.sm = Some(token);
         (conn.available, conn.priority) = (available, priority);
-        self.reply.clear();
-        replies::sm_resumed(&mut self.reply, handled, &previd);
-        fx.send(key, &self.reply);
-        self.stats.resumed += 1;
-        let (mut routes, _) = self.routes();
-        routes.resend(slot, unacked, fx);
+        self.home.reply.clear();
+        replies::sm_resumed(&mut self.home.reply, handled, &previd);
+        fx.send(key, &self.home.reply);
+        self.home.stats.resumed += 1;
+        self.home.resend(&self.conns, slot, unacked, fx);
     }
 }
