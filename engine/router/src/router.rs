@@ -208,6 +208,7 @@ impl Router {
         if let Some(slot) = self.conns.slot_of(conn) {
             self.leave_directory(slot, SessionEnd::Detach, fx);
             self.conns.remove(slot);
+            self.home.sessions.remove(slot);
             // What it had written and not confirmed stays in the store.
             self.home.deliveries.remove(slot);
             self.unauth.release(slot);
@@ -310,7 +311,7 @@ impl Router {
             let Some(conn) = self.conns.resolve(entry) else {
                 continue;
             };
-            match self.deadline_ms(conn) {
+            match self.deadline_ms(entry.slot, conn) {
                 None => {}
                 Some(deadline_ms) if deadline_ms <= now_ms => {
                     self.stream_error(entry.slot, StreamError::ConnectionTimeout, fx);
@@ -371,6 +372,7 @@ impl Router {
             + self.home.delayed.capacity()
             + self.due.capacity() * std::mem::size_of::<TimerEntry>()
             + self.home.deliveries.heap_bytes()
+            + self.home.sessions.heap_bytes()
             + self.unauth.heap_bytes()
     }
 
@@ -408,6 +410,7 @@ impl Router {
                 self.home.presences.take(full.as_str());
             }
             self.conns.remove(old);
+            self.home.sessions.remove(old);
             self.unauth.release(old);
         }
         let slot = self.conns.insert(conn);
@@ -416,7 +419,7 @@ impl Router {
     }
 
     fn arm_timer(&mut self, slot: u32, now_ms: u64) {
-        let Some(deadline_ms) = self.conns.get(slot).and_then(|c| self.deadline_ms(c)) else {
+        let Some(deadline_ms) = self.conns.get(slot).and_then(|c| self.deadline_ms(slot, c)) else {
             return;
         };
         self.wheel.restart_if_empty(now_ms);
@@ -424,14 +427,15 @@ impl Router {
     }
 
     /// The conn's next deadline: auth (until bound) and idle (if enabled), whichever is first.
-    fn deadline_ms(&self, conn: &Conn) -> Option<u64> {
+    fn deadline_ms(&self, slot: u32, conn: &Conn) -> Option<u64> {
         if conn.phase == Phase::Closing {
             return None;
         }
         let idle_ms = self.config.idle_timeout_ms;
         let idle = (idle_ms > 0).then(|| conn.active_ms.saturating_add(idle_ms));
         // A client waiting for `<resumed/>` is not late: the wait's own bound ends it first.
-        let waiting_ms = conn.resume.as_ref().map_or(0, |r| r.deadline_ms);
+        let waiting = self.home.sessions.pending(slot);
+        let waiting_ms = waiting.map_or(0, |r| r.deadline_ms);
         let auth = (conn.phase != Phase::Bound).then(|| {
             let window_ms = conn
                 .connected_ms
@@ -557,10 +561,14 @@ impl Router {
         conn.phase = Phase::Closing;
         // Nothing more is written to it: what it had not confirmed stays in the store.
         self.home.deliveries.remove(slot);
-        let presence = (conn.available, conn.priority);
-        conn.available = false;
-        let sm = conn.sm.take();
-        let (key, pending) = (conn.key, conn.resume.take());
+        let key = conn.key;
+        // The session's state goes with it (detached state lives on in `SmTable`).
+        let pending = self.home.sessions.take_pending(slot);
+        let session = self.home.sessions.remove(slot);
+        let presence = session
+            .as_ref()
+            .map_or((false, 0), |s| (s.available, s.priority));
+        let sm = session.and_then(|s| s.sm);
         let full = conn.jid.clone().filter(|_| was_bound);
         if let Some(jid) = &full {
             self.home.directory.remove(jid.bare_str(), slot);

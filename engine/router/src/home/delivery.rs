@@ -40,6 +40,7 @@ use rookery_store::{Body, MsgId, Queued};
 
 use crate::effects::{ConnKey, Effects};
 use crate::home::delay;
+use crate::home::sessions::Session;
 use crate::home::sm::Unacked;
 use crate::home::Home;
 use crate::stream::conn::ConnSlab;
@@ -301,13 +302,12 @@ impl Home {
     /// into backlog and the message waits in the store.
     pub fn write_live(
         &mut self,
-        conns: &ConnSlab,
         slot: u32,
         id: MsgId,
         bytes: &[u8],
         fx: &mut impl Effects,
     ) -> Written {
-        let Some(conn) = conns.get(slot) else {
+        let Some(conn) = self.sessions.get(slot) else {
             return Written::Gone;
         };
         let key = conn.key;
@@ -330,21 +330,14 @@ impl Home {
             self.stats.backlogs_started += 1;
             return Written::HeldBack;
         }
-        self.write_stored(conns, slot, id, bytes, fx);
+        self.write_stored(slot, id, bytes, fx);
         Written::Yes
     }
 
     /// Writes stored message `id` to the session in `slot`, counted for XEP-0198 (deleted on
     /// its ack) or remembered until the conn drains (deleted then).
-    fn write_stored(
-        &mut self,
-        conns: &ConnSlab,
-        slot: u32,
-        id: MsgId,
-        bytes: &[u8],
-        fx: &mut impl Effects,
-    ) {
-        let Some(conn) = conns.get(slot) else {
+    fn write_stored(&mut self, slot: u32, id: MsgId, bytes: &[u8], fx: &mut impl Effects) {
+        let Some(conn) = self.sessions.get(slot) else {
             return;
         };
         fx.send(conn.key, bytes);
@@ -374,14 +367,14 @@ impl Home {
         let queued = fx.queued_bytes(key);
         let fits = queued == 0 || queued + bytes.len() <= self.max_output_bytes;
         if fits {
-            return self.send(conns, slot, bytes, fx);
+            return self.send(slot, bytes, fx);
         }
         let delivery = self.deliveries.entry(slot, key);
         if delivery.parked.len() < MAX_PARKED {
             delivery.parked.push(bytes.into());
         } else {
             // A client asking again and again without reading: the cap decides.
-            self.send(conns, slot, bytes, fx);
+            self.send(slot, bytes, fx);
         }
     }
 
@@ -405,7 +398,7 @@ impl Home {
         };
         if let Some((first, rest)) = parked.split_first() {
             // One now (the queue is empty), the rest at the next drain.
-            self.send(conns, slot, first, fx);
+            self.send(slot, first, fx);
             if let Some(delivery) = self.deliveries.get_mut(slot, conn.key) {
                 delivery.parked = rest.to_vec();
             }
@@ -426,7 +419,8 @@ impl Home {
         let Some(owner) = conn.jid.as_ref() else {
             return;
         };
-        let reachable = conn.phase == Phase::Bound && conn.available && conn.priority >= 0;
+        let session = self.sessions.get(slot);
+        let reachable = conn.phase == Phase::Bound && session.is_some_and(Session::reachable);
         let key = conn.key;
         let Some(delivery) = self.deliveries.get_mut(slot, key) else {
             return;
@@ -438,8 +432,8 @@ impl Home {
             // not taking stored messages.
             return;
         };
-        let mut room = self.backlog_room(conns, slot, fx);
-        let elsewhere = self.in_flight_elsewhere(conns, owner.bare_str(), slot);
+        let mut room = self.backlog_room(slot, fx);
+        let elsewhere = self.in_flight_elsewhere(owner.bare_str(), slot);
         let mut next: Vec<Queued> = Vec::new();
         let mut exhausted = true;
         for msg in self.store.queue_after(owner.bare_str(), cursor) {
@@ -458,7 +452,7 @@ impl Home {
                 Body::Here(stanza) => {
                     let mut stamped = std::mem::take(&mut self.delayed);
                     stamp_delay(&mut stamped, stanza, self.domain.as_str(), msg.stamp_ms);
-                    self.write_stored(conns, slot, msg.id, &stamped, fx);
+                    self.write_stored(slot, msg.id, &stamped, fx);
                     self.delayed = stamped;
                     self.stats.offline_delivered += 1;
                 }
@@ -542,7 +536,7 @@ impl Home {
             };
             let mut stamped = std::mem::take(&mut self.delayed);
             stamp_delay(&mut stamped, stanza, self.domain.as_str(), msg.stamp_ms);
-            self.write_stored(conns, slot, id, &stamped, fx);
+            self.write_stored(slot, id, &stamped, fx);
             self.delayed = stamped;
             self.stats.offline_delivered += 1;
         }
@@ -553,8 +547,8 @@ impl Home {
     /// output queue's low mark and, with XEP-0198, in its unacked window.
     /// When the XEP-0198 window is what stops it, an `<r/>` goes out (once per stanzas sent
     /// since the last one), so the client's answer reopens it.
-    fn backlog_room(&mut self, conns: &ConnSlab, slot: u32, fx: &mut impl Effects) -> usize {
-        let Some(conn) = conns.get(slot) else {
+    fn backlog_room(&mut self, slot: u32, fx: &mut impl Effects) -> usize {
+        let Some(conn) = self.sessions.get(slot) else {
             return 0;
         };
         let low = self.max_output_bytes / BACKLOG_LOW_DIVISOR;
@@ -571,14 +565,14 @@ impl Home {
 
     /// Stored ids in flight to the other sessions of `bare` (XEP-0198 unacked, or written and
     /// unconfirmed), sorted: a backlog skips them rather than sending a copy to every device.
-    fn in_flight_elsewhere(&self, conns: &ConnSlab, bare: &str, slot: u32) -> Vec<MsgId> {
+    fn in_flight_elsewhere(&self, bare: &str, slot: u32) -> Vec<MsgId> {
         let mut ids = Vec::new();
         for &other in self.directory.slots(bare) {
             if other == slot {
                 continue;
             }
             ids.extend(self.deliveries.unconfirmed_of(other));
-            let token = conns.get(other).and_then(|c| c.sm);
+            let token = self.sessions.get(other).and_then(|s| s.sm);
             if let Some(session) = token.and_then(|t| self.sm.get(t)) {
                 ids.extend(session.in_flight());
             }

@@ -195,7 +195,7 @@ impl Router {
         };
         self.home.reply.clear();
         replies::iq_result(&mut self.home.reply, reply, payload);
-        self.home.send_reply(&self.conns, slot, fx);
+        self.home.send_reply(slot, fx);
     }
 
     /// Initial/updated presence (RFC 6121 4.2, 4.4) or unavailable presence (4.5) of a session,
@@ -222,13 +222,13 @@ impl Router {
             );
             return;
         }
-        let Some(conn) = self.conns.get_mut(slot) else {
+        let Some(conn) = self.home.sessions.get_mut(slot) else {
             return;
         };
         match ty {
             StanzaType::Available => {
                 let initial = !conn.available;
-                let reachable_before = conn.available && conn.priority >= 0;
+                let reachable_before = conn.reachable();
                 conn.available = true;
                 conn.priority = priority(view);
                 let reachable = conn.priority >= 0;

@@ -7,7 +7,8 @@
 //! waiters, deliveries, presences, rooms, gathers, mail deadlines, scratch buffers, placement,
 //! the stats it updates, the clocks `Router` passes in). `Router` holds it beside the stream
 //! layer's conn slab, so the two borrow apart: home methods that still read per-conn state
-//! (the session's conn key, JID, presence, XEP-0198 token) take `conns: &ConnSlab`.
+//! (today only the session's full JID, and a conn's phase) take `conns: &ConnSlab`;
+//! the rest of a session's state is its `Session` (`sessions`), keyed by slot.
 //!
 //! What it does not do: streams (framing, SASL, binding: the stream layer, `stream`), timers
 //! of conns (the router's wheel) or unauthenticated conns.
@@ -26,6 +27,7 @@ use crate::home::groups::fanout::Gathers;
 use crate::home::groups::muc::{RoomAction, Rooms};
 use crate::home::offline::Waiter;
 use crate::home::presence::table::PresenceTable;
+use crate::home::sessions::Sessions;
 use crate::home::sm::table::SmTable;
 use crate::location::{Location, Placement};
 use crate::maps::HashState;
@@ -39,6 +41,7 @@ pub(crate) mod local;
 pub(crate) mod offline;
 pub(crate) mod presence;
 pub(crate) mod routing;
+pub(crate) mod sessions;
 pub(crate) mod sm;
 
 /// The home layer of one shard: the users homed here, their sessions' routing state, their
@@ -52,6 +55,8 @@ pub(crate) struct Home {
     pub location: Location,
     pub placement: Placement,
     pub directory: Directory,
+    /// Per bound session, by slot: conn key, presence, budget, XEP-0198 token, resumption.
+    pub sessions: Sessions,
     pub stats: RouterStats,
     /// Scratch for bytes the router writes (replies, errors); reused, never shrunk.
     pub reply: Vec<u8>,
@@ -103,6 +108,7 @@ impl Home {
             location,
             placement,
             directory: Directory::new(hash),
+            sessions: Sessions::new(hash),
             stats: RouterStats::default(),
             reply: Vec::new(),
             delayed: Vec::new(),

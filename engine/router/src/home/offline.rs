@@ -26,6 +26,7 @@ use rookery_store::{CommitBatch, CompactReport, LogWriter, MsgId, Store, StoreEr
 
 use crate::effects::{ConnKey, Effects, StanzaType};
 use crate::home::routing::{Envelope, Handled};
+use crate::home::sessions::Session;
 use crate::home::sm::Unacked;
 use crate::home::Home;
 use crate::mail::{AckRef, GatherRef, Mail};
@@ -71,7 +72,7 @@ impl Home {
         ack: Option<AckRef>,
         fx: &mut impl Effects,
     ) -> Handled {
-        if !self.store_copy(conns, envelope, target, fx) {
+        if !self.store_copy(envelope, target, fx) {
             // Quota, unavailable (a failed log write), or a record too large: all wait-type.
             self.bounce(conns, envelope, StanzaError::ResourceConstraint, fx);
             return Handled::Now;
@@ -84,7 +85,6 @@ impl Home {
     /// refuses it. It leaves the store once a session confirmed it, never when only queued.
     pub fn store_copy(
         &mut self,
-        conns: &ConnSlab,
         envelope: &Envelope<'_>,
         target: Option<u32>,
         fx: &mut impl Effects,
@@ -102,7 +102,7 @@ impl Home {
         };
         self.stats.messages_stored += 1;
         if let Some(slot) = target {
-            self.write_live(conns, slot, id, envelope.stanza, fx);
+            self.write_live(slot, id, envelope.stanza, fx);
             return true;
         }
 
@@ -110,11 +110,9 @@ impl Home {
             let Some(slot) = self.directory.slot_at(to.bare_str(), index) else {
                 break;
             };
-            let reachable = conns
-                .get(slot)
-                .is_some_and(|c| c.available && c.priority >= 0);
+            let reachable = self.sessions.get(slot).is_some_and(Session::reachable);
             if reachable {
-                self.write_live(conns, slot, id, envelope.stanza, fx);
+                self.write_live(slot, id, envelope.stanza, fx);
             }
         }
         true
@@ -156,12 +154,10 @@ impl Home {
     ) {
         for entry in entries {
             if let Unacked::Bytes(bytes) = entry {
-                self.send(conns, slot, &bytes, fx);
+                self.send(slot, &bytes, fx);
             }
         }
-        let reachable = conns
-            .get(slot)
-            .is_some_and(|c| c.available && c.priority >= 0);
+        let reachable = self.sessions.get(slot).is_some_and(Session::reachable);
         if reachable {
             self.flush(conns, slot, fx);
         }
@@ -202,7 +198,7 @@ impl Router {
                 Release::Room(answers) => self.run_room_answers(*answers, fx),
                 Release::Reply { slot, key, bytes } => {
                     if self.conns.get(slot).is_some_and(|c| c.key == key) {
-                        self.home.send(&self.conns, slot, &bytes, fx);
+                        self.home.send(slot, &bytes, fx);
                     }
                 }
             }

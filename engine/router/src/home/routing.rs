@@ -160,9 +160,9 @@ pub(crate) struct Envelope<'a> {
 
 impl Home {
     /// Writes `self.reply` (a stanza) to the session in `slot`, counted for XEP-0198.
-    pub fn send_reply(&mut self, conns: &ConnSlab, slot: u32, fx: &mut impl Effects) {
+    pub fn send_reply(&mut self, slot: u32, fx: &mut impl Effects) {
         let reply = std::mem::take(&mut self.reply);
-        self.send(conns, slot, &reply, fx);
+        self.send(slot, &reply, fx);
         self.reply = reply;
     }
 
@@ -245,7 +245,7 @@ impl Home {
                 if storable {
                     return self.store_and_deliver(conns, envelope, Some(slot), ack, fx);
                 }
-                self.send(conns, slot, envelope.stanza, fx);
+                self.send(slot, envelope.stanza, fx);
                 return Handled::Now;
             }
             // A detached XEP-0198 session is still the session of that full JID: it gets the
@@ -266,13 +266,7 @@ impl Home {
         }
         if ty == StanzaType::Headline {
             // Headlines are not stored: no available resource means they are dropped.
-            self.send_to_available(
-                conns,
-                envelope.to,
-                envelope.stanza,
-                |priority| priority >= 0,
-                fx,
-            );
+            self.send_to_available(envelope.to, envelope.stanza, |priority| priority >= 0, fx);
             return Handled::Now;
         }
         self.store_and_deliver(conns, envelope, None, ack, fx)
@@ -295,16 +289,16 @@ impl Home {
         }
         if envelope.to.resource().is_some() {
             if let Some(slot) = self.session(conns, envelope.to) {
-                self.send(conns, slot, envelope.stanza, fx);
+                self.send(slot, envelope.stanza, fx);
             }
             return;
         }
-        self.send_to_available(conns, envelope.to, envelope.stanza, |_| true, fx);
+        self.send_to_available(envelope.to, envelope.stanza, |_| true, fx);
     }
 
     fn deliver_iq(&mut self, conns: &ConnSlab, envelope: &Envelope<'_>, fx: &mut impl Effects) {
         if let Some(slot) = self.session(conns, envelope.to) {
-            self.send(conns, slot, envelope.stanza, fx);
+            self.send(slot, envelope.stanza, fx);
             return;
         }
         self.bounce(conns, envelope, StanzaError::ServiceUnavailable, fx);
@@ -313,7 +307,6 @@ impl Home {
     /// Sends to every available session of `to`'s bare JID whose priority passes.
     pub fn send_to_available(
         &mut self,
-        conns: &ConnSlab,
         to: &Jid,
         stanza: &[u8],
         priority_ok: impl Fn(i8) -> bool,
@@ -323,11 +316,11 @@ impl Home {
             let Some(slot) = self.directory.slot_at(to.bare_str(), index) else {
                 break;
             };
-            let Some(conn) = conns.get(slot) else {
+            let Some(session) = self.sessions.get(slot) else {
                 continue;
             };
-            if conn.available && priority_ok(conn.priority) {
-                self.send(conns, slot, stanza, fx);
+            if session.available && priority_ok(session.priority) {
+                self.send(slot, stanza, fx);
             }
         }
     }
@@ -379,8 +372,8 @@ impl Home {
 
     /// Writes a stanza that is not a stored message to the session in `slot`; with XEP-0198
     /// it is kept for retransmission until acknowledged, and a full queue dooms the stream.
-    pub fn send(&mut self, conns: &ConnSlab, slot: u32, stanza: &[u8], fx: &mut impl Effects) {
-        let Some(conn) = conns.get(slot) else {
+    pub fn send(&mut self, slot: u32, stanza: &[u8], fx: &mut impl Effects) {
+        let Some(conn) = self.sessions.get(slot) else {
             return;
         };
         let session = conn
@@ -461,7 +454,7 @@ impl Home {
             to,
         };
         replies::stanza_error(&mut bytes, kind_name(view.kind()), reply, error);
-        self.send(conns, slot, &bytes, fx);
+        self.send(slot, &bytes, fx);
         self.reply = bytes;
     }
 }

@@ -121,6 +121,7 @@ impl Router {
         let Some(conn) = self.conns.get_mut(slot) else {
             return;
         };
+        self.home.sessions.open(slot, conn.key);
         fx.send(conn.key, &self.home.reply);
         self.home.stats.stanzas_out += 1;
         conn.jid = Some(full);
@@ -185,6 +186,7 @@ impl Router {
         let Some(conn) = self.conns.remove(slot) else {
             return;
         };
+        self.home.sessions.remove(slot);
         let Some(jid) = conn.jid else {
             return;
         };

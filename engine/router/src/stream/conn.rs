@@ -8,18 +8,23 @@
 //! independent of how the server numbers its conns; it costs ~20-40 bytes per conn. Slot
 //! generations make stale timer entries harmless after a slot is reused.
 //!
-//! Size (measured by the `conn_state_is_small` test, x86_64): `Conn` is 144 bytes with a
-//! 64-byte framer; one slab slot is 152 bytes. An idle conn owns no buffer: the framer
-//! releases its buffer between stanzas and the only other heap is the JID string.
+//! Stream state only: a bound session's presence, rate budget, XEP-0198 token and pending
+//! resumption are the home layer's (`home::sessions::Session`, by slot); the full JID stays
+//! here and is passed to the home layer as `&Jid`.
+//!
+//! Size (measured by the `conn_state_is_small` test, x86_64): `Conn` is 120 bytes with a
+//! 64-byte framer; one slab slot is 128 bytes (plus 40 for a bound session's `Session`).
+//! An idle conn owns no buffer: the framer releases its buffer between stanzas and the only
+//! other heap is the JID string.
 //!
 //! Invariants: a slot's `conn` is `Some` exactly while its key is in `index`; `framer` is
 //! `None` only while `on_data` is feeding that conn (it is moved out to free `&mut Router`);
-//! while `resume` is set the framer parses nothing (bytes go to `PendingResume::held`).
+//! while its session has a pending resumption the framer parses nothing (bytes go to
+//! `PendingResume::held`).
 
 use rookery_proto::{Framer, Jid};
 
 use crate::effects::ConnKey;
-use crate::home::sm::SessionRef;
 use crate::maps::{HashState, Map};
 use crate::timers::TimerEntry;
 
@@ -57,28 +62,6 @@ pub struct Conn {
     /// Our stream header went out for the current stream (a stream error must follow one).
     pub header_sent: bool,
     pub auth_failures: u8,
-    /// Initial presence sent and not withdrawn (RFC 6121 4.2).
-    pub available: bool,
-    pub priority: i8,
-    /// Presence stanzas taken from its rate budget and not yet earned back, and when the
-    /// budget was last refilled (see `Router::presence_allowed`).
-    pub presence_spent: u32,
-    pub presence_refill_ms: u64,
-    /// Its XEP-0198 session, once `<enable/>` succeeded (the state lives in `SmTable`).
-    pub sm: Option<SessionRef>,
-    /// A `<resume/>` waiting for its answer (boxed: rare, and `Conn` stays small).
-    pub resume: Option<Box<PendingResume>>,
-}
-
-/// A `<resume/>` waiting until the old stream's stanzas are handled (see `resume`).
-#[derive(Debug)]
-pub struct PendingResume {
-    /// The session being resumed.
-    pub token: SessionRef,
-    /// Past it the resumption fails (`SM_RESUME_WAIT_MS` after the `<resume/>`).
-    pub deadline_ms: u64,
-    /// What the client sent after `<resume/>`: parsed once it is answered.
-    pub held: Vec<u8>,
 }
 
 // Manual: `Framer` has no Debug impl; show whether it is present and what it buffers.
@@ -93,7 +76,6 @@ impl std::fmt::Debug for Conn {
             .field("jid", &self.jid)
             .field("phase", &self.phase)
             .field("active_ms", &self.active_ms)
-            .field("sm", &self.sm)
             .finish_non_exhaustive()
     }
 }
@@ -109,21 +91,12 @@ impl Conn {
             phase: Phase::AwaitHeader,
             header_sent: false,
             auth_failures: 0,
-            available: false,
-            priority: 0,
-            presence_spent: 0,
-            presence_refill_ms: 0,
-            sm: None,
-            resume: None,
         }
     }
 
     pub fn heap_bytes(&self) -> usize {
         let jid = self.jid.as_ref().map_or(0, Jid::heap_bytes);
-        let resume = self.resume.as_ref().map_or(0, |r| {
-            std::mem::size_of::<PendingResume>() + r.held.capacity()
-        });
-        jid + resume + self.framer.as_ref().map_or(0, Framer::heap_bytes)
+        jid + self.framer.as_ref().map_or(0, Framer::heap_bytes)
     }
 }
 
@@ -266,8 +239,8 @@ mod tests {
             "Conn {conn_bytes} B, Slot {slot_bytes} B, Framer {} B",
             std::mem::size_of::<Framer>()
         );
-        assert!(conn_bytes <= 192, "Conn grew to {conn_bytes} bytes");
-        assert!(slot_bytes <= 200, "Slot grew to {slot_bytes} bytes");
+        assert!(conn_bytes <= 120, "Conn grew to {conn_bytes} bytes");
+        assert!(slot_bytes <= 128, "Slot grew to {slot_bytes} bytes");
     }
 
     #[test]

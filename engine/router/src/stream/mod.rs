@@ -51,7 +51,7 @@ impl Router {
     /// Feeds received bytes through the conn's framer, handling each frame in order (or holds
     /// them while a `<resume/>` waits for its answer).
     pub(crate) fn feed(&mut self, slot: u32, data: &[u8], fx: &mut impl Effects) {
-        if self.conns.get(slot).is_some_and(|c| c.resume.is_some()) {
+        if self.home.sessions.pending(slot).is_some() {
             return self.hold_bytes(slot, data, fx);
         }
         let Some(mut framer) = self.conns.get_mut(slot).and_then(|c| c.framer.take()) else {

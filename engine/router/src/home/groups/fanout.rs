@@ -353,20 +353,19 @@ impl Home {
             ty: fanout.ty,
             stanza: copy,
         };
-        let stored =
-            |routes: &mut Self, fx: &mut _| match routes.store_copy(conns, &envelope, None, fx) {
-                true => CopyOutcome::Stored,
-                false => CopyOutcome::Refused,
-            };
+        let stored = |routes: &mut Self, fx: &mut _| match routes.store_copy(&envelope, None, fx) {
+            true => CopyOutcome::Stored,
+            false => CopyOutcome::Refused,
+        };
         match recipient {
             Recipient::Available(bare) => {
-                self.send_to_available(conns, bare, copy, |_| true, fx);
+                self.send_to_available(bare, copy, |_| true, fx);
                 self.queue_for_detached_available(bare, copy);
                 CopyOutcome::Sent
             }
             Recipient::Session(full) => {
                 if let Some(slot) = self.session(conns, full) {
-                    self.send(conns, slot, copy, fx);
+                    self.send(slot, copy, fx);
                     return CopyOutcome::Sent;
                 }
                 if !message || self.queue_for_detached(full, copy) {

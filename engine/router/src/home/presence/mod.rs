@@ -78,7 +78,7 @@ impl Router {
         let rate = u64::from(self.config.presence_rate_per_s.max(1));
         let burst = self.config.presence_burst.max(1);
         let now_ms = self.home.now_ms;
-        let Some(conn) = self.conns.get_mut(slot) else {
+        let Some(conn) = self.home.sessions.get_mut(slot) else {
             return false;
         };
         let earned = now_ms.saturating_sub(conn.presence_refill_ms) * rate / 1000;
@@ -256,10 +256,10 @@ impl Router {
             let Some(full) = conn.jid.as_ref().filter(|j| *j != user) else {
                 continue;
             };
-            if conn.available {
+            if self.home.sessions.get(other).is_some_and(|s| s.available) {
                 copy.clear();
                 view.stamp(user.as_str(), Some(full.as_str()), &mut copy);
-                self.home.send(&self.conns, other, &copy, fx);
+                self.home.send(other, &copy, fx);
             }
         }
     }
@@ -317,7 +317,7 @@ impl Router {
                 if let Ok(view) = StanzaView::parse(&last) {
                     copy.clear();
                     view.stamp(full.as_str(), Some(user.as_str()), &mut copy);
-                    self.home.send(&self.conns, slot, &copy, fx);
+                    self.home.send(slot, &copy, fx);
                 }
             }
         }
@@ -334,7 +334,7 @@ impl Router {
                 StanzaType::Subscribe,
                 &mut copy,
             );
-            self.home.send(&self.conns, slot, &copy, fx);
+            self.home.send(slot, &copy, fx);
         }
     }
 
@@ -496,10 +496,10 @@ impl Home {
             let Some(slot) = self.directory.slot_at(owner.bare_str(), index) else {
                 break;
             };
-            let Some(conn) = conns.get(slot).filter(|c| c.available) else {
+            if !self.sessions.get(slot).is_some_and(|s| s.available) {
                 continue;
-            };
-            let Some(full) = conn.jid.as_ref() else {
+            }
+            let Some(full) = conns.get(slot).and_then(|c| c.jid.as_ref()) else {
                 continue;
             };
             stanza.clear();
@@ -549,7 +549,7 @@ impl Home {
                 envelope.ty,
                 &mut stanza,
             );
-            self.send_to_available(conns, &owner, &stanza, |_| true, fx);
+            self.send_to_available(&owner, &stanza, |_| true, fx);
         }
     }
 }

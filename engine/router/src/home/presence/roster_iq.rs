@@ -206,7 +206,7 @@ impl Home {
             push.push(b'>');
             push.extend_from_slice(&query);
             push.extend_from_slice(b"</iq>");
-            self.send(conns, slot, &push, fx);
+            self.send(slot, &push, fx);
         }
     }
 }

@@ -45,7 +45,8 @@ impl Router {
         let Some(conn) = self.conns.get(slot) else {
             return Next::Stop;
         };
-        let (phase, enabled) = (conn.phase, conn.sm.is_some());
+        let session = self.home.sessions.get(slot);
+        let (phase, enabled) = (conn.phase, session.is_some_and(|s| s.sm.is_some()));
         match (element.local_name(), phase) {
             ("enable", Phase::Bound) => self.enable(slot, &element, fx),
             ("resume", Phase::AwaitBind) => return self.on_resume(slot, &element, fx),
@@ -65,7 +66,7 @@ impl Router {
         let Some(conn) = self.conns.get(slot) else {
             return;
         };
-        if conn.sm.is_some() {
+        if self.home.sessions.get(slot).is_some_and(|s| s.sm.is_some()) {
             return self.sm_failed(slot, "unexpected-request", fx);
         }
         let (Some(jid), key) = (conn.jid.clone(), conn.key) else {
@@ -77,8 +78,8 @@ impl Router {
             .home
             .sm
             .insert(SmSession::new(jid, resume_id.clone(), key));
-        if let Some(conn) = self.conns.get_mut(slot) {
-            conn.sm = Some(token);
+        if let Some(session) = self.home.sessions.get_mut(slot) {
+            session.sm = Some(token);
         }
         let max_s = self.config.resume_timeout_ms.div_ceil(1_000);
         self.home.reply.clear();
@@ -90,7 +91,7 @@ impl Router {
     }
 
     fn on_request(&mut self, slot: u32, fx: &mut impl Effects) {
-        let Some(token) = self.conns.get(slot).and_then(|c| c.sm) else {
+        let Some(token) = self.home.sessions.get(slot).and_then(|s| s.sm) else {
             return;
         };
         let Some(session) = self.home.sm.get_mut(token) else {
@@ -108,7 +109,7 @@ impl Router {
 
     fn on_ack(&mut self, slot: u32, element: &Element<'_>, fx: &mut impl Effects) -> Next {
         let h = element.attr("h").and_then(|h| h.parse::<u32>().ok());
-        let (Some(h), Some(token)) = (h, self.conns.get(slot).and_then(|c| c.sm)) else {
+        let (Some(h), Some(token)) = (h, self.home.sessions.get(slot).and_then(|s| s.sm)) else {
             self.stream_error(slot, StreamError::UnsupportedStanzaType, fx);
             return Next::Stop;
         };
@@ -189,7 +190,7 @@ impl Router {
 
     /// The next inbound stanza number of the session in `slot`, if it counts (XEP-0198).
     pub(crate) fn sm_receive(&mut self, slot: u32) -> Option<AckRef> {
-        let token = self.conns.get(slot)?.sm?;
+        let token = self.home.sessions.get(slot)?.sm?;
         let stanza = self.home.sm.get_mut(token)?.receive();
         Some(AckRef {
             origin: self.home.location,

@@ -35,10 +35,11 @@ use rookery_proto::element::Element;
 
 use crate::effects::{ConnKey, Effects, HomeRequest};
 use crate::errors::{SessionEnd, StreamError};
+use crate::home::sessions::PendingResume;
 use crate::home::sm::{SessionRef, SM_RESUME_WAIT_MS};
 use crate::replies;
 use crate::router::Router;
-use crate::stream::conn::{PendingResume, Phase};
+use crate::stream::conn::Phase;
 use crate::stream::Next;
 
 impl Router {
@@ -126,7 +127,7 @@ impl Router {
         let Some(old) = self.conns.slot_of(old_key) else {
             return;
         };
-        let Some(conn) = self.conns.get_mut(old) else {
+        let Some(conn) = self.home.sessions.get_mut(old) else {
             return;
         };
         let presence = (conn.available, conn.priority);
@@ -143,15 +144,15 @@ impl Router {
     /// passes; the session stays (or becomes) detached meanwhile.
     fn hold_resume(&mut self, slot: u32, token: SessionRef) {
         let deadline_ms = self.home.now_ms.saturating_add(SM_RESUME_WAIT_MS);
-        let Some(conn) = self.conns.get_mut(slot) else {
+        let Some(key) = self.conns.get(slot).map(|c| c.key) else {
             return;
         };
-        let key = conn.key;
-        conn.resume = Some(Box::new(PendingResume {
+        let pending = PendingResume {
             token,
             deadline_ms,
             held: Vec::new(),
-        }));
+        };
+        self.home.sessions.hold(slot, key, pending);
         // A taken-over session still names its old conn: nothing may be written there.
         let until_ms = self
             .home
@@ -167,7 +168,7 @@ impl Router {
     /// the client is not waiting for the answer as XEP-0198 5 expects: policy-violation.
     pub(crate) fn hold_bytes(&mut self, slot: u32, bytes: &[u8], fx: &mut impl Effects) {
         let limit = self.limits.max_stanza_bytes;
-        let Some(pending) = self.conns.get_mut(slot).and_then(|c| c.resume.as_mut()) else {
+        let Some(pending) = self.home.sessions.pending_mut(slot) else {
             return;
         };
         if pending.held.len() + bytes.len() > limit {
@@ -198,7 +199,7 @@ impl Router {
         let Some(slot) = self.conns.slot_of(key) else {
             return;
         };
-        let Some(pending) = self.conns.get(slot).and_then(|c| c.resume.as_ref()) else {
+        let Some(pending) = self.home.sessions.pending(slot) else {
             return;
         };
         let (token, deadline_ms) = (pending.token, pending.deadline_ms);
@@ -229,10 +230,11 @@ impl Router {
     /// Ends the pause of the conn in `slot` (and the session's `resuming`, if it names this
     /// conn); returns the held bytes.
     fn unpause(&mut self, slot: u32, token: SessionRef) -> Vec<u8> {
-        let Some(conn) = self.conns.get_mut(slot) else {
+        let Some(conn) = self.home.sessions.get_mut(slot) else {
             return Vec::new();
         };
-        let (key, pending) = (conn.key, conn.resume.take());
+        let key = conn.key;
+        let pending = self.home.sessions.take_pending(slot);
         if let Some(session) = self.home.sm.get_mut(token) {
             if session.resuming == Some(key) {
                 session.resuming = None;
@@ -287,8 +289,9 @@ impl Router {
         };
         conn.jid = Some(jid);
         conn.phase = Phase::Bound;
-        conn.sm = Some(token);
-        (conn.available, conn.priority) = (available, priority);
+        let session = self.home.sessions.open(slot, key);
+        session.sm = Some(token);
+        (session.available, session.priority) = (available, priority);
         self.home.reply.clear();
         replies::sm_resumed(&mut self.home.reply, handled, &previd);
         fx.send(key, &self.home.reply);

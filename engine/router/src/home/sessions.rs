@@ -1,0 +1,179 @@
+//! Per-session home state, keyed by the conn's slot: what the home layer needs of a bound
+//! session (its conn key to write to, presence, the presence rate budget, its XEP-0198
+//! session, a `<resume/>` waiting for its answer), apart from the stream layer's `Conn`.
+//!
+//! What it does not do: hold the session's full JID (that stays on the stream layer's `Conn`
+//! and is passed in as `&Jid` where needed) or index sessions by JID (see `Directory`).
+//!
+//! Storage: a `Vec` indexed by slot, like the conn slab, so a lookup is an index and an idle
+//! session costs `size_of::<Option<Session>>()` (40 B on x86_64) here on top of its `Conn`
+//! (120 B): 160 B in all, what `Conn` alone was before the split. Pending resumptions are
+//! rare and live in a side map.
+//!
+//! Invariants: an entry exists from bind (or a `<resume/>` that waits, or an attach) until
+//! the conn leaves the directory or is removed from the slab; `open` with another key
+//! replaces a stale entry, so a reused slot never sees the previous occupant's state.
+
+use crate::effects::ConnKey;
+use crate::home::sm::SessionRef;
+use crate::maps::{HashState, Map};
+
+/// One bound session (or a conn whose `<resume/>` waits) on this shard.
+#[derive(Debug)]
+pub(crate) struct Session {
+    /// The conn it writes to.
+    pub key: ConnKey,
+    /// Initial presence sent and not withdrawn (RFC 6121 4.2).
+    pub available: bool,
+    pub priority: i8,
+    /// Presence stanzas taken from its rate budget and not yet earned back, and when the
+    /// budget was last refilled (see `Router::presence_allowed`).
+    pub presence_spent: u32,
+    pub presence_refill_ms: u64,
+    /// Its XEP-0198 session, once `<enable/>` succeeded (the state lives in `SmTable`).
+    pub sm: Option<SessionRef>,
+}
+
+/// A `<resume/>` waiting until the old stream's stanzas are handled (see `sm::resume`).
+#[derive(Debug)]
+pub(crate) struct PendingResume {
+    /// The session being resumed.
+    pub token: SessionRef,
+    /// Past it the resumption fails (`SM_RESUME_WAIT_MS` after the `<resume/>`).
+    pub deadline_ms: u64,
+    /// What the client sent after `<resume/>`: parsed once it is answered.
+    pub held: Vec<u8>,
+}
+
+impl Session {
+    fn new(key: ConnKey) -> Session {
+        Session {
+            key,
+            available: false,
+            priority: 0,
+            presence_spent: 0,
+            presence_refill_ms: 0,
+            sm: None,
+        }
+    }
+
+    /// Available with a non-negative priority: gets messages sent to the bare JID.
+    pub fn reachable(&self) -> bool {
+        self.available && self.priority >= 0
+    }
+}
+
+/// The sessions of this shard by slot.
+#[derive(Debug)]
+pub(crate) struct Sessions {
+    slots: Vec<Option<Session>>,
+    /// `<resume/>`s waiting for their answer, by slot: rare, so kept apart and `Session`
+    /// stays small. A slot here always has a `Session` with the same conn key.
+    pending: Map<u32, PendingResume>,
+}
+
+impl Sessions {
+    pub fn new(hash: HashState) -> Sessions {
+        Sessions {
+            slots: Vec::new(),
+            pending: hash.map(),
+        }
+    }
+
+    pub fn get(&self, slot: u32) -> Option<&Session> {
+        self.slots.get(slot as usize)?.as_ref()
+    }
+
+    pub fn get_mut(&mut self, slot: u32) -> Option<&mut Session> {
+        self.slots.get_mut(slot as usize)?.as_mut()
+    }
+
+    /// The session of the conn `key` in `slot`, created if there is none (or only a stale
+    /// one of an earlier occupant).
+    pub fn open(&mut self, slot: u32, key: ConnKey) -> &mut Session {
+        let index = slot as usize;
+        if self.slots.len() <= index {
+            self.slots.resize_with(index + 1, || None);
+        }
+        let entry = &mut self.slots[index];
+        if entry.as_ref().is_some_and(|s| s.key != key) {
+            *entry = None;
+            self.pending.remove(&slot);
+        }
+        entry.get_or_insert_with(|| Session::new(key))
+    }
+
+    pub fn remove(&mut self, slot: u32) -> Option<Session> {
+        self.pending.remove(&slot);
+        self.slots.get_mut(slot as usize)?.take()
+    }
+
+    /// Makes the conn `key` in `slot` wait for the answer to its `<resume/>`.
+    pub fn hold(&mut self, slot: u32, key: ConnKey, pending: PendingResume) {
+        self.open(slot, key);
+        self.pending.insert(slot, pending);
+    }
+
+    /// The `<resume/>` the conn in `slot` waits on, if any.
+    pub fn pending(&self, slot: u32) -> Option<&PendingResume> {
+        self.pending.get(&slot)
+    }
+
+    pub fn pending_mut(&mut self, slot: u32) -> Option<&mut PendingResume> {
+        self.pending.get_mut(&slot)
+    }
+
+    /// Ends the wait of the conn in `slot` (answered or given up).
+    pub fn take_pending(&mut self, slot: u32) -> Option<PendingResume> {
+        self.pending.remove(&slot)
+    }
+
+    /// The table by capacity, the pending map by capacity (entry + 1 control byte) and the
+    /// bytes held for pending resumptions.
+    pub fn heap_bytes(&self) -> usize {
+        let table = self.slots.capacity() * std::mem::size_of::<Option<Session>>();
+        let entry = std::mem::size_of::<(u32, PendingResume)>() + 1;
+        let held: usize = self.pending.values().map(|r| r.held.capacity()).sum();
+        table + self.pending.capacity() * entry + held
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_reused_slot_gets_a_fresh_session() {
+        let mut sessions = Sessions::new(HashState::from_seed(0));
+        let first = sessions.open(3, ConnKey(1));
+        first.available = true;
+        first.priority = 5;
+        assert!(sessions.get(3).is_some_and(Session::reachable));
+        // Same conn: the same session.
+        assert_eq!(sessions.open(3, ConnKey(1)).priority, 5);
+        // Another conn in the slot: nothing of the old occupant survives.
+        let second = sessions.open(3, ConnKey(2));
+        assert!(!second.available);
+        assert_eq!(second.priority, 0);
+        assert!(sessions.get(2).is_none());
+        let pending = PendingResume {
+            token: SessionRef::new(0, 0),
+            deadline_ms: 5,
+            held: Vec::new(),
+        };
+        sessions.hold(3, ConnKey(2), pending);
+        assert!(sessions.pending(3).is_some());
+        // A new occupant does not inherit the wait either.
+        sessions.open(3, ConnKey(4));
+        assert!(sessions.pending(3).is_none());
+        assert!(sessions.remove(3).is_some());
+        assert!(sessions.get(3).is_none());
+    }
+
+    #[test]
+    fn session_state_is_small() {
+        let bytes = std::mem::size_of::<Option<Session>>();
+        println!("Option<Session> {bytes} B");
+        assert!(bytes <= 40, "Session grew to {bytes} bytes");
+    }
+}
