@@ -22,7 +22,8 @@
 //! `on_committed`), and a sender on another shard hears of it by `Mail::Committed`.
 //!
 //! Modules, one job each. The stream layer (per conn), under `stream`: the feed loop,
-//! header and SASL (`stream` itself), `stream::conn` (per-conn state, slab),
+//! SASL (`stream` itself), `stream::header` (headers, computed features, `Dialect`),
+//! `stream::conn` (per-conn state, slab),
 //! `stream::bind` (binding, hand-off); beside it `auth` (SASL PLAIN, token check), `unauth`,
 //! `timers` (coarse wheel), `ids` (stream ids, resources). The home layer (per user), under
 //! `home`: `home::sm` (XEP-0198: `session` counters and queues, `table` sessions and

@@ -22,15 +22,6 @@ pub fn stream_header(out: &mut Vec<u8>, id: &str, domain: &str) {
     out.extend_from_slice(b" version='1.0' xml:lang='en'>");
 }
 
-pub const FEATURES_PRE_AUTH: &[u8] = b"<stream:features><mechanisms \
-xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><mechanism>PLAIN</mechanism></mechanisms>\
-</stream:features>";
-
-pub const FEATURES_POST_AUTH: &[u8] = b"<stream:features><bind \
-xmlns='urn:ietf:params:xml:ns:xmpp-bind'/><session \
-xmlns='urn:ietf:params:xml:ns:xmpp-session'><optional/></session>\
-<sm xmlns='urn:xmpp:sm:3'/></stream:features>";
-
 pub const STREAM_CLOSE: &[u8] = b"</stream:stream>";
 
 pub const SASL_SUCCESS: &[u8] = b"<success xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/>";

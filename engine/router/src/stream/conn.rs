@@ -26,6 +26,7 @@ use rookery_proto::{Framer, Jid};
 
 use crate::effects::ConnKey;
 use crate::maps::{HashState, Map};
+use crate::stream::header::Dialect;
 use crate::timers::TimerEntry;
 
 /// Where a conn is in RFC 6120's sequence (header, SASL, restart, bind).
@@ -62,6 +63,8 @@ pub struct Conn {
     /// Our stream header went out for the current stream (a stream error must follow one).
     pub header_sent: bool,
     pub auth_failures: u8,
+    /// The framing of its stream (`Stream` only today; see `header`).
+    pub dialect: Dialect,
 }
 
 // Manual: `Framer` has no Debug impl; show whether it is present and what it buffers.
@@ -91,6 +94,7 @@ impl Conn {
             phase: Phase::AwaitHeader,
             header_sent: false,
             auth_failures: 0,
+            dialect: Dialect::Stream,
         }
     }
 

@@ -1,7 +1,8 @@
 //! The stream layer of a conn: the feed loop over the framer, stream headers, SASL PLAIN and
 //! the dispatch of stanzas by phase.
 //!
-//! Submodules: `conn` (per-conn state, slab), `bind` (resource binding, hand-off).
+//! Submodules: `conn` (per-conn state, slab), `header` (stream header check, our header and
+//! features, the `Dialect` seam), `bind` (resource binding, hand-off).
 //!
 //! What it does not do: answering or routing stanzas of a session (see `home::local`,
 //! `home::routing`), stream management (see `home::sm`).
@@ -16,6 +17,7 @@
 
 pub(crate) mod bind;
 pub(crate) mod conn;
+pub(crate) mod header;
 
 use rookery_proto::element::Element;
 use rookery_proto::{ns, Frame, Jid};
@@ -27,6 +29,10 @@ use crate::location::ShardId;
 use crate::replies;
 use crate::router::Router;
 use crate::stream::conn::Phase;
+use crate::stream::header::{check_header, Stage};
+
+/// The SASL mechanisms offered: PLAIN, with either account backend (`auth`).
+const MECHANISMS: &[&str] = &["PLAIN"];
 
 /// Failed SASL attempts allowed before the stream is closed with `policy-violation`.
 pub const MAX_AUTH_FAILURES: u8 = 3;
@@ -142,17 +148,16 @@ impl Router {
         let Some(conn) = self.conns.get_mut(slot) else {
             return Next::Stop;
         };
-        self.home.reply.clear();
-        replies::stream_header(
-            &mut self.home.reply,
-            &self.ids.stream_id(),
-            self.home.domain.as_str(),
-        );
-        self.home.reply.extend_from_slice(match next_phase {
-            Phase::AwaitAuth => replies::FEATURES_PRE_AUTH,
-            _ => replies::FEATURES_POST_AUTH,
-        });
-        fx.send(conn.key, &self.home.reply);
+        let stage = match next_phase {
+            Phase::AwaitAuth => Stage::PreAuth,
+            _ => Stage::PostAuth,
+        };
+        let out = &mut self.home.reply;
+        out.clear();
+        let id = self.ids.stream_id();
+        conn.dialect.open(out, &id, self.home.domain.as_str());
+        conn.dialect.features(stage, MECHANISMS, out);
+        fx.send(conn.key, out);
         conn.header_sent = true;
         conn.phase = next_phase;
         Next::Continue
@@ -226,107 +231,5 @@ impl Router {
             return Next::Stop;
         }
         Next::Continue
-    }
-}
-
-/// Checks a client stream header (RFC 6120 4.7, 4.9.3): the stream element in the streams
-/// namespace, content namespace jabber:client, `to` our domain (or absent), version >= 1.0.
-/// Returns the stream error condition on failure.
-pub(crate) fn check_header(bytes: &[u8], domain: &Jid) -> Result<(), StreamError> {
-    let header = Element::parse_open_tag(bytes).map_err(|_| StreamError::NotWellFormed)?;
-    if header.local_name() != "stream" || header.ns() != Some(ns::STREAM) {
-        return Err(StreamError::InvalidNamespace);
-    }
-    if header.attr("xmlns") != Some(ns::CLIENT) {
-        return Err(StreamError::InvalidNamespace);
-    }
-    if let Some(to) = header.attr("to") {
-        if Jid::parse(to).ok().as_ref() != Some(domain) {
-            return Err(StreamError::HostUnknown);
-        }
-    }
-    match header.attr("version").and_then(major_version) {
-        Some(major) if major >= 1 => Ok(()),
-        _ => Err(StreamError::UnsupportedVersion),
-    }
-}
-
-/// The major number of a `major.minor` version string (RFC 6120 4.7.5).
-fn major_version(version: &str) -> Option<u32> {
-    let (major, minor) = version.split_once('.')?;
-    minor.parse::<u32>().ok()?;
-    major.parse().ok()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn check(header: &str) -> Result<(), &'static str> {
-        let domain = Jid::parse("example.com").expect("valid domain");
-        check_header(header.as_bytes(), &domain).map_err(StreamError::condition)
-    }
-
-    const GOOD: &str = "<stream:stream xmlns='jabber:client' \
-        xmlns:stream='http://etherx.jabber.org/streams' to='example.com' version='1.0'>";
-
-    #[test]
-    fn a_proper_header_passes() {
-        assert_eq!(check(GOOD), Ok(()));
-        assert_eq!(check(&GOOD.replace("example.com", "EXAMPLE.com")), Ok(()));
-        assert_eq!(check(&GOOD.replace(" to='example.com'", "")), Ok(()));
-        assert_eq!(check(&GOOD.replace("1.0", "1.1")), Ok(()));
-    }
-
-    #[test]
-    fn wrong_namespaces_are_invalid_namespace() {
-        assert_eq!(
-            check(&GOOD.replace("jabber:client", "jabber:server")),
-            Err("invalid-namespace")
-        );
-        assert_eq!(
-            check(&GOOD.replace("etherx.jabber.org", "wrong.org")),
-            Err("invalid-namespace")
-        );
-        assert_eq!(
-            check(&GOOD.replace("stream:stream ", "stream:strm ")),
-            Err("invalid-namespace")
-        );
-    }
-
-    #[test]
-    fn other_hosts_are_host_unknown() {
-        assert_eq!(
-            check(&GOOD.replace("to='example.com'", "to='other.org'")),
-            Err("host-unknown")
-        );
-        assert_eq!(
-            check(&GOOD.replace("to='example.com'", "to='a@example.com'")),
-            Err("host-unknown")
-        );
-    }
-
-    #[test]
-    fn old_or_missing_versions_are_unsupported() {
-        assert_eq!(
-            check(&GOOD.replace("1.0", "0.9")),
-            Err("unsupported-version")
-        );
-        assert_eq!(
-            check(&GOOD.replace(" version='1.0'", "")),
-            Err("unsupported-version")
-        );
-        assert_eq!(
-            check(&GOOD.replace("1.0", "one")),
-            Err("unsupported-version")
-        );
-    }
-
-    #[test]
-    fn major_version_parses_major_dot_minor() {
-        assert_eq!(major_version("1.0"), Some(1));
-        assert_eq!(major_version("2.13"), Some(2));
-        assert_eq!(major_version("1"), None);
-        assert_eq!(major_version("1.x"), None);
     }
 }

@@ -1,0 +1,211 @@
+//! The stream header and features of a conn's stream (RFC 6120 4.3, 4.7): checking the
+//! client's header, writing ours, and the features offered at each stage, computed from
+//! what the stream offers (the SASL mechanisms) rather than kept as constant bytes.
+//!
+//! What it does not do: decide when a header or features go out (`stream`), or SASL itself
+//! (`auth`). The `Dialect` is the seam for RFC 7395 (XMPP over WebSocket: `<open/>`,
+//! `<close/>` and its features form): `Stream` is the only dialect produced today.
+//!
+//! Invariants: for `Dialect::Stream` the bytes written are exactly what the router wrote
+//! before features were computed (the tests pin them); every value from outside is escaped.
+
+use rookery_proto::element::Element;
+use rookery_proto::{ns, Jid};
+
+use crate::errors::StreamError;
+use crate::replies;
+
+/// The framing of a conn's stream.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Dialect {
+    /// RFC 6120 over TCP: `<stream:stream>` ... `</stream:stream>`.
+    #[default]
+    Stream,
+}
+
+/// Which features a (restarted) stream offers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Stage {
+    /// Before authentication: the SASL mechanisms.
+    PreAuth,
+    /// After SASL, on the restarted stream: bind, session (optional), XEP-0198.
+    PostAuth,
+}
+
+impl Dialect {
+    /// Our stream header with stream id `id`, from `domain`.
+    pub(crate) fn open(self, out: &mut Vec<u8>, id: &str, domain: &str) {
+        match self {
+            Dialect::Stream => replies::stream_header(out, id, domain),
+        }
+    }
+
+    /// The features of `stage`; `mechanisms` are the SASL mechanisms offered (pre-auth).
+    pub(crate) fn features(self, stage: Stage, mechanisms: &[&str], out: &mut Vec<u8>) {
+        match self {
+            Dialect::Stream => out.extend_from_slice(b"<stream:features>"),
+        }
+        match stage {
+            Stage::PreAuth => {
+                out.extend_from_slice(b"<mechanisms xmlns='");
+                out.extend_from_slice(ns::SASL.as_bytes());
+                out.extend_from_slice(b"'>");
+                for mechanism in mechanisms {
+                    out.extend_from_slice(b"<mechanism>");
+                    rookery_proto::writer::escape_text(mechanism, out);
+                    out.extend_from_slice(b"</mechanism>");
+                }
+                out.extend_from_slice(b"</mechanisms>");
+            }
+            Stage::PostAuth => {
+                out.extend_from_slice(b"<bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/>");
+                out.extend_from_slice(b"<session xmlns='urn:ietf:params:xml:ns:xmpp-session'>");
+                out.extend_from_slice(b"<optional/></session>");
+                out.extend_from_slice(b"<sm xmlns='urn:xmpp:sm:3'/>");
+            }
+        }
+        match self {
+            Dialect::Stream => out.extend_from_slice(b"</stream:features>"),
+        }
+    }
+}
+
+/// Checks a client stream header (RFC 6120 4.7, 4.9.3): the stream element in the streams
+/// namespace, content namespace jabber:client, `to` our domain (or absent), version >= 1.0.
+/// Returns the stream error condition on failure.
+pub(crate) fn check_header(bytes: &[u8], domain: &Jid) -> Result<(), StreamError> {
+    let header = Element::parse_open_tag(bytes).map_err(|_| StreamError::NotWellFormed)?;
+    if header.local_name() != "stream" || header.ns() != Some(ns::STREAM) {
+        return Err(StreamError::InvalidNamespace);
+    }
+    if header.attr("xmlns") != Some(ns::CLIENT) {
+        return Err(StreamError::InvalidNamespace);
+    }
+    if let Some(to) = header.attr("to") {
+        if Jid::parse(to).ok().as_ref() != Some(domain) {
+            return Err(StreamError::HostUnknown);
+        }
+    }
+    match header.attr("version").and_then(major_version) {
+        Some(major) if major >= 1 => Ok(()),
+        _ => Err(StreamError::UnsupportedVersion),
+    }
+}
+
+/// The major number of a `major.minor` version string (RFC 6120 4.7.5).
+fn major_version(version: &str) -> Option<u32> {
+    let (major, minor) = version.split_once('.')?;
+    minor.parse::<u32>().ok()?;
+    major.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(header: &str) -> Result<(), &'static str> {
+        let domain = Jid::parse("example.com").expect("valid domain");
+        check_header(header.as_bytes(), &domain).map_err(StreamError::condition)
+    }
+
+    const GOOD: &str = "<stream:stream xmlns='jabber:client' \
+        xmlns:stream='http://etherx.jabber.org/streams' to='example.com' version='1.0'>";
+
+    #[test]
+    fn a_proper_header_passes() {
+        assert_eq!(check(GOOD), Ok(()));
+        assert_eq!(check(&GOOD.replace("example.com", "EXAMPLE.com")), Ok(()));
+        assert_eq!(check(&GOOD.replace(" to='example.com'", "")), Ok(()));
+        assert_eq!(check(&GOOD.replace("1.0", "1.1")), Ok(()));
+    }
+
+    #[test]
+    fn wrong_namespaces_are_invalid_namespace() {
+        assert_eq!(
+            check(&GOOD.replace("jabber:client", "jabber:server")),
+            Err("invalid-namespace")
+        );
+        assert_eq!(
+            check(&GOOD.replace("etherx.jabber.org", "wrong.org")),
+            Err("invalid-namespace")
+        );
+        assert_eq!(
+            check(&GOOD.replace("stream:stream ", "stream:strm ")),
+            Err("invalid-namespace")
+        );
+    }
+
+    #[test]
+    fn other_hosts_are_host_unknown() {
+        assert_eq!(
+            check(&GOOD.replace("to='example.com'", "to='other.org'")),
+            Err("host-unknown")
+        );
+        assert_eq!(
+            check(&GOOD.replace("to='example.com'", "to='a@example.com'")),
+            Err("host-unknown")
+        );
+    }
+
+    #[test]
+    fn old_or_missing_versions_are_unsupported() {
+        assert_eq!(
+            check(&GOOD.replace("1.0", "0.9")),
+            Err("unsupported-version")
+        );
+        assert_eq!(
+            check(&GOOD.replace(" version='1.0'", "")),
+            Err("unsupported-version")
+        );
+        assert_eq!(
+            check(&GOOD.replace("1.0", "one")),
+            Err("unsupported-version")
+        );
+    }
+
+    fn features(stage: Stage) -> Vec<u8> {
+        let mut out = Vec::new();
+        Dialect::Stream.features(stage, &["PLAIN"], &mut out);
+        out
+    }
+
+    #[test]
+    fn features_are_the_bytes_the_router_always_sent() {
+        let pre_auth: &[u8] = b"<stream:features><mechanisms \
+xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><mechanism>PLAIN</mechanism></mechanisms>\
+</stream:features>";
+        let post_auth: &[u8] = b"<stream:features><bind \
+xmlns='urn:ietf:params:xml:ns:xmpp-bind'/><session \
+xmlns='urn:ietf:params:xml:ns:xmpp-session'><optional/></session>\
+<sm xmlns='urn:xmpp:sm:3'/></stream:features>";
+        assert_eq!(features(Stage::PreAuth), pre_auth);
+        assert_eq!(features(Stage::PostAuth), post_auth);
+    }
+
+    #[test]
+    fn mechanisms_are_listed_in_order_and_escaped() {
+        let mut out = Vec::new();
+        Dialect::Stream.features(Stage::PreAuth, &["SCRAM-SHA-1", "A<B"], &mut out);
+        let text = String::from_utf8(out).expect("utf-8");
+        assert!(text.contains(
+            "<mechanism>SCRAM-SHA-1</mechanism><mechanism>A&lt;B</mechanism></mechanisms>"
+        ));
+    }
+
+    #[test]
+    fn the_stream_dialect_opens_with_the_rfc6120_header() {
+        let (mut ours, mut direct) = (Vec::new(), Vec::new());
+        Dialect::Stream.open(&mut ours, "id1", "example.com");
+        replies::stream_header(&mut direct, "id1", "example.com");
+        assert_eq!(ours, direct);
+        assert!(ours.starts_with(b"<?xml version='1.0'?><stream:stream "));
+    }
+
+    #[test]
+    fn major_version_parses_major_dot_minor() {
+        assert_eq!(major_version("1.0"), Some(1));
+        assert_eq!(major_version("2.13"), Some(2));
+        assert_eq!(major_version("1"), None);
+        assert_eq!(major_version("1.x"), None);
+    }
+}
