@@ -50,6 +50,9 @@ pub struct Router {
     pub(crate) home: Home,
     pub(crate) wheel: TimerWheel,
     pub(crate) ids: IdGen,
+    /// Scratch for bytes the router writes (headers, stream errors, replies); reused, never
+    /// shrunk.
+    pub(crate) reply: Vec<u8>,
     /// Scratch for stamped stanzas being forwarded (the stream layer stamps a session's
     /// stanzas before the home layer routes them); reused, never shrunk.
     pub(crate) stamp: Vec<u8>,
@@ -141,6 +144,7 @@ impl Router {
             home,
             wheel: TimerWheel::new(0),
             ids,
+            reply: Vec::new(),
             stamp: Vec::new(),
             due: Vec::new(),
             unauth: Unauthenticated::new(hash),
@@ -367,7 +371,8 @@ impl Router {
             + self.wheel.heap_bytes()
             + self.home.sm.heap_bytes()
             + self.home.waiters.capacity() * std::mem::size_of::<Waiter>()
-            + self.home.reply.capacity()
+            + self.reply.capacity()
+            + self.home.bounce.capacity()
             + self.stamp.capacity()
             + self.home.delayed.capacity()
             + self.due.capacity() * std::mem::size_of::<TimerEntry>()
@@ -473,23 +478,23 @@ impl Router {
         if conn.phase == Phase::Closing {
             return;
         }
-        self.home.reply.clear();
+        self.reply.clear();
         if !conn.header_sent {
             replies::stream_header(
-                &mut self.home.reply,
+                &mut self.reply,
                 &self.ids.stream_id(),
                 self.home.domain.as_str(),
             );
         }
-        replies::stream_error(&mut self.home.reply, &fault);
-        fx.send(conn.key, &self.home.reply);
+        replies::stream_error(&mut self.reply, &fault);
+        fx.send(conn.key, &self.reply);
         fx.close(conn.key, fault.cause);
         self.home.stats.stream_errors += 1;
         self.leave_directory(slot, end, fx);
     }
 
     /// Like `stream_error`, with the error element of `fault` (and `</stream:stream>`) already
-    /// written into `self.home.reply` by the caller. For bound conns only, whose header went out
+    /// written into `self.reply` by the caller. For bound conns only, whose header went out
     /// long ago.
     pub(crate) fn stream_error_raw(&mut self, slot: u32, fault: Fault, fx: &mut impl Effects) {
         let Some(conn) = self.conns.get(slot) else {
@@ -498,7 +503,7 @@ impl Router {
         if conn.phase == Phase::Closing {
             return;
         }
-        fx.send(conn.key, &self.home.reply);
+        fx.send(conn.key, &self.reply);
         fx.close(conn.key, fault.cause);
         self.home.stats.stream_errors += 1;
         self.leave_directory(slot, fault.error.end(), fx);

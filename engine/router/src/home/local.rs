@@ -9,12 +9,12 @@
 //! `service-unavailable`), RFC 6120 8.2.3; results and errors addressed to it are ignored.
 
 use rookery_proto::element::Element;
-use rookery_proto::{ns, StanzaKind, StanzaView};
+use rookery_proto::{ns, Jid, StanzaKind, StanzaView};
 
 use crate::effects::{Effects, StanzaType};
 use crate::errors::StreamError;
 use crate::home::presence::subscription::is_subscription;
-use crate::home::routing::{target, wants_error, Handled, Target};
+use crate::home::routing::{kind_name, target, wants_error, Handled, Target};
 use crate::home::sm::elements::SM_NS;
 use crate::mail::AckRef;
 use crate::replies::{self, ReplyTo, StanzaError};
@@ -36,6 +36,31 @@ const DISCO_ITEMS_RESULT: &[u8] = b"<query xmlns='http://jabber.org/protocol/dis
 pub(crate) const MAX_PRESENCE_BYTES: usize = 8 * 1024;
 
 impl Router {
+    /// An error straight back to the session in `slot` (it is on this shard by
+    /// construction), about the stanza `view` it sent; `error_from` names who refuses it.
+    pub(crate) fn reply_error(
+        &mut self,
+        slot: u32,
+        view: &StanzaView<'_>,
+        error_from: Option<&str>,
+        error: StanzaError,
+        fx: &mut impl Effects,
+    ) {
+        let Some(conn) = self.conns.get(slot) else {
+            return;
+        };
+        let to = conn.jid.as_ref().map(Jid::as_str);
+        let id = view.id();
+        self.reply.clear();
+        let reply = ReplyTo {
+            id: id.as_deref(),
+            from: error_from,
+            to,
+        };
+        replies::stanza_error(&mut self.reply, kind_name(view.kind()), reply, error);
+        self.home.send(slot, &self.reply, fx);
+    }
+
     /// One stanza from a bound session: answered here or routed. With XEP-0198 it gets the
     /// next inbound number, marked handled now or (a stored message) once committed.
     pub(crate) fn on_session_stanza(
@@ -95,14 +120,7 @@ impl Router {
         }
         match target {
             _ if kind == StanzaKind::Iq && ty == StanzaType::Invalid => {
-                self.home.reply_error(
-                    &self.conns,
-                    slot,
-                    view,
-                    to.as_deref(),
-                    StanzaError::BadRequest,
-                    fx,
-                );
+                self.reply_error(slot, view, to.as_deref(), StanzaError::BadRequest, fx);
             }
             Target::User(to) if kind == StanzaKind::Presence && is_subscription(ty) => {
                 self.outbound_subscription(slot, &to, ty, fx);
@@ -117,12 +135,10 @@ impl Router {
             Target::Server { account } => self.on_server_stanza(slot, view, ty, account, fx),
             Target::Remote if wants_error(kind, ty) => {
                 let error = StanzaError::RemoteServerNotFound;
-                self.home
-                    .reply_error(&self.conns, slot, view, to.as_deref(), error, fx);
+                self.reply_error(slot, view, to.as_deref(), error, fx);
             }
             Target::Malformed if wants_error(kind, ty) => {
-                self.home
-                    .reply_error(&self.conns, slot, view, None, StanzaError::JidMalformed, fx);
+                self.reply_error(slot, view, None, StanzaError::JidMalformed, fx);
             }
             Target::Remote | Target::Malformed | Target::Room(_) => {}
         }
@@ -142,8 +158,7 @@ impl Router {
             StanzaKind::Iq => self.answer_iq(slot, view, ty, account, fx),
             StanzaKind::Message if wants_error(StanzaKind::Message, ty) => {
                 let to = view.to();
-                self.home.reply_error(
-                    &self.conns,
+                self.reply_error(
                     slot,
                     view,
                     to.as_deref(),
@@ -174,8 +189,7 @@ impl Router {
         }
         let Some(payload) = server_answer(view, ty, account) else {
             let to = view.to();
-            self.home.reply_error(
-                &self.conns,
+            self.reply_error(
                 slot,
                 view,
                 to.as_deref(),
@@ -193,9 +207,9 @@ impl Router {
             from: to.as_deref(),
             to: conn.jid.as_ref().map(|j| j.as_str()),
         };
-        self.home.reply.clear();
-        replies::iq_result(&mut self.home.reply, reply, payload);
-        self.home.send_reply(slot, fx);
+        self.reply.clear();
+        replies::iq_result(&mut self.reply, reply, payload);
+        self.home.send(slot, &self.reply, fx);
     }
 
     /// Initial/updated presence (RFC 6121 4.2, 4.4) or unavailable presence (4.5) of a session,
@@ -212,14 +226,7 @@ impl Router {
         if broadcast && view.bytes().len() > MAX_PRESENCE_BYTES {
             // Copied to every contact (and an available one kept for probes): a bounded size,
             // or one session could hold 64 KiB per contact in flight.
-            self.home.reply_error(
-                &self.conns,
-                slot,
-                view,
-                None,
-                StanzaError::NotAcceptable,
-                fx,
-            );
+            self.reply_error(slot, view, None, StanzaError::NotAcceptable, fx);
             return;
         }
         let Some(conn) = self.home.sessions.get_mut(slot) else {

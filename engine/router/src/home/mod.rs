@@ -58,8 +58,10 @@ pub(crate) struct Home {
     /// Per bound session, by slot: conn key, presence, budget, XEP-0198 token, resumption.
     pub sessions: Sessions,
     pub stats: RouterStats,
-    /// Scratch for bytes the router writes (replies, errors); reused, never shrunk.
-    pub reply: Vec<u8>,
+    /// Scratch for bounces (stanza errors routed back to a sender); reused, never shrunk.
+    /// Taken while the bounce is routed: routing needs `&mut Home`, and a bounce is never
+    /// bounced again, so one buffer suffices.
+    pub bounce: Vec<u8>,
     /// Scratch for stored messages written with a delay stamp; reused, never shrunk.
     pub delayed: Vec<u8>,
     /// This shard's offline queues and log.
@@ -110,7 +112,7 @@ impl Home {
             directory: Directory::new(hash),
             sessions: Sessions::new(hash),
             stats: RouterStats::default(),
-            reply: Vec::new(),
+            bounce: Vec::new(),
             delayed: Vec::new(),
             store,
             sm: SmTable::new(hash),

@@ -159,13 +159,6 @@ pub(crate) struct Envelope<'a> {
 }
 
 impl Home {
-    /// Writes `self.reply` (a stanza) to the session in `slot`, counted for XEP-0198.
-    pub fn send_reply(&mut self, slot: u32, fx: &mut impl Effects) {
-        let reply = std::mem::take(&mut self.reply);
-        self.send(slot, &reply, fx);
-        self.reply = reply;
-    }
-
     /// Stamps a session's stanza with its full JID `from` and routes it to user `to`. `ack` names the
     /// stanza for XEP-0198 when the sender counts; only messages may be stored, so only they
     /// take it along.
@@ -412,7 +405,7 @@ impl Home {
             .ok()
             .and_then(|view| view.id());
         // Taken so the error can be routed with `&mut self`; put back to keep its capacity.
-        let mut bytes = std::mem::take(&mut self.reply);
+        let mut bytes = std::mem::take(&mut self.bounce);
         bytes.clear();
         let reply = ReplyTo {
             id: id.as_deref(),
@@ -428,34 +421,7 @@ impl Home {
             stanza: &bytes,
         };
         self.route(conns, &back, None, fx);
-        self.reply = bytes;
-    }
-
-    /// An error straight back to the session in `slot` (it is on this shard by construction).
-    pub fn reply_error(
-        &mut self,
-        conns: &ConnSlab,
-        slot: u32,
-        view: &StanzaView<'_>,
-        error_from: Option<&str>,
-        error: StanzaError,
-        fx: &mut impl Effects,
-    ) {
-        let Some(conn) = conns.get(slot) else {
-            return;
-        };
-        let to = conn.jid.as_ref().map(Jid::as_str);
-        let id = view.id();
-        let mut bytes = std::mem::take(&mut self.reply);
-        bytes.clear();
-        let reply = ReplyTo {
-            id: id.as_deref(),
-            from: error_from,
-            to,
-        };
-        replies::stanza_error(&mut bytes, kind_name(view.kind()), reply, error);
-        self.send(slot, &bytes, fx);
-        self.reply = bytes;
+        self.bounce = bytes;
     }
 }
 

@@ -115,14 +115,14 @@ impl Router {
             self.stream_error(old, StreamError::Conflict, fx);
         }
         self.end_detached(&full, fx);
-        self.home.reply.clear();
-        replies::bind_result(&mut self.home.reply, id, full.as_str());
+        self.reply.clear();
+        replies::bind_result(&mut self.reply, id, full.as_str());
         self.home.directory.insert(full.bare_str(), slot);
         let Some(conn) = self.conns.get_mut(slot) else {
             return;
         };
         self.home.sessions.open(slot, conn.key);
-        fx.send(conn.key, &self.home.reply);
+        fx.send(conn.key, &self.reply);
         self.home.stats.stanzas_out += 1;
         conn.jid = Some(full);
         conn.phase = Phase::Bound;
@@ -162,14 +162,14 @@ impl Router {
         let Some(conn) = self.conns.get(slot) else {
             return;
         };
-        self.home.reply.clear();
+        self.reply.clear();
         let reply = ReplyTo {
             id: Some(id),
             from: None,
             to: None,
         };
-        replies::stanza_error(&mut self.home.reply, "iq", reply, error);
-        fx.send(conn.key, &self.home.reply);
+        replies::stanza_error(&mut self.reply, "iq", reply, error);
+        fx.send(conn.key, &self.reply);
         self.home.stats.stanzas_out += 1;
     }
 

@@ -152,7 +152,7 @@ impl Router {
             Phase::AwaitAuth => Stage::PreAuth,
             _ => Stage::PostAuth,
         };
-        let out = &mut self.home.reply;
+        let out = &mut self.reply;
         out.clear();
         let id = self.ids.stream_id();
         conn.dialect.open(out, &id, self.home.domain.as_str());
@@ -220,9 +220,9 @@ impl Router {
         let Some(conn) = self.conns.get_mut(slot) else {
             return Next::Stop;
         };
-        self.home.reply.clear();
-        replies::sasl_failure(&mut self.home.reply, failure.condition());
-        fx.send(conn.key, &self.home.reply);
+        self.reply.clear();
+        replies::sasl_failure(&mut self.reply, failure.condition());
+        fx.send(conn.key, &self.reply);
         conn.phase = Phase::AwaitAuth;
         conn.auth_failures = conn.auth_failures.saturating_add(1);
         self.home.stats.auth_failures += 1;

@@ -82,8 +82,7 @@ impl Router {
             }
             Err(error) => {
                 let to = view.to();
-                self.home
-                    .reply_error(&self.conns, slot, view, to.as_deref(), error, fx);
+                self.reply_error(slot, view, to.as_deref(), error, fx);
             }
         }
     }

@@ -82,12 +82,9 @@ impl Router {
             session.sm = Some(token);
         }
         let max_s = self.config.resume_timeout_ms.div_ceil(1_000);
-        self.home.reply.clear();
-        replies::sm_enabled(
-            &mut self.home.reply,
-            resume_id.as_deref().map(|id| (id, max_s)),
-        );
-        fx.send(key, &self.home.reply);
+        self.reply.clear();
+        replies::sm_enabled(&mut self.reply, resume_id.as_deref().map(|id| (id, max_s)));
+        fx.send(key, &self.reply);
     }
 
     fn on_request(&mut self, slot: u32, fx: &mut impl Effects) {
@@ -99,10 +96,10 @@ impl Router {
         };
         if session.request() {
             let (handled, conn) = (session.handled(), session.conn);
-            self.home.reply.clear();
-            replies::sm_ack(&mut self.home.reply, handled);
+            self.reply.clear();
+            replies::sm_ack(&mut self.reply, handled);
             if let Some(conn) = conn {
-                fx.send(conn, &self.home.reply);
+                fx.send(conn, &self.reply);
             }
         }
     }
@@ -114,8 +111,8 @@ impl Router {
             return Next::Stop;
         };
         if let Err(TooHigh { h, sent }) = self.acknowledge(token, h) {
-            self.home.reply.clear();
-            replies::handled_count_too_high(&mut self.home.reply, h, sent);
+            self.reply.clear();
+            replies::handled_count_too_high(&mut self.reply, h, sent);
             self.stream_error_raw(slot, StreamError::UndefinedCondition.into(), fx);
             return Next::Stop;
         }
@@ -233,8 +230,8 @@ impl Router {
         let Some(conn) = self.conns.get(slot) else {
             return;
         };
-        self.home.reply.clear();
-        replies::sm_failed(&mut self.home.reply, condition, handled);
-        fx.send(conn.key, &self.home.reply);
+        self.reply.clear();
+        replies::sm_failed(&mut self.reply, condition, handled);
+        fx.send(conn.key, &self.reply);
     }
 }

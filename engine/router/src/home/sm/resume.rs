@@ -292,9 +292,9 @@ impl Router {
         let session = self.home.sessions.open(slot, key);
         session.sm = Some(token);
         (session.available, session.priority) = (available, priority);
-        self.home.reply.clear();
-        replies::sm_resumed(&mut self.home.reply, handled, &previd);
-        fx.send(key, &self.home.reply);
+        self.reply.clear();
+        replies::sm_resumed(&mut self.reply, handled, &previd);
+        fx.send(key, &self.reply);
         self.home.stats.resumed += 1;
         self.home.resend(&self.conns, slot, unacked, fx);
     }
