@@ -34,13 +34,7 @@ run_timeout=${RUN_TIMEOUT_S:-900}
 reps=${REPS:-3}
 if [ "${1:-}" = --quick ]; then shapes=${SHAPES:-"10000x1024 160x65536"}; fi
 secret=drain-secret
-cargo build --release --quiet -p rookery -p rookery-load
-bin=target/release
-out=results/$(date -u +%Y%m%d-%H%M%S)-drain
-mkdir -p "$out"
-data=$(mktemp -d)
-server=""
-trap 'stop_pid "$server"; rm -rf "$data"' EXIT
+begin_results drain
 cmds=$out/commands.txt
 : > "$cmds"
 

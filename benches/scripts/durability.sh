@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# shellcheck source-path=SCRIPTDIR
 # Chat latency under each durability mode, side by side: the same chat load against a fresh
 # `rookery` started with --durability memory, log and fsync in turn. With XEP-0198 on (the
 # load generator enables it when offered), `sm_ack` is the time until the server acknowledged
@@ -8,29 +9,23 @@
 # Writes results/<stamp>-durability/{memory,log,fsync}/ and prints `rookery-load report`.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+# shellcheck source=vs-ejabberd-lib.sh
+. benches/scripts/vs-ejabberd-lib.sh
 clients=${1:-2000}
 rate=${2:-5}
 duration=${3:-20s}
 port=${PORT:-15998}
-cargo build --release --quiet -p rookery -p rookery-load
-bin=target/release
-out=results/$(date -u +%Y%m%d-%H%M%S)-durability
-mkdir -p "$out"
-data=$(mktemp -d)
-server=""
-trap '[ -n "$server" ] && kill $server 2>/dev/null; rm -rf "$data"' EXIT
+begin_results durability
 
 for mode in memory log fsync; do
     rm -rf "${data:?}"/*
-    "$bin/rookery" --listen 127.0.0.1:$port --admin off --domain example.test --auth token \
-        --token-secret durability-secret --durability $mode --data-dir "$data/$mode" \
-        2> "$out/server-$mode.log" &
-    server=$!
-    for _ in $(seq 50); do grep -q "ready:" "$out/server-$mode.log" && break; sleep 0.1; done
-    "$bin/rookery-load" chat --server 127.0.0.1:$port --domain example.test \
+    start_until_ready "$out/server-$mode.log" "$mode server" \
+        "$bin/rookery" --listen 127.0.0.1:"$port" --admin off --domain example.test --auth token \
+        --token-secret durability-secret --durability "$mode" --data-dir "$data/$mode"
+    "$bin/rookery-load" chat --server 127.0.0.1:"$port" --domain example.test \
         --auth token:durability-secret --clients "$clients" --rate "$rate" --duration "$duration" \
         --output "$out" --slug "$mode" --quiet | tail -n 12 || true
-    kill $server; wait $server || true
+    stop_pid "$server"
     server=""
 done
 cat > "$out/README.md" <<MD

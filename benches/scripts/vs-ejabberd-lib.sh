@@ -243,6 +243,20 @@ rookery_argv() {
     if rookery_has_flag --data-dir; then ROOKERY_ARGV+=(--data-dir "$WORK_TMP/rookery-data"); fi
     if [ -n "${ROOKERY_DURABILITY:-}" ]; then ROOKERY_ARGV+=(--durability "$ROOKERY_DURABILITY"); fi
 }
+# begin_results NAME: builds rookery and rookery-load (release), then sets `bin`, `out` (a new
+# results/<stamp>-NAME folder), `data` (a temp dir) and `server` (empty), and an EXIT trap that
+# stops `server` by pid and removes `data`.
+begin_results() {
+    cargo build --release --quiet -p rookery -p rookery-load
+    # shellcheck disable=SC2034 # bin, out and data are the caller's
+    bin=target/release
+    out=results/$(date -u +%Y%m%d-%H%M%S)-$1
+    mkdir -p "$out"
+    data=$(mktemp -d)
+    server=""
+    trap 'stop_pid "$server"; rm -rf "$data"' EXIT
+}
+
 # start_until_ready LOG LABEL ARGV...: starts ARGV in the background with its stderr in LOG,
 # records its pid in `server` (the caller stops it by pid) and waits up to 10 s for rookery's
 # "ready:" line; exits with LOG named when it does not come.

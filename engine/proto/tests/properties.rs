@@ -3,10 +3,13 @@
 //! 2. arbitrary bytes in arbitrary chunks never panic and never over-buffer;
 //! 3. `Jid::parse` never panics and its canonical form round-trips.
 
+mod support;
+
 use proptest::prelude::*;
 use rookery_proto::fuzzing::{check_stanza, each_frame};
 use rookery_proto::writer::{escape_attr, escape_text};
 use rookery_proto::{Frame, FrameError, Framer, FramerLimits, Jid};
+use support::without_cdata_end;
 
 #[derive(Debug, PartialEq, Eq)]
 enum Owned {
@@ -65,7 +68,7 @@ fn name() -> impl Strategy<Value = String> {
 fn node() -> impl Strategy<Value = Node> {
     let leaf = prop_oneof![
         text().prop_map(Node::Text),
-        text().prop_map(|t| Node::Cdata(t.replace("]]>", ""))),
+        text().prop_map(|t| Node::Cdata(without_cdata_end(t))),
     ];
     leaf.prop_recursive(4, 24, 4, |inner| {
         element(prop::collection::vec(inner, 0..4))

@@ -110,6 +110,10 @@ impl World {
         self.shards.clear();
         // Process-wide, as in the server: a conn counted where it was accepted is uncounted
         // where it closes, after a hand-off on another shard.
+        #[allow(
+            clippy::disallowed_methods,
+            reason = "Shared::started is read by the server binary only, never by the shard loop"
+        )]
         let shared = Arc::new(Shared {
             stop: AtomicBool::new(false),
             open_conns: AtomicU64::new(0),

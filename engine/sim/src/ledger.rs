@@ -17,11 +17,11 @@
 //! tells the ledger when that happened (`on_confirmed`, for the chats the session received on
 //! that conn until then), so a duplicate is sorted by what the router knew of the delivery
 //! before it, and counted:
-//! - `dup_after_sm`: the earlier delivery was to a XEP-0198 session (not acknowledged, or its
+//! - `dup_causes.after_sm`: the earlier delivery was to a XEP-0198 session (not acknowledged, or its
 //!   `<a h>` lost with the conn or its Ack record with a restart): as before;
-//! - `dup_undrained`: the earlier delivery was to a session without XEP-0198 whose conn died
+//! - `dup_causes.undrained`: the earlier delivery was to a session without XEP-0198 whose conn died
 //!   before it drained (the router could not know the message was read);
-//! - `dup_after_restart`: the router was told the earlier delivery drained, and the server
+//! - `dup_causes.after_restart`: the router was told the earlier delivery drained, and the server
 //!   restarted since (the Ack record may not have been committed).
 //!
 //! A duplicate of a delivery the router was told drained, with no restart since, is a
@@ -111,6 +111,14 @@ struct PairState {
 }
 
 /// All sent chats and deliveries of one run.
+/// Duplicate chat deliveries sorted by what allowed them (see the module docs).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DupCauses {
+    pub after_sm: u64,
+    pub undrained: u64,
+    pub after_restart: u64,
+}
+
 #[derive(Debug, Default)]
 pub struct Ledger {
     sent: BTreeMap<MsgKey, Sent>,
@@ -120,9 +128,7 @@ pub struct Ledger {
     pub deliveries: u64,
     /// Duplicates in all, and sorted by what allowed them (see the module docs).
     pub duplicates: u64,
-    pub dup_after_sm: u64,
-    pub dup_undrained: u64,
-    pub dup_after_restart: u64,
+    pub dup_causes: DupCauses,
     /// Deliveries to sessions without XEP-0198 that the router was told drained.
     pub drained: u64,
     /// Virtual time of the last server restart.
@@ -257,10 +263,10 @@ impl Ledger {
     ) -> Result<(), Violation> {
         self.duplicates += 1;
         match before.drained_ms {
-            _ if before.last_sm => self.dup_after_sm += 1,
-            None => self.dup_undrained += 1,
+            _ if before.last_sm => self.dup_causes.after_sm += 1,
+            None => self.dup_causes.undrained += 1,
             Some(drained_ms) if self.last_restart_ms.is_some_and(|r| r >= drained_ms) => {
-                self.dup_after_restart += 1;
+                self.dup_causes.after_restart += 1;
             }
             Some(drained_ms) => {
                 let detail = format!(
@@ -381,7 +387,7 @@ mod tests {
         l.on_delivered(1, 1, false, key(2)).unwrap();
         // 2 again in session 2: written, never drained: allowed.
         l.on_delivered(1, 2, true, key(2)).unwrap();
-        assert_eq!((l.duplicates, l.dup_undrained), (1, 1));
+        assert_eq!((l.duplicates, l.dup_causes.undrained), (1, 1));
         // 1 again: the router was told it drained and nothing restarted.
         let err = l.on_delivered(1, 3, true, key(1)).unwrap_err();
         assert_eq!(err.checker, "duplicate");
@@ -391,7 +397,7 @@ mod tests {
         l.on_confirmed(1, &[key(1)], 100);
         l.on_restart(150);
         l.on_delivered(1, 2, false, key(1)).unwrap();
-        assert_eq!(l.dup_after_restart, 1);
+        assert_eq!(l.dup_causes.after_restart, 1);
         // A restart before the drain excuses nothing.
         let mut l = ledger(&[1]);
         l.on_restart(50);

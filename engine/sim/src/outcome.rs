@@ -5,7 +5,7 @@
 //!
 //! Invariants: an `Outcome` is a pure function of (config, seed), its trace hash included.
 
-use crate::ledger::Violation;
+use crate::ledger::{DupCauses, Violation};
 use crate::world::{World, START_MS};
 use crate::SimConfig;
 
@@ -23,9 +23,7 @@ pub struct Outcome {
     pub deliveries: u64,
     /// Duplicate chat deliveries in all, and sorted by what allowed them (see `ledger`).
     pub duplicates: u64,
-    pub dup_after_sm: u64,
-    pub dup_undrained: u64,
-    pub dup_after_restart: u64,
+    pub dup_causes: DupCauses,
     /// Chat deliveries to sessions without XEP-0198 that the router was told drained.
     pub drained: u64,
     /// Fresh sessions bound without XEP-0198.
@@ -101,9 +99,7 @@ pub fn run(cfg: &SimConfig, seed: u64) -> Outcome {
         acked: world.ledger.acked_count(),
         deliveries: world.ledger.deliveries,
         duplicates: world.ledger.duplicates,
-        dup_after_sm: world.ledger.dup_after_sm,
-        dup_undrained: world.ledger.dup_undrained,
-        dup_after_restart: world.ledger.dup_after_restart,
+        dup_causes: world.ledger.dup_causes,
         drained: world.ledger.drained,
         sessions_without_sm: world.clients.iter().map(|c| c.sessions_without_sm).sum(),
         slow_conns: world.slow_conns,

@@ -200,18 +200,17 @@ fn planned_clients(cfg: &SimConfig, plan: &Plan) -> Vec<Client> {
         .collect()
 }
 
+/// The run's contacts and rooms, drawn first from the seed's PRNG.
+fn draw_plan(rng: &mut Rng, cfg: &SimConfig) -> Plan {
+    Plan::draw(rng, cfg.clients, cfg.contacts, cfg.groups, cfg.group_size)
+}
+
 impl World {
     pub(crate) fn new(cfg: SimConfig, seed: u64) -> Result<World, Violation> {
         let dir = crate::commit::TempDir::new(seed)?;
         let router_config = crate::commit::router_config(&cfg);
         let mut rng = Rng::new(seed);
-        let plan = Plan::draw(
-            &mut rng,
-            cfg.clients,
-            cfg.contacts,
-            cfg.groups,
-            cfg.group_size,
-        );
+        let plan = draw_plan(&mut rng, &cfg);
         let clients = planned_clients(&cfg, &plan);
         let setup = plan.contacts.iter().any(|c| !c.is_empty()) || !plan.rooms.is_empty();
         let mut world = World {

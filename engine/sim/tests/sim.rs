@@ -129,7 +129,7 @@ fn three_hundred_seeds_pass() {
     let resumes = sum(|o| o.resumes);
     let without_sm = sum(|o| o.sessions_without_sm);
     let drained = sum(|o| o.drained);
-    let undrained = sum(|o| o.dup_undrained);
+    let undrained = sum(|o| o.dup_causes.undrained);
     let slow = sum(|o| o.slow_conns);
     let handoffs = sum(|o| o.handoffs);
     let write_failures = sum(|o| o.commit_failures);
@@ -141,8 +141,8 @@ fn three_hundred_seeds_pass() {
          log writes",
         seeds.len(),
         started.elapsed().as_secs_f64(),
-        sum(|o| o.dup_after_sm),
-        sum(|o| o.dup_after_restart),
+        sum(|o| o.dup_causes.after_sm),
+        sum(|o| o.dup_causes.after_restart),
         sum(|o| o.aborts),
     );
     assert!(
@@ -255,7 +255,7 @@ fn store_and_forward_holds_under_pressure_over_a_hundred_seeds() {
     let failures = failures(&outcomes);
     let sum = |f: fn(&Outcome) -> u64| outcomes.iter().map(f).sum::<u64>();
     let held_back = sum(|o| o.backlogs_started);
-    let undrained = sum(|o| o.dup_undrained);
+    let undrained = sum(|o| o.dup_causes.undrained);
     let full = outcomes
         .iter()
         .filter(|o| o.peak_queued_bytes * 2 > 4 * 1024)
