@@ -157,18 +157,24 @@ impl Router {
             StanzaKind::Presence if view.to().is_none() => self.set_presence(slot, view, ty, fx),
             StanzaKind::Iq => self.answer_iq(slot, view, ty, account, fx),
             StanzaKind::Message if wants_error(StanzaKind::Message, ty) => {
-                let to = view.to();
-                self.reply_error(
-                    slot,
-                    view,
-                    to.as_deref(),
-                    StanzaError::ServiceUnavailable,
-                    fx,
-                );
+                self.service_unavailable(slot, view, fx);
             }
             // Presence to the domain, and messages that get no error: nothing to do yet.
             _ => {}
         }
+    }
+
+    /// The server offers nothing for this stanza: service-unavailable back to its sender,
+    /// from the address it was sent to.
+    fn service_unavailable(&mut self, slot: u32, view: &StanzaView<'_>, fx: &mut impl Effects) {
+        let to = view.to();
+        self.reply_error(
+            slot,
+            view,
+            to.as_deref(),
+            StanzaError::ServiceUnavailable,
+            fx,
+        );
     }
 
     /// Answers an iq get/set addressed to the server (`account`: to the sender's bare JID).
@@ -188,15 +194,7 @@ impl Router {
             return;
         }
         let Some(payload) = server_answer(view, ty, account) else {
-            let to = view.to();
-            self.reply_error(
-                slot,
-                view,
-                to.as_deref(),
-                StanzaError::ServiceUnavailable,
-                fx,
-            );
-            return;
+            return self.service_unavailable(slot, view, fx);
         };
         let Some(conn) = self.conns.get(slot) else {
             return;

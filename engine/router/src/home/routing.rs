@@ -437,56 +437,52 @@ mod tests {
     fn targets_follow_rfc6120_section_10() {
         let (me, domain) = (jid("alice@example.com/phone"), jid("example.com"));
         let groups = jid("groups.example.com");
-        let t = |to, kind| target(to, kind, &me, &domain, &groups);
-        assert_eq!(t(None, StanzaKind::Iq), Target::Server { account: false });
-        assert_eq!(
-            t(Some("example.com"), StanzaKind::Message),
-            Target::Server { account: false }
-        );
-        assert_eq!(
-            t(Some("Example.COM/x"), StanzaKind::Iq),
-            Target::Server { account: false }
-        );
-        assert_eq!(
-            t(Some("alice@example.com"), StanzaKind::Iq),
-            Target::Server { account: true }
-        );
-        assert_eq!(
-            t(Some("alice@example.com"), StanzaKind::Message),
-            Target::User(jid("alice@example.com"))
-        );
-        assert_eq!(
-            t(Some("Bob@example.com/x"), StanzaKind::Iq),
-            Target::User(jid("bob@example.com/x"))
-        );
-        assert_eq!(
-            t(Some("bob@other.org"), StanzaKind::Message),
-            Target::Remote
-        );
-        assert_eq!(
-            t(Some("Team@Groups.example.com/nick"), StanzaKind::Presence),
-            Target::Room(jid("team@groups.example.com/nick"))
-        );
-        assert_eq!(
-            t(Some("groups.example.com"), StanzaKind::Iq),
-            Target::Room(jid("groups.example.com"))
-        );
-        assert_eq!(
-            t(Some("@example.com"), StanzaKind::Message),
-            Target::Malformed
-        );
-    }
-
-    #[test]
-    fn errors_are_wanted_only_where_rfc_allows() {
-        use StanzaType::*;
-        assert!(wants_error(StanzaKind::Message, Chat));
-        assert!(wants_error(StanzaKind::Message, Groupchat));
-        assert!(!wants_error(StanzaKind::Message, Headline));
-        assert!(!wants_error(StanzaKind::Message, Error));
-        assert!(wants_error(StanzaKind::Iq, Get));
-        assert!(!wants_error(StanzaKind::Iq, Result));
-        assert!(!wants_error(StanzaKind::Iq, Error));
-        assert!(!wants_error(StanzaKind::Presence, Available));
+        let cases = [
+            (None, StanzaKind::Iq, Target::Server { account: false }),
+            (
+                Some("example.com"),
+                StanzaKind::Message,
+                Target::Server { account: false },
+            ),
+            (
+                Some("Example.COM/x"),
+                StanzaKind::Iq,
+                Target::Server { account: false },
+            ),
+            (
+                Some("alice@example.com"),
+                StanzaKind::Iq,
+                Target::Server { account: true },
+            ),
+            (
+                Some("alice@example.com"),
+                StanzaKind::Message,
+                Target::User(jid("alice@example.com")),
+            ),
+            (
+                Some("Bob@example.com/x"),
+                StanzaKind::Iq,
+                Target::User(jid("bob@example.com/x")),
+            ),
+            (Some("bob@other.org"), StanzaKind::Message, Target::Remote),
+            (
+                Some("Team@Groups.example.com/nick"),
+                StanzaKind::Presence,
+                Target::Room(jid("team@groups.example.com/nick")),
+            ),
+            (
+                Some("groups.example.com"),
+                StanzaKind::Iq,
+                Target::Room(jid("groups.example.com")),
+            ),
+            (Some("@example.com"), StanzaKind::Message, Target::Malformed),
+        ];
+        for (to, kind, want) in cases {
+            assert_eq!(
+                target(to, kind, &me, &domain, &groups),
+                want,
+                "to={to:?} {kind:?}"
+            );
+        }
     }
 }
