@@ -22,9 +22,9 @@
 //! `on_committed`), and a sender on another shard hears of it by `Mail::Committed`.
 //!
 //! Modules, one job each. The stream layer (per conn), under `stream`: the feed loop,
-//! SASL (`stream` itself), `stream::header` (headers, computed features, `Dialect`),
+//! `stream::sasl` (SASL over the `accounts` backends), `stream::header` (headers, computed features, `Dialect`),
 //! `stream::conn` (per-conn state, slab),
-//! `stream::bind` (binding, hand-off); beside it `auth` (SASL PLAIN, token check), `unauth`,
+//! `stream::bind` (binding, hand-off); beside it `accounts` (the account backends behind one trait), `unauth`,
 //! `timers` (coarse wheel), `ids` (stream ids, resources). The home layer (per user), under
 //! `home`: `home::sm` (XEP-0198: `session` counters and queues, `table` sessions and
 //! timers, `elements` the wire elements and detach, `resume`: the `<resumed h>` answer
@@ -50,7 +50,7 @@
 // STYLE.md: functions under 70 lines (the threshold is in this package's clippy.toml).
 #![warn(clippy::too_many_lines)]
 
-mod auth;
+mod accounts;
 mod config;
 mod deadlines;
 mod effects;
@@ -70,7 +70,6 @@ mod tables;
 mod timers;
 mod unauth;
 
-pub use auth::token_password;
 pub use config::{AuthBackend, BroadcastRoles, RouterConfig};
 pub use effects::{ConnKey, Effects, Handoff, StanzaType};
 pub use errors::{Cause, Fault, SessionEnd, StreamError};
@@ -81,6 +80,8 @@ pub use home::sm::{
 };
 pub use location::{Location, NodeId, Placement, ShardId, Slot};
 pub use mail::{AckRef, Fanout, GatherRef, Mail, Recipient, WireError, MAIL_VERSION};
+/// The `token` backend's password of a local part (rookery-sasl's, re-exported for tests and tools).
+pub use rookery_sasl::token_password;
 pub use router::Router;
 pub use stats::{Metric, MetricKind, RouterStats};
 pub use stream::MAX_AUTH_FAILURES;

@@ -36,6 +36,7 @@ use crate::maps::HashState;
 use crate::replies;
 use crate::stats::RouterStats;
 use crate::stream::conn::{Conn, ConnSlab, Phase};
+use crate::stream::sasl::Sasl;
 use crate::timers::{TimerEntry, TimerWheel};
 use crate::unauth::Unauthenticated;
 
@@ -59,6 +60,8 @@ pub struct Router {
     due: Vec<TimerEntry>,
     /// Conns not yet authenticated, per source address (`max_unauth_per_address`).
     pub(crate) unauth: Unauthenticated,
+    /// The account backend and the SASL exchanges in progress.
+    pub(crate) sasl: Sasl,
 }
 
 impl Router {
@@ -135,6 +138,7 @@ impl Router {
             rooms,
             hash,
         );
+        let sasl = Sasl::new(&config.auth, hash);
         Router {
             limits: FramerLimits {
                 max_stanza_bytes: config.max_stanza_bytes,
@@ -148,6 +152,7 @@ impl Router {
             stamp: Vec::new(),
             due: Vec::new(),
             unauth: Unauthenticated::new(hash),
+            sasl,
         }
     }
 
@@ -216,6 +221,7 @@ impl Router {
             // What it had written and not confirmed stays in the store.
             self.home.deliveries.remove(slot);
             self.unauth.release(slot);
+            self.sasl.forget(slot);
         }
         self.after_call(fx);
     }
@@ -379,6 +385,7 @@ impl Router {
             + self.home.deliveries.heap_bytes()
             + self.home.sessions.heap_bytes()
             + self.unauth.heap_bytes()
+            + self.sasl.heap_bytes()
     }
 
     /// Bytes of XEP-0198 unacked stanzas kept in memory for this shard's sessions (stored
@@ -417,6 +424,7 @@ impl Router {
             self.conns.remove(old);
             self.home.sessions.remove(old);
             self.unauth.release(old);
+            self.sasl.forget(old);
         }
         let slot = self.conns.insert(conn);
         self.arm_timer(slot, now_ms);

@@ -63,7 +63,8 @@ const PLAIN_CASES: &[(&[u8], Failure, &str)] = &[
     (b"\0u\x07\0pw", Failure::MalformedRequest, PLAIN_PREP),
     (b"\0u\xff\0pw", Failure::MalformedRequest, "PLAIN message is not UTF-8"),
     (b"v\0u\0pw", Failure::InvalidAuthzid, OTHER_USER),
-    (b"u@example.com\0u\0pw", Failure::InvalidAuthzid, OTHER_USER),
+    (b"v@example.com\0u\0pw", Failure::InvalidAuthzid, OTHER_USER),
+    (b"u@\0u\0pw", Failure::InvalidAuthzid, OTHER_USER),
 ];
 
 /// Starts `mechanism` with `first`; checks the outcome and the logged cause.
@@ -112,20 +113,58 @@ fn plain_refusals() {
 }
 
 #[test]
-fn authzid_equal_to_the_authcid_is_accepted() {
-    for (mechanism, first) in [
-        (Mechanism::ScramSha1, b"n,a=u=2Cv,n=u=2Cv,r=abc".as_slice()),
-        (Mechanism::Plain, b"u,v\0u,v\0pw".as_slice()),
+fn authzid_naming_the_authcid_is_accepted() {
+    for (mechanism, first, authzid) in [
+        (
+            Mechanism::ScramSha1,
+            b"n,a=u=2Cv,n=u=2Cv,r=abc".as_slice(),
+            "u,v",
+        ),
+        (Mechanism::Plain, b"u,v\0u,v\0pw".as_slice(), "u,v"),
+        (
+            Mechanism::ScramSha256,
+            b"n,a=u=2Cv@example.com,n=u=2Cv,r=abc".as_slice(),
+            "u,v@example.com",
+        ),
+        (
+            Mechanism::Plain,
+            b"u,v@example.com\0u,v\0pw".as_slice(),
+            "u,v@example.com",
+        ),
     ] {
         let (_, step) = ServerExchange::start(mechanism, NONE, first, SERVER_NONCE);
         assert_eq!(
             step,
             Step::NeedCredentials {
                 authcid: "u,v".into(),
-                authzid: Some("u,v".into())
+                authzid: Some(authzid.into())
             }
         );
     }
+}
+
+#[test]
+fn plain_with_the_callers_password_check() {
+    for (password, expected) in [("right", true), ("wrong", false)] {
+        let first = format!("\0u\0{password}");
+        let (mut server, step) =
+            ServerExchange::start(Mechanism::Plain, NONE, first.as_bytes(), SERVER_NONCE);
+        assert!(matches!(step, Step::NeedCredentials { .. }));
+        let step = server.check_password(|given| given == "right");
+        let success = Step::Success {
+            authcid: "u".into(),
+            additional_data: Vec::new(),
+        };
+        assert_eq!(step == success, expected, "{password}");
+        assert_eq!(step == Step::Failure(Failure::NotAuthorized), !expected);
+        assert!(server.is_done());
+    }
+    // SCRAM needs stored credentials: the caller's check is refused there.
+    let (mut scram, _) = ServerExchange::start(SHA, NONE, b"n,,n=u,r=abc", SERVER_NONCE);
+    assert_eq!(
+        scram.check_password(|_| true),
+        Step::Failure(Failure::TemporaryAuthFailure)
+    );
 }
 
 #[test]

@@ -3,7 +3,7 @@
 //! what the stream offers (the SASL mechanisms) rather than kept as constant bytes.
 //!
 //! What it does not do: decide when a header or features go out (`stream`), or SASL itself
-//! (`auth`). The `Dialect` is the seam for RFC 7395 (XMPP over WebSocket: `<open/>`,
+//! (`sasl`). The `Dialect` is the seam for RFC 7395 (XMPP over WebSocket: `<open/>`,
 //! `<close/>` and its features form): `Stream` is the only dialect produced today.
 //!
 //! Invariants: for `Dialect::Stream` the bytes written are exactly what the router wrote
@@ -11,6 +11,7 @@
 
 use rookery_proto::element::Element;
 use rookery_proto::{ns, Jid};
+use rookery_sasl::Mechanism;
 
 use crate::errors::StreamError;
 use crate::replies;
@@ -41,7 +42,7 @@ impl Dialect {
     }
 
     /// The features of `stage`; `mechanisms` are the SASL mechanisms offered (pre-auth).
-    pub(crate) fn features(self, stage: Stage, mechanisms: &[&str], out: &mut Vec<u8>) {
+    pub(crate) fn features(self, stage: Stage, mechanisms: &[Mechanism], out: &mut Vec<u8>) {
         match self {
             Dialect::Stream => out.extend_from_slice(b"<stream:features>"),
         }
@@ -52,7 +53,7 @@ impl Dialect {
                 out.extend_from_slice(b"'>");
                 for mechanism in mechanisms {
                     out.extend_from_slice(b"<mechanism>");
-                    rookery_proto::writer::escape_text(mechanism, out);
+                    out.extend_from_slice(mechanism.name().as_bytes());
                     out.extend_from_slice(b"</mechanism>");
                 }
                 out.extend_from_slice(b"</mechanisms>");
@@ -165,7 +166,7 @@ mod tests {
 
     fn features(stage: Stage) -> Vec<u8> {
         let mut out = Vec::new();
-        Dialect::Stream.features(stage, &["PLAIN"], &mut out);
+        Dialect::Stream.features(stage, &[Mechanism::Plain], &mut out);
         out
     }
 
@@ -183,12 +184,13 @@ xmlns='urn:ietf:params:xml:ns:xmpp-session'><optional/></session>\
     }
 
     #[test]
-    fn mechanisms_are_listed_in_order_and_escaped() {
+    fn mechanisms_are_listed_in_order() {
         let mut out = Vec::new();
-        Dialect::Stream.features(Stage::PreAuth, &["SCRAM-SHA-1", "A<B"], &mut out);
+        let offered = [Mechanism::ScramSha256, Mechanism::Plain];
+        Dialect::Stream.features(Stage::PreAuth, &offered, &mut out);
         let text = String::from_utf8(out).expect("utf-8");
         assert!(text.contains(
-            "<mechanism>SCRAM-SHA-1</mechanism><mechanism>A&lt;B</mechanism></mechanisms>"
+            "<mechanism>SCRAM-SHA-256</mechanism><mechanism>PLAIN</mechanism></mechanisms>"
         ));
     }
 

@@ -1,8 +1,9 @@
-//! The stream layer of a conn: the feed loop over the framer, stream headers, SASL PLAIN and
-//! the dispatch of stanzas by phase.
+//! The stream layer of a conn: the feed loop over the framer, stream headers and the dispatch
+//! of stanzas by phase.
 //!
 //! Submodules: `conn` (per-conn state, slab), `header` (stream header check, our header and
-//! features, the `Dialect` seam), `bind` (resource binding, hand-off).
+//! features, the `Dialect` seam), `sasl` (authentication over the account backends), `bind`
+//! (resource binding, hand-off).
 //!
 //! What it does not do: answering or routing stanzas of a session (see `home::local`,
 //! `home::routing`), stream management (see `home::sm`).
@@ -18,24 +19,18 @@
 pub(crate) mod bind;
 pub(crate) mod conn;
 pub(crate) mod header;
+pub(crate) mod sasl;
 
-use rookery_proto::element::Element;
-use rookery_proto::{ns, Frame, Jid};
+use rookery_proto::Frame;
 
-use crate::auth::{check_plain, SaslFailure};
 use crate::effects::{Effects, HomeRequest};
 use crate::errors::StreamError;
 use crate::location::ShardId;
-use crate::replies;
 use crate::router::Router;
 use crate::stream::conn::Phase;
 use crate::stream::header::{check_header, Stage};
 
-/// The SASL mechanisms offered: PLAIN, with either account backend (`auth`).
-const MECHANISMS: &[&str] = &["PLAIN"];
-
-/// Failed SASL attempts allowed before the stream is closed with `policy-violation`.
-pub const MAX_AUTH_FAILURES: u8 = 3;
+pub use sasl::MAX_AUTH_FAILURES;
 
 /// What the feed loop does after one frame.
 pub(crate) enum Next {
@@ -156,80 +151,10 @@ impl Router {
         out.clear();
         let id = self.ids.stream_id();
         conn.dialect.open(out, &id, self.home.domain.as_str());
-        conn.dialect.features(stage, MECHANISMS, out);
+        conn.dialect.features(stage, self.sasl.mechanisms(), out);
         fx.send(conn.key, out);
         conn.header_sent = true;
         conn.phase = next_phase;
-        Next::Continue
-    }
-
-    /// A first-level element before authentication: only SASL elements are allowed.
-    fn on_sasl(&mut self, slot: u32, phase: Phase, bytes: &[u8], fx: &mut impl Effects) -> Next {
-        let Ok(element) = Element::parse(bytes) else {
-            self.stream_error(slot, StreamError::NotWellFormed, fx);
-            return Next::Stop;
-        };
-        if element.ns() != Some(ns::SASL) {
-            self.stream_error(slot, StreamError::NotAuthorized, fx);
-            return Next::Stop;
-        }
-        let text = element.text();
-        let outcome = match (phase, element.local_name()) {
-            (Phase::AwaitAuth, "auth") if element.attr("mechanism") != Some("PLAIN") => {
-                Err(SaslFailure::InvalidMechanism)
-            }
-            // No initial response: RFC 6120 6.4.2, send an empty challenge and await it.
-            (Phase::AwaitAuth, "auth") if text.is_empty() => return self.send_challenge(slot, fx),
-            (Phase::AwaitAuth, "auth") | (Phase::AwaitResponse, "response") => {
-                check_plain(&self.config.auth, self.home.domain.domain(), &text)
-            }
-            (_, "abort") => Err(SaslFailure::Aborted),
-            _ => {
-                self.stream_error(slot, StreamError::NotAuthorized, fx);
-                return Next::Stop;
-            }
-        };
-        match outcome {
-            Ok(jid) => self.sasl_success(slot, jid, fx),
-            Err(failure) => self.sasl_failure(slot, failure, fx),
-        }
-    }
-
-    fn send_challenge(&mut self, slot: u32, fx: &mut impl Effects) -> Next {
-        let Some(conn) = self.conns.get_mut(slot) else {
-            return Next::Stop;
-        };
-        fx.send(conn.key, replies::SASL_CHALLENGE_EMPTY);
-        conn.phase = Phase::AwaitResponse;
-        Next::Continue
-    }
-
-    fn sasl_success(&mut self, slot: u32, jid: Jid, fx: &mut impl Effects) -> Next {
-        let Some(conn) = self.conns.get_mut(slot) else {
-            return Next::Stop;
-        };
-        fx.send(conn.key, replies::SASL_SUCCESS);
-        conn.jid = Some(jid);
-        conn.phase = Phase::AwaitRestart;
-        conn.header_sent = false;
-        self.unauth.release(slot);
-        Next::Restart
-    }
-
-    fn sasl_failure(&mut self, slot: u32, failure: SaslFailure, fx: &mut impl Effects) -> Next {
-        let Some(conn) = self.conns.get_mut(slot) else {
-            return Next::Stop;
-        };
-        self.reply.clear();
-        replies::sasl_failure(&mut self.reply, failure.condition());
-        fx.send(conn.key, &self.reply);
-        conn.phase = Phase::AwaitAuth;
-        conn.auth_failures = conn.auth_failures.saturating_add(1);
-        self.home.stats.auth_failures += 1;
-        if conn.auth_failures >= MAX_AUTH_FAILURES {
-            self.stream_error(slot, StreamError::PolicyViolation, fx);
-            return Next::Stop;
-        }
         Next::Continue
     }
 }

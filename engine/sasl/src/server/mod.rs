@@ -40,7 +40,8 @@ pub enum Step {
     Challenge(Vec<u8>),
     /// Look up `authcid` and answer with `credentials` (`None` for an unknown user).
     /// `authzid` is what the client asked to act as; the crate only accepts the authcid
-    /// itself, so it is `Some(authcid)` or `None`.
+    /// itself or `authcid@domain` (XMPP's bare JID form: the caller checks the domain), so it
+    /// is one of those or `None`.
     NeedCredentials {
         authcid: String,
         authzid: Option<String>,
@@ -142,6 +143,21 @@ impl ServerExchange {
             _ => Err(reject(
                 Failure::TemporaryAuthFailure,
                 "credentials() called when the exchange did not ask for them (caller bug)",
+            )),
+        };
+        self.settle(outcome)
+    }
+
+    /// Answers [`Step::NeedCredentials`] of a PLAIN exchange with the caller's own check of
+    /// the password, for account backends that keep no credentials (Rookery's `token` and
+    /// `open` backends). `check` must compare in constant time. Any other state fails the
+    /// exchange (a caller bug), as does a SCRAM exchange: SCRAM needs stored credentials.
+    pub fn check_password(&mut self, check: impl FnOnce(&str) -> bool) -> Step {
+        let outcome = match std::mem::replace(&mut self.state, State::Done) {
+            State::PlainCredentials(pending) => plain::finish_with(pending, check),
+            _ => Err(reject(
+                Failure::TemporaryAuthFailure,
+                "check_password() outside a PLAIN exchange waiting for credentials (caller bug)",
             )),
         };
         self.settle(outcome)

@@ -66,14 +66,37 @@ pub(super) fn first(message: &[u8]) -> Result<(Pending, Step), Reject> {
 }
 
 /// The authzid must name the authenticated user itself: acting as another is unsupported.
+/// Accepted: the authcid itself, or `authcid@domain` (XMPP sends a bare JID, RFC 6120
+/// 6.3.8); the domain part is the caller's to check (the crate knows no domains).
 pub(super) fn check_authzid(authzid: &str, authcid: &str) -> Result<String, Reject> {
+    let names_authcid = |prepared: &str| {
+        prepared == authcid
+            || prepared
+                .strip_prefix(authcid)
+                .and_then(|rest| rest.strip_prefix('@'))
+                .is_some_and(|domain| !domain.is_empty())
+    };
     match prep::username(authzid) {
-        Some(prepared) if prepared == authcid => Ok(prepared),
+        Some(prepared) if names_authcid(&prepared) => Ok(prepared),
         _ => Err(reject(
             Failure::InvalidAuthzid,
             "authzid differs from the authcid (acting as another user is not supported)",
         )),
     }
+}
+
+/// Finishes with the caller's own password check (backends that keep no credentials).
+pub(super) fn finish_with(
+    pending: Pending,
+    check: impl FnOnce(&str) -> bool,
+) -> Result<Step, Reject> {
+    if !check(&pending.password) {
+        return Err(reject(Failure::NotAuthorized, "wrong password"));
+    }
+    Ok(Step::Success {
+        authcid: pending.authcid,
+        additional_data: Vec::new(),
+    })
 }
 
 pub(super) fn finish(

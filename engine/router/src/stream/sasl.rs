@@ -1,0 +1,305 @@
+//! SASL on a conn (RFC 6120 6.4): `<auth>`, `<response>` and `<abort>`, for whichever
+//! mechanism the account backend offers, through rookery-sasl's server exchange.
+//!
+//! The flow: `<auth mechanism=M>` starts a [`ServerExchange`] with the decoded initial
+//! response; its steps are answered here: a challenge goes out (and the exchange waits in
+//! [`Sasl`] for the `<response>`), a credentials request is answered by the [`Accounts`]
+//! backend, success and failure end it. Failures count toward [`MAX_AUTH_FAILURES`], after
+//! which the stream is closed with `policy-violation`.
+//!
+//! What it does not do: check passwords or keep accounts (`accounts`), parse SASL messages
+//! (rookery-sasl), or restart the stream (the feed loop does, on `Next::Restart`). Nonces:
+//! PLAIN uses none, and no backend offers SCRAM yet; the first that does must bring a nonce
+//! source from a CSPRNG seeded by the server (the ids here are not one).
+//!
+//! Invariants: an exchange waits in `Sasl` only while its conn is in `Phase::AwaitResponse`
+//! and is dropped when the conn authenticates, fails, aborts or goes away (`forget`), so the
+//! table holds at most one per unauthenticated conn. A failure's reason (an unknown user, a
+//! wrong password) goes to no peer: only the RFC 6120 condition does.
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use rookery_proto::element::Element;
+use rookery_proto::{ns, Jid};
+use rookery_sasl::{ChannelBindingOffer, Failure, Mechanism, ServerExchange, Step};
+
+use crate::accounts::{self, Accounts};
+use crate::config::AuthBackend;
+use crate::effects::Effects;
+use crate::errors::StreamError;
+use crate::maps::{HashState, Map};
+use crate::replies;
+use crate::router::Router;
+use crate::stream::conn::Phase;
+use crate::stream::Next;
+
+/// Failed SASL attempts allowed before the stream is closed with `policy-violation`.
+pub const MAX_AUTH_FAILURES: u8 = 3;
+
+/// The nonce handed to PLAIN exchanges, which use none (rookery-sasl checks its form only).
+const PLAIN_NONCE: &[u8] = b"plain-uses-no-nonce";
+
+/// The stream layer's SASL state: the account backend and the exchanges in progress.
+#[derive(Debug)]
+pub(crate) struct Sasl {
+    accounts: Box<dyn Accounts>,
+    /// Exchanges waiting for the client's `<response/>`, by slot.
+    waiting: Map<u32, Box<ServerExchange>>,
+}
+
+impl Sasl {
+    pub fn new(backend: &AuthBackend, hash: HashState) -> Sasl {
+        Sasl {
+            accounts: accounts::for_backend(backend),
+            waiting: hash.map(),
+        }
+    }
+
+    /// The mechanisms the pre-auth features offer.
+    pub fn mechanisms(&self) -> &'static [Mechanism] {
+        self.accounts.mechanisms()
+    }
+
+    /// The conn in `slot` went away or authenticated: drop its exchange, if any.
+    pub fn forget(&mut self, slot: u32) {
+        self.waiting.remove(&slot);
+    }
+
+    pub fn heap_bytes(&self) -> usize {
+        self.waiting.capacity() * (std::mem::size_of::<(u32, Box<ServerExchange>)>() + 1)
+            + self.waiting.len() * std::mem::size_of::<ServerExchange>()
+    }
+}
+
+/// How an SASL element ends for the feed loop: a step to answer, or a failure of its own.
+enum Outcome {
+    Step(Step),
+    Failed(Failure),
+}
+
+impl Router {
+    /// A first-level element before authentication: only SASL elements are allowed.
+    pub(super) fn on_sasl(
+        &mut self,
+        slot: u32,
+        phase: Phase,
+        bytes: &[u8],
+        fx: &mut impl Effects,
+    ) -> Next {
+        let Ok(element) = Element::parse(bytes) else {
+            self.stream_error(slot, StreamError::NotWellFormed, fx);
+            return Next::Stop;
+        };
+        if element.ns() != Some(ns::SASL) {
+            self.stream_error(slot, StreamError::NotAuthorized, fx);
+            return Next::Stop;
+        }
+        let outcome = match (phase, element.local_name()) {
+            (Phase::AwaitAuth, "auth") => {
+                self.start_exchange(slot, element.attr("mechanism"), &element.text())
+            }
+            (Phase::AwaitResponse, "response") => self.continue_exchange(slot, &element.text()),
+            (_, "abort") => {
+                self.sasl.forget(slot);
+                Outcome::Failed(Failure::Aborted)
+            }
+            _ => {
+                self.stream_error(slot, StreamError::NotAuthorized, fx);
+                return Next::Stop;
+            }
+        };
+        match outcome {
+            Outcome::Step(step) => self.answer(slot, step, fx),
+            Outcome::Failed(failure) => self.sasl_failure(slot, failure, fx),
+        }
+    }
+
+    fn start_exchange(&mut self, slot: u32, mechanism: Option<&str>, text: &str) -> Outcome {
+        let offered = self.sasl.mechanisms();
+        let Some(mechanism) = mechanism
+            .and_then(Mechanism::from_name)
+            .filter(|m| offered.contains(m))
+        else {
+            return Outcome::Failed(Failure::InvalidMechanism);
+        };
+        // RFC 6120 6.4.2: "=" is an initial response that is present and empty, which no
+        // mechanism offered here accepts; no text at all asks for an empty challenge.
+        let initial = match decode(text) {
+            Ok(Some(initial)) if initial.is_empty() => {
+                return Outcome::Failed(Failure::MalformedRequest)
+            }
+            Ok(initial) => initial.unwrap_or_default(),
+            Err(failure) => return Outcome::Failed(failure),
+        };
+        let (mut exchange, step) = ServerExchange::start(
+            mechanism,
+            ChannelBindingOffer::NotOffered,
+            &initial,
+            PLAIN_NONCE,
+        );
+        let outcome = self.resolve(&mut exchange, step);
+        self.park_if_challenged(slot, exchange, &outcome);
+        outcome
+    }
+
+    fn continue_exchange(&mut self, slot: u32, text: &str) -> Outcome {
+        let Some(mut exchange) = self.sasl.waiting.remove(&slot) else {
+            return Outcome::Failed(Failure::MalformedRequest);
+        };
+        let step = match decode(text) {
+            Ok(response) => exchange.respond(&response.unwrap_or_default()),
+            Err(failure) => return Outcome::Failed(failure),
+        };
+        let outcome = self.resolve(&mut exchange, step);
+        self.park_if_challenged(slot, *exchange, &outcome);
+        outcome
+    }
+
+    /// An exchange that sent a challenge waits for the `<response/>`; any other is over.
+    fn park_if_challenged(&mut self, slot: u32, exchange: ServerExchange, outcome: &Outcome) {
+        if matches!(outcome, Outcome::Step(Step::Challenge(_))) {
+            self.sasl.waiting.insert(slot, Box::new(exchange));
+        }
+    }
+
+    /// Answers a credentials request from the account backend; other steps pass through.
+    fn resolve(&self, exchange: &mut ServerExchange, step: Step) -> Outcome {
+        let Step::NeedCredentials { authcid, authzid } = step else {
+            return Outcome::Step(step);
+        };
+        let domain = self.home.domain.domain();
+        // A username that is no JID local part can name no account.
+        let Ok(user) = Jid::new(Some(authcid.as_str()), domain, None) else {
+            return Outcome::Failed(Failure::NotAuthorized);
+        };
+        // XMPP's authzid is a JID (RFC 6120 6.3.8): it must be the user's own bare JID.
+        if authzid.is_some_and(|authzid| Jid::parse(&authzid).map_or(true, |id| id != user)) {
+            return Outcome::Failed(Failure::InvalidAuthzid);
+        }
+        let accounts = &self.sasl.accounts;
+        Outcome::Step(exchange.check_password(|password| accounts.check_password(&user, password)))
+    }
+
+    fn answer(&mut self, slot: u32, step: Step, fx: &mut impl Effects) -> Next {
+        match step {
+            Step::Challenge(challenge) => self.send_challenge(slot, &challenge, fx),
+            Step::Success {
+                authcid,
+                additional_data,
+            } => {
+                self.sasl.forget(slot);
+                match Jid::new(Some(authcid.as_str()), self.home.domain.domain(), None) {
+                    Ok(jid) => self.sasl_success(slot, jid, &additional_data, fx),
+                    Err(_) => self.sasl_failure(slot, Failure::NotAuthorized, fx),
+                }
+            }
+            Step::Failure(failure) => self.sasl_failure(slot, failure, fx),
+            // `step` answers every credentials request before we get here.
+            Step::NeedCredentials { .. } => {
+                self.sasl_failure(slot, Failure::TemporaryAuthFailure, fx)
+            }
+        }
+    }
+
+    fn send_challenge(&mut self, slot: u32, challenge: &[u8], fx: &mut impl Effects) -> Next {
+        let Some(conn) = self.conns.get_mut(slot) else {
+            return Next::Stop;
+        };
+        if challenge.is_empty() {
+            fx.send(conn.key, replies::SASL_CHALLENGE_EMPTY);
+        } else {
+            self.reply.clear();
+            sasl_element(&mut self.reply, "challenge", challenge);
+            fx.send(conn.key, &self.reply);
+        }
+        conn.phase = Phase::AwaitResponse;
+        Next::Continue
+    }
+
+    fn sasl_success(&mut self, slot: u32, jid: Jid, data: &[u8], fx: &mut impl Effects) -> Next {
+        let Some(conn) = self.conns.get_mut(slot) else {
+            return Next::Stop;
+        };
+        if data.is_empty() {
+            fx.send(conn.key, replies::SASL_SUCCESS);
+        } else {
+            self.reply.clear();
+            sasl_element(&mut self.reply, "success", data);
+            fx.send(conn.key, &self.reply);
+        }
+        conn.jid = Some(jid);
+        conn.phase = Phase::AwaitRestart;
+        conn.header_sent = false;
+        self.unauth.release(slot);
+        Next::Restart
+    }
+
+    fn sasl_failure(&mut self, slot: u32, failure: Failure, fx: &mut impl Effects) -> Next {
+        self.sasl.forget(slot);
+        let Some(conn) = self.conns.get_mut(slot) else {
+            return Next::Stop;
+        };
+        self.reply.clear();
+        replies::sasl_failure(&mut self.reply, failure.condition());
+        fx.send(conn.key, &self.reply);
+        conn.phase = Phase::AwaitAuth;
+        conn.auth_failures = conn.auth_failures.saturating_add(1);
+        self.home.stats.auth_failures += 1;
+        if conn.auth_failures >= MAX_AUTH_FAILURES {
+            self.stream_error(slot, StreamError::PolicyViolation, fx);
+            return Next::Stop;
+        }
+        Next::Continue
+    }
+}
+
+/// The base64 text of `<auth>` or `<response>`: `None` when there is none, `Some(empty)` for
+/// `=` (RFC 6120 6.4.2), else the decoded bytes.
+fn decode(text: &str) -> Result<Option<Vec<u8>>, Failure> {
+    let text = text.trim_matches(|c: char| c.is_ascii_whitespace());
+    match text {
+        "" => Ok(None),
+        "=" => Ok(Some(Vec::new())),
+        _ => STANDARD
+            .decode(text)
+            .map(Some)
+            .map_err(|_| Failure::IncorrectEncoding),
+    }
+}
+
+/// `<name xmlns='…sasl'>base64(data)</name>`.
+fn sasl_element(out: &mut Vec<u8>, name: &str, data: &[u8]) {
+    out.extend_from_slice(b"<");
+    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(b" xmlns='");
+    out.extend_from_slice(ns::SASL.as_bytes());
+    out.extend_from_slice(b"'>");
+    out.extend_from_slice(STANDARD.encode(data).as_bytes());
+    out.extend_from_slice(b"</");
+    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(b">");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn payloads_decode_as_rfc6120_says() {
+        assert_eq!(decode(""), Ok(None));
+        assert_eq!(decode(" \n"), Ok(None));
+        assert_eq!(decode("="), Ok(Some(Vec::new())));
+        assert_eq!(decode("AGEAYg=="), Ok(Some(b"\0a\0b".to_vec())));
+        assert_eq!(decode("!!!"), Err(Failure::IncorrectEncoding));
+    }
+
+    #[test]
+    fn elements_carry_base64() {
+        let mut out = Vec::new();
+        sasl_element(&mut out, "success", b"v=abc");
+        assert_eq!(
+            out,
+            b"<success xmlns='urn:ietf:params:xml:ns:xmpp-sasl'>dj1hYmM=</success>"
+        );
+    }
+}
