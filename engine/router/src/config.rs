@@ -5,7 +5,10 @@
 //! `Jid` from it once, in `Router::new`), or configure the store (`--data-dir`,
 //! `--durability` and `--offline-max` go to `rookery_store::StoreConfig`).
 //!
-//! Invariants: `shards >= 1` (a value of 0 is treated as 1 by `Router::new`, see there).
+//! Invariants: `shards >= 1` (a value of 0 is treated as 1 by `Router::new`, see there); with
+//! `cluster`, its placement gives this node `shards` shards.
+
+use crate::location::{NodeId, Placement};
 
 /// How SASL PLAIN passwords are checked.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -76,6 +79,29 @@ pub struct RouterConfig {
     /// Most groups homed on one shard (`--max-rooms-per-shard`); a creation past it is
     /// refused with resource-constraint.
     pub max_rooms_per_shard: usize,
+    /// The cluster this node is part of; `None` for a single node (placement by shard only).
+    pub cluster: Option<ClusterConfig>,
+}
+
+/// What a router of a cluster node knows of the cluster.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClusterConfig {
+    /// `Placement::cluster` of this node (its `me()` is this node's id); its shard count for
+    /// this node must equal `RouterConfig::shards`.
+    pub placement: Placement,
+    /// The address clients use for each node (the cluster file's `c2s`): a client that logs
+    /// in on a node that is not its home gets `see-other-host` with its home node's address.
+    pub nodes: Vec<(NodeId, String)>,
+}
+
+impl ClusterConfig {
+    /// The client address of `node`, if listed.
+    pub fn address_of(&self, node: NodeId) -> Option<&str> {
+        self.nodes
+            .iter()
+            .find(|(id, _)| *id == node)
+            .map(|(_, addr)| addr.as_str())
+    }
 }
 
 /// A set of XEP-0045 roles (`muc#roomconfig_presencebroadcast`).
@@ -166,6 +192,7 @@ impl RouterConfig {
             max_unauth_per_address: Self::DEFAULT_MAX_UNAUTH_PER_ADDRESS,
             max_rooms_per_user: Self::DEFAULT_MAX_ROOMS_PER_USER,
             max_rooms_per_shard: Self::DEFAULT_MAX_ROOMS_PER_SHARD,
+            cluster: None,
         }
     }
 }

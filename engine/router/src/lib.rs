@@ -70,7 +70,7 @@ mod tables;
 mod timers;
 mod unauth;
 
-pub use config::{AuthBackend, BroadcastRoles, RouterConfig};
+pub use config::{AuthBackend, BroadcastRoles, ClusterConfig, RouterConfig};
 pub use effects::{ConnKey, Effects, Handoff, StanzaType};
 pub use errors::{Cause, Fault, SessionEnd, StreamError};
 pub use home::sm::elements::SM_NS;

@@ -1,7 +1,10 @@
 //! `rookery`: the server binary. Parses the command line, raises the fd limit, picks the I/O
-//! backend, opens one SO_REUSEPORT listener per shard, starts one pinned thread per shard and
-//! waits for SIGINT/SIGTERM (or a shard failing) to stop them all.
+//! backend, opens one SO_REUSEPORT listener per shard, starts one pinned thread per shard (and,
+//! on a cluster node, the bridge thread to the other nodes) and waits for SIGINT/SIGTERM (or a
+//! shard failing) to stop them all. `rookery cluster up|down|status` runs a local cluster
+//! instead (see `cluster_cmd`).
 
+mod cluster_cmd;
 mod config;
 mod data_dir;
 mod listener;
@@ -14,12 +17,16 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::Parser;
+use rookery_cluster::bridge::{Bridge, BridgeConfig};
+use rookery_cluster::link::LinkConfig;
+use rookery_cluster::ClusterFile;
 use rookery_io::{BackendKind, Limits, PollDriver};
 use rookery_mailbox::grid;
-use rookery_router::{AuthBackend, Router, RouterConfig};
+use rookery_router::{AuthBackend, NodeId, Router, RouterConfig};
 use tracing::{error, info, warn};
 
 use config::{Args, AuthKind, Config};
+use rookery::cluster::{self, ClusterEndpoint};
 use rookery::metrics;
 use rookery::seams::MonotonicClock;
 use rookery::shard::{self, ShardParts, Shared};
@@ -39,6 +46,14 @@ fn main() {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
+    let mut argv = std::env::args().skip(1);
+    if argv.next().as_deref() == Some("cluster") {
+        if let Err(err) = cluster_cmd::main(argv.collect()) {
+            error!("{err:#}");
+            std::process::exit(1);
+        }
+        return;
+    }
     if let Err(err) = run(Args::parse()) {
         error!("{err:#}");
         std::process::exit(1);
@@ -78,7 +93,15 @@ fn run(args: Args) -> anyhow::Result<()> {
         .collect();
     let (exit_tx, exit_rx) = mpsc::channel();
     let mut threads = Vec::new();
-    let mailboxes = grid(shards, config.args.mailbox_capacity);
+    // A cluster node's grid has the bridge as its last participant.
+    let mut mailboxes = grid(
+        shards + usize::from(config.cluster.is_some()),
+        config.args.mailbox_capacity,
+    );
+    let bridge = match &config.cluster {
+        Some((file, me)) => Some(start_bridge(file, *me, shards, &mut mailboxes)?),
+        None => None,
+    };
     let shard_inputs = listeners.into_iter().zip(mailboxes).zip(stores).enumerate();
     for (index, ((listener, mailbox), store)) in shard_inputs {
         // A seed from the OS per shard: unpredictable stream ids, HashDoS-resistant maps.
@@ -108,7 +131,8 @@ fn run(args: Args) -> anyhow::Result<()> {
         threads.push(thread);
     }
     if let Some(admin) = config.admin {
-        let addr = metrics::serve(admin, stats.clone()).with_context(|| {
+        let cluster = bridge.as_ref().map(|(_, metrics)| metrics.clone());
+        let addr = metrics::serve(admin, stats.clone(), cluster).with_context(|| {
             format!("--admin {admin}: cannot listen (in use? pass --admin off or another port)")
         })?;
         info!("metrics: http://{addr}/metrics");
@@ -122,8 +146,45 @@ fn run(args: Args) -> anyhow::Result<()> {
     for thread in threads {
         let _ = thread.join();
     }
+    if let Some((bridge, _)) = bridge {
+        // After the shards: what they staged on the way down leaves in its last turn.
+        bridge.stop();
+    }
     info!("stopped");
     Ok(())
+}
+
+/// Starts the bridge of node `me` on the grid's last mailbox (taken from `mailboxes`).
+fn start_bridge(
+    file: &ClusterFile,
+    me: NodeId,
+    shards: usize,
+    mailboxes: &mut Vec<rookery_mailbox::Mailbox<shard::ShardMail>>,
+) -> anyhow::Result<(Bridge, metrics::ClusterMetrics)> {
+    let mailbox = mailboxes
+        .pop()
+        .context("the grid has the bridge's mailbox")?;
+    let endpoint = ClusterEndpoint::new(mailbox, me, shards as u16);
+    let endpoint_stats = endpoint.stats();
+    let config = BridgeConfig {
+        file: file.clone(),
+        me: rookery_cluster::NodeId(me.0),
+        link: LinkConfig::default(),
+    };
+    let bridge = Bridge::start(config, endpoint).context("starting the cluster bridge")?;
+    info!(
+        "cluster node {} of {} ({} vshards), NATS {:?}",
+        me.0,
+        file.nodes.len(),
+        file.vshards,
+        file.nats
+    );
+    let metrics = metrics::ClusterMetrics {
+        node: me.0,
+        bridge: bridge.stats(),
+        endpoint: endpoint_stats,
+    };
+    Ok((bridge, metrics))
 }
 
 fn shard_thread(
@@ -200,6 +261,10 @@ fn router_config(config: &Config) -> RouterConfig {
         max_unauth_per_address: args.max_unauth_per_address,
         max_rooms_per_user: args.max_rooms_per_user,
         max_rooms_per_shard: args.max_rooms_per_shard,
+        cluster: config
+            .cluster
+            .as_ref()
+            .map(|(file, me)| cluster::router_cluster(file, *me)),
     }
 }
 

@@ -69,6 +69,11 @@ impl Router {
             }
         }
         let dest = self.home.placement.home(bare);
+        if dest.node != self.home.location.node {
+            // Redirected at the restarted stream's header already; kept for safety.
+            self.redirect_if_elsewhere(slot, false, fx);
+            return Next::Stop;
+        }
         if dest != self.home.location {
             let resource = request.resource.map(String::into_boxed_str);
             let request = HomeRequest::Bind {

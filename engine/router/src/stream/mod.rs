@@ -3,7 +3,7 @@
 //!
 //! Submodules: `conn` (per-conn state, slab), `header` (stream header check, our header and
 //! features, the `Dialect` seam), `sasl` (authentication over the account backends), `bind`
-//! (resource binding, hand-off).
+//! (resource binding, hand-off), `redirect` (see-other-host to a user's home node).
 //!
 //! What it does not do: answering or routing stanzas of a session (see `home::local`,
 //! `home::routing`), stream management (see `home::sm`).
@@ -19,6 +19,7 @@
 pub(crate) mod bind;
 pub(crate) mod conn;
 pub(crate) mod header;
+pub(crate) mod redirect;
 pub(crate) mod sasl;
 
 use rookery_proto::Frame;
@@ -138,6 +139,9 @@ impl Router {
         };
         if let Err(condition) = check_header(header, &self.home.domain) {
             self.stream_error(slot, condition, fx);
+            return Next::Stop;
+        }
+        if next_phase == Phase::AwaitBind && self.redirect_if_elsewhere(slot, true, fx) {
             return Next::Stop;
         }
         let Some(conn) = self.conns.get_mut(slot) else {
