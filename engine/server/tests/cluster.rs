@@ -336,3 +336,170 @@ fn a_client_on_the_wrong_node_is_sent_home_and_follows() {
         }
     }
 }
+
+/// A group homed on node 3 with a member on every node: joins see each other, and a message
+/// from the member on node 2 reaches the members on nodes 1 and 3 (one fan-out mail per
+/// destination shard crosses the bus) and comes back to its sender.
+#[test]
+fn a_group_with_members_on_every_node() {
+    for backend in backends() {
+        let cluster = Cluster::start(backend);
+        let placement = rookery_cluster::Placement::of(&cluster.file);
+        let room = (0..1000)
+            .map(|n| format!("crew{n}@groups.{DOMAIN}"))
+            .find(|room| placement.home(room).0 == NodeId(3))
+            .unwrap();
+        let mut members = Vec::new();
+        for (node, prefix) in [(1, "alice"), (2, "bob"), (3, "carol")] {
+            let user = cluster.user_on(prefix, node);
+            let (mut client, _) = RawClient::login(cluster.addr(node), &user, "r");
+            client.send(&format!(
+                "<presence to='{room}/{prefix}'><x xmlns='http://jabber.org/protocol/muc'/></presence>"
+            ));
+            client.expect("status code='110'");
+            members.push(client);
+        }
+        // The first member hears of the last one's join, across two nodes.
+        let joined = single(members[0].expect(&format!("from='{room}/carol'")));
+        assert!(joined.contains("<presence"), "{backend}: {joined}");
+
+        members[1].send(&format!(
+            "<message to='{room}' type='groupchat' id='g1'><body>hello crew</body></message>"
+        ));
+        for (member, nick) in members.iter_mut().zip(["alice", "bob", "carol"]) {
+            let got = single(member.expect("hello crew"));
+            assert!(
+                got.contains(&format!("from='{room}/bob'")),
+                "{backend} {nick}: {got}"
+            );
+        }
+        assert!(cluster.node(3).metric("rookery_cluster_mails_in_total") >= 1);
+        assert!(cluster.node(3).metric("rookery_groups") >= 1);
+    }
+}
+
+/// `rookery cluster up` starts nats-server and three nodes that serve one domain, a chat
+/// crosses nodes, and `rookery cluster down` stops every process it started.
+#[test]
+fn cluster_up_and_down_run_a_local_cluster() {
+    let bin = env!("CARGO_BIN_EXE_rookery");
+    let dir = Server::temp_data_dir();
+    // Three client ports BASE, BASE + 10, BASE + 20, their admin ports (+1), and nats's.
+    let (base, nats) = free_port_run();
+    let up = Command::new(bin)
+        .args(["cluster", "up", "--dir"])
+        .arg(&dir)
+        .args(["--nodes", "3", "--base-port", &base.to_string()])
+        .args(["--nats-port", &nats.to_string(), "--"])
+        .args([
+            "--domain",
+            DOMAIN,
+            "--auth",
+            "token",
+            "--token-secret",
+            support::SECRET,
+        ])
+        .args(["--backend", "poll", "--target-connections", "0"])
+        .output()
+        .unwrap();
+    // Whatever happens below, stop what `up` started.
+    struct Down<'a>(&'a str, &'a PathBuf);
+    impl Drop for Down<'_> {
+        fn drop(&mut self) {
+            let _ = Command::new(self.0)
+                .args(["cluster", "down", "--dir"])
+                .arg(self.1)
+                .output();
+            let _ = std::fs::remove_dir_all(self.1);
+        }
+    }
+    let down = Down(bin, &dir);
+    let said = String::from_utf8_lossy(&up.stdout);
+    assert!(
+        up.status.success(),
+        "{said}{}",
+        String::from_utf8_lossy(&up.stderr)
+    );
+    assert!(said.contains("node 3: clients 127.0.0.1:"), "{said}");
+
+    let file = ClusterFile::load(&dir.join("cluster.toml")).unwrap();
+    assert_eq!(file.nodes.len(), 3);
+    let placement = rookery_cluster::Placement::of(&file);
+    let user_on = |prefix: &str, node: u16| {
+        (0..1000)
+            .map(|n| format!("{prefix}{n}"))
+            .find(|name| placement.home(&format!("{name}@{DOMAIN}")).0 == NodeId(node))
+            .unwrap()
+    };
+    let addr = |node: u16| file.node(NodeId(node)).unwrap().c2s.parse().unwrap();
+    let (alice, carol) = (user_on("alice", 1), user_on("carol", 3));
+    let (mut a, alice_jid) = RawClient::login(addr(1), &alice, "r");
+    let (mut c, _) = RawClient::login(addr(3), &carol, "r");
+    a.send(&format!(
+        "<message to='{carol}@{DOMAIN}' type='chat' id='u1'><body>up and running</body></message>"
+    ));
+    let got = single(c.expect("</message>"));
+    assert!(got.contains(&format!("from='{alice_jid}'")), "{got}");
+    c.send(&format!(
+        "<message to='{alice_jid}' type='chat'><body>indeed</body></message>"
+    ));
+    a.expect("indeed");
+
+    let status = Command::new(bin)
+        .args(["cluster", "status", "--dir"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    let status = String::from_utf8_lossy(&status.stdout).into_owned();
+    assert_eq!(status.matches(": running").count(), 4, "{status}");
+    let pids: Vec<u32> = ["nats", "node-1", "node-2", "node-3"]
+        .iter()
+        .map(|name| {
+            let text = std::fs::read_to_string(dir.join(format!("{name}.pid"))).unwrap();
+            text.trim().parse().unwrap()
+        })
+        .collect();
+    let stopped = Command::new(bin)
+        .args(["cluster", "down", "--dir"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert!(stopped.status.success());
+    let said = String::from_utf8_lossy(&stopped.stdout);
+    assert_eq!(said.matches("stopped ").count(), 4, "{said}");
+    for pid in pids {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let state = stat
+            .rsplit(") ")
+            .next()
+            .and_then(|rest| rest.chars().next());
+        assert!(
+            matches!(state, None | Some('Z') | Some('X')),
+            "pid {pid} still runs: {stat}"
+        );
+    }
+    drop(down);
+}
+
+/// A base port whose +0, +1, +10, +11, +20, +21 are free, and a free port for nats.
+fn free_port_run() -> (u16, u16) {
+    for _ in 0..200 {
+        let base = free_port();
+        if base > 65_000 {
+            continue;
+        }
+        let offsets = [0, 1, 10, 11, 20, 21];
+        let held: Vec<_> = offsets
+            .iter()
+            .filter_map(|o| TcpListener::bind(("127.0.0.1", base + o)).ok())
+            .collect();
+        if held.len() == offsets.len() {
+            drop(held);
+            let nats = free_port();
+            if !(base..=base + 21).contains(&nats) {
+                return (base, nats);
+            }
+        }
+    }
+    panic!("no run of free ports on loopback");
+}
