@@ -30,7 +30,7 @@ pub trait Effects {
     /// `cause` says which side caused it (the server counts closes per cause).
     fn close(&mut self, conn: ConnKey, cause: Cause);
     /// Mail the router at `dest` (never this one). The server maps a location of its own
-    /// node to that shard's mailbox lane; other nodes come with the cluster issue.
+    /// node to that shard's mailbox lane, and one of another node to its cluster bridge.
     fn mail(&mut self, dest: Location, mail: Mail);
     /// Bytes queued for a conn of this shard and not yet handed to the kernel (0 for a conn
     /// that is gone). Flow control reads it (see `delivery`).

@@ -132,6 +132,8 @@ pub struct ClusterEndpoint {
     batches: BTreeMap<u16, BatchBuilder>,
     /// Scratch for one mail's encoding.
     scratch: Vec<u8>,
+    /// Mail taken from the shards this turn (reused across turns).
+    taken: Vec<ShardMail>,
     /// Bytes of inbound batches staged since the staging was last empty.
     inbound_bytes: usize,
     wake: Option<Waker>,
@@ -153,6 +155,7 @@ impl ClusterEndpoint {
             shards,
             batches: BTreeMap::new(),
             scratch: Vec::new(),
+            taken: Vec::new(),
             inbound_bytes: 0,
             wake: None,
             stats: Arc::new(EndpointStats::default()),
@@ -164,7 +167,12 @@ impl ClusterEndpoint {
     }
 
     /// Adds one mail for another node to its batch (sending the batch first if full).
-    fn add(&mut self, dest: Location, mail: &rookery_router::Mail, out: &mut Vec<(u16, Vec<u8>)>) {
+    fn add(
+        &mut self,
+        dest: Location,
+        mail: &rookery_router::Mail,
+        out: &mut Vec<(rookery_cluster::NodeId, Vec<u8>)>,
+    ) {
         self.scratch.clear();
         mail.encode(&mut self.scratch);
         if self.scratch.len() > MAX_MAIL_BYTES {
@@ -175,7 +183,7 @@ impl ClusterEndpoint {
         if !batch.is_empty()
             && batch.len() + BatchBuilder::record_len(self.scratch.len()) > MAX_BATCH_BYTES
         {
-            out.push((dest.node.0, batch.take()));
+            out.push((rookery_cluster::NodeId(dest.node.0), batch.take()));
         }
         batch.push(dest.shard.0, &self.scratch);
         self.stats.mails_out.fetch_add(1, Relaxed);
@@ -185,14 +193,13 @@ impl ClusterEndpoint {
 impl Endpoint for ClusterEndpoint {
     fn outbound(&mut self, out: &mut Vec<(rookery_cluster::NodeId, Vec<u8>)>) {
         self.mailbox.awake();
-        let mut taken = Vec::new();
+        let mut taken = std::mem::take(&mut self.taken);
         self.mailbox
             .drain(MAX_MAIL_PER_TURN, |_, mail| taken.push(mail));
-        let mut batches = Vec::new();
-        for mail in taken {
+        for mail in taken.drain(..) {
             match mail {
                 ShardMail::Remote { dest, mail } if dest.node != self.me => {
-                    self.add(dest, &mail, &mut batches);
+                    self.add(dest, &mail, out);
                 }
                 // A shard of this node (a shard stages those on its own lanes; harmless).
                 ShardMail::Remote { dest, mail } if dest.shard.0 < self.shards => {
@@ -204,16 +211,12 @@ impl Endpoint for ClusterEndpoint {
                 ),
             }
         }
+        self.taken = taken;
         for (&node, batch) in &mut self.batches {
             if !batch.is_empty() {
-                batches.push((node, batch.take()));
+                out.push((rookery_cluster::NodeId(node), batch.take()));
             }
         }
-        out.extend(
-            batches
-                .into_iter()
-                .map(|(node, batch)| (rookery_cluster::NodeId(node), batch)),
-        );
     }
 
     fn inbound(&mut self, from: rookery_cluster::NodeId, payload: Vec<u8>) {
