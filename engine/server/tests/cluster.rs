@@ -503,3 +503,55 @@ fn free_port_run() -> (u16, u16) {
     }
     panic!("no run of free ports on loopback");
 }
+
+/// slixmpp (a real client library) logs dave in on node 1 while his home is node 2: it gets
+/// see-other-host, reconnects to node 2 by itself, binds, and chats with alice on node 1.
+/// `scripts/test.sh` installs slixmpp when missing; a missing slixmpp fails this test.
+#[test]
+fn slixmpp_follows_see_other_host_and_chats_across_nodes() {
+    for backend in backends() {
+        let cluster = Cluster::start(backend);
+        let alice = cluster.user_on("alice", 1);
+        let dave = cluster.user_on("dave", 2);
+        let script = format!(
+            "{}/tests/interop/slix_redirect.py",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        let output = Command::new("python3")
+            .arg(script)
+            .arg("127.0.0.1")
+            .arg(cluster.addr(1).port().to_string())
+            .arg(cluster.addr(1).port().to_string())
+            .arg(format!("{alice}@{DOMAIN}"))
+            .arg(support::token(&alice))
+            .arg(format!("{dave}@{DOMAIN}"))
+            .arg(support::token(&dave))
+            .output()
+            .expect("python3 runs");
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(output.status.success(), "{backend}: {stdout}\n{stderr}");
+        let home = cluster.addr(2).to_string();
+        assert!(
+            stdout.contains(&format!("[[\"see-other-host\", \"{home}\"]]")),
+            "{stdout}"
+        );
+        assert!(
+            stdout.contains(&format!("\"dave_address\": \"{home}\"")),
+            "{stdout}"
+        );
+        assert!(
+            stdout.contains(&format!("\"dave_bound\": \"{dave}@{DOMAIN}/")),
+            "{stdout}"
+        );
+        assert!(
+            stdout.contains("\"alice_got\": \"dave made it\""),
+            "{stdout}"
+        );
+        assert!(
+            stdout.contains("\"dave_got\": \"welcome home\""),
+            "{stdout}"
+        );
+        assert_eq!(cluster.node(1).wait_metric("rookery_redirects_total", 1), 1);
+    }
+}
