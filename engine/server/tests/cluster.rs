@@ -363,8 +363,13 @@ fn a_group_with_members_on_every_node() {
         let joined = single(members[0].expect(&format!("from='{room}/carol'")));
         assert!(joined.contains("<presence"), "{backend}: {joined}");
 
+        // bob counts stanzas (XEP-0198): his ack waits for every member shard's answer
+        // (`Gathered`), two of them on other nodes.
+        members[1].send("<enable xmlns='urn:xmpp:sm:3'/>");
+        members[1].expect("<enabled");
         members[1].send(&format!(
-            "<message to='{room}' type='groupchat' id='g1'><body>hello crew</body></message>"
+            "<message to='{room}' type='groupchat' id='g1'><body>hello crew</body></message>\
+             <r xmlns='urn:xmpp:sm:3'/>"
         ));
         for (member, nick) in members.iter_mut().zip(["alice", "bob", "carol"]) {
             let got = single(member.expect("hello crew"));
@@ -373,6 +378,20 @@ fn a_group_with_members_on_every_node() {
                 "{backend} {nick}: {got}"
             );
         }
+        // Well within the 30 s mail timeout, which would also count it (with an error).
+        let deadline = Instant::now() + WAIT;
+        while members[1].drain_acks_for(Duration::from_millis(100)) < 1 {
+            assert!(
+                Instant::now() < deadline,
+                "{backend}: no ack for the group message"
+            );
+            members[1].send("<r xmlns='urn:xmpp:sm:3'/>");
+        }
+        assert!(
+            !members[1].received.contains("error"),
+            "{}",
+            members[1].received
+        );
         assert!(cluster.node(3).metric("rookery_cluster_mails_in_total") >= 1);
         assert!(cluster.node(3).metric("rookery_groups") >= 1);
     }
