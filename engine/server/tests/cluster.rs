@@ -574,3 +574,46 @@ fn slixmpp_follows_see_other_host_and_chats_across_nodes() {
         assert_eq!(cluster.node(1).wait_metric("rookery_redirects_total", 1), 1);
     }
 }
+
+/// A burst of 2,000 messages from node 1 to a user of node 2 arrives complete and in order,
+/// batched (fewer NATS batches than mails), with nothing refused or lost on the way.
+#[test]
+fn a_burst_of_cross_node_messages_arrives_in_order_and_batched() {
+    const COUNT: usize = 2_000;
+    for backend in backends() {
+        let cluster = Cluster::start(backend);
+        let alice = cluster.user_on("alice", 1);
+        let bob = cluster.user_on("bob", 2);
+        let (mut a, _) = RawClient::login(cluster.addr(1), &alice, "r");
+        let (mut b, _) = RawClient::login(cluster.addr(2), &bob, "r");
+        let started = Instant::now();
+        for chunk in 0..COUNT / 100 {
+            let text: String = (chunk * 100..(chunk + 1) * 100)
+                .map(|n| {
+                    format!("<message to='{bob}@{DOMAIN}' type='chat' id='b{n}'><body>{n}</body></message>")
+                })
+                .collect();
+            a.send(&text);
+        }
+        for n in 0..COUNT {
+            let got = single(b.expect("</message>"));
+            assert!(
+                got.contains(&format!("id='b{n}'")),
+                "{backend}: message {n} out of order: {got}"
+            );
+        }
+        let took = started.elapsed();
+        let (one, two) = (cluster.node(1), cluster.node(2));
+        let mails = one.metric("rookery_cluster_mails_out_total");
+        let batches = one.metric("rookery_cluster_batches_out_total");
+        assert!(mails >= COUNT as u64, "{mails}");
+        assert!(
+            batches < mails,
+            "batched: {batches} batches for {mails} mails"
+        );
+        assert_eq!(one.metric("rookery_cluster_refused_total"), 0);
+        assert_eq!(two.metric("rookery_cluster_bad_mails_total"), 0);
+        assert_eq!(two.metric("rookery_cluster_inbound_refused_total"), 0);
+        eprintln!("{backend}: {COUNT} cross-node messages in {took:?}, {batches} batches");
+    }
+}
