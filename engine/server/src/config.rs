@@ -18,7 +18,9 @@ use rookery_router::{BroadcastRoles, NodeId};
 #[command(
     name = "rookery",
     version,
-    about = "Thread-per-core XMPP connection engine"
+    about = "Thread-per-core XMPP connection engine",
+    after_help = "A local cluster on this host (nats-server and N nodes on loopback): \
+                  rookery cluster up|down|status (see rookery cluster --help)."
 )]
 pub struct Args {
     /// Client-to-server listen address (one SO_REUSEPORT listener per shard).
