@@ -85,6 +85,10 @@ fn run(args: Args) -> anyhow::Result<()> {
         let seed = std::hash::RandomState::new().hash_one(index);
         let mut router =
             Router::with_store_and_seed(Arc::clone(&router_config), index as u16, store, seed);
+        // A key from the OS for the router's unpredictable bytes (nonces, slot tokens).
+        let mut key = [0u8; rookery_router::RANDOM_KEY_BYTES];
+        getrandom::fill(&mut key).context("drawing a random key from the OS")?;
+        router.set_random_key(&key);
         // The router has no clock: give it wall time once (for XEP-0203 delay stamps).
         router.set_wall_clock(shared.started.elapsed().as_millis() as u64, unix_ms);
         let parts = ShardParts {

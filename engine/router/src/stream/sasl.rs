@@ -8,9 +8,9 @@
 //! which the stream is closed with `policy-violation`.
 //!
 //! What it does not do: check passwords or keep accounts (`accounts`), parse SASL messages
-//! (rookery-sasl), or restart the stream (the feed loop does, on `Next::Restart`). Nonces:
-//! PLAIN uses none, and no backend offers SCRAM yet; the first that does must bring a nonce
-//! source from a CSPRNG seeded by the server (the ids here are not one).
+//! (rookery-sasl), or restart the stream (the feed loop does, on `Next::Restart`). Server
+//! nonces come from the home layer's keyed generator (`random`, keyed from the OS by the
+//! server), never from the ids.
 //!
 //! Invariants: an exchange waits in `Sasl` only while its conn is in `Phase::AwaitResponse`
 //! and is dropped when the conn authenticates, fails, aborts or goes away (`forget`), so the
@@ -21,7 +21,9 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use rookery_proto::element::Element;
 use rookery_proto::{ns, Jid};
-use rookery_sasl::{ChannelBindingOffer, Failure, Mechanism, ServerExchange, Step};
+use rookery_sasl::{
+    nonce_from_random, ChannelBindingOffer, Failure, Mechanism, ServerExchange, Step,
+};
 
 use crate::accounts::{self, Accounts};
 use crate::config::AuthBackend;
@@ -36,8 +38,8 @@ use crate::stream::Next;
 /// Failed SASL attempts allowed before the stream is closed with `policy-violation`.
 pub const MAX_AUTH_FAILURES: u8 = 3;
 
-/// The nonce handed to PLAIN exchanges, which use none (rookery-sasl checks its form only).
-const PLAIN_NONCE: &[u8] = b"plain-uses-no-nonce";
+/// Random bytes in a server nonce (24 characters once encoded, as rookery-sasl's own).
+const NONCE_RANDOM_BYTES: usize = 18;
 
 /// The stream layer's SASL state: the account backend and the exchanges in progress.
 #[derive(Debug)]
@@ -131,12 +133,11 @@ impl Router {
             Ok(initial) => initial.unwrap_or_default(),
             Err(failure) => return Outcome::Failed(failure),
         };
-        let (mut exchange, step) = ServerExchange::start(
-            mechanism,
-            ChannelBindingOffer::NotOffered,
-            &initial,
-            PLAIN_NONCE,
-        );
+        let mut random = [0u8; NONCE_RANDOM_BYTES];
+        self.home.random.fill(&mut random);
+        let nonce = nonce_from_random(&random);
+        let (mut exchange, step) =
+            ServerExchange::start(mechanism, ChannelBindingOffer::NotOffered, &initial, &nonce);
         let outcome = self.resolve(&mut exchange, step);
         self.park_if_challenged(slot, exchange, &outcome);
         outcome
