@@ -50,7 +50,7 @@
 // STYLE.md: functions under 70 lines (the threshold is in this package's clippy.toml).
 #![warn(clippy::too_many_lines)]
 
-mod accounts;
+pub mod accounts;
 mod config;
 mod deadlines;
 mod effects;

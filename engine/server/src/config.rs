@@ -16,7 +16,9 @@ use rookery_router::BroadcastRoles;
 #[command(
     name = "rookery",
     version,
-    about = "Thread-per-core XMPP connection engine"
+    about = "Thread-per-core XMPP connection engine (also: `rookery accounts --help`)",
+    // A flag given twice takes the last value, so wrappers can append overrides.
+    args_override_self = true
 )]
 pub struct Args {
     /// Client-to-server listen address (one SO_REUSEPORT listener per shard).
@@ -25,7 +27,8 @@ pub struct Args {
     /// The XMPP domain this server hosts.
     #[arg(long, default_value = "example.test")]
     pub domain: String,
-    /// Account backend: token (password = hex HMAC-SHA256(secret, localpart)) or open.
+    /// Account backend: token (password = hex HMAC-SHA256(secret, localpart)), open (any
+    /// password), or file (SCRAM credentials in the data dir, made with `rookery accounts`).
     #[arg(long, value_enum, default_value_t = AuthKind::Token)]
     pub auth: AuthKind,
     /// Secret of the token backend.
@@ -160,6 +163,8 @@ impl DurabilityArg {
 pub enum AuthKind {
     Token,
     Open,
+    /// Accounts with stored SCRAM credentials, made with `rookery accounts`.
+    File,
 }
 
 /// Validated settings derived from [`Args`].
@@ -235,6 +240,9 @@ impl Config {
         }
         if args.auth == AuthKind::Token && args.token_secret.as_deref().unwrap_or("").is_empty() {
             bail!("--auth token needs --token-secret S (or ROOKERY_TOKEN_SECRET); clients then log in with password = hex HMAC-SHA256(S, localpart)");
+        }
+        if args.auth == AuthKind::File && args.durability == DurabilityArg::Memory {
+            bail!("--auth file keeps accounts in the data dir's logs; it needs --durability log or fsync, not memory");
         }
         if args.auth == AuthKind::Open && !args.listen.ip().is_loopback() && !args.allow_open_auth {
             bail!(

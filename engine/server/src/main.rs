@@ -2,6 +2,7 @@
 //! backend, opens one SO_REUSEPORT listener per shard, starts one pinned thread per shard and
 //! waits for SIGINT/SIGTERM (or a shard failing) to stop them all.
 
+mod accounts_cmd;
 mod config;
 mod data_dir;
 mod listener;
@@ -39,6 +40,15 @@ fn main() {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
+    let mut words = std::env::args().skip(1).peekable();
+    if words.peek().map(String::as_str) == Some("accounts") {
+        words.next();
+        if let Err(err) = accounts_cmd::main(words) {
+            eprintln!("rookery accounts: {err:#}");
+            std::process::exit(1);
+        }
+        return;
+    }
     if let Err(err) = run(Args::parse()) {
         error!("{err:#}");
         std::process::exit(1);
@@ -181,6 +191,7 @@ fn router_config(config: &Config) -> RouterConfig {
                 secret: args.token_secret.clone().unwrap_or_default().into_bytes(),
             },
             AuthKind::Open => AuthBackend::Open,
+            AuthKind::File => AuthBackend::File,
         },
         shards: config.shards() as u16,
         max_stanza_bytes: args.max_stanza_bytes,

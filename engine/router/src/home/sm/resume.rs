@@ -65,6 +65,7 @@ impl Router {
             return Next::HandOff {
                 dest: dest.shard,
                 request,
+                claimed: None,
             };
         }
         self.complete_resume(slot, previd, h, fx)
