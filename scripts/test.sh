@@ -18,7 +18,7 @@ cargo test --workspace --release
 RUSTFLAGS="--cfg loom" LOOM_MAX_PREEMPTIONS=2 CARGO_TARGET_DIR=target/loom \
     cargo test -p rookery-mailbox --test loom --release
 
-# Fuzz smoke: 20 s of libFuzzer per target (the framer; one client's input through the router
+# Fuzz smoke: 10 s of libFuzzer per target (the framer; one client's input through the router
 # after a scripted login, every byte sent checked by a strict XML parser), each from a copy of
 # its committed corpus (the corpora are also replayed on stable by `cargo test`:
 # engine/proto/tests/corpus.rs, engine/router/tests/wellformed.rs). Needs a nightly toolchain.
@@ -27,7 +27,7 @@ if rustup toolchain list 2>/dev/null | grep -q '^nightly'; then
     for target in framer router_session; do
         corpus=$(mktemp -d)
         cp "fuzz/corpus/$target"/* "$corpus"/
-        (cd fuzz && cargo +nightly fuzz run "$target" "$corpus" -- -max_total_time=20)
+        (cd fuzz && cargo +nightly fuzz run "$target" "$corpus" -- -max_total_time=10)
         rm -rf "$corpus"
     done
 else

@@ -10,13 +10,16 @@
 
 use crate::location::{NodeId, Placement};
 
-/// How SASL PLAIN passwords are checked.
+/// How logins are checked (the account backend, see `accounts`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum AuthBackend {
     /// password == lowercase hex HMAC-SHA256(secret, localpart). Stateless: the load-test default.
     Token { secret: Vec<u8> },
     /// Any non-empty password is accepted (loopback only; the server enforces that).
     Open,
+    /// Accounts with stored SCRAM credentials (salt, iteration count, StoredKey, ServerKey per
+    /// hash; never the password) in each user's home-shard store (`rookery accounts`).
+    File,
 }
 
 /// Everything the router of one shard needs to know; shared by all shards through an `Arc`.

@@ -127,7 +127,7 @@ impl StanzaType {
 pub struct Handoff {
     /// The stream's framer, mid-stream (after the restart header and the request).
     pub(crate) framer: Framer,
-    /// The authenticated bare JID.
+    /// The authenticated bare JID (for `Authenticate`: the user the login claims to be).
     pub(crate) jid: Jid,
     /// What the client asked for, completed on the home shard.
     pub(crate) request: HomeRequest,
@@ -146,6 +146,14 @@ pub(crate) enum HomeRequest {
     },
     /// XEP-0198 resumption of session `previd`, the client having handled `h` stanzas.
     Resume { previd: Box<str>, h: u32 },
+    /// A SASL exchange whose credentials are stored on the user's home shard: start it again
+    /// there from the client's first message (`first`, decoded). `failures` carries the
+    /// stream's failed attempts so far.
+    Authenticate {
+        mechanism: rookery_sasl::Mechanism,
+        first: Vec<u8>,
+        failures: u8,
+    },
 }
 
 impl Handoff {

@@ -26,7 +26,7 @@
 //! `stream::sasl` (SASL over the `accounts` backends), `stream::header` (headers, computed features, `Dialect`),
 //! `stream::conn` (per-conn state, slab),
 //! `stream::bind` (binding, hand-off); beside it `accounts` (the account backends behind one trait), `unauth`,
-//! `timers` (coarse wheel), `ids` (stream ids, resources). The home layer (per user), under
+//! `timers` (coarse wheel), `ids` (stream ids, resources), `random` (keyed unpredictable bytes). The home layer (per user), under
 //! `home`: `home::sm` (XEP-0198: `session` counters and queues, `table` sessions and
 //! timers, `elements` the wire elements and detach, `resume`: the `<resumed h>` answer
 //! waits until every stanza of the old stream is handled, so `h` counts all of them),
@@ -51,7 +51,7 @@
 // STYLE.md: functions under 70 lines (the threshold is in this package's clippy.toml).
 #![warn(clippy::too_many_lines)]
 
-mod accounts;
+pub mod accounts;
 mod config;
 mod deadlines;
 mod effects;
@@ -62,6 +62,7 @@ mod location;
 mod mail;
 mod mail_timeouts;
 mod maps;
+mod random;
 mod replies;
 mod router;
 mod sessions;
@@ -81,6 +82,7 @@ pub use home::sm::{
 };
 pub use location::{Location, NodeId, Placement, ShardId, Slot};
 pub use mail::{AckRef, Fanout, GatherRef, Mail, Recipient, WireError, MAIL_VERSION};
+pub use random::KEY_BYTES as RANDOM_KEY_BYTES;
 /// The `token` backend's password of a local part (rookery-sasl's, re-exported for tests and tools).
 pub use rookery_sasl::token_password;
 pub use router::Router;

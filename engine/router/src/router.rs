@@ -33,6 +33,7 @@ use crate::ids::IdGen;
 use crate::location::{Location, Placement, ShardId};
 use crate::mail::Mail;
 use crate::maps::HashState;
+use crate::random::{SecureRandom, KEY_BYTES};
 use crate::replies;
 use crate::stats::RouterStats;
 use crate::stream::conn::{Conn, ConnSlab, Phase};
@@ -146,7 +147,13 @@ impl Router {
             hash,
         };
         let rooms = Rooms::load(rooms_config, &store);
-        let home = Home::new(&config, (domain, location, placement), store, rooms, hash);
+        let home = Home::new(
+            &config,
+            (domain, location, placement),
+            store,
+            rooms,
+            (hash, SecureRandom::from_seed(seed)),
+        );
         let sasl = Sasl::new(&config.auth, hash);
         Router {
             limits: FramerLimits {
@@ -170,6 +177,13 @@ impl Router {
     /// the wall clock may have been stepped). Until then stamps count from the Unix epoch.
     pub fn set_wall_clock(&mut self, now_ms: u64, unix_ms: u64) {
         self.home.wall_offset_ms = unix_ms as i64 - now_ms as i64;
+    }
+
+    /// Keys the router's generator of unpredictable bytes (SCRAM nonces, upload slot tokens)
+    /// with `key`: the server draws it from the OS for every router. Until then the key is
+    /// derived from the seed (reproducible: right for tests and the simulator only).
+    pub fn set_random_key(&mut self, key: &[u8; KEY_BYTES]) {
+        self.home.random = SecureRandom::from_key(key);
     }
 
     pub(crate) fn advance_clock(&mut self, now_ms: u64) {

@@ -32,6 +32,17 @@ fn flood(cluster: &mut Cluster, alice: ClientId, bob: &str, count: usize, size: 
     }
 }
 
+/// A cluster with a log where alice (shard 0) sent `count` chats of `size` bytes to offline
+/// bob (homed on shard 1), committed: the dir (kept while it lives), the cluster, bob's local
+/// part and bare JID.
+fn committed_backlog(name: &str, count: usize, size: usize) -> (TempDir, Cluster, String, String) {
+    let dir = TempDir::new(name);
+    let (mut cluster, alice, bob_name, bob) = pair(log_cluster(SHARDS, dir.path()));
+    flood(&mut cluster, alice, &bob, count, size);
+    cluster.commit_all();
+    (dir, cluster, bob_name, bob)
+}
+
 fn expected(count: usize) -> Vec<String> {
     (0..count).map(|n| format!("m{n}")).collect()
 }
@@ -62,12 +73,8 @@ fn read_all(
     got
 }
 
-struct Pair {
-    cluster: Cluster,
-    alice: ClientId,
-    bob_name: String,
-    bob: String,
-}
+/// The cluster, alice's client, bob's local part and bob's bare JID.
+type Pair = (Cluster, ClientId, String, String);
 
 /// Alice online on shard 0; bob (homed on shard 1) offline.
 fn pair(cluster: Cluster) -> Pair {
@@ -75,22 +82,12 @@ fn pair(cluster: Cluster) -> Pair {
     let (alice, _) = cluster.login(0, &user_homed_on("alice", 0, SHARDS), Some("a"));
     let bob_name = user_homed_on("bob", 1, SHARDS);
     let bob = format!("{bob_name}@example.com");
-    Pair {
-        cluster,
-        alice,
-        bob_name,
-        bob,
-    }
+    (cluster, alice, bob_name, bob)
 }
 
 #[test]
 fn an_offline_backlog_larger_than_the_cap_reaches_a_client_without_sm_complete() {
-    let Pair {
-        mut cluster,
-        alice,
-        bob_name,
-        bob,
-    } = pair(capped(|_| {}));
+    let (mut cluster, alice, bob_name, bob) = pair(capped(|_| {}));
     flood(&mut cluster, alice, &bob, 2_000, 300);
     assert_eq!(cluster.router(1).store().queue_len(&bob), 2_000);
     let (b, _) = cluster.login(1, &bob_name, Some("phone"));
@@ -114,12 +111,7 @@ fn an_offline_backlog_larger_than_the_cap_reaches_a_client_without_sm_complete()
 
 #[test]
 fn a_client_that_leaves_before_reading_loses_nothing() {
-    let Pair {
-        mut cluster,
-        alice,
-        bob_name,
-        bob,
-    } = pair(capped(|_| {}));
+    let (mut cluster, alice, bob_name, bob) = pair(capped(|_| {}));
     flood(&mut cluster, alice, &bob, 500, 300);
     let (b, _) = cluster.login(1, &bob_name, Some("phone"));
     cluster.pause_reading(b);
@@ -137,14 +129,10 @@ fn a_client_that_leaves_before_reading_loses_nothing() {
 
 #[test]
 fn a_sm_client_acking_every_hundred_gets_every_message_once_in_order() {
-    let Pair {
-        mut cluster,
-        alice,
-        bob_name,
-        bob,
-        // A client that acks only every 100 stanzas needs a window of at least 100 of them
-        // (the default, 8 MiB, holds 100 of 60 KiB); 128 KiB holds ~300 of these.
-    } = pair(capped(|config| config.sm_window_bytes = 128 * 1024));
+    // A client that acks only every 100 stanzas needs a window of at least 100 of them (the
+    // default, 8 MiB, holds 100 of 60 KiB); 128 KiB holds ~300 of these.
+    let (mut cluster, alice, bob_name, bob) =
+        pair(capped(|config| config.sm_window_bytes = 128 * 1024));
     flood(&mut cluster, alice, &bob, 3_000, 300);
     let (b, _) = cluster.login(1, &bob_name, Some("phone"));
     enable(&mut cluster, b, true);
@@ -167,12 +155,7 @@ fn a_sm_client_acking_every_hundred_gets_every_message_once_in_order() {
 
 #[test]
 fn a_stalled_reader_holds_live_messages_in_the_store_not_in_memory() {
-    let Pair {
-        mut cluster,
-        alice,
-        bob_name,
-        bob,
-    } = pair(capped(|_| {}));
+    let (mut cluster, alice, bob_name, bob) = pair(capped(|_| {}));
     let (b, _) = cluster.login(1, &bob_name, Some("phone"));
     cluster.send(b, "<presence/>");
     cluster.take_output(b);
@@ -191,13 +174,7 @@ fn a_stalled_reader_holds_live_messages_in_the_store_not_in_memory() {
 
 #[test]
 fn a_backlog_in_the_log_is_read_back_and_delivered() {
-    let dir = TempDir::new("pressure-log");
-    let mut cluster = log_cluster(SHARDS, dir.path());
-    let (alice, _) = cluster.login(0, &user_homed_on("alice", 0, SHARDS), Some("a"));
-    let bob_name = user_homed_on("bob", 1, SHARDS);
-    let bob = format!("{bob_name}@example.com");
-    flood(&mut cluster, alice, &bob, 300, 200);
-    cluster.commit_all();
+    let (_dir, mut cluster, bob_name, bob) = committed_backlog("pressure-log", 300, 200);
     let (b, _) = cluster.login(1, &bob_name, Some("phone"));
     cluster.send(b, "<presence/>");
     let got = cluster.take_output(b);
@@ -213,13 +190,7 @@ fn a_backlog_in_the_log_is_read_back_and_delivered() {
 #[test]
 fn a_damaged_record_stays_queued_and_the_rest_still_arrive() {
     use std::os::unix::fs::FileExt;
-    let dir = TempDir::new("pressure-damage");
-    let mut cluster = log_cluster(SHARDS, dir.path());
-    let (alice, _) = cluster.login(0, &user_homed_on("alice", 0, SHARDS), Some("a"));
-    let bob_name = user_homed_on("bob", 1, SHARDS);
-    let bob = format!("{bob_name}@example.com");
-    flood(&mut cluster, alice, &bob, 3, 100);
-    cluster.commit_all();
+    let (_dir, mut cluster, bob_name, bob) = committed_backlog("pressure-damage", 3, 100);
     // Damage the second message's stanza on disk, behind the store's back.
     let store = cluster.router(1).store();
     let second = *store.queue(&bob).nth(1).expect("three queued");

@@ -19,8 +19,11 @@ use rookery_router::{BroadcastRoles, NodeId};
     name = "rookery",
     version,
     about = "Thread-per-core XMPP connection engine",
-    after_help = "A local cluster on this host (nats-server and N nodes on loopback): \
-                  rookery cluster up|down|status (see rookery cluster --help)."
+    after_help = "Also: rookery accounts add|passwd|del|list (accounts of --auth file, see \
+                  rookery accounts --help); rookery cluster up|down|status (a local cluster \
+                  on this host: nats-server and N nodes on loopback, see rookery cluster --help).",
+    // A flag given twice takes the last value, so wrappers can append overrides.
+    args_override_self = true
 )]
 pub struct Args {
     /// Client-to-server listen address (one SO_REUSEPORT listener per shard).
@@ -29,7 +32,8 @@ pub struct Args {
     /// The XMPP domain this server hosts.
     #[arg(long, default_value = "example.test")]
     pub domain: String,
-    /// Account backend: token (password = hex HMAC-SHA256(secret, localpart)) or open.
+    /// Account backend: token (password = hex HMAC-SHA256(secret, localpart)), open (any
+    /// password), or file (SCRAM credentials in the data dir, made with `rookery accounts`).
     #[arg(long, value_enum, default_value_t = AuthKind::Token)]
     pub auth: AuthKind,
     /// Secret of the token backend.
@@ -171,6 +175,8 @@ impl DurabilityArg {
 pub enum AuthKind {
     Token,
     Open,
+    /// Accounts with stored SCRAM credentials, made with `rookery accounts`.
+    File,
 }
 
 /// Validated settings derived from [`Args`].
@@ -248,6 +254,9 @@ impl Config {
         }
         if args.auth == AuthKind::Token && args.token_secret.as_deref().unwrap_or("").is_empty() {
             bail!("--auth token needs --token-secret S (or ROOKERY_TOKEN_SECRET); clients then log in with password = hex HMAC-SHA256(S, localpart)");
+        }
+        if args.auth == AuthKind::File && args.durability == DurabilityArg::Memory {
+            bail!("--auth file keeps accounts in the data dir's logs; it needs --durability log or fsync, not memory");
         }
         if args.auth == AuthKind::Open && !args.listen.ip().is_loopback() && !args.allow_open_auth {
             bail!(

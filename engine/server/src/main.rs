@@ -4,6 +4,7 @@
 //! shard failing) to stop them all. `rookery cluster up|down|status` runs a local cluster
 //! instead (see `cluster_cmd`).
 
+mod accounts_cmd;
 mod cluster_cmd;
 mod config;
 mod data_dir;
@@ -46,13 +47,25 @@ fn main() {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    let mut argv = std::env::args().skip(1);
-    if argv.next().as_deref() == Some("cluster") {
-        if let Err(err) = cluster_cmd::main(argv.collect()) {
-            error!("{err:#}");
-            std::process::exit(1);
+    let mut words = std::env::args().skip(1).peekable();
+    match words.peek().map(String::as_str) {
+        Some("cluster") => {
+            words.next();
+            if let Err(err) = cluster_cmd::main(words.collect()) {
+                error!("{err:#}");
+                std::process::exit(1);
+            }
+            return;
         }
-        return;
+        Some("accounts") => {
+            words.next();
+            if let Err(err) = accounts_cmd::main(words) {
+                eprintln!("rookery accounts: {err:#}");
+                std::process::exit(1);
+            }
+            return;
+        }
+        _ => {}
     }
     if let Err(err) = run(Args::parse()) {
         error!("{err:#}");
@@ -108,6 +121,10 @@ fn run(args: Args) -> anyhow::Result<()> {
         let seed = std::hash::RandomState::new().hash_one(index);
         let mut router =
             Router::with_store_and_seed(Arc::clone(&router_config), index as u16, store, seed);
+        // A key from the OS for the router's unpredictable bytes (nonces, slot tokens).
+        let mut key = [0u8; rookery_router::RANDOM_KEY_BYTES];
+        getrandom::fill(&mut key).context("drawing a random key from the OS")?;
+        router.set_random_key(&key);
         // The router has no clock: give it wall time once (for XEP-0203 delay stamps).
         router.set_wall_clock(shared.started.elapsed().as_millis() as u64, unix_ms);
         let parts = ShardParts {
@@ -238,6 +255,7 @@ fn router_config(config: &Config) -> RouterConfig {
                 secret: args.token_secret.clone().unwrap_or_default().into_bytes(),
             },
             AuthKind::Open => AuthBackend::Open,
+            AuthKind::File => AuthBackend::File,
         },
         shards: config.shards() as u16,
         max_stanza_bytes: args.max_stanza_bytes,

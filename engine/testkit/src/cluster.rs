@@ -8,6 +8,12 @@
 //! what happens before and after a commit. The wall clock starts at `TEST_WALL_CLOCK_MS`
 //! (2026-11-28T18:00:00.000Z) and moves with `advance`.
 //!
+//! Why a second glue beside the server's shard loop: the router's unit and scenario tests want
+//! to stop between any two steps (before a commit, with a conn paused, with a mail held) and
+//! to read any router's state, which the real loop (threads, driver, mailbox) does not allow.
+//! This harness is kept to moving effects and nothing else; the loop itself is covered by the
+//! simulator (`rookery-sim` drives the server's real shard loop under seeds) and end to end.
+//!
 //! What it does not do: simulate I/O timing, mailbox capacity or partial writes (the simulator
 //! does that). Failures inside the harness `panic!` on purpose: it is test code.
 //!

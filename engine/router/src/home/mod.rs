@@ -31,6 +31,7 @@ use crate::home::sessions::Sessions;
 use crate::home::sm::table::SmTable;
 use crate::location::{Location, Placement};
 use crate::maps::HashState;
+use crate::random::SecureRandom;
 use crate::sessions::Directory;
 use crate::stats::RouterStats;
 
@@ -92,6 +93,8 @@ pub(crate) struct Home {
     pub now_ms: u64,
     /// Unix ms minus `now_ms`, from `Router::set_wall_clock`.
     pub wall_offset_ms: i64,
+    /// Unpredictable bytes (slot tokens, nonces): keyed by the server from the OS.
+    pub random: SecureRandom,
 }
 
 impl Home {
@@ -102,9 +105,10 @@ impl Home {
         (domain, location, placement): (Jid, Location, Placement),
         store: Store,
         rooms: Rooms,
-        hash: HashState,
+        (hash, random): (HashState, SecureRandom),
     ) -> Home {
         Home {
+            random,
             domain,
             groups: rooms.service().clone(),
             location,

@@ -437,45 +437,23 @@ mod tests {
     fn targets_follow_rfc6120_section_10() {
         let (me, domain) = (jid("alice@example.com/phone"), jid("example.com"));
         let groups = jid("groups.example.com");
+        use StanzaKind::{Iq, Message, Presence};
+        let server = || Target::Server { account: false };
+        let account = Target::Server { account: true };
+        let user = |s| Target::User(jid(s));
+        let room = |s| Target::Room(jid(s));
+        #[rustfmt::skip]
         let cases = [
-            (None, StanzaKind::Iq, Target::Server { account: false }),
-            (
-                Some("example.com"),
-                StanzaKind::Message,
-                Target::Server { account: false },
-            ),
-            (
-                Some("Example.COM/x"),
-                StanzaKind::Iq,
-                Target::Server { account: false },
-            ),
-            (
-                Some("alice@example.com"),
-                StanzaKind::Iq,
-                Target::Server { account: true },
-            ),
-            (
-                Some("alice@example.com"),
-                StanzaKind::Message,
-                Target::User(jid("alice@example.com")),
-            ),
-            (
-                Some("Bob@example.com/x"),
-                StanzaKind::Iq,
-                Target::User(jid("bob@example.com/x")),
-            ),
-            (Some("bob@other.org"), StanzaKind::Message, Target::Remote),
-            (
-                Some("Team@Groups.example.com/nick"),
-                StanzaKind::Presence,
-                Target::Room(jid("team@groups.example.com/nick")),
-            ),
-            (
-                Some("groups.example.com"),
-                StanzaKind::Iq,
-                Target::Room(jid("groups.example.com")),
-            ),
-            (Some("@example.com"), StanzaKind::Message, Target::Malformed),
+            (None, Iq, server()),
+            (Some("example.com"), Message, server()),
+            (Some("Example.COM/x"), Iq, server()),
+            (Some("alice@example.com"), Iq, account),
+            (Some("alice@example.com"), Message, user("alice@example.com")),
+            (Some("Bob@example.com/x"), Iq, user("bob@example.com/x")),
+            (Some("bob@other.org"), Message, Target::Remote),
+            (Some("Team@Groups.example.com/nick"), Presence, room("team@groups.example.com/nick")),
+            (Some("groups.example.com"), Iq, room("groups.example.com")),
+            (Some("@example.com"), Message, Target::Malformed),
         ];
         for (to, kind, want) in cases {
             assert_eq!(

@@ -22,7 +22,7 @@ pub(crate) mod header;
 pub(crate) mod redirect;
 pub(crate) mod sasl;
 
-use rookery_proto::Frame;
+use rookery_proto::{Frame, Jid};
 
 use crate::effects::{Effects, HomeRequest};
 use crate::errors::StreamError;
@@ -42,10 +42,12 @@ pub(crate) enum Next {
     Stop,
     /// A `<resume/>` waits for its answer: keep the rest unparsed until then (see `resume`).
     Pause,
-    /// The bind (or resumption) must complete on the user's home shard, `dest`.
+    /// The bind, resumption or authentication must complete on the user's home shard,
+    /// `dest`; `claimed` is the user an authentication is for (the conn has no JID yet).
     HandOff {
         dest: ShardId,
         request: HomeRequest,
+        claimed: Option<Jid>,
     },
 }
 
@@ -87,9 +89,11 @@ impl Router {
                     self.hold_bytes(slot, rest, fx);
                     break;
                 }
-                Next::HandOff { dest, request } => {
-                    return self.hand_off(slot, framer, dest, request, rest, fx)
-                }
+                Next::HandOff {
+                    dest,
+                    request,
+                    claimed,
+                } => return self.hand_off(slot, framer, (dest, request, claimed), rest, fx),
             }
         }
         if let Some(conn) = self.conns.get_mut(slot) {

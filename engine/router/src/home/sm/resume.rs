@@ -70,6 +70,7 @@ impl Router {
             return Next::HandOff {
                 dest: dest.shard,
                 request,
+                claimed: None,
             };
         }
         self.complete_resume(slot, previd, h, fx)

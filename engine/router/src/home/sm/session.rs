@@ -368,10 +368,11 @@ impl SmSession {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
-    fn session() -> SmSession {
+    /// A fresh session of `a@example.com/r` (the fixture of this folder's tests).
+    pub(in crate::home::sm) fn session() -> SmSession {
         let jid = Jid::parse("a@example.com/r").expect("valid JID");
         SmSession::new(jid, None, ConnKey(1))
     }

@@ -327,12 +327,7 @@ impl SmTable {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rookery_proto::Jid;
-
-    fn session() -> SmSession {
-        let jid = Jid::parse("a@example.com/r").expect("valid JID");
-        SmSession::new(jid, None, ConnKey(1))
-    }
+    use crate::home::sm::session::tests::session;
 
     #[test]
     fn tokens_of_ended_sessions_go_stale() {
