@@ -205,6 +205,10 @@ pub enum StanzaError {
     NotAcceptable,
     /// Another location did not answer in time (`RouterConfig::mail_timeout_ms`).
     RemoteServerTimeout,
+    /// A request about another account (XEP-0077: changing another user's password).
+    NotAuthorized,
+    /// A request the server understands but does not implement.
+    FeatureNotImplemented,
 }
 
 impl StanzaError {
@@ -219,6 +223,8 @@ impl StanzaError {
             StanzaError::ItemNotFound => "item-not-found",
             StanzaError::NotAcceptable => "not-acceptable",
             StanzaError::RemoteServerTimeout => "remote-server-timeout",
+            StanzaError::NotAuthorized => "not-authorized",
+            StanzaError::FeatureNotImplemented => "feature-not-implemented",
         }
     }
 
@@ -231,7 +237,9 @@ impl StanzaError {
             StanzaError::RemoteServerNotFound
             | StanzaError::ServiceUnavailable
             | StanzaError::NotAllowed
-            | StanzaError::ItemNotFound => "cancel",
+            | StanzaError::ItemNotFound
+            | StanzaError::FeatureNotImplemented => "cancel",
+            StanzaError::NotAuthorized => "auth",
             StanzaError::ResourceConstraint | StanzaError::RemoteServerTimeout => "wait",
         }
     }

@@ -81,3 +81,63 @@ fn the_file_backend_offers_scram_then_plain_checked_against_stored_keys() {
     cluster.send(other, &plain_auth(&bob, "nope"));
     assert!(cluster.take_output(other).contains("not-authorized"));
 }
+
+#[test]
+fn a_logged_in_user_changes_their_password_in_band() {
+    let alice = user_homed_on("alice", 1, SHARDS);
+    let mut cluster = cluster_with(&[(&alice, "old one"), ("bob", "bob's")]);
+    let (client, _) = cluster.try_login(0, &alice, "old one").unwrap();
+    cluster.take_output(client);
+    cluster.send(
+        client,
+        "<iq type='get' id='g'><query xmlns='jabber:iq:register'/></iq>",
+    );
+    let form = cluster.take_output(client);
+    assert!(
+        form.contains("<registered/>") && form.contains(&format!("<username>{alice}</username>")),
+        "{form}"
+    );
+    cluster.send(
+        client,
+        "<iq type='set' id='x'><query xmlns='jabber:iq:register'><username>bob</username>\
+         <password>mine now</password></query></iq>",
+    );
+    let refused = cluster.take_output(client);
+    assert!(
+        refused.contains("type='error'") && refused.contains("not-authorized"),
+        "{refused}"
+    );
+    cluster.send(
+        client,
+        &format!(
+            "<iq type='set' id='c'><query xmlns='jabber:iq:register'><username>{alice}</username>\
+             <password>new one</password></query></iq>"
+        ),
+    );
+    let changed = cluster.take_output(client);
+    assert!(
+        changed.contains("type='result'") && changed.contains("id='c'"),
+        "{changed}"
+    );
+    assert!(cluster.try_login(1, &alice, "new one").is_ok());
+    let old = cluster.try_login(0, &alice, "old one").unwrap_err();
+    assert!(old.contains("not-authorized"), "{old}");
+    assert!(
+        cluster.try_login(0, "bob", "bob's").is_ok(),
+        "bob's account is untouched"
+    );
+}
+
+#[test]
+fn other_backends_have_no_in_band_registration() {
+    let mut cluster = Cluster::new(SHARDS);
+    let (client, _) = cluster.login(0, "carol", None);
+    cluster.take_output(client);
+    cluster.send(
+        client,
+        "<iq type='set' id='c'><query xmlns='jabber:iq:register'><username>carol</username>\
+         <password>x</password></query></iq>",
+    );
+    let answer = cluster.take_output(client);
+    assert!(answer.contains("service-unavailable"), "{answer}");
+}

@@ -63,6 +63,11 @@ impl Sasl {
         self.accounts.mechanisms()
     }
 
+    /// How the account backend checks a proof.
+    pub fn check(&self) -> Check {
+        self.accounts.check()
+    }
+
     /// The conn in `slot` went away or authenticated: drop its exchange, if any.
     pub fn forget(&mut self, slot: u32) {
         self.waiting.remove(&slot);
