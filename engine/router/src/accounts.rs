@@ -41,7 +41,9 @@ pub(crate) enum Check {
 /// An account backend.
 pub(crate) trait Accounts: Debug + Send {
     /// The SASL mechanisms it can check, strongest first (the pre-auth features list them).
-    fn mechanisms(&self) -> &'static [Mechanism];
+    /// `exposed`: the conn comes from a non-loopback address without TLS, where a password
+    /// sent in the clear could be read on the way.
+    fn mechanisms(&self, exposed: bool) -> &'static [Mechanism];
     /// How a proof is checked.
     fn check(&self) -> Check {
         Check::Password
@@ -76,7 +78,9 @@ impl Debug for TokenAccounts {
 }
 
 impl Accounts for TokenAccounts {
-    fn mechanisms(&self) -> &'static [Mechanism] {
+    /// PLAIN everywhere: the load-test backend's passwords are derived tokens, and it has no
+    /// other mechanism.
+    fn mechanisms(&self, _exposed: bool) -> &'static [Mechanism] {
         PLAIN_ONLY
     }
 
@@ -91,7 +95,7 @@ impl Accounts for TokenAccounts {
 struct OpenAccounts;
 
 impl Accounts for OpenAccounts {
-    fn mechanisms(&self) -> &'static [Mechanism] {
+    fn mechanisms(&self, _exposed: bool) -> &'static [Mechanism] {
         PLAIN_ONLY
     }
 
@@ -105,12 +109,18 @@ impl Accounts for OpenAccounts {
 struct FileAccounts;
 
 impl Accounts for FileAccounts {
-    fn mechanisms(&self) -> &'static [Mechanism] {
-        &[
-            Mechanism::ScramSha256,
-            Mechanism::ScramSha1,
-            Mechanism::Plain,
-        ]
+    /// SCRAM, and PLAIN only where the password cannot be read on the way (loopback; TLS
+    /// once it exists).
+    fn mechanisms(&self, exposed: bool) -> &'static [Mechanism] {
+        if exposed {
+            &[Mechanism::ScramSha256, Mechanism::ScramSha1]
+        } else {
+            &[
+                Mechanism::ScramSha256,
+                Mechanism::ScramSha1,
+                Mechanism::Plain,
+            ]
+        }
     }
 
     fn check(&self) -> Check {
@@ -179,7 +189,7 @@ mod tests {
         );
         assert!(!token.check_password(&jid("alice"), "nope"));
         assert!(!token.check_password(&jid("bob"), &pw));
-        assert_eq!(token.mechanisms(), &[Mechanism::Plain]);
+        assert_eq!(token.mechanisms(true), &[Mechanism::Plain]);
         assert!(!format!("{token:?}").contains("s3cret"));
     }
 
@@ -187,7 +197,13 @@ mod tests {
     fn open_backend_accepts_any_password() {
         let open = for_backend(&AuthBackend::Open);
         assert!(open.check_password(&jid("bob"), "x"));
-        assert_eq!(open.mechanisms(), &[Mechanism::Plain]);
+        assert_eq!(open.mechanisms(false), &[Mechanism::Plain]);
+        let file = for_backend(&AuthBackend::File);
+        assert!(file.mechanisms(false).contains(&Mechanism::Plain));
+        assert!(
+            !file.mechanisms(true).contains(&Mechanism::Plain),
+            "no PLAIN in the clear"
+        );
     }
 
     #[test]

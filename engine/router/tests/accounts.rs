@@ -141,3 +141,24 @@ fn other_backends_have_no_in_band_registration() {
     let answer = cluster.take_output(client);
     assert!(answer.contains("service-unavailable"), "{answer}");
 }
+
+#[test]
+fn plain_is_not_offered_in_the_clear_off_loopback() {
+    let bob = user_homed_on("bob", 0, SHARDS);
+    let mut cluster = cluster_with(&[(&bob, "pw")]);
+    let remote = cluster.connect_from(0, Some("192.0.2.7".parse().unwrap()));
+    cluster.send(remote, &client_header());
+    let features = cluster.take_output(remote);
+    assert!(
+        features.contains("SCRAM-SHA-256") && !features.contains("PLAIN"),
+        "{features}"
+    );
+    cluster.send(remote, &plain_auth(&bob, "pw"));
+    let refused = cluster.take_output(remote);
+    assert!(refused.contains("invalid-mechanism"), "{refused}");
+    let local = cluster.connect_from(0, Some("127.0.0.1".parse().unwrap()));
+    cluster.send(local, &client_header());
+    assert!(cluster
+        .take_output(local)
+        .contains("<mechanism>PLAIN</mechanism>"));
+}

@@ -148,6 +148,7 @@ impl Router {
         if next_phase == Phase::AwaitBind && self.redirect_if_elsewhere(slot, true, fx) {
             return Next::Stop;
         }
+        let offered = self.offered_mechanisms(slot);
         let Some(conn) = self.conns.get_mut(slot) else {
             return Next::Stop;
         };
@@ -159,7 +160,7 @@ impl Router {
         out.clear();
         let id = self.ids.stream_id();
         conn.dialect.open(out, &id, self.home.domain.as_str());
-        conn.dialect.features(stage, self.sasl.mechanisms(), out);
+        conn.dialect.features(stage, offered, out);
         fx.send(conn.key, out);
         conn.header_sent = true;
         conn.phase = next_phase;

@@ -58,9 +58,9 @@ impl Sasl {
         }
     }
 
-    /// The mechanisms the pre-auth features offer.
-    pub fn mechanisms(&self) -> &'static [Mechanism] {
-        self.accounts.mechanisms()
+    /// The mechanisms offered to a conn (`exposed`: from a non-loopback address in the clear).
+    pub fn mechanisms(&self, exposed: bool) -> &'static [Mechanism] {
+        self.accounts.mechanisms(exposed)
     }
 
     /// How the account backend checks a proof.
@@ -93,6 +93,16 @@ enum Outcome {
 }
 
 impl Router {
+    /// The mechanisms offered to the conn in `slot`: without PLAIN where the backend keeps
+    /// real passwords and the conn comes in the clear from a non-loopback address.
+    pub(super) fn offered_mechanisms(&self, slot: u32) -> &'static [Mechanism] {
+        let exposed = self
+            .unauth
+            .address(slot)
+            .is_some_and(|peer| !peer.is_loopback());
+        self.sasl.mechanisms(exposed)
+    }
+
     /// A first-level element before authentication: only SASL elements are allowed.
     pub(super) fn on_sasl(
         &mut self,
@@ -111,7 +121,7 @@ impl Router {
         }
         match (phase, element.local_name()) {
             (Phase::AwaitAuth, "auth") => {
-                let offered = self.sasl.mechanisms();
+                let offered = self.offered_mechanisms(slot);
                 let Some(mechanism) = element
                     .attr("mechanism")
                     .and_then(Mechanism::from_name)
