@@ -61,6 +61,8 @@ async def run(host, port, alice_jid, alice_pw, bob_jid, bob_pw):
     mallory.connect(host, int(port))
     result["wrong_password_refused"] = await asyncio.wait_for(refused, TIMEOUT_S)
     mallory.disconnect()
+    # Let the disconnects finish before the loop closes (no pending tasks at exit).
+    await asyncio.sleep(0.2)
     return result
 
 
