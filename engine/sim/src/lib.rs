@@ -27,6 +27,18 @@
 //! messages are deleted on drain, not on `<a h>`. Clients connect to a random shard, so most
 //! logins are handed off to their home shard by the loop's detach / `Adopt` / adopt.
 //!
+//! Nodes (`SimConfig::nodes`, `nodes`, `bus`): with more than one, every node has its
+//! shards (real loops whose routers place users and rooms with `Placement::cluster` over a
+//! cluster file) and a bridge, the last participant of its mailbox grid. Clients log in on
+//! a shard of any node; one whose home is elsewhere gets `see-other-host` from the router
+//! after SASL and logs in again on its home node (`rookery_client` reports the address).
+//! Mail for another node's shard goes to the bridge, which batches it with the real codec
+//! (`rookery::cluster::batch`) and sends it through the real `rookery_cluster::link::Links`
+//! over a seeded bus that drops, duplicates, delays and reorders frames; the receiving links
+//! deliver in order and once, to the destination shards' inboxes. Restarts: the whole
+//! cluster's, and one node's kill -9 while the others run on (`node_kill`). The ledger's
+//! rules below are the same across nodes.
+//!
 //! A run has up to four phases. Setup (only with contacts or rooms in the [`plan`]): no
 //! faults; clients log in, build their rosters through the router (subscribe / subscribed
 //! both ways with K random others) and join their rooms once (which makes them members);
@@ -79,7 +91,8 @@
 //!
 //! Canaries (`--inject-bug`): drop-mail, reorder-lane, lose-committed,
 //! drop-fanout-recipient (one recipient removed from one presence or groupchat `Fanout`
-//! mail), and delete-on-queue (`Drained` reported as soon as bytes are queued: a session
+//! mail), skip-link-dedupe (a cluster's receiving bridge hands its shards data frames the
+//! link calls duplicates), and delete-on-queue (`Drained` reported as soon as bytes are queued: a session
 //! without XEP-0198 loses what was queued when its conn dies); the tests assert each is
 //! caught by most seeds.
 //!
@@ -118,6 +131,7 @@
 // STYLE.md: functions under 70 lines (the threshold is in this package's clippy.toml).
 #![warn(clippy::too_many_lines)]
 
+mod bus;
 mod checks;
 pub mod client;
 mod commit;
@@ -128,6 +142,8 @@ pub mod ledger;
 mod mail;
 pub mod mailbox;
 mod net;
+mod node_kill;
+mod nodes;
 mod outcome;
 pub mod plan;
 pub mod presence;
@@ -140,6 +156,7 @@ mod tamper;
 mod turns;
 pub mod world;
 
+pub use bus::BusStats;
 pub use ledger::Violation;
 pub use outcome::{run, Failure, Outcome};
 
@@ -162,6 +179,10 @@ pub enum InjectBug {
     /// delivered: the old behaviour of deleting a stored message for a session without
     /// XEP-0198 when it is merely queued, which loses it when the conn dies first.
     DeleteOnQueue,
+    /// The receiving bridge hands the shards every data frame the link calls a duplicate (a
+    /// bus duplicate, a retransmission of a frame already delivered) instead of dropping it:
+    /// a bus without the link's dedupe. Only with `nodes` > 1.
+    SkipLinkDedupe,
 }
 
 impl InjectBug {
@@ -180,6 +201,7 @@ impl InjectBug {
             "lose-committed" => Some(InjectBug::LoseCommitted),
             "drop-fanout-recipient" => Some(InjectBug::DropFanoutRecipient),
             "delete-on-queue" => Some(InjectBug::DeleteOnQueue),
+            "skip-link-dedupe" => Some(InjectBug::SkipLinkDedupe),
             _ => None,
         }
     }
@@ -191,6 +213,7 @@ impl InjectBug {
             InjectBug::LoseCommitted => "lose-committed",
             InjectBug::DropFanoutRecipient => "drop-fanout-recipient",
             InjectBug::DeleteOnQueue => "delete-on-queue",
+            InjectBug::SkipLinkDedupe => "skip-link-dedupe",
         }
     }
 }
@@ -250,6 +273,23 @@ pub struct SimConfig {
     /// The stores' `compact_min_bytes` (`None`: the store's default, 4 MiB, which the sim's
     /// logs never reach): small, the loops compact their logs while clients chat.
     pub compact_min_bytes: Option<u64>,
+    /// Nodes of the cluster (1: a single node, no bridge, no bus: the traces of existing
+    /// seeds are unchanged). Each node has `shards` shards; see `nodes` and `bus`.
+    pub nodes: u16,
+    /// The bus between the nodes' bridges: chance (per mille, per frame) that a frame is
+    /// dropped, and that it is delivered twice.
+    pub bus_drop_per_mille: u64,
+    pub bus_dup_per_mille: u64,
+    /// A frame's delay on the bus (virtual ms, drawn per frame and per copy).
+    pub bus_delay_ms: (u64, u64),
+    /// Chance (per mille) that a frame is held back long enough (`BUS_LATE_MS`) for later
+    /// frames to pass it.
+    pub bus_reorder_per_mille: u64,
+    /// Chance (per mille, per active step without a whole restart) that one node is killed
+    /// and restarts while the others run on (see `node_kill`). Only with `nodes` > 1; off by
+    /// default (see the crate report: a restarted node stores again what its link had not
+    /// acknowledged yet).
+    pub node_restart_per_mille: u64,
 }
 
 impl Default for SimConfig {
@@ -275,6 +315,12 @@ impl Default for SimConfig {
             graceful_stop_per_mille: 0,
             log_write_ms: (0, 8),
             compact_min_bytes: None,
+            nodes: 1,
+            bus_drop_per_mille: 100,
+            bus_dup_per_mille: 50,
+            bus_delay_ms: (0, 20),
+            bus_reorder_per_mille: 100,
+            node_restart_per_mille: 0,
         }
     }
 }
