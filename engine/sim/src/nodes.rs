@@ -21,6 +21,11 @@ use rookery_router::RouterConfig;
 
 use crate::ledger::Violation;
 
+/// The routers' wait for an answer to mail to another shard (the default is 30 s, longer
+/// than the quiet period): mail a node's kill -9 lost is answered with an error in time for
+/// the end checks.
+pub(crate) const MAIL_TIMEOUT_MS: u64 = 4_000;
+
 /// The cluster of a run with several nodes.
 pub(crate) struct Cluster {
     pub nodes: u16,
@@ -53,6 +58,7 @@ impl Cluster {
     /// The router config of node index `node`: `base` with this node's cluster view.
     pub fn router_config(&self, base: &RouterConfig, node: u16) -> Arc<RouterConfig> {
         let mut config = base.clone();
+        config.mail_timeout_ms = MAIL_TIMEOUT_MS;
         let me = rookery_router::NodeId(id_of(node).0);
         config.cluster = Some(rookery::cluster::router_cluster(&self.file, me));
         Arc::new(config)
