@@ -454,14 +454,21 @@ fn a_seed_replays_to_the_same_trace() {
 /// bus: a tenth of the frames dropped, one in twenty duplicated, one in ten held back so later
 /// ones pass it; each node's real `Links` restores order and filters duplicates. Clients log
 /// in on any node and follow `see-other-host` to their home; now and then the whole cluster
-/// restarts (kill -9). One node's restart alone is not in this scenario (see the crate
-/// report).
+/// restarts (kill -9). A third of the seeds add rosters and presence (2 contacts each), a
+/// third rooms too (2 rooms of 4), so presence fan-outs, room copies and their gathers cross
+/// nodes. One node's restart alone is not in this scenario (see the crate report).
 fn cluster(seed: u64) -> SimConfig {
+    let social = !seed.is_multiple_of(3);
+    let rooms = seed % 3 == 2;
     SimConfig {
         nodes: 3,
         shards: 2,
         clients: 6 + (seed % 4) as usize,
         steps: 1_000,
+        contacts: if social { 2 } else { 0 },
+        groups: if rooms { 2 } else { 0 },
+        group_size: 4,
+        offline_max: if rooms { 60 } else { 30 },
         ..SimConfig::default()
     }
 }
@@ -483,12 +490,15 @@ fn three_nodes_on_a_lossy_bus_hold_over_a_hundred_seeds() {
     let retransmits = sum(|o| o.bus.retransmits);
     let link_duplicates = sum(|o| o.bus.link_duplicates);
     let mails_in = sum(|o| o.bus.mails_in);
+    let presence = sum(|o| o.presence_received);
+    let group_deliveries = sum(|o| o.group_deliveries);
     let restarts = sum(|o| o.restarts);
     println!(
         "{} seeds in {:.2}s: {delivered} deliveries, {redirects} redirects, {} frames \
          ({dropped} dropped, {duplicated} duplicated, {late} late), {retransmits} \
          retransmits, {link_duplicates} duplicates filtered by the links, {mails_in} mails \
-         across nodes, {restarts} restarts",
+         across nodes, {restarts} restarts, {presence} presences and {group_deliveries} \
+         groupchat copies received",
         seeds.len(),
         started.elapsed().as_secs_f64(),
         sum(|o| o.bus.frames),
@@ -502,6 +512,7 @@ fn three_nodes_on_a_lossy_bus_hold_over_a_hundred_seeds() {
     assert!(delivered > 2_000 && redirects > 500 && mails_in > 2_000);
     assert!(dropped > 200 && duplicated > 100 && late > 200);
     assert!(retransmits > 200 && link_duplicates > 200 && restarts > 20);
+    assert!(presence > 1_000 && group_deliveries > 1_000);
 }
 
 /// skip-link-dedupe: a receiving bridge that hands its shards what the link called a
