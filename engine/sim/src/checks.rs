@@ -68,7 +68,11 @@ impl World {
             .iter()
             .map(|c| {
                 let bare = format!("{}@{TEST_DOMAIN}", c.user);
-                Jid::parse(&bare).map_or(0, |jid| Placement::local(shards).home(&jid).shard.0)
+                match &self.cluster {
+                    Some(cluster) => cluster.home(&bare),
+                    None => Jid::parse(&bare)
+                        .map_or(0, |jid| Placement::local(shards).home(&jid).shard.0),
+                }
             })
             .collect();
         self.ledger.groups.check_end(&sessions, &homes)

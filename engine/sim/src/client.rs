@@ -97,6 +97,11 @@ pub struct Client {
     pub sessions_without_sm: u64,
     /// Chats received by a session without XEP-0198 since the world last took them.
     pub(crate) fresh_deliveries: Vec<MsgKey>,
+    /// The address of the last `see-other-host` (a cluster: the user's home node), for the
+    /// world's next connect.
+    pub redirect: Option<String>,
+    /// `see-other-host` redirects followed so far.
+    pub redirects: u64,
 }
 
 impl Client {
@@ -127,6 +132,8 @@ impl Client {
             sm: true,
             sessions_without_sm: 0,
             fresh_deliveries: Vec::new(),
+            redirect: None,
+            redirects: 0,
             now_ms: 0,
             social: Social::default(),
             rooms: Rooms::default(),
@@ -260,6 +267,10 @@ impl Client {
             // Resumption refused: the old session's unacknowledged stanzas are abandoned
             // (they may or may not have been handled); the crate binds a fresh session.
             Noted::ResumeFailed => self.unacked.clear(),
+            Noted::Redirect(address) => {
+                self.redirects += 1;
+                self.redirect = Some(address);
+            }
             Noted::Violation(checker, detail) => {
                 let detail = format!("client {}: {detail}", self.index);
                 return Err(Violation::new(checker, detail));
@@ -386,6 +397,8 @@ enum Noted {
     Acked(u32),
     Resumed(u32),
     ResumeFailed,
+    /// `see-other-host` with this address: the server closes the conn next.
+    Redirect(String),
     /// (checker, detail): the server broke the protocol.
     Violation(&'static str, String),
 }
@@ -414,7 +427,8 @@ impl Noted {
                 Noted::Violation("protocol", format!("bad XML from the server: {detail}"))
             }
             // The close that follows is the world's to apply (`on_closed`).
-            Event::StreamError(_) | Event::StreamClosed => return None,
+            Event::StreamError(error) => Noted::Redirect(error.other_host?.into_owned()),
+            Event::StreamClosed => return None,
             Event::Authenticated => return None,
         })
     }

@@ -97,17 +97,44 @@ pub(crate) fn router_config(cfg: &SimConfig) -> Arc<RouterConfig> {
     Arc::new(config)
 }
 
-pub(crate) fn store_config(dir: &TempDir, shard: u16, offline_max: usize) -> StoreConfig {
-    let mut config = StoreConfig::new(&dir.path, shard).with_durability(Durability::Log);
+/// The store of local shard `shard` of node index `node` (node 0's logs in the run's dir,
+/// the others' in `node<N>` under it).
+pub(crate) fn store_config(
+    dir: &TempDir,
+    node: u16,
+    shard: u16,
+    offline_max: usize,
+) -> StoreConfig {
+    let path = match node {
+        0 => dir.path.clone(),
+        n => dir.path.join(format!("node{n}")),
+    };
+    let mut config = StoreConfig::new(&path, shard).with_durability(Durability::Log);
     config.offline_max = offline_max;
     config.retry_interval_ms = 200;
     config
 }
 
 impl World {
-    /// Real shard loops over freshly (re)opened stores, with seeds from the run's PRNG.
+    /// Real shard loops over freshly (re)opened stores, with seeds from the run's PRNG, and
+    /// the bridges of a cluster.
     pub fn start_shards(&mut self) -> Step {
         self.shards.clear();
+        for node in 0..self.cfg.nodes {
+            self.start_node(node)?;
+        }
+        self.start_bridges();
+        Ok(())
+    }
+
+    /// The shards of node index `node` (one process): new loops in their slots of `shards`.
+    pub(crate) fn start_node(&mut self, node: u16) -> Step {
+        // The node's old loops go first (dropping one closes its log and releases the lock);
+        // the new ones take their slots, before the later nodes' shards.
+        let first = usize::from(node * self.cfg.shards).min(self.shards.len());
+        let mut old = self.shards.split_off(first);
+        let later = old.split_off(usize::from(self.cfg.shards).min(old.len()));
+        drop(old);
         // Process-wide, as in the server: a conn counted where it was accepted is uncounted
         // where it closes, after a hand-off on another shard.
         #[allow(
@@ -121,7 +148,8 @@ impl World {
             started: Instant::now(),
         });
         for shard in 0..self.cfg.shards {
-            let mut config = store_config(&self.dir, shard, self.cfg.offline_max);
+            let global = node * self.cfg.shards + shard;
+            let mut config = store_config(&self.dir, node, shard, self.cfg.offline_max);
             if let Some(min_bytes) = self.cfg.compact_min_bytes {
                 config.compact_min_bytes = min_bytes;
             }
@@ -129,7 +157,7 @@ impl World {
                 Violation::new("store", format!("shard {shard} failed to open: {e}"))
             })?;
             let seed = self.rng.next_u64();
-            let config = self.router_config.clone();
+            let config = self.router_configs[usize::from(node)].clone();
             let mut router = Router::with_store_and_seed(config, shard, store, seed);
             router.set_wall_clock(self.now_ms, TEST_WALL_CLOCK_MS + self.now_ms);
             let clock = self.clock.clone();
@@ -149,16 +177,18 @@ impl World {
             };
             let looped = Loop::new(driver, parts)
                 .map_err(|e| Violation::new("setup", format!("shard {shard}: {e}")))?;
-            self.shards.push(Shard {
+            let fresh = Shard {
                 looped,
                 post,
                 shared: shared.clone(),
                 turn_at_ms: None,
                 finished: false,
-            });
+            };
+            self.shards.push(fresh);
             let at = self.now_ms + self.rng.range(0, 10);
-            self.wake_shard_at(shard, at);
+            self.wake_shard_at(global, at);
         }
+        self.shards.extend(later);
         Ok(())
     }
 
@@ -187,6 +217,8 @@ impl World {
     pub(crate) fn reincarnate(&mut self) -> Step {
         self.shards.clear();
         self.epoch += 1;
+        self.node_born.fill(self.epoch);
+        self.cluster_born = self.epoch;
         // Ack records not yet committed die with the process.
         self.undrained.clear();
         self.ledger.on_restart(self.now_ms);
@@ -220,14 +252,23 @@ impl World {
     /// Backlogs the current routers started (their stats die with them at a restart).
     /// Log compactions the current loops ran (each re-registers its log with the driver).
     pub(crate) fn compactions_in_incarnation(&self) -> u64 {
-        self.shards
+        self.compactions_of(0..self.shards.len() as u16)
+    }
+
+    pub(crate) fn backlogs_in_incarnation(&self) -> u64 {
+        self.backlogs_of(0..self.shards.len() as u16)
+    }
+
+    /// The same, of the shards in `range` (global indexes) only.
+    pub(crate) fn compactions_of(&self, range: std::ops::Range<u16>) -> u64 {
+        self.shards[usize::from(range.start)..usize::from(range.end)]
             .iter()
             .map(|s| s.looped.driver().reregistered)
             .sum()
     }
 
-    pub(crate) fn backlogs_in_incarnation(&self) -> u64 {
-        self.shards
+    pub(crate) fn backlogs_of(&self, range: std::ops::Range<u16>) -> u64 {
+        self.shards[usize::from(range.start)..usize::from(range.end)]
             .iter()
             .map(|s| s.router().stats().backlogs_started)
             .sum()
@@ -235,7 +276,7 @@ impl World {
 }
 
 /// Writes a prefix of the write in flight, as a write cut short by the kill would.
-fn tear(shard: &Shard, cut: u64) {
+pub(crate) fn tear(shard: &Shard, cut: u64) {
     let Some((offset, bytes)) = shard.looped.driver().writes_in_flight().next() else {
         return;
     };

@@ -70,6 +70,9 @@ pub enum ConnState {
     Detaching,
     /// The network lost it: `Closed` is on its way.
     PeerGone,
+    /// Closed by the shard and its queue written out: `Closed` is on its way (the network
+    /// losing it now is not reported again; a send is still late, as while `Closing`).
+    Flushed,
 }
 
 /// What the shard did that the world must learn of.
@@ -254,7 +257,7 @@ impl SimDriver {
                 c.leftover.extend_from_slice(&bytes);
                 Ok(())
             }
-            ConnState::Aborted | ConnState::PeerGone => Err(bytes),
+            ConnState::Aborted | ConnState::PeerGone | ConnState::Flushed => Err(bytes),
         }
     }
 
@@ -316,12 +319,15 @@ impl SimDriver {
         match c.state {
             ConnState::Open => self.ready.push_back(Ready::Drained(conn, false)),
             ConnState::Closing => {
+                // `Closed` is on its way: the network losing the conn now (the world's
+                // `peer_closed` after the client saw the close) must not report it twice.
+                c.state = ConnState::Flushed;
                 self.ready
                     .push_back(Ready::Closed(conn, CloseReason::Local));
                 return (bytes, true);
             }
             ConnState::Detaching => self.ready.push_back(Ready::Detached(conn)),
-            ConnState::Aborted | ConnState::PeerGone => {}
+            ConnState::Aborted | ConnState::PeerGone | ConnState::Flushed => {}
         }
         (bytes, false)
     }

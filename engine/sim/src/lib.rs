@@ -27,6 +27,18 @@
 //! messages are deleted on drain, not on `<a h>`. Clients connect to a random shard, so most
 //! logins are handed off to their home shard by the loop's detach / `Adopt` / adopt.
 //!
+//! Nodes (`SimConfig::nodes`, `nodes`, `bus`): with more than one, every node has its
+//! shards (real loops whose routers place users and rooms with `Placement::cluster` over a
+//! cluster file) and a bridge, the last participant of its mailbox grid. Clients log in on
+//! a shard of any node; one whose home is elsewhere gets `see-other-host` from the router
+//! after SASL and logs in again on its home node (`rookery_client` reports the address).
+//! Mail for another node's shard goes to the bridge, which batches it with the real codec
+//! (`rookery::cluster::batch`) and sends it through the real `rookery_cluster::link::Links`
+//! over a seeded bus that drops, duplicates, delays and reorders frames; the receiving links
+//! deliver in order and once, to the destination shards' inboxes. Restarts: the whole
+//! cluster's, and one node's kill -9 while the others run on (`node_kill`). The ledger's
+//! rules below are the same across nodes.
+//!
 //! A run has up to four phases. Setup (only with contacts or rooms in the [`plan`]): no
 //! faults; clients log in, build their rosters through the router (subscribe / subscribed
 //! both ways with K random others) and join their rooms once (which makes them members);
@@ -79,7 +91,8 @@
 //!
 //! Canaries (`--inject-bug`): drop-mail, reorder-lane, lose-committed,
 //! drop-fanout-recipient (one recipient removed from one presence or groupchat `Fanout`
-//! mail), and delete-on-queue (`Drained` reported as soon as bytes are queued: a session
+//! mail), skip-link-dedupe (a cluster's receiving bridge hands its shards data frames the
+//! link calls duplicates), and delete-on-queue (`Drained` reported as soon as bytes are queued: a session
 //! without XEP-0198 loses what was queued when its conn dies); the tests assert each is
 //! caught by most seeds.
 //!
@@ -101,6 +114,20 @@
 //! `backlog-overflow`); a window of fewer than five stanzas waits for the one-second `<r/>`
 //! timer per window (`--sm-window-bytes 512`: `acked-delivered`).
 //!
+//! Cluster finding, not fixed here (reported; one node's restart is off by default and out
+//! of the tested scenario): the link is at-least-once across a receiver's kill -9. A node
+//! that stored a cross-node chat and died before its link's ack reached the sender gets the
+//! frame again from the sender's link (its new incarnation expects from the frame's `base`),
+//! and stores it a second time: the recipient gets the chat twice in one session, from the
+//! offline queue (`order`: seeds 21 and 38 with `--nodes 3 --shards 2 --clients 8 --steps
+//! 1000 --node-restarts 1`, `n=5 after n=5`), or an old chat after newer ones (seed 41:
+//! `n=6 after n=19`). The fix belongs to the home node (a dedupe window of recent stanza
+//! ids per sender, or the link's expected seq kept in the log), not to the bus. Measured:
+//! 3 of 100 seeds at that configuration; 0 of 100 without node restarts. Cluster routers
+//! wait `nodes::MAIL_TIMEOUT_MS` (4 s) for a remote answer, so mail a kill lost is answered
+//! with an error before the end checks (at the default 30 s, 7 of 100 seeds ended with
+//! senders still waiting: `liveness`).
+//!
 //! Compaction runs in the loop only with a small `SimConfig::compact_min_bytes` (the default
 //! threshold, 4 MiB, is never reached by the sim's logs).
 //!
@@ -118,6 +145,7 @@
 // STYLE.md: functions under 70 lines (the threshold is in this package's clippy.toml).
 #![warn(clippy::too_many_lines)]
 
+mod bus;
 mod checks;
 pub mod client;
 mod commit;
@@ -128,6 +156,8 @@ pub mod ledger;
 mod mail;
 pub mod mailbox;
 mod net;
+mod node_kill;
+mod nodes;
 mod outcome;
 pub mod plan;
 pub mod presence;
@@ -140,6 +170,7 @@ mod tamper;
 mod turns;
 pub mod world;
 
+pub use bus::BusStats;
 pub use ledger::Violation;
 pub use outcome::{run, Failure, Outcome};
 
@@ -162,6 +193,10 @@ pub enum InjectBug {
     /// delivered: the old behaviour of deleting a stored message for a session without
     /// XEP-0198 when it is merely queued, which loses it when the conn dies first.
     DeleteOnQueue,
+    /// The receiving bridge hands the shards every data frame the link calls a duplicate (a
+    /// bus duplicate, a retransmission of a frame already delivered) instead of dropping it:
+    /// a bus without the link's dedupe. Only with `nodes` > 1.
+    SkipLinkDedupe,
 }
 
 impl InjectBug {
@@ -180,6 +215,7 @@ impl InjectBug {
             "lose-committed" => Some(InjectBug::LoseCommitted),
             "drop-fanout-recipient" => Some(InjectBug::DropFanoutRecipient),
             "delete-on-queue" => Some(InjectBug::DeleteOnQueue),
+            "skip-link-dedupe" => Some(InjectBug::SkipLinkDedupe),
             _ => None,
         }
     }
@@ -191,6 +227,7 @@ impl InjectBug {
             InjectBug::LoseCommitted => "lose-committed",
             InjectBug::DropFanoutRecipient => "drop-fanout-recipient",
             InjectBug::DeleteOnQueue => "delete-on-queue",
+            InjectBug::SkipLinkDedupe => "skip-link-dedupe",
         }
     }
 }
@@ -250,6 +287,23 @@ pub struct SimConfig {
     /// The stores' `compact_min_bytes` (`None`: the store's default, 4 MiB, which the sim's
     /// logs never reach): small, the loops compact their logs while clients chat.
     pub compact_min_bytes: Option<u64>,
+    /// Nodes of the cluster (1: a single node, no bridge, no bus: the traces of existing
+    /// seeds are unchanged). Each node has `shards` shards; see `nodes` and `bus`.
+    pub nodes: u16,
+    /// The bus between the nodes' bridges: chance (per mille, per frame) that a frame is
+    /// dropped, and that it is delivered twice.
+    pub bus_drop_per_mille: u64,
+    pub bus_dup_per_mille: u64,
+    /// A frame's delay on the bus (virtual ms, drawn per frame and per copy).
+    pub bus_delay_ms: (u64, u64),
+    /// Chance (per mille) that a frame is held back long enough (`BUS_LATE_MS`) for later
+    /// frames to pass it.
+    pub bus_reorder_per_mille: u64,
+    /// Chance (per mille, per active step without a whole restart) that one node is killed
+    /// and restarts while the others run on (see `node_kill`). Only with `nodes` > 1; off by
+    /// default (see the crate report: a restarted node stores again what its link had not
+    /// acknowledged yet).
+    pub node_restart_per_mille: u64,
 }
 
 impl Default for SimConfig {
@@ -275,6 +329,12 @@ impl Default for SimConfig {
             graceful_stop_per_mille: 0,
             log_write_ms: (0, 8),
             compact_min_bytes: None,
+            nodes: 1,
+            bus_drop_per_mille: 100,
+            bus_dup_per_mille: 50,
+            bus_delay_ms: (0, 20),
+            bus_reorder_per_mille: 100,
+            node_restart_per_mille: 0,
         }
     }
 }

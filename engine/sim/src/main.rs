@@ -4,8 +4,11 @@
 //! [--contacts K] [--groups G] [--group-size S] [--no-resume-unacked] [--lenient-group-refusals]
 //! [--offline-max N] [--no-sm-share PER_MILLE] [--max-output-bytes N] [--sm-window-bytes N]
 //! [--slow-readers PER_MILLE] [--slow-read-rate LO..HI] [--graceful-stops PER_MILLE]
-//! [--log-write-ms LO..HI] [--compact-min-bytes N] [--trace]
-//! [--inject-bug drop-mail|reorder-lane|lose-committed|drop-fanout-recipient|delete-on-queue]`.
+//! [--log-write-ms LO..HI] [--compact-min-bytes N] [--nodes N] [--bus-drop PER_MILLE]
+//! [--bus-dup PER_MILLE] [--bus-delay-ms LO..HI] [--bus-reorder PER_MILLE]
+//! [--node-restarts PER_MILLE] [--trace]
+//! [--inject-bug drop-mail|reorder-lane|lose-committed|drop-fanout-recipient|delete-on-queue|
+//! skip-link-dedupe]`.
 //! Exits 1 if
 //! any seed fails, 2 on a bad command line. A failure line names the checker, the step and
 //! the command that replays it. `--resume-unacked` and `--strict-group-refusals` (the
@@ -75,21 +78,41 @@ fn parse_args() -> Result<Args, String> {
                     .ok_or("--slow-read-rate wants LO..HI")?;
                 config.slow_read_bytes_per_ms = (number(lo)?.max(1), number(hi)?.max(1));
             }
+            "--nodes" | "--bus-drop" | "--bus-dup" | "--bus-reorder" | "--node-restarts"
+            | "--bus-delay-ms" => cluster_flag(&flag, &value()?, &mut config)?,
             "--inject-bug" => {
                 let name = value()?;
                 let bug = InjectBug::parse(&name).ok_or(format!(
                     "unknown bug {name}: try drop-mail, reorder-lane, lose-committed, \
-                     drop-fanout-recipient or delete-on-queue"
+                     drop-fanout-recipient, delete-on-queue or skip-link-dedupe"
                 ))?;
                 config.inject = Some(bug);
             }
             other => return Err(format!("unknown argument {other}")),
         }
     }
-    if config.shards == 0 || config.clients < 2 {
-        return Err("need --shards >= 1 and --clients >= 2".to_owned());
+    if config.shards == 0 || config.clients < 2 || config.nodes == 0 {
+        return Err("need --shards >= 1, --nodes >= 1 and --clients >= 2".to_owned());
     }
     Ok(Args { seeds, config })
+}
+
+/// The flags of a cluster run (`--nodes` and the bus).
+fn cluster_flag(flag: &str, value: &str, config: &mut SimConfig) -> Result<(), String> {
+    match flag {
+        "--nodes" => config.nodes = u16::try_from(number(value)?).map_err(|e| e.to_string())?,
+        "--bus-drop" => config.bus_drop_per_mille = per_mille(value)?,
+        "--bus-dup" => config.bus_dup_per_mille = per_mille(value)?,
+        "--bus-reorder" => config.bus_reorder_per_mille = per_mille(value)?,
+        "--node-restarts" => config.node_restart_per_mille = per_mille(value)?,
+        _ => {
+            let (lo, hi) = value
+                .split_once("..")
+                .ok_or("--bus-delay-ms wants LO..HI")?;
+            config.bus_delay_ms = (number(lo)?, number(hi)?.max(number(lo)?));
+        }
+    }
+    Ok(())
 }
 
 fn number(text: &str) -> Result<u64, String> {
@@ -198,8 +221,32 @@ fn summary(o: &Outcome) -> String {
          goodbyes={}",
         o.commits, o.most_chats_per_commit, o.compactions, o.handoffs, o.shutdowns, o.goodbyes
     ));
+    line.push_str(&bus_summary(o));
     line.push_str(&format!(" trace={:016x}", o.trace_hash));
     line
+}
+
+/// The bus and links of a cluster run (empty for a single node).
+fn bus_summary(o: &Outcome) -> String {
+    if o.bus.frames == 0 {
+        return String::new();
+    }
+    let b = &o.bus;
+    format!(
+        " redirects={} node_restarts={} frames={} bus_dropped={} bus_duplicated={} bus_late={} \
+             retransmits={} link_duplicates={} given_up={} mails_out={} mails_in={}",
+        o.redirects,
+        o.node_restarts,
+        b.frames,
+        b.dropped,
+        b.duplicated,
+        b.late,
+        b.retransmits,
+        b.link_duplicates,
+        b.given_up,
+        b.mails_out,
+        b.mails_in
+    )
 }
 
 /// The command line that replays `seed` with `cfg`.
@@ -254,6 +301,19 @@ fn replay(cfg: &SimConfig, seed: u64) -> String {
         line.push_str(&format!(
             " --graceful-stops {}",
             cfg.graceful_stop_per_mille
+        ));
+    }
+    if cfg.nodes != default.nodes {
+        line.push_str(&format!(
+            " --nodes {} --bus-drop {} --bus-dup {} --bus-delay-ms {}..{} --bus-reorder {} \
+             --node-restarts {}",
+            cfg.nodes,
+            cfg.bus_drop_per_mille,
+            cfg.bus_dup_per_mille,
+            cfg.bus_delay_ms.0,
+            cfg.bus_delay_ms.1,
+            cfg.bus_reorder_per_mille,
+            cfg.node_restart_per_mille
         ));
     }
     if let Some(bug) = cfg.inject {

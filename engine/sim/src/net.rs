@@ -121,7 +121,7 @@ impl World {
     pub(crate) fn connect(&mut self, client: usize) -> Step {
         self.mix(b"connect");
         self.note(|| format!("c{client} connects"));
-        let shard = self.rng.below(u64::from(self.cfg.shards)) as u16;
+        let shard = self.pick_shard(client);
         let accepted = self
             .shards
             .get_mut(usize::from(shard))
@@ -152,6 +152,23 @@ impl World {
         self.clients[client].connect();
         self.wake_shard_at(shard, self.now_ms);
         Ok(())
+    }
+
+    /// The shard whose listener a client connects to: any of a single node's; in a cluster,
+    /// one of the node a `see-other-host` named, else of a random node (so most logins
+    /// start away from home and are redirected).
+    fn pick_shard(&mut self, client: usize) -> u16 {
+        let shards = self.cfg.shards;
+        let Some(cluster) = &self.cluster else {
+            return self.rng.below(u64::from(shards)) as u16;
+        };
+        let redirect = self.clients[client].redirect.take();
+        let named = redirect.as_deref().and_then(|a| cluster.node_of_address(a));
+        let node = match named {
+            Some(node) => node,
+            None => self.rng.below(u64::from(self.cfg.nodes)) as u16,
+        };
+        node * shards + self.rng.below(u64::from(shards)) as u16
     }
 
     pub(crate) fn flush_client(&mut self, client: usize) {
@@ -243,6 +260,11 @@ impl World {
             self.mix(b"restart");
             self.note(|| "RESTART".to_owned());
             self.restart()?;
+        } else if self.cfg.nodes > 1 && self.rng.chance(self.cfg.node_restart_per_mille) {
+            let node = self.rng.below(u64::from(self.cfg.nodes)) as u16;
+            self.mix(b"node-restart");
+            self.note(|| format!("RESTART node {node}"));
+            self.restart_node(node)?;
         } else if self.rng.chance(self.cfg.graceful_stop_per_mille) {
             self.mix(b"stop");
             self.note(|| "GRACEFUL STOP".to_owned());

@@ -69,6 +69,10 @@ pub struct Outcome {
     /// Graceful stops, and conns closed by them with their goodbye delivered.
     pub shutdowns: u64,
     pub goodbyes: u64,
+    /// A cluster run: `see-other-host` redirects clients followed, and the bus and links.
+    pub redirects: u64,
+    pub node_restarts: u64,
+    pub bus: crate::bus::BusStats,
 }
 
 /// A checker's verdict, where it happened.
@@ -129,6 +133,9 @@ pub fn run(cfg: &SimConfig, seed: u64) -> Outcome {
         handoffs: world.handoffs,
         shutdowns: world.shutdowns,
         goodbyes: world.goodbyes,
+        redirects: world.clients.iter().map(|c| c.redirects).sum(),
+        node_restarts: world.node_restarts,
+        bus: world.bus.stats(),
     }
 }
 

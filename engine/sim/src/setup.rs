@@ -58,7 +58,7 @@ impl World {
         c.is_online() && roster && c.rooms_done()
     }
 
-    /// Nothing in flight anywhere: lanes, inboxes, acknowledgements, commits.
+    /// Nothing in flight anywhere: lanes, inboxes, bridges and links, acknowledgements, commits.
     fn settled(&self) -> bool {
         let lanes = self.lanes.values().all(|lane| lane.is_empty());
         let acked = self.clients.iter().all(|c| c.unacked_len() == 0);
@@ -68,7 +68,7 @@ impl World {
             let idle = post.inbox.is_empty() && post.posted.is_empty();
             idle && !s.looped.committing() && store.is_committed(store.pending_seq())
         });
-        lanes && acked && committed
+        lanes && acked && committed && self.bus.idle()
     }
 
     fn finish_setup(&mut self) {

@@ -31,8 +31,9 @@ struct LivePut {
 /// Removes one live Put from one log; true if it found one to remove.
 pub(crate) fn lose_one(world: &World) -> Result<bool, Violation> {
     let mut best: Option<(u8, std::path::PathBuf, Range<usize>)> = None;
-    for shard in 0..world.cfg.shards {
-        let path = store_config(&world.dir, shard, world.cfg.offline_max).log_path();
+    for global in 0..world.cfg.nodes * world.cfg.shards {
+        let (node, shard) = (global / world.cfg.shards, global % world.cfg.shards);
+        let path = store_config(&world.dir, node, shard, world.cfg.offline_max).log_path();
         let Ok(bytes) = std::fs::read(&path) else {
             continue;
         };

@@ -60,8 +60,16 @@ impl World {
             self.apply_note(shard, note)?;
         }
         let posted = std::mem::take(&mut self.shards[index].post.borrow_mut().posted);
+        // The loop names its node's shards by local index, and the bridge (in a cluster)
+        // by the index after them; the world's lanes by global index (see `nodes`).
+        let shards = self.cfg.shards;
+        let node = shard / shards;
         for (dst, mail) in posted {
-            self.push_mail(shard, dst, mail)?;
+            if dst >= shards {
+                self.post_to_bridge(node, mail)?;
+            } else {
+                self.push_mail(shard, node * shards + dst, mail)?;
+            }
         }
         if end == TurnEnd::Finished {
             self.shard_finished(shard)?;

@@ -72,6 +72,17 @@ pub(crate) enum Ev {
         shard: u16,
         epoch: u64,
     },
+    /// One turn of a node's bridge (see `bus`).
+    Bridge {
+        node: u16,
+        epoch: u64,
+    },
+    /// A frame on the bus reaches node index `to`'s bridge.
+    Frame {
+        to: u16,
+        bytes: Vec<u8>,
+        epoch: u64,
+    },
 }
 
 /// One transport connection as the network sees it.
@@ -125,8 +136,19 @@ pub(crate) struct World {
     pub(crate) queue: BTreeMap<(u64, u64), Ev>,
     pub shards: Vec<Shard>,
     pub epoch: u64,
+    /// Per node index: the `epoch` its current incarnation started in. An event for a node
+    /// carries the epoch it was made in and is dropped if older (a single node: exactly the
+    /// events of earlier incarnations; see `node_kill` for one node's restart).
+    pub(crate) node_born: Vec<u64>,
+    /// The `epoch` of the last whole-cluster start (frames older than it are dropped).
+    pub(crate) cluster_born: u64,
     pub dir: crate::commit::TempDir,
-    pub router_config: Arc<RouterConfig>,
+    /// The routers' config, one per node (with its cluster view when there are several).
+    pub router_configs: Vec<Arc<RouterConfig>>,
+    /// The cluster of a run with several nodes (see `nodes`).
+    pub(crate) cluster: Option<crate::nodes::Cluster>,
+    /// The nodes' bridges and the bus between them (see `bus`).
+    pub(crate) bus: crate::bus::Bus,
     pub clients: Vec<Client>,
     pub client_net: Vec<Option<usize>>,
     pub nets: Vec<Net>,
@@ -155,6 +177,8 @@ pub(crate) struct World {
     pub bug_done: bool,
     pub drops: u64,
     pub restarts: u64,
+    /// Restarts of one node alone (also counted in `restarts`).
+    pub node_restarts: u64,
     pub commit_failures: u64,
     pub(crate) stable_clients: u64,
     /// Chats that sessions without XEP-0198 received on each conn (by key) since it last
@@ -205,10 +229,25 @@ fn draw_plan(rng: &mut Rng, cfg: &SimConfig) -> Plan {
     Plan::draw(rng, cfg.clients, cfg.contacts, cfg.groups, cfg.group_size)
 }
 
+/// The cluster of a run with several nodes, and the routers' config of each node.
+fn node_configs(
+    cfg: &SimConfig,
+) -> Result<(Option<crate::nodes::Cluster>, Vec<Arc<RouterConfig>>), Violation> {
+    let base_config = crate::commit::router_config(cfg);
+    if cfg.nodes < 2 {
+        return Ok((None, vec![base_config]));
+    }
+    let cluster = crate::nodes::Cluster::new(cfg.nodes, cfg.shards)?;
+    let configs = (0..cfg.nodes)
+        .map(|node| cluster.router_config(&base_config, node))
+        .collect();
+    Ok((Some(cluster), configs))
+}
+
 impl World {
     pub(crate) fn new(cfg: SimConfig, seed: u64) -> Result<World, Violation> {
         let dir = crate::commit::TempDir::new(seed)?;
-        let router_config = crate::commit::router_config(&cfg);
+        let (cluster, router_configs) = node_configs(&cfg)?;
         let mut rng = Rng::new(seed);
         let plan = draw_plan(&mut rng, &cfg);
         let clients = planned_clients(&cfg, &plan);
@@ -222,8 +261,12 @@ impl World {
             queue: BTreeMap::new(),
             shards: Vec::new(),
             epoch: 0,
+            node_born: vec![0; usize::from(cfg.nodes)],
+            cluster_born: 0,
             dir,
-            router_config,
+            router_configs,
+            cluster,
+            bus: crate::bus::Bus::default(),
             clients,
             client_net: vec![None; cfg.clients],
             nets: Vec::new(),
@@ -248,6 +291,7 @@ impl World {
             bug_done: false,
             drops: 0,
             restarts: 0,
+            node_restarts: 0,
             commit_failures: 0,
             stable_clients: 0,
             undrained: BTreeMap::new(),
@@ -308,7 +352,7 @@ impl World {
             // The active phase's budget and fault dice count the world's events, not the
             // shards' turns (a loop turns more often than the old per-call events came), so
             // `--steps` keeps its meaning in virtual time.
-            let counted = !matches!(ev, Ev::Turn { .. });
+            let counted = !matches!(ev, Ev::Turn { .. } | Ev::Bridge { .. } | Ev::Frame { .. });
             self.counted_steps += u64::from(counted);
             self.mix(&at_ms.to_le_bytes());
             self.handle(ev)?;
@@ -350,11 +394,37 @@ impl World {
         match ev {
             Ev::ClientWake(client) => self.client_wake(client),
             Ev::Up { net, bytes } => self.up(net, bytes),
-            Ev::Pull { net, key, epoch } if epoch == self.epoch => self.pull(net, key),
-            Ev::PeerClosed { key, epoch } if epoch == self.epoch => self.peer_closed(key),
-            Ev::Mail { src, dst, epoch } if epoch == self.epoch => self.deliver_mail(src, dst),
-            Ev::Turn { shard, epoch } if epoch == self.epoch => self.turn(shard),
+            Ev::Pull { net, key, epoch } if self.key_live(key, epoch) => self.pull(net, key),
+            Ev::PeerClosed { key, epoch } if self.key_live(key, epoch) => self.peer_closed(key),
+            Ev::Mail { src, dst, epoch } if self.shard_live(dst, epoch) => {
+                self.deliver_mail(src, dst)
+            }
+            Ev::Turn { shard, epoch } if self.shard_live(shard, epoch) => self.turn(shard),
+            Ev::Bridge { node, epoch } if self.node_live(node, epoch) => self.bridge_turn(node),
+            // The bus outlives one node's restart: a frame sent before it still arrives (the
+            // links tell incarnations apart by their epochs); a whole-cluster restart ends
+            // every frame in flight, as it ends every process on both sides.
+            Ev::Frame { to, bytes, epoch } if epoch >= self.cluster_born => {
+                self.frame_arrives(to, bytes)
+            }
             _ => Ok(()), // aimed at a server incarnation that no longer exists
+        }
+    }
+
+    fn node_live(&self, node: u16, epoch: u64) -> bool {
+        self.node_born
+            .get(usize::from(node))
+            .is_some_and(|&born| epoch >= born)
+    }
+
+    fn shard_live(&self, shard: u16, epoch: u64) -> bool {
+        self.node_live(shard / self.cfg.shards, epoch)
+    }
+
+    fn key_live(&self, key: ConnKey, epoch: u64) -> bool {
+        match self.keys.get(&key.0) {
+            Some(info) => self.shard_live(info.shard, epoch),
+            None => epoch == self.epoch,
         }
     }
 }
