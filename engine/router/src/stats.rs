@@ -119,6 +119,13 @@ metric_struct! {
         stored_messages: Gauge("rookery_stored_messages"),
         /// Messages put in the store.
         messages_stored: Counter("rookery_messages_stored_total"),
+        /// One-to-one messages not stored again: the duplicate window held their sender,
+        /// recipient and id (a resend); their senders were acknowledged as for the first.
+        duplicates_filtered: Counter("rookery_duplicates_filtered_total"),
+        /// Keys in the duplicate window (--dup-window-entries bounds them).
+        dup_window_keys: Gauge("rookery_dup_window_keys"),
+        /// Bytes the duplicate window's keys are charged (--dup-window-bytes bounds them).
+        dup_window_bytes: Gauge("rookery_dup_window_bytes"),
         /// Stanzas the store refused (quota, store unavailable): each got a resource-constraint
         /// error.
         store_refusals: Counter("rookery_store_refusals_total"),
