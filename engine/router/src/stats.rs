@@ -157,7 +157,7 @@ metric_struct! {
         /// committed.
         resumes_delayed: Counter("rookery_resumes_delayed_total"),
         /// Fan-outs started (presence broadcasts, group messages and presences): one mail per
-        /// destination shard.
+        /// other shard of this node and one per other node.
         fanouts: Counter("rookery_fanouts_total"),
         /// Presence stanzas broadcast to contacts (one per contact).
         presence_broadcasts: Counter("rookery_presence_broadcasts_total"),
