@@ -397,6 +397,49 @@ fn a_group_with_members_on_every_node() {
     }
 }
 
+/// A message resent across nodes with the same id (as a client does after
+/// `remote-server-timeout` or a reconnect) reaches its recipient once, and both sends are
+/// acknowledged (XEP-0198) after the remote home committed; the home node counts the resend.
+#[test]
+fn a_resend_across_nodes_is_delivered_once_and_acknowledged_twice() {
+    for backend in backends() {
+        let cluster = Cluster::start(backend);
+        let alice = cluster.user_on("alice", 1);
+        let carol = cluster.user_on("carol", 3);
+        let (mut c, _) = RawClient::login(cluster.addr(3), &carol, "desk");
+        let (mut a, _) = RawClient::login(cluster.addr(1), &alice, "phone");
+        a.send("<enable xmlns='urn:xmpp:sm:3'/>");
+        a.expect("<enabled");
+        let message = format!(
+            "<message to='{carol}@{DOMAIN}' type='chat' id='once-1'><body>only once</body></message>"
+        );
+        a.send(&message);
+        c.expect("only once");
+        a.send(&format!("{message}<r xmlns='urn:xmpp:sm:3'/>"));
+        let deadline = Instant::now() + WAIT;
+        while a.drain_acks_for(Duration::from_millis(100)) < 2 {
+            assert!(
+                Instant::now() < deadline,
+                "{backend}: both sends not acknowledged"
+            );
+            a.send("<r xmlns='urn:xmpp:sm:3'/>");
+        }
+        assert!(!a.received.contains("error"), "{backend}: {}", a.received);
+        assert_eq!(
+            c.try_expect("only once", Duration::from_millis(500)),
+            None,
+            "{backend}: delivered twice"
+        );
+        let three = cluster.node(3);
+        assert_eq!(
+            three.metric("rookery_duplicates_filtered_total"),
+            1,
+            "{backend}"
+        );
+        assert_eq!(three.metric("rookery_dup_window_keys"), 1, "{backend}");
+    }
+}
+
 /// A group message toward a node with members on both of its shards crosses the bus once
 /// (one `NodeFanout`, split per shard by that node's bridge), and the sender's XEP-0198 ack
 /// still waits for every member shard's `Gathered`.
