@@ -70,6 +70,12 @@ pub struct RouterConfig {
     /// whose sender counts stanzas, a group message's fan-out): past it the sender gets a
     /// `remote-server-timeout` error for that stanza, which counts as handled.
     pub mail_timeout_ms: u64,
+    /// The duplicate window of each home shard (`--dup-window-entries`): how many stored
+    /// one-to-one messages' keys (sender, recipient, id) are remembered, oldest out first; a
+    /// message with a remembered key is not stored again (see `home::dedupe`). 0: off.
+    pub dup_window_entries: usize,
+    /// The same window's byte budget (`--dup-window-bytes`): keys plus 64 bytes each.
+    pub dup_window_bytes: usize,
     /// Most sessions (bound resources, attached or resumable) one user may have
     /// (`--max-resources`); a bind past it is refused with resource-constraint.
     pub max_resources: usize,
@@ -170,6 +176,11 @@ impl RouterConfig {
     pub const DEFAULT_MAX_ROOMS_PER_SHARD: usize = 1_000_000;
     /// Lanes inside a node never lose mail; this bounds the wait on a lost one.
     pub const DEFAULT_MAIL_TIMEOUT_MS: u64 = 30_000;
+    /// At a sustained 1,000 stored messages per second per shard, 65,536 keys cover about a
+    /// minute: the 30 s mail timeout plus a client's resend.
+    pub const DEFAULT_DUP_WINDOW_ENTRIES: usize = 65_536;
+    /// 65,536 keys of about 100 bytes plus their 64-byte overhead.
+    pub const DEFAULT_DUP_WINDOW_BYTES: usize = 12 << 20;
 
     /// A config with the documented defaults for one shard.
     pub fn new(domain: &str, auth: AuthBackend) -> RouterConfig {
@@ -191,6 +202,8 @@ impl RouterConfig {
             sm_window_bytes: Self::DEFAULT_SM_WINDOW_BYTES,
             sm_max_unacked_bytes: Self::DEFAULT_SM_MAX_UNACKED_BYTES,
             mail_timeout_ms: Self::DEFAULT_MAIL_TIMEOUT_MS,
+            dup_window_entries: Self::DEFAULT_DUP_WINDOW_ENTRIES,
+            dup_window_bytes: Self::DEFAULT_DUP_WINDOW_BYTES,
             max_resources: Self::DEFAULT_MAX_RESOURCES,
             max_unauth_per_address: Self::DEFAULT_MAX_UNAUTH_PER_ADDRESS,
             max_rooms_per_user: Self::DEFAULT_MAX_ROOMS_PER_USER,

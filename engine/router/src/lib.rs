@@ -81,7 +81,7 @@ pub use home::sm::{
     SM_RESUME_WAIT_MS,
 };
 pub use location::{Location, NodeId, Placement, ShardId, Slot};
-pub use mail::{AckRef, Fanout, GatherRef, Mail, Recipient, WireError, MAIL_VERSION};
+pub use mail::{AckRef, Fanout, GatherRef, Mail, NodeFanout, Recipient, WireError, MAIL_VERSION};
 pub use random::KEY_BYTES as RANDOM_KEY_BYTES;
 /// The `token` backend's password of a local part (rookery-sasl's, re-exported for tests and tools).
 pub use rookery_sasl::token_password;

@@ -18,7 +18,9 @@
 //!
 //! Format, version 1 (integers little-endian): `version:u8 tag:u8 body`. Tags: 1 Deliver
 //! (`to from kind ty stanza ack?`), 2 Committed (`ack`), 3 Fanout (`from kind ty stanza
-//! count:u32 (rtag:u8 jid)* gather?`), 4 Gathered (`gather refused:u32`). A JID is `len:u16`
+//! count:u32 (rtag:u8 jid)* gather?`), 4 Gathered (`gather refused:u32`), 5 NodeFanout
+//! (`from kind ty stanza parts:u16 (shard:u16 count:u32 (rtag:u8 jid)*)* gather?`; added
+//! without a version bump: a node of an older release counts it as a bad mail). A JID is `len:u16`
 //! then UTF-8, bytes are `len:u32` then the bytes, an option is a flag byte (0/1) then the
 //! value, a location `node:u16 shard:u16`, an `AckRef` `location session:u64 stanza:u64`, a
 //! `GatherRef` `location id:u64`. Nothing may follow the body.
@@ -58,6 +60,11 @@ pub enum Mail {
     /// One stanza for many recipients homed on the receiver (presence broadcast to contacts,
     /// a group's message to its members): one mail per destination shard, not per recipient.
     Fanout(Box<Fanout>),
+    /// One stanza for recipients on several shards of the receiving node (a fan-out toward
+    /// another node crosses the bus once, not once per shard): the receiving node's bridge,
+    /// or the router it reaches, splits it into one `Fanout` per shard (`NodeFanout::split`).
+    /// A gather counts each part as one location, so each part answers one `Gathered`.
+    NodeFanout(Box<NodeFanout>),
     /// The receiver's part of fan-out `gather` is handled (copies stored and committed);
     /// `refused` copies could not be stored (offline quota, store unavailable).
     Gathered { gather: GatherRef, refused: u32 },
@@ -80,6 +87,36 @@ pub struct Fanout {
     /// (its XEP-0198 ack) and whether any was refused (an error): answered by exactly one
     /// `Gathered` once this shard has handled it.
     pub gather: Option<GatherRef>,
+}
+
+/// A fan-out's parts for several shards of one node, sharing the stanza (see
+/// `Mail::NodeFanout`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodeFanout {
+    pub from: Jid,
+    pub kind: StanzaKind,
+    pub ty: StanzaType,
+    pub stanza: Arc<[u8]>,
+    /// Each destination shard of the receiving node with its recipients, shards distinct.
+    pub parts: Vec<(ShardId, Arc<[Recipient]>)>,
+    pub gather: Option<GatherRef>,
+}
+
+impl NodeFanout {
+    /// One `Fanout` per part, for its shard (the stanza is shared, not copied).
+    pub fn split(&self) -> impl Iterator<Item = (ShardId, Fanout)> + '_ {
+        self.parts.iter().map(|(shard, recipients)| {
+            let fanout = Fanout {
+                from: self.from.clone(),
+                kind: self.kind,
+                ty: self.ty,
+                stanza: Arc::clone(&self.stanza),
+                recipients: Arc::clone(recipients),
+                gather: self.gather,
+            };
+            (*shard, fanout)
+        })
+    }
 }
 
 /// One recipient of a fan-out, and how it is delivered.
@@ -168,6 +205,7 @@ const DELIVER: u8 = 1;
 const COMMITTED: u8 = 2;
 const FANOUT: u8 = 3;
 const GATHERED: u8 = 4;
+const NODE_FANOUT: u8 = 5;
 
 impl Mail {
     /// Appends the wire form of this mail to `out`.
@@ -200,6 +238,10 @@ impl Mail {
                 out.push(FANOUT);
                 put_fanout(out, fanout);
             }
+            Mail::NodeFanout(fanout) => {
+                out.push(NODE_FANOUT);
+                put_node_fanout(out, fanout);
+            }
             Mail::Gathered { gather, refused } => {
                 out.push(GATHERED);
                 put_gather(out, gather);
@@ -226,6 +268,7 @@ impl Mail {
             },
             COMMITTED => Mail::Committed(r.ack()?),
             FANOUT => Mail::Fanout(Box::new(r.fanout()?)),
+            NODE_FANOUT => Mail::NodeFanout(Box::new(r.node_fanout()?)),
             GATHERED => Mail::Gathered {
                 gather: r.gather()?,
                 refused: r.u32()?,
@@ -243,10 +286,29 @@ fn put_fanout(out: &mut Vec<u8>, fanout: &Fanout) {
     put_jid(out, &fanout.from);
     out.extend_from_slice(&[kind_code(fanout.kind), type_code(fanout.ty)]);
     put_bytes(out, &fanout.stanza);
-    // A fan-out's recipients are bounded by a roster or a group (far below 2^32).
-    let count = u32::try_from(fanout.recipients.len()).unwrap_or(u32::MAX);
+    put_recipients(out, &fanout.recipients);
+    put_gather_option(out, fanout.gather.as_ref());
+}
+
+fn put_node_fanout(out: &mut Vec<u8>, fanout: &NodeFanout) {
+    put_jid(out, &fanout.from);
+    out.extend_from_slice(&[kind_code(fanout.kind), type_code(fanout.ty)]);
+    put_bytes(out, &fanout.stanza);
+    // One part per shard of a node: shard ids are u16, so the count fits.
+    let count = u16::try_from(fanout.parts.len()).unwrap_or(u16::MAX);
     out.extend_from_slice(&count.to_le_bytes());
-    for recipient in fanout.recipients.iter().take(count as usize) {
+    for (shard, recipients) in fanout.parts.iter().take(usize::from(count)) {
+        out.extend_from_slice(&shard.0.to_le_bytes());
+        put_recipients(out, recipients);
+    }
+    put_gather_option(out, fanout.gather.as_ref());
+}
+
+fn put_recipients(out: &mut Vec<u8>, recipients: &[Recipient]) {
+    // A fan-out's recipients are bounded by a roster or a group (far below 2^32).
+    let count = u32::try_from(recipients.len()).unwrap_or(u32::MAX);
+    out.extend_from_slice(&count.to_le_bytes());
+    for recipient in recipients.iter().take(count as usize) {
         let tag = match recipient {
             Recipient::Available(_) => 1,
             Recipient::Session(_) => 2,
@@ -255,8 +317,11 @@ fn put_fanout(out: &mut Vec<u8>, fanout: &Fanout) {
         out.push(tag);
         put_jid(out, recipient.jid());
     }
-    out.push(u8::from(fanout.gather.is_some()));
-    if let Some(gather) = &fanout.gather {
+}
+
+fn put_gather_option(out: &mut Vec<u8>, gather: Option<&GatherRef>) {
+    out.push(u8::from(gather.is_some()));
+    if let Some(gather) = gather {
         put_gather(out, gather);
     }
 }
@@ -435,6 +500,48 @@ impl<'a> Reader<'a> {
         let kind = self.kind()?;
         let ty = self.ty()?;
         let stanza: Arc<[u8]> = Arc::from(self.bytes()?);
+        let recipients = self.recipients()?;
+        Ok(Fanout {
+            from,
+            kind,
+            ty,
+            stanza,
+            recipients,
+            gather: self.gather_option()?,
+        })
+    }
+
+    fn node_fanout(&mut self) -> Result<NodeFanout, WireError> {
+        let from = self.jid()?;
+        let kind = self.kind()?;
+        let ty = self.ty()?;
+        let stanza: Arc<[u8]> = Arc::from(self.bytes()?);
+        let count = usize::from(self.u16()?);
+        // Each part takes at least 6 bytes: a count past that reserves nothing.
+        let mut parts = Vec::with_capacity(count.min(self.rest.len() / 6));
+        for _ in 0..count {
+            let shard = ShardId(self.u16()?);
+            parts.push((shard, self.recipients()?));
+        }
+        Ok(NodeFanout {
+            from,
+            kind,
+            ty,
+            stanza,
+            parts,
+            gather: self.gather_option()?,
+        })
+    }
+
+    fn gather_option(&mut self) -> Result<Option<GatherRef>, WireError> {
+        if self.flag()? {
+            Ok(Some(self.gather()?))
+        } else {
+            Ok(None)
+        }
+    }
+
+    fn recipients(&mut self) -> Result<Arc<[Recipient]>, WireError> {
         let count = self.u32()? as usize;
         // Each recipient takes at least 3 bytes: a count past that is a lie, not a reason
         // to reserve memory.
@@ -454,19 +561,7 @@ impl<'a> Reader<'a> {
                 }
             });
         }
-        let gather = if self.flag()? {
-            Some(self.gather()?)
-        } else {
-            None
-        };
-        Ok(Fanout {
-            from,
-            kind,
-            ty,
-            stanza,
-            recipients: Arc::from(recipients),
-            gather,
-        })
+        Ok(Arc::from(recipients))
     }
 }
 

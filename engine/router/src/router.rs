@@ -308,6 +308,7 @@ impl Router {
             }
             Mail::Committed(ack) => self.home.sm.mark_handled(ack.session, ack.stanza, fx),
             Mail::Fanout(fanout) => self.deliver_fanout(&fanout, fx),
+            Mail::NodeFanout(fanout) => self.on_node_fanout(&fanout, fx),
             Mail::Gathered { gather, refused } => self.on_gathered(gather.id, refused, fx),
         }
         self.after_call(fx);
@@ -386,6 +387,8 @@ impl Router {
             unauth_conns: self.unauth.len() as u64,
             log_reads_in_flight: self.home.deliveries.reads_in_flight() as u64,
             roster_items: self.home.store.kv_len(crate::tables::ROSTER) as u64,
+            dup_window_keys: self.home.dups.len() as u64,
+            dup_window_bytes: self.home.dups.bytes() as u64,
             ..self.home.stats
         }
     }

@@ -119,6 +119,13 @@ metric_struct! {
         stored_messages: Gauge("rookery_stored_messages"),
         /// Messages put in the store.
         messages_stored: Counter("rookery_messages_stored_total"),
+        /// One-to-one messages not stored again: the duplicate window held their sender,
+        /// recipient and id (a resend); their senders were acknowledged as for the first.
+        duplicates_filtered: Counter("rookery_duplicates_filtered_total"),
+        /// Keys in the duplicate window (--dup-window-entries bounds them).
+        dup_window_keys: Gauge("rookery_dup_window_keys"),
+        /// Bytes the duplicate window's keys are charged (--dup-window-bytes bounds them).
+        dup_window_bytes: Gauge("rookery_dup_window_bytes"),
         /// Stanzas the store refused (quota, store unavailable): each got a resource-constraint
         /// error.
         store_refusals: Counter("rookery_store_refusals_total"),
@@ -150,7 +157,7 @@ metric_struct! {
         /// committed.
         resumes_delayed: Counter("rookery_resumes_delayed_total"),
         /// Fan-outs started (presence broadcasts, group messages and presences): one mail per
-        /// destination shard.
+        /// other shard of this node and one per other node.
         fanouts: Counter("rookery_fanouts_total"),
         /// Presence stanzas broadcast to contacts (one per contact).
         presence_broadcasts: Counter("rookery_presence_broadcasts_total"),

@@ -19,8 +19,12 @@
 //! counted: its senders get `remote-server-timeout` after their mail timeout, as for any mail
 //! the bus lost). A single mail over [`MAX_MAIL_BYTES`] is dropped and counted the same way.
 //!
-//! What it does not do: retransmit or order (the link does), fan out per node (a fan-out is
-//! one mail per destination shard, as inside a node), or filter duplicates at the home node.
+//! A fan-out toward this node arrives as one `Mail::NodeFanout` for several of its shards
+//! (the sending router gathers them per node); `inbound` splits it into one `Fanout` per
+//! shard (`rookery_cluster_fanout_parts_total`).
+//!
+//! What it does not do: retransmit or order (the link does), or filter duplicates (the home
+//! shard's window does, see the router's `home::dedupe`).
 //!
 //! Invariants: the endpoint lives on the bridge thread only; it never blocks; bad input from
 //! the bus is counted and logged, never a panic.
@@ -80,12 +84,13 @@ pub struct EndpointStats {
     pub oversize_mails: AtomicU64,
     pub mails_out: AtomicU64,
     pub mails_in: AtomicU64,
+    pub fanout_parts: AtomicU64,
 }
 
 impl EndpointStats {
     /// Walks every counter: name, Prometheus type, help, value.
     pub fn visit(&self, f: rookery_cluster::stats::Visit<'_>) {
-        let fields: [(&'static str, &'static str, &AtomicU64); 6] = [
+        let fields: [(&'static str, &'static str, &AtomicU64); 7] = [
             (
                 "rookery_cluster_mails_out_total",
                 "Mails sent to other nodes (inside batches)",
@@ -95,6 +100,12 @@ impl EndpointStats {
                 "rookery_cluster_mails_in_total",
                 "Mails from other nodes handed to this node's shards",
                 &self.mails_in,
+            ),
+            (
+                "rookery_cluster_fanout_parts_total",
+                "Per-shard fan-outs this node's bridge split out of fan-outs from other nodes \
+                 (each crossed the bus once for several shards)",
+                &self.fanout_parts,
             ),
             (
                 "rookery_cluster_bad_batches_total",
@@ -230,13 +241,28 @@ impl Endpoint for ClusterEndpoint {
         self.inbound_bytes += payload.len();
         let (mailbox, shards, stats) = (&mut self.mailbox, self.shards, &self.stats);
         let mut stray = 0;
-        let report = batch::read(&payload, |shard, mail| {
-            if shard < shards {
-                mailbox.stage(ShardId(shard), ShardMail::Router(mail));
-            } else {
-                stray += 1;
+        let mut parts = 0u64;
+        let report = batch::read(&payload, |shard, mail| match mail {
+            // One fan-out for several shards of this node: one mail per shard from here.
+            rookery_router::Mail::NodeFanout(fanout) => {
+                let mut all_here = true;
+                for (part_shard, part) in fanout.split() {
+                    if part_shard.0 < shards {
+                        let mail = rookery_router::Mail::Fanout(Box::new(part));
+                        mailbox.stage(ShardId(part_shard.0), ShardMail::Router(mail));
+                        parts += 1;
+                    } else {
+                        all_here = false;
+                    }
+                }
+                if !all_here {
+                    stray += 1;
+                }
             }
+            mail if shard < shards => mailbox.stage(ShardId(shard), ShardMail::Router(mail)),
+            _ => stray += 1,
         });
+        stats.fanout_parts.fetch_add(parts, Relaxed);
         stats
             .mails_in
             .fetch_add((report.mails - stray) as u64, Relaxed);
@@ -373,6 +399,48 @@ mod tests {
         );
         assert_eq!(b.stats().mails_in.load(Relaxed), 2);
         assert_eq!(a.stats().mails_out.load(Relaxed), 3);
+    }
+
+    #[test]
+    fn a_node_fanout_crosses_once_and_is_split_per_shard() {
+        use rookery_router::{Fanout, NodeFanout, Recipient};
+        let (mut shards_a, mut a) = grid(1, 1);
+        let (mut shards_b, mut b) = grid(2, 2);
+        let member = |s: &str| Recipient::Member(Jid::parse(s).unwrap());
+        let node = NodeFanout {
+            from: Jid::parse("room@groups.example.test/nick").unwrap(),
+            kind: rookery_proto::StanzaKind::Message,
+            ty: rookery_router::StanzaType::Groupchat,
+            stanza: Arc::from(&b"<message type='groupchat'><body>hi</body></message>"[..]),
+            parts: vec![
+                (
+                    rookery_router::ShardId(0),
+                    Arc::from(vec![member("x@example.test")]),
+                ),
+                (
+                    rookery_router::ShardId(1),
+                    Arc::from(vec![member("y@example.test")]),
+                ),
+            ],
+            gather: None,
+        };
+        let mail = rookery_router::Mail::NodeFanout(Box::new(node.clone()));
+        shards_a[0].stage(ShardId(1), remote(2, 0, mail));
+        shards_a[0].flush();
+        let mut out = Vec::new();
+        a.outbound(&mut out);
+        assert_eq!(out.len(), 1, "one batch");
+        assert_eq!(batch::read(&out[0].1, |_, _| {}).mails, 1, "one mail");
+        b.inbound(rookery_cluster::NodeId(1), out.remove(0).1);
+        assert_eq!(b.flush(), 0);
+        let parts: Vec<(rookery_router::ShardId, Fanout)> = node.split().collect();
+        for (shard, (_, part)) in shards_b.iter_mut().zip(parts) {
+            let got = drain_router_mail(shard);
+            assert_eq!(got, [rookery_router::Mail::Fanout(Box::new(part))]);
+        }
+        let stats = b.stats();
+        assert_eq!(stats.mails_in.load(Relaxed), 1);
+        assert_eq!(stats.fanout_parts.load(Relaxed), 2);
     }
 
     #[test]

@@ -95,6 +95,14 @@ pub struct Args {
     /// messages are kept as ids); past it the stream is closed with policy-violation.
     #[arg(long, default_value_t = rookery_router::RouterConfig::DEFAULT_SM_MAX_UNACKED_BYTES)]
     pub sm_max_unacked_bytes: usize,
+    /// Duplicate window per shard: keys (sender, recipient, id) of stored messages
+    /// remembered, oldest out first; a resend with a remembered key is acknowledged, not
+    /// stored again. 0 turns it off.
+    #[arg(long, default_value_t = rookery_router::RouterConfig::DEFAULT_DUP_WINDOW_ENTRIES)]
+    pub dup_window_entries: usize,
+    /// Duplicate window per shard: byte budget (key bytes plus 64 per key).
+    #[arg(long, default_value_t = rookery_router::RouterConfig::DEFAULT_DUP_WINDOW_BYTES)]
+    pub dup_window_bytes: usize,
     /// Most sessions (resources) per user; a bind past it gets resource-constraint.
     #[arg(long, default_value_t = rookery_router::RouterConfig::DEFAULT_MAX_RESOURCES)]
     pub max_resources: usize,

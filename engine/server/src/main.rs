@@ -275,6 +275,8 @@ fn router_config(config: &Config) -> RouterConfig {
         sm_window_bytes: args.sm_window_bytes,
         sm_max_unacked_bytes: args.sm_max_unacked_bytes,
         mail_timeout_ms: RouterConfig::DEFAULT_MAIL_TIMEOUT_MS,
+        dup_window_entries: args.dup_window_entries,
+        dup_window_bytes: args.dup_window_bytes,
         max_resources: args.max_resources,
         max_unauth_per_address: args.max_unauth_per_address,
         max_rooms_per_user: args.max_rooms_per_user,

@@ -397,6 +397,123 @@ fn a_group_with_members_on_every_node() {
     }
 }
 
+/// A message resent across nodes with the same id (as a client does after
+/// `remote-server-timeout` or a reconnect) reaches its recipient once, and both sends are
+/// acknowledged (XEP-0198) after the remote home committed; the home node counts the resend.
+#[test]
+fn a_resend_across_nodes_is_delivered_once_and_acknowledged_twice() {
+    for backend in backends() {
+        let cluster = Cluster::start(backend);
+        let alice = cluster.user_on("alice", 1);
+        let carol = cluster.user_on("carol", 3);
+        let (mut c, _) = RawClient::login(cluster.addr(3), &carol, "desk");
+        let (mut a, _) = RawClient::login(cluster.addr(1), &alice, "phone");
+        a.send("<enable xmlns='urn:xmpp:sm:3'/>");
+        a.expect("<enabled");
+        let message = format!(
+            "<message to='{carol}@{DOMAIN}' type='chat' id='once-1'><body>only once</body></message>"
+        );
+        a.send(&message);
+        c.expect("only once");
+        a.send(&format!("{message}<r xmlns='urn:xmpp:sm:3'/>"));
+        let deadline = Instant::now() + WAIT;
+        while a.drain_acks_for(Duration::from_millis(100)) < 2 {
+            assert!(
+                Instant::now() < deadline,
+                "{backend}: both sends not acknowledged"
+            );
+            a.send("<r xmlns='urn:xmpp:sm:3'/>");
+        }
+        assert!(!a.received.contains("error"), "{backend}: {}", a.received);
+        assert_eq!(
+            c.try_expect("only once", Duration::from_millis(500)),
+            None,
+            "{backend}: delivered twice"
+        );
+        let three = cluster.node(3);
+        assert_eq!(
+            three.metric("rookery_duplicates_filtered_total"),
+            1,
+            "{backend}"
+        );
+        assert_eq!(three.metric("rookery_dup_window_keys"), 1, "{backend}");
+    }
+}
+
+/// A group message toward a node with members on both of its shards crosses the bus once
+/// (one `NodeFanout`, split per shard by that node's bridge), and the sender's XEP-0198 ack
+/// still waits for every member shard's `Gathered`.
+#[test]
+fn a_fan_out_crosses_to_each_node_once_and_splits_there() {
+    for backend in backends() {
+        let cluster = Cluster::start(backend);
+        let placement = rookery_cluster::Placement::of(&cluster.file);
+        let room = (0..1000)
+            .map(|n| format!("deck{n}@groups.{DOMAIN}"))
+            .find(|room| placement.home(room).0 == NodeId(2))
+            .unwrap();
+        // Two members homed on node 1, one on each of its shards; the sender on node 3.
+        let on_shard = |shard: u16| {
+            (0..1000)
+                .map(|n| format!("crew{n}"))
+                .find(|u| placement.home(&format!("{u}@{DOMAIN}")) == (NodeId(1), shard))
+                .unwrap()
+        };
+        let joiners = [
+            (1, on_shard(0), "one"),
+            (1, on_shard(1), "two"),
+            (3, cluster.user_on("carol", 3), "carol"),
+        ];
+        let mut members = Vec::new();
+        for (node, user, nick) in &joiners {
+            let (mut client, _) = RawClient::login(cluster.addr(*node), user, "r");
+            client.send(&format!(
+                "<presence to='{room}/{nick}'><x xmlns='http://jabber.org/protocol/muc'/></presence>"
+            ));
+            client.expect("status code='110'");
+            members.push(client);
+        }
+        for member in &mut members[..2] {
+            member.expect(&format!("from='{room}/carol'"));
+        }
+        let one = cluster.node(1);
+        let mails_before = one.metric("rookery_cluster_mails_in_total");
+        let parts_before = one.metric("rookery_cluster_fanout_parts_total");
+
+        members[2].send("<enable xmlns='urn:xmpp:sm:3'/>");
+        members[2].expect("<enabled");
+        members[2].send(&format!(
+            "<message to='{room}' type='groupchat' id='d1'><body>all hands</body></message>\
+             <r xmlns='urn:xmpp:sm:3'/>"
+        ));
+        for member in &mut members {
+            let got = single(member.expect("all hands"));
+            assert!(got.contains(&format!("from='{room}/carol'")), "{got}");
+        }
+        let deadline = Instant::now() + WAIT;
+        while members[2].drain_acks_for(Duration::from_millis(100)) < 1 {
+            assert!(Instant::now() < deadline, "{backend}: no ack");
+            members[2].send("<r xmlns='urn:xmpp:sm:3'/>");
+        }
+        assert!(
+            !members[2].received.contains("error"),
+            "{}",
+            members[2].received
+        );
+        let parts = one.wait_metric("rookery_cluster_fanout_parts_total", parts_before + 2);
+        assert_eq!(
+            parts,
+            parts_before + 2,
+            "{backend}: split into two shards' parts"
+        );
+        assert_eq!(
+            one.metric("rookery_cluster_mails_in_total"),
+            mails_before + 1,
+            "{backend}: one mail crossed to node 1 for its two shards"
+        );
+    }
+}
+
 /// `rookery cluster up` starts nats-server and three nodes that serve one domain, a chat
 /// crosses nodes, and `rookery cluster down` stops every process it started.
 #[test]

@@ -1,7 +1,7 @@
 //! The home layer: what a user's home shard keeps and does for the users it homes, grouped
 //! by concern: XEP-0198 (`sm`), presence and rosters (`presence`), groups and fan-out
 //! (`groups`), RFC 6121 routing (`routing`), server-answered stanzas (`local`),
-//! store-and-forward (`offline`, `delivery`, `delay`).
+//! store-and-forward (`offline`, `delivery`, `delay`, `dedupe`).
 //!
 //! [`Home`] owns the tables these modules work on (directory, XEP-0198 sessions, store, commit
 //! waiters, deliveries, presences, rooms, gathers, mail deadlines, scratch buffers, placement,
@@ -22,6 +22,7 @@ use rookery_store::Store;
 
 use crate::config::RouterConfig;
 use crate::deadlines::MailDeadlines;
+use crate::home::dedupe::DupWindow;
 use crate::home::delivery::Deliveries;
 use crate::home::groups::fanout::Gathers;
 use crate::home::groups::muc::{RoomAction, Rooms};
@@ -35,6 +36,7 @@ use crate::random::SecureRandom;
 use crate::sessions::Directory;
 use crate::stats::RouterStats;
 
+pub(crate) mod dedupe;
 pub(crate) mod delay;
 pub(crate) mod delivery;
 pub(crate) mod groups;
@@ -84,6 +86,8 @@ pub(crate) struct Home {
     pub gathers: Gathers,
     /// Mail waiting for an answer from another location, by deadline.
     pub deadlines: MailDeadlines,
+    /// Keys of the one-to-one messages stored lately: resends are not stored again.
+    pub dups: DupWindow,
     /// Conns whose unacked queue overflowed while routing: closed after the current call.
     pub doomed: Vec<u32>,
     pub roster_max: usize,
@@ -128,6 +132,7 @@ impl Home {
             room_actions: Vec::new(),
             gathers: Gathers::new(hash),
             deadlines: MailDeadlines::new(config.mail_timeout_ms),
+            dups: DupWindow::new(hash, config.dup_window_entries, config.dup_window_bytes),
             doomed: Vec::new(),
             roster_max: config.roster_max,
             sm_window_bytes: config.sm_window_bytes,

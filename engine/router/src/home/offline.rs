@@ -3,7 +3,9 @@
 //! delivered for sure; flushed with a XEP-0203 delay stamp when the user becomes available;
 //! and acknowledged to its sender only once the store committed it.
 //!
-//! What it does: `Home::store_and_deliver` (put, write, settle the sender's ack),
+//! What it does: `Home::store_and_deliver` (put, write, settle the sender's ack; a resend
+//! the duplicate window (`dedupe`) knows is neither put nor written, and its ack settles on
+//! the first copy's commit),
 //! `Home::flush` (starts the offline queue's flow-controlled delivery to one session, see
 //! `delivery`), the commit waiters and `Router::on_committed`, and the store accessors the
 //! shard loop uses for its group commit.
@@ -22,6 +24,7 @@
 //!   commit releases a prefix of them; there are at most as many as messages stored since the
 //!   last successful commit (one per loop turn normally; a failing disk refuses new ones).
 
+use rookery_proto::StanzaView;
 use rookery_store::{CommitBatch, CompactReport, LogWriter, MsgId, Store, StoreError};
 
 use crate::effects::{ConnKey, Effects, StanzaType};
@@ -72,10 +75,25 @@ impl Home {
         ack: Option<AckRef>,
         fx: &mut impl Effects,
     ) -> Handled {
+        let view = StanzaView::parse(envelope.stanza).ok();
+        let id = view.as_ref().and_then(StanzaView::id);
+        let (sender, recipient) = (envelope.from.bare_str(), envelope.to.bare_str());
+        if let Some(id) = id.as_deref() {
+            if let Some(seq) = self.dups.original(sender, recipient, id) {
+                // A resend of a message stored here (see `dedupe`): not stored or written
+                // again; its sender hears when the first copy is committed.
+                self.stats.duplicates_filtered += 1;
+                return self.settle_at(seq, ack.map(Release::Sender));
+            }
+        }
         if !self.store_copy(envelope, target, fx) {
             // Quota, unavailable (a failed log write), or a record too large: all wait-type.
             self.bounce(conns, envelope, StanzaError::ResourceConstraint, fx);
             return Handled::Now;
+        }
+        if let Some(id) = id.as_deref() {
+            let seq = self.store.pending_seq();
+            self.dups.remember(sender, recipient, id, seq);
         }
         self.settle(ack.map(Release::Sender))
     }
@@ -120,13 +138,20 @@ impl Home {
 
     /// Handled now when nothing waits for a commit, else queued until `on_committed`.
     pub fn settle(&mut self, release: Option<Release>) -> Handled {
+        let seq = self.store.pending_seq();
+        self.settle_at(seq, release)
+    }
+
+    /// Handled now when store seq `seq` is committed, else queued until `on_committed`
+    /// commits it (behind the waiters already queued, so their seqs stay non-decreasing).
+    pub fn settle_at(&mut self, seq: u64, release: Option<Release>) -> Handled {
         let Some(release) = release else {
             return Handled::Now;
         };
-        let seq = self.store.pending_seq();
         if self.store.is_committed(seq) {
             return Handled::Now;
         }
+        let seq = self.waiters.back().map_or(seq, |last| last.seq.max(seq));
         self.waiters.push_back(Waiter { seq, release });
         Handled::Later
     }

@@ -66,6 +66,23 @@ fn fanout() -> impl Strategy<Value = Fanout> {
     )
 }
 
+fn node_fanout() -> impl Strategy<Value = NodeFanout> {
+    let part = (any::<u16>(), proptest::collection::vec(recipient(), 0..4))
+        .prop_map(|(shard, list)| (ShardId(shard), Arc::from(list)));
+    let parts = proptest::collection::vec(part, 0..4);
+    let head = (jid(), kind(), ty(), stanza());
+    (head, parts, proptest::option::of(gather())).prop_map(
+        |((from, kind, ty, stanza), parts, gather)| NodeFanout {
+            from,
+            kind,
+            ty,
+            stanza: Arc::from(stanza),
+            parts,
+            gather,
+        },
+    )
+}
+
 fn mail() -> impl Strategy<Value = Mail> {
     let deliver = (
         jid(),
@@ -87,6 +104,7 @@ fn mail() -> impl Strategy<Value = Mail> {
         deliver,
         ack().prop_map(Mail::Committed),
         fanout().prop_map(|f| Mail::Fanout(Box::new(f))),
+        node_fanout().prop_map(|f| Mail::NodeFanout(Box::new(f))),
         (gather(), any::<u32>()).prop_map(|(gather, refused)| Mail::Gathered { gather, refused }),
     ]
 }
@@ -172,4 +190,37 @@ fn a_huge_recipient_count_reserves_nothing_and_fails() {
     let count_at = bytes.len() - 5;
     bytes[count_at..count_at + 4].copy_from_slice(&u32::MAX.to_le_bytes());
     assert_eq!(Mail::decode(&bytes), Err(WireError::Truncated));
+}
+
+#[test]
+fn a_node_fanout_splits_into_one_fanout_per_shard_sharing_the_stanza() {
+    let jid = |s: &str| Jid::parse(s).expect("valid");
+    let node = NodeFanout {
+        from: jid("room@groups.b.c/nick"),
+        kind: StanzaKind::Message,
+        ty: StanzaType::Groupchat,
+        stanza: Arc::from(&b"<message type='groupchat'/>"[..]),
+        parts: vec![
+            (ShardId(0), Arc::from(vec![Recipient::Member(jid("a@b.c"))])),
+            (
+                ShardId(3),
+                Arc::from(vec![Recipient::Session(jid("d@b.c/r"))]),
+            ),
+        ],
+        gather: Some(GatherRef {
+            origin: Location::local(1),
+            id: 9,
+        }),
+    };
+    let parts: Vec<(ShardId, Fanout)> = node.split().collect();
+    assert_eq!(parts.len(), 2);
+    assert_eq!(parts[1].0, ShardId(3));
+    assert_eq!(
+        &*parts[1].1.recipients,
+        [Recipient::Session(jid("d@b.c/r"))]
+    );
+    assert!(parts
+        .iter()
+        .all(|(_, f)| Arc::ptr_eq(&f.stanza, &node.stanza)));
+    assert!(parts.iter().all(|(_, f)| f.gather == node.gather));
 }

@@ -1,17 +1,20 @@
 //! Fan-out: one stanza to many recipients spread over every shard, with one mail per
-//! destination shard (presence broadcast to contacts, a group's message to its members).
+//! destination shard of this node and one per other node (presence broadcast to contacts, a
+//! group's message to its members).
 //!
 //! What it does: `FanoutPlan` groups recipients by home shard once (a group keeps its plan
 //! until its membership changes, so a message costs one `Arc` clone per shard);
-//! `Router::broadcast` sends one `Mail::Fanout` per remote shard and delivers the local part
-//! itself; `Router::on_fanout` delivers a shard's part, stamping `to` per recipient; the
+//! `Router::broadcast` sends one `Mail::Fanout` per other shard of this node, one
+//! `Mail::NodeFanout` per other node (its shards' parts together: it crosses the bus once and
+//! the receiving bridge splits it), and delivers the local part itself; `Router::on_fanout` delivers a shard's part, stamping `to` per recipient; the
 //! gather table tells a XEP-0198 sender its group message is handled once every shard stored
 //! its copies (`Mail::Gathered`).
 //!
 //! What it does not do: decide who the recipients are (rosters: `presence`; groups: `muc`).
 //!
-//! Invariants: a plan's lists hold only recipients homed on their shard; every `Fanout`
-//! with a gather is answered by exactly one `Gathered` (now if nothing it stored waits for a
+//! Invariants: a plan's lists hold only recipients homed on their shard; a gather counts
+//! shards (locations), never nodes: a `NodeFanout`'s parts answer one `Gathered` each;
+//! every `Fanout` with a gather is answered by exactly one `Gathered` (now if nothing it stored waits for a
 //! commit, else when the store commits); a gather entry is removed when its last shard
 //! answers, so the table holds only fan-outs in progress.
 
@@ -23,8 +26,8 @@ use crate::effects::{Effects, StanzaType};
 use crate::home::offline::Release;
 use crate::home::routing::{Envelope, Handled};
 use crate::home::Home;
-use crate::location::{Location, Placement};
-use crate::mail::{AckRef, Fanout, GatherRef, Mail, Recipient};
+use crate::location::{Location, NodeId, Placement};
+use crate::mail::{AckRef, Fanout, GatherRef, Mail, NodeFanout, Recipient};
 use crate::maps::{HashState, Map};
 use crate::replies;
 use crate::router::Router;
@@ -181,7 +184,29 @@ impl Router {
         });
         let stanza: Arc<[u8]> = Arc::from(broadcast.stanza);
         self.home.stats.fanouts += 1;
+        let me = self.home.location.node;
+        // Another node's parts, gathered into one mail for that node.
+        let mut remote: Option<(NodeId, NodeFanout)> = None;
+        // Locations are sorted, so one node's shards are adjacent: its parts go out together.
         for (location, recipients) in &plan.per_location {
+            if location.node != me {
+                if remote.as_ref().is_some_and(|(n, _)| *n != location.node) {
+                    self.mail_node_fanout(remote.take(), fx);
+                }
+                let (_, node) = remote.get_or_insert_with(|| {
+                    let node = NodeFanout {
+                        from: broadcast.from.clone(),
+                        kind: broadcast.kind,
+                        ty: broadcast.ty,
+                        stanza: Arc::clone(&stanza),
+                        parts: Vec::new(),
+                        gather,
+                    };
+                    (location.node, node)
+                });
+                node.parts.push((location.shard, Arc::clone(recipients)));
+                continue;
+            }
             let fanout = Fanout {
                 from: broadcast.from.clone(),
                 kind: broadcast.kind,
@@ -197,12 +222,60 @@ impl Router {
                 self.home.stats.mail_out += 1;
             }
         }
+        self.mail_node_fanout(remote.take(), fx);
         // With an ack, the gather reports the stanza handled (possibly already, if every
         // copy was local and nothing waited for a commit): never the caller.
         if acked {
             Handled::Later
         } else {
             Handled::Now
+        }
+    }
+
+    /// Mails one node's parts of a fan-out: one `Mail::NodeFanout` to its first shard's
+    /// location (the receiving bridge splits it), or a plain `Fanout` when only one shard
+    /// of that node has recipients.
+    fn mail_node_fanout(&mut self, node: Option<(NodeId, NodeFanout)>, fx: &mut impl Effects) {
+        let Some((node, mut fanout)) = node else {
+            return;
+        };
+        let Some(&(first, _)) = fanout.parts.first() else {
+            return;
+        };
+        let dest = Location { node, shard: first };
+        let mail = if fanout.parts.len() == 1 {
+            let (_, recipients) = fanout.parts.remove(0);
+            Mail::Fanout(Box::new(Fanout {
+                from: fanout.from,
+                kind: fanout.kind,
+                ty: fanout.ty,
+                stanza: fanout.stanza,
+                recipients,
+                gather: fanout.gather,
+            }))
+        } else {
+            Mail::NodeFanout(Box::new(fanout))
+        };
+        fx.mail(dest, mail);
+        self.home.stats.mail_out += 1;
+    }
+
+    /// A fan-out for several shards of this node (from another node): this shard's part is
+    /// delivered here, the others are mailed to their shards. (The server's bridge splits
+    /// these itself; a router splits one that reaches it anyway.)
+    pub(crate) fn on_node_fanout(&mut self, fanout: &NodeFanout, fx: &mut impl Effects) {
+        let here = self.home.location;
+        for (shard, part) in fanout.split() {
+            if shard == here.shard {
+                self.deliver_fanout(&part, fx);
+            } else {
+                let dest = Location {
+                    node: here.node,
+                    shard,
+                };
+                fx.mail(dest, Mail::Fanout(Box::new(part)));
+                self.home.stats.mail_out += 1;
+            }
         }
     }
 
