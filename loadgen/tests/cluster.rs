@@ -49,6 +49,30 @@ impl Nats {
     }
 }
 
+impl Nats {
+    /// Kills nats-server (SIGKILL, by pid) and starts a new one on the same port.
+    fn restart(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let port = self.port.to_string();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let mut child = Command::new("nats-server")
+                .args(["-a", "127.0.0.1", "-p", &port])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("nats-server on PATH");
+            std::thread::sleep(Duration::from_millis(300));
+            if child.try_wait().unwrap().is_none() {
+                self.child = child;
+                return;
+            }
+            assert!(Instant::now() < deadline, "nats-server did not restart");
+        }
+    }
+}
+
 impl Drop for Nats {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -69,7 +93,7 @@ struct Cluster {
     nodes: Vec<Server>,
     path: PathBuf,
     file: ClusterFile,
-    _nats: Nats,
+    nats: Nats,
 }
 
 impl Cluster {
@@ -116,7 +140,7 @@ impl Cluster {
             nodes,
             path,
             file,
-            _nats: nats,
+            nats,
         }
     }
 
@@ -234,4 +258,53 @@ fn the_cluster_file_sends_every_client_home_and_cross_node_chat_crosses() {
     );
     assert_eq!(status.code(), Some(1), "{said}");
     assert!(said.contains("--cross-node needs --cluster"), "{said}");
+}
+
+/// Fault: nats-server is killed (SIGKILL) and restarted on its port in the middle of a
+/// cross-node chat load with XEP-0198. Frames lost with it are sent again by the cluster
+/// link once the bridges reconnect, so every message a sender saw acknowledged arrives
+/// (`--verify` fails the run otherwise), none twice, and nothing bounces.
+#[test]
+fn a_nats_server_restart_under_cross_node_chat_loses_nothing_acknowledged() {
+    const CLIENTS: u32 = 30;
+    let mut cluster = Cluster::start();
+    let file = cluster.path.display().to_string();
+    let load = std::thread::spawn(move || {
+        run_load(
+            "cluster-nats-restart",
+            &[
+                "chat",
+                "--cluster",
+                &file,
+                "--cross-node",
+                "--clients",
+                &CLIENTS.to_string(),
+                "--rate",
+                "5",
+                "--duration",
+                "8s",
+                "--connect-rate",
+                "300",
+                "--drain-ms",
+                "15000",
+                "--verify",
+                "--backend",
+                "poll",
+            ],
+            0,
+        )
+    });
+    // Ramp (~0.1 s) plus a few seconds of steady load, then the outage.
+    std::thread::sleep(Duration::from_secs(3));
+    cluster.nats.restart();
+    let (summary, _, text) = load.join().expect("the load run");
+    let c = counts(&summary);
+    assert_eq!(c["logins"], u64::from(CLIENTS), "{text}");
+    assert_eq!(c["errors_total"], 0, "{c}");
+    let m = &c["messages"];
+    assert!(m["sent"].as_u64().unwrap() > 1_000, "{m}");
+    assert_eq!(c["acks"]["acked_lost"], 0, "{c}");
+    assert_eq!(m["duplicated"], 0, "{m}");
+    assert_eq!(c["bounced"], 0, "{c}");
+    assert!(c["acks"]["acknowledged"].as_u64().unwrap() > 1_000, "{c}");
 }
