@@ -172,6 +172,7 @@ impl Worker<'_> {
     /// [`MAX_REDIRECTS`] in one login, or an address we cannot use, fails the client.
     fn redirect<O: Ops>(&mut self, io: &mut O, i: usize, to: Option<SocketAddr>, now: u64) {
         if self.slots[i].state != SlotState::LoggingIn {
+            tracing::debug!(state = ?self.slots[i].state, "see-other-host outside a login");
             return self.fail(io, i, ErrorKind::StreamError);
         }
         let target = to.and_then(|addr| self.targets.intern(addr));

@@ -154,7 +154,10 @@ impl Note {
             ClientEvent::Bounced => Note::Bounced,
             ClientEvent::AuthFailed { .. } => Note::Failed(ErrorKind::AuthFailure),
             ClientEvent::BindFailed { .. } => Note::Failed(ErrorKind::BindFailure),
-            ClientEvent::StreamError { .. } => Note::Failed(ErrorKind::StreamError),
+            ClientEvent::StreamError { condition } => {
+                tracing::debug!(condition, "stream error from the server");
+                Note::Failed(ErrorKind::StreamError)
+            }
             ClientEvent::ProtocolError { .. } => Note::Failed(ErrorKind::Protocol),
             ClientEvent::StreamClosed => Note::StreamClosed,
             ClientEvent::Redirect { host } => Note::Redirect(crate::targets::redirect_addr(&host)),
