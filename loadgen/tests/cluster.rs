@@ -308,3 +308,66 @@ fn a_nats_server_restart_under_cross_node_chat_loses_nothing_acknowledged() {
     assert_eq!(c["bounced"], 0, "{c}");
     assert!(c["acks"]["acknowledged"].as_u64().unwrap() > 1_000, "{c}");
 }
+
+/// Fault: node 3 is stopped (SIGSTOP) for 22 s, past the cluster link's 20 s retry budget,
+/// in the middle of a cross-node chat load with XEP-0198, then continued (SIGCONT). What
+/// ARCHITECTURE.md guarantees: no message is acknowledged before its home committed it, so
+/// every acknowledged message arrives, except those the sender's node answered with an error
+/// (`remote-server-timeout` after the 30 s mail timeout: the mail was dropped after the link's
+/// budget ran out; they count as handled, and come back to the sender as bounces). So
+/// acknowledged-and-lost is at most the bounces, nothing arrives twice (no client resends),
+/// and the stopped node's clients carry on after SIGCONT.
+#[test]
+fn a_node_stopped_past_the_link_budget_loses_only_what_bounced() {
+    const CLIENTS: u32 = 30;
+    let cluster = Cluster::start();
+    let file = cluster.path.display().to_string();
+    let load = std::thread::spawn(move || {
+        run_load(
+            "cluster-sigstop",
+            &[
+                "chat",
+                "--cluster",
+                &file,
+                "--cross-node",
+                "--clients",
+                &CLIENTS.to_string(),
+                "--rate",
+                "2",
+                "--duration",
+                "28s",
+                "--connect-rate",
+                "300",
+                "--drain-ms",
+                "36000",
+                "--verify",
+                "--backend",
+                "poll",
+            ],
+            0,
+        )
+    });
+    std::thread::sleep(Duration::from_secs(3));
+    let pid = cluster.nodes[2].pid().to_string();
+    let signal = |name: &str| {
+        let ok = Command::new("kill").args([name, &pid]).status().unwrap();
+        assert!(ok.success(), "kill {name} {pid}");
+    };
+    signal("-STOP");
+    std::thread::sleep(Duration::from_secs(22));
+    signal("-CONT");
+    let (summary, _, text) = load.join().expect("the load run");
+    let c = counts(&summary);
+    assert_eq!(c["logins"], u64::from(CLIENTS), "{text}");
+    assert_eq!(c["errors_total"], 0, "{c}");
+    let m = &c["messages"];
+    let bounced = c["bounced"].as_u64().unwrap();
+    let acked_lost = c["acks"]["acked_lost"].as_u64().unwrap();
+    eprintln!("sigstop: {m} acks {} bounced {bounced}", c["acks"]);
+    assert!(
+        acked_lost <= bounced,
+        "acknowledged and lost beyond the documented bounces: {c}"
+    );
+    assert_eq!(m["duplicated"], 0, "{m}");
+    assert!(c["acks"]["acknowledged"].as_u64().unwrap() > 1_000, "{c}");
+}
