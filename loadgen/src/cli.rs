@@ -190,6 +190,15 @@ pub struct LoadArgs {
     #[arg(long, value_enum, default_value_t = SmArg::On, num_args = 0..=1,
           default_missing_value = "on")]
     pub stream_management: SmArg,
+    /// A cluster file (the one the nodes read): every client connects straight to its home
+    /// node's `c2s` address instead of --server. Without it, a client sent elsewhere with
+    /// see-other-host follows the redirect (at most 3 per login).
+    #[arg(long)]
+    pub cluster: Option<PathBuf>,
+    /// Chat: every message goes to a peer homed on another node than its sender (needs
+    /// --cluster with at least two nodes).
+    #[arg(long)]
+    pub cross_node: bool,
     #[command(flatten)]
     pub fanout: FanoutArgs,
 }
@@ -289,8 +298,21 @@ pub struct RunConfig {
     /// Presence and group: the contact ring or the groups; `None` otherwise.
     #[serde(default)]
     pub fanout: Option<Fanout>,
+    /// `--cluster`: the cluster file's path and text (clients connect to their home node).
+    #[serde(default)]
+    pub cluster: Option<ClusterSource>,
+    /// `--cross-node`: chat peers are homed on another node than their sender.
+    #[serde(default)]
+    pub cross_node: bool,
     /// The command line as typed, for the record.
     pub command_line: Vec<String>,
+}
+
+/// The cluster file a run read (`--cluster`).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ClusterSource {
+    pub path: PathBuf,
+    pub text: String,
 }
 
 fn redacted<S: serde::Serializer>(auth: &AuthSpec, s: S) -> Result<S::Ok, S::Error> {
@@ -385,6 +407,7 @@ impl RunConfig {
                 .as_ref()
                 .map_or_else(|| format!("c{clients}"), |f| f.slug(clients, rate)),
         };
+        let cluster = resolve_cluster(scenario, server, load, &domain)?;
         let cfg = RunConfig {
             scenario,
             server,
@@ -418,6 +441,8 @@ impl RunConfig {
             messages,
             verify: load.verify,
             fanout,
+            cluster,
+            cross_node: load.cross_node,
             command_line: redact_command_line(std::env::args()),
         };
         fanout::check_receipt_numbers(cfg.max_seq(), cfg.per_change())?;
@@ -480,6 +505,32 @@ fn resolve_server(server: &str) -> anyhow::Result<SocketAddr> {
         .with_context(|| format!("--server {server}: expected host:port"))?
         .next()
         .with_context(|| format!("--server {server}: the name resolves to no address"))
+}
+
+/// `--cluster` (read and checked) and `--cross-node`.
+fn resolve_cluster(
+    scenario: Scenario,
+    server: SocketAddr,
+    load: &LoadArgs,
+    domain: &str,
+) -> anyhow::Result<Option<ClusterSource>> {
+    let Some(path) = &load.cluster else {
+        if load.cross_node {
+            bail!("--cross-node needs --cluster FILE (it says where each user lives)");
+        }
+        return Ok(None);
+    };
+    let file = rookery_cluster::ClusterFile::load(path).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("--cluster {}: cannot read it", path.display()))?;
+    crate::targets::Targets::new(server, Some(&text), &load.user_prefix, domain, 1)?;
+    if load.cross_node && (scenario != Scenario::Chat || file.nodes.len() < 2) {
+        bail!("--cross-node applies to chat on a cluster of at least two nodes");
+    }
+    Ok(Some(ClusterSource {
+        path: path.clone(),
+        text,
+    }))
 }
 
 /// `--reconnect-rate` and `--processes`.

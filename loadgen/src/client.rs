@@ -15,6 +15,7 @@
 //! run measures the server, not PBKDF2); stream resumption.
 //!
 //! Invariants: after an event that ends the stream (`AuthFailed`, `BindFailed`, `StreamError`,
+//! `Redirect`,
 //! `StreamClosed`, `ProtocolError`) the client is in [`Phase::Done`] and ignores further
 //! input. Nothing is allocated per received message: the body is borrowed from the frame
 //! (unescaped only when it contains an entity). Nothing per client is kept here but the
@@ -63,6 +64,9 @@ pub enum ClientEvent<'a> {
     BindFailed { condition: &'a str },
     /// `<stream:error>` from the server.
     StreamError { condition: &'a str },
+    /// `<see-other-host/>` (RFC 6120 4.9.3.19): log in at `host` instead (its text:
+    /// `host`, `host:port` or `[v6]:port`).
+    Redirect { host: Cow<'a, str> },
     /// The server closed the stream with `</stream:stream>`.
     StreamClosed,
     /// The server sent bytes that are not XMPP we can follow.
@@ -239,9 +243,14 @@ fn on_event<F>(
             sink(ClientEvent::AuthFailed { condition });
         }
         Event::BindFailed { condition } => sink(ClientEvent::BindFailed { condition }),
-        Event::StreamError(error) => sink(ClientEvent::StreamError {
-            condition: error.condition,
-        }),
+        Event::StreamError(error) => match error.other_host {
+            Some(host) if error.condition == "see-other-host" => {
+                sink(ClientEvent::Redirect { host })
+            }
+            _ => sink(ClientEvent::StreamError {
+                condition: error.condition,
+            }),
+        },
         Event::StreamClosed => sink(ClientEvent::StreamClosed),
         Event::ProtocolError { detail } => sink(ClientEvent::ProtocolError { detail }),
         // Authenticated, Bound: Online follows. No resumption is asked for, so none is

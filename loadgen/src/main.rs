@@ -44,6 +44,7 @@ mod run;
 mod schedule;
 mod series;
 mod sys;
+mod targets;
 mod wire;
 mod worker;
 

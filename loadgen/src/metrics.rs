@@ -268,10 +268,12 @@ pub enum ErrorKind {
     Reset,
     /// The server sent something we cannot follow (bad XML, unexpected element).
     Protocol,
+    /// See-other-host more than 3 times in one login, or to an address we cannot use.
+    RedirectLoop,
 }
 
 impl ErrorKind {
-    pub const ALL: [ErrorKind; 10] = [
+    pub const ALL: [ErrorKind; 11] = [
         ErrorKind::Refused,
         ErrorKind::ConnectTimeout,
         ErrorKind::ConnectFailed,
@@ -282,6 +284,7 @@ impl ErrorKind {
         ErrorKind::Closed,
         ErrorKind::Protocol,
         ErrorKind::Reset,
+        ErrorKind::RedirectLoop,
     ];
 
     pub fn name(self) -> &'static str {
@@ -296,6 +299,7 @@ impl ErrorKind {
             ErrorKind::Closed => "closed",
             ErrorKind::Protocol => "protocol",
             ErrorKind::Reset => "reset",
+            ErrorKind::RedirectLoop => "redirect_loop",
         }
     }
 }

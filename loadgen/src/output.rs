@@ -208,7 +208,7 @@ pub fn report_text(cfg: &RunConfig, r: &RunResult, dir: Option<&Path>) -> String
     let _ = writeln!(
         out,
         "logins {} ({} clients; ramp {:.1} s); {} {}, delivered {}, lost {}, duplicated {}, \
-         out of order {}, bounced {}",
+         out of order {}, bounced {}, redirects {}",
         r.report.logins,
         cfg.clients,
         r.ramp_ms as f64 / 1000.0,
@@ -222,7 +222,8 @@ pub fn report_text(cfg: &RunConfig, r: &RunResult, dir: Option<&Path>) -> String
         m.lost,
         m.duplicated,
         m.out_of_order,
-        r.report.bounced
+        r.report.bounced,
+        r.report.redirects
     );
     fanout::lines(cfg, r, &mut out);
     extra_lines(cfg, r, &mut out);

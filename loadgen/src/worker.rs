@@ -40,6 +40,7 @@ use crate::offline::OfflinePlan;
 use crate::run::Part;
 use crate::schedule::{MessageSchedule, Pacer, Ramp, Rng};
 use crate::sys::monotonic_ns;
+use crate::targets::Targets;
 use crate::wire::Receipt;
 
 mod close;
@@ -138,6 +139,8 @@ pub struct Worker<'a> {
     sm_policy: SmPolicy,
     profile: Profile,
     fan: Fan,
+    /// Where each client connects (`--server`, its home node, a redirect's target).
+    targets: Targets,
     sources: &'a [IpAddr],
     schedule: Option<MessageSchedule>,
     phase: RunPhase,
@@ -223,9 +226,14 @@ impl<'a> Worker<'a> {
         // Process `part.index` owns part.index, part.index + P, ...; its threads take turns.
         let first = part.index + part.of * thread as u32;
         let stride = (part.of * threads) as usize;
+        let targets = worker_targets(cfg);
         let slots: Vec<Slot> = (first..cfg.clients)
             .step_by(stride)
-            .map(|index| Slot::new(index, new_client(sm_policy)))
+            .map(|index| {
+                let mut slot = Slot::new(index, new_client(sm_policy));
+                slot.target = targets.first(index);
+                slot
+            })
             .collect();
         let local = |c: u32| {
             let k = c.checked_sub(first)? as usize;
@@ -267,6 +275,7 @@ impl<'a> Worker<'a> {
             sm_policy,
             profile,
             fan,
+            targets,
             conn_slots: Vec::new(),
             timers: BinaryHeap::with_capacity(slots.len()),
             slots,
@@ -383,7 +392,7 @@ impl<'a> Worker<'a> {
         slot.started_ns = now;
         slot.attempt = slot.attempt.wrapping_add(1);
         let attempt = slot.attempt;
-        match io.connect(self.cfg.server, source) {
+        match io.connect(self.targets.addr(slot.target), source) {
             Ok(conn) => {
                 slot.conn = Some(conn);
                 slot.state = SlotState::Connecting;
@@ -530,6 +539,23 @@ impl<'a> Worker<'a> {
             .collect();
         self.report
     }
+}
+
+/// The run's targets (the config was checked when resolved, so this falls back to `--server`
+/// alone only if the cluster file changed under us, and says so).
+fn worker_targets(cfg: &RunConfig) -> Targets {
+    let cluster = cfg.cluster.as_ref().map(|c| c.text.as_str());
+    Targets::new(
+        cfg.server,
+        cluster,
+        &cfg.user_prefix,
+        &cfg.domain,
+        cfg.clients,
+    )
+    .unwrap_or_else(|err| {
+        tracing::warn!("{err:#}: every client connects to --server");
+        Targets::new(cfg.server, None, "", "", 0).expect("no cluster file, nothing to parse")
+    })
 }
 
 /// A fresh client state machine (its framer holds no buffer until bytes arrive).

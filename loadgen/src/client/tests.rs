@@ -251,6 +251,29 @@ fn bind_error_is_reported() {
     assert_eq!(h.events, vec!["BindFailed { condition: \"not-allowed\" }"]);
 }
 
+/// See-other-host after authentication (what a cluster node sends a client homed elsewhere)
+/// is a redirect carrying the host; without a host it stays a plain stream error.
+#[test]
+fn see_other_host_is_a_redirect() {
+    let mut h = Harness::started();
+    h.feed(&format!("{HEADER}{PRE_AUTH}{SUCCESS}"));
+    h.feed(&format!(
+        "{HEADER}<stream:error><see-other-host xmlns='urn:ietf:params:xml:ns:xmpp-streams'>\
+         127.0.0.1:5232</see-other-host></stream:error></stream:stream>"
+    ));
+    assert_eq!(h.events, vec!["Redirect { host: \"127.0.0.1:5232\" }"]);
+
+    let mut h = Harness::online();
+    h.feed(
+        "<stream:error><see-other-host xmlns='urn:ietf:params:xml:ns:xmpp-streams'/>\
+         </stream:error>",
+    );
+    assert_eq!(
+        h.events,
+        vec!["StreamError { condition: \"see-other-host\" }"]
+    );
+}
+
 #[test]
 fn stream_error_and_close() {
     let mut h = Harness::online();

@@ -73,6 +73,7 @@ pub fn summary_json(cfg: &RunConfig, r: &RunResult, env: &Environment) -> Value 
             "acks": r.acks,
             "receipts": r.receipts,
             "bounced": r.report.bounced,
+            "redirects": r.report.redirects,
             "foreign": r.report.foreign,
             "stale": r.report.stale,
             "skipped_no_peer": r.report.skipped_no_peer,

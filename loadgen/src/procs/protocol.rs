@@ -150,10 +150,11 @@ pub fn decode_histograms(map: &BTreeMap<String, String>) -> Result<Histograms, P
 
 /// The plain counters of a report, by name (one list, so encode and decode cannot drift).
 fn counters(r: &mut WorkerReport) -> Vec<(String, &mut u64)> {
-    let plain: [(&str, &mut u64); 14] = [
+    let plain: [(&str, &mut u64); 15] = [
         ("logins", &mut r.logins),
         ("peak_online", &mut r.peak_online),
         ("bounced", &mut r.bounced),
+        ("redirects", &mut r.redirects),
         ("foreign", &mut r.foreign),
         ("skipped_no_peer", &mut r.skipped_no_peer),
         ("send_retries", &mut r.send_retries),

@@ -15,6 +15,7 @@ use crate::cli::Scenario;
 use crate::live::Counter;
 use crate::metrics::{ErrorKind, Metric};
 use crate::sys::monotonic_ns;
+use crate::targets::MAX_REDIRECTS;
 use crate::wire::{Probe, ReceiptId};
 
 impl Worker<'_> {
@@ -103,6 +104,7 @@ impl Worker<'_> {
                 }
             }
             Note::StreamClosed => self.fail(io, i, ErrorKind::Closed),
+            Note::Redirect(to) => self.redirect(io, i, to, now),
             Note::Ignored => {}
             Note::RosterItem { .. }
             | Note::RosterLoaded
@@ -124,6 +126,7 @@ impl Worker<'_> {
         }
         debug_assert!(slot.client.is_online());
         slot.state = SlotState::Online;
+        slot.redirects = 0;
         if measured {
             self.recent
                 .record(Metric::Login, (now - slot.started_ns) / 1000);
@@ -162,6 +165,33 @@ impl Worker<'_> {
                 )));
             }
         }
+    }
+
+    /// See-other-host while logging in: drop this conn and log in again at `to`, as a real
+    /// client would (the login latency keeps counting from the first connect). More than
+    /// [`MAX_REDIRECTS`] in one login, or an address we cannot use, fails the client.
+    fn redirect<O: Ops>(&mut self, io: &mut O, i: usize, to: Option<SocketAddr>, now: u64) {
+        if self.slots[i].state != SlotState::LoggingIn {
+            tracing::debug!(state = ?self.slots[i].state, "see-other-host outside a login");
+            return self.fail(io, i, ErrorKind::StreamError);
+        }
+        let target = to.and_then(|addr| self.targets.intern(addr));
+        let (Some(target), true) = (target, self.slots[i].redirects < MAX_REDIRECTS) else {
+            return self.fail(io, i, ErrorKind::RedirectLoop);
+        };
+        self.report.redirects += 1;
+        let slot = &mut self.slots[i];
+        if let Some(conn) = slot.conn.take() {
+            self.conn_slots[conn.index as usize] = u32::MAX;
+            io.close(conn, Linger::Abort);
+        }
+        slot.redirects += 1;
+        slot.target = target;
+        slot.client = new_client(self.sm_policy);
+        let started_ns = slot.started_ns;
+        self.connect(io, i, now);
+        // Still the same login: its latency counts from the first connect.
+        self.slots[i].started_ns = started_ns;
     }
 
     /// Whether a probe or receipt of run `run` is counted: only while accounting is open, and
@@ -322,6 +352,73 @@ impl Ops for NoOps {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::live::Shared;
+    use crate::run::Part;
+    use crate::worker::storm::tests::FakeOps;
+    use crate::worker::testing::parsed_config;
+
+    /// A login is sent to three nodes in turn and follows each (a new conn to the named
+    /// address, latency kept from the first connect); a fourth redirect is a loop: the client
+    /// fails with `redirect_loop`. Every dropped conn is closed.
+    #[test]
+    fn a_login_follows_up_to_three_redirects_then_fails_as_a_loop() {
+        let cfg = parsed_config("hold", "1", &["--threads", "1"], "127.0.0.1:5222", "d");
+        let shared = Shared::new(1, 1);
+        let mut w = Worker::new(&cfg, &shared, (Part::WHOLE, 0), &[], 0);
+        let mut io = FakeOps::default();
+        w.connect(&mut io, 0, 100);
+        w.on_connected(&mut io, 0, Ok(()), 200);
+        assert_eq!(w.slots[0].state, SlotState::LoggingIn);
+        for hop in 1..=3u16 {
+            let to = SocketAddr::from(([127, 0, 0, 1], 6000 + hop));
+            let before = w.slots[0].conn.unwrap();
+            w.on_note(&mut io, 0, Note::Redirect(Some(to)), 1_000 * u64::from(hop));
+            assert_eq!(io.closed.last(), Some(&before), "hop {hop}");
+            assert_eq!(io.addrs.last(), Some(&to), "hop {hop}");
+            assert_eq!(w.slots[0].state, SlotState::Connecting);
+            assert_eq!(
+                w.slots[0].started_ns, 100,
+                "the login's clock keeps running"
+            );
+            assert!(
+                w.slot_of(before).is_none(),
+                "the old conn no longer maps to the slot"
+            );
+            w.on_connected(&mut io, 0, Ok(()), 1_000 * u64::from(hop) + 1);
+        }
+        assert_eq!(w.report.redirects, 3);
+        assert_eq!(io.addrs[0], cfg.server);
+        let to = SocketAddr::from(([127, 0, 0, 1], 6001));
+        w.on_note(&mut io, 0, Note::Redirect(Some(to)), 9_000);
+        assert_eq!(w.slots[0].state, SlotState::Failed);
+        assert_eq!(w.report.errors.get(ErrorKind::RedirectLoop), 1);
+        assert_eq!(io.connects, 4, "no fifth conn");
+
+        // A value we cannot connect to fails at once, as a loop would.
+        let mut w = Worker::new(&cfg, &shared, (Part::WHOLE, 0), &[], 0);
+        w.connect(&mut io, 0, 100);
+        w.on_connected(&mut io, 0, Ok(()), 200);
+        w.on_note(&mut io, 0, Note::Redirect(None), 300);
+        assert_eq!(w.report.errors.get(ErrorKind::RedirectLoop), 1);
+        assert_eq!(w.report.redirects, 0);
+    }
+
+    /// After a login that was redirected, the client's next login (a storm reconnect) goes
+    /// straight to the node it was sent to.
+    #[test]
+    fn the_redirect_target_is_remembered_for_the_next_login() {
+        let cfg = parsed_config("hold", "1", &["--threads", "1"], "127.0.0.1:5222", "d");
+        let shared = Shared::new(1, 1);
+        let mut w = Worker::new(&cfg, &shared, (Part::WHOLE, 0), &[], 0);
+        let mut io = FakeOps::default();
+        w.connect(&mut io, 0, 100);
+        w.on_connected(&mut io, 0, Ok(()), 200);
+        let home = SocketAddr::from(([127, 0, 0, 2], 5300));
+        w.on_note(&mut io, 0, Note::Redirect(Some(home)), 300);
+        w.on_connected(&mut io, 0, Ok(()), 400);
+        w.connect(&mut io, 0, 600);
+        assert_eq!(io.addrs.last(), Some(&home));
+    }
 
     #[test]
     fn connect_errors_are_classified() {

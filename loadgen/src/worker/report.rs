@@ -26,6 +26,8 @@ pub struct WorkerReport {
     pub peak_online: u64,
     /// Error messages from the server (our message bounced).
     pub bounced: u64,
+    /// See-other-host redirects followed (a new conn to the named node each).
+    pub redirects: u64,
     /// Messages whose body is not a probe.
     pub foreign: u64,
     /// Messages not sent because no online peer was found.
@@ -151,6 +153,7 @@ impl WorkerReport {
         // Threads peak at different moments; the sum bounds the true peak from above.
         self.peak_online += other.peak_online;
         self.bounced += other.bounced;
+        self.redirects += other.redirects;
         self.foreign += other.foreign;
         self.skipped_no_peer += other.skipped_no_peer;
         self.send_retries += other.send_retries;

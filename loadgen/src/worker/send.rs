@@ -160,12 +160,17 @@ impl Worker<'_> {
         }
     }
 
-    /// A random online client other than `me`.
+    /// A random online client other than `me` (with `--cross-node`, homed on another node).
     fn pick_peer(&mut self, me: u32) -> Option<u32> {
         let clients = u64::from(self.cfg.clients);
-        (0..PEER_TRIES)
+        let cross = self.cfg.cross_node;
+        let mine = self.targets.home(me);
+        let tries = if cross { PEER_TRIES * 4 } else { PEER_TRIES };
+        (0..tries)
             .map(|_| self.rng.below(clients) as u32)
-            .find(|&p| p != me && self.shared.is_online(p))
+            .find(|&p| {
+                p != me && self.shared.is_online(p) && !(cross && self.targets.home(p) == mine)
+            })
     }
 
     /// Sends every status change of slot `i` that is due, then re-arms its timer.

@@ -45,6 +45,11 @@ pub struct Slot {
     pub acked: u32,
     /// Offline, presence, group: counted as settled for its phase (see `offline`).
     pub settled: bool,
+    /// Where it connects: an index into the worker's `Targets` (its home with `--cluster`,
+    /// the last see-other-host it followed otherwise).
+    pub target: u8,
+    /// See-other-host redirects followed since its last login.
+    pub redirects: u8,
 }
 
 impl Slot {
@@ -60,6 +65,8 @@ impl Slot {
             attempt: 0,
             acked: 0,
             settled: false,
+            target: 0,
+            redirects: 0,
         }
     }
 
@@ -89,6 +96,8 @@ pub enum Note {
     Bounced,
     Failed(ErrorKind),
     StreamClosed,
+    /// See-other-host: log in at this address (`None`: a value we cannot connect to).
+    Redirect(Option<std::net::SocketAddr>),
     /// An XEP-0184 receipt for one of our messages.
     Receipt(ReceiptId),
     SmEnabled,
@@ -145,9 +154,13 @@ impl Note {
             ClientEvent::Bounced => Note::Bounced,
             ClientEvent::AuthFailed { .. } => Note::Failed(ErrorKind::AuthFailure),
             ClientEvent::BindFailed { .. } => Note::Failed(ErrorKind::BindFailure),
-            ClientEvent::StreamError { .. } => Note::Failed(ErrorKind::StreamError),
+            ClientEvent::StreamError { condition } => {
+                tracing::debug!(condition, "stream error from the server");
+                Note::Failed(ErrorKind::StreamError)
+            }
             ClientEvent::ProtocolError { .. } => Note::Failed(ErrorKind::Protocol),
             ClientEvent::StreamClosed => Note::StreamClosed,
+            ClientEvent::Redirect { host } => Note::Redirect(crate::targets::redirect_addr(&host)),
             ClientEvent::Receipt { id } => {
                 parse_receipt_id(&id).map_or(Note::Foreign, Note::Receipt)
             }

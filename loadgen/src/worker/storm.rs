@@ -89,7 +89,7 @@ impl Worker<'_> {
 }
 
 #[cfg(test)]
-pub(super) mod tests {
+pub(in crate::worker) mod tests {
     use std::net::SocketAddr;
 
     use rookery_io::{ConnId, SendError};
@@ -107,6 +107,8 @@ pub(super) mod tests {
         next: u32,
         pub(in crate::worker) closed: Vec<ConnId>,
         pub(in crate::worker) connects: usize,
+        /// The address of every connect, in order.
+        pub(in crate::worker) addrs: Vec<SocketAddr>,
         /// Everything sent, per conn index (the n-th conn has index n).
         pub(in crate::worker) sent: std::collections::BTreeMap<u32, String>,
     }
@@ -131,9 +133,10 @@ pub(super) mod tests {
         fn adopt(&mut self, _: std::os::fd::OwnedFd) -> std::io::Result<ConnId> {
             Err(std::io::ErrorKind::Unsupported.into())
         }
-        fn connect(&mut self, _: SocketAddr, _: Option<SocketAddr>) -> std::io::Result<ConnId> {
+        fn connect(&mut self, to: SocketAddr, _: Option<SocketAddr>) -> std::io::Result<ConnId> {
             self.next += 1;
             self.connects += 1;
+            self.addrs.push(to);
             Ok(ConnId {
                 index: self.next,
                 generation: 1,

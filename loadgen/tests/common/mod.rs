@@ -70,13 +70,19 @@ impl Server {
 
     /// A server with `extra` options on its command line.
     pub fn start_with(extra: &[&str]) -> Server {
+        Server::start_at("127.0.0.1:0", extra)
+    }
+
+    /// A server listening on `listen` (a cluster node's address is in the cluster file
+    /// before it starts), with `extra` options.
+    pub fn start_at(listen: &str, extra: &[&str]) -> Server {
         static STARTED: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let n = STARTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let data_dir =
             std::env::temp_dir().join(format!("rookery-load-it-data-{}-{n}", std::process::id()));
         let _ = std::fs::remove_dir_all(&data_dir);
         let mut child = Command::new(server_binary())
-            .args(["--listen", "127.0.0.1:0", "--domain", "example.test"])
+            .args(["--listen", listen, "--domain", "example.test"])
             .arg("--data-dir")
             .arg(&data_dir)
             .args(["--auth", "token", "--admin", "off"])

@@ -74,6 +74,28 @@ impl Server {
         Self::launch_at(backend, shards, &listen, extra, None, Self::temp_data_dir())
     }
 
+    /// Starts a server listening on `listen` on an existing data dir (a cluster node's
+    /// restart); the dir is kept on drop.
+    pub fn start_at_on(
+        backend: &str,
+        shards: usize,
+        listen: SocketAddr,
+        extra: &[&str],
+        data_dir: &Path,
+    ) -> Server {
+        let listen = listen.to_string();
+        let mut server = Self::launch_at(
+            backend,
+            shards,
+            &listen,
+            extra,
+            None,
+            data_dir.to_path_buf(),
+        );
+        server.owns_data_dir = false;
+        server
+    }
+
     /// `shell_prefix`: e.g. "ulimit -n 100;" to run the server under a lower fd limit.
     pub fn start_with_prefix(
         backend: &str,
