@@ -79,6 +79,7 @@ pub use home::sm::{
     SessionRef, SM_MAX_UNACKED, SM_MAX_UNACKED_HARD, SM_REQUEST_DELAY_MS, SM_REQUEST_EVERY,
     SM_RESUME_WAIT_MS,
 };
+pub use home::upload::UploadConfig;
 pub use location::{Location, NodeId, Placement, ShardId, Slot};
 pub use mail::{AckRef, Fanout, GatherRef, Mail, Recipient, WireError, MAIL_VERSION};
 pub use random::KEY_BYTES as RANDOM_KEY_BYTES;

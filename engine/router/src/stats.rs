@@ -166,6 +166,12 @@ metric_struct! {
         group_occupants: Gauge("rookery_group_occupants"),
         /// Streams closed for exceeding the presence rate (policy-violation).
         presence_floods: Counter("rookery_presence_floods_total"),
+        /// XEP-0363 upload slots issued.
+        upload_slots: Counter("rookery_upload_slots_total"),
+        /// XEP-0363 slot requests refused (size, type, name, quota, open slots, malformed).
+        upload_refusals: Counter("rookery_upload_refusals_total"),
+        /// Upload usage events (files stored or removed) applied to this shard's quota ledger.
+        upload_usage_events: Counter("rookery_upload_usage_events_total"),
     }
 }
 

@@ -204,6 +204,7 @@ fn router_config(config: &Config) -> RouterConfig {
         max_unauth_per_address: args.max_unauth_per_address,
         max_rooms_per_user: args.max_rooms_per_user,
         max_rooms_per_shard: args.max_rooms_per_shard,
+        upload: None,
     }
 }
 
