@@ -17,3 +17,4 @@ pub mod metrics;
 mod reads;
 pub mod seams;
 pub mod shard;
+pub mod usage;

@@ -6,6 +6,7 @@ mod config;
 mod data_dir;
 mod listener;
 mod sys;
+mod upload;
 
 use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicBool, AtomicU64};
@@ -68,8 +69,12 @@ fn run(args: Args) -> anyhow::Result<()> {
         max_conns,
         started: Instant::now(),
     });
-    let router_config = Arc::new(router_config(&config));
     let stores = data_dir::open_stores(&config)?;
+    // Before the routers: their quota ledgers are seeded from the files on disk.
+    let upload = upload::start(&config)?;
+    let mut router_config = router_config(&config);
+    router_config.upload = upload.as_ref().map(|u| u.config.clone());
+    let router_config = Arc::new(router_config);
     let unix_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64);
@@ -91,6 +96,9 @@ fn run(args: Args) -> anyhow::Result<()> {
         router.set_random_key(&key);
         // The router has no clock: give it wall time once (for XEP-0203 delay stamps).
         router.set_wall_clock(shared.started.elapsed().as_millis() as u64, unix_ms);
+        if let Some(upload) = &upload {
+            upload.seed(index, &mut router);
+        }
         let parts = ShardParts {
             index,
             mailbox,
@@ -100,6 +108,7 @@ fn run(args: Args) -> anyhow::Result<()> {
             clock: MonotonicClock {
                 started: shared.started,
             },
+            usage: upload.as_ref().map(|u| u.inbox(index)),
         };
         let (kind, core, limits, exit_tx) =
             (selected.kind, cores[index], limits.clone(), exit_tx.clone());
@@ -112,7 +121,13 @@ fn run(args: Args) -> anyhow::Result<()> {
         threads.push(thread);
     }
     if let Some(admin) = config.admin {
-        let addr = metrics::serve(admin, stats.clone()).with_context(|| {
+        let http = upload.as_ref().map(|u| u.http.metrics_reader());
+        let extra = move |out: &mut String| {
+            if let Some(http) = &http {
+                http.snapshot().write_prometheus(out);
+            }
+        };
+        let addr = metrics::serve_with(admin, stats.clone(), extra).with_context(|| {
             format!("--admin {admin}: cannot listen (in use? pass --admin off or another port)")
         })?;
         info!("metrics: http://{addr}/metrics");
@@ -125,6 +140,10 @@ fn run(args: Args) -> anyhow::Result<()> {
     wait_for_exit(&exit_rx, &shared, threads.len())?;
     for thread in threads {
         let _ = thread.join();
+    }
+    if let Some(upload) = upload {
+        // Open requests finish (up to rookery_http::SHUTDOWN_GRACE), then its threads end.
+        upload.http.shutdown();
     }
     info!("stopped");
     Ok(())

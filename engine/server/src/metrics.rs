@@ -67,6 +67,9 @@ rookery_router::metric_struct! {
         /// Bytes of XEP-0198 unacked stanzas kept in memory (--sm-max-unacked-bytes per
         /// session; updated once a second).
         sm_kept_bytes: Gauge("rookery_sm_kept_bytes"),
+        /// Upload usage events (files stored or removed) dropped because this shard's inbox
+        /// was full: its quota ledger is off by those files until restart.
+        upload_usage_dropped: Counter("rookery_upload_usage_dropped_total"),
     }
 }
 
@@ -122,7 +125,21 @@ pub fn render(shards: &[Arc<ShardStats>]) -> String {
 /// served side by side, accept errors backed off). A bind failure is returned so the operator
 /// sees it at start.
 pub fn serve(addr: SocketAddr, shards: Vec<Arc<ShardStats>>) -> std::io::Result<SocketAddr> {
-    admin_http::serve(addr, admin_http::Limits::default(), move || render(&shards))
+    serve_with(addr, shards, |_| {})
+}
+
+/// Like [`serve`], with `extra` appending more families after the shards' (the HTTP upload
+/// server's, which has no shard label).
+pub fn serve_with(
+    addr: SocketAddr,
+    shards: Vec<Arc<ShardStats>>,
+    extra: impl Fn(&mut String) + Send + Sync + 'static,
+) -> std::io::Result<SocketAddr> {
+    admin_http::serve(addr, admin_http::Limits::default(), move || {
+        let mut text = render(&shards);
+        extra(&mut text);
+        text
+    })
 }
 
 #[cfg(test)]
