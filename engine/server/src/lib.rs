@@ -1,5 +1,5 @@
 //! The server's shard loop as a library: the loop turn ([`shard`]), its group commit and log
-//! reads, its metrics, and the seams ([`seams`]) that let the simulator (`rookery-sim`) run
+//! reads, its metrics, the inboxes of upload usage from the HTTP server ([`usage`]), and the seams ([`seams`]) that let the simulator (`rookery-sim`) run
 //! the same loop with a simulated driver, mailbox and clock. The binary (`main.rs`) adds the
 //! command line, the data dir, listeners, threads and signals.
 //!

@@ -1,6 +1,7 @@
 //! `rookery`: the server binary. Parses the command line, raises the fd limit, picks the I/O
-//! backend, opens one SO_REUSEPORT listener per shard, starts one pinned thread per shard and
-//! waits for SIGINT/SIGTERM (or a shard failing) to stop them all.
+//! backend, opens one SO_REUSEPORT listener per shard, starts the HTTP upload server when asked
+//! (`upload`), one pinned thread per shard, and waits for SIGINT/SIGTERM (or a shard failing)
+//! to stop them all (the HTTP server last).
 
 mod config;
 mod data_dir;

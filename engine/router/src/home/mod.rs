@@ -1,7 +1,7 @@
 //! The home layer: what a user's home shard keeps and does for the users it homes, grouped
 //! by concern: XEP-0198 (`sm`), presence and rosters (`presence`), groups and fan-out
 //! (`groups`), RFC 6121 routing (`routing`), server-answered stanzas (`local`),
-//! store-and-forward (`offline`, `delivery`, `delay`).
+//! store-and-forward (`offline`, `delivery`, `delay`), the XEP-0363 upload service (`upload`).
 //!
 //! [`Home`] owns the tables these modules work on (directory, XEP-0198 sessions, store, commit
 //! waiters, deliveries, presences, rooms, gathers, mail deadlines, scratch buffers, placement,
