@@ -42,9 +42,20 @@ pub trait Endpoint: Send + 'static {
     /// A payload from `from`, in order and once: hand its mail to the shards.
     fn inbound(&mut self, from: NodeId, payload: Vec<u8>);
     /// The end of a turn: push what `inbound` staged to the shards (and wake them); returns
-    /// the mail still waiting in the bridge's lanes (the queue-depth gauge).
+    /// the mail still waiting in the bridge's lanes (the queue-depth gauge). While it is not
+    /// zero the bridge runs its next turn soon ([`BUSY_RETRY`]) instead of sleeping.
     fn flush(&mut self) -> usize;
+    /// Called once, on the bridge's thread before its first turn, with the bridge's waker
+    /// (what [`Bridge::waker`] returns): the endpoint registers it where the shards wake it.
+    fn attach(&mut self, _wake: Waker) {}
 }
+
+/// Wakes the bridge for a turn (cheap, any thread).
+pub type Waker = Arc<dyn Fn() + Send + Sync>;
+
+/// How soon the bridge runs again while mail waits in its lanes (a full lane toward a shard,
+/// or more inbound mail than one turn takes).
+pub const BUSY_RETRY: Duration = Duration::from_millis(1);
 
 /// How to start a bridge.
 #[derive(Clone, Debug)]
@@ -86,8 +97,7 @@ impl Bridge {
 
     /// What the shards call after staging mail for the bridge (cheap, any thread).
     pub fn waker(&self) -> impl Fn() + Send + Sync + 'static {
-        let wake = self.wake.clone();
-        move || wake.notify_one()
+        waker_of(&self.wake)
     }
 
     pub fn stats(&self) -> Arc<BridgeStats> {
@@ -109,6 +119,11 @@ impl Drop for Bridge {
     }
 }
 
+fn waker_of(wake: &Arc<Notify>) -> impl Fn() + Send + Sync + 'static {
+    let wake = wake.clone();
+    move || wake.notify_one()
+}
+
 /// Microseconds since the Unix epoch (the frames' send times; every node on one host shares
 /// the clock, so bus latency is measured across processes).
 fn wall_us() -> u64 {
@@ -125,6 +140,7 @@ async fn run(
     wake: Arc<Notify>,
     stats: Arc<BridgeStats>,
 ) {
+    endpoint.attach(Arc::new(waker_of(&wake)));
     let started = tokio::time::Instant::now();
     let now_ms = || started.elapsed().as_millis() as u64;
     let mut links = Links::new(config.me, wall_us(), config.link.clone());
@@ -169,10 +185,16 @@ async fn run(
         outbound: Vec::new(),
         frames: Vec::new(),
     };
+    let mut depth = 0;
     loop {
         let sleep = match links.next_deadline_ms() {
             Some(at) => Duration::from_millis(at.saturating_sub(now_ms())).min(IDLE_TICK),
             None => IDLE_TICK,
+        };
+        let sleep = if depth > 0 {
+            sleep.min(BUSY_RETRY)
+        } else {
+            sleep
         };
         tokio::select! {
             _ = stop.notified() => break,
@@ -183,7 +205,7 @@ async fn run(
             _ = wake.notified() => {}
             _ = tokio::time::sleep(sleep) => {}
         }
-        turn.send(&mut links, &mut endpoint, now_ms()).await;
+        depth = turn.send(&mut links, &mut endpoint, now_ms()).await;
     }
     // One last turn, so mail staged before the stop is not left behind.
     turn.send(&mut links, &mut endpoint, now_ms()).await;
@@ -226,7 +248,13 @@ impl Turn<'_> {
         }
     }
 
-    async fn send(&mut self, links: &mut Links, endpoint: &mut impl Endpoint, now_ms: u64) {
+    /// Sends what the shards staged and what is due; returns the endpoint's queue depth.
+    async fn send(
+        &mut self,
+        links: &mut Links,
+        endpoint: &mut impl Endpoint,
+        now_ms: u64,
+    ) -> usize {
         self.outbound.clear();
         endpoint.outbound(&mut self.outbound);
         let now_us = wall_us();
@@ -267,5 +295,6 @@ impl Turn<'_> {
         self.stats.peer_restarts.store(link.peer_restarts, Relaxed);
         self.stats.stale.store(link.stale, Relaxed);
         self.stats.pending_bytes.store(link.pending_bytes, Relaxed);
+        depth
     }
 }

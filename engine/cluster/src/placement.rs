@@ -53,6 +53,11 @@ impl Placement {
         self.owners.iter().filter(|&&o| o == (node, shard)).count()
     }
 
+    /// The owner of every vshard, indexed by vshard (what a router's placement is built from).
+    pub fn owners(&self) -> &[(NodeId, u16)] {
+        &self.owners
+    }
+
     pub fn vshards(&self) -> usize {
         self.owners.len()
     }

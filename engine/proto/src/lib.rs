@@ -50,4 +50,5 @@ pub mod ns {
     pub const DISCO_ITEMS: &str = "http://jabber.org/protocol/disco#items";
     pub const ROSTER: &str = "jabber:iq:roster";
     pub const RECEIPTS: &str = "urn:xmpp:receipts";
+    pub const REGISTER: &str = "jabber:iq:register";
 }

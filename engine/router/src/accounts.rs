@@ -2,15 +2,19 @@
 //!
 //! The stream layer (`stream::sasl`) drives rookery-sasl's server exchange for the mechanism
 //! the client chose and asks the backend, through [`Accounts`], which mechanisms it can serve
-//! and whether a password is right. Two backends today, both stateless: `token` (the password
-//! of user `u` is the hex HMAC-SHA256(secret, "u"), computed on demand: the load-test
-//! backend) and `open` (any password; loopback unless the server allows it). Neither keeps
-//! SCRAM credentials, so both offer PLAIN only.
+//! and how a user's proof is checked ([`Check`]). Three backends: `token` (the password of
+//! user `u` is the hex HMAC-SHA256(secret, "u"), computed on demand: the load-test backend)
+//! and `open` (any password; loopback unless the server allows it) check PLAIN passwords
+//! themselves; `file` keeps SCRAM credentials (salt, iteration count, StoredKey, ServerKey per
+//! hash, never the password) in each user's home-shard store, table `ACCOUNTS`, and offers
+//! SCRAM-SHA-256, SCRAM-SHA-1 and PLAIN (checked against the stored keys). The stream layer
+//! reads them on the user's home shard: a login that starts elsewhere is handed there first.
+//! The functions at the bottom (`set_credentials`, `credentials`, ...) are the one place that
+//! knows the table's layout; `rookery accounts` uses them on a stopped server's stores.
 //!
 //! What it does not do: parse SASL messages (rookery-sasl), count failures or close streams
-//! (the stream layer), or store accounts. A backend with stored credentials (salt, iteration
-//! count, StoredKey, ServerKey in the user's home-shard store, the TLS and accounts issue)
-//! adds a lookup to this trait for SCRAM; a lookup on another shard answers later, by mail.
+//! (the stream layer), or derive credentials from passwords (the caller, with
+//! `Credentials::derive`).
 //!
 //! Invariants: passwords are compared in constant time for equal lengths (a token is always
 //! 64 hex characters, so its length is no secret); `user` is a bare JID whose local part was
@@ -19,15 +23,32 @@
 use std::fmt::Debug;
 
 use rookery_proto::Jid;
-use rookery_sasl::{token_password, Mechanism};
+use rookery_sasl::{token_password, Credentials, Mechanism};
+use rookery_store::{Store, StoreError};
 
 use crate::config::AuthBackend;
+use crate::tables::ACCOUNTS;
+
+/// How a backend checks a user's proof.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Check {
+    /// It checks a PLAIN password itself (`check_password`).
+    Password,
+    /// Against the credentials stored in the user's home-shard store (`credentials`).
+    Stored,
+}
 
 /// An account backend.
 pub(crate) trait Accounts: Debug + Send {
     /// The SASL mechanisms it can check, strongest first (the pre-auth features list them).
-    fn mechanisms(&self) -> &'static [Mechanism];
-    /// Whether `password` is `user`'s (PLAIN).
+    /// `exposed`: the conn comes from a non-loopback address without TLS, where a password
+    /// sent in the clear could be read on the way.
+    fn mechanisms(&self, exposed: bool) -> &'static [Mechanism];
+    /// How a proof is checked.
+    fn check(&self) -> Check {
+        Check::Password
+    }
+    /// Whether `password` is `user`'s (PLAIN; backends of `Check::Password`).
     fn check_password(&self, user: &Jid, password: &str) -> bool;
 }
 
@@ -38,6 +59,7 @@ pub(crate) fn for_backend(backend: &AuthBackend) -> Box<dyn Accounts> {
             secret: secret.clone(),
         }),
         AuthBackend::Open => Box::new(OpenAccounts),
+        AuthBackend::File => Box::new(FileAccounts),
     }
 }
 
@@ -56,7 +78,9 @@ impl Debug for TokenAccounts {
 }
 
 impl Accounts for TokenAccounts {
-    fn mechanisms(&self) -> &'static [Mechanism] {
+    /// PLAIN everywhere: the load-test backend's passwords are derived tokens, and it has no
+    /// other mechanism.
+    fn mechanisms(&self, _exposed: bool) -> &'static [Mechanism] {
         PLAIN_ONLY
     }
 
@@ -71,13 +95,69 @@ impl Accounts for TokenAccounts {
 struct OpenAccounts;
 
 impl Accounts for OpenAccounts {
-    fn mechanisms(&self) -> &'static [Mechanism] {
+    fn mechanisms(&self, _exposed: bool) -> &'static [Mechanism] {
         PLAIN_ONLY
     }
 
     fn check_password(&self, _user: &Jid, _password: &str) -> bool {
         true
     }
+}
+
+/// `--auth file`: stored credentials only.
+#[derive(Debug)]
+struct FileAccounts;
+
+impl Accounts for FileAccounts {
+    /// SCRAM, and PLAIN only where the password cannot be read on the way (loopback; TLS
+    /// once it exists).
+    fn mechanisms(&self, exposed: bool) -> &'static [Mechanism] {
+        if exposed {
+            &[Mechanism::ScramSha256, Mechanism::ScramSha1]
+        } else {
+            &[
+                Mechanism::ScramSha256,
+                Mechanism::ScramSha1,
+                Mechanism::Plain,
+            ]
+        }
+    }
+
+    fn check(&self) -> Check {
+        Check::Stored
+    }
+
+    /// Never asked (`Check::Stored`); refuses, so a wiring mistake cannot let anyone in.
+    fn check_password(&self, _user: &Jid, _password: &str) -> bool {
+        false
+    }
+}
+
+/// The stored credentials of `user` (a bare JID) in its home shard's `store`. A record that
+/// does not decode counts as no account (and is left for an operator to replace).
+pub fn credentials(store: &Store, user: &Jid) -> Option<Credentials> {
+    let bytes = store.kv_get(ACCOUNTS, user.bare_str())?;
+    Credentials::decode(bytes).ok()
+}
+
+/// Stores `user`'s credentials (creating or replacing the account); durable at the store's
+/// next commit.
+pub fn set_credentials(
+    store: &mut Store,
+    user: &Jid,
+    credentials: &Credentials,
+) -> Result<(), StoreError> {
+    store.kv_set(ACCOUNTS, user.bare_str(), &credentials.encode())
+}
+
+/// Deletes `user`'s account; whether there was one.
+pub fn delete_credentials(store: &mut Store, user: &Jid) -> bool {
+    store.kv_delete(ACCOUNTS, user.bare_str())
+}
+
+/// The bare JIDs with an account in `store`, in order.
+pub fn account_names(store: &Store) -> impl Iterator<Item = &str> {
+    store.kv_scan(ACCOUNTS, "").map(|(key, _)| key)
 }
 
 /// Constant-time equality for equal lengths: the time does not depend on where bytes differ.
@@ -109,7 +189,7 @@ mod tests {
         );
         assert!(!token.check_password(&jid("alice"), "nope"));
         assert!(!token.check_password(&jid("bob"), &pw));
-        assert_eq!(token.mechanisms(), &[Mechanism::Plain]);
+        assert_eq!(token.mechanisms(true), &[Mechanism::Plain]);
         assert!(!format!("{token:?}").contains("s3cret"));
     }
 
@@ -117,7 +197,13 @@ mod tests {
     fn open_backend_accepts_any_password() {
         let open = for_backend(&AuthBackend::Open);
         assert!(open.check_password(&jid("bob"), "x"));
-        assert_eq!(open.mechanisms(), &[Mechanism::Plain]);
+        assert_eq!(open.mechanisms(false), &[Mechanism::Plain]);
+        let file = for_backend(&AuthBackend::File);
+        assert!(file.mechanisms(false).contains(&Mechanism::Plain));
+        assert!(
+            !file.mechanisms(true).contains(&Mechanism::Plain),
+            "no PLAIN in the clear"
+        );
     }
 
     #[test]

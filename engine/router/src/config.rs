@@ -5,15 +5,21 @@
 //! `Jid` from it once, in `Router::new`), or configure the store (`--data-dir`,
 //! `--durability` and `--offline-max` go to `rookery_store::StoreConfig`).
 //!
-//! Invariants: `shards >= 1` (a value of 0 is treated as 1 by `Router::new`, see there).
+//! Invariants: `shards >= 1` (a value of 0 is treated as 1 by `Router::new`, see there); with
+//! `cluster`, its placement gives this node `shards` shards.
 
-/// How SASL PLAIN passwords are checked.
+use crate::location::{NodeId, Placement};
+
+/// How logins are checked (the account backend, see `accounts`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum AuthBackend {
     /// password == lowercase hex HMAC-SHA256(secret, localpart). Stateless: the load-test default.
     Token { secret: Vec<u8> },
     /// Any non-empty password is accepted (loopback only; the server enforces that).
     Open,
+    /// Accounts with stored SCRAM credentials (salt, iteration count, StoredKey, ServerKey per
+    /// hash; never the password) in each user's home-shard store (`rookery accounts`).
+    File,
 }
 
 /// Everything the router of one shard needs to know; shared by all shards through an `Arc`.
@@ -78,6 +84,29 @@ pub struct RouterConfig {
     pub max_rooms_per_shard: usize,
     /// The XEP-0363 upload service, when the server runs its HTTP side (`--http-listen`).
     pub upload: Option<crate::UploadConfig>,
+    /// The cluster this node is part of; `None` for a single node (placement by shard only).
+    pub cluster: Option<ClusterConfig>,
+}
+
+/// What a router of a cluster node knows of the cluster.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClusterConfig {
+    /// `Placement::cluster` of this node (its `me()` is this node's id); its shard count for
+    /// this node must equal `RouterConfig::shards`.
+    pub placement: Placement,
+    /// The address clients use for each node (the cluster file's `c2s`): a client that logs
+    /// in on a node that is not its home gets `see-other-host` with its home node's address.
+    pub nodes: Vec<(NodeId, String)>,
+}
+
+impl ClusterConfig {
+    /// The client address of `node`, if listed.
+    pub fn address_of(&self, node: NodeId) -> Option<&str> {
+        self.nodes
+            .iter()
+            .find(|(id, _)| *id == node)
+            .map(|(_, addr)| addr.as_str())
+    }
 }
 
 /// A set of XEP-0045 roles (`muc#roomconfig_presencebroadcast`).
@@ -169,6 +198,7 @@ impl RouterConfig {
             max_rooms_per_user: Self::DEFAULT_MAX_ROOMS_PER_USER,
             max_rooms_per_shard: Self::DEFAULT_MAX_ROOMS_PER_SHARD,
             upload: None,
+            cluster: None,
         }
     }
 }

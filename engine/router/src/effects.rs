@@ -30,7 +30,7 @@ pub trait Effects {
     /// `cause` says which side caused it (the server counts closes per cause).
     fn close(&mut self, conn: ConnKey, cause: Cause);
     /// Mail the router at `dest` (never this one). The server maps a location of its own
-    /// node to that shard's mailbox lane; other nodes come with the cluster issue.
+    /// node to that shard's mailbox lane, and one of another node to its cluster bridge.
     fn mail(&mut self, dest: Location, mail: Mail);
     /// Bytes queued for a conn of this shard and not yet handed to the kernel (0 for a conn
     /// that is gone). Flow control reads it (see `delivery`).
@@ -127,7 +127,7 @@ impl StanzaType {
 pub struct Handoff {
     /// The stream's framer, mid-stream (after the restart header and the request).
     pub(crate) framer: Framer,
-    /// The authenticated bare JID.
+    /// The authenticated bare JID (for `Authenticate`: the user the login claims to be).
     pub(crate) jid: Jid,
     /// What the client asked for, completed on the home shard.
     pub(crate) request: HomeRequest,
@@ -146,6 +146,14 @@ pub(crate) enum HomeRequest {
     },
     /// XEP-0198 resumption of session `previd`, the client having handled `h` stanzas.
     Resume { previd: Box<str>, h: u32 },
+    /// A SASL exchange whose credentials are stored on the user's home shard: start it again
+    /// there from the client's first message (`first`, decoded). `failures` carries the
+    /// stream's failed attempts so far.
+    Authenticate {
+        mechanism: rookery_sasl::Mechanism,
+        first: Vec<u8>,
+        failures: u8,
+    },
 }
 
 impl Handoff {

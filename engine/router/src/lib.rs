@@ -9,7 +9,8 @@
 //! The path of a conn: stream header -> SASL PLAIN -> stream restart -> resource bind (or
 //! XEP-0198 resumption), which completes on the user's *home shard* ([`Placement::home`]): if the
 //! conn landed elsewhere it is handed over there, so all resources of a user live in one
-//! directory. A bound session's stanzas are stamped with its full JID and routed per RFC 6121
+//! directory; in a cluster, a conn whose user's home is another node is sent there with
+//! `see-other-host` instead (`stream::redirect`). A bound session's stanzas are stamped with its full JID and routed per RFC 6121
 //! section 8, one hop to the recipient's home shard.
 //!
 //! Delivery guarantee: the router owns its shard's `rookery_store::Store`. Every normal or
@@ -51,7 +52,7 @@
 // STYLE.md: functions under 70 lines (the threshold is in this package's clippy.toml).
 #![warn(clippy::too_many_lines)]
 
-mod accounts;
+pub mod accounts;
 mod config;
 mod deadlines;
 mod effects;
@@ -72,7 +73,7 @@ mod tables;
 mod timers;
 mod unauth;
 
-pub use config::{AuthBackend, BroadcastRoles, RouterConfig};
+pub use config::{AuthBackend, BroadcastRoles, ClusterConfig, RouterConfig};
 pub use effects::{ConnKey, Effects, Handoff, StanzaType};
 pub use errors::{Cause, Fault, SessionEnd, StreamError};
 pub use home::sm::elements::SM_NS;

@@ -46,6 +46,17 @@ pub fn stream_error(out: &mut Vec<u8>, fault: &Fault) {
     out.extend_from_slice(STREAM_CLOSE);
 }
 
+/// `<stream:error><see-other-host>ADDRESS</see-other-host></stream:error></stream:stream>`
+/// (RFC 6120 4.9.3.19: the address is the condition element's own text, not a `<text/>`).
+pub fn see_other_host(out: &mut Vec<u8>, address: &str) {
+    out.extend_from_slice(b"<stream:error><see-other-host xmlns='");
+    out.extend_from_slice(ns::STREAMS_ERRORS.as_bytes());
+    out.extend_from_slice(b"'>");
+    rookery_proto::writer::escape_text(address, out);
+    out.extend_from_slice(b"</see-other-host></stream:error>");
+    out.extend_from_slice(STREAM_CLOSE);
+}
+
 /// `<failure xmlns=SASL><COND/></failure>` (RFC 6120 6.5).
 pub fn sasl_failure(out: &mut Vec<u8>, condition: &str) {
     out.extend_from_slice(b"<failure xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><");
@@ -194,6 +205,10 @@ pub enum StanzaError {
     NotAcceptable,
     /// Another location did not answer in time (`RouterConfig::mail_timeout_ms`).
     RemoteServerTimeout,
+    /// A request about another account (XEP-0077: changing another user's password).
+    NotAuthorized,
+    /// A request the server understands but does not implement.
+    FeatureNotImplemented,
 }
 
 impl StanzaError {
@@ -208,6 +223,8 @@ impl StanzaError {
             StanzaError::ItemNotFound => "item-not-found",
             StanzaError::NotAcceptable => "not-acceptable",
             StanzaError::RemoteServerTimeout => "remote-server-timeout",
+            StanzaError::NotAuthorized => "not-authorized",
+            StanzaError::FeatureNotImplemented => "feature-not-implemented",
         }
     }
 
@@ -220,7 +237,9 @@ impl StanzaError {
             StanzaError::RemoteServerNotFound
             | StanzaError::ServiceUnavailable
             | StanzaError::NotAllowed
-            | StanzaError::ItemNotFound => "cancel",
+            | StanzaError::ItemNotFound
+            | StanzaError::FeatureNotImplemented => "cancel",
+            StanzaError::NotAuthorized => "auth",
             StanzaError::ResourceConstraint | StanzaError::RemoteServerTimeout => "wait",
         }
     }

@@ -30,7 +30,7 @@ use crate::home::offline::Waiter;
 use crate::home::routing::{Envelope, Handled};
 use crate::home::Home;
 use crate::ids::IdGen;
-use crate::location::{Location, Placement};
+use crate::location::{Location, Placement, ShardId};
 use crate::mail::Mail;
 use crate::maps::HashState;
 use crate::random::{SecureRandom, KEY_BYTES};
@@ -120,22 +120,37 @@ impl Router {
         // valid one from a valid domain).
         let service = Jid::new(None, &config.groups_domain, None)
             .expect("RouterConfig::groups_domain is valid");
+        let placement = match &config.cluster {
+            Some(cluster) => {
+                // Invariant: the server built the table with this node's shard count.
+                assert_eq!(
+                    cluster.placement.shards(),
+                    shards,
+                    "the cluster placement's shard count for this node differs from config.shards"
+                );
+                cluster.placement.clone()
+            }
+            None => Placement::local(shards),
+        };
+        let location = Location {
+            node: placement.me(),
+            shard: ShardId(shard),
+        };
         let rooms_config = RoomsConfig {
             service,
             local_domain: config.domain.as_str().into(),
             max_members: config.group_max_members,
             max_rooms: config.max_rooms_per_shard,
             max_rooms_per_user: config.max_rooms_per_user,
-            placement: Placement::local(shards),
-            location: Location::local(shard),
+            placement: placement.clone(),
+            location,
             default_broadcast: config.group_presence_broadcast,
             hash,
         };
         let rooms = Rooms::load(rooms_config, &store);
-        let location = Location::local(shard);
         let home = Home::new(
             &config,
-            (domain, location, Placement::local(shards)),
+            (domain, location, placement),
             store,
             rooms,
             (hash, SecureRandom::from_seed(seed)),
@@ -414,8 +429,8 @@ impl Router {
     }
 
     /// Where every bare JID is homed, as this router decides it.
-    pub fn placement(&self) -> Placement {
-        self.home.placement
+    pub fn placement(&self) -> &Placement {
+        &self.home.placement
     }
 
     /// The served domain.

@@ -166,6 +166,9 @@ metric_struct! {
         group_occupants: Gauge("rookery_group_occupants"),
         /// Streams closed for exceeding the presence rate (policy-violation).
         presence_floods: Counter("rookery_presence_floods_total"),
+        /// Clients sent to their home node with see-other-host (a cluster: they logged in on
+        /// another node).
+        redirects: Counter("rookery_redirects_total"),
         /// XEP-0363 upload slots issued.
         upload_slots: Counter("rookery_upload_slots_total"),
         /// XEP-0363 slot requests refused (size, type, name, quota, open slots, malformed).

@@ -11,6 +11,10 @@ pub(crate) const ROOMS: u8 = 2;
 /// Room affiliations: key `room-bare \0 user-bare`, value encoded by `muc`.
 pub(crate) const AFFILIATIONS: u8 = 3;
 
+/// Account credentials (`--auth file`): key `user-bare`, value `rookery_sasl::Credentials`
+/// in its encoded form (see `accounts`).
+pub(crate) const ACCOUNTS: u8 = 4;
+
 /// `owner \0 item`.
 pub(crate) fn key(owner: &str, item: &str) -> String {
     let mut key = String::with_capacity(owner.len() + 1 + item.len());

@@ -58,6 +58,11 @@ impl Unauthenticated {
         }
     }
 
+    /// The source address of the conn in `slot`, while it is not authenticated.
+    pub fn address(&self, slot: u32) -> Option<IpAddr> {
+        self.by_slot.get(&slot).copied()
+    }
+
     /// Conns waiting, all addresses.
     pub fn len(&self) -> usize {
         self.by_slot.len()

@@ -23,7 +23,10 @@ use clap::{Parser, Subcommand};
 const WAIT: Duration = Duration::from_secs(30);
 
 #[derive(Parser, Debug)]
-#[command(name = "rookery cluster", about = "Start or stop a local rookery cluster over NATS")]
+#[command(
+    name = "rookery cluster",
+    about = "Start or stop a local rookery cluster over NATS"
+)]
 struct ClusterArgs {
     #[command(subcommand)]
     command: Action,
@@ -86,7 +89,10 @@ pub fn main(args: Vec<String>) -> anyhow::Result<()> {
 
 fn up_cluster(up: &UpArgs) -> anyhow::Result<()> {
     if !up.host.is_loopback() {
-        bail!("--host {} is not loopback: `rookery cluster up` makes a local cluster only", up.host);
+        bail!(
+            "--host {} is not loopback: `rookery cluster up` makes a local cluster only",
+            up.host
+        );
     }
     if up.nodes == 0 || up.shards == 0 {
         bail!("--nodes and --shards must be at least 1");
@@ -104,7 +110,12 @@ fn up_cluster(up: &UpArgs) -> anyhow::Result<()> {
     let nats = spawn(
         &up.dir,
         "nats",
-        Command::new("nats-server").args(["-a", &up.host.to_string(), "-p", &up.nats_port.to_string()]),
+        Command::new("nats-server").args([
+            "-a",
+            &up.host.to_string(),
+            "-p",
+            &up.nats_port.to_string(),
+        ]),
     )
     .context("starting nats-server (is it installed? apt-get install nats-server)")?;
     wait_listening(SocketAddr::new(up.host, up.nats_port), "nats-server", nats)?;
@@ -116,7 +127,12 @@ fn up_cluster(up: &UpArgs) -> anyhow::Result<()> {
         command
             .arg("--cluster")
             .arg(&file)
-            .args(["--node", &node.to_string(), "--shards", &up.shards.to_string()])
+            .args([
+                "--node",
+                &node.to_string(),
+                "--shards",
+                &up.shards.to_string(),
+            ])
             .args(["--listen", &SocketAddr::new(up.host, c2s).to_string()])
             .args(["--admin", &SocketAddr::new(up.host, admin).to_string()])
             .arg("--data-dir")
@@ -125,10 +141,18 @@ fn up_cluster(up: &UpArgs) -> anyhow::Result<()> {
         let pid = spawn(&up.dir, &format!("node-{node}"), &mut command)?;
         wait_listening(SocketAddr::new(up.host, c2s), &format!("node {node}"), pid)?;
     }
-    println!("cluster up in {}: nats-server on {}:{}", up.dir.display(), up.host, up.nats_port);
+    println!(
+        "cluster up in {}: nats-server on {}:{}",
+        up.dir.display(),
+        up.host,
+        up.nats_port
+    );
     for node in 1..=up.nodes {
         let (c2s, admin) = ports(up, node);
-        println!("  node {node}: clients {}:{c2s}, metrics http://{}:{admin}/metrics", up.host, up.host);
+        println!(
+            "  node {node}: clients {}:{c2s}, metrics http://{}:{admin}/metrics",
+            up.host, up.host
+        );
     }
     println!("cluster file: {} (rookery-load --cluster reads it); stop with: rookery cluster down --dir {}", file.display(), up.dir.display());
     Ok(())
@@ -206,12 +230,17 @@ fn read_pid(path: &Path) -> Option<u32> {
 fn alive(pid: u32) -> bool {
     // A zombie (exited, not reaped because `up` forgot its child) counts as gone.
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let state = stat.rsplit(") ").next().and_then(|rest| rest.chars().next());
+    let state = stat
+        .rsplit(") ")
+        .next()
+        .and_then(|rest| rest.chars().next());
     matches!(state, Some(s) if s != 'Z' && s != 'X')
 }
 
 fn signal(pid: u32, name: &str) {
-    let _ = Command::new("kill").args([&format!("-{name}"), &pid.to_string()]).status();
+    let _ = Command::new("kill")
+        .args([&format!("-{name}"), &pid.to_string()])
+        .status();
 }
 
 fn down_cluster(dir: &Path) -> anyhow::Result<()> {
@@ -250,7 +279,11 @@ fn down_cluster(dir: &Path) -> anyhow::Result<()> {
 fn status(dir: &Path) -> anyhow::Result<String> {
     let mut out = String::new();
     for (name, alive) in running(dir)? {
-        let _ = writeln!(out, "{name}: {}", if alive { "running" } else { "not running" });
+        let _ = writeln!(
+            out,
+            "{name}: {}",
+            if alive { "running" } else { "not running" }
+        );
     }
     if out.is_empty() {
         out = format!("nothing recorded in {}\n", dir.display());

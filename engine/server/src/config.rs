@@ -2,21 +2,28 @@
 //!
 //! Validation happens here so that every later layer can trust its inputs: the domain is a
 //! valid, lower-cased JID domain; `open` auth on a non-loopback address needs an explicit
-//! `--allow-open-auth`; the core list names cores this process may run on.
+//! `--allow-open-auth`; the core list names cores this process may run on; a cluster node's
+//! cluster file is loaded and checked, lists the node, and decides its shard count.
 
 use std::net::SocketAddr;
 
 use anyhow::{bail, Context};
 use clap::{Parser, ValueEnum};
+use rookery_cluster::ClusterFile;
 use rookery_io::BackendChoice;
 use rookery_proto::Jid;
-use rookery_router::BroadcastRoles;
+use rookery_router::{BroadcastRoles, NodeId};
 
 #[derive(Parser, Debug, Clone)]
 #[command(
     name = "rookery",
     version,
-    about = "Thread-per-core XMPP connection engine"
+    about = "Thread-per-core XMPP connection engine",
+    after_help = "Also: rookery accounts add|passwd|del|list (accounts of --auth file, see \
+                  rookery accounts --help); rookery cluster up|down|status (a local cluster \
+                  on this host: nats-server and N nodes on loopback, see rookery cluster --help).",
+    // A flag given twice takes the last value, so wrappers can append overrides.
+    args_override_self = true
 )]
 pub struct Args {
     /// Client-to-server listen address (one SO_REUSEPORT listener per shard).
@@ -25,7 +32,8 @@ pub struct Args {
     /// The XMPP domain this server hosts.
     #[arg(long, default_value = "example.test")]
     pub domain: String,
-    /// Account backend: token (password = hex HMAC-SHA256(secret, localpart)) or open.
+    /// Account backend: token (password = hex HMAC-SHA256(secret, localpart)), open (any
+    /// password), or file (SCRAM credentials in the data dir, made with `rookery accounts`).
     #[arg(long, value_enum, default_value_t = AuthKind::Token)]
     pub auth: AuthKind,
     /// Secret of the token backend.
@@ -137,6 +145,13 @@ pub struct Args {
     /// File descriptors kept in reserve below RLIMIT_NOFILE (listeners, logs, accept-and-refuse).
     #[arg(long, default_value_t = 64)]
     pub fd_reserve: u64,
+    /// The cluster file (TOML: nats URLs, [[node]] id/c2s/shards): run as node --node of that
+    /// cluster, reaching the other nodes over NATS. Without it the server is a single node.
+    #[arg(long, requires = "node")]
+    pub cluster: Option<std::path::PathBuf>,
+    /// This node's id in the cluster file (with --cluster).
+    #[arg(long, requires = "cluster")]
+    pub node: Option<u16>,
     /// XEP-0363 file upload: the HTTP server's address (PUT/GET of files); off by default.
     /// The upload service is then `upload.<domain>` (see README, "File upload").
     #[arg(long)]
@@ -184,6 +199,8 @@ impl DurabilityArg {
 pub enum AuthKind {
     Token,
     Open,
+    /// Accounts with stored SCRAM credentials, made with `rookery accounts`.
+    File,
 }
 
 /// Validated settings derived from [`Args`].
@@ -193,6 +210,8 @@ pub struct Config {
     pub domain: Jid,
     pub cores: Vec<usize>,
     pub admin: Option<SocketAddr>,
+    /// The cluster file and this node's id in it (`--cluster`, `--node`).
+    pub cluster: Option<(ClusterFile, NodeId)>,
 }
 
 fn parse_broadcast_roles(spec: &str) -> Result<BroadcastRoles, String> {
@@ -260,6 +279,9 @@ impl Config {
         if args.auth == AuthKind::Token && args.token_secret.as_deref().unwrap_or("").is_empty() {
             bail!("--auth token needs --token-secret S (or ROOKERY_TOKEN_SECRET); clients then log in with password = hex HMAC-SHA256(S, localpart)");
         }
+        if args.auth == AuthKind::File && args.durability == DurabilityArg::Memory {
+            bail!("--auth file keeps accounts in the data dir's logs; it needs --durability log or fsync, not memory");
+        }
         if args.auth == AuthKind::Open && !args.listen.ip().is_loopback() && !args.allow_open_auth {
             bail!(
                 "--auth open accepts any password; on {} (not loopback) it needs --allow-open-auth",
@@ -276,6 +298,8 @@ impl Config {
         if let Some(core) = cores.iter().find(|core| !allowed_cores.contains(core)) {
             bail!("--cores names core {core}, but this process may run only on {allowed_cores:?} (see taskset/cpuset)");
         }
+        let mut args = args;
+        let cluster = load_cluster(&mut args)?;
         let shards = args.shards.unwrap_or(cores.len().max(1));
         if shards == 0 || shards > usize::from(u16::MAX) {
             bail!("--shards must be between 1 and 65535");
@@ -294,6 +318,7 @@ impl Config {
             domain,
             cores,
             admin,
+            cluster,
         })
     }
 
@@ -305,6 +330,43 @@ impl Config {
     pub fn core_of(&self, index: usize) -> usize {
         self.cores[index % self.cores.len()]
     }
+}
+
+/// Reads `--cluster` for node `--node`: the node must be listed; its `shards` decides
+/// `--shards` (an explicit different `--shards` is an error); a `--listen` other than its
+/// `c2s` is allowed (behind NAT or a proxy) but warned about, since redirected clients go to
+/// `c2s`.
+fn load_cluster(args: &mut Args) -> anyhow::Result<Option<(ClusterFile, NodeId)>> {
+    let (Some(path), Some(id)) = (&args.cluster, args.node) else {
+        return Ok(None);
+    };
+    let file = ClusterFile::load(path)?;
+    let Some(node) = file.node(rookery_cluster::NodeId(id)) else {
+        let ids: Vec<u16> = file.nodes.iter().map(|n| n.id.0).collect();
+        bail!(
+            "--node {id} is not in the cluster file {} (its nodes: {ids:?})",
+            path.display()
+        );
+    };
+    match args.shards {
+        Some(shards) if shards != usize::from(node.shards) => bail!(
+            "--shards {shards} differs from node {id}'s shards = {} in {}: every node reads the \
+             same file, so change it there (or drop --shards)",
+            node.shards,
+            path.display()
+        ),
+        _ => args.shards = Some(usize::from(node.shards)),
+    }
+    if node.c2s.parse::<SocketAddr>().ok() != Some(args.listen) {
+        tracing::warn!(
+            "--listen {} is not node {id}'s c2s {:?} in {}: clients redirected to this node go \
+             to the c2s address",
+            args.listen,
+            node.c2s,
+            path.display()
+        );
+    }
+    Ok(Some((file, NodeId(id))))
 }
 
 /// Parses "0,2,4-7" into [0, 2, 4, 5, 6, 7].
@@ -375,5 +437,41 @@ mod tests {
             Config::from_args(args(&["--token-secret", "s", "--shards", "3"]), &[0, 1]).unwrap();
         assert_eq!(ok.shards(), 3);
         assert_eq!(ok.core_of(2), 0);
+    }
+
+    #[test]
+    fn a_cluster_node_takes_its_shards_from_the_file_and_must_be_listed() {
+        let dir = std::env::temp_dir().join(format!("rookery-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("cluster.toml");
+        std::fs::write(
+            &path,
+            "nats = \"nats://127.0.0.1:4222\"\n[[node]]\nid = 1\nc2s = \"127.0.0.1:5222\"\n\
+             shards = 2\n[[node]]\nid = 2\nc2s = \"127.0.0.1:5232\"\n",
+        )
+        .unwrap();
+        let file = path.to_str().unwrap();
+        let node = |extra: &[&str]| {
+            let mut all = vec!["--token-secret", "s", "--cluster", file];
+            all.extend_from_slice(extra);
+            Config::from_args(args(&all), &[0, 1])
+        };
+        let one = node(&["--node", "1"]).unwrap();
+        assert_eq!(one.shards(), 2);
+        assert_eq!(one.cluster.as_ref().map(|c| c.1), Some(NodeId(1)));
+        let two = node(&["--node", "2", "--listen", "127.0.0.1:5232"]).unwrap();
+        assert_eq!(two.shards(), 1);
+        let err = node(&["--node", "3"]).unwrap_err().to_string();
+        assert!(err.contains("--node 3 is not in the cluster file"), "{err}");
+        let err = node(&["--node", "1", "--shards", "3"])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("differs from node 1's shards = 2"), "{err}");
+        assert!(Args::try_parse_from(["rookery", "--node", "1"]).is_err());
+        assert!(Config::from_args(args(&["--token-secret", "s"]), &[0])
+            .unwrap()
+            .cluster
+            .is_none());
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -73,7 +73,24 @@ fn report_replay(shard: u16, store: &Store) {
     }
 }
 
-fn check_layout(dir: &Path, shards: usize) -> anyhow::Result<()> {
+/// The shard count a data dir was written with (its `layout` file).
+pub fn read_layout(dir: &Path) -> anyhow::Result<u16> {
+    let path = dir.join(LAYOUT_FILE);
+    let text = fs::read_to_string(&path).with_context(|| {
+        format!(
+            "reading {} (start the server once with this --data-dir to create it)",
+            path.display()
+        )
+    })?;
+    text.trim()
+        .strip_prefix("shards=")
+        .and_then(|n| n.parse::<u16>().ok())
+        .filter(|n| *n > 0)
+        .with_context(|| format!("{} says {text:?}, not shards=N", path.display()))
+}
+
+/// Writes the data dir's layout on first use; refuses another shard count afterwards.
+pub fn check_layout(dir: &Path, shards: usize) -> anyhow::Result<()> {
     fs::create_dir_all(dir)
         .with_context(|| format!("creating --data-dir {} (permissions?)", dir.display()))?;
     let path = dir.join(LAYOUT_FILE);
@@ -102,6 +119,7 @@ mod tests {
         let _ = fs::remove_dir_all(&dir);
         check_layout(&dir, 2).unwrap();
         check_layout(&dir, 2).unwrap();
+        assert_eq!(read_layout(&dir).unwrap(), 2);
         let err = check_layout(&dir, 3).unwrap_err().to_string();
         assert!(err.contains("shards = 2"), "{err}");
         fs::remove_dir_all(&dir).unwrap();

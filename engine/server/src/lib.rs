@@ -1,6 +1,8 @@
 //! The server's shard loop as a library: the loop turn ([`shard`]), its group commit and log
-//! reads, its metrics, the inboxes of upload usage from the HTTP server ([`usage`]), and the seams ([`seams`]) that let the simulator (`rookery-sim`) run
-//! the same loop with a simulated driver, mailbox and clock. The binary (`main.rs`) adds the
+//! reads, its metrics, the inboxes of upload usage from the HTTP server ([`usage`]), and the
+//! seams ([`seams`]) that let the simulator (`rookery-sim`) run
+//! the same loop with a simulated driver, mailbox and clock, and the cluster endpoint
+//! ([`cluster`]) that joins a node's shards to its NATS bridge. The binary (`main.rs`) adds the
 //! command line, the data dir, listeners, threads and signals.
 //!
 //! What it does not do: parse config, open listeners or stores, spawn threads (the binary
@@ -12,6 +14,7 @@
 #![forbid(unsafe_code)]
 
 mod admin_http;
+pub mod cluster;
 mod commit;
 pub mod metrics;
 mod reads;

@@ -1,8 +1,12 @@
 //! `rookery`: the server binary. Parses the command line, raises the fd limit, picks the I/O
 //! backend, opens one SO_REUSEPORT listener per shard, starts the HTTP upload server when asked
-//! (`upload`), one pinned thread per shard, and waits for SIGINT/SIGTERM (or a shard failing)
-//! to stop them all (the HTTP server last).
+//! (`upload`), one pinned thread per shard (and, on a cluster node, the bridge thread to the
+//! other nodes) and waits for SIGINT/SIGTERM (or a shard failing) to stop them all (the HTTP
+//! server last). `rookery cluster up|down|status` runs a local cluster instead (see
+//! `cluster_cmd`).
 
+mod accounts_cmd;
+mod cluster_cmd;
 mod config;
 mod data_dir;
 mod listener;
@@ -16,12 +20,16 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::Parser;
+use rookery_cluster::bridge::{Bridge, BridgeConfig};
+use rookery_cluster::link::LinkConfig;
+use rookery_cluster::ClusterFile;
 use rookery_io::{BackendKind, Limits, PollDriver};
 use rookery_mailbox::grid;
-use rookery_router::{AuthBackend, Router, RouterConfig};
+use rookery_router::{AuthBackend, NodeId, Router, RouterConfig};
 use tracing::{error, info, warn};
 
 use config::{Args, AuthKind, Config};
+use rookery::cluster::{self, ClusterEndpoint};
 use rookery::metrics;
 use rookery::seams::MonotonicClock;
 use rookery::shard::{self, ShardParts, Shared};
@@ -41,6 +49,26 @@ fn main() {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
+    let mut words = std::env::args().skip(1).peekable();
+    match words.peek().map(String::as_str) {
+        Some("cluster") => {
+            words.next();
+            if let Err(err) = cluster_cmd::main(words.collect()) {
+                error!("{err:#}");
+                std::process::exit(1);
+            }
+            return;
+        }
+        Some("accounts") => {
+            words.next();
+            if let Err(err) = accounts_cmd::main(words) {
+                eprintln!("rookery accounts: {err:#}");
+                std::process::exit(1);
+            }
+            return;
+        }
+        _ => {}
+    }
     if let Err(err) = run(Args::parse()) {
         error!("{err:#}");
         std::process::exit(1);
@@ -84,7 +112,15 @@ fn run(args: Args) -> anyhow::Result<()> {
         .collect();
     let (exit_tx, exit_rx) = mpsc::channel();
     let mut threads = Vec::new();
-    let mailboxes = grid(shards, config.args.mailbox_capacity);
+    // A cluster node's grid has the bridge as its last participant.
+    let mut mailboxes = grid(
+        shards + usize::from(config.cluster.is_some()),
+        config.args.mailbox_capacity,
+    );
+    let bridge = match &config.cluster {
+        Some((file, me)) => Some(start_bridge(file, *me, shards, &mut mailboxes)?),
+        None => None,
+    };
     let shard_inputs = listeners.into_iter().zip(mailboxes).zip(stores).enumerate();
     for (index, ((listener, mailbox), store)) in shard_inputs {
         // A seed from the OS per shard: unpredictable stream ids, HashDoS-resistant maps.
@@ -122,15 +158,17 @@ fn run(args: Args) -> anyhow::Result<()> {
         threads.push(thread);
     }
     if let Some(admin) = config.admin {
+        let cluster = bridge.as_ref().map(|(_, metrics)| metrics.clone());
         let http = upload.as_ref().map(|u| u.http.metrics_reader());
         let extra = move |out: &mut String| {
             if let Some(http) = &http {
                 http.snapshot().write_prometheus(out);
             }
         };
-        let addr = metrics::serve_with(admin, stats.clone(), extra).with_context(|| {
-            format!("--admin {admin}: cannot listen (in use? pass --admin off or another port)")
-        })?;
+        let addr =
+            metrics::serve_with(admin, stats.clone(), cluster, extra).with_context(|| {
+                format!("--admin {admin}: cannot listen (in use? pass --admin off or another port)")
+            })?;
         info!("metrics: http://{addr}/metrics");
     }
     watch_signals(exit_tx)?;
@@ -142,12 +180,49 @@ fn run(args: Args) -> anyhow::Result<()> {
     for thread in threads {
         let _ = thread.join();
     }
+    if let Some((bridge, _)) = bridge {
+        // After the shards: what they staged on the way down leaves in its last turn.
+        bridge.stop();
+    }
     if let Some(upload) = upload {
         // Open requests finish (up to rookery_http::SHUTDOWN_GRACE), then its threads end.
         upload.http.shutdown();
     }
     info!("stopped");
     Ok(())
+}
+
+/// Starts the bridge of node `me` on the grid's last mailbox (taken from `mailboxes`).
+fn start_bridge(
+    file: &ClusterFile,
+    me: NodeId,
+    shards: usize,
+    mailboxes: &mut Vec<rookery_mailbox::Mailbox<shard::ShardMail>>,
+) -> anyhow::Result<(Bridge, metrics::ClusterMetrics)> {
+    let mailbox = mailboxes
+        .pop()
+        .context("the grid has the bridge's mailbox")?;
+    let endpoint = ClusterEndpoint::new(mailbox, me, shards as u16);
+    let endpoint_stats = endpoint.stats();
+    let config = BridgeConfig {
+        file: file.clone(),
+        me: rookery_cluster::NodeId(me.0),
+        link: LinkConfig::default(),
+    };
+    let bridge = Bridge::start(config, endpoint).context("starting the cluster bridge")?;
+    info!(
+        "cluster node {} of {} ({} vshards), NATS {:?}",
+        me.0,
+        file.nodes.len(),
+        file.vshards,
+        file.nats
+    );
+    let metrics = metrics::ClusterMetrics {
+        node: me.0,
+        bridge: bridge.stats(),
+        endpoint: endpoint_stats,
+    };
+    Ok((bridge, metrics))
 }
 
 fn shard_thread(
@@ -201,6 +276,7 @@ fn router_config(config: &Config) -> RouterConfig {
                 secret: args.token_secret.clone().unwrap_or_default().into_bytes(),
             },
             AuthKind::Open => AuthBackend::Open,
+            AuthKind::File => AuthBackend::File,
         },
         shards: config.shards() as u16,
         max_stanza_bytes: args.max_stanza_bytes,
@@ -225,6 +301,10 @@ fn router_config(config: &Config) -> RouterConfig {
         max_rooms_per_user: args.max_rooms_per_user,
         max_rooms_per_shard: args.max_rooms_per_shard,
         upload: None,
+        cluster: config
+            .cluster
+            .as_ref()
+            .map(|(file, me)| cluster::router_cluster(file, *me)),
     }
 }
 

@@ -11,6 +11,9 @@
 //! enough: every value is an independent gauge or counter, and a scrape that sees one counter
 //! a turn older than another is harmless.
 //!
+//! A cluster node adds its bridge's numbers ([`render_cluster`]: `rookery_cluster_*`, one
+//! sample per node, and the cross-node latency histogram).
+//!
 //! What it does not do: aggregate shards (each sample has a `shard` label; the scraper sums).
 
 use std::fmt::Write as _;
@@ -18,9 +21,11 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 
+use rookery_cluster::stats::BridgeStats;
 use rookery_router::{Metric, RouterStats};
 
 use crate::admin_http;
+use crate::cluster::EndpointStats;
 
 rookery_router::metric_struct! {
     /// The numbers the shard loop measures itself, beside the router's.
@@ -121,22 +126,75 @@ pub fn render(shards: &[Arc<ShardStats>]) -> String {
     out
 }
 
-/// Serves `GET /metrics` on `addr` (see `admin_http`: a deadline per request, requests
-/// served side by side, accept errors backed off). A bind failure is returned so the operator
-/// sees it at start.
-pub fn serve(addr: SocketAddr, shards: Vec<Arc<ShardStats>>) -> std::io::Result<SocketAddr> {
-    serve_with(addr, shards, |_| {})
+/// A cluster node's bridge numbers: the bridge's (NATS, link) and its endpoint's (mail).
+#[derive(Clone, Debug)]
+pub struct ClusterMetrics {
+    /// This node's id (the `node` label of every sample).
+    pub node: u16,
+    pub bridge: Arc<BridgeStats>,
+    pub endpoint: Arc<EndpointStats>,
 }
 
-/// Like [`serve`], with `extra` appending more families after the shards' (the HTTP upload
-/// server's, which has no shard label).
+/// Appends the bridge's numbers (one sample each, labelled with the node: the bridge is per
+/// node, not per shard) and the cross-node latency histogram,
+/// `rookery_cluster_latency_seconds`.
+pub fn render_cluster(out: &mut String, cluster: &ClusterMetrics) {
+    let node = cluster.node;
+    let mut sample = |name: &str, kind: &str, help: &str, value: u64| {
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name}{{node=\"{node}\"}} {value}"
+        );
+    };
+    cluster.bridge.visit(&mut sample);
+    cluster.endpoint.visit(&mut sample);
+    let name = "rookery_cluster_latency_seconds";
+    let _ = writeln!(
+        out,
+        "# HELP {name} Bus latency of batches from other nodes (receive time minus the \
+         sender's first send)\n# TYPE {name} histogram"
+    );
+    let (buckets, sum_us) = cluster.bridge.latency();
+    let mut count = 0;
+    for (bound, cumulative) in buckets {
+        count = cumulative;
+        let le = bound.map_or("+Inf".to_owned(), |us| (us as f64 / 1e6).to_string());
+        let _ = writeln!(
+            out,
+            "{name}_bucket{{node=\"{node}\",le=\"{le}\"}} {cumulative}"
+        );
+    }
+    let sum = sum_us as f64 / 1e6;
+    let _ = writeln!(
+        out,
+        "{name}_sum{{node=\"{node}\"}} {sum}\n{name}_count{{node=\"{node}\"}} {count}"
+    );
+}
+
+/// Serves `GET /metrics` on `addr` (see `admin_http`: a deadline per request, requests
+/// served side by side, accept errors backed off): every shard's numbers, and a cluster
+/// node's bridge's. A bind failure is returned so the operator sees it at start.
+pub fn serve(
+    addr: SocketAddr,
+    shards: Vec<Arc<ShardStats>>,
+    cluster: Option<ClusterMetrics>,
+) -> std::io::Result<SocketAddr> {
+    serve_with(addr, shards, cluster, |_| {})
+}
+
+/// Like [`serve`], with `extra` appending more families at the end (the HTTP upload server's,
+/// which have no shard label).
 pub fn serve_with(
     addr: SocketAddr,
     shards: Vec<Arc<ShardStats>>,
+    cluster: Option<ClusterMetrics>,
     extra: impl Fn(&mut String) + Send + Sync + 'static,
 ) -> std::io::Result<SocketAddr> {
     admin_http::serve(addr, admin_http::Limits::default(), move || {
         let mut text = render(&shards);
+        if let Some(cluster) = &cluster {
+            render_cluster(&mut text, cluster);
+        }
         extra(&mut text);
         text
     })
@@ -309,10 +367,43 @@ mod tests {
     }
 
     #[test]
+    fn a_cluster_node_exports_its_bridge_once_with_a_latency_histogram() {
+        let cluster = ClusterMetrics {
+            node: 3,
+            bridge: Arc::new(BridgeStats::default()),
+            endpoint: Arc::new(EndpointStats::default()),
+        };
+        cluster.bridge.msgs_out.store(5, Relaxed);
+        cluster.bridge.observe_latency(300);
+        cluster.endpoint.mails_in.store(9, Relaxed);
+        let mut text = String::new();
+        render_cluster(&mut text, &cluster);
+        assert!(text.contains("# TYPE rookery_cluster_nats_messages_out_total counter\n"));
+        assert!(text.contains("\nrookery_cluster_nats_messages_out_total{node=\"3\"} 5\n"));
+        assert!(text.contains("\nrookery_cluster_mails_in_total{node=\"3\"} 9\n"));
+        let bucket = "rookery_cluster_latency_seconds_bucket{node=\"3\",le=";
+        assert!(
+            text.contains(&format!("{bucket}\"0.000256\"}} 0\n")),
+            "{text}"
+        );
+        assert!(text.contains(&format!("{bucket}\"0.000512\"}} 1\n")));
+        assert!(text.contains(&format!("{bucket}\"+Inf\"}} 1\n")));
+        assert!(text.contains("rookery_cluster_latency_seconds_sum{node=\"3\"} 0.0003\n"));
+        assert!(text.contains("rookery_cluster_latency_seconds_count{node=\"3\"} 1\n"));
+        for line in text.lines().filter(|l| l.starts_with("# TYPE ")) {
+            let name = line.split(' ').nth(2).unwrap();
+            assert!(name.starts_with("rookery_cluster_"), "{name}");
+            let counter = line.ends_with(" counter");
+            assert_eq!(name.ends_with("_total"), counter, "{name}");
+        }
+    }
+
+    #[test]
     fn a_request_in_several_segments_gets_its_answer() {
         let addr = serve(
             "127.0.0.1:0".parse().unwrap(),
             vec![Arc::new(ShardStats::default())],
+            None,
         )
         .unwrap();
         let mut conn = TcpStream::connect(addr).unwrap();
@@ -329,7 +420,7 @@ mod tests {
     fn serves_metrics_over_http() {
         let stats = Arc::new(ShardStats::default());
         stats.publish(&RouterStats::default(), &loop_turns(42));
-        let addr = serve("127.0.0.1:0".parse().unwrap(), vec![stats]).unwrap();
+        let addr = serve("127.0.0.1:0".parse().unwrap(), vec![stats], None).unwrap();
         let mut conn = TcpStream::connect(addr).unwrap();
         conn.write_all(b"GET /metrics HTTP/1.1\r\nhost: x\r\n\r\n")
             .unwrap();

@@ -6,6 +6,10 @@
 //! destinations that sleep. The loop is generic over the driver, so the hot path has no
 //! dynamic dispatch and the same code runs on io_uring and on mio.
 //!
+//! In a cluster the grid has one more participant after the shards, the bridge to the other
+//! nodes (`cluster`): router mail for a location of another node goes to it as
+//! [`ShardMail::Remote`], and comes back from it as [`ShardMail::Router`].
+//!
 //! What crosses threads: only [`ShardMail`] through the mailbox, the process-wide conn counter
 //! and stop flag in [`Shared`], and the published [`ShardStats`].
 //!
@@ -43,6 +47,9 @@ pub enum ShardMail {
         handoff: Handoff,
         leftover: Vec<u8>,
     },
+    /// Router mail for a shard of another node: staged to the cluster bridge, the grid's
+    /// last participant (see `cluster`), which carries it over NATS.
+    Remote { dest: Location, mail: Mail },
 }
 
 /// Process-wide state every shard reads: the stop flag and the fd ceiling.
@@ -128,6 +135,10 @@ struct ShardState<M, C> {
 /// counters.
 struct Outbox<M> {
     mailbox: M,
+    /// This node (`NodeId::LOCAL` on a single node).
+    node: NodeId,
+    /// The cluster bridge's lane (the grid's last participant); `None` on a single node.
+    bridge: Option<ShardId>,
     /// Conns being detached, with where they go once the driver hands the socket back.
     handoffs: HashMap<ConnKey, (u16, Handoff)>,
     /// Reads of stored messages in flight, and the log they read (the committer's file,
@@ -144,6 +155,8 @@ impl<M: MailTransport<ShardMail>> Outbox<M> {
         ShardEffects {
             io,
             mailbox: &mut self.mailbox,
+            node: self.node,
+            bridge: self.bridge,
             handoffs: &mut self.handoffs,
             reads: &mut self.reads,
             log_file: self.log_file,
@@ -172,12 +185,18 @@ impl<D: Driver, M: MailTransport<ShardMail>, C: Clock> Shard<D, M, C> {
         committer.attach(&mut driver, parts.router.store())?;
         let wake = driver.wake_handle();
         parts.mailbox.set_waker(Box::new(move || wake.wake()));
+        let placement = parts.router.placement();
+        let node = placement.me();
+        // In a cluster the bridge follows the shards in the grid.
+        let bridge = placement.is_cluster().then(|| ShardId(placement.shards()));
         let state = ShardState {
             index: parts.index,
             router: parts.router,
             clock: parts.clock,
             out: Outbox {
                 mailbox: parts.mailbox,
+                node,
+                bridge,
                 handoffs: HashMap::new(),
                 reads: Reads::default(),
                 log_file: committer.file(),
@@ -305,6 +324,14 @@ impl<M: MailTransport<ShardMail>, C: Clock> ShardState<M, C> {
                     handoff,
                     leftover,
                 } => self.adopt(io, socket, handoff, &leftover, now_ms),
+                // Only the bridge takes mail for other nodes; the bridge hands this shard
+                // `Router` mail.
+                ShardMail::Remote { .. } => {
+                    warn!(
+                        shard = self.index,
+                        "mail for another node reached a shard (a bug); dropped"
+                    );
+                }
             }
         }
         self.inbox = inbox;
@@ -567,6 +594,8 @@ impl<D: Driver, M: MailTransport<ShardMail>, C: Clock> Handler<D> for ShardState
 struct ShardEffects<'a, O: Ops, M> {
     io: &'a mut O,
     mailbox: &'a mut M,
+    node: NodeId,
+    bridge: Option<ShardId>,
     handoffs: &'a mut HashMap<ConnKey, (u16, Handoff)>,
     reads: &'a mut Reads,
     log_file: Option<FileId>,
@@ -598,11 +627,16 @@ impl<O: Ops, M: MailTransport<ShardMail>> Effects for ShardEffects<'_, O, M> {
     }
 
     fn mail(&mut self, dest: Location, mail: Mail) {
-        // One node per process until the cluster issue: every location the router names is
-        // a shard of this node, so it maps to that shard's lane.
-        debug_assert_eq!(dest.node, NodeId::LOCAL, "no transport to other nodes yet");
-        self.mailbox
-            .stage(ShardId(dest.shard.0), ShardMail::Router(mail));
+        if dest.node == self.node {
+            self.mailbox
+                .stage(ShardId(dest.shard.0), ShardMail::Router(mail));
+            return;
+        }
+        match self.bridge {
+            Some(bridge) => self.mailbox.stage(bridge, ShardMail::Remote { dest, mail }),
+            // Only a cluster placement names other nodes.
+            None => debug_assert!(false, "mail for {dest:?} without a cluster bridge"),
+        }
     }
 
     fn hand_off(&mut self, conn: ConnKey, dest: rookery_router::ShardId, handoff: Handoff) {

@@ -1,9 +1,10 @@
 //! Interop with a real XMPP client library: slixmpp (Python) logs in two users and checks chat,
 //! XEP-0184 receipts, XEP-0199 ping, disco#info, roster get and a refused wrong password
 //! (`slix_chat.py`), the subscription handshake, presence and rosters (`slix_presence.py`),
-//! group chat (`slix_groups.py`), and XEP-0363 file upload with slixmpp's xep_0363 (upload,
-//! download and Range over HTTP, the XEP's refusals, an expired slot, the quota, a restart:
-//! `slix_upload.py`), under every backend (chat also with one and two shards).
+//! group chat (`slix_groups.py`), SCRAM logins to `--auth file` accounts made with
+//! `rookery accounts` (`slix_accounts.py`), and XEP-0363 file upload with slixmpp's xep_0363
+//! (upload, download and Range over HTTP, the XEP's refusals, an expired slot, the quota, a
+//! restart: `slix_upload.py`), under every backend (chat also with one and two shards).
 //! `scripts/test.sh` installs slixmpp (and aiohttp, which its xep_0363 needs) when missing; a
 //! missing one fails these tests (they are never skipped silently).
 
@@ -113,6 +114,95 @@ fn slixmpp_clients_join_a_group_chat_leave_and_offline_members_catch_up() {
             )),
             "{stdout}"
         );
+    }
+}
+
+/// `rookery accounts add` for `user` with `password` (on standard input) in `data_dir`.
+fn add_account(data_dir: &std::path::Path, shards: u16, user: &str, password: &str) {
+    use std::io::Write;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_rookery"))
+        .args(["accounts", "--data-dir", &data_dir.display().to_string()])
+        .args([
+            "--domain",
+            DOMAIN,
+            "--shards",
+            &shards.to_string(),
+            "add",
+            user,
+        ])
+        .stdin(std::process::Stdio::piped())
+        .output_on_wait();
+    child
+        .stdin
+        .take()
+        .expect("piped stdin")
+        .write_all(format!("{password}\n").as_bytes())
+        .expect("password written");
+    let output = child.wait_with_output().expect("rookery accounts runs");
+    assert!(
+        output.status.success(),
+        "rookery accounts add {user}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// Spawns with stdout and stderr captured.
+trait OutputOnWait {
+    fn output_on_wait(&mut self) -> std::process::Child;
+}
+
+impl OutputOnWait for Command {
+    fn output_on_wait(&mut self) -> std::process::Child {
+        self.stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("rookery spawns")
+    }
+}
+
+#[test]
+fn slixmpp_logs_in_with_scram_to_accounts_made_by_rookery_accounts() {
+    for backend in backends() {
+        let shards = 2u16;
+        let data_dir = Server::temp_data_dir();
+        add_account(&data_dir, shards, "alice", "alice's secret");
+        add_account(&data_dir, shards, "bob", "bob's secret");
+        let server = Server::start_on(backend, usize::from(shards), &["--auth", "file"], &data_dir);
+        let path = format!(
+            "{}/tests/interop/slix_accounts.py",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        let output = Command::new("python3")
+            .arg(path)
+            .args(["127.0.0.1", &server.addr.port().to_string()])
+            .args([&format!("alice@{DOMAIN}"), "alice's secret"])
+            .args([&format!("bob@{DOMAIN}"), "bob's secret"])
+            .output()
+            .expect("python3 runs");
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            output.status.success(),
+            "{backend}: {stdout}\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert!(
+            stdout.contains("\"alice_mechanism\": \"SCRAM-SHA-256\""),
+            "{stdout}"
+        );
+        assert!(
+            stdout.contains("\"bob_mechanism\": \"SCRAM-SHA-1\""),
+            "{stdout}"
+        );
+        assert!(
+            stdout.contains("\"bob_received\": \"hello over SCRAM\""),
+            "{stdout}"
+        );
+        assert!(
+            stdout.contains("\"wrong_password_refused\": true"),
+            "{stdout}"
+        );
+        drop(server);
+        let _ = std::fs::remove_dir_all(&data_dir);
     }
 }
 

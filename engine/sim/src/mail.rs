@@ -25,7 +25,9 @@ impl World {
         self.mix(b"mail");
         let mut mail = match mail {
             ShardMail::Router(mail) => mail,
-            adopt @ ShardMail::Adopt { .. } => return self.enqueue_mail(src, dst, adopt),
+            other @ (ShardMail::Adopt { .. } | ShardMail::Remote { .. }) => {
+                return self.enqueue_mail(src, dst, other)
+            }
         };
         let armed = self.quiet && !self.bug_done && self.now_ms < self.chat_until_ms;
         // Only messages a sender waits for: losing a probe answer, a bounce or a room's

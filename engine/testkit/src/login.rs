@@ -3,8 +3,9 @@
 //! by hand (wrong passwords, odd bind requests, resumption), written by the client's `wire`
 //! module so the bytes are the client's.
 //!
-//! What it does not do: TLS or SCRAM against the router (the router offers PLAIN with the
-//! token backend). Failures `panic!` with what the server said: this is test code.
+//! What it does not do: TLS. The client takes the strongest mechanism the router offers
+//! (PLAIN with the token backend, SCRAM-SHA-256 with the file backend). Failures `panic!`
+//! with what the server said (`try_login` returns them instead): this is test code.
 
 use rookery_client::{token_password, wire, Client, Event, Flow, Login, Options};
 
@@ -24,43 +25,61 @@ impl Cluster {
     /// one); returns the client and its full JID. Panics if any step fails.
     pub fn login(&mut self, shard: u16, user: &str, resource: Option<&str>) -> (ClientId, String) {
         let client = self.connect(shard);
-        let jid = self.drive_login(client, user, resource, Until::Bound);
-        (client, jid)
+        let password = token_password(TEST_SECRET, user);
+        let jid = self.drive_login(client, (user, &password), resource, Until::Bound);
+        (client, jid.unwrap_or_else(|failure| panic!("{failure}")))
+    }
+
+    /// Logs `user` in on `shard` with `password` (any backend) and binds a generated
+    /// resource: the client and its full JID, or what went wrong and what the server said.
+    pub fn try_login(
+        &mut self,
+        shard: u16,
+        user: &str,
+        password: &str,
+    ) -> Result<(ClientId, String), String> {
+        let client = self.connect(shard);
+        let jid = self.drive_login(client, (user, password), None, Until::Bound)?;
+        Ok((client, jid))
     }
 
     /// Connects on `shard`, authenticates `user` and restarts the stream, stopping before
     /// resource binding (where a XEP-0198 `<resume/>` may come instead). Output is drained.
     pub fn authenticate(&mut self, shard: u16, user: &str) -> ClientId {
         let client = self.connect(shard);
-        self.drive_login(client, user, None, Until::Authenticated);
+        let password = token_password(TEST_SECRET, user);
+        if let Err(failure) =
+            self.drive_login(client, (user, &password), None, Until::Authenticated)
+        {
+            panic!("{failure}");
+        }
         client
     }
 
     /// Runs `rookery-client` against the cluster until `until`; returns the bound JID (empty
-    /// when stopping at authentication).
+    /// when stopping at authentication), or the failure and what the server said.
     fn drive_login(
         &mut self,
         client: ClientId,
-        user: &str,
+        (user, password): (&str, &str),
         resource: Option<&str>,
         until: Until,
-    ) -> String {
-        let password = token_password(TEST_SECRET, user);
-        let mut account = Login::new(TEST_DOMAIN, user, &password).with_resource(resource);
+    ) -> Result<String, String> {
+        let mut account = Login::new(TEST_DOMAIN, user, password).with_resource(resource);
         let mut xmpp: Client = Client::new(Options::default());
         let mut out = Vec::new();
         xmpp.start(TEST_DOMAIN, &mut out);
         let mut seen = String::new();
         loop {
-            assert!(
-                !out.is_empty(),
-                "login of {user} stalled; server said: {seen}"
-            );
+            if out.is_empty() {
+                return Err(format!("login of {user} stalled; server said: {seen}"));
+            }
             self.send_bytes(client, &out, b"");
             out.clear();
             let reply = self.take_bytes(client);
             seen.push_str(&String::from_utf8_lossy(&reply));
             let mut done = None;
+            let mut failed = None;
             xmpp.feed_until(&reply, &mut account, &mut out, |event, _, _| {
                 match event {
                     Event::Authenticated if until == Until::Authenticated => {
@@ -72,12 +91,17 @@ impl Cluster {
                     | Event::StreamError(_)
                     | Event::StreamClosed
                     | Event::ProtocolError { .. } => {
-                        panic!("login of {user} failed: {event:?}; server said: {seen}")
+                        failed = Some(format!(
+                            "login of {user} failed: {event:?}; server said: {seen}"
+                        ));
                     }
                     _ => return Flow::Continue,
                 }
                 Flow::Stop
             });
+            if let Some(failure) = failed {
+                return Err(failure);
+            }
             let Some(jid) = done else { continue };
             if until == Until::Authenticated {
                 // The restarted stream's header is in `out`: send it, read the features.
@@ -88,7 +112,7 @@ impl Cluster {
                     "no bind offered: {features}"
                 );
             }
-            return jid;
+            return Ok(jid);
         }
     }
 }

@@ -188,6 +188,10 @@ impl Router {
             self.roster_iq(slot, view, ty, fx);
             return;
         }
+        if view.has_child("query", ns::REGISTER) {
+            self.register_iq(slot, view, ty, fx);
+            return;
+        }
         let Some(payload) = server_answer(view, ty, account, &self.home.disco_items) else {
             return self.service_unavailable(slot, view, fx);
         };

@@ -42,6 +42,7 @@ pub(crate) mod groups;
 pub(crate) mod local;
 pub(crate) mod offline;
 pub(crate) mod presence;
+pub(crate) mod register;
 pub(crate) mod routing;
 pub(crate) mod sessions;
 pub(crate) mod sm;

@@ -69,6 +69,11 @@ impl Router {
             }
         }
         let dest = self.home.placement.home(bare);
+        if dest.node != self.home.location.node {
+            // Redirected at the restarted stream's header already; kept for safety.
+            self.redirect_if_elsewhere(slot, false, fx);
+            return Next::Stop;
+        }
         if dest != self.home.location {
             let resource = request.resource.map(String::into_boxed_str);
             let request = HomeRequest::Bind {
@@ -78,6 +83,7 @@ impl Router {
             return Next::HandOff {
                 dest: dest.shard,
                 request,
+                claimed: None,
             };
         }
         self.complete_bind(slot, request.resource.as_deref(), &request.id, fx);
@@ -178,8 +184,7 @@ impl Router {
         &mut self,
         slot: u32,
         framer: Framer,
-        dest: ShardId,
-        request: HomeRequest,
+        (dest, request, claimed): (ShardId, HomeRequest, Option<Jid>),
         pending: &[u8],
         fx: &mut impl Effects,
     ) {
@@ -187,7 +192,9 @@ impl Router {
             return;
         };
         self.home.sessions.remove(slot);
-        let Some(jid) = conn.jid else {
+        self.unauth.release(slot);
+        self.sasl.forget(slot);
+        let Some(jid) = conn.jid.or(claimed) else {
             return;
         };
         let handoff = Handoff {
@@ -200,7 +207,7 @@ impl Router {
         fx.hand_off(conn.key, dest, handoff);
     }
 
-    /// Continues a handed-off stream here: completes the bind (or resumption), then feeds the
+    /// Continues a handed-off stream here: completes the bind, resumption or authentication, then feeds the
     /// bytes that followed the request (those the old shard had, then those the server
     /// collected).
     pub(crate) fn adopt(
@@ -221,8 +228,22 @@ impl Router {
         conn.jid = Some(jid);
         conn.phase = Phase::AwaitBind;
         conn.header_sent = true;
+        if let HomeRequest::Authenticate { failures, .. } = &request {
+            conn.jid = None;
+            conn.phase = Phase::AwaitAuth;
+            conn.auth_failures = *failures;
+        }
         let slot = self.insert_conn(conn, now_ms);
         match request {
+            HomeRequest::Authenticate {
+                mechanism, first, ..
+            } => {
+                if let Next::Restart = self.authenticate_here(slot, mechanism, &first, fx) {
+                    if let Some(framer) = self.conns.get_mut(slot).and_then(|c| c.framer.as_mut()) {
+                        framer.reset();
+                    }
+                }
+            }
             HomeRequest::Bind { resource, id } => {
                 self.complete_bind(slot, resource.as_deref(), &id, fx)
             }

@@ -3,7 +3,7 @@
 //!
 //! Submodules: `conn` (per-conn state, slab), `header` (stream header check, our header and
 //! features, the `Dialect` seam), `sasl` (authentication over the account backends), `bind`
-//! (resource binding, hand-off).
+//! (resource binding, hand-off), `redirect` (see-other-host to a user's home node).
 //!
 //! What it does not do: answering or routing stanzas of a session (see `home::local`,
 //! `home::routing`), stream management (see `home::sm`).
@@ -19,9 +19,10 @@
 pub(crate) mod bind;
 pub(crate) mod conn;
 pub(crate) mod header;
+pub(crate) mod redirect;
 pub(crate) mod sasl;
 
-use rookery_proto::Frame;
+use rookery_proto::{Frame, Jid};
 
 use crate::effects::{Effects, HomeRequest};
 use crate::errors::StreamError;
@@ -41,10 +42,12 @@ pub(crate) enum Next {
     Stop,
     /// A `<resume/>` waits for its answer: keep the rest unparsed until then (see `resume`).
     Pause,
-    /// The bind (or resumption) must complete on the user's home shard, `dest`.
+    /// The bind, resumption or authentication must complete on the user's home shard,
+    /// `dest`; `claimed` is the user an authentication is for (the conn has no JID yet).
     HandOff {
         dest: ShardId,
         request: HomeRequest,
+        claimed: Option<Jid>,
     },
 }
 
@@ -86,9 +89,11 @@ impl Router {
                     self.hold_bytes(slot, rest, fx);
                     break;
                 }
-                Next::HandOff { dest, request } => {
-                    return self.hand_off(slot, framer, dest, request, rest, fx)
-                }
+                Next::HandOff {
+                    dest,
+                    request,
+                    claimed,
+                } => return self.hand_off(slot, framer, (dest, request, claimed), rest, fx),
             }
         }
         if let Some(conn) = self.conns.get_mut(slot) {
@@ -140,6 +145,10 @@ impl Router {
             self.stream_error(slot, condition, fx);
             return Next::Stop;
         }
+        if next_phase == Phase::AwaitBind && self.redirect_if_elsewhere(slot, true, fx) {
+            return Next::Stop;
+        }
+        let offered = self.offered_mechanisms(slot);
         let Some(conn) = self.conns.get_mut(slot) else {
             return Next::Stop;
         };
@@ -151,7 +160,7 @@ impl Router {
         out.clear();
         let id = self.ids.stream_id();
         conn.dialect.open(out, &id, self.home.domain.as_str());
-        conn.dialect.features(stage, self.sasl.mechanisms(), out);
+        conn.dialect.features(stage, offered, out);
         fx.send(conn.key, out);
         conn.header_sent = true;
         conn.phase = next_phase;

@@ -25,10 +25,11 @@ use rookery_sasl::{
     nonce_from_random, ChannelBindingOffer, Failure, Mechanism, ServerExchange, Step,
 };
 
-use crate::accounts::{self, Accounts};
+use crate::accounts::{self, Accounts, Check};
 use crate::config::AuthBackend;
-use crate::effects::Effects;
+use crate::effects::{Effects, HomeRequest};
 use crate::errors::StreamError;
+use crate::location::ShardId;
 use crate::maps::{HashState, Map};
 use crate::replies;
 use crate::router::Router;
@@ -57,9 +58,14 @@ impl Sasl {
         }
     }
 
-    /// The mechanisms the pre-auth features offer.
-    pub fn mechanisms(&self) -> &'static [Mechanism] {
-        self.accounts.mechanisms()
+    /// The mechanisms offered to a conn (`exposed`: from a non-loopback address in the clear).
+    pub fn mechanisms(&self, exposed: bool) -> &'static [Mechanism] {
+        self.accounts.mechanisms(exposed)
+    }
+
+    /// How the account backend checks a proof.
+    pub fn check(&self) -> Check {
+        self.accounts.check()
     }
 
     /// The conn in `slot` went away or authenticated: drop its exchange, if any.
@@ -73,13 +79,30 @@ impl Sasl {
     }
 }
 
-/// How an SASL element ends for the feed loop: a step to answer, or a failure of its own.
+/// How an SASL element ends for the feed loop: a step to answer, a failure of its own, or
+/// the user's credentials are on another shard (`dest`), where the exchange starts again.
 enum Outcome {
     Step(Step),
     Failed(Failure),
+    Elsewhere {
+        user: Jid,
+        dest: ShardId,
+    },
+    /// The user's home (and credentials) are on another node of the cluster.
+    OtherNode(Jid),
 }
 
 impl Router {
+    /// The mechanisms offered to the conn in `slot`: without PLAIN where the backend keeps
+    /// real passwords and the conn comes in the clear from a non-loopback address.
+    pub(super) fn offered_mechanisms(&self, slot: u32) -> &'static [Mechanism] {
+        let exposed = self
+            .unauth
+            .address(slot)
+            .is_some_and(|peer| !peer.is_loopback());
+        self.sasl.mechanisms(exposed)
+    }
+
     /// A first-level element before authentication: only SASL elements are allowed.
     pub(super) fn on_sasl(
         &mut self,
@@ -96,64 +119,111 @@ impl Router {
             self.stream_error(slot, StreamError::NotAuthorized, fx);
             return Next::Stop;
         }
-        let outcome = match (phase, element.local_name()) {
+        match (phase, element.local_name()) {
             (Phase::AwaitAuth, "auth") => {
-                self.start_exchange(slot, element.attr("mechanism"), &element.text())
+                let offered = self.offered_mechanisms(slot);
+                let Some(mechanism) = element
+                    .attr("mechanism")
+                    .and_then(Mechanism::from_name)
+                    .filter(|m| offered.contains(m))
+                else {
+                    return self.sasl_failure(slot, Failure::InvalidMechanism, fx);
+                };
+                // RFC 6120 6.4.2: "=" is an initial response that is present and empty, which
+                // no mechanism offered here accepts; no text at all asks for an empty challenge.
+                match decode(&element.text()) {
+                    Ok(Some(initial)) if initial.is_empty() => {
+                        self.sasl_failure(slot, Failure::MalformedRequest, fx)
+                    }
+                    Ok(initial) => {
+                        let initial = initial.unwrap_or_default();
+                        self.authenticate_here(slot, mechanism, &initial, fx)
+                    }
+                    Err(failure) => self.sasl_failure(slot, failure, fx),
+                }
             }
-            (Phase::AwaitResponse, "response") => self.continue_exchange(slot, &element.text()),
+            (Phase::AwaitResponse, "response") => self.continue_exchange(slot, &element.text(), fx),
             (_, "abort") => {
                 self.sasl.forget(slot);
-                Outcome::Failed(Failure::Aborted)
+                self.sasl_failure(slot, Failure::Aborted, fx)
             }
             _ => {
                 self.stream_error(slot, StreamError::NotAuthorized, fx);
-                return Next::Stop;
+                Next::Stop
             }
-        };
-        match outcome {
-            Outcome::Step(step) => self.answer(slot, step, fx),
-            Outcome::Failed(failure) => self.sasl_failure(slot, failure, fx),
         }
     }
 
-    fn start_exchange(&mut self, slot: u32, mechanism: Option<&str>, text: &str) -> Outcome {
-        let offered = self.sasl.mechanisms();
-        let Some(mechanism) = mechanism
-            .and_then(Mechanism::from_name)
-            .filter(|m| offered.contains(m))
-        else {
-            return Outcome::Failed(Failure::InvalidMechanism);
-        };
-        // RFC 6120 6.4.2: "=" is an initial response that is present and empty, which no
-        // mechanism offered here accepts; no text at all asks for an empty challenge.
-        let initial = match decode(text) {
-            Ok(Some(initial)) if initial.is_empty() => {
-                return Outcome::Failed(Failure::MalformedRequest)
-            }
-            Ok(initial) => initial.unwrap_or_default(),
-            Err(failure) => return Outcome::Failed(failure),
-        };
+    /// Starts an exchange of `mechanism` on this shard with the client's first message
+    /// (empty: none yet). Also how a handed-off login continues on the user's home shard.
+    pub(crate) fn authenticate_here(
+        &mut self,
+        slot: u32,
+        mechanism: Mechanism,
+        first: &[u8],
+        fx: &mut impl Effects,
+    ) -> Next {
         let mut random = [0u8; NONCE_RANDOM_BYTES];
         self.home.random.fill(&mut random);
         let nonce = nonce_from_random(&random);
         let (mut exchange, step) =
-            ServerExchange::start(mechanism, ChannelBindingOffer::NotOffered, &initial, &nonce);
+            ServerExchange::start(mechanism, ChannelBindingOffer::NotOffered, first, &nonce);
         let outcome = self.resolve(&mut exchange, step);
         self.park_if_challenged(slot, exchange, &outcome);
-        outcome
+        self.finish_step(slot, (mechanism, first), outcome, fx)
     }
 
-    fn continue_exchange(&mut self, slot: u32, text: &str) -> Outcome {
+    fn continue_exchange(&mut self, slot: u32, text: &str, fx: &mut impl Effects) -> Next {
         let Some(mut exchange) = self.sasl.waiting.remove(&slot) else {
-            return Outcome::Failed(Failure::MalformedRequest);
+            return self.sasl_failure(slot, Failure::MalformedRequest, fx);
         };
-        let step = match decode(text) {
-            Ok(response) => exchange.respond(&response.unwrap_or_default()),
-            Err(failure) => return Outcome::Failed(failure),
+        let response = match decode(text) {
+            Ok(response) => response.unwrap_or_default(),
+            Err(failure) => return self.sasl_failure(slot, failure, fx),
         };
+        let step = exchange.respond(&response);
+        let mechanism = exchange.mechanism();
         let outcome = self.resolve(&mut exchange, step);
         self.park_if_challenged(slot, *exchange, &outcome);
-        outcome
+        self.finish_step(slot, (mechanism, &response), outcome, fx)
+    }
+
+    /// Answers an outcome; `message` is what produced it (mechanism, decoded client message),
+    /// carried to the user's home shard when the credentials are there.
+    fn finish_step(
+        &mut self,
+        slot: u32,
+        (mechanism, message): (Mechanism, &[u8]),
+        outcome: Outcome,
+        fx: &mut impl Effects,
+    ) -> Next {
+        match outcome {
+            Outcome::Step(step) => self.answer(slot, step, fx),
+            Outcome::Failed(failure) => self.sasl_failure(slot, failure, fx),
+            Outcome::OtherNode(user) => {
+                self.sasl.forget(slot);
+                if let Some(conn) = self.conns.get_mut(slot) {
+                    conn.jid = Some(user);
+                }
+                if self.redirect_if_elsewhere(slot, false, fx) {
+                    Next::Stop
+                } else {
+                    self.sasl_failure(slot, Failure::TemporaryAuthFailure, fx)
+                }
+            }
+            Outcome::Elsewhere { user, dest } => {
+                let failures = self.conns.get(slot).map_or(0, |c| c.auth_failures);
+                Next::HandOff {
+                    dest,
+                    request: HomeRequest::Authenticate {
+                        mechanism,
+                        first: message.to_vec(),
+                        failures,
+                    },
+                    claimed: Some(user),
+                }
+            }
+        }
     }
 
     /// An exchange that sent a challenge waits for the `<response/>`; any other is over.
@@ -178,7 +248,27 @@ impl Router {
             return Outcome::Failed(Failure::InvalidAuthzid);
         }
         let accounts = &self.sasl.accounts;
-        Outcome::Step(exchange.check_password(|password| accounts.check_password(&user, password)))
+        match accounts.check() {
+            Check::Password => Outcome::Step(
+                exchange.check_password(|password| accounts.check_password(&user, password)),
+            ),
+            Check::Stored => {
+                let home = self.home.placement.home(&user);
+                if home == self.home.location {
+                    let stored = accounts::credentials(&self.home.store, &user);
+                    Outcome::Step(exchange.credentials(stored.as_ref()))
+                } else if home.node == self.home.location.node {
+                    Outcome::Elsewhere {
+                        user,
+                        dest: home.shard,
+                    }
+                } else {
+                    // Credentials on another node: the client is sent there (see-other-host)
+                    // before it authenticates, as it would be after.
+                    Outcome::OtherNode(user)
+                }
+            }
+        }
     }
 
     fn answer(&mut self, slot: u32, step: Step, fx: &mut impl Effects) -> Next {

@@ -67,6 +67,13 @@ impl Server {
         server
     }
 
+    /// Starts a server listening on `listen` (a cluster node: its address is in the cluster
+    /// file before it starts).
+    pub fn start_at(backend: &str, shards: usize, listen: SocketAddr, extra: &[&str]) -> Server {
+        let listen = listen.to_string();
+        Self::launch_at(backend, shards, &listen, extra, None, Self::temp_data_dir())
+    }
+
     /// `shell_prefix`: e.g. "ulimit -n 100;" to run the server under a lower fd limit.
     pub fn start_with_prefix(
         backend: &str,
@@ -84,10 +91,28 @@ impl Server {
         shell_prefix: Option<&str>,
         data_dir: PathBuf,
     ) -> Server {
+        Self::launch_at(
+            backend,
+            shards,
+            "127.0.0.1:0",
+            extra,
+            shell_prefix,
+            data_dir,
+        )
+    }
+
+    fn launch_at(
+        backend: &str,
+        shards: usize,
+        listen: &str,
+        extra: &[&str],
+        shell_prefix: Option<&str>,
+        data_dir: PathBuf,
+    ) -> Server {
         let bin = env!("CARGO_BIN_EXE_rookery");
         let mut args = vec![
             "--listen".to_string(),
-            "127.0.0.1:0".into(),
+            listen.into(),
             "--admin".into(),
             "127.0.0.1:0".into(),
             "--domain".into(),

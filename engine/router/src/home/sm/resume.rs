@@ -59,12 +59,18 @@ impl Router {
             return Next::Stop;
         };
         let dest = self.home.placement.home(bare);
+        if dest.node != self.home.location.node {
+            // Redirected at the restarted stream's header already; kept for safety.
+            self.redirect_if_elsewhere(slot, false, fx);
+            return Next::Stop;
+        }
         if dest != self.home.location {
             let previd = previd.into();
             let request = HomeRequest::Resume { previd, h };
             return Next::HandOff {
                 dest: dest.shard,
                 request,
+                claimed: None,
             };
         }
         self.complete_resume(slot, previd, h, fx)
