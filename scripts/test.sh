@@ -10,6 +10,11 @@ if ! python3 -c 'import slixmpp' 2>/dev/null; then
     echo "installing slixmpp (pip) for the interop tests"
     python3 -m pip install --quiet 'slixmpp>=1.8'
 fi
+# slixmpp's XEP-0363 plugin uploads with aiohttp (the upload interop test).
+if ! python3 -c 'import aiohttp' 2>/dev/null; then
+    echo "installing aiohttp (pip) for the upload interop test"
+    python3 -m pip install --quiet aiohttp
+fi
 
 cargo build --release --bin rookery --bin rookery-load
 cargo test --workspace --release

@@ -66,7 +66,7 @@ pub use cleanup::CleanupReport;
 pub use config::{Clock, HttpConfig, HttpLimits, TlsFiles, UsageSink};
 pub use metrics::{HttpMetrics, Refusal};
 pub use secret::{load_or_create_secret, SecretError, SECRET_BYTES};
-pub use server::{HttpHandle, HttpServer, StartError, SHUTDOWN_GRACE};
+pub use server::{HttpHandle, HttpServer, MetricsReader, StartError, SHUTDOWN_GRACE};
 pub use store::{OwnerUsage, ScanReport};
 pub use tls::TlsLoadError;
 pub use upload::BATCH_BYTES;

@@ -174,6 +174,26 @@ fn bind(addr: SocketAddr, runtime: &Runtime) -> Result<(TcpListener, SocketAddr)
     Ok((listener, local_addr))
 }
 
+/// Reads the server's metrics from any thread (see [`HttpHandle::metrics_reader`]).
+#[derive(Clone)]
+pub struct MetricsReader {
+    state: Arc<State>,
+}
+
+impl MetricsReader {
+    /// The server's numbers now.
+    pub fn snapshot(&self) -> HttpMetrics {
+        let (files, bytes) = self.state.store.totals();
+        self.state.counters.snapshot(files, bytes)
+    }
+}
+
+impl fmt::Debug for MetricsReader {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MetricsReader").finish_non_exhaustive()
+    }
+}
+
 /// A running server. Dropping it stops the server (as [`HttpHandle::shutdown`]); stop or drop
 /// it from outside any tokio runtime (the stop blocks while requests finish).
 pub struct HttpHandle {
@@ -193,8 +213,15 @@ impl HttpHandle {
 
     /// The server's numbers now.
     pub fn metrics(&self) -> HttpMetrics {
-        let (files, bytes) = self.state.store.totals();
-        self.state.counters.snapshot(files, bytes)
+        self.metrics_reader().snapshot()
+    }
+
+    /// A reader of the server's numbers for another thread (a metrics endpoint): it can be
+    /// cloned and outlive the handle (then it reads the last numbers).
+    pub fn metrics_reader(&self) -> MetricsReader {
+        MetricsReader {
+            state: Arc::clone(&self.state),
+        }
     }
 
     /// Stored files and bytes per owner, e.g. to seed the router's ledger at start.

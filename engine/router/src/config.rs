@@ -88,6 +88,8 @@ pub struct RouterConfig {
     /// Most groups homed on one shard (`--max-rooms-per-shard`); a creation past it is
     /// refused with resource-constraint.
     pub max_rooms_per_shard: usize,
+    /// The XEP-0363 upload service, when the server runs its HTTP side (`--http-listen`).
+    pub upload: Option<crate::UploadConfig>,
     /// The cluster this node is part of; `None` for a single node (placement by shard only).
     pub cluster: Option<ClusterConfig>,
 }
@@ -208,6 +210,7 @@ impl RouterConfig {
             max_unauth_per_address: Self::DEFAULT_MAX_UNAUTH_PER_ADDRESS,
             max_rooms_per_user: Self::DEFAULT_MAX_ROOMS_PER_USER,
             max_rooms_per_shard: Self::DEFAULT_MAX_ROOMS_PER_SHARD,
+            upload: None,
             cluster: None,
         }
     }

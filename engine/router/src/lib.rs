@@ -32,7 +32,8 @@
 //! waits until every stanza of the old stream is handled, so `h` counts all of them),
 //! `home::presence` (presence, `table`, `subscription`, `roster`, `roster_iq`),
 //! `home::groups` (the router side of rooms, `fanout`, `muc`), `home::routing` (RFC 6121
-//! delivery), `home::local` (server-answered stanzas), `home::offline` (store-and-forward,
+//! delivery), `home::local` (server-answered stanzas), `home::upload` (the XEP-0363 upload
+//! service: disco, slots, the shard's quota ledger), `home::offline` (store-and-forward,
 //! commits), `home::delivery` (flow control), `home::delay` (XEP-0203); `sessions`
 //! (directory). Shared: `config`, `effects` (outputs), `location` (typed shard/node
 //! addresses, `Placement`), `mail` (cross-location mail and its wire form), `errors` (stream
@@ -80,6 +81,7 @@ pub use home::sm::{
     SessionRef, SM_MAX_UNACKED, SM_MAX_UNACKED_HARD, SM_REQUEST_DELAY_MS, SM_REQUEST_EVERY,
     SM_RESUME_WAIT_MS,
 };
+pub use home::upload::UploadConfig;
 pub use location::{Location, NodeId, Placement, ShardId, Slot};
 pub use mail::{AckRef, Fanout, GatherRef, Mail, NodeFanout, Recipient, WireError, MAIL_VERSION};
 pub use random::KEY_BYTES as RANDOM_KEY_BYTES;

@@ -72,8 +72,9 @@ impl Router {
     /// the OS to `with_store_and_seed`).
     ///
     /// # Panics
-    /// If `config.domain` is not a valid JID domain (the server validates it at start-up), or
-    /// if `shard >= config.shards` (a wiring bug).
+    /// If `config.domain` is not a valid JID domain (the server validates it at start-up), if
+    /// `config.upload` has an invalid domain, secret or URL (the server checks it with
+    /// `UploadConfig::issuer`), or if `shard >= config.shards` (a wiring bug).
     pub fn new(config: Arc<RouterConfig>, shard: u16) -> Router {
         Router::with_seed(config, shard, 0)
     }

@@ -176,6 +176,12 @@ metric_struct! {
         /// Clients sent to their home node with see-other-host (a cluster: they logged in on
         /// another node).
         redirects: Counter("rookery_redirects_total"),
+        /// XEP-0363 upload slots issued.
+        upload_slots: Counter("rookery_upload_slots_total"),
+        /// XEP-0363 slot requests refused (size, type, name, quota, open slots, malformed).
+        upload_refusals: Counter("rookery_upload_refusals_total"),
+        /// Upload usage events (files stored or removed) applied to this shard's quota ledger.
+        upload_usage_events: Counter("rookery_upload_usage_events_total"),
     }
 }
 

@@ -33,9 +33,11 @@ fn ping_disco_and_roster_are_answered_by_the_server() {
         assert!(out.contains(needle), "{needle} missing in {out}");
     }
     cluster.send(a, "<iq type='get' id='d2' to='example.com'><query xmlns='http://jabber.org/protocol/disco#items'/></iq>");
-    assert!(cluster
-        .take_output(a)
-        .contains("<query xmlns='http://jabber.org/protocol/disco#items'/></iq>"));
+    // The domain's services: the group service (the upload service only when configured).
+    assert!(cluster.take_output(a).contains(
+        "<query xmlns='http://jabber.org/protocol/disco#items'>\
+         <item jid='groups.example.com'/></query></iq>"
+    ));
     cluster.send(
         a,
         "<iq type='get' id='r1'><query xmlns='jabber:iq:roster'/></iq>",

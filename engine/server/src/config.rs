@@ -160,6 +160,30 @@ pub struct Args {
     /// This node's id in the cluster file (with --cluster).
     #[arg(long, requires = "cluster")]
     pub node: Option<u16>,
+    /// XEP-0363 file upload: the HTTP server's address (PUT/GET of files); off by default.
+    /// The upload service is then `upload.<domain>` (see README, "File upload").
+    #[arg(long)]
+    pub http_listen: Option<SocketAddr>,
+    /// How clients reach the HTTP server, e.g. https://upload.example.org (a TLS proxy in
+    /// front); default http://<--http-listen>.
+    #[arg(long)]
+    pub http_public_url: Option<String>,
+    /// Largest file one upload may carry (announced as max-file-size).
+    #[arg(long, default_value_t = rookery_upload::SlotPolicy::DEFAULT_MAX_FILE_BYTES)]
+    pub upload_max_bytes: u64,
+    /// Bytes of stored files plus open slots one user may hold; past it slot requests get
+    /// resource-constraint.
+    #[arg(long, default_value_t = rookery_upload::SlotPolicy::DEFAULT_QUOTA_BYTES_PER_USER)]
+    pub upload_quota_bytes: u64,
+    /// Seconds an upload slot (its PUT URL) stays valid.
+    #[arg(long, default_value_t = rookery_upload::SlotPolicy::DEFAULT_SLOT_TTL_S)]
+    pub upload_slot_ttl: u64,
+    /// Seconds an uploaded file is kept (0: forever).
+    #[arg(long, default_value_t = rookery_http::HttpConfig::DEFAULT_FILE_TTL_S)]
+    pub upload_file_ttl: u64,
+    /// Content types that may be uploaded: `any`, or a list like image/*,video/mp4.
+    #[arg(long, default_value = "any")]
+    pub upload_content_types: String,
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]

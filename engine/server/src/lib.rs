@@ -1,5 +1,6 @@
 //! The server's shard loop as a library: the loop turn ([`shard`]), its group commit and log
-//! reads, its metrics, and the seams ([`seams`]) that let the simulator (`rookery-sim`) run
+//! reads, its metrics, the inboxes of upload usage from the HTTP server ([`usage`]), and the
+//! seams ([`seams`]) that let the simulator (`rookery-sim`) run
 //! the same loop with a simulated driver, mailbox and clock, and the cluster endpoint
 //! ([`cluster`]) that joins a node's shards to its NATS bridge. The binary (`main.rs`) adds the
 //! command line, the data dir, listeners, threads and signals.
@@ -19,3 +20,4 @@ pub mod metrics;
 mod reads;
 pub mod seams;
 pub mod shard;
+pub mod usage;

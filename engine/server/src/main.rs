@@ -1,8 +1,9 @@
 //! `rookery`: the server binary. Parses the command line, raises the fd limit, picks the I/O
-//! backend, opens one SO_REUSEPORT listener per shard, starts one pinned thread per shard (and,
-//! on a cluster node, the bridge thread to the other nodes) and waits for SIGINT/SIGTERM (or a
-//! shard failing) to stop them all. `rookery cluster up|down|status` runs a local cluster
-//! instead (see `cluster_cmd`).
+//! backend, opens one SO_REUSEPORT listener per shard, starts the HTTP upload server when asked
+//! (`upload`), one pinned thread per shard (and, on a cluster node, the bridge thread to the
+//! other nodes) and waits for SIGINT/SIGTERM (or a shard failing) to stop them all (the HTTP
+//! server last). `rookery cluster up|down|status` runs a local cluster instead (see
+//! `cluster_cmd`).
 
 mod accounts_cmd;
 mod cluster_cmd;
@@ -10,6 +11,7 @@ mod config;
 mod data_dir;
 mod listener;
 mod sys;
+mod upload;
 
 use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicBool, AtomicU64};
@@ -96,8 +98,12 @@ fn run(args: Args) -> anyhow::Result<()> {
         max_conns,
         started: Instant::now(),
     });
-    let router_config = Arc::new(router_config(&config));
     let stores = data_dir::open_stores(&config)?;
+    // Before the routers: their quota ledgers are seeded from the files on disk.
+    let upload = upload::start(&config)?;
+    let mut router_config = router_config(&config);
+    router_config.upload = upload.as_ref().map(|u| u.config.clone());
+    let router_config = Arc::new(router_config);
     let unix_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64);
@@ -127,6 +133,9 @@ fn run(args: Args) -> anyhow::Result<()> {
         router.set_random_key(&key);
         // The router has no clock: give it wall time once (for XEP-0203 delay stamps).
         router.set_wall_clock(shared.started.elapsed().as_millis() as u64, unix_ms);
+        if let Some(upload) = &upload {
+            upload.seed(index, &mut router);
+        }
         let parts = ShardParts {
             index,
             mailbox,
@@ -136,6 +145,7 @@ fn run(args: Args) -> anyhow::Result<()> {
             clock: MonotonicClock {
                 started: shared.started,
             },
+            usage: upload.as_ref().map(|u| u.inbox(index)),
         };
         let (kind, core, limits, exit_tx) =
             (selected.kind, cores[index], limits.clone(), exit_tx.clone());
@@ -149,9 +159,16 @@ fn run(args: Args) -> anyhow::Result<()> {
     }
     if let Some(admin) = config.admin {
         let cluster = bridge.as_ref().map(|(_, metrics)| metrics.clone());
-        let addr = metrics::serve(admin, stats.clone(), cluster).with_context(|| {
-            format!("--admin {admin}: cannot listen (in use? pass --admin off or another port)")
-        })?;
+        let http = upload.as_ref().map(|u| u.http.metrics_reader());
+        let extra = move |out: &mut String| {
+            if let Some(http) = &http {
+                http.snapshot().write_prometheus(out);
+            }
+        };
+        let addr =
+            metrics::serve_with(admin, stats.clone(), cluster, extra).with_context(|| {
+                format!("--admin {admin}: cannot listen (in use? pass --admin off or another port)")
+            })?;
         info!("metrics: http://{addr}/metrics");
     }
     watch_signals(exit_tx)?;
@@ -166,6 +183,10 @@ fn run(args: Args) -> anyhow::Result<()> {
     if let Some((bridge, _)) = bridge {
         // After the shards: what they staged on the way down leaves in its last turn.
         bridge.stop();
+    }
+    if let Some(upload) = upload {
+        // Open requests finish (up to rookery_http::SHUTDOWN_GRACE), then its threads end.
+        upload.http.shutdown();
     }
     info!("stopped");
     Ok(())
@@ -281,6 +302,7 @@ fn router_config(config: &Config) -> RouterConfig {
         max_unauth_per_address: args.max_unauth_per_address,
         max_rooms_per_user: args.max_rooms_per_user,
         max_rooms_per_shard: args.max_rooms_per_shard,
+        upload: None,
         cluster: config
             .cluster
             .as_ref()

@@ -72,6 +72,9 @@ rookery_router::metric_struct! {
         /// Bytes of XEP-0198 unacked stanzas kept in memory (--sm-max-unacked-bytes per
         /// session; updated once a second).
         sm_kept_bytes: Gauge("rookery_sm_kept_bytes"),
+        /// Upload usage events (files stored or removed) dropped because this shard's inbox
+        /// was full: its quota ledger is off by those files until restart.
+        upload_usage_dropped: Counter("rookery_upload_usage_dropped_total"),
     }
 }
 
@@ -176,11 +179,23 @@ pub fn serve(
     shards: Vec<Arc<ShardStats>>,
     cluster: Option<ClusterMetrics>,
 ) -> std::io::Result<SocketAddr> {
+    serve_with(addr, shards, cluster, |_| {})
+}
+
+/// Like [`serve`], with `extra` appending more families at the end (the HTTP upload server's,
+/// which have no shard label).
+pub fn serve_with(
+    addr: SocketAddr,
+    shards: Vec<Arc<ShardStats>>,
+    cluster: Option<ClusterMetrics>,
+    extra: impl Fn(&mut String) + Send + Sync + 'static,
+) -> std::io::Result<SocketAddr> {
     admin_http::serve(addr, admin_http::Limits::default(), move || {
         let mut text = render(&shards);
         if let Some(cluster) = &cluster {
             render_cluster(&mut text, cluster);
         }
+        extra(&mut text);
         text
     })
 }

@@ -35,6 +35,7 @@ use crate::commit::Committer;
 use crate::metrics::{LoopStats, ShardStats};
 use crate::reads::Reads;
 use crate::seams::{Clock, MailTransport};
+use crate::usage::{UsageInbox, MAX_USAGE_PER_TURN};
 
 /// What one shard mails another.
 pub enum ShardMail {
@@ -89,6 +90,8 @@ pub struct ShardParts<M, C> {
     pub stats: Arc<ShardStats>,
     pub shared: Arc<Shared>,
     pub clock: C,
+    /// Upload usage events for the users homed here (`--http-listen`), else `None`.
+    pub usage: Option<Arc<UsageInbox>>,
 }
 
 /// Whether the shard goes on after a turn.
@@ -125,6 +128,7 @@ struct ShardState<M, C> {
     /// The loop's own numbers, published with the router's after every turn.
     loop_stats: LoopStats,
     heap_published_at_ms: u64,
+    usage: Option<Arc<UsageInbox>>,
 }
 
 /// The shard's outgoing side: staged mail, conns being handed off, log reads, and effect
@@ -209,6 +213,7 @@ impl<D: Driver, M: MailTransport<ShardMail>, C: Clock> Shard<D, M, C> {
             refused_logged_at_ms: 0,
             loop_stats: LoopStats::default(),
             heap_published_at_ms: 0,
+            usage: parts.usage,
         };
         Ok(Shard { driver, state })
     }
@@ -217,6 +222,7 @@ impl<D: Driver, M: MailTransport<ShardMail>, C: Clock> Shard<D, M, C> {
     /// decides what waiting means), handle completions, run timers, commit, flush mail.
     pub fn turn(&mut self) -> std::io::Result<TurnEnd> {
         let (state, driver) = (&mut self.state, &mut self.driver);
+        state.drain_usage();
         state.drain_mail(&mut driver.ops());
         // Records the mail appended (stanzas stored for this shard's users) leave before the
         // wait, not after it: their senders' acknowledgements wait for this commit.
@@ -290,6 +296,15 @@ impl<M: MailTransport<ShardMail>, C: Clock> ShardState<M, C> {
                 Duration::from_millis(deadline_ms.saturating_sub(now_ms)).min(MAX_WAIT)
             }
             None => MAX_WAIT,
+        }
+    }
+
+    /// Upload usage reported by the HTTP server since the last turn, into the quota ledger.
+    fn drain_usage(&mut self) {
+        if let Some(inbox) = &self.usage {
+            let router = &mut self.router;
+            inbox.drain(MAX_USAGE_PER_TURN, |event| router.on_usage(event));
+            self.loop_stats.upload_usage_dropped = inbox.dropped();
         }
     }
 

@@ -1,9 +1,12 @@
 //! Interop with a real XMPP client library: slixmpp (Python) logs in two users and checks chat,
 //! XEP-0184 receipts, XEP-0199 ping, disco#info, roster get and a refused wrong password
 //! (`slix_chat.py`), the subscription handshake, presence and rosters (`slix_presence.py`),
-//! and group chat (`slix_groups.py`), SCRAM logins to `--auth file` accounts made with
-//! `rookery accounts` (`slix_accounts.py`), under every backend (chat also with one and two shards). `scripts/test.sh` installs slixmpp when it is missing; a missing slixmpp
-//! fails this test (it is never skipped silently).
+//! group chat (`slix_groups.py`), SCRAM logins to `--auth file` accounts made with
+//! `rookery accounts` (`slix_accounts.py`), and XEP-0363 file upload with slixmpp's xep_0363
+//! (upload, download and Range over HTTP, the XEP's refusals, an expired slot, the quota, a
+//! restart: `slix_upload.py`), under every backend (chat also with one and two shards).
+//! `scripts/test.sh` installs slixmpp (and aiohttp, which its xep_0363 needs) when missing; a
+//! missing one fails these tests (they are never skipped silently).
 
 mod support;
 
@@ -196,6 +199,116 @@ fn slixmpp_logs_in_with_scram_to_accounts_made_by_rookery_accounts() {
         );
         assert!(
             stdout.contains("\"wrong_password_refused\": true"),
+            "{stdout}"
+        );
+        drop(server);
+        let _ = std::fs::remove_dir_all(&data_dir);
+    }
+}
+
+/// A loopback port free right now (bound and released: the server binds it next).
+fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");
+    listener.local_addr().expect("bound").port()
+}
+
+/// The sum of a metric's samples in a scrape (the HTTP server's have no label).
+fn metric_sum(text: &str, name: &str) -> u64 {
+    text.lines()
+        .filter(|line| {
+            line.strip_prefix(name)
+                .is_some_and(|rest| rest.starts_with(' ') || rest.starts_with('{'))
+        })
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
+}
+
+#[test]
+fn slixmpp_uploads_a_file_over_xep_0363_and_another_user_downloads_it() {
+    for backend in backends() {
+        let shards = 2u16;
+        let port = free_port().to_string();
+        let http = format!("127.0.0.1:{port}");
+        let flags = [
+            "--http-listen",
+            &http,
+            "--upload-max-bytes",
+            "100000",
+            "--upload-quota-bytes",
+            "120000",
+            "--upload-slot-ttl",
+            "2",
+            "--upload-content-types",
+            "text/*,application/octet-stream",
+        ];
+        let mut server = Server::start(backend, shards as usize, &flags);
+        let alice = user_on_shard("alice", 0, shards);
+        let bob = user_on_shard("bob", 1, shards);
+        let users = [alice.as_str(), bob.as_str()];
+        let stdout = run_script("slix_upload.py", &server, &["upload", "-"], &users, backend);
+        for needle in [
+            format!("\"service\": \"upload.{DOMAIN}\""),
+            "\"max_file_size\": 100000".into(),
+            "\"download_status\": 200".into(),
+            "\"download_identical\": true".into(),
+            "\"range_status\": 206".into(),
+            "\"range_identical\": true".into(),
+            "\"too_large\": {\"condition\": \"not-acceptable\", \"type\": \"modify\", \
+             \"file_too_large\": true, \"max_file_size_100000\": true}"
+                .into(),
+            "\"bad_filename\": [\"bad-request\", \"modify\"]".into(),
+            "\"type_not_allowed\": [\"not-acceptable\", \"modify\"]".into(),
+            "\"expired_put_status\": 403".into(),
+            "\"quota\": [\"resource-constraint\", \"wait\"]".into(),
+            "\"other_user_slot\": true".into(),
+        ] {
+            assert!(stdout.contains(&needle), "{backend}: {needle} in {stdout}");
+        }
+        let url = stdout
+            .split("\"url\": \"")
+            .nth(1)
+            .and_then(|rest| rest.split('"').next())
+            .expect("the GET URL")
+            .to_owned();
+        assert!(
+            url.starts_with(&format!("http://{http}/download/")),
+            "{url}"
+        );
+        // Router counters, per shard (published at the end of a turn).
+        for (name, want) in [
+            ("rookery_upload_slots_total", 3),
+            ("rookery_upload_refusals_total", 4),
+            ("rookery_upload_usage_events_total", 1),
+            ("rookery_upload_usage_dropped_total", 0),
+        ] {
+            assert_eq!(server.wait_metric(name, want), want, "{backend}: {name}");
+        }
+        // The HTTP server's, unlabelled, on the same endpoint.
+        let metrics = server.metrics();
+        assert_eq!(metric_sum(&metrics, "rookery_http_uploads_total"), 1);
+        assert_eq!(metric_sum(&metrics, "rookery_http_files"), 1);
+        assert!(
+            metrics.contains("rookery_http_refusals_total{reason=\"expired\"} 1\n"),
+            "{metrics}"
+        );
+
+        // Restarted on the same data dir: the file is served and still counts for alice.
+        let data_dir = server.keep_data_dir();
+        server.signal("TERM");
+        let status = server.wait_exit(std::time::Duration::from_secs(15));
+        assert!(status.is_some_and(|s| s.success()), "{backend}: {status:?}");
+        let server = Server::start_on(backend, shards as usize, &flags, &data_dir);
+        let stdout = run_script(
+            "slix_upload.py",
+            &server,
+            &["restart", &url],
+            &users,
+            backend,
+        );
+        assert!(stdout.contains("\"download_status\": 200"), "{stdout}");
+        assert!(stdout.contains("\"download_bytes\": 50000"), "{stdout}");
+        assert!(
+            stdout.contains("\"quota\": [\"resource-constraint\", \"wait\"]"),
             "{stdout}"
         );
         drop(server);

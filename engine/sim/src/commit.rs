@@ -174,6 +174,7 @@ impl World {
                 stats: Arc::new(ShardStats::default()),
                 shared: shared.clone(),
                 clock,
+                usage: None,
             };
             let looped = Loop::new(driver, parts)
                 .map_err(|e| Violation::new("setup", format!("shard {shard}: {e}")))?;

@@ -12,7 +12,8 @@
 //!
 //! Invariants (MemoryLedger): a reservation counts only while `now < expires_unix_s` and until
 //! its token is stored; expired reservations are dropped on the next `reserve` for that user,
-//! so their number per user is bounded by what a user can open in one slot lifetime.
+//! so their number per user is bounded by what a user can open in one slot lifetime. An owner
+//! whose last file is removed, with no reservation left, is forgotten.
 
 use std::collections::HashMap;
 
@@ -105,6 +106,10 @@ impl MemoryLedger {
             } => {
                 if let Some(entry) = self.owners.get_mut(owner) {
                     entry.stored_bytes = entry.stored_bytes.saturating_sub(*size_bytes);
+                    if entry.stored_bytes == 0 && entry.reservations.is_empty() {
+                        // Nothing left to count: the owner costs no memory until next time.
+                        self.owners.remove(owner);
+                    }
                 }
             }
         }
@@ -200,6 +205,15 @@ mod tests {
             size_bytes: 100,
         });
         assert_eq!(ledger.usage(&alice, 2_000).stored_bytes, 10);
+        ledger.apply(&UsageEvent::Removed {
+            owner: alice.clone(),
+            token: SlotToken::from_random([9; 16]),
+            size_bytes: 10,
+        });
+        assert!(
+            ledger.owners.is_empty(),
+            "an owner with nothing left is forgotten"
+        );
     }
 
     #[test]

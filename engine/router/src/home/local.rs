@@ -28,8 +28,6 @@ const DISCO_INFO_RESULT: &[u8] = b"<query xmlns='http://jabber.org/protocol/disc
 <feature var='urn:xmpp:ping'/>\
 <feature var='jabber:iq:roster'/></query>";
 
-const DISCO_ITEMS_RESULT: &[u8] = b"<query xmlns='http://jabber.org/protocol/disco#items'/>";
-
 /// Largest presence without `to` (as the client sent it), available or unavailable, that is
 /// broadcast (and, available, kept); a larger one is refused with `not-acceptable` and
 /// changes nothing.
@@ -108,13 +106,9 @@ impl Router {
         let Some(from) = self.conns.get(slot).and_then(|c| c.jid.as_ref()) else {
             return Handled::Now;
         };
-        let target = target(
-            to.as_deref(),
-            kind,
-            from,
-            &self.home.domain,
-            self.home.rooms.service(),
-        );
+        let upload = self.home.upload.as_ref().map(|u| &u.service);
+        let domains = (&self.home.domain, self.home.rooms.service(), upload);
+        let target = target(to.as_deref(), kind, from, domains);
         if let Target::Room(room) = target {
             return self.session_to_room(slot, &room, view, ack, fx);
         }
@@ -133,6 +127,7 @@ impl Router {
                 return self.home.outbound(conns, (from, &to), view, ack, stamp, fx);
             }
             Target::Server { account } => self.on_server_stanza(slot, view, ty, account, fx),
+            Target::Upload(to) => self.session_to_upload(slot, &to, view, ty, fx),
             Target::Remote if wants_error(kind, ty) => {
                 let error = StanzaError::RemoteServerNotFound;
                 self.reply_error(slot, view, to.as_deref(), error, fx);
@@ -197,7 +192,7 @@ impl Router {
             self.register_iq(slot, view, ty, fx);
             return;
         }
-        let Some(payload) = server_answer(view, ty, account) else {
+        let Some(payload) = server_answer(view, ty, account, &self.home.disco_items) else {
             return self.service_unavailable(slot, view, fx);
         };
         let Some(conn) = self.conns.get(slot) else {
@@ -255,8 +250,14 @@ impl Router {
     }
 }
 
-/// The payload of the server's result for a known request, or None (service-unavailable).
-fn server_answer(view: &StanzaView<'_>, ty: StanzaType, account: bool) -> Option<&'static [u8]> {
+/// The payload of the server's result for a known request, or None (service-unavailable);
+/// `items` is the domain's disco#items (its services).
+fn server_answer<'a>(
+    view: &StanzaView<'_>,
+    ty: StanzaType,
+    account: bool,
+    items: &'a [u8],
+) -> Option<&'a [u8]> {
     let get = ty == StanzaType::Get;
     if get && view.has_child("ping", ns::PING) {
         return Some(b"");
@@ -265,7 +266,7 @@ fn server_answer(view: &StanzaView<'_>, ty: StanzaType, account: bool) -> Option
         return Some(DISCO_INFO_RESULT);
     }
     if get && !account && view.has_child("query", ns::DISCO_ITEMS) {
-        return Some(DISCO_ITEMS_RESULT);
+        return Some(items);
     }
     if ty == StanzaType::Set && view.has_child("session", ns::SESSION) {
         return Some(b"");
@@ -324,18 +325,21 @@ mod tests {
     #[test]
     fn known_requests_have_answers() {
         let ping = view(b"<iq type='get' id='1'><ping xmlns='urn:xmpp:ping'/></iq>");
-        assert_eq!(server_answer(&ping, StanzaType::Get, false), Some(&b""[..]));
+        assert_eq!(
+            server_answer(&ping, StanzaType::Get, false, b""),
+            Some(&b""[..])
+        );
         let disco =
             view(b"<iq type='get'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>");
         assert_eq!(
-            server_answer(&disco, StanzaType::Get, false),
+            server_answer(&disco, StanzaType::Get, false, b""),
             Some(DISCO_INFO_RESULT)
         );
-        assert_eq!(server_answer(&disco, StanzaType::Get, true), None);
+        assert_eq!(server_answer(&disco, StanzaType::Get, true, b""), None);
         // Rosters are answered by `roster_iq` before this table is consulted.
         let roster = view(b"<iq type='get'><query xmlns='jabber:iq:roster'/></iq>");
-        assert_eq!(server_answer(&roster, StanzaType::Get, true), None);
+        assert_eq!(server_answer(&roster, StanzaType::Get, true, b""), None);
         let vcard = view(b"<iq type='get'><vCard xmlns='vcard-temp'/></iq>");
-        assert_eq!(server_answer(&vcard, StanzaType::Get, false), None);
+        assert_eq!(server_answer(&vcard, StanzaType::Get, false, b""), None);
     }
 }

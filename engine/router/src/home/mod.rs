@@ -1,7 +1,8 @@
 //! The home layer: what a user's home shard keeps and does for the users it homes, grouped
 //! by concern: XEP-0198 (`sm`), presence and rosters (`presence`), groups and fan-out
 //! (`groups`), RFC 6121 routing (`routing`), server-answered stanzas (`local`),
-//! store-and-forward (`offline`, `delivery`, `delay`, `dedupe`).
+//! store-and-forward (`offline`, `delivery`, `delay`, `dedupe`), the XEP-0363 upload service
+//! (`upload`), XEP-0077 password change (`register`).
 //!
 //! [`Home`] owns the tables these modules work on (directory, XEP-0198 sessions, store, commit
 //! waiters, deliveries, presences, rooms, gathers, mail deadlines, scratch buffers, placement,
@@ -30,6 +31,7 @@ use crate::home::offline::Waiter;
 use crate::home::presence::table::PresenceTable;
 use crate::home::sessions::Sessions;
 use crate::home::sm::table::SmTable;
+use crate::home::upload::UploadService;
 use crate::location::{Location, Placement};
 use crate::maps::HashState;
 use crate::random::SecureRandom;
@@ -47,6 +49,7 @@ pub(crate) mod register;
 pub(crate) mod routing;
 pub(crate) mod sessions;
 pub(crate) mod sm;
+pub(crate) mod upload;
 
 /// The home layer of one shard: the users homed here, their sessions' routing state, their
 /// stored messages, presence and rooms.
@@ -100,6 +103,10 @@ pub(crate) struct Home {
     pub wall_offset_ms: i64,
     /// Unpredictable bytes (slot tokens, nonces): keyed by the server from the OS.
     pub random: SecureRandom,
+    /// The XEP-0363 upload service and this shard's quota ledger, when configured.
+    pub upload: Option<UploadService>,
+    /// The domain's disco#items answer (the group service, the upload service).
+    pub disco_items: Box<[u8]>,
 }
 
 impl Home {
@@ -112,8 +119,13 @@ impl Home {
         rooms: Rooms,
         (hash, random): (HashState, SecureRandom),
     ) -> Home {
+        let upload = config.upload.as_ref().map(UploadService::new);
+        let upload_jid = upload.as_ref().map(|u| &u.service);
+        let disco_items = upload::domain_items(rooms.service(), upload_jid);
         Home {
             random,
+            upload,
+            disco_items,
             domain,
             groups: rooms.service().clone(),
             location,

@@ -45,6 +45,8 @@ pub(crate) enum Target {
     User(Jid),
     /// The group service, a group, or a group occupant (`groups.<domain>`).
     Room(Jid),
+    /// The XEP-0363 upload service's domain (`upload.<domain>`), when configured.
+    Upload(Jid),
     /// Another domain: no federation, so `remote-server-not-found`.
     Remote,
     /// `to` is not a JID.
@@ -52,12 +54,12 @@ pub(crate) enum Target {
 }
 
 /// Classifies the `to` of a stanza sent by `from` (RFC 6120 10.3, 10.5; RFC 6121 8.1).
+/// `upload` is the upload service's domain, if configured (else it is `Remote`).
 pub(crate) fn target(
     to: Option<&str>,
     kind: StanzaKind,
     from: &Jid,
-    domain: &Jid,
-    groups: &Jid,
+    (domain, groups, upload): (&Jid, &Jid, Option<&Jid>),
 ) -> Target {
     let Some(to) = to else {
         return Target::Server { account: false };
@@ -67,6 +69,9 @@ pub(crate) fn target(
     };
     if to.domain() == groups.domain() {
         return Target::Room(to);
+    }
+    if upload.is_some_and(|upload| to.domain() == upload.domain()) {
+        return Target::Upload(to);
     }
     if to.domain() != domain.domain() {
         return Target::Remote;
@@ -437,6 +442,7 @@ mod tests {
     fn targets_follow_rfc6120_section_10() {
         let (me, domain) = (jid("alice@example.com/phone"), jid("example.com"));
         let groups = jid("groups.example.com");
+        let upload = jid("upload.example.com");
         use StanzaKind::{Iq, Message, Presence};
         let server = || Target::Server { account: false };
         let account = Target::Server { account: true };
@@ -454,13 +460,22 @@ mod tests {
             (Some("Team@Groups.example.com/nick"), Presence, room("team@groups.example.com/nick")),
             (Some("groups.example.com"), Iq, room("groups.example.com")),
             (Some("@example.com"), Message, Target::Malformed),
+            (Some("Upload.example.com"), Iq, Target::Upload(jid("upload.example.com"))),
         ];
         for (to, kind, want) in cases {
             assert_eq!(
-                target(to, kind, &me, &domain, &groups),
+                target(to, kind, &me, (&domain, &groups, Some(&upload))),
                 want,
                 "to={to:?} {kind:?}"
             );
         }
+        // Without an upload service its domain is another server's.
+        let unconfigured = target(
+            Some("upload.example.com"),
+            Iq,
+            &me,
+            (&domain, &groups, None),
+        );
+        assert_eq!(unconfigured, Target::Remote);
     }
 }
