@@ -300,6 +300,18 @@ impl World {
             return Err(Violation::new("cluster", detail));
         }
         let shards = self.cfg.shards;
+        // As the server's bridge does (`rookery::cluster`): a node fan-out is split here into
+        // one fan-out per shard, each staged straight to its shard in bridge order.
+        let mails: Vec<(u16, Mail)> = mails
+            .into_iter()
+            .flat_map(|(shard, mail)| match mail {
+                Mail::NodeFanout(fanout) => fanout
+                    .split()
+                    .map(|(part_shard, part)| (part_shard.0, Mail::Fanout(Box::new(part))))
+                    .collect::<Vec<_>>(),
+                mail => vec![(shard, mail)],
+            })
+            .collect();
         for (shard, mail) in mails {
             if shard >= shards {
                 let detail = format!("node {node}: a batch names shard {shard}");
