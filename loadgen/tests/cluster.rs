@@ -14,102 +14,43 @@
 #[allow(dead_code)] // this test uses the server, the bounded run and its summary
 mod common;
 
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 use common::{run_load, Server};
 use rookery_cluster::{ClusterFile, NodeId, Placement};
+use rookery_testkit::nats::{free_port, NatsServer};
 use serde_json::Value;
 
 const DOMAIN: &str = "example.test";
-
-/// A nats-server on a free loopback port; killed by pid on drop.
-struct Nats {
-    child: Child,
-    port: u16,
-}
-
-impl Nats {
-    fn start() -> Nats {
-        let port = free_port();
-        let child = Command::new("nats-server")
-            .args(["-a", "127.0.0.1", "-p", &port.to_string()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("nats-server on PATH (apt-get install nats-server)");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "nats-server did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Nats { child, port }
-    }
-}
-
-impl Nats {
-    /// Kills nats-server (SIGKILL, by pid) and starts a new one on the same port.
-    fn restart(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let port = self.port.to_string();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let mut child = Command::new("nats-server")
-                .args(["-a", "127.0.0.1", "-p", &port])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("nats-server on PATH");
-            std::thread::sleep(Duration::from_millis(300));
-            if child.try_wait().unwrap().is_none() {
-                self.child = child;
-                return;
-            }
-            assert!(Instant::now() < deadline, "nats-server did not restart");
-        }
-    }
-}
-
-impl Drop for Nats {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// Three nodes of one shard each, the cluster file they read, and nats-server.
 struct Cluster {
     nodes: Vec<Server>,
     path: PathBuf,
     file: ClusterFile,
-    nats: Nats,
+    nats: NatsServer,
 }
 
 impl Cluster {
     fn start() -> Cluster {
-        let nats = Nats::start();
+        let nats = NatsServer::start();
         let addrs: Vec<SocketAddr> = (0..3)
             .map(|_| SocketAddr::from(([127, 0, 0, 1], free_port())))
             .collect();
-        let mut text = format!("nats = \"nats://127.0.0.1:{}\"\nvshards = 256\n", nats.port);
+        let mut text = format!(
+            "nats = \"nats://127.0.0.1:{}\"\nvshards = 256\n",
+            nats.port()
+        );
         for (i, addr) in addrs.iter().enumerate() {
             text += &format!("[[node]]\nid = {}\nc2s = \"{addr}\"\nshards = 1\n", i + 1);
         }
         let path = std::env::temp_dir().join(format!(
             "rookery-load-it-cluster-{}-{}.toml",
             std::process::id(),
-            nats.port
+            nats.port()
         ));
         std::fs::write(&path, &text).unwrap();
         let file = ClusterFile::parse(&text).unwrap();

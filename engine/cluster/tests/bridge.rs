@@ -2,8 +2,6 @@
 //! message per destination per turn, and survive a nats-server restart (the links send again
 //! what the restart lost). Needs `nats-server` on PATH (Debian's package; .ci/run installs it).
 
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -11,43 +9,7 @@ use std::time::{Duration, Instant};
 use rookery_cluster::bridge::{Bridge, BridgeConfig, Endpoint};
 use rookery_cluster::link::LinkConfig;
 use rookery_cluster::{ClusterFile, NodeId};
-
-/// A nats-server on a free loopback port, killed on drop.
-struct Nats {
-    child: Child,
-}
-
-impl Nats {
-    fn start(port: u16) -> Nats {
-        let child = Command::new("nats-server")
-            .args(["-a", "127.0.0.1", "-p", &port.to_string()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("nats-server on PATH (apt-get install nats-server)");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "nats-server did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Nats { child }
-    }
-}
-
-impl Drop for Nats {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use rookery_testkit::nats::{free_port, NatsServer};
 
 /// Payloads with their node (destination or source).
 type Payloads = Arc<Mutex<Vec<(NodeId, Vec<u8>)>>>;
@@ -102,7 +64,7 @@ fn wait_for(what: &str, limit: Duration, done: impl Fn() -> bool) {
 #[test]
 fn payloads_cross_in_order_and_survive_a_nats_restart() {
     let port = free_port();
-    let nats = Nats::start(port);
+    let nats = NatsServer::start_on(port);
     let (one, two) = (TestEndpoint::default(), TestEndpoint::default());
     let a = start(port, 1, one.clone());
     let b = start(port, 2, two.clone());
@@ -135,7 +97,7 @@ fn payloads_cross_in_order_and_survive_a_nats_restart() {
     }
     wake();
     std::thread::sleep(Duration::from_millis(300));
-    let _nats = Nats::start(port);
+    let _nats = NatsServer::start_on(port);
     wait_for(
         "300 payloads after the restart",
         Duration::from_secs(30),

@@ -10,50 +10,12 @@ mod support;
 
 use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use rookery_cluster::{ClusterFile, NodeId};
+use rookery_testkit::nats::{free_port, NatsServer};
 use support::{backends, RawClient, Server, DOMAIN, WAIT};
-
-/// A nats-server on a free loopback port; killed (by pid) on drop.
-struct Nats {
-    child: Child,
-    port: u16,
-}
-
-impl Nats {
-    fn start() -> Nats {
-        let port = free_port();
-        let child = Command::new("nats-server")
-            .args(["-a", "127.0.0.1", "-p", &port.to_string()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("nats-server on PATH (apt-get install nats-server)");
-        let deadline = Instant::now() + WAIT;
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "nats-server did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Nats { child, port }
-    }
-}
-
-impl Drop for Nats {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// Shards of nodes 1, 2 and 3.
 const SHARDS: [u16; 3] = [2, 1, 1];
@@ -64,19 +26,22 @@ struct Cluster {
     file: ClusterFile,
     dir: PathBuf,
     // Dropped last: the nodes go first.
-    _nats: Nats,
+    _nats: NatsServer,
 }
 
 impl Cluster {
     fn start(backend: &str) -> Cluster {
-        let nats = Nats::start();
+        let nats = NatsServer::start();
         let dir = Server::temp_data_dir();
         std::fs::create_dir_all(&dir).unwrap();
         let addrs: Vec<SocketAddr> = SHARDS
             .iter()
             .map(|_| SocketAddr::from(([127, 0, 0, 1], free_port())))
             .collect();
-        let mut text = format!("nats = \"nats://127.0.0.1:{}\"\nvshards = 64\n", nats.port);
+        let mut text = format!(
+            "nats = \"nats://127.0.0.1:{}\"\nvshards = 64\n",
+            nats.port()
+        );
         for (i, (addr, shards)) in addrs.iter().zip(SHARDS).enumerate() {
             text += &format!(
                 "[[node]]\nid = {}\nc2s = \"{addr}\"\nshards = {shards}\n",

@@ -12,29 +12,12 @@
 mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::{SocketAddr, TcpListener};
-use std::process::{Child, Command, Stdio};
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use rookery_cluster::{ClusterFile, NodeId, Placement};
+use rookery_testkit::nats::{free_port, NatsServer};
 use support::{RawClient, Server, DOMAIN};
-
-struct Nats(Child);
-
-impl Drop for Nats {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 fn single(text: &str) -> String {
     text.replace('"', "'")
@@ -79,16 +62,8 @@ fn bounced_ids(text: &str) -> BTreeSet<u32> {
 fn a_home_node_killed_and_restarted_under_load_loses_nothing_acknowledged() {
     const BACKEND: &str = "poll";
     const PER_PHASE: u32 = 150;
-    let nats_port = free_port();
-    let _nats = Nats(
-        Command::new("nats-server")
-            .args(["-a", "127.0.0.1", "-p", &nats_port.to_string()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("nats-server on PATH"),
-    );
-    std::thread::sleep(Duration::from_millis(300));
+    let nats = NatsServer::start();
+    let nats_port = nats.port();
     let addrs: Vec<SocketAddr> = (0..3)
         .map(|_| SocketAddr::from(([127, 0, 0, 1], free_port())))
         .collect();

@@ -20,6 +20,7 @@ mod cluster;
 #[doc(hidden)]
 pub mod fuzzing;
 mod login;
+pub mod nats;
 
 pub use cluster::*;
 pub use login::{bind_iq, bound_jid, client_header, plain_auth};
