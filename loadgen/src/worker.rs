@@ -33,12 +33,13 @@ use crate::accounting::Ledger;
 use crate::auth::Account;
 use crate::cli::{RunConfig, Scenario, SmArg};
 use crate::client::sm::SmPolicy;
-use crate::client::{Client, Profile};
+use crate::client::{Client, LoginKind, Profile};
 use crate::live::{Counter, Shared, PUBLISH_INTERVAL_NS};
 use crate::metrics::{ErrorKind, Histograms};
 use crate::offline::OfflinePlan;
 use crate::run::Part;
 use crate::schedule::{MessageSchedule, Pacer, Ramp, Rng};
+use crate::security::{TlsConns, TlsOps};
 use crate::sys::monotonic_ns;
 use crate::targets::Targets;
 use crate::wire::Receipt;
@@ -137,6 +138,13 @@ pub struct Worker<'a> {
     storming: bool,
     receipt: Receipt,
     sm_policy: SmPolicy,
+    /// SASL mechanisms and STARTTLS of every client (`--sasl`, `--tls`).
+    login: LoginKind,
+    /// The worker's TLS (taken out while a `TlsOps` borrows it, see `run`).
+    tls: TlsConns,
+    /// Slots whose server said `<proceed/>` during the event being handled: their TLS
+    /// session starts once the handler is done with the client (see `events`).
+    starttls_ready: Vec<usize>,
     profile: Profile,
     fan: Fan,
     /// Where each client connects (`--server`, its home node, a redirect's target).
@@ -175,25 +183,47 @@ pub fn run<D: Driver>(
         return Ok(WorkerReport::default());
     };
     let mut worker = Worker::new(cfg, shared, (part, thread), sources, go_ns);
+    let base = crate::security::base_config(cfg).map_err(std::io::Error::other)?;
+    worker.tls = TlsConns::new(cfg, base.as_ref());
     loop {
         let now = monotonic_ns();
-        worker.advance_phase(&mut driver.ops(), now);
-        let fan_wake = worker.fan_turn(&mut driver.ops(), now);
+        // The worker's TLS sits between it and the driver's ops for this turn's calls.
+        let mut tls = std::mem::take(&mut worker.tls);
+        let fan_wake = {
+            let mut inner = driver.ops();
+            let io = &mut TlsOps {
+                inner: &mut inner,
+                tls: &mut tls,
+            };
+            worker.advance_phase(io, now);
+            worker.fan_turn(io, now)
+        };
         if let RunPhase::Closing {
             deadline_ns,
             aborted,
         } = worker.phase
         {
             if driver.open_conns() == 0 || (now >= deadline_ns && aborted) {
+                worker.tls = tls;
                 break;
             }
-            if now >= deadline_ns {
-                worker.abort_remaining(&mut driver.ops(), now);
-            }
         }
-        worker.start_due_connects(&mut driver.ops(), now);
-        worker.start_due_reconnects(&mut driver.ops(), now);
-        worker.fire_timers(&mut driver.ops(), now);
+        {
+            let mut inner = driver.ops();
+            let io = &mut TlsOps {
+                inner: &mut inner,
+                tls: &mut tls,
+            };
+            if let RunPhase::Closing { deadline_ns, .. } = worker.phase {
+                if now >= deadline_ns {
+                    worker.abort_remaining(io, now);
+                }
+            }
+            worker.start_due_connects(io, now);
+            worker.start_due_reconnects(io, now);
+            worker.fire_timers(io, now);
+        }
+        worker.tls = tls;
         worker.publish(now, false);
         let wake_ns = worker.next_wake_ns(now).min(fan_wake.unwrap_or(u64::MAX));
         driver.turn(
@@ -227,10 +257,14 @@ impl<'a> Worker<'a> {
         let first = part.index + part.of * thread as u32;
         let stride = (part.of * threads) as usize;
         let targets = worker_targets(cfg);
+        let login = LoginKind {
+            mechanisms: crate::security::mechanisms(cfg.security.sasl),
+            starttls: cfg.security.tls == crate::cli::TlsArg::Starttls,
+        };
         let slots: Vec<Slot> = (first..cfg.clients)
             .step_by(stride)
             .map(|index| {
-                let mut slot = Slot::new(index, new_client(sm_policy));
+                let mut slot = Slot::new(index, new_client(sm_policy, login));
                 slot.target = targets.first(index);
                 slot
             })
@@ -273,6 +307,9 @@ impl<'a> Worker<'a> {
                 Receipt::None
             },
             sm_policy,
+            login,
+            tls: TlsConns::default(),
+            starttls_ready: Vec::new(),
             profile,
             fan,
             targets,
@@ -524,6 +561,7 @@ impl<'a> Worker<'a> {
     }
 
     fn finish(mut self) -> WorkerReport {
+        self.report.tls = self.tls.counters;
         // Clients never connected (ramp cut short by an abort) count as settled failures of
         // no kind: they simply never ran.
         self.report.sent = match &self.fan {
@@ -559,11 +597,11 @@ fn worker_targets(cfg: &RunConfig) -> Targets {
 }
 
 /// A fresh client state machine (its framer holds no buffer until bytes arrive).
-fn new_client(sm_policy: SmPolicy) -> Client {
+fn new_client(sm_policy: SmPolicy, login: LoginKind) -> Client {
     let limits = FramerLimits {
         max_stanza_bytes: MAX_STANZA_BYTES,
     };
-    Client::new(limits, sm_policy)
+    Client::with_login(limits, sm_policy, login)
 }
 
 /// Bytes of one client's slot in a worker's slab (the rest of a client's user-space cost is

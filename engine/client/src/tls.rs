@@ -33,6 +33,9 @@ use rustls::{
 
 use crate::layer::{Layer, LayerError};
 
+/// The rustls config type callers keep (shared per thread).
+pub use rustls::ClientConfig as Config;
+
 /// The ALPN protocol id of XMPP client-to-server direct TLS (XEP-0368).
 pub const ALPN_XMPP_CLIENT: &[u8] = b"xmpp-client";
 
@@ -130,12 +133,29 @@ pub fn with_own_cache(config: &ClientConfig, resume: bool) -> Arc<ClientConfig> 
 /// What a completed handshake negotiated.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Negotiated {
-    /// e.g. `TLSv1_3`.
+    /// e.g. `TLSv1_3` (see [`version_name`] for the code).
     pub version: &'static str,
-    /// e.g. `TLS13_AES_256_GCM_SHA384`.
+    /// e.g. `TLS13_AES_256_GCM_SHA384` (see [`cipher_name`] for the code).
     pub cipher: &'static str,
+    /// The IANA codes of both, for callers that carry numbers (0x0304, 0x1302).
+    pub version_code: u16,
+    pub cipher_code: u16,
     /// An abbreviated handshake (session resumption).
     pub resumed: bool,
+}
+
+/// rustls' name of a TLS version code (`TLSv1_3`), `unknown` for others.
+pub fn version_name(code: u16) -> &'static str {
+    rustls::ProtocolVersion::from(code)
+        .as_str()
+        .unwrap_or("unknown")
+}
+
+/// rustls' name of a cipher suite code (`TLS13_AES_256_GCM_SHA384`), `unknown` for others.
+pub fn cipher_name(code: u16) -> &'static str {
+    rustls::CipherSuite::from(code)
+        .as_str()
+        .unwrap_or("unknown")
 }
 
 /// One conn's client TLS session.
@@ -179,17 +199,16 @@ impl TlsLayer {
             return None;
         }
         self.reported = true;
+        let version_code = self.conn.protocol_version().map_or(0, u16::from);
+        let cipher_code = self
+            .conn
+            .negotiated_cipher_suite()
+            .map_or(0, |s| u16::from(s.suite()));
         Some(Negotiated {
-            version: self
-                .conn
-                .protocol_version()
-                .and_then(|v| v.as_str())
-                .unwrap_or("unknown"),
-            cipher: self
-                .conn
-                .negotiated_cipher_suite()
-                .and_then(|s| s.suite().as_str())
-                .unwrap_or("unknown"),
+            version: version_name(version_code),
+            cipher: cipher_name(cipher_code),
+            version_code,
+            cipher_code,
             resumed: self.conn.handshake_kind() == Some(HandshakeKind::Resumed),
         })
     }

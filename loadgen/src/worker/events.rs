@@ -14,6 +14,7 @@ use crate::accounting::Delivery;
 use crate::cli::Scenario;
 use crate::live::Counter;
 use crate::metrics::{ErrorKind, Metric};
+use crate::security::TlsOps;
 use crate::sys::monotonic_ns;
 use crate::targets::MAX_REDIRECTS;
 use crate::wire::{Probe, ReceiptId};
@@ -81,6 +82,10 @@ impl Worker<'_> {
 
     fn on_note<O: Ops>(&mut self, io: &mut O, i: usize, note: Note, now: u64) {
         match note {
+            Note::StartTls if self.slots[i].state == SlotState::LoggingIn => {
+                self.starttls_ready.push(i);
+            }
+            Note::StartTls => self.fail(io, i, ErrorKind::Protocol),
             Note::Online => self.on_online(io, i, now),
             Note::Probe { probe, delayed } => self.on_probe(i, probe, delayed, now),
             Note::Receipt(receipt) => self.on_receipt(i, receipt, now),
@@ -187,7 +192,7 @@ impl Worker<'_> {
         }
         slot.redirects += 1;
         slot.target = target;
-        slot.client = new_client(self.sm_policy);
+        slot.client = new_client(self.sm_policy, self.login);
         let started_ns = slot.started_ns;
         self.connect(io, i, now);
         // Still the same login: its latency counts from the first connect.
@@ -273,16 +278,50 @@ impl Worker<'_> {
             self.fail(&mut NoOps, i, kind);
         }
         // Release the framer's partial buffer, if any: this conn of the client is over.
-        self.slots[i].client = new_client(self.sm_policy);
+        self.slots[i].client = new_client(self.sm_policy, self.login);
     }
 }
 
 impl<D: Driver> Handler<D> for Worker<'_> {
     fn on_event(&mut self, io: &mut D::Ops<'_>, event: Event<'_>) {
+        // The worker's TLS sits between it and the driver's ops while it handles the event.
+        let mut tls = std::mem::take(&mut self.tls);
+        let mut ops = TlsOps {
+            inner: io,
+            tls: &mut tls,
+        };
+        self.handle(&mut ops, event);
+        // Sessions of STARTTLS conns start after the client that asked is done reading.
+        for i in std::mem::take(&mut self.starttls_ready) {
+            self.start_tls(&mut ops, i);
+        }
+        self.tls = tls;
+    }
+}
+
+impl Worker<'_> {
+    fn handle<O: Ops>(&mut self, io: &mut TlsOps<'_, O>, event: Event<'_>) {
         match event {
             Event::Connected { conn, result } => {
                 if let Some(i) = self.slot_of(conn) {
                     self.on_connected(io, i, result, monotonic_ns());
+                }
+            }
+            Event::Received { conn, data } if io.tls.has(conn) => {
+                let Some(i) = self.slot_of(conn) else { return };
+                match io.tls.decode(io.inner, conn, data) {
+                    Ok(()) => {
+                        let plain = std::mem::take(&mut io.tls.plain);
+                        if !plain.is_empty() {
+                            self.on_received(io, i, &plain);
+                        }
+                        io.tls.plain = plain;
+                        io.tls.plain.clear();
+                    }
+                    Err(failure) => {
+                        tracing::debug!(detail = failure.0, "TLS failed");
+                        self.fail(io, i, ErrorKind::Tls);
+                    }
                 }
             }
             Event::Received { conn, data } => {
@@ -291,6 +330,7 @@ impl<D: Driver> Handler<D> for Worker<'_> {
                 }
             }
             Event::Closed { conn, reason } => {
+                io.tls.remove(conn);
                 if let Some(i) = self.slot_of(conn) {
                     self.on_closed(i, conn, reason);
                 }
@@ -302,6 +342,24 @@ impl<D: Driver> Handler<D> for Worker<'_> {
             | Event::FileWritten { .. }
             | Event::FileRead { .. }
             | Event::Woken => {}
+        }
+    }
+
+    /// STARTTLS: the server said `<proceed/>` to slot `i`; its conn's TLS session starts and
+    /// the client's new stream header goes through it (after the ClientHello).
+    fn start_tls<O: Ops>(&mut self, io: &mut TlsOps<'_, O>, i: usize) {
+        let Some(conn) = self.slots[i].conn else {
+            return;
+        };
+        if self.slots[i].state != SlotState::LoggingIn || !io.tls.install(conn) {
+            return self.fail(io, i, ErrorKind::Tls);
+        }
+        self.out.clear();
+        if self.slots[i]
+            .client
+            .tls_started(&self.cfg.domain, &mut self.out)
+        {
+            let _ = io.send(conn, &self.out);
         }
     }
 }
