@@ -135,7 +135,11 @@ pub enum TlsArg {
 pub enum SaslArg {
     #[default]
     Plain,
+    #[value(name = "scram-sha-1")]
+    #[serde(rename = "scram-sha-1")]
     ScramSha1,
+    #[value(name = "scram-sha-256")]
+    #[serde(rename = "scram-sha-256")]
     ScramSha256,
 }
 
