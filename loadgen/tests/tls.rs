@@ -6,6 +6,7 @@
 //! Bounded: each run lasts a few seconds; every child is killed after `common::RUN_TIMEOUT`
 //! and every server on drop.
 
+#[allow(dead_code)] // these tests use the server, accounts and bounded runs, not Target
 mod common;
 
 use std::io::Write as _;
@@ -232,7 +233,7 @@ fn scram_sha_256_against_accounts_made_by_add_many() {
     );
     // Again: nothing new, every user counted as existing.
     let text = add_many(&data_dir, CLIENTS, "plain:pw-");
-    assert!(text.contains(&format!("added 0 accounts")), "{text}");
+    assert!(text.contains("added 0 accounts"), "{text}");
     assert!(
         text.contains(&format!("skipped {CLIENTS} existing")),
         "{text}"
