@@ -318,3 +318,130 @@ impl<O: Ops> Ops for TlsOps<'_, O> {
         self.inner.read_file(file, offset, len, buffer)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::net::SocketAddr;
+
+    use super::*;
+    use crate::cli::Security;
+    use crate::worker::testing::parsed_config;
+
+    /// Ops that hand out conn ids and keep what was sent on each.
+    #[derive(Default)]
+    struct Recording {
+        next: u32,
+        sent: BTreeMap<u32, Vec<u8>>,
+        closed: Vec<ConnId>,
+    }
+
+    impl Ops for Recording {
+        fn send(&mut self, conn: ConnId, bytes: &[u8]) -> Result<(), SendError> {
+            self.sent
+                .entry(conn.index)
+                .or_default()
+                .extend_from_slice(bytes);
+            Ok(())
+        }
+        fn close(&mut self, conn: ConnId, _: Linger) {
+            self.closed.push(conn);
+        }
+        fn detach(&mut self, _: ConnId) {}
+        fn adopt(&mut self, _: std::os::fd::OwnedFd) -> std::io::Result<ConnId> {
+            Err(std::io::Error::from(std::io::ErrorKind::Unsupported))
+        }
+        fn connect(&mut self, _: SocketAddr, _: Option<SocketAddr>) -> std::io::Result<ConnId> {
+            self.next += 1;
+            Ok(ConnId {
+                index: self.next,
+                generation: 7,
+            })
+        }
+        fn queued_bytes(&self, _: ConnId) -> usize {
+            0
+        }
+        fn write_file(&mut self, _: FileId, _: u64, _: Vec<u8>, _: FileSync) -> u64 {
+            0
+        }
+        fn read_file(&mut self, _: FileId, _: u64, _: usize, _: Vec<u8>) -> u64 {
+            0
+        }
+    }
+
+    fn conns(tls: TlsArg) -> TlsConns {
+        let mut cfg = parsed_config("hold", "1", &[], "127.0.0.1:5222", "example.test");
+        cfg.security = Security {
+            tls,
+            tls_insecure: true,
+            tls_resume: true,
+            ..Security::default()
+        };
+        let base = base_config(&cfg).unwrap();
+        TlsConns::new(&cfg, base.as_ref())
+    }
+
+    const PEER: SocketAddr =
+        SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 1);
+
+    #[test]
+    fn direct_tls_encrypts_from_the_first_byte_and_forgets_closed_conns() {
+        let mut tls = conns(TlsArg::Direct);
+        let mut inner = Recording::default();
+        let mut io = TlsOps {
+            inner: &mut inner,
+            tls: &mut tls,
+        };
+        let conn = io.connect(PEER, None).unwrap();
+        assert!(io.tls.has(conn));
+        assert_eq!(io.tls.live, 1);
+        io.send(
+            conn,
+            b"<?xml version='1.0'?><stream:stream to='example.test'>",
+        )
+        .unwrap();
+        let sent = &io.inner.sent[&conn.index];
+        // A TLS handshake record (ClientHello), not the header in the clear.
+        assert_eq!(&sent[..2], &[0x16, 0x03]);
+        assert!(!sent.windows(6).any(|w| w == b"stream"));
+        // A stale id (another generation) has no session: its bytes pass untouched.
+        let stale = ConnId {
+            generation: conn.generation + 1,
+            ..conn
+        };
+        assert!(!io.tls.has(stale));
+        io.close(conn, Linger::Abort);
+        assert!(!io.tls.has(conn));
+        assert_eq!(io.tls.live, 0);
+        assert_eq!(io.inner.closed, [conn]);
+    }
+
+    #[test]
+    fn starttls_conns_are_plaintext_until_installed_and_garbage_is_a_tls_failure() {
+        let mut tls = conns(TlsArg::Starttls);
+        let mut inner = Recording::default();
+        let mut io = TlsOps {
+            inner: &mut inner,
+            tls: &mut tls,
+        };
+        let conn = io.connect(PEER, None).unwrap();
+        assert!(!io.tls.has(conn), "no session before <proceed/>");
+        io.send(conn, b"<starttls/>").unwrap();
+        assert_eq!(io.inner.sent[&conn.index], b"<starttls/>");
+        assert!(io.tls.install(conn));
+        io.send(conn, b"<stream:stream>").unwrap();
+        assert_eq!(io.inner.sent[&conn.index][11..13], [0x16, 0x03]);
+        // Not TLS from the server: a failure, counted; the alert goes back on the conn.
+        let before = io.inner.sent[&conn.index].len();
+        let err = io.tls.decode(io.inner, conn, b"<proceed/>HTTP/1.1 400\r\n");
+        assert!(err.is_err());
+        assert_eq!(io.tls.counters.failed, 1);
+        assert!(
+            io.inner.sent[&conn.index].len() > before,
+            "an alert was sent"
+        );
+        // Without --tls nothing is ever installed.
+        let mut none = conns(TlsArg::None);
+        assert!(!none.install(conn));
+    }
+}
