@@ -20,4 +20,5 @@ pub mod metrics;
 mod reads;
 pub mod seams;
 pub mod shard;
+pub mod transport;
 pub mod usage;

@@ -315,3 +315,83 @@ fn slixmpp_uploads_a_file_over_xep_0363_and_another_user_downloads_it() {
         let _ = std::fs::remove_dir_all(&data_dir);
     }
 }
+
+/// slixmpp over STARTTLS (SCRAM-SHA-256, PLAIN) and direct TLS (SCRAM-SHA-1), trusting a
+/// test CA; with `--require-tls all` a client in the clear is offered nothing to log in
+/// with, and a client trusting another CA refuses the certificate. Both backends, 2 shards
+/// (logins handed to their home shard carry their TLS session along).
+#[test]
+fn slixmpp_logs_in_over_starttls_and_direct_tls() {
+    use support::certs::TestCa;
+    let ca = TestCa::new("Rookery Test CA", DOMAIN);
+    let stranger = TestCa::new("Another CA", DOMAIN);
+    for backend in backends() {
+        let shards = 2u16;
+        let data_dir = Server::temp_data_dir();
+        let users = [
+            ("alice", "alice's secret"),
+            ("bob", "bob's secret"),
+            ("carol", "carol's secret"),
+        ];
+        for (user, password) in users {
+            add_account(&data_dir, shards, user, password);
+        }
+        let tls_addr = format!("127.0.0.1:{}", free_port());
+        let (cert, key) = (ca.arg("server.pem"), ca.arg("server.key"));
+        let flags = [
+            "--auth",
+            "file",
+            "--tls-cert",
+            &cert,
+            "--tls-key",
+            &key,
+            "--listen-tls",
+            &tls_addr,
+            "--require-tls",
+            "all",
+        ];
+        let server = Server::start_on(backend, usize::from(shards), &flags, &data_dir);
+        let path = format!("{}/tests/interop/slix_tls.py", env!("CARGO_MANIFEST_DIR"));
+        let tls_port = tls_addr.rsplit(':').next().unwrap_or_default();
+        let mut command = Command::new("python3");
+        command
+            .arg(path)
+            .args(["127.0.0.1", &server.addr.port().to_string(), tls_port])
+            .args([ca.arg("ca.pem"), stranger.arg("ca.pem")]);
+        for (user, password) in users {
+            command.arg(format!("{user}@{DOMAIN}")).arg(password);
+        }
+        let output = command.output().expect("python3 runs");
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            output.status.success(),
+            "{backend}: {stdout}\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        for expected in [
+            "\"alice_outcome\": \"session\"",
+            "\"alice_mechanism\": \"SCRAM-SHA-256\"",
+            "\"bob_outcome\": \"session\"",
+            "\"bob_mechanism\": \"SCRAM-SHA-1\"",
+            "\"carol_outcome\": \"session\"",
+            "\"carol_mechanism\": \"PLAIN\"",
+            "\"bob_received\": \"hello over TLS\"",
+        ] {
+            assert!(
+                stdout.contains(expected),
+                "{backend}: {expected} in {stdout}"
+            );
+        }
+        assert!(stdout.contains("\"alice_tls\": \"TLSv1."), "{stdout}");
+        assert!(
+            !stdout.contains("\"clear_outcome\": \"session\""),
+            "{backend}: a client in the clear logged in: {stdout}"
+        );
+        assert!(
+            !stdout.contains("\"stranger_outcome\": \"session\""),
+            "{backend}: a client trusting another CA logged in: {stdout}"
+        );
+        drop(server);
+        let _ = std::fs::remove_dir_all(&data_dir);
+    }
+}
