@@ -150,11 +150,11 @@ pub struct TlsConns {
 pub struct TlsFailure(pub String);
 
 impl TlsConns {
-    /// A worker's TLS for `cfg` (empty without `--tls`), its own session cache cloned from
-    /// `base`.
-    pub fn new(cfg: &RunConfig, base: Option<&Arc<ClientConfig>>) -> TlsConns {
+    /// A worker's TLS for `cfg` (empty without `--tls`), `base` with a session store of its
+    /// own holding up to `clients` tickets (the worker's clients: one each).
+    pub fn new(cfg: &RunConfig, base: Option<&Arc<ClientConfig>>, clients: usize) -> TlsConns {
         TlsConns {
-            config: base.map(|b| tls::with_own_cache(b, cfg.security.tls_resume)),
+            config: base.map(|b| tls::with_own_cache(b, cfg.security.tls_resume, clients)),
             direct: cfg.security.tls == TlsArg::Direct,
             domain: cfg.domain.clone(),
             ..TlsConns::default()
@@ -378,7 +378,7 @@ mod tests {
             ..Security::default()
         };
         let base = base_config(&cfg).unwrap();
-        TlsConns::new(&cfg, base.as_ref())
+        TlsConns::new(&cfg, base.as_ref(), 1)
     }
 
     const PEER: SocketAddr =

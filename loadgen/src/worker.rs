@@ -184,7 +184,7 @@ pub fn run<D: Driver>(
     };
     let mut worker = Worker::new(cfg, shared, (part, thread), sources, go_ns);
     let base = crate::security::base_config(cfg).map_err(std::io::Error::other)?;
-    worker.tls = TlsConns::new(cfg, base.as_ref());
+    worker.tls = TlsConns::new(cfg, base.as_ref(), worker.slots.len());
     loop {
         let now = monotonic_ns();
         // The worker's TLS sits between it and the driver's ops for this turn's calls.

@@ -23,7 +23,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::client::{ClientSessionMemoryCache, Resumption};
+use rustls::client::Resumption;
 use rustls::crypto::{ring, verify_tls12_signature, verify_tls13_signature, CryptoProvider};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
@@ -39,9 +39,8 @@ pub use rustls::ClientConfig as Config;
 /// The ALPN protocol id of XMPP client-to-server direct TLS (XEP-0368).
 pub const ALPN_XMPP_CLIENT: &[u8] = b"xmpp-client";
 
-/// Resumption tickets/sessions kept per config (rustls keys them by server name; a load run
-/// talks to one name, so this bounds the tickets held for it).
-const SESSION_CACHE_ENTRIES: usize = 256;
+/// Most TLS 1.3 tickets a [`TicketPool`] keeps per server name.
+pub const MAX_POOLED_TICKETS: usize = 1 << 20;
 
 /// Which servers the client believes.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -97,7 +96,7 @@ pub fn client_config(
     if direct {
         config.alpn_protocols = vec![ALPN_XMPP_CLIENT.to_vec()];
     }
-    Ok(with_own_cache(&config, resume))
+    Ok(with_own_cache(&config, resume, 8))
 }
 
 /// ring's provider as rustls ships it (the workspace's choice, see rookery-tls `config`).
@@ -116,18 +115,128 @@ fn read_roots(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsSetupError
         .map_err(|e| TlsSetupError(format!("{}: not a PEM CA file: {e}", path.display())))
 }
 
-/// The same config with a fresh session cache of its own (or none): one per thread, so
-/// resumption is measured per thread and the cache's lock is never shared.
-pub fn with_own_cache(config: &ClientConfig, resume: bool) -> Arc<ClientConfig> {
+/// The same config with a fresh session store of its own (or none): one per thread, so
+/// resumption is measured per thread and the store's lock is never shared. The store is a
+/// [`TicketPool`] of up to `tickets` TLS 1.3 tickets (use the number of clients that share
+/// it: each reconnect takes one, each handshake brings the server's new ones).
+pub fn with_own_cache(config: &ClientConfig, resume: bool, tickets: usize) -> Arc<ClientConfig> {
     let mut config = config.clone();
     config.resumption = if resume {
-        Resumption::store(Arc::new(ClientSessionMemoryCache::new(
-            SESSION_CACHE_ENTRIES,
-        )))
+        Resumption::store(Arc::new(TicketPool::new(tickets)))
     } else {
         Resumption::disabled()
     };
     Arc::new(config)
+}
+
+/// A session store for many clients of one server: rustls' own in-memory cache keeps at most
+/// 8 TLS 1.3 tickets per server name (one client's worth), so a thousand simulated clients
+/// reconnecting together would mostly do full handshakes. This pool keeps up to `capacity`
+/// tickets per name, oldest first out, each handed out once (as rustls requires); TLS 1.2
+/// keeps the latest session per name, as rustls' cache does.
+#[derive(Debug)]
+pub struct TicketPool {
+    capacity: usize,
+    names: std::sync::Mutex<Vec<(ServerName<'static>, Pooled)>>,
+}
+
+#[derive(Debug, Default)]
+struct Pooled {
+    kx_hint: Option<rustls::NamedGroup>,
+    tls12: Option<rustls::client::Tls12ClientSessionValue>,
+    tls13: std::collections::VecDeque<rustls::client::Tls13ClientSessionValue>,
+}
+
+/// Server names a pool keeps (a load run talks to one).
+const MAX_POOLED_NAMES: usize = 16;
+
+impl TicketPool {
+    pub fn new(capacity: usize) -> TicketPool {
+        TicketPool {
+            capacity: capacity.clamp(1, MAX_POOLED_TICKETS),
+            names: std::sync::Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Tickets held now (all names).
+    pub fn tickets(&self) -> usize {
+        self.with(|names| names.iter().map(|(_, p)| p.tls13.len()).sum())
+    }
+
+    fn with<R>(&self, f: impl FnOnce(&mut Vec<(ServerName<'static>, Pooled)>) -> R) -> R {
+        // A panic while holding it leaves at worst a ticket too many or too few.
+        let mut names = self.names.lock().unwrap_or_else(|p| p.into_inner());
+        f(&mut names)
+    }
+
+    fn entry<R>(&self, name: &ServerName<'_>, f: impl FnOnce(&mut Pooled) -> R) -> Option<R> {
+        self.with(|names| names.iter_mut().find(|(n, _)| n == name).map(|(_, p)| f(p)))
+    }
+
+    fn entry_or_new(&self, name: ServerName<'static>, f: impl FnOnce(&mut Pooled)) {
+        self.with(|names| {
+            if let Some((_, p)) = names.iter_mut().find(|(n, _)| *n == name) {
+                return f(p);
+            }
+            if names.len() >= MAX_POOLED_NAMES {
+                names.remove(0);
+            }
+            let mut pooled = Pooled::default();
+            f(&mut pooled);
+            names.push((name, pooled));
+        })
+    }
+}
+
+impl rustls::client::ClientSessionStore for TicketPool {
+    fn set_kx_hint(&self, server_name: ServerName<'static>, group: rustls::NamedGroup) {
+        self.entry_or_new(server_name, |p| p.kx_hint = Some(group));
+    }
+
+    fn kx_hint(&self, server_name: &ServerName<'_>) -> Option<rustls::NamedGroup> {
+        self.entry(server_name, |p| p.kx_hint).flatten()
+    }
+
+    fn set_tls12_session(
+        &self,
+        server_name: ServerName<'static>,
+        value: rustls::client::Tls12ClientSessionValue,
+    ) {
+        self.entry_or_new(server_name, |p| p.tls12 = Some(value));
+    }
+
+    fn tls12_session(
+        &self,
+        server_name: &ServerName<'_>,
+    ) -> Option<rustls::client::Tls12ClientSessionValue> {
+        self.entry(server_name, |p| p.tls12.clone()).flatten()
+    }
+
+    fn remove_tls12_session(&self, server_name: &ServerName<'static>) {
+        self.entry(server_name, |p| p.tls12 = None);
+    }
+
+    fn insert_tls13_ticket(
+        &self,
+        server_name: ServerName<'static>,
+        value: rustls::client::Tls13ClientSessionValue,
+    ) {
+        let capacity = self.capacity;
+        self.entry_or_new(server_name, |p| {
+            if p.tls13.len() >= capacity {
+                p.tls13.pop_front();
+            }
+            p.tls13.push_back(value);
+        });
+    }
+
+    fn take_tls13_ticket(
+        &self,
+        server_name: &ServerName<'static>,
+    ) -> Option<rustls::client::Tls13ClientSessionValue> {
+        // Newest first: the least likely to have expired.
+        self.entry(server_name, |p| p.tls13.pop_back()).flatten()
+    }
 }
 
 /// What a completed handshake negotiated.

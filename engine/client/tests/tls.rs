@@ -266,3 +266,34 @@ fn a_server_without_starttls_ends_the_stream() {
         [r#"ProtocolError { detail: "the server refused STARTTLS" }"#]
     );
 }
+
+#[test]
+fn a_ticket_pool_lets_many_clients_resume_at_once() {
+    let pki = pki("pool");
+    let base = client_config(&Trust::Roots(&pki.ca_file), true, true).unwrap();
+    let config = rookery_client::tls::with_own_cache(&base, true, 40);
+    // `n` clients start together (each ClientHello is made, and a ticket taken, before any
+    // handshake completes), then every handshake runs; how many resumed.
+    let together = |n: usize| {
+        let mut started: Vec<(TlsLayer, Vec<u8>)> = (0..n)
+            .map(|_| {
+                let mut client = TlsLayer::new(Arc::clone(&config), DOMAIN).unwrap();
+                let mut wire = Vec::new();
+                client.encode(b"", &mut wire).unwrap();
+                (client, wire)
+            })
+            .collect();
+        let mut resumed = 0;
+        for (client, wire) in &mut started {
+            let mut server = ServerConnection::new(Arc::clone(&pki.server)).unwrap();
+            pump(client, &mut server, std::mem::take(wire), &mut Vec::new()).unwrap();
+            // The tickets come after the handshake.
+            pump(client, &mut server, Vec::new(), &mut Vec::new()).unwrap();
+            resumed += usize::from(client.take_completed().unwrap().resumed);
+        }
+        resumed
+    };
+    assert_eq!(together(20), 0, "nothing to resume yet");
+    // rustls' own cache keeps 8 tickets per server: 8 of 20 would resume.
+    assert_eq!(together(20), 20, "every client found a ticket");
+}
