@@ -99,11 +99,22 @@ pub fn client_config(
     Ok(with_own_cache(&config, resume, 8))
 }
 
-/// ring's provider as rustls ships it (the workspace's choice, see rookery-tls `config`).
+/// ring's provider (the workspace's choice, see rookery-tls `config`) with X25519 as the first
+/// key share, as OpenSSL, BoringSSL and NSS clients send it: rustls 0.23.48's ring default puts
+/// P-384 first, whose ring implementation costs several times more per handshake on both ends
+/// (a load generator would then measure a key exchange no real client asks for).
 fn provider() -> CryptoProvider {
     // Deprecated in rustls 0.23.48 only because ring has no post-quantum key exchange.
     #[allow(deprecated)]
-    ring::default_provider()
+    let ring = ring::default_provider();
+    CryptoProvider {
+        kx_groups: vec![
+            ring::kx_group::X25519,
+            ring::kx_group::SECP256R1,
+            ring::kx_group::SECP384R1,
+        ],
+        ..ring
+    }
 }
 
 /// Every certificate of a PEM file.
