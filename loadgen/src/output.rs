@@ -261,8 +261,10 @@ pub fn security_line(cfg: &RunConfig, r: &RunResult) -> String {
     let s = &cfg.security;
     let t = &r.report.tls;
     let ramp_s = r.ramp_ms as f64 / 1000.0;
+    // The ramp's logins: all but the storm's reconnects.
+    let ramp_logins = r.report.logins.saturating_sub(r.report.storm_logins);
     let rate = if ramp_s > 0.0 {
-        format!("{:.0}", r.report.logins as f64 / ramp_s)
+        format!("{:.0}", ramp_logins as f64 / ramp_s)
     } else {
         "-".into()
     };

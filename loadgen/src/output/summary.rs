@@ -61,8 +61,10 @@ pub fn summary_json(cfg: &RunConfig, r: &RunResult, env: &Environment) -> Value 
         "handshakes_resumed": tls.resumed,
         "tls_errors": tls.failed,
         "sasl": crate::security::mechanism_name(cfg.security.sasl),
-        "ramp_logins_per_s": (r.ramp_ms > 0)
-            .then(|| r.report.logins as f64 / (r.ramp_ms as f64 / 1000.0)),
+        "ramp_logins_per_s": (r.ramp_ms > 0).then(|| {
+            let ramp_logins = r.report.logins.saturating_sub(r.report.storm_logins);
+            ramp_logins as f64 / (r.ramp_ms as f64 / 1000.0)
+        }),
     });
     let mut summary = json!({
         "security": security,
