@@ -357,3 +357,23 @@ fn read_password() -> anyhow::Result<String> {
     }
     Ok(password)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn add_many_derives_passwords_as_rookery_load_does() {
+        let token = PasswordSpec::parse("token:s3cret").unwrap();
+        assert_eq!(
+            token.password("user7", 7),
+            rookery_sasl::token_password(b"s3cret", "user7")
+        );
+        let plain = PasswordSpec::parse("plain:pw-").unwrap();
+        assert_eq!(plain.password("user7", 7), "pw-7");
+        for bad in ["token:", "s3cret", "scram:x", ""] {
+            let err = PasswordSpec::parse(bad).err().expect(bad).to_string();
+            assert!(err.contains("token:SECRET or plain:PREFIX"), "{err}");
+        }
+    }
+}
