@@ -12,7 +12,12 @@ pub struct TestCa {
 impl TestCa {
     /// A CA named `name` and a server certificate for `domain` (subjectAltName DNS), EC P-256.
     pub fn new(name: &str, domain: &str) -> TestCa {
-        let dir = super::Server::temp_data_dir().with_extension(format!("ca-{name}"));
+        // A path without spaces: it goes into shell command lines (tmux).
+        let stem: String = name
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+            .collect();
+        let dir = super::Server::temp_data_dir().with_extension(format!("ca-{stem}"));
         std::fs::create_dir_all(&dir).expect("ca dir");
         let ca = TestCa { dir };
         ca.openssl(&[
