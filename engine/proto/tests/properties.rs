@@ -68,7 +68,7 @@ impl Tag for Elem {
 
     fn empty_end(&self) -> Option<&'static [u8]> {
         // Both forms of an empty element occur.
-        (self.attrs.len() % 2 == 0).then_some(b" />")
+        self.attrs.len().is_multiple_of(2).then_some(b" />")
     }
 
     fn close(&self, out: &mut Vec<u8>) {
