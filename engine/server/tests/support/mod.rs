@@ -501,6 +501,21 @@ impl RawClient {
     }
 }
 
+/// The subscription handshake both ways between `a` (logged in as `a_user`) and `b` (as
+/// `b_user`), each approving the other's request; returns once both were told their roster
+/// item is now `subscription='both'`.
+pub fn subscribe_both_ways(a: &mut RawClient, a_user: &str, b: &mut RawClient, b_user: &str) {
+    let presence = |to: &str, kind: &str| format!("<presence to='{to}@{DOMAIN}' type='{kind}'/>");
+    a.send(&presence(b_user, "subscribe"));
+    b.expect("type='subscribe'");
+    b.send(&(presence(a_user, "subscribed") + &presence(a_user, "subscribe")));
+    a.expect("type='subscribe'");
+    a.send(&presence(b_user, "subscribed"));
+    for client in [a, b] {
+        client.expect("subscription='both'");
+    }
+}
+
 /// A read that timed out or was interrupted: nothing is wrong, read again.
 fn read_again(err: &std::io::Error) -> bool {
     use std::io::ErrorKind::{Interrupted, TimedOut, WouldBlock};
