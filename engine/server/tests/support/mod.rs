@@ -521,3 +521,34 @@ fn read_again(err: &std::io::Error) -> bool {
     use std::io::ErrorKind::{Interrupted, TimedOut, WouldBlock};
     matches!(err.kind(), WouldBlock | TimedOut | Interrupted)
 }
+
+/// `rookery accounts add` for `user` with `password` (on standard input) in `data_dir`, for a
+/// server of `shards` shards (`--auth file`).
+pub fn add_account(data_dir: &Path, shards: u16, user: &str, password: &str) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_rookery"))
+        .args(["accounts", "--data-dir", &data_dir.display().to_string()])
+        .args([
+            "--domain",
+            DOMAIN,
+            "--shards",
+            &shards.to_string(),
+            "add",
+            user,
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("rookery accounts runs");
+    let mut stdin = child.stdin.take().expect("piped stdin");
+    stdin
+        .write_all(format!("{password}\n").as_bytes())
+        .expect("password written");
+    drop(stdin);
+    let output = child.wait_with_output().expect("rookery accounts ends");
+    assert!(
+        output.status.success(),
+        "rookery accounts add {user}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
