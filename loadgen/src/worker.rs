@@ -26,7 +26,7 @@ use std::collections::BinaryHeap;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-use rookery_io::{Driver, Linger, Ops};
+use rookery_io::{ConnId, Driver, Linger, Ops};
 use rookery_proto::FramerLimits;
 
 use crate::accounting::Ledger;
@@ -491,8 +491,16 @@ impl<'a> Worker<'a> {
     /// Ends slot `i` with an error: counted once, its conn closed at once. In a storm the
     /// client then queues for a reconnect like every other.
     fn fail<O: Ops>(&mut self, io: &mut O, i: usize, kind: ErrorKind) {
+        if let Some(conn) = self.end_with_error(i, kind) {
+            io.close(conn, Linger::Abort);
+        }
+    }
+
+    /// [`Worker::fail`] but for closing the conn, which it returns for the caller to close
+    /// (none when the slot had already ended or has no conn: a conn the driver closed itself).
+    fn end_with_error(&mut self, i: usize, kind: ErrorKind) -> Option<ConnId> {
         match self.slots[i].state {
-            SlotState::Failed | SlotState::Closing => return,
+            SlotState::Failed | SlotState::Closing => return None,
             SlotState::Online => {
                 self.shared.set_online(self.slots[i].index, false);
                 self.online -= 1;
@@ -507,12 +515,11 @@ impl<'a> Worker<'a> {
         let slot = &mut self.slots[i];
         slot.state = SlotState::Failed;
         self.report.errors.add(kind);
-        if let Some(conn) = slot.conn {
-            io.close(conn, Linger::Abort);
-        }
+        let open = slot.conn;
         if self.storming {
             self.requeue(i);
         }
+        open
     }
 
     /// Publishes counters and recent latencies at each publishing instant.

@@ -12,7 +12,7 @@ mod support;
 
 use std::process::Command;
 
-use support::{backends, token, user_on_shard, Server, DOMAIN};
+use support::{add_account, backends, token, user_on_shard, Server, DOMAIN};
 
 /// Runs `tests/interop/<script>` with `args` against `server` (host and port first, then
 /// `args`, then each user's JID and token password) and returns its JSON line; panics with
@@ -115,35 +115,6 @@ fn slixmpp_clients_join_a_group_chat_leave_and_offline_members_catch_up() {
             "{stdout}"
         );
     }
-}
-
-/// `rookery accounts add` for `user` with `password` (on standard input) in `data_dir`.
-fn add_account(data_dir: &std::path::Path, shards: u16, user: &str, password: &str) {
-    use std::io::Write;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_rookery"))
-        .args(["accounts", "--data-dir", &data_dir.display().to_string()])
-        .args([
-            "--domain",
-            DOMAIN,
-            "--shards",
-            &shards.to_string(),
-            "add",
-            user,
-        ])
-        .stdin(std::process::Stdio::piped())
-        .output_on_wait();
-    child
-        .stdin
-        .take()
-        .expect("piped stdin")
-        .write_all(format!("{password}\n").as_bytes())
-        .expect("password written");
-    let output = child.wait_with_output().expect("rookery accounts runs");
-    assert!(
-        output.status.success(),
-        "rookery accounts add {user}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
 }
 
 /// Spawns with stdout and stderr captured.
@@ -337,19 +308,16 @@ fn slixmpp_logs_in_over_starttls_and_direct_tls() {
             add_account(&data_dir, shards, user, password);
         }
         let tls_addr = format!("127.0.0.1:{}", free_port());
-        let (cert, key) = (ca.arg("server.pem"), ca.arg("server.key"));
-        let flags = [
+        let tls = ca.server_flags();
+        let mut flags: Vec<&str> = tls.iter().map(String::as_str).collect();
+        flags.extend([
             "--auth",
             "file",
-            "--tls-cert",
-            &cert,
-            "--tls-key",
-            &key,
             "--listen-tls",
             &tls_addr,
             "--require-tls",
             "all",
-        ];
+        ]);
         let server = Server::start_on(backend, usize::from(shards), &flags, &data_dir);
         let path = format!("{}/tests/interop/slix_tls.py", env!("CARGO_MANIFEST_DIR"));
         let tls_port = tls_addr.rsplit(':').next().unwrap_or_default();
@@ -393,5 +361,159 @@ fn slixmpp_logs_in_over_starttls_and_direct_tls() {
         );
         drop(server);
         let _ = std::fs::remove_dir_all(&data_dir);
+    }
+}
+
+/// A real end-user client: profanity (in tmux, its own HOME, trusting the test CA through
+/// SSL_CERT_FILE) logs in over STARTTLS (`tls force`) to an account made with `rookery
+/// accounts add`, sends a message that a slixmpp user receives, and shows that user's answer.
+#[test]
+fn profanity_in_tmux_chats_over_starttls_with_a_slixmpp_user() {
+    use std::io::BufRead;
+    use support::certs::TestCa;
+    let ca = TestCa::new("Rookery Test CA", DOMAIN);
+    for backend in backends() {
+        let shards = 2u16;
+        let data_dir = Server::temp_data_dir();
+        add_account(&data_dir, shards, "alice", "alice-pw");
+        add_account(&data_dir, shards, "bob", "bob-pw");
+        let tls = ca.server_flags();
+        let mut flags: Vec<&str> = tls.iter().map(String::as_str).collect();
+        flags.extend(["--auth", "file", "--require-tls", "all"]);
+        let server = Server::start_on(backend, usize::from(shards), &flags, &data_dir);
+        let port = server.addr.port().to_string();
+        let script = format!("{}/tests/interop/slix_echo.py", env!("CARGO_MANIFEST_DIR"));
+        let mut echo = Command::new("python3")
+            .arg(script)
+            .args(["127.0.0.1", &port, &ca.arg("ca.pem")])
+            .args([&format!("bob@{DOMAIN}"), "bob-pw"])
+            .output_on_wait();
+        let mut echo_out = std::io::BufReader::new(echo.stdout.take().expect("piped"));
+        let mut first = String::new();
+        echo_out.read_line(&mut first).expect("slix_echo.py prints");
+        assert_eq!(
+            first.trim(),
+            "ready",
+            "{backend}: bob did not log in: {first}"
+        );
+
+        let tmux = Tmux::start(
+            &format!("rookery-prof-{}-{backend}", std::process::id()),
+            &ca,
+        );
+        tmux.wait_for("/help", "profanity started");
+        tmux.keys(&format!(
+            "/connect alice@{DOMAIN} server 127.0.0.1 port {port} tls force"
+        ));
+        tmux.wait_for("Enter password", "the password prompt");
+        tmux.keys("alice-pw");
+        tmux.wait_for("logged in successfully", "alice logged in");
+        tmux.keys(&format!("/msg bob@{DOMAIN} hello from profanity"));
+        let screen = tmux.wait_for("echo: hello from profanity", "bob's answer shown");
+        assert!(
+            screen.contains("[TLS]"),
+            "{backend}: not over TLS:\n{screen}"
+        );
+
+        let mut stdout = String::new();
+        std::io::Read::read_to_string(&mut echo_out, &mut stdout).expect("slix_echo.py output");
+        let output = echo.wait_with_output().expect("slix_echo.py ends");
+        assert!(
+            output.status.success(),
+            "{backend}: {stdout}\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert!(
+            stdout.contains("\"body\": \"hello from profanity\"")
+                && stdout.contains(&format!("\"from\": \"alice@{DOMAIN}/")),
+            "{backend}: {stdout}"
+        );
+        drop(tmux);
+        drop(server);
+        let _ = std::fs::remove_dir_all(&data_dir);
+    }
+}
+
+/// A profanity session in a detached tmux session with its own HOME; killed on drop.
+struct Tmux {
+    name: String,
+    home: std::path::PathBuf,
+}
+
+impl Tmux {
+    fn start(name: &str, ca: &support::certs::TestCa) -> Tmux {
+        let home = ca.path(&format!("home-{name}"));
+        std::fs::create_dir_all(&home).expect("profanity home");
+        let env = format!(
+            "env HOME={h} XDG_CONFIG_HOME={h}/.config XDG_DATA_HOME={h}/.local/share \
+             SSL_CERT_FILE={ca} profanity",
+            h = home.display(),
+            ca = ca.arg("ca.pem")
+        );
+        let status = Command::new("tmux")
+            .args([
+                "new-session",
+                "-d",
+                "-s",
+                name,
+                "-x",
+                "160",
+                "-y",
+                "40",
+                &env,
+            ])
+            .status()
+            .expect("tmux runs (apt install tmux profanity)");
+        assert!(status.success(), "tmux new-session failed");
+        Tmux {
+            name: name.to_string(),
+            home,
+        }
+    }
+
+    fn keys(&self, text: &str) {
+        let status = Command::new("tmux")
+            .args(["send-keys", "-t", &self.name, "-l", text])
+            .status()
+            .expect("tmux send-keys");
+        assert!(status.success());
+        let status = Command::new("tmux")
+            .args(["send-keys", "-t", &self.name, "Enter"])
+            .status()
+            .expect("tmux send-keys");
+        assert!(status.success());
+    }
+
+    fn screen(&self) -> String {
+        let output = Command::new("tmux")
+            .args(["capture-pane", "-p", "-t", &self.name])
+            .output()
+            .expect("tmux capture-pane");
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+
+    /// Polls the screen (every 100 ms, at most 20 s) until it shows `text`.
+    fn wait_for(&self, text: &str, what: &str) -> String {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            let screen = self.screen();
+            if screen.contains(text) {
+                return screen;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "profanity: {what}: no {text:?} on screen:\n{screen}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = Command::new("tmux")
+            .args(["kill-session", "-t", &self.name])
+            .status();
+        let _ = std::fs::remove_dir_all(&self.home);
     }
 }

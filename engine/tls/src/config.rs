@@ -223,6 +223,8 @@ fn server_config(
     config.ticketer = ring::Ticketer::new().map_err(rustls_error)?;
     config.send_tls13_tickets = TLS13_TICKETS_PER_HANDSHAKE;
     config.max_early_data_size = 0;
+    // TLS 1.3 sessions move to our record layer after the handshake (records.rs).
+    config.enable_secret_extraction = true;
     Ok(config)
 }
 

@@ -274,8 +274,9 @@ impl Worker<'_> {
             slot.state,
             SlotState::Connecting | SlotState::LoggingIn | SlotState::Online
         ) {
-            // The conn is already gone, so the failure needs no io.
-            self.fail(&mut NoOps, i, kind);
+            // The conn is already gone (and `slot.conn` cleared), so nothing is left to close.
+            let open = self.end_with_error(i, kind);
+            debug_assert!(open.is_none(), "a closed conn is not closed twice");
         }
         // Release the framer's partial buffer, if any: this conn of the client is over.
         self.slots[i].client = new_client(self.sm_policy, self.login);
@@ -374,59 +375,38 @@ pub(super) fn connect_error_kind(errno: Option<i32>) -> ErrorKind {
     }
 }
 
-/// Ops for a conn the driver already closed: every call is a no-op (contract point 3 says a
-/// stale id is a no-op anyway; this avoids needing the driver where none is at hand).
-struct NoOps;
-
-impl Ops for NoOps {
-    fn send(&mut self, _: ConnId, _: &[u8]) -> Result<(), rookery_io::SendError> {
-        Err(rookery_io::SendError::Stale)
-    }
-    fn close(&mut self, _: ConnId, _: Linger) {}
-    fn detach(&mut self, _: ConnId) {}
-    fn adopt(&mut self, _: std::os::fd::OwnedFd) -> std::io::Result<ConnId> {
-        Err(std::io::Error::from(std::io::ErrorKind::Unsupported))
-    }
-    fn connect(&mut self, _: SocketAddr, _: Option<SocketAddr>) -> std::io::Result<ConnId> {
-        Err(std::io::Error::from(std::io::ErrorKind::Unsupported))
-    }
-    fn queued_bytes(&self, _: ConnId) -> usize {
-        0
-    }
-    fn write_file(
-        &mut self,
-        _: rookery_io::FileId,
-        _: u64,
-        _: Vec<u8>,
-        _: rookery_io::FileSync,
-    ) -> u64 {
-        0
-    }
-    fn read_file(&mut self, _: rookery_io::FileId, _: u64, _: usize, _: Vec<u8>) -> u64 {
-        0
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cli::RunConfig;
     use crate::live::Shared;
     use crate::run::Part;
     use crate::worker::storm::tests::FakeOps;
     use crate::worker::testing::parsed_config;
+
+    /// One client, one thread, `hold`.
+    fn one_client() -> RunConfig {
+        parsed_config("hold", "1", &["--threads", "1"], "127.0.0.1:5222", "d")
+    }
+
+    /// A worker whose one client connected on `io` (started at 100 ns) and is logging in.
+    fn logging_in<'a>(cfg: &'a RunConfig, shared: &'a Shared, io: &mut FakeOps) -> Worker<'a> {
+        let mut w = Worker::new(cfg, shared, (Part::WHOLE, 0), &[], 0);
+        w.connect(io, 0, 100);
+        w.on_connected(io, 0, Ok(()), 200);
+        assert_eq!(w.slots[0].state, SlotState::LoggingIn);
+        w
+    }
 
     /// A login is sent to three nodes in turn and follows each (a new conn to the named
     /// address, latency kept from the first connect); a fourth redirect is a loop: the client
     /// fails with `redirect_loop`. Every dropped conn is closed.
     #[test]
     fn a_login_follows_up_to_three_redirects_then_fails_as_a_loop() {
-        let cfg = parsed_config("hold", "1", &["--threads", "1"], "127.0.0.1:5222", "d");
+        let cfg = one_client();
         let shared = Shared::new(1, 1);
-        let mut w = Worker::new(&cfg, &shared, (Part::WHOLE, 0), &[], 0);
         let mut io = FakeOps::default();
-        w.connect(&mut io, 0, 100);
-        w.on_connected(&mut io, 0, Ok(()), 200);
-        assert_eq!(w.slots[0].state, SlotState::LoggingIn);
+        let mut w = logging_in(&cfg, &shared, &mut io);
         for hop in 1..=3u16 {
             let to = SocketAddr::from(([127, 0, 0, 1], 6000 + hop));
             let before = w.slots[0].conn.unwrap();
@@ -453,9 +433,7 @@ mod tests {
         assert_eq!(io.connects, 4, "no fifth conn");
 
         // A value we cannot connect to fails at once, as a loop would.
-        let mut w = Worker::new(&cfg, &shared, (Part::WHOLE, 0), &[], 0);
-        w.connect(&mut io, 0, 100);
-        w.on_connected(&mut io, 0, Ok(()), 200);
+        let mut w = logging_in(&cfg, &shared, &mut io);
         w.on_note(&mut io, 0, Note::Redirect(None), 300);
         assert_eq!(w.report.errors.get(ErrorKind::RedirectLoop), 1);
         assert_eq!(w.report.redirects, 0);
@@ -465,12 +443,10 @@ mod tests {
     /// straight to the node it was sent to.
     #[test]
     fn the_redirect_target_is_remembered_for_the_next_login() {
-        let cfg = parsed_config("hold", "1", &["--threads", "1"], "127.0.0.1:5222", "d");
+        let cfg = one_client();
         let shared = Shared::new(1, 1);
-        let mut w = Worker::new(&cfg, &shared, (Part::WHOLE, 0), &[], 0);
         let mut io = FakeOps::default();
-        w.connect(&mut io, 0, 100);
-        w.on_connected(&mut io, 0, Ok(()), 200);
+        let mut w = logging_in(&cfg, &shared, &mut io);
         let home = SocketAddr::from(([127, 0, 0, 2], 5300));
         w.on_note(&mut io, 0, Note::Redirect(Some(home)), 300);
         w.on_connected(&mut io, 0, Ok(()), 400);

@@ -12,7 +12,12 @@ pub struct TestCa {
 impl TestCa {
     /// A CA named `name` and a server certificate for `domain` (subjectAltName DNS), EC P-256.
     pub fn new(name: &str, domain: &str) -> TestCa {
-        let dir = super::Server::temp_data_dir().with_extension(format!("ca-{name}"));
+        // A path without spaces: it goes into shell command lines (tmux).
+        let stem: String = name
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+            .collect();
+        let dir = super::Server::temp_data_dir().with_extension(format!("ca-{stem}"));
         std::fs::create_dir_all(&dir).expect("ca dir");
         let ca = TestCa { dir };
         ca.openssl(&[
@@ -84,6 +89,16 @@ impl TestCa {
             "-extfile",
             "ext.cnf",
         ]);
+    }
+
+    /// `--tls-cert` and `--tls-key` with the server certificate issued by `new`.
+    pub fn server_flags(&self) -> Vec<String> {
+        let flag = |name: &str, file: &str| [name.to_string(), self.arg(file)];
+        [
+            flag("--tls-cert", "server.pem"),
+            flag("--tls-key", "server.key"),
+        ]
+        .concat()
     }
 
     pub fn path(&self, file: &str) -> PathBuf {
