@@ -110,6 +110,22 @@ pub struct Args {
     /// from that address are closed with policy-violation.
     #[arg(long, default_value_t = rookery_router::RouterConfig::DEFAULT_MAX_UNAUTH_PER_ADDRESS)]
     pub max_unauth_per_address: usize,
+    /// Failed logins allowed per source address per minute (per shard); past it each
+    /// failure is answered after --auth-fail-delay-ms, past twice it the login is refused
+    /// and the stream closed. 0 turns it off.
+    #[arg(long, default_value_t = rookery_router::RouterConfig::DEFAULT_AUTH_FAIL_PER_ADDRESS)]
+    pub auth_fail_per_address: u32,
+    /// Failed logins allowed per account per ten minutes (counted on its home shard for
+    /// --auth file); same delay and refusal. 0 turns it off.
+    #[arg(long, default_value_t = rookery_router::RouterConfig::DEFAULT_AUTH_FAIL_PER_ACCOUNT)]
+    pub auth_fail_per_account: u32,
+    /// Milliseconds a throttled failed login waits for its answer.
+    #[arg(long, default_value_t = rookery_router::RouterConfig::DEFAULT_AUTH_FAIL_DELAY_MS)]
+    pub auth_fail_delay_ms: u64,
+    /// Most addresses, and most accounts, the failed-login throttle counts per shard; past it
+    /// the oldest are forgotten.
+    #[arg(long, default_value_t = rookery_router::RouterConfig::DEFAULT_AUTH_THROTTLE_ENTRIES)]
+    pub auth_throttle_entries: usize,
     /// Most groups one user may create (counted per home shard of the groups); past it a
     /// creation is refused with not-allowed.
     #[arg(long, default_value_t = rookery_router::RouterConfig::DEFAULT_MAX_ROOMS_PER_USER)]
@@ -282,6 +298,9 @@ impl Config {
         }
         if args.max_resources == 0 || args.max_unauth_per_address == 0 {
             bail!("--max-resources and --max-unauth-per-address must be at least 1");
+        }
+        if args.auth_throttle_entries == 0 {
+            bail!("--auth-throttle-entries must be at least 1 (turn a budget off with 0 instead)");
         }
         if args.max_output_bytes < 4 * args.max_stanza_bytes {
             bail!(

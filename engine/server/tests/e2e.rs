@@ -3,7 +3,7 @@
 
 mod support;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use support::{backends, user_on_shard, RawClient, Server, DOMAIN};
 
@@ -213,6 +213,46 @@ fn wrong_password_is_refused() {
         let error = refused.err().expect("a wrong password is refused");
         assert!(error.contains("not-authorized"), "{error}");
         assert_eq!(server.wait_metric("rookery_auth_failures_total", 1), 1);
+    }
+}
+
+/// Failed logins from one address: answered at once within the budget, after the delay past
+/// it, refused (not-authorized and a closed stream, even for the right password) past twice it.
+#[test]
+fn failed_logins_are_slowed_then_refused() {
+    for backend in backends() {
+        let extra = [
+            "--auth-fail-per-address",
+            "1",
+            "--auth-fail-delay-ms",
+            "1500",
+        ];
+        let server = Server::start(backend, 1, &extra);
+        let started = Instant::now();
+        let first = RawClient::try_login(server.addr, "erin", "wrong", "r");
+        assert!(first.err().expect("refused").contains("not-authorized"));
+        assert!(
+            started.elapsed() < Duration::from_millis(1_000),
+            "the first is not slowed"
+        );
+
+        let started = Instant::now();
+        let second = RawClient::try_login(server.addr, "erin", "wrong", "r");
+        assert!(second.err().expect("refused").contains("not-authorized"));
+        let waited = started.elapsed();
+        assert!(
+            waited >= Duration::from_millis(1_400),
+            "answered after {waited:?}"
+        );
+        assert_eq!(server.wait_metric("rookery_auth_delayed_total", 1), 1);
+
+        let third = RawClient::try_login(server.addr, "erin", &support::token("erin"), "r");
+        assert!(third
+            .err()
+            .expect("refused unchecked")
+            .contains("not-authorized"));
+        assert_eq!(server.wait_metric("rookery_auth_refused_total", 1), 1);
+        assert!(server.metric("rookery_auth_throttle_entries") >= 1);
     }
 }
 

@@ -194,6 +194,7 @@ impl Router {
         self.home.sessions.remove(slot);
         self.unauth.release(slot);
         self.sasl.forget(slot);
+        self.throttle.forget(slot);
         let Some(jid) = conn.jid.or(claimed) else {
             return;
         };
@@ -228,12 +229,24 @@ impl Router {
         conn.jid = Some(jid);
         conn.phase = Phase::AwaitBind;
         conn.header_sent = true;
-        if let HomeRequest::Authenticate { failures, .. } = &request {
+        let mut peer = None;
+        if let HomeRequest::Authenticate {
+            failures,
+            peer: address,
+            ..
+        } = &request
+        {
             conn.jid = None;
             conn.phase = Phase::AwaitAuth;
             conn.auth_failures = *failures;
+            peer = *address;
         }
         let slot = self.insert_conn(conn, now_ms);
+        if let Some(peer) = peer {
+            // Still unauthenticated, from that address: counted here now (never refused: the
+            // conn was admitted where it connected).
+            self.unauth.admit(slot, peer, usize::MAX);
+        }
         match request {
             HomeRequest::Authenticate {
                 mechanism, first, ..

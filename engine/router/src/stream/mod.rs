@@ -21,6 +21,7 @@ pub(crate) mod conn;
 pub(crate) mod header;
 pub(crate) mod redirect;
 pub(crate) mod sasl;
+pub(crate) mod throttle;
 pub(crate) mod tls;
 
 use rookery_proto::{Frame, Jid};
@@ -43,6 +44,8 @@ pub(crate) enum Next {
     Stop,
     /// A `<resume/>` waits for its answer: keep the rest unparsed until then (see `resume`).
     Pause,
+    /// A SASL failure answer waits (see `throttle`): keep the rest unparsed until then.
+    Delay,
     /// `<proceed/>` went out: every later byte is TLS, for the layer below (see `tls`).
     StartTls,
     /// The bind, resumption or authentication must complete on the user's home shard,
@@ -60,6 +63,9 @@ impl Router {
     pub(crate) fn feed(&mut self, slot: u32, data: &[u8], fx: &mut impl Effects) {
         if self.home.sessions.pending(slot).is_some() {
             return self.hold_bytes(slot, data, fx);
+        }
+        if self.throttle.is_delayed(slot) {
+            return self.hold_throttled(slot, data, fx);
         }
         let Some(mut framer) = self.conns.get_mut(slot).and_then(|c| c.framer.take()) else {
             return;
@@ -92,6 +98,10 @@ impl Router {
                     self.hold_bytes(slot, rest, fx);
                     break;
                 }
+                Next::Delay => {
+                    self.hold_throttled(slot, rest, fx);
+                    break;
+                }
                 Next::StartTls => {
                     framer.reset();
                     if let Some(conn) = self.conns.get(slot) {
@@ -108,6 +118,14 @@ impl Router {
         }
         if let Some(conn) = self.conns.get_mut(slot) {
             conn.framer = Some(framer);
+        }
+    }
+
+    /// Bytes of a conn whose failure answer waits: held (a stanza's worth at most; past it
+    /// the stream is closed with policy-violation).
+    fn hold_throttled(&mut self, slot: u32, bytes: &[u8], fx: &mut impl Effects) {
+        if !bytes.is_empty() && !self.throttle.hold(slot, bytes) {
+            self.stream_error(slot, StreamError::PolicyViolation, fx);
         }
     }
 

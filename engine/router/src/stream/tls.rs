@@ -74,8 +74,8 @@ impl Router {
                     TlsRequired::OffLoopback => !loopback,
                     TlsRequired::Always => true,
                 };
-                // A conn handed over from another shard has no address here any more; it
-                // authenticated (or started to) there, under that shard's decision.
+                // A conn handed over to bind or resume has no address here any more (it
+                // authenticated elsewhere); one handed over to authenticate brought its own.
                 let exposed = peer.is_some_and(|ip| !ip.is_loopback());
                 Protection {
                     starttls: policy.starttls.then_some(required),
