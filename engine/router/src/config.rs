@@ -96,6 +96,9 @@ pub struct RouterConfig {
     /// Most addresses, and most accounts, the throttle counts per shard
     /// (`--auth-throttle-entries`); past it the oldest window is forgotten.
     pub auth_throttle_entries: usize,
+    /// XEP-0077 in-band registration before authentication (`--allow-registration`, `--auth
+    /// file` only): offered under TLS or on loopback, like PLAIN. Off by default.
+    pub allow_registration: bool,
     /// Most groups one user may own on the groups' home shards (`--max-rooms-per-user`,
     /// counted per shard); a creation past it is refused with not-allowed.
     pub max_rooms_per_user: usize,
@@ -265,6 +268,7 @@ impl RouterConfig {
             auth_fail_per_account: Self::DEFAULT_AUTH_FAIL_PER_ACCOUNT,
             auth_fail_delay_ms: Self::DEFAULT_AUTH_FAIL_DELAY_MS,
             auth_throttle_entries: Self::DEFAULT_AUTH_THROTTLE_ENTRIES,
+            allow_registration: false,
             max_rooms_per_user: Self::DEFAULT_MAX_ROOMS_PER_USER,
             max_rooms_per_shard: Self::DEFAULT_MAX_ROOMS_PER_SHARD,
             upload: None,

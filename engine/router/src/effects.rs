@@ -211,6 +211,15 @@ pub(crate) enum HomeRequest {
         failures: u8,
         peer: Option<std::net::IpAddr>,
     },
+    /// XEP-0077 registration of the handoff's `jid`, with credentials derived where the
+    /// request came (never the password); the result iq echoes `id`. `failures` and `peer`
+    /// as for `Authenticate`: the stream authenticates next, here.
+    Register {
+        id: Box<str>,
+        credentials: Box<rookery_sasl::Credentials>,
+        failures: u8,
+        peer: Option<std::net::IpAddr>,
+    },
 }
 
 impl Handoff {

@@ -119,6 +119,8 @@ metric_struct! {
         auth_throttle_entries: Gauge("rookery_auth_throttle_entries"),
         /// Keys the failed-login throttle dropped, oldest first, to stay within its bound.
         auth_throttle_evictions: Counter("rookery_auth_throttle_evictions_total"),
+        /// Accounts created by XEP-0077 in-band registration (--allow-registration).
+        registrations: Counter("rookery_registrations_total"),
         /// STARTTLS negotiations answered with `<proceed/>`.
         starttls: Counter("rookery_starttls_total"),
         /// `<starttls/>` refused (no certificate, already under TLS, a bad element): each

@@ -42,6 +42,11 @@ pub struct Args {
     /// Allow `--auth open` on an address other than loopback.
     #[arg(long)]
     pub allow_open_auth: bool,
+    /// XEP-0077 in-band registration: anyone may create an account before logging in
+    /// (`--auth file` only; offered under TLS or on loopback; counted per address by the
+    /// failed-login throttle).
+    #[arg(long)]
+    pub allow_registration: bool,
     /// I/O backend: auto probes io_uring and falls back to poll (mio).
     #[arg(long, env = "ROOKERY_BACKEND", default_value = "auto")]
     pub backend: BackendChoice,
@@ -331,6 +336,9 @@ impl Config {
         }
         if args.auth == AuthKind::File && args.durability == DurabilityArg::Memory {
             bail!("--auth file keeps accounts in the data dir's logs; it needs --durability log or fsync, not memory");
+        }
+        if args.allow_registration && args.auth != AuthKind::File {
+            bail!("--allow-registration needs --auth file (accounts are kept in the data dir)");
         }
         if args.auth == AuthKind::Open && !args.listen.ip().is_loopback() && !args.allow_open_auth {
             bail!(

@@ -327,6 +327,7 @@ fn router_config(config: &Config) -> RouterConfig {
         auth_fail_per_account: args.auth_fail_per_account,
         auth_fail_delay_ms: args.auth_fail_delay_ms,
         auth_throttle_entries: args.auth_throttle_entries,
+        allow_registration: args.allow_registration,
         max_rooms_per_user: args.max_rooms_per_user,
         max_rooms_per_shard: args.max_rooms_per_shard,
         tls: tls::policy(config),

@@ -230,13 +230,19 @@ impl Router {
         conn.phase = Phase::AwaitBind;
         conn.header_sent = true;
         let mut peer = None;
+        let mut claimed = None;
         if let HomeRequest::Authenticate {
+            failures,
+            peer: address,
+            ..
+        }
+        | HomeRequest::Register {
             failures,
             peer: address,
             ..
         } = &request
         {
-            conn.jid = None;
+            claimed = conn.jid.take();
             conn.phase = Phase::AwaitAuth;
             conn.auth_failures = *failures;
             peer = *address;
@@ -255,6 +261,13 @@ impl Router {
                     if let Some(framer) = self.conns.get_mut(slot).and_then(|c| c.framer.as_mut()) {
                         framer.reset();
                     }
+                }
+            }
+            HomeRequest::Register {
+                id, credentials, ..
+            } => {
+                if let Some(user) = claimed {
+                    self.register_here(slot, (&id, &user, &credentials), fx);
                 }
             }
             HomeRequest::Bind { resource, id } => {

@@ -2,8 +2,10 @@
 //! of stanzas by phase.
 //!
 //! Submodules: `conn` (per-conn state, slab), `header` (stream header check, our header and
-//! features, the `Dialect` seam), `sasl` (authentication over the account backends), `bind`
-//! (resource binding, hand-off), `redirect` (see-other-host to a user's home node).
+//! features, the `Dialect` seam), `sasl` (authentication over the account backends),
+//! `throttle` (failed logins slowed per address and account), `register` (XEP-0077
+//! registration before authentication), `tls` (STARTTLS), `bind` (resource binding,
+//! hand-off), `redirect` (see-other-host to a user's home node).
 //!
 //! What it does not do: answering or routing stanzas of a session (see `home::local`,
 //! `home::routing`), stream management (see `home::sm`).
@@ -20,6 +22,7 @@ pub(crate) mod bind;
 pub(crate) mod conn;
 pub(crate) mod header;
 pub(crate) mod redirect;
+pub(crate) mod register;
 pub(crate) mod sasl;
 pub(crate) mod throttle;
 pub(crate) mod tls;

@@ -114,6 +114,12 @@ impl Router {
         if phase == Phase::AwaitAuth && element.ns() == Some(TLS_NS) {
             return self.on_starttls(slot, &element, fx);
         }
+        if phase == Phase::AwaitAuth
+            && element.local_name() == "iq"
+            && element.child("query", ns::REGISTER).is_some()
+        {
+            return self.on_register(slot, &element, fx);
+        }
         if element.ns() != Some(ns::SASL) {
             self.stream_error(slot, StreamError::NotAuthorized, fx);
             return Next::Stop;

@@ -263,6 +263,24 @@ impl Throttle {
         verdict
     }
 
+    /// Counts an attempt that costs the shard whatever its outcome (an XEP-0077
+    /// registration) against `address`, and says how to answer it.
+    pub fn attempted(&mut self, address: Option<IpAddr>, now_ms: u64) -> Verdict {
+        let budget = self.budgets.per_address;
+        let Some(address) = address.filter(|_| budget > 0) else {
+            return Verdict::Answer;
+        };
+        let (failures, evicted) = self.addresses.add(address, now_ms);
+        self.evictions += u64::from(evicted);
+        if failures > budget.saturating_mul(HARD_FACTOR) {
+            Verdict::Refuse
+        } else if failures > budget {
+            Verdict::Delay
+        } else {
+            Verdict::Answer
+        }
+    }
+
     /// The failure answer of the conn `entry` waits until `now_ms` + the delay.
     pub fn delay(&mut self, entry: TimerEntry, now_ms: u64, delayed: Delayed) {
         self.delayed.insert(entry.slot, (entry.generation, delayed));
