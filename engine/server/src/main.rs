@@ -136,6 +136,17 @@ fn run(args: Args) -> anyhow::Result<()> {
         Some((file, me)) => Some(start_bridge(file, *me, shards, &mut mailboxes)?),
         None => None,
     };
+    // `--auth file`: account changes through the admin endpoint, applied by the home shards.
+    let accounts = (config.args.auth == AuthKind::File).then(|| {
+        let placement = match &router_config.cluster {
+            Some(cluster) => cluster.placement.clone(),
+            None => rookery_router::Placement::local(shards as u16),
+        };
+        Arc::new(rookery::admin_accounts::AccountDesk::new(
+            placement,
+            config.domain.clone(),
+        ))
+    });
     let shard_inputs = listeners.into_iter().zip(mailboxes).zip(stores).enumerate();
     for (index, ((listener, mailbox), store)) in shard_inputs {
         // A seed from the OS per shard: unpredictable stream ids, HashDoS-resistant maps.
@@ -161,6 +172,7 @@ fn run(args: Args) -> anyhow::Result<()> {
                 started: shared.started,
             },
             usage: upload.as_ref().map(|u| u.inbox(index)),
+            accounts: accounts.as_ref().map(|desk| desk.inbox(index)),
             tls: tls.clone(),
         };
         let listener = shard::Listeners {
@@ -185,8 +197,8 @@ fn run(args: Args) -> anyhow::Result<()> {
                 http.snapshot().write_prometheus(out);
             }
         };
-        let addr =
-            metrics::serve_with(admin, stats.clone(), cluster, extra).with_context(|| {
+        let addr = metrics::serve_with(admin, stats.clone(), cluster, extra, accounts)
+            .with_context(|| {
                 format!("--admin {admin}: cannot listen (in use? pass --admin off or another port)")
             })?;
         info!("metrics: http://{addr}/metrics");
