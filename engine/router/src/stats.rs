@@ -112,7 +112,9 @@ metric_struct! {
         /// --auth-fail-per-account, per ten minutes). Counted per shard.
         auth_delayed: Counter("rookery_auth_delayed_total"),
         /// Logins refused with not-authorized and a closed stream: the address or account was
-        /// past twice its failure budget (checked before the credentials).
+        /// past twice its failure budget (checked before the credentials); also in-band
+        /// registrations refused for their address's budget (resource-constraint past it,
+        /// a closed stream past twice it).
         auth_refused: Counter("rookery_auth_refused_total"),
         /// Addresses and accounts the failed-login throttle counts (bounded per shard by
         /// 2 x --auth-throttle-entries).

@@ -227,14 +227,18 @@ fn answer(mut stream: TcpStream, deadline: Instant, routes: &Routes) -> io::Resu
         _ if method == "GET" && path == "/metrics" => ("200 OK", (routes.render)()),
         Some(desk) if path.starts_with("/accounts/") => {
             let loopback = stream.peer_addr().is_ok_and(|peer| peer.ip().is_loopback());
-            if loopback {
-                let mut body = request[head_end..len].to_vec();
-                read_body(&mut stream, &head, &mut body, deadline)?;
-                desk.handle(method, path, &body, Instant::now() + ACCOUNTS_WAIT)
-            } else {
+            let mut body = request[head_end..len].to_vec();
+            if !loopback {
                 (
                     "403 Forbidden",
                     "account routes answer loopback peers only\n".into(),
+                )
+            } else if read_body(&mut stream, &head, &mut body, deadline)? {
+                desk.handle(method, path, &body, Instant::now() + ACCOUNTS_WAIT)
+            } else {
+                (
+                    "413 Content Too Large",
+                    "the body is a password: 1 KiB at most\n".into(),
                 )
             }
         }
@@ -256,13 +260,13 @@ fn answer(mut stream: TcpStream, deadline: Instant, routes: &Routes) -> io::Resu
 }
 
 /// Reads the rest of a request body (its `content-length`, at most a password's worth plus a
-/// line ending) into `body`, which holds what came with the head.
+/// line ending) into `body`, which holds what came with the head; false when it is longer.
 fn read_body(
     stream: &mut TcpStream,
     head: &str,
     body: &mut Vec<u8>,
     deadline: Instant,
-) -> io::Result<()> {
+) -> io::Result<bool> {
     let length = head
         .lines()
         .filter_map(|line| line.split_once(':'))
@@ -270,7 +274,7 @@ fn read_body(
         .and_then(|(_, value)| value.trim().parse::<usize>().ok())
         .unwrap_or(0);
     if length > MAX_PASSWORD_BYTES + 2 {
-        return Err(io::Error::new(io::ErrorKind::InvalidData, "body too long"));
+        return Ok(false);
     }
     while body.len() < length {
         stream.set_read_timeout(Some(left(deadline)?))?;
@@ -281,7 +285,7 @@ fn read_body(
         }
     }
     body.truncate(length);
-    Ok(())
+    Ok(true)
 }
 
 #[cfg(test)]

@@ -63,7 +63,7 @@ impl Router {
         match self.throttle.attempted(address, now_ms) {
             Verdict::Refuse => return self.refuse_registration(slot, fx),
             Verdict::Delay => {
-                self.home.stats.auth_delayed += 1;
+                self.home.stats.auth_refused += 1;
                 return self.register_answer(slot, id, Err(StanzaError::ResourceConstraint), fx);
             }
             Verdict::Answer => {}
