@@ -228,7 +228,7 @@ impl RouterConfig {
     /// addresses is slowed too, its owner (a few typos) is not.
     pub const DEFAULT_AUTH_FAIL_PER_ACCOUNT: u32 = 10;
     pub const DEFAULT_AUTH_FAIL_DELAY_MS: u64 = 2_000;
-    /// 16,384 addresses and as many accounts: well under 2 MB per shard.
+    /// 16,384 addresses and as many accounts: about 2.2 MB per shard when both are full.
     pub const DEFAULT_AUTH_THROTTLE_ENTRIES: usize = 16_384;
     pub const DEFAULT_MAX_ROOMS_PER_USER: usize = 100;
     pub const DEFAULT_MAX_ROOMS_PER_SHARD: usize = 1_000_000;
