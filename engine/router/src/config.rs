@@ -82,6 +82,23 @@ pub struct RouterConfig {
     /// Most conns not yet authenticated from one source address, per shard
     /// (`--max-unauth-per-address`); past it a new conn is closed with policy-violation.
     pub max_unauth_per_address: usize,
+    /// Failed logins one source address may have per minute, per shard
+    /// (`--auth-fail-per-address`); past it each failure is answered after
+    /// `auth_fail_delay_ms`, past twice it the login is refused and the stream closed. 0: off.
+    pub auth_fail_per_address: u32,
+    /// Failed logins one account may have per ten minutes (`--auth-fail-per-account`),
+    /// counted where its credentials are checked (its home shard for `--auth file`); same
+    /// delay and refusal as per address. 0: off.
+    pub auth_fail_per_account: u32,
+    /// How long a throttled failure answer waits (`--auth-fail-delay-ms`); nothing more is
+    /// read from the conn meanwhile.
+    pub auth_fail_delay_ms: u64,
+    /// Most addresses, and most accounts, the throttle counts per shard
+    /// (`--auth-throttle-entries`); past it the oldest window is forgotten.
+    pub auth_throttle_entries: usize,
+    /// XEP-0077 in-band registration before authentication (`--allow-registration`, `--auth
+    /// file` only): offered under TLS or on loopback, like PLAIN. Off by default.
+    pub allow_registration: bool,
     /// Most groups one user may own on the groups' home shards (`--max-rooms-per-user`,
     /// counted per shard); a creation past it is refused with not-allowed.
     pub max_rooms_per_user: usize,
@@ -205,6 +222,14 @@ impl RouterConfig {
     pub const DEFAULT_MAX_RESOURCES: usize = 16;
     /// Generous for NAT and for load generators behind one address; a flood still stops.
     pub const DEFAULT_MAX_UNAUTH_PER_ADDRESS: usize = 1_024;
+    /// A user mistyping a password a few times is never slowed; a guesser is, at once.
+    pub const DEFAULT_AUTH_FAIL_PER_ADDRESS: u32 = 5;
+    /// Twice the address budget over ten times the window: an account guessed at from many
+    /// addresses is slowed too, its owner (a few typos) is not.
+    pub const DEFAULT_AUTH_FAIL_PER_ACCOUNT: u32 = 10;
+    pub const DEFAULT_AUTH_FAIL_DELAY_MS: u64 = 2_000;
+    /// 16,384 addresses and as many accounts: about 2.2 MB per shard when both are full.
+    pub const DEFAULT_AUTH_THROTTLE_ENTRIES: usize = 16_384;
     pub const DEFAULT_MAX_ROOMS_PER_USER: usize = 100;
     pub const DEFAULT_MAX_ROOMS_PER_SHARD: usize = 1_000_000;
     /// Lanes inside a node never lose mail; this bounds the wait on a lost one.
@@ -239,6 +264,11 @@ impl RouterConfig {
             dup_window_bytes: Self::DEFAULT_DUP_WINDOW_BYTES,
             max_resources: Self::DEFAULT_MAX_RESOURCES,
             max_unauth_per_address: Self::DEFAULT_MAX_UNAUTH_PER_ADDRESS,
+            auth_fail_per_address: Self::DEFAULT_AUTH_FAIL_PER_ADDRESS,
+            auth_fail_per_account: Self::DEFAULT_AUTH_FAIL_PER_ACCOUNT,
+            auth_fail_delay_ms: Self::DEFAULT_AUTH_FAIL_DELAY_MS,
+            auth_throttle_entries: Self::DEFAULT_AUTH_THROTTLE_ENTRIES,
+            allow_registration: false,
             max_rooms_per_user: Self::DEFAULT_MAX_ROOMS_PER_USER,
             max_rooms_per_shard: Self::DEFAULT_MAX_ROOMS_PER_SHARD,
             upload: None,

@@ -203,11 +203,22 @@ pub(crate) enum HomeRequest {
     Resume { previd: Box<str>, h: u32 },
     /// A SASL exchange whose credentials are stored on the user's home shard: start it again
     /// there from the client's first message (`first`, decoded). `failures` carries the
-    /// stream's failed attempts so far.
+    /// stream's failed attempts so far, `peer` its source address (the home shard's
+    /// protection and failed-login throttle judge by it).
     Authenticate {
         mechanism: rookery_sasl::Mechanism,
         first: Vec<u8>,
         failures: u8,
+        peer: Option<std::net::IpAddr>,
+    },
+    /// XEP-0077 registration of the handoff's `jid`, with credentials derived where the
+    /// request came (never the password); the result iq echoes `id`. `failures` and `peer`
+    /// as for `Authenticate`: the stream authenticates next, here.
+    Register {
+        id: Box<str>,
+        credentials: Box<rookery_sasl::Credentials>,
+        failures: u8,
+        peer: Option<std::net::IpAddr>,
     },
 }
 

@@ -78,6 +78,7 @@ pub use config::{
 };
 pub use effects::{ConnKey, Effects, Framing, Handoff, Security, StanzaType, Transport};
 pub use errors::{Cause, Fault, SessionEnd, StreamError};
+pub use home::admin_accounts::AccountCommand;
 pub use home::sm::elements::SM_NS;
 pub use home::sm::{
     SessionRef, SM_MAX_UNACKED, SM_MAX_UNACKED_HARD, SM_REQUEST_DELAY_MS, SM_REQUEST_EVERY,

@@ -209,6 +209,8 @@ pub enum StanzaError {
     NotAuthorized,
     /// A request the server understands but does not implement.
     FeatureNotImplemented,
+    /// XEP-0077: the username is taken.
+    Conflict,
 }
 
 impl StanzaError {
@@ -225,6 +227,7 @@ impl StanzaError {
             StanzaError::RemoteServerTimeout => "remote-server-timeout",
             StanzaError::NotAuthorized => "not-authorized",
             StanzaError::FeatureNotImplemented => "feature-not-implemented",
+            StanzaError::Conflict => "conflict",
         }
     }
 
@@ -238,7 +241,8 @@ impl StanzaError {
             | StanzaError::ServiceUnavailable
             | StanzaError::NotAllowed
             | StanzaError::ItemNotFound
-            | StanzaError::FeatureNotImplemented => "cancel",
+            | StanzaError::FeatureNotImplemented
+            | StanzaError::Conflict => "cancel",
             StanzaError::NotAuthorized => "auth",
             StanzaError::ResourceConstraint | StanzaError::RemoteServerTimeout => "wait",
         }

@@ -38,6 +38,7 @@ use crate::replies;
 use crate::stats::RouterStats;
 use crate::stream::conn::{Conn, ConnSlab, Phase};
 use crate::stream::sasl::Sasl;
+use crate::stream::throttle::{Budgets, Throttle};
 use crate::timers::{TimerEntry, TimerWheel};
 use crate::unauth::Unauthenticated;
 
@@ -63,6 +64,8 @@ pub struct Router {
     pub(crate) unauth: Unauthenticated,
     /// The account backend and the SASL exchanges in progress.
     pub(crate) sasl: Sasl,
+    /// Failed logins per address and account, and the failure answers that wait.
+    pub(crate) throttle: Throttle,
 }
 
 impl Router {
@@ -156,6 +159,7 @@ impl Router {
             (hash, SecureRandom::from_seed(seed)),
         );
         let sasl = Sasl::new(&config.auth, hash);
+        let throttle = Throttle::new(Budgets::of(&config), hash);
         Router {
             limits: FramerLimits {
                 max_stanza_bytes: config.max_stanza_bytes,
@@ -170,6 +174,7 @@ impl Router {
             due: Vec::new(),
             unauth: Unauthenticated::new(hash),
             sasl,
+            throttle,
         }
     }
 
@@ -246,6 +251,7 @@ impl Router {
             self.home.deliveries.remove(slot);
             self.unauth.release(slot);
             self.sasl.forget(slot);
+            self.throttle.forget(slot);
         }
         self.after_call(fx);
     }
@@ -355,6 +361,7 @@ impl Router {
             }
         }
         self.due = due;
+        self.answer_delayed_failures(fx);
         self.continue_probes(fx);
         self.after_call(fx);
     }
@@ -365,6 +372,7 @@ impl Router {
             self.wheel.next_deadline_ms(),
             self.home.sm.next_deadline_ms(),
             self.home.deadlines.next_deadline_ms(),
+            self.throttle.next_deadline_ms(),
         ]
         .into_iter()
         .flatten()
@@ -386,6 +394,8 @@ impl Router {
             stored_messages: self.home.store.live_messages() as u64,
             backlog_sessions: self.home.deliveries.backlogs() as u64,
             unauth_conns: self.unauth.len() as u64,
+            auth_throttle_entries: self.throttle.entries() as u64,
+            auth_throttle_evictions: self.throttle.evictions,
             log_reads_in_flight: self.home.deliveries.reads_in_flight() as u64,
             roster_items: self.home.store.kv_len(crate::tables::ROSTER) as u64,
             dup_window_keys: self.home.dups.len() as u64,
@@ -413,6 +423,7 @@ impl Router {
             + self.home.sessions.heap_bytes()
             + self.unauth.heap_bytes()
             + self.sasl.heap_bytes()
+            + self.throttle.heap_bytes()
     }
 
     /// Bytes of XEP-0198 unacked stanzas kept in memory for this shard's sessions (stored
@@ -452,6 +463,7 @@ impl Router {
             self.home.sessions.remove(old);
             self.unauth.release(old);
             self.sasl.forget(old);
+            self.throttle.forget(old);
         }
         let slot = self.conns.insert(conn);
         self.arm_timer(slot, now_ms);

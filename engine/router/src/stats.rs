@@ -107,6 +107,22 @@ metric_struct! {
         mail_timeouts: Counter("rookery_mail_timeouts_total"),
         /// Failed SASL attempts (each failure sent, and SASL aborts).
         auth_failures: Counter("rookery_auth_failures_total"),
+        /// SASL failure answers delayed (--auth-fail-delay-ms): the source address or the
+        /// account was past its failure budget (--auth-fail-per-address, per minute;
+        /// --auth-fail-per-account, per ten minutes). Counted per shard.
+        auth_delayed: Counter("rookery_auth_delayed_total"),
+        /// Logins refused with not-authorized and a closed stream: the address or account was
+        /// past twice its failure budget (checked before the credentials); also in-band
+        /// registrations refused for their address's budget (resource-constraint past it,
+        /// a closed stream past twice it).
+        auth_refused: Counter("rookery_auth_refused_total"),
+        /// Addresses and accounts the failed-login throttle counts (bounded per shard by
+        /// 2 x --auth-throttle-entries).
+        auth_throttle_entries: Gauge("rookery_auth_throttle_entries"),
+        /// Keys the failed-login throttle dropped, oldest first, to stay within its bound.
+        auth_throttle_evictions: Counter("rookery_auth_throttle_evictions_total"),
+        /// Accounts created by XEP-0077 in-band registration (--allow-registration).
+        registrations: Counter("rookery_registrations_total"),
         /// STARTTLS negotiations answered with `<proceed/>`.
         starttls: Counter("rookery_starttls_total"),
         /// `<starttls/>` refused (no certificate, already under TLS, a bad element): each

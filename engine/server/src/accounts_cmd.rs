@@ -15,8 +15,13 @@
 //! `plain:PREFIX`), SCRAM credentials derived on every core, all records of a shard in one
 //! batch with one fsync. The cost is PBKDF2 (4096 rounds, SHA-1 and SHA-256, per user).
 //!
-//! What it does not do: talk to a running server (each shard's log is locked while it runs:
-//! stop it first), or check password strength.
+//! With `--admin ADDR` it asks a running server instead (its admin endpoint's `/accounts`
+//! routes, loopback only: see `rookery::admin_accounts`), which applies the change on the
+//! user's home shard and answers once it is committed; `--domain` is then the server's.
+//! `add-many` works on a stopped server's data dir only.
+//!
+//! What it does not do: open a running server's data dir (each shard's log is locked while
+//! it runs: use `--admin`), or check password strength.
 
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
@@ -36,15 +41,20 @@ use crate::data_dir::{check_layout, read_layout};
 #[derive(Parser, Debug)]
 #[command(
     name = "rookery accounts",
-    about = "Manage --auth file accounts in a stopped server's data dir (password on stdin)"
+    about = "Manage --auth file accounts in a stopped server's data dir, or a running one's with \
+             --admin (password on stdin)"
 )]
 struct AccountsArgs {
+    /// Ask the running server whose admin endpoint (--admin) listens here, e.g.
+    /// 127.0.0.1:9090, instead of opening a data dir.
+    #[arg(long)]
+    admin: Option<std::net::SocketAddr>,
     /// The server's data dir.
     #[arg(long, default_value = "./rookery-data")]
     data_dir: PathBuf,
-    /// The served domain (accounts are user@domain).
-    #[arg(long)]
-    domain: String,
+    /// The served domain (accounts are user@domain); not needed with --admin.
+    #[arg(long, required_unless_present = "admin")]
+    domain: Option<String>,
     /// Shard count of the server that will use this data dir, needed only before its first
     /// start (afterwards the data dir remembers it and a different value is refused).
     #[arg(long)]
@@ -92,8 +102,12 @@ pub fn main(args: impl Iterator<Item = String>) -> anyhow::Result<()> {
             args.iterations
         );
     }
-    let domain = Jid::new(None, &args.domain.to_ascii_lowercase(), None)
-        .map_err(|err| anyhow::anyhow!("--domain {}: {err:?}", args.domain))?;
+    if let Some(admin) = args.admin {
+        return through_admin(admin, &args.action);
+    }
+    let domain = args.domain.clone().unwrap_or_default();
+    let domain = Jid::new(None, &domain.to_ascii_lowercase(), None)
+        .map_err(|err| anyhow::anyhow!("--domain {domain}: {err:?}"))?;
     let shards = match (read_layout(&args.data_dir), args.shards) {
         (Ok(shards), _) | (Err(_), Some(shards)) => {
             check_layout(&args.data_dir, usize::from(shards))?;
@@ -328,6 +342,48 @@ fn derive_all(
         }
         Ok(all)
     })
+}
+
+/// Sends `action` to the running server's admin endpoint at `admin` and prints its answer.
+fn through_admin(admin: std::net::SocketAddr, action: &Action) -> anyhow::Result<()> {
+    use std::io::{Read, Write};
+    if let Action::Add { user } | Action::Passwd { user } | Action::Del { user } = action {
+        // The name travels in the request line: nothing that would end or split it.
+        if user.contains(['/', ' ', '?', '#', '%', '\r', '\n']) {
+            bail!("user {user:?} is not a valid JID local part here");
+        }
+    }
+    let (method, path, body) = match action {
+        Action::List => ("GET", "/accounts/list".to_owned(), String::new()),
+        Action::Add { user } => ("POST", format!("/accounts/add/{user}"), read_password()?),
+        Action::Passwd { user } => ("POST", format!("/accounts/passwd/{user}"), read_password()?),
+        Action::Del { user } => ("POST", format!("/accounts/del/{user}"), String::new()),
+        Action::AddMany { .. } => {
+            bail!("add-many writes a stopped server's data dir (--data-dir), not through --admin")
+        }
+    };
+    let mut stream = std::net::TcpStream::connect(admin)
+        .with_context(|| format!("connecting to the admin endpoint {admin} (is --admin set?)"))?;
+    stream.set_read_timeout(Some(std::time::Duration::from_secs(15)))?;
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nhost: {admin}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes())?;
+    let mut reply = String::new();
+    stream
+        .read_to_string(&mut reply)
+        .with_context(|| format!("reading the answer of {admin}"))?;
+    let (head, text) = reply.split_once("\r\n\r\n").unwrap_or((&reply, ""));
+    let status = head.lines().next().unwrap_or_default();
+    if !status.contains(" 200 ") {
+        bail!("{admin} answered {status}: {}", text.trim_end());
+    }
+    match action {
+        Action::List => print!("{text}"),
+        _ => eprint!("{text}"),
+    }
+    Ok(())
 }
 
 /// Opens shard `shard`'s log (fsync durability: an account written here survives power loss).

@@ -42,6 +42,11 @@ pub struct Args {
     /// Allow `--auth open` on an address other than loopback.
     #[arg(long)]
     pub allow_open_auth: bool,
+    /// XEP-0077 in-band registration: anyone may create an account before logging in
+    /// (`--auth file` only; offered under TLS or on loopback; counted per address by the
+    /// failed-login throttle).
+    #[arg(long)]
+    pub allow_registration: bool,
     /// I/O backend: auto probes io_uring and falls back to poll (mio).
     #[arg(long, env = "ROOKERY_BACKEND", default_value = "auto")]
     pub backend: BackendChoice,
@@ -110,6 +115,22 @@ pub struct Args {
     /// from that address are closed with policy-violation.
     #[arg(long, default_value_t = rookery_router::RouterConfig::DEFAULT_MAX_UNAUTH_PER_ADDRESS)]
     pub max_unauth_per_address: usize,
+    /// Failed logins allowed per source address per minute (per shard); past it each
+    /// failure is answered after --auth-fail-delay-ms, past twice it the login is refused
+    /// and the stream closed. 0 turns it off.
+    #[arg(long, default_value_t = rookery_router::RouterConfig::DEFAULT_AUTH_FAIL_PER_ADDRESS)]
+    pub auth_fail_per_address: u32,
+    /// Failed logins allowed per account per ten minutes (counted on its home shard for
+    /// --auth file); same delay and refusal. 0 turns it off.
+    #[arg(long, default_value_t = rookery_router::RouterConfig::DEFAULT_AUTH_FAIL_PER_ACCOUNT)]
+    pub auth_fail_per_account: u32,
+    /// Milliseconds a throttled failed login waits for its answer.
+    #[arg(long, default_value_t = rookery_router::RouterConfig::DEFAULT_AUTH_FAIL_DELAY_MS)]
+    pub auth_fail_delay_ms: u64,
+    /// Most addresses, and most accounts, the failed-login throttle counts per shard; past it
+    /// the oldest are forgotten.
+    #[arg(long, default_value_t = rookery_router::RouterConfig::DEFAULT_AUTH_THROTTLE_ENTRIES)]
+    pub auth_throttle_entries: usize,
     /// Most groups one user may create (counted per home shard of the groups); past it a
     /// creation is refused with not-allowed.
     #[arg(long, default_value_t = rookery_router::RouterConfig::DEFAULT_MAX_ROOMS_PER_USER)]
@@ -283,6 +304,9 @@ impl Config {
         if args.max_resources == 0 || args.max_unauth_per_address == 0 {
             bail!("--max-resources and --max-unauth-per-address must be at least 1");
         }
+        if args.auth_throttle_entries == 0 {
+            bail!("--auth-throttle-entries must be at least 1 (turn a budget off with 0 instead)");
+        }
         if args.max_output_bytes < 4 * args.max_stanza_bytes {
             bail!(
                 "--max-output-bytes {} must be at least 4 x --max-stanza-bytes ({}): a conn must \
@@ -312,6 +336,9 @@ impl Config {
         }
         if args.auth == AuthKind::File && args.durability == DurabilityArg::Memory {
             bail!("--auth file keeps accounts in the data dir's logs; it needs --durability log or fsync, not memory");
+        }
+        if args.allow_registration && args.auth != AuthKind::File {
+            bail!("--allow-registration needs --auth file (accounts are kept in the data dir)");
         }
         if args.auth == AuthKind::Open && !args.listen.ip().is_loopback() && !args.allow_open_auth {
             bail!(

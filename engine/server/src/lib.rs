@@ -13,6 +13,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod admin_accounts;
 mod admin_http;
 pub mod cluster;
 mod commit;

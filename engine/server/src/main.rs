@@ -136,6 +136,17 @@ fn run(args: Args) -> anyhow::Result<()> {
         Some((file, me)) => Some(start_bridge(file, *me, shards, &mut mailboxes)?),
         None => None,
     };
+    // `--auth file`: account changes through the admin endpoint, applied by the home shards.
+    let accounts = (config.args.auth == AuthKind::File).then(|| {
+        let placement = match &router_config.cluster {
+            Some(cluster) => cluster.placement.clone(),
+            None => rookery_router::Placement::local(shards as u16),
+        };
+        Arc::new(rookery::admin_accounts::AccountDesk::new(
+            placement,
+            config.domain.clone(),
+        ))
+    });
     let shard_inputs = listeners.into_iter().zip(mailboxes).zip(stores).enumerate();
     for (index, ((listener, mailbox), store)) in shard_inputs {
         // A seed from the OS per shard: unpredictable stream ids, HashDoS-resistant maps.
@@ -161,6 +172,7 @@ fn run(args: Args) -> anyhow::Result<()> {
                 started: shared.started,
             },
             usage: upload.as_ref().map(|u| u.inbox(index)),
+            accounts: accounts.as_ref().map(|desk| desk.inbox(index)),
             tls: tls.clone(),
         };
         let listener = shard::Listeners {
@@ -185,8 +197,8 @@ fn run(args: Args) -> anyhow::Result<()> {
                 http.snapshot().write_prometheus(out);
             }
         };
-        let addr =
-            metrics::serve_with(admin, stats.clone(), cluster, extra).with_context(|| {
+        let addr = metrics::serve_with(admin, stats.clone(), cluster, extra, accounts)
+            .with_context(|| {
                 format!("--admin {admin}: cannot listen (in use? pass --admin off or another port)")
             })?;
         info!("metrics: http://{addr}/metrics");
@@ -323,6 +335,11 @@ fn router_config(config: &Config) -> RouterConfig {
         dup_window_bytes: args.dup_window_bytes,
         max_resources: args.max_resources,
         max_unauth_per_address: args.max_unauth_per_address,
+        auth_fail_per_address: args.auth_fail_per_address,
+        auth_fail_per_account: args.auth_fail_per_account,
+        auth_fail_delay_ms: args.auth_fail_delay_ms,
+        auth_throttle_entries: args.auth_throttle_entries,
+        allow_registration: args.allow_registration,
         max_rooms_per_user: args.max_rooms_per_user,
         max_rooms_per_shard: args.max_rooms_per_shard,
         tls: tls::policy(config),

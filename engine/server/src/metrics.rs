@@ -191,25 +191,27 @@ pub fn serve(
     shards: Vec<Arc<ShardStats>>,
     cluster: Option<ClusterMetrics>,
 ) -> std::io::Result<SocketAddr> {
-    serve_with(addr, shards, cluster, |_| {})
+    serve_with(addr, shards, cluster, |_| {}, None)
 }
 
 /// Like [`serve`], with `extra` appending more families at the end (the HTTP upload server's,
-/// which have no shard label).
+/// which have no shard label), and the account routes of `accounts` (`--auth file`).
 pub fn serve_with(
     addr: SocketAddr,
     shards: Vec<Arc<ShardStats>>,
     cluster: Option<ClusterMetrics>,
     extra: impl Fn(&mut String) + Send + Sync + 'static,
+    accounts: Option<Arc<crate::admin_accounts::AccountDesk>>,
 ) -> std::io::Result<SocketAddr> {
-    admin_http::serve(addr, admin_http::Limits::default(), move || {
+    let render = move || {
         let mut text = render(&shards);
         if let Some(cluster) = &cluster {
             render_cluster(&mut text, cluster);
         }
         extra(&mut text);
         text
-    })
+    };
+    admin_http::serve_with_accounts(addr, admin_http::Limits::default(), render, accounts)
 }
 
 #[cfg(test)]

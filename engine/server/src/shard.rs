@@ -31,6 +31,7 @@ use rookery_router::{Cause, ConnKey, Effects, Handoff, Location, Mail, NodeId, R
 use rookery_store::LogSpan;
 use tracing::{info, warn};
 
+use crate::admin_accounts::{AccountInbox, AccountWaits, MAX_ACCOUNTS_PER_TURN};
 use crate::commit::Committer;
 use crate::metrics::{LoopStats, ShardStats};
 use crate::reads::Reads;
@@ -95,6 +96,8 @@ pub struct ShardParts<M, C> {
     pub clock: C,
     /// Upload usage events for the users homed here (`--http-listen`), else `None`.
     pub usage: Option<Arc<UsageInbox>>,
+    /// Account changes from the admin endpoint (`--auth file`), else `None`.
+    pub accounts: Option<Arc<AccountInbox>>,
     /// The certificate for STARTTLS and direct TLS (`--tls-cert`), else `None`.
     pub tls: Option<rookery_tls::TlsContext>,
 }
@@ -134,6 +137,9 @@ struct ShardState<M, C> {
     loop_stats: LoopStats,
     heap_published_at_ms: u64,
     usage: Option<Arc<UsageInbox>>,
+    accounts: Option<Arc<AccountInbox>>,
+    /// Account changes applied, waiting for their commit to be answered.
+    account_waits: AccountWaits,
     /// The direct-TLS listener (XEP-0368), whose conns start with a TLS layer.
     tls_listener: Option<rookery_io::ListenerId>,
     /// Stream bytes a layer decoded, for the router (reused; see `transport`).
@@ -239,6 +245,8 @@ impl<D: Driver, M: MailTransport<ShardMail>, C: Clock> Shard<D, M, C> {
             loop_stats: LoopStats::default(),
             heap_published_at_ms: 0,
             usage: parts.usage,
+            accounts: parts.accounts,
+            account_waits: AccountWaits::default(),
             tls_listener: None,
             decoded: Vec::new(),
         };
@@ -250,6 +258,7 @@ impl<D: Driver, M: MailTransport<ShardMail>, C: Clock> Shard<D, M, C> {
     pub fn turn(&mut self) -> std::io::Result<TurnEnd> {
         let (state, driver) = (&mut self.state, &mut self.driver);
         state.drain_usage();
+        state.drain_accounts();
         state.drain_mail(&mut driver.ops());
         // Records the mail appended (stanzas stored for this shard's users) leave before the
         // wait, not after it: their senders' acknowledgements wait for this commit.
@@ -266,6 +275,7 @@ impl<D: Driver, M: MailTransport<ShardMail>, C: Clock> Shard<D, M, C> {
             .on_tick(now_ms, &mut state.out.fx(&mut driver.ops()));
         // Everything this turn appended to the log leaves in one write.
         state.committer.pump(&mut state.router, &mut driver.ops());
+        state.account_waits.answer_committed(&state.router);
         let flushed = state.out.mailbox.flush();
         state.loop_stats.mailbox_full += flushed.full_lanes as u64;
         state.log_refused(now_ms);
@@ -323,6 +333,16 @@ impl<M: MailTransport<ShardMail>, C: Clock> ShardState<M, C> {
                 Duration::from_millis(deadline_ms.saturating_sub(now_ms)).min(MAX_WAIT)
             }
             None => MAX_WAIT,
+        }
+    }
+
+    /// Account changes from the admin endpoint since the last turn, into the store (answered
+    /// once committed: see `account_waits`).
+    fn drain_accounts(&mut self) {
+        if let Some(inbox) = &self.accounts {
+            let waits = &mut self.account_waits;
+            inbox.drain(MAX_ACCOUNTS_PER_TURN, &mut self.router, waits);
+            waits.answer_committed(&self.router);
         }
     }
 

@@ -3,7 +3,7 @@
 
 mod support;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use support::{backends, subscribe_both_ways, user_on_shard, RawClient, Server, DOMAIN};
 
@@ -213,6 +213,46 @@ fn wrong_password_is_refused() {
         let error = refused.err().expect("a wrong password is refused");
         assert!(error.contains("not-authorized"), "{error}");
         assert_eq!(server.wait_metric("rookery_auth_failures_total", 1), 1);
+    }
+}
+
+/// Failed logins from one address: answered at once within the budget, after the delay past
+/// it, refused (not-authorized and a closed stream, even for the right password) past twice it.
+#[test]
+fn failed_logins_are_slowed_then_refused() {
+    for backend in backends() {
+        let extra = [
+            "--auth-fail-per-address",
+            "1",
+            "--auth-fail-delay-ms",
+            "1500",
+        ];
+        let server = Server::start(backend, 1, &extra);
+        let started = Instant::now();
+        let first = RawClient::try_login(server.addr, "erin", "wrong", "r");
+        assert!(first.err().expect("refused").contains("not-authorized"));
+        assert!(
+            started.elapsed() < Duration::from_millis(1_000),
+            "the first is not slowed"
+        );
+
+        let started = Instant::now();
+        let second = RawClient::try_login(server.addr, "erin", "wrong", "r");
+        assert!(second.err().expect("refused").contains("not-authorized"));
+        let waited = started.elapsed();
+        assert!(
+            waited >= Duration::from_millis(1_400),
+            "answered after {waited:?}"
+        );
+        assert_eq!(server.wait_metric("rookery_auth_delayed_total", 1), 1);
+
+        let third = RawClient::try_login(server.addr, "erin", &support::token("erin"), "r");
+        assert!(third
+            .err()
+            .expect("refused unchecked")
+            .contains("not-authorized"));
+        assert_eq!(server.wait_metric("rookery_auth_refused_total", 1), 1);
+        assert!(server.metric("rookery_auth_throttle_entries") >= 1);
     }
 }
 
@@ -432,5 +472,75 @@ fn group_memberships_survive_sigkill() {
             "{backend}: {got}"
         );
         let _ = std::fs::remove_dir_all(&data_dir);
+    }
+}
+
+/// `rookery accounts --admin ADDR ...` against the running server (password on stdin);
+/// success when it exits 0, else its standard error.
+fn accounts_via_admin(server: &Server, args: &[&str], password: &str) -> Result<String, String> {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let admin = server.admin.expect("the admin endpoint").to_string();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_rookery"))
+        .args(["accounts", "--admin", &admin])
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("rookery accounts spawns");
+    let mut stdin = child.stdin.take().expect("piped stdin");
+    stdin
+        .write_all(format!("{password}\n").as_bytes())
+        .expect("password written");
+    drop(stdin);
+    let output = child.wait_with_output().expect("rookery accounts runs");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    if output.status.success() {
+        Ok(stdout + &stderr)
+    } else {
+        Err(stderr)
+    }
+}
+
+/// Accounts made, changed and deleted through a running server's admin endpoint take effect
+/// at the next login, on both shards.
+#[test]
+fn accounts_change_through_the_running_server() {
+    for backend in backends() {
+        let server = Server::start(backend, 2, &["--auth", "file"]);
+        for shard in 0..2u16 {
+            let user = user_on_shard("live", shard, 2);
+            let added = accounts_via_admin(&server, &["add", &user], "first secret");
+            assert!(
+                added.as_ref().is_ok_and(|out| out.contains("added")),
+                "{added:?}"
+            );
+            let (client, _) = RawClient::try_login(server.addr, &user, "first secret", "r")
+                .expect("logs in with the new account");
+            drop(client);
+            let again = accounts_via_admin(&server, &["add", &user], "other");
+            assert!(
+                again.as_ref().is_err_and(|err| err.contains("exists")),
+                "{again:?}"
+            );
+
+            accounts_via_admin(&server, &["passwd", &user], "second secret").expect("passwd");
+            assert!(RawClient::try_login(server.addr, &user, "first secret", "r").is_err());
+            let (client, _) = RawClient::try_login(server.addr, &user, "second secret", "r")
+                .expect("logs in with the new password");
+            drop(client);
+
+            let listed = accounts_via_admin(&server, &["list"], "").expect("list");
+            assert!(listed.contains(&format!("{user}@{DOMAIN}")), "{listed}");
+            accounts_via_admin(&server, &["del", &user], "").expect("del");
+            assert!(RawClient::try_login(server.addr, &user, "second secret", "r").is_err());
+            let gone = accounts_via_admin(&server, &["del", &user], "");
+            assert!(
+                gone.as_ref().is_err_and(|err| err.contains("no account")),
+                "{gone:?}"
+            );
+        }
     }
 }

@@ -4,7 +4,8 @@
 //! group chat (`slix_groups.py`), SCRAM logins to `--auth file` accounts made with
 //! `rookery accounts` (`slix_accounts.py`), and XEP-0363 file upload with slixmpp's xep_0363
 //! (upload, download and Range over HTTP, the XEP's refusals, an expired slot, the quota, a
-//! restart: `slix_upload.py`), under every backend (chat also with one and two shards).
+//! restart: `slix_upload.py`), XEP-0077 in-band registration then login (`slix_register.py`),
+//! under every backend (chat also with one and two shards).
 //! `scripts/test.sh` installs slixmpp (and aiohttp, which its xep_0363 needs) when missing; a
 //! missing one fails these tests (they are never skipped silently).
 
@@ -174,6 +175,43 @@ fn slixmpp_logs_in_with_scram_to_accounts_made_by_rookery_accounts() {
         );
         drop(server);
         let _ = std::fs::remove_dir_all(&data_dir);
+    }
+}
+
+#[test]
+fn slixmpp_registers_an_account_in_band_then_logs_in_with_it() {
+    for backend in backends() {
+        let extra = ["--auth", "file", "--allow-registration"];
+        let server = Server::start(backend, 2, &extra);
+        let path = format!(
+            "{}/tests/interop/slix_register.py",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        let output = Command::new("python3")
+            .arg(path)
+            .args(["127.0.0.1", &server.addr.port().to_string()])
+            .args([&format!("newcomer@{DOMAIN}"), "a fresh secret"])
+            .output()
+            .expect("python3 runs");
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            output.status.success(),
+            "{backend}: {stdout}\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        for expected in [
+            "\"registered\": true",
+            "\"form_fields\": [\"username\", \"password\"]",
+            "\"logged_in_after_registering\": true",
+            "\"logged_in_again\": true",
+            "\"second_registration\": \"conflict\"",
+        ] {
+            assert!(
+                stdout.contains(expected),
+                "{backend}: {expected} in {stdout}"
+            );
+        }
+        assert_eq!(server.wait_metric("rookery_registrations_total", 1), 1);
     }
 }
 

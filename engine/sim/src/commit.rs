@@ -175,6 +175,7 @@ impl World {
                 shared: shared.clone(),
                 clock,
                 usage: None,
+                accounts: None,
                 tls: None,
             };
             let looped = Loop::new(driver, parts)

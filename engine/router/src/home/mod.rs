@@ -38,6 +38,7 @@ use crate::random::SecureRandom;
 use crate::sessions::Directory;
 use crate::stats::RouterStats;
 
+pub(crate) mod admin_accounts;
 pub(crate) mod dedupe;
 pub(crate) mod delay;
 pub(crate) mod delivery;

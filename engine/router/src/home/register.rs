@@ -6,8 +6,8 @@
 //! the router's keyed generator, `DEFAULT_ITERATIONS` PBKDF2 rounds) are derived on the shard
 //! thread: two PBKDF2 runs, a few milliseconds, once per change.
 //!
-//! What it does not do: registration of new accounts before login (`--allow-registration`,
-//! not yet) or cancellation (`<remove/>`: `feature-not-implemented`; `rookery accounts del`
+//! What it does not do: registration of new accounts before login (`--allow-registration`:
+//! `stream::register`) or cancellation (`<remove/>`: `feature-not-implemented`; `rookery accounts del`
 //! does it offline). Other backends answer `service-unavailable` (XEP-0077: no in-band
 //! registration here).
 //!

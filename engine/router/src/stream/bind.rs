@@ -194,6 +194,7 @@ impl Router {
         self.home.sessions.remove(slot);
         self.unauth.release(slot);
         self.sasl.forget(slot);
+        self.throttle.forget(slot);
         let Some(jid) = conn.jid.or(claimed) else {
             return;
         };
@@ -228,12 +229,30 @@ impl Router {
         conn.jid = Some(jid);
         conn.phase = Phase::AwaitBind;
         conn.header_sent = true;
-        if let HomeRequest::Authenticate { failures, .. } = &request {
-            conn.jid = None;
+        let mut peer = None;
+        let mut claimed = None;
+        if let HomeRequest::Authenticate {
+            failures,
+            peer: address,
+            ..
+        }
+        | HomeRequest::Register {
+            failures,
+            peer: address,
+            ..
+        } = &request
+        {
+            claimed = conn.jid.take();
             conn.phase = Phase::AwaitAuth;
             conn.auth_failures = *failures;
+            peer = *address;
         }
         let slot = self.insert_conn(conn, now_ms);
+        if let Some(peer) = peer {
+            // Still unauthenticated, from that address: counted here now (never refused: the
+            // conn was admitted where it connected).
+            self.unauth.admit(slot, peer, usize::MAX);
+        }
         match request {
             HomeRequest::Authenticate {
                 mechanism, first, ..
@@ -242,6 +261,13 @@ impl Router {
                     if let Some(framer) = self.conns.get_mut(slot).and_then(|c| c.framer.as_mut()) {
                         framer.reset();
                     }
+                }
+            }
+            HomeRequest::Register {
+                id, credentials, ..
+            } => {
+                if let Some(user) = claimed {
+                    self.register_here(slot, (&id, &user, &credentials), fx);
                 }
             }
             HomeRequest::Bind { resource, id } => {

@@ -69,6 +69,11 @@ impl Dialect {
                     }
                     out.extend_from_slice(b"</mechanisms>");
                 }
+                if protection.register {
+                    out.extend_from_slice(
+                        b"<register xmlns='http://jabber.org/features/iq-register'/>",
+                    );
+                }
                 if protection
                     .mechanisms
                     .iter()
@@ -192,6 +197,7 @@ mod tests {
             starttls,
             mechanisms,
             binding: rookery_sasl::ChannelBindingOffer::NotOffered,
+            register: false,
         }
     }
 

@@ -2,8 +2,10 @@
 //! of stanzas by phase.
 //!
 //! Submodules: `conn` (per-conn state, slab), `header` (stream header check, our header and
-//! features, the `Dialect` seam), `sasl` (authentication over the account backends), `bind`
-//! (resource binding, hand-off), `redirect` (see-other-host to a user's home node).
+//! features, the `Dialect` seam), `sasl` (authentication over the account backends),
+//! `throttle` (failed logins slowed per address and account), `register` (XEP-0077
+//! registration before authentication), `tls` (STARTTLS), `bind` (resource binding,
+//! hand-off), `redirect` (see-other-host to a user's home node).
 //!
 //! What it does not do: answering or routing stanzas of a session (see `home::local`,
 //! `home::routing`), stream management (see `home::sm`).
@@ -20,7 +22,9 @@ pub(crate) mod bind;
 pub(crate) mod conn;
 pub(crate) mod header;
 pub(crate) mod redirect;
+pub(crate) mod register;
 pub(crate) mod sasl;
+pub(crate) mod throttle;
 pub(crate) mod tls;
 
 use rookery_proto::{Frame, Jid};
@@ -43,6 +47,8 @@ pub(crate) enum Next {
     Stop,
     /// A `<resume/>` waits for its answer: keep the rest unparsed until then (see `resume`).
     Pause,
+    /// A SASL failure answer waits (see `throttle`): keep the rest unparsed until then.
+    Delay,
     /// `<proceed/>` went out: every later byte is TLS, for the layer below (see `tls`).
     StartTls,
     /// The bind, resumption or authentication must complete on the user's home shard,
@@ -60,6 +66,9 @@ impl Router {
     pub(crate) fn feed(&mut self, slot: u32, data: &[u8], fx: &mut impl Effects) {
         if self.home.sessions.pending(slot).is_some() {
             return self.hold_bytes(slot, data, fx);
+        }
+        if self.throttle.is_delayed(slot) {
+            return self.hold_throttled(slot, data, fx);
         }
         let Some(mut framer) = self.conns.get_mut(slot).and_then(|c| c.framer.take()) else {
             return;
@@ -92,6 +101,10 @@ impl Router {
                     self.hold_bytes(slot, rest, fx);
                     break;
                 }
+                Next::Delay => {
+                    self.hold_throttled(slot, rest, fx);
+                    break;
+                }
                 Next::StartTls => {
                     framer.reset();
                     if let Some(conn) = self.conns.get(slot) {
@@ -108,6 +121,14 @@ impl Router {
         }
         if let Some(conn) = self.conns.get_mut(slot) {
             conn.framer = Some(framer);
+        }
+    }
+
+    /// Bytes of a conn whose failure answer waits: held (a stanza's worth at most; past it
+    /// the stream is closed with policy-violation).
+    fn hold_throttled(&mut self, slot: u32, bytes: &[u8], fx: &mut impl Effects) {
+        if !bytes.is_empty() && !self.throttle.hold(slot, bytes) {
+            self.stream_error(slot, StreamError::PolicyViolation, fx);
         }
     }
 

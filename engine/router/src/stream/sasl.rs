@@ -5,7 +5,10 @@
 //! response; its steps are answered here: a challenge goes out (and the exchange waits in
 //! [`Sasl`] for the `<response>`), a credentials request is answered by the [`Accounts`]
 //! backend, success and failure end it. Failures count toward [`MAX_AUTH_FAILURES`], after
-//! which the stream is closed with `policy-violation`.
+//! which the stream is closed with `policy-violation`, and against the source address and the
+//! account in the shard's throttle (`throttle`), which may delay the failure answer or refuse
+//! the login (checked at `<auth>` for the address, at the credentials request for the
+//! account, before any password is looked at).
 //!
 //! What it does not do: check passwords or keep accounts (`accounts`), parse SASL messages
 //! (rookery-sasl), or restart the stream (the feed loop does, on `Next::Restart`). Server
@@ -32,6 +35,7 @@ use crate::maps::{HashState, Map};
 use crate::replies;
 use crate::router::Router;
 use crate::stream::conn::Phase;
+use crate::stream::throttle::{Delayed, Verdict};
 use crate::stream::tls::TLS_NS;
 use crate::stream::Next;
 
@@ -90,6 +94,8 @@ enum Outcome {
     },
     /// The user's home (and credentials) are on another node of the cluster.
     OtherNode(Jid),
+    /// The account is past its hard failure budget: refused unchecked (see `throttle`).
+    Refused,
 }
 
 impl Router {
@@ -108,12 +114,22 @@ impl Router {
         if phase == Phase::AwaitAuth && element.ns() == Some(TLS_NS) {
             return self.on_starttls(slot, &element, fx);
         }
+        if phase == Phase::AwaitAuth
+            && element.local_name() == "iq"
+            && element.child("query", ns::REGISTER).is_some()
+        {
+            return self.on_register(slot, &element, fx);
+        }
         if element.ns() != Some(ns::SASL) {
             self.stream_error(slot, StreamError::NotAuthorized, fx);
             return Next::Stop;
         }
         match (phase, element.local_name()) {
             (Phase::AwaitAuth, "auth") => {
+                let address = self.unauth.address(slot);
+                if self.throttle.refused(self.home.now_ms, address, None) {
+                    return self.refuse_login(slot, fx);
+                }
                 let protection = self.protection(slot, fx);
                 if protection.mechanisms.is_empty() && protection.starttls == Some(true) {
                     // RFC 6120 5.3.1: TLS is mandatory-to-negotiate here.
@@ -166,7 +182,7 @@ impl Router {
         let nonce = nonce_from_random(&random);
         let binding = self.protection(slot, fx).binding;
         let (mut exchange, step) = ServerExchange::start(mechanism, binding, first, &nonce);
-        let outcome = self.resolve(&mut exchange, step);
+        let outcome = self.resolve(slot, &mut exchange, step);
         self.park_if_challenged(slot, exchange, &outcome);
         self.finish_step(slot, (mechanism, first), outcome, fx)
     }
@@ -181,7 +197,7 @@ impl Router {
         };
         let step = exchange.respond(&response);
         let mechanism = exchange.mechanism();
-        let outcome = self.resolve(&mut exchange, step);
+        let outcome = self.resolve(slot, &mut exchange, step);
         self.park_if_challenged(slot, *exchange, &outcome);
         self.finish_step(slot, (mechanism, &response), outcome, fx)
     }
@@ -198,6 +214,7 @@ impl Router {
         match outcome {
             Outcome::Step(step) => self.answer(slot, step, fx),
             Outcome::Failed(failure) => self.sasl_failure(slot, failure, fx),
+            Outcome::Refused => self.refuse_login(slot, fx),
             Outcome::OtherNode(user) => {
                 self.sasl.forget(slot);
                 if let Some(conn) = self.conns.get_mut(slot) {
@@ -217,6 +234,7 @@ impl Router {
                         mechanism,
                         first: message.to_vec(),
                         failures,
+                        peer: self.unauth.address(slot),
                     },
                     claimed: Some(user),
                 }
@@ -231,8 +249,9 @@ impl Router {
         }
     }
 
-    /// Answers a credentials request from the account backend; other steps pass through.
-    fn resolve(&self, exchange: &mut ServerExchange, step: Step) -> Outcome {
+    /// Answers a credentials request from the account backend (unless the account is past
+    /// its hard failure budget); other steps pass through.
+    fn resolve(&mut self, slot: u32, exchange: &mut ServerExchange, step: Step) -> Outcome {
         let Step::NeedCredentials { authcid, authzid } = step else {
             return Outcome::Step(step);
         };
@@ -244,6 +263,11 @@ impl Router {
         // XMPP's authzid is a JID (RFC 6120 6.3.8): it must be the user's own bare JID.
         if authzid.is_some_and(|authzid| Jid::parse(&authzid).map_or(true, |id| id != user)) {
             return Outcome::Failed(Failure::InvalidAuthzid);
+        }
+        let account = self.throttle.account_key(user.as_str());
+        self.throttle.claim(slot, account);
+        if self.throttle.refused(self.home.now_ms, None, Some(account)) {
+            return Outcome::Refused;
         }
         let accounts = &self.sasl.accounts;
         match accounts.check() {
@@ -320,25 +344,89 @@ impl Router {
         conn.phase = Phase::AwaitRestart;
         conn.header_sent = false;
         self.unauth.release(slot);
+        self.throttle.forget(slot);
         Next::Restart
     }
 
+    /// Answers a failure now, later (`Next::Delay`: the throttle holds the conn's bytes until
+    /// the answer goes out, see `answer_delayed_failures`) or with a refusal.
     fn sasl_failure(&mut self, slot: u32, failure: Failure, fx: &mut impl Effects) -> Next {
         self.sasl.forget(slot);
+        let now_ms = self.home.now_ms;
+        let verdict = self
+            .throttle
+            .failed(slot, self.unauth.address(slot), now_ms);
+        let entry = self.conns.timer_entry(slot);
         let Some(conn) = self.conns.get_mut(slot) else {
             return Next::Stop;
         };
-        self.reply.clear();
-        replies::sasl_failure(&mut self.reply, failure.condition());
-        fx.send(conn.key, &self.reply);
         conn.phase = Phase::AwaitAuth;
         conn.auth_failures = conn.auth_failures.saturating_add(1);
+        let close = conn.auth_failures >= MAX_AUTH_FAILURES;
+        let key = conn.key;
+        match verdict {
+            Verdict::Refuse => return self.refuse_login(slot, fx),
+            Verdict::Delay => {
+                self.home.stats.auth_failures += 1;
+                self.home.stats.auth_delayed += 1;
+                let delayed = Delayed {
+                    condition: failure.condition(),
+                    close,
+                    held: Vec::new(),
+                };
+                self.throttle.delay(entry, now_ms, delayed);
+                return Next::Delay;
+            }
+            Verdict::Answer => {}
+        }
         self.home.stats.auth_failures += 1;
-        if conn.auth_failures >= MAX_AUTH_FAILURES {
+        self.reply.clear();
+        replies::sasl_failure(&mut self.reply, failure.condition());
+        fx.send(key, &self.reply);
+        if close {
             self.stream_error(slot, StreamError::PolicyViolation, fx);
             return Next::Stop;
         }
         Next::Continue
+    }
+
+    /// A login past the throttle's hard budget: `not-authorized`, then policy-violation.
+    fn refuse_login(&mut self, slot: u32, fx: &mut impl Effects) -> Next {
+        self.sasl.forget(slot);
+        self.throttle.forget(slot);
+        self.home.stats.auth_failures += 1;
+        self.home.stats.auth_refused += 1;
+        if let Some(conn) = self.conns.get(slot) {
+            self.reply.clear();
+            replies::sasl_failure(&mut self.reply, Failure::NotAuthorized.condition());
+            fx.send(conn.key, &self.reply);
+        }
+        self.stream_error(slot, StreamError::PolicyViolation, fx);
+        Next::Stop
+    }
+
+    /// Sends the failure answers whose delay is over, and parses what their conns sent
+    /// meanwhile (which may fail, and wait, again).
+    pub(crate) fn answer_delayed_failures(&mut self, fx: &mut impl Effects) {
+        while let Some((entry, delayed)) = self.throttle.take_due(self.home.now_ms) {
+            let Some(delayed) = delayed else {
+                continue;
+            };
+            let Some(conn) = self.conns.resolve(entry) else {
+                continue;
+            };
+            if conn.phase == Phase::Closing {
+                continue;
+            }
+            self.reply.clear();
+            replies::sasl_failure(&mut self.reply, delayed.condition);
+            fx.send(conn.key, &self.reply);
+            if delayed.close {
+                self.stream_error(entry.slot, StreamError::PolicyViolation, fx);
+            } else if !delayed.held.is_empty() {
+                self.feed(entry.slot, &delayed.held, fx);
+            }
+        }
     }
 }
 

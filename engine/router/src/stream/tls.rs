@@ -40,6 +40,9 @@ pub(crate) struct Protection {
     pub mechanisms: &'static [Mechanism],
     /// The tls-exporter value `-PLUS` mechanisms bind to, when they are offered.
     pub binding: ChannelBindingOffer,
+    /// XEP-0077 registration is offered (`--allow-registration`, stored accounts, and
+    /// under TLS or on loopback).
+    pub register: bool,
 }
 
 impl Router {
@@ -50,9 +53,12 @@ impl Router {
                 starttls: None,
                 mechanisms: &[],
                 binding: ChannelBindingOffer::NotOffered,
+                register: false,
             };
         };
         let peer = self.unauth.address(slot);
+        let registration =
+            self.config.allow_registration && self.sasl.check() == crate::accounts::Check::Stored;
         match fx.transport(conn.key).security {
             Security::Tls { exporter } => {
                 let binding = match exporter {
@@ -64,6 +70,7 @@ impl Router {
                     starttls: None,
                     mechanisms: self.sasl.mechanisms(false, plus),
                     binding,
+                    register: registration,
                 }
             }
             Security::Clear => {
@@ -74,8 +81,8 @@ impl Router {
                     TlsRequired::OffLoopback => !loopback,
                     TlsRequired::Always => true,
                 };
-                // A conn handed over from another shard has no address here any more; it
-                // authenticated (or started to) there, under that shard's decision.
+                // A conn handed over to bind or resume has no address here any more (it
+                // authenticated elsewhere); one handed over to authenticate brought its own.
                 let exposed = peer.is_some_and(|ip| !ip.is_loopback());
                 Protection {
                     starttls: policy.starttls.then_some(required),
@@ -85,6 +92,7 @@ impl Router {
                         self.sasl.mechanisms(exposed, false)
                     },
                     binding: ChannelBindingOffer::NotOffered,
+                    register: registration && !required && loopback,
                 }
             }
         }

@@ -142,3 +142,56 @@ fn accept_errors_back_off_doubling_to_a_cap() {
 fn libc_emfile() -> i32 {
     24
 }
+
+/// One request with `body`; the reply text.
+fn request(addr: SocketAddr, head: &str, body: &[u8]) -> String {
+    let mut conn = TcpStream::connect(addr).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    conn.write_all(head.as_bytes()).unwrap();
+    conn.write_all(body).unwrap();
+    let mut reply = String::new();
+    conn.read_to_string(&mut reply).unwrap();
+    reply
+}
+
+#[test]
+fn account_routes_check_names_and_bodies_before_any_shard() {
+    let domain = rookery_proto::Jid::new(None, "example.test", None).unwrap();
+    let desk = Arc::new(AccountDesk::new(
+        rookery_router::Placement::local(1),
+        domain,
+    ));
+    let addr = serve_with_accounts(
+        "127.0.0.1:0".parse().unwrap(),
+        Limits::default(),
+        || "m 1\n".to_string(),
+        Some(desk),
+    )
+    .unwrap();
+    let bad_name = request(
+        addr,
+        "POST /accounts/add/a@b HTTP/1.1\r\ncontent-length: 2\r\n\r\n",
+        b"pw",
+    );
+    assert!(bad_name.starts_with("HTTP/1.1 400 "), "{bad_name}");
+    // Refused on its length alone (the body is not sent: closing with unread bytes would
+    // reset the conn and lose the reply).
+    let too_long = request(
+        addr,
+        "POST /accounts/add/erin HTTP/1.1\r\ncontent-length: 5000\r\n\r\n",
+        b"",
+    );
+    assert!(too_long.starts_with("HTTP/1.1 413 "), "{too_long}");
+    let empty = request(
+        addr,
+        "POST /accounts/passwd/erin HTTP/1.1\r\ncontent-length: 0\r\n\r\n",
+        b"",
+    );
+    assert!(empty.starts_with("HTTP/1.1 400 "), "{empty}");
+    let unknown = request(addr, "GET /accounts/nothing HTTP/1.1\r\n\r\n", b"");
+    assert!(unknown.starts_with("HTTP/1.1 404 "), "{unknown}");
+    assert!(scrape(addr, Duration::from_secs(20))
+        .unwrap()
+        .ends_with("m 1\n"));
+}
