@@ -514,14 +514,12 @@ impl Router {
             return;
         }
         self.reply.clear();
+        let dialect = conn.dialect;
         if !conn.header_sent {
-            replies::stream_header(
-                &mut self.reply,
-                &self.ids.stream_id(),
-                self.home.domain.as_str(),
-            );
+            let id = self.ids.stream_id();
+            dialect.open(&mut self.reply, &id, self.home.domain.as_str());
         }
-        replies::stream_error(&mut self.reply, &fault);
+        replies::stream_error(&mut self.reply, dialect, &fault);
         fx.send(conn.key, &self.reply);
         fx.close(conn.key, fault.cause);
         self.home.stats.stream_errors += 1;
@@ -579,7 +577,9 @@ impl Router {
         let Some(conn) = self.conns.get(slot) else {
             return;
         };
-        fx.send(conn.key, replies::STREAM_CLOSE);
+        self.reply.clear();
+        conn.dialect.close(&mut self.reply);
+        fx.send(conn.key, &self.reply);
         fx.close(conn.key, Cause::Peer);
         // XEP-0198 7: a cleanly closed stream cannot be resumed.
         self.leave_directory(slot, SessionEnd::Terminate, fx);
