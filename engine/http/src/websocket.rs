@@ -24,8 +24,8 @@
 //!      counts them; they do not take one of `max_conns`, the shards' conn ceiling bounds
 //!      them). Terminating TLS on the shards instead (their own
 //!      WebSocket listener with rookery-tls) would remove it.
-//!    A refused hand-over (the engine's queue full) closes the socket and counts
-//!    `reason="websocket_handover"`.
+//!      A refused hand-over (the engine's queue full) closes the socket and counts
+//!      `reason="websocket_handover"`.
 //!
 //! Without a sink (a server started without the engine) the path answers 501.
 //!
