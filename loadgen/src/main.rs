@@ -45,6 +45,7 @@ mod schedule;
 mod series;
 mod sys;
 mod targets;
+mod transport;
 mod wire;
 mod worker;
 

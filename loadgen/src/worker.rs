@@ -41,6 +41,7 @@ use crate::run::Part;
 use crate::schedule::{MessageSchedule, Pacer, Ramp, Rng};
 use crate::sys::monotonic_ns;
 use crate::targets::Targets;
+use crate::transport::LayeredHandler;
 use crate::wire::Receipt;
 
 mod close;
@@ -175,10 +176,11 @@ pub fn run<D: Driver>(
         return Ok(WorkerReport::default());
     };
     let mut worker = Worker::new(cfg, shared, (part, thread), sources, go_ns);
+    let mut ws = crate::transport::worker_layers(cfg, thread);
     loop {
         let now = monotonic_ns();
-        worker.advance_phase(&mut driver.ops(), now);
-        let fan_wake = worker.fan_turn(&mut driver.ops(), now);
+        worker.advance_phase(&mut ws.ops(&mut driver.ops()), now);
+        let fan_wake = worker.fan_turn(&mut ws.ops(&mut driver.ops()), now);
         if let RunPhase::Closing {
             deadline_ns,
             aborted,
@@ -188,17 +190,21 @@ pub fn run<D: Driver>(
                 break;
             }
             if now >= deadline_ns {
-                worker.abort_remaining(&mut driver.ops(), now);
+                worker.abort_remaining(&mut ws.ops(&mut driver.ops()), now);
             }
         }
-        worker.start_due_connects(&mut driver.ops(), now);
-        worker.start_due_reconnects(&mut driver.ops(), now);
-        worker.fire_timers(&mut driver.ops(), now);
+        worker.start_due_connects(&mut ws.ops(&mut driver.ops()), now);
+        worker.start_due_reconnects(&mut ws.ops(&mut driver.ops()), now);
+        worker.fire_timers(&mut ws.ops(&mut driver.ops()), now);
         worker.publish(now, false);
         let wake_ns = worker.next_wake_ns(now).min(fan_wake.unwrap_or(u64::MAX));
+        let mut handler = LayeredHandler {
+            inner: &mut worker,
+            ws: &mut ws,
+        };
         driver.turn(
             Some(Duration::from_nanos(wake_ns.saturating_sub(now))),
-            &mut worker,
+            &mut handler,
         )?;
     }
     worker.publish(monotonic_ns(), true);
