@@ -21,3 +21,4 @@ mod reads;
 pub mod seams;
 pub mod shard;
 pub mod usage;
+pub mod websocket;
