@@ -56,12 +56,14 @@ pub const WEBSOCKET_PATH: &str = "/xmpp-websocket";
 pub const RELAY_BUFFER_BYTES: usize = 16 * 1024;
 
 /// An upgraded conn for the engine: the socket (non-blocking), bytes already read from it
-/// (WebSocket frames), and the client's address.
+/// (WebSocket frames), the client's address, and whether the client's bytes came over TLS
+/// (then `socket` is our end of the relay, a Unix socket, and the bytes on it are plaintext).
 #[derive(Debug)]
 pub struct WebSocketConn {
     pub socket: OwnedFd,
     pub leftover: Vec<u8>,
     pub peer: SocketAddr,
+    pub tls_relayed: bool,
 }
 
 /// Where upgraded conns go, on this server's threads. It must not block; `Err` gives the conn
@@ -180,6 +182,7 @@ async fn hand_over(
                 socket,
                 leftover: parts.read_buf.to_vec(),
                 peer,
+                tls_relayed: false,
             };
             if sink(conn).is_err() {
                 counters.refused(Refusal::WebSocketHandover);
@@ -217,6 +220,7 @@ async fn relay(
         socket: OwnedFd::from(theirs),
         leftover: Vec::new(),
         peer,
+        tls_relayed: true,
     };
     if sink(conn).is_err() {
         counters.refused(Refusal::WebSocketHandover);

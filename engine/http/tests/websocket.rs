@@ -80,6 +80,7 @@ fn an_upgrade_hands_the_socket_and_early_bytes_to_the_engine() {
 
     let conn = conns.recv_timeout(WAIT).expect("the conn reached the sink");
     assert_eq!(conn.peer, client.local_addr().unwrap());
+    assert!(!conn.tls_relayed);
     let mut server_side = TcpStream::from(conn.socket);
     server_side.set_nonblocking(false).unwrap();
     server_side.set_read_timeout(Some(WAIT)).unwrap();

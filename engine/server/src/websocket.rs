@@ -124,6 +124,7 @@ mod tests {
             socket: OwnedFd::from(socket),
             leftover: Vec::new(),
             peer: "127.0.0.1:1".parse().unwrap(),
+            tls_relayed: false,
         }
     }
 
