@@ -42,8 +42,9 @@ pub(crate) enum Check {
 pub(crate) trait Accounts: Debug + Send {
     /// The SASL mechanisms it can check, strongest first (the pre-auth features list them).
     /// `exposed`: the conn comes from a non-loopback address without TLS, where a password
-    /// sent in the clear could be read on the way.
-    fn mechanisms(&self, exposed: bool) -> &'static [Mechanism];
+    /// sent in the clear could be read on the way. `binding`: the conn is under TLS with a
+    /// tls-exporter value, so SCRAM's `-PLUS` variants can bind to it (RFC 9266).
+    fn mechanisms(&self, exposed: bool, binding: bool) -> &'static [Mechanism];
     /// How a proof is checked.
     fn check(&self) -> Check {
         Check::Password
@@ -80,7 +81,7 @@ impl Debug for TokenAccounts {
 impl Accounts for TokenAccounts {
     /// PLAIN everywhere: the load-test backend's passwords are derived tokens, and it has no
     /// other mechanism.
-    fn mechanisms(&self, _exposed: bool) -> &'static [Mechanism] {
+    fn mechanisms(&self, _exposed: bool, _binding: bool) -> &'static [Mechanism] {
         PLAIN_ONLY
     }
 
@@ -95,7 +96,7 @@ impl Accounts for TokenAccounts {
 struct OpenAccounts;
 
 impl Accounts for OpenAccounts {
-    fn mechanisms(&self, _exposed: bool) -> &'static [Mechanism] {
+    fn mechanisms(&self, _exposed: bool, _binding: bool) -> &'static [Mechanism] {
         PLAIN_ONLY
     }
 
@@ -109,17 +110,23 @@ impl Accounts for OpenAccounts {
 struct FileAccounts;
 
 impl Accounts for FileAccounts {
-    /// SCRAM, and PLAIN only where the password cannot be read on the way (loopback; TLS
-    /// once it exists).
-    fn mechanisms(&self, exposed: bool) -> &'static [Mechanism] {
-        if exposed {
-            &[Mechanism::ScramSha256, Mechanism::ScramSha1]
-        } else {
-            &[
+    /// SCRAM (with `-PLUS` under TLS), and PLAIN only where the password cannot be read on
+    /// the way (under TLS, or on loopback).
+    fn mechanisms(&self, exposed: bool, binding: bool) -> &'static [Mechanism] {
+        match (exposed, binding) {
+            (true, _) => &[Mechanism::ScramSha256, Mechanism::ScramSha1],
+            (false, true) => &[
+                Mechanism::ScramSha256Plus,
+                Mechanism::ScramSha1Plus,
                 Mechanism::ScramSha256,
                 Mechanism::ScramSha1,
                 Mechanism::Plain,
-            ]
+            ],
+            (false, false) => &[
+                Mechanism::ScramSha256,
+                Mechanism::ScramSha1,
+                Mechanism::Plain,
+            ],
         }
     }
 
@@ -189,7 +196,7 @@ mod tests {
         );
         assert!(!token.check_password(&jid("alice"), "nope"));
         assert!(!token.check_password(&jid("bob"), &pw));
-        assert_eq!(token.mechanisms(true), &[Mechanism::Plain]);
+        assert_eq!(token.mechanisms(true, false), &[Mechanism::Plain]);
         assert!(!format!("{token:?}").contains("s3cret"));
     }
 
@@ -197,13 +204,21 @@ mod tests {
     fn open_backend_accepts_any_password() {
         let open = for_backend(&AuthBackend::Open);
         assert!(open.check_password(&jid("bob"), "x"));
-        assert_eq!(open.mechanisms(false), &[Mechanism::Plain]);
+        assert_eq!(open.mechanisms(false, true), &[Mechanism::Plain]);
         let file = for_backend(&AuthBackend::File);
-        assert!(file.mechanisms(false).contains(&Mechanism::Plain));
+        assert!(file.mechanisms(false, false).contains(&Mechanism::Plain));
         assert!(
-            !file.mechanisms(true).contains(&Mechanism::Plain),
+            !file.mechanisms(true, false).contains(&Mechanism::Plain),
             "no PLAIN in the clear"
         );
+        assert_eq!(
+            file.mechanisms(false, true)[..2],
+            [Mechanism::ScramSha256Plus, Mechanism::ScramSha1Plus],
+            "-PLUS first when the channel can be bound"
+        );
+        assert!(!file
+            .mechanisms(false, false)
+            .contains(&Mechanism::ScramSha256Plus));
     }
 
     #[test]

@@ -92,6 +92,37 @@ pub struct RouterConfig {
     pub upload: Option<crate::UploadConfig>,
     /// The cluster this node is part of; `None` for a single node (placement by shard only).
     pub cluster: Option<ClusterConfig>,
+    /// STARTTLS and whether TLS must come before authentication (`--tls-cert`, `--require-tls`).
+    pub tls: TlsPolicy,
+}
+
+/// What the stream layer offers and demands of TLS.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TlsPolicy {
+    /// STARTTLS is offered to conns in the clear (the server has a certificate).
+    pub starttls: bool,
+    /// Which conns must be under TLS before they may authenticate.
+    pub required: TlsRequired,
+}
+
+impl TlsPolicy {
+    /// No certificate: no STARTTLS, nothing required.
+    pub const OFF: TlsPolicy = TlsPolicy {
+        starttls: false,
+        required: TlsRequired::Never,
+    };
+}
+
+/// Conns that must negotiate TLS before SASL (`--require-tls`): RFC 6120 5.3.1's
+/// mandatory-to-negotiate, announced with `<required/>` in the STARTTLS feature.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TlsRequired {
+    Never,
+    /// Every conn whose peer is not a loopback address (load tests and local tools on
+    /// 127.0.0.1 or ::1 may stay in the clear).
+    OffLoopback,
+    /// Every conn.
+    Always,
 }
 
 /// What a router of a cluster node knows of the cluster.
@@ -212,6 +243,7 @@ impl RouterConfig {
             max_rooms_per_shard: Self::DEFAULT_MAX_ROOMS_PER_SHARD,
             upload: None,
             cluster: None,
+            tls: TlsPolicy::OFF,
         }
     }
 }

@@ -20,6 +20,53 @@ use crate::mail::Mail;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct ConnKey(pub u64);
 
+/// What the layers below the XML stream say about a conn (see [`Effects::transport`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Transport {
+    pub security: Security,
+    pub framing: Framing,
+}
+
+impl Transport {
+    /// A TCP conn in the clear, RFC 6120 framing.
+    pub const PLAIN: Transport = Transport {
+        security: Security::Clear,
+        framing: Framing::Stream,
+    };
+}
+
+/// Whether a conn's bytes are protected, and what SASL may bind to.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Security {
+    /// In the clear.
+    Clear,
+    /// TLS (direct, XEP-0368, or after STARTTLS), handshake done or in progress; `exporter`
+    /// is the RFC 9266 tls-exporter value once the handshake completed (SCRAM -PLUS).
+    Tls { exporter: Option<[u8; 32]> },
+}
+
+// The exporter is keying material: keep it out of logs.
+impl std::fmt::Debug for Security {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Security::Clear => f.write_str("Clear"),
+            Security::Tls { exporter } => f
+                .debug_struct("Tls")
+                .field("exporter", &exporter.map(|_| ".."))
+                .finish(),
+        }
+    }
+}
+
+/// How the conn carries the XML stream.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Framing {
+    /// RFC 6120 over TCP: one `<stream:stream>` document.
+    Stream,
+    /// RFC 7395: one element per WebSocket message, `<open/>` and `<close/>`.
+    WebSocket,
+}
+
 /// What the router asks of the world. Every method is a request; none may call back into the
 /// router (the router is in the middle of a call when it invokes them).
 pub trait Effects {
@@ -42,6 +89,14 @@ pub trait Effects {
     /// and delivers `handoff` + those bytes to `dest`'s router via `on_adopted`.
     /// After this call the router has forgotten the conn (no on_closed must come for it here).
     fn hand_off(&mut self, conn: ConnKey, dest: ShardId, handoff: Handoff);
+    /// What the layers below the stream know of `conn` (TLS, WebSocket framing). Asked when
+    /// the conn connects (its framing) and when features are offered or SASL starts (its
+    /// security); a conn that is gone reads as [`Transport::PLAIN`].
+    fn transport(&self, conn: ConnKey) -> Transport;
+    /// STARTTLS (RFC 6120 5.4): everything sent to `conn` so far goes out in the clear (the
+    /// `<proceed/>` last); from now on its bytes are TLS records. `early` holds bytes the
+    /// client sent after its `<starttls/>` element: already the start of its handshake.
+    fn start_tls(&mut self, conn: ConnKey, early: &[u8]);
 }
 
 /// The `type` attribute of a stanza, classified per kind (RFC 6120 8.2.3, RFC 6121 4.7.1, 5.2.2).

@@ -73,8 +73,10 @@ mod tables;
 mod timers;
 mod unauth;
 
-pub use config::{AuthBackend, BroadcastRoles, ClusterConfig, RouterConfig};
-pub use effects::{ConnKey, Effects, Handoff, StanzaType};
+pub use config::{
+    AuthBackend, BroadcastRoles, ClusterConfig, RouterConfig, TlsPolicy, TlsRequired,
+};
+pub use effects::{ConnKey, Effects, Framing, Handoff, Security, StanzaType, Transport};
 pub use errors::{Cause, Fault, SessionEnd, StreamError};
 pub use home::sm::elements::SM_NS;
 pub use home::sm::{

@@ -588,7 +588,7 @@ impl Router {
     /// Marks the conn closing, takes its session (if any) out of the directory, and ends or
     /// detaches its stream management session as `end` says. A session that is not detached
     /// for resumption ends its presence (contacts and rooms hear unavailable).
-    fn leave_directory(&mut self, slot: u32, end: SessionEnd, fx: &mut impl Effects) {
+    pub(crate) fn leave_directory(&mut self, slot: u32, end: SessionEnd, fx: &mut impl Effects) {
         if let Some(full) = self.leave_directory_quietly(slot, end) {
             self.end_presence(&full, None, fx);
         }

@@ -107,6 +107,11 @@ metric_struct! {
         mail_timeouts: Counter("rookery_mail_timeouts_total"),
         /// Failed SASL attempts (each failure sent, and SASL aborts).
         auth_failures: Counter("rookery_auth_failures_total"),
+        /// STARTTLS negotiations answered with `<proceed/>`.
+        starttls: Counter("rookery_starttls_total"),
+        /// `<starttls/>` refused (no certificate, already under TLS, a bad element): each
+        /// stream closed with the TLS `<failure/>`.
+        starttls_failures: Counter("rookery_starttls_failures_total"),
         /// Streams closed by us with a stream error (timeouts and shutdown included).
         stream_errors: Counter("rookery_stream_errors_total"),
         /// Conns handed to their home shard.

@@ -184,6 +184,29 @@ pub struct Args {
     /// Content types that may be uploaded: `any`, or a list like image/*,video/mp4.
     #[arg(long, default_value = "any")]
     pub upload_content_types: String,
+    /// TLS certificate chain (PEM, leaf first). With --tls-key it enables STARTTLS on
+    /// --listen, direct TLS on --listen-tls and HTTPS on --http-listen; re-read on SIGHUP.
+    #[arg(long, requires = "tls_key")]
+    pub tls_cert: Option<std::path::PathBuf>,
+    /// The certificate's private key (PEM: PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, requires = "tls_cert")]
+    pub tls_key: Option<std::path::PathBuf>,
+    /// Direct TLS listener (XEP-0368, ALPN xmpp-client), e.g. 0.0.0.0:5223; needs --tls-cert.
+    #[arg(long, requires = "tls_cert")]
+    pub listen_tls: Option<SocketAddr>,
+    /// Which conns must be under TLS before they authenticate: remote (every peer that is
+    /// not a loopback address; the default with a certificate), all, or off (the default
+    /// without one).
+    #[arg(long, value_enum)]
+    pub require_tls: Option<RequireTls>,
+}
+
+/// `--require-tls`.
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequireTls {
+    Off,
+    Remote,
+    All,
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
@@ -305,6 +328,9 @@ impl Config {
         };
         if let Some(core) = cores.iter().find(|core| !allowed_cores.contains(core)) {
             bail!("--cores names core {core}, but this process may run only on {allowed_cores:?} (see taskset/cpuset)");
+        }
+        if args.require_tls.is_some_and(|r| r != RequireTls::Off) && args.tls_cert.is_none() {
+            bail!("--require-tls needs a certificate: --tls-cert PEM --tls-key PEM");
         }
         let mut args = args;
         let cluster = load_cluster(&mut args)?;

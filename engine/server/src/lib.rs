@@ -20,5 +20,6 @@ pub mod metrics;
 mod reads;
 pub mod seams;
 pub mod shard;
+pub mod transport;
 pub mod usage;
 pub mod websocket;

@@ -11,6 +11,7 @@ mod config;
 mod data_dir;
 mod listener;
 mod sys;
+mod tls;
 mod upload;
 
 use std::hash::BuildHasher;
@@ -89,9 +90,23 @@ fn run(args: Args) -> anyhow::Result<()> {
     let cores: Vec<usize> = (0..shards).map(|i| config.core_of(i)).collect();
     info!("shards: {shards}, pinned to cores {cores:?}");
 
+    let tls = tls::load(&config)?;
     let listeners =
         listener::reuseport_listeners(config.args.listen, shards, config.args.listen_backlog)?;
     let bound = listeners[0].local_addr()?;
+    let mut tls_listeners: Vec<Option<std::net::TcpListener>> = match config.args.listen_tls {
+        Some(addr) => listener::reuseport_listeners(addr, shards, config.args.listen_backlog)
+            .with_context(|| format!("--listen-tls {addr}"))?
+            .into_iter()
+            .map(Some)
+            .collect(),
+        None => (0..shards).map(|_| None).collect(),
+    };
+    let bound_tls = tls_listeners
+        .first()
+        .and_then(Option::as_ref)
+        .map(std::net::TcpListener::local_addr)
+        .transpose()?;
     let shared = Arc::new(Shared {
         stop: AtomicBool::new(false),
         open_conns: AtomicU64::new(0),
@@ -146,6 +161,11 @@ fn run(args: Args) -> anyhow::Result<()> {
                 started: shared.started,
             },
             usage: upload.as_ref().map(|u| u.inbox(index)),
+            tls: tls.clone(),
+        };
+        let listener = shard::Listeners {
+            plain: listener,
+            tls: tls_listeners[index].take(),
         };
         let (kind, core, limits, exit_tx) =
             (selected.kind, cores[index], limits.clone(), exit_tx.clone());
@@ -171,7 +191,10 @@ fn run(args: Args) -> anyhow::Result<()> {
             })?;
         info!("metrics: http://{addr}/metrics");
     }
-    watch_signals(exit_tx)?;
+    watch_signals(exit_tx, tls.clone())?;
+    if let Some(addr) = bound_tls {
+        info!("direct TLS (XEP-0368) on {addr}");
+    }
     info!(
         "ready: listening on {bound} for domain {} ({shards} shards)",
         config.domain
@@ -229,7 +252,7 @@ fn shard_thread(
     kind: BackendKind,
     core: usize,
     limits: Limits,
-    listener: std::net::TcpListener,
+    listener: shard::Listeners,
     parts: ShardParts<rookery_mailbox::Mailbox<shard::ShardMail>, MonotonicClock>,
 ) -> anyhow::Result<()> {
     if let Err(err) = sys::pin_current_thread(core) {
@@ -302,6 +325,7 @@ fn router_config(config: &Config) -> RouterConfig {
         max_unauth_per_address: args.max_unauth_per_address,
         max_rooms_per_user: args.max_rooms_per_user,
         max_rooms_per_shard: args.max_rooms_per_shard,
+        tls: tls::policy(config),
         upload: None,
         cluster: config
             .cluster
@@ -310,12 +334,25 @@ fn router_config(config: &Config) -> RouterConfig {
     }
 }
 
-fn watch_signals(exit_tx: mpsc::Sender<Exit>) -> anyhow::Result<()> {
+/// Waits for signals on its own thread: SIGHUP re-reads the TLS certificate and key (new
+/// conns get them; open sessions keep theirs), SIGINT/SIGTERM stop the server.
+fn watch_signals(
+    exit_tx: mpsc::Sender<Exit>,
+    tls: Option<rookery_tls::TlsContext>,
+) -> anyhow::Result<()> {
     std::thread::Builder::new()
         .name("rookery-signals".into())
-        .spawn(move || {
-            if let Ok(name) = sys::wait_for_termination_signal() {
-                let _ = exit_tx.send(Exit::Signal(name));
+        .spawn(move || loop {
+            match sys::wait_for_signal() {
+                Ok(sys::Signal::Hangup) => tls::reload(tls.as_ref()),
+                Ok(sys::Signal::Stop(name)) => {
+                    let _ = exit_tx.send(Exit::Signal(name));
+                    return;
+                }
+                Err(err) => {
+                    error!("waiting for signals failed: {err}; SIGINT/SIGTERM/SIGHUP are not seen");
+                    return;
+                }
             }
         })?;
     Ok(())

@@ -75,6 +75,18 @@ rookery_router::metric_struct! {
         /// Upload usage events (files stored or removed) dropped because this shard's inbox
         /// was full: its quota ledger is off by those files until restart.
         upload_usage_dropped: Counter("rookery_upload_usage_dropped_total"),
+        /// Conns under TLS now (direct TLS and STARTTLS).
+        tls_sessions: Gauge("rookery_tls_sessions"),
+        /// TLS handshakes completed.
+        tls_handshakes: Counter("rookery_tls_handshakes_total"),
+        /// TLS sessions that failed because of the peer (bad records, a refused handshake,
+        /// a fatal alert): each conn was closed after our alert.
+        tls_failures_peer: Counter("rookery_tls_failures_peer_total"),
+        /// TLS sessions that failed on our side (crypto provider, configuration).
+        tls_failures_local: Counter("rookery_tls_failures_local_total"),
+        /// Heap bytes held by TLS sessions, as rookery-tls estimates them (updated once a
+        /// second).
+        tls_heap_bytes: Gauge("rookery_tls_heap_bytes"),
     }
 }
 

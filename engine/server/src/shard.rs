@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 
 use rookery_io::{ConnId, Driver, Event, FileId, Handler, Linger, Ops, SendError};
 use rookery_mailbox::ShardId;
-use rookery_router::{Cause, ConnKey, Effects, Handoff, Location, Mail, NodeId, Router};
+use rookery_router::{Cause, ConnKey, Effects, Handoff, Location, Mail, NodeId, Router, Transport};
 use rookery_store::LogSpan;
 use tracing::{info, warn};
 
@@ -35,6 +35,7 @@ use crate::commit::Committer;
 use crate::metrics::{LoopStats, ShardStats};
 use crate::reads::Reads;
 use crate::seams::{Clock, MailTransport};
+use crate::transport::{ConnLayers, Opened, Transports};
 use crate::usage::{UsageInbox, MAX_USAGE_PER_TURN};
 
 /// What one shard mails another.
@@ -46,6 +47,8 @@ pub enum ShardMail {
         socket: OwnedFd,
         handoff: Handoff,
         leftover: Vec<u8>,
+        /// Its TLS layer (`leftover` is ciphertext then).
+        layers: Option<Box<ConnLayers>>,
     },
     /// Router mail for a shard of another node: staged to the cluster bridge, the grid's
     /// last participant (see `cluster`), which carries it over NATS.
@@ -92,6 +95,8 @@ pub struct ShardParts<M, C> {
     pub clock: C,
     /// Upload usage events for the users homed here (`--http-listen`), else `None`.
     pub usage: Option<Arc<UsageInbox>>,
+    /// The certificate for STARTTLS and direct TLS (`--tls-cert`), else `None`.
+    pub tls: Option<rookery_tls::TlsContext>,
 }
 
 /// Whether the shard goes on after a turn.
@@ -129,6 +134,10 @@ struct ShardState<M, C> {
     loop_stats: LoopStats,
     heap_published_at_ms: u64,
     usage: Option<Arc<UsageInbox>>,
+    /// The direct-TLS listener (XEP-0368), whose conns start with a TLS layer.
+    tls_listener: Option<rookery_io::ListenerId>,
+    /// Stream bytes a layer decoded, for the router (reused; see `transport`).
+    decoded: Vec<u8>,
 }
 
 /// The shard's outgoing side: staged mail, conns being handed off, log reads, and effect
@@ -148,6 +157,8 @@ struct Outbox<M> {
     slow_consumer_closes: u64,
     /// Closes the router asked for, per cause (`Cause::ALL` order).
     closes: [u64; Cause::ALL.len()],
+    /// The layers below the streams (TLS).
+    transports: Transports,
 }
 
 impl<M: MailTransport<ShardMail>> Outbox<M> {
@@ -162,18 +173,31 @@ impl<M: MailTransport<ShardMail>> Outbox<M> {
             log_file: self.log_file,
             slow_consumer_closes: &mut self.slow_consumer_closes,
             closes: &mut self.closes,
+            transports: &mut self.transports,
         }
     }
+}
+
+/// A shard's listeners: the client port (plaintext, STARTTLS when a certificate is loaded)
+/// and, with `--listen-tls`, the direct-TLS port (XEP-0368).
+pub struct Listeners {
+    pub plain: TcpListener,
+    pub tls: Option<TcpListener>,
 }
 
 /// Runs the shard until the stop flag is set and its streams are closed.
 pub fn run<D: Driver, M: MailTransport<ShardMail>, C: Clock>(
     mut driver: D,
-    listener: TcpListener,
+    listeners: Listeners,
     parts: ShardParts<M, C>,
 ) -> anyhow::Result<()> {
-    driver.listen(listener)?;
+    driver.listen(listeners.plain)?;
+    let tls_listener = match listeners.tls {
+        Some(listener) => Some(driver.listen(listener)?),
+        None => None,
+    };
     let mut shard = Shard::new(driver, parts)?;
+    shard.state.tls_listener = tls_listener;
     while shard.turn()? == TurnEnd::Running {}
     Ok(())
 }
@@ -202,6 +226,7 @@ impl<D: Driver, M: MailTransport<ShardMail>, C: Clock> Shard<D, M, C> {
                 log_file: committer.file(),
                 slow_consumer_closes: 0,
                 closes: [0; Cause::ALL.len()],
+                transports: Transports::new(parts.tls),
             },
             inbox: Vec::new(),
             committer,
@@ -214,6 +239,8 @@ impl<D: Driver, M: MailTransport<ShardMail>, C: Clock> Shard<D, M, C> {
             loop_stats: LoopStats::default(),
             heap_published_at_ms: 0,
             usage: parts.usage,
+            tls_listener: None,
+            decoded: Vec::new(),
         };
         Ok(Shard { driver, state })
     }
@@ -323,7 +350,8 @@ impl<M: MailTransport<ShardMail>, C: Clock> ShardState<M, C> {
                     socket,
                     handoff,
                     leftover,
-                } => self.adopt(io, socket, handoff, &leftover, now_ms),
+                    layers,
+                } => self.adopt(io, socket, (handoff, layers), &leftover, now_ms),
                 // Only the bridge takes mail for other nodes; the bridge hands this shard
                 // `Router` mail.
                 ShardMail::Remote { .. } => {
@@ -341,7 +369,7 @@ impl<M: MailTransport<ShardMail>, C: Clock> ShardState<M, C> {
         &mut self,
         io: &mut O,
         socket: OwnedFd,
-        handoff: Handoff,
+        (handoff, layers): (Handoff, Option<Box<ConnLayers>>),
         leftover: &[u8],
         now_ms: u64,
     ) {
@@ -353,8 +381,20 @@ impl<M: MailTransport<ShardMail>, C: Clock> ShardState<M, C> {
         match io.adopt(socket) {
             Ok(conn) => {
                 let key = ConnKey(conn.to_u64());
+                let Some(layers) = layers else {
+                    self.router
+                        .on_adopted(key, handoff, leftover, now_ms, &mut self.out.fx(io));
+                    return;
+                };
+                self.out.transports.insert(key, layers);
+                let mut decoded = std::mem::take(&mut self.decoded);
+                decoded.clear();
+                if let Opened::Failed = self.out.transports.open(io, key, leftover, &mut decoded) {
+                    decoded.clear();
+                }
                 self.router
-                    .on_adopted(key, handoff, leftover, now_ms, &mut self.out.fx(io));
+                    .on_adopted(key, handoff, &decoded, now_ms, &mut self.out.fx(io));
+                self.decoded = decoded;
             }
             Err(err) => {
                 self.shared.open_conns.fetch_sub(1, Ordering::Relaxed);
@@ -366,7 +406,13 @@ impl<M: MailTransport<ShardMail>, C: Clock> ShardState<M, C> {
         }
     }
 
-    fn on_accepted<O: Ops>(&mut self, io: &mut O, conn: ConnId, peer: std::net::SocketAddr) {
+    fn on_accepted<O: Ops>(
+        &mut self,
+        io: &mut O,
+        listener: rookery_io::ListenerId,
+        conn: ConnId,
+        peer: std::net::SocketAddr,
+    ) {
         let open = self.shared.open_conns.fetch_add(1, Ordering::Relaxed) + 1;
         if open > self.shared.max_conns || self.stopping_since_ms.is_some() {
             // Over the ceiling: refuse at once; the Closed event gives the slot back.
@@ -376,12 +422,43 @@ impl<M: MailTransport<ShardMail>, C: Clock> ShardState<M, C> {
             return;
         }
         let now_ms = self.now_ms();
-        self.router.on_connect(
-            ConnKey(conn.to_u64()),
-            Some(peer.ip()),
-            now_ms,
-            &mut self.out.fx(io),
-        );
+        let key = ConnKey(conn.to_u64());
+        if self.tls_listener == Some(listener) {
+            self.out.transports.start_tls(io, key, &[]);
+        }
+        self.router
+            .on_connect(key, Some(peer.ip()), now_ms, &mut self.out.fx(io));
+    }
+
+    /// Bytes from a conn: through its layers (TLS), then to the router. A STARTTLS the
+    /// router negotiated in this call may leave early TLS bytes: they are opened next.
+    fn on_received<O: Ops>(&mut self, io: &mut O, key: ConnKey, data: &[u8]) {
+        let now_ms = self.now_ms();
+        if self.out.transports.is_empty() {
+            self.router.on_data(key, data, now_ms, &mut self.out.fx(io));
+        } else {
+            self.open_and_route(io, key, data, now_ms);
+        }
+        while let Some((key, early)) = self.out.transports.take_early() {
+            self.open_and_route(io, key, &early, now_ms);
+        }
+    }
+
+    fn open_and_route<O: Ops>(&mut self, io: &mut O, key: ConnKey, data: &[u8], now_ms: u64) {
+        let mut decoded = std::mem::take(&mut self.decoded);
+        decoded.clear();
+        match self.out.transports.open(io, key, data, &mut decoded) {
+            Opened::Bare => self.router.on_data(key, data, now_ms, &mut self.out.fx(io)),
+            Opened::Decoded if !decoded.is_empty() => {
+                self.router
+                    .on_data(key, &decoded, now_ms, &mut self.out.fx(io))
+            }
+            Opened::Decoded | Opened::Failed => {}
+        }
+        if decoded.capacity() > 64 * 1024 {
+            decoded = Vec::new();
+        }
+        self.decoded = decoded;
     }
 
     fn begin_shutdown<D: Driver>(&mut self, driver: &mut D) {
@@ -505,7 +582,13 @@ impl<M: MailTransport<ShardMail>, C: Clock> ShardState<M, C> {
             own.log_bytes = store.log_bytes;
             own.stored_bytes = store.message_bytes;
             own.store_index_bytes = store.index_heap_bytes;
+            own.tls_heap_bytes = self.out.transports.heap_bytes() as u64;
         }
+        let tls = self.out.transports.stats();
+        own.tls_sessions = tls.tls_sessions;
+        own.tls_handshakes = tls.tls_handshakes;
+        own.tls_failures_peer = tls.tls_failures_peer;
+        own.tls_failures_local = tls.tls_failures_local;
         own.conns = driver.open_conns() as u64;
         own.mailbox_staged = self.out.mailbox.staged() as u64;
         own.slow_consumer_closes = self.out.slow_consumer_closes;
@@ -525,14 +608,15 @@ impl<M: MailTransport<ShardMail>, C: Clock> ShardState<M, C> {
 impl<D: Driver, M: MailTransport<ShardMail>, C: Clock> Handler<D> for ShardState<M, C> {
     fn on_event(&mut self, io: &mut D::Ops<'_>, event: Event<'_>) {
         match event {
-            Event::Accepted { conn, peer, .. } => self.on_accepted(io, conn, peer),
-            Event::Received { conn, data } => {
-                let now_ms = self.now_ms();
-                self.router
-                    .on_data(ConnKey(conn.to_u64()), data, now_ms, &mut self.out.fx(io));
-            }
+            Event::Accepted {
+                listener,
+                conn,
+                peer,
+            } => self.on_accepted(io, listener, conn, peer),
+            Event::Received { conn, data } => self.on_received(io, ConnKey(conn.to_u64()), data),
             Event::Closed { conn, .. } => {
                 self.shared.open_conns.fetch_sub(1, Ordering::Relaxed);
+                self.out.transports.remove(ConnKey(conn.to_u64()));
                 let now_ms = self.now_ms();
                 self.router
                     .on_closed(ConnKey(conn.to_u64()), now_ms, &mut self.out.fx(io));
@@ -542,17 +626,19 @@ impl<D: Driver, M: MailTransport<ShardMail>, C: Clock> Handler<D> for ShardState
                 socket,
                 leftover,
             } => {
-                let Some((dest, handoff)) = self.out.handoffs.remove(&ConnKey(conn.to_u64()))
-                else {
+                let key = ConnKey(conn.to_u64());
+                let Some((dest, handoff)) = self.out.handoffs.remove(&key) else {
                     // Only hand-offs detach conns in the server; anything else is a bug.
                     unreachable!("conn {conn:?} detached without a pending hand-off");
                 };
+                let layers = self.out.transports.remove(key);
                 self.out.mailbox.stage(
                     ShardId(dest),
                     ShardMail::Adopt {
                         socket,
                         handoff,
                         leftover,
+                        layers,
                     },
                 );
             }
@@ -601,12 +687,18 @@ struct ShardEffects<'a, O: Ops, M> {
     log_file: Option<FileId>,
     slow_consumer_closes: &'a mut u64,
     closes: &'a mut [u64; Cause::ALL.len()],
+    transports: &'a mut Transports,
 }
 
 impl<O: Ops, M: MailTransport<ShardMail>> Effects for ShardEffects<'_, O, M> {
     fn send(&mut self, conn: ConnKey, bytes: &[u8]) {
         let id = ConnId::from_u64(conn.0);
-        if let Err(SendError::QueueFull) = self.io.send(id, bytes) {
+        let queued = if self.transports.is_empty() {
+            !matches!(self.io.send(id, bytes), Err(SendError::QueueFull))
+        } else {
+            self.transports.seal_and_send(self.io, conn, bytes)
+        };
+        if !queued {
             // A peer that does not read cannot hold the shard's memory hostage: drop it.
             *self.slow_consumer_closes += 1;
             self.io.close(id, Linger::Abort);
@@ -615,7 +707,16 @@ impl<O: Ops, M: MailTransport<ShardMail>> Effects for ShardEffects<'_, O, M> {
 
     fn close(&mut self, conn: ConnKey, cause: Cause) {
         self.closes[cause.index()] += 1;
+        self.transports.close(self.io, conn);
         self.io.close(ConnId::from_u64(conn.0), Linger::Flush);
+    }
+
+    fn transport(&self, conn: ConnKey) -> Transport {
+        self.transports.transport(conn)
+    }
+
+    fn start_tls(&mut self, conn: ConnKey, early: &[u8]) {
+        self.transports.start_tls(self.io, conn, early);
     }
 
     fn queued_bytes(&self, conn: ConnKey) -> usize {

@@ -76,8 +76,16 @@ pub fn block_termination_signals() -> io::Result<()> {
     }
 }
 
-/// Waits until SIGINT or SIGTERM arrives (they must be blocked first); returns its name.
-pub fn wait_for_termination_signal() -> io::Result<&'static str> {
+/// A signal the server acts on.
+pub enum Signal {
+    /// SIGINT or SIGTERM (its name): stop.
+    Stop(&'static str),
+    /// SIGHUP: re-read the TLS certificate.
+    Hangup,
+}
+
+/// Waits until SIGINT, SIGTERM or SIGHUP arrives (they must be blocked first).
+pub fn wait_for_signal() -> io::Result<Signal> {
     let set = termination_set();
     let mut signal: libc::c_int = 0;
     // SAFETY: `set` is initialised and `signal` is a valid out-pointer for the call's duration.
@@ -85,10 +93,10 @@ pub fn wait_for_termination_signal() -> io::Result<&'static str> {
     if rc != 0 {
         return Err(io::Error::from_raw_os_error(rc));
     }
-    Ok(if signal == libc::SIGINT {
-        "SIGINT"
-    } else {
-        "SIGTERM"
+    Ok(match signal {
+        libc::SIGHUP => Signal::Hangup,
+        libc::SIGINT => Signal::Stop("SIGINT"),
+        _ => Signal::Stop("SIGTERM"),
     })
 }
 
@@ -100,6 +108,7 @@ fn termination_set() -> libc::sigset_t {
         libc::sigemptyset(&mut set);
         libc::sigaddset(&mut set, libc::SIGINT);
         libc::sigaddset(&mut set, libc::SIGTERM);
+        libc::sigaddset(&mut set, libc::SIGHUP);
         set
     }
 }

@@ -90,6 +90,7 @@ pub fn start(config: &Config) -> anyhow::Result<Option<Upload>> {
         None if listen.port() == 0 || listen.ip().is_unspecified() => bail!(
             "--http-listen {listen} needs --http-public-url (the address clients reach it at)"
         ),
+        None if args.tls_cert.is_some() => format!("https://{listen}"),
         None => format!("http://{listen}"),
     };
     let domain = format!("upload.{}", config.domain.as_str());
@@ -110,6 +111,16 @@ pub fn start(config: &Config) -> anyhow::Result<Option<Upload>> {
     let usage = UsageRouter::new(config.shards() as u16, UsageInbox::CAPACITY);
     let mut http = HttpConfig::new(listen, &public_url, data_dir, secret);
     http.file_ttl_s = (args.upload_file_ttl > 0).then_some(args.upload_file_ttl);
+    // HTTPS with the XMPP certificate when there is one (read at start; a restart of the
+    // server picks up a renewed one for HTTP, SIGHUP does for XMPP).
+    http.tls = args
+        .tls_cert
+        .clone()
+        .zip(args.tls_key.clone())
+        .map(|(cert_chain_pem, key_pem)| rookery_http::TlsFiles {
+            cert_chain_pem,
+            key_pem,
+        });
     let sink = usage.clone();
     http.usage_sink = Some(Arc::new(move |event| sink.report(event)));
     let handle = HttpServer::start(http).map_err(|e| anyhow::anyhow!("{e}"))?;

@@ -315,3 +315,245 @@ fn slixmpp_uploads_a_file_over_xep_0363_and_another_user_downloads_it() {
         let _ = std::fs::remove_dir_all(&data_dir);
     }
 }
+
+/// slixmpp over STARTTLS (SCRAM-SHA-256, PLAIN) and direct TLS (SCRAM-SHA-1), trusting a
+/// test CA; with `--require-tls all` a client in the clear is offered nothing to log in
+/// with, and a client trusting another CA refuses the certificate. Both backends, 2 shards
+/// (logins handed to their home shard carry their TLS session along).
+#[test]
+fn slixmpp_logs_in_over_starttls_and_direct_tls() {
+    use support::certs::TestCa;
+    let ca = TestCa::new("Rookery Test CA", DOMAIN);
+    let stranger = TestCa::new("Another CA", DOMAIN);
+    for backend in backends() {
+        let shards = 2u16;
+        let data_dir = Server::temp_data_dir();
+        let users = [
+            ("alice", "alice's secret"),
+            ("bob", "bob's secret"),
+            ("carol", "carol's secret"),
+        ];
+        for (user, password) in users {
+            add_account(&data_dir, shards, user, password);
+        }
+        let tls_addr = format!("127.0.0.1:{}", free_port());
+        let (cert, key) = (ca.arg("server.pem"), ca.arg("server.key"));
+        let flags = [
+            "--auth",
+            "file",
+            "--tls-cert",
+            &cert,
+            "--tls-key",
+            &key,
+            "--listen-tls",
+            &tls_addr,
+            "--require-tls",
+            "all",
+        ];
+        let server = Server::start_on(backend, usize::from(shards), &flags, &data_dir);
+        let path = format!("{}/tests/interop/slix_tls.py", env!("CARGO_MANIFEST_DIR"));
+        let tls_port = tls_addr.rsplit(':').next().unwrap_or_default();
+        let mut command = Command::new("python3");
+        command
+            .arg(path)
+            .args(["127.0.0.1", &server.addr.port().to_string(), tls_port])
+            .args([ca.arg("ca.pem"), stranger.arg("ca.pem")]);
+        for (user, password) in users {
+            command.arg(format!("{user}@{DOMAIN}")).arg(password);
+        }
+        let output = command.output().expect("python3 runs");
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            output.status.success(),
+            "{backend}: {stdout}\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        for expected in [
+            "\"alice_outcome\": \"session\"",
+            "\"alice_mechanism\": \"SCRAM-SHA-256\"",
+            "\"bob_outcome\": \"session\"",
+            "\"bob_mechanism\": \"SCRAM-SHA-1\"",
+            "\"carol_outcome\": \"session\"",
+            "\"carol_mechanism\": \"PLAIN\"",
+            "\"bob_received\": \"hello over TLS\"",
+        ] {
+            assert!(
+                stdout.contains(expected),
+                "{backend}: {expected} in {stdout}"
+            );
+        }
+        assert!(stdout.contains("\"alice_tls\": \"TLSv1."), "{stdout}");
+        assert!(
+            !stdout.contains("\"clear_outcome\": \"session\""),
+            "{backend}: a client in the clear logged in: {stdout}"
+        );
+        assert!(
+            !stdout.contains("\"stranger_outcome\": \"session\""),
+            "{backend}: a client trusting another CA logged in: {stdout}"
+        );
+        drop(server);
+        let _ = std::fs::remove_dir_all(&data_dir);
+    }
+}
+
+/// A real end-user client: profanity (in tmux, its own HOME, trusting the test CA through
+/// SSL_CERT_FILE) logs in over STARTTLS (`tls force`) to an account made with `rookery
+/// accounts add`, sends a message that a slixmpp user receives, and shows that user's answer.
+#[test]
+fn profanity_in_tmux_chats_over_starttls_with_a_slixmpp_user() {
+    use std::io::BufRead;
+    use support::certs::TestCa;
+    let ca = TestCa::new("Rookery Test CA", DOMAIN);
+    for backend in backends() {
+        let shards = 2u16;
+        let data_dir = Server::temp_data_dir();
+        add_account(&data_dir, shards, "alice", "alice-pw");
+        add_account(&data_dir, shards, "bob", "bob-pw");
+        let (cert, key) = (ca.arg("server.pem"), ca.arg("server.key"));
+        let flags = [
+            "--auth",
+            "file",
+            "--tls-cert",
+            &cert,
+            "--tls-key",
+            &key,
+            "--require-tls",
+            "all",
+        ];
+        let server = Server::start_on(backend, usize::from(shards), &flags, &data_dir);
+        let port = server.addr.port().to_string();
+        let script = format!("{}/tests/interop/slix_echo.py", env!("CARGO_MANIFEST_DIR"));
+        let mut echo = Command::new("python3")
+            .arg(script)
+            .args(["127.0.0.1", &port, &ca.arg("ca.pem")])
+            .args([&format!("bob@{DOMAIN}"), "bob-pw"])
+            .output_on_wait();
+        let mut echo_out = std::io::BufReader::new(echo.stdout.take().expect("piped"));
+        let mut first = String::new();
+        echo_out.read_line(&mut first).expect("slix_echo.py prints");
+        assert_eq!(
+            first.trim(),
+            "ready",
+            "{backend}: bob did not log in: {first}"
+        );
+
+        let tmux = Tmux::start(
+            &format!("rookery-prof-{}-{backend}", std::process::id()),
+            &ca,
+        );
+        tmux.wait_for("/help", "profanity started");
+        tmux.keys(&format!(
+            "/connect alice@{DOMAIN} server 127.0.0.1 port {port} tls force"
+        ));
+        tmux.wait_for("Enter password", "the password prompt");
+        tmux.keys("alice-pw");
+        tmux.wait_for("logged in successfully", "alice logged in");
+        tmux.keys(&format!("/msg bob@{DOMAIN} hello from profanity"));
+        let screen = tmux.wait_for("echo: hello from profanity", "bob's answer shown");
+        assert!(
+            screen.contains("[TLS]"),
+            "{backend}: not over TLS:\n{screen}"
+        );
+
+        let mut stdout = String::new();
+        std::io::Read::read_to_string(&mut echo_out, &mut stdout).expect("slix_echo.py output");
+        let output = echo.wait_with_output().expect("slix_echo.py ends");
+        assert!(
+            output.status.success(),
+            "{backend}: {stdout}\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert!(
+            stdout.contains("\"body\": \"hello from profanity\"")
+                && stdout.contains(&format!("\"from\": \"alice@{DOMAIN}/")),
+            "{backend}: {stdout}"
+        );
+        drop(tmux);
+        drop(server);
+        let _ = std::fs::remove_dir_all(&data_dir);
+    }
+}
+
+/// A profanity session in a detached tmux session with its own HOME; killed on drop.
+struct Tmux {
+    name: String,
+    home: std::path::PathBuf,
+}
+
+impl Tmux {
+    fn start(name: &str, ca: &support::certs::TestCa) -> Tmux {
+        let home = ca.path(&format!("home-{name}"));
+        std::fs::create_dir_all(&home).expect("profanity home");
+        let env = format!(
+            "env HOME={h} XDG_CONFIG_HOME={h}/.config XDG_DATA_HOME={h}/.local/share \
+             SSL_CERT_FILE={ca} profanity",
+            h = home.display(),
+            ca = ca.arg("ca.pem")
+        );
+        let status = Command::new("tmux")
+            .args([
+                "new-session",
+                "-d",
+                "-s",
+                name,
+                "-x",
+                "160",
+                "-y",
+                "40",
+                &env,
+            ])
+            .status()
+            .expect("tmux runs (apt install tmux profanity)");
+        assert!(status.success(), "tmux new-session failed");
+        Tmux {
+            name: name.to_string(),
+            home,
+        }
+    }
+
+    fn keys(&self, text: &str) {
+        let status = Command::new("tmux")
+            .args(["send-keys", "-t", &self.name, "-l", text])
+            .status()
+            .expect("tmux send-keys");
+        assert!(status.success());
+        let status = Command::new("tmux")
+            .args(["send-keys", "-t", &self.name, "Enter"])
+            .status()
+            .expect("tmux send-keys");
+        assert!(status.success());
+    }
+
+    fn screen(&self) -> String {
+        let output = Command::new("tmux")
+            .args(["capture-pane", "-p", "-t", &self.name])
+            .output()
+            .expect("tmux capture-pane");
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+
+    /// Polls the screen (every 100 ms, at most 20 s) until it shows `text`.
+    fn wait_for(&self, text: &str, what: &str) -> String {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            let screen = self.screen();
+            if screen.contains(text) {
+                return screen;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "profanity: {what}: no {text:?} on screen:\n{screen}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = Command::new("tmux")
+            .args(["kill-session", "-t", &self.name])
+            .status();
+        let _ = std::fs::remove_dir_all(&self.home);
+    }
+}

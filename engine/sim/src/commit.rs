@@ -175,6 +175,7 @@ impl World {
                 shared: shared.clone(),
                 clock,
                 usage: None,
+                tls: None,
             };
             let looped = Loop::new(driver, parts)
                 .map_err(|e| Violation::new("setup", format!("shard {shard}: {e}")))?;

@@ -12,6 +12,7 @@ use std::fs::{self, File, OpenOptions, TryLockError};
 use std::io::{self, Seek, SeekFrom};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use crate::config::StoreConfig;
 use crate::error::OpenError;
@@ -36,14 +37,30 @@ pub(crate) fn open_log(dir: &Path, path: &Path) -> Result<File, OpenError> {
         .truncate(false)
         .open(path)
         .map_err(io_error("open", path))?;
-    match lock(&file) {
-        Ok(()) => Ok(file),
-        Err(TryLockError::WouldBlock) => Err(OpenError::Locked {
-            path: path.to_path_buf(),
-        }),
-        Err(TryLockError::Error(source)) => Err(io_error("lock", path)(source)),
+    let deadline = Instant::now() + LOCK_WAIT;
+    loop {
+        match lock(&file) {
+            Ok(()) => return Ok(file),
+            Err(TryLockError::WouldBlock) if Instant::now() < deadline => {
+                std::thread::sleep(LOCK_RETRY);
+            }
+            Err(TryLockError::WouldBlock) => {
+                return Err(OpenError::Locked {
+                    path: path.to_path_buf(),
+                })
+            }
+            Err(TryLockError::Error(source)) => return Err(io_error("lock", path)(source)),
+        }
     }
 }
+
+/// How long opening waits for a lock that is held: a process killed with SIGKILL releases
+/// its lock only when its last reference to the file goes, and io_uring tears a dead
+/// process's ring (which holds the log it had registered) down asynchronously, so a restart
+/// right after a kill -9 can find the lock held for a moment. A live second server keeps it
+/// and the open fails after the wait.
+const LOCK_WAIT: Duration = Duration::from_secs(5);
+const LOCK_RETRY: Duration = Duration::from_millis(20);
 
 /// Takes the advisory lock; a file system without locks (some network ones) is accepted
 /// without it, since refusing to run there would be worse than the unlikely double open.

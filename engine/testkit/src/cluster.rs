@@ -26,7 +26,7 @@ use std::sync::Arc;
 use rookery_proto::Jid;
 use rookery_router::{
     AuthBackend, Cause, ConnKey, Effects, Handoff, Location, Mail, Placement, Router, RouterConfig,
-    ShardId,
+    ShardId, Transport,
 };
 use rookery_store::{LogSpan, Store, StoreError, SyncWriter};
 
@@ -52,6 +52,10 @@ pub struct RecordingEffects {
     pub max_output_bytes: Option<usize>,
     /// Conns aborted because a send passed `max_output_bytes` (slow consumer).
     pub aborted: Vec<ConnKey>,
+    /// What `transport` answers per conn (absent: plain TCP); a test sets it to model TLS.
+    pub transports: HashMap<ConnKey, Transport>,
+    /// `start_tls` calls: the conn and the early bytes handed to its TLS layer.
+    pub started_tls: Vec<(ConnKey, Vec<u8>)>,
 }
 
 impl Effects for RecordingEffects {
@@ -84,6 +88,15 @@ impl Effects for RecordingEffects {
     }
     fn hand_off(&mut self, conn: ConnKey, dest: ShardId, handoff: Handoff) {
         self.handoffs.push((conn, dest, handoff));
+    }
+    fn transport(&self, conn: ConnKey) -> Transport {
+        self.transports
+            .get(&conn)
+            .copied()
+            .unwrap_or(Transport::PLAIN)
+    }
+    fn start_tls(&mut self, conn: ConnKey, early: &[u8]) {
+        self.started_tls.push((conn, early.to_vec()));
     }
 }
 
@@ -246,6 +259,27 @@ impl Cluster {
         );
         self.pump();
         id
+    }
+
+    /// The layers below the client's stream are TLS from now on (what the server's
+    /// transport layer answers after a handshake), with this tls-exporter value.
+    pub fn secure(&mut self, client: ClientId, exporter: Option<[u8; 32]>) {
+        let c = &self.clients[client.0];
+        let transport = Transport {
+            security: rookery_router::Security::Tls { exporter },
+            framing: rookery_router::Framing::Stream,
+        };
+        self.fx[usize::from(c.shard)]
+            .transports
+            .insert(c.key, transport);
+    }
+
+    /// The early bytes of the client's STARTTLS, if the router started TLS on its conn.
+    pub fn take_started_tls(&mut self, client: ClientId) -> Option<Vec<u8>> {
+        let c = &self.clients[client.0];
+        let started = &mut self.fx[usize::from(c.shard)].started_tls;
+        let at = started.iter().position(|(key, _)| *key == c.key)?;
+        Some(started.remove(at).1)
     }
 
     /// The client sends `bytes`; the shard holding its conn reads them now.
@@ -413,10 +447,15 @@ impl Cluster {
         let new_key = self.fresh_key();
         self.by_key.insert(new_key, client);
         let c = &mut self.clients[client.0];
+        let old_shard = usize::from(c.shard);
         c.shard = dest.0;
         c.key = new_key;
         let leftover = std::mem::take(&mut c.unread);
         let dest = usize::from(dest.0);
+        // Its TLS layer goes with the socket, as the server's `Adopt` carries it.
+        if let Some(transport) = self.fx[old_shard].transports.remove(&old_key) {
+            self.fx[dest].transports.insert(new_key, transport);
+        }
         self.routers[dest].on_adopted(new_key, handoff, &leftover, self.now_ms, &mut self.fx[dest]);
     }
 

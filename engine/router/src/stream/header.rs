@@ -16,10 +16,10 @@
 
 use rookery_proto::element::Element;
 use rookery_proto::{ns, Jid};
-use rookery_sasl::Mechanism;
 
 use crate::errors::StreamError;
 use crate::replies;
+use crate::stream::tls::Protection;
 
 /// The framing of a conn's stream.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -83,8 +83,10 @@ impl Dialect {
         }
     }
 
-    /// The features of `stage`; `mechanisms` are the SASL mechanisms offered (pre-auth).
-    pub(crate) fn features(self, stage: Stage, mechanisms: &[Mechanism], out: &mut Vec<u8>) {
+    /// The features of `stage`; before authentication, what `protection` allows: STARTTLS
+    /// (with `<required/>` when SASL waits for it), the SASL mechanisms, and the channel
+    /// binding type `-PLUS` uses (XEP-0440).
+    pub(crate) fn features(self, stage: Stage, protection: &Protection, out: &mut Vec<u8>) {
         match self {
             Dialect::Stream => out.extend_from_slice(b"<stream:features>"),
             Dialect::WebSocket => {
@@ -95,15 +97,35 @@ impl Dialect {
         }
         match stage {
             Stage::PreAuth => {
-                out.extend_from_slice(b"<mechanisms xmlns='");
-                out.extend_from_slice(ns::SASL.as_bytes());
-                out.extend_from_slice(b"'>");
-                for mechanism in mechanisms {
-                    out.extend_from_slice(b"<mechanism>");
-                    out.extend_from_slice(mechanism.name().as_bytes());
-                    out.extend_from_slice(b"</mechanism>");
+                match protection.starttls {
+                    Some(true) => out.extend_from_slice(
+                        b"<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'><required/></starttls>",
+                    ),
+                    Some(false) => out
+                        .extend_from_slice(b"<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>"),
+                    None => {}
                 }
-                out.extend_from_slice(b"</mechanisms>");
+                if !protection.mechanisms.is_empty() {
+                    out.extend_from_slice(b"<mechanisms xmlns='");
+                    out.extend_from_slice(ns::SASL.as_bytes());
+                    out.extend_from_slice(b"'>");
+                    for mechanism in protection.mechanisms {
+                        out.extend_from_slice(b"<mechanism>");
+                        out.extend_from_slice(mechanism.name().as_bytes());
+                        out.extend_from_slice(b"</mechanism>");
+                    }
+                    out.extend_from_slice(b"</mechanisms>");
+                }
+                if protection
+                    .mechanisms
+                    .iter()
+                    .any(|m| m.needs_channel_binding())
+                {
+                    out.extend_from_slice(
+                        b"<sasl-channel-binding xmlns='urn:xmpp:sasl-cb:0'>\
+                          <channel-binding type='tls-exporter'/></sasl-channel-binding>",
+                    );
+                }
             }
             Stage::PostAuth => {
                 out.extend_from_slice(b"<bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/>");
@@ -148,6 +170,7 @@ fn major_version(version: &str) -> Option<u32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rookery_sasl::Mechanism;
 
     fn check(header: &str) -> Result<(), &'static str> {
         let domain = Jid::parse("example.com").expect("valid domain");
@@ -209,9 +232,18 @@ mod tests {
         );
     }
 
+    fn offering(starttls: Option<bool>, mechanisms: &'static [Mechanism]) -> Protection {
+        Protection {
+            starttls,
+            mechanisms,
+            binding: rookery_sasl::ChannelBindingOffer::NotOffered,
+        }
+    }
+
     fn features(stage: Stage) -> Vec<u8> {
         let mut out = Vec::new();
-        Dialect::Stream.features(stage, &[Mechanism::Plain], &mut out);
+        let plain = offering(None, &[Mechanism::Plain]);
+        Dialect::Stream.features(stage, &plain, &mut out);
         out
     }
 
@@ -231,12 +263,40 @@ xmlns='urn:ietf:params:xml:ns:xmpp-session'><optional/></session>\
     #[test]
     fn mechanisms_are_listed_in_order() {
         let mut out = Vec::new();
-        let offered = [Mechanism::ScramSha256, Mechanism::Plain];
+        let offered = offering(None, &[Mechanism::ScramSha256, Mechanism::Plain]);
         Dialect::Stream.features(Stage::PreAuth, &offered, &mut out);
         let text = String::from_utf8(out).expect("utf-8");
         assert!(text.contains(
             "<mechanism>SCRAM-SHA-256</mechanism><mechanism>PLAIN</mechanism></mechanisms>"
         ));
+        assert!(!text.contains("sasl-channel-binding"), "{text}");
+    }
+
+    #[test]
+    fn starttls_comes_first_and_required_tls_withholds_the_mechanisms() {
+        let text = |protection: Protection| {
+            let mut out = Vec::new();
+            Dialect::Stream.features(Stage::PreAuth, &protection, &mut out);
+            String::from_utf8(out).expect("utf-8")
+        };
+        assert_eq!(
+            text(offering(Some(true), &[])),
+            "<stream:features><starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'><required/>\
+             </starttls></stream:features>"
+        );
+        let optional = text(offering(Some(false), &[Mechanism::ScramSha256]));
+        assert!(optional.starts_with(
+            "<stream:features><starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/><mechanisms"
+        ));
+        let plus = text(offering(
+            None,
+            &[Mechanism::ScramSha256Plus, Mechanism::ScramSha256],
+        ));
+        assert!(plus.contains("<mechanism>SCRAM-SHA-256-PLUS</mechanism>"));
+        assert!(plus.contains(
+            "<sasl-channel-binding xmlns='urn:xmpp:sasl-cb:0'><channel-binding type='tls-exporter'/>"
+        ));
+        assert!(!plus.contains("starttls"));
     }
 
     #[test]

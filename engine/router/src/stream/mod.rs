@@ -21,6 +21,7 @@ pub(crate) mod conn;
 pub(crate) mod header;
 pub(crate) mod redirect;
 pub(crate) mod sasl;
+pub(crate) mod tls;
 
 use rookery_proto::{Frame, Jid};
 
@@ -42,6 +43,8 @@ pub(crate) enum Next {
     Stop,
     /// A `<resume/>` waits for its answer: keep the rest unparsed until then (see `resume`).
     Pause,
+    /// `<proceed/>` went out: every later byte is TLS, for the layer below (see `tls`).
+    StartTls,
     /// The bind, resumption or authentication must complete on the user's home shard,
     /// `dest`; `claimed` is the user an authentication is for (the conn has no JID yet).
     HandOff {
@@ -87,6 +90,13 @@ impl Router {
                 Next::Stop => break,
                 Next::Pause => {
                     self.hold_bytes(slot, rest, fx);
+                    break;
+                }
+                Next::StartTls => {
+                    framer.reset();
+                    if let Some(conn) = self.conns.get(slot) {
+                        fx.start_tls(conn.key, rest);
+                    }
                     break;
                 }
                 Next::HandOff {
@@ -148,7 +158,7 @@ impl Router {
         if next_phase == Phase::AwaitBind && self.redirect_if_elsewhere(slot, true, fx) {
             return Next::Stop;
         }
-        let offered = self.offered_mechanisms(slot);
+        let protection = self.protection(slot, fx);
         let Some(conn) = self.conns.get_mut(slot) else {
             return Next::Stop;
         };
@@ -160,7 +170,7 @@ impl Router {
         out.clear();
         let id = self.ids.stream_id();
         conn.dialect.open(out, &id, self.home.domain.as_str());
-        conn.dialect.features(stage, offered, out);
+        conn.dialect.features(stage, &protection, out);
         fx.send(conn.key, out);
         conn.header_sent = true;
         conn.phase = next_phase;

@@ -21,9 +21,7 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use rookery_proto::element::Element;
 use rookery_proto::{ns, Jid};
-use rookery_sasl::{
-    nonce_from_random, ChannelBindingOffer, Failure, Mechanism, ServerExchange, Step,
-};
+use rookery_sasl::{nonce_from_random, Failure, Mechanism, ServerExchange, Step};
 
 use crate::accounts::{self, Accounts, Check};
 use crate::config::AuthBackend;
@@ -34,6 +32,7 @@ use crate::maps::{HashState, Map};
 use crate::replies;
 use crate::router::Router;
 use crate::stream::conn::Phase;
+use crate::stream::tls::TLS_NS;
 use crate::stream::Next;
 
 /// Failed SASL attempts allowed before the stream is closed with `policy-violation`.
@@ -58,9 +57,10 @@ impl Sasl {
         }
     }
 
-    /// The mechanisms offered to a conn (`exposed`: from a non-loopback address in the clear).
-    pub fn mechanisms(&self, exposed: bool) -> &'static [Mechanism] {
-        self.accounts.mechanisms(exposed)
+    /// The mechanisms offered to a conn (`exposed`: from a non-loopback address in the clear;
+    /// `binding`: under TLS with a tls-exporter value, so `-PLUS` may be offered).
+    pub fn mechanisms(&self, exposed: bool, binding: bool) -> &'static [Mechanism] {
+        self.accounts.mechanisms(exposed, binding)
     }
 
     /// How the account backend checks a proof.
@@ -93,16 +93,6 @@ enum Outcome {
 }
 
 impl Router {
-    /// The mechanisms offered to the conn in `slot`: without PLAIN where the backend keeps
-    /// real passwords and the conn comes in the clear from a non-loopback address.
-    pub(super) fn offered_mechanisms(&self, slot: u32) -> &'static [Mechanism] {
-        let exposed = self
-            .unauth
-            .address(slot)
-            .is_some_and(|peer| !peer.is_loopback());
-        self.sasl.mechanisms(exposed)
-    }
-
     /// A first-level element before authentication: only SASL elements are allowed.
     pub(super) fn on_sasl(
         &mut self,
@@ -115,13 +105,21 @@ impl Router {
             self.stream_error(slot, StreamError::NotWellFormed, fx);
             return Next::Stop;
         };
+        if phase == Phase::AwaitAuth && element.ns() == Some(TLS_NS) {
+            return self.on_starttls(slot, &element, fx);
+        }
         if element.ns() != Some(ns::SASL) {
             self.stream_error(slot, StreamError::NotAuthorized, fx);
             return Next::Stop;
         }
         match (phase, element.local_name()) {
             (Phase::AwaitAuth, "auth") => {
-                let offered = self.offered_mechanisms(slot);
+                let protection = self.protection(slot, fx);
+                if protection.mechanisms.is_empty() && protection.starttls == Some(true) {
+                    // RFC 6120 5.3.1: TLS is mandatory-to-negotiate here.
+                    return self.sasl_failure(slot, Failure::EncryptionRequired, fx);
+                }
+                let offered = protection.mechanisms;
                 let Some(mechanism) = element
                     .attr("mechanism")
                     .and_then(Mechanism::from_name)
@@ -166,8 +164,8 @@ impl Router {
         let mut random = [0u8; NONCE_RANDOM_BYTES];
         self.home.random.fill(&mut random);
         let nonce = nonce_from_random(&random);
-        let (mut exchange, step) =
-            ServerExchange::start(mechanism, ChannelBindingOffer::NotOffered, first, &nonce);
+        let binding = self.protection(slot, fx).binding;
+        let (mut exchange, step) = ServerExchange::start(mechanism, binding, first, &nonce);
         let outcome = self.resolve(&mut exchange, step);
         self.park_if_challenged(slot, exchange, &outcome);
         self.finish_step(slot, (mechanism, first), outcome, fx)
