@@ -37,6 +37,7 @@ use crate::random::{SecureRandom, KEY_BYTES};
 use crate::replies;
 use crate::stats::RouterStats;
 use crate::stream::conn::{Conn, ConnSlab, Phase};
+use crate::stream::header::Dialect;
 use crate::stream::sasl::Sasl;
 use crate::timers::{TimerEntry, TimerWheel};
 use crate::unauth::Unauthenticated;
@@ -194,7 +195,8 @@ impl Router {
     /// A new conn accepted by this shard from `peer` (its source address, when known).
     /// Nothing is sent until the client's header, unless the address holds
     /// `max_unauth_per_address` conns not yet authenticated: then the stream is closed at
-    /// once with policy-violation.
+    /// once with policy-violation. The conn's framing (RFC 6120, or RFC 7395 over WebSocket)
+    /// is read from `Effects::transport` here, once.
     pub fn on_connect(
         &mut self,
         conn: ConnKey,
@@ -204,7 +206,9 @@ impl Router {
     ) {
         self.advance_clock(now_ms);
         let framer = Framer::new(self.limits);
-        let slot = self.insert_conn(Conn::new(conn, framer, now_ms), now_ms);
+        let mut state = Conn::new(conn, framer, now_ms);
+        state.dialect = Dialect::of(fx.transport(conn).framing);
+        let slot = self.insert_conn(state, now_ms);
         let Some(peer) = peer else {
             return;
         };
@@ -437,6 +441,12 @@ impl Router {
     }
 
     /// The served domain.
+    /// The longest stanza a conn may send (`--max-stanza-bytes`): a transport layer sizes its
+    /// messages by it.
+    pub fn max_stanza_bytes(&self) -> usize {
+        self.limits.max_stanza_bytes
+    }
+
     pub fn domain(&self) -> &Jid {
         &self.home.domain
     }

@@ -162,6 +162,7 @@ fn run(args: Args) -> anyhow::Result<()> {
             },
             usage: upload.as_ref().map(|u| u.inbox(index)),
             tls: tls.clone(),
+            websocket: upload.as_ref().map(|u| u.ws_inbox(index)),
         };
         let listener = shard::Listeners {
             plain: listener,

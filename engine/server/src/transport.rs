@@ -1,12 +1,14 @@
-//! The layers below each conn's XML stream: TLS, on the shard's own thread.
+//! The layers below each conn's XML stream: TLS and WebSocket, on the shard's own thread.
 //!
 //! What it does: keeps, for the conns that have one, the conn's layers ([`ConnLayers`]: a
-//! rookery-tls session), turns the bytes the driver received into stream bytes for the
+//! rookery-tls session, a rookery-ws WebSocket layer, or both), turns the bytes the driver received into stream bytes for the
 //! router ([`Transports::open`]), the router's output into wire bytes ([`Transports::seal`]),
-//! and says goodbye properly ([`Transports::close`]: TLS close_notify). TLS starts at accept
-//! on the direct-TLS listener (XEP-0368, `--listen-tls`) or when the router negotiated
-//! STARTTLS (`Effects::start_tls`). A conn's layers travel with its socket when it is handed
-//! to another shard (`ShardMail::Adopt`).
+//! and says goodbye properly ([`Transports::close`]: a WebSocket close frame, then TLS
+//! close_notify). TLS starts at accept on the direct-TLS listener (XEP-0368, `--listen-tls`)
+//! or when the router negotiated STARTTLS (`Effects::start_tls`); WebSocket when the shard
+//! adopts a conn the HTTP server upgraded ([`Transports::start_websocket`], see `websocket`).
+//! Inbound the order is TLS then WebSocket, outbound WebSocket then TLS. A conn's layers
+//! travel with its socket when it is handed to another shard (`ShardMail::Adopt`).
 //!
 //! Why here and not in the router: the router is the XML stream; these layers are bytes to
 //! bytes, need the certificate (a process resource, reloaded on SIGHUP) and must see every
@@ -15,7 +17,8 @@
 //!
 //! Memory: a plaintext conn has no entry (one hash lookup per send and receive, skipped
 //! while no conn of the shard has a layer). A TLS conn holds one boxed `ConnLayers`
-//! (rustls' unbuffered connection and its keys: about 3.4 KB idle, see rookery-tls); the
+//! (rustls' unbuffered connection and its keys: about 3.4 KB idle, see rookery-tls); a
+//! WebSocket conn one boxed `ConnLayers` with an idle `ServerLayer` (no heap of its own); the
 //! plaintext and wire vectors are per shard, reused by every conn, and capped: a scratch
 //! vector that grew past `SCRATCH_KEEP_BYTES` for one big stanza is freed after use.
 //!
@@ -23,30 +26,36 @@
 //! router's `stream::tls`), sockets (the driver), or certificates (rookery-tls loads them).
 //!
 //! Invariants: bytes for the peer that a layer produced while reading (handshake flights,
-//! alerts, close_notify) are sent raw, before anything sealed after them; a layer that
-//! failed sends its alert and the conn is closed, the router hears of it as `Closed` like
-//! any other close.
+//! alerts, close_notify; WebSocket pongs and close frames, through TLS if any) are sent
+//! before anything sealed after them; a layer that failed sends its alert (or close frame:
+//! 1002, 1003, 1009) and the conn is closed, the router hears of it as `Closed` like any
+//! other close (a XEP-0198 session stays resumable, as on a dropped TCP conn).
 
 use std::collections::HashMap;
 
 use rookery_io::{ConnId, Linger, Ops, SendError};
 use rookery_router::{ConnKey, Framing, Security, Transport};
 use rookery_tls::{ErrorCause, TlsContext, TlsSession};
+use rookery_ws::{ServerLayer, Status};
 
 /// A scratch vector past this capacity is freed after the call that grew it.
 const SCRATCH_KEEP_BYTES: usize = 64 * 1024;
 
-/// The layers of one conn.
+/// The layers of one conn: at least one of the two.
 pub struct ConnLayers {
-    tls: TlsSession,
+    tls: Option<TlsSession>,
     /// The handshake completion was counted.
     handshake_counted: bool,
+    ws: Option<ServerLayer>,
+    /// The HTTP server ended TLS and relays the plaintext to us (an HTTPS WebSocket).
+    tls_relayed: bool,
 }
 
 impl std::fmt::Debug for ConnLayers {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ConnLayers")
             .field("tls", &self.tls)
+            .field("ws", &self.ws)
             .finish_non_exhaustive()
     }
 }
@@ -59,6 +68,10 @@ pub struct TransportStats {
     pub tls_failures_local: u64,
     /// Conns with a TLS layer now.
     pub tls_sessions: u64,
+    /// Conns speaking WebSocket now.
+    pub ws_sessions: u64,
+    /// WebSocket conns closed for a bad frame (unmasked, binary, too big, malformed).
+    pub ws_frame_errors: u64,
 }
 
 /// The layers of every conn of one shard that has some.
@@ -71,6 +84,8 @@ pub struct Transports {
     early: Vec<(ConnKey, Vec<u8>)>,
     /// Wire bytes produced by one call, sent then cleared.
     wire: Vec<u8>,
+    /// Between the two layers of a WebSocket-over-TLS conn (TLS plaintext = WebSocket wire).
+    middle: Vec<u8>,
     stats: TransportStats,
 }
 
@@ -91,21 +106,29 @@ impl Transports {
             tls,
             early: Vec::new(),
             wire: Vec::new(),
+            middle: Vec::new(),
             stats: TransportStats::default(),
         }
     }
 
     /// What the router sees of `key`'s layers.
     pub fn transport(&self, key: ConnKey) -> Transport {
-        match self.by_conn.get(&key) {
-            None => Transport::PLAIN,
-            Some(layers) => Transport {
-                security: Security::Tls {
-                    exporter: layers.tls.channel_binding_exporter(),
-                },
-                framing: Framing::Stream,
+        let Some(layers) = self.by_conn.get(&key) else {
+            return Transport::PLAIN;
+        };
+        let security = match (&layers.tls, layers.tls_relayed) {
+            (Some(tls), _) => Security::Tls {
+                exporter: tls.channel_binding_exporter(),
             },
-        }
+            // The HTTP server holds the TLS session: nothing to bind SCRAM-PLUS to here.
+            (None, true) => Security::Tls { exporter: None },
+            (None, false) => Security::Clear,
+        };
+        let framing = match layers.ws {
+            Some(_) => Framing::WebSocket,
+            None => Framing::Stream,
+        };
+        Transport { security, framing }
     }
 
     /// Whether new conns can get TLS (a certificate is loaded).
@@ -122,15 +145,42 @@ impl Transports {
             io.close(ConnId::from_u64(key.0), Linger::Abort);
             return;
         };
-        let layers = ConnLayers {
-            tls: TlsSession::new(context),
-            handshake_counted: false,
-        };
-        self.by_conn.insert(key, Box::new(layers));
-        self.stats.tls_sessions = self.by_conn.len() as u64;
+        let session = TlsSession::new(context);
+        match self.by_conn.get_mut(&key) {
+            // Never reached from the router (no STARTTLS over WebSocket, RFC 7395 3.1).
+            Some(layers) => layers.tls = Some(session),
+            None => {
+                let layers = ConnLayers {
+                    tls: Some(session),
+                    handshake_counted: false,
+                    ws: None,
+                    tls_relayed: false,
+                };
+                self.by_conn.insert(key, Box::new(layers));
+            }
+        }
+        self.count();
         if !early.is_empty() {
             self.early.push((key, early.to_vec()));
         }
+    }
+
+    /// A conn the HTTP server upgraded to WebSocket (RFC 7395): its stanzas are at most
+    /// `max_stanza_bytes`; `tls_relayed` when the client's bytes came over HTTPS.
+    pub fn start_websocket(&mut self, key: ConnKey, max_stanza_bytes: usize, tls_relayed: bool) {
+        let layers = ConnLayers {
+            tls: None,
+            handshake_counted: false,
+            ws: Some(ServerLayer::new(max_stanza_bytes)),
+            tls_relayed,
+        };
+        self.by_conn.insert(key, Box::new(layers));
+        self.count();
+    }
+
+    fn count(&mut self) {
+        self.stats.tls_sessions = self.by_conn.values().filter(|l| l.tls.is_some()).count() as u64;
+        self.stats.ws_sessions = self.by_conn.values().filter(|l| l.ws.is_some()).count() as u64;
     }
 
     /// Early bytes of a STARTTLS conn, if any are waiting: open them like received bytes.
@@ -150,16 +200,54 @@ impl Transports {
         let Some(layers) = self.by_conn.get_mut(&key) else {
             return Opened::Bare;
         };
+        let id = ConnId::from_u64(key.0);
+        let Some(tls) = &mut layers.tls else {
+            // WebSocket alone: its frames are the wire.
+            return Self::open_websocket(
+                layers,
+                io,
+                id,
+                wire,
+                stream,
+                &mut self.wire,
+                &mut self.stats,
+            );
+        };
         self.wire.clear();
-        let result = layers.tls.read(wire, stream, &mut self.wire);
+        // With a WebSocket layer above, TLS plaintext is WebSocket wire: decode it in between.
+        let plain = if layers.ws.is_some() {
+            &mut self.middle
+        } else {
+            &mut *stream
+        };
+        if layers.ws.is_some() {
+            plain.clear();
+        }
+        let result = tls.read(wire, plain, &mut self.wire);
         let first_completion = matches!(&result, Ok(o) if o.handshake_completed)
             && !std::mem::replace(&mut layers.handshake_counted, true);
-        let id = ConnId::from_u64(key.0);
         if !self.wire.is_empty() {
             // Raw: these records are already protected (or are the handshake).
             let _ = io.send(id, &self.wire);
         }
-        self.trim_wire();
+        Self::trim(&mut self.wire);
+        if result.is_ok() && layers.ws.is_some() {
+            let middle = std::mem::take(&mut self.middle);
+            let opened = Self::open_websocket(
+                layers,
+                io,
+                id,
+                &middle,
+                stream,
+                &mut self.wire,
+                &mut self.stats,
+            );
+            self.middle = middle;
+            Self::trim(&mut self.middle);
+            if let Opened::Failed = opened {
+                return opened;
+            }
+        }
         match result {
             Ok(_) => {
                 if first_completion {
@@ -190,7 +278,25 @@ impl Transports {
             None => io.send(id, bytes),
             Some(layers) => {
                 self.wire.clear();
-                match layers.tls.write(bytes, &mut self.wire) {
+                let mut bytes = bytes;
+                if let Some(ws) = &mut layers.ws {
+                    self.middle.clear();
+                    if let Err(error) = ws.seal(bytes, &mut self.middle) {
+                        tracing::debug!(conn = key.0, "WebSocket write refused: {error}");
+                        io.close(id, Linger::Abort);
+                        return true;
+                    }
+                    let Some(_) = &layers.tls else {
+                        let sent = io.send(id, &self.middle);
+                        Self::trim(&mut self.middle);
+                        return !matches!(sent, Err(SendError::QueueFull));
+                    };
+                    bytes = &self.middle;
+                }
+                let Some(tls) = &mut layers.tls else {
+                    return true; // a conn has at least one layer
+                };
+                match tls.write(bytes, &mut self.wire) {
                     Ok(()) => {
                         let sent = io.send(id, &self.wire);
                         self.trim_wire();
@@ -215,23 +321,82 @@ impl Transports {
             return;
         };
         self.wire.clear();
-        layers.tls.close(&mut self.wire);
+        if let Some(ws) = &mut layers.ws {
+            // RFC 7395 3.6: after the router's `<close/>`, the WebSocket close.
+            self.middle.clear();
+            ws.close(&mut self.middle);
+            match &mut layers.tls {
+                Some(tls) => {
+                    let _ = tls.write(&self.middle, &mut self.wire);
+                }
+                None => self.wire.extend_from_slice(&self.middle),
+            }
+        }
+        if let Some(tls) = &mut layers.tls {
+            tls.close(&mut self.wire);
+        }
         if !self.wire.is_empty() {
             let _ = io.send(ConnId::from_u64(key.0), &self.wire);
+        }
+    }
+
+    /// WebSocket frames of `id` in, stream bytes out (see rookery-ws's `ServerLayer`): pongs
+    /// and close frames are sent at once (through TLS if any); a bad frame, or the peer's
+    /// close, closes the conn after them.
+    fn open_websocket(
+        layers: &mut ConnLayers,
+        io: &mut impl Ops,
+        id: ConnId,
+        frames: &[u8],
+        stream: &mut Vec<u8>,
+        wire: &mut Vec<u8>,
+        stats: &mut TransportStats,
+    ) -> Opened {
+        let Some(ws) = &mut layers.ws else {
+            return Opened::Bare;
+        };
+        let mut reply = Vec::new();
+        let result = ws.open(frames, stream, &mut reply);
+        if !reply.is_empty() {
+            wire.clear();
+            match &mut layers.tls {
+                Some(tls) => {
+                    let _ = tls.write(&reply, wire);
+                }
+                None => std::mem::swap(wire, &mut reply),
+            }
+            let _ = io.send(id, wire);
+        }
+        match result {
+            Ok(Status::Open | Status::Closed) => Opened::Decoded,
+            Ok(Status::PeerClosed) => {
+                // Our close frame answered theirs: nothing more may be sent; what they wrote
+                // before it still reaches the router (a `<close/>` ends the stream cleanly).
+                io.close(id, Linger::Flush);
+                Opened::Decoded
+            }
+            Err(error) => {
+                stats.ws_frame_errors += 1;
+                tracing::debug!(conn = id.to_u64(), "WebSocket frame refused: {error}");
+                io.close(id, Linger::Flush);
+                Opened::Failed
+            }
         }
     }
 
     /// The conn is gone (closed, or detached to another shard: then its layers go along).
     pub fn remove(&mut self, key: ConnKey) -> Option<Box<ConnLayers>> {
         let layers = self.by_conn.remove(&key);
-        self.stats.tls_sessions = self.by_conn.len() as u64;
+        if layers.is_some() {
+            self.count();
+        }
         layers
     }
 
     /// A handed-off conn's layers, under its new key on this shard.
     pub fn insert(&mut self, key: ConnKey, layers: Box<ConnLayers>) {
         self.by_conn.insert(key, layers);
-        self.stats.tls_sessions = self.by_conn.len() as u64;
+        self.count();
     }
 
     /// Whether no conn of this shard has a layer (the hot path skips the lookup).
@@ -249,15 +414,24 @@ impl Transports {
         let boxes: usize = self
             .by_conn
             .values()
-            .map(|l| std::mem::size_of::<ConnLayers>() + l.tls.heap_bytes())
+            .map(|l| {
+                let tls = l.tls.as_ref().map_or(0, TlsSession::heap_bytes);
+                let ws = l.ws.as_ref().map_or(0, ServerLayer::heap_bytes);
+                std::mem::size_of::<ConnLayers>() + tls + ws
+            })
             .sum();
         let map = self.by_conn.capacity() * (std::mem::size_of::<(ConnKey, Box<ConnLayers>)>() + 1);
-        boxes + map + self.wire.capacity()
+        boxes + map + self.wire.capacity() + self.middle.capacity()
     }
 
     fn trim_wire(&mut self) {
-        if self.wire.capacity() > SCRATCH_KEEP_BYTES {
-            self.wire = Vec::new();
+        Self::trim(&mut self.wire);
+        Self::trim(&mut self.middle);
+    }
+
+    fn trim(scratch: &mut Vec<u8>) {
+        if scratch.capacity() > SCRATCH_KEEP_BYTES {
+            *scratch = Vec::new();
         }
     }
 }

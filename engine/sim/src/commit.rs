@@ -176,6 +176,7 @@ impl World {
                 clock,
                 usage: None,
                 tls: None,
+                websocket: None,
             };
             let looped = Loop::new(driver, parts)
                 .map_err(|e| Violation::new("setup", format!("shard {shard}: {e}")))?;

@@ -17,6 +17,7 @@
 use rookery_proto::element::Element;
 use rookery_proto::{ns, Jid};
 
+use crate::effects::Framing;
 use crate::errors::StreamError;
 use crate::replies;
 use crate::stream::tls::Protection;
@@ -29,6 +30,16 @@ pub enum Dialect {
     Stream,
     /// RFC 7395 over WebSocket: `<open/>` ... `<close/>`.
     WebSocket,
+}
+
+impl Dialect {
+    /// The dialect of a conn whose layers frame its stream as `framing`.
+    pub(crate) fn of(framing: Framing) -> Dialect {
+        match framing {
+            Framing::Stream => Dialect::Stream,
+            Framing::WebSocket => Dialect::WebSocket,
+        }
+    }
 }
 
 /// RFC 7395's framing namespace.
@@ -312,7 +323,8 @@ xmlns='urn:ietf:params:xml:ns:xmpp-session'><optional/></session>\
     fn the_websocket_dialect_writes_rfc_7395_framing() {
         let mut out = Vec::new();
         Dialect::WebSocket.open(&mut out, "id1", "example.com");
-        Dialect::WebSocket.features(Stage::PreAuth, &[Mechanism::Plain], &mut out);
+        let protection = offering(None, &[Mechanism::Plain]);
+        Dialect::WebSocket.features(Stage::PreAuth, &protection, &mut out);
         Dialect::WebSocket.error_start(&mut out);
         Dialect::WebSocket.close(&mut out);
         let text = String::from_utf8(out).expect("utf-8");
