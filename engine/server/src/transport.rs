@@ -16,9 +16,11 @@
 //! only asks what they are (`Effects::transport`: security and framing).
 //!
 //! Memory: a plaintext conn has no entry (one hash lookup per send and receive, skipped
-//! while no conn of the shard has a layer). A TLS conn holds one boxed `ConnLayers`
-//! (rustls' unbuffered connection and its keys: about 3.4 KB idle, see rookery-tls); a
-//! WebSocket conn one boxed `ConnLayers` with an idle `ServerLayer` (no heap of its own); the
+//! while no conn of the shard has a layer). A conn with layers has a 24-byte map entry
+//! and a box per layer: a TLS session (rustls' unbuffered connection and its keys: about
+//! 3.4 KB idle, see rookery-tls), a WebSocket layer (160 B, no heap of its own when idle; a
+//! WebSocket conn never pays for the TLS session's room: measured 972 B per idle WebSocket
+//! session against 811 B over TCP, results/*-idle-sessions-uring-websocket); the
 //! plaintext and wire vectors are per shard, reused by every conn, and capped: a scratch
 //! vector that grew past `SCRATCH_KEEP_BYTES` for one big stanza is freed after use.
 //!
@@ -41,12 +43,13 @@ use rookery_ws::{ServerLayer, Status};
 /// A scratch vector past this capacity is freed after the call that grew it.
 const SCRATCH_KEEP_BYTES: usize = 64 * 1024;
 
-/// The layers of one conn: at least one of the two.
+/// The layers of one conn: at least one of the two, each boxed, so a conn pays only for the
+/// layers it has (a TLS session is 1,168 B inline, a WebSocket layer 160 B).
 pub struct ConnLayers {
-    tls: Option<TlsSession>,
+    tls: Option<Box<TlsSession>>,
     /// The handshake completion was counted.
     handshake_counted: bool,
-    ws: Option<ServerLayer>,
+    ws: Option<Box<ServerLayer>>,
     /// The HTTP server ended TLS and relays the plaintext to us (an HTTPS WebSocket).
     tls_relayed: bool,
 }
@@ -76,7 +79,7 @@ pub struct TransportStats {
 
 /// The layers of every conn of one shard that has some.
 pub struct Transports {
-    by_conn: HashMap<ConnKey, Box<ConnLayers>>,
+    by_conn: HashMap<ConnKey, ConnLayers>,
     /// The certificate new TLS sessions use (`None`: the server has none).
     tls: Option<TlsContext>,
     /// Bytes a STARTTLS client sent after its `<starttls/>`, for its new TLS layer: opened
@@ -145,21 +148,17 @@ impl Transports {
             io.close(ConnId::from_u64(key.0), Linger::Abort);
             return;
         };
-        let session = TlsSession::new(context);
-        match self.by_conn.get_mut(&key) {
-            // Never reached from the router (no STARTTLS over WebSocket, RFC 7395 3.1).
-            Some(layers) => layers.tls = Some(session),
-            None => {
-                let layers = ConnLayers {
-                    tls: Some(session),
-                    handshake_counted: false,
-                    ws: None,
-                    tls_relayed: false,
-                };
-                self.by_conn.insert(key, Box::new(layers));
-            }
-        }
-        self.count();
+        let session = Box::new(TlsSession::new(context));
+        // An existing entry is a WebSocket conn: never from the router (no STARTTLS over
+        // WebSocket, RFC 7395 3.1), kept general all the same.
+        let mut layers = self.remove_layers(key).unwrap_or(ConnLayers {
+            tls: None,
+            handshake_counted: false,
+            ws: None,
+            tls_relayed: false,
+        });
+        layers.tls = Some(session);
+        self.put(key, layers);
         if !early.is_empty() {
             self.early.push((key, early.to_vec()));
         }
@@ -171,16 +170,38 @@ impl Transports {
         let layers = ConnLayers {
             tls: None,
             handshake_counted: false,
-            ws: Some(ServerLayer::new(max_stanza_bytes)),
+            ws: Some(Box::new(ServerLayer::new(max_stanza_bytes))),
             tls_relayed,
         };
-        self.by_conn.insert(key, Box::new(layers));
-        self.count();
+        self.put(key, layers);
     }
 
-    fn count(&mut self) {
-        self.stats.tls_sessions = self.by_conn.values().filter(|l| l.tls.is_some()).count() as u64;
-        self.stats.ws_sessions = self.by_conn.values().filter(|l| l.ws.is_some()).count() as u64;
+    /// Stores `layers` for `key`, counting its sessions (and uncounting any it replaces).
+    fn put(&mut self, key: ConnKey, layers: ConnLayers) {
+        self.tally(&layers, true);
+        if let Some(old) = self.by_conn.insert(key, layers) {
+            self.tally(&old, false);
+        }
+    }
+
+    fn remove_layers(&mut self, key: ConnKey) -> Option<ConnLayers> {
+        let layers = self.by_conn.remove(&key)?;
+        self.tally(&layers, false);
+        Some(layers)
+    }
+
+    fn tally(&mut self, layers: &ConnLayers, added: bool) {
+        let stats = &mut self.stats;
+        for (count, has) in [
+            (&mut stats.tls_sessions, layers.tls.is_some()),
+            (&mut stats.ws_sessions, layers.ws.is_some()),
+        ] {
+            match (has, added) {
+                (false, _) => {}
+                (true, true) => *count += 1,
+                (true, false) => *count = count.saturating_sub(1),
+            }
+        }
     }
 
     /// Early bytes of a STARTTLS conn, if any are waiting: open them like received bytes.
@@ -386,17 +407,12 @@ impl Transports {
 
     /// The conn is gone (closed, or detached to another shard: then its layers go along).
     pub fn remove(&mut self, key: ConnKey) -> Option<Box<ConnLayers>> {
-        let layers = self.by_conn.remove(&key);
-        if layers.is_some() {
-            self.count();
-        }
-        layers
+        self.remove_layers(key).map(Box::new)
     }
 
     /// A handed-off conn's layers, under its new key on this shard.
     pub fn insert(&mut self, key: ConnKey, layers: Box<ConnLayers>) {
-        self.by_conn.insert(key, layers);
-        self.count();
+        self.put(key, *layers);
     }
 
     /// Whether no conn of this shard has a layer (the hot path skips the lookup).
@@ -415,12 +431,17 @@ impl Transports {
             .by_conn
             .values()
             .map(|l| {
-                let tls = l.tls.as_ref().map_or(0, TlsSession::heap_bytes);
-                let ws = l.ws.as_ref().map_or(0, ServerLayer::heap_bytes);
-                std::mem::size_of::<ConnLayers>() + tls + ws
+                let tls = l
+                    .tls
+                    .as_ref()
+                    .map_or(0, |t| std::mem::size_of::<TlsSession>() + t.heap_bytes());
+                let ws =
+                    l.ws.as_ref()
+                        .map_or(0, |w| std::mem::size_of::<ServerLayer>() + w.heap_bytes());
+                tls + ws
             })
             .sum();
-        let map = self.by_conn.capacity() * (std::mem::size_of::<(ConnKey, Box<ConnLayers>)>() + 1);
+        let map = self.by_conn.capacity() * (std::mem::size_of::<(ConnKey, ConnLayers)>() + 1);
         boxes + map + self.wire.capacity() + self.middle.capacity()
     }
 
