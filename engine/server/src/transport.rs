@@ -19,8 +19,9 @@
 //! while no conn of the shard has a layer). A conn with layers has a 24-byte map entry
 //! and a box per layer: a TLS session (rustls' unbuffered connection and its keys: about
 //! 3.4 KB idle, see rookery-tls), a WebSocket layer (160 B, no heap of its own when idle; a
-//! WebSocket conn never pays for the TLS session's room: measured 972 B per idle WebSocket
-//! session against 811 B over TCP, results/*-idle-sessions-uring-websocket); the
+//! WebSocket conn never pays for the TLS session's room: measured 1,032 B per idle WebSocket
+//! session against 927 B over TCP, server RSS slope from 2,000 to 4,000 sessions,
+//! results/20261207-1951*-idle-sessions-uring*); the
 //! plaintext and wire vectors are per shard, reused by every conn, and capped: a scratch
 //! vector that grew past `SCRATCH_KEEP_BYTES` for one big stanza is freed after use.
 //!
