@@ -12,6 +12,7 @@ mod support;
 
 use std::process::Command;
 
+use support::certs::TestCa;
 use support::{backends, token, user_on_shard, Server, DOMAIN};
 
 /// A loopback port free right now (bound and released: the server binds it next).
@@ -71,6 +72,50 @@ fn a_websocket_user_and_a_tcp_user_chat_and_bad_frames_close_only_their_conn() {
         let metrics = server.metrics();
         assert!(
             metrics.contains("rookery_http_websocket_upgrades_total "),
+            "{metrics}"
+        );
+    }
+}
+
+/// `wss://`: the HTTP listener ends TLS (the XMPP listener's certificate) and relays the
+/// plaintext to a shard over a socket pair; two users log in and chat through it, and the
+/// relays are counted while they last.
+#[test]
+fn websocket_over_https_is_relayed_to_the_shards() {
+    let ca = TestCa::new("ws-tls", DOMAIN);
+    for backend in backends() {
+        let http_port = free_port().to_string();
+        let http = format!("127.0.0.1:{http_port}");
+        let (cert, key) = (ca.arg("server.pem"), ca.arg("server.key"));
+        let flags = [
+            "--http-listen",
+            &http,
+            "--tls-cert",
+            &cert,
+            "--tls-key",
+            &key,
+        ];
+        let server = Server::start(backend, 2, &flags);
+        let (one, two) = (user_on_shard("one", 0, 2), user_on_shard("two", 1, 2));
+        let path = format!("{}/tests/interop/ws_tls.py", env!("CARGO_MANIFEST_DIR"));
+        let output = Command::new("python3")
+            .arg(path)
+            .args(["127.0.0.1", &http_port, DOMAIN, &ca.arg("ca.pem")])
+            .args([format!("{one}@{DOMAIN}"), token(&one)])
+            .args([format!("{two}@{DOMAIN}"), token(&two)])
+            .output()
+            .expect("python3 runs");
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(output.status.success(), "{backend}: {stdout}\n{stderr}");
+        assert!(stdout.contains("\"wss_body\": \"over wss\""), "{stdout}");
+        assert!(
+            stdout.contains(&format!("\"wss_from\": \"{one}@{DOMAIN}/tls1\"")),
+            "{stdout}"
+        );
+        let metrics = server.metrics();
+        assert!(
+            metrics.contains("\nrookery_http_websocket_upgrades_total 2\n"),
             "{metrics}"
         );
     }
