@@ -93,7 +93,83 @@ pub struct RunArgs {
     #[command(flatten)]
     pub target: TargetArgs,
     #[command(flatten)]
+    pub security: SecurityArgs,
+    #[command(flatten)]
     pub load: LoadArgs,
+}
+
+/// TLS and SASL of the scenarios that log in (see `security`).
+#[derive(Args, Debug, Clone)]
+pub struct SecurityArgs {
+    /// TLS: none (plaintext), starttls (RFC 6120 5, on --server) or direct (XEP-0368: TLS
+    /// from the first byte, ALPN xmpp-client, to --server as given).
+    #[arg(long, value_enum, default_value_t = TlsArg::None)]
+    pub tls: TlsArg,
+    /// Trust the server certificates that chain to the CA certificates in this PEM file.
+    #[arg(long, value_name = "PEM")]
+    pub tls_ca: Option<PathBuf>,
+    /// Trust any server certificate (no verification): benchmarks on a test host only.
+    #[arg(long, conflicts_with = "tls_ca")]
+    pub tls_insecure: bool,
+    /// TLS session resumption (a session cache per worker thread): on measures resumed
+    /// handshakes after each thread's first, off makes every handshake a full one.
+    #[arg(long, value_enum, default_value_t = SmArg::On)]
+    pub tls_resume: SmArg,
+    /// SASL mechanism the clients use (SCRAM needs --auth file accounts on rookery, see
+    /// `rookery accounts add-many`, or any server that stores the passwords).
+    #[arg(long, value_enum, default_value_t = SaslArg::Plain)]
+    pub sasl: SaslArg,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TlsArg {
+    #[default]
+    None,
+    Starttls,
+    Direct,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SaslArg {
+    #[default]
+    Plain,
+    #[value(name = "scram-sha-1")]
+    #[serde(rename = "scram-sha-1")]
+    ScramSha1,
+    #[value(name = "scram-sha-256")]
+    #[serde(rename = "scram-sha-256")]
+    ScramSha256,
+}
+
+/// A run's TLS and SASL, validated (`--tls` other than none has its trust given).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Security {
+    pub tls: TlsArg,
+    pub tls_ca: Option<PathBuf>,
+    pub tls_insecure: bool,
+    pub tls_resume: bool,
+    pub sasl: SaslArg,
+}
+
+impl Security {
+    pub fn resolve(args: &SecurityArgs) -> anyhow::Result<Security> {
+        let trust_given = args.tls_ca.is_some() || args.tls_insecure;
+        if args.tls != TlsArg::None && !trust_given {
+            bail!("--tls needs --tls-ca PEM (or --tls-insecure for a benchmark)");
+        }
+        if args.tls == TlsArg::None && trust_given {
+            bail!("--tls-ca and --tls-insecure need --tls starttls or --tls direct");
+        }
+        Ok(Security {
+            tls: args.tls,
+            tls_ca: args.tls_ca.clone(),
+            tls_insecure: args.tls_insecure,
+            tls_resume: args.tls_resume == SmArg::On,
+            sasl: args.sasl,
+        })
+    }
 }
 
 #[derive(Args, Debug)]
@@ -333,6 +409,9 @@ pub struct RunConfig {
     /// `--cross-node`: chat peers are homed on another node than their sender.
     #[serde(default)]
     pub cross_node: bool,
+    /// `--tls`, its trust and resumption, and `--sasl`.
+    #[serde(default)]
+    pub security: Security,
     /// The command line as typed, for the record.
     pub command_line: Vec<String>,
 }
@@ -485,6 +564,7 @@ impl RunConfig {
             fanout,
             cluster,
             cross_node: load.cross_node,
+            security: Security::default(),
             command_line: redact_command_line(std::env::args()),
         };
         fanout::check_receipt_numbers(cfg.max_seq(), cfg.per_change())?;

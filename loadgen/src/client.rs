@@ -11,8 +11,9 @@
 //! presence and group scenarios' events (see `fanout`).
 //!
 //! What it does not do: sockets, clocks, timeouts, or any choice of what to send (the worker
-//! does that); TLS; SCRAM (the crate can; the load generator logs in with PLAIN only, so a
-//! run measures the server, not PBKDF2); stream resumption.
+//! does that); TLS itself (the worker's `security` layer; here only the STARTTLS steps);
+//! stream resumption. SASL is PLAIN unless `--sasl` asks for SCRAM (then each login also
+//! costs the client a PBKDF2, as a real client's first login does).
 //!
 //! Invariants: after an event that ends the stream (`AuthFailed`, `BindFailed`, `StreamError`,
 //! `Redirect`,
@@ -43,6 +44,9 @@ pub const BIND_RESOURCE: &str = "load";
 /// What the worker learns from the bytes it fed.
 #[derive(Debug, PartialEq, Eq)]
 pub enum ClientEvent<'a> {
+    /// `<proceed/>` to our `<starttls/>`: start TLS on the conn, then
+    /// [`Client::tls_started`].
+    StartTls,
     /// Bound and initial presence sent (none with [`Profile::Roster`]).
     Online,
     /// A message with a body (other messages, such as receipts alone, are not reported);
@@ -90,6 +94,23 @@ pub enum ClientEvent<'a> {
     },
 }
 
+/// How every client of a run logs in: SASL mechanisms allowed (`--sasl`) and whether it
+/// negotiates STARTTLS first (`--tls starttls`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LoginKind {
+    pub mechanisms: Mechanisms,
+    pub starttls: bool,
+}
+
+impl LoginKind {
+    /// PLAIN over a plaintext stream (or direct TLS, which the client does not see).
+    #[cfg(test)]
+    pub const PLAIN: LoginKind = LoginKind {
+        mechanisms: Mechanisms::PLAIN,
+        starttls: false,
+    };
+}
+
 /// One simulated client's protocol state.
 #[derive(Debug)]
 pub struct Client {
@@ -97,18 +118,29 @@ pub struct Client {
 }
 
 impl Client {
+    #[cfg(test)]
     pub fn new(limits: FramerLimits, sm_policy: SmPolicy) -> Client {
+        Client::with_login(limits, sm_policy, LoginKind::PLAIN)
+    }
+
+    pub fn with_login(limits: FramerLimits, sm_policy: SmPolicy, login: LoginKind) -> Client {
         let sm = match sm_policy {
             SmPolicy::EnableWhenOffered => SmMode::Enable,
             SmPolicy::Off => SmMode::Off,
         };
-        Client {
-            xmpp: rookery_client::Client::new(Options {
-                max_stanza_bytes: limits.max_stanza_bytes,
-                mechanisms: Mechanisms::PLAIN,
-                sm,
-            }),
-        }
+        let mut xmpp = rookery_client::Client::new(Options {
+            max_stanza_bytes: limits.max_stanza_bytes,
+            mechanisms: login.mechanisms,
+            sm,
+        });
+        xmpp.stream_mut().set_starttls(login.starttls);
+        Client { xmpp }
+    }
+
+    /// After [`ClientEvent::StartTls`], with the conn's TLS session in place: the new stream
+    /// header goes to `out` (to be sent through TLS).
+    pub fn tls_started(&mut self, domain: &str, out: &mut Vec<u8>) -> bool {
+        self.xmpp.tls_started(domain, out)
     }
 
     /// The worker wrote a chat message (due at `intended_ns`) to this client's conn. With
@@ -237,7 +269,7 @@ fn on_event<F>(
         Event::AuthFailed(failure) => {
             let condition = match failure {
                 AuthFailure::Server { condition } => condition,
-                AuthFailure::NoCommonMechanism => "PLAIN not offered",
+                AuthFailure::NoCommonMechanism => "the --sasl mechanism is not offered",
                 AuthFailure::Client(_) => "refused by the client",
             };
             sink(ClientEvent::AuthFailed { condition });
@@ -252,6 +284,7 @@ fn on_event<F>(
             }),
         },
         Event::StreamClosed => sink(ClientEvent::StreamClosed),
+        Event::StartTls => sink(ClientEvent::StartTls),
         Event::ProtocolError { detail } => sink(ClientEvent::ProtocolError { detail }),
         // Authenticated, Bound: Online follows. No resumption is asked for, so none is
         // reported.

@@ -42,6 +42,7 @@ mod procs;
 mod report;
 mod run;
 mod schedule;
+mod security;
 mod series;
 mod sys;
 mod targets;
@@ -102,7 +103,7 @@ fn dispatch(command: Command) -> anyhow::Result<Vec<String>> {
 }
 
 fn load(scenario: Scenario, args: RunArgs) -> anyhow::Result<Vec<String>> {
-    let cfg = RunConfig::resolve(
+    let mut cfg = RunConfig::resolve(
         scenario,
         &args.target.server,
         &args.target.domain,
@@ -110,6 +111,13 @@ fn load(scenario: Scenario, args: RunArgs) -> anyhow::Result<Vec<String>> {
         &args.load,
         &RUN_DEFAULTS,
     )?;
+    cfg.security = cli::Security::resolve(&args.security)?;
+    if cfg.transport == cli::TransportArg::Websocket && cfg.security.tls != cli::TlsArg::None {
+        // The WebSocket layer sits below the worker's TLS: wss:// would need the other order.
+        anyhow::bail!("--transport websocket runs over plain ws:// only; drop --tls");
+    }
+    // A bad CA file is an error now, before any client connects.
+    security::check(&cfg)?;
     let result = run::execute(&cfg)?;
     let sm_missing = result.report.sm_unavailable;
     if cfg.counts_acks() && sm_missing > 0 {

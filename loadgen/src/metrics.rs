@@ -270,10 +270,12 @@ pub enum ErrorKind {
     Protocol,
     /// See-other-host more than 3 times in one login, or to an address we cannot use.
     RedirectLoop,
+    /// TLS failed: the certificate was refused, an alert, a bad record, STARTTLS refused.
+    Tls,
 }
 
 impl ErrorKind {
-    pub const ALL: [ErrorKind; 11] = [
+    pub const ALL: [ErrorKind; 12] = [
         ErrorKind::Refused,
         ErrorKind::ConnectTimeout,
         ErrorKind::ConnectFailed,
@@ -285,6 +287,7 @@ impl ErrorKind {
         ErrorKind::Protocol,
         ErrorKind::Reset,
         ErrorKind::RedirectLoop,
+        ErrorKind::Tls,
     ];
 
     pub fn name(self) -> &'static str {
@@ -300,6 +303,7 @@ impl ErrorKind {
             ErrorKind::Protocol => "protocol",
             ErrorKind::Reset => "reset",
             ErrorKind::RedirectLoop => "redirect_loop",
+            ErrorKind::Tls => "tls",
         }
     }
 }

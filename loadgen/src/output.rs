@@ -209,6 +209,7 @@ pub fn report_text(cfg: &RunConfig, r: &RunResult, dir: Option<&Path>) -> String
         r.processes,
         r.threads_per_process
     );
+    let _ = writeln!(out, "{}", security_line(cfg, r));
     latency_table(r, &mut out);
     let m = &r.messages;
     let _ = writeln!(
@@ -258,6 +259,41 @@ pub fn report_text(cfg: &RunConfig, r: &RunResult, dir: Option<&Path>) -> String
         let _ = writeln!(out, "results: {}", dir.display());
     }
     out
+}
+
+/// TLS and SASL of the run: version, cipher, full vs resumed handshakes, and the login rate
+/// of the ramp (all logins over the ramp's length).
+pub fn security_line(cfg: &RunConfig, r: &RunResult) -> String {
+    let s = &cfg.security;
+    let t = &r.report.tls;
+    let ramp_s = r.ramp_ms as f64 / 1000.0;
+    // The ramp's logins: all but the storm's reconnects.
+    let ramp_logins = r.report.logins.saturating_sub(r.report.storm_logins);
+    let rate = if ramp_s > 0.0 {
+        format!("{:.0}", ramp_logins as f64 / ramp_s)
+    } else {
+        "-".into()
+    };
+    let sasl = crate::security::mechanism_name(s.sasl);
+    let tls = match s.tls {
+        crate::cli::TlsArg::None => "tls none".to_string(),
+        mode => format!(
+            "tls {} ({} {}{}), handshakes {} full + {} resumed (resumption {}), tls errors {}",
+            if mode == crate::cli::TlsArg::Direct {
+                "direct"
+            } else {
+                "starttls"
+            },
+            t.version_name(),
+            t.cipher_name(),
+            if s.tls_insecure { ", NOT VERIFIED" } else { "" },
+            t.full,
+            t.resumed,
+            if s.tls_resume { "on" } else { "off" },
+            t.failed
+        ),
+    };
+    format!("security: {tls}; sasl {sasl}; ramp logins/s {rate}")
 }
 
 /// One row per metric that has values (connect and login always).

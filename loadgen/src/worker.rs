@@ -26,19 +26,20 @@ use std::collections::BinaryHeap;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-use rookery_io::{Driver, Linger, Ops};
+use rookery_io::{ConnId, Driver, Linger, Ops};
 use rookery_proto::FramerLimits;
 
 use crate::accounting::Ledger;
 use crate::auth::Account;
 use crate::cli::{RunConfig, Scenario, SmArg};
 use crate::client::sm::SmPolicy;
-use crate::client::{Client, Profile};
+use crate::client::{Client, LoginKind, Profile};
 use crate::live::{Counter, Shared, PUBLISH_INTERVAL_NS};
 use crate::metrics::{ErrorKind, Histograms};
 use crate::offline::OfflinePlan;
 use crate::run::Part;
 use crate::schedule::{MessageSchedule, Pacer, Ramp, Rng};
+use crate::security::{TlsConns, TlsOps};
 use crate::sys::monotonic_ns;
 use crate::targets::Targets;
 use crate::transport::LayeredHandler;
@@ -138,6 +139,13 @@ pub struct Worker<'a> {
     storming: bool,
     receipt: Receipt,
     sm_policy: SmPolicy,
+    /// SASL mechanisms and STARTTLS of every client (`--sasl`, `--tls`).
+    login: LoginKind,
+    /// The worker's TLS (taken out while a `TlsOps` borrows it, see `run`).
+    tls: TlsConns,
+    /// Slots whose server said `<proceed/>` during the event being handled: their TLS
+    /// session starts once the handler is done with the client (see `events`).
+    starttls_ready: Vec<usize>,
     profile: Profile,
     fan: Fan,
     /// Where each client connects (`--server`, its home node, a redirect's target).
@@ -176,26 +184,51 @@ pub fn run<D: Driver>(
         return Ok(WorkerReport::default());
     };
     let mut worker = Worker::new(cfg, shared, (part, thread), sources, go_ns);
+    let base = crate::security::base_config(cfg).map_err(std::io::Error::other)?;
+    worker.tls = TlsConns::new(cfg, base.as_ref(), worker.slots.len());
     let mut ws = crate::transport::worker_layers(cfg, thread);
     loop {
         let now = monotonic_ns();
-        worker.advance_phase(&mut ws.ops(&mut driver.ops()), now);
-        let fan_wake = worker.fan_turn(&mut ws.ops(&mut driver.ops()), now);
+        // The worker's TLS, then its WebSocket framing, sit between it and the driver's ops
+        // for this turn's calls (a run has one or the other; see `transport`).
+        let mut tls = std::mem::take(&mut worker.tls);
+        let fan_wake = {
+            let mut inner = driver.ops();
+            let mut framed = ws.ops(&mut inner);
+            let io = &mut TlsOps {
+                inner: &mut framed,
+                tls: &mut tls,
+            };
+            worker.advance_phase(io, now);
+            worker.fan_turn(io, now)
+        };
         if let RunPhase::Closing {
             deadline_ns,
             aborted,
         } = worker.phase
         {
             if driver.open_conns() == 0 || (now >= deadline_ns && aborted) {
+                worker.tls = tls;
                 break;
             }
-            if now >= deadline_ns {
-                worker.abort_remaining(&mut ws.ops(&mut driver.ops()), now);
-            }
         }
-        worker.start_due_connects(&mut ws.ops(&mut driver.ops()), now);
-        worker.start_due_reconnects(&mut ws.ops(&mut driver.ops()), now);
-        worker.fire_timers(&mut ws.ops(&mut driver.ops()), now);
+        {
+            let mut inner = driver.ops();
+            let mut framed = ws.ops(&mut inner);
+            let io = &mut TlsOps {
+                inner: &mut framed,
+                tls: &mut tls,
+            };
+            if let RunPhase::Closing { deadline_ns, .. } = worker.phase {
+                if now >= deadline_ns {
+                    worker.abort_remaining(io, now);
+                }
+            }
+            worker.start_due_connects(io, now);
+            worker.start_due_reconnects(io, now);
+            worker.fire_timers(io, now);
+        }
+        worker.tls = tls;
         worker.publish(now, false);
         let wake_ns = worker.next_wake_ns(now).min(fan_wake.unwrap_or(u64::MAX));
         let mut handler = LayeredHandler {
@@ -233,10 +266,14 @@ impl<'a> Worker<'a> {
         let first = part.index + part.of * thread as u32;
         let stride = (part.of * threads) as usize;
         let targets = worker_targets(cfg);
+        let login = LoginKind {
+            mechanisms: crate::security::mechanisms(cfg.security.sasl),
+            starttls: cfg.security.tls == crate::cli::TlsArg::Starttls,
+        };
         let slots: Vec<Slot> = (first..cfg.clients)
             .step_by(stride)
             .map(|index| {
-                let mut slot = Slot::new(index, new_client(sm_policy));
+                let mut slot = Slot::new(index, new_client(sm_policy, login));
                 slot.target = targets.first(index);
                 slot
             })
@@ -279,6 +316,9 @@ impl<'a> Worker<'a> {
                 Receipt::None
             },
             sm_policy,
+            login,
+            tls: TlsConns::default(),
+            starttls_ready: Vec::new(),
             profile,
             fan,
             targets,
@@ -460,8 +500,16 @@ impl<'a> Worker<'a> {
     /// Ends slot `i` with an error: counted once, its conn closed at once. In a storm the
     /// client then queues for a reconnect like every other.
     fn fail<O: Ops>(&mut self, io: &mut O, i: usize, kind: ErrorKind) {
+        if let Some(conn) = self.end_with_error(i, kind) {
+            io.close(conn, Linger::Abort);
+        }
+    }
+
+    /// [`Worker::fail`] but for closing the conn, which it returns for the caller to close
+    /// (none when the slot had already ended or has no conn: a conn the driver closed itself).
+    fn end_with_error(&mut self, i: usize, kind: ErrorKind) -> Option<ConnId> {
         match self.slots[i].state {
-            SlotState::Failed | SlotState::Closing => return,
+            SlotState::Failed | SlotState::Closing => return None,
             SlotState::Online => {
                 self.shared.set_online(self.slots[i].index, false);
                 self.online -= 1;
@@ -476,12 +524,11 @@ impl<'a> Worker<'a> {
         let slot = &mut self.slots[i];
         slot.state = SlotState::Failed;
         self.report.errors.add(kind);
-        if let Some(conn) = slot.conn {
-            io.close(conn, Linger::Abort);
-        }
+        let open = slot.conn;
         if self.storming {
             self.requeue(i);
         }
+        open
     }
 
     /// Publishes counters and recent latencies at each publishing instant.
@@ -530,6 +577,7 @@ impl<'a> Worker<'a> {
     }
 
     fn finish(mut self) -> WorkerReport {
+        self.report.tls = self.tls.counters;
         // Clients never connected (ramp cut short by an abort) count as settled failures of
         // no kind: they simply never ran.
         self.report.sent = match &self.fan {
@@ -565,11 +613,11 @@ fn worker_targets(cfg: &RunConfig) -> Targets {
 }
 
 /// A fresh client state machine (its framer holds no buffer until bytes arrive).
-fn new_client(sm_policy: SmPolicy) -> Client {
+fn new_client(sm_policy: SmPolicy, login: LoginKind) -> Client {
     let limits = FramerLimits {
         max_stanza_bytes: MAX_STANZA_BYTES,
     };
-    Client::new(limits, sm_policy)
+    Client::with_login(limits, sm_policy, login)
 }
 
 /// Bytes of one client's slot in a worker's slab (the rest of a client's user-space cost is

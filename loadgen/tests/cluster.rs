@@ -105,6 +105,72 @@ fn counts(summary: &Value) -> &Value {
     &summary["counts"]
 }
 
+/// How long and how hard a chat load runs.
+struct Chat {
+    clients: u32,
+    /// Messages a second per client.
+    rate: u32,
+    duration_s: u32,
+    /// Logins started a second.
+    connect_rate: u32,
+    /// `--drain-ms`: how long to wait for the last deliveries (the tool's default if none).
+    drain_ms: Option<u32>,
+}
+
+impl Chat {
+    /// A short load with nothing in its way: 2 messages a second per client for 3 s.
+    fn short(clients: u32) -> Chat {
+        Chat {
+            clients,
+            rate: 2,
+            duration_s: 3,
+            connect_rate: 200,
+            drain_ms: None,
+        }
+    }
+
+    /// A load that a fault interrupts: `rate` messages a second per client for `duration_s`,
+    /// then up to `drain_ms` for what the fault held up to arrive.
+    fn through_a_fault(clients: u32, rate: u32, duration_s: u32, drain_ms: u32) -> Chat {
+        Chat {
+            clients,
+            rate,
+            duration_s,
+            connect_rate: 300,
+            drain_ms: Some(drain_ms),
+        }
+    }
+
+    /// The command line of a verified chat load on the poll backend against `target`
+    /// (`--server ADDR`, or `--cluster FILE` with or without `--cross-node`).
+    fn args(&self, target: &[&str]) -> Vec<String> {
+        let mut args = vec!["chat".to_string()];
+        args.extend(target.iter().map(|arg| arg.to_string()));
+        let flags = [
+            ("--clients", self.clients.to_string()),
+            ("--rate", self.rate.to_string()),
+            ("--duration", format!("{}s", self.duration_s)),
+            ("--connect-rate", self.connect_rate.to_string()),
+        ];
+        for (flag, value) in flags {
+            args.extend([flag.to_string(), value]);
+        }
+        if let Some(drain_ms) = self.drain_ms {
+            args.extend(["--drain-ms".to_string(), drain_ms.to_string()]);
+        }
+        args.extend(["--verify", "--backend", "poll"].map(String::from));
+        args
+    }
+
+    /// Runs it (as run `name`) with the exit status 0; returns the summary and the output.
+    fn run(&self, name: &str, target: &[&str]) -> (Value, String) {
+        let args = self.args(target);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let (summary, _, text) = run_load(name, &args, 0);
+        (summary, text)
+    }
+}
+
 #[test]
 fn chat_on_a_cluster_follows_see_other_host_and_loses_nothing_acknowledged() {
     const CLIENTS: u32 = 40;
@@ -112,26 +178,7 @@ fn chat_on_a_cluster_follows_see_other_host_and_loses_nothing_acknowledged() {
     let node1 = cluster.nodes[0].addr.clone();
     let away = u64::from(CLIENTS) - cluster.homed_on(1, CLIENTS);
     assert!(away > 10, "most users live on nodes 2 and 3: {away}");
-    let (summary, _, text) = run_load(
-        "cluster-redirect",
-        &[
-            "chat",
-            "--server",
-            &node1,
-            "--clients",
-            &CLIENTS.to_string(),
-            "--rate",
-            "2",
-            "--duration",
-            "3s",
-            "--connect-rate",
-            "200",
-            "--verify",
-            "--backend",
-            "poll",
-        ],
-        0,
-    );
+    let (summary, text) = Chat::short(CLIENTS).run("cluster-redirect", &["--server", &node1]);
     let c = counts(&summary);
     assert_eq!(c["logins"], u64::from(CLIENTS), "{text}");
     assert_eq!(c["errors_total"], 0, "{c}");
@@ -153,27 +200,8 @@ fn the_cluster_file_sends_every_client_home_and_cross_node_chat_crosses() {
     const CLIENTS: u32 = 30;
     let cluster = Cluster::start();
     let file = cluster.path.display().to_string();
-    let (summary, _, text) = run_load(
-        "cluster-direct",
-        &[
-            "chat",
-            "--cluster",
-            &file,
-            "--cross-node",
-            "--clients",
-            &CLIENTS.to_string(),
-            "--rate",
-            "2",
-            "--duration",
-            "3s",
-            "--connect-rate",
-            "200",
-            "--verify",
-            "--backend",
-            "poll",
-        ],
-        0,
-    );
+    let (summary, text) =
+        Chat::short(CLIENTS).run("cluster-direct", &["--cluster", &file, "--cross-node"]);
     let c = counts(&summary);
     assert_eq!(c["logins"], u64::from(CLIENTS), "{text}");
     assert_eq!(c["errors_total"], 0, "{c}");
@@ -210,35 +238,17 @@ fn a_nats_server_restart_under_cross_node_chat_loses_nothing_acknowledged() {
     const CLIENTS: u32 = 30;
     let mut cluster = Cluster::start();
     let file = cluster.path.display().to_string();
+    let chat = Chat::through_a_fault(CLIENTS, 5, 8, 15_000);
     let load = std::thread::spawn(move || {
-        run_load(
+        chat.run(
             "cluster-nats-restart",
-            &[
-                "chat",
-                "--cluster",
-                &file,
-                "--cross-node",
-                "--clients",
-                &CLIENTS.to_string(),
-                "--rate",
-                "5",
-                "--duration",
-                "8s",
-                "--connect-rate",
-                "300",
-                "--drain-ms",
-                "15000",
-                "--verify",
-                "--backend",
-                "poll",
-            ],
-            0,
+            &["--cluster", &file, "--cross-node"],
         )
     });
     // Ramp (~0.1 s) plus a few seconds of steady load, then the outage.
     std::thread::sleep(Duration::from_secs(3));
     cluster.nats.restart();
-    let (summary, _, text) = load.join().expect("the load run");
+    let (summary, text) = load.join().expect("the load run");
     let c = counts(&summary);
     assert_eq!(c["logins"], u64::from(CLIENTS), "{text}");
     assert_eq!(c["errors_total"], 0, "{c}");
@@ -263,30 +273,9 @@ fn a_node_stopped_past_the_link_budget_loses_only_what_bounced() {
     const CLIENTS: u32 = 30;
     let cluster = Cluster::start();
     let file = cluster.path.display().to_string();
+    let chat = Chat::through_a_fault(CLIENTS, 2, 28, 36_000);
     let load = std::thread::spawn(move || {
-        run_load(
-            "cluster-sigstop",
-            &[
-                "chat",
-                "--cluster",
-                &file,
-                "--cross-node",
-                "--clients",
-                &CLIENTS.to_string(),
-                "--rate",
-                "2",
-                "--duration",
-                "28s",
-                "--connect-rate",
-                "300",
-                "--drain-ms",
-                "36000",
-                "--verify",
-                "--backend",
-                "poll",
-            ],
-            0,
-        )
+        chat.run("cluster-sigstop", &["--cluster", &file, "--cross-node"])
     });
     std::thread::sleep(Duration::from_secs(3));
     let pid = cluster.nodes[2].pid().to_string();
@@ -297,7 +286,7 @@ fn a_node_stopped_past_the_link_budget_loses_only_what_bounced() {
     signal("-STOP");
     std::thread::sleep(Duration::from_secs(22));
     signal("-CONT");
-    let (summary, _, text) = load.join().expect("the load run");
+    let (summary, text) = load.join().expect("the load run");
     let c = counts(&summary);
     assert_eq!(c["logins"], u64::from(CLIENTS), "{text}");
     assert_eq!(c["errors_total"], 0, "{c}");

@@ -64,7 +64,7 @@ impl Scope {
 }
 
 /// One known knob.
-#[derive(Debug)]
+#[derive(Clone, Copy, Debug)]
 pub struct Knob {
     pub key: &'static str,
     pub os: Os,
@@ -73,296 +73,220 @@ pub struct Knob {
     pub check: &'static str,
 }
 
-const fn k(key: &'static str, os: Os, scope: Scope, check: &'static str) -> Knob {
-    Knob {
-        key,
-        os,
-        scope,
-        check,
-    }
-}
+/// The knobs of one OS and scope, each as its key and how to see its effect.
+type Group = (Os, Scope, &'static [(&'static str, &'static str)]);
 
-use Os::{FreeBsd as F, Linux as L};
-use Scope::{Boot as B, HostWide as H, PerNamespace as N};
-
-/// Every knob a shipped profile may use.
-pub static KNOBS: &[Knob] = &[
-    k(
-        "fs.file-max",
-        L,
-        H,
-        "cat /proc/sys/fs/file-nr (allocated, 0, max)",
+/// Every knob a shipped profile may use, by OS and scope.
+static KNOBS: &[Group] = &[
+    (
+        Os::Linux,
+        Scope::HostWide,
+        &[
+            (
+                "fs.file-max",
+                "cat /proc/sys/fs/file-nr (allocated, 0, max)",
+            ),
+            (
+                "fs.nr_open",
+                "ulimit -Hn; grep 'open files' /proc/PID/limits",
+            ),
+            (
+                "net.core.netdev_max_backlog",
+                "column 2 (drops) of /proc/net/softnet_stat",
+            ),
+            (
+                "net.ipv4.tcp_mem",
+                "grep TCP /proc/net/sockstat (mem, pages); nstat -az TcpExtTCPMemoryPressures",
+            ),
+            (
+                "net.ipv4.tcp_max_orphans",
+                "grep TCP /proc/net/sockstat (orphan); dmesg 'too many orphaned sockets'",
+            ),
+            (
+                "net.core.rmem_max",
+                "sysctl net.core.rmem_max (caps SO_RCVBUF)",
+            ),
+            (
+                "net.core.wmem_max",
+                "sysctl net.core.wmem_max (caps SO_SNDBUF)",
+            ),
+            ("net.core.default_qdisc", "tc qdisc show"),
+            (
+                "net.core.busy_poll",
+                "needs a NIC queue with a NAPI ID; perf top (napi_busy_loop)",
+            ),
+            (
+                "net.core.busy_read",
+                "needs a NIC queue with a NAPI ID; perf top (napi_busy_loop)",
+            ),
+            (
+                "net.netfilter.nf_conntrack_max",
+                "cat /proc/sys/net/netfilter/nf_conntrack_count; dmesg 'table full'",
+            ),
+        ],
     ),
-    k(
-        "fs.nr_open",
-        L,
-        H,
-        "ulimit -Hn; grep 'open files' /proc/PID/limits",
+    (
+        Os::Linux,
+        Scope::PerNamespace,
+        &[
+            (
+                "net.ipv4.ip_local_port_range",
+                "ss -tan state established | wc -l per source IP; EADDRNOTAVAIL on connect",
+            ),
+            (
+                "net.ipv4.ip_local_reserved_ports",
+                "sysctl net.ipv4.ip_local_reserved_ports; rookery bind errors after restart",
+            ),
+            (
+                "net.core.somaxconn",
+                "nstat -az TcpExtListenOverflows TcpExtListenDrops; ss -ltn (Send-Q = backlog)",
+            ),
+            (
+                "net.ipv4.tcp_max_syn_backlog",
+                "nstat -az TcpExtTCPReqQFullDrop TcpExtTCPReqQFullDoCookies",
+            ),
+            ("net.ipv4.tcp_syncookies", "nstat -az TcpExtSyncookiesSent"),
+            (
+                "net.ipv4.tcp_max_tw_buckets",
+                "grep TCP /proc/net/sockstat (tw); nstat -az TcpExtTCPTimeWaitOverflow",
+            ),
+            (
+                "net.ipv4.tcp_fin_timeout",
+                "ss -tan state fin-wait-2 | wc -l",
+            ),
+            ("net.ipv4.tcp_keepalive_time", "ss -tno (timer:keepalive)"),
+            ("net.ipv4.tcp_keepalive_intvl", "ss -tno (timer:keepalive)"),
+            (
+                "net.ipv4.tcp_keepalive_probes",
+                "nstat -az TcpExtTCPKeepAlive",
+            ),
+            (
+                "net.ipv4.tcp_tw_reuse",
+                "grep TCP /proc/net/sockstat (tw) on the generator; EADDRNOTAVAIL",
+            ),
+            (
+                "net.ipv4.tcp_rmem",
+                "ss -tm (rb); grep TCP /proc/net/sockstat (mem)",
+            ),
+            (
+                "net.ipv4.tcp_wmem",
+                "ss -tm (tb); grep TCP /proc/net/sockstat (mem)",
+            ),
+            ("net.ipv4.tcp_notsent_lowat", "ss -ti (notsent)"),
+            (
+                "net.ipv4.tcp_congestion_control",
+                "ss -ti (cc name); sysctl net.ipv4.tcp_allowed_congestion_control",
+            ),
+            (
+                "net.ipv4.tcp_slow_start_after_idle",
+                "ss -ti (cwnd after idle)",
+            ),
+            ("net.ipv4.tcp_autocorking", "nstat -az TcpExtTCPAutoCorking"),
+        ],
     ),
-    k(
-        "net.ipv4.ip_local_port_range",
-        L,
-        N,
-        "ss -tan state established | wc -l per source IP; EADDRNOTAVAIL on connect",
+    (
+        Os::FreeBsd,
+        Scope::Boot,
+        &[
+            ("kern.maxfiles", "sysctl kern.openfiles kern.maxfiles"),
+            ("kern.maxfilesperproc", "limits -n; procstat -f PID | wc -l"),
+            (
+                "kern.ipc.maxsockets",
+                "sysctl kern.ipc.numopensockets; vmstat -z | grep socket",
+            ),
+            (
+                "net.inet.tcp.tcbhashsize",
+                "sysctl net.inet.tcp.tcbhashsize (boot only)",
+            ),
+            (
+                "net.inet.tcp.syncache.hashsize",
+                "netstat -s -p tcp (syncache overflows)",
+            ),
+            (
+                "net.inet.tcp.syncache.bucketlimit",
+                "netstat -s -p tcp (bucket overflows)",
+            ),
+            (
+                "net.inet.tcp.hostcache.hashsize",
+                "sysctl net.inet.tcp.hostcache.count",
+            ),
+            (
+                "net.inet.tcp.hostcache.cachelimit",
+                "sysctl net.inet.tcp.hostcache.count",
+            ),
+            (
+                "net.inet.tcp.hostcache.bucketlimit",
+                "sysctl net.inet.tcp.hostcache.count",
+            ),
+        ],
     ),
-    k(
-        "net.ipv4.ip_local_reserved_ports",
-        L,
-        N,
-        "sysctl net.ipv4.ip_local_reserved_ports; rookery bind errors after restart",
+    (
+        Os::FreeBsd,
+        Scope::HostWide,
+        &[
+            (
+                "kern.ipc.soacceptqueue",
+                "netstat -Lan (qlen/incqlen/maxqlen); netstat -s -p tcp (listen queue overflows)",
+            ),
+            (
+                "net.inet.tcp.fast_finwait2_recycle",
+                "netstat -an | grep -c FIN_WAIT_2",
+            ),
+            (
+                "net.inet.tcp.finwait2_timeout",
+                "netstat -an | grep -c FIN_WAIT_2",
+            ),
+            (
+                "net.inet.tcp.keepidle",
+                "netstat -s -p tcp (keepalive probes sent)",
+            ),
+            (
+                "net.inet.tcp.keepintvl",
+                "netstat -s -p tcp (keepalive timeouts)",
+            ),
+            (
+                "net.inet.tcp.keepcnt",
+                "netstat -s -p tcp (keepalive timeouts)",
+            ),
+            (
+                "net.inet.ip.portrange.first",
+                "sockstat -4c | wc -l per source IP; EADDRNOTAVAIL",
+            ),
+            (
+                "net.inet.ip.portrange.last",
+                "sockstat -4c | wc -l per source IP; EADDRNOTAVAIL",
+            ),
+            ("net.inet.tcp.msl", "netstat -an | grep -c TIME_WAIT"),
+            (
+                "net.inet.tcp.sendspace",
+                "netstat -m (mbuf clusters in use)",
+            ),
+            (
+                "net.inet.tcp.recvspace",
+                "netstat -m (mbuf clusters in use)",
+            ),
+            ("net.inet.tcp.sendbuf_max", "netstat -m; sockstat"),
+            ("net.inet.tcp.recvbuf_max", "netstat -m; sockstat"),
+            ("kern.ipc.maxsockbuf", "sysctl kern.ipc.maxsockbuf"),
+        ],
     ),
-    k(
-        "net.core.somaxconn",
-        L,
-        N,
-        "nstat -az TcpExtListenOverflows TcpExtListenDrops; ss -ltn (Send-Q = backlog)",
-    ),
-    k(
-        "net.ipv4.tcp_max_syn_backlog",
-        L,
-        N,
-        "nstat -az TcpExtTCPReqQFullDrop TcpExtTCPReqQFullDoCookies",
-    ),
-    k(
-        "net.ipv4.tcp_syncookies",
-        L,
-        N,
-        "nstat -az TcpExtSyncookiesSent",
-    ),
-    k(
-        "net.core.netdev_max_backlog",
-        L,
-        H,
-        "column 2 (drops) of /proc/net/softnet_stat",
-    ),
-    k(
-        "net.ipv4.tcp_mem",
-        L,
-        H,
-        "grep TCP /proc/net/sockstat (mem, pages); nstat -az TcpExtTCPMemoryPressures",
-    ),
-    k(
-        "net.ipv4.tcp_max_orphans",
-        L,
-        H,
-        "grep TCP /proc/net/sockstat (orphan); dmesg 'too many orphaned sockets'",
-    ),
-    k(
-        "net.ipv4.tcp_max_tw_buckets",
-        L,
-        N,
-        "grep TCP /proc/net/sockstat (tw); nstat -az TcpExtTCPTimeWaitOverflow",
-    ),
-    k(
-        "net.ipv4.tcp_fin_timeout",
-        L,
-        N,
-        "ss -tan state fin-wait-2 | wc -l",
-    ),
-    k(
-        "net.ipv4.tcp_keepalive_time",
-        L,
-        N,
-        "ss -tno (timer:keepalive)",
-    ),
-    k(
-        "net.ipv4.tcp_keepalive_intvl",
-        L,
-        N,
-        "ss -tno (timer:keepalive)",
-    ),
-    k(
-        "net.ipv4.tcp_keepalive_probes",
-        L,
-        N,
-        "nstat -az TcpExtTCPKeepAlive",
-    ),
-    k(
-        "net.ipv4.tcp_tw_reuse",
-        L,
-        N,
-        "grep TCP /proc/net/sockstat (tw) on the generator; EADDRNOTAVAIL",
-    ),
-    k(
-        "net.ipv4.tcp_rmem",
-        L,
-        N,
-        "ss -tm (rb); grep TCP /proc/net/sockstat (mem)",
-    ),
-    k(
-        "net.ipv4.tcp_wmem",
-        L,
-        N,
-        "ss -tm (tb); grep TCP /proc/net/sockstat (mem)",
-    ),
-    k("net.ipv4.tcp_notsent_lowat", L, N, "ss -ti (notsent)"),
-    k(
-        "net.core.rmem_max",
-        L,
-        H,
-        "sysctl net.core.rmem_max (caps SO_RCVBUF)",
-    ),
-    k(
-        "net.core.wmem_max",
-        L,
-        H,
-        "sysctl net.core.wmem_max (caps SO_SNDBUF)",
-    ),
-    k("net.core.default_qdisc", L, H, "tc qdisc show"),
-    k(
-        "net.ipv4.tcp_congestion_control",
-        L,
-        N,
-        "ss -ti (cc name); sysctl net.ipv4.tcp_allowed_congestion_control",
-    ),
-    k(
-        "net.ipv4.tcp_slow_start_after_idle",
-        L,
-        N,
-        "ss -ti (cwnd after idle)",
-    ),
-    k(
-        "net.core.busy_poll",
-        L,
-        H,
-        "needs a NIC queue with a NAPI ID; perf top (napi_busy_loop)",
-    ),
-    k(
-        "net.core.busy_read",
-        L,
-        H,
-        "needs a NIC queue with a NAPI ID; perf top (napi_busy_loop)",
-    ),
-    k(
-        "net.ipv4.tcp_autocorking",
-        L,
-        N,
-        "nstat -az TcpExtTCPAutoCorking",
-    ),
-    k(
-        "net.netfilter.nf_conntrack_max",
-        L,
-        H,
-        "cat /proc/sys/net/netfilter/nf_conntrack_count; dmesg 'table full'",
-    ),
-    k("kern.maxfiles", F, B, "sysctl kern.openfiles kern.maxfiles"),
-    k(
-        "kern.maxfilesperproc",
-        F,
-        B,
-        "limits -n; procstat -f PID | wc -l",
-    ),
-    k(
-        "kern.ipc.maxsockets",
-        F,
-        B,
-        "sysctl kern.ipc.numopensockets; vmstat -z | grep socket",
-    ),
-    k(
-        "net.inet.tcp.tcbhashsize",
-        F,
-        B,
-        "sysctl net.inet.tcp.tcbhashsize (boot only)",
-    ),
-    k(
-        "net.inet.tcp.syncache.hashsize",
-        F,
-        B,
-        "netstat -s -p tcp (syncache overflows)",
-    ),
-    k(
-        "net.inet.tcp.syncache.bucketlimit",
-        F,
-        B,
-        "netstat -s -p tcp (bucket overflows)",
-    ),
-    k(
-        "net.inet.tcp.hostcache.hashsize",
-        F,
-        B,
-        "sysctl net.inet.tcp.hostcache.count",
-    ),
-    k(
-        "net.inet.tcp.hostcache.cachelimit",
-        F,
-        B,
-        "sysctl net.inet.tcp.hostcache.count",
-    ),
-    k(
-        "net.inet.tcp.hostcache.bucketlimit",
-        F,
-        B,
-        "sysctl net.inet.tcp.hostcache.count",
-    ),
-    k(
-        "kern.ipc.soacceptqueue",
-        F,
-        H,
-        "netstat -Lan (qlen/incqlen/maxqlen); netstat -s -p tcp (listen queue overflows)",
-    ),
-    k(
-        "net.inet.tcp.fast_finwait2_recycle",
-        F,
-        H,
-        "netstat -an | grep -c FIN_WAIT_2",
-    ),
-    k(
-        "net.inet.tcp.finwait2_timeout",
-        F,
-        H,
-        "netstat -an | grep -c FIN_WAIT_2",
-    ),
-    k(
-        "net.inet.tcp.keepidle",
-        F,
-        H,
-        "netstat -s -p tcp (keepalive probes sent)",
-    ),
-    k(
-        "net.inet.tcp.keepintvl",
-        F,
-        H,
-        "netstat -s -p tcp (keepalive timeouts)",
-    ),
-    k(
-        "net.inet.tcp.keepcnt",
-        F,
-        H,
-        "netstat -s -p tcp (keepalive timeouts)",
-    ),
-    k(
-        "net.inet.ip.portrange.first",
-        F,
-        H,
-        "sockstat -4c | wc -l per source IP; EADDRNOTAVAIL",
-    ),
-    k(
-        "net.inet.ip.portrange.last",
-        F,
-        H,
-        "sockstat -4c | wc -l per source IP; EADDRNOTAVAIL",
-    ),
-    k("net.inet.tcp.msl", F, H, "netstat -an | grep -c TIME_WAIT"),
-    k(
-        "net.inet.tcp.sendspace",
-        F,
-        H,
-        "netstat -m (mbuf clusters in use)",
-    ),
-    k(
-        "net.inet.tcp.recvspace",
-        F,
-        H,
-        "netstat -m (mbuf clusters in use)",
-    ),
-    k("net.inet.tcp.sendbuf_max", F, H, "netstat -m; sockstat"),
-    k("net.inet.tcp.recvbuf_max", F, H, "netstat -m; sockstat"),
-    k("kern.ipc.maxsockbuf", F, H, "sysctl kern.ipc.maxsockbuf"),
 ];
 
+/// Every knob in the table.
+pub fn all() -> impl Iterator<Item = Knob> {
+    KNOBS.iter().flat_map(|&(os, scope, knobs)| {
+        knobs.iter().map(move |&(key, check)| Knob {
+            key,
+            os,
+            scope,
+            check,
+        })
+    })
+}
+
 /// The table entry for `key` on `os`, if known.
-pub fn knob(os: Os, key: &str) -> Option<&'static Knob> {
-    KNOBS.iter().find(|kn| kn.os == os && kn.key == key)
+pub fn knob(os: Os, key: &str) -> Option<Knob> {
+    all().find(|kn| kn.os == os && kn.key == key)
 }
 
 /// Where `key` takes effect on `os` (Unknown when not in the table).
@@ -376,8 +300,9 @@ mod tests {
 
     #[test]
     fn keys_are_unique_per_os() {
-        for (i, a) in KNOBS.iter().enumerate() {
-            for b in &KNOBS[i + 1..] {
+        let knobs: Vec<Knob> = all().collect();
+        for (i, a) in knobs.iter().enumerate() {
+            for b in &knobs[i + 1..] {
                 assert!(
                     !(a.os == b.os && a.key == b.key),
                     "duplicate knob {}",

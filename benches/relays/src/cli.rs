@@ -8,7 +8,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use clap::Args;
+use clap::{Args, Command, FromArgMatches};
 use rookery_proto::{Jid, JidError};
 
 use crate::stats::Stats;
@@ -26,6 +26,16 @@ pub struct RelayArgs {
     /// Pin the relay's thread to this CPU (relay-tokio --threads N: worker i to CPU core+i).
     #[arg(long)]
     pub core: Option<usize>,
+}
+
+/// The flags of a relay that takes no flags of its own, from the command line (`--help` calls
+/// it `name` and says `about`; a bad flag exits with clap's message).
+pub fn parse(name: &'static str, about: &'static str) -> RelayArgs {
+    // After the flags: they would put `RelayArgs`' own doc in as the about.
+    let command = RelayArgs::augment_args(Command::new(name))
+        .version(env!("CARGO_PKG_VERSION"))
+        .about(about);
+    RelayArgs::from_arg_matches(&command.get_matches()).unwrap_or_else(|err| err.exit())
 }
 
 /// What a relay needs once its flags are checked.

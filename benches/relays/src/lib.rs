@@ -13,7 +13,8 @@
 //!   credentials, restart, bind, session, ping, routing hand-off, close);
 //! - [`registry`]: bare JID -> bound sessions, generic over each runtime's conn handle;
 //! - [`outbox`]: the per-conn output buffer of the thread-per-core peers (monoio, glommio),
-//!   and [`local`]: their registry and router, one per executor thread;
+//!   [`local`]: their registry and router, one per executor thread, and [`thread_per_core`]:
+//!   their accept loop and conn tasks, over the runtime each binary lends;
 //! - [`stats`]: the counters printed on exit;
 //! - [`cli`]: the flags every binary takes, and the start-up steps they share;
 //! - [`stop`]: SIGINT/SIGTERM as a flag each runtime polls.
@@ -32,3 +33,4 @@ pub mod registry;
 mod replies;
 pub mod stats;
 pub mod stop;
+pub mod thread_per_core;

@@ -27,6 +27,10 @@ pub enum Flow {
 /// Something that happened on the stream.
 #[derive(Debug)]
 pub enum Event<'a> {
+    /// `<proceed/>` to our `<starttls/>`: install the TLS layer, then call
+    /// [`Client::tls_started`](crate::Client::tls_started). Reading stops after this event
+    /// (the bytes that follow are TLS).
+    StartTls,
     /// SASL succeeded; the restarted stream's header is already in the output.
     Authenticated,
     /// Resource binding succeeded: the full JID the server bound (or assigned).

@@ -2,7 +2,9 @@
 //! simulator and its tests: a state machine fed the server's bytes, writing its own bytes
 //! into the caller's buffer and reporting [`Event`]s.
 //!
-//! The login: stream header -> features -> SASL (the strongest of PLAIN, SCRAM-SHA-1 and
+//! The login: stream header -> features -> (STARTTLS when asked: `<starttls/>`,
+//! `<proceed/>`, [`Event::StartTls`], the caller's TLS layer, [`Client::tls_started`], a new
+//! stream) -> SASL (the strongest of PLAIN, SCRAM-SHA-1 and
 //! SCRAM-SHA-256 that the server offers and the [`Options`] allow; see `sasl`) -> stream
 //! restart -> features -> resource binding (requested or server-assigned) -> legacy session
 //! only when the server requires it -> XEP-0198 `<enable/>` when offered and wanted ->
@@ -18,7 +20,8 @@
 //! same output buffer and tells the client with [`Stream::count_sent`]), resending
 //! unacknowledged stanzas after a resumption (the caller keeps them; [`Event::Resumed`] says
 //! how many the server handled). TLS and WebSocket framing are not done here: they are
-//! byte layers between the socket and this client (see `layer`, the hook they plug into).
+//! byte layers between the socket and this client (see `layer`, the hook they plug into;
+//! `tls`, behind the cargo feature of that name, is the TLS one).
 //!
 //! Invariants: after an event that ends the stream (`AuthFailed`, `BindFailed`,
 //! `StreamError`, `StreamClosed`, `ProtocolError`, `AckTooHigh`) the client is in
@@ -41,6 +44,8 @@ mod sasl;
 mod sm;
 mod stream;
 mod text;
+#[cfg(feature = "tls")]
+pub mod tls;
 pub mod wire;
 
 pub use account::{Account, Login};
@@ -93,6 +98,17 @@ impl<X: Default> Client<X> {
     pub fn start(&mut self, domain: &str, out: &mut Vec<u8>) {
         self.framer.reset();
         self.stream.start(domain, out);
+    }
+
+    /// After [`Event::StartTls`]: the caller's TLS layer is installed; the new stream header
+    /// is appended to `out` (send it through the layer; the TLS handshake goes first) and the
+    /// framer starts afresh. False (nothing written) if the client was not waiting for TLS.
+    pub fn tls_started(&mut self, domain: &str, out: &mut Vec<u8>) -> bool {
+        if !self.stream.tls_started(domain, out) {
+            return false;
+        }
+        self.framer.reset();
+        true
     }
 
     /// Feeds bytes from the server: the client's replies go to `out`, what happened to

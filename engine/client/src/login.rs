@@ -15,7 +15,9 @@ use crate::account::Account;
 use crate::event::{Event, Flow, Sink};
 use crate::options::SmMode;
 use crate::sm::Sm;
-use crate::stream::{Io, Phase, Stream, AUTHENTICATED, SESSION_REQUIRED, SM_OFFERED};
+use crate::stream::{
+    Io, Phase, Stream, AUTHENTICATED, SECURED, SESSION_REQUIRED, SM_OFFERED, WANT_STARTTLS,
+};
 use crate::text::element_text;
 use crate::wire::{self, BIND_ID, SESSION_ID};
 
@@ -26,6 +28,9 @@ impl<X: Default> Stream<X> {
         };
         if features.local_name() != "features" {
             return self.fail("expected stream features", io.out, io.sink);
+        }
+        if self.flags & (WANT_STARTTLS | SECURED | AUTHENTICATED) == WANT_STARTTLS {
+            return self.start_tls(&features, io);
         }
         if self.flags & AUTHENTICATED == 0 {
             return self.start_sasl(&features, io);
@@ -52,6 +57,38 @@ impl<X: Default> Stream<X> {
         }
         self.bind(io.account, io.out);
         Flow::Continue
+    }
+
+    /// Pre-TLS features of a client that wants STARTTLS: `<starttls/>` if offered, else the
+    /// stream ends (no fallback to plaintext).
+    fn start_tls(&mut self, features: &Element<'_>, io: &mut Io<'_, impl Sink<X>>) -> Flow {
+        if features.child("starttls", wire::TLS_NS).is_none() {
+            return self.fail("the server does not offer STARTTLS", io.out, io.sink);
+        }
+        wire::starttls(io.out);
+        self.phase = Phase::AwaitProceed;
+        Flow::Continue
+    }
+
+    /// The answer to `<starttls/>`: `<proceed/>` (report it and stop reading: TLS follows) or
+    /// `<failure/>` (the server closes the stream, RFC 6120 5.4.2.2).
+    pub(crate) fn on_starttls_reply(
+        &mut self,
+        view: &StanzaView<'_>,
+        io: &mut Io<'_, impl Sink<X>>,
+    ) -> Flow {
+        if view.xmlns() != Some(wire::TLS_NS) {
+            return self.fail("unexpected reply to STARTTLS", io.out, io.sink);
+        }
+        match view.local_name() {
+            "proceed" => {
+                self.phase = Phase::AwaitTls;
+                (io.sink)(Event::StartTls, self, io.out);
+                Flow::Stop
+            }
+            "failure" => self.fail("the server refused STARTTLS", io.out, io.sink),
+            _ => self.fail("unexpected reply to STARTTLS", io.out, io.sink),
+        }
     }
 
     pub(crate) fn bind(&mut self, account: &dyn Account, out: &mut Vec<u8>) {

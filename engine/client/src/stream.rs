@@ -33,6 +33,12 @@ pub enum Phase {
     Idle,
     AwaitHeader,
     AwaitFeatures,
+    /// We sent `<starttls/>`; waiting for `<proceed/>`.
+    AwaitProceed,
+    /// The server said `<proceed/>`: the caller installs its TLS layer and calls
+    /// [`Client::tls_started`](crate::Client::tls_started). Input is not read meanwhile
+    /// (what follows `<proceed/>` is TLS, not XML).
+    AwaitTls,
     AwaitSasl,
     AwaitResume,
     AwaitBind,
@@ -46,7 +52,7 @@ pub enum Phase {
 
 impl Phase {
     pub(crate) fn reads(self) -> bool {
-        !matches!(self, Phase::Idle | Phase::Done)
+        !matches!(self, Phase::Idle | Phase::AwaitTls | Phase::Done)
     }
 }
 
@@ -55,6 +61,10 @@ pub(crate) const AUTHENTICATED: u8 = 1 << 0;
 pub(crate) const RESTART: u8 = 1 << 1;
 pub(crate) const SESSION_REQUIRED: u8 = 1 << 2;
 pub(crate) const SM_OFFERED: u8 = 1 << 3;
+/// The caller wants STARTTLS before authentication (kept across streams, see `start`).
+pub(crate) const WANT_STARTTLS: u8 = 1 << 4;
+/// This conn runs over TLS (STARTTLS done): no second `<starttls/>`.
+pub(crate) const SECURED: u8 = 1 << 5;
 
 /// Everything of a client but its framer, handed to the event sink so the caller can count
 /// what it sends and reach its XEP-0198 data while an event borrows the framer.
@@ -80,6 +90,19 @@ impl<X> Stream<X> {
 
     pub fn phase(&self) -> Phase {
         self.phase
+    }
+
+    /// Whether the next streams negotiate STARTTLS (RFC 6120 5) before authenticating: the
+    /// client sends `<starttls/>` on the first features, reports [`Event::StartTls`] on
+    /// `<proceed/>` and waits for [`Client::tls_started`](crate::Client::tls_started). A
+    /// server that does not offer it ends the stream (`ProtocolError`): never a silent
+    /// fallback to plaintext.
+    pub fn set_starttls(&mut self, wanted: bool) {
+        if wanted {
+            self.flags |= WANT_STARTTLS;
+        } else {
+            self.flags &= !WANT_STARTTLS;
+        }
     }
 
     /// Changes whether the next fresh session enables XEP-0198 (a resumption is unaffected).
@@ -139,7 +162,7 @@ impl<X> Stream<X> {
             self.set_sm(None);
         }
         self.set_sasl(None);
-        self.flags = 0;
+        self.flags &= WANT_STARTTLS;
         wire::stream_header(domain, out);
         self.phase = Phase::AwaitHeader;
     }
@@ -152,6 +175,18 @@ impl<X> Stream<X> {
         self.phase = Phase::Closing;
         // A clean close ends the XEP-0198 session (XEP-0198 5): nothing to resume.
         self.set_resume_id(None);
+    }
+
+    /// The TLS layer is in place after `<proceed/>`: the new stream's header (RFC 6120
+    /// 5.4.3.3) goes to `out`, to be sent through the layer.
+    pub(crate) fn tls_started(&mut self, domain: &str, out: &mut Vec<u8>) -> bool {
+        if self.phase != Phase::AwaitTls {
+            return false;
+        }
+        self.flags |= SECURED;
+        wire::stream_header(domain, out);
+        self.phase = Phase::AwaitHeader;
+        true
     }
 
     /// Whether the framer must be reset before the next byte (after SASL success).
@@ -210,11 +245,12 @@ impl<X: Default> Stream<X> {
         }
         match self.phase {
             Phase::AwaitFeatures => self.on_features(bytes, io),
+            Phase::AwaitProceed => self.on_starttls_reply(&view, io),
             Phase::AwaitSasl => self.on_sasl(&view, io),
             Phase::AwaitResume => self.on_resume_reply(&view, io),
             Phase::AwaitBind | Phase::AwaitSession => self.on_iq_reply(view, io.out, io.sink),
             Phase::Online | Phase::Closing => self.on_online(view, io.out, io.sink),
-            Phase::Idle | Phase::AwaitHeader | Phase::Done => {
+            Phase::Idle | Phase::AwaitHeader | Phase::AwaitTls | Phase::Done => {
                 self.fail("stanza before the stream header", io.out, io.sink)
             }
         }

@@ -20,6 +20,14 @@ pub fn stream_header(domain: &str, out: &mut Vec<u8>) {
     );
 }
 
+/// The STARTTLS namespace (RFC 6120 5).
+pub const TLS_NS: &str = "urn:ietf:params:xml:ns:xmpp-tls";
+
+/// `<starttls/>`.
+pub fn starttls(out: &mut Vec<u8>) {
+    out.extend_from_slice(b"<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>");
+}
+
 /// The id of the client's bind iq.
 pub const BIND_ID: &str = "bind1";
 /// The id of the client's legacy session iq.

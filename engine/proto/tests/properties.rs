@@ -7,9 +7,9 @@ mod support;
 
 use proptest::prelude::*;
 use rookery_proto::fuzzing::{check_stanza, each_frame};
-use rookery_proto::writer::{escape_attr, escape_text};
+use rookery_proto::writer::escape_attr;
 use rookery_proto::{Frame, FrameError, Framer, FramerLimits, Jid};
-use support::without_cdata_end;
+use support::{tree, write, Tag};
 
 #[derive(Debug, PartialEq, Eq)]
 enum Owned {
@@ -40,16 +40,40 @@ fn run(max: usize, chunks: &[&[u8]]) -> (Vec<Owned>, Option<FrameError>) {
     (frames, None)
 }
 
-/// A generated piece of stanza content.
+/// An element's tag: a generated name and its attributes (value, quote), spelt with spaces
+/// where XML allows them.
 #[derive(Clone, Debug)]
-enum Node {
-    Elem {
-        name: String,
-        attrs: Vec<(String, char)>,
-        kids: Vec<Node>,
-    },
-    Text(String),
-    Cdata(String),
+struct Elem {
+    name: String,
+    attrs: Vec<(String, char)>,
+}
+
+type Node = support::Node<Elem>;
+
+impl Tag for Elem {
+    fn open(&self, out: &mut Vec<u8>) {
+        out.push(b'<');
+        out.extend_from_slice(self.name.as_bytes());
+        // A prefixed name is declared on its own element (the framer refuses a prefix the
+        // stanza does not declare).
+        if let Some((prefix, _)) = self.name.split_once(':') {
+            out.extend_from_slice(format!(" xmlns:{prefix}='urn:x:{prefix}'").as_bytes());
+        }
+        for (i, (value, quote)) in self.attrs.iter().enumerate() {
+            out.extend_from_slice(format!(" a{i} = {quote}").as_bytes());
+            escape_attr(value, out);
+            out.push(*quote as u8);
+        }
+    }
+
+    fn empty_end(&self) -> Option<&'static [u8]> {
+        // Both forms of an empty element occur.
+        self.attrs.len().is_multiple_of(2).then_some(b" />")
+    }
+
+    fn close(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(format!("</{} >", self.name).as_bytes());
+    }
 }
 
 fn text() -> impl Strategy<Value = String> {
@@ -66,64 +90,26 @@ fn name() -> impl Strategy<Value = String> {
 }
 
 fn node() -> impl Strategy<Value = Node> {
-    let leaf = prop_oneof![
-        text().prop_map(Node::Text),
-        text().prop_map(|t| Node::Cdata(without_cdata_end(t))),
-    ];
-    leaf.prop_recursive(4, 24, 4, |inner| {
-        element(prop::collection::vec(inner, 0..4))
-    })
+    tree(text(), text(), element)
 }
 
 /// An element with a generated name and up to 2 attributes (each quoted with ' or ").
 fn element(kids: impl Strategy<Value = Vec<Node>>) -> impl Strategy<Value = Node> {
     let attrs = prop::collection::vec((text(), prop::bool::ANY), 0..3);
     (name(), attrs, kids).prop_map(|(name, attrs, kids)| Node::Elem {
-        name,
-        attrs: attrs
-            .into_iter()
-            .map(|(v, q)| (v, if q { '\'' } else { '"' }))
-            .collect(),
+        tag: Elem {
+            name,
+            attrs: attrs
+                .into_iter()
+                .map(|(v, q)| (v, if q { '\'' } else { '"' }))
+                .collect(),
+        },
         kids,
     })
 }
 
 fn stanza() -> impl Strategy<Value = Node> {
     element(prop::collection::vec(node(), 0..4))
-}
-
-fn write(node: &Node, out: &mut Vec<u8>) {
-    match node {
-        Node::Text(t) => escape_text(t, out),
-        Node::Cdata(t) => {
-            out.extend_from_slice(b"<![CDATA[");
-            out.extend_from_slice(t.as_bytes());
-            out.extend_from_slice(b"]]>");
-        }
-        Node::Elem { name, attrs, kids } => {
-            out.push(b'<');
-            out.extend_from_slice(name.as_bytes());
-            // A prefixed name is declared on its own element (the framer refuses a prefix
-            // the stanza does not declare).
-            if let Some((prefix, _)) = name.split_once(':') {
-                out.extend_from_slice(format!(" xmlns:{prefix}='urn:x:{prefix}'").as_bytes());
-            }
-            for (i, (value, quote)) in attrs.iter().enumerate() {
-                out.extend_from_slice(format!(" a{i} = {quote}").as_bytes());
-                escape_attr(value, out);
-                out.push(*quote as u8);
-            }
-            if kids.is_empty() && attrs.len() % 2 == 0 {
-                out.extend_from_slice(b" />");
-                return;
-            }
-            out.push(b'>');
-            for kid in kids {
-                write(kid, out);
-            }
-            out.extend_from_slice(format!("</{name} >").as_bytes());
-        }
-    }
 }
 
 /// A whole stream and the frames it must produce.

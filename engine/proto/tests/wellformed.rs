@@ -10,9 +10,9 @@ mod support;
 
 use proptest::prelude::*;
 use rookery_proto::fuzzing::each_frame;
-use rookery_proto::writer::{escape_attr, escape_text};
+use rookery_proto::writer::escape_attr;
 use rookery_proto::{Frame, FrameError, Framer, FramerLimits};
-use support::without_cdata_end;
+use support::{tree, write, Tag};
 
 const HEADER: &str = "<stream:stream xmlns='jabber:client' \
                       xmlns:stream='http://etherx.jabber.org/streams' to='example.com'>";
@@ -95,16 +95,31 @@ fn attr_value() -> impl Strategy<Value = String> {
     ]
 }
 
+/// An element's tag: its name and its attributes in document order (declarations included,
+/// anywhere among them), written as they are.
 #[derive(Clone, Debug)]
-enum Node {
-    Elem {
-        name: &'static str,
-        /// Attributes in document order (declarations included, anywhere among them).
-        attrs: Vec<(&'static str, String)>,
-        kids: Vec<Node>,
-    },
-    Text(String),
-    Cdata(String),
+struct Elem {
+    name: &'static str,
+    attrs: Vec<(&'static str, String)>,
+}
+
+type Node = support::Node<Elem>;
+
+impl Tag for Elem {
+    fn open(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(format!("<{}", self.name).as_bytes());
+        for (attr, value) in &self.attrs {
+            out.extend_from_slice(format!(" {attr}='{value}'").as_bytes());
+        }
+    }
+
+    fn empty_end(&self) -> Option<&'static [u8]> {
+        Some(b"/>")
+    }
+
+    fn close(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(format!("</{}>", self.name).as_bytes());
+    }
 }
 
 fn element(kids: impl Strategy<Value = Vec<Node>>) -> impl Strategy<Value = Node> {
@@ -121,44 +136,15 @@ fn element(kids: impl Strategy<Value = Vec<Node>>) -> impl Strategy<Value = Node
             // Declarations go anywhere among the attributes, also after a name using them.
             let at = at.index(attrs.len() + 1);
             attrs.splice(at..at, decls);
-            Node::Elem { name, attrs, kids }
+            Node::Elem {
+                tag: Elem { name, attrs },
+                kids,
+            }
         })
 }
 
 fn node() -> impl Strategy<Value = Node> {
-    let leaf = prop_oneof![
-        "[a-z<>&\u{e9} ]{0,8}".prop_map(Node::Text),
-        "[a-z<>&\\]]{0,8}".prop_map(|t| Node::Cdata(without_cdata_end(t))),
-    ];
-    leaf.prop_recursive(4, 24, 4, |inner| {
-        element(prop::collection::vec(inner, 0..4))
-    })
-}
-
-fn write(node: &Node, out: &mut Vec<u8>) {
-    match node {
-        Node::Text(t) => escape_text(t, out),
-        Node::Cdata(t) => {
-            out.extend_from_slice(b"<![CDATA[");
-            out.extend_from_slice(t.as_bytes());
-            out.extend_from_slice(b"]]>");
-        }
-        Node::Elem { name, attrs, kids } => {
-            out.extend_from_slice(format!("<{name}").as_bytes());
-            for (attr, value) in attrs {
-                out.extend_from_slice(format!(" {attr}='{value}'").as_bytes());
-            }
-            if kids.is_empty() {
-                out.extend_from_slice(b"/>");
-                return;
-            }
-            out.push(b'>');
-            for kid in kids {
-                write(kid, out);
-            }
-            out.extend_from_slice(format!("</{name}>").as_bytes());
-        }
-    }
+    tree("[a-z<>&\u{e9} ]{0,8}", "[a-z<>&\\]]{0,8}", element)
 }
 
 /// Names a namespace-aware parser refuses whatever is declared.
@@ -178,7 +164,11 @@ const INVALID: &[&str] = &[
 /// dropped, repeated attributes dropped, each prefix bound to its own URI (sometimes spelled
 /// with a reference), and every prefix in use but not in `scope` declared on the element.
 fn tidy(node: &Node, scope: &mut Vec<&'static str>) -> Node {
-    let Node::Elem { name, attrs, kids } = node else {
+    let Node::Elem {
+        tag: Elem { name, attrs },
+        kids,
+    } = node
+    else {
         return node.clone();
     };
     let name = if INVALID.contains(name) { "x" } else { name };
@@ -224,8 +214,7 @@ fn tidy(node: &Node, scope: &mut Vec<&'static str>) -> Node {
     let kids = kids.iter().map(|k| tidy(k, scope)).collect();
     scope.truncate(mark);
     Node::Elem {
-        name,
-        attrs: kept,
+        tag: Elem { name, attrs: kept },
         kids,
     }
 }
@@ -233,10 +222,14 @@ fn tidy(node: &Node, scope: &mut Vec<&'static str>) -> Node {
 /// Whether an element of `node` declares the default namespace twice: XML forbids the repeated
 /// attribute, roxmltree lets it through.
 fn repeats_default_declaration(node: &Node) -> bool {
-    let Node::Elem { attrs, kids, .. } = node else {
+    let Node::Elem { tag, kids } = node else {
         return false;
     };
-    attrs.iter().filter(|(name, _)| *name == "xmlns").count() > 1
+    tag.attrs
+        .iter()
+        .filter(|(name, _)| *name == "xmlns")
+        .count()
+        > 1
         || kids.iter().any(repeats_default_declaration)
 }
 

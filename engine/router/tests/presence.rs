@@ -181,13 +181,7 @@ fn a_request_to_an_offline_user_waits_for_its_login_and_is_never_auto_approved()
     );
     cluster.take_output(a);
     let (b, _) = cluster.login(1, &bob, Some("r"));
-    assert_eq!(
-        cluster.take_output(b),
-        "",
-        "nothing before initial presence"
-    );
-    cluster.send(b, "<presence/>");
-    let out = cluster.take_output(b);
+    let out = cluster.initial_presence(b);
     assert!(
         out.contains(&format!(
             "<presence type='subscribe' from='{alice}@example.com'"

@@ -6,42 +6,11 @@
 
 mod support;
 
-use std::io::Write;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use support::{backends, RawClient, Server, DOMAIN};
+use support::{add_account, backends, RawClient, Server};
 
 const SHARDS: u16 = 2;
-
-fn add_account(data_dir: &std::path::Path, user: &str, password: &str) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_rookery"))
-        .args(["accounts", "--data-dir", &data_dir.display().to_string()])
-        .args([
-            "--domain",
-            DOMAIN,
-            "--shards",
-            &SHARDS.to_string(),
-            "add",
-            user,
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("rookery accounts runs");
-    let mut stdin = child.stdin.take().expect("piped");
-    stdin
-        .write_all(format!("{password}\n").as_bytes())
-        .expect("password written");
-    drop(stdin);
-    let output = child.wait_with_output().expect("rookery accounts ends");
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-}
 
 /// SIGKILL, then a new server on the same data dir.
 fn crash_and_restart(mut server: Server, backend: &str, data_dir: &std::path::Path) -> Server {
@@ -55,7 +24,7 @@ fn crash_and_restart(mut server: Server, backend: &str, data_dir: &std::path::Pa
 fn accounts_and_password_changes_survive_sigkill() {
     for backend in backends() {
         let data_dir = Server::temp_data_dir();
-        add_account(&data_dir, "alice", "first password");
+        add_account(&data_dir, SHARDS, "alice", "first password");
         let server = Server::start_on(backend, usize::from(SHARDS), &["--auth", "file"], &data_dir);
         RawClient::try_login(server.addr, "alice", "first password", "a")
             .unwrap_or_else(|e| panic!("{backend}: {e}"));

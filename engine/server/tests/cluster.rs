@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use rookery_cluster::{ClusterFile, NodeId};
 use rookery_testkit::nats::{free_port, NatsServer};
-use support::{backends, RawClient, Server, DOMAIN, WAIT};
+use support::{backends, subscribe_both_ways, RawClient, Server, DOMAIN, WAIT};
 
 /// Shards of nodes 1, 2 and 3.
 const SHARDS: [u16; 3] = [2, 1, 1];
@@ -219,22 +219,7 @@ fn subscriptions_presence_and_probes_cross_nodes() {
         let carol = cluster.user_on("carol", 3);
         let (mut a, _) = RawClient::login(cluster.addr(1), &alice, "phone");
         let (mut c, carol_jid) = RawClient::login(cluster.addr(3), &carol, "desk");
-        a.send(&format!(
-            "<presence to='{carol}@{DOMAIN}' type='subscribe'/>"
-        ));
-        c.expect("type='subscribe'");
-        c.send(&format!(
-            "<presence to='{alice}@{DOMAIN}' type='subscribed'/>"
-        ));
-        c.send(&format!(
-            "<presence to='{alice}@{DOMAIN}' type='subscribe'/>"
-        ));
-        a.expect("type='subscribe'");
-        a.send(&format!(
-            "<presence to='{carol}@{DOMAIN}' type='subscribed'/>"
-        ));
-        a.expect("subscription='both'");
-        c.expect("subscription='both'");
+        subscribe_both_ways(&mut a, &alice, &mut c, &carol);
 
         c.send("<presence><show>away</show></presence>");
         let deadline = Instant::now() + WAIT;

@@ -5,7 +5,7 @@ mod support;
 
 use std::time::Duration;
 
-use support::{backends, user_on_shard, RawClient, Server, DOMAIN};
+use support::{backends, subscribe_both_ways, user_on_shard, RawClient, Server, DOMAIN};
 
 #[test]
 fn startup_log_names_backend_shards_and_ceiling() {
@@ -347,20 +347,7 @@ fn rosters_survive_sigkill() {
         a.expect("id='set1'");
         a.send("<presence/>");
         b.send("<presence/>");
-        a.send(&format!("<presence to='{bob}@{DOMAIN}' type='subscribe'/>"));
-        b.expect("type='subscribe'");
-        b.send(&format!(
-            "<presence to='{alice}@{DOMAIN}' type='subscribed'/>"
-        ));
-        b.send(&format!(
-            "<presence to='{alice}@{DOMAIN}' type='subscribe'/>"
-        ));
-        a.expect("type='subscribe'");
-        a.send(&format!(
-            "<presence to='{bob}@{DOMAIN}' type='subscribed'/>"
-        ));
-        a.expect("subscription='both'");
-        b.expect("subscription='both'");
+        subscribe_both_ways(&mut a, &alice, &mut b, &bob);
         // A roster set is answered once committed, and commits are in order: its answer on
         // each user's shard proves the subscription changes before it are in the log.
         for (client, id) in [(&mut a, "fence-a"), (&mut b, "fence-b")] {

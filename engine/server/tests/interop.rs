@@ -12,7 +12,7 @@ mod support;
 
 use std::process::Command;
 
-use support::{backends, token, user_on_shard, Server, DOMAIN};
+use support::{add_account, backends, token, user_on_shard, Server, DOMAIN};
 
 /// Runs `tests/interop/<script>` with `args` against `server` (host and port first, then
 /// `args`, then each user's JID and token password) and returns its JSON line; panics with
@@ -115,35 +115,6 @@ fn slixmpp_clients_join_a_group_chat_leave_and_offline_members_catch_up() {
             "{stdout}"
         );
     }
-}
-
-/// `rookery accounts add` for `user` with `password` (on standard input) in `data_dir`.
-fn add_account(data_dir: &std::path::Path, shards: u16, user: &str, password: &str) {
-    use std::io::Write;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_rookery"))
-        .args(["accounts", "--data-dir", &data_dir.display().to_string()])
-        .args([
-            "--domain",
-            DOMAIN,
-            "--shards",
-            &shards.to_string(),
-            "add",
-            user,
-        ])
-        .stdin(std::process::Stdio::piped())
-        .output_on_wait();
-    child
-        .stdin
-        .take()
-        .expect("piped stdin")
-        .write_all(format!("{password}\n").as_bytes())
-        .expect("password written");
-    let output = child.wait_with_output().expect("rookery accounts runs");
-    assert!(
-        output.status.success(),
-        "rookery accounts add {user}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
 }
 
 /// Spawns with stdout and stderr captured.
@@ -337,19 +308,16 @@ fn slixmpp_logs_in_over_starttls_and_direct_tls() {
             add_account(&data_dir, shards, user, password);
         }
         let tls_addr = format!("127.0.0.1:{}", free_port());
-        let (cert, key) = (ca.arg("server.pem"), ca.arg("server.key"));
-        let flags = [
+        let tls = ca.server_flags();
+        let mut flags: Vec<&str> = tls.iter().map(String::as_str).collect();
+        flags.extend([
             "--auth",
             "file",
-            "--tls-cert",
-            &cert,
-            "--tls-key",
-            &key,
             "--listen-tls",
             &tls_addr,
             "--require-tls",
             "all",
-        ];
+        ]);
         let server = Server::start_on(backend, usize::from(shards), &flags, &data_dir);
         let path = format!("{}/tests/interop/slix_tls.py", env!("CARGO_MANIFEST_DIR"));
         let tls_port = tls_addr.rsplit(':').next().unwrap_or_default();
@@ -409,17 +377,9 @@ fn profanity_in_tmux_chats_over_starttls_with_a_slixmpp_user() {
         let data_dir = Server::temp_data_dir();
         add_account(&data_dir, shards, "alice", "alice-pw");
         add_account(&data_dir, shards, "bob", "bob-pw");
-        let (cert, key) = (ca.arg("server.pem"), ca.arg("server.key"));
-        let flags = [
-            "--auth",
-            "file",
-            "--tls-cert",
-            &cert,
-            "--tls-key",
-            &key,
-            "--require-tls",
-            "all",
-        ];
+        let tls = ca.server_flags();
+        let mut flags: Vec<&str> = tls.iter().map(String::as_str).collect();
+        flags.extend(["--auth", "file", "--require-tls", "all"]);
         let server = Server::start_on(backend, usize::from(shards), &flags, &data_dir);
         let port = server.addr.port().to_string();
         let script = format!("{}/tests/interop/slix_echo.py", env!("CARGO_MANIFEST_DIR"));

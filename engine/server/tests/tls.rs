@@ -11,13 +11,9 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
+use rookery_testkit::nats::free_port;
 use support::certs::TestCa;
 use support::{backends, Server, DOMAIN};
-
-fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");
-    listener.local_addr().expect("bound").port()
-}
 
 /// The rookery binary with these flags exits with an error; returns its stderr.
 fn start_fails(flags: &[&str]) -> String {
@@ -155,15 +151,9 @@ fn sighup_swaps_the_certificate_for_new_conns_and_open_sessions_go_on() {
         }
         let port = free_port().to_string();
         let tls_addr = format!("127.0.0.1:{port}");
-        let (cert, key) = (live.arg("server.pem"), live.arg("server.key"));
-        let flags = [
-            "--tls-cert",
-            &cert,
-            "--tls-key",
-            &key,
-            "--listen-tls",
-            &tls_addr,
-        ];
+        let tls = live.server_flags();
+        let mut flags: Vec<&str> = tls.iter().map(String::as_str).collect();
+        flags.extend(["--listen-tls", &tls_addr]);
         let server = Server::start(backend, 2, &flags);
 
         let mut before = TlsClient::connect(&port, &first.arg("ca.pem"));

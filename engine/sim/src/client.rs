@@ -429,7 +429,7 @@ impl Noted {
             // The close that follows is the world's to apply (`on_closed`).
             Event::StreamError(error) => Noted::Redirect(error.other_host?.into_owned()),
             Event::StreamClosed => return None,
-            Event::Authenticated => return None,
+            Event::Authenticated | Event::StartTls => return None,
         })
     }
 }

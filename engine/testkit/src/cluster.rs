@@ -364,6 +364,19 @@ impl Cluster {
         self.pump();
     }
 
+    /// The client's initial presence, after checking that nothing came before it (what waits
+    /// for a session, stored messages and subscription requests, waits for its initial
+    /// presence); returns what came after it.
+    pub fn initial_presence(&mut self, client: ClientId) -> String {
+        assert_eq!(
+            self.take_output(client),
+            "",
+            "nothing before initial presence"
+        );
+        self.send(client, "<presence/>");
+        self.take_output(client)
+    }
+
     /// What the client received since the last call.
     pub fn take_output(&mut self, client: ClientId) -> String {
         let out = std::mem::take(&mut self.clients[client.0].out);

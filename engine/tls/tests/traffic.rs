@@ -255,3 +255,40 @@ fn data_sent_with_the_clients_finished_arrives_with_handshake_completed() {
     assert!(outcome.handshake_completed);
     assert_eq!(plaintext, b"<stream:stream to='xmpp.example.test'>");
 }
+
+/// RFC 8446 4.6.3 over our TLS 1.3 record layer: the client updates its keys and asks us to
+/// update ours; data keeps flowing both ways under the new keys, every suite, several times.
+#[test]
+fn a_key_update_from_the_client_is_answered_and_traffic_goes_on() {
+    let fx = Fixture::new();
+    for suite in ALL_SUITES
+        .iter()
+        .filter(|s| format!("{s:?}").starts_with("TLS13"))
+    {
+        let config = suite_config(&fx.ca, *suite);
+        let (mut client, mut server, _) = handshake(&fx.context, &config);
+        for round in 0..3 {
+            client
+                .refresh_traffic_keys()
+                .expect("a TLS 1.3 client can update keys");
+            let up = format!("<message id='up{round}'/>");
+            std::io::Write::write_all(&mut client.writer(), up.as_bytes()).expect("client write");
+            let records = client_output(&mut client);
+            let (mut plaintext, mut to_client) = (Vec::new(), Vec::new());
+            server
+                .read(&records, &mut plaintext, &mut to_client)
+                .unwrap_or_else(|e| panic!("{suite:?} round {round}: {e}"));
+            assert_eq!(plaintext, up.as_bytes(), "{suite:?}");
+            assert!(!to_client.is_empty(), "our KeyUpdate answer goes out");
+            let down = format!("<message id='down{round}'/>");
+            server
+                .write(down.as_bytes(), &mut to_client)
+                .expect("server write");
+            assert_eq!(
+                client_receive(&mut client, &to_client),
+                down.as_bytes(),
+                "{suite:?}"
+            );
+        }
+    }
+}

@@ -314,3 +314,63 @@ fn presence_and_group_resolve_their_shapes() {
     );
     assert!(chat.is_err());
 }
+
+fn security(args: &[&str]) -> anyhow::Result<Security> {
+    let mut argv = vec!["rookery-load", "hold", "--auth", "token:x"];
+    argv.extend_from_slice(args);
+    match Cli::try_parse_from(argv).unwrap().command {
+        Command::Hold(run) => Security::resolve(&run.security),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn tls_needs_its_trust_and_sasl_names_parse() {
+    let plain = security(&[]).unwrap();
+    assert_eq!(
+        plain,
+        Security {
+            tls_resume: true,
+            ..Security::default()
+        }
+    );
+    let err = security(&["--tls", "starttls"]).unwrap_err().to_string();
+    assert!(err.contains("--tls-ca"), "{err}");
+    let err = security(&["--tls-insecure"]).unwrap_err().to_string();
+    assert!(err.contains("--tls starttls"), "{err}");
+    let s = security(&[
+        "--tls",
+        "direct",
+        "--tls-ca",
+        "ca.pem",
+        "--tls-resume",
+        "off",
+    ])
+    .unwrap();
+    assert_eq!(s.tls, TlsArg::Direct);
+    assert_eq!(s.tls_ca.as_deref(), Some(std::path::Path::new("ca.pem")));
+    assert!(!s.tls_resume);
+    assert_eq!(
+        security(&["--sasl", "scram-sha-1"]).unwrap().sasl,
+        SaslArg::ScramSha1
+    );
+    let s = security(&["--sasl", "scram-sha-256"]).unwrap();
+    assert_eq!(s.sasl, SaslArg::ScramSha256);
+    // Both trusts at once is a contradiction clap refuses.
+    let argv = [
+        "rookery-load",
+        "hold",
+        "--auth",
+        "token:x",
+        "--tls",
+        "direct",
+        "--tls-ca",
+        "a",
+        "--tls-insecure",
+    ];
+    assert!(Cli::try_parse_from(argv).is_err());
+    // Recorded in summary.json by name.
+    let json = serde_json::to_value(&s).unwrap();
+    assert_eq!(json["sasl"], "scram-sha-256");
+    assert_eq!(json["tls"], "none");
+}

@@ -236,7 +236,7 @@ fn missing_plain_mechanism_is_an_auth_failure() {
     ));
     assert_eq!(
         h.events,
-        vec!["AuthFailed { condition: \"PLAIN not offered\" }"]
+        vec!["AuthFailed { condition: \"the --sasl mechanism is not offered\" }"]
     );
 }
 

@@ -50,7 +50,24 @@ pub fn summary_json(cfg: &RunConfig, r: &RunResult, env: &Environment) -> Value 
             "delay_missing": r.report.delay_missing,
         })
     });
+    let tls = &r.report.tls;
+    let security = json!({
+        "tls": cfg.security.tls,
+        "tls_verified": cfg.security.tls != crate::cli::TlsArg::None && !cfg.security.tls_insecure,
+        "tls_resume": cfg.security.tls_resume,
+        "tls_version": (tls.handshakes() > 0).then(|| tls.version_name()),
+        "tls_cipher": (tls.handshakes() > 0).then(|| tls.cipher_name()),
+        "handshakes_full": tls.full,
+        "handshakes_resumed": tls.resumed,
+        "tls_errors": tls.failed,
+        "sasl": crate::security::mechanism_name(cfg.security.sasl),
+        "ramp_logins_per_s": (r.ramp_ms > 0).then(|| {
+            let ramp_logins = r.report.logins.saturating_sub(r.report.storm_logins);
+            ramp_logins as f64 / (r.ramp_ms as f64 / 1000.0)
+        }),
+    });
     let mut summary = json!({
+        "security": security,
         "tool": "rookery-load",
         "version": env!("CARGO_PKG_VERSION"),
         "config": cfg,

@@ -169,6 +169,7 @@ fn counters(r: &mut WorkerReport) -> Vec<(String, &mut u64)> {
     ];
     let mut all: Vec<(String, &mut u64)> =
         plain.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+    all.extend(r.tls.named().into_iter().map(|(k, v)| (k.to_string(), v)));
     all.extend(r.fan.named());
     all
 }

@@ -14,6 +14,7 @@ use crate::accounting::Delivery;
 use crate::cli::Scenario;
 use crate::live::Counter;
 use crate::metrics::{ErrorKind, Metric};
+use crate::security::TlsOps;
 use crate::sys::monotonic_ns;
 use crate::targets::MAX_REDIRECTS;
 use crate::transport::LayeredEvents;
@@ -82,6 +83,10 @@ impl Worker<'_> {
 
     fn on_note<O: Ops>(&mut self, io: &mut O, i: usize, note: Note, now: u64) {
         match note {
+            Note::StartTls if self.slots[i].state == SlotState::LoggingIn => {
+                self.starttls_ready.push(i);
+            }
+            Note::StartTls => self.fail(io, i, ErrorKind::Protocol),
             Note::Online => self.on_online(io, i, now),
             Note::Probe { probe, delayed } => self.on_probe(i, probe, delayed, now),
             Note::Receipt(receipt) => self.on_receipt(i, receipt, now),
@@ -188,7 +193,7 @@ impl Worker<'_> {
         }
         slot.redirects += 1;
         slot.target = target;
-        slot.client = new_client(self.sm_policy);
+        slot.client = new_client(self.sm_policy, self.login);
         let started_ns = slot.started_ns;
         self.connect(io, i, now);
         // Still the same login: its latency counts from the first connect.
@@ -270,21 +275,56 @@ impl Worker<'_> {
             slot.state,
             SlotState::Connecting | SlotState::LoggingIn | SlotState::Online
         ) {
-            // The conn is already gone, so the failure needs no io.
-            self.fail(&mut NoOps, i, kind);
+            // The conn is already gone (and `slot.conn` cleared), so nothing is left to close.
+            let open = self.end_with_error(i, kind);
+            debug_assert!(open.is_none(), "a closed conn is not closed twice");
         }
         // Release the framer's partial buffer, if any: this conn of the client is over.
-        self.slots[i].client = new_client(self.sm_policy);
+        self.slots[i].client = new_client(self.sm_policy, self.login);
     }
 }
 
 // Through `transport::LayeredHandler`, so a WebSocket run's bytes are framed below the worker.
 impl LayeredEvents for Worker<'_> {
     fn on_layered_event<O: Ops>(&mut self, io: &mut O, event: Event<'_>) {
+        // The worker's TLS sits between it and the driver's ops while it handles the event.
+        let mut tls = std::mem::take(&mut self.tls);
+        let mut ops = TlsOps {
+            inner: io,
+            tls: &mut tls,
+        };
+        self.handle(&mut ops, event);
+        // Sessions of STARTTLS conns start after the client that asked is done reading.
+        for i in std::mem::take(&mut self.starttls_ready) {
+            self.start_tls(&mut ops, i);
+        }
+        self.tls = tls;
+    }
+}
+
+impl Worker<'_> {
+    fn handle<O: Ops>(&mut self, io: &mut TlsOps<'_, O>, event: Event<'_>) {
         match event {
             Event::Connected { conn, result } => {
                 if let Some(i) = self.slot_of(conn) {
                     self.on_connected(io, i, result, monotonic_ns());
+                }
+            }
+            Event::Received { conn, data } if io.tls.has(conn) => {
+                let Some(i) = self.slot_of(conn) else { return };
+                match io.tls.decode(io.inner, conn, data) {
+                    Ok(()) => {
+                        let plain = std::mem::take(&mut io.tls.plain);
+                        if !plain.is_empty() {
+                            self.on_received(io, i, &plain);
+                        }
+                        io.tls.plain = plain;
+                        io.tls.plain.clear();
+                    }
+                    Err(failure) => {
+                        tracing::debug!(detail = failure.0, "TLS failed");
+                        self.fail(io, i, ErrorKind::Tls);
+                    }
                 }
             }
             Event::Received { conn, data } => {
@@ -293,6 +333,7 @@ impl LayeredEvents for Worker<'_> {
                 }
             }
             Event::Closed { conn, reason } => {
+                io.tls.remove(conn);
                 if let Some(i) = self.slot_of(conn) {
                     self.on_closed(i, conn, reason);
                 }
@@ -304,6 +345,24 @@ impl LayeredEvents for Worker<'_> {
             | Event::FileWritten { .. }
             | Event::FileRead { .. }
             | Event::Woken => {}
+        }
+    }
+
+    /// STARTTLS: the server said `<proceed/>` to slot `i`; its conn's TLS session starts and
+    /// the client's new stream header goes through it (after the ClientHello).
+    fn start_tls<O: Ops>(&mut self, io: &mut TlsOps<'_, O>, i: usize) {
+        let Some(conn) = self.slots[i].conn else {
+            return;
+        };
+        if self.slots[i].state != SlotState::LoggingIn || !io.tls.install(conn) {
+            return self.fail(io, i, ErrorKind::Tls);
+        }
+        self.out.clear();
+        if self.slots[i]
+            .client
+            .tls_started(&self.cfg.domain, &mut self.out)
+        {
+            let _ = io.send(conn, &self.out);
         }
     }
 }
@@ -318,59 +377,38 @@ pub(super) fn connect_error_kind(errno: Option<i32>) -> ErrorKind {
     }
 }
 
-/// Ops for a conn the driver already closed: every call is a no-op (contract point 3 says a
-/// stale id is a no-op anyway; this avoids needing the driver where none is at hand).
-struct NoOps;
-
-impl Ops for NoOps {
-    fn send(&mut self, _: ConnId, _: &[u8]) -> Result<(), rookery_io::SendError> {
-        Err(rookery_io::SendError::Stale)
-    }
-    fn close(&mut self, _: ConnId, _: Linger) {}
-    fn detach(&mut self, _: ConnId) {}
-    fn adopt(&mut self, _: std::os::fd::OwnedFd) -> std::io::Result<ConnId> {
-        Err(std::io::Error::from(std::io::ErrorKind::Unsupported))
-    }
-    fn connect(&mut self, _: SocketAddr, _: Option<SocketAddr>) -> std::io::Result<ConnId> {
-        Err(std::io::Error::from(std::io::ErrorKind::Unsupported))
-    }
-    fn queued_bytes(&self, _: ConnId) -> usize {
-        0
-    }
-    fn write_file(
-        &mut self,
-        _: rookery_io::FileId,
-        _: u64,
-        _: Vec<u8>,
-        _: rookery_io::FileSync,
-    ) -> u64 {
-        0
-    }
-    fn read_file(&mut self, _: rookery_io::FileId, _: u64, _: usize, _: Vec<u8>) -> u64 {
-        0
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cli::RunConfig;
     use crate::live::Shared;
     use crate::run::Part;
     use crate::worker::storm::tests::FakeOps;
     use crate::worker::testing::parsed_config;
+
+    /// One client, one thread, `hold`.
+    fn one_client() -> RunConfig {
+        parsed_config("hold", "1", &["--threads", "1"], "127.0.0.1:5222", "d")
+    }
+
+    /// A worker whose one client connected on `io` (started at 100 ns) and is logging in.
+    fn logging_in<'a>(cfg: &'a RunConfig, shared: &'a Shared, io: &mut FakeOps) -> Worker<'a> {
+        let mut w = Worker::new(cfg, shared, (Part::WHOLE, 0), &[], 0);
+        w.connect(io, 0, 100);
+        w.on_connected(io, 0, Ok(()), 200);
+        assert_eq!(w.slots[0].state, SlotState::LoggingIn);
+        w
+    }
 
     /// A login is sent to three nodes in turn and follows each (a new conn to the named
     /// address, latency kept from the first connect); a fourth redirect is a loop: the client
     /// fails with `redirect_loop`. Every dropped conn is closed.
     #[test]
     fn a_login_follows_up_to_three_redirects_then_fails_as_a_loop() {
-        let cfg = parsed_config("hold", "1", &["--threads", "1"], "127.0.0.1:5222", "d");
+        let cfg = one_client();
         let shared = Shared::new(1, 1);
-        let mut w = Worker::new(&cfg, &shared, (Part::WHOLE, 0), &[], 0);
         let mut io = FakeOps::default();
-        w.connect(&mut io, 0, 100);
-        w.on_connected(&mut io, 0, Ok(()), 200);
-        assert_eq!(w.slots[0].state, SlotState::LoggingIn);
+        let mut w = logging_in(&cfg, &shared, &mut io);
         for hop in 1..=3u16 {
             let to = SocketAddr::from(([127, 0, 0, 1], 6000 + hop));
             let before = w.slots[0].conn.unwrap();
@@ -397,9 +435,7 @@ mod tests {
         assert_eq!(io.connects, 4, "no fifth conn");
 
         // A value we cannot connect to fails at once, as a loop would.
-        let mut w = Worker::new(&cfg, &shared, (Part::WHOLE, 0), &[], 0);
-        w.connect(&mut io, 0, 100);
-        w.on_connected(&mut io, 0, Ok(()), 200);
+        let mut w = logging_in(&cfg, &shared, &mut io);
         w.on_note(&mut io, 0, Note::Redirect(None), 300);
         assert_eq!(w.report.errors.get(ErrorKind::RedirectLoop), 1);
         assert_eq!(w.report.redirects, 0);
@@ -409,12 +445,10 @@ mod tests {
     /// straight to the node it was sent to.
     #[test]
     fn the_redirect_target_is_remembered_for_the_next_login() {
-        let cfg = parsed_config("hold", "1", &["--threads", "1"], "127.0.0.1:5222", "d");
+        let cfg = one_client();
         let shared = Shared::new(1, 1);
-        let mut w = Worker::new(&cfg, &shared, (Part::WHOLE, 0), &[], 0);
         let mut io = FakeOps::default();
-        w.connect(&mut io, 0, 100);
-        w.on_connected(&mut io, 0, Ok(()), 200);
+        let mut w = logging_in(&cfg, &shared, &mut io);
         let home = SocketAddr::from(([127, 0, 0, 2], 5300));
         w.on_note(&mut io, 0, Note::Redirect(Some(home)), 300);
         w.on_connected(&mut io, 0, Ok(()), 400);

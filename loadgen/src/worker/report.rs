@@ -38,6 +38,8 @@ pub struct WorkerReport {
     pub stale: u64,
     /// Storm: logins completed while the storm ran.
     pub storm_logins: u64,
+    /// TLS handshakes (full, resumed), TLS failures, what was negotiated.
+    pub tls: crate::security::TlsCounters,
     /// Streams on which the server enabled / refused XEP-0198.
     pub sm_enabled: u64,
     pub sm_failed: u64,
@@ -159,6 +161,7 @@ impl WorkerReport {
         self.send_retries += other.send_retries;
         self.stale += other.stale;
         self.storm_logins += other.storm_logins;
+        self.tls.absorb(&other.tls);
         self.sm_enabled += other.sm_enabled;
         self.sm_failed += other.sm_failed;
         self.sm_unavailable += other.sm_unavailable;

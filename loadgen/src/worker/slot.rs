@@ -85,6 +85,8 @@ impl Slot {
 /// A client event reduced to what the worker acts on (owned, so it outlives the frame).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Note {
+    /// `<proceed/>`: start TLS on the conn.
+    StartTls,
     Online,
     /// One of our messages; `delayed`: it carried an XEP-0203 `<delay/>` (it was stored).
     Probe {
@@ -148,6 +150,7 @@ impl Note {
     pub fn from_event(event: ClientEvent<'_>, names: &Names<'_>, me: u32) -> Note {
         match event {
             ClientEvent::Online => Note::Online,
+            ClientEvent::StartTls => Note::StartTls,
             ClientEvent::Message { body, delayed } => {
                 parse_probe(&body).map_or(Note::Foreign, |probe| Note::Probe { probe, delayed })
             }

@@ -55,7 +55,7 @@ impl Worker<'_> {
         let slot = &mut self.slots[i];
         slot.conn = None;
         slot.state = SlotState::Pending;
-        slot.client = new_client(self.sm_policy);
+        slot.client = new_client(self.sm_policy, self.login);
         self.reconnects.push_back(i as u32);
     }
 

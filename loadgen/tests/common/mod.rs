@@ -77,16 +77,35 @@ impl Server {
     /// A server listening on `listen` (a cluster node's address is in the cluster file
     /// before it starts), with `extra` options.
     pub fn start_at(listen: &str, extra: &[&str]) -> Server {
+        Server::start_full(listen, &["--auth", "token"], None, extra)
+    }
+
+    /// A fresh data dir path for one server of this test binary (not created).
+    pub fn fresh_data_dir() -> PathBuf {
         static STARTED: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let n = STARTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let data_dir =
             std::env::temp_dir().join(format!("rookery-load-it-data-{}-{n}", std::process::id()));
         let _ = std::fs::remove_dir_all(&data_dir);
+        data_dir
+    }
+
+    /// A server on `listen` with `auth` (e.g. `--auth file`), on `data_dir` (prepared by the
+    /// caller, e.g. with `rookery accounts`; a fresh one when `None`; removed on drop either
+    /// way), and `extra` options.
+    pub fn start_full(
+        listen: &str,
+        auth: &[&str],
+        data_dir: Option<PathBuf>,
+        extra: &[&str],
+    ) -> Server {
+        let data_dir = data_dir.unwrap_or_else(Server::fresh_data_dir);
         let mut child = Command::new(server_binary())
             .args(["--listen", listen, "--domain", "example.test"])
             .arg("--data-dir")
             .arg(&data_dir)
-            .args(["--auth", "token", "--admin", "off"])
+            .args(auth)
+            .args(["--admin", "off"])
             .args(extra)
             .env("ROOKERY_TOKEN_SECRET", SECRET)
             .env("NO_COLOR", "1")

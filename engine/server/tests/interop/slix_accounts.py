@@ -12,7 +12,7 @@ import asyncio
 
 import slixmpp
 
-from slix_common import TIMEOUT_S, main
+from slix_common import TIMEOUT_S, disconnect, main, online, wrong_password_refused
 
 
 def client(jid, password, mechanism=None):
@@ -32,35 +32,17 @@ async def run(host, port, alice_jid, alice_pw, bob_jid, bob_pw):
     result = {}
     alice = client(alice_jid, alice_pw)
     bob = client(bob_jid, bob_pw, "SCRAM-SHA-1")
-    online = {"alice": asyncio.Event(), "bob": asyncio.Event()}
     got = asyncio.get_event_loop().create_future()
-
-    def started(xmpp, name):
-        xmpp.send_presence()
-        online[name].set()
-
-    alice.add_event_handler("session_start", lambda _: started(alice, "alice"))
-    bob.add_event_handler("session_start", lambda _: started(bob, "bob"))
     bob.add_event_handler(
         "message", lambda msg: got.done() or got.set_result(msg["body"]))
-    for xmpp in (alice, bob):
-        xmpp.connect(host, int(port))
-    await asyncio.wait_for(online["alice"].wait(), TIMEOUT_S)
-    await asyncio.wait_for(online["bob"].wait(), TIMEOUT_S)
+    await online(host, port, alice, bob)
     result["alice_mechanism"] = alice.plugin["feature_mechanisms"].mech.name
     result["bob_mechanism"] = bob.plugin["feature_mechanisms"].mech.name
     alice.send_message(mto=bob_jid, mbody="hello over SCRAM", mtype="chat")
     result["bob_received"] = await asyncio.wait_for(got, TIMEOUT_S)
-    for xmpp in (alice, bob):
-        xmpp.disconnect()
-
-    mallory = client(alice_jid, "wrong-" + alice_pw)
-    refused = asyncio.get_event_loop().create_future()
-    mallory.add_event_handler("failed_auth", lambda _: refused.done() or refused.set_result(True))
-    mallory.add_event_handler("session_start", lambda _: refused.done() or refused.set_result(False))
-    mallory.connect(host, int(port))
-    result["wrong_password_refused"] = await asyncio.wait_for(refused, TIMEOUT_S)
-    mallory.disconnect()
+    disconnect(alice, bob)
+    result["wrong_password_refused"] = await wrong_password_refused(
+        client, alice_jid, alice_pw, host, port)
     # Let the disconnects finish before the loop closes (no pending tasks at exit).
     await asyncio.sleep(0.2)
     return result

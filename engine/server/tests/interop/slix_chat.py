@@ -10,7 +10,7 @@ Usage: slix_chat.py HOST PORT DOMAIN ALICE ALICE_PASSWORD BOB BOB_PASSWORD
 """
 import asyncio
 
-from slix_common import TIMEOUT_S, main, make_client
+from slix_common import TIMEOUT_S, disconnect, main, make_client, online, wrong_password_refused
 
 
 def chat_client(jid, password):
@@ -26,15 +26,6 @@ async def run(host, port, domain, alice_jid, alice_pw, bob_jid, bob_pw):
     bob = chat_client(bob_jid, bob_pw)
     bob_got = asyncio.get_event_loop().create_future()
     receipt = asyncio.get_event_loop().create_future()
-    online = {"alice": asyncio.Event(), "bob": asyncio.Event()}
-
-    async def on_start(client, name):
-        client.send_presence()
-        await client.get_roster()
-        online[name].set()
-
-    alice.add_event_handler("session_start", lambda _: asyncio.ensure_future(on_start(alice, "alice")))
-    bob.add_event_handler("session_start", lambda _: asyncio.ensure_future(on_start(bob, "bob")))
 
     def bob_message(msg):
         if msg["type"] in ("chat", "normal") and not bob_got.done():
@@ -45,10 +36,7 @@ async def run(host, port, domain, alice_jid, alice_pw, bob_jid, bob_pw):
     alice.add_event_handler("receipt_received",
                             lambda msg: receipt.done() or receipt.set_result(msg["receipt"]))
 
-    for client in (alice, bob):
-        client.connect(host, int(port))
-    await asyncio.wait_for(online["alice"].wait(), TIMEOUT_S)
-    await asyncio.wait_for(online["bob"].wait(), TIMEOUT_S)
+    await online(host, port, alice, bob, roster=True)
     result["alice_online"] = True
     result["bob_online"] = True
     result["alice_bound"] = str(alice.boundjid)
@@ -68,17 +56,9 @@ async def run(host, port, domain, alice_jid, alice_pw, bob_jid, bob_pw):
     result["disco_features"] = sorted(info["disco_info"]["features"])
     result["disco_identities"] = [list(i) for i in info["disco_info"]["identities"]]
 
-    for client in (alice, bob):
-        client.disconnect()
-
-    # A wrong password is refused with SASL failure (slixmpp raises failed_auth).
-    mallory = chat_client(alice_jid, "wrong-" + alice_pw)
-    refused = asyncio.get_event_loop().create_future()
-    mallory.add_event_handler("failed_auth", lambda _: refused.done() or refused.set_result(True))
-    mallory.add_event_handler("session_start", lambda _: refused.done() or refused.set_result(False))
-    mallory.connect(host, int(port))
-    result["wrong_password_refused"] = await asyncio.wait_for(refused, TIMEOUT_S)
-    mallory.disconnect()
+    disconnect(alice, bob)
+    result["wrong_password_refused"] = await wrong_password_refused(
+        chat_client, alice_jid, alice_pw, host, port)
     return result
 
 

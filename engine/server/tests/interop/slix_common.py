@@ -1,5 +1,6 @@
-"""What the slixmpp interop scripts share: a client for this loopback test server, and the
-main that runs a scenario and prints its result as one JSON object.
+"""What the slixmpp interop scripts share: a client for this loopback test server, bringing
+clients online, the wrong-password check, and the main that runs a scenario and prints its
+result as one JSON object.
 
 A scenario is `async def run(*args) -> dict`; `main` checks the argument count (printing the
 script's usage on a mismatch, exit 2), runs it under an overall time limit, and prints the
@@ -28,6 +29,45 @@ def make_client(jid, password, plugins=()):
     for plugin in plugins:
         client.register_plugin(plugin)
     return client
+
+
+async def online(host, port, *clients, roster=False):
+    """Connects each client to HOST:PORT and waits (TIMEOUT_S each) until its session started
+    and it sent its initial presence, after fetching its roster first if `roster`."""
+    started = []
+    for client in clients:
+        event = asyncio.Event()
+
+        async def on_start(_, client=client, event=event):
+            if roster:
+                await client.get_roster()
+            client.send_presence()
+            event.set()
+
+        client.add_event_handler("session_start", on_start)
+        client.connect(host, int(port))
+        started.append(event)
+    for event in started:
+        await asyncio.wait_for(event.wait(), TIMEOUT_S)
+
+
+async def wrong_password_refused(make, jid, password, host, port):
+    """Whether a login as `jid` with a wrong password (made by `make(jid, password)`) ends in
+    SASL failure (slixmpp's failed_auth) rather than a session."""
+    mallory = make(jid, "wrong-" + password)
+    refused = asyncio.get_event_loop().create_future()
+    mallory.add_event_handler("failed_auth", lambda _: refused.done() or refused.set_result(True))
+    mallory.add_event_handler("session_start", lambda _: refused.done() or refused.set_result(False))
+    mallory.connect(host, int(port))
+    try:
+        return await asyncio.wait_for(refused, TIMEOUT_S)
+    finally:
+        mallory.disconnect()
+
+
+def disconnect(*clients):
+    for client in clients:
+        client.disconnect()
 
 
 def main(run, arg_count, usage, limit_s):

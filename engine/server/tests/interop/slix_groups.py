@@ -12,37 +12,25 @@ Usage: slix_groups.py HOST PORT ROOM ALICE ALICE_PW BOB BOB_PW CAROL CAROL_PW
 """
 import asyncio
 
-from slix_common import TIMEOUT_S, main, make_client
+from slix_common import TIMEOUT_S, disconnect, main, make_client, online
 
 
 def group_client(jid, password):
     return make_client(jid, password, ("xep_0045", "xep_0203"))
 
 
-async def online(host, port, jid, password):
-    client = group_client(jid, password)
-    started = asyncio.Event()
-
-    def on_start(_):
-        client.send_presence()
-        started.set()
-
-    client.add_event_handler("session_start", on_start)
-    client.connect(host, int(port))
-    await asyncio.wait_for(started.wait(), TIMEOUT_S)
-    return client
-
-
 async def run(host, port, room, alice_jid, alice_pw, bob_jid, bob_pw, carol_jid, carol_pw):
     result = {}
     loop = asyncio.get_event_loop()
-    alice = await online(host, port, alice_jid, alice_pw)
-    bob = await online(host, port, bob_jid, bob_pw)
+    alice = group_client(alice_jid, alice_pw)
+    bob = group_client(bob_jid, bob_pw)
+    await online(host, port, alice, bob)
     muc = alice.plugin["xep_0045"]
     await asyncio.wait_for(muc.join_muc_wait(room, "alice", maxstanzas=0), TIMEOUT_S)
     await asyncio.wait_for(bob.plugin["xep_0045"].join_muc_wait(room, "bob", maxstanzas=0), TIMEOUT_S)
 
-    carol = await online(host, port, carol_jid, carol_pw)
+    carol = group_client(carol_jid, carol_pw)
+    await online(host, port, carol)
     await asyncio.wait_for(carol.plugin["xep_0045"].join_muc_wait(room, "carol", maxstanzas=0), TIMEOUT_S)
     carol.plugin["xep_0045"].leave_muc(room, "carol")
     await asyncio.sleep(0.2)
@@ -89,8 +77,7 @@ async def run(host, port, room, alice_jid, alice_pw, bob_jid, bob_pw, carol_jid,
     carol.add_event_handler("session_start", lambda _: carol.send_presence())
     carol.connect(host, int(port))
     result["carol_offline_delivery"] = await asyncio.wait_for(carol_got, TIMEOUT_S)
-    for client in (alice, bob, carol):
-        client.disconnect()
+    disconnect(alice, bob, carol)
     return result
 
 

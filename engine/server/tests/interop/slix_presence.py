@@ -12,7 +12,7 @@ Usage: slix_presence.py HOST PORT ALICE ALICE_PASSWORD BOB BOB_PASSWORD
 """
 import asyncio
 
-from slix_common import TIMEOUT_S, main, make_client
+from slix_common import TIMEOUT_S, disconnect, main, make_client, online
 
 
 
@@ -31,17 +31,8 @@ async def run(host, port, alice_jid, alice_pw, bob_jid, bob_pw):
     loop = asyncio.get_event_loop()
     alice = make_client(alice_jid, alice_pw)
     bob = make_client(bob_jid, bob_pw)
-    online = {"alice": asyncio.Event(), "bob": asyncio.Event()}
     status_seen = loop.create_future()
     offline_seen = loop.create_future()
-
-    async def on_start(client, name):
-        await client.get_roster()
-        client.send_presence()
-        online[name].set()
-
-    alice.add_event_handler("session_start", lambda _: asyncio.ensure_future(on_start(alice, "alice")))
-    bob.add_event_handler("session_start", lambda _: asyncio.ensure_future(on_start(bob, "bob")))
 
     def alice_presence(pres):
         if pres["from"].bare != bob_jid:
@@ -52,10 +43,7 @@ async def run(host, port, alice_jid, alice_pw, bob_jid, bob_pw):
             status_seen.set_result({"from": str(pres["from"]), "show": pres["show"]})
 
     alice.add_event_handler("presence", alice_presence)
-    for client in (alice, bob):
-        client.connect(host, int(port))
-    await asyncio.wait_for(online["alice"].wait(), TIMEOUT_S)
-    await asyncio.wait_for(online["bob"].wait(), TIMEOUT_S)
+    await online(host, port, alice, bob, roster=True)
 
     alice.send_presence_subscription(pto=bob_jid)
     await until(lambda: alice.client_roster[bob_jid]["subscription"] == "both", "alice's item for bob: both")
@@ -80,8 +68,7 @@ async def run(host, port, alice_jid, alice_pw, bob_jid, bob_pw):
     second.add_event_handler("session_start", lambda e: asyncio.ensure_future(second_start(e)))
     second.connect(host, int(port))
     result["roster_from_second_session"] = await asyncio.wait_for(roster_ready, TIMEOUT_S)
-    for client in (alice, second):
-        client.disconnect()
+    disconnect(alice, second)
     return result
 
 

@@ -13,7 +13,7 @@ Usage: slix_redirect.py HOST WRONG_PORT ALICE_PORT ALICE ALICE_PASSWORD DAVE DAV
 """
 import asyncio
 
-from slix_common import TIMEOUT_S, main, make_client
+from slix_common import TIMEOUT_S, disconnect, main, make_client, online
 
 
 async def run(host, wrong_port, alice_port, alice_jid, alice_pw, dave_jid, dave_pw):
@@ -21,17 +21,10 @@ async def run(host, wrong_port, alice_port, alice_jid, alice_pw, dave_jid, dave_
     loop = asyncio.get_event_loop()
     alice = make_client(alice_jid, alice_pw)
     dave = make_client(dave_jid, dave_pw)
-    online = {"alice": asyncio.Event(), "dave": asyncio.Event()}
     redirects = []
     alice_got = loop.create_future()
     dave_got = loop.create_future()
 
-    def started(client, name):
-        client.send_presence()
-        online[name].set()
-
-    alice.add_event_handler("session_start", lambda _: started(alice, "alice"))
-    dave.add_event_handler("session_start", lambda _: started(dave, "dave"))
     def on_stream_error(error):
         other = error["see_other_host"]
         redirects.append([error["condition"], other])
@@ -47,10 +40,8 @@ async def run(host, wrong_port, alice_port, alice_jid, alice_pw, dave_jid, dave_
         "message", lambda msg: dave_got.done() or dave_got.set_result(msg["body"])
     )
 
-    alice.connect(host, int(alice_port))
-    dave.connect(host, int(wrong_port))
-    await asyncio.wait_for(online["alice"].wait(), TIMEOUT_S)
-    await asyncio.wait_for(online["dave"].wait(), TIMEOUT_S)
+    await online(host, alice_port, alice)
+    await online(host, wrong_port, dave)
     result["redirects"] = redirects
     result["dave_bound"] = str(dave.boundjid)
     result["dave_address"] = "%s:%d" % dave.address
@@ -59,8 +50,7 @@ async def run(host, wrong_port, alice_port, alice_jid, alice_pw, dave_jid, dave_
     result["alice_got"] = await asyncio.wait_for(alice_got, TIMEOUT_S)
     alice.send_message(mto=dave_jid, mbody="welcome home", mtype="chat")
     result["dave_got"] = await asyncio.wait_for(dave_got, TIMEOUT_S)
-    for client in (alice, dave):
-        client.disconnect()
+    disconnect(alice, dave)
     return result
 
 

@@ -25,24 +25,13 @@ import tempfile
 import aiohttp
 from slixmpp.exceptions import IqError
 
-from slix_common import TIMEOUT_S, main, make_client
+from slix_common import TIMEOUT_S, disconnect, main, make_client, online
 
 FILE_BYTES = 50_000
 
 
 def upload_client(jid, password):
     return make_client(jid, password, ("xep_0030", "xep_0363"))
-
-
-async def online(*clients):
-    events = []
-    for client in clients:
-        event = asyncio.Event()
-        client.add_event_handler("session_start", lambda _, e=event, c=client: (c.send_presence(), e.set()))
-        client.connect(*client.test_addr)
-        events.append(event)
-    for event in events:
-        await asyncio.wait_for(event.wait(), TIMEOUT_S)
 
 
 async def refusal(client, service, filename, size, content_type):
@@ -129,17 +118,14 @@ async def restart_mode(alice, url):
 async def run(host, port, mode, url, alice_jid, alice_pw, bob_jid, bob_pw):
     alice = upload_client(alice_jid, alice_pw)
     bob = upload_client(bob_jid, bob_pw)
-    for client in (alice, bob):
-        client.test_addr = (host, int(port))
-    await online(alice, bob)
+    await online(host, port, alice, bob)
     try:
         if mode == "upload":
             result = await upload_mode(alice, bob, bob_jid)
         else:
             result = await restart_mode(alice, url)
     finally:
-        for client in (alice, bob):
-            client.disconnect()
+        disconnect(alice, bob)
     return result
 
 

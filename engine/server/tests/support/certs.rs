@@ -91,6 +91,16 @@ impl TestCa {
         ]);
     }
 
+    /// `--tls-cert` and `--tls-key` with the server certificate issued by `new`.
+    pub fn server_flags(&self) -> Vec<String> {
+        let flag = |name: &str, file: &str| [name.to_string(), self.arg(file)];
+        [
+            flag("--tls-cert", "server.pem"),
+            flag("--tls-key", "server.key"),
+        ]
+        .concat()
+    }
+
     pub fn path(&self, file: &str) -> PathBuf {
         self.dir.join(file)
     }

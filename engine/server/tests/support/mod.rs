@@ -501,8 +501,54 @@ impl RawClient {
     }
 }
 
+/// The subscription handshake both ways between `a` (logged in as `a_user`) and `b` (as
+/// `b_user`), each approving the other's request; returns once both were told their roster
+/// item is now `subscription='both'`.
+pub fn subscribe_both_ways(a: &mut RawClient, a_user: &str, b: &mut RawClient, b_user: &str) {
+    let presence = |to: &str, kind: &str| format!("<presence to='{to}@{DOMAIN}' type='{kind}'/>");
+    a.send(&presence(b_user, "subscribe"));
+    b.expect("type='subscribe'");
+    b.send(&(presence(a_user, "subscribed") + &presence(a_user, "subscribe")));
+    a.expect("type='subscribe'");
+    a.send(&presence(b_user, "subscribed"));
+    for client in [a, b] {
+        client.expect("subscription='both'");
+    }
+}
+
 /// A read that timed out or was interrupted: nothing is wrong, read again.
 fn read_again(err: &std::io::Error) -> bool {
     use std::io::ErrorKind::{Interrupted, TimedOut, WouldBlock};
     matches!(err.kind(), WouldBlock | TimedOut | Interrupted)
+}
+
+/// `rookery accounts add` for `user` with `password` (on standard input) in `data_dir`, for a
+/// server of `shards` shards (`--auth file`).
+pub fn add_account(data_dir: &Path, shards: u16, user: &str, password: &str) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_rookery"))
+        .args(["accounts", "--data-dir", &data_dir.display().to_string()])
+        .args([
+            "--domain",
+            DOMAIN,
+            "--shards",
+            &shards.to_string(),
+            "add",
+            user,
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("rookery accounts runs");
+    let mut stdin = child.stdin.take().expect("piped stdin");
+    stdin
+        .write_all(format!("{password}\n").as_bytes())
+        .expect("password written");
+    drop(stdin);
+    let output = child.wait_with_output().expect("rookery accounts ends");
+    assert!(
+        output.status.success(),
+        "rookery accounts add {user}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
 }
