@@ -50,7 +50,7 @@ pub enum ShardMail {
         handoff: Handoff,
         leftover: Vec<u8>,
         /// Its TLS layer (`leftover` is ciphertext then).
-        layers: Option<Box<ConnLayers>>,
+        layers: Option<ConnLayers>,
     },
     /// Router mail for a shard of another node: staged to the cluster bridge, the grid's
     /// last participant (see `cluster`), which carries it over NATS.
@@ -380,7 +380,7 @@ impl<M: MailTransport<ShardMail>, C: Clock> ShardState<M, C> {
         &mut self,
         io: &mut O,
         socket: OwnedFd,
-        (handoff, layers): (Handoff, Option<Box<ConnLayers>>),
+        (handoff, layers): (Handoff, Option<ConnLayers>),
         leftover: &[u8],
         now_ms: u64,
     ) {

@@ -407,13 +407,13 @@ impl Transports {
     }
 
     /// The conn is gone (closed, or detached to another shard: then its layers go along).
-    pub fn remove(&mut self, key: ConnKey) -> Option<Box<ConnLayers>> {
-        self.remove_layers(key).map(Box::new)
+    pub fn remove(&mut self, key: ConnKey) -> Option<ConnLayers> {
+        self.remove_layers(key)
     }
 
     /// A handed-off conn's layers, under its new key on this shard.
-    pub fn insert(&mut self, key: ConnKey, layers: Box<ConnLayers>) {
-        self.put(key, *layers);
+    pub fn insert(&mut self, key: ConnKey, layers: ConnLayers) {
+        self.put(key, layers);
     }
 
     /// Whether no conn of this shard has a layer (the hot path skips the lookup).
