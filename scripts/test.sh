@@ -15,6 +15,11 @@ if ! python3 -c 'import aiohttp' 2>/dev/null; then
     echo "installing aiohttp (pip) for the upload interop test"
     python3 -m pip install --quiet aiohttp
 fi
+# The WebSocket interop test's client (RFC 7395).
+if ! python3 -c 'import websockets' 2>/dev/null; then
+    echo "installing websockets (pip) for the WebSocket interop test"
+    python3 -m pip install --quiet websockets
+fi
 
 cargo build --release --bin rookery --bin rookery-load
 cargo test --workspace --release

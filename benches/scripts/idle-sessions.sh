@@ -7,9 +7,11 @@
 # Reported: gross (RSS delta / sessions) and slope (RSS growth per session between
 # N/2 and N sessions, which excludes fixed costs).
 #
-# Usage: [SM=on] benches/scripts/idle-sessions.sh [uring|poll] [SESSIONS]
+# Usage: [SM=on] [TRANSPORT=websocket] benches/scripts/idle-sessions.sh [uring|poll] [SESSIONS]
 # SM=on: the clients enable XEP-0198 (resumable sessions cost more: see the summary's sm field);
 # the default, off, measures a plain session, as the budget of 1 KiB per idle session means.
+# TRANSPORT=websocket: the sessions come over RFC 7395 through --http-listen (the shards hold a
+# WebSocket layer per conn); the default is tcp.
 # Loopback only; the server and load generator are stopped by pid when done.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -17,17 +19,20 @@ backend=${1:-uring}
 sessions=${2:-19000}
 port=${PORT:-15999}
 admin=${ADMIN_PORT:-19999}
+http=${HTTP_PORT:-15998}
+transport=${TRANSPORT:-tcp}
 cargo build --release --quiet -p rookery -p rookery-load
 bin=target/release
 stamp=$(date -u +%Y%m%d-%H%M%S)
-out=results/$stamp-idle-sessions-$backend
+out=results/$stamp-idle-sessions-$backend$([ "$transport" = tcp ] || echo "-$transport")
 mkdir -p "$out"
 
 rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
 metric() { curl -s "127.0.0.1:$admin/metrics" | awk -v m="$1" 'index($0, m"{")==1 {s+=$2} END {print s+0}'; }
 
 "$bin/rookery" --listen 127.0.0.1:$port --admin 127.0.0.1:$admin --domain example.test \
-    --auth token --token-secret idle-secret --backend "$backend" 2> "$out/server.log" &
+    --auth token --token-secret idle-secret --backend "$backend" --http-listen 127.0.0.1:$http \
+    2> "$out/server.log" &
 server=$!
 trap 'kill $server 2>/dev/null || true; [ -n "${load:-}" ] && kill $load 2>/dev/null || true' EXIT
 for _ in $(seq 50); do grep -q "ready:" "$out/server.log" && break; sleep 0.1; done
@@ -39,7 +44,10 @@ rss_before=$(rss_kib $server)
 # touched once traffic flows, 1024 x 4 KiB per shard); the slope between the halves does not.
 half=$(( sessions / 2 ))
 hold() { # $1 = user prefix; runs in the background, pid in $load_pids
-    "$bin/rookery-load" hold --server 127.0.0.1:$port --domain example.test --auth token:idle-secret \
+    target=127.0.0.1:$port
+    [ "$transport" = websocket ] && target=127.0.0.1:$http
+    "$bin/rookery-load" hold --server "$target" --transport "$transport" --domain example.test \
+        --auth token:idle-secret \
         --clients "$half" --user-prefix "$1" --connect-rate 5000 --duration 40s --output "$out" \
         --slug "loadgen-$1" --stream-management "${SM:-off}" --quiet > "$out/loadgen-$1.txt" 2>&1 &
     load_pids="${load_pids:-} $!"
@@ -76,8 +84,9 @@ cat > "$out/summary.json" <<JSON
   "kernel": "$(uname -r)",
   "cpu": "$(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)",
   "cores": $(nproc),
-  "command": "SM=${SM:-off} benches/scripts/idle-sessions.sh $backend $sessions",
+  "command": "SM=${SM:-off} TRANSPORT=$transport benches/scripts/idle-sessions.sh $backend $sessions",
   "stream_management": "${SM:-off}",
+  "transport": "$transport",
   "sessions_held": $held,
   "server_rss_kib_before": $rss_before,
   "server_rss_kib_half": $rss_half,

@@ -277,6 +277,30 @@ pub struct LoadArgs {
     pub cross_node: bool,
     #[command(flatten)]
     pub fanout: FanoutArgs,
+    /// How clients reach the server: `tcp` (RFC 6120), or `websocket` (RFC 7395: --server is
+    /// then the HTTP listener, upgraded at --ws-path; hold and chat).
+    #[arg(long, value_enum, default_value_t = TransportArg::Tcp)]
+    pub transport: TransportArg,
+    /// The WebSocket path (`--transport websocket`).
+    #[arg(long, default_value = "/xmpp-websocket")]
+    pub ws_path: String,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TransportArg {
+    #[default]
+    Tcp,
+    Websocket,
+}
+
+impl TransportArg {
+    pub fn name(self) -> &'static str {
+        match self {
+            TransportArg::Tcp => "tcp",
+            TransportArg::Websocket => "websocket",
+        }
+    }
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -371,6 +395,11 @@ pub struct RunConfig {
     /// `--verify`: loss counts only messages the server acknowledged (XEP-0198).
     #[serde(default)]
     pub verify: bool,
+    /// `--transport` and, for WebSocket, `--ws-path`.
+    #[serde(default)]
+    pub transport: TransportArg,
+    #[serde(default)]
+    pub ws_path: String,
     /// Presence and group: the contact ring or the groups; `None` otherwise.
     #[serde(default)]
     pub fanout: Option<Fanout>,
@@ -443,6 +472,17 @@ impl RunConfig {
             bail!("--clients must be between 1 and {MAX_CLIENTS}");
         }
         check_positive("--connect-rate", load.connect_rate)?;
+        if load.transport == TransportArg::Websocket {
+            if !matches!(scenario, Scenario::Hold | Scenario::Chat) {
+                bail!("--transport websocket runs hold and chat only");
+            }
+            if !load.ws_path.starts_with('/') || load.ws_path.contains(char::is_whitespace) {
+                bail!(
+                    "--ws-path {:?}: an absolute path like /xmpp-websocket",
+                    load.ws_path
+                );
+            }
+        }
         let rate = match scenario {
             Scenario::Chat | Scenario::Group => load.rate.unwrap_or(defaults.rate),
             Scenario::Offline => load.rate.unwrap_or(OFFLINE_RATE),
@@ -519,6 +559,8 @@ impl RunConfig {
             senders,
             messages,
             verify: load.verify,
+            transport: load.transport,
+            ws_path: load.ws_path.clone(),
             fanout,
             cluster,
             cross_node: load.cross_node,

@@ -46,6 +46,7 @@ mod security;
 mod series;
 mod sys;
 mod targets;
+mod transport;
 mod wire;
 mod worker;
 
@@ -111,6 +112,10 @@ fn load(scenario: Scenario, args: RunArgs) -> anyhow::Result<Vec<String>> {
         &RUN_DEFAULTS,
     )?;
     cfg.security = cli::Security::resolve(&args.security)?;
+    if cfg.transport == cli::TransportArg::Websocket && cfg.security.tls != cli::TlsArg::None {
+        // The WebSocket layer sits below the worker's TLS: wss:// would need the other order.
+        anyhow::bail!("--transport websocket runs over plain ws:// only; drop --tls");
+    }
     // A bad CA file is an error now, before any client connects.
     security::check(&cfg)?;
     let result = run::execute(&cfg)?;

@@ -193,12 +193,18 @@ pub fn report_text(cfg: &RunConfig, r: &RunResult, dir: Option<&Path>) -> String
     // Writing to a String cannot fail; results are ignored below.
     let _ = writeln!(
         out,
-        "\nrookery-load {}: {} clients{rate}, {} s against {}, backend {}, {} process(es) x {} \
-         threads",
+        "\nrookery-load {}: {} clients{rate}, {} s against {} over {}, backend {}, {} process(es) \
+         x {} threads",
         cfg.scenario.name(),
         cfg.clients,
         cfg.duration_ms as f64 / 1000.0,
         cfg.server,
+        match cfg.transport {
+            crate::cli::TransportArg::Tcp => cfg.transport.name().to_owned(),
+            crate::cli::TransportArg::Websocket => {
+                format!("{} {}", cfg.transport.name(), cfg.ws_path)
+            }
+        },
         r.meta.backend,
         r.processes,
         r.threads_per_process

@@ -79,6 +79,7 @@ const ROWS: &[Row] = &[
     ("msgs/s per client", |s| text(&s["config"]["rate"])),
     ("duration (s)", |s| ms_as_s(&s["config"]["duration_ms"])),
     ("backend", |s| text(&s["backend"]["kind"])),
+    ("transport", |s| text(&s["config"]["transport"])),
     ("threads", |s| text(&s["config"]["threads"])),
     ("kernel", |s| text(&s["environment"]["kernel"])),
     ("commit", |s| {

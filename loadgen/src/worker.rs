@@ -42,6 +42,7 @@ use crate::schedule::{MessageSchedule, Pacer, Ramp, Rng};
 use crate::security::{TlsConns, TlsOps};
 use crate::sys::monotonic_ns;
 use crate::targets::Targets;
+use crate::transport::LayeredHandler;
 use crate::wire::Receipt;
 
 mod close;
@@ -185,14 +186,17 @@ pub fn run<D: Driver>(
     let mut worker = Worker::new(cfg, shared, (part, thread), sources, go_ns);
     let base = crate::security::base_config(cfg).map_err(std::io::Error::other)?;
     worker.tls = TlsConns::new(cfg, base.as_ref(), worker.slots.len());
+    let mut ws = crate::transport::worker_layers(cfg, thread);
     loop {
         let now = monotonic_ns();
-        // The worker's TLS sits between it and the driver's ops for this turn's calls.
+        // The worker's TLS, then its WebSocket framing, sit between it and the driver's ops
+        // for this turn's calls (a run has one or the other; see `transport`).
         let mut tls = std::mem::take(&mut worker.tls);
         let fan_wake = {
             let mut inner = driver.ops();
+            let mut framed = ws.ops(&mut inner);
             let io = &mut TlsOps {
-                inner: &mut inner,
+                inner: &mut framed,
                 tls: &mut tls,
             };
             worker.advance_phase(io, now);
@@ -210,8 +214,9 @@ pub fn run<D: Driver>(
         }
         {
             let mut inner = driver.ops();
+            let mut framed = ws.ops(&mut inner);
             let io = &mut TlsOps {
-                inner: &mut inner,
+                inner: &mut framed,
                 tls: &mut tls,
             };
             if let RunPhase::Closing { deadline_ns, .. } = worker.phase {
@@ -226,9 +231,13 @@ pub fn run<D: Driver>(
         worker.tls = tls;
         worker.publish(now, false);
         let wake_ns = worker.next_wake_ns(now).min(fan_wake.unwrap_or(u64::MAX));
+        let mut handler = LayeredHandler {
+            inner: &mut worker,
+            ws: &mut ws,
+        };
         driver.turn(
             Some(Duration::from_nanos(wake_ns.saturating_sub(now))),
-            &mut worker,
+            &mut handler,
         )?;
     }
     worker.publish(monotonic_ns(), true);

@@ -133,6 +133,8 @@ pub struct HttpConfig {
     pub limits: HttpLimits,
     pub clock: Clock,
     pub usage_sink: Option<UsageSink>,
+    /// Where upgraded `/xmpp-websocket` conns go (the shards); `None` answers 501.
+    pub websocket: Option<crate::WebSocketSink>,
 }
 
 impl HttpConfig {
@@ -160,6 +162,7 @@ impl HttpConfig {
             limits: HttpLimits::default(),
             clock: Clock::system(),
             usage_sink: None,
+            websocket: None,
         }
     }
 }

@@ -37,6 +37,11 @@ impl<I> WriteDeadline<I> {
         }
     }
 
+    /// The wrapped stream (a WebSocket conn handed to the engine leaves this wrapper).
+    pub fn into_inner(self) -> I {
+        self.inner
+    }
+
     /// Called when a write-side operation is pending: arms the timer on the first pending
     /// call, and reports whether it has fired.
     fn stalled(&mut self, cx: &mut Context<'_>) -> bool {

@@ -1,5 +1,5 @@
 //! rookery-http: the HTTP server beside the XMPP listeners, for XEP-0363 HTTP File Upload
-//! (and later RFC 7395 XMPP over WebSocket), on hyper 1.x, on its own tokio runtime and
+//! and the RFC 7395 XMPP over WebSocket upgrade, on hyper 1.x, on its own tokio runtime and
 //! threads, off the shards' hot path.
 //!
 //! What it does:
@@ -16,7 +16,8 @@
 //! - Metrics as a snapshot ([`HttpMetrics`], Prometheus text via `write_prometheus`) and
 //!   [`UsageEvent`](rookery_upload::UsageEvent)s for the router's quota ledger.
 //! - Optional TLS from the XMPP listener's PEM files (tokio-rustls, ring) (tls.rs).
-//! - `/xmpp-websocket` answers 501; the upgrade path is documented in websocket.rs.
+//! - `/xmpp-websocket`: the RFC 7395 upgrade; the socket (or, over HTTPS, one end of a relay)
+//!   goes to the engine's [`WebSocketSink`], whose shards speak WebSocket (websocket.rs).
 //!
 //! What it does not do: issue slots (the router does, with rookery-upload, from the same
 //! secret: [`load_or_create_secret`]), HTTP/2, authentication of downloads (XEP-0363: the URL
@@ -70,4 +71,4 @@ pub use server::{HttpHandle, HttpServer, MetricsReader, StartError, SHUTDOWN_GRA
 pub use store::{OwnerUsage, ScanReport};
 pub use tls::TlsLoadError;
 pub use upload::BATCH_BYTES;
-pub use websocket::WEBSOCKET_PATH;
+pub use websocket::{WebSocketConn, WebSocketSink, RELAY_BUFFER_BYTES, WEBSOCKET_PATH};

@@ -41,10 +41,14 @@ pub enum Refusal {
     StorageError,
     /// A conn whose TLS handshake failed or timed out.
     TlsHandshake,
+    /// A WebSocket upgrade without the right headers (400/426).
+    WebSocketHandshake,
+    /// An upgraded WebSocket conn the engine could not take (its queue full): closed.
+    WebSocketHandover,
 }
 
 impl Refusal {
-    pub const ALL: [Refusal; 14] = [
+    pub const ALL: [Refusal; 16] = [
         Refusal::NotFound,
         Refusal::MethodNotAllowed,
         Refusal::BadSignature,
@@ -59,6 +63,8 @@ impl Refusal {
         Refusal::TooManyConns,
         Refusal::StorageError,
         Refusal::TlsHandshake,
+        Refusal::WebSocketHandshake,
+        Refusal::WebSocketHandover,
     ];
 
     /// The `reason` label.
@@ -78,6 +84,8 @@ impl Refusal {
             Refusal::TooManyConns => "too_many_conns",
             Refusal::StorageError => "storage_error",
             Refusal::TlsHandshake => "tls_handshake",
+            Refusal::WebSocketHandshake => "websocket_handshake",
+            Refusal::WebSocketHandover => "websocket_handover",
         }
     }
 
@@ -96,6 +104,8 @@ pub(crate) struct Counters {
     pub download_bytes: AtomicU64,
     pub files_expired: AtomicU64,
     pub conns_open: AtomicU64,
+    pub websocket_upgrades: AtomicU64,
+    pub websocket_relays: AtomicU64,
     refusals: [AtomicU64; Refusal::ALL.len()],
 }
 
@@ -122,6 +132,8 @@ impl Counters {
             download_bytes_total: self.download_bytes.load(Relaxed),
             files_expired_total: self.files_expired.load(Relaxed),
             conns_open: self.conns_open.load(Relaxed),
+            websocket_upgrades_total: self.websocket_upgrades.load(Relaxed),
+            websocket_relays: self.websocket_relays.load(Relaxed),
             refusals: Refusal::ALL.map(|r| (r, self.refusals[r.index()].load(Relaxed))),
         }
     }
@@ -145,6 +157,10 @@ pub struct HttpMetrics {
     /// Files removed by retention.
     pub files_expired_total: u64,
     pub conns_open: u64,
+    /// WebSocket upgrades answered 101.
+    pub websocket_upgrades_total: u64,
+    /// TLS WebSocket conns relayed to a shard now.
+    pub websocket_relays: u64,
     pub refusals: [(Refusal, u64); Refusal::ALL.len()],
 }
 
@@ -156,7 +172,7 @@ impl HttpMetrics {
 
     /// Appends the Prometheus text format.
     pub fn write_prometheus(&self, out: &mut String) {
-        let plain: [(&str, &str, &str, u64); 8] = [
+        let plain: [(&str, &str, &str, u64); 10] = [
             (
                 "rookery_http_files",
                 "gauge",
@@ -204,6 +220,18 @@ impl HttpMetrics {
                 "gauge",
                 "HTTP connections open",
                 self.conns_open,
+            ),
+            (
+                "rookery_http_websocket_upgrades_total",
+                "counter",
+                "WebSocket upgrades answered 101 (RFC 7395), handed to the shards",
+                self.websocket_upgrades_total,
+            ),
+            (
+                "rookery_http_websocket_relays",
+                "gauge",
+                "WebSocket conns over HTTPS relayed to a shard now",
+                self.websocket_relays,
             ),
         ];
         // Writing to a String cannot fail.

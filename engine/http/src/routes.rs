@@ -7,7 +7,7 @@
 //! | --- | --- | --- |
 //! | `/upload/{token}/{signed}/{name}` | PUT, OPTIONS | store a file (upload.rs) |
 //! | `/download/{token}/{name}` | GET, HEAD, OPTIONS | serve a file (download.rs) |
-//! | `/xmpp-websocket` | GET | RFC 7395, not served yet: 501 (websocket.rs) |
+//! | `/xmpp-websocket` | GET | RFC 7395 upgrade, the conn handed to a shard (websocket.rs) |
 //!
 //! CORS (XEP-0363 section 8 asks upload services to set it for web clients): every response
 //! carries `Access-Control-Allow-Origin: *` and exposes the range and caching headers; an
@@ -56,7 +56,7 @@ pub(crate) async fn handle(state: Arc<State>, req: Request<Incoming>) -> Respons
         };
     }
     if local == WEBSOCKET_PATH {
-        return websocket::answer(&req);
+        return websocket::answer(&state, req);
     }
     refuse(
         &state,

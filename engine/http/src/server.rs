@@ -44,6 +44,7 @@ use crate::metrics::{Counters, HttpMetrics, Refusal};
 use crate::routes;
 use crate::store::{FileStore, OwnerUsage};
 use crate::tls::{self, TlsLoadError};
+use crate::websocket::Peer;
 
 /// How long a stop waits for open requests before cancelling them.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
@@ -58,6 +59,7 @@ pub(crate) struct State {
     pub clock: Clock,
     pub limits: HttpLimits,
     pub file_ttl_s: Option<u64>,
+    pub websocket: Option<crate::WebSocketSink>,
     usage_sink: Option<UsageSink>,
 }
 
@@ -119,6 +121,7 @@ impl HttpServer {
             limits: config.limits,
             file_ttl_s: config.file_ttl_s,
             usage_sink: config.usage_sink.clone(),
+            websocket: config.websocket.clone(),
         });
         let permits = Arc::new(Semaphore::new(config.limits.max_conns));
         let (stop, stopped) = watch::channel(false);
@@ -324,12 +327,15 @@ async fn serve_conn(
     let _gauge = ConnGauge::new(&state.counters);
     // Responses are written whole per chunk; Nagle would only delay the last segment.
     let _ = stream.set_nodelay(true);
+    let Ok(peer) = stream.peer_addr() else {
+        return; // reset before we looked
+    };
     let Some(acceptor) = tls else {
-        return serve_io(stream, state, stop).await;
+        return serve_io(stream, peer, state, stop).await;
     };
     let handshake = Duration::from_millis(state.limits.tls_handshake_timeout_ms);
     match timeout(handshake, acceptor.accept(stream)).await {
-        Ok(Ok(stream)) => serve_io(stream, state, stop).await,
+        Ok(Ok(stream)) => serve_io(stream, peer, state, stop).await,
         Ok(Err(e)) => {
             debug!("HTTP TLS handshake failed: {e}");
             state.counters.refused(Refusal::TlsHandshake);
@@ -338,14 +344,15 @@ async fn serve_conn(
     }
 }
 
-async fn serve_io<I>(io: I, state: Arc<State>, mut stop: watch::Receiver<bool>)
+async fn serve_io<I>(io: I, peer: SocketAddr, state: Arc<State>, mut stop: watch::Receiver<bool>)
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let stall = Duration::from_millis(state.limits.write_stall_timeout_ms);
     let io = TokioIo::new(WriteDeadline::new(io, stall));
     let header_read_timeout = state.limits.header_read_timeout();
-    let service = service_fn(move |req| {
+    let service = service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+        req.extensions_mut().insert(Peer(peer));
         let state = Arc::clone(&state);
         async move { Ok::<_, Infallible>(routes::handle(state, req).await) }
     });

@@ -222,7 +222,8 @@ pub trait Ops {
     fn close(&mut self, conn: ConnId, linger: Linger);
     /// Stops reading and hands the socket back through `Event::Detached`.
     fn detach(&mut self, conn: ConnId);
-    /// Takes ownership of a connected socket (for example one detached by another shard).
+    /// Takes ownership of a connected socket (for example one detached by another shard): TCP,
+    /// or a Unix stream socket (one end of a relay; `Accepted`-style peers are not known).
     fn adopt(&mut self, socket: OwnedFd) -> io::Result<ConnId>;
     /// Starts a non-blocking connect, optionally bound to a source address first.
     fn connect(&mut self, peer: SocketAddr, source: Option<SocketAddr>) -> io::Result<ConnId>;
@@ -334,5 +335,22 @@ impl WakeHandle {
 impl std::fmt::Debug for WakeHandle {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("WakeHandle")
+    }
+}
+
+/// Turns Nagle off on a socket being adopted. A Unix stream socket (one end of the HTTP
+/// server's relay, which `adopt` accepts) has no Nagle: `EOPNOTSUPP` is fine for it; any
+/// other socket that refuses (a datagram socket, not a socket at all) is an error.
+pub(crate) fn nodelay_for_adopt(fd: &impl std::os::fd::AsFd) -> io::Result<()> {
+    let sock = socket2::SockRef::from(fd);
+    match sock.set_nodelay(true) {
+        Err(e) if e.raw_os_error() == Some(libc::EOPNOTSUPP) => {
+            if sock.r#type()? == socket2::Type::STREAM {
+                Ok(())
+            } else {
+                Err(e)
+            }
+        }
+        other => other,
     }
 }

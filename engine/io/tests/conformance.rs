@@ -489,6 +489,32 @@ fn hand_off<A: Driver, B: Driver>(a: &mut A, b: &mut B) {
     );
 }
 
+/// A Unix stream socket adopts like a TCP one (the HTTP server relays WebSocket-over-TLS
+/// plaintext to a shard through a socket pair); a datagram socket is refused.
+fn adopt_a_unix_stream_socket<D: Driver>(make: impl Fn(Limits) -> D) {
+    let mut d = make(Limits::default());
+    let mut h = Recorder {
+        echo: true,
+        ..Recorder::default()
+    };
+    let (ours, mut peer) = std::os::unix::net::UnixStream::pair().unwrap();
+    peer.set_read_timeout(Some(PEER_TIMEOUT)).unwrap();
+    let conn = d.ops().adopt(OwnedFd::from(ours)).unwrap();
+    peer.write_all(b"over unix").unwrap();
+    drive(&mut d, &mut h, "echoed", |h| h.got(conn) == b"over unix");
+    drive_for(&mut d, &mut h, Duration::from_millis(50)); // the echo's send is submitted
+    let mut echoed = [0u8; 9];
+    peer.read_exact(&mut echoed).unwrap();
+    assert_eq!(&echoed, b"over unix");
+    d.ops().close(conn, Linger::Flush);
+    drive_until_closed(&mut d, &mut h, conn, "close");
+    let mut rest = Vec::new();
+    peer.read_to_end(&mut rest).unwrap();
+    assert!(rest.is_empty());
+    let (datagram, _) = std::os::unix::net::UnixDatagram::pair().unwrap();
+    assert!(d.ops().adopt(OwnedFd::from(datagram)).is_err());
+}
+
 fn connect_and_talk<D: Driver>(make: impl Fn(Limits) -> D) {
     let mut d = make(Limits::default());
     let mut h = Recorder::default();
@@ -718,6 +744,7 @@ per_backend!(
     stale_ids_are_rejected,
     queue_full_at_limit,
     detach_then_adopt,
+    adopt_a_unix_stream_socket,
     connect_and_talk,
     connect_refused,
     wake_from_other_thread,

@@ -188,6 +188,8 @@ pub struct Handoff {
     pub(crate) request: HomeRequest,
     /// Bytes this shard had already received after the request; processed before `leftover`.
     pub(crate) pending: Vec<u8>,
+    /// How the stream writes its own elements (TCP or WebSocket framing).
+    pub(crate) dialect: crate::stream::header::Dialect,
 }
 
 /// A request that only the user's home shard can complete.

@@ -12,6 +12,7 @@ use rookery_proto::ns;
 use rookery_proto::writer::escape_attr;
 
 use crate::errors::Fault;
+use crate::stream::header::Dialect;
 
 /// `<?xml ...?>` plus our stream header (RFC 6120 4.7).
 pub fn stream_header(out: &mut Vec<u8>, id: &str, domain: &str) {
@@ -28,9 +29,12 @@ pub const SASL_SUCCESS: &[u8] = b"<success xmlns='urn:ietf:params:xml:ns:xmpp-sa
 
 pub const SASL_CHALLENGE_EMPTY: &[u8] = b"<challenge xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/>";
 
-/// `<stream:error><COND/>[<text>..</text>]</stream:error></stream:stream>` (RFC 6120 4.9).
-pub fn stream_error(out: &mut Vec<u8>, fault: &Fault) {
-    out.extend_from_slice(b"<stream:error><");
+/// `<stream:error><COND/>[<text>..</text>]</stream:error></stream:stream>` (RFC 6120 4.9), in
+/// the conn's `dialect` (RFC 7395 3.6: over WebSocket the error declares the `stream` prefix
+/// and the end is `<close/>`).
+pub fn stream_error(out: &mut Vec<u8>, dialect: Dialect, fault: &Fault) {
+    dialect.error_start(out);
+    out.push(b'<');
     out.extend_from_slice(fault.error.condition().as_bytes());
     out.extend_from_slice(b" xmlns='");
     out.extend_from_slice(ns::STREAMS_ERRORS.as_bytes());
@@ -43,18 +47,19 @@ pub fn stream_error(out: &mut Vec<u8>, fault: &Fault) {
         out.extend_from_slice(b"</text>");
     }
     out.extend_from_slice(b"</stream:error>");
-    out.extend_from_slice(STREAM_CLOSE);
+    dialect.close(out);
 }
 
 /// `<stream:error><see-other-host>ADDRESS</see-other-host></stream:error></stream:stream>`
 /// (RFC 6120 4.9.3.19: the address is the condition element's own text, not a `<text/>`).
-pub fn see_other_host(out: &mut Vec<u8>, address: &str) {
-    out.extend_from_slice(b"<stream:error><see-other-host xmlns='");
+pub fn see_other_host(out: &mut Vec<u8>, dialect: Dialect, address: &str) {
+    dialect.error_start(out);
+    out.extend_from_slice(b"<see-other-host xmlns='");
     out.extend_from_slice(ns::STREAMS_ERRORS.as_bytes());
     out.extend_from_slice(b"'>");
     rookery_proto::writer::escape_text(address, out);
     out.extend_from_slice(b"</see-other-host></stream:error>");
-    out.extend_from_slice(STREAM_CLOSE);
+    dialect.close(out);
 }
 
 /// `<failure xmlns=SASL><COND/></failure>` (RFC 6120 6.5).
@@ -122,15 +127,16 @@ pub fn sm_failed(out: &mut Vec<u8>, condition: &str, handled: Option<u64>) {
 }
 
 /// The stream error for an `<a h>` acknowledging more than was sent (XEP-0198 4).
-pub fn handled_count_too_high(out: &mut Vec<u8>, h: u32, sent: u64) {
-    out.extend_from_slice(b"<stream:error><undefined-condition xmlns='");
+pub fn handled_count_too_high(out: &mut Vec<u8>, dialect: Dialect, h: u32, sent: u64) {
+    dialect.error_start(out);
+    out.extend_from_slice(b"<undefined-condition xmlns='");
     out.extend_from_slice(ns::STREAMS_ERRORS.as_bytes());
     out.extend_from_slice(b"'/><handled-count-too-high xmlns='urn:xmpp:sm:3' h='");
     push_decimal(out, u64::from(h));
     out.extend_from_slice(b"' send-count='");
     push_decimal(out, sent & u64::from(u32::MAX));
     out.extend_from_slice(b"'/></stream:error>");
-    out.extend_from_slice(STREAM_CLOSE);
+    dialect.close(out);
 }
 
 fn push_decimal(out: &mut Vec<u8>, value: u64) {
@@ -294,7 +300,7 @@ mod tests {
     fn stream_error_closes_the_stream() {
         use crate::errors::StreamError;
         assert_eq!(
-            text(|o| stream_error(o, &StreamError::HostUnknown.into())),
+            text(|o| stream_error(o, Dialect::Stream, &StreamError::HostUnknown.into())),
             "<stream:error><host-unknown xmlns='urn:ietf:params:xml:ns:xmpp-streams'/>\
              </stream:error></stream:stream>"
         );
@@ -303,7 +309,7 @@ mod tests {
             ..StreamError::PolicyViolation.into()
         };
         assert_eq!(
-            text(|o| stream_error(o, &fault)),
+            text(|o| stream_error(o, Dialect::Stream, &fault)),
             "<stream:error><policy-violation xmlns='urn:ietf:params:xml:ns:xmpp-streams'/>\
              <text xmlns='urn:ietf:params:xml:ns:xmpp-streams'>too &lt;many&gt;</text>\
              </stream:error></stream:stream>"
@@ -361,7 +367,7 @@ mod tests {
             "<failed xmlns='urn:xmpp:sm:3' h='3'><resource-constraint \
              xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></failed>"
         );
-        assert!(text(|o| handled_count_too_high(o, 10, 8))
+        assert!(text(|o| handled_count_too_high(o, Dialect::Stream, 10, 8))
             .contains("<handled-count-too-high xmlns='urn:xmpp:sm:3' h='10' send-count='8'/>"));
         let mut out = Vec::new();
         push_decimal(&mut out, u64::MAX);

@@ -37,6 +37,7 @@ use crate::random::{SecureRandom, KEY_BYTES};
 use crate::replies;
 use crate::stats::RouterStats;
 use crate::stream::conn::{Conn, ConnSlab, Phase};
+use crate::stream::header::Dialect;
 use crate::stream::sasl::Sasl;
 use crate::stream::throttle::{Budgets, Throttle};
 use crate::timers::{TimerEntry, TimerWheel};
@@ -199,7 +200,8 @@ impl Router {
     /// A new conn accepted by this shard from `peer` (its source address, when known).
     /// Nothing is sent until the client's header, unless the address holds
     /// `max_unauth_per_address` conns not yet authenticated: then the stream is closed at
-    /// once with policy-violation.
+    /// once with policy-violation. The conn's framing (RFC 6120, or RFC 7395 over WebSocket)
+    /// is read from `Effects::transport` here, once.
     pub fn on_connect(
         &mut self,
         conn: ConnKey,
@@ -209,7 +211,9 @@ impl Router {
     ) {
         self.advance_clock(now_ms);
         let framer = Framer::new(self.limits);
-        let slot = self.insert_conn(Conn::new(conn, framer, now_ms), now_ms);
+        let mut state = Conn::new(conn, framer, now_ms);
+        state.dialect = Dialect::of(fx.transport(conn).framing);
+        let slot = self.insert_conn(state, now_ms);
         let Some(peer) = peer else {
             return;
         };
@@ -448,6 +452,12 @@ impl Router {
     }
 
     /// The served domain.
+    /// The longest stanza a conn may send (`--max-stanza-bytes`): a transport layer sizes its
+    /// messages by it.
+    pub fn max_stanza_bytes(&self) -> usize {
+        self.limits.max_stanza_bytes
+    }
+
     pub fn domain(&self) -> &Jid {
         &self.home.domain
     }
@@ -526,14 +536,12 @@ impl Router {
             return;
         }
         self.reply.clear();
+        let dialect = conn.dialect;
         if !conn.header_sent {
-            replies::stream_header(
-                &mut self.reply,
-                &self.ids.stream_id(),
-                self.home.domain.as_str(),
-            );
+            let id = self.ids.stream_id();
+            dialect.open(&mut self.reply, &id, self.home.domain.as_str());
         }
-        replies::stream_error(&mut self.reply, &fault);
+        replies::stream_error(&mut self.reply, dialect, &fault);
         fx.send(conn.key, &self.reply);
         fx.close(conn.key, fault.cause);
         self.home.stats.stream_errors += 1;
@@ -591,7 +599,9 @@ impl Router {
         let Some(conn) = self.conns.get(slot) else {
             return;
         };
-        fx.send(conn.key, replies::STREAM_CLOSE);
+        self.reply.clear();
+        conn.dialect.close(&mut self.reply);
+        fx.send(conn.key, &self.reply);
         fx.close(conn.key, Cause::Peer);
         // XEP-0198 7: a cleanly closed stream cannot be resumed.
         self.leave_directory(slot, SessionEnd::Terminate, fx);

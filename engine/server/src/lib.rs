@@ -23,3 +23,4 @@ pub mod seams;
 pub mod shard;
 pub mod transport;
 pub mod usage;
+pub mod websocket;

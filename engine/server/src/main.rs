@@ -174,6 +174,7 @@ fn run(args: Args) -> anyhow::Result<()> {
             usage: upload.as_ref().map(|u| u.inbox(index)),
             accounts: accounts.as_ref().map(|desk| desk.inbox(index)),
             tls: tls.clone(),
+            websocket: upload.as_ref().map(|u| u.ws_inbox(index)),
         };
         let listener = shard::Listeners {
             plain: listener,

@@ -87,6 +87,11 @@ rookery_router::metric_struct! {
         /// Heap bytes held by TLS sessions, as rookery-tls estimates them (updated once a
         /// second).
         tls_heap_bytes: Gauge("rookery_tls_heap_bytes"),
+        /// Conns speaking XMPP over WebSocket (RFC 7395) now.
+        websocket_sessions: Gauge("rookery_websocket_sessions"),
+        /// WebSocket conns closed for a bad frame (unmasked 1002, binary 1003, over the
+        /// message limit 1009, malformed 1002).
+        websocket_frame_errors: Counter("rookery_websocket_frame_errors_total"),
     }
 }
 

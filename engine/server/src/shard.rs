@@ -25,6 +25,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use rookery_http::WebSocketConn;
 use rookery_io::{ConnId, Driver, Event, FileId, Handler, Linger, Ops, SendError};
 use rookery_mailbox::ShardId;
 use rookery_router::{Cause, ConnKey, Effects, Handoff, Location, Mail, NodeId, Router, Transport};
@@ -38,6 +39,7 @@ use crate::reads::Reads;
 use crate::seams::{Clock, MailTransport};
 use crate::transport::{ConnLayers, Opened, Transports};
 use crate::usage::{UsageInbox, MAX_USAGE_PER_TURN};
+use crate::websocket::{WsInbox, MAX_WS_ADOPTS_PER_TURN};
 
 /// What one shard mails another.
 pub enum ShardMail {
@@ -49,7 +51,7 @@ pub enum ShardMail {
         handoff: Handoff,
         leftover: Vec<u8>,
         /// Its TLS layer (`leftover` is ciphertext then).
-        layers: Option<Box<ConnLayers>>,
+        layers: Option<ConnLayers>,
     },
     /// Router mail for a shard of another node: staged to the cluster bridge, the grid's
     /// last participant (see `cluster`), which carries it over NATS.
@@ -100,6 +102,9 @@ pub struct ShardParts<M, C> {
     pub accounts: Option<Arc<AccountInbox>>,
     /// The certificate for STARTTLS and direct TLS (`--tls-cert`), else `None`.
     pub tls: Option<rookery_tls::TlsContext>,
+    /// Conns the HTTP server upgraded to WebSocket for this shard (`--http-listen`), else
+    /// `None` (see `websocket`).
+    pub websocket: Option<Arc<WsInbox>>,
 }
 
 /// Whether the shard goes on after a turn.
@@ -144,6 +149,7 @@ struct ShardState<M, C> {
     tls_listener: Option<rookery_io::ListenerId>,
     /// Stream bytes a layer decoded, for the router (reused; see `transport`).
     decoded: Vec<u8>,
+    websocket: Option<Arc<WsInbox>>,
 }
 
 /// The shard's outgoing side: staged mail, conns being handed off, log reads, and effect
@@ -214,6 +220,9 @@ impl<D: Driver, M: MailTransport<ShardMail>, C: Clock> Shard<D, M, C> {
         let mut committer = Committer::default();
         committer.attach(&mut driver, parts.router.store())?;
         let wake = driver.wake_handle();
+        if let Some(inbox) = &parts.websocket {
+            inbox.set_waker(wake.clone());
+        }
         parts.mailbox.set_waker(Box::new(move || wake.wake()));
         let placement = parts.router.placement();
         let node = placement.me();
@@ -249,6 +258,7 @@ impl<D: Driver, M: MailTransport<ShardMail>, C: Clock> Shard<D, M, C> {
             account_waits: AccountWaits::default(),
             tls_listener: None,
             decoded: Vec::new(),
+            websocket: parts.websocket,
         };
         Ok(Shard { driver, state })
     }
@@ -260,6 +270,7 @@ impl<D: Driver, M: MailTransport<ShardMail>, C: Clock> Shard<D, M, C> {
         state.drain_usage();
         state.drain_accounts();
         state.drain_mail(&mut driver.ops());
+        state.drain_websocket(&mut driver.ops());
         // Records the mail appended (stanzas stored for this shard's users) leave before the
         // wait, not after it: their senders' acknowledgements wait for this commit.
         state.committer.pump(&mut state.router, &mut driver.ops());
@@ -389,7 +400,7 @@ impl<M: MailTransport<ShardMail>, C: Clock> ShardState<M, C> {
         &mut self,
         io: &mut O,
         socket: OwnedFd,
-        (handoff, layers): (Handoff, Option<Box<ConnLayers>>),
+        (handoff, layers): (Handoff, Option<ConnLayers>),
         leftover: &[u8],
         now_ms: u64,
     ) {
@@ -423,6 +434,51 @@ impl<M: MailTransport<ShardMail>, C: Clock> ShardState<M, C> {
                     "could not adopt a handed-off conn: {err}"
                 );
             }
+        }
+    }
+
+    /// Conns the HTTP server upgraded to WebSocket since the last turn: adopted here.
+    fn drain_websocket<O: Ops>(&mut self, io: &mut O) {
+        let Some(inbox) = self.websocket.clone() else {
+            return;
+        };
+        inbox.drain(MAX_WS_ADOPTS_PER_TURN, |conn| {
+            self.adopt_websocket(io, conn)
+        });
+    }
+
+    /// An upgraded conn joins this shard like an accepted one (the conn ceiling, the router's
+    /// `on_connect`), with a WebSocket layer; the frames read with the request go in first.
+    fn adopt_websocket<O: Ops>(&mut self, io: &mut O, conn: WebSocketConn) {
+        let open = self.shared.open_conns.fetch_add(1, Ordering::Relaxed) + 1;
+        if open > self.shared.max_conns || self.stopping_since_ms.is_some() {
+            // Refused: the socket closes when `conn` drops here.
+            self.shared.open_conns.fetch_sub(1, Ordering::Relaxed);
+            self.refused_unlogged += 1;
+            self.loop_stats.refused_conns += 1;
+            return;
+        }
+        let id = match io.adopt(conn.socket) {
+            Ok(id) => id,
+            Err(err) => {
+                self.shared.open_conns.fetch_sub(1, Ordering::Relaxed);
+                warn!(
+                    shard = self.index,
+                    "could not adopt a WebSocket conn: {err}"
+                );
+                return;
+            }
+        };
+        let key = ConnKey(id.to_u64());
+        let max_stanza_bytes = self.router.max_stanza_bytes();
+        self.out
+            .transports
+            .start_websocket(key, max_stanza_bytes, conn.tls_relayed);
+        let now_ms = self.now_ms();
+        self.router
+            .on_connect(key, Some(conn.peer.ip()), now_ms, &mut self.out.fx(io));
+        if !conn.leftover.is_empty() {
+            self.open_and_route(io, key, &conn.leftover, now_ms);
         }
     }
 
@@ -609,6 +665,8 @@ impl<M: MailTransport<ShardMail>, C: Clock> ShardState<M, C> {
         own.tls_handshakes = tls.tls_handshakes;
         own.tls_failures_peer = tls.tls_failures_peer;
         own.tls_failures_local = tls.tls_failures_local;
+        own.websocket_sessions = tls.ws_sessions;
+        own.websocket_frame_errors = tls.ws_frame_errors;
         own.conns = driver.open_conns() as u64;
         own.mailbox_staged = self.out.mailbox.staged() as u64;
         own.slow_consumer_closes = self.out.slow_consumer_closes;

@@ -1,12 +1,14 @@
-//! The layers below each conn's XML stream: TLS, on the shard's own thread.
+//! The layers below each conn's XML stream: TLS and WebSocket, on the shard's own thread.
 //!
 //! What it does: keeps, for the conns that have one, the conn's layers ([`ConnLayers`]: a
-//! rookery-tls session), turns the bytes the driver received into stream bytes for the
+//! rookery-tls session, a rookery-ws WebSocket layer, or both), turns the bytes the driver received into stream bytes for the
 //! router ([`Transports::open`]), the router's output into wire bytes ([`Transports::seal`]),
-//! and says goodbye properly ([`Transports::close`]: TLS close_notify). TLS starts at accept
-//! on the direct-TLS listener (XEP-0368, `--listen-tls`) or when the router negotiated
-//! STARTTLS (`Effects::start_tls`). A conn's layers travel with its socket when it is handed
-//! to another shard (`ShardMail::Adopt`).
+//! and says goodbye properly ([`Transports::close`]: a WebSocket close frame, then TLS
+//! close_notify). TLS starts at accept on the direct-TLS listener (XEP-0368, `--listen-tls`)
+//! or when the router negotiated STARTTLS (`Effects::start_tls`); WebSocket when the shard
+//! adopts a conn the HTTP server upgraded ([`Transports::start_websocket`], see `websocket`).
+//! Inbound the order is TLS then WebSocket, outbound WebSocket then TLS. A conn's layers
+//! travel with its socket when it is handed to another shard (`ShardMail::Adopt`).
 //!
 //! Why here and not in the router: the router is the XML stream; these layers are bytes to
 //! bytes, need the certificate (a process resource, reloaded on SIGHUP) and must see every
@@ -14,8 +16,12 @@
 //! only asks what they are (`Effects::transport`: security and framing).
 //!
 //! Memory: a plaintext conn has no entry (one hash lookup per send and receive, skipped
-//! while no conn of the shard has a layer). A TLS conn holds one boxed `ConnLayers`
-//! (rustls' unbuffered connection and its keys: about 3.4 KB idle, see rookery-tls); the
+//! while no conn of the shard has a layer). A conn with layers has a 24-byte map entry
+//! and a box per layer: a TLS session (rustls' unbuffered connection and its keys: about
+//! 3.4 KB idle, see rookery-tls), a WebSocket layer (160 B, no heap of its own when idle; a
+//! WebSocket conn never pays for the TLS session's room: measured 1,032 B per idle WebSocket
+//! session against 927 B over TCP, server RSS slope from 2,000 to 4,000 sessions,
+//! results/20261207-1951*-idle-sessions-uring*); the
 //! plaintext and wire vectors are per shard, reused by every conn, and capped: a scratch
 //! vector that grew past `SCRATCH_KEEP_BYTES` for one big stanza is freed after use.
 //!
@@ -23,30 +29,37 @@
 //! router's `stream::tls`), sockets (the driver), or certificates (rookery-tls loads them).
 //!
 //! Invariants: bytes for the peer that a layer produced while reading (handshake flights,
-//! alerts, close_notify) are sent raw, before anything sealed after them; a layer that
-//! failed sends its alert and the conn is closed, the router hears of it as `Closed` like
-//! any other close.
+//! alerts, close_notify; WebSocket pongs and close frames, through TLS if any) are sent
+//! before anything sealed after them; a layer that failed sends its alert (or close frame:
+//! 1002, 1003, 1009) and the conn is closed, the router hears of it as `Closed` like any
+//! other close (a XEP-0198 session stays resumable, as on a dropped TCP conn).
 
 use std::collections::HashMap;
 
 use rookery_io::{ConnId, Linger, Ops, SendError};
 use rookery_router::{ConnKey, Framing, Security, Transport};
 use rookery_tls::{ErrorCause, TlsContext, TlsSession};
+use rookery_ws::{ServerLayer, Status};
 
 /// A scratch vector past this capacity is freed after the call that grew it.
 const SCRATCH_KEEP_BYTES: usize = 64 * 1024;
 
-/// The layers of one conn.
+/// The layers of one conn: at least one of the two, each boxed, so a conn pays only for the
+/// layers it has (a TLS session is 1,168 B inline, a WebSocket layer 160 B).
 pub struct ConnLayers {
-    tls: TlsSession,
+    tls: Option<Box<TlsSession>>,
     /// The handshake completion was counted.
     handshake_counted: bool,
+    ws: Option<Box<ServerLayer>>,
+    /// The HTTP server ended TLS and relays the plaintext to us (an HTTPS WebSocket).
+    tls_relayed: bool,
 }
 
 impl std::fmt::Debug for ConnLayers {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ConnLayers")
             .field("tls", &self.tls)
+            .field("ws", &self.ws)
             .finish_non_exhaustive()
     }
 }
@@ -59,11 +72,15 @@ pub struct TransportStats {
     pub tls_failures_local: u64,
     /// Conns with a TLS layer now.
     pub tls_sessions: u64,
+    /// Conns speaking WebSocket now.
+    pub ws_sessions: u64,
+    /// WebSocket conns closed for a bad frame (unmasked, binary, too big, malformed).
+    pub ws_frame_errors: u64,
 }
 
 /// The layers of every conn of one shard that has some.
 pub struct Transports {
-    by_conn: HashMap<ConnKey, Box<ConnLayers>>,
+    by_conn: HashMap<ConnKey, ConnLayers>,
     /// The certificate new TLS sessions use (`None`: the server has none).
     tls: Option<TlsContext>,
     /// Bytes a STARTTLS client sent after its `<starttls/>`, for its new TLS layer: opened
@@ -71,6 +88,8 @@ pub struct Transports {
     early: Vec<(ConnKey, Vec<u8>)>,
     /// Wire bytes produced by one call, sent then cleared.
     wire: Vec<u8>,
+    /// Between the two layers of a WebSocket-over-TLS conn (TLS plaintext = WebSocket wire).
+    middle: Vec<u8>,
     stats: TransportStats,
 }
 
@@ -91,21 +110,29 @@ impl Transports {
             tls,
             early: Vec::new(),
             wire: Vec::new(),
+            middle: Vec::new(),
             stats: TransportStats::default(),
         }
     }
 
     /// What the router sees of `key`'s layers.
     pub fn transport(&self, key: ConnKey) -> Transport {
-        match self.by_conn.get(&key) {
-            None => Transport::PLAIN,
-            Some(layers) => Transport {
-                security: Security::Tls {
-                    exporter: layers.tls.channel_binding_exporter(),
-                },
-                framing: Framing::Stream,
+        let Some(layers) = self.by_conn.get(&key) else {
+            return Transport::PLAIN;
+        };
+        let security = match (&layers.tls, layers.tls_relayed) {
+            (Some(tls), _) => Security::Tls {
+                exporter: tls.channel_binding_exporter(),
             },
-        }
+            // The HTTP server holds the TLS session: nothing to bind SCRAM-PLUS to here.
+            (None, true) => Security::Tls { exporter: None },
+            (None, false) => Security::Clear,
+        };
+        let framing = match layers.ws {
+            Some(_) => Framing::WebSocket,
+            None => Framing::Stream,
+        };
+        Transport { security, framing }
     }
 
     /// Whether new conns can get TLS (a certificate is loaded).
@@ -122,14 +149,59 @@ impl Transports {
             io.close(ConnId::from_u64(key.0), Linger::Abort);
             return;
         };
-        let layers = ConnLayers {
-            tls: TlsSession::new(context),
+        let session = Box::new(TlsSession::new(context));
+        // An existing entry is a WebSocket conn: never from the router (no STARTTLS over
+        // WebSocket, RFC 7395 3.1), kept general all the same.
+        let mut layers = self.remove_layers(key).unwrap_or(ConnLayers {
+            tls: None,
             handshake_counted: false,
-        };
-        self.by_conn.insert(key, Box::new(layers));
-        self.stats.tls_sessions = self.by_conn.len() as u64;
+            ws: None,
+            tls_relayed: false,
+        });
+        layers.tls = Some(session);
+        self.put(key, layers);
         if !early.is_empty() {
             self.early.push((key, early.to_vec()));
+        }
+    }
+
+    /// A conn the HTTP server upgraded to WebSocket (RFC 7395): its stanzas are at most
+    /// `max_stanza_bytes`; `tls_relayed` when the client's bytes came over HTTPS.
+    pub fn start_websocket(&mut self, key: ConnKey, max_stanza_bytes: usize, tls_relayed: bool) {
+        let layers = ConnLayers {
+            tls: None,
+            handshake_counted: false,
+            ws: Some(Box::new(ServerLayer::new(max_stanza_bytes))),
+            tls_relayed,
+        };
+        self.put(key, layers);
+    }
+
+    /// Stores `layers` for `key`, counting its sessions (and uncounting any it replaces).
+    fn put(&mut self, key: ConnKey, layers: ConnLayers) {
+        self.tally(&layers, true);
+        if let Some(old) = self.by_conn.insert(key, layers) {
+            self.tally(&old, false);
+        }
+    }
+
+    fn remove_layers(&mut self, key: ConnKey) -> Option<ConnLayers> {
+        let layers = self.by_conn.remove(&key)?;
+        self.tally(&layers, false);
+        Some(layers)
+    }
+
+    fn tally(&mut self, layers: &ConnLayers, added: bool) {
+        let stats = &mut self.stats;
+        for (count, has) in [
+            (&mut stats.tls_sessions, layers.tls.is_some()),
+            (&mut stats.ws_sessions, layers.ws.is_some()),
+        ] {
+            match (has, added) {
+                (false, _) => {}
+                (true, true) => *count += 1,
+                (true, false) => *count = count.saturating_sub(1),
+            }
         }
     }
 
@@ -150,16 +222,54 @@ impl Transports {
         let Some(layers) = self.by_conn.get_mut(&key) else {
             return Opened::Bare;
         };
+        let id = ConnId::from_u64(key.0);
+        let Some(tls) = &mut layers.tls else {
+            // WebSocket alone: its frames are the wire.
+            return Self::open_websocket(
+                layers,
+                io,
+                id,
+                wire,
+                stream,
+                &mut self.wire,
+                &mut self.stats,
+            );
+        };
         self.wire.clear();
-        let result = layers.tls.read(wire, stream, &mut self.wire);
+        // With a WebSocket layer above, TLS plaintext is WebSocket wire: decode it in between.
+        let plain = if layers.ws.is_some() {
+            &mut self.middle
+        } else {
+            &mut *stream
+        };
+        if layers.ws.is_some() {
+            plain.clear();
+        }
+        let result = tls.read(wire, plain, &mut self.wire);
         let first_completion = matches!(&result, Ok(o) if o.handshake_completed)
             && !std::mem::replace(&mut layers.handshake_counted, true);
-        let id = ConnId::from_u64(key.0);
         if !self.wire.is_empty() {
             // Raw: these records are already protected (or are the handshake).
             let _ = io.send(id, &self.wire);
         }
-        self.trim_wire();
+        Self::trim(&mut self.wire);
+        if result.is_ok() && layers.ws.is_some() {
+            let middle = std::mem::take(&mut self.middle);
+            let opened = Self::open_websocket(
+                layers,
+                io,
+                id,
+                &middle,
+                stream,
+                &mut self.wire,
+                &mut self.stats,
+            );
+            self.middle = middle;
+            Self::trim(&mut self.middle);
+            if let Opened::Failed = opened {
+                return opened;
+            }
+        }
         match result {
             Ok(_) => {
                 if first_completion {
@@ -190,7 +300,25 @@ impl Transports {
             None => io.send(id, bytes),
             Some(layers) => {
                 self.wire.clear();
-                match layers.tls.write(bytes, &mut self.wire) {
+                let mut bytes = bytes;
+                if let Some(ws) = &mut layers.ws {
+                    self.middle.clear();
+                    if let Err(error) = ws.seal(bytes, &mut self.middle) {
+                        tracing::debug!(conn = key.0, "WebSocket write refused: {error}");
+                        io.close(id, Linger::Abort);
+                        return true;
+                    }
+                    let Some(_) = &layers.tls else {
+                        let sent = io.send(id, &self.middle);
+                        Self::trim(&mut self.middle);
+                        return !matches!(sent, Err(SendError::QueueFull));
+                    };
+                    bytes = &self.middle;
+                }
+                let Some(tls) = &mut layers.tls else {
+                    return true; // a conn has at least one layer
+                };
+                match tls.write(bytes, &mut self.wire) {
                     Ok(()) => {
                         let sent = io.send(id, &self.wire);
                         self.trim_wire();
@@ -215,23 +343,77 @@ impl Transports {
             return;
         };
         self.wire.clear();
-        layers.tls.close(&mut self.wire);
+        if let Some(ws) = &mut layers.ws {
+            // RFC 7395 3.6: after the router's `<close/>`, the WebSocket close.
+            self.middle.clear();
+            ws.close(&mut self.middle);
+            match &mut layers.tls {
+                Some(tls) => {
+                    let _ = tls.write(&self.middle, &mut self.wire);
+                }
+                None => self.wire.extend_from_slice(&self.middle),
+            }
+        }
+        if let Some(tls) = &mut layers.tls {
+            tls.close(&mut self.wire);
+        }
         if !self.wire.is_empty() {
             let _ = io.send(ConnId::from_u64(key.0), &self.wire);
         }
     }
 
+    /// WebSocket frames of `id` in, stream bytes out (see rookery-ws's `ServerLayer`): pongs
+    /// and close frames are sent at once (through TLS if any); a bad frame, or the peer's
+    /// close, closes the conn after them.
+    fn open_websocket(
+        layers: &mut ConnLayers,
+        io: &mut impl Ops,
+        id: ConnId,
+        frames: &[u8],
+        stream: &mut Vec<u8>,
+        wire: &mut Vec<u8>,
+        stats: &mut TransportStats,
+    ) -> Opened {
+        let Some(ws) = &mut layers.ws else {
+            return Opened::Bare;
+        };
+        let mut reply = Vec::new();
+        let result = ws.open(frames, stream, &mut reply);
+        if !reply.is_empty() {
+            wire.clear();
+            match &mut layers.tls {
+                Some(tls) => {
+                    let _ = tls.write(&reply, wire);
+                }
+                None => std::mem::swap(wire, &mut reply),
+            }
+            let _ = io.send(id, wire);
+        }
+        match result {
+            Ok(Status::Open | Status::Closed) => Opened::Decoded,
+            Ok(Status::PeerClosed) => {
+                // Our close frame answered theirs: nothing more may be sent; what they wrote
+                // before it still reaches the router (a `<close/>` ends the stream cleanly).
+                io.close(id, Linger::Flush);
+                Opened::Decoded
+            }
+            Err(error) => {
+                stats.ws_frame_errors += 1;
+                tracing::debug!(conn = id.to_u64(), "WebSocket frame refused: {error}");
+                io.close(id, Linger::Flush);
+                Opened::Failed
+            }
+        }
+    }
+
     /// The conn is gone (closed, or detached to another shard: then its layers go along).
-    pub fn remove(&mut self, key: ConnKey) -> Option<Box<ConnLayers>> {
-        let layers = self.by_conn.remove(&key);
-        self.stats.tls_sessions = self.by_conn.len() as u64;
-        layers
+    pub fn remove(&mut self, key: ConnKey) -> Option<ConnLayers> {
+        self.remove_layers(key)
     }
 
     /// A handed-off conn's layers, under its new key on this shard.
-    pub fn insert(&mut self, key: ConnKey, layers: Box<ConnLayers>) {
-        self.by_conn.insert(key, layers);
-        self.stats.tls_sessions = self.by_conn.len() as u64;
+    pub fn insert(&mut self, key: ConnKey, layers: ConnLayers) {
+        self.put(key, layers);
     }
 
     /// Whether no conn of this shard has a layer (the hot path skips the lookup).
@@ -249,15 +431,29 @@ impl Transports {
         let boxes: usize = self
             .by_conn
             .values()
-            .map(|l| std::mem::size_of::<ConnLayers>() + l.tls.heap_bytes())
+            .map(|l| {
+                let tls = l
+                    .tls
+                    .as_ref()
+                    .map_or(0, |t| std::mem::size_of::<TlsSession>() + t.heap_bytes());
+                let ws =
+                    l.ws.as_ref()
+                        .map_or(0, |w| std::mem::size_of::<ServerLayer>() + w.heap_bytes());
+                tls + ws
+            })
             .sum();
-        let map = self.by_conn.capacity() * (std::mem::size_of::<(ConnKey, Box<ConnLayers>)>() + 1);
-        boxes + map + self.wire.capacity()
+        let map = self.by_conn.capacity() * (std::mem::size_of::<(ConnKey, ConnLayers)>() + 1);
+        boxes + map + self.wire.capacity() + self.middle.capacity()
     }
 
     fn trim_wire(&mut self) {
-        if self.wire.capacity() > SCRATCH_KEEP_BYTES {
-            self.wire = Vec::new();
+        Self::trim(&mut self.wire);
+        Self::trim(&mut self.middle);
+    }
+
+    fn trim(scratch: &mut Vec<u8>) {
+        if scratch.capacity() > SCRATCH_KEEP_BYTES {
+            *scratch = Vec::new();
         }
     }
 }

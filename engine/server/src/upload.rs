@@ -1,7 +1,9 @@
 //! XEP-0363 file upload in the binary: the `--http-listen` / `--upload-*` flags checked, the
 //! HTTP server (rookery-http, its own threads) started beside the shards, and what the
 //! routers need: the upload service's config (same secret as the HTTP side), the per-shard
-//! usage inboxes, and each shard's seed of its users' stored bytes.
+//! usage inboxes, and each shard's seed of its users' stored bytes. The same HTTP server
+//! serves XMPP over WebSocket (RFC 7395) at `/xmpp-websocket`: its upgraded conns go to the
+//! shards' WebSocket inboxes (see `rookery::websocket`).
 //!
 //! What it does not do: serve HTTP (rookery-http does), issue slots (the routers do), or
 //! TLS on the HTTP port yet (the XMPP listener has no certificate flags to share; put a TLS
@@ -16,6 +18,7 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context};
 use rookery::usage::{UsageInbox, UsageRouter};
+use rookery::websocket::{WsInbox, WsRouter};
 use rookery_http::{load_or_create_secret, HttpConfig, HttpHandle, HttpServer, OwnerUsage};
 use rookery_router::{Router, UploadConfig};
 use rookery_upload::{ContentTypes, SlotPolicy};
@@ -30,6 +33,8 @@ pub struct Upload {
     /// What every router gets (`RouterConfig::upload`).
     pub config: UploadConfig,
     usage: UsageRouter,
+    /// Where the HTTP server's upgraded WebSocket conns go (RFC 7395 at /xmpp-websocket).
+    ws: Arc<WsRouter>,
     /// Stored bytes per owner at start, each for its home shard.
     seed: Vec<OwnerUsage>,
 }
@@ -47,6 +52,11 @@ impl Upload {
     /// Shard `index`'s usage inbox.
     pub fn inbox(&self, index: usize) -> Arc<UsageInbox> {
         self.usage.inbox(index)
+    }
+
+    /// Shard `index`'s inbox of upgraded WebSocket conns.
+    pub fn ws_inbox(&self, index: usize) -> Arc<WsInbox> {
+        self.ws.inbox(index)
     }
 }
 
@@ -123,6 +133,9 @@ pub fn start(config: &Config) -> anyhow::Result<Option<Upload>> {
         });
     let sink = usage.clone();
     http.usage_sink = Some(Arc::new(move |event| sink.report(event)));
+    let ws = Arc::new(WsRouter::new(config.shards(), WsInbox::CAPACITY));
+    let ws_sink = Arc::clone(&ws);
+    http.websocket = Some(Arc::new(move |conn| ws_sink.hand_over(conn)));
     let handle = HttpServer::start(http).map_err(|e| anyhow::anyhow!("{e}"))?;
     let seed = handle.usage_by_owner();
     info!(
@@ -134,6 +147,7 @@ pub fn start(config: &Config) -> anyhow::Result<Option<Upload>> {
         http: handle,
         config: upload_config,
         usage,
+        ws,
         seed,
     }))
 }

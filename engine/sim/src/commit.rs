@@ -177,6 +177,7 @@ impl World {
                 usage: None,
                 accounts: None,
                 tls: None,
+                websocket: None,
             };
             let looped = Loop::new(driver, parts)
                 .map_err(|e| Violation::new("setup", format!("shard {shard}: {e}")))?;

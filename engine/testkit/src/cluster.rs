@@ -239,7 +239,24 @@ impl Cluster {
 
     /// A new conn accepted by `shard` from source address `peer`.
     pub fn connect_from(&mut self, shard: u16, peer: Option<std::net::IpAddr>) -> ClientId {
+        self.connect_with(shard, peer, Transport::PLAIN)
+    }
+
+    /// A new conn whose layers below the stream are `transport` from its first byte (a
+    /// WebSocket conn: the server's layer turns `<open/>` into the header the router reads,
+    /// so tests send RFC 6120 bytes and read the router's RFC 7395 output).
+    pub fn connect_with(
+        &mut self,
+        shard: u16,
+        peer: Option<std::net::IpAddr>,
+        transport: Transport,
+    ) -> ClientId {
         let key = self.fresh_key();
+        if transport != Transport::PLAIN {
+            self.fx[usize::from(shard)]
+                .transports
+                .insert(key, transport);
+        }
         let id = ClientId(self.clients.len());
         self.clients.push(Client {
             shard,

@@ -6,7 +6,7 @@
 use std::cmp::Reverse;
 use std::net::SocketAddr;
 
-use rookery_io::{CloseReason, ConnId, Driver, Event, Handler, Linger, Ops};
+use rookery_io::{CloseReason, ConnId, Event, Linger, Ops};
 
 use super::slot::{Note, SlotState};
 use super::{new_client, RunPhase, TimerKind, Worker};
@@ -17,6 +17,7 @@ use crate::metrics::{ErrorKind, Metric};
 use crate::security::TlsOps;
 use crate::sys::monotonic_ns;
 use crate::targets::MAX_REDIRECTS;
+use crate::transport::LayeredEvents;
 use crate::wire::{Probe, ReceiptId};
 
 impl Worker<'_> {
@@ -283,8 +284,9 @@ impl Worker<'_> {
     }
 }
 
-impl<D: Driver> Handler<D> for Worker<'_> {
-    fn on_event(&mut self, io: &mut D::Ops<'_>, event: Event<'_>) {
+// Through `transport::LayeredHandler`, so a WebSocket run's bytes are framed below the worker.
+impl LayeredEvents for Worker<'_> {
+    fn on_layered_event<O: Ops>(&mut self, io: &mut O, event: Event<'_>) {
         // The worker's TLS sits between it and the driver's ops while it handles the event.
         let mut tls = std::mem::take(&mut self.tls);
         let mut ops = TlsOps {

@@ -64,6 +64,7 @@ pub struct Server {
 }
 
 impl Server {
+    #[allow(dead_code)] // not every test binary starts a default server
     pub fn start() -> Server {
         Server::start_with(&[])
     }

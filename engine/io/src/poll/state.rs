@@ -122,7 +122,8 @@ impl PCore {
     pub fn adopt(&mut self, fd: OwnedFd) -> io::Result<ConnId> {
         let std = std::net::TcpStream::from(fd);
         std.set_nonblocking(true)?; // mio needs it; a socket from the uring backend is blocking
-        std.set_nodelay(true)?;
+                                    // A Unix stream socket (the HTTP server's relay of a WebSocket over TLS) has no Nagle.
+        crate::nodelay_for_adopt(&std)?;
         self.register(TcpStream::from_std(std), 0)
     }
 

@@ -32,7 +32,9 @@ impl Core {
         let sock = SockRef::from(&fd);
         // io_uring does the waiting; a blocking socket also keeps reads portable between backends.
         sock.set_nonblocking(false)?;
-        sock.set_nodelay(true)?; // also rejects fds that are not TCP sockets
+        // Rejects fds that are not stream sockets; a Unix stream socket (the HTTP server's
+        // relay of a WebSocket over TLS) has no Nagle to turn off.
+        crate::nodelay_for_adopt(&fd)?;
         let id = self.conns.table.insert(UConn::new(fd));
         self.arm_recv(id);
         Ok(id)

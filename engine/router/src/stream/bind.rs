@@ -203,6 +203,7 @@ impl Router {
             jid,
             request,
             pending: pending.to_vec(),
+            dialect: conn.dialect,
         };
         self.home.stats.handoffs_out += 1;
         fx.hand_off(conn.key, dest, handoff);
@@ -224,8 +225,10 @@ impl Router {
             jid,
             request,
             pending,
+            dialect,
         } = handoff;
         let mut conn = Conn::new(key, framer, now_ms);
+        conn.dialect = dialect;
         conn.jid = Some(jid);
         conn.phase = Phase::AwaitBind;
         conn.header_sent = true;

@@ -63,7 +63,7 @@ pub struct Conn {
     /// Our stream header went out for the current stream (a stream error must follow one).
     pub header_sent: bool,
     pub auth_failures: u8,
-    /// The framing of its stream (`Stream` only today; see `header`).
+    /// The framing of its stream (RFC 6120 or RFC 7395; see `header`).
     pub dialect: Dialect,
 }
 

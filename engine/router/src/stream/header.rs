@@ -3,15 +3,21 @@
 //! what the stream offers (the SASL mechanisms) rather than kept as constant bytes.
 //!
 //! What it does not do: decide when a header or features go out (`stream`), or SASL itself
-//! (`sasl`). The `Dialect` is the seam for RFC 7395 (XMPP over WebSocket: `<open/>`,
-//! `<close/>` and its features form): `Stream` is the only dialect produced today.
+//! (`sasl`). The `Dialect` says how the stream's own elements are written: RFC 6120 over TCP,
+//! or RFC 7395 over WebSocket (`<open/>`, `<close/>`, and `xmlns:stream` declared on
+//! `<stream:features>` and `<stream:error>`, since each WebSocket message is a document of its
+//! own). The client's side needs nothing here: the server's WebSocket layer (rookery-ws)
+//! turns its `<open/>` and `<close/>` into the header and end tag the framer parses.
 //!
 //! Invariants: for `Dialect::Stream` the bytes written are exactly what the router wrote
-//! before features were computed (the tests pin them); every value from outside is escaped.
+//! before features were computed (the tests pin them); every value from outside is escaped;
+//! a `WebSocket` conn is never sent an unclosed element (its layer sends one element per
+//! message).
 
 use rookery_proto::element::Element;
 use rookery_proto::{ns, Jid};
 
+use crate::effects::Framing;
 use crate::errors::StreamError;
 use crate::replies;
 use crate::stream::tls::Protection;
@@ -22,7 +28,22 @@ pub enum Dialect {
     /// RFC 6120 over TCP: `<stream:stream>` ... `</stream:stream>`.
     #[default]
     Stream,
+    /// RFC 7395 over WebSocket: `<open/>` ... `<close/>`.
+    WebSocket,
 }
+
+impl Dialect {
+    /// The dialect of a conn whose layers frame its stream as `framing`.
+    pub(crate) fn of(framing: Framing) -> Dialect {
+        match framing {
+            Framing::Stream => Dialect::Stream,
+            Framing::WebSocket => Dialect::WebSocket,
+        }
+    }
+}
+
+/// RFC 7395's framing namespace.
+const FRAMING_NS: &str = "urn:ietf:params:xml:ns:xmpp-framing";
 
 /// Which features a (restarted) stream offers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -38,6 +59,38 @@ impl Dialect {
     pub(crate) fn open(self, out: &mut Vec<u8>, id: &str, domain: &str) {
         match self {
             Dialect::Stream => replies::stream_header(out, id, domain),
+            Dialect::WebSocket => {
+                out.extend_from_slice(b"<open xmlns='");
+                out.extend_from_slice(FRAMING_NS.as_bytes());
+                out.push(b'\'');
+                replies::attr(out, "id", id);
+                replies::attr(out, "from", domain);
+                out.extend_from_slice(b" version='1.0' xml:lang='en'/>");
+            }
+        }
+    }
+
+    /// The end of our stream: `</stream:stream>` or `<close/>` (RFC 7395 3.6).
+    pub(crate) fn close(self, out: &mut Vec<u8>) {
+        match self {
+            Dialect::Stream => out.extend_from_slice(replies::STREAM_CLOSE),
+            Dialect::WebSocket => {
+                out.extend_from_slice(b"<close xmlns='");
+                out.extend_from_slice(FRAMING_NS.as_bytes());
+                out.extend_from_slice(b"'/>");
+            }
+        }
+    }
+
+    /// `<stream:error>`, declaring the prefix where no stream header does.
+    pub(crate) fn error_start(self, out: &mut Vec<u8>) {
+        match self {
+            Dialect::Stream => out.extend_from_slice(b"<stream:error>"),
+            Dialect::WebSocket => {
+                out.extend_from_slice(b"<stream:error xmlns:stream='");
+                out.extend_from_slice(ns::STREAM.as_bytes());
+                out.extend_from_slice(b"'>");
+            }
         }
     }
 
@@ -47,6 +100,11 @@ impl Dialect {
     pub(crate) fn features(self, stage: Stage, protection: &Protection, out: &mut Vec<u8>) {
         match self {
             Dialect::Stream => out.extend_from_slice(b"<stream:features>"),
+            Dialect::WebSocket => {
+                out.extend_from_slice(b"<stream:features xmlns:stream='");
+                out.extend_from_slice(ns::STREAM.as_bytes());
+                out.extend_from_slice(b"'>");
+            }
         }
         match stage {
             Stage::PreAuth => {
@@ -92,9 +150,7 @@ impl Dialect {
                 out.extend_from_slice(b"<sm xmlns='urn:xmpp:sm:3'/>");
             }
         }
-        match self {
-            Dialect::Stream => out.extend_from_slice(b"</stream:features>"),
-        }
+        out.extend_from_slice(b"</stream:features>");
     }
 }
 
@@ -267,6 +323,27 @@ xmlns='urn:ietf:params:xml:ns:xmpp-session'><optional/></session>\
         replies::stream_header(&mut direct, "id1", "example.com");
         assert_eq!(ours, direct);
         assert!(ours.starts_with(b"<?xml version='1.0'?><stream:stream "));
+    }
+
+    #[test]
+    fn the_websocket_dialect_writes_rfc_7395_framing() {
+        let mut out = Vec::new();
+        Dialect::WebSocket.open(&mut out, "id1", "example.com");
+        let protection = offering(None, &[Mechanism::Plain]);
+        Dialect::WebSocket.features(Stage::PreAuth, &protection, &mut out);
+        Dialect::WebSocket.error_start(&mut out);
+        Dialect::WebSocket.close(&mut out);
+        let text = String::from_utf8(out).expect("utf-8");
+        assert_eq!(
+            text,
+            "<open xmlns='urn:ietf:params:xml:ns:xmpp-framing' id='id1' from='example.com' \
+             version='1.0' xml:lang='en'/><stream:features \
+             xmlns:stream='http://etherx.jabber.org/streams'><mechanisms \
+             xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><mechanism>PLAIN</mechanism>\
+             </mechanisms></stream:features><stream:error \
+             xmlns:stream='http://etherx.jabber.org/streams'>\
+             <close xmlns='urn:ietf:params:xml:ns:xmpp-framing'/>"
+        );
     }
 
     #[test]

@@ -50,15 +50,16 @@ impl Router {
             return false;
         };
         let address = address.to_owned();
+        let dialect = self
+            .conns
+            .get(slot)
+            .map_or_else(Default::default, |c| c.dialect);
         self.reply.clear();
         if header {
-            replies::stream_header(
-                &mut self.reply,
-                &self.ids.stream_id(),
-                self.home.domain.as_str(),
-            );
+            let id = self.ids.stream_id();
+            dialect.open(&mut self.reply, &id, self.home.domain.as_str());
         }
-        replies::see_other_host(&mut self.reply, &address);
+        replies::see_other_host(&mut self.reply, dialect, &address);
         self.home.stats.redirects += 1;
         self.stream_error_raw(slot, StreamError::SeeOtherHost.into(), fx);
         true

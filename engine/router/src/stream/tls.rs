@@ -20,7 +20,7 @@ use rookery_proto::element::Element;
 use rookery_sasl::{ChannelBindingOffer, Mechanism};
 
 use crate::config::TlsRequired;
-use crate::effects::{Effects, Security};
+use crate::effects::{Effects, Framing, Security};
 use crate::errors::{Cause, SessionEnd};
 use crate::router::Router;
 use crate::stream::conn::Phase;
@@ -29,7 +29,7 @@ use crate::stream::Next;
 /// The STARTTLS namespace (RFC 6120 5.4).
 pub const TLS_NS: &str = "urn:ietf:params:xml:ns:xmpp-tls";
 const PROCEED: &[u8] = b"<proceed xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>";
-const FAILURE: &[u8] = b"<failure xmlns='urn:ietf:params:xml:ns:xmpp-tls'/></stream:stream>";
+const FAILURE: &[u8] = b"<failure xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>";
 
 /// What a conn's security means for the pre-authentication features and SASL.
 #[derive(Clone, Copy, Debug)]
@@ -59,7 +59,10 @@ impl Router {
         let peer = self.unauth.address(slot);
         let registration =
             self.config.allow_registration && self.sasl.check() == crate::accounts::Check::Stored;
-        match fx.transport(conn.key).security {
+        let transport = fx.transport(conn.key);
+        // RFC 7395 3.1: no STARTTLS over WebSocket (TLS is the `wss:` URI's, below HTTP).
+        let can_starttls = transport.framing == Framing::Stream;
+        match transport.security {
             Security::Tls { exporter } => {
                 let binding = match exporter {
                     Some(value) => ChannelBindingOffer::TlsExporter(value),
@@ -85,7 +88,7 @@ impl Router {
                 // authenticated elsewhere); one handed over to authenticate brought its own.
                 let exposed = peer.is_some_and(|ip| !ip.is_loopback());
                 Protection {
-                    starttls: policy.starttls.then_some(required),
+                    starttls: (policy.starttls && can_starttls).then_some(required),
                     mechanisms: if required {
                         &[]
                     } else {
@@ -108,11 +111,14 @@ impl Router {
         let Some(conn) = self.conns.get(slot) else {
             return Next::Stop;
         };
-        let key = conn.key;
+        let (key, dialect) = (conn.key, conn.dialect);
         let offered = self.protection(slot, fx).starttls.is_some();
         if element.local_name() != "starttls" || !offered {
             // RFC 6120 5.4.2.2: a failure case; the server closes the stream.
-            fx.send(key, FAILURE);
+            self.reply.clear();
+            self.reply.extend_from_slice(FAILURE);
+            dialect.close(&mut self.reply);
+            fx.send(key, &self.reply);
             fx.close(key, Cause::Peer);
             self.home.stats.starttls_failures += 1;
             self.leave_directory(slot, SessionEnd::Terminate, fx);

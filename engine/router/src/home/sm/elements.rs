@@ -112,7 +112,11 @@ impl Router {
         };
         if let Err(TooHigh { h, sent }) = self.acknowledge(token, h) {
             self.reply.clear();
-            replies::handled_count_too_high(&mut self.reply, h, sent);
+            let dialect = self
+                .conns
+                .get(slot)
+                .map_or_else(Default::default, |c| c.dialect);
+            replies::handled_count_too_high(&mut self.reply, dialect, h, sent);
             self.stream_error_raw(slot, StreamError::UndefinedCondition.into(), fx);
             return Next::Stop;
         }
