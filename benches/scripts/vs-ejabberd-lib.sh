@@ -242,6 +242,24 @@ rookery_argv() {
         --shards 1 --cores "$SERVER_CORE")
     if rookery_has_flag --data-dir; then ROOKERY_ARGV+=(--data-dir "$WORK_TMP/rookery-data"); fi
     if [ -n "${ROOKERY_DURABILITY:-}" ]; then ROOKERY_ARGV+=(--durability "$ROOKERY_DURABILITY"); fi
+    if [ "${TLS:-off}" = starttls ]; then
+        ROOKERY_ARGV+=(--tls-cert "$WORK_TMP/tls/cert.pem" --tls-key "$WORK_TMP/tls/key.pem")
+    fi
+}
+
+# tls_prepare: a test CA and a P-256 certificate for $DOMAIN in $WORK_TMP/tls (TLS=starttls);
+# both servers use the same files.
+tls_prepare() {
+    local d=$WORK_TMP/tls
+    mkdir -p "$d"
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$d/ca.key" \
+        -out "$d/ca.pem" -days 3 -subj "/CN=vs-ejabberd test CA" 2> /dev/null
+    openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$d/key.pem" \
+        -out "$d/srv.csr" -subj "/CN=$DOMAIN" 2> /dev/null
+    printf "subjectAltName=DNS:%s\n" "$DOMAIN" > "$d/ext.cnf"
+    openssl x509 -req -in "$d/srv.csr" -CA "$d/ca.pem" -CAkey "$d/ca.key" -CAcreateserial \
+        -out "$d/cert.pem" -days 3 -extfile "$d/ext.cnf" 2> /dev/null
+    chmod 644 "$d"/*.pem
 }
 # begin_results NAME: builds rookery and rookery-load (release), then sets `bin`, `out` (a new
 # results/<stamp>-NAME folder), `data` (a temp dir) and `server` (empty), and an EXIT trap that
@@ -335,8 +353,14 @@ ejabberdctl_run() {
 ejabberd_prepare() {
     local tpl=$REPO/benches/ejabberd
     mkdir -p "$WORK_TMP/etc"
+    local starttls=false certfiles="certfiles: []"
+    if [ "${TLS:-off}" = starttls ]; then
+        starttls=true
+        certfiles="certfiles: [\"$WORK_TMP/tls/cert.pem\", \"$WORK_TMP/tls/key.pem\"]"
+    fi
     sed -e "s|@DOMAIN@|$DOMAIN|g; s|@PORT@|$EJABBERD_PORT|g; s|@EXTAUTH@|$WORK_TMP/extauth.pl|g" \
-        -e "s|@EXTAUTH_POOL@|$EXTAUTH_POOL|g" "$tpl/ejabberd.yml.in" > "$WORK_TMP/etc/ejabberd.yml"
+        -e "s|@EXTAUTH_POOL@|$EXTAUTH_POOL|g; s|@STARTTLS@|$starttls|g; s|@CERTFILES@|$certfiles|g" \
+        "$tpl/ejabberd.yml.in" > "$WORK_TMP/etc/ejabberd.yml"
     sed -e "s|@TMP@|$WORK_TMP|g; s|@DIST_PORT@|$EJABBERD_DIST_PORT|g; s|@NODE@|vsejabberd@localhost|g" \
         "$tpl/ejabberdctl.cfg.in" > "$WORK_TMP/etc/ejabberdctl.cfg"
     sed -e "s|@USER_PREFIX@|$USER_PREFIX|g; s|@PASS_PREFIX@|$PASS_PREFIX|g; s|@DOMAIN@|$DOMAIN|g" \

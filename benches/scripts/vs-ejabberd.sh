@@ -33,7 +33,9 @@
 # the binaries are missing), SM (off: clients do not enable XEP-0198; on: they do, on both
 # servers), ROOKERY_DURABILITY (the engine's default when unset), SERVERS ("rookery ejabberd";
 # one of them alone skips the other, e.g. for the full group size), and the presence and group
-# sizes (see vs-ejabberd-groups.sh).
+# sizes (see vs-ejabberd-groups.sh), and TLS (off, or starttls: both servers get the same
+# P-256 certificate from a CA made here, clients run STARTTLS with full handshakes only,
+# --tls-resume off; ejabberd through its fast_tls/OpenSSL, rookery through rustls).
 set -euo pipefail
 REPO=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$REPO"
@@ -122,6 +124,8 @@ if "$BIN/rookery-load" chat --help 2>/dev/null | grep -q -- '--stream-management
 elif [ "$SM" = on ]; then
     die "SM=on: this rookery-load has no --stream-management"
 fi
+TLS=${TLS:-off}
+case "$TLS" in off | starttls) ;; *) die "TLS must be off or starttls" ;; esac
 DURABILITY=$(rookery_durability)
 bin_line() { # $1 = binary: "name version, built <mtime>"
     echo "$(basename "$1") $("$1" --version 2>/dev/null | cut -d' ' -f2), built $(date -u -r "$(readlink -f "$1")" +%Y-%m-%dT%H:%MZ)"
@@ -183,6 +187,10 @@ elif p=$(system_ejabberd_pid); then
     die "a system ejabberd is running (pid $p) and would share core 0: stop it (systemctl stop ejabberd) and rerun"
 fi
 EJB_VERSION=$(dpkg-query -W -f '${Version}' ejabberd 2>/dev/null || echo unknown)
+if [ "$TLS" = starttls ]; then
+    tls_prepare
+    LOAD_EXTRA+=(--tls starttls --tls-ca "$WORK_TMP/tls/ca.pem" --tls-resume off)
+fi
 ejabberd_prepare
 mkdir -p "$OUT/ejabberd/config" "$OUT/ejabberd/setup-check"
 cp "$WORK_TMP/etc/ejabberd.yml" "$WORK_TMP/etc/ejabberdctl.cfg" "$WORK_TMP/extauth.pl" "$OUT/ejabberd/config/"
