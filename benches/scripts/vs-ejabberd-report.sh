@@ -195,6 +195,8 @@ machine_section() {
 - Binaries: ${BIN_INFO:-$BIN}
 - rookery: ${rookery_backend:-backend unknown}, durability ${DURABILITY:--}; rookery-load: backend ${load_backend:-unknown}, \`--threads 1\`
 - XEP-0198 stream management enabled by the clients: ${SM:-off} (on both servers alike)
+- TLS: ${TLS:-off} (starttls: the same P-256 certificate on both servers, every client does
+  STARTTLS with a full TLS 1.3 handshake, no resumption)
 - **Same CPU allotment**: each server pinned to core $SERVER_CORE (\`taskset -c $SERVER_CORE\`; rookery also
   \`--shards 1 --cores $SERVER_CORE\`; ejabberd's BEAM with \`+S 1:1\`), the load generator to core $LOAD_CORE
   (\`taskset -c $LOAD_CORE rookery-load ... --threads 1\`). Every server was restarted fresh before every run.
@@ -312,7 +314,7 @@ Reproduce: \`benches/scripts/vs-ejabberd.sh$( [ "$MODE" = quick ] && echo " --qu
 - ejabberd's accounts go through extauth (a perl process per pool slot, pinned to the same core,
   and ejabberd's auth cache): logins cost it a pipe round trip that a database-backed deployment
   would replace with a Mnesia or SQL lookup. Messages are unaffected.
-- ejabberd is measured as configured here: no TLS, loglevel warning, shapers off, OOM killer off,
+- ejabberd is measured as configured here: TLS only with TLS=starttls, loglevel warning, shapers off, OOM killer off,
   mod_stream_mgmt (XEP-0198) offered. Unless SM=on, the clients do not enable XEP-0198
   (\`--stream-management off\`, or a rookery-load without it), so both servers handle the same
   stanzas and a dropped client's session ends at once instead of waiting to be resumed.
