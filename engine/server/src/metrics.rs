@@ -84,8 +84,8 @@ rookery_router::metric_struct! {
         tls_failures_peer: Counter("rookery_tls_failures_peer_total"),
         /// TLS sessions that failed on our side (crypto provider, configuration).
         tls_failures_local: Counter("rookery_tls_failures_local_total"),
-        /// Heap bytes held by TLS sessions, as rookery-tls estimates them (updated once a
-        /// second).
+        /// Heap bytes held by the conns' layers below the stream: TLS sessions (as rookery-tls
+        /// estimates them) and WebSocket layers (updated once a second).
         tls_heap_bytes: Gauge("rookery_tls_heap_bytes"),
         /// Conns speaking XMPP over WebSocket (RFC 7395) now.
         websocket_sessions: Gauge("rookery_websocket_sessions"),

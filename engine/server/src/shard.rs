@@ -37,7 +37,7 @@ use crate::commit::Committer;
 use crate::metrics::{LoopStats, ShardStats};
 use crate::reads::Reads;
 use crate::seams::{Clock, MailTransport};
-use crate::transport::{ConnLayers, Opened, Transports};
+use crate::transport::{ConnLayers, Opened, Transports, SCRATCH_KEEP_BYTES};
 use crate::usage::{UsageInbox, MAX_USAGE_PER_TURN};
 use crate::websocket::{WsInbox, MAX_WS_ADOPTS_PER_TURN};
 
@@ -531,7 +531,7 @@ impl<M: MailTransport<ShardMail>, C: Clock> ShardState<M, C> {
             }
             Opened::Decoded | Opened::Failed => {}
         }
-        if decoded.capacity() > 64 * 1024 {
+        if decoded.capacity() > SCRATCH_KEEP_BYTES {
             decoded = Vec::new();
         }
         self.decoded = decoded;

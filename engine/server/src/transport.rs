@@ -42,7 +42,7 @@ use rookery_tls::{ErrorCause, TlsContext, TlsSession};
 use rookery_ws::{ServerLayer, Status};
 
 /// A scratch vector past this capacity is freed after the call that grew it.
-const SCRATCH_KEEP_BYTES: usize = 64 * 1024;
+pub const SCRATCH_KEEP_BYTES: usize = 64 * 1024;
 
 /// The layers of one conn: at least one of the two, each boxed, so a conn pays only for the
 /// layers it has (a TLS session is 1,168 B inline, a WebSocket layer 160 B).

@@ -19,16 +19,23 @@ use support::{add_account, backends, token, user_on_shard, Server, DOMAIN};
 /// `args`, then each user's JID and token password) and returns its JSON line; panics with
 /// what it printed unless it exited 0.
 fn run_script(script: &str, server: &Server, args: &[&str], users: &[&str], what: &str) -> String {
+    let mut all: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    for user in users {
+        all.extend([format!("{user}@{DOMAIN}"), token(user)]);
+    }
+    run_script_args(script, server, &all, what)
+}
+
+/// Runs `tests/interop/<script>` with the server's host and port, then `args` as given;
+/// returns its output, panicking with it unless the script exited 0.
+fn run_script_args(script: &str, server: &Server, args: &[String], what: &str) -> String {
     let path = format!("{}/tests/interop/{script}", env!("CARGO_MANIFEST_DIR"));
-    let mut command = Command::new("python3");
-    command
+    let output = Command::new("python3")
         .arg(path)
         .args(["127.0.0.1", &server.addr.port().to_string()])
-        .args(args);
-    for user in users {
-        command.arg(format!("{user}@{DOMAIN}")).arg(token(user));
-    }
-    let output = command.output().expect("python3 runs");
+        .args(args)
+        .output()
+        .expect("python3 runs");
     let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "{what}: {stdout}\n{stderr}");
@@ -140,23 +147,13 @@ fn slixmpp_logs_in_with_scram_to_accounts_made_by_rookery_accounts() {
         add_account(&data_dir, shards, "alice", "alice's secret");
         add_account(&data_dir, shards, "bob", "bob's secret");
         let server = Server::start_on(backend, usize::from(shards), &["--auth", "file"], &data_dir);
-        let path = format!(
-            "{}/tests/interop/slix_accounts.py",
-            env!("CARGO_MANIFEST_DIR")
-        );
-        let output = Command::new("python3")
-            .arg(path)
-            .args(["127.0.0.1", &server.addr.port().to_string()])
-            .args([&format!("alice@{DOMAIN}"), "alice's secret"])
-            .args([&format!("bob@{DOMAIN}"), "bob's secret"])
-            .output()
-            .expect("python3 runs");
-        let stdout = String::from_utf8_lossy(&output.stdout);
-        assert!(
-            output.status.success(),
-            "{backend}: {stdout}\n{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
+        let args = [
+            format!("alice@{DOMAIN}"),
+            "alice's secret".into(),
+            format!("bob@{DOMAIN}"),
+            "bob's secret".into(),
+        ];
+        let stdout = run_script_args("slix_accounts.py", &server, &args, backend);
         assert!(
             stdout.contains("\"alice_mechanism\": \"SCRAM-SHA-256\""),
             "{stdout}"
@@ -183,22 +180,8 @@ fn slixmpp_registers_an_account_in_band_then_logs_in_with_it() {
     for backend in backends() {
         let extra = ["--auth", "file", "--allow-registration"];
         let server = Server::start(backend, 2, &extra);
-        let path = format!(
-            "{}/tests/interop/slix_register.py",
-            env!("CARGO_MANIFEST_DIR")
-        );
-        let output = Command::new("python3")
-            .arg(path)
-            .args(["127.0.0.1", &server.addr.port().to_string()])
-            .args([&format!("newcomer@{DOMAIN}"), "a fresh secret"])
-            .output()
-            .expect("python3 runs");
-        let stdout = String::from_utf8_lossy(&output.stdout);
-        assert!(
-            output.status.success(),
-            "{backend}: {stdout}\n{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
+        let args = [format!("newcomer@{DOMAIN}"), "a fresh secret".into()];
+        let stdout = run_script_args("slix_register.py", &server, &args, backend);
         for expected in [
             "\"registered\": true",
             "\"form_fields\": [\"username\", \"password\"]",
@@ -357,23 +340,16 @@ fn slixmpp_logs_in_over_starttls_and_direct_tls() {
             "all",
         ]);
         let server = Server::start_on(backend, usize::from(shards), &flags, &data_dir);
-        let path = format!("{}/tests/interop/slix_tls.py", env!("CARGO_MANIFEST_DIR"));
         let tls_port = tls_addr.rsplit(':').next().unwrap_or_default();
-        let mut command = Command::new("python3");
-        command
-            .arg(path)
-            .args(["127.0.0.1", &server.addr.port().to_string(), tls_port])
-            .args([ca.arg("ca.pem"), stranger.arg("ca.pem")]);
+        let mut args = vec![
+            tls_port.to_string(),
+            ca.arg("ca.pem"),
+            stranger.arg("ca.pem"),
+        ];
         for (user, password) in users {
-            command.arg(format!("{user}@{DOMAIN}")).arg(password);
+            args.extend([format!("{user}@{DOMAIN}"), password.to_string()]);
         }
-        let output = command.output().expect("python3 runs");
-        let stdout = String::from_utf8_lossy(&output.stdout);
-        assert!(
-            output.status.success(),
-            "{backend}: {stdout}\n{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
+        let stdout = run_script_args("slix_tls.py", &server, &args, backend);
         for expected in [
             "\"alice_outcome\": \"session\"",
             "\"alice_mechanism\": \"SCRAM-SHA-256\"",

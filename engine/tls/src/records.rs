@@ -109,6 +109,8 @@ pub(crate) struct Tls13Records {
 #[derive(Default)]
 pub(crate) struct Opened {
     pub peer_closed: bool,
+    /// Bytes of the input used: whole records (after close_notify: all of it, ignored).
+    pub consumed: usize,
 }
 
 impl Tls13Records {
@@ -130,12 +132,13 @@ impl Tls13Records {
         }
     }
 
-    /// Opens every complete record at the front of `incoming` (removing it), appending
-    /// application data to `plaintext` and anything to send back (a key update answer) to
-    /// `to_peer`; a partial record stays in `incoming`. Stops at the peer's close_notify.
+    /// Opens every complete record at the front of `incoming`, appending application data
+    /// to `plaintext` and anything to send back (a key update answer) to `to_peer`; says how
+    /// many bytes it used (a partial record at the end is left for the caller to keep).
+    /// Stops at the peer's close_notify.
     pub fn open(
         &mut self,
-        incoming: &mut Vec<u8>,
+        incoming: &[u8],
         plaintext: &mut Vec<u8>,
         to_peer: &mut Vec<u8>,
     ) -> Result<Opened, RecordError> {
@@ -180,7 +183,7 @@ impl Tls13Records {
                     }
                     if alert[1] == u8::from(AlertDescription::CloseNotify) {
                         opened.peer_closed = true;
-                        incoming.clear();
+                        opened.consumed = incoming.len();
                         return Ok(opened);
                     }
                     // user_canceled is followed by close_notify; anything else is fatal.
@@ -203,7 +206,7 @@ impl Tls13Records {
                 }
             }
         }
-        incoming.drain(..at);
+        opened.consumed = at;
         Ok(opened)
     }
 

@@ -199,8 +199,23 @@ impl TlsSession {
         if self.peer_closed {
             return Ok(ReadOutcome::default());
         }
-        self.incoming.extend_from_slice(ciphertext);
-        let result = records.open(&mut self.incoming, plaintext, to_peer);
+        // Whole records are opened straight from the caller's bytes; only a record split
+        // across reads is copied into `incoming` until its rest arrives.
+        let result = if self.incoming.is_empty() {
+            let result = records.open(ciphertext, plaintext, to_peer);
+            if let Ok(opened) = &result {
+                self.incoming
+                    .extend_from_slice(&ciphertext[opened.consumed..]);
+            }
+            result
+        } else {
+            self.incoming.extend_from_slice(ciphertext);
+            let result = records.open(&self.incoming, plaintext, to_peer);
+            if let Ok(opened) = &result {
+                self.incoming.drain(..opened.consumed);
+            }
+            result
+        };
         match result {
             Ok(opened) => {
                 self.peer_closed = opened.peer_closed;

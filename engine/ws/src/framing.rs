@@ -83,17 +83,7 @@ pub fn open_to_header(open: &[u8], out: &mut Vec<u8>) {
         out.extend(ns.iter().filter(|b| **b != b'\'' && **b != b'<'));
     }
     out.push(b'\'');
-    for (name, value, quote) in attrs {
-        if name == b"xmlns" || name.starts_with(b"xmlns:") {
-            continue;
-        }
-        out.push(b' ');
-        out.extend_from_slice(name);
-        out.push(b'=');
-        out.push(quote);
-        out.extend_from_slice(value);
-        out.push(quote);
-    }
+    copy_attributes_but_namespaces(&attrs, out);
     out.push(b'>');
 }
 
@@ -107,7 +97,14 @@ pub fn header_to_open(header: &[u8], out: &mut Vec<u8>) {
     out.extend_from_slice(b"<open xmlns='");
     out.extend_from_slice(FRAMING_NS.as_bytes());
     out.push(b'\'');
-    for (name, value, quote) in attrs {
+    copy_attributes_but_namespaces(&attrs, out);
+    out.extend_from_slice(b"/>");
+}
+
+/// Appends ` name='value'` for every attribute that is not a namespace declaration (the
+/// two framings declare their own namespaces), keeping each value's quote character.
+fn copy_attributes_but_namespaces(attrs: &[Attr<'_>], out: &mut Vec<u8>) {
+    for &(name, value, quote) in attrs {
         if name == b"xmlns" || name.starts_with(b"xmlns:") {
             continue;
         }
@@ -118,7 +115,6 @@ pub fn header_to_open(header: &[u8], out: &mut Vec<u8>) {
         out.extend_from_slice(value);
         out.push(quote);
     }
-    out.extend_from_slice(b"/>");
 }
 
 /// `bytes` after an XML declaration (`<?xml ...?>`) and the whitespace around it, if any.

@@ -21,6 +21,7 @@ use rookery_sasl::{Credentials, DEFAULT_ITERATIONS};
 
 use crate::accounts::{self, Check};
 use crate::effects::{Effects, StanzaType};
+use crate::random::SecureRandom;
 use crate::replies::{self, ReplyTo, StanzaError};
 use crate::router::Router;
 
@@ -76,17 +77,7 @@ impl Router {
     /// Checks a password change request and stores the new credentials.
     fn change_password(&mut self, user: &Jid, iq: &[u8]) -> Result<(), StanzaError> {
         let iq = Element::parse(iq).map_err(|_| StanzaError::BadRequest)?;
-        let query = iq
-            .child("query", ns::REGISTER)
-            .ok_or(StanzaError::BadRequest)?;
-        if query.child("remove", ns::REGISTER).is_some() {
-            return Err(StanzaError::FeatureNotImplemented);
-        }
-        let username = query.child("username", ns::REGISTER).map(|u| u.text());
-        let password = query.child("password", ns::REGISTER).map(|p| p.text());
-        let (Some(username), Some(password)) = (username, password) else {
-            return Err(StanzaError::BadRequest);
-        };
+        let (username, password) = register_fields(&iq, StanzaError::FeatureNotImplemented)?;
         let named = Jid::new(Some(username.trim()), user.domain(), None);
         if named.as_ref().ok() != Some(user) {
             return Err(StanzaError::NotAuthorized);
@@ -94,15 +85,42 @@ impl Router {
         if password.is_empty() {
             return Err(StanzaError::BadRequest);
         }
-        let mut salts = [0u8; 32];
-        self.home.random.fill(&mut salts);
-        let (sha1_salt, sha256_salt) = salts.split_at(16);
-        let credentials =
-            Credentials::derive(&password, DEFAULT_ITERATIONS, sha1_salt, sha256_salt)
-                .map_err(|_| StanzaError::NotAcceptable)?;
+        let credentials = fresh_credentials(&mut self.home.random, &password)?;
         accounts::set_credentials(&mut self.home.store, user, &credentials)
             .map_err(|_| StanzaError::ResourceConstraint)
     }
+}
+
+/// The `<username>` and `<password>` of a `jabber:iq:register` set (registration or password
+/// change); `removal` is the answer to a `<remove/>`.
+pub(crate) fn register_fields(
+    iq: &Element,
+    removal: StanzaError,
+) -> Result<(String, String), StanzaError> {
+    let query = iq
+        .child("query", ns::REGISTER)
+        .ok_or(StanzaError::BadRequest)?;
+    if query.child("remove", ns::REGISTER).is_some() {
+        return Err(removal);
+    }
+    let username = query.child("username", ns::REGISTER).map(|u| u.text());
+    let password = query.child("password", ns::REGISTER).map(|p| p.text());
+    match (username, password) {
+        (Some(username), Some(password)) => Ok((username, password)),
+        _ => Err(StanzaError::BadRequest),
+    }
+}
+
+/// SCRAM credentials for `password` with fresh salts from the shard's generator.
+pub(crate) fn fresh_credentials(
+    random: &mut SecureRandom,
+    password: &str,
+) -> Result<Credentials, StanzaError> {
+    let mut salts = [0u8; 32];
+    random.fill(&mut salts);
+    let (sha1_salt, sha256_salt) = salts.split_at(16);
+    Credentials::derive(password, DEFAULT_ITERATIONS, sha1_salt, sha256_salt)
+        .map_err(|_| StanzaError::NotAcceptable)
 }
 
 /// XEP-0077 3.3's answer to a get from a registered user.

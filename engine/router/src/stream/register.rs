@@ -22,12 +22,13 @@
 //! is never stored, logged nor carried between shards.
 
 use rookery_proto::element::Element;
-use rookery_proto::{ns, Jid};
-use rookery_sasl::{Credentials, DEFAULT_ITERATIONS};
+use rookery_proto::Jid;
+use rookery_sasl::Credentials;
 
 use crate::accounts;
 use crate::effects::{Effects, HomeRequest};
 use crate::errors::StreamError;
+use crate::home::register::{fresh_credentials, register_fields};
 use crate::replies::{self, ReplyTo, StanzaError};
 use crate::router::Router;
 use crate::stream::throttle::Verdict;
@@ -104,29 +105,14 @@ impl Router {
 
     /// The user and credentials a set asks for, or the error to answer.
     fn new_account(&mut self, iq: &Element) -> Result<(Jid, Credentials), StanzaError> {
-        let query = iq
-            .child("query", ns::REGISTER)
-            .ok_or(StanzaError::BadRequest)?;
-        if query.child("remove", ns::REGISTER).is_some() {
-            return Err(StanzaError::NotAllowed);
-        }
-        let username = query.child("username", ns::REGISTER).map(|u| u.text());
-        let password = query.child("password", ns::REGISTER).map(|p| p.text());
-        let (Some(username), Some(password)) = (username, password) else {
-            return Err(StanzaError::BadRequest);
-        };
+        let (username, password) = register_fields(iq, StanzaError::NotAllowed)?;
         let user = Jid::new(Some(username.trim()), self.home.domain.domain(), None)
             .map_err(|_| StanzaError::NotAcceptable)?;
         if username.trim().is_empty() || password.is_empty() || password.len() > MAX_PASSWORD_BYTES
         {
             return Err(StanzaError::NotAcceptable);
         }
-        let mut salts = [0u8; 32];
-        self.home.random.fill(&mut salts);
-        let (sha1_salt, sha256_salt) = salts.split_at(16);
-        let credentials =
-            Credentials::derive(&password, DEFAULT_ITERATIONS, sha1_salt, sha256_salt)
-                .map_err(|_| StanzaError::NotAcceptable)?;
+        let credentials = fresh_credentials(&mut self.home.random, &password)?;
         Ok((user, credentials))
     }
 
