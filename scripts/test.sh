@@ -21,7 +21,7 @@ if ! python3 -c 'import websockets' 2>/dev/null; then
     python3 -m pip install --quiet websockets
 fi
 
-cargo build --release --bin rookery --bin rookery-load
+cargo build --release --bin rookery --bin rookery-load --bin rookery-tune
 cargo test --workspace --release
 
 # loom: exhaustive interleavings of the mailbox sleep/wake protocol (own target dir: other cfg).

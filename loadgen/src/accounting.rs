@@ -198,8 +198,10 @@ pub struct AckTotals {
 
 impl Ledger {
     /// Compares deliveries with what each sender sent (`sent[s]`) and had acknowledged
-    /// (`acked[s]`: its first that many messages, at most `sent[s]`).
-    pub fn ack_totals(&self, sent: &[u32], acked: &[u32]) -> AckTotals {
+    /// (`acked[s]`: its first that many messages, at most `sent[s]`, except the ranges
+    /// `unacked[k] = (s, from, to)`: messages `from..to` of sender `s` were still
+    /// unacknowledged when its stream dropped, and the next stream's acks start after them).
+    pub fn ack_totals(&self, sent: &[u32], acked: &[u32], unacked: &[UnackedRange]) -> AckTotals {
         let mut t = AckTotals::default();
         for (sender, &count) in sent.iter().enumerate() {
             let acked = acked.get(sender).copied().unwrap_or(0).min(count);
@@ -211,11 +213,33 @@ impl Ledger {
             t.unacked += u64::from(count - acked);
             t.unacked_delivered += delivered_all - delivered_acked;
         }
+        for &(sender, from, to) in unacked {
+            let count = sent.get(sender as usize).copied().unwrap_or(0);
+            let acked = acked.get(sender as usize).copied().unwrap_or(0).min(count);
+            let to = to.min(acked);
+            if from >= to {
+                continue; // outside the acknowledged prefix already
+            }
+            let bits = self
+                .seen
+                .get(sender as usize)
+                .map_or(&[][..], Vec::as_slice);
+            let delivered = count_split(bits, to).0 - count_split(bits, from).0;
+            let moved = u64::from(to - from);
+            t.acknowledged -= moved;
+            t.acked_delivered -= delivered;
+            t.unacked += moved;
+            t.unacked_delivered += delivered;
+        }
         t.acked_lost = t.acknowledged - t.acked_delivered;
         t.unacked_lost = t.unacked - t.unacked_delivered;
         t
     }
 }
+
+/// `(sender, from, to)`: the sender's messages `from..to` were unacknowledged when its
+/// stream dropped (a reconnect storm), so no acknowledgement covers them.
+pub type UnackedRange = (u32, u32, u32);
 
 /// A ledger on its way from a worker process to the parent.
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

@@ -261,6 +261,20 @@ pub struct LoadArgs {
     /// Chat: every message asks for an XEP-0184 receipt; the round trip is recorded.
     #[arg(long)]
     pub receipts: bool,
+    /// Chat: after the ramp, hold every session idle this long before the first messages
+    /// (30s, 5m): a hold phase and a chat phase in one run, over the same sessions.
+    #[arg(long, value_parser = parse_duration_ms, default_value = "0s")]
+    pub hold_first: u64,
+    /// Chat: a reconnect storm inside the chat phase: this fraction of the clients (0..1,
+    /// e.g. 0.1) drops its conn at --storm-at (closed at once, the network blip) and logs in
+    /// again at --reconnect-rate while the others keep chatting; messages to and from them
+    /// are accounted like any other.
+    #[arg(long)]
+    pub storm_fraction: Option<f64>,
+    /// Chat: when the --storm-fraction clients drop, counted from the first messages
+    /// [default: a third of --duration].
+    #[arg(long, value_parser = parse_duration_ms)]
+    pub storm_at: Option<u64>,
     /// XEP-0198: enable stream management when the server offers it, and time the server's
     /// acks of every message (`--stream-management off` to never enable it).
     #[arg(long, value_enum, default_value_t = SmArg::On, num_args = 0..=1,
@@ -385,6 +399,12 @@ pub struct RunConfig {
     pub reconnect_rate: Option<f64>,
     pub online_ms: u64,
     pub receipts: bool,
+    /// Chat: `--hold-first`, the idle hold between the ramp and the first messages.
+    #[serde(default)]
+    pub hold_first_ms: u64,
+    /// Chat: `--storm-fraction` and `--storm-at` (from the first messages).
+    #[serde(default)]
+    pub chat_storm: Option<ChatStorm>,
     pub stream_management: SmArg,
     /// Offline: clients `0..senders` send, the others are the recipients; 0 otherwise.
     #[serde(default)]
@@ -414,6 +434,22 @@ pub struct RunConfig {
     pub security: Security,
     /// The command line as typed, for the record.
     pub command_line: Vec<String>,
+}
+
+/// A chat run's reconnect storm (`--storm-fraction`, `--storm-at`).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ChatStorm {
+    /// Of every 1,000 clients (by index), how many drop: `index % 1000 < per_mille`.
+    pub per_mille: u32,
+    /// When they drop, in ms after the first messages are due.
+    pub at_ms: u64,
+}
+
+impl ChatStorm {
+    /// Whether client `index` drops in the storm.
+    pub fn includes(&self, index: u32) -> bool {
+        index % 1000 < self.per_mille
+    }
 }
 
 /// The cluster file a run read (`--cluster`).
@@ -555,6 +591,8 @@ impl RunConfig {
             reconnect_rate: load.reconnect_rate,
             online_ms: load.online_ms,
             receipts: load.receipts && scenario == Scenario::Chat,
+            hold_first_ms: load.hold_first,
+            chat_storm: chat_storm(scenario, load, duration_ms)?,
             stream_management: load.stream_management,
             senders,
             messages,
@@ -652,6 +690,35 @@ fn resolve_cluster(
     Ok(Some(ClusterSource {
         path: path.clone(),
         text,
+    }))
+}
+
+/// `--storm-fraction` and `--storm-at` (chat only), and `--hold-first` (chat only).
+fn chat_storm(
+    scenario: Scenario,
+    load: &LoadArgs,
+    duration_ms: u64,
+) -> anyhow::Result<Option<ChatStorm>> {
+    let chat = scenario == Scenario::Chat;
+    if !chat && (load.hold_first > 0 || load.storm_fraction.is_some() || load.storm_at.is_some()) {
+        bail!("--hold-first, --storm-fraction and --storm-at apply to chat only");
+    }
+    let Some(fraction) = load.storm_fraction else {
+        if load.storm_at.is_some() {
+            bail!("--storm-at needs --storm-fraction");
+        }
+        return Ok(None);
+    };
+    if !(fraction > 0.0 && fraction <= 1.0) {
+        bail!("--storm-fraction must be in (0, 1], e.g. 0.1 for 10% of the clients");
+    }
+    let at_ms = load.storm_at.unwrap_or(duration_ms / 3);
+    if at_ms >= duration_ms {
+        bail!("--storm-at must fall inside --duration (the storm happens while clients chat)");
+    }
+    Ok(Some(ChatStorm {
+        per_mille: ((fraction * 1000.0).round() as u32).clamp(1, 1000),
+        at_ms,
     }))
 }
 

@@ -56,10 +56,12 @@ pub enum Metric {
     GroupDelivery,
     /// Group: a message's intended send time -> its receipt at the last member.
     GroupFanoutLast,
+    /// Chat with `--storm-fraction`: a dropped client's reconnect started -> online again.
+    StormLogin,
 }
 
 impl Metric {
-    pub const ALL: [Metric; 12] = [
+    pub const ALL: [Metric; 13] = [
         Metric::Connect,
         Metric::Login,
         Metric::E2eCorrected,
@@ -72,6 +74,7 @@ impl Metric {
         Metric::PresenceFanoutLast,
         Metric::GroupDelivery,
         Metric::GroupFanoutLast,
+        Metric::StormLogin,
     ];
 
     /// File and JSON key.
@@ -89,6 +92,7 @@ impl Metric {
             Metric::PresenceFanoutLast => "presence_fanout_last",
             Metric::GroupDelivery => "group_delivery",
             Metric::GroupFanoutLast => "group_fanout_last",
+            Metric::StormLogin => "storm_login",
         }
     }
 
@@ -107,6 +111,7 @@ impl Metric {
             Metric::PresenceFanoutLast => "presence, last contact",
             Metric::GroupDelivery => "group, each member",
             Metric::GroupFanoutLast => "group, last member",
+            Metric::StormLogin => "login in the storm",
         }
     }
 

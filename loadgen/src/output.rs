@@ -333,6 +333,21 @@ fn extra_lines(cfg: &RunConfig, r: &RunResult, out: &mut String) {
             cfg.duration_ms as f64 / 1000.0
         );
     }
+    if let Some(storm) = r.chat_storm() {
+        let back = storm.back_ms.map_or("not all back".to_string(), |ms| {
+            format!("last back after {:.1} s", ms as f64 / 1000.0)
+        });
+        let rate = storm
+            .logins_per_s
+            .map_or(String::new(), |r| format!(", {r:.0} logins/s"));
+        let _ = writeln!(
+            out,
+            "storm at {:.1} s: {} clients dropped, {} logins again; {back}{rate}",
+            storm.after_go_ms as f64 / 1000.0,
+            storm.dropped,
+            storm.logins,
+        );
+    }
     if let Some(t) = r.receipts {
         let _ = writeln!(
             out,

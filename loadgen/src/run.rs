@@ -158,6 +158,25 @@ impl RunResult {
         &self.report.errors
     }
 
+    /// Chat with `--storm-fraction`: what its storm did.
+    pub fn chat_storm(&self) -> Option<ChatStormOutcome> {
+        let r = &self.report;
+        (r.storm_start_ns != 0).then(|| {
+            let back_ms = (r.storm_last_login_ns > r.storm_start_ns)
+                .then(|| (r.storm_last_login_ns - r.storm_start_ns) / 1_000_000);
+            let logins_per_s = back_ms
+                .filter(|&ms| ms > 0)
+                .map(|ms| r.storm_logins as f64 / (ms as f64 / 1000.0));
+            ChatStormOutcome {
+                dropped: r.storm_dropped,
+                logins: r.storm_logins,
+                back_ms,
+                logins_per_s,
+                after_go_ms: r.storm_start_ns.saturating_sub(self.meta.go_ns) / 1_000_000,
+            }
+        })
+    }
+
     /// Storm: (mean logins/s over the storm, busiest second's logins).
     pub fn storm_logins_per_s(&self, cfg: &RunConfig) -> Option<(f64, u64)> {
         if cfg.scenario != Scenario::Storm || self.meta.steady_ns == 0 {
@@ -242,7 +261,9 @@ pub fn finish(
                 *a = count;
             }
         }
-        report.ledger.ack_totals(&sent, &acked)
+        report
+            .ledger
+            .ack_totals(&sent, &acked, &report.unacked_at_drop)
     });
     let receipts = cfg.receipts.then(|| report.receipts.totals(&sent));
     let steady = (meta.steady_ns != 0).then_some(meta.steady_ns);
@@ -527,4 +548,18 @@ mod tests {
         assert_eq!(Part::WHOLE.clients(5), 5);
         assert_eq!(Part { index: 1, of: 2 }.clients(1), 0);
     }
+}
+
+/// What a chat run's reconnect storm did (`--storm-fraction`).
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
+pub struct ChatStormOutcome {
+    /// Online clients dropped at the storm's start.
+    pub dropped: u64,
+    /// Their logins since (retries after a failure included).
+    pub logins: u64,
+    /// From the drop to the last of those logins, and the mean login rate over it.
+    pub back_ms: Option<u64>,
+    pub logins_per_s: Option<f64>,
+    /// When the storm began, from the ramp's start.
+    pub after_go_ms: u64,
 }

@@ -135,8 +135,11 @@ pub struct Worker<'a> {
     /// Storm: slots waiting for a reconnect, oldest first, and the pace they may go at.
     reconnects: std::collections::VecDeque<u32>,
     pacer: Pacer,
-    /// Storm: true from the storm start until `--duration` is over.
+    /// Storm: true from the storm start until `--duration` is over (chat: until sending
+    /// stops).
     storming: bool,
+    /// Chat with `--storm-fraction`: when its storm starts, until it has.
+    chat_storm_due_ns: Option<u64>,
     receipt: Receipt,
     sm_policy: SmPolicy,
     /// SASL mechanisms and STARTTLS of every client (`--sasl`, `--tls`).
@@ -310,6 +313,7 @@ impl<'a> Worker<'a> {
             reconnects: std::collections::VecDeque::new(),
             pacer: Pacer::new(cfg.reconnect_rate.map(|r| r / f64::from(threads))),
             storming: false,
+            chat_storm_due_ns: None,
             receipt: if cfg.receipts {
                 Receipt::Request
             } else {
@@ -372,7 +376,12 @@ impl<'a> Worker<'a> {
                 }
                 // Presence: the initial presences first, the changes after --probe-ms.
                 let probe_ns = self.fan.presence_mut().map_or(0, |p| p.probe_ns());
-                let measure_ns = start + probe_ns;
+                // Chat: `--hold-first` idles every session before the first messages.
+                let measure_ns = start + probe_ns + self.cfg.hold_first_ms * 1_000_000;
+                self.chat_storm_due_ns = self
+                    .cfg
+                    .chat_storm
+                    .map(|storm| measure_ns + storm.at_ms * 1_000_000);
                 let stop_send_ns = measure_ns + self.cfg.duration_ms * 1_000_000;
                 let drain_ns = if self.cfg.scenario.sends() {
                     self.cfg.drain_ms * 1_000_000
@@ -408,6 +417,12 @@ impl<'a> Worker<'a> {
                 let due = (start_ns..stop_send_ns).contains(&now);
                 if self.cfg.scenario == Scenario::Storm && !self.storming && due {
                     self.start_storm(io, now);
+                }
+                if let (Some(at), Some(storm)) = (self.chat_storm_due_ns, self.cfg.chat_storm) {
+                    if now >= at {
+                        self.chat_storm_due_ns = None;
+                        self.start_chat_storm(io, storm, now);
+                    }
                 }
             }
             RunPhase::Closing { .. } => {}

@@ -158,7 +158,7 @@ fn acked_losses_are_told_apart_from_unacked_ones() {
     for seq in 0..3 {
         ledger.record(1, 2, seq);
     }
-    let t = ledger.ack_totals(&[100, 3, 2], &[70, 0, 2]);
+    let t = ledger.ack_totals(&[100, 3, 2], &[70, 0, 2], &[]);
     assert_eq!(
         t,
         AckTotals {
@@ -171,8 +171,34 @@ fn acked_losses_are_told_apart_from_unacked_ones() {
         }
     );
     // An ack count beyond what was sent is clamped, and a missing row acks nothing.
-    let t = ledger.ack_totals(&[100, 3], &[500]);
+    let t = ledger.ack_totals(&[100, 3], &[500], &[]);
     assert_eq!((t.acknowledged, t.unacked), (100, 3));
+}
+
+#[test]
+fn messages_unacked_when_a_stream_dropped_are_not_counted_as_acked() {
+    let mut ledger = Ledger::new(2, 1000);
+    // Sender 0: stream 1 sent 0..10, acked 0..7, then dropped; stream 2 sent 10..20, all
+    // acked (so the prefix says 20). 8 never arrived: no ack covered it, so not an acked loss;
+    // 15 never arrived either: acked, so it is one.
+    for seq in (0..20).filter(|&q| q != 8 && q != 15) {
+        ledger.record(0, 1, seq);
+    }
+    let t = ledger.ack_totals(&[20], &[20], &[(0, 7, 10)]);
+    assert_eq!(
+        t,
+        AckTotals {
+            acknowledged: 17,
+            acked_delivered: 16,
+            acked_lost: 1,
+            unacked: 3,
+            unacked_delivered: 2,
+            unacked_lost: 1,
+        }
+    );
+    // A range beyond the acknowledged prefix (the new stream acked nothing) changes nothing.
+    let t2 = ledger.ack_totals(&[20], &[7], &[(0, 7, 10)]);
+    assert_eq!((t2.acknowledged, t2.unacked), (7, 13));
 }
 
 #[test]

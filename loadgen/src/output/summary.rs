@@ -67,6 +67,7 @@ pub fn summary_json(cfg: &RunConfig, r: &RunResult, env: &Environment) -> Value 
         }),
     });
     let mut summary = json!({
+        "chat_storm": r.chat_storm(),
         "security": security,
         "tool": "rookery-load",
         "version": env!("CARGO_PKG_VERSION"),

@@ -80,6 +80,11 @@ pub struct ReportWire {
     /// Like `sent`: (index, messages acknowledged) pairs.
     #[serde(default)]
     pub acked: String,
+    /// `unacked_at_drop` as two pair lists, `(index, from)` and `(index, to)`, in step.
+    #[serde(default)]
+    pub unacked_from: String,
+    #[serde(default)]
+    pub unacked_to: String,
     pub errors: BTreeMap<String, u64>,
     pub counters: BTreeMap<String, u64>,
     /// Presence and group: the receipts per change (see `fanout::table`).
@@ -150,7 +155,7 @@ pub fn decode_histograms(map: &BTreeMap<String, String>) -> Result<Histograms, P
 
 /// The plain counters of a report, by name (one list, so encode and decode cannot drift).
 fn counters(r: &mut WorkerReport) -> Vec<(String, &mut u64)> {
-    let plain: [(&str, &mut u64); 15] = [
+    let plain: [(&str, &mut u64); 18] = [
         ("logins", &mut r.logins),
         ("peak_online", &mut r.peak_online),
         ("bounced", &mut r.bounced),
@@ -160,6 +165,9 @@ fn counters(r: &mut WorkerReport) -> Vec<(String, &mut u64)> {
         ("send_retries", &mut r.send_retries),
         ("stale", &mut r.stale),
         ("storm_logins", &mut r.storm_logins),
+        ("storm_dropped", &mut r.storm_dropped),
+        ("storm_start_ns", &mut r.storm_start_ns),
+        ("storm_last_login_ns", &mut r.storm_last_login_ns),
         ("sm_enabled", &mut r.sm_enabled),
         ("sm_failed", &mut r.sm_failed),
         ("sm_unavailable", &mut r.sm_unavailable),
@@ -205,6 +213,7 @@ fn decode_pairs(text: &str, clients: u32) -> Result<Vec<(u32, u32)>, ProtocolErr
 }
 
 pub fn encode_report(mut report: WorkerReport) -> ReportWire {
+    let ranges = std::mem::take(&mut report.unacked_at_drop);
     ReportWire {
         histograms: encode_histograms(&report.histograms),
         saturated: report.histograms.saturated,
@@ -212,6 +221,8 @@ pub fn encode_report(mut report: WorkerReport) -> ReportWire {
         receipts: report.receipts.to_wire(),
         sent: encode_pairs(&report.sent),
         acked: encode_pairs(&report.acked),
+        unacked_from: encode_pairs(&ranges.iter().map(|r| (r.0, r.1)).collect::<Vec<_>>()),
+        unacked_to: encode_pairs(&ranges.iter().map(|r| (r.0, r.2)).collect::<Vec<_>>()),
         errors: report
             .errors
             .entries()
@@ -272,6 +283,12 @@ fn decode_with(
     }
     report.sent = decode_pairs(&wire.sent, rows)?;
     report.acked = decode_pairs(&wire.acked, clients)?;
+    let from = decode_pairs(&wire.unacked_from, clients)?;
+    let to = decode_pairs(&wire.unacked_to, clients)?;
+    if from.len() != to.len() || from.iter().zip(&to).any(|(f, t)| f.0 != t.0 || f.1 > t.1) {
+        return Err(ProtocolError::BadSentCounts);
+    }
+    report.unacked_at_drop = from.iter().zip(&to).map(|(f, t)| (f.0, f.1, t.1)).collect();
     Ok(report)
 }
 

@@ -124,7 +124,7 @@ impl Worker<'_> {
         }
     }
 
-    fn on_online<O: Ops>(&mut self, io: &mut O, i: usize, now: u64) {
+    pub(super) fn on_online<O: Ops>(&mut self, io: &mut O, i: usize, now: u64) {
         let measured = self.measuring_logins();
         let slot = &mut self.slots[i];
         if slot.state != SlotState::LoggingIn {
@@ -133,9 +133,16 @@ impl Worker<'_> {
         debug_assert!(slot.client.is_online());
         slot.state = SlotState::Online;
         slot.redirects = 0;
+        // A chat storm's reconnect: timed apart from the ramp's logins, and the client
+        // rejoins the message schedule below.
+        let chat_storm_login = self.storming && self.cfg.scenario != Scenario::Storm;
+        let metric = if chat_storm_login {
+            Metric::StormLogin
+        } else {
+            Metric::Login
+        };
         if measured {
-            self.recent
-                .record(Metric::Login, (now - slot.started_ns) / 1000);
+            self.recent.record(metric, (now - slot.started_ns) / 1000);
         }
         self.shared.set_online(slot.index, true);
         self.online += 1;
@@ -144,7 +151,10 @@ impl Worker<'_> {
         self.report.logins += 1;
         self.report.peak_online = self.report.peak_online.max(self.online);
         self.require_sm(i);
-        if self.storming {
+        if chat_storm_login {
+            self.report.storm_logins += 1;
+            self.report.storm_last_login_ns = now;
+        } else if self.storming {
             self.settled += 1;
             return self.storm_online(io, i, now);
         }
@@ -156,7 +166,9 @@ impl Worker<'_> {
             Scenario::Group => return self.group_online(io, i, now),
             _ => {}
         }
-        self.settled += 1;
+        if !chat_storm_login {
+            self.settled += 1;
+        }
         let slot = &mut self.slots[i];
         // A client that comes online after the steady phase began joins the schedule now.
         if let (Some(schedule), RunPhase::Steady { stop_send_ns, .. }) = (self.schedule, self.phase)

@@ -102,7 +102,7 @@ impl Worker<'_> {
     /// message is acknowledged settles.
     pub(super) fn note_acks(&mut self, i: usize) {
         let slot = &mut self.slots[i];
-        slot.acked = slot.acked.max(slot.client.messages_acked());
+        slot.acked = slot.acked.max(slot.ack_base + slot.client.messages_acked());
         let Some(plan) = self.offline else { return };
         let done = slot.seq >= plan.messages && slot.acked >= slot.seq;
         if done && slot.state == SlotState::Online && plan.is_sender(slot.index) {

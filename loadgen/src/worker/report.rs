@@ -38,6 +38,14 @@ pub struct WorkerReport {
     pub stale: u64,
     /// Storm: logins completed while the storm ran.
     pub storm_logins: u64,
+    /// Chat with `--storm-fraction`: clients dropped at the storm's start, when it started
+    /// and when the last of its logins completed (CLOCK_MONOTONIC ns; merged with max).
+    pub storm_dropped: u64,
+    pub storm_start_ns: u64,
+    pub storm_last_login_ns: u64,
+    /// Messages still unacknowledged when their sender's stream dropped (see
+    /// [`crate::accounting::UnackedRange`]).
+    pub unacked_at_drop: Vec<crate::accounting::UnackedRange>,
     /// TLS handshakes (full, resumed), TLS failures, what was negotiated.
     pub tls: crate::security::TlsCounters,
     /// Streams on which the server enabled / refused XEP-0198.
@@ -161,6 +169,10 @@ impl WorkerReport {
         self.send_retries += other.send_retries;
         self.stale += other.stale;
         self.storm_logins += other.storm_logins;
+        self.storm_dropped += other.storm_dropped;
+        self.storm_start_ns = self.storm_start_ns.max(other.storm_start_ns);
+        self.storm_last_login_ns = self.storm_last_login_ns.max(other.storm_last_login_ns);
+        self.unacked_at_drop.extend(other.unacked_at_drop);
         self.tls.absorb(&other.tls);
         self.sm_enabled += other.sm_enabled;
         self.sm_failed += other.sm_failed;

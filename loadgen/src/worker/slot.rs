@@ -41,8 +41,11 @@ pub struct Slot {
     pub next_due_ns: u64,
     /// Connects started for this slot (wrapping): timers armed for an earlier conn are stale.
     pub attempt: u16,
-    /// Messages the server acknowledged (XEP-0198): the first `acked` of `seq`.
+    /// Messages the server acknowledged (XEP-0198): the first `acked` of `seq` (less the
+    /// ranges left unacknowledged by a dropped stream, see `storm`).
     pub acked: u32,
+    /// `seq` when the current stream began: its acks count from there.
+    pub ack_base: u32,
     /// Offline, presence, group: counted as settled for its phase (see `offline`).
     pub settled: bool,
     /// Where it connects: an index into the worker's `Targets` (its home with `--cluster`,
@@ -64,6 +67,7 @@ impl Slot {
             next_due_ns: 0,
             attempt: 0,
             acked: 0,
+            ack_base: 0,
             settled: false,
             target: 0,
             redirects: 0,

@@ -18,6 +18,7 @@ use rookery_io::{Linger, Ops};
 
 use super::slot::SlotState;
 use super::{new_client, TimerKind, Worker, MAX_CONNECTS_PER_TURN};
+use crate::cli::ChatStorm;
 
 impl Worker<'_> {
     /// The storm begins: drop everyone online, queue everyone not connecting.
@@ -33,6 +34,28 @@ impl Worker<'_> {
             }
         }
         // Counted as due now, so the first reconnects go out on this very turn.
+        self.start_due_reconnects(io, now);
+    }
+
+    /// Chat with `--storm-fraction`: the storm's clients drop at once (and queue for a
+    /// reconnect at `--reconnect-rate`) while the others keep chatting; once back online
+    /// they stay and rejoin the message schedule (see `on_online`).
+    pub(super) fn start_chat_storm<O: Ops>(&mut self, io: &mut O, storm: ChatStorm, now: u64) {
+        self.storming = true;
+        self.report.storm_start_ns = now;
+        for i in 0..self.slots.len() {
+            if !storm.includes(self.slots[i].index) {
+                continue;
+            }
+            match self.slots[i].state {
+                SlotState::Online => {
+                    self.report.storm_dropped += 1;
+                    self.drop_conn(io, i);
+                }
+                SlotState::Failed => self.requeue(i),
+                _ => {}
+            }
+        }
         self.start_due_reconnects(io, now);
     }
 
@@ -53,6 +76,13 @@ impl Worker<'_> {
     /// the slot at the back of the reconnect queue.
     pub(super) fn requeue(&mut self, i: usize) {
         let slot = &mut self.slots[i];
+        // What the dropped stream left unacknowledged stays so; the next stream's acks
+        // count from its first message.
+        if slot.seq > slot.acked {
+            let range = (slot.index, slot.acked, slot.seq);
+            self.report.unacked_at_drop.push(range);
+        }
+        slot.ack_base = slot.seq;
         slot.conn = None;
         slot.state = SlotState::Pending;
         slot.client = new_client(self.sm_policy, self.login);
@@ -99,7 +129,7 @@ pub(in crate::worker) mod tests {
     use crate::live::Shared;
     use crate::metrics::ErrorKind;
     use crate::worker::testing::{all_online, parsed_config};
-    use crate::worker::RunPhase;
+    use crate::worker::{RunPhase, TimerKind};
 
     /// Ops that hand out conn ids and remember what was asked.
     #[derive(Default)]
@@ -233,6 +263,47 @@ pub(in crate::worker) mod tests {
         w.start_due_reconnects(&mut io, STOP_NS);
         assert_eq!(io.connects, 10);
         assert!(w.reconnects.is_empty());
+    }
+
+    #[test]
+    fn a_chat_storm_drops_only_its_fraction_and_keeps_unacked_messages_apart() {
+        // 2 per mille: of clients 0..4, clients 0 and 1 drop; 2 and 3 keep chatting.
+        let cfg = parsed_config(
+            "chat",
+            "4",
+            &["--threads", "1", "--storm-fraction", "0.002", "--storm-at", "1s"],
+            "127.0.0.1:5222",
+            "d",
+        );
+        let shared = Shared::new(4, 1);
+        let (mut w, mut io) = online_worker(&cfg, &shared);
+        // As the ramp's end sets it: the storm is due 1 s after the first messages.
+        w.chat_storm_due_ns = Some(START_NS + 1_000_000_000);
+        // Client 0 sent 5 messages, the server acked 3 of them.
+        (w.slots[0].seq, w.slots[0].acked) = (5, 3);
+        w.advance_phase(&mut io, START_NS + 999_999_999);
+        assert!(io.closed.is_empty(), "not before --storm-at");
+        w.advance_phase(&mut io, START_NS + 1_000_000_000);
+        assert!(w.storming);
+        assert_eq!(w.report.storm_dropped, 2);
+        assert_eq!(io.closed.len(), 2, "only the storm's clients dropped");
+        assert_eq!(io.connects, 4 + 2, "and reconnected at once (no rate limit)");
+        assert_eq!(
+            [w.slots[2].state, w.slots[3].state],
+            [SlotState::Online; 2]
+        );
+        assert_eq!(w.report.unacked_at_drop, vec![(0, 3, 5)]);
+        assert_eq!((w.slots[0].ack_base, w.slots[1].ack_base), (5, 0));
+
+        // Client 0 is back: a storm login, it stays online and its messages are due again.
+        w.slots[0].state = SlotState::LoggingIn;
+        w.on_online(&mut io, 0, START_NS + 1_100_000_000);
+        assert_eq!(w.slots[0].state, SlotState::Online);
+        assert_eq!(w.report.storm_logins, 1);
+        assert!(w.timers.iter().any(|Reverse((_, slot, attempt, kind))| {
+            *slot == 0 && *attempt == w.slots[0].attempt && *kind == TimerKind::Send
+        }));
+        assert!(w.recent.get(crate::metrics::Metric::StormLogin).len() == 1);
     }
 
     #[test]

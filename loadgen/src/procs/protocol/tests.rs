@@ -69,7 +69,9 @@ fn merged_reports_count_like_one_process() {
     for &(i, n) in &merged.acked {
         acked[i as usize] = n;
     }
-    let acks = merged.ledger.ack_totals(&sent, &acked);
+    let acks = merged
+        .ledger
+        .ack_totals(&sent, &acked, &merged.unacked_at_drop);
     assert_eq!(
         (acks.acknowledged, acks.acked_delivered, acks.acked_lost),
         (8, 8, 0)
