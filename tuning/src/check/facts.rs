@@ -40,6 +40,10 @@ pub struct HostFacts {
     pub syncookies: Option<u64>,
     /// tcp_mem min/pressure/max in pages (Linux only).
     pub tcp_mem_pages: Option<[u64; 3]>,
+    /// net.ipv4.tcp_max_orphans (Linux only; host-wide).
+    pub max_orphans: Option<u64>,
+    /// net.ipv4.tcp_max_tw_buckets (Linux only; per netns).
+    pub max_tw_buckets: Option<u64>,
     pub conntrack: Option<Conntrack>,
     /// MemAvailable (FreeBSD: free + inactive pages).
     pub mem_available_bytes: Option<u64>,
@@ -61,6 +65,8 @@ impl HostFacts {
             syn_backlog: None,
             syncookies: None,
             tcp_mem_pages: None,
+            max_orphans: None,
+            max_tw_buckets: None,
             conntrack: None,
             mem_available_bytes: None,
             unreadable: Vec::new(),
@@ -98,12 +104,52 @@ pub fn linux_from_tree(root: &Path, nofile: NofileLimits) -> HostFacts {
         "net.ipv4.tcp_syncookies",
         read_number(root, "net.ipv4.tcp_syncookies"),
     );
-    let mem = read_numbers(root, "net.ipv4.tcp_mem").and_then(triple);
-    f.tcp_mem_pages = f.keep("net.ipv4.tcp_mem (host-wide; absent in a child netns)", mem);
+    let mem = host_wide(root, || read_numbers(root, "net.ipv4.tcp_mem")).and_then(triple);
+    f.tcp_mem_pages = f.keep("net.ipv4.tcp_mem", mem);
+    let orphans = host_wide(root, || read_number(root, "net.ipv4.tcp_max_orphans"));
+    f.max_orphans = f.keep("net.ipv4.tcp_max_orphans", orphans);
+    let tw = read_number(root, "net.ipv4.tcp_max_tw_buckets");
+    f.max_tw_buckets = f.keep("net.ipv4.tcp_max_tw_buckets", tw);
     f.conntrack = linux_conntrack(root);
     let avail = meminfo_kib(root, "MemAvailable").map(|kib| kib * 1024);
     f.mem_available_bytes = f.keep("/proc/meminfo MemAvailable", avail);
     f
+}
+
+/// Reads a host-wide net sysctl. A child network namespace has no /proc/sys entry for these
+/// (tcp_mem, tcp_max_orphans), so on the live host (`root` = `/`) a missing one is read again
+/// on a thread that entered the initial namespace (/proc/1/ns/net; needs root). A fixture tree
+/// is read as is.
+fn host_wide<T: Send>(
+    root: &Path,
+    read: impl Fn() -> std::io::Result<T> + Send,
+) -> std::io::Result<T> {
+    match read() {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && root == Path::new("/") => {
+            in_initial_netns(read).map_err(|why| {
+                std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    format!("host-wide, absent in this netns, and the initial one: {why}"),
+                )
+            })
+        }
+        other => other,
+    }
+}
+
+#[cfg(target_os = "linux")]
+fn in_initial_netns<T: Send>(read: impl Fn() -> std::io::Result<T> + Send) -> Result<T, String> {
+    let path = Path::new("/proc/1/ns/net");
+    match crate::netns::in_netns_at("initial", path, read) {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn in_initial_netns<T: Send>(_read: impl Fn() -> std::io::Result<T> + Send) -> Result<T, String> {
+    Err("network namespaces are Linux only".to_string())
 }
 
 /// Conntrack is there when its sysctls exist (built in or loaded) or /proc/modules lists it.
