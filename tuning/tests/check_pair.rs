@@ -225,3 +225,31 @@ fn the_binary_takes_role_both_and_server_processes() {
     assert_eq!(lg.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&lg.stderr).contains("--role server or --role both"));
 }
+
+#[test]
+fn inside_a_namespace_host_wide_values_are_read_from_outside() {
+    use rookery_tune::netns::{in_netns, Netns};
+    use rookery_tune::procfs::read_sysctl;
+    // Needs root (CI runs as root), like the apply tests.
+    let host_tcp_mem = read_sysctl(Path::new("/"), "net.ipv4.tcp_mem").unwrap();
+    let ns = Netns::create(&format!("rkt-check-{}", std::process::id())).unwrap();
+    let (absent, report) = in_netns(ns.name(), || {
+        let absent = read_sysctl(Path::new("/"), "net.ipv4.tcp_mem").is_err();
+        (
+            absent,
+            rookery_tune::check_host(&CheckInput::new(Role::Both, 1000)),
+        )
+    })
+    .unwrap();
+    assert!(absent, "tcp_mem is host-wide: no entry in a child netns");
+    let mem = one(&report, "net.ipv4.tcp_mem");
+    assert_eq!(mem.current, format!("{host_tcp_mem} pages"), "{report}");
+    one(&report, "net.ipv4.tcp_max_orphans");
+    assert!(
+        !report
+            .findings
+            .iter()
+            .any(|f| f.current.starts_with("unreadable")),
+        "{report}"
+    );
+}

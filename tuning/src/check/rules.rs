@@ -91,13 +91,16 @@ fn ports(f: &HostFacts, input: &CheckInput, out: &mut Vec<Finding>) {
     }
     let Some((lo, hi)) = f.port_range else { return };
     let n = input.connections;
-    let per_addr = hi.saturating_sub(lo) + 1;
+    let per_addr = (hi.saturating_sub(lo) + 1).saturating_sub(f.reserved_in_range);
     let addrs = u64::from(input.source_addresses.max(1));
-    let addrs_needed = n.div_ceil(WIDE_PORT_RANGE).max(1);
+    let addrs_needed = n
+        .div_ceil(WIDE_PORT_RANGE.saturating_sub(f.reserved_in_range).max(1))
+        .max(1);
     let mut x = cap(
         "ephemeral ports x source addresses".into(),
         format!(
-            "{lo}-{hi} = {} ports x {addrs} address(es)",
+            "{lo}-{hi} less {} reserved = {} ports x {addrs} address(es)",
+            f.reserved_in_range,
             thousands(per_addr)
         ),
         thousands(n),
@@ -123,7 +126,10 @@ fn ports(f: &HostFacts, input: &CheckInput, out: &mut Vec<Finding>) {
         "{widen} and connect from {addrs_needed} source address(es) \
          (rookery-load --source-ips {example} on loopback)"
     );
-    x.note = "one local port per (source IP, destination IP, destination port)".to_string();
+    x.note = "one local port per (source IP, destination IP, destination port): distinct \
+              destinations (cluster nodes) could share ports, but the kernel's search slows as \
+              the range fills, so the check counts on ports x addresses alone"
+        .to_string();
     out.push(x);
 }
 
