@@ -1,7 +1,8 @@
-//! The host check: can this host hold N connections? Lists, tightest first, everything that
-//! caps the target (fd limits, file table, ports, backlogs, tcp_mem, conntrack, memory), each
-//! with its current value, the value needed, the connection ceiling it implies, the exact fix
-//! and whether it is set per network namespace or for the whole host.
+//! The host check: can this host hold N connections, as the server (over K processes), as the
+//! load generator, or as both ends of a loopback test? Lists, tightest first, everything that
+//! caps the target (fd limits, file table, ports, backlogs, tcp_mem, conntrack, close-storm
+//! limits, memory), each with its current value, the value needed, the connection ceiling it
+//! implies, the exact fix and whether it is set per network namespace or for the whole host.
 //!
 //! Not here: changing anything (see `apply`). `rookery` and `rookery-load` call `check_host`
 //! at start and print `verdict_line()`.

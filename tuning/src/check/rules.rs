@@ -342,9 +342,14 @@ fn memory(f: &HostFacts, input: &CheckInput, out: &mut Vec<Finding>) {
     };
     x.note = format!(
         "{kernel} B kernel per connection ({per_socket} B per socket, {pair}) + {} B user \
-         space per connection + {} idle RSS for each of {processes} server process(es)",
-        input.per_session_bytes,
-        human_bytes(SERVER_PROCESS_BYTES)
+         space per connection",
+        input.per_session_bytes
     );
+    if processes > 0 {
+        x.note.push_str(&format!(
+            " + {} idle RSS for each of {processes} server process(es)",
+            human_bytes(SERVER_PROCESS_BYTES)
+        ));
+    }
     out.push(x);
 }
