@@ -31,7 +31,8 @@ mod util;
 
 pub use apply::{apply, diff, revert, Applied, ApplyOptions, ApplyReport, DiffRow, Outcome};
 pub use check::{
-    check_host, check_tree, CheckInput, CheckReport, Finding, NofileLimits, Role, Status,
+    check_host, check_tree, server_processes_needed, CheckInput, CheckReport, Finding,
+    NofileLimits, Role, Status,
 };
 pub use error::TuneError;
 pub use knobs::{Os, Scope};

@@ -37,6 +37,8 @@ struct Cli {
 enum RoleArg {
     Server,
     Loadgen,
+    /// Server and load generator on this host (a loopback test)
+    Both,
 }
 
 #[derive(Subcommand)]
@@ -77,7 +79,11 @@ struct CheckArgs {
     connections: u64,
     #[arg(long, value_enum, default_value = "server")]
     role: RoleArg,
-    /// User-space bytes per session [default: 1024]
+    /// rookery processes holding the connections (`rookery cluster up --nodes K`) [default: 1]
+    #[arg(long)]
+    server_processes: Option<u64>,
+    /// User-space bytes per connection on this host [default: server 1380, loadgen 512,
+    /// both 1892]
     #[arg(long)]
     per_session_bytes: Option<u64>,
     /// Connects per second the accept queue must absorb [default: max(1000, N/60)]
@@ -216,8 +222,16 @@ fn cmd_check(a: CheckArgs) -> Result<u8> {
     let role = match a.role {
         RoleArg::Server => Role::Server,
         RoleArg::Loadgen => Role::Loadgen,
+        RoleArg::Both => Role::Both,
     };
+    if a.server_processes == Some(0) {
+        bail!("--server-processes must be at least 1");
+    }
+    if a.server_processes.is_some() && !role.runs_server() {
+        bail!("--server-processes needs --role server or --role both");
+    }
     let mut input = CheckInput::new(role, a.connections);
+    input.server_processes = a.server_processes.unwrap_or(input.server_processes);
     input.per_session_bytes = a.per_session_bytes.unwrap_or(input.per_session_bytes);
     input.connect_rate_per_s = a.connect_rate.unwrap_or(input.connect_rate_per_s);
     input.source_addresses = a.source_addresses.unwrap_or(input.source_addresses);

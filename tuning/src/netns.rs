@@ -95,8 +95,18 @@ where
     T: Send,
 {
     validate_name(name)?;
-    let path = netns_path(name);
-    let handle = std::fs::File::open(&path).map_err(|e| TuneError::Netns {
+    in_netns_at(name, &netns_path(name), f)
+}
+
+/// Runs `f` on a new thread that first enters the network namespace at `path` (a netns handle
+/// such as /run/netns/NAME or /proc/1/ns/net); `name` labels errors.
+#[cfg(target_os = "linux")]
+pub fn in_netns_at<T, F>(name: &str, path: &std::path::Path, f: F) -> Result<T, TuneError>
+where
+    F: FnOnce() -> T + Send,
+    T: Send,
+{
+    let handle = std::fs::File::open(path).map_err(|e| TuneError::Netns {
         name: name.to_string(),
         reason: format!("cannot open {}: {e}", path.display()),
     })?;

@@ -76,6 +76,11 @@ static BUILTIN: &[(Os, &str, &str)] = &[
     ),
     (
         Os::Linux,
+        "c1m-loopback",
+        include_str!("../profiles/linux/c1m-loopback.conf"),
+    ),
+    (
+        Os::Linux,
         "c1m-throughput",
         include_str!("../profiles/linux/c1m-throughput.conf"),
     ),

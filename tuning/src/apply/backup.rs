@@ -83,6 +83,8 @@ pub fn merge_and_save(
     }
     backup.profile = if backup.profile.is_empty() {
         profile.to_string()
+    } else if backup.profile.split(',').any(|p| p == profile) {
+        backup.profile.clone()
     } else {
         format!("{},{profile}", backup.profile)
     };
@@ -125,9 +127,10 @@ mod tests {
             vec![entry("x", "2"), entry("y", "3")],
         )
         .unwrap();
+        merge_and_save(&path, Some("ns1"), "a", vec![entry("x", "4")]).unwrap();
         let b = load(&path).unwrap().unwrap();
         assert_eq!(b.entries, vec![entry("x", "1"), entry("y", "3")]);
-        assert_eq!(b.profile, "a,b");
+        assert_eq!(b.profile, "a,b", "a profile applied twice is named once");
         assert_eq!(b.netns.as_deref(), Some("ns1"));
         std::fs::remove_dir_all(&dir).unwrap();
         assert!(load(&path).unwrap().is_none());

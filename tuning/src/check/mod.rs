@@ -1,7 +1,8 @@
-//! The host check: can this host hold N connections? Lists, tightest first, everything that
-//! caps the target (fd limits, file table, ports, backlogs, tcp_mem, conntrack, memory), each
-//! with its current value, the value needed, the connection ceiling it implies, the exact fix
-//! and whether it is set per network namespace or for the whole host.
+//! The host check: can this host hold N connections, as the server (over K processes), as the
+//! load generator, or as both ends of a loopback test? Lists, tightest first, everything that
+//! caps the target (fd limits, file table, ports, backlogs, tcp_mem, conntrack, close-storm
+//! limits, memory), each with its current value, the value needed, the connection ceiling it
+//! implies, the exact fix and whether it is set per network namespace or for the whole host.
 //!
 //! Not here: changing anything (see `apply`). `rookery` and `rookery-load` call `check_host`
 //! at start and print `verdict_line()`.
@@ -9,7 +10,9 @@
 //! Invariants: findings are ordered Caps (lowest ceiling first), then Warn, then Ok;
 //! `reachable()` is true exactly when no finding has status Caps.
 
+mod closes;
 mod facts;
+mod fds;
 mod rules;
 
 use std::fmt;
@@ -20,50 +23,104 @@ use serde::Serialize;
 use crate::knobs::{Os, Scope};
 use crate::util::thousands;
 
-pub use rules::{FD_RESERVE, LINUX_KERNEL_BYTES_PER_CONN};
+pub use fds::{server_processes_needed, FD_RESERVE};
+pub use rules::LINUX_KERNEL_BYTES_PER_SOCKET;
 
-/// Which side of the connections the checked process is.
+/// Which side of the connections the checked host runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 pub enum Role {
-    /// Accepts the connections (rookery): one process holds them all.
+    /// Accepts the connections (rookery), in `CheckInput::server_processes` processes.
     Server,
-    /// Opens them (rookery-load): needs ports, may spread over processes.
+    /// Opens them (rookery-load): needs ports, spreads over processes by itself.
     Loadgen,
+    /// Both on one host (a loopback test): every connection is two sockets, two open files and
+    /// two processes' user space on this host.
+    Both,
+}
+
+impl Role {
+    /// Whether rookery runs on the checked host.
+    pub fn runs_server(self) -> bool {
+        matches!(self, Role::Server | Role::Both)
+    }
+
+    /// Whether rookery-load runs on the checked host.
+    pub fn runs_loadgen(self) -> bool {
+        matches!(self, Role::Loadgen | Role::Both)
+    }
+
+    /// Sockets (and open files) on this host per connection.
+    pub fn sockets_per_conn(self) -> u64 {
+        if self == Role::Both {
+            2
+        } else {
+            1
+        }
+    }
+
+    /// User-space bytes per connection on this host when not given (see the constants).
+    pub fn default_user_bytes(self) -> u64 {
+        match self {
+            Role::Server => SERVER_SESSION_BYTES,
+            Role::Loadgen => LOADGEN_CLIENT_BYTES,
+            Role::Both => SERVER_SESSION_BYTES + LOADGEN_CLIENT_BYTES,
+        }
+    }
+
+    /// How reports name it.
+    pub fn label(self) -> &'static str {
+        match self {
+            Role::Server => "server",
+            Role::Loadgen => "load generator",
+            Role::Both => "server + load generator on one host",
+        }
+    }
 }
 
 /// What to check the host against.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct CheckInput {
     pub role: Role,
-    /// Connections the process must hold at once.
+    /// Connections held at once.
     pub connections: u64,
-    /// User-space bytes per session of the process (added to the kernel's per-socket bytes).
+    /// User-space bytes per connection on this host: per session (server), per client
+    /// (loadgen), or both added (Both). Added to the kernel's bytes per socket.
     pub per_session_bytes: u64,
-    /// New connections per second the accept queue must absorb (reconnect storm).
+    /// New connections per second the accept queues must absorb (reconnect storm).
     pub connect_rate_per_s: u64,
     /// Source addresses the generator connects from (ephemeral ports are per address).
     pub source_addresses: u32,
+    /// rookery processes the connections are spread over (`rookery cluster up --nodes K`);
+    /// each holds its share under its own RLIMIT_NOFILE. 1 = one process holds them all.
+    pub server_processes: u64,
 }
 
-/// Per-session user-space budget of DESIGN.md (engine <= 1 KiB; the generator measured 544 B
-/// per client in results/20261128-195714-hold-c19000, rounded up to the same budget).
-pub const DEFAULT_PER_SESSION_BYTES: u64 = 1024;
+/// Server user space per idle session: 1,380 B, the median RSS growth per session of one
+/// rookery process holding 19,000 plain-TCP sessions (io_uring, default durability, token
+/// auth; results/20261207-154821-before-after, 5 runs 1,379-1,382 B; the tune compare of
+/// results/20261128-205310-tune-hold-c19000 measured 1,301-1,303 B). XEP-0198 off there:
+/// its per-session state comes on top while messages are unacked.
+pub const SERVER_SESSION_BYTES: u64 = 1_380;
+/// Generator user space per simulated client: issue 13's budget of 512 B (measured 511-706 B
+/// before that work, results/20261207-192611-tls: 351 B at 3,000 plain clients).
+pub const LOADGEN_CLIENT_BYTES: u64 = 512;
 /// Lowest default connect rate: rookery-load's default `--connect-rate`.
 pub const MIN_DEFAULT_CONNECT_RATE_PER_S: u64 = 1000;
 /// Default storm: every client reconnects within this many seconds after a restart.
 pub const DEFAULT_RECONNECT_WINDOW_S: u64 = 60;
 
 impl CheckInput {
-    /// Defaults: 1 KiB per session, connect rate max(1000/s, everyone back within 60 s), one
-    /// source address.
+    /// Defaults: the role's user bytes per connection, connect rate max(1000/s, everyone back
+    /// within 60 s), one source address, one server process.
     pub fn new(role: Role, connections: u64) -> CheckInput {
         CheckInput {
             role,
             connections,
-            per_session_bytes: DEFAULT_PER_SESSION_BYTES,
+            per_session_bytes: role.default_user_bytes(),
             connect_rate_per_s: (connections / DEFAULT_RECONNECT_WINDOW_S)
                 .max(MIN_DEFAULT_CONNECT_RATE_PER_S),
             source_addresses: 1,
+            server_processes: 1,
         }
     }
 }
@@ -169,9 +226,13 @@ impl CheckReport {
     /// One line: reachable or not, the ceiling, the first cap (or warning) and its fix.
     pub fn verdict_line(&self) -> String {
         let target = thousands(self.input.connections);
+        let head = match self.input.role {
+            Role::Both => "host check (server + load generator on one host)",
+            _ => "host check",
+        };
         if let Some(first) = self.with_status(Status::Caps).next() {
             return format!(
-                "host check: {} of {target} connections reachable; first cap: {} (fix: {})",
+                "{head}: {} of {target} connections reachable; first cap: {} (fix: {})",
                 thousands(self.ceiling().min(self.input.connections)),
                 first.knob,
                 first.fix
@@ -185,7 +246,7 @@ impl CheckReport {
             .map_or(String::new(), |f| {
                 format!(" (ceiling {}: {})", thousands(self.ceiling()), f.knob)
             });
-        let mut line = format!("host check: {target} connections reachable{tightest}");
+        let mut line = format!("{head}: {target} connections reachable{tightest}");
         let warnings: Vec<&Finding> = self.with_status(Status::Warn).collect();
         if let Some(w) = warnings.first() {
             line.push_str(&format!(
@@ -203,19 +264,22 @@ impl CheckReport {
 
 impl fmt::Display for CheckReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let role = match self.input.role {
-            Role::Server => "server",
-            Role::Loadgen => "load generator",
-        };
+        let input = &self.input;
         writeln!(f, "{}", self.verdict_line())?;
+        let servers = if input.role.runs_server() {
+            format!(", {} server process(es)", thousands(input.server_processes))
+        } else {
+            String::new()
+        };
         writeln!(
             f,
-            "target: {} connections as {role}, {} B user space per session, {}/s connect rate, \
-             {} source address(es)",
-            thousands(self.input.connections),
-            self.input.per_session_bytes,
-            thousands(self.input.connect_rate_per_s),
-            self.input.source_addresses
+            "target: {} connections as {}{servers}, {} B user space per connection, {}/s \
+             connect rate, {} source address(es)",
+            thousands(input.connections),
+            input.role.label(),
+            input.per_session_bytes,
+            thousands(input.connect_rate_per_s),
+            input.source_addresses
         )?;
         for (i, x) in self.findings.iter().enumerate() {
             let tag = match x.status {
@@ -248,6 +312,10 @@ mod tests {
         let big = CheckInput::new(Role::Loadgen, 1_200_000);
         assert_eq!(big.connect_rate_per_s, 20_000);
         assert_eq!(big.source_addresses, 1);
-        assert_eq!(big.per_session_bytes, DEFAULT_PER_SESSION_BYTES);
+        assert_eq!(big.per_session_bytes, LOADGEN_CLIENT_BYTES);
+        assert_eq!(small.per_session_bytes, SERVER_SESSION_BYTES);
+        let both = CheckInput::new(Role::Both, 1_000_000);
+        assert_eq!(both.per_session_bytes, 1_380 + 512);
+        assert_eq!(both.server_processes, 1);
     }
 }

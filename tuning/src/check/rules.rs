@@ -6,20 +6,23 @@
 //! Every constant names its source: /work/shared/notes/kernel-tuning.md ("notes") or DESIGN.md.
 
 use crate::check::facts::HostFacts;
-use crate::check::{CheckInput, Finding, Role, Status};
+use crate::check::{closes, fds, CheckInput, Finding, Status};
 use crate::knobs::{Os, Scope};
 use crate::util::{human_bytes, thousands};
 
-/// fds rookery keeps below RLIMIT_NOFILE for listeners, logs and accept-and-refuse
-/// (`rookery --fd-reserve` default).
-pub const FD_RESERVE: u64 = 64;
-/// Kernel bytes per connection on Linux: 4.5 KB planning figure per idle TCP socket (measured
-/// floor 3.98 KB plus slab fragmentation, notes §0.1 and §4) + 150 B for the poll entry
-/// (eventpoll_epi 128 B + ep_head 16 B measured; an io_uring request is similar).
-pub const LINUX_KERNEL_BYTES_PER_CONN: u64 = 4_650;
-/// Kernel bytes per connection on FreeBSD: WhatsApp 2012, 18 GB wired / 2.28M connections
+/// Kernel bytes per socket on Linux: half of 9,860 B, the slab growth per connection pair
+/// (both ends on one host) measured by `rookery-tune compare` at 19,000 held connections,
+/// io_uring on both sides (tuning/README.md "Measured here";
+/// results/20261128-205310-tune-hold-c19000: 9,808-9,860 B over three profiles; TCP sock,
+/// sock_inode, filp, dentry, io_kiocb, bind buckets, kmalloc). The notes' planning figure was
+/// 4,650 B (4.5 KB idle socket + 150 B poll entry).
+pub const LINUX_KERNEL_BYTES_PER_SOCKET: u64 = 4_930;
+/// Idle RSS of one rookery process before any session (7.2-9.0 MB measured in
+/// results/20261207-202542-tls-idle, rounded up): counted once per server process.
+pub const SERVER_PROCESS_BYTES: u64 = 9 * 1024 * 1024;
+/// Kernel bytes per socket on FreeBSD: WhatsApp 2012, 18 GB wired / 2.28M connections
 /// ~ 8 KB all-in (notes §2, derived): an upper bound, not measured here.
-pub const FREEBSD_KERNEL_BYTES_PER_CONN: u64 = 8_192;
+pub const FREEBSD_KERNEL_BYTES_PER_SOCKET: u64 = 8_192;
 /// tcp_mem pages charged to a socket holding any queued data, even 64 bytes (notes §0.3).
 pub const TCP_MEM_PAGES_PER_BUSY_CONN: u64 = 1;
 /// Seconds of arrivals an accept queue must absorb at the connect rate.
@@ -32,15 +35,17 @@ pub const WIDE_PORT_RANGE: u64 = 64_512;
 /// All findings for `input` on a host described by `f`, unordered.
 pub fn evaluate(f: &HostFacts, input: &CheckInput) -> Vec<Finding> {
     let mut out = Vec::new();
-    nofile(f, input, &mut out);
-    nr_open(f, input, &mut out);
-    file_max(f, input, &mut out);
-    max_sockets(f, input, &mut out);
+    fds::nofile(f, input, &mut out);
+    fds::nr_open(f, input, &mut out);
+    fds::file_max(f, input, &mut out);
+    fds::max_sockets(f, input, &mut out);
     ports(f, input, &mut out);
     somaxconn(f, input, &mut out);
     syn_backlog(f, input, &mut out);
     tcp_mem(f, input, &mut out);
     conntrack(f, input, &mut out);
+    closes::orphans(f, input, &mut out);
+    closes::time_wait(f, input, &mut out);
     memory(f, input, &mut out);
     for (what, err) in &f.unreadable {
         out.push(Finding {
@@ -80,165 +85,22 @@ fn cap(knob: String, current: String, needed: String, ceiling: u64, target: u64)
     }
 }
 
-fn nofile(f: &HostFacts, input: &CheckInput, out: &mut Vec<Finding>) {
-    let n = input.connections;
-    let needed = n.saturating_add(FD_RESERVE);
-    let per_process = f.nofile.hard.saturating_sub(FD_RESERVE);
-    let fix = match f.os {
-        Os::Linux => format!(
-            "LimitNOFILE={needed} in the systemd unit, or `* - nofile {needed}` in \
-             /etc/security/limits.conf (raising the hard limit needs root/CAP_SYS_RESOURCE)"
-        ),
-        Os::FreeBsd => format!(
-            "`:openfiles={needed}:` in /etc/login.conf for the service's class, or \
-             `ulimit -n {needed}` in its rc script"
-        ),
-    };
-    let knob = format!("RLIMIT_NOFILE hard {}", thousands(f.nofile.hard));
-    let mut hard = cap(
-        knob,
-        thousands(f.nofile.hard),
-        thousands(needed),
-        per_process,
-        n,
-    );
-    hard.scope = Scope::PerProcess;
-    hard.fix = fix;
-    if input.role == Role::Loadgen {
-        // rookery-load spreads clients over processes when one is not enough.
-        let processes = n.div_ceil(per_process.max(1));
-        hard.ceiling = None;
-        hard.status = if processes > 1 {
-            Status::Warn
-        } else {
-            Status::Ok
-        };
-        hard.needed = format!("{} per process", thousands(needed.min(f.nofile.hard)));
-        hard.note = format!(
-            "{processes} generator process(es) of {} fds each (rookery-load --processes; its \
-             default picks this)",
-            thousands(per_process)
-        );
-    } else {
-        hard.note = format!("one process holds every connection plus {FD_RESERVE} reserved fds");
-    }
-    out.push(hard);
-    let soft_ok = f.nofile.soft >= needed.min(f.nofile.hard);
-    out.push(Finding {
-        knob: format!("RLIMIT_NOFILE soft {}", thousands(f.nofile.soft)),
-        current: thousands(f.nofile.soft),
-        needed: thousands(needed.min(f.nofile.hard)),
-        ceiling: None,
-        fix: "none needed: rookery and rookery-load raise the soft limit to the hard limit"
-            .to_string(),
-        scope: Scope::PerProcess,
-        status: Status::Ok,
-        note: if soft_ok {
-            "soft limit already enough"
-        } else {
-            "raised at start"
-        }
-        .to_string(),
-    });
-}
-
-fn nr_open(f: &HostFacts, input: &CheckInput, out: &mut Vec<Finding>) {
-    let Some(nr_open) = f.nr_open else { return };
-    let n = input.connections;
-    let needed = n.saturating_add(FD_RESERVE);
-    let (name, fix) = match f.os {
-        Os::Linux => ("fs.nr_open", format!("sysctl -w fs.nr_open={needed}")),
-        Os::FreeBsd => (
-            "kern.maxfilesperproc",
-            format!("kern.maxfilesperproc=\"{needed}\" in /boot/loader.conf"),
-        ),
-    };
-    let mut x = cap(
-        name.into(),
-        thousands(nr_open),
-        thousands(needed),
-        nr_open - nr_open.min(FD_RESERVE),
-        n,
-    );
-    x.fix = fix;
-    x.note = "the highest RLIMIT_NOFILE any process can be given".to_string();
-    if input.role == Role::Loadgen {
-        x.ceiling = None;
-        x.status = Status::Ok;
-        x.note
-            .push_str("; the generator spreads over processes, so it is per process");
-    }
-    out.push(x);
-}
-
-fn file_max(f: &HostFacts, input: &CheckInput, out: &mut Vec<Finding>) {
-    let Some(max) = f.file_max else { return };
-    let n = input.connections;
-    let in_use = f.files_in_use.unwrap_or(0);
-    let needed = in_use.saturating_add(n);
-    let (name, fix) = match f.os {
-        Os::Linux => (
-            "fs.file-max",
-            format!("sysctl -w fs.file-max={}", needed.saturating_mul(2)),
-        ),
-        Os::FreeBsd => (
-            "kern.maxfiles",
-            format!(
-                "kern.maxfiles=\"{}\" in /boot/loader.conf",
-                needed.saturating_mul(2)
-            ),
-        ),
-    };
-    let mut x = cap(
-        name.into(),
-        thousands(max),
-        thousands(needed),
-        max.saturating_sub(in_use),
-        n,
-    );
-    x.fix = fix;
-    x.note = format!(
-        "{} files open now; a loopback test needs 2 per connection (server + generator), hence \
-         the 2x in the fix; root (CAP_SYS_ADMIN) processes are exempt on Linux",
-        thousands(in_use)
-    );
-    out.push(x);
-}
-
-fn max_sockets(f: &HostFacts, input: &CheckInput, out: &mut Vec<Finding>) {
-    let Some((max, in_use)) = f.max_sockets else {
-        return;
-    };
-    let needed = in_use.saturating_add(input.connections);
-    let mut x = cap(
-        "kern.ipc.maxsockets".into(),
-        thousands(max),
-        thousands(needed),
-        max.saturating_sub(in_use),
-        input.connections,
-    );
-    x.scope = Scope::Boot;
-    x.fix = format!(
-        "kern.ipc.maxsockets=\"{}\" in /boot/loader.conf",
-        needed.saturating_mul(2)
-    );
-    x.note = "socket zone limit; can be raised at run time but not lowered".to_string();
-    out.push(x);
-}
-
 fn ports(f: &HostFacts, input: &CheckInput, out: &mut Vec<Finding>) {
-    if input.role != Role::Loadgen {
+    if !input.role.runs_loadgen() {
         return;
     }
     let Some((lo, hi)) = f.port_range else { return };
     let n = input.connections;
-    let per_addr = hi.saturating_sub(lo) + 1;
+    let per_addr = (hi.saturating_sub(lo) + 1).saturating_sub(f.reserved_in_range);
     let addrs = u64::from(input.source_addresses.max(1));
-    let addrs_needed = n.div_ceil(WIDE_PORT_RANGE).max(1);
+    let addrs_needed = n
+        .div_ceil(WIDE_PORT_RANGE.saturating_sub(f.reserved_in_range).max(1))
+        .max(1);
     let mut x = cap(
         "ephemeral ports x source addresses".into(),
         format!(
-            "{lo}-{hi} = {} ports x {addrs} address(es)",
+            "{lo}-{hi} less {} reserved = {} ports x {addrs} address(es)",
+            f.reserved_in_range,
             thousands(per_addr)
         ),
         thousands(n),
@@ -264,20 +126,30 @@ fn ports(f: &HostFacts, input: &CheckInput, out: &mut Vec<Finding>) {
         "{widen} and connect from {addrs_needed} source address(es) \
          (rookery-load --source-ips {example} on loopback)"
     );
-    x.note = "one local port per (source IP, destination IP, destination port)".to_string();
+    x.note = "one local port per (source IP, destination IP, destination port): distinct \
+              destinations (cluster nodes) could share ports, but the kernel's search slows as \
+              the range fills, so the check counts on ports x addresses alone"
+        .to_string();
     out.push(x);
 }
 
-/// Accept-queue depth that absorbs `BACKLOG_WINDOW_S` of arrivals at the connect rate.
-fn backlog_needed(input: &CheckInput) -> u64 {
+/// Connects per second one server process's listener takes: the rate split over the
+/// processes (clients dial their home node).
+fn rate_per_listener(input: &CheckInput) -> u64 {
     input
         .connect_rate_per_s
+        .div_ceil(input.server_processes.max(1))
+}
+
+/// Accept-queue depth that absorbs `BACKLOG_WINDOW_S` of one listener's arrivals.
+fn backlog_needed(input: &CheckInput) -> u64 {
+    rate_per_listener(input)
         .saturating_mul(BACKLOG_WINDOW_S)
         .clamp(128, MAX_BACKLOG)
 }
 
 fn somaxconn(f: &HostFacts, input: &CheckInput, out: &mut Vec<Finding>) {
-    let (Role::Server, Some(cur)) = (input.role, f.somaxconn) else {
+    let (true, Some(cur)) = (input.role.runs_server(), f.somaxconn) else {
         return;
     };
     let needed = backlog_needed(input);
@@ -306,16 +178,18 @@ fn somaxconn(f: &HostFacts, input: &CheckInput, out: &mut Vec<Finding>) {
             Status::Ok
         },
         note: format!(
-            "accept queue for {BACKLOG_WINDOW_S} s of arrivals at {}/s; overflow means \
-             ListenOverflows and 1 s/3 s/7 s SYN retransmits; the app's listen() backlog \
-             caps it too (rookery passes 4096 per shard)",
-            thousands(input.connect_rate_per_s)
+            "accept queue for {BACKLOG_WINDOW_S} s of arrivals at {}/s per listener ({}/s \
+             over {} server process(es)); overflow means ListenOverflows and 1 s/3 s/7 s SYN \
+             retransmits; the app's listen() backlog caps it too (rookery --listen-backlog)",
+            thousands(rate_per_listener(input)),
+            thousands(input.connect_rate_per_s),
+            input.server_processes.max(1)
         ),
     });
 }
 
 fn syn_backlog(f: &HostFacts, input: &CheckInput, out: &mut Vec<Finding>) {
-    let (Role::Server, Some(cur)) = (input.role, f.syn_backlog) else {
+    let (true, Some(cur)) = (input.role.runs_server(), f.syn_backlog) else {
         return;
     };
     let needed = backlog_needed(input);
@@ -436,27 +310,46 @@ fn memory(f: &HostFacts, input: &CheckInput, out: &mut Vec<Finding>) {
         return;
     };
     let n = input.connections;
-    let kernel = match f.os {
-        Os::Linux => LINUX_KERNEL_BYTES_PER_CONN,
-        Os::FreeBsd => FREEBSD_KERNEL_BYTES_PER_CONN,
+    let per_socket = match f.os {
+        Os::Linux => LINUX_KERNEL_BYTES_PER_SOCKET,
+        Os::FreeBsd => FREEBSD_KERNEL_BYTES_PER_SOCKET,
     };
+    let sockets = input.role.sockets_per_conn();
+    let kernel = per_socket * sockets;
     let per_conn = kernel + input.per_session_bytes;
-    let needed = n.saturating_mul(per_conn);
+    let processes = if input.role.runs_server() {
+        input.server_processes.max(1)
+    } else {
+        0
+    };
+    let fixed = processes.saturating_mul(SERVER_PROCESS_BYTES);
+    let needed = n.saturating_mul(per_conn).saturating_add(fixed);
     let mut x = cap(
         "memory (MemAvailable)".into(),
         human_bytes(avail),
         human_bytes(needed),
-        avail / per_conn.max(1),
+        avail.saturating_sub(fixed) / per_conn.max(1),
         n,
     );
     x.fix = format!(
         "{} more RAM, or fewer connections per host, or fewer user-space bytes per session",
         human_bytes(needed.saturating_sub(avail))
     );
+    let pair = if sockets == 2 {
+        "both ends on this host: 2 sockets"
+    } else {
+        "1 socket; a loopback test pays it twice (use --role both)"
+    };
     x.note = format!(
-        "{kernel} B kernel per connection (idle TCP socket ~4.0 KB measured, 4.5 KB planned, \
-         + poll entry) + {} B user space per session; a loopback test pays the kernel part twice",
+        "{kernel} B kernel per connection ({per_socket} B per socket, {pair}) + {} B user \
+         space per connection",
         input.per_session_bytes
     );
+    if processes > 0 {
+        x.note.push_str(&format!(
+            " + {} idle RSS for each of {processes} server process(es)",
+            human_bytes(SERVER_PROCESS_BYTES)
+        ));
+    }
     out.push(x);
 }
