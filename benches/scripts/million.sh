@@ -26,7 +26,7 @@
 #   CLIENTS default 1000000; NODES default CLIENTS / 19,200 rounded up (a node holds its
 #   sessions plus its listeners, log and bus conns under the 20,000-descriptor cap here).
 # Env: LOGIN_RATE (4000), HOLD (5m), CHAT (2m), CHAT_RATE (0.01), STORM_FRACTION (0.1),
-#   STORM_AT (60s), RECONNECT_RATE (4000), PROFILE (c1m-lean), NETNS (rookery-million),
+#   STORM_AT (60s), RECONNECT_RATE (4000), PROFILE (c1m-loopback), NETNS (rookery-million),
 #   ALLOW_HOST (1), BACKEND (auto), OUT (results), BIN (target/release: the binaries).
 #   PROFILE=none applies no profile (the host's knobs as they are; no root needed with
 #   NETNS=none).
@@ -45,14 +45,19 @@ chat_rate=${CHAT_RATE:-0.01}
 storm_fraction=${STORM_FRACTION:-0.1}
 storm_at=${STORM_AT:-60s}
 reconnect_rate=${RECONNECT_RATE:-4000}
-profile=${PROFILE:-c1m-lean}
+profile=${PROFILE:-c1m-loopback}
 netns=${NETNS:-rookery-million}
 allow_host=${ALLOW_HOST:-1}
 backend=${BACKEND:-auto}
 bin=${BIN:-target/release}
 secret=million-bench-secret
-base_port=20000
-nats_port=4333
+# The ports c1m-loopback reserves (kept out of the ephemeral range): nats and node i's
+# client port 5222 + 10 (i - 1), its metrics port + 1.
+base_port=${BASE_PORT:-5222}
+nats_port=${NATS_PORT:-4222}
+# Source addresses: 127.0.0.1..N, N = what the ephemeral range (about 64,000 ports per
+# address with the profile) needs.
+sources=$(((clients + 59999) / 60000))
 
 for b in rookery rookery-load rookery-tune; do
     [[ -x $bin/$b ]] || { echo "missing $bin/$b: cargo build --release first" >&2; exit 1; }
@@ -124,7 +129,7 @@ if [[ $profile != none ]]; then
     }
 fi
 ns "$bin/rookery-tune" check --connections "$clients" --role both --server-processes "$nodes" \
-    --per-session-bytes 1200 --connect-rate "$login_rate" >"$out/check.txt" 2>&1 || true
+    --source-addresses "$sources" --connect-rate "$login_rate" >"$out/check.txt" 2>&1 || true
 head -n 1 "$out/check.txt"
 
 # 2. The cluster.
@@ -209,6 +214,7 @@ set +e
 ns timeout --signal=INT --kill-after=60 "$budget_s" "$bin/rookery-load" chat \
     --cluster "$cluster/cluster.toml" --cross-node --domain example.test \
     --auth "token:$secret" --clients "$clients" --connect-rate "$login_rate" \
+    --source-ips "127.0.0.1-127.0.0.$sources" \
     --hold-first "$hold" --duration "$chat" --rate "$chat_rate" \
     --storm-fraction "$storm_fraction" --storm-at "$storm_at" \
     --reconnect-rate "$reconnect_rate" --verify --drain-ms 10000 \

@@ -9,8 +9,8 @@
 //! what the storm dropped before the server acknowledged it, every dropped client back, and
 //! the report written.
 //!
-//! As root (CI) it runs in a network namespace of its own with the c1m-lean profile applied
-//! to that namespace only (no host-wide knob is written); otherwise in the host's namespace
+//! As root (CI) it runs in a network namespace of its own with the kernel profile applied
+//! to that namespace only (c1m-loopback; no host-wide knob is written); otherwise in the host's namespace
 //! with the host's knobs (NETNS=none PROFILE=none). Needs nats-server, curl, python3 and the
 //! release binaries rookery, rookery-load and rookery-tune side by side (scripts/test.sh
 //! builds them). The script bounds its own run and stops everything it started.
@@ -104,7 +104,7 @@ fn a_hundred_thousand_sessions_on_six_nodes_hold_chat_and_ride_a_storm_losing_no
         .env("ALLOW_HOST", "0");
     if is_root() {
         let netns = format!("rookery-million-it-{}", std::process::id());
-        command.env("NETNS", netns).env("PROFILE", "c1m-lean");
+        command.env("NETNS", netns).env("PROFILE", "c1m-loopback");
     } else {
         command.env("NETNS", "none").env("PROFILE", "none");
     }

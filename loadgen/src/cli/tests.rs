@@ -379,18 +379,36 @@ fn tls_needs_its_trust_and_sasl_names_parse() {
 fn hold_first_and_the_chat_storm_resolve_and_validate() {
     let cfg = resolve(
         Scenario::Chat,
-        &["--duration", "30s", "--hold-first", "5m", "--storm-fraction", "0.1"],
+        &[
+            "--duration",
+            "30s",
+            "--hold-first",
+            "5m",
+            "--storm-fraction",
+            "0.1",
+        ],
     )
     .unwrap();
     assert_eq!(cfg.hold_first_ms, 300_000);
     let storm = cfg.chat_storm.unwrap();
-    assert_eq!((storm.per_mille, storm.at_ms), (100, 10_000), "default: a third in");
+    assert_eq!(
+        (storm.per_mille, storm.at_ms),
+        (100, 10_000),
+        "default: a third in"
+    );
     assert!(storm.includes(99) && !storm.includes(100) && storm.includes(1_050));
     for bad in [
         &["--storm-fraction", "0"][..],
         &["--storm-fraction", "1.5"],
         &["--storm-at", "5s"],
-        &["--duration", "10s", "--storm-fraction", "0.1", "--storm-at", "10s"],
+        &[
+            "--duration",
+            "10s",
+            "--storm-fraction",
+            "0.1",
+            "--storm-at",
+            "10s",
+        ],
     ] {
         assert!(resolve(Scenario::Chat, bad).is_err(), "{bad:?}");
     }

@@ -271,7 +271,14 @@ pub(in crate::worker) mod tests {
         let cfg = parsed_config(
             "chat",
             "4",
-            &["--threads", "1", "--storm-fraction", "0.002", "--storm-at", "1s"],
+            &[
+                "--threads",
+                "1",
+                "--storm-fraction",
+                "0.002",
+                "--storm-at",
+                "1s",
+            ],
             "127.0.0.1:5222",
             "d",
         );
@@ -287,11 +294,12 @@ pub(in crate::worker) mod tests {
         assert!(w.storming);
         assert_eq!(w.report.storm_dropped, 2);
         assert_eq!(io.closed.len(), 2, "only the storm's clients dropped");
-        assert_eq!(io.connects, 4 + 2, "and reconnected at once (no rate limit)");
         assert_eq!(
-            [w.slots[2].state, w.slots[3].state],
-            [SlotState::Online; 2]
+            io.connects,
+            4 + 2,
+            "and reconnected at once (no rate limit)"
         );
+        assert_eq!([w.slots[2].state, w.slots[3].state], [SlotState::Online; 2]);
         assert_eq!(w.report.unacked_at_drop, vec![(0, 3, 5)]);
         assert_eq!((w.slots[0].ack_base, w.slots[1].ack_base), (5, 0));
 
