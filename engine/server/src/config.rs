@@ -189,6 +189,12 @@ pub struct Args {
     /// front); default http://<--http-listen>.
     #[arg(long)]
     pub http_public_url: Option<String>,
+    /// Web pages allowed to open XMPP over WebSocket from a browser, as origins
+    /// (scheme://host[:port]; repeat the flag or separate with commas). An upgrade whose
+    /// Origin is not listed gets 403; one without Origin (not a browser) passes. Default: any
+    /// (XMPP logs in with SASL, not cookies).
+    #[arg(long, value_delimiter = ',', requires = "http_listen")]
+    pub ws_allowed_origin: Vec<String>,
     /// Largest file one upload may carry (announced as max-file-size).
     #[arg(long, default_value_t = rookery_upload::SlotPolicy::DEFAULT_MAX_FILE_BYTES)]
     pub upload_max_bytes: u64,
