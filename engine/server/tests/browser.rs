@@ -6,7 +6,9 @@
 //! cross-origin PUT from the page) and sends the GET URL as body and XEP-0066 OOB; the
 //! slixmpp side downloads it and finds it byte-identical, and says so; the page shows the
 //! image. A screenshot of the conversation is kept in `target/browser-test/` (its path is
-//! printed).
+//! printed). Then the page stays quiet past the server's keepalive interval
+//! (`--ws-ping-interval 1 --ws-ping-timeout 1`): Chromium answers the WebSocket pings itself,
+//! and the session is still there.
 //!
 //! Needs `node`, Chromium (`/usr/bin/chromium`, or `ROOKERY_CHROMIUM`) and the npm packages
 //! (`npm ci` in tests/browser; `.ci/run` does all three). A missing one fails this test with
@@ -209,7 +211,16 @@ fn a_browser_user_chats_and_shares_an_image_with_a_slixmpp_user() {
     let shards = 2u16;
     let http_port = free_port();
     let http = format!("127.0.0.1:{http_port}");
-    let flags = ["--http-listen", &http, "--upload-content-types", "image/*"];
+    let flags = [
+        "--http-listen",
+        &http,
+        "--upload-content-types",
+        "image/*",
+        "--ws-ping-interval",
+        "1",
+        "--ws-ping-timeout",
+        "1",
+    ];
     let server = Server::start(backend, shards as usize, &flags);
     // On different shards: the WebSocket conn is handed to its user's home shard, and the
     // chat crosses shards.
@@ -280,6 +291,21 @@ fn a_browser_user_chats_and_shares_an_image_with_a_slixmpp_user() {
     ] {
         assert!(peer_out.contains(&needle), "{needle}: {all}");
     }
+
+    // The quiet spell at the end: the browser answered the server's keepalive pings. A second
+    // ping proves the first was answered (an unanswered one ends the conn instead).
+    assert!(browser.contains("\"connected_after_quiet\":true"), "{all}");
+    let pings = server.metric("rookery_websocket_keepalive_pings_total");
+    assert!(
+        pings >= 2,
+        "{pings} keepalive pings during the quiet spell, want 2: {all}"
+    );
+    println!("keepalive pings sent to the browser: {pings}");
+    assert_eq!(
+        server.metric("rookery_websocket_keepalive_timeouts_total"),
+        0,
+        "{all}"
+    );
 
     let metrics = server.metrics();
     for line in [

@@ -3,7 +3,8 @@
 // (a slixmpp client started beside it by engine/server/tests/browser.rs) through the page's
 // own UI: it types a message, waits for the peer's answer, shares a PNG through the chat
 // toolbar's file input (XEP-0363 upload from the page), waits for the peer to confirm it
-// downloaded the image intact, and saves a screenshot of the conversation.
+// downloaded the image intact, and saves a screenshot of the conversation; then stays quiet
+// for a while and reports whether it is still connected (the server's keepalive pings).
 //
 // What it does not do: check the image bytes itself (the peer does, against IMAGE), or keep
 // anything running: the static server and the browser are closed on every exit path, and an
@@ -31,6 +32,10 @@ const OVERALL_MS = 90_000;
 const HELLO = 'hello from the browser';
 const REPLY = 'hello from slixmpp';
 const CONFIRM = 'image received intact';
+// A quiet spell at the end, long enough for two of the server's keepalive pings (each after
+// a quiet second and a check every second: rookery runs with --ws-ping-interval 1): the
+// browser must answer the first itself, or the second never comes.
+const QUIET_MS = 7000;
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const DIST = path.join(here, 'node_modules', 'converse.js', 'dist');
@@ -251,6 +256,12 @@ async function run([wsUrl, jid, password, peer, imagePath, screenshotPath], resu
     result.messages = await shownMessages(tab);
     await tab.screenshot({ path: screenshotPath });
     result.screenshot = screenshotPath;
+
+    console.error(`step: quiet for ${QUIET_MS} ms (the server's keepalive pings)`);
+    await new Promise((resolve) => setTimeout(resolve, QUIET_MS));
+    result.connected_after_quiet = await tab.evaluate(
+        () => window.rookeryState.connected && !window.rookeryState.events.includes('disconnected'),
+    );
 }
 
 async function main() {
