@@ -135,6 +135,8 @@ pub struct HttpConfig {
     pub usage_sink: Option<UsageSink>,
     /// Where upgraded `/xmpp-websocket` conns go (the shards); `None` answers 501.
     pub websocket: Option<crate::WebSocketSink>,
+    /// Pages allowed to open `/xmpp-websocket` from a browser (`--ws-allowed-origin`).
+    pub websocket_origins: crate::AllowedOrigins,
 }
 
 impl HttpConfig {
@@ -163,6 +165,7 @@ impl HttpConfig {
             clock: Clock::system(),
             usage_sink: None,
             websocket: None,
+            websocket_origins: crate::AllowedOrigins::any(),
         }
     }
 }
@@ -180,6 +183,7 @@ impl fmt::Debug for HttpConfig {
             .field("worker_threads", &self.worker_threads)
             .field("blocking_threads", &self.blocking_threads)
             .field("limits", &self.limits)
+            .field("websocket_origins", &self.websocket_origins)
             .finish_non_exhaustive()
     }
 }

@@ -17,7 +17,8 @@
 //!   [`UsageEvent`](rookery_upload::UsageEvent)s for the router's quota ledger.
 //! - Optional TLS from the XMPP listener's PEM files (tokio-rustls, ring) (tls.rs).
 //! - `/xmpp-websocket`: the RFC 7395 upgrade; the socket (or, over HTTPS, one end of a relay)
-//!   goes to the engine's [`WebSocketSink`], whose shards speak WebSocket (websocket.rs).
+//!   goes to the engine's [`WebSocketSink`], whose shards speak WebSocket (websocket.rs);
+//!   pages from an origin not in [`AllowedOrigins`] are refused when a list is set (origin.rs).
 //!
 //! What it does not do: issue slots (the router does, with rookery-upload, from the same
 //! secret: [`load_or_create_secret`]), HTTP/2, authentication of downloads (XEP-0363: the URL
@@ -53,6 +54,7 @@ mod config;
 mod deadline;
 mod download;
 mod metrics;
+mod origin;
 mod range;
 mod routes;
 mod secret;
@@ -66,6 +68,7 @@ pub use body::CHUNK_BYTES;
 pub use cleanup::CleanupReport;
 pub use config::{Clock, HttpConfig, HttpLimits, TlsFiles, UsageSink};
 pub use metrics::{HttpMetrics, Refusal};
+pub use origin::{AllowedOrigins, MAX_ALLOWED_ORIGINS};
 pub use secret::{load_or_create_secret, SecretError, SECRET_BYTES};
 pub use server::{HttpHandle, HttpServer, MetricsReader, StartError, SHUTDOWN_GRACE};
 pub use store::{OwnerUsage, ScanReport};

@@ -45,10 +45,12 @@ pub enum Refusal {
     WebSocketHandshake,
     /// An upgraded WebSocket conn the engine could not take (its queue full): closed.
     WebSocketHandover,
+    /// A WebSocket upgrade from a page whose `Origin` is not allowed (403).
+    WebSocketOrigin,
 }
 
 impl Refusal {
-    pub const ALL: [Refusal; 16] = [
+    pub const ALL: [Refusal; 17] = [
         Refusal::NotFound,
         Refusal::MethodNotAllowed,
         Refusal::BadSignature,
@@ -65,6 +67,7 @@ impl Refusal {
         Refusal::TlsHandshake,
         Refusal::WebSocketHandshake,
         Refusal::WebSocketHandover,
+        Refusal::WebSocketOrigin,
     ];
 
     /// The `reason` label.
@@ -86,6 +89,7 @@ impl Refusal {
             Refusal::TlsHandshake => "tls_handshake",
             Refusal::WebSocketHandshake => "websocket_handshake",
             Refusal::WebSocketHandover => "websocket_handover",
+            Refusal::WebSocketOrigin => "websocket_origin",
         }
     }
 

@@ -60,6 +60,7 @@ pub(crate) struct State {
     pub limits: HttpLimits,
     pub file_ttl_s: Option<u64>,
     pub websocket: Option<crate::WebSocketSink>,
+    pub websocket_origins: crate::AllowedOrigins,
     usage_sink: Option<UsageSink>,
 }
 
@@ -122,6 +123,7 @@ impl HttpServer {
             file_ttl_s: config.file_ttl_s,
             usage_sink: config.usage_sink.clone(),
             websocket: config.websocket.clone(),
+            websocket_origins: config.websocket_origins.clone(),
         });
         let permits = Arc::new(Semaphore::new(config.limits.max_conns));
         let (stop, stopped) = watch::channel(false);

@@ -29,9 +29,11 @@
 //!
 //! Without a sink (a server started without the engine) the path answers 501.
 //!
-//! What it does not do: parse a single WebSocket frame (the shards do), limit frames or
-//! messages (the shard's layer does, from the stanza limit), or check `Origin` (XMPP
-//! authenticates with SASL, not with cookies, so cross-origin pages gain nothing).
+//! An upgrade from a page whose `Origin` is not allowed (`--ws-allowed-origin`, see `origin`;
+//! default: any) answers 403 before the handshake's other checks matter.
+//!
+//! What it does not do: parse a single WebSocket frame (the shards do), or limit frames or
+//! messages (the shard's layer does, from the stanza limit).
 
 use std::net::SocketAddr;
 use std::os::fd::OwnedFd;
@@ -88,6 +90,23 @@ pub(crate) fn answer(state: &Arc<State>, mut req: Request<Incoming>) -> Response
             Refusal::MethodNotAllowed,
             StatusCode::METHOD_NOT_ALLOWED,
             "allowed methods: GET (a WebSocket upgrade)",
+        );
+    }
+    let origin = req.headers().get(header::ORIGIN);
+    if !state
+        .websocket_origins
+        .allows(origin.map(HeaderValue::as_bytes))
+    {
+        let shown = origin.map(|o| String::from_utf8_lossy(o.as_bytes()).into_owned());
+        return refuse(
+            state,
+            Refusal::WebSocketOrigin,
+            StatusCode::FORBIDDEN,
+            format!(
+                "Origin {} may not open XMPP over WebSocket here; the operator allows pages \
+                 with --ws-allowed-origin",
+                shown.unwrap_or_default()
+            ),
         );
     }
     let key = match check(req.headers()) {

@@ -148,3 +148,62 @@ fn a_refused_hand_over_closes_the_conn_and_is_counted() {
         h.handle().metrics().refusals_of(Refusal::WebSocketHandover) == 1
     });
 }
+
+#[test]
+fn an_upgrade_from_a_page_whose_origin_is_not_allowed_gets_403() {
+    let (tx, conns) = mpsc::channel();
+    let tx = Arc::new(Mutex::new(tx));
+    let h = Harness::start(SlotPolicy::default(), move |config| {
+        let tx = Arc::clone(&tx);
+        config.websocket = Some(Arc::new(move |conn| {
+            tx.lock().unwrap().send(conn).unwrap();
+            Ok(())
+        }));
+        config.websocket_origins =
+            rookery_http::AllowedOrigins::parse(&["https://chat.example.org"]).unwrap();
+    });
+    let with_origin = |origin: Option<&str>| {
+        let mut request = request("xmpp", "13");
+        if let Some(origin) = origin {
+            request.insert_str(request.len() - 2, &format!("Origin: {origin}\r\n"));
+        }
+        let mut client = TcpStream::connect(h.addr()).unwrap();
+        client.set_read_timeout(Some(WAIT)).unwrap();
+        client.write_all(request.as_bytes()).unwrap();
+        let (head, mut body) = read_head(&mut client);
+        let mut buf = [0u8; 512];
+        while head.starts_with("HTTP/1.1 403") && !body.contains(&b'\n') {
+            let n = client.read(&mut buf).unwrap();
+            assert!(n > 0, "closed inside the body: {body:?}");
+            body.extend_from_slice(&buf[..n]);
+        }
+        (head, String::from_utf8_lossy(&body).into_owned())
+    };
+    for allowed in [
+        Some("https://chat.example.org"),
+        Some("HTTPS://Chat.Example.Org"),
+        None,
+    ] {
+        let (head, _) = with_origin(allowed);
+        assert!(head.starts_with("HTTP/1.1 101"), "{allowed:?}: {head}");
+        conns
+            .recv_timeout(WAIT)
+            .expect("the upgraded conn handed over");
+    }
+    for refused in ["https://evil.example", "http://chat.example.org", "null"] {
+        let (head, body) = with_origin(Some(refused));
+        assert!(head.starts_with("HTTP/1.1 403"), "{refused}: {head}");
+        assert!(
+            body.contains(&format!("Origin {refused} may not")),
+            "{body}"
+        );
+        assert!(body.contains("--ws-allowed-origin"), "{body}");
+    }
+    assert!(
+        conns.try_recv().is_err(),
+        "no refused conn reached the engine"
+    );
+    let metrics = h.handle().metrics();
+    assert_eq!(metrics.refusals_of(Refusal::WebSocketOrigin), 3);
+    assert_eq!(metrics.websocket_upgrades_total, 3);
+}

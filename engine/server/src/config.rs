@@ -189,6 +189,20 @@ pub struct Args {
     /// front); default http://<--http-listen>.
     #[arg(long)]
     pub http_public_url: Option<String>,
+    /// Web pages allowed to open XMPP over WebSocket from a browser, as origins
+    /// (scheme://host[:port]; repeat the flag or separate with commas). An upgrade whose
+    /// Origin is not listed gets 403; one without Origin (not a browser) passes. Default: any
+    /// (XMPP logs in with SASL, not cookies).
+    #[arg(long, value_delimiter = ',', requires = "http_listen")]
+    pub ws_allowed_origin: Vec<String>,
+    /// Seconds a WebSocket conn may stay quiet before the server sends it a WebSocket ping
+    /// (RFC 7395 forbids whitespace keepalives; browsers answer pings by themselves).
+    /// 0 = never.
+    #[arg(long, default_value_t = 0)]
+    pub ws_ping_interval: u64,
+    /// Seconds after an unanswered keepalive ping before the conn is closed (1001).
+    #[arg(long, default_value_t = 30)]
+    pub ws_ping_timeout: u64,
     /// Largest file one upload may carry (announced as max-file-size).
     #[arg(long, default_value_t = rookery_upload::SlotPolicy::DEFAULT_MAX_FILE_BYTES)]
     pub upload_max_bytes: u64,
@@ -385,6 +399,14 @@ impl Config {
 
     pub fn shards(&self) -> usize {
         self.args.shards.unwrap_or(self.cores.len())
+    }
+
+    /// The WebSocket keepalive (`--ws-ping-interval`, `--ws-ping-timeout`), if on.
+    pub fn ws_keepalive(&self) -> Option<rookery_ws::KeepalivePolicy> {
+        (self.args.ws_ping_interval > 0).then(|| rookery_ws::KeepalivePolicy {
+            idle_ms: self.args.ws_ping_interval.saturating_mul(1000),
+            timeout_ms: self.args.ws_ping_timeout.saturating_mul(1000),
+        })
     }
 
     /// The core shard `index` is pinned to: cores are reused round-robin when shards > cores.

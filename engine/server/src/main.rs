@@ -175,6 +175,7 @@ fn run(args: Args) -> anyhow::Result<()> {
             accounts: accounts.as_ref().map(|desk| desk.inbox(index)),
             tls: tls.clone(),
             websocket: upload.as_ref().map(|u| u.ws_inbox(index)),
+            ws_keepalive: config.ws_keepalive(),
         };
         let listener = shard::Listeners {
             plain: listener,

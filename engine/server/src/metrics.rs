@@ -92,6 +92,11 @@ rookery_router::metric_struct! {
         /// WebSocket conns closed for a bad frame (unmasked 1002, binary 1003, over the
         /// message limit 1009, malformed 1002).
         websocket_frame_errors: Counter("rookery_websocket_frame_errors_total"),
+        /// Keepalive pings sent to WebSocket conns quiet for --ws-ping-interval.
+        websocket_keepalive_pings: Counter("rookery_websocket_keepalive_pings_total"),
+        /// WebSocket conns closed (1001) because a keepalive ping went unanswered for
+        /// --ws-ping-timeout.
+        websocket_keepalive_timeouts: Counter("rookery_websocket_keepalive_timeouts_total"),
     }
 }
 

@@ -105,6 +105,8 @@ pub struct ShardParts<M, C> {
     /// Conns the HTTP server upgraded to WebSocket for this shard (`--http-listen`), else
     /// `None` (see `websocket`).
     pub websocket: Option<Arc<WsInbox>>,
+    /// When quiet WebSocket conns are pinged and given up (`--ws-ping-interval`), else `None`.
+    pub ws_keepalive: Option<rookery_ws::KeepalivePolicy>,
 }
 
 /// Whether the shard goes on after a turn.
@@ -241,7 +243,7 @@ impl<D: Driver, M: MailTransport<ShardMail>, C: Clock> Shard<D, M, C> {
                 log_file: committer.file(),
                 slow_consumer_closes: 0,
                 closes: [0; Cause::ALL.len()],
-                transports: Transports::new(parts.tls),
+                transports: Transports::new(parts.tls, parts.ws_keepalive),
             },
             inbox: Vec::new(),
             committer,
@@ -284,6 +286,7 @@ impl<D: Driver, M: MailTransport<ShardMail>, C: Clock> Shard<D, M, C> {
         state
             .router
             .on_tick(now_ms, &mut state.out.fx(&mut driver.ops()));
+        state.out.transports.keep_alive(&mut driver.ops(), now_ms);
         // Everything this turn appended to the log leaves in one write.
         state.committer.pump(&mut state.router, &mut driver.ops());
         state.account_waits.answer_committed(&state.router);
@@ -667,6 +670,8 @@ impl<M: MailTransport<ShardMail>, C: Clock> ShardState<M, C> {
         own.tls_failures_local = tls.tls_failures_local;
         own.websocket_sessions = tls.ws_sessions;
         own.websocket_frame_errors = tls.ws_frame_errors;
+        own.websocket_keepalive_pings = tls.ws_keepalive_pings;
+        own.websocket_keepalive_timeouts = tls.ws_keepalive_timeouts;
         own.conns = driver.open_conns() as u64;
         own.mailbox_staged = self.out.mailbox.staged() as u64;
         own.slow_consumer_closes = self.out.slow_consumer_closes;

@@ -9,6 +9,9 @@
 //! adopts a conn the HTTP server upgraded ([`Transports::start_websocket`], see `websocket`).
 //! Inbound the order is TLS then WebSocket, outbound WebSocket then TLS. A conn's layers
 //! travel with its socket when it is handed to another shard (`ShardMail::Adopt`).
+//! With `--ws-ping-interval`, quiet WebSocket conns get a ping and are closed (1001) when it
+//! goes unanswered for `--ws-ping-timeout` ([`Transports::keep_alive`], checked once a
+//! second from the shard's turn).
 //!
 //! Why here and not in the router: the router is the XML stream; these layers are bytes to
 //! bytes, need the certificate (a process resource, reloaded on SIGHUP) and must see every
@@ -18,10 +21,11 @@
 //! Memory: a plaintext conn has no entry (one hash lookup per send and receive, skipped
 //! while no conn of the shard has a layer). A conn with layers has a 24-byte map entry
 //! and a box per layer: a TLS session (rustls' unbuffered connection and its keys: about
-//! 3.4 KB idle, see rookery-tls), a WebSocket layer (160 B, no heap of its own when idle; a
-//! WebSocket conn never pays for the TLS session's room: measured 1,032 B per idle WebSocket
-//! session against 927 B over TCP, server RSS slope from 2,000 to 4,000 sessions,
-//! results/20261207-1951*-idle-sessions-uring*); the
+//! 3.4 KB idle, see rookery-tls), a WebSocket layer (192 B with its keepalive timers, no
+//! heap of its own when idle; a WebSocket conn never pays for the TLS session's room:
+//! measured 1,032 B per idle WebSocket session against 927 B over TCP, server RSS slope from
+//! 2,000 to 4,000 sessions, results/20261207-1951*-idle-sessions-uring*, when the layer was
+//! 160 B); the
 //! plaintext and wire vectors are per shard, reused by every conn, and capped: a scratch
 //! vector that grew past `SCRATCH_KEEP_BYTES` for one big stanza is freed after use.
 //!
@@ -39,13 +43,15 @@ use std::collections::HashMap;
 use rookery_io::{ConnId, Linger, Ops, SendError};
 use rookery_router::{ConnKey, Framing, Security, Transport};
 use rookery_tls::{ErrorCause, TlsContext, TlsSession};
-use rookery_ws::{ServerLayer, Status};
+use rookery_ws::{Due, KeepalivePolicy, ServerLayer, Status};
 
 /// A scratch vector past this capacity is freed after the call that grew it.
 pub const SCRATCH_KEEP_BYTES: usize = 64 * 1024;
+/// How often the WebSocket conns' keepalive timers are checked (their precision).
+pub const KEEPALIVE_CHECK_MS: u64 = 1000;
 
 /// The layers of one conn: at least one of the two, each boxed, so a conn pays only for the
-/// layers it has (a TLS session is 1,168 B inline, a WebSocket layer 160 B).
+/// layers it has (a TLS session is 1,168 B inline, a WebSocket layer 192 B).
 pub struct ConnLayers {
     tls: Option<Box<TlsSession>>,
     /// The handshake completion was counted.
@@ -76,6 +82,10 @@ pub struct TransportStats {
     pub ws_sessions: u64,
     /// WebSocket conns closed for a bad frame (unmasked, binary, too big, malformed).
     pub ws_frame_errors: u64,
+    /// Keepalive pings sent to quiet WebSocket conns.
+    pub ws_keepalive_pings: u64,
+    /// WebSocket conns closed because a keepalive ping went unanswered.
+    pub ws_keepalive_timeouts: u64,
 }
 
 /// The layers of every conn of one shard that has some.
@@ -91,6 +101,10 @@ pub struct Transports {
     /// Between the two layers of a WebSocket-over-TLS conn (TLS plaintext = WebSocket wire).
     middle: Vec<u8>,
     stats: TransportStats,
+    /// When quiet WebSocket conns get a ping and when they are given up (`--ws-ping-*`).
+    keepalive: Option<KeepalivePolicy>,
+    /// The last keepalive check (every [`KEEPALIVE_CHECK_MS`]).
+    keepalive_checked_ms: u64,
 }
 
 /// What a conn's received bytes became.
@@ -104,8 +118,10 @@ pub enum Opened {
 }
 
 impl Transports {
-    pub fn new(tls: Option<TlsContext>) -> Transports {
+    pub fn new(tls: Option<TlsContext>, keepalive: Option<KeepalivePolicy>) -> Transports {
         Transports {
+            keepalive,
+            keepalive_checked_ms: 0,
             by_conn: HashMap::new(),
             tls,
             early: Vec::new(),
@@ -402,6 +418,47 @@ impl Transports {
                 tracing::debug!(conn = id.to_u64(), "WebSocket frame refused: {error}");
                 io.close(id, Linger::Flush);
                 Opened::Failed
+            }
+        }
+    }
+
+    /// The keepalive of the WebSocket conns, at most every [`KEEPALIVE_CHECK_MS`]: a ping
+    /// to each conn quiet for the policy's idle time (through TLS if any); a conn whose ping
+    /// went unanswered gets a close frame (1001) and is closed, which the router hears as
+    /// any close (a XEP-0198 session stays resumable). O(WebSocket conns) per check.
+    pub fn keep_alive(&mut self, io: &mut impl Ops, now_ms: u64) {
+        let Some(policy) = self.keepalive else {
+            return;
+        };
+        if self.stats.ws_sessions == 0
+            || now_ms.saturating_sub(self.keepalive_checked_ms) < KEEPALIVE_CHECK_MS
+        {
+            return;
+        }
+        self.keepalive_checked_ms = now_ms;
+        let mut frames = Vec::new();
+        for (key, layers) in &mut self.by_conn {
+            let Some(ws) = &mut layers.ws else { continue };
+            frames.clear();
+            let due = ws.keepalive(now_ms, policy, &mut frames);
+            match due {
+                Due::Nothing => continue,
+                Due::Ping => self.stats.ws_keepalive_pings += 1,
+                Due::TimedOut => self.stats.ws_keepalive_timeouts += 1,
+            }
+            let id = ConnId::from_u64(key.0);
+            self.wire.clear();
+            let wire = match &mut layers.tls {
+                Some(tls) => {
+                    let _ = tls.write(&frames, &mut self.wire);
+                    &self.wire
+                }
+                None => &frames,
+            };
+            let _ = io.send(id, wire);
+            if due == Due::TimedOut {
+                tracing::debug!(conn = key.0, "WebSocket keepalive ping unanswered: closed");
+                io.close(id, Linger::Flush);
             }
         }
     }

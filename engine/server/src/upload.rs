@@ -136,6 +136,8 @@ pub fn start(config: &Config) -> anyhow::Result<Option<Upload>> {
     let ws = Arc::new(WsRouter::new(config.shards(), WsInbox::CAPACITY));
     let ws_sink = Arc::clone(&ws);
     http.websocket = Some(Arc::new(move |conn| ws_sink.hand_over(conn)));
+    http.websocket_origins = rookery_http::AllowedOrigins::parse(&args.ws_allowed_origin)
+        .map_err(|e| anyhow::anyhow!("--ws-allowed-origin: {e}"))?;
     let handle = HttpServer::start(http).map_err(|e| anyhow::anyhow!("{e}"))?;
     let seed = handle.usage_by_owner();
     info!(

@@ -178,6 +178,7 @@ impl World {
                 accounts: None,
                 tls: None,
                 websocket: None,
+                ws_keepalive: None,
             };
             let looped = Loop::new(driver, parts)
                 .map_err(|e| Violation::new("setup", format!("shard {shard}: {e}")))?;

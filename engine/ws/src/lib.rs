@@ -5,7 +5,8 @@
 //! Modules: `frame` (incremental frame decoder, frame writers, close codes), `split` (one
 //! top-level element per message, `xmlns='jabber:client'` for stanzas that relied on the
 //! stream), `framing` (`<open/>`/`<close/>` to and from the RFC 6120 header and end tag),
-//! `handshake` (accept key, the client's request and its check of the answer), `server`
+//! `handshake` (accept key, the client's request and its check of the answer), `keepalive`
+//! (when the server pings a quiet conn and gives up on it), `server`
 //! ([`ServerLayer`]: one conn on the server) and `client` ([`ClientLayer`]).
 //!
 //! Why a layer and not a dialect of the XML framer: the router's framer stays the one parser
@@ -29,10 +30,12 @@ pub mod client;
 pub mod frame;
 pub mod framing;
 pub mod handshake;
+pub mod keepalive;
 pub mod server;
 pub mod split;
 
 pub use client::{ClientError, ClientLayer};
 pub use frame::{code, FrameError};
 pub use handshake::{accept_key, SUBPROTOCOL};
+pub use keepalive::{Due, KeepalivePolicy};
 pub use server::{ServerLayer, Status};

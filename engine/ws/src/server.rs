@@ -16,9 +16,12 @@
 //! WebSocket dialect writes `<open/>`, `<close/>` and `<stream:features>`/`<stream:error>`
 //! with their own `xmlns:stream` (RFC 7395 3.3, 3.6): nothing is rewritten here.
 //!
-//! What it does not do: the HTTP upgrade (rookery-http), TLS (below this layer), keepalive
-//! timing (the router's idle timer ends dead streams; [`ServerLayer::ping`] writes a ping for
-//! a caller that wants one).
+//! Keepalive ([`ServerLayer::keepalive`], see `keepalive`): any input clears the timers; the
+//! caller checks now and then and sends the ping, or the close frame (1001) that ends a conn
+//! whose ping went unanswered.
+//!
+//! What it does not do: the HTTP upgrade (rookery-http), TLS (below this layer), or read a
+//! clock (the caller passes the time to `keepalive`).
 //!
 //! Invariants: after a close frame is written nothing else is; an idle layer owns no heap;
 //! a refused frame is answered with a close frame whose code says why (1002 protocol, 1003
@@ -26,6 +29,7 @@
 
 use crate::frame::{self, code, Decoder, FrameError, Frames, Opcode, Role};
 use crate::framing::{self, Kind};
+use crate::keepalive::{Due, Keepalive, KeepalivePolicy};
 use crate::split;
 
 /// The layer's view of the conn after some input.
@@ -66,6 +70,7 @@ pub struct ServerLayer {
     partial_out: Vec<u8>,
     max_message_bytes: usize,
     closed: bool,
+    keepalive: Keepalive,
 }
 
 impl ServerLayer {
@@ -79,6 +84,7 @@ impl ServerLayer {
             partial_out: Vec::new(),
             max_message_bytes,
             closed: false,
+            keepalive: Keepalive::default(),
         }
     }
 
@@ -97,6 +103,9 @@ impl ServerLayer {
     ) -> Result<Status, FrameError> {
         if self.closed {
             return Ok(Status::Closed);
+        }
+        if !wire.is_empty() {
+            self.keepalive.heard();
         }
         let mut sink = Sink {
             head: &mut self.head,
@@ -167,6 +176,29 @@ impl ServerLayer {
         if !self.closed {
             frame::write_frame(wire, Opcode::Ping, &[], None);
         }
+    }
+
+    /// The keepalive check at `now_ms`: a ping due is appended to `wire`; a ping unanswered
+    /// appends a close frame (1001) and closes the layer: send `wire`, then close the conn.
+    pub fn keepalive(&mut self, now_ms: u64, policy: KeepalivePolicy, wire: &mut Vec<u8>) -> Due {
+        if self.closed {
+            return Due::Nothing;
+        }
+        let due = self.keepalive.check(now_ms, policy);
+        match due {
+            Due::Nothing => {}
+            Due::Ping => self.ping(wire),
+            Due::TimedOut => {
+                frame::write_close(
+                    wire,
+                    code::GOING_AWAY,
+                    "no answer to the keepalive ping",
+                    None,
+                );
+                self.closed = true;
+            }
+        }
+        due
     }
 }
 
@@ -482,5 +514,33 @@ mod tests {
         client_text(&mut wire, &long);
         let error = layer.open(&wire, &mut stream, &mut reply).unwrap_err();
         assert_eq!(error.code, code::POLICY_VIOLATION);
+    }
+
+    #[test]
+    fn a_quiet_conn_is_pinged_a_pong_keeps_it_and_silence_closes_it_with_1001() {
+        let policy = KeepalivePolicy {
+            idle_ms: 1000,
+            timeout_ms: 500,
+        };
+        let mut layer = ServerLayer::new(1000);
+        let mut wire = Vec::new();
+        assert_eq!(layer.keepalive(0, policy, &mut wire), Due::Nothing);
+        assert_eq!(layer.keepalive(1000, policy, &mut wire), Due::Ping);
+        assert_eq!(wire, [0x89, 0], "an empty ping");
+        wire.clear();
+        let (mut stream, mut reply) = (Vec::new(), Vec::new());
+        let mut pong = Vec::new();
+        frame::write_frame(&mut pong, Opcode::Pong, &[], Some(KEY));
+        layer.open(&pong, &mut stream, &mut reply).unwrap();
+        assert!(stream.is_empty() && reply.is_empty());
+        assert_eq!(layer.keepalive(1500, policy, &mut wire), Due::Nothing);
+        assert_eq!(layer.keepalive(2500, policy, &mut wire), Due::Ping);
+        wire.clear();
+        assert_eq!(layer.keepalive(3000, policy, &mut wire), Due::TimedOut);
+        assert_eq!(messages(&wire).2, vec![Some(code::GOING_AWAY)]);
+        wire.clear();
+        assert_eq!(layer.keepalive(9000, policy, &mut wire), Due::Nothing);
+        layer.seal(b"<message/>", &mut wire).unwrap();
+        assert!(wire.is_empty(), "nothing after the close frame");
     }
 }
