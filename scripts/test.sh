@@ -21,6 +21,12 @@ if ! python3 -c 'import websockets' 2>/dev/null; then
     python3 -m pip install --quiet websockets
 fi
 
+# The browser test's npm packages (Converse.js, puppeteer-core), from the committed lock file.
+if [[ ! -d engine/server/tests/browser/node_modules ]] && command -v npm >/dev/null; then
+    echo "installing the browser test's npm packages (npm ci)"
+    (cd engine/server/tests/browser && npm ci --no-audit --no-fund --loglevel=error)
+fi
+
 cargo build --release --bin rookery --bin rookery-load --bin rookery-tune
 cargo test --workspace --release
 

@@ -152,6 +152,64 @@ def svg_lines(path, title, samples, series, y_label):
         f.write("\n".join(parts))
 
 
+# The scale model's constants that this run does not measure, each from a recorded run.
+TLS_EXTRA_B = 1190  # idle TLS 1.3 session over plaintext, results/20261207-195913-tls-idle
+US_PER_MSG = 23.75  # rookery, one core, 16,000 msgs/s at 38%, results/20261128-200347-vs-ejabberd
+US_PER_LOGIN = 68  # plaintext, 13,272 logins/s at 90% of a core, same results
+US_PER_LOGIN_TLS = 279  # TLS 1.3 full handshake, 3,012/s at 84%, results/20261207-202115-vs-ejabberd
+US_PER_KEEPALIVE = 5  # a whitespace ping: one read completion, nothing routed (estimate)
+WIRE_BYTES_PER_MSG = 1000  # a chat stanza in and out plus its acks, both directions (estimate)
+
+
+def scale_model(kernel_pair, engine_user):
+    """The projection table: a bare-metal server, no descriptor cap, from per-session costs."""
+    cores, ram, nic_bps = 64, 256 * 2**30, 2 * 100e9
+    usable = 0.9 * ram
+    kernel = kernel_pair / 2  # the server's end of a loopback pair
+    plain = kernel + engine_user
+    tls = plain + TLS_EXTRA_B
+    fit_plain, fit_tls = usable / plain, usable / tls
+    rows = [
+        "## Scale model (a projection, not a measurement)", "",
+        "A bare-metal server with 64 cores, 256 GiB and 2 x 100 GbE, one rookery process with "
+        "a shard per core and no descriptor cap (LimitNOFILE raised; fs.nr_open allows up to "
+        "1,073,741,816), clients remote (the kernel holds one socket per session, not two as "
+        "on this box). Inputs: this run's kernel slab per pair / 2 "
+        f"= {kernel:,.0f} B and engine user space {engine_user:,.0f} B per session; from other "
+        f"recorded runs: TLS +{TLS_EXTRA_B:,} B per session, {US_PER_MSG} us of server CPU per "
+        f"message, {US_PER_LOGIN} us per plaintext login and {US_PER_LOGIN_TLS} us per TLS 1.3 "
+        f"full-handshake login (sources in million-report.py). Estimates: {US_PER_KEEPALIVE} us "
+        f"per whitespace keepalive, {WIRE_BYTES_PER_MSG} B on the wire per message.", "",
+        "| | plaintext | TLS 1.3 |", "|---|---|---|",
+        f"| bytes per idle session (kernel + user) | {plain:,.0f} | {tls:,.0f} |",
+        f"| sessions in 90% of 256 GiB | {fit_plain / 1e6:,.1f} M | {fit_tls / 1e6:,.1f} M |",
+    ]
+    for n in (2e6, 10e6):
+        rows.append(f"| memory at {n / 1e6:.0f} M sessions | {n * plain / 2**30:,.1f} GiB | "
+                    f"{n * tls / 2**30:,.1f} GiB |")
+    for n in (2e6, 10e6):
+        rows.append(f"| everyone logs in again, {n / 1e6:.0f} M sessions (CPU of 64 cores) | "
+                    f"{n * US_PER_LOGIN / 1e6 / cores:,.1f} s | "
+                    f"{n * US_PER_LOGIN_TLS / 1e6 / cores:,.1f} s |")
+    msgs = cores * 1e6 / US_PER_MSG
+    rows += [
+        f"| messages/s, all 64 cores (CPU) | {msgs / 1e6:,.1f} M | lower (AES-GCM per byte) |",
+        f"| messages/s the NICs carry at {WIRE_BYTES_PER_MSG} B each | "
+        f"{nic_bps / 8 / WIRE_BYTES_PER_MSG / 1e6:,.0f} M | same |",
+        f"| keepalives, 10 M sessions x 1/min | "
+        f"{10e6 / 60 * US_PER_KEEPALIVE / 1e6 / cores * 100:,.2f}% of the CPU | same |",
+        "",
+        f"What caps first: memory, at about {fit_plain / 1e6:,.0f} M plaintext or "
+        f"{fit_tls / 1e6:,.0f} M TLS sessions; well before it, the CPU for a reconnect storm "
+        "decides how fast such a server can refill (the login rows), and the message rate is "
+        "bounded by CPU, not by the NICs. On this box the cap was the 20,000-descriptor limit "
+        "per process, which split the million over the cluster's nodes (so most messages "
+        "crossed nodes over NATS: a cost a single large process does not pay).",
+        "",
+    ]
+    return rows
+
+
 def main():
     out, clients, nodes = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
     samples = load_samples(os.path.join(out, "samples.csv"))
@@ -227,6 +285,7 @@ def main():
             f"| TCP sockets in use / tcp_mem pages at the hold | {int(hold['tcp_inuse']):,} / {int(hold['tcp_mem_pages']):,} |",
             "",
         ]
+        scale_rows = scale_model(kernel, engine)
         lines += ["## CPU per phase (cores; 2 on this machine)", "",
                   "| phase | s | nodes | nats-server | rookery-load | cross-node mails/s |",
                   "|---|---|---|---|---|---|"]
@@ -237,6 +296,8 @@ def main():
             mails = f"{rates[3]:,.0f}" if rates[3] is not None else "-"
             lines.append(f"| {name} | {hi - lo:.0f} | {' | '.join(cells)} | {mails} |")
         lines.append("")
+    if summary is not None:
+        lines += scale_rows
     rows = per_node(out, nodes)
     if rows:
         lines += ["## Per node (each node's /metrics at the end)", "",
