@@ -252,7 +252,7 @@ pub fn report_text(cfg: &RunConfig, r: &RunResult, dir: Option<&Path>) -> String
     if let Some(bytes) = r.meta.memory.per_client_bytes {
         let _ = writeln!(
             out,
-            "memory: {bytes} B user space per simulated client (marginal RSS + slot)"
+            "memory: {bytes} B user space per simulated client (marginal RSS + slot + steady growth)"
         );
     }
     if let Some(dir) = dir {

@@ -295,6 +295,7 @@ pub fn execute_part(
         let phases = Phases {
             part_clients,
             go_ns,
+            send_ns: cfg.duration_ms * 1_000_000,
         };
         let (steady_ns, memory) = coordinate(&shared, &handles, control, phases, memory);
         let mut reports = Vec::with_capacity(handles.len());
@@ -460,6 +461,8 @@ fn join_failure(
 struct Phases {
     part_clients: u32,
     go_ns: u64,
+    /// How long the steady phase sends (`--duration`): RSS is watched that long.
+    send_ns: u64,
 }
 
 /// Runs the phase clock and the per-second ticks until every worker ended; returns the steady
@@ -472,7 +475,6 @@ fn coordinate<T>(
     mut memory: MemoryProbe,
 ) -> (Option<u64>, MemoryUse) {
     let mut steady = None;
-    let mut memory_use = MemoryUse::default();
     let mut latencies = Histograms::default();
     let mut second = 1u32;
     while !handles.iter().all(|h| h.is_finished()) {
@@ -492,7 +494,7 @@ fn coordinate<T>(
                 shared.start_steady(at);
                 steady = Some(at);
                 let slot_bytes = worker::slot_bytes() as u64;
-                memory_use = memory.finish(snapshot.online, slot_bytes);
+                memory.finish(snapshot.online, slot_bytes);
             }
         }
         // Every second at go + k s (read a little after, once every worker published it),
@@ -502,8 +504,12 @@ fn coordinate<T>(
             control.tick(second, shared.snapshot(), &latencies);
             latencies.reset();
             second += 1;
+            if steady.is_some_and(|at| now <= at.saturating_add(phases.send_ns)) {
+                memory.observe_steady();
+            }
         }
     }
+    let memory_use = memory.with_steady();
     // The last, partial second: whatever was published since the last tick.
     shared.drain_recent(&mut latencies);
     control.tick(second, shared.snapshot(), &latencies);
