@@ -152,7 +152,7 @@ mod tests {
             let marginal = usage.rss_marginal_per_client_bytes.unwrap();
             assert_eq!(usage.per_client_bytes, Some(marginal + 112));
             // 4 MiB touched while sending: 4 MiB / 100 clients more per client.
-            let grown = vec![1u8; 4 << 20];
+            let grown = std::hint::black_box(vec![1u8; 4 << 20]);
             probe.observe_steady();
             let usage = probe.with_steady();
             drop(grown);
