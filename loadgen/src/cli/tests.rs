@@ -374,3 +374,17 @@ fn tls_needs_its_trust_and_sasl_names_parse() {
     assert_eq!(json["sasl"], "scram-sha-256");
     assert_eq!(json["tls"], "none");
 }
+
+#[test]
+fn login_rate_is_the_connect_rate() {
+    assert_eq!(load(&["--login-rate", "2500"]).connect_rate, 2500.0);
+    assert_eq!(load(&["--connect-rate", "300"]).connect_rate, 300.0);
+    let mut help = Vec::new();
+    <Cli as clap::CommandFactory>::command()
+        .find_subcommand_mut("hold")
+        .unwrap()
+        .write_long_help(&mut help)
+        .unwrap();
+    let help = String::from_utf8(help).unwrap();
+    assert!(help.contains("login-rate"), "visible in --help: {help}");
+}
