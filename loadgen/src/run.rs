@@ -501,7 +501,7 @@ fn coordinate<T>(
         // catching up with empty intervals if this loop was late.
         while now >= phases.go_ns + u64::from(second) * SECOND_NS + TICK_DELAY_NS {
             shared.drain_recent(&mut latencies);
-            control.tick(second, shared.snapshot(), &latencies);
+            control.tick(second, snapshot_with_rss(shared), &latencies);
             latencies.reset();
             second += 1;
             if steady.is_some_and(|at| now <= at.saturating_add(phases.send_ns)) {
@@ -512,8 +512,16 @@ fn coordinate<T>(
     let memory_use = memory.with_steady();
     // The last, partial second: whatever was published since the last tick.
     shared.drain_recent(&mut latencies);
-    control.tick(second, shared.snapshot(), &latencies);
+    control.tick(second, snapshot_with_rss(shared), &latencies);
     (steady, memory_use)
+}
+
+/// The workers' counters and this process' RSS, for a tick.
+fn snapshot_with_rss(shared: &Shared) -> Snapshot {
+    Snapshot {
+        rss_kib: crate::env::rss_kib().unwrap_or(0),
+        ..shared.snapshot()
+    }
 }
 
 #[cfg(test)]
