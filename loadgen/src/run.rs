@@ -40,6 +40,12 @@ pub use local::LocalControl;
 
 /// How often the coordinator looks at the shared counters.
 const POLL_INTERVAL: Duration = Duration::from_millis(20);
+/// io_uring: provided receive buffers per worker thread (4 KiB each). The engine's default
+/// (1024, 4 MiB) suits a server shard; a worker's clients read small stanzas, a few per turn,
+/// and every buffer of the ring is touched once it cycles, so 4 MiB per thread would be
+/// ~400 bytes per client over a million-client run of ~100 threads. When all are in use,
+/// reads pause and re-arm next turn (no error).
+const RECV_BUFFERS: u16 = 256;
 pub const SECOND_NS: u64 = 1_000_000_000;
 /// How far ahead of "now" the steady phase is started: longer than a worker's longest wait.
 pub const STEADY_LEAD_NS: u64 = 200_000_000;
@@ -348,7 +354,10 @@ fn prepare(cfg: &RunConfig) -> anyhow::Result<Prepared> {
             host::fast_ports(port_range)
         );
     }
-    let limits = Limits::default();
+    let limits = Limits {
+        recv_buffers: RECV_BUFFERS,
+        ..Limits::default()
+    };
     let selected = rookery_io::select_backend(backend_choice(cfg.backend), &limits)?;
     info!("backend: {} ({})", selected.kind, selected.reason);
     if !sources.is_empty() {
