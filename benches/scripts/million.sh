@@ -213,7 +213,7 @@ loadgen_start_s=$(($(date +%s) - t0))
 set +e
 ns timeout --signal=INT --kill-after=60 "$budget_s" "$bin/rookery-load" chat \
     --cluster "$cluster/cluster.toml" --cross-node --domain example.test \
-    --auth "token:$secret" --clients "$clients" --connect-rate "$login_rate" \
+    --auth "token:$secret" --clients "$clients" --login-rate "$login_rate" \
     --source-ips "127.0.0.1-127.0.0.$sources" \
     --hold-first "$hold" --duration "$chat" --rate "$chat_rate" \
     --storm-fraction "$storm_fraction" --storm-at "$storm_at" \

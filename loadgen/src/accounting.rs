@@ -1,7 +1,8 @@
 //! Message accounting: every probe's fate (delivered, lost, duplicated, out of order).
 //!
-//! Each worker thread keeps one [`Ledger`] for the recipients it owns: per sender, a bitmap of
-//! the sequence numbers delivered; per (sender, recipient) pair, the highest sequence number
+//! Each worker thread keeps one [`Ledger`] for the recipients it owns: per sender that
+//! delivered to them, a bitmap of the sequence numbers delivered (sparse: a sender that never
+//! wrote to this thread costs nothing, see `rows`); per (sender, recipient) pair, the highest sequence number
 //! seen, so a lower one arriving later is out of order. At the end the ledgers of all threads
 //! are merged (bitmaps OR-ed; a bit set in two ledgers is a duplicate across threads) and
 //! compared with what each sender says it sent: a sent sequence number with no bit is lost.
@@ -23,6 +24,9 @@ use std::collections::HashMap;
 
 use base64::Engine as _;
 
+mod rows;
+use rows::Rows;
+
 /// Most (sender, recipient) pairs one ledger tracks for ordering.
 pub const MAX_PAIRS: usize = 8 << 20;
 
@@ -42,7 +46,9 @@ pub enum Delivery {
 /// The deliveries one worker thread saw.
 #[derive(Debug, Default)]
 pub struct Ledger {
-    seen: Vec<Vec<u64>>,
+    seen: Rows,
+    /// Senders of the run: indices at or above are refused as unexpected.
+    senders: u32,
     max_seq: u32,
     last_seq: HashMap<u64, u32>,
     deliveries: u64,
@@ -71,11 +77,10 @@ pub struct MessageTotals {
 
 impl Ledger {
     /// A ledger for a run of `clients` senders, none of which sends `max_seq` messages or more.
+    /// Nothing is allocated per sender until it delivers.
     pub fn new(clients: u32, max_seq: u32) -> Ledger {
-        let mut seen = Vec::new();
-        seen.resize_with(clients as usize, Vec::new);
         Ledger {
-            seen,
+            senders: clients,
             max_seq,
             max_pairs: MAX_PAIRS,
             ..Ledger::default()
@@ -105,14 +110,11 @@ impl Ledger {
     /// Records message `seq` of `sender` without any order check (receipts, which may cross
     /// between peers): `InOrder` means "first time".
     pub fn record_unordered(&mut self, sender: u32, seq: u32) -> Delivery {
-        let Some(bits) = self
-            .seen
-            .get_mut(sender as usize)
-            .filter(|_| seq < self.max_seq)
-        else {
+        if sender >= self.senders || seq >= self.max_seq {
             self.unexpected += 1;
             return Delivery::Unexpected;
-        };
+        }
+        let bits = self.seen.row_mut(sender, self.senders);
         self.deliveries += 1;
         let (word, mask) = ((seq / 64) as usize, 1u64 << (seq % 64));
         if bits.len() <= word {
@@ -133,10 +135,12 @@ impl Ledger {
 
     /// Folds another thread's ledger into this one.
     pub fn merge(&mut self, other: Ledger) {
-        if self.seen.len() < other.seen.len() {
-            self.seen.resize_with(other.seen.len(), Vec::new);
-        }
-        for (mine, theirs) in self.seen.iter_mut().zip(other.seen) {
+        self.senders = self.senders.max(other.senders);
+        for (sender, theirs) in other.seen.into_rows() {
+            if theirs.iter().all(|&w| w == 0) {
+                continue;
+            }
+            let mine = self.seen.row_mut(sender, self.senders);
             if mine.len() < theirs.len() {
                 mine.resize(theirs.len(), 0);
             }
@@ -165,13 +169,12 @@ impl Ledger {
         };
         for (sender, &count) in sent.iter().enumerate() {
             totals.sent += u64::from(count);
-            let bits = self.seen.get(sender).map_or(&[][..], Vec::as_slice);
-            let (below, above) = count_split(bits, count);
+            let (below, above) = count_split(self.seen.row(sender as u32), count);
             totals.delivered += below;
             totals.unexpected += above;
         }
         // Senders beyond `sent` sent nothing: whatever arrived from them is unexpected.
-        for bits in self.seen.iter().skip(sent.len()) {
+        for (_, bits) in self.seen.iter().filter(|(s, _)| *s as usize >= sent.len()) {
             totals.unexpected += bits.iter().map(|w| u64::from(w.count_ones())).sum::<u64>();
         }
         totals.lost = totals.sent - totals.delivered;
@@ -205,7 +208,7 @@ impl Ledger {
         let mut t = AckTotals::default();
         for (sender, &count) in sent.iter().enumerate() {
             let acked = acked.get(sender).copied().unwrap_or(0).min(count);
-            let bits = self.seen.get(sender).map_or(&[][..], Vec::as_slice);
+            let bits = self.seen.row(sender as u32);
             let (delivered_acked, _) = count_split(bits, acked);
             let (delivered_all, _) = count_split(bits, count);
             t.acknowledged += u64::from(acked);
@@ -220,10 +223,7 @@ impl Ledger {
             if from >= to {
                 continue; // outside the acknowledged prefix already
             }
-            let bits = self
-                .seen
-                .get(sender as usize)
-                .map_or(&[][..], Vec::as_slice);
+            let bits = self.seen.row(sender);
             let delivered = count_split(bits, to).0 - count_split(bits, from).0;
             let moved = u64::from(to - from);
             t.acknowledged -= moved;
@@ -279,11 +279,15 @@ impl std::error::Error for WireError {}
 impl Ledger {
     pub fn to_wire(&self) -> LedgerWire {
         let mut bytes = Vec::new();
-        for (sender, bits) in self.seen.iter().enumerate() {
-            if bits.iter().all(|&w| w == 0) {
-                continue;
-            }
-            bytes.extend_from_slice(&(sender as u32).to_le_bytes());
+        // In sender order, so the same ledger always gives the same text.
+        let mut rows: Vec<(u32, &Vec<u64>)> = self
+            .seen
+            .iter()
+            .filter(|(_, bits)| bits.iter().any(|&w| w != 0))
+            .collect();
+        rows.sort_unstable_by_key(|&(sender, _)| sender);
+        for (sender, bits) in rows {
+            bytes.extend_from_slice(&sender.to_le_bytes());
             bytes.extend_from_slice(&(bits.len() as u32).to_le_bytes());
             for word in bits {
                 bytes.extend_from_slice(&word.to_le_bytes());
@@ -309,15 +313,18 @@ impl Ledger {
         let max_words = (wire.max_seq as usize).div_ceil(64);
         let mut rest = bytes.as_slice();
         while !rest.is_empty() {
-            let sender = take_u32(&mut rest)? as usize;
+            let sender = take_u32(&mut rest)?;
             let words = take_u32(&mut rest)? as usize;
-            if sender >= ledger.seen.len() || words > max_words {
+            if sender >= clients || words > max_words {
                 return Err(WireError::OutOfRange);
             }
-            let row = &mut ledger.seen[sender];
-            for _ in 0..words {
+            let row = ledger.seen.row_mut(sender, clients);
+            if row.len() < words {
+                row.resize(words, 0);
+            }
+            for slot in row.iter_mut().take(words) {
                 let (word, tail) = rest.split_first_chunk::<8>().ok_or(WireError::Truncated)?;
-                row.push(u64::from_le_bytes(*word));
+                *slot |= u64::from_le_bytes(*word);
                 rest = tail;
             }
         }

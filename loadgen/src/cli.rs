@@ -187,8 +187,9 @@ pub struct LoadArgs {
     /// User names are PREFIX1, PREFIX2, ... (numbered from 1).
     #[arg(long, default_value = "user")]
     pub user_prefix: String,
-    /// New connections per second, over all threads.
-    #[arg(long, default_value_t = 1000.0)]
+    /// New connections per second = logins per second, over all threads and processes
+    /// (`--login-rate` is the same flag).
+    #[arg(long, visible_alias = "login-rate", default_value_t = 1000.0)]
     pub connect_rate: f64,
     /// How long sessions are held (and messages sent) once every client is up: 30s, 2m, 500ms.
     #[arg(long, value_parser = parse_duration_ms)]

@@ -88,6 +88,10 @@ pub struct Snapshot {
     pub sent: u64,
     pub received: u64,
     pub errors: u64,
+    /// Resident set size of the process that took the snapshot, in KiB (set by the
+    /// coordinator at each tick; 0 when unknown).
+    #[serde(default)]
+    pub rss_kib: u64,
 }
 
 impl Shared {
@@ -179,6 +183,7 @@ impl Shared {
             sent: sum(Counter::Sent),
             received: sum(Counter::Received),
             errors: sum(Counter::Errors),
+            rss_kib: 0,
         }
     }
 

@@ -57,8 +57,12 @@ use cli::{Cli, Command, RunArgs, RunConfig, Scenario, RUN_DEFAULTS};
 
 /// Exit status when a gate was broken.
 const EXIT_GATE: i32 = 3;
+/// Allocations this big or bigger get their own mapping (a latency histogram is ~377 KB).
+const MMAP_THRESHOLD_BYTES: usize = 128 << 10;
 
 fn main() {
+    // Before anything big is allocated: histograms map their own pages (see `sys`).
+    sys::fix_mmap_threshold(MMAP_THRESHOLD_BYTES);
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()

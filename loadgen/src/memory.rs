@@ -5,8 +5,13 @@
 //! first time), and the *marginal* cost: growth between the moment half the target was
 //! online and the steady start, divided by the clients added in between, which cancels the
 //! fixed costs. The worker's slab of client slots is allocated and written before the ramp,
-//! so the marginal number misses it; `per_client_bytes` adds it back and is the number to
-//! hold against the 512-byte budget.
+//! so the marginal number misses it; `per_client_bytes` adds it back, plus what the steady
+//! phase grew (chat: ledger rows of the senders heard from, the pair table, output queues;
+//! highest RSS while sending minus RSS at the steady start, per client online), and is the
+//! number to hold against the 512-byte budget.
+//!
+//! Nothing sized by the client count may be written before the baseline without being added
+//! here (the slab is; the ledger rows are sparse and grow during the steady phase).
 //!
 //! What it does not do: kernel memory (socket buffers, inodes: about 4 KB per idle TCP socket
 //! on Linux, not in RSS), or the server's memory.
@@ -20,7 +25,10 @@ use crate::env::rss_kib;
 pub struct MemoryUse {
     pub rss_growth_per_online_client_bytes: Option<u64>,
     pub rss_marginal_per_client_bytes: Option<u64>,
-    /// Marginal RSS plus the slab slot written before the ramp.
+    /// Growth of RSS from the steady start to its highest while sending, per client online.
+    #[serde(default)]
+    pub rss_steady_growth_per_client_bytes: Option<u64>,
+    /// Marginal RSS plus the slab slot written before the ramp plus the steady growth.
     pub per_client_bytes: Option<u64>,
 }
 
@@ -32,6 +40,13 @@ type Sample = (u64, u64);
 pub struct MemoryProbe {
     before_kib: Option<u64>,
     half: Option<Sample>,
+    /// At the steady start: clients online and RSS.
+    steady: Option<Sample>,
+    /// Highest RSS seen while sending.
+    steady_peak_kib: u64,
+    /// The ramp's numbers and the slot size, kept from `finish` to add the steady growth.
+    ramp: MemoryUse,
+    slot_bytes: u64,
 }
 
 impl MemoryProbe {
@@ -39,7 +54,7 @@ impl MemoryProbe {
     pub fn start() -> MemoryProbe {
         MemoryProbe {
             before_kib: rss_kib(),
-            half: None,
+            ..MemoryProbe::default()
         }
     }
 
@@ -52,21 +67,56 @@ impl MemoryProbe {
 
     /// Called at the steady start with the clients online then; `slot_bytes` is the size of
     /// one client's slot in the slab allocated before the ramp.
-    pub fn finish(&self, online: u64, slot_bytes: u64) -> MemoryUse {
+    pub fn finish(&mut self, online: u64, slot_bytes: u64) -> MemoryUse {
         let Some(now_kib) = rss_kib() else {
             return MemoryUse::default();
         };
         let marginal = self
             .half
             .and_then(|half| per_client(half, (online, now_kib)));
-        MemoryUse {
+        self.steady = Some((online, now_kib));
+        self.steady_peak_kib = now_kib;
+        self.slot_bytes = slot_bytes;
+        self.ramp = MemoryUse {
             rss_growth_per_online_client_bytes: self
                 .before_kib
                 .and_then(|before| per_client((0, before), (online, now_kib))),
             rss_marginal_per_client_bytes: marginal,
+            rss_steady_growth_per_client_bytes: None,
             per_client_bytes: marginal.map(|m| m + slot_bytes),
+        };
+        self.ramp
+    }
+
+    /// Called while the steady phase sends (after `finish`): keeps the highest RSS.
+    pub fn observe_steady(&mut self) {
+        if self.steady.is_some() {
+            let now = rss_kib().unwrap_or(0);
+            self.steady_peak_kib = self.steady_peak_kib.max(now);
         }
     }
+
+    /// The ramp's numbers plus the steady growth (what `finish` gave when nothing was
+    /// observed while sending).
+    pub fn with_steady(&self) -> MemoryUse {
+        let Some((online, at_start_kib)) = self.steady else {
+            return self.ramp;
+        };
+        let growth = steady_growth((online, at_start_kib), self.steady_peak_kib);
+        MemoryUse {
+            rss_steady_growth_per_client_bytes: growth,
+            per_client_bytes: self
+                .ramp
+                .rss_marginal_per_client_bytes
+                .map(|m| m + self.slot_bytes + growth.unwrap_or(0)),
+            ..self.ramp
+        }
+    }
+}
+
+/// Bytes per client online that RSS grew from the steady start to its peak.
+fn steady_growth((online, at_start_kib): Sample, peak_kib: u64) -> Option<u64> {
+    (online > 0).then(|| peak_kib.saturating_sub(at_start_kib) * 1024 / online)
 }
 
 /// Bytes per client between two samples; `None` when no client was added.
@@ -92,6 +142,13 @@ mod tests {
     }
 
     #[test]
+    fn steady_growth_is_the_peak_over_the_start() {
+        assert_eq!(steady_growth((1000, 5000), 5250), Some(256));
+        assert_eq!(steady_growth((1000, 5000), 4000), Some(0), "RSS shrank");
+        assert_eq!(steady_growth((0, 5000), 6000), None);
+    }
+
+    #[test]
     fn probe_samples_once_at_half() {
         let mut probe = MemoryProbe::start();
         probe.observe(10, 100);
@@ -105,6 +162,12 @@ mod tests {
             let usage = probe.finish(100, 112);
             let marginal = usage.rss_marginal_per_client_bytes.unwrap();
             assert_eq!(usage.per_client_bytes, Some(marginal + 112));
+            // Other tests allocate in this process too, so only the sum is checked here (the
+            // growth itself: `steady_growth_is_the_peak_over_the_start`).
+            probe.observe_steady();
+            let usage = probe.with_steady();
+            let growth = usage.rss_steady_growth_per_client_bytes.unwrap();
+            assert_eq!(usage.per_client_bytes, Some(marginal + 112 + growth));
         }
     }
 }

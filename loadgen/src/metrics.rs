@@ -169,21 +169,25 @@ pub fn decode_histogram(text: &str) -> Result<Histogram<u64>, CodecError> {
     Ok(h)
 }
 
-/// One histogram per [`Metric`].
-#[derive(Clone, Debug)]
+/// One histogram per [`Metric`], created when its first value (or merge) arrives.
+///
+/// Why lazy: one histogram with the run's bounds is ~377 KB, and a process keeps several sets
+/// of them (per worker thread: its report, its recent second, the published second; the
+/// coordinator's). A scenario uses 2 to 5 of the 12 metrics, and resetting a histogram
+/// writes every count, so eager sets cost ~20 MB of RSS per process: ~1 KB per client over a
+/// million-client run of 52 processes. So `reset` frees the histograms that hold values (the
+/// next value maps fresh zero pages: `sys::fix_mmap_threshold`) instead of clearing them.
+#[derive(Clone, Debug, Default)]
 pub struct Histograms {
-    by_metric: [Histogram<u64>; Metric::ALL.len()],
+    by_metric: [Option<Box<Histogram<u64>>>; Metric::ALL.len()],
     /// Values above [`HIGHEST_US`], recorded as it.
     pub saturated: u64,
 }
 
-impl Default for Histograms {
-    fn default() -> Self {
-        Histograms {
-            by_metric: std::array::from_fn(|_| new_histogram()),
-            saturated: 0,
-        }
-    }
+/// What `get` returns for a metric with no histogram yet.
+fn empty_histogram() -> &'static Histogram<u64> {
+    static EMPTY: std::sync::OnceLock<Histogram<u64>> = std::sync::OnceLock::new();
+    EMPTY.get_or_init(new_histogram)
 }
 
 impl Histograms {
@@ -195,30 +199,50 @@ impl Histograms {
             value_us
         };
         // In range by the clamp above, so recording cannot fail.
-        let _ = self.by_metric[metric.index()].record(value_us);
+        let _ = self.slot(metric).record(value_us);
     }
 
     pub fn get(&self, metric: Metric) -> &Histogram<u64> {
-        &self.by_metric[metric.index()]
+        self.by_metric[metric.index()]
+            .as_deref()
+            .unwrap_or_else(|| empty_histogram())
     }
 
     /// Adds a decoded histogram into `metric`'s (same bounds: see [`decode_histogram`]).
     pub fn add(&mut self, metric: Metric, h: &Histogram<u64>) {
+        if h.is_empty() {
+            return;
+        }
         // Both come from new_histogram's bounds, so adding cannot fail.
-        let _ = self.by_metric[metric.index()].add(h);
+        let _ = self.slot(metric).add(h);
     }
 
     pub fn merge(&mut self, other: &Histograms) {
-        for (mine, theirs) in self.by_metric.iter_mut().zip(&other.by_metric) {
-            // Same bounds everywhere (new_histogram), so adding cannot fail.
-            let _ = mine.add(theirs);
+        for metric in Metric::ALL {
+            if let Some(theirs) = other.by_metric[metric.index()].as_deref() {
+                self.add(metric, theirs);
+            }
         }
         self.saturated += other.saturated;
     }
 
     pub fn reset(&mut self) {
-        self.by_metric.iter_mut().for_each(Histogram::reset);
+        for slot in &mut self.by_metric {
+            if slot.as_deref().is_some_and(|h| !h.is_empty()) {
+                *slot = None;
+            }
+        }
         self.saturated = 0;
+    }
+
+    /// Histograms created so far (for the memory test).
+    #[cfg(test)]
+    fn created(&self) -> usize {
+        self.by_metric.iter().flatten().count()
+    }
+
+    fn slot(&mut self, metric: Metric) -> &mut Histogram<u64> {
+        self.by_metric[metric.index()].get_or_insert_with(|| Box::new(new_histogram()))
     }
 }
 
@@ -356,6 +380,27 @@ impl ErrorCounts {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn histograms_exist_only_for_metrics_with_values() {
+        let mut a = Histograms::default();
+        assert_eq!(a.created(), 0);
+        assert!(a.get(Metric::Login).is_empty(), "absent reads as empty");
+        a.record(Metric::Login, 800);
+        a.reset();
+        let mut b = Histograms::default();
+        b.merge(&a);
+        b.add(Metric::Connect, &new_histogram());
+        assert_eq!(
+            (a.created(), b.created()),
+            (0, 0),
+            "reset frees; empty ones are not copied"
+        );
+        a.record(Metric::E2eCorrected, 5);
+        b.merge(&a);
+        assert_eq!(b.created(), 1);
+        assert_eq!(b.get(Metric::E2eCorrected).len(), 1);
+    }
 
     #[test]
     fn records_merges_and_saturates() {

@@ -59,6 +59,9 @@ pub fn write_results(
     if let Err(err) = plot::timeline_svg(&dir.join("timeline.svg"), &result.series.points) {
         warn!("timeline.svg: {err}");
     }
+    let path = dir.join("series.csv");
+    std::fs::write(&path, result.series.csv())
+        .with_context(|| format!("writing {}", path.display()))?;
     let summary = summary::summary_json(cfg, result, env);
     let text = serde_json::to_string_pretty(&summary).context("encoding summary.json")?;
     let path = dir.join("summary.json");
@@ -252,7 +255,7 @@ pub fn report_text(cfg: &RunConfig, r: &RunResult, dir: Option<&Path>) -> String
     if let Some(bytes) = r.meta.memory.per_client_bytes {
         let _ = writeln!(
             out,
-            "memory: {bytes} B user space per simulated client (marginal RSS + slot)"
+            "memory: {bytes} B user space per simulated client (marginal RSS + slot + steady growth)"
         );
     }
     if let Some(dir) = dir {

@@ -40,6 +40,12 @@ pub use local::LocalControl;
 
 /// How often the coordinator looks at the shared counters.
 const POLL_INTERVAL: Duration = Duration::from_millis(20);
+/// io_uring: provided receive buffers per worker thread (4 KiB each). The engine's default
+/// (1024, 4 MiB) suits a server shard; a worker's clients read small stanzas, a few per turn,
+/// and every buffer of the ring is touched once it cycles, so 4 MiB per thread would be
+/// ~400 bytes per client over a million-client run of ~100 threads. When all are in use,
+/// reads pause and re-arm next turn (no error).
+const RECV_BUFFERS: u16 = 256;
 pub const SECOND_NS: u64 = 1_000_000_000;
 /// How far ahead of "now" the steady phase is started: longer than a worker's longest wait.
 pub const STEADY_LEAD_NS: u64 = 200_000_000;
@@ -316,6 +322,7 @@ pub fn execute_part(
         let phases = Phases {
             part_clients,
             go_ns,
+            send_ns: cfg.duration_ms * 1_000_000,
         };
         let (steady_ns, memory) = coordinate(&shared, &handles, control, phases, memory);
         let mut reports = Vec::with_capacity(handles.len());
@@ -368,7 +375,10 @@ fn prepare(cfg: &RunConfig) -> anyhow::Result<Prepared> {
             host::fast_ports(port_range)
         );
     }
-    let limits = Limits::default();
+    let limits = Limits {
+        recv_buffers: RECV_BUFFERS,
+        ..Limits::default()
+    };
     let selected = rookery_io::select_backend(backend_choice(cfg.backend), &limits)?;
     info!("backend: {} ({})", selected.kind, selected.reason);
     if !sources.is_empty() {
@@ -481,6 +491,8 @@ fn join_failure(
 struct Phases {
     part_clients: u32,
     go_ns: u64,
+    /// How long the steady phase sends (`--duration`): RSS is watched that long.
+    send_ns: u64,
 }
 
 /// Runs the phase clock and the per-second ticks until every worker ended; returns the steady
@@ -493,7 +505,6 @@ fn coordinate<T>(
     mut memory: MemoryProbe,
 ) -> (Option<u64>, MemoryUse) {
     let mut steady = None;
-    let mut memory_use = MemoryUse::default();
     let mut latencies = Histograms::default();
     let mut second = 1u32;
     while !handles.iter().all(|h| h.is_finished()) {
@@ -513,22 +524,34 @@ fn coordinate<T>(
                 shared.start_steady(at);
                 steady = Some(at);
                 let slot_bytes = worker::slot_bytes() as u64;
-                memory_use = memory.finish(snapshot.online, slot_bytes);
+                memory.finish(snapshot.online, slot_bytes);
             }
         }
         // Every second at go + k s (read a little after, once every worker published it),
         // catching up with empty intervals if this loop was late.
         while now >= phases.go_ns + u64::from(second) * SECOND_NS + TICK_DELAY_NS {
             shared.drain_recent(&mut latencies);
-            control.tick(second, shared.snapshot(), &latencies);
+            control.tick(second, snapshot_with_rss(shared), &latencies);
             latencies.reset();
             second += 1;
+            if steady.is_some_and(|at| now <= at.saturating_add(phases.send_ns)) {
+                memory.observe_steady();
+            }
         }
     }
+    let memory_use = memory.with_steady();
     // The last, partial second: whatever was published since the last tick.
     shared.drain_recent(&mut latencies);
-    control.tick(second, shared.snapshot(), &latencies);
+    control.tick(second, snapshot_with_rss(shared), &latencies);
     (steady, memory_use)
+}
+
+/// The workers' counters and this process' RSS, for a tick.
+fn snapshot_with_rss(shared: &Shared) -> Snapshot {
+    Snapshot {
+        rss_kib: crate::env::rss_kib().unwrap_or(0),
+        ..shared.snapshot()
+    }
 }
 
 #[cfg(test)]

@@ -30,6 +30,8 @@ pub struct Point {
     pub sent: u64,
     pub received: u64,
     pub errors: u64,
+    /// The load generator's resident set size, summed over its worker processes, in KiB.
+    pub rss_kib: u64,
 }
 
 /// One second's latencies of one metric, V2 deflate + base64.
@@ -88,6 +90,7 @@ impl Series {
             sent: sum(|s| s.sent),
             received: sum(|s| s.received),
             errors: sum(|s| s.errors),
+            rss_kib: sum(|s| s.rss_kib),
         };
         for metric in Metric::ALL {
             let h = self.pending.get(metric);
@@ -131,7 +134,7 @@ impl Series {
         .unwrap_or(("login", Percentiles::default()));
         format!(
             "[{:6.1}s] online {}/{clients} (started {}) logins/s {:.0} sent/s {:.0} \
-             recv/s {:.0} {label} p50 {:.2}ms p99 {:.2}ms errors {}",
+             recv/s {:.0} {label} p50 {:.2}ms p99 {:.2}ms errors {} rss {:.0}MiB",
             f64::from(now.second),
             now.online,
             now.attempts,
@@ -141,7 +144,24 @@ impl Series {
             p.p50_us as f64 / 1000.0,
             p.p99_us as f64 / 1000.0,
             now.errors,
+            now.rss_kib as f64 / 1024.0,
         )
+    }
+
+    /// The per-second points as CSV (`series.csv`), header first: what a results folder
+    /// plots sessions, rates and the load generator's memory over time from.
+    pub fn csv(&self) -> String {
+        let mut out =
+            String::from("second,online,attempts,logins,sent,received,errors,loadgen_rss_kib\n");
+        for p in &self.points {
+            use std::fmt::Write;
+            let _ = writeln!(
+                out,
+                "{},{},{},{},{},{},{},{}",
+                p.second, p.online, p.attempts, p.logins, p.sent, p.received, p.errors, p.rss_kib
+            );
+        }
+        out
     }
 
     /// Logins per second in each closed second whose interval lies inside `from_s..=to_s`.
@@ -178,6 +198,7 @@ mod tests {
             logins,
             sent,
             attempts: logins,
+            rss_kib: 1024 * online,
             ..Snapshot::default()
         }
     }
@@ -197,6 +218,7 @@ mod tests {
             "{line}"
         );
         assert!(line.contains("login p50 1.50ms"), "{line}");
+        assert!(line.contains("rss 7MiB"), "RSS summed over sources: {line}");
         // Second 2: only source 0 reports; source 1's counters carry forward.
         series.add(0, counts(5, 5, 10), &Histograms::default());
         let p = series.close_second(2);
@@ -211,6 +233,11 @@ mod tests {
         let h = series.intervals[0].histogram().unwrap();
         assert_eq!((series.intervals[0].second, h.len()), (1, 2));
         assert_eq!(series.logins_per_s(1.0, 2.0), vec![2]);
+        assert_eq!(
+            series.csv().lines().nth(2),
+            Some("2,9,9,9,60,0,0,9216"),
+            "second 2: 5 MiB + 4 MiB carried forward"
+        );
         assert_eq!(series.logins_per_s(0.0, 2.0), vec![7, 2]);
     }
 }

@@ -209,3 +209,64 @@ fn split_counts_straddle_word_boundaries() {
     assert_eq!(count_split(&bits, 200), (67, 0));
     assert_eq!(count_split(&[], 10), (0, 0));
 }
+
+#[test]
+fn a_million_senders_cost_only_those_that_delivered() {
+    // One thread of a million-client run: 3 senders wrote to its recipients.
+    let mut a = Ledger::new(1_000_000, 1000);
+    let mut b = Ledger::new(1_000_000, 1000);
+    a.record(999_999, 4, 0);
+    a.record(17, 4, 0);
+    a.record(17, 4, 1);
+    b.record(17, 8, 1); // the same message reached another thread: a duplicate
+    b.record(500_000, 8, 70);
+    assert!(!a.seen.is_dense() && !b.seen.is_dense());
+    assert_eq!(
+        a.seen.iter().count(),
+        2,
+        "rows only for senders that delivered"
+    );
+    // Across processes, then threads: the merge semantics of the dense ledger.
+    let wire = b.to_wire();
+    let mut merged = Ledger::from_wire(&a.to_wire(), 1_000_000).unwrap();
+    merged.merge(Ledger::from_wire(&wire, 1_000_000).unwrap());
+    assert!(!merged.seen.is_dense());
+    let mut sent = vec![0u32; 1_000_000];
+    (sent[17], sent[500_000], sent[999_999]) = (3, 71, 1);
+    let totals = merged.totals(&sent);
+    assert_eq!(
+        (
+            totals.sent,
+            totals.delivered,
+            totals.lost,
+            totals.duplicated
+        ),
+        (75, 4, 71, 1)
+    );
+    assert_eq!(merged.deliveries(), 5);
+    // A sender index beyond the run is still refused.
+    assert_eq!(a.record(1_000_000, 0, 0), Delivery::Unexpected);
+}
+
+#[test]
+fn rows_turn_dense_when_most_senders_delivered_and_keep_their_bits() {
+    let mut ledger = Ledger::new(4, 1000);
+    ledger.record(3, 0, 100);
+    ledger.record(1, 0, 2);
+    assert!(!ledger.seen.is_dense(), "2 of 4 senders: still sparse");
+    ledger.record(0, 0, 7);
+    assert!(ledger.seen.is_dense(), "3 of 4 senders: dense is smaller");
+    assert_eq!(ledger.record(3, 0, 100), Delivery::Duplicate);
+    assert_eq!(ledger.record(1, 0, 2), Delivery::Duplicate);
+    // A dense ledger merges with a sparse one and crosses processes the same way.
+    let mut sparse = Ledger::new(4, 1000);
+    sparse.record(3, 1, 101);
+    sparse.record(1, 1, 2);
+    ledger.merge(sparse);
+    let back = Ledger::from_wire(&ledger.to_wire(), 4).unwrap();
+    let totals = back.totals(&[8, 3, 0, 102]);
+    assert_eq!(
+        (totals.delivered, totals.duplicated, totals.lost),
+        (4, 3, 109)
+    );
+}

@@ -415,3 +415,17 @@ fn hold_first_and_the_chat_storm_resolve_and_validate() {
     assert!(resolve(Scenario::Hold, &["--hold-first", "1s"]).is_err());
     assert!(resolve(Scenario::Storm, &["--storm-fraction", "0.1"]).is_err());
 }
+
+#[test]
+fn login_rate_is_the_connect_rate() {
+    assert_eq!(load(&["--login-rate", "2500"]).connect_rate, 2500.0);
+    assert_eq!(load(&["--connect-rate", "300"]).connect_rate, 300.0);
+    let mut help = Vec::new();
+    <Cli as clap::CommandFactory>::command()
+        .find_subcommand_mut("hold")
+        .unwrap()
+        .write_long_help(&mut help)
+        .unwrap();
+    let help = String::from_utf8(help).unwrap();
+    assert!(help.contains("login-rate"), "visible in --help: {help}");
+}

@@ -108,6 +108,7 @@ pub fn summary_json(cfg: &RunConfig, r: &RunResult, env: &Environment) -> Value 
             "per_client_bytes": r.meta.memory.per_client_bytes,
             "rss_marginal_per_client_bytes": r.meta.memory.rss_marginal_per_client_bytes,
             "rss_growth_per_online_client_bytes": r.meta.memory.rss_growth_per_online_client_bytes,
+            "rss_steady_growth_per_client_bytes": r.meta.memory.rss_steady_growth_per_client_bytes,
             "client_slot_bytes": crate::worker::slot_bytes(),
         },
         "latency_us": latency,

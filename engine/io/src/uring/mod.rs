@@ -315,11 +315,46 @@ pub(crate) fn probe_support(limits: &Limits) -> Result<(), ProbeFailure> {
 mod tests {
     use super::*;
     use crate::conn_table::slot_bytes;
+    use crate::Ops;
 
     #[test]
     fn slot_is_small() {
         // The per-conn budget: <= 64 bytes per slot (see conn_table's module doc).
         assert_eq!(std::mem::size_of::<state::UConn>(), 32);
         assert_eq!(slot_bytes::<state::UConn>(), 40);
+    }
+
+    /// Counts `Connected` events.
+    struct Connects(usize);
+
+    impl Handler<UringDriver> for Connects {
+        fn on_event(&mut self, _: &mut <UringDriver as Driver>::Ops<'_>, event: crate::Event<'_>) {
+            if let crate::Event::Connected { result, .. } = event {
+                assert_eq!(result, Ok(()));
+                self.0 += 1;
+            }
+        }
+    }
+
+    #[test]
+    fn a_connected_conn_keeps_no_extra_box() {
+        // A load generator holds a million outgoing conns: the boxed peer address they needed
+        // while connecting (~176 bytes of heap) must not stay with them.
+        let Ok(mut driver) = UringDriver::new(Limits::default()) else {
+            return; // io_uring unavailable here (the conformance tests say why)
+        };
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let conn = driver.ops().connect(addr, None).unwrap();
+        assert!(driver.core.conns.table.get(conn).unwrap().extra.is_some());
+        let mut handler = Connects(0);
+        let start = Instant::now();
+        while handler.0 == 0 {
+            assert!(start.elapsed() < Duration::from_secs(10), "no Connected");
+            driver
+                .turn(Some(Duration::from_millis(10)), &mut handler)
+                .unwrap();
+        }
+        assert!(driver.core.conns.table.get(conn).unwrap().extra.is_none());
     }
 }
