@@ -162,16 +162,8 @@ loadgen_pids() {
             }
         }'
 }
-sample() {
-    local t=$1 sessions=0 mails=0 i v
-    for ((i = 0; i < nodes; i++)); do
-        v=$(ns curl -s --max-time 2 "http://127.0.0.1:$((base_port + 10 * i + 1))/metrics" |
-            awk '$1 ~ /^rookery_sessions[{ ]/ || $1 == "rookery_sessions" {s += $NF}
-                 $1 ~ /^rookery_cluster_mails_out_total/ {m += $NF}
-                 END {printf "%d %d", s, m}')
-        sessions=$((sessions + ${v% *}))
-        mails=$((mails + ${v#* }))
-    done
+sample() { # /proc first (the instant the row is stamped with), then the nodes' metrics
+    local t=$(($(date +%s) - t0))
     local slab sunreclaim avail tcp_inuse tcp_mem
     slab=$(awk '/^Slab:/ {print $2}' /proc/meminfo)
     sunreclaim=$(awk '/^SUnreclaim:/ {print $2}' /proc/meminfo)
@@ -194,15 +186,24 @@ sample() {
         load_cpu=$((load_cpu + f[11] + f[12]))
         load_rss=$((load_rss + f[21] * 4))
     done
+    local sessions=0 mails=0 i v
+    for ((i = 0; i < nodes; i++)); do
+        v=$(ns curl -s --max-time 2 "http://127.0.0.1:$((base_port + 10 * i + 1))/metrics" |
+            awk '$1 ~ /^rookery_sessions[{ ]/ || $1 == "rookery_sessions" {s += $NF}
+                 $1 ~ /^rookery_cluster_mails_out_total/ {m += $NF}
+                 END {printf "%d %d", s, m}')
+        sessions=$((sessions + ${v% *}))
+        mails=$((mails + ${v#* }))
+    done
     echo "$t,$sessions,$mails,$slab,$sunreclaim,$avail,$tcp_inuse,$tcp_mem,$nodes_rss,$nodes_cpu,$nats_rss,$nats_cpu,$load_rss,$load_cpu"
 }
 echo "t_s,sessions,cluster_mails_out,slab_kib,sunreclaim_kib,mem_available_kib,tcp_inuse,tcp_mem_pages,nodes_rss_kib,nodes_cpu_ticks,nats_rss_kib,nats_cpu_ticks,loadgen_rss_kib,loadgen_cpu_ticks" \
     >"$out/samples.csv"
 t0=$(date +%s)
-sample 0 >>"$out/samples.csv"
+sample >>"$out/samples.csv"
 (
     while sleep 5; do
-        sample $(($(date +%s) - t0)) >>"$out/samples.csv"
+        sample >>"$out/samples.csv"
     done
 ) &
 sampler=$!
@@ -226,7 +227,7 @@ wait "$loadgen"
 status=$?
 loadgen=""
 set -e
-sample $(($(date +%s) - t0)) >>"$out/samples.csv"
+sample >>"$out/samples.csv"
 kill "$sampler" 2>/dev/null || true
 wait "$sampler" 2>/dev/null || true
 sampler=""
