@@ -55,9 +55,9 @@ secret=million-bench-secret
 # client port 5222 + 10 (i - 1), its metrics port + 1.
 base_port=${BASE_PORT:-5222}
 nats_port=${NATS_PORT:-4222}
-# Source addresses: 127.0.0.1..N, N = what the ephemeral range (about 64,000 ports per
-# address with the profile) needs.
-sources=$(((clients + 59999) / 60000))
+# Source addresses: 127.0.0.1..N, one per 50,000 clients (the profile leaves about 64,000
+# ephemeral ports per address; rookery-load keeps some of them in reserve).
+sources=$(((clients + 49999) / 50000))
 
 for b in rookery rookery-load rookery-tune; do
     [[ -x $bin/$b ]] || { echo "missing $bin/$b: cargo build --release first" >&2; exit 1; }
