@@ -26,7 +26,8 @@
 #   CLIENTS default 1000000; NODES default CLIENTS / 19,200 rounded up (a node holds its
 #   sessions plus its listeners, log and bus conns under the 20,000-descriptor cap here).
 # Env: LOGIN_RATE (4000), HOLD (5m), CHAT (2m), CHAT_RATE (0.01), STORM_FRACTION (0.1),
-#   STORM_AT (60s), RECONNECT_RATE (4000), PROFILE (c1m-loopback), NETNS (rookery-million),
+#   STORM_AT (60s), RECONNECT_RATE (4000), KEEPALIVE (240s: every client's whitespace ping, as
+#   real clients send, under the nodes' 300 s --idle-timeout), PROFILE (c1m-loopback), NETNS (rookery-million),
 #   ALLOW_HOST (1), BACKEND (auto), OUT (results), BIN (target/release: the binaries).
 #   PROFILE=none applies no profile (the host's knobs as they are; no root needed with
 #   NETNS=none).
@@ -45,6 +46,7 @@ chat_rate=${CHAT_RATE:-0.01}
 storm_fraction=${STORM_FRACTION:-0.1}
 storm_at=${STORM_AT:-60s}
 reconnect_rate=${RECONNECT_RATE:-4000}
+keepalive=${KEEPALIVE:-240s}
 profile=${PROFILE:-c1m-loopback}
 netns=${NETNS:-rookery-million}
 allow_host=${ALLOW_HOST:-1}
@@ -82,7 +84,18 @@ ns() {
 
 cleanup() {
     set +e
-    [[ -n $loadgen ]] && kill "$loadgen" 2>/dev/null
+    if [[ -n $loadgen ]]; then
+        # timeout and rookery-load below the background job: INT first (rookery-load closes
+        # its streams and writes what it has), then KILL whatever is left after 30 s.
+        local pids
+        pids=$(descendants "$loadgen")
+        kill -INT $pids "$loadgen" 2>/dev/null
+        for _ in $(seq 30); do
+            kill -0 $pids 2>/dev/null || break
+            sleep 1
+        done
+        kill -KILL $pids 2>/dev/null
+    fi
     [[ -n $sampler ]] && kill "$sampler" 2>/dev/null
     wait 2>/dev/null
     [[ -d $cluster ]] && "$bin/rookery" cluster down --dir "$cluster" >"$out/cluster-down.log" 2>&1
@@ -148,19 +161,23 @@ node_pids() { # the pid files end without a newline
     local f
     for f in "$cluster"/node-*.pid; do echo "$(<"$f")"; done
 }
-# rookery-load's processes: the descendants of the pid the script started (timeout, then
-# rookery-load and its worker processes), not any other rookery-load on the host.
-loadgen_pids() {
-    [[ -f $work/loadgen.pid ]] || return 0
-    ps -e -o pid=,ppid=,comm= | awk -v root="$(<"$work/loadgen.pid")" '
+# The descendants of pid $1 (named $2, or any name): rookery-load's processes are those of
+# the pid the script started (timeout, then rookery-load and its worker processes), not any
+# other rookery-load on the host.
+descendants() {
+    ps -e -o pid=,ppid=,comm= | awk -v root="$1" -v want="${2:-}" '
         { parent[$1] = $2; name[$1] = $3 }
         END {
             for (p in parent) {
                 q = p
                 while (q in parent && q != root && q > 1) q = parent[q]
-                if (q == root && name[p] == "rookery-load") print p
+                if (q == root && p != root && (want == "" || name[p] == want)) print p
             }
         }'
+}
+loadgen_pids() {
+    [[ -f $work/loadgen.pid ]] || return 0
+    descendants "$(<"$work/loadgen.pid")" rookery-load
 }
 sample() { # /proc first (the instant the row is stamped with), then the nodes' metrics
     local t=$(($(date +%s) - t0))
@@ -218,7 +235,7 @@ ns timeout --signal=INT --kill-after=60 "$budget_s" "$bin/rookery-load" chat \
     --source-ips "127.0.0.1-127.0.0.$sources" \
     --hold-first "$hold" --duration "$chat" --rate "$chat_rate" \
     --storm-fraction "$storm_fraction" --storm-at "$storm_at" \
-    --reconnect-rate "$reconnect_rate" --verify --drain-ms 10000 \
+    --reconnect-rate "$reconnect_rate" --keepalive "$keepalive" --verify --drain-ms 10000 \
     --login-timeout-ms 60000 --connect-timeout-ms 30000 \
     --output "$out" --slug run >"$out/report.txt" 2>"$out/progress.log" &
 loadgen=$!
@@ -241,7 +258,7 @@ done
 {
     echo "commit $(git rev-parse --short HEAD); $(nproc) cores, $(awk '/MemTotal/ {printf "%.1f GiB", $2 / 1048576}' /proc/meminfo); kernel $(uname -r)"
     echo "command: benches/scripts/million.sh $clients $nodes"
-    echo "env: LOGIN_RATE=$login_rate HOLD=$hold CHAT=$chat CHAT_RATE=$chat_rate STORM_FRACTION=$storm_fraction STORM_AT=$storm_at RECONNECT_RATE=$reconnect_rate PROFILE=$profile NETNS=$netns ALLOW_HOST=$allow_host BACKEND=$backend"
+    echo "env: LOGIN_RATE=$login_rate HOLD=$hold CHAT=$chat CHAT_RATE=$chat_rate STORM_FRACTION=$storm_fraction STORM_AT=$storm_at RECONNECT_RATE=$reconnect_rate KEEPALIVE=$keepalive PROFILE=$profile NETNS=$netns ALLOW_HOST=$allow_host BACKEND=$backend"
     echo "rookery-load exit status: $status; loadgen_start_s $loadgen_start_s"
 } >"$out/run.txt"
 python3 benches/scripts/million-report.py "$out" "$clients" "$nodes" || true

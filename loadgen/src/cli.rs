@@ -262,6 +262,12 @@ pub struct LoadArgs {
     /// Chat: every message asks for an XEP-0184 receipt; the round trip is recorded.
     #[arg(long)]
     pub receipts: bool,
+    /// Every online client sends a whitespace keepalive (RFC 6120 4.6.1) this often (e.g.
+    /// 240s), as real clients do so that NATs and the server's idle timeout do not close a
+    /// quiet stream; the first at a random instant within the interval [default: off]. TCP
+    /// only (RFC 7395 forbids whitespace over WebSocket).
+    #[arg(long, value_parser = parse_duration_ms, default_value = "0s")]
+    pub keepalive: u64,
     /// Chat: after the ramp, hold every session idle this long before the first messages
     /// (30s, 5m): a hold phase and a chat phase in one run, over the same sessions.
     #[arg(long, value_parser = parse_duration_ms, default_value = "0s")]
@@ -400,6 +406,9 @@ pub struct RunConfig {
     pub reconnect_rate: Option<f64>,
     pub online_ms: u64,
     pub receipts: bool,
+    /// `--keepalive`: a whitespace keepalive per online client this often (0: none).
+    #[serde(default)]
+    pub keepalive_ms: u64,
     /// Chat: `--hold-first`, the idle hold between the ramp and the first messages.
     #[serde(default)]
     pub hold_first_ms: u64,
@@ -564,6 +573,9 @@ impl RunConfig {
                 .map_or_else(|| format!("c{clients}"), |f| f.slug(clients, rate)),
         };
         let cluster = resolve_cluster(scenario, server, load, &domain)?;
+        if load.keepalive > 0 && load.transport == TransportArg::Websocket {
+            bail!("--keepalive sends whitespace, which RFC 7395 forbids over WebSocket");
+        }
         let cfg = RunConfig {
             scenario,
             server,
@@ -592,6 +604,7 @@ impl RunConfig {
             reconnect_rate: load.reconnect_rate,
             online_ms: load.online_ms,
             receipts: load.receipts && scenario == Scenario::Chat,
+            keepalive_ms: load.keepalive,
             hold_first_ms: load.hold_first,
             chat_storm: chat_storm(scenario, load, duration_ms)?,
             stream_management: load.stream_management,

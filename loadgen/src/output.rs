@@ -336,6 +336,14 @@ fn extra_lines(cfg: &RunConfig, r: &RunResult, out: &mut String) {
             cfg.duration_ms as f64 / 1000.0
         );
     }
+    if r.report.keepalives > 0 {
+        let _ = writeln!(
+            out,
+            "keepalives: {} whitespace pings sent (one per client every {} s)",
+            r.report.keepalives,
+            cfg.keepalive_ms as f64 / 1000.0
+        );
+    }
     if let Some(storm) = r.chat_storm() {
         let back = storm.back_ms.map_or("not all back".to_string(), |ms| {
             format!("last back after {:.1} s", ms as f64 / 1000.0)

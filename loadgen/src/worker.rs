@@ -90,6 +90,8 @@ enum TimerKind {
     AckWait,
     /// Presence and group: the client's `--setup-ms` is over.
     SetupTimeout,
+    /// `--keepalive`: the client's next whitespace keepalive is due.
+    Keepalive,
     /// Group: the next message of an owned group is due (the timer's slot field holds the
     /// group's index among the worker's owned groups, and its attempt is 0).
     GroupSend,
@@ -507,9 +509,38 @@ impl<'a> Worker<'a> {
                 }
                 (TimerKind::Drop, SlotState::Online) if self.storming => self.drop_conn(io, i),
                 (TimerKind::AckWait, SlotState::Online) => self.settle(i),
+                (TimerKind::Keepalive, SlotState::Online) => self.send_keepalive(io, i, now),
                 _ => {}
             }
         }
+    }
+
+    /// Arms slot `i`'s next whitespace keepalive (`--keepalive`): the first at a random
+    /// instant within the interval, so a ramp's clients do not all ping in the same second.
+    fn arm_keepalive(&mut self, i: usize, now: u64, first: bool) {
+        let interval = self.cfg.keepalive_ms * 1_000_000;
+        if interval == 0 {
+            return;
+        }
+        let due = now
+            + if first {
+                1 + self.rng.below(interval)
+            } else {
+                interval
+            };
+        let attempt = self.slots[i].attempt;
+        self.timers
+            .push(Reverse((due, i as u32, attempt, TimerKind::Keepalive)));
+    }
+
+    /// Sends one space on slot `i`'s stream (RFC 6120 4.6.1) and arms the next.
+    fn send_keepalive<O: Ops>(&mut self, io: &mut O, i: usize, now: u64) {
+        if let Some(conn) = self.slots[i].conn {
+            if io.send(conn, b" ").is_ok() {
+                self.report.keepalives += 1;
+            }
+        }
+        self.arm_keepalive(i, now, false);
     }
 
     /// Ends slot `i` with an error: counted once, its conn closed at once. In a storm the

@@ -92,6 +92,7 @@ pub fn summary_json(cfg: &RunConfig, r: &RunResult, env: &Environment) -> Value 
             "receipts": r.receipts,
             "bounced": r.report.bounced,
             "redirects": r.report.redirects,
+            "keepalives": r.report.keepalives,
             "foreign": r.report.foreign,
             "stale": r.report.stale,
             "skipped_no_peer": r.report.skipped_no_peer,

@@ -155,7 +155,7 @@ pub fn decode_histograms(map: &BTreeMap<String, String>) -> Result<Histograms, P
 
 /// The plain counters of a report, by name (one list, so encode and decode cannot drift).
 fn counters(r: &mut WorkerReport) -> Vec<(String, &mut u64)> {
-    let plain: [(&str, &mut u64); 18] = [
+    let plain: [(&str, &mut u64); 19] = [
         ("logins", &mut r.logins),
         ("peak_online", &mut r.peak_online),
         ("bounced", &mut r.bounced),
@@ -166,6 +166,7 @@ fn counters(r: &mut WorkerReport) -> Vec<(String, &mut u64)> {
         ("stale", &mut r.stale),
         ("storm_logins", &mut r.storm_logins),
         ("storm_dropped", &mut r.storm_dropped),
+        ("keepalives", &mut r.keepalives),
         ("storm_start_ns", &mut r.storm_start_ns),
         ("storm_last_login_ns", &mut r.storm_last_login_ns),
         ("sm_enabled", &mut r.sm_enabled),

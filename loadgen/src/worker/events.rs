@@ -151,6 +151,7 @@ impl Worker<'_> {
         self.report.logins += 1;
         self.report.peak_online = self.report.peak_online.max(self.online);
         self.require_sm(i);
+        self.arm_keepalive(i, now, true);
         if chat_storm_login {
             self.report.storm_logins += 1;
             self.report.storm_last_login_ns = now;
@@ -466,6 +467,34 @@ mod tests {
         w.on_connected(&mut io, 0, Ok(()), 400);
         w.connect(&mut io, 0, 600);
         assert_eq!(io.addrs.last(), Some(&home));
+    }
+
+    #[test]
+    fn an_online_client_sends_a_whitespace_keepalive_every_interval() {
+        let cfg = parsed_config(
+            "hold",
+            "1",
+            &["--threads", "1", "--keepalive", "10s"],
+            "127.0.0.1:5222",
+            "d",
+        );
+        let shared = Shared::new(1, 1);
+        let (mut w, mut io) = crate::worker::testing::all_online(&cfg, &shared);
+        w.slots[0].state = SlotState::LoggingIn;
+        w.on_online(&mut io, 0, 0);
+        io.take(1);
+        // The first within the interval, then one every 10 s.
+        w.fire_timers(&mut io, 10_000_000_000);
+        assert_eq!(io.take(1), " ");
+        w.fire_timers(&mut io, 19_999_999_999);
+        assert_eq!(io.take(1), "", "not before the next interval");
+        w.fire_timers(&mut io, 20_000_000_000);
+        assert_eq!(io.take(1), " ");
+        assert_eq!(w.report.keepalives, 2);
+        // A client that is gone sends none: the timer of its old conn is stale.
+        w.slots[0].attempt += 1;
+        w.fire_timers(&mut io, 40_000_000_000);
+        assert_eq!(io.take(1), "");
     }
 
     #[test]

@@ -38,6 +38,8 @@ pub struct WorkerReport {
     pub stale: u64,
     /// Storm: logins completed while the storm ran.
     pub storm_logins: u64,
+    /// `--keepalive`: whitespace keepalives sent.
+    pub keepalives: u64,
     /// Chat with `--storm-fraction`: clients dropped at the storm's start, when it started
     /// and when the last of its logins completed (CLOCK_MONOTONIC ns; merged with max).
     pub storm_dropped: u64,
@@ -169,6 +171,7 @@ impl WorkerReport {
         self.send_retries += other.send_retries;
         self.stale += other.stale;
         self.storm_logins += other.storm_logins;
+        self.keepalives += other.keepalives;
         self.storm_dropped += other.storm_dropped;
         self.storm_start_ns = self.storm_start_ns.max(other.storm_start_ns);
         self.storm_last_login_ns = self.storm_last_login_ns.max(other.storm_last_login_ns);
