@@ -113,7 +113,7 @@ pub fn steady_bound_ns(cfg: &RunConfig) -> u64 {
         }
         _ => {
             let probe_ms = cfg.fanout.as_ref().map_or(0, |f| f.probe_ms());
-            (probe_ms + cfg.duration_ms + cfg.drain_ms) * 1_000_000
+            (probe_ms + cfg.hold_first_ms + cfg.duration_ms + cfg.drain_ms) * 1_000_000
         }
     }
 }

@@ -390,6 +390,10 @@ fn hold_first_and_the_chat_storm_resolve_and_validate() {
     )
     .unwrap();
     assert_eq!(cfg.hold_first_ms, 300_000);
+    assert!(
+        crate::run::steady_bound_ns(&cfg) >= (300_000 + 30_000) * 1_000_000,
+        "the worker processes' bound covers the hold and the chat"
+    );
     let storm = cfg.chat_storm.unwrap();
     assert_eq!(
         (storm.per_mille, storm.at_ms),
