@@ -157,11 +157,11 @@ TLS_EXTRA_B = 1190  # idle TLS 1.3 session over plaintext, results/20261207-1959
 US_PER_MSG = 23.75  # rookery, one core, 16,000 msgs/s at 38%, results/20261128-200347-vs-ejabberd
 US_PER_LOGIN = 68  # plaintext, 13,272 logins/s at 90% of a core, same results
 US_PER_LOGIN_TLS = 279  # TLS 1.3 full handshake, 3,012/s at 84%, results/20261207-202115-vs-ejabberd
-US_PER_KEEPALIVE = 5  # a whitespace ping: one read completion, nothing routed (estimate)
+US_PER_KEEPALIVE = 5  # a whitespace ping: one read completion (estimate, when not measured)
 WIRE_BYTES_PER_MSG = 1000  # a chat stanza in and out plus its acks, both directions (estimate)
 
 
-def scale_model(kernel_pair, engine_user):
+def scale_model(kernel_pair, engine_user, keepalive_us=None):
     """The projection table: a bare-metal server, no descriptor cap, from per-session costs."""
     cores, ram, nic_bps = 64, 256 * 2**30, 2 * 100e9
     usable = 0.9 * ram
@@ -169,6 +169,12 @@ def scale_model(kernel_pair, engine_user):
     plain = kernel + engine_user
     tls = plain + TLS_EXTRA_B
     fit_plain, fit_tls = usable / plain, usable / tls
+    measured_keepalive = keepalive_us is not None
+    keepalive_us = keepalive_us if measured_keepalive else US_PER_KEEPALIVE
+    keepalive_source = (
+        "measured in the hold: the nodes' CPU over the keepalives per second, one per session "
+        "per interval; here 53 processes are each woken for a few pings per turn, so this is "
+        "an upper bound for one big process" if measured_keepalive else "an estimate")
     rows = [
         "## Scale model (a projection, not a measurement)", "",
         "A bare-metal server with 64 cores, 256 GiB and 2 x 100 GbE, one rookery process with "
@@ -178,8 +184,9 @@ def scale_model(kernel_pair, engine_user):
         f"= {kernel:,.0f} B and engine user space {engine_user:,.0f} B per session; from other "
         f"recorded runs: TLS +{TLS_EXTRA_B:,} B per session, {US_PER_MSG} us of server CPU per "
         f"message, {US_PER_LOGIN} us per plaintext login and {US_PER_LOGIN_TLS} us per TLS 1.3 "
-        f"full-handshake login (sources in million-report.py). Estimates: {US_PER_KEEPALIVE} us "
-        f"per whitespace keepalive, {WIRE_BYTES_PER_MSG} B on the wire per message.", "",
+        f"full-handshake login (sources in million-report.py); {keepalive_us:,.0f} us of server CPU "
+        f"per whitespace keepalive ({keepalive_source}). "
+        f"Estimate: {WIRE_BYTES_PER_MSG} B on the wire per message.", "",
         "| | plaintext | TLS 1.3 |", "|---|---|---|",
         f"| bytes per idle session (kernel + user) | {plain:,.0f} | {tls:,.0f} |",
         f"| sessions in 90% of 256 GiB | {fit_plain / 1e6:,.1f} M | {fit_tls / 1e6:,.1f} M |",
@@ -196,8 +203,8 @@ def scale_model(kernel_pair, engine_user):
         f"| messages/s, all 64 cores (CPU) | {msgs / 1e6:,.1f} M | lower (AES-GCM per byte) |",
         f"| messages/s the NICs carry at {WIRE_BYTES_PER_MSG} B each | "
         f"{nic_bps / 8 / WIRE_BYTES_PER_MSG / 1e6:,.0f} M | same |",
-        f"| keepalives, 10 M sessions x 1/min | "
-        f"{10e6 / 60 * US_PER_KEEPALIVE / 1e6 / cores * 100:,.2f}% of the CPU | same |",
+        f"| keepalives, 10 M sessions x 1 per 4 min | "
+        f"{10e6 / 240 * keepalive_us / 1e6 / cores * 100:,.1f}% of the CPU | same |",
         "",
         f"What caps first: memory, at about {fit_plain / 1e6:,.0f} M plaintext or "
         f"{fit_tls / 1e6:,.0f} M TLS sessions; well before it, the CPU for a reconnect storm "
@@ -285,7 +292,15 @@ def main():
             f"| TCP sockets in use / tcp_mem pages at the hold | {int(hold['tcp_inuse']):,} / {int(hold['tcp_mem_pages']):,} |",
             "",
         ]
-        scale_rows = scale_model(kernel, engine)
+        keepalive_ms = summary["config"].get("keepalive_ms", 0)
+        hold_window = next(((lo, hi) for name, lo, hi in bounds if name.startswith("hold")), None)
+        keepalive_us = None
+        if keepalive_ms and hold_window:
+            hold_cores = window_rate(samples, "nodes_cpu_ticks", *hold_window)
+            if hold_cores:
+                per_s = sessions / (keepalive_ms / 1000)
+                keepalive_us = hold_cores / HZ * 1e6 / per_s
+        scale_rows = scale_model(kernel, engine, keepalive_us)
         lines += ["## CPU per phase (cores; 2 on this machine)", "",
                   "| phase | s | nodes | nats-server | rookery-load | cross-node mails/s |",
                   "|---|---|---|---|---|---|"]
