@@ -25,7 +25,7 @@
 # Usage: benches/scripts/million.sh [CLIENTS] [NODES]
 #   CLIENTS default 1000000; NODES default CLIENTS / 19,200 rounded up (a node holds its
 #   sessions plus its listeners, log and bus conns under the 20,000-descriptor cap here).
-# Env: LOGIN_RATE (4000), HOLD (5m), CHAT (2m), CHAT_RATE (0.01), STORM_FRACTION (0.1),
+# Env: LOGIN_RATE (3500), HOLD (5m), CHAT (2m), CHAT_RATE (0.01), STORM_FRACTION (0.1),
 #   STORM_AT (60s), RECONNECT_RATE (4000), KEEPALIVE (240s: every client's whitespace ping, as
 #   real clients send, under the nodes' 300 s --idle-timeout), PROFILE (c1m-loopback), NETNS (rookery-million),
 #   ALLOW_HOST (1), BACKEND (auto), OUT (results), BIN (target/release: the binaries).
@@ -39,7 +39,7 @@ cd "$(dirname "$0")/../.."
 
 clients=${1:-1000000}
 nodes=${2:-$(((clients + 19199) / 19200))}
-login_rate=${LOGIN_RATE:-4000}
+login_rate=${LOGIN_RATE:-3500}
 hold=${HOLD:-5m}
 chat=${CHAT:-2m}
 chat_rate=${CHAT_RATE:-0.01}
