@@ -179,6 +179,17 @@ loadgen_pids() {
     [[ -f $work/loadgen.pid ]] || return 0
     descendants "$(<"$work/loadgen.pid")" rookery-load
 }
+# "RSS_KIB,CPU_TICKS" summed over the given pids (utime + stime; gone ones count 0).
+cpu_rss() {
+    local rss=0 cpu=0 p f
+    for p in "$@"; do
+        read -r -a f < <(sed 's/^.*) //' "/proc/$p/stat" 2>/dev/null || echo)
+        [[ ${#f[@]} -gt 20 ]] || continue
+        cpu=$((cpu + f[11] + f[12]))
+        rss=$((rss + f[21] * 4))
+    done
+    echo "$rss,$cpu"
+}
 sample() { # /proc first (the instant the row is stamped with), then the nodes' metrics
     local t=$(($(date +%s) - t0))
     local slab sunreclaim avail tcp_inuse tcp_mem
@@ -186,23 +197,10 @@ sample() { # /proc first (the instant the row is stamped with), then the nodes' 
     sunreclaim=$(awk '/^SUnreclaim:/ {print $2}' /proc/meminfo)
     avail=$(awk '/^MemAvailable:/ {print $2}' /proc/meminfo)
     read -r tcp_inuse tcp_mem < <(ns awk '/^TCP:/ {print $3, $NF}' /proc/net/sockstat)
-    local nodes_rss=0 nodes_cpu=0 load_rss=0 load_cpu=0 nats_rss nats_cpu p f
-    for p in $(node_pids); do
-        read -r -a f < <(sed 's/^.*) //' "/proc/$p/stat" 2>/dev/null || echo)
-        [[ ${#f[@]} -gt 20 ]] || continue
-        nodes_cpu=$((nodes_cpu + f[11] + f[12]))
-        nodes_rss=$((nodes_rss + f[21] * 4))
-    done
-    p=$(<"$cluster/nats.pid")
-    read -r -a f < <(sed 's/^.*) //' "/proc/$p/stat")
-    nats_cpu=$((f[11] + f[12]))
-    nats_rss=$((f[21] * 4))
-    for p in $(loadgen_pids); do
-        read -r -a f < <(sed 's/^.*) //' "/proc/$p/stat" 2>/dev/null || echo)
-        [[ ${#f[@]} -gt 20 ]] || continue
-        load_cpu=$((load_cpu + f[11] + f[12]))
-        load_rss=$((load_rss + f[21] * 4))
-    done
+    local nodes_use nats_use load_use
+    read -r nodes_use < <(cpu_rss $(node_pids))
+    read -r nats_use < <(cpu_rss "$(<"$cluster/nats.pid")")
+    read -r load_use < <(cpu_rss $(loadgen_pids))
     local sessions=0 mails=0 i v
     for ((i = 0; i < nodes; i++)); do
         v=$(ns curl -s --max-time 2 "http://127.0.0.1:$((base_port + 10 * i + 1))/metrics" |
@@ -212,7 +210,7 @@ sample() { # /proc first (the instant the row is stamped with), then the nodes' 
         sessions=$((sessions + ${v% *}))
         mails=$((mails + ${v#* }))
     done
-    echo "$t,$sessions,$mails,$slab,$sunreclaim,$avail,$tcp_inuse,$tcp_mem,$nodes_rss,$nodes_cpu,$nats_rss,$nats_cpu,$load_rss,$load_cpu"
+    echo "$t,$sessions,$mails,$slab,$sunreclaim,$avail,$tcp_inuse,$tcp_mem,$nodes_use,$nats_use,$load_use"
 }
 echo "t_s,sessions,cluster_mails_out,slab_kib,sunreclaim_kib,mem_available_kib,tcp_inuse,tcp_mem_pages,nodes_rss_kib,nodes_cpu_ticks,nats_rss_kib,nats_cpu_ticks,loadgen_rss_kib,loadgen_cpu_ticks" \
     >"$out/samples.csv"

@@ -396,14 +396,7 @@ impl Transports {
         let mut reply = Vec::new();
         let result = ws.open(frames, stream, &mut reply);
         if !reply.is_empty() {
-            wire.clear();
-            match &mut layers.tls {
-                Some(tls) => {
-                    let _ = tls.write(&reply, wire);
-                }
-                None => std::mem::swap(wire, &mut reply),
-            }
-            let _ = io.send(id, wire);
+            send_control(layers.tls.as_deref_mut(), io, id, &reply, wire);
         }
         match result {
             Ok(Status::Open | Status::Closed) => Opened::Decoded,
@@ -436,26 +429,18 @@ impl Transports {
             return;
         }
         self.keepalive_checked_ms = now_ms;
-        let mut frames = Vec::new();
+        let frames = &mut self.middle;
         for (key, layers) in &mut self.by_conn {
             let Some(ws) = &mut layers.ws else { continue };
             frames.clear();
-            let due = ws.keepalive(now_ms, policy, &mut frames);
+            let due = ws.keepalive(now_ms, policy, frames);
             match due {
                 Due::Nothing => continue,
                 Due::Ping => self.stats.ws_keepalive_pings += 1,
                 Due::TimedOut => self.stats.ws_keepalive_timeouts += 1,
             }
             let id = ConnId::from_u64(key.0);
-            self.wire.clear();
-            let wire = match &mut layers.tls {
-                Some(tls) => {
-                    let _ = tls.write(&frames, &mut self.wire);
-                    &self.wire
-                }
-                None => &frames,
-            };
-            let _ = io.send(id, wire);
+            send_control(layers.tls.as_deref_mut(), io, id, frames, &mut self.wire);
             if due == Due::TimedOut {
                 tracing::debug!(conn = key.0, "WebSocket keepalive ping unanswered: closed");
                 io.close(id, Linger::Flush);
@@ -513,4 +498,24 @@ impl Transports {
             *scratch = Vec::new();
         }
     }
+}
+
+/// Sends WebSocket frames the layer made itself (a pong, a keepalive ping, a close frame) on
+/// `id`, through its TLS session if it has one (`wire` is the scratch for the records).
+fn send_control(
+    tls: Option<&mut TlsSession>,
+    io: &mut impl Ops,
+    id: ConnId,
+    frames: &[u8],
+    wire: &mut Vec<u8>,
+) {
+    let bytes = match tls {
+        Some(tls) => {
+            wire.clear();
+            let _ = tls.write(frames, wire);
+            &wire[..]
+        }
+        None => frames,
+    };
+    let _ = io.send(id, bytes);
 }
