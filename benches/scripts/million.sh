@@ -26,7 +26,7 @@
 #   CLIENTS default 1000000; NODES default CLIENTS / 19,200 rounded up (a node holds its
 #   sessions plus its listeners, log and bus conns under the 20,000-descriptor cap here).
 # Env: LOGIN_RATE (3500), HOLD (5m), CHAT (2m), CHAT_RATE (0.01), STORM_FRACTION (0.1),
-#   STORM_AT (60s), RECONNECT_RATE (4000), KEEPALIVE (240s: every client's whitespace ping, as
+#   (0: no storm), STORM_AT (60s), RECONNECT_RATE (4000), KEEPALIVE (240s: every client's whitespace ping, as
 #   real clients send, under the nodes' 300 s --idle-timeout), PROFILE (c1m-loopback), NETNS (rookery-million),
 #   ALLOW_HOST (1), BACKEND (auto), OUT (results), BIN (target/release: the binaries).
 #   PROFILE=none applies no profile (the host's knobs as they are; no root needed with
@@ -226,13 +226,15 @@ sampler=$!
 # 4. The run.
 echo "rookery-load: $clients clients at $login_rate logins/s, hold $hold, chat $chat at $chat_rate msg/s each, storm of $storm_fraction at $storm_at (timeout ${budget_s}s)"
 loadgen_start_s=$(($(date +%s) - t0))
+storm_args=(--storm-fraction "$storm_fraction" --storm-at "$storm_at")
+[[ $storm_fraction == 0 ]] && storm_args=() # STORM_FRACTION=0: no storm
 set +e
 ns timeout --signal=INT --kill-after=60 "$budget_s" "$bin/rookery-load" chat \
     --cluster "$cluster/cluster.toml" --cross-node --domain example.test \
     --auth "token:$secret" --clients "$clients" --login-rate "$login_rate" \
     --source-ips "127.0.0.1-127.0.0.$sources" \
     --hold-first "$hold" --duration "$chat" --rate "$chat_rate" \
-    --storm-fraction "$storm_fraction" --storm-at "$storm_at" \
+    "${storm_args[@]}" \
     --reconnect-rate "$reconnect_rate" --keepalive "$keepalive" --verify --drain-ms 10000 \
     --login-timeout-ms 60000 --connect-timeout-ms 30000 \
     --output "$out" --slug run >"$out/report.txt" 2>"$out/progress.log" &

@@ -53,6 +53,10 @@ pub trait Endpoint: Send + 'static {
 /// Wakes the bridge for a turn (cheap, any thread).
 pub type Waker = Arc<dyn Fn() + Send + Sync>;
 
+/// NATS messages one turn takes when several are already waiting (the rest wait for the next
+/// turn, so the shards' outbound mail is not held back by a flood from the bus).
+const MAX_MESSAGES_PER_TURN: usize = 256;
+
 /// How soon the bridge runs again while mail waits in its lanes (a full lane toward a shard,
 /// or more inbound mail than one turn takes).
 pub const BUSY_RETRY: Duration = Duration::from_millis(1);
@@ -201,6 +205,16 @@ async fn run(
             message = subscriber.next() => {
                 let Some(message) = message else { break };
                 turn.receive(&mut links, &mut endpoint, &message.payload, now_ms());
+                // Every message already here joins this turn: one hand-over to the shards
+                // (one wake-up each) for all of them, not one per message.
+                for _ in 1..MAX_MESSAGES_PER_TURN {
+                    match futures_lite::future::poll_once(subscriber.next()).await {
+                        Some(Some(message)) => {
+                            turn.receive(&mut links, &mut endpoint, &message.payload, now_ms());
+                        }
+                        _ => break,
+                    }
+                }
             }
             _ = wake.notified() => {}
             _ = tokio::time::sleep(sleep) => {}
@@ -231,7 +245,7 @@ impl Turn<'_> {
     ) {
         self.stats.msgs_in.fetch_add(1, Relaxed);
         self.stats.bytes_in.fetch_add(frame.len() as u64, Relaxed);
-        let received = match links.receive(frame, now_ms) {
+        let received = match links.receive(frame, now_ms, wall_us()) {
             Ok(received) => received,
             Err(error) => {
                 self.stats.bad_frames.fetch_add(1, Relaxed);
@@ -295,6 +309,8 @@ impl Turn<'_> {
         self.stats.peer_restarts.store(link.peer_restarts, Relaxed);
         self.stats.stale.store(link.stale, Relaxed);
         self.stats.pending_bytes.store(link.pending_bytes, Relaxed);
+        self.stats.acks_sent.store(link.acks_sent, Relaxed);
+        self.stats.retry_ms.store(link.retry_ms, Relaxed);
         depth
     }
 }

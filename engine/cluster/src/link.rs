@@ -4,8 +4,8 @@
 //! Each message on the bus is a *frame*: a header and an opaque payload (a batch of mail the
 //! server encoded). Per peer, outbound payloads get increasing sequence numbers and stay
 //! pending until the peer acknowledges them (a cumulative ack carried by every frame it sends,
-//! or a pure-ack frame after [`LinkConfig::ack_delay_ms`]); pending frames are sent again
-//! every [`LinkConfig::retry_interval_ms`]. Inbound frames are delivered exactly once and in
+//! or a pure-ack frame after [`LinkConfig::ack_delay_ms`]); a pending frame is sent again
+//! when its retry timeout passes. Inbound frames are delivered exactly once and in
 //! order: duplicates (seq below the next expected) are dropped, early frames are held (at most
 //! [`LinkConfig::max_held`]) until the gap fills.
 //!
@@ -16,6 +16,15 @@
 //! loses no acknowledged message: the router acknowledges a stanza to its sender only when the
 //! recipient's node committed it (a `Committed` mail back), and answers one whose
 //! acknowledgement never came with an error after its own timeout.
+//!
+//! Retry timeouts (RFC 6298's, per peer): the smoothed round trip from a first send to the ack
+//! that clears it (frames sent again give no sample: Karn's rule) plus four times its
+//! variation, at least [`LinkConfig::min_retry_ms`]; each further send of the same frame
+//! doubles its wait, up to [`LinkConfig::max_retry_ms`]. Why: a fixed interval turns an
+//! overloaded box into a retransmission storm (at a million sessions, acks later than a fixed
+//! 250 ms made 1.96M retransmissions, every one a duplicate at its receiver, which is more load
+//! on the box that was already late); a timeout that follows the measured round trip and backs
+//! off sends a frame again only when it is likely lost.
 //!
 //! Restarts: every incarnation of a node has an `epoch` that grows from one start to the next
 //! (the start time in microseconds); a frame from a newer epoch of a peer resets what this
@@ -41,8 +50,11 @@ pub const HEADER_LEN: usize = 4 + 2 + 8 * 6;
 /// Tunables of every link.
 #[derive(Clone, Debug)]
 pub struct LinkConfig {
-    /// A pending frame is sent again this long after its last send.
-    pub retry_interval_ms: u64,
+    /// The least wait before a pending frame is sent again (the retry timeout follows the
+    /// measured round trip above it).
+    pub min_retry_ms: u64,
+    /// The most: a frame sent again waits twice as long each time, up to this.
+    pub max_retry_ms: u64,
     /// A pending frame older than this is given up (counted).
     pub retry_timeout_ms: u64,
     /// Most payload bytes pending toward one peer; a payload past it is refused.
@@ -57,11 +69,14 @@ pub struct LinkConfig {
 impl Default for LinkConfig {
     fn default() -> LinkConfig {
         LinkConfig {
-            retry_interval_ms: 250,
+            min_retry_ms: 300,
+            max_retry_ms: 2_000,
             retry_timeout_ms: 20_000,
             max_pending_bytes: 64 << 20,
             max_held: 4096,
-            ack_delay_ms: 10,
+            // Long enough for an ack to ride on a frame going back (a reply, a commit notice)
+            // rather than a NATS message of its own; well under `min_retry_ms`.
+            ack_delay_ms: 100,
         }
     }
 }
@@ -118,6 +133,8 @@ pub struct LinkStats {
     /// Frames of a peer's earlier incarnation, ignored.
     pub stale: u64,
     pub pending_bytes: u64,
+    /// The largest retry timeout of any peer now, ms (0 before any round trip was measured).
+    pub retry_ms: u64,
 }
 
 #[derive(Debug)]
@@ -126,7 +143,37 @@ struct Pending {
     payload: Vec<u8>,
     first_ms: u64,
     first_us: u64,
-    last_ms: u64,
+    /// When it is sent again (unless acknowledged first).
+    due_ms: u64,
+    /// Times it was sent again.
+    retries: u32,
+}
+
+/// A peer's round-trip estimate (RFC 6298), in microseconds for precision at loopback speed.
+#[derive(Debug, Default, Clone, Copy)]
+struct RoundTrip {
+    /// Smoothed round trip; 0 before the first sample.
+    srtt_us: u64,
+    rttvar_us: u64,
+}
+
+impl RoundTrip {
+    fn sample(&mut self, rtt_us: u64) {
+        if self.srtt_us == 0 {
+            self.srtt_us = rtt_us.max(1);
+            self.rttvar_us = rtt_us / 2;
+        } else {
+            // rttvar = 3/4 rttvar + 1/4 |srtt - rtt|; srtt = 7/8 srtt + 1/8 rtt.
+            self.rttvar_us = (3 * self.rttvar_us + self.srtt_us.abs_diff(rtt_us)) / 4;
+            self.srtt_us = (7 * self.srtt_us + rtt_us) / 8;
+        }
+    }
+
+    /// The first retry timeout of a frame, ms, within [min, max].
+    fn timeout_ms(&self, min_ms: u64, max_ms: u64) -> u64 {
+        let us = self.srtt_us + 4 * self.rttvar_us;
+        us.div_ceil(1000).clamp(min_ms, max_ms)
+    }
 }
 
 #[derive(Debug)]
@@ -141,6 +188,10 @@ struct Peer {
     held: BTreeMap<u64, (Vec<u8>, u64)>,
     /// We owe the peer an ack by this time.
     ack_due_ms: Option<u64>,
+    round_trip: RoundTrip,
+    /// Doublings of the retry timeout in force (RFC 6298 5.5, 5.7): raised when a frame is
+    /// sent again, kept for new frames until one is acknowledged without being sent again.
+    backoff: u32,
 }
 
 impl Default for Peer {
@@ -154,6 +205,8 @@ impl Default for Peer {
             expected: 1,
             held: BTreeMap::new(),
             ack_due_ms: None,
+            round_trip: RoundTrip::default(),
+            backoff: 0,
         }
     }
 }
@@ -179,6 +232,9 @@ pub struct Links {
     config: LinkConfig,
     peers: BTreeMap<NodeId, Peer>,
     stats: LinkStats,
+    /// No peer has anything due before this (a retry, a give-up, an ack owed), so `poll`
+    /// returns at once before it: a bridge turns far more often than frames fall due.
+    next_due_ms: u64,
 }
 
 impl Links {
@@ -191,15 +247,41 @@ impl Links {
             config,
             peers: BTreeMap::new(),
             stats: LinkStats::default(),
+            next_due_ms: u64::MAX,
         }
     }
 
     pub fn stats(&self) -> LinkStats {
         let pending = self.peers.values().map(|p| p.pending_bytes).sum::<usize>();
+        let retry_ms = self
+            .peers
+            .values()
+            .filter(|p| p.round_trip.srtt_us > 0)
+            .map(|p| self.first_retry_ms(p))
+            .max()
+            .unwrap_or(0);
         LinkStats {
             pending_bytes: pending as u64,
+            retry_ms,
             ..self.stats
         }
+    }
+
+    /// The retry timeout of a new frame toward `peer`: the measured one, backed off.
+    fn first_retry_ms(&self, peer: &Peer) -> u64 {
+        self.measured_retry_ms(peer)
+            .saturating_mul(1 << peer.backoff)
+            .min(self.config.max_retry_ms)
+    }
+
+    /// The retry timeout from `peer`'s round trips alone, within the configured bounds.
+    fn measured_retry_ms(&self, peer: &Peer) -> u64 {
+        let LinkConfig {
+            min_retry_ms,
+            max_retry_ms,
+            ..
+        } = self.config;
+        peer.round_trip.timeout_ms(min_retry_ms, max_retry_ms)
     }
 
     /// Queues `payload` for `to` and returns the frame to publish now.
@@ -214,6 +296,9 @@ impl Links {
             return Err(SendRefused::ToSelf);
         }
         let max = self.config.max_pending_bytes;
+        let retry_ms = self.peers.get(&to).map_or(self.config.min_retry_ms, |p| {
+            self.first_retry_ms(p)
+        });
         let peer = self.peers.entry(to).or_default();
         if peer.pending_bytes + payload.len() > max && !peer.pending.is_empty() {
             self.stats.refused += 1;
@@ -229,8 +314,10 @@ impl Links {
             payload,
             first_ms: now_ms,
             first_us: now_us,
-            last_ms: now_ms,
+            due_ms: now_ms + retry_ms,
+            retries: 0,
         });
+        self.next_due_ms = self.next_due_ms.min(now_ms + retry_ms);
         // The frame carries our ack to the peer: nothing more is owed.
         peer.ack_due_ms = None;
         self.stats.frames_sent += 1;
@@ -241,7 +328,13 @@ impl Links {
 
     /// Takes a frame from the bus: delivers, in order and once, every payload it makes
     /// deliverable (from `Received::from`), and applies the ack it carries.
-    pub fn receive(&mut self, frame: &[u8], now_ms: u64) -> Result<Received, FrameError> {
+    /// `now_us` is the clock the frames' `sent_us` come from (the round trip is timed with it).
+    pub fn receive(
+        &mut self,
+        frame: &[u8],
+        now_ms: u64,
+        now_us: u64,
+    ) -> Result<Received, FrameError> {
         let (header, payload) = decode(frame)?;
         let mut received = Received {
             from: header.source,
@@ -260,10 +353,20 @@ impl Links {
             return Ok(received);
         }
         if header.ack_epoch == epoch {
+            // Karn's rule: only a frame sent once times the round trip; the newest cleared
+            // one is the freshest sample.
+            let mut sample_us = None;
             while peer.pending.front().is_some_and(|p| p.seq <= header.ack) {
                 if let Some(done) = peer.pending.pop_front() {
                     peer.pending_bytes -= done.payload.len();
+                    sample_us = (done.retries == 0)
+                        .then(|| now_us.saturating_sub(done.first_us))
+                        .or(sample_us);
                 }
+            }
+            if let Some(rtt_us) = sample_us {
+                peer.round_trip.sample(rtt_us);
+                peer.backoff = 0;
             }
         }
         if peer.peer_epoch != Some(header.epoch) {
@@ -285,6 +388,7 @@ impl Links {
         if header.seq != 0 {
             if peer.ack_due_ms.is_none() {
                 peer.ack_due_ms = Some(now_ms + ack_delay);
+                self.next_due_ms = self.next_due_ms.min(now_ms + ack_delay);
             }
             if header.seq < peer.expected || peer.held.contains_key(&header.seq) {
                 self.stats.duplicates += 1;
@@ -305,22 +409,33 @@ impl Links {
 
     /// Frames due now: pending ones to send again (and those given up dropped), acks owed.
     pub fn poll(&mut self, now_ms: u64, out: &mut Vec<(NodeId, Vec<u8>)>) {
+        if now_ms < self.next_due_ms {
+            return;
+        }
         let nodes: Vec<NodeId> = self.peers.keys().copied().collect();
         for node in nodes {
             self.give_up_expired(node, now_ms);
-            let interval = self.config.retry_interval_ms;
+            let max_retry = self.config.max_retry_ms;
+            let Some(measured) = self.peers.get(&node).map(|p| self.measured_retry_ms(p)) else {
+                continue;
+            };
             let Some(peer) = self.peers.get_mut(&node) else {
                 continue;
             };
             let due: Vec<(u64, u64)> = peer
                 .pending
                 .iter_mut()
-                .filter(|p| now_ms >= p.last_ms + interval)
+                .filter(|p| now_ms >= p.due_ms)
                 .map(|p| {
-                    p.last_ms = now_ms;
+                    p.retries += 1;
+                    let wait = measured.saturating_mul(1 << p.retries.min(16));
+                    p.due_ms = now_ms + wait.min(max_retry);
                     (p.seq, p.first_us)
                 })
                 .collect();
+            if !due.is_empty() {
+                peer.backoff = (peer.backoff + 1).min(16);
+            }
             let owe_ack = peer.ack_due_ms.is_some_and(|at| now_ms >= at);
             if !due.is_empty() || owe_ack {
                 peer.ack_due_ms = None;
@@ -334,16 +449,24 @@ impl Links {
                 out.push((node, self.frame(node, seq, first_us)));
             }
         }
+        self.next_due_ms = self.earliest_due_ms().unwrap_or(u64::MAX);
     }
 
     /// When `poll` next has something to do.
     pub fn next_deadline_ms(&self) -> Option<u64> {
-        let interval = self.config.retry_interval_ms;
+        (self.next_due_ms != u64::MAX).then_some(self.next_due_ms)
+    }
+
+    /// The earliest retry, give-up or ack owed of any peer (a full scan; `poll` keeps the
+    /// result in `next_due_ms`, which `send` and `receive` only ever lower).
+    fn earliest_due_ms(&self) -> Option<u64> {
+        let timeout = self.config.retry_timeout_ms;
         self.peers
             .values()
             .flat_map(|p| {
-                let retry = p.pending.iter().map(|q| q.last_ms + interval).min();
-                [retry, p.ack_due_ms]
+                let retry = p.pending.iter().map(|q| q.due_ms).min();
+                let give_up = p.pending.front().map(|q| q.first_ms + timeout);
+                [retry, give_up, p.ack_due_ms]
             })
             .flatten()
             .min()

@@ -34,6 +34,8 @@ pub struct BridgeStats {
     pub publish_errors: AtomicU64,
     pub pending_bytes: AtomicU64,
     pub queue_depth: AtomicU64,
+    pub acks_sent: AtomicU64,
+    pub retry_ms: AtomicU64,
     latency: [AtomicU64; LATENCY_BUCKETS],
     latency_sum_us: AtomicU64,
 }
@@ -48,7 +50,7 @@ impl BridgeStats {
 
     /// Walks every counter and gauge (not the histogram: see `latency`).
     pub fn visit(&self, f: Visit<'_>) {
-        let fields: [(&'static str, &'static str, &'static str, &AtomicU64); 17] = [
+        let fields: [(&'static str, &'static str, &'static str, &AtomicU64); 19] = [
             (
                 "rookery_cluster_connected",
                 "gauge",
@@ -151,6 +153,19 @@ impl BridgeStats {
                 "Mail waiting in the bridge's lanes from and to the shards",
                 &self.queue_depth,
             ),
+            (
+                "rookery_cluster_pure_acks_total",
+                "counter",
+                "Acks sent as NATS messages of their own (no frame going back carried them)",
+                &self.acks_sent,
+            ),
+            (
+                "rookery_cluster_retry_timeout_ms",
+                "gauge",
+                "The largest per-peer retry timeout now (measured round trip + 4 x its \
+                 variation, within the link's bounds; 0 before a round trip was measured)",
+                &self.retry_ms,
+            ),
         ];
         for (name, kind, help, value) in fields {
             f(name, kind, help, value.load(Relaxed));
@@ -190,6 +205,6 @@ mod tests {
         assert_eq!(sum, 1_000_000_000_904);
         let mut names = Vec::new();
         stats.visit(&mut |name, _, _, _| names.push(name));
-        assert_eq!(names.len(), 17);
+        assert_eq!(names.len(), 19);
     }
 }

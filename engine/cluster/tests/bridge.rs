@@ -46,7 +46,7 @@ fn start(port: u16, me: u16, endpoint: TestEndpoint) -> Bridge {
         file: file(port),
         me: NodeId(me),
         link: LinkConfig {
-            retry_interval_ms: 100,
+            min_retry_ms: 100,
             ..LinkConfig::default()
         },
     };

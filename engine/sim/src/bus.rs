@@ -126,7 +126,7 @@ impl World {
         let epoch = self.epoch + 1;
         for node in 0..self.cfg.nodes {
             self.bus.bridges.push(Bridge {
-                links: Links::new(id_of(node), epoch, LinkConfig::default()),
+                links: Links::new(id_of(node), epoch, link_config()),
                 outbox: Vec::new(),
                 turn_at_ms: None,
             });
@@ -143,7 +143,7 @@ impl World {
         let old = std::mem::replace(
             bridge,
             Bridge {
-                links: Links::new(id_of(node), epoch, LinkConfig::default()),
+                links: Links::new(id_of(node), epoch, link_config()),
                 outbox: Vec::new(),
                 turn_at_ms: None,
             },
@@ -267,7 +267,7 @@ impl World {
             return Ok(());
         };
         let duplicates = bridge.links.stats().duplicates;
-        let received = bridge.links.receive(&frame, now_ms).map_err(|e| {
+        let received = bridge.links.receive(&frame, now_ms, now_ms * 1000).map_err(|e| {
             Violation::new("cluster", format!("node {to}: a frame of ours is bad: {e}"))
         })?;
         let mut payloads: Vec<Vec<u8>> =
@@ -357,4 +357,16 @@ fn encode_batches(outbox: Vec<(Location, Mail)>) -> Vec<(u16, Vec<u8>)> {
         }
     }
     payloads
+}
+
+/// The links' tunables in the sim: the server's, with the retry cap scaled to the sim's
+/// compressed mail timeout (4 s here, 30 s in the server): a frame the lossy bus keeps
+/// dropping is tried about as many times before its mail times out as in the server.
+fn link_config() -> LinkConfig {
+    LinkConfig {
+        min_retry_ms: 250,
+        max_retry_ms: 500,
+        ack_delay_ms: 10,
+        ..LinkConfig::default()
+    }
 }
