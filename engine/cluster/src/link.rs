@@ -296,9 +296,10 @@ impl Links {
             return Err(SendRefused::ToSelf);
         }
         let max = self.config.max_pending_bytes;
-        let retry_ms = self.peers.get(&to).map_or(self.config.min_retry_ms, |p| {
-            self.first_retry_ms(p)
-        });
+        let retry_ms = self
+            .peers
+            .get(&to)
+            .map_or(self.config.min_retry_ms, |p| self.first_retry_ms(p));
         let peer = self.peers.entry(to).or_default();
         if peer.pending_bytes + payload.len() > max && !peer.pending.is_empty() {
             self.stats.refused += 1;

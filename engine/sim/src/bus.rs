@@ -267,9 +267,12 @@ impl World {
             return Ok(());
         };
         let duplicates = bridge.links.stats().duplicates;
-        let received = bridge.links.receive(&frame, now_ms, now_ms * 1000).map_err(|e| {
-            Violation::new("cluster", format!("node {to}: a frame of ours is bad: {e}"))
-        })?;
+        let received = bridge
+            .links
+            .receive(&frame, now_ms, now_ms * 1000)
+            .map_err(|e| {
+                Violation::new("cluster", format!("node {to}: a frame of ours is bad: {e}"))
+            })?;
         let mut payloads: Vec<Vec<u8>> =
             received.delivered.into_iter().map(|d| d.payload).collect();
         let duplicate = bridge.links.stats().duplicates > duplicates;

@@ -57,7 +57,10 @@ fn a_lost_frame_is_sent_again_and_the_gap_filled() {
     let first = a.send(B, b"one".to_vec(), 0, 0).unwrap();
     let second = a.send(B, b"two".to_vec(), 0, 0).unwrap();
     drop(first); // lost on the bus
-    assert!(b.receive(&second, 1, 1_000).unwrap().delivered.is_empty(), "held");
+    assert!(
+        b.receive(&second, 1, 1_000).unwrap().delivered.is_empty(),
+        "held"
+    );
     let mut again = Vec::new();
     a.poll(99, &mut again);
     assert!(again.is_empty(), "not before the retry interval");
@@ -134,7 +137,11 @@ fn new_frames_keep_the_backed_off_timeout_until_a_clean_ack() {
     let mut out = Vec::new();
     a.poll(349, &mut out);
     let seqs: Vec<u64> = out.iter().map(|(_, f)| decode(f).unwrap().0.seq).collect();
-    assert_eq!(seqs, [1], "the late one again (at 300); the new one waits 200 ms, not 100");
+    assert_eq!(
+        seqs,
+        [1],
+        "the late one again (at 300); the new one waits 200 ms, not 100"
+    );
     out.clear();
     a.poll(350, &mut out);
     let seqs: Vec<u64> = out.iter().map(|(_, f)| decode(f).unwrap().0.seq).collect();
@@ -251,7 +258,10 @@ fn a_restarted_peer_is_caught_up_and_old_acks_do_not_clear_new_frames() {
 #[test]
 fn garbage_is_an_error_not_a_panic() {
     let mut b = Links::new(B, 2, config());
-    assert_eq!(b.receive(b"short", 0, 0).unwrap_err(), FrameError::TooShort(5));
+    assert_eq!(
+        b.receive(b"short", 0, 0).unwrap_err(),
+        FrameError::TooShort(5)
+    );
     let mut bad = vec![0u8; HEADER_LEN];
     bad[..4].copy_from_slice(b"XXXX");
     assert_eq!(b.receive(&bad, 0, 0).unwrap_err(), FrameError::BadMagic);
