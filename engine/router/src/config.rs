@@ -109,6 +109,9 @@ pub struct RouterConfig {
     pub upload: Option<crate::UploadConfig>,
     /// The cluster this node is part of; `None` for a single node (placement by shard only).
     pub cluster: Option<ClusterConfig>,
+    /// The XEP-0313 message archive (`--archive-days`); its `dir` is the base directory, each
+    /// shard's archive is `<dir>/shard-N` (`None` dir: in memory). `None`: archiving off.
+    pub archive: Option<rookery_store::archive::ArchiveConfig>,
     /// STARTTLS and whether TLS must come before authentication (`--tls-cert`, `--require-tls`).
     pub tls: TlsPolicy,
 }
@@ -273,6 +276,7 @@ impl RouterConfig {
             max_rooms_per_shard: Self::DEFAULT_MAX_ROOMS_PER_SHARD,
             upload: None,
             cluster: None,
+            archive: None,
             tls: TlsPolicy::OFF,
         }
     }

@@ -179,6 +179,16 @@ impl Router {
         }
     }
 
+    /// Why this shard's message archive did not open (configured but unusable), if so.
+    pub fn archive_error(&self) -> Option<&str> {
+        self.home.mam_error.as_deref()
+    }
+
+    /// The counters of this shard's message archive, when it is on.
+    pub fn archive_stats(&self) -> Option<rookery_store::archive::ArchiveStats> {
+        self.home.mam.as_ref().map(|m| m.archive.stats())
+    }
+
     /// Tells the router that monotonic `now_ms` is Unix time `unix_ms` (wall clock). Used
     /// only for XEP-0203 stamps of stored messages; call once at start (and again whenever
     /// the wall clock may have been stepped). Until then stamps count from the Unix epoch.

@@ -138,6 +138,13 @@ pub struct Args {
     /// Most groups per shard; past it a creation is refused with resource-constraint.
     #[arg(long, default_value_t = rookery_router::RouterConfig::DEFAULT_MAX_ROOMS_PER_SHARD)]
     pub max_rooms_per_shard: usize,
+    /// XEP-0313 message archive: days a one-to-one or group message is kept in
+    /// `<data-dir>/archive/shard-N/` (whole days dropped at once); 0: no archive.
+    #[arg(long, default_value_t = 30)]
+    pub archive_days: u32,
+    /// Size at which an archive segment file rolls over (one segment is at most a day).
+    #[arg(long, default_value_t = 4 << 20)]
+    pub archive_segment_bytes: u64,
     /// Seconds a broken stream with XEP-0198 resumption enabled may be resumed.
     #[arg(long, default_value_t = 300)]
     pub resume_timeout: u64,

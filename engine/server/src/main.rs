@@ -157,6 +157,9 @@ fn run(args: Args) -> anyhow::Result<()> {
         let mut key = [0u8; rookery_router::RANDOM_KEY_BYTES];
         getrandom::fill(&mut key).context("drawing a random key from the OS")?;
         router.set_random_key(&key);
+        if let Some(why) = router.archive_error() {
+            anyhow::bail!("{why}");
+        }
         // The router has no clock: give it wall time once (for XEP-0203 delay stamps).
         router.set_wall_clock(shared.started.elapsed().as_millis() as u64, unix_ms);
         if let Some(upload) = &upload {
@@ -350,7 +353,21 @@ fn router_config(config: &Config) -> RouterConfig {
             .cluster
             .as_ref()
             .map(|(file, me)| cluster::router_cluster(file, *me)),
+        archive: archive_config(args),
     }
+}
+
+/// The message archive's settings: on disk under the data dir, in memory (bounded) with
+/// `--durability memory`, none with `--archive-days 0`.
+fn archive_config(args: &config::Args) -> Option<rookery_store::archive::ArchiveConfig> {
+    const DAY_MS: u64 = 86_400_000;
+    (args.archive_days > 0).then(|| rookery_store::archive::ArchiveConfig {
+        dir: (args.durability != config::DurabilityArg::Memory)
+            .then(|| args.data_dir.join("archive")),
+        retention_ms: u64::from(args.archive_days) * DAY_MS,
+        segment_bytes: args.archive_segment_bytes.max(64 << 10),
+        ..rookery_store::archive::ArchiveConfig::memory()
+    })
 }
 
 /// Waits for signals on its own thread: SIGHUP re-reads the TLS certificate and key (new

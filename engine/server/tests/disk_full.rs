@@ -52,7 +52,9 @@ fn full_disk_refuses_with_resource_constraint_acks_only_stored_and_recovers() {
         // Leave about 48 KiB free for the logs.
         let filler = tmpfs.path().join("filler");
         std::fs::write(&filler, vec![0u8; 200 * 1024]).unwrap();
-        let mut server = Server::start_on(backend, 1, &[], tmpfs.path());
+        // The offline store's behaviour is measured: the message archive (its own files,
+        // whose failed writes only count) stays off so it does not move where the disk fills.
+        let mut server = Server::start_on(backend, 1, &["--archive-days", "0"], tmpfs.path());
         let (mut alice, _) = RawClient::login(server.addr, "alice", "r");
         alice.send("<enable xmlns='urn:xmpp:sm:3'/>");
         alice.expect("<enabled");

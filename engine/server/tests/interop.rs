@@ -125,6 +125,35 @@ fn slixmpp_clients_join_a_group_chat_leave_and_offline_members_catch_up() {
     }
 }
 
+#[test]
+fn slixmpp_second_device_fetches_the_archive_and_a_joiner_gets_room_history() {
+    let shards = 2u16;
+    let server = Server::start("poll", shards as usize, &[]);
+    let alice = user_on_shard("alice", 0, shards);
+    let bob = user_on_shard("bob", 1, shards);
+    let room = format!("archive@groups.{DOMAIN}");
+    let stdout = run_script("slix_mam.py", &server, &[&room], &[&alice, &bob], "mam");
+    assert!(stdout.contains("\"ok\": true"), "{stdout}");
+    let bob_bare = format!("{bob}@{DOMAIN}");
+    assert!(
+        stdout.contains(&format!("\"stanza_id_by\": [\"{bob_bare}\"]")),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("\"laptop_archive\": [\"a1\", \"b1\", \"a2\", \"b2\", \"a3\"]"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("\"join_history\": [\"g2\", \"g3\"]"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("\"history_delayed\": true"), "{stdout}");
+    assert!(
+        stdout.contains("\"room_archive\": [\"g1\", \"g2\", \"g3\"]"),
+        "{stdout}"
+    );
+}
+
 /// Spawns with stdout and stderr captured.
 trait OutputOnWait {
     fn output_on_wait(&mut self) -> std::process::Child;

@@ -28,6 +28,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod archive;
 mod compact;
 mod config;
 mod crc;

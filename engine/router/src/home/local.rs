@@ -192,6 +192,15 @@ impl Router {
             self.register_iq(slot, view, ty, fx);
             return;
         }
+        if self.mam_iq(slot, view, ty, fx) {
+            return;
+        }
+        if account && ty == StanzaType::Get && view.has_child("query", ns::DISCO_INFO) {
+            // The account's features: the message archive (see `mam::iq`).
+            if self.mam_account_disco(slot, view, fx) {
+                return;
+            }
+        }
         let Some(payload) = server_answer(view, ty, account, &self.home.disco_items) else {
             return self.service_unavailable(slot, view, fx);
         };

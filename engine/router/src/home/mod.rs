@@ -44,6 +44,7 @@ pub(crate) mod delay;
 pub(crate) mod delivery;
 pub(crate) mod groups;
 pub(crate) mod local;
+pub(crate) mod mam;
 pub(crate) mod offline;
 pub(crate) mod presence;
 pub(crate) mod register;
@@ -108,6 +109,10 @@ pub(crate) struct Home {
     pub upload: Option<UploadService>,
     /// The domain's disco#items answer (the group service, the upload service).
     pub disco_items: Box<[u8]>,
+    /// The XEP-0313 message archive of this shard, when `--archive-days` is not 0.
+    pub mam: Option<mam::Archiver>,
+    /// Why the archive did not open (the server refuses to start with it).
+    pub mam_error: Option<String>,
 }
 
 impl Home {
@@ -123,7 +128,10 @@ impl Home {
         let upload = config.upload.as_ref().map(UploadService::new);
         let upload_jid = upload.as_ref().map(|u| &u.service);
         let disco_items = upload::domain_items(rooms.service(), upload_jid);
+        let (mam, mam_error) = mam::Archiver::open(config.archive.as_ref(), location.shard.0);
         Home {
+            mam,
+            mam_error,
             random,
             upload,
             disco_items,

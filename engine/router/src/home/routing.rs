@@ -181,6 +181,9 @@ impl Home {
         let kind = view.kind();
         let ty = StanzaType::classify(kind, view.stanza_type().as_deref());
         let ack = ack.filter(|_| kind == StanzaKind::Message);
+        if kind == StanzaKind::Message {
+            self.archive_outgoing(from, to, ty, stamp);
+        }
         let envelope = Envelope {
             to,
             from,
@@ -236,6 +239,18 @@ impl Home {
         ack: Option<AckRef>,
         fx: &mut impl Effects,
     ) -> Handled {
+        let marked = self.archive_incoming(envelope);
+        let marked_envelope;
+        let envelope = match &marked {
+            Some(stanza) => {
+                marked_envelope = Envelope {
+                    stanza,
+                    ..*envelope
+                };
+                &marked_envelope
+            }
+            None => envelope,
+        };
         let ty = envelope.ty;
         let storable = is_stored_type(ty);
         if envelope.to.resource().is_some() {

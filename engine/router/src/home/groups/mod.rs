@@ -90,11 +90,15 @@ impl Router {
         let mut actions = std::mem::take(&mut self.home.room_actions);
         actions.clear();
         let appended_before = self.home.store.pending_bytes();
+        let wall_ms = self.home.wall_ms();
+        if let Some(archiver) = self.home.mam.as_mut() {
+            archiver.wall_ms = wall_ms;
+        }
         self.home.rooms.on_stanza(
             envelope.from,
             envelope.to,
             &view,
-            &mut self.home.store,
+            (&mut self.home.store, self.home.mam.as_mut()),
             &mut actions,
         );
         let seq = self.home.store.pending_seq();

@@ -23,6 +23,7 @@ use super::stanzas::{
 };
 use super::{admin, owner, Ctx};
 use crate::effects::StanzaType;
+use crate::home::mam::{self, MAM_NS};
 use crate::maps::Map;
 
 /// Most rooms the service's disco#items lists (no result set management).
@@ -138,6 +139,7 @@ pub(crate) fn on_room_iq(room: &mut Room, ctx: &mut Ctx<'_, '_>) {
             Some(query) => admin::on_admin(room, ctx, &query),
             None => ctx.refuse(MucError::BadRequest),
         },
+        (_, Some(MAM_NS)) if ctx.archive.is_some() => mam::iq::room_iq(room, ctx, request.element),
         _ => ctx.refuse(MucError::ServiceUnavailable),
     }
 }
@@ -205,7 +207,8 @@ fn room_info(room: &Room, ctx: &mut Ctx<'_, '_>, node: Option<&str>) {
         "muc_unmoderated",
         "muc_unsecured",
     ];
-    for feature in features {
+    let archive = ctx.archive.is_some().then_some(MAM_NS);
+    for feature in features.into_iter().chain(archive) {
         out.extend_from_slice(b"<feature");
         push_attr(&mut out, "var", feature);
         out.extend_from_slice(b"/>");

@@ -1,8 +1,9 @@
-//! Messages to a room: groupchat (broadcast to occupants and absent members), subject
-//! changes, and private messages between occupants.
+//! Messages to a room: groupchat (broadcast to occupants and absent members, archived with a
+//! XEP-0359 stanza-id when the archive is on), subject changes, and private messages between
+//! occupants.
 //!
 //! What it does not do: store messages for absent members (the router does, for every
-//! `Recipient::Member` of the plan), keep history, or handle invitations and voice requests
+//! `Recipient::Member` of the plan), or handle invitations and voice requests
 //! (`feature-not-implemented`).
 //!
 //! Invariants: a groupchat message costs one stamp of the stanza and one `Arc` clone of the
@@ -18,6 +19,8 @@ use super::room::{Room, MAX_SUBJECT_BYTES};
 use super::stanzas::{MucError, Refusal};
 use super::Ctx;
 use crate::effects::StanzaType;
+use crate::home::mam::has_body;
+use rookery_store::archive::Direction;
 
 /// A message to `room` or `room/nick`.
 pub(crate) fn on_message(room: &mut Room, ctx: &mut Ctx<'_, '_>) {
@@ -58,6 +61,13 @@ fn groupchat(room: &mut Room, ctx: &mut Ctx<'_, '_>) {
     }
     let mut stanza = Vec::with_capacity(ctx.view.bytes().len() + from.as_str().len() + 16);
     ctx.view.stamp(from.as_str(), None, &mut stanza);
+    if let Some(archiver) = ctx.archive.as_deref_mut().filter(|_| has_body(ctx.view)) {
+        // Archived with its stanza-id by the room, which every occupant then gets; a failed
+        // write is counted by the archive and the message goes out unmarked.
+        let room_jid = room.jid.bare_str();
+        let marked = archiver.archive_marked(room_jid, from.as_str(), Direction::Incoming, &stanza);
+        stanza = marked.unwrap_or(stanza);
+    }
     let plan = room.message_plan(&ctx.config.placement);
     ctx.broadcast(&from, StanzaType::Groupchat, stanza, plan);
 }

@@ -59,11 +59,14 @@ use rookery_store::Store;
 
 use crate::effects::StanzaType;
 use crate::home::groups::fanout::FanoutPlan;
+use crate::home::mam::Archiver;
 use crate::home::routing::{kind_name, wants_error};
 use crate::location::{Location, Placement};
 use crate::maps::{HashState, Map};
-use room::Room;
-use stanzas::{Head, Refusal};
+pub(crate) use room::Room;
+use stanzas::Head;
+pub(crate) use stanzas::MucError;
+pub(crate) use stanzas::Refusal;
 
 /// What a room asks the router to do.
 #[derive(Debug)]
@@ -147,7 +150,7 @@ impl Rooms {
         from: &Jid,
         to: &Jid,
         view: &StanzaView<'_>,
-        store: &mut Store,
+        (store, archive): (&mut Store, Option<&mut Archiver>),
         out: &mut Vec<RoomAction>,
     ) {
         let kind = view.kind();
@@ -162,6 +165,7 @@ impl Rooms {
             owned: &mut self.owned,
             room_count: self.rooms.len(),
             store,
+            archive,
             out,
             from,
             to,
@@ -214,6 +218,8 @@ pub(crate) struct Ctx<'a, 'v> {
     /// Rooms on this shard before this stanza.
     pub room_count: usize,
     pub store: &'a mut Store,
+    /// The shard's message archive (XEP-0313), when on: room archives and history.
+    pub archive: Option<&'a mut Archiver>,
     pub out: &'a mut Vec<RoomAction>,
     /// The sender's real full JID.
     pub from: &'a Jid,

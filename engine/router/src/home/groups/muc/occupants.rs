@@ -204,6 +204,7 @@ fn enter(
         StanzaType::Available,
         stanza,
     );
+    crate::home::mam::history::send(room, ctx);
     send_subject(room, ctx);
 }
 

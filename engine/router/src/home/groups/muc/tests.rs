@@ -62,7 +62,7 @@ impl Bench {
         let to = jid(&view.to().expect("test stanza has a to"));
         let mut out = Vec::new();
         self.rooms
-            .on_stanza(&jid(from), &to, &view, &mut self.store, &mut out);
+            .on_stanza(&jid(from), &to, &view, (&mut self.store, None), &mut out);
         out
     }
 
