@@ -111,6 +111,26 @@ pub struct RouterConfig {
     pub cluster: Option<ClusterConfig>,
     /// STARTTLS and whether TLS must come before authentication (`--tls-cert`, `--require-tls`).
     pub tls: TlsPolicy,
+    /// XEP-0114 external components (`--component NAME=SECRET`): the domains served by a
+    /// component connected with the secret, not by the server.
+    pub components: Vec<ComponentConfig>,
+}
+
+/// One XEP-0114 external component: its domain and the shared secret of its handshake.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ComponentConfig {
+    /// The component's domain (lowercase), e.g. `push.example.com`.
+    pub name: String,
+    pub secret: String,
+}
+
+// The secret stays out of logs.
+impl std::fmt::Debug for ComponentConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ComponentConfig")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
 }
 
 /// What the stream layer offers and demands of TLS.
@@ -274,6 +294,7 @@ impl RouterConfig {
             upload: None,
             cluster: None,
             tls: TlsPolicy::OFF,
+            components: Vec::new(),
         }
     }
 }

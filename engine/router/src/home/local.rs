@@ -108,7 +108,8 @@ impl Router {
         };
         let upload = self.home.upload.as_ref().map(|u| &u.service);
         let domains = (&self.home.domain, self.home.rooms.service(), upload);
-        let target = target(to.as_deref(), kind, from, domains);
+        let component = to.as_deref().and_then(|to| self.home.components.target(to));
+        let target = component.unwrap_or_else(|| target(to.as_deref(), kind, from, domains));
         if let Target::Room(room) = target {
             return self.session_to_room(slot, &room, view, ack, fx);
         }

@@ -2,7 +2,7 @@
 //! by concern: XEP-0198 (`sm`), presence and rosters (`presence`), groups and fan-out
 //! (`groups`), RFC 6121 routing (`routing`), server-answered stanzas (`local`),
 //! store-and-forward (`offline`, `delivery`, `delay`, `dedupe`), the XEP-0363 upload service
-//! (`upload`), XEP-0077 password change (`register`).
+//! (`upload`), XEP-0077 password change (`register`), XEP-0114 components (`components`).
 //!
 //! [`Home`] owns the tables these modules work on (directory, XEP-0198 sessions, store, commit
 //! waiters, deliveries, presences, rooms, gathers, mail deadlines, scratch buffers, placement,
@@ -23,6 +23,7 @@ use rookery_store::Store;
 
 use crate::config::RouterConfig;
 use crate::deadlines::MailDeadlines;
+use crate::home::components::Components;
 use crate::home::dedupe::DupWindow;
 use crate::home::delivery::Deliveries;
 use crate::home::groups::fanout::Gathers;
@@ -39,6 +40,7 @@ use crate::sessions::Directory;
 use crate::stats::RouterStats;
 
 pub(crate) mod admin_accounts;
+pub(crate) mod components;
 pub(crate) mod dedupe;
 pub(crate) mod delay;
 pub(crate) mod delivery;
@@ -108,6 +110,8 @@ pub(crate) struct Home {
     pub upload: Option<UploadService>,
     /// The domain's disco#items answer (the group service, the upload service).
     pub disco_items: Box<[u8]>,
+    /// XEP-0114 components: the configured names, and those connected here.
+    pub components: Components,
 }
 
 impl Home {
@@ -127,6 +131,7 @@ impl Home {
             random,
             upload,
             disco_items,
+            components: Components::new(&config.components, hash),
             domain,
             groups: rooms.service().clone(),
             location,

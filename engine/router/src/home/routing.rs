@@ -199,6 +199,16 @@ impl Home {
         ack: Option<AckRef>,
         fx: &mut impl Effects,
     ) -> Handled {
+        if let Some(name) = self.components.serving(envelope.to.domain()) {
+            // Every address at a component's domain goes to the shard homing its name.
+            let home = self.placement.home(name);
+            if home == self.location {
+                self.deliver_component(conns, envelope, fx);
+                return Handled::Now;
+            }
+            let outgoing = (&mut self.stats, &mut self.deadlines, self.now_ms);
+            return mail_deliver(home, envelope, ack, outgoing, fx);
+        }
         let home = self.placement.home(envelope.to);
         if envelope.to.domain() == self.groups.domain() {
             // Only bounces get here (sessions' stanzas to rooms go through `Router::session_to_room`):
@@ -220,6 +230,10 @@ impl Home {
         ack: Option<AckRef>,
         fx: &mut impl Effects,
     ) -> Handled {
+        if self.components.serving(envelope.to.domain()).is_some() {
+            self.deliver_component(conns, envelope, fx);
+            return Handled::Now;
+        }
         match envelope.kind {
             StanzaKind::Message => return self.deliver_message(conns, envelope, ack, fx),
             StanzaKind::Presence => self.deliver_presence(conns, envelope, fx),
