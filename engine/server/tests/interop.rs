@@ -5,6 +5,7 @@
 //! `rookery accounts` (`slix_accounts.py`), and XEP-0363 file upload with slixmpp's xep_0363
 //! (upload, download and Range over HTTP, the XEP's refusals, an expired slot, the quota, a
 //! restart: `slix_upload.py`), XEP-0077 in-band registration then login (`slix_register.py`),
+//! a XEP-0114 component (slixmpp ComponentXMPP) talking with a user (`slix_component.py`),
 //! under every backend (chat also with one and two shards).
 //! `scripts/test.sh` installs slixmpp (and aiohttp, which its xep_0363 needs) when missing; a
 //! missing one fails these tests (they are never skipped silently).
@@ -529,5 +530,38 @@ impl Drop for Tmux {
             .args(["kill-session", "-t", &self.name])
             .status();
         let _ = std::fs::remove_dir_all(&self.home);
+    }
+}
+
+#[test]
+fn slixmpp_component_answers_a_user_and_a_wrong_secret_is_refused() {
+    for backend in backends() {
+        let shards = 2u16;
+        let port = rookery_testkit::nats::free_port().to_string();
+        let name = format!("push.{DOMAIN}");
+        let listen = format!("127.0.0.1:{port}");
+        let component = format!("{name}=component-secret");
+        let flags = ["--component-listen", &listen, "--component", &component];
+        let server = Server::start(backend, shards as usize, &flags);
+        let alice = user_on_shard("alice", 0, shards);
+        let args = [port.as_str(), name.as_str(), "component-secret"];
+        let stdout = run_script("slix_component.py", &server, &args, &[&alice], backend);
+        assert!(
+            stdout.contains("[\"pubsub\", \"push\", null, \"Test push\"]"),
+            "{stdout}"
+        );
+        assert!(
+            stdout.contains(&format!("\"to\": \"bot@{name}\"")),
+            "{stdout}"
+        );
+        assert!(
+            stdout.contains(&format!("\"from\": \"{alice}@{DOMAIN}/")),
+            "{stdout}"
+        );
+        assert!(stdout.contains("\"body\": \"pong: ping\""), "{stdout}");
+        assert!(
+            stdout.contains("\"wrong_secret\": \"not-authorized\""),
+            "{stdout}"
+        );
     }
 }
