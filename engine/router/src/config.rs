@@ -114,6 +114,12 @@ pub struct RouterConfig {
     /// XEP-0114 external components (`--component NAME=SECRET`): the domains served by a
     /// component connected with the secret, not by the server.
     pub components: Vec<ComponentConfig>,
+    /// XEP-0357: at most one notification per registration this often (`--push-interval`);
+    /// messages in between are counted into the next one.
+    pub push_interval_ms: u64,
+    /// XEP-0357: notifications carry the last message's body (`--push-include-body`; off by
+    /// default: the app server and the push service would read it).
+    pub push_include_body: bool,
 }
 
 /// One XEP-0114 external component: its domain and the shared secret of its handshake.
@@ -260,6 +266,9 @@ impl RouterConfig {
     /// 65,536 keys of about 100 bytes plus their 64-byte overhead.
     pub const DEFAULT_DUP_WINDOW_BYTES: usize = 12 << 20;
 
+    /// XEP-0357: one notification per registration per 10 s at most.
+    pub const DEFAULT_PUSH_INTERVAL_MS: u64 = 10_000;
+
     /// A config with the documented defaults for one shard.
     pub fn new(domain: &str, auth: AuthBackend) -> RouterConfig {
         RouterConfig {
@@ -295,6 +304,8 @@ impl RouterConfig {
             cluster: None,
             tls: TlsPolicy::OFF,
             components: Vec::new(),
+            push_interval_ms: Self::DEFAULT_PUSH_INTERVAL_MS,
+            push_include_body: false,
         }
     }
 }

@@ -369,6 +369,7 @@ impl Router {
         }
         self.due = due;
         self.answer_delayed_failures(fx);
+        self.home.push_tick(&self.conns, fx);
         self.continue_probes(fx);
         self.after_call(fx);
     }

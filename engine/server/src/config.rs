@@ -246,6 +246,14 @@ pub struct Args {
     /// or a private network). Off by default.
     #[arg(long, requires = "components")]
     pub component_listen: Option<SocketAddr>,
+    /// XEP-0357: seconds between two push notifications to one registration at most;
+    /// messages in between are counted into the next one.
+    #[arg(long, default_value_t = 10)]
+    pub push_interval: u64,
+    /// XEP-0357: notifications carry the last message's body (off by default: the app
+    /// server and the platform's push service would read it).
+    #[arg(long)]
+    pub push_include_body: bool,
 }
 
 /// `--require-tls`.

@@ -365,6 +365,8 @@ fn router_config(config: &Config) -> RouterConfig {
         max_rooms_per_shard: args.max_rooms_per_shard,
         tls: tls::policy(config),
         components: config.components.clone(),
+        push_interval_ms: args.push_interval.saturating_mul(1000),
+        push_include_body: args.push_include_body,
         upload: None,
         cluster: config
             .cluster

@@ -2,7 +2,8 @@
 //! by concern: XEP-0198 (`sm`), presence and rosters (`presence`), groups and fan-out
 //! (`groups`), RFC 6121 routing (`routing`), server-answered stanzas (`local`),
 //! store-and-forward (`offline`, `delivery`, `delay`, `dedupe`), the XEP-0363 upload service
-//! (`upload`), XEP-0077 password change (`register`), XEP-0114 components (`components`).
+//! (`upload`), XEP-0077 password change (`register`), XEP-0114 components (`components`),
+//! XEP-0357 push notifications (`push`).
 //!
 //! [`Home`] owns the tables these modules work on (directory, XEP-0198 sessions, store, commit
 //! waiters, deliveries, presences, rooms, gathers, mail deadlines, scratch buffers, placement,
@@ -30,6 +31,7 @@ use crate::home::groups::fanout::Gathers;
 use crate::home::groups::muc::{RoomAction, Rooms};
 use crate::home::offline::Waiter;
 use crate::home::presence::table::PresenceTable;
+use crate::home::push::Push;
 use crate::home::sessions::Sessions;
 use crate::home::sm::table::SmTable;
 use crate::home::upload::UploadService;
@@ -48,6 +50,7 @@ pub(crate) mod groups;
 pub(crate) mod local;
 pub(crate) mod offline;
 pub(crate) mod presence;
+pub(crate) mod push;
 pub(crate) mod register;
 pub(crate) mod routing;
 pub(crate) mod sessions;
@@ -112,6 +115,8 @@ pub(crate) struct Home {
     pub disco_items: Box<[u8]>,
     /// XEP-0114 components: the configured names, and those connected here.
     pub components: Components,
+    /// XEP-0357 notifications waiting for their interval.
+    pub push: Push,
 }
 
 impl Home {
@@ -132,6 +137,7 @@ impl Home {
             upload,
             disco_items,
             components: Components::new(&config.components, hash),
+            push: Push::new(config.push_interval_ms, config.push_include_body, hash),
             domain,
             groups: rooms.service().clone(),
             location,

@@ -309,6 +309,9 @@ impl Home {
     }
 
     fn deliver_iq(&mut self, conns: &ConnSlab, envelope: &Envelope<'_>, fx: &mut impl Effects) {
+        if self.push_answer(envelope) {
+            return;
+        }
         if let Some(slot) = self.session(conns, envelope.to) {
             self.send(slot, envelope.stanza, fx);
             return;
