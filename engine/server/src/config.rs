@@ -575,6 +575,35 @@ mod tests {
     }
 
     #[test]
+    fn components_are_name_equals_secret_on_free_names() {
+        let with = |spec: &str| {
+            let argv = [
+                "--token-secret",
+                "s",
+                "--component-listen",
+                "127.0.0.1:5347",
+                "--component",
+                spec,
+            ];
+            Config::from_args(args(&argv), &[0])
+        };
+        let ok = with("Push.localhost=s3cret").unwrap();
+        assert_eq!(ok.components[0].name, "push.localhost");
+        assert_eq!(ok.components[0].secret, "s3cret");
+        for bad in [
+            "push.localhost",
+            "push.localhost=",
+            "a@b=s",
+            "example.test=s",
+            "groups.example.test=s",
+        ] {
+            assert!(with(bad).is_err(), "{bad}");
+        }
+        // Without a listener the flag is refused by the parser.
+        assert!(Args::try_parse_from(["rookery", "--component", "p.localhost=s"]).is_err());
+    }
+
+    #[test]
     fn cores_must_be_allowed_and_domain_valid() {
         let cfg = ["--token-secret", "s", "--cores", "5"];
         assert!(Config::from_args(args(&cfg), &[0, 1]).is_err());

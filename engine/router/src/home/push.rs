@@ -44,6 +44,8 @@ pub(crate) const MAX_OPTIONS_BYTES: usize = 2048;
 /// The part of a coalesced message body kept for the summary (with `--push-include-body`).
 const MAX_BODY_CHARS: usize = 256;
 const DATA_NS: &str = "jabber:x:data";
+/// How often the tick walks the pending registrations (it runs every loop turn).
+const CHECK_EVERY_MS: u64 = 100;
 
 /// What an `<enable/>` or `<disable/>` asks.
 #[derive(Debug, PartialEq, Eq)]
@@ -118,6 +120,8 @@ pub(crate) struct Push {
     /// By store key (`owner \0 jid \0 node`).
     pending: Map<String, Pending>,
     sent: u64,
+    /// When the tick last walked `pending`.
+    checked_ms: u64,
 }
 
 impl Push {
@@ -127,6 +131,7 @@ impl Push {
             include_body,
             pending: hash.map(),
             sent: 0,
+            checked_ms: 0,
         }
     }
 }
@@ -208,10 +213,13 @@ impl Home {
 
     /// Sends what waits for registrations whose interval passed; forgets idle ones.
     pub fn push_tick(&mut self, conns: &ConnSlab, fx: &mut impl Effects) {
-        if self.push.pending.is_empty() {
+        let now_ms = self.now_ms;
+        let walk_due = now_ms >= self.push.checked_ms.saturating_add(CHECK_EVERY_MS);
+        if self.push.pending.is_empty() || !walk_due {
             return;
         }
-        let (now_ms, interval_ms) = (self.now_ms, self.push.interval_ms);
+        self.push.checked_ms = now_ms;
+        let interval_ms = self.push.interval_ms;
         let due: Vec<String> = self
             .push
             .pending
