@@ -114,6 +114,32 @@ pub struct RouterConfig {
     pub archive: Option<rookery_store::archive::ArchiveConfig>,
     /// STARTTLS and whether TLS must come before authentication (`--tls-cert`, `--require-tls`).
     pub tls: TlsPolicy,
+    /// XEP-0114 external components (`--component NAME=SECRET`): the domains served by a
+    /// component connected with the secret, not by the server.
+    pub components: Vec<ComponentConfig>,
+    /// XEP-0357: at most one notification per registration this often (`--push-interval`);
+    /// messages in between are counted into the next one.
+    pub push_interval_ms: u64,
+    /// XEP-0357: notifications carry the last message's body (`--push-include-body`; off by
+    /// default: the app server and the push service would read it).
+    pub push_include_body: bool,
+}
+
+/// One XEP-0114 external component: its domain and the shared secret of its handshake.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ComponentConfig {
+    /// The component's domain (lowercase), e.g. `push.example.com`.
+    pub name: String,
+    pub secret: String,
+}
+
+// The secret stays out of logs.
+impl std::fmt::Debug for ComponentConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ComponentConfig")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
 }
 
 /// What the stream layer offers and demands of TLS.
@@ -243,6 +269,9 @@ impl RouterConfig {
     /// 65,536 keys of about 100 bytes plus their 64-byte overhead.
     pub const DEFAULT_DUP_WINDOW_BYTES: usize = 12 << 20;
 
+    /// XEP-0357: one notification per registration per 10 s at most.
+    pub const DEFAULT_PUSH_INTERVAL_MS: u64 = 10_000;
+
     /// A config with the documented defaults for one shard.
     pub fn new(domain: &str, auth: AuthBackend) -> RouterConfig {
         RouterConfig {
@@ -278,6 +307,9 @@ impl RouterConfig {
             cluster: None,
             archive: None,
             tls: TlsPolicy::OFF,
+            components: Vec::new(),
+            push_interval_ms: Self::DEFAULT_PUSH_INTERVAL_MS,
+            push_include_body: false,
         }
     }
 }

@@ -203,6 +203,9 @@ pub(crate) enum HomeRequest {
     },
     /// XEP-0198 resumption of session `previd`, the client having handled `h` stanzas.
     Resume { previd: Box<str>, h: u32 },
+    /// A XEP-0114 component whose handshake succeeded: attach it on its name's home shard
+    /// (the handoff's `jid` is its name).
+    Component,
     /// A SASL exchange whose credentials are stored on the user's home shard: start it again
     /// there from the client's first message (`first`, decoded). `failures` carries the
     /// stream's failed attempts so far, `peer` its source address (the home shard's

@@ -74,7 +74,8 @@ mod timers;
 mod unauth;
 
 pub use config::{
-    AuthBackend, BroadcastRoles, ClusterConfig, RouterConfig, TlsPolicy, TlsRequired,
+    AuthBackend, BroadcastRoles, ClusterConfig, ComponentConfig, RouterConfig, TlsPolicy,
+    TlsRequired,
 };
 pub use effects::{ConnKey, Effects, Framing, Handoff, Security, StanzaType, Transport};
 pub use errors::{Cause, Fault, SessionEnd, StreamError};

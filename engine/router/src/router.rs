@@ -32,7 +32,7 @@ use crate::home::Home;
 use crate::ids::IdGen;
 use crate::location::{Location, Placement, ShardId};
 use crate::mail::Mail;
-use crate::maps::HashState;
+use crate::maps::{HashState, Map};
 use crate::random::{SecureRandom, KEY_BYTES};
 use crate::replies;
 use crate::stats::RouterStats;
@@ -67,6 +67,8 @@ pub struct Router {
     pub(crate) sasl: Sasl,
     /// Failed logins per address and account, and the failure answers that wait.
     pub(crate) throttle: Throttle,
+    /// XEP-0114: the handshake digest (hex) each component conn must send, by slot.
+    pub(crate) handshakes: Map<u32, [u8; 40]>,
 }
 
 impl Router {
@@ -176,6 +178,7 @@ impl Router {
             unauth: Unauthenticated::new(hash),
             sasl,
             throttle,
+            handshakes: hash.map(),
         }
     }
 
@@ -376,6 +379,7 @@ impl Router {
         }
         self.due = due;
         self.answer_delayed_failures(fx);
+        self.home.push_tick(&self.conns, fx);
         self.continue_probes(fx);
         self.after_call(fx);
     }
@@ -508,7 +512,8 @@ impl Router {
         // A client waiting for `<resumed/>` is not late: the wait's own bound ends it first.
         let waiting = self.home.sessions.pending(slot);
         let waiting_ms = waiting.map_or(0, |r| r.deadline_ms);
-        let auth = (conn.phase != Phase::Bound).then(|| {
+        let auth = !matches!(conn.phase, Phase::Bound | Phase::Component);
+        let auth = auth.then(|| {
             let window_ms = conn
                 .connected_ms
                 .saturating_add(self.config.auth_timeout_ms);
@@ -629,6 +634,12 @@ impl Router {
     /// `leave_directory` without telling anyone: returns the full JID whose presence ended.
     fn leave_directory_quietly(&mut self, slot: u32, end: SessionEnd) -> Option<Jid> {
         let conn = self.conns.get_mut(slot)?;
+        if conn.phase == Phase::Component {
+            if let Some(name) = &conn.jid {
+                self.home.components.detach(name.domain(), conn.key);
+            }
+        }
+        self.handshakes.remove(&slot);
         let was_bound = conn.phase == Phase::Bound;
         conn.phase = Phase::Closing;
         // Nothing more is written to it: what it had not confirmed stays in the store.

@@ -134,6 +134,10 @@ metric_struct! {
         handoffs_out: Counter("rookery_handoffs_out_total"),
         /// Conns adopted from another shard.
         handoffs_in: Counter("rookery_handoffs_in_total"),
+        /// XEP-0357 notifications published to app servers.
+        push_notifications: Counter("rookery_push_notifications_total"),
+        /// XEP-0357 registrations disabled because their app server answered with an error.
+        push_disabled: Counter("rookery_push_disabled_total"),
         /// Sessions waiting for XEP-0198 resumption.
         detached_sessions: Gauge("rookery_detached_sessions"),
         /// Messages in the store (offline or awaiting the recipient's ack).

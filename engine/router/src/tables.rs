@@ -15,6 +15,10 @@ pub(crate) const AFFILIATIONS: u8 = 3;
 /// in its encoded form (see `accounts`).
 pub(crate) const ACCOUNTS: u8 = 4;
 
+/// XEP-0357 push registrations: key `user-bare \0 app-server-jid \0 node`, value the
+/// publish-options form as the client sent it (possibly empty; see `home::push`).
+pub(crate) const PUSH: u8 = 11;
+
 /// XEP-0313 archiving preferences: key `user-bare`, value encoded by `home::mam::prefs`.
 pub(crate) const MAM_PREFS: u8 = 12;
 

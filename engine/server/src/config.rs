@@ -12,7 +12,7 @@ use clap::{Parser, ValueEnum};
 use rookery_cluster::ClusterFile;
 use rookery_io::BackendChoice;
 use rookery_proto::Jid;
-use rookery_router::{BroadcastRoles, NodeId};
+use rookery_router::{BroadcastRoles, ComponentConfig, NodeId};
 
 #[derive(Parser, Debug, Clone)]
 #[command(
@@ -241,6 +241,26 @@ pub struct Args {
     /// without one).
     #[arg(long, value_enum)]
     pub require_tls: Option<RequireTls>,
+    /// A XEP-0114 external component, NAME=SECRET (repeatable): stanzas to the domain NAME go
+    /// to the component that connects to --component-listen and hands shakes with SECRET.
+    #[arg(
+        long = "component",
+        value_name = "NAME=SECRET",
+        requires = "component_listen"
+    )]
+    pub components: Vec<String>,
+    /// Listener for XEP-0114 components, e.g. 127.0.0.1:5347 (plain TCP: keep it on loopback
+    /// or a private network). Off by default.
+    #[arg(long, requires = "components")]
+    pub component_listen: Option<SocketAddr>,
+    /// XEP-0357: seconds between two push notifications to one registration at most;
+    /// messages in between are counted into the next one.
+    #[arg(long, default_value_t = 10)]
+    pub push_interval: u64,
+    /// XEP-0357: notifications carry the last message's body (off by default: the app
+    /// server and the platform's push service would read it).
+    #[arg(long)]
+    pub push_include_body: bool,
 }
 
 /// `--require-tls`.
@@ -285,6 +305,48 @@ pub struct Config {
     pub admin: Option<SocketAddr>,
     /// The cluster file and this node's id in it (`--cluster`, `--node`).
     pub cluster: Option<(ClusterFile, NodeId)>,
+    /// `--component NAME=SECRET`, validated.
+    pub components: Vec<ComponentConfig>,
+}
+
+/// Reads `--component NAME=SECRET` values: NAME a domain other than the server's and its
+/// services', each once, SECRET not empty.
+fn parse_components(args: &Args, domain: &Jid) -> anyhow::Result<Vec<ComponentConfig>> {
+    let mut components: Vec<ComponentConfig> = Vec::with_capacity(args.components.len());
+    for spec in &args.components {
+        let Some((name, secret)) = spec.split_once('=') else {
+            bail!(
+                "--component {spec:?}: use NAME=SECRET, e.g. push.{}=s3cret",
+                domain.domain()
+            );
+        };
+        let name = Jid::parse(name)
+            .ok()
+            .filter(|jid| jid.local().is_none() && jid.resource().is_none())
+            .map(|jid| jid.domain().to_owned());
+        let Some(name) = name else {
+            bail!(
+                "--component {spec:?}: NAME must be a domain, e.g. push.{}",
+                domain.domain()
+            );
+        };
+        if secret.is_empty() {
+            bail!("--component {name}: the SECRET after '=' must not be empty");
+        }
+        let groups = args.groups_domain.as_deref().map(str::to_ascii_lowercase);
+        let taken = name == domain.domain()
+            || groups.as_deref() == Some(name.as_str())
+            || (groups.is_none() && name == format!("groups.{}", domain.domain()))
+            || components.iter().any(|c| c.name == name);
+        if taken {
+            bail!("--component {name}: the name is the server's, its group service's or another component's; pick another domain");
+        }
+        components.push(ComponentConfig {
+            name,
+            secret: secret.to_owned(),
+        });
+    }
+    Ok(components)
 }
 
 fn parse_broadcast_roles(spec: &str) -> Result<BroadcastRoles, String> {
@@ -380,6 +442,7 @@ impl Config {
         if args.require_tls.is_some_and(|r| r != RequireTls::Off) && args.tls_cert.is_none() {
             bail!("--require-tls needs a certificate: --tls-cert PEM --tls-key PEM");
         }
+        let components = parse_components(&args, &domain)?;
         let mut args = args;
         let cluster = load_cluster(&mut args)?;
         let shards = args.shards.unwrap_or(cores.len().max(1));
@@ -401,6 +464,7 @@ impl Config {
             cores,
             admin,
             cluster,
+            components,
         })
     }
 
@@ -515,6 +579,35 @@ mod tests {
         allowed.push("--allow-open-auth");
         assert!(Config::from_args(args(&allowed), &[0]).is_ok());
         assert!(Config::from_args(args(&["--auth", "open"]), &[0]).is_ok());
+    }
+
+    #[test]
+    fn components_are_name_equals_secret_on_free_names() {
+        let with = |spec: &str| {
+            let argv = [
+                "--token-secret",
+                "s",
+                "--component-listen",
+                "127.0.0.1:5347",
+                "--component",
+                spec,
+            ];
+            Config::from_args(args(&argv), &[0])
+        };
+        let ok = with("Push.localhost=s3cret").unwrap();
+        assert_eq!(ok.components[0].name, "push.localhost");
+        assert_eq!(ok.components[0].secret, "s3cret");
+        for bad in [
+            "push.localhost",
+            "push.localhost=",
+            "a@b=s",
+            "example.test=s",
+            "groups.example.test=s",
+        ] {
+            assert!(with(bad).is_err(), "{bad}");
+        }
+        // Without a listener the flag is refused by the parser.
+        assert!(Args::try_parse_from(["rookery", "--component", "p.localhost=s"]).is_err());
     }
 
     #[test]

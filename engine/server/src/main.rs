@@ -102,6 +102,20 @@ fn run(args: Args) -> anyhow::Result<()> {
             .collect(),
         None => (0..shards).map(|_| None).collect(),
     };
+    let mut component_listeners: Vec<Option<std::net::TcpListener>> =
+        match config.args.component_listen {
+            Some(addr) => listener::reuseport_listeners(addr, shards, config.args.listen_backlog)
+                .with_context(|| format!("--component-listen {addr}"))?
+                .into_iter()
+                .map(Some)
+                .collect(),
+            None => (0..shards).map(|_| None).collect(),
+        };
+    let bound_component = component_listeners
+        .first()
+        .and_then(Option::as_ref)
+        .map(std::net::TcpListener::local_addr)
+        .transpose()?;
     let bound_tls = tls_listeners
         .first()
         .and_then(Option::as_ref)
@@ -183,6 +197,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         let listener = shard::Listeners {
             plain: listener,
             tls: tls_listeners[index].take(),
+            component: component_listeners[index].take(),
         };
         let (kind, core, limits, exit_tx) =
             (selected.kind, cores[index], limits.clone(), exit_tx.clone());
@@ -211,6 +226,10 @@ fn run(args: Args) -> anyhow::Result<()> {
     watch_signals(exit_tx, tls.clone())?;
     if let Some(addr) = bound_tls {
         info!("direct TLS (XEP-0368) on {addr}");
+    }
+    if let Some(addr) = bound_component {
+        let names: Vec<&str> = config.components.iter().map(|c| c.name.as_str()).collect();
+        info!("XEP-0114 components {names:?} on {addr}");
     }
     info!(
         "ready: listening on {bound} for domain {} ({shards} shards)",
@@ -348,6 +367,9 @@ fn router_config(config: &Config) -> RouterConfig {
         max_rooms_per_user: args.max_rooms_per_user,
         max_rooms_per_shard: args.max_rooms_per_shard,
         tls: tls::policy(config),
+        components: config.components.clone(),
+        push_interval_ms: args.push_interval.saturating_mul(1000),
+        push_include_body: args.push_include_body,
         upload: None,
         cluster: config
             .cluster

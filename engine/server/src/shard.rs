@@ -149,6 +149,8 @@ struct ShardState<M, C> {
     account_waits: AccountWaits,
     /// The direct-TLS listener (XEP-0368), whose conns start with a TLS layer.
     tls_listener: Option<rookery_io::ListenerId>,
+    /// The XEP-0114 component listener, whose conns speak `jabber:component:accept`.
+    component_listener: Option<rookery_io::ListenerId>,
     /// Stream bytes a layer decoded, for the router (reused; see `transport`).
     decoded: Vec<u8>,
     websocket: Option<Arc<WsInbox>>,
@@ -197,6 +199,8 @@ impl<M: MailTransport<ShardMail>> Outbox<M> {
 pub struct Listeners {
     pub plain: TcpListener,
     pub tls: Option<TcpListener>,
+    /// `--component-listen`: XEP-0114 component conns.
+    pub component: Option<TcpListener>,
 }
 
 /// Runs the shard until the stop flag is set and its streams are closed.
@@ -210,8 +214,13 @@ pub fn run<D: Driver, M: MailTransport<ShardMail>, C: Clock>(
         Some(listener) => Some(driver.listen(listener)?),
         None => None,
     };
+    let component_listener = match listeners.component {
+        Some(listener) => Some(driver.listen(listener)?),
+        None => None,
+    };
     let mut shard = Shard::new(driver, parts)?;
     shard.state.tls_listener = tls_listener;
+    shard.state.component_listener = component_listener;
     while shard.turn()? == TurnEnd::Running {}
     Ok(())
 }
@@ -259,6 +268,7 @@ impl<D: Driver, M: MailTransport<ShardMail>, C: Clock> Shard<D, M, C> {
             accounts: parts.accounts,
             account_waits: AccountWaits::default(),
             tls_listener: None,
+            component_listener: None,
             decoded: Vec::new(),
             websocket: parts.websocket,
         };
@@ -505,8 +515,13 @@ impl<M: MailTransport<ShardMail>, C: Clock> ShardState<M, C> {
         if self.tls_listener == Some(listener) {
             self.out.transports.start_tls(io, key, &[]);
         }
-        self.router
-            .on_connect(key, Some(peer.ip()), now_ms, &mut self.out.fx(io));
+        let fx = &mut self.out.fx(io);
+        if self.component_listener == Some(listener) {
+            self.router
+                .on_component_connect(key, Some(peer.ip()), now_ms, fx);
+        } else {
+            self.router.on_connect(key, Some(peer.ip()), now_ms, fx);
+        }
     }
 
     /// Bytes from a conn: through its layers (TLS), then to the router. A STARTTLS the

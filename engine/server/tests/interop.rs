@@ -5,6 +5,8 @@
 //! `rookery accounts` (`slix_accounts.py`), and XEP-0363 file upload with slixmpp's xep_0363
 //! (upload, download and Range over HTTP, the XEP's refusals, an expired slot, the quota, a
 //! restart: `slix_upload.py`), XEP-0077 in-band registration then login (`slix_register.py`),
+//! a XEP-0114 component (slixmpp ComponentXMPP) talking with a user (`slix_component.py`),
+//! XEP-0357 push to such a component for a detached and an offline user (`slix_push.py`),
 //! under every backend (chat also with one and two shards).
 //! `scripts/test.sh` installs slixmpp (and aiohttp, which its xep_0363 needs) when missing; a
 //! missing one fails these tests (they are never skipped silently).
@@ -558,5 +560,80 @@ impl Drop for Tmux {
             .args(["kill-session", "-t", &self.name])
             .status();
         let _ = std::fs::remove_dir_all(&self.home);
+    }
+}
+
+#[test]
+fn slixmpp_component_answers_a_user_and_a_wrong_secret_is_refused() {
+    for backend in backends() {
+        let shards = 2u16;
+        let port = rookery_testkit::nats::free_port().to_string();
+        let name = format!("push.{DOMAIN}");
+        let listen = format!("127.0.0.1:{port}");
+        let component = format!("{name}=component-secret");
+        let flags = ["--component-listen", &listen, "--component", &component];
+        let server = Server::start(backend, shards as usize, &flags);
+        let alice = user_on_shard("alice", 0, shards);
+        let args = [port.as_str(), name.as_str(), "component-secret"];
+        let stdout = run_script("slix_component.py", &server, &args, &[&alice], backend);
+        assert!(
+            stdout.contains("[\"pubsub\", \"push\", null, \"Test push\"]"),
+            "{stdout}"
+        );
+        assert!(
+            stdout.contains(&format!("\"to\": \"bot@{name}\"")),
+            "{stdout}"
+        );
+        assert!(
+            stdout.contains(&format!("\"from\": \"{alice}@{DOMAIN}/")),
+            "{stdout}"
+        );
+        assert!(stdout.contains("\"body\": \"pong: ping\""), "{stdout}");
+        assert!(
+            stdout.contains("\"wrong_secret\": \"not-authorized\""),
+            "{stdout}"
+        );
+    }
+}
+
+#[test]
+fn slixmpp_push_reaches_a_component_app_server_for_detached_and_offline_users() {
+    for backend in backends() {
+        let shards = 2u16;
+        let port = rookery_testkit::nats::free_port().to_string();
+        let name = format!("push.{DOMAIN}");
+        let listen = format!("127.0.0.1:{port}");
+        let component = format!("{name}=app-secret");
+        let flags = ["--component-listen", &listen, "--component", &component];
+        let server = Server::start(backend, shards as usize, &flags);
+        let users: Vec<String> = [("alice", 0), ("bob", 1), ("carol", 1)]
+            .iter()
+            .map(|(user, shard)| user_on_shard(user, *shard, shards))
+            .collect();
+        let users: Vec<&str> = users.iter().map(String::as_str).collect();
+        let args = [port.as_str(), name.as_str(), "app-secret"];
+        let stdout = run_script("slix_push.py", &server, &args, &users, backend);
+        assert!(stdout.contains("\"account_has_push\": true"), "{stdout}");
+        let (alice, bob, carol) = (users[0], users[1], users[2]);
+        for (user, node) in [(alice, "alice-node"), (carol, "carol-node")] {
+            let from =
+                format!("\"to\": \"{name}\", \"from\": \"{user}@{DOMAIN}\", \"node\": \"{node}\"");
+            assert!(stdout.contains(&from), "{stdout}");
+        }
+        assert_eq!(
+            stdout
+                .matches("\"FORM_TYPE\": \"urn:xmpp:push:summary\"")
+                .count(),
+            2,
+            "{stdout}"
+        );
+        let sender = format!("\"last-message-sender\": \"{bob}@{DOMAIN}\"");
+        assert_eq!(stdout.matches(&sender).count(), 2, "{stdout}");
+        assert!(
+            !stdout.contains("last-message-body"),
+            "no body by default: {stdout}"
+        );
+        assert!(stdout.contains("\"has_publish_options\": true"), "{stdout}");
+        assert!(server.metric("rookery_push_notifications_total") >= 2);
     }
 }

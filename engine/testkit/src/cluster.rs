@@ -278,6 +278,26 @@ impl Cluster {
         id
     }
 
+    /// A new conn accepted by `shard` on the XEP-0114 component listener.
+    pub fn connect_component(&mut self, shard: u16) -> ClientId {
+        let key = self.fresh_key();
+        let id = ClientId(self.clients.len());
+        self.clients.push(Client {
+            shard,
+            key,
+            out: Vec::new(),
+            closed: false,
+            unread: Vec::new(),
+            paused: false,
+            backlog: Vec::new(),
+        });
+        self.by_key.insert(key, id);
+        let fx = &mut self.fx[usize::from(shard)];
+        self.routers[usize::from(shard)].on_component_connect(key, None, self.now_ms, fx);
+        self.pump();
+        id
+    }
+
     /// The layers below the client's stream are TLS from now on (what the server's
     /// transport layer answers after a handshake), with this tls-exporter value.
     pub fn secure(&mut self, client: ClientId, exporter: Option<[u8; 32]>) {

@@ -14,6 +14,8 @@ use rookery_proto::{ns, Jid, StanzaKind, StanzaView};
 use crate::effects::{Effects, StanzaType};
 use crate::errors::StreamError;
 use crate::home::presence::subscription::is_subscription;
+use crate::home::mam::iq as mam;
+use crate::home::push::{self, parse_request, PushRefusal, PUSH_NS};
 use crate::home::routing::{kind_name, target, wants_error, Handled, Target};
 use crate::home::sm::elements::SM_NS;
 use crate::mail::AckRef;
@@ -108,7 +110,8 @@ impl Router {
         };
         let upload = self.home.upload.as_ref().map(|u| &u.service);
         let domains = (&self.home.domain, self.home.rooms.service(), upload);
-        let target = target(to.as_deref(), kind, from, domains);
+        let component = to.as_deref().and_then(|to| self.home.components.target(to));
+        let target = component.unwrap_or_else(|| target(to.as_deref(), kind, from, domains));
         if let Target::Room(room) = target {
             return self.session_to_room(slot, &room, view, ack, fx);
         }
@@ -195,15 +198,48 @@ impl Router {
         if self.mam_iq(slot, view, ty, fx) {
             return;
         }
+        if ty == StanzaType::Set && view.children().any(|c| c.xmlns == Some(PUSH_NS)) {
+            return self.push_iq(slot, view, fx);
+        }
         if account && ty == StanzaType::Get && view.has_child("query", ns::DISCO_INFO) {
-            // The account's features: the message archive (see `mam::iq`).
-            if self.mam_account_disco(slot, view, fx) {
-                return;
-            }
+            let mut payload = Vec::new();
+            account_disco_info(&mut payload, self.home.mam.is_some());
+            return self.answer_result(slot, view, &payload, fx);
         }
         let Some(payload) = server_answer(view, ty, account, &self.home.disco_items) else {
             return self.service_unavailable(slot, view, fx);
         };
+        // Taken so the reply can be built with `&mut self`; a short copy of a constant.
+        let payload = payload.to_vec();
+        self.answer_result(slot, view, &payload, fx);
+    }
+
+    /// XEP-0357 `<enable/>` / `<disable/>` from the session in `slot`, for its account.
+    fn push_iq(&mut self, slot: u32, view: &StanzaView<'_>, fx: &mut impl Effects) {
+        let Some(owner) = self.conns.get(slot).and_then(|c| c.jid.as_ref()) else {
+            return;
+        };
+        let owner = owner.bare_str().to_owned();
+        let outcome = parse_request(view).and_then(|r| self.home.push_request(&owner, r));
+        match outcome {
+            Ok(()) => self.answer_result(slot, view, b"", fx),
+            Err(PushRefusal::BadRequest) => {
+                self.reply_error(slot, view, None, StanzaError::BadRequest, fx)
+            }
+            Err(PushRefusal::TooMany) => {
+                self.reply_error(slot, view, None, StanzaError::ResourceConstraint, fx)
+            }
+        }
+    }
+
+    /// An iq result with `payload` to the session in `slot`, for its request `view`.
+    fn answer_result(
+        &mut self,
+        slot: u32,
+        view: &StanzaView<'_>,
+        payload: &[u8],
+        fx: &mut impl Effects,
+    ) {
         let Some(conn) = self.conns.get(slot) else {
             return;
         };
@@ -257,6 +293,19 @@ impl Router {
             _ => {}
         }
     }
+}
+
+/// An account's disco#info (XEP-0030 on the bare JID): the features modules add to accounts,
+/// each module's list in one const.
+fn account_disco_info(out: &mut Vec<u8>, archive_on: bool) {
+    out.extend_from_slice(b"<query xmlns='http://jabber.org/protocol/disco#info'>");
+    out.extend_from_slice(b"<identity category='account' type='registered'/>");
+    out.extend_from_slice(b"<feature var='http://jabber.org/protocol/disco#info'/>");
+    if archive_on {
+        out.extend_from_slice(mam::ACCOUNT_FEATURES);
+    }
+    out.extend_from_slice(push::ACCOUNT_FEATURES);
+    out.extend_from_slice(b"</query>");
 }
 
 /// The payload of the server's result for a known request, or None (service-unavailable);

@@ -2,7 +2,8 @@
 //! by concern: XEP-0198 (`sm`), presence and rosters (`presence`), groups and fan-out
 //! (`groups`), RFC 6121 routing (`routing`), server-answered stanzas (`local`),
 //! store-and-forward (`offline`, `delivery`, `delay`, `dedupe`), the XEP-0363 upload service
-//! (`upload`), XEP-0077 password change (`register`).
+//! (`upload`), XEP-0077 password change (`register`), XEP-0114 components (`components`),
+//! XEP-0357 push notifications (`push`).
 //!
 //! [`Home`] owns the tables these modules work on (directory, XEP-0198 sessions, store, commit
 //! waiters, deliveries, presences, rooms, gathers, mail deadlines, scratch buffers, placement,
@@ -23,12 +24,14 @@ use rookery_store::Store;
 
 use crate::config::RouterConfig;
 use crate::deadlines::MailDeadlines;
+use crate::home::components::Components;
 use crate::home::dedupe::DupWindow;
 use crate::home::delivery::Deliveries;
 use crate::home::groups::fanout::Gathers;
 use crate::home::groups::muc::{RoomAction, Rooms};
 use crate::home::offline::Waiter;
 use crate::home::presence::table::PresenceTable;
+use crate::home::push::Push;
 use crate::home::sessions::Sessions;
 use crate::home::sm::table::SmTable;
 use crate::home::upload::UploadService;
@@ -39,6 +42,7 @@ use crate::sessions::Directory;
 use crate::stats::RouterStats;
 
 pub(crate) mod admin_accounts;
+pub(crate) mod components;
 pub(crate) mod dedupe;
 pub(crate) mod delay;
 pub(crate) mod delivery;
@@ -47,6 +51,7 @@ pub(crate) mod local;
 pub(crate) mod mam;
 pub(crate) mod offline;
 pub(crate) mod presence;
+pub(crate) mod push;
 pub(crate) mod register;
 pub(crate) mod routing;
 pub(crate) mod sessions;
@@ -113,6 +118,10 @@ pub(crate) struct Home {
     pub mam: Option<mam::Archiver>,
     /// Why the archive did not open (the server refuses to start with it).
     pub mam_error: Option<String>,
+    /// XEP-0114 components: the configured names, and those connected here.
+    pub components: Components,
+    /// XEP-0357 notifications waiting for their interval.
+    pub push: Push,
 }
 
 impl Home {
@@ -135,6 +144,8 @@ impl Home {
             random,
             upload,
             disco_items,
+            components: Components::new(&config.components, hash),
+            push: Push::new(config.push_interval_ms, config.push_include_body, hash),
             domain,
             groups: rooms.service().clone(),
             location,

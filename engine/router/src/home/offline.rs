@@ -24,7 +24,7 @@
 //!   commit releases a prefix of them; there are at most as many as messages stored since the
 //!   last successful commit (one per loop turn normally; a failing disk refuses new ones).
 
-use rookery_proto::StanzaView;
+use rookery_proto::{Jid, StanzaView};
 use rookery_store::{CommitBatch, CompactReport, LogWriter, MsgId, Store, StoreError};
 
 use crate::effects::{ConnKey, Effects, StanzaType};
@@ -86,6 +86,7 @@ impl Home {
                 return self.settle_at(seq, ack.map(Release::Sender));
             }
         }
+        let unreachable = target.is_none() && !self.has_reachable_session(envelope.to);
         if !self.store_copy(envelope, target, fx) {
             // Quota, unavailable (a failed log write), or a record too large: all wait-type.
             self.bounce(conns, envelope, StanzaError::ResourceConstraint, fx);
@@ -94,6 +95,10 @@ impl Home {
         if let Some(id) = id.as_deref() {
             let seq = self.store.pending_seq();
             self.dups.remember(sender, recipient, id, seq);
+        }
+        if unreachable {
+            // Every session is detached (XEP-0198) or there is none: wake a device (XEP-0357).
+            self.push_stored(conns, envelope, fx);
         }
         self.settle(ack.map(Release::Sender))
     }
@@ -134,6 +139,14 @@ impl Home {
             }
         }
         true
+    }
+
+    /// Whether some attached session of `to`'s bare JID takes messages live.
+    pub fn has_reachable_session(&self, to: &Jid) -> bool {
+        let slots = self.directory.slots(to.bare_str()).iter();
+        slots
+            .filter_map(|&slot| self.sessions.get(slot))
+            .any(Session::reachable)
     }
 
     /// Handled now when nothing waits for a commit, else queued until `on_committed`.

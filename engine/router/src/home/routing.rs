@@ -202,6 +202,16 @@ impl Home {
         ack: Option<AckRef>,
         fx: &mut impl Effects,
     ) -> Handled {
+        if let Some(name) = self.components.serving(envelope.to.domain()) {
+            // Every address at a component's domain goes to the shard homing its name.
+            let home = self.placement.home(name);
+            if home == self.location {
+                self.deliver_component(conns, envelope, fx);
+                return Handled::Now;
+            }
+            let outgoing = (&mut self.stats, &mut self.deadlines, self.now_ms);
+            return mail_deliver(home, envelope, ack, outgoing, fx);
+        }
         let home = self.placement.home(envelope.to);
         if envelope.to.domain() == self.groups.domain() {
             // Only bounces get here (sessions' stanzas to rooms go through `Router::session_to_room`):
@@ -223,6 +233,10 @@ impl Home {
         ack: Option<AckRef>,
         fx: &mut impl Effects,
     ) -> Handled {
+        if self.components.serving(envelope.to.domain()).is_some() {
+            self.deliver_component(conns, envelope, fx);
+            return Handled::Now;
+        }
         match envelope.kind {
             StanzaKind::Message => return self.deliver_message(conns, envelope, ack, fx),
             StanzaKind::Presence => self.deliver_presence(conns, envelope, fx),
@@ -310,6 +324,9 @@ impl Home {
     }
 
     fn deliver_iq(&mut self, conns: &ConnSlab, envelope: &Envelope<'_>, fx: &mut impl Effects) {
+        if self.push_answer(envelope) {
+            return;
+        }
         if let Some(slot) = self.session(conns, envelope.to) {
             self.send(slot, envelope.stanza, fx);
             return;

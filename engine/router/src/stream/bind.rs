@@ -276,6 +276,7 @@ impl Router {
             HomeRequest::Bind { resource, id } => {
                 self.complete_bind(slot, resource.as_deref(), &id, fx)
             }
+            HomeRequest::Component => self.attach_component(slot, fx),
             HomeRequest::Resume { previd, h } => {
                 // A pause is recorded on the conn: the feeds below then hold the bytes.
                 let _ = self.complete_resume(slot, &previd, h, fx);

@@ -46,6 +46,12 @@ pub enum Phase {
     Bound,
     /// Stream closed by us; waiting for `on_closed`. Input is ignored.
     Closing,
+    /// A XEP-0114 component's conn (the component listener): waiting for its header.
+    ComponentHeader,
+    /// A component's header was answered; waiting for its `<handshake>`.
+    ComponentHandshake,
+    /// A component that completed its handshake, attached on its home shard.
+    Component,
 }
 
 /// One conn of this shard.

@@ -5,7 +5,8 @@
 //! features, the `Dialect` seam), `sasl` (authentication over the account backends),
 //! `throttle` (failed logins slowed per address and account), `register` (XEP-0077
 //! registration before authentication), `tls` (STARTTLS), `bind` (resource binding,
-//! hand-off), `redirect` (see-other-host to a user's home node).
+//! hand-off), `redirect` (see-other-host to a user's home node), `component` (XEP-0114 component
+//! streams).
 //!
 //! What it does not do: answering or routing stanzas of a session (see `home::local`,
 //! `home::routing`), stream management (see `home::sm`).
@@ -19,6 +20,7 @@
 //!   waits for its answer (its bytes are held, see `resume`).
 
 pub(crate) mod bind;
+pub(crate) mod component;
 pub(crate) mod conn;
 pub(crate) mod header;
 pub(crate) mod redirect;
@@ -148,8 +150,13 @@ impl Router {
             }
             (Frame::Stanza(bytes), Phase::AwaitBind) => self.on_pre_bind(slot, bytes, fx),
             (Frame::Stanza(bytes), Phase::Bound) => self.on_session_stanza(slot, bytes, fx),
+            (Frame::Stanza(bytes), Phase::ComponentHandshake) => self.on_handshake(slot, bytes, fx),
+            (Frame::Stanza(bytes), Phase::Component) => self.on_component_stanza(slot, bytes, fx),
             // The framer reports a header before any stanza; defensive only.
-            (Frame::Stanza(_), Phase::AwaitHeader | Phase::AwaitRestart) => {
+            (
+                Frame::Stanza(_),
+                Phase::AwaitHeader | Phase::AwaitRestart | Phase::ComponentHeader,
+            ) => {
                 self.stream_error(slot, StreamError::NotAuthorized, fx);
                 Next::Stop
             }
@@ -164,6 +171,7 @@ impl Router {
         fx: &mut impl Effects,
     ) -> Next {
         let next_phase = match phase {
+            Phase::ComponentHeader => return self.on_component_header(slot, header, fx),
             Phase::AwaitHeader => Phase::AwaitAuth,
             Phase::AwaitRestart => Phase::AwaitBind,
             // The framer only reports a header at the start of a (restarted) stream.

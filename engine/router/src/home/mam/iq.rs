@@ -23,10 +23,8 @@ use crate::router::Router;
 /// shard, so its own output cap is not known here; well under the default cap).
 const ROOM_PAGE_BYTES: usize = 64 * 1024;
 
-/// The account's disco#info (XEP-0313 7.1: archiving is advertised on the user's bare JID).
-const ACCOUNT_DISCO_INFO: &[u8] = b"<query xmlns='http://jabber.org/protocol/disco#info'>\
-<identity category='account' type='registered'/>\
-<feature var='urn:xmpp:mam:2'/></query>";
+/// The archive's part of the account's disco#info (XEP-0313 7.1: on the user's bare JID).
+pub(crate) const ACCOUNT_FEATURES: &[u8] = b"<feature var='urn:xmpp:mam:2'/>";
 
 /// The query form a client may fill (XEP-0313 4.1.1).
 const QUERY_FORM: &[u8] = b"<query xmlns='urn:xmpp:mam:2'><x xmlns='jabber:x:data' type='form'>\
@@ -121,31 +119,6 @@ impl Router {
             self.home.send(slot, message, fx);
         }
         Ok(answer.fin)
-    }
-
-    /// The account's disco#info when the archive is on; false otherwise (the caller answers).
-    pub(crate) fn mam_account_disco(
-        &mut self,
-        slot: u32,
-        view: &StanzaView<'_>,
-        fx: &mut impl Effects,
-    ) -> bool {
-        if self.home.mam.is_none() {
-            return false;
-        }
-        let Some(user) = self.conns.get(slot).and_then(|c| c.jid.clone()) else {
-            return true;
-        };
-        let (id, to) = (view.id(), view.to());
-        let reply = ReplyTo {
-            id: id.as_deref(),
-            from: to.as_deref(),
-            to: Some(user.as_str()),
-        };
-        self.reply.clear();
-        replies::iq_result(&mut self.reply, reply, ACCOUNT_DISCO_INFO);
-        self.home.send(slot, &self.reply, fx);
-        true
     }
 }
 
