@@ -39,6 +39,8 @@ use crate::sessions::Directory;
 use crate::stats::RouterStats;
 
 pub(crate) mod admin_accounts;
+pub(crate) mod carbons;
+pub(crate) mod csi;
 pub(crate) mod dedupe;
 pub(crate) mod delay;
 pub(crate) mod delivery;
@@ -72,6 +74,8 @@ pub(crate) struct Home {
     pub bounce: Vec<u8>,
     /// Scratch for stored messages written with a delay stamp; reused, never shrunk.
     pub delayed: Vec<u8>,
+    /// Scratch for XEP-0280 carbon copies; reused, never shrunk.
+    pub carbon: Vec<u8>,
     /// This shard's offline queues and log.
     pub store: Store,
     /// Sessions with XEP-0198 enabled, attached or detached.
@@ -136,6 +140,7 @@ impl Home {
             stats: RouterStats::default(),
             bounce: Vec::new(),
             delayed: Vec::new(),
+            carbon: Vec::new(),
             store,
             sm: SmTable::new(hash),
             waiters: VecDeque::new(),
