@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{acks, enable, R};
+use common::{acks, enable, resume, resume_id, R};
 use rookery_testkit::{ClientId, Cluster};
 
 const INACTIVE: &str = "<inactive xmlns='urn:xmpp:csi:0'/>";
@@ -169,4 +169,45 @@ fn an_unknown_csi_element_is_a_stream_error() {
     let out = cluster.take_output(a);
     assert!(out.contains("unsupported-stanza-type"), "{out}");
     assert!(cluster.is_closed(a));
+}
+
+/// The idle cost of XEP-0352: bytes per session that went inactive with nothing held (the
+/// side map's entry; an active session costs nothing). Printed for the record
+/// (`cargo test --release -p rookery-router --test csi -- --nocapture idle`).
+#[test]
+fn idle_bytes_per_inactive_session() {
+    const SESSIONS: usize = 1000;
+    let mut cluster = Cluster::new(1);
+    let clients: Vec<_> = (0..SESSIONS)
+        .map(|n| cluster.login(0, &format!("u{n}"), Some("r")).0)
+        .collect();
+    let before = cluster.router(0).heap_bytes();
+    for &client in &clients {
+        cluster.send(client, INACTIVE);
+    }
+    let after = cluster.router(0).heap_bytes();
+    let per_session = (after - before) as f64 / SESSIONS as f64;
+    println!("idle bytes per inactive session: {per_session:.1} B ({SESSIONS} sessions)");
+    // One 32 B entry (+1 control byte) in a hash table at most 7/8 full, grown by doubling.
+    assert!(per_session <= 64.0, "{per_session} B per inactive session");
+}
+
+#[test]
+fn what_was_held_survives_a_xep_0198_detach_and_comes_after_resumed() {
+    let (mut cluster, (a, a_jid), (b, b_jid)) = pair();
+    let previd = resume_id(&enable(&mut cluster, a, true));
+    cluster.send(a, INACTIVE);
+    let away = presence(&a_jid, "away");
+    cluster.send(b, &away);
+    assert_eq!(cluster.take_output(a), "");
+    cluster.disconnect(a);
+    let again = cluster.authenticate(0, "alice");
+    cluster.send(again, &resume(&previd, 0));
+    let out = cluster.take_output(again);
+    let resumed = format!("<resumed xmlns='urn:xmpp:sm:3' h='0' previd='{previd}'/>");
+    assert!(out.starts_with(&resumed), "{out}");
+    assert!(out.contains(&stamped(&away, &b_jid)), "{out}");
+    // The new stream is active: nothing waits.
+    cluster.send(b, &presence(&a_jid, "dnd"));
+    assert!(cluster.take_output(again).contains("<show>dnd</show>"));
 }

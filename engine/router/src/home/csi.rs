@@ -13,9 +13,9 @@
 //! XEP-0198 `<a/>`/`<r/>` never pass here (they are written directly) and flush nothing.
 //!
 //! What it does not do: answer the nonzas (none is answered, XEP-0352 section 2; none is
-//! counted by XEP-0198), or keep held stanzas past the conn: a session that closes or
-//! detaches loses what was held (presence is re-sent by probes at next login; chat states are
-//! ephemeral).
+//! counted by XEP-0198), or keep held stanzas past the session: a session that ends loses
+//! what was held (presence is re-sent by probes at next login; chat states are ephemeral);
+//! a XEP-0198 session that detaches keeps it in its unacked queue, written on resumption.
 //!
 //! Invariants:
 //! - memory: nothing per session until it goes inactive (a side map entry in `Sessions`),
@@ -30,6 +30,7 @@ use std::borrow::Cow;
 use rookery_proto::{StanzaKind, StanzaView};
 
 use crate::effects::Effects;
+use crate::home::sm::{SessionRef, Unacked};
 use crate::home::Home;
 
 pub(crate) const CSI_NS: &str = "urn:xmpp:csi:0";
@@ -48,8 +49,9 @@ pub(crate) enum Class {
 /// The stanzas held for one inactive session, oldest first.
 #[derive(Debug, Default)]
 pub(crate) struct Held {
+    /// Their cost (`bytes()`) is summed when needed, not kept: the list is walked on every
+    /// hold anyway (coalescing), and the side map's entry stays at 32 B.
     entries: Vec<HeldStanza>,
-    bytes: usize,
 }
 
 #[derive(Debug)]
@@ -87,13 +89,12 @@ impl Held {
             .iter()
             .position(|e| e.class == class && *e.from == *from);
         let freed = old.map_or(0, |i| self.entries[i].cost());
-        if self.bytes - freed + entry.cost() > MAX_HELD_BYTES {
+        if self.bytes() - freed + entry.cost() > MAX_HELD_BYTES {
             return Hold::Full;
         }
         if let Some(i) = old {
             self.entries.remove(i);
         }
-        self.bytes = self.bytes - freed + entry.cost();
         self.entries.push(entry);
         Hold::Held {
             coalesced: old.is_some(),
@@ -102,7 +103,6 @@ impl Held {
 
     /// Everything held, oldest first; the list is left empty (its capacity is released).
     pub fn take(&mut self) -> Vec<Box<[u8]>> {
-        self.bytes = 0;
         std::mem::take(&mut self.entries)
             .into_iter()
             .map(|e| e.bytes)
@@ -114,15 +114,14 @@ impl Held {
     }
 
     /// Bytes charged against `MAX_HELD_BYTES`.
-    #[cfg(test)]
     pub fn bytes(&self) -> usize {
-        self.bytes
+        self.entries.iter().map(HeldStanza::cost).sum()
     }
 
     /// Heap bytes: the list by capacity, the stanzas and senders.
     pub fn heap_bytes(&self) -> usize {
         let spare = self.entries.capacity() - self.entries.len();
-        self.bytes + spare * std::mem::size_of::<HeldStanza>()
+        self.bytes() + spare * std::mem::size_of::<HeldStanza>()
     }
 }
 
@@ -204,6 +203,21 @@ impl Home {
         }
     }
 
+    /// The session `token` (XEP-0198) detached while inactive: what was held joins its
+    /// unacked queue, written after `<resumed/>` (as far as the queue has room; what does not
+    /// fit is lost like anything else for a detached session).
+    pub(crate) fn keep_held_for_resume(&mut self, token: SessionRef, mut held: Held) {
+        let max = self.sm_max_unacked_bytes;
+        let Some(session) = self.sm.get_mut(token) else {
+            return;
+        };
+        for bytes in held.take() {
+            if session.room_for_any(bytes.len(), max) {
+                let _ = session.push_unacked(Unacked::Bytes(bytes));
+            }
+        }
+    }
+
     /// `<inactive/>` (true) or `<active/>` (false) from the session in `slot`; becoming
     /// active writes what was held and frees the list.
     pub(crate) fn set_client_state(&mut self, slot: u32, inactive: bool, fx: &mut impl Effects) {
@@ -245,6 +259,11 @@ mod tests {
         assert_eq!(class(with_body), None);
         assert_eq!(class("<message from='a@x/1' type='chat'/>"), None);
         assert_eq!(class("<iq from='a@x/1' type='get' id='1'/>"), None);
+    }
+
+    #[test]
+    fn an_inactive_session_costs_one_small_entry() {
+        assert_eq!(std::mem::size_of::<(u32, Held)>(), 32);
     }
 
     #[test]

@@ -2,7 +2,8 @@
 //! by concern: XEP-0198 (`sm`), presence and rosters (`presence`), groups and fan-out
 //! (`groups`), RFC 6121 routing (`routing`), server-answered stanzas (`local`),
 //! store-and-forward (`offline`, `delivery`, `delay`, `dedupe`), the XEP-0363 upload service
-//! (`upload`), XEP-0077 password change (`register`).
+//! (`upload`), XEP-0077 password change (`register`), XEP-0280 message carbons (`carbons`),
+//! XEP-0352 client state indication (`csi`).
 //!
 //! [`Home`] owns the tables these modules work on (directory, XEP-0198 sessions, store, commit
 //! waiters, deliveries, presences, rooms, gathers, mail deadlines, scratch buffers, placement,

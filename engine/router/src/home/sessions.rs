@@ -138,6 +138,11 @@ impl Sessions {
         }
     }
 
+    /// What was held for the session in `slot`, taken (it is no longer inactive).
+    pub fn take_held(&mut self, slot: u32) -> Option<Held> {
+        self.held.remove(&slot)
+    }
+
     /// Marks the session in `slot` active, dropping its (flushed) list.
     pub fn set_active(&mut self, slot: u32) {
         self.held.remove(&slot);
