@@ -123,12 +123,17 @@ fn received_and_sent_chats_are_copied_to_the_other_enabled_sessions() {
     assert_eq!(cluster.take_output(c.0), "");
     assert_eq!(cluster.router(0).stats().carbons_out, 2);
 
+    // A resend of m1 is filtered as a duplicate: neither written nor copied again.
+    cluster.send(bob.0, &to_a);
+    assert_eq!(cluster.take_output(a.0), "");
+    assert_eq!(cluster.take_output(b.0), "");
+    assert_eq!(cluster.router(0).stats().carbons_out, 2);
+
     // Disabled: nothing more.
     cluster.send(b.0, DISABLE);
     assert!(cluster
         .take_output(b.0)
         .starts_with("<iq type='result' id='c2'"));
-    // (A new id: a resend of m1 would be filtered as a duplicate.)
     cluster.send(bob.0, &to_a.replace("m1", "m3"));
     assert_eq!(cluster.take_output(a.0), delivered.replace("m1", "m3"));
     assert_eq!(cluster.take_output(b.0), "");

@@ -242,13 +242,16 @@ impl Home {
         let storable = is_stored_type(ty);
         if envelope.to.resource().is_some() {
             if let Some(slot) = self.session(conns, envelope.to) {
+                let before = self.undelivered();
                 let handled = if storable {
                     self.store_and_deliver(conns, envelope, Some(slot), ack, fx)
                 } else {
                     self.send(slot, envelope.stanza, fx);
                     Handled::Now
                 };
-                self.received_carbons(conns, envelope, |other, _| other == slot, fx);
+                if self.undelivered() == before {
+                    self.received_carbons(conns, envelope, |other, _| other == slot, fx);
+                }
                 return handled;
             }
             // A detached XEP-0198 session is still the session of that full JID: it gets the
@@ -272,10 +275,19 @@ impl Home {
             self.send_to_available(envelope.to, envelope.stanza, |priority| priority >= 0, fx);
             return Handled::Now;
         }
+        let before = self.undelivered();
         let handled = self.store_and_deliver(conns, envelope, None, ack, fx);
         // Written to every reachable session: only the others (negative priority) get a copy.
-        self.received_carbons(conns, envelope, |_, session| session.reachable(), fx);
+        if self.undelivered() == before {
+            self.received_carbons(conns, envelope, |_, session| session.reachable(), fx);
+        }
         handled
+    }
+
+    /// Messages refused by the store or filtered as resends so far: when a delivery moved
+    /// it, the message was not written now, so its carbons are not either.
+    fn undelivered(&self) -> (u64, u64) {
+        (self.stats.store_refusals, self.stats.duplicates_filtered)
     }
 
     /// XEP-0280 received copies of a message delivered to a session of `envelope.to`, for
