@@ -647,6 +647,7 @@ impl Router {
         let key = conn.key;
         // The session's state goes with it (detached state lives on in `SmTable`).
         let pending = self.home.sessions.take_pending(slot);
+        let held = self.home.sessions.take_held(slot);
         let session = self.home.sessions.remove(slot);
         let presence = session
             .as_ref()
@@ -660,6 +661,9 @@ impl Router {
             Some(token) => self.end_sm(token, end, presence),
             None => false,
         };
+        if let (true, Some(token), Some(held)) = (detached, sm, held) {
+            self.home.keep_held_for_resume(token, held);
+        }
         if let Some(pending) = pending {
             // The resumption is given up; the session waits for another one.
             let until_ms = self

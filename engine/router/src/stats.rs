@@ -207,6 +207,12 @@ metric_struct! {
         upload_refusals: Counter("rookery_upload_refusals_total"),
         /// Upload usage events (files stored or removed) applied to this shard's quota ledger.
         upload_usage_events: Counter("rookery_upload_usage_events_total"),
+        /// XEP-0280 carbon copies written (one per receiving session).
+        carbons_out: Counter("rookery_carbons_out_total"),
+        /// Stanzas held for XEP-0352 inactive sessions (a coalesced one counts each time).
+        csi_held: Counter("rookery_csi_held_total"),
+        /// Stanzas held for inactive sessions that a newer one from the same sender replaced.
+        csi_coalesced: Counter("rookery_csi_coalesced_total"),
     }
 }
 

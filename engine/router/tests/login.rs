@@ -74,7 +74,7 @@ fn full_login_with_token_auth_and_bind() {
     assert!(out.ends_with(
         "<stream:features><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/><session \
          xmlns='urn:ietf:params:xml:ns:xmpp-session'><optional/></session>\
-         <sm xmlns='urn:xmpp:sm:3'/></stream:features>"
+         <sm xmlns='urn:xmpp:sm:3'/><csi xmlns='urn:xmpp:csi:0'/></stream:features>"
     ));
 
     cluster.send(client, &bind_iq("b1", Some("laptop")));

@@ -7,6 +7,8 @@
 //! restart: `slix_upload.py`), XEP-0077 in-band registration then login (`slix_register.py`),
 //! a XEP-0114 component (slixmpp ComponentXMPP) talking with a user (`slix_component.py`),
 //! XEP-0357 push to such a component for a detached and an offline user (`slix_push.py`),
+//! XEP-0280 carbons between two devices of one user (`slix_carbons.py`), XEP-0352 client
+//! state indication: held, coalesced presence and chats at once (`slix_csi.py`),
 //! under every backend (chat also with one and two shards).
 //! `scripts/test.sh` installs slixmpp (and aiohttp, which its xep_0363 needs) when missing; a
 //! missing one fails these tests (they are never skipped silently).
@@ -154,6 +156,53 @@ fn slixmpp_second_device_fetches_the_archive_and_a_joiner_gets_room_history() {
         stdout.contains("\"room_archive\": [\"g1\", \"g2\", \"g3\"]"),
         "{stdout}"
     );
+}
+
+#[test]
+fn slixmpp_devices_of_one_user_see_both_sides_with_carbons() {
+    for backend in backends() {
+        let shards = 2u16;
+        let server = Server::start(backend, shards as usize, &[]);
+        let alice = user_on_shard("alice", 0, shards);
+        let bob = user_on_shard("bob", 1, shards);
+        let stdout = run_script("slix_carbons.py", &server, &[], &[&alice, &bob], backend);
+        let (alice, bob) = (format!("{alice}@{DOMAIN}"), format!("{bob}@{DOMAIN}"));
+        assert!(stdout.contains("\"carbons_advertised\": true"), "{stdout}");
+        let received = format!(
+            "\"b_received_carbon\": {{\"from\": \"{bob}/phone\", \"to\": \"{alice}/A\", \
+             \"body\": \"hello A\", \"wrapper_from\": \"{alice}\"}}"
+        );
+        assert!(stdout.contains(&received), "{stdout}");
+        let sent = format!(
+            "\"b_sent_carbon\": {{\"from\": \"{alice}/A\", \"to\": \"{bob}/phone\", \
+             \"body\": \"hi bob\", \"wrapper_from\": \"{alice}\"}}"
+        );
+        assert!(stdout.contains(&sent), "{stdout}");
+        assert!(stdout.contains("\"b_plain_messages\": []"), "{stdout}");
+    }
+}
+
+#[test]
+fn slixmpp_inactive_client_gets_chats_at_once_and_only_the_latest_presence() {
+    for backend in backends() {
+        // Both on one shard: bob's ping answer then shows his presences reached alice's
+        // session (the script's barrier before <active/>).
+        let shards = 2u16;
+        let server = Server::start(backend, shards as usize, &[]);
+        let alice = user_on_shard("alice", 0, shards);
+        let bob = user_on_shard("bob", 0, shards);
+        let stdout = run_script("slix_csi.py", &server, &[], &[&alice, &bob], backend);
+        assert!(stdout.contains("\"csi_feature_seen\": true"), "{stdout}");
+        assert!(
+            stdout.contains("\"log_at_chat\": [\"presence two\", \"chat wake\"]"),
+            "{stdout}"
+        );
+        assert!(stdout.contains("\"log_while_inactive\": []"), "{stdout}");
+        assert!(
+            stdout.contains("\"log_after_active\": [\"presence four\"]"),
+            "{stdout}"
+        );
+    }
 }
 
 /// Spawns with stdout and stderr captured.

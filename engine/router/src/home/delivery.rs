@@ -337,6 +337,8 @@ impl Home {
     /// Writes stored message `id` to the session in `slot`, counted for XEP-0198 (deleted on
     /// its ack) or remembered until the conn drains (deleted then).
     fn write_stored(&mut self, slot: u32, id: MsgId, bytes: &[u8], fx: &mut impl Effects) {
+        // Urgent for an inactive session (XEP-0352): what was held goes first.
+        self.flush_held(slot, fx);
         let Some(conn) = self.sessions.get(slot) else {
             return;
         };

@@ -13,6 +13,8 @@ use rookery_proto::{ns, Jid, StanzaKind, StanzaView};
 
 use crate::effects::{Effects, StanzaType};
 use crate::errors::StreamError;
+use crate::home::carbons::{carbons_request, Direction};
+use crate::home::csi::CSI_NS;
 use crate::home::presence::subscription::is_subscription;
 use crate::home::mam::iq as mam;
 use crate::home::push::{self, parse_request, PushRefusal, PUSH_NS};
@@ -28,7 +30,8 @@ const DISCO_INFO_RESULT: &[u8] = b"<query xmlns='http://jabber.org/protocol/disc
 <feature var='http://jabber.org/protocol/disco#info'/>\
 <feature var='http://jabber.org/protocol/disco#items'/>\
 <feature var='urn:xmpp:ping'/>\
-<feature var='jabber:iq:roster'/></query>";
+<feature var='jabber:iq:roster'/>\
+<feature var='urn:xmpp:carbons:2'/></query>";
 
 /// Largest presence without `to` (as the client sent it), available or unavailable, that is
 /// broadcast (and, available, kept); a larger one is refused with `not-acceptable` and
@@ -76,6 +79,9 @@ impl Router {
         let kind = view.kind();
         if kind == StanzaKind::Other && view.xmlns() == Some(SM_NS) {
             return self.on_sm_element(slot, bytes, fx);
+        }
+        if kind == StanzaKind::Other && view.xmlns() == Some(CSI_NS) {
+            return self.on_client_state(slot, &view, fx);
         }
         if kind == StanzaKind::Other || view.xmlns().is_some_and(|x| x != ns::CLIENT) {
             self.stream_error(slot, StreamError::UnsupportedStanzaType, fx);
@@ -127,7 +133,13 @@ impl Router {
                     return Handled::Now;
                 };
                 let (stamp, conns) = (&mut self.stamp, &self.conns);
-                return self.home.outbound(conns, (from, &to), view, ack, stamp, fx);
+                let handled = self.home.outbound(conns, (from, &to), view, ack, stamp, fx);
+                if to.bare_str() != from.bare_str() {
+                    let sent = (Direction::Sent, ty, &self.stamp[..]);
+                    self.home
+                        .carbon_copies(conns, from, sent, |o, _| o == slot, fx);
+                }
+                return handled;
             }
             Target::Server { account } => self.on_server_stanza(slot, view, ty, account, fx),
             Target::Upload(to) => self.session_to_upload(slot, &to, view, ty, fx),
@@ -206,6 +218,9 @@ impl Router {
             account_disco_info(&mut payload, self.home.mam.is_some());
             return self.answer_result(slot, view, &payload, fx);
         }
+        if let Some(enable) = carbons_request(view) {
+            return self.carbons_iq(slot, view, ty, enable, fx);
+        }
         let Some(payload) = server_answer(view, ty, account, &self.home.disco_items) else {
             return self.service_unavailable(slot, view, fx);
         };
@@ -251,6 +266,55 @@ impl Router {
         };
         self.reply.clear();
         replies::iq_result(&mut self.reply, reply, payload);
+        self.home.send(slot, &self.reply, fx);
+    }
+
+    /// XEP-0280 `<enable/>`/`<disable/>` (a set; a get is a bad request): the session's flag.
+    fn carbons_iq(
+        &mut self,
+        slot: u32,
+        view: &StanzaView<'_>,
+        ty: StanzaType,
+        enable: bool,
+        fx: &mut impl Effects,
+    ) {
+        if ty != StanzaType::Set {
+            let to = view.to();
+            return self.reply_error(slot, view, to.as_deref(), StanzaError::BadRequest, fx);
+        }
+        if let Some(session) = self.home.sessions.get_mut(slot) {
+            session.carbons = enable;
+        }
+        self.empty_result(slot, view, fx);
+    }
+
+    /// XEP-0352 `<inactive/>`/`<active/>` of a bound session: no answer, not counted by
+    /// XEP-0198; anything else in the namespace is an unsupported element.
+    fn on_client_state(&mut self, slot: u32, view: &StanzaView<'_>, fx: &mut impl Effects) -> Next {
+        match view.local_name() {
+            "inactive" => self.home.set_client_state(slot, true, fx),
+            "active" => self.home.set_client_state(slot, false, fx),
+            _ => {
+                self.stream_error(slot, StreamError::UnsupportedStanzaType, fx);
+                return Next::Stop;
+            }
+        }
+        Next::Continue
+    }
+
+    /// The empty result of the iq `view` the session in `slot` sent to the server.
+    fn empty_result(&mut self, slot: u32, view: &StanzaView<'_>, fx: &mut impl Effects) {
+        let Some(conn) = self.conns.get(slot) else {
+            return;
+        };
+        let (id, to) = (view.id(), view.to());
+        let reply = ReplyTo {
+            id: id.as_deref(),
+            from: to.as_deref(),
+            to: conn.jid.as_ref().map(|j| j.as_str()),
+        };
+        self.reply.clear();
+        replies::iq_result(&mut self.reply, reply, b"");
         self.home.send(slot, &self.reply, fx);
     }
 

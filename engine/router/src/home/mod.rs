@@ -3,7 +3,8 @@
 //! (`groups`), RFC 6121 routing (`routing`), server-answered stanzas (`local`),
 //! store-and-forward (`offline`, `delivery`, `delay`, `dedupe`), the XEP-0363 upload service
 //! (`upload`), XEP-0077 password change (`register`), XEP-0114 components (`components`),
-//! XEP-0357 push notifications (`push`).
+//! XEP-0357 push notifications (`push`), XEP-0280 message carbons (`carbons`), XEP-0352
+//! client state indication (`csi`).
 //!
 //! [`Home`] owns the tables these modules work on (directory, XEP-0198 sessions, store, commit
 //! waiters, deliveries, presences, rooms, gathers, mail deadlines, scratch buffers, placement,
@@ -42,7 +43,9 @@ use crate::sessions::Directory;
 use crate::stats::RouterStats;
 
 pub(crate) mod admin_accounts;
+pub(crate) mod carbons;
 pub(crate) mod components;
+pub(crate) mod csi;
 pub(crate) mod dedupe;
 pub(crate) mod delay;
 pub(crate) mod delivery;
@@ -78,6 +81,8 @@ pub(crate) struct Home {
     pub bounce: Vec<u8>,
     /// Scratch for stored messages written with a delay stamp; reused, never shrunk.
     pub delayed: Vec<u8>,
+    /// Scratch for XEP-0280 carbon copies; reused, never shrunk.
+    pub carbon: Vec<u8>,
     /// This shard's offline queues and log.
     pub store: Store,
     /// Sessions with XEP-0198 enabled, attached or detached.
@@ -155,6 +160,7 @@ impl Home {
             stats: RouterStats::default(),
             bounce: Vec::new(),
             delayed: Vec::new(),
+            carbon: Vec::new(),
             store,
             sm: SmTable::new(hash),
             waiters: VecDeque::new(),

@@ -124,19 +124,29 @@ impl Home {
             return false;
         };
         self.stats.messages_stored += 1;
+        // A chat state held for an inactive session (XEP-0352) is delivered from there: it
+        // leaves the store at once (a chat state is stale by the next login anyway).
+        let mut held = false;
         if let Some(slot) = target {
-            self.write_live(slot, id, envelope.stanza, fx);
-            return true;
-        }
-
-        for index in 0.. {
-            let Some(slot) = self.directory.slot_at(to.bare_str(), index) else {
-                break;
-            };
-            let reachable = self.sessions.get(slot).is_some_and(Session::reachable);
-            if reachable {
+            held = self.csi_hold(slot, envelope.stanza, true, fx);
+            if !held {
                 self.write_live(slot, id, envelope.stanza, fx);
             }
+        } else {
+            for index in 0.. {
+                let Some(slot) = self.directory.slot_at(to.bare_str(), index) else {
+                    break;
+                };
+                let reachable = self.sessions.get(slot).is_some_and(Session::reachable);
+                if reachable && self.csi_hold(slot, envelope.stanza, true, fx) {
+                    held = true;
+                } else if reachable {
+                    self.write_live(slot, id, envelope.stanza, fx);
+                }
+            }
+        }
+        if held {
+            let _ = self.store.ack(to.bare_str(), id);
         }
         true
     }

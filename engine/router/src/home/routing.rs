@@ -25,8 +25,10 @@ use rookery_proto::{Jid, StanzaKind, StanzaView};
 
 use crate::deadlines::MailDeadlines;
 use crate::effects::{Effects, StanzaType};
+use crate::home::carbons::Direction;
 use crate::home::offline::is_stored_type;
 use crate::home::presence::subscription;
+use crate::home::sessions::Session;
 use crate::home::sm::Unacked;
 use crate::home::Home;
 use crate::location::Location;
@@ -269,11 +271,17 @@ impl Home {
         let storable = is_stored_type(ty);
         if envelope.to.resource().is_some() {
             if let Some(slot) = self.session(conns, envelope.to) {
-                if storable {
-                    return self.store_and_deliver(conns, envelope, Some(slot), ack, fx);
+                let before = self.undelivered();
+                let handled = if storable {
+                    self.store_and_deliver(conns, envelope, Some(slot), ack, fx)
+                } else {
+                    self.send(slot, envelope.stanza, fx);
+                    Handled::Now
+                };
+                if self.undelivered() == before {
+                    self.received_carbons(conns, envelope, |other, _| other == slot, fx);
                 }
-                self.send(slot, envelope.stanza, fx);
-                return Handled::Now;
+                return handled;
             }
             // A detached XEP-0198 session is still the session of that full JID: it gets the
             // message when resumed (a bounce for its client, say) instead of losing it.
@@ -296,7 +304,36 @@ impl Home {
             self.send_to_available(envelope.to, envelope.stanza, |priority| priority >= 0, fx);
             return Handled::Now;
         }
-        self.store_and_deliver(conns, envelope, None, ack, fx)
+        let before = self.undelivered();
+        let handled = self.store_and_deliver(conns, envelope, None, ack, fx);
+        // Written to every reachable session: only the others (negative priority) get a copy.
+        if self.undelivered() == before {
+            self.received_carbons(conns, envelope, |_, session| session.reachable(), fx);
+        }
+        handled
+    }
+
+    /// Messages refused by the store or filtered as resends so far: when a delivery moved
+    /// it, the message was not written now, so its carbons are not either.
+    fn undelivered(&self) -> (u64, u64) {
+        (self.stats.store_refusals, self.stats.duplicates_filtered)
+    }
+
+    /// XEP-0280 received copies of a message delivered to a session of `envelope.to`, for
+    /// its other sessions (`skip` names those that got the original). Not for a message a
+    /// user sends to one of their own resources (its sender's copy is the sent carbon).
+    fn received_carbons(
+        &mut self,
+        conns: &ConnSlab,
+        envelope: &Envelope<'_>,
+        skip: impl Fn(u32, &Session) -> bool,
+        fx: &mut impl Effects,
+    ) {
+        if envelope.from.bare_str() == envelope.to.bare_str() {
+            return;
+        }
+        let what = (Direction::Received, envelope.ty, envelope.stanza);
+        self.carbon_copies(conns, envelope.to, what, skip, fx);
     }
 
     fn deliver_presence(
@@ -402,7 +439,16 @@ impl Home {
 
     /// Writes a stanza that is not a stored message to the session in `slot`; with XEP-0198
     /// it is kept for retransmission until acknowledged, and a full queue dooms the stream.
+    /// An inactive session (XEP-0352) may have it held instead (see `csi`).
     pub fn send(&mut self, slot: u32, stanza: &[u8], fx: &mut impl Effects) {
+        if self.csi_hold(slot, stanza, false, fx) {
+            return;
+        }
+        self.send_now(slot, stanza, fx);
+    }
+
+    /// `send` past the XEP-0352 gate.
+    pub(crate) fn send_now(&mut self, slot: u32, stanza: &[u8], fx: &mut impl Effects) {
         let Some(conn) = self.sessions.get(slot) else {
             return;
         };

@@ -15,6 +15,7 @@
 //! replaces a stale entry, so a reused slot never sees the previous occupant's state.
 
 use crate::effects::ConnKey;
+use crate::home::csi::Held;
 use crate::home::sm::SessionRef;
 use crate::maps::{HashState, Map};
 
@@ -32,6 +33,8 @@ pub(crate) struct Session {
     pub presence_refill_ms: u64,
     /// Its XEP-0198 session, once `<enable/>` succeeded (the state lives in `SmTable`).
     pub sm: Option<SessionRef>,
+    /// XEP-0280 carbons enabled (see `carbons`).
+    pub carbons: bool,
 }
 
 /// A `<resume/>` waiting until the old stream's stanzas are handled (see `sm::resume`).
@@ -54,6 +57,7 @@ impl Session {
             presence_spent: 0,
             presence_refill_ms: 0,
             sm: None,
+            carbons: false,
         }
     }
 
@@ -70,6 +74,9 @@ pub(crate) struct Sessions {
     /// `<resume/>`s waiting for their answer, by slot: rare, so kept apart and `Session`
     /// stays small. A slot here always has a `Session` with the same conn key.
     pending: Map<u32, PendingResume>,
+    /// XEP-0352 inactive sessions, by slot, with what is held for them (see `csi`): only
+    /// inactive sessions have an entry. A slot here always has a `Session`.
+    held: Map<u32, Held>,
 }
 
 impl Sessions {
@@ -77,6 +84,7 @@ impl Sessions {
         Sessions {
             slots: Vec::new(),
             pending: hash.map(),
+            held: hash.map(),
         }
     }
 
@@ -99,13 +107,45 @@ impl Sessions {
         if entry.as_ref().is_some_and(|s| s.key != key) {
             *entry = None;
             self.pending.remove(&slot);
+            self.held.remove(&slot);
         }
         entry.get_or_insert_with(|| Session::new(key))
     }
 
     pub fn remove(&mut self, slot: u32) -> Option<Session> {
         self.pending.remove(&slot);
+        self.held.remove(&slot);
         self.slots.get_mut(slot as usize)?.take()
+    }
+
+    /// Whether the session in `slot` said `<inactive/>` (XEP-0352) and not `<active/>` since.
+    pub fn is_inactive(&self, slot: u32) -> bool {
+        !self.held.is_empty() && self.held.contains_key(&slot)
+    }
+
+    /// What is held for the inactive session in `slot`.
+    pub fn held_mut(&mut self, slot: u32) -> Option<&mut Held> {
+        if self.held.is_empty() {
+            return None;
+        }
+        self.held.get_mut(&slot)
+    }
+
+    /// Marks the session in `slot` inactive (nothing held yet); no session, no entry.
+    pub fn set_inactive(&mut self, slot: u32) {
+        if self.get(slot).is_some() {
+            self.held.entry(slot).or_default();
+        }
+    }
+
+    /// What was held for the session in `slot`, taken (it is no longer inactive).
+    pub fn take_held(&mut self, slot: u32) -> Option<Held> {
+        self.held.remove(&slot)
+    }
+
+    /// Marks the session in `slot` active, dropping its (flushed) list.
+    pub fn set_active(&mut self, slot: u32) {
+        self.held.remove(&slot);
     }
 
     /// Makes the conn `key` in `slot` wait for the answer to its `<resume/>`.
@@ -134,7 +174,9 @@ impl Sessions {
         let table = self.slots.capacity() * std::mem::size_of::<Option<Session>>();
         let entry = std::mem::size_of::<(u32, PendingResume)>() + 1;
         let held: usize = self.pending.values().map(|r| r.held.capacity()).sum();
-        table + self.pending.capacity() * entry + held
+        let inactive = std::mem::size_of::<(u32, Held)>() + 1;
+        let kept: usize = self.held.values().map(Held::heap_bytes).sum();
+        table + self.pending.capacity() * entry + held + self.held.capacity() * inactive + kept
     }
 }
 

@@ -148,6 +148,7 @@ impl Dialect {
                 out.extend_from_slice(b"<session xmlns='urn:ietf:params:xml:ns:xmpp-session'>");
                 out.extend_from_slice(b"<optional/></session>");
                 out.extend_from_slice(b"<sm xmlns='urn:xmpp:sm:3'/>");
+                out.extend_from_slice(b"<csi xmlns='urn:xmpp:csi:0'/>");
             }
         }
         out.extend_from_slice(b"</stream:features>");
@@ -272,7 +273,7 @@ xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><mechanism>PLAIN</mechanism></mechanism
         let post_auth: &[u8] = b"<stream:features><bind \
 xmlns='urn:ietf:params:xml:ns:xmpp-bind'/><session \
 xmlns='urn:ietf:params:xml:ns:xmpp-session'><optional/></session>\
-<sm xmlns='urn:xmpp:sm:3'/></stream:features>";
+<sm xmlns='urn:xmpp:sm:3'/><csi xmlns='urn:xmpp:csi:0'/></stream:features>";
         assert_eq!(features(Stage::PreAuth), pre_auth);
         assert_eq!(features(Stage::PostAuth), post_auth);
     }
