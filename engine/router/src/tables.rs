@@ -15,6 +15,9 @@ pub(crate) const AFFILIATIONS: u8 = 3;
 /// in its encoded form (see `accounts`).
 pub(crate) const ACCOUNTS: u8 = 4;
 
+/// XEP-0191 blocklists: key `user-bare \0 blocked-jid`, value encoded by `blocking`.
+pub(crate) const BLOCKLIST: u8 = 9;
+
 /// `owner \0 item`.
 pub(crate) fn key(owner: &str, item: &str) -> String {
     let mut key = String::with_capacity(owner.len() + 1 + item.len());

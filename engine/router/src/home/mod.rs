@@ -39,6 +39,7 @@ use crate::sessions::Directory;
 use crate::stats::RouterStats;
 
 pub(crate) mod admin_accounts;
+pub(crate) mod blocking;
 pub(crate) mod dedupe;
 pub(crate) mod delay;
 pub(crate) mod delivery;

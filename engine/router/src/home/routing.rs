@@ -25,6 +25,7 @@ use rookery_proto::{Jid, StanzaKind, StanzaView};
 
 use crate::deadlines::MailDeadlines;
 use crate::effects::{Effects, StanzaType};
+use crate::home::blocking;
 use crate::home::offline::is_stored_type;
 use crate::home::presence::subscription;
 use crate::home::sm::Unacked;
@@ -220,6 +221,14 @@ impl Home {
         ack: Option<AckRef>,
         fx: &mut impl Effects,
     ) -> Handled {
+        if blocking::blocks(&self.store, envelope.to.bare_str(), envelope.from) {
+            // XEP-0191 3.3: presence and iq results dropped, messages and iq requests
+            // answered service-unavailable (`bounce` knows which kinds get an error).
+            if envelope.kind != StanzaKind::Presence {
+                self.bounce(conns, envelope, StanzaError::ServiceUnavailable, fx);
+            }
+            return Handled::Now;
+        }
         match envelope.kind {
             StanzaKind::Message => return self.deliver_message(conns, envelope, ack, fx),
             StanzaKind::Presence => self.deliver_presence(conns, envelope, fx),

@@ -32,6 +32,8 @@ pub(crate) struct Session {
     pub presence_refill_ms: u64,
     /// Its XEP-0198 session, once `<enable/>` succeeded (the state lives in `SmTable`).
     pub sm: Option<SessionRef>,
+    /// It asked for its XEP-0191 blocklist: it gets the list's pushes.
+    pub blocklist_wanted: bool,
 }
 
 /// A `<resume/>` waiting until the old stream's stanzas are handled (see `sm::resume`).
@@ -54,6 +56,7 @@ impl Session {
             presence_spent: 0,
             presence_refill_ms: 0,
             sm: None,
+            blocklist_wanted: false,
         }
     }
 
