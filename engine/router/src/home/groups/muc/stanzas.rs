@@ -30,6 +30,12 @@ pub(crate) mod status {
     pub const AFFILIATION_CHANGE: u16 = 321;
     /// Removed because the room became members-only.
     pub const MEMBERS_ONLY: u16 = 322;
+    /// Banned from the room.
+    pub const BANNED: u16 = 301;
+    /// The occupant's new nick is in the item (nick change).
+    pub const NICK_CHANGE: u16 = 303;
+    /// Kicked from the room.
+    pub const KICKED: u16 = 307;
 }
 
 /// The stanza error conditions rooms use (RFC 6120 8.3.3, XEP-0045 types).
@@ -208,6 +214,34 @@ pub(crate) fn occupant_presence(
     out.extend_from_slice(b"</x>");
     out.extend_from_slice(payload);
     out.extend_from_slice(b"</presence>");
+}
+
+/// The unavailable presence of an occupant changing its nick (XEP-0045 7.6): from the old
+/// occupant JID, the item naming `new_nick`, status 303 (and the others of `statuses`).
+pub(crate) fn nick_change_presence(
+    out: &mut Vec<u8>,
+    head: Head<'_>,
+    item: Item<'_>,
+    new_nick: &str,
+    statuses: &[u16],
+) {
+    open(out, "presence", Some("unavailable"), head);
+    out.extend_from_slice(b"><x");
+    attr(out, "xmlns", MUC_USER_NS);
+    out.extend_from_slice(b"><item");
+    attr(out, "affiliation", item.affiliation.as_str());
+    attr(out, "role", item.role.as_str());
+    if let Some(jid) = item.jid {
+        attr(out, "jid", jid);
+    }
+    attr(out, "nick", new_nick);
+    out.extend_from_slice(b"/>");
+    for code in statuses {
+        out.extend_from_slice(b"<status code='");
+        out.extend_from_slice(code.to_string().as_bytes());
+        out.extend_from_slice(b"'/>");
+    }
+    out.extend_from_slice(b"</x></presence>");
 }
 
 /// What an occupant session hears when its room is destroyed (XEP-0045 10.9): unavailable,

@@ -340,9 +340,35 @@ fn presence_updates_are_broadcast_and_shown_to_later_joiners() {
         .find(|(_, s)| s.contains("/bob'"))
         .expect("bob's presence to dave");
     assert!(bob.1.contains("<show>away</show>"));
-    // A nick change is refused.
+    // A nick change (XEP-0045 7.6): unavailable with 303 and the new nick, then available,
+    // to the others and (with 110) to bob; a nick someone else holds is a conflict.
     let rename = bench.join(BOB, "robert");
-    assert!(only_error(&rename, BOB).contains("not-acceptable"));
+    assert_eq!(rename.len(), 4, "{rename:?}");
+    let (from, gone, plan) = broadcast(&rename[0]).expect("the others hear bob leave");
+    assert_eq!(from, format!("{ROOM}/bob"));
+    assert!(gone.contains("type='unavailable'") && gone.contains("nick='robert'"));
+    assert!(gone.contains("<status code='303'/>"), "{gone}");
+    assert_eq!(plan.len(), 3, "alice, carol, dave");
+    let (to, own) = sent(&rename[1]).expect("bob hears it too");
+    assert_eq!(to, BOB);
+    assert!(
+        own.contains("<status code='303'/><status code='110'/>"),
+        "{own}"
+    );
+    let (from, back, _) = broadcast(&rename[2]).expect("then robert arrives");
+    assert_eq!(from, format!("{ROOM}/robert"));
+    assert!(back.contains("<show>") || !back.contains("type="), "{back}");
+    let (_, own) = sent(&rename[3]).expect("bob's own new presence");
+    assert!(own.contains(&format!("from='{ROOM}/robert'")) && own.contains("code='110'"));
+    let room = bench.rooms.room(ROOM).expect("room");
+    assert_eq!(room.nick_of_session(BOB), Some("robert"));
+    assert!(!room.occupants.contains_key("bob"));
+    let taken = bench.join(BOB, "carol");
+    assert!(only_error(&taken, BOB).contains("conflict"));
+    assert_eq!(
+        bench.rooms.room(ROOM).expect("room").nick_of_session(BOB),
+        Some("robert")
+    );
 }
 
 #[test]
