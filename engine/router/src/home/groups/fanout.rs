@@ -12,6 +12,11 @@
 //!
 //! What it does not do: decide who the recipients are (rosters: `presence`; groups: `muc`).
 //!
+//! A group message's `Member` entry right after sessions of the same user means the member
+//! is in the room: its available sessions that did not join get the message live (not
+//! stored), so a member's other devices are not starved while one of them is in the room;
+//! a `Member` anywhere else is a member who is away (stored, delivered like a chat message).
+//!
 //! Invariants: a plan's lists hold only recipients homed on their shard; a gather counts
 //! shards (locations), never nodes: a `NodeFanout`'s parts answer one `Gathered` each;
 //! every `Fanout` with a gather is answered by exactly one `Gathered` (now if nothing it stored waits for a
@@ -297,7 +302,37 @@ impl Router {
         };
         let copy = &mut self.stamp;
         let (mut stored, mut refused) = (false, 0u32);
+        let message = fanout.kind == StanzaKind::Message;
+        // The occupant sessions of the user whose recipients come last (a plan lists a
+        // present member's sessions, then its `Member`).
+        let mut joined: Vec<&Jid> = Vec::new();
         for recipient in fanout.recipients.iter() {
+            match recipient {
+                Recipient::Session(full) => {
+                    if joined
+                        .first()
+                        .is_some_and(|j| j.bare_str() != full.bare_str())
+                    {
+                        joined.clear();
+                    }
+                    joined.push(full);
+                }
+                Recipient::Member(bare)
+                    if message
+                        && joined
+                            .first()
+                            .is_some_and(|j| j.bare_str() == bare.as_str()) =>
+                {
+                    // A member in the room: its devices that did not join get the message
+                    // live (the joined ones got their copies above); nothing is stored.
+                    let others = (&fanout.from, &view);
+                    self.home
+                        .send_to_other_devices(&self.conns, others, bare, &joined, copy, fx);
+                    joined.clear();
+                    continue;
+                }
+                _ => joined.clear(),
+            }
             copy.clear();
             let to = recipient.jid().as_str();
             view.stamp(fanout.from.as_str(), Some(to), copy);
@@ -408,6 +443,36 @@ impl Router {
 }
 
 impl Home {
+    /// A groupchat copy (from `from`, parsed as `view`) to every available session of
+    /// `bare` not in `joined`, each stamped with its own `to`.
+    fn send_to_other_devices(
+        &mut self,
+        conns: &ConnSlab,
+        (from, view): (&Jid, &StanzaView<'_>),
+        bare: &Jid,
+        joined: &[&Jid],
+        copy: &mut Vec<u8>,
+        fx: &mut impl Effects,
+    ) {
+        for index in 0.. {
+            let Some(slot) = self.directory.slot_at(bare.bare_str(), index) else {
+                break;
+            };
+            if !self.sessions.get(slot).is_some_and(|s| s.available) {
+                continue;
+            }
+            let Some(full) = conns.get(slot).and_then(|c| c.jid.as_ref()) else {
+                continue;
+            };
+            if joined.iter().any(|j| *j == full) {
+                continue;
+            }
+            copy.clear();
+            view.stamp(from.as_str(), Some(full.as_str()), copy);
+            self.send(slot, copy, fx);
+        }
+    }
+
     /// Writes one recipient's copy (`to` stamped), or stores it (a message for a member who
     /// is away).
     fn deliver_copy(

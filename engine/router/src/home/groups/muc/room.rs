@@ -357,14 +357,21 @@ impl Room {
         self.presence_plan = None;
     }
 
-    /// Every occupant session, then every member with no occupant in the room.
+    /// Every occupant session, each occupant's followed by its `Member` entry when it is a
+    /// member (its other online devices get the message too: `Router::deliver_fanout` reads a
+    /// `Member` right after sessions of the same user as "present"), then every member with no
+    /// occupant in the room (stored for it).
     pub fn message_recipients(&self) -> Vec<Recipient> {
         let mut present: BTreeSet<&str> = BTreeSet::new();
-        let mut recipients = Vec::with_capacity(self.affiliations.len() + self.sessions.len());
+        let capacity = 2 * self.affiliations.len() + self.sessions.len();
+        let mut recipients = Vec::with_capacity(capacity);
         for occupant in self.occupants.values() {
             present.insert(occupant.bare.as_str());
             let sessions = occupant.sessions.iter().cloned();
             recipients.extend(sessions.map(Recipient::Session));
+            if let Some(member) = self.affiliations.get(occupant.bare.as_str()) {
+                recipients.push(Recipient::Member(member.jid.clone()));
+            }
         }
         for (bare, affiliated) in &self.affiliations {
             if !present.contains(&**bare) {

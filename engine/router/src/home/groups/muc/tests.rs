@@ -223,12 +223,27 @@ fn groupchat_reaches_every_occupant_and_absent_member_once() {
     assert_eq!(
         sessions(&recipients),
         vec![
+            format!("member alice@example.com"),
+            format!("member bob@example.com"),
             format!("member carol@example.com"),
+            format!("member dave@example.com"),
             format!("session {ALICE}"),
             format!("session {BOB}"),
             format!("session dave@example.com/d"),
             format!("session dave@example.com/second"),
         ]
+    );
+    // A present member's entry follows its sessions (its other devices get the message
+    // live); an absent one (carol) comes after every occupant (stored for her).
+    let dave = recipients
+        .iter()
+        .position(|r| matches!(r, Recipient::Session(j) if j.as_str() == "dave@example.com/second"))
+        .expect("dave's second session");
+    assert!(
+        matches!(&recipients[dave + 1], Recipient::Member(j) if j.as_str() == "dave@example.com")
+    );
+    assert!(
+        matches!(recipients.last(), Some(Recipient::Member(j)) if j.as_str() == "carol@example.com")
     );
     assert_eq!(
         **plan,
@@ -242,7 +257,7 @@ fn groupchat_reaches_every_occupant_and_absent_member_once() {
     let after = bench.say(BOB, "back");
     let (_, _, third) = broadcast(&after[0]).expect("a broadcast");
     assert!(!Arc::ptr_eq(plan, third));
-    assert_eq!(third.len(), 5);
+    assert_eq!(third.len(), 9, "five sessions, four present members");
 }
 
 #[test]
@@ -427,7 +442,11 @@ fn subject_changes_are_kept_broadcast_and_sent_to_joiners() {
     let actions = bench.send(BOB, &change);
     let (from, _, plan) = broadcast(&actions[0]).expect("a broadcast");
     assert_eq!(from, format!("{ROOM}/bob"));
-    assert_eq!(plan.len(), 3);
+    assert_eq!(
+        plan.len(),
+        6,
+        "three occupant sessions and their three members"
+    );
     let joined = bench.join(DAVE, "dave");
     let (_, subject) = sent(joined.last().expect("actions")).expect("the subject");
     assert_eq!(
