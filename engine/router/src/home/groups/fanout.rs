@@ -464,7 +464,7 @@ impl Home {
             let Some(full) = conns.get(slot).and_then(|c| c.jid.as_ref()) else {
                 continue;
             };
-            if joined.iter().any(|j| *j == full) {
+            if joined.contains(&full) {
                 continue;
             }
             copy.clear();
