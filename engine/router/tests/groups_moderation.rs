@@ -154,3 +154,44 @@ fn a_members_other_devices_get_the_rooms_messages_while_one_is_in_the_room() {
     assert_eq!(out.matches("<body>hello</body>").count(), 1, "{out}");
     assert!(out.contains(&format!("to='{desktop_full}'")), "{out}");
 }
+
+#[test]
+fn a_blocked_occupants_presence_and_messages_do_not_reach_the_blocker() {
+    let mut cluster = Cluster::new(SHARDS);
+    let room = room_homed_on(1);
+    let ann = user_homed_on("ann", 0, SHARDS);
+    let ben = user_homed_on("ben", 2, SHARDS);
+    let cat = user_homed_on("cat", 1, SHARDS);
+    let (a, _) = cluster.login(0, &ann, Some("r"));
+    let (b, _) = cluster.login(2, &ben, Some("r"));
+    let (c, _) = cluster.login(1, &cat, Some("r"));
+    cluster.send(
+        a,
+        &format!(
+            "<iq type='set' id='bl' to='{ann}@{TEST_DOMAIN}'><block xmlns='urn:xmpp:blocking'>\
+             <item jid='{ben}@{TEST_DOMAIN}'/></block></iq>"
+        ),
+    );
+    assert!(cluster.take_output(a).contains("type='result' id='bl'"));
+    join(&mut cluster, a, &room, "ann");
+    join(&mut cluster, c, &room, "cat");
+    cluster.take_output(a);
+    join(&mut cluster, b, &room, "ben");
+    assert!(
+        !cluster.take_output(a).contains("/ben'"),
+        "ann does not see ben arrive"
+    );
+    assert!(cluster
+        .take_output(c)
+        .contains(&format!("from='{room}/ben'")));
+    cluster.send(
+        b,
+        &format!("<message to='{room}' type='groupchat' id='m'><body>psst</body></message>"),
+    );
+    assert!(!cluster.take_output(a).contains("psst"), "nor his message");
+    assert!(cluster.take_output(c).contains("psst"), "cat does");
+    assert!(
+        cluster.take_output(b).contains("psst"),
+        "ben gets his reflection"
+    );
+}

@@ -17,8 +17,15 @@
 //! (XEP-0191 3.3); `local` refuses outbound stanzas to one; `presence` leaves blocked
 //! contacts out of presence broadcasts.
 //!
-//! What it does not do: privacy lists (XEP-0016), blocking of group occupants by their real
-//! JID (a room's copies carry only `room/nick`), or anything for users of another shard.
+//! In groups (`room_copy_blocked`, called for room stanzas on the recipient's home shard): an
+//! occupant's presence carries its real JID (rooms are non-anonymous), so presence of a
+//! blocked person is dropped and, for users with a blocklist, each occupant JID's real JID is
+//! remembered (`SeenOccupants`) so its groupchat messages are dropped too. Limits: an
+//! occupant whose presence the user did not receive with a blocklist in place (joined before
+//! the first block, or a message stored while the user was away from the room) is not known,
+//! and its messages pass.
+//!
+//! What it does not do: privacy lists (XEP-0016), or anything for users of another shard.
 //!
 //! Storage: table `tables::BLOCKLIST`, key `user-bare \0 blocked-jid`, value `[1]` (a version
 //! byte); nothing in memory but one bit per session (`Session::blocklist_wanted`). A user
@@ -84,6 +91,80 @@ pub(crate) fn blocks(store: &Store, owner: &str, other: &Jid) -> bool {
         key.push_str(candidate);
         store.kv_get(BLOCKLIST, &key).is_some()
     })
+}
+
+/// Most room occupants remembered per user with a blocklist (`SeenOccupants`); past it new
+/// occupants are not remembered (their groupchat messages are not filtered).
+pub(crate) const MAX_SEEN_OCCUPANTS: usize = 4096;
+
+/// For users of this shard with a blocklist: the real JID of each room occupant
+/// (`room@groups/nick`) whose presence reached them (rooms are non-anonymous: the room's
+/// `<item jid=.../>`), so a groupchat message from a blocked person's occupant JID is not
+/// delivered. An entry is added by an occupant's available presence and removed by its
+/// unavailable one; users without a blocklist have none.
+#[derive(Debug, Default)]
+pub(crate) struct SeenOccupants {
+    by_user: std::collections::BTreeMap<Box<str>, std::collections::BTreeMap<Box<str>, Jid>>,
+}
+
+/// The real JID in a room's occupant presence (its `muc#user` item).
+fn occupant_real_jid(stanza: &[u8]) -> Option<Jid> {
+    let view = StanzaView::parse(stanza).ok()?;
+    let x = view
+        .children()
+        .find(|c| c.name == "x" && c.xmlns == Some("http://jabber.org/protocol/muc#user"))?;
+    let x = Element::parse(x.bytes).ok()?;
+    let item = x.children().find(|c| c.local_name() == "item")?;
+    Jid::parse(item.attr("jid")?).ok()
+}
+
+/// Whether a room's stanza from occupant `from` (`room@groups/nick`) to user `to` comes
+/// from someone `to` blocks: its presence (remembered, see `SeenOccupants`) or its groupchat
+/// message. Only for users with a blocklist; everyone else costs one length check.
+pub(crate) fn room_copy_blocked(
+    store: &Store,
+    seen: &mut SeenOccupants,
+    (to, from): (&Jid, &Jid),
+    (kind, ty): (StanzaKind, StanzaType),
+    stanza: &[u8],
+) -> bool {
+    if store.kv_len(BLOCKLIST) == 0 || from.resource().is_none() {
+        return false;
+    }
+    let owner = to.bare_str();
+    if store
+        .kv_scan(BLOCKLIST, &tables::prefix(owner))
+        .next()
+        .is_none()
+    {
+        seen.by_user.remove(owner);
+        return false;
+    }
+    match kind {
+        StanzaKind::Presence => {
+            let real = occupant_real_jid(stanza);
+            let user = seen.by_user.entry(owner.into()).or_default();
+            match (&real, ty) {
+                (Some(real), StanzaType::Available) => {
+                    if user.len() < MAX_SEEN_OCCUPANTS || user.contains_key(from.as_str()) {
+                        user.insert(from.as_str().into(), real.clone());
+                    }
+                }
+                _ => {
+                    user.remove(from.as_str());
+                }
+            }
+            if user.is_empty() {
+                seen.by_user.remove(owner);
+            }
+            real.is_some_and(|real| blocks(store, owner, &real))
+        }
+        StanzaKind::Message if ty == StanzaType::Groupchat => {
+            let real = seen.by_user.get(owner).and_then(|u| u.get(from.as_str()));
+            real.is_some_and(|real| blocks(store, owner, real))
+        }
+        _ => false,
+    }
 }
 
 /// The blocked JIDs of `owner`, in key order.

@@ -109,6 +109,8 @@ pub(crate) struct Home {
     pub upload: Option<UploadService>,
     /// The domain's disco#items answer (the group service, the upload service).
     pub disco_items: Box<[u8]>,
+    /// Room occupants' real JIDs, for users with a XEP-0191 blocklist (see `blocking`).
+    pub seen_occupants: blocking::SeenOccupants,
 }
 
 impl Home {
@@ -156,6 +158,7 @@ impl Home {
             max_output_bytes: config.max_output_bytes,
             now_ms: 0,
             wall_offset_ms: 0,
+            seen_occupants: blocking::SeenOccupants::default(),
         }
     }
 

@@ -221,6 +221,14 @@ impl Home {
         ack: Option<AckRef>,
         fx: &mut impl Effects,
     ) -> Handled {
+        if envelope.from.domain() == self.groups.domain() {
+            let addressing = (envelope.to, envelope.from);
+            let class = (envelope.kind, envelope.ty);
+            let seen = &mut self.seen_occupants;
+            if blocking::room_copy_blocked(&self.store, seen, addressing, class, envelope.stanza) {
+                return Handled::Now;
+            }
+        }
         if blocking::blocks(&self.store, envelope.to.bare_str(), envelope.from) {
             // XEP-0191 3.3: presence and iq results dropped, messages and iq requests
             // answered service-unavailable (`bounce` knows which kinds get an error).

@@ -28,6 +28,7 @@ use std::sync::Arc;
 use rookery_proto::{Jid, StanzaKind, StanzaView};
 
 use crate::effects::{Effects, StanzaType};
+use crate::home::blocking;
 use crate::home::offline::Release;
 use crate::home::routing::{Envelope, Handled};
 use crate::home::Home;
@@ -306,7 +307,19 @@ impl Router {
         // The occupant sessions of the user whose recipients come last (a plan lists a
         // present member's sessions, then its `Member`).
         let mut joined: Vec<&Jid> = Vec::new();
+        let from_room = fanout.from.domain() == self.home.groups.domain();
         for recipient in fanout.recipients.iter() {
+            // XEP-0191: nothing from someone the recipient blocks (a room's copies by the
+            // occupant's real JID).
+            let home = &mut self.home;
+            let blocked = if from_room {
+                let addressing = (recipient.jid(), &fanout.from);
+                let class = (fanout.kind, fanout.ty);
+                let (store, seen) = (&home.store, &mut home.seen_occupants);
+                blocking::room_copy_blocked(store, seen, addressing, class, &fanout.stanza)
+            } else {
+                blocking::blocks(&home.store, recipient.jid().bare_str(), &fanout.from)
+            };
             match recipient {
                 Recipient::Session(full) => {
                     if joined
@@ -323,6 +336,10 @@ impl Router {
                             .first()
                             .is_some_and(|j| j.bare_str() == bare.as_str()) =>
                 {
+                    if blocked {
+                        joined.clear();
+                        continue;
+                    }
                     // A member in the room: its devices that did not join get the message
                     // live (the joined ones got their copies above); nothing is stored.
                     let others = (&fanout.from, &view);
@@ -332,6 +349,9 @@ impl Router {
                     continue;
                 }
                 _ => joined.clear(),
+            }
+            if blocked {
+                continue;
             }
             copy.clear();
             let to = recipient.jid().as_str();

@@ -411,7 +411,8 @@ impl Router {
         for recipient in fanout.recipients.iter() {
             let contact = recipient.jid();
             let approved = roster::get(&self.home.store, contact.bare_str(), prober.bare_str())
-                .is_some_and(|item| item.from);
+                .is_some_and(|item| item.from)
+                && !blocking::blocks(&self.home.store, contact.bare_str(), prober);
             if approved {
                 let answered = self
                     .home
