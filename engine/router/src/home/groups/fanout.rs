@@ -309,17 +309,7 @@ impl Router {
         let mut joined: Vec<&Jid> = Vec::new();
         let from_room = fanout.from.domain() == self.home.groups.domain();
         for recipient in fanout.recipients.iter() {
-            // XEP-0191: nothing from someone the recipient blocks (a room's copies by the
-            // occupant's real JID).
-            let home = &mut self.home;
-            let blocked = if from_room {
-                let addressing = (recipient.jid(), &fanout.from);
-                let class = (fanout.kind, fanout.ty);
-                let (store, seen) = (&home.store, &mut home.seen_occupants);
-                blocking::room_copy_blocked(store, seen, addressing, class, &fanout.stanza)
-            } else {
-                blocking::blocks(&home.store, recipient.jid().bare_str(), &fanout.from)
-            };
+            let blocked = self.home.copy_blocked(fanout, recipient, from_room);
             match recipient {
                 Recipient::Session(full) => {
                     if joined
@@ -463,6 +453,18 @@ impl Router {
 }
 
 impl Home {
+    /// XEP-0191: whether `recipient` blocks the sender of `fanout` (a room's copies by the
+    /// occupant's real JID, see `blocking::room_copy_blocked`).
+    fn copy_blocked(&mut self, fanout: &Fanout, recipient: &Recipient, from_room: bool) -> bool {
+        if !from_room {
+            return blocking::blocks(&self.store, recipient.jid().bare_str(), &fanout.from);
+        }
+        let addressing = (recipient.jid(), &fanout.from);
+        let class = (fanout.kind, fanout.ty);
+        let seen = &mut self.seen_occupants;
+        blocking::room_copy_blocked(&self.store, seen, addressing, class, &fanout.stanza)
+    }
+
     /// A groupchat copy (from `from`, parsed as `view`) to every available session of
     /// `bare` not in `joined`, each stamped with its own `to`.
     fn send_to_other_devices(
