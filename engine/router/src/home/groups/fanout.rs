@@ -312,29 +312,17 @@ impl Router {
             let blocked = self.home.copy_blocked(fanout, recipient, from_room);
             match recipient {
                 Recipient::Session(full) => {
-                    if joined
-                        .first()
-                        .is_some_and(|j| j.bare_str() != full.bare_str())
-                    {
-                        joined.clear();
-                    }
+                    joined.retain(|j| j.bare_str() == full.bare_str());
                     joined.push(full);
                 }
-                Recipient::Member(bare)
-                    if message
-                        && joined
-                            .first()
-                            .is_some_and(|j| j.bare_str() == bare.as_str()) =>
-                {
-                    if blocked {
-                        joined.clear();
-                        continue;
-                    }
+                Recipient::Member(bare) if message && joined_by(&joined, bare) => {
                     // A member in the room: its devices that did not join get the message
                     // live (the joined ones got their copies above); nothing is stored.
-                    let others = (&fanout.from, &view);
-                    self.home
-                        .send_to_other_devices(&self.conns, others, bare, &joined, copy, fx);
+                    if !blocked {
+                        let others = (&fanout.from, &view);
+                        let home = &mut self.home;
+                        home.send_to_other_devices(&self.conns, others, bare, &joined, copy, fx);
+                    }
                     joined.clear();
                     continue;
                 }
@@ -450,6 +438,13 @@ impl Router {
         };
         self.home.route(&self.conns, &envelope, None, fx);
     }
+}
+
+/// Whether `joined` (occupant sessions listed just before) are sessions of member `bare`.
+fn joined_by(joined: &[&Jid], bare: &Jid) -> bool {
+    joined
+        .first()
+        .is_some_and(|j| j.bare_str() == bare.as_str())
 }
 
 impl Home {
