@@ -141,10 +141,18 @@ fn open(out: &mut Vec<u8>, name: &str, ty: Option<&str>, head: Head<'_>) {
     }
 }
 
-/// A stanza error of kind `name` (`message`, `presence`, `iq`).
+/// A stanza error of kind `name` (`message`, `presence`, `iq`). A presence error carries
+/// `<x xmlns='http://jabber.org/protocol/muc'/>` as in XEP-0045's examples (clients such as
+/// slixmpp match a refused join by it).
 pub(crate) fn error(out: &mut Vec<u8>, name: &str, head: Head<'_>, refusal: &Refusal) {
     open(out, name, Some("error"), head);
-    out.extend_from_slice(b"><error");
+    out.push(b'>');
+    if name == "presence" {
+        out.extend_from_slice(b"<x");
+        attr(out, "xmlns", MUC_NS);
+        out.extend_from_slice(b"/>");
+    }
+    out.extend_from_slice(b"<error");
     attr(out, "type", refusal.error.error_type());
     out.extend_from_slice(b"><");
     out.extend_from_slice(refusal.error.condition().as_bytes());
@@ -315,7 +323,7 @@ mod tests {
         assert_eq!(
             text(out),
             "<presence type='error' id='j1' from='r@groups.example.com/n' to='a@example.com/x'>\
-             <error type='wait'><service-unavailable \
+             <x xmlns='http://jabber.org/protocol/muc'/><error type='wait'><service-unavailable \
              xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/><text \
              xmlns='urn:ietf:params:xml:ns:xmpp-stanzas' xml:lang='en'>full &lt;1024&gt;</text>\
              </error></presence>"
