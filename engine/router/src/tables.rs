@@ -15,6 +15,9 @@ pub(crate) const AFFILIATIONS: u8 = 3;
 /// in its encoded form (see `accounts`).
 pub(crate) const ACCOUNTS: u8 = 4;
 
+/// XEP-0191 blocklists: key `user-bare \0 blocked-jid`, value encoded by `blocking`.
+pub(crate) const BLOCKLIST: u8 = 9;
+
 /// XEP-0357 push registrations: key `user-bare \0 app-server-jid \0 node`, value the
 /// publish-options form as the client sent it (possibly empty; see `home::push`).
 pub(crate) const PUSH: u8 = 11;

@@ -9,6 +9,8 @@
 //! XEP-0357 push to such a component for a detached and an offline user (`slix_push.py`),
 //! XEP-0280 carbons between two devices of one user (`slix_carbons.py`), XEP-0352 client
 //! state indication: held, coalesced presence and chats at once (`slix_csi.py`),
+//! XEP-0191 blocking (`slix_block.py`), XEP-0045 kick, ban and nick change with XEP-0410
+//! self-ping (`slix_moderation.py`),
 //! under every backend (chat also with one and two shards).
 //! `scripts/test.sh` installs slixmpp (and aiohttp, which its xep_0363 needs) when missing; a
 //! missing one fails these tests (they are never skipped silently).
@@ -159,6 +161,42 @@ fn slixmpp_second_device_fetches_the_archive_and_a_joiner_gets_room_history() {
 }
 
 #[test]
+fn slixmpp_blocks_a_contact_whose_messages_bounce_and_unblocks_it() {
+    let shards = 2u16;
+    let server = Server::start(backends()[0], shards as usize, &[]);
+    let alice = user_on_shard("alice", 0, shards);
+    let bob = user_on_shard("bob", 1, shards);
+    let stdout = run_script("slix_block.py", &server, &[], &[&alice, &bob], "blocking");
+    assert!(stdout.contains("\"blocklist_before\": []"), "{stdout}");
+    let bob_bare = format!("{bob}@{DOMAIN}");
+    assert!(
+        stdout.contains(&format!("\"pushed\": [\"{bob_bare}\"]")),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(&format!("\"blocklist_after\": [\"{bob_bare}\"]")),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("\"bob_error\": \"service-unavailable\""),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("\"alice_error\": {\"condition\": \"not-acceptable\", \"blocked\": true}"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("\"unblock_pushed\": true"), "{stdout}");
+    assert!(
+        stdout.contains("\"alice_bodies\": [\"after unblock\"]"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("\"bob_bodies\": [\"hello again\"]"),
+        "{stdout}"
+    );
+}
+
+#[test]
 fn slixmpp_devices_of_one_user_see_both_sides_with_carbons() {
     for backend in backends() {
         let shards = 2u16;
@@ -203,6 +241,52 @@ fn slixmpp_inactive_client_gets_chats_at_once_and_only_the_latest_presence() {
             "{stdout}"
         );
     }
+}
+
+#[test]
+fn slixmpp_moderator_kicks_and_bans_an_occupant_who_renames_and_self_pings() {
+    let shards = 2u16;
+    let server = Server::start(backends()[0], shards as usize, &[]);
+    let users: Vec<String> = [("alice", 0), ("bob", 1), ("carol", 1)]
+        .iter()
+        .map(|(name, shard)| user_on_shard(name, *shard, shards))
+        .collect();
+    let room = format!("mods@groups.{DOMAIN}");
+    let users: Vec<&str> = users.iter().map(String::as_str).collect();
+    let stdout = run_script(
+        "slix_moderation.py",
+        &server,
+        &[&room],
+        &users,
+        "moderation",
+    );
+    assert!(
+        stdout.contains("\"self_ping_joined\": \"JOINED\""),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("\"carol_new_nick\": \"caroline\""),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("\"alice_saw_rename_to\": \"caroline\""),
+        "{stdout}"
+    );
+    assert!(stdout.contains("\"kick_codes\": [110, 307]"), "{stdout}");
+    assert!(
+        stdout.contains("\"self_ping_after_kick\": \"DISCONNECTED\""),
+        "{stdout}"
+    );
+    assert!(stdout.contains("\"rejoined_after_kick\": true"), "{stdout}");
+    assert!(stdout.contains("\"ban_codes\": [110, 301]"), "{stdout}");
+    assert!(
+        stdout.contains("\"rejoin_after_ban\": \"forbidden\""),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(&format!("\"outcasts\": [\"{}@{DOMAIN}\"]", users[1])),
+        "{stdout}"
+    );
 }
 
 /// Spawns with stdout and stderr captured.

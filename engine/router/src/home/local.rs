@@ -13,6 +13,7 @@ use rookery_proto::{ns, Jid, StanzaKind, StanzaView};
 
 use crate::effects::{Effects, StanzaType};
 use crate::errors::StreamError;
+use crate::home::blocking;
 use crate::home::carbons::{carbons_request, Direction};
 use crate::home::csi::CSI_NS;
 use crate::home::presence::subscription::is_subscription;
@@ -30,6 +31,7 @@ const DISCO_INFO_RESULT: &[u8] = b"<query xmlns='http://jabber.org/protocol/disc
 <feature var='http://jabber.org/protocol/disco#info'/>\
 <feature var='http://jabber.org/protocol/disco#items'/>\
 <feature var='urn:xmpp:ping'/>\
+<feature var='urn:xmpp:blocking'/>\
 <feature var='jabber:iq:roster'/>\
 <feature var='urn:xmpp:carbons:2'/></query>";
 
@@ -125,6 +127,9 @@ impl Router {
             _ if kind == StanzaKind::Iq && ty == StanzaType::Invalid => {
                 self.reply_error(slot, view, to.as_deref(), StanzaError::BadRequest, fx);
             }
+            Target::User(to) if blocking::blocks(&self.home.store, from.bare_str(), &to) => {
+                self.refuse_blocked(slot, view, ty, fx);
+            }
             Target::User(to) if kind == StanzaKind::Presence && is_subscription(ty) => {
                 self.outbound_subscription(slot, &to, ty, fx);
             }
@@ -201,6 +206,10 @@ impl Router {
         }
         if view.has_child("query", ns::ROSTER) {
             self.roster_iq(slot, view, ty, fx);
+            return;
+        }
+        if blocking::is_blocking_request(view) {
+            self.blocking_iq(slot, view, ty, fx);
             return;
         }
         if view.has_child("query", ns::REGISTER) {

@@ -43,6 +43,7 @@ use crate::sessions::Directory;
 use crate::stats::RouterStats;
 
 pub(crate) mod admin_accounts;
+pub(crate) mod blocking;
 pub(crate) mod carbons;
 pub(crate) mod components;
 pub(crate) mod csi;
@@ -127,6 +128,8 @@ pub(crate) struct Home {
     pub components: Components,
     /// XEP-0357 notifications waiting for their interval.
     pub push: Push,
+    /// Room occupants' real JIDs, for users with a XEP-0191 blocklist (see `blocking`).
+    pub seen_occupants: blocking::SeenOccupants,
 }
 
 impl Home {
@@ -180,6 +183,7 @@ impl Home {
             max_output_bytes: config.max_output_bytes,
             now_ms: 0,
             wall_offset_ms: 0,
+            seen_occupants: blocking::SeenOccupants::default(),
         }
     }
 

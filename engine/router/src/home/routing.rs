@@ -25,6 +25,7 @@ use rookery_proto::{Jid, StanzaKind, StanzaView};
 
 use crate::deadlines::MailDeadlines;
 use crate::effects::{Effects, StanzaType};
+use crate::home::blocking;
 use crate::home::carbons::Direction;
 use crate::home::offline::is_stored_type;
 use crate::home::presence::subscription;
@@ -237,6 +238,22 @@ impl Home {
     ) -> Handled {
         if self.components.serving(envelope.to.domain()).is_some() {
             self.deliver_component(conns, envelope, fx);
+            return Handled::Now;
+        }
+        if envelope.from.domain() == self.groups.domain() {
+            let addressing = (envelope.to, envelope.from);
+            let class = (envelope.kind, envelope.ty);
+            let seen = &mut self.seen_occupants;
+            if blocking::room_copy_blocked(&self.store, seen, addressing, class, envelope.stanza) {
+                return Handled::Now;
+            }
+        }
+        if blocking::blocks(&self.store, envelope.to.bare_str(), envelope.from) {
+            // XEP-0191 3.3: presence and iq results dropped, messages and iq requests
+            // answered service-unavailable (`bounce` knows which kinds get an error).
+            if envelope.kind != StanzaKind::Presence {
+                self.bounce(conns, envelope, StanzaError::ServiceUnavailable, fx);
+            }
             return Handled::Now;
         }
         match envelope.kind {

@@ -35,6 +35,8 @@ pub(crate) struct Session {
     pub sm: Option<SessionRef>,
     /// XEP-0280 carbons enabled (see `carbons`).
     pub carbons: bool,
+    /// It asked for its XEP-0191 blocklist: it gets the list's pushes.
+    pub blocklist_wanted: bool,
 }
 
 /// A `<resume/>` waiting until the old stream's stanzas are handled (see `sm::resume`).
@@ -58,6 +60,7 @@ impl Session {
             presence_refill_ms: 0,
             sm: None,
             carbons: false,
+            blocklist_wanted: false,
         }
     }
 

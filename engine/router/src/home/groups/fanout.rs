@@ -12,6 +12,11 @@
 //!
 //! What it does not do: decide who the recipients are (rosters: `presence`; groups: `muc`).
 //!
+//! A group message's `Member` entry right after sessions of the same user means the member
+//! is in the room: its available sessions that did not join get the message live (not
+//! stored), so a member's other devices are not starved while one of them is in the room;
+//! a `Member` anywhere else is a member who is away (stored, delivered like a chat message).
+//!
 //! Invariants: a plan's lists hold only recipients homed on their shard; a gather counts
 //! shards (locations), never nodes: a `NodeFanout`'s parts answer one `Gathered` each;
 //! every `Fanout` with a gather is answered by exactly one `Gathered` (now if nothing it stored waits for a
@@ -23,6 +28,7 @@ use std::sync::Arc;
 use rookery_proto::{Jid, StanzaKind, StanzaView};
 
 use crate::effects::{Effects, StanzaType};
+use crate::home::blocking;
 use crate::home::offline::Release;
 use crate::home::routing::{Envelope, Handled};
 use crate::home::Home;
@@ -297,7 +303,34 @@ impl Router {
         };
         let copy = &mut self.stamp;
         let (mut stored, mut refused) = (false, 0u32);
+        let message = fanout.kind == StanzaKind::Message;
+        // The occupant sessions of the user whose recipients come last (a plan lists a
+        // present member's sessions, then its `Member`).
+        let mut joined: Vec<&Jid> = Vec::new();
+        let from_room = fanout.from.domain() == self.home.groups.domain();
         for recipient in fanout.recipients.iter() {
+            let blocked = self.home.copy_blocked(fanout, recipient, from_room);
+            match recipient {
+                Recipient::Session(full) => {
+                    joined.retain(|j| j.bare_str() == full.bare_str());
+                    joined.push(full);
+                }
+                Recipient::Member(bare) if message && joined_by(&joined, bare) => {
+                    // A member in the room: its devices that did not join get the message
+                    // live (the joined ones got their copies above); nothing is stored.
+                    if !blocked {
+                        let others = (&fanout.from, &view);
+                        let home = &mut self.home;
+                        home.send_to_other_devices(&self.conns, others, bare, &joined, copy, fx);
+                    }
+                    joined.clear();
+                    continue;
+                }
+                _ => joined.clear(),
+            }
+            if blocked {
+                continue;
+            }
             copy.clear();
             let to = recipient.jid().as_str();
             view.stamp(fanout.from.as_str(), Some(to), copy);
@@ -407,7 +440,56 @@ impl Router {
     }
 }
 
+/// Whether `joined` (occupant sessions listed just before) are sessions of member `bare`.
+fn joined_by(joined: &[&Jid], bare: &Jid) -> bool {
+    joined
+        .first()
+        .is_some_and(|j| j.bare_str() == bare.as_str())
+}
+
 impl Home {
+    /// XEP-0191: whether `recipient` blocks the sender of `fanout` (a room's copies by the
+    /// occupant's real JID, see `blocking::room_copy_blocked`).
+    fn copy_blocked(&mut self, fanout: &Fanout, recipient: &Recipient, from_room: bool) -> bool {
+        if !from_room {
+            return blocking::blocks(&self.store, recipient.jid().bare_str(), &fanout.from);
+        }
+        let addressing = (recipient.jid(), &fanout.from);
+        let class = (fanout.kind, fanout.ty);
+        let seen = &mut self.seen_occupants;
+        blocking::room_copy_blocked(&self.store, seen, addressing, class, &fanout.stanza)
+    }
+
+    /// A groupchat copy (from `from`, parsed as `view`) to every available session of
+    /// `bare` not in `joined`, each stamped with its own `to`.
+    fn send_to_other_devices(
+        &mut self,
+        conns: &ConnSlab,
+        (from, view): (&Jid, &StanzaView<'_>),
+        bare: &Jid,
+        joined: &[&Jid],
+        copy: &mut Vec<u8>,
+        fx: &mut impl Effects,
+    ) {
+        for index in 0.. {
+            let Some(slot) = self.directory.slot_at(bare.bare_str(), index) else {
+                break;
+            };
+            if !self.sessions.get(slot).is_some_and(|s| s.available) {
+                continue;
+            }
+            let Some(full) = conns.get(slot).and_then(|c| c.jid.as_ref()) else {
+                continue;
+            };
+            if joined.contains(&full) {
+                continue;
+            }
+            copy.clear();
+            view.stamp(from.as_str(), Some(full.as_str()), copy);
+            self.send(slot, copy, fx);
+        }
+    }
+
     /// Writes one recipient's copy (`to` stamped), or stores it (a message for a member who
     /// is away).
     fn deliver_copy(

@@ -31,6 +31,7 @@ use std::sync::Arc;
 use rookery_proto::{Jid, StanzaKind, StanzaView};
 
 use crate::effects::{Effects, StanzaType};
+use crate::home::blocking;
 use crate::home::groups::fanout::{Broadcast, FanoutPlan};
 use crate::home::routing::Envelope;
 use crate::home::Home;
@@ -277,6 +278,7 @@ impl Router {
         let contacts = roster::items(&self.home.store, &prefix)
             .filter(|(_, item)| item.from)
             .filter_map(|(contact, _)| Jid::parse(contact).ok())
+            .filter(|contact| !blocking::blocks(&self.home.store, user.bare_str(), contact))
             .map(Recipient::Available);
         let plan = FanoutPlan::build(contacts, &self.home.placement);
         if plan.is_empty() {
@@ -409,7 +411,8 @@ impl Router {
         for recipient in fanout.recipients.iter() {
             let contact = recipient.jid();
             let approved = roster::get(&self.home.store, contact.bare_str(), prober.bare_str())
-                .is_some_and(|item| item.from);
+                .is_some_and(|item| item.from)
+                && !blocking::blocks(&self.home.store, contact.bare_str(), prober);
             if approved {
                 let answered = self
                     .home
@@ -444,7 +447,7 @@ impl Home {
 
     /// Sends the last presence of each available session of `owner` to `contact`; returns
     /// how many went out.
-    fn send_own_presence(
+    pub(crate) fn send_own_presence(
         &mut self,
         conns: &ConnSlab,
         owner: &Jid,
@@ -484,7 +487,7 @@ impl Home {
     }
 
     /// Sends unavailable from each available session of `owner` to `contact`.
-    fn send_own_unavailable(
+    pub(crate) fn send_own_unavailable(
         &mut self,
         conns: &ConnSlab,
         owner: &Jid,

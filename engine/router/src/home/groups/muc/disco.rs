@@ -206,6 +206,8 @@ fn room_info(room: &Room, ctx: &mut Ctx<'_, '_>, node: Option<&str>) {
         "muc_nonanonymous",
         "muc_unmoderated",
         "muc_unsecured",
+        // XEP-0410: a ping to the occupant's own JID is answered by the room itself.
+        "http://jabber.org/protocol/muc#self-ping-optimization",
     ];
     let archive = ctx.archive.is_some().then_some(MAM_NS);
     for feature in features.into_iter().chain(archive) {

@@ -16,8 +16,10 @@
 //! every room is "instant" (usable at once, status 201, configurable later); several
 //! sessions of one user may share its nick (7.2 multi-session: the second session gets the
 //! room's presences and the subject, the others see nothing new); one user holds one nick
-//! (another nick from another session is a `conflict`) and nick changes are refused
-//! (`not-acceptable`: leave and rejoin); any occupant may set the subject; `muc#roomconfig_
+//! (another nick from another session is a `conflict`); a presence to another nick from an
+//! occupant's session is a nick change of the occupant, all its sessions (XEP-0045 7.6, 303);
+//! owners and admins ban (outcast, 301: the user stops being a member and cannot join),
+//! moderators kick (307: the user stays a member); any occupant may set the subject; `muc#roomconfig_
 //! maxusers` caps occupants (nicks) and `max_members` caps affiliated users; the service's
 //! disco#items lists the rooms of the shard that answers it (the service JID's home shard),
 //! open rooms and those the requester belongs to, at most `MAX_LISTED_ROOMS`.
@@ -27,7 +29,7 @@
 //! this server's domain (no federation yet: not-allowed). An owner may destroy a room
 //! (XEP-0045 10.9): occupants hear it, its record and affiliations leave the store.
 //!
-//! What it does not do: bans (outcast), roles changes (kick, voice), invitations, iq
+//! What it does not do: voice (rooms are unmoderated), invitations, iq
 //! forwarding to occupants (except XEP-0410 self-ping), or anything on another shard (the
 //! router routes every room stanza to the room's home shard).
 //!

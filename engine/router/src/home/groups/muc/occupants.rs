@@ -15,6 +15,7 @@
 //! sends one for every room it remembers, refused joins included).
 
 use std::borrow::Cow;
+use std::sync::Arc;
 
 use rookery_proto::framer::check_namespaces;
 use rookery_proto::view::Child;
@@ -57,9 +58,9 @@ fn join_or_update(rooms: &mut Map<Box<str>, Room>, ctx: &mut Ctx<'_, '_>) {
     };
     match room.nick_of_session(ctx.from.as_str()) {
         Some(current) if current == nick => update(room, ctx, payload),
-        Some(_) => {
-            let text = "Nickname changes are not supported: leave and join again";
-            ctx.refuse(Refusal::with_text(MucError::NotAcceptable, text));
+        Some(current) => {
+            let old: Box<str> = current.into();
+            change_nick(room, ctx, &old, payload);
         }
         None => match admit(room, ctx) {
             Ok(affiliation) => enter(room, ctx, affiliation, payload, false),
@@ -122,6 +123,10 @@ fn admit(room: &mut Room, ctx: &mut Ctx<'_, '_>) -> Result<Affiliation, Refusal>
     let bare = ctx.from.bare_str();
     let nick = ctx.to.resource().unwrap_or_default();
     let affiliation = room.affiliation(bare);
+    if affiliation == Affiliation::Outcast {
+        let text = "You are banned from this group";
+        return Err(Refusal::with_text(MucError::Forbidden, text));
+    }
     // First, so that a non-member learns nothing about who is in a members-only room.
     if affiliation == Affiliation::None && room.config.members_only {
         let text = "This group is members-only: ask an admin to add you";
@@ -282,6 +287,84 @@ pub(crate) fn announce(room: &mut Room, ctx: &mut Ctx<'_, '_>, nick: &str) {
     let item = occupant_item(room, occupant);
     stanzas::occupant_presence(&mut stanza, head, false, &occupant.payload, item, &[]);
     ctx.broadcast(&occupant.jid, StanzaType::Available, stanza, plan);
+}
+
+/// The sender's occupant takes the nick it sent its presence to (XEP-0045 7.6), with every
+/// session of it: the others hear it leave the old nick (303, the new nick in the item) and
+/// arrive under the new one; its own sessions get the same with 110. A nick another user
+/// holds is a `conflict` and changes nothing.
+fn change_nick(room: &mut Room, ctx: &mut Ctx<'_, '_>, old: &str, payload: Box<[u8]>) {
+    let new = ctx.to.resource().unwrap_or_default();
+    if room.occupants.contains_key(new) {
+        let text = "That nickname is used by another person in this group";
+        ctx.refuse(Refusal::with_text(MucError::Conflict, text));
+        return;
+    }
+    let Some(occupant) = room.remove_occupant(old) else {
+        return;
+    };
+    let affiliation = room.affiliation(occupant.bare.as_str());
+    let shown = room.config.broadcast.contains(occupant.role);
+    // Everyone but the occupant itself (it is out of the room until re-added below).
+    let others = room.presence_plan(&ctx.config.placement);
+    let first = occupant.sessions.first().map(Jid::as_str);
+    let item = |jid| Item {
+        affiliation,
+        role: occupant.role,
+        jid,
+    };
+    let head = |to| Head {
+        id: None,
+        from: occupant.jid.as_str(),
+        to,
+    };
+    if shown {
+        let mut stanza = Vec::new();
+        let codes = [status::NICK_CHANGE];
+        stanzas::nick_change_presence(&mut stanza, head(None), item(first), new, &codes);
+        ctx.broadcast(
+            &occupant.jid,
+            StanzaType::Unavailable,
+            stanza,
+            Arc::clone(&others),
+        );
+    }
+    let own_codes = [status::NICK_CHANGE, status::SELF];
+    for session in &occupant.sessions {
+        let mut stanza = Vec::new();
+        let (head, item) = (head(Some(session.as_str())), item(Some(session.as_str())));
+        stanzas::nick_change_presence(&mut stanza, head, item, new, &own_codes);
+        ctx.send(
+            session,
+            StanzaKind::Presence,
+            StanzaType::Unavailable,
+            stanza,
+        );
+    }
+    for session in &occupant.sessions {
+        room.add_session(ctx.to, session, occupant.role, payload.clone());
+    }
+    let Some(renamed) = room.occupants.get(new) else {
+        return;
+    };
+    let item = occupant_item(room, renamed);
+    let head = |to| Head {
+        id: None,
+        from: renamed.jid.as_str(),
+        to,
+    };
+    if shown {
+        let mut stanza = Vec::new();
+        stanzas::occupant_presence(&mut stanza, head(None), false, &renamed.payload, item, &[]);
+        ctx.broadcast(&renamed.jid, StanzaType::Available, stanza, others);
+    }
+    for session in &renamed.sessions {
+        let mut stanza = Vec::new();
+        let codes = [status::SELF];
+        let head = head(Some(session.as_str()));
+        stanzas::occupant_presence(&mut stanza, head, false, &renamed.payload, item, &codes);
+        ctx.send(session, StanzaKind::Presence, StanzaType::Available, stanza);
+    }
 }
 
 /// The sender's session leaves the room.

@@ -7,7 +7,7 @@
 //!   where flags bit 0 = members-only, `broadcast` = role bits (1 moderator, 2 participant,
 //!   4 visitor) and each string is `len:u16` + UTF-8 bytes. Bytes after the last field are
 //!   ignored (room for fields a later writer appends under the same version).
-//! - affiliation, version 1: `01 affiliation:u8` (1 owner, 2 admin, 3 member).
+//! - affiliation, version 1: `01 affiliation:u8` (1 owner, 2 admin, 3 member, 4 outcast).
 //!
 //! What it does not do: persist occupants (sessions are live; they rejoin), or decide when
 //! to write (the room modules write after each change they accept).
@@ -111,6 +111,7 @@ pub(crate) fn encode_affiliation(affiliation: Affiliation) -> Option<[u8; 2]> {
         Affiliation::Owner => 1,
         Affiliation::Admin => 2,
         Affiliation::Member => 3,
+        Affiliation::Outcast => 4,
         Affiliation::None => return None,
     };
     Some([VERSION, code])
@@ -121,6 +122,7 @@ pub(crate) fn decode_affiliation(bytes: &[u8]) -> Option<Affiliation> {
         [VERSION, 1, ..] => Some(Affiliation::Owner),
         [VERSION, 2, ..] => Some(Affiliation::Admin),
         [VERSION, 3, ..] => Some(Affiliation::Member),
+        [VERSION, 4, ..] => Some(Affiliation::Outcast),
         _ => None,
     }
 }

@@ -5,7 +5,8 @@
 //! persist anything (see `persist`).
 //!
 //! Invariants: `affiliations` holds only owner/admin/member entries (none is absence), keyed
-//! by bare JID; every occupant's sessions are listed in `sessions` and no session belongs to
+//! by bare JID; banned users (outcast) are in `outcasts` only, never in `affiliations` (they
+//! are not members: no message reaches them) and never occupants; every occupant's sessions are listed in `sessions` and no session belongs to
 //! two occupants; an occupant's sessions all share its bare JID; the plans are `None`
 //! whenever occupants or affiliations changed since they were built, and are rebuilt only on
 //! first use (so a message reuses them: one `Arc` clone, no rebuild).
@@ -23,6 +24,8 @@ use crate::mail::Recipient;
 pub(crate) const MAX_NAME_BYTES: usize = 256;
 /// Longest subject kept (bytes); a longer subject change is refused.
 pub(crate) const MAX_SUBJECT_BYTES: usize = 1024;
+/// Most banned users one room keeps; a ban past it is refused (`not-allowed`).
+pub(crate) const MAX_OUTCASTS: usize = 1000;
 /// Largest presence payload (`<show/>`, `<status/>`, caps ...) kept per occupant and repeated
 /// to every later joiner; a larger one is dropped (the occupant's presence is sent bare).
 pub(crate) const MAX_PRESENCE_PAYLOAD_BYTES: usize = 4096;
@@ -33,6 +36,8 @@ pub(crate) enum Affiliation {
     Owner,
     Admin,
     Member,
+    /// Banned (XEP-0045 9.1): may not join; kept apart from the members (`Room::outcasts`).
+    Outcast,
     None,
 }
 
@@ -42,16 +47,18 @@ impl Affiliation {
             Affiliation::Owner => "owner",
             Affiliation::Admin => "admin",
             Affiliation::Member => "member",
+            Affiliation::Outcast => "outcast",
             Affiliation::None => "none",
         }
     }
 
-    /// The affiliations this service knows; `outcast` (bans) is not one of them.
+    /// The affiliations of XEP-0045 5.2.
     pub fn parse(value: &str) -> Option<Affiliation> {
         match value {
             "owner" => Some(Affiliation::Owner),
             "admin" => Some(Affiliation::Admin),
             "member" => Some(Affiliation::Member),
+            "outcast" => Some(Affiliation::Outcast),
             "none" => Some(Affiliation::None),
             _ => None,
         }
@@ -62,7 +69,16 @@ impl Affiliation {
         match self {
             Affiliation::Owner | Affiliation::Admin => Role::Moderator,
             Affiliation::Member | Affiliation::None => Role::Participant,
+            Affiliation::Outcast => Role::None,
         }
+    }
+
+    /// Owner, admin or member: belongs to the group (counted by `max_members`).
+    pub fn is_member(self) -> bool {
+        matches!(
+            self,
+            Affiliation::Owner | Affiliation::Admin | Affiliation::Member
+        )
     }
 }
 
@@ -208,6 +224,8 @@ pub(crate) struct Room {
     pub config: RoomConfig,
     pub subject: Subject,
     pub affiliations: BTreeMap<Box<str>, Affiliated>,
+    /// Banned users by bare JID (at most `MAX_OUTCASTS`).
+    pub outcasts: BTreeMap<Box<str>, Jid>,
     /// By nick.
     pub occupants: BTreeMap<Box<str>, Occupant>,
     /// Real full JID -> nick (a B-tree: no hash state per room, and a room has at most
@@ -226,6 +244,7 @@ impl Room {
             config,
             subject: Subject::default(),
             affiliations: BTreeMap::new(),
+            outcasts: BTreeMap::new(),
             occupants: BTreeMap::new(),
             sessions: BTreeMap::new(),
             message_plan: None,
@@ -235,6 +254,9 @@ impl Room {
     }
 
     pub fn affiliation(&self, bare: &str) -> Affiliation {
+        if self.outcasts.contains_key(bare) {
+            return Affiliation::Outcast;
+        }
         self.affiliations
             .get(bare)
             .map_or(Affiliation::None, |a| a.affiliation)
@@ -244,7 +266,7 @@ impl Room {
     /// Whether `bare` may see what the room holds (its name, subject, occupants): anyone in
     /// an open room, only affiliated users in a members-only one.
     pub fn visible_to(&self, bare: &str) -> bool {
-        !self.config.members_only || self.affiliation(bare) != Affiliation::None
+        !self.config.members_only || self.affiliation(bare).is_member()
     }
 
     pub fn member_count(&self) -> usize {
@@ -261,7 +283,11 @@ impl Room {
     /// Sets (or, with `None`, removes) a user's affiliation in memory.
     pub fn set_affiliation(&mut self, user: &Jid, affiliation: Affiliation) {
         let bare = user.to_bare();
-        if affiliation == Affiliation::None {
+        self.outcasts.remove(bare.as_str());
+        if affiliation == Affiliation::Outcast {
+            self.affiliations.remove(bare.as_str());
+            self.outcasts.insert(bare.as_str().into(), bare);
+        } else if affiliation == Affiliation::None {
             self.affiliations.remove(bare.as_str());
         } else {
             let key: Box<str> = bare.as_str().into();
@@ -331,14 +357,21 @@ impl Room {
         self.presence_plan = None;
     }
 
-    /// Every occupant session, then every member with no occupant in the room.
+    /// Every occupant session, each occupant's followed by its `Member` entry when it is a
+    /// member (its other online devices get the message too: `Router::deliver_fanout` reads a
+    /// `Member` right after sessions of the same user as "present"), then every member with no
+    /// occupant in the room (stored for it).
     pub fn message_recipients(&self) -> Vec<Recipient> {
         let mut present: BTreeSet<&str> = BTreeSet::new();
-        let mut recipients = Vec::with_capacity(self.affiliations.len() + self.sessions.len());
+        let capacity = 2 * self.affiliations.len() + self.sessions.len();
+        let mut recipients = Vec::with_capacity(capacity);
         for occupant in self.occupants.values() {
             present.insert(occupant.bare.as_str());
             let sessions = occupant.sessions.iter().cloned();
             recipients.extend(sessions.map(Recipient::Session));
+            if let Some(member) = self.affiliations.get(occupant.bare.as_str()) {
+                recipients.push(Recipient::Member(member.jid.clone()));
+            }
         }
         for (bare, affiliated) in &self.affiliations {
             if !present.contains(&**bare) {

@@ -30,6 +30,12 @@ pub(crate) mod status {
     pub const AFFILIATION_CHANGE: u16 = 321;
     /// Removed because the room became members-only.
     pub const MEMBERS_ONLY: u16 = 322;
+    /// Banned from the room.
+    pub const BANNED: u16 = 301;
+    /// The occupant's new nick is in the item (nick change).
+    pub const NICK_CHANGE: u16 = 303;
+    /// Kicked from the room.
+    pub const KICKED: u16 = 307;
 }
 
 /// The stanza error conditions rooms use (RFC 6120 8.3.3, XEP-0045 types).
@@ -135,10 +141,18 @@ fn open(out: &mut Vec<u8>, name: &str, ty: Option<&str>, head: Head<'_>) {
     }
 }
 
-/// A stanza error of kind `name` (`message`, `presence`, `iq`).
+/// A stanza error of kind `name` (`message`, `presence`, `iq`). A presence error carries
+/// `<x xmlns='http://jabber.org/protocol/muc'/>` as in XEP-0045's examples (clients such as
+/// slixmpp match a refused join by it).
 pub(crate) fn error(out: &mut Vec<u8>, name: &str, head: Head<'_>, refusal: &Refusal) {
     open(out, name, Some("error"), head);
-    out.extend_from_slice(b"><error");
+    out.push(b'>');
+    if name == "presence" {
+        out.extend_from_slice(b"<x");
+        attr(out, "xmlns", MUC_NS);
+        out.extend_from_slice(b"/>");
+    }
+    out.extend_from_slice(b"<error");
     attr(out, "type", refusal.error.error_type());
     out.extend_from_slice(b"><");
     out.extend_from_slice(refusal.error.condition().as_bytes());
@@ -208,6 +222,34 @@ pub(crate) fn occupant_presence(
     out.extend_from_slice(b"</x>");
     out.extend_from_slice(payload);
     out.extend_from_slice(b"</presence>");
+}
+
+/// The unavailable presence of an occupant changing its nick (XEP-0045 7.6): from the old
+/// occupant JID, the item naming `new_nick`, status 303 (and the others of `statuses`).
+pub(crate) fn nick_change_presence(
+    out: &mut Vec<u8>,
+    head: Head<'_>,
+    item: Item<'_>,
+    new_nick: &str,
+    statuses: &[u16],
+) {
+    open(out, "presence", Some("unavailable"), head);
+    out.extend_from_slice(b"><x");
+    attr(out, "xmlns", MUC_USER_NS);
+    out.extend_from_slice(b"><item");
+    attr(out, "affiliation", item.affiliation.as_str());
+    attr(out, "role", item.role.as_str());
+    if let Some(jid) = item.jid {
+        attr(out, "jid", jid);
+    }
+    attr(out, "nick", new_nick);
+    out.extend_from_slice(b"/>");
+    for code in statuses {
+        out.extend_from_slice(b"<status code='");
+        out.extend_from_slice(code.to_string().as_bytes());
+        out.extend_from_slice(b"'/>");
+    }
+    out.extend_from_slice(b"</x></presence>");
 }
 
 /// What an occupant session hears when its room is destroyed (XEP-0045 10.9): unavailable,
@@ -281,7 +323,7 @@ mod tests {
         assert_eq!(
             text(out),
             "<presence type='error' id='j1' from='r@groups.example.com/n' to='a@example.com/x'>\
-             <error type='wait'><service-unavailable \
+             <x xmlns='http://jabber.org/protocol/muc'/><error type='wait'><service-unavailable \
              xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/><text \
              xmlns='urn:ietf:params:xml:ns:xmpp-stanzas' xml:lang='en'>full &lt;1024&gt;</text>\
              </error></presence>"

@@ -223,12 +223,27 @@ fn groupchat_reaches_every_occupant_and_absent_member_once() {
     assert_eq!(
         sessions(&recipients),
         vec![
+            format!("member alice@example.com"),
+            format!("member bob@example.com"),
             format!("member carol@example.com"),
+            format!("member dave@example.com"),
             format!("session {ALICE}"),
             format!("session {BOB}"),
             format!("session dave@example.com/d"),
             format!("session dave@example.com/second"),
         ]
+    );
+    // A present member's entry follows its sessions (its other devices get the message
+    // live); an absent one (carol) comes after every occupant (stored for her).
+    let dave = recipients
+        .iter()
+        .position(|r| matches!(r, Recipient::Session(j) if j.as_str() == "dave@example.com/second"))
+        .expect("dave's second session");
+    assert!(
+        matches!(&recipients[dave + 1], Recipient::Member(j) if j.as_str() == "dave@example.com")
+    );
+    assert!(
+        matches!(recipients.last(), Some(Recipient::Member(j)) if j.as_str() == "carol@example.com")
     );
     assert_eq!(
         **plan,
@@ -242,7 +257,7 @@ fn groupchat_reaches_every_occupant_and_absent_member_once() {
     let after = bench.say(BOB, "back");
     let (_, _, third) = broadcast(&after[0]).expect("a broadcast");
     assert!(!Arc::ptr_eq(plan, third));
-    assert_eq!(third.len(), 5);
+    assert_eq!(third.len(), 9, "five sessions, four present members");
 }
 
 #[test]
@@ -340,9 +355,35 @@ fn presence_updates_are_broadcast_and_shown_to_later_joiners() {
         .find(|(_, s)| s.contains("/bob'"))
         .expect("bob's presence to dave");
     assert!(bob.1.contains("<show>away</show>"));
-    // A nick change is refused.
+    // A nick change (XEP-0045 7.6): unavailable with 303 and the new nick, then available,
+    // to the others and (with 110) to bob; a nick someone else holds is a conflict.
     let rename = bench.join(BOB, "robert");
-    assert!(only_error(&rename, BOB).contains("not-acceptable"));
+    assert_eq!(rename.len(), 4, "{rename:?}");
+    let (from, gone, plan) = broadcast(&rename[0]).expect("the others hear bob leave");
+    assert_eq!(from, format!("{ROOM}/bob"));
+    assert!(gone.contains("type='unavailable'") && gone.contains("nick='robert'"));
+    assert!(gone.contains("<status code='303'/>"), "{gone}");
+    assert_eq!(plan.len(), 3, "alice, carol, dave");
+    let (to, own) = sent(&rename[1]).expect("bob hears it too");
+    assert_eq!(to, BOB);
+    assert!(
+        own.contains("<status code='303'/><status code='110'/>"),
+        "{own}"
+    );
+    let (from, back, _) = broadcast(&rename[2]).expect("then robert arrives");
+    assert_eq!(from, format!("{ROOM}/robert"));
+    assert!(back.contains("<show>") || !back.contains("type="), "{back}");
+    let (_, own) = sent(&rename[3]).expect("bob's own new presence");
+    assert!(own.contains(&format!("from='{ROOM}/robert'")) && own.contains("code='110'"));
+    let room = bench.rooms.room(ROOM).expect("room");
+    assert_eq!(room.nick_of_session(BOB), Some("robert"));
+    assert!(!room.occupants.contains_key("bob"));
+    let taken = bench.join(BOB, "carol");
+    assert!(only_error(&taken, BOB).contains("conflict"));
+    assert_eq!(
+        bench.rooms.room(ROOM).expect("room").nick_of_session(BOB),
+        Some("robert")
+    );
 }
 
 #[test]
@@ -401,7 +442,11 @@ fn subject_changes_are_kept_broadcast_and_sent_to_joiners() {
     let actions = bench.send(BOB, &change);
     let (from, _, plan) = broadcast(&actions[0]).expect("a broadcast");
     assert_eq!(from, format!("{ROOM}/bob"));
-    assert_eq!(plan.len(), 3);
+    assert_eq!(
+        plan.len(),
+        6,
+        "three occupant sessions and their three members"
+    );
     let joined = bench.join(DAVE, "dave");
     let (_, subject) = sent(joined.last().expect("actions")).expect("the subject");
     assert_eq!(

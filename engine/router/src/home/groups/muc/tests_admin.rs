@@ -7,7 +7,7 @@ use super::tests::{
     broadcast, jid, memory_store, only_error, rooms_config, sent, Bench, ALICE, BOB, CAROL, DAVE,
     ROOM,
 };
-use super::Rooms;
+use super::{RoomAction, Rooms};
 use crate::tables::{self, AFFILIATIONS, ROOMS};
 
 fn admin_set(
@@ -65,7 +65,91 @@ fn affiliation_lists_are_for_owners_and_admins() {
         "<iq type='get' id='g' to='{ROOM}'><query xmlns='http://jabber.org/protocol/muc#admin'>\
          <item role='participant'/></query></iq>"
     );
-    assert!(only_error(&bench.send(ALICE, &roles), ALICE).contains("feature-not-implemented"));
+    let list = text_of_result(&bench.send(ALICE, &roles));
+    assert!(list.contains("nick='bob' role='participant'"), "{list}");
+    assert!(!list.contains("nick='al'"), "alice is a moderator: {list}");
+}
+
+fn text_of_result(actions: &[RoomAction]) -> String {
+    let (to, reply) = sent(&actions[0]).expect("a reply");
+    assert_eq!(to, ALICE);
+    assert!(reply.contains("type='result'"), "{reply}");
+    reply
+}
+
+#[test]
+fn a_moderator_kicks_and_an_owner_bans() {
+    let mut bench = Bench::three(10);
+    let kick = format!(
+        "<iq type='set' id='k' to='{ROOM}'><query xmlns='http://jabber.org/protocol/muc#admin'>\
+         <item nick='bob' role='none'/></query></iq>"
+    );
+    // bob is no moderator: he may not kick carol.
+    let carol_kick = kick.replace("nick='bob'", "nick='carol'");
+    assert!(only_error(&bench.send(BOB, &carol_kick), BOB).contains("forbidden"));
+    let actions = bench.send(ALICE, &kick);
+    let (_, others, plan) = broadcast(&actions[0]).expect("the others hear it");
+    assert!(others.contains("<status code='307'/>") && others.contains("role='none'"));
+    assert_eq!(plan.len(), 2);
+    let (to, own) = sent(&actions[1]).expect("bob hears it");
+    assert_eq!(to, BOB);
+    assert!(
+        own.contains("<status code='307'/><status code='110'/>"),
+        "{own}"
+    );
+    assert!(sent(&actions[2]).is_some_and(|(to, r)| to == ALICE && r.contains("type='result'")));
+    let room = bench.rooms.room(ROOM).expect("room");
+    assert!(room.nick_of_session(BOB).is_none());
+    assert_eq!(
+        room.affiliation("bob@example.com"),
+        Affiliation::Member,
+        "still a member"
+    );
+    // An owner cannot be kicked.
+    let owner_kick = kick.replace("nick='bob'", "nick='al'");
+    assert!(only_error(&bench.send(ALICE, &owner_kick), ALICE).contains("not-allowed"));
+    // Voice changes: rooms are unmoderated.
+    let voice = kick.replace("nick='bob' role='none'", "nick='carol' role='visitor'");
+    assert!(only_error(&bench.send(ALICE, &voice), ALICE).contains("feature-not-implemented"));
+
+    // A ban removes carol (301), ends her membership and keeps her out.
+    let ban = admin_set(&mut bench, ALICE, "carol@example.com", "outcast");
+    assert!(is_result(&ban), "{ban:?}");
+    let (_, others, _) = broadcast(&ban[1]).expect("the others hear it");
+    assert!(others.contains("<status code='301'/>") && others.contains("affiliation='outcast'"));
+    let (to, own) = sent(&ban[2]).expect("carol hears it");
+    assert_eq!(to, CAROL);
+    assert!(
+        own.contains("<status code='301'/><status code='110'/>"),
+        "{own}"
+    );
+    let room = bench.rooms.room(ROOM).expect("room");
+    assert_eq!(room.affiliation("carol@example.com"), Affiliation::Outcast);
+    assert!(!room.affiliations.contains_key("carol@example.com"));
+    let rejoin = bench.join(CAROL, "carol");
+    assert!(only_error(&rejoin, CAROL).contains("forbidden"));
+    let outcasts = format!(
+        "<iq type='get' id='o' to='{ROOM}'><query xmlns='http://jabber.org/protocol/muc#admin'>\
+         <item affiliation='outcast'/></query></iq>"
+    );
+    let list = text_of_result(&bench.send(ALICE, &outcasts));
+    assert!(list.contains("<item affiliation='outcast' jid='carol@example.com'/>"));
+    // Stored: the ban survives a reload; lifting it lets carol in again.
+    let stored = bench
+        .store
+        .kv_get(AFFILIATIONS, &tables::key(ROOM, "carol@example.com"))
+        .map(<[u8]>::to_vec);
+    assert_eq!(stored.as_deref(), Some(&[1u8, 4][..]));
+    assert!(is_result(&admin_set(
+        &mut bench,
+        ALICE,
+        "carol@example.com",
+        "none"
+    )));
+    assert!(bench
+        .join(CAROL, "carol")
+        .iter()
+        .all(|a| sent(a).is_none_or(|(_, s)| !s.contains("type='error'"))));
 }
 
 #[test]
@@ -110,9 +194,9 @@ fn who_may_change_affiliations() {
         .store
         .kv_get(AFFILIATIONS, &tables::key(ROOM, "carol@example.com"))
         .is_none());
-    // Bans are not supported.
-    let ban = admin_set(&mut bench, ALICE, "eve@example.com", "outcast");
-    assert!(only_error(&ban, ALICE).contains("feature-not-implemented"));
+    // A member may not ban.
+    let ban = admin_set(&mut bench, DAVE, "eve@example.com", "outcast");
+    assert!(only_error(&ban, DAVE).contains("forbidden"));
 }
 
 #[test]
@@ -349,5 +433,6 @@ fn every_truncation_of_a_room_record_is_refused() {
     assert_eq!(decode_affiliation(&[1, 2]), Some(Affiliation::Admin));
     assert_eq!(decode_affiliation(&[1]), None);
     assert_eq!(decode_affiliation(&[2, 1]), None);
-    assert_eq!(decode_affiliation(&[1, 4]), None);
+    assert_eq!(decode_affiliation(&[1, 4]), Some(Affiliation::Outcast));
+    assert_eq!(decode_affiliation(&[1, 5]), None);
 }
