@@ -26,7 +26,10 @@ const DISCO_INFO_RESULT: &[u8] = b"<query xmlns='http://jabber.org/protocol/disc
 <feature var='http://jabber.org/protocol/disco#info'/>\
 <feature var='http://jabber.org/protocol/disco#items'/>\
 <feature var='urn:xmpp:ping'/>\
-<feature var='jabber:iq:roster'/></query>";
+<feature var='jabber:iq:roster'/>\
+<feature var='vcard-temp'/>\
+<feature var='jabber:iq:private'/>\
+<feature var='jabber:iq:last'/></query>";
 
 /// Largest presence without `to` (as the client sent it), available or unavailable, that is
 /// broadcast (and, available, kept); a larger one is refused with `not-acceptable` and
@@ -190,6 +193,9 @@ impl Router {
         }
         if view.has_child("query", ns::REGISTER) {
             self.register_iq(slot, view, ty, fx);
+            return;
+        }
+        if self.own_account_iq(slot, view, ty, account, fx) {
             return;
         }
         let Some(payload) = server_answer(view, ty, account, &self.home.disco_items) else {

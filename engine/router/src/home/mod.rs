@@ -2,7 +2,8 @@
 //! by concern: XEP-0198 (`sm`), presence and rosters (`presence`), groups and fan-out
 //! (`groups`), RFC 6121 routing (`routing`), server-answered stanzas (`local`),
 //! store-and-forward (`offline`, `delivery`, `delay`, `dedupe`), the XEP-0363 upload service
-//! (`upload`), XEP-0077 password change (`register`).
+//! (`upload`), XEP-0077 password change (`register`), what the server answers for an account's
+//! bare JID (PEP, vCard, private storage, last activity: `account`).
 //!
 //! [`Home`] owns the tables these modules work on (directory, XEP-0198 sessions, store, commit
 //! waiters, deliveries, presences, rooms, gathers, mail deadlines, scratch buffers, placement,
@@ -38,6 +39,7 @@ use crate::random::SecureRandom;
 use crate::sessions::Directory;
 use crate::stats::RouterStats;
 
+pub(crate) mod account;
 pub(crate) mod admin_accounts;
 pub(crate) mod dedupe;
 pub(crate) mod delay;

@@ -295,6 +295,10 @@ impl Home {
     }
 
     fn deliver_iq(&mut self, conns: &ConnSlab, envelope: &Envelope<'_>, fx: &mut impl Effects) {
+        // RFC 6121 8.5.1: the server answers for the account (PEP, vCard, last activity...).
+        if self.answer_for_account(conns, envelope, fx) {
+            return;
+        }
         if let Some(slot) = self.session(conns, envelope.to) {
             self.send(slot, envelope.stanza, fx);
             return;
