@@ -5,6 +5,8 @@
 //! `rookery accounts` (`slix_accounts.py`), and XEP-0363 file upload with slixmpp's xep_0363
 //! (upload, download and Range over HTTP, the XEP's refusals, an expired slot, the quota, a
 //! restart: `slix_upload.py`), XEP-0077 in-band registration then login (`slix_register.py`),
+//! PEP nicknames, OMEMO-style device lists and bundles, vCards, private storage, bookmarks and
+//! last activity (`slix_pep.py`),
 //! under every backend (chat also with one and two shards).
 //! `scripts/test.sh` installs slixmpp (and aiohttp, which its xep_0363 needs) when missing; a
 //! missing one fails these tests (they are never skipped silently).
@@ -213,6 +215,32 @@ fn metric_sum(text: &str, name: &str) -> u64 {
         })
         .filter_map(|line| line.rsplit(' ').next()?.parse::<u64>().ok())
         .sum()
+}
+
+#[test]
+fn slixmpp_publishes_pep_omemo_and_vcards_that_a_contact_reads_back() {
+    for backend in backends() {
+        let shards = 2u16;
+        let server = Server::start(backend, shards as usize, &[]);
+        let alice = user_on_shard("alice", 0, shards);
+        let bob = user_on_shard("bob", 1, shards);
+        let stdout = run_script("slix_pep.py", &server, &[], &[&alice, &bob], backend);
+        for want in [
+            "\"nick_event\": \"Alice in PEP\"",
+            "\"devicelist_event_identical\": true",
+            "\"devicelist_fetched_identical\": true",
+            "\"bundle_fetched_identical\": true",
+            "\"vcard_fn\": \"Alice Example\"",
+            "\"private_note\": \"bob likes tea\"",
+            "\"bookmarks\": [\"cake@groups.example.com\", \"tea@groups.example.com\"]",
+            "\"bookmarks_hidden_from_bob\": \"not-allowed\"",
+            "\"last_activity_seconds\": 0",
+            "\"pep_identity\": true",
+            "\"ok\": true",
+        ] {
+            assert!(stdout.contains(want), "{backend}: want {want} in {stdout}");
+        }
+    }
 }
 
 #[test]

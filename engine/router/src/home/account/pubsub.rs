@@ -223,8 +223,10 @@ impl Home {
             nodes::node(&self.store, owner, &node_name).ok_or(StanzaError::ItemNotFound)?;
         self.may_read(parties, config.access)?;
         let max = match items.attr("max_items") {
-            Some(max) => max.trim().parse().map_err(|_| StanzaError::BadRequest)?,
-            None => usize::MAX,
+            Some(max) if !max.trim().is_empty() => {
+                max.trim().parse().map_err(|_| StanzaError::BadRequest)?
+            }
+            _ => usize::MAX,
         };
         let wanted: Vec<String> = items
             .children()
