@@ -217,6 +217,9 @@ pub enum StanzaError {
     FeatureNotImplemented,
     /// XEP-0077: the username is taken.
     Conflict,
+    /// Known, but this requester may not (another account's private data, XEP-0012 without
+    /// a presence subscription).
+    Forbidden,
 }
 
 impl StanzaError {
@@ -234,6 +237,7 @@ impl StanzaError {
             StanzaError::NotAuthorized => "not-authorized",
             StanzaError::FeatureNotImplemented => "feature-not-implemented",
             StanzaError::Conflict => "conflict",
+            StanzaError::Forbidden => "forbidden",
         }
     }
 
@@ -249,7 +253,7 @@ impl StanzaError {
             | StanzaError::ItemNotFound
             | StanzaError::FeatureNotImplemented
             | StanzaError::Conflict => "cancel",
-            StanzaError::NotAuthorized => "auth",
+            StanzaError::NotAuthorized | StanzaError::Forbidden => "auth",
             StanzaError::ResourceConstraint | StanzaError::RemoteServerTimeout => "wait",
         }
     }

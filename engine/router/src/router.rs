@@ -656,6 +656,7 @@ impl Router {
         let full = conn.jid.clone().filter(|_| was_bound);
         if let Some(jid) = &full {
             self.home.directory.remove(jid.bare_str(), slot);
+            self.home.note_session_end(jid);
         }
         let detached = match sm {
             Some(token) => self.end_sm(token, end, presence),

@@ -15,6 +15,16 @@ pub(crate) const AFFILIATIONS: u8 = 3;
 /// in its encoded form (see `accounts`).
 pub(crate) const ACCOUNTS: u8 = 4;
 
+/// PEP nodes (key `user-bare \0 node`) and items (`user-bare \0 node \0 item-id`), values
+/// encoded by `home::account::nodes`.
+pub(crate) const PEP_ITEMS: u8 = 5;
+/// XEP-0049 private storage: key `user-bare \0 element-name SP namespace`, value the element.
+pub(crate) const PRIVATE: u8 = 6;
+/// XEP-0054 vCards: key `user-bare`, value the `<vCard/>` element.
+pub(crate) const VCARD: u8 = 7;
+/// XEP-0012 last logout: key `user-bare`, value Unix seconds (u64 big-endian).
+pub(crate) const LAST_ACTIVITY: u8 = 8;
+
 /// XEP-0191 blocklists: key `user-bare \0 blocked-jid`, value encoded by `blocking`.
 pub(crate) const BLOCKLIST: u8 = 9;
 

@@ -11,6 +11,8 @@
 //! state indication: held, coalesced presence and chats at once (`slix_csi.py`),
 //! XEP-0191 blocking (`slix_block.py`), XEP-0045 kick, ban and nick change with XEP-0410
 //! self-ping (`slix_moderation.py`),
+//! PEP nicknames, OMEMO-style device lists and bundles, vCards, private storage, bookmarks and
+//! last activity (`slix_pep.py`),
 //! under every backend (chat also with one and two shards).
 //! `scripts/test.sh` installs slixmpp (and aiohttp, which its xep_0363 needs) when missing; a
 //! missing one fails these tests (they are never skipped silently).
@@ -377,6 +379,32 @@ fn metric_sum(text: &str, name: &str) -> u64 {
         })
         .filter_map(|line| line.rsplit(' ').next()?.parse::<u64>().ok())
         .sum()
+}
+
+#[test]
+fn slixmpp_publishes_pep_omemo_and_vcards_that_a_contact_reads_back() {
+    for backend in backends() {
+        let shards = 2u16;
+        let server = Server::start(backend, shards as usize, &[]);
+        let alice = user_on_shard("alice", 0, shards);
+        let bob = user_on_shard("bob", 1, shards);
+        let stdout = run_script("slix_pep.py", &server, &[], &[&alice, &bob], backend);
+        for want in [
+            "\"nick_event\": \"Alice in PEP\"",
+            "\"devicelist_event_identical\": true",
+            "\"devicelist_fetched_identical\": true",
+            "\"bundle_fetched_identical\": true",
+            "\"vcard_fn\": \"Alice Example\"",
+            "\"private_note\": \"bob likes tea\"",
+            "\"bookmarks\": [\"cake@groups.example.com\", \"tea@groups.example.com\"]",
+            "\"bookmarks_hidden_from_bob\": \"not-allowed\"",
+            "\"last_activity_seconds\": 0",
+            "\"pep_identity\": true",
+            "\"ok\": true",
+        ] {
+            assert!(stdout.contains(want), "{backend}: want {want} in {stdout}");
+        }
+    }
 }
 
 #[test]

@@ -14,6 +14,7 @@ use rookery_proto::{ns, Jid, StanzaKind, StanzaView};
 use crate::effects::{Effects, StanzaType};
 use crate::errors::StreamError;
 use crate::home::blocking;
+use crate::home::Home;
 use crate::home::carbons::{carbons_request, Direction};
 use crate::home::csi::CSI_NS;
 use crate::home::presence::subscription::is_subscription;
@@ -33,7 +34,10 @@ const DISCO_INFO_RESULT: &[u8] = b"<query xmlns='http://jabber.org/protocol/disc
 <feature var='urn:xmpp:ping'/>\
 <feature var='urn:xmpp:blocking'/>\
 <feature var='jabber:iq:roster'/>\
-<feature var='urn:xmpp:carbons:2'/></query>";
+<feature var='urn:xmpp:carbons:2'/>\
+<feature var='vcard-temp'/>\
+<feature var='jabber:iq:private'/>\
+<feature var='jabber:iq:last'/></query>";
 
 /// Largest presence without `to` (as the client sent it), available or unavailable, that is
 /// broadcast (and, available, kept); a larger one is refused with `not-acceptable` and
@@ -222,13 +226,12 @@ impl Router {
         if ty == StanzaType::Set && view.children().any(|c| c.xmlns == Some(PUSH_NS)) {
             return self.push_iq(slot, view, fx);
         }
-        if account && ty == StanzaType::Get && view.has_child("query", ns::DISCO_INFO) {
-            let mut payload = Vec::new();
-            account_disco_info(&mut payload, self.home.mam.is_some());
-            return self.answer_result(slot, view, &payload, fx);
-        }
         if let Some(enable) = carbons_request(view) {
             return self.carbons_iq(slot, view, ty, enable, fx);
+        }
+        // The account's own answers, its disco#info included (see `account`).
+        if self.own_account_iq(slot, view, ty, account, fx) {
+            return;
         }
         let Some(payload) = server_answer(view, ty, account, &self.home.disco_items) else {
             return self.service_unavailable(slot, view, fx);
@@ -368,17 +371,15 @@ impl Router {
     }
 }
 
-/// An account's disco#info (XEP-0030 on the bare JID): the features modules add to accounts,
-/// each module's list in one const.
-fn account_disco_info(out: &mut Vec<u8>, archive_on: bool) {
-    out.extend_from_slice(b"<query xmlns='http://jabber.org/protocol/disco#info'>");
-    out.extend_from_slice(b"<identity category='account' type='registered'/>");
-    out.extend_from_slice(b"<feature var='http://jabber.org/protocol/disco#info'/>");
-    if archive_on {
-        out.extend_from_slice(mam::ACCOUNT_FEATURES);
+impl Home {
+    /// The account features of modules outside `account` (each module's list in one const),
+    /// for the account's disco#info (XEP-0030 on the bare JID; see `account::pubsub`).
+    pub(crate) fn other_account_features(&self, out: &mut Vec<u8>) {
+        if self.mam.is_some() {
+            out.extend_from_slice(mam::ACCOUNT_FEATURES);
+        }
+        out.extend_from_slice(push::ACCOUNT_FEATURES);
     }
-    out.extend_from_slice(push::ACCOUNT_FEATURES);
-    out.extend_from_slice(b"</query>");
 }
 
 /// The payload of the server's result for a known request, or None (service-unavailable);

@@ -4,7 +4,8 @@
 //! store-and-forward (`offline`, `delivery`, `delay`, `dedupe`), the XEP-0363 upload service
 //! (`upload`), XEP-0077 password change (`register`), XEP-0114 components (`components`),
 //! XEP-0357 push notifications (`push`), XEP-0280 message carbons (`carbons`), XEP-0352
-//! client state indication (`csi`).
+//! client state indication (`csi`), what the server answers for an account's bare JID (PEP,
+//! vCard, private storage, last activity: `account`).
 //!
 //! [`Home`] owns the tables these modules work on (directory, XEP-0198 sessions, store, commit
 //! waiters, deliveries, presences, rooms, gathers, mail deadlines, scratch buffers, placement,
@@ -42,6 +43,7 @@ use crate::random::SecureRandom;
 use crate::sessions::Directory;
 use crate::stats::RouterStats;
 
+pub(crate) mod account;
 pub(crate) mod admin_accounts;
 pub(crate) mod blocking;
 pub(crate) mod carbons;

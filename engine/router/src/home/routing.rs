@@ -381,6 +381,10 @@ impl Home {
         if self.push_answer(envelope) {
             return;
         }
+        // RFC 6121 8.5.1: the server answers for the account (PEP, vCard, last activity...).
+        if self.answer_for_account(conns, envelope, fx) {
+            return;
+        }
         if let Some(slot) = self.session(conns, envelope.to) {
             self.send(slot, envelope.stanza, fx);
             return;
