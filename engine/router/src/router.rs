@@ -361,6 +361,7 @@ impl Router {
         self.home.store.retry_due(now_ms);
         self.sm_tick(fx);
         self.expire_mail(fx);
+        self.home.departures.expire(now_ms);
         // Before the conn timers: a resumption failing now restarts its conn's bind window.
         self.finish_resumes(fx);
         let mut due = std::mem::take(&mut self.due);

@@ -188,6 +188,9 @@ metric_struct! {
         presence_broadcasts: Counter("rookery_presence_broadcasts_total"),
         /// Presence probes answered for contacts.
         probes_answered: Counter("rookery_probes_answered_total"),
+        /// Room presence dropped for a full JID whose leave of that room was not answered yet
+        /// (sent for a session that left; a newer session of the same full JID must not get it).
+        stale_room_presence: Counter("rookery_stale_room_presence_total"),
         /// Roster pushes sent (one per session per change).
         roster_pushes: Counter("rookery_roster_pushes_total"),
         /// Roster items stored on this shard.

@@ -219,6 +219,87 @@ fn leaving_is_announced_and_the_leaver_stops_receiving() {
     assert!(error.contains("<not-acceptable"), "{error}");
 }
 
+/// The order of events the simulator found: a session joins a room and ends, the client
+/// logs in again with the same resource and joins again, while the room's answers to the old
+/// session (its join, its leave) are still on their way to the user's home shard (a cross-node
+/// link retransmitting). The room takes join, leave, join in that order and keeps the new
+/// session; the new session hears that the old one left, then its own join, never the old
+/// session's "you are in" followed by "you left".
+#[test]
+fn a_new_session_of_the_same_full_jid_does_not_get_the_old_sessions_room_presence() {
+    let mut cluster = Cluster::new(SHARDS);
+    let room = room_homed_on(1);
+    let ann = login(&mut cluster, "ann", 2);
+    join(&mut cluster, ann.client, &room, &ann.nick);
+    cluster.commit_all();
+    cluster.take_output(ann.client);
+    let ben = user_homed_on("ben", 0, SHARDS);
+    // Everything for ben's home shard waits on the way from now on.
+    cluster.lose_mail_to(0);
+    let (old, jid) = cluster.login(0, &ben, Some("r"));
+    join(&mut cluster, old, &room, "ben");
+    cluster.commit_all();
+    cluster.disconnect(old);
+    cluster.commit_all();
+    let (new, again) = cluster.login(0, &ben, Some("r"));
+    assert_eq!(again, jid, "the same full JID");
+    assert_eq!(
+        join(&mut cluster, new, &room, "ben"),
+        "",
+        "the room's answers wait"
+    );
+    cluster.commit_all();
+    let stats = cluster.router(1).stats();
+    assert_eq!(stats.group_occupants, 2, "ann and the new session of ben");
+    // The room's stanzas reach ben's home shard now, in the order they were sent.
+    let held = cluster.take_lost_mail();
+    assert!(
+        held.len() >= 4,
+        "old join's answers, its leave's, the new join's: {held:?}"
+    );
+    for (location, mail) in held {
+        assert_eq!(location.shard, ShardId(0));
+        cluster.deliver_mail(0, mail);
+    }
+    let out = cluster.take_output(new);
+    let own = format!("<presence from='{room}/ben' to='{jid}'>");
+    let left = format!("<presence type='unavailable' from='{room}/ben' to='{jid}'>");
+    let ann_there = format!("<presence from='{room}/ann' to='{jid}'>");
+    assert_eq!(
+        out.matches(&own).count(),
+        1,
+        "its own join's answer only: {out}"
+    );
+    assert_eq!(
+        out.matches(&ann_there).count(),
+        1,
+        "one occupant list: {out}"
+    );
+    assert_eq!(
+        out.matches(&left).count(),
+        1,
+        "the old session's departure: {out}"
+    );
+    let (left_at, own_at) = (out.find(&left), out.find(&own));
+    assert!(
+        left_at < own_at,
+        "the departure comes before the join: {out}"
+    );
+    assert!(cluster.router(0).stats().stale_room_presence >= 2);
+    // The new session is in the room: it gets what ann says.
+    say(&mut cluster, ann.client, &room, "after", "still there?");
+    cluster.commit_all();
+    for (location, mail) in cluster.take_lost_mail() {
+        assert_eq!(location.shard, ShardId(0));
+        cluster.deliver_mail(0, mail);
+    }
+    let out = cluster.take_output(new);
+    assert!(
+        out.contains("id='after'") && out.contains("still there?"),
+        "{out}"
+    );
+}
+
 #[test]
 fn the_join_past_the_group_cap_is_refused_with_the_cap() {
     let mut cluster = Cluster::with_config(SHARDS, |config| config.group_max_members = 2);

@@ -32,6 +32,7 @@ use crate::home::delivery::Deliveries;
 use crate::home::groups::fanout::Gathers;
 use crate::home::groups::muc::{RoomAction, Rooms};
 use crate::home::offline::Waiter;
+use crate::home::presence::departures::Departures;
 use crate::home::presence::table::PresenceTable;
 use crate::home::push::Push;
 use crate::home::sessions::Sessions;
@@ -94,6 +95,8 @@ pub(crate) struct Home {
     pub waiters: VecDeque<Waiter>,
     /// Presence of this shard's sessions (last broadcast, rooms joined).
     pub presences: PresenceTable,
+    /// Rooms left whose answer has not come back: older presence from them is stale.
+    pub departures: Departures,
     /// Flow-controlled delivery of stored messages (backlogs, unconfirmed writes, log reads).
     pub deliveries: Deliveries,
     /// Groups homed on this shard.
@@ -170,6 +173,7 @@ impl Home {
             sm: SmTable::new(hash),
             waiters: VecDeque::new(),
             presences: PresenceTable::new(hash),
+            departures: Departures::new(hash, config.mail_timeout_ms),
             deliveries: Deliveries::new(hash),
             rooms,
             room_actions: Vec::new(),

@@ -28,6 +28,7 @@ use crate::effects::{Effects, StanzaType};
 use crate::home::blocking;
 use crate::home::carbons::Direction;
 use crate::home::offline::is_stored_type;
+use crate::home::presence::departures::RoomPresence;
 use crate::home::presence::subscription;
 use crate::home::sessions::Session;
 use crate::home::sm::Unacked;
@@ -369,12 +370,29 @@ impl Home {
             return;
         }
         if envelope.to.resource().is_some() {
+            if self.stale_room_presence(envelope.to, envelope.from, envelope.ty) {
+                return;
+            }
             if let Some(slot) = self.session(conns, envelope.to) {
                 self.send(slot, envelope.stanza, fx);
             }
             return;
         }
         self.send_to_available(envelope.to, envelope.stanza, |_| true, fx);
+    }
+
+    /// A room's presence to the full JID `to` sent before the answer to a leave of that
+    /// session: meant for the session that left, not for a newer one (see `departures`).
+    pub(crate) fn stale_room_presence(&mut self, to: &Jid, from: &Jid, ty: StanzaType) -> bool {
+        if from.domain() != self.groups.domain() {
+            return false;
+        }
+        let verdict = self.departures.judge(to, from, ty, self.now_ms);
+        if verdict == RoomPresence::Stale {
+            self.stats.stale_room_presence += 1;
+            return true;
+        }
+        false
     }
 
     fn deliver_iq(&mut self, conns: &ConnSlab, envelope: &Envelope<'_>, fx: &mut impl Effects) {

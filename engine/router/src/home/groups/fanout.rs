@@ -519,6 +519,9 @@ impl Home {
                 CopyOutcome::Sent
             }
             Recipient::Session(full) => {
+                if !message && self.stale_room_presence(full, &fanout.from, fanout.ty) {
+                    return CopyOutcome::Sent;
+                }
                 if let Some(slot) = self.session(conns, full) {
                     self.send(slot, copy, fx);
                     return CopyOutcome::Sent;

@@ -21,6 +21,7 @@
 //! every session whose presence was available gets exactly one unavailable broadcast when it
 //! ends (explicit unavailable, stream end without resumption, or resumption timeout).
 
+pub(crate) mod departures;
 pub(crate) mod roster;
 pub(crate) mod roster_iq;
 pub(crate) mod subscription;
@@ -204,6 +205,9 @@ impl Router {
         };
         let mut unavailable = Vec::new();
         for occupant in &state.rooms {
+            // Before the send: a room on this shard answers at once.
+            let now_ms = self.home.now_ms;
+            self.home.departures.left(user, occupant, now_ms);
             unavailable.clear();
             presence_stanza(
                 user.as_str(),

@@ -67,7 +67,8 @@ impl PresenceTable {
 
 impl Router {
     /// Remembers (available) or forgets (unavailable) that `from` occupies `occupant`
-    /// (`room@groups/nick`), so the room hears of it if the session goes away.
+    /// (`room@groups/nick`), so the room hears of it if the session goes away; a leave waits
+    /// for its answer (see `departures`).
     pub(crate) fn track_room_presence(&mut self, from: &Jid, occupant: &Jid, ty: StanzaType) {
         if occupant.resource().is_none() {
             return;
@@ -80,5 +81,9 @@ impl Router {
             state.rooms.push(occupant.clone());
         }
         self.home.presences.tidy(from.as_str());
+        if ty == StanzaType::Unavailable {
+            let now_ms = self.home.now_ms;
+            self.home.departures.left(from, occupant, now_ms);
+        }
     }
 }

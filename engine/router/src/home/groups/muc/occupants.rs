@@ -10,9 +10,11 @@
 //! member cap, affiliation written) before anything is sent; the joiner gets, in order, the
 //! presence of every other occupant whose role is broadcast, its own presence (110, 100, and
 //! 201 on creation), then the subject; the others get the newcomer's presence from the
-//! presence plan as it was before the join, so nobody but the joiner gets two copies. An
-//! unavailable presence from a session that is not in the room is ignored (the user's shard
-//! sends one for every room it remembers, refused joins included).
+//! presence plan as it was before the join, so nobody but the joiner gets two copies. Every
+//! leave to `room/nick` is answered to the leaving session with an unavailable presence from
+//! `room/nick` (the user's shard waits for it, see `presence::departures`); the leave of a
+//! session that is not in the room (the user's shard sends one for every room it remembers,
+//! refused joins included) changes nothing and nobody else hears of it.
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -33,11 +35,10 @@ use crate::maps::Map;
 pub(crate) fn on_presence(rooms: &mut Map<Box<str>, Room>, ctx: &mut Ctx<'_, '_>) {
     match ctx.ty {
         StanzaType::Available => join_or_update(rooms, ctx),
-        StanzaType::Unavailable => {
-            if let Some(room) = rooms.get_mut(ctx.to.bare_str()) {
-                leave(room, ctx);
-            }
-        }
+        StanzaType::Unavailable => match rooms.get_mut(ctx.to.bare_str()) {
+            Some(room) => leave(room, ctx),
+            None => not_in_room(None, ctx),
+        },
         // Subscriptions and probes mean nothing to a room.
         _ => {}
     }
@@ -369,10 +370,11 @@ fn change_nick(room: &mut Room, ctx: &mut Ctx<'_, '_>, old: &str, payload: Box<[
 
 /// The sender's session leaves the room.
 fn leave(room: &mut Room, ctx: &mut Ctx<'_, '_>) {
-    let Some(nick) = room.nick_of_session(ctx.from.as_str()) else {
-        return;
-    };
-    let Some(occupant) = room.occupants.get(nick) else {
+    let occupant = room
+        .nick_of_session(ctx.from.as_str())
+        .and_then(|nick| room.occupants.get(nick));
+    let Some(occupant) = occupant else {
+        not_in_room(Some(room), ctx);
         return;
     };
     let mut departed = occupant.clone();
@@ -392,6 +394,31 @@ fn leave(room: &mut Room, ctx: &mut Ctx<'_, '_>) {
     }
     let me = std::slice::from_ref(ctx.from);
     announce_departure(room, ctx, &departed, me, &[]);
+}
+
+/// Answers the leave of a session that is not in the room (or of a missing room): it hears
+/// it is out (unavailable, 110), from the occupant JID it left, and nobody else hears
+/// anything. Its shard waits for this answer to tell the room's presence for the session
+/// that left from presence for a newer session of the same full JID (`presence::departures`).
+fn not_in_room(room: Option<&Room>, ctx: &mut Ctx<'_, '_>) {
+    if ctx.to.resource().is_none() {
+        return;
+    }
+    let affiliation = room.map_or(Affiliation::None, |r| r.affiliation(ctx.from.bare_str()));
+    let head = Head {
+        id: None,
+        from: ctx.to.as_str(),
+        to: Some(ctx.from.as_str()),
+    };
+    let item = Item {
+        affiliation,
+        role: super::room::Role::None,
+        jid: Some(ctx.from.as_str()),
+    };
+    let mut stanza = Vec::new();
+    stanzas::occupant_presence(&mut stanza, head, true, &[], item, &[status::SELF]);
+    let to = ctx.from.clone();
+    ctx.send(&to, StanzaKind::Presence, StanzaType::Unavailable, stanza);
 }
 
 /// Tells the room that `departed` (already removed) left: the others from the presence

@@ -317,8 +317,29 @@ fn leaving_tells_the_others_and_keeps_the_membership() {
     let room = bench.rooms.room(ROOM).expect("room");
     assert_eq!(room.affiliation("bob@example.com"), Affiliation::Member);
     assert_eq!(bench.rooms.counts(), (1, 2));
-    // A second unavailable (the session's end, sent by the user's shard) changes nothing.
-    assert!(bench.leave(BOB, "bob").is_empty());
+    // A second unavailable (the session's end, sent by the user's shard) changes nothing;
+    // only the sender hears it is out (its shard waits for that answer).
+    let again = bench.leave(BOB, "bob");
+    assert_eq!(again.len(), 1, "{again:?}");
+    let (to, own) = sent(&again[0]).expect("to bob");
+    assert_eq!(to, BOB);
+    assert!(own.starts_with(&format!("<presence type='unavailable' from='{ROOM}/bob'")));
+    assert!(own.contains("role='none'") && own.contains("<status code='110'/>"));
+    assert_eq!(bench.rooms.counts(), (1, 2));
+    // So does the leave of a room that does not exist.
+    let nowhere = bench.send(
+        BOB,
+        "<presence type='unavailable' to='nowhere@groups.example.com/bob'/>",
+    );
+    assert_eq!(nowhere.len(), 1, "{nowhere:?}");
+    let (to, own) = sent(&nowhere[0]).expect("to bob");
+    assert_eq!(to, BOB);
+    assert!(
+        own.contains("from='nowhere@groups.example.com/bob'"),
+        "{own}"
+    );
+    assert!(own.contains("affiliation='none'") && own.contains("<status code='110'/>"));
+    assert_eq!(bench.rooms.counts(), (1, 2));
 }
 
 #[test]
