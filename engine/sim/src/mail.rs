@@ -93,13 +93,32 @@ impl World {
         if !wanted || fanout.recipients.is_empty() {
             return;
         }
-        let victim = self.rng.index(fanout.recipients.len());
+        // A `Member` right after its own `Session` marks a present member (its devices that did
+        // not join get a live copy); dropping that entry loses nothing the sim tracks, so the
+        // victim is one of the others.
+        let present_marker = |at: usize| match (&fanout.recipients[at], at.checked_sub(1)) {
+            (Recipient::Member(member), Some(before)) => matches!(
+                &fanout.recipients[before],
+                Recipient::Session(session) if session.bare_str() == member.bare_str()
+            ),
+            _ => false,
+        };
+        let candidates: Vec<usize> = (0..fanout.recipients.len())
+            .filter(|&at| !present_marker(at))
+            .collect();
+        let Some(&victim) = candidates.get(self.rng.index(candidates.len().max(1))) else {
+            return;
+        };
         self.note(|| format!("drop-fanout-recipient: {:?}", fanout.recipients[victim]));
+        // A dropped occupant session takes its present-member marker along: otherwise that
+        // marker (now after no session) would deliver the copy as to an absent member.
+        let marker = victim + 1;
+        let with_marker = marker < fanout.recipients.len() && present_marker(marker);
         let kept: Vec<Recipient> = fanout
             .recipients
             .iter()
             .enumerate()
-            .filter(|&(at, _)| at != victim)
+            .filter(|&(at, _)| at != victim && !(with_marker && at == marker))
             .map(|(_, r)| r.clone())
             .collect();
         fanout.recipients = Arc::from(kept);

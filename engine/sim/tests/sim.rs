@@ -400,7 +400,7 @@ fn every_canary_is_caught() {
 }
 
 /// drop-fanout-recipient in both fan-out scenarios: a presence broadcast or a groupchat
-/// message that skips one recipient. Measured: social 19, groups 19 of 20 (a miss: the
+/// message that skips one recipient. Measured: social 18, groups 19 of 20 (a miss: the
 /// recipient was still logging in on a slow conn, so nothing was owed to it).
 #[test]
 fn a_fanout_that_skips_a_recipient_is_caught() {
