@@ -28,7 +28,8 @@
 # Env: LOGIN_RATE (3500), HOLD (5m), CHAT (2m), CHAT_RATE (0.01), STORM_FRACTION (0.1),
 #   (0: no storm), STORM_AT (60s), RECONNECT_RATE (4000), KEEPALIVE (240s: every client's whitespace ping, as
 #   real clients send, under the nodes' 300 s --idle-timeout), PROFILE (c1m-loopback), NETNS (rookery-million),
-#   ALLOW_HOST (1), BACKEND (auto), OUT (results), BIN (target/release: the binaries).
+#   ALLOW_HOST (1), BACKEND (auto), OUT (results), BIN (target/release: the binaries),
+#   NODE_ARGS (more flags for every node, e.g. "--archive-days 0").
 #   PROFILE=none applies no profile (the host's knobs as they are; no root needed with
 #   NETNS=none).
 # Bounded: rookery-load runs under a timeout of ramp + hold + chat + 10 min; every process
@@ -44,6 +45,7 @@ hold=${HOLD:-5m}
 chat=${CHAT:-2m}
 chat_rate=${CHAT_RATE:-0.01}
 storm_fraction=${STORM_FRACTION:-0.1}
+node_args=${NODE_ARGS:-} # more flags for every node, e.g. "--archive-days 0"
 storm_at=${STORM_AT:-60s}
 reconnect_rate=${RECONNECT_RATE:-4000}
 keepalive=${KEEPALIVE:-240s}
@@ -149,7 +151,7 @@ head -n 1 "$out/check.txt"
 ns "$bin/rookery" cluster up --dir "$cluster" --nodes "$nodes" --shards 1 \
     --base-port "$base_port" --nats-port "$nats_port" -- --domain example.test \
     --auth token --token-secret "$secret" --backend "$backend" --target-connections 0 \
-    --max-unauth-per-address 10000000 >"$out/cluster-up.log" 2>&1 || {
+    --max-unauth-per-address 10000000 $node_args >"$out/cluster-up.log" 2>&1 || {
     tail -n 20 "$out/cluster-up.log" >&2
     exit 1
 }
@@ -258,7 +260,7 @@ done
 {
     echo "commit $(git rev-parse --short HEAD); $(nproc) cores, $(awk '/MemTotal/ {printf "%.1f GiB", $2 / 1048576}' /proc/meminfo); kernel $(uname -r)"
     echo "command: benches/scripts/million.sh $clients $nodes"
-    echo "env: LOGIN_RATE=$login_rate HOLD=$hold CHAT=$chat CHAT_RATE=$chat_rate STORM_FRACTION=$storm_fraction STORM_AT=$storm_at RECONNECT_RATE=$reconnect_rate KEEPALIVE=$keepalive PROFILE=$profile NETNS=$netns ALLOW_HOST=$allow_host BACKEND=$backend"
+    echo "env: LOGIN_RATE=$login_rate HOLD=$hold CHAT=$chat CHAT_RATE=$chat_rate STORM_FRACTION=$storm_fraction STORM_AT=$storm_at RECONNECT_RATE=$reconnect_rate KEEPALIVE=$keepalive PROFILE=$profile NETNS=$netns ALLOW_HOST=$allow_host BACKEND=$backend NODE_ARGS=$node_args"
     echo "rookery-load exit status: $status; loadgen_start_s $loadgen_start_s"
 } >"$out/run.txt"
 python3 benches/scripts/million-report.py "$out" "$clients" "$nodes" || true
