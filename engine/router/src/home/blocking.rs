@@ -41,8 +41,7 @@ use rookery_proto::{ns, Jid, StanzaKind, StanzaView};
 use rookery_store::Store;
 
 use crate::effects::{Effects, StanzaType};
-use crate::home::offline::Release;
-use crate::home::routing::{kind_name, Handled};
+use crate::home::routing::kind_name;
 use crate::replies::{self, ReplyTo, StanzaError};
 use crate::router::Router;
 use crate::tables::{self, BLOCKLIST};
@@ -273,26 +272,7 @@ impl Router {
                 return;
             }
         };
-        let (id, to) = (view.id(), view.to());
-        let reply = ReplyTo {
-            id: id.as_deref(),
-            from: to.as_deref(),
-            to: Some(user.as_str()),
-        };
-        let mut bytes = Vec::with_capacity(64 + payload.len());
-        replies::iq_result(&mut bytes, reply, &payload);
-        // A set's result promises the change is stored: it waits for the commit.
-        let key = self.conns.get(slot).map(|c| c.key);
-        let release = key
-            .filter(|_| ty == StanzaType::Set)
-            .map(|key| Release::Reply {
-                slot,
-                key,
-                bytes: bytes.as_slice().into(),
-            });
-        if self.home.settle(release) == Handled::Now {
-            self.home.send_large(&self.conns, slot, &bytes, fx);
-        }
+        self.stored_result(slot, view, user.as_str(), ty, &payload, fx);
     }
 
     /// `<blocklist>` with every item of `owner`.

@@ -260,7 +260,7 @@ impl Router {
     }
 
     /// An iq result with `payload` to the session in `slot`, for its request `view`.
-    fn answer_result(
+    pub(crate) fn answer_result(
         &mut self,
         slot: u32,
         view: &StanzaView<'_>,
@@ -316,18 +316,7 @@ impl Router {
 
     /// The empty result of the iq `view` the session in `slot` sent to the server.
     fn empty_result(&mut self, slot: u32, view: &StanzaView<'_>, fx: &mut impl Effects) {
-        let Some(conn) = self.conns.get(slot) else {
-            return;
-        };
-        let (id, to) = (view.id(), view.to());
-        let reply = ReplyTo {
-            id: id.as_deref(),
-            from: to.as_deref(),
-            to: conn.jid.as_ref().map(|j| j.as_str()),
-        };
-        self.reply.clear();
-        replies::iq_result(&mut self.reply, reply, b"");
-        self.home.send(slot, &self.reply, fx);
+        self.answer_result(slot, view, b"", fx);
     }
 
     /// Initial/updated presence (RFC 6121 4.2, 4.4) or unavailable presence (4.5) of a session,

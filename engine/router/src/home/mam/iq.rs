@@ -16,7 +16,7 @@ use super::results;
 use super::MAM_NS;
 use crate::effects::{Effects, StanzaType};
 use crate::home::groups::muc::{Ctx, MucError, Refusal, Room};
-use crate::replies::{self, ReplyTo, StanzaError};
+use crate::replies::StanzaError;
 use crate::router::Router;
 
 /// Most bytes of result messages one room query writes (the querier's conn may be on another
@@ -83,17 +83,7 @@ impl Router {
             _ => Err(StanzaError::BadRequest),
         };
         match answer {
-            Ok(payload) => {
-                let (id, to) = (view.id(), view.to());
-                let reply = ReplyTo {
-                    id: id.as_deref(),
-                    from: to.as_deref(),
-                    to: Some(user.as_str()),
-                };
-                self.reply.clear();
-                replies::iq_result(&mut self.reply, reply, &payload);
-                self.home.send(slot, &self.reply, fx);
-            }
+            Ok(payload) => self.answer_result(slot, view, &payload, fx),
             Err(error) => self.reply_error(slot, view, None, error, fx),
         }
         true

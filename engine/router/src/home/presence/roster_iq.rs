@@ -37,6 +37,39 @@ struct ItemSet {
 }
 
 impl Router {
+    /// The result of iq `view` (to `user`'s session in `slot`) with `payload`; a set's result
+    /// promises the change is stored, so it waits for the store's commit. A result may be
+    /// large (a whole roster or blocklist): it goes out past the output budget's soft mark.
+    pub(crate) fn stored_result(
+        &mut self,
+        slot: u32,
+        view: &StanzaView<'_>,
+        user: &str,
+        ty: StanzaType,
+        payload: &[u8],
+        fx: &mut impl Effects,
+    ) {
+        let (id, to) = (view.id(), view.to());
+        let reply = ReplyTo {
+            id: id.as_deref(),
+            from: to.as_deref(),
+            to: Some(user),
+        };
+        let mut bytes = Vec::with_capacity(64 + payload.len());
+        replies::iq_result(&mut bytes, reply, payload);
+        let key = self.conns.get(slot).map(|c| c.key);
+        let release = key
+            .filter(|_| ty == StanzaType::Set)
+            .map(|key| Release::Reply {
+                slot,
+                key,
+                bytes: bytes.as_slice().into(),
+            });
+        if self.home.settle(release) == Handled::Now {
+            self.home.send_large(&self.conns, slot, &bytes, fx);
+        }
+    }
+
     /// A `jabber:iq:roster` request of the session in `slot` about its own roster.
     pub(crate) fn roster_iq(
         &mut self,
@@ -57,29 +90,8 @@ impl Router {
             _ => return,
         };
         match outcome {
-            Ok(payload) => {
-                let (id, to) = (view.id(), view.to());
-                let reply = ReplyTo {
-                    id: id.as_deref(),
-                    from: to.as_deref(),
-                    to: Some(user.as_str()),
-                };
-                let mut bytes = Vec::with_capacity(64 + payload.len());
-                replies::iq_result(&mut bytes, reply, &payload);
-                // A set's result promises the change is stored: it waits for the commit.
-                let key = self.conns.get(slot).map(|c| c.key);
-                let release = key
-                    .filter(|_| ty == StanzaType::Set)
-                    .map(|key| Release::Reply {
-                        slot,
-                        key,
-                        bytes: bytes.as_slice().into(),
-                    });
-                if self.home.settle(release) == Handled::Now {
-                    // A roster result can be large (10,000 items); a set's result is small.
-                    self.home.send_large(&self.conns, slot, &bytes, fx);
-                }
-            }
+            // A roster result can be large (10,000 items); a set's result is small.
+            Ok(payload) => self.stored_result(slot, view, user.as_str(), ty, &payload, fx),
             Err(error) => {
                 let to = view.to();
                 self.reply_error(slot, view, to.as_deref(), error, fx);
