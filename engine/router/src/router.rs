@@ -679,7 +679,7 @@ impl Router {
 }
 
 /// The store of `new` and `with_seed`: in memory, nothing to open.
-fn memory_store(shard: u16) -> Store {
+pub(crate) fn memory_store(shard: u16) -> Store {
     let config = StoreConfig::new("", shard).with_durability(Durability::Memory);
     // Invariant: a Memory store touches no file, so opening it cannot fail.
     Store::open(config).expect("a Memory store opens without I/O")

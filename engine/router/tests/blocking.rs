@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{log_cluster, TempDir};
+use common::{befriend, log_cluster, TempDir};
 use rookery_testkit::{user_homed_on, ClientId, Cluster};
 
 /// Two shards; alice on 0, bob on 1, both available.
@@ -29,21 +29,6 @@ fn two_users(cluster: &mut Cluster) -> [(ClientId, String, String); 2] {
         cluster.take_output(*client);
     }
     users
-}
-
-fn befriend(cluster: &mut Cluster, a: (ClientId, &str), b: (ClientId, &str)) {
-    for (from, to) in [(a, b), (b, a)] {
-        cluster.send(
-            from.0,
-            &format!("<presence to='{}' type='subscribe'/>", to.1),
-        );
-        cluster.send(
-            to.0,
-            &format!("<presence to='{}' type='subscribed'/>", from.1),
-        );
-    }
-    cluster.take_output(a.0);
-    cluster.take_output(b.0);
 }
 
 fn block(cluster: &mut Cluster, client: ClientId, jid: &str) -> String {

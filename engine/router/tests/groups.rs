@@ -3,32 +3,14 @@
 //! `room/nick`, members who are offline get it from their queue at their next login (with a
 //! XEP-0203 delay), leaving is announced, and refusals travel back across shards.
 
-use rookery_proto::Jid;
-use rookery_router::{Placement, ShardId};
+mod common;
+
+use common::{join, room_homed_on};
+
+use rookery_router::ShardId;
 use rookery_testkit::{user_homed_on, ClientId, Cluster, TEST_DOMAIN};
 
 const SHARDS: u16 = 3;
-
-/// The first `room<n>@groups.example.com` homed on `shard`.
-fn room_homed_on(shard: u16) -> String {
-    (0..1_000)
-        .map(|n| format!("room{n}@groups.{TEST_DOMAIN}"))
-        .find(|room| {
-            let jid = Jid::parse(room).expect("valid room JID");
-            Placement::local(SHARDS).home(&jid).shard == ShardId(shard)
-        })
-        .expect("some room is homed on every shard")
-}
-
-fn join(cluster: &mut Cluster, client: ClientId, room: &str, nick: &str) -> String {
-    cluster.send(
-        client,
-        &format!(
-            "<presence to='{room}/{nick}'><x xmlns='http://jabber.org/protocol/muc'/></presence>"
-        ),
-    );
-    cluster.take_output(client)
-}
 
 fn say(cluster: &mut Cluster, client: ClientId, room: &str, id: &str, body: &str) {
     cluster.send(
@@ -59,7 +41,7 @@ fn login(cluster: &mut Cluster, prefix: &str, home: u16) -> Member {
 
 /// Four users homed on shards 0, 1, 2, 0 join a room homed on shard 1, in order.
 fn four_in_a_room(cluster: &mut Cluster) -> (String, Vec<Member>) {
-    let room = room_homed_on(1);
+    let room = room_homed_on(1, SHARDS);
     let people: Vec<Member> = [("ann", 0), ("ben", 1), ("cat", 2), ("dan", 0)]
         .into_iter()
         .map(|(prefix, home)| login(cluster, prefix, home))
@@ -228,7 +210,7 @@ fn leaving_is_announced_and_the_leaver_stops_receiving() {
 #[test]
 fn a_new_session_of_the_same_full_jid_does_not_get_the_old_sessions_room_presence() {
     let mut cluster = Cluster::new(SHARDS);
-    let room = room_homed_on(1);
+    let room = room_homed_on(1, SHARDS);
     let ann = login(&mut cluster, "ann", 2);
     join(&mut cluster, ann.client, &room, &ann.nick);
     cluster.commit_all();
@@ -303,7 +285,7 @@ fn a_new_session_of_the_same_full_jid_does_not_get_the_old_sessions_room_presenc
 #[test]
 fn the_join_past_the_group_cap_is_refused_with_the_cap() {
     let mut cluster = Cluster::with_config(SHARDS, |config| config.group_max_members = 2);
-    let room = room_homed_on(2);
+    let room = room_homed_on(2, SHARDS);
     let ann = login(&mut cluster, "ann", 0);
     let ben = login(&mut cluster, "ben", 1);
     let cat = login(&mut cluster, "cat", 0);
@@ -330,7 +312,7 @@ fn the_join_past_the_group_cap_is_refused_with_the_cap() {
 #[test]
 fn memberships_survive_a_restart_from_the_log() {
     let dir = common_dir("groups-restart");
-    let room = room_homed_on(1);
+    let room = room_homed_on(1, SHARDS);
     {
         let mut cluster = log_cluster(SHARDS, &dir);
         let alice = login(&mut cluster, "alice", 0);
@@ -423,7 +405,7 @@ fn the_service_default_can_limit_presence_broadcast_in_new_groups() {
     let mut cluster = Cluster::with_config(SHARDS, |config| {
         config.group_presence_broadcast = BroadcastRoles::parse("moderator").expect("valid roles");
     });
-    let room = room_homed_on(0);
+    let room = room_homed_on(0, SHARDS);
     let people: Vec<Member> = [("ann", 0), ("ben", 1), ("cat", 2)]
         .into_iter()
         .map(|(prefix, home)| login(&mut cluster, prefix, home))

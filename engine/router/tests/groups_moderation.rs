@@ -2,35 +2,18 @@
 //! another occupant, XEP-0410 self-ping, and a member's devices that did not join getting the
 //! room's messages while another of its devices is in the room.
 
+mod common;
+
+use common::{join, room_homed_on};
+
 use rookery_proto::Jid;
-use rookery_router::{Placement, ShardId};
 use rookery_testkit::{user_homed_on, ClientId, Cluster, TEST_DOMAIN};
 
 const SHARDS: u16 = 3;
 
-fn room_homed_on(shard: u16) -> String {
-    (0..1_000)
-        .map(|n| format!("room{n}@groups.{TEST_DOMAIN}"))
-        .find(|room| {
-            let jid = Jid::parse(room).expect("valid room JID");
-            Placement::local(SHARDS).home(&jid).shard == ShardId(shard)
-        })
-        .expect("some room is homed on every shard")
-}
-
-fn join(cluster: &mut Cluster, client: ClientId, room: &str, nick: &str) -> String {
-    cluster.send(
-        client,
-        &format!(
-            "<presence to='{room}/{nick}'><x xmlns='http://jabber.org/protocol/muc'/></presence>"
-        ),
-    );
-    cluster.take_output(client)
-}
-
 /// Owner ann (shard 0), ben (shard 2) in a room homed on shard 1.
 fn room_of_two(cluster: &mut Cluster) -> (String, (ClientId, String), (ClientId, String)) {
-    let room = room_homed_on(1);
+    let room = room_homed_on(1, SHARDS);
     let ann = user_homed_on("ann", 0, SHARDS);
     let ben = user_homed_on("ben", 2, SHARDS);
     let (a, a_full) = cluster.login(0, &ann, Some("r"));
@@ -158,7 +141,7 @@ fn a_members_other_devices_get_the_rooms_messages_while_one_is_in_the_room() {
 #[test]
 fn a_blocked_occupants_presence_and_messages_do_not_reach_the_blocker() {
     let mut cluster = Cluster::new(SHARDS);
-    let room = room_homed_on(1);
+    let room = room_homed_on(1, SHARDS);
     let ann = user_homed_on("ann", 0, SHARDS);
     let ben = user_homed_on("ben", 2, SHARDS);
     let cat = user_homed_on("cat", 1, SHARDS);

@@ -6,9 +6,7 @@
 
 mod common;
 
-use common::{chat, TempDir};
-use rookery_proto::Jid;
-use rookery_router::Placement;
+use common::{chat, room_homed_on, TempDir};
 use rookery_store::archive::ArchiveConfig;
 use rookery_testkit::{user_homed_on, ClientId, Cluster, TEST_DOMAIN};
 
@@ -252,20 +250,10 @@ fn disco_advertises_the_archive_only_when_on() {
     assert!(off.take_output(a).contains("<service-unavailable"));
 }
 
-fn room_homed_on(shard: u16) -> String {
-    (0..1_000)
-        .map(|n| format!("room{n}@groups.{TEST_DOMAIN}"))
-        .find(|room| {
-            let jid = Jid::parse(room).expect("valid room JID");
-            Placement::local(SHARDS).home(&jid).shard.0 == shard
-        })
-        .expect("some room is homed on every shard")
-}
-
 #[test]
 fn rooms_archive_groupchat_answer_queries_and_send_history() {
     let mut cluster = cluster();
-    let room = room_homed_on(1);
+    let room = room_homed_on(1, SHARDS);
     let (u1, u2) = (user_homed_on("u", 0, SHARDS), user_homed_on("v", 1, SHARDS));
     let (c1, _) = cluster.login(0, &u1, Some("r"));
     cluster.send(

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{log_cluster, TempDir};
+use common::{befriend, log_cluster, TempDir};
 use rookery_testkit::{user_homed_on, ClientId, Cluster};
 
 /// Three shards; alice on 0, bob on 1, carol on 2, each logged in on its home shard.
@@ -21,22 +21,6 @@ fn three_users(cluster: &mut Cluster) -> [(ClientId, String, String); 3] {
         .collect::<Vec<_>>()
         .try_into()
         .expect("three users")
-}
-
-/// Runs the mutual subscription handshake between two users, draining their output.
-fn befriend(cluster: &mut Cluster, a: (ClientId, &str), b: (ClientId, &str)) {
-    for (from, to) in [(a, b), (b, a)] {
-        cluster.send(
-            from.0,
-            &format!("<presence to='{}' type='subscribe'/>", to.1),
-        );
-        cluster.send(
-            to.0,
-            &format!("<presence to='{}' type='subscribed'/>", from.1),
-        );
-    }
-    cluster.take_output(a.0);
-    cluster.take_output(b.0);
 }
 
 fn roster(cluster: &mut Cluster, client: ClientId) -> String {

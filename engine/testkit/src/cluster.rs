@@ -257,17 +257,7 @@ impl Cluster {
                 .transports
                 .insert(key, transport);
         }
-        let id = ClientId(self.clients.len());
-        self.clients.push(Client {
-            shard,
-            key,
-            out: Vec::new(),
-            closed: false,
-            unread: Vec::new(),
-            paused: false,
-            backlog: Vec::new(),
-        });
-        self.by_key.insert(key, id);
+        let id = self.add_client(shard, key);
         self.routers[usize::from(shard)].on_connect(
             key,
             peer,
@@ -278,9 +268,8 @@ impl Cluster {
         id
     }
 
-    /// A new conn accepted by `shard` on the XEP-0114 component listener.
-    pub fn connect_component(&mut self, shard: u16) -> ClientId {
-        let key = self.fresh_key();
+    /// Registers a fresh client of conn `key` on `shard` (before its router hears of it).
+    fn add_client(&mut self, shard: u16, key: ConnKey) -> ClientId {
         let id = ClientId(self.clients.len());
         self.clients.push(Client {
             shard,
@@ -292,6 +281,13 @@ impl Cluster {
             backlog: Vec::new(),
         });
         self.by_key.insert(key, id);
+        id
+    }
+
+    /// A new conn accepted by `shard` on the XEP-0114 component listener.
+    pub fn connect_component(&mut self, shard: u16) -> ClientId {
+        let key = self.fresh_key();
+        let id = self.add_client(shard, key);
         let fx = &mut self.fx[usize::from(shard)];
         self.routers[usize::from(shard)].on_component_connect(key, None, self.now_ms, fx);
         self.pump();

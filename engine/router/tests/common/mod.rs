@@ -6,8 +6,10 @@
 
 use std::path::Path;
 
+use rookery_proto::Jid;
+use rookery_router::Placement;
 use rookery_store::{Durability, Store, StoreConfig};
-use rookery_testkit::{ClientId, Cluster};
+use rookery_testkit::{ClientId, Cluster, TEST_DOMAIN};
 
 /// A directory under the system temp dir, removed on drop.
 pub struct TempDir(tempfile::TempDir);
@@ -119,4 +121,42 @@ pub fn assert_service_unavailable(out: &str, kind: &str, id: &str, from: &str, t
              <service-unavailable xmlns='{STANZA_ERRORS}'/></error></{kind}>"
         )
     );
+}
+
+/// The first `room<n>@groups.<domain>` homed on `shard` of `shards`.
+pub fn room_homed_on(shard: u16, shards: u16) -> String {
+    (0..1_000)
+        .map(|n| format!("room{n}@groups.{TEST_DOMAIN}"))
+        .find(|room| {
+            let jid = Jid::parse(room).expect("valid room JID");
+            Placement::local(shards).home(&jid).shard.0 == shard
+        })
+        .expect("some room is homed on every shard")
+}
+
+/// `client` joins `room` as `nick` (XEP-0045 7.2); its output since.
+pub fn join(cluster: &mut Cluster, client: ClientId, room: &str, nick: &str) -> String {
+    cluster.send(
+        client,
+        &format!(
+            "<presence to='{room}/{nick}'><x xmlns='http://jabber.org/protocol/muc'/></presence>"
+        ),
+    );
+    cluster.take_output(client)
+}
+
+/// Runs the mutual subscription handshake between two users, draining their output.
+pub fn befriend(cluster: &mut Cluster, a: (ClientId, &str), b: (ClientId, &str)) {
+    for (from, to) in [(a, b), (b, a)] {
+        cluster.send(
+            from.0,
+            &format!("<presence to='{}' type='subscribe'/>", to.1),
+        );
+        cluster.send(
+            to.0,
+            &format!("<presence to='{}' type='subscribed'/>", from.1),
+        );
+    }
+    cluster.take_output(a.0);
+    cluster.take_output(b.0);
 }

@@ -244,16 +244,11 @@ pub(crate) fn trim(store: &mut Store, owner: &str, node_name: &str, max_items: u
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rookery_store::{Durability, StoreConfig};
-
-    fn memory_store() -> Store {
-        let config = StoreConfig::new("", 0).with_durability(Durability::Memory);
-        Store::open(config).expect("memory store")
-    }
+    use crate::router::memory_store;
 
     #[test]
     fn items_keep_order_and_the_newest_max() {
-        let mut store = memory_store();
+        let mut store = memory_store(0);
         let mut config = NodeConfig {
             max_items: 2,
             ..NodeConfig::default()

@@ -205,6 +205,13 @@ pub(crate) fn occupant_presence(
 ) {
     open(out, "presence", unavailable.then_some("unavailable"), head);
     out.push(b'>');
+    muc_user(out, item, None, statuses);
+    out.extend_from_slice(payload);
+    out.extend_from_slice(b"</presence>");
+}
+
+/// The room's `muc#user` extension: `item` (with `nick` when it changes) and `statuses`.
+fn muc_user(out: &mut Vec<u8>, item: Item<'_>, nick: Option<&str>, statuses: &[u16]) {
     out.extend_from_slice(b"<x");
     attr(out, "xmlns", MUC_USER_NS);
     out.extend_from_slice(b"><item");
@@ -213,6 +220,9 @@ pub(crate) fn occupant_presence(
     if let Some(jid) = item.jid {
         attr(out, "jid", jid);
     }
+    if let Some(nick) = nick {
+        attr(out, "nick", nick);
+    }
     out.extend_from_slice(b"/>");
     for code in statuses {
         out.extend_from_slice(b"<status code='");
@@ -220,8 +230,6 @@ pub(crate) fn occupant_presence(
         out.extend_from_slice(b"'/>");
     }
     out.extend_from_slice(b"</x>");
-    out.extend_from_slice(payload);
-    out.extend_from_slice(b"</presence>");
 }
 
 /// The unavailable presence of an occupant changing its nick (XEP-0045 7.6): from the old
@@ -234,22 +242,9 @@ pub(crate) fn nick_change_presence(
     statuses: &[u16],
 ) {
     open(out, "presence", Some("unavailable"), head);
-    out.extend_from_slice(b"><x");
-    attr(out, "xmlns", MUC_USER_NS);
-    out.extend_from_slice(b"><item");
-    attr(out, "affiliation", item.affiliation.as_str());
-    attr(out, "role", item.role.as_str());
-    if let Some(jid) = item.jid {
-        attr(out, "jid", jid);
-    }
-    attr(out, "nick", new_nick);
-    out.extend_from_slice(b"/>");
-    for code in statuses {
-        out.extend_from_slice(b"<status code='");
-        out.extend_from_slice(code.to_string().as_bytes());
-        out.extend_from_slice(b"'/>");
-    }
-    out.extend_from_slice(b"</x></presence>");
+    out.push(b'>');
+    muc_user(out, item, Some(new_nick), statuses);
+    out.extend_from_slice(b"</presence>");
 }
 
 /// What an occupant session hears when its room is destroyed (XEP-0045 10.9): unavailable,
