@@ -29,7 +29,9 @@
 #   (0: no storm), STORM_AT (60s), RECONNECT_RATE (4000), KEEPALIVE (240s: every client's whitespace ping, as
 #   real clients send, under the nodes' 300 s --idle-timeout), PROFILE (c1m-loopback), NETNS (rookery-million),
 #   ALLOW_HOST (1), BACKEND (auto), OUT (results), BIN (target/release: the binaries),
-#   NODE_ARGS (more flags for every node, e.g. "--archive-days 0").
+#   NODE_ARGS (more flags for every node, e.g. "--archive-days 0"), LOAD_ARGS (more flags for
+#   rookery-load), BATCH_WAIT_US (0: every shard, bridge and load worker wakes per event; e.g.
+#   2000 gathers work into one wake-up per 2 ms window under load, see --batch-wait-us).
 #   PROFILE=none applies no profile (the host's knobs as they are; no root needed with
 #   NETNS=none).
 # Bounded: rookery-load runs under a timeout of ramp + hold + chat + 10 min; every process
@@ -46,6 +48,8 @@ chat=${CHAT:-2m}
 chat_rate=${CHAT_RATE:-0.01}
 storm_fraction=${STORM_FRACTION:-0.1}
 node_args=${NODE_ARGS:-} # more flags for every node, e.g. "--archive-days 0"
+load_args=${LOAD_ARGS:-}
+batch_wait_us=${BATCH_WAIT_US:-0}
 storm_at=${STORM_AT:-60s}
 reconnect_rate=${RECONNECT_RATE:-4000}
 keepalive=${KEEPALIVE:-240s}
@@ -151,7 +155,7 @@ head -n 1 "$out/check.txt"
 ns "$bin/rookery" cluster up --dir "$cluster" --nodes "$nodes" --shards 1 \
     --base-port "$base_port" --nats-port "$nats_port" -- --domain example.test \
     --auth token --token-secret "$secret" --backend "$backend" --target-connections 0 \
-    --max-unauth-per-address 10000000 $node_args >"$out/cluster-up.log" 2>&1 || {
+    --max-unauth-per-address 10000000 --batch-wait-us "$batch_wait_us" $node_args >"$out/cluster-up.log" 2>&1 || {
     tail -n 20 "$out/cluster-up.log" >&2
     exit 1
 }
@@ -239,6 +243,7 @@ ns timeout --signal=INT --kill-after=60 "$budget_s" "$bin/rookery-load" chat \
     "${storm_args[@]}" \
     --reconnect-rate "$reconnect_rate" --keepalive "$keepalive" --verify --drain-ms 10000 \
     --login-timeout-ms 60000 --connect-timeout-ms 30000 \
+    --batch-wait-us "$batch_wait_us" $load_args \
     --output "$out" --slug run >"$out/report.txt" 2>"$out/progress.log" &
 loadgen=$!
 echo "$loadgen" >"$work/loadgen.pid"
@@ -260,7 +265,7 @@ done
 {
     echo "commit $(git rev-parse --short HEAD); $(nproc) cores, $(awk '/MemTotal/ {printf "%.1f GiB", $2 / 1048576}' /proc/meminfo); kernel $(uname -r)"
     echo "command: benches/scripts/million.sh $clients $nodes"
-    echo "env: LOGIN_RATE=$login_rate HOLD=$hold CHAT=$chat CHAT_RATE=$chat_rate STORM_FRACTION=$storm_fraction STORM_AT=$storm_at RECONNECT_RATE=$reconnect_rate KEEPALIVE=$keepalive PROFILE=$profile NETNS=$netns ALLOW_HOST=$allow_host BACKEND=$backend NODE_ARGS=$node_args"
+    echo "env: LOGIN_RATE=$login_rate HOLD=$hold CHAT=$chat CHAT_RATE=$chat_rate STORM_FRACTION=$storm_fraction STORM_AT=$storm_at RECONNECT_RATE=$reconnect_rate KEEPALIVE=$keepalive PROFILE=$profile NETNS=$netns ALLOW_HOST=$allow_host BACKEND=$backend NODE_ARGS=$node_args LOAD_ARGS=$load_args BATCH_WAIT_US=$batch_wait_us"
     echo "rookery-load exit status: $status; loadgen_start_s $loadgen_start_s"
 } >"$out/run.txt"
 python3 benches/scripts/million-report.py "$out" "$clients" "$nodes" || true

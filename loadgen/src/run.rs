@@ -377,6 +377,7 @@ fn prepare(cfg: &RunConfig) -> anyhow::Result<Prepared> {
     }
     let limits = Limits {
         recv_buffers: RECV_BUFFERS,
+        batch_wait_us: cfg.batch_wait_us,
         ..Limits::default()
     };
     let selected = rookery_io::select_backend(backend_choice(cfg.backend), &limits)?;

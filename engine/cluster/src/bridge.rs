@@ -13,6 +13,13 @@
 //! `<name>.node.<N>`; the client reconnects by itself when nats-server restarts (frames lost
 //! meanwhile are sent again).
 //!
+//! Under load it gathers (`BridgeConfig::batch_wait`): after a turn that moved mail it stays
+//! marked awake for one window, so the shards stage mail without waking it, then takes
+//! everything that came (from the shards and from NATS) in one turn. A turn that moved
+//! nothing ends the gathering: the bridge sleeps until the next wake-up as before. Each
+//! cross-node message costs about ten thread wake-ups across the node processes of a host;
+//! gathering trades at most one window of latency per hop for fewer of them.
+//!
 //! What it does not do: encode or decode mail (the endpoint does), or block the shards: they
 //! only stage mail and call the waker.
 
@@ -44,7 +51,10 @@ pub trait Endpoint: Send + 'static {
     /// The end of a turn: push what `inbound` staged to the shards (and wake them); returns
     /// the mail still waiting in the bridge's lanes (the queue-depth gauge). While it is not
     /// zero the bridge runs its next turn soon ([`BUSY_RETRY`]) instead of sleeping.
-    fn flush(&mut self) -> usize;
+    /// `may_sleep` false: the bridge is gathering and runs again within its window without
+    /// being woken, so the endpoint must not mark it asleep (the shards then stage mail
+    /// without a wake-up).
+    fn flush(&mut self, may_sleep: bool) -> usize;
     /// Called once, on the bridge's thread before its first turn, with the bridge's waker
     /// (what [`Bridge::waker`] returns): the endpoint registers it where the shards wake it.
     fn attach(&mut self, _wake: Waker) {}
@@ -57,6 +67,10 @@ pub type Waker = Arc<dyn Fn() + Send + Sync>;
 /// turn, so the shards' outbound mail is not held back by a flood from the bus).
 const MAX_MESSAGES_PER_TURN: usize = 256;
 
+/// How often a busy bridge copies the link's counters into its stats (an idle one does it at
+/// every [`IDLE_TICK`] turn).
+const GAUGE_INTERVAL_MS: u64 = 50;
+
 /// How soon the bridge runs again while mail waits in its lanes (a full lane toward a shard,
 /// or more inbound mail than one turn takes).
 pub const BUSY_RETRY: Duration = Duration::from_millis(1);
@@ -67,6 +81,9 @@ pub struct BridgeConfig {
     pub file: ClusterFile,
     pub me: NodeId,
     pub link: LinkConfig,
+    /// How long the bridge gathers mail after a turn that moved some (zero: it sleeps until
+    /// woken after every turn).
+    pub batch_wait: Duration,
 }
 
 /// A running bridge.
@@ -188,9 +205,30 @@ async fn run(
         stats: &stats,
         outbound: Vec::new(),
         frames: Vec::new(),
+        moved: 0,
+        gauges_due_ms: 0,
     };
     let mut depth = 0;
+    let mut gathering = false;
     loop {
+        if gathering {
+            // Under load: mail gathers for one window instead of waking the bridge per
+            // message; NATS messages wait in the subscriber meanwhile.
+            tokio::select! {
+                _ = stop.notified() => break,
+                _ = tokio::time::sleep(config.batch_wait) => {}
+            }
+            for _ in 0..MAX_MESSAGES_PER_TURN {
+                match futures_lite::future::poll_once(subscriber.next()).await {
+                    Some(Some(message)) => {
+                        turn.receive(&mut links, &mut endpoint, &message.payload, now_ms());
+                    }
+                    _ => break,
+                }
+            }
+            (depth, gathering) = turn.send(&mut links, &mut endpoint, now_ms()).await;
+            continue;
+        }
         let sleep = match links.next_deadline_ms() {
             Some(at) => Duration::from_millis(at.saturating_sub(now_ms())).min(IDLE_TICK),
             None => IDLE_TICK,
@@ -219,7 +257,7 @@ async fn run(
             _ = wake.notified() => {}
             _ = tokio::time::sleep(sleep) => {}
         }
-        depth = turn.send(&mut links, &mut endpoint, now_ms()).await;
+        (depth, gathering) = turn.send(&mut links, &mut endpoint, now_ms()).await;
     }
     // One last turn, so mail staged before the stop is not left behind.
     turn.send(&mut links, &mut endpoint, now_ms()).await;
@@ -233,6 +271,10 @@ struct Turn<'a> {
     stats: &'a BridgeStats,
     outbound: Vec<(NodeId, Vec<u8>)>,
     frames: Vec<(NodeId, Vec<u8>)>,
+    /// NATS messages taken and payloads given to the links since the last `send`.
+    moved: usize,
+    /// When the link's counters and gauges are next copied into the stats.
+    gauges_due_ms: u64,
 }
 
 impl Turn<'_> {
@@ -243,6 +285,7 @@ impl Turn<'_> {
         frame: &[u8],
         now_ms: u64,
     ) {
+        self.moved += 1;
         self.stats.msgs_in.fetch_add(1, Relaxed);
         self.stats.bytes_in.fetch_add(frame.len() as u64, Relaxed);
         let received = match links.receive(frame, now_ms, wall_us()) {
@@ -262,15 +305,17 @@ impl Turn<'_> {
         }
     }
 
-    /// Sends what the shards staged and what is due; returns the endpoint's queue depth.
+    /// Sends what the shards staged and what is due; returns the endpoint's queue depth and
+    /// whether to gather for a window before the next turn (this turn moved mail).
     async fn send(
         &mut self,
         links: &mut Links,
         endpoint: &mut impl Endpoint,
         now_ms: u64,
-    ) -> usize {
+    ) -> (usize, bool) {
         self.outbound.clear();
         endpoint.outbound(&mut self.outbound);
+        self.moved += self.outbound.len();
         let now_us = wall_us();
         for (node, payload) in self.outbound.drain(..) {
             match links.send(node, payload, now_ms, now_us) {
@@ -300,8 +345,14 @@ impl Turn<'_> {
                 }
             }
         }
-        let depth = endpoint.flush();
+        let gather = !self.config.batch_wait.is_zero() && std::mem::take(&mut self.moved) > 0;
+        let depth = endpoint.flush(!gather);
         self.stats.queue_depth.store(depth as u64, Relaxed);
+        if now_ms < self.gauges_due_ms {
+            return (depth, gather);
+        }
+        // The link's gauges walk every peer: refreshed every GAUGE_INTERVAL_MS, not per turn.
+        self.gauges_due_ms = now_ms + GAUGE_INTERVAL_MS;
         let link = links.stats();
         self.stats.retransmits.store(link.retransmits, Relaxed);
         self.stats.duplicates.store(link.duplicates, Relaxed);
@@ -311,6 +362,6 @@ impl Turn<'_> {
         self.stats.pending_bytes.store(link.pending_bytes, Relaxed);
         self.stats.acks_sent.store(link.acks_sent, Relaxed);
         self.stats.retry_ms.store(link.retry_ms, Relaxed);
-        depth
+        (depth, gather)
     }
 }

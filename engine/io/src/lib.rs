@@ -298,6 +298,12 @@ pub struct Limits {
     pub recv_buffers: u16,
     /// io_uring: submission queue entries (completion queue is 4x).
     pub ring_entries: u32,
+    /// io_uring: how long a sleeping turn gathers completions before it wakes (microseconds;
+    /// 0: it wakes on the first one). Under load this turns one wake-up per completion into
+    /// one per window; an idle ring still wakes on its first completion once the window has
+    /// passed, so a quiet shard adds no latency. Needs the kernel's min-timeout wait (Linux
+    /// 6.12+, `IORING_FEAT_MIN_TIMEOUT`); without it, and on the poll backend, it is ignored.
+    pub batch_wait_us: u32,
 }
 
 impl Default for Limits {
@@ -309,6 +315,7 @@ impl Default for Limits {
             recv_buffer_bytes: 4096,
             recv_buffers: 1024,
             ring_entries: 4096,
+            batch_wait_us: 0,
         }
     }
 }

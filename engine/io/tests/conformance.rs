@@ -734,7 +734,51 @@ fn drop_with_ops_in_flight<D: Driver>(make: impl Fn(Limits) -> D) {
     assert!(sink.len() < 16 << 20);
 }
 
+/// A batching window never holds back a wake, a timeout or data: every backend honours them
+/// with `batch_wait_us` set (the poll backend ignores the window).
+fn batched_waits_lose_nothing<D: Driver>(make: impl Fn(Limits) -> D) {
+    let limits = Limits {
+        batch_wait_us: 5_000,
+        ..Limits::default()
+    };
+    let mut h = Recorder::default();
+    let (mut d, conn, mut client) = driver_with_conn(make, limits, &mut h);
+    // An idle turn still ends at its timeout, not at the window.
+    d.turn(Some(Duration::ZERO), &mut h).unwrap();
+    let start = Instant::now();
+    d.turn(Some(Duration::from_millis(60)), &mut h).unwrap();
+    let elapsed = start.elapsed();
+    assert!(
+        elapsed >= Duration::from_millis(50) && elapsed < Duration::from_secs(1),
+        "an idle batched turn waits its timeout ({elapsed:?})"
+    );
+    // A wake from another thread ends an unbounded wait.
+    let waker = d.wake_handle();
+    let t = thread::spawn(move || {
+        thread::sleep(Duration::from_millis(100));
+        waker.wake();
+    });
+    let start = Instant::now();
+    while h.woken == 0 && start.elapsed() < Duration::from_secs(5) {
+        d.turn(None, &mut h).unwrap();
+    }
+    t.join().unwrap();
+    assert_eq!(h.woken, 1, "the wake arrived");
+    assert!(start.elapsed() < Duration::from_secs(2));
+    // Data in both directions, all of it.
+    for round in 0..20u8 {
+        client.write_all(&[round; 100]).unwrap();
+        drive(&mut d, &mut h, "the round's bytes", |h| {
+            h.got(conn).len() == 100 * (usize::from(round) + 1)
+        });
+        d.ops().send(conn, &[round; 10]).unwrap();
+        d.turn(Some(Duration::ZERO), &mut h).unwrap(); // submits the write
+        assert_eq!(read_exactly(&mut client, 10), vec![round; 10]);
+    }
+}
+
 per_backend!(
+    batched_waits_lose_nothing,
     accept_and_receive_split,
     echo_large_payload,
     many_conns_share_small_ring,
@@ -761,6 +805,57 @@ fn auto_selection_reports_a_reason() {
     let s = rookery_io::select_backend(BackendChoice::Auto, &Limits::default()).unwrap();
     eprintln!("auto selects {}: {}", s.kind, s.reason);
     assert!(!s.reason.is_empty());
+}
+
+/// io_uring with the kernel's min-timeout wait: completions that arrive inside the window are
+/// handled in one turn (one wake-up), not one turn each.
+#[cfg(target_os = "linux")]
+#[test]
+fn uring_batching_gathers_completions_into_one_turn() {
+    if let Some(why) = uring_unavailable() {
+        eprintln!("SKIP uring_batching_gathers_completions_into_one_turn: {why}");
+        return;
+    }
+    let limits = Limits {
+        batch_wait_us: 500_000,
+        ..Limits::default()
+    };
+    let mut h = Recorder::default();
+    let (mut d, conn, client) =
+        driver_with_conn(|l| rookery_io::UringDriver::new(l).unwrap(), limits, &mut h);
+    if d.batch_wait_us() == 0 {
+        eprintln!("SKIP uring_batching_gathers_completions_into_one_turn: no IORING_FEAT_MIN_TIMEOUT (Linux < 6.12)");
+        return;
+    }
+    d.turn(Some(Duration::ZERO), &mut h).unwrap();
+    // Five small writes, 2 ms apart, all well inside the 500 ms window of the turn below.
+    let writer = thread::spawn(move || {
+        let mut client = client;
+        for i in 0..5u8 {
+            thread::sleep(Duration::from_millis(2));
+            client.write_all(&[i; 8]).unwrap();
+        }
+        client
+    });
+    let start = Instant::now();
+    let mut turns = 0;
+    while h.got(conn).len() < 40 && start.elapsed() < Duration::from_secs(5) {
+        d.turn(Some(Duration::from_secs(5)), &mut h).unwrap();
+        turns += 1;
+    }
+    let elapsed = start.elapsed();
+    let _client = writer.join().unwrap();
+    assert_eq!(
+        h.got(conn).len(),
+        40,
+        "all five writes arrived ({elapsed:?})"
+    );
+    // Without the window each write is a wake-up and a turn of its own (five); a write that
+    // lands before the turn starts its wait makes it two.
+    assert!(
+        turns <= 2,
+        "{turns} turns for five writes 2 ms apart ({elapsed:?})"
+    );
 }
 
 /// The hand-off also works between backends (a socket detached by io_uring is blocking, one

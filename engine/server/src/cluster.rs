@@ -278,14 +278,14 @@ impl Endpoint for ClusterEndpoint {
         }
     }
 
-    fn flush(&mut self) -> usize {
+    fn flush(&mut self, may_sleep: bool) -> usize {
         self.mailbox.flush();
         let staged = self.mailbox.staged();
         if staged == 0 {
             self.inbound_bytes = 0;
         }
         let depth = staged + self.mailbox.inbox_len();
-        if depth == 0 && self.wake.is_some() && !self.mailbox.prepare_to_sleep() {
+        if may_sleep && depth == 0 && self.wake.is_some() && !self.mailbox.prepare_to_sleep() {
             // Mail arrived since the drain: run another turn at once.
             if let Some(wake) = &self.wake {
                 wake();
@@ -388,7 +388,7 @@ mod tests {
         let (node, batch) = out.remove(0);
         assert_eq!(node, rookery_cluster::NodeId(2));
         b.inbound(rookery_cluster::NodeId(1), batch);
-        assert_eq!(b.flush(), 0, "both mails pushed into the shards' lanes");
+        assert_eq!(b.flush(true), 0, "both mails pushed into the shards' lanes");
         assert_eq!(
             drain_router_mail(&mut shards_b[0]),
             [deliver("y@example.test", "two")]
@@ -432,7 +432,7 @@ mod tests {
         assert_eq!(out.len(), 1, "one batch");
         assert_eq!(batch::read(&out[0].1, |_, _| {}).mails, 1, "one mail");
         b.inbound(rookery_cluster::NodeId(1), out.remove(0).1);
-        assert_eq!(b.flush(), 0);
+        assert_eq!(b.flush(true), 0);
         let parts: Vec<(rookery_router::ShardId, Fanout)> = node.split().collect();
         for (shard, (_, part)) in shards_b.iter_mut().zip(parts) {
             let got = drain_router_mail(shard);
@@ -441,6 +441,33 @@ mod tests {
         let stats = b.stats();
         assert_eq!(stats.mails_in.load(Relaxed), 1);
         assert_eq!(stats.fanout_parts.load(Relaxed), 2);
+    }
+
+    #[test]
+    fn a_gathering_bridge_is_not_woken_by_the_shards_a_sleeping_one_is() {
+        let (mut shards, mut endpoint) = grid(1, 1);
+        let wakes = Arc::new(AtomicU64::new(0));
+        let counter = Arc::clone(&wakes);
+        endpoint.attach(Arc::new(move || {
+            counter.fetch_add(1, Relaxed);
+        }));
+        // Gathering: the bridge runs again within its window, so it stays marked awake.
+        endpoint.flush(false);
+        shards[0].stage(ShardId(1), remote(2, 0, deliver("x@example.test", "1")));
+        shards[0].flush();
+        assert_eq!(wakes.load(Relaxed), 0, "a gathering bridge is not woken");
+        let mut out = Vec::new();
+        endpoint.outbound(&mut out);
+        assert_eq!(
+            out.len(),
+            1,
+            "what was staged meanwhile is taken at its next turn"
+        );
+        // Nothing moved: it sleeps, and the next mail wakes it.
+        endpoint.flush(true);
+        shards[0].stage(ShardId(1), remote(2, 0, deliver("x@example.test", "2")));
+        shards[0].flush();
+        assert_eq!(wakes.load(Relaxed), 1, "a sleeping bridge is woken");
     }
 
     #[test]
@@ -453,7 +480,7 @@ mod tests {
         builder.push(5, &bytes);
         builder.push(0, b"\x01\xff");
         endpoint.inbound(rookery_cluster::NodeId(1), builder.take());
-        endpoint.flush();
+        endpoint.flush(true);
         assert!(drain_router_mail(&mut shards[0]).is_empty());
         let stats = endpoint.stats();
         assert_eq!(stats.bad_batches.load(Relaxed), 1);
@@ -497,6 +524,6 @@ mod tests {
             endpoint.inbound(rookery_cluster::NodeId(1), batch.clone());
         }
         assert_eq!(endpoint.stats().inbound_refused.load(Relaxed), 5);
-        assert!(endpoint.flush() > 0);
+        assert!(endpoint.flush(true) > 0);
     }
 }

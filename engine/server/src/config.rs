@@ -50,6 +50,12 @@ pub struct Args {
     /// I/O backend: auto probes io_uring and falls back to poll (mio).
     #[arg(long, env = "ROOKERY_BACKEND", default_value = "auto")]
     pub backend: BackendChoice,
+    /// Microseconds a busy shard or cluster bridge gathers work into one wake-up (0: each
+    /// wakes for every event). Fewer wake-ups per message under load, at most this much added
+    /// latency per hop; a shard that slept longer than the window wakes at once. Shards need
+    /// io_uring on Linux 6.12+ (the poll backend ignores it); the bridge gathers on any OS.
+    #[arg(long, default_value_t = 0)]
+    pub batch_wait_us: u32,
     /// Number of shards (threads); default: one per allowed core.
     #[arg(long)]
     pub shards: Option<usize>,

@@ -82,6 +82,7 @@ fn run(args: Args) -> anyhow::Result<()> {
     let max_conns = conn_ceiling(&config)?;
     let limits = Limits {
         max_output_bytes: config.args.max_output_bytes,
+        batch_wait_us: config.args.batch_wait_us,
         ..Limits::default()
     };
     let selected = rookery_io::select_backend(config.args.backend, &limits)?;
@@ -147,7 +148,13 @@ fn run(args: Args) -> anyhow::Result<()> {
         config.args.mailbox_capacity,
     );
     let bridge = match &config.cluster {
-        Some((file, me)) => Some(start_bridge(file, *me, shards, &mut mailboxes)?),
+        Some((file, me)) => Some(start_bridge(
+            file,
+            *me,
+            shards,
+            &mut mailboxes,
+            config.args.batch_wait_us,
+        )?),
         None => None,
     };
     // `--auth file`: account changes through the admin endpoint, applied by the home shards.
@@ -257,6 +264,7 @@ fn start_bridge(
     me: NodeId,
     shards: usize,
     mailboxes: &mut Vec<rookery_mailbox::Mailbox<shard::ShardMail>>,
+    batch_wait_us: u32,
 ) -> anyhow::Result<(Bridge, metrics::ClusterMetrics)> {
     let mailbox = mailboxes
         .pop()
@@ -267,6 +275,7 @@ fn start_bridge(
         file: file.clone(),
         me: rookery_cluster::NodeId(me.0),
         link: LinkConfig::default(),
+        batch_wait: std::time::Duration::from_micros(batch_wait_us.into()),
     };
     let bridge = Bridge::start(config, endpoint).context("starting the cluster bridge")?;
     info!(

@@ -111,6 +111,12 @@ impl UringDriver {
         })
     }
 
+    /// The batching window sleeping turns use (`Limits::batch_wait_us`), or 0 when the kernel
+    /// lacks the min-timeout wait and every turn wakes on its first completion.
+    pub fn batch_wait_us(&self) -> u32 {
+        self.core.limits.batch_wait_us
+    }
+
     /// Copies up to `max` CQEs out of the CQ (so handlers may push SQEs while we process them).
     fn reap(&mut self, max: usize) -> usize {
         self.cqes.clear();

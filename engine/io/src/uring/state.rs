@@ -108,7 +108,11 @@ pub(super) struct Core {
 }
 
 impl Core {
-    pub fn new(ring: IoUring, limits: Limits, waker: Arc<Coalesced<EventWake>>) -> Core {
+    pub fn new(ring: IoUring, mut limits: Limits, waker: Arc<Coalesced<EventWake>>) -> Core {
+        if !ring.params().is_feature_min_timeout() {
+            // An older kernel: every sleeping turn wakes on its first completion.
+            limits.batch_wait_us = 0;
+        }
         Core {
             ring,
             backlog: VecDeque::new(),

@@ -34,6 +34,13 @@ impl Drop for WakeBuf {
     }
 }
 
+/// Completions that end a batching window early (see [`Core::enter`]): a burst this large is
+/// worth a turn now.
+const BATCH_COMPLETIONS: usize = 64;
+/// The timeout of an otherwise unbounded batching wait (the kernel's min-timeout wait needs
+/// one).
+const BATCH_IDLE_CAP: Duration = Duration::from_secs(1);
+
 /// Timeout, signal, CQ overflow backlog, transient kernel memory: not errors of a turn.
 fn is_transient(e: &io::Error) -> bool {
     matches!(
@@ -90,10 +97,26 @@ impl Core {
 
     /// Submits everything and waits up to `wait` (none: until one completion) in one
     /// `io_uring_enter` (EXT_ARG timeout, no timeout SQE).
+    ///
+    /// With `Limits::batch_wait_us` set, a wait longer than that window asks the kernel for
+    /// [`BATCH_COMPLETIONS`] completions with a minimum timeout of the window: completions
+    /// that arrive inside it are gathered into one wake-up (with DEFER_TASKRUN the task is not
+    /// even woken per completion), and once it has passed with none, the first one wakes the
+    /// turn as usual. The kernel needs a finite timeout for that: an unbounded wait becomes
+    /// [`BATCH_IDLE_CAP`] (an empty turn then, harmless).
     pub fn enter(&mut self, wait: Option<Duration>) -> io::Result<()> {
         self.drain_backlog()?;
         self.submit_calls += 1;
+        let batch = self.limits.batch_wait_us;
+        let batched = batch > 0 && wait.map_or(true, |w| w > Duration::from_micros(batch.into()));
         let res = match wait {
+            _ if batched => {
+                let ts = Timespec::from(wait.unwrap_or(BATCH_IDLE_CAP));
+                let args = SubmitArgs::new().timespec(&ts).min_wait_usec(batch);
+                self.ring
+                    .submitter()
+                    .submit_with_args(BATCH_COMPLETIONS, &args)
+            }
             None => self.ring.submitter().submit_and_wait(1),
             Some(wait) => {
                 let ts = Timespec::from(wait);
