@@ -137,7 +137,7 @@ write_readme() {
 - Load average when the script started: $LOAD_AVG
 - Commit: $COMMIT
 - Binaries: $BIN_INFO
-- rookery: ${rookery_backend:-backend unknown}, \`--durability $DURABILITY\`; relays (benches/relays): tokio $(crate_version tokio)
+- rookery: ${rookery_backend:-backend unknown}, \`--durability $DURABILITY${ROOKERY_ARGS:+ $ROOKERY_ARGS}\`; relays (benches/relays): tokio $(crate_version tokio)
   (current_thread runtime), monoio $(crate_version monoio) (io_uring driver), glommio $(crate_version glommio);
   rookery-load: backend ${load_backend:-unknown}, \`--threads 1\`, XEP-0198 off
 - **Same CPU allotment**: each server pinned to core $SERVER_CORE (\`taskset -c $SERVER_CORE\`; rookery also

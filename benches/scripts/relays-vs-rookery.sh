@@ -30,7 +30,8 @@
 #
 # Usage: benches/scripts/relays-vs-rookery.sh [--quick]
 #        benches/scripts/relays-vs-rookery.sh --report results/<stamp>-relays-vs-rookery
-# Environment: PORT (5331), ADMIN_PORT (9331, rookery's metrics), SERVERS ("rookery
+# Environment: ROOKERY_ARGS (more flags for rookery, e.g. "--file-writes inline
+# --batch-wait-us 200"), PORT (5331), ADMIN_PORT (9331, rookery's metrics), SERVERS ("rookery
 # relay-tokio relay-monoio relay-glommio"), RATES (total msgs/s, space separated; empty: no
 # sweep), CLIENTS (2000), STEP_S (seconds per step), BUDGET_S, HOLD (0: no hold phase), HOLD_S
 # (8), ROOKERY_BIN_DIR (target/release), RT_PRIO (empty: normal scheduling; N: the servers and
@@ -86,6 +87,7 @@ else
     BUDGET_S=${BUDGET_S:-570}
 fi
 DURABILITY=log
+ROOKERY_ARGS=${ROOKERY_ARGS:-}
 START_S=$(date +%s)
 RT_PRIO=${RT_PRIO:-}
 PREFIX=()
@@ -135,7 +137,8 @@ peer_argv() {
         rookery)
             ARGV=("${PREFIX[@]}" taskset -c "$SERVER_CORE" "$BIN/rookery" --listen "127.0.0.1:$PORT"
                 --admin "127.0.0.1:$ADMIN_PORT" --domain "$DOMAIN" --auth token --token-secret "$SECRET"
-                --shards 1 --cores "$SERVER_CORE" --durability "$DURABILITY" --data-dir "$WORK_TMP/rookery-data") ;;
+                --shards 1 --cores "$SERVER_CORE" --durability "$DURABILITY" --data-dir "$WORK_TMP/rookery-data"
+                $ROOKERY_ARGS) ;;
         *)
             ARGV=("${PREFIX[@]}" taskset -c "$SERVER_CORE" "$BIN/$1" --listen "127.0.0.1:$PORT" --domain "$DOMAIN"
                 --core "$SERVER_CORE") ;;
@@ -291,7 +294,7 @@ for total in $RATES; do
 done
 
 for v in MODE STAMP COMMIT LOAD_AVG BIN BIN_INFO SERVER_CORE LOAD_CORE DOMAIN USER_PREFIX PORT CONNECT_RATE \
-    SERVERS CLIENTS RATES STEP_S BUDGET_S DURABILITY RT_PRIO HOLD HOLD_S; do
+    SERVERS CLIENTS RATES STEP_S BUDGET_S DURABILITY ROOKERY_ARGS RT_PRIO HOLD HOLD_S; do
     printf '%s=%q\n' "$v" "${!v}"
 done > "$OUT/settings.env"
 write_readme > "$OUT/README.md"

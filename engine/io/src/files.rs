@@ -23,7 +23,9 @@ use std::io;
 #[cfg(not(target_os = "linux"))]
 use std::marker::PhantomData;
 
-use crate::{Event, FileId};
+use std::os::unix::fs::FileExt;
+
+use crate::{Event, FileId, FileSync};
 
 /// The errno for a write that made no progress without the kernel naming an error (a 0-byte
 /// result for a non-empty write): retrying could loop, so it is reported as an I/O error.
@@ -210,6 +212,21 @@ pub(crate) fn deliver_pending<C, S>(
 /// The errno of a failed file call (EIO when the error carries none, e.g. `WriteZero`).
 pub(crate) fn errno_of(e: &io::Error) -> i32 {
     e.raw_os_error().unwrap_or(NO_PROGRESS_ERRNO)
+}
+
+/// All of `bytes` at `offset` (`write_all_at` continues short writes and retries EINTR; a
+/// write that makes no progress is EIO), then fdatasync if asked.
+pub(crate) fn write_and_sync(
+    file: &File,
+    offset: u64,
+    bytes: &[u8],
+    sync: FileSync,
+) -> Result<(), i32> {
+    file.write_all_at(bytes, offset).map_err(|e| errno_of(&e))?;
+    if sync == FileSync::Data {
+        file.sync_data().map_err(|e| errno_of(&e))?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -304,6 +304,13 @@ pub struct Limits {
     /// passed, so a quiet shard adds no latency. Needs the kernel's min-timeout wait (Linux
     /// 6.12+, `IORING_FEAT_MIN_TIMEOUT`); without it, and on the poll backend, it is ignored.
     pub batch_wait_us: u32,
+    /// io_uring: a `write_file` without a sync, on a file with no ring write in flight, is a
+    /// `pwrite` on the shard's thread (into the page cache, microseconds) instead of a ring
+    /// op, which the kernel hands to an io-wq worker thread for buffered ext4 files (a thread
+    /// wake-up per write). The price: a write that must wait for the page cache (dirty
+    /// throttling) stalls the shard meanwhile, as on the poll backend. Writes with a sync
+    /// always go through the ring.
+    pub inline_file_writes: bool,
 }
 
 impl Default for Limits {
@@ -316,6 +323,7 @@ impl Default for Limits {
             recv_buffers: 1024,
             ring_entries: 4096,
             batch_wait_us: 0,
+            inline_file_writes: false,
         }
     }
 }

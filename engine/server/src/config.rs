@@ -56,6 +56,12 @@ pub struct Args {
     /// io_uring on Linux 6.12+ (the poll backend ignores it); the bridge gathers on any OS.
     #[arg(long, default_value_t = 0)]
     pub batch_wait_us: u32,
+    /// io_uring: how a write without a sync (`--durability log`, the archive) reaches the
+    /// page cache: `ring` (an io_uring op, which the kernel hands to a worker thread for
+    /// buffered ext4 files) or `inline` (a pwrite on the shard's thread: no thread hop, but
+    /// the shard waits if the page cache throttles). Synced writes always use the ring.
+    #[arg(long, value_enum, default_value_t = FileWritesArg::Ring)]
+    pub file_writes: FileWritesArg,
     /// Number of shards (threads); default: one per allowed core.
     #[arg(long)]
     pub shards: Option<usize>,
@@ -275,6 +281,15 @@ pub enum RequireTls {
     Off,
     Remote,
     All,
+}
+
+/// How io_uring shards write their logs and archives without a sync (`--file-writes`).
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileWritesArg {
+    /// A ring op (for buffered ext4 files the kernel runs it on an io-wq worker thread).
+    Ring,
+    /// A `pwrite` on the shard's thread (page cache; no worker-thread wake-up).
+    Inline,
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]

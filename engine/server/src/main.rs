@@ -83,6 +83,7 @@ fn run(args: Args) -> anyhow::Result<()> {
     let limits = Limits {
         max_output_bytes: config.args.max_output_bytes,
         batch_wait_us: config.args.batch_wait_us,
+        inline_file_writes: config.args.file_writes == config::FileWritesArg::Inline,
         ..Limits::default()
     };
     let selected = rookery_io::select_backend(config.args.backend, &limits)?;

@@ -9,11 +9,10 @@
 //!
 //! What it does not do: retry. The first error ends the write with its errno.
 
-use std::fs::File;
 use std::os::unix::fs::FileExt;
 
 use super::state::PCore;
-use crate::files::{errno_of, Completed, FileOp};
+use crate::files::{errno_of, write_and_sync, Completed, FileOp};
 use crate::{FileId, FileSync};
 
 impl PCore {
@@ -54,14 +53,4 @@ impl PCore {
         });
         token
     }
-}
-
-/// All of `bytes` at `offset` (`write_all_at` continues short writes and retries EINTR; a
-/// write that makes no progress is EIO), then fdatasync if asked.
-fn write_and_sync(file: &File, offset: u64, bytes: &[u8], sync: FileSync) -> Result<(), i32> {
-    file.write_all_at(bytes, offset).map_err(|e| errno_of(&e))?;
-    if sync == FileSync::Data {
-        file.sync_data().map_err(|e| errno_of(&e))?;
-    }
-    Ok(())
 }

@@ -13,6 +13,10 @@
 //! chain. The file's fd stays open as long: `Files::unregister` refuses while a write on it is
 //! in flight, and `UringDriver::drop` reaps every op before the table is dropped (or leaks it).
 //!
+//! With `Limits::inline_file_writes`, a write without a sync on an idle chain is a `pwrite`
+//! on the calling thread instead, reported at the start of the next turn like the poll
+//! backend's.
+//!
 //! What it does not do: retry. A failed step ends the write with its errno (the store
 //! rewrites the whole batch later); only short writes are continued.
 
@@ -23,7 +27,7 @@ use io_uring::opcode;
 use io_uring::types::{Fd, FsyncFlags};
 
 use super::state::Core;
-use crate::files::{Completed, FileOp, NO_PROGRESS_ERRNO};
+use crate::files::{write_and_sync, Completed, FileOp, NO_PROGRESS_ERRNO};
 use crate::key::{OpKey, OpKind};
 use crate::{FileId, FileSync};
 
@@ -56,6 +60,20 @@ impl Core {
             Ok(begun) => begun,
             Err(token) => return token, // EBADF is reported next turn
         };
+        let chain_idle = slot.state.active.is_none();
+        if self.limits.inline_file_writes && sync == FileSync::None && chain_idle {
+            // A page-cache write on this thread: no io-wq hop (see `Limits`). The chain is
+            // idle, so it cannot overtake an earlier write to this file.
+            let result = write_and_sync(&slot.file, offset, &buffer, sync);
+            self.files.defer(Completed {
+                file,
+                token,
+                op: FileOp::Write,
+                result,
+                buffer,
+            });
+            return token;
+        }
         let write = FileWrite {
             token,
             offset,
@@ -64,7 +82,7 @@ impl Core {
             sync,
             syncing: false,
         };
-        if slot.state.active.is_some() {
+        if !chain_idle {
             slot.state.queue.push_back(write);
             return token;
         }
