@@ -132,8 +132,15 @@ fn message_to_offline_user_is_stored_and_delivered_at_login_with_delay() {
 /// SIGKILL and reaches its recipient after the restart.
 #[test]
 fn sigkill_loses_no_acknowledged_message() {
-    for backend in backends() {
-        let mut server = Server::start(backend, 2, &[]);
+    // io_uring also with inline file writes and batched waits: a write the shard made itself
+    // (pwrite) counts as committed exactly like a ring write.
+    const INLINE: &[&str] = &["--file-writes", "inline", "--batch-wait-us", "500"];
+    let mut configs: Vec<(&str, &[&str])> = backends().into_iter().map(|b| (b, &[][..])).collect();
+    if configs.iter().any(|(b, _)| *b == "uring") {
+        configs.push(("uring", INLINE));
+    }
+    for (backend, extra) in configs {
+        let mut server = Server::start(backend, 2, extra);
         let data_dir = server.keep_data_dir();
         let (mut alice, _) = RawClient::login(server.addr, "alice", "r");
         alice.send("<enable xmlns='urn:xmpp:sm:3'/>");
@@ -158,7 +165,7 @@ fn sigkill_loses_no_acknowledged_message() {
         );
         drop(server);
 
-        let server = Server::start_on(backend, 2, &[], &data_dir);
+        let server = Server::start_on(backend, 2, extra, &data_dir);
         let (mut bob, _) = RawClient::login_without_sync(server.addr, "bob", "r");
         let mut got = std::collections::BTreeSet::new();
         while let Some(stanza) = bob.try_expect("</message>", Duration::from_secs(2)) {
