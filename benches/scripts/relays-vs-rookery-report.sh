@@ -207,6 +207,7 @@ files_section() {
 - runs.tsv: one row per step (CPU seconds, window, exit code, path of its summary.json, relay stats)
 - commands.txt: the exact server and rookery-load command lines
 - <server>/rate-<N>/ (and <server>/hold/): rookery-load's folder (summary.json, histograms), loadgen.txt, server.log
+- <server>/rate-<N>/flame.svg and stacks.folded.gz: the server's flame graph over the step's steady window (perf at 499 Hz, when perf and inferno are installed)
 - hold.tsv (with HOLD=N): exit code, summary, RSS before and held per server
 - settings.env: what \`benches/scripts/relays-vs-rookery.sh --report <this folder>\` needs to rewrite this file
 EOF

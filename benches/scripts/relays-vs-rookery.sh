@@ -14,6 +14,8 @@
 #     delivered, e2e p50/p99/p99.9 (corrected), the server's CPU over the steady phase
 #     (utime + stime deltas of its pid) and CPU microseconds per delivered message, the
 #     generator's CPU and every other process's (so the report says which side saturated);
+#     and, when perf (linux-perf) and inferno (`cargo install inferno`) are installed, a flame
+#     graph of the server over the steady window (<server>/rate-<N>/flame.svg);
 #  4. with HOLD=N, first has each server hold N idle sessions (rookery-load hold) and reads its
 #     RSS once they are all up (not in the default run: ~N/2000 + 12 s per server);
 #  5. writes results/<stamp>-relays-vs-rookery/README.md (machine, commit, commands, the
@@ -195,7 +197,7 @@ run_step() {
     timeout --kill-after=5 "$limit" "${cmd[@]}" > "$dir/loadgen.txt" 2>&1 &
     LOAD_PID=$!
     WINDOW_S=- SERVER_STEADY_S=- GEN_STEADY_S=- OTHERS_PCT=-
-    sample_steady "$t0"
+    FLAME_DIR=$dir sample_steady "$t0"
     wait "$LOAD_PID" || rc=$?
     LOAD_PID=
     local cpu_s wall_s summary relay_stats

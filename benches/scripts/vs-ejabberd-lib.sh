@@ -219,12 +219,41 @@ wait_established() {
 # GEN_TICKS and OTHERS_PCT (% of one core); false, setting nothing, when the load generator is
 # gone at either end (one that ended inside the window would read as negative CPU).
 # shellcheck disable=SC2034 # the globals it sets are the caller's to read
+# flame_tools: true when perf (Debian's linux-perf) and inferno (`cargo install inferno`) are
+# installed, for a flame graph of the server per step (FLAME_DIR set by the caller).
+flame_tools() {
+    command -v perf > /dev/null && command -v inferno-collapse-perf > /dev/null &&
+        command -v inferno-flamegraph > /dev/null
+}
+
+# flame_render DIR: DIR/perf.data -> DIR/flame.svg (and the folded stacks, which diff well);
+# perf.data itself is removed (tens of MB per step).
+flame_render() {
+    local dir=$1
+    [ -s "$dir/perf.data" ] || return 0
+    if perf script -i "$dir/perf.data" 2>/dev/null | inferno-collapse-perf > "$dir/stacks.folded" 2>/dev/null &&
+        inferno-flamegraph --title "$(basename "$(dirname "$dir")") $(basename "$dir")" \
+            < "$dir/stacks.folded" > "$dir/flame.svg" 2>/dev/null; then
+        gzip -f "$dir/stacks.folded"
+    fi
+    rm -f "$dir/perf.data" "$dir/perf.data.old"
+}
+
 steady_window() {
-    local s0 g0 ta snap=$WORK_TMP/procs.before
+    local s0 g0 ta snap=$WORK_TMP/procs.before perf_pid=
     kill -0 "$LOAD_PID" 2>/dev/null || return 1
     s0=$(cpu_ticks "$SERVER_PID") g0=$(cpu_ticks "$LOAD_PID") ta=$(date +%s%N)
     others_snapshot "$snap"
+    if [ -n "${FLAME_DIR:-}" ] && flame_tools; then
+        perf record -F 499 -g -p "$SERVER_PID" -o "$FLAME_DIR/perf.data" -- sleep "$1" \
+            > "$FLAME_DIR/perf.log" 2>&1 &
+        perf_pid=$!
+    fi
     sleep "$1"
+    if [ -n "$perf_pid" ]; then
+        wait "$perf_pid" || true
+        flame_render "$FLAME_DIR"
+    fi
     kill -0 "$LOAD_PID" 2>/dev/null || return 1
     SERVER_TICKS=$(($(cpu_ticks "$SERVER_PID") - s0)) GEN_TICKS=$(($(cpu_ticks "$LOAD_PID") - g0))
     WINDOW_S=$(awk -v a="$ta" -v b="$(date +%s%N)" 'BEGIN { printf "%.3f", (b - a) / 1e9 }')
