@@ -858,6 +858,42 @@ fn uring_batching_gathers_completions_into_one_turn() {
     );
 }
 
+/// io_uring: stanzas given to one conn in a turn leave in one send op, in order.
+#[cfg(target_os = "linux")]
+#[test]
+fn uring_one_send_per_conn_per_turn() {
+    if let Some(why) = uring_unavailable() {
+        eprintln!("SKIP uring_one_send_per_conn_per_turn: {why}");
+        return;
+    }
+    let mut h = Recorder::default();
+    let (mut d, conn, mut client) = driver_with_conn(
+        |l| rookery_io::UringDriver::new(l).unwrap(),
+        Limits::default(),
+        &mut h,
+    );
+    d.turn(Some(Duration::ZERO), &mut h).unwrap();
+    let before = d.send_ops();
+    let mut expected = Vec::new();
+    for i in 0..50u8 {
+        let stanza = [i; 10];
+        d.ops().send(conn, &stanza).unwrap();
+        expected.extend_from_slice(&stanza);
+    }
+    d.turn(Some(Duration::ZERO), &mut h).unwrap();
+    assert_eq!(
+        read_exactly(&mut client, expected.len()),
+        expected,
+        "in order"
+    );
+    drive_for(&mut d, &mut h, Duration::from_millis(20));
+    assert_eq!(
+        d.send_ops() - before,
+        1,
+        "fifty sends in one turn, one send op"
+    );
+}
+
 /// The hand-off also works between backends (a socket detached by io_uring is blocking, one
 /// detached by poll is non-blocking: each `adopt` sets what it needs).
 #[cfg(target_os = "linux")]

@@ -117,6 +117,12 @@ impl UringDriver {
         self.core.limits.batch_wait_us
     }
 
+    /// Send ops pushed to the ring so far: one per conn per turn however many `send`s it was
+    /// given (plus one per continuation of a partial send).
+    pub fn send_ops(&self) -> u64 {
+        self.core.send_ops
+    }
+
     /// Copies up to `max` CQEs out of the CQ (so handlers may push SQEs while we process them).
     fn reap(&mut self, max: usize) -> usize {
         self.cqes.clear();
@@ -206,6 +212,7 @@ impl Driver for UringDriver {
             |c| &mut c.files,
             |core, event| handler.on_event(&mut UringOps { core }, event),
         );
+        self.core.start_due_sends();
         let busy = early > 0
             || !self.core.deferred.is_empty()
             || self.core.rearm_pending()

@@ -46,6 +46,8 @@ pub(super) const RECV_ARMED: u8 = 1;
 pub(super) const SEND_INFLIGHT: u8 = 2;
 pub(super) const CONNECTING: u8 = 4;
 pub(super) const REARM_QUEUED: u8 = 8;
+/// The conn is on `Core::sends_due`: its send starts at the end of the turn.
+pub(super) const SEND_DUE: u8 = 16;
 
 /// One conn slot. Kept small (see the size test): the queue and `Extra` are boxed and exist
 /// only while needed.
@@ -100,6 +102,11 @@ pub(super) struct Core {
     pub deferred: DeferredQueue,
     /// Conns whose recv ended with ENOBUFS, re-armed oldest first (see `expire`).
     rearm: VecDeque<ConnId>,
+    /// Conns given bytes this turn with no send in flight: each gets one send, carrying
+    /// everything queued by then, just before the turn's enter (`start_due_sends`).
+    sends_due: Vec<ConnId>,
+    /// Send ops pushed since the driver started (see `UringDriver::send_ops`).
+    pub send_ops: u64,
     pub inflight_total: usize,
     pub submit_calls: u32,
     pub(super) wake_buf: WakeBuf,
@@ -123,6 +130,8 @@ impl Core {
             limits,
             deferred: DeferredQueue::new(),
             rearm: VecDeque::new(),
+            sends_due: Vec::new(),
+            send_ops: 0,
             inflight_total: 0,
             submit_calls: 0,
             wake_buf: WakeBuf::new(),
@@ -225,6 +234,7 @@ impl Core {
         let ptr = chunk.as_ptr();
         c.flags |= SEND_INFLIGHT;
         c.inflight += 1;
+        self.send_ops += 1;
         let key = OpKey::for_conn(OpKind::Send, id).encode();
         let entry = opcode::Send::new(fd, ptr, len)
             .flags(libc::MSG_NOSIGNAL)
@@ -248,12 +258,29 @@ impl Core {
         unsafe { self.push(entry) }
     }
 
-    /// Queues the bytes and pushes a send if none is in flight.
+    /// Queues the bytes; the conn's send starts at the end of the turn (one send per conn
+    /// per turn, however many stanzas it was given), unless one is in flight already (its
+    /// completion sends the rest).
     pub fn send(&mut self, id: ConnId, bytes: &[u8]) -> Result<(), SendError> {
-        if self.conns.enqueue(id, bytes)?.is_some() {
-            self.start_send(id);
+        if let Some(c) = self.conns.enqueue(id, bytes)? {
+            if c.flags & (SEND_INFLIGHT | SEND_DUE) == 0 {
+                c.flags |= SEND_DUE;
+                self.sends_due.push(id);
+            }
         }
         Ok(())
+    }
+
+    /// Starts the sends `send` put off (called right before the turn's enter).
+    pub fn start_due_sends(&mut self) {
+        let mut due = std::mem::take(&mut self.sends_due);
+        for id in due.drain(..) {
+            if let Some(c) = self.conns.table.get_mut(id) {
+                c.flags &= !SEND_DUE;
+                self.start_send(id);
+            }
+        }
+        self.sends_due = due;
     }
 
     pub fn detach(&mut self, id: ConnId) {
