@@ -204,6 +204,11 @@ impl Router {
     /// derived from the seed (reproducible: right for tests and the simulator only).
     pub fn set_random_key(&mut self, key: &[u8; KEY_BYTES]) {
         self.home.random = SecureRandom::from_key(key);
+        let resume_key = self
+            .home
+            .random
+            .derive_key(crate::home::SM_RESUME_KEY_LABEL);
+        self.home.sm.set_resume_key(&resume_key);
     }
 
     pub(crate) fn advance_clock(&mut self, now_ms: u64) {

@@ -445,7 +445,7 @@ impl Home {
     /// written after `<resumed/>` with the rest of its unacked queue; false if there is no
     /// such session or its queue is full (the caller then treats `to` as offline).
     pub fn queue_for_detached(&mut self, to: &Jid, stanza: &[u8]) -> bool {
-        let tokens = self.sm.sessions_of(to.bare_str());
+        let tokens = self.sm.detached_of(to.bare_str());
         let max = self.sm_max_unacked_bytes;
         let found = tokens.into_iter().find(|&token| {
             let session = self.sm.get(token);
@@ -465,7 +465,7 @@ impl Home {
     /// presence broadcast): written after `<resumed/>`, so a resumed client misses no
     /// contact's change. A full queue skips that session (it will be probed at next login).
     pub fn queue_for_detached_available(&mut self, bare: &Jid, stanza: &[u8]) {
-        for token in self.sm.sessions_of(bare.bare_str()) {
+        for token in self.sm.detached_of(bare.bare_str()) {
             let Some(session) = self.sm.get_mut(token) else {
                 continue;
             };

@@ -24,13 +24,12 @@ use rookery_proto::element::Element;
 
 use crate::effects::Effects;
 use crate::errors::{SessionEnd, StreamError};
-use crate::home::sm::{SessionRef, SmSession, TooHigh, Unacked};
+use crate::home::sm::{SessionRef, SmSession, TooHigh};
 use crate::mail::AckRef;
 use crate::replies;
 use crate::router::Router;
 use crate::stream::conn::Phase;
 use crate::stream::Next;
-use rookery_store::MsgId;
 
 /// The XEP-0198 namespace.
 pub const SM_NS: &str = "urn:xmpp:sm:3";
@@ -73,11 +72,8 @@ impl Router {
             return;
         };
         let resume = matches!(element.attr("resume"), Some("true" | "1"));
-        let resume_id = resume.then(|| self.ids.stream_id().into_boxed_str());
-        let token = self
-            .home
-            .sm
-            .insert(SmSession::new(jid, resume_id.clone(), key));
+        let token = self.home.sm.insert(SmSession::new(jid, resume, key));
+        let resume_id = self.home.sm.resume_id(token);
         if let Some(session) = self.home.sessions.get_mut(slot) {
             session.sm = Some(token);
         }
@@ -134,13 +130,7 @@ impl Router {
             return Ok(());
         };
         let count = session.check_ack(h)?;
-        let acked: Vec<MsgId> = session
-            .release(count)
-            .filter_map(|entry| match entry {
-                Unacked::Stored { id, .. } => Some(id),
-                Unacked::Bytes(_) => None,
-            })
-            .collect();
+        let acked = session.release(count);
         let owner = session.jid.bare_str();
         for id in acked {
             // An id already acknowledged through another session is simply gone.
@@ -160,7 +150,7 @@ impl Router {
         let Some(session) = self.home.sm.get_mut(token) else {
             return false;
         };
-        if end == SessionEnd::Terminate || session.resume_id.is_none() {
+        if end == SessionEnd::Terminate || !session.resumable {
             self.home.sm.remove(token);
             return false;
         }
@@ -176,7 +166,7 @@ impl Router {
     /// Ends a detached session bound to the same full JID as a new bind (RFC 6120 7.7.2.2:
     /// the newer one wins, as for attached sessions).
     pub(crate) fn end_detached(&mut self, full: &rookery_proto::Jid, fx: &mut impl Effects) {
-        for token in self.home.sm.sessions_of(full.bare_str()) {
+        for token in self.home.sm.detached_of(full.bare_str()) {
             let replaced = self
                 .home
                 .sm

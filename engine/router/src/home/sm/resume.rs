@@ -89,12 +89,7 @@ impl Router {
         let Some(bare) = self.conns.get(slot).and_then(|c| c.jid.as_ref()) else {
             return Next::Stop;
         };
-        let sessions = self.home.sm.sessions_of(bare.bare_str());
-        let found = sessions.into_iter().find(|&token| {
-            let session = self.home.sm.get(token);
-            session.is_some_and(|s| s.resume_id.as_deref() == Some(previd))
-        });
-        let Some(token) = found else {
+        let Some(token) = self.home.sm.resolve(previd, bare.bare_str()) else {
             self.home.stats.resume_failures += 1;
             self.sm_failed(slot, "item-not-found", fx);
             return Next::Continue;
@@ -286,9 +281,9 @@ impl Router {
             return;
         };
         let (jid, available, priority) = (session.jid.clone(), session.available, session.priority);
-        let previd = session.resume_id.clone().unwrap_or_default();
         let handled = session.handled();
         let unacked = session.take_unacked();
+        let previd = self.home.sm.resume_id(token).unwrap_or_default();
         self.home.directory.insert(jid.bare_str(), slot);
         let Some(conn) = self.conns.get_mut(slot) else {
             return;
