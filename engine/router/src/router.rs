@@ -664,9 +664,15 @@ impl Router {
             self.home.directory.remove(jid.bare_str(), slot);
             self.home.note_session_end(jid);
         }
-        let detached = match sm {
-            Some(token) => self.end_sm(token, end, presence),
-            None => false,
+        let detached = match (sm, &full) {
+            (Some(token), Some(jid)) => self.end_sm(token, end, (jid, presence)),
+            (Some(token), None) => {
+                // Not reached (`<enable/>` needs a bound conn, which has its JID); without
+                // one there is nothing to resume.
+                self.home.sm.remove(token);
+                false
+            }
+            (None, _) => false,
         };
         if let (true, Some(token), Some(held)) = (detached, sm, held) {
             self.home.keep_held_for_resume(token, held);

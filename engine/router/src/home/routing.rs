@@ -449,9 +449,8 @@ impl Home {
         let max = self.sm_max_unacked_bytes;
         let found = tokens.into_iter().find(|&token| {
             let session = self.sm.get(token);
-            session.is_some_and(|s| {
-                s.conn.is_none() && s.jid == *to && s.room_for_any(stanza.len(), max)
-            })
+            session
+                .is_some_and(|s| s.detached_jid() == Some(to) && s.room_for_any(stanza.len(), max))
         });
         let Some(session) = found.and_then(|token| self.sm.get_mut(token)) else {
             return false;
@@ -470,7 +469,8 @@ impl Home {
                 continue;
             };
             let room = session.room_for_any(stanza.len(), self.sm_max_unacked_bytes);
-            if session.conn.is_none() && session.available && room {
+            let available = session.detached.as_ref().is_some_and(|d| d.available);
+            if available && room {
                 let _ = session.push_unacked(Unacked::Bytes(stanza.into()));
             }
         }

@@ -141,19 +141,31 @@ impl Queues {
     }
 }
 
-/// Stream management state of one session, kept inline in `SmTable`'s slots (no box of its
-/// own); the queues exist only while something is in flight.
+/// What a detached session keeps of its stream until it is resumed or ends: boxed, since only
+/// detached sessions have it (an attached session's JID and presence are its conn's).
 #[derive(Debug)]
-pub(crate) struct SmSession {
+pub(crate) struct Detached {
     /// The full JID the session is bound to.
     pub jid: Jid,
-    /// The conn it writes to; `None` while detached.
-    pub conn: Option<ConnKey>,
-    /// While detached: the conn whose `<resume/>` waits for this session's inbound stanzas to
-    /// be handled (it gets `<resumed/>` then, see `resume`).
+    /// When it ends unless resumed.
+    pub until_ms: u64,
+    /// The conn whose `<resume/>` waits for this session's inbound stanzas to be handled (it
+    /// gets `<resumed/>` then, see `resume`).
     pub resuming: Option<ConnKey>,
-    /// While detached: when it ends unless resumed.
-    pub detached_until_ms: u64,
+    /// Presence state kept across the detachment.
+    pub available: bool,
+    pub priority: i8,
+}
+
+/// Stream management state of one session, kept inline in `SmTable`'s slots (no box of its
+/// own); the queues exist only while something is in flight, the `Detached` part only while
+/// detached.
+#[derive(Debug)]
+pub(crate) struct SmSession {
+    /// The conn it writes to; `None` exactly while detached (then `detached` is `Some`).
+    pub conn: Option<ConnKey>,
+    /// Set exactly while detached (`SmTable::detach` / `attach`).
+    pub detached: Option<Box<Detached>>,
     received: u64,
     acked: u64,
     /// `None` while nothing is in flight (the idle state); never `Some` of empty queues
@@ -161,9 +173,6 @@ pub(crate) struct SmSession {
     queues: Option<Box<Queues>>,
     /// Stanzas sent since our last `<r/>`; below `SM_REQUEST_EVERY` between calls.
     since_request: u32,
-    /// Presence state kept across a detachment (the conn holds it while attached).
-    pub available: bool,
-    pub priority: i8,
     /// Resumption was enabled: the `id` of `<enabled/>` is derived from the session's token
     /// (see `resume_id`), not stored.
     pub resumable: bool,
@@ -171,21 +180,27 @@ pub(crate) struct SmSession {
 }
 
 impl SmSession {
-    pub fn new(jid: Jid, resumable: bool, conn: ConnKey) -> SmSession {
+    pub fn new(resumable: bool, conn: ConnKey) -> SmSession {
         SmSession {
-            jid,
             conn: Some(conn),
-            resuming: None,
-            detached_until_ms: 0,
+            detached: None,
             received: 0,
             acked: 0,
             queues: None,
             since_request: 0,
-            available: false,
-            priority: 0,
             resumable,
             request_timer: false,
         }
+    }
+
+    /// While detached: the conn whose `<resume/>` waits for it.
+    pub fn resuming(&self) -> Option<ConnKey> {
+        self.detached.as_ref()?.resuming
+    }
+
+    /// The full JID of a detached session (an attached one's is on its conn).
+    pub fn detached_jid(&self) -> Option<&Jid> {
+        self.detached.as_ref().map(|d| &d.jid)
     }
 
     /// The queues, created on first use.
@@ -446,7 +461,11 @@ impl SmSession {
                 + q.unacked.capacity() * std::mem::size_of::<Unacked>()
                 + kept
         });
-        self.jid.heap_bytes() + queues
+        let detached = self
+            .detached
+            .as_ref()
+            .map_or(0, |d| std::mem::size_of::<Detached>() + d.jid.heap_bytes());
+        detached + queues
     }
 }
 
@@ -456,8 +475,7 @@ pub(super) mod tests {
 
     /// A fresh session of `a@example.com/r` (the fixture of this folder's tests).
     pub(in crate::home::sm) fn session() -> SmSession {
-        let jid = Jid::parse("a@example.com/r").expect("valid JID");
-        SmSession::new(jid, false, ConnKey(1))
+        SmSession::new(false, ConnKey(1))
     }
 
     #[test]
@@ -593,10 +611,21 @@ pub(super) mod tests {
         assert_eq!(s.handled(), 2);
     }
 
+    /// The `Detached` part of `a@example.com/r`, detached until `until_ms`.
+    pub(in crate::home::sm) fn detached(until_ms: u64) -> Detached {
+        Detached {
+            jid: Jid::parse("a@example.com/r").expect("valid JID"),
+            until_ms,
+            resuming: None,
+            available: false,
+            priority: 0,
+        }
+    }
+
     #[test]
     fn the_session_state_is_small() {
-        // What an idle session costs inline (the JID's text is on the heap): the JID 24 B,
-        // two conn keys 32 B, three counters 24 B, the queues pointer 8 B, flags.
-        assert!(size_of::<SmSession>() <= 96, "{}", size_of::<SmSession>());
+        // What an idle attached session costs, all inline: the conn key 16 B, two counters
+        // 16 B, the queues and detached pointers 16 B, pacing and flags 8 B.
+        assert!(size_of::<SmSession>() <= 56, "{}", size_of::<SmSession>());
     }
 }

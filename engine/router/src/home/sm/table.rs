@@ -3,9 +3,9 @@
 //! and the bound on a `<resume/>` waiting for its answer. Each delay is a constant (or fixed
 //! config), so each timer is a FIFO sorted by deadline.
 //!
-//! Layout, for memory (issue 15): sessions sit inline in `slots` (no box each; an idle one
-//! is its slot plus its JID, see `sm::session`); only detached sessions are indexed by bare
-//! JID (`detached_by_bare`: bind conflicts and presence for detached sessions), since a
+//! Layout, for memory (issue 15): sessions sit inline in `slots` (no box each; an idle
+//! attached one is its slot and nothing else, see `sm::session`: its JID is its conn's);
+//! only detached sessions are indexed by bare JID (`detached_by_bare`: bind conflicts and presence for detached sessions), since a
 //! `<resume/>` finds its session from the id itself (`sm::resume_id`) and attached sessions
 //! are reached through their conn's `Session::sm`.
 //!
@@ -25,7 +25,7 @@ use std::collections::VecDeque;
 
 use crate::effects::{ConnKey, Effects};
 use crate::home::sm::resume_id::ResumeIds;
-use crate::home::sm::{SessionRef, SmSession, SM_REQUEST_DELAY_MS};
+use crate::home::sm::{Detached, SessionRef, SmSession, SM_REQUEST_DELAY_MS};
 use crate::maps::HashState;
 use crate::random::KEY_BYTES;
 use crate::replies;
@@ -81,21 +81,24 @@ impl SmTable {
         self.resume_ids = ResumeIds::new(resume_key);
     }
 
-    /// The resumption id of session `token` (see `resume_id`).
-    pub fn resume_id(&self, token: SessionRef) -> Option<String> {
-        let session = self.get(token).filter(|s| s.resumable)?;
-        Some(self.resume_ids.format(token, session.jid.bare_str()))
+    /// The resumption id of session `token` of user `bare` (see `resume_id`).
+    pub fn resume_id(&self, token: SessionRef, bare: &str) -> Option<String> {
+        self.get(token).filter(|s| s.resumable)?;
+        Some(self.resume_ids.format(token, bare))
     }
 
-    /// The resumable session of user `bare` that `previd` names, if it is still in the table.
+    /// The resumable session of user `bare` that `previd` names, if it is still in the table
+    /// (the id's MAC covers `bare`, so it is that user's).
     pub fn resolve(&self, previd: &str, bare: &str) -> Option<SessionRef> {
         let token = self.resume_ids.parse(previd, bare)?;
-        let session = self.get(token)?;
-        (session.resumable && session.jid.bare_str() == bare).then_some(token)
+        self.get(token)?.resumable.then_some(token)
     }
 
     pub fn insert(&mut self, session: SmSession) -> SessionRef {
-        assert!(session.conn.is_some(), "a session starts attached");
+        assert!(
+            session.conn.is_some() && session.detached.is_none(),
+            "a session starts attached"
+        );
         let session = Some(session);
         let index = match self.free.pop() {
             Some(index) => {
@@ -136,12 +139,12 @@ impl SmTable {
         let session = slot.session.take()?;
         slot.generation = slot.generation.wrapping_add(1);
         self.free.push(token.index());
-        if session.conn.is_none() {
+        if let Some(detached) = &session.detached {
             self.detached -= 1;
             self.detached_by_bare
-                .remove(session.jid.bare_str(), token.index());
+                .remove(detached.jid.bare_str(), token.index());
         }
-        if let Some(key) = session.resuming {
+        if let Some(key) = session.resuming() {
             // Its resuming conn must hear that the session is gone.
             self.wake.push(key);
         }
@@ -159,46 +162,51 @@ impl SmTable {
         tokens.collect()
     }
 
-    /// Detaches a session from its conn until `until_ms`.
-    pub fn detach(&mut self, token: SessionRef, until_ms: u64) {
+    /// Detaches a session from its conn until `state.until_ms`, keeping `state` (its JID
+    /// and presence); a no-op for a session already detached.
+    pub fn detach(&mut self, token: SessionRef, state: Detached) {
         let Some(session) = live_mut(&mut self.slots, token) else {
             return;
         };
         if session.conn.take().is_none() {
             return;
         }
-        session.detached_until_ms = until_ms;
         session.reset_conn_state();
+        let until_ms = state.until_ms;
         self.detached_by_bare
-            .insert(session.jid.bare_str(), token.index());
+            .insert(state.jid.bare_str(), token.index());
+        session.detached = Some(Box::new(state));
         self.detached += 1;
         self.detach_timers.push_back((until_ms, token));
     }
 
-    /// Attaches a detached session to `conn`.
-    pub fn attach(&mut self, token: SessionRef, conn: ConnKey) {
-        let Some(session) = live_mut(&mut self.slots, token) else {
-            return;
-        };
+    /// Attaches a detached session to `conn`, handing back what it kept while detached
+    /// (`None`, and nothing changes, if it is not detached).
+    pub fn attach(&mut self, token: SessionRef, conn: ConnKey) -> Option<Box<Detached>> {
+        let session = live_mut(&mut self.slots, token)?;
+        let detached = session.detached.take()?;
         session.reset_conn_state();
-        if session.conn.replace(conn).is_none() {
-            self.detached -= 1;
-            self.detached_by_bare
-                .remove(session.jid.bare_str(), token.index());
-        }
+        session.conn = Some(conn);
+        self.detached -= 1;
+        self.detached_by_bare
+            .remove(detached.jid.bare_str(), token.index());
+        Some(detached)
     }
 
     pub fn detached(&self) -> usize {
         self.detached
     }
 
-    /// Marks the detached session as being resumed by `conn` (see `SmSession::resuming`);
+    /// Marks the detached session as being resumed by `conn` (see `Detached::resuming`);
     /// wakes `conn` at once if the session has nothing outstanding.
     pub fn begin_resume(&mut self, token: SessionRef, conn: ConnKey) {
         let Some(session) = self.get_mut(token) else {
             return;
         };
-        session.resuming = Some(conn);
+        let Some(detached) = session.detached.as_mut() else {
+            return;
+        };
+        detached.resuming = Some(conn);
         let ready = session.all_handled();
         if ready {
             self.wake.push(conn);
@@ -211,15 +219,16 @@ impl SmTable {
         let Some(session) = self.get_mut(token) else {
             return;
         };
-        if session.resuming != Some(conn) {
+        let Some(detached) = session.detached.as_mut() else {
+            return;
+        };
+        if detached.resuming != Some(conn) {
             return;
         }
-        session.resuming = None;
-        if session.conn.is_none() {
-            // Its old timer entry may have been skipped while the resumption was pending.
-            session.detached_until_ms = until_ms;
-            self.detach_timers.push_back((until_ms, token));
-        }
+        detached.resuming = None;
+        // Its old timer entry may have been skipped while the resumption was pending.
+        detached.until_ms = until_ms;
+        self.detach_timers.push_back((until_ms, token));
     }
 
     /// Arms the bound of the resumption pending on `conn`.
@@ -248,7 +257,7 @@ impl SmTable {
         if !session.mark_handled(n) {
             return;
         }
-        if let Some(key) = session.resuming.filter(|_| session.all_handled()) {
+        if let Some(key) = session.resuming().filter(|_| session.all_handled()) {
             self.wake.push(key);
         }
         self.answer_requests(token, fx);
@@ -314,9 +323,8 @@ impl SmTable {
             self.detach_timers.pop_front();
             // A session resumed and detached again has a later deadline of its own; one being
             // resumed waits for that (`abandon_resume` re-arms it if the resumption is dropped).
-            let expired = self.get(token).is_some_and(|s| {
-                s.conn.is_none() && s.resuming.is_none() && s.detached_until_ms <= now_ms
-            });
+            let detached = self.get(token).and_then(|s| s.detached.as_ref());
+            let expired = detached.is_some_and(|d| d.resuming.is_none() && d.until_ms <= now_ms);
             if expired {
                 out.push(token);
             }
@@ -370,7 +378,7 @@ fn live_mut(slots: &mut [Slot], token: SessionRef) -> Option<&mut SmSession> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::home::sm::session::tests::session;
+    use crate::home::sm::session::tests::{detached, session};
 
     fn table() -> SmTable {
         SmTable::new(HashState::from_seed(0), &[5; KEY_BYTES])
@@ -381,7 +389,7 @@ mod tests {
         let mut table = table();
         let token = table.insert(session());
         assert!(table.detached_of("a@example.com").is_empty(), "attached");
-        table.detach(token, 5_000);
+        table.detach(token, detached(5_000));
         assert_eq!(table.detached_of("a@example.com"), vec![token]);
         assert_eq!(table.detached(), 1);
         let mut due = Vec::new();
@@ -395,7 +403,7 @@ mod tests {
         assert!(table.detached_of("a@example.com").is_empty());
         let again = table.insert(session());
         assert_ne!(again, token, "same slot, new generation");
-        table.detach(again, 5_000);
+        table.detach(again, detached(5_000));
         assert!(table.detached_of("a@example.com") == vec![again]);
         table.attach(again, ConnKey(2));
         assert!(
@@ -408,11 +416,15 @@ mod tests {
     fn resume_ids_resolve_only_for_their_session_and_generation() {
         let mut table = table();
         let plain = table.insert(session());
-        assert_eq!(table.resume_id(plain), None, "resumption not enabled");
+        assert_eq!(
+            table.resume_id(plain, "a@example.com"),
+            None,
+            "resumption not enabled"
+        );
         let mut resumable = session();
         resumable.resumable = true;
         let token = table.insert(resumable);
-        let id = table.resume_id(token).expect("resumable");
+        let id = table.resume_id(token, "a@example.com").expect("resumable");
         assert_eq!(table.resolve(&id, "a@example.com"), Some(token));
         assert_eq!(table.resolve(&id, "b@example.com"), None, "another user");
         table.remove(token);
@@ -422,33 +434,41 @@ mod tests {
         let reused = table.insert(next);
         assert_eq!(reused.index(), token.index(), "the slot is reused");
         assert_eq!(table.resolve(&id, "a@example.com"), None, "old generation");
-        let fresh = table.resume_id(reused).expect("resumable");
+        let fresh = table.resume_id(reused, "a@example.com").expect("resumable");
         assert_eq!(table.resolve(&fresh, "a@example.com"), Some(reused));
         table.set_resume_key(&[6; KEY_BYTES]);
         assert_eq!(table.resolve(&fresh, "a@example.com"), None, "another key");
     }
 
     #[test]
-    fn an_idle_session_is_its_slot_and_its_jid() {
+    fn an_idle_session_is_its_slot_alone() {
         let mut table = table();
         let token = table.insert(session());
-        let idle = table.heap_bytes();
+        let heap = |table: &SmTable| table.get(token).expect("live").heap_bytes();
+        assert_eq!(
+            heap(&table),
+            0,
+            "idle and attached: nothing beyond the slot"
+        );
         let s = table.get_mut(token).expect("live");
         let n = s.receive();
         s.push_unacked(crate::home::sm::Unacked::Bytes(vec![0; 10].into()));
-        assert!(
-            table.heap_bytes() > idle,
-            "queues while something is in flight"
-        );
+        assert!(heap(&table) > 0, "queues while something is in flight");
         let s = table.get_mut(token).expect("live");
         s.mark_handled(n);
         let _ = s.release(1);
         assert!(!s.has_queues());
-        assert_eq!(table.heap_bytes(), idle, "back to the idle footprint");
-        // Inline in the slot: the JID (24 B), two conn keys, three counters, the queues
-        // pointer, flags; no box per session.
+        assert_eq!(heap(&table), 0, "back to the idle footprint");
+        table.detach(token, detached(1_000));
         assert!(
-            std::mem::size_of::<Slot>() <= 104,
+            heap(&table) > 0,
+            "a detached session keeps its JID and presence"
+        );
+        table.attach(token, ConnKey(2));
+        assert_eq!(heap(&table), 0);
+        // All of it inline in the slot, no box per session (see `SmSession`).
+        assert!(
+            std::mem::size_of::<Slot>() <= 64,
             "{}",
             std::mem::size_of::<Slot>()
         );
