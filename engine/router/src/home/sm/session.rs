@@ -6,12 +6,16 @@
 //! prefix, outbound counting (the unacked queue, what `<a h>` releases), and the pacing of our
 //! own `<r/>`. The table of sessions and the timers are in `sm::table`.
 //!
-//! A session being resumed is detached (`conn == None`) with `resuming` naming the new conn:
+//! A session being resumed is detached (`conn == None`) with `Detached::resuming` naming the
+//! new conn:
 //! the `<resumed h>` answer waits until every stanza received on the old stream is handled
 //! (`all_handled`), so `h` equals `received` and the client resends nothing the server took.
 //!
-//! Layout, for memory (issue 15: an idle session with XEP-0198 on within 512 B in all): the
-//! state sits inline in `SmTable`'s slot, 104 B with the slot's generation. The three queues
+//! Layout, for memory (issue 15: an idle session with XEP-0198 on within 512 B in all): an
+//! attached session is 56 B inline in `SmTable`'s slot (64 B with the slot's generation) and
+//! owns nothing on the heap when idle. Its full JID and presence are its conn's while it is
+//! attached; only a detached session needs its own, with its deadline and resuming conn, in
+//! a `Detached` box (detached sessions are few). The three queues
 //! (`outstanding`, `requests`, `unacked`) and their byte sums live in one `Queues` box that
 //! exists only while one of them is non-empty: created by the first stanza in flight,
 //! dropped by the call that empties the last (an idle session has nothing outstanding,
@@ -26,6 +30,8 @@
 //! - counters are u64 internally and go on the wire modulo 2^32 (XEP-0198 4);
 //! - `queues` is `None` exactly when all three queues are empty (checked after every call
 //!   that removes from them: `settle`);
+//! - `detached` is `Some` exactly when `conn` is `None` (both change only in `SmTable`'s
+//!   `detach` and `attach`);
 //! - `outstanding` is sorted ascending and holds only numbers <= `received`;
 //! - `unacked.len() <= SM_MAX_UNACKED_HARD` and `unacked_bytes` is the sum of the sizes of the
 //!   queued stanzas; stored messages are only queued while below `SM_MAX_UNACKED` and the
