@@ -43,11 +43,15 @@ rss_before=$(rss_kib $server)
 # includes fixed costs that grow on first use (io_uring: every provided receive buffer is
 # touched once traffic flows, 1024 x 4 KiB per shard); the slope between the halves does not.
 half=$(( sessions / 2 ))
+# The clients come from 16 loopback addresses: from one, a ramp of 5,000 conns/s outruns the
+# server's --max-unauth-per-address (1,024 per shard) once half the sessions are held, and
+# the refused conns (rookery_unauth_refusals_total) leave the second half short.
+source_ips=${SOURCE_IPS:-127.0.0.2-127.0.0.17}
 hold() { # $1 = user prefix; runs in the background, pid in $load_pids
     target=127.0.0.1:$port
     [ "$transport" = websocket ] && target=127.0.0.1:$http
     "$bin/rookery-load" hold --server "$target" --transport "$transport" --domain example.test \
-        --auth token:idle-secret \
+        --auth token:idle-secret --source-ips "$source_ips" \
         --clients "$half" --user-prefix "$1" --connect-rate 5000 --duration 40s --output "$out" \
         --slug "loadgen-$1" --stream-management "${SM:-off}" --quiet > "$out/loadgen-$1.txt" 2>&1 &
     load_pids="${load_pids:-} $!"

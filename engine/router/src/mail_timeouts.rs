@@ -16,6 +16,7 @@ use rookery_proto::{Jid, StanzaKind};
 use crate::deadlines::Waiting;
 use crate::effects::{Effects, StanzaType};
 use crate::home::routing::{kind_name, wants_error, Envelope};
+use crate::home::sm::SessionRef;
 use crate::mail::AckRef;
 use crate::replies::{self, ReplyTo, StanzaError};
 use crate::router::Router;
@@ -63,11 +64,7 @@ impl Router {
         id: &[u8],
         fx: &mut impl Effects,
     ) {
-        let sender = self
-            .home
-            .sm
-            .get(ack.session)
-            .map(|session| session.jid.clone());
+        let sender = self.sm_session_jid(ack.session);
         let recipient = std::str::from_utf8(to)
             .ok()
             .and_then(|to| Jid::parse(to).ok());
@@ -78,6 +75,16 @@ impl Router {
             }
         }
         self.home.sm.mark_handled(ack.session, ack.stanza, fx);
+    }
+
+    /// The full JID of XEP-0198 session `token`: its conn's while attached, kept with it
+    /// while detached.
+    fn sm_session_jid(&self, token: SessionRef) -> Option<Jid> {
+        let session = self.home.sm.get(token)?;
+        match session.conn {
+            Some(key) => self.conns.get(self.conns.slot_of(key)?)?.jid.clone(),
+            None => session.detached_jid().cloned(),
+        }
     }
 
     /// `<KIND type='error'>` with `remote-server-timeout` from `from` to `sender`, routed

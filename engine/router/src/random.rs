@@ -53,6 +53,20 @@ impl SecureRandom {
         SecureRandom::from_key(&key)
     }
 
+    /// A key for another use of the router, derived from this generator's key and `label`
+    /// (HMAC of the label, which is never 8 bytes long, so it never equals an output of
+    /// `fill`); the counter is untouched.
+    pub fn derive_key(&self, label: &[u8]) -> [u8; KEY_BYTES] {
+        assert_ne!(
+            label.len(),
+            8,
+            "an 8-byte label could equal a counter block"
+        );
+        let mut mac = self.keyed.clone();
+        mac.update(label);
+        mac.finalize().into_bytes().into()
+    }
+
     /// Fills `out` with fresh bytes.
     pub fn fill(&mut self, out: &mut [u8]) {
         for chunk in out.chunks_mut(32) {

@@ -204,6 +204,11 @@ impl Router {
     /// derived from the seed (reproducible: right for tests and the simulator only).
     pub fn set_random_key(&mut self, key: &[u8; KEY_BYTES]) {
         self.home.random = SecureRandom::from_key(key);
+        let resume_key = self
+            .home
+            .random
+            .derive_key(crate::home::SM_RESUME_KEY_LABEL);
+        self.home.sm.set_resume_key(&resume_key);
     }
 
     pub(crate) fn advance_clock(&mut self, now_ms: u64) {
@@ -659,9 +664,15 @@ impl Router {
             self.home.directory.remove(jid.bare_str(), slot);
             self.home.note_session_end(jid);
         }
-        let detached = match sm {
-            Some(token) => self.end_sm(token, end, presence),
-            None => false,
+        let detached = match (sm, &full) {
+            (Some(token), Some(jid)) => self.end_sm(token, end, (jid, presence)),
+            (Some(token), None) => {
+                // Not reached (`<enable/>` needs a bound conn, which has its JID); without
+                // one there is nothing to resume.
+                self.home.sm.remove(token);
+                false
+            }
+            (None, _) => false,
         };
         if let (true, Some(token), Some(held)) = (detached, sm, held) {
             self.home.keep_held_for_resume(token, held);

@@ -65,6 +65,9 @@ pub(crate) mod sessions;
 pub(crate) mod sm;
 pub(crate) mod upload;
 
+/// What the XEP-0198 resumption-id key is derived with from the router's key.
+pub(crate) const SM_RESUME_KEY_LABEL: &[u8] = b"xep-0198 resume ids";
+
 /// The home layer of one shard: the users homed here, their sessions' routing state, their
 /// stored messages, presence and rooms.
 #[derive(Debug)]
@@ -147,6 +150,7 @@ impl Home {
         rooms: Rooms,
         (hash, random): (HashState, SecureRandom),
     ) -> Home {
+        let resume_key = random.derive_key(SM_RESUME_KEY_LABEL);
         let upload = config.upload.as_ref().map(UploadService::new);
         let upload_jid = upload.as_ref().map(|u| &u.service);
         let disco_items = upload::domain_items(rooms.service(), upload_jid);
@@ -170,7 +174,7 @@ impl Home {
             delayed: Vec::new(),
             carbon: Vec::new(),
             store,
-            sm: SmTable::new(hash),
+            sm: SmTable::new(hash, &resume_key),
             waiters: VecDeque::new(),
             presences: PresenceTable::new(hash),
             departures: Departures::new(hash, config.mail_timeout_ms),

@@ -445,13 +445,12 @@ impl Home {
     /// written after `<resumed/>` with the rest of its unacked queue; false if there is no
     /// such session or its queue is full (the caller then treats `to` as offline).
     pub fn queue_for_detached(&mut self, to: &Jid, stanza: &[u8]) -> bool {
-        let tokens = self.sm.sessions_of(to.bare_str());
+        let tokens = self.sm.detached_of(to.bare_str());
         let max = self.sm_max_unacked_bytes;
         let found = tokens.into_iter().find(|&token| {
             let session = self.sm.get(token);
-            session.is_some_and(|s| {
-                s.conn.is_none() && s.jid == *to && s.room_for_any(stanza.len(), max)
-            })
+            session
+                .is_some_and(|s| s.detached_jid() == Some(to) && s.room_for_any(stanza.len(), max))
         });
         let Some(session) = found.and_then(|token| self.sm.get_mut(token)) else {
             return false;
@@ -465,12 +464,13 @@ impl Home {
     /// presence broadcast): written after `<resumed/>`, so a resumed client misses no
     /// contact's change. A full queue skips that session (it will be probed at next login).
     pub fn queue_for_detached_available(&mut self, bare: &Jid, stanza: &[u8]) {
-        for token in self.sm.sessions_of(bare.bare_str()) {
+        for token in self.sm.detached_of(bare.bare_str()) {
             let Some(session) = self.sm.get_mut(token) else {
                 continue;
             };
             let room = session.room_for_any(stanza.len(), self.sm_max_unacked_bytes);
-            if session.conn.is_none() && session.available && room {
+            let available = session.detached.as_ref().is_some_and(|d| d.available);
+            if available && room {
                 let _ = session.push_unacked(Unacked::Bytes(stanza.into()));
             }
         }

@@ -156,7 +156,7 @@ impl Router {
 
     /// Sessions of `bare` on this (its home) shard: bound conns and resumable detached ones.
     fn sessions_of(&self, bare: &Jid) -> usize {
-        let detached = self.home.sm.sessions_of(bare.bare_str());
+        let detached = self.home.sm.detached_of(bare.bare_str());
         let detached = detached
             .into_iter()
             .filter(|&t| self.home.sm.get(t).is_some_and(|s| s.conn.is_none()))

@@ -21,16 +21,16 @@
 //! keeps the `<a/>` back, which is the point: nothing unstored is acknowledged.
 
 use rookery_proto::element::Element;
+use rookery_proto::Jid;
 
 use crate::effects::Effects;
 use crate::errors::{SessionEnd, StreamError};
-use crate::home::sm::{SessionRef, SmSession, TooHigh, Unacked};
+use crate::home::sm::{Detached, SessionRef, SmSession, TooHigh};
 use crate::mail::AckRef;
 use crate::replies;
 use crate::router::Router;
 use crate::stream::conn::Phase;
 use crate::stream::Next;
-use rookery_store::MsgId;
 
 /// The XEP-0198 namespace.
 pub const SM_NS: &str = "urn:xmpp:sm:3";
@@ -69,15 +69,12 @@ impl Router {
         if self.home.sessions.get(slot).is_some_and(|s| s.sm.is_some()) {
             return self.sm_failed(slot, "unexpected-request", fx);
         }
-        let (Some(jid), key) = (conn.jid.clone(), conn.key) else {
+        let (Some(jid), key) = (conn.jid.as_ref(), conn.key) else {
             return;
         };
         let resume = matches!(element.attr("resume"), Some("true" | "1"));
-        let resume_id = resume.then(|| self.ids.stream_id().into_boxed_str());
-        let token = self
-            .home
-            .sm
-            .insert(SmSession::new(jid, resume_id.clone(), key));
+        let token = self.home.sm.insert(SmSession::new(resume, key));
+        let resume_id = self.home.sm.resume_id(token, jid.bare_str());
         if let Some(session) = self.home.sessions.get_mut(slot) {
             session.sm = Some(token);
         }
@@ -110,7 +107,7 @@ impl Router {
             self.stream_error(slot, StreamError::UnsupportedStanzaType, fx);
             return Next::Stop;
         };
-        if let Err(TooHigh { h, sent }) = self.acknowledge(token, h) {
+        if let Err(TooHigh { h, sent }) = self.acknowledge(slot, token, h) {
             self.reply.clear();
             let dialect = self
                 .conns
@@ -127,21 +124,24 @@ impl Router {
         Next::Continue
     }
 
-    /// Applies the client's count `h`: the stanzas it covers leave the unacked queue, and the
-    /// stored messages among them leave the store.
-    pub(crate) fn acknowledge(&mut self, token: SessionRef, h: u32) -> Result<(), TooHigh> {
+    /// Applies the client's count `h` for session `token` of the user of the conn in `slot`
+    /// (its own, or the one resuming it): the stanzas it covers leave the unacked queue, and
+    /// the stored messages among them leave the store.
+    pub(crate) fn acknowledge(
+        &mut self,
+        slot: u32,
+        token: SessionRef,
+        h: u32,
+    ) -> Result<(), TooHigh> {
+        let Some(owner) = self.conns.get(slot).and_then(|c| c.jid.as_ref()) else {
+            return Ok(());
+        };
         let Some(session) = self.home.sm.get_mut(token) else {
             return Ok(());
         };
         let count = session.check_ack(h)?;
-        let acked: Vec<MsgId> = session
-            .release(count)
-            .filter_map(|entry| match entry {
-                Unacked::Stored { id, .. } => Some(id),
-                Unacked::Bytes(_) => None,
-            })
-            .collect();
-        let owner = session.jid.bare_str();
+        let acked = session.release(count);
+        let owner = owner.bare_str();
         for id in acked {
             // An id already acknowledged through another session is simply gone.
             let _ = self.home.store.ack(owner, id);
@@ -149,39 +149,46 @@ impl Router {
         Ok(())
     }
 
-    /// The SM part of a stream's end: detach (resumable) or end the session. Returns true
-    /// when the session was detached (its presence lives on until it expires).
+    /// The SM part of the end of the stream bound to `full`: detach (resumable) or end the
+    /// session. Returns true when the session was detached (its presence lives on until it
+    /// expires).
     pub(crate) fn end_sm(
         &mut self,
         token: SessionRef,
         end: SessionEnd,
-        presence: (bool, i8),
+        (full, (available, priority)): (&Jid, (bool, i8)),
     ) -> bool {
-        let Some(session) = self.home.sm.get_mut(token) else {
+        let Some(session) = self.home.sm.get(token) else {
             return false;
         };
-        if end == SessionEnd::Terminate || session.resume_id.is_none() {
+        if end == SessionEnd::Terminate || !session.resumable {
             self.home.sm.remove(token);
             return false;
         }
-        (session.available, session.priority) = presence;
         let until_ms = self
             .home
             .now_ms
             .saturating_add(self.config.resume_timeout_ms);
-        self.home.sm.detach(token, until_ms);
+        let state = Detached {
+            jid: full.clone(),
+            until_ms,
+            resuming: None,
+            available,
+            priority,
+        };
+        self.home.sm.detach(token, state);
         true
     }
 
     /// Ends a detached session bound to the same full JID as a new bind (RFC 6120 7.7.2.2:
     /// the newer one wins, as for attached sessions).
-    pub(crate) fn end_detached(&mut self, full: &rookery_proto::Jid, fx: &mut impl Effects) {
-        for token in self.home.sm.sessions_of(full.bare_str()) {
+    pub(crate) fn end_detached(&mut self, full: &Jid, fx: &mut impl Effects) {
+        for token in self.home.sm.detached_of(full.bare_str()) {
             let replaced = self
                 .home
                 .sm
                 .get(token)
-                .is_some_and(|s| s.conn.is_none() && s.jid == *full);
+                .is_some_and(|s| s.detached_jid() == Some(full));
             if replaced {
                 self.home.sm.remove(token);
                 self.end_presence(full, None, fx);
@@ -211,9 +218,8 @@ impl Router {
         self.home.sm.due_detached(self.home.now_ms, &mut expired);
         for token in expired {
             // Its unacked stored messages stay queued for the next login; its presence ends.
-            let full = self.home.sm.get(token).map(|s| s.jid.clone());
-            self.home.sm.remove(token);
-            if let Some(full) = full {
+            let session = self.home.sm.remove(token);
+            if let Some(full) = session.and_then(|s| s.detached).map(|d| d.jid) {
                 self.end_presence(&full, None, fx);
             }
         }

@@ -36,7 +36,7 @@ use rookery_proto::element::Element;
 use crate::effects::{ConnKey, Effects, HomeRequest};
 use crate::errors::{SessionEnd, StreamError};
 use crate::home::sessions::PendingResume;
-use crate::home::sm::{SessionRef, SM_RESUME_WAIT_MS};
+use crate::home::sm::{Detached, SessionRef, SM_RESUME_WAIT_MS};
 use crate::replies;
 use crate::router::Router;
 use crate::stream::conn::Phase;
@@ -89,18 +89,17 @@ impl Router {
         let Some(bare) = self.conns.get(slot).and_then(|c| c.jid.as_ref()) else {
             return Next::Stop;
         };
-        let sessions = self.home.sm.sessions_of(bare.bare_str());
-        let found = sessions.into_iter().find(|&token| {
-            let session = self.home.sm.get(token);
-            session.is_some_and(|s| s.resume_id.as_deref() == Some(previd))
-        });
-        let Some(token) = found else {
+        let Some(token) = self.home.sm.resolve(previd, bare.bare_str()) else {
             self.home.stats.resume_failures += 1;
             self.sm_failed(slot, "item-not-found", fx);
             return Next::Continue;
         };
-        self.take_over(token, fx);
-        if self.acknowledge(token, h).is_err() {
+        if !self.take_over(token, fx) {
+            self.home.stats.resume_failures += 1;
+            self.sm_failed(slot, "item-not-found", fx);
+            return Next::Continue;
+        }
+        if self.acknowledge(slot, token, h).is_err() {
             // The client claims stanzas it cannot have had: its state is unusable.
             self.home.sm.remove(token);
             self.home.stats.resume_failures += 1;
@@ -116,34 +115,50 @@ impl Router {
     }
 
     /// XEP-0198 5: a session still attached to an older stream moves, and that stream ends;
-    /// so does an older stream still waiting for its own `<resumed/>`.
-    fn take_over(&mut self, token: SessionRef, fx: &mut impl Effects) {
-        if let Some(other) = self.home.sm.get(token).and_then(|s| s.resuming) {
+    /// so does an older stream still waiting for its own `<resumed/>`. The session is
+    /// detached afterwards (true), or it was attached to a conn that is gone (false: nothing
+    /// to resume, not reached while conns end their sessions on leaving).
+    fn take_over(&mut self, token: SessionRef, fx: &mut impl Effects) -> bool {
+        if let Some(other) = self.home.sm.get(token).and_then(|s| s.resuming()) {
             if let Some(slot) = self.conns.slot_of(other) {
                 // Its `leave_directory` gives the resumption up (`abandon_resume`).
                 self.stream_error(slot, StreamError::Conflict, fx);
             }
-            if let Some(session) = self.home.sm.get_mut(token) {
-                session.resuming = None;
+            let session = self.home.sm.get_mut(token);
+            if let Some(detached) = session.and_then(|s| s.detached.as_mut()) {
+                detached.resuming = None;
             }
         }
         let Some(old_key) = self.home.sm.get(token).and_then(|s| s.conn) else {
-            return;
+            return true;
         };
-        let Some(old) = self.conns.slot_of(old_key) else {
-            return;
+        let old = self.conns.slot_of(old_key);
+        let Some((old, jid)) = old.and_then(|o| Some((o, self.conns.get(o)?.jid.clone()?))) else {
+            self.home.sm.remove(token);
+            return false;
         };
-        let Some(conn) = self.home.sessions.get_mut(old) else {
-            return;
-        };
-        let presence = (conn.available, conn.priority);
-        // Detached from the old conn first, so its stream error does not end the session
-        // (nor its presence and rooms: the session goes on, on the new conn).
-        conn.sm = None;
-        if let Some(session) = self.home.sm.get_mut(token) {
-            (session.available, session.priority) = presence;
+        let mut presence = (false, 0);
+        if let Some(conn) = self.home.sessions.get_mut(old) {
+            presence = (conn.available, conn.priority);
+            // Detached from the old conn first, so its stream error does not end the session
+            // (nor its presence and rooms: the session goes on, on the new conn).
+            conn.sm = None;
         }
+        // Nothing may be written to the old conn from now on.
+        let until_ms = self
+            .home
+            .now_ms
+            .saturating_add(self.config.resume_timeout_ms);
+        let state = Detached {
+            jid,
+            until_ms,
+            resuming: None,
+            available: presence.0,
+            priority: presence.1,
+        };
+        self.home.sm.detach(token, state);
         self.stream_error_ending(old, StreamError::Conflict.into(), SessionEnd::Resumed, fx);
+        true
     }
 
     /// Pauses the conn in `slot` until the session's old stanzas are handled or the bound
@@ -159,12 +174,7 @@ impl Router {
             held: Vec::new(),
         };
         self.home.sessions.hold(slot, key, pending);
-        // A taken-over session still names its old conn: nothing may be written there.
-        let until_ms = self
-            .home
-            .now_ms
-            .saturating_add(self.config.resume_timeout_ms);
-        self.home.sm.detach(token, until_ms);
+        // Detached already (by its stream's end, or by `take_over`).
         self.home.sm.begin_resume(token, key);
         self.home.sm.arm_resume_timer(deadline_ms, key);
         self.home.stats.resumes_delayed += 1;
@@ -209,7 +219,11 @@ impl Router {
             return;
         };
         let (token, deadline_ms) = (pending.token, pending.deadline_ms);
-        let session = self.home.sm.get(token).filter(|s| s.resuming == Some(key));
+        let session = self
+            .home
+            .sm
+            .get(token)
+            .filter(|s| s.resuming() == Some(key));
         let state = session.map(|s| (s.all_handled(), s.handled()));
         match state {
             Some((true, _)) => {
@@ -241,9 +255,10 @@ impl Router {
         };
         let key = conn.key;
         let pending = self.home.sessions.take_pending(slot);
-        if let Some(session) = self.home.sm.get_mut(token) {
-            if session.resuming == Some(key) {
-                session.resuming = None;
+        let session = self.home.sm.get_mut(token);
+        if let Some(detached) = session.and_then(|s| s.detached.as_mut()) {
+            if detached.resuming == Some(key) {
+                detached.resuming = None;
             }
         }
         pending.map(|p| p.held).unwrap_or_default()
@@ -281,14 +296,23 @@ impl Router {
         let Some(key) = self.conns.get(slot).map(|c| c.key) else {
             return;
         };
-        self.home.sm.attach(token, key);
+        // Detached: by its stream's end or by `take_over` (`complete_resume`).
+        let Some(detached) = self.home.sm.attach(token, key) else {
+            return;
+        };
         let Some(session) = self.home.sm.get_mut(token) else {
             return;
         };
-        let (jid, available, priority) = (session.jid.clone(), session.available, session.priority);
-        let previd = session.resume_id.clone().unwrap_or_default();
+        let Detached {
+            jid,
+            available,
+            priority,
+            ..
+        } = *detached;
         let handled = session.handled();
         let unacked = session.take_unacked();
+        let previd = self.home.sm.resume_id(token, jid.bare_str());
+        let previd = previd.unwrap_or_default();
         self.home.directory.insert(jid.bare_str(), slot);
         let Some(conn) = self.conns.get_mut(slot) else {
             return;

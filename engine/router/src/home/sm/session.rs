@@ -6,15 +6,32 @@
 //! prefix, outbound counting (the unacked queue, what `<a h>` releases), and the pacing of our
 //! own `<r/>`. The table of sessions and the timers are in `sm::table`.
 //!
-//! A session being resumed is detached (`conn == None`) with `resuming` naming the new conn:
+//! A session being resumed is detached (`conn == None`) with `Detached::resuming` naming the
+//! new conn:
 //! the `<resumed h>` answer waits until every stanza received on the old stream is handled
 //! (`all_handled`), so `h` equals `received` and the client resends nothing the server took.
+//!
+//! Layout, for memory (issue 15: an idle session with XEP-0198 on within 512 B in all): an
+//! attached session is 56 B inline in `SmTable`'s slot (64 B with the slot's generation) and
+//! owns nothing on the heap when idle. Its full JID and presence are its conn's while it is
+//! attached; only a detached session needs its own, with its deadline and resuming conn, in
+//! a `Detached` box (detached sessions are few). The three queues
+//! (`outstanding`, `requests`, `unacked`) and their byte sums live in one `Queues` box that
+//! exists only while one of them is non-empty: created by the first stanza in flight,
+//! dropped by the call that empties the last (an idle session has nothing outstanding,
+//! nothing unacked, no request waiting). The cost is one allocation (and a deque buffer)
+//! per burst of traffic after an idle spell, not per stanza within a burst. The resumption
+//! id is not stored (see `sm::resume_id`): `resumable` says whether there is one.
 //!
 //! What it does not do: write wire elements (see `sm::elements`, `replies`), touch the store
 //! (the caller acks the stored ids the queue hands back) or know conns beyond a key.
 //!
 //! Invariants:
 //! - counters are u64 internally and go on the wire modulo 2^32 (XEP-0198 4);
+//! - `queues` is `None` exactly when all three queues are empty (checked after every call
+//!   that removes from them: `settle`);
+//! - `detached` is `Some` exactly when `conn` is `None` (both change only in `SmTable`'s
+//!   `detach` and `attach`);
 //! - `outstanding` is sorted ascending and holds only numbers <= `received`;
 //! - `unacked.len() <= SM_MAX_UNACKED_HARD` and `unacked_bytes` is the sum of the sizes of the
 //!   queued stanzas; stored messages are only queued while below `SM_MAX_UNACKED` and the
@@ -109,92 +126,156 @@ pub(crate) struct TooHigh {
     pub sent: u64,
 }
 
-/// Stream management state of one session.
-#[derive(Debug)]
-pub(crate) struct SmSession {
-    /// The full JID the session is bound to.
-    pub jid: Jid,
-    /// Set when resumption was enabled: the `id` of `<enabled/>`.
-    pub resume_id: Option<Box<str>>,
-    /// The conn it writes to; `None` while detached.
-    pub conn: Option<ConnKey>,
-    /// While detached: when it ends unless resumed.
-    pub detached_until_ms: u64,
-    /// Presence state kept across a detachment (the conn holds it while attached).
-    pub available: bool,
-    pub priority: i8,
-    /// While detached: the conn whose `<resume/>` waits for this session's inbound stanzas to
-    /// be handled (it gets `<resumed/>` then, see `resume`).
-    pub resuming: Option<ConnKey>,
-    received: u64,
+/// The queues of a session that has something in flight: inbound stanzas not handled yet,
+/// `<r/>` waiting for them, outbound stanzas not acknowledged yet. Boxed and dropped as soon
+/// as all three are empty, so an idle session holds none of it (see the module doc).
+#[derive(Debug, Default)]
+struct Queues {
     outstanding: VecDeque<u64>,
     requests: VecDeque<u64>,
-    acked: u64,
     unacked: VecDeque<Unacked>,
     /// Bytes of the stanzas in `unacked` (all of them: the window).
     unacked_bytes: usize,
     /// Bytes of the `Unacked::Bytes` entries (kept in memory: the hard cap).
     kept_bytes: usize,
-    since_request: u64,
+}
+
+impl Queues {
+    /// Nothing in flight (the byte sums are 0 then, as they sum `unacked`).
+    fn is_empty(&self) -> bool {
+        self.outstanding.is_empty() && self.requests.is_empty() && self.unacked.is_empty()
+    }
+}
+
+/// What a detached session keeps of its stream until it is resumed or ends: boxed, since only
+/// detached sessions have it (an attached session's JID and presence are its conn's).
+#[derive(Debug)]
+pub(crate) struct Detached {
+    /// The full JID the session is bound to.
+    pub jid: Jid,
+    /// When it ends unless resumed.
+    pub until_ms: u64,
+    /// The conn whose `<resume/>` waits for this session's inbound stanzas to be handled (it
+    /// gets `<resumed/>` then, see `resume`).
+    pub resuming: Option<ConnKey>,
+    /// Presence state kept across the detachment.
+    pub available: bool,
+    pub priority: i8,
+}
+
+/// Stream management state of one session, kept inline in `SmTable`'s slots (no box of its
+/// own); the queues exist only while something is in flight, the `Detached` part only while
+/// detached.
+#[derive(Debug)]
+pub(crate) struct SmSession {
+    /// The conn it writes to; `None` exactly while detached (then `detached` is `Some`).
+    pub conn: Option<ConnKey>,
+    /// Set exactly while detached (`SmTable::detach` / `attach`).
+    pub detached: Option<Box<Detached>>,
+    received: u64,
+    acked: u64,
+    /// `None` while nothing is in flight (the idle state); never `Some` of empty queues
+    /// between calls.
+    queues: Option<Box<Queues>>,
+    /// Stanzas sent since our last `<r/>`; below `SM_REQUEST_EVERY` between calls.
+    since_request: u32,
+    /// Resumption was enabled: the `id` of `<enabled/>` is derived from the session's token
+    /// (see `resume_id`), not stored.
+    pub resumable: bool,
     request_timer: bool,
 }
 
 impl SmSession {
-    pub fn new(jid: Jid, resume_id: Option<Box<str>>, conn: ConnKey) -> SmSession {
+    pub fn new(resumable: bool, conn: ConnKey) -> SmSession {
         SmSession {
-            jid,
-            resume_id,
             conn: Some(conn),
-            detached_until_ms: 0,
-            available: false,
-            priority: 0,
-            resuming: None,
+            detached: None,
             received: 0,
-            outstanding: VecDeque::new(),
-            requests: VecDeque::new(),
             acked: 0,
-            unacked: VecDeque::new(),
-            unacked_bytes: 0,
-            kept_bytes: 0,
+            queues: None,
             since_request: 0,
+            resumable,
             request_timer: false,
         }
     }
 
+    /// While detached: the conn whose `<resume/>` waits for it.
+    pub fn resuming(&self) -> Option<ConnKey> {
+        self.detached.as_ref()?.resuming
+    }
+
+    /// The full JID of a detached session (an attached one's is on its conn).
+    pub fn detached_jid(&self) -> Option<&Jid> {
+        self.detached.as_ref().map(|d| &d.jid)
+    }
+
+    /// The queues, created on first use.
+    fn queues_mut(&mut self) -> &mut Queues {
+        self.queues.get_or_insert_with(Box::default)
+    }
+
+    /// Drops the queues once nothing is in flight (called after every removal).
+    fn settle(&mut self) {
+        if self.queues.as_ref().is_some_and(|q| q.is_empty()) {
+            self.queues = None;
+        }
+    }
+
+    fn outstanding_front(&self) -> Option<u64> {
+        self.queues.as_ref()?.outstanding.front().copied()
+    }
+
+    fn unacked_count(&self) -> usize {
+        self.queues.as_ref().map_or(0, |q| q.unacked.len())
+    }
+
+    /// Whether the session holds queues (something is in flight).
+    #[cfg(test)]
+    pub fn has_queues(&self) -> bool {
+        self.queues.is_some()
+    }
+
     /// The handled count `h`: the contiguous prefix of handled inbound stanzas.
     pub fn handled(&self) -> u64 {
-        self.outstanding
-            .front()
+        self.outstanding_front()
             .map_or(self.received, |first| first - 1)
     }
 
     /// Whether every stanza received so far is handled (`handled() == received`).
     pub fn all_handled(&self) -> bool {
-        self.outstanding.is_empty()
+        self.outstanding_front().is_none()
     }
 
     /// Whether stanza `n` was received and is not handled yet.
     pub fn is_outstanding(&self, n: u64) -> bool {
-        self.outstanding.binary_search(&n).is_ok()
+        let queues = self.queues.as_ref();
+        queues.is_some_and(|q| q.outstanding.binary_search(&n).is_ok())
     }
 
     /// A stanza arrived: returns its number, outstanding until `mark_handled`.
     pub fn receive(&mut self) -> u64 {
         self.received += 1;
-        self.outstanding.push_back(self.received);
-        self.received
+        let n = self.received;
+        self.queues_mut().outstanding.push_back(n);
+        n
     }
 
     /// Marks stanza `n` handled; false if it was not outstanding (already handled).
     pub fn mark_handled(&mut self, n: u64) -> bool {
-        if self.outstanding.front() == Some(&n) {
-            self.outstanding.pop_front();
-            return true;
-        }
-        match self.outstanding.binary_search(&n) {
-            Ok(at) => self.outstanding.remove(at).is_some(),
-            Err(_) => false,
-        }
+        let Some(queues) = self.queues.as_mut() else {
+            return false;
+        };
+        let outstanding = &mut queues.outstanding;
+        let removed = if outstanding.front() == Some(&n) {
+            outstanding.pop_front().is_some()
+        } else {
+            match outstanding.binary_search(&n) {
+                Ok(at) => outstanding.remove(at).is_some(),
+                Err(_) => false,
+            }
+        };
+        self.settle();
+        removed
     }
 
     /// An `<r/>` arrived: true if it can be answered now, else it waits for the prefix.
@@ -203,68 +284,77 @@ impl SmSession {
         if self.handled() >= mark {
             return true;
         }
-        if self.requests.len() >= MAX_WAITING_REQUESTS {
+        let requests = &mut self.queues_mut().requests;
+        if requests.len() >= MAX_WAITING_REQUESTS {
             // Answering the later request answers the earlier ones' question too.
-            self.requests.pop_back();
+            requests.pop_back();
         }
-        self.requests.push_back(mark);
+        requests.push_back(mark);
         false
     }
 
     /// How many waiting `<r/>` the current prefix answers (removing them).
     pub fn answerable(&mut self) -> usize {
         let handled = self.handled();
+        let Some(queues) = self.queues.as_mut() else {
+            return 0;
+        };
         let mut count = 0;
-        while self.requests.front().is_some_and(|&mark| mark <= handled) {
-            self.requests.pop_front();
+        while queues.requests.front().is_some_and(|&mark| mark <= handled) {
+            queues.requests.pop_front();
             count += 1;
         }
+        self.settle();
         count
     }
 
     /// Stanzas sent since `<enabled/>` (or since the count the client resumed from).
     pub fn sent(&self) -> u64 {
-        self.acked + self.unacked.len() as u64
+        self.acked + self.unacked_count() as u64
     }
 
     #[cfg(test)]
     pub fn unacked_len(&self) -> usize {
-        self.unacked.len()
+        self.unacked_count()
     }
 
     /// Bytes of the unacked stanzas.
     #[cfg(test)]
     pub fn unacked_bytes(&self) -> usize {
-        self.unacked_bytes
+        self.queues.as_ref().map_or(0, |q| q.unacked_bytes)
     }
 
     /// Bytes of stored messages that may be sent now within the count limit and the byte
     /// `window` (0: wait for `<a h>`).
     pub fn room_for_stored(&self, window: usize) -> usize {
-        if self.unacked.len() >= SM_MAX_UNACKED {
+        let Some(queues) = self.queues.as_ref() else {
+            return window;
+        };
+        if queues.unacked.len() >= SM_MAX_UNACKED {
             return 0;
         }
-        window.saturating_sub(self.unacked_bytes)
+        window.saturating_sub(queues.unacked_bytes)
     }
 
     /// Whether a stanza of `len` bytes may be kept now within the hard limits (`max_bytes`
     /// of unacked stanzas kept in memory), else the stream must close.
     pub fn room_for_any(&self, len: usize, max_bytes: usize) -> bool {
-        self.unacked.len() < SM_MAX_UNACKED_HARD && self.kept_bytes + len <= max_bytes
+        self.unacked_count() < SM_MAX_UNACKED_HARD && self.kept_bytes() + len <= max_bytes
     }
 
     /// Bytes of unacked stanzas kept in memory (not stored messages).
     pub fn kept_bytes(&self) -> usize {
-        self.kept_bytes
+        self.queues.as_ref().map_or(0, |q| q.kept_bytes)
     }
 
     /// Records a stanza just sent; true when an `<r/>` should follow at once.
     pub fn push_unacked(&mut self, entry: Unacked) -> bool {
-        self.unacked_bytes += entry.len();
-        self.kept_bytes += entry.kept_len();
-        self.unacked.push_back(entry);
+        let queues = self.queues_mut();
+        queues.unacked_bytes += entry.len();
+        queues.kept_bytes += entry.kept_len();
+        queues.unacked.push_back(entry);
         self.since_request += 1;
-        if self.since_request >= SM_REQUEST_EVERY {
+        if u64::from(self.since_request) >= SM_REQUEST_EVERY {
             self.since_request = 0;
             return true;
         }
@@ -276,7 +366,7 @@ impl SmSession {
     pub fn check_ack(&self, h: u32) -> Result<usize, TooHigh> {
         // Lossless: the low 32 bits, as the client counts.
         let new = h.wrapping_sub(self.acked as u32) as usize;
-        if new > self.unacked.len() {
+        if new > self.unacked_count() {
             return Err(TooHigh {
                 h,
                 sent: self.sent(),
@@ -285,29 +375,44 @@ impl SmSession {
         Ok(new)
     }
 
-    /// Removes the first `count` unacked stanzas (after `check_ack`), handing them back.
-    pub fn release(&mut self, count: usize) -> std::collections::vec_deque::Drain<'_, Unacked> {
-        let count = count.min(self.unacked.len());
+    /// Removes the first `count` unacked stanzas (after `check_ack`) and returns the ids of
+    /// the stored messages among them (to delete from the store).
+    pub fn release(&mut self, count: usize) -> Vec<MsgId> {
+        let Some(queues) = self.queues.as_mut() else {
+            return Vec::new();
+        };
+        let count = count.min(queues.unacked.len());
         self.acked += count as u64;
-        let released: usize = self.unacked.iter().take(count).map(Unacked::len).sum();
-        let kept: usize = self.unacked.iter().take(count).map(Unacked::kept_len).sum();
-        self.unacked_bytes -= released;
-        self.kept_bytes -= kept;
-        self.unacked.drain(..count)
+        let mut stored = Vec::new();
+        for entry in queues.unacked.drain(..count) {
+            queues.unacked_bytes -= entry.len();
+            queues.kept_bytes -= entry.kept_len();
+            if let Unacked::Stored { id, .. } = entry {
+                stored.push(id);
+            }
+        }
+        self.settle();
+        stored
     }
 
     /// Takes the whole unacked queue, to resend it on a resumed stream (where the counting
     /// continues from `acked`, as the client's `h` says).
     pub fn take_unacked(&mut self) -> VecDeque<Unacked> {
         self.since_request = 0;
-        self.unacked_bytes = 0;
-        self.kept_bytes = 0;
-        std::mem::take(&mut self.unacked)
+        let Some(queues) = self.queues.as_mut() else {
+            return VecDeque::new();
+        };
+        queues.unacked_bytes = 0;
+        queues.kept_bytes = 0;
+        let unacked = std::mem::take(&mut queues.unacked);
+        self.settle();
+        unacked
     }
 
     /// Ids of stored messages in flight to this session.
     pub fn in_flight(&self) -> impl Iterator<Item = MsgId> + '_ {
-        self.unacked.iter().filter_map(|entry| match entry {
+        let unacked = self.queues.iter().flat_map(|q| q.unacked.iter());
+        unacked.filter_map(|entry| match entry {
             Unacked::Stored { id, .. } => Some(*id),
             Unacked::Bytes(_) => None,
         })
@@ -326,7 +431,10 @@ impl SmSession {
 
     /// Discards waiting requests and pacing (the conn they belonged to is gone).
     pub fn reset_conn_state(&mut self) {
-        self.requests.clear();
+        if let Some(queues) = self.queues.as_mut() {
+            queues.requests.clear();
+        }
+        self.settle();
         self.since_request = 0;
     }
 
@@ -349,21 +457,21 @@ impl SmSession {
         true
     }
 
+    /// Heap bytes of the session beyond its slot in `SmTable` (the slot's size is counted
+    /// with the table's vector).
     pub fn heap_bytes(&self) -> usize {
-        let queued: usize = self
-            .unacked
-            .iter()
-            .map(|entry| match entry {
-                Unacked::Stored { .. } => 0,
-                Unacked::Bytes(bytes) => bytes.len(),
-            })
-            .sum();
-        std::mem::size_of::<SmSession>()
-            + self.jid.heap_bytes()
-            + self.resume_id.as_ref().map_or(0, |id| id.len())
-            + (self.outstanding.capacity() + self.requests.capacity()) * 8
-            + self.unacked.capacity() * std::mem::size_of::<Unacked>()
-            + queued
+        let queues = self.queues.as_ref().map_or(0, |q| {
+            let kept: usize = q.unacked.iter().map(Unacked::kept_len).sum();
+            std::mem::size_of::<Queues>()
+                + (q.outstanding.capacity() + q.requests.capacity()) * 8
+                + q.unacked.capacity() * std::mem::size_of::<Unacked>()
+                + kept
+        });
+        let detached = self
+            .detached
+            .as_ref()
+            .map_or(0, |d| std::mem::size_of::<Detached>() + d.jid.heap_bytes());
+        detached + queues
     }
 }
 
@@ -373,8 +481,7 @@ pub(super) mod tests {
 
     /// A fresh session of `a@example.com/r` (the fixture of this folder's tests).
     pub(in crate::home::sm) fn session() -> SmSession {
-        let jid = Jid::parse("a@example.com/r").expect("valid JID");
-        SmSession::new(jid, None, ConnKey(1))
+        SmSession::new(false, ConnKey(1))
     }
 
     #[test]
@@ -413,8 +520,7 @@ pub(super) mod tests {
             assert_eq!(request, i == 4, "an <r/> after every 5th stanza");
         }
         assert_eq!(s.check_ack(3), Ok(3));
-        let released: Vec<Unacked> = s.release(3).collect();
-        assert_eq!(released[0], Unacked::Bytes(vec![0].into()));
+        assert!(s.release(3).is_empty(), "no stored message among them");
         assert_eq!((s.sent(), s.unacked_len()), (7, 4));
         assert_eq!(s.check_ack(3), Ok(0), "a repeated ack changes nothing");
         assert_eq!(s.check_ack(8), Err(TooHigh { h: 8, sent: 7 }));
@@ -469,10 +575,63 @@ pub(super) mod tests {
         assert!(s.room_for_any(700, 1000), "stored messages are not kept");
         assert!(!s.room_for_any(701, 1000), "the hard byte cap");
         assert_eq!(s.kept_bytes(), 300);
-        let released: Vec<Unacked> = s.release(1).collect();
-        assert_eq!(released.len(), 1);
+        assert_eq!(s.release(1), vec![MsgId(1)]);
         assert_eq!((s.unacked_bytes(), s.room_for_stored(1000)), (300, 700));
         drop(s.take_unacked());
         assert_eq!(s.unacked_bytes(), 0);
+    }
+
+    #[test]
+    fn queues_exist_only_while_something_is_in_flight() {
+        let mut s = session();
+        assert!(!s.has_queues(), "a fresh session holds none");
+        let one = s.receive();
+        assert!(s.has_queues());
+        assert!(!s.request(), "waits for stanza 1");
+        s.mark_handled(one);
+        assert!(s.has_queues(), "the request still waits");
+        assert_eq!(s.answerable(), 1);
+        assert!(!s.has_queues(), "idle again");
+        s.push_unacked(Unacked::Stored {
+            id: MsgId(4),
+            len: 10,
+        });
+        s.push_unacked(Unacked::Bytes(vec![0; 3].into()));
+        assert_eq!(s.release(1), vec![MsgId(4)]);
+        assert!(s.has_queues(), "one still unacked");
+        assert_eq!(s.release(1), Vec::<MsgId>::new());
+        assert!(!s.has_queues());
+        assert_eq!(
+            (s.sent(), s.kept_bytes(), s.room_for_stored(100)),
+            (2, 0, 100)
+        );
+        s.push_unacked(Unacked::Bytes(vec![0; 3].into()));
+        assert_eq!(s.take_unacked().len(), 1);
+        assert!(!s.has_queues(), "taken for a resumption");
+        let two = s.receive();
+        s.request();
+        s.reset_conn_state();
+        assert!(s.has_queues(), "stanza 2 is still outstanding");
+        s.mark_handled(two);
+        assert!(!s.has_queues());
+        assert_eq!(s.handled(), 2);
+    }
+
+    /// The `Detached` part of `a@example.com/r`, detached until `until_ms`.
+    pub(in crate::home::sm) fn detached(until_ms: u64) -> Detached {
+        Detached {
+            jid: Jid::parse("a@example.com/r").expect("valid JID"),
+            until_ms,
+            resuming: None,
+            available: false,
+            priority: 0,
+        }
+    }
+
+    #[test]
+    fn the_session_state_is_small() {
+        // What an idle attached session costs, all inline: the conn key 16 B, two counters
+        // 16 B, the queues and detached pointers 16 B, pacing and flags 8 B.
+        assert!(size_of::<SmSession>() <= 56, "{}", size_of::<SmSession>());
     }
 }

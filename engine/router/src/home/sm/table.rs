@@ -1,13 +1,20 @@
 //! The stream-managed sessions of one shard (attached to a conn, or detached awaiting
-//! resumption), indexed by bare JID, with their three timers: `<r/>` pacing, the end of the
-//! resumption window, and the bound on a `<resume/>` waiting for its answer. Each delay is
-//! a constant (or fixed config), so each timer is a FIFO sorted by deadline.
+//! resumption), with their three timers: `<r/>` pacing, the end of the resumption window,
+//! and the bound on a `<resume/>` waiting for its answer. Each delay is a constant (or fixed
+//! config), so each timer is a FIFO sorted by deadline.
+//!
+//! Layout, for memory (issue 15): sessions sit inline in `slots` (no box each; an idle
+//! attached one is its slot and nothing else, see `sm::session`: its JID is its conn's);
+//! only detached sessions are indexed by bare JID (`detached_by_bare`: bind conflicts and presence for detached sessions), since a
+//! `<resume/>` finds its session from the id itself (`sm::resume_id`) and attached sessions
+//! are reached through their conn's `Session::sm`.
 //!
 //! What it does not do: decide what a session's end means for its messages (see
 //! `sm::elements`) or count anything itself (see `sm`).
 //!
-//! Invariants: a session is in `by_bare` under its bare JID exactly while it is in the table;
-//! `detached` counts the sessions with `conn == None`; tokens carry the slot generation, so a
+//! Invariants: a session is in `detached_by_bare` under its bare JID exactly while it is in
+//! the table with `conn == None`; `detached` counts those sessions; tokens carry the slot
+//! generation, so a
 //! token of an ended session never resolves again (stale timer entries are skipped). A session
 //! with a pending resumption (`resuming`) does not expire: its detach timer entry is skipped
 //! and `abandon_resume` arms a fresh one if that resumption is given up. Whenever such a
@@ -17,15 +24,17 @@
 use std::collections::VecDeque;
 
 use crate::effects::{ConnKey, Effects};
-use crate::home::sm::{SessionRef, SmSession, SM_REQUEST_DELAY_MS};
+use crate::home::sm::resume_id::ResumeIds;
+use crate::home::sm::{Detached, SessionRef, SmSession, SM_REQUEST_DELAY_MS};
 use crate::maps::HashState;
+use crate::random::KEY_BYTES;
 use crate::replies;
 use crate::sessions::Directory;
 
 #[derive(Debug)]
 struct Slot {
     generation: u32,
-    session: Option<Box<SmSession>>,
+    session: Option<SmSession>,
 }
 
 /// The stream-managed sessions of one shard, with their timers.
@@ -33,8 +42,11 @@ struct Slot {
 pub(crate) struct SmTable {
     slots: Vec<Slot>,
     free: Vec<u32>,
-    /// Bare JID -> slot indices: for resumption and for bind conflicts with detached sessions.
-    by_bare: Directory,
+    /// Bare JID -> slot indices of the detached sessions (bind conflicts, presence while
+    /// detached).
+    detached_by_bare: Directory,
+    /// Makes and checks the resumption ids.
+    resume_ids: ResumeIds,
     request_timers: VecDeque<(u64, SessionRef)>,
     detach_timers: VecDeque<(u64, SessionRef)>,
     /// Bounds of pending resumptions, by resuming conn (see `resume`).
@@ -47,11 +59,13 @@ pub(crate) struct SmTable {
 }
 
 impl SmTable {
-    pub fn new(hash: HashState) -> SmTable {
+    /// A table whose resumption ids are keyed with `resume_key` (secret: see `resume_id`).
+    pub fn new(hash: HashState, resume_key: &[u8; KEY_BYTES]) -> SmTable {
         SmTable {
             slots: Vec::new(),
             free: Vec::new(),
-            by_bare: Directory::new(hash),
+            detached_by_bare: Directory::new(hash),
+            resume_ids: ResumeIds::new(resume_key),
             request_timers: VecDeque::new(),
             detach_timers: VecDeque::new(),
             resume_timers: VecDeque::new(),
@@ -61,9 +75,31 @@ impl SmTable {
         }
     }
 
+    /// Replaces the key of the resumption ids (at start, before any session: the ids made
+    /// under the old key stop resolving).
+    pub fn set_resume_key(&mut self, resume_key: &[u8; KEY_BYTES]) {
+        self.resume_ids = ResumeIds::new(resume_key);
+    }
+
+    /// The resumption id of session `token` of user `bare` (see `resume_id`).
+    pub fn resume_id(&self, token: SessionRef, bare: &str) -> Option<String> {
+        self.get(token).filter(|s| s.resumable)?;
+        Some(self.resume_ids.format(token, bare))
+    }
+
+    /// The resumable session of user `bare` that `previd` names, if it is still in the table
+    /// (the id's MAC covers `bare`, so it is that user's).
+    pub fn resolve(&self, previd: &str, bare: &str) -> Option<SessionRef> {
+        let token = self.resume_ids.parse(previd, bare)?;
+        self.get(token)?.resumable.then_some(token)
+    }
+
     pub fn insert(&mut self, session: SmSession) -> SessionRef {
-        let bare = session.jid.bare_str().to_owned();
-        let session = Some(Box::new(session));
+        assert!(
+            session.conn.is_some() && session.detached.is_none(),
+            "a session starts attached"
+        );
+        let session = Some(session);
         let index = match self.free.pop() {
             Some(index) => {
                 self.slots[index as usize].session = session;
@@ -79,7 +115,6 @@ impl SmTable {
                 index
             }
         };
-        self.by_bare.insert(&bare, index);
         SessionRef::new(index, self.slots[index as usize].generation)
     }
 
@@ -88,19 +123,15 @@ impl SmTable {
         if slot.generation != token.generation() {
             return None;
         }
-        slot.session.as_deref()
+        slot.session.as_ref()
     }
 
     pub fn get_mut(&mut self, token: SessionRef) -> Option<&mut SmSession> {
-        let slot = self.slots.get_mut(token.index() as usize)?;
-        if slot.generation != token.generation() {
-            return None;
-        }
-        slot.session.as_deref_mut()
+        live_mut(&mut self.slots, token)
     }
 
     /// Ends a session: its token never resolves again.
-    pub fn remove(&mut self, token: SessionRef) -> Option<Box<SmSession>> {
+    pub fn remove(&mut self, token: SessionRef) -> Option<SmSession> {
         let slot = self.slots.get_mut(token.index() as usize)?;
         if slot.generation != token.generation() {
             return None;
@@ -108,20 +139,21 @@ impl SmTable {
         let session = slot.session.take()?;
         slot.generation = slot.generation.wrapping_add(1);
         self.free.push(token.index());
-        self.by_bare.remove(session.jid.bare_str(), token.index());
-        if session.conn.is_none() {
+        if let Some(detached) = &session.detached {
             self.detached -= 1;
+            self.detached_by_bare
+                .remove(detached.jid.bare_str(), token.index());
         }
-        if let Some(key) = session.resuming {
+        if let Some(key) = session.resuming() {
             // Its resuming conn must hear that the session is gone.
             self.wake.push(key);
         }
         Some(session)
     }
 
-    /// Tokens of every session (attached or detached) of a bare JID.
-    pub fn sessions_of(&self, bare: &str) -> Vec<SessionRef> {
-        let slots = self.by_bare.slots(bare).iter();
+    /// Tokens of the detached sessions of a bare JID.
+    pub fn detached_of(&self, bare: &str) -> Vec<SessionRef> {
+        let slots = self.detached_by_bare.slots(bare).iter();
         let tokens = slots.filter_map(|&index| {
             let slot = self.slots.get(index as usize)?;
             slot.session.as_ref()?;
@@ -130,42 +162,51 @@ impl SmTable {
         tokens.collect()
     }
 
-    /// Detaches a session from its conn until `until_ms`.
-    pub fn detach(&mut self, token: SessionRef, until_ms: u64) {
-        let Some(session) = self.get_mut(token) else {
+    /// Detaches a session from its conn until `state.until_ms`, keeping `state` (its JID
+    /// and presence); a no-op for a session already detached.
+    pub fn detach(&mut self, token: SessionRef, state: Detached) {
+        let Some(session) = live_mut(&mut self.slots, token) else {
             return;
         };
         if session.conn.take().is_none() {
             return;
         }
-        session.detached_until_ms = until_ms;
         session.reset_conn_state();
+        let until_ms = state.until_ms;
+        self.detached_by_bare
+            .insert(state.jid.bare_str(), token.index());
+        session.detached = Some(Box::new(state));
         self.detached += 1;
         self.detach_timers.push_back((until_ms, token));
     }
 
-    /// Attaches a detached session to `conn`.
-    pub fn attach(&mut self, token: SessionRef, conn: ConnKey) {
-        let Some(session) = self.get_mut(token) else {
-            return;
-        };
+    /// Attaches a detached session to `conn`, handing back what it kept while detached
+    /// (`None`, and nothing changes, if it is not detached).
+    pub fn attach(&mut self, token: SessionRef, conn: ConnKey) -> Option<Box<Detached>> {
+        let session = live_mut(&mut self.slots, token)?;
+        let detached = session.detached.take()?;
         session.reset_conn_state();
-        if session.conn.replace(conn).is_none() {
-            self.detached -= 1;
-        }
+        session.conn = Some(conn);
+        self.detached -= 1;
+        self.detached_by_bare
+            .remove(detached.jid.bare_str(), token.index());
+        Some(detached)
     }
 
     pub fn detached(&self) -> usize {
         self.detached
     }
 
-    /// Marks the detached session as being resumed by `conn` (see `SmSession::resuming`);
+    /// Marks the detached session as being resumed by `conn` (see `Detached::resuming`);
     /// wakes `conn` at once if the session has nothing outstanding.
     pub fn begin_resume(&mut self, token: SessionRef, conn: ConnKey) {
         let Some(session) = self.get_mut(token) else {
             return;
         };
-        session.resuming = Some(conn);
+        let Some(detached) = session.detached.as_mut() else {
+            return;
+        };
+        detached.resuming = Some(conn);
         let ready = session.all_handled();
         if ready {
             self.wake.push(conn);
@@ -178,15 +219,16 @@ impl SmTable {
         let Some(session) = self.get_mut(token) else {
             return;
         };
-        if session.resuming != Some(conn) {
+        let Some(detached) = session.detached.as_mut() else {
+            return;
+        };
+        if detached.resuming != Some(conn) {
             return;
         }
-        session.resuming = None;
-        if session.conn.is_none() {
-            // Its old timer entry may have been skipped while the resumption was pending.
-            session.detached_until_ms = until_ms;
-            self.detach_timers.push_back((until_ms, token));
-        }
+        detached.resuming = None;
+        // Its old timer entry may have been skipped while the resumption was pending.
+        detached.until_ms = until_ms;
+        self.detach_timers.push_back((until_ms, token));
     }
 
     /// Arms the bound of the resumption pending on `conn`.
@@ -215,7 +257,7 @@ impl SmTable {
         if !session.mark_handled(n) {
             return;
         }
-        if let Some(key) = session.resuming.filter(|_| session.all_handled()) {
+        if let Some(key) = session.resuming().filter(|_| session.all_handled()) {
             self.wake.push(key);
         }
         self.answer_requests(token, fx);
@@ -281,9 +323,8 @@ impl SmTable {
             self.detach_timers.pop_front();
             // A session resumed and detached again has a later deadline of its own; one being
             // resumed waits for that (`abandon_resume` re-arms it if the resumption is dropped).
-            let expired = self.get(token).is_some_and(|s| {
-                s.conn.is_none() && s.resuming.is_none() && s.detached_until_ms <= now_ms
-            });
+            let detached = self.get(token).and_then(|s| s.detached.as_ref());
+            let expired = detached.is_some_and(|d| d.resuming.is_none() && d.until_ms <= now_ms);
             if expired {
                 out.push(token);
             }
@@ -315,7 +356,7 @@ impl SmTable {
         let timer = std::mem::size_of::<(u64, SessionRef)>();
         self.slots.capacity() * std::mem::size_of::<Slot>()
             + self.free.capacity() * 4
-            + self.by_bare.heap_bytes()
+            + self.detached_by_bare.heap_bytes()
             + (self.request_timers.capacity() + self.detach_timers.capacity()) * timer
             + self.resume_timers.capacity() * std::mem::size_of::<(u64, ConnKey)>()
             + self.out.capacity()
@@ -324,17 +365,32 @@ impl SmTable {
     }
 }
 
+/// The live session `token` names in `slots` (a free function, so the table's other fields
+/// stay borrowable next to it).
+fn live_mut(slots: &mut [Slot], token: SessionRef) -> Option<&mut SmSession> {
+    let slot = slots.get_mut(token.index() as usize)?;
+    if slot.generation != token.generation() {
+        return None;
+    }
+    slot.session.as_mut()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::home::sm::session::tests::session;
+    use crate::home::sm::session::tests::{detached, session};
+
+    fn table() -> SmTable {
+        SmTable::new(HashState::from_seed(0), &[5; KEY_BYTES])
+    }
 
     #[test]
     fn tokens_of_ended_sessions_go_stale() {
-        let mut table = SmTable::new(HashState::from_seed(0));
+        let mut table = table();
         let token = table.insert(session());
-        assert_eq!(table.sessions_of("a@example.com"), vec![token]);
-        table.detach(token, 5_000);
+        assert!(table.detached_of("a@example.com").is_empty(), "attached");
+        table.detach(token, detached(5_000));
+        assert_eq!(table.detached_of("a@example.com"), vec![token]);
         assert_eq!(table.detached(), 1);
         let mut due = Vec::new();
         table.due_detached(4_999, &mut due);
@@ -344,8 +400,77 @@ mod tests {
         assert!(table.remove(token).is_some());
         assert!(table.get(token).is_none());
         assert_eq!(table.detached(), 0);
+        assert!(table.detached_of("a@example.com").is_empty());
         let again = table.insert(session());
         assert_ne!(again, token, "same slot, new generation");
-        assert!(table.sessions_of("a@example.com") == vec![again]);
+        table.detach(again, detached(5_000));
+        assert!(table.detached_of("a@example.com") == vec![again]);
+        table.attach(again, ConnKey(2));
+        assert!(
+            table.detached_of("a@example.com").is_empty(),
+            "attached again"
+        );
+    }
+
+    #[test]
+    fn resume_ids_resolve_only_for_their_session_and_generation() {
+        let mut table = table();
+        let plain = table.insert(session());
+        assert_eq!(
+            table.resume_id(plain, "a@example.com"),
+            None,
+            "resumption not enabled"
+        );
+        let mut resumable = session();
+        resumable.resumable = true;
+        let token = table.insert(resumable);
+        let id = table.resume_id(token, "a@example.com").expect("resumable");
+        assert_eq!(table.resolve(&id, "a@example.com"), Some(token));
+        assert_eq!(table.resolve(&id, "b@example.com"), None, "another user");
+        table.remove(token);
+        assert_eq!(table.resolve(&id, "a@example.com"), None, "ended");
+        let mut next = session();
+        next.resumable = true;
+        let reused = table.insert(next);
+        assert_eq!(reused.index(), token.index(), "the slot is reused");
+        assert_eq!(table.resolve(&id, "a@example.com"), None, "old generation");
+        let fresh = table.resume_id(reused, "a@example.com").expect("resumable");
+        assert_eq!(table.resolve(&fresh, "a@example.com"), Some(reused));
+        table.set_resume_key(&[6; KEY_BYTES]);
+        assert_eq!(table.resolve(&fresh, "a@example.com"), None, "another key");
+    }
+
+    #[test]
+    fn an_idle_session_is_its_slot_alone() {
+        let mut table = table();
+        let token = table.insert(session());
+        let heap = |table: &SmTable| table.get(token).expect("live").heap_bytes();
+        assert_eq!(
+            heap(&table),
+            0,
+            "idle and attached: nothing beyond the slot"
+        );
+        let s = table.get_mut(token).expect("live");
+        let n = s.receive();
+        s.push_unacked(crate::home::sm::Unacked::Bytes(vec![0; 10].into()));
+        assert!(heap(&table) > 0, "queues while something is in flight");
+        let s = table.get_mut(token).expect("live");
+        s.mark_handled(n);
+        let _ = s.release(1);
+        assert!(!s.has_queues());
+        assert_eq!(heap(&table), 0, "back to the idle footprint");
+        table.detach(token, detached(1_000));
+        assert!(
+            heap(&table) > 0,
+            "a detached session keeps its JID and presence"
+        );
+        table.attach(token, ConnKey(2));
+        assert_eq!(heap(&table), 0);
+        // All of it inline in the slot, no box per session (see `SmSession`).
+        assert!(
+            std::mem::size_of::<Slot>() <= 64,
+            "{}",
+            std::mem::size_of::<Slot>()
+        );
     }
 }
