@@ -32,9 +32,9 @@
 #
 # Usage: benches/scripts/relays-vs-rookery.sh [--quick]
 #        benches/scripts/relays-vs-rookery.sh --report results/<stamp>-relays-vs-rookery
-# Environment: ROOKERY_ARGS (more flags for rookery, e.g. "--file-writes inline
-# --batch-wait-us 200"), PORT (5331), ADMIN_PORT (9331, rookery's metrics), SERVERS ("rookery
-# relay-tokio relay-monoio relay-glommio"), RATES (total msgs/s, space separated; empty: no
+# Environment: ROOKERY_ARGS (more flags for every rookery), PORT (5331), ADMIN_PORT (9331, rookery's metrics), SERVERS ("rookery
+# relay-tokio relay-monoio relay-glommio"; a variant rookery@flag=value,flag=value runs
+# rookery with those flags, e.g. "rookery rookery@file-writes=inline"), RATES (total msgs/s, space separated; empty: no
 # sweep), CLIENTS (2000), STEP_S (seconds per step), BUDGET_S, HOLD (0: no hold phase), HOLD_S
 # (8), ROOKERY_BIN_DIR (target/release), RT_PRIO (empty: normal scheduling; N: the servers and
 # rookery-load run under `chrt -f N`, this shell at N+1, and the folder is named ...-rt: on a
@@ -107,7 +107,7 @@ fi
 
 preflight "taskset, /proc, io_uring"
 for s in $SERVERS; do
-    case "$s" in rookery | relay-tokio | relay-monoio | relay-glommio) ;; *) die "SERVERS: unknown server '$s'" ;; esac
+    case "$s" in rookery | rookery@* | relay-tokio | relay-monoio | relay-glommio) ;; *) die "SERVERS: unknown server '$s'" ;; esac
 done
 BIN=${ROOKERY_BIN_DIR:-$REPO/target/release}
 missing=0
@@ -136,11 +136,19 @@ open_run relays-vs-rookery server rate label rc summary cpu_s wall_s window_s se
 # peer_argv SERVER: the server's command line, in ARGV.
 peer_argv() {
     case "$1" in
-        rookery)
+        rookery | rookery@*)
+            # rookery@flag=value,flag2=value2: a variant with those flags, e.g.
+            # rookery@file-writes=inline,batch-wait-us=200 (side by side with plain rookery).
+            local variant=() pair
+            if [[ $1 == rookery@* ]]; then
+                IFS=',' read -ra pairs <<< "${1#rookery@}"
+                for pair in "${pairs[@]}"; do variant+=("--${pair%%=*}" "${pair#*=}"); done
+            fi
+            # shellcheck disable=SC2206 # ROOKERY_ARGS is a flag list, split on purpose
             ARGV=("${PREFIX[@]}" taskset -c "$SERVER_CORE" "$BIN/rookery" --listen "127.0.0.1:$PORT"
                 --admin "127.0.0.1:$ADMIN_PORT" --domain "$DOMAIN" --auth token --token-secret "$SECRET"
                 --shards 1 --cores "$SERVER_CORE" --durability "$DURABILITY" --data-dir "$WORK_TMP/rookery-data"
-                $ROOKERY_ARGS) ;;
+                $ROOKERY_ARGS "${variant[@]}") ;;
         *)
             ARGV=("${PREFIX[@]}" taskset -c "$SERVER_CORE" "$BIN/$1" --listen "127.0.0.1:$PORT" --domain "$DOMAIN"
                 --core "$SERVER_CORE") ;;

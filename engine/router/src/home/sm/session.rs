@@ -19,8 +19,10 @@
 //! (`outstanding`, `requests`, `unacked`) and their byte sums live in one `Queues` box that
 //! exists only while one of them is non-empty: created by the first stanza in flight,
 //! dropped by the call that empties the last (an idle session has nothing outstanding,
-//! nothing unacked, no request waiting). The cost is one allocation (and a deque buffer)
-//! per burst of traffic after an idle spell, not per stanza within a burst. The resumption
+//! nothing unacked, no request waiting). An emptied box goes to a small per-thread spare
+//! pool (a shard is a thread; at most `SPARE_QUEUES` boxes, deques shrunk to
+//! `SPARE_CAPACITY`) and the next session with something in flight takes it from there, so
+//! a message acknowledged at once costs no allocation for it (testkit's `allocations`). The resumption
 //! id is not stored (see `sm::resume_id`): `resumable` says whether there is one.
 //!
 //! What it does not do: write wire elements (see `sm::elements`, `replies`), touch the store
@@ -38,6 +40,7 @@
 //!   session's byte window (`room_for_stored`), and only in order (the `delivery` module
 //!   holds back the rest in the store).
 
+use std::cell::RefCell;
 use std::collections::VecDeque;
 
 use rookery_proto::Jid;
@@ -147,6 +150,40 @@ impl Queues {
     }
 }
 
+/// Emptied queue boxes kept per thread for the next session with something in flight.
+const SPARE_QUEUES: usize = 256;
+/// Entries each deque of a spare box may keep allocated (bigger ones are shrunk first).
+const SPARE_CAPACITY: usize = 16;
+
+thread_local! {
+    // Boxes, not `Queues` by value: a spare box goes back to a session as the very allocation.
+    #[allow(clippy::vec_box)]
+    static SPARE: RefCell<Vec<Box<Queues>>> = const { RefCell::new(Vec::new()) };
+}
+
+/// An empty queue box: a spare one if there is one.
+fn take_queues() -> Box<Queues> {
+    SPARE
+        .with_borrow_mut(|spare| spare.pop())
+        .unwrap_or_default()
+}
+
+/// Keeps an emptied box for reuse (up to `SPARE_QUEUES`), its deques shrunk to
+/// `SPARE_CAPACITY`.
+fn spare_queues(mut queues: Box<Queues>) {
+    debug_assert!(queues.is_empty());
+    queues.outstanding.shrink_to(SPARE_CAPACITY);
+    queues.requests.shrink_to(SPARE_CAPACITY);
+    queues.unacked.shrink_to(SPARE_CAPACITY);
+    queues.unacked_bytes = 0;
+    queues.kept_bytes = 0;
+    SPARE.with_borrow_mut(|spare| {
+        if spare.len() < SPARE_QUEUES {
+            spare.push(queues);
+        }
+    });
+}
+
 /// What a detached session keeps of its stream until it is resumed or ends: boxed, since only
 /// detached sessions have it (an attached session's JID and presence are its conn's).
 #[derive(Debug)]
@@ -211,13 +248,15 @@ impl SmSession {
 
     /// The queues, created on first use.
     fn queues_mut(&mut self) -> &mut Queues {
-        self.queues.get_or_insert_with(Box::default)
+        self.queues.get_or_insert_with(take_queues)
     }
 
     /// Drops the queues once nothing is in flight (called after every removal).
     fn settle(&mut self) {
         if self.queues.as_ref().is_some_and(|q| q.is_empty()) {
-            self.queues = None;
+            if let Some(queues) = self.queues.take() {
+                spare_queues(queues);
+            }
         }
     }
 
