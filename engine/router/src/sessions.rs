@@ -5,16 +5,19 @@
 //! user is on the user's home shard, so this directory is complete for the users it homes).
 //!
 //! Invariants: a slot appears under at most one bare JID, at most once; a key with no slot is
-//! removed. Most users have one resource, so `SlotList::One` avoids a heap vector for them.
+//! removed. Most users have one resource, so `SlotList::One` avoids a heap slice for them.
 //! Keys are the bare JID string, so a lookup by a full JID's `bare_str()` allocates nothing.
 
 use crate::maps::{HashState, Map};
 
-/// The slots of one user's sessions.
+/// The slots of one user's sessions: 16 bytes (the `One` slot sits beside the box pointer's
+/// null niche), so a directory entry is 32 bytes with its key.
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum SlotList {
     One(u32),
-    Many(Vec<u32>),
+    /// Two or more: a boxed slice, not a `Vec`, since the spare capacity would cost 8 bytes
+    /// on every entry; a bind or an end rebuilds it (users have a handful of resources).
+    Many(Box<[u32]>),
 }
 
 impl SlotList {
@@ -26,36 +29,33 @@ impl SlotList {
     }
 
     fn push(&mut self, slot: u32) {
-        match self {
-            SlotList::One(first) => *self = SlotList::Many(vec![*first, slot]),
-            SlotList::Many(slots) => slots.push(slot),
-        }
+        let mut slots = self.as_slice().to_vec();
+        slots.push(slot);
+        *self = SlotList::Many(slots.into_boxed_slice());
     }
 
     /// Removes `slot`; returns true when the list became empty.
     fn remove(&mut self, slot: u32) -> bool {
-        match self {
-            SlotList::One(only) => *only == slot,
-            SlotList::Many(slots) => {
-                slots.retain(|&s| s != slot);
-                if let [last] = slots.as_slice() {
-                    *self = SlotList::One(*last);
-                }
-                slots_empty(self)
-            }
+        let kept: Vec<u32> = self
+            .as_slice()
+            .iter()
+            .copied()
+            .filter(|&s| s != slot)
+            .collect();
+        match kept.as_slice() {
+            [] => return true,
+            [only] => *self = SlotList::One(*only),
+            _ => *self = SlotList::Many(kept.into_boxed_slice()),
         }
+        false
     }
 
     fn heap_bytes(&self) -> usize {
         match self {
             SlotList::One(_) => 0,
-            SlotList::Many(slots) => slots.capacity() * std::mem::size_of::<u32>(),
+            SlotList::Many(slots) => std::mem::size_of_val::<[u32]>(slots),
         }
     }
-}
-
-fn slots_empty(list: &SlotList) -> bool {
-    matches!(list, SlotList::Many(slots) if slots.is_empty())
 }
 
 /// Bare JID -> session slots, for the users homed on this shard.
@@ -164,5 +164,11 @@ mod tests {
         dir.remove("a@e.com", 5);
         dir.remove("a@e.com", 4);
         assert_eq!(dir.users.get("a@e.com"), Some(&SlotList::One(6)));
+    }
+
+    #[test]
+    fn an_entry_is_32_bytes() {
+        let entry = std::mem::size_of::<(Box<str>, SlotList)>();
+        assert!(entry <= 32, "a directory entry grew to {entry} bytes");
     }
 }
