@@ -174,7 +174,7 @@ impl Router {
         let detached = self.home.sm.detached_of(bare.bare_str());
         let detached = detached
             .into_iter()
-            .filter(|&t| self.home.sm.get(t).is_some_and(|s| s.conn.is_none()))
+            .filter(|&t| self.home.sm.get(t).is_some_and(|s| s.conn().is_none()))
             .count();
         self.home.directory.slots(bare.bare_str()).len() + detached
     }

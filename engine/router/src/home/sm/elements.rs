@@ -92,7 +92,7 @@ impl Router {
             return;
         };
         if session.request() {
-            let (handled, conn) = (session.handled(), session.conn);
+            let (handled, conn) = (session.handled(), session.conn());
             self.reply.clear();
             replies::sm_ack(&mut self.reply, handled);
             if let Some(conn) = conn {

@@ -129,7 +129,7 @@ impl Router {
                 detached.resuming = None;
             }
         }
-        let Some(old_key) = self.home.sm.get(token).and_then(|s| s.conn) else {
+        let Some(old_key) = self.home.sm.get(token).and_then(|s| s.conn()) else {
             return true;
         };
         let old = self.conns.slot_of(old_key);

@@ -95,10 +95,7 @@ impl SmTable {
     }
 
     pub fn insert(&mut self, session: SmSession) -> SessionRef {
-        assert!(
-            session.conn.is_some() && session.detached.is_none(),
-            "a session starts attached"
-        );
+        assert!(session.detached.is_none(), "a session starts attached");
         let session = Some(session);
         let index = match self.free.pop() {
             Some(index) => {
@@ -168,7 +165,7 @@ impl SmTable {
         let Some(session) = live_mut(&mut self.slots, token) else {
             return;
         };
-        if session.conn.take().is_none() {
+        if session.detached.is_some() {
             return;
         }
         session.reset_conn_state();
@@ -186,7 +183,7 @@ impl SmTable {
         let session = live_mut(&mut self.slots, token)?;
         let detached = session.detached.take()?;
         session.reset_conn_state();
-        session.conn = Some(conn);
+        session.key = conn;
         self.detached -= 1;
         self.detached_by_bare
             .remove(detached.jid.bare_str(), token.index());
@@ -268,7 +265,7 @@ impl SmTable {
         let Some(session) = self.get_mut(token) else {
             return;
         };
-        let (count, handled, conn) = (session.answerable(), session.handled(), session.conn);
+        let (count, handled, conn) = (session.answerable(), session.handled(), session.conn());
         let Some(conn) = conn else {
             return;
         };
@@ -308,7 +305,7 @@ impl SmTable {
             let Some(session) = self.get_mut(token) else {
                 continue;
             };
-            if let (true, Some(conn)) = (session.request_timer_fired(), session.conn) {
+            if let (true, Some(conn)) = (session.request_timer_fired(), session.conn()) {
                 out.push(conn);
             }
         }
