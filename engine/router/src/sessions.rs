@@ -11,8 +11,10 @@
 //!
 //! Invariants: a slot appears under at most one bare JID, at most once; a key with no slot is
 //! removed. Two bare JIDs never share a fingerprint in practice (2^-128 per pair under keys
-//! drawn from the OS); the binders check it anyway (`Router::enter_directory` asserts that
-//! the slots already listed are bound to the same bare JID).
+//! drawn from the OS); the session directory's binders check it anyway
+//! (`Router::enter_directory` asserts that the slots already listed are bound to the same
+//! bare JID), and users of `SmTable`'s detached index compare the kept JID where it decides
+//! anything (`end_detached`).
 
 use crate::maps::{HashState, Map};
 

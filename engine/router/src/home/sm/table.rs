@@ -13,7 +13,7 @@
 //! `sm::elements`) or count anything itself (see `sm`).
 //!
 //! Invariants: a session is in `detached_by_bare` under its bare JID exactly while it is in
-//! the table with `conn == None`; `detached` counts those sessions; tokens carry the slot
+//! the table with `conn()` `None`; `detached` counts those sessions; tokens carry the slot
 //! generation, so a
 //! token of an ended session never resolves again (stale timer entries are skipped). A session
 //! with a pending resumption (`resuming`) does not expire: its detach timer entry is skipped
@@ -465,7 +465,7 @@ mod tests {
         assert_eq!(heap(&table), 0);
         // All of it inline in the slot, no box per session (see `SmSession`).
         assert!(
-            std::mem::size_of::<Slot>() <= 64,
+            std::mem::size_of::<Slot>() <= 56,
             "{}",
             std::mem::size_of::<Slot>()
         );
