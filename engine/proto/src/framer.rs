@@ -25,9 +25,12 @@
 //!   wholly inside one `input` is returned without copying; a frame spanning pushes is copied
 //!   once into `buf`, which never holds more than `max_stanza_bytes`.
 //! - Between stanzas, after `next_frame` returned `Ok(None)`, the framer owns no heap memory.
-//! - `size_of::<Framer>()` is 64 bytes on 64-bit targets (asserted in a test): names of open
+//! - `size_of::<Framer>()` is 24 bytes on 64-bit targets (asserted in a test): names of open
 //!   elements are kept as offsets into the frame (depth 1 implicit, depth 2 inline, deeper in
-//!   `deep`), the error is a one-byte `Fault`, and the attribute quote is a flag bit.
+//!   `deep`), the error is a one-byte `Fault`, the attribute quote is a flag bit, and the
+//!   buffer and the deep stack sit in a box (`Held`) that exists only while a frame spans
+//!   pushes or nests three deep: a stanza wholly inside one input and at most two levels deep
+//!   allocates nothing; a deeper one allocates the box and the stack.
 //! - No allocation for a frame the screen vouches for; the exact check (a prefix, a duplicate,
 //!   a start tag split between two inputs) may allocate.
 //! - The outcome (frames and error) does not depend on how the input is split: namespace
@@ -165,12 +168,20 @@ const DQUOTE: u16 = 1 << 8;
 /// namespace check when complete.
 const NS_CHECK: u16 = 1 << 9;
 
-/// Resumable stanza framer for one stream. See the module docs.
-pub struct Framer {
+/// What a framer keeps on the heap while a frame is in progress: boxed, and dropped between
+/// stanzas, so an idle framer is its 24 bytes of scan state and no more.
+#[derive(Default)]
+struct Held {
     /// The captured prefix of the frame in progress (or the last frame, when `STALE`).
     buf: Vec<u8>,
     /// Name offsets (relative to the frame's '<') of open elements at stanza depth >= 3.
     deep: Vec<u32>,
+}
+
+/// Resumable stanza framer for one stream. See the module docs.
+pub struct Framer {
+    /// The partial frame and the deep element stack; `None` between stanzas.
+    held: Option<Box<Held>>,
     /// `max_stanza_bytes`, clamped to u32 so offsets fit in u32.
     max: u32,
     /// Name offset of the open element at stanza depth 2 (valid when `CHILD`).
@@ -187,8 +198,7 @@ impl Framer {
     /// A framer expecting an (optional XML declaration and a) stream header.
     pub fn new(limits: FramerLimits) -> Framer {
         Framer {
-            buf: Vec::new(),
-            deep: Vec::new(),
+            held: None,
             max: u32::try_from(limits.max_stanza_bytes).unwrap_or(u32::MAX),
             child: 0,
             aux: 0,
@@ -262,7 +272,7 @@ impl Framer {
         let this: &'b Framer = self;
         let bytes = match start {
             Some(s) => &data[s..=end],
-            None => &this.buf[..],
+            None => this.buf(),
         };
         Ok(Some(if open {
             Frame::StreamOpen(bytes)
@@ -274,8 +284,7 @@ impl Framer {
     /// Stream restart (after SASL success): expect a new (optional XML decl +) stream header.
     /// Does not revive a framer that returned an error.
     pub fn reset(&mut self) {
-        self.buf = Vec::new();
-        self.deep = Vec::new();
+        self.held = None;
         self.child = 0;
         self.aux = 0;
         self.st = St::Prolog;
@@ -287,13 +296,26 @@ impl Framer {
         if self.flags & STALE != 0 {
             0
         } else {
-            self.buf.len()
+            self.buf().len()
         }
     }
 
     /// Heap bytes owned (for memory accounting); 0 for an idle framer between stanzas.
     pub fn heap_bytes(&self) -> usize {
-        self.buf.capacity() + self.deep.capacity() * std::mem::size_of::<u32>()
+        self.held.as_deref().map_or(0, |held| {
+            let deep = held.deep.capacity() * std::mem::size_of::<u32>();
+            std::mem::size_of::<Held>() + held.buf.capacity() + deep
+        })
+    }
+
+    /// The captured bytes (empty when nothing is held).
+    fn buf(&self) -> &[u8] {
+        self.held.as_deref().map_or(&[], |held| &held.buf)
+    }
+
+    /// The heap part, created on first use (a frame spanning pushes, or depth >= 3).
+    fn held_mut(&mut self) -> &mut Held {
+        self.held.get_or_insert_with(Box::default)
     }
 
     /// Finishes a frame ending at `data[end]`: copies it into `buf` when it began in an
@@ -314,8 +336,9 @@ impl Framer {
         let bytes = match start {
             Some(s) => &data[s..=end],
             None => {
-                self.buf.extend_from_slice(&data[..=end]);
-                &self.buf[..]
+                let held = self.held_mut();
+                held.buf.extend_from_slice(&data[..=end]);
+                &held.buf[..]
             }
         };
         if non_ascii {
@@ -333,35 +356,38 @@ impl Framer {
     /// Keeps the partial frame at the end of `data` (or frees memory when there is none).
     fn stash(&mut self, data: &[u8], keep: Option<usize>) {
         let Some(from) = keep else {
-            self.buf = Vec::new();
-            self.deep = Vec::new();
+            self.held = None;
             return;
         };
         let tail = &data[from..];
-        let needed = self.buf.len() + tail.len();
-        if needed > self.buf.capacity() {
+        let max = self.max as usize;
+        let buf = &mut self.held_mut().buf;
+        let needed = buf.len() + tail.len();
+        if needed > buf.capacity() {
             // Grow geometrically but never past the limit: the scan already refused any byte
             // that would take the capture over `max`, so `needed <= max`.
-            let target = needed.max((self.buf.capacity() * 2).min(self.max as usize));
-            self.buf.reserve_exact(target - self.buf.len());
+            let target = needed.max((buf.capacity() * 2).min(max));
+            buf.reserve_exact(target - buf.len());
         }
-        self.buf.extend_from_slice(tail);
+        buf.extend_from_slice(tail);
     }
 
     /// Drops the last returned frame: keeps a small buffer for reuse, frees a big one.
     fn release_buf(&mut self) {
-        if self.buf.capacity() > KEEP_CAPACITY_BYTES {
-            self.buf = Vec::new();
+        let Some(held) = self.held.as_deref_mut() else {
+            return;
+        };
+        if held.buf.capacity() > KEEP_CAPACITY_BYTES {
+            held.buf = Vec::new();
         } else {
-            self.buf.clear();
+            held.buf.clear();
         }
     }
 
     /// Records a fatal error and frees memory; the framer stays dead.
     fn die(&mut self, fault: Fault) -> FrameError {
         self.fault = Some(fault);
-        self.buf = Vec::new();
-        self.deep = Vec::new();
+        self.held = None;
         fault.error()
     }
 }

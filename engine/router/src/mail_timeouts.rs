@@ -81,7 +81,7 @@ impl Router {
     /// while detached.
     fn sm_session_jid(&self, token: SessionRef) -> Option<Jid> {
         let session = self.home.sm.get(token)?;
-        match session.conn {
+        match session.conn() {
             Some(key) => self.conns.get(self.conns.slot_of(key)?)?.jid.clone(),
             None => session.detached_jid().cloned(),
         }

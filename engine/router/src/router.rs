@@ -486,7 +486,7 @@ impl Router {
     pub(crate) fn insert_conn(&mut self, conn: Conn, now_ms: u64) -> u32 {
         if let Some(old) = self.conns.slot_of(conn.key) {
             // The server reused a key before on_closed: drop the stale conn quietly.
-            if let Some(full) = self.leave_directory_quietly(old, SessionEnd::Detach) {
+            if let Some((full, _)) = self.leave_directory_quietly(old, SessionEnd::Detach) {
                 self.home.presences.take(full.as_str());
             }
             self.conns.remove(old);
@@ -632,13 +632,14 @@ impl Router {
     /// detaches its stream management session as `end` says. A session that is not detached
     /// for resumption ends its presence (contacts and rooms hear unavailable).
     pub(crate) fn leave_directory(&mut self, slot: u32, end: SessionEnd, fx: &mut impl Effects) {
-        if let Some(full) = self.leave_directory_quietly(slot, end) {
-            self.end_presence(&full, None, fx);
+        if let Some((full, was_available)) = self.leave_directory_quietly(slot, end) {
+            self.end_presence(&full, None, was_available, fx);
         }
     }
 
-    /// `leave_directory` without telling anyone: returns the full JID whose presence ended.
-    fn leave_directory_quietly(&mut self, slot: u32, end: SessionEnd) -> Option<Jid> {
+    /// `leave_directory` without telling anyone: returns the full JID whose presence ended
+    /// and whether the session was available.
+    fn leave_directory_quietly(&mut self, slot: u32, end: SessionEnd) -> Option<(Jid, bool)> {
         let conn = self.conns.get_mut(slot)?;
         if conn.phase == Phase::Component {
             if let Some(name) = &conn.jid {
@@ -686,6 +687,7 @@ impl Router {
             self.home.sm.abandon_resume(pending.token, key, until_ms);
         }
         full.filter(|_| !detached && end != SessionEnd::Resumed)
+            .map(|jid| (jid, presence.0))
     }
 }
 

@@ -4,17 +4,28 @@
 //! `Conn`; the directory only indexes slots) or know about other shards (every resource of a
 //! user is on the user's home shard, so this directory is complete for the users it homes).
 //!
+//! Storage: keys are a 128-bit keyed fingerprint of the bare JID (`HashState::fingerprint`),
+//! not the string: the JID's bytes live once, in each session's `Conn`. An entry is 32 bytes
+//! and owns no heap for a user with one resource (`SlotList::One`). A lookup by a full JID's
+//! `bare_str()` allocates nothing.
+//!
 //! Invariants: a slot appears under at most one bare JID, at most once; a key with no slot is
-//! removed. Most users have one resource, so `SlotList::One` avoids a heap vector for them.
-//! Keys are the bare JID string, so a lookup by a full JID's `bare_str()` allocates nothing.
+//! removed. Two bare JIDs never share a fingerprint in practice (2^-128 per pair under keys
+//! drawn from the OS); the session directory's binders check it anyway
+//! (`Router::enter_directory` asserts that the slots already listed are bound to the same
+//! bare JID), and users of `SmTable`'s detached index compare the kept JID where it decides
+//! anything (`end_detached`).
 
 use crate::maps::{HashState, Map};
 
-/// The slots of one user's sessions.
+/// The slots of one user's sessions: 16 bytes (the `One` slot sits beside the box pointer's
+/// null niche), so a directory entry is 32 bytes with its key.
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum SlotList {
     One(u32),
-    Many(Vec<u32>),
+    /// Two or more: a boxed slice, not a `Vec`, since the spare capacity would cost 8 bytes
+    /// on every entry; a bind or an end rebuilds it (users have a handful of resources).
+    Many(Box<[u32]>),
 }
 
 impl SlotList {
@@ -26,42 +37,40 @@ impl SlotList {
     }
 
     fn push(&mut self, slot: u32) {
-        match self {
-            SlotList::One(first) => *self = SlotList::Many(vec![*first, slot]),
-            SlotList::Many(slots) => slots.push(slot),
-        }
+        let mut slots = self.as_slice().to_vec();
+        slots.push(slot);
+        *self = SlotList::Many(slots.into_boxed_slice());
     }
 
     /// Removes `slot`; returns true when the list became empty.
     fn remove(&mut self, slot: u32) -> bool {
-        match self {
-            SlotList::One(only) => *only == slot,
-            SlotList::Many(slots) => {
-                slots.retain(|&s| s != slot);
-                if let [last] = slots.as_slice() {
-                    *self = SlotList::One(*last);
-                }
-                slots_empty(self)
-            }
+        let kept: Vec<u32> = self
+            .as_slice()
+            .iter()
+            .copied()
+            .filter(|&s| s != slot)
+            .collect();
+        match kept.as_slice() {
+            [] => return true,
+            [only] => *self = SlotList::One(*only),
+            _ => *self = SlotList::Many(kept.into_boxed_slice()),
         }
+        false
     }
 
     fn heap_bytes(&self) -> usize {
         match self {
             SlotList::One(_) => 0,
-            SlotList::Many(slots) => slots.capacity() * std::mem::size_of::<u32>(),
+            SlotList::Many(slots) => std::mem::size_of_val::<[u32]>(slots),
         }
     }
-}
-
-fn slots_empty(list: &SlotList) -> bool {
-    matches!(list, SlotList::Many(slots) if slots.is_empty())
 }
 
 /// Bare JID -> session slots, for the users homed on this shard.
 #[derive(Debug)]
 pub struct Directory {
-    users: Map<Box<str>, SlotList>,
+    users: Map<u128, SlotList>,
+    hash: HashState,
     sessions: usize,
 }
 
@@ -69,16 +78,18 @@ impl Directory {
     pub fn new(hash: HashState) -> Directory {
         Directory {
             users: hash.map(),
+            hash,
             sessions: 0,
         }
     }
 
     /// Adds a bound session. The caller has checked the full JID is not bound already.
     pub fn insert(&mut self, bare: &str, slot: u32) {
-        match self.users.get_mut(bare) {
+        let key = self.hash.fingerprint(bare);
+        match self.users.get_mut(&key) {
             Some(list) => list.push(slot),
             None => {
-                self.users.insert(bare.into(), SlotList::One(slot));
+                self.users.insert(key, SlotList::One(slot));
             }
         }
         self.sessions += 1;
@@ -86,7 +97,8 @@ impl Directory {
 
     /// Removes a session; a no-op if it is not there.
     pub fn remove(&mut self, bare: &str, slot: u32) {
-        let Some(list) = self.users.get_mut(bare) else {
+        let key = self.hash.fingerprint(bare);
+        let Some(list) = self.users.get_mut(&key) else {
             return;
         };
         if !list.as_slice().contains(&slot) {
@@ -94,13 +106,14 @@ impl Directory {
         }
         self.sessions -= 1;
         if list.remove(slot) {
-            self.users.remove(bare);
+            self.users.remove(&key);
         }
     }
 
     /// The session slots of `bare` (empty if it has none here).
     pub fn slots(&self, bare: &str) -> &[u32] {
-        self.users.get(bare).map_or(&[], SlotList::as_slice)
+        let key = self.hash.fingerprint(bare);
+        self.users.get(&key).map_or(&[], SlotList::as_slice)
     }
 
     /// The `index`th slot of `bare`'s sessions: for walking them while the caller mutates
@@ -113,14 +126,11 @@ impl Directory {
         self.sessions
     }
 
-    /// Table capacity x (key + value + control byte), plus key strings and resource vectors.
+    /// Table capacity x (key + value + control byte), plus the slot slices of users with
+    /// more than one resource.
     pub fn heap_bytes(&self) -> usize {
-        let entry = std::mem::size_of::<(Box<str>, SlotList)>() + 1;
-        let owned: usize = self
-            .users
-            .iter()
-            .map(|(k, v)| k.len() + v.heap_bytes())
-            .sum();
+        let entry = std::mem::size_of::<(u128, SlotList)>() + 1;
+        let owned: usize = self.users.values().map(SlotList::heap_bytes).sum();
         self.users.capacity() * entry + owned
     }
 }
@@ -142,7 +152,7 @@ mod tests {
         dir.remove("a@e.com", 2);
         assert!(dir.slots("a@e.com").is_empty());
         assert_eq!(dir.sessions(), 1);
-        assert!(!dir.users.contains_key("a@e.com"));
+        assert_eq!(dir.users.len(), 1, "only b's entry is left");
     }
 
     #[test]
@@ -163,6 +173,13 @@ mod tests {
         }
         dir.remove("a@e.com", 5);
         dir.remove("a@e.com", 4);
-        assert_eq!(dir.users.get("a@e.com"), Some(&SlotList::One(6)));
+        let key = dir.hash.fingerprint("a@e.com");
+        assert_eq!(dir.users.get(&key), Some(&SlotList::One(6)));
+    }
+
+    #[test]
+    fn an_entry_is_32_bytes() {
+        let entry = std::mem::size_of::<(u128, SlotList)>();
+        assert!(entry <= 32, "a directory entry grew to {entry} bytes");
     }
 }

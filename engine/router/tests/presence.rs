@@ -412,3 +412,52 @@ fn an_oversized_unavailable_presence_is_refused_and_changes_nothing() {
         "{gone}"
     );
 }
+
+#[test]
+fn a_plain_presence_is_answered_as_sent_after_a_richer_one_and_ends_with_its_session() {
+    use common::{enable, resume_id};
+    let mut cluster = Cluster::new(3);
+    let [(a, a_full, alice), (b, _, bob), _] = three_users(&mut cluster);
+    assert!(!resume_id(&enable(&mut cluster, a, true)).is_empty());
+    cluster.send(a, "<presence><show>away</show></presence>");
+    cluster.send(a, "<presence/>");
+    cluster.send(b, "<presence/>");
+    cluster.take_output(a);
+    cluster.take_output(b);
+    // Alice approves bob: he gets her current presence (RFC 6121 3.1.5), the plain one rebuilt.
+    cluster.send(b, &format!("<presence to='{alice}' type='subscribe'/>"));
+    cluster.send(a, &format!("<presence to='{bob}' type='subscribed'/>"));
+    let out = cluster.take_output(b);
+    assert!(
+        out.contains(&format!("<presence from='{a_full}' to='{bob}'/>")) && !out.contains("away"),
+        "the plain presence replaced the away one: {out}"
+    );
+    // A second resource of alice hears the first one's plain presence at its login.
+    let user = alice.trim_end_matches("@example.com");
+    let (second, second_full) = cluster.login(0, user, Some("two"));
+    cluster.send(second, "<presence/>");
+    let out = cluster.take_output(second);
+    assert!(
+        out.contains(&format!("<presence from='{a_full}' to='{second_full}'/>")),
+        "{out}"
+    );
+    cluster.send(second, "<presence type='unavailable'/>");
+    cluster.take_output(b);
+    // Detached, the session stays available; when its resumption window ends, bob hears
+    // that it is gone, though nothing of its presence was kept but its availability.
+    cluster.disconnect(a);
+    assert!(!cluster.take_output(b).contains(&a_full));
+    let mut out = String::new();
+    for _ in 0..7 {
+        // Bob's keepalives keep his own conn open past its idle timeout.
+        cluster.send(b, " ");
+        cluster.advance(50_000);
+        out.push_str(&cluster.take_output(b));
+    }
+    assert!(
+        out.contains(&format!(
+            "<presence type='unavailable' from='{a_full}' to='{bob}'/>"
+        )),
+        "{out}"
+    );
+}

@@ -111,7 +111,7 @@ impl Framer {
         self.screen_resume();
         if self.flags & CAPTURE != 0 {
             // `buf` holds at most `max` bytes (enforced below on every push).
-            cur.limit = (self.max as usize).saturating_sub(self.buf.len());
+            cur.limit = (self.max as usize).saturating_sub(self.buf().len());
         }
         loop {
             self.fast_skip(&mut cur);
@@ -382,7 +382,7 @@ impl Framer {
         let max = self.max as usize;
         if cur.i == 0 {
             // The `<` ended the previous input and was not kept: restore it.
-            self.buf.push(b'<');
+            self.held_mut().buf.push(b'<');
             cur.cap = None;
             cur.limit = max.saturating_sub(1);
         } else {
@@ -397,15 +397,16 @@ impl Framer {
 
     /// Offset of `data[cur.i]` from the start of the frame being captured.
     pub(super) fn offset(&self, cur: &Cursor<'_>) -> u32 {
-        let off = self.buf.len() + cur.i - cur.cap.unwrap_or(0);
+        let off = self.buf().len() + cur.i - cur.cap.unwrap_or(0);
         // The capture is at most `max` (a u32) bytes long, enforced before every byte.
         u32::try_from(off).unwrap_or(u32::MAX)
     }
 
     /// Byte `k` of the frame being captured (0 past the end, which no caller reaches).
     pub(super) fn capture_byte(&self, cur: &Cursor<'_>, k: usize) -> u8 {
-        match k.checked_sub(self.buf.len()) {
-            None => self.buf[k],
+        let buf = self.buf();
+        match k.checked_sub(buf.len()) {
+            None => buf[k],
             Some(rest) => cur
                 .data
                 .get(cur.cap.unwrap_or(0) + rest)
@@ -420,13 +421,14 @@ impl Framer {
             self.child = offset;
             self.flags |= CHILD;
         } else {
-            self.deep.push(offset);
+            self.held_mut().deep.push(offset);
         }
     }
 
     /// Closes the innermost open element; true when it was the stanza root.
     pub(super) fn pop(&mut self) -> bool {
-        if self.deep.pop().is_some() {
+        let deep = self.held.as_deref_mut().map(|held| &mut held.deep);
+        if deep.and_then(Vec::pop).is_some() {
             false
         } else if self.flags & CHILD != 0 {
             self.flags &= !CHILD;
@@ -439,7 +441,7 @@ impl Framer {
 
     /// Name offset of the innermost open element (the root's name always starts at 1).
     pub(super) fn top_name(&self) -> u32 {
-        match self.deep.last() {
+        match self.held.as_deref().and_then(|held| held.deep.last()) {
             Some(&offset) => offset,
             None if self.flags & CHILD != 0 => self.child,
             None => 1,

@@ -341,19 +341,20 @@ impl Router {
         };
         match ty {
             StanzaType::Available => {
-                let initial = !conn.available;
+                let was_available = conn.available;
                 let reachable_before = conn.reachable();
                 conn.available = true;
                 conn.priority = priority(view);
                 let reachable = conn.priority >= 0;
-                self.broadcast_own_presence(slot, view, ty, initial, fx);
+                self.broadcast_own_presence(slot, view, ty, was_available, fx);
                 if !reachable_before && reachable {
                     self.home.flush(&self.conns, slot, fx);
                 }
             }
             StanzaType::Unavailable => {
+                let was_available = conn.available;
                 conn.available = false;
-                self.broadcast_own_presence(slot, view, ty, false, fx);
+                self.broadcast_own_presence(slot, view, ty, was_available, fx);
             }
             _ => {}
         }

@@ -123,7 +123,7 @@ impl Router {
         self.end_detached(&full, fx);
         self.reply.clear();
         replies::bind_result(&mut self.reply, id, full.as_str());
-        self.home.directory.insert(full.bare_str(), slot);
+        self.enter_directory(full.bare_str(), slot);
         let Some(conn) = self.conns.get_mut(slot) else {
             return;
         };
@@ -132,6 +132,21 @@ impl Router {
         self.home.stats.stanzas_out += 1;
         conn.jid = Some(full);
         conn.phase = Phase::Bound;
+    }
+
+    /// Lists the session in `slot` under `bare` in the directory. The directory keys by a
+    /// fingerprint of `bare`; the sessions already listed under it must be `bare`'s own.
+    pub(crate) fn enter_directory(&mut self, bare: &str, slot: u32) {
+        let listed = self.home.directory.slots(bare);
+        let foreign = listed.iter().find(|&&other| {
+            let bound = self.conns.get(other).and_then(|c| c.jid.as_ref());
+            bound.is_some_and(|jid| jid.bare_str() != bare)
+        });
+        assert!(
+            foreign.is_none(),
+            "two bare JIDs share a directory fingerprint (a 2^-128 event): {bare}"
+        );
+        self.home.directory.insert(bare, slot);
     }
 
     /// A server-generated resource not bound yet for `bare` (re-drawn on a clash).
@@ -159,7 +174,7 @@ impl Router {
         let detached = self.home.sm.detached_of(bare.bare_str());
         let detached = detached
             .into_iter()
-            .filter(|&t| self.home.sm.get(t).is_some_and(|s| s.conn.is_none()))
+            .filter(|&t| self.home.sm.get(t).is_some_and(|s| s.conn().is_none()))
             .count();
         self.home.directory.slots(bare.bare_str()).len() + detached
     }

@@ -6,7 +6,8 @@
 //! item, push it, and route the stanza (from the bare JID) to the contact; on the contact's
 //! home shard, inbound ones update the contact's item, push it and deliver (or, already
 //! approved, answer `subscribed` on its behalf). Available presence without `to` is
-//! remembered (answers to probes), written to the user's other resources and fanned out to
+//! remembered (answers to probes; a plain `<presence/>` only as the session's availability,
+//! see `table`), written to the user's other resources and fanned out to
 //! every contact with a `from` subscription: one mail per destination shard; initial presence
 //! also probes the contacts with a `to` subscription, brings the other resources' presence,
 //! and re-delivers subscription requests not answered yet. Probes go out in chunks of
@@ -164,13 +165,14 @@ impl Router {
     }
 
     /// Presence without `to` from the session in `slot`: available (initial or update) or
-    /// unavailable (RFC 6121 4.2, 4.4, 4.5). `initial`: the session was not available.
+    /// unavailable (RFC 6121 4.2, 4.4, 4.5). `was_available`: the session was available before
+    /// this stanza (an available one that was not is its initial presence).
     pub(crate) fn broadcast_own_presence(
         &mut self,
         slot: u32,
         view: &StanzaView<'_>,
         ty: StanzaType,
-        initial: bool,
+        was_available: bool,
         fx: &mut impl Effects,
     ) {
         let Some(user) = self.conns.get(slot).and_then(|c| c.jid.clone()) else {
@@ -179,30 +181,32 @@ impl Router {
         let mut stanza = Vec::with_capacity(view.bytes().len() + 48);
         view.stamp(user.as_str(), None, &mut stanza);
         if ty == StanzaType::Unavailable {
-            self.end_presence(&user, Some(&stanza), fx);
+            self.end_presence(&user, Some(&stanza), was_available, fx);
             return;
         }
-        let last: Arc<[u8]> = Arc::from(stanza.as_slice());
-        self.home.presences.entry(user.as_str()).last = Some(Arc::clone(&last));
-        self.send_to_own_resources(&user, &last, fx);
-        self.broadcast_to_contacts(&user, StanzaType::Available, &last, fx);
-        if initial {
+        // A plain `<presence/>` is not kept: `Home::last_presence` rebuilds it.
+        let kept = !table::is_plain_presence(user.as_str(), &stanza);
+        let last = kept.then(|| Arc::<[u8]>::from(stanza.as_slice()));
+        self.home.presences.set_last(user.as_str(), last);
+        self.send_to_own_resources(&user, &stanza, fx);
+        self.broadcast_to_contacts(&user, StanzaType::Available, &stanza, fx);
+        if !was_available {
             self.on_initial_presence(slot, &user, fx);
         }
     }
 
-    /// The end of a session's presence: rooms are left and, if it was available, every
-    /// contact and other resource hears `stanza` (the client's unavailable presence) or a
-    /// generated one. Called for explicit unavailable and for sessions that are gone.
+    /// The end of a session's presence: rooms are left and, if it was available
+    /// (`was_available`, or a kept last presence says so), every contact and other resource
+    /// hears `stanza` (the client's unavailable presence) or a generated one. Called for
+    /// explicit unavailable and for sessions that are gone.
     pub(crate) fn end_presence(
         &mut self,
         user: &Jid,
         stanza: Option<&[u8]>,
+        was_available: bool,
         fx: &mut impl Effects,
     ) {
-        let Some(state) = self.home.presences.take(user.as_str()) else {
-            return;
-        };
+        let state = self.home.presences.take(user.as_str()).unwrap_or_default();
         let mut unavailable = Vec::new();
         for occupant in &state.rooms {
             // Before the send: a room on this shard answers at once.
@@ -224,7 +228,7 @@ impl Router {
             };
             self.send_to_room(&envelope, None, fx);
         }
-        if state.last.is_none() {
+        if !was_available && state.last.is_none() {
             return;
         }
         let bytes = match stanza {
@@ -314,12 +318,7 @@ impl Router {
             if full == user {
                 continue;
             }
-            if let Some(last) = self
-                .home
-                .presences
-                .get(full.as_str())
-                .and_then(|s| s.last.clone())
-            {
+            if let Some(last) = self.home.last_presence(other, full) {
                 if let Ok(view) = StanzaView::parse(&last) {
                     copy.clear();
                     view.stamp(full.as_str(), Some(user.as_str()), &mut copy);
@@ -449,6 +448,25 @@ impl Home {
         self.route(conns, &envelope, None, fx);
     }
 
+    /// The last available presence of the session in `slot`, bound to `full`, as broadcast
+    /// (`from` stamped, no `to`): the kept copy, or `<presence from='full'/>` rebuilt when the
+    /// session is available and its presence was plain; `None` when it is not available.
+    pub(crate) fn last_presence(&self, slot: u32, full: &Jid) -> Option<Arc<[u8]>> {
+        if let Some(last) = self
+            .presences
+            .get(full.as_str())
+            .and_then(|s| s.last.clone())
+        {
+            return Some(last);
+        }
+        if !self.sessions.get(slot).is_some_and(|s| s.available) {
+            return None;
+        }
+        let mut plain = Vec::new();
+        table::plain_presence(full.as_str(), &mut plain);
+        Some(Arc::from(plain))
+    }
+
     /// Sends the last presence of each available session of `owner` to `contact`; returns
     /// how many went out.
     pub(crate) fn send_own_presence(
@@ -468,10 +486,7 @@ impl Home {
             let Some(full) = conns.get(slot).and_then(|c| c.jid.as_ref()) else {
                 continue;
             };
-            let last = self
-                .presences
-                .get(full.as_str())
-                .and_then(|s| s.last.clone());
+            let last = self.last_presence(slot, full);
             let Some(view) = last.as_deref().and_then(|b| StanzaView::parse(b).ok()) else {
                 continue;
             };

@@ -92,7 +92,7 @@ impl Router {
             return;
         };
         if session.request() {
-            let (handled, conn) = (session.handled(), session.conn);
+            let (handled, conn) = (session.handled(), session.conn());
             self.reply.clear();
             replies::sm_ack(&mut self.reply, handled);
             if let Some(conn) = conn {
@@ -190,8 +190,11 @@ impl Router {
                 .get(token)
                 .is_some_and(|s| s.detached_jid() == Some(full));
             if replaced {
-                self.home.sm.remove(token);
-                self.end_presence(full, None, fx);
+                let session = self.home.sm.remove(token);
+                let was_available = session
+                    .and_then(|s| s.detached)
+                    .is_some_and(|d| d.available);
+                self.end_presence(full, None, was_available, fx);
             }
         }
     }
@@ -219,8 +222,8 @@ impl Router {
         for token in expired {
             // Its unacked stored messages stay queued for the next login; its presence ends.
             let session = self.home.sm.remove(token);
-            if let Some(full) = session.and_then(|s| s.detached).map(|d| d.jid) {
-                self.end_presence(&full, None, fx);
+            if let Some(detached) = session.and_then(|s| s.detached) {
+                self.end_presence(&detached.jid, None, detached.available, fx);
             }
         }
     }

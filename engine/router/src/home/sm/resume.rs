@@ -129,7 +129,7 @@ impl Router {
                 detached.resuming = None;
             }
         }
-        let Some(old_key) = self.home.sm.get(token).and_then(|s| s.conn) else {
+        let Some(old_key) = self.home.sm.get(token).and_then(|s| s.conn()) else {
             return true;
         };
         let old = self.conns.slot_of(old_key);
@@ -313,7 +313,7 @@ impl Router {
         let unacked = session.take_unacked();
         let previd = self.home.sm.resume_id(token, jid.bare_str());
         let previd = previd.unwrap_or_default();
-        self.home.directory.insert(jid.bare_str(), slot);
+        self.enter_directory(jid.bare_str(), slot);
         let Some(conn) = self.conns.get_mut(slot) else {
             return;
         };

@@ -6,14 +6,15 @@
 //! prefix, outbound counting (the unacked queue, what `<a h>` releases), and the pacing of our
 //! own `<r/>`. The table of sessions and the timers are in `sm::table`.
 //!
-//! A session being resumed is detached (`conn == None`) with `Detached::resuming` naming the
+//! A session being resumed is detached (`conn()` is `None`) with `Detached::resuming` naming the
 //! new conn:
 //! the `<resumed h>` answer waits until every stanza received on the old stream is handled
 //! (`all_handled`), so `h` equals `received` and the client resends nothing the server took.
 //!
 //! Layout, for memory (issue 15: an idle session with XEP-0198 on within 512 B in all): an
-//! attached session is 56 B inline in `SmTable`'s slot (64 B with the slot's generation) and
-//! owns nothing on the heap when idle. Its full JID and presence are its conn's while it is
+//! attached session is 48 B inline in `SmTable`'s slot (56 B with the slot's generation) and
+//! owns nothing on the heap when idle; its conn key is a plain field that `detached` being
+//! `Some` marks stale, not an `Option` of its own. Its full JID and presence are its conn's while it is
 //! attached; only a detached session needs its own, with its deadline and resuming conn, in
 //! a `Detached` box (detached sessions are few). The three queues
 //! (`outstanding`, `requests`, `unacked`) and their byte sums live in one `Queues` box that
@@ -32,8 +33,8 @@
 //! - counters are u64 internally and go on the wire modulo 2^32 (XEP-0198 4);
 //! - `queues` is `None` exactly when all three queues are empty (checked after every call
 //!   that removes from them: `settle`);
-//! - `detached` is `Some` exactly when `conn` is `None` (both change only in `SmTable`'s
-//!   `detach` and `attach`);
+//! - `conn()` is `None` exactly when `detached` is `Some` (which changes only in
+//!   `SmTable`'s `detach` and `attach`);
 //! - `outstanding` is sorted ascending and holds only numbers <= `received`;
 //! - `unacked.len() <= SM_MAX_UNACKED_HARD` and `unacked_bytes` is the sum of the sizes of the
 //!   queued stanzas; stored messages are only queued while below `SM_MAX_UNACKED` and the
@@ -205,8 +206,8 @@ pub(crate) struct Detached {
 /// detached.
 #[derive(Debug)]
 pub(crate) struct SmSession {
-    /// The conn it writes to; `None` exactly while detached (then `detached` is `Some`).
-    pub conn: Option<ConnKey>,
+    /// The conn it writes to while attached; stale while detached (see `conn`).
+    pub(in crate::home::sm) key: ConnKey,
     /// Set exactly while detached (`SmTable::detach` / `attach`).
     pub detached: Option<Box<Detached>>,
     received: u64,
@@ -225,7 +226,7 @@ pub(crate) struct SmSession {
 impl SmSession {
     pub fn new(resumable: bool, conn: ConnKey) -> SmSession {
         SmSession {
-            conn: Some(conn),
+            key: conn,
             detached: None,
             received: 0,
             acked: 0,
@@ -468,6 +469,11 @@ impl SmSession {
         true
     }
 
+    /// The conn it writes to; `None` exactly while detached.
+    pub fn conn(&self) -> Option<ConnKey> {
+        self.detached.is_none().then_some(self.key)
+    }
+
     /// Discards waiting requests and pacing (the conn they belonged to is gone).
     pub fn reset_conn_state(&mut self) {
         if let Some(queues) = self.queues.as_mut() {
@@ -489,7 +495,7 @@ impl SmSession {
     /// The pacing timer fired: true when an `<r/>` should go out now (and counts as sent).
     pub fn request_timer_fired(&mut self) -> bool {
         self.request_timer = false;
-        if self.since_request == 0 || self.conn.is_none() {
+        if self.since_request == 0 || self.conn().is_none() {
             return false;
         }
         self.since_request = 0;
@@ -669,8 +675,8 @@ pub(super) mod tests {
 
     #[test]
     fn the_session_state_is_small() {
-        // What an idle attached session costs, all inline: the conn key 16 B, two counters
+        // What an idle attached session costs, all inline: the conn key 8 B, two counters
         // 16 B, the queues and detached pointers 16 B, pacing and flags 8 B.
-        assert!(size_of::<SmSession>() <= 56, "{}", size_of::<SmSession>());
+        assert!(size_of::<SmSession>() <= 48, "{}", size_of::<SmSession>());
     }
 }

@@ -13,7 +13,7 @@
 //! `sm::elements`) or count anything itself (see `sm`).
 //!
 //! Invariants: a session is in `detached_by_bare` under its bare JID exactly while it is in
-//! the table with `conn == None`; `detached` counts those sessions; tokens carry the slot
+//! the table with `conn()` `None`; `detached` counts those sessions; tokens carry the slot
 //! generation, so a
 //! token of an ended session never resolves again (stale timer entries are skipped). A session
 //! with a pending resumption (`resuming`) does not expire: its detach timer entry is skipped
@@ -95,10 +95,7 @@ impl SmTable {
     }
 
     pub fn insert(&mut self, session: SmSession) -> SessionRef {
-        assert!(
-            session.conn.is_some() && session.detached.is_none(),
-            "a session starts attached"
-        );
+        assert!(session.detached.is_none(), "a session starts attached");
         let session = Some(session);
         let index = match self.free.pop() {
             Some(index) => {
@@ -168,7 +165,7 @@ impl SmTable {
         let Some(session) = live_mut(&mut self.slots, token) else {
             return;
         };
-        if session.conn.take().is_none() {
+        if session.detached.is_some() {
             return;
         }
         session.reset_conn_state();
@@ -186,7 +183,7 @@ impl SmTable {
         let session = live_mut(&mut self.slots, token)?;
         let detached = session.detached.take()?;
         session.reset_conn_state();
-        session.conn = Some(conn);
+        session.key = conn;
         self.detached -= 1;
         self.detached_by_bare
             .remove(detached.jid.bare_str(), token.index());
@@ -268,7 +265,7 @@ impl SmTable {
         let Some(session) = self.get_mut(token) else {
             return;
         };
-        let (count, handled, conn) = (session.answerable(), session.handled(), session.conn);
+        let (count, handled, conn) = (session.answerable(), session.handled(), session.conn());
         let Some(conn) = conn else {
             return;
         };
@@ -308,7 +305,7 @@ impl SmTable {
             let Some(session) = self.get_mut(token) else {
                 continue;
             };
-            if let (true, Some(conn)) = (session.request_timer_fired(), session.conn) {
+            if let (true, Some(conn)) = (session.request_timer_fired(), session.conn()) {
                 out.push(conn);
             }
         }
@@ -468,7 +465,7 @@ mod tests {
         assert_eq!(heap(&table), 0);
         // All of it inline in the slot, no box per session (see `SmSession`).
         assert!(
-            std::mem::size_of::<Slot>() <= 64,
+            std::mem::size_of::<Slot>() <= 56,
             "{}",
             std::mem::size_of::<Slot>()
         );
