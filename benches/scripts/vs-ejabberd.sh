@@ -19,7 +19,8 @@
 #     scenarios instead (see vs-ejabberd-groups.sh: contact ring and rosters, XEP-0045 rooms);
 #  6. writes results/<stamp>-vs-ejabberd/README.md (results/<stamp>-groups-vs-ejabberd/ when
 #     only presence and group run: machine, commit, commands, tables, ratios, caveats) next to
-#     every run's rookery-load folder, and prints it.
+#     every run's rookery-load folder (with the server's flame.svg over each steady window when
+#     perf and inferno, `cargo install inferno`, are installed), and prints it.
 #
 # What it does not do: tune the kernel, touch /etc/ejabberd, or leave anything running: the
 # servers, the load generator and the temp dir are stopped/removed by pid/path on exit.
@@ -230,9 +231,9 @@ run_load() {
     LOAD_PID=$!
     case "${SAMPLE:-none}" in
         held) sample_held "$server" "$clients" ;;
-        steady) wait_connected "$server" "$clients" && sample_steady "$dur" ;;
+        steady) wait_connected "$server" "$clients" && FLAME_DIR=$dir sample_steady "$dur" ;;
         # The storm keeps conns dropping, so the count may never sit at N: the ramp's length.
-        storm) sleep $((clients / CONNECT_RATE + 1)) && sample_steady "$dur" ;;
+        storm) sleep $((clients / CONNECT_RATE + 1)) && FLAME_DIR=$dir sample_steady "$dur" ;;
     esac
     wait "$LOAD_PID" || rc=$?
     LOAD_PID=
