@@ -117,7 +117,7 @@ impl<S> Files<S> {
         Some(self.slots.swap_remove(pos).file)
     }
 
-    #[cfg(target_os = "linux")] // io_uring looks a file up to push its next step
+    /// The slot of a registered file (io_uring pushes its next step; `write_now` writes it).
     pub fn get(&self, id: FileId) -> Option<&FileSlot<S>> {
         self.slots.iter().find(|s| s.id == id)
     }
@@ -148,6 +148,30 @@ impl<S> Files<S> {
     }
 
     /// Queues a completion for the start of the next turn.
+    /// Writes `buffer` at `offset` now, on this thread (then syncs if asked), and defers its
+    /// completion to the next turn: every write of the poll backend, io_uring's inline ones.
+    /// `file` must have been begun (`begin`) with this `token`.
+    pub fn write_now(
+        &mut self,
+        file: FileId,
+        token: u64,
+        offset: u64,
+        buffer: Vec<u8>,
+        sync: FileSync,
+    ) {
+        let result = match self.get(file) {
+            Some(slot) => write_and_sync(&slot.file, offset, &buffer, sync),
+            None => Err(libc::EBADF),
+        };
+        self.defer(Completed {
+            file,
+            token,
+            op: FileOp::Write,
+            result,
+            buffer,
+        });
+    }
+
     pub fn defer(&mut self, done: Completed) {
         self.pending.push(done);
     }

@@ -12,23 +12,16 @@
 use std::os::unix::fs::FileExt;
 
 use super::state::PCore;
-use crate::files::{errno_of, write_and_sync, Completed, FileOp};
+use crate::files::{errno_of, Completed, FileOp};
 use crate::{FileId, FileSync};
 
 impl PCore {
     pub fn write_file(&mut self, file: FileId, offset: u64, bytes: Vec<u8>, sync: FileSync) -> u64 {
-        let (token, slot, buffer) = match self.files.begin(file, FileOp::Write, bytes) {
+        let (token, _, buffer) = match self.files.begin(file, FileOp::Write, bytes) {
             Ok(begun) => begun,
             Err(token) => return token, // EBADF is reported next turn
         };
-        let result = write_and_sync(&slot.file, offset, &buffer, sync);
-        self.files.defer(Completed {
-            file,
-            token,
-            op: FileOp::Write,
-            result,
-            buffer,
-        });
+        self.files.write_now(file, token, offset, buffer, sync);
         token
     }
 

@@ -27,7 +27,7 @@ use io_uring::opcode;
 use io_uring::types::{Fd, FsyncFlags};
 
 use super::state::Core;
-use crate::files::{write_and_sync, Completed, FileOp, NO_PROGRESS_ERRNO};
+use crate::files::{Completed, FileOp, NO_PROGRESS_ERRNO};
 use crate::key::{OpKey, OpKind};
 use crate::{FileId, FileSync};
 
@@ -64,14 +64,7 @@ impl Core {
         if self.limits.inline_file_writes && sync == FileSync::None && chain_idle {
             // A page-cache write on this thread: no io-wq hop (see `Limits`). The chain is
             // idle, so it cannot overtake an earlier write to this file.
-            let result = write_and_sync(&slot.file, offset, &buffer, sync);
-            self.files.defer(Completed {
-                file,
-                token,
-                op: FileOp::Write,
-                result,
-                buffer,
-            });
+            self.files.write_now(file, token, offset, buffer, sync);
             return token;
         }
         let write = FileWrite {
