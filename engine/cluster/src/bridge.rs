@@ -218,14 +218,10 @@ async fn run(
                 _ = stop.notified() => break,
                 _ = tokio::time::sleep(config.batch_wait) => {}
             }
-            for _ in 0..MAX_MESSAGES_PER_TURN {
-                match futures_lite::future::poll_once(subscriber.next()).await {
-                    Some(Some(message)) => {
-                        turn.receive(&mut links, &mut endpoint, &message.payload, now_ms());
-                    }
-                    _ => break,
-                }
-            }
+            take_waiting(&mut subscriber, MAX_MESSAGES_PER_TURN, |payload| {
+                turn.receive(&mut links, &mut endpoint, payload, now_ms());
+            })
+            .await;
             (depth, gathering) = turn.send(&mut links, &mut endpoint, now_ms()).await;
             continue;
         }
@@ -245,14 +241,10 @@ async fn run(
                 turn.receive(&mut links, &mut endpoint, &message.payload, now_ms());
                 // Every message already here joins this turn: one hand-over to the shards
                 // (one wake-up each) for all of them, not one per message.
-                for _ in 1..MAX_MESSAGES_PER_TURN {
-                    match futures_lite::future::poll_once(subscriber.next()).await {
-                        Some(Some(message)) => {
-                            turn.receive(&mut links, &mut endpoint, &message.payload, now_ms());
-                        }
-                        _ => break,
-                    }
-                }
+                take_waiting(&mut subscriber, MAX_MESSAGES_PER_TURN - 1, |payload| {
+                    turn.receive(&mut links, &mut endpoint, payload, now_ms());
+                })
+                .await;
             }
             _ = wake.notified() => {}
             _ = tokio::time::sleep(sleep) => {}
@@ -262,6 +254,21 @@ async fn run(
     // One last turn, so mail staged before the stop is not left behind.
     turn.send(&mut links, &mut endpoint, now_ms()).await;
     let _ = client.flush().await;
+}
+
+/// Hands `receive` up to `max` NATS messages already waiting in `subscriber`, without waiting
+/// for more.
+async fn take_waiting(
+    subscriber: &mut async_nats::Subscriber,
+    max: usize,
+    mut receive: impl FnMut(&[u8]),
+) {
+    for _ in 0..max {
+        match futures_lite::future::poll_once(subscriber.next()).await {
+            Some(Some(message)) => receive(&message.payload),
+            _ => break,
+        }
+    }
 }
 
 /// The state one bridge turn works with.

@@ -515,7 +515,18 @@ fn reads_of_written_bytes<D: Driver>(make: impl Fn(Limits) -> D) {
     assert!(d.unregister_file(file).is_some(), "nothing in flight");
 }
 
+/// Every file test also runs on io_uring with `inline_file_writes` (unsynced writes on an idle
+/// chain are a `pwrite` on the driver's thread): same order, results and content as through
+/// the ring (`uring_inline::<name>`).
+fn inline_file_writes(limits: Limits) -> Limits {
+    Limits {
+        inline_file_writes: true,
+        ..limits
+    }
+}
+
 per_backend!(
+    also uring_inline with inline_file_writes;
     reads_of_written_bytes,
     batches_in_order,
     large_batch,
@@ -527,46 +538,3 @@ per_backend!(
     sockets_and_files_together,
     drop_with_write_in_flight,
 );
-
-/// The same tests on io_uring with `inline_file_writes` (unsynced writes on an idle chain are a
-/// `pwrite` on the driver's thread): same order, results and content as through the ring.
-#[cfg(target_os = "linux")]
-mod uring_inline {
-    use rookery_io::Limits;
-
-    fn make(limits: Limits) -> rookery_io::UringDriver {
-        rookery_io::UringDriver::new(Limits {
-            inline_file_writes: true,
-            ..limits
-        })
-        .expect("uring driver")
-    }
-
-    macro_rules! inline_tests {
-        ($($name:ident),* $(,)?) => {
-            $(
-                #[test]
-                fn $name() {
-                    if let Some(why) = super::backends::uring_unavailable() {
-                        eprintln!("SKIP uring_inline::{}: {why}", stringify!($name));
-                        return;
-                    }
-                    super::$name(make);
-                }
-            )*
-        };
-    }
-
-    inline_tests!(
-        reads_of_written_bytes,
-        batches_in_order,
-        large_batch,
-        write_error_ebadf,
-        write_error_enospc,
-        unregister_waits_for_writes,
-        completion_does_not_wait_for_timeout,
-        writes_from_the_handler,
-        sockets_and_files_together,
-        drop_with_write_in_flight,
-    );
-}

@@ -8,8 +8,29 @@
 //! `select_backend(Uring)` fails on this machine.
 
 /// One `#[test]` per backend for each generic `fn name<D: Driver>(make: impl Fn(Limits) -> D)`
-/// at the including file's root.
+/// at the including file's root. `per_backend!(also MODULE with LIMITS_FN; names...)` adds one
+/// more io_uring module whose driver gets its limits from `LIMITS_FN(limits)` (a variant, e.g.
+/// inline file writes), test names `MODULE::<name>`.
 macro_rules! per_backend {
+    (also $module:ident with $adjust:ident; $($name:ident),* $(,)?) => {
+        per_backend!($($name),*);
+        per_backend!(@uring $module, super::$adjust; $($name),*);
+    };
+    (@uring $module:ident, $adjust:path; $($name:ident),*) => {
+        #[cfg(target_os = "linux")]
+        mod $module {
+            $(
+                #[test]
+                fn $name() {
+                    if let Some(why) = super::backends::uring_unavailable() {
+                        eprintln!("SKIP {}::{}: {why}", stringify!($module), stringify!($name));
+                        return;
+                    }
+                    super::$name(|l| rookery_io::UringDriver::new($adjust(l)).expect("uring driver"));
+                }
+            )*
+        }
+    };
     ($($name:ident),* $(,)?) => {
         mod poll {
             $(
@@ -20,19 +41,7 @@ macro_rules! per_backend {
             )*
         }
 
-        #[cfg(target_os = "linux")]
-        mod uring {
-            $(
-                #[test]
-                fn $name() {
-                    if let Some(why) = super::backends::uring_unavailable() {
-                        eprintln!("SKIP uring::{}: {why}", stringify!($name));
-                        return;
-                    }
-                    super::$name(|l| rookery_io::UringDriver::new(l).expect("uring driver"));
-                }
-            )*
-        }
+        per_backend!(@uring uring, ::std::convert::identity; $($name),*);
     };
 }
 
