@@ -572,14 +572,19 @@ fn connect_refused<D: Driver>(make: impl Fn(Limits) -> D) {
     assert_eq!(d.open_conns(), 0);
 }
 
+/// Wakes `d` from another thread 100 ms from now.
+fn wake_in_100_ms<D: Driver>(d: &D) -> thread::JoinHandle<()> {
+    let waker = d.wake_handle();
+    thread::spawn(move || {
+        thread::sleep(Duration::from_millis(100));
+        waker.wake();
+    })
+}
+
 fn wake_from_other_thread<D: Driver>(make: impl Fn(Limits) -> D) {
     let mut d = make(Limits::default());
     let mut h = Recorder::default();
-    let waker = d.wake_handle();
-    let t = thread::spawn(move || {
-        thread::sleep(Duration::from_millis(100));
-        waker.wake();
-    });
+    let t = wake_in_100_ms(&d);
     let start = Instant::now();
     while h.woken == 0 && start.elapsed() < Duration::from_secs(5) {
         d.turn(Some(Duration::from_secs(10)), &mut h).unwrap();
@@ -753,11 +758,7 @@ fn batched_waits_lose_nothing<D: Driver>(make: impl Fn(Limits) -> D) {
         "an idle batched turn waits its timeout ({elapsed:?})"
     );
     // A wake from another thread ends an unbounded wait.
-    let waker = d.wake_handle();
-    let t = thread::spawn(move || {
-        thread::sleep(Duration::from_millis(100));
-        waker.wake();
-    });
+    let t = wake_in_100_ms(&d);
     let start = Instant::now();
     while h.woken == 0 && start.elapsed() < Duration::from_secs(5) {
         d.turn(None, &mut h).unwrap();
