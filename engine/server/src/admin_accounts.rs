@@ -78,6 +78,11 @@ pub struct AccountWaits {
 }
 
 impl AccountWaits {
+    /// Whether a request waits for its change to be committed.
+    pub fn waiting(&self) -> bool {
+        !self.pending.is_empty()
+    }
+
     /// Answers the requests whose changes are committed now.
     pub fn answer_committed(&mut self, router: &Router) {
         if self.pending.is_empty() {

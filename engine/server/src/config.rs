@@ -62,6 +62,12 @@ pub struct Args {
     /// the shard waits if the page cache throttles). Synced writes always use the ring.
     #[arg(long, value_enum, default_value_t = FileWritesArg::Ring)]
     pub file_writes: FileWritesArg,
+    /// `--durability log|fsync`: milliseconds the log records nobody waits for (chat from a
+    /// sender without XEP-0198, who is acknowledged nothing) may wait to share one write with
+    /// the next ones. Whatever a sender's XEP-0198 ack, a room, a roster answer or an account
+    /// change waits for is written at once. 0: every loop turn writes what it appended.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(0..=1000))]
+    pub commit_delay_ms: u64,
     /// Number of shards (threads); default: one per allowed core.
     #[arg(long)]
     pub shards: Option<usize>,

@@ -201,6 +201,7 @@ fn run(args: Args) -> anyhow::Result<()> {
             tls: tls.clone(),
             websocket: upload.as_ref().map(|u| u.ws_inbox(index)),
             ws_keepalive: config.ws_keepalive(),
+            commit_delay_ms: config.args.commit_delay_ms,
         };
         let listener = shard::Listeners {
             plain: listener,

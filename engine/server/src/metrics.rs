@@ -61,6 +61,9 @@ rookery_router::metric_struct! {
         heap_bytes: Gauge("rookery_router_heap_bytes"),
         /// Bytes of the shard's durable log (updated once a second).
         log_bytes: Gauge("rookery_log_bytes"),
+        /// Batches written to the durable log (group commits; with `--commit-delay-ms` several
+        /// turns share one; updated once a second).
+        log_writes: Counter("rookery_log_writes_total"),
         /// 1 while the durable log accepts writes.
         store_available: Gauge("rookery_store_available"),
         /// Bytes of queued messages in the store (records; --store-max-bytes; updated once a

@@ -107,6 +107,9 @@ pub struct ShardParts<M, C> {
     pub websocket: Option<Arc<WsInbox>>,
     /// When quiet WebSocket conns are pinged and given up (`--ws-ping-interval`), else `None`.
     pub ws_keepalive: Option<rookery_ws::KeepalivePolicy>,
+    /// `--commit-delay-ms`: how long log records nobody waits for may wait to share a write
+    /// (0: every turn writes what it appended; see `commit`).
+    pub commit_delay_ms: u64,
 }
 
 /// Whether the shard goes on after a turn.
@@ -228,7 +231,7 @@ pub fn run<D: Driver, M: MailTransport<ShardMail>, C: Clock>(
 impl<D: Driver, M: MailTransport<ShardMail>, C: Clock> Shard<D, M, C> {
     /// Registers the store's log with the driver and the driver's waker with the mailbox.
     pub fn new(mut driver: D, parts: ShardParts<M, C>) -> std::io::Result<Self> {
-        let mut committer = Committer::default();
+        let mut committer = Committer::new(parts.commit_delay_ms);
         committer.attach(&mut driver, parts.router.store())?;
         let wake = driver.wake_handle();
         if let Some(inbox) = &parts.websocket {
@@ -285,7 +288,7 @@ impl<D: Driver, M: MailTransport<ShardMail>, C: Clock> Shard<D, M, C> {
         state.drain_websocket(&mut driver.ops());
         // Records the mail appended (stanzas stored for this shard's users) leave before the
         // wait, not after it: their senders' acknowledgements wait for this commit.
-        state.committer.pump(&mut state.router, &mut driver.ops());
+        state.pump_commits(&mut driver.ops());
         if state.stopping_since_ms.is_none() && state.shared.stop.load(Ordering::Acquire) {
             state.begin_shutdown(driver);
         }
@@ -298,7 +301,7 @@ impl<D: Driver, M: MailTransport<ShardMail>, C: Clock> Shard<D, M, C> {
             .on_tick(now_ms, &mut state.out.fx(&mut driver.ops()));
         state.out.transports.keep_alive(&mut driver.ops(), now_ms);
         // Everything this turn appended to the log leaves in one write.
-        state.committer.pump(&mut state.router, &mut driver.ops());
+        state.pump_commits(&mut driver.ops());
         state.account_waits.answer_committed(&state.router);
         let flushed = state.out.mailbox.flush();
         state.loop_stats.mailbox_full += flushed.full_lanes as u64;
@@ -331,7 +334,7 @@ impl<D: Driver, M: MailTransport<ShardMail>, C: Clock> Shard<D, M, C> {
 
     /// Whether a log write is in flight (a simulation's settle check).
     pub fn committing(&self) -> bool {
-        self.state.committer.busy()
+        self.state.committer.busy() || self.state.committer.holding()
     }
 }
 
@@ -340,8 +343,20 @@ impl<M: MailTransport<ShardMail>, C: Clock> ShardState<M, C> {
         self.clock.now_ms()
     }
 
+    /// Starts the log write the committer says is due; at once, whatever it holds, when an
+    /// account change waits for it, a compaction is due (it needs an idle log) or the shard
+    /// is stopping.
+    fn pump_commits<O: Ops>(&mut self, io: &mut O) {
+        let now_ms = self.now_ms();
+        let urgent = self.stopping_since_ms.is_some()
+            || self.account_waits.waiting()
+            || self.router.store().compaction_due();
+        self.committer.pump(&mut self.router, io, now_ms, urgent);
+    }
+
     /// How long the next wait may block: zero when there is mail to move, else until the
-    /// router's next timer, capped so the stop flag is seen promptly.
+    /// router's next timer or the held log records' write, capped so the stop flag is seen
+    /// promptly.
     fn wait_budget(&mut self) -> Duration {
         if self.out.mailbox.staged() > 0 {
             // A destination lane is full: nobody wakes senders when room frees up, so retry
@@ -352,10 +367,13 @@ impl<M: MailTransport<ShardMail>, C: Clock> ShardState<M, C> {
             return Duration::ZERO; // mail arrived meanwhile; the asleep mark is already cleared
         }
         let now_ms = self.now_ms();
-        match self.router.next_deadline_ms() {
-            Some(deadline_ms) => {
-                Duration::from_millis(deadline_ms.saturating_sub(now_ms)).min(MAX_WAIT)
-            }
+        let timers = self
+            .router
+            .next_deadline_ms()
+            .map(|deadline_ms| deadline_ms.saturating_sub(now_ms));
+        let held = self.committer.hold_left_ms(now_ms);
+        match timers.into_iter().chain(held).min() {
+            Some(left_ms) => Duration::from_millis(left_ms).min(MAX_WAIT),
             None => MAX_WAIT,
         }
     }
@@ -674,6 +692,7 @@ impl<M: MailTransport<ShardMail>, C: Clock> ShardState<M, C> {
             own.sm_kept_bytes = self.router.sm_kept_bytes() as u64;
             let store = self.router.store().stats();
             own.log_bytes = store.log_bytes;
+            own.log_writes = store.commits;
             own.stored_bytes = store.message_bytes;
             own.store_index_bytes = store.index_heap_bytes;
             own.tls_heap_bytes = self.out.transports.heap_bytes() as u64;

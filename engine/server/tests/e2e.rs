@@ -186,6 +186,60 @@ fn sigkill_loses_no_acknowledged_message() {
     }
 }
 
+/// `--commit-delay-ms`: what a sender's XEP-0198 ack waits for is written at once, however
+/// long the delay; a message nobody is acknowledged for (a sender without XEP-0198) waits for
+/// the delay, then reaches the log with nothing else happening, and survives a SIGKILL.
+#[test]
+fn commit_delay_holds_only_what_nobody_waits_for() {
+    const DELAY_MS: u64 = 1000;
+    for backend in backends() {
+        let delay = DELAY_MS.to_string();
+        let mut server = Server::start(backend, 1, &["--commit-delay-ms", &delay]);
+        let data_dir = server.keep_data_dir();
+        let (mut alice, _) = RawClient::login(server.addr, "alice", "r");
+        alice.send("<enable xmlns='urn:xmpp:sm:3'/>");
+        alice.expect("<enabled");
+        let sent = Instant::now();
+        alice.send(&format!(
+            "<message to='bob@{DOMAIN}' type='chat' id='a1'><body>acked</body></message><r xmlns='urn:xmpp:sm:3'/>"
+        ));
+        assert_eq!(alice.expect_ack(), 1, "{backend}: the message is handled");
+        let waited = sent.elapsed();
+        assert!(
+            waited < Duration::from_millis(DELAY_MS * 8 / 10),
+            "{backend}: an acknowledged message waited for the commit delay ({waited:?})"
+        );
+
+        // carol has no XEP-0198: nothing waits for her message's record but the delay.
+        let writes_before = server.metric("rookery_log_writes_total");
+        let (mut carol, _) = RawClient::login(server.addr, "carol", "r");
+        carol.send(&format!(
+            "<message to='dave@{DOMAIN}' type='chat' id='c1'><body>held</body></message>"
+        ));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut writes = writes_before;
+        while writes <= writes_before && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+            writes = server.metric("rookery_log_writes_total");
+        }
+        assert!(
+            writes > writes_before,
+            "{backend}: the held record was never written ({writes} writes)"
+        );
+        server.signal("KILL");
+        server.wait_exit(Duration::from_secs(5)).expect("killed");
+        drop(server);
+
+        let server = Server::start_on(backend, 1, &[], &data_dir);
+        for (user, body) in [("bob", "acked"), ("dave", "held")] {
+            let (mut client, _) = RawClient::login_without_sync(server.addr, user, "r");
+            let got = client.expect("</message>");
+            assert!(got.contains(body), "{backend}: {user} got {got}");
+        }
+        let _ = std::fs::remove_dir_all(&data_dir);
+    }
+}
+
 #[test]
 fn a_data_dir_written_with_other_shard_count_is_refused() {
     let mut first = Server::start("poll", 2, &[]);

@@ -179,6 +179,7 @@ impl World {
                 tls: None,
                 websocket: None,
                 ws_keepalive: None,
+                commit_delay_ms: 0,
             };
             let looped = Loop::new(driver, parts)
                 .map_err(|e| Violation::new("setup", format!("shard {shard}: {e}")))?;

@@ -89,6 +89,8 @@ pub(crate) struct Journal {
     enabled: bool,
     sync_data: bool,
     pending: Vec<u8>,
+    /// `pending` holds a keyed-table record (see `keyed_buffer`).
+    pending_keyed: bool,
     /// A cleared buffer returned by the last successful batch, reused as the next `pending`.
     spare: Vec<u8>,
     in_flight: Option<InFlight>,
@@ -108,6 +110,7 @@ impl Journal {
             enabled,
             sync_data,
             pending: Vec::new(),
+            pending_keyed: false,
             spare: Vec::new(),
             in_flight: None,
             committed_seq: 0,
@@ -125,6 +128,19 @@ impl Journal {
         self.enabled.then_some(&mut self.pending)
     }
 
+    /// `buffer` for a keyed-table record (rosters, accounts, rooms, profiles): the change was
+    /// answered as stored, so the pending batch should not wait (see `pending_keyed`).
+    pub(crate) fn keyed_buffer(&mut self) -> Option<&mut Vec<u8>> {
+        self.pending_keyed |= self.enabled;
+        self.buffer()
+    }
+
+    /// Whether the pending records include a keyed-table change (not only message puts and
+    /// acks).
+    pub(crate) fn pending_keyed(&self) -> bool {
+        self.pending_keyed
+    }
+
     /// The next batch to write, if there is one and it may go now.
     pub(crate) fn begin(&mut self) -> Option<CommitBatch> {
         if !self.enabled || self.in_flight.is_some() || self.pending.is_empty() {
@@ -139,6 +155,7 @@ impl Journal {
         let seq = self.next_seq;
         self.next_seq += 1;
         let bytes = mem::replace(&mut self.pending, mem::take(&mut self.spare));
+        self.pending_keyed = false;
         self.in_flight = Some(InFlight {
             seq,
             len: bytes.len(),
@@ -186,6 +203,8 @@ impl Journal {
                 retry.extend_from_slice(&self.pending);
                 let old = mem::replace(&mut self.pending, retry);
                 self.recycle(old);
+                // What the failed batch carried is not known here: assume the worst.
+                self.pending_keyed = true;
                 self.failures += 1;
                 let error = StoreError::Write {
                     offset,
@@ -366,6 +385,25 @@ mod tests {
         assert_eq!(j.finish(batch, Ok(())).unwrap(), 3);
         assert!(j.is_available() && !j.retry_due(5_000));
         assert_eq!((j.failures(), j.log_bytes()), (2, 21));
+    }
+
+    #[test]
+    fn keyed_records_mark_the_pending_batch_until_it_leaves() {
+        let mut j = Journal::new(true, false, 16, 100);
+        j.buffer().unwrap().extend_from_slice(b"put");
+        assert!(!j.pending_keyed(), "message records alone may wait");
+        j.keyed_buffer().unwrap().extend_from_slice(b"set");
+        assert!(j.pending_keyed());
+        let batch = j.begin().unwrap();
+        assert!(!j.pending_keyed(), "the keyed record left with the batch");
+        j.buffer().unwrap().extend_from_slice(b"ack");
+        j.finish(batch, Err(enospc())).unwrap_err();
+        assert!(
+            j.pending_keyed(),
+            "a failed batch's records are back, keyed or not"
+        );
+        let mut memory = Journal::new(false, false, 0, 100);
+        assert!(memory.keyed_buffer().is_none() && !memory.pending_keyed());
     }
 
     #[test]

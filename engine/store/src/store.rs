@@ -244,7 +244,7 @@ impl Store {
         let record_len = format::set_len(key.len(), value.len()).ok_or(StoreError::TooLarge {
             stanza_len: key.len() + value.len(),
         })?;
-        if let Some(buf) = self.journal.buffer() {
+        if let Some(buf) = self.journal.keyed_buffer() {
             format::encode_set(buf, table, key, value);
         }
         self.tables.kv.set(table, key, value, record_len);
@@ -257,7 +257,7 @@ impl Store {
         if !self.tables.kv.delete(table, key) {
             return false;
         }
-        if let Some(buf) = self.journal.buffer() {
+        if let Some(buf) = self.journal.keyed_buffer() {
             // The key was stored, so its length passed set_len.
             format::encode_delete(buf, table, key);
         }
@@ -383,6 +383,14 @@ impl Store {
     /// durable store; a caller can tell whether a call wrote anything).
     pub fn pending_bytes(&self) -> usize {
         self.journal.pending_bytes()
+    }
+
+    /// Whether the records not yet handed to a writer include a keyed-table change (a roster,
+    /// an account, a room, a profile), not only message puts and acks. Such changes are
+    /// usually answered as stored at once, so a writer that lets message records wait for
+    /// company (the shard's `--commit-delay-ms`) writes these in the turn that made them.
+    pub fn pending_keyed(&self) -> bool {
+        self.journal.pending_keyed()
     }
 
     /// Live messages, all owners.

@@ -209,6 +209,12 @@ impl Deliveries {
         due
     }
 
+    /// Whether a session's backlog waits for the next commit (its next stored message is
+    /// not in the log yet).
+    pub fn awaits_commit(&self) -> bool {
+        !self.after_commit.is_empty()
+    }
+
     /// The commit happened: sessions waiting for it are due.
     pub fn committed(&mut self) {
         let waiting = std::mem::take(&mut self.after_commit);

@@ -279,6 +279,18 @@ impl Router {
         self.home.store.begin_commit()
     }
 
+    /// Whether someone waits for the records appended so far to be committed: a sender's
+    /// acknowledgement (XEP-0198), a fan-out's gather, a room's answers, a stored change's
+    /// reply, a backlog whose next message is not in the log yet, or a keyed-table change
+    /// (rosters, accounts, rooms, profiles: their answers say "stored" at once). The shard
+    /// commits at once then; message records nobody waits for may wait a little to share a
+    /// write (`--commit-delay-ms`).
+    pub fn commit_awaited(&self) -> bool {
+        !self.home.waiters.is_empty()
+            || self.home.deliveries.awaits_commit()
+            || self.home.store.pending_keyed()
+    }
+
     /// Compacts the log if it is due (`None` if not): see `Store::compact`. Call it only with
     /// no batch and no log read in flight (a read's span names a place in the old file).
     pub fn compact_log_if_due(&mut self) -> Option<Result<CompactReport, StoreError>> {
