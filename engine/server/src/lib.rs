@@ -6,7 +6,8 @@
 //! command line, the data dir, listeners, threads and signals.
 //!
 //! What it does not do: parse config, open listeners or stores, spawn threads (the binary
-//! does), or anything unsafe (the binary's `sys` module holds the libc calls).
+//! does; the one exception is `reaper`'s, which closes a compacted log's old file off the
+//! shard), or anything unsafe (the binary's `sys` module holds the libc calls).
 //!
 //! Invariants: the loop is generic over driver, mailbox and clock, so the production build
 //! has no dynamic dispatch on the hot path; one shard's state never leaves its thread.
@@ -19,6 +20,7 @@ pub mod cluster;
 mod commit;
 pub mod metrics;
 mod reads;
+mod reaper;
 pub mod seams;
 pub mod shard;
 pub mod transport;
