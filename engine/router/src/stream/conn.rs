@@ -13,11 +13,12 @@
 //! here and is passed to the home layer as `&Jid`.
 //!
 //! Size (measured by the `conn_state_is_small` test, x86_64): `Conn` is 80 bytes with a
-//! 24-byte framer; one slab slot is 88 bytes (plus 40 for a bound session's `Session`).
+//! 24-byte framer; one slab slot is 80 bytes, the slot's generation included (plus 32 for a
+//! bound session's `Session`).
 //! An idle conn owns no buffer: the framer drops its heap part between stanzas and the only
 //! other heap is the JID string.
 //!
-//! Invariants: a slot's `conn` is `Some` exactly while its key is in `index`; `framer` is
+//! Invariants: a slot is `Live` exactly while its conn's key is in `index`; `framer` is
 //! `None` only while `on_data` is feeding that conn (it is moved out to free `&mut Router`);
 //! while its session has a pending resumption the framer parses nothing (bytes go to
 //! `PendingResume::held`).
@@ -71,6 +72,9 @@ pub struct Conn {
     pub auth_failures: u8,
     /// The framing of its stream (RFC 6120 or RFC 7395; see `header`).
     pub dialect: Dialect,
+    /// Its slab slot's generation (set by `ConnSlab::insert`; kept here, in what would be
+    /// padding, so a slot is the conn's 80 bytes and no more: see `Slot`).
+    generation: u32,
 }
 
 // Manual: `Framer` has no Debug impl; show whether it is present and what it buffers.
@@ -101,6 +105,7 @@ impl Conn {
             header_sent: false,
             auth_failures: 0,
             dialect: Dialect::Stream,
+            generation: 0,
         }
     }
 
@@ -110,10 +115,36 @@ impl Conn {
     }
 }
 
+/// A live conn (which holds the slot's generation: `Conn::generation`) or a free slot with
+/// the generation of its next conn: 80 bytes either way (the free variant sits in the live
+/// one's niche), not 88 as a generation beside an `Option<Conn>` was.
 #[derive(Debug)]
-struct Slot {
-    generation: u32,
-    conn: Option<Conn>,
+enum Slot {
+    Live(Conn),
+    Free { generation: u32 },
+}
+
+impl Slot {
+    fn generation(&self) -> u32 {
+        match self {
+            Slot::Live(conn) => conn.generation,
+            Slot::Free { generation } => *generation,
+        }
+    }
+
+    fn conn(&self) -> Option<&Conn> {
+        match self {
+            Slot::Live(conn) => Some(conn),
+            Slot::Free { .. } => None,
+        }
+    }
+
+    fn conn_mut(&mut self) -> Option<&mut Conn> {
+        match self {
+            Slot::Live(conn) => Some(conn),
+            Slot::Free { .. } => None,
+        }
+    }
 }
 
 /// All conns of this shard.
@@ -135,26 +166,23 @@ impl ConnSlab {
 
     /// Stores `conn`; returns its slot. The caller removes any conn with the same key first;
     /// if it did not, the old conn is dropped here so the index stays one-to-one.
-    pub fn insert(&mut self, conn: Conn) -> u32 {
+    pub fn insert(&mut self, mut conn: Conn) -> u32 {
         if let Some(old) = self.slot_of(conn.key) {
             self.remove(old);
         }
         let key = conn.key;
         let slot = match self.free.pop() {
-            Some(slot) => {
-                self.slots[slot as usize].conn = Some(conn);
-                slot
-            }
+            Some(slot) => slot,
             None => {
                 // Invariant: more than 4 billion conns on one shard is impossible (fd limits).
                 let slot = u32::try_from(self.slots.len()).expect("conn slots fit in u32");
-                self.slots.push(Slot {
-                    generation: 0,
-                    conn: Some(conn),
-                });
+                self.slots.push(Slot::Free { generation: 0 });
                 slot
             }
         };
+        let entry = &mut self.slots[slot as usize];
+        conn.generation = entry.generation();
+        *entry = Slot::Live(conn);
         self.index.insert(key, slot);
         slot
     }
@@ -162,8 +190,10 @@ impl ConnSlab {
     /// Takes the conn out of `slot`; later timer entries for the slot become stale.
     pub fn remove(&mut self, slot: u32) -> Option<Conn> {
         let entry = self.slots.get_mut(slot as usize)?;
-        let conn = entry.conn.take()?;
-        entry.generation = entry.generation.wrapping_add(1);
+        let generation = entry.conn()?.generation.wrapping_add(1);
+        let Slot::Live(conn) = std::mem::replace(entry, Slot::Free { generation }) else {
+            return None; // Not reached: checked live above.
+        };
         self.index.remove(&conn.key);
         self.free.push(slot);
         Some(conn)
@@ -174,26 +204,23 @@ impl ConnSlab {
     }
 
     pub fn get(&self, slot: u32) -> Option<&Conn> {
-        self.slots.get(slot as usize)?.conn.as_ref()
+        self.slots.get(slot as usize)?.conn()
     }
 
     pub fn get_mut(&mut self, slot: u32) -> Option<&mut Conn> {
-        self.slots.get_mut(slot as usize)?.conn.as_mut()
+        self.slots.get_mut(slot as usize)?.conn_mut()
     }
 
     /// The timer entry naming the current occupant of `slot`.
     pub fn timer_entry(&self, slot: u32) -> TimerEntry {
-        let generation = self.slots.get(slot as usize).map_or(0, |s| s.generation);
+        let generation = self.slots.get(slot as usize).map_or(0, Slot::generation);
         TimerEntry { slot, generation }
     }
 
     /// The conn a timer entry names, if it is still the same occupant.
     pub fn resolve(&self, entry: TimerEntry) -> Option<&Conn> {
-        let slot = self.slots.get(entry.slot as usize)?;
-        if slot.generation != entry.generation {
-            return None;
-        }
-        slot.conn.as_ref()
+        let conn = self.slots.get(entry.slot as usize)?.conn()?;
+        (conn.generation == entry.generation).then_some(conn)
     }
 
     pub fn len(&self) -> usize {
@@ -206,23 +233,24 @@ impl ConnSlab {
             .slots
             .iter()
             .enumerate()
-            .filter(|(_, s)| s.conn.is_some());
+            .filter(|(_, s)| s.conn().is_some());
         occupied.map(|(i, _)| i as u32).collect()
     }
 
-    /// Slab, free list and index capacity, plus each conn's own heap (JID, framer buffer).
-    /// The index is counted as capacity x (entry + 1 control byte), like hashbrown lays it out.
-    pub fn heap_bytes(&self) -> usize {
+    /// Heap bytes in three: slab and free list, key index, the conns' own heap (JID, framer
+    /// buffer). The index
+    /// is counted as capacity x (entry + 1 control byte), like hashbrown lays it out.
+    pub fn heap_parts(&self) -> (usize, usize, usize) {
         let slab = self.slots.capacity() * std::mem::size_of::<Slot>();
         let free = self.free.capacity() * std::mem::size_of::<u32>();
         let index = self.index.capacity() * (std::mem::size_of::<(ConnKey, u32)>() + 1);
         let owned: usize = self
             .slots
             .iter()
-            .filter_map(|s| s.conn.as_ref())
+            .filter_map(Slot::conn)
             .map(Conn::heap_bytes)
             .sum();
-        slab + free + index + owned
+        (slab + free, index, owned)
     }
 }
 
@@ -250,7 +278,7 @@ mod tests {
             std::mem::size_of::<Framer>()
         );
         assert!(conn_bytes <= 80, "Conn grew to {conn_bytes} bytes");
-        assert!(slot_bytes <= 88, "Slot grew to {slot_bytes} bytes");
+        assert!(slot_bytes <= 80, "Slot grew to {slot_bytes} bytes");
     }
 
     #[test]
