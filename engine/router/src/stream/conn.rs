@@ -3,10 +3,12 @@
 //! What it does not do: interpret frames (see `stream`, `routing`, `local`) or decide
 //! deadlines (see `Router::deadline_ms`). It is plain storage with a small state enum.
 //!
-//! Storage choice: a slab (`Vec` of slots + free list) indexed by a `u32` slot number, plus a
-//! `HashMap<ConnKey, u32>` from the server's opaque key to the slot. The map keeps the router
-//! independent of how the server numbers its conns; it costs ~20-40 bytes per conn. Slot
-//! generations make stale timer entries harmless after a slot is reused.
+//! Storage choice: a slab (`Vec` of slots + free list) indexed by a `u32` slot number, plus an
+//! index from the server's opaque key to the slot: a hash table of bare slot numbers, hashed
+//! by their conn's key and compared against the key in the slab (hashbrown's `HashTable`), so
+//! an entry is 4 bytes (+1 control byte), not the 16 of a `(ConnKey, u32)` map entry. The index
+//! keeps the router independent of how the server numbers its conns. Slot generations make
+//! stale timer entries harmless after a slot is reused.
 //!
 //! Stream state only: a bound session's presence, rate budget, XEP-0198 token and pending
 //! resumption are the home layer's (`home::sessions::Session`, by slot); the full JID stays
@@ -26,7 +28,11 @@
 use rookery_proto::{Framer, Jid};
 
 use crate::effects::ConnKey;
-use crate::maps::{HashState, Map};
+use std::hash::BuildHasher;
+
+use hashbrown::HashTable;
+
+use crate::maps::HashState;
 use crate::stream::header::Dialect;
 use crate::timers::TimerEntry;
 
@@ -152,7 +158,14 @@ impl Slot {
 pub struct ConnSlab {
     slots: Vec<Slot>,
     free: Vec<u32>,
-    index: Map<ConnKey, u32>,
+    /// The slot of every live conn, hashed by the conn's key (see the module doc).
+    index: HashTable<u32>,
+    hash: HashState,
+}
+
+/// The key of the live conn in `slot` (every slot in the index is live).
+fn key_in(slots: &[Slot], slot: u32) -> Option<ConnKey> {
+    Some(slots.get(slot as usize)?.conn()?.key)
 }
 
 impl ConnSlab {
@@ -160,7 +173,8 @@ impl ConnSlab {
         ConnSlab {
             slots: Vec::new(),
             free: Vec::new(),
-            index: hash.map(),
+            index: HashTable::new(),
+            hash,
         }
     }
 
@@ -183,7 +197,10 @@ impl ConnSlab {
         let entry = &mut self.slots[slot as usize];
         conn.generation = entry.generation();
         *entry = Slot::Live(conn);
-        self.index.insert(key, slot);
+        let (slots, hash) = (&self.slots, self.hash);
+        let rehash = |&other: &u32| hash.hash_one(key_in(slots, other));
+        self.index
+            .insert_unique(hash.hash_one(Some(key)), slot, rehash);
         slot
     }
 
@@ -194,13 +211,21 @@ impl ConnSlab {
         let Slot::Live(conn) = std::mem::replace(entry, Slot::Free { generation }) else {
             return None; // Not reached: checked live above.
         };
-        self.index.remove(&conn.key);
+        let hash = self.hash.hash_one(Some(conn.key));
+        if let Ok(indexed) = self.index.find_entry(hash, |&other| other == slot) {
+            indexed.remove();
+        }
         self.free.push(slot);
         Some(conn)
     }
 
     pub fn slot_of(&self, key: ConnKey) -> Option<u32> {
-        self.index.get(&key).copied()
+        let hash = self.hash.hash_one(Some(key));
+        let slots = &self.slots;
+        let found = self
+            .index
+            .find(hash, |&slot| key_in(slots, slot) == Some(key));
+        found.copied()
     }
 
     pub fn get(&self, slot: u32) -> Option<&Conn> {
@@ -243,7 +268,7 @@ impl ConnSlab {
     pub fn heap_parts(&self) -> (usize, usize, usize) {
         let slab = self.slots.capacity() * std::mem::size_of::<Slot>();
         let free = self.free.capacity() * std::mem::size_of::<u32>();
-        let index = self.index.capacity() * (std::mem::size_of::<(ConnKey, u32)>() + 1);
+        let index = self.index.capacity() * (std::mem::size_of::<u32>() + 1);
         let owned: usize = self
             .slots
             .iter()
@@ -295,6 +320,27 @@ mod tests {
         assert!(slab.resolve(stale).is_none());
         assert_eq!(slab.get(b).map(|c| c.key), Some(ConnKey(2)));
         assert_eq!(slab.len(), 1);
+    }
+
+    #[test]
+    fn the_index_finds_every_live_conn_through_growth_and_removals() {
+        let mut slab = ConnSlab::new(HashState::from_seed(3));
+        let slots: Vec<u32> = (0..3_000)
+            .map(|key| slab.insert(conn(key << 32 | 7)))
+            .collect();
+        for key in (0..3_000).step_by(2) {
+            assert!(slab.remove(slots[key as usize]).is_some());
+        }
+        for key in 0..3_000u64 {
+            let found = slab.slot_of(ConnKey(key << 32 | 7));
+            let expected = (key % 2 == 1).then_some(slots[key as usize]);
+            assert_eq!(found, expected, "key {key}");
+        }
+        assert_eq!(slab.len(), 1_500);
+        // Reused slots are found under their new keys, never the old ones.
+        let reused = slab.insert(conn(1 << 40));
+        assert_eq!(slab.slot_of(ConnKey(1 << 40)), Some(reused));
+        assert_eq!(slab.get(reused).map(|c| c.key), Some(ConnKey(1 << 40)));
     }
 
     #[test]
