@@ -58,11 +58,11 @@ fn report(label: &str, [half, full]: &[Vec<(&'static str, usize)>; 2]) -> usize 
 #[test]
 fn memory_per_idle_session_with_stream_management() {
     let slope = report("SM on", &idle_sessions(true));
-    assert!(slope <= 390, "{slope} B per idle SM session");
+    assert!(slope <= 370, "{slope} B per idle SM session");
 }
 
 #[test]
 fn memory_per_idle_session_without_stream_management() {
     let slope = report("SM off", &idle_sessions(false));
-    assert!(slope <= 310, "{slope} B per idle session");
+    assert!(slope <= 290, "{slope} B per idle session");
 }
