@@ -11,8 +11,10 @@
 //!   allocate per message while idle conns still hold nothing.
 //!
 //! Slot sizes (x86_64), checked by unit tests in the backends (`slot_is_small`): io_uring slot
-//! (`ConnTable<uring::UConn>`) 40 bytes; poll slot (`ConnTable<poll::PConn>`) 32 bytes (48 in
-//! debug builds, where mio adds a selector id to each socket). Plus, only while bytes are
+//! (`ConnTable<uring::UConn>`) 32 bytes; poll slot (`ConnTable<poll::PConn>`) 24 bytes (40 in
+//! debug builds, where mio adds a selector id to each socket). A slot is its conn's bytes: the
+//! generation lives in the conn ([`Slotted`]), and so does a 4-byte close reason
+//! (`lifecycle::PackedReason`). Plus, only while bytes are
 //! queued, the boxed `OutQueue` (64 bytes + buffer capacity), and for io_uring only while
 //! connecting or detaching, the boxed `Extra` (sockaddr or leftover bytes).
 //!
@@ -21,9 +23,43 @@
 
 use crate::{ConnId, SendError};
 
-struct Slot<T> {
-    generation: u32,
-    value: Option<T>,
+/// What a [`ConnTable`] holds: a value that keeps its slot's generation (in what would be its
+/// padding), so a live slot is the value's bytes and no more (see `Slot`).
+pub(crate) trait Slotted {
+    fn generation(&self) -> u32;
+    fn set_generation(&mut self, generation: u32);
+}
+
+/// A live value (holding the slot's generation) or a free slot with the generation its next
+/// value gets: the size of `T` either way (the free variant sits in `T`'s niche), 8 bytes less
+/// than a generation beside an `Option<T>`.
+enum Slot<T> {
+    Live(T),
+    Free { generation: u32 },
+}
+
+impl<T: Slotted> Slot<T> {
+    fn generation(&self) -> u32 {
+        match self {
+            Slot::Live(value) => value.generation(),
+            Slot::Free { generation } => *generation,
+        }
+    }
+
+    /// The value if `generation` is its slot's.
+    fn value(&self, generation: u32) -> Option<&T> {
+        match self {
+            Slot::Live(value) if value.generation() == generation => Some(value),
+            _ => None,
+        }
+    }
+
+    fn value_mut(&mut self, generation: u32) -> Option<&mut T> {
+        match self {
+            Slot::Live(value) if value.generation() == generation => Some(value),
+            _ => None,
+        }
+    }
 }
 
 /// Bytes one slot of a `ConnTable<T>` takes (for the size budget tests).
@@ -39,7 +75,7 @@ pub(crate) struct ConnTable<T> {
     len: usize,
 }
 
-impl<T> ConnTable<T> {
+impl<T: Slotted> ConnTable<T> {
     pub fn new() -> ConnTable<T> {
         ConnTable {
             slots: Vec::new(),
@@ -53,65 +89,56 @@ impl<T> ConnTable<T> {
         self.len
     }
 
-    pub fn insert(&mut self, value: T) -> ConnId {
+    pub fn insert(&mut self, mut value: T) -> ConnId {
+        let index = match self.free.pop() {
+            Some(index) => index,
+            None => {
+                // u32 indices: 4 billion conns per shard is far past any fd limit.
+                let index = u32::try_from(self.slots.len()).unwrap_or(u32::MAX);
+                assert!(index < u32::MAX, "conn table full");
+                self.slots.push(Slot::Free { generation: 0 });
+                index
+            }
+        };
         self.len += 1;
-        if let Some(index) = self.free.pop() {
-            let slot = &mut self.slots[index as usize];
-            debug_assert!(slot.value.is_none());
-            slot.value = Some(value);
-            return ConnId {
-                index,
-                generation: slot.generation,
-            };
-        }
-        // u32 indices: 4 billion conns per shard is far past any fd limit.
-        let index = u32::try_from(self.slots.len()).unwrap_or(u32::MAX);
-        assert!(index < u32::MAX, "conn table full");
-        self.slots.push(Slot {
-            generation: 0,
-            value: Some(value),
-        });
-        ConnId {
-            index,
-            generation: 0,
-        }
+        let slot = &mut self.slots[index as usize];
+        debug_assert!(matches!(slot, Slot::Free { .. }));
+        let generation = slot.generation();
+        value.set_generation(generation);
+        *slot = Slot::Live(value);
+        ConnId { index, generation }
     }
 
     pub fn get(&self, id: ConnId) -> Option<&T> {
-        let slot = self.slots.get(id.index as usize)?;
-        if slot.generation != id.generation {
-            return None;
-        }
-        slot.value.as_ref()
+        self.slots.get(id.index as usize)?.value(id.generation)
     }
 
     pub fn get_mut(&mut self, id: ConnId) -> Option<&mut T> {
-        let slot = self.slots.get_mut(id.index as usize)?;
-        if slot.generation != id.generation {
-            return None;
-        }
-        slot.value.as_mut()
+        self.slots
+            .get_mut(id.index as usize)?
+            .value_mut(id.generation)
     }
 
     /// The current id of an occupied slot (used to resolve keys that carry only part of the
     /// generation).
     pub fn id_at(&self, index: u32) -> Option<ConnId> {
-        let slot = self.slots.get(index as usize)?;
-        slot.value.as_ref()?;
-        Some(ConnId {
-            index,
-            generation: slot.generation,
-        })
+        match self.slots.get(index as usize)? {
+            Slot::Live(value) => Some(ConnId {
+                index,
+                generation: value.generation(),
+            }),
+            Slot::Free { .. } => None,
+        }
     }
 
     /// Frees the slot and makes `id` stale.
     pub fn remove(&mut self, id: ConnId) -> Option<T> {
         let slot = self.slots.get_mut(id.index as usize)?;
-        if slot.generation != id.generation {
-            return None;
-        }
-        let value = slot.value.take()?;
-        slot.generation = slot.generation.wrapping_add(1);
+        slot.value(id.generation)?;
+        let generation = id.generation.wrapping_add(1);
+        let Slot::Live(value) = std::mem::replace(slot, Slot::Free { generation }) else {
+            return None; // Not reached: checked live above.
+        };
         self.free.push(id.index);
         self.len -= 1;
         Some(value)
@@ -234,41 +261,57 @@ pub(crate) fn enqueue(
 mod tests {
     use super::*;
 
+    /// A test value with the generation a table keeps in it.
+    #[derive(Debug, PartialEq)]
+    struct V<T>(T, u32);
+
+    impl<T> Slotted for V<T> {
+        fn generation(&self) -> u32 {
+            self.1
+        }
+
+        fn set_generation(&mut self, generation: u32) {
+            self.1 = generation;
+        }
+    }
+
+    fn v<T>(value: T) -> V<T> {
+        V(value, 0)
+    }
+
     #[test]
     fn ids_are_generation_checked() {
         let mut t = ConnTable::new();
-        let a = t.insert("a");
-        assert_eq!(t.get(a), Some(&"a"));
-        assert_eq!(t.remove(a), Some("a"));
-        assert_eq!(t.get(a), None);
-        assert_eq!(t.remove(a), None);
-        let b = t.insert("b");
+        let a = t.insert(v("a"));
+        assert_eq!(t.get(a).map(|x| x.0), Some("a"));
+        assert_eq!(t.remove(a).map(|x| x.0), Some("a"));
+        assert!(t.get(a).is_none());
+        assert!(t.remove(a).is_none());
+        let b = t.insert(v("b"));
         assert_eq!(b.index, a.index, "free slot reused");
         assert_ne!(b.generation, a.generation);
-        assert_eq!(t.get(a), None, "stale id must not reach the new conn");
-        assert_eq!(t.get(b), Some(&"b"));
+        assert!(t.get(a).is_none(), "stale id must not reach the new conn");
+        assert_eq!(t.get(b).map(|x| x.0), Some("b"));
         assert_eq!(t.id_at(b.index), Some(b));
     }
 
     #[test]
     fn free_list_is_lifo_and_len_tracks() {
         let mut t = ConnTable::new();
-        let ids: Vec<_> = (0..5).map(|i| t.insert(i)).collect();
+        let ids: Vec<_> = (0..5).map(|i| t.insert(v(i))).collect();
         assert_eq!(t.len(), 5);
         t.remove(ids[1]);
         t.remove(ids[3]);
         assert_eq!(t.len(), 3);
-        assert_eq!(t.insert(9).index, 3);
-        assert_eq!(t.insert(9).index, 1);
-        assert_eq!(t.insert(9).index, 5);
+        assert_eq!(t.insert(v(9)).index, 3);
+        assert_eq!(t.insert(v(9)).index, 1);
+        assert_eq!(t.insert(v(9)).index, 5);
         assert_eq!(t.len(), 6);
-        assert_eq!(
-            t.get(ConnId {
-                index: 99,
-                generation: 0
-            }),
-            None
-        );
+        let unknown = ConnId {
+            index: 99,
+            generation: 0,
+        };
+        assert!(t.get(unknown).is_none());
     }
 
     #[test]

@@ -28,7 +28,7 @@ use std::collections::VecDeque;
 use std::os::fd::OwnedFd;
 use std::time::{Duration, Instant};
 
-use crate::conn_table::{enqueue, ConnTable, OutQueue, QueuePool};
+use crate::conn_table::{enqueue, ConnTable, OutQueue, QueuePool, Slotted};
 use crate::{CloseReason, ConnId, Event, Limits, Linger, SendError};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -112,7 +112,7 @@ impl Lingering {
 
 /// The fields of a conn slot the shared transitions read and write. Both backends' slots have
 /// them under the same names and implement this with [`slot_state!`].
-pub(crate) trait SlotState {
+pub(crate) trait SlotState: Slotted {
     fn phase(&self) -> Phase;
     fn set_phase(&mut self, phase: Phase);
     /// Why the conn will close (reported by `Closed` once it is torn down).
@@ -125,7 +125,43 @@ pub(crate) trait SlotState {
     }
 }
 
-/// Implements [`SlotState`] for a slot struct with `phase`, `reason` and `out` fields. A macro
+/// A [`CloseReason`] in 4 bytes, not 8, for the conn slots (with the slot's generation it
+/// fills what would be padding: see `conn_table`). Errnos are non-negative, so the unit
+/// variants are negative and `ConnectFailed` sets bit 30; an errno at or past 2^30 (none is)
+/// would read back as 2^30 - 1.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct PackedReason(i32);
+
+impl PackedReason {
+    const LOCAL: i32 = -1;
+    const PEER_CLOSED: i32 = -2;
+    const LINGER_TIMEOUT: i32 = -3;
+    const CONNECT: i32 = 1 << 30;
+
+    pub fn new(reason: CloseReason) -> PackedReason {
+        let errno = |e: i32| e.clamp(0, Self::CONNECT - 1);
+        PackedReason(match reason {
+            CloseReason::Local => Self::LOCAL,
+            CloseReason::PeerClosed => Self::PEER_CLOSED,
+            CloseReason::LingerTimeout => Self::LINGER_TIMEOUT,
+            CloseReason::Error(e) => errno(e),
+            CloseReason::ConnectFailed(e) => errno(e) | Self::CONNECT,
+        })
+    }
+
+    pub fn get(self) -> CloseReason {
+        match self.0 {
+            Self::LOCAL => CloseReason::Local,
+            Self::PEER_CLOSED => CloseReason::PeerClosed,
+            Self::LINGER_TIMEOUT => CloseReason::LingerTimeout,
+            n if n & Self::CONNECT != 0 => CloseReason::ConnectFailed(n & !Self::CONNECT),
+            n => CloseReason::Error(n),
+        }
+    }
+}
+
+/// Implements [`SlotState`] and [`Slotted`] for a slot struct with `phase`, `reason` (a
+/// [`PackedReason`]), `out` and `generation` fields. A macro
 /// rather than one embedded struct: nesting the three fields would add padding and grow the
 /// io_uring slot past its size budget (see `conn_table`).
 macro_rules! slot_state {
@@ -140,7 +176,7 @@ macro_rules! slot_state {
             }
 
             fn set_reason(&mut self, reason: $crate::CloseReason) {
-                self.reason = reason;
+                self.reason = $crate::lifecycle::PackedReason::new(reason);
             }
 
             fn out(&self) -> Option<&$crate::conn_table::OutQueue> {
@@ -149,6 +185,16 @@ macro_rules! slot_state {
 
             fn out_mut(&mut self) -> &mut Option<Box<$crate::conn_table::OutQueue>> {
                 &mut self.out
+            }
+        }
+
+        impl $crate::conn_table::Slotted for $slot {
+            fn generation(&self) -> u32 {
+                self.generation
+            }
+
+            fn set_generation(&mut self, generation: u32) {
+                self.generation = generation;
             }
         }
     };
@@ -315,6 +361,25 @@ mod tests {
     use super::*;
 
     #[test]
+    fn packed_reasons_read_back() {
+        let reasons = [
+            CloseReason::Local,
+            CloseReason::PeerClosed,
+            CloseReason::LingerTimeout,
+            CloseReason::Error(0),
+            CloseReason::Error(104),
+            CloseReason::ConnectFailed(0),
+            CloseReason::ConnectFailed(111),
+        ];
+        for reason in reasons {
+            assert_eq!(PackedReason::new(reason).get(), reason);
+        }
+        let huge = PackedReason::new(CloseReason::Error(i32::MAX)).get();
+        assert_eq!(huge, CloseReason::Error((1 << 30) - 1));
+        assert_eq!(std::mem::size_of::<PackedReason>(), 4);
+    }
+
+    #[test]
     fn lingering_expires_in_deadline_order() {
         let now = Instant::now();
         let mut l = Lingering::default();
@@ -350,8 +415,9 @@ mod tests {
     /// A backend without I/O: `teardown` only records the call (and frees the slot).
     struct FakeConn {
         phase: Phase,
-        reason: CloseReason,
+        reason: PackedReason,
         out: Option<Box<OutQueue>>,
+        generation: u32,
     }
     slot_state!(FakeConn);
 
@@ -386,8 +452,9 @@ mod tests {
         };
         let id = core.conns.table.insert(FakeConn {
             phase: Phase::Open,
-            reason: CloseReason::Local,
+            reason: PackedReason::new(CloseReason::Local),
             out: None,
+            generation: 0,
         });
         (core, id)
     }
@@ -439,7 +506,7 @@ mod tests {
         core.conns.enqueue(id, b"abc").unwrap();
         core.begin_flush(id, CloseReason::PeerClosed);
         assert_eq!(
-            core.conns.table.get(id).map(|c| c.reason),
+            core.conns.table.get(id).map(|c| c.reason.get()),
             Some(CloseReason::PeerClosed)
         );
         let now = Instant::now() + Duration::from_millis(1);

@@ -25,6 +25,10 @@ pub(crate) type Map<K, V> = HashMap<K, V, HashState>;
 )]
 pub(crate) type Set<K> = HashSet<K, HashState>;
 
+/// A keyed fingerprint of a string (see `HashState::fingerprint`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct Fingerprint([u32; 3]);
+
 /// The keys of the router's SipHash-1-3 maps, derived from the router's seed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct HashState {
@@ -47,17 +51,20 @@ impl HashState {
         HashMap::with_hasher(self)
     }
 
-    /// A 128-bit keyed fingerprint of `key` (SipHash-1-3-128 under keys derived from these,
-    /// distinct from the map hash): a key that stands for a string without storing it. With
-    /// keys an attacker cannot guess, two strings share one with probability 2^-128 per pair
-    /// (below 10^-26 among a million strings).
-    pub fn fingerprint(&self, key: &str) -> u128 {
+    /// A 96-bit keyed fingerprint of `key` (SipHash-1-3-128 under keys derived from these,
+    /// distinct from the map hash, cut to 96 bits): a key that stands for a string without
+    /// storing it. With keys an attacker cannot guess, two strings share one with probability
+    /// 2^-96 per pair (below 10^-16 among a million strings). 96 bits, not 128: as three
+    /// `u32`s it aligns to 4, so a map entry with a `u32` value is 16 bytes, not 32.
+    pub fn fingerprint(&self, key: &str) -> Fingerprint {
         use siphasher::sip128::Hasher128;
         use std::hash::Hasher;
         let k0 = splitmix64(self.k1 ^ 0x6669_6e67_6572_7072);
         let mut hasher = siphasher::sip128::SipHasher13::new_with_keys(k0, splitmix64(k0));
         hasher.write(key.as_bytes());
-        hasher.finish128().as_u128()
+        let wide = hasher.finish128().as_u128();
+        // Lossless casts of the low three 32-bit words.
+        Fingerprint([wide as u32, (wide >> 32) as u32, (wide >> 64) as u32])
     }
 
     /// An empty set hashing with these keys.

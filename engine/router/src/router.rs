@@ -433,21 +433,39 @@ impl Router {
     /// wheel, stream management state, commit waiters and the scratch buffers. Allocator
     /// overhead per block is not counted, nor the store (see `Store::stats`). O(conns).
     pub fn heap_bytes(&self) -> usize {
-        self.conns.heap_bytes()
-            + self.home.directory.heap_bytes()
-            + self.wheel.heap_bytes()
-            + self.home.sm.heap_bytes()
-            + self.home.waiters.capacity() * std::mem::size_of::<Waiter>()
-            + self.reply.capacity()
+        self.heap_breakdown().iter().map(|&(_, bytes)| bytes).sum()
+    }
+
+    /// `heap_bytes` per table, named: where the memory of idle sessions goes (see the
+    /// `memory_per_idle_session` tests). O(conns), like `heap_bytes`.
+    pub fn heap_breakdown(&self) -> [(&'static str, usize); 15] {
+        let (conn_slab, conn_index, conn_owned) = self.conns.heap_parts();
+        let (sm_slots, sm_timers, sm_rest) = self.home.sm.heap_parts();
+        let scratch = self.reply.capacity()
             + self.home.bounce.capacity()
             + self.stamp.capacity()
             + self.home.delayed.capacity()
-            + self.due.capacity() * std::mem::size_of::<TimerEntry>()
-            + self.home.deliveries.heap_bytes()
-            + self.home.sessions.heap_bytes()
-            + self.unauth.heap_bytes()
-            + self.sasl.heap_bytes()
-            + self.throttle.heap_bytes()
+            + self.due.capacity() * std::mem::size_of::<TimerEntry>();
+        [
+            ("conn slab", conn_slab),
+            ("conn index", conn_index),
+            ("conn jid+framer", conn_owned),
+            ("directory", self.home.directory.heap_bytes()),
+            ("wheel", self.wheel.heap_bytes()),
+            ("sm slots", sm_slots),
+            ("sm timers", sm_timers),
+            ("sm other", sm_rest),
+            (
+                "waiters",
+                self.home.waiters.capacity() * std::mem::size_of::<Waiter>(),
+            ),
+            ("scratch", scratch),
+            ("deliveries", self.home.deliveries.heap_bytes()),
+            ("sessions", self.home.sessions.heap_bytes()),
+            ("unauth", self.unauth.heap_bytes()),
+            ("sasl", self.sasl.heap_bytes()),
+            ("throttle", self.throttle.heap_bytes()),
+        ]
     }
 
     /// Bytes of XEP-0198 unacked stanzas kept in memory for this shard's sessions (stored
@@ -659,7 +677,7 @@ impl Router {
         let presence = session
             .as_ref()
             .map_or((false, 0), |s| (s.available, s.priority));
-        let sm = session.and_then(|s| s.sm);
+        let sm = session.and_then(|s| s.sm());
         let full = conn.jid.clone().filter(|_| was_bound);
         if let Some(jid) = &full {
             self.home.directory.remove(jid.bare_str(), slot);

@@ -4,72 +4,29 @@
 //! `Conn`; the directory only indexes slots) or know about other shards (every resource of a
 //! user is on the user's home shard, so this directory is complete for the users it homes).
 //!
-//! Storage: keys are a 128-bit keyed fingerprint of the bare JID (`HashState::fingerprint`),
-//! not the string: the JID's bytes live once, in each session's `Conn`. An entry is 32 bytes
-//! and owns no heap for a user with one resource (`SlotList::One`). A lookup by a full JID's
-//! `bare_str()` allocates nothing.
+//! Storage: keys are a 96-bit keyed fingerprint of the bare JID (`HashState::fingerprint`),
+//! not the string: the JID's bytes live once, in each session's `Conn`. A user with one
+//! session is an entry of `one` (16 bytes: fingerprint and slot, no heap); a user with two or
+//! more sessions is an entry of `many` instead (its slots in a boxed slice), so the common
+//! case pays for no list. A lookup by a full JID's `bare_str()` allocates nothing.
 //!
-//! Invariants: a slot appears under at most one bare JID, at most once; a key with no slot is
-//! removed. Two bare JIDs never share a fingerprint in practice (2^-128 per pair under keys
-//! drawn from the OS); the session directory's binders check it anyway
-//! (`Router::enter_directory` asserts that the slots already listed are bound to the same
-//! bare JID), and users of `SmTable`'s detached index compare the kept JID where it decides
-//! anything (`end_detached`).
+//! Invariants: a fingerprint is in at most one of `one` and `many`; a list in `many` has two
+//! or more slots; a slot appears under at most one bare JID, at most once. Two bare JIDs never
+//! share a fingerprint in practice (2^-96 per pair under keys drawn from the OS); the session
+//! directory's binders check it anyway (`Router::enter_directory` asserts that the slots
+//! already listed are bound to the same bare JID), and users of `SmTable`'s detached index
+//! compare the kept JID where it decides anything (`end_detached`).
 
-use crate::maps::{HashState, Map};
-
-/// The slots of one user's sessions: 16 bytes (the `One` slot sits beside the box pointer's
-/// null niche), so a directory entry is 32 bytes with its key.
-#[derive(Clone, Debug, PartialEq, Eq)]
-enum SlotList {
-    One(u32),
-    /// Two or more: a boxed slice, not a `Vec`, since the spare capacity would cost 8 bytes
-    /// on every entry; a bind or an end rebuilds it (users have a handful of resources).
-    Many(Box<[u32]>),
-}
-
-impl SlotList {
-    fn as_slice(&self) -> &[u32] {
-        match self {
-            SlotList::One(slot) => std::slice::from_ref(slot),
-            SlotList::Many(slots) => slots,
-        }
-    }
-
-    fn push(&mut self, slot: u32) {
-        let mut slots = self.as_slice().to_vec();
-        slots.push(slot);
-        *self = SlotList::Many(slots.into_boxed_slice());
-    }
-
-    /// Removes `slot`; returns true when the list became empty.
-    fn remove(&mut self, slot: u32) -> bool {
-        let kept: Vec<u32> = self
-            .as_slice()
-            .iter()
-            .copied()
-            .filter(|&s| s != slot)
-            .collect();
-        match kept.as_slice() {
-            [] => return true,
-            [only] => *self = SlotList::One(*only),
-            _ => *self = SlotList::Many(kept.into_boxed_slice()),
-        }
-        false
-    }
-
-    fn heap_bytes(&self) -> usize {
-        match self {
-            SlotList::One(_) => 0,
-            SlotList::Many(slots) => std::mem::size_of_val::<[u32]>(slots),
-        }
-    }
-}
+use crate::maps::{Fingerprint, HashState, Map};
 
 /// Bare JID -> session slots, for the users homed on this shard.
 #[derive(Debug)]
 pub struct Directory {
-    users: Map<u128, SlotList>,
+    /// Users with exactly one session.
+    one: Map<Fingerprint, u32>,
+    /// Users with two or more: a boxed slice, not a `Vec` (no spare capacity); a bind or an
+    /// end rebuilds it (users have a handful of resources).
+    many: Map<Fingerprint, Box<[u32]>>,
     hash: HashState,
     sessions: usize,
 }
@@ -77,7 +34,8 @@ pub struct Directory {
 impl Directory {
     pub fn new(hash: HashState) -> Directory {
         Directory {
-            users: hash.map(),
+            one: hash.map(),
+            many: hash.map(),
             hash,
             sessions: 0,
         }
@@ -86,11 +44,14 @@ impl Directory {
     /// Adds a bound session. The caller has checked the full JID is not bound already.
     pub fn insert(&mut self, bare: &str, slot: u32) {
         let key = self.hash.fingerprint(bare);
-        match self.users.get_mut(&key) {
-            Some(list) => list.push(slot),
-            None => {
-                self.users.insert(key, SlotList::One(slot));
-            }
+        if let Some(first) = self.one.remove(&key) {
+            self.many.insert(key, Box::new([first, slot]));
+        } else if let Some(list) = self.many.get_mut(&key) {
+            let mut slots = list.to_vec();
+            slots.push(slot);
+            *list = slots.into_boxed_slice();
+        } else {
+            self.one.insert(key, slot);
         }
         self.sessions += 1;
     }
@@ -98,22 +59,37 @@ impl Directory {
     /// Removes a session; a no-op if it is not there.
     pub fn remove(&mut self, bare: &str, slot: u32) {
         let key = self.hash.fingerprint(bare);
-        let Some(list) = self.users.get_mut(&key) else {
+        if self.one.get(&key) == Some(&slot) {
+            self.one.remove(&key);
+            self.sessions -= 1;
+            return;
+        }
+        let Some(list) = self.many.get_mut(&key) else {
             return;
         };
-        if !list.as_slice().contains(&slot) {
+        if !list.contains(&slot) {
             return;
         }
         self.sessions -= 1;
-        if list.remove(slot) {
-            self.users.remove(&key);
+        let kept: Vec<u32> = list.iter().copied().filter(|&s| s != slot).collect();
+        if let [only] = kept.as_slice() {
+            self.many.remove(&key);
+            self.one.insert(key, *only);
+        } else {
+            *list = kept.into_boxed_slice();
         }
     }
 
     /// The session slots of `bare` (empty if it has none here).
     pub fn slots(&self, bare: &str) -> &[u32] {
         let key = self.hash.fingerprint(bare);
-        self.users.get(&key).map_or(&[], SlotList::as_slice)
+        if let Some(slot) = self.one.get(&key) {
+            return std::slice::from_ref(slot);
+        }
+        if self.many.is_empty() {
+            return &[];
+        }
+        self.many.get(&key).map_or(&[], |list| list)
     }
 
     /// The `index`th slot of `bare`'s sessions: for walking them while the caller mutates
@@ -126,12 +102,17 @@ impl Directory {
         self.sessions
     }
 
-    /// Table capacity x (key + value + control byte), plus the slot slices of users with
-    /// more than one resource.
+    /// Both tables by capacity x (key + value + control byte), plus the slot slices of users
+    /// with more than one session.
     pub fn heap_bytes(&self) -> usize {
-        let entry = std::mem::size_of::<(u128, SlotList)>() + 1;
-        let owned: usize = self.users.values().map(SlotList::heap_bytes).sum();
-        self.users.capacity() * entry + owned
+        let one = std::mem::size_of::<(Fingerprint, u32)>() + 1;
+        let many = std::mem::size_of::<(Fingerprint, Box<[u32]>)>() + 1;
+        let lists: usize = self
+            .many
+            .values()
+            .map(|l| std::mem::size_of_val(&**l))
+            .sum();
+        self.one.capacity() * one + self.many.capacity() * many + lists
     }
 }
 
@@ -152,7 +133,7 @@ mod tests {
         dir.remove("a@e.com", 2);
         assert!(dir.slots("a@e.com").is_empty());
         assert_eq!(dir.sessions(), 1);
-        assert_eq!(dir.users.len(), 1, "only b's entry is left");
+        assert_eq!(dir.one.len() + dir.many.len(), 1, "only b's entry is left");
     }
 
     #[test]
@@ -174,12 +155,13 @@ mod tests {
         dir.remove("a@e.com", 5);
         dir.remove("a@e.com", 4);
         let key = dir.hash.fingerprint("a@e.com");
-        assert_eq!(dir.users.get(&key), Some(&SlotList::One(6)));
+        assert_eq!(dir.one.get(&key), Some(&6));
+        assert!(dir.many.is_empty());
     }
 
     #[test]
-    fn an_entry_is_32_bytes() {
-        let entry = std::mem::size_of::<(u128, SlotList)>();
-        assert!(entry <= 32, "a directory entry grew to {entry} bytes");
+    fn an_entry_of_a_user_with_one_session_is_16_bytes() {
+        let entry = std::mem::size_of::<(Fingerprint, u32)>();
+        assert!(entry <= 16, "a directory entry grew to {entry} bytes");
     }
 }

@@ -25,7 +25,8 @@ use crate::conn_table::OutQueue;
 use crate::files::Files;
 use crate::key::{OpKey, OpKind};
 use crate::lifecycle::{
-    slot_state, Conns, Deferred, DeferredQueue, Lifecycle, Phase, SlotState, ACCEPT_BACKOFF,
+    slot_state, Conns, Deferred, DeferredQueue, Lifecycle, PackedReason, Phase, SlotState,
+    ACCEPT_BACKOFF,
 };
 use crate::wake::Coalesced;
 use crate::{CloseReason, ConnId, Limits, ListenerId, SendError};
@@ -43,8 +44,10 @@ pub(super) struct PConn {
     pub stream: TcpStream,
     pub phase: Phase,
     pub flags: u8,
-    pub reason: CloseReason,
+    pub reason: PackedReason,
     pub out: Option<Box<OutQueue>>,
+    /// Its `ConnTable` slot's generation (see `conn_table::Slotted`).
+    generation: u32,
 }
 
 slot_state!(PConn);
@@ -100,8 +103,9 @@ impl PCore {
             stream,
             phase: Phase::Open,
             flags,
-            reason: CloseReason::Local,
+            reason: PackedReason::new(CloseReason::Local),
             out: None,
+            generation: 0,
         };
         let id = self.conns.table.insert(conn);
         let registry = self.poll.registry();
@@ -318,7 +322,7 @@ impl PCore {
             self.teardown(id, CloseReason::Error(errno));
             return false;
         }
-        let (phase, reason) = (c.phase, c.reason);
+        let (phase, reason) = (c.phase, c.reason.get());
         if let Some(q) = c.out.take() {
             self.conns.pool.give(q);
         }

@@ -334,7 +334,11 @@ mod tests {
     fn slot_is_small() {
         // The per-conn budget: <= 64 bytes per slot (see conn_table's module doc).
         assert_eq!(std::mem::size_of::<state::UConn>(), 32);
-        assert_eq!(slot_bytes::<state::UConn>(), 40);
+        assert_eq!(
+            slot_bytes::<state::UConn>(),
+            32,
+            "the generation is in the conn"
+        );
     }
 
     /// Counts `Connected` events.

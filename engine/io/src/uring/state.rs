@@ -37,7 +37,9 @@ use super::EventWake;
 use crate::conn_table::{ConnTable, OutQueue};
 use crate::files::Files;
 use crate::key::{OpKey, OpKind};
-use crate::lifecycle::{slot_state, Conns, Deferred, DeferredQueue, Lifecycle, Phase, SlotState};
+use crate::lifecycle::{
+    slot_state, Conns, Deferred, DeferredQueue, Lifecycle, PackedReason, Phase, SlotState,
+};
 use crate::wake::Coalesced;
 use crate::{CloseReason, ConnId, Limits, SendError};
 
@@ -58,9 +60,11 @@ pub(super) struct UConn {
     /// Operations of this conn pushed and not yet terminally completed (at most 6: recv,
     /// send, connect and one cancel each).
     pub inflight: u8,
-    pub reason: CloseReason,
+    pub reason: PackedReason,
     pub out: Option<Box<OutQueue>>,
     pub extra: Option<Box<Extra>>,
+    /// Its `ConnTable` slot's generation (see `conn_table::Slotted`).
+    generation: u32,
 }
 
 /// Rarely needed per-conn state.
@@ -79,9 +83,10 @@ impl UConn {
             phase: Phase::Open,
             flags: 0,
             inflight: 0,
-            reason: CloseReason::Local,
+            reason: PackedReason::new(CloseReason::Local),
             out: None,
             extra: None,
+            generation: 0,
         }
     }
 }
@@ -331,7 +336,7 @@ impl Core {
                 drop(c.fd);
                 Deferred::Closed {
                     conn: id,
-                    reason: c.reason,
+                    reason: c.reason.get(),
                 }
             }
         };
@@ -358,7 +363,7 @@ impl Core {
         match c.phase {
             Phase::Open => true,
             Phase::Flushing => {
-                let reason = c.reason;
+                let reason = c.reason.get();
                 self.teardown(id, reason);
                 false
             }
@@ -439,7 +444,7 @@ impl Lifecycle for Core {
             return;
         }
         c.phase = Phase::TearingDown;
-        c.reason = reason;
+        c.reason = PackedReason::new(reason);
         if let Some(q) = c.out.as_mut() {
             q.drop_unsent();
         }

@@ -322,7 +322,7 @@ impl Home {
         }
         let high = self.max_output_bytes / LIVE_HIGH_DIVISOR;
         let mut full = fx.queued_bytes(key) + bytes.len() > high;
-        if let Some(session) = conn.sm.and_then(|token| self.sm.get_mut(token)) {
+        if let Some(session) = conn.sm().and_then(|token| self.sm.get_mut(token)) {
             if session.room_for_stored(self.sm_window_bytes) < bytes.len() {
                 full = true;
                 if session.request_for_window() {
@@ -351,7 +351,7 @@ impl Home {
         fx.send(conn.key, bytes);
         self.stats.stanzas_out += 1;
         let Some((token, session)) = conn
-            .sm
+            .sm()
             .and_then(|token| Some((token, self.sm.get_mut(token)?)))
         else {
             self.deliveries.written_unconfirmed(slot, conn.key, id);
@@ -561,7 +561,7 @@ impl Home {
         };
         let low = self.max_output_bytes / BACKLOG_LOW_DIVISOR;
         let output = low.saturating_sub(fx.queued_bytes(conn.key));
-        let Some(session) = conn.sm.and_then(|token| self.sm.get_mut(token)) else {
+        let Some(session) = conn.sm().and_then(|token| self.sm.get_mut(token)) else {
             return output;
         };
         let window = session.room_for_stored(self.sm_window_bytes);
@@ -580,7 +580,7 @@ impl Home {
                 continue;
             }
             ids.extend(self.deliveries.unconfirmed_of(other));
-            let token = self.sessions.get(other).and_then(|s| s.sm);
+            let token = self.sessions.get(other).and_then(|s| s.sm());
             if let Some(session) = token.and_then(|t| self.sm.get(t)) {
                 ids.extend(session.in_flight());
             }

@@ -492,7 +492,7 @@ impl Home {
             return;
         };
         let session = conn
-            .sm
+            .sm()
             .and_then(|token| Some((token, self.sm.get_mut(token)?)));
         let Some((token, session)) = session else {
             fx.send(conn.key, stanza);

@@ -144,7 +144,7 @@ impl Router {
         });
         assert!(
             foreign.is_none(),
-            "two bare JIDs share a directory fingerprint (a 2^-128 event): {bare}"
+            "two bare JIDs share a directory fingerprint (a 2^-96 event): {bare}"
         );
         self.home.directory.insert(bare, slot);
     }

@@ -3,21 +3,24 @@
 //! What it does not do: interpret frames (see `stream`, `routing`, `local`) or decide
 //! deadlines (see `Router::deadline_ms`). It is plain storage with a small state enum.
 //!
-//! Storage choice: a slab (`Vec` of slots + free list) indexed by a `u32` slot number, plus a
-//! `HashMap<ConnKey, u32>` from the server's opaque key to the slot. The map keeps the router
-//! independent of how the server numbers its conns; it costs ~20-40 bytes per conn. Slot
-//! generations make stale timer entries harmless after a slot is reused.
+//! Storage choice: a slab (`Vec` of slots + free list) indexed by a `u32` slot number, plus an
+//! index from the server's opaque key to the slot: a hash table of bare slot numbers, hashed
+//! by their conn's key and compared against the key in the slab (hashbrown's `HashTable`), so
+//! an entry is 4 bytes (+1 control byte), not the 16 of a `(ConnKey, u32)` map entry. The index
+//! keeps the router independent of how the server numbers its conns. Slot generations make
+//! stale timer entries harmless after a slot is reused.
 //!
 //! Stream state only: a bound session's presence, rate budget, XEP-0198 token and pending
 //! resumption are the home layer's (`home::sessions::Session`, by slot); the full JID stays
 //! here and is passed to the home layer as `&Jid`.
 //!
 //! Size (measured by the `conn_state_is_small` test, x86_64): `Conn` is 80 bytes with a
-//! 24-byte framer; one slab slot is 88 bytes (plus 40 for a bound session's `Session`).
+//! 24-byte framer; one slab slot is 80 bytes, the slot's generation included (plus 32 for a
+//! bound session's `Session`).
 //! An idle conn owns no buffer: the framer drops its heap part between stanzas and the only
 //! other heap is the JID string.
 //!
-//! Invariants: a slot's `conn` is `Some` exactly while its key is in `index`; `framer` is
+//! Invariants: a slot is `Live` exactly while its conn's key is in `index`; `framer` is
 //! `None` only while `on_data` is feeding that conn (it is moved out to free `&mut Router`);
 //! while its session has a pending resumption the framer parses nothing (bytes go to
 //! `PendingResume::held`).
@@ -25,7 +28,11 @@
 use rookery_proto::{Framer, Jid};
 
 use crate::effects::ConnKey;
-use crate::maps::{HashState, Map};
+use std::hash::BuildHasher;
+
+use hashbrown::HashTable;
+
+use crate::maps::HashState;
 use crate::stream::header::Dialect;
 use crate::timers::TimerEntry;
 
@@ -71,6 +78,9 @@ pub struct Conn {
     pub auth_failures: u8,
     /// The framing of its stream (RFC 6120 or RFC 7395; see `header`).
     pub dialect: Dialect,
+    /// Its slab slot's generation (set by `ConnSlab::insert`; kept here, in what would be
+    /// padding, so a slot is the conn's 80 bytes and no more: see `Slot`).
+    generation: u32,
 }
 
 // Manual: `Framer` has no Debug impl; show whether it is present and what it buffers.
@@ -101,6 +111,7 @@ impl Conn {
             header_sent: false,
             auth_failures: 0,
             dialect: Dialect::Stream,
+            generation: 0,
         }
     }
 
@@ -110,10 +121,36 @@ impl Conn {
     }
 }
 
+/// A live conn (which holds the slot's generation: `Conn::generation`) or a free slot with
+/// the generation of its next conn: 80 bytes either way (the free variant sits in the live
+/// one's niche), not 88 as a generation beside an `Option<Conn>` was.
 #[derive(Debug)]
-struct Slot {
-    generation: u32,
-    conn: Option<Conn>,
+enum Slot {
+    Live(Conn),
+    Free { generation: u32 },
+}
+
+impl Slot {
+    fn generation(&self) -> u32 {
+        match self {
+            Slot::Live(conn) => conn.generation,
+            Slot::Free { generation } => *generation,
+        }
+    }
+
+    fn conn(&self) -> Option<&Conn> {
+        match self {
+            Slot::Live(conn) => Some(conn),
+            Slot::Free { .. } => None,
+        }
+    }
+
+    fn conn_mut(&mut self) -> Option<&mut Conn> {
+        match self {
+            Slot::Live(conn) => Some(conn),
+            Slot::Free { .. } => None,
+        }
+    }
 }
 
 /// All conns of this shard.
@@ -121,7 +158,14 @@ struct Slot {
 pub struct ConnSlab {
     slots: Vec<Slot>,
     free: Vec<u32>,
-    index: Map<ConnKey, u32>,
+    /// The slot of every live conn, hashed by the conn's key (see the module doc).
+    index: HashTable<u32>,
+    hash: HashState,
+}
+
+/// The key of the live conn in `slot` (every slot in the index is live).
+fn key_in(slots: &[Slot], slot: u32) -> Option<ConnKey> {
+    Some(slots.get(slot as usize)?.conn()?.key)
 }
 
 impl ConnSlab {
@@ -129,71 +173,79 @@ impl ConnSlab {
         ConnSlab {
             slots: Vec::new(),
             free: Vec::new(),
-            index: hash.map(),
+            index: HashTable::new(),
+            hash,
         }
     }
 
     /// Stores `conn`; returns its slot. The caller removes any conn with the same key first;
     /// if it did not, the old conn is dropped here so the index stays one-to-one.
-    pub fn insert(&mut self, conn: Conn) -> u32 {
+    pub fn insert(&mut self, mut conn: Conn) -> u32 {
         if let Some(old) = self.slot_of(conn.key) {
             self.remove(old);
         }
         let key = conn.key;
         let slot = match self.free.pop() {
-            Some(slot) => {
-                self.slots[slot as usize].conn = Some(conn);
-                slot
-            }
+            Some(slot) => slot,
             None => {
                 // Invariant: more than 4 billion conns on one shard is impossible (fd limits).
                 let slot = u32::try_from(self.slots.len()).expect("conn slots fit in u32");
-                self.slots.push(Slot {
-                    generation: 0,
-                    conn: Some(conn),
-                });
+                self.slots.push(Slot::Free { generation: 0 });
                 slot
             }
         };
-        self.index.insert(key, slot);
+        let entry = &mut self.slots[slot as usize];
+        conn.generation = entry.generation();
+        *entry = Slot::Live(conn);
+        let (slots, hash) = (&self.slots, self.hash);
+        let rehash = |&other: &u32| hash.hash_one(key_in(slots, other));
+        self.index
+            .insert_unique(hash.hash_one(Some(key)), slot, rehash);
         slot
     }
 
     /// Takes the conn out of `slot`; later timer entries for the slot become stale.
     pub fn remove(&mut self, slot: u32) -> Option<Conn> {
         let entry = self.slots.get_mut(slot as usize)?;
-        let conn = entry.conn.take()?;
-        entry.generation = entry.generation.wrapping_add(1);
-        self.index.remove(&conn.key);
+        let generation = entry.conn()?.generation.wrapping_add(1);
+        let Slot::Live(conn) = std::mem::replace(entry, Slot::Free { generation }) else {
+            return None; // Not reached: checked live above.
+        };
+        let hash = self.hash.hash_one(Some(conn.key));
+        if let Ok(indexed) = self.index.find_entry(hash, |&other| other == slot) {
+            indexed.remove();
+        }
         self.free.push(slot);
         Some(conn)
     }
 
     pub fn slot_of(&self, key: ConnKey) -> Option<u32> {
-        self.index.get(&key).copied()
+        let hash = self.hash.hash_one(Some(key));
+        let slots = &self.slots;
+        let found = self
+            .index
+            .find(hash, |&slot| key_in(slots, slot) == Some(key));
+        found.copied()
     }
 
     pub fn get(&self, slot: u32) -> Option<&Conn> {
-        self.slots.get(slot as usize)?.conn.as_ref()
+        self.slots.get(slot as usize)?.conn()
     }
 
     pub fn get_mut(&mut self, slot: u32) -> Option<&mut Conn> {
-        self.slots.get_mut(slot as usize)?.conn.as_mut()
+        self.slots.get_mut(slot as usize)?.conn_mut()
     }
 
     /// The timer entry naming the current occupant of `slot`.
     pub fn timer_entry(&self, slot: u32) -> TimerEntry {
-        let generation = self.slots.get(slot as usize).map_or(0, |s| s.generation);
+        let generation = self.slots.get(slot as usize).map_or(0, Slot::generation);
         TimerEntry { slot, generation }
     }
 
     /// The conn a timer entry names, if it is still the same occupant.
     pub fn resolve(&self, entry: TimerEntry) -> Option<&Conn> {
-        let slot = self.slots.get(entry.slot as usize)?;
-        if slot.generation != entry.generation {
-            return None;
-        }
-        slot.conn.as_ref()
+        let conn = self.slots.get(entry.slot as usize)?.conn()?;
+        (conn.generation == entry.generation).then_some(conn)
     }
 
     pub fn len(&self) -> usize {
@@ -206,23 +258,24 @@ impl ConnSlab {
             .slots
             .iter()
             .enumerate()
-            .filter(|(_, s)| s.conn.is_some());
+            .filter(|(_, s)| s.conn().is_some());
         occupied.map(|(i, _)| i as u32).collect()
     }
 
-    /// Slab, free list and index capacity, plus each conn's own heap (JID, framer buffer).
-    /// The index is counted as capacity x (entry + 1 control byte), like hashbrown lays it out.
-    pub fn heap_bytes(&self) -> usize {
+    /// Heap bytes in three: slab and free list, key index, the conns' own heap (JID, framer
+    /// buffer). The index
+    /// is counted as capacity x (entry + 1 control byte), like hashbrown lays it out.
+    pub fn heap_parts(&self) -> (usize, usize, usize) {
         let slab = self.slots.capacity() * std::mem::size_of::<Slot>();
         let free = self.free.capacity() * std::mem::size_of::<u32>();
-        let index = self.index.capacity() * (std::mem::size_of::<(ConnKey, u32)>() + 1);
+        let index = self.index.capacity() * (std::mem::size_of::<u32>() + 1);
         let owned: usize = self
             .slots
             .iter()
-            .filter_map(|s| s.conn.as_ref())
+            .filter_map(Slot::conn)
             .map(Conn::heap_bytes)
             .sum();
-        slab + free + index + owned
+        (slab + free, index, owned)
     }
 }
 
@@ -250,7 +303,7 @@ mod tests {
             std::mem::size_of::<Framer>()
         );
         assert!(conn_bytes <= 80, "Conn grew to {conn_bytes} bytes");
-        assert!(slot_bytes <= 88, "Slot grew to {slot_bytes} bytes");
+        assert!(slot_bytes <= 80, "Slot grew to {slot_bytes} bytes");
     }
 
     #[test]
@@ -267,6 +320,27 @@ mod tests {
         assert!(slab.resolve(stale).is_none());
         assert_eq!(slab.get(b).map(|c| c.key), Some(ConnKey(2)));
         assert_eq!(slab.len(), 1);
+    }
+
+    #[test]
+    fn the_index_finds_every_live_conn_through_growth_and_removals() {
+        let mut slab = ConnSlab::new(HashState::from_seed(3));
+        let slots: Vec<u32> = (0..3_000)
+            .map(|key| slab.insert(conn(key << 32 | 7)))
+            .collect();
+        for key in (0..3_000).step_by(2) {
+            assert!(slab.remove(slots[key as usize]).is_some());
+        }
+        for key in 0..3_000u64 {
+            let found = slab.slot_of(ConnKey(key << 32 | 7));
+            let expected = (key % 2 == 1).then_some(slots[key as usize]);
+            assert_eq!(found, expected, "key {key}");
+        }
+        assert_eq!(slab.len(), 1_500);
+        // Reused slots are found under their new keys, never the old ones.
+        let reused = slab.insert(conn(1 << 40));
+        assert_eq!(slab.slot_of(ConnKey(1 << 40)), Some(reused));
+        assert_eq!(slab.get(reused).map(|c| c.key), Some(ConnKey(1 << 40)));
     }
 
     #[test]

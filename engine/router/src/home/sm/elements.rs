@@ -46,7 +46,7 @@ impl Router {
             return Next::Stop;
         };
         let session = self.home.sessions.get(slot);
-        let (phase, enabled) = (conn.phase, session.is_some_and(|s| s.sm.is_some()));
+        let (phase, enabled) = (conn.phase, session.is_some_and(|s| s.sm().is_some()));
         match (element.local_name(), phase) {
             ("enable", Phase::Bound) => self.enable(slot, &element, fx),
             ("resume", Phase::AwaitBind) => return self.on_resume(slot, &element, fx),
@@ -66,7 +66,12 @@ impl Router {
         let Some(conn) = self.conns.get(slot) else {
             return;
         };
-        if self.home.sessions.get(slot).is_some_and(|s| s.sm.is_some()) {
+        if self
+            .home
+            .sessions
+            .get(slot)
+            .is_some_and(|s| s.sm().is_some())
+        {
             return self.sm_failed(slot, "unexpected-request", fx);
         }
         let (Some(jid), key) = (conn.jid.as_ref(), conn.key) else {
@@ -76,7 +81,7 @@ impl Router {
         let token = self.home.sm.insert(SmSession::new(resume, key));
         let resume_id = self.home.sm.resume_id(token, jid.bare_str());
         if let Some(session) = self.home.sessions.get_mut(slot) {
-            session.sm = Some(token);
+            session.set_sm(Some(token));
         }
         let max_s = self.config.resume_timeout_ms.div_ceil(1_000);
         self.reply.clear();
@@ -85,7 +90,7 @@ impl Router {
     }
 
     fn on_request(&mut self, slot: u32, fx: &mut impl Effects) {
-        let Some(token) = self.home.sessions.get(slot).and_then(|s| s.sm) else {
+        let Some(token) = self.home.sessions.get(slot).and_then(|s| s.sm()) else {
             return;
         };
         let Some(session) = self.home.sm.get_mut(token) else {
@@ -103,7 +108,7 @@ impl Router {
 
     fn on_ack(&mut self, slot: u32, element: &Element<'_>, fx: &mut impl Effects) -> Next {
         let h = element.attr("h").and_then(|h| h.parse::<u32>().ok());
-        let (Some(h), Some(token)) = (h, self.home.sessions.get(slot).and_then(|s| s.sm)) else {
+        let (Some(h), Some(token)) = (h, self.home.sessions.get(slot).and_then(|s| s.sm())) else {
             self.stream_error(slot, StreamError::UnsupportedStanzaType, fx);
             return Next::Stop;
         };
@@ -201,7 +206,7 @@ impl Router {
 
     /// The next inbound stanza number of the session in `slot`, if it counts (XEP-0198).
     pub(crate) fn sm_receive(&mut self, slot: u32) -> Option<AckRef> {
-        let token = self.home.sessions.get(slot)?.sm?;
+        let token = self.home.sessions.get(slot)?.sm()?;
         let stanza = self.home.sm.get_mut(token)?.receive();
         Some(AckRef {
             origin: self.home.location,

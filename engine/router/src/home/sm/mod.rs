@@ -4,7 +4,7 @@
 //! waits until every stanza of the old stream is handled, so `h` counts all of them), and
 //! the resumption ids, derived from the session's token under a secret key (`resume_id`).
 //!
-//! Memory (issue 15): an idle attached stream-managed session costs its 56 B inline slot in
+//! Memory (issue 15): an idle attached stream-managed session costs its 48 B inline slot in
 //! the table, nothing else: no box, no JID copy (its conn has the JID), no id string, no
 //! bare-JID index entry, and no queues while nothing is in flight.
 //!

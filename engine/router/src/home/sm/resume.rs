@@ -142,7 +142,7 @@ impl Router {
             presence = (conn.available, conn.priority);
             // Detached from the old conn first, so its stream error does not end the session
             // (nor its presence and rooms: the session goes on, on the new conn).
-            conn.sm = None;
+            conn.set_sm(None);
         }
         // Nothing may be written to the old conn from now on.
         let until_ms = self
@@ -320,7 +320,7 @@ impl Router {
         conn.jid = Some(jid);
         conn.phase = Phase::Bound;
         let session = self.home.sessions.open(slot, key);
-        session.sm = Some(token);
+        session.set_sm(Some(token));
         (session.available, session.priority) = (available, priority);
         self.reply.clear();
         replies::sm_resumed(&mut self.reply, handled, &previd);

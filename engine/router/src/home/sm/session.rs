@@ -12,7 +12,7 @@
 //! (`all_handled`), so `h` equals `received` and the client resends nothing the server took.
 //!
 //! Layout, for memory (issue 15: an idle session with XEP-0198 on within 512 B in all): an
-//! attached session is 48 B inline in `SmTable`'s slot (56 B with the slot's generation) and
+//! attached session is 48 B inline in `SmTable`'s slot (the slot's generation included) and
 //! owns nothing on the heap when idle; its conn key is a plain field that `detached` being
 //! `Some` marks stale, not an `Option` of its own. Its full JID and presence are its conn's while it is
 //! attached; only a detached session needs its own, with its deadline and resuming conn, in
@@ -215,8 +215,11 @@ pub(crate) struct SmSession {
     /// `None` while nothing is in flight (the idle state); never `Some` of empty queues
     /// between calls.
     queues: Option<Box<Queues>>,
-    /// Stanzas sent since our last `<r/>`; below `SM_REQUEST_EVERY` between calls.
-    since_request: u32,
+    /// Its `SmTable` slot's generation (kept here, in what would be padding, so a slot is
+    /// the session's 48 bytes and no more: see `table::Slot`).
+    pub(in crate::home::sm) generation: u32,
+    /// Stanzas sent since our last `<r/>`; below `SM_REQUEST_EVERY` (5) between calls.
+    since_request: u8,
     /// Resumption was enabled: the `id` of `<enabled/>` is derived from the session's token
     /// (see `resume_id`), not stored.
     pub resumable: bool,
@@ -231,6 +234,7 @@ impl SmSession {
             received: 0,
             acked: 0,
             queues: None,
+            generation: 0,
             since_request: 0,
             resumable,
             request_timer: false,

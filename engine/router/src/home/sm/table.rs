@@ -31,10 +31,44 @@ use crate::random::KEY_BYTES;
 use crate::replies;
 use crate::sessions::Directory;
 
+/// A live session (which holds the slot's generation: `SmSession::generation`) or a free
+/// slot with the generation of its next session: 48 bytes either way (the free variant sits
+/// in the live one's niche), not 56 as a generation beside an `Option<SmSession>` was.
 #[derive(Debug)]
-struct Slot {
-    generation: u32,
-    session: Option<SmSession>,
+enum Slot {
+    Live(SmSession),
+    Free { generation: u32 },
+}
+
+impl Slot {
+    fn generation(&self) -> u32 {
+        match self {
+            Slot::Live(session) => session.generation,
+            Slot::Free { generation } => *generation,
+        }
+    }
+
+    /// The session of this slot if `token` names it (same generation).
+    fn session(&self, token: SessionRef) -> Option<&SmSession> {
+        match self {
+            Slot::Live(session) if session.generation == token.generation() => Some(session),
+            _ => None,
+        }
+    }
+
+    fn session_mut(&mut self, token: SessionRef) -> Option<&mut SmSession> {
+        match self {
+            Slot::Live(session) if session.generation == token.generation() => Some(session),
+            _ => None,
+        }
+    }
+
+    fn live(&self) -> Option<&SmSession> {
+        match self {
+            Slot::Live(session) => Some(session),
+            Slot::Free { .. } => None,
+        }
+    }
 }
 
 /// The stream-managed sessions of one shard, with their timers.
@@ -94,33 +128,29 @@ impl SmTable {
         self.get(token)?.resumable.then_some(token)
     }
 
-    pub fn insert(&mut self, session: SmSession) -> SessionRef {
+    pub fn insert(&mut self, mut session: SmSession) -> SessionRef {
         assert!(session.detached.is_none(), "a session starts attached");
-        let session = Some(session);
         let index = match self.free.pop() {
-            Some(index) => {
-                self.slots[index as usize].session = session;
-                index
-            }
+            Some(index) => index,
             None => {
-                // Invariant: sessions per shard are bounded by conns, far below 2^32.
-                let index = u32::try_from(self.slots.len()).expect("sm slots fit in u32");
-                self.slots.push(Slot {
-                    generation: 0,
-                    session,
-                });
+                // Invariant: sessions per shard are bounded by conns, far below 2^32 - 1 (the
+                // index u32::MAX is never handed out: see `home::sessions::SmLink`).
+                let index = u32::try_from(self.slots.len())
+                    .ok()
+                    .filter(|&index| index < u32::MAX)
+                    .expect("sm slots below u32::MAX");
+                self.slots.push(Slot::Free { generation: 0 });
                 index
             }
         };
-        SessionRef::new(index, self.slots[index as usize].generation)
+        let slot = &mut self.slots[index as usize];
+        session.generation = slot.generation();
+        *slot = Slot::Live(session);
+        SessionRef::new(index, slot.generation())
     }
 
     pub fn get(&self, token: SessionRef) -> Option<&SmSession> {
-        let slot = self.slots.get(token.index() as usize)?;
-        if slot.generation != token.generation() {
-            return None;
-        }
-        slot.session.as_ref()
+        self.slots.get(token.index() as usize)?.session(token)
     }
 
     pub fn get_mut(&mut self, token: SessionRef) -> Option<&mut SmSession> {
@@ -130,11 +160,11 @@ impl SmTable {
     /// Ends a session: its token never resolves again.
     pub fn remove(&mut self, token: SessionRef) -> Option<SmSession> {
         let slot = self.slots.get_mut(token.index() as usize)?;
-        if slot.generation != token.generation() {
-            return None;
-        }
-        let session = slot.session.take()?;
-        slot.generation = slot.generation.wrapping_add(1);
+        slot.session(token)?;
+        let generation = token.generation().wrapping_add(1);
+        let Slot::Live(session) = std::mem::replace(slot, Slot::Free { generation }) else {
+            return None; // Not reached: checked live above.
+        };
         self.free.push(token.index());
         if let Some(detached) = &session.detached {
             self.detached -= 1;
@@ -152,9 +182,8 @@ impl SmTable {
     pub fn detached_of(&self, bare: &str) -> Vec<SessionRef> {
         let slots = self.detached_by_bare.slots(bare).iter();
         let tokens = slots.filter_map(|&index| {
-            let slot = self.slots.get(index as usize)?;
-            slot.session.as_ref()?;
-            Some(SessionRef::new(index, slot.generation))
+            let session = self.slots.get(index as usize)?.live()?;
+            Some(SessionRef::new(index, session.generation))
         });
         tokens.collect()
     }
@@ -339,37 +368,35 @@ impl SmTable {
     /// Bytes of unacked stanzas kept in memory, all sessions (O(sessions): for a periodic
     /// gauge).
     pub fn kept_bytes(&self) -> usize {
-        let sessions = self.slots.iter().filter_map(|s| s.session.as_ref());
+        let sessions = self.slots.iter().filter_map(Slot::live);
         sessions.map(|s| s.kept_bytes()).sum()
     }
 
-    pub fn heap_bytes(&self) -> usize {
+    /// Heap bytes in three: the slots (and free list), the timer queues, the rest (the
+    /// detached index, scratch, each session's own heap).
+    pub fn heap_parts(&self) -> (usize, usize, usize) {
         let sessions: usize = self
             .slots
             .iter()
-            .filter_map(|s| s.session.as_ref())
+            .filter_map(Slot::live)
             .map(|s| s.heap_bytes())
             .sum();
         let timer = std::mem::size_of::<(u64, SessionRef)>();
-        self.slots.capacity() * std::mem::size_of::<Slot>()
-            + self.free.capacity() * 4
-            + self.detached_by_bare.heap_bytes()
-            + (self.request_timers.capacity() + self.detach_timers.capacity()) * timer
-            + self.resume_timers.capacity() * std::mem::size_of::<(u64, ConnKey)>()
+        let slots = self.slots.capacity() * std::mem::size_of::<Slot>() + self.free.capacity() * 4;
+        let timers = (self.request_timers.capacity() + self.detach_timers.capacity()) * timer
+            + self.resume_timers.capacity() * std::mem::size_of::<(u64, ConnKey)>();
+        let rest = self.detached_by_bare.heap_bytes()
             + self.out.capacity()
             + self.wake.capacity() * std::mem::size_of::<ConnKey>()
-            + sessions
+            + sessions;
+        (slots, timers, rest)
     }
 }
 
 /// The live session `token` names in `slots` (a free function, so the table's other fields
 /// stay borrowable next to it).
 fn live_mut(slots: &mut [Slot], token: SessionRef) -> Option<&mut SmSession> {
-    let slot = slots.get_mut(token.index() as usize)?;
-    if slot.generation != token.generation() {
-        return None;
-    }
-    slot.session.as_mut()
+    slots.get_mut(token.index() as usize)?.session_mut(token)
 }
 
 #[cfg(test)]
@@ -465,7 +492,7 @@ mod tests {
         assert_eq!(heap(&table), 0);
         // All of it inline in the slot, no box per session (see `SmSession`).
         assert!(
-            std::mem::size_of::<Slot>() <= 56,
+            std::mem::size_of::<Slot>() <= 48,
             "{}",
             std::mem::size_of::<Slot>()
         );
