@@ -75,11 +75,14 @@ impl Committer {
     /// module doc; `urgent`: the caller needs them committed now), and the store hands out a
     /// batch (it does not while unavailable and no retry is due; the router's tick paces
     /// retries).
+    /// The archive's held records are written first (whether or not the log has a file), so
+    /// a committed message is archived in the file too.
     pub fn pump(&mut self, router: &mut Router, io: &mut impl Ops, now_ms: u64, urgent: bool) {
-        let Some(file) = self.file else { return };
         if self.in_flight.is_some() || self.holds(router, now_ms, urgent) {
             return;
         }
+        router.flush_archive();
+        let Some(file) = self.file else { return };
         self.held_since_ms = None;
         let Some(mut batch) = router.begin_commit() else {
             return;

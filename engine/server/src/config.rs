@@ -106,6 +106,12 @@ pub struct Args {
     /// resource-constraint. Keep it well below the free space under --data-dir.
     #[arg(long, default_value_t = rookery_store::StoreConfig::DEFAULT_MAX_STORED_BYTES)]
     pub store_max_bytes: u64,
+    /// Bytes a shard's log reaches before it is compacted (rewritten with only the live
+    /// messages, once they are under half of it). Compaction stalls the shard for its
+    /// syncs (a few ms) however small the log: a larger log compacts less often, costs more
+    /// disk and replays longer at start.
+    #[arg(long, default_value_t = rookery_store::StoreConfig::DEFAULT_COMPACT_MIN_BYTES)]
+    pub log_compact_bytes: u64,
     /// Bytes queued for one client before the conn is closed as a slow consumer. Stored
     /// messages never fill it: they wait in the store and follow as the client reads.
     #[arg(long, default_value_t = 1 << 20)]

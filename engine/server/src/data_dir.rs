@@ -31,6 +31,7 @@ pub fn open_stores(config: &Config) -> anyhow::Result<Vec<Store>> {
             offline_max: args.offline_max,
             offline_max_bytes: args.offline_max_bytes,
             max_stored_bytes: args.store_max_bytes,
+            compact_min_bytes: args.log_compact_bytes,
             ..StoreConfig::new(&args.data_dir, shard)
         };
         let store = Store::open(store_config).with_context(|| {

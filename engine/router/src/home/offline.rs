@@ -279,6 +279,15 @@ impl Router {
         self.home.store.begin_commit()
     }
 
+    /// Writes the archive's held records (XEP-0313; see `rookery_store::archive`): the shard
+    /// calls it before each log write and each turn the log has nothing held.
+    pub fn flush_archive(&mut self) {
+        if let Some(mam) = &mut self.home.mam {
+            // Counted in the archive's write failures; the records stay held for next time.
+            let _ = mam.archive.flush();
+        }
+    }
+
     /// Whether someone waits for the records appended so far to be committed: a sender's
     /// acknowledgement (XEP-0198), a fan-out's gather, a room's answers, a stored change's
     /// reply, a backlog whose next message is not in the log yet, or a keyed-table change

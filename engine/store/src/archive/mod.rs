@@ -8,10 +8,17 @@
 //! range. Memory holds one `Span` per segment plus the active segment's entries (bounded by
 //! `segment_bytes`); sealed segments are searched through their index files on demand.
 //!
-//! What it does not do: group commit or fsync per record. Unlike `Store`, writes are plain
-//! appends on the caller's thread (page cache: they survive a kill -9 of the process, not a
-//! power loss); a failed write is returned for the caller to count, the segment is cut back
-//! to its last whole record and the next append rolls over to a fresh segment. At open, a
+//! Writes are plain appends on the caller's thread (page cache: they survive a kill -9 of the
+//! process, not a power loss), held and written together: the active segment keeps the
+//! records appended since the last [`Archive::flush`] (or 64 KiB of them) and writes them in
+//! one call, queries reading them from memory meanwhile. The shard flushes before each
+//! write of its log, so whatever a sender was told is stored is archived in the file too;
+//! a kill -9 loses at most the records of one loop turn (or `--commit-delay-ms`) from the
+//! history. Measured at 8,000 msgs/s: one write per message was 7.8% of the shard's samples.
+//!
+//! What it does not do: group commit or fsync per record. A failed write keeps the records
+//! held (1 MiB at most; past it appends are refused and counted) and is returned for the
+//! caller to count; the file is cut back to its last whole record. At open, a
 //! torn tail of the active segment is cut off. Without a directory the archive lives in
 //! memory, bounded by `memory_max_bytes` (oldest segments dropped first).
 
@@ -203,6 +210,19 @@ impl Archive {
         self.roll = false;
         self.stats.segments = self.segments.len() as u64;
         Ok(())
+    }
+
+    /// Writes the records held since the last flush (see the module doc). A failure is
+    /// counted and returned; the records stay held for the next flush.
+    pub fn flush(&mut self) -> io::Result<()> {
+        let Some(active) = self.segments.back_mut() else {
+            return Ok(());
+        };
+        let result = active.flush();
+        if result.is_err() {
+            self.stats.write_failures += 1;
+        }
+        result
     }
 
     /// Drops sealed segments whose newest message is older than the retention at `now_ms`

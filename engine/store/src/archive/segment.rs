@@ -19,6 +19,12 @@ use super::format::{self, Entry, Span, ENTRY_BYTES, INDEX_HEAD, RECORD_HEAD};
 /// Entries read at once while walking one owner's run in an index file.
 const RUN_CHUNK: usize = 64;
 
+/// Records held for one write (see `Segment::flush`): past this, an append writes them.
+const WRITE_BEHIND_BYTES: usize = 64 * 1024;
+
+/// Records held while their writes fail: past this, appends are refused.
+const MAX_UNWRITTEN_BYTES: usize = 1 << 20;
+
 #[derive(Debug)]
 enum Backing {
     /// `seg` is open for appending while active; sealed segments reopen on demand.
@@ -26,6 +32,9 @@ enum Backing {
         seg_path: PathBuf,
         idx_path: PathBuf,
         seg: Option<File>,
+        /// Records appended and not written yet: they follow the file's end, so the file
+        /// holds the segment's first `bytes - unwritten.len()` bytes.
+        unwritten: Vec<u8>,
     },
     Memory {
         data: Vec<u8>,
@@ -41,6 +50,14 @@ pub(super) struct Segment {
     /// The active segment's entries, in append order; None once sealed.
     live: Option<Vec<Entry>>,
     backing: Backing,
+}
+
+impl Drop for Segment {
+    /// Held records are written when the archive closes (shutdown); a kill -9 loses them
+    /// (at most one loop turn's, or `--commit-delay-ms`: see `Archive::flush`).
+    fn drop(&mut self) {
+        let _ = self.flush();
+    }
 }
 
 fn paths(dir: &Path, name: u64) -> (PathBuf, PathBuf) {
@@ -70,6 +87,7 @@ impl Segment {
                     seg_path,
                     idx_path,
                     seg: Some(seg),
+                    unwritten: Vec::new(),
                 }
             }
         };
@@ -95,6 +113,7 @@ impl Segment {
                     seg_path,
                     idx_path,
                     seg: None,
+                    unwritten: Vec::new(),
                 },
             });
         }
@@ -113,6 +132,7 @@ impl Segment {
                 seg_path,
                 idx_path,
                 seg: Some(seg),
+                unwritten: Vec::new(),
             },
         })
     }
@@ -121,34 +141,73 @@ impl Segment {
         self.live.is_some()
     }
 
-    /// Appends one encoded record; on failure the segment is cut back to its last whole
-    /// record when possible and the error returned.
+    /// Appends one encoded record. A file segment holds it with the others not written yet
+    /// (readable at once) and writes them all when they pass `WRITE_BEHIND_BYTES` or at the
+    /// next `flush`: one write for many messages instead of one each. Refused while held
+    /// records pass `MAX_UNWRITTEN_BYTES` (their writes keep failing).
     pub fn append(&mut self, record: &[u8], mut entry: Entry) -> io::Result<()> {
-        let live = self
-            .live
-            .as_mut()
-            .ok_or_else(|| io::Error::other("append to a sealed archive segment"))?;
-        entry.offset = u32::try_from(self.bytes).map_err(io::Error::other)?;
-        match &mut self.backing {
-            Backing::Memory { data, .. } => data.extend_from_slice(record),
-            Backing::File { seg, .. } => {
-                let file = seg
-                    .as_mut()
-                    .ok_or_else(|| io::Error::other("segment closed"))?;
-                if let Err(error) = file.write_all(record) {
-                    let _ = file.set_len(self.bytes);
-                    return Err(error);
-                }
-            }
+        if self.live.is_none() {
+            return Err(io::Error::other("append to a sealed archive segment"));
         }
+        entry.offset = u32::try_from(self.bytes).map_err(io::Error::other)?;
+        let write_now = match &mut self.backing {
+            Backing::Memory { data, .. } => {
+                data.extend_from_slice(record);
+                false
+            }
+            Backing::File { seg: None, .. } => return Err(io::Error::other("segment closed")),
+            Backing::File { unwritten, .. } => {
+                if unwritten.len() + record.len() > MAX_UNWRITTEN_BYTES {
+                    return Err(io::Error::other(
+                        "archive writes are failing: 1 MiB of records waits to be written",
+                    ));
+                }
+                unwritten.extend_from_slice(record);
+                unwritten.len() >= WRITE_BEHIND_BYTES
+            }
+        };
         self.bytes += record.len() as u64;
         self.span.add(entry.id, entry.stamp_ms);
-        live.push(entry);
+        if let Some(live) = &mut self.live {
+            live.push(entry);
+        }
+        if write_now {
+            // Held, not lost, when this fails: the next flush tries again.
+            let _ = self.flush();
+        }
         Ok(())
     }
 
-    /// Writes the index (sorted by owner, then id) and forgets the entries.
+    /// Writes the held records (one write). On failure the file is cut back to what it held
+    /// before, the records stay held and the error is returned.
+    pub fn flush(&mut self) -> io::Result<()> {
+        let Backing::File {
+            seg: Some(file),
+            unwritten,
+            ..
+        } = &mut self.backing
+        else {
+            return Ok(());
+        };
+        if unwritten.is_empty() {
+            return Ok(());
+        }
+        let written = self.bytes - unwritten.len() as u64;
+        if let Err(error) = file.write_all(unwritten) {
+            let _ = file.set_len(written);
+            return Err(error);
+        }
+        unwritten.clear();
+        Ok(())
+    }
+
+    /// Writes the held records, then the index (sorted by owner, then id), and forgets the
+    /// entries.
     pub fn seal(&mut self) -> io::Result<()> {
+        if self.live.is_none() {
+            return Ok(());
+        }
+        self.flush()?;
         let Some(mut entries) = self.live.take() else {
             return Ok(());
         };
@@ -212,31 +271,55 @@ impl Segment {
                 }
                 return Ok(());
             }
-            Backing::File { seg: Some(seg), .. } => seg,
-            Backing::File { seg_path, .. } => {
+            Backing::File {
+                seg: Some(seg),
+                unwritten,
+                ..
+            } => (seg, unwritten.as_slice()),
+            Backing::File {
+                seg_path,
+                unwritten,
+                ..
+            } => {
                 opened = File::open(seg_path)?;
-                &opened
+                (&opened, unwritten.as_slice())
             }
         };
+        let (file, unwritten) = file;
+        let written = self.bytes - unwritten.len() as u64;
         for entry in entries {
-            let mut record = vec![0; entry.len as usize];
-            file.read_exact_at(&mut record, u64::from(entry.offset))?;
+            let at = u64::from(entry.offset);
+            let len = entry.len as usize;
+            if at >= written {
+                // Held, not written yet.
+                let at = (at - written) as usize;
+                let record = unwritten.get(at..at + len).ok_or_else(short_index)?;
+                out.push(record.to_vec());
+                continue;
+            }
+            let mut record = vec![0; len];
+            file.read_exact_at(&mut record, at)?;
             out.push(record);
         }
         Ok(())
     }
 
     /// Deletes the segment's files (a memory segment is dropped with it).
-    pub fn remove(self) -> io::Result<()> {
+    pub fn remove(mut self) -> io::Result<()> {
         if let Backing::File {
-            seg_path, idx_path, ..
-        } = self.backing
+            seg_path,
+            idx_path,
+            unwritten,
+            ..
+        } = &mut self.backing
         {
-            match fs::remove_file(&idx_path) {
+            // Nothing to write to a file about to go.
+            unwritten.clear();
+            match fs::remove_file(&*idx_path) {
                 Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
                 _ => {}
             }
-            fs::remove_file(seg_path)?;
+            fs::remove_file(&*seg_path)?;
         }
         Ok(())
     }

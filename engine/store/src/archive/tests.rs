@@ -259,3 +259,67 @@ fn memory_archive_stays_under_its_cap() {
     );
     assert!(archive.stats().segments_dropped > 0);
 }
+
+/// Records wait in memory for one write: the file does not grow until `flush` (or 64 KiB),
+/// queries see them meanwhile, and what was flushed is what a crash (no drop) leaves.
+#[test]
+fn records_are_held_until_flushed_and_queried_meanwhile() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = ArchiveConfig {
+        segment_bytes: 4 << 20,
+        ..file_config(dir.path())
+    };
+    let segment_len = || -> u64 {
+        let entries = std::fs::read_dir(dir.path()).expect("dir");
+        entries
+            .filter_map(|e| e.ok()?.metadata().ok())
+            .map(|m| m.len())
+            .sum()
+    };
+    let mut archive = Archive::open(config.clone()).expect("open");
+    fill(&mut archive, 3, T0);
+    assert_eq!(segment_len(), 0, "held, not written");
+    assert_eq!(
+        archive.query(&q("alice@x")).expect("query").messages.len(),
+        3
+    );
+    archive.flush().expect("flush");
+    let flushed = segment_len();
+    assert!(flushed > 0, "one write for the held records");
+    fill(&mut archive, 2, T0 + 10_000);
+    assert_eq!(
+        segment_len(),
+        flushed,
+        "the next ones wait for the next flush"
+    );
+    let page = archive.query(&q("alice@x")).expect("query");
+    assert_eq!(
+        bodies(&page),
+        ["m0", "m1", "m2", "m0", "m1"],
+        "file and memory, in order"
+    );
+    // A crash: the process dies without dropping the archive.
+    std::mem::forget(archive);
+    let reopened = Archive::open(config.clone()).expect("reopen");
+    assert_eq!(
+        reopened.query(&q("alice@x")).expect("query").messages.len(),
+        3
+    );
+    drop(reopened);
+
+    // Past 64 KiB held, an append writes them without a flush.
+    let mut archive = Archive::open(config).expect("open");
+    let before = segment_len();
+    let stanza = vec![b'x'; 1024];
+    for _ in 0..70 {
+        let id = archive.next_id();
+        let record = (id, T0 + 20_000, Direction::Incoming);
+        archive
+            .append(record, "big@x", "bob@x", &stanza)
+            .expect("append");
+    }
+    assert!(
+        segment_len() >= before + 64 * 1024,
+        "64 KiB held makes a write"
+    );
+}
