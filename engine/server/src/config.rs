@@ -66,7 +66,7 @@ pub struct Args {
     /// sender without XEP-0198, who is acknowledged nothing) may wait to share one write with
     /// the next ones. Whatever a sender's XEP-0198 ack, a room, a roster answer or an account
     /// change waits for is written at once. 0: every loop turn writes what it appended.
-    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(0..=1000))]
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(0..=10_000))]
     pub commit_delay_ms: u64,
     /// Number of shards (threads); default: one per allowed core.
     #[arg(long)]

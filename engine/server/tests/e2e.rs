@@ -188,10 +188,11 @@ fn sigkill_loses_no_acknowledged_message() {
 
 /// `--commit-delay-ms`: what a sender's XEP-0198 ack waits for is written at once, however
 /// long the delay; a message nobody is acknowledged for (a sender without XEP-0198) waits for
-/// the delay, then reaches the log with nothing else happening, and survives a SIGKILL.
+/// the delay, then reaches the log with nothing else happening, and survives a SIGKILL. The
+/// delay is long (3 s) so that an ack held by it is told apart from a slow machine.
 #[test]
 fn commit_delay_holds_only_what_nobody_waits_for() {
-    const DELAY_MS: u64 = 1000;
+    const DELAY_MS: u64 = 3000;
     for backend in backends() {
         let delay = DELAY_MS.to_string();
         let mut server = Server::start(backend, 1, &["--commit-delay-ms", &delay]);
@@ -206,22 +207,27 @@ fn commit_delay_holds_only_what_nobody_waits_for() {
         assert_eq!(alice.expect_ack(), 1, "{backend}: the message is handled");
         let waited = sent.elapsed();
         assert!(
-            waited < Duration::from_millis(DELAY_MS * 8 / 10),
+            waited < Duration::from_millis(DELAY_MS * 2 / 3),
             "{backend}: an acknowledged message waited for the commit delay ({waited:?})"
         );
 
+        // The writes metric is published once a second: wait until it shows alice's write.
+        let writes_before = wait_for_metric_above(&server, "rookery_log_writes_total", 0);
+        assert!(writes_before > 0, "{backend}: alice's write never showed");
+
         // carol has no XEP-0198: nothing waits for her message's record but the delay.
-        let writes_before = server.metric("rookery_log_writes_total");
         let (mut carol, _) = RawClient::login(server.addr, "carol", "r");
         carol.send(&format!(
             "<message to='dave@{DOMAIN}' type='chat' id='c1'><body>held</body></message>"
         ));
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let mut writes = writes_before;
-        while writes <= writes_before && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(50));
-            writes = server.metric("rookery_log_writes_total");
-        }
+        // Held: half the delay later (a metric publish later) nothing was written yet.
+        std::thread::sleep(Duration::from_millis(DELAY_MS / 2));
+        assert_eq!(
+            server.metric("rookery_log_writes_total"),
+            writes_before,
+            "{backend}: the record nobody waits for was written before the delay"
+        );
+        let writes = wait_for_metric_above(&server, "rookery_log_writes_total", writes_before);
         assert!(
             writes > writes_before,
             "{backend}: the held record was never written ({writes} writes)"
@@ -237,6 +243,18 @@ fn commit_delay_holds_only_what_nobody_waits_for() {
             assert!(got.contains(body), "{backend}: {user} got {got}");
         }
         let _ = std::fs::remove_dir_all(&data_dir);
+    }
+}
+
+/// The metric once it exceeds `floor`, or its value after 10 s.
+fn wait_for_metric_above(server: &Server, name: &str, floor: u64) -> u64 {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let value = server.metric(name);
+        if value > floor || Instant::now() >= deadline {
+            return value;
+        }
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
 
