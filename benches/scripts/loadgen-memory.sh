@@ -66,5 +66,6 @@ PY
     done
   done
 done
-echo "commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown), bin $bin" >> "$out/table.txt"
+echo "tree $(git rev-parse --short HEAD 2>/dev/null || echo unknown); binaries $bin" \
+    "(rookery-load built $(date -u -r "$bin/rookery-load" +%FT%TZ))" >> "$out/table.txt"
 cat "$out/table.txt"
