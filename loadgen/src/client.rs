@@ -207,6 +207,16 @@ impl Client {
         self.xmpp.heap_bytes()
     }
 
+    /// Heap bytes of the XEP-0198 bookkeeping beyond the client's block (its queues, while
+    /// something is unacknowledged), for the budget.
+    #[cfg(test)]
+    pub fn sm_heap_bytes(&self) -> usize {
+        self.xmpp
+            .stream()
+            .sm_data()
+            .map_or(0, StreamMgmt::heap_bytes)
+    }
+
     /// Opens the stream: appends the initial stream header to `out`.
     pub fn start(&mut self, domain: &str, out: &mut Vec<u8>) {
         self.xmpp.start(domain, out);

@@ -13,14 +13,26 @@
 //! order on one stream, so the acknowledged ones are exactly the first `messages_acked`:
 //! that prefix is what `--verify` holds the server to.
 //!
+//! Layout, for the 512-byte budget per simulated client: this struct lives inside the
+//! client's one XEP-0198 heap block (with the crate's counters), so it is 32 bytes (that
+//! block is then 56 bytes, one 64-byte malloc chunk; it was 104 in a 112-byte chunk, plus a
+//! 48-byte queue buffer for the initial presence, when the queues were inline). The oldest
+//! run of non-message stanzas is kept inline: an idle client after login holds exactly one
+//! (its initial presence, which nothing asks the server to acknowledge while it idles), so an
+//! idle stream owns nothing beyond the block. Everything else unacknowledged (timed
+//! messages, later runs) is in `Queues`, boxed only while it holds something: a chatting
+//! client's box lives from a message to its ack (a few milliseconds).
+//!
 //! What it does not do: resumption (`resume='true'`), or resending unacknowledged stanzas:
 //! rookery-load measures, it does not recover. Invariants: `pending` holds at most
 //! [`MAX_PENDING`] entries, in increasing outbound order; beyond it a message is not timed
 //! (counted in `untimed`) so a server that never acks cannot grow it without bound. `others`
-//! holds at most [`MAX_OTHER_RUNS`] runs; past it the acknowledged count stops advancing
-//! (`count_frozen`), which undercounts acks (messages then show as unacknowledged, never as
-//! acknowledged and lost). Every `h` given to `on_ack` advances (the client reports only
-//! those) and is at most the number of stanzas sent (the client refuses any other).
+//! holds at most [`MAX_OTHER_RUNS`] runs (the inline one counted); past it the acknowledged
+//! count stops advancing (`count_frozen`), which undercounts acks (messages then show as
+//! unacknowledged, never as acknowledged and lost). The inline run is empty only when no
+//! run is unacknowledged; `queues` is `None` when both its queues are empty. Every `h` given
+//! to `on_ack` advances (the client reports only those) and is at most the number of
+//! stanzas sent (the client refuses any other).
 
 use std::collections::VecDeque;
 
@@ -37,34 +49,55 @@ pub enum SmPolicy {
 }
 
 /// One stream's bookkeeping; lives in the client's XEP-0198 block, so a stream without it
-/// costs nothing.
+/// costs nothing. 32 bytes (see the module doc and `stream_mgmt_is_small`).
 #[derive(Debug, Default)]
 pub struct StreamMgmt {
-    /// (outbound number, intended send ns) of messages not yet acknowledged.
-    pending: VecDeque<(u32, u64)>,
+    /// What is unacknowledged beyond `oldest_other`; `None` when nothing is.
+    queues: Option<Box<Queues>>,
+    /// The oldest run (first outbound number, count) of non-message stanzas not yet
+    /// acknowledged; count 0 when there is none (then `queues` holds no run either).
+    oldest_other: (u32, u32),
     /// Messages sent while `pending` was full: not timed.
     pub untimed: u32,
-    /// Runs (first outbound number, count) of non-message stanzas not yet acknowledged.
-    others: VecDeque<(u32, u32)>,
     /// Non-message stanzas acknowledged so far.
     others_acked: u32,
-    /// `others` overflowed: `messages_acked` no longer advances.
-    count_frozen: bool,
     /// Chat messages acknowledged, as of the last ack.
     messages_acked: u32,
+    /// `others` overflowed: `messages_acked` no longer advances.
+    count_frozen: bool,
+}
+
+/// The unacknowledged stanzas of a stream beyond its oldest run of other stanzas.
+#[derive(Debug, Default)]
+struct Queues {
+    /// (outbound number, intended send ns) of messages not yet acknowledged.
+    pending: VecDeque<(u32, u64)>,
+    /// Runs (first outbound number, count) of non-message stanzas after `oldest_other`.
+    later_others: VecDeque<(u32, u32)>,
 }
 
 impl StreamMgmt {
     /// We sent stanza number `n`, not a chat message (presence, iq answer, receipt).
     pub fn sent_stanza(&mut self, n: u32) {
-        if let Some((first, count)) = self.others.back_mut() {
-            if first.wrapping_add(*count) == n {
-                *count += 1;
-                return;
-            }
+        if self.oldest_other.1 == 0 {
+            self.oldest_other = (n, 1);
+            return;
         }
-        if self.others.len() < MAX_OTHER_RUNS {
-            self.others.push_back((n, 1));
+        let runs = self.queues.as_deref().map_or(0, |q| q.later_others.len());
+        let newest = match self
+            .queues
+            .as_deref_mut()
+            .and_then(|q| q.later_others.back_mut())
+        {
+            Some(run) => run,
+            None => &mut self.oldest_other,
+        };
+        if newest.0.wrapping_add(newest.1) == n {
+            newest.1 += 1;
+            return;
+        }
+        if 1 + runs < MAX_OTHER_RUNS {
+            self.queues_mut().later_others.push_back((n, 1));
         } else {
             self.count_frozen = true;
         }
@@ -77,8 +110,8 @@ impl StreamMgmt {
 
     /// We sent chat message number `n`, due at `intended_ns`; it is timed until acknowledged.
     pub fn sent_message(&mut self, n: u32, intended_ns: u64) {
-        if self.pending.len() < MAX_PENDING {
-            self.pending.push_back((n, intended_ns));
+        if self.pending() < MAX_PENDING {
+            self.queues_mut().pending.push_back((n, intended_ns));
         } else {
             self.untimed += 1;
         }
@@ -88,18 +121,17 @@ impl StreamMgmt {
     /// of every message that covers, oldest first.
     pub fn on_ack(&mut self, h: u32, mut acked: impl FnMut(u64)) {
         self.count_acked(h);
-        // Serial arithmetic: `n` is covered when it is at most `h`, modulo 2^32.
-        while let Some(&(n, intended_ns)) = self.pending.front() {
-            if (h.wrapping_sub(n) as i32) < 0 {
-                break;
+        if let Some(queues) = self.queues.as_deref_mut() {
+            // Serial arithmetic: `n` is covered when it is at most `h`, modulo 2^32.
+            while let Some(&(n, intended_ns)) = queues.pending.front() {
+                if (h.wrapping_sub(n) as i32) < 0 {
+                    break;
+                }
+                queues.pending.pop_front();
+                acked(intended_ns);
             }
-            self.pending.pop_front();
-            acked(intended_ns);
         }
-        if self.pending.is_empty() {
-            // Give the queue's buffer back: an idle stream holds no heap beyond the block.
-            self.pending = VecDeque::new();
-        }
+        self.drop_empty_queues();
     }
 
     /// Advances `messages_acked` to `h`: every stanza up to `h` minus the non-message ones.
@@ -107,29 +139,58 @@ impl StreamMgmt {
         if self.count_frozen {
             return;
         }
-        while let Some(&(first, count)) = self.others.front() {
-            let covered = h.wrapping_sub(first).wrapping_add(1);
+        while self.oldest_other.1 > 0 {
+            let (first, count) = self.oldest_other;
             if (h.wrapping_sub(first) as i32) < 0 {
                 break;
             }
+            let covered = h.wrapping_sub(first).wrapping_add(1);
             if covered >= count {
                 self.others_acked = self.others_acked.wrapping_add(count);
-                self.others.pop_front();
+                self.oldest_other = self
+                    .queues
+                    .as_deref_mut()
+                    .and_then(|q| q.later_others.pop_front())
+                    .unwrap_or((0, 0));
             } else {
                 self.others_acked = self.others_acked.wrapping_add(covered);
-                self.others[0] = (h.wrapping_add(1), count - covered);
+                self.oldest_other = (h.wrapping_add(1), count - covered);
                 break;
             }
         }
         self.messages_acked = h.wrapping_sub(self.others_acked);
-        if self.others.is_empty() {
-            self.others = VecDeque::new();
+    }
+
+    fn queues_mut(&mut self) -> &mut Queues {
+        self.queues.get_or_insert_with(Box::default)
+    }
+
+    /// Frees the queues' box (and their buffers) once both are empty: an idle stream holds no
+    /// heap beyond the client's block.
+    fn drop_empty_queues(&mut self) {
+        let Some(queues) = self.queues.as_deref_mut() else {
+            return;
+        };
+        if queues.pending.is_empty() && queues.later_others.is_empty() {
+            self.queues = None;
+        } else if queues.pending.is_empty() {
+            queues.pending = VecDeque::new();
         }
     }
 
-    #[cfg(test)]
+    /// Messages awaiting an ack and timed.
     pub fn pending(&self) -> usize {
-        self.pending.len()
+        self.queues.as_deref().map_or(0, |q| q.pending.len())
+    }
+
+    /// Heap bytes held beyond the client's block (the queues' box and buffers), for tests.
+    #[cfg(test)]
+    pub fn heap_bytes(&self) -> usize {
+        self.queues.as_deref().map_or(0, |q| {
+            std::mem::size_of::<Queues>()
+                + q.pending.capacity() * std::mem::size_of::<(u32, u64)>()
+                + q.later_others.capacity() * std::mem::size_of::<(u32, u32)>()
+        })
     }
 }
 
@@ -233,5 +294,53 @@ mod tests {
             s.message(t);
         }
         assert_eq!((s.sm.pending(), s.sm.untimed), (MAX_PENDING, 3));
+    }
+
+    #[test]
+    fn stream_mgmt_is_small() {
+        // The client's XEP-0198 block is the crate's counters (16 B) and this, plus its
+        // pointer to the rare block (8 B): 56 B, a 64-byte malloc chunk.
+        let size = std::mem::size_of::<StreamMgmt>();
+        assert!(size <= 32, "StreamMgmt is {size} bytes");
+    }
+
+    #[test]
+    fn idle_after_presence_holds_no_heap_and_acks_free_the_queues() {
+        let mut s = Sent::default();
+        s.stanza(); // the initial presence, never acknowledged while the client idles
+        assert_eq!(
+            s.sm.heap_bytes(),
+            0,
+            "one run of other stanzas is kept inline"
+        );
+        s.message(100); // 2
+        s.stanza(); // 3: a second run
+        s.message(200); // 4
+        assert!(s.sm.heap_bytes() > 0);
+        let mut acked = Vec::new();
+        s.sm.on_ack(2, |t| acked.push(t));
+        assert_eq!((acked.as_slice(), s.sm.messages_acked()), (&[100][..], 1));
+        assert!(s.sm.heap_bytes() > 0, "message 4 is still pending");
+        s.sm.on_ack(4, |t| acked.push(t));
+        assert_eq!(
+            (acked.as_slice(), s.sm.messages_acked()),
+            (&[100, 200][..], 2)
+        );
+        assert_eq!(s.sm.heap_bytes(), 0, "nothing unacknowledged: no box");
+        s.stanza(); // 5
+        s.stanza(); // 6
+        assert_eq!(
+            s.sm.heap_bytes(),
+            0,
+            "consecutive stanzas extend the inline run"
+        );
+        s.sm.on_ack(5, |_| {});
+        s.message(300); // 7
+        s.sm.on_ack(7, |t| acked.push(t));
+        assert_eq!(
+            (acked.as_slice(), s.sm.messages_acked()),
+            (&[100, 200, 300][..], 3)
+        );
+        assert_eq!(s.sm.heap_bytes(), 0);
     }
 }
