@@ -212,7 +212,7 @@ fn commit_delay_holds_only_what_nobody_waits_for() {
         );
 
         // The writes metric is published once a second: wait until it shows alice's write.
-        let writes_before = wait_for_metric_above(&server, "rookery_log_writes_total", 0);
+        let writes_before = server.wait_metric_above("rookery_log_writes_total", 0);
         assert!(writes_before > 0, "{backend}: alice's write never showed");
 
         // carol has no XEP-0198: nothing waits for her message's record but the delay.
@@ -227,7 +227,7 @@ fn commit_delay_holds_only_what_nobody_waits_for() {
             writes_before,
             "{backend}: the record nobody waits for was written before the delay"
         );
-        let writes = wait_for_metric_above(&server, "rookery_log_writes_total", writes_before);
+        let writes = server.wait_metric_above("rookery_log_writes_total", writes_before);
         assert!(
             writes > writes_before,
             "{backend}: the held record was never written ({writes} writes)"
@@ -243,18 +243,6 @@ fn commit_delay_holds_only_what_nobody_waits_for() {
             assert!(got.contains(body), "{backend}: {user} got {got}");
         }
         let _ = std::fs::remove_dir_all(&data_dir);
-    }
-}
-
-/// The metric once it exceeds `floor`, or its value after 10 s.
-fn wait_for_metric_above(server: &Server, name: &str, floor: u64) -> u64 {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let value = server.metric(name);
-        if value > floor || Instant::now() >= deadline {
-            return value;
-        }
-        std::thread::sleep(Duration::from_millis(50));
     }
 }
 

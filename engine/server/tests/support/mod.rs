@@ -272,6 +272,19 @@ impl Server {
         }
     }
 
+    /// The metric once it exceeds `floor`, or its value after 10 s (a counter published once a
+    /// second: wait for it to show what just happened).
+    pub fn wait_metric_above(&self, name: &str, floor: u64) -> u64 {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let value = self.metric(name);
+            if value > floor || Instant::now() >= deadline {
+                return value;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// Sum of a metric over shards; panics if the server does not publish it (a missing
     /// metric must not read as 0).
     pub fn metric(&self, name: &str) -> u64 {

@@ -262,7 +262,7 @@ impl Segment {
     /// The records of `entries` (all of this segment), whole, in order.
     pub fn read(&self, entries: &[Entry], out: &mut Vec<Vec<u8>>) -> io::Result<()> {
         let opened;
-        let file = match &self.backing {
+        let (file, unwritten) = match &self.backing {
             Backing::Memory { data, .. } => {
                 for entry in entries {
                     let at = entry.offset as usize;
@@ -285,7 +285,6 @@ impl Segment {
                 (&opened, unwritten.as_slice())
             }
         };
-        let (file, unwritten) = file;
         let written = self.bytes - unwritten.len() as u64;
         for entry in entries {
             let at = u64::from(entry.offset);
